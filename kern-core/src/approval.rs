@@ -1,0 +1,396 @@
+//! Approvals: the admin's side of a gated tool call.
+//!
+//! A required-approval call pauses its run and leaves a pending [`Approval`] row; an admin
+//! resolves the row with [`ApprovalUpdate`] (a compare-and-set on its status); `continue_run`
+//! reads the row back and obeys it. Audit calls leave a row only once they are resolved.
+
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::error::{Error, Result};
+use crate::run::{RunRequirement, RunStatus};
+use crate::schema;
+
+/// Declares string-backed enums stored as TEXT columns and in JSON.
+macro_rules! text_enum {
+    ($(#[$meta:meta])* $name:ident { $($(#[$vmeta:meta])* $variant:ident = $text:literal),+ $(,)? }) => {
+        $(#[$meta])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, ::serde::Serialize, ::serde::Deserialize)]
+        pub enum $name {
+            $($(#[$vmeta])* #[serde(rename = $text)] $variant),+
+        }
+
+        impl $name {
+            /// Every value, in declaration order.
+            pub const ALL: &'static [$name] = &[$($name::$variant),+];
+
+            /// The stored text of this value.
+            pub fn as_str(self) -> &'static str {
+                match self { $($name::$variant => $text),+ }
+            }
+        }
+
+        impl ::std::fmt::Display for $name {
+            fn fmt(&self, f: &mut ::std::fmt::Formatter<'_>) -> ::std::fmt::Result {
+                f.write_str(self.as_str())
+            }
+        }
+
+        impl ::std::str::FromStr for $name {
+            type Err = $crate::Error;
+
+            fn from_str(s: &str) -> ::std::result::Result<Self, $crate::Error> {
+                match s {
+                    $($text => Ok($name::$variant),)+
+                    other => Err($crate::Error::Corrupt(format!(concat!("unknown ", stringify!($name), " `{}`"), other))),
+                }
+            }
+        }
+    };
+}
+pub(crate) use text_enum;
+
+text_enum! {
+    /// Where an approval row stands.
+    ApprovalStatus {
+        /// Waiting for an admin.
+        Pending = "pending",
+        /// The admin allowed the call.
+        Approved = "approved",
+        /// The admin refused the call.
+        Rejected = "rejected",
+        /// Nobody decided before `expires_at`.
+        Expired = "expired",
+        /// Withdrawn; the call will not run.
+        Cancelled = "cancelled",
+    }
+}
+
+impl ApprovalStatus {
+    /// True once the row has left `pending`; resolved rows never change again.
+    pub fn is_resolved(self) -> bool {
+        self != ApprovalStatus::Pending
+    }
+}
+
+text_enum! {
+    /// Whether the row blocks the run or only records what happened.
+    ApprovalType {
+        /// The run waits for the row to be resolved.
+        Required = "required",
+        /// The row is written after the ordinary HITL interaction, as an audit trail.
+        Audit = "audit",
+    }
+}
+
+text_enum! {
+    /// The kind of human interaction the paused call waits for.
+    PauseType {
+        /// Confirm or reject the call.
+        Confirmation = "confirmation",
+        /// Supply some of its arguments.
+        UserInput = "user_input",
+        /// Carry it out elsewhere and hand back the result.
+        ExternalExecution = "external_execution",
+    }
+}
+
+text_enum! {
+    /// What kind of runner made the gated call.
+    SourceType {
+        /// A single agent (possibly a team member).
+        Agent = "agent",
+        /// A team's leader.
+        Team = "team",
+    }
+}
+
+/// A tool's approval requirement, as declared by `#[approval]`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ApprovalPolicy {
+    /// Blocking or audit.
+    pub approval_type: ApprovalType,
+    /// How long a pending row stays valid; `None` means it never expires.
+    pub expires_in: Option<Duration>,
+}
+
+impl ApprovalPolicy {
+    /// A blocking approval that never expires.
+    pub const REQUIRED: ApprovalPolicy = ApprovalPolicy { approval_type: ApprovalType::Required, expires_in: None };
+    /// An audit-only approval.
+    pub const AUDIT: ApprovalPolicy = ApprovalPolicy { approval_type: ApprovalType::Audit, expires_in: None };
+
+    /// The same policy with an expiry.
+    pub const fn expires_in(mut self, expires_in: Duration) -> Self {
+        self.expires_in = Some(expires_in);
+        self
+    }
+}
+
+/// One approval row.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Approval {
+    /// UUID v7, time-ordered.
+    pub id: String,
+    /// The run that made the call (for a team member, the member's own run).
+    pub run_id: String,
+    /// The session of that run.
+    pub session_id: String,
+    /// Where the row stands.
+    pub status: ApprovalStatus,
+    /// Blocking or audit.
+    pub approval_type: ApprovalType,
+    /// What the call waits for.
+    pub pause_type: PauseType,
+    /// Agent or team leader.
+    pub source_type: SourceType,
+    /// The name of the agent or team that made the call.
+    pub source_name: Option<String>,
+    /// The agent that made the call, when an agent did.
+    pub agent_id: Option<String>,
+    /// The team the call was made in, when any.
+    pub team_id: Option<String>,
+    /// The user the run acts for.
+    pub user_id: Option<String>,
+    /// The tool's wire name.
+    pub tool_name: String,
+    /// The arguments the model gave.
+    pub tool_args: Value,
+    /// The model's id of the call; the row decides this call and no other.
+    pub tool_call_id: String,
+    /// The requirements of the pause (the admin's context; this row decides `tool_call_id`).
+    pub requirements: Vec<RunRequirement>,
+    /// What the admin supplied: `{"note": ..}`, user-input `{"values": {..}}` (or the values
+    /// flat), or `{"result": ..}` for external execution.
+    pub resolution_data: Option<Value>,
+    /// Who resolved the row.
+    pub resolved_by: Option<String>,
+    /// When it was resolved.
+    pub resolved_at: Option<DateTime<Utc>>,
+    /// When it was written.
+    pub created_at: DateTime<Utc>,
+    /// When it last changed.
+    pub updated_at: DateTime<Utc>,
+    /// When a pending row stops being valid.
+    pub expires_at: Option<DateTime<Utc>>,
+    /// The status of the run that owns the row, kept in step with it.
+    pub run_status: RunStatus,
+}
+
+impl Approval {
+    /// The requirement this row decides.
+    pub fn requirement(&self) -> Option<&RunRequirement> {
+        self.requirements.iter().find(|r| r.tool_execution.tool_call_id == self.tool_call_id)
+    }
+
+    /// The admin's note, if the resolution data carries one.
+    pub fn note(&self) -> Option<&str> {
+        self.resolution_data.as_ref()?.get("note")?.as_str()
+    }
+
+    /// The user-input values the admin supplied: `{"values": {..}}` or the object itself.
+    pub fn user_input_values(&self) -> Option<&serde_json::Map<String, Value>> {
+        let data = self.resolution_data.as_ref()?.as_object()?;
+        match data.get("values") {
+            Some(Value::Object(values)) => Some(values),
+            _ => Some(data),
+        }
+    }
+
+    /// The external-execution result the admin supplied.
+    pub fn external_result(&self) -> Option<&Value> {
+        self.resolution_data.as_ref()?.get("result")
+    }
+
+    /// True when the row is pending past its expiry.
+    pub fn is_expired_at(&self, now: DateTime<Utc>) -> bool {
+        self.status == ApprovalStatus::Pending && self.expires_at.is_some_and(|at| at <= now)
+    }
+
+    /// Checks that `update` may be applied to this row: a legal transition, and resolution data
+    /// that fits the paused call. Stores call this before their compare-and-set.
+    pub fn check_update(&self, update: &ApprovalUpdate) -> Result<()> {
+        check_transition(&self.id, self.status, update.status)?;
+        if update.status != ApprovalStatus::Approved {
+            return Ok(());
+        }
+        let Some(data) = &update.resolution_data else { return Ok(()) };
+        let refuse = |reason: String| Error::InvalidResolution { id: self.id.clone(), reason };
+        match self.pause_type {
+            PauseType::UserInput => {
+                let object = data.as_object().ok_or_else(|| refuse("expected a JSON object".into()))?;
+                let values = match object.get("values") {
+                    Some(values) => values,
+                    None => data,
+                };
+                let schema = self
+                    .requirement()
+                    .and_then(|r| r.user_input_schema.as_ref())
+                    .ok_or_else(|| refuse("the paused call asks for no user input".into()))?;
+                schema::validate_partial(schema, values).map_err(refuse)
+            }
+            PauseType::ExternalExecution | PauseType::Confirmation => Ok(()),
+        }
+    }
+}
+
+/// Refuses transitions the lifecycle forbids: a resolved row never changes, nothing goes back
+/// to pending, and an expired row cannot be resolved.
+pub fn check_transition(id: &str, from: ApprovalStatus, to: ApprovalStatus) -> Result<()> {
+    if from.is_resolved() || to == ApprovalStatus::Pending {
+        return Err(Error::InvalidTransition { id: id.to_owned(), from, to });
+    }
+    Ok(())
+}
+
+/// An admin's resolution of an approval row.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ApprovalUpdate {
+    /// When set, the update applies only if the row still has this status (compare-and-set).
+    pub expected_status: Option<ApprovalStatus>,
+    /// The new status.
+    pub status: ApprovalStatus,
+    /// Who resolved it.
+    pub resolved_by: Option<String>,
+    /// When; the store uses the current time when `None`.
+    pub resolved_at: Option<DateTime<Utc>>,
+    /// A note, user-input values or an external result (see [`Approval::resolution_data`]).
+    pub resolution_data: Option<Value>,
+}
+
+impl ApprovalUpdate {
+    /// Approve a pending row.
+    pub fn approve(resolved_by: impl Into<String>) -> Self {
+        Self::resolve(ApprovalStatus::Approved, resolved_by)
+    }
+
+    /// Reject a pending row.
+    pub fn reject(resolved_by: impl Into<String>) -> Self {
+        Self::resolve(ApprovalStatus::Rejected, resolved_by)
+    }
+
+    fn resolve(status: ApprovalStatus, resolved_by: impl Into<String>) -> Self {
+        ApprovalUpdate {
+            expected_status: Some(ApprovalStatus::Pending),
+            status,
+            resolved_by: Some(resolved_by.into()),
+            resolved_at: Some(Utc::now()),
+            resolution_data: None,
+        }
+    }
+
+    /// Attaches resolution data.
+    pub fn with_data(mut self, data: Value) -> Self {
+        self.resolution_data = Some(data);
+        self
+    }
+}
+
+/// Filters and paging of [`crate::store::Store::list_approvals`]. Every filter is optional.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ApprovalQuery {
+    /// Only rows in this status.
+    pub status: Option<ApprovalStatus>,
+    /// Only rows of this type.
+    pub approval_type: Option<ApprovalType>,
+    /// Only rows of this pause type.
+    pub pause_type: Option<PauseType>,
+    /// Only rows from agents or only from teams.
+    pub source_type: Option<SourceType>,
+    /// Only rows of this agent.
+    pub agent_id: Option<String>,
+    /// Only rows of this team.
+    pub team_id: Option<String>,
+    /// Only rows of this user.
+    pub user_id: Option<String>,
+    /// Only rows of this run.
+    pub run_id: Option<String>,
+    /// Only rows of this session.
+    pub session_id: Option<String>,
+    /// Only rows created strictly before this time.
+    pub created_before: Option<DateTime<Utc>>,
+    /// Only rows created at or after this time.
+    pub created_after: Option<DateTime<Utc>>,
+    /// At most this many rows (default 50).
+    pub limit: Option<u32>,
+    /// 1-based page of `limit` rows (default 1).
+    pub page: Option<u32>,
+}
+
+macro_rules! query_setters {
+    ($($field:ident: $ty:ty),+ $(,)?) => {
+        impl ApprovalQuery {
+            $(
+                #[doc = concat!("Filters on `", stringify!($field), "`.")]
+                pub fn $field(mut self, value: impl Into<$ty>) -> Self {
+                    self.$field = Some(value.into());
+                    self
+                }
+            )+
+        }
+    };
+}
+
+query_setters! {
+    status: ApprovalStatus,
+    approval_type: ApprovalType,
+    pause_type: PauseType,
+    source_type: SourceType,
+    agent_id: String,
+    team_id: String,
+    user_id: String,
+    run_id: String,
+    session_id: String,
+    created_before: DateTime<Utc>,
+    created_after: DateTime<Utc>,
+    limit: u32,
+    page: u32,
+}
+
+impl ApprovalQuery {
+    /// The default page size.
+    pub const DEFAULT_LIMIT: u32 = 50;
+
+    /// The page size in effect.
+    pub fn effective_limit(&self) -> u32 {
+        self.limit.unwrap_or(Self::DEFAULT_LIMIT)
+    }
+
+    /// How many rows to skip for the requested page.
+    pub fn offset(&self) -> u64 {
+        u64::from(self.page.unwrap_or(1).max(1) - 1) * u64::from(self.effective_limit())
+    }
+
+    /// True when `approval` passes every filter (paging aside).
+    pub fn matches(&self, approval: &Approval) -> bool {
+        fn eq<T: PartialEq>(filter: &Option<T>, value: &T) -> bool {
+            filter.as_ref().is_none_or(|f| f == value)
+        }
+        fn eq_opt(filter: &Option<String>, value: &Option<String>) -> bool {
+            filter.as_ref().is_none_or(|f| value.as_ref() == Some(f))
+        }
+        eq(&self.status, &approval.status)
+            && eq(&self.approval_type, &approval.approval_type)
+            && eq(&self.pause_type, &approval.pause_type)
+            && eq(&self.source_type, &approval.source_type)
+            && eq_opt(&self.agent_id, &approval.agent_id)
+            && eq_opt(&self.team_id, &approval.team_id)
+            && eq_opt(&self.user_id, &approval.user_id)
+            && eq(&self.run_id, &approval.run_id)
+            && eq(&self.session_id, &approval.session_id)
+            && self.created_before.is_none_or(|t| approval.created_at < t)
+            && self.created_after.is_none_or(|t| approval.created_at >= t)
+    }
+}
+
+/// One page of approval rows, newest first.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ApprovalPage {
+    /// The rows of the page.
+    pub items: Vec<Approval>,
+    /// How many rows match the filters across all pages.
+    pub total: u64,
+}

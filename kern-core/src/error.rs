@@ -1,0 +1,136 @@
+//! The one error type of kern.
+
+use crate::approval::ApprovalStatus;
+use crate::models::ModelError;
+use crate::run::RunStatus;
+
+/// Shorthand for results whose error is [`enum@Error`].
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Everything that can go wrong in kern, one variant a cause, so callers can match on it.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// A builder was given no model.
+    #[error("no model configured: call .model(..) on the builder")]
+    NoModel,
+    /// A tool needs admin approval but nothing would store the approval row.
+    #[error("tool `{tool}` requires admin approval, which needs a database: call .db(..) on the builder")]
+    ApprovalNeedsDb {
+        /// The tool's wire name.
+        tool: String,
+    },
+    /// Two tools share a wire name.
+    #[error("two tools are named `{0}`: tool names must be unique")]
+    DuplicateTool(String),
+    /// Two team members share an id.
+    #[error("two team members have the id `{0}`: member ids must be unique")]
+    DuplicateMember(String),
+
+    /// No run has this id.
+    #[error("run `{0}` not found")]
+    RunNotFound(String),
+    /// The run is not paused, so it cannot be continued.
+    #[error("run `{run_id}` is {status}, not paused: only a paused run can be continued")]
+    RunNotPaused {
+        /// The run's id.
+        run_id: String,
+        /// Its current status.
+        status: RunStatus,
+    },
+    /// A requirement passed to `continue_run` names no paused call of the run.
+    #[error("run `{run_id}` has no paused tool call `{tool_call_id}`")]
+    UnknownRequirement {
+        /// The run's id.
+        run_id: String,
+        /// The call id the caller passed.
+        tool_call_id: String,
+    },
+    /// The model exceeded the configured number of tool-call rounds.
+    #[error("run `{run_id}` stopped after {rounds} tool-call rounds without a final answer")]
+    RoundLimit {
+        /// The run's id.
+        run_id: String,
+        /// The limit that was reached.
+        rounds: usize,
+    },
+
+    /// A required-approval call has no approval row.
+    #[error("no approval row for tool call `{tool_call_id}` of run `{run_id}`")]
+    ApprovalMissing {
+        /// The run's id.
+        run_id: String,
+        /// The gated call.
+        tool_call_id: String,
+    },
+    /// The approval row of a gated call has not been resolved yet.
+    #[error("approval `{approval_id}` is still pending: an admin must approve or reject it first")]
+    ApprovalPending {
+        /// The pending row's id.
+        approval_id: String,
+    },
+    /// The stored run state and its approval row disagree on what was approved.
+    #[error("approval `{approval_id}` does not match the paused call: {reason}")]
+    ApprovalMismatch {
+        /// The row's id.
+        approval_id: String,
+        /// What differs.
+        reason: String,
+    },
+    /// No approval row has this id.
+    #[error("approval `{0}` not found")]
+    ApprovalNotFound(String),
+    /// A compare-and-set update found the row in another status.
+    #[error("approval `{id}` is {actual}, not {expected}")]
+    ApprovalConflict {
+        /// The row's id.
+        id: String,
+        /// The status the caller expected.
+        expected: ApprovalStatus,
+        /// The status the row actually has.
+        actual: ApprovalStatus,
+    },
+    /// The update would move the row along a transition the lifecycle forbids.
+    #[error("approval `{id}` cannot go from {from} to {to}")]
+    InvalidTransition {
+        /// The row's id.
+        id: String,
+        /// Its current status.
+        from: ApprovalStatus,
+        /// The requested status.
+        to: ApprovalStatus,
+    },
+    /// The resolution data does not fit the paused call.
+    #[error("resolution data for approval `{id}` refused: {reason}")]
+    InvalidResolution {
+        /// The row's id.
+        id: String,
+        /// Why it does not fit.
+        reason: String,
+    },
+
+    /// The model provider failed.
+    #[error(transparent)]
+    Model(#[from] ModelError),
+    /// The database failed.
+    #[error("database error: {0}")]
+    Database(#[source] Box<dyn std::error::Error + Send + Sync>),
+    /// The stored schema was written by a newer version of kern.
+    #[error("database schema version {found} is newer than this build supports ({supported}): upgrade kern")]
+    SchemaTooNew {
+        /// The version found in the database.
+        found: i64,
+        /// The newest version this build knows.
+        supported: i64,
+    },
+    /// Stored data could not be decoded.
+    #[error("corrupt stored data: {0}")]
+    Corrupt(String),
+}
+
+impl Error {
+    /// Wraps a backend error as [`Error::Database`].
+    pub fn database(err: impl std::error::Error + Send + Sync + 'static) -> Self {
+        Error::Database(Box::new(err))
+    }
+}

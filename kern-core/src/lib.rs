@@ -1,0 +1,26 @@
+//! The engine of kern: tools, models, the agent and team loops, runs, approvals and the
+//! store trait, with an in-memory store.
+//!
+//! Users reach everything here through the `kern` facade; this crate is split out so the
+//! database backends (`kern-db`) can implement [`store::Store`] without a dependency cycle.
+
+pub mod agent;
+pub mod approval;
+mod error;
+pub mod models;
+pub mod run;
+pub mod schema;
+pub mod store;
+pub mod team;
+pub mod tools;
+
+pub use error::{Error, Result};
+
+/// A boxed, sendable future: the return type of the object-safe async traits
+/// ([`tools::Tool`], [`models::Model`], [`store::Store`]).
+pub type BoxFuture<'a, T> = std::pin::Pin<Box<dyn std::future::Future<Output = T> + Send + 'a>>;
+
+/// A new time-ordered identifier (UUID v7), used for runs, sessions and approvals.
+pub fn new_id() -> String {
+    uuid::Uuid::now_v7().to_string()
+}

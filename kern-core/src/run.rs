@@ -1,0 +1,232 @@
+//! Runs: what an agent or team did, what it waits for, and what it answered.
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+use crate::approval::{ApprovalType, PauseType, text_enum};
+use crate::models::{Message, Usage};
+
+text_enum! {
+    /// Where a run stands.
+    RunStatus {
+        /// The loop is working (or a continue has claimed the run).
+        Running = "running",
+        /// Waiting for people: see [`RunOutput::requirements`].
+        Paused = "paused",
+        /// Finished with a final answer.
+        Completed = "completed",
+        /// Stopped by an error.
+        Error = "error",
+        /// Stopped on request.
+        Cancelled = "cancelled",
+    }
+}
+
+text_enum! {
+    /// What became of one tool call.
+    ToolCallStatus {
+        /// Not decided yet: waiting for a person.
+        Paused = "paused",
+        /// Ran and returned a result.
+        Succeeded = "succeeded",
+        /// Ran (or tried to) and failed; the error went back to the model.
+        Failed = "failed",
+        /// A person or admin refused it; it did not run.
+        Rejected = "rejected",
+        /// Carried out outside the agent; the given result went back to the model.
+        External = "external",
+    }
+}
+
+/// One tool call of a run and its outcome.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ToolExecution {
+    /// The model's id for the call.
+    pub tool_call_id: String,
+    /// The tool's wire name.
+    pub tool_name: String,
+    /// The arguments the model gave (user-input values merged in once supplied).
+    pub tool_args: Value,
+    /// What became of the call.
+    pub status: ToolCallStatus,
+    /// The result or error text that went back to the model.
+    pub result: Option<Value>,
+    /// The approval row that gates the call, if any.
+    pub approval_id: Option<String>,
+}
+
+/// The team member whose call paused a team run.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MemberRef {
+    /// The member agent's id.
+    pub agent_id: String,
+    /// The member agent's name.
+    pub agent_name: Option<String>,
+    /// The member's own run (a child of the team run).
+    pub run_id: String,
+}
+
+/// A paused tool call and what a person has decided about it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RunRequirement {
+    /// The paused call.
+    pub tool_execution: ToolExecution,
+    /// What the call waits for.
+    pub pause_type: PauseType,
+    /// `Some(true)` once confirmed, `Some(false)` once rejected.
+    pub confirmation: Option<bool>,
+    /// Why it was rejected, for the model.
+    pub note: Option<String>,
+    /// JSON Schema of the values a person supplies (user-input pauses).
+    pub user_input_schema: Option<Value>,
+    /// The values supplied so far (user-input pauses).
+    pub user_input: Option<Map<String, Value>>,
+    /// The result handed back (external-execution pauses).
+    pub external_result: Option<Value>,
+    /// The approval kind of the tool, when it has one.
+    pub approval_type: Option<ApprovalType>,
+    /// The row an admin resolves (required approvals).
+    pub approval_id: Option<String>,
+    /// The team member that made the call, on a team run's output.
+    pub member: Option<MemberRef>,
+}
+
+impl RunRequirement {
+    /// A fresh requirement for a paused call.
+    pub fn new(tool_execution: ToolExecution, pause_type: PauseType, user_input_schema: Option<Value>) -> Self {
+        RunRequirement {
+            tool_execution,
+            pause_type,
+            confirmation: None,
+            note: None,
+            user_input_schema,
+            user_input: None,
+            external_result: None,
+            approval_type: None,
+            approval_id: None,
+            member: None,
+        }
+    }
+
+    /// The model's id of the paused call.
+    pub fn tool_call_id(&self) -> &str {
+        &self.tool_execution.tool_call_id
+    }
+
+    /// Allows the call.
+    pub fn confirm(&mut self) {
+        self.confirmation = Some(true);
+        self.note = None;
+    }
+
+    /// Refuses the call; the note (if not empty) tells the model why.
+    pub fn reject(&mut self, note: impl Into<String>) {
+        let note = note.into();
+        self.confirmation = Some(false);
+        self.note = (!note.is_empty()).then_some(note);
+    }
+
+    /// Supplies user-input values (merged with any given before) and allows the call.
+    pub fn provide_user_input(&mut self, values: Map<String, Value>) {
+        self.user_input.get_or_insert_with(Map::new).extend(values);
+        self.confirmation = Some(true);
+    }
+
+    /// Hands back the result of an externally executed call.
+    pub fn set_external_execution_result(&mut self, value: impl Into<Value>) {
+        self.external_result = Some(value.into());
+        self.confirmation = Some(true);
+    }
+
+    /// The user-input fields that are required and not yet supplied.
+    pub fn missing_user_input(&self) -> Vec<String> {
+        let required = self
+            .user_input_schema
+            .as_ref()
+            .and_then(|s| s.get("required"))
+            .and_then(Value::as_array)
+            .map(|names| names.iter().filter_map(Value::as_str).collect::<Vec<_>>())
+            .unwrap_or_default();
+        required
+            .into_iter()
+            .filter(|name| self.user_input.as_ref().is_none_or(|v| !v.contains_key(*name)))
+            .map(str::to_owned)
+            .collect()
+    }
+
+    /// True once a person has decided everything the call waits for.
+    pub fn is_resolved(&self) -> bool {
+        match self.confirmation {
+            None => false,
+            Some(false) => true,
+            Some(true) => match self.pause_type {
+                PauseType::Confirmation => true,
+                PauseType::UserInput => self.missing_user_input().is_empty(),
+                PauseType::ExternalExecution => self.external_result.is_some(),
+            },
+        }
+    }
+}
+
+/// What `run` and `continue_run` return.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RunOutput {
+    /// The run's id: pass it to `continue_run`.
+    pub run_id: String,
+    /// The session the run belongs to.
+    pub session_id: String,
+    /// Where the run stands.
+    pub status: RunStatus,
+    /// The final answer, once completed.
+    pub content: Option<String>,
+    /// Every tool call of the run and its outcome.
+    pub tools: Vec<ToolExecution>,
+    /// What the run waits for when paused.
+    pub requirements: Vec<RunRequirement>,
+    /// Extra facts; `"approval"` holds the approval records that decided gated calls.
+    pub metadata: Map<String, Value>,
+    /// Tokens spent on model calls.
+    pub usage: Usage,
+    /// The runs of team members, on a team run.
+    pub member_runs: Vec<RunOutput>,
+}
+
+/// The whole persisted state of a run: enough for a fresh agent in another process to go on.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RunRecord {
+    /// The run's id.
+    pub run_id: String,
+    /// Its session.
+    pub session_id: String,
+    /// The user it acts for.
+    pub user_id: Option<String>,
+    /// The agent that runs it (a team run has none).
+    pub agent_id: Option<String>,
+    /// The team it belongs to: the team's own run or a member's child run.
+    pub team_id: Option<String>,
+    /// The team run of a member's child run.
+    pub parent_run_id: Option<String>,
+    /// Where the run stands.
+    pub status: RunStatus,
+    /// The user's input that started it.
+    pub input: String,
+    /// The conversation so far, system prompt excluded.
+    pub messages: Vec<Message>,
+    /// Every tool call and its outcome.
+    pub tools: Vec<ToolExecution>,
+    /// What the run waits for when paused.
+    pub requirements: Vec<RunRequirement>,
+    /// The final answer.
+    pub content: Option<String>,
+    /// Extra facts, carried to the output.
+    pub metadata: Map<String, Value>,
+    /// Tokens spent.
+    pub usage: Usage,
+    /// Child runs of team members, by run id.
+    pub member_run_ids: Vec<String>,
+    /// When the run started.
+    pub created_at: DateTime<Utc>,
+    /// When the record was last written.
+    pub updated_at: DateTime<Utc>,
+}

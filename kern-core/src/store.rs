@@ -1,0 +1,103 @@
+//! Persistence: the [`Store`] trait and the in-memory store.
+//!
+//! A store keeps runs (so a fresh process can continue a paused run) and approval rows. The
+//! writes the loops make are grouped so each step of a cycle is one transaction: a pause
+//! writes the run state and its approval rows together, a claim is one compare-and-set, and a
+//! finished run writes its state, its audit rows and the `run_status` of its approval rows
+//! together.
+
+mod memory;
+
+use chrono::{DateTime, Utc};
+
+use crate::BoxFuture;
+use crate::approval::{Approval, ApprovalPage, ApprovalQuery, ApprovalStatus, ApprovalUpdate};
+use crate::error::{Error, Result};
+use crate::run::{RunRecord, RunStatus};
+
+pub use memory::MemoryDb;
+
+/// Where runs and approval rows live. Implemented by [`MemoryDb`] and by `kern-db`'s
+/// `SqliteDb` and `PostgresDb`; agents hold it as `Arc<dyn Store>`.
+pub trait Store: Send + Sync + 'static {
+    /// Writes the runs' state (insert or replace) and inserts `new_approvals`, in one
+    /// transaction; then every approval row of each run takes the run's status as its
+    /// `run_status`. If anything fails, nothing is written.
+    fn save_runs<'a>(&'a self, runs: &'a [RunRecord], new_approvals: &'a [Approval]) -> BoxFuture<'a, Result<()>>;
+
+    /// Reads a run's state.
+    fn load_run<'a>(&'a self, run_id: &'a str) -> BoxFuture<'a, Result<Option<RunRecord>>>;
+
+    /// Moves a paused run to running in one compare-and-set and returns its state, so exactly
+    /// one continue proceeds. Errors: [`Error::RunNotFound`], [`Error::RunNotPaused`].
+    fn claim_run<'a>(&'a self, run_id: &'a str) -> BoxFuture<'a, Result<RunRecord>>;
+
+    /// The latest `limit` top-level runs of a session (no parent run), oldest first.
+    fn session_runs<'a>(&'a self, session_id: &'a str, limit: usize) -> BoxFuture<'a, Result<Vec<RunRecord>>>;
+
+    /// Inserts an approval row.
+    fn create_approval<'a>(&'a self, approval: &'a Approval) -> BoxFuture<'a, Result<()>>;
+
+    /// Reads an approval row.
+    fn get_approval<'a>(&'a self, id: &'a str) -> BoxFuture<'a, Result<Option<Approval>>>;
+
+    /// Lists rows matching `query`, newest first (ties broken by id, descending).
+    fn list_approvals<'a>(&'a self, query: &'a ApprovalQuery) -> BoxFuture<'a, Result<ApprovalPage>>;
+
+    /// Resolves a pending row and returns it as stored.
+    ///
+    /// The status change is one conditional statement on `status = 'pending'` (and, when
+    /// given, `expected_status`), so of many concurrent resolutions exactly one wins. Errors:
+    /// [`Error::ApprovalNotFound`], [`Error::ApprovalConflict`] (naming the actual status),
+    /// [`Error::InvalidTransition`] (a resolved or expired row, or a move back to pending),
+    /// [`Error::InvalidResolution`] (data that does not fit the paused call; the row stays
+    /// pending), [`Error::Database`].
+    fn update_approval<'a>(&'a self, id: &'a str, update: ApprovalUpdate) -> BoxFuture<'a, Result<Approval>>;
+
+    /// Deletes a row; false when there was none.
+    fn delete_approval<'a>(&'a self, id: &'a str) -> BoxFuture<'a, Result<bool>>;
+
+    /// Counts pending rows, of one user or of all.
+    fn count_pending_approvals<'a>(&'a self, user_id: Option<&'a str>) -> BoxFuture<'a, Result<u64>>;
+
+    /// Sets the `run_status` of every row of a run; returns how many rows changed.
+    fn update_approval_run_status<'a>(&'a self, run_id: &'a str, status: RunStatus) -> BoxFuture<'a, Result<u64>>;
+
+    /// Marks pending rows whose `expires_at` is at or before `now` as expired; returns how many.
+    fn expire_approvals(&self, now: DateTime<Utc>) -> BoxFuture<'_, Result<u64>>;
+}
+
+/// True when `update` must be checked against the stored row before the compare-and-set:
+/// it carries resolution data to validate, or asks for a transition that can never apply.
+pub fn needs_precheck(update: &ApprovalUpdate) -> bool {
+    update.status == ApprovalStatus::Pending
+        || (update.status == ApprovalStatus::Approved && update.resolution_data.is_some())
+}
+
+/// Decides whether `update` may resolve `row` (the row as stored, `None` when absent) at `now`.
+///
+/// Stores call it before their compare-and-set when [`needs_precheck`] says so, and after a
+/// compare-and-set that matched no row, to name the reason (see [`unapplied_update_error`]).
+pub fn check_resolution(id: &str, row: Option<&Approval>, update: &ApprovalUpdate, now: DateTime<Utc>) -> Result<()> {
+    let row = row.ok_or_else(|| Error::ApprovalNotFound(id.to_owned()))?;
+    let actual = if row.is_expired_at(now) { ApprovalStatus::Expired } else { row.status };
+    if actual == ApprovalStatus::Expired {
+        return Err(Error::InvalidTransition { id: id.to_owned(), from: actual, to: update.status });
+    }
+    if let Some(expected) = update.expected_status.filter(|expected| *expected != actual) {
+        return Err(Error::ApprovalConflict { id: id.to_owned(), expected, actual });
+    }
+    row.check_update(update)
+}
+
+/// The error for a compare-and-set resolution that matched no row; `row` is the re-read row.
+pub fn unapplied_update_error(id: &str, row: Option<&Approval>, update: &ApprovalUpdate, now: DateTime<Utc>) -> Error {
+    match check_resolution(id, row, update, now) {
+        Err(err) => err,
+        Ok(()) => Error::ApprovalConflict {
+            id: id.to_owned(),
+            expected: update.expected_status.unwrap_or(ApprovalStatus::Pending),
+            actual: row.map_or(ApprovalStatus::Pending, |r| r.status),
+        },
+    }
+}
