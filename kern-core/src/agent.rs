@@ -1,1 +1,5 @@
-//! agent
+//! Agents (in progress).
+
+/// An agent.
+#[derive(Debug)]
+pub struct Agent;

@@ -1,1 +1,5 @@
-//! team
+//! Teams (in progress).
+
+/// A team.
+#[derive(Debug)]
+pub struct Team;
