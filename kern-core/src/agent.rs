@@ -1,5 +1,248 @@
-//! Agents (in progress).
+//! Agents: a model, tools and a store, driven by the run loop.
+//!
+//! ```
+//! # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+//! use kern_core::agent::Agent;
+//! use kern_core::models::{Reply, ScriptedModel};
+//! use kern_core::run::RunStatus;
+//!
+//! let model = ScriptedModel::new().when_user_contains("hello", Reply::text("Hi!"));
+//! let agent = Agent::builder().name("greeter").model(model).build()?;
+//! let run = agent.run("hello").await?;
+//! assert_eq!(run.status, RunStatus::Completed);
+//! assert_eq!(run.content.as_deref(), Some("Hi!"));
+//! # kern_core::Result::Ok(()) }).unwrap();
+//! ```
 
-/// An agent.
-#[derive(Debug)]
-pub struct Agent;
+use std::sync::Arc;
+
+use tracing::Instrument;
+
+use crate::approval::SourceType;
+use crate::engine::{Identity, RunRequest, Runner, Step, Toolbox};
+use crate::error::{Error, Result};
+use crate::models::Model;
+use crate::run::{RunOutput, RunRequirement, RunStatus};
+use crate::store::{MemoryDb, Store};
+use crate::tools::Tool;
+
+/// How many tool-call rounds a run may take unless configured otherwise.
+pub const DEFAULT_MAX_ROUNDS: usize = 10;
+
+/// An agent. Cheap to clone; clones share everything.
+#[derive(Clone)]
+pub struct Agent {
+    runner: Arc<Runner>,
+}
+
+impl std::fmt::Debug for Agent {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Agent").field("id", &self.id()).field("name", &self.name()).finish_non_exhaustive()
+    }
+}
+
+/// Who a run acts for and which conversation it continues.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RunOptions {
+    /// The session to continue; a new one when `None`.
+    pub session_id: Option<String>,
+    /// The user the run acts for; recorded on approval rows.
+    pub user_id: Option<String>,
+}
+
+impl RunOptions {
+    /// Continues the session `session_id`.
+    pub fn session_id(mut self, session_id: impl Into<String>) -> Self {
+        self.session_id = Some(session_id.into());
+        self
+    }
+
+    /// Acts for `user_id`.
+    pub fn user_id(mut self, user_id: impl Into<String>) -> Self {
+        self.user_id = Some(user_id.into());
+        self
+    }
+}
+
+impl Agent {
+    /// Starts configuring an agent.
+    pub fn builder() -> AgentBuilder {
+        AgentBuilder::default()
+    }
+
+    /// The agent's id, recorded on its runs and approval rows.
+    pub fn id(&self) -> &str {
+        self.runner.identity.agent_id.as_deref().unwrap_or_default()
+    }
+
+    /// The agent's name, if it has one.
+    pub fn name(&self) -> Option<&str> {
+        self.runner.identity.name.as_deref()
+    }
+
+    /// Runs the agent on `input` in a new session.
+    pub async fn run(&self, input: impl Into<String>) -> Result<RunOutput> {
+        self.run_with(input, RunOptions::default()).await
+    }
+
+    /// Runs the agent on `input` for a user and/or in an existing session.
+    ///
+    /// Returns when the run completes or pauses; a paused run, with its approval rows, is
+    /// already stored, and a failure to store it is this call's error.
+    pub async fn run_with(&self, input: impl Into<String>, options: RunOptions) -> Result<RunOutput> {
+        let request =
+            RunRequest { input: input.into(), session_id: options.session_id, user_id: options.user_id, parent_run_id: None };
+        let span = tracing::info_span!("kern.run", agent_id = self.id());
+        let step = self.runner.start(request).instrument(span).await;
+        persist(&*self.runner.store, step).await
+    }
+
+    /// Continues a paused run with the caller's answers to its requirements.
+    ///
+    /// Calls gated by a required approval are decided by their stored row, whatever
+    /// `requirements` says: a missing row is [`Error::ApprovalMissing`], a pending one
+    /// [`Error::ApprovalPending`], and either leaves the run paused and untouched. The run is
+    /// claimed before anything runs, so of concurrent continues exactly one proceeds.
+    pub async fn continue_run(&self, run_id: &str, requirements: Vec<RunRequirement>) -> Result<RunOutput> {
+        let span = tracing::info_span!("kern.continue", agent_id = self.id(), run_id);
+        continue_paused(&self.runner, run_id, &requirements).instrument(span).await
+    }
+
+    pub(crate) fn runner(&self) -> &Runner {
+        &self.runner
+    }
+}
+
+/// Loads, decides, claims and resumes a paused run, then stores the outcome.
+pub(crate) async fn continue_paused(runner: &Runner, run_id: &str, requirements: &[RunRequirement]) -> Result<RunOutput> {
+    let store = &*runner.store;
+    let record = store.load_run(run_id).await?.ok_or_else(|| Error::RunNotFound(run_id.to_owned()))?;
+    if record.status != RunStatus::Paused {
+        return Err(Error::RunNotPaused { run_id: run_id.to_owned(), status: record.status });
+    }
+    let decisions = runner.decide(&record, requirements).await?;
+    let claimed = store.claim_run(run_id).await?;
+    // Another continue may have resumed and re-paused the run between our read and our
+    // claim; then decide again on what we now own.
+    let decisions = if claimed.requirements == record.requirements {
+        decisions
+    } else {
+        match runner.decide(&claimed, requirements).await {
+            Ok(decisions) => decisions,
+            Err(error) => {
+                release(store, claimed).await?;
+                return Err(error);
+            }
+        }
+    };
+    persist(store, runner.resume(claimed, decisions).await).await
+}
+
+/// Gives a claimed run back, paused as it was.
+async fn release(store: &dyn Store, mut record: crate::run::RunRecord) -> Result<()> {
+    record.status = RunStatus::Paused;
+    store.save_runs(std::slice::from_ref(&record), &[]).await
+}
+
+/// Stores a step (run state and new rows, one transaction), then reports it.
+async fn persist(store: &dyn Store, step: Step) -> Result<RunOutput> {
+    store.save_runs(std::slice::from_ref(&step.record), &step.approvals).await?;
+    match step.error {
+        Some(error) => Err(error),
+        None => Ok(RunOutput::from(step.record)),
+    }
+}
+
+/// Configures an [`Agent`].
+#[derive(Default)]
+pub struct AgentBuilder {
+    id: Option<String>,
+    name: Option<String>,
+    instructions: Option<String>,
+    model: Option<Arc<dyn Model>>,
+    tools: Vec<Arc<dyn Tool>>,
+    db: Option<Arc<dyn Store>>,
+    max_rounds: Option<usize>,
+    history_runs: usize,
+}
+
+impl AgentBuilder {
+    /// The agent's id (default: its name, else `"agent"`). Keep it stable across processes.
+    pub fn id(mut self, id: impl Into<String>) -> Self {
+        self.id = Some(id.into());
+        self
+    }
+
+    /// The agent's name.
+    pub fn name(mut self, name: impl Into<String>) -> Self {
+        self.name = Some(name.into());
+        self
+    }
+
+    /// The system prompt.
+    pub fn instructions(mut self, instructions: impl Into<String>) -> Self {
+        self.instructions = Some(instructions.into());
+        self
+    }
+
+    /// The model (required). Pass an `Arc` to share one model between agents.
+    pub fn model(mut self, model: impl Model) -> Self {
+        self.model = Some(Arc::new(model));
+        self
+    }
+
+    /// Adds a tool.
+    pub fn tool(mut self, tool: impl Tool) -> Self {
+        self.tools.push(Arc::new(tool));
+        self
+    }
+
+    /// Adds tools already behind `Arc`s.
+    pub fn tools(mut self, tools: impl IntoIterator<Item = Arc<dyn Tool>>) -> Self {
+        self.tools.extend(tools);
+        self
+    }
+
+    /// Where runs and approval rows are stored. Required for tools with `#[approval]`;
+    /// without it runs are kept in memory.
+    pub fn db(mut self, db: impl Store) -> Self {
+        self.db = Some(Arc::new(db));
+        self
+    }
+
+    /// The most tool-call rounds a run may take (default [`DEFAULT_MAX_ROUNDS`]).
+    pub fn max_rounds(mut self, max_rounds: usize) -> Self {
+        self.max_rounds = Some(max_rounds);
+        self
+    }
+
+    /// How many earlier runs of the session the model sees (default 0).
+    pub fn history_runs(mut self, runs: usize) -> Self {
+        self.history_runs = runs;
+        self
+    }
+
+    /// Checks the configuration and builds the agent.
+    ///
+    /// Errors: [`Error::NoModel`], [`Error::DuplicateTool`], and [`Error::ApprovalNeedsDb`]
+    /// for a required-approval tool without a db (a pause would otherwise have nowhere to
+    /// put its row).
+    pub fn build(self) -> Result<Agent> {
+        let model = self.model.ok_or(Error::NoModel)?;
+        let tools = Toolbox::new(self.tools)?;
+        if let (None, Some(tool)) = (&self.db, tools.first_requiring_approval()) {
+            return Err(Error::ApprovalNeedsDb { tool: tool.to_owned() });
+        }
+        let id = self.id.or_else(|| self.name.clone()).unwrap_or_else(|| "agent".to_owned());
+        let runner = Runner {
+            identity: Identity { source_type: SourceType::Agent, name: self.name, agent_id: Some(id), team_id: None },
+            model,
+            instructions: self.instructions,
+            tools,
+            store: self.db.unwrap_or_else(|| Arc::new(MemoryDb::new())),
+            max_rounds: self.max_rounds.unwrap_or(DEFAULT_MAX_ROUNDS),
+            history_runs: self.history_runs,
+        };
+        Ok(Agent { runner: Arc::new(runner) })
+    }
+}

@@ -46,6 +46,14 @@ pub enum Error {
         /// The call id the caller passed.
         tool_call_id: String,
     },
+    /// User-input values supplied by the caller do not fit the tool's schema.
+    #[error("user input for tool call `{tool_call_id}` refused: {reason}")]
+    InvalidUserInput {
+        /// The paused call.
+        tool_call_id: String,
+        /// Why the values do not fit.
+        reason: String,
+    },
     /// The model exceeded the configured number of tool-call rounds.
     #[error("run `{run_id}` stopped after {rounds} tool-call rounds without a final answer")]
     RoundLimit {

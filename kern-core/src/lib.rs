@@ -6,6 +6,7 @@
 
 pub mod agent;
 pub mod approval;
+mod engine;
 mod error;
 pub mod models;
 pub mod run;
@@ -19,6 +20,13 @@ pub use error::{Error, Result};
 /// A boxed, sendable future: the return type of the object-safe async traits
 /// ([`tools::Tool`], [`models::Model`], [`store::Store`]).
 pub type BoxFuture<'a, T> = std::pin::Pin<Box<dyn std::future::Future<Output = T> + Send + 'a>>;
+
+/// The current time at the microsecond precision every store keeps, so a timestamp reads
+/// back exactly as it was written.
+pub fn now() -> chrono::DateTime<chrono::Utc> {
+    use chrono::SubsecRound;
+    chrono::Utc::now().trunc_subsecs(6)
+}
 
 /// A new time-ordered identifier (UUID v7), used for runs, sessions and approvals.
 pub fn new_id() -> String {

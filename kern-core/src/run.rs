@@ -90,6 +90,8 @@ pub struct RunRequirement {
     pub approval_id: Option<String>,
     /// The team member that made the call, on a team run's output.
     pub member: Option<MemberRef>,
+    /// Who decided the call, recorded on its audit row (audit tools).
+    pub resolved_by: Option<String>,
 }
 
 impl RunRequirement {
@@ -106,6 +108,7 @@ impl RunRequirement {
             approval_type: None,
             approval_id: None,
             member: None,
+            resolved_by: None,
         }
     }
 
@@ -137,6 +140,11 @@ impl RunRequirement {
     pub fn set_external_execution_result(&mut self, value: impl Into<Value>) {
         self.external_result = Some(value.into());
         self.confirmation = Some(true);
+    }
+
+    /// Records who decided the call; audit tools write it on their audit row.
+    pub fn set_resolved_by(&mut self, who: impl Into<String>) {
+        self.resolved_by = Some(who.into());
     }
 
     /// The user-input fields that are required and not yet supplied.
@@ -229,4 +237,20 @@ pub struct RunRecord {
     pub created_at: DateTime<Utc>,
     /// When the record was last written.
     pub updated_at: DateTime<Utc>,
+}
+
+impl From<RunRecord> for RunOutput {
+    fn from(record: RunRecord) -> Self {
+        RunOutput {
+            run_id: record.run_id,
+            session_id: record.session_id,
+            status: record.status,
+            content: record.content,
+            tools: record.tools,
+            requirements: record.requirements,
+            metadata: record.metadata,
+            usage: record.usage,
+            member_runs: Vec::new(),
+        }
+    }
 }

@@ -67,6 +67,57 @@ pub trait Store: Send + Sync + 'static {
     fn expire_approvals(&self, now: DateTime<Utc>) -> BoxFuture<'_, Result<u64>>;
 }
 
+/// A shared store is a store, so one `Arc<dyn Store>` can serve many agents.
+impl<S: Store + ?Sized> Store for std::sync::Arc<S> {
+    fn save_runs<'a>(&'a self, runs: &'a [RunRecord], new_approvals: &'a [Approval]) -> BoxFuture<'a, Result<()>> {
+        (**self).save_runs(runs, new_approvals)
+    }
+
+    fn load_run<'a>(&'a self, run_id: &'a str) -> BoxFuture<'a, Result<Option<RunRecord>>> {
+        (**self).load_run(run_id)
+    }
+
+    fn claim_run<'a>(&'a self, run_id: &'a str) -> BoxFuture<'a, Result<RunRecord>> {
+        (**self).claim_run(run_id)
+    }
+
+    fn session_runs<'a>(&'a self, session_id: &'a str, limit: usize) -> BoxFuture<'a, Result<Vec<RunRecord>>> {
+        (**self).session_runs(session_id, limit)
+    }
+
+    fn create_approval<'a>(&'a self, approval: &'a Approval) -> BoxFuture<'a, Result<()>> {
+        (**self).create_approval(approval)
+    }
+
+    fn get_approval<'a>(&'a self, id: &'a str) -> BoxFuture<'a, Result<Option<Approval>>> {
+        (**self).get_approval(id)
+    }
+
+    fn list_approvals<'a>(&'a self, query: &'a ApprovalQuery) -> BoxFuture<'a, Result<ApprovalPage>> {
+        (**self).list_approvals(query)
+    }
+
+    fn update_approval<'a>(&'a self, id: &'a str, update: ApprovalUpdate) -> BoxFuture<'a, Result<Approval>> {
+        (**self).update_approval(id, update)
+    }
+
+    fn delete_approval<'a>(&'a self, id: &'a str) -> BoxFuture<'a, Result<bool>> {
+        (**self).delete_approval(id)
+    }
+
+    fn count_pending_approvals<'a>(&'a self, user_id: Option<&'a str>) -> BoxFuture<'a, Result<u64>> {
+        (**self).count_pending_approvals(user_id)
+    }
+
+    fn update_approval_run_status<'a>(&'a self, run_id: &'a str, status: RunStatus) -> BoxFuture<'a, Result<u64>> {
+        (**self).update_approval_run_status(run_id, status)
+    }
+
+    fn expire_approvals(&self, now: DateTime<Utc>) -> BoxFuture<'_, Result<u64>> {
+        (**self).expire_approvals(now)
+    }
+}
+
 /// True when `update` must be checked against the stored row before the compare-and-set:
 /// it carries resolution data to validate, or asks for a transition that can never apply.
 pub fn needs_precheck(update: &ApprovalUpdate) -> bool {

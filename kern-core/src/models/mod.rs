@@ -31,6 +31,16 @@ pub trait Model: Send + Sync + 'static {
     fn respond<'a>(&'a self, request: ModelRequest<'a>) -> BoxFuture<'a, Result<ModelResponse, ModelError>>;
 }
 
+impl<M: Model + ?Sized> Model for std::sync::Arc<M> {
+    fn id(&self) -> &str {
+        (**self).id()
+    }
+
+    fn respond<'a>(&'a self, request: ModelRequest<'a>) -> BoxFuture<'a, Result<ModelResponse, ModelError>> {
+        (**self).respond(request)
+    }
+}
+
 /// Who said a message.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]

@@ -1,0 +1,293 @@
+//! The approval gate: what a paused call needs before it may run, and what was decided.
+//!
+//! At a pause the gate opens one pending row per required-approval call. At a continue it
+//! decides every paused call from the stored rows (for required approvals: the row wins over
+//! whatever the caller passed) and the caller's requirements (for plain HITL and audit
+//! calls). Deciding is pure, so a continue can decide before it claims the run and write
+//! nothing when a decision is an error.
+
+use std::collections::HashMap;
+
+use chrono::{DateTime, Utc};
+use serde_json::{Map, Value, json};
+
+use crate::approval::{Approval, ApprovalStatus, ApprovalType, PauseType};
+use crate::error::{Error, Result};
+use crate::run::{RunRecord, RunRequirement, RunStatus};
+use crate::schema;
+
+use super::Identity;
+use super::toolbox::Toolbox;
+
+/// Who refused a call, which decides what the model is told.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Refusal {
+    /// The caller rejected the requirement.
+    User,
+    /// An admin rejected the approval row.
+    Admin,
+    /// The row expired before anyone decided.
+    Expired,
+    /// The row was cancelled.
+    Cancelled,
+}
+
+/// What becomes of one paused call.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) enum Verdict {
+    /// Still waiting: the requirement (with anything supplied so far) stays on the run.
+    Wait,
+    /// Run the tool with these arguments.
+    Run(Value),
+    /// Do not run it; tell the model why.
+    Refuse(Refusal, Option<String>),
+    /// It was executed elsewhere; feed back this result.
+    External(Value),
+}
+
+/// A paused call, its requirement as now known, the verdict, and the row that decided it.
+#[derive(Debug, Clone)]
+pub(crate) struct Decision {
+    pub(crate) requirement: RunRequirement,
+    pub(crate) verdict: Verdict,
+    pub(crate) row: Option<Approval>,
+}
+
+/// The ids of the rows that gate the run's paused calls.
+pub(crate) fn gating_row_ids(record: &RunRecord) -> Vec<&str> {
+    record.requirements.iter().filter(|r| is_gated(r)).filter_map(|r| r.approval_id.as_deref()).collect()
+}
+
+fn is_gated(requirement: &RunRequirement) -> bool {
+    requirement.approval_type == Some(ApprovalType::Required)
+}
+
+/// Decides every paused call of `record`.
+///
+/// `rows` holds the stored rows by id; `caller` the requirements the caller passed (only
+/// their decisions are taken: confirmation, note, values, result, resolver; never the
+/// arguments). Errors leave nothing changed: a caller requirement for no paused call,
+/// a gated call without its row, a row that is still pending, a row that does not match
+/// the call, and user input that does not fit the tool.
+pub(crate) fn decide(
+    record: &RunRecord,
+    rows: &HashMap<String, Approval>,
+    caller: &[RunRequirement],
+    now: DateTime<Utc>,
+) -> Result<Vec<Decision>> {
+    if let Some(stray) =
+        caller.iter().find(|c| !record.requirements.iter().any(|r| r.tool_call_id() == c.tool_call_id()))
+    {
+        return Err(Error::UnknownRequirement {
+            run_id: record.run_id.clone(),
+            tool_call_id: stray.tool_call_id().to_owned(),
+        });
+    }
+    record
+        .requirements
+        .iter()
+        .map(|stored| {
+            let mut requirement = stored.clone();
+            if let Some(answer) = caller.iter().find(|c| c.tool_call_id() == stored.tool_call_id()) {
+                take_answer(&mut requirement, answer);
+            }
+            if is_gated(stored) {
+                decide_gated(record, requirement, rows, now)
+            } else {
+                let verdict = decide_by_caller(&requirement)?;
+                Ok(Decision { requirement, verdict, row: None })
+            }
+        })
+        .collect()
+}
+
+/// Copies the caller's decision onto the stored requirement, leaving the call itself alone.
+fn take_answer(requirement: &mut RunRequirement, answer: &RunRequirement) {
+    requirement.confirmation = answer.confirmation;
+    requirement.note.clone_from(&answer.note);
+    if let Some(values) = &answer.user_input {
+        requirement.user_input.get_or_insert_with(Map::new).extend(values.clone());
+    }
+    if answer.external_result.is_some() {
+        requirement.external_result.clone_from(&answer.external_result);
+    }
+    if answer.resolved_by.is_some() {
+        requirement.resolved_by.clone_from(&answer.resolved_by);
+    }
+}
+
+fn decide_gated(
+    record: &RunRecord,
+    mut requirement: RunRequirement,
+    rows: &HashMap<String, Approval>,
+    now: DateTime<Utc>,
+) -> Result<Decision> {
+    let call = &requirement.tool_execution;
+    let missing =
+        || Error::ApprovalMissing { run_id: record.run_id.clone(), tool_call_id: call.tool_call_id.clone() };
+    let row = requirement.approval_id.as_ref().and_then(|id| rows.get(id)).ok_or_else(missing)?.clone();
+    check_row_matches(record, &requirement, &row)?;
+    let status = if row.is_expired_at(now) { ApprovalStatus::Expired } else { row.status };
+    let verdict = match status {
+        ApprovalStatus::Pending => return Err(Error::ApprovalPending { approval_id: row.id }),
+        ApprovalStatus::Expired => Verdict::Refuse(Refusal::Expired, None),
+        ApprovalStatus::Cancelled => Verdict::Refuse(Refusal::Cancelled, None),
+        ApprovalStatus::Rejected => Verdict::Refuse(Refusal::Admin, row.note().map(str::to_owned)),
+        ApprovalStatus::Approved => match requirement.pause_type {
+            PauseType::Confirmation => Verdict::Run(requirement.tool_execution.tool_args.clone()),
+            PauseType::UserInput => {
+                // The admin's values win; the caller's fill only what the admin left out.
+                let mut values = requirement.user_input.take().unwrap_or_default();
+                values.extend(row.user_input_values().cloned().unwrap_or_default());
+                requirement.user_input = Some(values);
+                user_input_verdict(&requirement)?
+            }
+            PauseType::ExternalExecution => {
+                match row.external_result().cloned().or_else(|| requirement.external_result.clone()) {
+                    Some(result) => Verdict::External(result),
+                    None => Verdict::Wait,
+                }
+            }
+        },
+    };
+    Ok(Decision { requirement, verdict, row: Some(row) })
+}
+
+/// The row must be the one opened for this very call, with the arguments that were paused.
+fn check_row_matches(record: &RunRecord, requirement: &RunRequirement, row: &Approval) -> Result<()> {
+    let call = &requirement.tool_execution;
+    let reason = if row.run_id != record.run_id {
+        Some(format!("the row belongs to run `{}`", row.run_id))
+    } else if row.tool_call_id != call.tool_call_id {
+        Some(format!("the row decides call `{}`, not `{}`", row.tool_call_id, call.tool_call_id))
+    } else if row.tool_name != call.tool_name {
+        Some(format!("the row names tool `{}`, the call `{}`", row.tool_name, call.tool_name))
+    } else if row.tool_args != call.tool_args {
+        Some("the approved arguments differ from the paused call's".to_owned())
+    } else {
+        None
+    };
+    match reason {
+        Some(reason) => Err(Error::ApprovalMismatch { approval_id: row.id.clone(), reason }),
+        None => Ok(()),
+    }
+}
+
+fn decide_by_caller(requirement: &RunRequirement) -> Result<Verdict> {
+    Ok(match requirement.confirmation {
+        None => Verdict::Wait,
+        Some(false) => Verdict::Refuse(Refusal::User, requirement.note.clone()),
+        Some(true) => match requirement.pause_type {
+            PauseType::Confirmation => Verdict::Run(requirement.tool_execution.tool_args.clone()),
+            PauseType::UserInput => user_input_verdict(requirement)?,
+            PauseType::ExternalExecution => {
+                requirement.external_result.clone().map_or(Verdict::Wait, Verdict::External)
+            }
+        },
+    })
+}
+
+/// Runs the call once every required value is there and all of them fit the schema.
+fn user_input_verdict(requirement: &RunRequirement) -> Result<Verdict> {
+    if !requirement.missing_user_input().is_empty() {
+        return Ok(Verdict::Wait);
+    }
+    let values = requirement.user_input.clone().unwrap_or_default();
+    if let Some(schema) = &requirement.user_input_schema {
+        schema::validate(schema, &Value::Object(values.clone())).map_err(|reason| Error::InvalidUserInput {
+            tool_call_id: requirement.tool_call_id().to_owned(),
+            reason,
+        })?;
+    }
+    let mut args = requirement.tool_execution.tool_args.as_object().cloned().unwrap_or_default();
+    args.extend(values);
+    Ok(Verdict::Run(Value::Object(args)))
+}
+
+/// Opens one pending row per required-approval call that has none yet, and marks the calls
+/// with their row ids. Each row carries all of the pause's requirements as the admin's context.
+pub(crate) fn open_rows(identity: &Identity, tools: &Toolbox, record: &mut RunRecord) -> Vec<Approval> {
+    let now = crate::now();
+    let mut rows = Vec::new();
+    for requirement in record.requirements.iter_mut().filter(|r| is_gated(r) && r.approval_id.is_none()) {
+        let id = crate::new_id();
+        requirement.approval_id = Some(id.clone());
+        requirement.tool_execution.approval_id = Some(id.clone());
+        let call = &requirement.tool_execution;
+        if let Some(execution) = record.tools.iter_mut().find(|e| e.tool_call_id == call.tool_call_id) {
+            execution.approval_id = Some(id.clone());
+        }
+        let expires_at = tools.expires_in(&call.tool_name).map(|ttl| now + ttl);
+        rows.push(Approval {
+            id,
+            run_id: record.run_id.clone(),
+            session_id: record.session_id.clone(),
+            status: ApprovalStatus::Pending,
+            approval_type: ApprovalType::Required,
+            pause_type: requirement.pause_type,
+            source_type: identity.source_type,
+            source_name: identity.name.clone(),
+            agent_id: identity.agent_id.clone(),
+            team_id: identity.team_id.clone(),
+            user_id: record.user_id.clone(),
+            tool_name: call.tool_name.clone(),
+            tool_args: call.tool_args.clone(),
+            tool_call_id: call.tool_call_id.clone(),
+            requirements: Vec::new(),
+            resolution_data: None,
+            resolved_by: None,
+            resolved_at: None,
+            created_at: now,
+            updated_at: now,
+            expires_at,
+            run_status: RunStatus::Paused,
+        });
+    }
+    for row in &mut rows {
+        row.requirements.clone_from(&record.requirements);
+    }
+    rows
+}
+
+/// The audit row of a decided audit call: what was decided, by whom, with what data.
+pub(crate) fn audit_row(identity: &Identity, record: &RunRecord, decision: &Decision) -> Option<Approval> {
+    let requirement = &decision.requirement;
+    if requirement.approval_type != Some(ApprovalType::Audit) {
+        return None;
+    }
+    let (status, resolution_data) = match &decision.verdict {
+        Verdict::Wait => return None,
+        Verdict::Run(_) => (
+            ApprovalStatus::Approved,
+            requirement.user_input.as_ref().map(|values| json!({ "values": values })),
+        ),
+        Verdict::External(result) => (ApprovalStatus::Approved, Some(json!({ "result": result }))),
+        Verdict::Refuse(_, note) => (ApprovalStatus::Rejected, note.as_ref().map(|note| json!({ "note": note }))),
+    };
+    let now = crate::now();
+    let call = &requirement.tool_execution;
+    Some(Approval {
+        id: crate::new_id(),
+        run_id: record.run_id.clone(),
+        session_id: record.session_id.clone(),
+        status,
+        approval_type: ApprovalType::Audit,
+        pause_type: requirement.pause_type,
+        source_type: identity.source_type,
+        source_name: identity.name.clone(),
+        agent_id: identity.agent_id.clone(),
+        team_id: identity.team_id.clone(),
+        user_id: record.user_id.clone(),
+        tool_name: call.tool_name.clone(),
+        tool_args: call.tool_args.clone(),
+        tool_call_id: call.tool_call_id.clone(),
+        requirements: vec![requirement.clone()],
+        resolution_data,
+        resolved_by: requirement.resolved_by.clone(),
+        resolved_at: Some(now),
+        created_at: now,
+        updated_at: now,
+        expires_at: None,
+        run_status: record.status,
+    })
+}

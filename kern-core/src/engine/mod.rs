@@ -1,0 +1,371 @@
+//! The run loop shared by agents and teams.
+//!
+//! A [`Runner`] drives one run: ask the model, run the calls that need nobody (concurrently),
+//! pause on the ones that need a person, and on continue apply what was decided. It never
+//! writes to the store itself: each step returns a [`Step`] (the run state and the approval
+//! rows to insert) that the agent or team persists in one transaction, together with any
+//! member runs.
+
+mod gate;
+mod toolbox;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use futures_util::future::join_all;
+use serde_json::{Map, Value};
+use tracing::Instrument;
+
+pub(crate) use gate::Decision;
+pub(crate) use toolbox::Toolbox;
+
+use crate::approval::{Approval, SourceType};
+use crate::error::{Error, Result};
+use crate::models::{Message, Model, ModelRequest, Role, ToolCall};
+use crate::run::{RunRecord, RunRequirement, RunStatus, ToolCallStatus, ToolExecution};
+use crate::store::Store;
+use crate::tools::{RunContext, Tool, ToolError};
+use gate::{Refusal, Verdict};
+
+/// Who a runner acts as: written on approval rows and handed to tools.
+#[derive(Debug, Clone)]
+pub(crate) struct Identity {
+    pub(crate) source_type: SourceType,
+    pub(crate) name: Option<String>,
+    pub(crate) agent_id: Option<String>,
+    pub(crate) team_id: Option<String>,
+}
+
+/// The input of a new run.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct RunRequest {
+    pub(crate) input: String,
+    pub(crate) session_id: Option<String>,
+    pub(crate) user_id: Option<String>,
+    pub(crate) parent_run_id: Option<String>,
+}
+
+/// What a step of a run leaves to persist, and the error that ended it, if any.
+#[derive(Debug)]
+pub(crate) struct Step {
+    pub(crate) record: RunRecord,
+    pub(crate) approvals: Vec<Approval>,
+    pub(crate) error: Option<Error>,
+}
+
+impl Step {
+    fn finish(mut record: RunRecord, approvals: Vec<Approval>, result: Result<()>) -> Self {
+        record.updated_at = crate::now();
+        let error = result.err();
+        if let Some(error) = &error {
+            record.status = RunStatus::Error;
+            record.metadata.insert("error".into(), Value::String(error.to_string()));
+        }
+        Step { record, approvals, error }
+    }
+}
+
+/// A tool call ready to run.
+struct Invocation {
+    tool: Arc<dyn Tool>,
+    tool_name: String,
+    context: RunContext,
+    args: Value,
+}
+
+/// The loop of one agent (or team leader) over its model and tools.
+pub(crate) struct Runner {
+    pub(crate) identity: Identity,
+    pub(crate) model: Arc<dyn Model>,
+    pub(crate) instructions: Option<String>,
+    pub(crate) tools: Toolbox,
+    pub(crate) store: Arc<dyn Store>,
+    pub(crate) max_rounds: usize,
+    pub(crate) history_runs: usize,
+}
+
+impl Runner {
+    /// Starts a run and drives it until it completes, pauses or fails.
+    pub(crate) async fn start(&self, request: RunRequest) -> Step {
+        let now = crate::now();
+        let mut record = RunRecord {
+            run_id: crate::new_id(),
+            session_id: request.session_id.unwrap_or_else(crate::new_id),
+            user_id: request.user_id,
+            agent_id: self.identity.agent_id.clone(),
+            team_id: self.identity.team_id.clone(),
+            parent_run_id: request.parent_run_id,
+            status: RunStatus::Running,
+            input: request.input,
+            messages: Vec::new(),
+            tools: Vec::new(),
+            requirements: Vec::new(),
+            content: None,
+            metadata: Map::new(),
+            usage: Default::default(),
+            member_run_ids: Vec::new(),
+            created_at: now,
+            updated_at: now,
+        };
+        let mut approvals = Vec::new();
+        let result = async {
+            record.messages = self.history(&record.session_id).await?;
+            record.messages.push(Message::user(record.input.clone()));
+            self.advance(&mut record, &mut approvals).await
+        }
+        .await;
+        Step::finish(record, approvals, result)
+    }
+
+    /// Decides the paused calls of `record` from their stored rows and the caller's
+    /// requirements. Reads only, so an error here leaves the run as it was.
+    pub(crate) async fn decide(&self, record: &RunRecord, caller: &[RunRequirement]) -> Result<Vec<Decision>> {
+        let mut rows = HashMap::new();
+        for id in gate::gating_row_ids(record) {
+            if let Some(row) = self.store.get_approval(id).await? {
+                rows.insert(id.to_owned(), row);
+            }
+        }
+        gate::decide(record, &rows, caller, crate::now())
+    }
+
+    /// Applies `decisions` to a claimed run and drives it on once nothing waits any more.
+    pub(crate) async fn resume(&self, mut record: RunRecord, decisions: Vec<Decision>) -> Step {
+        record.status = RunStatus::Running;
+        let mut approvals = self.apply(&mut record, decisions).await;
+        let result = if record.requirements.is_empty() {
+            self.advance(&mut record, &mut approvals).await
+        } else {
+            record.status = RunStatus::Paused;
+            Ok(())
+        };
+        Step::finish(record, approvals, result)
+    }
+
+    /// The earlier completed runs of the session, as question and answer pairs.
+    async fn history(&self, session_id: &str) -> Result<Vec<Message>> {
+        if self.history_runs == 0 {
+            return Ok(Vec::new());
+        }
+        let runs = self.store.session_runs(session_id, self.history_runs).await?;
+        Ok(runs
+            .into_iter()
+            .filter(|run| run.status == RunStatus::Completed)
+            .flat_map(|run| {
+                let answer = run.content.map(Message::assistant);
+                std::iter::once(Message::user(run.input)).chain(answer)
+            })
+            .collect())
+    }
+
+    /// Model, then tools, until a final answer, a pause, or the round limit.
+    async fn advance(&self, record: &mut RunRecord, approvals: &mut Vec<Approval>) -> Result<()> {
+        loop {
+            let mut messages = Vec::with_capacity(record.messages.len() + 1);
+            messages.extend(self.instructions.as_deref().map(Message::system));
+            messages.extend(record.messages.iter().cloned());
+            let request = ModelRequest { messages: &messages, tools: self.tools.schemas() };
+            let response = self
+                .model
+                .respond(request)
+                .instrument(tracing::debug_span!("kern.model", model = self.model.id(), run_id = %record.run_id))
+                .await?;
+            record.usage += response.usage;
+            let calls = response.message.tool_calls.clone();
+            let text = response.message.content.clone();
+            record.messages.push(response.message);
+            if calls.is_empty() {
+                record.content = text;
+                record.status = RunStatus::Completed;
+                return Ok(());
+            }
+            let rounds =
+                record.messages.iter().filter(|m| m.role == Role::Assistant && !m.tool_calls.is_empty()).count();
+            if rounds > self.max_rounds {
+                return Err(Error::RoundLimit { run_id: record.run_id.clone(), rounds: self.max_rounds });
+            }
+            self.dispatch(record, calls).await;
+            if !record.requirements.is_empty() {
+                record.status = RunStatus::Paused;
+                approvals.extend(gate::open_rows(&self.identity, &self.tools, record));
+                return Ok(());
+            }
+        }
+    }
+
+    /// Handles one turn's calls: refuses unknown tools and malformed arguments (telling the
+    /// model), pauses calls that need a person, and runs the rest concurrently.
+    async fn dispatch(&self, record: &mut RunRecord, calls: Vec<ToolCall>) {
+        let mut ready = Vec::new();
+        for call in calls {
+            let mut execution = ToolExecution {
+                tool_call_id: call.id.clone(),
+                tool_name: call.name.clone(),
+                tool_args: Value::Null,
+                status: ToolCallStatus::Paused,
+                result: None,
+                approval_id: None,
+            };
+            let Some((tool, definition)) = self.tools.get(&call.name) else {
+                record.tools.push(execution);
+                complete(record, &call.id, Err(self.unknown_tool(&call.name)));
+                continue;
+            };
+            let args = match parse_arguments(&call.arguments) {
+                Ok(args) => args,
+                Err(error) => {
+                    execution.tool_args = Value::String(call.arguments.clone());
+                    record.tools.push(execution);
+                    complete(record, &call.id, Err(error));
+                    continue;
+                }
+            };
+            execution.tool_args = args.clone();
+            match definition.hitl.pause_type() {
+                Some(pause_type) => {
+                    let mut requirement =
+                        RunRequirement::new(execution.clone(), pause_type, definition.user_input_schema.clone());
+                    requirement.approval_type = definition.approval.map(|p| p.approval_type);
+                    record.requirements.push(requirement);
+                    record.tools.push(execution);
+                }
+                None => {
+                    record.tools.push(execution);
+                    let context = self.context(record, &call.id, None);
+                    let tool_name = call.name;
+                    ready.push((call.id, Invocation { tool: Arc::clone(tool), tool_name, context, args }));
+                }
+            }
+        }
+        self.execute(record, ready).await;
+    }
+
+    /// Applies decisions: refused and external calls are answered, approved ones run
+    /// (concurrently), undecided ones stay on the run. Returns the audit rows to write.
+    async fn apply(&self, record: &mut RunRecord, decisions: Vec<Decision>) -> Vec<Approval> {
+        let mut waiting = Vec::new();
+        let mut ready = Vec::new();
+        let mut audits = Vec::new();
+        for decision in decisions {
+            audits.extend(gate::audit_row(&self.identity, record, &decision));
+            if let Some(row) = &decision.row {
+                record_approval(record, row);
+            }
+            let call_id = decision.requirement.tool_call_id().to_owned();
+            match decision.verdict {
+                Verdict::Wait => waiting.push(decision.requirement),
+                Verdict::Refuse(refusal, note) => {
+                    let text = refusal_text(&decision.requirement.tool_execution.tool_name, refusal, note.as_deref());
+                    complete_as(record, &call_id, ToolCallStatus::Rejected, Value::String(text));
+                }
+                Verdict::External(result) => complete_as(record, &call_id, ToolCallStatus::External, result),
+                Verdict::Run(args) => {
+                    if let Some(execution) = record.tools.iter_mut().find(|e| e.tool_call_id == call_id) {
+                        execution.tool_args = args.clone();
+                    }
+                    let tool_name = decision.requirement.tool_execution.tool_name;
+                    match self.tools.get(&tool_name) {
+                        Some((tool, _)) => {
+                            let approval_id = decision.row.as_ref().map(|row| row.id.as_str());
+                            let context = self.context(record, &call_id, approval_id);
+                            ready.push((call_id, Invocation { tool: Arc::clone(tool), tool_name, context, args }));
+                        }
+                        None => complete(record, &call_id, Err(self.unknown_tool(&tool_name))),
+                    }
+                }
+            }
+        }
+        record.requirements = waiting;
+        self.execute(record, ready).await;
+        audits
+    }
+
+    /// Runs invocations concurrently and records each result, in call order.
+    async fn execute(&self, record: &mut RunRecord, ready: Vec<(String, Invocation)>) {
+        let results = join_all(ready.into_iter().map(|(call_id, invocation)| async move {
+            let span = tracing::info_span!(
+                "kern.tool",
+                tool = %invocation.tool_name,
+                call_id = %invocation.context.tool_call_id,
+                run_id = %invocation.context.run_id
+            );
+            let result = invocation.tool.call(&invocation.context, invocation.args).instrument(span).await;
+            (call_id, result)
+        }))
+        .await;
+        for (call_id, result) in results {
+            complete(record, &call_id, result);
+        }
+    }
+
+    fn unknown_tool(&self, name: &str) -> ToolError {
+        ToolError::Failed(format!("unknown tool `{name}`; available tools: {}", self.tools.names()))
+    }
+
+    fn context(&self, record: &RunRecord, tool_call_id: &str, approval_id: Option<&str>) -> RunContext {
+        RunContext {
+            run_id: record.run_id.clone(),
+            session_id: record.session_id.clone(),
+            user_id: record.user_id.clone(),
+            agent_id: self.identity.agent_id.clone(),
+            team_id: record.team_id.clone(),
+            tool_call_id: tool_call_id.to_owned(),
+            approval_id: approval_id.map(str::to_owned),
+            idempotency_key: approval_id.map(|id| format!("{id}:{tool_call_id}")),
+        }
+    }
+}
+
+/// Parses the model's argument text; empty text means no arguments.
+fn parse_arguments(raw: &str) -> Result<Value, ToolError> {
+    if raw.trim().is_empty() {
+        return Ok(Value::Object(Map::new()));
+    }
+    serde_json::from_str(raw).map_err(|e| ToolError::InvalidArguments(format!("arguments are not valid JSON: {e}")))
+}
+
+/// Records a call's outcome and tells the model.
+fn complete(record: &mut RunRecord, call_id: &str, result: Result<Value, ToolError>) {
+    match result {
+        Ok(value) => complete_as(record, call_id, ToolCallStatus::Succeeded, value),
+        Err(error) => complete_as(record, call_id, ToolCallStatus::Failed, Value::String(format!("error: {error}"))),
+    }
+}
+
+fn complete_as(record: &mut RunRecord, call_id: &str, status: ToolCallStatus, result: Value) {
+    let text = match &result {
+        Value::String(text) => text.clone(),
+        other => other.to_string(),
+    };
+    let mut name = String::new();
+    if let Some(execution) = record.tools.iter_mut().find(|e| e.tool_call_id == call_id) {
+        execution.status = status;
+        execution.result = Some(result);
+        name.clone_from(&execution.tool_name);
+    }
+    record.messages.push(Message::tool_result(call_id, name, text));
+}
+
+fn refusal_text(tool: &str, refusal: Refusal, note: Option<&str>) -> String {
+    let head = match refusal {
+        Refusal::User => format!("The call to `{tool}` was rejected by the user"),
+        Refusal::Admin => format!("The call to `{tool}` was rejected by an admin"),
+        Refusal::Expired => format!("The call to `{tool}` was not run: its approval expired before an admin decided"),
+        Refusal::Cancelled => format!("The call to `{tool}` was not run: its approval was cancelled"),
+    };
+    match note {
+        Some(note) => format!("{head}: {note}"),
+        None => format!("{head}."),
+    }
+}
+
+/// Exposes the rows that decided gated calls on the run: `metadata.approval` is the latest,
+/// `metadata.approvals` all of them.
+fn record_approval(record: &mut RunRecord, row: &Approval) {
+    let value = serde_json::to_value(row).unwrap_or(Value::Null);
+    match record.metadata.entry("approvals").or_insert_with(|| Value::Array(Vec::new())) {
+        Value::Array(all) => all.push(value.clone()),
+        other => *other = Value::Array(vec![value.clone()]),
+    }
+    record.metadata.insert("approval".into(), value);
+}
