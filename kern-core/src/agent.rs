@@ -19,7 +19,7 @@ use std::sync::Arc;
 use tracing::Instrument;
 
 use crate::approval::SourceType;
-use crate::engine::{Identity, RunRequest, Runner, Step, Toolbox};
+use crate::engine::{Identity, RunRequest, Runner, Step, Toolbox, Writes};
 use crate::error::{Error, Result};
 use crate::models::Model;
 use crate::run::{RunOutput, RunRequirement, RunStatus};
@@ -90,8 +90,12 @@ impl Agent {
     /// Returns when the run completes or pauses; a paused run, with its approval rows, is
     /// already stored, and a failure to store it is this call's error.
     pub async fn run_with(&self, input: impl Into<String>, options: RunOptions) -> Result<RunOutput> {
-        let request =
-            RunRequest { input: input.into(), session_id: options.session_id, user_id: options.user_id, parent_run_id: None };
+        let request = RunRequest {
+            input: input.into(),
+            session_id: options.session_id,
+            user_id: options.user_id,
+            parent_run_id: None,
+        };
         let span = tracing::info_span!("kern.run", agent_id = self.id());
         let step = self.runner.start(request).instrument(span).await;
         persist(&*self.runner.store, step).await
@@ -114,7 +118,11 @@ impl Agent {
 }
 
 /// Loads, decides, claims and resumes a paused run, then stores the outcome.
-pub(crate) async fn continue_paused(runner: &Runner, run_id: &str, requirements: &[RunRequirement]) -> Result<RunOutput> {
+pub(crate) async fn continue_paused(
+    runner: &Runner,
+    run_id: &str,
+    requirements: &[RunRequirement],
+) -> Result<RunOutput> {
     let store = &*runner.store;
     let record = store.load_run(run_id).await?.ok_or_else(|| Error::RunNotFound(run_id.to_owned()))?;
     if record.status != RunStatus::Paused {
@@ -135,7 +143,7 @@ pub(crate) async fn continue_paused(runner: &Runner, run_id: &str, requirements:
             }
         }
     };
-    persist(store, runner.resume(claimed, decisions).await).await
+    persist(store, runner.resume(claimed, decisions, Writes::default()).await).await
 }
 
 /// Gives a claimed run back, paused as it was.
@@ -146,7 +154,7 @@ async fn release(store: &dyn Store, mut record: crate::run::RunRecord) -> Result
 
 /// Stores a step (run state and new rows, one transaction), then reports it.
 async fn persist(store: &dyn Store, step: Step) -> Result<RunOutput> {
-    store.save_runs(std::slice::from_ref(&step.record), &step.approvals).await?;
+    store.save_runs(&step.runs(), &step.writes.approvals).await?;
     match step.error {
         Some(error) => Err(error),
         None => Ok(RunOutput::from(step.record)),
@@ -242,6 +250,7 @@ impl AgentBuilder {
             store: self.db.unwrap_or_else(|| Arc::new(MemoryDb::new())),
             max_rounds: self.max_rounds.unwrap_or(DEFAULT_MAX_ROUNDS),
             history_runs: self.history_runs,
+            roster: None,
         };
         Ok(Agent { runner: Arc::new(runner) })
     }

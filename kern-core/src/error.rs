@@ -27,6 +27,9 @@ pub enum Error {
     #[error("two team members have the id `{0}`: member ids must be unique")]
     DuplicateMember(String),
 
+    /// A team run waits on a member the team no longer has.
+    #[error("team has no member `{0}`")]
+    UnknownMember(String),
     /// No run has this id.
     #[error("run `{0}` not found")]
     RunNotFound(String),

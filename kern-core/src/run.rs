@@ -67,6 +67,26 @@ pub struct MemberRef {
     pub run_id: String,
 }
 
+/// A team leader's delegation call and the member runs it waits for.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Delegation {
+    /// The leader's call that handed out the task.
+    pub tool_call_id: String,
+    /// The member runs it started.
+    pub runs: Vec<MemberRun>,
+}
+
+/// A member's child run started by a delegation, as far as the leader knows it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct MemberRun {
+    /// Who runs it.
+    pub member: MemberRef,
+    /// Where it stands.
+    pub status: RunStatus,
+    /// What it answered (or the error that ended it).
+    pub content: Option<String>,
+}
+
 /// A paused tool call and what a person has decided about it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct RunRequirement {
@@ -233,6 +253,9 @@ pub struct RunRecord {
     pub usage: Usage,
     /// Child runs of team members, by run id.
     pub member_run_ids: Vec<String>,
+    /// The leader's delegations still waiting on paused member runs.
+    #[serde(default)]
+    pub delegations: Vec<Delegation>,
     /// When the run started.
     pub created_at: DateTime<Utc>,
     /// When the record was last written.

@@ -1,5 +1,331 @@
-//! Teams (in progress).
+//! Teams: a leader model that delegates tasks to member agents.
+//!
+//! The leader is a run loop like an agent's, with two built-in tools that hand a task to one
+//! member or to all of them. Each member works in a child run of the team run. Approvals work
+//! at both levels: a team tool's row belongs to the team run; a member tool's row belongs to
+//! the member's run and names the team; either pauses the whole team run.
 
-/// A team.
-#[derive(Debug)]
-pub struct Team;
+use std::sync::Arc;
+
+use tracing::Instrument;
+
+use crate::agent::{Agent, DEFAULT_MAX_ROUNDS, RunOptions};
+use crate::approval::SourceType;
+use crate::engine::{Decision, Identity, Member, Roster, RunRequest, Runner, Step, Toolbox, Writes, settle, track};
+use crate::error::{Error, Result};
+use crate::models::Model;
+use crate::run::{RunOutput, RunRecord, RunRequirement, RunStatus};
+use crate::store::{MemoryDb, Store};
+use crate::tools::Tool;
+
+/// A team of agents under a leader model. Cheap to clone.
+#[derive(Clone)]
+pub struct Team {
+    leader: Arc<Runner>,
+}
+
+impl std::fmt::Debug for Team {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Team").field("id", &self.id()).finish_non_exhaustive()
+    }
+}
+
+/// A paused member run, ready to resume once the team run is claimed.
+struct MemberResumption<'a> {
+    member: &'a Member,
+    record: RunRecord,
+    decisions: Vec<Decision>,
+}
+
+impl Team {
+    /// Starts configuring a team.
+    pub fn builder() -> TeamBuilder {
+        TeamBuilder::default()
+    }
+
+    /// The team's id, recorded on its runs and approval rows.
+    pub fn id(&self) -> &str {
+        self.leader.identity.team_id.as_deref().unwrap_or_default()
+    }
+
+    /// Runs the team on `input` in a new session.
+    pub async fn run(&self, input: impl Into<String>) -> Result<RunOutput> {
+        self.run_with(input, RunOptions::default()).await
+    }
+
+    /// Runs the team on `input` for a user and/or in an existing session.
+    pub async fn run_with(&self, input: impl Into<String>, options: RunOptions) -> Result<RunOutput> {
+        let request = RunRequest {
+            input: input.into(),
+            session_id: options.session_id,
+            user_id: options.user_id,
+            parent_run_id: None,
+        };
+        let step =
+            self.leader.start(request).instrument(tracing::info_span!("kern.team_run", team_id = self.id())).await;
+        self.persist(step).await
+    }
+
+    /// Continues a paused team run: paused members resume first (their rows checked as an
+    /// agent checks them), then the leader (its own rows checked likewise).
+    ///
+    /// `requirements` may mix the team's own and the members' (those with `member` set), as
+    /// found on the paused run's output.
+    pub async fn continue_run(&self, run_id: &str, requirements: Vec<RunRequirement>) -> Result<RunOutput> {
+        let span = tracing::info_span!("kern.team_continue", team_id = self.id(), run_id);
+        async {
+            let store = &*self.leader.store;
+            let claimed = store.claim_run(run_id).await?;
+            let (team_decisions, members) = match self.prepare(&claimed, &requirements).await {
+                Ok(prepared) => prepared,
+                Err(error) => {
+                    self.release(claimed, &[]).await?;
+                    return Err(error);
+                }
+            };
+            let mut owned = Vec::new();
+            for resumption in &members {
+                match store.claim_run(&resumption.record.run_id).await {
+                    Ok(_) => owned.push(resumption.record.clone()),
+                    Err(error) => {
+                        self.release(claimed, &owned).await?;
+                        return Err(error);
+                    }
+                }
+            }
+            let step = self.resume(claimed, team_decisions, members).await;
+            self.persist(step).await
+        }
+        .instrument(span)
+        .await
+    }
+
+    /// Decides everything the team run waits for, reading only.
+    async fn prepare<'a>(
+        &'a self,
+        record: &RunRecord,
+        requirements: &[RunRequirement],
+    ) -> Result<(Vec<Decision>, Vec<MemberResumption<'a>>)> {
+        let (member_answers, team_answers): (Vec<&RunRequirement>, Vec<&RunRequirement>) =
+            requirements.iter().partition(|r| r.member.is_some());
+        let mut team_view = record.clone();
+        team_view.requirements.retain(|r| r.member.is_none());
+        let team_answers: Vec<RunRequirement> = team_answers.into_iter().cloned().collect();
+        let team_decisions = self.leader.decide(&team_view, &team_answers).await?;
+
+        let paused: Vec<_> = record
+            .delegations
+            .iter()
+            .flat_map(|d| &d.runs)
+            .filter(|run| run.status == RunStatus::Paused)
+            .map(|run| run.member.clone())
+            .collect();
+        if let Some(stray) = member_answers
+            .iter()
+            .find(|answer| answer.member.as_ref().is_some_and(|m| !paused.iter().any(|p| p.run_id == m.run_id)))
+        {
+            return Err(Error::UnknownRequirement {
+                run_id: record.run_id.clone(),
+                tool_call_id: stray.tool_call_id().to_owned(),
+            });
+        }
+        let roster = self.roster();
+        let mut members = Vec::new();
+        for reference in paused {
+            let member =
+                roster.get(&reference.agent_id).ok_or_else(|| Error::UnknownMember(reference.agent_id.clone()))?;
+            let store = &*self.leader.store;
+            let member_record =
+                store.load_run(&reference.run_id).await?.ok_or_else(|| Error::RunNotFound(reference.run_id.clone()))?;
+            if member_record.status != RunStatus::Paused {
+                return Err(Error::RunNotPaused { run_id: reference.run_id, status: member_record.status });
+            }
+            let answers: Vec<RunRequirement> = member_answers
+                .iter()
+                .filter(|a| a.member.as_ref().is_some_and(|m| m.run_id == reference.run_id))
+                .map(|a| RunRequirement { member: None, ..(*a).clone() })
+                .collect();
+            let decisions = member.runner.decide(&member_record, &answers).await?;
+            members.push(MemberResumption { member, record: member_record, decisions });
+        }
+        Ok((team_decisions, members))
+    }
+
+    /// Resumes the paused members, answers the delegations they finish, then the leader.
+    async fn resume(
+        &self,
+        mut record: RunRecord,
+        decisions: Vec<Decision>,
+        members: Vec<MemberResumption<'_>>,
+    ) -> Step {
+        let mut writes = Writes::default();
+        record.requirements.retain(|r| r.member.is_none());
+        for MemberResumption { member, record: member_record, decisions } in members {
+            let step = member.runner.resume(member_record, decisions, Writes::default()).await;
+            let run = track(&mut record, member, step, &mut writes);
+            for delegation in &mut record.delegations {
+                for slot in delegation.runs.iter_mut().filter(|r| r.member.run_id == run.member.run_id) {
+                    *slot = run.clone();
+                }
+            }
+        }
+        settle(&mut record);
+        self.leader.resume(record, decisions, writes).await
+    }
+
+    /// Gives claimed runs back, paused as they were.
+    async fn release(&self, team: RunRecord, members: &[RunRecord]) -> Result<()> {
+        let runs: Vec<RunRecord> = members
+            .iter()
+            .cloned()
+            .chain(std::iter::once(team))
+            .map(|mut run| {
+                run.status = RunStatus::Paused;
+                run
+            })
+            .collect();
+        self.leader.store.save_runs(&runs, &[]).await
+    }
+
+    /// Stores a step (team run, member runs and new rows in one transaction), then reports
+    /// it with every member run of the team run.
+    async fn persist(&self, step: Step) -> Result<RunOutput> {
+        let store = &*self.leader.store;
+        store.save_runs(&step.runs(), &step.writes.approvals).await?;
+        if let Some(error) = step.error {
+            return Err(error);
+        }
+        let Step { record, writes, .. } = step;
+        let mut member_runs = Vec::with_capacity(record.member_run_ids.len());
+        for run_id in &record.member_run_ids {
+            let run = match writes.member_runs.iter().find(|r| &r.run_id == run_id) {
+                Some(run) => run.clone(),
+                None => store.load_run(run_id).await?.ok_or_else(|| Error::RunNotFound(run_id.clone()))?,
+            };
+            member_runs.push(RunOutput::from(run));
+        }
+        let mut output = RunOutput::from(record);
+        output.member_runs = member_runs;
+        Ok(output)
+    }
+
+    fn roster(&self) -> &Roster {
+        self.leader.roster.as_deref().expect("a team's leader always has a roster")
+    }
+}
+
+/// Configures a [`Team`].
+#[derive(Default)]
+pub struct TeamBuilder {
+    id: Option<String>,
+    name: Option<String>,
+    instructions: Option<String>,
+    model: Option<Arc<dyn Model>>,
+    members: Vec<Agent>,
+    tools: Vec<Arc<dyn Tool>>,
+    db: Option<Arc<dyn Store>>,
+    max_rounds: Option<usize>,
+    history_runs: usize,
+}
+
+impl TeamBuilder {
+    /// The team's id (default: its name, else `"team"`). Keep it stable across processes.
+    pub fn id(mut self, id: impl Into<String>) -> Self {
+        self.id = Some(id.into());
+        self
+    }
+
+    /// The team's name.
+    pub fn name(mut self, name: impl Into<String>) -> Self {
+        self.name = Some(name.into());
+        self
+    }
+
+    /// The leader's system prompt.
+    pub fn instructions(mut self, instructions: impl Into<String>) -> Self {
+        self.instructions = Some(instructions.into());
+        self
+    }
+
+    /// The leader's model (required).
+    pub fn model(mut self, model: impl Model) -> Self {
+        self.model = Some(Arc::new(model));
+        self
+    }
+
+    /// Adds a member agent. Its runs are stored in the team's db.
+    pub fn member(mut self, agent: Agent) -> Self {
+        self.members.push(agent);
+        self
+    }
+
+    /// Adds a tool the leader calls itself.
+    pub fn tool(mut self, tool: impl Tool) -> Self {
+        self.tools.push(Arc::new(tool));
+        self
+    }
+
+    /// Where the team's and its members' runs and approval rows are stored.
+    pub fn db(mut self, db: impl Store) -> Self {
+        self.db = Some(Arc::new(db));
+        self
+    }
+
+    /// The most tool-call rounds the leader may take (default [`DEFAULT_MAX_ROUNDS`]).
+    pub fn max_rounds(mut self, max_rounds: usize) -> Self {
+        self.max_rounds = Some(max_rounds);
+        self
+    }
+
+    /// How many earlier runs of the session the leader sees (default 0).
+    pub fn history_runs(mut self, runs: usize) -> Self {
+        self.history_runs = runs;
+        self
+    }
+
+    /// Checks the configuration and builds the team.
+    ///
+    /// Errors as for agents ([`Error::NoModel`], [`Error::DuplicateTool`],
+    /// [`Error::ApprovalNeedsDb`] for a required-approval tool on the team or any member
+    /// without a team db), and [`Error::DuplicateMember`].
+    pub fn build(self) -> Result<Team> {
+        let model = self.model.ok_or(Error::NoModel)?;
+        let tools = Toolbox::new(self.tools)?;
+        let needs_db = tools
+            .first_requiring_approval()
+            .or_else(|| self.members.iter().find_map(|m| m.runner().tools.first_requiring_approval()));
+        if let (None, Some(tool)) = (&self.db, needs_db) {
+            return Err(Error::ApprovalNeedsDb { tool: tool.to_owned() });
+        }
+        let store = self.db.unwrap_or_else(|| Arc::new(MemoryDb::new()));
+        let team_id = self.id.or_else(|| self.name.clone()).unwrap_or_else(|| "team".to_owned());
+        let mut members: Vec<Member> = Vec::with_capacity(self.members.len());
+        for agent in &self.members {
+            if members.iter().any(|m| m.id() == agent.id()) {
+                return Err(Error::DuplicateMember(agent.id().to_owned()));
+            }
+            let mut runner = agent.runner().clone();
+            runner.identity.team_id = Some(team_id.clone());
+            runner.store = Arc::clone(&store);
+            members.push(Member { runner });
+        }
+        let roster = Roster::new(members);
+        let tools = tools.with_builtins(roster.schemas())?;
+        let leader = Runner {
+            identity: Identity {
+                source_type: SourceType::Team,
+                name: self.name,
+                agent_id: None,
+                team_id: Some(team_id),
+            },
+            model,
+            instructions: self.instructions,
+            tools,
+            store,
+            max_rounds: self.max_rounds.unwrap_or(DEFAULT_MAX_ROUNDS),
+            history_runs: self.history_runs,
+            roster: Some(Arc::new(roster)),
+        };
+        Ok(Team { leader: Arc::new(leader) })
+    }
+}

@@ -123,8 +123,7 @@ fn decide_gated(
     now: DateTime<Utc>,
 ) -> Result<Decision> {
     let call = &requirement.tool_execution;
-    let missing =
-        || Error::ApprovalMissing { run_id: record.run_id.clone(), tool_call_id: call.tool_call_id.clone() };
+    let missing = || Error::ApprovalMissing { run_id: record.run_id.clone(), tool_call_id: call.tool_call_id.clone() };
     let row = requirement.approval_id.as_ref().and_then(|id| rows.get(id)).ok_or_else(missing)?.clone();
     check_row_matches(record, &requirement, &row)?;
     let status = if row.is_expired_at(now) { ApprovalStatus::Expired } else { row.status };
@@ -257,10 +256,9 @@ pub(crate) fn audit_row(identity: &Identity, record: &RunRecord, decision: &Deci
     }
     let (status, resolution_data) = match &decision.verdict {
         Verdict::Wait => return None,
-        Verdict::Run(_) => (
-            ApprovalStatus::Approved,
-            requirement.user_input.as_ref().map(|values| json!({ "values": values })),
-        ),
+        Verdict::Run(_) => {
+            (ApprovalStatus::Approved, requirement.user_input.as_ref().map(|values| json!({ "values": values })))
+        }
         Verdict::External(result) => (ApprovalStatus::Approved, Some(json!({ "result": result }))),
         Verdict::Refuse(_, note) => (ApprovalStatus::Rejected, note.as_ref().map(|note| json!({ "note": note }))),
     };

@@ -6,6 +6,7 @@
 //! rows to insert) that the agent or team persists in one transaction, together with any
 //! member runs.
 
+mod delegation;
 mod gate;
 mod toolbox;
 
@@ -16,6 +17,7 @@ use futures_util::future::join_all;
 use serde_json::{Map, Value};
 use tracing::Instrument;
 
+pub(crate) use delegation::{Member, Roster, settle, track};
 pub(crate) use gate::Decision;
 pub(crate) use toolbox::Toolbox;
 
@@ -45,23 +47,37 @@ pub(crate) struct RunRequest {
     pub(crate) parent_run_id: Option<String>,
 }
 
+/// What a step writes besides the run itself: new approval rows and member child runs.
+#[derive(Debug, Default)]
+pub(crate) struct Writes {
+    pub(crate) approvals: Vec<Approval>,
+    pub(crate) member_runs: Vec<RunRecord>,
+}
+
 /// What a step of a run leaves to persist, and the error that ended it, if any.
 #[derive(Debug)]
 pub(crate) struct Step {
     pub(crate) record: RunRecord,
-    pub(crate) approvals: Vec<Approval>,
+    pub(crate) writes: Writes,
     pub(crate) error: Option<Error>,
 }
 
 impl Step {
-    fn finish(mut record: RunRecord, approvals: Vec<Approval>, result: Result<()>) -> Self {
+    fn finish(mut record: RunRecord, writes: Writes, result: Result<()>) -> Self {
         record.updated_at = crate::now();
         let error = result.err();
         if let Some(error) = &error {
             record.status = RunStatus::Error;
             record.metadata.insert("error".into(), Value::String(error.to_string()));
         }
-        Step { record, approvals, error }
+        Step { record, writes, error }
+    }
+
+    /// The runs this step writes: member runs first, then the run itself.
+    pub(crate) fn runs(&self) -> Vec<RunRecord> {
+        let mut runs = self.writes.member_runs.clone();
+        runs.push(self.record.clone());
+        runs
     }
 }
 
@@ -74,6 +90,7 @@ struct Invocation {
 }
 
 /// The loop of one agent (or team leader) over its model and tools.
+#[derive(Clone)]
 pub(crate) struct Runner {
     pub(crate) identity: Identity,
     pub(crate) model: Arc<dyn Model>,
@@ -82,6 +99,8 @@ pub(crate) struct Runner {
     pub(crate) store: Arc<dyn Store>,
     pub(crate) max_rounds: usize,
     pub(crate) history_runs: usize,
+    /// The members a team leader can delegate to; `None` for an agent.
+    pub(crate) roster: Option<Arc<Roster>>,
 }
 
 impl Runner {
@@ -104,17 +123,18 @@ impl Runner {
             metadata: Map::new(),
             usage: Default::default(),
             member_run_ids: Vec::new(),
+            delegations: Vec::new(),
             created_at: now,
             updated_at: now,
         };
-        let mut approvals = Vec::new();
+        let mut writes = Writes::default();
         let result = async {
             record.messages = self.history(&record.session_id).await?;
             record.messages.push(Message::user(record.input.clone()));
-            self.advance(&mut record, &mut approvals).await
+            self.advance(&mut record, &mut writes).await
         }
         .await;
-        Step::finish(record, approvals, result)
+        Step::finish(record, writes, result)
     }
 
     /// Decides the paused calls of `record` from their stored rows and the caller's
@@ -130,16 +150,19 @@ impl Runner {
     }
 
     /// Applies `decisions` to a claimed run and drives it on once nothing waits any more.
-    pub(crate) async fn resume(&self, mut record: RunRecord, decisions: Vec<Decision>) -> Step {
+    ///
+    /// `writes` carries what the caller already has to persist with the run (a team's
+    /// resumed member runs).
+    pub(crate) async fn resume(&self, mut record: RunRecord, decisions: Vec<Decision>, mut writes: Writes) -> Step {
         record.status = RunStatus::Running;
-        let mut approvals = self.apply(&mut record, decisions).await;
+        self.apply(&mut record, decisions, &mut writes).await;
         let result = if record.requirements.is_empty() {
-            self.advance(&mut record, &mut approvals).await
+            self.advance(&mut record, &mut writes).await
         } else {
             record.status = RunStatus::Paused;
             Ok(())
         };
-        Step::finish(record, approvals, result)
+        Step::finish(record, writes, result)
     }
 
     /// The earlier completed runs of the session, as question and answer pairs.
@@ -159,7 +182,7 @@ impl Runner {
     }
 
     /// Model, then tools, until a final answer, a pause, or the round limit.
-    async fn advance(&self, record: &mut RunRecord, approvals: &mut Vec<Approval>) -> Result<()> {
+    async fn advance(&self, record: &mut RunRecord, writes: &mut Writes) -> Result<()> {
         loop {
             let mut messages = Vec::with_capacity(record.messages.len() + 1);
             messages.extend(self.instructions.as_deref().map(Message::system));
@@ -184,10 +207,10 @@ impl Runner {
             if rounds > self.max_rounds {
                 return Err(Error::RoundLimit { run_id: record.run_id.clone(), rounds: self.max_rounds });
             }
-            self.dispatch(record, calls).await;
+            self.dispatch(record, calls, writes).await;
             if !record.requirements.is_empty() {
                 record.status = RunStatus::Paused;
-                approvals.extend(gate::open_rows(&self.identity, &self.tools, record));
+                writes.approvals.extend(gate::open_rows(&self.identity, &self.tools, record));
                 return Ok(());
             }
         }
@@ -195,9 +218,13 @@ impl Runner {
 
     /// Handles one turn's calls: refuses unknown tools and malformed arguments (telling the
     /// model), pauses calls that need a person, and runs the rest concurrently.
-    async fn dispatch(&self, record: &mut RunRecord, calls: Vec<ToolCall>) {
+    async fn dispatch(&self, record: &mut RunRecord, calls: Vec<ToolCall>, writes: &mut Writes) {
         let mut ready = Vec::new();
         for call in calls {
+            if let Some(roster) = self.roster.as_deref().filter(|roster| roster.handles(&call.name)) {
+                roster.delegate(record, &call, writes).await;
+                continue;
+            }
             let mut execution = ToolExecution {
                 tool_call_id: call.id.clone(),
                 tool_name: call.name.clone(),
@@ -241,13 +268,13 @@ impl Runner {
     }
 
     /// Applies decisions: refused and external calls are answered, approved ones run
-    /// (concurrently), undecided ones stay on the run. Returns the audit rows to write.
-    async fn apply(&self, record: &mut RunRecord, decisions: Vec<Decision>) -> Vec<Approval> {
+    /// (concurrently), undecided ones stay on the run; audit rows go to `writes`. A team
+    /// run's requirements from members are not decided here and stay as they are.
+    async fn apply(&self, record: &mut RunRecord, decisions: Vec<Decision>, writes: &mut Writes) {
         let mut waiting = Vec::new();
         let mut ready = Vec::new();
-        let mut audits = Vec::new();
         for decision in decisions {
-            audits.extend(gate::audit_row(&self.identity, record, &decision));
+            writes.approvals.extend(gate::audit_row(&self.identity, record, &decision));
             if let Some(row) = &decision.row {
                 record_approval(record, row);
             }
@@ -275,9 +302,9 @@ impl Runner {
                 }
             }
         }
-        record.requirements = waiting;
+        record.requirements.retain(|r| r.member.is_some());
+        record.requirements.extend(waiting);
         self.execute(record, ready).await;
-        audits
     }
 
     /// Runs invocations concurrently and records each result, in call order.
@@ -317,7 +344,7 @@ impl Runner {
 }
 
 /// Parses the model's argument text; empty text means no arguments.
-fn parse_arguments(raw: &str) -> Result<Value, ToolError> {
+pub(crate) fn parse_arguments(raw: &str) -> Result<Value, ToolError> {
     if raw.trim().is_empty() {
         return Ok(Value::Object(Map::new()));
     }
@@ -325,14 +352,14 @@ fn parse_arguments(raw: &str) -> Result<Value, ToolError> {
 }
 
 /// Records a call's outcome and tells the model.
-fn complete(record: &mut RunRecord, call_id: &str, result: Result<Value, ToolError>) {
+pub(crate) fn complete(record: &mut RunRecord, call_id: &str, result: Result<Value, ToolError>) {
     match result {
         Ok(value) => complete_as(record, call_id, ToolCallStatus::Succeeded, value),
         Err(error) => complete_as(record, call_id, ToolCallStatus::Failed, Value::String(format!("error: {error}"))),
     }
 }
 
-fn complete_as(record: &mut RunRecord, call_id: &str, status: ToolCallStatus, result: Value) {
+pub(crate) fn complete_as(record: &mut RunRecord, call_id: &str, status: ToolCallStatus, result: Value) {
     let text = match &result {
         Value::String(text) => text.clone(),
         other => other.to_string(),

@@ -33,6 +33,18 @@ impl Toolbox {
         Ok(toolbox)
     }
 
+    /// Adds schemas of built-in tools that the loop carries out itself (a leader's
+    /// delegation); their names must not clash with the user's tools.
+    pub(crate) fn with_builtins(mut self, schemas: Vec<ToolSchema>) -> Result<Self> {
+        for schema in schemas {
+            if self.by_name.contains_key(&schema.name) || self.schemas.iter().any(|s| s.name == schema.name) {
+                return Err(Error::DuplicateTool(schema.name));
+            }
+            self.schemas.push(schema);
+        }
+        Ok(self)
+    }
+
     pub(crate) fn get(&self, name: &str) -> Option<&(Arc<dyn Tool>, ToolDefinition)> {
         self.by_name.get(name)
     }
@@ -43,7 +55,7 @@ impl Toolbox {
 
     /// The first tool that needs a database to hold its approval rows.
     pub(crate) fn first_requiring_approval(&self) -> Option<&str> {
-        self.schemas.iter().map(|s| s.name.as_str()).find(|name| self.by_name[*name].1.requires_approval())
+        self.by_name.values().map(|(_, d)| d).find(|d| d.requires_approval()).map(|d| d.name.as_str())
     }
 
     /// How long a pending approval row of the tool stays valid.
