@@ -1,5 +1,476 @@
 //! The Anthropic messages provider.
+//!
+//! Speaks `POST {base_url}/v1/messages`. Its shape differs from chat completions: the system
+//! prompt is a top-level field, tool calls and tool results are content blocks, and tool results
+//! travel in user messages.
+
+use std::fmt;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use super::http::{HttpTransport, RetryPolicy};
+use super::{Message, Model, ModelError, ModelRequest, ModelResponse, Role, ToolCall, ToolSchema, Usage};
+use crate::BoxFuture;
 
 /// A messages provider.
-#[derive(Debug, Clone)]
-pub struct Anthropic;
+///
+/// ```no_run
+/// use kern_core::models::Anthropic;
+///
+/// let claude = Anthropic::new("claude-haiku-4-5").api_key("sk-ant-...");
+/// # let _ = claude;
+/// ```
+#[derive(Clone)]
+pub struct Anthropic {
+    model: String,
+    base_url: String,
+    api_key: Option<String>,
+    max_tokens: u32,
+    temperature: Option<f32>,
+    http: HttpTransport,
+}
+
+impl Anthropic {
+    /// Where Anthropic listens.
+    pub const DEFAULT_BASE_URL: &'static str = "https://api.anthropic.com";
+    /// The model [`from_env`](Self::from_env) picks when `KERN_ANTHROPIC_MODEL` is unset: the
+    /// cheap, fast tier.
+    pub const DEFAULT_MODEL: &'static str = "claude-haiku-4-5";
+    /// The API requires a cap on every answer; this one leaves room for long answers.
+    pub const DEFAULT_MAX_TOKENS: u32 = 4096;
+    /// The API version kern's wire format follows.
+    const API_VERSION: &'static str = "2023-06-01";
+
+    /// A provider for `model` on Anthropic, without an API key, a 120s timeout and the default
+    /// [`RetryPolicy`].
+    pub fn new(model: impl Into<String>) -> Self {
+        let model = model.into();
+        Anthropic {
+            http: HttpTransport::new(format!("anthropic:{model}")),
+            model,
+            base_url: Self::DEFAULT_BASE_URL.to_owned(),
+            api_key: None,
+            max_tokens: Self::DEFAULT_MAX_TOKENS,
+            temperature: None,
+        }
+    }
+
+    /// Configures from the environment, for examples that fall back to a scripted model:
+    /// `ANTHROPIC_API_KEY`, `KERN_ANTHROPIC_BASE_URL` and `KERN_ANTHROPIC_MODEL` (default
+    /// [`DEFAULT_MODEL`](Self::DEFAULT_MODEL)). `None` when neither a key nor a base URL is set.
+    pub fn from_env() -> Option<Self> {
+        Self::from_vars(|name| std::env::var(name).ok())
+    }
+
+    fn from_vars(var: impl Fn(&str) -> Option<String>) -> Option<Self> {
+        let var = |name| var(name).map(|value| value.trim().to_owned()).filter(|value| !value.is_empty());
+        let api_key = var("ANTHROPIC_API_KEY");
+        let base_url = var("KERN_ANTHROPIC_BASE_URL");
+        if api_key.is_none() && base_url.is_none() {
+            return None;
+        }
+        let mut model = Self::new(var("KERN_ANTHROPIC_MODEL").unwrap_or_else(|| Self::DEFAULT_MODEL.to_owned()));
+        model.api_key = api_key;
+        if let Some(base_url) = base_url {
+            model = model.base_url(base_url);
+        }
+        Some(model)
+    }
+
+    /// The API root, such as `https://api.anthropic.com`; `/v1/messages` is appended.
+    pub fn base_url(mut self, base_url: impl Into<String>) -> Self {
+        self.base_url = base_url.into().trim_end_matches('/').to_owned();
+        self
+    }
+
+    /// The key sent as `x-api-key`.
+    pub fn api_key(mut self, api_key: impl Into<String>) -> Self {
+        self.api_key = Some(api_key.into());
+        self
+    }
+
+    /// The longest one attempt may take, answer body included.
+    pub fn timeout(mut self, timeout: Duration) -> Self {
+        self.http.timeout = timeout;
+        self
+    }
+
+    /// How transient failures are retried.
+    pub fn retry(mut self, retry: RetryPolicy) -> Self {
+        self.http.retry = retry;
+        self
+    }
+
+    /// The sampling temperature; the API's default when unset.
+    pub fn temperature(mut self, temperature: f32) -> Self {
+        self.temperature = Some(temperature);
+        self
+    }
+
+    /// The most tokens one answer may have (default [`DEFAULT_MAX_TOKENS`](Self::DEFAULT_MAX_TOKENS)).
+    pub fn max_tokens(mut self, max_tokens: u32) -> Self {
+        self.max_tokens = max_tokens;
+        self
+    }
+
+    fn body<'a>(&'a self, request: &ModelRequest<'a>) -> MessagesRequest<'a> {
+        let system: Vec<&str> =
+            request.messages.iter().filter(|m| m.role == Role::System).filter_map(|m| m.content.as_deref()).collect();
+        MessagesRequest {
+            model: &self.model,
+            max_tokens: self.max_tokens,
+            system: (!system.is_empty()).then(|| system.join("\n\n")),
+            messages: turns(request.messages),
+            tools: request.tools.iter().map(WireTool::from).collect(),
+            temperature: self.temperature,
+        }
+    }
+
+    fn headers(&self) -> Vec<(&'static str, String)> {
+        let version = ("anthropic-version", Self::API_VERSION.to_owned());
+        self.api_key.iter().map(|key| ("x-api-key", key.clone())).chain([version]).collect()
+    }
+}
+
+/// Shows everything but the API key.
+impl fmt::Debug for Anthropic {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Anthropic")
+            .field("model", &self.model)
+            .field("base_url", &self.base_url)
+            .field("api_key", &self.api_key.as_ref().map(|_| "<redacted>"))
+            .field("max_tokens", &self.max_tokens)
+            .field("temperature", &self.temperature)
+            .field("http", &self.http)
+            .finish()
+    }
+}
+
+impl Model for Anthropic {
+    fn id(&self) -> &str {
+        self.http.label()
+    }
+
+    fn respond<'a>(&'a self, request: ModelRequest<'a>) -> BoxFuture<'a, Result<ModelResponse, ModelError>> {
+        Box::pin(async move {
+            let url = format!("{}/v1/messages", self.base_url);
+            let answer: MessagesResponse = self.http.post_json(&url, &self.headers(), &self.body(&request)).await?;
+            Ok(answer.into_response())
+        })
+    }
+}
+
+/// The request body.
+#[derive(Debug, Serialize)]
+struct MessagesRequest<'a> {
+    model: &'a str,
+    max_tokens: u32,
+    /// Every system message, in order; the API has no system role in `messages`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    system: Option<String>,
+    messages: Vec<Turn<'a>>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    tools: Vec<WireTool<'a>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    temperature: Option<f32>,
+}
+
+/// One message on the wire: only two roles, content always as blocks.
+#[derive(Debug, Serialize)]
+struct Turn<'a> {
+    role: TurnRole,
+    content: Vec<Block<'a>>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+enum TurnRole {
+    User,
+    Assistant,
+}
+
+#[derive(Debug, Serialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+enum Block<'a> {
+    Text { text: &'a str },
+    ToolUse { id: &'a str, name: &'a str, input: Value },
+    ToolResult { tool_use_id: &'a str, content: &'a str },
+}
+
+/// The conversation as turns. Tool results become user turns, and consecutive messages of one
+/// wire role merge into one turn: the API wants all results of a turn's calls in the next user
+/// message. Empty text is left out, as the API refuses empty text blocks.
+fn turns(messages: &[Message]) -> Vec<Turn<'_>> {
+    let mut turns: Vec<Turn<'_>> = Vec::new();
+    for message in messages {
+        let (role, blocks) = match message.role {
+            Role::System => continue,
+            Role::User => (TurnRole::User, text_block(message).into_iter().collect()),
+            Role::Assistant => {
+                let calls = message.tool_calls.iter().map(|call| Block::ToolUse {
+                    id: &call.id,
+                    name: &call.name,
+                    input: tool_input(&call.arguments),
+                });
+                (TurnRole::Assistant, text_block(message).into_iter().chain(calls).collect())
+            }
+            Role::Tool => {
+                let result = Block::ToolResult {
+                    tool_use_id: message.tool_call_id.as_deref().unwrap_or_default(),
+                    content: message.content.as_deref().unwrap_or_default(),
+                };
+                (TurnRole::User, vec![result])
+            }
+        };
+        match turns.last_mut() {
+            _ if blocks.is_empty() => {}
+            Some(last) if last.role == role => last.content.extend(blocks),
+            _ => turns.push(Turn { role, content: blocks }),
+        }
+    }
+    turns
+}
+
+fn text_block(message: &Message) -> Option<Block<'_>> {
+    message.content.as_deref().filter(|text| !text.is_empty()).map(|text| Block::Text { text })
+}
+
+/// The `input` object of a `tool_use` block. Arguments the model wrote that are no JSON object
+/// are sent as `{}`: the API refuses anything else, and the tool's error for them already went
+/// back to the model as the call's result.
+fn tool_input(arguments: &str) -> Value {
+    match serde_json::from_str(arguments) {
+        Ok(object @ Value::Object(_)) => object,
+        _ => Value::Object(Default::default()),
+    }
+}
+
+#[derive(Debug, Serialize)]
+struct WireTool<'a> {
+    name: &'a str,
+    description: &'a str,
+    input_schema: &'a Value,
+}
+
+impl<'a> From<&'a ToolSchema> for WireTool<'a> {
+    fn from(tool: &'a ToolSchema) -> Self {
+        WireTool { name: &tool.name, description: &tool.description, input_schema: &tool.parameters }
+    }
+}
+
+/// The parts of the answer kern reads.
+#[derive(Debug, Deserialize)]
+struct MessagesResponse {
+    content: Vec<AnswerBlock>,
+    usage: AnswerUsage,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+enum AnswerBlock {
+    Text {
+        text: String,
+    },
+    ToolUse {
+        id: String,
+        name: String,
+        input: Value,
+    },
+    /// Thinking and server-tool blocks: nothing kern acts on.
+    #[serde(other)]
+    Other,
+}
+
+#[derive(Debug, Deserialize)]
+struct AnswerUsage {
+    input_tokens: u64,
+    output_tokens: u64,
+}
+
+impl MessagesResponse {
+    /// The blocks as one assistant message: text blocks joined (the API splits text freely,
+    /// e.g. around citations), each `tool_use` a call with its input as JSON text.
+    fn into_response(self) -> ModelResponse {
+        let mut text = String::new();
+        let mut tool_calls = Vec::new();
+        for block in self.content {
+            match block {
+                AnswerBlock::Text { text: part } => text.push_str(&part),
+                AnswerBlock::ToolUse { id, name, input } => {
+                    tool_calls.push(ToolCall { id, name, arguments: input.to_string() })
+                }
+                AnswerBlock::Other => {}
+            }
+        }
+        let message = Message {
+            role: Role::Assistant,
+            content: (!text.is_empty()).then_some(text),
+            tool_calls,
+            tool_call_id: None,
+            name: None,
+        };
+        let usage = Usage { input_tokens: self.usage.input_tokens, output_tokens: self.usage.output_tokens };
+        ModelResponse { message, usage }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn body_json(model: &Anthropic, messages: &[Message], tools: &[ToolSchema]) -> Value {
+        serde_json::to_value(model.body(&ModelRequest { messages, tools })).unwrap()
+    }
+
+    #[test]
+    fn request_has_the_messages_shape() {
+        let messages = vec![
+            Message::system("Be brief."),
+            Message::user("Weather in Paris and Rome?"),
+            Message {
+                role: Role::Assistant,
+                content: Some("Checking both.".into()),
+                tool_calls: vec![
+                    ToolCall { id: "toolu_a".into(), name: "weather".into(), arguments: r#"{"city":"Paris"}"#.into() },
+                    ToolCall { id: "toolu_b".into(), name: "weather".into(), arguments: "{not json".into() },
+                ],
+                tool_call_id: None,
+                name: None,
+            },
+            Message::tool_result("toolu_a", "weather", "sunny"),
+            Message::tool_result("toolu_b", "weather", "error: bad arguments"),
+        ];
+        let tools = vec![ToolSchema {
+            name: "weather".into(),
+            description: "Current weather of a city.".into(),
+            parameters: json!({"type": "object", "properties": {"city": {"type": "string"}}}),
+        }];
+        let model = Anthropic::new("claude-test").temperature(0.5);
+        assert_eq!(
+            body_json(&model, &messages, &tools),
+            json!({
+                "model": "claude-test",
+                "max_tokens": 4096,
+                "system": "Be brief.",
+                "messages": [
+                    {"role": "user", "content": [{"type": "text", "text": "Weather in Paris and Rome?"}]},
+                    {"role": "assistant", "content": [
+                        {"type": "text", "text": "Checking both."},
+                        {"type": "tool_use", "id": "toolu_a", "name": "weather", "input": {"city": "Paris"}},
+                        {"type": "tool_use", "id": "toolu_b", "name": "weather", "input": {}},
+                    ]},
+                    {"role": "user", "content": [
+                        {"type": "tool_result", "tool_use_id": "toolu_a", "content": "sunny"},
+                        {"type": "tool_result", "tool_use_id": "toolu_b", "content": "error: bad arguments"},
+                    ]},
+                ],
+                "tools": [{
+                    "name": "weather",
+                    "description": "Current weather of a city.",
+                    "input_schema": {"type": "object", "properties": {"city": {"type": "string"}}},
+                }],
+                "temperature": 0.5,
+            })
+        );
+    }
+
+    #[test]
+    fn system_messages_join_and_empty_text_is_dropped() {
+        let messages = vec![
+            Message::system("One."),
+            Message::system("Two."),
+            Message::user("hi"),
+            Message::assistant(""),
+            Message::user("again"),
+        ];
+        let model = Anthropic::new("claude-test").max_tokens(10);
+        assert_eq!(
+            body_json(&model, &messages, &[]),
+            json!({
+                "model": "claude-test",
+                "max_tokens": 10,
+                "system": "One.\n\nTwo.",
+                "messages": [{"role": "user", "content": [
+                    {"type": "text", "text": "hi"},
+                    {"type": "text", "text": "again"},
+                ]}],
+            })
+        );
+    }
+
+    #[test]
+    fn only_json_objects_become_tool_input() {
+        assert_eq!(tool_input(r#"{"a":1}"#), json!({"a": 1}));
+        assert_eq!(tool_input("[1, 2]"), json!({}));
+        assert_eq!(tool_input(""), json!({}));
+    }
+
+    fn parse(answer: Value) -> ModelResponse {
+        serde_json::from_value::<MessagesResponse>(answer).unwrap().into_response()
+    }
+
+    #[test]
+    fn parses_text_and_usage() {
+        let response = parse(json!({
+            "id": "msg_1", "type": "message", "role": "assistant", "model": "claude-test",
+            "content": [{"type": "text", "text": "Hello"}, {"type": "text", "text": " there!"}],
+            "stop_reason": "end_turn", "stop_sequence": null,
+            "usage": {"input_tokens": 12, "output_tokens": 3},
+        }));
+        assert_eq!(response.message, Message::assistant("Hello there!"));
+        assert_eq!(response.usage, Usage { input_tokens: 12, output_tokens: 3 });
+    }
+
+    #[test]
+    fn parses_parallel_tool_use_and_skips_unknown_blocks() {
+        let response = parse(json!({
+            "content": [
+                {"type": "thinking", "thinking": "two cities", "signature": "sig"},
+                {"type": "tool_use", "id": "toolu_1", "name": "weather", "input": {"city": "Paris"}},
+                {"type": "tool_use", "id": "toolu_2", "name": "weather", "input": {"city": "Rome"}},
+            ],
+            "stop_reason": "tool_use",
+            "usage": {"input_tokens": 20, "output_tokens": 10},
+        }));
+        assert_eq!(response.message.content, None);
+        assert_eq!(
+            response.message.tool_calls,
+            vec![
+                ToolCall { id: "toolu_1".into(), name: "weather".into(), arguments: r#"{"city":"Paris"}"#.into() },
+                ToolCall { id: "toolu_2".into(), name: "weather".into(), arguments: r#"{"city":"Rome"}"#.into() },
+            ]
+        );
+    }
+
+    #[test]
+    fn headers_carry_the_key_and_version() {
+        let model = Anthropic::new("m").api_key("sk-ant");
+        assert_eq!(
+            model.headers(),
+            vec![("x-api-key", "sk-ant".to_owned()), ("anthropic-version", "2023-06-01".to_owned())]
+        );
+        assert!(!format!("{model:?}").contains("sk-ant"));
+    }
+
+    #[test]
+    fn from_env_needs_a_key_or_a_base_url() {
+        let vars = |pairs: &'static [(&'static str, &'static str)]| {
+            move |name: &str| pairs.iter().find(|(k, _)| *k == name).map(|(_, v)| v.to_string())
+        };
+        assert!(Anthropic::from_vars(vars(&[])).is_none());
+        let model = Anthropic::from_vars(vars(&[("ANTHROPIC_API_KEY", "sk-ant")])).unwrap();
+        assert_eq!(model.id(), "anthropic:claude-haiku-4-5");
+        assert_eq!(model.base_url, Anthropic::DEFAULT_BASE_URL);
+        let proxied = Anthropic::from_vars(vars(&[
+            ("KERN_ANTHROPIC_BASE_URL", "http://proxy.local/"),
+            ("KERN_ANTHROPIC_MODEL", "claude-x"),
+        ]))
+        .unwrap();
+        assert_eq!(proxied.id(), "anthropic:claude-x");
+        assert_eq!(proxied.base_url, "http://proxy.local");
+        assert_eq!(proxied.headers(), vec![("anthropic-version", "2023-06-01".to_owned())]);
+    }
+}

@@ -40,6 +40,16 @@ pub enum ModelError {
         /// What did not parse.
         reason: String,
     },
+    /// The request could not be built from the provider's settings, such as a base URL without
+    /// `http://` or an API key that is no valid header value. Retrying cannot help; the
+    /// configuration must change.
+    #[error("{provider} is misconfigured: {reason}")]
+    InvalidConfig {
+        /// Which provider.
+        provider: String,
+        /// What is wrong.
+        reason: String,
+    },
     /// A scripted model had no rule for the conversation.
     #[error("scripted model has no reply for: {0}")]
     NoScriptedReply(String),
@@ -51,7 +61,9 @@ impl ModelError {
         match self {
             ModelError::Status { status, .. } => *status == 429 || *status >= 500,
             ModelError::Timeout { .. } | ModelError::Transport { .. } => true,
-            ModelError::MalformedResponse { .. } | ModelError::NoScriptedReply(_) => false,
+            ModelError::MalformedResponse { .. }
+            | ModelError::InvalidConfig { .. }
+            | ModelError::NoScriptedReply(_) => false,
         }
     }
 }

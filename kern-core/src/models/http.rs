@@ -1,12 +1,237 @@
-//! Shared HTTP plumbing of the providers.
+//! Shared HTTP plumbing of the providers: sending, retrying and turning failures into
+//! [`ModelError`]s, written once so both providers behave the same on the wire.
 
+use std::error::Error as _;
 use std::time::Duration;
 
-/// How often and how patiently a provider retries transient failures.
+use reqwest::header::RETRY_AFTER;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use tracing::Instrument as _;
+
+use super::ModelError;
+
+/// The longest a provider waits before one retry, whatever the backoff or the server's
+/// `retry-after` says: an agent run should fail visibly rather than hang for minutes.
+const MAX_WAIT: Duration = Duration::from_secs(30);
+
+/// How much of a malformed body a [`ModelError::MalformedResponse`] quotes.
+const QUOTED_CHARS: usize = 200;
+
+/// How often and how patiently a provider retries transient failures (429, 5xx, timeouts,
+/// connection errors; see [`ModelError::is_transient`]).
+///
+/// The default retries twice, after 200ms and 400ms. A `retry-after` header in seconds
+/// replaces the computed backoff; every wait is capped at 30 seconds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RetryPolicy {
     /// Retries after the first attempt.
     pub max_retries: u32,
     /// The wait before the first retry; doubled for each further one.
     pub initial_backoff: Duration,
+}
+
+impl RetryPolicy {
+    /// One attempt only: for callers that retry on their own, and for tests.
+    pub const NONE: RetryPolicy = RetryPolicy { max_retries: 0, initial_backoff: Duration::ZERO };
+
+    /// The wait before retry number `retry` (0 for the first), preferring the server's word.
+    fn wait(&self, retry: u32, retry_after: Option<Duration>) -> Duration {
+        let backoff = || self.initial_backoff.saturating_mul(2u32.saturating_pow(retry));
+        retry_after.unwrap_or_else(backoff).min(MAX_WAIT)
+    }
+}
+
+impl Default for RetryPolicy {
+    fn default() -> Self {
+        RetryPolicy { max_retries: 2, initial_backoff: Duration::from_millis(200) }
+    }
+}
+
+/// One provider's connection settings: the client, the per-call timeout and the retry policy.
+#[derive(Debug, Clone)]
+pub(super) struct HttpTransport {
+    /// Names the provider in errors and spans: the model's id.
+    label: String,
+    client: reqwest::Client,
+    pub(super) timeout: Duration,
+    pub(super) retry: RetryPolicy,
+}
+
+/// A failed attempt, with the wait the server asked for before the next one.
+struct Failure {
+    error: ModelError,
+    retry_after: Option<Duration>,
+}
+
+impl From<ModelError> for Failure {
+    fn from(error: ModelError) -> Self {
+        Failure { error, retry_after: None }
+    }
+}
+
+impl HttpTransport {
+    /// Two minutes: long answers from large models take a while, but a hung server must not
+    /// hold a run forever.
+    pub(super) const DEFAULT_TIMEOUT: Duration = Duration::from_secs(120);
+
+    pub(super) fn new(label: String) -> Self {
+        HttpTransport {
+            label,
+            client: reqwest::Client::new(),
+            timeout: Self::DEFAULT_TIMEOUT,
+            retry: RetryPolicy::default(),
+        }
+    }
+
+    pub(super) fn label(&self) -> &str {
+        &self.label
+    }
+
+    /// A [`ModelError::MalformedResponse`] of this provider.
+    pub(super) fn malformed(&self, reason: impl Into<String>) -> ModelError {
+        ModelError::MalformedResponse { provider: self.label.clone(), reason: reason.into() }
+    }
+
+    /// POSTs `body` as JSON to `url` and parses a 2xx answer as `R`, retrying transient
+    /// failures as the policy allows.
+    pub(super) async fn post_json<R: DeserializeOwned>(
+        &self,
+        url: &str,
+        headers: &[(&'static str, String)],
+        body: &impl Serialize,
+    ) -> Result<R, ModelError> {
+        let span = tracing::debug_span!("model_http", provider = %self.label, url);
+        async {
+            let body = serde_json::to_vec(body).map_err(|err| ModelError::InvalidConfig {
+                provider: self.label.clone(),
+                reason: format!("the request could not be encoded: {err}"),
+            })?;
+            let mut retry = 0;
+            loop {
+                match self.attempt(url, headers, body.clone()).await {
+                    Ok(text) => return self.parse(&text),
+                    Err(Failure { error, retry_after }) if error.is_transient() && retry < self.retry.max_retries => {
+                        let wait = self.retry.wait(retry, retry_after);
+                        tracing::debug!(%error, retry = retry + 1, wait_ms = wait.as_millis() as u64, "retrying");
+                        tokio::time::sleep(wait).await;
+                        retry += 1;
+                    }
+                    Err(Failure { error, .. }) => {
+                        tracing::debug!(%error, "model call failed");
+                        return Err(error);
+                    }
+                }
+            }
+        }
+        .instrument(span)
+        .await
+    }
+
+    /// One request: the body of a 2xx answer, or why there was none.
+    async fn attempt(&self, url: &str, headers: &[(&'static str, String)], body: Vec<u8>) -> Result<Vec<u8>, Failure> {
+        let mut request = self
+            .client
+            .post(url)
+            .timeout(self.timeout)
+            .header(reqwest::header::CONTENT_TYPE, "application/json")
+            .body(body);
+        for (name, value) in headers {
+            request = request.header(*name, value);
+        }
+        let response = request.send().await.map_err(|err| self.classify(err))?;
+        let status = response.status();
+        tracing::debug!(status = status.as_u16(), "model answered");
+        if status.is_success() {
+            return Ok(response.bytes().await.map_err(|err| self.classify(err))?.to_vec());
+        }
+        let retry_after = parse_retry_after(response.headers());
+        let body = response.text().await.map_err(|err| self.classify(err))?;
+        let error = ModelError::Status { provider: self.label.clone(), status: status.as_u16(), body };
+        Err(Failure { error, retry_after })
+    }
+
+    fn parse<R: DeserializeOwned>(&self, body: &[u8]) -> Result<R, ModelError> {
+        serde_json::from_slice(body).map_err(|err| {
+            let quoted: String = String::from_utf8_lossy(body).chars().take(QUOTED_CHARS).collect();
+            self.malformed(format!("{err}; the body starts with: {quoted}"))
+        })
+    }
+
+    /// Sorts a reqwest failure into the error a caller can act on.
+    fn classify(&self, err: reqwest::Error) -> ModelError {
+        let provider = self.label.clone();
+        if err.is_timeout() {
+            ModelError::Timeout { provider, timeout: self.timeout }
+        } else if err.is_builder() {
+            ModelError::InvalidConfig { provider, reason: describe(&err) }
+        } else {
+            ModelError::Transport { provider, reason: describe(&err) }
+        }
+    }
+}
+
+/// The error and its causes on one line: reqwest's own message rarely says more than
+/// "error sending request", the reason (refused, reset, DNS) is in the sources.
+fn describe(err: &reqwest::Error) -> String {
+    let mut text = err.to_string();
+    let mut source = err.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}
+
+/// A `retry-after` header given in seconds. The HTTP-date form is not read (model APIs send
+/// seconds); without a usable header the computed backoff applies.
+fn parse_retry_after(headers: &reqwest::header::HeaderMap) -> Option<Duration> {
+    let seconds: f64 = headers.get(RETRY_AFTER)?.to_str().ok()?.trim().parse().ok()?;
+    Duration::try_from_secs_f64(seconds).ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use reqwest::header::{HeaderMap, HeaderValue};
+
+    #[test]
+    fn backoff_doubles_and_is_capped() {
+        let policy = RetryPolicy { max_retries: 10, initial_backoff: Duration::from_millis(200) };
+        assert_eq!(policy.wait(0, None), Duration::from_millis(200));
+        assert_eq!(policy.wait(1, None), Duration::from_millis(400));
+        assert_eq!(policy.wait(2, None), Duration::from_millis(800));
+        assert_eq!(policy.wait(40, None), MAX_WAIT);
+    }
+
+    #[test]
+    fn retry_after_replaces_the_backoff_within_the_cap() {
+        let policy = RetryPolicy::default();
+        assert_eq!(policy.wait(0, Some(Duration::from_secs(3))), Duration::from_secs(3));
+        assert_eq!(policy.wait(0, Some(Duration::from_secs(3600))), MAX_WAIT);
+    }
+
+    #[test]
+    fn retry_after_is_read_in_seconds_only() {
+        let mut headers = HeaderMap::new();
+        assert_eq!(parse_retry_after(&headers), None);
+        headers.insert(RETRY_AFTER, HeaderValue::from_static(" 2 "));
+        assert_eq!(parse_retry_after(&headers), Some(Duration::from_secs(2)));
+        headers.insert(RETRY_AFTER, HeaderValue::from_static("0.5"));
+        assert_eq!(parse_retry_after(&headers), Some(Duration::from_millis(500)));
+        for unusable in ["-1", "soon", "Wed, 21 Oct 2015 07:28:00 GMT"] {
+            headers.insert(RETRY_AFTER, HeaderValue::from_static(unusable));
+            assert_eq!(parse_retry_after(&headers), None, "{unusable}");
+        }
+    }
+
+    #[test]
+    fn a_malformed_body_is_quoted_in_the_error() {
+        let transport = HttpTransport::new("test:model".into());
+        let err = transport.parse::<serde_json::Value>(b"<html>oops</html>").unwrap_err();
+        let ModelError::MalformedResponse { provider, reason } = err else { panic!("{err:?}") };
+        assert_eq!(provider, "test:model");
+        assert!(reason.contains("<html>oops</html>"), "{reason}");
+    }
 }

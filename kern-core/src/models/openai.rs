@@ -1,5 +1,496 @@
 //! The OpenAI-compatible chat-completions provider.
+//!
+//! Speaks `POST {base_url}/chat/completions`, the dialect OpenAI, Ollama, vLLM, the llama.cpp
+//! server and OpenRouter share.
+
+use std::fmt;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use super::http::{HttpTransport, RetryPolicy};
+use super::{Message, Model, ModelError, ModelRequest, ModelResponse, Role, ToolCall, ToolSchema, Usage};
+use crate::BoxFuture;
 
 /// A chat-completions provider.
-#[derive(Debug, Clone)]
-pub struct OpenAiCompatible;
+///
+/// ```no_run
+/// use kern_core::models::OpenAiCompatible;
+///
+/// // OpenAI itself:
+/// let openai = OpenAiCompatible::new("gpt-4o-mini").api_key("sk-...");
+/// // A local Ollama, which needs no key:
+/// let ollama = OpenAiCompatible::new("llama3.1").base_url("http://localhost:11434/v1");
+/// # let _ = (openai, ollama);
+/// ```
+#[derive(Clone)]
+pub struct OpenAiCompatible {
+    model: String,
+    base_url: String,
+    api_key: Option<String>,
+    temperature: Option<f32>,
+    max_tokens: Option<u32>,
+    http: HttpTransport,
+}
+
+impl OpenAiCompatible {
+    /// Where OpenAI itself listens.
+    pub const DEFAULT_BASE_URL: &'static str = "https://api.openai.com/v1";
+    /// The model [`from_env`](Self::from_env) picks when `KERN_OPENAI_MODEL` is unset: cheap and
+    /// good at tool calls.
+    pub const DEFAULT_MODEL: &'static str = "gpt-4o-mini";
+
+    /// A provider for `model` on OpenAI, without an API key, a 120s timeout and the default
+    /// [`RetryPolicy`].
+    pub fn new(model: impl Into<String>) -> Self {
+        let model = model.into();
+        OpenAiCompatible {
+            http: HttpTransport::new(format!("openai:{model}")),
+            model,
+            base_url: Self::DEFAULT_BASE_URL.to_owned(),
+            api_key: None,
+            temperature: None,
+            max_tokens: None,
+        }
+    }
+
+    /// Configures from the environment, for examples that fall back to a scripted model:
+    /// `OPENAI_API_KEY`, `KERN_OPENAI_BASE_URL` and `KERN_OPENAI_MODEL` (default
+    /// [`DEFAULT_MODEL`](Self::DEFAULT_MODEL)). `None` when neither a key nor a base URL is set.
+    pub fn from_env() -> Option<Self> {
+        Self::from_vars(|name| std::env::var(name).ok())
+    }
+
+    fn from_vars(var: impl Fn(&str) -> Option<String>) -> Option<Self> {
+        let var = |name| var(name).map(|value| value.trim().to_owned()).filter(|value| !value.is_empty());
+        let api_key = var("OPENAI_API_KEY");
+        let base_url = var("KERN_OPENAI_BASE_URL");
+        if api_key.is_none() && base_url.is_none() {
+            return None;
+        }
+        let mut model = Self::new(var("KERN_OPENAI_MODEL").unwrap_or_else(|| Self::DEFAULT_MODEL.to_owned()));
+        model.api_key = api_key;
+        if let Some(base_url) = base_url {
+            model = model.base_url(base_url);
+        }
+        Some(model)
+    }
+
+    /// The API root, such as `http://localhost:11434/v1`; `/chat/completions` is appended.
+    pub fn base_url(mut self, base_url: impl Into<String>) -> Self {
+        self.base_url = base_url.into().trim_end_matches('/').to_owned();
+        self
+    }
+
+    /// The key sent as `Authorization: Bearer`. Local servers need none.
+    pub fn api_key(mut self, api_key: impl Into<String>) -> Self {
+        self.api_key = Some(api_key.into());
+        self
+    }
+
+    /// The longest one attempt may take, answer body included.
+    pub fn timeout(mut self, timeout: Duration) -> Self {
+        self.http.timeout = timeout;
+        self
+    }
+
+    /// How transient failures are retried.
+    pub fn retry(mut self, retry: RetryPolicy) -> Self {
+        self.http.retry = retry;
+        self
+    }
+
+    /// The sampling temperature; the server's default when unset.
+    pub fn temperature(mut self, temperature: f32) -> Self {
+        self.temperature = Some(temperature);
+        self
+    }
+
+    /// The most tokens one answer may have; the server's default when unset.
+    pub fn max_tokens(mut self, max_tokens: u32) -> Self {
+        self.max_tokens = Some(max_tokens);
+        self
+    }
+
+    fn body<'a>(&'a self, request: &ModelRequest<'a>) -> ChatRequest<'a> {
+        ChatRequest {
+            model: &self.model,
+            messages: request.messages.iter().map(WireMessage::from).collect(),
+            tools: request.tools.iter().map(WireTool::from).collect(),
+            temperature: self.temperature,
+            max_tokens: self.max_tokens,
+        }
+    }
+
+    fn headers(&self) -> Vec<(&'static str, String)> {
+        self.api_key.iter().map(|key| ("authorization", format!("Bearer {key}"))).collect()
+    }
+}
+
+/// Shows everything but the API key.
+impl fmt::Debug for OpenAiCompatible {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("OpenAiCompatible")
+            .field("model", &self.model)
+            .field("base_url", &self.base_url)
+            .field("api_key", &self.api_key.as_ref().map(|_| "<redacted>"))
+            .field("temperature", &self.temperature)
+            .field("max_tokens", &self.max_tokens)
+            .field("http", &self.http)
+            .finish()
+    }
+}
+
+impl Model for OpenAiCompatible {
+    fn id(&self) -> &str {
+        self.http.label()
+    }
+
+    fn respond<'a>(&'a self, request: ModelRequest<'a>) -> BoxFuture<'a, Result<ModelResponse, ModelError>> {
+        Box::pin(async move {
+            let url = format!("{}/chat/completions", self.base_url);
+            let answer: ChatResponse = self.http.post_json(&url, &self.headers(), &self.body(&request)).await?;
+            answer.into_response().map_err(|reason| self.http.malformed(reason))
+        })
+    }
+}
+
+/// The request body.
+#[derive(Debug, Serialize)]
+struct ChatRequest<'a> {
+    model: &'a str,
+    messages: Vec<WireMessage<'a>>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    tools: Vec<WireTool<'a>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    temperature: Option<f32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    max_tokens: Option<u32>,
+}
+
+/// A message as sent. Tool messages carry only `tool_call_id`: OpenAI's schema has no `name`
+/// on them and strict servers refuse unknown fields.
+#[derive(Debug, Serialize)]
+struct WireMessage<'a> {
+    role: Role,
+    /// `null` only on an assistant message without text, which the API allows there alone.
+    content: Option<&'a str>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    tool_calls: Vec<WireToolCall<'a>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    tool_call_id: Option<&'a str>,
+}
+
+impl<'a> From<&'a Message> for WireMessage<'a> {
+    fn from(message: &'a Message) -> Self {
+        let content = match (message.role, message.content.as_deref()) {
+            (Role::Assistant, content) => content,
+            (_, content) => Some(content.unwrap_or_default()),
+        };
+        WireMessage {
+            role: message.role,
+            content,
+            tool_calls: message.tool_calls.iter().map(WireToolCall::from).collect(),
+            tool_call_id: match message.role {
+                Role::Tool => Some(message.tool_call_id.as_deref().unwrap_or_default()),
+                _ => None,
+            },
+        }
+    }
+}
+
+#[derive(Debug, Serialize)]
+struct WireToolCall<'a> {
+    id: &'a str,
+    r#type: &'static str,
+    function: WireFunctionCall<'a>,
+}
+
+#[derive(Debug, Serialize)]
+struct WireFunctionCall<'a> {
+    name: &'a str,
+    /// The raw JSON text, passed through as the model wrote it.
+    arguments: &'a str,
+}
+
+impl<'a> From<&'a ToolCall> for WireToolCall<'a> {
+    fn from(call: &'a ToolCall) -> Self {
+        WireToolCall {
+            id: &call.id,
+            r#type: "function",
+            function: WireFunctionCall { name: &call.name, arguments: &call.arguments },
+        }
+    }
+}
+
+#[derive(Debug, Serialize)]
+struct WireTool<'a> {
+    r#type: &'static str,
+    function: WireFunction<'a>,
+}
+
+#[derive(Debug, Serialize)]
+struct WireFunction<'a> {
+    name: &'a str,
+    description: &'a str,
+    parameters: &'a Value,
+}
+
+impl<'a> From<&'a ToolSchema> for WireTool<'a> {
+    fn from(tool: &'a ToolSchema) -> Self {
+        WireTool {
+            r#type: "function",
+            function: WireFunction { name: &tool.name, description: &tool.description, parameters: &tool.parameters },
+        }
+    }
+}
+
+/// The parts of the answer kern reads.
+#[derive(Debug, Deserialize)]
+struct ChatResponse {
+    choices: Vec<Choice>,
+    /// Some compatible servers omit it; then nothing is counted.
+    #[serde(default)]
+    usage: Option<ChatUsage>,
+}
+
+#[derive(Debug, Deserialize)]
+struct Choice {
+    message: AnswerMessage,
+}
+
+#[derive(Debug, Deserialize)]
+struct AnswerMessage {
+    #[serde(default)]
+    content: Option<String>,
+    #[serde(default)]
+    tool_calls: Option<Vec<AnswerToolCall>>,
+}
+
+#[derive(Debug, Deserialize)]
+struct AnswerToolCall {
+    /// Some local servers leave it out; see [`ChatResponse::into_response`].
+    #[serde(default)]
+    id: String,
+    function: AnswerFunction,
+}
+
+#[derive(Debug, Deserialize)]
+struct AnswerFunction {
+    name: String,
+    /// A JSON string per the API; some servers send the object itself, or nothing for a call
+    /// without arguments.
+    #[serde(default)]
+    arguments: Value,
+}
+
+#[derive(Debug, Deserialize)]
+struct ChatUsage {
+    #[serde(default)]
+    prompt_tokens: u64,
+    #[serde(default)]
+    completion_tokens: u64,
+}
+
+impl ChatResponse {
+    /// The first choice as kern's assistant message. Empty text counts as none, and a call
+    /// without an id gets `call_{n}` so its result can still refer to it.
+    fn into_response(self) -> Result<ModelResponse, String> {
+        let choice = self.choices.into_iter().next().ok_or("`choices` is empty")?;
+        let tool_calls = choice
+            .message
+            .tool_calls
+            .unwrap_or_default()
+            .into_iter()
+            .enumerate()
+            .map(|(i, call)| ToolCall {
+                id: if call.id.is_empty() { format!("call_{i}") } else { call.id },
+                name: call.function.name,
+                arguments: match call.function.arguments {
+                    Value::String(text) => text,
+                    Value::Null => "{}".to_owned(),
+                    object => object.to_string(),
+                },
+            })
+            .collect();
+        let message = Message {
+            role: Role::Assistant,
+            content: choice.message.content.filter(|text| !text.is_empty()),
+            tool_calls,
+            tool_call_id: None,
+            name: None,
+        };
+        let usage = self.usage.map_or_else(Usage::default, |usage| Usage {
+            input_tokens: usage.prompt_tokens,
+            output_tokens: usage.completion_tokens,
+        });
+        Ok(ModelResponse { message, usage })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn conversation() -> Vec<Message> {
+        vec![
+            Message::system("Be brief."),
+            Message::user("Weather in Paris and Rome?"),
+            Message {
+                role: Role::Assistant,
+                content: None,
+                tool_calls: vec![
+                    ToolCall { id: "call_a".into(), name: "weather".into(), arguments: r#"{"city":"Paris"}"#.into() },
+                    ToolCall { id: "call_b".into(), name: "weather".into(), arguments: "{not json".into() },
+                ],
+                tool_call_id: None,
+                name: None,
+            },
+            Message::tool_result("call_a", "weather", "sunny"),
+            Message::tool_result("call_b", "weather", "error: bad arguments"),
+        ]
+    }
+
+    fn tools() -> Vec<ToolSchema> {
+        vec![ToolSchema {
+            name: "weather".into(),
+            description: "Current weather of a city.".into(),
+            parameters: json!({"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}),
+        }]
+    }
+
+    fn body_json(model: &OpenAiCompatible, messages: &[Message], tools: &[ToolSchema]) -> Value {
+        serde_json::to_value(model.body(&ModelRequest { messages, tools })).unwrap()
+    }
+
+    #[test]
+    fn request_has_the_chat_completions_shape() {
+        let model = OpenAiCompatible::new("gpt-test").temperature(0.5).max_tokens(100);
+        assert_eq!(
+            body_json(&model, &conversation(), &tools()),
+            json!({
+                "model": "gpt-test",
+                "messages": [
+                    {"role": "system", "content": "Be brief."},
+                    {"role": "user", "content": "Weather in Paris and Rome?"},
+                    {"role": "assistant", "content": null, "tool_calls": [
+                        {"id": "call_a", "type": "function",
+                         "function": {"name": "weather", "arguments": "{\"city\":\"Paris\"}"}},
+                        {"id": "call_b", "type": "function",
+                         "function": {"name": "weather", "arguments": "{not json"}},
+                    ]},
+                    {"role": "tool", "content": "sunny", "tool_call_id": "call_a"},
+                    {"role": "tool", "content": "error: bad arguments", "tool_call_id": "call_b"},
+                ],
+                "tools": [{"type": "function", "function": {
+                    "name": "weather",
+                    "description": "Current weather of a city.",
+                    "parameters": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]},
+                }}],
+                "temperature": 0.5,
+                "max_tokens": 100,
+            })
+        );
+    }
+
+    #[test]
+    fn unset_options_and_no_tools_are_left_out() {
+        let model = OpenAiCompatible::new("gpt-test");
+        assert_eq!(
+            body_json(&model, &[Message::user("hi")], &[]),
+            json!({"model": "gpt-test", "messages": [{"role": "user", "content": "hi"}]})
+        );
+    }
+
+    fn parse(answer: Value) -> Result<ModelResponse, String> {
+        serde_json::from_value::<ChatResponse>(answer).unwrap().into_response()
+    }
+
+    #[test]
+    fn parses_text_and_usage() {
+        let response = parse(json!({
+            "id": "chatcmpl-1", "object": "chat.completion",
+            "choices": [{"index": 0, "message": {"role": "assistant", "content": "Hello!"}, "finish_reason": "stop"}],
+            "usage": {"prompt_tokens": 12, "completion_tokens": 3, "total_tokens": 15},
+        }))
+        .unwrap();
+        assert_eq!(response.message, Message::assistant("Hello!"));
+        assert_eq!(response.usage, Usage { input_tokens: 12, output_tokens: 3 });
+    }
+
+    #[test]
+    fn parses_parallel_tool_calls_with_null_content() {
+        let response = parse(json!({
+            "choices": [{"message": {"role": "assistant", "content": null, "tool_calls": [
+                {"id": "call_1", "type": "function", "function": {"name": "weather", "arguments": "{\"city\":\"Paris\"}"}},
+                {"id": "call_2", "type": "function", "function": {"name": "weather", "arguments": "{\"city\":\"Rome\"}"}},
+            ]}, "finish_reason": "tool_calls"}],
+            "usage": {"prompt_tokens": 20, "completion_tokens": 10},
+        }))
+        .unwrap();
+        assert_eq!(response.message.content, None);
+        assert_eq!(
+            response.message.tool_calls,
+            vec![
+                ToolCall { id: "call_1".into(), name: "weather".into(), arguments: r#"{"city":"Paris"}"#.into() },
+                ToolCall { id: "call_2".into(), name: "weather".into(), arguments: r#"{"city":"Rome"}"#.into() },
+            ]
+        );
+    }
+
+    #[test]
+    fn tolerates_what_local_servers_leave_out() {
+        let response = parse(json!({
+            "choices": [{"message": {"content": "", "tool_calls": [
+                {"function": {"name": "now", "arguments": {"tz": "UTC"}}},
+                {"function": {"name": "ping"}},
+            ]}}],
+        }))
+        .unwrap();
+        assert_eq!(response.message.content, None);
+        assert_eq!(
+            response.message.tool_calls,
+            vec![
+                ToolCall { id: "call_0".into(), name: "now".into(), arguments: r#"{"tz":"UTC"}"#.into() },
+                ToolCall { id: "call_1".into(), name: "ping".into(), arguments: "{}".into() },
+            ]
+        );
+        assert_eq!(response.usage, Usage::default());
+    }
+
+    #[test]
+    fn no_choice_is_malformed() {
+        assert_eq!(parse(json!({"choices": []})).unwrap_err(), "`choices` is empty");
+    }
+
+    #[test]
+    fn from_env_needs_a_key_or_a_base_url() {
+        let vars = |pairs: &'static [(&'static str, &'static str)]| {
+            move |name: &str| pairs.iter().find(|(k, _)| *k == name).map(|(_, v)| v.to_string())
+        };
+        assert!(OpenAiCompatible::from_vars(vars(&[])).is_none());
+        assert!(OpenAiCompatible::from_vars(vars(&[("OPENAI_API_KEY", "  ")])).is_none());
+
+        let openai = OpenAiCompatible::from_vars(vars(&[("OPENAI_API_KEY", "sk-test\n")])).unwrap();
+        assert_eq!(openai.id(), "openai:gpt-4o-mini");
+        assert_eq!(openai.base_url, OpenAiCompatible::DEFAULT_BASE_URL);
+        assert_eq!(openai.headers(), vec![("authorization", "Bearer sk-test".to_owned())]);
+
+        let local = OpenAiCompatible::from_vars(vars(&[
+            ("KERN_OPENAI_BASE_URL", "http://localhost:11434/v1/"),
+            ("KERN_OPENAI_MODEL", "llama3.1"),
+        ]))
+        .unwrap();
+        assert_eq!(local.id(), "openai:llama3.1");
+        assert_eq!(local.base_url, "http://localhost:11434/v1");
+        assert!(local.headers().is_empty());
+    }
+
+    #[test]
+    fn debug_output_hides_the_key() {
+        let debug = format!("{:?}", OpenAiCompatible::new("m").api_key("sk-secret"));
+        assert!(!debug.contains("sk-secret"), "{debug}");
+    }
+}

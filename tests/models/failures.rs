@@ -1,0 +1,192 @@
+//! How both providers fail: typed errors, retries of transient failures only, a bounded number
+//! of times. Every test runs against each provider.
+
+use std::time::Duration;
+
+use kern::models::{Message, Model, ModelError, ModelRequest, RetryPolicy};
+use serde_json::{Value, json};
+
+use crate::server::{Answer, TestServer, closed_port_url};
+use crate::{FAST_RETRY, anthropic, openai};
+
+/// A provider under test.
+#[derive(Debug, Clone, Copy)]
+enum Provider {
+    OpenAi,
+    Anthropic,
+}
+
+const PROVIDERS: [Provider; 2] = [Provider::OpenAi, Provider::Anthropic];
+
+impl Provider {
+    fn model(self, server_url: &str, retry: RetryPolicy, timeout: Duration) -> Box<dyn Model> {
+        match self {
+            Provider::OpenAi => Box::new(openai::model(server_url).retry(retry).timeout(timeout)),
+            Provider::Anthropic => Box::new(anthropic::model(server_url).retry(retry).timeout(timeout)),
+        }
+    }
+
+    /// The provider with [`FAST_RETRY`] and a timeout no test reaches.
+    fn patient_model(self, server_url: &str) -> Box<dyn Model> {
+        self.model(server_url, FAST_RETRY, Duration::from_secs(60))
+    }
+
+    fn text_answer(self, text: &str) -> Value {
+        match self {
+            Provider::OpenAi => openai::text_answer(text),
+            Provider::Anthropic => anthropic::text_answer(text),
+        }
+    }
+
+    /// An error body in the provider's format.
+    fn error_body(self, message: &str) -> String {
+        match self {
+            Provider::OpenAi => {
+                json!({"error": {"message": message, "type": "invalid_request_error", "param": null, "code": null}})
+            }
+            Provider::Anthropic => {
+                json!({"type": "error", "error": {"type": "invalid_request_error", "message": message}})
+            }
+        }
+        .to_string()
+    }
+}
+
+async fn ask(model: &dyn Model) -> Result<String, ModelError> {
+    let response = model.respond(ModelRequest { messages: &[Message::user("Hi")], tools: &[] }).await?;
+    Ok(response.message.content.unwrap_or_default())
+}
+
+#[tokio::test]
+async fn a_500_is_retried_with_the_same_request() {
+    for provider in PROVIDERS {
+        let server =
+            TestServer::start(vec![Answer::raw(500, "internal error"), Answer::json(200, provider.text_answer("ok"))])
+                .await;
+
+        let answer = ask(&*provider.patient_model(&server.url())).await;
+
+        assert_eq!(answer.as_deref(), Ok("ok"), "{provider:?}");
+        let requests = server.requests();
+        assert_eq!(requests.len(), 2, "{provider:?}");
+        assert_eq!(requests[0].body, requests[1].body, "{provider:?}");
+    }
+}
+
+#[tokio::test]
+async fn a_429_is_retried_after_the_retry_after_header() {
+    for provider in PROVIDERS {
+        let busy = Answer::raw(429, &provider.error_body("rate limited")).header("retry-after", "0");
+        let server = TestServer::start(vec![busy, Answer::json(200, provider.text_answer("ok"))]).await;
+
+        let answer = ask(&*provider.patient_model(&server.url())).await;
+
+        assert_eq!(answer.as_deref(), Ok("ok"), "{provider:?}");
+        assert_eq!(server.requests().len(), 2, "{provider:?}");
+    }
+}
+
+#[tokio::test]
+async fn retries_stop_after_the_policy_allows() {
+    for provider in PROVIDERS {
+        let server = TestServer::start(vec![Answer::raw(503, "down for maintenance")]).await;
+        let model = provider.patient_model(&server.url());
+
+        let err = ask(&*model).await.unwrap_err();
+
+        let expected =
+            ModelError::Status { provider: model.id().into(), status: 503, body: "down for maintenance".into() };
+        assert_eq!(err, expected, "{provider:?}");
+        assert_eq!(server.requests().len(), 1 + FAST_RETRY.max_retries as usize, "{provider:?}");
+    }
+}
+
+#[tokio::test]
+async fn a_400_is_a_status_error_with_the_body_and_is_not_retried() {
+    for provider in PROVIDERS {
+        let body = provider.error_body("messages: field required");
+        let server = TestServer::start(vec![Answer::raw(400, &body)]).await;
+        let model = provider.patient_model(&server.url());
+
+        let err = ask(&*model).await.unwrap_err();
+
+        assert_eq!(err, ModelError::Status { provider: model.id().into(), status: 400, body }, "{provider:?}");
+        assert!(!err.is_transient());
+        assert_eq!(server.requests().len(), 1, "{provider:?}");
+    }
+}
+
+#[tokio::test]
+async fn a_server_that_does_not_answer_is_a_timeout() {
+    for provider in PROVIDERS {
+        let server = TestServer::start(vec![Answer::Hang]).await;
+        let timeout = Duration::from_millis(200);
+        let model = provider.model(&server.url(), RetryPolicy::NONE, timeout);
+
+        let err = ask(&*model).await.unwrap_err();
+
+        assert_eq!(err, ModelError::Timeout { provider: model.id().into(), timeout }, "{provider:?}");
+    }
+}
+
+#[tokio::test]
+async fn a_timeout_is_retried() {
+    for provider in PROVIDERS {
+        let server = TestServer::start(vec![Answer::Hang, Answer::json(200, provider.text_answer("late"))]).await;
+        let model = provider.model(&server.url(), FAST_RETRY, Duration::from_millis(200));
+
+        let answer = ask(&*model).await;
+
+        assert_eq!(answer.as_deref(), Ok("late"), "{provider:?}");
+    }
+}
+
+#[tokio::test]
+async fn a_body_that_is_not_json_is_malformed_and_not_retried() {
+    for provider in PROVIDERS {
+        let server = TestServer::start(vec![Answer::raw(200, r#"{"choices": [{"mess"#)]).await;
+        let model = provider.patient_model(&server.url());
+
+        let err = ask(&*model).await.unwrap_err();
+
+        let ModelError::MalformedResponse { provider: name, reason } = &err else { panic!("{provider:?}: {err:?}") };
+        assert_eq!(name, model.id());
+        assert!(reason.contains(r#"{"choices": [{"mess"#), "{provider:?}: {reason}");
+        assert_eq!(server.requests().len(), 1, "{provider:?}");
+    }
+}
+
+#[tokio::test]
+async fn json_of_the_wrong_shape_names_what_is_missing() {
+    for (provider, missing) in [(Provider::OpenAi, "choices"), (Provider::Anthropic, "content")] {
+        let server = TestServer::start(vec![Answer::json(200, json!({"object": "surprise"}))]).await;
+
+        let err = ask(&*provider.patient_model(&server.url())).await.unwrap_err();
+
+        let ModelError::MalformedResponse { reason, .. } = &err else { panic!("{provider:?}: {err:?}") };
+        assert!(reason.contains(missing), "{provider:?}: {reason}");
+    }
+}
+
+#[tokio::test]
+async fn an_unreachable_server_is_a_transport_error() {
+    for provider in PROVIDERS {
+        let model = provider.patient_model(&closed_port_url().await);
+
+        let err = ask(&*model).await.unwrap_err();
+
+        assert!(matches!(&err, ModelError::Transport { provider, .. } if provider == model.id()), "{err:?}");
+    }
+}
+
+#[tokio::test]
+async fn a_base_url_without_a_scheme_is_a_configuration_error() {
+    for provider in PROVIDERS {
+        let model = provider.patient_model("localhost:11434");
+
+        let err = ask(&*model).await.unwrap_err();
+
+        assert!(matches!(&err, ModelError::InvalidConfig { provider, .. } if provider == model.id()), "{err:?}");
+        assert!(!err.is_transient());
+    }
+}

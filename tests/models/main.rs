@@ -1,0 +1,48 @@
+//! The HTTP model providers against a real HTTP server on loopback that answers in each
+//! provider's wire format: what they send, what they read, and how they fail and retry.
+
+mod anthropic;
+mod failures;
+mod openai;
+mod server;
+
+use std::time::Duration;
+
+use kern::models::{Message, RetryPolicy, Role, ToolCall, ToolSchema};
+use serde_json::json;
+
+/// Retries quickly, so tests of retrying do not wait for the default backoff.
+const FAST_RETRY: RetryPolicy = RetryPolicy { max_retries: 2, initial_backoff: Duration::from_millis(1) };
+
+fn weather_tool() -> ToolSchema {
+    ToolSchema {
+        name: "weather".into(),
+        description: "Current weather of a city.".into(),
+        parameters: json!({
+            "type": "object",
+            "properties": {"city": {"type": "string"}},
+            "required": ["city"],
+        }),
+    }
+}
+
+/// A conversation that ends with the results of two parallel calls, the second with arguments
+/// that are no JSON.
+fn after_two_calls() -> Vec<Message> {
+    vec![
+        Message::system("Be brief."),
+        Message::user("Weather in Paris and Rome?"),
+        Message {
+            role: Role::Assistant,
+            content: None,
+            tool_calls: vec![
+                ToolCall { id: "call_a".into(), name: "weather".into(), arguments: r#"{"city":"Paris"}"#.into() },
+                ToolCall { id: "call_b".into(), name: "weather".into(), arguments: "{city: Rome".into() },
+            ],
+            tool_call_id: None,
+            name: None,
+        },
+        Message::tool_result("call_a", "weather", "sunny"),
+        Message::tool_result("call_b", "weather", "error: arguments are not JSON"),
+    ]
+}
