@@ -1,1 +1,440 @@
-fn main() {}
+//! The approval cycle benchmark: the phases of the reference system's benchmark
+//! (`shared/anchors/agno/bench_agno.py`), measured on kern.
+//!
+//! One cycle: run until the agent pauses on an `#[approval]` tool -> list pending rows ->
+//! `update_approval` (approve or reject, compare-and-set on `pending`) -> `continue_run` to
+//! completion. Audit mode confirms client-side instead of resolving a row.
+//!
+//! ```text
+//! cargo bench --bench approval_cycle -- [--backend sqlite|postgres|memory] [--n N]
+//!     [--concurrency C] [--mode approve|reject|audit] [--warmup W]
+//! cargo bench --bench approval_cycle -- --scenario list [--rows 1000000] [--backend ..]
+//! ```
+//!
+//! It prints one line per phase (median and p99 in ms) and, last, one summary line. Under
+//! `cargo test` (no `--bench` argument) it runs a small smoke check of every mode instead,
+//! verifying the outcome and ignoring the timings.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use chrono::Utc;
+use kern::agent::RunOptions;
+use kern::prelude::*;
+use serde_json::json;
+
+static EXECUTED: AtomicU64 = AtomicU64::new(0);
+
+/// Delete `count` records from `table`.
+#[approval]
+#[tool(requires_confirmation)]
+fn delete_records(table: String, count: u32) -> String {
+    EXECUTED.fetch_add(1, Ordering::Relaxed);
+    format!("deleted {count} from {table}")
+}
+
+/// Delete `count` records from `table`.
+#[tool(name = "delete_records", requires_confirmation, log_approval)]
+fn delete_records_audited(table: String, count: u32) -> String {
+    EXECUTED.fetch_add(1, Ordering::Relaxed);
+    format!("deleted {count} from {table}")
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    Approve,
+    Reject,
+    Audit,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Sqlite,
+    Postgres,
+    Memory,
+}
+
+#[derive(Debug, Clone)]
+struct Options {
+    kind: Kind,
+    n: usize,
+    warmup: usize,
+    concurrency: usize,
+    mode: Mode,
+    list_rows: Option<usize>,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options { kind: Kind::Sqlite, n: 2000, warmup: 20, concurrency: 1, mode: Mode::Approve, list_rows: None }
+    }
+}
+
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+fn parse(args: &[String]) -> Result<Options, BoxError> {
+    let mut options = Options::default();
+    let mut scenario_list = false;
+    let mut rows = 1_000_000;
+    let mut args = args.iter();
+    while let Some(flag) = args.next() {
+        let mut value = || args.next().ok_or_else(|| format!("{flag} needs a value"));
+        match flag.as_str() {
+            "--bench" => {}
+            "--backend" => {
+                options.kind = match value()?.as_str() {
+                    "sqlite" => Kind::Sqlite,
+                    "postgres" => Kind::Postgres,
+                    "memory" => Kind::Memory,
+                    other => return Err(format!("unknown backend `{other}`: sqlite, postgres or memory").into()),
+                }
+            }
+            "--mode" => {
+                options.mode = match value()?.as_str() {
+                    "approve" => Mode::Approve,
+                    "reject" => Mode::Reject,
+                    "audit" => Mode::Audit,
+                    other => return Err(format!("unknown mode `{other}`: approve, reject or audit").into()),
+                }
+            }
+            "--n" => options.n = value()?.parse()?,
+            "--warmup" => options.warmup = value()?.parse()?,
+            "--concurrency" => options.concurrency = value()?.parse::<usize>()?.max(1),
+            "--rows" => rows = value()?.parse()?,
+            "--scenario" => {
+                scenario_list = match value()?.as_str() {
+                    "cycle" => false,
+                    "list" => true,
+                    other => return Err(format!("unknown scenario `{other}`: cycle or list").into()),
+                }
+            }
+            other => return Err(format!("unknown argument `{other}`").into()),
+        }
+    }
+    options.list_rows = scenario_list.then_some(rows);
+    Ok(options)
+}
+
+/// The store under test and how to count its commits.
+struct Backend {
+    store: Arc<dyn Store>,
+    commits: Box<dyn Fn() -> u64 + Send + Sync>,
+}
+
+async fn open(kind: Kind, tag: &str) -> Result<Backend, BoxError> {
+    Ok(match kind {
+        Kind::Sqlite => {
+            let path = std::env::temp_dir().join(format!("kern-bench-{tag}-{}.db", std::process::id()));
+            for suffix in ["", "-wal", "-shm"] {
+                let _ = std::fs::remove_file(format!("{}{suffix}", path.display()));
+            }
+            let db = SqliteDb::builder().db_file(&path).build().await?;
+            let counter = db.clone();
+            Backend { store: Arc::new(db), commits: Box::new(move || counter.commit_count()) }
+        }
+        Kind::Postgres => {
+            let url = std::env::var("KERN_TEST_POSTGRES_URL")
+                .map_err(|_| "set KERN_TEST_POSTGRES_URL to benchmark Postgres (e.g. postgres://postgres@127.0.0.1:5432/test)")?;
+            let schema = format!("kern_bench_{tag}_{}", std::process::id());
+            let db = PostgresDb::builder().url(&url).schema(&schema).max_connections(40).build().await?;
+            let counter = db.clone();
+            Backend { store: Arc::new(db), commits: Box::new(move || counter.commit_count()) }
+        }
+        Kind::Memory => Backend { store: Arc::new(MemoryDb::new()), commits: Box::new(|| 0) },
+    })
+}
+
+fn agent(store: Arc<dyn Store>, mode: Mode) -> Result<Agent, kern::Error> {
+    let model = ScriptedModel::new()
+        .when_user_contains("delete", Reply::call("delete_records", json!({"table": "users", "count": 3})))
+        .after_tool("delete_records", Reply::text("Done: {result}"));
+    let builder = Agent::builder().id("bench-agent").name("bench-agent").model(model).db(store);
+    match mode {
+        Mode::Audit => builder.tool(DeleteRecordsAudited),
+        Mode::Approve | Mode::Reject => builder.tool(DeleteRecords),
+    }
+    .build()
+}
+
+const PHASES: [&str; 4] = ["run_until_pause", "list_pending", "update_approval", "continue_run"];
+const AUDIT_PHASES: [&str; 4] = ["run_until_pause", "list_pending", "confirm_client_side", "continue_run"];
+
+/// One cycle; returns the duration of each phase.
+async fn cycle(agent: &Agent, store: &dyn Store, mode: Mode, session: String) -> Result<[Duration; 4], BoxError> {
+    let t0 = Instant::now();
+    let mut run = agent.run_with("please delete 3 user records", RunOptions::default().session_id(session).user_id("u1")).await?;
+    if run.status != RunStatus::Paused {
+        return Err(format!("run not paused: {} {:?}", run.status, run.content).into());
+    }
+    let t1 = Instant::now();
+    let pending = store.list_approvals(&ApprovalQuery::default().status(ApprovalStatus::Pending)).await?;
+    let mine = match pending.items.into_iter().find(|row| row.run_id == run.run_id) {
+        Some(row) => Some(row),
+        // Under concurrency the newest page may belong to other runs.
+        None => store.list_approvals(&ApprovalQuery::default().status(ApprovalStatus::Pending).run_id(run.run_id.as_str())).await?.items.pop(),
+    };
+    let t2 = Instant::now();
+    match mode {
+        Mode::Audit => {
+            if mine.is_some() {
+                return Err("an audit tool produced a pending row".into());
+            }
+            run.requirements[0].confirm();
+            run.requirements[0].set_resolved_by("bench-admin");
+        }
+        Mode::Approve | Mode::Reject => {
+            let row = mine.ok_or("no pending row for the run")?;
+            let status = if mode == Mode::Approve { ApprovalStatus::Approved } else { ApprovalStatus::Rejected };
+            let update = ApprovalUpdate {
+                expected_status: Some(ApprovalStatus::Pending),
+                status,
+                resolved_by: Some("bench-admin".into()),
+                resolved_at: Some(Utc::now()),
+                resolution_data: None,
+            };
+            store.update_approval(&row.id, update).await?;
+        }
+    }
+    let t3 = Instant::now();
+    let requirements = if mode == Mode::Audit { run.requirements } else { Vec::new() };
+    let done = agent.continue_run(&run.run_id, requirements).await?;
+    if done.status != RunStatus::Completed {
+        return Err(format!("continue ended {}: {:?}", done.status, done.content).into());
+    }
+    let t4 = Instant::now();
+    Ok([t1 - t0, t2 - t1, t3 - t2, t4 - t3])
+}
+
+/// Nearest-rank percentile of sorted durations, in ms.
+fn percentile(sorted: &[Duration], q: f64) -> f64 {
+    if sorted.is_empty() {
+        return f64::NAN;
+    }
+    let rank = ((q * sorted.len() as f64).ceil() as usize).clamp(1, sorted.len());
+    sorted[rank - 1].as_secs_f64() * 1e3
+}
+
+fn peak_rss_mib() -> f64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    let kib = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
+        .unwrap_or(f64::NAN);
+    kib / 1024.0
+}
+
+fn backend_name(kind: Kind) -> &'static str {
+    match kind {
+        Kind::Sqlite => "sqlite",
+        Kind::Postgres => "postgres",
+        Kind::Memory => "memory",
+    }
+}
+
+fn mode_name(mode: Mode) -> &'static str {
+    match mode {
+        Mode::Approve => "approve",
+        Mode::Reject => "reject",
+        Mode::Audit => "audit",
+    }
+}
+
+/// Runs `warmup + n` cycles over `concurrency` tasks, verifies the outcome, prints the figures.
+async fn run_cycles(options: &Options, print: bool) -> Result<(), BoxError> {
+    let backend = open(options.kind, mode_name(options.mode)).await?;
+    let agent = agent(backend.store.clone(), options.mode)?;
+    let executed_before = EXECUTED.load(Ordering::Relaxed);
+    for i in 0..options.warmup {
+        cycle(&agent, &*backend.store, options.mode, format!("warmup-{i}")).await?;
+    }
+    let commits_before = (backend.commits)();
+    let started = Instant::now();
+    let per_task = options.n.div_ceil(options.concurrency);
+    let tasks: Vec<_> = (0..options.concurrency)
+        .map(|task| {
+            let agent = agent.clone();
+            let store = backend.store.clone();
+            let mode = options.mode;
+            let count = per_task.min(options.n.saturating_sub(task * per_task));
+            tokio::spawn(async move {
+                let mut phases = Vec::with_capacity(count);
+                for i in 0..count {
+                    phases.push(cycle(&agent, &*store, mode, format!("s{task}-{i}")).await?);
+                }
+                Ok::<_, BoxError>(phases)
+            })
+        })
+        .collect();
+    let mut samples = Vec::with_capacity(options.n);
+    for task in tasks {
+        samples.extend(task.await??);
+    }
+    let wall = started.elapsed();
+    let commits = (backend.commits)() - commits_before;
+
+    // Verification (not timed): every measured cycle left what it should.
+    let total = options.warmup + options.n;
+    let (status, kind) = match options.mode {
+        Mode::Approve => (ApprovalStatus::Approved, ApprovalType::Required),
+        Mode::Reject => (ApprovalStatus::Rejected, ApprovalType::Required),
+        Mode::Audit => (ApprovalStatus::Approved, ApprovalType::Audit),
+    };
+    let query = ApprovalQuery::default().status(status).approval_type(kind).limit(1);
+    let rows = backend.store.list_approvals(&query).await?.total;
+    let pending = backend.store.count_pending_approvals(None).await?;
+    let executed = EXECUTED.load(Ordering::Relaxed) - executed_before;
+    let expected_executions = if options.mode == Mode::Reject { 0 } else { total as u64 };
+    if rows != total as u64 || pending != 0 || executed != expected_executions || samples.len() != options.n {
+        return Err(format!(
+            "verification failed: {rows} {status} rows (want {total}), {pending} pending (want 0), \
+             tool ran {executed} times (want {expected_executions}), {} cycles measured (want {})",
+            samples.len(),
+            options.n
+        )
+        .into());
+    }
+    if !print {
+        return Ok(());
+    }
+
+    let names = if options.mode == Mode::Audit { AUDIT_PHASES } else { PHASES };
+    for (index, name) in names.iter().enumerate() {
+        let mut durations: Vec<Duration> = samples.iter().map(|s| s[index]).collect();
+        durations.sort();
+        println!("phase {name:<20} median_ms={:.3} p99_ms={:.3}", percentile(&durations, 0.5), percentile(&durations, 0.99));
+    }
+    let mut cycles: Vec<Duration> = samples.iter().map(|s| s.iter().sum()).collect();
+    cycles.sort();
+    println!("phase {:<20} median_ms={:.3} p99_ms={:.3}", "full_cycle", percentile(&cycles, 0.5), percentile(&cycles, 0.99));
+    println!("verified: {rows} {status} {kind} rows, 0 pending, tool ran {executed} times, {} runs completed", total);
+    println!(
+        "approval_cycle backend={} mode={} n={} concurrency={} cycles_per_s={:.1} p50_ms={:.3} p99_ms={:.3} commits_per_cycle={:.2} peak_rss_mib={:.1}",
+        backend_name(options.kind),
+        mode_name(options.mode),
+        options.n,
+        options.concurrency,
+        options.n as f64 / wall.as_secs_f64(),
+        percentile(&cycles, 0.5),
+        percentile(&cycles, 0.99),
+        commits as f64 / options.n as f64,
+        peak_rss_mib(),
+    );
+    Ok(())
+}
+
+/// Fills the table with `rows` rows (1% pending) and times the admin's two queries.
+async fn run_list(options: &Options, rows: usize, print: bool) -> Result<(), BoxError> {
+    const BATCH: usize = 5_000;
+    let backend = open(options.kind, "list").await?;
+    let store = &*backend.store;
+    let now = Utc::now();
+    let mut written = 0;
+    let fill_started = Instant::now();
+    while written < rows {
+        let batch: Vec<Approval> = (written..rows.min(written + BATCH)).map(|i| filler_row(i, now)).collect();
+        written += batch.len();
+        store.save_runs(&[], &batch).await?;
+    }
+    let fill = fill_started.elapsed();
+    let pending_query = ApprovalQuery::default().status(ApprovalStatus::Pending).limit(50);
+    let (mut list, mut count) = (Vec::new(), Vec::new());
+    let samples = options.n.clamp(1, 2_000);
+    for _ in 0..samples {
+        let t0 = Instant::now();
+        let page = store.list_approvals(&pending_query).await?;
+        let t1 = Instant::now();
+        let pending = store.count_pending_approvals(None).await?;
+        let t2 = Instant::now();
+        if page.items.len() != 50.min(rows.div_ceil(100)) || pending != rows.div_ceil(100) as u64 {
+            return Err(format!("verification failed: page of {}, {pending} pending", page.items.len()).into());
+        }
+        list.push(t1 - t0);
+        count.push(t2 - t1);
+    }
+    if !print {
+        return Ok(());
+    }
+    list.sort();
+    count.sort();
+    println!("filled {rows} rows in {:.1} s", fill.as_secs_f64());
+    println!(
+        "approval_list backend={} rows={rows} list_newest_50_pending_p50_ms={:.3} p99_ms={:.3} count_pending_p50_ms={:.3} p99_ms={:.3}",
+        backend_name(options.kind),
+        percentile(&list, 0.5),
+        percentile(&list, 0.99),
+        percentile(&count, 0.5),
+        percentile(&count, 0.99),
+    );
+    Ok(())
+}
+
+/// Row `i` of the list scenario: every hundredth is pending, the rest resolved.
+fn filler_row(i: usize, now: chrono::DateTime<Utc>) -> Approval {
+    let created_at = now - chrono::Duration::milliseconds(i as i64);
+    let status = if i % 100 == 0 { ApprovalStatus::Pending } else { ApprovalStatus::Approved };
+    Approval {
+        id: format!("{:08x}-0000-7000-8000-{:012x}", i / 65_536, i),
+        run_id: format!("run-{i}"),
+        session_id: format!("session-{}", i % 1_000),
+        status,
+        approval_type: ApprovalType::Required,
+        pause_type: PauseType::Confirmation,
+        source_type: SourceType::Agent,
+        source_name: Some("bench-agent".into()),
+        agent_id: Some("bench-agent".into()),
+        team_id: None,
+        user_id: Some(format!("user-{}", i % 500)),
+        tool_name: "delete_records".into(),
+        tool_args: json!({"table": "users", "count": 3}),
+        tool_call_id: "call_1".into(),
+        requirements: Vec::new(),
+        resolution_data: None,
+        resolved_by: (status != ApprovalStatus::Pending).then(|| "bench-admin".into()),
+        resolved_at: (status != ApprovalStatus::Pending).then_some(created_at),
+        created_at,
+        updated_at: created_at,
+        expires_at: None,
+        run_status: RunStatus::Completed,
+    }
+}
+
+/// Under `cargo test`: every mode on every configured backend, small, verified, quiet.
+async fn smoke() -> Result<(), BoxError> {
+    let mut kinds = vec![Kind::Memory, Kind::Sqlite];
+    match std::env::var("KERN_TEST_POSTGRES_URL") {
+        Ok(_) => kinds.push(Kind::Postgres),
+        Err(_) => eprintln!("approval_cycle smoke: KERN_TEST_POSTGRES_URL is not set, so Postgres is skipped"),
+    }
+    let mut checks = 0;
+    for kind in kinds {
+        for mode in [Mode::Approve, Mode::Reject, Mode::Audit] {
+            for concurrency in [1, 4] {
+                let options = Options { kind, n: 24, warmup: 2, concurrency, mode, list_rows: None };
+                run_cycles(&options, false).await.map_err(|e| format!("{kind:?} {mode:?} x{concurrency}: {e}"))?;
+                checks += 1;
+            }
+        }
+        let options = Options { kind, n: 5, ..Options::default() };
+        run_list(&options, 1_000, false).await.map_err(|e| format!("{kind:?} list: {e}"))?;
+        checks += 1;
+    }
+    println!("approval_cycle smoke: {checks} passed, 0 failed");
+    Ok(())
+}
+
+fn main() -> Result<(), BoxError> {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    if !args.iter().any(|a| a == "--bench") {
+        return runtime.block_on(smoke());
+    }
+    let options = parse(&args)?;
+    runtime.block_on(async {
+        match options.list_rows {
+            Some(rows) => run_list(&options, rows, true).await,
+            None => run_cycles(&options, true).await,
+        }
+    })
+}

@@ -1,0 +1,293 @@
+//! The agent loop and plain human-in-the-loop pauses (no admin approval involved).
+
+use kern::agent::RunOptions;
+use kern::models::Message;
+use kern::prelude::*;
+use kern::run::ToolCallStatus;
+use serde_json::{Map, Value, json};
+
+use crate::tools::*;
+
+fn values(value: Value) -> Map<String, Value> {
+    value.as_object().cloned().expect("an object")
+}
+
+#[tokio::test]
+async fn a_run_without_tools_answers_directly() {
+    let model = ScriptedModel::new().when_user_contains("hello", Reply::text("Hi there"));
+    let agent = Agent::builder().name("greeter").model(model).build().unwrap();
+    let run = agent.run("hello").await.unwrap();
+    assert_eq!(run.status, RunStatus::Completed);
+    assert_eq!(run.content.as_deref(), Some("Hi there"));
+    assert!(run.tools.is_empty());
+    assert!(run.usage.input_tokens > 0);
+}
+
+#[tokio::test]
+async fn parallel_calls_run_concurrently() {
+    let model = ScriptedModel::new().when_user_contains(
+        "meet",
+        Reply::calls([("rendezvous", json!({"who": "ann"})), ("rendezvous", json!({"who": "bob"}))]),
+    );
+    let agent = Agent::builder().model(model).tool(Rendezvous).build().unwrap();
+    // Each call waits for the other, so they complete only if they overlap.
+    let run = tokio::time::timeout(std::time::Duration::from_secs(30), agent.run("meet"))
+        .await
+        .expect("calls of one turn must run concurrently")
+        .unwrap();
+    assert_eq!(run.status, RunStatus::Completed);
+    assert_eq!(run.content.as_deref(), Some("Done. rendezvous: ann met; rendezvous: bob met"));
+    assert_eq!(ran(&run.run_id).len(), 2);
+}
+
+#[tokio::test]
+async fn an_unknown_tool_goes_back_to_the_model() {
+    let model = ScriptedModel::new().when_user_contains("go", Reply::call("teleport", json!({})));
+    let agent = Agent::builder().model(model).tool(Add).build().unwrap();
+    let run = agent.run("go").await.unwrap();
+    assert_eq!(run.status, RunStatus::Completed);
+    assert_eq!(run.tools[0].status, ToolCallStatus::Failed);
+    assert_eq!(
+        run.content.as_deref(),
+        Some("Done. teleport: error: unknown tool `teleport`; available tools: add")
+    );
+}
+
+#[tokio::test]
+async fn malformed_and_mistyped_arguments_go_back_to_the_model() {
+    let model = ScriptedModel::new()
+        .when_user_contains("broken", Reply::raw_call("add", "{\"a\": 1,"))
+        .when_user_contains("mistyped", Reply::call("add", json!({"a": "one", "b": 2})));
+    let agent = Agent::builder().model(model).tool(Add).build().unwrap();
+
+    let run = agent.run("broken").await.unwrap();
+    assert_eq!(run.status, RunStatus::Completed);
+    assert_eq!(run.tools[0].status, ToolCallStatus::Failed);
+    assert!(run.content.unwrap().contains("arguments are not valid JSON"));
+
+    let run = agent.run("mistyped").await.unwrap();
+    assert_eq!(run.tools[0].status, ToolCallStatus::Failed);
+    assert!(run.content.unwrap().contains("invalid arguments"));
+    assert!(ran(&run.run_id).is_empty());
+}
+
+#[tokio::test]
+async fn a_failing_tool_does_not_end_the_run() {
+    let model = ScriptedModel::new().when_user_contains("try", Reply::call("flaky", json!({})));
+    let agent = Agent::builder().model(model).tool(Flaky).build().unwrap();
+    let run = agent.run("try").await.unwrap();
+    assert_eq!(run.status, RunStatus::Completed);
+    assert_eq!(run.tools[0].status, ToolCallStatus::Failed);
+    assert_eq!(run.content.as_deref(), Some("Done. flaky: error: the service is down"));
+}
+
+#[tokio::test]
+async fn the_round_limit_stops_a_looping_model() {
+    let db = MemoryDb::new();
+    let model = ScriptedModel::new()
+        .when_user_contains("loop", Reply::call("add", json!({"a": 1, "b": 1})))
+        .after_tool("add", Reply::call("add", json!({"a": 1, "b": 1})));
+    let agent = Agent::builder().model(model).tool(Add).db(db.clone()).max_rounds(3).build().unwrap();
+    let err = agent.run("loop").await.unwrap_err();
+    let Error::RoundLimit { run_id, rounds } = err else { panic!("expected RoundLimit, got {err:?}") };
+    assert_eq!(rounds, 3);
+    assert_eq!(ran(&run_id).len(), 3);
+    let stored = db.load_run(&run_id).await.unwrap().unwrap();
+    assert_eq!(stored.status, RunStatus::Error);
+}
+
+#[tokio::test]
+async fn confirm_runs_the_paused_call() {
+    let model = ScriptedModel::new().when_user_contains("restart", Reply::call("restart_service", json!({"name": "web"})));
+    let agent = Agent::builder().model(model).tool(RestartService).build().unwrap();
+    let mut run = agent.run("restart web").await.unwrap();
+    assert_eq!(run.status, RunStatus::Paused);
+    assert_eq!(run.requirements.len(), 1);
+    assert_eq!(run.tools[0].status, ToolCallStatus::Paused);
+    assert!(ran(&run.run_id).is_empty());
+
+    run.requirements[0].confirm();
+    assert!(run.requirements[0].is_resolved());
+    let done = agent.continue_run(&run.run_id, run.requirements).await.unwrap();
+    assert_eq!(done.status, RunStatus::Completed);
+    assert_eq!(done.content.as_deref(), Some("Done. restart_service: restarted web"));
+    assert_eq!(ran(&run.run_id).len(), 1);
+}
+
+#[tokio::test]
+async fn reject_tells_the_model_with_the_note() {
+    let model = ScriptedModel::new().when_user_contains("restart", Reply::call("restart_service", json!({"name": "db"})));
+    let agent = Agent::builder().model(model).tool(RestartService).build().unwrap();
+    let mut run = agent.run("restart db").await.unwrap();
+    run.requirements[0].reject("not during business hours");
+    let done = agent.continue_run(&run.run_id, run.requirements).await.unwrap();
+    assert_eq!(done.status, RunStatus::Completed);
+    assert_eq!(done.tools[0].status, ToolCallStatus::Rejected);
+    assert_eq!(
+        done.content.as_deref(),
+        Some("Done. restart_service: The call to `restart_service` was rejected by the user: not during business hours")
+    );
+    assert!(ran(&run.run_id).is_empty());
+}
+
+#[tokio::test]
+async fn user_input_is_merged_into_the_arguments() {
+    let model = ScriptedModel::new().when_user_contains("trip", Reply::call("book_trip", json!({"days": 3})));
+    let agent = Agent::builder().model(model).tool(BookTrip).build().unwrap();
+    let mut run = agent.run("book a trip").await.unwrap();
+    let requirement = &mut run.requirements[0];
+    assert_eq!(requirement.pause_type, PauseType::UserInput);
+    assert_eq!(requirement.missing_user_input(), vec!["city".to_owned()]);
+    requirement.provide_user_input(values(json!({"city": "Lisbon"})));
+    let done = agent.continue_run(&run.run_id, run.requirements).await.unwrap();
+    assert_eq!(done.status, RunStatus::Completed);
+    assert_eq!(ran(&run.run_id)[0].args, json!({"city": "Lisbon", "days": 3}));
+}
+
+#[tokio::test]
+async fn user_input_that_does_not_fit_is_refused_and_the_run_stays_paused() {
+    let model = ScriptedModel::new().when_user_contains("trip", Reply::call("book_trip", json!({"days": 3})));
+    let agent = Agent::builder().model(model).tool(BookTrip).build().unwrap();
+    let mut run = agent.run("book a trip").await.unwrap();
+    run.requirements[0].provide_user_input(values(json!({"city": 42})));
+    let err = agent.continue_run(&run.run_id, run.requirements.clone()).await.unwrap_err();
+    assert!(matches!(err, Error::InvalidUserInput { .. }), "{err:?}");
+
+    run.requirements[0].provide_user_input(values(json!({"city": "Porto"})));
+    let done = agent.continue_run(&run.run_id, run.requirements).await.unwrap();
+    assert_eq!(done.status, RunStatus::Completed);
+    assert_eq!(ran(&run.run_id).len(), 1);
+}
+
+#[tokio::test]
+async fn an_external_result_is_fed_back_without_running_the_function() {
+    let model = ScriptedModel::new().when_user_contains("vendor", Reply::call("ask_vendor", json!({"question": "price?"})));
+    let agent = Agent::builder().model(model).tool(AskVendor).build().unwrap();
+    let mut run = agent.run("ask the vendor").await.unwrap();
+    run.requirements[0].set_external_execution_result("42 EUR");
+    let done = agent.continue_run(&run.run_id, run.requirements).await.unwrap();
+    assert_eq!(done.status, RunStatus::Completed);
+    assert_eq!(done.tools[0].status, ToolCallStatus::External);
+    assert_eq!(done.content.as_deref(), Some("Done. ask_vendor: 42 EUR"));
+    assert!(ran(&run.run_id).is_empty());
+}
+
+#[tokio::test]
+async fn unresolved_requirements_keep_the_run_paused() {
+    let model = ScriptedModel::new().when_user_contains(
+        "both",
+        Reply::calls([("restart_service", json!({"name": "a"})), ("restart_service", json!({"name": "b"}))]),
+    );
+    let agent = Agent::builder().model(model).tool(RestartService).build().unwrap();
+    let mut run = agent.run("restart both").await.unwrap();
+    assert_eq!(run.requirements.len(), 2);
+
+    let still = agent.continue_run(&run.run_id, vec![]).await.unwrap();
+    assert_eq!(still.status, RunStatus::Paused);
+    assert_eq!(still.requirements.len(), 2);
+
+    run.requirements[0].confirm();
+    let half = agent.continue_run(&run.run_id, vec![run.requirements[0].clone()]).await.unwrap();
+    assert_eq!(half.status, RunStatus::Paused);
+    assert_eq!(half.requirements.len(), 1);
+    assert_eq!(ran(&run.run_id).len(), 1);
+
+    let mut rest = half.requirements;
+    rest[0].confirm();
+    let done = agent.continue_run(&run.run_id, rest).await.unwrap();
+    assert_eq!(done.status, RunStatus::Completed);
+    assert_eq!(ran(&run.run_id).len(), 2);
+}
+
+#[tokio::test]
+async fn calls_that_need_nobody_run_before_the_pause() {
+    let model = ScriptedModel::new().when_user_contains(
+        "mixed",
+        Reply::calls([("add", json!({"a": 2, "b": 3})), ("restart_service", json!({"name": "web"}))]),
+    );
+    let agent = Agent::builder().model(model).tool(Add).tool(RestartService).build().unwrap();
+    let run = agent.run("mixed").await.unwrap();
+    assert_eq!(run.status, RunStatus::Paused);
+    assert_eq!(run.tools[0].status, ToolCallStatus::Succeeded);
+    assert_eq!(run.tools[0].result, Some(json!(5)));
+    assert_eq!(ran(&run.run_id).len(), 1);
+}
+
+#[tokio::test]
+async fn continuing_a_run_that_is_not_paused_names_its_status() {
+    let model = ScriptedModel::new().when_user_contains("hi", Reply::text("hello"));
+    let agent = Agent::builder().model(model).build().unwrap();
+    let run = agent.run("hi").await.unwrap();
+    let err = agent.continue_run(&run.run_id, vec![]).await.unwrap_err();
+    assert!(matches!(err, Error::RunNotPaused { status: RunStatus::Completed, .. }), "{err:?}");
+    assert!(err.to_string().contains("completed"));
+    let err = agent.continue_run("no-such-run", vec![]).await.unwrap_err();
+    assert!(matches!(err, Error::RunNotFound(_)), "{err:?}");
+}
+
+#[tokio::test]
+async fn a_requirement_for_no_paused_call_is_refused() {
+    let model = ScriptedModel::new().when_user_contains("restart", Reply::call("restart_service", json!({"name": "x"})));
+    let agent = Agent::builder().model(model).tool(RestartService).build().unwrap();
+    let run = agent.run("restart").await.unwrap();
+    let mut forged = run.requirements[0].clone();
+    forged.tool_execution.tool_call_id = "call_999".into();
+    forged.confirm();
+    let err = agent.continue_run(&run.run_id, vec![forged]).await.unwrap_err();
+    assert!(matches!(err, Error::UnknownRequirement { .. }), "{err:?}");
+}
+
+#[tokio::test]
+async fn the_caller_cannot_change_the_arguments_of_a_paused_call() {
+    let model = ScriptedModel::new().when_user_contains("restart", Reply::call("restart_service", json!({"name": "web"})));
+    let agent = Agent::builder().model(model).tool(RestartService).build().unwrap();
+    let mut run = agent.run("restart").await.unwrap();
+    run.requirements[0].tool_execution.tool_args = json!({"name": "everything"});
+    run.requirements[0].confirm();
+    agent.continue_run(&run.run_id, run.requirements).await.unwrap();
+    assert_eq!(ran(&run.run_id)[0].args, json!({"name": "web"}));
+}
+
+#[tokio::test]
+async fn a_fresh_agent_on_the_same_store_continues_the_run() {
+    let db = MemoryDb::new();
+    let build = || {
+        let model =
+            ScriptedModel::new().when_user_contains("restart", Reply::call("restart_service", json!({"name": "web"})));
+        Agent::builder().model(model).tool(RestartService).db(db.clone()).build().unwrap()
+    };
+    let mut run = build().run("restart").await.unwrap();
+    run.requirements[0].confirm();
+    let done = build().continue_run(&run.run_id, run.requirements).await.unwrap();
+    assert_eq!(done.status, RunStatus::Completed);
+}
+
+#[tokio::test]
+async fn earlier_runs_of_the_session_are_history() {
+    let db = MemoryDb::new();
+    let model = ScriptedModel::new()
+        .when_user_contains("my name is", Reply::text("Nice to meet you"))
+        .when_user_contains("who am i", Reply::text("(answer)"));
+    let agent = Agent::builder().model(model).db(db.clone()).history_runs(5).build().unwrap();
+    let first = agent.run_with("my name is Ada", RunOptions::default().session_id("s-history")).await.unwrap();
+    let second = agent.run_with("who am i", RunOptions::default().session_id("s-history")).await.unwrap();
+    let stored = db.load_run(&second.run_id).await.unwrap().unwrap();
+    assert_eq!(
+        stored.messages[..3],
+        [Message::user("my name is Ada"), Message::assistant("Nice to meet you"), Message::user("who am i")]
+    );
+    assert_eq!(first.session_id, second.session_id);
+}
+
+#[test]
+fn build_refuses_bad_configurations() {
+    let err = Agent::builder().tool(Add).build().unwrap_err();
+    assert!(matches!(err, Error::NoModel), "{err:?}");
+    let err = Agent::builder().model(ScriptedModel::new()).tool(Add).tool(Add).build().unwrap_err();
+    assert!(matches!(err, Error::DuplicateTool(ref name) if name == "add"), "{err:?}");
+    let err = Agent::builder().model(ScriptedModel::new()).tool(DeleteUserData).build().unwrap_err();
+    assert!(matches!(err, Error::ApprovalNeedsDb { ref tool } if tool == "delete_user_data"), "{err:?}");
+    assert!(err.to_string().contains(".db("));
+    // Audit tools need no db: their rows are optional records.
+    assert!(Agent::builder().model(ScriptedModel::new()).tool(ArchiveRecords).build().is_ok());
+}

@@ -1,0 +1,178 @@
+//! The stores the lifecycle runs on, each reopenable as a fresh handle.
+
+use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
+use kern::approval::{Approval, ApprovalPage, ApprovalQuery, ApprovalUpdate};
+use kern::db::{MemoryDb, PostgresDb, SqliteDb, Store};
+use kern::run::{RunRecord, RunStatus};
+use kern::{BoxFuture, Result};
+
+/// A name no other test (or test process) uses.
+pub fn unique(prefix: &str) -> String {
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default().as_nanos();
+    format!("{prefix}_{}_{nanos}_{n}", std::process::id())
+}
+
+/// Where the Postgres tests connect; unset means they are skipped (and say so).
+pub const POSTGRES_URL_VAR: &str = "KERN_TEST_POSTGRES_URL";
+
+/// One store under test.
+pub enum Backend {
+    Memory(MemoryDb),
+    Sqlite { path: std::path::PathBuf, db: SqliteDb },
+    Postgres { url: String, schema: String, db: PostgresDb },
+}
+
+impl Backend {
+    pub fn memory() -> Self {
+        Backend::Memory(MemoryDb::new())
+    }
+
+    pub async fn sqlite() -> Self {
+        let path = std::env::temp_dir().join(format!("{}.db", unique("kern_lifecycle")));
+        let db = SqliteDb::open(&path).await.expect("open sqlite");
+        Backend::Sqlite { path, db }
+    }
+
+    /// A Postgres store in a fresh schema, or `None` (with a note) when no server is configured.
+    pub async fn postgres() -> Option<Self> {
+        let Ok(url) = std::env::var(POSTGRES_URL_VAR) else {
+            eprintln!("skipped: {POSTGRES_URL_VAR} is not set, so the Postgres variant does not run");
+            return None;
+        };
+        let schema = unique("kern_test");
+        let db = PostgresDb::builder()
+            .url(&url)
+            .schema(&schema)
+            .max_connections(8)
+            .build()
+            .await
+            .unwrap_or_else(|e| panic!("{POSTGRES_URL_VAR} is set but Postgres is unusable: {e}"));
+        Some(Backend::Postgres { url, schema, db })
+    }
+
+    /// The store as agents take it.
+    pub fn store(&self) -> Arc<dyn Store> {
+        match self {
+            Backend::Memory(db) => Arc::new(db.clone()),
+            Backend::Sqlite { db, .. } => Arc::new(db.clone()),
+            Backend::Postgres { db, .. } => Arc::new(db.clone()),
+        }
+    }
+
+    /// A new handle on the same data, as another process would open it.
+    pub async fn reopen(&self) -> Arc<dyn Store> {
+        match self {
+            Backend::Memory(db) => Arc::new(db.clone()),
+            Backend::Sqlite { path, .. } => Arc::new(SqliteDb::open(path).await.expect("reopen sqlite")),
+            Backend::Postgres { url, schema, .. } => {
+                Arc::new(PostgresDb::builder().url(url).schema(schema).build().await.expect("reopen postgres"))
+            }
+        }
+    }
+
+    /// How a child process opens the same data: `(kind, location, schema)`.
+    pub fn locator(&self) -> Option<(&'static str, String, String)> {
+        match self {
+            Backend::Memory(_) => None,
+            Backend::Sqlite { path, .. } => Some(("sqlite", path.display().to_string(), String::new())),
+            Backend::Postgres { url, schema, .. } => Some(("postgres", url.clone(), schema.clone())),
+        }
+    }
+
+    /// Opens the store a locator names.
+    pub async fn open(kind: &str, location: &str, schema: &str) -> Arc<dyn Store> {
+        match kind {
+            "sqlite" => Arc::new(SqliteDb::open(location).await.expect("open sqlite")),
+            _ => Arc::new(PostgresDb::builder().url(location).schema(schema).build().await.expect("open postgres")),
+        }
+    }
+}
+
+impl Drop for Backend {
+    fn drop(&mut self) {
+        if let Backend::Sqlite { path, .. } = self {
+            for suffix in ["", "-wal", "-shm"] {
+                let _ = std::fs::remove_file(format!("{}{suffix}", path.display()));
+            }
+        }
+    }
+}
+
+/// A store whose writes of run state always fail, as when the database goes down mid-run.
+#[derive(Default)]
+pub struct FailingStore {
+    inner: MemoryDb,
+}
+
+impl Store for FailingStore {
+    fn save_runs<'a>(
+        &'a self,
+        _runs: &'a [RunRecord],
+        _new_approvals: &'a [Approval],
+    ) -> BoxFuture<'a, Result<()>> {
+        Box::pin(async { Err(kern::Error::database(std::io::Error::other("connection reset"))) })
+    }
+
+    fn load_run<'a>(&'a self, run_id: &'a str) -> BoxFuture<'a, Result<Option<RunRecord>>> {
+        self.inner.load_run(run_id)
+    }
+
+    fn claim_run<'a>(&'a self, run_id: &'a str) -> BoxFuture<'a, Result<RunRecord>> {
+        self.inner.claim_run(run_id)
+    }
+
+    fn session_runs<'a>(
+        &'a self,
+        session_id: &'a str,
+        limit: usize,
+    ) -> BoxFuture<'a, Result<Vec<RunRecord>>> {
+        self.inner.session_runs(session_id, limit)
+    }
+
+    fn create_approval<'a>(&'a self, approval: &'a Approval) -> BoxFuture<'a, Result<()>> {
+        self.inner.create_approval(approval)
+    }
+
+    fn get_approval<'a>(&'a self, id: &'a str) -> BoxFuture<'a, Result<Option<Approval>>> {
+        self.inner.get_approval(id)
+    }
+
+    fn list_approvals<'a>(
+        &'a self,
+        query: &'a ApprovalQuery,
+    ) -> BoxFuture<'a, Result<ApprovalPage>> {
+        self.inner.list_approvals(query)
+    }
+
+    fn update_approval<'a>(
+        &'a self,
+        id: &'a str,
+        update: ApprovalUpdate,
+    ) -> BoxFuture<'a, Result<Approval>> {
+        self.inner.update_approval(id, update)
+    }
+
+    fn delete_approval<'a>(&'a self, id: &'a str) -> BoxFuture<'a, Result<bool>> {
+        self.inner.delete_approval(id)
+    }
+
+    fn count_pending_approvals<'a>(&'a self, user_id: Option<&'a str>) -> BoxFuture<'a, Result<u64>> {
+        self.inner.count_pending_approvals(user_id)
+    }
+
+    fn update_approval_run_status<'a>(
+        &'a self,
+        run_id: &'a str,
+        status: RunStatus,
+    ) -> BoxFuture<'a, Result<u64>> {
+        self.inner.update_approval_run_status(run_id, status)
+    }
+
+    fn expire_approvals(&self, now: DateTime<Utc>) -> BoxFuture<'_, Result<u64>> {
+        self.inner.expire_approvals(now)
+    }
+}

@@ -1,0 +1,44 @@
+//! The run loop and the approval lifecycle end to end: agents, teams, every pause kind, the
+//! gate's decisions, audit rows, exactly-once continues, and continues from another process.
+//! Store-dependent tests run on the memory store, SQLite and Postgres alike.
+
+mod agent;
+mod approval;
+mod backend;
+mod examples;
+mod process;
+mod team;
+mod tools;
+
+/// Generates one `#[tokio::test]` per backend for each listed `async fn(Backend)`.
+macro_rules! on_every_backend {
+    ($($test:ident),+ $(,)?) => {
+        mod memory {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $test() {
+                    super::$test(crate::backend::Backend::memory()).await;
+                }
+            )+
+        }
+        mod sqlite {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $test() {
+                    super::$test(crate::backend::Backend::sqlite().await).await;
+                }
+            )+
+        }
+        mod postgres {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $test() {
+                    if let Some(backend) = crate::backend::Backend::postgres().await {
+                        super::$test(backend).await;
+                    }
+                }
+            )+
+        }
+    };
+}
+pub(crate) use on_every_backend;

@@ -1,0 +1,116 @@
+//! Tools the lifecycle tests give their agents, and a log of every call that ran.
+
+use std::sync::{LazyLock, Mutex};
+
+use kern::prelude::*;
+use serde_json::{Value, json};
+
+/// One call that actually ran.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Ran {
+    pub tool: &'static str,
+    pub args: Value,
+    pub context: RunContext,
+}
+
+static RAN: LazyLock<Mutex<Vec<Ran>>> = LazyLock::new(Mutex::default);
+
+fn log(tool: &'static str, context: &RunContext, args: Value) {
+    RAN.lock().unwrap().push(Ran { tool, args, context: context.clone() });
+}
+
+/// The calls that ran in `run_id`.
+pub fn ran(run_id: &str) -> Vec<Ran> {
+    RAN.lock().unwrap().iter().filter(|r| r.context.run_id == run_id).cloned().collect()
+}
+
+/// Permanently delete all data for a user. Requires admin approval.
+#[approval]
+#[tool(requires_confirmation)]
+pub async fn delete_user_data(context: &RunContext, user_id: String) -> String {
+    log("delete_user_data", context, json!({ "user_id": user_id }));
+    format!("All data for user {user_id} has been deleted.")
+}
+
+/// Purge old logs; the approval expires after an hour.
+#[approval(expires_in = "1h")]
+#[tool(requires_confirmation)]
+pub fn purge_logs(context: &RunContext, days: u32) -> String {
+    log("purge_logs", context, json!({ "days": days }));
+    format!("purged logs older than {days} days")
+}
+
+/// Send a payment; the admin decides the amount.
+#[approval]
+#[tool(user_input_fields = ["amount"])]
+pub fn send_payment(context: &RunContext, to: String, amount: u32) -> String {
+    log("send_payment", context, json!({ "to": to, "amount": amount }));
+    format!("sent {amount} to {to}")
+}
+
+/// Run a database migration; an operator runs it and reports the result.
+#[approval]
+#[tool(external_execution)]
+pub fn run_migration(context: &RunContext, name: String) -> String {
+    log("run_migration", context, json!({ "name": name }));
+    format!("ran {name} in process")
+}
+
+/// Archive a table; audited, not blocking.
+#[approval(type = "audit")]
+#[tool(requires_confirmation)]
+pub fn archive_records(context: &RunContext, table: String) -> String {
+    log("archive_records", context, json!({ "table": table }));
+    format!("archived {table}")
+}
+
+/// Rotate a service's keys; audited through the tool flag.
+#[tool(requires_confirmation, log_approval)]
+pub fn rotate_keys(context: &RunContext, service: String) -> String {
+    log("rotate_keys", context, json!({ "service": service }));
+    format!("rotated keys of {service}")
+}
+
+/// Restart a service; the user confirms, no admin involved.
+#[tool(requires_confirmation)]
+pub fn restart_service(context: &RunContext, name: String) -> String {
+    log("restart_service", context, json!({ "name": name }));
+    format!("restarted {name}")
+}
+
+/// Book a trip; the user picks the city.
+#[tool(user_input_fields = ["city"])]
+pub fn book_trip(context: &RunContext, city: String, days: u32) -> String {
+    log("book_trip", context, json!({ "city": city, "days": days }));
+    format!("booked {days} days in {city}")
+}
+
+/// Ask a vendor; the answer comes from outside.
+#[tool(external_execution)]
+pub fn ask_vendor(context: &RunContext, question: String) -> String {
+    log("ask_vendor", context, json!({ "question": question }));
+    "should not run".to_owned()
+}
+
+/// Add two numbers.
+#[tool]
+pub fn add(context: &RunContext, a: i64, b: i64) -> i64 {
+    log("add", context, json!({ "a": a, "b": b }));
+    a + b
+}
+
+/// Always fails.
+#[tool]
+pub fn flaky(context: &RunContext) -> Result<String, String> {
+    log("flaky", context, json!({}));
+    Err("the service is down".to_owned())
+}
+
+/// Waits until a second call of it is running too, so it finishes only when calls overlap.
+#[tool]
+pub async fn rendezvous(context: &RunContext, who: String) -> String {
+    static BARRIER: LazyLock<tokio::sync::Barrier> = LazyLock::new(|| tokio::sync::Barrier::new(2));
+    BARRIER.wait().await;
+    log("rendezvous", context, json!({ "who": who }));
+    format!("{who} met")
+}
