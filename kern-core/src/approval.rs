@@ -346,13 +346,23 @@ query_setters! {
     session_id: String,
     created_before: DateTime<Utc>,
     created_after: DateTime<Utc>,
-    limit: u32,
-    page: u32,
 }
 
 impl ApprovalQuery {
     /// The default page size.
     pub const DEFAULT_LIMIT: u32 = 50;
+
+    /// Returns at most `limit` rows per page.
+    pub fn limit(mut self, limit: u32) -> Self {
+        self.limit = Some(limit);
+        self
+    }
+
+    /// Returns the 1-based page `page`.
+    pub fn page(mut self, page: u32) -> Self {
+        self.page = Some(page);
+        self
+    }
 
     /// The page size in effect.
     pub fn effective_limit(&self) -> u32 {

@@ -31,7 +31,8 @@ fn spawn_child(role: &str, backend: &Backend, run_id: &str) -> Vec<(String, Stri
     assert!(output.status.success(), "child {role} failed:\n{stdout}\n{}", String::from_utf8_lossy(&output.stderr));
     stdout
         .lines()
-        .filter_map(|line| line.strip_prefix("kern-child "))
+        // libtest may print its `test ... ` prefix on the same line as the first report.
+        .filter_map(|line| line.split_once("kern-child ").map(|(_, report)| report))
         .filter_map(|line| line.split_once('='))
         .map(|(k, v)| (k.to_owned(), v.to_owned()))
         .collect()
