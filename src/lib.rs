@@ -12,12 +12,87 @@
 pub mod tools {
     pub use kern_core::schema;
     pub use kern_core::tools::*;
+    /// Makes a function a tool a model can call: a unit struct named after it in PascalCase
+    /// implements [`Tool`].
+    ///
+    /// ```
+    /// use kern::tools::{RunContext, Tool, ToolError, tool};
+    /// use serde_json::json;
+    ///
+    /// /// Add two numbers.
+    /// #[tool]
+    /// fn add(
+    ///     /// The first number.
+    ///     a: i64,
+    ///     b: i64,
+    /// ) -> i64 {
+    ///     a + b
+    /// }
+    ///
+    /// let definition = Add.definition();
+    /// assert_eq!(definition.name, "add");
+    /// assert_eq!(definition.description, "Add two numbers.");
+    /// assert_eq!(
+    ///     definition.parameters,
+    ///     json!({
+    ///         "type": "object",
+    ///         "properties": {
+    ///             "a": {"type": "integer", "format": "int64", "description": "The first number."},
+    ///             "b": {"type": "integer", "format": "int64"}
+    ///         },
+    ///         "required": ["a", "b"],
+    ///         "additionalProperties": false
+    ///     })
+    /// );
+    ///
+    /// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+    /// // What an agent does with the model's arguments:
+    /// let ctx = RunContext::default();
+    /// assert_eq!(Add.call(&ctx, json!({"a": 2, "b": 40})).await, Ok(json!(42)));
+    /// let wrong = Add.call(&ctx, json!({"a": "2", "b": 40})).await;
+    /// assert!(matches!(wrong, Err(ToolError::InvalidArguments(_))));
+    /// # });
+    ///
+    /// // The function is still an ordinary function.
+    /// assert_eq!(add(1, 2), 3);
+    /// ```
     pub use kern_macros::tool;
 }
 
 /// Approvals: the [`approval`](approval::approval) attribute, rows, queries and updates.
 pub mod approval {
     pub use kern_core::approval::*;
+    /// Puts a `#[tool]` behind an admin's decision, stored as an approval row.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    ///
+    /// use kern::approval::{ApprovalPolicy, approval};
+    /// use kern::tools::{Hitl, Tool, tool};
+    ///
+    /// /// Permanently delete all data for a user.
+    /// #[approval(expires_in = "24h")] // required: the run waits for an admin
+    /// #[tool(requires_confirmation)]
+    /// async fn delete_user_data(user_id: String) -> String {
+    ///     format!("deleted {user_id}")
+    /// }
+    ///
+    /// /// Send an invoice. A person confirms; the decision is recorded.
+    /// #[tool(requires_confirmation)]
+    /// #[approval(type = "audit")] // below `#[tool]` works as well
+    /// fn send_invoice(invoice_id: u64) -> String {
+    ///     format!("sent {invoice_id}")
+    /// }
+    ///
+    /// let delete = DeleteUserData.definition();
+    /// assert!(delete.requires_approval());
+    /// assert_eq!(delete.hitl, Hitl::Confirmation);
+    /// assert_eq!(delete.approval, Some(ApprovalPolicy::REQUIRED.expires_in(Duration::from_secs(24 * 60 * 60))));
+    ///
+    /// let invoice = SendInvoice.definition();
+    /// assert!(invoice.is_audited() && !invoice.requires_approval());
+    /// assert_eq!(invoice.approval, Some(ApprovalPolicy::AUDIT));
+    /// ```
     pub use kern_macros::approval;
 }
 
@@ -47,7 +122,7 @@ pub mod db {
     pub use kern_db::*;
 }
 
-pub use kern_core::{Error, Result};
+pub use kern_core::{BoxFuture, Error, Result};
 
 /// The names most programs need: `use kern::prelude::*;`.
 pub mod prelude {

@@ -17,6 +17,10 @@ pub fn schema_for<T: JsonSchema>() -> Value {
     if let Value::Object(map) = &mut value {
         map.remove("$schema");
         map.remove("title");
+        // Providers expect `properties` on every object schema, even an empty one.
+        if map.get("type") == Some(&Value::String("object".into())) {
+            map.entry("properties").or_insert_with(|| Value::Object(Map::new()));
+        }
     }
     value
 }

@@ -5,6 +5,7 @@
 
 use std::fmt;
 
+use schemars::JsonSchema;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
@@ -149,6 +150,22 @@ pub enum ToolError {
     #[error("result is not serializable: {0}")]
     Output(String),
 }
+
+/// A type a `#[tool]` function can take as an argument: the model's JSON is deserialized into
+/// it, and its JSON Schema tells the model what to send.
+///
+/// Implemented for every `DeserializeOwned + JsonSchema` type. `#[tool]` checks each argument
+/// type against this trait, spanned at the type, so a missing derive is reported at the
+/// argument, with the fix, instead of deep inside the generated code.
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` cannot be a tool argument: it must implement `serde::Deserialize` and `schemars::JsonSchema`",
+    label = "the model's JSON is deserialized into this type",
+    note = "derive both on it: `#[derive(serde::Deserialize, schemars::JsonSchema)]`",
+    note = "or take an owned type that has them: `String`, numbers, `bool`, `Vec<T>`, `Option<T>`, ..."
+)]
+pub trait ToolArg: DeserializeOwned + JsonSchema {}
+
+impl<T: DeserializeOwned + JsonSchema> ToolArg for T {}
 
 /// Deserializes a model's arguments into a tool's parameter struct.
 ///

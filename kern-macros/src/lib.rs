@@ -1,12 +1,137 @@
-//! Placeholder: replaced by the real macro crate.
+//! The `#[tool]` and `#[approval]` attribute macros of kern. Use them through the facade:
+//! `kern::tools::tool` and `kern::approval::approval` (both in `kern::prelude`).
+//!
+//! Each expansion goes parse (`attr`: the attribute's options, `ast`: the function) ->
+//! validate (`valid`: how the options combine) -> generate (`expand`). Mistakes are collected
+//! as `syn::Error`s spanned at the offending token, so one build reports all of them.
+
+mod ast;
+mod attr;
+mod errors;
+mod expand;
+mod valid;
+
 use proc_macro::TokenStream;
 
+/// Turns a function into a tool a model can call.
+///
+/// On `fn delete_user_data(..)`, sync or `async`, it generates a unit struct
+/// `DeleteUserData` (PascalCase, with the function's visibility, deriving `Debug`, `Clone`,
+/// `Copy` and `Default`) that implements `kern::tools::Tool`. The function itself stays as
+/// written, so it can still be called and tested directly.
+///
+/// The tool's definition holds:
+/// - the wire name: the function's name, or `name = "..."`;
+/// - the description: the function's doc comment (common indentation removed, ends trimmed),
+///   or `description = "..."`;
+/// - the JSON Schema of the arguments, with each argument's doc comment as its description;
+///   `Option<T>` arguments are not required;
+/// - the human-in-the-loop kind and the approval policy (see below).
+///
+/// Calling the tool deserializes the model's JSON object into the arguments, calls the
+/// function (awaiting it when it is `async`) and serializes what it returns. Arguments that do
+/// not fit (a wrong type, a missing or unknown field, not an object) give
+/// `ToolError::InvalidArguments`, whose text goes back to the model; `null` stands for `{}`.
+/// A sync function runs on the task that calls the tool, so keep it quick (or make it `async`
+/// and move blocking work to `tokio::task::spawn_blocking`); an `async` one must be `Send`, as
+/// agents run tools on a multi-threaded runtime.
+///
+/// # Arguments
+///
+/// - Any owned type implementing `serde::Deserialize` and `schemars::JsonSchema`: `String`,
+///   numbers, `bool`, `Vec<T>`, `Option<T>`, your own types with both derives. Each becomes a
+///   property named like the argument.
+/// - `&RunContext` (any path ending in `RunContext`): not in the schema; kern passes the run's
+///   context (run, session and user ids, and the approval id and an idempotency key when an
+///   admin approved the call).
+///
+/// Not allowed, each a compile error saying what to write instead: `self`, patterns such as
+/// `(a, b): (i32, i32)`, borrowed types such as `&str`, `impl Trait`, generic type parameters, `unsafe fn`,
+/// `#[cfg]` on an argument, an argument type without the two traits.
+///
+/// # Return value
+///
+/// Any `serde::Serialize` value (or none, giving `null`). A return type whose last path segment
+/// is `Result` (`Result<T, E>`, `std::io::Result<T>`, `anyhow::Result<T>`) is fallible: `Ok`
+/// is serialized, `Err` (any `E: Display`) becomes `ToolError::Failed` with its text.
+///
+/// # Options
+///
+/// | Option | Meaning |
+/// |---|---|
+/// | `name = "..."` | Wire name (1 to 64 ASCII letters, digits, `_`, `-`). |
+/// | `description = "..."` | Description, instead of the doc comment. |
+/// | `requires_confirmation` | A person confirms or rejects each call. |
+/// | `requires_user_input` | A person supplies every argument. |
+/// | `user_input_fields = ["a", "b"]` | A person supplies these arguments (implies `requires_user_input`); the model's schema leaves them out. |
+/// | `external_execution` | The call is carried out elsewhere and its result handed back. |
+/// | `log_approval` | Audit approval: the same as `#[approval(type = "audit")]`. |
+///
+/// Flags may be written `flag`, `flag = true` or `flag = false`. At most one
+/// human-in-the-loop kind (confirmation, user input, external execution) is allowed.
+///
+/// # Example
+///
+/// ```
+/// use kern::tools::{RunContext, Tool, tool};
+///
+/// /// Look up the weather in a city.
+/// #[tool]
+/// async fn weather(
+///     /// The city's name, in English.
+///     city: String,
+///     /// Celsius unless set.
+///     fahrenheit: Option<bool>,
+///     ctx: &RunContext,
+/// ) -> Result<String, std::io::Error> {
+///     let unit = if fahrenheit == Some(true) { "F" } else { "C" };
+///     Ok(format!("21 {unit} in {city} (run {})", ctx.run_id))
+/// }
+///
+/// let definition = Weather.definition();
+/// assert_eq!(definition.name, "weather");
+/// assert_eq!(definition.description, "Look up the weather in a city.");
+/// assert_eq!(definition.parameters["required"][0], "city");
+/// ```
 #[proc_macro_attribute]
-pub fn tool(_args: TokenStream, item: TokenStream) -> TokenStream {
-    item
+pub fn tool(args: TokenStream, item: TokenStream) -> TokenStream {
+    expand::tool(args.into(), item.into()).into()
 }
 
+/// Puts a `#[tool]` behind an admin's decision, recorded as an approval row in the database.
+///
+/// - `#[approval]` or `#[approval(type = "required")]`: blocking. A call pauses the run and
+///   writes a pending row; the run continues once an admin has approved or rejected it. When
+///   the tool has no human-in-the-loop option, `requires_confirmation` is implied.
+/// - `#[approval(type = "audit")]`: non-blocking. The tool's own human-in-the-loop step
+///   (which it must have: `requires_confirmation`, `requires_user_input`, `user_input_fields`
+///   or `external_execution`) decides, and a row records the outcome. `log_approval` on
+///   `#[tool]` means the same; write one or the other.
+/// - `expires_in = "30s" | "15m" | "24h" | "7d"` (required approvals only): a pending row not
+///   decided in time expires and the tool does not run. Checked at compile time.
+///
+/// It goes on the same function as `#[tool]`, above or below it. `#[approval]` without
+/// `#[tool]`, an unknown `type`, an unknown option, an option given twice and a malformed
+/// `expires_in` are compile errors.
+///
+/// # Example
+///
+/// ```
+/// use kern::approval::{ApprovalPolicy, approval};
+/// use kern::tools::{Hitl, Tool, tool};
+///
+/// /// Refund an order.
+/// #[approval(expires_in = "24h")]
+/// #[tool]
+/// fn refund(order_id: u64) -> String {
+///     format!("refunded {order_id}")
+/// }
+///
+/// let definition = Refund.definition();
+/// assert_eq!(definition.hitl, Hitl::Confirmation);
+/// assert_eq!(definition.approval, Some(ApprovalPolicy::REQUIRED.expires_in(std::time::Duration::from_secs(86_400))));
+/// ```
 #[proc_macro_attribute]
-pub fn approval(_args: TokenStream, item: TokenStream) -> TokenStream {
-    item
+pub fn approval(args: TokenStream, item: TokenStream) -> TokenStream {
+    expand::approval(args.into(), item.into()).into()
 }

@@ -1,0 +1,428 @@
+//! Parsing the arguments of `#[tool(..)]` and `#[approval(..)]`.
+//!
+//! Only what each option looks like is checked here (its key, the kind of value, a duplicate,
+//! an `expires_in` that is no duration); how options combine is `valid`'s job.
+
+use proc_macro2::{Span, TokenStream};
+use quote::quote;
+use syn::ext::IdentExt;
+use syn::parse::{Parse, ParseStream, Parser};
+use syn::punctuated::Punctuated;
+use syn::{Expr, ExprLit, Ident, Lit, LitStr, Token, token};
+
+use crate::errors::Errors;
+
+/// The hidden `#[tool]` option through which an `#[approval]` written above `#[tool]` hands its
+/// arguments down (attribute macros run outermost first, so it cannot see the result of `#[tool]`).
+const FORWARDED_APPROVAL: &str = "__kern_approval";
+
+const TOOL_OPTIONS: &[&str] = &[
+    "name",
+    "description",
+    "requires_confirmation",
+    "requires_user_input",
+    "user_input_fields",
+    "external_execution",
+    "log_approval",
+];
+
+const APPROVAL_OPTIONS: &[&str] = &["type", "expires_in"];
+
+/// The arguments of `#[tool(..)]`.
+#[derive(Default)]
+pub struct ToolAttr {
+    /// `name = ".."`: the wire name, instead of the function's name.
+    pub name: Option<LitStr>,
+    /// `description = ".."`: instead of the doc comment.
+    pub description: Option<LitStr>,
+    /// `requires_confirmation`.
+    pub requires_confirmation: Option<Flag>,
+    /// `requires_user_input`.
+    pub requires_user_input: Option<Flag>,
+    /// `user_input_fields = [".."]`.
+    pub user_input_fields: Option<FieldList>,
+    /// `external_execution`.
+    pub external_execution: Option<Flag>,
+    /// `log_approval`: an audit approval, like `#[approval(type = "audit")]`.
+    pub log_approval: Option<Flag>,
+    /// The arguments of an `#[approval]` written above `#[tool]`.
+    pub approval: Option<ApprovalAttr>,
+}
+
+/// An on/off option, written `flag`, `flag = true` or `flag = false`.
+#[derive(Clone, Copy)]
+pub struct Flag {
+    /// Whether the option is on.
+    pub on: bool,
+    /// The option's key, where errors about it point.
+    pub span: Span,
+    /// Where among the options it was written, so a conflict is reported at the later one.
+    pub position: usize,
+}
+
+/// `user_input_fields = ["a", "b"]`.
+pub struct FieldList {
+    /// The `user_input_fields` key.
+    pub span: Span,
+    /// Where among the options it was written.
+    pub position: usize,
+    /// The names, each keeping its own span for "no such parameter" errors.
+    pub fields: Vec<LitStr>,
+}
+
+/// The arguments of `#[approval(..)]`.
+pub struct ApprovalAttr {
+    /// The `#[approval]` attribute itself.
+    pub span: Span,
+    /// Blocking or audit.
+    pub kind: ApprovalKind,
+    /// The `type` value, or the attribute when the type is left to its default.
+    pub kind_span: Span,
+    /// `expires_in`, in seconds, with the span of its value.
+    pub expires_in: Option<(u64, Span)>,
+}
+
+/// `type = "required"` or `type = "audit"`.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum ApprovalKind {
+    /// The run waits until an admin resolves the row.
+    Required,
+    /// The row records the outcome of the tool's human-in-the-loop step.
+    Audit,
+}
+
+/// One option as written: `key`, `key = value` or `key(..)`.
+struct Entry {
+    key: Ident,
+    value: Value,
+}
+
+enum Value {
+    Bare,
+    Assigned(Expr),
+    Nested(TokenStream),
+}
+
+impl Parse for Entry {
+    fn parse(input: ParseStream) -> syn::Result<Self> {
+        // `type` is a keyword, hence `parse_any`.
+        let key = input.call(Ident::parse_any)?;
+        let value = if input.peek(Token![=]) {
+            input.parse::<Token![=]>()?;
+            Value::Assigned(input.parse()?)
+        } else if input.peek(token::Paren) {
+            let content;
+            syn::parenthesized!(content in input);
+            Value::Nested(content.parse()?)
+        } else {
+            Value::Bare
+        };
+        Ok(Entry { key, value })
+    }
+}
+
+impl Entry {
+    /// The key as written, without `r#`.
+    fn name(&self) -> String {
+        self.key.unraw().to_string()
+    }
+
+    /// The value when it is a literal, or the span to report a wrong value at.
+    fn literal(&self) -> Result<&Lit, Span> {
+        match &self.value {
+            Value::Assigned(Expr::Lit(ExprLit { lit, .. })) => Ok(lit),
+            Value::Assigned(expr) => Err(syn::spanned::Spanned::span(expr)),
+            Value::Bare | Value::Nested(_) => Err(self.key.span()),
+        }
+    }
+}
+
+/// Parses `a, b = .., c(..)`, reporting a duplicate key at its second occurrence.
+fn parse_entries(tokens: TokenStream, errors: &mut Errors) -> Vec<Entry> {
+    let entries = match Punctuated::<Entry, Token![,]>::parse_terminated.parse2(tokens) {
+        Ok(entries) => entries,
+        Err(error) => {
+            errors.push(error);
+            return Vec::new();
+        }
+    };
+    let mut seen: Vec<String> = Vec::new();
+    let mut unique = Vec::new();
+    for entry in entries {
+        let name = entry.name();
+        if seen.contains(&name) {
+            let message = if name == FORWARDED_APPROVAL {
+                "`#[approval]` is given twice: keep one".to_owned()
+            } else {
+                format!("`{name}` is given twice: keep one")
+            };
+            errors.at(entry.key.span(), message);
+        } else {
+            seen.push(name);
+            unique.push(entry);
+        }
+    }
+    unique
+}
+
+impl ToolAttr {
+    /// Parses the arguments of `#[tool(..)]`, recording every mistake in `errors`.
+    pub fn parse(tokens: TokenStream, errors: &mut Errors) -> Self {
+        let mut attr = ToolAttr::default();
+        for (position, entry) in parse_entries(tokens, errors).into_iter().enumerate() {
+            match entry.name().as_str() {
+                "name" => attr.name = string(&entry, errors),
+                "description" => attr.description = string(&entry, errors),
+                "requires_confirmation" => attr.requires_confirmation = flag(&entry, position, errors),
+                "requires_user_input" => attr.requires_user_input = flag(&entry, position, errors),
+                "user_input_fields" => attr.user_input_fields = field_list(&entry, position, errors),
+                "external_execution" => attr.external_execution = flag(&entry, position, errors),
+                "log_approval" => attr.log_approval = flag(&entry, position, errors),
+                FORWARDED_APPROVAL => attr.approval = forwarded_approval(entry, errors),
+                other => errors.at(entry.key.span(), unknown_option("#[tool]", other, TOOL_OPTIONS)),
+            }
+        }
+        attr
+    }
+}
+
+impl ApprovalAttr {
+    /// Parses the arguments of the `#[approval]` attribute at `span`.
+    pub fn parse(span: Span, tokens: TokenStream, errors: &mut Errors) -> Self {
+        let mut attr = ApprovalAttr { span, kind: ApprovalKind::Required, kind_span: span, expires_in: None };
+        for entry in parse_entries(tokens, errors) {
+            match entry.name().as_str() {
+                "type" => {
+                    if let Some(kind) = approval_kind(&entry, errors) {
+                        attr.kind = kind;
+                        attr.kind_span = entry.literal().map_or(span, Lit::span);
+                    }
+                }
+                "expires_in" => attr.expires_in = expires_in(&entry, errors),
+                other => errors.at(entry.key.span(), unknown_option("#[approval]", other, APPROVAL_OPTIONS)),
+            }
+        }
+        attr
+    }
+}
+
+/// The option `#[approval]` adds to the `#[tool]` below it: its own arguments, led by an
+/// `approval` identifier spanned at the `#[approval]` attribute, so errors found later by
+/// `#[tool]` still point there.
+pub fn forward_approval(span: Span, args: TokenStream) -> TokenStream {
+    let key = Ident::new(FORWARDED_APPROVAL, Span::call_site());
+    let approval = Ident::new("approval", span);
+    quote!(#key(#approval, #args))
+}
+
+fn forwarded_approval(entry: Entry, errors: &mut Errors) -> Option<ApprovalAttr> {
+    let Value::Nested(tokens) = entry.value else {
+        errors.at(entry.key.span(), unknown_option("#[tool]", &entry.name(), TOOL_OPTIONS));
+        return None;
+    };
+    let split = |input: ParseStream| {
+        let approval: Ident = input.parse()?;
+        if !input.is_empty() {
+            input.parse::<Token![,]>()?;
+        }
+        Ok((approval.span(), input.parse::<TokenStream>()?))
+    };
+    match split.parse2(tokens) {
+        Ok((span, args)) => Some(ApprovalAttr::parse(span, args, errors)),
+        Err(error) => {
+            errors.push(error);
+            None
+        }
+    }
+}
+
+fn flag(entry: &Entry, position: usize, errors: &mut Errors) -> Option<Flag> {
+    let on = match (&entry.value, entry.literal()) {
+        (Value::Bare, _) => true,
+        (_, Ok(Lit::Bool(value))) => value.value,
+        (_, Ok(lit)) => return bad_flag(entry, lit.span(), errors),
+        (_, Err(span)) => return bad_flag(entry, span, errors),
+    };
+    Some(Flag { on, span: entry.key.span(), position })
+}
+
+fn bad_flag(entry: &Entry, span: Span, errors: &mut Errors) -> Option<Flag> {
+    let key = entry.name();
+    errors.at(span, format!("`{key}` is a flag: write `{key}` or `{key} = true` (`{key} = false` turns it off)"));
+    None
+}
+
+fn string(entry: &Entry, errors: &mut Errors) -> Option<LitStr> {
+    match entry.literal() {
+        Ok(Lit::Str(lit)) => Some(lit.clone()),
+        Ok(lit) => bad_string(entry, lit.span(), errors),
+        Err(span) => bad_string(entry, span, errors),
+    }
+}
+
+fn bad_string(entry: &Entry, span: Span, errors: &mut Errors) -> Option<LitStr> {
+    let key = entry.name();
+    errors.at(span, format!("`{key}` takes a string: write `{key} = \"...\"`"));
+    None
+}
+
+fn field_list(entry: &Entry, position: usize, errors: &mut Errors) -> Option<FieldList> {
+    const HINT: &str = "`user_input_fields` takes a list of argument names: write `user_input_fields = [\"a\", \"b\"]`";
+    let elems = match &entry.value {
+        Value::Assigned(Expr::Array(array)) => &array.elems,
+        Value::Assigned(expr) => {
+            errors.spanned(expr, HINT);
+            return None;
+        }
+        Value::Bare | Value::Nested(_) => {
+            errors.at(entry.key.span(), HINT);
+            return None;
+        }
+    };
+    let mut fields = Vec::new();
+    for elem in elems {
+        match elem {
+            Expr::Lit(ExprLit { lit: Lit::Str(lit), .. }) => fields.push(lit.clone()),
+            other => errors.spanned(other, "expected an argument name as a string, like \"reason\""),
+        }
+    }
+    Some(FieldList { span: entry.key.span(), position, fields })
+}
+
+fn approval_kind(entry: &Entry, errors: &mut Errors) -> Option<ApprovalKind> {
+    const HINT: &str = "write `type = \"required\"` (the run waits for an admin's decision) or `type = \"audit\"` \
+                        (the decision of the tool's human-in-the-loop step is recorded)";
+    match entry.literal() {
+        Ok(Lit::Str(lit)) => match lit.value().as_str() {
+            "required" => Some(ApprovalKind::Required),
+            "audit" => Some(ApprovalKind::Audit),
+            other => {
+                errors.at(lit.span(), format!("unknown approval type \"{other}\": {HINT}"));
+                None
+            }
+        },
+        Ok(lit) => {
+            errors.at(lit.span(), format!("`type` takes a string: {HINT}"));
+            None
+        }
+        Err(span) => {
+            errors.at(span, format!("`type` takes a string: {HINT}"));
+            None
+        }
+    }
+}
+
+fn expires_in(entry: &Entry, errors: &mut Errors) -> Option<(u64, Span)> {
+    match entry.literal() {
+        Ok(Lit::Str(lit)) => match parse_duration(&lit.value()) {
+            Ok(seconds) => Some((seconds, lit.span())),
+            Err(message) => {
+                errors.at(lit.span(), message);
+                None
+            }
+        },
+        Ok(lit) => {
+            errors.at(lit.span(), "`expires_in` takes a string: write `expires_in = \"24h\"` (units s, m, h, d)");
+            None
+        }
+        Err(span) => {
+            errors.at(span, "`expires_in` takes a string: write `expires_in = \"24h\"` (units s, m, h, d)");
+            None
+        }
+    }
+}
+
+/// Parses an `expires_in` value, a whole number and a unit (`30s`, `15m`, `24h`, `7d`), into
+/// seconds. Checked here so a typo fails the build rather than every approval at run time.
+fn parse_duration(text: &str) -> Result<u64, String> {
+    let malformed = || {
+        format!(
+            "`expires_in = \"{text}\"` is not a duration: write a whole number and a unit \
+             (s, m, h or d), like \"30s\", \"15m\", \"24h\" or \"7d\""
+        )
+    };
+    let unit_at = text.len().checked_sub(1).filter(|&i| text.is_char_boundary(i)).ok_or_else(malformed)?;
+    let (number, unit) = text.split_at(unit_at);
+    let unit_seconds = match unit {
+        "s" => 1,
+        "m" => 60,
+        "h" => 60 * 60,
+        "d" => 24 * 60 * 60,
+        _ => return Err(malformed()),
+    };
+    if number.is_empty() || !number.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(malformed());
+    }
+    let too_long = || format!("`expires_in = \"{text}\"` is too long: leave `expires_in` out for no expiry");
+    let seconds = number.parse::<u64>().map_err(|_| too_long())?.checked_mul(unit_seconds).ok_or_else(too_long)?;
+    if seconds == 0 {
+        return Err("`expires_in` must be longer than zero, or an approval could never be given in time: \
+                    leave `expires_in` out for no expiry"
+            .to_owned());
+    }
+    Ok(seconds)
+}
+
+/// The message for a key the attribute does not know, suggesting the closest known one.
+fn unknown_option(attr: &str, key: &str, known: &[&str]) -> String {
+    let list = known.iter().map(|k| format!("`{k}`")).collect::<Vec<_>>().join(", ");
+    let closest = known
+        .iter()
+        .map(|k| (edit_distance(key, k), *k))
+        .filter(|&(distance, k)| distance <= (k.len() / 3).max(1))
+        .min_by_key(|&(distance, _)| distance);
+    match closest {
+        Some((_, k)) => format!("unknown `{attr}` option `{key}`: did you mean `{k}`? (the options are {list})"),
+        None => format!("unknown `{attr}` option `{key}`: the options are {list}"),
+    }
+}
+
+/// Levenshtein distance, for "did you mean" suggestions.
+fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut row: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut diagonal = row[0];
+        row[0] = i + 1;
+        for (j, &cb) in b.iter().enumerate() {
+            let substitution = diagonal + usize::from(ca != cb);
+            diagonal = row[j + 1];
+            row[j + 1] = substitution.min(row[j] + 1).min(diagonal + 1);
+        }
+    }
+    row[b.len()]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_in_every_unit() {
+        assert_eq!(parse_duration("30s"), Ok(30));
+        assert_eq!(parse_duration("15m"), Ok(15 * 60));
+        assert_eq!(parse_duration("24h"), Ok(24 * 3600));
+        assert_eq!(parse_duration("7d"), Ok(7 * 86400));
+    }
+
+    #[test]
+    fn bad_durations_say_how_to_write_one() {
+        for text in ["", "s", "24", "24 h", "1.5h", "-1h", "24H", "1h30m", "24hours", "é"] {
+            let error = parse_duration(text).unwrap_err();
+            assert!(error.contains("like \"30s\""), "{text}: {error}");
+        }
+        assert!(parse_duration("0m").unwrap_err().contains("longer than zero"));
+        assert!(parse_duration("99999999999999999999d").unwrap_err().contains("too long"));
+        assert!(parse_duration("999999999999999999d").unwrap_err().contains("too long"));
+    }
+
+    #[test]
+    fn suggests_the_closest_option() {
+        let message = unknown_option("#[tool]", "require_confirmation", TOOL_OPTIONS);
+        assert!(message.contains("did you mean `requires_confirmation`?"), "{message}");
+        let message = unknown_option("#[tool]", "colour", TOOL_OPTIONS);
+        assert!(!message.contains("did you mean"), "{message}");
+        assert_eq!(edit_distance("kitten", "sitting"), 3);
+        assert_eq!(edit_distance("", "abc"), 3);
+    }
+}

@@ -1,0 +1,322 @@
+//! Code generation: the function again, a unit struct, and its `Tool` implementation.
+//!
+//! Generated code names everything by absolute path through the `kern` facade
+//! (`::kern::tools`, `::kern::approval`, `::kern::__private`), so a user needs no dependency but
+//! `kern`, and nothing it has in scope can capture a name.
+
+use proc_macro2::{Span, TokenStream};
+use quote::{ToTokens, quote, quote_spanned};
+use syn::ext::IdentExt;
+use syn::spanned::Spanned;
+use syn::{Ident, ItemFn, Meta, MetaList};
+
+use crate::ast::{ParamKind, ToolFn, is_attr};
+use crate::attr::{self, ApprovalAttr, ApprovalKind, ToolAttr};
+use crate::errors::Errors;
+use crate::valid::{self, Approval, Description, Hitl, Spec};
+
+/// Expands `#[tool(args)]` on `item`.
+pub fn tool(args: TokenStream, item: TokenStream) -> TokenStream {
+    let mut errors = Errors::default();
+    let attr = ToolAttr::parse(args, &mut errors);
+    let Ok(item) = syn::parse2::<ItemFn>(item.clone()) else {
+        errors.at(Span::call_site(), "`#[tool]` goes on a function: `fn` or `async fn`");
+        return with_errors(errors, item);
+    };
+    let func = ToolFn::from_item(item, &mut errors);
+    // Combinations are only judged once every option and argument was read, so a typo in one
+    // option does not also show up as a misleading error about how the options combine.
+    if errors.is_empty() {
+        if let Some(spec) = valid::validate(attr, &func, &mut errors) {
+            return emit(&spec, &func);
+        }
+    }
+    fallback(&func, errors)
+}
+
+/// Expands `#[approval(args)]` on `item`, which runs before a `#[tool]` written below it: checks
+/// its own arguments and hands them to that `#[tool]` as a hidden option.
+pub fn approval(args: TokenStream, item: TokenStream) -> TokenStream {
+    let mut errors = Errors::default();
+    ApprovalAttr::parse(Span::call_site(), args.clone(), &mut errors);
+    let Ok(mut func) = syn::parse2::<ItemFn>(item.clone()) else {
+        errors.at(Span::call_site(), "`#[approval]` goes on a function marked `#[tool]`");
+        return with_errors(errors, item);
+    };
+    let Some(tool) = func.attrs.iter_mut().find(|attr| is_attr(attr, "tool")) else {
+        errors.at(
+            Span::call_site(),
+            "`#[approval]` works only together with `#[tool]`: add `#[tool]` to this function, \
+             e.g. `#[tool(requires_confirmation)]`",
+        );
+        return with_errors(errors, item);
+    };
+    if !errors.is_empty() {
+        // `#[tool]` still expands, without the approval, so only the approval's errors show.
+        return with_errors(errors, item);
+    }
+    let forwarded = attr::forward_approval(Span::call_site(), args);
+    match &mut tool.meta {
+        Meta::Path(path) => {
+            tool.meta = Meta::List(MetaList {
+                path: path.clone(),
+                delimiter: syn::MacroDelimiter::Paren(Default::default()),
+                tokens: forwarded,
+            });
+        }
+        Meta::List(list) => {
+            let existing = &list.tokens;
+            let trailing_comma = existing.clone().into_iter().last().is_none_or(|token| token.to_string() == ",");
+            list.tokens = if trailing_comma { quote!(#existing #forwarded) } else { quote!(#existing, #forwarded) };
+        }
+        Meta::NameValue(name_value) => {
+            errors.spanned(name_value, "write `#[tool]` or `#[tool(..)]`");
+            return with_errors(errors, item);
+        }
+    }
+    func.into_token_stream()
+}
+
+fn with_errors(errors: Errors, item: TokenStream) -> TokenStream {
+    let errors = errors.into_compile_errors();
+    quote!(#errors #item)
+}
+
+/// The name of the generated argument struct, private to the `const _` block around it.
+fn args_struct() -> Ident {
+    Ident::new("__KernToolArgs", Span::call_site())
+}
+
+fn emit(spec: &Spec, func: &ToolFn) -> TokenStream {
+    let item = &func.item;
+    let fn_ident = &item.sig.ident;
+    let struct_ident = &spec.struct_ident;
+    let cfgs: Vec<_> = func.cfgs().collect();
+    let unit_struct = unit_struct(func, struct_ident, &spec.name);
+    let args = args_struct();
+    let expecting = format!("the arguments of `{}` as a JSON object", spec.name);
+    // serde also reads a struct from an array of its fields in order; the schema says object.
+    let not_an_array = format!("invalid type: sequence, expected {expecting}");
+
+    let mut fields = Vec::new();
+    let mut field_idents = Vec::new();
+    let mut type_params = Vec::new();
+    let mut arg_types = Vec::new();
+    let mut bounds = Vec::new();
+    let mut checks = Vec::new();
+    let mut call_args = Vec::new();
+    let ctx = Ident::new("ctx", Span::mixed_site());
+    let mut uses_ctx = false;
+    for param in &func.params {
+        let ident = &param.ident;
+        let ty = &param.ty;
+        match &param.kind {
+            ParamKind::Context => {
+                uses_ctx = true;
+                // Located at the parameter type, so that a type of that name which is not
+                // kern's `RunContext` gets its type mismatch reported there.
+                call_args.push(Ident::new("ctx", Span::mixed_site().located_at(ty.span())).into_token_stream());
+            }
+            ParamKind::Arg { docs } => {
+                let type_param = Ident::new(&format!("__KernArg{}", type_params.len()), Span::call_site());
+                fields.push(quote!(#(#docs)* #ident: #type_param));
+                field_idents.push(ident);
+                type_params.push(type_param);
+                arg_types.push(ty);
+                bounds.push(quote!(for<'__kern> #ty: ::kern::tools::ToolArg));
+                checks.push(quote_spanned!(ty.span()=> __kern_check_arg::<#ty>();));
+                call_args.push(ident.to_token_stream());
+            }
+        }
+    }
+    let args_type = quote!(#args<#(#arg_types),*>);
+    let checks = (!checks.is_empty()).then(|| {
+        quote! {
+            const fn __kern_check_arg<T: ::kern::tools::ToolArg>() {}
+            #(#checks)*
+        }
+    });
+    let json_args = Ident::new("args", Span::mixed_site());
+    let ctx_param = if uses_ctx { ctx.clone() } else { Ident::new("_ctx", Span::mixed_site()) };
+
+    let call = match item.sig.asyncness {
+        Some(_) => quote!(#fn_ident(#(#call_args),*).await),
+        None => quote!(#fn_ident(#(#call_args),*)),
+    };
+    // Bound to a name spanned at the return type, so a result that is not `Serialize` (or an
+    // error that is not `Display`) is reported there rather than at `#[tool]`.
+    let value = Ident::new("__kern_result", func.returns.span);
+    let output = if func.returns.result {
+        quote_spanned!(func.returns.span=> ::kern::tools::output_result(#value))
+    } else {
+        quote_spanned!(func.returns.span=> ::kern::tools::output(#value))
+    };
+    // Spanned at the function's `async`, where a future that is not `Send` gets reported.
+    let async_span = item.sig.asyncness.map_or_else(Span::call_site, |token| token.span);
+    let future = quote_spanned! {async_span=>
+        ::std::boxed::Box::pin(async move {
+            if #json_args.is_array() {
+                return ::core::result::Result::Err(::kern::tools::ToolError::InvalidArguments(
+                    ::std::string::String::from(#not_an_array),
+                ));
+            }
+            let #args { #(#field_idents),* } = ::kern::tools::parse_args::<#args_type>(#json_args)?;
+            let #value = #call;
+            #output
+        })
+    };
+    let name = &spec.name;
+    let description = match &spec.description {
+        Description::Text(text) => text.to_token_stream(),
+        Description::Parts(parts) => {
+            let lines =
+                parts.iter().enumerate().map(|(i, part)| if i == 0 { quote!(#part) } else { quote!("\n", #part) });
+            quote!(::core::concat!(#(#lines),*).trim())
+        }
+    };
+    let hitl = hitl_tokens(&spec.hitl);
+    let approval = approval_tokens(spec.approval.as_ref());
+    let json = quote!(::kern::__private::serde_json::Value);
+
+    quote! {
+        #item
+
+        #unit_struct
+
+        #(#cfgs)*
+        const _: () = {
+            // The arguments the model sends, as one JSON object. (A doc comment here would become
+            // the schema's description.)
+            #[derive(::kern::__private::serde::Deserialize, ::kern::__private::schemars::JsonSchema)]
+            #[serde(crate = "::kern::__private::serde", deny_unknown_fields, expecting = #expecting)]
+            #[schemars(crate = "::kern::__private::schemars")]
+            struct #args<#(#type_params),*> {
+                #(#fields,)*
+            }
+
+            // An argument type without `Deserialize` or `JsonSchema` is reported here, at the
+            // type, in `ToolArg`'s words (which say what to derive)...
+            #checks
+
+            // ...and nowhere else: the struct is generic, so its derives hold for any types, and
+            // the impl takes the argument types' traits as bounds. `for<'__kern>` keeps a bound
+            // that does not hold from being reported a second time (as a "trivially false"
+            // bound, in the words of the supertraits) while the body may still rely on it.
+            impl ::kern::tools::Tool for #struct_ident
+            where
+                #(#bounds,)*
+            {
+                fn definition(&self) -> ::kern::tools::ToolDefinition {
+                    ::kern::tools::ToolDefinition::new(
+                        #name,
+                        #description,
+                        ::kern::tools::schema::schema_for::<#args_type>(),
+                        #hitl,
+                        #approval,
+                    )
+                }
+
+                fn call<'a>(
+                    &'a self,
+                    #ctx_param: &'a ::kern::tools::RunContext,
+                    #json_args: #json,
+                ) -> ::kern::__private::BoxFuture<'a, ::core::result::Result<#json, ::kern::tools::ToolError>> {
+                    #future
+                }
+            }
+        };
+    }
+}
+
+/// `#vis struct DeleteUserData;`, documented so `missing_docs` is satisfied for public tools.
+fn unit_struct(func: &ToolFn, struct_ident: &Ident, name: &str) -> TokenStream {
+    let vis = &func.item.vis;
+    let cfgs = func.cfgs();
+    let doc = format!(
+        " The tool `{name}`, generated by `#[tool]` from the function `{}`: hand it to an agent or a team \
+         with `.tool({struct_ident})`.",
+        func.item.sig.ident,
+    );
+    quote! {
+        #(#cfgs)*
+        #[doc = #doc]
+        #[derive(
+            ::core::fmt::Debug,
+            ::core::clone::Clone,
+            ::core::marker::Copy,
+            ::core::default::Default,
+        )]
+        #vis struct #struct_ident;
+    }
+}
+
+fn hitl_tokens(hitl: &Hitl) -> TokenStream {
+    match hitl {
+        Hitl::None => quote!(::kern::tools::Hitl::None),
+        Hitl::Confirmation => quote!(::kern::tools::Hitl::Confirmation),
+        Hitl::UserInput(fields) => quote! {
+            ::kern::tools::Hitl::UserInput {
+                fields: ::std::vec![#(::std::string::String::from(#fields)),*],
+            }
+        },
+        Hitl::ExternalExecution => quote!(::kern::tools::Hitl::ExternalExecution),
+    }
+}
+
+fn approval_tokens(approval: Option<&Approval>) -> TokenStream {
+    let Some(Approval { kind, expires_in }) = approval else {
+        return quote!(::core::option::Option::None);
+    };
+    let kind = match kind {
+        ApprovalKind::Required => quote!(::kern::approval::ApprovalType::Required),
+        ApprovalKind::Audit => quote!(::kern::approval::ApprovalType::Audit),
+    };
+    let expires_in = match expires_in {
+        Some(seconds) => quote!(::core::option::Option::Some(::core::time::Duration::from_secs(#seconds))),
+        None => quote!(::core::option::Option::None),
+    };
+    quote! {
+        ::core::option::Option::Some(::kern::approval::ApprovalPolicy {
+            approval_type: #kind,
+            expires_in: #expires_in,
+        })
+    }
+}
+
+/// What `#[tool]` emits when it found mistakes: the errors, the function, and (when the
+/// function could be a tool at all) the struct with a `Tool` impl that is never run. The struct
+/// keeps code that uses the tool compiling, so the build shows the macro's errors and not a
+/// trail of "cannot find `DeleteUserData`" after them.
+fn fallback(func: &ToolFn, errors: Errors) -> TokenStream {
+    let errors = errors.into_compile_errors();
+    let item = &func.item;
+    let fn_ident = &item.sig.ident;
+    let struct_ident = Ident::new(&valid::pascal_case(&fn_ident.unraw().to_string()), fn_ident.span());
+    if item.sig.receiver().is_some() || struct_ident == *fn_ident {
+        // A method lives in an `impl`, where a struct cannot go.
+        return quote!(#errors #item);
+    }
+    let unit_struct = unit_struct(func, &struct_ident, &fn_ident.unraw().to_string());
+    let cfgs = func.cfgs();
+    let json = quote!(::kern::__private::serde_json::Value);
+    quote! {
+        #errors
+        #item
+        #unit_struct
+
+        #(#cfgs)*
+        impl ::kern::tools::Tool for #struct_ident {
+            fn definition(&self) -> ::kern::tools::ToolDefinition {
+                ::core::unreachable!()
+            }
+
+            fn call<'a>(
+                &'a self,
+                _: &'a ::kern::tools::RunContext,
+                _: #json,
+            ) -> ::kern::__private::BoxFuture<'a, ::core::result::Result<#json, ::kern::tools::ToolError>> {
+                ::core::unreachable!()
+            }
+        }
+    }
+}

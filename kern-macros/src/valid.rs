@@ -1,0 +1,349 @@
+//! How the options of `#[tool]` and `#[approval]` combine, checked against the function: the
+//! result is the resolved description of the tool, or errors.
+
+use proc_macro2::{Span, TokenStream};
+use quote::ToTokens;
+use syn::ext::IdentExt;
+use syn::{Expr, ExprLit, Ident, Lit, LitStr, Meta};
+
+use crate::ast::{ParamKind, ToolFn};
+use crate::attr::{ApprovalAttr, ApprovalKind, Flag, ToolAttr};
+use crate::errors::Errors;
+
+/// Everything the expansion emits besides the function's own items.
+pub struct Spec {
+    /// The unit struct implementing `Tool`.
+    pub struct_ident: Ident,
+    /// The wire name.
+    pub name: String,
+    /// The description for the model.
+    pub description: Description,
+    /// Who must act before a call runs.
+    pub hitl: Hitl,
+    /// The approval policy, if any.
+    pub approval: Option<Approval>,
+}
+
+/// A tool's description.
+pub enum Description {
+    /// Known while expanding: `description = ".."` or a doc comment of string literals.
+    Text(String),
+    /// A doc comment with a macro in it (`#[doc = include_str!(..)]`): its parts (one a line)
+    /// are joined by `concat!` and trimmed when the definition is built.
+    Parts(Vec<TokenStream>),
+}
+
+/// The resolved human-in-the-loop kind, mirroring `kern::tools::Hitl`.
+pub enum Hitl {
+    None,
+    Confirmation,
+    /// The names of the arguments a person supplies.
+    UserInput(Vec<String>),
+    ExternalExecution,
+}
+
+/// The resolved approval policy, mirroring `kern::approval::ApprovalPolicy`.
+pub struct Approval {
+    pub kind: ApprovalKind,
+    /// In seconds.
+    pub expires_in: Option<u64>,
+}
+
+/// Checks how the options combine and resolves them. `None` when `errors` got something.
+pub fn validate(attr: ToolAttr, func: &ToolFn, errors: &mut Errors) -> Option<Spec> {
+    let fn_ident = &func.item.sig.ident;
+    let name = wire_name(&attr, fn_ident, errors);
+    let struct_ident = struct_ident(fn_ident, errors);
+    let description = match &attr.description {
+        Some(text) => Description::Text(text.value()),
+        None => doc_description(&func.item.attrs),
+    };
+    let hitl = hitl(&attr, func, errors);
+    let approval = approval(&attr, func, &hitl, errors);
+    let hitl = match (hitl, &approval) {
+        (Hitl::None, Some(Approval { kind: ApprovalKind::Required, .. })) => Hitl::Confirmation,
+        (hitl, _) => hitl,
+    };
+    errors.is_empty().then_some(Spec { struct_ident, name, description, hitl, approval })
+}
+
+/// The fn name or `name = ".."`, checked against what model APIs accept as a function name.
+fn wire_name(attr: &ToolAttr, fn_ident: &Ident, errors: &mut Errors) -> String {
+    let (name, span) = match &attr.name {
+        Some(name) => (name.value(), name.span()),
+        None => (fn_ident.unraw().to_string(), fn_ident.span()),
+    };
+    let valid =
+        (1..=64).contains(&name.len()) && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
+    if !valid {
+        errors.at(
+            span,
+            format!(
+                "tool name `{name}` is not accepted by model APIs, which allow 1 to 64 ASCII letters, \
+                 digits, `_` and `-`: write `#[tool(name = \"...\")]` with such a name"
+            ),
+        );
+    }
+    name
+}
+
+/// `delete_user_data` -> `DeleteUserData`, spanned at the function's name so that "go to
+/// definition" on the struct lands on the function.
+fn struct_ident(fn_ident: &Ident, errors: &mut Errors) -> Ident {
+    let pascal = pascal_case(&fn_ident.unraw().to_string());
+    if fn_ident.unraw() == pascal {
+        errors.at(
+            fn_ident.span(),
+            format!(
+                "the tool struct would be named `{pascal}` like the function itself: name the function \
+                 in snake_case so the struct can take the PascalCase name"
+            ),
+        );
+    }
+    Ident::new(&pascal, fn_ident.span())
+}
+
+/// `delete_user_data` -> `DeleteUserData`.
+pub fn pascal_case(snake: &str) -> String {
+    snake
+        .split('_')
+        .flat_map(|word| {
+            let mut chars = word.chars();
+            chars.next().into_iter().flat_map(char::to_uppercase).chain(chars)
+        })
+        .collect()
+}
+
+/// The doc comment with its common indentation removed and its ends trimmed.
+fn doc_description(attrs: &[syn::Attribute]) -> Description {
+    let mut texts = Vec::new();
+    let mut parts = Vec::new();
+    for attr in attrs.iter().filter(|attr| attr.path().is_ident("doc")) {
+        let Meta::NameValue(doc) = &attr.meta else { continue };
+        match &doc.value {
+            Expr::Lit(ExprLit { lit: Lit::Str(text), .. }) => {
+                let line = text.value();
+                // `/// text` arrives as `#[doc = " text"]`; rustdoc drops that one space too.
+                let part = LitStr::new(line.strip_prefix(' ').unwrap_or(&line), text.span());
+                parts.push(part.into_token_stream());
+                texts.push(line);
+            }
+            value => parts.push(value.into_token_stream()),
+        }
+    }
+    if texts.len() < parts.len() {
+        return Description::Parts(parts);
+    }
+    let text = texts.join("\n");
+    let indent = text
+        .lines()
+        .filter(|line| !line.trim().is_empty())
+        .map(|line| line.len() - line.trim_start().len())
+        .min()
+        .unwrap_or(0);
+    let lines: Vec<&str> = text.lines().map(|line| line.get(indent..).unwrap_or("").trim_end()).collect();
+    Description::Text(lines.join("\n").trim().to_owned())
+}
+
+/// One human-in-the-loop option that is on, as written.
+struct Chosen {
+    position: usize,
+    span: Span,
+    key: &'static str,
+    kind: Kind,
+}
+
+#[derive(Clone, Copy)]
+enum Kind {
+    Confirmation,
+    UserInput,
+    ExternalExecution,
+}
+
+/// The one human-in-the-loop kind the flags select.
+fn hitl(attr: &ToolAttr, func: &ToolFn, errors: &mut Errors) -> Hitl {
+    let fields = &attr.user_input_fields;
+    if let (Some(Flag { on: false, span, .. }), Some(_)) = (attr.requires_user_input, fields) {
+        errors.at(
+            span,
+            "`user_input_fields` already makes the tool ask for user input: remove `requires_user_input = false`",
+        );
+    }
+    let flag = |flag: Option<Flag>, key, kind| {
+        flag.filter(|flag| flag.on).map(|flag| Chosen { position: flag.position, span: flag.span, key, kind })
+    };
+    // `requires_user_input` and `user_input_fields` together are one choice, not a conflict.
+    let user_input = flag(attr.requires_user_input, "requires_user_input", Kind::UserInput)
+        .into_iter()
+        .chain(fields.as_ref().map(|list| Chosen {
+            position: list.position,
+            span: list.span,
+            key: "user_input_fields",
+            kind: Kind::UserInput,
+        }))
+        .min_by_key(|chosen| chosen.position);
+    let mut chosen: Vec<Chosen> = flag(attr.requires_confirmation, "requires_confirmation", Kind::Confirmation)
+        .into_iter()
+        .chain(user_input)
+        .chain(flag(attr.external_execution, "external_execution", Kind::ExternalExecution))
+        .collect();
+    chosen.sort_by_key(|chosen| chosen.position);
+    let Some(first) = chosen.first() else { return Hitl::None };
+    for later in &chosen[1..] {
+        errors.at(
+            later.span,
+            format!(
+                "`{}` cannot be combined with `{}`: a tool pauses for one kind of human-in-the-loop step; \
+                 keep one of them",
+                later.key, first.key
+            ),
+        );
+    }
+    match first.kind {
+        Kind::Confirmation => Hitl::Confirmation,
+        Kind::UserInput => Hitl::UserInput(user_input_fields(attr, func, errors)),
+        Kind::ExternalExecution => Hitl::ExternalExecution,
+    }
+}
+
+/// The arguments a person supplies: those listed, or all of them.
+fn user_input_fields(attr: &ToolAttr, func: &ToolFn, errors: &mut Errors) -> Vec<String> {
+    let fn_ident = &func.item.sig.ident;
+    let args: Vec<String> = func
+        .params
+        .iter()
+        .filter(|param| matches!(param.kind, ParamKind::Arg { .. }))
+        .map(|param| param.ident.unraw().to_string())
+        .collect();
+    let Some(list) = &attr.user_input_fields else {
+        if args.is_empty() {
+            if let Some(flag) = attr.requires_user_input {
+                errors.at(
+                    flag.span,
+                    format!(
+                        "`{fn_ident}` takes no arguments, so a person has nothing to fill in: use \
+                         `requires_confirmation` instead, or add the arguments"
+                    ),
+                );
+            }
+        }
+        return args;
+    };
+    if list.fields.is_empty() {
+        errors.at(
+            list.span,
+            "`user_input_fields` is empty: list the arguments a person fills in, or write \
+             `requires_user_input` to have a person fill in all of them",
+        );
+    }
+    let mut fields: Vec<String> = Vec::new();
+    for field in &list.fields {
+        let name = field.value();
+        let is_context = func.params.iter().any(|p| matches!(p.kind, ParamKind::Context) && p.ident.unraw() == name);
+        if fields.contains(&name) {
+            errors.at(field.span(), format!("`{name}` is listed twice: list it once"));
+        } else if is_context {
+            errors.at(
+                field.span(),
+                format!("`{name}` is the run context, which kern passes in: list only arguments a person fills in"),
+            );
+        } else if !args.contains(&name) {
+            let known = match args.as_slice() {
+                [] => format!("`{fn_ident}` takes no arguments"),
+                args => format!(
+                    "its arguments are {}",
+                    args.iter().map(|arg| format!("`{arg}`")).collect::<Vec<_>>().join(", ")
+                ),
+            };
+            errors.at(
+                field.span(),
+                format!("`{name}` is not an argument of `{fn_ident}`: name the arguments a person fills in ({known})"),
+            );
+        }
+        fields.push(name);
+    }
+    fields
+}
+
+/// The approval from `#[approval]` (above or below `#[tool]`) or `log_approval`.
+fn approval(attr: &ToolAttr, func: &ToolFn, hitl: &Hitl, errors: &mut Errors) -> Option<Approval> {
+    let declared: Option<&ApprovalAttr> = match (&attr.approval, &func.approval) {
+        (Some(above), Some(below)) => {
+            errors.at(below.span, "`#[approval]` is given twice: keep one");
+            Some(above)
+        }
+        (above, below) => above.as_ref().or(below.as_ref()),
+    };
+    let log_approval = attr.log_approval.filter(|flag| flag.on);
+    let (kind, kind_span, expires_in) = match (declared, log_approval) {
+        (Some(_), Some(flag)) => {
+            errors.at(
+                flag.span,
+                "`log_approval` and `#[approval]` both set the tool's approval: keep one \
+                 (`log_approval` is the same as `#[approval(type = \"audit\")]`)",
+            );
+            return None;
+        }
+        (Some(declared), None) => (declared.kind, declared.kind_span, declared.expires_in),
+        (None, Some(flag)) => (ApprovalKind::Audit, flag.span, None),
+        (None, None) => return None,
+    };
+    if kind == ApprovalKind::Audit {
+        if matches!(hitl, Hitl::None) {
+            errors.at(
+                kind_span,
+                "an audit approval records the outcome of a human-in-the-loop step, and this tool has none: \
+                 add `requires_confirmation`, `requires_user_input`, `user_input_fields = [..]` or \
+                 `external_execution` to `#[tool]`",
+            );
+        }
+        if let Some((_, span)) = expires_in {
+            errors.at(
+                span,
+                "`expires_in` applies to `type = \"required\"`: an audit row is written once the step is \
+                 resolved and never waits, so remove `expires_in`",
+            );
+        }
+    }
+    Some(Approval { kind, expires_in: expires_in.map(|(seconds, _)| seconds) })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pascal_case_names() {
+        assert_eq!(pascal_case("delete_user_data"), "DeleteUserData");
+        assert_eq!(pascal_case("search"), "Search");
+        assert_eq!(pascal_case("_private_tool"), "PrivateTool");
+        assert_eq!(pascal_case("get_v2_data"), "GetV2Data");
+        assert_eq!(pascal_case("fetch__twice"), "FetchTwice");
+        assert_eq!(pascal_case("already_camelCase"), "AlreadyCamelCase");
+    }
+
+    #[test]
+    fn doc_comments_lose_indentation_and_blank_ends() {
+        let item: syn::ItemFn = syn::parse_quote! {
+            ///
+            /// First line.
+            ///   indented
+            ///
+            /// Second paragraph.
+            ///
+            fn f() {}
+        };
+        let Description::Text(text) = doc_description(&item.attrs) else { panic!("expected text") };
+        assert_eq!(text, "First line.\n  indented\n\nSecond paragraph.");
+    }
+
+    #[test]
+    fn doc_macros_are_kept_for_concat() {
+        let item: syn::ItemFn = syn::parse_quote! {
+            /// Intro.
+            #[doc = include_str!("x.md")]
+            fn f() {}
+        };
+        assert!(matches!(doc_description(&item.attrs), Description::Parts(parts) if parts.len() == 2));
+    }
+}

@@ -1,0 +1,9 @@
+use kern::prelude::*;
+
+#[tool]
+struct Search;
+
+#[tool]
+fn PascalAlready() {}
+
+fn main() {}
