@@ -1,9 +1,30 @@
-//! Placeholder: replaced by the real store crate.
+//! The database stores of kern, on sqlx: [`SqliteDb`] (embedded, the default) and
+//! [`PostgresDb`] (shared by many processes and machines).
+//!
+//! Both implement [`kern_core::store::Store`] with the semantics of the in-memory store, and
+//! keep the same rows: a paused run's state and its approval rows are written in one
+//! transaction; an admin's resolution is one conditional `UPDATE .. RETURNING`, so of many
+//! concurrent resolutions exactly one wins; a continue claims its run with another.
+//!
+//! The schema is versioned ([`SCHEMA_VERSION`]): opening a database applies the migrations it
+//! lacks, in one transaction, and refuses one written by a newer build. Table names are
+//! configurable, so kern can share a database with an application.
+//!
+//! Timestamps are kept to the microsecond (SQLite: an integer count since the Unix epoch;
+//! Postgres: `TIMESTAMPTZ`); finer digits of a written time are dropped.
 
-/// SQLite store.
-#[derive(Debug, Clone)]
-pub struct SqliteDb;
+mod codec;
+mod driver;
+mod error;
+mod layout;
+mod postgres;
+mod queries;
+mod schema;
+mod sqlite;
+mod stmt;
+mod store;
 
-/// Postgres store.
-#[derive(Debug, Clone)]
-pub struct PostgresDb;
+pub use error::OpenError;
+pub use postgres::{PostgresDb, PostgresDbBuilder};
+pub use schema::SCHEMA_VERSION;
+pub use sqlite::{SqliteDb, SqliteDbBuilder, Synchronous};

@@ -1,0 +1,103 @@
+//! Rows to kern's types and back. Enums are stored as their text, structured fields as JSON.
+
+use kern_core::approval::Approval;
+use kern_core::run::{RunRecord, RunStatus};
+use kern_core::{Error, Result};
+use serde_json::Value;
+
+use crate::stmt::{Columns, Stmt, corrupt};
+
+/// The columns of the approvals table, in the order [`bind_approval`] binds them.
+pub(crate) const APPROVAL_COLUMNS: &str = "id, run_id, session_id, status, approval_type, pause_type, source_type, \
+     source_name, agent_id, team_id, user_id, tool_name, tool_args, tool_call_id, requirements, resolution_data, \
+     resolved_by, resolved_at, created_at, updated_at, expires_at, run_status";
+
+/// How many columns [`APPROVAL_COLUMNS`] lists.
+pub(crate) const APPROVAL_COLUMN_COUNT: usize = 22;
+
+/// Binds every field of `approval`, in [`APPROVAL_COLUMNS`] order.
+pub(crate) fn bind_approval<'a>(stmt: Stmt<'a>, approval: &'a Approval) -> Result<Stmt<'a>> {
+    let requirements = serde_json::to_value(&approval.requirements)
+        .map_err(|e| Error::Corrupt(format!("requirements of approval `{}`: {e}", approval.id)))?;
+    Ok(stmt
+        .bind(approval.id.as_str())
+        .bind(approval.run_id.as_str())
+        .bind(approval.session_id.as_str())
+        .bind(approval.status.as_str())
+        .bind(approval.approval_type.as_str())
+        .bind(approval.pause_type.as_str())
+        .bind(approval.source_type.as_str())
+        .bind(approval.source_name.as_deref())
+        .bind(approval.agent_id.as_deref())
+        .bind(approval.team_id.as_deref())
+        .bind(approval.user_id.as_deref())
+        .bind(approval.tool_name.as_str())
+        .bind(&approval.tool_args)
+        .bind(approval.tool_call_id.as_str())
+        .bind(requirements)
+        .bind(approval.resolution_data.as_ref())
+        .bind(approval.resolved_by.as_deref())
+        .bind(approval.resolved_at)
+        .bind(approval.created_at)
+        .bind(approval.updated_at)
+        .bind(approval.expires_at)
+        .bind(approval.run_status.as_str()))
+}
+
+/// Reads a row selected with [`APPROVAL_COLUMNS`].
+pub(crate) fn approval(row: &dyn Columns) -> Result<Approval> {
+    Ok(Approval {
+        id: row.text("id")?,
+        run_id: row.text("run_id")?,
+        session_id: row.text("session_id")?,
+        status: row.text("status")?.parse()?,
+        approval_type: row.text("approval_type")?.parse()?,
+        pause_type: row.text("pause_type")?.parse()?,
+        source_type: row.text("source_type")?.parse()?,
+        source_name: row.opt_text("source_name")?,
+        agent_id: row.opt_text("agent_id")?,
+        team_id: row.opt_text("team_id")?,
+        user_id: row.opt_text("user_id")?,
+        tool_name: row.text("tool_name")?,
+        tool_args: row.json("tool_args")?,
+        tool_call_id: row.text("tool_call_id")?,
+        requirements: from_json("requirements", row.json("requirements")?)?,
+        resolution_data: row.opt_json("resolution_data")?,
+        resolved_by: row.opt_text("resolved_by")?,
+        resolved_at: row.opt_time("resolved_at")?,
+        created_at: row.time("created_at")?,
+        updated_at: row.time("updated_at")?,
+        expires_at: row.opt_time("expires_at")?,
+        run_status: row.text("run_status")?.parse()?,
+    })
+}
+
+/// The whole run record, stored as JSON in `state`.
+pub(crate) fn run_state(run: &RunRecord) -> Result<Value> {
+    serde_json::to_value(run).map_err(|e| Error::Corrupt(format!("state of run `{}`: {e}", run.run_id)))
+}
+
+/// Reads the `state` column.
+pub(crate) fn run(row: &dyn Columns) -> Result<RunRecord> {
+    from_json("state", row.json("state")?)
+}
+
+/// Reads the `status` column of a run.
+pub(crate) fn run_status(row: &dyn Columns) -> Result<RunStatus> {
+    row.text("status")?.parse()
+}
+
+/// Reads the `n` column of a count.
+pub(crate) fn count(row: &dyn Columns) -> Result<u64> {
+    let n = row.int("n")?;
+    u64::try_from(n).map_err(|e| corrupt("n", e))
+}
+
+/// Reads the `version` column.
+pub(crate) fn version(row: &dyn Columns) -> Result<i64> {
+    row.int("version")
+}
+
+fn from_json<T: serde::de::DeserializeOwned>(column: &str, value: Value) -> Result<T> {
+    serde_json::from_value(value).map_err(|e| corrupt(column, e))
+}

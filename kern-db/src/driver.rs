@@ -1,0 +1,115 @@
+//! The seam between the shared store logic and sqlx: what each database must provide
+//! ([`Driver`]) and the pools statements run on ([`Pools`]).
+
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use kern_core::{BoxFuture, Error, Result};
+use sqlx::{Database, Pool};
+
+use crate::codec;
+use crate::schema::Migrator;
+use crate::stmt::{Decoder, Stmt};
+
+/// A sqlx database kern can store into. Implemented for SQLite and Postgres in their modules;
+/// everything above this trait is written once.
+pub(crate) trait Driver: Database {
+    /// Opens a transaction that will write. SQLite's `BEGIN IMMEDIATE` takes the write lock at
+    /// once, where the busy timeout applies; a deferred transaction that upgrades later fails
+    /// with `SQLITE_BUSY` without waiting.
+    const BEGIN_WRITE: &'static str;
+
+    /// Runs `stmt` and decodes every row it returns.
+    fn fetch<'c, T: Send + 'c>(
+        conn: &'c mut Self::Connection,
+        stmt: &'c Stmt<'_>,
+        decode: Decoder<T>,
+    ) -> BoxFuture<'c, Result<Vec<T>>>;
+
+    /// Runs `stmt`; returns how many rows it changed.
+    fn execute<'c>(conn: &'c mut Self::Connection, stmt: &'c Stmt<'_>) -> BoxFuture<'c, Result<u64>>;
+
+    /// Runs a statement without parameters and without preparing it: DDL, locks.
+    fn execute_unprepared<'c>(conn: &'c mut Self::Connection, sql: &'c str) -> BoxFuture<'c, Result<()>>;
+}
+
+/// Where statements run. Writes go to `writer`, reads to `reader`: on SQLite the writer is a
+/// single connection, so writers queue in the pool instead of failing on the database lock,
+/// while readers proceed in parallel (WAL). On Postgres both are the same pool.
+#[derive(Debug)]
+pub(crate) struct Pools<DB: Database> {
+    pub(crate) reader: Pool<DB>,
+    pub(crate) writer: Pool<DB>,
+    /// Write transactions committed, a lone write statement counting as one: what a cycle
+    /// costs in durable commits (see `commit_count`).
+    commits: AtomicU64,
+}
+
+impl<DB: Driver> Pools<DB> {
+    pub(crate) fn new(reader: Pool<DB>, writer: Pool<DB>) -> Self {
+        Pools { reader, writer, commits: AtomicU64::new(0) }
+    }
+
+    pub(crate) fn commits(&self) -> u64 {
+        self.commits.load(Ordering::Relaxed)
+    }
+
+    fn committed<T>(&self, value: T) -> T {
+        self.commits.fetch_add(1, Ordering::Relaxed);
+        value
+    }
+
+    pub(crate) async fn read<T: Send>(&self, stmt: Stmt<'_>, decode: Decoder<T>) -> Result<Vec<T>> {
+        let mut conn = self.reader.acquire().await.map_err(Error::database)?;
+        DB::fetch(&mut conn, &stmt, decode).await
+    }
+
+    /// One writing statement whose `RETURNING` rows are decoded.
+    pub(crate) async fn write<T: Send>(&self, stmt: Stmt<'_>, decode: Decoder<T>) -> Result<Vec<T>> {
+        let mut conn = self.writer.acquire().await.map_err(Error::database)?;
+        DB::fetch(&mut conn, &stmt, decode).await.map(|rows| self.committed(rows))
+    }
+
+    pub(crate) async fn execute(&self, stmt: Stmt<'_>) -> Result<u64> {
+        let mut conn = self.writer.acquire().await.map_err(Error::database)?;
+        DB::execute(&mut conn, &stmt).await.map(|changed| self.committed(changed))
+    }
+
+    /// Runs `stmts` in one transaction: all of them or, on any error, none.
+    pub(crate) async fn transaction(&self, stmts: &[Stmt<'_>]) -> Result<()> {
+        let mut tx = self.writer.begin_with(DB::BEGIN_WRITE).await.map_err(Error::database)?;
+        for stmt in stmts {
+            DB::execute(&mut tx, stmt).await?;
+        }
+        tx.commit().await.map_err(Error::database).map(|done| self.committed(done))
+    }
+
+    /// Brings the tables to `target` (at most the build's version) in one transaction, and
+    /// returns the version the database is at.
+    pub(crate) async fn migrate(&self, migrator: &Migrator, target: i64) -> Result<i64> {
+        let mut tx = self.writer.begin_with(DB::BEGIN_WRITE).await.map_err(Error::database)?;
+        for sql in &migrator.setup {
+            DB::execute_unprepared(&mut tx, sql).await?;
+        }
+        let read = Stmt::new(&migrator.read_version).bind(migrator.scope.as_str());
+        let current = DB::fetch(&mut tx, &read, codec::version).await?.pop().unwrap_or(0);
+        let pending = migrator.pending(current, target)?;
+        for migration in pending {
+            for sql in &migration.statements {
+                DB::execute_unprepared(&mut tx, sql).await?;
+            }
+            tracing::info!(version = migration.version, scope = %migrator.scope, "applied kern schema migration");
+        }
+        let version = pending.last().map_or(current, |m| m.version);
+        if version != current {
+            let write = Stmt::new(&migrator.write_version).bind(migrator.scope.as_str()).bind(version);
+            DB::execute(&mut tx, &write).await?;
+        }
+        tx.commit().await.map_err(Error::database)?;
+        Ok(version)
+    }
+
+    pub(crate) async fn close(&self) {
+        self.writer.close().await;
+        self.reader.close().await;
+    }
+}

@@ -1,0 +1,257 @@
+//! [`PostgresDb`]: the store many processes and machines share.
+
+use std::fmt;
+use std::str::FromStr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use kern_core::{BoxFuture, Error, Result};
+use serde_json::Value;
+use sqlx::postgres::{PgArguments, PgConnectOptions, PgConnection, PgPool, PgPoolOptions, PgRow};
+use sqlx::query::Query;
+use sqlx::{Connection, Decode, Executor, Postgres, Row, Type};
+
+use crate::driver::{Driver, Pools};
+use crate::error::OpenError;
+use crate::layout::{Dialect, Ident, Layout, TableNames};
+use crate::schema::SCHEMA_VERSION;
+use crate::stmt::{Columns, Decoder, Param, Stmt, corrupt};
+use crate::store::{SqlStore, forward_store};
+
+/// The Postgres store: the same rows as [`SqliteDb`](crate::SqliteDb), in a schema of a
+/// Postgres database, so any process that reaches it can resolve and continue runs.
+///
+/// ```no_run
+/// # async fn demo() -> kern_core::Result<()> {
+/// use kern_db::PostgresDb;
+/// let db = PostgresDb::builder().url("postgres://kern@db/app").schema("agents").build().await?;
+/// # Ok(()) }
+/// ```
+#[derive(Debug, Clone)]
+pub struct PostgresDb {
+    inner: Arc<SqlStore<Postgres>>,
+}
+
+forward_store!(PostgresDb);
+
+impl PostgresDb {
+    /// A builder: URL, pool size, schema, table names.
+    pub fn builder() -> PostgresDbBuilder {
+        PostgresDbBuilder::default()
+    }
+
+    /// Connects to `url` (`postgres://user:password@host/database`) with the default settings.
+    pub async fn connect(url: impl Into<String>) -> Result<Self> {
+        Self::builder().url(url).build().await
+    }
+
+    /// The schema version of this store's tables.
+    pub async fn schema_version(&self) -> Result<i64> {
+        self.inner.schema_version().await
+    }
+
+    /// How many write transactions this handle has committed since it opened (a lone write
+    /// statement counts as one): the durable commits a workload costs. Clones share the count.
+    pub fn commit_count(&self) -> u64 {
+        self.inner.pools().commits()
+    }
+
+    /// Closes the connections; later calls fail.
+    pub async fn close(&self) {
+        self.inner.pools().close().await;
+    }
+
+    /// Records `version` as the schema version without migrating, to stand for a database
+    /// written by another build. Tests only.
+    #[doc(hidden)]
+    pub async fn __set_schema_version(&self, version: i64) -> Result<()> {
+        self.inner.set_schema_version(version).await
+    }
+
+    /// Drops `schema` with everything in it, if it exists. Tests only: each test works in a
+    /// schema of its own, which outlives the test's stores.
+    #[doc(hidden)]
+    pub async fn __drop_schema(url: &str, schema: &str) -> Result<()> {
+        let sql = format!("DROP SCHEMA IF EXISTS {} CASCADE", Ident::new(schema)?.quoted());
+        let mut conn = PgConnection::connect(url).await.map_err(OpenError::Postgres)?;
+        Postgres::execute_unprepared(&mut conn, &sql).await?;
+        conn.close().await.map_err(Error::database)
+    }
+}
+
+/// Configures and opens a [`PostgresDb`].
+#[derive(Clone)]
+#[must_use = "call .build().await to connect"]
+pub struct PostgresDbBuilder {
+    url: Option<String>,
+    max_connections: u32,
+    connect_timeout: Duration,
+    schema: String,
+    tables: TableNames,
+    schema_version: Option<i64>,
+}
+
+impl Default for PostgresDbBuilder {
+    fn default() -> Self {
+        PostgresDbBuilder {
+            url: None,
+            max_connections: 10,
+            connect_timeout: Duration::from_secs(30),
+            schema: "public".into(),
+            tables: TableNames::default(),
+            schema_version: None,
+        }
+    }
+}
+
+/// Leaves the URL out: it may hold a password.
+impl fmt::Debug for PostgresDbBuilder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PostgresDbBuilder")
+            .field("max_connections", &self.max_connections)
+            .field("connect_timeout", &self.connect_timeout)
+            .field("schema", &self.schema)
+            .field("tables", &self.tables)
+            .finish_non_exhaustive()
+    }
+}
+
+impl PostgresDbBuilder {
+    /// The server and database: `postgres://user:password@host:port/database`.
+    pub fn url(mut self, url: impl Into<String>) -> Self {
+        self.url = Some(url.into());
+        self
+    }
+
+    /// The most connections the store opens (default 10).
+    pub fn max_connections(mut self, max_connections: u32) -> Self {
+        self.max_connections = max_connections;
+        self
+    }
+
+    /// How long to wait for a connection (default 30 s): at startup, where an unreachable
+    /// server is retried until then, and later whenever all connections are busy.
+    pub fn connect_timeout(mut self, timeout: Duration) -> Self {
+        self.connect_timeout = timeout;
+        self
+    }
+
+    /// The schema the tables live in (default `public`); created if missing.
+    pub fn schema(mut self, schema: impl Into<String>) -> Self {
+        self.schema = schema.into();
+        self
+    }
+
+    /// The approvals table (default `kern_approvals`).
+    pub fn approvals_table(mut self, name: impl Into<String>) -> Self {
+        self.tables.approvals = name.into();
+        self
+    }
+
+    /// The runs table (default `kern_runs`).
+    pub fn runs_table(mut self, name: impl Into<String>) -> Self {
+        self.tables.runs = name.into();
+        self
+    }
+
+    /// The sessions table (default `kern_sessions`).
+    pub fn sessions_table(mut self, name: impl Into<String>) -> Self {
+        self.tables.sessions = name.into();
+        self
+    }
+
+    /// Stops migrating at `version`, to create a database as an older build left it. Tests of
+    /// the upgrade path only.
+    #[doc(hidden)]
+    pub fn __schema_version(mut self, version: i64) -> Self {
+        self.schema_version = Some(version);
+        self
+    }
+
+    /// Connects, creating the schema and the tables if missing and upgrading tables written by
+    /// an older build. Processes starting at once take turns (an advisory lock).
+    ///
+    /// Errors: [`Error::Database`] with an [`OpenError`] (a bad name, no URL, an unreachable
+    /// server), [`Error::SchemaTooNew`].
+    pub async fn build(self) -> Result<PostgresDb> {
+        let layout = Layout::new(Dialect::Postgres, Some(&self.schema), &self.tables)?;
+        let url = self.url.ok_or(OpenError::MissingTarget("url"))?;
+        let options = PgConnectOptions::from_str(&url).map_err(OpenError::Postgres)?;
+        let pool = connect_pool(options, self.max_connections, self.connect_timeout).await?;
+        let pools = Pools::new(pool.clone(), pool);
+        let store = SqlStore::open(pools, &layout, self.schema_version.unwrap_or(SCHEMA_VERSION)).await?;
+        Ok(PostgresDb { inner: Arc::new(store) })
+    }
+}
+
+/// Opens the pool. sqlx retries an unreachable server until the timeout, then reports only the
+/// timeout; one more direct attempt recovers the reason (refused, unknown host, ..) for the error.
+async fn connect_pool(options: PgConnectOptions, max_connections: u32, timeout: Duration) -> Result<PgPool, OpenError> {
+    let pool_options = PgPoolOptions::new().max_connections(max_connections).acquire_timeout(timeout);
+    match pool_options.connect_with(options.clone()).await {
+        Ok(pool) => Ok(pool),
+        Err(sqlx::Error::PoolTimedOut) => {
+            let reason = PgConnection::connect_with(&options).await.err();
+            Err(OpenError::Postgres(reason.unwrap_or(sqlx::Error::PoolTimedOut)))
+        }
+        Err(err) => Err(OpenError::Postgres(err)),
+    }
+}
+
+fn query<'q>(stmt: &'q Stmt<'_>) -> Query<'q, Postgres, PgArguments> {
+    stmt.params.iter().fold(sqlx::query(stmt.sql), |query, param| match param {
+        Param::Text(value) => query.bind(value.as_deref()),
+        Param::Int(value) => query.bind(*value),
+        Param::Time(value) => query.bind(*value),
+        Param::Json(value) => query.bind(value.as_deref()),
+    })
+}
+
+impl Driver for Postgres {
+    const BEGIN_WRITE: &'static str = "BEGIN";
+
+    fn fetch<'c, T: Send + 'c>(
+        conn: &'c mut PgConnection,
+        stmt: &'c Stmt<'_>,
+        decode: Decoder<T>,
+    ) -> BoxFuture<'c, Result<Vec<T>>> {
+        Box::pin(async move {
+            let rows = query(stmt).fetch_all(conn).await.map_err(Error::database)?;
+            rows.iter().map(|row| decode(row)).collect()
+        })
+    }
+
+    fn execute<'c>(conn: &'c mut PgConnection, stmt: &'c Stmt<'_>) -> BoxFuture<'c, Result<u64>> {
+        Box::pin(async move {
+            let done = query(stmt).execute(conn).await.map_err(Error::database)?;
+            Ok(done.rows_affected())
+        })
+    }
+
+    fn execute_unprepared<'c>(conn: &'c mut PgConnection, sql: &'c str) -> BoxFuture<'c, Result<()>> {
+        Box::pin(async move { conn.execute(sqlx::raw_sql(sql)).await.map(drop).map_err(Error::database) })
+    }
+}
+
+fn get<'r, T: Decode<'r, Postgres> + Type<Postgres>>(row: &'r PgRow, column: &str) -> Result<T> {
+    row.try_get(column).map_err(|e| corrupt(column, e))
+}
+
+impl Columns for PgRow {
+    fn opt_text(&self, column: &str) -> Result<Option<String>> {
+        get(self, column)
+    }
+
+    fn int(&self, column: &str) -> Result<i64> {
+        get(self, column)
+    }
+
+    fn opt_time(&self, column: &str) -> Result<Option<DateTime<Utc>>> {
+        get(self, column)
+    }
+
+    fn opt_json(&self, column: &str) -> Result<Option<Value>> {
+        get(self, column)
+    }
+}

@@ -1,0 +1,149 @@
+//! Runs: saved with their approval rows in one transaction, claimed exactly once, listed per
+//! session.
+
+use std::sync::Arc;
+
+use kern::Error;
+use kern::approval::Approval;
+use kern::db::Store;
+use kern::run::{RunRecord, RunStatus};
+use tokio::sync::Barrier;
+
+use crate::fixtures::{approval, now, run, seconds, stored};
+
+pub async fn saved_runs_load_back(store: Arc<dyn Store>) {
+    let first = run("session-1");
+    let child =
+        RunRecord { parent_run_id: Some(first.run_id.clone()), team_id: Some("team-1".into()), ..run("session-1") };
+    store.save_runs(&[first.clone(), child.clone()], &[]).await.unwrap();
+    assert_eq!(store.load_run(&first.run_id).await.unwrap(), Some(first.clone()));
+    assert_eq!(store.load_run(&child.run_id).await.unwrap(), Some(child));
+    assert_eq!(store.load_run("no-such-run").await.unwrap(), None);
+
+    // Saving again replaces the state.
+    let done = RunRecord {
+        status: RunStatus::Completed,
+        content: Some("Deleted: ✓".into()),
+        updated_at: first.updated_at + seconds(3),
+        ..first
+    };
+    store.save_runs(std::slice::from_ref(&done), &[]).await.unwrap();
+    assert_eq!(store.load_run(&done.run_id).await.unwrap(), Some(done));
+}
+
+pub async fn save_runs_sets_the_run_status_of_the_runs_rows(store: Arc<dyn Store>) {
+    let mut paused = run("session-1");
+    let earlier = approval(&paused.run_id);
+    let other = approval("another-run");
+    store.create_approval(&earlier).await.unwrap();
+    store.create_approval(&other).await.unwrap();
+    // A new row written with a stale run status takes the run's.
+    let new = Approval { run_status: RunStatus::Running, ..approval(&paused.run_id) };
+    store.save_runs(std::slice::from_ref(&paused), std::slice::from_ref(&new)).await.unwrap();
+    assert_eq!(stored(&*store, &new.id).await.run_status, RunStatus::Paused);
+
+    paused.status = RunStatus::Completed;
+    store.save_runs(&[paused], &[]).await.unwrap();
+    assert_eq!(stored(&*store, &earlier.id).await.run_status, RunStatus::Completed);
+    assert_eq!(stored(&*store, &new.id).await.run_status, RunStatus::Completed);
+    assert_eq!(stored(&*store, &other.id).await, other);
+}
+
+pub async fn a_failing_batch_writes_nothing(store: Arc<dyn Store>) {
+    let existing_run = run("session-1");
+    let existing = approval(&existing_run.run_id);
+    store.save_runs(std::slice::from_ref(&existing_run), std::slice::from_ref(&existing)).await.unwrap();
+
+    let new_run = run("session-2");
+    let finished = RunRecord { status: RunStatus::Completed, ..existing_run.clone() };
+    let fresh = approval(&new_run.run_id);
+    let duplicate = Approval { tool_name: "other".into(), ..existing.clone() };
+    let err = store.save_runs(&[new_run.clone(), finished], &[fresh.clone(), duplicate]).await.unwrap_err();
+    assert!(matches!(err, Error::Database(_)), "{err:?}");
+
+    assert_eq!(store.load_run(&new_run.run_id).await.unwrap(), None);
+    assert_eq!(store.load_run(&existing_run.run_id).await.unwrap(), Some(existing_run));
+    assert_eq!(store.get_approval(&fresh.id).await.unwrap(), None);
+    assert_eq!(stored(&*store, &existing.id).await, existing);
+    assert!(store.session_runs("session-2", 10).await.unwrap().is_empty());
+}
+
+pub async fn update_approval_run_status_counts_changed_rows(store: Arc<dyn Store>) {
+    let rows = [approval("run-1"), approval("run-1"), approval("run-2")];
+    for row in &rows {
+        store.create_approval(row).await.unwrap();
+    }
+    assert_eq!(store.update_approval_run_status("run-1", RunStatus::Completed).await.unwrap(), 2);
+    assert_eq!(store.update_approval_run_status("run-1", RunStatus::Completed).await.unwrap(), 0);
+    assert_eq!(store.update_approval_run_status("no-such-run", RunStatus::Error).await.unwrap(), 0);
+    assert_eq!(stored(&*store, &rows[0].id).await.run_status, RunStatus::Completed);
+    assert_eq!(stored(&*store, &rows[2].id).await, rows[2]);
+}
+
+pub async fn of_16_concurrent_claims_exactly_one_wins(store: Arc<dyn Store>) {
+    let paused = run("session-1");
+    store.save_runs(std::slice::from_ref(&paused), &[]).await.unwrap();
+    let start = Arc::new(Barrier::new(16));
+    let claims: Vec<_> = (0..16)
+        .map(|_| {
+            let (store, start, run_id) = (store.clone(), start.clone(), paused.run_id.clone());
+            tokio::spawn(async move {
+                start.wait().await;
+                store.claim_run(&run_id).await
+            })
+        })
+        .collect();
+    let (mut winners, mut losers) = (Vec::new(), Vec::new());
+    for claim in claims {
+        match claim.await.unwrap() {
+            Ok(run) => winners.push(run),
+            Err(err) => losers.push(err),
+        }
+    }
+
+    assert_eq!(winners.len(), 1, "winners: {winners:?}");
+    let claimed = &winners[0];
+    assert_eq!(claimed, &RunRecord { status: RunStatus::Running, updated_at: claimed.updated_at, ..paused.clone() });
+    assert!(claimed.updated_at >= paused.updated_at);
+    for err in &losers {
+        assert!(
+            matches!(err, Error::RunNotPaused { run_id, status: RunStatus::Running } if *run_id == paused.run_id),
+            "{err:?}"
+        );
+    }
+    assert_eq!(store.load_run(&paused.run_id).await.unwrap().as_ref(), Some(claimed));
+}
+
+pub async fn claiming_a_missing_or_unpaused_run_fails(store: Arc<dyn Store>) {
+    let err = store.claim_run("no-such-run").await.unwrap_err();
+    assert!(matches!(&err, Error::RunNotFound(id) if id == "no-such-run"), "{err:?}");
+
+    let done = RunRecord { status: RunStatus::Completed, ..run("session-1") };
+    store.save_runs(std::slice::from_ref(&done), &[]).await.unwrap();
+    let err = store.claim_run(&done.run_id).await.unwrap_err();
+    assert!(matches!(err, Error::RunNotPaused { status: RunStatus::Completed, .. }), "{err:?}");
+    assert_eq!(store.load_run(&done.run_id).await.unwrap(), Some(done));
+}
+
+pub async fn session_runs_are_the_latest_top_level_runs_oldest_first(store: Arc<dyn Store>) {
+    let t0 = now() - seconds(100);
+    let top: Vec<RunRecord> = (0..5)
+        .map(|n| RunRecord { created_at: t0 + seconds(n), updated_at: t0 + seconds(n), ..run("session-1") })
+        .collect();
+    let child =
+        RunRecord { parent_run_id: Some(top[4].run_id.clone()), created_at: t0 + seconds(10), ..run("session-1") };
+    let elsewhere = run("session-2");
+    // Saved newest first, so the order must come from the store.
+    let mut all: Vec<RunRecord> = top.iter().rev().cloned().collect();
+    all.extend([child, elsewhere.clone()]);
+    store.save_runs(&all, &[]).await.unwrap();
+
+    let ids = |runs: Vec<RunRecord>| runs.into_iter().map(|r| r.run_id).collect::<Vec<_>>();
+    let top_ids = ids(top.clone());
+    assert_eq!(ids(store.session_runs("session-1", 3).await.unwrap()), top_ids[2..]);
+    assert_eq!(ids(store.session_runs("session-1", 10).await.unwrap()), top_ids);
+    assert_eq!(store.session_runs("session-1", 5).await.unwrap(), top);
+    assert!(store.session_runs("session-1", 0).await.unwrap().is_empty());
+    assert_eq!(store.session_runs("session-2", 5).await.unwrap(), [elsewhere]);
+    assert!(store.session_runs("no-such-session", 5).await.unwrap().is_empty());
+}

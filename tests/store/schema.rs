@@ -1,0 +1,227 @@
+//! The databases themselves: schema creation, re-opening, upgrades, table names, and the
+//! errors of a store that cannot open.
+
+use std::path::Path;
+use std::process::Command;
+use std::time::Duration;
+
+use kern::Error;
+use kern::approval::{ApprovalQuery, ApprovalStatus, ApprovalUpdate};
+use kern::db::{OpenError, PostgresDb, SCHEMA_VERSION, SqliteDb, Store};
+
+use crate::fixtures::{approval, ids, listing_order, run, stored};
+use crate::harness::{Options, SqlTarget, unique_name};
+
+pub async fn an_empty_database_gets_the_current_schema(target: SqlTarget) {
+    assert_ne!(target.sqlite_file_exists(), Some(true));
+    let db = target.open(Options::default()).await.unwrap();
+    assert_ne!(target.sqlite_file_exists(), Some(false));
+    assert_eq!(db.schema_version().await, SCHEMA_VERSION);
+
+    let store = db.store();
+    let paused = run("session-1");
+    let row = approval(&paused.run_id);
+    store.save_runs(std::slice::from_ref(&paused), std::slice::from_ref(&row)).await.unwrap();
+    assert_eq!(stored(&*store, &row.id).await, row);
+    assert_eq!(store.load_run(&paused.run_id).await.unwrap(), Some(paused));
+    db.close().await;
+}
+
+pub async fn concurrent_first_opens_all_succeed(target: SqlTarget) {
+    let opens: Vec<_> = (0..6)
+        .map(|_| {
+            let target = target.clone();
+            tokio::spawn(async move { target.open(Options::default()).await })
+        })
+        .collect();
+    let mut dbs = Vec::new();
+    for open in opens {
+        dbs.push(open.await.unwrap().expect("every concurrent first open succeeds"));
+    }
+    let row = approval("run-1");
+    dbs[0].store().create_approval(&row).await.unwrap();
+    for db in &dbs {
+        assert_eq!(db.schema_version().await, SCHEMA_VERSION);
+        assert_eq!(stored(&*db.store(), &row.id).await, row);
+        db.close().await;
+    }
+}
+
+pub async fn reopening_keeps_the_rows(target: SqlTarget) {
+    let db = target.open(Options::default()).await.unwrap();
+    let paused = run("session-1");
+    let row = approval(&paused.run_id);
+    db.store().save_runs(std::slice::from_ref(&paused), std::slice::from_ref(&row)).await.unwrap();
+    db.close().await;
+
+    let db = target.open(Options::default()).await.unwrap();
+    assert_eq!(db.schema_version().await, SCHEMA_VERSION);
+    let store = db.store();
+    assert_eq!(stored(&*store, &row.id).await, row);
+    assert_eq!(store.load_run(&paused.run_id).await.unwrap(), Some(paused));
+    db.close().await;
+}
+
+pub async fn an_older_schema_is_upgraded_keeping_its_rows(target: SqlTarget) {
+    let previous = SCHEMA_VERSION - 1;
+    let old = target.open(Options::default().schema_version(previous)).await.unwrap();
+    assert_eq!(old.schema_version().await, previous);
+    let paused = run("session-1");
+    let rows = [approval(&paused.run_id), approval(&paused.run_id)];
+    old.store().save_runs(std::slice::from_ref(&paused), &rows).await.unwrap();
+    old.close().await;
+
+    let db = target.open(Options::default()).await.unwrap();
+    assert_eq!(db.schema_version().await, SCHEMA_VERSION);
+    let store = db.store();
+    assert_eq!(store.load_run(&paused.run_id).await.unwrap(), Some(paused));
+    let pending = store.list_approvals(&ApprovalQuery::default().status(ApprovalStatus::Pending)).await.unwrap();
+    assert_eq!(ids(&pending.items), listing_order(&rows.iter().collect::<Vec<_>>()));
+    store.update_approval(&rows[0].id, ApprovalUpdate::approve("admin")).await.unwrap();
+    assert_eq!(store.count_pending_approvals(None).await.unwrap(), 1);
+    db.close().await;
+}
+
+pub async fn each_write_is_one_commit_and_reads_none(target: SqlTarget) {
+    let db = target.open(Options::default()).await.unwrap();
+    let store = db.store();
+    let paused = run("session-1");
+    let rows = [approval(&paused.run_id), approval(&paused.run_id)];
+    let commits = |expected: u64, start: u64, step: &str| assert_eq!(db.commit_count() - start, expected, "{step}");
+
+    let start = db.commit_count();
+    store.save_runs(std::slice::from_ref(&paused), &rows).await.unwrap();
+    commits(1, start, "a pause: the run, its session and two rows");
+    store.list_approvals(&ApprovalQuery::default()).await.unwrap();
+    store.load_run(&paused.run_id).await.unwrap();
+    store.count_pending_approvals(None).await.unwrap();
+    commits(1, start, "reads");
+    store.update_approval(&rows[0].id, ApprovalUpdate::approve("admin")).await.unwrap();
+    commits(2, start, "a resolution");
+    store.claim_run(&paused.run_id).await.unwrap();
+    commits(3, start, "a claim");
+    db.close().await;
+}
+
+pub async fn a_newer_schema_is_refused(target: SqlTarget) {
+    let db = target.open(Options::default()).await.unwrap();
+    db.set_schema_version(SCHEMA_VERSION + 1).await;
+    db.close().await;
+
+    let err = target.open(Options::default()).await.unwrap_err();
+    assert!(
+        matches!(err, Error::SchemaTooNew { found, supported } if found == SCHEMA_VERSION + 1 && supported == SCHEMA_VERSION),
+        "{err:?}"
+    );
+}
+
+pub async fn stores_with_different_table_names_do_not_share_rows(target: SqlTarget) {
+    let first =
+        target.open(Options::default().tables(["first_approvals", "first_runs", "first_sessions"])).await.unwrap();
+    let second = target.open(Options::default().tables(["Second", "second_runs", "second_sessions"])).await.unwrap();
+    let (a, b) = (first.store(), second.store());
+    let paused = run("session-1");
+    let row_a = approval(&paused.run_id);
+    let row_b = approval("run-b");
+    a.save_runs(std::slice::from_ref(&paused), std::slice::from_ref(&row_a)).await.unwrap();
+    b.create_approval(&row_b).await.unwrap();
+
+    assert_eq!(ids(&a.list_approvals(&ApprovalQuery::default()).await.unwrap().items), [row_a.id.as_str()]);
+    assert_eq!(ids(&b.list_approvals(&ApprovalQuery::default()).await.unwrap().items), [row_b.id.as_str()]);
+    assert_eq!(b.get_approval(&row_a.id).await.unwrap(), None);
+    assert_eq!(b.load_run(&paused.run_id).await.unwrap(), None);
+    assert_eq!(a.count_pending_approvals(None).await.unwrap(), 1);
+    assert_eq!(second.schema_version().await, SCHEMA_VERSION);
+
+    // A store with the default names has tables of its own, still empty.
+    let default = target.open(Options::default()).await.unwrap();
+    assert_eq!(default.store().list_approvals(&ApprovalQuery::default()).await.unwrap().total, 0);
+    for db in [first, second, default] {
+        db.close().await;
+    }
+}
+
+pub async fn a_bad_table_name_is_refused(target: SqlTarget) {
+    for tables in [
+        ["kern_approvals; DROP TABLE kern_runs", "runs", "sessions"],
+        ["approvals", "runs\"", "sessions"],
+        ["approvals", "runs", ""],
+    ] {
+        let err = target.open(Options::default().tables(tables)).await.unwrap_err();
+        let Error::Database(source) = &err else { panic!("{err:?}") };
+        let bad = tables.iter().find(|name| name.contains([';', '"']) || name.is_empty()).unwrap();
+        assert!(matches!(source.downcast_ref(), Some(OpenError::InvalidName(name)) if name == bad), "{err:?}");
+    }
+}
+
+/// Asserts that opening `path` fails with an error that names it.
+async fn assert_open_fails_naming(path: &Path) {
+    let err = SqliteDb::open(path).await.unwrap_err();
+    let Error::Database(source) = &err else { panic!("{err:?}") };
+    assert!(matches!(source.downcast_ref(), Some(OpenError::Sqlite { path: p, .. }) if p == path), "{err:?}");
+    assert!(err.to_string().contains(&path.display().to_string()), "{err}");
+}
+
+#[tokio::test]
+async fn sqlite_a_file_that_cannot_be_created_is_a_clear_error() {
+    assert_open_fails_naming(&std::env::temp_dir().join(unique_name()).join("kern.db")).await;
+    assert_open_fails_naming(Path::new("/proc/kern-test.db")).await;
+}
+
+#[tokio::test]
+async fn sqlite_a_file_that_is_not_a_database_is_a_clear_error() {
+    let path = std::env::temp_dir().join(format!("{}.db", unique_name()));
+    std::fs::write(&path, "not a database, just text ".repeat(400)).unwrap();
+    assert_open_fails_naming(&path).await;
+    std::fs::remove_file(&path).unwrap();
+}
+
+#[tokio::test]
+async fn sqlite_a_file_that_cannot_be_written_is_a_clear_error() {
+    // Tests run as root, which writes through file modes but not through the immutable flag.
+    let path = std::env::temp_dir().join(format!("{}.db", unique_name()));
+    std::fs::write(&path, "").unwrap();
+    let chattr = |flag| Command::new("chattr").arg(flag).arg(&path).status().is_ok_and(|s| s.success());
+    if chattr("+i") {
+        assert_open_fails_naming(&path).await;
+        assert!(chattr("-i"));
+    } else {
+        eprintln!("skipping the unwritable-file case: `chattr +i` is not available here");
+    }
+    for suffix in ["", "-wal", "-shm"] {
+        let _ = std::fs::remove_file(format!("{}{suffix}", path.display()));
+    }
+}
+
+#[tokio::test]
+async fn sqlite_a_builder_without_a_file_is_refused() {
+    let err = SqliteDb::builder().build().await.unwrap_err();
+    let Error::Database(source) = &err else { panic!("{err:?}") };
+    assert!(matches!(source.downcast_ref(), Some(OpenError::MissingTarget(_))), "{err:?}");
+}
+
+#[tokio::test]
+async fn sqlite_durability_is_configurable() {
+    use kern::db::Synchronous;
+    let path = std::env::temp_dir().join(format!("{}.db", unique_name()));
+    let db = SqliteDb::builder().db_file(&path).synchronous(Synchronous::Normal).build().await.unwrap();
+    db.create_approval(&approval("run-1")).await.unwrap();
+    db.close().await;
+    let db = SqliteDb::open(&path).await.unwrap();
+    assert_eq!(db.count_pending_approvals(None).await.unwrap(), 1);
+    db.close().await;
+    for suffix in ["", "-wal", "-shm"] {
+        let _ = std::fs::remove_file(format!("{}{suffix}", path.display()));
+    }
+}
+
+#[tokio::test]
+async fn postgres_an_unreachable_server_is_a_clear_error_without_the_password() {
+    let url = "postgres://kern:s3cret@127.0.0.1:1/kern";
+    let err = PostgresDb::builder().url(url).connect_timeout(Duration::from_millis(300)).build().await.unwrap_err();
+    let Error::Database(source) = &err else { panic!("{err:?}") };
+    assert!(matches!(source.downcast_ref(), Some(OpenError::Postgres(_))), "{err:?}");
+    assert!(err.to_string().starts_with("database error: cannot connect to Postgres"), "{err}");
+    assert!(err.to_string().contains("Connection refused"), "{err}");
+    assert!(!err.to_string().contains("s3cret"), "{err}");
+}
