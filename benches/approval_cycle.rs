@@ -116,32 +116,64 @@ fn parse(args: &[String]) -> Result<Options, BoxError> {
     Ok(options)
 }
 
-/// The store under test and how to count its commits.
+/// The store under test, how to count its commits, and what to remove afterwards.
 struct Backend {
     store: Arc<dyn Store>,
     commits: Box<dyn Fn() -> u64 + Send + Sync>,
+    leftover: Leftover,
 }
 
+/// What a benchmark leaves behind until [`Backend::remove`].
+enum Leftover {
+    Nothing,
+    File(std::path::PathBuf),
+    Schema { url: String, schema: String },
+}
+
+impl Backend {
+    /// Deletes the benchmark's database file or Postgres schema.
+    async fn remove(self) -> Result<(), BoxError> {
+        drop(self.store);
+        match self.leftover {
+            Leftover::Nothing => {}
+            Leftover::File(path) => {
+                for suffix in ["", "-wal", "-shm"] {
+                    let _ = std::fs::remove_file(format!("{}{suffix}", path.display()));
+                }
+            }
+            Leftover::Schema { url, schema } => PostgresDb::__drop_schema(&url, &schema).await?,
+        }
+        Ok(())
+    }
+}
+
+/// Opens a fresh, empty store of `kind` (a new file or schema each time).
 async fn open(kind: Kind, tag: &str) -> Result<Backend, BoxError> {
+    static OPENED: AtomicU64 = AtomicU64::new(0);
+    let name = format!("kern_bench_{tag}_{}_{}", std::process::id(), OPENED.fetch_add(1, Ordering::Relaxed));
     Ok(match kind {
         Kind::Sqlite => {
-            let path = std::env::temp_dir().join(format!("kern-bench-{tag}-{}.db", std::process::id()));
-            for suffix in ["", "-wal", "-shm"] {
-                let _ = std::fs::remove_file(format!("{}{suffix}", path.display()));
-            }
+            let path = std::env::temp_dir().join(format!("{name}.db"));
             let db = SqliteDb::builder().db_file(&path).build().await?;
             let counter = db.clone();
-            Backend { store: Arc::new(db), commits: Box::new(move || counter.commit_count()) }
+            Backend {
+                store: Arc::new(db),
+                commits: Box::new(move || counter.commit_count()),
+                leftover: Leftover::File(path),
+            }
         }
         Kind::Postgres => {
-            let url = std::env::var("KERN_TEST_POSTGRES_URL")
-                .map_err(|_| "set KERN_TEST_POSTGRES_URL to benchmark Postgres (e.g. postgres://postgres@127.0.0.1:5432/test)")?;
-            let schema = format!("kern_bench_{tag}_{}", std::process::id());
-            let db = PostgresDb::builder().url(&url).schema(&schema).max_connections(40).build().await?;
+            let url = std::env::var("KERN_TEST_POSTGRES_URL").map_err(
+                |_| "set KERN_TEST_POSTGRES_URL to benchmark Postgres (e.g. postgres://postgres@127.0.0.1:5432/test)",
+            )?;
+            let db = PostgresDb::builder().url(&url).schema(&name).max_connections(40).build().await?;
             let counter = db.clone();
-            Backend { store: Arc::new(db), commits: Box::new(move || counter.commit_count()) }
+            let leftover = Leftover::Schema { url, schema: name };
+            Backend { store: Arc::new(db), commits: Box::new(move || counter.commit_count()), leftover }
         }
-        Kind::Memory => Backend { store: Arc::new(MemoryDb::new()), commits: Box::new(|| 0) },
+        Kind::Memory => {
+            Backend { store: Arc::new(MemoryDb::new()), commits: Box::new(|| 0), leftover: Leftover::Nothing }
+        }
     })
 }
 
@@ -163,7 +195,8 @@ const AUDIT_PHASES: [&str; 4] = ["run_until_pause", "list_pending", "confirm_cli
 /// One cycle; returns the duration of each phase.
 async fn cycle(agent: &Agent, store: &dyn Store, mode: Mode, session: String) -> Result<[Duration; 4], BoxError> {
     let t0 = Instant::now();
-    let mut run = agent.run_with("please delete 3 user records", RunOptions::default().session_id(session).user_id("u1")).await?;
+    let mut run =
+        agent.run_with("please delete 3 user records", RunOptions::default().session_id(session).user_id("u1")).await?;
     if run.status != RunStatus::Paused {
         return Err(format!("run not paused: {} {:?}", run.status, run.content).into());
     }
@@ -172,7 +205,11 @@ async fn cycle(agent: &Agent, store: &dyn Store, mode: Mode, session: String) ->
     let mine = match pending.items.into_iter().find(|row| row.run_id == run.run_id) {
         Some(row) => Some(row),
         // Under concurrency the newest page may belong to other runs.
-        None => store.list_approvals(&ApprovalQuery::default().status(ApprovalStatus::Pending).run_id(run.run_id.as_str())).await?.items.pop(),
+        None => store
+            .list_approvals(&ApprovalQuery::default().status(ApprovalStatus::Pending).run_id(run.run_id.as_str()))
+            .await?
+            .items
+            .pop(),
     };
     let t2 = Instant::now();
     match mode {
@@ -244,6 +281,12 @@ fn mode_name(mode: Mode) -> &'static str {
 /// Runs `warmup + n` cycles over `concurrency` tasks, verifies the outcome, prints the figures.
 async fn run_cycles(options: &Options, print: bool) -> Result<(), BoxError> {
     let backend = open(options.kind, mode_name(options.mode)).await?;
+    let result = measure_cycles(options, &backend, print).await;
+    backend.remove().await?;
+    result
+}
+
+async fn measure_cycles(options: &Options, backend: &Backend, print: bool) -> Result<(), BoxError> {
     let agent = agent(backend.store.clone(), options.mode)?;
     let executed_before = EXECUTED.load(Ordering::Relaxed);
     for i in 0..options.warmup {
@@ -303,11 +346,20 @@ async fn run_cycles(options: &Options, print: bool) -> Result<(), BoxError> {
     for (index, name) in names.iter().enumerate() {
         let mut durations: Vec<Duration> = samples.iter().map(|s| s[index]).collect();
         durations.sort();
-        println!("phase {name:<20} median_ms={:.3} p99_ms={:.3}", percentile(&durations, 0.5), percentile(&durations, 0.99));
+        println!(
+            "phase {name:<20} median_ms={:.3} p99_ms={:.3}",
+            percentile(&durations, 0.5),
+            percentile(&durations, 0.99)
+        );
     }
     let mut cycles: Vec<Duration> = samples.iter().map(|s| s.iter().sum()).collect();
     cycles.sort();
-    println!("phase {:<20} median_ms={:.3} p99_ms={:.3}", "full_cycle", percentile(&cycles, 0.5), percentile(&cycles, 0.99));
+    println!(
+        "phase {:<20} median_ms={:.3} p99_ms={:.3}",
+        "full_cycle",
+        percentile(&cycles, 0.5),
+        percentile(&cycles, 0.99)
+    );
     println!("verified: {rows} {status} {kind} rows, 0 pending, tool ran {executed} times, {} runs completed", total);
     println!(
         "approval_cycle backend={} mode={} n={} concurrency={} cycles_per_s={:.1} p50_ms={:.3} p99_ms={:.3} commits_per_cycle={:.2} peak_rss_mib={:.1}",
@@ -326,9 +378,14 @@ async fn run_cycles(options: &Options, print: bool) -> Result<(), BoxError> {
 
 /// Fills the table with `rows` rows (1% pending) and times the admin's two queries.
 async fn run_list(options: &Options, rows: usize, print: bool) -> Result<(), BoxError> {
-    const BATCH: usize = 5_000;
     let backend = open(options.kind, "list").await?;
-    let store = &*backend.store;
+    let result = measure_list(options, &*backend.store, rows, print).await;
+    backend.remove().await?;
+    result
+}
+
+async fn measure_list(options: &Options, store: &dyn Store, rows: usize, print: bool) -> Result<(), BoxError> {
+    const BATCH: usize = 5_000;
     let now = Utc::now();
     let mut written = 0;
     let fill_started = Instant::now();

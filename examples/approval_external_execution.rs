@@ -18,8 +18,10 @@ fn apply_migration(name: String) -> String {
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let db = SqliteDb::open(common::fresh_db("external_execution")).await?;
-    let script = ScriptedModel::new().when_user_contains("migration", Reply::call("apply_migration", json!({"name": "2026_11_add_index"})));
-    let agent = Agent::builder().name("dba-agent").model(common::model(script)).tool(ApplyMigration).db(db.clone()).build()?;
+    let script = ScriptedModel::new()
+        .when_user_contains("migration", Reply::call("apply_migration", json!({"name": "2026_11_add_index"})));
+    let agent =
+        Agent::builder().name("dba-agent").model(common::model(script)).tool(ApplyMigration).db(db.clone()).build()?;
 
     let run = agent.run("Apply the pending migration").await?;
     let row = db.list_approvals(&ApprovalQuery::default().run_id(run.run_id.as_str())).await?.items.remove(0);

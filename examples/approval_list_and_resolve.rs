@@ -23,7 +23,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .when_user_contains("A-100", Reply::call("refund_order", json!({"order_id": "A-100", "amount_cents": 1999})))
         .when_user_contains("B-200", Reply::call("refund_order", json!({"order_id": "B-200", "amount_cents": 250000})))
         .when_user_contains("C-300", Reply::call("refund_order", json!({"order_id": "C-300", "amount_cents": 500})));
-    let agent = Agent::builder().name("support-agent").model(common::model(script)).tool(RefundOrder).db(db.clone()).build()?;
+    let agent =
+        Agent::builder().name("support-agent").model(common::model(script)).tool(RefundOrder).db(db.clone()).build()?;
 
     let mut runs = Vec::new();
     for (user, order) in [("alice", "A-100"), ("bob", "B-200"), ("carol", "C-300")] {

@@ -19,17 +19,21 @@ fn pay_vendor(vendor: String, amount_eur: u32) -> String {
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let db = SqliteDb::open(common::fresh_db("user_input")).await?;
     let script = ScriptedModel::new().when_user_contains("pay", Reply::call("pay_vendor", json!({"vendor": "ACME"})));
-    let agent = Agent::builder().name("finance-agent").model(common::model(script)).tool(PayVendor).db(db.clone()).build()?;
+    let agent =
+        Agent::builder().name("finance-agent").model(common::model(script)).tool(PayVendor).db(db.clone()).build()?;
 
     let run = agent.run("Please pay ACME for the October invoice").await?;
     let row = db.list_approvals(&ApprovalQuery::default().run_id(run.run_id.as_str())).await?.items.remove(0);
     let schema = row.requirement().and_then(|r| r.user_input_schema.clone()).unwrap_or_default();
     println!("run is {}; the admin must supply: {schema}", run.status);
 
-    let refused = db.update_approval(&row.id, ApprovalUpdate::approve("cfo").with_data(json!({"values": {"amount_eur": "a lot"}}))).await;
+    let refused = db
+        .update_approval(&row.id, ApprovalUpdate::approve("cfo").with_data(json!({"values": {"amount_eur": "a lot"}})))
+        .await;
     println!("a payload that does not fit: {}", refused.err().map(|e| e.to_string()).unwrap_or_default());
 
-    db.update_approval(&row.id, ApprovalUpdate::approve("cfo").with_data(json!({"values": {"amount_eur": 1200}}))).await?;
+    db.update_approval(&row.id, ApprovalUpdate::approve("cfo").with_data(json!({"values": {"amount_eur": 1200}})))
+        .await?;
     let done = agent.continue_run(&run.run_id, run.requirements).await?;
     println!("run is {}: {}", done.status, done.content.unwrap_or_default());
     Ok(())

@@ -19,10 +19,17 @@ fn export_customer_data(customer_id: String) -> String {
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let db = SqliteDb::open(common::fresh_db("audit")).await?;
-    let script = ScriptedModel::new().when_user_contains("export", Reply::call("export_customer_data", json!({"customer_id": "c-77"})));
-    let agent = Agent::builder().name("data-agent").model(common::model(script)).tool(ExportCustomerData).db(db.clone()).build()?;
+    let script = ScriptedModel::new()
+        .when_user_contains("export", Reply::call("export_customer_data", json!({"customer_id": "c-77"})));
+    let agent = Agent::builder()
+        .name("data-agent")
+        .model(common::model(script))
+        .tool(ExportCustomerData)
+        .db(db.clone())
+        .build()?;
 
-    let mut run = agent.run_with("Export the data of customer c-77", RunOptions::default().user_id("dana")).await?;
+    let mut run =
+        agent.run_with("Please export the data of customer c-77", RunOptions::default().user_id("dana")).await?;
     let rows_now = db.list_approvals(&ApprovalQuery::default().run_id(run.run_id.as_str())).await?.total;
     println!("run is {} for confirmation; approval rows so far: {rows_now}", run.status);
 

@@ -34,7 +34,13 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     // 2. The admin lists pending approvals and approves one, compare-and-set on `pending`.
     let page = db.list_approvals(&ApprovalQuery::default().status(ApprovalStatus::Pending)).await?;
     let approval = &page.items[0];
-    println!("pending: {} asks to call {} with {} (approval {})", agent.id(), approval.tool_name, approval.tool_args, approval.id);
+    println!(
+        "pending: {} asks to call {} with {} (approval {})",
+        agent.id(),
+        approval.tool_name,
+        approval.tool_args,
+        approval.id
+    );
     let approval = db
         .update_approval(
             &approval.id,

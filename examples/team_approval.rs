@@ -22,17 +22,31 @@ fn issue_refund(customer_id: String, amount_cents: u64) -> String {
 }
 
 fn billing_agent(db: &SqliteDb) -> Result<Agent, kern::Error> {
-    let script = ScriptedModel::new().when_user_contains("refund", Reply::call("issue_refund", json!({"customer_id": "c-9", "amount_cents": 4500})));
+    let script = ScriptedModel::new()
+        .when_user_contains("refund", Reply::call("issue_refund", json!({"customer_id": "c-9", "amount_cents": 4500})));
     Agent::builder().id("billing").name("Billing").model(common::model(script)).tool(IssueRefund).db(db.clone()).build()
 }
 
 fn team(db: &SqliteDb) -> Result<Team, kern::Error> {
     let delegate = json!({"member_id": "billing", "task": "refund customer c-9"});
     let script = ScriptedModel::new()
-        .when_user_contains("both", Reply::calls([("close_account", json!({"customer_id": "c-9"})), ("delegate_task_to_member", delegate.clone())]))
+        .when_user_contains(
+            "both",
+            Reply::calls([
+                ("close_account", json!({"customer_id": "c-9"})),
+                ("delegate_task_to_member", delegate.clone()),
+            ]),
+        )
         .when_user_contains("close", Reply::call("close_account", json!({"customer_id": "c-9"})))
         .when_user_contains("refund", Reply::call("delegate_task_to_member", delegate));
-    Team::builder().id("support").name("Support").model(common::model(script)).member(billing_agent(db)?).tool(CloseAccount).db(db.clone()).build()
+    Team::builder()
+        .id("support")
+        .name("Support")
+        .model(common::model(script))
+        .member(billing_agent(db)?)
+        .tool(CloseAccount)
+        .db(db.clone())
+        .build()
 }
 
 /// Runs `input` on the team, approves every pending row the run left, and continues it.
@@ -47,7 +61,10 @@ async fn pattern(team: &Team, db: &SqliteDb, title: &str, input: &str) -> Result
             Some(member) => format!("member {} (run {})", member.agent_id, member.run_id),
             None => "the team".to_owned(),
         };
-        println!("  row {} for {} by {owner}: source {} team {:?}", row.id, row.tool_name, row.source_type, row.team_id);
+        println!(
+            "  row {} for {} by {owner}: source {} team {:?}",
+            row.id, row.tool_name, row.source_type, row.team_id
+        );
         db.update_approval(id, ApprovalUpdate::approve("admin")).await?;
     }
     let done = team.continue_run(&run.run_id, run.requirements).await?;

@@ -11,7 +11,7 @@
 //! let run = agent.run("hello").await?;
 //! assert_eq!(run.status, RunStatus::Completed);
 //! assert_eq!(run.content.as_deref(), Some("Hi!"));
-//! # kern_core::Result::Ok(()) }).unwrap();
+//! # Ok::<(), kern_core::Error>(()) }).unwrap();
 //! ```
 
 use std::sync::Arc;

@@ -277,7 +277,7 @@ impl ApprovalUpdate {
             expected_status: Some(ApprovalStatus::Pending),
             status,
             resolved_by: Some(resolved_by.into()),
-            resolved_at: Some(Utc::now()),
+            resolved_at: Some(crate::now()),
             resolution_data: None,
         }
     }

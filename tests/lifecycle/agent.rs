@@ -47,10 +47,7 @@ async fn an_unknown_tool_goes_back_to_the_model() {
     let run = agent.run("go").await.unwrap();
     assert_eq!(run.status, RunStatus::Completed);
     assert_eq!(run.tools[0].status, ToolCallStatus::Failed);
-    assert_eq!(
-        run.content.as_deref(),
-        Some("Done. teleport: error: unknown tool `teleport`; available tools: add")
-    );
+    assert_eq!(run.content.as_deref(), Some("Done. teleport: error: unknown tool `teleport`; available tools: add"));
 }
 
 #[tokio::test]
@@ -98,7 +95,8 @@ async fn the_round_limit_stops_a_looping_model() {
 
 #[tokio::test]
 async fn confirm_runs_the_paused_call() {
-    let model = ScriptedModel::new().when_user_contains("restart", Reply::call("restart_service", json!({"name": "web"})));
+    let model =
+        ScriptedModel::new().when_user_contains("restart", Reply::call("restart_service", json!({"name": "web"})));
     let agent = Agent::builder().model(model).tool(RestartService).build().unwrap();
     let mut run = agent.run("restart web").await.unwrap();
     assert_eq!(run.status, RunStatus::Paused);
@@ -116,7 +114,8 @@ async fn confirm_runs_the_paused_call() {
 
 #[tokio::test]
 async fn reject_tells_the_model_with_the_note() {
-    let model = ScriptedModel::new().when_user_contains("restart", Reply::call("restart_service", json!({"name": "db"})));
+    let model =
+        ScriptedModel::new().when_user_contains("restart", Reply::call("restart_service", json!({"name": "db"})));
     let agent = Agent::builder().model(model).tool(RestartService).build().unwrap();
     let mut run = agent.run("restart db").await.unwrap();
     run.requirements[0].reject("not during business hours");
@@ -125,7 +124,9 @@ async fn reject_tells_the_model_with_the_note() {
     assert_eq!(done.tools[0].status, ToolCallStatus::Rejected);
     assert_eq!(
         done.content.as_deref(),
-        Some("Done. restart_service: The call to `restart_service` was rejected by the user: not during business hours")
+        Some(
+            "Done. restart_service: The call to `restart_service` was rejected by the user: not during business hours"
+        )
     );
     assert!(ran(&run.run_id).is_empty());
 }
@@ -161,7 +162,8 @@ async fn user_input_that_does_not_fit_is_refused_and_the_run_stays_paused() {
 
 #[tokio::test]
 async fn an_external_result_is_fed_back_without_running_the_function() {
-    let model = ScriptedModel::new().when_user_contains("vendor", Reply::call("ask_vendor", json!({"question": "price?"})));
+    let model =
+        ScriptedModel::new().when_user_contains("vendor", Reply::call("ask_vendor", json!({"question": "price?"})));
     let agent = Agent::builder().model(model).tool(AskVendor).build().unwrap();
     let mut run = agent.run("ask the vendor").await.unwrap();
     run.requirements[0].set_external_execution_result("42 EUR");
@@ -227,7 +229,8 @@ async fn continuing_a_run_that_is_not_paused_names_its_status() {
 
 #[tokio::test]
 async fn a_requirement_for_no_paused_call_is_refused() {
-    let model = ScriptedModel::new().when_user_contains("restart", Reply::call("restart_service", json!({"name": "x"})));
+    let model =
+        ScriptedModel::new().when_user_contains("restart", Reply::call("restart_service", json!({"name": "x"})));
     let agent = Agent::builder().model(model).tool(RestartService).build().unwrap();
     let run = agent.run("restart").await.unwrap();
     let mut forged = run.requirements[0].clone();
@@ -239,7 +242,8 @@ async fn a_requirement_for_no_paused_call_is_refused() {
 
 #[tokio::test]
 async fn the_caller_cannot_change_the_arguments_of_a_paused_call() {
-    let model = ScriptedModel::new().when_user_contains("restart", Reply::call("restart_service", json!({"name": "web"})));
+    let model =
+        ScriptedModel::new().when_user_contains("restart", Reply::call("restart_service", json!({"name": "web"})));
     let agent = Agent::builder().model(model).tool(RestartService).build().unwrap();
     let mut run = agent.run("restart").await.unwrap();
     run.requirements[0].tool_execution.tool_args = json!({"name": "everything"});

@@ -228,7 +228,10 @@ async fn approved_user_input_runs_with_the_admins_values(backend: Backend) {
     let schema = row.requirement().unwrap().user_input_schema.clone().unwrap();
     assert_eq!(schema["required"], json!(["amount"]));
 
-    store.update_approval(&row.id, resolve(ApprovalStatus::Approved, Some(json!({"values": {"amount": 250}})))).await.unwrap();
+    store
+        .update_approval(&row.id, resolve(ApprovalStatus::Approved, Some(json!({"values": {"amount": 250}}))))
+        .await
+        .unwrap();
     let done = agent.continue_run(&run.run_id, run.requirements.clone()).await.unwrap();
     assert_eq!(done.status, RunStatus::Completed);
     assert_eq!(ran(&run.run_id)[0].args, json!({"to": "acme", "amount": 250}));
@@ -254,8 +257,14 @@ async fn user_input_that_does_not_fit_is_refused_at_resolve_time(backend: Backen
     let store = backend.store();
     let run = agent(store.clone()).run("pay acme").await.unwrap();
     let row = pending_row(&*store, &run.run_id).await;
-    for bad in [json!({"values": {"amount": "lots"}}), json!({"values": {"amount": -5}}), json!({"values": {"fee": 1}}), json!("250")] {
-        let err = store.update_approval(&row.id, resolve(ApprovalStatus::Approved, Some(bad.clone()))).await.unwrap_err();
+    for bad in [
+        json!({"values": {"amount": "lots"}}),
+        json!({"values": {"amount": -5}}),
+        json!({"values": {"fee": 1}}),
+        json!("250"),
+    ] {
+        let err =
+            store.update_approval(&row.id, resolve(ApprovalStatus::Approved, Some(bad.clone()))).await.unwrap_err();
         assert!(matches!(err, Error::InvalidResolution { .. }), "{bad}: {err:?}");
     }
     assert_eq!(store.get_approval(&row.id).await.unwrap().unwrap().status, ApprovalStatus::Pending);
@@ -288,7 +297,9 @@ async fn rejection_refuses_every_pause_type(backend: Backend) {
         // Whatever the caller says, the rejected row decides.
         match row.pause_type {
             PauseType::Confirmation => run.requirements[0].confirm(),
-            PauseType::UserInput => run.requirements[0].provide_user_input(json!({"amount": 1}).as_object().unwrap().clone()),
+            PauseType::UserInput => {
+                run.requirements[0].provide_user_input(json!({"amount": 1}).as_object().unwrap().clone())
+            }
             PauseType::ExternalExecution => run.requirements[0].set_external_execution_result("done"),
         }
         let done = agent.continue_run(&run.run_id, run.requirements).await.unwrap();

@@ -94,9 +94,24 @@ impl Backend {
 
 impl Drop for Backend {
     fn drop(&mut self) {
-        if let Backend::Sqlite { path, .. } = self {
-            for suffix in ["", "-wal", "-shm"] {
-                let _ = std::fs::remove_file(format!("{}{suffix}", path.display()));
+        match self {
+            Backend::Memory(_) => {}
+            Backend::Sqlite { path, .. } => {
+                for suffix in ["", "-wal", "-shm"] {
+                    let _ = std::fs::remove_file(format!("{}{suffix}", path.display()));
+                }
+            }
+            Backend::Postgres { url, schema, .. } => {
+                // Drop runs inside the test's runtime; the schema goes on a thread of its own.
+                let (url, schema) = (url.clone(), schema.clone());
+                let dropped = std::thread::spawn(move || {
+                    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+                    runtime.block_on(PostgresDb::__drop_schema(&url, &schema)).map_err(std::io::Error::other)
+                })
+                .join();
+                if let Ok(Err(error)) = dropped {
+                    eprintln!("could not drop a test schema: {error}");
+                }
             }
         }
     }
@@ -109,11 +124,7 @@ pub struct FailingStore {
 }
 
 impl Store for FailingStore {
-    fn save_runs<'a>(
-        &'a self,
-        _runs: &'a [RunRecord],
-        _new_approvals: &'a [Approval],
-    ) -> BoxFuture<'a, Result<()>> {
+    fn save_runs<'a>(&'a self, _runs: &'a [RunRecord], _new_approvals: &'a [Approval]) -> BoxFuture<'a, Result<()>> {
         Box::pin(async { Err(kern::Error::database(std::io::Error::other("connection reset"))) })
     }
 
@@ -125,11 +136,7 @@ impl Store for FailingStore {
         self.inner.claim_run(run_id)
     }
 
-    fn session_runs<'a>(
-        &'a self,
-        session_id: &'a str,
-        limit: usize,
-    ) -> BoxFuture<'a, Result<Vec<RunRecord>>> {
+    fn session_runs<'a>(&'a self, session_id: &'a str, limit: usize) -> BoxFuture<'a, Result<Vec<RunRecord>>> {
         self.inner.session_runs(session_id, limit)
     }
 
@@ -141,18 +148,11 @@ impl Store for FailingStore {
         self.inner.get_approval(id)
     }
 
-    fn list_approvals<'a>(
-        &'a self,
-        query: &'a ApprovalQuery,
-    ) -> BoxFuture<'a, Result<ApprovalPage>> {
+    fn list_approvals<'a>(&'a self, query: &'a ApprovalQuery) -> BoxFuture<'a, Result<ApprovalPage>> {
         self.inner.list_approvals(query)
     }
 
-    fn update_approval<'a>(
-        &'a self,
-        id: &'a str,
-        update: ApprovalUpdate,
-    ) -> BoxFuture<'a, Result<Approval>> {
+    fn update_approval<'a>(&'a self, id: &'a str, update: ApprovalUpdate) -> BoxFuture<'a, Result<Approval>> {
         self.inner.update_approval(id, update)
     }
 
@@ -164,11 +164,7 @@ impl Store for FailingStore {
         self.inner.count_pending_approvals(user_id)
     }
 
-    fn update_approval_run_status<'a>(
-        &'a self,
-        run_id: &'a str,
-        status: RunStatus,
-    ) -> BoxFuture<'a, Result<u64>> {
+    fn update_approval_run_status<'a>(&'a self, run_id: &'a str, status: RunStatus) -> BoxFuture<'a, Result<u64>> {
         self.inner.update_approval_run_status(run_id, status)
     }
 

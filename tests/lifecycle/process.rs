@@ -39,7 +39,11 @@ fn spawn_child(role: &str, backend: &Backend, run_id: &str) -> Vec<(String, Stri
 }
 
 fn reported<'a>(lines: &'a [(String, String)], key: &str) -> &'a str {
-    lines.iter().find(|(k, _)| k == key).map(|(_, v)| v.as_str()).unwrap_or_else(|| panic!("child reported no {key}: {lines:?}"))
+    lines
+        .iter()
+        .find(|(k, _)| k == key)
+        .map(|(_, v)| v.as_str())
+        .unwrap_or_else(|| panic!("child reported no {key}: {lines:?}"))
 }
 
 /// The child's part; a no-op unless this process was spawned as a child.

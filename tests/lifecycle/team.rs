@@ -100,7 +100,11 @@ async fn a_member_tool_pauses_the_member_and_the_team(backend: Backend) {
     assert_eq!(member_run.status, RunStatus::Paused);
     assert_eq!(
         run.requirements[0].member,
-        Some(MemberRef { agent_id: "privacy".into(), agent_name: Some("Privacy".into()), run_id: member_run.run_id.clone() })
+        Some(MemberRef {
+            agent_id: "privacy".into(),
+            agent_name: Some("Privacy".into()),
+            run_id: member_run.run_id.clone()
+        })
     );
     let stored_member = store.load_run(&member_run.run_id).await.unwrap().unwrap();
     assert_eq!(stored_member.parent_run_id.as_deref(), Some(run.run_id.as_str()));
@@ -136,7 +140,8 @@ async fn team_and_member_rows_decide_only_their_own_calls(backend: Backend) {
     assert_eq!(run.requirements.len(), 2);
     let member_run_id = run.member_runs[0].run_id.clone();
     let team_row = store.list_approvals(&ApprovalQuery::default().run_id(run.run_id.as_str())).await.unwrap().items;
-    let member_row = store.list_approvals(&ApprovalQuery::default().run_id(member_run_id.as_str())).await.unwrap().items;
+    let member_row =
+        store.list_approvals(&ApprovalQuery::default().run_id(member_run_id.as_str())).await.unwrap().items;
     assert_eq!((team_row.len(), member_row.len()), (1, 1));
 
     store.update_approval(&team_row[0].id, approve()).await.unwrap();
@@ -224,7 +229,10 @@ async fn delegating_to_all_members_pauses_for_each(backend: Backend) {
     let done = team.continue_run(&run.run_id, run.requirements).await.unwrap();
     assert_eq!(done.status, RunStatus::Completed);
     let content = done.content.unwrap();
-    assert!(content.contains("privacy: Done. restart_service: The call to `restart_service` was rejected by the user"), "{content}");
+    assert!(
+        content.contains("privacy: Done. restart_service: The call to `restart_service` was rejected by the user"),
+        "{content}"
+    );
     assert!(content.contains("ops: Done. restart_service: restarted web"), "{content}");
 }
 

@@ -98,7 +98,10 @@ fn name_and_description() {
 
 #[test]
 fn a_tool_without_arguments_has_an_empty_object_schema() {
-    assert_eq!(Undocumented.definition().parameters, json!({"type": "object", "properties": {}, "additionalProperties": false}));
+    assert_eq!(
+        Undocumented.definition().parameters,
+        json!({"type": "object", "properties": {}, "additionalProperties": false})
+    );
 }
 
 /// How urgent a ticket is.

@@ -68,6 +68,16 @@ pub async fn a_failing_batch_writes_nothing(store: Arc<dyn Store>) {
     assert!(store.session_runs("session-2", 10).await.unwrap().is_empty());
 }
 
+pub async fn a_batch_repeating_an_id_writes_nothing(store: Arc<dyn Store>) {
+    let new_run = run("session-3");
+    let first = approval(&new_run.run_id);
+    let repeat = Approval { tool_name: "other".into(), ..first.clone() };
+    let err = store.save_runs(std::slice::from_ref(&new_run), &[first.clone(), repeat]).await.unwrap_err();
+    assert!(matches!(err, Error::Database(_)), "{err:?}");
+    assert_eq!(store.load_run(&new_run.run_id).await.unwrap(), None);
+    assert_eq!(store.get_approval(&first.id).await.unwrap(), None);
+}
+
 pub async fn update_approval_run_status_counts_changed_rows(store: Arc<dyn Store>) {
     let rows = [approval("run-1"), approval("run-1"), approval("run-2")];
     for row in &rows {

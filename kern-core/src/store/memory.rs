@@ -1,7 +1,7 @@
 //! An in-memory [`Store`]: for tests, examples and single-process programs that need no
 //! durability. Same semantics as the database stores, checked by the same test suite.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use chrono::{DateTime, Utc};
@@ -55,7 +55,10 @@ impl Tables {
 impl Store for MemoryDb {
     fn save_runs<'a>(&'a self, runs: &'a [RunRecord], new_approvals: &'a [Approval]) -> BoxFuture<'a, Result<()>> {
         let mut tables = self.tables();
-        if let Some(dup) = new_approvals.iter().find(|a| tables.approvals.contains_key(&a.id)) {
+        let mut batch = HashSet::new();
+        if let Some(dup) =
+            new_approvals.iter().find(|a| tables.approvals.contains_key(&a.id) || !batch.insert(a.id.as_str()))
+        {
             return ready(Err(Error::database(std::io::Error::other(format!("approval `{}` already exists", dup.id)))));
         }
         for approval in new_approvals {
