@@ -19,15 +19,11 @@ use std::sync::Arc;
 use tracing::Instrument;
 
 use crate::approval::SourceType;
-use crate::engine::{Identity, RunRequest, Runner, Step, Toolbox, Writes};
+pub use crate::engine::DEFAULT_MAX_ROUNDS;
+use crate::engine::{Identity, RunRequest, Runner, Settings, Step, Writes, settings_setters};
 use crate::error::{Error, Result};
-use crate::models::Model;
 use crate::run::{RunOutput, RunRequirement, RunStatus};
-use crate::store::{MemoryDb, Store};
-use crate::tools::Tool;
-
-/// How many tool-call rounds a run may take unless configured otherwise.
-pub const DEFAULT_MAX_ROUNDS: usize = 10;
+use crate::store::Store;
 
 /// An agent. Cheap to clone; clones share everything.
 #[derive(Clone)]
@@ -164,71 +160,11 @@ async fn persist(store: &dyn Store, step: Step) -> Result<RunOutput> {
 /// Configures an [`Agent`].
 #[derive(Default)]
 pub struct AgentBuilder {
-    id: Option<String>,
-    name: Option<String>,
-    instructions: Option<String>,
-    model: Option<Arc<dyn Model>>,
-    tools: Vec<Arc<dyn Tool>>,
-    db: Option<Arc<dyn Store>>,
-    max_rounds: Option<usize>,
-    history_runs: usize,
+    settings: Settings,
 }
 
 impl AgentBuilder {
-    /// The agent's id (default: its name, else `"agent"`). Keep it stable across processes.
-    pub fn id(mut self, id: impl Into<String>) -> Self {
-        self.id = Some(id.into());
-        self
-    }
-
-    /// The agent's name.
-    pub fn name(mut self, name: impl Into<String>) -> Self {
-        self.name = Some(name.into());
-        self
-    }
-
-    /// The system prompt.
-    pub fn instructions(mut self, instructions: impl Into<String>) -> Self {
-        self.instructions = Some(instructions.into());
-        self
-    }
-
-    /// The model (required). Pass an `Arc` to share one model between agents.
-    pub fn model(mut self, model: impl Model) -> Self {
-        self.model = Some(Arc::new(model));
-        self
-    }
-
-    /// Adds a tool.
-    pub fn tool(mut self, tool: impl Tool) -> Self {
-        self.tools.push(Arc::new(tool));
-        self
-    }
-
-    /// Adds tools already behind `Arc`s.
-    pub fn tools(mut self, tools: impl IntoIterator<Item = Arc<dyn Tool>>) -> Self {
-        self.tools.extend(tools);
-        self
-    }
-
-    /// Where runs and approval rows are stored. Required for tools with `#[approval]`;
-    /// without it runs are kept in memory.
-    pub fn db(mut self, db: impl Store) -> Self {
-        self.db = Some(Arc::new(db));
-        self
-    }
-
-    /// The most tool-call rounds a run may take (default [`DEFAULT_MAX_ROUNDS`]).
-    pub fn max_rounds(mut self, max_rounds: usize) -> Self {
-        self.max_rounds = Some(max_rounds);
-        self
-    }
-
-    /// How many earlier runs of the session the model sees (default 0).
-    pub fn history_runs(mut self, runs: usize) -> Self {
-        self.history_runs = runs;
-        self
-    }
+    settings_setters!("agent");
 
     /// Checks the configuration and builds the agent.
     ///
@@ -236,20 +172,20 @@ impl AgentBuilder {
     /// for a required-approval tool without a db (a pause would otherwise have nowhere to
     /// put its row).
     pub fn build(self) -> Result<Agent> {
-        let model = self.model.ok_or(Error::NoModel)?;
-        let tools = Toolbox::new(self.tools)?;
-        if let (None, Some(tool)) = (&self.db, tools.first_requiring_approval()) {
-            return Err(Error::ApprovalNeedsDb { tool: tool.to_owned() });
-        }
-        let id = self.id.or_else(|| self.name.clone()).unwrap_or_else(|| "agent".to_owned());
+        let checked = self.settings.check("agent", None)?;
         let runner = Runner {
-            identity: Identity { source_type: SourceType::Agent, name: self.name, agent_id: Some(id), team_id: None },
-            model,
-            instructions: self.instructions,
-            tools,
-            store: self.db.unwrap_or_else(|| Arc::new(MemoryDb::new())),
-            max_rounds: self.max_rounds.unwrap_or(DEFAULT_MAX_ROUNDS),
-            history_runs: self.history_runs,
+            identity: Identity {
+                source_type: SourceType::Agent,
+                name: checked.name,
+                agent_id: Some(checked.id),
+                team_id: None,
+            },
+            model: checked.model,
+            instructions: checked.instructions,
+            tools: checked.tools,
+            store: checked.store,
+            max_rounds: checked.max_rounds,
+            history_runs: checked.history_runs,
             roster: None,
         };
         Ok(Agent { runner: Arc::new(runner) })

@@ -9,14 +9,13 @@ use std::sync::Arc;
 
 use tracing::Instrument;
 
-use crate::agent::{Agent, DEFAULT_MAX_ROUNDS, RunOptions};
+use crate::agent::{Agent, RunOptions};
 use crate::approval::SourceType;
-use crate::engine::{Decision, Identity, Member, Roster, RunRequest, Runner, Step, Toolbox, Writes, settle, track};
+use crate::engine::{
+    Decision, Identity, Member, Roster, RunRequest, Runner, Settings, Step, Writes, settings_setters, settle, track,
+};
 use crate::error::{Error, Result};
-use crate::models::Model;
 use crate::run::{RunOutput, RunRecord, RunRequirement, RunStatus};
-use crate::store::{MemoryDb, Store};
-use crate::tools::Tool;
 
 /// A team of agents under a leader model. Cheap to clone.
 #[derive(Clone)]
@@ -217,69 +216,16 @@ impl Team {
 /// Configures a [`Team`].
 #[derive(Default)]
 pub struct TeamBuilder {
-    id: Option<String>,
-    name: Option<String>,
-    instructions: Option<String>,
-    model: Option<Arc<dyn Model>>,
+    settings: Settings,
     members: Vec<Agent>,
-    tools: Vec<Arc<dyn Tool>>,
-    db: Option<Arc<dyn Store>>,
-    max_rounds: Option<usize>,
-    history_runs: usize,
 }
 
 impl TeamBuilder {
-    /// The team's id (default: its name, else `"team"`). Keep it stable across processes.
-    pub fn id(mut self, id: impl Into<String>) -> Self {
-        self.id = Some(id.into());
-        self
-    }
-
-    /// The team's name.
-    pub fn name(mut self, name: impl Into<String>) -> Self {
-        self.name = Some(name.into());
-        self
-    }
-
-    /// The leader's system prompt.
-    pub fn instructions(mut self, instructions: impl Into<String>) -> Self {
-        self.instructions = Some(instructions.into());
-        self
-    }
-
-    /// The leader's model (required).
-    pub fn model(mut self, model: impl Model) -> Self {
-        self.model = Some(Arc::new(model));
-        self
-    }
+    settings_setters!("team");
 
     /// Adds a member agent. Its runs are stored in the team's db.
     pub fn member(mut self, agent: Agent) -> Self {
         self.members.push(agent);
-        self
-    }
-
-    /// Adds a tool the leader calls itself.
-    pub fn tool(mut self, tool: impl Tool) -> Self {
-        self.tools.push(Arc::new(tool));
-        self
-    }
-
-    /// Where the team's and its members' runs and approval rows are stored.
-    pub fn db(mut self, db: impl Store) -> Self {
-        self.db = Some(Arc::new(db));
-        self
-    }
-
-    /// The most tool-call rounds the leader may take (default [`DEFAULT_MAX_ROUNDS`]).
-    pub fn max_rounds(mut self, max_rounds: usize) -> Self {
-        self.max_rounds = Some(max_rounds);
-        self
-    }
-
-    /// How many earlier runs of the session the leader sees (default 0).
-    pub fn history_runs(mut self, runs: usize) -> Self {
-        self.history_runs = runs;
         self
     }
 
@@ -289,41 +235,32 @@ impl TeamBuilder {
     /// [`Error::ApprovalNeedsDb`] for a required-approval tool on the team or any member
     /// without a team db), and [`Error::DuplicateMember`].
     pub fn build(self) -> Result<Team> {
-        let model = self.model.ok_or(Error::NoModel)?;
-        let tools = Toolbox::new(self.tools)?;
-        let needs_db = tools
-            .first_requiring_approval()
-            .or_else(|| self.members.iter().find_map(|m| m.runner().tools.first_requiring_approval()));
-        if let (None, Some(tool)) = (&self.db, needs_db) {
-            return Err(Error::ApprovalNeedsDb { tool: tool.to_owned() });
-        }
-        let store = self.db.unwrap_or_else(|| Arc::new(MemoryDb::new()));
-        let team_id = self.id.or_else(|| self.name.clone()).unwrap_or_else(|| "team".to_owned());
+        let gated_member_tool = self.members.iter().find_map(|m| m.runner().tools.first_requiring_approval());
+        let checked = self.settings.check("team", gated_member_tool)?;
         let mut members: Vec<Member> = Vec::with_capacity(self.members.len());
         for agent in &self.members {
             if members.iter().any(|m| m.id() == agent.id()) {
                 return Err(Error::DuplicateMember(agent.id().to_owned()));
             }
             let mut runner = agent.runner().clone();
-            runner.identity.team_id = Some(team_id.clone());
-            runner.store = Arc::clone(&store);
+            runner.identity.team_id = Some(checked.id.clone());
+            runner.store = Arc::clone(&checked.store);
             members.push(Member { runner });
         }
         let roster = Roster::new(members);
-        let tools = tools.with_builtins(roster.schemas())?;
         let leader = Runner {
             identity: Identity {
                 source_type: SourceType::Team,
-                name: self.name,
+                name: checked.name,
                 agent_id: None,
-                team_id: Some(team_id),
+                team_id: Some(checked.id),
             },
-            model,
-            instructions: self.instructions,
-            tools,
-            store,
-            max_rounds: self.max_rounds.unwrap_or(DEFAULT_MAX_ROUNDS),
-            history_runs: self.history_runs,
+            model: checked.model,
+            instructions: checked.instructions,
+            tools: checked.tools.with_builtins(roster.schemas())?,
+            store: checked.store,
+            max_rounds: checked.max_rounds,
+            history_runs: checked.history_runs,
             roster: Some(Arc::new(roster)),
         };
         Ok(Team { leader: Arc::new(leader) })

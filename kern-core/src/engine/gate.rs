@@ -207,40 +207,25 @@ fn user_input_verdict(requirement: &RunRequirement) -> Result<Verdict> {
 /// with their row ids. Each row carries all of the pause's requirements as the admin's context.
 pub(crate) fn open_rows(identity: &Identity, tools: &Toolbox, record: &mut RunRecord) -> Vec<Approval> {
     let now = crate::now();
-    let mut rows = Vec::new();
-    for requirement in record.requirements.iter_mut().filter(|r| is_gated(r) && r.approval_id.is_none()) {
-        let id = crate::new_id();
-        requirement.approval_id = Some(id.clone());
-        requirement.tool_execution.approval_id = Some(id.clone());
-        let call = &requirement.tool_execution;
-        if let Some(execution) = record.tools.iter_mut().find(|e| e.tool_call_id == call.tool_call_id) {
-            execution.approval_id = Some(id.clone());
+    let mut rows: Vec<Approval> = record
+        .requirements
+        .iter()
+        .filter(|r| is_gated(r) && r.approval_id.is_none())
+        .map(|requirement| {
+            let mut row = new_row(identity, record, requirement, ApprovalType::Required, now);
+            row.expires_at = tools.expires_in(&row.tool_name).map(|ttl| now + ttl);
+            row.run_status = RunStatus::Paused;
+            row
+        })
+        .collect();
+    for row in &rows {
+        let marks = record.requirements.iter_mut().map(|r| &mut r.tool_execution).chain(record.tools.iter_mut());
+        for execution in marks.filter(|e| e.tool_call_id == row.tool_call_id) {
+            execution.approval_id = Some(row.id.clone());
         }
-        let expires_at = tools.expires_in(&call.tool_name).map(|ttl| now + ttl);
-        rows.push(Approval {
-            id,
-            run_id: record.run_id.clone(),
-            session_id: record.session_id.clone(),
-            status: ApprovalStatus::Pending,
-            approval_type: ApprovalType::Required,
-            pause_type: requirement.pause_type,
-            source_type: identity.source_type,
-            source_name: identity.name.clone(),
-            agent_id: identity.agent_id.clone(),
-            team_id: identity.team_id.clone(),
-            user_id: record.user_id.clone(),
-            tool_name: call.tool_name.clone(),
-            tool_args: call.tool_args.clone(),
-            tool_call_id: call.tool_call_id.clone(),
-            requirements: Vec::new(),
-            resolution_data: None,
-            resolved_by: None,
-            resolved_at: None,
-            created_at: now,
-            updated_at: now,
-            expires_at,
-            run_status: RunStatus::Paused,
-        });
+        if let Some(requirement) = record.requirements.iter_mut().find(|r| r.tool_call_id() == row.tool_call_id) {
+            requirement.approval_id = Some(row.id.clone());
+        }
     }
     for row in &mut rows {
         row.requirements.clone_from(&record.requirements);
@@ -263,13 +248,30 @@ pub(crate) fn audit_row(identity: &Identity, record: &RunRecord, decision: &Deci
         Verdict::Refuse(_, note) => (ApprovalStatus::Rejected, note.as_ref().map(|note| json!({ "note": note }))),
     };
     let now = crate::now();
+    let mut row = new_row(identity, record, requirement, ApprovalType::Audit, now);
+    row.status = status;
+    row.resolution_data = resolution_data;
+    row.resolved_by.clone_from(&requirement.resolved_by);
+    row.resolved_at = Some(now);
+    row.requirements = vec![requirement.clone()];
+    Some(row)
+}
+
+/// A pending row for `requirement`'s call in `record`, as `identity` made it.
+fn new_row(
+    identity: &Identity,
+    record: &RunRecord,
+    requirement: &RunRequirement,
+    approval_type: ApprovalType,
+    now: DateTime<Utc>,
+) -> Approval {
     let call = &requirement.tool_execution;
-    Some(Approval {
+    Approval {
         id: crate::new_id(),
         run_id: record.run_id.clone(),
         session_id: record.session_id.clone(),
-        status,
-        approval_type: ApprovalType::Audit,
+        status: ApprovalStatus::Pending,
+        approval_type,
         pause_type: requirement.pause_type,
         source_type: identity.source_type,
         source_name: identity.name.clone(),
@@ -279,13 +281,13 @@ pub(crate) fn audit_row(identity: &Identity, record: &RunRecord, decision: &Deci
         tool_name: call.tool_name.clone(),
         tool_args: call.tool_args.clone(),
         tool_call_id: call.tool_call_id.clone(),
-        requirements: vec![requirement.clone()],
-        resolution_data,
-        resolved_by: requirement.resolved_by.clone(),
-        resolved_at: Some(now),
+        requirements: Vec::new(),
+        resolution_data: None,
+        resolved_by: None,
+        resolved_at: None,
         created_at: now,
         updated_at: now,
         expires_at: None,
         run_status: record.status,
-    })
+    }
 }

@@ -8,6 +8,7 @@
 
 mod delegation;
 mod gate;
+mod settings;
 mod toolbox;
 
 use std::collections::HashMap;
@@ -19,6 +20,8 @@ use tracing::Instrument;
 
 pub(crate) use delegation::{Member, Roster, settle, track};
 pub(crate) use gate::Decision;
+pub use settings::DEFAULT_MAX_ROUNDS;
+pub(crate) use settings::{Settings, settings_setters};
 pub(crate) use toolbox::Toolbox;
 
 use crate::approval::{Approval, SourceType};
