@@ -5,12 +5,11 @@
 //! travel in user messages.
 
 use std::fmt;
-use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use super::http::{HttpTransport, RetryPolicy};
+use super::http::{Endpoint, EnvVars, endpoint_setters};
 use super::{Message, Model, ModelError, ModelRequest, ModelResponse, Role, ToolCall, ToolSchema, Usage};
 use crate::BoxFuture;
 
@@ -24,12 +23,8 @@ use crate::BoxFuture;
 /// ```
 #[derive(Clone)]
 pub struct Anthropic {
-    model: String,
-    base_url: String,
-    api_key: Option<String>,
+    endpoint: Endpoint,
     max_tokens: u32,
-    temperature: Option<f32>,
-    http: HttpTransport,
 }
 
 impl Anthropic {
@@ -42,19 +37,14 @@ impl Anthropic {
     pub const DEFAULT_MAX_TOKENS: u32 = 4096;
     /// The API version kern's wire format follows.
     const API_VERSION: &'static str = "2023-06-01";
+    const ENV: EnvVars =
+        EnvVars { api_key: "ANTHROPIC_API_KEY", base_url: "KERN_ANTHROPIC_BASE_URL", model: "KERN_ANTHROPIC_MODEL" };
 
     /// A provider for `model` on Anthropic, without an API key, a 120s timeout and the default
     /// [`RetryPolicy`].
     pub fn new(model: impl Into<String>) -> Self {
-        let model = model.into();
-        Anthropic {
-            http: HttpTransport::new(format!("anthropic:{model}")),
-            model,
-            base_url: Self::DEFAULT_BASE_URL.to_owned(),
-            api_key: None,
-            max_tokens: Self::DEFAULT_MAX_TOKENS,
-            temperature: None,
-        }
+        let endpoint = Endpoint::new("anthropic", model.into(), Self::DEFAULT_BASE_URL);
+        Anthropic { endpoint, max_tokens: Self::DEFAULT_MAX_TOKENS }
     }
 
     /// Configures from the environment, for examples that fall back to a scripted model:
@@ -65,48 +55,13 @@ impl Anthropic {
     }
 
     fn from_vars(var: impl Fn(&str) -> Option<String>) -> Option<Self> {
-        let var = |name| var(name).map(|value| value.trim().to_owned()).filter(|value| !value.is_empty());
-        let api_key = var("ANTHROPIC_API_KEY");
-        let base_url = var("KERN_ANTHROPIC_BASE_URL");
-        if api_key.is_none() && base_url.is_none() {
-            return None;
-        }
-        let mut model = Self::new(var("KERN_ANTHROPIC_MODEL").unwrap_or_else(|| Self::DEFAULT_MODEL.to_owned()));
-        model.api_key = api_key;
-        if let Some(base_url) = base_url {
-            model = model.base_url(base_url);
-        }
-        Some(model)
+        let endpoint = Endpoint::from_vars(var, &Self::ENV, "anthropic", Self::DEFAULT_BASE_URL, Self::DEFAULT_MODEL)?;
+        Some(Anthropic { endpoint, max_tokens: Self::DEFAULT_MAX_TOKENS })
     }
 
-    /// The API root, such as `https://api.anthropic.com`; `/v1/messages` is appended.
-    pub fn base_url(mut self, base_url: impl Into<String>) -> Self {
-        self.base_url = base_url.into().trim_end_matches('/').to_owned();
-        self
-    }
-
-    /// The key sent as `x-api-key`.
-    pub fn api_key(mut self, api_key: impl Into<String>) -> Self {
-        self.api_key = Some(api_key.into());
-        self
-    }
-
-    /// The longest one attempt may take, answer body included.
-    pub fn timeout(mut self, timeout: Duration) -> Self {
-        self.http.timeout = timeout;
-        self
-    }
-
-    /// How transient failures are retried.
-    pub fn retry(mut self, retry: RetryPolicy) -> Self {
-        self.http.retry = retry;
-        self
-    }
-
-    /// The sampling temperature; the API's default when unset.
-    pub fn temperature(mut self, temperature: f32) -> Self {
-        self.temperature = Some(temperature);
-        self
+    endpoint_setters! {
+        base_url: "The API root, such as `https://api.anthropic.com`; `/v1/messages` is appended.",
+        api_key: "The key sent as `x-api-key`.",
     }
 
     /// The most tokens one answer may have (default [`DEFAULT_MAX_TOKENS`](Self::DEFAULT_MAX_TOKENS)).
@@ -119,44 +74,38 @@ impl Anthropic {
         let system: Vec<&str> =
             request.messages.iter().filter(|m| m.role == Role::System).filter_map(|m| m.content.as_deref()).collect();
         MessagesRequest {
-            model: &self.model,
+            model: &self.endpoint.model,
             max_tokens: self.max_tokens,
             system: (!system.is_empty()).then(|| system.join("\n\n")),
             messages: turns(request.messages),
             tools: request.tools.iter().map(WireTool::from).collect(),
-            temperature: self.temperature,
+            temperature: self.endpoint.temperature,
         }
     }
 
     fn headers(&self) -> Vec<(&'static str, String)> {
         let version = ("anthropic-version", Self::API_VERSION.to_owned());
-        self.api_key.iter().map(|key| ("x-api-key", key.clone())).chain([version]).collect()
+        self.endpoint.api_key.iter().map(|key| ("x-api-key", key.clone())).chain([version]).collect()
     }
 }
 
 /// Shows everything but the API key.
 impl fmt::Debug for Anthropic {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Anthropic")
-            .field("model", &self.model)
-            .field("base_url", &self.base_url)
-            .field("api_key", &self.api_key.as_ref().map(|_| "<redacted>"))
-            .field("max_tokens", &self.max_tokens)
-            .field("temperature", &self.temperature)
-            .field("http", &self.http)
-            .finish()
+        f.debug_struct("Anthropic").field("endpoint", &self.endpoint).field("max_tokens", &self.max_tokens).finish()
     }
 }
 
 impl Model for Anthropic {
     fn id(&self) -> &str {
-        self.http.label()
+        self.endpoint.http.label()
     }
 
     fn respond<'a>(&'a self, request: ModelRequest<'a>) -> BoxFuture<'a, Result<ModelResponse, ModelError>> {
         Box::pin(async move {
-            let url = format!("{}/v1/messages", self.base_url);
-            let answer: MessagesResponse = self.http.post_json(&url, &self.headers(), &self.body(&request)).await?;
+            let url = format!("{}/v1/messages", self.endpoint.base_url);
+            let answer: MessagesResponse =
+                self.endpoint.http.post_json(&url, &self.headers(), &self.body(&request)).await?;
             Ok(answer.into_response())
         })
     }
@@ -463,14 +412,14 @@ mod tests {
         assert!(Anthropic::from_vars(vars(&[])).is_none());
         let model = Anthropic::from_vars(vars(&[("ANTHROPIC_API_KEY", "sk-ant")])).unwrap();
         assert_eq!(model.id(), "anthropic:claude-haiku-4-5");
-        assert_eq!(model.base_url, Anthropic::DEFAULT_BASE_URL);
+        assert_eq!(model.endpoint.base_url, Anthropic::DEFAULT_BASE_URL);
         let proxied = Anthropic::from_vars(vars(&[
             ("KERN_ANTHROPIC_BASE_URL", "http://proxy.local/"),
             ("KERN_ANTHROPIC_MODEL", "claude-x"),
         ]))
         .unwrap();
         assert_eq!(proxied.id(), "anthropic:claude-x");
-        assert_eq!(proxied.base_url, "http://proxy.local");
+        assert_eq!(proxied.endpoint.base_url, "http://proxy.local");
         assert_eq!(proxied.headers(), vec![("anthropic-version", "2023-06-01".to_owned())]);
     }
 }

@@ -2,6 +2,7 @@
 //! [`ModelError`]s, written once so both providers behave the same on the wire.
 
 use std::error::Error as _;
+use std::fmt;
 use std::time::Duration;
 
 use reqwest::header::RETRY_AFTER;
@@ -47,6 +48,114 @@ impl Default for RetryPolicy {
         RetryPolicy { max_retries: 2, initial_backoff: Duration::from_millis(200) }
     }
 }
+
+/// Where and how a provider is reached: the model, the API root, the key, the sampling
+/// temperature and the transport. Both providers hold one, so their settings behave alike.
+#[derive(Clone)]
+pub(super) struct Endpoint {
+    pub(super) model: String,
+    pub(super) base_url: String,
+    pub(super) api_key: Option<String>,
+    pub(super) temperature: Option<f32>,
+    pub(super) http: HttpTransport,
+}
+
+/// The environment variables a provider's `from_env` reads.
+pub(super) struct EnvVars {
+    pub(super) api_key: &'static str,
+    pub(super) base_url: &'static str,
+    pub(super) model: &'static str,
+}
+
+impl Endpoint {
+    /// `model` of `provider` (which prefixes the id in errors and spans) at `base_url`.
+    pub(super) fn new(provider: &str, model: String, base_url: &str) -> Self {
+        Endpoint {
+            http: HttpTransport::new(format!("{provider}:{model}")),
+            model,
+            base_url: base_url.to_owned(),
+            api_key: None,
+            temperature: None,
+        }
+    }
+
+    /// Reads the endpoint from the variables `names`, looked up with `var`; `None` when neither
+    /// a key nor a base URL is set. Blank values count as unset.
+    pub(super) fn from_vars(
+        var: impl Fn(&str) -> Option<String>,
+        names: &EnvVars,
+        provider: &str,
+        base_url: &str,
+        default_model: &str,
+    ) -> Option<Self> {
+        let var = |name: &str| var(name).map(|value| value.trim().to_owned()).filter(|value| !value.is_empty());
+        let api_key = var(names.api_key);
+        let custom_base_url = var(names.base_url);
+        if api_key.is_none() && custom_base_url.is_none() {
+            return None;
+        }
+        let model = var(names.model).unwrap_or_else(|| default_model.to_owned());
+        let mut endpoint = Self::new(provider, model, base_url);
+        endpoint.api_key = api_key;
+        if let Some(base_url) = custom_base_url {
+            endpoint.set_base_url(base_url);
+        }
+        Some(endpoint)
+    }
+
+    pub(super) fn set_base_url(&mut self, base_url: String) {
+        self.base_url = base_url.trim_end_matches('/').to_owned();
+    }
+}
+
+impl fmt::Debug for Endpoint {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Endpoint")
+            .field("model", &self.model)
+            .field("base_url", &self.base_url)
+            .field("api_key", &self.api_key.as_ref().map(|_| "<redacted>"))
+            .field("temperature", &self.temperature)
+            .field("http", &self.http)
+            .finish()
+    }
+}
+
+/// The setters of an [`Endpoint`], for a provider with an `endpoint` field; the docs of the
+/// provider-specific two are passed in.
+macro_rules! endpoint_setters {
+    (base_url: $base_url_doc:literal, api_key: $api_key_doc:literal $(,)?) => {
+        #[doc = $base_url_doc]
+        pub fn base_url(mut self, base_url: impl Into<String>) -> Self {
+            self.endpoint.set_base_url(base_url.into());
+            self
+        }
+
+        #[doc = $api_key_doc]
+        pub fn api_key(mut self, api_key: impl Into<String>) -> Self {
+            self.endpoint.api_key = Some(api_key.into());
+            self
+        }
+
+        /// The longest one attempt may take, answer body included.
+        pub fn timeout(mut self, timeout: ::std::time::Duration) -> Self {
+            self.endpoint.http.timeout = timeout;
+            self
+        }
+
+        /// How transient failures are retried.
+        pub fn retry(mut self, retry: $crate::models::RetryPolicy) -> Self {
+            self.endpoint.http.retry = retry;
+            self
+        }
+
+        /// The sampling temperature; the server's default when unset.
+        pub fn temperature(mut self, temperature: f32) -> Self {
+            self.endpoint.temperature = Some(temperature);
+            self
+        }
+    };
+}
+pub(super) use endpoint_setters;
 
 /// One provider's connection settings: the client, the per-call timeout and the retry policy.
 #[derive(Debug, Clone)]

@@ -4,12 +4,11 @@
 //! server and OpenRouter share.
 
 use std::fmt;
-use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use super::http::{HttpTransport, RetryPolicy};
+use super::http::{Endpoint, EnvVars, endpoint_setters};
 use super::{Message, Model, ModelError, ModelRequest, ModelResponse, Role, ToolCall, ToolSchema, Usage};
 use crate::BoxFuture;
 
@@ -26,12 +25,8 @@ use crate::BoxFuture;
 /// ```
 #[derive(Clone)]
 pub struct OpenAiCompatible {
-    model: String,
-    base_url: String,
-    api_key: Option<String>,
-    temperature: Option<f32>,
+    endpoint: Endpoint,
     max_tokens: Option<u32>,
-    http: HttpTransport,
 }
 
 impl OpenAiCompatible {
@@ -40,19 +35,13 @@ impl OpenAiCompatible {
     /// The model [`from_env`](Self::from_env) picks when `KERN_OPENAI_MODEL` is unset: cheap and
     /// good at tool calls.
     pub const DEFAULT_MODEL: &'static str = "gpt-4o-mini";
+    const ENV: EnvVars =
+        EnvVars { api_key: "OPENAI_API_KEY", base_url: "KERN_OPENAI_BASE_URL", model: "KERN_OPENAI_MODEL" };
 
     /// A provider for `model` on OpenAI, without an API key, a 120s timeout and the default
     /// [`RetryPolicy`].
     pub fn new(model: impl Into<String>) -> Self {
-        let model = model.into();
-        OpenAiCompatible {
-            http: HttpTransport::new(format!("openai:{model}")),
-            model,
-            base_url: Self::DEFAULT_BASE_URL.to_owned(),
-            api_key: None,
-            temperature: None,
-            max_tokens: None,
-        }
+        OpenAiCompatible { endpoint: Endpoint::new("openai", model.into(), Self::DEFAULT_BASE_URL), max_tokens: None }
     }
 
     /// Configures from the environment, for examples that fall back to a scripted model:
@@ -63,48 +52,13 @@ impl OpenAiCompatible {
     }
 
     fn from_vars(var: impl Fn(&str) -> Option<String>) -> Option<Self> {
-        let var = |name| var(name).map(|value| value.trim().to_owned()).filter(|value| !value.is_empty());
-        let api_key = var("OPENAI_API_KEY");
-        let base_url = var("KERN_OPENAI_BASE_URL");
-        if api_key.is_none() && base_url.is_none() {
-            return None;
-        }
-        let mut model = Self::new(var("KERN_OPENAI_MODEL").unwrap_or_else(|| Self::DEFAULT_MODEL.to_owned()));
-        model.api_key = api_key;
-        if let Some(base_url) = base_url {
-            model = model.base_url(base_url);
-        }
-        Some(model)
+        let endpoint = Endpoint::from_vars(var, &Self::ENV, "openai", Self::DEFAULT_BASE_URL, Self::DEFAULT_MODEL)?;
+        Some(OpenAiCompatible { endpoint, max_tokens: None })
     }
 
-    /// The API root, such as `http://localhost:11434/v1`; `/chat/completions` is appended.
-    pub fn base_url(mut self, base_url: impl Into<String>) -> Self {
-        self.base_url = base_url.into().trim_end_matches('/').to_owned();
-        self
-    }
-
-    /// The key sent as `Authorization: Bearer`. Local servers need none.
-    pub fn api_key(mut self, api_key: impl Into<String>) -> Self {
-        self.api_key = Some(api_key.into());
-        self
-    }
-
-    /// The longest one attempt may take, answer body included.
-    pub fn timeout(mut self, timeout: Duration) -> Self {
-        self.http.timeout = timeout;
-        self
-    }
-
-    /// How transient failures are retried.
-    pub fn retry(mut self, retry: RetryPolicy) -> Self {
-        self.http.retry = retry;
-        self
-    }
-
-    /// The sampling temperature; the server's default when unset.
-    pub fn temperature(mut self, temperature: f32) -> Self {
-        self.temperature = Some(temperature);
-        self
+    endpoint_setters! {
+        base_url: "The API root, such as `http://localhost:11434/v1`; `/chat/completions` is appended.",
+        api_key: "The key sent as `Authorization: Bearer`. Local servers need none.",
     }
 
     /// The most tokens one answer may have; the server's default when unset.
@@ -115,16 +69,16 @@ impl OpenAiCompatible {
 
     fn body<'a>(&'a self, request: &ModelRequest<'a>) -> ChatRequest<'a> {
         ChatRequest {
-            model: &self.model,
+            model: &self.endpoint.model,
             messages: request.messages.iter().map(WireMessage::from).collect(),
             tools: request.tools.iter().map(WireTool::from).collect(),
-            temperature: self.temperature,
+            temperature: self.endpoint.temperature,
             max_tokens: self.max_tokens,
         }
     }
 
     fn headers(&self) -> Vec<(&'static str, String)> {
-        self.api_key.iter().map(|key| ("authorization", format!("Bearer {key}"))).collect()
+        self.endpoint.api_key.iter().map(|key| ("authorization", format!("Bearer {key}"))).collect()
     }
 }
 
@@ -132,26 +86,23 @@ impl OpenAiCompatible {
 impl fmt::Debug for OpenAiCompatible {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("OpenAiCompatible")
-            .field("model", &self.model)
-            .field("base_url", &self.base_url)
-            .field("api_key", &self.api_key.as_ref().map(|_| "<redacted>"))
-            .field("temperature", &self.temperature)
+            .field("endpoint", &self.endpoint)
             .field("max_tokens", &self.max_tokens)
-            .field("http", &self.http)
             .finish()
     }
 }
 
 impl Model for OpenAiCompatible {
     fn id(&self) -> &str {
-        self.http.label()
+        self.endpoint.http.label()
     }
 
     fn respond<'a>(&'a self, request: ModelRequest<'a>) -> BoxFuture<'a, Result<ModelResponse, ModelError>> {
         Box::pin(async move {
-            let url = format!("{}/chat/completions", self.base_url);
-            let answer: ChatResponse = self.http.post_json(&url, &self.headers(), &self.body(&request)).await?;
-            answer.into_response().map_err(|reason| self.http.malformed(reason))
+            let url = format!("{}/chat/completions", self.endpoint.base_url);
+            let answer: ChatResponse =
+                self.endpoint.http.post_json(&url, &self.headers(), &self.body(&request)).await?;
+            answer.into_response().map_err(|reason| self.endpoint.http.malformed(reason))
         })
     }
 }
@@ -475,7 +426,7 @@ mod tests {
 
         let openai = OpenAiCompatible::from_vars(vars(&[("OPENAI_API_KEY", "sk-test\n")])).unwrap();
         assert_eq!(openai.id(), "openai:gpt-4o-mini");
-        assert_eq!(openai.base_url, OpenAiCompatible::DEFAULT_BASE_URL);
+        assert_eq!(openai.endpoint.base_url, OpenAiCompatible::DEFAULT_BASE_URL);
         assert_eq!(openai.headers(), vec![("authorization", "Bearer sk-test".to_owned())]);
 
         let local = OpenAiCompatible::from_vars(vars(&[
@@ -484,7 +435,7 @@ mod tests {
         ]))
         .unwrap();
         assert_eq!(local.id(), "openai:llama3.1");
-        assert_eq!(local.base_url, "http://localhost:11434/v1");
+        assert_eq!(local.endpoint.base_url, "http://localhost:11434/v1");
         assert!(local.headers().is_empty());
     }
 
