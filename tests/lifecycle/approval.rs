@@ -84,6 +84,7 @@ on_every_backend!(
     concurrent_continues_run_the_tool_exactly_once,
     audit_tools_write_a_row_only_when_resolved,
     a_fresh_agent_and_store_handle_continue_the_run,
+    the_row_follows_the_run_into_error,
 );
 
 async fn a_pause_writes_one_pending_row_with_every_field(backend: Backend) {
@@ -424,4 +425,22 @@ async fn a_pause_that_cannot_be_stored_fails_the_run() {
     let err = agent(store.clone()).run("delete user 42").await.unwrap_err();
     assert!(matches!(err, Error::Database(_)), "{err:?}");
     assert_eq!(store.count_pending_approvals(None).await.unwrap(), 0);
+}
+
+async fn the_row_follows_the_run_into_error(backend: Backend) {
+    let store = backend.store();
+    // After the approved call, the model asks for another round, past the limit of one.
+    let model = ScriptedModel::new()
+        .when_user_contains("delete", Reply::call("delete_user_data", json!({"user_id": "42"})))
+        .after_tool("delete_user_data", Reply::call("delete_user_data", json!({"user_id": "43"})));
+    let agent = Agent::builder().model(model).tool(DeleteUserData).db(store.clone()).max_rounds(1).build().unwrap();
+    let run = agent.run("delete user 42").await.unwrap();
+    let row = pending_row(&*store, &run.run_id).await;
+    store.update_approval(&row.id, resolve(ApprovalStatus::Approved, None)).await.unwrap();
+
+    let err = agent.continue_run(&run.run_id, vec![]).await.unwrap_err();
+    assert!(matches!(err, Error::RoundLimit { .. }), "{err:?}");
+    assert_eq!(ran(&run.run_id).len(), 1);
+    assert_eq!(store.load_run(&run.run_id).await.unwrap().unwrap().status, RunStatus::Error);
+    assert_eq!(store.get_approval(&row.id).await.unwrap().unwrap().run_status, RunStatus::Error);
 }
