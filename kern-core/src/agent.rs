@@ -121,6 +121,9 @@ pub(crate) async fn continue_paused(
 ) -> Result<RunOutput> {
     let store = &*runner.store;
     let record = store.load_run(run_id).await?.ok_or_else(|| Error::RunNotFound(run_id.to_owned()))?;
+    if let Some(team_run_id) = record.parent_run_id {
+        return Err(Error::MemberRun { run_id: run_id.to_owned(), team_run_id });
+    }
     if record.status != RunStatus::Paused {
         return Err(Error::RunNotPaused { run_id: run_id.to_owned(), status: record.status });
     }

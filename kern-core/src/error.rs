@@ -41,6 +41,14 @@ pub enum Error {
         /// Its current status.
         status: RunStatus,
     },
+    /// A team member's run was continued directly; it resumes through its team run.
+    #[error("run `{run_id}` is a member run of team run `{team_run_id}`: continue the team run instead")]
+    MemberRun {
+        /// The member's run.
+        run_id: String,
+        /// The team run it belongs to.
+        team_run_id: String,
+    },
     /// A requirement passed to `continue_run` names no paused call of the run.
     #[error("run `{run_id}` has no paused tool call `{tool_call_id}`")]
     UnknownRequirement {

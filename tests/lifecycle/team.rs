@@ -183,6 +183,10 @@ async fn a_pending_member_row_keeps_the_whole_team_paused(backend: Backend) {
     let run = team.run("use the member tool").await.unwrap();
     let err = team.continue_run(&run.run_id, run.requirements.clone()).await.unwrap_err();
     assert!(matches!(err, Error::ApprovalPending { .. }), "{err:?}");
+    // The member's run resumes only through its team.
+    let err =
+        member(store.clone(), "privacy", "Privacy").continue_run(&run.member_runs[0].run_id, vec![]).await.unwrap_err();
+    assert!(matches!(err, Error::MemberRun { ref team_run_id, .. } if *team_run_id == run.run_id), "{err:?}");
     assert_eq!(store.load_run(&run.run_id).await.unwrap().unwrap().status, RunStatus::Paused);
     assert_eq!(store.load_run(&run.member_runs[0].run_id).await.unwrap().unwrap().status, RunStatus::Paused);
 }
