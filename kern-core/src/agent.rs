@@ -105,7 +105,12 @@ impl Agent {
     /// claimed before anything runs, so of concurrent continues exactly one proceeds.
     pub async fn continue_run(&self, run_id: &str, requirements: Vec<RunRequirement>) -> Result<RunOutput> {
         let span = tracing::info_span!("kern.continue", agent_id = self.id(), run_id);
-        continue_paused(&self.runner, run_id, &requirements).instrument(span).await
+        let runner = Arc::clone(&self.runner);
+        let run_id = run_id.to_owned();
+        // On a task of its own, so a caller that stops waiting cannot abandon a claimed run
+        // half-way: once claimed, the run is carried through and stored.
+        let task = tokio::spawn(async move { continue_paused(&runner, &run_id, &requirements).await }.instrument(span));
+        task.await.map_err(|join| Error::Aborted(join.to_string()))?
     }
 
     pub(crate) fn runner(&self) -> &Runner {
@@ -124,6 +129,7 @@ pub(crate) async fn continue_paused(
     if let Some(team_run_id) = record.parent_run_id {
         return Err(Error::MemberRun { run_id: run_id.to_owned(), team_run_id });
     }
+    runner.check_owner(&record)?;
     if record.status != RunStatus::Paused {
         return Err(Error::RunNotPaused { run_id: run_id.to_owned(), status: record.status });
     }

@@ -211,28 +211,33 @@ impl Approval {
     }
 
     /// Checks that `update` may be applied to this row: a legal transition, and resolution data
-    /// that fits the paused call. Stores call this before their compare-and-set.
+    /// that completes the paused call. The continue takes an approved call's values or result
+    /// from the row alone, so approving a user-input row needs every required value (fitting
+    /// the schema), and approving an external execution needs its `result`.
     pub fn check_update(&self, update: &ApprovalUpdate) -> Result<()> {
         check_transition(&self.id, self.status, update.status)?;
         if update.status != ApprovalStatus::Approved {
             return Ok(());
         }
-        let Some(data) = &update.resolution_data else { return Ok(()) };
         let refuse = |reason: String| Error::InvalidResolution { id: self.id.clone(), reason };
+        let data = update.resolution_data.as_ref();
         match self.pause_type {
+            PauseType::Confirmation => Ok(()),
             PauseType::UserInput => {
-                let object = data.as_object().ok_or_else(|| refuse("expected a JSON object".into()))?;
-                let values = match object.get("values") {
-                    Some(values) => values,
-                    None => data,
-                };
                 let schema = self
                     .requirement()
                     .and_then(|r| r.user_input_schema.as_ref())
                     .ok_or_else(|| refuse("the paused call asks for no user input".into()))?;
-                schema::validate_partial(schema, values).map_err(refuse)
+                let data =
+                    data.ok_or_else(|| refuse("approving user input needs the values: {\"values\": {..}}".into()))?;
+                let object = data.as_object().ok_or_else(|| refuse("expected a JSON object".into()))?;
+                let values = object.get("values").unwrap_or(data);
+                schema::validate(schema, values).map_err(refuse)
             }
-            PauseType::ExternalExecution | PauseType::Confirmation => Ok(()),
+            PauseType::ExternalExecution => match data.and_then(|d| d.get("result")) {
+                Some(_) => Ok(()),
+                None => Err(refuse("approving an external execution needs its result: {\"result\": ..}".into())),
+            },
         }
     }
 }

@@ -23,6 +23,14 @@ pub enum Error {
     /// Two tools share a wire name.
     #[error("two tools are named `{0}`: tool names must be unique")]
     DuplicateTool(String),
+    /// A tool's definition cannot work as declared.
+    #[error("tool `{tool}` is invalid: {reason}")]
+    InvalidTool {
+        /// The tool's wire name.
+        tool: String,
+        /// What to change.
+        reason: String,
+    },
     /// Two team members share an id.
     #[error("two team members have the id `{0}`: member ids must be unique")]
     DuplicateMember(String),
@@ -40,6 +48,14 @@ pub enum Error {
         run_id: String,
         /// Its current status.
         status: RunStatus,
+    },
+    /// The run belongs to another agent or team, which alone may continue it.
+    #[error("run `{run_id}` belongs to {owner}")]
+    ForeignRun {
+        /// The run's id.
+        run_id: String,
+        /// Who owns it, such as "agent `ops`" or "team `support`".
+        owner: String,
     },
     /// A team member's run was continued directly; it resumes through its team run.
     #[error("run `{run_id}` is a member run of team run `{team_run_id}`: continue the team run instead")]
@@ -128,6 +144,9 @@ pub enum Error {
         reason: String,
     },
 
+    /// The run stopped abnormally (a panic, or its task was cancelled); it is stored as failed.
+    #[error("run aborted: {0}")]
+    Aborted(String),
     /// The model provider failed.
     #[error(transparent)]
     Model(#[from] ModelError),

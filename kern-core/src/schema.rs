@@ -48,18 +48,6 @@ pub fn validate(schema: &Value, value: &Value) -> Result<(), String> {
     Checker { root: schema }.check(schema, value, "$")
 }
 
-/// Like [`validate`], but properties listed in `required` may be absent.
-///
-/// Used for partial payloads, such as the user-input values an admin supplies that the caller
-/// may complete later.
-pub fn validate_partial(schema: &Value, value: &Value) -> Result<(), String> {
-    let mut relaxed = schema.clone();
-    if let Value::Object(map) = &mut relaxed {
-        map.remove("required");
-    }
-    validate(&relaxed, value)
-}
-
 struct Checker<'s> {
     root: &'s Value,
 }
@@ -228,12 +216,6 @@ mod tests {
         assert_eq!(err, "$.count: -1 is less than the minimum 0");
         let err = validate(&args_schema(), &json!({"user_id": "42", "count": 1, "x": 1})).unwrap_err();
         assert_eq!(err, "$: unknown field `x`");
-    }
-
-    #[test]
-    fn partial_allows_missing_required() {
-        assert_eq!(validate_partial(&args_schema(), &json!({"count": 3})), Ok(()));
-        assert!(validate_partial(&args_schema(), &json!({"count": "3"})).is_err());
     }
 
     #[test]

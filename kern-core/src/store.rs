@@ -119,10 +119,10 @@ impl<S: Store + ?Sized> Store for std::sync::Arc<S> {
 }
 
 /// True when `update` must be checked against the stored row before the compare-and-set:
-/// it carries resolution data to validate, or asks for a transition that can never apply.
+/// an approval (whose data must complete the paused call, see [`Approval::check_update`]),
+/// or a transition that can never apply.
 pub fn needs_precheck(update: &ApprovalUpdate) -> bool {
-    update.status == ApprovalStatus::Pending
-        || (update.status == ApprovalStatus::Approved && update.resolution_data.is_some())
+    matches!(update.status, ApprovalStatus::Pending | ApprovalStatus::Approved)
 }
 
 /// Decides whether `update` may resolve `row` (the row as stored, `None` when absent) at `now`.

@@ -72,31 +72,49 @@ impl Team {
     /// found on the paused run's output.
     pub async fn continue_run(&self, run_id: &str, requirements: Vec<RunRequirement>) -> Result<RunOutput> {
         let span = tracing::info_span!("kern.team_continue", team_id = self.id(), run_id);
-        async {
-            let store = &*self.leader.store;
-            let claimed = store.claim_run(run_id).await?;
-            let (team_decisions, members) = match self.prepare(&claimed, &requirements).await {
+        let team = self.clone();
+        let run_id = run_id.to_owned();
+        // On a task of its own, so a caller that stops waiting cannot abandon claimed runs
+        // half-way: once claimed, the team run is carried through and stored.
+        let task = tokio::spawn(async move { team.continue_paused(&run_id, requirements).await }.instrument(span));
+        task.await.map_err(|join| Error::Aborted(join.to_string()))?
+    }
+
+    /// Loads, checks, decides, claims and resumes a paused team run, then stores the outcome.
+    async fn continue_paused(&self, run_id: &str, requirements: Vec<RunRequirement>) -> Result<RunOutput> {
+        let store = &*self.leader.store;
+        let record = store.load_run(run_id).await?.ok_or_else(|| Error::RunNotFound(run_id.to_owned()))?;
+        self.leader.check_owner(&record)?;
+        if record.status != RunStatus::Paused {
+            return Err(Error::RunNotPaused { run_id: run_id.to_owned(), status: record.status });
+        }
+        let prepared = self.prepare(&record, &requirements).await?;
+        let claimed = store.claim_run(run_id).await?;
+        // Another continue may have resumed and re-paused the run between our read and our
+        // claim; then decide again on what we now own.
+        let (team_decisions, members) = if claimed.requirements == record.requirements {
+            prepared
+        } else {
+            match self.prepare(&claimed, &requirements).await {
                 Ok(prepared) => prepared,
                 Err(error) => {
                     self.release(claimed, &[]).await?;
                     return Err(error);
                 }
-            };
-            let mut owned = Vec::new();
-            for resumption in &members {
-                match store.claim_run(&resumption.record.run_id).await {
-                    Ok(_) => owned.push(resumption.record.clone()),
-                    Err(error) => {
-                        self.release(claimed, &owned).await?;
-                        return Err(error);
-                    }
+            }
+        };
+        let mut owned = Vec::new();
+        for resumption in &members {
+            match store.claim_run(&resumption.record.run_id).await {
+                Ok(_) => owned.push(resumption.record.clone()),
+                Err(error) => {
+                    self.release(claimed, &owned).await?;
+                    return Err(error);
                 }
             }
-            let step = self.resume(claimed, team_decisions, members).await;
-            self.persist(step).await
         }
-        .instrument(span)
-        .await
+        let step = self.resume(claimed, team_decisions, members).await;
+        self.persist(step).await
     }
 
     /// Decides everything the team run waits for, reading only.

@@ -295,3 +295,58 @@ fn build_refuses_bad_configurations() {
     // Audit tools need no db: their rows are optional records.
     assert!(Agent::builder().model(ScriptedModel::new()).tool(ArchiveRecords).build().is_ok());
 }
+
+#[tokio::test]
+async fn a_panicking_tool_is_a_failed_call() {
+    let model = ScriptedModel::new().when_user_contains("boom", Reply::call("explode", json!({})));
+    let agent = Agent::builder().model(model).tool(Explode).build().unwrap();
+    let run = agent.run("boom").await.unwrap();
+    assert_eq!(run.status, RunStatus::Completed);
+    assert_eq!(run.tools[0].status, ToolCallStatus::Failed);
+    assert_eq!(run.content.as_deref(), Some("Done. explode: error: the tool panicked: boom"));
+}
+
+#[tokio::test]
+async fn a_paused_call_with_bad_arguments_goes_back_to_the_model_instead() {
+    let model = ScriptedModel::new().when_user_contains("restart", Reply::call("restart_service", json!({"name": 7})));
+    let agent = Agent::builder().model(model).tool(RestartService).build().unwrap();
+    let run = agent.run("restart").await.unwrap();
+    assert_eq!(run.status, RunStatus::Completed, "nobody is asked to confirm a call that cannot run");
+    assert!(run.requirements.is_empty());
+    assert_eq!(run.tools[0].status, ToolCallStatus::Failed);
+    assert!(run.content.unwrap().contains("invalid arguments: $.name: expected string"));
+}
+
+#[tokio::test]
+async fn call_ids_are_unique_across_turns() {
+    let model = ScriptedModel::new()
+        .when_user_contains("twice", Reply::call("add", json!({"a": 1, "b": 1})))
+        .after_tool("add", Reply::call("flaky", json!({})));
+    let agent = Agent::builder().model(model).tool(Add).tool(Flaky).build().unwrap();
+    let run = agent.run("twice").await.unwrap();
+    assert_eq!(run.tools.len(), 2);
+    assert_ne!(run.tools[0].tool_call_id, run.tools[1].tool_call_id);
+    assert_eq!(run.tools[0].status, ToolCallStatus::Succeeded, "the second call did not overwrite the first");
+}
+
+#[tokio::test]
+async fn only_the_agent_that_started_a_run_continues_it() {
+    let db = MemoryDb::new();
+    let build = |id: &str| {
+        let model =
+            ScriptedModel::new().when_user_contains("restart", Reply::call("restart_service", json!({"name": "web"})));
+        Agent::builder().id(id).model(model).tool(RestartService).db(db.clone()).build().unwrap()
+    };
+    let mut run = build("ops").run("restart").await.unwrap();
+    run.requirements[0].confirm();
+    let err = build("intruder").continue_run(&run.run_id, run.requirements.clone()).await.unwrap_err();
+    assert!(matches!(err, Error::ForeignRun { ref owner, .. } if owner == "agent `ops`"), "{err:?}");
+    assert!(ran(&run.run_id).is_empty());
+    assert_eq!(build("ops").continue_run(&run.run_id, run.requirements).await.unwrap().status, RunStatus::Completed);
+}
+
+#[test]
+fn an_audit_tool_without_a_hitl_kind_is_refused() {
+    let err = Agent::builder().model(ScriptedModel::new()).tool(SilentAudit).build().unwrap_err();
+    assert!(matches!(err, Error::InvalidTool { ref tool, .. } if tool == "silent_audit"), "{err:?}");
+}

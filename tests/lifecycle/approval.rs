@@ -85,6 +85,10 @@ on_every_backend!(
     audit_tools_write_a_row_only_when_resolved,
     a_fresh_agent_and_store_handle_continue_the_run,
     the_row_follows_the_run_into_error,
+    a_row_past_its_expiry_or_cancelled_refuses_the_call,
+    approving_an_external_execution_needs_its_result,
+    a_required_tool_without_a_hitl_kind_still_waits_for_an_admin,
+    a_tool_that_now_requires_approval_is_gated_in_runs_paused_before,
 );
 
 async fn a_pause_writes_one_pending_row_with_every_field(backend: Backend) {
@@ -244,14 +248,18 @@ async fn approved_user_input_runs_with_the_admins_values(backend: Backend) {
     agent.continue_run(&run.run_id, vec![]).await.unwrap();
     assert_eq!(ran(&run.run_id)[0].args, json!({"to": "acme", "amount": 9}));
 
-    // Approved without values: the run stays paused until the values are supplied.
-    let run = agent.run("pay acme").await.unwrap();
+    // The row wins: approving without the values is refused, and a caller's value is ignored.
+    let mut run = agent.run("pay acme").await.unwrap();
     let row = pending_row(&*store, &run.run_id).await;
-    store.update_approval(&row.id, resolve(ApprovalStatus::Approved, None)).await.unwrap();
-    let still = agent.continue_run(&run.run_id, vec![]).await.unwrap();
-    assert_eq!(still.status, RunStatus::Paused);
-    assert_eq!(still.requirements[0].missing_user_input(), vec!["amount".to_owned()]);
-    assert!(ran(&run.run_id).is_empty());
+    let err = store.update_approval(&row.id, resolve(ApprovalStatus::Approved, None)).await.unwrap_err();
+    assert!(matches!(err, Error::InvalidResolution { .. }), "{err:?}");
+    store
+        .update_approval(&row.id, resolve(ApprovalStatus::Approved, Some(json!({"values": {"amount": 5}}))))
+        .await
+        .unwrap();
+    run.requirements[0].provide_user_input(json!({"amount": 1_000_000}).as_object().unwrap().clone());
+    agent.continue_run(&run.run_id, run.requirements).await.unwrap();
+    assert_eq!(ran(&run.run_id)[0].args, json!({"to": "acme", "amount": 5}));
 }
 
 async fn user_input_that_does_not_fit_is_refused_at_resolve_time(backend: Backend) {
@@ -261,7 +269,8 @@ async fn user_input_that_does_not_fit_is_refused_at_resolve_time(backend: Backen
     for bad in [
         json!({"values": {"amount": "lots"}}),
         json!({"values": {"amount": -5}}),
-        json!({"values": {"fee": 1}}),
+        json!({"values": {"amount": 5, "fee": 1}}),
+        json!({"values": {}}),
         json!("250"),
     ] {
         let err =
@@ -443,4 +452,66 @@ async fn the_row_follows_the_run_into_error(backend: Backend) {
     assert_eq!(ran(&run.run_id).len(), 1);
     assert_eq!(store.load_run(&run.run_id).await.unwrap().unwrap().status, RunStatus::Error);
     assert_eq!(store.get_approval(&row.id).await.unwrap().unwrap().run_status, RunStatus::Error);
+}
+
+async fn a_row_past_its_expiry_or_cancelled_refuses_the_call(backend: Backend) {
+    let store = backend.store();
+    let agent = agent(store.clone());
+    // Past its expiry but never swept by `expire_approvals`: still refused.
+    let run = agent.run("purge old logs").await.unwrap();
+    let mut row = pending_row(&*store, &run.run_id).await;
+    store.delete_approval(&row.id).await.unwrap();
+    row.expires_at = Some(row.created_at - chrono::Duration::seconds(1));
+    store.create_approval(&row).await.unwrap();
+    let done = agent.continue_run(&run.run_id, vec![]).await.unwrap();
+    assert_eq!(done.tools[0].status, ToolCallStatus::Rejected);
+    assert!(done.content.unwrap().contains("its approval expired"));
+
+    let run = agent.run("delete user 42").await.unwrap();
+    let row = pending_row(&*store, &run.run_id).await;
+    store.update_approval(&row.id, resolve(ApprovalStatus::Cancelled, None)).await.unwrap();
+    let done = agent.continue_run(&run.run_id, vec![]).await.unwrap();
+    assert_eq!(done.status, RunStatus::Completed);
+    assert!(done.content.unwrap().contains("its approval was cancelled"));
+    assert!(ran(&run.run_id).is_empty());
+}
+
+async fn approving_an_external_execution_needs_its_result(backend: Backend) {
+    let store = backend.store();
+    let run = agent(store.clone()).run("migrate the db").await.unwrap();
+    let row = pending_row(&*store, &run.run_id).await;
+    for data in [None, Some(json!({"note": "done"}))] {
+        let err = store.update_approval(&row.id, resolve(ApprovalStatus::Approved, data)).await.unwrap_err();
+        assert!(matches!(err, Error::InvalidResolution { .. }), "{err:?}");
+    }
+    assert_eq!(store.get_approval(&row.id).await.unwrap().unwrap().status, ApprovalStatus::Pending);
+}
+
+async fn a_required_tool_without_a_hitl_kind_still_waits_for_an_admin(backend: Backend) {
+    let store = backend.store();
+    let model = ScriptedModel::new().when_user_contains("wipe", Reply::call("wipe_disk", json!({})));
+    let agent = Agent::builder().model(model).tool(WipeDisk).db(store.clone()).build().unwrap();
+    let run = agent.run("wipe it").await.unwrap();
+    assert_eq!(run.status, RunStatus::Paused);
+    assert_eq!(run.requirements[0].pause_type, PauseType::Confirmation);
+    assert!(ran(&run.run_id).is_empty());
+    let row = pending_row(&*store, &run.run_id).await;
+    store.update_approval(&row.id, resolve(ApprovalStatus::Approved, None)).await.unwrap();
+    agent.continue_run(&run.run_id, vec![]).await.unwrap();
+    assert_eq!(ran(&run.run_id).len(), 1);
+}
+
+async fn a_tool_that_now_requires_approval_is_gated_in_runs_paused_before(backend: Backend) {
+    let store = backend.store();
+    let build = |gated: bool| {
+        let model =
+            ScriptedModel::new().when_user_contains("restart", Reply::call("restart_service", json!({"name": "db"})));
+        let builder = Agent::builder().id("ops").model(model).db(store.clone());
+        if gated { builder.tool(RestartServiceGated) } else { builder.tool(RestartService) }.build().unwrap()
+    };
+    let mut run = build(false).run("restart").await.unwrap();
+    run.requirements[0].confirm();
+    let err = build(true).continue_run(&run.run_id, run.requirements).await.unwrap_err();
+    assert!(matches!(err, Error::ApprovalMissing { .. }), "{err:?}");
+    assert!(ran(&run.run_id).is_empty());
 }

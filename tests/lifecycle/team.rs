@@ -144,6 +144,19 @@ async fn team_and_member_rows_decide_only_their_own_calls(backend: Backend) {
         store.list_approvals(&ApprovalQuery::default().run_id(member_run_id.as_str())).await.unwrap().items;
     assert_eq!((team_row.len(), member_row.len()), (1, 1));
 
+    // Each requirement names its own row, and each row decides its own call.
+    for requirement in &run.requirements {
+        assert_eq!(requirement.tool_execution.approval_id, requirement.approval_id);
+    }
+    assert_ne!(run.requirements[0].tool_call_id(), run.requirements[1].tool_call_id());
+    for row in [&team_row[0], &member_row[0]] {
+        let own = row.requirement().expect("the row's own call is in its requirements");
+        assert_eq!(
+            (own.tool_execution.tool_name.as_str(), own.approval_id.as_deref()),
+            (row.tool_name.as_str(), Some(row.id.as_str()))
+        );
+        assert!(row.requirements.iter().all(|r| r.member.is_none()), "a row carries only its runner's calls");
+    }
     store.update_approval(&team_row[0].id, approve()).await.unwrap();
     // The member's row is still pending: the team cannot go on, and nothing has run.
     let err = team.continue_run(&run.run_id, run.requirements.clone()).await.unwrap_err();
@@ -183,7 +196,9 @@ async fn a_pending_member_row_keeps_the_whole_team_paused(backend: Backend) {
     let run = team.run("use the member tool").await.unwrap();
     let err = team.continue_run(&run.run_id, run.requirements.clone()).await.unwrap_err();
     assert!(matches!(err, Error::ApprovalPending { .. }), "{err:?}");
-    // The member's run resumes only through its team.
+    // The member's run resumes only through its team, and the team resumes only its own runs.
+    let err = team.continue_run(&run.member_runs[0].run_id, vec![]).await.unwrap_err();
+    assert!(matches!(err, Error::ForeignRun { .. }), "{err:?}");
     let err =
         member(store.clone(), "privacy", "Privacy").continue_run(&run.member_runs[0].run_id, vec![]).await.unwrap_err();
     assert!(matches!(err, Error::MemberRun { ref team_run_id, .. } if *team_run_id == run.run_id), "{err:?}");

@@ -114,3 +114,64 @@ pub async fn rendezvous(context: &RunContext, who: String) -> String {
     log("rendezvous", context, json!({ "who": who }));
     format!("{who} met")
 }
+
+/// Panics when called.
+#[tool]
+pub fn explode(context: &RunContext) -> String {
+    log("explode", context, json!({}));
+    panic!("boom")
+}
+
+/// `restart_service` after an admin marked it as needing approval.
+#[approval]
+#[tool(name = "restart_service", requires_confirmation)]
+pub fn restart_service_gated(context: &RunContext, name: String) -> String {
+    log("restart_service", context, json!({ "name": name }));
+    format!("restarted {name}")
+}
+
+/// A hand-written tool that declares a required approval but no HITL kind.
+pub struct WipeDisk;
+
+impl Tool for WipeDisk {
+    fn definition(&self) -> kern::tools::ToolDefinition {
+        let schema = json!({"type": "object", "properties": {}, "additionalProperties": false});
+        kern::tools::ToolDefinition::new(
+            "wipe_disk",
+            "Wipe the disk.",
+            schema,
+            kern::tools::Hitl::None,
+            Some(kern::approval::ApprovalPolicy::REQUIRED),
+        )
+    }
+
+    fn call<'a>(
+        &'a self,
+        context: &'a RunContext,
+        _args: Value,
+    ) -> kern::BoxFuture<'a, Result<Value, kern::tools::ToolError>> {
+        Box::pin(async move {
+            log("wipe_disk", context, json!({}));
+            Ok(json!("wiped"))
+        })
+    }
+}
+
+/// A hand-written audit tool without a HITL kind, which cannot work.
+pub struct SilentAudit;
+
+impl Tool for SilentAudit {
+    fn definition(&self) -> kern::tools::ToolDefinition {
+        let schema = json!({"type": "object", "properties": {}});
+        let policy = Some(kern::approval::ApprovalPolicy::AUDIT);
+        kern::tools::ToolDefinition::new("silent_audit", "Audit nothing.", schema, kern::tools::Hitl::None, policy)
+    }
+
+    fn call<'a>(
+        &'a self,
+        _: &'a RunContext,
+        _args: Value,
+    ) -> kern::BoxFuture<'a, Result<Value, kern::tools::ToolError>> {
+        Box::pin(async { Ok(Value::Null) })
+    }
+}

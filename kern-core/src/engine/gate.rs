@@ -54,12 +54,15 @@ pub(crate) struct Decision {
 }
 
 /// The ids of the rows that gate the run's paused calls.
-pub(crate) fn gating_row_ids(record: &RunRecord) -> Vec<&str> {
-    record.requirements.iter().filter(|r| is_gated(r)).filter_map(|r| r.approval_id.as_deref()).collect()
+pub(crate) fn gating_row_ids<'r>(record: &'r RunRecord, tools: &Toolbox) -> Vec<&'r str> {
+    record.requirements.iter().filter(|r| is_gated(r, tools)).filter_map(|r| r.approval_id.as_deref()).collect()
 }
 
-fn is_gated(requirement: &RunRequirement) -> bool {
+/// A call waits for an admin's row when it was paused as one, or when its tool requires
+/// approval now (a run paused before the tool was marked must not slip past the gate).
+fn is_gated(requirement: &RunRequirement, tools: &Toolbox) -> bool {
     requirement.approval_type == Some(ApprovalType::Required)
+        || tools.requires_approval(&requirement.tool_execution.tool_name)
 }
 
 /// Decides every paused call of `record`.
@@ -70,6 +73,8 @@ fn is_gated(requirement: &RunRequirement) -> bool {
 /// a gated call without its row, a row that is still pending, a row that does not match
 /// the call, and user input that does not fit the tool.
 pub(crate) fn decide(
+    identity: &Identity,
+    tools: &Toolbox,
     record: &RunRecord,
     rows: &HashMap<String, Approval>,
     caller: &[RunRequirement],
@@ -91,8 +96,8 @@ pub(crate) fn decide(
             if let Some(answer) = caller.iter().find(|c| c.tool_call_id() == stored.tool_call_id()) {
                 take_answer(&mut requirement, answer);
             }
-            if is_gated(stored) {
-                decide_gated(record, requirement, rows, now)
+            if is_gated(stored, tools) {
+                decide_gated(identity, record, requirement, rows, now)
             } else {
                 let verdict = decide_by_caller(&requirement)?;
                 Ok(Decision { requirement, verdict, row: None })
@@ -117,6 +122,7 @@ fn take_answer(requirement: &mut RunRequirement, answer: &RunRequirement) {
 }
 
 fn decide_gated(
+    identity: &Identity,
     record: &RunRecord,
     mut requirement: RunRequirement,
     rows: &HashMap<String, Approval>,
@@ -125,7 +131,7 @@ fn decide_gated(
     let call = &requirement.tool_execution;
     let missing = || Error::ApprovalMissing { run_id: record.run_id.clone(), tool_call_id: call.tool_call_id.clone() };
     let row = requirement.approval_id.as_ref().and_then(|id| rows.get(id)).ok_or_else(missing)?.clone();
-    check_row_matches(record, &requirement, &row)?;
+    check_row_matches(identity, record, &requirement, &row)?;
     let status = if row.is_expired_at(now) { ApprovalStatus::Expired } else { row.status };
     let verdict = match status {
         ApprovalStatus::Pending => return Err(Error::ApprovalPending { approval_id: row.id }),
@@ -134,29 +140,33 @@ fn decide_gated(
         ApprovalStatus::Rejected => Verdict::Refuse(Refusal::Admin, row.note().map(str::to_owned)),
         ApprovalStatus::Approved => match requirement.pause_type {
             PauseType::Confirmation => Verdict::Run(requirement.tool_execution.tool_args.clone()),
+            // The row wins: an approved gated call takes its values or result from the admin
+            // alone (`update_approval` refuses approving either without them).
             PauseType::UserInput => {
-                // The admin's values win; the caller's fill only what the admin left out.
-                let mut values = requirement.user_input.take().unwrap_or_default();
-                values.extend(row.user_input_values().cloned().unwrap_or_default());
-                requirement.user_input = Some(values);
+                requirement.user_input = row.user_input_values().cloned();
                 user_input_verdict(&requirement)?
             }
-            PauseType::ExternalExecution => {
-                match row.external_result().cloned().or_else(|| requirement.external_result.clone()) {
-                    Some(result) => Verdict::External(result),
-                    None => Verdict::Wait,
-                }
-            }
+            PauseType::ExternalExecution => row.external_result().cloned().map_or(Verdict::Wait, Verdict::External),
         },
     };
     Ok(Decision { requirement, verdict, row: Some(row) })
 }
 
-/// The row must be the one opened for this very call, with the arguments that were paused.
-fn check_row_matches(record: &RunRecord, requirement: &RunRequirement, row: &Approval) -> Result<()> {
+/// The row must be the one opened for this very call, by this runner, with the arguments
+/// that were paused.
+fn check_row_matches(
+    identity: &Identity,
+    record: &RunRecord,
+    requirement: &RunRequirement,
+    row: &Approval,
+) -> Result<()> {
     let call = &requirement.tool_execution;
     let reason = if row.run_id != record.run_id {
         Some(format!("the row belongs to run `{}`", row.run_id))
+    } else if (row.source_type, &row.agent_id, &row.team_id)
+        != (identity.source_type, &identity.agent_id, &identity.team_id)
+    {
+        Some(format!("the row was opened by {} {:?} of team {:?}", row.source_type, row.agent_id, row.team_id))
     } else if row.tool_call_id != call.tool_call_id {
         Some(format!("the row decides call `{}`, not `{}`", row.tool_call_id, call.tool_call_id))
     } else if row.tool_name != call.tool_name {
@@ -191,15 +201,20 @@ fn user_input_verdict(requirement: &RunRequirement) -> Result<Verdict> {
     if !requirement.missing_user_input().is_empty() {
         return Ok(Verdict::Wait);
     }
+    let refuse =
+        |reason: String| Error::InvalidUserInput { tool_call_id: requirement.tool_call_id().to_owned(), reason };
     let values = requirement.user_input.clone().unwrap_or_default();
-    if let Some(schema) = &requirement.user_input_schema {
-        schema::validate(schema, &Value::Object(values.clone())).map_err(|reason| Error::InvalidUserInput {
-            tool_call_id: requirement.tool_call_id().to_owned(),
-            reason,
-        })?;
-    }
+    let schema =
+        requirement.user_input_schema.as_ref().ok_or_else(|| refuse("the call asks for no user input".into()))?;
+    schema::validate(schema, &Value::Object(values.clone())).map_err(refuse)?;
+    // Only the declared user-input fields are taken, and never over the model's arguments.
+    let declared = schema.get("properties").and_then(Value::as_object);
     let mut args = requirement.tool_execution.tool_args.as_object().cloned().unwrap_or_default();
-    args.extend(values);
+    for (name, value) in values {
+        if declared.is_some_and(|fields| fields.contains_key(&name)) && !args.contains_key(&name) {
+            args.insert(name, value);
+        }
+    }
     Ok(Verdict::Run(Value::Object(args)))
 }
 
@@ -210,25 +225,27 @@ pub(crate) fn open_rows(identity: &Identity, tools: &Toolbox, record: &mut RunRe
     let mut rows: Vec<Approval> = record
         .requirements
         .iter()
-        .filter(|r| is_gated(r) && r.approval_id.is_none())
+        .filter(|r| r.member.is_none() && is_gated(r, tools) && r.approval_id.is_none())
         .map(|requirement| {
             let mut row = new_row(identity, record, requirement, ApprovalType::Required, now);
-            row.expires_at = tools.expires_in(&row.tool_name).map(|ttl| now + ttl);
+            row.expires_at = tools.expires_in(&row.tool_name).and_then(|ttl| now.checked_add_signed(ttl));
             row.run_status = RunStatus::Paused;
             row
         })
         .collect();
     for row in &rows {
-        let marks = record.requirements.iter_mut().map(|r| &mut r.tool_execution).chain(record.tools.iter_mut());
-        for execution in marks.filter(|e| e.tool_call_id == row.tool_call_id) {
+        let own = record.requirements.iter_mut().filter(|r| r.member.is_none());
+        if let Some(requirement) = own.into_iter().find(|r| r.tool_call_id() == row.tool_call_id) {
+            requirement.approval_id = Some(row.id.clone());
+            requirement.tool_execution.approval_id = Some(row.id.clone());
+        }
+        if let Some(execution) = record.tools.iter_mut().find(|e| e.tool_call_id == row.tool_call_id) {
             execution.approval_id = Some(row.id.clone());
         }
-        if let Some(requirement) = record.requirements.iter_mut().find(|r| r.tool_call_id() == row.tool_call_id) {
-            requirement.approval_id = Some(row.id.clone());
-        }
     }
+    let context: Vec<RunRequirement> = record.requirements.iter().filter(|r| r.member.is_none()).cloned().collect();
     for row in &mut rows {
-        row.requirements.clone_from(&record.requirements);
+        row.requirements.clone_from(&context);
     }
     rows
 }

@@ -14,6 +14,9 @@ mod toolbox;
 use std::collections::HashMap;
 use std::sync::Arc;
 
+use std::panic::AssertUnwindSafe;
+
+use futures_util::FutureExt as _;
 use futures_util::future::join_all;
 use serde_json::{Map, Value};
 use tracing::Instrument;
@@ -28,6 +31,7 @@ use crate::approval::{Approval, SourceType};
 use crate::error::{Error, Result};
 use crate::models::{Message, Model, ModelRequest, Role, ToolCall};
 use crate::run::{RunRecord, RunRequirement, RunStatus, ToolCallStatus, ToolExecution};
+use crate::schema;
 use crate::store::Store;
 use crate::tools::{RunContext, Tool, ToolError};
 use gate::{Refusal, Verdict};
@@ -144,19 +148,29 @@ impl Runner {
     /// requirements. Reads only, so an error here leaves the run as it was.
     pub(crate) async fn decide(&self, record: &RunRecord, caller: &[RunRequirement]) -> Result<Vec<Decision>> {
         let mut rows = HashMap::new();
-        for id in gate::gating_row_ids(record) {
+        for id in gate::gating_row_ids(record, &self.tools) {
             if let Some(row) = self.store.get_approval(id).await? {
                 rows.insert(id.to_owned(), row);
             }
         }
-        gate::decide(record, &rows, caller, crate::now())
+        gate::decide(&self.identity, &self.tools, record, &rows, caller, crate::now())
     }
 
     /// Applies `decisions` to a claimed run and drives it on once nothing waits any more.
     ///
     /// `writes` carries what the caller already has to persist with the run (a team's
     /// resumed member runs).
-    pub(crate) async fn resume(&self, mut record: RunRecord, decisions: Vec<Decision>, mut writes: Writes) -> Step {
+    pub(crate) async fn resume(&self, record: RunRecord, decisions: Vec<Decision>, writes: Writes) -> Step {
+        // A panic (in a model, say) must not leave the claimed run `running` for good: the run
+        // is then stored as failed, as it was when claimed.
+        let claimed = record.clone();
+        AssertUnwindSafe(self.resume_claimed(record, decisions, writes)).catch_unwind().await.unwrap_or_else(|panic| {
+            let error = Error::Aborted(format!("the run panicked: {}", panic_message(panic.as_ref())));
+            Step::finish(claimed, Writes::default(), Err(error))
+        })
+    }
+
+    async fn resume_claimed(&self, mut record: RunRecord, decisions: Vec<Decision>, mut writes: Writes) -> Step {
         record.status = RunStatus::Running;
         self.apply(&mut record, decisions, &mut writes).await;
         let result = if record.requirements.is_empty() {
@@ -166,6 +180,21 @@ impl Runner {
             Ok(())
         };
         Step::finish(record, writes, result)
+    }
+
+    /// Refuses a run this runner did not start: only its owner knows its tools and may
+    /// decide its calls.
+    pub(crate) fn check_owner(&self, record: &RunRecord) -> Result<()> {
+        if (&record.agent_id, &record.team_id) == (&self.identity.agent_id, &self.identity.team_id) {
+            return Ok(());
+        }
+        let owner = match (&record.agent_id, &record.team_id) {
+            (Some(agent), Some(team)) => format!("agent `{agent}` of team `{team}`"),
+            (Some(agent), None) => format!("agent `{agent}`"),
+            (None, Some(team)) => format!("team `{team}`"),
+            (None, None) => "no agent or team".to_owned(),
+        };
+        Err(Error::ForeignRun { run_id: record.run_id.clone(), owner })
     }
 
     /// The earlier completed runs of the session, as question and answer pairs.
@@ -197,9 +226,15 @@ impl Runner {
                 .instrument(tracing::debug_span!("kern.model", model = self.model.id(), run_id = %record.run_id))
                 .await?;
             record.usage += response.usage;
-            let calls = response.message.tool_calls.clone();
-            let text = response.message.content.clone();
-            record.messages.push(response.message);
+            let mut message = response.message;
+            // Providers number calls per response or per conversation, so their ids repeat
+            // across turns and between a team's runs; rows and answers need ids that do not.
+            for call in &mut message.tool_calls {
+                call.id = format!("call_{}", uuid::Uuid::now_v7().simple());
+            }
+            let calls = message.tool_calls.clone();
+            let text = message.content.clone();
+            record.messages.push(message);
             if calls.is_empty() {
                 record.content = text;
                 record.status = RunStatus::Completed;
@@ -252,6 +287,12 @@ impl Runner {
             };
             execution.tool_args = args.clone();
             match definition.hitl.pause_type() {
+                // A call that cannot run must not cost a person's decision: its arguments go
+                // back to the model now, not after an approval.
+                Some(_) if let Err(reason) = schema::validate(&definition.parameters, &args) => {
+                    record.tools.push(execution);
+                    complete(record, &call.id, Err(ToolError::InvalidArguments(reason)));
+                }
                 Some(pause_type) => {
                     let mut requirement =
                         RunRequirement::new(execution.clone(), pause_type, definition.user_input_schema.clone());
@@ -278,7 +319,7 @@ impl Runner {
         let mut ready = Vec::new();
         for decision in decisions {
             writes.approvals.extend(gate::audit_row(&self.identity, record, &decision));
-            if let Some(row) = &decision.row {
+            if let Some(row) = decision.row.as_ref().filter(|_| decision.verdict != Verdict::Wait) {
                 record_approval(record, row);
             }
             let call_id = decision.requirement.tool_call_id().to_owned();
@@ -319,7 +360,11 @@ impl Runner {
                 call_id = %invocation.context.tool_call_id,
                 run_id = %invocation.context.run_id
             );
-            let result = invocation.tool.call(&invocation.context, invocation.args).instrument(span).await;
+            let call = AssertUnwindSafe(invocation.tool.call(&invocation.context, invocation.args));
+            // A panicking tool is a failed call, told to the model like any other failure.
+            let result = call.catch_unwind().instrument(span).await.unwrap_or_else(|panic| {
+                Err(ToolError::Failed(format!("the tool panicked: {}", panic_message(panic.as_ref()))))
+            });
             (call_id, result)
         }))
         .await;
@@ -343,6 +388,15 @@ impl Runner {
             approval_id: approval_id.map(str::to_owned),
             idempotency_key: approval_id.map(|id| format!("{id}:{tool_call_id}")),
         }
+    }
+}
+
+/// The text a panic was raised with.
+pub(crate) fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
+    match (panic.downcast_ref::<&str>(), panic.downcast_ref::<String>()) {
+        (Some(text), _) => (*text).to_owned(),
+        (None, Some(text)) => text.clone(),
+        (None, None) => "a non-text panic".to_owned(),
     }
 }
 

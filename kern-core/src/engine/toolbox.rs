@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use crate::error::{Error, Result};
 use crate::models::ToolSchema;
-use crate::tools::{Tool, ToolDefinition};
+use crate::tools::{Hitl, Tool, ToolDefinition};
 
 /// Tools with their definitions computed once, and the schemas the model is shown.
 #[derive(Clone, Default)]
@@ -14,12 +14,31 @@ pub(crate) struct Toolbox {
     schemas: Vec<ToolSchema>,
 }
 
+/// Applies the rules `#[approval]` enforces at compile time to any definition, hand-written
+/// ones included, so an approval policy can never fail open: a required approval without a
+/// HITL kind pauses for confirmation; an audit approval needs a HITL interaction to record.
+fn gate_rules(mut definition: ToolDefinition) -> Result<ToolDefinition> {
+    if definition.hitl == Hitl::None {
+        if definition.requires_approval() {
+            definition.hitl = Hitl::Confirmation;
+        } else if definition.is_audited() {
+            return Err(Error::InvalidTool {
+                tool: definition.name,
+                reason: "an audit approval records a human decision: give the tool a HITL kind \
+                         (confirmation, user input or external execution)"
+                    .into(),
+            });
+        }
+    }
+    Ok(definition)
+}
+
 impl Toolbox {
     /// Indexes `tools`; two tools with one name are an error.
     pub(crate) fn new(tools: Vec<Arc<dyn Tool>>) -> Result<Self> {
         let mut toolbox = Toolbox::default();
         for tool in tools {
-            let definition = tool.definition();
+            let definition = gate_rules(tool.definition())?;
             if toolbox.by_name.contains_key(&definition.name) {
                 return Err(Error::DuplicateTool(definition.name));
             }
@@ -55,7 +74,17 @@ impl Toolbox {
 
     /// The first tool that needs a database to hold its approval rows.
     pub(crate) fn first_requiring_approval(&self) -> Option<&str> {
-        self.by_name.values().map(|(_, d)| d).find(|d| d.requires_approval()).map(|d| d.name.as_str())
+        self.schemas
+            .iter()
+            .filter_map(|schema| self.by_name.get(&schema.name))
+            .map(|(_, definition)| definition)
+            .find(|definition| definition.requires_approval())
+            .map(|definition| definition.name.as_str())
+    }
+
+    /// True when calls of `name` need an admin's approval under the tool's current definition.
+    pub(crate) fn requires_approval(&self, name: &str) -> bool {
+        self.by_name.get(name).is_some_and(|(_, definition)| definition.requires_approval())
     }
 
     /// How long a pending approval row of the tool stays valid.
