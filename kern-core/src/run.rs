@@ -183,7 +183,8 @@ impl RunRequirement {
             .collect()
     }
 
-    /// True once a person has decided everything the call waits for.
+    /// True once the caller has decided everything the call waits for. A call gated by a
+    /// required approval is still decided by its row, whatever this says.
     pub fn is_resolved(&self) -> bool {
         match self.confirmation {
             None => false,
@@ -212,7 +213,8 @@ pub struct RunOutput {
     pub tools: Vec<ToolExecution>,
     /// What the run waits for when paused.
     pub requirements: Vec<RunRequirement>,
-    /// Extra facts; `"approval"` holds the approval records that decided gated calls.
+    /// Extra facts: `"approval"` holds the latest approval row that decided a gated call,
+    /// `"approvals"` every such row; `"error"` what stopped a failed run.
     pub metadata: Map<String, Value>,
     /// Tokens spent on model calls.
     pub usage: Usage,

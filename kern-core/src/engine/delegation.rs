@@ -58,7 +58,7 @@ impl Roster {
     }
 
     /// True for the names of the delegation tools.
-    pub(crate) fn handles(&self, tool_name: &str) -> bool {
+    pub(crate) fn handles(tool_name: &str) -> bool {
         tool_name == DELEGATE_TO_MEMBER || tool_name == DELEGATE_TO_ALL
     }
 

@@ -259,7 +259,7 @@ impl Runner {
     async fn dispatch(&self, record: &mut RunRecord, calls: Vec<ToolCall>, writes: &mut Writes) {
         let mut ready = Vec::new();
         for call in calls {
-            if let Some(roster) = self.roster.as_deref().filter(|roster| roster.handles(&call.name)) {
+            if let Some(roster) = self.roster.as_deref().filter(|_| Roster::handles(&call.name)) {
                 roster.delegate(record, &call, writes).await;
                 continue;
             }

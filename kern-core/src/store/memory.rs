@@ -84,7 +84,7 @@ impl Store for MemoryDb {
             }
             Some(run) => {
                 run.status = RunStatus::Running;
-                run.updated_at = Utc::now();
+                run.updated_at = crate::now();
                 Ok(run.clone())
             }
         };
@@ -119,7 +119,7 @@ impl Store for MemoryDb {
     }
 
     fn update_approval<'a>(&'a self, id: &'a str, update: ApprovalUpdate) -> BoxFuture<'a, Result<Approval>> {
-        let now = Utc::now();
+        let now = crate::now();
         let mut tables = self.tables();
         let current = tables.approvals.get(id);
         let applies = current.is_some_and(|row| {
