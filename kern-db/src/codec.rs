@@ -3,7 +3,7 @@
 use kern_core::approval::Approval;
 use kern_core::run::{RunRecord, RunStatus};
 use kern_core::{Error, Result};
-use serde_json::Value;
+use serde_json::value::RawValue;
 
 use crate::stmt::{Columns, Stmt, corrupt};
 
@@ -15,9 +15,10 @@ pub(crate) const APPROVAL_COLUMNS: &str = "id, run_id, session_id, status, appro
 /// How many columns [`APPROVAL_COLUMNS`] lists.
 pub(crate) const APPROVAL_COLUMN_COUNT: usize = 22;
 
-/// Binds every field of `approval`, in [`APPROVAL_COLUMNS`] order.
-pub(crate) fn bind_approval<'a>(stmt: Stmt<'a>, approval: &'a Approval) -> Result<Stmt<'a>> {
-    let requirements = serde_json::to_value(&approval.requirements)
+/// Binds every field of `approval`, in [`APPROVAL_COLUMNS`] order, with `run_status` for its
+/// run's status.
+pub(crate) fn bind_approval<'a>(stmt: Stmt<'a>, approval: &'a Approval, run_status: RunStatus) -> Result<Stmt<'a>> {
+    let requirements = serde_json::value::to_raw_value(&approval.requirements)
         .map_err(|e| Error::Corrupt(format!("requirements of approval `{}`: {e}", approval.id)))?;
     Ok(stmt
         .bind(approval.id.as_str())
@@ -41,7 +42,7 @@ pub(crate) fn bind_approval<'a>(stmt: Stmt<'a>, approval: &'a Approval) -> Resul
         .bind(approval.created_at)
         .bind(approval.updated_at)
         .bind(approval.expires_at)
-        .bind(approval.run_status.as_str()))
+        .bind(run_status.as_str()))
 }
 
 /// Reads a row selected with [`APPROVAL_COLUMNS`].
@@ -61,7 +62,7 @@ pub(crate) fn approval(row: &dyn Columns) -> Result<Approval> {
         tool_name: row.text("tool_name")?,
         tool_args: row.json("tool_args")?,
         tool_call_id: row.text("tool_call_id")?,
-        requirements: from_json("requirements", row.json("requirements")?)?,
+        requirements: from_json("requirements", row)?,
         resolution_data: row.opt_json("resolution_data")?,
         resolved_by: row.opt_text("resolved_by")?,
         resolved_at: row.opt_time("resolved_at")?,
@@ -72,14 +73,20 @@ pub(crate) fn approval(row: &dyn Columns) -> Result<Approval> {
     })
 }
 
+/// Reads a row of a page: the row, and the `total` of matching rows.
+pub(crate) fn approval_and_total(row: &dyn Columns) -> Result<(Approval, u64)> {
+    let total = row.int("total")?;
+    Ok((approval(row)?, u64::try_from(total).map_err(|e| corrupt("total", e))?))
+}
+
 /// The whole run record, stored as JSON in `state`.
-pub(crate) fn run_state(run: &RunRecord) -> Result<Value> {
-    serde_json::to_value(run).map_err(|e| Error::Corrupt(format!("state of run `{}`: {e}", run.run_id)))
+pub(crate) fn run_state(run: &RunRecord) -> Result<Box<RawValue>> {
+    serde_json::value::to_raw_value(run).map_err(|e| Error::Corrupt(format!("state of run `{}`: {e}", run.run_id)))
 }
 
 /// Reads the `state` column.
 pub(crate) fn run(row: &dyn Columns) -> Result<RunRecord> {
-    from_json("state", row.json("state")?)
+    from_json("state", row)
 }
 
 /// Reads the `status` column of a run.
@@ -98,6 +105,8 @@ pub(crate) fn version(row: &dyn Columns) -> Result<i64> {
     row.int("version")
 }
 
-fn from_json<T: serde::de::DeserializeOwned>(column: &str, value: Value) -> Result<T> {
-    serde_json::from_value(value).map_err(|e| corrupt(column, e))
+/// Parses a JSON column straight into `T`: the state of a run is most of what a cycle reads,
+/// and a [`serde_json::Value`] in between would allocate each of its nodes once more.
+fn from_json<T: serde::de::DeserializeOwned>(column: &str, row: &dyn Columns) -> Result<T> {
+    serde_json::from_str(row.json_text(column)?).map_err(|e| corrupt(column, e))
 }

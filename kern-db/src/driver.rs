@@ -1,10 +1,13 @@
 //! The seam between the shared store logic and sqlx: what each database must provide
-//! ([`Driver`]) and the pools statements run on ([`Pools`]).
+//! ([`Driver`]), where its connections come from ([`ConnectionPool`]) and the pools statements
+//! run on ([`Pools`]).
 
+use std::fmt::Debug;
+use std::ops::DerefMut;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use kern_core::{BoxFuture, Error, Result};
-use sqlx::{Database, Pool};
+use sqlx::{Connection, Database};
 
 use crate::codec;
 use crate::schema::Migrator;
@@ -13,6 +16,9 @@ use crate::stmt::{Decoder, Stmt};
 /// A sqlx database kern can store into. Implemented for SQLite and Postgres in their modules;
 /// everything above this trait is written once.
 pub(crate) trait Driver: Database {
+    /// Where the store's connections come from.
+    type Pool: ConnectionPool<Self>;
+
     /// Opens a transaction that will write. SQLite's `BEGIN IMMEDIATE` takes the write lock at
     /// once, where the busy timeout applies; a deferred transaction that upgrades later fails
     /// with `SQLITE_BUSY` without waiting.
@@ -30,22 +36,52 @@ pub(crate) trait Driver: Database {
 
     /// Runs a statement without parameters and without preparing it: DDL, locks.
     fn execute_unprepared<'c>(conn: &'c mut Self::Connection, sql: &'c str) -> BoxFuture<'c, Result<()>>;
+
+    /// Runs `stmts` (two or more) as one transaction on `writer`, all of them or, on any
+    /// error, none, in as few calls to the database as it allows. `independent` promises that
+    /// no statement reads what another writes and that no two write the same row (what their
+    /// triggers write aside: triggers run commands of their own, which see each other), so
+    /// they may run as parts of one statement, which sees one snapshot.
+    fn write_all<'a>(writer: &'a Self::Pool, stmts: Vec<Stmt<'a>>, independent: bool) -> BoxFuture<'a, Result<()>>;
+}
+
+/// Connections of one database, lent out one at a time.
+pub(crate) trait ConnectionPool<DB: Database>: Debug + Send + Sync {
+    /// A lent connection; it goes back to the pool when dropped.
+    type Conn: DerefMut<Target = DB::Connection> + Send;
+
+    /// A connection, waiting while all are lent out.
+    fn acquire(&self) -> BoxFuture<'_, Result<Self::Conn>>;
+
+    /// Closes the connections; later calls to `acquire` fail.
+    fn close(&self) -> BoxFuture<'_, ()>;
+}
+
+/// Runs `stmts` in one transaction, a call to the database each: all of them or, on any error,
+/// none.
+pub(crate) async fn transaction<DB: Driver>(writer: &DB::Pool, stmts: &[Stmt<'_>]) -> Result<()> {
+    let mut conn = writer.acquire().await?;
+    let mut tx = conn.begin_with(DB::BEGIN_WRITE).await.map_err(Error::database)?;
+    for stmt in stmts {
+        DB::execute(&mut tx, stmt).await?;
+    }
+    tx.commit().await.map_err(Error::database)
 }
 
 /// Where statements run. Writes go to `writer`, reads to `reader`: on SQLite the writer is a
 /// single connection, so writers queue in the pool instead of failing on the database lock,
 /// while readers proceed in parallel (WAL). On Postgres both are the same pool.
 #[derive(Debug)]
-pub(crate) struct Pools<DB: Database> {
-    pub(crate) reader: Pool<DB>,
-    pub(crate) writer: Pool<DB>,
+pub(crate) struct Pools<DB: Driver> {
+    pub(crate) reader: DB::Pool,
+    pub(crate) writer: DB::Pool,
     /// Write transactions committed, a lone write statement counting as one: what a cycle
     /// costs in durable commits (see `commit_count`).
     commits: AtomicU64,
 }
 
 impl<DB: Driver> Pools<DB> {
-    pub(crate) fn new(reader: Pool<DB>, writer: Pool<DB>) -> Self {
+    pub(crate) fn new(reader: DB::Pool, writer: DB::Pool) -> Self {
         Pools { reader, writer, commits: AtomicU64::new(0) }
     }
 
@@ -59,34 +95,36 @@ impl<DB: Driver> Pools<DB> {
     }
 
     pub(crate) async fn read<T: Send>(&self, stmt: Stmt<'_>, decode: Decoder<T>) -> Result<Vec<T>> {
-        let mut conn = self.reader.acquire().await.map_err(Error::database)?;
+        let mut conn = self.reader.acquire().await?;
         DB::fetch(&mut conn, &stmt, decode).await
     }
 
     /// One writing statement whose `RETURNING` rows are decoded.
     pub(crate) async fn write<T: Send>(&self, stmt: Stmt<'_>, decode: Decoder<T>) -> Result<Vec<T>> {
-        let mut conn = self.writer.acquire().await.map_err(Error::database)?;
+        let mut conn = self.writer.acquire().await?;
         DB::fetch(&mut conn, &stmt, decode).await.map(|rows| self.committed(rows))
     }
 
     pub(crate) async fn execute(&self, stmt: Stmt<'_>) -> Result<u64> {
-        let mut conn = self.writer.acquire().await.map_err(Error::database)?;
+        let mut conn = self.writer.acquire().await?;
         DB::execute(&mut conn, &stmt).await.map(|changed| self.committed(changed))
     }
 
-    /// Runs `stmts` in one transaction: all of them or, on any error, none.
-    pub(crate) async fn transaction(&self, stmts: &[Stmt<'_>]) -> Result<()> {
-        let mut tx = self.writer.begin_with(DB::BEGIN_WRITE).await.map_err(Error::database)?;
-        for stmt in stmts {
-            DB::execute(&mut tx, stmt).await?;
+    /// Runs `stmts` as one transaction (see [`Driver::write_all`]). A lone statement is atomic
+    /// by itself and commits without `BEGIN` and `COMMIT`: two calls to the database fewer.
+    pub(crate) async fn write_all(&self, mut stmts: Vec<Stmt<'_>>, independent: bool) -> Result<()> {
+        match stmts.len() {
+            0 => Ok(()),
+            1 => self.execute(stmts.remove(0)).await.map(drop),
+            _ => DB::write_all(&self.writer, stmts, independent).await.map(|done| self.committed(done)),
         }
-        tx.commit().await.map_err(Error::database).map(|done| self.committed(done))
     }
 
     /// Brings the tables to `target` (at most the build's version) in one transaction, and
     /// returns the version the database is at.
     pub(crate) async fn migrate(&self, migrator: &Migrator, target: i64) -> Result<i64> {
-        let mut tx = self.writer.begin_with(DB::BEGIN_WRITE).await.map_err(Error::database)?;
+        let mut conn = self.writer.acquire().await?;
+        let mut tx = conn.begin_with(DB::BEGIN_WRITE).await.map_err(Error::database)?;
         for sql in &migrator.setup {
             DB::execute_unprepared(&mut tx, sql).await?;
         }

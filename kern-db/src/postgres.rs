@@ -8,16 +8,25 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use kern_core::{BoxFuture, Error, Result};
 use serde_json::Value;
+use serde_json::value::RawValue;
+use sqlx::pool::PoolConnection;
 use sqlx::postgres::{PgArguments, PgConnectOptions, PgConnection, PgPool, PgPoolOptions, PgRow};
 use sqlx::query::Query;
-use sqlx::{Connection, Decode, Executor, Postgres, Row, Type};
+use sqlx::types::Json;
+use sqlx::{Connection, Decode, Executor, Pool, Postgres, Row, Type};
 
-use crate::driver::{Driver, Pools};
+use crate::driver::{ConnectionPool, Driver, Pools, transaction};
 use crate::error::OpenError;
 use crate::layout::{Dialect, Ident, Layout, TableNames};
 use crate::schema::SCHEMA_VERSION;
-use crate::stmt::{Columns, Decoder, Param, Stmt, corrupt};
+use crate::stmt::{Columns, Decoder, Param, Stmt, chain, corrupt};
 use crate::store::{SqlStore, forward_store};
+
+/// The most values one statement binds: the protocol counts them in 16 bits.
+const MAX_PARAMS: usize = 65_535;
+
+/// How long a connection may sit idle before it is pinged when next handed out.
+const PING_WHEN_IDLE_FOR: Duration = Duration::from_secs(1);
 
 /// The Postgres store: the same rows as [`SqliteDb`](crate::SqliteDb), in a schema of a
 /// Postgres database, so any process that reaches it can resolve and continue runs.
@@ -187,8 +196,23 @@ impl PostgresDbBuilder {
 
 /// Opens the pool. sqlx retries an unreachable server until the timeout, then reports only the
 /// timeout; one more direct attempt recovers the reason (refused, unknown host, ..) for the error.
+///
+/// By default sqlx pings every connection it hands out, a round trip per store call. A
+/// connection in steady use has just answered; one that sat idle (where a restarted server or
+/// a dropped link shows) is still pinged, and replaced if it does not answer.
 async fn connect_pool(options: PgConnectOptions, max_connections: u32, timeout: Duration) -> Result<PgPool, OpenError> {
-    let pool_options = PgPoolOptions::new().max_connections(max_connections).acquire_timeout(timeout);
+    let pool_options = PgPoolOptions::new()
+        .max_connections(max_connections)
+        .acquire_timeout(timeout)
+        .test_before_acquire(false)
+        .before_acquire(|conn, meta| {
+            Box::pin(async move {
+                if meta.idle_for >= PING_WHEN_IDLE_FOR {
+                    conn.ping().await?;
+                }
+                Ok(true)
+            })
+        });
     match pool_options.connect_with(options.clone()).await {
         Ok(pool) => Ok(pool),
         Err(sqlx::Error::PoolTimedOut) => {
@@ -200,15 +224,18 @@ async fn connect_pool(options: PgConnectOptions, max_connections: u32, timeout: 
 }
 
 fn query<'q>(stmt: &'q Stmt<'_>) -> Query<'q, Postgres, PgArguments> {
-    stmt.params.iter().fold(sqlx::query(stmt.sql), |query, param| match param {
+    stmt.params.iter().fold(sqlx::query(&stmt.sql), |query, param| match param {
         Param::Text(value) => query.bind(value.as_deref()),
         Param::Int(value) => query.bind(*value),
         Param::Time(value) => query.bind(*value),
-        Param::Json(value) => query.bind(value.as_deref()),
+        Param::Json(value) => query.bind(*value),
+        Param::RawJson(value) => query.bind(Json(value.as_ref())),
     })
 }
 
 impl Driver for Postgres {
+    type Pool = PgPool;
+
     const BEGIN_WRITE: &'static str = "BEGIN";
 
     fn fetch<'c, T: Send + 'c>(
@@ -232,6 +259,36 @@ impl Driver for Postgres {
     fn execute_unprepared<'c>(conn: &'c mut PgConnection, sql: &'c str) -> BoxFuture<'c, Result<()>> {
         Box::pin(async move { conn.execute(sqlx::raw_sql(sql)).await.map(drop).map_err(Error::database) })
     }
+
+    /// Postgres runs one parameterized statement per call. Independent statements become one
+    /// (`WITH s0 AS (..), s1 AS (..) last`), atomic by itself: one round trip where a
+    /// transaction takes one per statement plus `BEGIN` and `COMMIT`.
+    fn write_all<'a>(writer: &'a PgPool, stmts: Vec<Stmt<'a>>, independent: bool) -> BoxFuture<'a, Result<()>> {
+        Box::pin(async move {
+            let params: usize = stmts.iter().map(|stmt| stmt.params.len()).sum();
+            if !independent || params > MAX_PARAMS {
+                return transaction::<Postgres>(writer, &stmts).await;
+            }
+            let (mut texts, params) = chain(stmts);
+            let last = texts.pop().unwrap_or_default();
+            let steps: Vec<String> = texts.iter().enumerate().map(|(n, text)| format!("s{n} AS ({text})")).collect();
+            let stmt = Stmt { sql: format!("WITH {} {last}", steps.join(", ")).into(), params };
+            let mut conn = ConnectionPool::acquire(writer).await?;
+            Self::execute(&mut conn, &stmt).await.map(drop)
+        })
+    }
+}
+
+impl ConnectionPool<Postgres> for PgPool {
+    type Conn = PoolConnection<Postgres>;
+
+    fn acquire(&self) -> BoxFuture<'_, Result<PoolConnection<Postgres>>> {
+        Box::pin(async move { Pool::acquire(self).await.map_err(Error::database) })
+    }
+
+    fn close(&self) -> BoxFuture<'_, ()> {
+        Box::pin(Pool::close(self))
+    }
 }
 
 fn get<'r, T: Decode<'r, Postgres> + Type<Postgres>>(row: &'r PgRow, column: &str) -> Result<T> {
@@ -253,5 +310,9 @@ impl Columns for PgRow {
 
     fn opt_json(&self, column: &str) -> Result<Option<Value>> {
         get(self, column)
+    }
+
+    fn json_text(&self, column: &str) -> Result<&str> {
+        get::<Json<&RawValue>>(self, column).map(|json| json.0.get())
     }
 }

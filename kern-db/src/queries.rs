@@ -8,10 +8,11 @@ use crate::codec::{APPROVAL_COLUMN_COUNT, APPROVAL_COLUMNS};
 use crate::layout::{Dialect, Layout};
 use crate::stmt::{Param, ceil_micros};
 
-/// Every statement a store runs, except the WHERE clauses of list queries (see [`Filter`]).
+/// Every statement a store runs, except the WHERE clauses of list queries (see [`Filter`]) and
+/// the row count of an insert.
 #[derive(Debug)]
 pub(crate) struct Queries {
-    pub(crate) insert_approval: String,
+    approvals: String,
     pub(crate) get_approval: String,
     pub(crate) delete_approval: String,
     /// The compare-and-set: `$1` id, `$2` status, `$3` resolved_by, `$4` resolved_at,
@@ -24,9 +25,10 @@ pub(crate) struct Queries {
     pub(crate) count_pending: String,
     /// `$1` user id.
     pub(crate) count_pending_of_user: String,
-    select_approvals: String,
     count_approvals: String,
-    /// `$1`..`$6`: session_id, user_id, agent_id, team_id, created_at, updated_at.
+    /// `$1`..`$6`: session_id, user_id, agent_id, team_id, created_at, updated_at. Only for
+    /// tables before [`DERIVED_ROWS_VERSION`](crate::schema::DERIVED_ROWS_VERSION), whose
+    /// sessions no trigger keeps.
     pub(crate) upsert_session: String,
     /// `$1`..`$10`: run_id, session_id, parent_run_id, agent_id, team_id, user_id, status,
     /// state, created_at, updated_at.
@@ -44,23 +46,15 @@ impl Queries {
     pub(crate) fn new(layout: &Layout) -> Self {
         let approvals = layout.table(&layout.approvals);
         let runs = layout.table(&layout.runs);
-        let sessions = layout.table(&layout.sessions);
         let pending = ApprovalStatus::Pending.as_str();
         let expired = ApprovalStatus::Expired.as_str();
         let running = RunStatus::Running.as_str();
         let paused = RunStatus::Paused.as_str();
-        let placeholders: Vec<String> = (1..=APPROVAL_COLUMN_COUNT).map(|n| format!("${n}")).collect();
-        let (greatest, patch_state) = match layout.dialect {
-            Dialect::Sqlite => ("MAX", format!("json_set(state, '$.status', '{running}', '$.updated_at', $3)")),
-            Dialect::Postgres => {
-                ("GREATEST", format!("state || jsonb_build_object('status', '{running}', 'updated_at', $3::text)"))
-            }
+        let patch_state = match layout.dialect {
+            Dialect::Sqlite => format!("json_set(state, '$.status', '{running}', '$.updated_at', $3)"),
+            Dialect::Postgres => format!("state || jsonb_build_object('status', '{running}', 'updated_at', $3::text)"),
         };
         Queries {
-            insert_approval: format!(
-                "INSERT INTO {approvals} ({APPROVAL_COLUMNS}) VALUES ({})",
-                placeholders.join(", ")
-            ),
             get_approval: format!("SELECT {APPROVAL_COLUMNS} FROM {approvals} WHERE id = $1"),
             delete_approval: format!("DELETE FROM {approvals} WHERE id = $1"),
             resolve_approval: format!(
@@ -69,7 +63,7 @@ impl Queries {
                  WHERE id = $1 AND status = '{pending}' AND (expires_at IS NULL OR expires_at > $6) \
                  RETURNING {APPROVAL_COLUMNS}"
             ),
-            set_run_status: format!("UPDATE {approvals} SET run_status = $2 WHERE run_id = $1 AND run_status <> $2"),
+            set_run_status: set_run_status(layout, "$1", "$2"),
             expire_approvals: format!(
                 "UPDATE {approvals} SET status = '{expired}', updated_at = $1 \
                  WHERE status = '{pending}' AND expires_at <= $1"
@@ -78,17 +72,8 @@ impl Queries {
             count_pending_of_user: format!(
                 "SELECT COUNT(*) AS n FROM {approvals} WHERE status = '{pending}' AND user_id = $1"
             ),
-            select_approvals: format!("SELECT {APPROVAL_COLUMNS} FROM {approvals}"),
             count_approvals: format!("SELECT COUNT(*) AS n FROM {approvals}"),
-            upsert_session: format!(
-                "INSERT INTO {sessions} AS cur (session_id, user_id, agent_id, team_id, created_at, updated_at) \
-                 VALUES ($1, $2, $3, $4, $5, $6) \
-                 ON CONFLICT (session_id) DO UPDATE SET \
-                 user_id = COALESCE(cur.user_id, excluded.user_id), \
-                 agent_id = COALESCE(cur.agent_id, excluded.agent_id), \
-                 team_id = COALESCE(cur.team_id, excluded.team_id), \
-                 updated_at = {greatest}(cur.updated_at, excluded.updated_at)"
-            ),
+            upsert_session: upsert_session(layout, ["$1", "$2", "$3", "$4", "$5", "$6"]),
             upsert_run: format!(
                 "INSERT INTO {runs} \
                  (run_id, session_id, parent_run_id, agent_id, team_id, user_id, status, state, created_at, updated_at) \
@@ -109,26 +94,75 @@ impl Queries {
                 "SELECT state FROM {runs} WHERE session_id = $1 AND parent_run_id IS NULL \
                  ORDER BY created_at DESC, run_id DESC LIMIT $2"
             ),
+            approvals,
         }
     }
 
-    /// One page of matching rows, newest first, ties broken by id; binds the filter's values,
-    /// then the limit and the offset.
+    /// Inserts `rows` approval rows in one statement; binds every column of each row in turn.
+    pub(crate) fn insert_approvals(&self, rows: usize) -> String {
+        let values: Vec<String> = (0..rows)
+            .map(|row| {
+                let first = row * APPROVAL_COLUMN_COUNT;
+                let placeholders: Vec<String> =
+                    (1..=APPROVAL_COLUMN_COUNT).map(|n| format!("${}", first + n)).collect();
+                format!("({})", placeholders.join(", "))
+            })
+            .collect();
+        format!("INSERT INTO {} ({APPROVAL_COLUMNS}) VALUES {}", self.approvals, values.join(", "))
+    }
+
+    /// One page of matching rows, newest first, ties broken by id, each with the number of all
+    /// matching rows in column `total` (a subquery the database runs once, on the index alone);
+    /// binds the filter's values, then the limit and the offset.
     pub(crate) fn list_page(&self, filter: &Filter<'_>) -> String {
         let n = filter.params.len();
+        let where_clause = filter.where_clause();
         format!(
-            "{} {} ORDER BY created_at DESC, id DESC LIMIT ${} OFFSET ${}",
-            self.select_approvals,
-            filter.where_clause(),
+            "SELECT {APPROVAL_COLUMNS}, ({} {where_clause}) AS total FROM {} {where_clause} \
+             ORDER BY created_at DESC, id DESC LIMIT ${} OFFSET ${}",
+            self.count_approvals,
+            self.approvals,
             n + 1,
             n + 2
         )
     }
 
-    /// How many rows match; binds the filter's values.
+    /// How many rows match, for a page that came back empty; binds the filter's values.
     pub(crate) fn list_count(&self, filter: &Filter<'_>) -> String {
         format!("{} {}", self.count_approvals, filter.where_clause())
     }
+}
+
+/// Upserts the session of a run from `values`, SQL expressions for its session_id, user_id,
+/// agent_id, team_id, created_at and updated_at: placeholders in a statement, `NEW.column` in
+/// the trigger that does it on schemas from [`DERIVED_ROWS_VERSION`](crate::schema::DERIVED_ROWS_VERSION).
+/// A session keeps the first ids it was given and its latest update. (No alias for the target
+/// table: SQLite refuses one in a trigger.)
+pub(crate) fn upsert_session(layout: &Layout, values: [&str; 6]) -> String {
+    let sessions = layout.table(&layout.sessions);
+    let greatest = match layout.dialect {
+        Dialect::Sqlite => "MAX",
+        Dialect::Postgres => "GREATEST",
+    };
+    format!(
+        "INSERT INTO {sessions} (session_id, user_id, agent_id, team_id, created_at, updated_at) \
+         VALUES ({}) \
+         ON CONFLICT (session_id) DO UPDATE SET \
+         user_id = COALESCE({sessions}.user_id, excluded.user_id), \
+         agent_id = COALESCE({sessions}.agent_id, excluded.agent_id), \
+         team_id = COALESCE({sessions}.team_id, excluded.team_id), \
+         updated_at = {greatest}({sessions}.updated_at, excluded.updated_at)",
+        values.join(", ")
+    )
+}
+
+/// Sets the `run_status` of the rows of run `run_id` to `status` (SQL expressions, as for
+/// [`upsert_session`]), touching only rows that differ.
+pub(crate) fn set_run_status(layout: &Layout, run_id: &str, status: &str) -> String {
+    format!(
+        "UPDATE {} SET run_status = {status} WHERE run_id = {run_id} AND run_status <> {status}",
+        layout.table(&layout.approvals)
+    )
 }
 
 /// The conditions of an [`ApprovalQuery`] and the values they bind: only the filters that are
@@ -181,11 +215,12 @@ mod tests {
     fn only_set_filters_become_conditions() {
         let query = ApprovalQuery::default().user_id("u' OR 1=1 --").status(ApprovalStatus::Pending);
         let filter = Filter::new(&query);
+        let where_clause = "WHERE status = $1 AND user_id = $2";
         assert_eq!(
             queries().list_page(&filter),
             format!(
-                "SELECT {APPROVAL_COLUMNS} FROM \"kern_approvals\" WHERE status = $1 AND user_id = $2 \
-                 ORDER BY created_at DESC, id DESC LIMIT $3 OFFSET $4"
+                "SELECT {APPROVAL_COLUMNS}, (SELECT COUNT(*) AS n FROM \"kern_approvals\" {where_clause}) AS total \
+                 FROM \"kern_approvals\" {where_clause} ORDER BY created_at DESC, id DESC LIMIT $3 OFFSET $4"
             )
         );
         assert_eq!(filter.params.len(), 2);
@@ -198,8 +233,14 @@ mod tests {
     }
 
     #[test]
-    fn insert_binds_every_column() {
+    fn insert_binds_every_column_of_every_row() {
         assert_eq!(APPROVAL_COLUMNS.split(',').count(), APPROVAL_COLUMN_COUNT);
-        assert!(queries().insert_approval.ends_with(&format!("${APPROVAL_COLUMN_COUNT})")));
+        let row = |first: usize| {
+            let placeholders: Vec<String> = (first..first + APPROVAL_COLUMN_COUNT).map(|n| format!("${n}")).collect();
+            format!("({})", placeholders.join(", "))
+        };
+        let second = 1 + APPROVAL_COLUMN_COUNT;
+        assert!(queries().insert_approvals(1).ends_with(&format!("VALUES {}", row(1))));
+        assert!(queries().insert_approvals(2).ends_with(&format!("VALUES {}, {}", row(1), row(second))));
     }
 }

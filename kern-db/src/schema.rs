@@ -9,9 +9,14 @@ use kern_core::run::RunStatus;
 use kern_core::{Error, Result};
 
 use crate::layout::{Dialect, Ident, Layout};
+use crate::queries::{set_run_status, upsert_session};
 
 /// The schema version this build writes and understands.
-pub const SCHEMA_VERSION: i64 = 2;
+pub const SCHEMA_VERSION: i64 = 3;
+
+/// The first version whose triggers keep a run's session row and its approval rows'
+/// `run_status` in step as the run is saved; a store on older tables writes them itself.
+pub(crate) const DERIVED_ROWS_VERSION: i64 = 3;
 
 /// Serializes first opens of the same Postgres database, so two processes starting at once do
 /// not both create the tables (the bytes spell "kern_db!").
@@ -61,6 +66,7 @@ impl Migrator {
             migrations: vec![
                 Migration { version: 1, statements: tables(layout, &types) },
                 Migration { version: 2, statements: indexes(layout) },
+                Migration { version: DERIVED_ROWS_VERSION, statements: derived_rows(layout) },
             ],
         }
     }
@@ -206,6 +212,38 @@ fn indexes(layout: &Layout) -> Vec<String> {
     ]
 }
 
+/// Version 3: a trigger keeps what a saved run implies: its session row exists (and keeps the
+/// session's first ids and latest update) and its approval rows carry its status. Saves write
+/// runs with `INSERT .. ON CONFLICT DO UPDATE`, which fires `BEFORE INSERT` triggers on both
+/// databases even when the row exists; a claim is a plain `UPDATE` and fires nothing, so the
+/// derived rows follow saves only, as in the memory store. A save is then one statement per
+/// run instead of three.
+fn derived_rows(layout: &Layout) -> Vec<String> {
+    let runs = layout.table(&layout.runs);
+    let name = format!("\"{}_on_save\"", layout.runs.as_str());
+    let session =
+        ["session_id", "user_id", "agent_id", "team_id", "created_at", "updated_at"].map(|c| format!("NEW.{c}"));
+    let body = format!(
+        "{}; {};",
+        upsert_session(layout, session.each_ref().map(String::as_str)),
+        set_run_status(layout, "NEW.run_id", "NEW.status")
+    );
+    match &layout.schema {
+        // SQLite: a trigger has its statements inline.
+        None => vec![format!("CREATE TRIGGER {name} BEFORE INSERT ON {runs} BEGIN {body} END")],
+        // Postgres: a trigger calls a function, kept in the tables' schema.
+        Some(schema) => {
+            let function = format!("{}.{name}", schema.quoted());
+            vec![
+                format!(
+                    "CREATE FUNCTION {function}() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN {body} RETURN NEW; END $$"
+                ),
+                format!("CREATE TRIGGER {name} BEFORE INSERT ON {runs} FOR EACH ROW EXECUTE FUNCTION {function}()"),
+            ]
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -221,8 +259,9 @@ mod tests {
         let versions = |current, target| -> Vec<i64> {
             migrator.pending(current, target).unwrap().iter().map(|m| m.version).collect()
         };
-        assert_eq!(versions(0, SCHEMA_VERSION), [1, 2]);
-        assert_eq!(versions(1, SCHEMA_VERSION), [2]);
+        assert_eq!(versions(0, SCHEMA_VERSION), [1, 2, 3]);
+        assert_eq!(versions(1, SCHEMA_VERSION), [2, 3]);
+        assert_eq!(versions(2, SCHEMA_VERSION), [3]);
         assert_eq!(versions(0, 1), [1]);
         assert_eq!(versions(SCHEMA_VERSION, SCHEMA_VERSION), [] as [i64; 0]);
         assert_eq!(versions(2, 1), [] as [i64; 0]);

@@ -1,5 +1,7 @@
 //! [`SqliteDb`]: the embedded store, one file (or memory) per database.
 
+mod connections;
+
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
@@ -8,30 +10,33 @@ use chrono::{DateTime, Utc};
 use kern_core::{BoxFuture, Error, Result};
 use serde_json::Value;
 use sqlx::query::Query;
-use sqlx::sqlite::{
-    SqliteArguments, SqliteConnectOptions, SqliteConnection, SqlitePoolOptions, SqliteRow, SqliteSynchronous,
-};
-use sqlx::{Decode, Executor, Row, Sqlite, SqlitePool, Type};
+use sqlx::sqlite::{SqliteArguments, SqliteConnectOptions, SqliteConnection, SqliteRow, SqliteSynchronous};
+use sqlx::{Decode, Executor, Row, Sqlite, Type};
 use tokio::time::{Instant, sleep};
 
-use crate::driver::{Driver, Pools};
+use self::connections::Lanes;
+use crate::driver::{Driver, Pools, transaction};
 use crate::error::OpenError;
 use crate::layout::{Dialect, Layout, TableNames};
 use crate::schema::SCHEMA_VERSION;
-use crate::stmt::{Columns, Decoder, Param, Stmt, corrupt};
+use crate::stmt::{Columns, Decoder, Param, Stmt, chain, corrupt};
 use crate::store::{SqlStore, forward_store};
 
 /// How long a write waits for another process holding the database lock.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// The most values one SQL text binds (`$n` counts through a whole script): SQLite's default
+/// `SQLITE_MAX_VARIABLE_NUMBER`, which sqlx's bundled SQLite keeps.
+const MAX_PARAMS: usize = 32_766;
+
 /// Read connections per file. Reads never wait for writes under WAL; a few cover the loops
 /// and an admin listing at once.
-const READ_CONNECTIONS: u32 = 4;
+const READ_CONNECTIONS: usize = 4;
 
 /// The SQLite store: runs and approval rows in one database file.
 ///
-/// Writes go through one connection (others queue in the pool rather than fail on the
-/// database lock) and reads through a small pool, in WAL mode. Clones share the pools.
+/// Writes go through one connection (others queue for it rather than fail on the database
+/// lock) and reads through a few more, in WAL mode. Clones share the pools.
 ///
 /// ```no_run
 /// # async fn demo() -> kern_core::Result<()> {
@@ -217,20 +222,20 @@ async fn file_pools(path: &Path, synchronous: Synchronous) -> Result<Pools<Sqlit
         .synchronous(synchronous.into())
         .foreign_keys(true)
         .busy_timeout(BUSY_TIMEOUT);
+    let writer = Lanes::file(options.clone(), 1);
     // The writer first: it creates the file and switches it to WAL before readers open it.
-    let writer = pool(1).connect_with(options.clone()).await.map_err(Error::database)?;
     enable_wal(&writer).await?;
-    let reader = pool(READ_CONNECTIONS).connect_with(options).await.map_err(Error::database)?;
-    Ok(Pools::new(reader, writer))
+    Ok(Pools::new(Lanes::file(options, READ_CONNECTIONS), writer))
 }
 
 /// Switches the file to WAL (a lasting property of the file). The switch needs an exclusive
 /// lock that SQLite does not wait for, so when several stores open a new file at once all but
 /// one get `SQLITE_BUSY`: retry them until the busy timeout. A file in WAL mode returns at once.
-async fn enable_wal(writer: &SqlitePool) -> Result<()> {
+async fn enable_wal(writer: &Lanes) -> Result<()> {
     let deadline = Instant::now() + BUSY_TIMEOUT;
     loop {
-        match sqlx::raw_sql("PRAGMA journal_mode = WAL").execute(writer).await {
+        let mut conn = writer.acquire_lane().await?;
+        match conn.execute(sqlx::raw_sql("PRAGMA journal_mode = WAL")).await {
             Ok(_) => return Ok(()),
             Err(err) if is_busy(&err) && Instant::now() < deadline => sleep(Duration::from_millis(10)).await,
             Err(err) => return Err(Error::database(err)),
@@ -245,35 +250,26 @@ fn is_busy(err: &sqlx::Error) -> bool {
     code.is_some_and(|code| code & 0xff == SQLITE_BUSY)
 }
 
-/// One connection for everything: each connection to `:memory:` is a database of its own, so
-/// it must never be closed or replaced.
+/// One connection for everything: each connection to `:memory:` is a database of its own.
 async fn memory_pools() -> Result<Pools<Sqlite>> {
-    let options = SqliteConnectOptions::new().in_memory(true).foreign_keys(true);
-    let pool: SqlitePool = pool(1)
-        .min_connections(1)
-        .idle_timeout(None)
-        .max_lifetime(None)
-        .connect_with(options)
-        .await
-        .map_err(Error::database)?;
-    Ok(Pools::new(pool.clone(), pool))
-}
-
-fn pool(connections: u32) -> SqlitePoolOptions {
-    SqlitePoolOptions::new().max_connections(connections)
+    let lanes = Lanes::memory(SqliteConnectOptions::new().in_memory(true).foreign_keys(true)).await?;
+    Ok(Pools::new(lanes.clone(), lanes))
 }
 
 /// Binds `stmt`'s parameters in SQLite's types: timestamps as microseconds since the epoch.
 fn query<'q>(stmt: &'q Stmt<'_>) -> Query<'q, Sqlite, SqliteArguments<'q>> {
-    stmt.params.iter().fold(sqlx::query(stmt.sql), |query, param| match param {
+    stmt.params.iter().fold(sqlx::query(&stmt.sql), |query, param| match param {
         Param::Text(value) => query.bind(value.as_deref()),
         Param::Int(value) => query.bind(*value),
         Param::Time(value) => query.bind(value.map(|time| time.timestamp_micros())),
-        Param::Json(value) => query.bind(value.as_deref()),
+        Param::Json(value) => query.bind(*value),
+        Param::RawJson(value) => query.bind(value.get()),
     })
 }
 
 impl Driver for Sqlite {
+    type Pool = Lanes;
+
     const BEGIN_WRITE: &'static str = "BEGIN IMMEDIATE";
 
     fn fetch<'c, T: Send + 'c>(
@@ -296,6 +292,29 @@ impl Driver for Sqlite {
 
     fn execute_unprepared<'c>(conn: &'c mut SqliteConnection, sql: &'c str) -> BoxFuture<'c, Result<()>> {
         Box::pin(async move { conn.execute(sqlx::raw_sql(sql)).await.map(drop).map_err(Error::database) })
+    }
+
+    /// One script, `BEGIN IMMEDIATE; ..; COMMIT`, so the whole transaction is one hand-off to
+    /// the connection's thread, where sqlx's transactions take one per statement and three
+    /// more (`BEGIN`, a check that it began, `COMMIT`).
+    /// A script that stops early (a failing statement, or a caller that stopped waiting) may
+    /// leave its transaction open, unknown to sqlx: its connection is closed, which rolls the
+    /// transaction back. The one connection of an in-memory database cannot be, so it uses
+    /// sqlx's transactions, as do scripts with more values than one text may bind.
+    fn write_all<'a>(writer: &'a Lanes, stmts: Vec<Stmt<'a>>, _independent: bool) -> BoxFuture<'a, Result<()>> {
+        Box::pin(async move {
+            let params: usize = stmts.iter().map(|stmt| stmt.params.len()).sum();
+            if !writer.can_discard() || params > MAX_PARAMS {
+                return transaction::<Sqlite>(writer, &stmts).await;
+            }
+            let (texts, params) = chain(stmts);
+            let script = Stmt { sql: format!("BEGIN IMMEDIATE; {}; COMMIT", texts.join("; ")).into(), params };
+            let mut conn = writer.acquire_lane().await?;
+            conn.discard_on_drop(true);
+            Self::execute(&mut conn, &script).await?;
+            conn.discard_on_drop(false);
+            Ok(())
+        })
     }
 }
 
@@ -322,6 +341,10 @@ impl Columns for SqliteRow {
     }
 
     fn opt_json(&self, column: &str) -> Result<Option<Value>> {
+        get(self, column)
+    }
+
+    fn json_text(&self, column: &str) -> Result<&str> {
         get(self, column)
     }
 }
@@ -358,12 +381,22 @@ mod tests {
     where
         T: for<'r> Decode<'r, Sqlite> + Type<Sqlite> + Send + Unpin,
     {
-        sqlx::query_scalar(sql).fetch_one(&db.inner.pools().writer).await.unwrap()
+        let mut conn = db.inner.pools().writer.acquire_lane().await.unwrap();
+        sqlx::query_scalar(sql).fetch_one(&mut *conn).await.unwrap()
     }
 
     async fn index_names(db: &SqliteDb) -> Vec<String> {
-        let sql = "SELECT name FROM sqlite_master WHERE type = 'index' AND name NOT LIKE 'sqlite_%' ORDER BY name";
-        sqlx::query_scalar(sql).fetch_all(&db.inner.pools().reader).await.unwrap()
+        names(db, "SELECT name FROM sqlite_master WHERE type = 'index' AND name NOT LIKE 'sqlite_%' ORDER BY name")
+            .await
+    }
+
+    async fn trigger_names(db: &SqliteDb) -> Vec<String> {
+        names(db, "SELECT name FROM sqlite_master WHERE type = 'trigger' ORDER BY name").await
+    }
+
+    async fn names(db: &SqliteDb, sql: &str) -> Vec<String> {
+        let mut conn = db.inner.pools().reader.acquire_lane().await.unwrap();
+        sqlx::query_scalar(sql).fetch_all(&mut *conn).await.unwrap()
     }
 
     #[tokio::test]
@@ -393,6 +426,18 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn the_upgrade_to_version_3_adds_the_trigger() {
+        let file = TempFile::new();
+        let old = SqliteDb::builder().db_file(&file.0).__schema_version(2).build().await.unwrap();
+        assert_eq!(trigger_names(&old).await, Vec::<String>::new());
+        old.close().await;
+
+        let db = SqliteDb::open(&file.0).await.unwrap();
+        assert_eq!(trigger_names(&db).await, ["kern_runs_on_save"]);
+        db.close().await;
+    }
+
+    #[tokio::test]
     async fn the_pending_inbox_reads_the_index_in_order() {
         let db = SqliteDb::in_memory().await.unwrap();
         let queries = Queries::new(&Layout::new(Dialect::Sqlite, None, &TableNames::default()).unwrap());
@@ -403,7 +448,7 @@ mod tests {
                 .bind(ApprovalStatus::Pending.as_str())
                 .bind(50_i64)
                 .bind(0_i64)
-                .fetch_all(&db.inner.pools().reader)
+                .fetch_all(&mut *db.inner.pools().reader.acquire_lane().await.unwrap())
                 .await
                 .unwrap();
         let details: Vec<&str> = plan.iter().map(|row| row.3.as_str()).collect();

@@ -10,6 +10,7 @@ use std::fmt::Display;
 use chrono::{DateTime, SubsecRound, TimeDelta, Utc};
 use kern_core::{Error, Result};
 use serde_json::Value;
+use serde_json::value::RawValue;
 
 /// One parameter value; `None` binds NULL.
 #[derive(Debug, Clone)]
@@ -18,7 +19,9 @@ pub(crate) enum Param<'a> {
     Int(i64),
     /// Always whole microseconds: the precision both databases keep.
     Time(Option<DateTime<Utc>>),
-    Json(Option<Cow<'a, Value>>),
+    Json(Option<&'a Value>),
+    /// JSON text serialized straight from a typed value, not through a [`Value`] tree.
+    RawJson(Box<RawValue>),
 }
 
 impl<'a> From<&'a str> for Param<'a> {
@@ -59,19 +62,19 @@ impl From<Option<DateTime<Utc>>> for Param<'_> {
 
 impl<'a> From<&'a Value> for Param<'a> {
     fn from(value: &'a Value) -> Self {
-        Param::Json(Some(Cow::Borrowed(value)))
+        Param::Json(Some(value))
     }
 }
 
 impl<'a> From<Option<&'a Value>> for Param<'a> {
     fn from(value: Option<&'a Value>) -> Self {
-        Param::Json(value.map(Cow::Borrowed))
+        Param::Json(value)
     }
 }
 
-impl From<Value> for Param<'_> {
-    fn from(value: Value) -> Self {
-        Param::Json(Some(Cow::Owned(value)))
+impl From<Box<RawValue>> for Param<'_> {
+    fn from(value: Box<RawValue>) -> Self {
+        Param::RawJson(value)
     }
 }
 
@@ -79,13 +82,13 @@ impl From<Value> for Param<'_> {
 /// the values for them, in order.
 #[derive(Debug, Clone)]
 pub(crate) struct Stmt<'a> {
-    pub(crate) sql: &'a str,
+    pub(crate) sql: Cow<'a, str>,
     pub(crate) params: Vec<Param<'a>>,
 }
 
 impl<'a> Stmt<'a> {
-    pub(crate) fn new(sql: &'a str) -> Self {
-        Stmt { sql, params: Vec::new() }
+    pub(crate) fn new(sql: impl Into<Cow<'a, str>>) -> Self {
+        Stmt { sql: sql.into(), params: Vec::new() }
     }
 
     /// Appends the value of the next placeholder.
@@ -95,6 +98,40 @@ impl<'a> Stmt<'a> {
     }
 }
 
+/// The texts of `stmts` with their placeholders renumbered so that they follow one another, and
+/// all their values in that order: the parts of one text (a script, a chain of CTEs) that runs
+/// every statement in one call. A `$` followed by a digit is taken as a placeholder: kern's
+/// statements have no such text in their literals.
+pub(crate) fn chain(stmts: Vec<Stmt<'_>>) -> (Vec<String>, Vec<Param<'_>>) {
+    let mut params = Vec::new();
+    let texts = stmts
+        .into_iter()
+        .map(|stmt| {
+            let text = renumber(&stmt.sql, params.len());
+            params.extend(stmt.params);
+            text
+        })
+        .collect();
+    (texts, params)
+}
+
+/// `sql` with each placeholder `$n` made `$(n + offset)`.
+fn renumber(sql: &str, offset: usize) -> String {
+    let mut out = String::with_capacity(sql.len() + sql.len() / 8);
+    let mut rest = sql;
+    while let Some(at) = rest.find('$') {
+        out.push_str(&rest[..=at]);
+        rest = &rest[at + 1..];
+        let digits = rest.bytes().take_while(u8::is_ascii_digit).count();
+        if let Ok(n) = rest[..digits].parse::<usize>() {
+            out.push_str(&(n + offset).to_string());
+            rest = &rest[digits..];
+        }
+    }
+    out.push_str(rest);
+    out
+}
+
 /// A result row, read by column name. Driver errors (a wrong type, a bad timestamp) are
 /// [`Error::Corrupt`]: the row is not what kern wrote.
 pub(crate) trait Columns {
@@ -102,6 +139,8 @@ pub(crate) trait Columns {
     fn int(&self, column: &str) -> Result<i64>;
     fn opt_time(&self, column: &str) -> Result<Option<DateTime<Utc>>>;
     fn opt_json(&self, column: &str) -> Result<Option<Value>>;
+    /// A JSON column's text, to parse straight into a typed value.
+    fn json_text(&self, column: &str) -> Result<&str>;
 
     fn text(&self, column: &str) -> Result<String> {
         self.opt_text(column)?.ok_or_else(|| corrupt(column, "unexpected NULL"))
@@ -155,6 +194,18 @@ mod tests {
         assert_eq!(ceil_micros(between), next);
         assert_eq!(floor_micros(exact), exact);
         assert_eq!(ceil_micros(exact), exact);
+    }
+
+    #[test]
+    fn chained_statements_number_their_placeholders_in_turn() {
+        let first = Stmt::new("INSERT INTO t VALUES ($1, $2) -- '$.x' $$").bind("a").bind("b");
+        let second = Stmt::new("UPDATE t SET a = $2 WHERE b = $1 AND c = $10").bind("c").bind("d");
+        let (texts, params) = chain(vec![first, second]);
+        assert_eq!(
+            texts,
+            ["INSERT INTO t VALUES ($1, $2) -- '$.x' $$", "UPDATE t SET a = $4 WHERE b = $3 AND c = $12"]
+        );
+        assert_eq!(params.len(), 4);
     }
 
     #[test]

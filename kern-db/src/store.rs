@@ -3,6 +3,8 @@
 //! Every method mirrors `kern_core::store::MemoryDb`, the reference; where a database needs
 //! more care (a compare-and-set, a transaction) the comment says how it is kept.
 
+use std::collections::HashSet;
+
 use chrono::{DateTime, SecondsFormat, Utc};
 use kern_core::approval::{Approval, ApprovalPage, ApprovalQuery, ApprovalStatus, ApprovalUpdate};
 use kern_core::run::{RunRecord, RunStatus};
@@ -13,23 +15,33 @@ use crate::codec;
 use crate::driver::{Driver, Pools};
 use crate::layout::Layout;
 use crate::queries::{Filter, Queries};
-use crate::schema::Migrator;
+use crate::schema::{DERIVED_ROWS_VERSION, Migrator};
 use crate::stmt::{Stmt, now};
+
+/// Approval rows per `INSERT`. A statement binds at most 32,766 values on SQLite and 65,535 on
+/// Postgres, and sqlx looks up each `$n` of a SQLite statement by a scan of all its names, so
+/// the time to bind grows with the square of the values: 32 rows (704 values) keep both small.
+const ROWS_PER_INSERT: usize = 32;
 
 /// A store on one database: its pools and its prepared SQL.
 #[derive(Debug)]
-pub(crate) struct SqlStore<DB: sqlx::Database> {
+pub(crate) struct SqlStore<DB: Driver> {
     pools: Pools<DB>,
     queries: Queries,
     migrator: Migrator,
+    /// The schema's triggers keep sessions and `run_status` in step with saved runs; false
+    /// only for tables held at an older version (tests of the upgrade path), where a save
+    /// writes them itself as the builds of that version did.
+    derived_by_triggers: bool,
 }
 
 impl<DB: Driver> SqlStore<DB> {
     /// A store on `pools` with the tables of `layout`, migrated to `target_version`.
     pub(crate) async fn open(pools: Pools<DB>, layout: &Layout, target_version: i64) -> Result<Self> {
-        let store = SqlStore { pools, queries: Queries::new(layout), migrator: Migrator::new(layout) };
-        store.pools.migrate(&store.migrator, target_version).await?;
-        Ok(store)
+        let migrator = Migrator::new(layout);
+        let version = pools.migrate(&migrator, target_version).await?;
+        let derived_by_triggers = version >= DERIVED_ROWS_VERSION;
+        Ok(SqlStore { pools, queries: Queries::new(layout), migrator, derived_by_triggers })
     }
 
     /// The schema version of this store's tables.
@@ -73,6 +85,24 @@ impl<DB: Driver> SqlStore<DB> {
             .bind(run.updated_at))
     }
 
+    /// Inserts `approvals`, each with the status of its run when `runs` has it: the status every
+    /// row of a saved run ends with (the last of repeated runs wins, as the last write would).
+    /// Bound here rather than left to the trigger, which on Postgres may not see rows inserted
+    /// in the same statement.
+    fn insert_approvals<'a>(&'a self, approvals: &'a [Approval], runs: &[RunRecord]) -> Result<Vec<Stmt<'a>>> {
+        approvals
+            .chunks(ROWS_PER_INSERT)
+            .map(|chunk| {
+                let mut stmt = Stmt::new(self.queries.insert_approvals(chunk.len()));
+                for approval in chunk {
+                    let run = runs.iter().rev().find(|run| run.run_id == approval.run_id);
+                    stmt = codec::bind_approval(stmt, approval, run.map_or(approval.run_status, |run| run.status))?;
+                }
+                Ok(stmt)
+            })
+            .collect()
+    }
+
     fn set_run_status<'a>(&'a self, run_id: &'a str, status: RunStatus) -> Stmt<'a> {
         Stmt::new(&self.queries.set_run_status).bind(run_id).bind(status.as_str())
     }
@@ -103,18 +133,22 @@ impl<DB: Driver> SqlStore<DB> {
 impl<DB: Driver> Store for SqlStore<DB> {
     fn save_runs<'a>(&'a self, runs: &'a [RunRecord], new_approvals: &'a [Approval]) -> BoxFuture<'a, Result<()>> {
         Box::pin(async move {
-            let mut stmts = Vec::with_capacity(3 * runs.len() + new_approvals.len());
+            let mut stmts = self.insert_approvals(new_approvals, runs)?;
             for run in runs {
-                // The session first: runs reference it.
-                stmts.push(self.upsert_session(run));
-                stmts.push(self.upsert_run(run)?);
+                if self.derived_by_triggers {
+                    stmts.push(self.upsert_run(run)?);
+                } else {
+                    // The session first: runs reference it.
+                    stmts.push(self.upsert_session(run));
+                    stmts.push(self.upsert_run(run)?);
+                    stmts.push(self.set_run_status(&run.run_id, run.status));
+                }
             }
-            for approval in new_approvals {
-                stmts.push(codec::bind_approval(Stmt::new(&self.queries.insert_approval), approval)?);
-            }
-            // Last, so the rows just inserted follow their run too.
-            stmts.extend(runs.iter().map(|run| self.set_run_status(&run.run_id, run.status)));
-            self.pools.transaction(&stmts).await
+            // With the triggers, the inserted rows already carry their runs' status and each
+            // upsert writes only its own run's row, so only a repeated run makes the statements
+            // depend on each other; the older tables' explicit statements always do.
+            let distinct_runs = runs.iter().map(|run| run.run_id.as_str()).collect::<HashSet<_>>().len() == runs.len();
+            self.pools.write_all(stmts, self.derived_by_triggers && distinct_runs).await
         })
     }
 
@@ -156,7 +190,8 @@ impl<DB: Driver> Store for SqlStore<DB> {
 
     fn create_approval<'a>(&'a self, approval: &'a Approval) -> BoxFuture<'a, Result<()>> {
         Box::pin(async move {
-            let stmt = codec::bind_approval(Stmt::new(&self.queries.insert_approval), approval)?;
+            let stmt =
+                codec::bind_approval(Stmt::new(self.queries.insert_approvals(1)), approval, approval.run_status)?;
             self.pools.execute(stmt).await.map(drop)
         })
     }
@@ -168,14 +203,22 @@ impl<DB: Driver> Store for SqlStore<DB> {
     fn list_approvals<'a>(&'a self, query: &'a ApprovalQuery) -> BoxFuture<'a, Result<ApprovalPage>> {
         Box::pin(async move {
             let filter = Filter::new(query);
-            let (page_sql, count_sql) = (self.queries.list_page(&filter), self.queries.list_count(&filter));
             let offset = i64::try_from(query.offset()).unwrap_or(i64::MAX);
-            let page = Stmt { sql: &page_sql, params: filter.params.clone() }
+            let page = Stmt { sql: self.queries.list_page(&filter).into(), params: filter.params.clone() }
                 .bind(i64::from(query.effective_limit()))
                 .bind(offset);
-            let count = Stmt { sql: &count_sql, params: filter.params };
-            let items = self.pools.read(page, codec::approval).await?;
-            let total = self.pools.read(count, codec::count).await?.pop().unwrap_or(0);
+            let (items, totals): (Vec<Approval>, Vec<u64>) =
+                self.pools.read(page, codec::approval_and_total).await?.into_iter().unzip();
+            let total = match totals.first() {
+                Some(total) => *total,
+                // An empty first page of a real size: nothing matches.
+                None if offset == 0 && query.effective_limit() > 0 => 0,
+                // Past the end, or a page of no rows: only a count can tell.
+                None => {
+                    let count = Stmt { sql: self.queries.list_count(&filter).into(), params: filter.params };
+                    self.pools.read(count, codec::count).await?.pop().unwrap_or(0)
+                }
+            };
             Ok(ApprovalPage { items, total })
         })
     }

@@ -67,6 +67,8 @@ suite! {
         runs::save_runs_sets_the_run_status_of_the_runs_rows,
         runs::a_failing_batch_writes_nothing,
         runs::a_batch_repeating_an_id_writes_nothing,
+        runs::a_batch_larger_than_a_statement_is_saved_whole,
+        runs::a_batch_given_up_midway_writes_all_or_nothing,
         runs::update_approval_run_status_counts_changed_rows,
         runs::of_16_concurrent_claims_exactly_one_wins,
         runs::claiming_a_missing_or_unpaused_run_fails,

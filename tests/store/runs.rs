@@ -2,6 +2,7 @@
 //! session.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use kern::Error;
 use kern::approval::Approval;
@@ -66,6 +67,55 @@ pub async fn a_failing_batch_writes_nothing(store: Arc<dyn Store>) {
     assert_eq!(store.get_approval(&fresh.id).await.unwrap(), None);
     assert_eq!(stored(&*store, &existing.id).await, existing);
     assert!(store.session_runs("session-2", 10).await.unwrap().is_empty());
+
+    // Nothing of the failed batch lingers where the next write goes: it commits, and others see it.
+    store.save_runs(std::slice::from_ref(&new_run), std::slice::from_ref(&fresh)).await.unwrap();
+    assert_eq!(store.load_run(&new_run.run_id).await.unwrap(), Some(new_run));
+    assert_eq!(stored(&*store, &fresh.id).await, fresh);
+}
+
+pub async fn a_batch_larger_than_a_statement_is_saved_whole(store: Arc<dyn Store>) {
+    // More values than one SQL statement may bind on either database (22 per row).
+    let paused = run("session-1");
+    let rows: Vec<Approval> = (0..3_100).map(|_| approval(&paused.run_id)).collect();
+    let duplicate = Approval { tool_name: "other".into(), ..rows[0].clone() };
+    let failing: Vec<Approval> = rows.iter().cloned().chain([duplicate]).collect();
+    let err = store.save_runs(std::slice::from_ref(&paused), &failing).await.unwrap_err();
+    assert!(matches!(err, Error::Database(_)), "{err:?}");
+    assert_eq!(store.count_pending_approvals(None).await.unwrap(), 0);
+    assert_eq!(store.load_run(&paused.run_id).await.unwrap(), None);
+
+    store.save_runs(std::slice::from_ref(&paused), &rows).await.unwrap();
+    assert_eq!(store.count_pending_approvals(None).await.unwrap(), 3_100);
+    assert_eq!(stored(&*store, &rows[3_099].id).await, rows[3_099]);
+}
+
+pub async fn a_batch_given_up_midway_writes_all_or_nothing(store: Arc<dyn Store>) {
+    for _ in 0..20 {
+        let paused = run("session-1");
+        let row = approval(&paused.run_id);
+        let save = store.save_runs(std::slice::from_ref(&paused), std::slice::from_ref(&row));
+        // The caller stops waiting at the first await that does not finish at once.
+        let _ = tokio::time::timeout(Duration::ZERO, save).await;
+
+        // Whatever became of it, the next write commits and others see it.
+        let next = run("session-1");
+        store.save_runs(std::slice::from_ref(&next), &[]).await.unwrap();
+        assert_eq!(store.load_run(&next.run_id).await.unwrap(), Some(next));
+
+        // The batch may still finish after its caller left; once settled it is whole or absent
+        // (two reads are two moments, so they may disagree only while it is underway).
+        let settled = async {
+            loop {
+                let saved = store.load_run(&paused.run_id).await.unwrap().is_some();
+                if store.get_approval(&row.id).await.unwrap().is_some() == saved {
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        };
+        tokio::time::timeout(Duration::from_secs(5), settled).await.expect("the batch is stored whole or not at all");
+    }
 }
 
 pub async fn a_batch_repeating_an_id_writes_nothing(store: Arc<dyn Store>) {

@@ -8,6 +8,7 @@ use std::time::Duration;
 use kern::Error;
 use kern::approval::{ApprovalQuery, ApprovalStatus, ApprovalUpdate};
 use kern::db::{OpenError, PostgresDb, SCHEMA_VERSION, SqliteDb, Store};
+use kern::run::RunStatus;
 
 use crate::fixtures::{approval, ids, listing_order, run, stored};
 use crate::harness::{Options, SqlTarget, unique_name};
@@ -66,19 +67,34 @@ pub async fn an_older_schema_is_upgraded_keeping_its_rows(target: SqlTarget) {
     let previous = SCHEMA_VERSION - 1;
     let old = target.open(Options::default().schema_version(previous)).await.unwrap();
     assert_eq!(old.schema_version().await, previous);
-    let paused = run("session-1");
+    let mut paused = run("session-1");
     let rows = [approval(&paused.run_id), approval(&paused.run_id)];
     old.store().save_runs(std::slice::from_ref(&paused), &rows).await.unwrap();
+    // The older tables have no triggers: the store of that version keeps the rows in step itself.
+    paused.status = RunStatus::Running;
+    old.store().save_runs(std::slice::from_ref(&paused), &[]).await.unwrap();
+    assert_eq!(stored(&*old.store(), &rows[0].id).await.run_status, RunStatus::Running);
     old.close().await;
 
     let db = target.open(Options::default()).await.unwrap();
     assert_eq!(db.schema_version().await, SCHEMA_VERSION);
     let store = db.store();
-    assert_eq!(store.load_run(&paused.run_id).await.unwrap(), Some(paused));
+    assert_eq!(store.load_run(&paused.run_id).await.unwrap().as_ref(), Some(&paused));
     let pending = store.list_approvals(&ApprovalQuery::default().status(ApprovalStatus::Pending)).await.unwrap();
     assert_eq!(ids(&pending.items), listing_order(&rows.iter().collect::<Vec<_>>()));
     store.update_approval(&rows[0].id, ApprovalUpdate::approve("admin")).await.unwrap();
     assert_eq!(store.count_pending_approvals(None).await.unwrap(), 1);
+
+    // The upgraded tables keep the rows in step with their run, and with a new one.
+    paused.status = RunStatus::Completed;
+    let next = run("session-2");
+    let next_row = approval(&next.run_id);
+    store.save_runs(&[paused.clone(), next.clone()], std::slice::from_ref(&next_row)).await.unwrap();
+    for row in &rows {
+        assert_eq!(stored(&*store, &row.id).await.run_status, RunStatus::Completed);
+    }
+    assert_eq!(stored(&*store, &next_row.id).await, next_row);
+    assert_eq!(store.session_runs("session-2", 5).await.unwrap(), [next]);
     db.close().await;
 }
 
@@ -98,8 +114,14 @@ pub async fn each_write_is_one_commit_and_reads_none(target: SqlTarget) {
     commits(1, start, "reads");
     store.update_approval(&rows[0].id, ApprovalUpdate::approve("admin")).await.unwrap();
     commits(2, start, "a resolution");
-    store.claim_run(&paused.run_id).await.unwrap();
+    let mut claimed = store.claim_run(&paused.run_id).await.unwrap();
     commits(3, start, "a claim");
+    claimed.status = RunStatus::Completed;
+    store.save_runs(std::slice::from_ref(&claimed), &[]).await.unwrap();
+    commits(4, start, "a finished run");
+    let (team, member) = (run("session-2"), run("session-2"));
+    store.save_runs(&[team, member.clone()], &[approval(&member.run_id)]).await.unwrap();
+    commits(5, start, "a team's pause: two runs and a row");
     db.close().await;
 }
 
