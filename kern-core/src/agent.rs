@@ -86,12 +86,7 @@ impl Agent {
     /// Returns when the run completes or pauses; a paused run, with its approval rows, is
     /// already stored, and a failure to store it is this call's error.
     pub async fn run_with(&self, input: impl Into<String>, options: RunOptions) -> Result<RunOutput> {
-        let request = RunRequest {
-            input: input.into(),
-            session_id: options.session_id,
-            user_id: options.user_id,
-            parent_run_id: None,
-        };
+        let request = RunRequest::top_level(input.into(), options);
         let span = tracing::info_span!("kern.run", agent_id = self.id());
         let step = self.runner.start(request).instrument(span).await;
         persist(&*self.runner.store, step).await

@@ -54,12 +54,7 @@ impl Team {
 
     /// Runs the team on `input` for a user and/or in an existing session.
     pub async fn run_with(&self, input: impl Into<String>, options: RunOptions) -> Result<RunOutput> {
-        let request = RunRequest {
-            input: input.into(),
-            session_id: options.session_id,
-            user_id: options.user_id,
-            parent_run_id: None,
-        };
+        let request = RunRequest::top_level(input.into(), options);
         let step =
             self.leader.start(request).instrument(tracing::info_span!("kern.team_run", team_id = self.id())).await;
         self.persist(step).await

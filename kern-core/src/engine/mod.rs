@@ -54,6 +54,13 @@ pub(crate) struct RunRequest {
     pub(crate) parent_run_id: Option<String>,
 }
 
+impl RunRequest {
+    /// A top-level run of `input` with the caller's options.
+    pub(crate) fn top_level(input: String, options: crate::agent::RunOptions) -> Self {
+        RunRequest { input, session_id: options.session_id, user_id: options.user_id, parent_run_id: None }
+    }
+}
+
 /// What a step writes besides the run itself: new approval rows and member child runs.
 #[derive(Debug, Default)]
 pub(crate) struct Writes {
