@@ -41,7 +41,7 @@ impl Anthropic {
         EnvVars { api_key: "ANTHROPIC_API_KEY", base_url: "KERN_ANTHROPIC_BASE_URL", model: "KERN_ANTHROPIC_MODEL" };
 
     /// A provider for `model` on Anthropic, without an API key, a 120s timeout and the default
-    /// [`RetryPolicy`].
+    /// [`RetryPolicy`](super::RetryPolicy).
     pub fn new(model: impl Into<String>) -> Self {
         let endpoint = Endpoint::new("anthropic", model.into(), Self::DEFAULT_BASE_URL);
         Anthropic { endpoint, max_tokens: Self::DEFAULT_MAX_TOKENS }

@@ -39,7 +39,7 @@ impl OpenAiCompatible {
         EnvVars { api_key: "OPENAI_API_KEY", base_url: "KERN_OPENAI_BASE_URL", model: "KERN_OPENAI_MODEL" };
 
     /// A provider for `model` on OpenAI, without an API key, a 120s timeout and the default
-    /// [`RetryPolicy`].
+    /// [`RetryPolicy`](super::RetryPolicy).
     pub fn new(model: impl Into<String>) -> Self {
         OpenAiCompatible { endpoint: Endpoint::new("openai", model.into(), Self::DEFAULT_BASE_URL), max_tokens: None }
     }
