@@ -1,7 +1,7 @@
 //! The SQL of a store, built once when it opens: table names are formatted in (they cannot be
 //! parameters), every value is a numbered parameter.
 
-use kern_core::approval::{ApprovalQuery, ApprovalStatus};
+use kern_core::approval::{ApprovalQuery, ApprovalStatus, PauseType};
 use kern_core::run::RunStatus;
 
 use crate::codec::{APPROVAL_COLUMN_COUNT, APPROVAL_COLUMNS};
@@ -18,6 +18,9 @@ pub(crate) struct Queries {
     /// The compare-and-set: `$1` id, `$2` status, `$3` resolved_by, `$4` resolved_at,
     /// `$5` resolution_data, `$6` now. Applies only to a pending, unexpired row.
     pub(crate) resolve_approval: String,
+    /// [`resolve_approval`](Self::resolve_approval) limited to confirmation rows: the only
+    /// rows an approval needs no data for, so it may apply without reading the row first.
+    pub(crate) resolve_confirmation: String,
     /// `$1` run id, `$2` run status.
     pub(crate) set_run_status: String,
     /// `$1` now.
@@ -54,15 +57,18 @@ impl Queries {
             Dialect::Sqlite => format!("json_set(state, '$.status', '{running}', '$.updated_at', $3)"),
             Dialect::Postgres => format!("state || jsonb_build_object('status', '{running}', 'updated_at', $3::text)"),
         };
+        let resolve_approval = format!(
+            "UPDATE {approvals} SET status = $2, resolved_by = $3, resolved_at = $4, resolution_data = $5, \
+             updated_at = $6 \
+             WHERE id = $1 AND status = '{pending}' AND (expires_at IS NULL OR expires_at > $6)"
+        );
+        let returning = format!("RETURNING {APPROVAL_COLUMNS}");
+        let confirmation = PauseType::Confirmation.as_str();
         Queries {
+            resolve_confirmation: format!("{resolve_approval} AND pause_type = '{confirmation}' {returning}"),
+            resolve_approval: format!("{resolve_approval} {returning}"),
             get_approval: format!("SELECT {APPROVAL_COLUMNS} FROM {approvals} WHERE id = $1"),
             delete_approval: format!("DELETE FROM {approvals} WHERE id = $1"),
-            resolve_approval: format!(
-                "UPDATE {approvals} SET status = $2, resolved_by = $3, resolved_at = $4, resolution_data = $5, \
-                 updated_at = $6 \
-                 WHERE id = $1 AND status = '{pending}' AND (expires_at IS NULL OR expires_at > $6) \
-                 RETURNING {APPROVAL_COLUMNS}"
-            ),
             set_run_status: set_run_status(layout, "$1", "$2"),
             expire_approvals: format!(
                 "UPDATE {approvals} SET status = '{expired}', updated_at = $1 \

@@ -112,14 +112,21 @@ impl<DB: Driver> SqlStore<DB> {
         Ok(self.pools.read(stmt, codec::approval).await?.pop())
     }
 
-    /// The compare-and-set of a resolution; `None` when it matched no row.
-    async fn resolve(&self, id: &str, update: &ApprovalUpdate, now: DateTime<Utc>) -> Result<Option<Approval>> {
+    /// The compare-and-set of a resolution, `sql` one of the `resolve_*` queries; `None` when
+    /// it matched no row.
+    async fn resolve(
+        &self,
+        sql: &str,
+        id: &str,
+        update: &ApprovalUpdate,
+        now: DateTime<Utc>,
+    ) -> Result<Option<Approval>> {
         // The statement can only match a pending row, so an update expecting another status
         // can never apply: skip the round trip and report why.
         if update.expected_status.is_some_and(|expected| expected != ApprovalStatus::Pending) {
             return Ok(None);
         }
-        let stmt = Stmt::new(&self.queries.resolve_approval)
+        let stmt = Stmt::new(sql)
             .bind(id)
             .bind(update.status.as_str())
             .bind(update.resolved_by.as_deref())
@@ -226,10 +233,16 @@ impl<DB: Driver> Store for SqlStore<DB> {
     fn update_approval<'a>(&'a self, id: &'a str, update: ApprovalUpdate) -> BoxFuture<'a, Result<Approval>> {
         Box::pin(async move {
             let now = now();
+            // Most approvals confirm a call: try the compare-and-set that only a confirmation
+            // row can match, which needs no data checked, before reading the row to check it.
+            let approving = update.status == ApprovalStatus::Approved;
+            if approving && let Some(row) = self.resolve(&self.queries.resolve_confirmation, id, &update, now).await? {
+                return Ok(row);
+            }
             if needs_precheck(&update) {
                 check_resolution(id, self.get(id).await?.as_ref(), &update, now)?;
             }
-            if let Some(row) = self.resolve(id, &update, now).await? {
+            if let Some(row) = self.resolve(&self.queries.resolve_approval, id, &update, now).await? {
                 return Ok(row);
             }
             // Nothing matched: the row is gone, resolved, expired or not as expected. Read it
