@@ -9,6 +9,7 @@
 //! cargo bench --bench approval_cycle -- [--backend sqlite|postgres|memory] [--n N]
 //!     [--concurrency C] [--mode approve|reject|audit] [--warmup W]
 //! cargo bench --bench approval_cycle -- --scenario list [--rows 1000000] [--backend ..]
+//! cargo bench --bench approval_cycle -- --scenario floor [--n N] [--backend sqlite|postgres]
 //! ```
 //!
 //! It prints one line per phase (median and p99 in ms) and, last, one summary line. Under
@@ -62,12 +63,30 @@ struct Options {
     warmup: usize,
     concurrency: usize,
     mode: Mode,
-    list_rows: Option<usize>,
+    scenario: Scenario,
+}
+
+/// What the program measures.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Scenario {
+    /// The approval cycle.
+    Cycle,
+    /// The admin's queries on a table of `rows` rows.
+    List { rows: usize },
+    /// What the database itself allows: a bare durable commit and a bare read, through sqlx.
+    Floor,
 }
 
 impl Default for Options {
     fn default() -> Self {
-        Options { kind: Kind::Sqlite, n: 2000, warmup: 20, concurrency: 1, mode: Mode::Approve, list_rows: None }
+        Options {
+            kind: Kind::Sqlite,
+            n: 2000,
+            warmup: 20,
+            concurrency: 1,
+            mode: Mode::Approve,
+            scenario: Scenario::Cycle,
+        }
     }
 }
 
@@ -75,7 +94,7 @@ type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
 fn parse(args: &[String]) -> Result<Options, BoxError> {
     let mut options = Options::default();
-    let mut scenario_list = false;
+    let mut scenario = "cycle".to_owned();
     let mut rows = 1_000_000;
     let mut args = args.iter();
     while let Some(flag) = args.next() {
@@ -102,17 +121,16 @@ fn parse(args: &[String]) -> Result<Options, BoxError> {
             "--warmup" => options.warmup = value()?.parse()?,
             "--concurrency" => options.concurrency = value()?.parse::<usize>()?.max(1),
             "--rows" => rows = value()?.parse()?,
-            "--scenario" => {
-                scenario_list = match value()?.as_str() {
-                    "cycle" => false,
-                    "list" => true,
-                    other => return Err(format!("unknown scenario `{other}`: cycle or list").into()),
-                }
-            }
+            "--scenario" => scenario = value()?.clone(),
             other => return Err(format!("unknown argument `{other}`").into()),
         }
     }
-    options.list_rows = scenario_list.then_some(rows);
+    options.scenario = match scenario.as_str() {
+        "cycle" => Scenario::Cycle,
+        "list" => Scenario::List { rows },
+        "floor" => Scenario::Floor,
+        other => return Err(format!("unknown scenario `{other}`: cycle, list or floor").into()),
+    };
     Ok(options)
 }
 
@@ -469,6 +487,104 @@ async fn time_queries(options: &Options, store: &dyn Store, rows: usize) -> Resu
     ))
 }
 
+/// Times what no cycle can go below on the store's own database: a durable one-row commit
+/// and a one-row read, one prepared statement each through sqlx, with the store's settings,
+/// from `--concurrency` connections at once. A cycle makes 4 commits (pause, resolve, claim,
+/// finish) and 4 reads (history, the admin's list, the run and its row): a quarter of the
+/// commit-and-read pairs per second is the most cycles per second the database allows.
+async fn run_floor(options: &Options, print: bool) -> Result<(), BoxError> {
+    let backend = open(options.kind, "floor").await?;
+    let timed = match &backend.leftover {
+        Leftover::Nothing => Err("the floor scenario measures a database: --backend sqlite or postgres".into()),
+        Leftover::File(path) => {
+            let connect = sqlx::sqlite::SqliteConnectOptions::new()
+                .filename(path)
+                .synchronous(sqlx::sqlite::SqliteSynchronous::Full)
+                .busy_timeout(Duration::from_secs(10));
+            let create = "CREATE TABLE floor_probe (id INTEGER PRIMARY KEY, note TEXT NOT NULL)";
+            time_floor::<sqlx::SqliteConnection>(connect, create, options).await
+        }
+        Leftover::Schema { url, schema } => {
+            let connect = url.parse::<sqlx::postgres::PgConnectOptions>()?.options([("search_path", schema.as_str())]);
+            let create =
+                "CREATE TABLE floor_probe (id BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY, note TEXT NOT NULL)";
+            time_floor::<sqlx::PgConnection>(connect, create, options).await
+        }
+    };
+    backend.remove().await?;
+    let Floor { mut commits, mut reads, pairs_per_s } = timed?;
+    if !print {
+        return Ok(());
+    }
+    commits.sort();
+    reads.sort();
+    println!(
+        "phase durable_commit       median_ms={:.3} p99_ms={:.3}",
+        percentile(&commits, 0.5),
+        percentile(&commits, 0.99)
+    );
+    println!(
+        "phase read                 median_ms={:.3} p99_ms={:.3}",
+        percentile(&reads, 0.5),
+        percentile(&reads, 0.99)
+    );
+    println!(
+        "approval_cycle_floor backend={} n={} concurrency={} commit_read_pairs_per_s={pairs_per_s:.1} max_cycles_per_s={:.1}",
+        backend_name(options.kind),
+        options.n,
+        options.concurrency,
+        pairs_per_s / 4.0
+    );
+    Ok(())
+}
+
+/// The timings of the floor scenario.
+struct Floor {
+    commits: Vec<Duration>,
+    reads: Vec<Duration>,
+    pairs_per_s: f64,
+}
+
+/// Creates the probe table with `create`, then times `options.n` one-row inserts (each its own
+/// commit) and as many one-row reads, spread over `options.concurrency` connections.
+async fn time_floor<C>(connect: C::Options, create: &str, options: &Options) -> Result<Floor, BoxError>
+where
+    C: sqlx::Connection,
+    for<'c> &'c mut C: sqlx::Executor<'c, Database = C::Database>,
+    for<'q> <C::Database as sqlx::Database>::Arguments<'q>: sqlx::IntoArguments<'q, C::Database>,
+{
+    let mut conn = C::connect_with(&connect).await?;
+    sqlx::raw_sql(create).execute(&mut conn).await?;
+    sqlx::query("INSERT INTO floor_probe (note) VALUES ('probe')").execute(&mut conn).await?;
+    let per_task = options.n.div_ceil(options.concurrency).max(1);
+    let started = Instant::now();
+    let tasks: Vec<_> = (0..options.concurrency)
+        .map(|_| {
+            let connect = connect.clone();
+            tokio::spawn(async move {
+                let mut conn = C::connect_with(&connect).await?;
+                let mut timings = Vec::with_capacity(per_task);
+                for _ in 0..per_task {
+                    let t0 = Instant::now();
+                    sqlx::query("INSERT INTO floor_probe (note) VALUES ('probe')").execute(&mut conn).await?;
+                    let t1 = Instant::now();
+                    sqlx::query("SELECT note FROM floor_probe WHERE id = 1").fetch_one(&mut conn).await?;
+                    timings.push((t1 - t0, t1.elapsed()));
+                }
+                Ok::<_, sqlx::Error>(timings)
+            })
+        })
+        .collect();
+    let mut floor = Floor { commits: Vec::new(), reads: Vec::new(), pairs_per_s: 0.0 };
+    for task in tasks {
+        let (commits, reads): (Vec<_>, Vec<_>) = task.await??.into_iter().unzip();
+        floor.commits.extend(commits);
+        floor.reads.extend(reads);
+    }
+    floor.pairs_per_s = floor.commits.len() as f64 / started.elapsed().as_secs_f64();
+    Ok(floor)
+}
+
 /// Row `i` of the list scenario: every hundredth is pending, the rest resolved.
 fn filler_row(i: usize, now: chrono::DateTime<Utc>) -> Approval {
     let created_at = now - chrono::Duration::milliseconds(i as i64);
@@ -510,7 +626,7 @@ async fn smoke() -> Result<(), BoxError> {
     for kind in kinds {
         for mode in [Mode::Approve, Mode::Reject, Mode::Audit] {
             for concurrency in [1, 4] {
-                let options = Options { kind, n: 24, warmup: 2, concurrency, mode, list_rows: None };
+                let options = Options { kind, n: 24, warmup: 2, concurrency, mode, scenario: Scenario::Cycle };
                 run_cycles(&options, false).await.map_err(|e| format!("{kind:?} {mode:?} x{concurrency}: {e}"))?;
                 checks += 1;
             }
@@ -518,6 +634,10 @@ async fn smoke() -> Result<(), BoxError> {
         let options = Options { kind, n: 5, ..Options::default() };
         run_list(&options, 1_000, false).await.map_err(|e| format!("{kind:?} list: {e}"))?;
         checks += 1;
+        if kind != Kind::Memory {
+            run_floor(&options, false).await.map_err(|e| format!("{kind:?} floor: {e}"))?;
+            checks += 1;
+        }
     }
     println!("approval_cycle smoke: {checks} passed, 0 failed");
     Ok(())
@@ -531,9 +651,10 @@ fn main() -> Result<(), BoxError> {
     }
     let options = parse(&args)?;
     runtime.block_on(async {
-        match options.list_rows {
-            Some(rows) => run_list(&options, rows, true).await,
-            None => run_cycles(&options, true).await,
+        match options.scenario {
+            Scenario::Cycle => run_cycles(&options, true).await,
+            Scenario::List { rows } => run_list(&options, rows, true).await,
+            Scenario::Floor => run_floor(&options, true).await,
         }
     })
 }

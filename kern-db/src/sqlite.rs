@@ -11,11 +11,11 @@ use kern_core::{BoxFuture, Error, Result};
 use serde_json::Value;
 use sqlx::query::Query;
 use sqlx::sqlite::{SqliteArguments, SqliteConnectOptions, SqliteConnection, SqliteRow, SqliteSynchronous};
-use sqlx::{Decode, Executor, Row, Sqlite, Type};
+use sqlx::{Connection, Decode, Executor, Row, Sqlite, Type};
 use tokio::time::{Instant, sleep};
 
 use self::connections::Lanes;
-use crate::driver::{Driver, Pools, transaction};
+use crate::driver::{Driver, Pools};
 use crate::error::OpenError;
 use crate::layout::{Dialect, Layout, TableNames};
 use crate::schema::SCHEMA_VERSION;
@@ -296,26 +296,47 @@ impl Driver for Sqlite {
 
     /// One script, `BEGIN IMMEDIATE; ..; COMMIT`, so the whole transaction is one hand-off to
     /// the connection's thread, where sqlx's transactions take one per statement and three
-    /// more (`BEGIN`, a check that it began, `COMMIT`).
-    /// A script that stops early (a failing statement, or a caller that stopped waiting) may
-    /// leave its transaction open, unknown to sqlx: its connection is closed, which rolls the
-    /// transaction back. The one connection of an in-memory database cannot be, so it uses
-    /// sqlx's transactions, as do scripts with more values than one text may bind.
+    /// more (`BEGIN`, a check that it began, `COMMIT`); sqlx's transactions only for scripts
+    /// with more values than one text may bind.
+    ///
+    /// A caller that stops waiting can leave the transaction open, unknown to sqlx: a script
+    /// stops at its next statement, and sqlx's custom `BEGIN` is abandoned between the `BEGIN`
+    /// and its check. So the connection is closed, which rolls the transaction back. The one
+    /// connection of an in-memory database cannot be: it uses a plain `BEGIN`, which sqlx
+    /// abandons cleanly (with no other connection, there is no other writer to lock out).
     fn write_all<'a>(writer: &'a Lanes, stmts: Vec<Stmt<'a>>, _independent: bool) -> BoxFuture<'a, Result<()>> {
         Box::pin(async move {
-            let params: usize = stmts.iter().map(|stmt| stmt.params.len()).sum();
-            if !writer.can_discard() || params > MAX_PARAMS {
-                return transaction::<Sqlite>(writer, &stmts).await;
-            }
-            let (texts, params) = chain(stmts);
-            let script = Stmt { sql: format!("BEGIN IMMEDIATE; {}; COMMIT", texts.join("; ")).into(), params };
             let mut conn = writer.acquire_lane().await?;
+            if !writer.can_discard() {
+                return transaction(&mut conn, None, &stmts).await;
+            }
             conn.discard_on_drop(true);
-            Self::execute(&mut conn, &script).await?;
+            let params: usize = stmts.iter().map(|stmt| stmt.params.len()).sum();
+            if params > MAX_PARAMS {
+                transaction(&mut conn, Some(Self::BEGIN_WRITE), &stmts).await?;
+            } else {
+                let (texts, params) = chain(stmts);
+                let script = Stmt { sql: format!("BEGIN IMMEDIATE; {}; COMMIT", texts.join("; ")).into(), params };
+                Self::execute(&mut conn, &script).await?;
+            }
             conn.discard_on_drop(false);
             Ok(())
         })
     }
+}
+
+/// Runs `stmts` in one sqlx transaction on `conn`, begun with `begin` (or a plain `BEGIN`): all
+/// of them or, on any error, none.
+async fn transaction(conn: &mut SqliteConnection, begin: Option<&'static str>, stmts: &[Stmt<'_>]) -> Result<()> {
+    let mut tx = match begin {
+        Some(begin) => conn.begin_with(begin).await,
+        None => conn.begin().await,
+    }
+    .map_err(Error::database)?;
+    for stmt in stmts {
+        Sqlite::execute(&mut tx, stmt).await?;
+    }
+    tx.commit().await.map_err(Error::database)
 }
 
 fn get<'r, T: Decode<'r, Sqlite> + Type<Sqlite>>(row: &'r SqliteRow, column: &str) -> Result<T> {
@@ -435,6 +456,27 @@ mod tests {
         let db = SqliteDb::open(&file.0).await.unwrap();
         assert_eq!(trigger_names(&db).await, ["kern_runs_on_save"]);
         db.close().await;
+    }
+
+    /// A caller that stops waiting mid-way through a batch must leave the in-memory
+    /// database's one connection usable and the batch whole or absent.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn an_abandoned_batch_leaves_the_in_memory_database_usable() {
+        let db = SqliteDb::in_memory().await.unwrap();
+        let pools = db.inner.pools();
+        pools.execute(Stmt::new("CREATE TABLE pairs (n INTEGER NOT NULL)")).await.unwrap();
+        let pair = |n: i64| {
+            vec![Stmt::new("INSERT INTO pairs VALUES ($1)").bind(n), Stmt::new("INSERT INTO pairs VALUES ($1)").bind(n)]
+        };
+        for n in 0..200 {
+            let _ = tokio::time::timeout(Duration::ZERO, pools.write_all(pair(n), false)).await;
+            pools.write_all(pair(-n - 1), false).await.unwrap();
+        }
+        let counts: Vec<i64> = sqlx::query_scalar("SELECT COUNT(*) FROM pairs GROUP BY n")
+            .fetch_all(&mut *pools.reader.acquire_lane().await.unwrap())
+            .await
+            .unwrap();
+        assert!(counts.len() >= 200 && counts.iter().all(|&count| count == 2), "{counts:?}");
     }
 
     #[tokio::test]
