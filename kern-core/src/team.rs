@@ -36,6 +36,16 @@ struct MemberResumption<'a> {
     decisions: Vec<Decision>,
 }
 
+/// Everything a continue reads before it claims the team run: what the team and its paused
+/// members resume with, and the member runs that are done, which the output reports. Reading
+/// them all first means a failed read changes nothing, and nothing is read once the outcome
+/// is stored.
+struct Prepared<'a> {
+    decisions: Vec<Decision>,
+    members: Vec<MemberResumption<'a>>,
+    finished_members: Vec<RunRecord>,
+}
+
 impl Team {
     /// Starts configuring a team.
     pub fn builder() -> TeamBuilder {
@@ -57,7 +67,7 @@ impl Team {
         let request = RunRequest::top_level(input.into(), options);
         let step =
             self.leader.start(request).instrument(tracing::info_span!("kern.team_run", team_id = self.id())).await;
-        self.persist(step).await
+        self.persist(step, &[]).await
     }
 
     /// Continues a paused team run: paused members resume first (their rows checked as an
@@ -87,7 +97,7 @@ impl Team {
         let claimed = store.claim_run(run_id).await?;
         // Another continue may have resumed and re-paused the run between our read and our
         // claim; then decide again on what we now own.
-        let (team_decisions, members) = if claimed.requirements == record.requirements {
+        let Prepared { decisions, members, finished_members } = if claimed.requirements == record.requirements {
             prepared
         } else {
             match self.prepare(&claimed, &requirements).await {
@@ -108,22 +118,19 @@ impl Team {
                 }
             }
         }
-        let step = self.resume(claimed, team_decisions, members).await;
-        self.persist(step).await
+        let step = self.resume(claimed, decisions, members).await;
+        self.persist(step, &finished_members).await
     }
 
     /// Decides everything the team run waits for, reading only.
-    async fn prepare<'a>(
-        &'a self,
-        record: &RunRecord,
-        requirements: &[RunRequirement],
-    ) -> Result<(Vec<Decision>, Vec<MemberResumption<'a>>)> {
+    async fn prepare<'a>(&'a self, record: &RunRecord, requirements: &[RunRequirement]) -> Result<Prepared<'a>> {
+        let store = &*self.leader.store;
         let (member_answers, team_answers): (Vec<&RunRequirement>, Vec<&RunRequirement>) =
             requirements.iter().partition(|r| r.member.is_some());
         let mut team_view = record.clone();
         team_view.requirements.retain(|r| r.member.is_none());
         let team_answers: Vec<RunRequirement> = team_answers.into_iter().cloned().collect();
-        let team_decisions = self.leader.decide(&team_view, &team_answers).await?;
+        let decisions = self.leader.decide(&team_view, &team_answers).await?;
 
         let paused: Vec<_> = record
             .delegations
@@ -146,7 +153,6 @@ impl Team {
         for reference in paused {
             let member =
                 roster.get(&reference.agent_id).ok_or_else(|| Error::UnknownMember(reference.agent_id.clone()))?;
-            let store = &*self.leader.store;
             let member_record =
                 store.load_run(&reference.run_id).await?.ok_or_else(|| Error::RunNotFound(reference.run_id.clone()))?;
             if member_record.status != RunStatus::Paused {
@@ -160,7 +166,14 @@ impl Team {
             let decisions = member.runner.decide(&member_record, &answers).await?;
             members.push(MemberResumption { member, record: member_record, decisions });
         }
-        Ok((team_decisions, members))
+        let mut finished_members = Vec::new();
+        for run_id in &record.member_run_ids {
+            if !members.iter().any(|m| &m.record.run_id == run_id) {
+                let run = store.load_run(run_id).await?.ok_or_else(|| Error::RunNotFound(run_id.clone()))?;
+                finished_members.push(run);
+            }
+        }
+        Ok(Prepared { decisions, members, finished_members })
     }
 
     /// Resumes the paused members, answers the delegations they finish, then the leader.
@@ -200,22 +213,22 @@ impl Team {
     }
 
     /// Stores a step (team run, member runs and new rows in one transaction), then reports
-    /// it with every member run of the team run.
-    async fn persist(&self, step: Step) -> Result<RunOutput> {
-        let store = &*self.leader.store;
-        store.save_runs(&step.runs(), &step.writes.approvals).await?;
+    /// it with every member run of the team run: those the step wrote and, from before it,
+    /// `finished_members`.
+    async fn persist(&self, step: Step, finished_members: &[RunRecord]) -> Result<RunOutput> {
+        self.leader.store.save_runs(&step.runs(), &step.writes.approvals).await?;
         if let Some(error) = step.error {
             return Err(error);
         }
         let Step { record, writes, .. } = step;
-        let mut member_runs = Vec::with_capacity(record.member_run_ids.len());
-        for run_id in &record.member_run_ids {
-            let run = match writes.member_runs.iter().find(|r| &r.run_id == run_id) {
-                Some(run) => run.clone(),
-                None => store.load_run(run_id).await?.ok_or_else(|| Error::RunNotFound(run_id.clone()))?,
-            };
-            member_runs.push(RunOutput::from(run));
-        }
+        // Every member run of the team run is one of the two: the step wrote those it started
+        // or resumed, and the continue read the others before it claimed the run.
+        let member_runs = record
+            .member_run_ids
+            .iter()
+            .filter_map(|run_id| writes.member_runs.iter().chain(finished_members).find(|r| &r.run_id == run_id))
+            .map(|run| RunOutput::from(run.clone()))
+            .collect();
         let mut output = RunOutput::from(record);
         output.member_runs = member_runs;
         Ok(output)

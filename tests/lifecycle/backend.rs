@@ -117,58 +117,92 @@ impl Drop for Backend {
     }
 }
 
-/// A store whose writes of run state always fail, as when the database goes down mid-run.
+/// A memory store that logs the name of each call and, when built with
+/// [`ProbeStore::failing_saves`], fails every write of run state, as when the database goes
+/// down mid-run.
 #[derive(Default)]
-pub struct FailingStore {
+pub struct ProbeStore {
     inner: MemoryDb,
+    fail_saves: bool,
+    calls: std::sync::Mutex<Vec<&'static str>>,
 }
 
-impl Store for FailingStore {
-    fn save_runs<'a>(&'a self, _runs: &'a [RunRecord], _new_approvals: &'a [Approval]) -> BoxFuture<'a, Result<()>> {
-        Box::pin(async { Err(kern::Error::database(std::io::Error::other("connection reset"))) })
+impl ProbeStore {
+    pub fn failing_saves() -> Self {
+        ProbeStore { fail_saves: true, ..ProbeStore::default() }
+    }
+
+    /// The calls so far, oldest first.
+    pub fn calls(&self) -> Vec<&'static str> {
+        self.calls.lock().unwrap().clone()
+    }
+
+    fn log(&self, call: &'static str) {
+        self.calls.lock().unwrap().push(call);
+    }
+}
+
+impl Store for ProbeStore {
+    fn save_runs<'a>(&'a self, runs: &'a [RunRecord], new_approvals: &'a [Approval]) -> BoxFuture<'a, Result<()>> {
+        self.log("save_runs");
+        if self.fail_saves {
+            return Box::pin(async { Err(kern::Error::database(std::io::Error::other("connection reset"))) });
+        }
+        self.inner.save_runs(runs, new_approvals)
     }
 
     fn load_run<'a>(&'a self, run_id: &'a str) -> BoxFuture<'a, Result<Option<RunRecord>>> {
+        self.log("load_run");
         self.inner.load_run(run_id)
     }
 
     fn claim_run<'a>(&'a self, run_id: &'a str) -> BoxFuture<'a, Result<RunRecord>> {
+        self.log("claim_run");
         self.inner.claim_run(run_id)
     }
 
     fn session_runs<'a>(&'a self, session_id: &'a str, limit: usize) -> BoxFuture<'a, Result<Vec<RunRecord>>> {
+        self.log("session_runs");
         self.inner.session_runs(session_id, limit)
     }
 
     fn create_approval<'a>(&'a self, approval: &'a Approval) -> BoxFuture<'a, Result<()>> {
+        self.log("create_approval");
         self.inner.create_approval(approval)
     }
 
     fn get_approval<'a>(&'a self, id: &'a str) -> BoxFuture<'a, Result<Option<Approval>>> {
+        self.log("get_approval");
         self.inner.get_approval(id)
     }
 
     fn list_approvals<'a>(&'a self, query: &'a ApprovalQuery) -> BoxFuture<'a, Result<ApprovalPage>> {
+        self.log("list_approvals");
         self.inner.list_approvals(query)
     }
 
     fn update_approval<'a>(&'a self, id: &'a str, update: ApprovalUpdate) -> BoxFuture<'a, Result<Approval>> {
+        self.log("update_approval");
         self.inner.update_approval(id, update)
     }
 
     fn delete_approval<'a>(&'a self, id: &'a str) -> BoxFuture<'a, Result<bool>> {
+        self.log("delete_approval");
         self.inner.delete_approval(id)
     }
 
     fn count_pending_approvals<'a>(&'a self, user_id: Option<&'a str>) -> BoxFuture<'a, Result<u64>> {
+        self.log("count_pending_approvals");
         self.inner.count_pending_approvals(user_id)
     }
 
     fn update_approval_run_status<'a>(&'a self, run_id: &'a str, status: RunStatus) -> BoxFuture<'a, Result<u64>> {
+        self.log("update_approval_run_status");
         self.inner.update_approval_run_status(run_id, status)
     }
 
     fn expire_approvals(&self, now: DateTime<Utc>) -> BoxFuture<'_, Result<u64>> {
+        self.log("expire_approvals");
         self.inner.expire_approvals(now)
     }
 }

@@ -302,3 +302,45 @@ fn build_refuses_bad_teams() {
     let err = Team::builder().member(member(db.clone(), "privacy", "P")).db(db).build().unwrap_err();
     assert!(matches!(err, Error::NoModel), "{err:?}");
 }
+
+/// A member that finished in an earlier step is reported from a read made before the claim:
+/// once the outcome is stored, nothing is read, so no failed read can report a stored
+/// outcome as an error.
+#[tokio::test]
+async fn a_team_continue_reads_nothing_after_storing_its_outcome() {
+    let probe = Arc::new(crate::backend::ProbeStore::default());
+    let store: Arc<dyn Store> = probe.clone();
+    let notes = Agent::builder()
+        .id("notes")
+        .name("Notes")
+        .model(ScriptedModel::new().otherwise(Reply::text("noted")))
+        .db(store.clone())
+        .build()
+        .unwrap();
+    let team = Team::builder()
+        .id(TEAM_ID)
+        .model(ScriptedModel::new().when_user_contains(
+            "everyone",
+            Reply::call("delegate_task_to_all_members", json!({"task": "delete user 42"})),
+        ))
+        .member(member(store.clone(), "privacy", "Privacy"))
+        .member(notes)
+        .db(store.clone())
+        .build()
+        .unwrap();
+    let run = team.run("everyone, please").await.unwrap();
+    assert_eq!(run.status, RunStatus::Paused);
+    let statuses: Vec<RunStatus> = run.member_runs.iter().map(|m| m.status).collect();
+    assert_eq!(statuses, [RunStatus::Paused, RunStatus::Completed]);
+    let row = rows_of_team(&*store).await.pop().unwrap();
+    store.update_approval(&row.id, approve()).await.unwrap();
+
+    let before = probe.calls().len();
+    let done = team.continue_run(&run.run_id, vec![]).await.unwrap();
+    assert_eq!(done.status, RunStatus::Completed);
+    let statuses: Vec<RunStatus> = done.member_runs.iter().map(|m| m.status).collect();
+    assert_eq!(statuses, [RunStatus::Completed, RunStatus::Completed]);
+    let calls = probe.calls().split_off(before);
+    assert_eq!(calls.last(), Some(&"save_runs"), "{calls:?}");
+    assert_eq!(calls.iter().filter(|&&call| call == "save_runs").count(), 1, "{calls:?}");
+}
