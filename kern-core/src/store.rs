@@ -4,9 +4,13 @@
 //! writes the loops make are grouped so each step of a cycle is one transaction: a pause
 //! writes the run state and its approval rows together, a claim is one compare-and-set, and a
 //! finished run writes its state, its audit rows and the `run_status` of its approval rows
-//! together.
+//! together. A process holding a paused run learns of its row's resolution from
+//! [`Store::wait_for_resolution`], which each store answers as soon as it can tell.
 
 mod memory;
+mod wait;
+
+use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 
@@ -16,6 +20,13 @@ use crate::error::{Error, Result};
 use crate::run::{RunRecord, RunStatus};
 
 pub use memory::MemoryDb;
+pub use wait::ResolutionWaiters;
+
+/// How often the default [`Store::wait_for_resolution`] reads the row again. A store that knows
+/// of no resolution as it happens can only poll; a quarter second is less than a person waiting
+/// on an admin notices, and keeps a waiter to four reads a second where each read may cross the
+/// network.
+pub const RESOLUTION_POLL_INTERVAL: Duration = Duration::from_millis(250);
 
 /// Where runs and approval rows live. Implemented by [`MemoryDb`] and by `kern-db`'s
 /// `SqliteDb` and `PostgresDb`; agents hold it as `Arc<dyn Store>`.
@@ -65,6 +76,30 @@ pub trait Store: Send + Sync + 'static {
 
     /// Marks pending rows whose `expires_at` is at or before `now` as expired; returns how many.
     fn expire_approvals(&self, now: DateTime<Utc>) -> BoxFuture<'_, Result<u64>>;
+
+    /// Waits until row `id` is no longer pending and returns it, so that a process holding a
+    /// paused run can continue it as soon as an admin decides, in whatever process or machine.
+    ///
+    /// Returns at once when the row is already approved, rejected, expired or cancelled. A row
+    /// still pending past its `expires_at` has expired although no sweep has marked it yet
+    /// ([`Approval::is_expired_at`]; the stored row stays `pending` until
+    /// [`expire_approvals`](Store::expire_approvals)): it comes back with status
+    /// [`ApprovalStatus::Expired`], as `update_approval` and the continue treat it, and a wait
+    /// on a row that expires meanwhile ends at its expiry. When `timeout` passes first, the row
+    /// comes back as it stands, still pending: check `status`.
+    ///
+    /// Errors: [`Error::ApprovalNotFound`] when there is no such row or it is deleted while
+    /// waiting, [`Error::Database`].
+    ///
+    /// This default reads the row every [`RESOLUTION_POLL_INTERVAL`], so that any store can wait;
+    /// the stores kern ships are woken by the resolution instead.
+    fn wait_for_resolution<'a>(&'a self, id: &'a str, timeout: Duration) -> BoxFuture<'a, Result<Approval>> {
+        // A registry of its own, which no write wakes: only the poll interval does.
+        Box::pin(async move {
+            let waiters = ResolutionWaiters::new();
+            waiters.wait(id, timeout, || Some(RESOLUTION_POLL_INTERVAL), || self.get_approval(id)).await
+        })
+    }
 }
 
 /// A shared store is a store, so one `Arc<dyn Store>` can serve many agents.
@@ -115,6 +150,10 @@ impl<S: Store + ?Sized> Store for std::sync::Arc<S> {
 
     fn expire_approvals(&self, now: DateTime<Utc>) -> BoxFuture<'_, Result<u64>> {
         (**self).expire_approvals(now)
+    }
+
+    fn wait_for_resolution<'a>(&'a self, id: &'a str, timeout: Duration) -> BoxFuture<'a, Result<Approval>> {
+        (**self).wait_for_resolution(id, timeout)
     }
 }
 

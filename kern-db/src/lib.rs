@@ -4,7 +4,10 @@
 //! Both implement [`kern_core::store::Store`] with the semantics of the in-memory store, and
 //! keep the same rows: a paused run's state and its approval rows are written in one
 //! transaction; an admin's resolution is one conditional `UPDATE .. RETURNING`, so of many
-//! concurrent resolutions exactly one wins; a continue claims its run with another.
+//! concurrent resolutions exactly one wins; a continue claims its run with another. A process
+//! waiting on a row (`Store::wait_for_resolution`) wakes when it is resolved: at once through the
+//! same handle, through Postgres' `LISTEN`/`NOTIFY` from other processes, and by polling the
+//! SQLite file.
 //!
 //! The schema is versioned ([`SCHEMA_VERSION`]): opening a database applies the migrations it
 //! lacks, in one transaction, and refuses one written by a newer build. Table names are
@@ -23,6 +26,7 @@ mod schema;
 mod sqlite;
 mod stmt;
 mod store;
+mod wake;
 
 pub use error::OpenError;
 pub use postgres::{PostgresDb, PostgresDbBuilder};

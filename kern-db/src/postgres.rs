@@ -1,5 +1,7 @@
 //! [`PostgresDb`]: the store many processes and machines share.
 
+pub(crate) mod notify;
+
 use std::fmt;
 use std::str::FromStr;
 use std::sync::Arc;
@@ -15,10 +17,11 @@ use sqlx::query::Query;
 use sqlx::types::Json;
 use sqlx::{Connection, Decode, Executor, Pool, Postgres, Row, Type};
 
+use self::notify::Listener;
 use crate::driver::{ConnectionPool, Driver, Pools, transaction};
 use crate::error::OpenError;
 use crate::layout::{Dialect, Ident, Layout, TableNames};
-use crate::schema::SCHEMA_VERSION;
+use crate::schema::{RESOLUTION_NOTIFY_VERSION, SCHEMA_VERSION};
 use crate::stmt::{Columns, Decoder, Param, Stmt, chain, corrupt};
 use crate::store::{SqlStore, forward_store};
 
@@ -30,6 +33,10 @@ const PING_WHEN_IDLE_FOR: Duration = Duration::from_secs(1);
 
 /// The Postgres store: the same rows as [`SqliteDb`](crate::SqliteDb), in a schema of a
 /// Postgres database, so any process that reaches it can resolve and continue runs.
+///
+/// A handle's first [`wait_for_resolution`](kern_core::store::Store::wait_for_resolution)
+/// opens one more connection, which `LISTEN`s for the resolutions of every process and wakes
+/// the handle's waiters; while it is down they poll.
 ///
 /// ```no_run
 /// # async fn demo() -> kern_core::Result<()> {
@@ -66,9 +73,9 @@ impl PostgresDb {
         self.inner.pools().commits()
     }
 
-    /// Closes the connections; later calls fail.
+    /// Closes the connections, the listening one too; later calls fail.
     pub async fn close(&self) {
-        self.inner.pools().close().await;
+        self.inner.close().await;
     }
 
     /// Records `version` as the schema version without migrating, to stand for a database
@@ -187,9 +194,15 @@ impl PostgresDbBuilder {
         let layout = Layout::new(Dialect::Postgres, Some(&self.schema), &self.tables)?;
         let url = self.url.ok_or(OpenError::MissingTarget("url"))?;
         let options = PgConnectOptions::from_str(&url).map_err(OpenError::Postgres)?;
-        let pool = connect_pool(options, self.max_connections, self.connect_timeout).await?;
+        let pool = connect_pool(options.clone(), self.max_connections, self.connect_timeout).await?;
         let pools = Pools::new(pool.clone(), pool);
-        let store = SqlStore::open(pools, &layout, self.schema_version.unwrap_or(SCHEMA_VERSION)).await?;
+        let version = self.schema_version.unwrap_or(SCHEMA_VERSION);
+        let mut store = SqlStore::open(pools, &layout, version).await?;
+        // Older tables have no trigger to announce resolutions: their waiters poll.
+        if version >= RESOLUTION_NOTIFY_VERSION {
+            let listener = Listener::new(options, self.connect_timeout, &layout, store.waiters());
+            store = store.with_feed(listener);
+        }
         Ok(PostgresDb { inner: Arc::new(store) })
     }
 }
@@ -314,5 +327,61 @@ impl Columns for PgRow {
 
     fn json_text(&self, column: &str) -> Result<&str> {
         get::<Json<&RawValue>>(self, column).map(|json| json.0.get())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::future::Future;
+    use std::sync::atomic::{AtomicU32, Ordering};
+
+    use super::*;
+
+    /// The variable naming the Postgres server of the tests.
+    const URL_VAR: &str = "KERN_TEST_POSTGRES_URL";
+
+    /// Runs `case` with the server's URL and a schema no other test uses, dropped afterwards
+    /// whether the case passed or not. Without a server configured, the test passes untried.
+    pub(super) async fn on_fresh_schema<F, Fut>(case: F)
+    where
+        F: FnOnce(String, String) -> Fut,
+        Fut: Future<Output = ()> + Send + 'static,
+    {
+        static COUNTER: AtomicU32 = AtomicU32::new(0);
+        let Ok(url) = std::env::var(URL_VAR) else {
+            eprintln!("skipping a Postgres test: {URL_VAR} is not set (e.g. postgres://postgres@127.0.0.1:5432/test)");
+            return;
+        };
+        let millis = Utc::now().timestamp_millis();
+        let schema = format!("kern_db_{:x}_{millis:x}_{}", std::process::id(), COUNTER.fetch_add(1, Ordering::Relaxed));
+        // Spawned, so a failing case still lets the schema go.
+        let outcome = tokio::spawn(case(url.clone(), schema.clone())).await;
+        PostgresDb::__drop_schema(&url, &schema).await.expect("drop the test schema");
+        if let Err(failure) = outcome {
+            std::panic::resume_unwind(failure.into_panic());
+        }
+    }
+
+    async fn trigger_names(db: &PostgresDb, schema: &str) -> Vec<String> {
+        let sql = "SELECT t.tgname::text FROM pg_trigger t JOIN pg_class c ON c.oid = t.tgrelid \
+                   JOIN pg_namespace n ON n.oid = c.relnamespace \
+                   WHERE n.nspname = $1 AND NOT t.tgisinternal ORDER BY t.tgname";
+        sqlx::query_scalar(sql).bind(schema).fetch_all(&db.inner.pools().reader).await.unwrap()
+    }
+
+    #[tokio::test]
+    async fn the_upgrade_to_version_4_adds_the_resolution_trigger() {
+        on_fresh_schema(|url, schema| async move {
+            let builder = PostgresDb::builder().url(url).schema(&schema);
+            let old = builder.clone().__schema_version(RESOLUTION_NOTIFY_VERSION - 1).build().await.unwrap();
+            assert_eq!(trigger_names(&old, &schema).await, ["kern_runs_on_save"]);
+            old.close().await;
+
+            let db = builder.build().await.unwrap();
+            assert_eq!(db.schema_version().await.unwrap(), SCHEMA_VERSION);
+            assert_eq!(trigger_names(&db, &schema).await, ["kern_approvals_on_resolve", "kern_runs_on_save"]);
+            db.close().await;
+        })
+        .await;
     }
 }

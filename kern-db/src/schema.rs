@@ -9,14 +9,22 @@ use kern_core::run::RunStatus;
 use kern_core::{Error, Result};
 
 use crate::layout::{Dialect, Ident, Layout};
+use crate::postgres::notify;
 use crate::queries::{set_run_status, upsert_session};
 
 /// The schema version this build writes and understands.
-pub const SCHEMA_VERSION: i64 = 3;
+pub const SCHEMA_VERSION: i64 = 4;
 
 /// The first version whose triggers keep a run's session row and its approval rows'
 /// `run_status` in step as the run is saved; a store on older tables writes them itself.
 pub(crate) const DERIVED_ROWS_VERSION: i64 = 3;
+
+/// The first version whose Postgres approvals table announces resolutions (`NOTIFY`), so that
+/// waiters in other processes wake at once; a store on older tables has its waiters poll.
+pub(crate) const RESOLUTION_NOTIFY_VERSION: i64 = 4;
+
+/// Postgres refuses a `NOTIFY` payload of this many bytes or more.
+const MAX_NOTIFY_PAYLOAD: usize = 8000;
 
 /// Serializes first opens of the same Postgres database, so two processes starting at once do
 /// not both create the tables (the bytes spell "kern_db!").
@@ -67,6 +75,7 @@ impl Migrator {
                 Migration { version: 1, statements: tables(layout, &types) },
                 Migration { version: 2, statements: indexes(layout) },
                 Migration { version: DERIVED_ROWS_VERSION, statements: derived_rows(layout) },
+                Migration { version: RESOLUTION_NOTIFY_VERSION, statements: resolution_notify(layout) },
             ],
         }
     }
@@ -244,6 +253,41 @@ fn derived_rows(layout: &Layout) -> Vec<String> {
     }
 }
 
+/// Version 4: on Postgres, a trigger announces each row that leaves `pending` or is deleted: it
+/// sends the row's id on the table's channel (see `postgres::notify`), delivered to listening
+/// processes when the change commits. It fires on updates that set `status` only, so run-status
+/// updates cost nothing. An id too long for a payload is sent as an empty one, which wakes every
+/// waiter, rather than failing the resolution. SQLite cannot announce to other processes (they
+/// poll): nothing to add.
+fn resolution_notify(layout: &Layout) -> Vec<String> {
+    let Some(schema) = &layout.schema else { return Vec::new() };
+    let approvals = layout.table(&layout.approvals);
+    let name = format!("\"{}_on_resolve\"", layout.approvals.as_str());
+    let function = format!("{}.{name}", schema.quoted());
+    let channel = string_literal(&notify::channel(layout));
+    let pending = ApprovalStatus::Pending.as_str();
+    vec![
+        format!(
+            "CREATE FUNCTION {function}() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN \
+             IF TG_OP = 'UPDATE' THEN \
+             IF OLD.status <> '{pending}' OR NEW.status = '{pending}' THEN RETURN NULL; END IF; \
+             END IF; \
+             PERFORM pg_notify({channel}, \
+             CASE WHEN octet_length(OLD.id) < {MAX_NOTIFY_PAYLOAD} THEN OLD.id ELSE '' END); \
+             RETURN NULL; END $$"
+        ),
+        format!(
+            "CREATE TRIGGER {name} AFTER UPDATE OF status OR DELETE ON {approvals} \
+             FOR EACH ROW EXECUTE FUNCTION {function}()"
+        ),
+    ]
+}
+
+/// `text` as an SQL string literal.
+fn string_literal(text: &str) -> String {
+    format!("'{}'", text.replace('\'', "''"))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -259,9 +303,10 @@ mod tests {
         let versions = |current, target| -> Vec<i64> {
             migrator.pending(current, target).unwrap().iter().map(|m| m.version).collect()
         };
-        assert_eq!(versions(0, SCHEMA_VERSION), [1, 2, 3]);
-        assert_eq!(versions(1, SCHEMA_VERSION), [2, 3]);
-        assert_eq!(versions(2, SCHEMA_VERSION), [3]);
+        assert_eq!(versions(0, SCHEMA_VERSION), [1, 2, 3, 4]);
+        assert_eq!(versions(1, SCHEMA_VERSION), [2, 3, 4]);
+        assert_eq!(versions(2, SCHEMA_VERSION), [3, 4]);
+        assert_eq!(versions(3, SCHEMA_VERSION), [4]);
         assert_eq!(versions(0, 1), [1]);
         assert_eq!(versions(SCHEMA_VERSION, SCHEMA_VERSION), [] as [i64; 0]);
         assert_eq!(versions(2, 1), [] as [i64; 0]);
@@ -276,5 +321,27 @@ mod tests {
     #[test]
     fn the_last_migration_is_the_schema_version() {
         assert_eq!(migrator().migrations.last().map(|m| m.version), Some(SCHEMA_VERSION));
+    }
+
+    #[test]
+    fn only_postgres_announces_resolutions() {
+        let sqlite = migrator();
+        let version = |migrator: &Migrator| {
+            migrator.migrations.iter().find(|m| m.version == RESOLUTION_NOTIFY_VERSION).unwrap().statements.clone()
+        };
+        assert_eq!(version(&sqlite), Vec::<String>::new());
+
+        let postgres = Migrator::new(&Layout::new(Dialect::Postgres, Some("app"), &TableNames::default()).unwrap());
+        let statements = version(&postgres);
+        assert_eq!(statements.len(), 2);
+        assert!(statements[0].starts_with("CREATE FUNCTION \"app\".\"kern_approvals_on_resolve\"()"));
+        assert!(statements[0].contains("PERFORM pg_notify('app.kern_approvals', "), "{}", statements[0]);
+        assert!(statements[1].contains("AFTER UPDATE OF status OR DELETE ON \"app\".\"kern_approvals\""));
+    }
+
+    #[test]
+    fn string_literals_double_their_quotes() {
+        assert_eq!(string_literal("app.kern_approvals"), "'app.kern_approvals'");
+        assert_eq!(string_literal("it's"), "'it''s'");
     }
 }

@@ -4,11 +4,13 @@
 //! more care (a compare-and-set, a transaction) the comment says how it is kept.
 
 use std::collections::HashSet;
+use std::sync::Arc;
+use std::time::Duration;
 
 use chrono::{DateTime, SecondsFormat, Utc};
 use kern_core::approval::{Approval, ApprovalPage, ApprovalQuery, ApprovalStatus, ApprovalUpdate};
 use kern_core::run::{RunRecord, RunStatus};
-use kern_core::store::{Store, check_resolution, needs_precheck, unapplied_update_error};
+use kern_core::store::{ResolutionWaiters, Store, check_resolution, needs_precheck, unapplied_update_error};
 use kern_core::{BoxFuture, Error, Result};
 
 use crate::codec;
@@ -17,6 +19,7 @@ use crate::layout::Layout;
 use crate::queries::{Filter, Queries};
 use crate::schema::{DERIVED_ROWS_VERSION, Migrator};
 use crate::stmt::{Stmt, now};
+use crate::wake::{self, ResolutionFeed};
 
 /// Approval rows per `INSERT`. A statement binds at most 32,766 values on SQLite and 65,535 on
 /// Postgres, and sqlx looks up each `$n` of a SQLite statement by a scan of all its names, so
@@ -33,6 +36,11 @@ pub(crate) struct SqlStore<DB: Driver> {
     /// only for tables held at an older version (tests of the upgrade path), where a save
     /// writes them itself as the builds of that version did.
     derived_by_triggers: bool,
+    /// The waiters of rows, woken after each write through this handle that may resolve or
+    /// delete rows (and by `feed` for writes through others).
+    waiters: Arc<ResolutionWaiters>,
+    /// Resolutions committed through other handles, where the database announces them.
+    feed: Option<Box<dyn ResolutionFeed>>,
 }
 
 impl<DB: Driver> SqlStore<DB> {
@@ -41,7 +49,26 @@ impl<DB: Driver> SqlStore<DB> {
         let migrator = Migrator::new(layout);
         let version = pools.migrate(&migrator, target_version).await?;
         let derived_by_triggers = version >= DERIVED_ROWS_VERSION;
-        Ok(SqlStore { pools, queries: Queries::new(layout), migrator, derived_by_triggers })
+        let waiters = Arc::default();
+        Ok(SqlStore { pools, queries: Queries::new(layout), migrator, derived_by_triggers, waiters, feed: None })
+    }
+
+    /// The waiters of this store's rows, for a feed to wake.
+    pub(crate) fn waiters(&self) -> Arc<ResolutionWaiters> {
+        self.waiters.clone()
+    }
+
+    /// This store, told of other handles' resolutions by `feed`.
+    pub(crate) fn with_feed(self, feed: impl ResolutionFeed + 'static) -> Self {
+        SqlStore { feed: Some(Box::new(feed)), ..self }
+    }
+
+    /// Stops the feed and closes the connections; later calls fail.
+    pub(crate) async fn close(&self) {
+        if let Some(feed) = &self.feed {
+            feed.close().await;
+        }
+        self.pools.close().await;
     }
 
     /// The schema version of this store's tables.
@@ -134,6 +161,26 @@ impl<DB: Driver> SqlStore<DB> {
             .bind(update.resolution_data.as_ref())
             .bind(now);
         Ok(self.pools.write(stmt, codec::approval).await?.pop())
+    }
+
+    /// The resolution of [`Store::update_approval`], before its waiters are woken.
+    async fn apply_update(&self, id: &str, update: &ApprovalUpdate) -> Result<Approval> {
+        let now = now();
+        // Most approvals confirm a call: try the compare-and-set that only a confirmation
+        // row can match, which needs no data checked, before reading the row to check it.
+        let approving = update.status == ApprovalStatus::Approved;
+        if approving && let Some(row) = self.resolve(&self.queries.resolve_confirmation, id, update, now).await? {
+            return Ok(row);
+        }
+        if needs_precheck(update) {
+            check_resolution(id, self.get(id).await?.as_ref(), update, now)?;
+        }
+        if let Some(row) = self.resolve(&self.queries.resolve_approval, id, update, now).await? {
+            return Ok(row);
+        }
+        // Nothing matched: the row is gone, resolved, expired or not as expected. Read it
+        // only now, to say which.
+        Err(unapplied_update_error(id, self.get(id).await?.as_ref(), update, now))
     }
 }
 
@@ -232,27 +279,20 @@ impl<DB: Driver> Store for SqlStore<DB> {
 
     fn update_approval<'a>(&'a self, id: &'a str, update: ApprovalUpdate) -> BoxFuture<'a, Result<Approval>> {
         Box::pin(async move {
-            let now = now();
-            // Most approvals confirm a call: try the compare-and-set that only a confirmation
-            // row can match, which needs no data checked, before reading the row to check it.
-            let approving = update.status == ApprovalStatus::Approved;
-            if approving && let Some(row) = self.resolve(&self.queries.resolve_confirmation, id, &update, now).await? {
-                return Ok(row);
-            }
-            if needs_precheck(&update) {
-                check_resolution(id, self.get(id).await?.as_ref(), &update, now)?;
-            }
-            if let Some(row) = self.resolve(&self.queries.resolve_approval, id, &update, now).await? {
-                return Ok(row);
-            }
-            // Nothing matched: the row is gone, resolved, expired or not as expected. Read it
-            // only now, to say which.
-            Err(unapplied_update_error(id, self.get(id).await?.as_ref(), &update, now))
+            let row = self.apply_update(id, &update).await?;
+            self.waiters.wake(id);
+            Ok(row)
         })
     }
 
     fn delete_approval<'a>(&'a self, id: &'a str) -> BoxFuture<'a, Result<bool>> {
-        Box::pin(async move { Ok(self.pools.execute(Stmt::new(&self.queries.delete_approval).bind(id)).await? > 0) })
+        Box::pin(async move {
+            let deleted = self.pools.execute(Stmt::new(&self.queries.delete_approval).bind(id)).await? > 0;
+            if deleted {
+                self.waiters.wake(id);
+            }
+            Ok(deleted)
+        })
     }
 
     fn count_pending_approvals<'a>(&'a self, user_id: Option<&'a str>) -> BoxFuture<'a, Result<u64>> {
@@ -270,7 +310,19 @@ impl<DB: Driver> Store for SqlStore<DB> {
     }
 
     fn expire_approvals(&self, now: DateTime<Utc>) -> BoxFuture<'_, Result<u64>> {
-        Box::pin(self.pools.execute(Stmt::new(&self.queries.expire_approvals).bind(now)))
+        Box::pin(async move {
+            let expired = self.pools.execute(Stmt::new(&self.queries.expire_approvals).bind(now)).await?;
+            // The sweep does not say which rows it marked: every waiter reads its row again.
+            if expired > 0 {
+                self.waiters.wake_all();
+            }
+            Ok(expired)
+        })
+    }
+
+    fn wait_for_resolution<'a>(&'a self, id: &'a str, timeout: Duration) -> BoxFuture<'a, Result<Approval>> {
+        let poll_interval = || Some(wake::poll_interval(self.feed.as_deref()));
+        Box::pin(async move { self.waiters.wait(id, timeout, poll_interval, || self.get(id)).await })
     }
 }
 
@@ -361,6 +413,14 @@ macro_rules! forward_store {
                 now: ::chrono::DateTime<::chrono::Utc>,
             ) -> ::kern_core::BoxFuture<'_, ::kern_core::Result<u64>> {
                 self.inner.expire_approvals(now)
+            }
+
+            fn wait_for_resolution<'a>(
+                &'a self,
+                id: &'a str,
+                timeout: ::std::time::Duration,
+            ) -> ::kern_core::BoxFuture<'a, ::kern_core::Result<::kern_core::approval::Approval>> {
+                self.inner.wait_for_resolution(id, timeout)
             }
         }
     };

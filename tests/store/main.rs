@@ -15,18 +15,18 @@ mod harness;
 mod resolve;
 mod runs;
 mod schema;
+mod wait;
 
 /// One test per case and backend; `sql` cases get a [`harness::SqlTarget`] instead of a store.
 macro_rules! suite {
     (
         stores: [$($module:ident::$case:ident),+ $(,)?],
-        not_in_memory_sqlite: [$($nm_module:ident::$nm_case:ident),+ $(,)?],
         sql: [$($sql_module:ident::$sql_case:ident),+ $(,)?] $(,)?
     ) => {
-        suite!(@backend memory, Memory, [$($module::$case),+ $(, $nm_module::$nm_case)+], []);
+        suite!(@backend memory, Memory, [$($module::$case),+], []);
         suite!(@backend sqlite_memory, SqliteMemory, [$($module::$case),+], []);
-        suite!(@backend sqlite, Sqlite, [$($module::$case),+ $(, $nm_module::$nm_case)+], [$($sql_module::$sql_case),+]);
-        suite!(@backend postgres, Postgres, [$($module::$case),+ $(, $nm_module::$nm_case)+], [$($sql_module::$sql_case),+]);
+        suite!(@backend sqlite, Sqlite, [$($module::$case),+], [$($sql_module::$sql_case),+]);
+        suite!(@backend postgres, Postgres, [$($module::$case),+], [$($sql_module::$sql_case),+]);
     };
     (@backend $name:ident, $backend:ident, [$($module:ident::$case:ident),+], [$($sql_module:ident::$sql_case:ident),*]) => {
         mod $name {
@@ -76,11 +76,12 @@ suite! {
         runs::of_16_concurrent_claims_exactly_one_wins,
         runs::claiming_a_missing_or_unpaused_run_fails,
         runs::session_runs_are_the_latest_top_level_runs_oldest_first,
-    ],
-    // A write given up mid-way can stop the one connection of `SqliteDb::in_memory()` (its
-    // sqlx worker ends, and the store then answers `WorkerCrashed`): a known defect of that
-    // backend, so this case runs where it holds.
-    not_in_memory_sqlite: [
+        wait::a_resolved_row_comes_back_at_once,
+        wait::a_missing_row_is_not_found,
+        wait::a_timeout_returns_the_row_still_pending,
+        wait::a_resolution_by_another_task_wakes_every_waiter,
+        wait::a_row_that_expires_while_waited_on_comes_back_expired,
+        wait::a_row_deleted_while_waited_on_is_not_found,
         runs::a_batch_given_up_midway_writes_all_or_nothing,
     ],
     sql: [
@@ -92,5 +93,6 @@ suite! {
         schema::a_newer_schema_is_refused,
         schema::stores_with_different_table_names_do_not_share_rows,
         schema::a_bad_table_name_is_refused,
+        wait::a_resolution_through_another_handle_wakes_the_waiter,
     ],
 }

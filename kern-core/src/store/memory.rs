@@ -3,10 +3,11 @@
 
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 
-use super::{Store, check_resolution, needs_precheck, unapplied_update_error};
+use super::{ResolutionWaiters, Store, check_resolution, needs_precheck, unapplied_update_error};
 use crate::BoxFuture;
 use crate::approval::{Approval, ApprovalPage, ApprovalQuery, ApprovalStatus, ApprovalUpdate};
 use crate::error::{Error, Result};
@@ -16,6 +17,9 @@ use crate::run::{RunRecord, RunStatus};
 #[derive(Debug, Clone, Default)]
 pub struct MemoryDb {
     inner: Arc<Mutex<Tables>>,
+    /// Every write goes through a clone of this store, which wakes the rows' waiters: they
+    /// never poll.
+    waiters: Arc<ResolutionWaiters>,
 }
 
 #[derive(Debug, Default)]
@@ -42,6 +46,30 @@ fn ready<'a, T: Send + 'a>(value: T) -> BoxFuture<'a, T> {
 }
 
 impl Tables {
+    /// The resolution of [`Store::update_approval`]: checked first, applied last.
+    fn resolve(&mut self, id: &str, update: ApprovalUpdate) -> Result<Approval> {
+        let now = crate::now();
+        let current = self.approvals.get(id);
+        let applies = current.is_some_and(|row| {
+            row.status == ApprovalStatus::Pending
+                && !row.is_expired_at(now)
+                && update.expected_status.is_none_or(|s| s == ApprovalStatus::Pending)
+        });
+        if needs_precheck(&update) || !applies {
+            check_resolution(id, current, &update, now)?;
+            if !applies {
+                return Err(unapplied_update_error(id, current, &update, now));
+            }
+        }
+        let row = self.approvals.get_mut(id).expect("checked above");
+        row.status = update.status;
+        row.resolved_by = update.resolved_by;
+        row.resolved_at = Some(update.resolved_at.unwrap_or(now));
+        row.resolution_data = update.resolution_data;
+        row.updated_at = now;
+        Ok(row.clone())
+    }
+
     fn set_run_status(&mut self, run_id: &str, status: RunStatus) -> u64 {
         let mut changed = 0;
         for row in self.approvals.values_mut().filter(|a| a.run_id == run_id && a.run_status != status) {
@@ -119,33 +147,19 @@ impl Store for MemoryDb {
     }
 
     fn update_approval<'a>(&'a self, id: &'a str, update: ApprovalUpdate) -> BoxFuture<'a, Result<Approval>> {
-        let now = crate::now();
-        let mut tables = self.tables();
-        let current = tables.approvals.get(id);
-        let applies = current.is_some_and(|row| {
-            row.status == ApprovalStatus::Pending
-                && !row.is_expired_at(now)
-                && update.expected_status.is_none_or(|s| s == ApprovalStatus::Pending)
-        });
-        if needs_precheck(&update) || !applies {
-            if let Err(err) = check_resolution(id, current, &update, now) {
-                return ready(Err(err));
-            }
-            if !applies {
-                return ready(Err(unapplied_update_error(id, current, &update, now)));
-            }
+        let resolved = self.tables().resolve(id, update);
+        if resolved.is_ok() {
+            self.waiters.wake(id);
         }
-        let row = tables.approvals.get_mut(id).expect("checked above");
-        row.status = update.status;
-        row.resolved_by = update.resolved_by;
-        row.resolved_at = Some(update.resolved_at.unwrap_or(now));
-        row.resolution_data = update.resolution_data;
-        row.updated_at = now;
-        ready(Ok(row.clone()))
+        ready(resolved)
     }
 
     fn delete_approval<'a>(&'a self, id: &'a str) -> BoxFuture<'a, Result<bool>> {
-        ready(Ok(self.tables().approvals.remove(id).is_some()))
+        let deleted = self.tables().approvals.remove(id).is_some();
+        if deleted {
+            self.waiters.wake(id);
+        }
+        ready(Ok(deleted))
     }
 
     fn count_pending_approvals<'a>(&'a self, user_id: Option<&'a str>) -> BoxFuture<'a, Result<u64>> {
@@ -163,13 +177,20 @@ impl Store for MemoryDb {
     }
 
     fn expire_approvals(&self, now: DateTime<Utc>) -> BoxFuture<'_, Result<u64>> {
-        let mut tables = self.tables();
-        let mut expired = 0;
-        for row in tables.approvals.values_mut().filter(|a| a.is_expired_at(now)) {
+        let mut expired = Vec::new();
+        for row in self.tables().approvals.values_mut().filter(|a| a.is_expired_at(now)) {
             row.status = ApprovalStatus::Expired;
             row.updated_at = now;
-            expired += 1;
+            expired.push(row.id.clone());
         }
-        ready(Ok(expired))
+        for id in &expired {
+            self.waiters.wake(id);
+        }
+        ready(Ok(expired.len() as u64))
+    }
+
+    fn wait_for_resolution<'a>(&'a self, id: &'a str, timeout: Duration) -> BoxFuture<'a, Result<Approval>> {
+        let read = move || std::future::ready(Ok(self.tables().approvals.get(id).cloned()));
+        Box::pin(async move { self.waiters.wait(id, timeout, || None, read).await })
     }
 }

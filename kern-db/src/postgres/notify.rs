@@ -1,0 +1,394 @@
+//! Resolutions made through other handles, announced by Postgres.
+//!
+//! From schema version [`RESOLUTION_NOTIFY_VERSION`](crate::schema::RESOLUTION_NOTIFY_VERSION)
+//! a trigger on the approvals table sends the id of each row that leaves `pending` or is deleted
+//! on the table's [`channel`]. Postgres delivers it when the change commits, to every connection
+//! that `LISTEN`s on the channel, in any process. A [`Listener`] is one such connection per store
+//! handle, opened at the first wait and shared by all the handle's waiters, whom it wakes.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use kern_core::BoxFuture;
+use kern_core::store::ResolutionWaiters;
+use sqlx::postgres::{PgConnectOptions, PgListener, PgPool, PgPoolOptions};
+use tokio::runtime::Handle;
+use tokio::task::AbortHandle;
+
+use crate::layout::Layout;
+use crate::wake::ResolutionFeed;
+
+/// The longest channel name Postgres keeps (`NAMEDATALEN - 1` bytes); `pg_notify` refuses longer.
+const MAX_CHANNEL_LEN: usize = 63;
+
+/// The first wait after a failed connection; each failure in a row doubles it up to
+/// [`RETRY_MAX`]. A restarted server is back within a second or two, and one that stays away is
+/// not hammered.
+const RETRY_FIRST: Duration = Duration::from_millis(250);
+
+/// The longest wait between two attempts to connect. Waiters poll meanwhile, so only the
+/// promptness of their wake-ups waits for it.
+const RETRY_MAX: Duration = Duration::from_secs(10);
+
+/// The channel on which the rows of `layout`'s approvals table are announced: `schema.table`.
+/// Channels are shared by the whole database, and no name holds a dot, so each table gets its
+/// own. A name too long for a channel keeps its start and ends in `#` and a 64-bit hash of the
+/// whole (FNV-1a, the same in every build and process), which no plain name contains.
+pub(crate) fn channel(layout: &Layout) -> String {
+    let table = layout.approvals.as_str();
+    let name = match &layout.schema {
+        Some(schema) => format!("{}.{table}", schema.as_str()),
+        None => table.to_owned(),
+    };
+    if name.len() <= MAX_CHANNEL_LEN {
+        return name;
+    }
+    let hash = format!("#{:016x}", fnv1a(name.as_bytes()));
+    // Checked names are ASCII: any byte is a character boundary.
+    format!("{}{hash}", &name[..MAX_CHANNEL_LEN - hash.len()])
+}
+
+/// FNV-1a, 64 bits.
+fn fnv1a(bytes: &[u8]) -> u64 {
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |hash, byte| (hash ^ u64::from(*byte)).wrapping_mul(0x0100_0000_01b3))
+}
+
+/// A connection `LISTEN`ing on one channel in a task of its own, which wakes the waiters of each
+/// announced row. The task starts at the first [`is_live`](ResolutionFeed::is_live), reconnects
+/// after a lost connection, and stops when the store closes or is dropped.
+#[derive(Debug)]
+pub(crate) struct Listener {
+    /// A pool of the one listening connection, kept apart so that it takes none of the store's
+    /// connections; sqlx's listener opens a new connection through it after a loss.
+    pool: PgPool,
+    channel: Arc<str>,
+    waiters: Arc<ResolutionWaiters>,
+    /// Whether the connection is `LISTEN`ing now.
+    live: Arc<AtomicBool>,
+    task: Mutex<Task>,
+}
+
+#[derive(Debug)]
+enum Task {
+    Idle,
+    Running(AbortHandle),
+    Closed,
+}
+
+impl Listener {
+    /// A listener on `layout`'s channel, connecting with `options` (waiting up to `connect_timeout`
+    /// for the server) once a waiter asks for it.
+    pub(crate) fn new(
+        options: PgConnectOptions,
+        connect_timeout: Duration,
+        layout: &Layout,
+        waiters: Arc<ResolutionWaiters>,
+    ) -> Self {
+        let pool = PgPoolOptions::new()
+            .max_connections(1)
+            .acquire_timeout(connect_timeout)
+            // The connection is held for as long as it lives, never idle nor recycled.
+            .idle_timeout(None)
+            .max_lifetime(None)
+            .connect_lazy_with(options);
+        Listener { pool, channel: channel(layout).into(), waiters, live: Arc::default(), task: Mutex::new(Task::Idle) }
+    }
+
+    /// Starts the task unless it runs or the store is closed. A task also ends when its runtime
+    /// shuts down; a wait on another runtime then starts a new one. Outside a runtime nothing
+    /// starts, and waiters poll.
+    fn ensure_running(&self) {
+        let mut task = self.task();
+        let start = match &*task {
+            Task::Idle => true,
+            Task::Running(handle) => handle.is_finished(),
+            Task::Closed => false,
+        };
+        if !start {
+            return;
+        }
+        if let Ok(runtime) = Handle::try_current() {
+            let live = LiveFlag { live: self.live.clone(), waiters: self.waiters.clone() };
+            let listening = listen(self.pool.clone(), self.channel.clone(), live);
+            *task = Task::Running(runtime.spawn(listening).abort_handle());
+        }
+    }
+
+    fn task(&self) -> MutexGuard<'_, Task> {
+        // Nothing panics while holding the lock: the state stays usable.
+        self.task.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+impl ResolutionFeed for Listener {
+    fn is_live(&self) -> bool {
+        self.ensure_running();
+        self.live.load(Ordering::Acquire)
+    }
+
+    fn close(&self) -> BoxFuture<'_, ()> {
+        Box::pin(async move {
+            if let Task::Running(task) = std::mem::replace(&mut *self.task(), Task::Closed) {
+                task.abort();
+            }
+            self.pool.close().await;
+        })
+    }
+}
+
+impl Drop for Listener {
+    fn drop(&mut self) {
+        if let Task::Running(task) = &*self.task() {
+            task.abort();
+        }
+    }
+}
+
+/// Whether the connection is listening, as waiters see it. Every change wakes all waiters: when
+/// it comes up, so that those who read before it did read again under its watch; when it goes
+/// down (the task failing, ending or cancelled), so that they poll instead of waiting for an
+/// announcement that will not come.
+struct LiveFlag {
+    live: Arc<AtomicBool>,
+    waiters: Arc<ResolutionWaiters>,
+}
+
+impl LiveFlag {
+    fn set(&self, live: bool) {
+        self.live.store(live, Ordering::Release);
+        self.waiters.wake_all();
+    }
+}
+
+impl Drop for LiveFlag {
+    fn drop(&mut self) {
+        self.set(false);
+    }
+}
+
+/// The listening task: connects, listens and relays announcements until the pool closes,
+/// reconnecting after each failure.
+async fn listen(pool: PgPool, channel: Arc<str>, live: LiveFlag) {
+    let mut retry = RETRY_FIRST;
+    loop {
+        let error = match subscribe(&pool, &channel).await {
+            Ok(mut listener) => {
+                live.set(true);
+                retry = RETRY_FIRST;
+                relay(&mut listener, &live.waiters).await
+            }
+            Err(error) => error,
+        };
+        live.set(false);
+        if matches!(error, sqlx::Error::PoolClosed) {
+            return;
+        }
+        tracing::warn!(
+            %channel, %error, retry_in = ?retry,
+            "not listening for approval resolutions; waiters poll until the connection is back"
+        );
+        tokio::time::sleep(retry).await;
+        retry = (retry * 2).min(RETRY_MAX);
+    }
+}
+
+async fn subscribe(pool: &PgPool, channel: &str) -> Result<PgListener, sqlx::Error> {
+    let mut listener = PgListener::connect_with(pool).await?;
+    listener.listen(channel).await?;
+    Ok(listener)
+}
+
+/// Wakes the waiters of each announced row until the connection fails and cannot be re-opened;
+/// returns why.
+async fn relay(listener: &mut PgListener, waiters: &ResolutionWaiters) -> sqlx::Error {
+    loop {
+        match listener.try_recv().await {
+            Ok(Some(notification)) => match notification.payload() {
+                // The trigger sends no id too long for a payload: any row may be meant.
+                "" => waiters.wake_all(),
+                id => waiters.wake(id),
+            },
+            // The connection was lost, and sqlx has opened another that listens again: what was
+            // announced in between is lost, so every waiter reads again.
+            Ok(None) => waiters.wake_all(),
+            Err(error) => return error,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::str::FromStr;
+
+    use kern_core::approval::{Approval, ApprovalStatus, ApprovalType, ApprovalUpdate, PauseType, SourceType};
+    use kern_core::run::RunStatus;
+    use kern_core::store::Store;
+
+    use super::*;
+    use crate::PostgresDb;
+    use crate::layout::{Dialect, TableNames};
+    use crate::postgres::tests::on_fresh_schema;
+
+    fn layout(schema: &str, approvals: &str) -> Layout {
+        let tables = TableNames { approvals: approvals.into(), ..TableNames::default() };
+        Layout::new(Dialect::Postgres, Some(schema), &tables).unwrap()
+    }
+
+    #[test]
+    fn a_channel_names_its_schema_and_table() {
+        assert_eq!(channel(&layout("public", "kern_approvals")), "public.kern_approvals");
+        assert_eq!(channel(&layout("Agents", "Approvals")), "Agents.Approvals");
+    }
+
+    #[test]
+    fn a_long_channel_is_cut_and_hashed_to_63_bytes() {
+        let (schema, table) = ("s".repeat(40), "t".repeat(40));
+        let long = channel(&layout(&schema, &table));
+        assert_eq!(long.len(), MAX_CHANNEL_LEN);
+        assert_eq!(long, format!("{schema}.{}#{:016x}", "t".repeat(5), fnv1a(format!("{schema}.{table}").as_bytes())));
+        // Names that share the kept start still differ.
+        let other = channel(&layout(&schema, &format!("{}u", "t".repeat(39))));
+        assert_ne!(long, other);
+        assert_eq!(other.len(), MAX_CHANNEL_LEN);
+        // The longest name that fits is kept whole.
+        let fits = channel(&layout(&"s".repeat(40), &"t".repeat(22)));
+        assert_eq!(fits.len(), MAX_CHANNEL_LEN);
+        assert!(!fits.contains('#'));
+    }
+
+    #[test]
+    fn fnv1a_is_the_published_function() {
+        assert_eq!(fnv1a(b""), 0xcbf2_9ce4_8422_2325);
+        assert_eq!(fnv1a(b"a"), 0xaf63_dc4c_8601_ec8c);
+    }
+
+    // The cases below need a server (see `on_fresh_schema`).
+
+    /// How long a test waits for something that should happen within a second or two.
+    const PATIENCE: Duration = Duration::from_secs(30);
+
+    /// A pending confirmation row of run `run-1`.
+    fn approval(id: &str) -> Approval {
+        let now = crate::stmt::now();
+        Approval {
+            id: id.to_owned(),
+            run_id: "run-1".into(),
+            session_id: "session-1".into(),
+            status: ApprovalStatus::Pending,
+            approval_type: ApprovalType::Required,
+            pause_type: PauseType::Confirmation,
+            source_type: SourceType::Agent,
+            source_name: None,
+            agent_id: None,
+            team_id: None,
+            user_id: None,
+            tool_name: "delete_user_data".into(),
+            tool_args: serde_json::json!({ "user_id": "42" }),
+            tool_call_id: format!("call-{id}"),
+            requirements: Vec::new(),
+            resolution_data: None,
+            resolved_by: None,
+            resolved_at: None,
+            created_at: now,
+            updated_at: now,
+            expires_at: None,
+            run_status: RunStatus::Paused,
+        }
+    }
+
+    async fn open(url: &str, schema: &str) -> (PostgresDb, Layout) {
+        let db = PostgresDb::builder().url(url).schema(schema).build().await.unwrap();
+        (db, Layout::new(Dialect::Postgres, Some(schema), &TableNames::default()).unwrap())
+    }
+
+    /// Waits, up to [`PATIENCE`], until `condition` holds.
+    async fn eventually<Fut: Future<Output = bool>>(what: &str, mut condition: impl FnMut() -> Fut) {
+        let deadline = tokio::time::Instant::now() + PATIENCE;
+        while !condition().await {
+            assert!(tokio::time::Instant::now() < deadline, "gave up waiting until {what}");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// The backends that have finished `LISTEN`ing on `channel`, other than the caller's.
+    async fn listening_backends(db: &PostgresDb, channel: &str) -> Vec<i32> {
+        let sql = "SELECT pid FROM pg_stat_activity \
+                   WHERE strpos(query, $1) > 0 AND state = 'idle' AND pid <> pg_backend_pid()";
+        let listen = format!("LISTEN \"{channel}\"");
+        sqlx::query_scalar(sql).bind(listen).fetch_all(&db.inner.pools().reader).await.unwrap()
+    }
+
+    #[tokio::test]
+    async fn the_trigger_announces_rows_that_leave_pending_or_are_deleted() {
+        on_fresh_schema(|url, schema| async move {
+            let (db, layout) = open(&url, &schema).await;
+            let mut listener = PgListener::connect(&url).await.unwrap();
+            listener.listen(&channel(&layout)).await.unwrap();
+            let (resolved, deleted, expiring, untouched) = (approval("a"), approval("b"), approval("c"), approval("d"));
+            let expiring = Approval { expires_at: Some(crate::stmt::now()), ..expiring };
+            for row in [&resolved, &deleted, &expiring, &untouched] {
+                db.create_approval(row).await.unwrap();
+            }
+
+            // Neither a run-status update nor a second resolution leaves `pending`: had either
+            // been announced, it would come first below.
+            db.update_approval_run_status("run-1", RunStatus::Running).await.unwrap();
+            db.update_approval(&resolved.id, ApprovalUpdate::approve("admin")).await.unwrap();
+            db.update_approval(&resolved.id, ApprovalUpdate::reject("admin")).await.unwrap_err();
+            db.delete_approval(&deleted.id).await.unwrap();
+            assert_eq!(db.expire_approvals(crate::stmt::now()).await.unwrap(), 1);
+
+            let mut announced = Vec::new();
+            for _ in 0..3 {
+                announced.push(listener.recv().await.unwrap().payload().to_owned());
+            }
+            assert_eq!(announced, ["a", "b", "c"]);
+            db.close().await;
+        })
+        .await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_lost_listening_connection_is_replaced() {
+        on_fresh_schema(|url, schema| async move {
+            let (db, layout) = open(&url, &schema).await;
+            let channel = channel(&layout);
+            // Waiters of their own, which only the listener wakes: the store's writes wake the
+            // store's waiters.
+            let waiters = Arc::new(ResolutionWaiters::new());
+            let options = PgConnectOptions::from_str(&url).unwrap();
+            let listener = Listener::new(options, PATIENCE, &layout, waiters.clone());
+            eventually("the listener is up", || std::future::ready(listener.is_live())).await;
+            let first = listening_backends(&db, &channel).await;
+            assert_eq!(first.len(), 1);
+
+            let kill = "SELECT pg_terminate_backend($1)";
+            assert!(
+                sqlx::query_scalar::<_, bool>(kill).bind(first[0]).fetch_one(&db.inner.pools().reader).await.unwrap()
+            );
+            eventually("another connection listens", || async {
+                let now = listening_backends(&db, &channel).await;
+                listener.is_live() && now.len() == 1 && now != first
+            })
+            .await;
+
+            let row = approval("row-1");
+            db.create_approval(&row).await.unwrap();
+            let waiter = {
+                let (waiters, db, id) = (waiters.clone(), db.clone(), row.id.clone());
+                // No polling: only an announcement ends this wait before its timeout.
+                tokio::spawn(async move { waiters.wait(&id, PATIENCE, || None, || db.get_approval(&id)).await })
+            };
+            // Lets the waiter get to its wait; the outcome does not depend on it.
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            db.update_approval(&row.id, ApprovalUpdate::approve("admin")).await.unwrap();
+            assert_eq!(waiter.await.unwrap().unwrap().status, ApprovalStatus::Approved);
+
+            listener.close().await;
+            assert!(!listener.is_live());
+            db.close().await;
+        })
+        .await;
+    }
+}
