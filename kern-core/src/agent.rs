@@ -15,14 +15,15 @@
 //! ```
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use tracing::Instrument;
 
 use crate::approval::SourceType;
 pub use crate::engine::DEFAULT_MAX_ROUNDS;
-use crate::engine::{Identity, RunRequest, Runner, Settings, Step, Writes, settings_setters};
+use crate::engine::{Decision, Identity, RunRequest, Runner, Settings, Step, Writes, on_own_task, settings_setters};
 use crate::error::{Error, Result};
-use crate::run::{RunOutput, RunRequirement, RunStatus};
+use crate::run::{RunOutput, RunRecord, RunRequirement, RunStatus};
 use crate::store::Store;
 
 /// An agent. Cheap to clone; clones share everything.
@@ -102,10 +103,31 @@ impl Agent {
         let span = tracing::info_span!("kern.continue", agent_id = self.id(), run_id);
         let runner = Arc::clone(&self.runner);
         let run_id = run_id.to_owned();
-        // On a task of its own, so a caller that stops waiting cannot abandon a claimed run
-        // half-way: once claimed, the run is carried through and stored.
-        let task = tokio::spawn(async move { continue_paused(&runner, &run_id, &requirements).await }.instrument(span));
-        task.await.map_err(|join| Error::Aborted(join.to_string()))?
+        on_own_task(span, async move { continue_paused(&runner, &run_id, &requirements).await }).await
+    }
+
+    /// Finishes a run that a continue claimed and never stored (its process died, or the
+    /// database failed as it stored the outcome), which is left `running` for good otherwise:
+    /// every `continue_run` of it is refused with [`Error::RunNotPaused`].
+    ///
+    /// The run is taken over only once it has been running for longer than `stale_after`
+    /// ([`Store::reclaim_run`], so of concurrent recoveries exactly one proceeds); sooner, or
+    /// for a run that is not running, it is [`Error::RunNotStale`]. Its paused calls are then
+    /// decided again from their stored rows, and it resumes and is stored as a continue does.
+    /// The caller's answers to calls that no row decides went down with the continue: those
+    /// calls wait again, and the run pauses for them. If the rows no longer let the run resume
+    /// (a row went missing, say), the run goes back to paused and the error is returned.
+    ///
+    /// The tool of an approved call may already have run before the continue died, so it may
+    /// run again: with the same idempotency key (`approval_id:tool_call_id`, see
+    /// [`RunContext::idempotency_key`](crate::tools::RunContext::idempotency_key)), which is how
+    /// a tool makes a second run harmless. Pick `stale_after` longer than the longest continue
+    /// can take, so that no continue still under way is recovered too.
+    pub async fn recover_run(&self, run_id: &str, stale_after: Duration) -> Result<RunOutput> {
+        let span = tracing::info_span!("kern.recover", agent_id = self.id(), run_id);
+        let runner = Arc::clone(&self.runner);
+        let run_id = run_id.to_owned();
+        on_own_task(span, async move { recover_stale(&runner, &run_id, stale_after).await }).await
     }
 
     pub(crate) fn runner(&self) -> &Runner {
@@ -114,17 +136,9 @@ impl Agent {
 }
 
 /// Loads, decides, claims and resumes a paused run, then stores the outcome.
-pub(crate) async fn continue_paused(
-    runner: &Runner,
-    run_id: &str,
-    requirements: &[RunRequirement],
-) -> Result<RunOutput> {
+async fn continue_paused(runner: &Runner, run_id: &str, requirements: &[RunRequirement]) -> Result<RunOutput> {
     let store = &*runner.store;
-    let record = store.load_run(run_id).await?.ok_or_else(|| Error::RunNotFound(run_id.to_owned()))?;
-    if let Some(team_run_id) = record.parent_run_id {
-        return Err(Error::MemberRun { run_id: run_id.to_owned(), team_run_id });
-    }
-    runner.check_owner(&record)?;
+    let record = load_own(runner, run_id).await?;
     if record.status != RunStatus::Paused {
         return Err(Error::RunNotPaused { run_id: run_id.to_owned(), status: record.status });
     }
@@ -135,21 +149,46 @@ pub(crate) async fn continue_paused(
     let decisions = if claimed.requirements == record.requirements {
         decisions
     } else {
-        match runner.decide(&claimed, requirements).await {
-            Ok(decisions) => decisions,
-            Err(error) => {
-                release(store, claimed).await?;
-                return Err(error);
-            }
-        }
+        decide_claimed(runner, &claimed, requirements).await?
     };
     persist(store, runner.resume(claimed, decisions, Writes::default()).await).await
 }
 
-/// Gives a claimed run back, paused as it was.
-async fn release(store: &dyn Store, mut record: crate::run::RunRecord) -> Result<()> {
-    record.status = RunStatus::Paused;
-    store.save_runs(std::slice::from_ref(&record), &[]).await
+/// Reclaims a run a continue left running, decides its calls from their rows, resumes it,
+/// then stores the outcome.
+async fn recover_stale(runner: &Runner, run_id: &str, stale_after: Duration) -> Result<RunOutput> {
+    let store = &*runner.store;
+    load_own(runner, run_id).await?;
+    let reclaimed = store.reclaim_run(run_id, stale_after).await?;
+    let decisions = decide_claimed(runner, &reclaimed, &[]).await?;
+    persist(store, runner.resume(reclaimed, decisions, Writes::default()).await).await
+}
+
+/// Reads run `run_id` for this runner to resume: a run of its own, not a team member's.
+async fn load_own(runner: &Runner, run_id: &str) -> Result<RunRecord> {
+    let record = runner.store.load_run(run_id).await?.ok_or_else(|| Error::RunNotFound(run_id.to_owned()))?;
+    if let Some(team_run_id) = record.parent_run_id {
+        return Err(Error::MemberRun { run_id: run_id.to_owned(), team_run_id });
+    }
+    runner.check_owner(&record)?;
+    Ok(record)
+}
+
+/// Decides the calls of a run this process holds; when they cannot be decided, gives the run
+/// back, paused as it was, so that it can be continued once they can.
+async fn decide_claimed(
+    runner: &Runner,
+    claimed: &RunRecord,
+    requirements: &[RunRequirement],
+) -> Result<Vec<Decision>> {
+    match runner.decide(claimed, requirements).await {
+        Ok(decisions) => Ok(decisions),
+        Err(error) => {
+            let paused = RunRecord { status: RunStatus::Paused, ..claimed.clone() };
+            runner.store.save_runs(std::slice::from_ref(&paused), &[]).await?;
+            Err(error)
+        }
+    }
 }
 
 /// Stores a step (run state and new rows, one transaction), then reports it.

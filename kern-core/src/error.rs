@@ -49,6 +49,18 @@ pub enum Error {
         /// Its current status.
         status: RunStatus,
     },
+    /// The run is not one a continue left behind: it is not running, or it was claimed too
+    /// recently for its continue to have given up, so recovering it could run a tool twice.
+    #[error(
+        "run `{run_id}` is {status}, not stale: only a run left running for longer than `stale_after` can be \
+         recovered; wait for its continue to finish (or recover it later), or continue it if it is paused"
+    )]
+    RunNotStale {
+        /// The run's id.
+        run_id: String,
+        /// Its current status.
+        status: RunStatus,
+    },
     /// The run belongs to another agent or team, which alone may continue it.
     #[error("run `{run_id}` belongs to {owner}")]
     ForeignRun {

@@ -2,17 +2,18 @@
 //!
 //! A store keeps runs (so a fresh process can continue a paused run) and approval rows. The
 //! writes the loops make are grouped so each step of a cycle is one transaction: a pause
-//! writes the run state and its approval rows together, a claim is one compare-and-set, and a
-//! finished run writes its state, its audit rows and the `run_status` of its approval rows
-//! together. A process holding a paused run learns of its row's resolution from
-//! [`Store::wait_for_resolution`], which each store answers as soon as it can tell.
+//! writes the run state and its approval rows together, a claim is one compare-and-set (and so
+//! is the reclaim of a run whose continue never finished), and a finished run writes its state,
+//! its audit rows and the `run_status` of its approval rows together. A process holding a paused
+//! run learns of its row's resolution from [`Store::wait_for_resolution`], which each store
+//! answers as soon as it can tell.
 
 mod memory;
 mod wait;
 
 use std::time::Duration;
 
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, TimeDelta, Utc};
 
 use crate::BoxFuture;
 use crate::approval::{Approval, ApprovalPage, ApprovalQuery, ApprovalStatus, ApprovalUpdate};
@@ -42,6 +43,16 @@ pub trait Store: Send + Sync + 'static {
     /// Moves a paused run to running in one compare-and-set and returns its state, so exactly
     /// one continue proceeds. Errors: [`Error::RunNotFound`], [`Error::RunNotPaused`].
     fn claim_run<'a>(&'a self, run_id: &'a str) -> BoxFuture<'a, Result<RunRecord>>;
+
+    /// Takes over a run that a continue claimed and never finished (its process died, or the
+    /// database failed when it stored the outcome), which would otherwise stay `running` for
+    /// good: a run that is `running` and was last written at or before `now - stale_after` (see
+    /// [`stale_cutoff`]) gets `updated_at = now` in one compare-and-set, and its state is
+    /// returned: the run as claimed, still holding the calls the continue was to decide. The
+    /// fresh `updated_at` makes the run no longer stale, so of concurrent reclaims exactly one
+    /// wins. Errors: [`Error::RunNotFound`], [`Error::RunNotStale`] (the run is not running, or
+    /// was written less than `stale_after` ago).
+    fn reclaim_run<'a>(&'a self, run_id: &'a str, stale_after: Duration) -> BoxFuture<'a, Result<RunRecord>>;
 
     /// The latest `limit` top-level runs of a session (no parent run), oldest first.
     fn session_runs<'a>(&'a self, session_id: &'a str, limit: usize) -> BoxFuture<'a, Result<Vec<RunRecord>>>;
@@ -116,6 +127,10 @@ impl<S: Store + ?Sized> Store for std::sync::Arc<S> {
         (**self).claim_run(run_id)
     }
 
+    fn reclaim_run<'a>(&'a self, run_id: &'a str, stale_after: Duration) -> BoxFuture<'a, Result<RunRecord>> {
+        (**self).reclaim_run(run_id, stale_after)
+    }
+
     fn session_runs<'a>(&'a self, session_id: &'a str, limit: usize) -> BoxFuture<'a, Result<Vec<RunRecord>>> {
         (**self).session_runs(session_id, limit)
     }
@@ -155,6 +170,15 @@ impl<S: Store + ?Sized> Store for std::sync::Arc<S> {
     fn wait_for_resolution<'a>(&'a self, id: &'a str, timeout: Duration) -> BoxFuture<'a, Result<Approval>> {
         (**self).wait_for_resolution(id, timeout)
     }
+}
+
+/// The latest `updated_at` at which a `running` run counts as abandoned at `now`, for
+/// [`Store::reclaim_run`]: `now - stale_after`, or `None` when that reaches back before the Unix
+/// epoch. kern stamps runs with the clock, so none was written then; and every database can
+/// compare a bound from the epoch on.
+pub fn stale_cutoff(now: DateTime<Utc>, stale_after: Duration) -> Option<DateTime<Utc>> {
+    let cutoff = now.checked_sub_signed(TimeDelta::from_std(stale_after).ok()?)?;
+    (cutoff >= DateTime::UNIX_EPOCH).then_some(cutoff)
 }
 
 /// True when `update` must be checked against the stored row before the compare-and-set:

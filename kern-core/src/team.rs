@@ -6,13 +6,15 @@
 //! the member's run and names the team; either pauses the whole team run.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use tracing::Instrument;
 
 use crate::agent::{Agent, RunOptions};
 use crate::approval::SourceType;
 use crate::engine::{
-    Decision, Identity, Member, Roster, RunRequest, Runner, Settings, Step, Writes, settings_setters, settle, track,
+    Decision, Identity, Member, Roster, RunRequest, Runner, Settings, Step, Writes, on_own_task, settings_setters,
+    settle, track,
 };
 use crate::error::{Error, Result};
 use crate::run::{RunOutput, RunRecord, RunRequirement, RunStatus};
@@ -29,17 +31,23 @@ impl std::fmt::Debug for Team {
     }
 }
 
-/// A paused member run, ready to resume once the team run is claimed.
+/// A member run the team run waits on, as stored, and the member that resumes it.
+struct Waiting<'a> {
+    member: &'a Member,
+    record: RunRecord,
+}
+
+/// A member run the team run waits on, decided and ready to resume once the team holds it.
 struct MemberResumption<'a> {
     member: &'a Member,
     record: RunRecord,
     decisions: Vec<Decision>,
 }
 
-/// Everything a continue reads before it claims the team run: what the team and its paused
-/// members resume with, and the member runs that are done, which the output reports. Reading
-/// them all first means a failed read changes nothing, and nothing is read once the outcome
-/// is stored.
+/// Everything a continue reads before it claims the team run (a recovery, before it resumes
+/// the team run it reclaimed): what the team and its paused members resume with, and the
+/// member runs that are done, which the output reports. Reading them all first means a failed
+/// read changes nothing, and nothing is read once the outcome is stored.
 struct Prepared<'a> {
     decisions: Vec<Decision>,
     members: Vec<MemberResumption<'a>>,
@@ -79,25 +87,39 @@ impl Team {
         let span = tracing::info_span!("kern.team_continue", team_id = self.id(), run_id);
         let team = self.clone();
         let run_id = run_id.to_owned();
-        // On a task of its own, so a caller that stops waiting cannot abandon claimed runs
-        // half-way: once claimed, the team run is carried through and stored.
-        let task = tokio::spawn(async move { team.continue_paused(&run_id, requirements).await }.instrument(span));
-        task.await.map_err(|join| Error::Aborted(join.to_string()))?
+        on_own_task(span, async move { team.continue_paused(&run_id, requirements).await }).await
+    }
+
+    /// Finishes a team run that a continue claimed and never stored, as
+    /// [`Agent::recover_run`] does for an agent's run; the same cautions apply, to the tools
+    /// of the team and of its members alike.
+    ///
+    /// The team run is reclaimed ([`Store::reclaim_run`](crate::store::Store::reclaim_run))
+    /// once it has been running for longer than `stale_after`, else [`Error::RunNotStale`].
+    /// The member runs the continue had claimed are taken over with it: only a holder of the
+    /// team run resumes them. Those it had not claimed yet are claimed. Then the team's calls
+    /// and its members' are decided again from their rows, and everything resumes and is
+    /// stored as a continue does. If the rows no longer let the run resume, the team run and
+    /// its member runs go back to paused and the error is returned. If a member run cannot be
+    /// read, the team run stays running, to be recovered again.
+    pub async fn recover_run(&self, run_id: &str, stale_after: Duration) -> Result<RunOutput> {
+        let span = tracing::info_span!("kern.team_recover", team_id = self.id(), run_id);
+        let team = self.clone();
+        let run_id = run_id.to_owned();
+        on_own_task(span, async move { team.recover_stale(&run_id, stale_after).await }).await
     }
 
     /// Loads, checks, decides, claims and resumes a paused team run, then stores the outcome.
     async fn continue_paused(&self, run_id: &str, requirements: Vec<RunRequirement>) -> Result<RunOutput> {
-        let store = &*self.leader.store;
-        let record = store.load_run(run_id).await?.ok_or_else(|| Error::RunNotFound(run_id.to_owned()))?;
-        self.leader.check_owner(&record)?;
+        let record = self.load_own(run_id).await?;
         if record.status != RunStatus::Paused {
             return Err(Error::RunNotPaused { run_id: run_id.to_owned(), status: record.status });
         }
         let prepared = self.prepare(&record, &requirements).await?;
-        let claimed = store.claim_run(run_id).await?;
+        let claimed = self.leader.store.claim_run(run_id).await?;
         // Another continue may have resumed and re-paused the run between our read and our
         // claim; then decide again on what we now own.
-        let Prepared { decisions, members, finished_members } = if claimed.requirements == record.requirements {
+        let prepared = if claimed.requirements == record.requirements {
             prepared
         } else {
             match self.prepare(&claimed, &requirements).await {
@@ -108,22 +130,74 @@ impl Team {
                 }
             }
         };
-        let mut owned = Vec::new();
-        for resumption in &members {
-            match store.claim_run(&resumption.record.run_id).await {
-                Ok(_) => owned.push(resumption.record.clone()),
-                Err(error) => {
-                    self.release(claimed, &owned).await?;
-                    return Err(error);
-                }
-            }
-        }
-        let step = self.resume(claimed, decisions, members).await;
-        self.persist(step, &finished_members).await
+        self.resume_held(claimed, prepared).await
     }
 
-    /// Decides everything the team run waits for, reading only.
+    /// Reclaims a team run a continue left running, decides its calls and its members' from
+    /// their rows, resumes it, then stores the outcome.
+    async fn recover_stale(&self, run_id: &str, stale_after: Duration) -> Result<RunOutput> {
+        self.load_own(run_id).await?;
+        let reclaimed = self.leader.store.reclaim_run(run_id, stale_after).await?;
+        // Which member runs the continue had claimed is known only once all are read: until
+        // then the team run stays running. Given back paused, it would wait on running member
+        // runs, which neither a continue nor a recovery could resume.
+        let waiting = self.waiting_members(&reclaimed, &[RunStatus::Paused, RunStatus::Running]).await?;
+        let claimed_members: Vec<RunRecord> = waiting
+            .iter()
+            .filter(|waiting| waiting.record.status == RunStatus::Running)
+            .map(|waiting| waiting.record.clone())
+            .collect();
+        let prepared = match self.decide(&reclaimed, &[], waiting).await {
+            Ok(prepared) => prepared,
+            Err(error) => {
+                self.release(reclaimed, &claimed_members).await?;
+                return Err(error);
+            }
+        };
+        self.resume_held(reclaimed, prepared).await
+    }
+
+    /// Reads team run `run_id` for this team to resume: a run of its own.
+    async fn load_own(&self, run_id: &str) -> Result<RunRecord> {
+        let record = self.leader.store.load_run(run_id).await?.ok_or_else(|| Error::RunNotFound(run_id.to_owned()))?;
+        self.leader.check_owner(&record)?;
+        Ok(record)
+    }
+
+    /// Decides everything a paused team run waits for, reading only.
     async fn prepare<'a>(&'a self, record: &RunRecord, requirements: &[RunRequirement]) -> Result<Prepared<'a>> {
+        let waiting = self.waiting_members(record, &[RunStatus::Paused]).await?;
+        self.decide(record, requirements, waiting).await
+    }
+
+    /// Reads the member runs the team run `record` waits on; each must be in one of the
+    /// `resumable` statuses, else [`Error::RunNotPaused`].
+    async fn waiting_members(&self, record: &RunRecord, resumable: &[RunStatus]) -> Result<Vec<Waiting<'_>>> {
+        let store = &*self.leader.store;
+        let roster = self.roster();
+        let references = record.delegations.iter().flat_map(|d| &d.runs).filter(|run| run.status == RunStatus::Paused);
+        let mut waiting = Vec::new();
+        for reference in references.map(|run| &run.member) {
+            let member =
+                roster.get(&reference.agent_id).ok_or_else(|| Error::UnknownMember(reference.agent_id.clone()))?;
+            let record =
+                store.load_run(&reference.run_id).await?.ok_or_else(|| Error::RunNotFound(reference.run_id.clone()))?;
+            if !resumable.contains(&record.status) {
+                return Err(Error::RunNotPaused { run_id: record.run_id, status: record.status });
+            }
+            waiting.push(Waiting { member, record });
+        }
+        Ok(waiting)
+    }
+
+    /// Decides the team's own calls and those of the `waiting` member runs, and reads the
+    /// member runs that are done; reads only.
+    async fn decide<'a>(
+        &self,
+        record: &RunRecord,
+        requirements: &[RunRequirement],
+        waiting: Vec<Waiting<'a>>,
+    ) -> Result<Prepared<'a>> {
         let store = &*self.leader.store;
         let (member_answers, team_answers): (Vec<&RunRequirement>, Vec<&RunRequirement>) =
             requirements.iter().partition(|r| r.member.is_some());
@@ -132,36 +206,21 @@ impl Team {
         let team_answers: Vec<RunRequirement> = team_answers.into_iter().cloned().collect();
         let decisions = self.leader.decide(&team_view, &team_answers).await?;
 
-        let paused: Vec<_> = record
-            .delegations
-            .iter()
-            .flat_map(|d| &d.runs)
-            .filter(|run| run.status == RunStatus::Paused)
-            .map(|run| run.member.clone())
-            .collect();
         if let Some(stray) = member_answers
             .iter()
-            .find(|answer| answer.member.as_ref().is_some_and(|m| !paused.iter().any(|p| p.run_id == m.run_id)))
+            .find(|answer| answer.member.as_ref().is_some_and(|m| !waiting.iter().any(|w| w.record.run_id == m.run_id)))
         {
             return Err(Error::UnknownRequirement {
                 run_id: record.run_id.clone(),
                 tool_call_id: stray.tool_call_id().to_owned(),
             });
         }
-        let roster = self.roster();
         let mut members = Vec::new();
-        for reference in paused {
-            let member =
-                roster.get(&reference.agent_id).ok_or_else(|| Error::UnknownMember(reference.agent_id.clone()))?;
-            let member_record =
-                store.load_run(&reference.run_id).await?.ok_or_else(|| Error::RunNotFound(reference.run_id.clone()))?;
-            if member_record.status != RunStatus::Paused {
-                return Err(Error::RunNotPaused { run_id: reference.run_id, status: member_record.status });
-            }
+        for Waiting { member, record: member_record } in waiting {
             let answers: Vec<RunRequirement> = member_answers
                 .iter()
-                .filter(|a| a.member.as_ref().is_some_and(|m| m.run_id == reference.run_id))
-                .map(|a| RunRequirement { member: None, ..(*a).clone() })
+                .filter(|answer| answer.member.as_ref().is_some_and(|m| m.run_id == member_record.run_id))
+                .map(|answer| RunRequirement { member: None, ..(*answer).clone() })
                 .collect();
             let decisions = member.runner.decide(&member_record, &answers).await?;
             members.push(MemberResumption { member, record: member_record, decisions });
@@ -174,6 +233,30 @@ impl Team {
             }
         }
         Ok(Prepared { decisions, members, finished_members })
+    }
+
+    /// Resumes a team run this process holds: claims the member runs it waits on that are
+    /// still paused (those a crashed continue left running are held with the team run), then
+    /// resumes members and leader and stores the outcome. If a member run cannot be claimed,
+    /// the team run and every member run it holds go back to paused.
+    async fn resume_held(&self, team: RunRecord, prepared: Prepared<'_>) -> Result<RunOutput> {
+        let Prepared { decisions, members, finished_members } = prepared;
+        let mut held: Vec<RunRecord> = members
+            .iter()
+            .filter(|resumption| resumption.record.status == RunStatus::Running)
+            .map(|resumption| resumption.record.clone())
+            .collect();
+        for resumption in members.iter().filter(|resumption| resumption.record.status == RunStatus::Paused) {
+            match self.leader.store.claim_run(&resumption.record.run_id).await {
+                Ok(_) => held.push(resumption.record.clone()),
+                Err(error) => {
+                    self.release(team, &held).await?;
+                    return Err(error);
+                }
+            }
+        }
+        let step = self.resume(team, decisions, members).await;
+        self.persist(step, &finished_members).await
     }
 
     /// Resumes the paused members, answers the delegations they finish, then the leader.

@@ -40,6 +40,9 @@ pub(crate) struct Queries {
     /// The compare-and-set on a run: `$1` run id, `$2` now, `$3` now as JSON text (for the
     /// state's `updated_at`).
     pub(crate) claim_run: String,
+    /// The compare-and-set on a run a continue left running: `$1` run id, `$2` now, `$3` now
+    /// as JSON text, `$4` the latest `updated_at` that counts as stale.
+    pub(crate) reclaim_run: String,
     pub(crate) run_status: String,
     /// `$1` session id, `$2` limit: newest first.
     pub(crate) session_runs: String,
@@ -53,6 +56,8 @@ impl Queries {
         let expired = ApprovalStatus::Expired.as_str();
         let running = RunStatus::Running.as_str();
         let paused = RunStatus::Paused.as_str();
+        // A run's state is JSON whose `status` and `updated_at` follow the columns a claim (or a
+        // reclaim, on a run already running) sets.
         let patch_state = match layout.dialect {
             Dialect::Sqlite => format!("json_set(state, '$.status', '{running}', '$.updated_at', $3)"),
             Dialect::Postgres => format!("state || jsonb_build_object('status', '{running}', 'updated_at', $3::text)"),
@@ -94,6 +99,10 @@ impl Queries {
             claim_run: format!(
                 "UPDATE {runs} SET status = '{running}', updated_at = $2, state = {patch_state} \
                  WHERE run_id = $1 AND status = '{paused}' RETURNING state"
+            ),
+            reclaim_run: format!(
+                "UPDATE {runs} SET updated_at = $2, state = {patch_state} \
+                 WHERE run_id = $1 AND status = '{running}' AND updated_at <= $4 RETURNING state"
             ),
             run_status: format!("SELECT status FROM {runs} WHERE run_id = $1"),
             session_runs: format!(

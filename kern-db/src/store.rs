@@ -10,7 +10,9 @@ use std::time::Duration;
 use chrono::{DateTime, SecondsFormat, Utc};
 use kern_core::approval::{Approval, ApprovalPage, ApprovalQuery, ApprovalStatus, ApprovalUpdate};
 use kern_core::run::{RunRecord, RunStatus};
-use kern_core::store::{ResolutionWaiters, Store, check_resolution, needs_precheck, unapplied_update_error};
+use kern_core::store::{
+    ResolutionWaiters, Store, check_resolution, needs_precheck, stale_cutoff, unapplied_update_error,
+};
 use kern_core::{BoxFuture, Error, Result};
 
 use crate::codec;
@@ -134,6 +136,30 @@ impl<DB: Driver> SqlStore<DB> {
         Stmt::new(&self.queries.set_run_status).bind(run_id).bind(status.as_str())
     }
 
+    /// `sql`, a compare-and-set on run `run_id` that stamps it (and its state) with `now`, with
+    /// its first three values bound.
+    fn stamp_run<'a>(&self, sql: &'a str, run_id: &'a str, now: DateTime<Utc>) -> Stmt<'a> {
+        Stmt::new(sql).bind(run_id).bind(now).bind(now.to_rfc3339_opts(SecondsFormat::AutoSi, true))
+    }
+
+    /// Runs `stmt`, a compare-and-set on run `run_id` that returns its state. When it matches
+    /// no row, reads the run's status to say why: [`Error::RunNotFound`], or `refusal(status)`.
+    async fn compare_and_stamp(
+        &self,
+        stmt: Stmt<'_>,
+        run_id: &str,
+        refusal: impl FnOnce(RunStatus) -> Error,
+    ) -> Result<RunRecord> {
+        if let Some(run) = self.pools.write(stmt, codec::run).await?.pop() {
+            return Ok(run);
+        }
+        let stmt = Stmt::new(&self.queries.run_status).bind(run_id);
+        match self.pools.read(stmt, codec::run_status).await?.pop() {
+            None => Err(Error::RunNotFound(run_id.to_owned())),
+            Some(status) => Err(refusal(status)),
+        }
+    }
+
     async fn get(&self, id: &str) -> Result<Option<Approval>> {
         let stmt = Stmt::new(&self.queries.get_approval).bind(id);
         Ok(self.pools.read(stmt, codec::approval).await?.pop())
@@ -215,20 +241,21 @@ impl<DB: Driver> Store for SqlStore<DB> {
 
     fn claim_run<'a>(&'a self, run_id: &'a str) -> BoxFuture<'a, Result<RunRecord>> {
         Box::pin(async move {
+            let stmt = self.stamp_run(&self.queries.claim_run, run_id, now());
+            self.compare_and_stamp(stmt, run_id, |status| Error::RunNotPaused { run_id: run_id.to_owned(), status })
+                .await
+        })
+    }
+
+    fn reclaim_run<'a>(&'a self, run_id: &'a str, stale_after: Duration) -> BoxFuture<'a, Result<RunRecord>> {
+        Box::pin(async move {
             let now = now();
-            // The state is JSON: its `status` and `updated_at` change with the columns.
-            let stmt = Stmt::new(&self.queries.claim_run)
-                .bind(run_id)
-                .bind(now)
-                .bind(now.to_rfc3339_opts(SecondsFormat::AutoSi, true));
-            if let Some(run) = self.pools.write(stmt, codec::run).await?.pop() {
-                return Ok(run);
-            }
-            let stmt = Stmt::new(&self.queries.run_status).bind(run_id);
-            match self.pools.read(stmt, codec::run_status).await?.pop() {
-                None => Err(Error::RunNotFound(run_id.to_owned())),
-                Some(status) => Err(Error::RunNotPaused { run_id: run_id.to_owned(), status }),
-            }
+            // A cutoff of `None` binds NULL, which no `updated_at` is at or before. Bound, the
+            // cutoff is floored to whole microseconds, which leaves a stored (whole-microsecond)
+            // time at or before it exactly when it was at or before the precise one.
+            let stmt = self.stamp_run(&self.queries.reclaim_run, run_id, now).bind(stale_cutoff(now, stale_after));
+            self.compare_and_stamp(stmt, run_id, |status| Error::RunNotStale { run_id: run_id.to_owned(), status })
+                .await
         })
     }
 
@@ -350,6 +377,14 @@ macro_rules! forward_store {
                 run_id: &'a str,
             ) -> ::kern_core::BoxFuture<'a, ::kern_core::Result<::kern_core::run::RunRecord>> {
                 self.inner.claim_run(run_id)
+            }
+
+            fn reclaim_run<'a>(
+                &'a self,
+                run_id: &'a str,
+                stale_after: ::std::time::Duration,
+            ) -> ::kern_core::BoxFuture<'a, ::kern_core::Result<::kern_core::run::RunRecord>> {
+                self.inner.reclaim_run(run_id, stale_after)
             }
 
             fn session_runs<'a>(

@@ -1,6 +1,9 @@
 //! The stores the lifecycle runs on, each reopenable as a fresh handle.
 
+use std::ops::Range;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use kern::approval::{Approval, ApprovalPage, ApprovalQuery, ApprovalUpdate};
@@ -117,19 +120,26 @@ impl Drop for Backend {
     }
 }
 
-/// A memory store that logs the name of each call and, when built with
-/// [`ProbeStore::failing_saves`], fails every write of run state, as when the database goes
-/// down mid-run.
+/// A memory store that logs the name of each call and can fail writes of run state, as when
+/// the database goes down mid-run.
 #[derive(Default)]
 pub struct ProbeStore {
     inner: MemoryDb,
-    fail_saves: bool,
+    /// The numbers of the saves that fail, the first save being number 1.
+    failing_saves: Range<usize>,
+    saves: AtomicUsize,
     calls: std::sync::Mutex<Vec<&'static str>>,
 }
 
 impl ProbeStore {
+    /// Fails every save.
     pub fn failing_saves() -> Self {
-        ProbeStore { fail_saves: true, ..ProbeStore::default() }
+        ProbeStore { failing_saves: 1..usize::MAX, ..ProbeStore::default() }
+    }
+
+    /// Fails save number `n` only (the first is 1), as when the database is down a moment.
+    pub fn failing_save(n: usize) -> Self {
+        ProbeStore { failing_saves: n..n + 1, ..ProbeStore::default() }
     }
 
     /// The calls so far, oldest first.
@@ -145,7 +155,8 @@ impl ProbeStore {
 impl Store for ProbeStore {
     fn save_runs<'a>(&'a self, runs: &'a [RunRecord], new_approvals: &'a [Approval]) -> BoxFuture<'a, Result<()>> {
         self.log("save_runs");
-        if self.fail_saves {
+        let number = self.saves.fetch_add(1, Ordering::Relaxed) + 1;
+        if self.failing_saves.contains(&number) {
             return Box::pin(async { Err(kern::Error::database(std::io::Error::other("connection reset"))) });
         }
         self.inner.save_runs(runs, new_approvals)
@@ -159,6 +170,11 @@ impl Store for ProbeStore {
     fn claim_run<'a>(&'a self, run_id: &'a str) -> BoxFuture<'a, Result<RunRecord>> {
         self.log("claim_run");
         self.inner.claim_run(run_id)
+    }
+
+    fn reclaim_run<'a>(&'a self, run_id: &'a str, stale_after: Duration) -> BoxFuture<'a, Result<RunRecord>> {
+        self.log("reclaim_run");
+        self.inner.reclaim_run(run_id, stale_after)
     }
 
     fn session_runs<'a>(&'a self, session_id: &'a str, limit: usize) -> BoxFuture<'a, Result<Vec<RunRecord>>> {

@@ -1,5 +1,6 @@
 //! The run loop and the approval lifecycle end to end: agents, teams, every pause kind, the
-//! gate's decisions, audit rows, exactly-once continues, and continues from another process.
+//! gate's decisions, audit rows, exactly-once continues, continues from another process, and
+//! the recovery of runs whose continue never finished.
 //! Store-dependent tests run on the memory store, SQLite and Postgres alike.
 
 mod agent;
@@ -7,6 +8,7 @@ mod approval;
 mod backend;
 mod examples;
 mod process;
+mod recovery;
 mod team;
 mod tools;
 

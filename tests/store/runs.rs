@@ -1,5 +1,5 @@
-//! Runs: saved with their approval rows in one transaction, claimed exactly once, listed per
-//! session.
+//! Runs: saved with their approval rows in one transaction, claimed exactly once, reclaimed
+//! exactly once when a claim goes stale, listed per session.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -183,6 +183,99 @@ pub async fn claiming_a_missing_or_unpaused_run_fails(store: Arc<dyn Store>) {
     let err = store.claim_run(&done.run_id).await.unwrap_err();
     assert!(matches!(err, Error::RunNotPaused { status: RunStatus::Completed, .. }), "{err:?}");
     assert_eq!(store.load_run(&done.run_id).await.unwrap(), Some(done));
+}
+
+/// A run a continue claimed two hours ago and never stored, as a process that died leaves it.
+fn abandoned(session_id: &str) -> RunRecord {
+    RunRecord { status: RunStatus::Running, updated_at: now() - seconds(2 * 3600), ..run(session_id) }
+}
+
+const ONE_HOUR: Duration = Duration::from_secs(3600);
+
+pub async fn reclaiming_a_stale_run_returns_it_stamped_now(store: Arc<dyn Store>) {
+    let before = now();
+    let stale = abandoned("session-1");
+    store.save_runs(std::slice::from_ref(&stale), &[]).await.unwrap();
+    let reclaimed = store.reclaim_run(&stale.run_id, ONE_HOUR).await.unwrap();
+    assert_eq!(reclaimed, RunRecord { updated_at: reclaimed.updated_at, ..stale.clone() });
+    assert!(reclaimed.updated_at >= before, "{} < {before}", reclaimed.updated_at);
+    assert_eq!(store.load_run(&stale.run_id).await.unwrap().as_ref(), Some(&reclaimed));
+    // Stamped now, it is no longer stale.
+    let err = store.reclaim_run(&stale.run_id, ONE_HOUR).await.unwrap_err();
+    assert!(matches!(err, Error::RunNotStale { status: RunStatus::Running, .. }), "{err:?}");
+
+    // A claim stamps the run too: with no time to wait, its run is stale at once.
+    let paused = run("session-1");
+    store.save_runs(std::slice::from_ref(&paused), &[]).await.unwrap();
+    let claimed = store.claim_run(&paused.run_id).await.unwrap();
+    let reclaimed = store.reclaim_run(&paused.run_id, Duration::ZERO).await.unwrap();
+    assert_eq!(reclaimed, RunRecord { updated_at: reclaimed.updated_at, ..claimed.clone() });
+    assert!(reclaimed.updated_at >= claimed.updated_at);
+    assert_eq!(store.load_run(&paused.run_id).await.unwrap(), Some(reclaimed));
+}
+
+pub async fn only_a_running_run_can_be_reclaimed(store: Arc<dyn Store>) {
+    let err = store.reclaim_run("no-such-run", Duration::ZERO).await.unwrap_err();
+    assert!(matches!(&err, Error::RunNotFound(id) if id == "no-such-run"), "{err:?}");
+
+    // Written long ago, yet neither is left running.
+    let long_ago = now() - seconds(2 * 3600);
+    let paused = RunRecord { updated_at: long_ago, ..run("session-1") };
+    let done = RunRecord { status: RunStatus::Completed, updated_at: long_ago, ..run("session-1") };
+    store.save_runs(&[paused.clone(), done.clone()], &[]).await.unwrap();
+    for (saved, expected) in [(&paused, RunStatus::Paused), (&done, RunStatus::Completed)] {
+        let err = store.reclaim_run(&saved.run_id, Duration::ZERO).await.unwrap_err();
+        assert!(
+            matches!(&err, Error::RunNotStale { run_id, status } if *run_id == saved.run_id && *status == expected),
+            "{err:?}"
+        );
+        assert_eq!(store.load_run(&saved.run_id).await.unwrap().as_ref(), Some(saved));
+    }
+}
+
+pub async fn a_recent_claim_is_not_stale(store: Arc<dyn Store>) {
+    let paused = run("session-1");
+    store.save_runs(std::slice::from_ref(&paused), &[]).await.unwrap();
+    let claimed = store.claim_run(&paused.run_id).await.unwrap();
+    // Longer than the run has been claimed, and longer than the clock reaches back.
+    for stale_after in [ONE_HOUR, Duration::MAX] {
+        let err = store.reclaim_run(&paused.run_id, stale_after).await.unwrap_err();
+        assert!(matches!(err, Error::RunNotStale { status: RunStatus::Running, .. }), "{err:?}");
+    }
+    assert_eq!(store.load_run(&paused.run_id).await.unwrap(), Some(claimed));
+}
+
+/// The winner stamps the run with the current time, so to every other reclaim it is a fresh
+/// claim: not stale for another hour.
+pub async fn of_16_concurrent_reclaims_exactly_one_wins(store: Arc<dyn Store>) {
+    let stale = abandoned("session-1");
+    store.save_runs(std::slice::from_ref(&stale), &[]).await.unwrap();
+    let start = Arc::new(Barrier::new(16));
+    let reclaims: Vec<_> = (0..16)
+        .map(|_| {
+            let (store, start, run_id) = (store.clone(), start.clone(), stale.run_id.clone());
+            tokio::spawn(async move {
+                start.wait().await;
+                store.reclaim_run(&run_id, ONE_HOUR).await
+            })
+        })
+        .collect();
+    let (mut winners, mut losers) = (Vec::new(), Vec::new());
+    for reclaim in reclaims {
+        match reclaim.await.unwrap() {
+            Ok(run) => winners.push(run),
+            Err(err) => losers.push(err),
+        }
+    }
+
+    assert_eq!(winners.len(), 1, "winners: {winners:?}");
+    for err in &losers {
+        assert!(
+            matches!(err, Error::RunNotStale { run_id, status: RunStatus::Running } if *run_id == stale.run_id),
+            "{err:?}"
+        );
+    }
+    assert_eq!(store.load_run(&stale.run_id).await.unwrap().as_ref(), Some(&winners[0]));
 }
 
 pub async fn session_runs_are_the_latest_top_level_runs_oldest_first(store: Arc<dyn Store>) {

@@ -398,6 +398,16 @@ impl Runner {
     }
 }
 
+/// Runs a continue (or a recovery) on a task of its own, so that a caller that stops waiting
+/// cannot abandon claimed runs half-way: once claimed, a run is carried through and stored.
+pub(crate) async fn on_own_task<T: Send + 'static>(
+    span: tracing::Span,
+    work: impl Future<Output = Result<T>> + Send + 'static,
+) -> Result<T> {
+    let task = tokio::spawn(work.instrument(span));
+    task.await.map_err(|join| Error::Aborted(join.to_string()))?
+}
+
 /// The text a panic was raised with.
 pub(crate) fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
     match (panic.downcast_ref::<&str>(), panic.downcast_ref::<String>()) {

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 
-use super::{ResolutionWaiters, Store, check_resolution, needs_precheck, unapplied_update_error};
+use super::{ResolutionWaiters, Store, check_resolution, needs_precheck, stale_cutoff, unapplied_update_error};
 use crate::BoxFuture;
 use crate::approval::{Approval, ApprovalPage, ApprovalQuery, ApprovalStatus, ApprovalUpdate};
 use crate::error::{Error, Result};
@@ -115,6 +115,21 @@ impl Store for MemoryDb {
                 run.updated_at = crate::now();
                 Ok(run.clone())
             }
+        };
+        ready(result)
+    }
+
+    fn reclaim_run<'a>(&'a self, run_id: &'a str, stale_after: Duration) -> BoxFuture<'a, Result<RunRecord>> {
+        let mut tables = self.tables();
+        let now = crate::now();
+        let cutoff = stale_cutoff(now, stale_after);
+        let result = match tables.runs.get_mut(run_id) {
+            None => Err(Error::RunNotFound(run_id.to_owned())),
+            Some(run) if run.status == RunStatus::Running && cutoff.is_some_and(|cutoff| run.updated_at <= cutoff) => {
+                run.updated_at = now;
+                Ok(run.clone())
+            }
+            Some(run) => Err(Error::RunNotStale { run_id: run_id.to_owned(), status: run.status }),
         };
         ready(result)
     }

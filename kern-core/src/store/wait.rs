@@ -237,6 +237,10 @@ mod tests {
             self.0.claim_run(run_id)
         }
 
+        fn reclaim_run<'a>(&'a self, run_id: &'a str, stale_after: Duration) -> BoxFuture<'a, Result<RunRecord>> {
+            self.0.reclaim_run(run_id, stale_after)
+        }
+
         fn session_runs<'a>(&'a self, session_id: &'a str, limit: usize) -> BoxFuture<'a, Result<Vec<RunRecord>>> {
             self.0.session_runs(session_id, limit)
         }

@@ -1,0 +1,222 @@
+//! Recovery: finishing runs that a continue claimed and never stored, because its process died
+//! or the database failed as it stored the outcome.
+//!
+//! A continue that dies is simulated by its first step alone: the run is claimed with
+//! `Store::claim_run` and nothing more happens, so the tool has not run.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use kern::prelude::*;
+use kern::run::ToolCallStatus;
+use serde_json::json;
+
+use crate::backend::{Backend, ProbeStore};
+use crate::on_every_backend;
+use crate::team::team;
+use crate::tools::*;
+
+/// Long enough that a claim made during a test is never stale.
+const ONE_HOUR: Duration = Duration::from_secs(3600);
+
+fn agent(store: Arc<dyn Store>, id: &str) -> Agent {
+    let model = ScriptedModel::new()
+        .when_user_contains("delete", Reply::call("delete_user_data", json!({"user_id": "42"})))
+        .when_user_contains(
+            "cleanup",
+            Reply::calls([("delete_user_data", json!({"user_id": "7"})), ("restart_service", json!({"name": "web"}))]),
+        );
+    Agent::builder().id(id).model(model).tool(DeleteUserData).tool(RestartService).db(store).build().unwrap()
+}
+
+/// The only row of run `run_id`.
+async fn row_of(store: &dyn Store, run_id: &str) -> Approval {
+    let mut page = store.list_approvals(&ApprovalQuery::default().run_id(run_id)).await.unwrap();
+    assert_eq!(page.total, 1, "{page:?}");
+    page.items.remove(0)
+}
+
+/// Runs the agent until it pauses on an approval, and approves the row.
+async fn approved_run(agent: &Agent, store: &dyn Store, input: &str) -> (RunOutput, Approval) {
+    let run = agent.run(input).await.unwrap();
+    assert_eq!(run.status, RunStatus::Paused);
+    let row = store.update_approval(&row_of(store, &run.run_id).await.id, ApprovalUpdate::approve("admin-1")).await;
+    (run, row.unwrap())
+}
+
+async fn status_of(store: &dyn Store, run_id: &str) -> RunStatus {
+    store.load_run(run_id).await.unwrap().expect("the run is stored").status
+}
+
+on_every_backend!(
+    a_run_left_running_is_recovered_and_its_tool_runs_once,
+    a_recent_claim_or_a_paused_run_is_not_recovered,
+    only_the_agent_that_started_a_run_recovers_it,
+    a_run_whose_row_is_gone_goes_back_to_paused,
+    calls_that_no_row_decides_wait_again,
+    a_team_run_left_running_is_recovered_with_its_members,
+    a_team_run_whose_member_row_is_gone_goes_back_to_paused,
+);
+
+async fn a_run_left_running_is_recovered_and_its_tool_runs_once(backend: Backend) {
+    let store = backend.store();
+    let (run, row) = approved_run(&agent(store.clone(), "ops"), &*store, "delete user 42").await;
+    store.claim_run(&run.run_id).await.unwrap();
+    let err = agent(store.clone(), "ops").continue_run(&run.run_id, vec![]).await.unwrap_err();
+    assert!(matches!(err, Error::RunNotPaused { status: RunStatus::Running, .. }), "{err:?}");
+
+    // Recovered from another process, with a fresh agent and store handle.
+    let done = agent(backend.reopen().await, "ops").recover_run(&run.run_id, Duration::ZERO).await.unwrap();
+    assert_eq!(done.status, RunStatus::Completed);
+    assert_eq!(done.content.as_deref(), Some("Done. delete_user_data: All data for user 42 has been deleted."));
+    let calls = ran(&run.run_id);
+    assert_eq!(calls.len(), 1);
+    assert_eq!(calls[0].context.idempotency_key, Some(format!("{}:{}", row.id, row.tool_call_id)));
+    assert_eq!(status_of(&*store, &run.run_id).await, RunStatus::Completed);
+    assert_eq!(store.get_approval(&row.id).await.unwrap().unwrap().run_status, RunStatus::Completed);
+
+    let err = agent(store.clone(), "ops").recover_run(&run.run_id, Duration::ZERO).await.unwrap_err();
+    assert!(matches!(err, Error::RunNotStale { status: RunStatus::Completed, .. }), "{err:?}");
+    assert_eq!(ran(&run.run_id).len(), 1);
+}
+
+async fn a_recent_claim_or_a_paused_run_is_not_recovered(backend: Backend) {
+    let store = backend.store();
+    let agent = agent(store.clone(), "ops");
+    let (run, _) = approved_run(&agent, &*store, "delete user 42").await;
+    let err = agent.recover_run(&run.run_id, Duration::ZERO).await.unwrap_err();
+    assert!(matches!(err, Error::RunNotStale { status: RunStatus::Paused, .. }), "{err:?}");
+    assert!(err.to_string().contains("continue it"), "{err}");
+    assert_eq!(status_of(&*store, &run.run_id).await, RunStatus::Paused);
+
+    // Its continue may still be under way.
+    store.claim_run(&run.run_id).await.unwrap();
+    let err = agent.recover_run(&run.run_id, ONE_HOUR).await.unwrap_err();
+    assert!(matches!(err, Error::RunNotStale { status: RunStatus::Running, .. }), "{err:?}");
+    assert_eq!(status_of(&*store, &run.run_id).await, RunStatus::Running);
+    assert!(ran(&run.run_id).is_empty());
+
+    let err = agent.recover_run("no-such-run", Duration::ZERO).await.unwrap_err();
+    assert!(matches!(err, Error::RunNotFound(_)), "{err:?}");
+}
+
+async fn only_the_agent_that_started_a_run_recovers_it(backend: Backend) {
+    let store = backend.store();
+    let (run, _) = approved_run(&agent(store.clone(), "ops"), &*store, "delete user 42").await;
+    let claimed = store.claim_run(&run.run_id).await.unwrap();
+    let err = agent(store.clone(), "intruder").recover_run(&run.run_id, Duration::ZERO).await.unwrap_err();
+    assert!(matches!(err, Error::ForeignRun { ref owner, .. } if owner == "agent `ops`"), "{err:?}");
+    assert_eq!(store.load_run(&run.run_id).await.unwrap(), Some(claimed), "the run is not reclaimed");
+    assert!(ran(&run.run_id).is_empty());
+}
+
+async fn a_run_whose_row_is_gone_goes_back_to_paused(backend: Backend) {
+    let store = backend.store();
+    let agent = agent(store.clone(), "ops");
+    let (run, row) = approved_run(&agent, &*store, "delete user 42").await;
+    store.claim_run(&run.run_id).await.unwrap();
+    assert!(store.delete_approval(&row.id).await.unwrap());
+
+    let err = agent.recover_run(&run.run_id, Duration::ZERO).await.unwrap_err();
+    assert!(matches!(err, Error::ApprovalMissing { .. }), "{err:?}");
+    assert_eq!(status_of(&*store, &run.run_id).await, RunStatus::Paused);
+    // Paused again, the run is continued as any other: here, refused for the same reason.
+    let err = agent.continue_run(&run.run_id, vec![]).await.unwrap_err();
+    assert!(matches!(err, Error::ApprovalMissing { .. }), "{err:?}");
+    assert!(ran(&run.run_id).is_empty());
+}
+
+/// The caller's answers went down with the continue; the rows did not.
+async fn calls_that_no_row_decides_wait_again(backend: Backend) {
+    let store = backend.store();
+    let agent = agent(store.clone(), "ops");
+    let (run, _) = approved_run(&agent, &*store, "cleanup").await;
+    assert_eq!(run.requirements.len(), 2);
+    store.claim_run(&run.run_id).await.unwrap();
+
+    let recovered = agent.recover_run(&run.run_id, Duration::ZERO).await.unwrap();
+    assert_eq!(recovered.status, RunStatus::Paused);
+    let tools: Vec<_> = ran(&run.run_id).into_iter().map(|r| r.tool).collect();
+    assert_eq!(tools, ["delete_user_data"]);
+    let mut waiting = recovered.requirements;
+    assert_eq!(waiting.len(), 1);
+    assert_eq!(waiting[0].tool_execution.tool_name, "restart_service");
+
+    waiting[0].confirm();
+    let done = agent.continue_run(&run.run_id, waiting).await.unwrap();
+    assert_eq!(done.status, RunStatus::Completed);
+    assert_eq!(done.tools.iter().map(|t| t.status).collect::<Vec<_>>(), [ToolCallStatus::Succeeded; 2]);
+    assert_eq!(ran(&run.run_id).len(), 2);
+}
+
+async fn a_team_run_left_running_is_recovered_with_its_members(backend: Backend) {
+    let store = backend.store();
+    // The continue died after claiming the team run only, or its member run too.
+    for member_claimed in [false, true] {
+        let run = team(store.clone()).run("use the member tool").await.unwrap();
+        let member_run_id = run.member_runs[0].run_id.clone();
+        let row = row_of(&*store, &member_run_id).await;
+        store.update_approval(&row.id, ApprovalUpdate::approve("admin-1")).await.unwrap();
+        store.claim_run(&run.run_id).await.unwrap();
+        if member_claimed {
+            store.claim_run(&member_run_id).await.unwrap();
+        }
+        let err = team(store.clone()).recover_run(&run.run_id, ONE_HOUR).await.unwrap_err();
+        assert!(matches!(err, Error::RunNotStale { status: RunStatus::Running, .. }), "{err:?}");
+        let err = team(store.clone()).recover_run(&member_run_id, Duration::ZERO).await.unwrap_err();
+        assert!(matches!(err, Error::ForeignRun { .. }), "{err:?}");
+        let err = agent(store.clone(), "privacy").recover_run(&member_run_id, Duration::ZERO).await.unwrap_err();
+        assert!(matches!(err, Error::MemberRun { ref team_run_id, .. } if *team_run_id == run.run_id), "{err:?}");
+
+        let done = team(backend.reopen().await).recover_run(&run.run_id, Duration::ZERO).await.unwrap();
+        assert_eq!(done.status, RunStatus::Completed, "member claimed: {member_claimed}");
+        assert_eq!(done.member_runs[0].status, RunStatus::Completed);
+        let calls = ran(&member_run_id);
+        assert_eq!(calls.len(), 1);
+        assert_eq!(calls[0].context.idempotency_key, Some(format!("{}:{}", row.id, row.tool_call_id)));
+        assert_eq!(status_of(&*store, &run.run_id).await, RunStatus::Completed);
+        assert_eq!(status_of(&*store, &member_run_id).await, RunStatus::Completed);
+    }
+}
+
+async fn a_team_run_whose_member_row_is_gone_goes_back_to_paused(backend: Backend) {
+    let store = backend.store();
+    let team = team(store.clone());
+    let run = team.run("use the member tool").await.unwrap();
+    let member_run_id = run.member_runs[0].run_id.clone();
+    let row = row_of(&*store, &member_run_id).await;
+    store.update_approval(&row.id, ApprovalUpdate::approve("admin-1")).await.unwrap();
+    store.claim_run(&run.run_id).await.unwrap();
+    store.claim_run(&member_run_id).await.unwrap();
+    assert!(store.delete_approval(&row.id).await.unwrap());
+
+    let err = team.recover_run(&run.run_id, Duration::ZERO).await.unwrap_err();
+    assert!(matches!(err, Error::ApprovalMissing { .. }), "{err:?}");
+    assert_eq!(status_of(&*store, &run.run_id).await, RunStatus::Paused);
+    assert_eq!(status_of(&*store, &member_run_id).await, RunStatus::Paused);
+    // Paused again, team and member are continued as any other: here, refused for the same reason.
+    let err = team.continue_run(&run.run_id, vec![]).await.unwrap_err();
+    assert!(matches!(err, Error::ApprovalMissing { .. }), "{err:?}");
+    assert!(ran(&member_run_id).is_empty());
+}
+
+/// The tool ran but its outcome was never stored, so it runs again on recovery, under the
+/// same idempotency key.
+#[tokio::test]
+async fn a_run_whose_outcome_was_not_stored_is_recovered() {
+    // Save 1 stores the pause; save 2, the continue's outcome, fails.
+    let store: Arc<dyn Store> = Arc::new(ProbeStore::failing_save(2));
+    let agent = agent(store.clone(), "ops");
+    let (run, row) = approved_run(&agent, &*store, "delete user 42").await;
+    let err = agent.continue_run(&run.run_id, vec![]).await.unwrap_err();
+    assert!(matches!(err, Error::Database(_)), "{err:?}");
+    assert_eq!(status_of(&*store, &run.run_id).await, RunStatus::Running);
+    assert_eq!(ran(&run.run_id).len(), 1);
+
+    let done = agent.recover_run(&run.run_id, Duration::ZERO).await.unwrap();
+    assert_eq!(done.status, RunStatus::Completed);
+    let keys: Vec<_> = ran(&run.run_id).into_iter().map(|r| r.context.idempotency_key).collect();
+    let key = Some(format!("{}:{}", row.id, row.tool_call_id));
+    assert_eq!(keys, [key.clone(), key]);
+    assert_eq!(status_of(&*store, &run.run_id).await, RunStatus::Completed);
+}
