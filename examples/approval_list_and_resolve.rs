@@ -1,9 +1,13 @@
 //! The full lifecycle for several users at once: runs pause, an admin lists what is pending,
-//! approves some requests and rejects others with a note, and every run completes.
+//! approves some requests and rejects others with a note, and every run completes. Each paused
+//! run waits for its row (`wait_for_resolution`) and continues the moment the admin decides, as
+//! a worker would in a process of its own.
 //!
 //! `cargo run --example approval_list_and_resolve`
 
 mod common;
+
+use std::time::Duration;
 
 use kern::agent::RunOptions;
 use kern::prelude::*;
@@ -26,11 +30,17 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let agent =
         Agent::builder().name("support-agent").model(common::model(script)).tool(RefundOrder).db(db.clone()).build()?;
 
-    let mut runs = Vec::new();
+    let mut workers = Vec::new();
     for (user, order) in [("alice", "A-100"), ("bob", "B-200"), ("carol", "C-300")] {
         let run = agent.run_with(format!("Refund order {order}"), RunOptions::default().user_id(user)).await?;
         println!("{user}: run {} is {}", run.run_id, run.status);
-        runs.push(run);
+        let row_id = run.requirements[0].approval_id.clone().ok_or("a required approval has a row")?;
+        let (agent, db) = (agent.clone(), db.clone());
+        workers.push(tokio::spawn(async move {
+            // Still pending after a minute, the continue says so (`Error::ApprovalPending`).
+            db.wait_for_resolution(&row_id, Duration::from_secs(60)).await?;
+            agent.continue_run(&run.run_id, run.requirements).await
+        }));
     }
 
     let pending = db.list_approvals(&ApprovalQuery::default().status(ApprovalStatus::Pending)).await?;
@@ -46,8 +56,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         println!("{} for {}: {}", row.tool_args["order_id"], row.user_id.as_deref().unwrap_or("?"), row.status);
     }
 
-    for run in runs {
-        let done = agent.continue_run(&run.run_id, run.requirements).await?;
+    for worker in workers {
+        let done = worker.await??;
         println!("run {} is {}: {}", done.run_id, done.status, done.content.unwrap_or_default());
     }
     println!("{} approvals still pending", db.count_pending_approvals(None).await?);
