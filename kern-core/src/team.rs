@@ -101,7 +101,9 @@ impl Team {
     /// and its members' are decided again from their rows, and everything resumes and is
     /// stored as a continue does. If the rows no longer let the run resume, the team run and
     /// its member runs go back to paused and the error is returned. If a member run cannot be
-    /// read, the team run stays running, to be recovered again.
+    /// read for a database error, the team run stays running, to be recovered again; if the
+    /// team cannot resume a member run at all (a member it no longer has, a member run gone or
+    /// finished), the team run is stored as failed, with the error.
     pub async fn recover_run(&self, run_id: &str, stale_after: Duration) -> Result<RunOutput> {
         let span = tracing::info_span!("kern.team_recover", team_id = self.id(), run_id);
         let team = self.clone();
@@ -141,7 +143,14 @@ impl Team {
         // Which member runs the continue had claimed is known only once all are read: until
         // then the team run stays running. Given back paused, it would wait on running member
         // runs, which neither a continue nor a recovery could resume.
-        let waiting = self.waiting_members(&reclaimed, &[RunStatus::Paused, RunStatus::Running]).await?;
+        let waiting = match self.waiting_members(&reclaimed, &[RunStatus::Paused, RunStatus::Running]).await {
+            Ok(waiting) => waiting,
+            // A failed read may pass: the run stays running, to be recovered again.
+            Err(error @ Error::Database(_)) => return Err(error),
+            // Anything else (a member the team no longer has, a member run gone or finished)
+            // would fail every recovery alike: the team run ends in error.
+            Err(error) => return self.persist(Step::finish(reclaimed, Writes::default(), Err(error)), &[]).await,
+        };
         let claimed_members: Vec<RunRecord> = waiting
             .iter()
             .filter(|waiting| waiting.record.status == RunStatus::Running)

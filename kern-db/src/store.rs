@@ -194,8 +194,14 @@ impl<DB: Driver> SqlStore<DB> {
         let now = now();
         // Most approvals confirm a call: try the compare-and-set that only a confirmation
         // row can match, which needs no data checked, before reading the row to check it.
-        let approving = update.status == ApprovalStatus::Approved;
-        if approving && let Some(row) = self.resolve(&self.queries.resolve_confirmation, id, update, now).await? {
+        // Data carrying values or a result is meant for another pause type: read it first.
+        let carries_call_data = update
+            .resolution_data
+            .as_ref()
+            .is_some_and(|data| data.get("values").is_some() || data.get("result").is_some());
+        let try_confirmation = update.status == ApprovalStatus::Approved && !carries_call_data;
+        if try_confirmation && let Some(row) = self.resolve(&self.queries.resolve_confirmation, id, update, now).await?
+        {
             return Ok(row);
         }
         if needs_precheck(update) {

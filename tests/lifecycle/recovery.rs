@@ -56,6 +56,7 @@ on_every_backend!(
     calls_that_no_row_decides_wait_again,
     a_team_run_left_running_is_recovered_with_its_members,
     a_team_run_whose_member_row_is_gone_goes_back_to_paused,
+    a_team_that_cannot_resume_its_member_ends_the_run_in_error,
 );
 
 async fn a_run_left_running_is_recovered_and_its_tool_runs_once(backend: Backend) {
@@ -219,4 +220,26 @@ async fn a_run_whose_outcome_was_not_stored_is_recovered() {
     let key = Some(format!("{}:{}", row.id, row.tool_call_id));
     assert_eq!(keys, [key.clone(), key]);
     assert_eq!(status_of(&*store, &run.run_id).await, RunStatus::Completed);
+}
+
+async fn a_team_that_cannot_resume_its_member_ends_the_run_in_error(backend: Backend) {
+    let store = backend.store();
+    let run = team(store.clone()).run("use the member tool").await.unwrap();
+    let member_run_id = run.member_runs[0].run_id.clone();
+    store.claim_run(&run.run_id).await.unwrap();
+    // The team was rebuilt without the member whose run it waits on: no recovery can resume it.
+    let rebuilt = Team::builder()
+        .id(crate::team::TEAM_ID)
+        .model(ScriptedModel::new())
+        .member(agent(store.clone(), "ops"))
+        .db(store.clone())
+        .build()
+        .unwrap();
+    let err = rebuilt.recover_run(&run.run_id, Duration::ZERO).await.unwrap_err();
+    assert!(matches!(err, Error::UnknownMember(ref id) if id == "privacy"), "{err:?}");
+    let stored = store.load_run(&run.run_id).await.unwrap().unwrap();
+    assert_eq!(stored.status, RunStatus::Error);
+    assert!(stored.metadata["error"].as_str().unwrap().contains("privacy"), "{:?}", stored.metadata);
+    assert_eq!(status_of(&*store, &member_run_id).await, RunStatus::Paused);
+    assert!(ran(&member_run_id).is_empty());
 }

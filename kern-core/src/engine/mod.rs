@@ -77,7 +77,7 @@ pub(crate) struct Step {
 }
 
 impl Step {
-    fn finish(mut record: RunRecord, writes: Writes, result: Result<()>) -> Self {
+    pub(crate) fn finish(mut record: RunRecord, writes: Writes, result: Result<()>) -> Self {
         record.updated_at = crate::now();
         let error = result.err();
         if let Some(error) = &error {

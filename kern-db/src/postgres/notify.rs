@@ -195,6 +195,10 @@ async fn listen(pool: PgPool, channel: Arc<str>, live: LiveFlag) {
 
 async fn subscribe(pool: &PgPool, channel: &str) -> Result<PgListener, sqlx::Error> {
     let mut listener = PgListener::connect_with(pool).await?;
+    // After a lost connection, `try_recv` reports it (`Ok(None)`, see `relay`) only once a new
+    // connection listens again: the order "listen, then wake" that keeps waiters from missing
+    // a resolution. It is sqlx's default; stated here because correctness rests on it.
+    listener.eager_reconnect(true);
     listener.listen(channel).await?;
     Ok(listener)
 }
