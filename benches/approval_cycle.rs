@@ -21,8 +21,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use chrono::Utc;
-use kern::agent::RunOptions;
 use kern::prelude::*;
+use kern::run::RunOptions;
 use serde_json::json;
 
 static EXECUTED: AtomicU64 = AtomicU64::new(0);

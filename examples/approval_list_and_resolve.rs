@@ -9,8 +9,8 @@ mod common;
 
 use std::time::Duration;
 
-use kern::agent::RunOptions;
 use kern::prelude::*;
+use kern::run::RunOptions;
 use serde_json::json;
 
 /// Refund an order. Requires admin approval.

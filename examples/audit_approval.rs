@@ -5,8 +5,8 @@
 
 mod common;
 
-use kern::agent::RunOptions;
 use kern::prelude::*;
+use kern::run::RunOptions;
 use serde_json::json;
 
 /// Export a customer's data as a file.

@@ -13,45 +13,7 @@ use serde_json::Value;
 use crate::error::{Error, Result};
 use crate::run::{RunRequirement, RunStatus};
 use crate::schema;
-
-/// Declares string-backed enums stored as TEXT columns and in JSON.
-macro_rules! text_enum {
-    ($(#[$meta:meta])* $name:ident { $($(#[$vmeta:meta])* $variant:ident = $text:literal),+ $(,)? }) => {
-        $(#[$meta])*
-        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, ::serde::Serialize, ::serde::Deserialize)]
-        pub enum $name {
-            $($(#[$vmeta])* #[serde(rename = $text)] $variant),+
-        }
-
-        impl $name {
-            /// Every value, in declaration order.
-            pub const ALL: &'static [$name] = &[$($name::$variant),+];
-
-            /// The stored text of this value.
-            pub fn as_str(self) -> &'static str {
-                match self { $($name::$variant => $text),+ }
-            }
-        }
-
-        impl ::std::fmt::Display for $name {
-            fn fmt(&self, f: &mut ::std::fmt::Formatter<'_>) -> ::std::fmt::Result {
-                f.write_str(self.as_str())
-            }
-        }
-
-        impl ::std::str::FromStr for $name {
-            type Err = $crate::Error;
-
-            fn from_str(s: &str) -> ::std::result::Result<Self, $crate::Error> {
-                match s {
-                    $($text => Ok($name::$variant),)+
-                    other => Err($crate::Error::Corrupt(format!(concat!("unknown ", stringify!($name), " `{}`"), other))),
-                }
-            }
-        }
-    };
-}
-pub(crate) use text_enum;
+use crate::text_enum::text_enum;
 
 text_enum! {
     /// Where an approval row stands.

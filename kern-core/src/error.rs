@@ -14,8 +14,11 @@ pub enum Error {
     /// A builder was given no model.
     #[error("no model configured: call .model(..) on the builder")]
     NoModel,
-    /// A tool needs admin approval but nothing would store the approval row.
-    #[error("tool `{tool}` requires admin approval, which needs a database: call .db(..) on the builder")]
+    /// A tool has an approval (required or audit) but nothing would store its rows.
+    #[error(
+        "tool `{tool}` has an approval, whose rows need a database: call .db(..) on the builder \
+         (without one they would be kept in memory and lost)"
+    )]
     ApprovalNeedsDb {
         /// The tool's wire name.
         tool: String,

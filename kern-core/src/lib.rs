@@ -13,9 +13,11 @@ pub mod run;
 pub mod schema;
 pub mod store;
 pub mod team;
+mod text_enum;
 pub mod tools;
 
 pub use error::{Error, Result};
+pub use text_enum::ParseEnumError;
 
 /// A boxed, sendable future: the return type of the object-safe async traits
 /// ([`tools::Tool`], [`models::Model`], [`store::Store`]).

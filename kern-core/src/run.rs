@@ -4,8 +4,9 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
-use crate::approval::{ApprovalType, PauseType, text_enum};
+use crate::approval::{Approval, ApprovalType, PauseType};
 use crate::models::{Message, Usage};
+use crate::text_enum::text_enum;
 
 text_enum! {
     /// Where a run stands.
@@ -85,6 +86,10 @@ pub struct MemberRun {
     pub status: RunStatus,
     /// What it answered (or the error that ended it).
     pub content: Option<String>,
+    /// What it waits for while paused, each labelled with the member: the team run's output
+    /// lists these after its own.
+    #[serde(default)]
+    pub requirements: Vec<RunRequirement>,
 }
 
 /// A paused tool call and what a person has decided about it.
@@ -198,6 +203,29 @@ impl RunRequirement {
     }
 }
 
+/// Who a run acts for and which conversation it continues.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RunOptions {
+    /// The session to continue; a new one when `None`.
+    pub session_id: Option<String>,
+    /// The user the run acts for; recorded on approval rows.
+    pub user_id: Option<String>,
+}
+
+impl RunOptions {
+    /// Continues the session `session_id`.
+    pub fn session_id(mut self, session_id: impl Into<String>) -> Self {
+        self.session_id = Some(session_id.into());
+        self
+    }
+
+    /// Acts for `user_id`.
+    pub fn user_id(mut self, user_id: impl Into<String>) -> Self {
+        self.user_id = Some(user_id.into());
+        self
+    }
+}
+
 /// What `run` and `continue_run` return.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct RunOutput {
@@ -211,10 +239,13 @@ pub struct RunOutput {
     pub content: Option<String>,
     /// Every tool call of the run and its outcome.
     pub tools: Vec<ToolExecution>,
-    /// What the run waits for when paused.
+    /// What the run waits for when paused: its own calls, then (on a team run) its members',
+    /// each with [`member`](RunRequirement::member) set.
     pub requirements: Vec<RunRequirement>,
-    /// Extra facts: `"approval"` holds the latest approval row that decided a gated call,
-    /// `"approvals"` every such row; `"error"` what stopped a failed run.
+    /// The approval rows that decided the run's gated calls, as they stood when they did,
+    /// oldest first.
+    pub approvals: Vec<Approval>,
+    /// Extra facts: `"error"` holds what stopped a failed run.
     pub metadata: Map<String, Value>,
     /// Tokens spent on model calls.
     pub usage: Usage,
@@ -245,8 +276,12 @@ pub struct RunRecord {
     pub messages: Vec<Message>,
     /// Every tool call and its outcome.
     pub tools: Vec<ToolExecution>,
-    /// What the run waits for when paused.
+    /// The run's own calls that wait for people while it is paused (a team run's members'
+    /// calls are on its [`delegations`](Self::delegations)).
     pub requirements: Vec<RunRequirement>,
+    /// The approval rows that decided the run's gated calls, as they stood when they did.
+    #[serde(default)]
+    pub approvals: Vec<Approval>,
     /// The final answer.
     pub content: Option<String>,
     /// Extra facts, carried to the output.
@@ -264,15 +299,26 @@ pub struct RunRecord {
     pub updated_at: DateTime<Utc>,
 }
 
+impl RunOutput {
+    /// The latest approval row that decided one of the run's gated calls.
+    pub fn approval(&self) -> Option<&Approval> {
+        self.approvals.last()
+    }
+}
+
 impl From<RunRecord> for RunOutput {
     fn from(record: RunRecord) -> Self {
+        let mut requirements = record.requirements;
+        let members = record.delegations.into_iter().flat_map(|delegation| delegation.runs);
+        requirements.extend(members.flat_map(|run| run.requirements));
         RunOutput {
             run_id: record.run_id,
             session_id: record.session_id,
             status: record.status,
             content: record.content,
             tools: record.tools,
-            requirements: record.requirements,
+            requirements,
+            approvals: record.approvals,
             metadata: record.metadata,
             usage: record.usage,
             member_runs: Vec::new(),

@@ -2,7 +2,7 @@
 
 use kern_core::approval::Approval;
 use kern_core::run::{RunRecord, RunStatus};
-use kern_core::{Error, Result};
+use kern_core::{Error, ParseEnumError, Result};
 use serde_json::value::RawValue;
 
 use crate::stmt::{Columns, Stmt, corrupt};
@@ -51,10 +51,10 @@ pub(crate) fn approval(row: &dyn Columns) -> Result<Approval> {
         id: row.text("id")?,
         run_id: row.text("run_id")?,
         session_id: row.text("session_id")?,
-        status: row.text("status")?.parse()?,
-        approval_type: row.text("approval_type")?.parse()?,
-        pause_type: row.text("pause_type")?.parse()?,
-        source_type: row.text("source_type")?.parse()?,
+        status: enum_text(row, "status")?,
+        approval_type: enum_text(row, "approval_type")?,
+        pause_type: enum_text(row, "pause_type")?,
+        source_type: enum_text(row, "source_type")?,
         source_name: row.opt_text("source_name")?,
         agent_id: row.opt_text("agent_id")?,
         team_id: row.opt_text("team_id")?,
@@ -69,7 +69,7 @@ pub(crate) fn approval(row: &dyn Columns) -> Result<Approval> {
         created_at: row.time("created_at")?,
         updated_at: row.time("updated_at")?,
         expires_at: row.opt_time("expires_at")?,
-        run_status: row.text("run_status")?.parse()?,
+        run_status: enum_text(row, "run_status")?,
     })
 }
 
@@ -91,7 +91,7 @@ pub(crate) fn run(row: &dyn Columns) -> Result<RunRecord> {
 
 /// Reads the `status` column of a run.
 pub(crate) fn run_status(row: &dyn Columns) -> Result<RunStatus> {
-    row.text("status")?.parse()
+    enum_text(row, "status")
 }
 
 /// Reads the `n` column of a count.
@@ -109,4 +109,10 @@ pub(crate) fn version(row: &dyn Columns) -> Result<i64> {
 /// and a [`serde_json::Value`] in between would allocate each of its nodes once more.
 fn from_json<T: serde::de::DeserializeOwned>(column: &str, row: &dyn Columns) -> Result<T> {
     serde_json::from_str(row.json_text(column)?).map_err(|e| corrupt(column, e))
+}
+
+/// Reads a column holding one of a string-backed enum's texts; any other text was not written
+/// by kern.
+fn enum_text<T: std::str::FromStr<Err = ParseEnumError>>(row: &dyn Columns, column: &str) -> Result<T> {
+    row.text(column)?.parse().map_err(|e| corrupt(column, e))
 }

@@ -1,8 +1,9 @@
 //! The agent loop and plain human-in-the-loop pauses (no admin approval involved).
 
-use kern::agent::RunOptions;
+use kern::Error;
 use kern::models::Message;
 use kern::prelude::*;
+use kern::run::RunOptions;
 use kern::run::ToolCallStatus;
 use serde_json::{Map, Value, json};
 
@@ -292,8 +293,10 @@ fn build_refuses_bad_configurations() {
     let err = Agent::builder().model(ScriptedModel::new()).tool(DeleteUserData).build().unwrap_err();
     assert!(matches!(err, Error::ApprovalNeedsDb { ref tool } if tool == "delete_user_data"), "{err:?}");
     assert!(err.to_string().contains(".db("));
-    // Audit tools need no db: their rows are optional records.
-    assert!(Agent::builder().model(ScriptedModel::new()).tool(ArchiveRecords).build().is_ok());
+    // Audit rows need a db too: kept in an implicit in-memory store, they would be lost.
+    let err = Agent::builder().model(ScriptedModel::new()).tool(ArchiveRecords).build().unwrap_err();
+    assert!(matches!(err, Error::ApprovalNeedsDb { ref tool } if tool == "archive_records"), "{err:?}");
+    assert!(Agent::builder().model(ScriptedModel::new()).tool(ArchiveRecords).db(MemoryDb::new()).build().is_ok());
 }
 
 #[tokio::test]

@@ -3,8 +3,9 @@
 use std::sync::Arc;
 
 use chrono::Utc;
-use kern::agent::RunOptions;
+use kern::Error;
 use kern::prelude::*;
+use kern::run::RunOptions;
 use kern::run::ToolCallStatus;
 use serde_json::{Value, json};
 
@@ -158,10 +159,11 @@ async fn an_approved_call_runs_once_with_an_idempotency_key(backend: Backend) {
     assert_eq!(context.idempotency_key, Some(format!("{}:{}", row.id, row.tool_call_id)));
     assert_eq!(context.user_id.as_deref(), Some("user-9"));
 
-    let record = done.metadata.get("approval").expect("the deciding row is on the output");
-    assert_eq!(record["id"], json!(row.id));
-    assert_eq!(record["status"], json!("approved"));
-    assert_eq!(record["resolved_by"], json!("admin-1"));
+    let record = done.approval().expect("the deciding row is on the output");
+    assert_eq!(record.id, row.id);
+    assert_eq!(record.status, ApprovalStatus::Approved);
+    assert_eq!(record.resolved_by.as_deref(), Some("admin-1"));
+    assert_eq!(done.approvals.len(), 1);
     let row = store.get_approval(&row.id).await.unwrap().unwrap();
     assert_eq!(row.run_status, RunStatus::Completed);
 

@@ -6,8 +6,8 @@
 
 use std::process::Command;
 
-use kern::agent::RunOptions;
 use kern::prelude::*;
+use kern::run::RunOptions;
 
 use crate::backend::Backend;
 use crate::tools::ran;

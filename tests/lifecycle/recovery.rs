@@ -7,6 +7,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use kern::Error;
 use kern::prelude::*;
 use kern::run::ToolCallStatus;
 use serde_json::json;

@@ -3,8 +3,9 @@
 use std::sync::Arc;
 
 use chrono::Utc;
-use kern::agent::RunOptions;
+use kern::Error;
 use kern::prelude::*;
+use kern::run::RunOptions;
 use kern::run::{MemberRef, ToolCallStatus};
 use serde_json::json;
 

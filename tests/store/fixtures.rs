@@ -89,6 +89,7 @@ pub fn run(session_id: &str) -> RunRecord {
         messages: vec![Message::user("delete user 42"), Message::assistant("Asking an admin first.")],
         tools: Vec::new(),
         requirements: vec![requirement("call-1", PauseType::Confirmation, None)],
+        approvals: Vec::new(),
         content: None,
         metadata: Map::from_iter([("trace".to_owned(), json!({ "step": 1 }))]),
         usage: Usage { input_tokens: 12, output_tokens: 7 },

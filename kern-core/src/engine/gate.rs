@@ -16,7 +16,7 @@ use crate::error::{Error, Result};
 use crate::run::{RunRecord, RunRequirement, RunStatus};
 use crate::schema;
 
-use super::Identity;
+use super::step::Identity;
 use super::toolbox::Toolbox;
 
 /// Who refused a call, which decides what the model is told.
@@ -30,6 +30,24 @@ pub(crate) enum Refusal {
     Expired,
     /// The row was cancelled.
     Cancelled,
+}
+
+impl Refusal {
+    /// What the model is told of a call refused this way, with the refuser's note.
+    pub(crate) fn text(self, tool: &str, note: Option<&str>) -> String {
+        let head = match self {
+            Refusal::User => format!("The call to `{tool}` was rejected by the user"),
+            Refusal::Admin => format!("The call to `{tool}` was rejected by an admin"),
+            Refusal::Expired => {
+                format!("The call to `{tool}` was not run: its approval expired before an admin decided")
+            }
+            Refusal::Cancelled => format!("The call to `{tool}` was not run: its approval was cancelled"),
+        };
+        match note {
+            Some(note) => format!("{head}: {note}"),
+            None => format!("{head}."),
+        }
+    }
 }
 
 /// What becomes of one paused call.
@@ -219,33 +237,28 @@ fn user_input_verdict(requirement: &RunRequirement) -> Result<Verdict> {
 }
 
 /// Opens one pending row per required-approval call that has none yet, and marks the calls
-/// with their row ids. Each row carries all of the pause's requirements as the admin's context.
+/// with their row ids. Each row carries the requirement it decides, as the admin's context:
+/// only its own, so that a turn of many gated calls stores as much as its calls, not their
+/// square.
 pub(crate) fn open_rows(identity: &Identity, tools: &Toolbox, record: &mut RunRecord) -> Vec<Approval> {
     let now = crate::now();
-    let mut rows: Vec<Approval> = record
-        .requirements
-        .iter()
-        .filter(|r| r.member.is_none() && is_gated(r, tools) && r.approval_id.is_none())
-        .map(|requirement| {
-            let mut row = new_row(identity, record, requirement, ApprovalType::Required, now);
-            row.expires_at = tools.expires_in(&row.tool_name).and_then(|ttl| now.checked_add_signed(ttl));
-            row.run_status = RunStatus::Paused;
-            row
-        })
-        .collect();
-    for row in &rows {
-        let own = record.requirements.iter_mut().filter(|r| r.member.is_none());
-        if let Some(requirement) = own.into_iter().find(|r| r.tool_call_id() == row.tool_call_id) {
-            requirement.approval_id = Some(row.id.clone());
-            requirement.tool_execution.approval_id = Some(row.id.clone());
+    let mut rows = Vec::new();
+    for index in 0..record.requirements.len() {
+        let requirement = &record.requirements[index];
+        if !is_gated(requirement, tools) || requirement.approval_id.is_some() {
+            continue;
         }
+        let mut row = new_row(identity, record, requirement, ApprovalType::Required, now);
+        row.expires_at = tools.expires_in(&row.tool_name).and_then(|ttl| now.checked_add_signed(ttl));
+        row.run_status = RunStatus::Paused;
+        let requirement = &mut record.requirements[index];
+        requirement.approval_id = Some(row.id.clone());
+        requirement.tool_execution.approval_id = Some(row.id.clone());
+        row.requirements = vec![requirement.clone()];
         if let Some(execution) = record.tools.iter_mut().find(|e| e.tool_call_id == row.tool_call_id) {
             execution.approval_id = Some(row.id.clone());
         }
-    }
-    let context: Vec<RunRequirement> = record.requirements.iter().filter(|r| r.member.is_none()).cloned().collect();
-    for row in &mut rows {
-        row.requirements.clone_from(&context);
+        rows.push(row);
     }
     rows
 }

@@ -3,11 +3,11 @@
 use std::sync::Arc;
 
 use crate::error::{Error, Result};
-use crate::models::Model;
+use crate::models::{Model, ToolSchema};
 use crate::store::{MemoryDb, Store};
 use crate::tools::Tool;
 
-use super::Toolbox;
+use super::toolbox::Toolbox;
 
 /// How many tool-call rounds a run may take unless configured otherwise.
 pub const DEFAULT_MAX_ROUNDS: usize = 10;
@@ -37,15 +37,25 @@ pub(crate) struct Checked {
     pub(crate) history_runs: usize,
 }
 
+impl Checked {
+    /// The same settings with built-in tools (a leader's delegation) shown to the model; their
+    /// names must not clash with the configured tools'.
+    pub(crate) fn with_builtins(mut self, schemas: Vec<ToolSchema>) -> Result<Self> {
+        self.tools = self.tools.with_builtins(schemas)?;
+        Ok(self)
+    }
+}
+
 impl Settings {
     /// Checks what every builder checks: a model ([`Error::NoModel`]), unique tool names
-    /// ([`Error::DuplicateTool`]), and a db when a required-approval tool (its own, or
-    /// `gated_elsewhere`, a member's) would need one for its rows ([`Error::ApprovalNeedsDb`]).
+    /// ([`Error::DuplicateTool`]), and a db when a tool with an approval, required or audit
+    /// (its own, or `gated_elsewhere`, a member's), would need one for its rows
+    /// ([`Error::ApprovalNeedsDb`]): an implicit in-memory store would lose them.
     /// The id defaults to the name, else `fallback_id`; the store to a fresh in-memory one.
     pub(crate) fn check(self, fallback_id: &str, gated_elsewhere: Option<&str>) -> Result<Checked> {
         let model = self.model.ok_or(Error::NoModel)?;
         let tools = Toolbox::new(self.tools)?;
-        if let (None, Some(tool)) = (&self.db, tools.first_requiring_approval().or(gated_elsewhere)) {
+        if let (None, Some(tool)) = (&self.db, tools.first_with_approval().or(gated_elsewhere)) {
             return Err(Error::ApprovalNeedsDb { tool: tool.to_owned() });
         }
         Ok(Checked {

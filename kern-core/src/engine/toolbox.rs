@@ -72,13 +72,14 @@ impl Toolbox {
         &self.schemas
     }
 
-    /// The first tool that needs a database to hold its approval rows.
-    pub(crate) fn first_requiring_approval(&self) -> Option<&str> {
+    /// The first tool with an approval, required or audit: it writes approval rows, which
+    /// need a database.
+    pub(crate) fn first_with_approval(&self) -> Option<&str> {
         self.schemas
             .iter()
             .filter_map(|schema| self.by_name.get(&schema.name))
             .map(|(_, definition)| definition)
-            .find(|definition| definition.requires_approval())
+            .find(|definition| definition.approval.is_some())
             .map(|definition| definition.name.as_str())
     }
 

@@ -1,0 +1,249 @@
+//! The cycle of a run, written once for agents and teams.
+//!
+//! A run starts and is stored. A continue loads the run, checks that it is this runner's own,
+//! decides its paused calls (reading only, so a refusal changes nothing), claims it, decides
+//! again if another continue changed it meanwhile (giving it back if that fails), resumes it and
+//! stores the outcome in one transaction. A recovery reclaims a run a continue left running and
+//! goes on the same way. A team plugs its members in through its [`Roster`]: the member runs its
+//! run waits on are read and decided with it, claimed once it is held, resumed before its
+//! leader, and stored with it. An agent's roster is empty.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tracing::Instrument;
+
+use super::delegation::{MemberPlan, Roster, Waiting};
+use super::gate::Decision;
+use super::runner::Runner;
+use super::step::{Identity, RunRequest, Step, Writes};
+use crate::error::{Error, Result};
+use crate::run::{RunOutput, RunRecord, RunRequirement, RunStatus};
+use crate::store::Store;
+
+/// One agent or team: its runner and its members.
+pub(crate) struct Cycle {
+    runner: Runner,
+    roster: Arc<Roster>,
+}
+
+/// Everything a continue decides before it holds the run, reading only: what the run and its
+/// waiting member runs resume with, and the member runs that are done, which the output
+/// reports. A failed read changes nothing, and nothing is read once the outcome is stored.
+struct Plan<'r> {
+    decisions: Vec<Decision>,
+    members: Vec<MemberPlan<'r>>,
+    finished_members: Vec<RunRecord>,
+}
+
+impl Cycle {
+    /// The cycle of an agent.
+    pub(crate) fn agent(runner: Runner) -> Self {
+        Cycle { runner, roster: Arc::default() }
+    }
+
+    /// The cycle of a team: `leader` delegates to `roster`.
+    pub(crate) fn team(leader: Runner, roster: Arc<Roster>) -> Self {
+        Cycle { runner: leader.with_delegate(roster.clone()), roster }
+    }
+
+    pub(crate) fn runner(&self) -> &Runner {
+        &self.runner
+    }
+
+    fn store(&self) -> &dyn Store {
+        &*self.runner.store
+    }
+
+    /// Starts a run and stores where it stands: completed, paused with its rows, or failed.
+    pub(crate) async fn run(&self, request: RunRequest) -> Result<RunOutput> {
+        let step = self.runner.start(request).await;
+        self.persist(step, &[]).await
+    }
+
+    /// Continues paused run `run_id` with the caller's `answers`, on a task of its own (see
+    /// [`on_own_task`]).
+    pub(crate) async fn continue_run(
+        self: &Arc<Self>,
+        run_id: &str,
+        answers: Vec<RunRequirement>,
+        span: tracing::Span,
+    ) -> Result<RunOutput> {
+        let cycle = Arc::clone(self);
+        let run_id = run_id.to_owned();
+        on_own_task(span, async move { cycle.continue_paused(&run_id, &answers).await }).await
+    }
+
+    /// Recovers run `run_id`, left running by a continue for longer than `stale_after`, on a
+    /// task of its own (see [`on_own_task`]).
+    pub(crate) async fn recover_run(
+        self: &Arc<Self>,
+        run_id: &str,
+        stale_after: Duration,
+        span: tracing::Span,
+    ) -> Result<RunOutput> {
+        let cycle = Arc::clone(self);
+        let run_id = run_id.to_owned();
+        on_own_task(span, async move { cycle.recover_stale(&run_id, stale_after).await }).await
+    }
+
+    async fn continue_paused(&self, run_id: &str, answers: &[RunRequirement]) -> Result<RunOutput> {
+        let record = self.load_own(run_id).await?;
+        if record.status != RunStatus::Paused {
+            return Err(Error::RunNotPaused { run_id: run_id.to_owned(), status: record.status });
+        }
+        let plan = self.plan(&record, answers).await?;
+        let claimed = own_calls(self.store().claim_run(run_id).await?);
+        // Another continue may have resumed and paused the run again between our read and our
+        // claim; then decide again on what we now hold.
+        let plan = if same_state(&claimed, &record) {
+            plan
+        } else {
+            match self.plan(&claimed, answers).await {
+                Ok(plan) => plan,
+                Err(error) => {
+                    self.release(claimed, &[]).await?;
+                    return Err(error);
+                }
+            }
+        };
+        self.resume_held(claimed, plan).await
+    }
+
+    async fn recover_stale(&self, run_id: &str, stale_after: Duration) -> Result<RunOutput> {
+        self.load_own(run_id).await?;
+        let reclaimed = own_calls(self.store().reclaim_run(run_id, stale_after).await?);
+        // Which member runs the continue had claimed is known only once all are read: until
+        // then the team run stays running. Given back paused, it would wait on running member
+        // runs, which neither a continue nor a recovery could resume.
+        let waiting =
+            match self.roster.waiting(self.store(), &reclaimed, &[RunStatus::Paused, RunStatus::Running]).await {
+                Ok(waiting) => waiting,
+                // A failed read may pass: the run stays running, to be recovered again.
+                Err(error @ Error::Database(_)) => return Err(error),
+                // Anything else (a member the team no longer has, a member run gone or finished)
+                // would fail every recovery alike: the run ends in error.
+                Err(error) => return self.persist(Step::finish(reclaimed, Writes::default(), Err(error)), &[]).await,
+            };
+        let held_members: Vec<RunRecord> = waiting
+            .iter()
+            .filter(|waiting| waiting.record.status == RunStatus::Running)
+            .map(|waiting| waiting.record.clone())
+            .collect();
+        let plan = match self.decide(&reclaimed, &[], waiting).await {
+            Ok(plan) => plan,
+            Err(error) => {
+                self.release(reclaimed, &held_members).await?;
+                return Err(error);
+            }
+        };
+        self.resume_held(reclaimed, plan).await
+    }
+
+    /// Reads run `run_id` for this runner to resume: a run of its own, not a team member's.
+    async fn load_own(&self, run_id: &str) -> Result<RunRecord> {
+        let record = self.store().load_run(run_id).await?.ok_or_else(|| Error::RunNotFound(run_id.to_owned()))?;
+        let identity = &self.runner.identity;
+        if let Some(team_run_id) = &record.parent_run_id
+            && record.agent_id == identity.agent_id
+        {
+            return Err(Error::MemberRun { run_id: run_id.to_owned(), team_run_id: team_run_id.clone() });
+        }
+        if !identity.owns(&record) {
+            return Err(Error::ForeignRun { run_id: run_id.to_owned(), owner: Identity::describe_owner(&record) });
+        }
+        Ok(own_calls(record))
+    }
+
+    /// Decides everything the paused run `record` waits for, reading only.
+    async fn plan(&self, record: &RunRecord, answers: &[RunRequirement]) -> Result<Plan<'_>> {
+        let waiting = self.roster.waiting(self.store(), record, &[RunStatus::Paused]).await?;
+        self.decide(record, answers, waiting).await
+    }
+
+    /// Decides the run's own calls and those of its `waiting` member runs, and reads the member
+    /// runs that are done; reads only.
+    async fn decide<'r>(
+        &'r self,
+        record: &RunRecord,
+        answers: &[RunRequirement],
+        waiting: Vec<Waiting<'r>>,
+    ) -> Result<Plan<'r>> {
+        let (member_answers, own_answers): (Vec<&RunRequirement>, Vec<&RunRequirement>) =
+            answers.iter().partition(|answer| answer.member.is_some());
+        let own_answers: Vec<RunRequirement> = own_answers.into_iter().cloned().collect();
+        let decisions = self.runner.decide(record, &own_answers).await?;
+        let members = self.roster.decide(record, &member_answers, waiting).await?;
+        let finished_members = Roster::finished(self.store(), record, &members).await?;
+        Ok(Plan { decisions, members, finished_members })
+    }
+
+    /// Resumes a run this process holds: claims the member runs it waits on, resumes them and
+    /// then the run, and stores the outcome. If a member run cannot be claimed, the run and
+    /// every member run held go back to paused.
+    async fn resume_held(&self, mut record: RunRecord, plan: Plan<'_>) -> Result<RunOutput> {
+        let Plan { decisions, members, finished_members } = plan;
+        if let Err((error, held)) = Roster::claim(self.store(), &members).await {
+            self.release(record, &held).await?;
+            return Err(error);
+        }
+        let mut writes = Writes::default();
+        Roster::resume(&mut record, members, &mut writes).await;
+        let step = self.runner.resume(record, decisions, writes).await;
+        self.persist(step, &finished_members).await
+    }
+
+    /// Gives held runs back, paused as they were.
+    async fn release(&self, run: RunRecord, members: &[RunRecord]) -> Result<()> {
+        let runs: Vec<RunRecord> = members
+            .iter()
+            .cloned()
+            .chain(std::iter::once(run))
+            .map(|run| RunRecord { status: RunStatus::Paused, ..run })
+            .collect();
+        self.store().save_runs(&runs, &[]).await
+    }
+
+    /// Stores a step (the run, its member runs and new rows in one transaction), then reports
+    /// it with every member run of the run: those the step wrote and, from before it,
+    /// `finished_members`.
+    async fn persist(&self, step: Step, finished_members: &[RunRecord]) -> Result<RunOutput> {
+        self.store().save_runs(&step.runs(), &step.writes.approvals).await?;
+        if let Some(error) = step.error {
+            return Err(error);
+        }
+        let Step { record, writes, .. } = step;
+        // Every member run of a team run is one of the two: the step wrote those it started or
+        // resumed, and the continue read the others before it claimed the run.
+        let member_runs = record
+            .member_run_ids
+            .iter()
+            .filter_map(|run_id| writes.member_runs.iter().chain(finished_members).find(|r| &r.run_id == run_id))
+            .map(|run| RunOutput::from(run.clone()))
+            .collect();
+        Ok(RunOutput { member_runs, ..RunOutput::from(record) })
+    }
+}
+
+/// The run with only its own calls as requirements. Team runs stored by earlier releases also
+/// listed their members' calls there; those are read from the member runs themselves.
+fn own_calls(mut record: RunRecord) -> RunRecord {
+    record.requirements.retain(|requirement| requirement.member.is_none());
+    record
+}
+
+/// True when `claimed` holds the state `read` was decided on: everything but the status and
+/// the time of the claim.
+fn same_state(claimed: &RunRecord, read: &RunRecord) -> bool {
+    *claimed == RunRecord { status: claimed.status, updated_at: claimed.updated_at, ..read.clone() }
+}
+
+/// Runs a continue (or a recovery) on a task of its own, so that a caller that stops waiting
+/// cannot abandon claimed runs half-way: once claimed, a run is carried through and stored.
+async fn on_own_task<T: Send + 'static>(
+    span: tracing::Span,
+    work: impl Future<Output = Result<T>> + Send + 'static,
+) -> Result<T> {
+    let task = tokio::spawn(work.instrument(span));
+    task.await.map_err(|join| Error::Aborted(join.to_string()))?
+}

@@ -1,0 +1,363 @@
+//! The run loop shared by agents and team leaders.
+//!
+//! A [`Runner`] drives one run: ask the model, run the calls that need nobody (concurrently),
+//! pause on the ones that need a person, and on continue apply what was decided. It never
+//! writes to the store: each step returns a [`Step`] (the run state and the approval rows to
+//! insert) for the continue cycle to persist in one transaction.
+
+use std::collections::HashMap;
+use std::panic::AssertUnwindSafe;
+use std::sync::Arc;
+
+use futures_util::FutureExt as _;
+use futures_util::future::join_all;
+use serde_json::{Map, Value};
+use tracing::Instrument;
+
+use super::gate::{self, Decision, Verdict};
+use super::settings::Checked;
+use super::step::{Identity, RunRequest, Step, Writes, complete, complete_as, panic_message, parse_arguments};
+use super::toolbox::Toolbox;
+use crate::BoxFuture;
+use crate::approval::SourceType;
+use crate::error::{Error, Result};
+use crate::models::{Message, Model, ModelRequest, Role, ToolCall};
+use crate::run::{RunRecord, RunRequirement, RunStatus, ToolCallStatus, ToolExecution};
+use crate::schema;
+use crate::store::Store;
+use crate::tools::{RunContext, Tool, ToolError};
+
+/// Built-in tools the loop hands to someone else instead of its toolbox: a team leader's
+/// delegation to its members. Defined here, where it is called, so that the loop does not
+/// depend on how a team works.
+pub(crate) trait Delegate: Send + Sync {
+    /// True for the names of the tools it carries out.
+    fn handles(&self, tool_name: &str) -> bool;
+
+    /// Carries out `call` on `record`; the runs it starts and their rows go to `writes`.
+    fn delegate<'a>(
+        &'a self,
+        record: &'a mut RunRecord,
+        call: &'a ToolCall,
+        writes: &'a mut Writes,
+    ) -> BoxFuture<'a, ()>;
+}
+
+/// A tool call ready to run.
+struct Invocation {
+    tool: Arc<dyn Tool>,
+    tool_name: String,
+    context: RunContext,
+    args: Value,
+}
+
+/// The loop of one agent (or team leader) over its model and tools.
+#[derive(Clone)]
+pub(crate) struct Runner {
+    pub(crate) identity: Identity,
+    model: Arc<dyn Model>,
+    instructions: Option<String>,
+    pub(crate) tools: Toolbox,
+    pub(crate) store: Arc<dyn Store>,
+    max_rounds: usize,
+    history_runs: usize,
+    /// Who carries out the leader's delegation calls; `None` for an agent.
+    delegate: Option<Arc<dyn Delegate>>,
+}
+
+impl Runner {
+    /// The runner of an agent or a team leader (`source_type`) with checked settings.
+    pub(crate) fn new(source_type: SourceType, checked: Checked) -> Self {
+        let id = Some(checked.id);
+        let (agent_id, team_id) = match source_type {
+            SourceType::Agent => (id, None),
+            SourceType::Team => (None, id),
+        };
+        Runner {
+            identity: Identity { source_type, name: checked.name, agent_id, team_id },
+            model: checked.model,
+            instructions: checked.instructions,
+            tools: checked.tools,
+            store: checked.store,
+            max_rounds: checked.max_rounds,
+            history_runs: checked.history_runs,
+            delegate: None,
+        }
+    }
+
+    /// The same runner, with `delegate` carrying out the delegation calls its tools include.
+    pub(crate) fn with_delegate(self, delegate: Arc<dyn Delegate>) -> Self {
+        Runner { delegate: Some(delegate), ..self }
+    }
+
+    /// The same runner acting inside team `team_id`, on the team's store.
+    pub(crate) fn in_team(&self, team_id: &str, store: Arc<dyn Store>) -> Self {
+        let mut runner = self.clone();
+        runner.identity.team_id = Some(team_id.to_owned());
+        runner.store = store;
+        runner
+    }
+
+    /// Starts a run and drives it until it completes, pauses or fails.
+    pub(crate) async fn start(&self, request: RunRequest) -> Step {
+        let now = crate::now();
+        let mut record = RunRecord {
+            run_id: crate::new_id(),
+            session_id: request.session_id.unwrap_or_else(crate::new_id),
+            user_id: request.user_id,
+            agent_id: self.identity.agent_id.clone(),
+            team_id: self.identity.team_id.clone(),
+            parent_run_id: request.parent_run_id,
+            status: RunStatus::Running,
+            input: request.input,
+            messages: Vec::new(),
+            tools: Vec::new(),
+            requirements: Vec::new(),
+            approvals: Vec::new(),
+            content: None,
+            metadata: Map::new(),
+            usage: Default::default(),
+            member_run_ids: Vec::new(),
+            delegations: Vec::new(),
+            created_at: now,
+            updated_at: now,
+        };
+        let mut writes = Writes::default();
+        let result = async {
+            record.messages = self.history(&record.session_id).await?;
+            record.messages.push(Message::user(record.input.clone()));
+            self.advance(&mut record, &mut writes).await
+        }
+        .await;
+        Step::finish(record, writes, result)
+    }
+
+    /// Decides the paused calls of `record` from their stored rows and the caller's
+    /// requirements. Reads only, so an error here leaves the run as it was.
+    pub(crate) async fn decide(&self, record: &RunRecord, caller: &[RunRequirement]) -> Result<Vec<Decision>> {
+        let mut rows = HashMap::new();
+        for id in gate::gating_row_ids(record, &self.tools) {
+            if let Some(row) = self.store.get_approval(id).await? {
+                rows.insert(id.to_owned(), row);
+            }
+        }
+        gate::decide(&self.identity, &self.tools, record, &rows, caller, crate::now())
+    }
+
+    /// Applies `decisions` to a claimed run and drives it on once nothing waits any more.
+    ///
+    /// `writes` carries what the caller already has to persist with the run (a team's
+    /// resumed member runs).
+    pub(crate) async fn resume(&self, record: RunRecord, decisions: Vec<Decision>, writes: Writes) -> Step {
+        // A panic (in a model, say) must not leave the claimed run `running` for good: the run
+        // is then stored as failed, as it was when claimed.
+        let claimed = record.clone();
+        AssertUnwindSafe(self.resume_claimed(record, decisions, writes)).catch_unwind().await.unwrap_or_else(|panic| {
+            let error = Error::Aborted(format!("the run panicked: {}", panic_message(panic.as_ref())));
+            Step::finish(claimed, Writes::default(), Err(error))
+        })
+    }
+
+    async fn resume_claimed(&self, mut record: RunRecord, decisions: Vec<Decision>, mut writes: Writes) -> Step {
+        record.status = RunStatus::Running;
+        self.apply(&mut record, decisions, &mut writes).await;
+        let result = if record.requirements.is_empty() && record.delegations.is_empty() {
+            self.advance(&mut record, &mut writes).await
+        } else {
+            record.status = RunStatus::Paused;
+            Ok(())
+        };
+        Step::finish(record, writes, result)
+    }
+
+    /// The earlier completed runs of the session, as question and answer pairs.
+    async fn history(&self, session_id: &str) -> Result<Vec<Message>> {
+        if self.history_runs == 0 {
+            return Ok(Vec::new());
+        }
+        let runs = self.store.session_runs(session_id, self.history_runs).await?;
+        Ok(runs
+            .into_iter()
+            .filter(|run| run.status == RunStatus::Completed)
+            .flat_map(|run| {
+                let answer = run.content.map(Message::assistant);
+                std::iter::once(Message::user(run.input)).chain(answer)
+            })
+            .collect())
+    }
+
+    /// Model, then tools, until a final answer, a pause, or the round limit.
+    async fn advance(&self, record: &mut RunRecord, writes: &mut Writes) -> Result<()> {
+        loop {
+            let mut messages = Vec::with_capacity(record.messages.len() + 1);
+            messages.extend(self.instructions.as_deref().map(Message::system));
+            messages.extend(record.messages.iter().cloned());
+            let request = ModelRequest { messages: &messages, tools: self.tools.schemas() };
+            let response = self
+                .model
+                .respond(request)
+                .instrument(tracing::debug_span!("kern.model", model = self.model.id(), run_id = %record.run_id))
+                .await?;
+            record.usage += response.usage;
+            let mut message = response.message;
+            // Providers number calls per response or per conversation, so their ids repeat
+            // across turns and between a team's runs; rows and answers need ids that do not.
+            for call in &mut message.tool_calls {
+                call.id = format!("call_{}", uuid::Uuid::now_v7().simple());
+            }
+            let calls = message.tool_calls.clone();
+            let text = message.content.clone();
+            record.messages.push(message);
+            if calls.is_empty() {
+                record.content = text;
+                record.status = RunStatus::Completed;
+                return Ok(());
+            }
+            let rounds =
+                record.messages.iter().filter(|m| m.role == Role::Assistant && !m.tool_calls.is_empty()).count();
+            if rounds > self.max_rounds {
+                return Err(Error::RoundLimit { run_id: record.run_id.clone(), rounds: self.max_rounds });
+            }
+            self.dispatch(record, calls, writes).await;
+            if !record.requirements.is_empty() || !record.delegations.is_empty() {
+                record.status = RunStatus::Paused;
+                writes.approvals.extend(gate::open_rows(&self.identity, &self.tools, record));
+                return Ok(());
+            }
+        }
+    }
+
+    /// Handles one turn's calls: refuses unknown tools and malformed arguments (telling the
+    /// model), pauses calls that need a person, and runs the rest concurrently.
+    async fn dispatch(&self, record: &mut RunRecord, calls: Vec<ToolCall>, writes: &mut Writes) {
+        let mut ready = Vec::new();
+        for call in calls {
+            if let Some(delegate) = self.delegate.as_deref().filter(|d| d.handles(&call.name)) {
+                delegate.delegate(record, &call, writes).await;
+                continue;
+            }
+            let mut execution = ToolExecution {
+                tool_call_id: call.id.clone(),
+                tool_name: call.name.clone(),
+                tool_args: Value::Null,
+                status: ToolCallStatus::Paused,
+                result: None,
+                approval_id: None,
+            };
+            let Some((tool, definition)) = self.tools.get(&call.name) else {
+                record.tools.push(execution);
+                complete(record, &call.id, Err(self.unknown_tool(&call.name)));
+                continue;
+            };
+            let args = match parse_arguments(&call.arguments) {
+                Ok(args) => args,
+                Err(error) => {
+                    execution.tool_args = Value::String(call.arguments.clone());
+                    record.tools.push(execution);
+                    complete(record, &call.id, Err(error));
+                    continue;
+                }
+            };
+            execution.tool_args = args.clone();
+            match definition.hitl.pause_type() {
+                // A call that cannot run must not cost a person's decision: its arguments go
+                // back to the model now, not after an approval.
+                Some(_) if let Err(reason) = schema::validate(&definition.parameters, &args) => {
+                    record.tools.push(execution);
+                    complete(record, &call.id, Err(ToolError::InvalidArguments(reason)));
+                }
+                Some(pause_type) => {
+                    let mut requirement =
+                        RunRequirement::new(execution.clone(), pause_type, definition.user_input_schema.clone());
+                    requirement.approval_type = definition.approval.map(|p| p.approval_type);
+                    record.requirements.push(requirement);
+                    record.tools.push(execution);
+                }
+                None => {
+                    record.tools.push(execution);
+                    let context = self.context(record, &call.id, None);
+                    let tool_name = call.name;
+                    ready.push((call.id, Invocation { tool: Arc::clone(tool), tool_name, context, args }));
+                }
+            }
+        }
+        self.execute(record, ready).await;
+    }
+
+    /// Applies decisions: refused and external calls are answered, approved ones run
+    /// (concurrently), undecided ones stay on the run; audit rows go to `writes`.
+    async fn apply(&self, record: &mut RunRecord, decisions: Vec<Decision>, writes: &mut Writes) {
+        let mut waiting = Vec::new();
+        let mut ready = Vec::new();
+        for decision in decisions {
+            writes.approvals.extend(gate::audit_row(&self.identity, record, &decision));
+            if let Some(row) = decision.row.as_ref().filter(|_| decision.verdict != Verdict::Wait) {
+                record.approvals.push(row.clone());
+            }
+            let call_id = decision.requirement.tool_call_id().to_owned();
+            match decision.verdict {
+                Verdict::Wait => waiting.push(decision.requirement),
+                Verdict::Refuse(refusal, note) => {
+                    let text = refusal.text(&decision.requirement.tool_execution.tool_name, note.as_deref());
+                    complete_as(record, &call_id, ToolCallStatus::Rejected, Value::String(text));
+                }
+                Verdict::External(result) => complete_as(record, &call_id, ToolCallStatus::External, result),
+                Verdict::Run(args) => {
+                    if let Some(execution) = record.tools.iter_mut().find(|e| e.tool_call_id == call_id) {
+                        execution.tool_args = args.clone();
+                    }
+                    let tool_name = decision.requirement.tool_execution.tool_name;
+                    match self.tools.get(&tool_name) {
+                        Some((tool, _)) => {
+                            let approval_id = decision.row.as_ref().map(|row| row.id.as_str());
+                            let context = self.context(record, &call_id, approval_id);
+                            ready.push((call_id, Invocation { tool: Arc::clone(tool), tool_name, context, args }));
+                        }
+                        None => complete(record, &call_id, Err(self.unknown_tool(&tool_name))),
+                    }
+                }
+            }
+        }
+        record.requirements = waiting;
+        self.execute(record, ready).await;
+    }
+
+    /// Runs invocations concurrently and records each result, in call order.
+    async fn execute(&self, record: &mut RunRecord, ready: Vec<(String, Invocation)>) {
+        let results = join_all(ready.into_iter().map(|(call_id, invocation)| async move {
+            let span = tracing::info_span!(
+                "kern.tool",
+                tool = %invocation.tool_name,
+                call_id = %invocation.context.tool_call_id,
+                run_id = %invocation.context.run_id
+            );
+            let call = AssertUnwindSafe(invocation.tool.call(&invocation.context, invocation.args));
+            // A panicking tool is a failed call, told to the model like any other failure.
+            let result = call.catch_unwind().instrument(span).await.unwrap_or_else(|panic| {
+                Err(ToolError::Failed(format!("the tool panicked: {}", panic_message(panic.as_ref()))))
+            });
+            (call_id, result)
+        }))
+        .await;
+        for (call_id, result) in results {
+            complete(record, &call_id, result);
+        }
+    }
+
+    fn unknown_tool(&self, name: &str) -> ToolError {
+        ToolError::Failed(format!("unknown tool `{name}`; available tools: {}", self.tools.names()))
+    }
+
+    fn context(&self, record: &RunRecord, tool_call_id: &str, approval_id: Option<&str>) -> RunContext {
+        RunContext {
+            run_id: record.run_id.clone(),
+            session_id: record.session_id.clone(),
+            user_id: record.user_id.clone(),
+            agent_id: self.identity.agent_id.clone(),
+            team_id: record.team_id.clone(),
+            tool_call_id: tool_call_id.to_owned(),
+            approval_id: approval_id.map(str::to_owned),
+            idempotency_key: approval_id.map(|id| format!("{id}:{tool_call_id}")),
+        }
+    }
+}

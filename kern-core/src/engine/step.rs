@@ -1,0 +1,131 @@
+//! The values a step of a run passes around: who runs it, what it was asked, what it leaves to
+//! store, and how a call's outcome is written into the run.
+//!
+//! A leaf of the engine: the loop, the gate, delegation and the continue cycle all build on it,
+//! and it builds on none of them.
+
+use serde_json::{Map, Value};
+
+use crate::approval::{Approval, SourceType};
+use crate::error::{Error, Result};
+use crate::models::Message;
+use crate::run::{RunOptions, RunRecord, RunStatus, ToolCallStatus};
+use crate::tools::ToolError;
+
+/// Who a runner acts as: written on approval rows and handed to tools.
+#[derive(Debug, Clone)]
+pub(crate) struct Identity {
+    pub(crate) source_type: SourceType,
+    pub(crate) name: Option<String>,
+    pub(crate) agent_id: Option<String>,
+    pub(crate) team_id: Option<String>,
+}
+
+impl Identity {
+    /// Who owns `record`, in words, for an error that refuses to touch it.
+    pub(crate) fn describe_owner(record: &RunRecord) -> String {
+        match (&record.agent_id, &record.team_id) {
+            (Some(agent), Some(team)) => format!("agent `{agent}` of team `{team}`"),
+            (Some(agent), None) => format!("agent `{agent}`"),
+            (None, Some(team)) => format!("team `{team}`"),
+            (None, None) => "no agent or team".to_owned(),
+        }
+    }
+
+    /// True when this runner started `record`: only its owner knows its tools and may decide
+    /// its calls.
+    pub(crate) fn owns(&self, record: &RunRecord) -> bool {
+        (&record.agent_id, &record.team_id) == (&self.agent_id, &self.team_id)
+    }
+}
+
+/// The input of a new run.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct RunRequest {
+    pub(crate) input: String,
+    pub(crate) session_id: Option<String>,
+    pub(crate) user_id: Option<String>,
+    pub(crate) parent_run_id: Option<String>,
+}
+
+impl RunRequest {
+    /// A top-level run of `input` with the caller's options.
+    pub(crate) fn top_level(input: String, options: RunOptions) -> Self {
+        RunRequest { input, session_id: options.session_id, user_id: options.user_id, parent_run_id: None }
+    }
+}
+
+/// What a step writes besides the run itself: new approval rows and member child runs.
+#[derive(Debug, Default)]
+pub(crate) struct Writes {
+    pub(crate) approvals: Vec<Approval>,
+    pub(crate) member_runs: Vec<RunRecord>,
+}
+
+/// What a step of a run leaves to persist, and the error that ended it, if any.
+#[derive(Debug)]
+pub(crate) struct Step {
+    pub(crate) record: RunRecord,
+    pub(crate) writes: Writes,
+    pub(crate) error: Option<Error>,
+}
+
+impl Step {
+    /// Closes a step: stamps the run and, when `result` is an error, marks it failed.
+    pub(crate) fn finish(mut record: RunRecord, writes: Writes, result: Result<()>) -> Self {
+        record.updated_at = crate::now();
+        let error = result.err();
+        if let Some(error) = &error {
+            record.status = RunStatus::Error;
+            record.metadata.insert("error".into(), Value::String(error.to_string()));
+        }
+        Step { record, writes, error }
+    }
+
+    /// The runs this step writes: member runs first, then the run itself.
+    pub(crate) fn runs(&self) -> Vec<RunRecord> {
+        let mut runs = self.writes.member_runs.clone();
+        runs.push(self.record.clone());
+        runs
+    }
+}
+
+/// Parses the model's argument text; empty text means no arguments.
+pub(crate) fn parse_arguments(raw: &str) -> Result<Value, ToolError> {
+    if raw.trim().is_empty() {
+        return Ok(Value::Object(Map::new()));
+    }
+    serde_json::from_str(raw).map_err(|e| ToolError::InvalidArguments(format!("arguments are not valid JSON: {e}")))
+}
+
+/// Records a call's outcome and tells the model.
+pub(crate) fn complete(record: &mut RunRecord, call_id: &str, result: Result<Value, ToolError>) {
+    match result {
+        Ok(value) => complete_as(record, call_id, ToolCallStatus::Succeeded, value),
+        Err(error) => complete_as(record, call_id, ToolCallStatus::Failed, Value::String(format!("error: {error}"))),
+    }
+}
+
+/// Records a call's outcome with `status` and hands `result` to the model as the call's answer.
+pub(crate) fn complete_as(record: &mut RunRecord, call_id: &str, status: ToolCallStatus, result: Value) {
+    let text = match &result {
+        Value::String(text) => text.clone(),
+        other => other.to_string(),
+    };
+    let mut name = String::new();
+    if let Some(execution) = record.tools.iter_mut().find(|e| e.tool_call_id == call_id) {
+        execution.status = status;
+        execution.result = Some(result);
+        name.clone_from(&execution.tool_name);
+    }
+    record.messages.push(Message::tool_result(call_id, name, text));
+}
+
+/// The text a panic was raised with.
+pub(crate) fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
+    match (panic.downcast_ref::<&str>(), panic.downcast_ref::<String>()) {
+        (Some(text), _) => (*text).to_owned(),
+        (None, Some(text)) => text.clone(),
+        (None, None) => "a non-text panic".to_owned(),
+    }
+}
