@@ -20,8 +20,8 @@ use std::time::Duration;
 use tracing::Instrument;
 
 use crate::approval::SourceType;
-pub use crate::engine::DEFAULT_MAX_ROUNDS;
 use crate::engine::{Cycle, RunRequest, Runner, Settings, settings_setters};
+pub use crate::engine::{DEFAULT_MAX_CALLS_PER_TURN, DEFAULT_MAX_ROUNDS};
 use crate::error::Result;
 use crate::run::{RunOptions, RunOutput, RunRequirement};
 

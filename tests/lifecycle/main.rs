@@ -7,6 +7,7 @@ mod agent;
 mod approval;
 mod backend;
 mod examples;
+mod hostile;
 mod process;
 mod recovery;
 mod team;

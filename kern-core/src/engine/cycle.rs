@@ -132,6 +132,9 @@ impl Cycle {
             .collect();
         let plan = match self.decide(&reclaimed, &[], waiting).await {
             Ok(plan) => plan,
+            // The dead continue may have run approved tools: given back paused, the run would
+            // let a plain continue run them again. It stays running, to be recovered again.
+            Err(error @ Error::Database(_)) => return Err(error),
             Err(error) => {
                 self.release(reclaimed, &held_members).await?;
                 return Err(error);

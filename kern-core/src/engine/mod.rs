@@ -17,6 +17,6 @@ mod toolbox;
 pub(crate) use cycle::Cycle;
 pub(crate) use delegation::{Member, Roster};
 pub(crate) use runner::Runner;
-pub use settings::DEFAULT_MAX_ROUNDS;
+pub use settings::{DEFAULT_MAX_CALLS_PER_TURN, DEFAULT_MAX_ROUNDS};
 pub(crate) use settings::{Settings, settings_setters};
 pub(crate) use step::RunRequest;

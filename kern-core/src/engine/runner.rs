@@ -60,6 +60,7 @@ pub(crate) struct Runner {
     pub(crate) tools: Toolbox,
     pub(crate) store: Arc<dyn Store>,
     max_rounds: usize,
+    max_calls_per_turn: usize,
     history_runs: usize,
     /// Who carries out the leader's delegation calls; `None` for an agent.
     delegate: Option<Arc<dyn Delegate>>,
@@ -80,6 +81,7 @@ impl Runner {
             tools: checked.tools,
             store: checked.store,
             max_rounds: checked.max_rounds,
+            max_calls_per_turn: checked.max_calls_per_turn,
             history_runs: checked.history_runs,
             delegate: None,
         }
@@ -229,7 +231,8 @@ impl Runner {
 
     /// Handles one turn's calls: refuses unknown tools and malformed arguments (telling the
     /// model), pauses calls that need a person, and runs the rest concurrently.
-    async fn dispatch(&self, record: &mut RunRecord, calls: Vec<ToolCall>, writes: &mut Writes) {
+    async fn dispatch(&self, record: &mut RunRecord, mut calls: Vec<ToolCall>, writes: &mut Writes) {
+        let excess = calls.split_off(calls.len().min(self.max_calls_per_turn));
         let mut ready = Vec::new();
         for call in calls {
             if let Some(delegate) = self.delegate.as_deref().filter(|d| d.handles(&call.name)) {
@@ -280,6 +283,19 @@ impl Runner {
                     ready.push((call.id, Invocation { tool: Arc::clone(tool), tool_name, context, args }));
                 }
             }
+        }
+        let limit = self.max_calls_per_turn;
+        for call in excess {
+            record.tools.push(ToolExecution {
+                tool_call_id: call.id.clone(),
+                tool_name: call.name,
+                tool_args: Value::String(call.arguments),
+                status: ToolCallStatus::Paused,
+                result: None,
+                approval_id: None,
+            });
+            let refusal = format!("not run: a turn may make at most {limit} tool calls; make this call again later");
+            complete(record, &call.id, Err(ToolError::Failed(refusal)));
         }
         self.execute(record, ready).await;
     }

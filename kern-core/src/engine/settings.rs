@@ -12,6 +12,11 @@ use super::toolbox::Toolbox;
 /// How many tool-call rounds a run may take unless configured otherwise.
 pub const DEFAULT_MAX_ROUNDS: usize = 10;
 
+/// How many calls one model turn may make unless configured otherwise. Models call a few
+/// tools at once; a turn of hundreds is a model gone wrong, and each gated call costs a
+/// person's decision and a row.
+pub const DEFAULT_MAX_CALLS_PER_TURN: usize = 32;
+
 /// The configuration common to an agent and a team's leader.
 #[derive(Default)]
 pub(crate) struct Settings {
@@ -22,6 +27,7 @@ pub(crate) struct Settings {
     pub(crate) tools: Vec<Arc<dyn Tool>>,
     pub(crate) db: Option<Arc<dyn Store>>,
     pub(crate) max_rounds: Option<usize>,
+    pub(crate) max_calls_per_turn: Option<usize>,
     pub(crate) history_runs: usize,
 }
 
@@ -34,6 +40,7 @@ pub(crate) struct Checked {
     pub(crate) tools: Toolbox,
     pub(crate) store: Arc<dyn Store>,
     pub(crate) max_rounds: usize,
+    pub(crate) max_calls_per_turn: usize,
     pub(crate) history_runs: usize,
 }
 
@@ -66,6 +73,7 @@ impl Settings {
             tools,
             store: self.db.unwrap_or_else(|| Arc::new(MemoryDb::new())),
             max_rounds: self.max_rounds.unwrap_or(DEFAULT_MAX_ROUNDS),
+            max_calls_per_turn: self.max_calls_per_turn.unwrap_or(DEFAULT_MAX_CALLS_PER_TURN),
             history_runs: self.history_runs,
         })
     }
@@ -122,6 +130,14 @@ macro_rules! settings_setters {
         /// The most tool-call rounds a run may take (default [`DEFAULT_MAX_ROUNDS`](crate::agent::DEFAULT_MAX_ROUNDS)).
         pub fn max_rounds(mut self, max_rounds: usize) -> Self {
             self.settings.max_rounds = Some(max_rounds);
+            self
+        }
+
+        /// The most tool calls one model turn may make (default
+        /// [`DEFAULT_MAX_CALLS_PER_TURN`](crate::agent::DEFAULT_MAX_CALLS_PER_TURN)); the calls
+        /// past it do not run and the model is told so.
+        pub fn max_calls_per_turn(mut self, max_calls: usize) -> Self {
+            self.settings.max_calls_per_turn = Some(max_calls);
             self
         }
 
