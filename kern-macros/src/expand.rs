@@ -4,6 +4,8 @@
 //! (`::kern::tools`, `::kern::approval`, `::kern::__private`), so a user needs no dependency but
 //! `kern`, and nothing it has in scope can capture a name. A crate that reaches kern under
 //! another path says which with `crate = ".."`, and that path takes the place of `::kern`.
+//! Every trait impl is `#[automatically_derived]`, so lints about the user's own code (such as
+//! clippy's `used_underscore_binding` on an argument named `_reason`) stay off the generated one.
 
 use proc_macro2::{Span, TokenStream};
 use quote::{ToTokens, quote, quote_spanned};
@@ -216,6 +218,7 @@ fn emit(spec: &Spec, func: &ToolFn, kern_path: &KernPath) -> TokenStream {
             // the impl takes the argument types' traits as bounds. `for<'__kern>` keeps a bound
             // that does not hold from being reported a second time (as a "trivially false"
             // bound, in the words of the supertraits) while the body may still rely on it.
+            #[automatically_derived]
             impl #kern::tools::Tool for #struct_ident
             where
                 #(#bounds,)*
@@ -324,6 +327,7 @@ fn fallback(func: &ToolFn, kern_path: Option<&KernPath>, errors: Errors) -> Toke
         #unit_struct
 
         #(#cfgs)*
+        #[automatically_derived]
         impl #kern::tools::Tool for #struct_ident {
             fn definition(&self) -> #kern::tools::ToolDefinition {
                 ::core::unreachable!()
@@ -392,6 +396,32 @@ mod tests {
         let mut impls = Vec::new();
         collect(file.items, &mut impls);
         impls
+    }
+
+    #[test]
+    fn every_generated_impl_is_automatically_derived() {
+        let valid = tool(
+            TokenStream::new(),
+            quote!(
+                fn weather(city: String, ctx: &RunContext) -> String {
+                    city
+                }
+            ),
+        );
+        // With a mistake, the fallback impl that keeps code using the struct compiling.
+        let invalid = tool(
+            quote!(colour = "red"),
+            quote!(
+                fn weather() {}
+            ),
+        );
+        for expansion in [valid, invalid] {
+            let impls = impls(expansion);
+            assert_eq!(impls.len(), 1, "one `Tool` impl");
+            for item in impls {
+                assert!(item.attrs.iter().any(|attr| attr.path().is_ident("automatically_derived")));
+            }
+        }
     }
 
     #[test]

@@ -18,7 +18,9 @@ use proc_macro::TokenStream;
 /// On `fn delete_user_data(..)`, sync or `async`, it generates a unit struct
 /// `DeleteUserData` (PascalCase, with the function's visibility, deriving `Debug`, `Clone`,
 /// `Copy` and `Default`) that implements `kern::tools::Tool`. The function itself stays as
-/// written, so it can still be called and tested directly.
+/// written, so it can still be called and tested directly. The impl is
+/// `#[automatically_derived]`, so lints about the function's own code (clippy's
+/// `used_underscore_binding` on an argument named `_reason`, say) do not fire on it again.
 ///
 /// The tool's definition holds:
 /// - the wire name: the function's name, or `name = "..."`;
