@@ -1,20 +1,25 @@
 //! Parsing the arguments of `#[tool(..)]` and `#[approval(..)]`.
 //!
 //! Only what each option looks like is checked here (its key, the kind of value, a duplicate,
-//! an `expires_in` that is no duration); how options combine is `valid`'s job.
+//! an `expires_in` that is no duration, a `crate` that is no path); how options combine is
+//! `valid`'s job.
 
-use proc_macro2::{Span, TokenStream};
-use quote::quote;
+use proc_macro2::{Delimiter, Group, Span, TokenStream};
+use quote::{ToTokens, quote};
 use syn::ext::IdentExt;
 use syn::parse::{Parse, ParseStream, Parser};
 use syn::punctuated::Punctuated;
-use syn::{Expr, ExprLit, Ident, Lit, LitStr, Token, token};
+use syn::{Expr, ExprLit, Ident, Lit, LitStr, Path, Token, token};
 
 use crate::errors::Errors;
 
 /// The hidden `#[tool]` option through which an `#[approval]` written above `#[tool]` hands its
 /// arguments down (attribute macros run outermost first, so it cannot see the result of `#[tool]`).
 const FORWARDED_APPROVAL: &str = "__kern_approval";
+
+/// What `crate = ".."` is for, in the errors about its value.
+const CRATE_HINT: &str = "write the path by which this crate reaches kern, like `crate = \"my_kern\"` for a \
+                          renamed dependency or `crate = \"::my_app::kern\"` for a re-export";
 
 const TOOL_OPTIONS: &[&str] = &[
     "name",
@@ -24,9 +29,10 @@ const TOOL_OPTIONS: &[&str] = &[
     "user_input_fields",
     "external_execution",
     "log_approval",
+    "crate",
 ];
 
-const APPROVAL_OPTIONS: &[&str] = &["type", "expires_in"];
+const APPROVAL_OPTIONS: &[&str] = &["type", "expires_in", "crate"];
 
 /// The arguments of `#[tool(..)]`.
 #[derive(Default)]
@@ -45,6 +51,8 @@ pub struct ToolAttr {
     pub external_execution: Option<Flag>,
     /// `log_approval`: an audit approval, like `#[approval(type = "audit")]`.
     pub log_approval: Option<Flag>,
+    /// `crate = ".."`: the path to kern.
+    pub krate: Option<CrateOption>,
     /// The arguments of an `#[approval]` written above `#[tool]`.
     pub approval: Option<ApprovalAttr>,
 }
@@ -80,6 +88,34 @@ pub struct ApprovalAttr {
     pub kind_span: Span,
     /// `expires_in`, in seconds, with the span of its value.
     pub expires_in: Option<(u64, Span)>,
+    /// `crate = ".."`: the path to kern.
+    pub krate: Option<CrateOption>,
+}
+
+/// `crate = ".."`: the path generated code reaches kern by, for a crate that renamed the
+/// dependency or reaches kern through another crate's re-export.
+pub enum CrateOption {
+    /// A path, spanned at the string it was read from.
+    Path(CratePath),
+    /// A value that is no path (already reported): nothing may then be generated against a
+    /// guessed path, which would only add errors about `kern` not being found.
+    Unusable,
+}
+
+/// A `crate` value that is a path.
+pub struct CratePath {
+    /// The path; its tokens carry the string's span, so a path that does not resolve is
+    /// reported at the string.
+    pub path: Path,
+    /// The string as written.
+    pub lit: LitStr,
+}
+
+impl CratePath {
+    /// True when both name the same path, token for token.
+    pub fn same_path(&self, other: &CratePath) -> bool {
+        self.path.to_token_stream().to_string() == other.path.to_token_stream().to_string()
+    }
 }
 
 /// `type = "required"` or `type = "audit"`.
@@ -91,6 +127,9 @@ pub enum ApprovalKind {
     Audit,
 }
 
+/// The options as written: `a, b = .., c(..)`.
+type Entries = Punctuated<Entry, Token![,]>;
+
 /// One option as written: `key`, `key = value` or `key(..)`.
 struct Entry {
     key: Ident,
@@ -100,7 +139,7 @@ struct Entry {
 enum Value {
     Bare,
     Assigned(Expr),
-    Nested(TokenStream),
+    Nested(Group),
 }
 
 impl Parse for Entry {
@@ -111,9 +150,7 @@ impl Parse for Entry {
             input.parse::<Token![=]>()?;
             Value::Assigned(input.parse()?)
         } else if input.peek(token::Paren) {
-            let content;
-            syn::parenthesized!(content in input);
-            Value::Nested(content.parse()?)
+            Value::Nested(input.parse()?)
         } else {
             Value::Bare
         };
@@ -137,9 +174,25 @@ impl Entry {
     }
 }
 
-/// Parses `a, b = .., c(..)`, reporting a duplicate key at its second occurrence.
-fn parse_entries(tokens: TokenStream, errors: &mut Errors) -> Vec<Entry> {
-    let entries = match Punctuated::<Entry, Token![,]>::parse_terminated.parse2(tokens) {
+/// Reads the options of an attribute, `a, b = .., c(..)`.
+fn entries(tokens: TokenStream) -> syn::Result<Entries> {
+    Entries::parse_terminated.parse2(tokens)
+}
+
+/// Reads the options inside a parenthesized group, so that a syntax error at their end points
+/// at the group rather than at the attribute being expanded.
+fn entries_in(group: Group) -> syn::Result<Entries> {
+    let inside = |input: ParseStream| {
+        let content;
+        syn::parenthesized!(content in input);
+        Entries::parse_terminated(&content)
+    };
+    inside.parse2(group.into_token_stream())
+}
+
+/// Checks what `entries` or `entries_in` read, reporting a duplicate key at its second occurrence.
+fn unique_entries(entries: syn::Result<Entries>, errors: &mut Errors) -> Vec<Entry> {
+    let entries = match entries {
         Ok(entries) => entries,
         Err(error) => {
             errors.push(error);
@@ -169,7 +222,7 @@ impl ToolAttr {
     /// Parses the arguments of `#[tool(..)]`, recording every mistake in `errors`.
     pub fn parse(tokens: TokenStream, errors: &mut Errors) -> Self {
         let mut attr = ToolAttr::default();
-        for (position, entry) in parse_entries(tokens, errors).into_iter().enumerate() {
+        for (position, entry) in unique_entries(entries(tokens), errors).into_iter().enumerate() {
             match entry.name().as_str() {
                 "name" => attr.name = string(&entry, errors),
                 "description" => attr.description = string(&entry, errors),
@@ -178,6 +231,7 @@ impl ToolAttr {
                 "user_input_fields" => attr.user_input_fields = field_list(&entry, position, errors),
                 "external_execution" => attr.external_execution = flag(&entry, position, errors),
                 "log_approval" => attr.log_approval = flag(&entry, position, errors),
+                "crate" => attr.krate = Some(crate_option(&entry, errors)),
                 FORWARDED_APPROVAL => attr.approval = forwarded_approval(entry, errors),
                 other => errors.at(entry.key.span(), unknown_option("#[tool]", other, TOOL_OPTIONS)),
             }
@@ -189,8 +243,13 @@ impl ToolAttr {
 impl ApprovalAttr {
     /// Parses the arguments of the `#[approval]` attribute at `span`.
     pub fn parse(span: Span, tokens: TokenStream, errors: &mut Errors) -> Self {
-        let mut attr = ApprovalAttr { span, kind: ApprovalKind::Required, kind_span: span, expires_in: None };
-        for entry in parse_entries(tokens, errors) {
+        Self::from_entries(span, entries(tokens), errors)
+    }
+
+    fn from_entries(span: Span, entries: syn::Result<Entries>, errors: &mut Errors) -> Self {
+        let mut attr =
+            ApprovalAttr { span, kind: ApprovalKind::Required, kind_span: span, expires_in: None, krate: None };
+        for entry in unique_entries(entries, errors) {
             match entry.name().as_str() {
                 "type" => {
                     if let Some(kind) = approval_kind(&entry, errors) {
@@ -199,6 +258,7 @@ impl ApprovalAttr {
                     }
                 }
                 "expires_in" => attr.expires_in = expires_in(&entry, errors),
+                "crate" => attr.krate = Some(crate_option(&entry, errors)),
                 other => errors.at(entry.key.span(), unknown_option("#[approval]", other, APPROVAL_OPTIONS)),
             }
         }
@@ -206,34 +266,22 @@ impl ApprovalAttr {
     }
 }
 
-/// The option `#[approval]` adds to the `#[tool]` below it: its own arguments, led by an
-/// `approval` identifier spanned at the `#[approval]` attribute, so errors found later by
-/// `#[tool]` still point there.
+/// The option `#[approval]` adds to the `#[tool]` below it: its own arguments, unread, in
+/// parentheses spanned at the `#[approval]` attribute (`span`), so that what `#[tool]` reports
+/// about them, even a syntax error at their end, still points there.
 pub fn forward_approval(span: Span, args: TokenStream) -> TokenStream {
-    let key = Ident::new(FORWARDED_APPROVAL, Span::call_site());
-    let approval = Ident::new("approval", span);
-    quote!(#key(#approval, #args))
+    let key = Ident::new(FORWARDED_APPROVAL, span);
+    let mut args = Group::new(Delimiter::Parenthesis, args);
+    args.set_span(span);
+    quote!(#key #args)
 }
 
 fn forwarded_approval(entry: Entry, errors: &mut Errors) -> Option<ApprovalAttr> {
-    let Value::Nested(tokens) = entry.value else {
+    let Value::Nested(args) = entry.value else {
         errors.at(entry.key.span(), unknown_option("#[tool]", &entry.name(), TOOL_OPTIONS));
         return None;
     };
-    let split = |input: ParseStream| {
-        let approval: Ident = input.parse()?;
-        if !input.is_empty() {
-            input.parse::<Token![,]>()?;
-        }
-        Ok((approval.span(), input.parse::<TokenStream>()?))
-    };
-    match split.parse2(tokens) {
-        Ok((span, args)) => Some(ApprovalAttr::parse(span, args, errors)),
-        Err(error) => {
-            errors.push(error);
-            None
-        }
-    }
+    Some(ApprovalAttr::from_entries(args.span(), entries_in(args), errors))
 }
 
 fn flag(entry: &Entry, position: usize, errors: &mut Errors) -> Option<Flag> {
@@ -287,6 +335,32 @@ fn field_list(entry: &Entry, position: usize, errors: &mut Errors) -> Option<Fie
         }
     }
     Some(FieldList { span: entry.key.span(), position, fields })
+}
+
+fn crate_option(entry: &Entry, errors: &mut Errors) -> CrateOption {
+    let lit = match (&entry.value, entry.literal()) {
+        (_, Ok(Lit::Str(lit))) => lit,
+        (Value::Assigned(Expr::Path(unquoted)), _) => {
+            let path = unquoted.to_token_stream().to_string().replace(' ', "");
+            errors.spanned(unquoted, format!("`crate` takes the path as a string: write `crate = \"{path}\"`"));
+            return CrateOption::Unusable;
+        }
+        (_, Ok(lit)) => {
+            errors.at(lit.span(), format!("`crate` takes a path as a string: {CRATE_HINT}"));
+            return CrateOption::Unusable;
+        }
+        (_, Err(span)) => {
+            errors.at(span, format!("`crate` takes a path as a string: {CRATE_HINT}"));
+            return CrateOption::Unusable;
+        }
+    };
+    match lit.parse_with(Path::parse_mod_style) {
+        Ok(path) => CrateOption::Path(CratePath { path, lit: lit.clone() }),
+        Err(_) => {
+            errors.at(lit.span(), format!("`crate = \"{}\"` is not a path: {CRATE_HINT}", lit.value()));
+            CrateOption::Unusable
+        }
+    }
 }
 
 fn approval_kind(entry: &Entry, errors: &mut Errors) -> Option<ApprovalKind> {

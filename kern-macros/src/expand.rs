@@ -2,7 +2,10 @@
 //!
 //! Generated code names everything by absolute path through the `kern` facade
 //! (`::kern::tools`, `::kern::approval`, `::kern::__private`), so a user needs no dependency but
-//! `kern`, and nothing it has in scope can capture a name.
+//! `kern`, and nothing it has in scope can capture a name. A crate that reaches kern under
+//! another path says which with `crate = ".."`, and that path takes the place of `::kern`.
+//! Every trait impl is `#[automatically_derived]`, so lints about the user's own code (such as
+//! clippy's `used_underscore_binding` on an argument named `_reason`) stay off the generated one.
 
 use proc_macro2::{Span, TokenStream};
 use quote::{ToTokens, quote, quote_spanned};
@@ -13,7 +16,7 @@ use syn::{Ident, ItemFn, Meta, MetaList};
 use crate::ast::{ParamKind, ToolFn, is_attr};
 use crate::attr::{self, ApprovalAttr, ApprovalKind, ToolAttr};
 use crate::errors::Errors;
-use crate::valid::{self, Approval, Description, Hitl, Spec};
+use crate::valid::{self, Approval, Description, Hitl, KernPath, Spec};
 
 /// Expands `#[tool(args)]` on `item`.
 pub fn tool(args: TokenStream, item: TokenStream) -> TokenStream {
@@ -24,37 +27,46 @@ pub fn tool(args: TokenStream, item: TokenStream) -> TokenStream {
         return with_errors(errors, item);
     };
     let func = ToolFn::from_item(item, &mut errors);
+    let kern = valid::kern_path(&attr, &func, &mut errors);
     // Combinations are only judged once every option and argument was read, so a typo in one
     // option does not also show up as a misleading error about how the options combine.
-    if errors.is_empty() {
+    if let Some(kern) = kern.as_ref().filter(|_| errors.is_empty()) {
         if let Some(spec) = valid::validate(attr, &func, &mut errors) {
-            return emit(&spec, &func);
+            return emit(&spec, &func, kern);
         }
     }
-    fallback(&func, errors)
+    fallback(&func, kern.as_ref(), errors)
 }
 
-/// Expands `#[approval(args)]` on `item`, which runs before a `#[tool]` written below it: checks
-/// its own arguments and hands them to that `#[tool]` as a hidden option.
+/// Expands `#[approval(args)]` on `item`, which runs before a `#[tool]` written below it and
+/// hands its arguments to that `#[tool]` as a hidden option, unread. `#[tool]` then reads and
+/// reports them along with its own, so one place settles how the two attributes combine (a
+/// `crate` given on either, say), and a mistake in the approval still leaves the tool generated
+/// against the right path to kern.
 pub fn approval(args: TokenStream, item: TokenStream) -> TokenStream {
-    let mut errors = Errors::default();
-    ApprovalAttr::parse(Span::call_site(), args.clone(), &mut errors);
-    let Ok(mut func) = syn::parse2::<ItemFn>(item.clone()) else {
-        errors.at(Span::call_site(), "`#[approval]` goes on a function marked `#[tool]`");
-        return with_errors(errors, item);
+    match forward_to_tool(args.clone(), item.clone()) {
+        Ok(tokens) => tokens,
+        Err(error) => {
+            let mut errors = Errors::default();
+            ApprovalAttr::parse(Span::call_site(), args, &mut errors);
+            errors.push(error);
+            with_errors(errors, item)
+        }
+    }
+}
+
+/// `item` with `args` added to its `#[tool]` attribute, or why that cannot be done.
+fn forward_to_tool(args: TokenStream, item: TokenStream) -> syn::Result<TokenStream> {
+    let Ok(mut func) = syn::parse2::<ItemFn>(item) else {
+        return Err(syn::Error::new(Span::call_site(), "`#[approval]` goes on a function marked `#[tool]`"));
     };
     let Some(tool) = func.attrs.iter_mut().find(|attr| is_attr(attr, "tool")) else {
-        errors.at(
+        return Err(syn::Error::new(
             Span::call_site(),
             "`#[approval]` works only together with `#[tool]`: add `#[tool]` to this function, \
              e.g. `#[tool(requires_confirmation)]`",
-        );
-        return with_errors(errors, item);
+        ));
     };
-    if !errors.is_empty() {
-        // `#[tool]` still expands, without the approval, so only the approval's errors show.
-        return with_errors(errors, item);
-    }
     let forwarded = attr::forward_approval(Span::call_site(), args);
     match &mut tool.meta {
         Meta::Path(path) => {
@@ -70,11 +82,10 @@ pub fn approval(args: TokenStream, item: TokenStream) -> TokenStream {
             list.tokens = if trailing_comma { quote!(#existing #forwarded) } else { quote!(#existing, #forwarded) };
         }
         Meta::NameValue(name_value) => {
-            errors.spanned(name_value, "write `#[tool]` or `#[tool(..)]`");
-            return with_errors(errors, item);
+            return Err(syn::Error::new_spanned(name_value, "write `#[tool]` or `#[tool(..)]`"));
         }
     }
-    func.into_token_stream()
+    Ok(func.into_token_stream())
 }
 
 fn with_errors(errors: Errors, item: TokenStream) -> TokenStream {
@@ -87,7 +98,8 @@ fn args_struct() -> Ident {
     Ident::new("__KernToolArgs", Span::call_site())
 }
 
-fn emit(spec: &Spec, func: &ToolFn) -> TokenStream {
+fn emit(spec: &Spec, func: &ToolFn, kern_path: &KernPath) -> TokenStream {
+    let kern = kern_path.at(Span::call_site());
     let item = &func.item;
     let fn_ident = &item.sig.ident;
     let struct_ident = &spec.struct_ident;
@@ -123,7 +135,7 @@ fn emit(spec: &Spec, func: &ToolFn) -> TokenStream {
                 field_idents.push(ident);
                 type_params.push(type_param);
                 arg_types.push(ty);
-                bounds.push(quote!(for<'__kern> #ty: ::kern::tools::ToolArg));
+                bounds.push(quote!(for<'__kern> #ty: #kern::tools::ToolArg));
                 checks.push(quote_spanned!(ty.span()=> __kern_check_arg::<#ty>();));
                 call_args.push(ident.to_token_stream());
             }
@@ -132,7 +144,7 @@ fn emit(spec: &Spec, func: &ToolFn) -> TokenStream {
     let args_type = quote!(#args<#(#arg_types),*>);
     let checks = (!checks.is_empty()).then(|| {
         quote! {
-            const fn __kern_check_arg<T: ::kern::tools::ToolArg>() {}
+            const fn __kern_check_arg<T: #kern::tools::ToolArg>() {}
             #(#checks)*
         }
     });
@@ -146,21 +158,23 @@ fn emit(spec: &Spec, func: &ToolFn) -> TokenStream {
     // Bound to a name spanned at the return type, so a result that is not `Serialize` (or an
     // error that is not `Display`) is reported there rather than at `#[tool]`.
     let value = Ident::new("__kern_result", func.returns.span);
+    let returns_kern = kern_path.at(func.returns.span);
     let output = if func.returns.result {
-        quote_spanned!(func.returns.span=> ::kern::tools::output_result(#value))
+        quote_spanned!(func.returns.span=> #returns_kern::tools::output_result(#value))
     } else {
-        quote_spanned!(func.returns.span=> ::kern::tools::output(#value))
+        quote_spanned!(func.returns.span=> #returns_kern::tools::output(#value))
     };
     // Spanned at the function's `async`, where a future that is not `Send` gets reported.
     let async_span = item.sig.asyncness.map_or_else(Span::call_site, |token| token.span);
+    let async_kern = kern_path.at(async_span);
     let future = quote_spanned! {async_span=>
         ::std::boxed::Box::pin(async move {
             if #json_args.is_array() {
-                return ::core::result::Result::Err(::kern::tools::ToolError::InvalidArguments(
+                return ::core::result::Result::Err(#async_kern::tools::ToolError::InvalidArguments(
                     ::std::string::String::from(#not_an_array),
                 ));
             }
-            let #args { #(#field_idents),* } = ::kern::tools::parse_args::<#args_type>(#json_args)?;
+            let #args { #(#field_idents),* } = #async_kern::tools::parse_args::<#args_type>(#json_args)?;
             let #value = #call;
             #output
         })
@@ -174,9 +188,11 @@ fn emit(spec: &Spec, func: &ToolFn) -> TokenStream {
             quote!(::core::concat!(#(#lines),*).trim())
         }
     };
-    let hitl = hitl_tokens(&spec.hitl);
-    let approval = approval_tokens(spec.approval.as_ref());
-    let json = quote!(::kern::__private::serde_json::Value);
+    let hitl = hitl_tokens(&kern, &spec.hitl);
+    let approval = approval_tokens(&kern, spec.approval.as_ref());
+    let json = quote!(#kern::__private::serde_json::Value);
+    let serde_crate = kern_path.lit("::__private::serde");
+    let schemars_crate = kern_path.lit("::__private::schemars");
 
     quote! {
         #item
@@ -187,9 +203,9 @@ fn emit(spec: &Spec, func: &ToolFn) -> TokenStream {
         const _: () = {
             // The arguments the model sends, as one JSON object. (A doc comment here would become
             // the schema's description.)
-            #[derive(::kern::__private::serde::Deserialize, ::kern::__private::schemars::JsonSchema)]
-            #[serde(crate = "::kern::__private::serde", deny_unknown_fields, expecting = #expecting)]
-            #[schemars(crate = "::kern::__private::schemars")]
+            #[derive(#kern::__private::serde::Deserialize, #kern::__private::schemars::JsonSchema)]
+            #[serde(crate = #serde_crate, deny_unknown_fields, expecting = #expecting)]
+            #[schemars(crate = #schemars_crate)]
             struct #args<#(#type_params),*> {
                 #(#fields,)*
             }
@@ -202,15 +218,16 @@ fn emit(spec: &Spec, func: &ToolFn) -> TokenStream {
             // the impl takes the argument types' traits as bounds. `for<'__kern>` keeps a bound
             // that does not hold from being reported a second time (as a "trivially false"
             // bound, in the words of the supertraits) while the body may still rely on it.
-            impl ::kern::tools::Tool for #struct_ident
+            #[automatically_derived]
+            impl #kern::tools::Tool for #struct_ident
             where
                 #(#bounds,)*
             {
-                fn definition(&self) -> ::kern::tools::ToolDefinition {
-                    ::kern::tools::ToolDefinition::new(
+                fn definition(&self) -> #kern::tools::ToolDefinition {
+                    #kern::tools::ToolDefinition::new(
                         #name,
                         #description,
-                        ::kern::tools::schema::schema_for::<#args_type>(),
+                        #kern::tools::schema::schema_for::<#args_type>(),
                         #hitl,
                         #approval,
                     )
@@ -218,9 +235,9 @@ fn emit(spec: &Spec, func: &ToolFn) -> TokenStream {
 
                 fn call<'a>(
                     &'a self,
-                    #ctx_param: &'a ::kern::tools::RunContext,
+                    #ctx_param: &'a #kern::tools::RunContext,
                     #json_args: #json,
-                ) -> ::kern::__private::BoxFuture<'a, ::core::result::Result<#json, ::kern::tools::ToolError>> {
+                ) -> #kern::__private::BoxFuture<'a, ::core::result::Result<#json, #kern::tools::ToolError>> {
                     #future
                 }
             }
@@ -250,33 +267,33 @@ fn unit_struct(func: &ToolFn, struct_ident: &Ident, name: &str) -> TokenStream {
     }
 }
 
-fn hitl_tokens(hitl: &Hitl) -> TokenStream {
+fn hitl_tokens(kern: &TokenStream, hitl: &Hitl) -> TokenStream {
     match hitl {
-        Hitl::None => quote!(::kern::tools::Hitl::None),
-        Hitl::Confirmation => quote!(::kern::tools::Hitl::Confirmation),
+        Hitl::None => quote!(#kern::tools::Hitl::None),
+        Hitl::Confirmation => quote!(#kern::tools::Hitl::Confirmation),
         Hitl::UserInput(fields) => quote! {
-            ::kern::tools::Hitl::UserInput {
+            #kern::tools::Hitl::UserInput {
                 fields: ::std::vec![#(::std::string::String::from(#fields)),*],
             }
         },
-        Hitl::ExternalExecution => quote!(::kern::tools::Hitl::ExternalExecution),
+        Hitl::ExternalExecution => quote!(#kern::tools::Hitl::ExternalExecution),
     }
 }
 
-fn approval_tokens(approval: Option<&Approval>) -> TokenStream {
+fn approval_tokens(kern: &TokenStream, approval: Option<&Approval>) -> TokenStream {
     let Some(Approval { kind, expires_in }) = approval else {
         return quote!(::core::option::Option::None);
     };
     let kind = match kind {
-        ApprovalKind::Required => quote!(::kern::approval::ApprovalType::Required),
-        ApprovalKind::Audit => quote!(::kern::approval::ApprovalType::Audit),
+        ApprovalKind::Required => quote!(#kern::approval::ApprovalType::Required),
+        ApprovalKind::Audit => quote!(#kern::approval::ApprovalType::Audit),
     };
     let expires_in = match expires_in {
         Some(seconds) => quote!(::core::option::Option::Some(::core::time::Duration::from_secs(#seconds))),
         None => quote!(::core::option::Option::None),
     };
     quote! {
-        ::core::option::Option::Some(::kern::approval::ApprovalPolicy {
+        ::core::option::Option::Some(#kern::approval::ApprovalPolicy {
             approval_type: #kind,
             expires_in: #expires_in,
         })
@@ -286,8 +303,9 @@ fn approval_tokens(approval: Option<&Approval>) -> TokenStream {
 /// What `#[tool]` emits when it found mistakes: the errors, the function, and (when the
 /// function could be a tool at all) the struct with a `Tool` impl that is never run. The struct
 /// keeps code that uses the tool compiling, so the build shows the macro's errors and not a
-/// trail of "cannot find `DeleteUserData`" after them.
-fn fallback(func: &ToolFn, errors: Errors) -> TokenStream {
+/// trail of "cannot find `DeleteUserData`" after them. The impl is left out when the path to
+/// kern is unknown (`kern_path` is `None`), as it would only add errors about that path.
+fn fallback(func: &ToolFn, kern_path: Option<&KernPath>, errors: Errors) -> TokenStream {
     let errors = errors.into_compile_errors();
     let item = &func.item;
     let fn_ident = &item.sig.ident;
@@ -297,26 +315,182 @@ fn fallback(func: &ToolFn, errors: Errors) -> TokenStream {
         return quote!(#errors #item);
     }
     let unit_struct = unit_struct(func, &struct_ident, &fn_ident.unraw().to_string());
+    let Some(kern_path) = kern_path else {
+        return quote!(#errors #item #unit_struct);
+    };
+    let kern = kern_path.at(Span::call_site());
     let cfgs = func.cfgs();
-    let json = quote!(::kern::__private::serde_json::Value);
+    let json = quote!(#kern::__private::serde_json::Value);
     quote! {
         #errors
         #item
         #unit_struct
 
         #(#cfgs)*
-        impl ::kern::tools::Tool for #struct_ident {
-            fn definition(&self) -> ::kern::tools::ToolDefinition {
+        #[automatically_derived]
+        impl #kern::tools::Tool for #struct_ident {
+            fn definition(&self) -> #kern::tools::ToolDefinition {
                 ::core::unreachable!()
             }
 
             fn call<'a>(
                 &'a self,
-                _: &'a ::kern::tools::RunContext,
+                _: &'a #kern::tools::RunContext,
                 _: #json,
-            ) -> ::kern::__private::BoxFuture<'a, ::core::result::Result<#json, ::kern::tools::ToolError>> {
+            ) -> #kern::__private::BoxFuture<'a, ::core::result::Result<#json, #kern::tools::ToolError>> {
                 ::core::unreachable!()
             }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use proc_macro2::TokenTree;
+    use syn::{Item, ItemImpl};
+
+    use super::*;
+
+    /// Expands `#[approval(approval_args)]` written above `#[tool(tool_args)]` on `function`, the
+    /// way rustc does: the approval first, then the `#[tool]` it rewrote.
+    fn approval_then_tool(approval_args: TokenStream, tool_args: TokenStream, function: TokenStream) -> TokenStream {
+        let rewritten = approval(approval_args, quote!(#[tool(#tool_args)] #function));
+        let mut item: ItemFn = syn::parse2(rewritten).expect("the approval hands on the function");
+        let position = item.attrs.iter().position(|attr| is_attr(attr, "tool")).expect("the `#[tool]` stays");
+        let Meta::List(list) = item.attrs.remove(position).meta else { panic!("the approval adds its arguments") };
+        tool(list.tokens, item.into_token_stream())
+    }
+
+    /// Every identifier in `tokens`, groups included.
+    fn idents(tokens: TokenStream) -> Vec<String> {
+        tokens
+            .into_iter()
+            .flat_map(|token| match token {
+                TokenTree::Group(group) => idents(group.stream()),
+                TokenTree::Ident(ident) => vec![ident.to_string()],
+                TokenTree::Punct(_) | TokenTree::Literal(_) => Vec::new(),
+            })
+            .collect()
+    }
+
+    /// Every `impl` in `tokens`, also those inside `const _: () = { .. };`.
+    fn impls(tokens: TokenStream) -> Vec<ItemImpl> {
+        fn collect(items: Vec<Item>, impls: &mut Vec<ItemImpl>) {
+            for item in items {
+                match item {
+                    Item::Impl(item) => impls.push(item),
+                    Item::Const(item) => {
+                        if let syn::Expr::Block(block) = *item.expr {
+                            let items = block.block.stmts.into_iter().filter_map(|stmt| match stmt {
+                                syn::Stmt::Item(item) => Some(item),
+                                _ => None,
+                            });
+                            collect(items.collect(), impls);
+                        }
+                    }
+                    _ => {}
+                }
+            }
+        }
+        let file: syn::File = syn::parse2(tokens).expect("the expansion is a list of items");
+        let mut impls = Vec::new();
+        collect(file.items, &mut impls);
+        impls
+    }
+
+    #[test]
+    fn every_generated_impl_is_automatically_derived() {
+        let valid = tool(
+            TokenStream::new(),
+            quote!(
+                fn weather(city: String, ctx: &RunContext) -> String {
+                    city
+                }
+            ),
+        );
+        // With a mistake, the fallback impl that keeps code using the struct compiling.
+        let invalid = tool(
+            quote!(colour = "red"),
+            quote!(
+                fn weather() {}
+            ),
+        );
+        for expansion in [valid, invalid] {
+            let impls = impls(expansion);
+            assert_eq!(impls.len(), 1, "one `Tool` impl");
+            for item in impls {
+                assert!(item.attrs.iter().any(|attr| attr.path().is_ident("automatically_derived")));
+            }
+        }
+    }
+
+    #[test]
+    fn crate_replaces_every_path_to_kern() {
+        let function = quote!(
+            async fn ask(reason: Option<String>, ctx: &RunContext) -> Result<String, Error> {
+                todo!()
+            }
+        );
+        let expansions = [
+            tool(quote!(crate = "my_kern", user_input_fields = ["reason"], log_approval), function.clone()),
+            approval_then_tool(quote!(crate = "my_kern", expires_in = "1h"), TokenStream::new(), function.clone()),
+            // A mistake in the approval still leaves the tool against the path it gives.
+            approval_then_tool(quote!(crate = "my_kern", type = "sometimes"), TokenStream::new(), function),
+        ];
+        for expansion in expansions {
+            let text = expansion.to_string();
+            assert!(text.contains("impl my_kern :: tools :: Tool for Ask"), "{text}");
+            assert!(!idents(expansion).contains(&"kern".to_owned()), "{text}");
+        }
+    }
+
+    #[test]
+    fn crate_reaches_the_derives() {
+        let expansion = tool(
+            quote!(crate = "::my_app::kern"),
+            quote!(
+                fn ping() {}
+            ),
+        )
+        .to_string();
+        assert!(expansion.contains("crate = \"::my_app::kern::__private::serde\""), "{expansion}");
+        assert!(expansion.contains("crate = \"::my_app::kern::__private::schemars\""), "{expansion}");
+    }
+
+    #[test]
+    fn without_crate_paths_go_through_kern() {
+        let expansion = tool(
+            TokenStream::new(),
+            quote!(
+                fn ping() {}
+            ),
+        )
+        .to_string();
+        assert!(expansion.contains("impl :: kern :: tools :: Tool for Ping"), "{expansion}");
+        assert!(expansion.contains("crate = \"::kern::__private::serde\""), "{expansion}");
+    }
+
+    #[test]
+    fn an_unusable_crate_leaves_the_impl_out() {
+        for expansion in [
+            tool(
+                quote!(crate = "my kern"),
+                quote!(
+                    fn ping() {}
+                ),
+            ),
+            approval_then_tool(
+                quote!(crate = "a"),
+                quote!(crate = "b"),
+                quote!(
+                    fn ping() {}
+                ),
+            ),
+        ] {
+            let text = expansion.to_string();
+            assert!(text.contains("compile_error"), "{text}");
+            assert!(text.contains("struct Ping"), "{text}");
+            assert!(impls(expansion).is_empty(), "{text}");
         }
     }
 }

@@ -18,7 +18,9 @@ use proc_macro::TokenStream;
 /// On `fn delete_user_data(..)`, sync or `async`, it generates a unit struct
 /// `DeleteUserData` (PascalCase, with the function's visibility, deriving `Debug`, `Clone`,
 /// `Copy` and `Default`) that implements `kern::tools::Tool`. The function itself stays as
-/// written, so it can still be called and tested directly.
+/// written, so it can still be called and tested directly. The impl is
+/// `#[automatically_derived]`, so lints about the function's own code (clippy's
+/// `used_underscore_binding` on an argument named `_reason`, say) do not fire on it again.
 ///
 /// The tool's definition holds:
 /// - the wire name: the function's name, or `name = "..."`;
@@ -66,9 +68,34 @@ use proc_macro::TokenStream;
 /// | `user_input_fields = ["a", "b"]` | A person supplies these arguments (implies `requires_user_input`); the model's schema leaves them out. |
 /// | `external_execution` | The call is carried out elsewhere and its result handed back. |
 /// | `log_approval` | Audit approval: the same as `#[approval(type = "audit")]`. |
+/// | `crate = "..."` | The path by which this crate reaches kern (see below). |
 ///
 /// Flags may be written `flag`, `flag = true` or `flag = false`. At most one
 /// human-in-the-loop kind (confirmation, user input, external execution) is allowed.
+///
+/// # Reaching kern under another path
+///
+/// The generated code names everything through `::kern`. A crate that depends on kern under
+/// another name (`my_kern = { package = "kern", .. }` in `Cargo.toml`) or reaches it through
+/// another crate's re-export says which path to use instead: `crate = "my_kern"`,
+/// `crate = "::my_app::kern"` or `crate = "crate::reexports::kern"`, a module path as a
+/// string, as with `#[serde(crate = "...")]`. It may be given on `#[tool]` or on its
+/// `#[approval]`; when both give it, the paths must be the same. A value that is no path and
+/// two different paths are compile errors; a path that does not resolve is reported at the
+/// string.
+///
+/// ```
+/// # mod my_app { pub use kern; }
+/// // `my_app` re-exports kern (`pub use kern;`); this crate does not depend on kern itself.
+/// use my_app::kern::tools::{Tool, tool};
+///
+/// #[tool(crate = "my_app::kern")]
+/// fn ping() -> String {
+///     "pong".to_owned()
+/// }
+///
+/// assert_eq!(Ping.definition().name, "ping");
+/// ```
 ///
 /// # Example
 ///
@@ -109,10 +136,15 @@ pub fn tool(args: TokenStream, item: TokenStream) -> TokenStream {
 ///   `#[tool]` means the same; write one or the other.
 /// - `expires_in = "30s" | "15m" | "24h" | "7d"` (required approvals only): a pending row not
 ///   decided in time expires and the tool does not run. Checked at compile time.
+/// - `crate = "..."`: the path by which this crate reaches kern, as on `#[tool]` (see
+///   "Reaching kern under another path" there). Give it on either attribute; when both give
+///   it, the paths must be the same.
 ///
-/// It goes on the same function as `#[tool]`, above or below it. `#[approval]` without
-/// `#[tool]`, an unknown `type`, an unknown option, an option given twice and a malformed
-/// `expires_in` are compile errors.
+/// It goes on the same function as `#[tool]`, above or below it, and hands its options to
+/// `#[tool]`, which generates the code and reports mistakes in both. `#[approval]` without
+/// `#[tool]`, an unknown `type`, an unknown option, an option given twice, a malformed
+/// `expires_in`, a `crate` that is no path and a `crate` that differs from the one on `#[tool]`
+/// are compile errors.
 ///
 /// # Example
 ///

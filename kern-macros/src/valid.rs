@@ -2,12 +2,12 @@
 //! result is the resolved description of the tool, or errors.
 
 use proc_macro2::{Span, TokenStream};
-use quote::ToTokens;
+use quote::{ToTokens, quote_spanned};
 use syn::ext::IdentExt;
-use syn::{Expr, ExprLit, Ident, Lit, LitStr, Meta};
+use syn::{Expr, ExprLit, Ident, Lit, LitStr, Meta, Path};
 
 use crate::ast::{ParamKind, ToolFn};
-use crate::attr::{ApprovalAttr, ApprovalKind, Flag, ToolAttr};
+use crate::attr::{ApprovalAttr, ApprovalKind, CrateOption, CratePath, Flag, ToolAttr};
 use crate::errors::Errors;
 
 /// Everything the expansion emits besides the function's own items.
@@ -47,6 +47,76 @@ pub struct Approval {
     pub kind: ApprovalKind,
     /// In seconds.
     pub expires_in: Option<u64>,
+}
+
+/// The path generated code reaches the `kern` facade by.
+pub enum KernPath {
+    /// `::kern`: the dependency under its own name.
+    Default,
+    /// The path `crate = ".."` names, spanned at that string.
+    Given(Path),
+}
+
+impl KernPath {
+    /// The path's tokens. `::kern` takes `span`, so that it reads as part of the code around
+    /// it; a given path keeps the span of its string, where an error about it belongs.
+    pub fn at(&self, span: Span) -> TokenStream {
+        match self {
+            KernPath::Default => quote_spanned!(span=> ::kern),
+            KernPath::Given(path) => path.to_token_stream(),
+        }
+    }
+
+    /// `{path}{rest}` as a string literal, for the `crate = ".."` options of the serde and
+    /// schemars derives (which parse it back into a path spanned at the literal).
+    pub fn lit(&self, rest: &str) -> LitStr {
+        match self {
+            KernPath::Default => LitStr::new(&format!("::kern{rest}"), Span::call_site()),
+            KernPath::Given(path) => {
+                let text = path.to_token_stream().to_string().replace(' ', "");
+                LitStr::new(&format!("{text}{rest}"), syn::spanned::Spanned::span(path))
+            }
+        }
+    }
+}
+
+/// The path to kern: `::kern`, or the one that `crate = ".."` gives on `#[tool]` or on the
+/// `#[approval]` above or below it. `#[approval]` generates nothing itself but hands its
+/// arguments to `#[tool]`, so either attribute may carry `crate`; when both do, they must name
+/// the same path, since they make one tool. `None` when a value is no path or the values
+/// disagree (both reported): nothing is then generated against a guessed path.
+pub fn kern_path(attr: &ToolAttr, func: &ToolFn, errors: &mut Errors) -> Option<KernPath> {
+    // In the order they are written.
+    let given = [
+        ("#[approval]", attr.approval.as_ref().and_then(|above| above.krate.as_ref())),
+        ("#[tool]", attr.krate.as_ref()),
+        ("#[approval]", func.approval.as_ref().and_then(|below| below.krate.as_ref())),
+    ];
+    let mut usable = true;
+    let mut first: Option<(&str, &CratePath)> = None;
+    for (attribute, option) in given {
+        match (option, first) {
+            (None, _) => {}
+            (Some(CrateOption::Unusable), _) => usable = false,
+            (Some(CrateOption::Path(path)), None) => first = Some((attribute, path)),
+            (Some(CrateOption::Path(path)), Some((first_attribute, first_path))) => {
+                if !path.same_path(first_path) {
+                    usable = false;
+                    errors.at(
+                        path.lit.span(),
+                        format!(
+                            "`crate = \"{}\"` on `{attribute}` differs from `crate = \"{}\"` on \
+                             `{first_attribute}`, and the two attributes make one tool: write `crate` \
+                             on one of them only, with the path by which this crate reaches kern",
+                            path.lit.value(),
+                            first_path.lit.value(),
+                        ),
+                    );
+                }
+            }
+        }
+    }
+    usable.then(|| first.map_or(KernPath::Default, |(_, given)| KernPath::Given(given.path.clone())))
 }
 
 /// Checks how the options combine and resolves them. `None` when `errors` got something.

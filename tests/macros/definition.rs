@@ -166,6 +166,26 @@ fn raw_identifiers() {
     assert_eq!(definition.parameters["properties"], json!({"type": {"type": "string"}}));
 }
 
+/// An argument the function ignores, named `_like_this`. The generated impl passes it on by
+/// name, which clippy's `used_underscore_binding` would report at the argument were the impl not
+/// `#[automatically_derived]`; the deny makes `cargo clippy` check that.
+#[deny(clippy::used_underscore_binding)]
+mod ignored_argument {
+    use kern::tools::tool;
+
+    #[tool]
+    pub(super) fn acknowledge(_reason: String) -> bool {
+        true
+    }
+}
+
+#[test]
+fn an_ignored_argument_keeps_its_name() {
+    let definition = ignored_argument::Acknowledge.definition();
+    assert_eq!(definition.parameters["properties"], json!({"_reason": {"type": "string"}}));
+    assert!(ignored_argument::acknowledge(String::new()));
+}
+
 #[tool(requires_confirmation)]
 fn confirm_bare() {}
 

@@ -13,4 +13,8 @@ fn name_with_a_space() {}
 #[approval(type = "audit" = "required")]
 fn not_even_syntax() {}
 
+#[approval(type = "audit", expires_in =)]
+#[tool(requires_confirmation)]
+fn cut_short() {}
+
 fn main() {}
