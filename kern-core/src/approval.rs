@@ -4,8 +4,6 @@
 //! resolves the row with [`ApprovalUpdate`] (a compare-and-set on its status); `continue_run`
 //! reads the row back and obeys it. Audit calls leave a row only once they are resolved.
 
-use std::time::Duration;
-
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -14,6 +12,10 @@ use crate::error::{Error, Result};
 use crate::run::{RunRequirement, RunStatus};
 use crate::schema;
 use crate::text_enum::text_enum;
+
+mod policy;
+
+pub use policy::{ApprovalPolicy, Decision, OnExpire, Principal, RowPolicy, Vote, VoteKind};
 
 text_enum! {
     /// Where an approval row stands.
@@ -67,28 +69,6 @@ text_enum! {
         Agent = "agent",
         /// A team's leader.
         Team = "team",
-    }
-}
-
-/// A tool's approval requirement, as declared by `#[approval]`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ApprovalPolicy {
-    /// Blocking or audit.
-    pub approval_type: ApprovalType,
-    /// How long a pending row stays valid; `None` means it never expires.
-    pub expires_in: Option<Duration>,
-}
-
-impl ApprovalPolicy {
-    /// A blocking approval that never expires.
-    pub const REQUIRED: ApprovalPolicy = ApprovalPolicy { approval_type: ApprovalType::Required, expires_in: None };
-    /// An audit-only approval.
-    pub const AUDIT: ApprovalPolicy = ApprovalPolicy { approval_type: ApprovalType::Audit, expires_in: None };
-
-    /// The same policy with an expiry.
-    pub const fn expires_in(mut self, expires_in: Duration) -> Self {
-        self.expires_in = Some(expires_in);
-        self
     }
 }
 

@@ -296,6 +296,7 @@ fn approval_tokens(kern: &TokenStream, approval: Option<&Approval>) -> TokenStre
         ::core::option::Option::Some(#kern::approval::ApprovalPolicy {
             approval_type: #kind,
             expires_in: #expires_in,
+            ..#kern::approval::ApprovalPolicy::REQUIRED
         })
     }
 }

@@ -272,7 +272,7 @@ impl Runner {
                 Some(pause_type) => {
                     let mut requirement =
                         RunRequirement::new(execution.clone(), pause_type, definition.user_input_schema.clone());
-                    requirement.approval_type = definition.approval.map(|p| p.approval_type);
+                    requirement.approval_type = definition.approval.as_ref().map(|p| p.approval_type);
                     record.requirements.push(requirement);
                     record.tools.push(execution);
                 }

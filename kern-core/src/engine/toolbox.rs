@@ -90,7 +90,7 @@ impl Toolbox {
 
     /// How long a pending approval row of the tool stays valid.
     pub(crate) fn expires_in(&self, name: &str) -> Option<chrono::Duration> {
-        let policy = self.by_name.get(name)?.1.approval?;
+        let policy = self.by_name.get(name)?.1.approval.as_ref()?;
         chrono::Duration::from_std(policy.expires_in?).ok()
     }
 
