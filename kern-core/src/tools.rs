@@ -26,6 +26,15 @@ pub trait Tool: Send + Sync + 'static {
     /// Arguments that do not fit the tool give [`ToolError::InvalidArguments`], which goes
     /// back to the model as text; a tool never panics on the model's input.
     fn call<'a>(&'a self, ctx: &'a RunContext, args: Value) -> BoxFuture<'a, Result<Value, ToolError>>;
+
+    /// Whether this call needs the approval the tool's definition declares, judged on its
+    /// arguments (`#[approval(when = ..)]`). A call that does not runs at once and leaves an
+    /// audit row saying its condition did not require approval. Every call needs it unless a
+    /// tool says otherwise.
+    fn needs_approval(&self, args: &Value) -> Result<bool, ToolError> {
+        let _ = args;
+        Ok(true)
+    }
 }
 
 /// Who must act before a call runs: the human-in-the-loop kind of a tool.
