@@ -9,6 +9,7 @@ mod backend;
 mod examples;
 mod process;
 mod recovery;
+mod schema;
 mod team;
 mod tools;
 
