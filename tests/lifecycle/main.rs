@@ -10,6 +10,7 @@ mod examples;
 mod hostile;
 mod process;
 mod recovery;
+mod schema;
 mod team;
 mod tools;
 
