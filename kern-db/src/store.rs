@@ -10,9 +10,8 @@ use std::time::Duration;
 use chrono::{DateTime, SecondsFormat, Utc};
 use kern_core::approval::{Approval, ApprovalPage, ApprovalQuery, ApprovalStatus, ApprovalUpdate};
 use kern_core::run::{RunRecord, RunStatus};
-use kern_core::store::{
-    ResolutionWaiters, Store, check_resolution, needs_precheck, stale_cutoff, unapplied_update_error,
-};
+use kern_core::store::Store;
+use kern_core::store::backend::{ResolutionRules, ResolutionWaiters, stale_cutoff};
 use kern_core::{BoxFuture, Error, Result};
 
 use crate::codec;
@@ -192,27 +191,23 @@ impl<DB: Driver> SqlStore<DB> {
     /// The resolution of [`Store::update_approval`], before its waiters are woken.
     async fn apply_update(&self, id: &str, update: &ApprovalUpdate) -> Result<Approval> {
         let now = now();
-        // Most approvals confirm a call: try the compare-and-set that only a confirmation
-        // row can match, which needs no data checked, before reading the row to check it.
-        // Data carrying values or a result is meant for another pause type: read it first.
-        let carries_call_data = update
-            .resolution_data
-            .as_ref()
-            .is_some_and(|data| data.get("values").is_some() || data.get("result").is_some());
-        let try_confirmation = update.status == ApprovalStatus::Approved && !carries_call_data;
-        if try_confirmation && let Some(row) = self.resolve(&self.queries.resolve_confirmation, id, update, now).await?
+        let rules = ResolutionRules::new(id, update, now);
+        // Most approvals confirm a call: the compare-and-set that only a confirmation row can
+        // match needs no row read first, when the data is what a confirmation takes.
+        if rules.fits_confirmation()
+            && let Some(row) = self.resolve(&self.queries.resolve_confirmation, id, update, now).await?
         {
             return Ok(row);
         }
-        if needs_precheck(update) {
-            check_resolution(id, self.get(id).await?.as_ref(), update, now)?;
+        if rules.needs_check() {
+            rules.check(self.get(id).await?.as_ref())?;
         }
         if let Some(row) = self.resolve(&self.queries.resolve_approval, id, update, now).await? {
             return Ok(row);
         }
         // Nothing matched: the row is gone, resolved, expired or not as expected. Read it
         // only now, to say which.
-        Err(unapplied_update_error(id, self.get(id).await?.as_ref(), update, now))
+        Err(rules.refusal(self.get(id).await?.as_ref()))
     }
 }
 

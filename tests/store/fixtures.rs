@@ -74,6 +74,14 @@ pub fn user_input_approval(run_id: &str) -> Approval {
     row
 }
 
+/// A pending external-execution row: the admin carries the call out and hands back its result.
+pub fn external_approval(run_id: &str) -> Approval {
+    let mut row = approval(run_id);
+    row.pause_type = PauseType::ExternalExecution;
+    row.requirements = vec![requirement(&row.tool_call_id, PauseType::ExternalExecution, None)];
+    row
+}
+
 /// A paused top-level run of `session_id`, with a fresh id.
 pub fn run(session_id: &str) -> RunRecord {
     let created_at = now();

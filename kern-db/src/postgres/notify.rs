@@ -11,7 +11,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use kern_core::BoxFuture;
-use kern_core::store::ResolutionWaiters;
+use kern_core::store::backend::ResolutionWaiters;
 use sqlx::postgres::{PgConnectOptions, PgListener, PgPool, PgPoolOptions};
 use tokio::runtime::Handle;
 use tokio::task::AbortHandle;

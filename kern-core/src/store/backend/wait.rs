@@ -1,6 +1,6 @@
 //! Waiting for an approval row to be resolved: the loop behind every
-//! [`Store::wait_for_resolution`](super::Store::wait_for_resolution), and the wake-ups a store
-//! sends it.
+//! [`Store::wait_for_resolution`](crate::store::Store::wait_for_resolution), and the wake-ups a
+//! store sends it.
 //!
 //! A waiter decides only from the row as it reads it, so a wake-up carries no news, just "read
 //! again": a spurious one costs a read, and a store may wake more waiters than it must. What a
@@ -57,8 +57,9 @@ impl ResolutionWaiters {
         }
     }
 
-    /// Waits for row `id` as [`Store::wait_for_resolution`](super::Store::wait_for_resolution)
-    /// specifies, reading it with `read`: at first, after each [`wake`](Self::wake) of `id` (or
+    /// Waits for row `id` as
+    /// [`Store::wait_for_resolution`](crate::store::Store::wait_for_resolution) specifies,
+    /// reading it with `read`: at first, after each [`wake`](Self::wake) of `id` (or
     /// [`wake_all`](Self::wake_all)), when its expiry comes, and when the timeout passes.
     ///
     /// `poll_interval` is asked before each read: how long a pending row may go unread when no
