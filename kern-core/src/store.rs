@@ -19,7 +19,7 @@ use self::backend::{RESOLUTION_POLL_INTERVAL, ResolutionWaiters};
 use crate::BoxFuture;
 use crate::approval::{Approval, ApprovalPage, ApprovalQuery, ApprovalUpdate};
 use crate::error::Result;
-use crate::run::{RunRecord, RunStatus};
+use crate::run::RunRecord;
 
 pub use memory::MemoryDb;
 
@@ -53,9 +53,6 @@ pub trait Store: Send + Sync + 'static {
     /// The latest `limit` top-level runs of a session (no parent run), oldest first.
     fn session_runs<'a>(&'a self, session_id: &'a str, limit: usize) -> BoxFuture<'a, Result<Vec<RunRecord>>>;
 
-    /// Inserts an approval row.
-    fn create_approval<'a>(&'a self, approval: &'a Approval) -> BoxFuture<'a, Result<()>>;
-
     /// Reads an approval row.
     fn get_approval<'a>(&'a self, id: &'a str) -> BoxFuture<'a, Result<Option<Approval>>>;
 
@@ -79,9 +76,6 @@ pub trait Store: Send + Sync + 'static {
 
     /// Counts pending rows, of one user or of all.
     fn count_pending_approvals<'a>(&'a self, user_id: Option<&'a str>) -> BoxFuture<'a, Result<u64>>;
-
-    /// Sets the `run_status` of every row of a run; returns how many rows changed.
-    fn update_approval_run_status<'a>(&'a self, run_id: &'a str, status: RunStatus) -> BoxFuture<'a, Result<u64>>;
 
     /// Marks pending rows whose `expires_at` is at or before `now` as expired; returns how many.
     fn expire_approvals(&self, now: DateTime<Utc>) -> BoxFuture<'_, Result<u64>>;
@@ -134,10 +128,6 @@ impl<S: Store + ?Sized> Store for std::sync::Arc<S> {
         (**self).session_runs(session_id, limit)
     }
 
-    fn create_approval<'a>(&'a self, approval: &'a Approval) -> BoxFuture<'a, Result<()>> {
-        (**self).create_approval(approval)
-    }
-
     fn get_approval<'a>(&'a self, id: &'a str) -> BoxFuture<'a, Result<Option<Approval>>> {
         (**self).get_approval(id)
     }
@@ -156,10 +146,6 @@ impl<S: Store + ?Sized> Store for std::sync::Arc<S> {
 
     fn count_pending_approvals<'a>(&'a self, user_id: Option<&'a str>) -> BoxFuture<'a, Result<u64>> {
         (**self).count_pending_approvals(user_id)
-    }
-
-    fn update_approval_run_status<'a>(&'a self, run_id: &'a str, status: RunStatus) -> BoxFuture<'a, Result<u64>> {
-        (**self).update_approval_run_status(run_id, status)
     }
 
     fn expire_approvals(&self, now: DateTime<Utc>) -> BoxFuture<'_, Result<u64>> {

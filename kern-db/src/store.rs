@@ -270,14 +270,6 @@ impl<DB: Driver> Store for SqlStore<DB> {
         })
     }
 
-    fn create_approval<'a>(&'a self, approval: &'a Approval) -> BoxFuture<'a, Result<()>> {
-        Box::pin(async move {
-            let stmt =
-                codec::bind_approval(Stmt::new(self.queries.insert_approvals(1)), approval, approval.run_status)?;
-            self.pools.execute(stmt).await.map(drop)
-        })
-    }
-
     fn get_approval<'a>(&'a self, id: &'a str) -> BoxFuture<'a, Result<Option<Approval>>> {
         Box::pin(self.get(id))
     }
@@ -331,10 +323,6 @@ impl<DB: Driver> Store for SqlStore<DB> {
             };
             Ok(self.pools.read(stmt, codec::count).await?.pop().unwrap_or(0))
         })
-    }
-
-    fn update_approval_run_status<'a>(&'a self, run_id: &'a str, status: RunStatus) -> BoxFuture<'a, Result<u64>> {
-        Box::pin(self.pools.execute(self.set_run_status(run_id, status)))
     }
 
     fn expire_approvals(&self, now: DateTime<Utc>) -> BoxFuture<'_, Result<u64>> {
@@ -396,13 +384,6 @@ macro_rules! forward_store {
                 self.inner.session_runs(session_id, limit)
             }
 
-            fn create_approval<'a>(
-                &'a self,
-                approval: &'a ::kern_core::approval::Approval,
-            ) -> ::kern_core::BoxFuture<'a, ::kern_core::Result<()>> {
-                self.inner.create_approval(approval)
-            }
-
             fn get_approval<'a>(
                 &'a self,
                 id: &'a str,
@@ -434,14 +415,6 @@ macro_rules! forward_store {
                 user_id: Option<&'a str>,
             ) -> ::kern_core::BoxFuture<'a, ::kern_core::Result<u64>> {
                 self.inner.count_pending_approvals(user_id)
-            }
-
-            fn update_approval_run_status<'a>(
-                &'a self,
-                run_id: &'a str,
-                status: ::kern_core::run::RunStatus,
-            ) -> ::kern_core::BoxFuture<'a, ::kern_core::Result<u64>> {
-                self.inner.update_approval_run_status(run_id, status)
             }
 
             fn expire_approvals(

@@ -107,11 +107,14 @@ pub fn run(session_id: &str) -> RunRecord {
     }
 }
 
-/// Inserts every row.
+/// Inserts `row`, as a pause of a run saved elsewhere would.
+pub async fn create(store: &dyn Store, row: &Approval) {
+    create_all(store, std::slice::from_ref(row)).await;
+}
+
+/// Inserts every row, as a pause of runs saved elsewhere would.
 pub async fn create_all(store: &dyn Store, rows: &[Approval]) {
-    for row in rows {
-        store.create_approval(row).await.expect("create an approval row");
-    }
+    store.save_runs(&[], rows).await.expect("create approval rows");
 }
 
 /// The rows' ids, newest first with ties broken by id descending: the order of a listing.

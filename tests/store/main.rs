@@ -75,7 +75,6 @@ suite! {
         runs::a_failing_batch_writes_nothing,
         runs::a_batch_repeating_an_id_writes_nothing,
         runs::a_batch_larger_than_a_statement_is_saved_whole,
-        runs::update_approval_run_status_counts_changed_rows,
         runs::of_16_concurrent_claims_exactly_one_wins,
         runs::claiming_a_missing_or_unpaused_run_fails,
         runs::reclaiming_a_stale_run_returns_it_stamped_now,

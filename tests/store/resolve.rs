@@ -9,7 +9,7 @@ use kern::db::Store;
 use serde_json::{Value, json};
 use tokio::sync::Barrier;
 
-use crate::fixtures::{approval, create_all, external_approval, now, seconds, stored, user_input_approval};
+use crate::fixtures::{approval, create, create_all, external_approval, now, seconds, stored, user_input_approval};
 
 pub async fn resolving_returns_the_stored_row(store: Arc<dyn Store>) {
     let (first, second) = (approval("run-1"), approval("run-1"));
@@ -50,7 +50,7 @@ pub async fn resolving_returns_the_stored_row(store: Arc<dyn Store>) {
 
 pub async fn of_64_racing_resolvers_exactly_one_wins(store: Arc<dyn Store>) {
     let row = approval("run-1");
-    store.create_approval(&row).await.unwrap();
+    create(&*store, &row).await;
     let start = Arc::new(Barrier::new(64));
     let racers: Vec<_> = (0..64)
         .map(|n| {
@@ -86,7 +86,7 @@ pub async fn of_64_racing_resolvers_exactly_one_wins(store: Arc<dyn Store>) {
 
 pub async fn a_second_resolution_is_refused(store: Arc<dyn Store>) {
     let row = approval("run-1");
-    store.create_approval(&row).await.unwrap();
+    create(&*store, &row).await;
     let approved = store.update_approval(&row.id, ApprovalUpdate::approve("admin-1")).await.unwrap();
 
     let err = store.update_approval(&row.id, ApprovalUpdate::reject("admin-2")).await.unwrap_err();
@@ -146,7 +146,7 @@ pub async fn nothing_goes_back_to_pending(store: Arc<dyn Store>) {
 
 pub async fn an_unexpected_status_is_a_conflict(store: Arc<dyn Store>) {
     let row = approval("run-1");
-    store.create_approval(&row).await.unwrap();
+    create(&*store, &row).await;
     let update = ApprovalUpdate { expected_status: Some(ApprovalStatus::Approved), ..ApprovalUpdate::reject("admin") };
     let err = store.update_approval(&row.id, update).await.unwrap_err();
     assert!(
@@ -181,7 +181,7 @@ pub async fn expire_approvals_marks_and_counts_overdue_rows(store: Arc<dyn Store
 
 pub async fn a_row_past_its_expiry_cannot_be_resolved(store: Arc<dyn Store>) {
     let row = Approval { expires_at: Some(now() - seconds(1)), ..approval("run-1") };
-    store.create_approval(&row).await.unwrap();
+    create(&*store, &row).await;
     for update in
         [ApprovalUpdate::approve("admin"), ApprovalUpdate { expected_status: None, ..ApprovalUpdate::reject("admin") }]
     {
@@ -199,7 +199,7 @@ pub async fn a_row_past_its_expiry_cannot_be_resolved(store: Arc<dyn Store>) {
 
 pub async fn invalid_user_input_is_refused_and_the_row_stays_pending(store: Arc<dyn Store>) {
     let row = user_input_approval("run-1");
-    store.create_approval(&row).await.unwrap();
+    create(&*store, &row).await;
     for data in [json!({ "values": { "reason": 42 } }), json!({ "reason": ["not", "text"] }), json!("just text")] {
         let update = ApprovalUpdate::approve("admin").with_data(data.clone());
         let err = store.update_approval(&row.id, update).await.unwrap_err();
@@ -227,7 +227,7 @@ async fn assert_refused(store: &dyn Store, row: &Approval, update: &ApprovalUpda
 
 pub async fn a_confirmation_is_approved_with_nothing_but_a_note(store: Arc<dyn Store>) {
     let row = approval("run-1");
-    store.create_approval(&row).await.unwrap();
+    create(&*store, &row).await;
     let refused = [
         json!(42),
         json!("x"),

@@ -135,10 +135,6 @@ impl Store for MemoryDb {
         ready(Ok(runs.split_off(skip)))
     }
 
-    fn create_approval<'a>(&'a self, approval: &'a Approval) -> BoxFuture<'a, Result<()>> {
-        self.save_runs(&[], std::slice::from_ref(approval))
-    }
-
     fn get_approval<'a>(&'a self, id: &'a str) -> BoxFuture<'a, Result<Option<Approval>>> {
         ready(Ok(self.tables().approvals.get(id).cloned()))
     }
@@ -177,10 +173,6 @@ impl Store for MemoryDb {
             .filter(|a| a.status == ApprovalStatus::Pending && user_id.is_none_or(|u| a.user_id.as_deref() == Some(u)))
             .count();
         ready(Ok(count as u64))
-    }
-
-    fn update_approval_run_status<'a>(&'a self, run_id: &'a str, status: RunStatus) -> BoxFuture<'a, Result<u64>> {
-        ready(Ok(self.tables().set_run_status(run_id, status)))
     }
 
     fn expire_approvals(&self, now: DateTime<Utc>) -> BoxFuture<'_, Result<u64>> {

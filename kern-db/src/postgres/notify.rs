@@ -226,7 +226,8 @@ mod tests {
     use std::str::FromStr;
 
     use kern_core::approval::{Approval, ApprovalStatus, ApprovalType, ApprovalUpdate, PauseType, SourceType};
-    use kern_core::run::RunStatus;
+    use kern_core::models::Usage;
+    use kern_core::run::{RunRecord, RunStatus};
     use kern_core::store::Store;
 
     use super::*;
@@ -301,6 +302,31 @@ mod tests {
         }
     }
 
+    /// Run `run_id`, paused.
+    fn run(run_id: &str) -> RunRecord {
+        let now = crate::stmt::now();
+        RunRecord {
+            run_id: run_id.to_owned(),
+            session_id: "session-1".into(),
+            user_id: None,
+            agent_id: None,
+            team_id: None,
+            parent_run_id: None,
+            status: RunStatus::Paused,
+            input: "delete user 42".into(),
+            messages: Vec::new(),
+            tools: Vec::new(),
+            requirements: Vec::new(),
+            content: None,
+            metadata: serde_json::Map::new(),
+            usage: Usage::default(),
+            member_run_ids: Vec::new(),
+            delegations: Vec::new(),
+            created_at: now,
+            updated_at: now,
+        }
+    }
+
     async fn open(url: &str, schema: &str) -> (PostgresDb, Layout) {
         let db = PostgresDb::builder().url(url).schema(schema).build().await.unwrap();
         (db, Layout::new(Dialect::Postgres, Some(schema), &TableNames::default()).unwrap())
@@ -331,13 +357,14 @@ mod tests {
             listener.listen(&channel(&layout)).await.unwrap();
             let (resolved, deleted, expiring, untouched) = (approval("a"), approval("b"), approval("c"), approval("d"));
             let expiring = Approval { expires_at: Some(crate::stmt::now()), ..expiring };
-            for row in [&resolved, &deleted, &expiring, &untouched] {
-                db.create_approval(row).await.unwrap();
-            }
+            let mut paused = run("run-1");
+            let rows = [resolved.clone(), deleted.clone(), expiring, untouched];
+            db.save_runs(std::slice::from_ref(&paused), &rows).await.unwrap();
 
-            // Neither a run-status update nor a second resolution leaves `pending`: had either
-            // been announced, it would come first below.
-            db.update_approval_run_status("run-1", RunStatus::Running).await.unwrap();
+            // Neither a run-status update (the run's save sets it on its rows) nor a second
+            // resolution leaves `pending`: had either been announced, it would come first below.
+            paused.status = RunStatus::Running;
+            db.save_runs(std::slice::from_ref(&paused), &[]).await.unwrap();
             db.update_approval(&resolved.id, ApprovalUpdate::approve("admin")).await.unwrap();
             db.update_approval(&resolved.id, ApprovalUpdate::reject("admin")).await.unwrap_err();
             db.delete_approval(&deleted.id).await.unwrap();
@@ -378,7 +405,7 @@ mod tests {
             .await;
 
             let row = approval("row-1");
-            db.create_approval(&row).await.unwrap();
+            db.save_runs(&[], std::slice::from_ref(&row)).await.unwrap();
             let waiter = {
                 let (waiters, db, id) = (waiters.clone(), db.clone(), row.id.clone());
                 // No polling: only an announcement ends this wait before its timeout.

@@ -246,10 +246,6 @@ mod tests {
             self.0.session_runs(session_id, limit)
         }
 
-        fn create_approval<'a>(&'a self, approval: &'a Approval) -> BoxFuture<'a, Result<()>> {
-            self.0.create_approval(approval)
-        }
-
         fn get_approval<'a>(&'a self, id: &'a str) -> BoxFuture<'a, Result<Option<Approval>>> {
             self.0.get_approval(id)
         }
@@ -270,10 +266,6 @@ mod tests {
             self.0.count_pending_approvals(user_id)
         }
 
-        fn update_approval_run_status<'a>(&'a self, run_id: &'a str, status: RunStatus) -> BoxFuture<'a, Result<u64>> {
-            self.0.update_approval_run_status(run_id, status)
-        }
-
         fn expire_approvals(&self, now: DateTime<Utc>) -> BoxFuture<'_, Result<u64>> {
             self.0.expire_approvals(now)
         }
@@ -283,8 +275,7 @@ mod tests {
     async fn the_default_wait_polls_until_the_row_is_resolved_or_gone() {
         let store = Arc::new(Polled(MemoryDb::new()));
         let (resolved, deleted) = (pending(), Approval { id: "row-2".into(), ..pending() });
-        store.create_approval(&resolved).await.unwrap();
-        store.create_approval(&deleted).await.unwrap();
+        store.save_runs(&[], &[resolved.clone(), deleted.clone()]).await.unwrap();
         assert_eq!(store.wait_for_resolution(&resolved.id, Duration::ZERO).await.unwrap(), resolved);
 
         let wait = |id: &str| {
