@@ -19,7 +19,7 @@ use crate::driver::{Driver, Pools};
 use crate::layout::Layout;
 use crate::queries::{Filter, Queries};
 use crate::schema::{DERIVED_ROWS_VERSION, Migrator};
-use crate::stmt::{Stmt, now};
+use crate::stmt::Stmt;
 use crate::wake::{self, ResolutionFeed};
 
 /// Approval rows per `INSERT`. A statement binds at most 32,766 values on SQLite and 65,535 on
@@ -190,7 +190,7 @@ impl<DB: Driver> SqlStore<DB> {
 
     /// The resolution of [`Store::update_approval`], before its waiters are woken.
     async fn apply_update(&self, id: &str, update: &ApprovalUpdate) -> Result<Approval> {
-        let now = now();
+        let now = kern_core::now();
         let rules = ResolutionRules::new(id, update, now);
         // Most approvals confirm a call: the compare-and-set that only a confirmation row can
         // match needs no row read first, when the data is what a confirmation takes.
@@ -242,7 +242,7 @@ impl<DB: Driver> Store for SqlStore<DB> {
 
     fn claim_run<'a>(&'a self, run_id: &'a str) -> BoxFuture<'a, Result<RunRecord>> {
         Box::pin(async move {
-            let stmt = self.stamp_run(&self.queries.claim_run, run_id, now());
+            let stmt = self.stamp_run(&self.queries.claim_run, run_id, kern_core::now());
             self.compare_and_stamp(stmt, run_id, |status| Error::RunNotPaused { run_id: run_id.to_owned(), status })
                 .await
         })
@@ -250,7 +250,7 @@ impl<DB: Driver> Store for SqlStore<DB> {
 
     fn reclaim_run<'a>(&'a self, run_id: &'a str, stale_after: Duration) -> BoxFuture<'a, Result<RunRecord>> {
         Box::pin(async move {
-            let now = now();
+            let now = kern_core::now();
             // A cutoff of `None` binds NULL, which no `updated_at` is at or before. Bound, the
             // cutoff is floored to whole microseconds, which leaves a stored (whole-microsecond)
             // time at or before it exactly when it was at or before the precise one.

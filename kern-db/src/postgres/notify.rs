@@ -275,7 +275,7 @@ mod tests {
 
     /// A pending confirmation row of run `run-1`.
     fn approval(id: &str) -> Approval {
-        let now = crate::stmt::now();
+        let now = kern_core::now();
         Approval {
             id: id.to_owned(),
             run_id: "run-1".into(),
@@ -304,7 +304,7 @@ mod tests {
 
     /// Run `run_id`, paused.
     fn run(run_id: &str) -> RunRecord {
-        let now = crate::stmt::now();
+        let now = kern_core::now();
         RunRecord {
             run_id: run_id.to_owned(),
             session_id: "session-1".into(),
@@ -356,7 +356,7 @@ mod tests {
             let mut listener = PgListener::connect(&url).await.unwrap();
             listener.listen(&channel(&layout)).await.unwrap();
             let (resolved, deleted, expiring, untouched) = (approval("a"), approval("b"), approval("c"), approval("d"));
-            let expiring = Approval { expires_at: Some(crate::stmt::now()), ..expiring };
+            let expiring = Approval { expires_at: Some(kern_core::now()), ..expiring };
             let mut paused = run("run-1");
             let rows = [resolved.clone(), deleted.clone(), expiring, untouched];
             db.save_runs(std::slice::from_ref(&paused), &rows).await.unwrap();
@@ -368,7 +368,7 @@ mod tests {
             db.update_approval(&resolved.id, ApprovalUpdate::approve("admin")).await.unwrap();
             db.update_approval(&resolved.id, ApprovalUpdate::reject("admin")).await.unwrap_err();
             db.delete_approval(&deleted.id).await.unwrap();
-            assert_eq!(db.expire_approvals(crate::stmt::now()).await.unwrap(), 1);
+            assert_eq!(db.expire_approvals(kern_core::now()).await.unwrap(), 1);
 
             let mut announced = Vec::new();
             for _ in 0..3 {
