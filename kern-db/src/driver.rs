@@ -120,9 +120,8 @@ impl<DB: Driver> Pools<DB> {
         }
     }
 
-    /// Brings the tables to `target` (at most the build's version) in one transaction, and
-    /// returns the version the database is at.
-    pub(crate) async fn migrate(&self, migrator: &Migrator, target: i64) -> Result<i64> {
+    /// Brings the tables to `target` (at most the build's version) in one transaction.
+    pub(crate) async fn migrate(&self, migrator: &Migrator, target: i64) -> Result<()> {
         let mut conn = self.writer.acquire().await?;
         let mut tx = conn.begin_with(DB::BEGIN_WRITE).await.map_err(Error::database)?;
         for sql in &migrator.setup {
@@ -142,8 +141,7 @@ impl<DB: Driver> Pools<DB> {
             let write = Stmt::new(&migrator.write_version).bind(migrator.scope.as_str()).bind(version);
             DB::execute(&mut tx, &write).await?;
         }
-        tx.commit().await.map_err(Error::database)?;
-        Ok(version)
+        tx.commit().await.map_err(Error::database)
     }
 
     pub(crate) async fn close(&self) {

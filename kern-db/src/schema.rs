@@ -10,14 +10,13 @@ use kern_core::{Error, Result};
 
 use crate::layout::{Dialect, Ident, Layout};
 use crate::postgres::notify;
-use crate::queries::{set_run_status, upsert_session};
 
 /// The schema version this build writes and understands.
 pub const SCHEMA_VERSION: i64 = 4;
 
 /// The first version whose triggers keep a run's session row and its approval rows'
-/// `run_status` in step as the run is saved; a store on older tables writes them itself.
-pub(crate) const DERIVED_ROWS_VERSION: i64 = 3;
+/// `run_status` in step as the run is saved.
+const DERIVED_ROWS_VERSION: i64 = 3;
 
 /// The first version whose Postgres approvals table announces resolutions (`NOTIFY`), so that
 /// waiters in other processes wake at once; a store on older tables has its waiters poll.
@@ -251,6 +250,37 @@ fn derived_rows(layout: &Layout) -> Vec<String> {
             ]
         }
     }
+}
+
+/// Upserts the session of a run from `values`, SQL expressions for its session_id, user_id,
+/// agent_id, team_id, created_at and updated_at (`NEW.column` in the trigger). A session keeps
+/// the first ids it was given and its latest update. (No alias for the target table: SQLite
+/// refuses one in a trigger.)
+fn upsert_session(layout: &Layout, values: [&str; 6]) -> String {
+    let sessions = layout.table(&layout.sessions);
+    let greatest = match layout.dialect {
+        Dialect::Sqlite => "MAX",
+        Dialect::Postgres => "GREATEST",
+    };
+    format!(
+        "INSERT INTO {sessions} (session_id, user_id, agent_id, team_id, created_at, updated_at) \
+         VALUES ({}) \
+         ON CONFLICT (session_id) DO UPDATE SET \
+         user_id = COALESCE({sessions}.user_id, excluded.user_id), \
+         agent_id = COALESCE({sessions}.agent_id, excluded.agent_id), \
+         team_id = COALESCE({sessions}.team_id, excluded.team_id), \
+         updated_at = {greatest}({sessions}.updated_at, excluded.updated_at)",
+        values.join(", ")
+    )
+}
+
+/// Sets the `run_status` of the rows of run `run_id` to `status` (SQL expressions, as for
+/// [`upsert_session`]), touching only rows that differ.
+fn set_run_status(layout: &Layout, run_id: &str, status: &str) -> String {
+    format!(
+        "UPDATE {} SET run_status = {status} WHERE run_id = {run_id} AND run_status <> {status}",
+        layout.table(&layout.approvals)
+    )
 }
 
 /// Version 4: on Postgres, a trigger announces each row that leaves `pending` or is deleted: it

@@ -18,7 +18,7 @@ use crate::codec;
 use crate::driver::{Driver, Pools};
 use crate::layout::Layout;
 use crate::queries::{Filter, Queries};
-use crate::schema::{DERIVED_ROWS_VERSION, Migrator};
+use crate::schema::Migrator;
 use crate::stmt::Stmt;
 use crate::wake::{self, ResolutionFeed};
 
@@ -33,10 +33,6 @@ pub(crate) struct SqlStore<DB: Driver> {
     pools: Pools<DB>,
     queries: Queries,
     migrator: Migrator,
-    /// The schema's triggers keep sessions and `run_status` in step with saved runs; false
-    /// only for tables held at an older version (tests of the upgrade path), where a save
-    /// writes them itself as the builds of that version did.
-    derived_by_triggers: bool,
     /// The waiters of rows, woken after each write through this handle that may resolve or
     /// delete rows (and by `feed` for writes through others).
     waiters: Arc<ResolutionWaiters>,
@@ -48,10 +44,8 @@ impl<DB: Driver> SqlStore<DB> {
     /// A store on `pools` with the tables of `layout`, migrated to `target_version`.
     pub(crate) async fn open(pools: Pools<DB>, layout: &Layout, target_version: i64) -> Result<Self> {
         let migrator = Migrator::new(layout);
-        let version = pools.migrate(&migrator, target_version).await?;
-        let derived_by_triggers = version >= DERIVED_ROWS_VERSION;
-        let waiters = Arc::default();
-        Ok(SqlStore { pools, queries: Queries::new(layout), migrator, derived_by_triggers, waiters, feed: None })
+        pools.migrate(&migrator, target_version).await?;
+        Ok(SqlStore { pools, queries: Queries::new(layout), migrator, waiters: Arc::default(), feed: None })
     }
 
     /// The waiters of this store's rows, for a feed to wake.
@@ -89,16 +83,6 @@ impl<DB: Driver> SqlStore<DB> {
         &self.pools
     }
 
-    fn upsert_session<'a>(&'a self, run: &'a RunRecord) -> Stmt<'a> {
-        Stmt::new(&self.queries.upsert_session)
-            .bind(run.session_id.as_str())
-            .bind(run.user_id.as_deref())
-            .bind(run.agent_id.as_deref())
-            .bind(run.team_id.as_deref())
-            .bind(run.created_at)
-            .bind(run.updated_at)
-    }
-
     fn upsert_run<'a>(&'a self, run: &'a RunRecord) -> Result<Stmt<'a>> {
         Ok(Stmt::new(&self.queries.upsert_run)
             .bind(run.run_id.as_str())
@@ -129,10 +113,6 @@ impl<DB: Driver> SqlStore<DB> {
                 Ok(stmt)
             })
             .collect()
-    }
-
-    fn set_run_status<'a>(&'a self, run_id: &'a str, status: RunStatus) -> Stmt<'a> {
-        Stmt::new(&self.queries.set_run_status).bind(run_id).bind(status.as_str())
     }
 
     /// `sql`, a compare-and-set on run `run_id` that stamps it (and its state) with `now`, with
@@ -212,24 +192,18 @@ impl<DB: Driver> SqlStore<DB> {
 }
 
 impl<DB: Driver> Store for SqlStore<DB> {
+    /// One statement per run: the schema's trigger keeps the run's session and the
+    /// `run_status` of its approval rows in step as it is saved.
     fn save_runs<'a>(&'a self, runs: &'a [RunRecord], new_approvals: &'a [Approval]) -> BoxFuture<'a, Result<()>> {
         Box::pin(async move {
             let mut stmts = self.insert_approvals(new_approvals, runs)?;
             for run in runs {
-                if self.derived_by_triggers {
-                    stmts.push(self.upsert_run(run)?);
-                } else {
-                    // The session first: runs reference it.
-                    stmts.push(self.upsert_session(run));
-                    stmts.push(self.upsert_run(run)?);
-                    stmts.push(self.set_run_status(&run.run_id, run.status));
-                }
+                stmts.push(self.upsert_run(run)?);
             }
-            // With the triggers, the inserted rows already carry their runs' status and each
-            // upsert writes only its own run's row, so only a repeated run makes the statements
-            // depend on each other; the older tables' explicit statements always do.
+            // The inserted rows already carry their runs' status and each upsert writes only its
+            // own run's row, so only a repeated run makes the statements depend on each other.
             let distinct_runs = runs.iter().map(|run| run.run_id.as_str()).collect::<HashSet<_>>().len() == runs.len();
-            self.pools.write_all(stmts, self.derived_by_triggers && distinct_runs).await
+            self.pools.write_all(stmts, distinct_runs).await
         })
     }
 

@@ -70,7 +70,7 @@ pub async fn an_older_schema_is_upgraded_keeping_its_rows(target: SqlTarget) {
     let mut paused = run("session-1");
     let rows = [approval(&paused.run_id), approval(&paused.run_id)];
     old.store().save_runs(std::slice::from_ref(&paused), &rows).await.unwrap();
-    // The older tables have no triggers: the store of that version keeps the rows in step itself.
+    // The tables of the previous version keep the rows in step with their run as well.
     paused.status = RunStatus::Running;
     old.store().save_runs(std::slice::from_ref(&paused), &[]).await.unwrap();
     assert_eq!(stored(&*old.store(), &rows[0].id).await.run_status, RunStatus::Running);
