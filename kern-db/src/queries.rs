@@ -5,7 +5,8 @@ use kern_core::approval::{ApprovalQuery, ApprovalStatus, PauseType};
 use kern_core::run::RunStatus;
 
 use crate::codec::{APPROVAL_COLUMN_COUNT, APPROVAL_COLUMNS};
-use crate::layout::{Dialect, Layout};
+use crate::driver::Driver;
+use crate::layout::Layout;
 use crate::stmt::{Param, ceil_micros};
 
 /// Every statement a store runs, except the WHERE clauses of list queries (see [`Filter`]) and
@@ -43,19 +44,16 @@ pub(crate) struct Queries {
 }
 
 impl Queries {
-    pub(crate) fn new(layout: &Layout) -> Self {
-        let approvals = layout.table(&layout.approvals);
-        let runs = layout.table(&layout.runs);
+    pub(crate) fn new<DB: Driver>(layout: &Layout) -> Self {
+        let approvals = layout.qualified(&layout.approvals);
+        let runs = layout.qualified(&layout.runs);
         let pending = ApprovalStatus::Pending.as_str();
         let expired = ApprovalStatus::Expired.as_str();
         let running = RunStatus::Running.as_str();
         let paused = RunStatus::Paused.as_str();
         // A run's state is JSON whose `status` and `updated_at` follow the columns a claim (or a
         // reclaim, on a run already running) sets.
-        let patch_state = match layout.dialect {
-            Dialect::Sqlite => format!("json_set(state, '$.status', '{running}', '$.updated_at', $3)"),
-            Dialect::Postgres => format!("state || jsonb_build_object('status', '{running}', 'updated_at', $3::text)"),
-        };
+        let patch_state = DB::patched_state(running, "$3");
         let resolve_approval = format!(
             "UPDATE {approvals} SET status = $2, resolved_by = $3, resolved_at = $4, resolution_data = $5, \
              updated_at = $6 \
@@ -179,11 +177,13 @@ impl<'a> Filter<'a> {
 
 #[cfg(test)]
 mod tests {
+    use sqlx::Sqlite;
+
     use super::*;
     use crate::layout::TableNames;
 
     fn queries() -> Queries {
-        Queries::new(&Layout::new(Dialect::Sqlite, None, &TableNames::default()).unwrap())
+        Queries::new::<Sqlite>(&Layout::new(None, &TableNames::default()).unwrap())
     }
 
     #[test]

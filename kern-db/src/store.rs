@@ -30,7 +30,7 @@ const ROWS_PER_INSERT: usize = 32;
 /// A store on one database: its pools and its prepared SQL.
 #[derive(Debug)]
 pub(crate) struct SqlStore<DB: Driver> {
-    pools: Pools<DB>,
+    pub(crate) pools: Pools<DB>,
     queries: Queries,
     migrator: Migrator,
     /// The waiters of rows, woken after each write through this handle that may resolve or
@@ -43,9 +43,9 @@ pub(crate) struct SqlStore<DB: Driver> {
 impl<DB: Driver> SqlStore<DB> {
     /// A store on `pools` with the tables of `layout`, migrated to `target_version`.
     pub(crate) async fn open(pools: Pools<DB>, layout: &Layout, target_version: i64) -> Result<Self> {
-        let migrator = Migrator::new(layout);
-        pools.migrate(&migrator, target_version).await?;
-        Ok(SqlStore { pools, queries: Queries::new(layout), migrator, waiters: Arc::default(), feed: None })
+        let migrator = Migrator::new::<DB>(layout);
+        migrator.apply(&pools, target_version).await?;
+        Ok(SqlStore { pools, queries: Queries::new::<DB>(layout), migrator, waiters: Arc::default(), feed: None })
     }
 
     /// The waiters of this store's rows, for a feed to wake.
@@ -77,10 +77,6 @@ impl<DB: Driver> SqlStore<DB> {
     pub(crate) async fn set_schema_version(&self, version: i64) -> Result<()> {
         let stmt = Stmt::new(&self.migrator.write_version).bind(self.migrator.scope.as_str()).bind(version);
         self.pools.execute(stmt).await.map(drop)
-    }
-
-    pub(crate) fn pools(&self) -> &Pools<DB> {
-        &self.pools
     }
 
     fn upsert_run<'a>(&'a self, run: &'a RunRecord) -> Result<Stmt<'a>> {
@@ -315,97 +311,3 @@ impl<DB: Driver> Store for SqlStore<DB> {
         Box::pin(async move { self.waiters.wait(id, timeout, poll_interval, || self.get(id)).await })
     }
 }
-
-/// Implements [`Store`] for a public store type by forwarding to its `inner` [`SqlStore`].
-macro_rules! forward_store {
-    ($ty:ty) => {
-        impl ::kern_core::store::Store for $ty {
-            fn save_runs<'a>(
-                &'a self,
-                runs: &'a [::kern_core::run::RunRecord],
-                new_approvals: &'a [::kern_core::approval::Approval],
-            ) -> ::kern_core::BoxFuture<'a, ::kern_core::Result<()>> {
-                self.inner.save_runs(runs, new_approvals)
-            }
-
-            fn load_run<'a>(
-                &'a self,
-                run_id: &'a str,
-            ) -> ::kern_core::BoxFuture<'a, ::kern_core::Result<Option<::kern_core::run::RunRecord>>> {
-                self.inner.load_run(run_id)
-            }
-
-            fn claim_run<'a>(
-                &'a self,
-                run_id: &'a str,
-            ) -> ::kern_core::BoxFuture<'a, ::kern_core::Result<::kern_core::run::RunRecord>> {
-                self.inner.claim_run(run_id)
-            }
-
-            fn reclaim_run<'a>(
-                &'a self,
-                run_id: &'a str,
-                stale_after: ::std::time::Duration,
-            ) -> ::kern_core::BoxFuture<'a, ::kern_core::Result<::kern_core::run::RunRecord>> {
-                self.inner.reclaim_run(run_id, stale_after)
-            }
-
-            fn session_runs<'a>(
-                &'a self,
-                session_id: &'a str,
-                limit: usize,
-            ) -> ::kern_core::BoxFuture<'a, ::kern_core::Result<Vec<::kern_core::run::RunRecord>>> {
-                self.inner.session_runs(session_id, limit)
-            }
-
-            fn get_approval<'a>(
-                &'a self,
-                id: &'a str,
-            ) -> ::kern_core::BoxFuture<'a, ::kern_core::Result<Option<::kern_core::approval::Approval>>> {
-                self.inner.get_approval(id)
-            }
-
-            fn list_approvals<'a>(
-                &'a self,
-                query: &'a ::kern_core::approval::ApprovalQuery,
-            ) -> ::kern_core::BoxFuture<'a, ::kern_core::Result<::kern_core::approval::ApprovalPage>> {
-                self.inner.list_approvals(query)
-            }
-
-            fn update_approval<'a>(
-                &'a self,
-                id: &'a str,
-                update: ::kern_core::approval::ApprovalUpdate,
-            ) -> ::kern_core::BoxFuture<'a, ::kern_core::Result<::kern_core::approval::Approval>> {
-                self.inner.update_approval(id, update)
-            }
-
-            fn delete_approval<'a>(&'a self, id: &'a str) -> ::kern_core::BoxFuture<'a, ::kern_core::Result<bool>> {
-                self.inner.delete_approval(id)
-            }
-
-            fn count_pending_approvals<'a>(
-                &'a self,
-                user_id: Option<&'a str>,
-            ) -> ::kern_core::BoxFuture<'a, ::kern_core::Result<u64>> {
-                self.inner.count_pending_approvals(user_id)
-            }
-
-            fn expire_approvals(
-                &self,
-                now: ::chrono::DateTime<::chrono::Utc>,
-            ) -> ::kern_core::BoxFuture<'_, ::kern_core::Result<u64>> {
-                self.inner.expire_approvals(now)
-            }
-
-            fn wait_for_resolution<'a>(
-                &'a self,
-                id: &'a str,
-                timeout: ::std::time::Duration,
-            ) -> ::kern_core::BoxFuture<'a, ::kern_core::Result<::kern_core::approval::Approval>> {
-                self.inner.wait_for_resolution(id, timeout)
-            }
-        }
-    };
-}
-pub(crate) use forward_store;
