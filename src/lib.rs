@@ -117,9 +117,14 @@ pub mod models {
 }
 
 /// Stores: the trait, the in-memory store, and the SQLite and Postgres stores.
+///
+/// To write a store of your own, implement [`Store`](db::Store) with the helpers of
+/// `kern_core::store::backend`.
 pub mod db {
-    pub use kern_core::store::*;
-    pub use kern_db::*;
+    pub use kern_core::store::{MemoryDb, Store};
+    pub use kern_db::{
+        OpenError, PostgresDb, PostgresDbBuilder, SCHEMA_VERSION, SqliteDb, SqliteDbBuilder, Synchronous,
+    };
 }
 
 /// The time types the public API takes and returns (`resolved_at`, `created_before`, ...), so

@@ -8,9 +8,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::error::{Error, Result};
 use crate::run::{RunRequirement, RunStatus};
-use crate::schema;
 use crate::text_enum::text_enum;
 
 mod policy;
@@ -105,8 +103,10 @@ pub struct Approval {
     pub tool_call_id: String,
     /// The requirements of the pause (the admin's context; this row decides `tool_call_id`).
     pub requirements: Vec<RunRequirement>,
-    /// What the admin supplied: `{"note": ..}`, user-input `{"values": {..}}` (or the values
-    /// flat), or `{"result": ..}` for external execution.
+    /// What the admin supplied: nothing or `{"note": ".."}` to reject any call or approve a
+    /// confirmation; `{"values": {..}}` (or the values object itself) to approve user input, and
+    /// `{"result": ..}` an external execution, each with an optional note. Stores refuse other
+    /// data with [`Error::InvalidResolution`](crate::Error::InvalidResolution).
     pub resolution_data: Option<Value>,
     /// Who resolved the row.
     pub resolved_by: Option<String>,
@@ -151,46 +151,6 @@ impl Approval {
     pub fn is_expired_at(&self, now: DateTime<Utc>) -> bool {
         self.status == ApprovalStatus::Pending && self.expires_at.is_some_and(|at| at <= now)
     }
-
-    /// Checks that `update` may be applied to this row: a legal transition, and resolution data
-    /// that completes the paused call. The continue takes an approved call's values or result
-    /// from the row alone, so approving a user-input row needs every required value (fitting
-    /// the schema), and approving an external execution needs its `result`.
-    pub fn check_update(&self, update: &ApprovalUpdate) -> Result<()> {
-        check_transition(&self.id, self.status, update.status)?;
-        if update.status != ApprovalStatus::Approved {
-            return Ok(());
-        }
-        let refuse = |reason: String| Error::InvalidResolution { id: self.id.clone(), reason };
-        let data = update.resolution_data.as_ref();
-        match self.pause_type {
-            PauseType::Confirmation => Ok(()),
-            PauseType::UserInput => {
-                let schema = self
-                    .requirement()
-                    .and_then(|r| r.user_input_schema.as_ref())
-                    .ok_or_else(|| refuse("the paused call asks for no user input".into()))?;
-                let data =
-                    data.ok_or_else(|| refuse("approving user input needs the values: {\"values\": {..}}".into()))?;
-                let object = data.as_object().ok_or_else(|| refuse("expected a JSON object".into()))?;
-                let values = object.get("values").unwrap_or(data);
-                schema::validate(schema, values).map_err(refuse)
-            }
-            PauseType::ExternalExecution => match data.and_then(|d| d.get("result")) {
-                Some(_) => Ok(()),
-                None => Err(refuse("approving an external execution needs its result: {\"result\": ..}".into())),
-            },
-        }
-    }
-}
-
-/// Refuses transitions the lifecycle forbids: a resolved row never changes, nothing goes back
-/// to pending, and an expired row cannot be resolved.
-pub fn check_transition(id: &str, from: ApprovalStatus, to: ApprovalStatus) -> Result<()> {
-    if from.is_resolved() || to == ApprovalStatus::Pending {
-        return Err(Error::InvalidTransition { id: id.to_owned(), from, to });
-    }
-    Ok(())
 }
 
 /// An admin's resolution of an approval row.

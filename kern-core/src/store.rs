@@ -8,26 +8,20 @@
 //! run learns of its row's resolution from [`Store::wait_for_resolution`], which each store
 //! answers as soon as it can tell.
 
+pub mod backend;
 mod memory;
-mod wait;
 
 use std::time::Duration;
 
-use chrono::{DateTime, TimeDelta, Utc};
+use chrono::{DateTime, Utc};
 
+use self::backend::{RESOLUTION_POLL_INTERVAL, ResolutionWaiters};
 use crate::BoxFuture;
-use crate::approval::{Approval, ApprovalPage, ApprovalQuery, ApprovalStatus, ApprovalUpdate};
-use crate::error::{Error, Result};
-use crate::run::{RunRecord, RunStatus};
+use crate::approval::{Approval, ApprovalPage, ApprovalQuery, ApprovalUpdate};
+use crate::error::Result;
+use crate::run::RunRecord;
 
 pub use memory::MemoryDb;
-pub use wait::ResolutionWaiters;
-
-/// How often the default [`Store::wait_for_resolution`] reads the row again. A store that knows
-/// of no resolution as it happens can only poll; a quarter second is less than a person waiting
-/// on an admin notices, and keeps a waiter to four reads a second where each read may cross the
-/// network.
-pub const RESOLUTION_POLL_INTERVAL: Duration = Duration::from_millis(250);
 
 /// Where runs and approval rows live. Implemented by [`MemoryDb`] and by `kern-db`'s
 /// `SqliteDb` and `PostgresDb`; agents hold it as `Arc<dyn Store>`.
@@ -41,24 +35,23 @@ pub trait Store: Send + Sync + 'static {
     fn load_run<'a>(&'a self, run_id: &'a str) -> BoxFuture<'a, Result<Option<RunRecord>>>;
 
     /// Moves a paused run to running in one compare-and-set and returns its state, so exactly
-    /// one continue proceeds. Errors: [`Error::RunNotFound`], [`Error::RunNotPaused`].
+    /// one continue proceeds. Errors: [`Error::RunNotFound`](crate::Error::RunNotFound),
+    /// [`Error::RunNotPaused`](crate::Error::RunNotPaused).
     fn claim_run<'a>(&'a self, run_id: &'a str) -> BoxFuture<'a, Result<RunRecord>>;
 
     /// Takes over a run that a continue claimed and never finished (its process died, or the
     /// database failed when it stored the outcome), which would otherwise stay `running` for
     /// good: a run that is `running` and was last written at or before `now - stale_after` (see
-    /// [`stale_cutoff`]) gets `updated_at = now` in one compare-and-set, and its state is
-    /// returned: the run as claimed, still holding the calls the continue was to decide. The
+    /// [`backend::stale_cutoff`]) gets `updated_at = now` in one compare-and-set, and its state
+    /// is returned: the run as claimed, still holding the calls the continue was to decide. The
     /// fresh `updated_at` makes the run no longer stale, so of concurrent reclaims exactly one
-    /// wins. Errors: [`Error::RunNotFound`], [`Error::RunNotStale`] (the run is not running, or
-    /// was written less than `stale_after` ago).
+    /// wins. Errors: [`Error::RunNotFound`](crate::Error::RunNotFound),
+    /// [`Error::RunNotStale`](crate::Error::RunNotStale) (the run is not running, or was written
+    /// less than `stale_after` ago).
     fn reclaim_run<'a>(&'a self, run_id: &'a str, stale_after: Duration) -> BoxFuture<'a, Result<RunRecord>>;
 
     /// The latest `limit` top-level runs of a session (no parent run), oldest first.
     fn session_runs<'a>(&'a self, session_id: &'a str, limit: usize) -> BoxFuture<'a, Result<Vec<RunRecord>>>;
-
-    /// Inserts an approval row.
-    fn create_approval<'a>(&'a self, approval: &'a Approval) -> BoxFuture<'a, Result<()>>;
 
     /// Reads an approval row.
     fn get_approval<'a>(&'a self, id: &'a str) -> BoxFuture<'a, Result<Option<Approval>>>;
@@ -70,10 +63,12 @@ pub trait Store: Send + Sync + 'static {
     ///
     /// The status change is one conditional statement on `status = 'pending'` (and, when
     /// given, `expected_status`), so of many concurrent resolutions exactly one wins. Errors:
-    /// [`Error::ApprovalNotFound`], [`Error::ApprovalConflict`] (naming the actual status),
-    /// [`Error::InvalidTransition`] (a resolved or expired row, or a move back to pending),
-    /// [`Error::InvalidResolution`] (data that does not fit the paused call; the row stays
-    /// pending), [`Error::Database`].
+    /// [`Error::ApprovalNotFound`](crate::Error::ApprovalNotFound),
+    /// [`Error::ApprovalConflict`](crate::Error::ApprovalConflict) (naming the actual status),
+    /// [`Error::InvalidTransition`](crate::Error::InvalidTransition) (a resolved or expired row,
+    /// or a move back to pending), [`Error::InvalidResolution`](crate::Error::InvalidResolution)
+    /// (data that does not fit the paused call, see [`Approval::resolution_data`]; the row stays
+    /// pending), [`Error::Database`](crate::Error::Database).
     fn update_approval<'a>(&'a self, id: &'a str, update: ApprovalUpdate) -> BoxFuture<'a, Result<Approval>>;
 
     /// Deletes a row; false when there was none.
@@ -81,9 +76,6 @@ pub trait Store: Send + Sync + 'static {
 
     /// Counts pending rows, of one user or of all.
     fn count_pending_approvals<'a>(&'a self, user_id: Option<&'a str>) -> BoxFuture<'a, Result<u64>>;
-
-    /// Sets the `run_status` of every row of a run; returns how many rows changed.
-    fn update_approval_run_status<'a>(&'a self, run_id: &'a str, status: RunStatus) -> BoxFuture<'a, Result<u64>>;
 
     /// Marks pending rows whose `expires_at` is at or before `now` as expired; returns how many.
     fn expire_approvals(&self, now: DateTime<Utc>) -> BoxFuture<'_, Result<u64>>;
@@ -95,15 +87,16 @@ pub trait Store: Send + Sync + 'static {
     /// still pending past its `expires_at` has expired although no sweep has marked it yet
     /// ([`Approval::is_expired_at`]; the stored row stays `pending` until
     /// [`expire_approvals`](Store::expire_approvals)): it comes back with status
-    /// [`ApprovalStatus::Expired`], as `update_approval` and the continue treat it, and a wait
-    /// on a row that expires meanwhile ends at its expiry. When `timeout` passes first, the row
-    /// comes back as it stands, still pending: check `status`.
+    /// [`ApprovalStatus::Expired`](crate::approval::ApprovalStatus::Expired), as
+    /// `update_approval` and the continue treat it, and a wait on a row that expires meanwhile
+    /// ends at its expiry. When `timeout` passes first, the row comes back as it stands, still
+    /// pending: check `status`.
     ///
-    /// Errors: [`Error::ApprovalNotFound`] when there is no such row or it is deleted while
-    /// waiting, [`Error::Database`].
+    /// Errors: [`Error::ApprovalNotFound`](crate::Error::ApprovalNotFound) when there is no such
+    /// row or it is deleted while waiting, [`Error::Database`](crate::Error::Database).
     ///
-    /// This default reads the row every [`RESOLUTION_POLL_INTERVAL`], so that any store can wait;
-    /// the stores kern ships are woken by the resolution instead.
+    /// This default reads the row every [`backend::RESOLUTION_POLL_INTERVAL`], so that any store
+    /// can wait; the stores kern ships are woken by the resolution instead.
     fn wait_for_resolution<'a>(&'a self, id: &'a str, timeout: Duration) -> BoxFuture<'a, Result<Approval>> {
         // A registry of its own, which no write wakes: only the poll interval does.
         Box::pin(async move {
@@ -135,10 +128,6 @@ impl<S: Store + ?Sized> Store for std::sync::Arc<S> {
         (**self).session_runs(session_id, limit)
     }
 
-    fn create_approval<'a>(&'a self, approval: &'a Approval) -> BoxFuture<'a, Result<()>> {
-        (**self).create_approval(approval)
-    }
-
     fn get_approval<'a>(&'a self, id: &'a str) -> BoxFuture<'a, Result<Option<Approval>>> {
         (**self).get_approval(id)
     }
@@ -159,59 +148,11 @@ impl<S: Store + ?Sized> Store for std::sync::Arc<S> {
         (**self).count_pending_approvals(user_id)
     }
 
-    fn update_approval_run_status<'a>(&'a self, run_id: &'a str, status: RunStatus) -> BoxFuture<'a, Result<u64>> {
-        (**self).update_approval_run_status(run_id, status)
-    }
-
     fn expire_approvals(&self, now: DateTime<Utc>) -> BoxFuture<'_, Result<u64>> {
         (**self).expire_approvals(now)
     }
 
     fn wait_for_resolution<'a>(&'a self, id: &'a str, timeout: Duration) -> BoxFuture<'a, Result<Approval>> {
         (**self).wait_for_resolution(id, timeout)
-    }
-}
-
-/// The latest `updated_at` at which a `running` run counts as abandoned at `now`, for
-/// [`Store::reclaim_run`]: `now - stale_after`, or `None` when that reaches back before the Unix
-/// epoch. kern stamps runs with the clock, so none was written then; and every database can
-/// compare a bound from the epoch on.
-pub fn stale_cutoff(now: DateTime<Utc>, stale_after: Duration) -> Option<DateTime<Utc>> {
-    let cutoff = now.checked_sub_signed(TimeDelta::from_std(stale_after).ok()?)?;
-    (cutoff >= DateTime::UNIX_EPOCH).then_some(cutoff)
-}
-
-/// True when `update` must be checked against the stored row before the compare-and-set:
-/// an approval (whose data must complete the paused call, see [`Approval::check_update`]),
-/// or a transition that can never apply.
-pub fn needs_precheck(update: &ApprovalUpdate) -> bool {
-    matches!(update.status, ApprovalStatus::Pending | ApprovalStatus::Approved)
-}
-
-/// Decides whether `update` may resolve `row` (the row as stored, `None` when absent) at `now`.
-///
-/// Stores call it before their compare-and-set when [`needs_precheck`] says so, and after a
-/// compare-and-set that matched no row, to name the reason (see [`unapplied_update_error`]).
-pub fn check_resolution(id: &str, row: Option<&Approval>, update: &ApprovalUpdate, now: DateTime<Utc>) -> Result<()> {
-    let row = row.ok_or_else(|| Error::ApprovalNotFound(id.to_owned()))?;
-    let actual = if row.is_expired_at(now) { ApprovalStatus::Expired } else { row.status };
-    if actual == ApprovalStatus::Expired {
-        return Err(Error::InvalidTransition { id: id.to_owned(), from: actual, to: update.status });
-    }
-    if let Some(expected) = update.expected_status.filter(|expected| *expected != actual) {
-        return Err(Error::ApprovalConflict { id: id.to_owned(), expected, actual });
-    }
-    row.check_update(update)
-}
-
-/// The error for a compare-and-set resolution that matched no row; `row` is the re-read row.
-pub fn unapplied_update_error(id: &str, row: Option<&Approval>, update: &ApprovalUpdate, now: DateTime<Utc>) -> Error {
-    match check_resolution(id, row, update, now) {
-        Err(err) => err,
-        Ok(()) => Error::ApprovalConflict {
-            id: id.to_owned(),
-            expected: update.expected_status.unwrap_or(ApprovalStatus::Pending),
-            actual: row.map_or(ApprovalStatus::Pending, |r| r.status),
-        },
     }
 }

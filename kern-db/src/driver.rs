@@ -1,20 +1,21 @@
-//! The seam between the shared store logic and sqlx: what each database must provide
-//! ([`Driver`]), where its connections come from ([`ConnectionPool`]) and the pools statements
-//! run on ([`Pools`]).
+//! The seam between the shared store logic and each database: what a database must provide
+//! ([`Driver`]: how statements run, and the SQL that differs between databases), where its
+//! connections come from ([`ConnectionPool`]) and the pools statements run on ([`Pools`]).
 
 use std::fmt::Debug;
 use std::ops::DerefMut;
+#[cfg(feature = "commit-count")]
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use kern_core::{BoxFuture, Error, Result};
 use sqlx::{Connection, Database};
 
-use crate::codec;
-use crate::schema::Migrator;
+use crate::layout::{Ident, Layout};
 use crate::stmt::{Decoder, Stmt};
 
-/// A sqlx database kern can store into. Implemented for SQLite and Postgres in their modules;
-/// everything above this trait is written once.
+/// A sqlx database kern can store into: the one axis along which the databases differ.
+/// Implemented for SQLite and Postgres in their modules; everything above this trait (the store
+/// semantics, its statements, the schema) is written once.
 pub(crate) trait Driver: Database {
     /// Where the store's connections come from.
     type Pool: ConnectionPool<Self>;
@@ -23,6 +24,40 @@ pub(crate) trait Driver: Database {
     /// once, where the busy timeout applies; a deferred transaction that upgrades later fails
     /// with `SQLITE_BUSY` without waiting.
     const BEGIN_WRITE: &'static str;
+
+    /// The column type of timestamps.
+    const TIME_TYPE: &'static str;
+
+    /// The column type of JSON documents.
+    const JSON_TYPE: &'static str;
+
+    /// The column type of 64-bit integers.
+    const INT_TYPE: &'static str;
+
+    /// The column type of ids, which rows are ordered by: byte order, as in the memory store.
+    const KEY_TYPE: &'static str;
+
+    /// What follows the column list of every `CREATE TABLE`.
+    const TABLE_OPTIONS: &'static str;
+
+    /// The SQL function giving the greater of two values.
+    const GREATEST: &'static str;
+
+    /// The `state` column (a run's JSON) with its `status` set to the text `status` and its
+    /// `updated_at` to `updated_at`, an SQL expression of text.
+    fn patched_state(status: &str, updated_at: &str) -> String;
+
+    /// The statements a migration begins with, in its transaction, before it reads the version
+    /// table: what makes concurrent first opens take turns, and creates what holds the tables.
+    fn migration_setup(layout: &Layout) -> Vec<String>;
+
+    /// Creates trigger `name`, which runs `body` (statements, each ending in `;`) before each
+    /// insert into `table`, where `NEW` is the row inserted.
+    fn before_insert_trigger(layout: &Layout, table: &Ident, name: &Ident, body: &str) -> Vec<String>;
+
+    /// Makes the approvals table announce to every process each row that leaves `pending` or
+    /// is deleted, where the database can (see `wake`); nothing where it cannot.
+    fn announce_resolutions(layout: &Layout) -> Vec<String>;
 
     /// Runs `stmt` and decodes every row it returns.
     fn fetch<'c, T: Send + 'c>(
@@ -77,19 +112,28 @@ pub(crate) struct Pools<DB: Driver> {
     pub(crate) writer: DB::Pool,
     /// Write transactions committed, a lone write statement counting as one: what a cycle
     /// costs in durable commits (see `commit_count`).
+    #[cfg(feature = "commit-count")]
     commits: AtomicU64,
 }
 
 impl<DB: Driver> Pools<DB> {
     pub(crate) fn new(reader: DB::Pool, writer: DB::Pool) -> Self {
-        Pools { reader, writer, commits: AtomicU64::new(0) }
+        Pools {
+            reader,
+            writer,
+            #[cfg(feature = "commit-count")]
+            commits: AtomicU64::new(0),
+        }
     }
 
+    #[cfg(feature = "commit-count")]
     pub(crate) fn commits(&self) -> u64 {
         self.commits.load(Ordering::Relaxed)
     }
 
+    /// Passes the outcome of a committed write through, counting it when commits are counted.
     fn committed<T>(&self, value: T) -> T {
+        #[cfg(feature = "commit-count")]
         self.commits.fetch_add(1, Ordering::Relaxed);
         value
     }
@@ -118,32 +162,6 @@ impl<DB: Driver> Pools<DB> {
             1 => self.execute(stmts.remove(0)).await.map(drop),
             _ => DB::write_all(&self.writer, stmts, independent).await.map(|done| self.committed(done)),
         }
-    }
-
-    /// Brings the tables to `target` (at most the build's version) in one transaction, and
-    /// returns the version the database is at.
-    pub(crate) async fn migrate(&self, migrator: &Migrator, target: i64) -> Result<i64> {
-        let mut conn = self.writer.acquire().await?;
-        let mut tx = conn.begin_with(DB::BEGIN_WRITE).await.map_err(Error::database)?;
-        for sql in &migrator.setup {
-            DB::execute_unprepared(&mut tx, sql).await?;
-        }
-        let read = Stmt::new(&migrator.read_version).bind(migrator.scope.as_str());
-        let current = DB::fetch(&mut tx, &read, codec::version).await?.pop().unwrap_or(0);
-        let pending = migrator.pending(current, target)?;
-        for migration in pending {
-            for sql in &migration.statements {
-                DB::execute_unprepared(&mut tx, sql).await?;
-            }
-            tracing::info!(version = migration.version, scope = %migrator.scope, "applied kern schema migration");
-        }
-        let version = pending.last().map_or(current, |m| m.version);
-        if version != current {
-            let write = Stmt::new(&migrator.write_version).bind(migrator.scope.as_str()).bind(version);
-            DB::execute(&mut tx, &write).await?;
-        }
-        tx.commit().await.map_err(Error::database)?;
-        Ok(version)
     }
 
     pub(crate) async fn close(&self) {

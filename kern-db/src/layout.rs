@@ -1,13 +1,6 @@
-//! Where a store's rows live: the SQL dialect and the checked names of its tables.
+//! Where a store's rows live: the checked names of its tables, and of the schema they are in.
 
 use crate::error::OpenError;
-
-/// The SQL a backend speaks, as far as kern's statements differ between them.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Dialect {
-    Sqlite,
-    Postgres,
-}
 
 /// A checked SQL identifier. Names come from configuration and end up in SQL text (they cannot
 /// be bound as parameters), so only plain identifiers are let through, and always quoted.
@@ -15,8 +8,9 @@ pub(crate) enum Dialect {
 pub(crate) struct Ident(String);
 
 impl Ident {
-    /// The longest accepted name. Postgres cuts identifiers at 63 bytes; index names add up to
-    /// 12 bytes to the table name, so 40 keeps every derived name whole and distinct.
+    /// The longest accepted name. Postgres cuts identifiers at 63 bytes; the names of indexes
+    /// and triggers add up to 12 bytes to the table name ([`suffixed`](Self::suffixed)), so 40
+    /// keeps every derived name whole and distinct.
     const MAX_LEN: usize = 40;
 
     pub(crate) fn new(name: &str) -> Result<Self, OpenError> {
@@ -29,6 +23,12 @@ impl Ident {
 
     pub(crate) fn as_str(&self) -> &str {
         &self.0
+    }
+
+    /// The name of something kept for this one (an index, a trigger): this name and `suffix`,
+    /// which is `_` and at most 11 letters or underscores, so the result is an identifier too.
+    pub(crate) fn suffixed(&self, suffix: &str) -> Ident {
+        Ident(format!("{}{suffix}", self.0))
     }
 
     /// The name in double quotes, so keywords and upper case are taken literally.
@@ -51,11 +51,10 @@ impl Default for TableNames {
     }
 }
 
-/// The checked tables of one store, in one dialect.
+/// The checked tables of one store.
 #[derive(Debug, Clone)]
 pub(crate) struct Layout {
-    pub(crate) dialect: Dialect,
-    /// The Postgres schema the tables live in; SQLite has none.
+    /// The schema the tables live in (Postgres); SQLite has none.
     pub(crate) schema: Option<Ident>,
     pub(crate) approvals: Ident,
     pub(crate) runs: Ident,
@@ -66,9 +65,8 @@ pub(crate) struct Layout {
 const VERSION_TABLE: &str = "kern_schema_version";
 
 impl Layout {
-    pub(crate) fn new(dialect: Dialect, schema: Option<&str>, names: &TableNames) -> Result<Self, OpenError> {
+    pub(crate) fn new(schema: Option<&str>, names: &TableNames) -> Result<Self, OpenError> {
         Ok(Layout {
-            dialect,
             schema: schema.map(Ident::new).transpose()?,
             approvals: Ident::new(&names.approvals)?,
             runs: Ident::new(&names.runs)?,
@@ -76,16 +74,17 @@ impl Layout {
         })
     }
 
-    /// A table's name as it goes into SQL: quoted, and qualified by the schema on Postgres.
-    pub(crate) fn table(&self, table: &Ident) -> String {
+    /// The name of a table (or of a function kept with the tables) as it goes into SQL:
+    /// quoted, and qualified by the schema when the tables live in one.
+    pub(crate) fn qualified(&self, name: &Ident) -> String {
         match &self.schema {
-            Some(schema) => format!("{}.{}", schema.quoted(), table.quoted()),
-            None => table.quoted(),
+            Some(schema) => format!("{}.{}", schema.quoted(), name.quoted()),
+            None => name.quoted(),
         }
     }
 
     pub(crate) fn version_table(&self) -> String {
-        self.table(&Ident(VERSION_TABLE.to_owned()))
+        self.qualified(&Ident(VERSION_TABLE.to_owned()))
     }
 
     /// The key of this store's row in the version table: stores with different table names
@@ -114,10 +113,10 @@ mod tests {
     }
 
     #[test]
-    fn postgres_tables_are_schema_qualified() {
-        let layout = Layout::new(Dialect::Postgres, Some("app"), &TableNames::default()).unwrap();
-        assert_eq!(layout.table(&layout.runs), "\"app\".\"kern_runs\"");
-        let layout = Layout::new(Dialect::Sqlite, None, &TableNames::default()).unwrap();
-        assert_eq!(layout.table(&layout.runs), "\"kern_runs\"");
+    fn tables_in_a_schema_are_qualified_by_it() {
+        let layout = Layout::new(Some("app"), &TableNames::default()).unwrap();
+        assert_eq!(layout.qualified(&layout.runs), "\"app\".\"kern_runs\"");
+        let layout = Layout::new(None, &TableNames::default()).unwrap();
+        assert_eq!(layout.qualified(&layout.runs), "\"kern_runs\"");
     }
 }

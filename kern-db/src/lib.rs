@@ -15,10 +15,19 @@
 //!
 //! Timestamps are kept to the microsecond (SQLite: an integer count since the Unix epoch;
 //! Postgres: `TIMESTAMPTZ`); finer digits of a written time are dropped.
+//!
+//! Cargo feature `commit-count` (off by default): `commit_count` on both handles, the durable
+//! commits a workload costs, for benchmarks and tests.
 
+// The store semantics are written once, on the `Driver` seam (`driver`): `store` (the `Store`
+// methods), `queries` and `schema` (their SQL), `codec` and `stmt` (rows and statements),
+// `wake`, and `handle` (what the public handles and builders share). Each database implements
+// `Driver` in a folder of its own with the same files: `mod.rs` (the handle and how it opens),
+// `builder.rs`, `driver.rs`, and its own parts (SQLite's `connections.rs`, Postgres' `notify.rs`).
 mod codec;
 mod driver;
 mod error;
+mod handle;
 mod layout;
 mod postgres;
 mod queries;

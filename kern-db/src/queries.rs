@@ -5,7 +5,8 @@ use kern_core::approval::{ApprovalQuery, ApprovalStatus, PauseType};
 use kern_core::run::RunStatus;
 
 use crate::codec::{APPROVAL_COLUMN_COUNT, APPROVAL_COLUMNS};
-use crate::layout::{Dialect, Layout};
+use crate::driver::Driver;
+use crate::layout::Layout;
 use crate::stmt::{Param, ceil_micros};
 
 /// Every statement a store runs, except the WHERE clauses of list queries (see [`Filter`]) and
@@ -21,18 +22,12 @@ pub(crate) struct Queries {
     /// [`resolve_approval`](Self::resolve_approval) limited to confirmation rows: the only
     /// rows an approval needs no data for, so it may apply without reading the row first.
     pub(crate) resolve_confirmation: String,
-    /// `$1` run id, `$2` run status.
-    pub(crate) set_run_status: String,
     /// `$1` now.
     pub(crate) expire_approvals: String,
     pub(crate) count_pending: String,
     /// `$1` user id.
     pub(crate) count_pending_of_user: String,
     count_approvals: String,
-    /// `$1`..`$6`: session_id, user_id, agent_id, team_id, created_at, updated_at. Only for
-    /// tables before [`DERIVED_ROWS_VERSION`](crate::schema::DERIVED_ROWS_VERSION), whose
-    /// sessions no trigger keeps.
-    pub(crate) upsert_session: String,
     /// `$1`..`$10`: run_id, session_id, parent_run_id, agent_id, team_id, user_id, status,
     /// state, created_at, updated_at.
     pub(crate) upsert_run: String,
@@ -49,19 +44,16 @@ pub(crate) struct Queries {
 }
 
 impl Queries {
-    pub(crate) fn new(layout: &Layout) -> Self {
-        let approvals = layout.table(&layout.approvals);
-        let runs = layout.table(&layout.runs);
+    pub(crate) fn new<DB: Driver>(layout: &Layout) -> Self {
+        let approvals = layout.qualified(&layout.approvals);
+        let runs = layout.qualified(&layout.runs);
         let pending = ApprovalStatus::Pending.as_str();
         let expired = ApprovalStatus::Expired.as_str();
         let running = RunStatus::Running.as_str();
         let paused = RunStatus::Paused.as_str();
         // A run's state is JSON whose `status` and `updated_at` follow the columns a claim (or a
         // reclaim, on a run already running) sets.
-        let patch_state = match layout.dialect {
-            Dialect::Sqlite => format!("json_set(state, '$.status', '{running}', '$.updated_at', $3)"),
-            Dialect::Postgres => format!("state || jsonb_build_object('status', '{running}', 'updated_at', $3::text)"),
-        };
+        let patch_state = DB::patched_state(running, "$3");
         let resolve_approval = format!(
             "UPDATE {approvals} SET status = $2, resolved_by = $3, resolved_at = $4, resolution_data = $5, \
              updated_at = $6 \
@@ -74,7 +66,6 @@ impl Queries {
             resolve_approval: format!("{resolve_approval} {returning}"),
             get_approval: format!("SELECT {APPROVAL_COLUMNS} FROM {approvals} WHERE id = $1"),
             delete_approval: format!("DELETE FROM {approvals} WHERE id = $1"),
-            set_run_status: set_run_status(layout, "$1", "$2"),
             expire_approvals: format!(
                 "UPDATE {approvals} SET status = '{expired}', updated_at = $1 \
                  WHERE status = '{pending}' AND expires_at <= $1"
@@ -84,7 +75,6 @@ impl Queries {
                 "SELECT COUNT(*) AS n FROM {approvals} WHERE status = '{pending}' AND user_id = $1"
             ),
             count_approvals: format!("SELECT COUNT(*) AS n FROM {approvals}"),
-            upsert_session: upsert_session(layout, ["$1", "$2", "$3", "$4", "$5", "$6"]),
             upsert_run: format!(
                 "INSERT INTO {runs} \
                  (run_id, session_id, parent_run_id, agent_id, team_id, user_id, status, state, created_at, updated_at) \
@@ -148,38 +138,6 @@ impl Queries {
     }
 }
 
-/// Upserts the session of a run from `values`, SQL expressions for its session_id, user_id,
-/// agent_id, team_id, created_at and updated_at: placeholders in a statement, `NEW.column` in
-/// the trigger that does it on schemas from [`DERIVED_ROWS_VERSION`](crate::schema::DERIVED_ROWS_VERSION).
-/// A session keeps the first ids it was given and its latest update. (No alias for the target
-/// table: SQLite refuses one in a trigger.)
-pub(crate) fn upsert_session(layout: &Layout, values: [&str; 6]) -> String {
-    let sessions = layout.table(&layout.sessions);
-    let greatest = match layout.dialect {
-        Dialect::Sqlite => "MAX",
-        Dialect::Postgres => "GREATEST",
-    };
-    format!(
-        "INSERT INTO {sessions} (session_id, user_id, agent_id, team_id, created_at, updated_at) \
-         VALUES ({}) \
-         ON CONFLICT (session_id) DO UPDATE SET \
-         user_id = COALESCE({sessions}.user_id, excluded.user_id), \
-         agent_id = COALESCE({sessions}.agent_id, excluded.agent_id), \
-         team_id = COALESCE({sessions}.team_id, excluded.team_id), \
-         updated_at = {greatest}({sessions}.updated_at, excluded.updated_at)",
-        values.join(", ")
-    )
-}
-
-/// Sets the `run_status` of the rows of run `run_id` to `status` (SQL expressions, as for
-/// [`upsert_session`]), touching only rows that differ.
-pub(crate) fn set_run_status(layout: &Layout, run_id: &str, status: &str) -> String {
-    format!(
-        "UPDATE {} SET run_status = {status} WHERE run_id = {run_id} AND run_status <> {status}",
-        layout.table(&layout.approvals)
-    )
-}
-
 /// The conditions of an [`ApprovalQuery`] and the values they bind: only the filters that are
 /// set, so the database can use its indexes.
 #[derive(Debug)]
@@ -219,11 +177,13 @@ impl<'a> Filter<'a> {
 
 #[cfg(test)]
 mod tests {
+    use sqlx::Sqlite;
+
     use super::*;
     use crate::layout::TableNames;
 
     fn queries() -> Queries {
-        Queries::new(&Layout::new(Dialect::Sqlite, None, &TableNames::default()).unwrap())
+        Queries::new::<Sqlite>(&Layout::new(None, &TableNames::default()).unwrap())
     }
 
     #[test]

@@ -7,28 +7,24 @@
 use kern_core::approval::{ApprovalStatus, ApprovalType, PauseType, SourceType};
 use kern_core::run::RunStatus;
 use kern_core::{Error, Result};
+use sqlx::Connection;
 
-use crate::layout::{Dialect, Ident, Layout};
-use crate::postgres::notify;
-use crate::queries::{set_run_status, upsert_session};
+use crate::codec;
+use crate::driver::{ConnectionPool, Driver, Pools};
+use crate::layout::{Ident, Layout};
+use crate::stmt::Stmt;
 
 /// The schema version this build writes and understands.
 pub const SCHEMA_VERSION: i64 = 4;
 
 /// The first version whose triggers keep a run's session row and its approval rows'
-/// `run_status` in step as the run is saved; a store on older tables writes them itself.
-pub(crate) const DERIVED_ROWS_VERSION: i64 = 3;
+/// `run_status` in step as the run is saved.
+const DERIVED_ROWS_VERSION: i64 = 3;
 
-/// The first version whose Postgres approvals table announces resolutions (`NOTIFY`), so that
-/// waiters in other processes wake at once; a store on older tables has its waiters poll.
+/// The first version whose approvals table announces resolutions where the database can
+/// (Postgres' `NOTIFY`), so that waiters in other processes wake at once; a store on older
+/// tables has its waiters poll.
 pub(crate) const RESOLUTION_NOTIFY_VERSION: i64 = 4;
-
-/// Postgres refuses a `NOTIFY` payload of this many bytes or more.
-const MAX_NOTIFY_PAYLOAD: usize = 8000;
-
-/// Serializes first opens of the same Postgres database, so two processes starting at once do
-/// not both create the tables (the bytes spell "kern_db!").
-const POSTGRES_MIGRATION_LOCK: i64 = 0x6b65_726e_5f64_6221;
 
 /// One step of the schema.
 #[derive(Debug)]
@@ -37,11 +33,12 @@ pub(crate) struct Migration {
     pub(crate) statements: Vec<String>,
 }
 
-/// Everything needed to bring one store's tables to a version.
+/// Everything needed to bring one store's tables to a version, in the SQL of one database.
 #[derive(Debug)]
 pub(crate) struct Migrator {
-    /// Run first in the transaction: takes the lock, creates the schema and the version table.
-    pub(crate) setup: Vec<String>,
+    /// Run first in the transaction: takes turns with other first opens, creates what holds
+    /// the tables and the version table.
+    setup: Vec<String>,
     /// Reads the version of `scope` (`$1`).
     pub(crate) read_version: String,
     /// Records the version (`$2`) of `scope` (`$1`).
@@ -51,17 +48,12 @@ pub(crate) struct Migrator {
 }
 
 impl Migrator {
-    pub(crate) fn new(layout: &Layout) -> Self {
-        let types = ColumnTypes::of(layout.dialect);
+    pub(crate) fn new<DB: Driver>(layout: &Layout) -> Self {
         let versions = layout.version_table();
-        let mut setup = Vec::new();
-        if let Some(schema) = &layout.schema {
-            setup.push(format!("SELECT pg_advisory_xact_lock({POSTGRES_MIGRATION_LOCK})"));
-            setup.push(create_schema(schema));
-        }
+        let mut setup = DB::migration_setup(layout);
         setup.push(format!(
-            "CREATE TABLE IF NOT EXISTS {versions} (scope TEXT PRIMARY KEY NOT NULL, version {int} NOT NULL)",
-            int = types.int
+            "CREATE TABLE IF NOT EXISTS {versions} (scope TEXT PRIMARY KEY NOT NULL, version {} NOT NULL)",
+            DB::INT_TYPE
         ));
         Migrator {
             setup,
@@ -72,12 +64,36 @@ impl Migrator {
             ),
             scope: layout.scope(),
             migrations: vec![
-                Migration { version: 1, statements: tables(layout, &types) },
+                Migration { version: 1, statements: tables::<DB>(layout) },
                 Migration { version: 2, statements: indexes(layout) },
-                Migration { version: DERIVED_ROWS_VERSION, statements: derived_rows(layout) },
-                Migration { version: RESOLUTION_NOTIFY_VERSION, statements: resolution_notify(layout) },
+                Migration { version: DERIVED_ROWS_VERSION, statements: derived_rows::<DB>(layout) },
+                Migration { version: RESOLUTION_NOTIFY_VERSION, statements: DB::announce_resolutions(layout) },
             ],
         }
+    }
+
+    /// Brings the tables to `target` (at most the build's version) in one transaction.
+    pub(crate) async fn apply<DB: Driver>(&self, pools: &Pools<DB>, target: i64) -> Result<()> {
+        let mut conn = pools.writer.acquire().await?;
+        let mut tx = conn.begin_with(DB::BEGIN_WRITE).await.map_err(Error::database)?;
+        for sql in &self.setup {
+            DB::execute_unprepared(&mut tx, sql).await?;
+        }
+        let read = Stmt::new(&self.read_version).bind(self.scope.as_str());
+        let current = DB::fetch(&mut tx, &read, codec::version).await?.pop().unwrap_or(0);
+        let pending = self.pending(current, target)?;
+        for migration in pending {
+            for sql in &migration.statements {
+                DB::execute_unprepared(&mut tx, sql).await?;
+            }
+            tracing::info!(version = migration.version, scope = %self.scope, "applied kern schema migration");
+        }
+        let version = pending.last().map_or(current, |m| m.version);
+        if version != current {
+            let write = Stmt::new(&self.write_version).bind(self.scope.as_str()).bind(version);
+            DB::execute(&mut tx, &write).await?;
+        }
+        tx.commit().await.map_err(Error::database)
     }
 
     /// The migrations that bring a database at `current` to `target`.
@@ -91,46 +107,6 @@ impl Migrator {
     }
 }
 
-/// Creates the schema only when missing: `CREATE SCHEMA IF NOT EXISTS` would demand the
-/// CREATE privilege on the database even when the schema exists.
-fn create_schema(schema: &Ident) -> String {
-    format!(
-        "DO $$ BEGIN IF NOT EXISTS (SELECT 1 FROM pg_namespace WHERE nspname = '{name}') \
-         THEN CREATE SCHEMA {quoted}; END IF; END $$",
-        name = schema.as_str(),
-        quoted = schema.quoted()
-    )
-}
-
-/// The column types that differ between the dialects.
-struct ColumnTypes {
-    /// Timestamps: microseconds since the Unix epoch on SQLite, which has no time type.
-    time: &'static str,
-    json: &'static str,
-    int: &'static str,
-    /// Ids, which rows are ordered by: byte order, as in the memory store.
-    key: &'static str,
-    /// SQLite's STRICT makes column types binding, as they are on Postgres.
-    table_options: &'static str,
-}
-
-impl ColumnTypes {
-    fn of(dialect: Dialect) -> Self {
-        match dialect {
-            Dialect::Sqlite => {
-                ColumnTypes { time: "INTEGER", json: "TEXT", int: "INTEGER", key: "TEXT", table_options: " STRICT" }
-            }
-            Dialect::Postgres => ColumnTypes {
-                time: "TIMESTAMPTZ",
-                json: "JSONB",
-                int: "BIGINT",
-                key: "TEXT COLLATE \"C\"",
-                table_options: "",
-            },
-        }
-    }
-}
-
 /// `column TEXT NOT NULL CHECK (column IN (..every value..))`.
 fn enum_column(column: &str, values: impl IntoIterator<Item = &'static str>) -> String {
     let list: Vec<String> = values.into_iter().map(|v| format!("'{v}'")).collect();
@@ -138,10 +114,10 @@ fn enum_column(column: &str, values: impl IntoIterator<Item = &'static str>) -> 
 }
 
 /// Version 1: the tables.
-fn tables(layout: &Layout, types: &ColumnTypes) -> Vec<String> {
-    let ColumnTypes { time, json, key, table_options, .. } = types;
+fn tables<DB: Driver>(layout: &Layout) -> Vec<String> {
+    let (time, json, key, table_options) = (DB::TIME_TYPE, DB::JSON_TYPE, DB::KEY_TYPE, DB::TABLE_OPTIONS);
     let run_status = |column: &str| enum_column(column, RunStatus::ALL.iter().map(|s| s.as_str()));
-    let sessions = layout.table(&layout.sessions);
+    let sessions = layout.qualified(&layout.sessions);
     vec![
         format!(
             "CREATE TABLE {sessions} (
@@ -166,7 +142,7 @@ fn tables(layout: &Layout, types: &ColumnTypes) -> Vec<String> {
                 created_at {time} NOT NULL,
                 updated_at {time} NOT NULL
             ){table_options}",
-            runs = layout.table(&layout.runs),
+            runs = layout.qualified(&layout.runs),
             status = run_status("status"),
         ),
         format!(
@@ -194,7 +170,7 @@ fn tables(layout: &Layout, types: &ColumnTypes) -> Vec<String> {
                 expires_at {time},
                 {run_status}
             ){table_options}",
-            approvals = layout.table(&layout.approvals),
+            approvals = layout.qualified(&layout.approvals),
             status = enum_column("status", ApprovalStatus::ALL.iter().map(|s| s.as_str())),
             approval_type = enum_column("approval_type", ApprovalType::ALL.iter().map(|s| s.as_str())),
             pause_type = enum_column("pause_type", PauseType::ALL.iter().map(|s| s.as_str())),
@@ -207,17 +183,17 @@ fn tables(layout: &Layout, types: &ColumnTypes) -> Vec<String> {
 /// Version 2: indexes for the queries the product makes.
 fn indexes(layout: &Layout) -> Vec<String> {
     let index = |table: &Ident, suffix: &str, columns: &str| {
-        format!("CREATE INDEX \"{}_{suffix}\" ON {} ({columns})", table.as_str(), layout.table(table))
+        format!("CREATE INDEX {} ON {} ({columns})", table.suffixed(suffix).quoted(), layout.qualified(table))
     };
     vec![
         // The admin's inbox: pending rows newest first (and any other status filter).
-        index(&layout.approvals, "status_idx", "status, created_at DESC, id DESC"),
+        index(&layout.approvals, "_status_idx", "status, created_at DESC, id DESC"),
         // Continue and save_runs: the rows of a run.
-        index(&layout.approvals, "run_idx", "run_id"),
+        index(&layout.approvals, "_run_idx", "run_id"),
         // A user's pending rows (count_pending_approvals, user filters).
-        index(&layout.approvals, "user_idx", "user_id, status"),
+        index(&layout.approvals, "_user_idx", "user_id, status"),
         // session_runs: the latest runs of a session.
-        index(&layout.runs, "session_idx", "session_id, created_at"),
+        index(&layout.runs, "_session_idx", "session_id, created_at"),
     ]
 }
 
@@ -227,74 +203,54 @@ fn indexes(layout: &Layout) -> Vec<String> {
 /// databases even when the row exists; a claim is a plain `UPDATE` and fires nothing, so the
 /// derived rows follow saves only, as in the memory store. A save is then one statement per
 /// run instead of three.
-fn derived_rows(layout: &Layout) -> Vec<String> {
-    let runs = layout.table(&layout.runs);
-    let name = format!("\"{}_on_save\"", layout.runs.as_str());
+fn derived_rows<DB: Driver>(layout: &Layout) -> Vec<String> {
     let session =
         ["session_id", "user_id", "agent_id", "team_id", "created_at", "updated_at"].map(|c| format!("NEW.{c}"));
     let body = format!(
         "{}; {};",
-        upsert_session(layout, session.each_ref().map(String::as_str)),
+        upsert_session::<DB>(layout, session.each_ref().map(String::as_str)),
         set_run_status(layout, "NEW.run_id", "NEW.status")
     );
-    match &layout.schema {
-        // SQLite: a trigger has its statements inline.
-        None => vec![format!("CREATE TRIGGER {name} BEFORE INSERT ON {runs} BEGIN {body} END")],
-        // Postgres: a trigger calls a function, kept in the tables' schema.
-        Some(schema) => {
-            let function = format!("{}.{name}", schema.quoted());
-            vec![
-                format!(
-                    "CREATE FUNCTION {function}() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN {body} RETURN NEW; END $$"
-                ),
-                format!("CREATE TRIGGER {name} BEFORE INSERT ON {runs} FOR EACH ROW EXECUTE FUNCTION {function}()"),
-            ]
-        }
-    }
+    DB::before_insert_trigger(layout, &layout.runs, &layout.runs.suffixed("_on_save"), &body)
 }
 
-/// Version 4: on Postgres, a trigger announces each row that leaves `pending` or is deleted: it
-/// sends the row's id on the table's channel (see `postgres::notify`), delivered to listening
-/// processes when the change commits. It fires on updates that set `status` only, so run-status
-/// updates cost nothing. An id too long for a payload is sent as an empty one, which wakes every
-/// waiter, rather than failing the resolution. SQLite cannot announce to other processes (they
-/// poll): nothing to add.
-fn resolution_notify(layout: &Layout) -> Vec<String> {
-    let Some(schema) = &layout.schema else { return Vec::new() };
-    let approvals = layout.table(&layout.approvals);
-    let name = format!("\"{}_on_resolve\"", layout.approvals.as_str());
-    let function = format!("{}.{name}", schema.quoted());
-    let channel = string_literal(&notify::channel(layout));
-    let pending = ApprovalStatus::Pending.as_str();
-    vec![
-        format!(
-            "CREATE FUNCTION {function}() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN \
-             IF TG_OP = 'UPDATE' THEN \
-             IF OLD.status <> '{pending}' OR NEW.status = '{pending}' THEN RETURN NULL; END IF; \
-             END IF; \
-             PERFORM pg_notify({channel}, \
-             CASE WHEN octet_length(OLD.id) < {MAX_NOTIFY_PAYLOAD} THEN OLD.id ELSE '' END); \
-             RETURN NULL; END $$"
-        ),
-        format!(
-            "CREATE TRIGGER {name} AFTER UPDATE OF status OR DELETE ON {approvals} \
-             FOR EACH ROW EXECUTE FUNCTION {function}()"
-        ),
-    ]
+/// Upserts the session of a run from `values`, SQL expressions for its session_id, user_id,
+/// agent_id, team_id, created_at and updated_at (`NEW.column` in the trigger). A session keeps
+/// the first ids it was given and its latest update. (No alias for the target table: SQLite
+/// refuses one in a trigger.)
+fn upsert_session<DB: Driver>(layout: &Layout, values: [&str; 6]) -> String {
+    let sessions = layout.qualified(&layout.sessions);
+    let greatest = DB::GREATEST;
+    format!(
+        "INSERT INTO {sessions} (session_id, user_id, agent_id, team_id, created_at, updated_at) \
+         VALUES ({}) \
+         ON CONFLICT (session_id) DO UPDATE SET \
+         user_id = COALESCE({sessions}.user_id, excluded.user_id), \
+         agent_id = COALESCE({sessions}.agent_id, excluded.agent_id), \
+         team_id = COALESCE({sessions}.team_id, excluded.team_id), \
+         updated_at = {greatest}({sessions}.updated_at, excluded.updated_at)",
+        values.join(", ")
+    )
 }
 
-/// `text` as an SQL string literal.
-fn string_literal(text: &str) -> String {
-    format!("'{}'", text.replace('\'', "''"))
+/// Sets the `run_status` of the rows of run `run_id` to `status` (SQL expressions, as for
+/// [`upsert_session`]), touching only rows that differ.
+fn set_run_status(layout: &Layout, run_id: &str, status: &str) -> String {
+    format!(
+        "UPDATE {} SET run_status = {status} WHERE run_id = {run_id} AND run_status <> {status}",
+        layout.qualified(&layout.approvals)
+    )
 }
 
 #[cfg(test)]
 mod tests {
+    use sqlx::{Postgres, Sqlite};
+
     use super::*;
     use crate::layout::TableNames;
 
     fn migrator() -> Migrator {
-        Migrator::new(&Layout::new(Dialect::Sqlite, None, &TableNames::default()).unwrap())
+        Migrator::new::<Sqlite>(&Layout::new(None, &TableNames::default()).unwrap())
     }
 
     #[test]
@@ -331,17 +287,11 @@ mod tests {
         };
         assert_eq!(version(&sqlite), Vec::<String>::new());
 
-        let postgres = Migrator::new(&Layout::new(Dialect::Postgres, Some("app"), &TableNames::default()).unwrap());
+        let postgres = Migrator::new::<Postgres>(&Layout::new(Some("app"), &TableNames::default()).unwrap());
         let statements = version(&postgres);
         assert_eq!(statements.len(), 2);
         assert!(statements[0].starts_with("CREATE FUNCTION \"app\".\"kern_approvals_on_resolve\"()"));
         assert!(statements[0].contains("PERFORM pg_notify('app.kern_approvals', "), "{}", statements[0]);
         assert!(statements[1].contains("AFTER UPDATE OF status OR DELETE ON \"app\".\"kern_approvals\""));
-    }
-
-    #[test]
-    fn string_literals_double_their_quotes() {
-        assert_eq!(string_literal("app.kern_approvals"), "'app.kern_approvals'");
-        assert_eq!(string_literal("it's"), "'it''s'");
     }
 }

@@ -162,12 +162,6 @@ pub(crate) fn corrupt(column: &str, err: impl Display) -> Error {
     Error::Corrupt(format!("column `{column}`: {err}"))
 }
 
-/// The current time at the stored precision, so what a write returns equals what a later read
-/// returns.
-pub(crate) fn now() -> DateTime<Utc> {
-    floor_micros(Utc::now())
-}
-
 /// Drops sub-microsecond digits: what both databases do to a stored timestamp.
 pub(crate) fn floor_micros(time: DateTime<Utc>) -> DateTime<Utc> {
     time.trunc_subsecs(6)

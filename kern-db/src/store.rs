@@ -10,17 +10,16 @@ use std::time::Duration;
 use chrono::{DateTime, SecondsFormat, Utc};
 use kern_core::approval::{Approval, ApprovalPage, ApprovalQuery, ApprovalStatus, ApprovalUpdate};
 use kern_core::run::{RunRecord, RunStatus};
-use kern_core::store::{
-    ResolutionWaiters, Store, check_resolution, needs_precheck, stale_cutoff, unapplied_update_error,
-};
+use kern_core::store::Store;
+use kern_core::store::backend::{ResolutionRules, ResolutionWaiters, stale_cutoff};
 use kern_core::{BoxFuture, Error, Result};
 
 use crate::codec;
 use crate::driver::{Driver, Pools};
 use crate::layout::Layout;
 use crate::queries::{Filter, Queries};
-use crate::schema::{DERIVED_ROWS_VERSION, Migrator};
-use crate::stmt::{Stmt, now};
+use crate::schema::Migrator;
+use crate::stmt::Stmt;
 use crate::wake::{self, ResolutionFeed};
 
 /// Approval rows per `INSERT`. A statement binds at most 32,766 values on SQLite and 65,535 on
@@ -31,13 +30,9 @@ const ROWS_PER_INSERT: usize = 32;
 /// A store on one database: its pools and its prepared SQL.
 #[derive(Debug)]
 pub(crate) struct SqlStore<DB: Driver> {
-    pools: Pools<DB>,
+    pub(crate) pools: Pools<DB>,
     queries: Queries,
     migrator: Migrator,
-    /// The schema's triggers keep sessions and `run_status` in step with saved runs; false
-    /// only for tables held at an older version (tests of the upgrade path), where a save
-    /// writes them itself as the builds of that version did.
-    derived_by_triggers: bool,
     /// The waiters of rows, woken after each write through this handle that may resolve or
     /// delete rows (and by `feed` for writes through others).
     waiters: Arc<ResolutionWaiters>,
@@ -48,11 +43,9 @@ pub(crate) struct SqlStore<DB: Driver> {
 impl<DB: Driver> SqlStore<DB> {
     /// A store on `pools` with the tables of `layout`, migrated to `target_version`.
     pub(crate) async fn open(pools: Pools<DB>, layout: &Layout, target_version: i64) -> Result<Self> {
-        let migrator = Migrator::new(layout);
-        let version = pools.migrate(&migrator, target_version).await?;
-        let derived_by_triggers = version >= DERIVED_ROWS_VERSION;
-        let waiters = Arc::default();
-        Ok(SqlStore { pools, queries: Queries::new(layout), migrator, derived_by_triggers, waiters, feed: None })
+        let migrator = Migrator::new::<DB>(layout);
+        migrator.apply(&pools, target_version).await?;
+        Ok(SqlStore { pools, queries: Queries::new::<DB>(layout), migrator, waiters: Arc::default(), feed: None })
     }
 
     /// The waiters of this store's rows, for a feed to wake.
@@ -86,20 +79,6 @@ impl<DB: Driver> SqlStore<DB> {
         self.pools.execute(stmt).await.map(drop)
     }
 
-    pub(crate) fn pools(&self) -> &Pools<DB> {
-        &self.pools
-    }
-
-    fn upsert_session<'a>(&'a self, run: &'a RunRecord) -> Stmt<'a> {
-        Stmt::new(&self.queries.upsert_session)
-            .bind(run.session_id.as_str())
-            .bind(run.user_id.as_deref())
-            .bind(run.agent_id.as_deref())
-            .bind(run.team_id.as_deref())
-            .bind(run.created_at)
-            .bind(run.updated_at)
-    }
-
     fn upsert_run<'a>(&'a self, run: &'a RunRecord) -> Result<Stmt<'a>> {
         Ok(Stmt::new(&self.queries.upsert_run)
             .bind(run.run_id.as_str())
@@ -130,10 +109,6 @@ impl<DB: Driver> SqlStore<DB> {
                 Ok(stmt)
             })
             .collect()
-    }
-
-    fn set_run_status<'a>(&'a self, run_id: &'a str, status: RunStatus) -> Stmt<'a> {
-        Stmt::new(&self.queries.set_run_status).bind(run_id).bind(status.as_str())
     }
 
     /// `sql`, a compare-and-set on run `run_id` that stamps it (and its state) with `now`, with
@@ -191,50 +166,40 @@ impl<DB: Driver> SqlStore<DB> {
 
     /// The resolution of [`Store::update_approval`], before its waiters are woken.
     async fn apply_update(&self, id: &str, update: &ApprovalUpdate) -> Result<Approval> {
-        let now = now();
-        // Most approvals confirm a call: try the compare-and-set that only a confirmation
-        // row can match, which needs no data checked, before reading the row to check it.
-        // Data carrying values or a result is meant for another pause type: read it first.
-        let carries_call_data = update
-            .resolution_data
-            .as_ref()
-            .is_some_and(|data| data.get("values").is_some() || data.get("result").is_some());
-        let try_confirmation = update.status == ApprovalStatus::Approved && !carries_call_data;
-        if try_confirmation && let Some(row) = self.resolve(&self.queries.resolve_confirmation, id, update, now).await?
+        let now = kern_core::now();
+        let rules = ResolutionRules::new(id, update, now);
+        // Most approvals confirm a call: the compare-and-set that only a confirmation row can
+        // match needs no row read first, when the data is what a confirmation takes.
+        if rules.fits_confirmation()
+            && let Some(row) = self.resolve(&self.queries.resolve_confirmation, id, update, now).await?
         {
             return Ok(row);
         }
-        if needs_precheck(update) {
-            check_resolution(id, self.get(id).await?.as_ref(), update, now)?;
+        if rules.needs_check() {
+            rules.check(self.get(id).await?.as_ref())?;
         }
         if let Some(row) = self.resolve(&self.queries.resolve_approval, id, update, now).await? {
             return Ok(row);
         }
         // Nothing matched: the row is gone, resolved, expired or not as expected. Read it
         // only now, to say which.
-        Err(unapplied_update_error(id, self.get(id).await?.as_ref(), update, now))
+        Err(rules.refusal(self.get(id).await?.as_ref()))
     }
 }
 
 impl<DB: Driver> Store for SqlStore<DB> {
+    /// One statement per run: the schema's trigger keeps the run's session and the
+    /// `run_status` of its approval rows in step as it is saved.
     fn save_runs<'a>(&'a self, runs: &'a [RunRecord], new_approvals: &'a [Approval]) -> BoxFuture<'a, Result<()>> {
         Box::pin(async move {
             let mut stmts = self.insert_approvals(new_approvals, runs)?;
             for run in runs {
-                if self.derived_by_triggers {
-                    stmts.push(self.upsert_run(run)?);
-                } else {
-                    // The session first: runs reference it.
-                    stmts.push(self.upsert_session(run));
-                    stmts.push(self.upsert_run(run)?);
-                    stmts.push(self.set_run_status(&run.run_id, run.status));
-                }
+                stmts.push(self.upsert_run(run)?);
             }
-            // With the triggers, the inserted rows already carry their runs' status and each
-            // upsert writes only its own run's row, so only a repeated run makes the statements
-            // depend on each other; the older tables' explicit statements always do.
+            // The inserted rows already carry their runs' status and each upsert writes only its
+            // own run's row, so only a repeated run makes the statements depend on each other.
             let distinct_runs = runs.iter().map(|run| run.run_id.as_str()).collect::<HashSet<_>>().len() == runs.len();
-            self.pools.write_all(stmts, self.derived_by_triggers && distinct_runs).await
+            self.pools.write_all(stmts, distinct_runs).await
         })
     }
 
@@ -247,7 +212,7 @@ impl<DB: Driver> Store for SqlStore<DB> {
 
     fn claim_run<'a>(&'a self, run_id: &'a str) -> BoxFuture<'a, Result<RunRecord>> {
         Box::pin(async move {
-            let stmt = self.stamp_run(&self.queries.claim_run, run_id, now());
+            let stmt = self.stamp_run(&self.queries.claim_run, run_id, kern_core::now());
             self.compare_and_stamp(stmt, run_id, |status| Error::RunNotPaused { run_id: run_id.to_owned(), status })
                 .await
         })
@@ -255,7 +220,7 @@ impl<DB: Driver> Store for SqlStore<DB> {
 
     fn reclaim_run<'a>(&'a self, run_id: &'a str, stale_after: Duration) -> BoxFuture<'a, Result<RunRecord>> {
         Box::pin(async move {
-            let now = now();
+            let now = kern_core::now();
             // A cutoff of `None` binds NULL, which no `updated_at` is at or before. Bound, the
             // cutoff is floored to whole microseconds, which leaves a stored (whole-microsecond)
             // time at or before it exactly when it was at or before the precise one.
@@ -272,14 +237,6 @@ impl<DB: Driver> Store for SqlStore<DB> {
             let mut runs = self.pools.read(stmt, codec::run).await?;
             runs.reverse();
             Ok(runs)
-        })
-    }
-
-    fn create_approval<'a>(&'a self, approval: &'a Approval) -> BoxFuture<'a, Result<()>> {
-        Box::pin(async move {
-            let stmt =
-                codec::bind_approval(Stmt::new(self.queries.insert_approvals(1)), approval, approval.run_status)?;
-            self.pools.execute(stmt).await.map(drop)
         })
     }
 
@@ -338,10 +295,6 @@ impl<DB: Driver> Store for SqlStore<DB> {
         })
     }
 
-    fn update_approval_run_status<'a>(&'a self, run_id: &'a str, status: RunStatus) -> BoxFuture<'a, Result<u64>> {
-        Box::pin(self.pools.execute(self.set_run_status(run_id, status)))
-    }
-
     fn expire_approvals(&self, now: DateTime<Utc>) -> BoxFuture<'_, Result<u64>> {
         Box::pin(async move {
             let expired = self.pools.execute(Stmt::new(&self.queries.expire_approvals).bind(now)).await?;
@@ -358,112 +311,3 @@ impl<DB: Driver> Store for SqlStore<DB> {
         Box::pin(async move { self.waiters.wait(id, timeout, poll_interval, || self.get(id)).await })
     }
 }
-
-/// Implements [`Store`] for a public store type by forwarding to its `inner` [`SqlStore`].
-macro_rules! forward_store {
-    ($ty:ty) => {
-        impl ::kern_core::store::Store for $ty {
-            fn save_runs<'a>(
-                &'a self,
-                runs: &'a [::kern_core::run::RunRecord],
-                new_approvals: &'a [::kern_core::approval::Approval],
-            ) -> ::kern_core::BoxFuture<'a, ::kern_core::Result<()>> {
-                self.inner.save_runs(runs, new_approvals)
-            }
-
-            fn load_run<'a>(
-                &'a self,
-                run_id: &'a str,
-            ) -> ::kern_core::BoxFuture<'a, ::kern_core::Result<Option<::kern_core::run::RunRecord>>> {
-                self.inner.load_run(run_id)
-            }
-
-            fn claim_run<'a>(
-                &'a self,
-                run_id: &'a str,
-            ) -> ::kern_core::BoxFuture<'a, ::kern_core::Result<::kern_core::run::RunRecord>> {
-                self.inner.claim_run(run_id)
-            }
-
-            fn reclaim_run<'a>(
-                &'a self,
-                run_id: &'a str,
-                stale_after: ::std::time::Duration,
-            ) -> ::kern_core::BoxFuture<'a, ::kern_core::Result<::kern_core::run::RunRecord>> {
-                self.inner.reclaim_run(run_id, stale_after)
-            }
-
-            fn session_runs<'a>(
-                &'a self,
-                session_id: &'a str,
-                limit: usize,
-            ) -> ::kern_core::BoxFuture<'a, ::kern_core::Result<Vec<::kern_core::run::RunRecord>>> {
-                self.inner.session_runs(session_id, limit)
-            }
-
-            fn create_approval<'a>(
-                &'a self,
-                approval: &'a ::kern_core::approval::Approval,
-            ) -> ::kern_core::BoxFuture<'a, ::kern_core::Result<()>> {
-                self.inner.create_approval(approval)
-            }
-
-            fn get_approval<'a>(
-                &'a self,
-                id: &'a str,
-            ) -> ::kern_core::BoxFuture<'a, ::kern_core::Result<Option<::kern_core::approval::Approval>>> {
-                self.inner.get_approval(id)
-            }
-
-            fn list_approvals<'a>(
-                &'a self,
-                query: &'a ::kern_core::approval::ApprovalQuery,
-            ) -> ::kern_core::BoxFuture<'a, ::kern_core::Result<::kern_core::approval::ApprovalPage>> {
-                self.inner.list_approvals(query)
-            }
-
-            fn update_approval<'a>(
-                &'a self,
-                id: &'a str,
-                update: ::kern_core::approval::ApprovalUpdate,
-            ) -> ::kern_core::BoxFuture<'a, ::kern_core::Result<::kern_core::approval::Approval>> {
-                self.inner.update_approval(id, update)
-            }
-
-            fn delete_approval<'a>(&'a self, id: &'a str) -> ::kern_core::BoxFuture<'a, ::kern_core::Result<bool>> {
-                self.inner.delete_approval(id)
-            }
-
-            fn count_pending_approvals<'a>(
-                &'a self,
-                user_id: Option<&'a str>,
-            ) -> ::kern_core::BoxFuture<'a, ::kern_core::Result<u64>> {
-                self.inner.count_pending_approvals(user_id)
-            }
-
-            fn update_approval_run_status<'a>(
-                &'a self,
-                run_id: &'a str,
-                status: ::kern_core::run::RunStatus,
-            ) -> ::kern_core::BoxFuture<'a, ::kern_core::Result<u64>> {
-                self.inner.update_approval_run_status(run_id, status)
-            }
-
-            fn expire_approvals(
-                &self,
-                now: ::chrono::DateTime<::chrono::Utc>,
-            ) -> ::kern_core::BoxFuture<'_, ::kern_core::Result<u64>> {
-                self.inner.expire_approvals(now)
-            }
-
-            fn wait_for_resolution<'a>(
-                &'a self,
-                id: &'a str,
-                timeout: ::std::time::Duration,
-            ) -> ::kern_core::BoxFuture<'a, ::kern_core::Result<::kern_core::approval::Approval>> {
-                self.inner.wait_for_resolution(id, timeout)
-            }
-        }
-    };
-}
-pub(crate) use forward_store;

@@ -331,7 +331,7 @@ async fn a_row_that_disagrees_with_the_paused_call_is_refused(backend: Backend) 
     store.delete_approval(&row.id).await.unwrap();
     row.tool_args = json!({"user_id": "*"});
     row.status = ApprovalStatus::Approved;
-    store.create_approval(&row).await.unwrap();
+    store.save_runs(&[], std::slice::from_ref(&row)).await.unwrap();
     let err = agent.continue_run(&run.run_id, vec![]).await.unwrap_err();
     assert!(matches!(err, Error::ApprovalMismatch { .. }), "{err:?}");
     assert!(ran(&run.run_id).is_empty());
@@ -464,7 +464,7 @@ async fn a_row_past_its_expiry_or_cancelled_refuses_the_call(backend: Backend) {
     let mut row = pending_row(&*store, &run.run_id).await;
     store.delete_approval(&row.id).await.unwrap();
     row.expires_at = Some(row.created_at - chrono::Duration::seconds(1));
-    store.create_approval(&row).await.unwrap();
+    store.save_runs(&[], std::slice::from_ref(&row)).await.unwrap();
     let done = agent.continue_run(&run.run_id, vec![]).await.unwrap();
     assert_eq!(done.tools[0].status, ToolCallStatus::Rejected);
     assert!(done.content.unwrap().contains("its approval expired"));

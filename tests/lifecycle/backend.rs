@@ -8,7 +8,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use kern::approval::{Approval, ApprovalPage, ApprovalQuery, ApprovalUpdate};
 use kern::db::{MemoryDb, PostgresDb, SqliteDb, Store};
-use kern::run::{RunRecord, RunStatus};
+use kern::run::RunRecord;
 use kern::{BoxFuture, Result};
 
 /// A name no other test (or test process) uses.
@@ -182,11 +182,6 @@ impl Store for ProbeStore {
         self.inner.session_runs(session_id, limit)
     }
 
-    fn create_approval<'a>(&'a self, approval: &'a Approval) -> BoxFuture<'a, Result<()>> {
-        self.log("create_approval");
-        self.inner.create_approval(approval)
-    }
-
     fn get_approval<'a>(&'a self, id: &'a str) -> BoxFuture<'a, Result<Option<Approval>>> {
         self.log("get_approval");
         self.inner.get_approval(id)
@@ -210,11 +205,6 @@ impl Store for ProbeStore {
     fn count_pending_approvals<'a>(&'a self, user_id: Option<&'a str>) -> BoxFuture<'a, Result<u64>> {
         self.log("count_pending_approvals");
         self.inner.count_pending_approvals(user_id)
-    }
-
-    fn update_approval_run_status<'a>(&'a self, run_id: &'a str, status: RunStatus) -> BoxFuture<'a, Result<u64>> {
-        self.log("update_approval_run_status");
-        self.inner.update_approval_run_status(run_id, status)
     }
 
     fn expire_approvals(&self, now: DateTime<Utc>) -> BoxFuture<'_, Result<u64>> {

@@ -6,6 +6,7 @@
 use std::sync::Arc;
 
 use chrono::Utc;
+use kern::Error;
 use kern::approval::ApprovalPolicy;
 use kern::prelude::*;
 use kern::run::ToolCallStatus;

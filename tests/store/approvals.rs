@@ -8,7 +8,7 @@ use kern::db::Store;
 use kern::run::RunStatus;
 use serde_json::json;
 
-use crate::fixtures::{approval, create_all, ids, listing_order, now, requirement, seconds, stored};
+use crate::fixtures::{approval, create, create_all, ids, listing_order, now, requirement, seconds, stored};
 
 pub async fn every_field_round_trips(store: Arc<dyn Store>) {
     let created_at = now() - seconds(90);
@@ -42,7 +42,7 @@ pub async fn every_field_round_trips(store: Arc<dyn Store>) {
         run_status: RunStatus::Completed,
         ..row
     };
-    store.create_approval(&row).await.unwrap();
+    create(&*store, &row).await;
 
     assert_eq!(stored(&*store, &row.id).await, row);
     let page = store.list_approvals(&ApprovalQuery::default()).await.unwrap();
@@ -60,7 +60,7 @@ pub async fn every_field_round_trips(store: Arc<dyn Store>) {
         tool_args: json!(null),
         ..approval("run-2")
     };
-    store.create_approval(&bare).await.unwrap();
+    create(&*store, &bare).await;
     assert_eq!(stored(&*store, &bare.id).await, bare);
 }
 
@@ -70,15 +70,15 @@ pub async fn large_payloads_round_trip(store: Arc<dyn Store>) {
     let list: Vec<u32> = (0..20_000).collect();
     row.tool_args = json!({ "document": blob, "ids": list });
     row.resolution_data = Some(json!({ "values": { "document": blob } }));
-    store.create_approval(&row).await.unwrap();
+    create(&*store, &row).await;
     assert_eq!(stored(&*store, &row.id).await, row);
 }
 
 pub async fn a_duplicate_id_is_refused(store: Arc<dyn Store>) {
     let row = approval("run-1");
-    store.create_approval(&row).await.unwrap();
+    create(&*store, &row).await;
     let twin = Approval { tool_name: "other".into(), ..row.clone() };
-    let err = store.create_approval(&twin).await.unwrap_err();
+    let err = store.save_runs(&[], std::slice::from_ref(&twin)).await.unwrap_err();
     assert!(matches!(err, Error::Database(_)), "{err:?}");
     assert_eq!(stored(&*store, &row.id).await, row);
 }
@@ -170,7 +170,7 @@ pub async fn pages_are_stable_when_created_at_ties(store: Arc<dyn Store>) {
     let rows: Vec<Approval> = (0..7).map(|_| Approval { created_at, ..approval("run-1") }).collect();
     let older = Approval { created_at: created_at - seconds(1), ..approval("run-1") };
     create_all(&*store, &rows).await;
-    store.create_approval(&older).await.unwrap();
+    create(&*store, &older).await;
 
     let mut expected = listing_order(&rows.iter().collect::<Vec<_>>());
     expected.push(older.id.clone());
@@ -198,7 +198,7 @@ pub async fn sql_metacharacters_in_filters_are_inert(store: Arc<dyn Store>) {
     let plain = approval("run-1");
     let odd: Vec<Approval> =
         hostile.iter().map(|value| Approval { user_id: Some((*value).into()), ..approval(value) }).collect();
-    store.create_approval(&plain).await.unwrap();
+    create(&*store, &plain).await;
     create_all(&*store, &odd).await;
 
     for (value, row) in hostile.iter().zip(&odd) {

@@ -74,6 +74,14 @@ pub fn user_input_approval(run_id: &str) -> Approval {
     row
 }
 
+/// A pending external-execution row: the admin carries the call out and hands back its result.
+pub fn external_approval(run_id: &str) -> Approval {
+    let mut row = approval(run_id);
+    row.pause_type = PauseType::ExternalExecution;
+    row.requirements = vec![requirement(&row.tool_call_id, PauseType::ExternalExecution, None)];
+    row
+}
+
 /// A paused top-level run of `session_id`, with a fresh id.
 pub fn run(session_id: &str) -> RunRecord {
     let created_at = now();
@@ -100,11 +108,14 @@ pub fn run(session_id: &str) -> RunRecord {
     }
 }
 
-/// Inserts every row.
+/// Inserts `row`, as a pause of a run saved elsewhere would.
+pub async fn create(store: &dyn Store, row: &Approval) {
+    create_all(store, std::slice::from_ref(row)).await;
+}
+
+/// Inserts every row, as a pause of runs saved elsewhere would.
 pub async fn create_all(store: &dyn Store, rows: &[Approval]) {
-    for row in rows {
-        store.create_approval(row).await.expect("create an approval row");
-    }
+    store.save_runs(&[], rows).await.expect("create approval rows");
 }
 
 /// The rows' ids, newest first with ties broken by id descending: the order of a listing.

@@ -6,10 +6,10 @@ use std::sync::Arc;
 use kern::Error;
 use kern::approval::{Approval, ApprovalStatus, ApprovalUpdate};
 use kern::db::Store;
-use serde_json::json;
+use serde_json::{Value, json};
 use tokio::sync::Barrier;
 
-use crate::fixtures::{approval, create_all, now, seconds, stored, user_input_approval};
+use crate::fixtures::{approval, create, create_all, external_approval, now, seconds, stored, user_input_approval};
 
 pub async fn resolving_returns_the_stored_row(store: Arc<dyn Store>) {
     let (first, second) = (approval("run-1"), approval("run-1"));
@@ -50,7 +50,7 @@ pub async fn resolving_returns_the_stored_row(store: Arc<dyn Store>) {
 
 pub async fn of_64_racing_resolvers_exactly_one_wins(store: Arc<dyn Store>) {
     let row = approval("run-1");
-    store.create_approval(&row).await.unwrap();
+    create(&*store, &row).await;
     let start = Arc::new(Barrier::new(64));
     let racers: Vec<_> = (0..64)
         .map(|n| {
@@ -86,7 +86,7 @@ pub async fn of_64_racing_resolvers_exactly_one_wins(store: Arc<dyn Store>) {
 
 pub async fn a_second_resolution_is_refused(store: Arc<dyn Store>) {
     let row = approval("run-1");
-    store.create_approval(&row).await.unwrap();
+    create(&*store, &row).await;
     let approved = store.update_approval(&row.id, ApprovalUpdate::approve("admin-1")).await.unwrap();
 
     let err = store.update_approval(&row.id, ApprovalUpdate::reject("admin-2")).await.unwrap_err();
@@ -146,7 +146,7 @@ pub async fn nothing_goes_back_to_pending(store: Arc<dyn Store>) {
 
 pub async fn an_unexpected_status_is_a_conflict(store: Arc<dyn Store>) {
     let row = approval("run-1");
-    store.create_approval(&row).await.unwrap();
+    create(&*store, &row).await;
     let update = ApprovalUpdate { expected_status: Some(ApprovalStatus::Approved), ..ApprovalUpdate::reject("admin") };
     let err = store.update_approval(&row.id, update).await.unwrap_err();
     assert!(
@@ -181,7 +181,7 @@ pub async fn expire_approvals_marks_and_counts_overdue_rows(store: Arc<dyn Store
 
 pub async fn a_row_past_its_expiry_cannot_be_resolved(store: Arc<dyn Store>) {
     let row = Approval { expires_at: Some(now() - seconds(1)), ..approval("run-1") };
-    store.create_approval(&row).await.unwrap();
+    create(&*store, &row).await;
     for update in
         [ApprovalUpdate::approve("admin"), ApprovalUpdate { expected_status: None, ..ApprovalUpdate::reject("admin") }]
     {
@@ -199,7 +199,7 @@ pub async fn a_row_past_its_expiry_cannot_be_resolved(store: Arc<dyn Store>) {
 
 pub async fn invalid_user_input_is_refused_and_the_row_stays_pending(store: Arc<dyn Store>) {
     let row = user_input_approval("run-1");
-    store.create_approval(&row).await.unwrap();
+    create(&*store, &row).await;
     for data in [json!({ "values": { "reason": 42 } }), json!({ "reason": ["not", "text"] }), json!("just text")] {
         let update = ApprovalUpdate::approve("admin").with_data(data.clone());
         let err = store.update_approval(&row.id, update).await.unwrap_err();
@@ -213,4 +213,72 @@ pub async fn invalid_user_input_is_refused_and_the_row_stays_pending(store: Arc<
     assert_eq!(approved.status, ApprovalStatus::Approved);
     assert_eq!(approved.resolution_data, Some(values));
     assert_eq!(stored(&*store, &row.id).await, approved);
+}
+
+/// Asserts that each of `refused` is refused as resolution data of `update` on `row`, which
+/// stays as it was.
+async fn assert_refused(store: &dyn Store, row: &Approval, update: &ApprovalUpdate, refused: &[Value]) {
+    for data in refused {
+        let err = store.update_approval(&row.id, update.clone().with_data(data.clone())).await.unwrap_err();
+        assert!(matches!(&err, Error::InvalidResolution { id, .. } if *id == row.id), "{data}: {err:?}");
+        assert_eq!(&stored(store, &row.id).await, row, "{data}");
+    }
+}
+
+pub async fn a_confirmation_is_approved_with_nothing_but_a_note(store: Arc<dyn Store>) {
+    let row = approval("run-1");
+    create(&*store, &row).await;
+    let refused = [
+        json!(42),
+        json!("x"),
+        json!(null),
+        json!({ "values": { "reason": "x" } }),
+        json!({ "result": 1 }),
+        json!({ "note": 5 }),
+        json!({ "note": "checked", "by": "me" }),
+    ];
+    assert_refused(&*store, &row, &ApprovalUpdate::approve("admin"), &refused).await;
+
+    let note = json!({ "note": "checked with the user" });
+    let approved =
+        store.update_approval(&row.id, ApprovalUpdate::approve("admin").with_data(note.clone())).await.unwrap();
+    assert_eq!(approved.status, ApprovalStatus::Approved);
+    assert_eq!(approved.resolution_data, Some(note));
+    assert_eq!(stored(&*store, &row.id).await, approved);
+}
+
+pub async fn a_rejection_of_any_pause_type_carries_nothing_but_a_note(store: Arc<dyn Store>) {
+    let rows = [approval("run-1"), user_input_approval("run-1"), external_approval("run-1")];
+    create_all(&*store, &rows).await;
+    let refused = [json!({ "values": { "reason": "x" } }), json!({ "result": 1 }), json!("no"), json!({ "note": 5 })];
+    for row in &rows {
+        assert_refused(&*store, row, &ApprovalUpdate::reject("admin"), &refused).await;
+        let note = json!({ "note": "not now" });
+        let rejected =
+            store.update_approval(&row.id, ApprovalUpdate::reject("admin").with_data(note.clone())).await.unwrap();
+        assert_eq!(rejected.status, ApprovalStatus::Rejected, "{:?}", row.pause_type);
+        assert_eq!(rejected.resolution_data, Some(note));
+        assert_eq!(stored(&*store, &row.id).await, rejected);
+    }
+}
+
+pub async fn user_input_and_external_results_take_an_optional_note_and_nothing_else(store: Arc<dyn Store>) {
+    let (wrapped, flat, external) =
+        (user_input_approval("run-1"), user_input_approval("run-1"), external_approval("run-1"));
+    create_all(&*store, &[wrapped.clone(), flat.clone(), external.clone()]).await;
+    let approve = ApprovalUpdate::approve("admin");
+    assert_refused(&*store, &wrapped, &approve, &[json!({ "values": { "reason": "x" }, "extra": 1 })]).await;
+    assert_refused(&*store, &external, &approve, &[json!({ "result": 1, "extra": 2 }), json!({ "note": "done" })])
+        .await;
+
+    for (row, data) in [
+        (&wrapped, json!({ "values": { "reason": "asked" }, "note": "ok" })),
+        (&flat, json!({ "reason": "asked" })),
+        (&external, json!({ "result": { "rows": 3 }, "note": "done" })),
+    ] {
+        let approved = store.update_approval(&row.id, approve.clone().with_data(data.clone())).await.unwrap();
+        assert_eq!(approved.status, ApprovalStatus::Approved, "{data}");
+        assert_eq!(approved.resolution_data, Some(data));
+        assert_eq!(stored(&*store, &row.id).await, approved);
+    }
 }

@@ -10,7 +10,7 @@ use kern::db::Store;
 use kern::run::{RunRecord, RunStatus};
 use tokio::sync::Barrier;
 
-use crate::fixtures::{approval, now, run, seconds, stored};
+use crate::fixtures::{approval, create, now, run, seconds, stored};
 
 pub async fn saved_runs_load_back(store: Arc<dyn Store>) {
     let first = run("session-1");
@@ -36,8 +36,8 @@ pub async fn save_runs_sets_the_run_status_of_the_runs_rows(store: Arc<dyn Store
     let mut paused = run("session-1");
     let earlier = approval(&paused.run_id);
     let other = approval("another-run");
-    store.create_approval(&earlier).await.unwrap();
-    store.create_approval(&other).await.unwrap();
+    create(&*store, &earlier).await;
+    create(&*store, &other).await;
     // A new row written with a stale run status takes the run's.
     let new = Approval { run_status: RunStatus::Running, ..approval(&paused.run_id) };
     store.save_runs(std::slice::from_ref(&paused), std::slice::from_ref(&new)).await.unwrap();
@@ -126,18 +126,6 @@ pub async fn a_batch_repeating_an_id_writes_nothing(store: Arc<dyn Store>) {
     assert!(matches!(err, Error::Database(_)), "{err:?}");
     assert_eq!(store.load_run(&new_run.run_id).await.unwrap(), None);
     assert_eq!(store.get_approval(&first.id).await.unwrap(), None);
-}
-
-pub async fn update_approval_run_status_counts_changed_rows(store: Arc<dyn Store>) {
-    let rows = [approval("run-1"), approval("run-1"), approval("run-2")];
-    for row in &rows {
-        store.create_approval(row).await.unwrap();
-    }
-    assert_eq!(store.update_approval_run_status("run-1", RunStatus::Completed).await.unwrap(), 2);
-    assert_eq!(store.update_approval_run_status("run-1", RunStatus::Completed).await.unwrap(), 0);
-    assert_eq!(store.update_approval_run_status("no-such-run", RunStatus::Error).await.unwrap(), 0);
-    assert_eq!(stored(&*store, &rows[0].id).await.run_status, RunStatus::Completed);
-    assert_eq!(stored(&*store, &rows[2].id).await, rows[2]);
 }
 
 pub async fn of_16_concurrent_claims_exactly_one_wins(store: Arc<dyn Store>) {

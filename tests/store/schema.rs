@@ -10,7 +10,7 @@ use kern::approval::{ApprovalQuery, ApprovalStatus, ApprovalUpdate};
 use kern::db::{OpenError, PostgresDb, SCHEMA_VERSION, SqliteDb, Store};
 use kern::run::RunStatus;
 
-use crate::fixtures::{approval, ids, listing_order, run, stored};
+use crate::fixtures::{approval, create, ids, listing_order, run, stored};
 use crate::harness::{Options, SqlTarget, unique_name};
 
 pub async fn an_empty_database_gets_the_current_schema(target: SqlTarget) {
@@ -40,7 +40,7 @@ pub async fn concurrent_first_opens_all_succeed(target: SqlTarget) {
         dbs.push(open.await.unwrap().expect("every concurrent first open succeeds"));
     }
     let row = approval("run-1");
-    dbs[0].store().create_approval(&row).await.unwrap();
+    create(&*dbs[0].store(), &row).await;
     for db in &dbs {
         assert_eq!(db.schema_version().await, SCHEMA_VERSION);
         assert_eq!(stored(&*db.store(), &row.id).await, row);
@@ -70,7 +70,7 @@ pub async fn an_older_schema_is_upgraded_keeping_its_rows(target: SqlTarget) {
     let mut paused = run("session-1");
     let rows = [approval(&paused.run_id), approval(&paused.run_id)];
     old.store().save_runs(std::slice::from_ref(&paused), &rows).await.unwrap();
-    // The older tables have no triggers: the store of that version keeps the rows in step itself.
+    // The tables of the previous version keep the rows in step with their run as well.
     paused.status = RunStatus::Running;
     old.store().save_runs(std::slice::from_ref(&paused), &[]).await.unwrap();
     assert_eq!(stored(&*old.store(), &rows[0].id).await.run_status, RunStatus::Running);
@@ -146,7 +146,7 @@ pub async fn stores_with_different_table_names_do_not_share_rows(target: SqlTarg
     let row_a = approval(&paused.run_id);
     let row_b = approval("run-b");
     a.save_runs(std::slice::from_ref(&paused), std::slice::from_ref(&row_a)).await.unwrap();
-    b.create_approval(&row_b).await.unwrap();
+    create(&*b, &row_b).await;
 
     assert_eq!(ids(&a.list_approvals(&ApprovalQuery::default()).await.unwrap().items), [row_a.id.as_str()]);
     assert_eq!(ids(&b.list_approvals(&ApprovalQuery::default()).await.unwrap().items), [row_b.id.as_str()]);
@@ -227,7 +227,7 @@ async fn sqlite_durability_is_configurable() {
     use kern::db::Synchronous;
     let path = std::env::temp_dir().join(format!("{}.db", unique_name()));
     let db = SqliteDb::builder().db_file(&path).synchronous(Synchronous::Normal).build().await.unwrap();
-    db.create_approval(&approval("run-1")).await.unwrap();
+    create(&db, &approval("run-1")).await;
     db.close().await;
     let db = SqliteDb::open(&path).await.unwrap();
     assert_eq!(db.count_pending_approvals(None).await.unwrap(), 1);

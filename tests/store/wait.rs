@@ -15,7 +15,7 @@ use kern::db::Store;
 use serde_json::json;
 use tokio::task::JoinHandle;
 
-use crate::fixtures::{approval, create_all, now, seconds, stored};
+use crate::fixtures::{approval, create, create_all, now, seconds, stored};
 use crate::harness::{Options, SqlTarget};
 
 /// The timeout of a wait that something else ends.
@@ -55,7 +55,7 @@ pub async fn a_missing_row_is_not_found(store: Arc<dyn Store>) {
 
 pub async fn a_timeout_returns_the_row_still_pending(store: Arc<dyn Store>) {
     let row = approval("run-1");
-    store.create_approval(&row).await.unwrap();
+    create(&*store, &row).await;
     for timeout in [Duration::ZERO, Duration::from_millis(50)] {
         assert_eq!(store.wait_for_resolution(&row.id, timeout).await.unwrap(), row);
     }
@@ -63,7 +63,7 @@ pub async fn a_timeout_returns_the_row_still_pending(store: Arc<dyn Store>) {
 
 pub async fn a_resolution_by_another_task_wakes_every_waiter(store: Arc<dyn Store>) {
     let row = approval("run-1");
-    store.create_approval(&row).await.unwrap();
+    create(&*store, &row).await;
     let waiters: Vec<_> = (0..4).map(|_| spawn_wait(&store, &row.id)).collect();
     let_waiters_wait().await;
 
@@ -80,7 +80,7 @@ pub async fn a_resolution_by_another_task_wakes_every_waiter(store: Arc<dyn Stor
 
 pub async fn a_row_that_expires_while_waited_on_comes_back_expired(store: Arc<dyn Store>) {
     let row = Approval { expires_at: Some(now() + TimeDelta::milliseconds(300)), ..approval("run-1") };
-    store.create_approval(&row).await.unwrap();
+    create(&*store, &row).await;
     let expired = store.wait_for_resolution(&row.id, PATIENCE).await.unwrap();
     assert_eq!(expired, Approval { status: ApprovalStatus::Expired, ..row });
 }

@@ -229,7 +229,9 @@ impl Decision {
     /// The same approval with the user-input `values`.
     pub fn with_values(self, values: Map<String, Value>) -> Self {
         match self {
-            Decision::Approve { note, result, args, .. } => Decision::Approve { note, values: Some(values), result, args },
+            Decision::Approve { note, result, args, .. } => {
+                Decision::Approve { note, values: Some(values), result, args }
+            }
             other => other,
         }
     }
@@ -237,7 +239,9 @@ impl Decision {
     /// The same approval with an external execution's `result`.
     pub fn with_result(self, result: Value) -> Self {
         match self {
-            Decision::Approve { note, values, args, .. } => Decision::Approve { note, values, result: Some(result), args },
+            Decision::Approve { note, values, args, .. } => {
+                Decision::Approve { note, values, result: Some(result), args }
+            }
             other => other,
         }
     }
@@ -245,7 +249,9 @@ impl Decision {
     /// The same approval with edited arguments.
     pub fn with_args(self, args: Value) -> Self {
         match self {
-            Decision::Approve { note, values, result, .. } => Decision::Approve { note, values, result, args: Some(args) },
+            Decision::Approve { note, values, result, .. } => {
+                Decision::Approve { note, values, result, args: Some(args) }
+            }
             other => other,
         }
     }

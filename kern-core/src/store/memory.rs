@@ -7,7 +7,8 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 
-use super::{ResolutionWaiters, Store, check_resolution, needs_precheck, stale_cutoff, unapplied_update_error};
+use super::Store;
+use super::backend::{ResolutionRules, ResolutionWaiters, stale_cutoff};
 use crate::BoxFuture;
 use crate::approval::{Approval, ApprovalPage, ApprovalQuery, ApprovalStatus, ApprovalUpdate};
 use crate::error::{Error, Result};
@@ -46,21 +47,12 @@ fn ready<'a, T: Send + 'a>(value: T) -> BoxFuture<'a, T> {
 }
 
 impl Tables {
-    /// The resolution of [`Store::update_approval`]: checked first, applied last.
+    /// The resolution of [`Store::update_approval`]: checked first, applied last. Under the
+    /// lock the row cannot change between the two, and a row that passes the check is one the
+    /// compare-and-set of a database store would match.
     fn resolve(&mut self, id: &str, update: ApprovalUpdate) -> Result<Approval> {
         let now = crate::now();
-        let current = self.approvals.get(id);
-        let applies = current.is_some_and(|row| {
-            row.status == ApprovalStatus::Pending
-                && !row.is_expired_at(now)
-                && update.expected_status.is_none_or(|s| s == ApprovalStatus::Pending)
-        });
-        if needs_precheck(&update) || !applies {
-            check_resolution(id, current, &update, now)?;
-            if !applies {
-                return Err(unapplied_update_error(id, current, &update, now));
-            }
-        }
+        ResolutionRules::new(id, &update, now).check(self.approvals.get(id))?;
         let row = self.approvals.get_mut(id).expect("checked above");
         row.status = update.status;
         row.resolved_by = update.resolved_by;
@@ -143,10 +135,6 @@ impl Store for MemoryDb {
         ready(Ok(runs.split_off(skip)))
     }
 
-    fn create_approval<'a>(&'a self, approval: &'a Approval) -> BoxFuture<'a, Result<()>> {
-        self.save_runs(&[], std::slice::from_ref(approval))
-    }
-
     fn get_approval<'a>(&'a self, id: &'a str) -> BoxFuture<'a, Result<Option<Approval>>> {
         ready(Ok(self.tables().approvals.get(id).cloned()))
     }
@@ -185,10 +173,6 @@ impl Store for MemoryDb {
             .filter(|a| a.status == ApprovalStatus::Pending && user_id.is_none_or(|u| a.user_id.as_deref() == Some(u)))
             .count();
         ready(Ok(count as u64))
-    }
-
-    fn update_approval_run_status<'a>(&'a self, run_id: &'a str, status: RunStatus) -> BoxFuture<'a, Result<u64>> {
-        ready(Ok(self.tables().set_run_status(run_id, status)))
     }
 
     fn expire_approvals(&self, now: DateTime<Utc>) -> BoxFuture<'_, Result<u64>> {

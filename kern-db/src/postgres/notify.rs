@@ -1,8 +1,8 @@
 //! Resolutions made through other handles, announced by Postgres.
 //!
 //! From schema version [`RESOLUTION_NOTIFY_VERSION`](crate::schema::RESOLUTION_NOTIFY_VERSION)
-//! a trigger on the approvals table sends the id of each row that leaves `pending` or is deleted
-//! on the table's [`channel`]. Postgres delivers it when the change commits, to every connection
+//! a [`trigger`] on the approvals table sends the id of each row that leaves `pending` or is
+//! deleted on the table's [`channel`]. Postgres delivers it when the change commits, to every connection
 //! that `LISTEN`s on the channel, in any process. A [`Listener`] is one such connection per store
 //! handle, opened at the first wait and shared by all the handle's waiters, whom it wakes.
 
@@ -11,7 +11,8 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use kern_core::BoxFuture;
-use kern_core::store::ResolutionWaiters;
+use kern_core::approval::ApprovalStatus;
+use kern_core::store::backend::ResolutionWaiters;
 use sqlx::postgres::{PgConnectOptions, PgListener, PgPool, PgPoolOptions};
 use tokio::runtime::Handle;
 use tokio::task::AbortHandle;
@@ -21,6 +22,9 @@ use crate::wake::ResolutionFeed;
 
 /// The longest channel name Postgres keeps (`NAMEDATALEN - 1` bytes); `pg_notify` refuses longer.
 const MAX_CHANNEL_LEN: usize = 63;
+
+/// Postgres refuses a `NOTIFY` payload of this many bytes or more.
+const MAX_NOTIFY_PAYLOAD: usize = 8000;
 
 /// The first wait after a failed connection; each failure in a row doubles it up to
 /// [`RETRY_MAX`]. A restarted server is back within a second or two, and one that stays away is
@@ -47,6 +51,40 @@ pub(crate) fn channel(layout: &Layout) -> String {
     let hash = format!("#{:016x}", fnv1a(name.as_bytes()));
     // Checked names are ASCII: any byte is a character boundary.
     format!("{}{hash}", &name[..MAX_CHANNEL_LEN - hash.len()])
+}
+
+/// The trigger (and its function, kept with the tables) that announces each row of `layout`'s
+/// approvals table that leaves `pending` or is deleted: it sends the row's id on the table's
+/// [`channel`], delivered to listening processes when the change commits. It fires on updates
+/// that set `status` only, so run-status updates cost nothing. An id too long for a payload is
+/// sent as an empty one, which wakes every waiter, rather than failing the resolution.
+pub(super) fn trigger(layout: &Layout) -> Vec<String> {
+    let approvals = layout.qualified(&layout.approvals);
+    let name = layout.approvals.suffixed("_on_resolve");
+    let function = layout.qualified(&name);
+    let name = name.quoted();
+    let channel = string_literal(&channel(layout));
+    let pending = ApprovalStatus::Pending.as_str();
+    vec![
+        format!(
+            "CREATE FUNCTION {function}() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN \
+             IF TG_OP = 'UPDATE' THEN \
+             IF OLD.status <> '{pending}' OR NEW.status = '{pending}' THEN RETURN NULL; END IF; \
+             END IF; \
+             PERFORM pg_notify({channel}, \
+             CASE WHEN octet_length(OLD.id) < {MAX_NOTIFY_PAYLOAD} THEN OLD.id ELSE '' END); \
+             RETURN NULL; END $$"
+        ),
+        format!(
+            "CREATE TRIGGER {name} AFTER UPDATE OF status OR DELETE ON {approvals} \
+             FOR EACH ROW EXECUTE FUNCTION {function}()"
+        ),
+    ]
+}
+
+/// `text` as an SQL string literal.
+fn string_literal(text: &str) -> String {
+    format!("'{}'", text.replace('\'', "''"))
 }
 
 /// FNV-1a, 64 bits.
@@ -225,18 +263,19 @@ async fn relay(listener: &mut PgListener, waiters: &ResolutionWaiters) -> sqlx::
 mod tests {
     use std::str::FromStr;
 
-    use kern_core::approval::{Approval, ApprovalStatus, ApprovalType, ApprovalUpdate, PauseType, SourceType};
-    use kern_core::run::RunStatus;
+    use kern_core::approval::{Approval, ApprovalType, ApprovalUpdate, PauseType, SourceType};
+    use kern_core::models::Usage;
+    use kern_core::run::{RunRecord, RunStatus};
     use kern_core::store::Store;
 
     use super::*;
     use crate::PostgresDb;
-    use crate::layout::{Dialect, TableNames};
+    use crate::layout::TableNames;
     use crate::postgres::tests::on_fresh_schema;
 
     fn layout(schema: &str, approvals: &str) -> Layout {
         let tables = TableNames { approvals: approvals.into(), ..TableNames::default() };
-        Layout::new(Dialect::Postgres, Some(schema), &tables).unwrap()
+        Layout::new(Some(schema), &tables).unwrap()
     }
 
     #[test]
@@ -262,6 +301,12 @@ mod tests {
     }
 
     #[test]
+    fn string_literals_double_their_quotes() {
+        assert_eq!(string_literal("app.kern_approvals"), "'app.kern_approvals'");
+        assert_eq!(string_literal("it's"), "'it''s'");
+    }
+
+    #[test]
     fn fnv1a_is_the_published_function() {
         assert_eq!(fnv1a(b""), 0xcbf2_9ce4_8422_2325);
         assert_eq!(fnv1a(b"a"), 0xaf63_dc4c_8601_ec8c);
@@ -274,7 +319,7 @@ mod tests {
 
     /// A pending confirmation row of run `run-1`.
     fn approval(id: &str) -> Approval {
-        let now = crate::stmt::now();
+        let now = kern_core::now();
         Approval {
             id: id.to_owned(),
             run_id: "run-1".into(),
@@ -301,9 +346,35 @@ mod tests {
         }
     }
 
+    /// Run `run_id`, paused.
+    fn run(run_id: &str) -> RunRecord {
+        let now = kern_core::now();
+        RunRecord {
+            run_id: run_id.to_owned(),
+            session_id: "session-1".into(),
+            user_id: None,
+            agent_id: None,
+            team_id: None,
+            parent_run_id: None,
+            status: RunStatus::Paused,
+            input: "delete user 42".into(),
+            messages: Vec::new(),
+            tools: Vec::new(),
+            requirements: Vec::new(),
+            approvals: Vec::new(),
+            content: None,
+            metadata: serde_json::Map::new(),
+            usage: Usage::default(),
+            member_run_ids: Vec::new(),
+            delegations: Vec::new(),
+            created_at: now,
+            updated_at: now,
+        }
+    }
+
     async fn open(url: &str, schema: &str) -> (PostgresDb, Layout) {
         let db = PostgresDb::builder().url(url).schema(schema).build().await.unwrap();
-        (db, Layout::new(Dialect::Postgres, Some(schema), &TableNames::default()).unwrap())
+        (db, Layout::new(Some(schema), &TableNames::default()).unwrap())
     }
 
     /// Waits, up to [`PATIENCE`], until `condition` holds.
@@ -320,7 +391,7 @@ mod tests {
         let sql = "SELECT pid FROM pg_stat_activity \
                    WHERE strpos(query, $1) > 0 AND state = 'idle' AND pid <> pg_backend_pid()";
         let listen = format!("LISTEN \"{channel}\"");
-        sqlx::query_scalar(sql).bind(listen).fetch_all(&db.inner.pools().reader).await.unwrap()
+        sqlx::query_scalar(sql).bind(listen).fetch_all(&db.inner.pools.reader).await.unwrap()
     }
 
     #[tokio::test]
@@ -330,18 +401,19 @@ mod tests {
             let mut listener = PgListener::connect(&url).await.unwrap();
             listener.listen(&channel(&layout)).await.unwrap();
             let (resolved, deleted, expiring, untouched) = (approval("a"), approval("b"), approval("c"), approval("d"));
-            let expiring = Approval { expires_at: Some(crate::stmt::now()), ..expiring };
-            for row in [&resolved, &deleted, &expiring, &untouched] {
-                db.create_approval(row).await.unwrap();
-            }
+            let expiring = Approval { expires_at: Some(kern_core::now()), ..expiring };
+            let mut paused = run("run-1");
+            let rows = [resolved.clone(), deleted.clone(), expiring, untouched];
+            db.save_runs(std::slice::from_ref(&paused), &rows).await.unwrap();
 
-            // Neither a run-status update nor a second resolution leaves `pending`: had either
-            // been announced, it would come first below.
-            db.update_approval_run_status("run-1", RunStatus::Running).await.unwrap();
+            // Neither a run-status update (the run's save sets it on its rows) nor a second
+            // resolution leaves `pending`: had either been announced, it would come first below.
+            paused.status = RunStatus::Running;
+            db.save_runs(std::slice::from_ref(&paused), &[]).await.unwrap();
             db.update_approval(&resolved.id, ApprovalUpdate::approve("admin")).await.unwrap();
             db.update_approval(&resolved.id, ApprovalUpdate::reject("admin")).await.unwrap_err();
             db.delete_approval(&deleted.id).await.unwrap();
-            assert_eq!(db.expire_approvals(crate::stmt::now()).await.unwrap(), 1);
+            assert_eq!(db.expire_approvals(kern_core::now()).await.unwrap(), 1);
 
             let mut announced = Vec::new();
             for _ in 0..3 {
@@ -369,7 +441,7 @@ mod tests {
 
             let kill = "SELECT pg_terminate_backend($1)";
             assert!(
-                sqlx::query_scalar::<_, bool>(kill).bind(first[0]).fetch_one(&db.inner.pools().reader).await.unwrap()
+                sqlx::query_scalar::<_, bool>(kill).bind(first[0]).fetch_one(&db.inner.pools.reader).await.unwrap()
             );
             eventually("another connection listens", || async {
                 let now = listening_backends(&db, &channel).await;
@@ -378,7 +450,7 @@ mod tests {
             .await;
 
             let row = approval("row-1");
-            db.create_approval(&row).await.unwrap();
+            db.save_runs(&[], std::slice::from_ref(&row)).await.unwrap();
             let waiter = {
                 let (waiters, db, id) = (waiters.clone(), db.clone(), row.id.clone());
                 // No polling: only an announcement ends this wait before its timeout.

@@ -1,33 +1,33 @@
-//! [`SqliteDb`]: the embedded store, one file (or memory) per database.
+//! [`SqliteDb`]: the embedded store, one file (or memory) per database, and how it opens.
+//!
+//! Its parts: the builder ([`builder`]), the [`Driver`](crate::driver::Driver) side of SQLite
+//! ([`driver`]), and the connections it hands out without sqlx's pool ([`connections`]).
 
+mod builder;
 mod connections;
+mod driver;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use chrono::{DateTime, Utc};
-use kern_core::{BoxFuture, Error, Result};
-use serde_json::Value;
-use sqlx::query::Query;
-use sqlx::sqlite::{SqliteArguments, SqliteConnectOptions, SqliteConnection, SqliteRow, SqliteSynchronous};
-use sqlx::{Connection, Decode, Executor, Row, Sqlite, Type};
+use kern_core::{Error, Result};
+use sqlx::sqlite::SqliteConnectOptions;
+use sqlx::{Executor, Sqlite};
 use tokio::time::{Instant, sleep};
 
+use self::builder::Target;
+pub use self::builder::{SqliteDbBuilder, Synchronous};
 use self::connections::Lanes;
-use crate::driver::{Driver, Pools};
+use crate::driver::Pools;
 use crate::error::OpenError;
-use crate::layout::{Dialect, Layout, TableNames};
+use crate::handle::handle;
+use crate::layout::Layout;
 use crate::schema::SCHEMA_VERSION;
-use crate::stmt::{Columns, Decoder, Param, Stmt, chain, corrupt};
-use crate::store::{SqlStore, forward_store};
+use crate::store::SqlStore;
 
 /// How long a write waits for another process holding the database lock.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
-
-/// The most values one SQL text binds (`$n` counts through a whole script): SQLite's default
-/// `SQLITE_MAX_VARIABLE_NUMBER`, which sqlx's bundled SQLite keeps.
-const MAX_PARAMS: usize = 32_766;
 
 /// Read connections per file. Reads never wait for writes under WAL; a few cover the loops
 /// and an admin listing at once.
@@ -49,7 +49,7 @@ pub struct SqliteDb {
     inner: Arc<SqlStore<Sqlite>>,
 }
 
-forward_store!(SqliteDb);
+handle!(SqliteDb);
 
 impl SqliteDb {
     /// A builder: file, table names, durability.
@@ -66,126 +66,16 @@ impl SqliteDb {
     pub async fn in_memory() -> Result<Self> {
         Self::builder().in_memory().build().await
     }
-
-    /// The schema version of this store's tables.
-    pub async fn schema_version(&self) -> Result<i64> {
-        self.inner.schema_version().await
-    }
-
-    /// How many write transactions this handle has committed since it opened (a lone write
-    /// statement counts as one): the durable commits a workload costs. Clones share the count.
-    pub fn commit_count(&self) -> u64 {
-        self.inner.pools().commits()
-    }
-
-    /// Closes the connections; later calls fail.
-    pub async fn close(&self) {
-        self.inner.close().await;
-    }
-
-    /// Records `version` as the schema version without migrating, to stand for a database
-    /// written by another build. Tests only.
-    #[doc(hidden)]
-    pub async fn __set_schema_version(&self, version: i64) -> Result<()> {
-        self.inner.set_schema_version(version).await
-    }
-}
-
-/// How hard SQLite works to keep a committed write through a power loss (`PRAGMA synchronous`).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum Synchronous {
-    /// Never syncs: fastest, a power loss can corrupt the file.
-    Off,
-    /// In WAL mode, the last commits can be lost on power loss, never corrupted.
-    Normal,
-    /// Every commit is on disk before it returns: an approval, once acknowledged, stays.
-    #[default]
-    Full,
-    /// Like `Full`, and also syncs the directory.
-    Extra,
-}
-
-impl From<Synchronous> for SqliteSynchronous {
-    fn from(value: Synchronous) -> Self {
-        match value {
-            Synchronous::Off => SqliteSynchronous::Off,
-            Synchronous::Normal => SqliteSynchronous::Normal,
-            Synchronous::Full => SqliteSynchronous::Full,
-            Synchronous::Extra => SqliteSynchronous::Extra,
-        }
-    }
-}
-
-/// Where the database is.
-#[derive(Debug, Clone)]
-enum Target {
-    File(PathBuf),
-    Memory,
-}
-
-/// Configures and opens a [`SqliteDb`].
-#[derive(Debug, Clone, Default)]
-#[must_use = "call .build().await to open the database"]
-pub struct SqliteDbBuilder {
-    target: Option<Target>,
-    tables: TableNames,
-    synchronous: Synchronous,
-    schema_version: Option<i64>,
 }
 
 impl SqliteDbBuilder {
-    /// The database file; created with its directory's permissions if missing.
-    pub fn db_file(mut self, path: impl Into<PathBuf>) -> Self {
-        self.target = Some(Target::File(path.into()));
-        self
-    }
-
-    /// A private database in memory instead of a file.
-    pub fn in_memory(mut self) -> Self {
-        self.target = Some(Target::Memory);
-        self
-    }
-
-    /// The approvals table (default `kern_approvals`).
-    pub fn approvals_table(mut self, name: impl Into<String>) -> Self {
-        self.tables.approvals = name.into();
-        self
-    }
-
-    /// The runs table (default `kern_runs`).
-    pub fn runs_table(mut self, name: impl Into<String>) -> Self {
-        self.tables.runs = name.into();
-        self
-    }
-
-    /// The sessions table (default `kern_sessions`).
-    pub fn sessions_table(mut self, name: impl Into<String>) -> Self {
-        self.tables.sessions = name.into();
-        self
-    }
-
-    /// Durability of commits (default [`Synchronous::Full`]).
-    pub fn synchronous(mut self, synchronous: Synchronous) -> Self {
-        self.synchronous = synchronous;
-        self
-    }
-
-    /// Stops migrating at `version`, to create a database as an older build left it. Tests of
-    /// the upgrade path only.
-    #[doc(hidden)]
-    pub fn __schema_version(mut self, version: i64) -> Self {
-        self.schema_version = Some(version);
-        self
-    }
-
     /// Opens the database, creating the file and the tables if missing and upgrading tables
     /// written by an older build.
     ///
     /// Errors: [`Error::Database`] with an [`OpenError`] (a bad table name, no target, a file
     /// that cannot be opened: the message names it), [`Error::SchemaTooNew`].
     pub async fn build(self) -> Result<SqliteDb> {
-        let layout = Layout::new(Dialect::Sqlite, None, &self.tables)?;
+        let layout = Layout::new(None, &self.tables)?;
         let target = self.target.ok_or(OpenError::MissingTarget("db_file"))?;
         let version = self.schema_version.unwrap_or(SCHEMA_VERSION);
         let opened = async {
@@ -202,16 +92,6 @@ impl SqliteDbBuilder {
             other => other,
         })?;
         Ok(SqliteDb { inner: Arc::new(store) })
-    }
-}
-
-impl Target {
-    /// The path as it appears in errors.
-    fn path(&self) -> &Path {
-        match self {
-            Target::File(path) => path,
-            Target::Memory => Path::new(":memory:"),
-        }
     }
 }
 
@@ -256,128 +136,17 @@ async fn memory_pools() -> Result<Pools<Sqlite>> {
     Ok(Pools::new(lanes.clone(), lanes))
 }
 
-/// Binds `stmt`'s parameters in SQLite's types: timestamps as microseconds since the epoch.
-fn query<'q>(stmt: &'q Stmt<'_>) -> Query<'q, Sqlite, SqliteArguments<'q>> {
-    stmt.params.iter().fold(sqlx::query(&stmt.sql), |query, param| match param {
-        Param::Text(value) => query.bind(value.as_deref()),
-        Param::Int(value) => query.bind(*value),
-        Param::Time(value) => query.bind(value.map(|time| time.timestamp_micros())),
-        Param::Json(value) => query.bind(*value),
-        Param::RawJson(value) => query.bind(value.get()),
-    })
-}
-
-impl Driver for Sqlite {
-    type Pool = Lanes;
-
-    const BEGIN_WRITE: &'static str = "BEGIN IMMEDIATE";
-
-    fn fetch<'c, T: Send + 'c>(
-        conn: &'c mut SqliteConnection,
-        stmt: &'c Stmt<'_>,
-        decode: Decoder<T>,
-    ) -> BoxFuture<'c, Result<Vec<T>>> {
-        Box::pin(async move {
-            let rows = query(stmt).fetch_all(conn).await.map_err(Error::database)?;
-            rows.iter().map(|row| decode(row)).collect()
-        })
-    }
-
-    fn execute<'c>(conn: &'c mut SqliteConnection, stmt: &'c Stmt<'_>) -> BoxFuture<'c, Result<u64>> {
-        Box::pin(async move {
-            let done = query(stmt).execute(conn).await.map_err(Error::database)?;
-            Ok(done.rows_affected())
-        })
-    }
-
-    fn execute_unprepared<'c>(conn: &'c mut SqliteConnection, sql: &'c str) -> BoxFuture<'c, Result<()>> {
-        Box::pin(async move { conn.execute(sqlx::raw_sql(sql)).await.map(drop).map_err(Error::database) })
-    }
-
-    /// One script, `BEGIN IMMEDIATE; ..; COMMIT`, so the whole transaction is one hand-off to
-    /// the connection's thread, where sqlx's transactions take one per statement and three
-    /// more (`BEGIN`, a check that it began, `COMMIT`); sqlx's transactions only for scripts
-    /// with more values than one text may bind.
-    ///
-    /// A caller that stops waiting can leave the transaction open, unknown to sqlx: a script
-    /// stops at its next statement, and sqlx's custom `BEGIN` is abandoned between the `BEGIN`
-    /// and its check. So the connection is closed, which rolls the transaction back. The one
-    /// connection of an in-memory database cannot be: it uses a plain `BEGIN`, which sqlx
-    /// abandons cleanly (with no other connection, there is no other writer to lock out).
-    fn write_all<'a>(writer: &'a Lanes, stmts: Vec<Stmt<'a>>, _independent: bool) -> BoxFuture<'a, Result<()>> {
-        Box::pin(async move {
-            let mut conn = writer.acquire_lane().await?;
-            if !writer.can_discard() {
-                return transaction(&mut conn, None, &stmts).await;
-            }
-            conn.discard_on_drop(true);
-            let params: usize = stmts.iter().map(|stmt| stmt.params.len()).sum();
-            if params > MAX_PARAMS {
-                transaction(&mut conn, Some(Self::BEGIN_WRITE), &stmts).await?;
-            } else {
-                let (texts, params) = chain(stmts);
-                let script = Stmt { sql: format!("BEGIN IMMEDIATE; {}; COMMIT", texts.join("; ")).into(), params };
-                Self::execute(&mut conn, &script).await?;
-            }
-            conn.discard_on_drop(false);
-            Ok(())
-        })
-    }
-}
-
-/// Runs `stmts` in one sqlx transaction on `conn`, begun with `begin` (or a plain `BEGIN`): all
-/// of them or, on any error, none.
-async fn transaction(conn: &mut SqliteConnection, begin: Option<&'static str>, stmts: &[Stmt<'_>]) -> Result<()> {
-    let mut tx = match begin {
-        Some(begin) => conn.begin_with(begin).await,
-        None => conn.begin().await,
-    }
-    .map_err(Error::database)?;
-    for stmt in stmts {
-        Sqlite::execute(&mut tx, stmt).await?;
-    }
-    tx.commit().await.map_err(Error::database)
-}
-
-fn get<'r, T: Decode<'r, Sqlite> + Type<Sqlite>>(row: &'r SqliteRow, column: &str) -> Result<T> {
-    row.try_get(column).map_err(|e| corrupt(column, e))
-}
-
-impl Columns for SqliteRow {
-    fn opt_text(&self, column: &str) -> Result<Option<String>> {
-        get(self, column)
-    }
-
-    fn int(&self, column: &str) -> Result<i64> {
-        get(self, column)
-    }
-
-    fn opt_time(&self, column: &str) -> Result<Option<DateTime<Utc>>> {
-        let micros: Option<i64> = get(self, column)?;
-        micros
-            .map(|micros| {
-                DateTime::from_timestamp_micros(micros).ok_or_else(|| corrupt(column, "timestamp out of range"))
-            })
-            .transpose()
-    }
-
-    fn opt_json(&self, column: &str) -> Result<Option<Value>> {
-        get(self, column)
-    }
-
-    fn json_text(&self, column: &str) -> Result<&str> {
-        get(self, column)
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use std::sync::atomic::{AtomicU32, Ordering};
 
     use kern_core::approval::{ApprovalQuery, ApprovalStatus};
+    use sqlx::{Decode, Type};
 
     use super::*;
+    use crate::layout::TableNames;
     use crate::queries::{Filter, Queries};
+    use crate::stmt::Stmt;
 
     /// A database file no other test uses, removed on drop.
     struct TempFile(PathBuf);
@@ -402,7 +171,7 @@ mod tests {
     where
         T: for<'r> Decode<'r, Sqlite> + Type<Sqlite> + Send + Unpin,
     {
-        let mut conn = db.inner.pools().writer.acquire_lane().await.unwrap();
+        let mut conn = db.inner.pools.writer.acquire_lane().await.unwrap();
         sqlx::query_scalar(sql).fetch_one(&mut *conn).await.unwrap()
     }
 
@@ -416,7 +185,7 @@ mod tests {
     }
 
     async fn names(db: &SqliteDb, sql: &str) -> Vec<String> {
-        let mut conn = db.inner.pools().reader.acquire_lane().await.unwrap();
+        let mut conn = db.inner.pools.reader.acquire_lane().await.unwrap();
         sqlx::query_scalar(sql).fetch_all(&mut *conn).await.unwrap()
     }
 
@@ -463,7 +232,7 @@ mod tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn an_abandoned_batch_leaves_the_in_memory_database_usable() {
         let db = SqliteDb::in_memory().await.unwrap();
-        let pools = db.inner.pools();
+        let pools = &db.inner.pools;
         pools.execute(Stmt::new("CREATE TABLE pairs (n INTEGER NOT NULL)")).await.unwrap();
         let pair = |n: i64| {
             vec![Stmt::new("INSERT INTO pairs VALUES ($1)").bind(n), Stmt::new("INSERT INTO pairs VALUES ($1)").bind(n)]
@@ -492,7 +261,7 @@ mod tests {
     #[tokio::test]
     async fn the_pending_inbox_reads_the_index_in_order() {
         let db = SqliteDb::in_memory().await.unwrap();
-        let queries = Queries::new(&Layout::new(Dialect::Sqlite, None, &TableNames::default()).unwrap());
+        let queries = Queries::new::<Sqlite>(&Layout::new(None, &TableNames::default()).unwrap());
         let query = ApprovalQuery::default().status(ApprovalStatus::Pending);
         let filter = Filter::new(&query);
         let plan: Vec<(i64, i64, i64, String)> =
@@ -500,7 +269,7 @@ mod tests {
                 .bind(ApprovalStatus::Pending.as_str())
                 .bind(50_i64)
                 .bind(0_i64)
-                .fetch_all(&mut *db.inner.pools().reader.acquire_lane().await.unwrap())
+                .fetch_all(&mut *db.inner.pools.reader.acquire_lane().await.unwrap())
                 .await
                 .unwrap();
         let details: Vec<&str> = plan.iter().map(|row| row.3.as_str()).collect();

@@ -1,6 +1,6 @@
 //! Waiting for an approval row to be resolved: the loop behind every
-//! [`Store::wait_for_resolution`](super::Store::wait_for_resolution), and the wake-ups a store
-//! sends it.
+//! [`Store::wait_for_resolution`](crate::store::Store::wait_for_resolution), and the wake-ups a
+//! store sends it.
 //!
 //! A waiter decides only from the row as it reads it, so a wake-up carries no news, just "read
 //! again": a spurious one costs a read, and a store may wake more waiters than it must. What a
@@ -57,8 +57,9 @@ impl ResolutionWaiters {
         }
     }
 
-    /// Waits for row `id` as [`Store::wait_for_resolution`](super::Store::wait_for_resolution)
-    /// specifies, reading it with `read`: at first, after each [`wake`](Self::wake) of `id` (or
+    /// Waits for row `id` as
+    /// [`Store::wait_for_resolution`](crate::store::Store::wait_for_resolution) specifies,
+    /// reading it with `read`: at first, after each [`wake`](Self::wake) of `id` (or
     /// [`wake_all`](Self::wake_all)), when its expiry comes, and when the timeout passes.
     ///
     /// `poll_interval` is asked before each read: how long a pending row may go unread when no
@@ -245,10 +246,6 @@ mod tests {
             self.0.session_runs(session_id, limit)
         }
 
-        fn create_approval<'a>(&'a self, approval: &'a Approval) -> BoxFuture<'a, Result<()>> {
-            self.0.create_approval(approval)
-        }
-
         fn get_approval<'a>(&'a self, id: &'a str) -> BoxFuture<'a, Result<Option<Approval>>> {
             self.0.get_approval(id)
         }
@@ -269,10 +266,6 @@ mod tests {
             self.0.count_pending_approvals(user_id)
         }
 
-        fn update_approval_run_status<'a>(&'a self, run_id: &'a str, status: RunStatus) -> BoxFuture<'a, Result<u64>> {
-            self.0.update_approval_run_status(run_id, status)
-        }
-
         fn expire_approvals(&self, now: DateTime<Utc>) -> BoxFuture<'_, Result<u64>> {
             self.0.expire_approvals(now)
         }
@@ -282,8 +275,7 @@ mod tests {
     async fn the_default_wait_polls_until_the_row_is_resolved_or_gone() {
         let store = Arc::new(Polled(MemoryDb::new()));
         let (resolved, deleted) = (pending(), Approval { id: "row-2".into(), ..pending() });
-        store.create_approval(&resolved).await.unwrap();
-        store.create_approval(&deleted).await.unwrap();
+        store.save_runs(&[], &[resolved.clone(), deleted.clone()]).await.unwrap();
         assert_eq!(store.wait_for_resolution(&resolved.id, Duration::ZERO).await.unwrap(), resolved);
 
         let wait = |id: &str| {

@@ -1,0 +1,160 @@
+//! What the handles and builders of both databases share, written once: each backend's module
+//! expands these macros for its own public types, which stay plain structs with their own docs.
+
+/// Implements, for a public handle holding its store as `inner: Arc<SqlStore<_>>`, the
+/// [`Store`](kern_core::store::Store) trait (by forwarding) and the methods every handle has.
+macro_rules! handle {
+    ($ty:ty) => {
+        impl ::kern_core::store::Store for $ty {
+            fn save_runs<'a>(
+                &'a self,
+                runs: &'a [::kern_core::run::RunRecord],
+                new_approvals: &'a [::kern_core::approval::Approval],
+            ) -> ::kern_core::BoxFuture<'a, ::kern_core::Result<()>> {
+                self.inner.save_runs(runs, new_approvals)
+            }
+
+            fn load_run<'a>(
+                &'a self,
+                run_id: &'a str,
+            ) -> ::kern_core::BoxFuture<'a, ::kern_core::Result<Option<::kern_core::run::RunRecord>>> {
+                self.inner.load_run(run_id)
+            }
+
+            fn claim_run<'a>(
+                &'a self,
+                run_id: &'a str,
+            ) -> ::kern_core::BoxFuture<'a, ::kern_core::Result<::kern_core::run::RunRecord>> {
+                self.inner.claim_run(run_id)
+            }
+
+            fn reclaim_run<'a>(
+                &'a self,
+                run_id: &'a str,
+                stale_after: ::std::time::Duration,
+            ) -> ::kern_core::BoxFuture<'a, ::kern_core::Result<::kern_core::run::RunRecord>> {
+                self.inner.reclaim_run(run_id, stale_after)
+            }
+
+            fn session_runs<'a>(
+                &'a self,
+                session_id: &'a str,
+                limit: usize,
+            ) -> ::kern_core::BoxFuture<'a, ::kern_core::Result<Vec<::kern_core::run::RunRecord>>> {
+                self.inner.session_runs(session_id, limit)
+            }
+
+            fn get_approval<'a>(
+                &'a self,
+                id: &'a str,
+            ) -> ::kern_core::BoxFuture<'a, ::kern_core::Result<Option<::kern_core::approval::Approval>>> {
+                self.inner.get_approval(id)
+            }
+
+            fn list_approvals<'a>(
+                &'a self,
+                query: &'a ::kern_core::approval::ApprovalQuery,
+            ) -> ::kern_core::BoxFuture<'a, ::kern_core::Result<::kern_core::approval::ApprovalPage>> {
+                self.inner.list_approvals(query)
+            }
+
+            fn update_approval<'a>(
+                &'a self,
+                id: &'a str,
+                update: ::kern_core::approval::ApprovalUpdate,
+            ) -> ::kern_core::BoxFuture<'a, ::kern_core::Result<::kern_core::approval::Approval>> {
+                self.inner.update_approval(id, update)
+            }
+
+            fn delete_approval<'a>(&'a self, id: &'a str) -> ::kern_core::BoxFuture<'a, ::kern_core::Result<bool>> {
+                self.inner.delete_approval(id)
+            }
+
+            fn count_pending_approvals<'a>(
+                &'a self,
+                user_id: Option<&'a str>,
+            ) -> ::kern_core::BoxFuture<'a, ::kern_core::Result<u64>> {
+                self.inner.count_pending_approvals(user_id)
+            }
+
+            fn expire_approvals(
+                &self,
+                now: ::chrono::DateTime<::chrono::Utc>,
+            ) -> ::kern_core::BoxFuture<'_, ::kern_core::Result<u64>> {
+                self.inner.expire_approvals(now)
+            }
+
+            fn wait_for_resolution<'a>(
+                &'a self,
+                id: &'a str,
+                timeout: ::std::time::Duration,
+            ) -> ::kern_core::BoxFuture<'a, ::kern_core::Result<::kern_core::approval::Approval>> {
+                self.inner.wait_for_resolution(id, timeout)
+            }
+        }
+
+        impl $ty {
+            /// The schema version of this store's tables.
+            pub async fn schema_version(&self) -> ::kern_core::Result<i64> {
+                self.inner.schema_version().await
+            }
+
+            /// Closes the store's connections (a Postgres handle's listening one too); later
+            /// calls fail. Clones share them, so they are closed as well.
+            pub async fn close(&self) {
+                self.inner.close().await;
+            }
+
+            /// How many write transactions this handle has committed since it opened (a lone
+            /// write statement counts as one): the durable commits a workload costs. Clones share
+            /// the count. With the `commit-count` feature only, for benchmarks and tests.
+            #[cfg(feature = "commit-count")]
+            pub fn commit_count(&self) -> u64 {
+                self.inner.pools.commits()
+            }
+
+            /// Records `version` as the schema version without migrating, to stand for a
+            /// database written by another build. Tests only.
+            #[doc(hidden)]
+            pub async fn __set_schema_version(&self, version: i64) -> ::kern_core::Result<()> {
+                self.inner.set_schema_version(version).await
+            }
+        }
+    };
+}
+pub(crate) use handle;
+
+/// Implements the settings every builder has, on its fields `tables: TableNames` and
+/// `schema_version: Option<i64>`.
+macro_rules! builder {
+    ($ty:ty) => {
+        impl $ty {
+            /// The approvals table (default `kern_approvals`).
+            pub fn approvals_table(mut self, name: impl Into<String>) -> Self {
+                self.tables.approvals = name.into();
+                self
+            }
+
+            /// The runs table (default `kern_runs`).
+            pub fn runs_table(mut self, name: impl Into<String>) -> Self {
+                self.tables.runs = name.into();
+                self
+            }
+
+            /// The sessions table (default `kern_sessions`).
+            pub fn sessions_table(mut self, name: impl Into<String>) -> Self {
+                self.tables.sessions = name.into();
+                self
+            }
+
+            /// Stops migrating at `version`, to create a database as an older build left it.
+            /// Tests of the upgrade path only.
+            #[doc(hidden)]
+            pub fn __schema_version(mut self, version: i64) -> Self {
+                self.schema_version = Some(version);
+                self
+            }
+        }
+    };
+}
+pub(crate) use builder;

@@ -1,0 +1,74 @@
+//! How a [`PostgresDb`](super::PostgresDb) is configured: the server, its connections, and the
+//! schema and names of its tables.
+
+use std::fmt;
+use std::time::Duration;
+
+use crate::handle::builder;
+use crate::layout::TableNames;
+
+/// Configures and opens a [`PostgresDb`](super::PostgresDb).
+#[derive(Clone)]
+#[must_use = "call .build().await to connect"]
+pub struct PostgresDbBuilder {
+    pub(super) url: Option<String>,
+    pub(super) max_connections: u32,
+    pub(super) connect_timeout: Duration,
+    pub(super) schema: String,
+    pub(super) tables: TableNames,
+    pub(super) schema_version: Option<i64>,
+}
+
+impl Default for PostgresDbBuilder {
+    fn default() -> Self {
+        PostgresDbBuilder {
+            url: None,
+            max_connections: 10,
+            connect_timeout: Duration::from_secs(30),
+            schema: "public".into(),
+            tables: TableNames::default(),
+            schema_version: None,
+        }
+    }
+}
+
+/// Leaves the URL out: it may hold a password.
+impl fmt::Debug for PostgresDbBuilder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PostgresDbBuilder")
+            .field("max_connections", &self.max_connections)
+            .field("connect_timeout", &self.connect_timeout)
+            .field("schema", &self.schema)
+            .field("tables", &self.tables)
+            .finish_non_exhaustive()
+    }
+}
+
+builder!(PostgresDbBuilder);
+
+impl PostgresDbBuilder {
+    /// The server and database: `postgres://user:password@host:port/database`.
+    pub fn url(mut self, url: impl Into<String>) -> Self {
+        self.url = Some(url.into());
+        self
+    }
+
+    /// The most connections the store opens (default 10).
+    pub fn max_connections(mut self, max_connections: u32) -> Self {
+        self.max_connections = max_connections;
+        self
+    }
+
+    /// How long to wait for a connection (default 30 s): at startup, where an unreachable
+    /// server is retried until then, and later whenever all connections are busy.
+    pub fn connect_timeout(mut self, timeout: Duration) -> Self {
+        self.connect_timeout = timeout;
+        self
+    }
+
+    /// The schema the tables live in (default `public`); created if missing.
+    pub fn schema(mut self, schema: impl Into<String>) -> Self {
+        self.schema = schema.into();
+        self
+    }
+}

@@ -1,0 +1,168 @@
+//! Postgres' side of the [`Driver`] seam: how statements run on a connection, rows read back,
+//! and the SQL in which Postgres differs.
+
+use chrono::{DateTime, Utc};
+use kern_core::{BoxFuture, Error, Result};
+use serde_json::Value;
+use serde_json::value::RawValue;
+use sqlx::pool::PoolConnection;
+use sqlx::postgres::{PgArguments, PgConnection, PgPool, PgRow};
+use sqlx::query::Query;
+use sqlx::types::Json;
+use sqlx::{Decode, Executor, Pool, Postgres, Row, Type};
+
+use super::notify;
+use crate::driver::{ConnectionPool, Driver, transaction};
+use crate::layout::{Ident, Layout};
+use crate::stmt::{Columns, Decoder, Param, Stmt, chain, corrupt};
+
+/// The most values one statement binds: the protocol counts them in 16 bits.
+const MAX_PARAMS: usize = 65_535;
+
+/// Serializes first opens of the same Postgres database, so two processes starting at once do
+/// not both create the tables (the bytes spell "kern_db!").
+const MIGRATION_LOCK: i64 = 0x6b65_726e_5f64_6221;
+
+/// Binds `stmt`'s parameters in Postgres' types.
+fn query<'q>(stmt: &'q Stmt<'_>) -> Query<'q, Postgres, PgArguments> {
+    stmt.params.iter().fold(sqlx::query(&stmt.sql), |query, param| match param {
+        Param::Text(value) => query.bind(value.as_deref()),
+        Param::Int(value) => query.bind(*value),
+        Param::Time(value) => query.bind(*value),
+        Param::Json(value) => query.bind(*value),
+        Param::RawJson(value) => query.bind(Json(value.as_ref())),
+    })
+}
+
+impl Driver for Postgres {
+    type Pool = PgPool;
+
+    const BEGIN_WRITE: &'static str = "BEGIN";
+
+    const TIME_TYPE: &'static str = "TIMESTAMPTZ";
+    const JSON_TYPE: &'static str = "JSONB";
+    const INT_TYPE: &'static str = "BIGINT";
+    /// The "C" collation compares text by its bytes, as the other stores do.
+    const KEY_TYPE: &'static str = "TEXT COLLATE \"C\"";
+    const TABLE_OPTIONS: &'static str = "";
+    const GREATEST: &'static str = "GREATEST";
+
+    fn patched_state(status: &str, updated_at: &str) -> String {
+        format!("state || jsonb_build_object('status', '{status}', 'updated_at', {updated_at}::text)")
+    }
+
+    /// Takes the advisory lock of kern's migrations, then creates the schema of the tables when
+    /// missing.
+    fn migration_setup(layout: &Layout) -> Vec<String> {
+        let lock = format!("SELECT pg_advisory_xact_lock({MIGRATION_LOCK})");
+        [lock].into_iter().chain(layout.schema.as_ref().map(create_schema)).collect()
+    }
+
+    /// A Postgres trigger calls a function, kept with the tables.
+    fn before_insert_trigger(layout: &Layout, table: &Ident, name: &Ident, body: &str) -> Vec<String> {
+        let function = layout.qualified(name);
+        vec![
+            format!(
+                "CREATE FUNCTION {function}() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN {body} RETURN NEW; END $$"
+            ),
+            format!(
+                "CREATE TRIGGER {} BEFORE INSERT ON {} FOR EACH ROW EXECUTE FUNCTION {function}()",
+                name.quoted(),
+                layout.qualified(table)
+            ),
+        ]
+    }
+
+    fn announce_resolutions(layout: &Layout) -> Vec<String> {
+        notify::trigger(layout)
+    }
+
+    fn fetch<'c, T: Send + 'c>(
+        conn: &'c mut PgConnection,
+        stmt: &'c Stmt<'_>,
+        decode: Decoder<T>,
+    ) -> BoxFuture<'c, Result<Vec<T>>> {
+        Box::pin(async move {
+            let rows = query(stmt).fetch_all(conn).await.map_err(Error::database)?;
+            rows.iter().map(|row| decode(row)).collect()
+        })
+    }
+
+    fn execute<'c>(conn: &'c mut PgConnection, stmt: &'c Stmt<'_>) -> BoxFuture<'c, Result<u64>> {
+        Box::pin(async move {
+            let done = query(stmt).execute(conn).await.map_err(Error::database)?;
+            Ok(done.rows_affected())
+        })
+    }
+
+    fn execute_unprepared<'c>(conn: &'c mut PgConnection, sql: &'c str) -> BoxFuture<'c, Result<()>> {
+        Box::pin(async move { conn.execute(sqlx::raw_sql(sql)).await.map(drop).map_err(Error::database) })
+    }
+
+    /// Postgres runs one parameterized statement per call. Independent statements become one
+    /// (`WITH s0 AS (..), s1 AS (..) last`), atomic by itself: one round trip where a
+    /// transaction takes one per statement plus `BEGIN` and `COMMIT`.
+    fn write_all<'a>(writer: &'a PgPool, stmts: Vec<Stmt<'a>>, independent: bool) -> BoxFuture<'a, Result<()>> {
+        Box::pin(async move {
+            let params: usize = stmts.iter().map(|stmt| stmt.params.len()).sum();
+            if !independent || params > MAX_PARAMS {
+                return transaction::<Postgres>(writer, &stmts).await;
+            }
+            let (mut texts, params) = chain(stmts);
+            let last = texts.pop().unwrap_or_default();
+            let steps: Vec<String> = texts.iter().enumerate().map(|(n, text)| format!("s{n} AS ({text})")).collect();
+            let stmt = Stmt { sql: format!("WITH {} {last}", steps.join(", ")).into(), params };
+            let mut conn = ConnectionPool::acquire(writer).await?;
+            Self::execute(&mut conn, &stmt).await.map(drop)
+        })
+    }
+}
+
+impl ConnectionPool<Postgres> for PgPool {
+    type Conn = PoolConnection<Postgres>;
+
+    fn acquire(&self) -> BoxFuture<'_, Result<PoolConnection<Postgres>>> {
+        Box::pin(async move { Pool::acquire(self).await.map_err(Error::database) })
+    }
+
+    fn close(&self) -> BoxFuture<'_, ()> {
+        Box::pin(Pool::close(self))
+    }
+}
+
+/// Creates the schema only when missing: `CREATE SCHEMA IF NOT EXISTS` would demand the
+/// CREATE privilege on the database even when the schema exists.
+fn create_schema(schema: &Ident) -> String {
+    format!(
+        "DO $$ BEGIN IF NOT EXISTS (SELECT 1 FROM pg_namespace WHERE nspname = '{name}') \
+         THEN CREATE SCHEMA {quoted}; END IF; END $$",
+        name = schema.as_str(),
+        quoted = schema.quoted()
+    )
+}
+
+fn get<'r, T: Decode<'r, Postgres> + Type<Postgres>>(row: &'r PgRow, column: &str) -> Result<T> {
+    row.try_get(column).map_err(|e| corrupt(column, e))
+}
+
+impl Columns for PgRow {
+    fn opt_text(&self, column: &str) -> Result<Option<String>> {
+        get(self, column)
+    }
+
+    fn int(&self, column: &str) -> Result<i64> {
+        get(self, column)
+    }
+
+    fn opt_time(&self, column: &str) -> Result<Option<DateTime<Utc>>> {
+        get(self, column)
+    }
+
+    fn opt_json(&self, column: &str) -> Result<Option<Value>> {
+        get(self, column)
+    }
+
+    fn json_text(&self, column: &str) -> Result<&str> {
+        get::<Json<&RawValue>>(self, column).map(|json| json.0.get())
+    }
+}

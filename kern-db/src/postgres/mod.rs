@@ -1,0 +1,180 @@
+//! [`PostgresDb`]: the store many processes and machines share, and how it connects.
+//!
+//! Its parts: the builder ([`builder`]), the [`Driver`](crate::driver::Driver) side of Postgres
+//! ([`driver`]), and the announcements of resolutions between processes ([`notify`]).
+
+mod builder;
+mod driver;
+mod notify;
+
+use std::str::FromStr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use kern_core::{Error, Result};
+use sqlx::postgres::{PgConnectOptions, PgConnection, PgPool, PgPoolOptions};
+use sqlx::{Connection, Postgres};
+
+pub use self::builder::PostgresDbBuilder;
+use self::notify::Listener;
+use crate::driver::{Driver, Pools};
+use crate::error::OpenError;
+use crate::handle::handle;
+use crate::layout::{Ident, Layout};
+use crate::schema::{RESOLUTION_NOTIFY_VERSION, SCHEMA_VERSION};
+use crate::store::SqlStore;
+
+/// How long a connection may sit idle before it is pinged when next handed out.
+const PING_WHEN_IDLE_FOR: Duration = Duration::from_secs(1);
+
+/// The Postgres store: the same rows as [`SqliteDb`](crate::SqliteDb), in a schema of a
+/// Postgres database, so any process that reaches it can resolve and continue runs.
+///
+/// A handle's first [`wait_for_resolution`](kern_core::store::Store::wait_for_resolution)
+/// opens one more connection, which `LISTEN`s for the resolutions of every process and wakes
+/// the handle's waiters; while it is down they poll.
+///
+/// ```no_run
+/// # async fn demo() -> kern_core::Result<()> {
+/// use kern_db::PostgresDb;
+/// let db = PostgresDb::builder().url("postgres://kern@db/app").schema("agents").build().await?;
+/// # Ok(()) }
+/// ```
+#[derive(Debug, Clone)]
+pub struct PostgresDb {
+    inner: Arc<SqlStore<Postgres>>,
+}
+
+handle!(PostgresDb);
+
+impl PostgresDb {
+    /// A builder: URL, pool size, schema, table names.
+    pub fn builder() -> PostgresDbBuilder {
+        PostgresDbBuilder::default()
+    }
+
+    /// Connects to `url` (`postgres://user:password@host/database`) with the default settings.
+    pub async fn connect(url: impl Into<String>) -> Result<Self> {
+        Self::builder().url(url).build().await
+    }
+
+    /// Drops `schema` with everything in it, if it exists. Tests only: each test works in a
+    /// schema of its own, which outlives the test's stores.
+    #[doc(hidden)]
+    pub async fn __drop_schema(url: &str, schema: &str) -> Result<()> {
+        let sql = format!("DROP SCHEMA IF EXISTS {} CASCADE", Ident::new(schema)?.quoted());
+        let mut conn = PgConnection::connect(url).await.map_err(OpenError::Postgres)?;
+        Postgres::execute_unprepared(&mut conn, &sql).await?;
+        conn.close().await.map_err(Error::database)
+    }
+}
+
+impl PostgresDbBuilder {
+    /// Connects, creating the schema and the tables if missing and upgrading tables written by
+    /// an older build. Processes starting at once take turns (an advisory lock).
+    ///
+    /// Errors: [`Error::Database`] with an [`OpenError`] (a bad name, no URL, an unreachable
+    /// server), [`Error::SchemaTooNew`].
+    pub async fn build(self) -> Result<PostgresDb> {
+        let layout = Layout::new(Some(&self.schema), &self.tables)?;
+        let url = self.url.ok_or(OpenError::MissingTarget("url"))?;
+        let options = PgConnectOptions::from_str(&url).map_err(OpenError::Postgres)?;
+        let pool = connect_pool(options.clone(), self.max_connections, self.connect_timeout).await?;
+        let pools = Pools::new(pool.clone(), pool);
+        let version = self.schema_version.unwrap_or(SCHEMA_VERSION);
+        let mut store = SqlStore::open(pools, &layout, version).await?;
+        // Older tables have no trigger to announce resolutions: their waiters poll.
+        if version >= RESOLUTION_NOTIFY_VERSION {
+            let listener = Listener::new(options, self.connect_timeout, &layout, store.waiters());
+            store = store.with_feed(listener);
+        }
+        Ok(PostgresDb { inner: Arc::new(store) })
+    }
+}
+
+/// Opens the pool. sqlx retries an unreachable server until the timeout, then reports only the
+/// timeout; one more direct attempt recovers the reason (refused, unknown host, ..) for the error.
+///
+/// By default sqlx pings every connection it hands out, a round trip per store call. A
+/// connection in steady use has just answered; one that sat idle (where a restarted server or
+/// a dropped link shows) is still pinged, and replaced if it does not answer.
+async fn connect_pool(options: PgConnectOptions, max_connections: u32, timeout: Duration) -> Result<PgPool, OpenError> {
+    let pool_options = PgPoolOptions::new()
+        .max_connections(max_connections)
+        .acquire_timeout(timeout)
+        .test_before_acquire(false)
+        .before_acquire(|conn, meta| {
+            Box::pin(async move {
+                if meta.idle_for >= PING_WHEN_IDLE_FOR {
+                    conn.ping().await?;
+                }
+                Ok(true)
+            })
+        });
+    match pool_options.connect_with(options.clone()).await {
+        Ok(pool) => Ok(pool),
+        Err(sqlx::Error::PoolTimedOut) => {
+            let reason = PgConnection::connect_with(&options).await.err();
+            Err(OpenError::Postgres(reason.unwrap_or(sqlx::Error::PoolTimedOut)))
+        }
+        Err(err) => Err(OpenError::Postgres(err)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::future::Future;
+    use std::sync::atomic::{AtomicU32, Ordering};
+
+    use chrono::Utc;
+
+    use super::*;
+
+    /// The variable naming the Postgres server of the tests.
+    const URL_VAR: &str = "KERN_TEST_POSTGRES_URL";
+
+    /// Runs `case` with the server's URL and a schema no other test uses, dropped afterwards
+    /// whether the case passed or not. Without a server configured, the test passes untried.
+    pub(super) async fn on_fresh_schema<F, Fut>(case: F)
+    where
+        F: FnOnce(String, String) -> Fut,
+        Fut: Future<Output = ()> + Send + 'static,
+    {
+        static COUNTER: AtomicU32 = AtomicU32::new(0);
+        let Ok(url) = std::env::var(URL_VAR) else {
+            eprintln!("skipping a Postgres test: {URL_VAR} is not set (e.g. postgres://postgres@127.0.0.1:5432/test)");
+            return;
+        };
+        let millis = Utc::now().timestamp_millis();
+        let schema = format!("kern_db_{:x}_{millis:x}_{}", std::process::id(), COUNTER.fetch_add(1, Ordering::Relaxed));
+        // Spawned, so a failing case still lets the schema go.
+        let outcome = tokio::spawn(case(url.clone(), schema.clone())).await;
+        PostgresDb::__drop_schema(&url, &schema).await.expect("drop the test schema");
+        if let Err(failure) = outcome {
+            std::panic::resume_unwind(failure.into_panic());
+        }
+    }
+
+    async fn trigger_names(db: &PostgresDb, schema: &str) -> Vec<String> {
+        let sql = "SELECT t.tgname::text FROM pg_trigger t JOIN pg_class c ON c.oid = t.tgrelid \
+                   JOIN pg_namespace n ON n.oid = c.relnamespace \
+                   WHERE n.nspname = $1 AND NOT t.tgisinternal ORDER BY t.tgname";
+        sqlx::query_scalar(sql).bind(schema).fetch_all(&db.inner.pools.reader).await.unwrap()
+    }
+
+    #[tokio::test]
+    async fn the_upgrade_to_version_4_adds_the_resolution_trigger() {
+        on_fresh_schema(|url, schema| async move {
+            let builder = PostgresDb::builder().url(url).schema(&schema);
+            let old = builder.clone().__schema_version(RESOLUTION_NOTIFY_VERSION - 1).build().await.unwrap();
+            assert_eq!(trigger_names(&old, &schema).await, ["kern_runs_on_save"]);
+            old.close().await;
+
+            let db = builder.build().await.unwrap();
+            assert_eq!(db.schema_version().await.unwrap(), SCHEMA_VERSION);
+            assert_eq!(trigger_names(&db, &schema).await, ["kern_approvals_on_resolve", "kern_runs_on_save"]);
+            db.close().await;
+        })
+        .await;
+    }
+}

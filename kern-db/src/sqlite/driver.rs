@@ -1,0 +1,163 @@
+//! SQLite's side of the [`Driver`] seam: how statements run on a connection, rows read back,
+//! and the SQL in which SQLite differs.
+
+use chrono::{DateTime, Utc};
+use kern_core::{BoxFuture, Error, Result};
+use serde_json::Value;
+use sqlx::query::Query;
+use sqlx::sqlite::{SqliteArguments, SqliteConnection, SqliteRow};
+use sqlx::{Connection, Decode, Executor, Row, Sqlite, Type};
+
+use super::connections::Lanes;
+use crate::driver::Driver;
+use crate::layout::{Ident, Layout};
+use crate::stmt::{Columns, Decoder, Param, Stmt, chain, corrupt};
+
+/// The most values one SQL text binds (`$n` counts through a whole script): SQLite's default
+/// `SQLITE_MAX_VARIABLE_NUMBER`, which sqlx's bundled SQLite keeps.
+const MAX_PARAMS: usize = 32_766;
+
+/// Binds `stmt`'s parameters in SQLite's types: timestamps as microseconds since the epoch.
+fn query<'q>(stmt: &'q Stmt<'_>) -> Query<'q, Sqlite, SqliteArguments<'q>> {
+    stmt.params.iter().fold(sqlx::query(&stmt.sql), |query, param| match param {
+        Param::Text(value) => query.bind(value.as_deref()),
+        Param::Int(value) => query.bind(*value),
+        Param::Time(value) => query.bind(value.map(|time| time.timestamp_micros())),
+        Param::Json(value) => query.bind(*value),
+        Param::RawJson(value) => query.bind(value.get()),
+    })
+}
+
+impl Driver for Sqlite {
+    type Pool = Lanes;
+
+    const BEGIN_WRITE: &'static str = "BEGIN IMMEDIATE";
+
+    /// Microseconds since the Unix epoch: SQLite has no time type.
+    const TIME_TYPE: &'static str = "INTEGER";
+    const JSON_TYPE: &'static str = "TEXT";
+    const INT_TYPE: &'static str = "INTEGER";
+    /// SQLite compares text by its bytes unless told otherwise.
+    const KEY_TYPE: &'static str = "TEXT";
+    /// `STRICT` makes column types binding, as they are on Postgres.
+    const TABLE_OPTIONS: &'static str = " STRICT";
+    /// SQLite's `MAX` of two or more arguments is the greater of them.
+    const GREATEST: &'static str = "MAX";
+
+    fn patched_state(status: &str, updated_at: &str) -> String {
+        format!("json_set(state, '$.status', '{status}', '$.updated_at', {updated_at})")
+    }
+
+    /// A file is created by its first connection, and SQLite locks the whole file for a
+    /// transaction that writes: nothing to add.
+    fn migration_setup(_layout: &Layout) -> Vec<String> {
+        Vec::new()
+    }
+
+    /// A SQLite trigger has its statements inline.
+    fn before_insert_trigger(layout: &Layout, table: &Ident, name: &Ident, body: &str) -> Vec<String> {
+        vec![format!("CREATE TRIGGER {} BEFORE INSERT ON {} BEGIN {body} END", name.quoted(), layout.qualified(table))]
+    }
+
+    /// SQLite cannot tell other processes of a write: their waiters poll the file.
+    fn announce_resolutions(_layout: &Layout) -> Vec<String> {
+        Vec::new()
+    }
+
+    fn fetch<'c, T: Send + 'c>(
+        conn: &'c mut SqliteConnection,
+        stmt: &'c Stmt<'_>,
+        decode: Decoder<T>,
+    ) -> BoxFuture<'c, Result<Vec<T>>> {
+        Box::pin(async move {
+            let rows = query(stmt).fetch_all(conn).await.map_err(Error::database)?;
+            rows.iter().map(|row| decode(row)).collect()
+        })
+    }
+
+    fn execute<'c>(conn: &'c mut SqliteConnection, stmt: &'c Stmt<'_>) -> BoxFuture<'c, Result<u64>> {
+        Box::pin(async move {
+            let done = query(stmt).execute(conn).await.map_err(Error::database)?;
+            Ok(done.rows_affected())
+        })
+    }
+
+    fn execute_unprepared<'c>(conn: &'c mut SqliteConnection, sql: &'c str) -> BoxFuture<'c, Result<()>> {
+        Box::pin(async move { conn.execute(sqlx::raw_sql(sql)).await.map(drop).map_err(Error::database) })
+    }
+
+    /// One script, `BEGIN IMMEDIATE; ..; COMMIT`, so the whole transaction is one hand-off to
+    /// the connection's thread, where sqlx's transactions take one per statement and three
+    /// more (`BEGIN`, a check that it began, `COMMIT`); sqlx's transactions only for scripts
+    /// with more values than one text may bind.
+    ///
+    /// A caller that stops waiting can leave the transaction open, unknown to sqlx: a script
+    /// stops at its next statement, and sqlx's custom `BEGIN` is abandoned between the `BEGIN`
+    /// and its check. So the connection is closed, which rolls the transaction back. The one
+    /// connection of an in-memory database cannot be: it uses a plain `BEGIN`, which sqlx
+    /// abandons cleanly (with no other connection, there is no other writer to lock out).
+    fn write_all<'a>(writer: &'a Lanes, stmts: Vec<Stmt<'a>>, _independent: bool) -> BoxFuture<'a, Result<()>> {
+        Box::pin(async move {
+            let mut conn = writer.acquire_lane().await?;
+            if !writer.can_discard() {
+                return transaction(&mut conn, None, &stmts).await;
+            }
+            conn.discard_on_drop(true);
+            let params: usize = stmts.iter().map(|stmt| stmt.params.len()).sum();
+            if params > MAX_PARAMS {
+                transaction(&mut conn, Some(Self::BEGIN_WRITE), &stmts).await?;
+            } else {
+                let (texts, params) = chain(stmts);
+                let script = Stmt { sql: format!("BEGIN IMMEDIATE; {}; COMMIT", texts.join("; ")).into(), params };
+                Self::execute(&mut conn, &script).await?;
+            }
+            conn.discard_on_drop(false);
+            Ok(())
+        })
+    }
+}
+
+/// Runs `stmts` in one sqlx transaction on `conn`, begun with `begin` (or a plain `BEGIN`): all
+/// of them or, on any error, none.
+async fn transaction(conn: &mut SqliteConnection, begin: Option<&'static str>, stmts: &[Stmt<'_>]) -> Result<()> {
+    let mut tx = match begin {
+        Some(begin) => conn.begin_with(begin).await,
+        None => conn.begin().await,
+    }
+    .map_err(Error::database)?;
+    for stmt in stmts {
+        Sqlite::execute(&mut tx, stmt).await?;
+    }
+    tx.commit().await.map_err(Error::database)
+}
+
+fn get<'r, T: Decode<'r, Sqlite> + Type<Sqlite>>(row: &'r SqliteRow, column: &str) -> Result<T> {
+    row.try_get(column).map_err(|e| corrupt(column, e))
+}
+
+impl Columns for SqliteRow {
+    fn opt_text(&self, column: &str) -> Result<Option<String>> {
+        get(self, column)
+    }
+
+    fn int(&self, column: &str) -> Result<i64> {
+        get(self, column)
+    }
+
+    fn opt_time(&self, column: &str) -> Result<Option<DateTime<Utc>>> {
+        let micros: Option<i64> = get(self, column)?;
+        micros
+            .map(|micros| {
+                DateTime::from_timestamp_micros(micros).ok_or_else(|| corrupt(column, "timestamp out of range"))
+            })
+            .transpose()
+    }
+
+    fn opt_json(&self, column: &str) -> Result<Option<Value>> {
+        get(self, column)
+    }
+
+    fn json_text(&self, column: &str) -> Result<&str> {
+        get(self, column)
+    }
+}
