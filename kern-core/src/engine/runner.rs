@@ -23,7 +23,6 @@ use crate::approval::SourceType;
 use crate::error::{Error, Result};
 use crate::models::{Message, Model, ModelRequest, Role, ToolCall};
 use crate::run::{RunRecord, RunRequirement, RunStatus, ToolCallStatus, ToolExecution};
-use crate::schema;
 use crate::store::Store;
 use crate::tools::{RunContext, Tool, ToolError};
 
@@ -247,7 +246,7 @@ impl Runner {
                 result: None,
                 approval_id: None,
             };
-            let Some((tool, definition)) = self.tools.get(&call.name) else {
+            let Some(entry) = self.tools.get(&call.name) else {
                 record.tools.push(execution);
                 complete(record, &call.id, Err(self.unknown_tool(&call.name)));
                 continue;
@@ -262,10 +261,12 @@ impl Runner {
                 }
             };
             execution.tool_args = args.clone();
+            let definition = &entry.definition;
+            let unfit = entry.parameters.as_ref().and_then(|parameters| parameters.validate(&args).err());
             match definition.hitl.pause_type() {
                 // A call that cannot run must not cost a person's decision: its arguments go
                 // back to the model now, not after an approval.
-                Some(_) if let Err(reason) = schema::validate(&definition.parameters, &args) => {
+                Some(_) if let Some(reason) = unfit => {
                     record.tools.push(execution);
                     complete(record, &call.id, Err(ToolError::InvalidArguments(reason)));
                 }
@@ -280,7 +281,7 @@ impl Runner {
                     record.tools.push(execution);
                     let context = self.context(record, &call.id, None);
                     let tool_name = call.name;
-                    ready.push((call.id, Invocation { tool: Arc::clone(tool), tool_name, context, args }));
+                    ready.push((call.id, Invocation { tool: Arc::clone(&entry.tool), tool_name, context, args }));
                 }
             }
         }
@@ -324,10 +325,11 @@ impl Runner {
                     }
                     let tool_name = decision.requirement.tool_execution.tool_name;
                     match self.tools.get(&tool_name) {
-                        Some((tool, _)) => {
+                        Some(entry) => {
                             let approval_id = decision.row.as_ref().map(|row| row.id.as_str());
                             let context = self.context(record, &call_id, approval_id);
-                            ready.push((call_id, Invocation { tool: Arc::clone(tool), tool_name, context, args }));
+                            let tool = Arc::clone(&entry.tool);
+                            ready.push((call_id, Invocation { tool, tool_name, context, args }));
                         }
                         None => complete(record, &call_id, Err(self.unknown_tool(&tool_name))),
                     }

@@ -5,13 +5,23 @@ use std::sync::Arc;
 
 use crate::error::{Error, Result};
 use crate::models::ToolSchema;
+use crate::schema::Validator;
 use crate::tools::{Hitl, Tool, ToolDefinition};
 
 /// Tools with their definitions computed once, and the schemas the model is shown.
 #[derive(Clone, Default)]
 pub(crate) struct Toolbox {
-    by_name: HashMap<String, (Arc<dyn Tool>, ToolDefinition)>,
+    by_name: HashMap<String, ToolEntry>,
     schemas: Vec<ToolSchema>,
+}
+
+/// One tool, its definition, and (for a tool whose calls wait for a person) its arguments'
+/// schema compiled once: such a call's arguments are checked before anyone is asked.
+#[derive(Clone)]
+pub(crate) struct ToolEntry {
+    pub(crate) tool: Arc<dyn Tool>,
+    pub(crate) definition: ToolDefinition,
+    pub(crate) parameters: Option<Validator>,
 }
 
 /// Applies the rules `#[approval]` enforces at compile time to any definition, hand-written
@@ -47,7 +57,14 @@ impl Toolbox {
                 description: definition.description.clone(),
                 parameters: definition.parameters.clone(),
             });
-            toolbox.by_name.insert(definition.name.clone(), (tool, definition));
+            let parameters = match definition.hitl.pause_type() {
+                Some(_) => Some(Validator::new(&definition.parameters).map_err(|reason| Error::InvalidTool {
+                    tool: definition.name.clone(),
+                    reason: format!("its parameters cannot be checked: {reason}"),
+                })?),
+                None => None,
+            };
+            toolbox.by_name.insert(definition.name.clone(), ToolEntry { tool, definition, parameters });
         }
         Ok(toolbox)
     }
@@ -64,7 +81,7 @@ impl Toolbox {
         Ok(self)
     }
 
-    pub(crate) fn get(&self, name: &str) -> Option<&(Arc<dyn Tool>, ToolDefinition)> {
+    pub(crate) fn get(&self, name: &str) -> Option<&ToolEntry> {
         self.by_name.get(name)
     }
 
@@ -78,19 +95,19 @@ impl Toolbox {
         self.schemas
             .iter()
             .filter_map(|schema| self.by_name.get(&schema.name))
-            .map(|(_, definition)| definition)
+            .map(|entry| &entry.definition)
             .find(|definition| definition.approval.is_some())
             .map(|definition| definition.name.as_str())
     }
 
     /// True when calls of `name` need an admin's approval under the tool's current definition.
     pub(crate) fn requires_approval(&self, name: &str) -> bool {
-        self.by_name.get(name).is_some_and(|(_, definition)| definition.requires_approval())
+        self.by_name.get(name).is_some_and(|entry| entry.definition.requires_approval())
     }
 
     /// How long a pending approval row of the tool stays valid.
     pub(crate) fn expires_in(&self, name: &str) -> Option<chrono::Duration> {
-        let policy = self.by_name.get(name)?.1.approval.as_ref()?;
+        let policy = self.by_name.get(name)?.definition.approval.as_ref()?;
         chrono::Duration::from_std(policy.expires_in?).ok()
     }
 
