@@ -158,6 +158,16 @@ pub enum Error {
         /// Why it does not fit.
         reason: String,
     },
+    /// A value given to kern (an id, a user, a resolver, a payload) is one it will not store:
+    /// too long, holding a NUL character, or nested too deep. Refused before anything is
+    /// written or run.
+    #[error("{field} refused: {reason}")]
+    InvalidInput {
+        /// What the value is, such as `user_id` or `resolution_data`.
+        field: &'static str,
+        /// What is wrong with it, and the limit it breaks.
+        reason: String,
+    },
 
     /// The run stopped abnormally (a panic, or its task was cancelled); it is stored as failed.
     #[error("run aborted: {0}")]
