@@ -1,0 +1,95 @@
+//! What kern will store: the limits every store holds to, checked before anything is written or
+//! run, so that nothing is stored that cannot be read back or looked up.
+//!
+//! Keys (ids, users, sessions, resolvers, tool names) are short text without NUL characters:
+//! Postgres cannot hold a NUL in text at all, and an index entry has a size limit. JSON values
+//! (arguments, results, resolution data) nest at most [`MAX_JSON_DEPTH`] levels: a run's stored
+//! state holds them a few levels down, and JSON readers refuse to go deeper than 128.
+
+use serde_json::Value;
+
+use crate::error::{Error, Result};
+
+/// The longest key, in bytes.
+pub const MAX_KEY_LEN: usize = 255;
+
+/// The deepest a JSON value given to kern may nest (a scalar is depth 1, `[1]` depth 2).
+pub const MAX_JSON_DEPTH: usize = 64;
+
+/// Refuses a key that is too long or holds a NUL character.
+pub fn check_key(field: &'static str, value: &str) -> Result<()> {
+    if value.len() > MAX_KEY_LEN {
+        let reason = format!("{} bytes, more than the {MAX_KEY_LEN} allowed", value.len());
+        return Err(Error::InvalidInput { field, reason });
+    }
+    if value.contains('\0') {
+        return Err(Error::InvalidInput { field, reason: "it holds a NUL character".into() });
+    }
+    Ok(())
+}
+
+/// True when `value` could be a stored key: a lookup by any other finds nothing, and need not
+/// ask the database.
+pub fn is_key(value: &str) -> bool {
+    check_key("key", value).is_ok()
+}
+
+/// Refuses a JSON value nested deeper than [`MAX_JSON_DEPTH`].
+pub fn check_json(field: &'static str, value: &Value) -> Result<()> {
+    match json_depth(value) {
+        depth if depth > MAX_JSON_DEPTH => Err(Error::InvalidInput {
+            field,
+            reason: format!("it nests {depth} levels deep, more than the {MAX_JSON_DEPTH} allowed"),
+        }),
+        _ => Ok(()),
+    }
+}
+
+/// How deep `value` nests, counted without recursion, so that a hostile value cannot exhaust
+/// the stack here either.
+pub fn json_depth(value: &Value) -> usize {
+    let mut deepest = 0;
+    let mut stack = vec![(value, 1)];
+    while let Some((value, depth)) = stack.pop() {
+        deepest = deepest.max(depth);
+        match value {
+            Value::Array(items) => stack.extend(items.iter().map(|item| (item, depth + 1))),
+            Value::Object(fields) => stack.extend(fields.values().map(|field| (field, depth + 1))),
+            _ => {}
+        }
+    }
+    deepest
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    #[test]
+    fn depth_counts_levels() {
+        assert_eq!(json_depth(&json!(1)), 1);
+        assert_eq!(json_depth(&json!([1])), 2);
+        assert_eq!(json_depth(&json!({"a": [{"b": null}]})), 4);
+    }
+
+    #[test]
+    fn keys_are_short_and_free_of_nul() {
+        assert!(check_key("user_id", "alice").is_ok());
+        assert!(check_key("user_id", &"x".repeat(MAX_KEY_LEN)).is_ok());
+        let err = check_key("user_id", &"x".repeat(MAX_KEY_LEN + 1)).unwrap_err();
+        assert!(matches!(err, Error::InvalidInput { field: "user_id", .. }), "{err:?}");
+        assert!(!is_key("a\0b"));
+    }
+
+    #[test]
+    fn deep_values_are_refused_by_name() {
+        let mut deep = json!(1);
+        for _ in 0..MAX_JSON_DEPTH {
+            deep = json!([deep]);
+        }
+        let err = check_json("tool_args", &deep).unwrap_err();
+        assert_eq!(err.to_string(), "tool_args refused: it nests 65 levels deep, more than the 64 allowed");
+    }
+}
