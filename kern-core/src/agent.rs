@@ -63,7 +63,7 @@ impl Agent {
     /// Returns when the run completes or pauses; a paused run, with its approval rows, is
     /// already stored, and a failure to store it is this call's error.
     pub async fn run_with(&self, input: impl Into<String>, options: RunOptions) -> Result<RunOutput> {
-        let request = RunRequest::top_level(input.into(), options);
+        let request = RunRequest::top_level(input.into(), options)?;
         self.cycle.run(request).instrument(tracing::info_span!("kern.run", agent_id = self.id())).await
     }
 

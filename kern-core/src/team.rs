@@ -46,7 +46,7 @@ impl Team {
 
     /// Runs the team on `input` for a user and/or in an existing session.
     pub async fn run_with(&self, input: impl Into<String>, options: RunOptions) -> Result<RunOutput> {
-        let request = RunRequest::top_level(input.into(), options);
+        let request = RunRequest::top_level(input.into(), options)?;
         self.cycle.run(request).instrument(tracing::info_span!("kern.team_run", team_id = self.id())).await
     }
 

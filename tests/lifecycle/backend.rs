@@ -2,7 +2,7 @@
 
 use std::ops::Range;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
@@ -120,18 +120,36 @@ impl Drop for Backend {
     }
 }
 
-/// A memory store that logs the name of each call and can fail writes of run state, as when
-/// the database goes down mid-run.
-#[derive(Default)]
+/// A store (a memory store unless told otherwise) that logs the name of each call and can fail
+/// writes of run state or reads of rows, as when the database goes down mid-run.
 pub struct ProbeStore {
-    inner: MemoryDb,
+    inner: Arc<dyn Store>,
     /// The numbers of the saves that fail, the first save being number 1.
     failing_saves: Range<usize>,
     saves: AtomicUsize,
+    /// Whether reads of approval rows fail.
+    failing_row_reads: AtomicBool,
     calls: std::sync::Mutex<Vec<&'static str>>,
 }
 
+impl Default for ProbeStore {
+    fn default() -> Self {
+        ProbeStore::over(Arc::new(MemoryDb::new()))
+    }
+}
+
 impl ProbeStore {
+    /// Probes `inner`.
+    pub fn over(inner: Arc<dyn Store>) -> Self {
+        ProbeStore {
+            inner,
+            failing_saves: 0..0,
+            saves: AtomicUsize::new(0),
+            failing_row_reads: AtomicBool::new(false),
+            calls: std::sync::Mutex::default(),
+        }
+    }
+
     /// Fails every save.
     pub fn failing_saves() -> Self {
         ProbeStore { failing_saves: 1..usize::MAX, ..ProbeStore::default() }
@@ -140,6 +158,11 @@ impl ProbeStore {
     /// Fails save number `n` only (the first is 1), as when the database is down a moment.
     pub fn failing_save(n: usize) -> Self {
         ProbeStore { failing_saves: n..n + 1, ..ProbeStore::default() }
+    }
+
+    /// Fails (or stops failing) every read of an approval row.
+    pub fn fail_row_reads(&self, fail: bool) {
+        self.failing_row_reads.store(fail, Ordering::Relaxed);
     }
 
     /// The calls so far, oldest first.
@@ -152,12 +175,16 @@ impl ProbeStore {
     }
 }
 
+fn outage<'a, T: Send + 'a>() -> BoxFuture<'a, Result<T>> {
+    Box::pin(async { Err(kern::Error::database(std::io::Error::other("connection reset"))) })
+}
+
 impl Store for ProbeStore {
     fn save_runs<'a>(&'a self, runs: &'a [RunRecord], new_approvals: &'a [Approval]) -> BoxFuture<'a, Result<()>> {
         self.log("save_runs");
         let number = self.saves.fetch_add(1, Ordering::Relaxed) + 1;
         if self.failing_saves.contains(&number) {
-            return Box::pin(async { Err(kern::Error::database(std::io::Error::other("connection reset"))) });
+            return outage();
         }
         self.inner.save_runs(runs, new_approvals)
     }
@@ -184,6 +211,9 @@ impl Store for ProbeStore {
 
     fn get_approval<'a>(&'a self, id: &'a str) -> BoxFuture<'a, Result<Option<Approval>>> {
         self.log("get_approval");
+        if self.failing_row_reads.load(Ordering::Relaxed) {
+            return outage();
+        }
         self.inner.get_approval(id)
     }
 

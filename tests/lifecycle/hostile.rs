@@ -3,15 +3,53 @@
 
 use std::sync::Arc;
 
+use kern::Error;
+use kern::limits::{MAX_JSON_DEPTH, MAX_KEY_LEN};
 use kern::prelude::*;
-use kern::run::ToolCallStatus;
-use serde_json::json;
+use kern::run::{RunOptions, ToolCallStatus};
+use serde_json::{Map, Value, json};
 
 use crate::backend::Backend;
 use crate::on_every_backend;
 use crate::tools::*;
 
-on_every_backend!(a_turn_of_a_thousand_calls_is_bounded_and_each_row_holds_only_its_own_call);
+on_every_backend!(
+    a_turn_of_a_thousand_calls_is_bounded_and_each_row_holds_only_its_own_call,
+    arguments_nested_too_deep_go_back_to_the_model,
+    a_result_nested_too_deep_is_stored_as_its_text,
+    a_user_or_session_kern_cannot_store_is_refused_before_the_run,
+    answers_kern_cannot_store_are_refused_and_the_run_stays_paused,
+);
+
+/// `[[..[1]..]]`, `depth` levels deep.
+fn nested(depth: usize) -> Value {
+    (1..depth).fold(json!(1), |inner, _| json!([inner]))
+}
+
+/// Echo back a value nested `depth` levels deep.
+#[tool]
+fn deep_echo(depth: u32) -> Value {
+    nested(depth as usize)
+}
+
+fn deep_agent(store: Arc<dyn Store>) -> Agent {
+    let model = ScriptedModel::new()
+        .when_user_contains("deep args", Reply::call("delete_user_data", json!({ "user_id": nested(126) })))
+        .when_user_contains("deep result", Reply::call("deep_echo", json!({ "depth": 200 })))
+        .when_user_contains("delete", Reply::call("send_payment", json!({ "to": "acme" })))
+        .after_tool("delete_user_data", Reply::text("done"))
+        .after_tool("deep_echo", Reply::text("echoed"))
+        .after_tool("send_payment", Reply::text("paid"));
+    Agent::builder()
+        .id("deep")
+        .model(model)
+        .tool(DeleteUserData)
+        .tool(DeepEcho)
+        .tool(SendPayment)
+        .db(store)
+        .build()
+        .unwrap()
+}
 
 /// A model that calls the gated tool `calls` times in one turn, then answers.
 fn flooding_agent(store: Arc<dyn Store>, calls: usize) -> Agent {
@@ -46,4 +84,60 @@ async fn a_turn_of_a_thousand_calls_is_bounded_and_each_row_holds_only_its_own_c
     assert_eq!(done.status, RunStatus::Completed);
     assert_eq!(ran(&run.run_id).len(), limit);
     assert_eq!(done.approvals.len(), limit);
+}
+
+async fn arguments_nested_too_deep_go_back_to_the_model(backend: Backend) {
+    let store = backend.store();
+    let run = deep_agent(store.clone()).run("deep args").await.unwrap();
+    assert_eq!(run.status, RunStatus::Completed);
+    let told = run.tools[0].result.as_ref().and_then(Value::as_str).unwrap();
+    assert!(told.contains(&format!("more than the {MAX_JSON_DEPTH} allowed")), "{told}");
+    let rows = store.list_approvals(&ApprovalQuery::default().run_id(&run.run_id)).await.unwrap();
+    assert_eq!(rows.total, 0, "no admin is asked about a call that cannot run");
+    assert!(store.load_run(&run.run_id).await.unwrap().is_some(), "the run reads back");
+}
+
+async fn a_result_nested_too_deep_is_stored_as_its_text(backend: Backend) {
+    let store = backend.store();
+    let run = deep_agent(store.clone()).run("deep result").await.unwrap();
+    assert_eq!(run.status, RunStatus::Completed);
+    assert_eq!(run.tools[0].result, Some(Value::String(nested(200).to_string())));
+    let stored = store.load_run(&run.run_id).await.unwrap().expect("the run reads back");
+    assert_eq!(stored.tools, run.tools);
+}
+
+async fn a_user_or_session_kern_cannot_store_is_refused_before_the_run(backend: Backend) {
+    let store = backend.store();
+    let agent = deep_agent(store.clone());
+    let long = "u".repeat(MAX_KEY_LEN + 1);
+    for (options, field) in [
+        (RunOptions::default().user_id(long.as_str()), "user_id"),
+        (RunOptions::default().user_id("ali\0ce"), "user_id"),
+        (RunOptions::default().session_id(long.as_str()), "session_id"),
+    ] {
+        let err = agent.run_with("delete it", options).await.unwrap_err();
+        assert!(matches!(err, Error::InvalidInput { field: f, .. } if f == field), "{err:?}");
+    }
+    let rows = store.list_approvals(&ApprovalQuery::default()).await.unwrap();
+    assert_eq!(rows.total, 0, "nothing ran and nothing was stored");
+}
+
+async fn answers_kern_cannot_store_are_refused_and_the_run_stays_paused(backend: Backend) {
+    let store = backend.store();
+    let agent = deep_agent(store.clone());
+    let run = agent.run("delete it").await.unwrap();
+    assert_eq!(run.status, RunStatus::Paused);
+
+    let mut deep = run.requirements.clone();
+    deep[0].provide_user_input(Map::from_iter([("amount".to_owned(), nested(MAX_JSON_DEPTH + 1))]));
+    let err = agent.continue_run(&run.run_id, deep).await.unwrap_err();
+    assert!(matches!(err, Error::InvalidInput { field: "user_input", .. }), "{err:?}");
+
+    let mut nul = run.requirements.clone();
+    nul[0].set_resolved_by("admin\0");
+    let err = agent.continue_run(&run.run_id, nul).await.unwrap_err();
+    assert!(matches!(err, Error::InvalidInput { field: "resolved_by", .. }), "{err:?}");
+
+    assert_eq!(store.load_run(&run.run_id).await.unwrap().unwrap().status, RunStatus::Paused);
+    assert!(ran(&run.run_id).is_empty());
 }

@@ -58,6 +58,7 @@ on_every_backend!(
     a_team_run_left_running_is_recovered_with_its_members,
     a_team_run_whose_member_row_is_gone_goes_back_to_paused,
     a_team_that_cannot_resume_its_member_ends_the_run_in_error,
+    a_recovery_that_cannot_read_the_rows_leaves_the_run_running,
 );
 
 async fn a_run_left_running_is_recovered_and_its_tool_runs_once(backend: Backend) {
@@ -243,4 +244,30 @@ async fn a_team_that_cannot_resume_its_member_ends_the_run_in_error(backend: Bac
     assert!(stored.metadata["error"].as_str().unwrap().contains("privacy"), "{:?}", stored.metadata);
     assert_eq!(status_of(&*store, &member_run_id).await, RunStatus::Paused);
     assert!(ran(&member_run_id).is_empty());
+}
+
+/// Given back paused, a run whose continue died could be continued by a plain `continue_run`,
+/// which would run again what the dead continue may have run: a recovery that fails to read
+/// the rows leaves it running, to be recovered again.
+async fn a_recovery_that_cannot_read_the_rows_leaves_the_run_running(backend: Backend) {
+    let probe = Arc::new(ProbeStore::over(backend.store()));
+    let store: Arc<dyn Store> = probe.clone();
+    let agent = agent(store.clone(), "ops");
+    let (run, row) = approved_run(&agent, &*store, "delete user 42").await;
+    store.claim_run(&run.run_id).await.unwrap();
+
+    probe.fail_row_reads(true);
+    let err = agent.recover_run(&run.run_id, Duration::ZERO).await.unwrap_err();
+    assert!(matches!(err, Error::Database(_)), "{err:?}");
+    assert_eq!(status_of(&*store, &run.run_id).await, RunStatus::Running);
+    let err = agent.continue_run(&run.run_id, vec![]).await.unwrap_err();
+    assert!(matches!(err, Error::RunNotPaused { status: RunStatus::Running, .. }), "{err:?}");
+    assert!(ran(&run.run_id).is_empty());
+
+    probe.fail_row_reads(false);
+    let done = agent.recover_run(&run.run_id, Duration::ZERO).await.unwrap();
+    assert_eq!(done.status, RunStatus::Completed);
+    let calls = ran(&run.run_id);
+    assert_eq!(calls.len(), 1);
+    assert_eq!(calls[0].context.idempotency_key, Some(format!("{}:{}", row.id, row.tool_call_id)));
 }

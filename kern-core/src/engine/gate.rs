@@ -13,6 +13,7 @@ use serde_json::{Map, Value, json};
 
 use crate::approval::{Approval, ApprovalStatus, ApprovalType, PauseType};
 use crate::error::{Error, Result};
+use crate::limits;
 use crate::run::{RunRecord, RunRequirement, RunStatus};
 use crate::schema;
 
@@ -112,7 +113,7 @@ pub(crate) fn decide(
         .map(|stored| {
             let mut requirement = stored.clone();
             if let Some(answer) = caller.iter().find(|c| c.tool_call_id() == stored.tool_call_id()) {
-                take_answer(&mut requirement, answer);
+                take_answer(&mut requirement, answer)?;
             }
             if is_gated(stored, tools) {
                 decide_gated(identity, record, requirement, rows, now)
@@ -125,7 +126,17 @@ pub(crate) fn decide(
 }
 
 /// Copies the caller's decision onto the stored requirement, leaving the call itself alone.
-fn take_answer(requirement: &mut RunRequirement, answer: &RunRequirement) {
+/// Values and results kern would not store, and a resolver that is no key, are refused.
+fn take_answer(requirement: &mut RunRequirement, answer: &RunRequirement) -> Result<()> {
+    if let Some(values) = &answer.user_input {
+        values.values().try_for_each(|value| limits::check_json("user_input", value))?;
+    }
+    if let Some(result) = &answer.external_result {
+        limits::check_json("external_result", result)?;
+    }
+    if let Some(resolved_by) = &answer.resolved_by {
+        limits::check_key("resolved_by", resolved_by)?;
+    }
     requirement.confirmation = answer.confirmation;
     requirement.note.clone_from(&answer.note);
     if let Some(values) = &answer.user_input {
@@ -137,6 +148,7 @@ fn take_answer(requirement: &mut RunRequirement, answer: &RunRequirement) {
     if answer.resolved_by.is_some() {
         requirement.resolved_by.clone_from(&answer.resolved_by);
     }
+    Ok(())
 }
 
 fn decide_gated(

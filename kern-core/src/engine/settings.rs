@@ -3,6 +3,7 @@
 use std::sync::Arc;
 
 use crate::error::{Error, Result};
+use crate::limits;
 use crate::models::{Model, ToolSchema};
 use crate::store::{MemoryDb, Store};
 use crate::tools::Tool;
@@ -65,8 +66,13 @@ impl Settings {
         if let (None, Some(tool)) = (&self.db, tools.first_with_approval().or(gated_elsewhere)) {
             return Err(Error::ApprovalNeedsDb { tool: tool.to_owned() });
         }
+        let id = self.id.or_else(|| self.name.clone()).unwrap_or_else(|| fallback_id.to_owned());
+        limits::check_key("id", &id)?;
+        if let Some(name) = &self.name {
+            limits::check_key("name", name)?;
+        }
         Ok(Checked {
-            id: self.id.or_else(|| self.name.clone()).unwrap_or_else(|| fallback_id.to_owned()),
+            id,
             name: self.name,
             instructions: self.instructions,
             model,

@@ -8,6 +8,7 @@ use serde_json::{Map, Value};
 
 use crate::approval::{Approval, SourceType};
 use crate::error::{Error, Result};
+use crate::limits;
 use crate::models::Message;
 use crate::run::{RunOptions, RunRecord, RunStatus, ToolCallStatus};
 use crate::tools::ToolError;
@@ -49,9 +50,16 @@ pub(crate) struct RunRequest {
 }
 
 impl RunRequest {
-    /// A top-level run of `input` with the caller's options.
-    pub(crate) fn top_level(input: String, options: RunOptions) -> Self {
-        RunRequest { input, session_id: options.session_id, user_id: options.user_id, parent_run_id: None }
+    /// A top-level run of `input` with the caller's options, which must be keys kern stores
+    /// ([`Error::InvalidInput`] otherwise).
+    pub(crate) fn top_level(input: String, options: RunOptions) -> Result<Self> {
+        if let Some(session_id) = &options.session_id {
+            limits::check_key("session_id", session_id)?;
+        }
+        if let Some(user_id) = &options.user_id {
+            limits::check_key("user_id", user_id)?;
+        }
+        Ok(RunRequest { input, session_id: options.session_id, user_id: options.user_id, parent_run_id: None })
     }
 }
 
@@ -90,12 +98,16 @@ impl Step {
     }
 }
 
-/// Parses the model's argument text; empty text means no arguments.
+/// Parses the model's argument text; empty text means no arguments. Arguments nested deeper
+/// than kern stores ([`limits::MAX_JSON_DEPTH`]) go back to the model like malformed ones.
 pub(crate) fn parse_arguments(raw: &str) -> Result<Value, ToolError> {
     if raw.trim().is_empty() {
         return Ok(Value::Object(Map::new()));
     }
-    serde_json::from_str(raw).map_err(|e| ToolError::InvalidArguments(format!("arguments are not valid JSON: {e}")))
+    let args = serde_json::from_str(raw)
+        .map_err(|e| ToolError::InvalidArguments(format!("arguments are not valid JSON: {e}")))?;
+    limits::check_json("arguments", &args).map_err(|e| ToolError::InvalidArguments(e.to_string()))?;
+    Ok(args)
 }
 
 /// Records a call's outcome and tells the model.
@@ -107,11 +119,16 @@ pub(crate) fn complete(record: &mut RunRecord, call_id: &str, result: Result<Val
 }
 
 /// Records a call's outcome with `status` and hands `result` to the model as the call's answer.
+///
+/// A result nested deeper than kern stores ([`limits::MAX_JSON_DEPTH`]) is kept as its JSON
+/// text: the tool has run, and its outcome must be stored whatever it returned.
 pub(crate) fn complete_as(record: &mut RunRecord, call_id: &str, status: ToolCallStatus, result: Value) {
     let text = match &result {
         Value::String(text) => text.clone(),
         other => other.to_string(),
     };
+    let result =
+        if limits::json_depth(&result) > limits::MAX_JSON_DEPTH { Value::String(text.clone()) } else { result };
     let mut name = String::new();
     if let Some(execution) = record.tools.iter_mut().find(|e| e.tool_call_id == call_id) {
         execution.status = status;

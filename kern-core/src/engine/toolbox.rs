@@ -4,6 +4,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use crate::error::{Error, Result};
+use crate::limits;
 use crate::models::ToolSchema;
 use crate::schema::Validator;
 use crate::tools::{Hitl, Tool, ToolDefinition};
@@ -49,6 +50,7 @@ impl Toolbox {
         let mut toolbox = Toolbox::default();
         for tool in tools {
             let definition = gate_rules(tool.definition())?;
+            limits::check_key("tool name", &definition.name)?;
             if toolbox.by_name.contains_key(&definition.name) {
                 return Err(Error::DuplicateTool(definition.name));
             }
