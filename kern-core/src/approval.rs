@@ -120,6 +120,11 @@ pub struct Approval {
     pub expires_at: Option<DateTime<Utc>>,
     /// The status of the run that owns the row, kept in step with it.
     pub run_status: RunStatus,
+    /// The policy the row was opened under (required approvals): who may decide it and what
+    /// its expiry does. A row whose policy [needs principals](RowPolicy::needs_principals) is
+    /// decided only through [`Store::decide`](crate::store::Store::decide).
+    #[serde(default)]
+    pub policy: Option<RowPolicy>,
 }
 
 impl Approval {
@@ -150,6 +155,23 @@ impl Approval {
     /// True when the row is pending past its expiry.
     pub fn is_expired_at(&self, now: DateTime<Utc>) -> bool {
         self.status == ApprovalStatus::Pending && self.expires_at.is_some_and(|at| at <= now)
+    }
+
+    /// The status the row has at `now`: a pending row past its expiry has expired, whether or
+    /// not a sweep has marked it yet.
+    pub fn status_at(&self, now: DateTime<Utc>) -> ApprovalStatus {
+        if self.is_expired_at(now) { ApprovalStatus::Expired } else { self.status }
+    }
+
+    /// True when only votes of eligible principals decide the row (see [`RowPolicy`]).
+    pub fn needs_principals(&self) -> bool {
+        self.policy.as_ref().is_some_and(RowPolicy::needs_principals)
+    }
+
+    /// The arguments an approver put in place of the model's, when the row was approved with
+    /// an edit.
+    pub fn edited_args(&self) -> Option<&Value> {
+        self.resolution_data.as_ref()?.get("args")
     }
 }
 

@@ -158,6 +158,50 @@ pub enum Error {
         /// Why it does not fit.
         reason: String,
     },
+    /// The principal may not decide the row under its policy.
+    #[error("principal `{principal}` may not decide approval `{id}`: {reason}")]
+    NotEligible {
+        /// The row's id.
+        id: String,
+        /// Who tried.
+        principal: String,
+        /// Which rule refused them.
+        reason: String,
+    },
+    /// The principal has already voted on the row: each counts once.
+    #[error("principal `{principal}` has already voted on approval `{id}`")]
+    DuplicateVote {
+        /// The row's id.
+        id: String,
+        /// Who voted again.
+        principal: String,
+    },
+    /// The row has a policy that names who decides it, so the trusted `update_approval` path,
+    /// which names no principal, may not resolve it.
+    #[error(
+        "approval `{id}` has a policy (approvers, quorum, self-approval or edits): decide it as a principal \
+         with Store::decide"
+    )]
+    DecideAsPrincipal {
+        /// The row's id.
+        id: String,
+    },
+    /// An approver changed the arguments of a call whose tool does not allow edits.
+    #[error("approval `{id}` does not allow edits: its tool has no `allow_edit`")]
+    EditNotAllowed {
+        /// The row's id.
+        id: String,
+    },
+    /// An audit call was confirmed or rejected without naming who decided; its audit row must.
+    #[error(
+        "tool call `{tool_call_id}` has an audit approval: name who decided it with set_resolved_by(..) \
+         before continuing"
+    )]
+    AuditWithoutResolver {
+        /// The audited call.
+        tool_call_id: String,
+    },
+
     /// A value given to kern (an id, a user, a resolver, a payload) is one it will not store:
     /// too long, holding a NUL character, or nested too deep. Refused before anything is
     /// written or run.

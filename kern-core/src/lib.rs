@@ -16,6 +16,7 @@ pub mod store;
 pub mod team;
 mod text_enum;
 pub mod tools;
+pub mod trail;
 
 pub use error::{Error, Result};
 pub use text_enum::ParseEnumError;

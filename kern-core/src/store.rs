@@ -17,19 +17,27 @@ use chrono::{DateTime, Utc};
 
 use self::backend::{RESOLUTION_POLL_INTERVAL, ResolutionWaiters};
 use crate::BoxFuture;
-use crate::approval::{Approval, ApprovalPage, ApprovalQuery, ApprovalUpdate};
+use crate::approval::{Approval, ApprovalPage, ApprovalQuery, ApprovalUpdate, Decision, Principal, Vote};
 use crate::error::Result;
 use crate::run::RunRecord;
+use crate::trail::{Execution, TrailEvent, TrailReport};
 
 pub use memory::MemoryDb;
 
 /// Where runs and approval rows live. Implemented by [`MemoryDb`] and by `kern-db`'s
 /// `SqliteDb` and `PostgresDb`; agents hold it as `Arc<dyn Store>`.
 pub trait Store: Send + Sync + 'static {
-    /// Writes the runs' state (insert or replace) and inserts `new_approvals`, in one
-    /// transaction; then every approval row of each run takes the run's status as its
-    /// `run_status`. If anything fails, nothing is written.
-    fn save_runs<'a>(&'a self, runs: &'a [RunRecord], new_approvals: &'a [Approval]) -> BoxFuture<'a, Result<()>>;
+    /// Writes the runs' state (insert or replace), inserts `new_approvals` and records each of
+    /// `executions` on the trail, in one transaction; then every approval row of each run takes
+    /// the run's status as its `run_status`. Each new row starts its trail with a `created`
+    /// event (and an audit row, written already decided, with the event of its decision). If
+    /// anything fails, nothing is written.
+    fn save_runs<'a>(
+        &'a self,
+        runs: &'a [RunRecord],
+        new_approvals: &'a [Approval],
+        executions: &'a [Execution],
+    ) -> BoxFuture<'a, Result<()>>;
 
     /// Reads a run's state.
     fn load_run<'a>(&'a self, run_id: &'a str) -> BoxFuture<'a, Result<Option<RunRecord>>>;
@@ -68,17 +76,65 @@ pub trait Store: Send + Sync + 'static {
     /// [`Error::InvalidTransition`](crate::Error::InvalidTransition) (a resolved or expired row,
     /// or a move back to pending), [`Error::InvalidResolution`](crate::Error::InvalidResolution)
     /// (data that does not fit the paused call, see [`Approval::resolution_data`]; the row stays
-    /// pending), [`Error::Database`](crate::Error::Database).
+    /// pending), [`Error::DecideAsPrincipal`](crate::Error::DecideAsPrincipal) (a row whose
+    /// policy names who decides it: see [`decide`](Store::decide)),
+    /// [`Error::Database`](crate::Error::Database). The resolution is recorded on the row's
+    /// trail, `resolved_by` as its principal.
     fn update_approval<'a>(&'a self, id: &'a str, update: ApprovalUpdate) -> BoxFuture<'a, Result<Approval>>;
 
-    /// Deletes a row; false when there was none.
+    /// Withdraws a pending row: it becomes `cancelled`, on the trail too (the trail is
+    /// append-only, so no row is ever removed). False when there is no such row; a row already
+    /// resolved is [`Error::InvalidTransition`](crate::Error::InvalidTransition).
     fn delete_approval<'a>(&'a self, id: &'a str) -> BoxFuture<'a, Result<bool>>;
 
-    /// Counts pending rows, of one user or of all.
+    /// Counts pending rows (not past their expiry), of one user or of all.
     fn count_pending_approvals<'a>(&'a self, user_id: Option<&'a str>) -> BoxFuture<'a, Result<u64>>;
 
-    /// Marks pending rows whose `expires_at` is at or before `now` as expired; returns how many.
+    /// Marks pending rows whose `expires_at` is at or before `now` as expired, on the trail
+    /// too, and applies their policy's [`OnExpire`](crate::approval::OnExpire): a row that
+    /// cancels its run cancels it when it is paused. Returns how many rows expired.
     fn expire_approvals(&self, now: DateTime<Utc>) -> BoxFuture<'_, Result<u64>>;
+
+    /// Decides row `id` as `principal`, under the row's policy ([`backend::DecisionRules`]):
+    /// each vote is its own record, the row is approved once `quorum` distinct eligible
+    /// principals approved (exactly once under any concurrency), rejected by one eligible
+    /// rejection, cancelled by an eligible cancellation. Returns the row as it stands after the
+    /// decision (still pending while the quorum is short). Every vote and resolution is written
+    /// on the trail in the same transaction.
+    ///
+    /// Errors leave everything as it was: [`Error::ApprovalNotFound`](crate::Error::ApprovalNotFound),
+    /// [`Error::ApprovalConflict`](crate::Error::ApprovalConflict) (the row is no longer pending),
+    /// [`Error::NotEligible`](crate::Error::NotEligible),
+    /// [`Error::DuplicateVote`](crate::Error::DuplicateVote),
+    /// [`Error::EditNotAllowed`](crate::Error::EditNotAllowed),
+    /// [`Error::InvalidResolution`](crate::Error::InvalidResolution) (values, result or edited
+    /// arguments that do not fit the call).
+    fn decide<'a>(
+        &'a self,
+        id: &'a str,
+        principal: &'a Principal,
+        decision: Decision,
+    ) -> BoxFuture<'a, Result<Approval>>;
+
+    /// The votes cast on row `id`, oldest first.
+    fn votes<'a>(&'a self, id: &'a str) -> BoxFuture<'a, Result<Vec<Vote>>>;
+
+    /// Cancels paused run `run_id` as `principal`: the run (and its paused member runs, for a
+    /// team run) becomes [`RunStatus::Cancelled`](crate::run::RunStatus::Cancelled) and every
+    /// row it still waits on `cancelled`, on the trail too, in one transaction. Returns the run
+    /// as stored. Errors: [`Error::RunNotFound`](crate::Error::RunNotFound),
+    /// [`Error::RunNotPaused`](crate::Error::RunNotPaused),
+    /// [`Error::MemberRun`](crate::Error::MemberRun) (a member run is cancelled with its team
+    /// run).
+    fn cancel_run<'a>(&'a self, run_id: &'a str, principal: &'a Principal) -> BoxFuture<'a, Result<RunRecord>>;
+
+    /// The trail of row `id`: its events, in chain order (empty when there is no such row).
+    fn trail<'a>(&'a self, id: &'a str) -> BoxFuture<'a, Result<Vec<TrailEvent>>>;
+
+    /// Recomputes every row's chain and compares each row with its events
+    /// ([`trail::verify_row`](crate::trail::verify_row)); reports the first link that does not
+    /// hold, or an event whose row is gone.
+    fn verify_trail(&self) -> BoxFuture<'_, Result<TrailReport>>;
 
     /// Waits until row `id` is no longer pending and returns it, so that a process holding a
     /// paused run can continue it as soon as an admin decides, in whatever process or machine.
@@ -108,8 +164,13 @@ pub trait Store: Send + Sync + 'static {
 
 /// A shared store is a store, so one `Arc<dyn Store>` can serve many agents.
 impl<S: Store + ?Sized> Store for std::sync::Arc<S> {
-    fn save_runs<'a>(&'a self, runs: &'a [RunRecord], new_approvals: &'a [Approval]) -> BoxFuture<'a, Result<()>> {
-        (**self).save_runs(runs, new_approvals)
+    fn save_runs<'a>(
+        &'a self,
+        runs: &'a [RunRecord],
+        new_approvals: &'a [Approval],
+        executions: &'a [Execution],
+    ) -> BoxFuture<'a, Result<()>> {
+        (**self).save_runs(runs, new_approvals, executions)
     }
 
     fn load_run<'a>(&'a self, run_id: &'a str) -> BoxFuture<'a, Result<Option<RunRecord>>> {
@@ -150,6 +211,31 @@ impl<S: Store + ?Sized> Store for std::sync::Arc<S> {
 
     fn expire_approvals(&self, now: DateTime<Utc>) -> BoxFuture<'_, Result<u64>> {
         (**self).expire_approvals(now)
+    }
+
+    fn decide<'a>(
+        &'a self,
+        id: &'a str,
+        principal: &'a Principal,
+        decision: Decision,
+    ) -> BoxFuture<'a, Result<Approval>> {
+        (**self).decide(id, principal, decision)
+    }
+
+    fn votes<'a>(&'a self, id: &'a str) -> BoxFuture<'a, Result<Vec<Vote>>> {
+        (**self).votes(id)
+    }
+
+    fn cancel_run<'a>(&'a self, run_id: &'a str, principal: &'a Principal) -> BoxFuture<'a, Result<RunRecord>> {
+        (**self).cancel_run(run_id, principal)
+    }
+
+    fn trail<'a>(&'a self, id: &'a str) -> BoxFuture<'a, Result<Vec<TrailEvent>>> {
+        (**self).trail(id)
+    }
+
+    fn verify_trail(&self) -> BoxFuture<'_, Result<TrailReport>> {
+        (**self).verify_trail()
     }
 
     fn wait_for_resolution<'a>(&'a self, id: &'a str, timeout: Duration) -> BoxFuture<'a, Result<Approval>> {

@@ -204,14 +204,14 @@ impl Cycle {
             .chain(std::iter::once(run))
             .map(|run| RunRecord { status: RunStatus::Paused, ..run })
             .collect();
-        self.store().save_runs(&runs, &[]).await
+        self.store().save_runs(&runs, &[], &[]).await
     }
 
     /// Stores a step (the run, its member runs and new rows in one transaction), then reports
     /// it with every member run of the run: those the step wrote and, from before it,
     /// `finished_members`.
     async fn persist(&self, step: Step, finished_members: &[RunRecord]) -> Result<RunOutput> {
-        self.store().save_runs(&step.runs(), &step.writes.approvals).await?;
+        self.store().save_runs(&step.runs(), &step.writes.approvals, &step.writes.executions).await?;
         if let Some(error) = step.error {
             return Err(error);
         }

@@ -330,6 +330,7 @@ fn track(record: &mut RunRecord, member: &Member, step: Step, writes: &mut Write
     };
     let run = MemberRun { member: reference, status: step.record.status, content, requirements };
     writes.approvals.extend(step.writes.approvals);
+    writes.executions.extend(step.writes.executions);
     writes.member_runs.push(step.record);
     run
 }

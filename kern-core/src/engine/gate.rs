@@ -262,6 +262,7 @@ pub(crate) fn open_rows(identity: &Identity, tools: &Toolbox, record: &mut RunRe
         }
         let mut row = new_row(identity, record, requirement, ApprovalType::Required, now);
         row.expires_at = tools.expires_in(&row.tool_name).and_then(|ttl| now.checked_add_signed(ttl));
+        row.policy = tools.row_policy(&row.tool_name);
         row.run_status = RunStatus::Paused;
         let requirement = &mut record.requirements[index];
         requirement.approval_id = Some(row.id.clone());
@@ -331,5 +332,6 @@ fn new_row(
         updated_at: now,
         expires_at: None,
         run_status: record.status,
+        policy: None,
     }
 }

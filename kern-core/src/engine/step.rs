@@ -12,6 +12,7 @@ use crate::limits;
 use crate::models::Message;
 use crate::run::{RunOptions, RunRecord, RunStatus, ToolCallStatus};
 use crate::tools::ToolError;
+use crate::trail::Execution;
 
 /// Who a runner acts as: written on approval rows and handed to tools.
 #[derive(Debug, Clone)]
@@ -63,11 +64,13 @@ impl RunRequest {
     }
 }
 
-/// What a step writes besides the run itself: new approval rows and member child runs.
+/// What a step writes besides the run itself: new approval rows, member child runs, and the
+/// approved calls it ran, for the trail.
 #[derive(Debug, Default)]
 pub(crate) struct Writes {
     pub(crate) approvals: Vec<Approval>,
     pub(crate) member_runs: Vec<RunRecord>,
+    pub(crate) executions: Vec<Execution>,
 }
 
 /// What a step of a run leaves to persist, and the error that ended it, if any.

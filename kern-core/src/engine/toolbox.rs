@@ -3,6 +3,7 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
+use crate::approval::RowPolicy;
 use crate::error::{Error, Result};
 use crate::limits;
 use crate::models::ToolSchema;
@@ -105,6 +106,12 @@ impl Toolbox {
     /// True when calls of `name` need an admin's approval under the tool's current definition.
     pub(crate) fn requires_approval(&self, name: &str) -> bool {
         self.by_name.get(name).is_some_and(|entry| entry.definition.requires_approval())
+    }
+
+    /// The policy a new row of the tool is opened under, copied from its `#[approval]`.
+    pub(crate) fn row_policy(&self, name: &str) -> Option<RowPolicy> {
+        let definition = &self.by_name.get(name)?.definition;
+        Some(definition.approval.as_ref()?.row_policy(&definition.parameters))
     }
 
     /// How long a pending approval row of the tool stays valid.

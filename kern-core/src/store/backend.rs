@@ -3,11 +3,15 @@
 //!
 //! - [`ResolutionRules`]: which updates may resolve which rows, what resolution data each pause
 //!   type takes, and the error that says why an update did not apply.
+//! - [`DecisionRules`]: who may decide a row under its policy, when votes make a quorum, and
+//!   what a decision leaves on the row, in the votes and on the trail
+//!   ([`crate::trail`] hashes the events).
 //! - [`ResolutionWaiters`]: the wait behind [`Store::wait_for_resolution`](super::Store::wait_for_resolution),
 //!   and the wake-ups a store sends it after its writes.
 //! - [`stale_cutoff`]: the bound of [`Store::reclaim_run`](super::Store::reclaim_run)'s
 //!   compare-and-set.
 
+mod decision;
 mod resolution;
 mod wait;
 
@@ -15,6 +19,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, TimeDelta, Utc};
 
+pub use decision::{DecisionEffect, DecisionRules, vote_data};
 pub use resolution::ResolutionRules;
 pub use wait::ResolutionWaiters;
 

@@ -7,12 +7,17 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 
+use serde_json::Value;
+
 use super::Store;
-use super::backend::{ResolutionRules, ResolutionWaiters, stale_cutoff};
+use super::backend::{DecisionRules, ResolutionRules, ResolutionWaiters, stale_cutoff};
 use crate::BoxFuture;
-use crate::approval::{Approval, ApprovalPage, ApprovalQuery, ApprovalStatus, ApprovalUpdate};
+use crate::approval::{
+    Approval, ApprovalPage, ApprovalQuery, ApprovalStatus, ApprovalUpdate, Decision, OnExpire, Principal, Vote,
+};
 use crate::error::{Error, Result};
 use crate::run::{RunRecord, RunStatus};
+use crate::trail::{self, EventKind, Execution, SYSTEM_PRINCIPAL, TrailEvent, TrailReport};
 
 /// A store that keeps everything in process memory. Clones share the same data.
 #[derive(Debug, Clone, Default)]
@@ -27,6 +32,11 @@ pub struct MemoryDb {
 struct Tables {
     runs: HashMap<String, RunRecord>,
     approvals: HashMap<String, Approval>,
+    votes: HashMap<String, Vec<Vote>>,
+    /// Each row's chain of events, in order.
+    trails: HashMap<String, Vec<TrailEvent>>,
+    /// The `seq` of the last event written.
+    last_seq: i64,
 }
 
 impl MemoryDb {
@@ -59,7 +69,93 @@ impl Tables {
         row.resolved_at = Some(update.resolved_at.unwrap_or(now));
         row.resolution_data = update.resolution_data;
         row.updated_at = now;
-        Ok(row.clone())
+        let row = row.clone();
+        self.record_resolution(&row, row.resolved_by.as_deref().unwrap_or(SYSTEM_PRINCIPAL), now);
+        Ok(row)
+    }
+
+    /// The decision of [`Store::decide`]: its effect is worked out under the lock and applied
+    /// whole.
+    fn decide(&mut self, id: &str, principal: &Principal, decision: &Decision) -> Result<Approval> {
+        let now = crate::now();
+        let votes = self.votes.get(id).map(Vec::as_slice).unwrap_or_default();
+        let effect = DecisionRules::new(id, principal, decision, now).apply(self.approvals.get(id), votes)?;
+        if let Some(vote) = effect.vote {
+            self.votes.entry(id.to_owned()).or_default().push(vote);
+        }
+        self.approvals.insert(id.to_owned(), effect.row.clone());
+        let events = effect.events.into_iter().map(|(kind, data)| (kind, principal.id.clone(), data));
+        self.append(&effect.row, now, events);
+        Ok(effect.row)
+    }
+
+    /// Appends events to `row`'s chain.
+    fn append(&mut self, row: &Approval, at: DateTime<Utc>, events: impl IntoIterator<Item = (EventKind, String, Value)>) {
+        let chain = self.trails.entry(row.id.clone()).or_default();
+        let head = chain.last().map(|event| (event.index, event.hash.clone()));
+        for mut event in trail::append(head.as_ref().map(|(index, hash)| (*index, hash.as_str())), row, at, events) {
+            self.last_seq += 1;
+            event.seq = self.last_seq;
+            chain.push(event);
+        }
+    }
+
+    /// Records on the trail that `row` was resolved, by `principal`.
+    fn record_resolution(&mut self, row: &Approval, principal: &str, at: DateTime<Utc>) {
+        if let Some(kind) = trail::resolution_kind(row.status) {
+            self.append(row, at, [(kind, principal.to_owned(), trail::resolution_data(row))]);
+        }
+    }
+
+    /// Inserts a new row and opens its chain.
+    fn open(&mut self, row: &Approval) {
+        let chain = self.trails.entry(row.id.clone()).or_default();
+        for mut event in trail::opening_events(row) {
+            self.last_seq += 1;
+            event.seq = self.last_seq;
+            chain.push(event);
+        }
+        self.approvals.insert(row.id.clone(), row.clone());
+    }
+
+    /// Cancels paused run `run_id` and its paused member runs, and every row they wait on.
+    fn cancel_run(&mut self, run_id: &str, principal: &str, now: DateTime<Utc>) -> Result<RunRecord> {
+        let run = self.runs.get(run_id).ok_or_else(|| Error::RunNotFound(run_id.to_owned()))?;
+        if let Some(team_run_id) = &run.parent_run_id {
+            return Err(Error::MemberRun { run_id: run_id.to_owned(), team_run_id: team_run_id.clone() });
+        }
+        if run.status != RunStatus::Paused {
+            return Err(Error::RunNotPaused { run_id: run_id.to_owned(), status: run.status });
+        }
+        let members: Vec<String> = self
+            .runs
+            .values()
+            .filter(|member| member.parent_run_id.as_deref() == Some(run_id) && member.status == RunStatus::Paused)
+            .map(|member| member.run_id.clone())
+            .collect();
+        for id in members.iter().map(String::as_str).chain([run_id]) {
+            if let Some(run) = self.runs.get_mut(id) {
+                run.status = RunStatus::Cancelled;
+                run.updated_at = now;
+            }
+            let pending: Vec<String> = self
+                .approvals
+                .values()
+                .filter(|row| row.run_id == id && row.status == ApprovalStatus::Pending)
+                .map(|row| row.id.clone())
+                .collect();
+            for row_id in pending {
+                let row = self.approvals.get_mut(&row_id).expect("listed above");
+                row.status = ApprovalStatus::Cancelled;
+                row.resolved_by = Some(principal.to_owned());
+                row.resolved_at = Some(now);
+                row.updated_at = now;
+                let row = row.clone();
+                self.record_resolution(&row, principal, now);
+            }
+            self.set_run_status(id, RunStatus::Cancelled);
+        }
+        Ok(self.runs[run_id].clone())
     }
 
     fn set_run_status(&mut self, run_id: &str, status: RunStatus) -> u64 {
@@ -70,10 +166,20 @@ impl Tables {
         }
         changed
     }
+
+    /// The row as it stands at `now`: a pending row past its expiry reads as expired.
+    fn row_at(&self, id: &str, now: DateTime<Utc>) -> Option<Approval> {
+        self.approvals.get(id).map(|row| Approval { status: row.status_at(now), ..row.clone() })
+    }
 }
 
 impl Store for MemoryDb {
-    fn save_runs<'a>(&'a self, runs: &'a [RunRecord], new_approvals: &'a [Approval]) -> BoxFuture<'a, Result<()>> {
+    fn save_runs<'a>(
+        &'a self,
+        runs: &'a [RunRecord],
+        new_approvals: &'a [Approval],
+        executions: &'a [Execution],
+    ) -> BoxFuture<'a, Result<()>> {
         let mut tables = self.tables();
         let mut batch = HashSet::new();
         if let Some(dup) =
@@ -81,8 +187,17 @@ impl Store for MemoryDb {
         {
             return ready(Err(Error::database(std::io::Error::other(format!("approval `{}` already exists", dup.id)))));
         }
+        let known = |id: &str| tables.approvals.contains_key(id) || batch.contains(id);
+        if let Some(stray) = executions.iter().find(|execution| !known(&execution.approval_id)) {
+            return ready(Err(Error::ApprovalNotFound(stray.approval_id.clone())));
+        }
         for approval in new_approvals {
-            tables.approvals.insert(approval.id.clone(), approval.clone());
+            tables.open(approval);
+        }
+        let now = crate::now();
+        for execution in executions {
+            let row = tables.approvals[&execution.approval_id].clone();
+            tables.append(&row, now, [(execution.kind(), execution.principal.clone(), execution.data())]);
         }
         for run in runs {
             tables.runs.insert(run.run_id.clone(), run.clone());
@@ -136,12 +251,14 @@ impl Store for MemoryDb {
     }
 
     fn get_approval<'a>(&'a self, id: &'a str) -> BoxFuture<'a, Result<Option<Approval>>> {
-        ready(Ok(self.tables().approvals.get(id).cloned()))
+        ready(Ok(self.tables().row_at(id, crate::now())))
     }
 
     fn list_approvals<'a>(&'a self, query: &'a ApprovalQuery) -> BoxFuture<'a, Result<ApprovalPage>> {
         let tables = self.tables();
-        let mut items: Vec<Approval> = tables.approvals.values().filter(|a| query.matches(a)).cloned().collect();
+        let now = crate::now();
+        let mut items: Vec<Approval> =
+            tables.approvals.keys().filter_map(|id| tables.row_at(id, now)).filter(|a| query.matches(a)).collect();
         items.sort_by(|a, b| (b.created_at, &b.id).cmp(&(a.created_at, &a.id)));
         let total = items.len() as u64;
         let offset = usize::try_from(query.offset()).unwrap_or(usize::MAX);
@@ -158,38 +275,113 @@ impl Store for MemoryDb {
     }
 
     fn delete_approval<'a>(&'a self, id: &'a str) -> BoxFuture<'a, Result<bool>> {
-        let deleted = self.tables().approvals.remove(id).is_some();
-        if deleted {
+        let mut tables = self.tables();
+        let now = crate::now();
+        let cancelled = match tables.row_at(id, now) {
+            None => Ok(false),
+            Some(row) if row.status != ApprovalStatus::Pending => {
+                Err(Error::InvalidTransition { id: id.to_owned(), from: row.status, to: ApprovalStatus::Cancelled })
+            }
+            Some(mut row) => {
+                row.status = ApprovalStatus::Cancelled;
+                row.resolved_at = Some(now);
+                row.updated_at = now;
+                tables.approvals.insert(id.to_owned(), row.clone());
+                tables.record_resolution(&row, SYSTEM_PRINCIPAL, now);
+                Ok(true)
+            }
+        };
+        drop(tables);
+        if matches!(cancelled, Ok(true)) {
             self.waiters.wake(id);
         }
-        ready(Ok(deleted))
+        ready(cancelled)
     }
 
     fn count_pending_approvals<'a>(&'a self, user_id: Option<&'a str>) -> BoxFuture<'a, Result<u64>> {
         let tables = self.tables();
+        let now = crate::now();
         let count = tables
             .approvals
             .values()
-            .filter(|a| a.status == ApprovalStatus::Pending && user_id.is_none_or(|u| a.user_id.as_deref() == Some(u)))
+            .filter(|a| a.status_at(now) == ApprovalStatus::Pending)
+            .filter(|a| user_id.is_none_or(|u| a.user_id.as_deref() == Some(u)))
             .count();
         ready(Ok(count as u64))
     }
 
     fn expire_approvals(&self, now: DateTime<Utc>) -> BoxFuture<'_, Result<u64>> {
-        let mut expired = Vec::new();
-        for row in self.tables().approvals.values_mut().filter(|a| a.is_expired_at(now)) {
+        let mut tables = self.tables();
+        let expired: Vec<String> =
+            tables.approvals.values().filter(|a| a.is_expired_at(now)).map(|a| a.id.clone()).collect();
+        let mut cancelling = Vec::new();
+        for id in &expired {
+            let row = tables.approvals.get_mut(id).expect("listed above");
             row.status = ApprovalStatus::Expired;
             row.updated_at = now;
-            expired.push(row.id.clone());
+            let row = row.clone();
+            tables.record_resolution(&row, SYSTEM_PRINCIPAL, now);
+            if row.policy.as_ref().is_some_and(|policy| policy.on_expire == OnExpire::CancelRun) {
+                let run = tables.runs.get(&row.run_id);
+                cancelling.push(run.and_then(|run| run.parent_run_id.clone()).unwrap_or(row.run_id));
+            }
         }
-        for id in &expired {
-            self.waiters.wake(id);
+        for run_id in cancelling {
+            // A run that is not paused (already cancelled, or held by a continue) is left to
+            // whoever holds it: the continue applies the expiry itself.
+            let _ = tables.cancel_run(&run_id, SYSTEM_PRINCIPAL, now);
         }
+        drop(tables);
+        self.waiters.wake_all();
         ready(Ok(expired.len() as u64))
     }
 
+    fn decide<'a>(
+        &'a self,
+        id: &'a str,
+        principal: &'a Principal,
+        decision: Decision,
+    ) -> BoxFuture<'a, Result<Approval>> {
+        let decided = self.tables().decide(id, principal, &decision);
+        if decided.as_ref().is_ok_and(|row| row.status.is_resolved()) {
+            self.waiters.wake(id);
+        }
+        ready(decided)
+    }
+
+    fn votes<'a>(&'a self, id: &'a str) -> BoxFuture<'a, Result<Vec<Vote>>> {
+        ready(Ok(self.tables().votes.get(id).cloned().unwrap_or_default()))
+    }
+
+    fn cancel_run<'a>(&'a self, run_id: &'a str, principal: &'a Principal) -> BoxFuture<'a, Result<RunRecord>> {
+        let cancelled = self.tables().cancel_run(run_id, &principal.id, crate::now());
+        if cancelled.is_ok() {
+            self.waiters.wake_all();
+        }
+        ready(cancelled)
+    }
+
+    fn trail<'a>(&'a self, id: &'a str) -> BoxFuture<'a, Result<Vec<TrailEvent>>> {
+        ready(Ok(self.tables().trails.get(id).cloned().unwrap_or_default()))
+    }
+
+    fn verify_trail(&self) -> BoxFuture<'_, Result<TrailReport>> {
+        let tables = self.tables();
+        let mut ids: Vec<&String> = tables.approvals.keys().collect();
+        ids.sort();
+        let events = tables.trails.values().map(Vec::len).sum::<usize>() as u64;
+        let broken = ids
+            .iter()
+            .find_map(|id| {
+                let chain = tables.trails.get(*id).map(Vec::as_slice).unwrap_or_default();
+                trail::verify_row(&tables.approvals[*id], chain).err()
+            })
+            .or_else(|| trail::orphan(tables.trails.iter().filter(|(id, _)| !tables.approvals.contains_key(*id))));
+        ready(Ok(TrailReport { approvals: ids.len() as u64, events, broken }))
+    }
+
     fn wait_for_resolution<'a>(&'a self, id: &'a str, timeout: Duration) -> BoxFuture<'a, Result<Approval>> {
-        let read = move || std::future::ready(Ok(self.tables().approvals.get(id).cloned()));
+        let read = move || std::future::ready(Ok(self.tables().row_at(id, crate::now())));
         Box::pin(async move { self.waiters.wait(id, timeout, || None, read).await })
     }
 }

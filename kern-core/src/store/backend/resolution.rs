@@ -7,6 +7,7 @@ use serde_json::{Map, Value};
 
 use crate::approval::{Approval, ApprovalStatus, ApprovalUpdate, PauseType};
 use crate::error::{Error, Result};
+use crate::limits;
 use crate::schema;
 
 /// What a rejection (or any resolution but an approval) and the approval of a confirmation may
@@ -72,17 +73,30 @@ impl<'a> ResolutionRules<'a> {
     /// a call, and skip the read this way. When it matches no row, the store goes on as for any
     /// update that [`needs_check`](Self::needs_check).
     pub fn fits_confirmation(&self) -> bool {
-        self.update.status == ApprovalStatus::Approved && note_only(self.update.resolution_data.as_ref()).is_ok()
+        self.update.status == ApprovalStatus::Approved
+            && self.update.resolved_by.is_some()
+            && note_only(self.update.resolution_data.as_ref()).is_ok()
     }
 
     /// Decides whether the update may resolve `row` (as stored, `None` when there is none):
     /// `Ok` exactly when the compare-and-set would match it and the data fits, otherwise the
-    /// error naming why, in this order: not found, expired, an unexpected status, a forbidden
+    /// error naming why, in this order: not found, a row decided only by principals, no
+    /// resolver (every decision names who made it), expired, an unexpected status, a forbidden
     /// transition, data that does not fit.
     pub fn check(&self, row: Option<&Approval>) -> Result<()> {
         let id = || self.id.to_owned();
         let to = self.update.status;
         let row = row.ok_or_else(|| Error::ApprovalNotFound(id()))?;
+        if row.needs_principals() {
+            return Err(Error::DecideAsPrincipal { id: id() });
+        }
+        match &self.update.resolved_by {
+            Some(resolved_by) => limits::check_key("resolved_by", resolved_by)?,
+            None => {
+                let reason = "every decision names who made it, for the trail".to_owned();
+                return Err(Error::InvalidInput { field: "resolved_by", reason });
+            }
+        }
         if row.status == ApprovalStatus::Expired || row.is_expired_at(self.now) {
             return Err(Error::InvalidTransition { id: id(), from: ApprovalStatus::Expired, to });
         }

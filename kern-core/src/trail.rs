@@ -1,0 +1,411 @@
+//! The trail: an append-only log of what happened to each approval row, from its creation to the
+//! execution of its call, that tells when it was tampered with.
+//!
+//! Each row has a chain of [`TrailEvent`]s: the first follows [`GENESIS`], each later one names
+//! the hash of the one before it, and every hash is SHA-256 over a canonical encoding of the
+//! event (see [`TrailEvent::compute_hash`]). A chain per row, rather than one for the whole
+//! store, lets the writers of different rows commit side by side; the rows' own locks already
+//! order the writers of one row. Stores write an event in the same transaction as the change it
+//! records, and [`verify`] recomputes every chain and compares the rows with what their events
+//! say, naming the first link that does not hold.
+
+use chrono::{DateTime, SecondsFormat, Utc};
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value, json};
+use sha2::{Digest, Sha256};
+
+use crate::approval::{Approval, ApprovalStatus};
+use crate::text_enum::text_enum;
+
+/// The `prev_hash` of the first event of every chain.
+pub const GENESIS: &str = "0000000000000000000000000000000000000000000000000000000000000000";
+
+/// The principal of events that kern records on its own: an expiry found by the sweep or by a
+/// continue.
+pub const SYSTEM_PRINCIPAL: &str = "kern";
+
+text_enum! {
+    /// What an event records.
+    EventKind {
+        /// The row was opened (a pause), or written already decided (an audit row).
+        Created = "created",
+        /// A principal voted on a row with a policy.
+        Vote = "vote",
+        /// The row was approved.
+        Approved = "approved",
+        /// The row was rejected.
+        Rejected = "rejected",
+        /// An approver changed the call's arguments.
+        Edited = "edited",
+        /// Nobody decided before the row's expiry.
+        Expired = "expired",
+        /// The row was withdrawn.
+        Cancelled = "cancelled",
+        /// The approved call ran and returned a result.
+        Executed = "executed",
+        /// The approved call ran and failed.
+        Failed = "failed",
+    }
+}
+
+impl EventKind {
+    /// The row status an event of this kind leaves, for the events that resolve a row.
+    pub fn resolution(self) -> Option<ApprovalStatus> {
+        match self {
+            EventKind::Approved => Some(ApprovalStatus::Approved),
+            EventKind::Rejected => Some(ApprovalStatus::Rejected),
+            EventKind::Expired => Some(ApprovalStatus::Expired),
+            EventKind::Cancelled => Some(ApprovalStatus::Cancelled),
+            _ => None,
+        }
+    }
+}
+
+/// One event of a row's chain.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TrailEvent {
+    /// The store's order of all events, across rows; assigned when stored (0 before).
+    pub seq: i64,
+    /// The row the event belongs to.
+    pub approval_id: String,
+    /// The run of that row.
+    pub run_id: String,
+    /// The event's place in its row's chain, from 1.
+    pub index: u32,
+    /// What happened.
+    pub kind: EventKind,
+    /// Who did it: a principal's id, an agent or team (`agent:<id>`, `team:<id>`) for what a
+    /// run did, or [`SYSTEM_PRINCIPAL`].
+    pub principal: String,
+    /// When.
+    pub at: DateTime<Utc>,
+    /// What was decided or done; its fields depend on `kind`.
+    pub data: Value,
+    /// The hash of the previous event of the chain, or [`GENESIS`].
+    pub prev_hash: String,
+    /// SHA-256 of this event's canonical encoding, in hex.
+    pub hash: String,
+}
+
+impl TrailEvent {
+    /// The next event of the chain whose last event is `prev` (`None` for a new chain), hashed.
+    pub fn next(
+        prev: Option<(u32, &str)>,
+        approval_id: &str,
+        run_id: &str,
+        kind: EventKind,
+        principal: &str,
+        at: DateTime<Utc>,
+        data: Value,
+    ) -> Self {
+        let (index, prev_hash) = prev.map_or((1, GENESIS), |(index, hash)| (index + 1, hash));
+        let mut event = TrailEvent {
+            seq: 0,
+            approval_id: approval_id.to_owned(),
+            run_id: run_id.to_owned(),
+            index,
+            kind,
+            principal: principal.to_owned(),
+            at,
+            data,
+            prev_hash: prev_hash.to_owned(),
+            hash: String::new(),
+        };
+        event.hash = event.compute_hash();
+        event
+    }
+
+    /// SHA-256, in hex, of the canonical encoding of everything but `seq` and `hash`: JSON
+    /// with keys sorted at every level, no whitespace, and the time as RFC 3339 with
+    /// microseconds.
+    pub fn compute_hash(&self) -> String {
+        let body = json!({
+            "approval_id": self.approval_id,
+            "run_id": self.run_id,
+            "index": self.index,
+            "kind": self.kind.as_str(),
+            "principal": self.principal,
+            "at": self.at.to_rfc3339_opts(SecondsFormat::Micros, true),
+            "data": self.data,
+            "prev_hash": self.prev_hash,
+        });
+        hex_sha256(canonical(&body).as_bytes())
+    }
+}
+
+/// The created event's record of a row: a digest of everything about the call that no
+/// decision may change.
+pub fn row_digest(row: &Approval) -> String {
+    let content = json!({
+        "id": row.id,
+        "run_id": row.run_id,
+        "session_id": row.session_id,
+        "approval_type": row.approval_type.as_str(),
+        "pause_type": row.pause_type.as_str(),
+        "source_type": row.source_type.as_str(),
+        "agent_id": row.agent_id,
+        "team_id": row.team_id,
+        "user_id": row.user_id,
+        "tool_name": row.tool_name,
+        "tool_args": row.tool_args,
+        "tool_call_id": row.tool_call_id,
+        "expires_at": row.expires_at.map(|at| at.to_rfc3339_opts(SecondsFormat::Micros, true)),
+        "created_at": row.created_at.to_rfc3339_opts(SecondsFormat::Micros, true),
+    });
+    hex_sha256(canonical(&content).as_bytes())
+}
+
+/// A digest of a value (a tool's result, say) for an event that should not carry it whole.
+pub fn value_digest(value: &Value) -> String {
+    hex_sha256(canonical(value).as_bytes())
+}
+
+/// What the created event of `row` says.
+pub fn created_data(row: &Approval) -> Value {
+    json!({ "tool_name": row.tool_name, "row_digest": row_digest(row) })
+}
+
+/// What the event that resolves `row` says: the decision as the row holds it.
+pub fn resolution_data(row: &Approval) -> Value {
+    json!({
+        "status": row.status.as_str(),
+        "resolved_by": row.resolved_by,
+        "resolution_data": row.resolution_data,
+    })
+}
+
+/// The principal of what a run did: the agent or team that made the row's call.
+pub fn source_principal(row: &Approval) -> String {
+    match (&row.agent_id, &row.team_id) {
+        (Some(agent), _) => format!("agent:{agent}"),
+        (None, Some(team)) => format!("team:{team}"),
+        (None, None) => SYSTEM_PRINCIPAL.to_owned(),
+    }
+}
+
+/// The events that open a new row's chain: `created`, and for a row written already decided
+/// (an audit row) the event of its decision, by its resolver.
+pub fn opening_events(row: &Approval) -> Vec<TrailEvent> {
+    let created = TrailEvent::next(
+        None,
+        &row.id,
+        &row.run_id,
+        EventKind::Created,
+        &source_principal(row),
+        row.created_at,
+        created_data(row),
+    );
+    let decided = resolution_kind(row.status).map(|kind| {
+        let principal = row.resolved_by.as_deref().unwrap_or(SYSTEM_PRINCIPAL);
+        let at = row.resolved_at.unwrap_or(row.created_at);
+        TrailEvent::next(Some((created.index, &created.hash)), &row.id, &row.run_id, kind, principal, at, resolution_data(row))
+    });
+    std::iter::once(created).chain(decided).collect()
+}
+
+/// The event kind that resolves a row to `status`; `None` for pending.
+pub fn resolution_kind(status: ApprovalStatus) -> Option<EventKind> {
+    match status {
+        ApprovalStatus::Pending => None,
+        ApprovalStatus::Approved => Some(EventKind::Approved),
+        ApprovalStatus::Rejected => Some(EventKind::Rejected),
+        ApprovalStatus::Expired => Some(EventKind::Expired),
+        ApprovalStatus::Cancelled => Some(EventKind::Cancelled),
+    }
+}
+
+/// Hashes `events` (kind, principal, data) onto the chain of `row` whose last event is `head`
+/// (`None` for an empty chain), all at `at`.
+pub fn append(
+    head: Option<(u32, &str)>,
+    row: &Approval,
+    at: DateTime<Utc>,
+    events: impl IntoIterator<Item = (EventKind, String, Value)>,
+) -> Vec<TrailEvent> {
+    let mut chained: Vec<TrailEvent> = Vec::new();
+    for (kind, principal, data) in events {
+        let prev = chained.last().map(|event| (event.index, event.hash.as_str())).or(head);
+        let event = TrailEvent::next(prev, &row.id, &row.run_id, kind, &principal, at, data);
+        chained.push(event);
+    }
+    chained
+}
+
+/// An approved call that ran, for the `executed` or `failed` event that the continue which ran
+/// it writes with its outcome.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Execution {
+    /// The row that approved the call.
+    pub approval_id: String,
+    /// The run of the row.
+    pub run_id: String,
+    /// The call.
+    pub tool_call_id: String,
+    /// Who ran it: the agent or team (`agent:<id>`, `team:<id>`).
+    pub principal: String,
+    /// Whether it returned a result or failed.
+    pub succeeded: bool,
+    /// A digest of the result or error text ([`value_digest`]).
+    pub result_digest: String,
+}
+
+impl Execution {
+    /// The kind of event it is recorded as.
+    pub fn kind(&self) -> EventKind {
+        if self.succeeded { EventKind::Executed } else { EventKind::Failed }
+    }
+
+    /// What its event says.
+    pub fn data(&self) -> Value {
+        json!({ "tool_call_id": self.tool_call_id, "result_digest": self.result_digest })
+    }
+}
+
+/// The first link of a trail that does not hold, and why.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
+#[error("approval `{approval_id}`, event {index}: {reason}")]
+pub struct BrokenLink {
+    /// The row whose chain breaks.
+    pub approval_id: String,
+    /// The place in the chain where it breaks (0 when the row has no chain at all).
+    pub index: u32,
+    /// The store's sequence number of the event, when there is one.
+    pub seq: Option<i64>,
+    /// What does not hold.
+    pub reason: String,
+}
+
+/// What [`verify`] found.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TrailReport {
+    /// How many rows were checked.
+    pub approvals: u64,
+    /// How many events were checked.
+    pub events: u64,
+    /// The first link that does not hold, if any.
+    pub broken: Option<BrokenLink>,
+}
+
+impl TrailReport {
+    /// True when every chain holds and every row agrees with its events.
+    pub fn is_intact(&self) -> bool {
+        self.broken.is_none()
+    }
+}
+
+/// Checks one row against its chain: `events` are all of the row's events, in chain order.
+pub fn verify_row(row: &Approval, events: &[TrailEvent]) -> Result<(), BrokenLink> {
+    let broken = |index: u32, seq: Option<i64>, reason: String| BrokenLink {
+        approval_id: row.id.clone(),
+        index,
+        seq,
+        reason,
+    };
+    let Some(first) = events.first() else {
+        return Err(broken(0, None, "the row has no events: its created event is missing".into()));
+    };
+    let mut prev_hash = GENESIS;
+    let mut resolution: Option<&TrailEvent> = None;
+    for (position, event) in events.iter().enumerate() {
+        let at = |reason: String| broken(event.index, Some(event.seq), reason);
+        let expected_index = u32::try_from(position + 1).unwrap_or(u32::MAX);
+        if event.index != expected_index {
+            return Err(broken(expected_index, Some(event.seq), format!("event {expected_index} is missing")));
+        }
+        if event.prev_hash != prev_hash {
+            return Err(at("it does not follow the event before it (prev_hash differs)".into()));
+        }
+        if event.compute_hash() != event.hash {
+            return Err(at(format!("its content does not match its hash (a {} event was altered)", event.kind)));
+        }
+        if event.approval_id != row.id || event.run_id != row.run_id {
+            return Err(at("it names another row or run".into()));
+        }
+        match event.kind {
+            EventKind::Created if position > 0 => return Err(at("a second created event".into())),
+            kind if position == 0 && kind != EventKind::Created => {
+                return Err(at(format!("the chain starts with a {kind} event, not created")));
+            }
+            EventKind::Vote | EventKind::Edited if resolution.is_some() => {
+                return Err(at(format!("a {} event after the row was resolved", event.kind)));
+            }
+            EventKind::Executed | EventKind::Failed
+                if resolution.is_none_or(|resolved| resolved.kind != EventKind::Approved) =>
+            {
+                return Err(at(format!("a {} event without an approval before it", event.kind)));
+            }
+            kind if kind.resolution().is_some() => {
+                if let Some(earlier) = resolution {
+                    return Err(at(format!("the row was already {} by event {}", earlier.kind, earlier.index)));
+                }
+                resolution = Some(event);
+            }
+            _ => {}
+        }
+        prev_hash = &event.hash;
+    }
+    let created = first.data.get("row_digest").and_then(Value::as_str);
+    if created != Some(row_digest(row).as_str()) {
+        return Err(broken(1, Some(first.seq), "the row's call differs from the one its created event recorded".into()));
+    }
+    let stored = if row.status == ApprovalStatus::Pending { None } else { Some(row.status) };
+    match (resolution, stored) {
+        (None, None) => Ok(()),
+        (None, Some(status)) => {
+            Err(broken(0, None, format!("the row is {status}, but no event of its chain resolved it")))
+        }
+        (Some(event), None) => Err(broken(
+            event.index,
+            Some(event.seq),
+            format!("the row is pending, but event {} {} it", event.index, event.kind),
+        )),
+        (Some(event), Some(_)) if event.data != resolution_data(row) => Err(broken(
+            event.index,
+            Some(event.seq),
+            "the row's decision (status, resolver or data) differs from the one this event recorded".into(),
+        )),
+        (Some(_), Some(_)) => Ok(()),
+    }
+}
+
+/// The broken link of events whose row is gone, if there are any: `chains` are the row ids
+/// and events of chains whose row no store table holds.
+pub fn orphan<'a>(mut chains: impl Iterator<Item = (&'a String, &'a Vec<TrailEvent>)>) -> Option<BrokenLink> {
+    let (id, events) = chains.next()?;
+    let first = events.first();
+    Some(BrokenLink {
+        approval_id: id.clone(),
+        index: first.map_or(0, |event| event.index),
+        seq: first.map(|event| event.seq),
+        reason: "its row is gone: rows are never deleted".to_owned(),
+    })
+}
+
+/// JSON with object keys sorted at every level and no whitespace: one text per value, whatever
+/// order the value was built in.
+pub fn canonical(value: &Value) -> String {
+    fn sorted(value: &Value) -> Value {
+        match value {
+            Value::Object(map) => {
+                let mut keys: Vec<&String> = map.keys().collect();
+                keys.sort();
+                let mut out = Map::new();
+                for key in keys {
+                    out.insert(key.clone(), sorted(&map[key]));
+                }
+                Value::Object(out)
+            }
+            Value::Array(items) => Value::Array(items.iter().map(sorted).collect()),
+            other => other.clone(),
+        }
+    }
+    sorted(value).to_string()
+}
+
+fn hex_sha256(bytes: &[u8]) -> String {
+    use std::fmt::Write as _;
+    Sha256::digest(bytes).iter().fold(String::with_capacity(64), |mut hex, byte| {
+        let _ = write!(hex, "{byte:02x}");
+        hex
+    })
+}
