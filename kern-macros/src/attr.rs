@@ -1,15 +1,15 @@
 //! Parsing the arguments of `#[tool(..)]` and `#[approval(..)]`.
 //!
 //! Only what each option looks like is checked here (its key, the kind of value, a duplicate,
-//! an `expires_in` that is no duration, a `crate` that is no path); how options combine is
-//! `valid`'s job.
+//! an `expires_in` that is no duration, a `crate` that is no path, a list of approvers with an
+//! empty or repeated role, a quorum below one); how options combine is `valid`'s job.
 
 use proc_macro2::{Delimiter, Group, Span, TokenStream};
 use quote::{ToTokens, quote};
 use syn::ext::IdentExt;
 use syn::parse::{Parse, ParseStream, Parser};
 use syn::punctuated::Punctuated;
-use syn::{Expr, ExprLit, Ident, Lit, LitStr, Path, Token, token};
+use syn::{Expr, ExprLit, ExprPath, Ident, Lit, LitStr, Path, Token, token};
 
 use crate::errors::Errors;
 
@@ -32,7 +32,8 @@ const TOOL_OPTIONS: &[&str] = &[
     "crate",
 ];
 
-const APPROVAL_OPTIONS: &[&str] = &["type", "expires_in", "crate"];
+const APPROVAL_OPTIONS: &[&str] =
+    &["type", "approvers", "quorum", "self_approval", "allow_edit", "expires_in", "on_expire", "when", "crate"];
 
 /// The arguments of `#[tool(..)]`.
 #[derive(Default)]
@@ -88,8 +89,56 @@ pub struct ApprovalAttr {
     pub kind_span: Span,
     /// `expires_in`, in seconds, with the span of its value.
     pub expires_in: Option<(u64, Span)>,
+    /// `approvers = [".."]`: the roles that may decide.
+    pub approvers: Option<Given<Vec<String>>>,
+    /// `quorum = N`: how many distinct eligible principals must approve.
+    pub quorum: Option<Given<u32>>,
+    /// `self_approval = false`: whether the run's user may decide their own call.
+    pub self_approval: Option<Given<bool>>,
+    /// `allow_edit`: whether an approver may change the call's arguments.
+    pub allow_edit: Option<Flag>,
+    /// `on_expire = ".."`: what an expiry does.
+    pub on_expire: Option<Given<OnExpire>>,
+    /// `when = path`: the function that decides whether a call needs the approval.
+    pub when: Option<WhenOption>,
     /// `crate = ".."`: the path to kern.
     pub krate: Option<CrateOption>,
+}
+
+/// A policy option's value, with its key, where errors about the option as a whole point.
+pub struct Given<T> {
+    /// The value as read.
+    pub value: T,
+    /// The option's key.
+    pub span: Span,
+}
+
+/// `on_expire = "reject"` or `on_expire = "cancel_run"`, mirroring `kern::approval::OnExpire`.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum OnExpire {
+    /// The call does not run; the run goes on.
+    Reject,
+    /// The whole run is cancelled.
+    CancelRun,
+}
+
+/// `when = path`: a function over the tool's arguments; a call needs the approval only when it
+/// returns `true`.
+pub enum WhenOption {
+    /// A path, type-checked by the generated code.
+    Path(When),
+    /// A value that is no path (already reported).
+    Unusable,
+}
+
+/// A `when` value that is a path.
+#[derive(Clone)]
+pub struct When {
+    /// The `when` key, where the expected function type is reported when the path names
+    /// something else.
+    pub key: Span,
+    /// The function, as written.
+    pub path: ExprPath,
 }
 
 /// `crate = ".."`: the path generated code reaches kern by, for a crate that renamed the
@@ -247,9 +296,20 @@ impl ApprovalAttr {
     }
 
     fn from_entries(span: Span, entries: syn::Result<Entries>, errors: &mut Errors) -> Self {
-        let mut attr =
-            ApprovalAttr { span, kind: ApprovalKind::Required, kind_span: span, expires_in: None, krate: None };
-        for entry in unique_entries(entries, errors) {
+        let mut attr = ApprovalAttr {
+            span,
+            kind: ApprovalKind::Required,
+            kind_span: span,
+            expires_in: None,
+            approvers: None,
+            quorum: None,
+            self_approval: None,
+            allow_edit: None,
+            on_expire: None,
+            when: None,
+            krate: None,
+        };
+        for (position, entry) in unique_entries(entries, errors).into_iter().enumerate() {
             match entry.name().as_str() {
                 "type" => {
                     if let Some(kind) = approval_kind(&entry, errors) {
@@ -258,6 +318,12 @@ impl ApprovalAttr {
                     }
                 }
                 "expires_in" => attr.expires_in = expires_in(&entry, errors),
+                "approvers" => attr.approvers = approvers(&entry, errors),
+                "quorum" => attr.quorum = quorum(&entry, errors),
+                "self_approval" => attr.self_approval = self_approval(&entry, errors),
+                "allow_edit" => attr.allow_edit = flag(&entry, position, errors),
+                "on_expire" => attr.on_expire = on_expire(&entry, errors),
+                "when" => attr.when = Some(when(&entry, errors)),
                 "crate" => attr.krate = Some(crate_option(&entry, errors)),
                 other => errors.at(entry.key.span(), unknown_option("#[approval]", other, APPROVAL_OPTIONS)),
             }
@@ -404,6 +470,148 @@ fn expires_in(entry: &Entry, errors: &mut Errors) -> Option<(u64, Span)> {
             None
         }
     }
+}
+
+fn approvers(entry: &Entry, errors: &mut Errors) -> Option<Given<Vec<String>>> {
+    const HINT: &str = "`approvers` takes a list of roles, any of which may decide: write \
+                        `approvers = [\"finance\", \"ops\"]`";
+    let elems = match &entry.value {
+        Value::Assigned(Expr::Array(array)) => &array.elems,
+        Value::Assigned(expr) => {
+            errors.spanned(expr, HINT);
+            return None;
+        }
+        Value::Bare | Value::Nested(_) => {
+            errors.at(entry.key.span(), HINT);
+            return None;
+        }
+    };
+    if elems.is_empty() {
+        errors.at(
+            entry.key.span(),
+            "`approvers` is empty, so nobody could decide: list the roles that may, like \
+             `approvers = [\"finance\"]`, or remove `approvers` to let any principal decide",
+        );
+        return None;
+    }
+    let mut roles: Vec<String> = Vec::new();
+    let mut usable = true;
+    for elem in elems {
+        let Expr::Lit(ExprLit { lit: Lit::Str(lit), .. }) = elem else {
+            errors.spanned(elem, "expected a role as a string, like \"finance\"");
+            usable = false;
+            continue;
+        };
+        let role = lit.value();
+        if role.is_empty() {
+            errors.at(lit.span(), "a role cannot be empty: write its name, like \"finance\"");
+            usable = false;
+        } else if roles.contains(&role) {
+            errors.at(lit.span(), format!("the role \"{role}\" is listed twice: list it once"));
+            usable = false;
+        } else {
+            roles.push(role);
+        }
+    }
+    usable.then_some(Given { value: roles, span: entry.key.span() })
+}
+
+fn quorum(entry: &Entry, errors: &mut Errors) -> Option<Given<u32>> {
+    const HINT: &str = "`quorum` takes how many distinct approvers must approve: write a whole number of at \
+                        least 1, like `quorum = 2`";
+    let lit = match (&entry.value, entry.literal()) {
+        (_, Ok(Lit::Int(lit))) => lit,
+        // The whole expression, such as `-1`.
+        (Value::Assigned(expr), _) => {
+            errors.spanned(expr, HINT);
+            return None;
+        }
+        (Value::Bare | Value::Nested(_), _) => {
+            errors.at(entry.key.span(), HINT);
+            return None;
+        }
+    };
+    match lit.base10_parse::<u32>() {
+        Ok(0) => {
+            errors.at(
+                lit.span(),
+                "`quorum = 0` would ask nobody to approve: write a number of at least 1 (the default, 1, \
+                 is one approver's approval)",
+            );
+            None
+        }
+        Ok(quorum) => Some(Given { value: quorum, span: entry.key.span() }),
+        Err(_) => {
+            errors.at(lit.span(), format!("`quorum = {lit}` is too large: write at most {}", u32::MAX));
+            None
+        }
+    }
+}
+
+fn self_approval(entry: &Entry, errors: &mut Errors) -> Option<Given<bool>> {
+    match entry.literal() {
+        Ok(Lit::Bool(lit)) => Some(Given { value: lit.value, span: entry.key.span() }),
+        Ok(lit) => bad_self_approval(lit.span(), errors),
+        Err(span) => bad_self_approval(span, errors),
+    }
+}
+
+fn bad_self_approval(span: Span, errors: &mut Errors) -> Option<Given<bool>> {
+    errors.at(
+        span,
+        "`self_approval` takes a bool: write `self_approval = false` to keep the user a run acts for from \
+         deciding their own call (they may by default)",
+    );
+    None
+}
+
+fn on_expire(entry: &Entry, errors: &mut Errors) -> Option<Given<OnExpire>> {
+    const HINT: &str = "write `on_expire = \"reject\"` (the call does not run and the run goes on, the \
+                        default) or `on_expire = \"cancel_run\"` (the whole run is cancelled)";
+    let value = match entry.literal() {
+        Ok(Lit::Str(lit)) => match lit.value().as_str() {
+            "reject" => OnExpire::Reject,
+            "cancel_run" => OnExpire::CancelRun,
+            other => {
+                errors.at(lit.span(), format!("unknown `on_expire` value \"{other}\": {HINT}"));
+                return None;
+            }
+        },
+        Ok(lit) => {
+            errors.at(lit.span(), format!("`on_expire` takes a string: {HINT}"));
+            return None;
+        }
+        Err(span) => {
+            errors.at(span, format!("`on_expire` takes a string: {HINT}"));
+            return None;
+        }
+    };
+    Some(Given { value, span: entry.key.span() })
+}
+
+fn when(entry: &Entry, errors: &mut Errors) -> WhenOption {
+    const HINT: &str = "`when` takes the path of a function that receives the tool's arguments and returns \
+                        whether the call needs approval, like `when = needs_review`";
+    match &entry.value {
+        Value::Assigned(Expr::Path(path)) => {
+            return WhenOption::Path(When { key: entry.key.span(), path: path.clone() });
+        }
+        Value::Assigned(closure @ Expr::Closure(_)) => errors.spanned(
+            closure,
+            "`when` takes the path of a function, not a closure: move the closure's body into a `fn` that \
+             takes the tool's arguments and write its path, like `when = needs_review`",
+        ),
+        Value::Assigned(Expr::Lit(ExprLit { lit: Lit::Str(lit), .. })) => match lit.parse::<ExprPath>() {
+            Ok(path) => {
+                let path = path.to_token_stream().to_string().replace(' ', "");
+                errors.at(lit.span(), format!("`when` takes a path, not a string: write `when = {path}`"));
+            }
+            Err(_) => errors.at(lit.span(), HINT),
+        },
+        Value::Assigned(expr) => errors.spanned(expr, HINT),
+        Value::Bare | Value::Nested(_) => errors.at(entry.key.span(), HINT),
+    }
+    WhenOption::Unusable
 }
 
 /// Parses an `expires_in` value, a whole number and a unit (`30s`, `15m`, `24h`, `7d`), into

@@ -14,7 +14,7 @@ use syn::spanned::Spanned;
 use syn::{Ident, ItemFn, Meta, MetaList};
 
 use crate::ast::{ParamKind, ToolFn, is_attr};
-use crate::attr::{self, ApprovalAttr, ApprovalKind, ToolAttr};
+use crate::attr::{self, ApprovalAttr, ApprovalKind, OnExpire, ToolAttr};
 use crate::errors::Errors;
 use crate::valid::{self, Approval, Description, Hitl, KernPath, Spec};
 
@@ -28,6 +28,10 @@ pub fn tool(args: TokenStream, item: TokenStream) -> TokenStream {
     };
     let func = ToolFn::from_item(item, &mut errors);
     let kern = valid::kern_path(&attr, &func, &mut errors);
+    // Read before `validate` takes `attr`: with mistakes, the argument struct a `when` names is
+    // still generated.
+    let has_when =
+        [attr.approval.as_ref(), func.approval.as_ref()].into_iter().flatten().any(|approval| approval.when.is_some());
     // Combinations are only judged once every option and argument was read, so a typo in one
     // option does not also show up as a misleading error about how the options combine.
     if let Some(kern) = kern.as_ref().filter(|_| errors.is_empty()) {
@@ -35,7 +39,7 @@ pub fn tool(args: TokenStream, item: TokenStream) -> TokenStream {
             return emit(&spec, &func, kern);
         }
     }
-    fallback(&func, kern.as_ref(), errors)
+    fallback(&func, kern.as_ref(), has_when, errors)
 }
 
 /// Expands `#[approval(args)]` on `item`, which runs before a `#[tool]` written below it and
@@ -117,6 +121,7 @@ fn emit(spec: &Spec, func: &ToolFn, kern_path: &KernPath) -> TokenStream {
     let mut bounds = Vec::new();
     let mut checks = Vec::new();
     let mut call_args = Vec::new();
+    let mut field_names = Vec::new();
     let ctx = Ident::new("ctx", Span::mixed_site());
     let mut uses_ctx = false;
     for param in &func.params {
@@ -133,6 +138,7 @@ fn emit(spec: &Spec, func: &ToolFn, kern_path: &KernPath) -> TokenStream {
                 let type_param = Ident::new(&format!("__KernArg{}", type_params.len()), Span::call_site());
                 fields.push(quote!(#(#docs)* #ident: #type_param));
                 field_idents.push(ident);
+                field_names.push(ident.unraw().to_string());
                 type_params.push(type_param);
                 arg_types.push(ty);
                 bounds.push(quote!(for<'__kern> #ty: #kern::tools::ToolArg));
@@ -193,11 +199,93 @@ fn emit(spec: &Spec, func: &ToolFn, kern_path: &KernPath) -> TokenStream {
     let json = quote!(#kern::__private::serde_json::Value);
     let serde_crate = kern_path.lit("::__private::serde");
     let schemars_crate = kern_path.lit("::__private::schemars");
+    let reject_array = quote! {
+        if #json_args.is_array() {
+            return ::core::result::Result::Err(#kern::tools::ToolError::InvalidArguments(
+                ::std::string::String::from(#not_an_array),
+            ));
+        }
+    };
+
+    // With `when`: the public argument struct the condition takes, its impls (delegating to the
+    // private struct, and bounded like the `Tool` impl, so an argument type that lacks a trait
+    // leaves the struct without it instead of failing a second time), and the `Tool` method that
+    // asks the condition.
+    let when = spec.approval.as_ref().and_then(|approval| approval.when.as_ref());
+    let (public_struct, public_impls, needs_approval) = match when {
+        None => (None, None, None),
+        Some(when) => {
+            let public = valid::args_struct_ident(fn_ident);
+            let public_name = public.to_string();
+            let deserializer = Ident::new("__KernDeserializer", Span::call_site());
+            let public_impls = quote! {
+                #[automatically_derived]
+                impl<'__kern_de> #kern::__private::serde::Deserialize<'__kern_de> for #public
+                where
+                    #(#bounds,)*
+                {
+                    fn deserialize<#deserializer>(
+                        deserializer: #deserializer,
+                    ) -> ::core::result::Result<Self, #deserializer::Error>
+                    where
+                        #deserializer: #kern::__private::serde::Deserializer<'__kern_de>,
+                    {
+                        let #args { #(#field_idents),* } =
+                            <#args_type as #kern::__private::serde::Deserialize<'__kern_de>>::deserialize(
+                                deserializer,
+                            )?;
+                        ::core::result::Result::Ok(#public { #(#field_idents),* })
+                    }
+                }
+
+                #[automatically_derived]
+                impl ::core::fmt::Debug for #public
+                where
+                    #(for<'__kern> #arg_types: ::core::fmt::Debug,)*
+                {
+                    fn fmt(&self, f: &mut ::core::fmt::Formatter<'_>) -> ::core::fmt::Result {
+                        f.debug_struct(#public_name)#(.field(#field_names, &self.#field_idents))*.finish()
+                    }
+                }
+
+                #[automatically_derived]
+                impl ::core::clone::Clone for #public
+                where
+                    #(for<'__kern> #arg_types: ::core::clone::Clone,)*
+                {
+                    fn clone(&self) -> Self {
+                        #public { #(#field_idents: ::core::clone::Clone::clone(&self.#field_idents)),* }
+                    }
+                }
+            };
+            // The function's type is written at the `when` key, so a path to anything else is
+            // reported at the path, "expected due to" the key.
+            let expected_public = Ident::new(&public_name, when.key);
+            let condition_type = quote_spanned!(when.key=> fn(&#expected_public) -> ::core::primitive::bool);
+            let condition = Ident::new("condition", Span::mixed_site());
+            let parsed = Ident::new("parsed", Span::mixed_site());
+            let path = &when.path;
+            let needs_approval = quote! {
+                fn needs_approval(
+                    &self,
+                    #json_args: &#json,
+                ) -> ::core::result::Result<::core::primitive::bool, #kern::tools::ToolError> {
+                    #reject_array
+                    let #parsed = #kern::tools::parse_args::<#public>(::core::clone::Clone::clone(#json_args))?;
+                    let #condition: #condition_type = #path;
+                    ::core::result::Result::Ok(#condition(&#parsed))
+                }
+            };
+            (Some(public_args_struct(func, &spec.name)), Some(public_impls), Some(needs_approval))
+        }
+    };
 
     quote! {
         #item
 
         #unit_struct
+
+        #public_struct
 
         #(#cfgs)*
         const _: () = {
@@ -213,6 +301,8 @@ fn emit(spec: &Spec, func: &ToolFn, kern_path: &KernPath) -> TokenStream {
             // An argument type without `Deserialize` or `JsonSchema` is reported here, at the
             // type, in `ToolArg`'s words (which say what to derive)...
             #checks
+
+            #public_impls
 
             // ...and nowhere else: the struct is generic, so its derives hold for any types, and
             // the impl takes the argument types' traits as bounds. `for<'__kern>` keeps a bound
@@ -240,8 +330,43 @@ fn emit(spec: &Spec, func: &ToolFn, kern_path: &KernPath) -> TokenStream {
                 ) -> #kern::__private::BoxFuture<'a, ::core::result::Result<#json, #kern::tools::ToolError>> {
                     #future
                 }
+
+                #needs_approval
             }
         };
+    }
+}
+
+/// `#vis struct SendPaymentArgs { .. }`: the arguments the model gives the tool named `name`, in
+/// public fields, for a `when` condition to take. Documented like the unit struct, each field
+/// by its argument's doc comment.
+fn public_args_struct(func: &ToolFn, name: &str) -> TokenStream {
+    let vis = &func.item.vis;
+    let cfgs = func.cfgs();
+    let fn_ident = &func.item.sig.ident;
+    let ident = valid::args_struct_ident(fn_ident);
+    let doc = format!(
+        " The arguments the model gives the tool `{name}`, which the `when` condition of its `#[approval]` \
+         decides on; generated from the function `{fn_ident}`."
+    );
+    let fields = func.params.iter().filter_map(|param| {
+        let ParamKind::Arg { docs } = &param.kind else { return None };
+        let ident = &param.ident;
+        let ty = &param.ty;
+        let docs = if docs.is_empty() {
+            let doc = format!(" The argument `{}`.", ident.unraw());
+            quote!(#[doc = #doc])
+        } else {
+            quote!(#(#docs)*)
+        };
+        Some(quote!(#docs pub #ident: #ty))
+    });
+    quote! {
+        #(#cfgs)*
+        #[doc = #doc]
+        #vis struct #ident {
+            #(#fields,)*
+        }
     }
 }
 
@@ -281,32 +406,45 @@ fn hitl_tokens(kern: &TokenStream, hitl: &Hitl) -> TokenStream {
 }
 
 fn approval_tokens(kern: &TokenStream, approval: Option<&Approval>) -> TokenStream {
-    let Some(Approval { kind, expires_in }) = approval else {
+    let Some(approval) = approval else {
         return quote!(::core::option::Option::None);
     };
-    let kind = match kind {
+    let kind = match approval.kind {
         ApprovalKind::Required => quote!(#kern::approval::ApprovalType::Required),
         ApprovalKind::Audit => quote!(#kern::approval::ApprovalType::Audit),
     };
-    let expires_in = match expires_in {
+    let expires_in = match approval.expires_in {
         Some(seconds) => quote!(::core::option::Option::Some(::core::time::Duration::from_secs(#seconds))),
         None => quote!(::core::option::Option::None),
     };
+    let on_expire = match approval.on_expire {
+        OnExpire::Reject => quote!(#kern::approval::OnExpire::Reject),
+        OnExpire::CancelRun => quote!(#kern::approval::OnExpire::CancelRun),
+    };
+    let approvers = &approval.approvers;
+    let quorum = approval.quorum;
+    let self_approval = approval.self_approval;
+    let allow_edit = approval.allow_edit;
     quote! {
         ::core::option::Option::Some(#kern::approval::ApprovalPolicy {
             approval_type: #kind,
             expires_in: #expires_in,
-            ..#kern::approval::ApprovalPolicy::REQUIRED
+            on_expire: #on_expire,
+            approvers: ::std::vec![#(::std::string::String::from(#approvers)),*],
+            quorum: #quorum,
+            self_approval: #self_approval,
+            allow_edit: #allow_edit,
         })
     }
 }
 
 /// What `#[tool]` emits when it found mistakes: the errors, the function, and (when the
-/// function could be a tool at all) the struct with a `Tool` impl that is never run. The struct
-/// keeps code that uses the tool compiling, so the build shows the macro's errors and not a
-/// trail of "cannot find `DeleteUserData`" after them. The impl is left out when the path to
-/// kern is unknown (`kern_path` is `None`), as it would only add errors about that path.
-fn fallback(func: &ToolFn, kern_path: Option<&KernPath>, errors: Errors) -> TokenStream {
+/// function could be a tool at all) the struct with a `Tool` impl that is never run, and the
+/// argument struct when a `when` was written. The structs keep code that uses the tool
+/// compiling, so the build shows the macro's errors and not a trail of "cannot find
+/// `DeleteUserData`" after them. The impl is left out when the path to kern is unknown
+/// (`kern_path` is `None`), as it would only add errors about that path.
+fn fallback(func: &ToolFn, kern_path: Option<&KernPath>, has_when: bool, errors: Errors) -> TokenStream {
     let errors = errors.into_compile_errors();
     let item = &func.item;
     let fn_ident = &item.sig.ident;
@@ -315,9 +453,11 @@ fn fallback(func: &ToolFn, kern_path: Option<&KernPath>, errors: Errors) -> Toke
         // A method lives in an `impl`, where a struct cannot go.
         return quote!(#errors #item);
     }
-    let unit_struct = unit_struct(func, &struct_ident, &fn_ident.unraw().to_string());
+    let name = fn_ident.unraw().to_string();
+    let unit_struct = unit_struct(func, &struct_ident, &name);
+    let public_struct = has_when.then(|| public_args_struct(func, &name));
     let Some(kern_path) = kern_path else {
-        return quote!(#errors #item #unit_struct);
+        return quote!(#errors #item #unit_struct #public_struct);
     };
     let kern = kern_path.at(Span::call_site());
     let cfgs = func.cfgs();
@@ -326,6 +466,7 @@ fn fallback(func: &ToolFn, kern_path: Option<&KernPath>, errors: Errors) -> Toke
         #errors
         #item
         #unit_struct
+        #public_struct
 
         #(#cfgs)*
         #[automatically_derived]
@@ -416,9 +557,19 @@ mod tests {
                 fn weather() {}
             ),
         );
-        for expansion in [valid, invalid] {
+        // With a condition, also `Deserialize`, `Debug` and `Clone` for the argument struct.
+        let with_when = approval_then_tool(
+            quote!(when = needs_review),
+            TokenStream::new(),
+            quote!(
+                fn weather(city: String) -> String {
+                    city
+                }
+            ),
+        );
+        for (expansion, count) in [(valid, 1), (invalid, 1), (with_when, 4)] {
             let impls = impls(expansion);
-            assert_eq!(impls.len(), 1, "one `Tool` impl");
+            assert_eq!(impls.len(), count);
             for item in impls {
                 assert!(item.attrs.iter().any(|attr| attr.path().is_ident("automatically_derived")));
             }
@@ -435,6 +586,12 @@ mod tests {
         let expansions = [
             tool(quote!(crate = "my_kern", user_input_fields = ["reason"], log_approval), function.clone()),
             approval_then_tool(quote!(crate = "my_kern", expires_in = "1h"), TokenStream::new(), function.clone()),
+            // The argument struct's impls and the condition's method as well.
+            approval_then_tool(
+                quote!(crate = "my_kern", when = needs_review, approvers = ["ops"]),
+                TokenStream::new(),
+                function.clone(),
+            ),
             // A mistake in the approval still leaves the tool against the path it gives.
             approval_then_tool(quote!(crate = "my_kern", type = "sometimes"), TokenStream::new(), function),
         ];

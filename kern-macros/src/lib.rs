@@ -134,34 +134,93 @@ pub fn tool(args: TokenStream, item: TokenStream) -> TokenStream {
 ///   (which it must have: `requires_confirmation`, `requires_user_input`, `user_input_fields`
 ///   or `external_execution`) decides, and a row records the outcome. `log_approval` on
 ///   `#[tool]` means the same; write one or the other.
-/// - `expires_in = "30s" | "15m" | "24h" | "7d"` (required approvals only): a pending row not
-///   decided in time expires and the tool does not run. Checked at compile time.
-/// - `crate = "..."`: the path by which this crate reaches kern, as on `#[tool]` (see
-///   "Reaching kern under another path" there). Give it on either attribute; when both give
-///   it, the paths must be the same.
 ///
 /// It goes on the same function as `#[tool]`, above or below it, and hands its options to
-/// `#[tool]`, which generates the code and reports mistakes in both. `#[approval]` without
-/// `#[tool]`, an unknown `type`, an unknown option, an option given twice, a malformed
-/// `expires_in`, a `crate` that is no path and a `crate` that differs from the one on `#[tool]`
-/// are compile errors.
+/// `#[tool]`, which generates the code and reports mistakes in both.
+///
+/// # Options
+///
+/// A required approval may say who decides and what happens when; the tool's definition then
+/// carries them in its `ApprovalPolicy`.
+///
+/// | Option | Meaning |
+/// |---|---|
+/// | `type = "required"` or `"audit"` | Blocking (the default) or audit, as above. |
+/// | `approvers = ["finance", "ops"]` | Only principals holding one of these roles may decide (by default any may). |
+/// | `quorum = 2` | That many distinct eligible principals must approve (default 1); one eligible rejection rejects. |
+/// | `self_approval = false` | The user the run acts for may not decide their own call (by default they may). |
+/// | `allow_edit` | An approver may change the call's arguments when approving. A flag: `allow_edit = true` and `= false` work too. |
+/// | `expires_in = "30s"`, `"15m"`, `"24h"`, `"7d"` | A pending row not decided in time expires and the tool does not run. |
+/// | `on_expire = "reject"` or `"cancel_run"` | What an expiry does: the call is refused and the run goes on (the default), or the whole run is cancelled. Needs `expires_in`. |
+/// | `when = path::to::function` | The call needs the approval only when this function says so (see below). |
+/// | `crate = "..."` | The path by which this crate reaches kern, as on `#[tool]` (see "Reaching kern under another path" there); when both attributes give it, the paths must be the same. |
+///
+/// Everything but `type` and `crate` is for required approvals only: an audit row records a
+/// decision already made. The values are checked at compile time, each mistake a compile error
+/// that says what to write instead: an unknown `type` or option, an option given twice, an
+/// empty, repeated or non-string role, a quorum below 1, a `self_approval` that is no bool, a
+/// malformed `expires_in`, an `on_expire` without `expires_in`, a `when` that is no path, a
+/// `crate` that is no path, and a `crate` that differs from the one on `#[tool]`.
+///
+/// # Deciding per call: `when`
+///
+/// `when` names a function `fn(&Args) -> bool` over the tool's arguments, where `Args` is a
+/// struct generated for the tool: on `fn send_payment(..)`, `SendPaymentArgs` (the tool
+/// struct's name followed by `Args`), with the function's visibility and one public field per
+/// argument the model supplies (a `&RunContext` is not one), documented by the argument's doc
+/// comment. It implements `serde::Deserialize` as the tool reads its arguments, and `Debug` and
+/// `Clone` when every argument type does. The struct is generated only for tools with `when`.
+///
+/// The tool's `Tool::needs_approval` reads the model's arguments into it (arguments the call
+/// would refuse give the same `ToolError::InvalidArguments`) and returns the function's answer.
+/// A function of another type is a type error at the path. `when` needs a confirmation, the
+/// kind a bare required approval implies: a user-input or external-execution call always needs
+/// a person.
 ///
 /// # Example
 ///
 /// ```
-/// use kern::approval::{ApprovalPolicy, approval};
-/// use kern::tools::{Hitl, Tool, tool};
+/// use std::time::Duration;
 ///
-/// /// Refund an order.
-/// #[approval(expires_in = "24h")]
+/// use kern::approval::{ApprovalPolicy, OnExpire, approval};
+/// use kern::tools::{Hitl, Tool, tool};
+/// use serde_json::json;
+///
+/// /// Pay an amount into an account.
+/// #[approval(
+///     approvers = ["finance"],
+///     quorum = 2,
+///     self_approval = false,
+///     expires_in = "24h",
+///     on_expire = "cancel_run",
+///     when = large,
+/// )]
 /// #[tool]
-/// fn refund(order_id: u64) -> String {
-///     format!("refunded {order_id}")
+/// fn send_payment(
+///     /// In cents.
+///     amount: u64,
+///     account: String,
+/// ) -> String {
+///     format!("paid {amount} into {account}")
 /// }
 ///
-/// let definition = Refund.definition();
+/// /// Payments from 1000.00 up wait for two people from finance, neither of them the
+/// /// requester; smaller ones run at once.
+/// fn large(args: &SendPaymentArgs) -> bool {
+///     args.amount >= 100_000
+/// }
+///
+/// let definition = SendPayment.definition();
 /// assert_eq!(definition.hitl, Hitl::Confirmation);
-/// assert_eq!(definition.approval, Some(ApprovalPolicy::REQUIRED.expires_in(std::time::Duration::from_secs(86_400))));
+/// let policy = ApprovalPolicy::REQUIRED
+///     .approvers(["finance"])
+///     .quorum(2)
+///     .self_approval(false)
+///     .expires_in(Duration::from_secs(24 * 60 * 60))
+///     .on_expire(OnExpire::CancelRun);
+/// assert_eq!(definition.approval, Some(policy));
+/// assert_eq!(SendPayment.needs_approval(&json!({"amount": 250_000, "account": "acme"})), Ok(true));
+/// assert_eq!(SendPayment.needs_approval(&json!({"amount": 499, "account": "acme"})), Ok(false));
 /// ```
 #[proc_macro_attribute]
 pub fn approval(args: TokenStream, item: TokenStream) -> TokenStream {

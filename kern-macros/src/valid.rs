@@ -7,7 +7,7 @@ use syn::ext::IdentExt;
 use syn::{Expr, ExprLit, Ident, Lit, LitStr, Meta, Path};
 
 use crate::ast::{ParamKind, ToolFn};
-use crate::attr::{ApprovalAttr, ApprovalKind, CrateOption, CratePath, Flag, ToolAttr};
+use crate::attr::{ApprovalAttr, ApprovalKind, CrateOption, CratePath, Flag, OnExpire, ToolAttr, When, WhenOption};
 use crate::errors::Errors;
 
 /// Everything the expansion emits besides the function's own items.
@@ -42,11 +42,36 @@ pub enum Hitl {
     ExternalExecution,
 }
 
-/// The resolved approval policy, mirroring `kern::approval::ApprovalPolicy`.
+/// The resolved approval policy, mirroring `kern::approval::ApprovalPolicy`, and its condition.
 pub struct Approval {
     pub kind: ApprovalKind,
     /// In seconds.
     pub expires_in: Option<u64>,
+    pub on_expire: OnExpire,
+    /// The roles that may decide; empty means any principal.
+    pub approvers: Vec<String>,
+    pub quorum: u32,
+    pub self_approval: bool,
+    pub allow_edit: bool,
+    /// `when = path`: the call needs the approval only when this returns `true`.
+    pub when: Option<When>,
+}
+
+impl Approval {
+    /// The policy of `kind` with nothing but defaults, as `ApprovalPolicy::REQUIRED` and
+    /// `ApprovalPolicy::AUDIT` have it.
+    fn new(kind: ApprovalKind) -> Self {
+        Approval {
+            kind,
+            expires_in: None,
+            on_expire: OnExpire::Reject,
+            approvers: Vec::new(),
+            quorum: 1,
+            self_approval: true,
+            allow_edit: false,
+            when: None,
+        }
+    }
 }
 
 /// The path generated code reaches the `kern` facade by.
@@ -171,6 +196,12 @@ fn struct_ident(fn_ident: &Ident, errors: &mut Errors) -> Ident {
         );
     }
     Ident::new(&pascal, fn_ident.span())
+}
+
+/// `send_payment` -> `SendPaymentArgs`: the public struct of the arguments the model gives the
+/// tool, which a `when` condition takes. Spanned like the unit struct.
+pub fn args_struct_ident(fn_ident: &Ident) -> Ident {
+    Ident::new(&format!("{}Args", pascal_case(&fn_ident.unraw().to_string())), fn_ident.span())
 }
 
 /// `delete_user_data` -> `DeleteUserData`.
@@ -345,7 +376,7 @@ fn approval(attr: &ToolAttr, func: &ToolFn, hitl: &Hitl, errors: &mut Errors) ->
         (above, below) => above.as_ref().or(below.as_ref()),
     };
     let log_approval = attr.log_approval.filter(|flag| flag.on);
-    let (kind, kind_span, expires_in) = match (declared, log_approval) {
+    let (kind, kind_span) = match (declared, log_approval) {
         (Some(_), Some(flag)) => {
             errors.at(
                 flag.span,
@@ -354,28 +385,92 @@ fn approval(attr: &ToolAttr, func: &ToolFn, hitl: &Hitl, errors: &mut Errors) ->
             );
             return None;
         }
-        (Some(declared), None) => (declared.kind, declared.kind_span, declared.expires_in),
-        (None, Some(flag)) => (ApprovalKind::Audit, flag.span, None),
+        (Some(declared), None) => (declared.kind, declared.kind_span),
+        (None, Some(flag)) => (ApprovalKind::Audit, flag.span),
         (None, None) => return None,
     };
-    if kind == ApprovalKind::Audit {
-        if matches!(hitl, Hitl::None) {
-            errors.at(
-                kind_span,
-                "an audit approval records the outcome of a human-in-the-loop step, and this tool has none: \
-                 add `requires_confirmation`, `requires_user_input`, `user_input_fields = [..]` or \
-                 `external_execution` to `#[tool]`",
-            );
+    let approval = Approval::new(kind);
+    match kind {
+        ApprovalKind::Audit => {
+            if matches!(hitl, Hitl::None) {
+                errors.at(
+                    kind_span,
+                    "an audit approval records the outcome of a human-in-the-loop step, and this tool has none: \
+                     add `requires_confirmation`, `requires_user_input`, `user_input_fields = [..]` or \
+                     `external_execution` to `#[tool]`",
+                );
+            }
+            if let Some(declared) = declared {
+                no_policy_on_audit(declared, errors);
+            }
+            Some(approval)
         }
-        if let Some((_, span)) = expires_in {
-            errors.at(
-                span,
-                "`expires_in` applies to `type = \"required\"`: an audit row is written once the step is \
-                 resolved and never waits, so remove `expires_in`",
-            );
+        ApprovalKind::Required => Some(declared.map_or(approval, |declared| policy(declared, hitl, errors))),
+    }
+}
+
+/// Reports every policy option of an audit approval: an audit row is written once the tool's
+/// human-in-the-loop step has decided, so there is no one to ask and nothing to wait for.
+fn no_policy_on_audit(declared: &ApprovalAttr, errors: &mut Errors) {
+    const NEVER_WAITS: &str = "an audit row is written once the step is resolved and never waits";
+    const DECIDED: &str = "an audit row records a decision the tool's human-in-the-loop step already made and \
+                           asks nobody to approve";
+    let when = declared.when.as_ref().and_then(|when| match when {
+        WhenOption::Path(when) => Some(when.key),
+        WhenOption::Unusable => None,
+    });
+    // In the order the options are documented.
+    let written = [
+        ("approvers", declared.approvers.as_ref().map(|given| given.span), DECIDED),
+        ("quorum", declared.quorum.as_ref().map(|given| given.span), DECIDED),
+        ("self_approval", declared.self_approval.as_ref().map(|given| given.span), DECIDED),
+        ("allow_edit", declared.allow_edit.map(|flag| flag.span), DECIDED),
+        ("expires_in", declared.expires_in.map(|(_, span)| span), NEVER_WAITS),
+        ("on_expire", declared.on_expire.as_ref().map(|given| given.span), NEVER_WAITS),
+        ("when", when, DECIDED),
+    ];
+    for (key, span, why) in written {
+        if let Some(span) = span {
+            errors.at(span, format!("`{key}` applies to `type = \"required\"`: {why}, so remove `{key}`"));
         }
     }
-    Some(Approval { kind, expires_in: expires_in.map(|(seconds, _)| seconds) })
+}
+
+/// The policy of a required approval, checked against the tool's human-in-the-loop kind.
+fn policy(declared: &ApprovalAttr, hitl: &Hitl, errors: &mut Errors) -> Approval {
+    let mut approval = Approval::new(ApprovalKind::Required);
+    approval.expires_in = declared.expires_in.map(|(seconds, _)| seconds);
+    if let Some(on_expire) = &declared.on_expire {
+        if declared.expires_in.is_none() {
+            errors.at(
+                on_expire.span,
+                "`on_expire` says what happens when a pending approval expires, and this one never does: \
+                 add `expires_in = \"24h\"` (or another duration), or remove `on_expire`",
+            );
+        }
+        approval.on_expire = on_expire.value;
+    }
+    if let Some(approvers) = &declared.approvers {
+        approval.approvers.clone_from(&approvers.value);
+    }
+    if let Some(quorum) = &declared.quorum {
+        approval.quorum = quorum.value;
+    }
+    if let Some(self_approval) = &declared.self_approval {
+        approval.self_approval = self_approval.value;
+    }
+    approval.allow_edit = declared.allow_edit.is_some_and(|flag| flag.on);
+    if let Some(WhenOption::Path(when)) = &declared.when {
+        if matches!(hitl, Hitl::UserInput(_) | Hitl::ExternalExecution) {
+            errors.at(
+                when.key,
+                "a user-input or external-execution call always needs a person, so `when` cannot let it \
+                 skip its approval: remove `when`, or make the tool `requires_confirmation`",
+            );
+        }
+        approval.when = Some(when.clone());
+    }
+    approval
 }
 
 #[cfg(test)]

@@ -1,9 +1,11 @@
-//! The approval policy `#[approval]` and `log_approval` put on a tool, in either attribute order.
+//! The approval policy `#[approval]` and `log_approval` put on a tool, in either attribute order:
+//! its type and expiry, who may decide, and the `when` condition judged on a call's arguments.
 
 use std::time::Duration;
 
-use kern::approval::{ApprovalPolicy, approval};
-use kern::tools::{Hitl, Tool, tool};
+use kern::approval::{ApprovalPolicy, OnExpire, approval};
+use kern::tools::{Hitl, RunContext, Tool, ToolError, tool};
+use serde_json::{Value, json};
 
 #[approval]
 #[tool]
@@ -116,4 +118,161 @@ fn attributes_by_full_path() {
         FullPathsBelow.definition().approval,
         Some(ApprovalPolicy::REQUIRED.expires_in(Duration::from_secs(3600)))
     );
+}
+
+#[approval(approvers = ["finance", "ops"])]
+#[tool]
+fn by_role() {}
+
+#[tool]
+#[approval(approvers = ["finance"], quorum = 2)]
+fn two_of_finance() {}
+
+#[approval(quorum = 3)]
+#[tool]
+fn three_of_anyone() {}
+
+#[approval(self_approval = false)]
+#[tool]
+fn not_by_self() {}
+
+#[approval(self_approval = true)]
+#[tool]
+fn by_self_too() {}
+
+#[approval(allow_edit)]
+#[tool]
+fn editable(amount: u64) -> u64 {
+    amount
+}
+
+#[tool(requires_confirmation)]
+#[approval(allow_edit = true)]
+fn editable_true(amount: u64) -> u64 {
+    amount
+}
+
+#[approval(allow_edit = false)]
+#[tool]
+fn not_editable(amount: u64) -> u64 {
+    amount
+}
+
+#[approval(expires_in = "1h", on_expire = "cancel_run")]
+#[tool]
+fn expiry_cancels() {}
+
+#[tool]
+#[approval(on_expire = "reject", expires_in = "1h")]
+fn expiry_rejects() {}
+
+#[test]
+fn who_may_decide() {
+    assert_eq!(ByRole.definition().approval, Some(ApprovalPolicy::REQUIRED.approvers(["finance", "ops"])));
+    assert_eq!(TwoOfFinance.definition().approval, Some(ApprovalPolicy::REQUIRED.approvers(["finance"]).quorum(2)));
+    assert_eq!(ThreeOfAnyone.definition().approval, Some(ApprovalPolicy::REQUIRED.quorum(3)));
+    assert_eq!(NotBySelf.definition().approval, Some(ApprovalPolicy::REQUIRED.self_approval(false)));
+    assert_eq!(BySelfToo.definition().approval, Some(ApprovalPolicy::REQUIRED));
+    for definition in [ByRole.definition(), TwoOfFinance.definition(), NotBySelf.definition()] {
+        assert_eq!(definition.hitl, Hitl::Confirmation);
+    }
+}
+
+#[test]
+fn allow_edit_as_a_flag() {
+    assert_eq!(Editable.definition().approval, Some(ApprovalPolicy::REQUIRED.allow_edit()));
+    assert_eq!(EditableTrue.definition().approval, Some(ApprovalPolicy::REQUIRED.allow_edit()));
+    assert_eq!(NotEditable.definition().approval, Some(ApprovalPolicy::REQUIRED));
+}
+
+#[test]
+fn what_an_expiry_does() {
+    let hour = ApprovalPolicy::REQUIRED.expires_in(Duration::from_secs(3600));
+    assert_eq!(ExpiryCancels.definition().approval, Some(hour.clone().on_expire(OnExpire::CancelRun)));
+    assert_eq!(ExpiryRejects.definition().approval, Some(hour.on_expire(OnExpire::Reject)));
+}
+
+/// Pay an amount into an account.
+#[approval(when = over_limit)]
+#[tool]
+fn send_payment(
+    /// In cents.
+    amount: u64,
+    account: String,
+    note: Option<String>,
+    ctx: &RunContext,
+) -> String {
+    format!("{amount} to {account} ({note:?}) for run {}", ctx.run_id)
+}
+
+/// Large payments need an admin; small ones run at once.
+fn over_limit(args: &SendPaymentArgs) -> bool {
+    args.amount > 10_000
+}
+
+mod rules {
+    pub fn always(_: &super::ResetArgs) -> bool {
+        true
+    }
+}
+
+#[tool(requires_confirmation)]
+#[approval(when = rules::always, quorum = 2)]
+fn reset() {}
+
+#[test]
+fn when_is_no_part_of_the_policy() {
+    assert_eq!(SendPayment.definition().approval, Some(ApprovalPolicy::REQUIRED));
+    assert_eq!(SendPayment.definition().hitl, Hitl::Confirmation);
+    assert_eq!(Reset.definition().approval, Some(ApprovalPolicy::REQUIRED.quorum(2)));
+}
+
+#[test]
+fn needs_approval_is_the_conditions_answer() {
+    assert_eq!(SendPayment.needs_approval(&json!({"amount": 20_000, "account": "acme"})), Ok(true));
+    assert_eq!(SendPayment.needs_approval(&json!({"amount": 10_000, "account": "acme", "note": "rent"})), Ok(false));
+    assert_eq!(SendPayment.needs_approval(&json!({"amount": 5, "account": "acme", "note": null})), Ok(false));
+    // A tool without arguments takes `null` for `{}`, as its call does.
+    assert_eq!(Reset.needs_approval(&Value::Null), Ok(true));
+    assert_eq!(Reset.needs_approval(&json!({})), Ok(true));
+}
+
+#[test]
+fn without_when_every_call_needs_approval() {
+    assert_eq!(ByRole.needs_approval(&json!({})), Ok(true));
+    assert_eq!(Editable.needs_approval(&json!({"amount": 1})), Ok(true));
+    // Not even read: arguments the call would refuse are the call's to refuse.
+    assert_eq!(Editable.needs_approval(&json!("not arguments")), Ok(true));
+}
+
+#[tokio::test]
+async fn arguments_the_call_refuses_the_condition_refuses_alike() {
+    let ctx = RunContext::default();
+    for args in [
+        json!({"amount": "many", "account": "acme"}),
+        json!({"account": "acme"}),
+        json!({"amount": 1, "account": "acme", "ctx": {}}),
+        json!({"amount": 1, "account": "acme", "extra": true}),
+        json!([1, "acme", null]),
+        json!("pay"),
+        Value::Null,
+    ] {
+        let refused = SendPayment.needs_approval(&args);
+        assert!(matches!(refused, Err(ToolError::InvalidArguments(_))), "{args}: {refused:?}");
+        assert_eq!(refused, SendPayment.call(&ctx, args.clone()).await.map(|_| true), "{args}");
+    }
+    assert_eq!(
+        Reset.needs_approval(&json!({"force": true})),
+        Err(ToolError::InvalidArguments("unknown field `force`, there are no fields".into()))
+    );
+}
+
+#[test]
+fn the_argument_struct_is_public_and_typed() {
+    let args: SendPaymentArgs = serde_json::from_value(json!({"amount": 7, "account": "acme"})).unwrap();
+    let copy = args.clone();
+    assert_eq!(format!("{copy:?}"), r#"SendPaymentArgs { amount: 7, account: "acme", note: None }"#);
+    let built = SendPaymentArgs { amount: 7, account: "acme".into(), note: Some("rent".into()) };
+    assert!(!over_limit(&built));
+    assert_eq!(format!("{:?}", ResetArgs {}), "ResetArgs");
 }
