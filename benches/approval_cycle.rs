@@ -441,7 +441,7 @@ async fn measure_list(options: &Options, backend: &Backend, rows: usize, print: 
     while written < rows {
         let batch: Vec<Approval> = (written..rows.min(written + BATCH)).map(|i| filler_row(i, now)).collect();
         written += batch.len();
-        backend.store.save_runs(&[], &batch).await?;
+        backend.store.save_runs(&[], &batch, &[]).await?;
     }
     let fill = fill_started.elapsed();
     let fresh = time_queries(options, &*backend.store, rows).await?;
@@ -612,6 +612,7 @@ fn filler_row(i: usize, now: chrono::DateTime<Utc>) -> Approval {
         updated_at: created_at,
         expires_at: None,
         run_status: RunStatus::Completed,
+        policy: None,
     }
 }
 

@@ -111,6 +111,11 @@ pub mod run {
     pub use kern_core::run::*;
 }
 
+/// The trail: the hash-chained log of what happened to each approval row, and its check.
+pub mod trail {
+    pub use kern_core::trail::*;
+}
+
 /// Models: the trait, the OpenAI-compatible and Anthropic providers, and a scripted model.
 pub mod models {
     pub use kern_core::models::*;
@@ -139,8 +144,8 @@ pub use kern_core::{BoxFuture, Error, ParseEnumError, Result, limits};
 pub mod prelude {
     pub use crate::agent::Agent;
     pub use crate::approval::{
-        Approval, ApprovalPage, ApprovalQuery, ApprovalStatus, ApprovalType, ApprovalUpdate, PauseType, SourceType,
-        approval,
+        Approval, ApprovalPage, ApprovalQuery, ApprovalStatus, ApprovalType, ApprovalUpdate, Decision, PauseType,
+        Principal, SourceType, approval,
     };
     pub use crate::db::{MemoryDb, PostgresDb, SqliteDb, Store};
     pub use crate::models::{Model, Reply, ScriptedModel};

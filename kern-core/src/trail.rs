@@ -198,7 +198,15 @@ pub fn opening_events(row: &Approval) -> Vec<TrailEvent> {
     let decided = resolution_kind(row.status).map(|kind| {
         let principal = row.resolved_by.as_deref().unwrap_or(SYSTEM_PRINCIPAL);
         let at = row.resolved_at.unwrap_or(row.created_at);
-        TrailEvent::next(Some((created.index, &created.hash)), &row.id, &row.run_id, kind, principal, at, resolution_data(row))
+        TrailEvent::next(
+            Some((created.index, &created.hash)),
+            &row.id,
+            &row.run_id,
+            kind,
+            principal,
+            at,
+            resolution_data(row),
+        )
     });
     std::iter::once(created).chain(decided).collect()
 }
@@ -214,19 +222,19 @@ pub fn resolution_kind(status: ApprovalStatus) -> Option<EventKind> {
     }
 }
 
-/// Hashes `events` (kind, principal, data) onto the chain of `row` whose last event is `head`
-/// (`None` for an empty chain), all at `at`.
+/// Hashes `events` (kind, principal, data) onto the chain of row `approval_id` (of run
+/// `run_id`) whose last event is `head` (`None` for an empty chain), all at `at`.
 pub fn append(
     head: Option<(u32, &str)>,
-    row: &Approval,
+    approval_id: &str,
+    run_id: &str,
     at: DateTime<Utc>,
     events: impl IntoIterator<Item = (EventKind, String, Value)>,
 ) -> Vec<TrailEvent> {
     let mut chained: Vec<TrailEvent> = Vec::new();
     for (kind, principal, data) in events {
         let prev = chained.last().map(|event| (event.index, event.hash.as_str())).or(head);
-        let event = TrailEvent::next(prev, &row.id, &row.run_id, kind, &principal, at, data);
-        chained.push(event);
+        chained.push(TrailEvent::next(prev, approval_id, run_id, kind, &principal, at, data));
     }
     chained
 }
@@ -295,12 +303,8 @@ impl TrailReport {
 
 /// Checks one row against its chain: `events` are all of the row's events, in chain order.
 pub fn verify_row(row: &Approval, events: &[TrailEvent]) -> Result<(), BrokenLink> {
-    let broken = |index: u32, seq: Option<i64>, reason: String| BrokenLink {
-        approval_id: row.id.clone(),
-        index,
-        seq,
-        reason,
-    };
+    let broken =
+        |index: u32, seq: Option<i64>, reason: String| BrokenLink { approval_id: row.id.clone(), index, seq, reason };
     let Some(first) = events.first() else {
         return Err(broken(0, None, "the row has no events: its created event is missing".into()));
     };
@@ -346,7 +350,11 @@ pub fn verify_row(row: &Approval, events: &[TrailEvent]) -> Result<(), BrokenLin
     }
     let created = first.data.get("row_digest").and_then(Value::as_str);
     if created != Some(row_digest(row).as_str()) {
-        return Err(broken(1, Some(first.seq), "the row's call differs from the one its created event recorded".into()));
+        return Err(broken(
+            1,
+            Some(first.seq),
+            "the row's call differs from the one its created event recorded".into(),
+        ));
     }
     let stored = if row.status == ApprovalStatus::Pending { None } else { Some(row.status) };
     match (resolution, stored) {

@@ -1,22 +1,44 @@
 //! Rows to kern's types and back. Enums are stored as their text, structured fields as JSON.
 
-use kern_core::approval::Approval;
+use kern_core::approval::{Approval, Vote};
 use kern_core::run::{RunRecord, RunStatus};
+use kern_core::trail::TrailEvent;
 use kern_core::{Error, ParseEnumError, Result};
+use serde_json::Value;
 use serde_json::value::RawValue;
 
 use crate::stmt::{Columns, Stmt, corrupt};
 
-/// The columns of the approvals table, in the order [`bind_approval`] binds them.
+/// The columns of an approval row as read back.
 pub(crate) const APPROVAL_COLUMNS: &str = "id, run_id, session_id, status, approval_type, pause_type, source_type, \
      source_name, agent_id, team_id, user_id, tool_name, tool_args, tool_call_id, requirements, resolution_data, \
-     resolved_by, resolved_at, created_at, updated_at, expires_at, run_status";
+     resolved_by, resolved_at, created_at, updated_at, expires_at, run_status, policy";
 
-/// How many columns [`APPROVAL_COLUMNS`] lists.
-pub(crate) const APPROVAL_COLUMN_COUNT: usize = 22;
+/// The columns an insert writes, in the order [`bind_approval`] binds them: those read back,
+/// and `principals_only`, which the trusted resolution's compare-and-set reads (a row decided
+/// only by principals never matches it).
+pub(crate) const APPROVAL_INSERT_COLUMNS: &str = "id, run_id, session_id, status, approval_type, pause_type, \
+     source_type, source_name, agent_id, team_id, user_id, tool_name, tool_args, tool_call_id, requirements, \
+     resolution_data, resolved_by, resolved_at, created_at, updated_at, expires_at, run_status, policy, \
+     principals_only";
 
-/// Binds every field of `approval`, in [`APPROVAL_COLUMNS`] order, with `run_status` for its
-/// run's status.
+/// How many columns [`APPROVAL_INSERT_COLUMNS`] lists.
+pub(crate) const APPROVAL_COLUMN_COUNT: usize = 24;
+
+/// The columns of a trail event, in the order [`bind_event`] binds them after `seq`.
+pub(crate) const EVENT_COLUMNS: &str = "seq, approval_id, run_id, idx, kind, principal, at, data, prev_hash, hash";
+
+/// The columns an event insert writes (the database numbers `seq`).
+pub(crate) const EVENT_INSERT_COLUMNS: &str = "approval_id, run_id, idx, kind, principal, at, data, prev_hash, hash";
+
+/// How many columns [`EVENT_INSERT_COLUMNS`] lists.
+pub(crate) const EVENT_COLUMN_COUNT: usize = 9;
+
+/// The columns of a vote, in the order [`bind_vote`] binds them.
+pub(crate) const VOTE_COLUMNS: &str = "approval_id, principal, roles, kind, note, args, at";
+
+/// Binds every field of `approval`, in [`APPROVAL_INSERT_COLUMNS`] order, with `run_status`
+/// for its run's status.
 pub(crate) fn bind_approval<'a>(stmt: Stmt<'a>, approval: &'a Approval, run_status: RunStatus) -> Result<Stmt<'a>> {
     let requirements = serde_json::value::to_raw_value(&approval.requirements)
         .map_err(|e| Error::Corrupt(format!("requirements of approval `{}`: {e}", approval.id)))?;
@@ -42,7 +64,77 @@ pub(crate) fn bind_approval<'a>(stmt: Stmt<'a>, approval: &'a Approval, run_stat
         .bind(approval.created_at)
         .bind(approval.updated_at)
         .bind(approval.expires_at)
-        .bind(run_status.as_str()))
+        .bind(run_status.as_str())
+        .bind(policy(approval)?)
+        .bind(i64::from(approval.needs_principals())))
+}
+
+/// The row's policy as JSON, or `None`.
+fn policy(approval: &Approval) -> Result<Option<Box<RawValue>>> {
+    approval
+        .policy
+        .as_ref()
+        .map(serde_json::value::to_raw_value)
+        .transpose()
+        .map_err(|e| Error::Corrupt(format!("policy of approval `{}`: {e}", approval.id)))
+}
+
+/// Binds an event, in [`EVENT_INSERT_COLUMNS`] order.
+pub(crate) fn bind_event<'a>(stmt: Stmt<'a>, event: &'a TrailEvent) -> Stmt<'a> {
+    stmt.bind(event.approval_id.as_str())
+        .bind(event.run_id.as_str())
+        .bind(i64::from(event.index))
+        .bind(event.kind.as_str())
+        .bind(event.principal.as_str())
+        .bind(event.at)
+        .bind(&event.data)
+        .bind(event.prev_hash.as_str())
+        .bind(event.hash.as_str())
+}
+
+/// Reads an event selected with [`EVENT_COLUMNS`].
+pub(crate) fn event(row: &dyn Columns) -> Result<TrailEvent> {
+    Ok(TrailEvent {
+        seq: row.int("seq")?,
+        approval_id: row.text("approval_id")?,
+        run_id: row.text("run_id")?,
+        index: u32::try_from(row.int("idx")?).map_err(|e| corrupt("idx", e))?,
+        kind: enum_text(row, "kind")?,
+        principal: row.text("principal")?,
+        at: row.time("at")?,
+        data: row.json("data")?,
+        prev_hash: row.text("prev_hash")?,
+        hash: row.text("hash")?,
+    })
+}
+
+/// Binds a vote, in [`VOTE_COLUMNS`] order.
+pub(crate) fn bind_vote<'a>(stmt: Stmt<'a>, vote: &'a Vote, roles: &'a Value) -> Stmt<'a> {
+    stmt.bind(vote.approval_id.as_str())
+        .bind(vote.principal.as_str())
+        .bind(roles)
+        .bind(vote.kind.as_str())
+        .bind(vote.note.as_deref())
+        .bind(vote.args.as_ref())
+        .bind(vote.at)
+}
+
+/// Reads a vote selected with [`VOTE_COLUMNS`].
+pub(crate) fn vote(row: &dyn Columns) -> Result<Vote> {
+    Ok(Vote {
+        approval_id: row.text("approval_id")?,
+        principal: row.text("principal")?,
+        roles: from_json("roles", row)?,
+        kind: enum_text(row, "kind")?,
+        note: row.opt_text("note")?,
+        args: row.opt_json("args")?,
+        at: row.time("at")?,
+    })
+}
+
+/// Reads the head of a chain: its last event's `idx` and `hash`.
+pub(crate) fn head(row: &dyn Columns) -> Result<(u32, String)> {
+    Ok((u32::try_from(row.int("idx")?).map_err(|e| corrupt("idx", e))?, row.text("hash")?))
 }
 
 /// Reads a row selected with [`APPROVAL_COLUMNS`].
@@ -70,6 +162,7 @@ pub(crate) fn approval(row: &dyn Columns) -> Result<Approval> {
         updated_at: row.time("updated_at")?,
         expires_at: row.opt_time("expires_at")?,
         run_status: enum_text(row, "run_status")?,
+        policy: row.opt_json("policy")?.map(serde_json::from_value).transpose().map_err(|e| corrupt("policy", e))?,
     })
 }
 

@@ -59,6 +59,38 @@ pub(crate) trait Driver: Database {
     /// is deleted, where the database can (see `wake`); nothing where it cannot.
     fn announce_resolutions(layout: &Layout) -> Vec<String>;
 
+    /// The column definition of an integer key the database numbers itself, in insert order.
+    const SERIAL_KEY: &'static str;
+
+    /// What ends a `SELECT` that locks the rows it reads until the transaction ends (on
+    /// SQLite nothing: a write transaction holds the whole database).
+    const FOR_UPDATE: &'static str;
+
+    /// A trigger condition true when `column` of the row changes in an `UPDATE` (`NULL`s
+    /// compare as values).
+    fn differs(column: &str) -> String;
+
+    /// Creates trigger `name`, which refuses each `event` (`UPDATE` or `DELETE`) on `table` for
+    /// which `condition` (SQL over `OLD` and `NEW`) holds, or every one without a condition,
+    /// with `message`.
+    fn refusing_trigger(
+        layout: &Layout,
+        table: &Ident,
+        name: &Ident,
+        event: &str,
+        condition: Option<&str>,
+        message: &str,
+    ) -> Vec<String>;
+
+    /// Begins a write transaction on `conn` for work that reads before it writes (a decision, a
+    /// cancellation, the expiry sweep). If the caller stops waiting before it commits, the
+    /// transaction rolls back and the connection never returns to its pool inside it; after
+    /// the commit, [`disarm`](Self::disarm) lets the connection return as usual.
+    fn begin_guarded<'c>(conn: &'c mut PoolConn<Self>) -> BoxFuture<'c, Result<sqlx::Transaction<'c, Self>>>;
+
+    /// Lets a connection whose guarded transaction committed return to its pool.
+    fn disarm(conn: &mut PoolConn<Self>);
+
     /// Runs `stmt` and decodes every row it returns.
     fn fetch<'c, T: Send + 'c>(
         conn: &'c mut Self::Connection,
@@ -79,6 +111,9 @@ pub(crate) trait Driver: Database {
     /// they may run as parts of one statement, which sees one snapshot.
     fn write_all<'a>(writer: &'a Self::Pool, stmts: Vec<Stmt<'a>>, independent: bool) -> BoxFuture<'a, Result<()>>;
 }
+
+/// A connection lent out by the pool of database `DB`.
+pub(crate) type PoolConn<DB> = <<DB as Driver>::Pool as ConnectionPool<DB>>::Conn;
 
 /// Connections of one database, lent out one at a time.
 pub(crate) trait ConnectionPool<DB: Database>: Debug + Send + Sync {
@@ -132,7 +167,7 @@ impl<DB: Driver> Pools<DB> {
     }
 
     /// Passes the outcome of a committed write through, counting it when commits are counted.
-    fn committed<T>(&self, value: T) -> T {
+    pub(crate) fn committed<T>(&self, value: T) -> T {
         #[cfg(feature = "commit-count")]
         self.commits.fetch_add(1, Ordering::Relaxed);
         value

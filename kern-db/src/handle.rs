@@ -10,8 +10,9 @@ macro_rules! handle {
                 &'a self,
                 runs: &'a [::kern_core::run::RunRecord],
                 new_approvals: &'a [::kern_core::approval::Approval],
+                executions: &'a [::kern_core::trail::Execution],
             ) -> ::kern_core::BoxFuture<'a, ::kern_core::Result<()>> {
-                self.inner.save_runs(runs, new_approvals)
+                self.inner.save_runs(runs, new_approvals, executions)
             }
 
             fn load_run<'a>(
@@ -82,6 +83,41 @@ macro_rules! handle {
                 now: ::chrono::DateTime<::chrono::Utc>,
             ) -> ::kern_core::BoxFuture<'_, ::kern_core::Result<u64>> {
                 self.inner.expire_approvals(now)
+            }
+
+            fn decide<'a>(
+                &'a self,
+                id: &'a str,
+                principal: &'a ::kern_core::approval::Principal,
+                decision: ::kern_core::approval::Decision,
+            ) -> ::kern_core::BoxFuture<'a, ::kern_core::Result<::kern_core::approval::Approval>> {
+                self.inner.decide(id, principal, decision)
+            }
+
+            fn votes<'a>(
+                &'a self,
+                id: &'a str,
+            ) -> ::kern_core::BoxFuture<'a, ::kern_core::Result<Vec<::kern_core::approval::Vote>>> {
+                self.inner.votes(id)
+            }
+
+            fn cancel_run<'a>(
+                &'a self,
+                run_id: &'a str,
+                principal: &'a ::kern_core::approval::Principal,
+            ) -> ::kern_core::BoxFuture<'a, ::kern_core::Result<::kern_core::run::RunRecord>> {
+                self.inner.cancel_run(run_id, principal)
+            }
+
+            fn trail<'a>(
+                &'a self,
+                id: &'a str,
+            ) -> ::kern_core::BoxFuture<'a, ::kern_core::Result<Vec<::kern_core::trail::TrailEvent>>> {
+                self.inner.trail(id)
+            }
+
+            fn verify_trail(&self) -> ::kern_core::BoxFuture<'_, ::kern_core::Result<::kern_core::trail::TrailReport>> {
+                self.inner.verify_trail()
             }
 
             fn wait_for_resolution<'a>(

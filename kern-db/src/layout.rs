@@ -83,6 +83,16 @@ impl Layout {
         }
     }
 
+    /// The trail's events of this store's rows.
+    pub(crate) fn events(&self) -> Ident {
+        self.approvals.suffixed("_events")
+    }
+
+    /// The votes on this store's rows.
+    pub(crate) fn votes(&self) -> Ident {
+        self.approvals.suffixed("_votes")
+    }
+
     pub(crate) fn version_table(&self) -> String {
         self.qualified(&Ident(VERSION_TABLE.to_owned()))
     }

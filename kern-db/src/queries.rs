@@ -1,10 +1,14 @@
 //! The SQL of a store, built once when it opens: table names are formatted in (they cannot be
 //! parameters), every value is a numbered parameter.
 
+use chrono::{DateTime, Utc};
 use kern_core::approval::{ApprovalQuery, ApprovalStatus, PauseType};
 use kern_core::run::RunStatus;
 
-use crate::codec::{APPROVAL_COLUMN_COUNT, APPROVAL_COLUMNS};
+use crate::codec::{
+    APPROVAL_COLUMN_COUNT, APPROVAL_COLUMNS, APPROVAL_INSERT_COLUMNS, EVENT_COLUMN_COUNT, EVENT_COLUMNS,
+    EVENT_INSERT_COLUMNS, VOTE_COLUMNS,
+};
 use crate::driver::Driver;
 use crate::layout::Layout;
 use crate::stmt::{Param, ceil_micros};
@@ -14,24 +18,49 @@ use crate::stmt::{Param, ceil_micros};
 #[derive(Debug)]
 pub(crate) struct Queries {
     approvals: String,
+    events: String,
     pub(crate) get_approval: String,
-    pub(crate) delete_approval: String,
+    /// [`get_approval`](Self::get_approval), locking the row until the transaction ends.
+    pub(crate) get_approval_locked: String,
     /// The compare-and-set: `$1` id, `$2` status, `$3` resolved_by, `$4` resolved_at,
     /// `$5` resolution_data, `$6` now. Applies only to a pending, unexpired row.
     pub(crate) resolve_approval: String,
     /// [`resolve_approval`](Self::resolve_approval) limited to confirmation rows: the only
     /// rows an approval needs no data for, so it may apply without reading the row first.
     pub(crate) resolve_confirmation: String,
+    /// A principal's decision of a pending row: `$1` id, `$2` status, `$3` resolved_by, `$4`
+    /// resolved_at, `$5` resolution_data, `$6` now.
+    pub(crate) decide_row: String,
+    /// `$1` id, `$2` now.
+    pub(crate) expire_row: String,
+    /// The pending rows past their expiry at `$1`, locked.
+    pub(crate) overdue_rows: String,
+    /// The pending rows of run `$1`, locked.
+    pub(crate) pending_rows_of_run: String,
     /// `$1` now.
-    pub(crate) expire_approvals: String,
     pub(crate) count_pending: String,
-    /// `$1` user id.
+    /// `$1` user id, `$2` now.
     pub(crate) count_pending_of_user: String,
+    /// Every row, for the trail's check.
+    pub(crate) all_rows: String,
+    /// The events of row `$1`, in chain order.
+    pub(crate) trail: String,
+    /// The last event of row `$1`'s chain: `idx` and `hash`.
+    pub(crate) trail_head: String,
+    /// Every event, by row and in chain order, for the trail's check.
+    pub(crate) all_events: String,
+    /// The votes on row `$1`, oldest first.
+    pub(crate) votes: String,
+    pub(crate) insert_vote: String,
     count_approvals: String,
     /// `$1`..`$10`: run_id, session_id, parent_run_id, agent_id, team_id, user_id, status,
     /// state, created_at, updated_at.
     pub(crate) upsert_run: String,
     pub(crate) load_run: String,
+    /// [`load_run`](Self::load_run), locking the run until the transaction ends.
+    pub(crate) load_run_locked: String,
+    /// The paused member runs of team run `$1`, locked.
+    pub(crate) paused_members: String,
     /// The compare-and-set on a run: `$1` run id, `$2` now, `$3` now as JSON text (for the
     /// state's `updated_at`).
     pub(crate) claim_run: String,
@@ -54,26 +83,47 @@ impl Queries {
         // A run's state is JSON whose `status` and `updated_at` follow the columns a claim (or a
         // reclaim, on a run already running) sets.
         let patch_state = DB::patched_state(running, "$3");
-        let resolve_approval = format!(
+        let (events, votes) = (layout.qualified(&layout.events()), layout.qualified(&layout.votes()));
+        let lock = DB::FOR_UPDATE;
+        let decide_row = format!(
             "UPDATE {approvals} SET status = $2, resolved_by = $3, resolved_at = $4, resolution_data = $5, \
-             updated_at = $6 \
-             WHERE id = $1 AND status = '{pending}' AND (expires_at IS NULL OR expires_at > $6)"
+             updated_at = $6 WHERE id = $1 AND status = '{pending}'"
         );
+        // The trusted path never resolves a row decided only by principals.
+        let resolve_approval =
+            format!("{decide_row} AND principals_only = 0 AND (expires_at IS NULL OR expires_at > $6)");
+        let not_expired = "(expires_at IS NULL OR expires_at > $1)";
         let returning = format!("RETURNING {APPROVAL_COLUMNS}");
         let confirmation = PauseType::Confirmation.as_str();
         Queries {
             resolve_confirmation: format!("{resolve_approval} AND pause_type = '{confirmation}' {returning}"),
             resolve_approval: format!("{resolve_approval} {returning}"),
             get_approval: format!("SELECT {APPROVAL_COLUMNS} FROM {approvals} WHERE id = $1"),
-            delete_approval: format!("DELETE FROM {approvals} WHERE id = $1"),
-            expire_approvals: format!(
-                "UPDATE {approvals} SET status = '{expired}', updated_at = $1 \
-                 WHERE status = '{pending}' AND expires_at <= $1"
+            get_approval_locked: format!("SELECT {APPROVAL_COLUMNS} FROM {approvals} WHERE id = $1{lock}"),
+            decide_row,
+            expire_row: format!(
+                "UPDATE {approvals} SET status = '{expired}', updated_at = $2 WHERE id = $1 AND status = '{pending}'"
             ),
-            count_pending: format!("SELECT COUNT(*) AS n FROM {approvals} WHERE status = '{pending}'"),
+            overdue_rows: format!(
+                "SELECT {APPROVAL_COLUMNS} FROM {approvals} WHERE status = '{pending}' AND expires_at <= $1 \
+                 ORDER BY id{lock}"
+            ),
+            pending_rows_of_run: format!(
+                "SELECT {APPROVAL_COLUMNS} FROM {approvals} WHERE run_id = $1 AND status = '{pending}' ORDER BY id{lock}"
+            ),
+            count_pending: format!(
+                "SELECT COUNT(*) AS n FROM {approvals} WHERE status = '{pending}' AND {not_expired}"
+            ),
             count_pending_of_user: format!(
-                "SELECT COUNT(*) AS n FROM {approvals} WHERE status = '{pending}' AND user_id = $1"
+                "SELECT COUNT(*) AS n FROM {approvals} WHERE status = '{pending}' AND user_id = $2 AND {not_expired}"
             ),
+            all_rows: format!("SELECT {APPROVAL_COLUMNS} FROM {approvals} ORDER BY id"),
+            trail: format!("SELECT {EVENT_COLUMNS} FROM {events} WHERE approval_id = $1 ORDER BY idx"),
+            trail_head: format!("SELECT idx, hash FROM {events} WHERE approval_id = $1 ORDER BY idx DESC LIMIT 1"),
+            all_events: format!("SELECT {EVENT_COLUMNS} FROM {events} ORDER BY approval_id, idx"),
+            votes: format!("SELECT {VOTE_COLUMNS} FROM {votes} WHERE approval_id = $1 ORDER BY at, principal"),
+            insert_vote: format!("INSERT INTO {votes} ({VOTE_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7)"),
+            events,
             count_approvals: format!("SELECT COUNT(*) AS n FROM {approvals}"),
             upsert_run: format!(
                 "INSERT INTO {runs} \
@@ -86,6 +136,10 @@ impl Queries {
                  created_at = excluded.created_at, updated_at = excluded.updated_at"
             ),
             load_run: format!("SELECT state FROM {runs} WHERE run_id = $1"),
+            load_run_locked: format!("SELECT state FROM {runs} WHERE run_id = $1{lock}"),
+            paused_members: format!(
+                "SELECT state FROM {runs} WHERE parent_run_id = $1 AND status = '{paused}' ORDER BY run_id{lock}"
+            ),
             claim_run: format!(
                 "UPDATE {runs} SET status = '{running}', updated_at = $2, state = {patch_state} \
                  WHERE run_id = $1 AND status = '{paused}' RETURNING state"
@@ -113,7 +167,19 @@ impl Queries {
                 format!("({})", placeholders.join(", "))
             })
             .collect();
-        format!("INSERT INTO {} ({APPROVAL_COLUMNS}) VALUES {}", self.approvals, values.join(", "))
+        format!("INSERT INTO {} ({APPROVAL_INSERT_COLUMNS}) VALUES {}", self.approvals, values.join(", "))
+    }
+
+    /// Inserts `rows` events in one statement; binds every column of each event in turn.
+    pub(crate) fn insert_events(&self, rows: usize) -> String {
+        let values: Vec<String> = (0..rows)
+            .map(|row| {
+                let first = row * EVENT_COLUMN_COUNT;
+                let placeholders: Vec<String> = (1..=EVENT_COLUMN_COUNT).map(|n| format!("${}", first + n)).collect();
+                format!("({})", placeholders.join(", "))
+            })
+            .collect();
+        format!("INSERT INTO {} ({EVENT_INSERT_COLUMNS}) VALUES {}", self.events, values.join(", "))
     }
 
     /// One page of matching rows, newest first, ties broken by id, each with the number of all
@@ -147,9 +213,25 @@ pub(crate) struct Filter<'a> {
 }
 
 impl<'a> Filter<'a> {
-    pub(crate) fn new(query: &'a ApprovalQuery) -> Self {
+    /// The filter of `query` at `now`: a pending row past its expiry counts as expired.
+    pub(crate) fn new(query: &'a ApprovalQuery, now: DateTime<Utc>) -> Self {
         let mut filter = Filter { conditions: Vec::new(), params: Vec::new() };
-        filter.add("status =", query.status.map(|v| v.as_str()));
+        let (pending, expired) = (ApprovalStatus::Pending.as_str(), ApprovalStatus::Expired.as_str());
+        match query.status {
+            Some(ApprovalStatus::Pending) => {
+                filter.params.push(now.into());
+                let n = filter.params.len();
+                filter.conditions.push(format!("status = '{pending}' AND (expires_at IS NULL OR expires_at > ${n})"));
+            }
+            Some(ApprovalStatus::Expired) => {
+                filter.params.push(now.into());
+                let n = filter.params.len();
+                filter
+                    .conditions
+                    .push(format!("(status = '{expired}' OR (status = '{pending}' AND expires_at <= ${n}))"));
+            }
+            status => filter.add("status =", status.map(|v| v.as_str())),
+        }
         filter.add("approval_type =", query.approval_type.map(|v| v.as_str()));
         filter.add("pause_type =", query.pause_type.map(|v| v.as_str()));
         filter.add("source_type =", query.source_type.map(|v| v.as_str()));
@@ -189,8 +271,8 @@ mod tests {
     #[test]
     fn only_set_filters_become_conditions() {
         let query = ApprovalQuery::default().user_id("u' OR 1=1 --").status(ApprovalStatus::Pending);
-        let filter = Filter::new(&query);
-        let where_clause = "WHERE status = $1 AND user_id = $2";
+        let filter = Filter::new(&query, kern_core::now());
+        let where_clause = "WHERE status = 'pending' AND (expires_at IS NULL OR expires_at > $1) AND user_id = $2";
         assert_eq!(
             queries().list_page(&filter),
             format!(
@@ -204,12 +286,14 @@ mod tests {
     #[test]
     fn no_filter_lists_everything() {
         let query = ApprovalQuery::default();
-        assert_eq!(queries().list_count(&Filter::new(&query)), "SELECT COUNT(*) AS n FROM \"kern_approvals\" ");
+        let filter = Filter::new(&query, kern_core::now());
+        assert_eq!(queries().list_count(&filter), "SELECT COUNT(*) AS n FROM \"kern_approvals\" ");
     }
 
     #[test]
     fn insert_binds_every_column_of_every_row() {
-        assert_eq!(APPROVAL_COLUMNS.split(',').count(), APPROVAL_COLUMN_COUNT);
+        assert_eq!(APPROVAL_INSERT_COLUMNS.split(',').count(), APPROVAL_COLUMN_COUNT);
+        assert_eq!(EVENT_INSERT_COLUMNS.split(',').count(), EVENT_COLUMN_COUNT);
         let row = |first: usize| {
             let placeholders: Vec<String> = (first..first + APPROVAL_COLUMN_COUNT).map(|n| format!("${n}")).collect();
             format!("({})", placeholders.join(", "))

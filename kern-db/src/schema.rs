@@ -4,18 +4,19 @@
 //! migrations after that version; a version newer than this build knows is refused, since this
 //! build would misread the rows.
 
-use kern_core::approval::{ApprovalStatus, ApprovalType, PauseType, SourceType};
+use kern_core::approval::{ApprovalStatus, ApprovalType, PauseType, SourceType, VoteKind};
 use kern_core::run::RunStatus;
+use kern_core::trail::{self, EventKind};
 use kern_core::{Error, Result};
 use sqlx::Connection;
 
-use crate::codec;
+use crate::codec::{self, APPROVAL_COLUMNS, EVENT_INSERT_COLUMNS};
 use crate::driver::{ConnectionPool, Driver, Pools};
 use crate::layout::{Ident, Layout};
 use crate::stmt::Stmt;
 
 /// The schema version this build writes and understands.
-pub const SCHEMA_VERSION: i64 = 4;
+pub const SCHEMA_VERSION: i64 = 5;
 
 /// The first version whose triggers keep a run's session row and its approval rows'
 /// `run_status` in step as the run is saved.
@@ -26,11 +27,18 @@ const DERIVED_ROWS_VERSION: i64 = 3;
 /// tables has its waiters poll.
 pub(crate) const RESOLUTION_NOTIFY_VERSION: i64 = 4;
 
+/// The first version with the trail (each row's hash-chained events), votes and row policies,
+/// and triggers that keep the trail append-only and resolved rows as they were decided. Its
+/// migration starts the chain of every row already stored.
+const TRAIL_VERSION: i64 = 5;
+
 /// One step of the schema.
 #[derive(Debug)]
 pub(crate) struct Migration {
     pub(crate) version: i64,
     pub(crate) statements: Vec<String>,
+    /// Whether the migration starts the trail of the rows already stored.
+    starts_trails: bool,
 }
 
 /// Everything needed to bring one store's tables to a version, in the SQL of one database.
@@ -45,6 +53,10 @@ pub(crate) struct Migrator {
     pub(crate) write_version: String,
     pub(crate) scope: String,
     migrations: Vec<Migration>,
+    /// Reads every approval row, to start its trail.
+    select_rows: String,
+    /// Inserts one event.
+    insert_event: String,
 }
 
 impl Migrator {
@@ -64,11 +76,17 @@ impl Migrator {
             ),
             scope: layout.scope(),
             migrations: vec![
-                Migration { version: 1, statements: tables::<DB>(layout) },
-                Migration { version: 2, statements: indexes(layout) },
-                Migration { version: DERIVED_ROWS_VERSION, statements: derived_rows::<DB>(layout) },
-                Migration { version: RESOLUTION_NOTIFY_VERSION, statements: DB::announce_resolutions(layout) },
+                Migration::new(1, tables::<DB>(layout)),
+                Migration::new(2, indexes(layout)),
+                Migration::new(DERIVED_ROWS_VERSION, derived_rows::<DB>(layout)),
+                Migration::new(RESOLUTION_NOTIFY_VERSION, DB::announce_resolutions(layout)),
+                Migration { starts_trails: true, ..Migration::new(TRAIL_VERSION, trail::<DB>(layout)) },
             ],
+            select_rows: format!("SELECT {APPROVAL_COLUMNS} FROM {} ORDER BY id", layout.qualified(&layout.approvals)),
+            insert_event: format!(
+                "INSERT INTO {} ({EVENT_INSERT_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+                layout.qualified(&layout.events())
+            ),
         }
     }
 
@@ -85,6 +103,12 @@ impl Migrator {
         for migration in pending {
             for sql in &migration.statements {
                 DB::execute_unprepared(&mut tx, sql).await?;
+            }
+            if migration.starts_trails {
+                let rows = DB::fetch(&mut tx, &Stmt::new(&self.select_rows), codec::approval).await?;
+                for event in rows.iter().flat_map(trail::opening_events) {
+                    DB::execute(&mut tx, &codec::bind_event(Stmt::new(&self.insert_event), &event)).await?;
+                }
             }
             tracing::info!(version = migration.version, scope = %self.scope, "applied kern schema migration");
         }
@@ -104,6 +128,12 @@ impl Migrator {
         let start = self.migrations.partition_point(|m| m.version <= current);
         let end = self.migrations.partition_point(|m| m.version <= target);
         Ok(self.migrations.get(start..end).unwrap_or_default())
+    }
+}
+
+impl Migration {
+    fn new(version: i64, statements: Vec<String>) -> Self {
+        Migration { version, statements, starts_trails: false }
     }
 }
 
@@ -233,6 +263,87 @@ fn upsert_session<DB: Driver>(layout: &Layout, values: [&str; 6]) -> String {
     )
 }
 
+/// Version 5: the trail, votes and row policies. Events and votes are never changed or deleted,
+/// approval rows are never deleted, and a resolved row keeps its decision and its call: only its
+/// `run_status` (kept in step with its run) and `updated_at` change.
+fn trail<DB: Driver>(layout: &Layout) -> Vec<String> {
+    let (time, json, key, int, table_options) =
+        (DB::TIME_TYPE, DB::JSON_TYPE, DB::KEY_TYPE, DB::INT_TYPE, DB::TABLE_OPTIONS);
+    let approvals = layout.qualified(&layout.approvals);
+    let (events, votes) = (layout.events(), layout.votes());
+    let mut statements = vec![
+        format!("ALTER TABLE {approvals} ADD COLUMN policy {json}"),
+        format!("ALTER TABLE {approvals} ADD COLUMN principals_only {int} NOT NULL DEFAULT 0"),
+        format!(
+            "CREATE TABLE {} (
+                seq {serial},
+                approval_id {key} NOT NULL,
+                run_id {key} NOT NULL,
+                idx {int} NOT NULL,
+                {kind},
+                principal TEXT NOT NULL,
+                at {time} NOT NULL,
+                data {json} NOT NULL,
+                prev_hash TEXT NOT NULL,
+                hash TEXT NOT NULL,
+                UNIQUE (approval_id, idx)
+            ){table_options}",
+            layout.qualified(&events),
+            serial = DB::SERIAL_KEY,
+            kind = enum_column("kind", EventKind::ALL.iter().map(|k| k.as_str())),
+        ),
+        format!(
+            "CREATE TABLE {} (
+                approval_id {key} NOT NULL,
+                principal TEXT NOT NULL,
+                roles {json} NOT NULL,
+                {kind},
+                note TEXT,
+                args {json},
+                at {time} NOT NULL,
+                PRIMARY KEY (approval_id, principal)
+            ){table_options}",
+            layout.qualified(&votes),
+            kind = enum_column("kind", VoteKind::ALL.iter().map(|k| k.as_str())),
+        ),
+    ];
+    for (table, what) in [(&events, "trail events"), (&votes, "votes")] {
+        for event in ["UPDATE", "DELETE"] {
+            let name = table.suffixed(&format!("_no_{}", event.to_lowercase()));
+            let message = format!("kern: {what} are append-only");
+            statements.extend(DB::refusing_trigger(layout, table, &name, event, None, &message));
+        }
+    }
+    let message = "kern: approval rows are never deleted: cancel a pending row instead";
+    let name = layout.approvals.suffixed("_no_delete");
+    statements.extend(DB::refusing_trigger(layout, &layout.approvals, &name, "DELETE", None, message));
+    let decided = [
+        "status",
+        "resolved_by",
+        "resolved_at",
+        "resolution_data",
+        "run_id",
+        "session_id",
+        "approval_type",
+        "pause_type",
+        "tool_name",
+        "tool_args",
+        "tool_call_id",
+        "requirements",
+        "user_id",
+        "created_at",
+        "expires_at",
+        "policy",
+    ];
+    let changes: Vec<String> = decided.iter().map(|column| DB::differs(column)).collect();
+    let pending = ApprovalStatus::Pending.as_str();
+    let condition = format!("OLD.status <> '{pending}' AND ({})", changes.join(" OR "));
+    let message = "kern: a resolved approval row keeps its decision";
+    let name = layout.approvals.suffixed("_resolved");
+    statements.extend(DB::refusing_trigger(layout, &layout.approvals, &name, "UPDATE", Some(&condition), message));
+    statements
+}
+
 /// Sets the `run_status` of the rows of run `run_id` to `status` (SQL expressions, as for
 /// [`upsert_session`]), touching only rows that differ.
 fn set_run_status(layout: &Layout, run_id: &str, status: &str) -> String {
@@ -259,10 +370,10 @@ mod tests {
         let versions = |current, target| -> Vec<i64> {
             migrator.pending(current, target).unwrap().iter().map(|m| m.version).collect()
         };
-        assert_eq!(versions(0, SCHEMA_VERSION), [1, 2, 3, 4]);
-        assert_eq!(versions(1, SCHEMA_VERSION), [2, 3, 4]);
-        assert_eq!(versions(2, SCHEMA_VERSION), [3, 4]);
-        assert_eq!(versions(3, SCHEMA_VERSION), [4]);
+        assert_eq!(versions(0, SCHEMA_VERSION), [1, 2, 3, 4, 5]);
+        assert_eq!(versions(1, SCHEMA_VERSION), [2, 3, 4, 5]);
+        assert_eq!(versions(2, SCHEMA_VERSION), [3, 4, 5]);
+        assert_eq!(versions(3, SCHEMA_VERSION), [4, 5]);
         assert_eq!(versions(0, 1), [1]);
         assert_eq!(versions(SCHEMA_VERSION, SCHEMA_VERSION), [] as [i64; 0]);
         assert_eq!(versions(2, 1), [] as [i64; 0]);

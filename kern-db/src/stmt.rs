@@ -21,7 +21,7 @@ pub(crate) enum Param<'a> {
     Time(Option<DateTime<Utc>>),
     Json(Option<&'a Value>),
     /// JSON text serialized straight from a typed value, not through a [`Value`] tree.
-    RawJson(Box<RawValue>),
+    RawJson(Option<Box<RawValue>>),
 }
 
 impl<'a> From<&'a str> for Param<'a> {
@@ -74,6 +74,12 @@ impl<'a> From<Option<&'a Value>> for Param<'a> {
 
 impl From<Box<RawValue>> for Param<'_> {
     fn from(value: Box<RawValue>) -> Self {
+        Param::RawJson(Some(value))
+    }
+}
+
+impl From<Option<Box<RawValue>>> for Param<'_> {
+    fn from(value: Option<Box<RawValue>>) -> Self {
         Param::RawJson(value)
     }
 }

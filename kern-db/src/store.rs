@@ -8,14 +8,18 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, SecondsFormat, Utc};
-use kern_core::approval::{Approval, ApprovalPage, ApprovalQuery, ApprovalStatus, ApprovalUpdate};
+use kern_core::approval::{
+    Approval, ApprovalPage, ApprovalQuery, ApprovalStatus, ApprovalUpdate, Decision, OnExpire, Principal, Vote,
+};
 use kern_core::run::{RunRecord, RunStatus};
 use kern_core::store::Store;
-use kern_core::store::backend::{ResolutionRules, ResolutionWaiters, stale_cutoff};
+use kern_core::store::backend::{DecisionRules, ResolutionRules, ResolutionWaiters, stale_cutoff};
+use kern_core::trail::{self, EventKind, Execution, SYSTEM_PRINCIPAL, TrailEvent, TrailReport};
 use kern_core::{BoxFuture, Error, Result};
+use serde_json::Value;
 
 use crate::codec;
-use crate::driver::{Driver, Pools};
+use crate::driver::{ConnectionPool, Driver, Pools};
 use crate::layout::Layout;
 use crate::queries::{Filter, Queries};
 use crate::schema::Migrator;
@@ -26,6 +30,9 @@ use crate::wake::{self, ResolutionFeed};
 /// Postgres, and sqlx looks up each `$n` of a SQLite statement by a scan of all its names, so
 /// the time to bind grows with the square of the values: 32 rows (704 values) keep both small.
 const ROWS_PER_INSERT: usize = 32;
+
+/// Trail events per `INSERT`: 9 values each, as few as [`ROWS_PER_INSERT`] rows bind.
+const EVENTS_PER_INSERT: usize = 64;
 
 /// A store on one database: its pools and its prepared SQL.
 #[derive(Debug)]
@@ -111,6 +118,134 @@ impl<DB: Driver> SqlStore<DB> {
             .collect()
     }
 
+    /// Inserts `events`, in order.
+    fn insert_events<'a>(&'a self, events: &'a [TrailEvent]) -> Vec<Stmt<'a>> {
+        events
+            .chunks(EVENTS_PER_INSERT)
+            .map(|chunk| chunk.iter().fold(Stmt::new(self.queries.insert_events(chunk.len())), codec::bind_event))
+            .collect()
+    }
+
+    /// Appends `events` to the chain of row `approval_id`, after its last event as `conn` (in a
+    /// transaction that holds the row) reads it.
+    async fn append(
+        &self,
+        conn: &mut DB::Connection,
+        approval_id: &str,
+        run_id: &str,
+        at: DateTime<Utc>,
+        events: impl IntoIterator<Item = (EventKind, String, Value)>,
+    ) -> Result<()> {
+        let head = DB::fetch(conn, &Stmt::new(&self.queries.trail_head).bind(approval_id), codec::head).await?.pop();
+        let chained =
+            trail::append(head.as_ref().map(|(idx, hash)| (*idx, hash.as_str())), approval_id, run_id, at, events);
+        for stmt in self.insert_events(&chained) {
+            DB::execute(conn, &stmt).await?;
+        }
+        Ok(())
+    }
+
+    /// Sets a pending row's decision (`decide_row`) and records it on its trail, by `principal`.
+    async fn record_decision(
+        &self,
+        conn: &mut DB::Connection,
+        row: &Approval,
+        principal: &str,
+        now: DateTime<Utc>,
+    ) -> Result<()> {
+        let stmt = Stmt::new(&self.queries.decide_row)
+            .bind(row.id.as_str())
+            .bind(row.status.as_str())
+            .bind(row.resolved_by.as_deref())
+            .bind(row.resolved_at)
+            .bind(row.resolution_data.as_ref())
+            .bind(now);
+        if DB::execute(conn, &stmt).await? != 1 {
+            return Err(Error::ApprovalConflict {
+                id: row.id.clone(),
+                expected: ApprovalStatus::Pending,
+                actual: row.status,
+            });
+        }
+        let kind = trail::resolution_kind(row.status).unwrap_or(EventKind::Cancelled);
+        self.append(conn, &row.id, &row.run_id, now, [(kind, principal.to_owned(), trail::resolution_data(row))]).await
+    }
+
+    /// Cancels paused run `run_id` (and its paused member runs) and the rows they wait on, in
+    /// the transaction `conn` is in.
+    async fn cancel_in(
+        &self,
+        conn: &mut DB::Connection,
+        run_id: &str,
+        principal: &str,
+        now: DateTime<Utc>,
+    ) -> Result<RunRecord> {
+        let run = DB::fetch(conn, &Stmt::new(&self.queries.load_run_locked).bind(run_id), codec::run)
+            .await?
+            .pop()
+            .ok_or_else(|| Error::RunNotFound(run_id.to_owned()))?;
+        if let Some(team_run_id) = &run.parent_run_id {
+            return Err(Error::MemberRun { run_id: run_id.to_owned(), team_run_id: team_run_id.clone() });
+        }
+        if run.status != RunStatus::Paused {
+            return Err(Error::RunNotPaused { run_id: run_id.to_owned(), status: run.status });
+        }
+        let mut runs = DB::fetch(conn, &Stmt::new(&self.queries.paused_members).bind(run_id), codec::run).await?;
+        runs.push(run);
+        for run in &mut runs {
+            let pending = Stmt::new(&self.queries.pending_rows_of_run).bind(run.run_id.as_str());
+            for mut row in DB::fetch(conn, &pending, codec::approval).await? {
+                row.status = ApprovalStatus::Cancelled;
+                row.resolved_by = Some(principal.to_owned());
+                row.resolved_at = Some(now);
+                self.record_decision(conn, &row, principal, now).await?;
+            }
+            run.status = RunStatus::Cancelled;
+            run.updated_at = now;
+            DB::execute(conn, &self.upsert_run(run)?).await?;
+        }
+        Ok(runs.pop().expect("the run itself is last"))
+    }
+
+    /// The transaction of a decision: locks the row, applies the rules, writes the vote, the
+    /// row and the events.
+    async fn apply_decision(&self, id: &str, principal: &Principal, decision: &Decision) -> Result<Approval> {
+        let now = kern_core::now();
+        let mut conn = self.pools.writer.acquire().await?;
+        let mut tx = DB::begin_guarded(&mut conn).await?;
+        let row =
+            DB::fetch(&mut tx, &Stmt::new(&self.queries.get_approval_locked).bind(id), codec::approval).await?.pop();
+        let votes = DB::fetch(&mut tx, &Stmt::new(&self.queries.votes).bind(id), codec::vote).await?;
+        let effect = match DecisionRules::new(id, principal, decision, now).apply(row.as_ref(), &votes) {
+            Ok(effect) => effect,
+            Err(error) => {
+                tx.rollback().await.map_err(Error::database)?;
+                DB::disarm(&mut conn);
+                return Err(error);
+            }
+        };
+        if let Some(vote) = &effect.vote {
+            let roles = Value::from(vote.roles.clone());
+            DB::execute(&mut tx, &codec::bind_vote(Stmt::new(&self.queries.insert_vote), vote, &roles)).await?;
+        }
+        if effect.resolves {
+            let stmt = Stmt::new(&self.queries.decide_row)
+                .bind(id)
+                .bind(effect.row.status.as_str())
+                .bind(effect.row.resolved_by.as_deref())
+                .bind(effect.row.resolved_at)
+                .bind(effect.row.resolution_data.as_ref())
+                .bind(now);
+            DB::execute(&mut tx, &stmt).await?;
+        }
+        let events = effect.events.into_iter().map(|(kind, data)| (kind, principal.id.clone(), data));
+        self.append(&mut tx, id, &effect.row.run_id, now, events).await?;
+        tx.commit().await.map_err(Error::database)?;
+        DB::disarm(&mut conn);
+        self.pools.committed(());
+        Ok(effect.row)
+    }
+
     /// `sql`, a compare-and-set on run `run_id` that stamps it (and its state) with `now`, with
     /// its first three values bound.
     fn stamp_run<'a>(&self, sql: &'a str, run_id: &'a str, now: DateTime<Utc>) -> Stmt<'a> {
@@ -135,9 +270,16 @@ impl<DB: Driver> SqlStore<DB> {
         }
     }
 
+    /// The row as it stands now: a pending row past its expiry reads as expired.
     async fn get(&self, id: &str) -> Result<Option<Approval>> {
         let stmt = Stmt::new(&self.queries.get_approval).bind(id);
-        Ok(self.pools.read(stmt, codec::approval).await?.pop())
+        let now = kern_core::now();
+        Ok(self
+            .pools
+            .read(stmt, codec::approval)
+            .await?
+            .pop()
+            .map(|row| Approval { status: row.status_at(now), ..row }))
     }
 
     /// The compare-and-set of a resolution, `sql` one of the `resolve_*` queries; `None` when
@@ -161,7 +303,20 @@ impl<DB: Driver> SqlStore<DB> {
             .bind(update.resolved_at.unwrap_or(now))
             .bind(update.resolution_data.as_ref())
             .bind(now);
-        Ok(self.pools.write(stmt, codec::approval).await?.pop())
+        // The resolution and its event commit together.
+        let mut conn = self.pools.writer.acquire().await?;
+        let mut tx = DB::begin_guarded(&mut conn).await?;
+        let Some(row) = DB::fetch(&mut tx, &stmt, codec::approval).await?.pop() else {
+            tx.rollback().await.map_err(Error::database)?;
+            DB::disarm(&mut conn);
+            return Ok(None);
+        };
+        let principal = row.resolved_by.clone().unwrap_or_else(|| SYSTEM_PRINCIPAL.to_owned());
+        let kind = trail::resolution_kind(row.status).unwrap_or(EventKind::Cancelled);
+        self.append(&mut tx, &row.id, &row.run_id, now, [(kind, principal, trail::resolution_data(&row))]).await?;
+        tx.commit().await.map_err(Error::database)?;
+        DB::disarm(&mut conn);
+        Ok(Some(self.pools.committed(row)))
     }
 
     /// The resolution of [`Store::update_approval`], before its waiters are woken.
@@ -190,16 +345,48 @@ impl<DB: Driver> SqlStore<DB> {
 impl<DB: Driver> Store for SqlStore<DB> {
     /// One statement per run: the schema's trigger keeps the run's session and the
     /// `run_status` of its approval rows in step as it is saved.
-    fn save_runs<'a>(&'a self, runs: &'a [RunRecord], new_approvals: &'a [Approval]) -> BoxFuture<'a, Result<()>> {
+    fn save_runs<'a>(
+        &'a self,
+        runs: &'a [RunRecord],
+        new_approvals: &'a [Approval],
+        executions: &'a [Execution],
+    ) -> BoxFuture<'a, Result<()>> {
         Box::pin(async move {
+            let opening: Vec<TrailEvent> = new_approvals.iter().flat_map(trail::opening_events).collect();
             let mut stmts = self.insert_approvals(new_approvals, runs)?;
-            for run in runs {
-                stmts.push(self.upsert_run(run)?);
+            stmts.extend(self.insert_events(&opening));
+            let upserts = runs.iter().map(|run| self.upsert_run(run)).collect::<Result<Vec<_>>>()?;
+            if executions.is_empty() {
+                stmts.extend(upserts);
+                // The inserted rows already carry their runs' status and each upsert writes only
+                // its own run's row, so only a repeated run makes the statements depend on each
+                // other.
+                let distinct = runs.iter().map(|run| run.run_id.as_str()).collect::<HashSet<_>>().len() == runs.len();
+                return self.pools.write_all(stmts, distinct).await;
             }
-            // The inserted rows already carry their runs' status and each upsert writes only its
-            // own run's row, so only a repeated run makes the statements depend on each other.
-            let distinct_runs = runs.iter().map(|run| run.run_id.as_str()).collect::<HashSet<_>>().len() == runs.len();
-            self.pools.write_all(stmts, distinct_runs).await
+            // An executed call's event follows the last event of its row's chain, read in the
+            // transaction: a row opened in this batch has only its opening events.
+            let now = kern_core::now();
+            let mut conn = self.pools.writer.acquire().await?;
+            let mut tx = DB::begin_guarded(&mut conn).await?;
+            for stmt in &stmts {
+                DB::execute(&mut tx, stmt).await?;
+            }
+            for execution in executions {
+                let head = Stmt::new(&self.queries.trail_head).bind(execution.approval_id.as_str());
+                if DB::fetch(&mut tx, &head, codec::head).await?.is_empty() {
+                    return Err(Error::ApprovalNotFound(execution.approval_id.clone()));
+                }
+                let event = (execution.kind(), execution.principal.clone(), execution.data());
+                self.append(&mut tx, &execution.approval_id, &execution.run_id, now, [event]).await?;
+            }
+            for stmt in &upserts {
+                DB::execute(&mut tx, stmt).await?;
+            }
+            tx.commit().await.map_err(Error::database)?;
+            DB::disarm(&mut conn);
+            self.pools.committed(());
+            Ok(())
         })
     }
 
@@ -246,13 +433,19 @@ impl<DB: Driver> Store for SqlStore<DB> {
 
     fn list_approvals<'a>(&'a self, query: &'a ApprovalQuery) -> BoxFuture<'a, Result<ApprovalPage>> {
         Box::pin(async move {
-            let filter = Filter::new(query);
+            let now = kern_core::now();
+            let filter = Filter::new(query, now);
             let offset = i64::try_from(query.offset()).unwrap_or(i64::MAX);
             let page = Stmt { sql: self.queries.list_page(&filter).into(), params: filter.params.clone() }
                 .bind(i64::from(query.effective_limit()))
                 .bind(offset);
-            let (items, totals): (Vec<Approval>, Vec<u64>) =
-                self.pools.read(page, codec::approval_and_total).await?.into_iter().unzip();
+            let (items, totals): (Vec<Approval>, Vec<u64>) = self
+                .pools
+                .read(page, codec::approval_and_total)
+                .await?
+                .into_iter()
+                .map(|(row, total)| (Approval { status: row.status_at(now), ..row }, total))
+                .unzip();
             let total = match totals.first() {
                 Some(total) => *total,
                 // An empty first page of a real size: nothing matches.
@@ -277,19 +470,44 @@ impl<DB: Driver> Store for SqlStore<DB> {
 
     fn delete_approval<'a>(&'a self, id: &'a str) -> BoxFuture<'a, Result<bool>> {
         Box::pin(async move {
-            let deleted = self.pools.execute(Stmt::new(&self.queries.delete_approval).bind(id)).await? > 0;
-            if deleted {
-                self.waiters.wake(id);
+            let now = kern_core::now();
+            let mut conn = self.pools.writer.acquire().await?;
+            let mut tx = DB::begin_guarded(&mut conn).await?;
+            let row = DB::fetch(&mut tx, &Stmt::new(&self.queries.get_approval_locked).bind(id), codec::approval)
+                .await?
+                .pop();
+            let refusal = match &row {
+                None => Some(Ok(false)),
+                Some(row) if row.status_at(now) != ApprovalStatus::Pending => Some(Err(Error::InvalidTransition {
+                    id: id.to_owned(),
+                    from: row.status_at(now),
+                    to: ApprovalStatus::Cancelled,
+                })),
+                Some(_) => None,
+            };
+            if let Some(outcome) = refusal {
+                tx.rollback().await.map_err(Error::database)?;
+                DB::disarm(&mut conn);
+                return outcome;
             }
-            Ok(deleted)
+            let mut row = row.expect("checked above");
+            row.status = ApprovalStatus::Cancelled;
+            row.resolved_at = Some(now);
+            self.record_decision(&mut tx, &row, SYSTEM_PRINCIPAL, now).await?;
+            tx.commit().await.map_err(Error::database)?;
+            DB::disarm(&mut conn);
+            self.pools.committed(());
+            self.waiters.wake(id);
+            Ok(true)
         })
     }
 
     fn count_pending_approvals<'a>(&'a self, user_id: Option<&'a str>) -> BoxFuture<'a, Result<u64>> {
         Box::pin(async move {
+            let now = kern_core::now();
             let stmt = match user_id {
-                Some(user_id) => Stmt::new(&self.queries.count_pending_of_user).bind(user_id),
-                None => Stmt::new(&self.queries.count_pending),
+                Some(user_id) => Stmt::new(&self.queries.count_pending_of_user).bind(now).bind(user_id),
+                None => Stmt::new(&self.queries.count_pending).bind(now),
             };
             Ok(self.pools.read(stmt, codec::count).await?.pop().unwrap_or(0))
         })
@@ -297,12 +515,106 @@ impl<DB: Driver> Store for SqlStore<DB> {
 
     fn expire_approvals(&self, now: DateTime<Utc>) -> BoxFuture<'_, Result<u64>> {
         Box::pin(async move {
-            let expired = self.pools.execute(Stmt::new(&self.queries.expire_approvals).bind(now)).await?;
+            let mut conn = self.pools.writer.acquire().await?;
+            let mut tx = DB::begin_guarded(&mut conn).await?;
+            let overdue = DB::fetch(&mut tx, &Stmt::new(&self.queries.overdue_rows).bind(now), codec::approval).await?;
+            let mut cancelling = Vec::new();
+            for row in &overdue {
+                DB::execute(&mut tx, &Stmt::new(&self.queries.expire_row).bind(row.id.as_str()).bind(now)).await?;
+                let expired = Approval { status: ApprovalStatus::Expired, ..row.clone() };
+                let event = (EventKind::Expired, SYSTEM_PRINCIPAL.to_owned(), trail::resolution_data(&expired));
+                self.append(&mut tx, &row.id, &row.run_id, now, [event]).await?;
+                if row.policy.as_ref().is_some_and(|policy| policy.on_expire == OnExpire::CancelRun) {
+                    cancelling.push(row.run_id.clone());
+                }
+            }
+            for run_id in cancelling {
+                let run =
+                    DB::fetch(&mut tx, &Stmt::new(&self.queries.load_run_locked).bind(run_id.as_str()), codec::run)
+                        .await?
+                        .pop();
+                let team_run_id = run.and_then(|run| run.parent_run_id).unwrap_or(run_id);
+                match self.cancel_in(&mut tx, &team_run_id, SYSTEM_PRINCIPAL, now).await {
+                    // A run that is not paused (already cancelled, or held by a continue) is left
+                    // to whoever holds it: the continue applies the expiry itself.
+                    Ok(_) | Err(Error::RunNotPaused { .. } | Error::RunNotFound(_)) => {}
+                    Err(error) => return Err(error),
+                }
+            }
+            tx.commit().await.map_err(Error::database)?;
+            DB::disarm(&mut conn);
+            self.pools.committed(());
             // The sweep does not say which rows it marked: every waiter reads its row again.
-            if expired > 0 {
+            if !overdue.is_empty() {
                 self.waiters.wake_all();
             }
-            Ok(expired)
+            Ok(overdue.len() as u64)
+        })
+    }
+
+    fn decide<'a>(
+        &'a self,
+        id: &'a str,
+        principal: &'a Principal,
+        decision: Decision,
+    ) -> BoxFuture<'a, Result<Approval>> {
+        Box::pin(async move {
+            let row = self.apply_decision(id, principal, &decision).await?;
+            if row.status.is_resolved() {
+                self.waiters.wake(id);
+            }
+            Ok(row)
+        })
+    }
+
+    fn votes<'a>(&'a self, id: &'a str) -> BoxFuture<'a, Result<Vec<Vote>>> {
+        Box::pin(self.pools.read(Stmt::new(&self.queries.votes).bind(id), codec::vote))
+    }
+
+    fn cancel_run<'a>(&'a self, run_id: &'a str, principal: &'a Principal) -> BoxFuture<'a, Result<RunRecord>> {
+        Box::pin(async move {
+            let now = kern_core::now();
+            let mut conn = self.pools.writer.acquire().await?;
+            let mut tx = DB::begin_guarded(&mut conn).await?;
+            let run = match self.cancel_in(&mut tx, run_id, &principal.id, now).await {
+                Ok(run) => run,
+                Err(error) => {
+                    tx.rollback().await.map_err(Error::database)?;
+                    DB::disarm(&mut conn);
+                    return Err(error);
+                }
+            };
+            tx.commit().await.map_err(Error::database)?;
+            DB::disarm(&mut conn);
+            self.pools.committed(());
+            self.waiters.wake_all();
+            Ok(run)
+        })
+    }
+
+    fn trail<'a>(&'a self, id: &'a str) -> BoxFuture<'a, Result<Vec<TrailEvent>>> {
+        Box::pin(self.pools.read(Stmt::new(&self.queries.trail).bind(id), codec::event))
+    }
+
+    fn verify_trail(&self) -> BoxFuture<'_, Result<TrailReport>> {
+        Box::pin(async move {
+            let rows = self.pools.read(Stmt::new(&self.queries.all_rows), codec::approval).await?;
+            let events = self.pools.read(Stmt::new(&self.queries.all_events), codec::event).await?;
+            let mut chains: std::collections::BTreeMap<String, Vec<TrailEvent>> = std::collections::BTreeMap::new();
+            for event in events {
+                chains.entry(event.approval_id.clone()).or_default().push(event);
+            }
+            let total = chains.values().map(Vec::len).sum::<usize>() as u64;
+            let broken = rows
+                .iter()
+                .find_map(|row| {
+                    trail::verify_row(row, chains.get(&row.id).map(Vec::as_slice).unwrap_or_default()).err()
+                })
+                .or_else(|| {
+                    let ids: HashSet<&str> = rows.iter().map(|row| row.id.as_str()).collect();
+                    trail::orphan(chains.iter().filter(|(id, _)| !ids.contains(id.as_str())))
+                });
+            Ok(TrailReport { approvals: rows.len() as u64, events: total, broken })
         })
     }
 

@@ -196,12 +196,20 @@ async fn the_row_wins_over_the_callers_confirmation(backend: Backend) {
     assert_eq!(row.run_status, RunStatus::Completed);
 }
 
+/// Points the first paused call of run `run_id` at `row` instead of its own row (writing `row`
+/// when it is new), as someone tampering with the stored run would.
+async fn repoint(store: &dyn Store, run_id: &str, row: Option<&Approval>, id: &str) {
+    let mut run = store.load_run(run_id).await.unwrap().unwrap();
+    run.requirements[0].approval_id = Some(id.to_owned());
+    run.requirements[0].tool_execution.approval_id = Some(id.to_owned());
+    store.save_runs(std::slice::from_ref(&run), row.map(std::slice::from_ref).unwrap_or_default(), &[]).await.unwrap();
+}
+
 async fn a_missing_row_is_an_error(backend: Backend) {
     let store = backend.store();
     let agent = agent(store.clone());
     let mut run = agent.run("delete user 42").await.unwrap();
-    let row = pending_row(&*store, &run.run_id).await;
-    assert!(store.delete_approval(&row.id).await.unwrap());
+    repoint(&*store, &run.run_id, None, "no-such-row").await;
     run.requirements[0].confirm();
     let err = agent.continue_run(&run.run_id, run.requirements).await.unwrap_err();
     assert!(matches!(err, Error::ApprovalMissing { .. }), "{err:?}");
@@ -328,10 +336,10 @@ async fn a_row_that_disagrees_with_the_paused_call_is_refused(backend: Backend) 
     let run = agent.run("delete user 42").await.unwrap();
     let mut row = pending_row(&*store, &run.run_id).await;
     // Someone swaps the row for one approving other arguments.
-    store.delete_approval(&row.id).await.unwrap();
+    row.id = format!("{}-forged", row.id);
     row.tool_args = json!({"user_id": "*"});
     row.status = ApprovalStatus::Approved;
-    store.save_runs(&[], std::slice::from_ref(&row)).await.unwrap();
+    repoint(&*store, &run.run_id, Some(&row), &row.id).await;
     let err = agent.continue_run(&run.run_id, vec![]).await.unwrap_err();
     assert!(matches!(err, Error::ApprovalMismatch { .. }), "{err:?}");
     assert!(ran(&run.run_id).is_empty());
@@ -413,6 +421,10 @@ async fn audit_tools_write_a_row_only_when_resolved(backend: Backend) {
 
     let mut run = agent.run_with("archive orders", as_user("user-3")).await.unwrap();
     run.requirements[0].reject("keep them");
+    // An audit row names who decided.
+    let err = agent.continue_run(&run.run_id, run.requirements.clone()).await.unwrap_err();
+    assert!(matches!(err, Error::AuditWithoutResolver { .. }), "{err:?}");
+    run.requirements[0].set_resolved_by("lead-7");
     agent.continue_run(&run.run_id, run.requirements).await.unwrap();
     let row = pending_row(&*store, &run.run_id).await;
     assert_eq!(row.status, ApprovalStatus::Rejected);
@@ -462,9 +474,9 @@ async fn a_row_past_its_expiry_or_cancelled_refuses_the_call(backend: Backend) {
     // Past its expiry but never swept by `expire_approvals`: still refused.
     let run = agent.run("purge old logs").await.unwrap();
     let mut row = pending_row(&*store, &run.run_id).await;
-    store.delete_approval(&row.id).await.unwrap();
+    row.id = format!("{}-lapsed", row.id);
     row.expires_at = Some(row.created_at - chrono::Duration::seconds(1));
-    store.save_runs(&[], std::slice::from_ref(&row)).await.unwrap();
+    repoint(&*store, &run.run_id, Some(&row), &row.id).await;
     let done = agent.continue_run(&run.run_id, vec![]).await.unwrap();
     assert_eq!(done.tools[0].status, ToolCallStatus::Rejected);
     assert!(done.content.unwrap().contains("its approval expired"));

@@ -6,9 +6,10 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use kern::approval::{Approval, ApprovalPage, ApprovalQuery, ApprovalUpdate};
+use kern::approval::{Approval, ApprovalPage, ApprovalQuery, ApprovalUpdate, Decision, Principal, Vote};
 use kern::db::{MemoryDb, PostgresDb, SqliteDb, Store};
 use kern::run::RunRecord;
+use kern::trail::{Execution, TrailEvent, TrailReport};
 use kern::{BoxFuture, Result};
 
 /// A name no other test (or test process) uses.
@@ -180,13 +181,18 @@ fn outage<'a, T: Send + 'a>() -> BoxFuture<'a, Result<T>> {
 }
 
 impl Store for ProbeStore {
-    fn save_runs<'a>(&'a self, runs: &'a [RunRecord], new_approvals: &'a [Approval]) -> BoxFuture<'a, Result<()>> {
+    fn save_runs<'a>(
+        &'a self,
+        runs: &'a [RunRecord],
+        new_approvals: &'a [Approval],
+        executions: &'a [Execution],
+    ) -> BoxFuture<'a, Result<()>> {
         self.log("save_runs");
         let number = self.saves.fetch_add(1, Ordering::Relaxed) + 1;
         if self.failing_saves.contains(&number) {
             return outage();
         }
-        self.inner.save_runs(runs, new_approvals)
+        self.inner.save_runs(runs, new_approvals, executions)
     }
 
     fn load_run<'a>(&'a self, run_id: &'a str) -> BoxFuture<'a, Result<Option<RunRecord>>> {
@@ -240,5 +246,35 @@ impl Store for ProbeStore {
     fn expire_approvals(&self, now: DateTime<Utc>) -> BoxFuture<'_, Result<u64>> {
         self.log("expire_approvals");
         self.inner.expire_approvals(now)
+    }
+
+    fn decide<'a>(
+        &'a self,
+        id: &'a str,
+        principal: &'a Principal,
+        decision: Decision,
+    ) -> BoxFuture<'a, Result<Approval>> {
+        self.log("decide");
+        self.inner.decide(id, principal, decision)
+    }
+
+    fn votes<'a>(&'a self, id: &'a str) -> BoxFuture<'a, Result<Vec<Vote>>> {
+        self.log("votes");
+        self.inner.votes(id)
+    }
+
+    fn cancel_run<'a>(&'a self, run_id: &'a str, principal: &'a Principal) -> BoxFuture<'a, Result<RunRecord>> {
+        self.log("cancel_run");
+        self.inner.cancel_run(run_id, principal)
+    }
+
+    fn trail<'a>(&'a self, id: &'a str) -> BoxFuture<'a, Result<Vec<TrailEvent>>> {
+        self.log("trail");
+        self.inner.trail(id)
+    }
+
+    fn verify_trail(&self) -> BoxFuture<'_, Result<TrailReport>> {
+        self.log("verify_trail");
+        self.inner.verify_trail()
     }
 }

@@ -3,7 +3,7 @@
 use std::sync::Arc;
 
 use kern::Error;
-use kern::approval::{Approval, ApprovalQuery, ApprovalStatus, ApprovalType, PauseType, SourceType};
+use kern::approval::{Approval, ApprovalQuery, ApprovalStatus, ApprovalType, ApprovalUpdate, PauseType, SourceType};
 use kern::db::Store;
 use kern::run::RunStatus;
 use serde_json::json;
@@ -78,7 +78,7 @@ pub async fn a_duplicate_id_is_refused(store: Arc<dyn Store>) {
     let row = approval("run-1");
     create(&*store, &row).await;
     let twin = Approval { tool_name: "other".into(), ..row.clone() };
-    let err = store.save_runs(&[], std::slice::from_ref(&twin)).await.unwrap_err();
+    let err = store.save_runs(&[], std::slice::from_ref(&twin), &[]).await.unwrap_err();
     assert!(matches!(err, Error::Database(_)), "{err:?}");
     assert_eq!(stored(&*store, &row.id).await, row);
 }
@@ -230,11 +230,17 @@ pub async fn pending_rows_are_counted_per_user(store: Arc<dyn Store>) {
     assert_eq!(store.count_pending_approvals(Some("nobody")).await.unwrap(), 0);
 }
 
-pub async fn delete_removes_only_that_row(store: Arc<dyn Store>) {
-    let (gone, kept) = (approval("run-1"), approval("run-1"));
-    create_all(&*store, &[gone.clone(), kept.clone()]).await;
+pub async fn delete_cancels_a_pending_row_and_refuses_a_resolved_one(store: Arc<dyn Store>) {
+    let (gone, kept, decided) = (approval("run-1"), approval("run-1"), approval("run-1"));
+    create_all(&*store, &[gone.clone(), kept.clone(), decided.clone()]).await;
+    store.update_approval(&decided.id, ApprovalUpdate::approve("admin")).await.unwrap();
+
     assert!(store.delete_approval(&gone.id).await.unwrap());
-    assert!(!store.delete_approval(&gone.id).await.unwrap());
-    assert_eq!(store.get_approval(&gone.id).await.unwrap(), None);
-    assert_eq!(ids(&store.list_approvals(&ApprovalQuery::default()).await.unwrap().items), [kept.id]);
+    assert_eq!(stored(&*store, &gone.id).await.status, ApprovalStatus::Cancelled, "the trail keeps every row");
+    assert_eq!(stored(&*store, &kept.id).await.status, ApprovalStatus::Pending);
+    let err = store.delete_approval(&gone.id).await.unwrap_err();
+    assert!(matches!(err, Error::InvalidTransition { from: ApprovalStatus::Cancelled, .. }), "{err:?}");
+    let err = store.delete_approval(&decided.id).await.unwrap_err();
+    assert!(matches!(err, Error::InvalidTransition { from: ApprovalStatus::Approved, .. }), "{err:?}");
+    assert!(!store.delete_approval("no-such-row").await.unwrap());
 }

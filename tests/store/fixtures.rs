@@ -1,7 +1,7 @@
 //! Rows and runs to store, and small assertions shared by the cases.
 
 use chrono::{DateTime, SubsecRound, TimeDelta, Utc};
-use kern::approval::{Approval, ApprovalStatus, ApprovalType, PauseType, SourceType};
+use kern::approval::{Approval, ApprovalPolicy, ApprovalStatus, ApprovalType, PauseType, SourceType};
 use kern::db::Store;
 use kern::models::{Message, Usage};
 use kern::run::{RunRecord, RunRequirement, RunStatus, ToolCallStatus, ToolExecution};
@@ -58,7 +58,20 @@ pub fn approval(run_id: &str) -> Approval {
         updated_at: created_at,
         expires_at: None,
         run_status: RunStatus::Paused,
+        policy: None,
     }
+}
+
+/// `row` opened under `policy`, as a pause of a tool with that `#[approval(..)]` writes it.
+pub fn with_policy(mut row: Approval, policy: ApprovalPolicy) -> Approval {
+    let parameters = json!({
+        "type": "object",
+        "properties": { "user_id": { "type": "string", "maxLength": 8 } },
+        "required": ["user_id"],
+        "additionalProperties": false
+    });
+    row.policy = Some(policy.row_policy(&parameters));
+    row
 }
 
 /// A pending user-input row whose call asks for a string `reason`.
@@ -115,7 +128,7 @@ pub async fn create(store: &dyn Store, row: &Approval) {
 
 /// Inserts every row, as a pause of runs saved elsewhere would.
 pub async fn create_all(store: &dyn Store, rows: &[Approval]) {
-    store.save_runs(&[], rows).await.expect("create approval rows");
+    store.save_runs(&[], rows, &[]).await.expect("create approval rows");
 }
 
 /// The rows' ids, newest first with ties broken by id descending: the order of a listing.

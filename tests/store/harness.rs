@@ -139,6 +139,38 @@ impl SqlTarget {
         }
     }
 
+    /// Runs one statement, `sql`, on the database itself, past any store: `{t:name}` stands for table `name`,
+    /// quoted (and schema-qualified on Postgres), and `{time}` for a fixed time in the column
+    /// type the database keeps times in.
+    pub async fn raw(&self, sql: &str) -> std::result::Result<(), sqlx::Error> {
+        use sqlx::Connection;
+        let mut sql = sql.to_owned();
+        while let Some(start) = sql.find("{t:") {
+            let end = start + sql[start..].find('}').expect("a closed placeholder");
+            let table = self.table(&sql[start + 3..end]);
+            sql.replace_range(start..=end, &table);
+        }
+        match self {
+            SqlTarget::Sqlite(path) => {
+                let sql = sql.replace("{time}", "1767225600000000");
+                let mut conn = sqlx::SqliteConnection::connect(&format!("sqlite://{}", path.display())).await?;
+                sqlx::query(&sql).execute(&mut conn).await.map(drop)
+            }
+            SqlTarget::Postgres { url, .. } => {
+                let sql = sql.replace("{time}", "TIMESTAMPTZ '2026-01-01 00:00:00+00'");
+                let mut conn = sqlx::PgConnection::connect(url).await?;
+                sqlx::query(&sql).execute(&mut conn).await.map(drop)
+            }
+        }
+    }
+
+    fn table(&self, name: &str) -> String {
+        match self {
+            SqlTarget::Sqlite(_) => format!("\"{name}\""),
+            SqlTarget::Postgres { schema, .. } => format!("\"{schema}\".\"{name}\""),
+        }
+    }
+
     /// Whether the SQLite file exists; `None` on Postgres.
     pub fn sqlite_file_exists(&self) -> Option<bool> {
         match self {

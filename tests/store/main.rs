@@ -12,9 +12,11 @@
 mod approvals;
 mod fixtures;
 mod harness;
+mod policy;
 mod resolve;
 mod runs;
 mod schema;
+mod trail;
 mod wait;
 
 /// One test per case and backend; `sql` cases get a [`harness::SqlTarget`] instead of a store.
@@ -57,7 +59,7 @@ suite! {
         approvals::pages_are_stable_when_created_at_ties,
         approvals::sql_metacharacters_in_filters_are_inert,
         approvals::pending_rows_are_counted_per_user,
-        approvals::delete_removes_only_that_row,
+        approvals::delete_cancels_a_pending_row_and_refuses_a_resolved_one,
         resolve::resolving_returns_the_stored_row,
         resolve::of_64_racing_resolvers_exactly_one_wins,
         resolve::a_second_resolution_is_refused,
@@ -87,18 +89,35 @@ suite! {
         wait::a_timeout_returns_the_row_still_pending,
         wait::a_resolution_by_another_task_wakes_every_waiter,
         wait::a_row_that_expires_while_waited_on_comes_back_expired,
-        wait::a_row_deleted_while_waited_on_is_not_found,
+        wait::a_row_cancelled_while_waited_on_comes_back_cancelled,
         runs::a_batch_given_up_midway_writes_all_or_nothing,
+        policy::a_row_with_a_policy_is_decided_only_by_eligible_principals,
+        policy::a_quorum_of_distinct_approvers_approves,
+        policy::one_eligible_rejection_rejects,
+        policy::the_runs_user_may_not_decide_where_the_policy_forbids_it,
+        policy::of_64_concurrent_voters_exactly_the_quorum_is_counted,
+        policy::edits_need_allow_edit_and_must_fit_the_schema,
+        policy::an_eligible_principal_cancels_a_pending_row,
+        policy::every_resolution_names_who_made_it,
+        policy::cancelling_a_run_cancels_the_rows_it_waits_on,
+        policy::rows_past_their_expiry_are_neither_listed_nor_counted_as_pending,
+        policy::the_sweep_cancels_the_run_of_a_row_that_says_so,
+        trail::every_change_is_on_the_trail_in_order_and_verifies,
+        trail::an_audit_row_opens_its_trail_with_its_decision,
+        trail::an_execution_of_an_unknown_row_writes_nothing,
     ],
     sql: [
         schema::an_empty_database_gets_the_current_schema,
         schema::concurrent_first_opens_all_succeed,
         schema::reopening_keeps_the_rows,
-        schema::an_older_schema_is_upgraded_keeping_its_rows,
+        schema::an_older_schema_is_upgraded_keeping_its_rows_and_starting_their_trails,
         schema::each_write_is_one_commit_and_reads_none,
         schema::a_newer_schema_is_refused,
         schema::stores_with_different_table_names_do_not_share_rows,
         schema::a_bad_table_name_is_refused,
         wait::a_resolution_through_another_handle_wakes_the_waiter,
+        trail::the_database_refuses_to_rewrite_the_trail,
+        trail::verifying_names_an_edited_row,
+        trail::verifying_names_a_deleted_event,
     ],
 }

@@ -16,7 +16,7 @@ pub async fn saved_runs_load_back(store: Arc<dyn Store>) {
     let first = run("session-1");
     let child =
         RunRecord { parent_run_id: Some(first.run_id.clone()), team_id: Some("team-1".into()), ..run("session-1") };
-    store.save_runs(&[first.clone(), child.clone()], &[]).await.unwrap();
+    store.save_runs(&[first.clone(), child.clone()], &[], &[]).await.unwrap();
     assert_eq!(store.load_run(&first.run_id).await.unwrap(), Some(first.clone()));
     assert_eq!(store.load_run(&child.run_id).await.unwrap(), Some(child));
     assert_eq!(store.load_run("no-such-run").await.unwrap(), None);
@@ -28,7 +28,7 @@ pub async fn saved_runs_load_back(store: Arc<dyn Store>) {
         updated_at: first.updated_at + seconds(3),
         ..first
     };
-    store.save_runs(std::slice::from_ref(&done), &[]).await.unwrap();
+    store.save_runs(std::slice::from_ref(&done), &[], &[]).await.unwrap();
     assert_eq!(store.load_run(&done.run_id).await.unwrap(), Some(done));
 }
 
@@ -40,11 +40,11 @@ pub async fn save_runs_sets_the_run_status_of_the_runs_rows(store: Arc<dyn Store
     create(&*store, &other).await;
     // A new row written with a stale run status takes the run's.
     let new = Approval { run_status: RunStatus::Running, ..approval(&paused.run_id) };
-    store.save_runs(std::slice::from_ref(&paused), std::slice::from_ref(&new)).await.unwrap();
+    store.save_runs(std::slice::from_ref(&paused), std::slice::from_ref(&new), &[]).await.unwrap();
     assert_eq!(stored(&*store, &new.id).await.run_status, RunStatus::Paused);
 
     paused.status = RunStatus::Completed;
-    store.save_runs(&[paused], &[]).await.unwrap();
+    store.save_runs(&[paused], &[], &[]).await.unwrap();
     assert_eq!(stored(&*store, &earlier.id).await.run_status, RunStatus::Completed);
     assert_eq!(stored(&*store, &new.id).await.run_status, RunStatus::Completed);
     assert_eq!(stored(&*store, &other.id).await, other);
@@ -53,13 +53,13 @@ pub async fn save_runs_sets_the_run_status_of_the_runs_rows(store: Arc<dyn Store
 pub async fn a_failing_batch_writes_nothing(store: Arc<dyn Store>) {
     let existing_run = run("session-1");
     let existing = approval(&existing_run.run_id);
-    store.save_runs(std::slice::from_ref(&existing_run), std::slice::from_ref(&existing)).await.unwrap();
+    store.save_runs(std::slice::from_ref(&existing_run), std::slice::from_ref(&existing), &[]).await.unwrap();
 
     let new_run = run("session-2");
     let finished = RunRecord { status: RunStatus::Completed, ..existing_run.clone() };
     let fresh = approval(&new_run.run_id);
     let duplicate = Approval { tool_name: "other".into(), ..existing.clone() };
-    let err = store.save_runs(&[new_run.clone(), finished], &[fresh.clone(), duplicate]).await.unwrap_err();
+    let err = store.save_runs(&[new_run.clone(), finished], &[fresh.clone(), duplicate], &[]).await.unwrap_err();
     assert!(matches!(err, Error::Database(_)), "{err:?}");
 
     assert_eq!(store.load_run(&new_run.run_id).await.unwrap(), None);
@@ -69,7 +69,7 @@ pub async fn a_failing_batch_writes_nothing(store: Arc<dyn Store>) {
     assert!(store.session_runs("session-2", 10).await.unwrap().is_empty());
 
     // Nothing of the failed batch lingers where the next write goes: it commits, and others see it.
-    store.save_runs(std::slice::from_ref(&new_run), std::slice::from_ref(&fresh)).await.unwrap();
+    store.save_runs(std::slice::from_ref(&new_run), std::slice::from_ref(&fresh), &[]).await.unwrap();
     assert_eq!(store.load_run(&new_run.run_id).await.unwrap(), Some(new_run));
     assert_eq!(stored(&*store, &fresh.id).await, fresh);
 }
@@ -80,12 +80,12 @@ pub async fn a_batch_larger_than_a_statement_is_saved_whole(store: Arc<dyn Store
     let rows: Vec<Approval> = (0..3_100).map(|_| approval(&paused.run_id)).collect();
     let duplicate = Approval { tool_name: "other".into(), ..rows[0].clone() };
     let failing: Vec<Approval> = rows.iter().cloned().chain([duplicate]).collect();
-    let err = store.save_runs(std::slice::from_ref(&paused), &failing).await.unwrap_err();
+    let err = store.save_runs(std::slice::from_ref(&paused), &failing, &[]).await.unwrap_err();
     assert!(matches!(err, Error::Database(_)), "{err:?}");
     assert_eq!(store.count_pending_approvals(None).await.unwrap(), 0);
     assert_eq!(store.load_run(&paused.run_id).await.unwrap(), None);
 
-    store.save_runs(std::slice::from_ref(&paused), &rows).await.unwrap();
+    store.save_runs(std::slice::from_ref(&paused), &rows, &[]).await.unwrap();
     assert_eq!(store.count_pending_approvals(None).await.unwrap(), 3_100);
     assert_eq!(stored(&*store, &rows[3_099].id).await, rows[3_099]);
 }
@@ -94,13 +94,13 @@ pub async fn a_batch_given_up_midway_writes_all_or_nothing(store: Arc<dyn Store>
     for _ in 0..20 {
         let paused = run("session-1");
         let row = approval(&paused.run_id);
-        let save = store.save_runs(std::slice::from_ref(&paused), std::slice::from_ref(&row));
+        let save = store.save_runs(std::slice::from_ref(&paused), std::slice::from_ref(&row), &[]);
         // The caller stops waiting at the first await that does not finish at once.
         let _ = tokio::time::timeout(Duration::ZERO, save).await;
 
         // Whatever became of it, the next write commits and others see it.
         let next = run("session-1");
-        store.save_runs(std::slice::from_ref(&next), &[]).await.unwrap();
+        store.save_runs(std::slice::from_ref(&next), &[], &[]).await.unwrap();
         assert_eq!(store.load_run(&next.run_id).await.unwrap(), Some(next));
 
         // The batch may still finish after its caller left; once settled it is whole or absent
@@ -122,7 +122,7 @@ pub async fn a_batch_repeating_an_id_writes_nothing(store: Arc<dyn Store>) {
     let new_run = run("session-3");
     let first = approval(&new_run.run_id);
     let repeat = Approval { tool_name: "other".into(), ..first.clone() };
-    let err = store.save_runs(std::slice::from_ref(&new_run), &[first.clone(), repeat]).await.unwrap_err();
+    let err = store.save_runs(std::slice::from_ref(&new_run), &[first.clone(), repeat], &[]).await.unwrap_err();
     assert!(matches!(err, Error::Database(_)), "{err:?}");
     assert_eq!(store.load_run(&new_run.run_id).await.unwrap(), None);
     assert_eq!(store.get_approval(&first.id).await.unwrap(), None);
@@ -130,7 +130,7 @@ pub async fn a_batch_repeating_an_id_writes_nothing(store: Arc<dyn Store>) {
 
 pub async fn of_16_concurrent_claims_exactly_one_wins(store: Arc<dyn Store>) {
     let paused = run("session-1");
-    store.save_runs(std::slice::from_ref(&paused), &[]).await.unwrap();
+    store.save_runs(std::slice::from_ref(&paused), &[], &[]).await.unwrap();
     let start = Arc::new(Barrier::new(16));
     let claims: Vec<_> = (0..16)
         .map(|_| {
@@ -167,7 +167,7 @@ pub async fn claiming_a_missing_or_unpaused_run_fails(store: Arc<dyn Store>) {
     assert!(matches!(&err, Error::RunNotFound(id) if id == "no-such-run"), "{err:?}");
 
     let done = RunRecord { status: RunStatus::Completed, ..run("session-1") };
-    store.save_runs(std::slice::from_ref(&done), &[]).await.unwrap();
+    store.save_runs(std::slice::from_ref(&done), &[], &[]).await.unwrap();
     let err = store.claim_run(&done.run_id).await.unwrap_err();
     assert!(matches!(err, Error::RunNotPaused { status: RunStatus::Completed, .. }), "{err:?}");
     assert_eq!(store.load_run(&done.run_id).await.unwrap(), Some(done));
@@ -183,7 +183,7 @@ const ONE_HOUR: Duration = Duration::from_secs(3600);
 pub async fn reclaiming_a_stale_run_returns_it_stamped_now(store: Arc<dyn Store>) {
     let before = now();
     let stale = abandoned("session-1");
-    store.save_runs(std::slice::from_ref(&stale), &[]).await.unwrap();
+    store.save_runs(std::slice::from_ref(&stale), &[], &[]).await.unwrap();
     let reclaimed = store.reclaim_run(&stale.run_id, ONE_HOUR).await.unwrap();
     assert_eq!(reclaimed, RunRecord { updated_at: reclaimed.updated_at, ..stale.clone() });
     assert!(reclaimed.updated_at >= before, "{} < {before}", reclaimed.updated_at);
@@ -194,7 +194,7 @@ pub async fn reclaiming_a_stale_run_returns_it_stamped_now(store: Arc<dyn Store>
 
     // A claim stamps the run too: with no time to wait, its run is stale at once.
     let paused = run("session-1");
-    store.save_runs(std::slice::from_ref(&paused), &[]).await.unwrap();
+    store.save_runs(std::slice::from_ref(&paused), &[], &[]).await.unwrap();
     let claimed = store.claim_run(&paused.run_id).await.unwrap();
     let reclaimed = store.reclaim_run(&paused.run_id, Duration::ZERO).await.unwrap();
     assert_eq!(reclaimed, RunRecord { updated_at: reclaimed.updated_at, ..claimed.clone() });
@@ -210,7 +210,7 @@ pub async fn only_a_running_run_can_be_reclaimed(store: Arc<dyn Store>) {
     let long_ago = now() - seconds(2 * 3600);
     let paused = RunRecord { updated_at: long_ago, ..run("session-1") };
     let done = RunRecord { status: RunStatus::Completed, updated_at: long_ago, ..run("session-1") };
-    store.save_runs(&[paused.clone(), done.clone()], &[]).await.unwrap();
+    store.save_runs(&[paused.clone(), done.clone()], &[], &[]).await.unwrap();
     for (saved, expected) in [(&paused, RunStatus::Paused), (&done, RunStatus::Completed)] {
         let err = store.reclaim_run(&saved.run_id, Duration::ZERO).await.unwrap_err();
         assert!(
@@ -223,7 +223,7 @@ pub async fn only_a_running_run_can_be_reclaimed(store: Arc<dyn Store>) {
 
 pub async fn a_recent_claim_is_not_stale(store: Arc<dyn Store>) {
     let paused = run("session-1");
-    store.save_runs(std::slice::from_ref(&paused), &[]).await.unwrap();
+    store.save_runs(std::slice::from_ref(&paused), &[], &[]).await.unwrap();
     let claimed = store.claim_run(&paused.run_id).await.unwrap();
     // Longer than the run has been claimed, and longer than the clock reaches back.
     for stale_after in [ONE_HOUR, Duration::MAX] {
@@ -237,7 +237,7 @@ pub async fn a_recent_claim_is_not_stale(store: Arc<dyn Store>) {
 /// claim: not stale for another hour.
 pub async fn of_16_concurrent_reclaims_exactly_one_wins(store: Arc<dyn Store>) {
     let stale = abandoned("session-1");
-    store.save_runs(std::slice::from_ref(&stale), &[]).await.unwrap();
+    store.save_runs(std::slice::from_ref(&stale), &[], &[]).await.unwrap();
     let start = Arc::new(Barrier::new(16));
     let reclaims: Vec<_> = (0..16)
         .map(|_| {
@@ -277,7 +277,7 @@ pub async fn session_runs_are_the_latest_top_level_runs_oldest_first(store: Arc<
     // Saved newest first, so the order must come from the store.
     let mut all: Vec<RunRecord> = top.iter().rev().cloned().collect();
     all.extend([child, elsewhere.clone()]);
-    store.save_runs(&all, &[]).await.unwrap();
+    store.save_runs(&all, &[], &[]).await.unwrap();
 
     let ids = |runs: Vec<RunRecord>| runs.into_iter().map(|r| r.run_id).collect::<Vec<_>>();
     let top_ids = ids(top.clone());

@@ -9,8 +9,9 @@ use kern::Error;
 use kern::approval::{ApprovalQuery, ApprovalStatus, ApprovalUpdate};
 use kern::db::{OpenError, PostgresDb, SCHEMA_VERSION, SqliteDb, Store};
 use kern::run::RunStatus;
+use kern::trail::EventKind;
 
-use crate::fixtures::{approval, create, ids, listing_order, run, stored};
+use crate::fixtures::{approval, create, ids, run, stored};
 use crate::harness::{Options, SqlTarget, unique_name};
 
 pub async fn an_empty_database_gets_the_current_schema(target: SqlTarget) {
@@ -22,7 +23,7 @@ pub async fn an_empty_database_gets_the_current_schema(target: SqlTarget) {
     let store = db.store();
     let paused = run("session-1");
     let row = approval(&paused.run_id);
-    store.save_runs(std::slice::from_ref(&paused), std::slice::from_ref(&row)).await.unwrap();
+    store.save_runs(std::slice::from_ref(&paused), std::slice::from_ref(&row), &[]).await.unwrap();
     assert_eq!(stored(&*store, &row.id).await, row);
     assert_eq!(store.load_run(&paused.run_id).await.unwrap(), Some(paused));
     db.close().await;
@@ -52,7 +53,7 @@ pub async fn reopening_keeps_the_rows(target: SqlTarget) {
     let db = target.open(Options::default()).await.unwrap();
     let paused = run("session-1");
     let row = approval(&paused.run_id);
-    db.store().save_runs(std::slice::from_ref(&paused), std::slice::from_ref(&row)).await.unwrap();
+    db.store().save_runs(std::slice::from_ref(&paused), std::slice::from_ref(&row), &[]).await.unwrap();
     db.close().await;
 
     let db = target.open(Options::default()).await.unwrap();
@@ -63,38 +64,45 @@ pub async fn reopening_keeps_the_rows(target: SqlTarget) {
     db.close().await;
 }
 
-pub async fn an_older_schema_is_upgraded_keeping_its_rows(target: SqlTarget) {
+pub async fn an_older_schema_is_upgraded_keeping_its_rows_and_starting_their_trails(target: SqlTarget) {
     let previous = SCHEMA_VERSION - 1;
     let old = target.open(Options::default().schema_version(previous)).await.unwrap();
     assert_eq!(old.schema_version().await, previous);
-    let mut paused = run("session-1");
-    let rows = [approval(&paused.run_id), approval(&paused.run_id)];
-    old.store().save_runs(std::slice::from_ref(&paused), &rows).await.unwrap();
-    // The tables of the previous version keep the rows in step with their run as well.
-    paused.status = RunStatus::Running;
-    old.store().save_runs(std::slice::from_ref(&paused), &[]).await.unwrap();
-    assert_eq!(stored(&*old.store(), &rows[0].id).await.run_status, RunStatus::Running);
     old.close().await;
+    // Rows as the previous version's builds wrote them: one pending, one approved.
+    let columns = "id, run_id, session_id, status, approval_type, pause_type, source_type, tool_name, tool_args, \
+                   tool_call_id, requirements, resolved_by, created_at, updated_at, run_status";
+    target
+        .raw(&format!(
+            "INSERT INTO {{t:kern_approvals}} ({columns}) VALUES \
+             ('old-1', 'run-old', 'session-old', 'pending', 'required', 'confirmation', 'agent', 'delete_user_data', \
+              '{{\"user_id\": \"42\"}}', 'call-1', '[]', NULL, {{time}}, {{time}}, 'paused'), \
+             ('old-2', 'run-old', 'session-old', 'approved', 'required', 'confirmation', 'agent', 'delete_user_data', \
+              '{{\"user_id\": \"43\"}}', 'call-2', '[]', 'admin', {{time}}, {{time}}, 'paused')"
+        ))
+        .await
+        .unwrap();
 
     let db = target.open(Options::default()).await.unwrap();
     assert_eq!(db.schema_version().await, SCHEMA_VERSION);
     let store = db.store();
-    assert_eq!(store.load_run(&paused.run_id).await.unwrap().as_ref(), Some(&paused));
-    let pending = store.list_approvals(&ApprovalQuery::default().status(ApprovalStatus::Pending)).await.unwrap();
-    assert_eq!(ids(&pending.items), listing_order(&rows.iter().collect::<Vec<_>>()));
-    store.update_approval(&rows[0].id, ApprovalUpdate::approve("admin")).await.unwrap();
-    assert_eq!(store.count_pending_approvals(None).await.unwrap(), 1);
+    let (pending, approved) = (stored(&*store, "old-1").await, stored(&*store, "old-2").await);
+    assert_eq!((pending.status, approved.status), (ApprovalStatus::Pending, ApprovalStatus::Approved));
+    assert_eq!(pending.policy, None);
+    let kinds = |events: Vec<kern::trail::TrailEvent>| events.into_iter().map(|event| event.kind).collect::<Vec<_>>();
+    assert_eq!(kinds(store.trail("old-1").await.unwrap()), [EventKind::Created]);
+    assert_eq!(kinds(store.trail("old-2").await.unwrap()), [EventKind::Created, EventKind::Approved]);
+    assert!(store.verify_trail().await.unwrap().is_intact());
 
-    // The upgraded tables keep the rows in step with their run, and with a new one.
-    paused.status = RunStatus::Completed;
-    let next = run("session-2");
-    let next_row = approval(&next.run_id);
-    store.save_runs(&[paused.clone(), next.clone()], std::slice::from_ref(&next_row)).await.unwrap();
-    for row in &rows {
-        assert_eq!(stored(&*store, &row.id).await.run_status, RunStatus::Completed);
-    }
-    assert_eq!(stored(&*store, &next_row.id).await, next_row);
-    assert_eq!(store.session_runs("session-2", 5).await.unwrap(), [next]);
+    // The upgraded rows go on as any other.
+    store.update_approval("old-1", ApprovalUpdate::reject("admin")).await.unwrap();
+    assert_eq!(store.count_pending_approvals(None).await.unwrap(), 0);
+    assert_eq!(kinds(store.trail("old-1").await.unwrap()), [EventKind::Created, EventKind::Rejected]);
+    let paused = run("session-2");
+    let row = approval(&paused.run_id);
+    store.save_runs(std::slice::from_ref(&paused), std::slice::from_ref(&row), &[]).await.unwrap();
+    assert_eq!(stored(&*store, &row.id).await, row);
+    assert!(store.verify_trail().await.unwrap().is_intact());
     db.close().await;
 }
 
@@ -106,7 +114,7 @@ pub async fn each_write_is_one_commit_and_reads_none(target: SqlTarget) {
     let commits = |expected: u64, start: u64, step: &str| assert_eq!(db.commit_count() - start, expected, "{step}");
 
     let start = db.commit_count();
-    store.save_runs(std::slice::from_ref(&paused), &rows).await.unwrap();
+    store.save_runs(std::slice::from_ref(&paused), &rows, &[]).await.unwrap();
     commits(1, start, "a pause: the run, its session and two rows");
     store.list_approvals(&ApprovalQuery::default()).await.unwrap();
     store.load_run(&paused.run_id).await.unwrap();
@@ -117,10 +125,10 @@ pub async fn each_write_is_one_commit_and_reads_none(target: SqlTarget) {
     let mut claimed = store.claim_run(&paused.run_id).await.unwrap();
     commits(3, start, "a claim");
     claimed.status = RunStatus::Completed;
-    store.save_runs(std::slice::from_ref(&claimed), &[]).await.unwrap();
+    store.save_runs(std::slice::from_ref(&claimed), &[], &[]).await.unwrap();
     commits(4, start, "a finished run");
     let (team, member) = (run("session-2"), run("session-2"));
-    store.save_runs(&[team, member.clone()], &[approval(&member.run_id)]).await.unwrap();
+    store.save_runs(&[team, member.clone()], &[approval(&member.run_id)], &[]).await.unwrap();
     commits(5, start, "a team's pause: two runs and a row");
     db.close().await;
 }
@@ -145,7 +153,7 @@ pub async fn stores_with_different_table_names_do_not_share_rows(target: SqlTarg
     let paused = run("session-1");
     let row_a = approval(&paused.run_id);
     let row_b = approval("run-b");
-    a.save_runs(std::slice::from_ref(&paused), std::slice::from_ref(&row_a)).await.unwrap();
+    a.save_runs(std::slice::from_ref(&paused), std::slice::from_ref(&row_a), &[]).await.unwrap();
     create(&*b, &row_b).await;
 
     assert_eq!(ids(&a.list_approvals(&ApprovalQuery::default()).await.unwrap().items), [row_a.id.as_str()]);

@@ -14,12 +14,14 @@ use std::time::Duration;
 use tracing::Instrument;
 
 use super::delegation::{MemberPlan, Roster, Waiting};
-use super::gate::Decision;
+use super::gate::{Decision, Verdict};
 use super::runner::Runner;
 use super::step::{Identity, RunRequest, Step, Writes};
+use crate::approval::Principal;
 use crate::error::{Error, Result};
 use crate::run::{RunOutput, RunRecord, RunRequirement, RunStatus};
 use crate::store::Store;
+use crate::trail::SYSTEM_PRINCIPAL;
 
 /// One agent or team: its runner and its members.
 pub(crate) struct Cycle {
@@ -34,6 +36,14 @@ struct Plan<'r> {
     decisions: Vec<Decision>,
     members: Vec<MemberPlan<'r>>,
     finished_members: Vec<RunRecord>,
+}
+
+impl Plan<'_> {
+    /// True when a row expired under a policy that cancels the whole run.
+    fn cancels_run(&self) -> bool {
+        let members = self.members.iter().flat_map(MemberPlan::decisions);
+        self.decisions.iter().chain(members).any(|decision| decision.verdict == Verdict::CancelRun)
+    }
 }
 
 impl Cycle {
@@ -93,6 +103,9 @@ impl Cycle {
             return Err(Error::RunNotPaused { run_id: run_id.to_owned(), status: record.status });
         }
         let plan = self.plan(&record, answers).await?;
+        if plan.cancels_run() {
+            return self.cancel(run_id).await;
+        }
         let claimed = own_calls(self.store().claim_run(run_id).await?);
         // Another continue may have resumed and paused the run again between our read and our
         // claim; then decide again on what we now hold.
@@ -100,10 +113,13 @@ impl Cycle {
             plan
         } else {
             match self.plan(&claimed, answers).await {
-                Ok(plan) => plan,
-                Err(error) => {
+                Ok(plan) if !plan.cancels_run() => plan,
+                outcome => {
                     self.release(claimed, &[]).await?;
-                    return Err(error);
+                    return match outcome {
+                        Ok(_) => self.cancel(run_id).await,
+                        Err(error) => Err(error),
+                    };
                 }
             }
         };
@@ -131,6 +147,10 @@ impl Cycle {
             .map(|waiting| waiting.record.clone())
             .collect();
         let plan = match self.decide(&reclaimed, &[], waiting).await {
+            Ok(plan) if plan.cancels_run() => {
+                self.release(reclaimed, &held_members).await?;
+                return self.cancel(run_id).await;
+            }
             Ok(plan) => plan,
             // The dead continue may have run approved tools: given back paused, the run would
             // let a plain continue run them again. It stays running, to be recovered again.
@@ -194,6 +214,13 @@ impl Cycle {
         Roster::resume(&mut record, members, &mut writes).await;
         let step = self.runner.resume(record, decisions, writes).await;
         self.persist(step, &finished_members).await
+    }
+
+    /// Cancels paused run `run_id` because a row expired under a policy that says so; the
+    /// store cancels the rows it still waits on with it.
+    async fn cancel(&self, run_id: &str) -> Result<RunOutput> {
+        let run = self.store().cancel_run(run_id, &Principal::new(SYSTEM_PRINCIPAL)).await?;
+        Ok(RunOutput::from(run))
     }
 
     /// Gives held runs back, paused as they were.

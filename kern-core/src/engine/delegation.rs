@@ -74,6 +74,13 @@ pub(crate) struct MemberPlan<'r> {
     decisions: Vec<Decision>,
 }
 
+impl MemberPlan<'_> {
+    /// The decisions of the member run's calls.
+    pub(crate) fn decisions(&self) -> &[Decision] {
+        &self.decisions
+    }
+}
+
 impl Roster {
     /// A roster of `members`; [`Error::DuplicateMember`] when two share an id.
     pub(crate) fn new(members: Vec<Member>) -> Result<Self> {

@@ -11,11 +11,12 @@ use std::collections::HashMap;
 use chrono::{DateTime, Utc};
 use serde_json::{Map, Value, json};
 
-use crate::approval::{Approval, ApprovalStatus, ApprovalType, PauseType};
+use crate::approval::{Approval, ApprovalStatus, ApprovalType, OnExpire, PauseType};
 use crate::error::{Error, Result};
 use crate::limits;
 use crate::run::{RunRecord, RunRequirement, RunStatus};
 use crate::schema;
+use crate::trail::SYSTEM_PRINCIPAL;
 
 use super::step::Identity;
 use super::toolbox::Toolbox;
@@ -62,6 +63,8 @@ pub(crate) enum Verdict {
     Refuse(Refusal, Option<String>),
     /// It was executed elsewhere; feed back this result.
     External(Value),
+    /// Its row expired under a policy that cancels the whole run.
+    CancelRun,
 }
 
 /// A paused call, its requirement as now known, the verdict, and the row that decided it.
@@ -107,7 +110,7 @@ pub(crate) fn decide(
             tool_call_id: stray.tool_call_id().to_owned(),
         });
     }
-    record
+    let decisions: Vec<Result<Decision>> = record
         .requirements
         .iter()
         .map(|stored| {
@@ -119,10 +122,21 @@ pub(crate) fn decide(
                 decide_gated(identity, record, requirement, rows, now)
             } else {
                 let verdict = decide_by_caller(&requirement)?;
+                if verdict != Verdict::Wait
+                    && requirement.approval_type == Some(ApprovalType::Audit)
+                    && requirement.resolved_by.is_none()
+                {
+                    return Err(Error::AuditWithoutResolver { tool_call_id: requirement.tool_call_id().to_owned() });
+                }
                 Ok(Decision { requirement, verdict, row: None })
             }
         })
-        .collect()
+        .collect();
+    // A row that cancels the run on its expiry ends it, whatever the other calls wait for.
+    if let Some(cancel) = decisions.iter().flatten().find(|decision| decision.verdict == Verdict::CancelRun) {
+        return Ok(vec![cancel.clone()]);
+    }
+    decisions.into_iter().collect()
 }
 
 /// Copies the caller's decision onto the stored requirement, leaving the call itself alone.
@@ -162,9 +176,14 @@ fn decide_gated(
     let missing = || Error::ApprovalMissing { run_id: record.run_id.clone(), tool_call_id: call.tool_call_id.clone() };
     let row = requirement.approval_id.as_ref().and_then(|id| rows.get(id)).ok_or_else(missing)?.clone();
     check_row_matches(identity, record, &requirement, &row)?;
-    let status = if row.is_expired_at(now) { ApprovalStatus::Expired } else { row.status };
-    let verdict = match status {
+    // An approver's edit replaces the model's arguments; the trail and the row keep both.
+    if let Some(args) = row.edited_args().filter(|_| row.status == ApprovalStatus::Approved) {
+        requirement.tool_execution.tool_args = args.clone();
+    }
+    let cancels_run = row.policy.as_ref().is_some_and(|policy| policy.on_expire == OnExpire::CancelRun);
+    let verdict = match row.status_at(now) {
         ApprovalStatus::Pending => return Err(Error::ApprovalPending { approval_id: row.id }),
+        ApprovalStatus::Expired if cancels_run => Verdict::CancelRun,
         ApprovalStatus::Expired => Verdict::Refuse(Refusal::Expired, None),
         ApprovalStatus::Cancelled => Verdict::Refuse(Refusal::Cancelled, None),
         ApprovalStatus::Rejected => Verdict::Refuse(Refusal::Admin, row.note().map(str::to_owned)),
@@ -283,7 +302,7 @@ pub(crate) fn audit_row(identity: &Identity, record: &RunRecord, decision: &Deci
         return None;
     }
     let (status, resolution_data) = match &decision.verdict {
-        Verdict::Wait => return None,
+        Verdict::Wait | Verdict::CancelRun => return None,
         Verdict::Run(_) => {
             (ApprovalStatus::Approved, requirement.user_input.as_ref().map(|values| json!({ "values": values })))
         }
@@ -298,6 +317,19 @@ pub(crate) fn audit_row(identity: &Identity, record: &RunRecord, decision: &Deci
     row.resolved_at = Some(now);
     row.requirements = vec![requirement.clone()];
     Some(row)
+}
+
+/// The audit row of a call whose tool's `when` condition did not require approval: it runs at
+/// once, and the row says why no one was asked.
+pub(crate) fn unconditioned_row(identity: &Identity, record: &RunRecord, requirement: &RunRequirement) -> Approval {
+    let now = crate::now();
+    let mut row = new_row(identity, record, requirement, ApprovalType::Audit, now);
+    row.status = ApprovalStatus::Approved;
+    row.resolution_data = Some(json!({ "note": "the approval's condition did not require approval for this call" }));
+    row.resolved_by = Some(SYSTEM_PRINCIPAL.to_owned());
+    row.resolved_at = Some(now);
+    row.requirements = vec![requirement.clone()];
+    row
 }
 
 /// A pending row for `requirement`'s call in `record`, as `identity` made it.

@@ -14,7 +14,7 @@ use futures_util::future::join_all;
 use serde_json::{Map, Value};
 use tracing::Instrument;
 
-use super::gate::{self, Decision, Verdict};
+use super::gate::{self, Decision, Refusal, Verdict};
 use super::settings::Checked;
 use super::step::{Identity, RunRequest, Step, Writes, complete, complete_as, panic_message, parse_arguments};
 use super::toolbox::Toolbox;
@@ -25,6 +25,7 @@ use crate::models::{Message, Model, ModelRequest, Role, ToolCall};
 use crate::run::{RunRecord, RunRequirement, RunStatus, ToolCallStatus, ToolExecution};
 use crate::store::Store;
 use crate::tools::{RunContext, Tool, ToolError};
+use crate::trail::{self, Execution};
 
 /// Built-in tools the loop hands to someone else instead of its toolbox: a team leader's
 /// delegation to its members. Defined here, where it is called, so that the loop does not
@@ -48,6 +49,8 @@ struct Invocation {
     tool_name: String,
     context: RunContext,
     args: Value,
+    /// The model's arguments, when an approver changed them: the model is told.
+    edited_from: Option<Value>,
 }
 
 /// The loop of one agent (or team leader) over its model and tools.
@@ -274,14 +277,35 @@ impl Runner {
                     let mut requirement =
                         RunRequirement::new(execution.clone(), pause_type, definition.user_input_schema.clone());
                     requirement.approval_type = definition.approval.as_ref().map(|p| p.approval_type);
-                    record.requirements.push(requirement);
-                    record.tools.push(execution);
+                    // A tool's `when` condition may find that this call needs no approval.
+                    let needed =
+                        if definition.requires_approval() { entry.tool.needs_approval(&args) } else { Ok(true) };
+                    match needed {
+                        Ok(true) => {
+                            record.requirements.push(requirement);
+                            record.tools.push(execution);
+                        }
+                        Ok(false) => {
+                            let row = gate::unconditioned_row(&self.identity, record, &requirement);
+                            execution.approval_id = Some(row.id.clone());
+                            record.tools.push(execution);
+                            let context = self.context(record, &call.id, Some(&row.id));
+                            writes.approvals.push(row);
+                            let (tool, tool_name) = (Arc::clone(&entry.tool), call.name);
+                            ready.push((call.id, Invocation { tool, tool_name, context, args, edited_from: None }));
+                        }
+                        Err(error) => {
+                            record.tools.push(execution);
+                            complete(record, &call.id, Err(error));
+                        }
+                    }
                 }
                 None => {
                     record.tools.push(execution);
                     let context = self.context(record, &call.id, None);
                     let tool_name = call.name;
-                    ready.push((call.id, Invocation { tool: Arc::clone(&entry.tool), tool_name, context, args }));
+                    let tool = Arc::clone(&entry.tool);
+                    ready.push((call.id, Invocation { tool, tool_name, context, args, edited_from: None }));
                 }
             }
         }
@@ -298,7 +322,7 @@ impl Runner {
             let refusal = format!("not run: a turn may make at most {limit} tool calls; make this call again later");
             complete(record, &call.id, Err(ToolError::Failed(refusal)));
         }
-        self.execute(record, ready).await;
+        self.execute(record, ready, writes).await;
     }
 
     /// Applies decisions: refused and external calls are answered, approved ones run
@@ -319,8 +343,18 @@ impl Runner {
                     complete_as(record, &call_id, ToolCallStatus::Rejected, Value::String(text));
                 }
                 Verdict::External(result) => complete_as(record, &call_id, ToolCallStatus::External, result),
+                // The cycle cancels such a run instead of resuming it; were one resumed, the call
+                // is refused as any expired one.
+                Verdict::CancelRun => {
+                    let text = Refusal::Expired.text(&decision.requirement.tool_execution.tool_name, None);
+                    complete_as(record, &call_id, ToolCallStatus::Rejected, Value::String(text));
+                }
                 Verdict::Run(args) => {
+                    let mut edited_from = None;
                     if let Some(execution) = record.tools.iter_mut().find(|e| e.tool_call_id == call_id) {
+                        if decision.row.as_ref().is_some_and(|row| row.edited_args().is_some()) {
+                            edited_from = Some(execution.tool_args.clone());
+                        }
                         execution.tool_args = args.clone();
                     }
                     let tool_name = decision.requirement.tool_execution.tool_name;
@@ -329,7 +363,7 @@ impl Runner {
                             let approval_id = decision.row.as_ref().map(|row| row.id.as_str());
                             let context = self.context(record, &call_id, approval_id);
                             let tool = Arc::clone(&entry.tool);
-                            ready.push((call_id, Invocation { tool, tool_name, context, args }));
+                            ready.push((call_id, Invocation { tool, tool_name, context, args, edited_from }));
                         }
                         None => complete(record, &call_id, Err(self.unknown_tool(&tool_name))),
                     }
@@ -337,11 +371,12 @@ impl Runner {
             }
         }
         record.requirements = waiting;
-        self.execute(record, ready).await;
+        self.execute(record, ready, writes).await;
     }
 
-    /// Runs invocations concurrently and records each result, in call order.
-    async fn execute(&self, record: &mut RunRecord, ready: Vec<(String, Invocation)>) {
+    /// Runs invocations concurrently and records each result, in call order; an approved
+    /// call's outcome also goes to `writes`, for its row's trail.
+    async fn execute(&self, record: &mut RunRecord, ready: Vec<(String, Invocation)>, writes: &mut Writes) {
         let results = join_all(ready.into_iter().map(|(call_id, invocation)| async move {
             let span = tracing::info_span!(
                 "kern.tool",
@@ -349,16 +384,40 @@ impl Runner {
                 call_id = %invocation.context.tool_call_id,
                 run_id = %invocation.context.run_id
             );
+            let edit = invocation.edited_from.map(|from| (from, invocation.args.clone()));
+            let approval_id = invocation.context.approval_id.clone();
             let call = AssertUnwindSafe(invocation.tool.call(&invocation.context, invocation.args));
             // A panicking tool is a failed call, told to the model like any other failure.
             let result = call.catch_unwind().instrument(span).await.unwrap_or_else(|panic| {
                 Err(ToolError::Failed(format!("the tool panicked: {}", panic_message(panic.as_ref()))))
             });
-            (call_id, result)
+            (call_id, approval_id, edit, result)
         }))
         .await;
-        for (call_id, result) in results {
+        for (call_id, approval_id, edit, result) in results {
+            if let Some(approval_id) = approval_id {
+                let outcome = match &result {
+                    Ok(value) => trail::value_digest(value),
+                    Err(error) => trail::value_digest(&Value::String(error.to_string())),
+                };
+                writes.executions.push(Execution {
+                    approval_id,
+                    run_id: record.run_id.clone(),
+                    tool_call_id: call_id.clone(),
+                    principal: self.identity.principal(),
+                    succeeded: result.is_ok(),
+                    result_digest: outcome,
+                });
+            }
             complete(record, &call_id, result);
+            if let Some((from, to)) = edit
+                && let Some(answer) = record.messages.last_mut()
+            {
+                let text = answer.content.take().unwrap_or_default();
+                answer.content = Some(format!(
+                    "An approver changed the arguments of this call from {from} to {to} before it ran. {text}"
+                ));
+            }
         }
     }
 

@@ -34,6 +34,15 @@ impl Identity {
         }
     }
 
+    /// The principal of what the runner does, on the trail: `agent:<id>` or `team:<id>`.
+    pub(crate) fn principal(&self) -> String {
+        match (&self.agent_id, &self.team_id) {
+            (Some(agent), _) => format!("agent:{agent}"),
+            (None, Some(team)) => format!("team:{team}"),
+            (None, None) => crate::trail::SYSTEM_PRINCIPAL.to_owned(),
+        }
+    }
+
     /// True when this runner started `record`: only its owner knows its tools and may decide
     /// its calls.
     pub(crate) fn owns(&self, record: &RunRecord) -> bool {

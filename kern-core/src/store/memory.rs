@@ -90,10 +90,17 @@ impl Tables {
     }
 
     /// Appends events to `row`'s chain.
-    fn append(&mut self, row: &Approval, at: DateTime<Utc>, events: impl IntoIterator<Item = (EventKind, String, Value)>) {
+    fn append(
+        &mut self,
+        row: &Approval,
+        at: DateTime<Utc>,
+        events: impl IntoIterator<Item = (EventKind, String, Value)>,
+    ) {
         let chain = self.trails.entry(row.id.clone()).or_default();
         let head = chain.last().map(|event| (event.index, event.hash.clone()));
-        for mut event in trail::append(head.as_ref().map(|(index, hash)| (*index, hash.as_str())), row, at, events) {
+        for mut event in
+            trail::append(head.as_ref().map(|(index, hash)| (*index, hash.as_str())), &row.id, &row.run_id, at, events)
+        {
             self.last_seq += 1;
             event.seq = self.last_seq;
             chain.push(event);

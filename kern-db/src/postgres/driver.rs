@@ -9,7 +9,7 @@ use sqlx::pool::PoolConnection;
 use sqlx::postgres::{PgArguments, PgConnection, PgPool, PgRow};
 use sqlx::query::Query;
 use sqlx::types::Json;
-use sqlx::{Decode, Executor, Pool, Postgres, Row, Type};
+use sqlx::{Connection, Decode, Executor, Pool, Postgres, Row, Type};
 
 use super::notify;
 use crate::driver::{ConnectionPool, Driver, transaction};
@@ -30,7 +30,7 @@ fn query<'q>(stmt: &'q Stmt<'_>) -> Query<'q, Postgres, PgArguments> {
         Param::Int(value) => query.bind(*value),
         Param::Time(value) => query.bind(*value),
         Param::Json(value) => query.bind(*value),
-        Param::RawJson(value) => query.bind(Json(value.as_ref())),
+        Param::RawJson(value) => query.bind(value.as_ref().map(|value| Json(value.as_ref()))),
     })
 }
 
@@ -76,6 +76,52 @@ impl Driver for Postgres {
     fn announce_resolutions(layout: &Layout) -> Vec<String> {
         notify::trigger(layout)
     }
+
+    const SERIAL_KEY: &'static str = "BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY";
+
+    const FOR_UPDATE: &'static str = " FOR UPDATE";
+
+    /// Compared as text, which every column type has (`json` has no equality).
+    fn differs(column: &str) -> String {
+        format!("NEW.{column}::text IS DISTINCT FROM OLD.{column}::text")
+    }
+
+    /// A function raising the message, called by a row trigger.
+    fn refusing_trigger(
+        layout: &Layout,
+        table: &Ident,
+        name: &Ident,
+        event: &str,
+        condition: Option<&str>,
+        message: &str,
+    ) -> Vec<String> {
+        let function = layout.qualified(name);
+        let raise = format!("RAISE EXCEPTION '{message}';");
+        let body = match condition {
+            Some(condition) => format!("IF {condition} THEN {raise} END IF;"),
+            None => raise,
+        };
+        let returned = if event == "DELETE" { "OLD" } else { "NEW" };
+        vec![
+            format!(
+                "CREATE FUNCTION {function}() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN {body} RETURN {returned}; END $$"
+            ),
+            format!(
+                "CREATE TRIGGER {} BEFORE {event} ON {} FOR EACH ROW EXECUTE FUNCTION {function}()",
+                name.quoted(),
+                layout.qualified(table)
+            ),
+        ]
+    }
+
+    /// sqlx rolls back a transaction dropped unfinished before the connection is used again.
+    fn begin_guarded<'c>(
+        conn: &'c mut PoolConnection<Postgres>,
+    ) -> BoxFuture<'c, Result<sqlx::Transaction<'c, Postgres>>> {
+        Box::pin(async move { (**conn).begin().await.map_err(Error::database) })
+    }
+
+    fn disarm(_conn: &mut PoolConnection<Postgres>) {}
 
     fn fetch<'c, T: Send + 'c>(
         conn: &'c mut PgConnection,

@@ -343,6 +343,7 @@ mod tests {
             updated_at: now,
             expires_at: None,
             run_status: RunStatus::Paused,
+            policy: None,
         }
     }
 
@@ -404,12 +405,12 @@ mod tests {
             let expiring = Approval { expires_at: Some(kern_core::now()), ..expiring };
             let mut paused = run("run-1");
             let rows = [resolved.clone(), deleted.clone(), expiring, untouched];
-            db.save_runs(std::slice::from_ref(&paused), &rows).await.unwrap();
+            db.save_runs(std::slice::from_ref(&paused), &rows, &[]).await.unwrap();
 
             // Neither a run-status update (the run's save sets it on its rows) nor a second
             // resolution leaves `pending`: had either been announced, it would come first below.
             paused.status = RunStatus::Running;
-            db.save_runs(std::slice::from_ref(&paused), &[]).await.unwrap();
+            db.save_runs(std::slice::from_ref(&paused), &[], &[]).await.unwrap();
             db.update_approval(&resolved.id, ApprovalUpdate::approve("admin")).await.unwrap();
             db.update_approval(&resolved.id, ApprovalUpdate::reject("admin")).await.unwrap_err();
             db.delete_approval(&deleted.id).await.unwrap();
@@ -450,7 +451,7 @@ mod tests {
             .await;
 
             let row = approval("row-1");
-            db.save_runs(&[], std::slice::from_ref(&row)).await.unwrap();
+            db.save_runs(&[], std::slice::from_ref(&row), &[]).await.unwrap();
             let waiter = {
                 let (waiters, db, id) = (waiters.clone(), db.clone(), row.id.clone());
                 // No polling: only an announcement ends this wait before its timeout.

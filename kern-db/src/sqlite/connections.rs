@@ -119,6 +119,11 @@ pub(crate) struct Lane {
 }
 
 impl Lane {
+    /// Whether the connection may be closed to roll back what it began.
+    pub(crate) fn can_discard(&self) -> bool {
+        !self.lanes.keep_open
+    }
+
     /// Whether dropping the lane closes the connection instead of taking it back: closing
     /// rolls back a transaction the connection may have left open, and the lanes open a new
     /// connection when next needed. Only for lanes that [`can_discard`](Lanes::can_discard).

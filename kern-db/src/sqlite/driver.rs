@@ -8,7 +8,7 @@ use sqlx::query::Query;
 use sqlx::sqlite::{SqliteArguments, SqliteConnection, SqliteRow};
 use sqlx::{Connection, Decode, Executor, Row, Sqlite, Type};
 
-use super::connections::Lanes;
+use super::connections::{Lane, Lanes};
 use crate::driver::Driver;
 use crate::layout::{Ident, Layout};
 use crate::stmt::{Columns, Decoder, Param, Stmt, chain, corrupt};
@@ -24,7 +24,7 @@ fn query<'q>(stmt: &'q Stmt<'_>) -> Query<'q, Sqlite, SqliteArguments<'q>> {
         Param::Int(value) => query.bind(*value),
         Param::Time(value) => query.bind(value.map(|time| time.timestamp_micros())),
         Param::Json(value) => query.bind(*value),
-        Param::RawJson(value) => query.bind(value.get()),
+        Param::RawJson(value) => query.bind(value.as_ref().map(|value| value.get())),
     })
 }
 
@@ -62,6 +62,49 @@ impl Driver for Sqlite {
     /// SQLite cannot tell other processes of a write: their waiters poll the file.
     fn announce_resolutions(_layout: &Layout) -> Vec<String> {
         Vec::new()
+    }
+
+    const SERIAL_KEY: &'static str = "INTEGER PRIMARY KEY AUTOINCREMENT";
+
+    const FOR_UPDATE: &'static str = "";
+
+    fn differs(column: &str) -> String {
+        format!("NEW.{column} IS NOT OLD.{column}")
+    }
+
+    /// `RAISE(ABORT, ..)` rolls the statement back with the message.
+    fn refusing_trigger(
+        layout: &Layout,
+        table: &Ident,
+        name: &Ident,
+        event: &str,
+        condition: Option<&str>,
+        message: &str,
+    ) -> Vec<String> {
+        let when = condition.map(|condition| format!(" WHEN {condition}")).unwrap_or_default();
+        vec![format!(
+            "CREATE TRIGGER {} BEFORE {event} ON {}{when} BEGIN SELECT RAISE(ABORT, '{message}'); END",
+            name.quoted(),
+            layout.qualified(table)
+        )]
+    }
+
+    /// A file's connection is closed if the transaction is abandoned (see `write_all`); an
+    /// in-memory database's one connection takes a plain `BEGIN`, which sqlx abandons cleanly.
+    fn begin_guarded<'c>(conn: &'c mut Lane) -> BoxFuture<'c, Result<sqlx::Transaction<'c, Sqlite>>> {
+        Box::pin(async move {
+            let tx = if conn.can_discard() {
+                conn.discard_on_drop(true);
+                (**conn).begin_with(Self::BEGIN_WRITE).await
+            } else {
+                (**conn).begin().await
+            };
+            tx.map_err(Error::database)
+        })
+    }
+
+    fn disarm(conn: &mut Lane) {
+        conn.discard_on_drop(false);
     }
 
     fn fetch<'c, T: Send + 'c>(

@@ -68,14 +68,12 @@ impl<'a> DecisionRules<'a> {
         }
         let policy = row.policy.clone().unwrap_or_else(|| ApprovalPolicy::REQUIRED.row_policy(&Value::Null));
         if let Some(reason) = policy.ineligibility(self.principal, row.user_id.as_deref()) {
-            return Err(Error::NotEligible {
-                id: self.id.to_owned(),
-                principal: self.principal.id.clone(),
-                reason,
-            });
+            return Err(Error::NotEligible { id: self.id.to_owned(), principal: self.principal.id.clone(), reason });
         }
         match self.decision {
-            Decision::Cancel { note } => Ok(self.resolve(row, ApprovalStatus::Cancelled, note_data(note), None, vec![])),
+            Decision::Cancel { note } => {
+                Ok(self.resolve(row, ApprovalStatus::Cancelled, note_data(note), None, vec![]))
+            }
             Decision::Reject { note } => {
                 let vote = self.vote(votes, VoteKind::Reject, note, None)?;
                 let events = vec![(EventKind::Vote, vote_data(&vote))];
@@ -91,7 +89,7 @@ impl<'a> DecisionRules<'a> {
                     resolved_at: Some(self.now),
                     resolution_data: data.clone(),
                 };
-                ResolutionRules::new(self.id, &update, self.now).check(Some(row))?;
+                ResolutionRules::new(self.id, &update, self.now).check_data_of(row)?;
                 let vote = self.vote(votes, VoteKind::Approve, note, args.clone())?;
                 let mut events = vec![(EventKind::Vote, vote_data(&vote))];
                 let approvals = votes.iter().filter(|vote| vote.kind == VoteKind::Approve).count() + 1;
@@ -137,7 +135,9 @@ impl<'a> DecisionRules<'a> {
         limits::check_json("args", args)?;
         let refuse = |reason: String| Error::InvalidResolution { id: self.id.to_owned(), reason };
         match &policy.parameters {
-            Some(parameters) => schema::validate(parameters, args).map_err(|reason| refuse(format!("edited arguments: {reason}"))),
+            Some(parameters) => {
+                schema::validate(parameters, args).map_err(|reason| refuse(format!("edited arguments: {reason}")))
+            }
             None if args.is_object() => Ok(()),
             None => Err(refuse(format!("edited arguments of `{}` must be a JSON object", row.tool_name))),
         }

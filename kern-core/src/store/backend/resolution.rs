@@ -80,22 +80,15 @@ impl<'a> ResolutionRules<'a> {
 
     /// Decides whether the update may resolve `row` (as stored, `None` when there is none):
     /// `Ok` exactly when the compare-and-set would match it and the data fits, otherwise the
-    /// error naming why, in this order: not found, a row decided only by principals, no
-    /// resolver (every decision names who made it), expired, an unexpected status, a forbidden
-    /// transition, data that does not fit.
+    /// error naming why, in this order: not found, a row decided only by principals, expired,
+    /// an unexpected status, a forbidden transition, no resolver (every decision names who made
+    /// it), data that does not fit.
     pub fn check(&self, row: Option<&Approval>) -> Result<()> {
         let id = || self.id.to_owned();
         let to = self.update.status;
         let row = row.ok_or_else(|| Error::ApprovalNotFound(id()))?;
         if row.needs_principals() {
             return Err(Error::DecideAsPrincipal { id: id() });
-        }
-        match &self.update.resolved_by {
-            Some(resolved_by) => limits::check_key("resolved_by", resolved_by)?,
-            None => {
-                let reason = "every decision names who made it, for the trail".to_owned();
-                return Err(Error::InvalidInput { field: "resolved_by", reason });
-            }
         }
         if row.status == ApprovalStatus::Expired || row.is_expired_at(self.now) {
             return Err(Error::InvalidTransition { id: id(), from: ApprovalStatus::Expired, to });
@@ -106,7 +99,20 @@ impl<'a> ResolutionRules<'a> {
         if row.status.is_resolved() || to == ApprovalStatus::Pending {
             return Err(Error::InvalidTransition { id: id(), from: row.status, to });
         }
-        self.check_data(row).map_err(|reason| Error::InvalidResolution { id: id(), reason })
+        match &self.update.resolved_by {
+            Some(resolved_by) => limits::check_key("resolved_by", resolved_by)?,
+            None => {
+                let reason = "every decision names who made it, for the trail".to_owned();
+                return Err(Error::InvalidInput { field: "resolved_by", reason });
+            }
+        }
+        self.check_data_of(row)
+    }
+
+    /// Whether the update's resolution data fits `row`'s paused call, as [`check`](Self::check)
+    /// decides last: [`Error::InvalidResolution`] when it does not.
+    pub fn check_data_of(&self, row: &Approval) -> Result<()> {
+        self.check_data(row).map_err(|reason| Error::InvalidResolution { id: self.id.to_owned(), reason })
     }
 
     /// The error for a compare-and-set that matched no row; `row` is the row read after it.
@@ -248,6 +254,7 @@ mod tests {
             updated_at: now,
             expires_at: None,
             run_status: RunStatus::Paused,
+            policy: None,
         }
     }
 

@@ -160,9 +160,12 @@ mod tests {
 
     use super::*;
     use crate::BoxFuture;
-    use crate::approval::{ApprovalPage, ApprovalQuery, ApprovalType, ApprovalUpdate, PauseType, SourceType};
+    use crate::approval::{
+        ApprovalPage, ApprovalQuery, ApprovalType, ApprovalUpdate, Decision, PauseType, Principal, SourceType, Vote,
+    };
     use crate::run::{RunRecord, RunStatus};
     use crate::store::{MemoryDb, Store};
+    use crate::trail::{Execution, TrailEvent, TrailReport};
 
     fn pending() -> Approval {
         let now = crate::now();
@@ -189,6 +192,7 @@ mod tests {
             updated_at: now,
             expires_at: None,
             run_status: RunStatus::Paused,
+            policy: None,
         }
     }
 
@@ -226,8 +230,13 @@ mod tests {
     struct Polled(MemoryDb);
 
     impl Store for Polled {
-        fn save_runs<'a>(&'a self, runs: &'a [RunRecord], approvals: &'a [Approval]) -> BoxFuture<'a, Result<()>> {
-            self.0.save_runs(runs, approvals)
+        fn save_runs<'a>(
+            &'a self,
+            runs: &'a [RunRecord],
+            approvals: &'a [Approval],
+            executions: &'a [Execution],
+        ) -> BoxFuture<'a, Result<()>> {
+            self.0.save_runs(runs, approvals, executions)
         }
 
         fn load_run<'a>(&'a self, run_id: &'a str) -> BoxFuture<'a, Result<Option<RunRecord>>> {
@@ -269,13 +278,38 @@ mod tests {
         fn expire_approvals(&self, now: DateTime<Utc>) -> BoxFuture<'_, Result<u64>> {
             self.0.expire_approvals(now)
         }
+
+        fn decide<'a>(
+            &'a self,
+            id: &'a str,
+            principal: &'a Principal,
+            decision: Decision,
+        ) -> BoxFuture<'a, Result<Approval>> {
+            self.0.decide(id, principal, decision)
+        }
+
+        fn votes<'a>(&'a self, id: &'a str) -> BoxFuture<'a, Result<Vec<Vote>>> {
+            self.0.votes(id)
+        }
+
+        fn cancel_run<'a>(&'a self, run_id: &'a str, principal: &'a Principal) -> BoxFuture<'a, Result<RunRecord>> {
+            self.0.cancel_run(run_id, principal)
+        }
+
+        fn trail<'a>(&'a self, id: &'a str) -> BoxFuture<'a, Result<Vec<TrailEvent>>> {
+            self.0.trail(id)
+        }
+
+        fn verify_trail(&self) -> BoxFuture<'_, Result<TrailReport>> {
+            self.0.verify_trail()
+        }
     }
 
     #[tokio::test]
-    async fn the_default_wait_polls_until_the_row_is_resolved_or_gone() {
+    async fn the_default_wait_polls_until_the_row_is_resolved_or_cancelled() {
         let store = Arc::new(Polled(MemoryDb::new()));
         let (resolved, deleted) = (pending(), Approval { id: "row-2".into(), ..pending() });
-        store.save_runs(&[], &[resolved.clone(), deleted.clone()]).await.unwrap();
+        store.save_runs(&[], &[resolved.clone(), deleted.clone()], &[]).await.unwrap();
         assert_eq!(store.wait_for_resolution(&resolved.id, Duration::ZERO).await.unwrap(), resolved);
 
         let wait = |id: &str| {
@@ -288,7 +322,7 @@ mod tests {
         let approved = store.update_approval(&resolved.id, ApprovalUpdate::approve("admin")).await.unwrap();
         assert!(store.delete_approval(&deleted.id).await.unwrap());
         assert_eq!(resolution.await.unwrap().unwrap(), approved);
-        assert!(matches!(deletion.await.unwrap(), Err(Error::ApprovalNotFound(id)) if id == deleted.id));
+        assert_eq!(deletion.await.unwrap().unwrap().status, ApprovalStatus::Cancelled);
     }
 
     #[tokio::test]

@@ -1,0 +1,141 @@
+//! The trail: every change of a row is an event of its hash chain, written with the change.
+
+use std::sync::Arc;
+
+use kern::Error;
+use kern::approval::{ApprovalStatus, ApprovalType, ApprovalUpdate, Decision, Principal};
+use kern::db::Store;
+use kern::trail::{EventKind, Execution, GENESIS};
+
+use crate::fixtures::{approval, create_all, run};
+use crate::harness::{Options, SqlTarget};
+
+fn execution(row: &kern::approval::Approval, succeeded: bool) -> Execution {
+    Execution {
+        approval_id: row.id.clone(),
+        run_id: row.run_id.clone(),
+        tool_call_id: row.tool_call_id.clone(),
+        principal: "agent:agent-1".into(),
+        succeeded,
+        result_digest: "digest".into(),
+    }
+}
+
+pub async fn every_change_is_on_the_trail_in_order_and_verifies(store: Arc<dyn Store>) {
+    let paused = run("session-1");
+    let (resolved, decided) = (approval(&paused.run_id), approval(&paused.run_id));
+    store.save_runs(std::slice::from_ref(&paused), &[resolved.clone(), decided.clone()], &[]).await.unwrap();
+    store.update_approval(&resolved.id, ApprovalUpdate::approve("admin")).await.unwrap();
+    store.decide(&decided.id, &Principal::new("ops"), Decision::approve()).await.unwrap();
+    let done = kern::run::RunRecord { status: kern::run::RunStatus::Completed, ..paused.clone() };
+    let executions = [execution(&resolved, true), execution(&decided, false)];
+    store.save_runs(std::slice::from_ref(&done), &[], &executions).await.unwrap();
+
+    let trail = store.trail(&resolved.id).await.unwrap();
+    let kinds: Vec<EventKind> = trail.iter().map(|event| event.kind).collect();
+    assert_eq!(kinds, [EventKind::Created, EventKind::Approved, EventKind::Executed]);
+    assert_eq!(trail[0].prev_hash, GENESIS);
+    assert_eq!(trail[0].principal, "agent:agent-1");
+    assert_eq!(trail[1].principal, "admin");
+    for pair in trail.windows(2) {
+        assert_eq!(pair[1].prev_hash, pair[0].hash);
+        assert_eq!(pair[1].index, pair[0].index + 1);
+        assert!(pair[1].seq > pair[0].seq);
+        assert_eq!(pair[1].hash, pair[1].compute_hash());
+    }
+    let decided_trail = store.trail(&decided.id).await.unwrap();
+    assert_eq!(decided_trail.last().unwrap().kind, EventKind::Failed);
+
+    let report = store.verify_trail().await.unwrap();
+    assert!(report.is_intact(), "{report:?}");
+    assert_eq!((report.approvals, report.events), (2, 7));
+    assert!(store.trail("no-such-row").await.unwrap().is_empty());
+}
+
+pub async fn an_audit_row_opens_its_trail_with_its_decision(store: Arc<dyn Store>) {
+    let mut audit = approval("run-1");
+    audit.approval_type = ApprovalType::Audit;
+    audit.status = ApprovalStatus::Rejected;
+    audit.resolved_by = Some("reviewer".into());
+    audit.resolved_at = Some(audit.created_at);
+    create_all(&*store, std::slice::from_ref(&audit)).await;
+    let trail = store.trail(&audit.id).await.unwrap();
+    assert_eq!(trail.iter().map(|event| event.kind).collect::<Vec<_>>(), [EventKind::Created, EventKind::Rejected]);
+    assert_eq!(trail[1].principal, "reviewer");
+    assert!(store.verify_trail().await.unwrap().is_intact());
+}
+
+pub async fn an_execution_of_an_unknown_row_writes_nothing(store: Arc<dyn Store>) {
+    let paused = run("session-1");
+    let row = approval(&paused.run_id);
+    let mut ghost = approval(&paused.run_id);
+    ghost.id = "no-such-row".into();
+    let err =
+        store.save_runs(std::slice::from_ref(&paused), std::slice::from_ref(&row), &[execution(&ghost, true)]).await;
+    assert!(matches!(err, Err(Error::ApprovalNotFound(_))), "{err:?}");
+    assert_eq!(store.get_approval(&row.id).await.unwrap(), None, "nothing of the batch is written");
+    assert_eq!(store.load_run(&paused.run_id).await.unwrap(), None);
+}
+
+pub async fn the_database_refuses_to_rewrite_the_trail(target: SqlTarget) {
+    let db = target.open(Options::default()).await.unwrap();
+    let store = db.store();
+    let (pending, decided) = (approval("run-1"), approval("run-1"));
+    create_all(&*store, &[pending.clone(), decided.clone()]).await;
+    store.update_approval(&decided.id, ApprovalUpdate::approve("admin")).await.unwrap();
+
+    for tampering in [
+        "UPDATE {t:kern_approvals_events} SET principal = 'mallory'".to_owned(),
+        "DELETE FROM {t:kern_approvals_events}".to_owned(),
+        format!("DELETE FROM {{t:kern_approvals}} WHERE id = '{}'", pending.id),
+        format!("UPDATE {{t:kern_approvals}} SET status = 'rejected' WHERE id = '{}'", decided.id),
+        format!("UPDATE {{t:kern_approvals}} SET resolved_by = 'mallory' WHERE id = '{}'", decided.id),
+        format!("UPDATE {{t:kern_approvals}} SET tool_args = '{{}}' WHERE id = '{}'", decided.id),
+    ] {
+        let err = target.raw(&tampering).await.expect_err(&tampering);
+        assert!(err.to_string().contains("kern:"), "{tampering}: {err}");
+    }
+    // What a resolved row may still change: the status of its run, kept in step.
+    let follow = format!("UPDATE {{t:kern_approvals}} SET run_status = 'completed' WHERE id = '{}'", decided.id);
+    target.raw(&follow).await.unwrap();
+    assert!(store.verify_trail().await.unwrap().is_intact());
+    db.close().await;
+}
+
+pub async fn verifying_names_an_edited_row(target: SqlTarget) {
+    let db = target.open(Options::default()).await.unwrap();
+    let store = db.store();
+    let (edited, intact) = (approval("run-1"), approval("run-1"));
+    create_all(&*store, &[edited.clone(), intact.clone()]).await;
+    let edit =
+        format!("UPDATE {{t:kern_approvals}} SET tool_args = '{{\"user_id\": \"666\"}}' WHERE id = '{}'", edited.id);
+    target.raw(&edit).await.unwrap();
+
+    let broken = store.verify_trail().await.unwrap().broken.expect("the edit is reported");
+    assert_eq!((broken.approval_id.as_str(), broken.index), (edited.id.as_str(), 1));
+    assert!(broken.reason.contains("differs from the one its created event recorded"), "{}", broken.reason);
+    db.close().await;
+}
+
+pub async fn verifying_names_a_deleted_event(target: SqlTarget) {
+    let db = target.open(Options::default()).await.unwrap();
+    let store = db.store();
+    let row = approval("run-1");
+    create_all(&*store, std::slice::from_ref(&row)).await;
+    store.update_approval(&row.id, ApprovalUpdate::approve("admin")).await.unwrap();
+    // Only someone who can drop the database's guard deletes an event.
+    let drop_guard = match target {
+        SqlTarget::Sqlite(_) => "DROP TRIGGER \"kern_approvals_events_no_delete\"",
+        SqlTarget::Postgres { .. } => "DROP TRIGGER \"kern_approvals_events_no_delete\" ON {t:kern_approvals_events}",
+    };
+    target.raw(drop_guard).await.unwrap();
+    target
+        .raw(&format!("DELETE FROM {{t:kern_approvals_events}} WHERE approval_id = '{}' AND idx = 2", row.id))
+        .await
+        .unwrap();
+
+    let broken = store.verify_trail().await.unwrap().broken.expect("the deletion is reported");
+    assert_eq!(broken.approval_id, row.id);
+    assert!(broken.reason.contains("no event of its chain resolved it"), "{}", broken.reason);
+    db.close().await;
+}
