@@ -171,6 +171,14 @@ impl<DB: Driver> SqlStore<DB> {
         self.append(conn, &row.id, &row.run_id, now, [(kind, principal.to_owned(), trail::resolution_data(row))]).await
     }
 
+    /// Marks pending `row`, past its expiry at `now`, expired, on its trail too.
+    async fn expire(&self, conn: &mut DB::Connection, row: &Approval, now: DateTime<Utc>) -> Result<()> {
+        DB::execute(conn, &Stmt::new(&self.queries.expire_row).bind(row.id.as_str()).bind(now)).await?;
+        let expired = Approval { status: ApprovalStatus::Expired, ..row.clone() };
+        let event = (EventKind::Expired, SYSTEM_PRINCIPAL.to_owned(), trail::resolution_data(&expired));
+        self.append(conn, &row.id, &row.run_id, now, [event]).await
+    }
+
     /// Cancels paused run `run_id` (and its paused member runs) and the rows they wait on, in
     /// the transaction `conn` is in.
     async fn cancel_in(
@@ -195,6 +203,11 @@ impl<DB: Driver> SqlStore<DB> {
         for run in &mut runs {
             let pending = Stmt::new(&self.queries.pending_rows_of_run).bind(run.run_id.as_str());
             for mut row in DB::fetch(conn, &pending, codec::approval).await? {
+                // A row past its expiry expired; the others are withdrawn with the run.
+                if row.is_expired_at(now) {
+                    self.expire(conn, &row, now).await?;
+                    continue;
+                }
                 row.status = ApprovalStatus::Cancelled;
                 row.resolved_by = Some(principal.to_owned());
                 row.resolved_at = Some(now);
@@ -520,10 +533,7 @@ impl<DB: Driver> Store for SqlStore<DB> {
             let overdue = DB::fetch(&mut tx, &Stmt::new(&self.queries.overdue_rows).bind(now), codec::approval).await?;
             let mut cancelling = Vec::new();
             for row in &overdue {
-                DB::execute(&mut tx, &Stmt::new(&self.queries.expire_row).bind(row.id.as_str()).bind(now)).await?;
-                let expired = Approval { status: ApprovalStatus::Expired, ..row.clone() };
-                let event = (EventKind::Expired, SYSTEM_PRINCIPAL.to_owned(), trail::resolution_data(&expired));
-                self.append(&mut tx, &row.id, &row.run_id, now, [event]).await?;
+                self.expire(&mut tx, row, now).await?;
                 if row.policy.as_ref().is_some_and(|policy| policy.on_expire == OnExpire::CancelRun) {
                     cancelling.push(row.run_id.clone());
                 }

@@ -8,6 +8,7 @@ mod approval;
 mod backend;
 mod examples;
 mod hostile;
+mod policy;
 mod process;
 mod recovery;
 mod schema;

@@ -15,6 +15,11 @@ pub struct Ran {
 
 static RAN: LazyLock<Mutex<Vec<Ran>>> = LazyLock::new(Mutex::default);
 
+/// Records that `tool` ran, for tools written in other test modules.
+pub fn log_call(tool: &'static str, context: &RunContext, args: Value) {
+    log(tool, context, args);
+}
+
 fn log(tool: &'static str, context: &RunContext, args: Value) {
     RAN.lock().unwrap().push(Ran { tool, args, context: context.clone() });
 }

@@ -153,12 +153,19 @@ impl Tables {
                 .collect();
             for row_id in pending {
                 let row = self.approvals.get_mut(&row_id).expect("listed above");
-                row.status = ApprovalStatus::Cancelled;
-                row.resolved_by = Some(principal.to_owned());
-                row.resolved_at = Some(now);
+                // A row past its expiry expired; the others are withdrawn with the run.
+                let (status, by) = match row.is_expired_at(now) {
+                    true => (ApprovalStatus::Expired, SYSTEM_PRINCIPAL),
+                    false => (ApprovalStatus::Cancelled, principal),
+                };
+                row.status = status;
+                if status == ApprovalStatus::Cancelled {
+                    row.resolved_by = Some(principal.to_owned());
+                    row.resolved_at = Some(now);
+                }
                 row.updated_at = now;
                 let row = row.clone();
-                self.record_resolution(&row, principal, now);
+                self.record_resolution(&row, by, now);
             }
             self.set_run_status(id, RunStatus::Cancelled);
         }
