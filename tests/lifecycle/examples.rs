@@ -13,6 +13,7 @@ const EXAMPLES: &[&str] = &[
     "approval_external_execution",
     "audit_approval",
     "team_approval",
+    "approval_policy",
 ];
 
 fn example_binary(name: &str) -> PathBuf {

@@ -259,7 +259,13 @@ mod tests {
     }
 
     fn update(status: ApprovalStatus, data: Option<Value>) -> ApprovalUpdate {
-        ApprovalUpdate { expected_status: None, status, resolved_by: None, resolved_at: None, resolution_data: data }
+        ApprovalUpdate {
+            expected_status: None,
+            status,
+            resolved_by: Some("admin".into()),
+            resolved_at: None,
+            resolution_data: data,
+        }
     }
 
     fn check(row: &Approval, update: &ApprovalUpdate) -> Result<()> {
