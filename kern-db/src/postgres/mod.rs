@@ -170,9 +170,25 @@ mod tests {
             assert_eq!(trigger_names(&old, &schema).await, ["kern_runs_on_save"]);
             old.close().await;
 
+            let db = builder.clone().__schema_version(RESOLUTION_NOTIFY_VERSION).build().await.unwrap();
+            assert_eq!(db.schema_version().await.unwrap(), RESOLUTION_NOTIFY_VERSION);
+            assert_eq!(trigger_names(&db, &schema).await, ["kern_approvals_on_resolve", "kern_runs_on_save"]);
+            db.close().await;
+
+            // The next version guards the trail, its votes and the rows' decisions.
             let db = builder.build().await.unwrap();
             assert_eq!(db.schema_version().await.unwrap(), SCHEMA_VERSION);
-            assert_eq!(trigger_names(&db, &schema).await, ["kern_approvals_on_resolve", "kern_runs_on_save"]);
+            let guards = [
+                "kern_approvals_events_no_delete",
+                "kern_approvals_events_no_update",
+                "kern_approvals_no_delete",
+                "kern_approvals_on_resolve",
+                "kern_approvals_resolved",
+                "kern_approvals_votes_no_delete",
+                "kern_approvals_votes_no_update",
+                "kern_runs_on_save",
+            ];
+            assert_eq!(trigger_names(&db, &schema).await, guards);
             db.close().await;
         })
         .await;

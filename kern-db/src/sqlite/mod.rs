@@ -222,7 +222,7 @@ mod tests {
         assert_eq!(trigger_names(&old).await, Vec::<String>::new());
         old.close().await;
 
-        let db = SqliteDb::open(&file.0).await.unwrap();
+        let db = SqliteDb::builder().db_file(&file.0).__schema_version(3).build().await.unwrap();
         assert_eq!(trigger_names(&db).await, ["kern_runs_on_save"]);
         db.close().await;
     }
