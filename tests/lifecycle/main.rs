@@ -9,6 +9,7 @@ mod backend;
 mod examples;
 mod hostile;
 mod process;
+mod properties;
 mod recovery;
 mod schema;
 mod team;
