@@ -1,15 +1,19 @@
 //! The run loop and the approval lifecycle end to end: agents, teams, every pause kind, the
-//! gate's decisions, audit rows, exactly-once continues, continues from another process, and
-//! the recovery of runs whose continue never finished.
+//! gate's decisions, audit rows, exactly-once continues, continues from another process, the
+//! recovery of runs whose continue never finished, the lifecycle's invariants over random
+//! interleavings, and processes killed mid-cycle.
 //! Store-dependent tests run on the memory store, SQLite and Postgres alike.
 
 mod agent;
 mod approval;
 mod backend;
+mod child;
+mod crash;
 mod examples;
 mod hostile;
 mod policy;
 mod process;
+mod properties;
 mod recovery;
 mod schema;
 mod team;

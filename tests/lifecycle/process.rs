@@ -1,29 +1,23 @@
 //! Continues from another OS process: one child pauses a run and exits, the parent approves
 //! the row, a second child with fresh objects and a fresh store handle continues it.
 //!
-//! The children are this test binary itself, run with [`CHILD_VAR`] set so that
-//! [`child_process_entry`] plays the child's part.
-
-use std::process::Command;
+//! The children are this test binary itself (see [`crate::child`]), where
+//! [`child_process_entry`] plays the child's part: `pause-agent`, `continue-agent`,
+//! `pause-team` or `continue-team`.
 
 use kern::prelude::*;
 use kern::run::RunOptions;
 
 use crate::backend::Backend;
+use crate::child;
 use crate::tools::ran;
 
-/// Set in a child process: `pause-agent`, `continue-agent`, `pause-team` or `continue-team`.
-const CHILD_VAR: &str = "KERN_LIFECYCLE_CHILD";
-const STORE_VAR: &str = "KERN_LIFECYCLE_STORE";
+/// The run a `continue-*` child continues.
 const RUN_VAR: &str = "KERN_LIFECYCLE_RUN";
 
 /// Runs this binary as a child playing `role`; returns the `key=value` lines it reported.
 fn spawn_child(role: &str, backend: &Backend, run_id: &str) -> Vec<(String, String)> {
-    let (kind, location, schema) = backend.locator().expect("a backend other processes can open");
-    let output = Command::new(std::env::current_exe().unwrap())
-        .args(["--exact", "process::child_process_entry", "--nocapture", "--test-threads=1"])
-        .env(CHILD_VAR, role)
-        .env(STORE_VAR, format!("{kind}\n{location}\n{schema}"))
+    let output = child::command("process::child_process_entry", role, backend)
         .env(RUN_VAR, run_id)
         .output()
         .expect("spawn child");
@@ -49,11 +43,7 @@ fn reported<'a>(lines: &'a [(String, String)], key: &str) -> &'a str {
 /// The child's part; a no-op unless this process was spawned as a child.
 #[tokio::test]
 async fn child_process_entry() {
-    let Ok(role) = std::env::var(CHILD_VAR) else { return };
-    let locator = std::env::var(STORE_VAR).unwrap();
-    let mut parts = locator.splitn(3, '\n');
-    let (kind, location, schema) = (parts.next().unwrap(), parts.next().unwrap(), parts.next().unwrap_or(""));
-    let store = Backend::open(kind, location, schema).await;
+    let Some((role, store)) = child::role().await else { return };
     let run_id = std::env::var(RUN_VAR).unwrap_or_default();
     let user = RunOptions::default().user_id("user-p");
     let output = match role.as_str() {

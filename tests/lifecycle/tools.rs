@@ -180,3 +180,32 @@ impl Tool for SilentAudit {
         Box::pin(async { Ok(Value::Null) })
     }
 }
+
+/// A hand-written tool whose approval lapses the moment it is asked for, as a policy with a
+/// zero expiry gives: its row is pending past its `expires_at` from the start.
+pub struct FlushCache;
+
+impl Tool for FlushCache {
+    fn definition(&self) -> kern::tools::ToolDefinition {
+        let schema = json!({"type": "object", "properties": {}, "additionalProperties": false});
+        let policy = kern::approval::ApprovalPolicy::REQUIRED.expires_in(std::time::Duration::ZERO);
+        kern::tools::ToolDefinition::new(
+            "flush_cache",
+            "Flush the cache.",
+            schema,
+            kern::tools::Hitl::Confirmation,
+            Some(policy),
+        )
+    }
+
+    fn call<'a>(
+        &'a self,
+        context: &'a RunContext,
+        _args: Value,
+    ) -> kern::BoxFuture<'a, Result<Value, kern::tools::ToolError>> {
+        Box::pin(async move {
+            log("flush_cache", context, json!({}));
+            Ok(json!("flushed"))
+        })
+    }
+}
