@@ -130,7 +130,7 @@ pub mod db {
 /// The time types the public API takes and returns (`resolved_at`, `created_before`, ...), so
 /// callers need no `chrono` dependency of their own.
 pub use chrono::{DateTime, Utc};
-pub use kern_core::{BoxFuture, Error, ParseEnumError, Result};
+pub use kern_core::{BoxFuture, Error, ParseEnumError, Result, limits};
 
 /// The names most programs need: `use kern::prelude::*;`.
 ///

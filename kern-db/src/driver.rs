@@ -28,7 +28,7 @@ pub(crate) trait Driver: Database {
     /// The column type of timestamps.
     const TIME_TYPE: &'static str;
 
-    /// The column type of JSON documents.
+    /// The column type of JSON documents in the tables of version 1 (see [`verbatim_json`](Self::verbatim_json)).
     const JSON_TYPE: &'static str;
 
     /// The column type of 64-bit integers.
@@ -43,9 +43,9 @@ pub(crate) trait Driver: Database {
     /// The SQL function giving the greater of two values.
     const GREATEST: &'static str;
 
-    /// The `state` column (a run's JSON) with its `status` set to the text `status` and its
-    /// `updated_at` to `updated_at`, an SQL expression of text.
-    fn patched_state(status: &str, updated_at: &str) -> String;
+    /// Makes the JSON columns keep the text kern writes as it is, where [`JSON_TYPE`](Self::JSON_TYPE)
+    /// does not: text inside JSON may hold any character, and Postgres' `jsonb` refuses NUL.
+    fn verbatim_json(layout: &Layout) -> Vec<String>;
 
     /// The statements a migration begins with, in its transaction, before it reads the version
     /// table: what makes concurrent first opens take turns, and creates what holds the tables.

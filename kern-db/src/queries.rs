@@ -4,8 +4,9 @@
 use kern_core::approval::{ApprovalQuery, ApprovalStatus, PauseType};
 use kern_core::run::RunStatus;
 
-use crate::codec::{APPROVAL_COLUMN_COUNT, APPROVAL_COLUMNS};
-use crate::driver::Driver;
+use kern_core::limits;
+
+use crate::codec::{APPROVAL_COLUMN_COUNT, APPROVAL_COLUMNS, RUN_COLUMNS};
 use crate::layout::Layout;
 use crate::stmt::{Param, ceil_micros};
 
@@ -32,11 +33,11 @@ pub(crate) struct Queries {
     /// state, created_at, updated_at.
     pub(crate) upsert_run: String,
     pub(crate) load_run: String,
-    /// The compare-and-set on a run: `$1` run id, `$2` now, `$3` now as JSON text (for the
-    /// state's `updated_at`).
+    /// The compare-and-set on a run: `$1` run id, `$2` now. It sets the `status` and
+    /// `updated_at` columns only, which are what a run reads back (see `codec::run`).
     pub(crate) claim_run: String,
-    /// The compare-and-set on a run a continue left running: `$1` run id, `$2` now, `$3` now
-    /// as JSON text, `$4` the latest `updated_at` that counts as stale.
+    /// The compare-and-set on a run a continue left running: `$1` run id, `$2` now, `$3` the
+    /// latest `updated_at` that counts as stale.
     pub(crate) reclaim_run: String,
     pub(crate) run_status: String,
     /// `$1` session id, `$2` limit: newest first.
@@ -44,16 +45,13 @@ pub(crate) struct Queries {
 }
 
 impl Queries {
-    pub(crate) fn new<DB: Driver>(layout: &Layout) -> Self {
+    pub(crate) fn new(layout: &Layout) -> Self {
         let approvals = layout.qualified(&layout.approvals);
         let runs = layout.qualified(&layout.runs);
         let pending = ApprovalStatus::Pending.as_str();
         let expired = ApprovalStatus::Expired.as_str();
         let running = RunStatus::Running.as_str();
         let paused = RunStatus::Paused.as_str();
-        // A run's state is JSON whose `status` and `updated_at` follow the columns a claim (or a
-        // reclaim, on a run already running) sets.
-        let patch_state = DB::patched_state(running, "$3");
         let resolve_approval = format!(
             "UPDATE {approvals} SET status = $2, resolved_by = $3, resolved_at = $4, resolution_data = $5, \
              updated_at = $6 \
@@ -85,18 +83,18 @@ impl Queries {
                  status = excluded.status, state = excluded.state, \
                  created_at = excluded.created_at, updated_at = excluded.updated_at"
             ),
-            load_run: format!("SELECT state FROM {runs} WHERE run_id = $1"),
+            load_run: format!("SELECT {RUN_COLUMNS} FROM {runs} WHERE run_id = $1"),
             claim_run: format!(
-                "UPDATE {runs} SET status = '{running}', updated_at = $2, state = {patch_state} \
-                 WHERE run_id = $1 AND status = '{paused}' RETURNING state"
+                "UPDATE {runs} SET status = '{running}', updated_at = $2 \
+                 WHERE run_id = $1 AND status = '{paused}' RETURNING {RUN_COLUMNS}"
             ),
             reclaim_run: format!(
-                "UPDATE {runs} SET updated_at = $2, state = {patch_state} \
-                 WHERE run_id = $1 AND status = '{running}' AND updated_at <= $4 RETURNING state"
+                "UPDATE {runs} SET updated_at = $2 \
+                 WHERE run_id = $1 AND status = '{running}' AND updated_at <= $3 RETURNING {RUN_COLUMNS}"
             ),
             run_status: format!("SELECT status FROM {runs} WHERE run_id = $1"),
             session_runs: format!(
-                "SELECT state FROM {runs} WHERE session_id = $1 AND parent_run_id IS NULL \
+                "SELECT {RUN_COLUMNS} FROM {runs} WHERE session_id = $1 AND parent_run_id IS NULL \
                  ORDER BY created_at DESC, run_id DESC LIMIT $2"
             ),
             approvals,
@@ -147,7 +145,13 @@ pub(crate) struct Filter<'a> {
 }
 
 impl<'a> Filter<'a> {
-    pub(crate) fn new(query: &'a ApprovalQuery) -> Self {
+    /// The filter of `query`; `None` when it filters on a key no row can have (see
+    /// [`limits::is_key`]), so that nothing matches without asking the database.
+    pub(crate) fn new(query: &'a ApprovalQuery) -> Option<Self> {
+        let keys = [&query.agent_id, &query.team_id, &query.user_id, &query.run_id, &query.session_id];
+        if keys.into_iter().flatten().any(|key| !limits::is_key(key)) {
+            return None;
+        }
         let mut filter = Filter { conditions: Vec::new(), params: Vec::new() };
         filter.add("status =", query.status.map(|v| v.as_str()));
         filter.add("approval_type =", query.approval_type.map(|v| v.as_str()));
@@ -160,7 +164,7 @@ impl<'a> Filter<'a> {
         filter.add("session_id =", query.session_id.as_deref());
         filter.add("created_at <", query.created_before.map(ceil_micros));
         filter.add("created_at >=", query.created_after.map(ceil_micros));
-        filter
+        Some(filter)
     }
 
     fn add<P: Into<Param<'a>>>(&mut self, test: &str, value: Option<P>) {
@@ -177,19 +181,17 @@ impl<'a> Filter<'a> {
 
 #[cfg(test)]
 mod tests {
-    use sqlx::Sqlite;
-
     use super::*;
     use crate::layout::TableNames;
 
     fn queries() -> Queries {
-        Queries::new::<Sqlite>(&Layout::new(None, &TableNames::default()).unwrap())
+        Queries::new(&Layout::new(None, &TableNames::default()).unwrap())
     }
 
     #[test]
     fn only_set_filters_become_conditions() {
         let query = ApprovalQuery::default().user_id("u' OR 1=1 --").status(ApprovalStatus::Pending);
-        let filter = Filter::new(&query);
+        let filter = Filter::new(&query).unwrap();
         let where_clause = "WHERE status = $1 AND user_id = $2";
         assert_eq!(
             queries().list_page(&filter),
@@ -204,7 +206,17 @@ mod tests {
     #[test]
     fn no_filter_lists_everything() {
         let query = ApprovalQuery::default();
-        assert_eq!(queries().list_count(&Filter::new(&query)), "SELECT COUNT(*) AS n FROM \"kern_approvals\" ");
+        assert_eq!(
+            queries().list_count(&Filter::new(&query).unwrap()),
+            "SELECT COUNT(*) AS n FROM \"kern_approvals\" "
+        );
+    }
+
+    #[test]
+    fn a_filter_on_a_key_no_row_can_have_matches_nothing() {
+        assert!(Filter::new(&ApprovalQuery::default().user_id("a\0b")).is_none());
+        assert!(Filter::new(&ApprovalQuery::default().session_id("s".repeat(limits::MAX_KEY_LEN + 1))).is_none());
+        assert!(Filter::new(&ApprovalQuery::default().run_id("s".repeat(limits::MAX_KEY_LEN))).is_some());
     }
 
     #[test]

@@ -15,7 +15,7 @@ use crate::layout::{Ident, Layout};
 use crate::stmt::Stmt;
 
 /// The schema version this build writes and understands.
-pub const SCHEMA_VERSION: i64 = 4;
+pub const SCHEMA_VERSION: i64 = 5;
 
 /// The first version whose triggers keep a run's session row and its approval rows'
 /// `run_status` in step as the run is saved.
@@ -25,6 +25,11 @@ const DERIVED_ROWS_VERSION: i64 = 3;
 /// (Postgres' `NOTIFY`), so that waiters in other processes wake at once; a store on older
 /// tables has its waiters poll.
 pub(crate) const RESOLUTION_NOTIFY_VERSION: i64 = 4;
+
+/// The first version whose JSON columns keep the text kern writes as it is, so that text inside
+/// JSON may hold any character (Postgres' `jsonb` refuses NUL). On Postgres the upgrade rewrites
+/// the runs and approvals tables, holding them locked while it does.
+const VERBATIM_JSON_VERSION: i64 = 5;
 
 /// One step of the schema.
 #[derive(Debug)]
@@ -68,6 +73,7 @@ impl Migrator {
                 Migration { version: 2, statements: indexes(layout) },
                 Migration { version: DERIVED_ROWS_VERSION, statements: derived_rows::<DB>(layout) },
                 Migration { version: RESOLUTION_NOTIFY_VERSION, statements: DB::announce_resolutions(layout) },
+                Migration { version: VERBATIM_JSON_VERSION, statements: DB::verbatim_json(layout) },
             ],
         }
     }
@@ -259,10 +265,11 @@ mod tests {
         let versions = |current, target| -> Vec<i64> {
             migrator.pending(current, target).unwrap().iter().map(|m| m.version).collect()
         };
-        assert_eq!(versions(0, SCHEMA_VERSION), [1, 2, 3, 4]);
-        assert_eq!(versions(1, SCHEMA_VERSION), [2, 3, 4]);
-        assert_eq!(versions(2, SCHEMA_VERSION), [3, 4]);
-        assert_eq!(versions(3, SCHEMA_VERSION), [4]);
+        assert_eq!(versions(0, SCHEMA_VERSION), [1, 2, 3, 4, 5]);
+        assert_eq!(versions(1, SCHEMA_VERSION), [2, 3, 4, 5]);
+        assert_eq!(versions(2, SCHEMA_VERSION), [3, 4, 5]);
+        assert_eq!(versions(3, SCHEMA_VERSION), [4, 5]);
+        assert_eq!(versions(4, SCHEMA_VERSION), [5]);
         assert_eq!(versions(0, 1), [1]);
         assert_eq!(versions(SCHEMA_VERSION, SCHEMA_VERSION), [] as [i64; 0]);
         assert_eq!(versions(2, 1), [] as [i64; 0]);
@@ -293,5 +300,22 @@ mod tests {
         assert!(statements[0].starts_with("CREATE FUNCTION \"app\".\"kern_approvals_on_resolve\"()"));
         assert!(statements[0].contains("PERFORM pg_notify('app.kern_approvals', "), "{}", statements[0]);
         assert!(statements[1].contains("AFTER UPDATE OF status OR DELETE ON \"app\".\"kern_approvals\""));
+    }
+
+    #[test]
+    fn only_postgres_changes_its_json_columns() {
+        let statements = |migrator: Migrator| {
+            migrator.migrations.into_iter().find(|m| m.version == VERBATIM_JSON_VERSION).unwrap().statements
+        };
+        assert_eq!(statements(migrator()), Vec::<String>::new());
+        let postgres = Migrator::new::<Postgres>(&Layout::new(Some("app"), &TableNames::default()).unwrap());
+        assert_eq!(
+            statements(postgres),
+            [
+                "ALTER TABLE \"app\".\"kern_runs\" ALTER COLUMN state TYPE JSON",
+                "ALTER TABLE \"app\".\"kern_approvals\" ALTER COLUMN tool_args TYPE JSON, \
+                 ALTER COLUMN requirements TYPE JSON, ALTER COLUMN resolution_data TYPE JSON",
+            ]
+        );
     }
 }

@@ -1,17 +1,20 @@
 //! The [`Store`] semantics on SQL, written once for both databases.
 //!
 //! Every method mirrors `kern_core::store::MemoryDb`, the reference; where a database needs
-//! more care (a compare-and-set, a transaction) the comment says how it is kept.
+//! more care (a compare-and-set, a transaction) the comment says how it is kept. A lookup by an
+//! id that cannot be a key (see `kern_core::limits`) finds nothing without asking the database,
+//! which might fail on it instead: no row has such an id, since saves refuse them.
 
 use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
 
-use chrono::{DateTime, SecondsFormat, Utc};
+use chrono::{DateTime, Utc};
 use kern_core::approval::{Approval, ApprovalPage, ApprovalQuery, ApprovalStatus, ApprovalUpdate};
+use kern_core::limits::is_key;
 use kern_core::run::{RunRecord, RunStatus};
 use kern_core::store::Store;
-use kern_core::store::backend::{ResolutionRules, ResolutionWaiters, stale_cutoff};
+use kern_core::store::backend::{ResolutionRules, ResolutionWaiters, check_save, check_update, stale_cutoff};
 use kern_core::{BoxFuture, Error, Result};
 
 use crate::codec;
@@ -45,7 +48,7 @@ impl<DB: Driver> SqlStore<DB> {
     pub(crate) async fn open(pools: Pools<DB>, layout: &Layout, target_version: i64) -> Result<Self> {
         let migrator = Migrator::new::<DB>(layout);
         migrator.apply(&pools, target_version).await?;
-        Ok(SqlStore { pools, queries: Queries::new::<DB>(layout), migrator, waiters: Arc::default(), feed: None })
+        Ok(SqlStore { pools, queries: Queries::new(layout), migrator, waiters: Arc::default(), feed: None })
     }
 
     /// The waiters of this store's rows, for a feed to wake.
@@ -111,13 +114,13 @@ impl<DB: Driver> SqlStore<DB> {
             .collect()
     }
 
-    /// `sql`, a compare-and-set on run `run_id` that stamps it (and its state) with `now`, with
-    /// its first three values bound.
+    /// `sql`, a compare-and-set on run `run_id` that stamps it with `now`, with its first two
+    /// values bound.
     fn stamp_run<'a>(&self, sql: &'a str, run_id: &'a str, now: DateTime<Utc>) -> Stmt<'a> {
-        Stmt::new(sql).bind(run_id).bind(now).bind(now.to_rfc3339_opts(SecondsFormat::AutoSi, true))
+        Stmt::new(sql).bind(run_id).bind(now)
     }
 
-    /// Runs `stmt`, a compare-and-set on run `run_id` that returns its state. When it matches
+    /// Runs `stmt`, a compare-and-set on run `run_id` that returns the run. When it matches
     /// no row, reads the run's status to say why: [`Error::RunNotFound`], or `refusal(status)`.
     async fn compare_and_stamp(
         &self,
@@ -125,6 +128,9 @@ impl<DB: Driver> SqlStore<DB> {
         run_id: &str,
         refusal: impl FnOnce(RunStatus) -> Error,
     ) -> Result<RunRecord> {
+        if !is_key(run_id) {
+            return Err(Error::RunNotFound(run_id.to_owned()));
+        }
         if let Some(run) = self.pools.write(stmt, codec::run).await?.pop() {
             return Ok(run);
         }
@@ -136,6 +142,9 @@ impl<DB: Driver> SqlStore<DB> {
     }
 
     async fn get(&self, id: &str) -> Result<Option<Approval>> {
+        if !is_key(id) {
+            return Ok(None);
+        }
         let stmt = Stmt::new(&self.queries.get_approval).bind(id);
         Ok(self.pools.read(stmt, codec::approval).await?.pop())
     }
@@ -166,6 +175,10 @@ impl<DB: Driver> SqlStore<DB> {
 
     /// The resolution of [`Store::update_approval`], before its waiters are woken.
     async fn apply_update(&self, id: &str, update: &ApprovalUpdate) -> Result<Approval> {
+        check_update(update)?;
+        if !is_key(id) {
+            return Err(Error::ApprovalNotFound(id.to_owned()));
+        }
         let now = kern_core::now();
         let rules = ResolutionRules::new(id, update, now);
         // Most approvals confirm a call: the compare-and-set that only a confirmation row can
@@ -192,6 +205,7 @@ impl<DB: Driver> Store for SqlStore<DB> {
     /// `run_status` of its approval rows in step as it is saved.
     fn save_runs<'a>(&'a self, runs: &'a [RunRecord], new_approvals: &'a [Approval]) -> BoxFuture<'a, Result<()>> {
         Box::pin(async move {
+            check_save(runs, new_approvals)?;
             let mut stmts = self.insert_approvals(new_approvals, runs)?;
             for run in runs {
                 stmts.push(self.upsert_run(run)?);
@@ -205,6 +219,9 @@ impl<DB: Driver> Store for SqlStore<DB> {
 
     fn load_run<'a>(&'a self, run_id: &'a str) -> BoxFuture<'a, Result<Option<RunRecord>>> {
         Box::pin(async move {
+            if !is_key(run_id) {
+                return Ok(None);
+            }
             let stmt = Stmt::new(&self.queries.load_run).bind(run_id);
             Ok(self.pools.read(stmt, codec::run).await?.pop())
         })
@@ -232,6 +249,9 @@ impl<DB: Driver> Store for SqlStore<DB> {
 
     fn session_runs<'a>(&'a self, session_id: &'a str, limit: usize) -> BoxFuture<'a, Result<Vec<RunRecord>>> {
         Box::pin(async move {
+            if !is_key(session_id) {
+                return Ok(Vec::new());
+            }
             let limit = i64::try_from(limit).unwrap_or(i64::MAX);
             let stmt = Stmt::new(&self.queries.session_runs).bind(session_id).bind(limit);
             let mut runs = self.pools.read(stmt, codec::run).await?;
@@ -246,15 +266,25 @@ impl<DB: Driver> Store for SqlStore<DB> {
 
     fn list_approvals<'a>(&'a self, query: &'a ApprovalQuery) -> BoxFuture<'a, Result<ApprovalPage>> {
         Box::pin(async move {
-            let filter = Filter::new(query);
+            let Some(filter) = Filter::new(query) else { return Ok(ApprovalPage::default()) };
             let offset = i64::try_from(query.offset()).unwrap_or(i64::MAX);
             let page = Stmt { sql: self.queries.list_page(&filter).into(), params: filter.params.clone() }
                 .bind(i64::from(query.effective_limit()))
                 .bind(offset);
-            let (items, totals): (Vec<Approval>, Vec<u64>) =
-                self.pools.read(page, codec::approval_and_total).await?.into_iter().unzip();
-            let total = match totals.first() {
-                Some(total) => *total,
+            let rows = self.pools.read(page, codec::approval_and_total).await?;
+            let total = rows.first().map(|(_, total)| *total);
+            let (mut items, mut unreadable) = (Vec::with_capacity(rows.len()), Vec::new());
+            for (row, _) in rows {
+                match row {
+                    Ok(row) => items.push(row),
+                    Err(row) => {
+                        tracing::error!(id = %row.id, reason = %row.reason, "an approval row cannot be read");
+                        unreadable.push(row);
+                    }
+                }
+            }
+            let total = match total {
+                Some(total) => total,
                 // An empty first page of a real size: nothing matches.
                 None if offset == 0 && query.effective_limit() > 0 => 0,
                 // Past the end, or a page of no rows: only a count can tell.
@@ -263,7 +293,7 @@ impl<DB: Driver> Store for SqlStore<DB> {
                     self.pools.read(count, codec::count).await?.pop().unwrap_or(0)
                 }
             };
-            Ok(ApprovalPage { items, total })
+            Ok(ApprovalPage { items, total, unreadable })
         })
     }
 
@@ -277,6 +307,9 @@ impl<DB: Driver> Store for SqlStore<DB> {
 
     fn delete_approval<'a>(&'a self, id: &'a str) -> BoxFuture<'a, Result<bool>> {
         Box::pin(async move {
+            if !is_key(id) {
+                return Ok(false);
+            }
             let deleted = self.pools.execute(Stmt::new(&self.queries.delete_approval).bind(id)).await? > 0;
             if deleted {
                 self.waiters.wake(id);
@@ -288,6 +321,7 @@ impl<DB: Driver> Store for SqlStore<DB> {
     fn count_pending_approvals<'a>(&'a self, user_id: Option<&'a str>) -> BoxFuture<'a, Result<u64>> {
         Box::pin(async move {
             let stmt = match user_id {
+                Some(user_id) if !is_key(user_id) => return Ok(0),
                 Some(user_id) => Stmt::new(&self.queries.count_pending_of_user).bind(user_id),
                 None => Stmt::new(&self.queries.count_pending),
             };

@@ -139,6 +139,35 @@ impl SqlTarget {
         }
     }
 
+    /// `table` as SQL run on this database by [`execute_raw`](Self::execute_raw) names it.
+    pub fn table(&self, table: &str) -> String {
+        match self {
+            SqlTarget::Sqlite(_) => format!("\"{table}\""),
+            SqlTarget::Postgres { schema, .. } => format!("\"{schema}\".\"{table}\""),
+        }
+    }
+
+    /// Runs `sql` on this database through a connection of its own, as a program other than
+    /// kern would: to leave rows kern did not write.
+    pub async fn execute_raw(&self, sql: &str) {
+        use sqlx::{Connection, Executor};
+        match self {
+            SqlTarget::Sqlite(path) => {
+                let mut conn =
+                    sqlx::SqliteConnection::connect_with(&sqlx::sqlite::SqliteConnectOptions::new().filename(path))
+                        .await
+                        .expect("connect to the SQLite file");
+                conn.execute(sql).await.expect("run the raw SQL");
+                conn.close().await.expect("close the connection");
+            }
+            SqlTarget::Postgres { url, .. } => {
+                let mut conn = sqlx::PgConnection::connect(url).await.expect("connect to Postgres");
+                conn.execute(sql).await.expect("run the raw SQL");
+                conn.close().await.expect("close the connection");
+            }
+        }
+    }
+
     /// Whether the SQLite file exists; `None` on Postgres.
     pub fn sqlite_file_exists(&self) -> Option<bool> {
         match self {

@@ -12,6 +12,7 @@
 mod approvals;
 mod fixtures;
 mod harness;
+mod hostile;
 mod resolve;
 mod runs;
 mod schema;
@@ -89,6 +90,12 @@ suite! {
         wait::a_row_that_expires_while_waited_on_comes_back_expired,
         wait::a_row_deleted_while_waited_on_is_not_found,
         runs::a_batch_given_up_midway_writes_all_or_nothing,
+        hostile::json_deeper_than_the_limit_is_refused_before_anything_is_written,
+        hostile::json_at_the_limit_round_trips,
+        hostile::text_with_nul_inside_json_round_trips,
+        hostile::keys_beyond_the_limits_are_refused_before_anything_is_written,
+        hostile::keys_at_the_limit_round_trip,
+        hostile::a_lookup_by_an_id_no_row_can_have_finds_nothing,
     ],
     sql: [
         schema::an_empty_database_gets_the_current_schema,
@@ -100,5 +107,7 @@ suite! {
         schema::stores_with_different_table_names_do_not_share_rows,
         schema::a_bad_table_name_is_refused,
         wait::a_resolution_through_another_handle_wakes_the_waiter,
+        hostile::an_unreadable_row_is_named_and_the_listing_goes_on,
+        hostile::an_upgrade_from_every_version_keeps_the_rows_and_takes_nul_inside_json,
     ],
 }

@@ -1,6 +1,8 @@
 //! For implementing [`Store`](super::Store): what every store shares, so that each keeps the
 //! same semantics without writing them again. Programs that only use a store need none of it.
 //!
+//! - [`check_save`] and [`check_update`]: what a store refuses to write (keys it could not
+//!   look up, JSON it could not read back), before it writes anything.
 //! - [`ResolutionRules`]: which updates may resolve which rows, what resolution data each pause
 //!   type takes, and the error that says why an update did not apply.
 //! - [`ResolutionWaiters`]: the wait behind [`Store::wait_for_resolution`](super::Store::wait_for_resolution),
@@ -8,6 +10,7 @@
 //! - [`stale_cutoff`]: the bound of [`Store::reclaim_run`](super::Store::reclaim_run)'s
 //!   compare-and-set.
 
+mod input;
 mod resolution;
 mod wait;
 
@@ -15,6 +18,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, TimeDelta, Utc};
 
+pub use input::{check_save, check_update};
 pub use resolution::ResolutionRules;
 pub use wait::ResolutionWaiters;
 

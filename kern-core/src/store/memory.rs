@@ -8,7 +8,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 
 use super::Store;
-use super::backend::{ResolutionRules, ResolutionWaiters, stale_cutoff};
+use super::backend::{ResolutionRules, ResolutionWaiters, check_save, check_update, stale_cutoff};
 use crate::BoxFuture;
 use crate::approval::{Approval, ApprovalPage, ApprovalQuery, ApprovalStatus, ApprovalUpdate};
 use crate::error::{Error, Result};
@@ -74,6 +74,9 @@ impl Tables {
 
 impl Store for MemoryDb {
     fn save_runs<'a>(&'a self, runs: &'a [RunRecord], new_approvals: &'a [Approval]) -> BoxFuture<'a, Result<()>> {
+        if let Err(err) = check_save(runs, new_approvals) {
+            return ready(Err(err));
+        }
         let mut tables = self.tables();
         let mut batch = HashSet::new();
         if let Some(dup) =
@@ -146,11 +149,11 @@ impl Store for MemoryDb {
         let total = items.len() as u64;
         let offset = usize::try_from(query.offset()).unwrap_or(usize::MAX);
         let items = items.into_iter().skip(offset).take(query.effective_limit() as usize).collect();
-        ready(Ok(ApprovalPage { items, total }))
+        ready(Ok(ApprovalPage { items, total, unreadable: Vec::new() }))
     }
 
     fn update_approval<'a>(&'a self, id: &'a str, update: ApprovalUpdate) -> BoxFuture<'a, Result<Approval>> {
-        let resolved = self.tables().resolve(id, update);
+        let resolved = check_update(&update).and_then(|()| self.tables().resolve(id, update));
         if resolved.is_ok() {
             self.waiters.wake(id);
         }

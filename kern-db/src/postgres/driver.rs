@@ -3,13 +3,17 @@
 
 use chrono::{DateTime, Utc};
 use kern_core::{BoxFuture, Error, Result};
+use serde::Serialize;
 use serde_json::Value;
 use serde_json::value::RawValue;
+use sqlx::encode::IsNull;
+use sqlx::error::BoxDynError;
 use sqlx::pool::PoolConnection;
-use sqlx::postgres::{PgArguments, PgConnection, PgPool, PgRow};
+use sqlx::postgres::types::Oid;
+use sqlx::postgres::{PgArgumentBuffer, PgArguments, PgConnection, PgPool, PgRow, PgTypeInfo};
 use sqlx::query::Query;
 use sqlx::types::Json;
-use sqlx::{Decode, Executor, Pool, Postgres, Row, Type};
+use sqlx::{Decode, Encode, Executor, Pool, Postgres, Row, Type};
 
 use super::notify;
 use crate::driver::{ConnectionPool, Driver, transaction};
@@ -23,15 +27,35 @@ const MAX_PARAMS: usize = 65_535;
 /// not both create the tables (the bytes spell "kern_db!").
 const MIGRATION_LOCK: i64 = 0x6b65_726e_5f64_6221;
 
+/// The type `json`, built into every Postgres database under this id.
+const JSON_OID: Oid = Oid(114);
+
 /// Binds `stmt`'s parameters in Postgres' types.
 fn query<'q>(stmt: &'q Stmt<'_>) -> Query<'q, Postgres, PgArguments> {
     stmt.params.iter().fold(sqlx::query(&stmt.sql), |query, param| match param {
         Param::Text(value) => query.bind(value.as_deref()),
         Param::Int(value) => query.bind(*value),
         Param::Time(value) => query.bind(*value),
-        Param::Json(value) => query.bind(*value),
-        Param::RawJson(value) => query.bind(Json(value.as_ref())),
+        Param::Json(value) => query.bind(value.map(JsonText)),
+        Param::RawJson(value) => query.bind(JsonText(value.as_ref())),
     })
+}
+
+/// A value bound as JSON text of type `json`, which Postgres takes as it is. sqlx binds JSON as
+/// `jsonb`, which Postgres parses and refuses when text inside holds a NUL (`\u0000`).
+struct JsonText<T>(T);
+
+impl<T> Type<Postgres> for JsonText<T> {
+    fn type_info() -> PgTypeInfo {
+        PgTypeInfo::with_oid(JSON_OID)
+    }
+}
+
+impl<T: Serialize> Encode<'_, Postgres> for JsonText<T> {
+    fn encode_by_ref(&self, buf: &mut PgArgumentBuffer) -> Result<IsNull, BoxDynError> {
+        serde_json::to_writer(&mut **buf, &self.0)?;
+        Ok(IsNull::No)
+    }
 }
 
 impl Driver for Postgres {
@@ -47,8 +71,21 @@ impl Driver for Postgres {
     const TABLE_OPTIONS: &'static str = "";
     const GREATEST: &'static str = "GREATEST";
 
-    fn patched_state(status: &str, updated_at: &str) -> String {
-        format!("state || jsonb_build_object('status', '{status}', 'updated_at', {updated_at}::text)")
+    /// `json` keeps the text as it is (and still checks it is JSON), where `jsonb` parses it
+    /// into a form that cannot hold a NUL. No query reads inside these columns, so nothing
+    /// leans on `jsonb`'s operators or indexes.
+    fn verbatim_json(layout: &Layout) -> Vec<String> {
+        let json = |column: &str| format!("ALTER COLUMN {column} TYPE JSON");
+        vec![
+            format!("ALTER TABLE {} {}", layout.qualified(&layout.runs), json("state")),
+            format!(
+                "ALTER TABLE {} {}, {}, {}",
+                layout.qualified(&layout.approvals),
+                json("tool_args"),
+                json("requirements"),
+                json("resolution_data")
+            ),
+        ]
     }
 
     /// Takes the advisory lock of kern's migrations, then creates the schema of the tables when

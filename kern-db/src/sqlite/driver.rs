@@ -44,8 +44,9 @@ impl Driver for Sqlite {
     /// SQLite's `MAX` of two or more arguments is the greater of them.
     const GREATEST: &'static str = "MAX";
 
-    fn patched_state(status: &str, updated_at: &str) -> String {
-        format!("json_set(state, '$.status', '{status}', '$.updated_at', {updated_at})")
+    /// `TEXT` keeps it as it is already.
+    fn verbatim_json(_layout: &Layout) -> Vec<String> {
+        Vec::new()
     }
 
     /// A file is created by its first connection, and SQLite locks the whole file for a

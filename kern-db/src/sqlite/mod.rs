@@ -261,9 +261,9 @@ mod tests {
     #[tokio::test]
     async fn the_pending_inbox_reads_the_index_in_order() {
         let db = SqliteDb::in_memory().await.unwrap();
-        let queries = Queries::new::<Sqlite>(&Layout::new(None, &TableNames::default()).unwrap());
+        let queries = Queries::new(&Layout::new(None, &TableNames::default()).unwrap());
         let query = ApprovalQuery::default().status(ApprovalStatus::Pending);
-        let filter = Filter::new(&query);
+        let filter = Filter::new(&query).unwrap();
         let plan: Vec<(i64, i64, i64, String)> =
             sqlx::query_as(&format!("EXPLAIN QUERY PLAN {}", queries.list_page(&filter)))
                 .bind(ApprovalStatus::Pending.as_str())
