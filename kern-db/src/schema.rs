@@ -80,7 +80,7 @@ impl Migrator {
 
     /// Brings the tables to `target` (at most the build's version) in one transaction.
     pub(crate) async fn apply<DB: Driver>(&self, pools: &Pools<DB>, target: i64) -> Result<()> {
-        let mut conn = pools.writer.acquire().await?;
+        let mut conn = pools.writer.acquire_live().await?;
         let mut tx = conn.begin_with(DB::BEGIN_WRITE).await.map_err(Error::database)?;
         for sql in &self.setup {
             DB::execute_unprepared(&mut tx, sql).await?;

@@ -1,13 +1,14 @@
 //! Hostile input: what a store could not look up or read back is refused before anything is
 //! written, text inside JSON comes back whatever it holds, a lookup by an id no row can have
-//! finds nothing, and one unreadable row does not take a listing down.
+//! finds nothing, one unreadable row does not take a listing down, and dead pooled connections
+//! are replaced without failing the caller.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use kern::Error;
 use kern::approval::{Approval, ApprovalQuery, ApprovalStatus, ApprovalUpdate, PauseType};
-use kern::db::{SCHEMA_VERSION, Store};
+use kern::db::{PostgresDb, SCHEMA_VERSION, Store};
 use kern::limits::{MAX_JSON_DEPTH, MAX_KEY_LEN};
 use kern::models::Message;
 use kern::run::{
@@ -18,7 +19,7 @@ use serde_json::{Map, Value, json};
 use crate::fixtures::{
     approval, create, create_all, external_approval, ids, now, run, seconds, stored, user_input_approval,
 };
-use crate::harness::{Options, SqlTarget};
+use crate::harness::{Backend, Options, SqlTarget};
 
 /// A value nesting exactly `depth` levels, arrays and objects in turn.
 fn nested(depth: usize) -> Value {
@@ -376,4 +377,96 @@ pub async fn an_upgrade_from_every_version_keeps_the_rows_and_takes_nul_inside_j
         assert_eq!(stored(&*store, &next_row.id).await, next_row);
         db.close().await;
     }
+}
+
+/// Ends every session of `application_name` from another connection, as an administrator or a
+/// failover would, and waits until they are gone; returns how many there were.
+async fn kill_sessions(url: &str, application_name: &str) -> usize {
+    use sqlx::Connection;
+    let mut admin = sqlx::PgConnection::connect(url).await.expect("connect to Postgres");
+    let pids: Vec<i32> = sqlx::query_scalar("SELECT pid FROM pg_stat_activity WHERE application_name = $1")
+        .bind(application_name)
+        .fetch_all(&mut admin)
+        .await
+        .expect("find the sessions");
+    // A statement of its own: within one, Postgres may call the function before it filters.
+    sqlx::query("SELECT pg_terminate_backend(pid) FROM unnest($1::int4[]) AS pid")
+        .bind(&pids)
+        .execute(&mut admin)
+        .await
+        .expect("terminate the sessions");
+    let gone = async {
+        loop {
+            let left: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM pg_stat_activity WHERE pid = ANY($1)")
+                .bind(&pids)
+                .fetch_one(&mut admin)
+                .await
+                .expect("count the sessions left");
+            if left == 0 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(10), gone).await.expect("the terminated sessions end");
+    admin.close().await.expect("close the connection");
+    pids.len()
+}
+
+/// Has `store` open several pooled connections, then ends them all: none it holds is alive.
+async fn kill_pooled(store: &dyn Store, url: &str, application_name: &str) {
+    let count = || store.count_pending_approvals(None);
+    let _ = tokio::join!(count(), count(), count(), count());
+    assert!(kill_sessions(url, application_name).await >= 1, "the store had sessions to end");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_killed_connections_are_replaced_without_failing_the_caller() {
+    Backend::Postgres
+        .run_sql(|target| async move {
+            let SqlTarget::Postgres { url, schema } = &target else { unreachable!("a Postgres target") };
+            // The store's sessions carry the schema's name, so only they are ended.
+            let separator = if url.contains('?') { '&' } else { '?' };
+            let named = format!("{url}{separator}application_name={schema}");
+            let db = PostgresDb::builder().url(named).schema(schema).build().await.unwrap();
+            let store: Arc<dyn Store> = Arc::new(db.clone());
+            let kill = || kill_pooled(&*store, url, schema);
+            for round in 0..3 {
+                let session = format!("session-{round}");
+                let paused = run(&session);
+                let row = approval(&paused.run_id);
+                kill().await;
+                store.save_runs(std::slice::from_ref(&paused), std::slice::from_ref(&row)).await.expect("save_runs");
+                kill().await;
+                assert_eq!(store.load_run(&paused.run_id).await.expect("load_run"), Some(paused.clone()));
+                kill().await;
+                assert_eq!(store.get_approval(&row.id).await.expect("get_approval"), Some(row.clone()));
+                kill().await;
+                let page = store.list_approvals(&ApprovalQuery::default().run_id(paused.run_id.as_str())).await;
+                assert_eq!(page.expect("list_approvals").items, std::slice::from_ref(&row));
+                kill().await;
+                assert_eq!(store.count_pending_approvals(Some("user-1")).await.expect("count_pending_approvals"), 1);
+                kill().await;
+                assert_eq!(store.session_runs(&session, 5).await.expect("session_runs"), std::slice::from_ref(&paused));
+                kill().await;
+                let approved = store.update_approval(&row.id, ApprovalUpdate::approve("admin")).await;
+                assert_eq!(approved.expect("update_approval").status, ApprovalStatus::Approved);
+                kill().await;
+                let waited = store.wait_for_resolution(&row.id, Duration::from_secs(5)).await;
+                assert_eq!(waited.expect("wait_for_resolution").status, ApprovalStatus::Approved);
+                kill().await;
+                let claimed = store.claim_run(&paused.run_id).await.expect("claim_run");
+                kill().await;
+                store.reclaim_run(&paused.run_id, Duration::ZERO).await.expect("reclaim_run");
+                kill().await;
+                let done = RunRecord { status: RunStatus::Completed, ..claimed };
+                store.save_runs(std::slice::from_ref(&done), &[]).await.expect("save_runs of the outcome");
+                kill().await;
+                assert_eq!(store.expire_approvals(now()).await.expect("expire_approvals"), 0);
+                kill().await;
+                assert!(store.delete_approval(&row.id).await.expect("delete_approval"));
+            }
+            db.close().await;
+        })
+        .await;
 }

@@ -13,7 +13,7 @@ use sqlx::postgres::types::Oid;
 use sqlx::postgres::{PgArgumentBuffer, PgArguments, PgConnection, PgPool, PgRow, PgTypeInfo};
 use sqlx::query::Query;
 use sqlx::types::Json;
-use sqlx::{Decode, Encode, Executor, Pool, Postgres, Row, Type};
+use sqlx::{Connection, Decode, Encode, Executor, Pool, Postgres, Row, Type};
 
 use super::notify;
 use crate::driver::{ConnectionPool, Driver, transaction};
@@ -149,9 +149,22 @@ impl Driver for Postgres {
             let last = texts.pop().unwrap_or_default();
             let steps: Vec<String> = texts.iter().enumerate().map(|(n, text)| format!("s{n} AS ({text})")).collect();
             let stmt = Stmt { sql: format!("WITH {} {last}", steps.join(", ")).into(), params };
-            let mut conn = ConnectionPool::acquire(writer).await?;
+            let mut conn = writer.acquire_live().await?;
             Self::execute(&mut conn, &stmt).await.map(drop)
         })
+    }
+
+    /// The link failed, or the server ended the session (SQLSTATE class 08, connection
+    /// exception; or 57P01 to 57P03: terminated by an administrator, a crash, a shutdown).
+    fn connection_lost(err: &Error) -> bool {
+        let Error::Database(source) = err else { return false };
+        match source.downcast_ref::<sqlx::Error>() {
+            Some(sqlx::Error::Io(_)) => true,
+            Some(sqlx::Error::Database(err)) => {
+                err.code().is_some_and(|code| code.starts_with("08") || ["57P01", "57P02", "57P03"].contains(&&*code))
+            }
+            _ => false,
+        }
     }
 }
 
@@ -160,6 +173,27 @@ impl ConnectionPool<Postgres> for PgPool {
 
     fn acquire(&self) -> BoxFuture<'_, Result<PoolConnection<Postgres>>> {
         Box::pin(async move { Pool::acquire(self).await.map_err(Error::database) })
+    }
+
+    /// Pings each connection it takes (a round trip); one that does not answer is closed and
+    /// the next taken. Past as many as the pool holds, the pool has opened a fresh one, so the
+    /// last error is the server's.
+    fn acquire_live(&self) -> BoxFuture<'_, Result<PoolConnection<Postgres>>> {
+        Box::pin(async move {
+            let mut attempts = self.options().get_max_connections();
+            loop {
+                let mut conn = Pool::acquire(self).await.map_err(Error::database)?;
+                match conn.ping().await {
+                    Ok(()) => return Ok(conn),
+                    Err(err) if attempts == 0 => return Err(Error::database(err)),
+                    Err(err) => {
+                        tracing::debug!(error = %err, "a pooled connection did not answer: taking another");
+                        conn.close_on_drop();
+                        attempts -= 1;
+                    }
+                }
+            }
+        })
     }
 
     fn close(&self) -> BoxFuture<'_, ()> {

@@ -116,6 +116,11 @@ impl Driver for Sqlite {
             Ok(())
         })
     }
+
+    /// A SQLite connection is a handle on a file in this process: an error is never its loss.
+    fn connection_lost(_err: &Error) -> bool {
+        false
+    }
 }
 
 /// Runs `stmts` in one sqlx transaction on `conn`, begun with `begin` (or a plain `BEGIN`): all
