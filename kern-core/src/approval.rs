@@ -326,10 +326,24 @@ impl ApprovalQuery {
 }
 
 /// One page of approval rows, newest first.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct ApprovalPage {
-    /// The rows of the page.
+    /// The rows of the page that could be read.
     pub items: Vec<Approval>,
-    /// How many rows match the filters across all pages.
+    /// How many rows match the filters across all pages, unreadable ones included.
     pub total: u64,
+    /// The rows of the page that could not be read (stored data kern cannot decode), so that
+    /// one damaged row does not hide the others; each is also logged as an error. Reading such
+    /// a row alone fails with [`Error::Corrupt`](crate::Error::Corrupt).
+    #[serde(default)]
+    pub unreadable: Vec<UnreadableRow>,
+}
+
+/// A row of a listing that could not be read.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UnreadableRow {
+    /// The row's id, as stored.
+    pub id: String,
+    /// Why it could not be read.
+    pub reason: String,
 }

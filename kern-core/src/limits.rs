@@ -6,7 +6,7 @@
 //! (arguments, results, resolution data) nest at most [`MAX_JSON_DEPTH`] levels: a run's stored
 //! state holds them a few levels down, and JSON readers refuse to go deeper than 128.
 
-use serde_json::Value;
+use serde_json::{Map, Value};
 
 use crate::error::{Error, Result};
 
@@ -36,13 +36,21 @@ pub fn is_key(value: &str) -> bool {
 
 /// Refuses a JSON value nested deeper than [`MAX_JSON_DEPTH`].
 pub fn check_json(field: &'static str, value: &Value) -> Result<()> {
-    match json_depth(value) {
-        depth if depth > MAX_JSON_DEPTH => Err(Error::InvalidInput {
-            field,
-            reason: format!("it nests {depth} levels deep, more than the {MAX_JSON_DEPTH} allowed"),
-        }),
-        _ => Ok(()),
+    check_depth(field, json_depth(value))
+}
+
+/// Refuses a JSON object, held as its fields, nested deeper than [`MAX_JSON_DEPTH`]: what
+/// [`check_json`] says of the object as a value, without building one.
+pub fn check_json_object(field: &'static str, object: &Map<String, Value>) -> Result<()> {
+    check_depth(field, 1 + object.values().map(json_depth).max().unwrap_or(0))
+}
+
+fn check_depth(field: &'static str, depth: usize) -> Result<()> {
+    if depth > MAX_JSON_DEPTH {
+        let reason = format!("it nests {depth} levels deep, more than the {MAX_JSON_DEPTH} allowed");
+        return Err(Error::InvalidInput { field, reason });
     }
+    Ok(())
 }
 
 /// How deep `value` nests, counted without recursion, so that a hostile value cannot exhaust
@@ -91,5 +99,20 @@ mod tests {
         }
         let err = check_json("tool_args", &deep).unwrap_err();
         assert_eq!(err.to_string(), "tool_args refused: it nests 65 levels deep, more than the 64 allowed");
+    }
+
+    #[test]
+    fn an_object_is_as_deep_as_its_value() {
+        let mut deep = json!(1);
+        for _ in 0..MAX_JSON_DEPTH - 2 {
+            deep = json!([deep]);
+        }
+        let object = Map::from_iter([("a".to_owned(), deep.clone())]);
+        assert_eq!(json_depth(&Value::Object(object.clone())), MAX_JSON_DEPTH);
+        assert!(check_json_object("metadata", &object).is_ok());
+        let deeper = Map::from_iter([("a".to_owned(), json!([deep]))]);
+        let err = check_json_object("metadata", &deeper).unwrap_err();
+        assert!(matches!(err, Error::InvalidInput { field: "metadata", .. }), "{err:?}");
+        assert!(check_json_object("metadata", &Map::new()).is_ok());
     }
 }

@@ -7,6 +7,12 @@
 //! its audit rows and the `run_status` of its approval rows together. A process holding a paused
 //! run learns of its row's resolution from [`Store::wait_for_resolution`], which each store
 //! answers as soon as it can tell.
+//!
+//! Every store holds to the same [limits](crate::limits): a write holding a key it could not
+//! look up or a JSON value it could not read back is refused with
+//! [`Error::InvalidInput`](crate::Error::InvalidInput) before anything is written (see
+//! [`backend::check_save`]), and a lookup by an id that cannot be a key finds nothing, as any
+//! unknown id does.
 
 pub mod backend;
 mod memory;
@@ -31,7 +37,11 @@ pub trait Store: Send + Sync + 'static {
     /// `executions` on the trail, in one transaction; then every approval row of each run takes
     /// the run's status as its `run_status`. Each new row starts its trail with a `created`
     /// event (and an audit row, written already decided, with the event of its decision). If
-    /// anything fails, nothing is written.
+    /// anything fails, nothing is written. Errors:
+    /// [`Error::InvalidInput`](crate::Error::InvalidInput) (a key or JSON value beyond the
+    /// [limits](crate::limits), see [`backend::check_save`]),
+    /// [`Error::ApprovalNotFound`](crate::Error::ApprovalNotFound) (an execution of no row),
+    /// [`Error::Database`](crate::Error::Database).
     fn save_runs<'a>(
         &'a self,
         runs: &'a [RunRecord],
@@ -64,7 +74,9 @@ pub trait Store: Send + Sync + 'static {
     /// Reads an approval row.
     fn get_approval<'a>(&'a self, id: &'a str) -> BoxFuture<'a, Result<Option<Approval>>>;
 
-    /// Lists rows matching `query`, newest first (ties broken by id, descending).
+    /// Lists rows matching `query`, newest first (ties broken by id, descending). A row of the
+    /// page that cannot be read does not fail the listing: it is named in
+    /// [`ApprovalPage::unreadable`] and counted in the total.
     fn list_approvals<'a>(&'a self, query: &'a ApprovalQuery) -> BoxFuture<'a, Result<ApprovalPage>>;
 
     /// Resolves a pending row and returns it as stored.
@@ -78,6 +90,8 @@ pub trait Store: Send + Sync + 'static {
     /// (data that does not fit the paused call, see [`Approval::resolution_data`]; the row stays
     /// pending), [`Error::DecideAsPrincipal`](crate::Error::DecideAsPrincipal) (a row whose
     /// policy names who decides it: see [`decide`](Store::decide)),
+    /// [`Error::InvalidInput`](crate::Error::InvalidInput) (a resolver or data beyond the
+    /// [limits](crate::limits), see [`backend::check_update`]; refused before the row is read),
     /// [`Error::Database`](crate::Error::Database). The resolution is recorded on the row's
     /// trail, `resolved_by` as its principal.
     fn update_approval<'a>(&'a self, id: &'a str, update: ApprovalUpdate) -> BoxFuture<'a, Result<Approval>>;

@@ -1,6 +1,6 @@
 //! Rows to kern's types and back. Enums are stored as their text, structured fields as JSON.
 
-use kern_core::approval::{Approval, Vote};
+use kern_core::approval::{Approval, UnreadableRow, Vote};
 use kern_core::run::{RunRecord, RunStatus};
 use kern_core::trail::TrailEvent;
 use kern_core::{Error, ParseEnumError, Result};
@@ -36,6 +36,9 @@ pub(crate) const EVENT_COLUMN_COUNT: usize = 9;
 
 /// The columns of a vote, in the order [`bind_vote`] binds them.
 pub(crate) const VOTE_COLUMNS: &str = "approval_id, principal, roles, kind, note, args, at";
+
+/// The columns of the runs table that [`run`] reads.
+pub(crate) const RUN_COLUMNS: &str = "state, status, updated_at";
 
 /// Binds every field of `approval`, in [`APPROVAL_INSERT_COLUMNS`] order, with `run_status`
 /// for its run's status.
@@ -166,10 +169,16 @@ pub(crate) fn approval(row: &dyn Columns) -> Result<Approval> {
     })
 }
 
-/// Reads a row of a page: the row, and the `total` of matching rows.
-pub(crate) fn approval_and_total(row: &dyn Columns) -> Result<(Approval, u64)> {
+/// Reads a row of a page: the row, or its id and why it cannot be read, and the `total` of
+/// matching rows.
+pub(crate) fn approval_and_total(row: &dyn Columns) -> Result<(Result<Approval, UnreadableRow>, u64)> {
     let total = row.int("total")?;
-    Ok((approval(row)?, u64::try_from(total).map_err(|e| corrupt("total", e))?))
+    let total = u64::try_from(total).map_err(|e| corrupt("total", e))?;
+    let approval = approval(row).map_err(|err| UnreadableRow {
+        id: row.opt_text("id").ok().flatten().unwrap_or_default(),
+        reason: err.to_string(),
+    });
+    Ok((approval, total))
 }
 
 /// The whole run record, stored as JSON in `state`.
@@ -177,9 +186,13 @@ pub(crate) fn run_state(run: &RunRecord) -> Result<Box<RawValue>> {
     serde_json::value::to_raw_value(run).map_err(|e| Error::Corrupt(format!("state of run `{}`: {e}", run.run_id)))
 }
 
-/// Reads the `state` column.
+/// Reads a run selected with [`RUN_COLUMNS`]: its state, with the status and `updated_at` of
+/// its columns, which a claim sets without rewriting the state.
 pub(crate) fn run(row: &dyn Columns) -> Result<RunRecord> {
-    from_json("state", row)
+    let mut run: RunRecord = from_json("state", row)?;
+    run.status = enum_text(row, "status")?;
+    run.updated_at = row.time("updated_at")?;
+    Ok(run)
 }
 
 /// Reads the `status` column of a run.

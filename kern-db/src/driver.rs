@@ -28,8 +28,12 @@ pub(crate) trait Driver: Database {
     /// The column type of timestamps.
     const TIME_TYPE: &'static str;
 
-    /// The column type of JSON documents.
+    /// The column type of JSON documents in the tables of version 1 (see [`verbatim_json`](Self::verbatim_json)).
     const JSON_TYPE: &'static str;
+
+    /// The column type of JSON documents in columns added from the version on that keeps JSON
+    /// as written (see [`verbatim_json`](Self::verbatim_json)).
+    const VERBATIM_JSON_TYPE: &'static str;
 
     /// The column type of 64-bit integers.
     const INT_TYPE: &'static str;
@@ -43,9 +47,9 @@ pub(crate) trait Driver: Database {
     /// The SQL function giving the greater of two values.
     const GREATEST: &'static str;
 
-    /// The `state` column (a run's JSON) with its `status` set to the text `status` and its
-    /// `updated_at` to `updated_at`, an SQL expression of text.
-    fn patched_state(status: &str, updated_at: &str) -> String;
+    /// Makes the JSON columns keep the text kern writes as it is, where [`JSON_TYPE`](Self::JSON_TYPE)
+    /// does not: text inside JSON may hold any character, and Postgres' `jsonb` refuses NUL.
+    fn verbatim_json(layout: &Layout) -> Vec<String>;
 
     /// The statements a migration begins with, in its transaction, before it reads the version
     /// table: what makes concurrent first opens take turns, and creates what holds the tables.
@@ -110,6 +114,10 @@ pub(crate) trait Driver: Database {
     /// triggers write aside: triggers run commands of their own, which see each other), so
     /// they may run as parts of one statement, which sees one snapshot.
     fn write_all<'a>(writer: &'a Self::Pool, stmts: Vec<Stmt<'a>>, independent: bool) -> BoxFuture<'a, Result<()>>;
+
+    /// True when `err` says the connection a statement ran on is gone (the server ended it, or
+    /// the link broke): the statement may have run or not, and another connection may succeed.
+    fn connection_lost(err: &Error) -> bool;
 }
 
 /// A connection lent out by the pool of database `DB`.
@@ -123,6 +131,11 @@ pub(crate) trait ConnectionPool<DB: Database>: Debug + Send + Sync {
     /// A connection, waiting while all are lent out.
     fn acquire(&self) -> BoxFuture<'_, Result<Self::Conn>>;
 
+    /// A connection that has just answered: one that does not is closed and another taken. For
+    /// writes, which cannot simply run again when their connection fails, since they may have
+    /// committed.
+    fn acquire_live(&self) -> BoxFuture<'_, Result<Self::Conn>>;
+
     /// Closes the connections; later calls to `acquire` fail.
     fn close(&self) -> BoxFuture<'_, ()>;
 }
@@ -130,7 +143,7 @@ pub(crate) trait ConnectionPool<DB: Database>: Debug + Send + Sync {
 /// Runs `stmts` in one transaction, a call to the database each: all of them or, on any error,
 /// none.
 pub(crate) async fn transaction<DB: Driver>(writer: &DB::Pool, stmts: &[Stmt<'_>]) -> Result<()> {
-    let mut conn = writer.acquire().await?;
+    let mut conn = writer.acquire_live().await?;
     let mut tx = conn.begin_with(DB::BEGIN_WRITE).await.map_err(Error::database)?;
     for stmt in stmts {
         DB::execute(&mut tx, stmt).await?;
@@ -173,19 +186,29 @@ impl<DB: Driver> Pools<DB> {
         value
     }
 
+    /// Runs a reading statement. One whose connection turns out to be gone (a server restart
+    /// or a killed session leaves dead connections in the pool) runs again on one that answers:
+    /// a read changes nothing, so the caller need not see the failure.
     pub(crate) async fn read<T: Send>(&self, stmt: Stmt<'_>, decode: Decoder<T>) -> Result<Vec<T>> {
         let mut conn = self.reader.acquire().await?;
-        DB::fetch(&mut conn, &stmt, decode).await
+        match DB::fetch(&mut conn, &stmt, decode).await {
+            Err(err) if DB::connection_lost(&err) => {
+                tracing::debug!(error = %err, "a read lost its connection: running it on another");
+                drop(conn);
+                DB::fetch(&mut *self.reader.acquire_live().await?, &stmt, decode).await
+            }
+            read => read,
+        }
     }
 
     /// One writing statement whose `RETURNING` rows are decoded.
     pub(crate) async fn write<T: Send>(&self, stmt: Stmt<'_>, decode: Decoder<T>) -> Result<Vec<T>> {
-        let mut conn = self.writer.acquire().await?;
+        let mut conn = self.writer.acquire_live().await?;
         DB::fetch(&mut conn, &stmt, decode).await.map(|rows| self.committed(rows))
     }
 
     pub(crate) async fn execute(&self, stmt: Stmt<'_>) -> Result<u64> {
-        let mut conn = self.writer.acquire().await?;
+        let mut conn = self.writer.acquire_live().await?;
         DB::execute(&mut conn, &stmt).await.map(|changed| self.committed(changed))
     }
 

@@ -5,9 +5,11 @@ use chrono::{DateTime, Utc};
 use kern_core::approval::{ApprovalQuery, ApprovalStatus, PauseType};
 use kern_core::run::RunStatus;
 
+use kern_core::limits;
+
 use crate::codec::{
     APPROVAL_COLUMN_COUNT, APPROVAL_COLUMNS, APPROVAL_INSERT_COLUMNS, EVENT_COLUMN_COUNT, EVENT_COLUMNS,
-    EVENT_INSERT_COLUMNS, VOTE_COLUMNS,
+    EVENT_INSERT_COLUMNS, RUN_COLUMNS, VOTE_COLUMNS,
 };
 use crate::driver::Driver;
 use crate::layout::Layout;
@@ -61,11 +63,11 @@ pub(crate) struct Queries {
     pub(crate) load_run_locked: String,
     /// The paused member runs of team run `$1`, locked.
     pub(crate) paused_members: String,
-    /// The compare-and-set on a run: `$1` run id, `$2` now, `$3` now as JSON text (for the
-    /// state's `updated_at`).
+    /// The compare-and-set on a run: `$1` run id, `$2` now. It sets the `status` and
+    /// `updated_at` columns only, which are what a run reads back (see `codec::run`).
     pub(crate) claim_run: String,
-    /// The compare-and-set on a run a continue left running: `$1` run id, `$2` now, `$3` now
-    /// as JSON text, `$4` the latest `updated_at` that counts as stale.
+    /// The compare-and-set on a run a continue left running: `$1` run id, `$2` now, `$3` the
+    /// latest `updated_at` that counts as stale.
     pub(crate) reclaim_run: String,
     pub(crate) run_status: String,
     /// `$1` session id, `$2` limit: newest first.
@@ -80,9 +82,6 @@ impl Queries {
         let expired = ApprovalStatus::Expired.as_str();
         let running = RunStatus::Running.as_str();
         let paused = RunStatus::Paused.as_str();
-        // A run's state is JSON whose `status` and `updated_at` follow the columns a claim (or a
-        // reclaim, on a run already running) sets.
-        let patch_state = DB::patched_state(running, "$3");
         let (events, votes) = (layout.qualified(&layout.events()), layout.qualified(&layout.votes()));
         let lock = DB::FOR_UPDATE;
         let decide_row = format!(
@@ -135,22 +134,23 @@ impl Queries {
                  status = excluded.status, state = excluded.state, \
                  created_at = excluded.created_at, updated_at = excluded.updated_at"
             ),
-            load_run: format!("SELECT state FROM {runs} WHERE run_id = $1"),
-            load_run_locked: format!("SELECT state FROM {runs} WHERE run_id = $1{lock}"),
+            load_run: format!("SELECT {RUN_COLUMNS} FROM {runs} WHERE run_id = $1"),
+            load_run_locked: format!("SELECT {RUN_COLUMNS} FROM {runs} WHERE run_id = $1{lock}"),
             paused_members: format!(
-                "SELECT state FROM {runs} WHERE parent_run_id = $1 AND status = '{paused}' ORDER BY run_id{lock}"
+                "SELECT {RUN_COLUMNS} FROM {runs} WHERE parent_run_id = $1 AND status = '{paused}' \
+                 ORDER BY run_id{lock}"
             ),
             claim_run: format!(
-                "UPDATE {runs} SET status = '{running}', updated_at = $2, state = {patch_state} \
-                 WHERE run_id = $1 AND status = '{paused}' RETURNING state"
+                "UPDATE {runs} SET status = '{running}', updated_at = $2 \
+                 WHERE run_id = $1 AND status = '{paused}' RETURNING {RUN_COLUMNS}"
             ),
             reclaim_run: format!(
-                "UPDATE {runs} SET updated_at = $2, state = {patch_state} \
-                 WHERE run_id = $1 AND status = '{running}' AND updated_at <= $4 RETURNING state"
+                "UPDATE {runs} SET updated_at = $2 \
+                 WHERE run_id = $1 AND status = '{running}' AND updated_at <= $3 RETURNING {RUN_COLUMNS}"
             ),
             run_status: format!("SELECT status FROM {runs} WHERE run_id = $1"),
             session_runs: format!(
-                "SELECT state FROM {runs} WHERE session_id = $1 AND parent_run_id IS NULL \
+                "SELECT {RUN_COLUMNS} FROM {runs} WHERE session_id = $1 AND parent_run_id IS NULL \
                  ORDER BY created_at DESC, run_id DESC LIMIT $2"
             ),
             approvals,
@@ -213,8 +213,14 @@ pub(crate) struct Filter<'a> {
 }
 
 impl<'a> Filter<'a> {
-    /// The filter of `query` at `now`: a pending row past its expiry counts as expired.
-    pub(crate) fn new(query: &'a ApprovalQuery, now: DateTime<Utc>) -> Self {
+    /// The filter of `query` at `now` (a pending row past its expiry counts as expired); `None`
+    /// when it filters on a key no row can have (see [`limits::is_key`]), so that nothing
+    /// matches without asking the database.
+    pub(crate) fn new(query: &'a ApprovalQuery, now: DateTime<Utc>) -> Option<Self> {
+        let keys = [&query.agent_id, &query.team_id, &query.user_id, &query.run_id, &query.session_id];
+        if keys.into_iter().flatten().any(|key| !limits::is_key(key)) {
+            return None;
+        }
         let mut filter = Filter { conditions: Vec::new(), params: Vec::new() };
         let (pending, expired) = (ApprovalStatus::Pending.as_str(), ApprovalStatus::Expired.as_str());
         match query.status {
@@ -242,7 +248,7 @@ impl<'a> Filter<'a> {
         filter.add("session_id =", query.session_id.as_deref());
         filter.add("created_at <", query.created_before.map(ceil_micros));
         filter.add("created_at >=", query.created_after.map(ceil_micros));
-        filter
+        Some(filter)
     }
 
     fn add<P: Into<Param<'a>>>(&mut self, test: &str, value: Option<P>) {
@@ -271,7 +277,7 @@ mod tests {
     #[test]
     fn only_set_filters_become_conditions() {
         let query = ApprovalQuery::default().user_id("u' OR 1=1 --").status(ApprovalStatus::Pending);
-        let filter = Filter::new(&query, kern_core::now());
+        let filter = Filter::new(&query, kern_core::now()).unwrap();
         let where_clause = "WHERE status = 'pending' AND (expires_at IS NULL OR expires_at > $1) AND user_id = $2";
         assert_eq!(
             queries().list_page(&filter),
@@ -286,8 +292,17 @@ mod tests {
     #[test]
     fn no_filter_lists_everything() {
         let query = ApprovalQuery::default();
-        let filter = Filter::new(&query, kern_core::now());
+        let filter = Filter::new(&query, kern_core::now()).unwrap();
         assert_eq!(queries().list_count(&filter), "SELECT COUNT(*) AS n FROM \"kern_approvals\" ");
+    }
+
+    #[test]
+    fn a_filter_on_a_key_no_row_can_have_matches_nothing() {
+        let now = kern_core::now();
+        assert!(Filter::new(&ApprovalQuery::default().user_id("a\0b"), now).is_none());
+        let long = "s".repeat(limits::MAX_KEY_LEN + 1);
+        assert!(Filter::new(&ApprovalQuery::default().session_id(long), now).is_none());
+        assert!(Filter::new(&ApprovalQuery::default().run_id("s".repeat(limits::MAX_KEY_LEN)), now).is_some());
     }
 
     #[test]

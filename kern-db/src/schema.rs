@@ -16,7 +16,7 @@ use crate::layout::{Ident, Layout};
 use crate::stmt::Stmt;
 
 /// The schema version this build writes and understands.
-pub const SCHEMA_VERSION: i64 = 5;
+pub const SCHEMA_VERSION: i64 = 6;
 
 /// The first version whose triggers keep a run's session row and its approval rows'
 /// `run_status` in step as the run is saved.
@@ -27,10 +27,15 @@ const DERIVED_ROWS_VERSION: i64 = 3;
 /// tables has its waiters poll.
 pub(crate) const RESOLUTION_NOTIFY_VERSION: i64 = 4;
 
+/// The first version whose JSON columns keep the text kern writes as it is, so that text inside
+/// JSON may hold any character (Postgres' `jsonb` refuses NUL). On Postgres the upgrade rewrites
+/// the runs and approvals tables, holding them locked while it does.
+const VERBATIM_JSON_VERSION: i64 = 5;
+
 /// The first version with the trail (each row's hash-chained events), votes and row policies,
 /// and triggers that keep the trail append-only and resolved rows as they were decided. Its
 /// migration starts the chain of every row already stored.
-const TRAIL_VERSION: i64 = 5;
+const TRAIL_VERSION: i64 = 6;
 
 /// One step of the schema.
 #[derive(Debug)]
@@ -80,6 +85,7 @@ impl Migrator {
                 Migration::new(2, indexes(layout)),
                 Migration::new(DERIVED_ROWS_VERSION, derived_rows::<DB>(layout)),
                 Migration::new(RESOLUTION_NOTIFY_VERSION, DB::announce_resolutions(layout)),
+                Migration::new(VERBATIM_JSON_VERSION, DB::verbatim_json(layout)),
                 Migration { starts_trails: true, ..Migration::new(TRAIL_VERSION, trail::<DB>(layout)) },
             ],
             select_rows: format!("SELECT {APPROVAL_COLUMNS} FROM {} ORDER BY id", layout.qualified(&layout.approvals)),
@@ -92,7 +98,7 @@ impl Migrator {
 
     /// Brings the tables to `target` (at most the build's version) in one transaction.
     pub(crate) async fn apply<DB: Driver>(&self, pools: &Pools<DB>, target: i64) -> Result<()> {
-        let mut conn = pools.writer.acquire().await?;
+        let mut conn = pools.writer.acquire_live().await?;
         let mut tx = conn.begin_with(DB::BEGIN_WRITE).await.map_err(Error::database)?;
         for sql in &self.setup {
             DB::execute_unprepared(&mut tx, sql).await?;
@@ -268,7 +274,7 @@ fn upsert_session<DB: Driver>(layout: &Layout, values: [&str; 6]) -> String {
 /// `run_status` (kept in step with its run) and `updated_at` change.
 fn trail<DB: Driver>(layout: &Layout) -> Vec<String> {
     let (time, json, key, int, table_options) =
-        (DB::TIME_TYPE, DB::JSON_TYPE, DB::KEY_TYPE, DB::INT_TYPE, DB::TABLE_OPTIONS);
+        (DB::TIME_TYPE, DB::VERBATIM_JSON_TYPE, DB::KEY_TYPE, DB::INT_TYPE, DB::TABLE_OPTIONS);
     let approvals = layout.qualified(&layout.approvals);
     let (events, votes) = (layout.events(), layout.votes());
     let mut statements = vec![
@@ -370,10 +376,12 @@ mod tests {
         let versions = |current, target| -> Vec<i64> {
             migrator.pending(current, target).unwrap().iter().map(|m| m.version).collect()
         };
-        assert_eq!(versions(0, SCHEMA_VERSION), [1, 2, 3, 4, 5]);
-        assert_eq!(versions(1, SCHEMA_VERSION), [2, 3, 4, 5]);
-        assert_eq!(versions(2, SCHEMA_VERSION), [3, 4, 5]);
-        assert_eq!(versions(3, SCHEMA_VERSION), [4, 5]);
+        assert_eq!(versions(0, SCHEMA_VERSION), [1, 2, 3, 4, 5, 6]);
+        assert_eq!(versions(1, SCHEMA_VERSION), [2, 3, 4, 5, 6]);
+        assert_eq!(versions(2, SCHEMA_VERSION), [3, 4, 5, 6]);
+        assert_eq!(versions(3, SCHEMA_VERSION), [4, 5, 6]);
+        assert_eq!(versions(4, SCHEMA_VERSION), [5, 6]);
+        assert_eq!(versions(5, SCHEMA_VERSION), [6]);
         assert_eq!(versions(0, 1), [1]);
         assert_eq!(versions(SCHEMA_VERSION, SCHEMA_VERSION), [] as [i64; 0]);
         assert_eq!(versions(2, 1), [] as [i64; 0]);
@@ -404,5 +412,22 @@ mod tests {
         assert!(statements[0].starts_with("CREATE FUNCTION \"app\".\"kern_approvals_on_resolve\"()"));
         assert!(statements[0].contains("PERFORM pg_notify('app.kern_approvals', "), "{}", statements[0]);
         assert!(statements[1].contains("AFTER UPDATE OF status OR DELETE ON \"app\".\"kern_approvals\""));
+    }
+
+    #[test]
+    fn only_postgres_changes_its_json_columns() {
+        let statements = |migrator: Migrator| {
+            migrator.migrations.into_iter().find(|m| m.version == VERBATIM_JSON_VERSION).unwrap().statements
+        };
+        assert_eq!(statements(migrator()), Vec::<String>::new());
+        let postgres = Migrator::new::<Postgres>(&Layout::new(Some("app"), &TableNames::default()).unwrap());
+        assert_eq!(
+            statements(postgres),
+            [
+                "ALTER TABLE \"app\".\"kern_runs\" ALTER COLUMN state TYPE JSON",
+                "ALTER TABLE \"app\".\"kern_approvals\" ALTER COLUMN tool_args TYPE JSON, \
+                 ALTER COLUMN requirements TYPE JSON, ALTER COLUMN resolution_data TYPE JSON",
+            ]
+        );
     }
 }

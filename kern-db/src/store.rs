@@ -1,19 +1,24 @@
 //! The [`Store`] semantics on SQL, written once for both databases.
 //!
 //! Every method mirrors `kern_core::store::MemoryDb`, the reference; where a database needs
-//! more care (a compare-and-set, a transaction) the comment says how it is kept.
+//! more care (a compare-and-set, a transaction) the comment says how it is kept. A lookup by an
+//! id that cannot be a key (see `kern_core::limits`) finds nothing without asking the database,
+//! which might fail on it instead: no row has such an id, since saves refuse them.
 
 use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
 
-use chrono::{DateTime, SecondsFormat, Utc};
+use chrono::{DateTime, Utc};
 use kern_core::approval::{
     Approval, ApprovalPage, ApprovalQuery, ApprovalStatus, ApprovalUpdate, Decision, OnExpire, Principal, Vote,
 };
+use kern_core::limits::is_key;
 use kern_core::run::{RunRecord, RunStatus};
 use kern_core::store::Store;
-use kern_core::store::backend::{DecisionRules, ResolutionRules, ResolutionWaiters, stale_cutoff};
+use kern_core::store::backend::{
+    DecisionRules, ResolutionRules, ResolutionWaiters, check_save, check_update, stale_cutoff,
+};
 use kern_core::trail::{self, EventKind, Execution, SYSTEM_PRINCIPAL, TrailEvent, TrailReport};
 use kern_core::{BoxFuture, Error, Result};
 use serde_json::Value;
@@ -224,7 +229,7 @@ impl<DB: Driver> SqlStore<DB> {
     /// row and the events.
     async fn apply_decision(&self, id: &str, principal: &Principal, decision: &Decision) -> Result<Approval> {
         let now = kern_core::now();
-        let mut conn = self.pools.writer.acquire().await?;
+        let mut conn = self.pools.writer.acquire_live().await?;
         let mut tx = DB::begin_guarded(&mut conn).await?;
         let row =
             DB::fetch(&mut tx, &Stmt::new(&self.queries.get_approval_locked).bind(id), codec::approval).await?.pop();
@@ -259,13 +264,13 @@ impl<DB: Driver> SqlStore<DB> {
         Ok(effect.row)
     }
 
-    /// `sql`, a compare-and-set on run `run_id` that stamps it (and its state) with `now`, with
-    /// its first three values bound.
+    /// `sql`, a compare-and-set on run `run_id` that stamps it with `now`, with its first two
+    /// values bound.
     fn stamp_run<'a>(&self, sql: &'a str, run_id: &'a str, now: DateTime<Utc>) -> Stmt<'a> {
-        Stmt::new(sql).bind(run_id).bind(now).bind(now.to_rfc3339_opts(SecondsFormat::AutoSi, true))
+        Stmt::new(sql).bind(run_id).bind(now)
     }
 
-    /// Runs `stmt`, a compare-and-set on run `run_id` that returns its state. When it matches
+    /// Runs `stmt`, a compare-and-set on run `run_id` that returns the run. When it matches
     /// no row, reads the run's status to say why: [`Error::RunNotFound`], or `refusal(status)`.
     async fn compare_and_stamp(
         &self,
@@ -273,6 +278,9 @@ impl<DB: Driver> SqlStore<DB> {
         run_id: &str,
         refusal: impl FnOnce(RunStatus) -> Error,
     ) -> Result<RunRecord> {
+        if !is_key(run_id) {
+            return Err(Error::RunNotFound(run_id.to_owned()));
+        }
         if let Some(run) = self.pools.write(stmt, codec::run).await?.pop() {
             return Ok(run);
         }
@@ -285,6 +293,9 @@ impl<DB: Driver> SqlStore<DB> {
 
     /// The row as it stands now: a pending row past its expiry reads as expired.
     async fn get(&self, id: &str) -> Result<Option<Approval>> {
+        if !is_key(id) {
+            return Ok(None);
+        }
         let stmt = Stmt::new(&self.queries.get_approval).bind(id);
         let now = kern_core::now();
         Ok(self
@@ -317,7 +328,7 @@ impl<DB: Driver> SqlStore<DB> {
             .bind(update.resolution_data.as_ref())
             .bind(now);
         // The resolution and its event commit together.
-        let mut conn = self.pools.writer.acquire().await?;
+        let mut conn = self.pools.writer.acquire_live().await?;
         let mut tx = DB::begin_guarded(&mut conn).await?;
         let Some(row) = DB::fetch(&mut tx, &stmt, codec::approval).await?.pop() else {
             tx.rollback().await.map_err(Error::database)?;
@@ -334,6 +345,10 @@ impl<DB: Driver> SqlStore<DB> {
 
     /// The resolution of [`Store::update_approval`], before its waiters are woken.
     async fn apply_update(&self, id: &str, update: &ApprovalUpdate) -> Result<Approval> {
+        check_update(update)?;
+        if !is_key(id) {
+            return Err(Error::ApprovalNotFound(id.to_owned()));
+        }
         let now = kern_core::now();
         let rules = ResolutionRules::new(id, update, now);
         // Most approvals confirm a call: the compare-and-set that only a confirmation row can
@@ -365,6 +380,7 @@ impl<DB: Driver> Store for SqlStore<DB> {
         executions: &'a [Execution],
     ) -> BoxFuture<'a, Result<()>> {
         Box::pin(async move {
+            check_save(runs, new_approvals)?;
             let opening: Vec<TrailEvent> = new_approvals.iter().flat_map(trail::opening_events).collect();
             let mut stmts = self.insert_approvals(new_approvals, runs)?;
             stmts.extend(self.insert_events(&opening));
@@ -380,7 +396,7 @@ impl<DB: Driver> Store for SqlStore<DB> {
             // An executed call's event follows the last event of its row's chain, read in the
             // transaction: a row opened in this batch has only its opening events.
             let now = kern_core::now();
-            let mut conn = self.pools.writer.acquire().await?;
+            let mut conn = self.pools.writer.acquire_live().await?;
             let mut tx = DB::begin_guarded(&mut conn).await?;
             for stmt in &stmts {
                 DB::execute(&mut tx, stmt).await?;
@@ -405,6 +421,9 @@ impl<DB: Driver> Store for SqlStore<DB> {
 
     fn load_run<'a>(&'a self, run_id: &'a str) -> BoxFuture<'a, Result<Option<RunRecord>>> {
         Box::pin(async move {
+            if !is_key(run_id) {
+                return Ok(None);
+            }
             let stmt = Stmt::new(&self.queries.load_run).bind(run_id);
             Ok(self.pools.read(stmt, codec::run).await?.pop())
         })
@@ -432,6 +451,9 @@ impl<DB: Driver> Store for SqlStore<DB> {
 
     fn session_runs<'a>(&'a self, session_id: &'a str, limit: usize) -> BoxFuture<'a, Result<Vec<RunRecord>>> {
         Box::pin(async move {
+            if !is_key(session_id) {
+                return Ok(Vec::new());
+            }
             let limit = i64::try_from(limit).unwrap_or(i64::MAX);
             let stmt = Stmt::new(&self.queries.session_runs).bind(session_id).bind(limit);
             let mut runs = self.pools.read(stmt, codec::run).await?;
@@ -447,20 +469,25 @@ impl<DB: Driver> Store for SqlStore<DB> {
     fn list_approvals<'a>(&'a self, query: &'a ApprovalQuery) -> BoxFuture<'a, Result<ApprovalPage>> {
         Box::pin(async move {
             let now = kern_core::now();
-            let filter = Filter::new(query, now);
+            let Some(filter) = Filter::new(query, now) else { return Ok(ApprovalPage::default()) };
             let offset = i64::try_from(query.offset()).unwrap_or(i64::MAX);
             let page = Stmt { sql: self.queries.list_page(&filter).into(), params: filter.params.clone() }
                 .bind(i64::from(query.effective_limit()))
                 .bind(offset);
-            let (items, totals): (Vec<Approval>, Vec<u64>) = self
-                .pools
-                .read(page, codec::approval_and_total)
-                .await?
-                .into_iter()
-                .map(|(row, total)| (Approval { status: row.status_at(now), ..row }, total))
-                .unzip();
-            let total = match totals.first() {
-                Some(total) => *total,
+            let rows = self.pools.read(page, codec::approval_and_total).await?;
+            let total = rows.first().map(|(_, total)| *total);
+            let (mut items, mut unreadable) = (Vec::with_capacity(rows.len()), Vec::new());
+            for (row, _) in rows {
+                match row {
+                    Ok(row) => items.push(Approval { status: row.status_at(now), ..row }),
+                    Err(row) => {
+                        tracing::error!(id = %row.id, reason = %row.reason, "an approval row cannot be read");
+                        unreadable.push(row);
+                    }
+                }
+            }
+            let total = match total {
+                Some(total) => total,
                 // An empty first page of a real size: nothing matches.
                 None if offset == 0 && query.effective_limit() > 0 => 0,
                 // Past the end, or a page of no rows: only a count can tell.
@@ -469,7 +496,7 @@ impl<DB: Driver> Store for SqlStore<DB> {
                     self.pools.read(count, codec::count).await?.pop().unwrap_or(0)
                 }
             };
-            Ok(ApprovalPage { items, total })
+            Ok(ApprovalPage { items, total, unreadable })
         })
     }
 
@@ -483,8 +510,11 @@ impl<DB: Driver> Store for SqlStore<DB> {
 
     fn delete_approval<'a>(&'a self, id: &'a str) -> BoxFuture<'a, Result<bool>> {
         Box::pin(async move {
+            if !is_key(id) {
+                return Ok(false);
+            }
             let now = kern_core::now();
-            let mut conn = self.pools.writer.acquire().await?;
+            let mut conn = self.pools.writer.acquire_live().await?;
             let mut tx = DB::begin_guarded(&mut conn).await?;
             let row = DB::fetch(&mut tx, &Stmt::new(&self.queries.get_approval_locked).bind(id), codec::approval)
                 .await?
@@ -519,6 +549,7 @@ impl<DB: Driver> Store for SqlStore<DB> {
         Box::pin(async move {
             let now = kern_core::now();
             let stmt = match user_id {
+                Some(user_id) if !is_key(user_id) => return Ok(0),
                 Some(user_id) => Stmt::new(&self.queries.count_pending_of_user).bind(now).bind(user_id),
                 None => Stmt::new(&self.queries.count_pending).bind(now),
             };
@@ -528,7 +559,7 @@ impl<DB: Driver> Store for SqlStore<DB> {
 
     fn expire_approvals(&self, now: DateTime<Utc>) -> BoxFuture<'_, Result<u64>> {
         Box::pin(async move {
-            let mut conn = self.pools.writer.acquire().await?;
+            let mut conn = self.pools.writer.acquire_live().await?;
             let mut tx = DB::begin_guarded(&mut conn).await?;
             let overdue = DB::fetch(&mut tx, &Stmt::new(&self.queries.overdue_rows).bind(now), codec::approval).await?;
             let mut cancelling = Vec::new();
@@ -584,7 +615,7 @@ impl<DB: Driver> Store for SqlStore<DB> {
     fn cancel_run<'a>(&'a self, run_id: &'a str, principal: &'a Principal) -> BoxFuture<'a, Result<RunRecord>> {
         Box::pin(async move {
             let now = kern_core::now();
-            let mut conn = self.pools.writer.acquire().await?;
+            let mut conn = self.pools.writer.acquire_live().await?;
             let mut tx = DB::begin_guarded(&mut conn).await?;
             let run = match self.cancel_in(&mut tx, run_id, &principal.id, now).await {
                 Ok(run) => run,

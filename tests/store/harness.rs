@@ -139,9 +139,9 @@ impl SqlTarget {
         }
     }
 
-    /// Runs one statement, `sql`, on the database itself, past any store: `{t:name}` stands for table `name`,
-    /// quoted (and schema-qualified on Postgres), and `{time}` for a fixed time in the column
-    /// type the database keeps times in.
+    /// Runs one statement, `sql`, on the database itself, past any store, and returns what the
+    /// database answered: `{t:name}` stands for table `name` (see [`table`](Self::table)), and
+    /// `{time}` for a fixed time in the column type the database keeps times in.
     pub async fn raw(&self, sql: &str) -> std::result::Result<(), sqlx::Error> {
         use sqlx::Connection;
         let mut sql = sql.to_owned();
@@ -164,10 +164,32 @@ impl SqlTarget {
         }
     }
 
-    fn table(&self, name: &str) -> String {
+    /// `table` as SQL run on this database by [`execute_raw`](Self::execute_raw) names it.
+    pub fn table(&self, table: &str) -> String {
         match self {
-            SqlTarget::Sqlite(_) => format!("\"{name}\""),
-            SqlTarget::Postgres { schema, .. } => format!("\"{schema}\".\"{name}\""),
+            SqlTarget::Sqlite(_) => format!("\"{table}\""),
+            SqlTarget::Postgres { schema, .. } => format!("\"{schema}\".\"{table}\""),
+        }
+    }
+
+    /// Runs `sql` on this database through a connection of its own, as a program other than
+    /// kern would: to leave rows kern did not write.
+    pub async fn execute_raw(&self, sql: &str) {
+        use sqlx::{Connection, Executor};
+        match self {
+            SqlTarget::Sqlite(path) => {
+                let mut conn =
+                    sqlx::SqliteConnection::connect_with(&sqlx::sqlite::SqliteConnectOptions::new().filename(path))
+                        .await
+                        .expect("connect to the SQLite file");
+                conn.execute(sql).await.expect("run the raw SQL");
+                conn.close().await.expect("close the connection");
+            }
+            SqlTarget::Postgres { url, .. } => {
+                let mut conn = sqlx::PgConnection::connect(url).await.expect("connect to Postgres");
+                conn.execute(sql).await.expect("run the raw SQL");
+                conn.close().await.expect("close the connection");
+            }
         }
     }
 

@@ -12,6 +12,7 @@
 mod approvals;
 mod fixtures;
 mod harness;
+mod hostile;
 mod policy;
 mod resolve;
 mod runs;
@@ -105,6 +106,12 @@ suite! {
         trail::every_change_is_on_the_trail_in_order_and_verifies,
         trail::an_audit_row_opens_its_trail_with_its_decision,
         trail::an_execution_of_an_unknown_row_writes_nothing,
+        hostile::json_deeper_than_the_limit_is_refused_before_anything_is_written,
+        hostile::json_at_the_limit_round_trips,
+        hostile::text_with_nul_inside_json_round_trips,
+        hostile::keys_beyond_the_limits_are_refused_before_anything_is_written,
+        hostile::keys_at_the_limit_round_trip,
+        hostile::a_lookup_by_an_id_no_row_can_have_finds_nothing,
     ],
     sql: [
         schema::an_empty_database_gets_the_current_schema,
@@ -119,5 +126,7 @@ suite! {
         trail::the_database_refuses_to_rewrite_the_trail,
         trail::verifying_names_an_edited_row,
         trail::verifying_names_a_deleted_event,
+        hostile::an_unreadable_row_is_named_and_the_listing_goes_on,
+        hostile::an_upgrade_from_every_version_keeps_the_rows_and_takes_nul_inside_json,
     ],
 }

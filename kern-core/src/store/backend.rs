@@ -1,6 +1,8 @@
 //! For implementing [`Store`](super::Store): what every store shares, so that each keeps the
 //! same semantics without writing them again. Programs that only use a store need none of it.
 //!
+//! - [`check_save`] and [`check_update`]: what a store refuses to write (keys it could not
+//!   look up, JSON it could not read back), before it writes anything.
 //! - [`ResolutionRules`]: which updates may resolve which rows, what resolution data each pause
 //!   type takes, and the error that says why an update did not apply.
 //! - [`DecisionRules`]: who may decide a row under its policy, when votes make a quorum, and
@@ -12,6 +14,7 @@
 //!   compare-and-set.
 
 mod decision;
+mod input;
 mod resolution;
 mod wait;
 
@@ -20,6 +23,7 @@ use std::time::Duration;
 use chrono::{DateTime, TimeDelta, Utc};
 
 pub use decision::{DecisionEffect, DecisionRules, vote_data};
+pub use input::{check_save, check_update};
 pub use resolution::ResolutionRules;
 pub use wait::ResolutionWaiters;
 

@@ -10,7 +10,7 @@ use chrono::{DateTime, Utc};
 use serde_json::Value;
 
 use super::Store;
-use super::backend::{DecisionRules, ResolutionRules, ResolutionWaiters, stale_cutoff};
+use super::backend::{DecisionRules, ResolutionRules, ResolutionWaiters, check_save, check_update, stale_cutoff};
 use crate::BoxFuture;
 use crate::approval::{
     Approval, ApprovalPage, ApprovalQuery, ApprovalStatus, ApprovalUpdate, Decision, OnExpire, Principal, Vote,
@@ -194,6 +194,9 @@ impl Store for MemoryDb {
         new_approvals: &'a [Approval],
         executions: &'a [Execution],
     ) -> BoxFuture<'a, Result<()>> {
+        if let Err(err) = check_save(runs, new_approvals) {
+            return ready(Err(err));
+        }
         let mut tables = self.tables();
         let mut batch = HashSet::new();
         if let Some(dup) =
@@ -277,11 +280,11 @@ impl Store for MemoryDb {
         let total = items.len() as u64;
         let offset = usize::try_from(query.offset()).unwrap_or(usize::MAX);
         let items = items.into_iter().skip(offset).take(query.effective_limit() as usize).collect();
-        ready(Ok(ApprovalPage { items, total }))
+        ready(Ok(ApprovalPage { items, total, unreadable: Vec::new() }))
     }
 
     fn update_approval<'a>(&'a self, id: &'a str, update: ApprovalUpdate) -> BoxFuture<'a, Result<Approval>> {
-        let resolved = self.tables().resolve(id, update);
+        let resolved = check_update(&update).and_then(|()| self.tables().resolve(id, update));
         if resolved.is_ok() {
             self.waiters.wake(id);
         }

@@ -3,13 +3,17 @@
 
 use chrono::{DateTime, Utc};
 use kern_core::{BoxFuture, Error, Result};
+use serde::Serialize;
 use serde_json::Value;
 use serde_json::value::RawValue;
+use sqlx::encode::IsNull;
+use sqlx::error::BoxDynError;
 use sqlx::pool::PoolConnection;
-use sqlx::postgres::{PgArguments, PgConnection, PgPool, PgRow};
+use sqlx::postgres::types::Oid;
+use sqlx::postgres::{PgArgumentBuffer, PgArguments, PgConnection, PgPool, PgRow, PgTypeInfo};
 use sqlx::query::Query;
 use sqlx::types::Json;
-use sqlx::{Connection, Decode, Executor, Pool, Postgres, Row, Type};
+use sqlx::{Connection, Decode, Encode, Executor, Pool, Postgres, Row, Type};
 
 use super::notify;
 use crate::driver::{ConnectionPool, Driver, transaction};
@@ -23,15 +27,35 @@ const MAX_PARAMS: usize = 65_535;
 /// not both create the tables (the bytes spell "kern_db!").
 const MIGRATION_LOCK: i64 = 0x6b65_726e_5f64_6221;
 
+/// The type `json`, built into every Postgres database under this id.
+const JSON_OID: Oid = Oid(114);
+
 /// Binds `stmt`'s parameters in Postgres' types.
 fn query<'q>(stmt: &'q Stmt<'_>) -> Query<'q, Postgres, PgArguments> {
     stmt.params.iter().fold(sqlx::query(&stmt.sql), |query, param| match param {
         Param::Text(value) => query.bind(value.as_deref()),
         Param::Int(value) => query.bind(*value),
         Param::Time(value) => query.bind(*value),
-        Param::Json(value) => query.bind(*value),
-        Param::RawJson(value) => query.bind(value.as_ref().map(|value| Json(value.as_ref()))),
+        Param::Json(value) => query.bind(value.map(JsonText)),
+        Param::RawJson(value) => query.bind(value.as_ref().map(|value| JsonText(value.as_ref()))),
     })
+}
+
+/// A value bound as JSON text of type `json`, which Postgres takes as it is. sqlx binds JSON as
+/// `jsonb`, which Postgres parses and refuses when text inside holds a NUL (`\u0000`).
+struct JsonText<T>(T);
+
+impl<T> Type<Postgres> for JsonText<T> {
+    fn type_info() -> PgTypeInfo {
+        PgTypeInfo::with_oid(JSON_OID)
+    }
+}
+
+impl<T: Serialize> Encode<'_, Postgres> for JsonText<T> {
+    fn encode_by_ref(&self, buf: &mut PgArgumentBuffer) -> Result<IsNull, BoxDynError> {
+        serde_json::to_writer(&mut **buf, &self.0)?;
+        Ok(IsNull::No)
+    }
 }
 
 impl Driver for Postgres {
@@ -41,14 +65,28 @@ impl Driver for Postgres {
 
     const TIME_TYPE: &'static str = "TIMESTAMPTZ";
     const JSON_TYPE: &'static str = "JSONB";
+    const VERBATIM_JSON_TYPE: &'static str = "JSON";
     const INT_TYPE: &'static str = "BIGINT";
     /// The "C" collation compares text by its bytes, as the other stores do.
     const KEY_TYPE: &'static str = "TEXT COLLATE \"C\"";
     const TABLE_OPTIONS: &'static str = "";
     const GREATEST: &'static str = "GREATEST";
 
-    fn patched_state(status: &str, updated_at: &str) -> String {
-        format!("state || jsonb_build_object('status', '{status}', 'updated_at', {updated_at}::text)")
+    /// `json` keeps the text as it is (and still checks it is JSON), where `jsonb` parses it
+    /// into a form that cannot hold a NUL. No query reads inside these columns, so nothing
+    /// leans on `jsonb`'s operators or indexes.
+    fn verbatim_json(layout: &Layout) -> Vec<String> {
+        let json = |column: &str| format!("ALTER COLUMN {column} TYPE JSON");
+        vec![
+            format!("ALTER TABLE {} {}", layout.qualified(&layout.runs), json("state")),
+            format!(
+                "ALTER TABLE {} {}, {}, {}",
+                layout.qualified(&layout.approvals),
+                json("tool_args"),
+                json("requirements"),
+                json("resolution_data")
+            ),
+        ]
     }
 
     /// Takes the advisory lock of kern's migrations, then creates the schema of the tables when
@@ -158,9 +196,22 @@ impl Driver for Postgres {
             let last = texts.pop().unwrap_or_default();
             let steps: Vec<String> = texts.iter().enumerate().map(|(n, text)| format!("s{n} AS ({text})")).collect();
             let stmt = Stmt { sql: format!("WITH {} {last}", steps.join(", ")).into(), params };
-            let mut conn = ConnectionPool::acquire(writer).await?;
+            let mut conn = writer.acquire_live().await?;
             Self::execute(&mut conn, &stmt).await.map(drop)
         })
+    }
+
+    /// The link failed, or the server ended the session (SQLSTATE class 08, connection
+    /// exception; or 57P01 to 57P03: terminated by an administrator, a crash, a shutdown).
+    fn connection_lost(err: &Error) -> bool {
+        let Error::Database(source) = err else { return false };
+        match source.downcast_ref::<sqlx::Error>() {
+            Some(sqlx::Error::Io(_)) => true,
+            Some(sqlx::Error::Database(err)) => {
+                err.code().is_some_and(|code| code.starts_with("08") || ["57P01", "57P02", "57P03"].contains(&&*code))
+            }
+            _ => false,
+        }
     }
 }
 
@@ -169,6 +220,27 @@ impl ConnectionPool<Postgres> for PgPool {
 
     fn acquire(&self) -> BoxFuture<'_, Result<PoolConnection<Postgres>>> {
         Box::pin(async move { Pool::acquire(self).await.map_err(Error::database) })
+    }
+
+    /// Pings each connection it takes (a round trip); one that does not answer is closed and
+    /// the next taken. Past as many as the pool holds, the pool has opened a fresh one, so the
+    /// last error is the server's.
+    fn acquire_live(&self) -> BoxFuture<'_, Result<PoolConnection<Postgres>>> {
+        Box::pin(async move {
+            let mut attempts = self.options().get_max_connections();
+            loop {
+                let mut conn = Pool::acquire(self).await.map_err(Error::database)?;
+                match conn.ping().await {
+                    Ok(()) => return Ok(conn),
+                    Err(err) if attempts == 0 => return Err(Error::database(err)),
+                    Err(err) => {
+                        tracing::debug!(error = %err, "a pooled connection did not answer: taking another");
+                        conn.close_on_drop();
+                        attempts -= 1;
+                    }
+                }
+            }
+        })
     }
 
     fn close(&self) -> BoxFuture<'_, ()> {

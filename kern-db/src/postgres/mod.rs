@@ -24,9 +24,6 @@ use crate::layout::{Ident, Layout};
 use crate::schema::{RESOLUTION_NOTIFY_VERSION, SCHEMA_VERSION};
 use crate::store::SqlStore;
 
-/// How long a connection may sit idle before it is pinged when next handed out.
-const PING_WHEN_IDLE_FOR: Duration = Duration::from_secs(1);
-
 /// The Postgres store: the same rows as [`SqliteDb`](crate::SqliteDb), in a schema of a
 /// Postgres database, so any process that reaches it can resolve and continue runs.
 ///
@@ -95,22 +92,14 @@ impl PostgresDbBuilder {
 /// Opens the pool. sqlx retries an unreachable server until the timeout, then reports only the
 /// timeout; one more direct attempt recovers the reason (refused, unknown host, ..) for the error.
 ///
-/// By default sqlx pings every connection it hands out, a round trip per store call. A
-/// connection in steady use has just answered; one that sat idle (where a restarted server or
-/// a dropped link shows) is still pinged, and replaced if it does not answer.
+/// A pooled connection can be dead when it is handed out (the server restarted, or ended the
+/// session). By default sqlx pings every connection it hands out, a round trip per store call;
+/// instead, writes ping theirs (a write whose connection fails may have committed, so it cannot
+/// run again) and reads do not: one that fails on a lost connection runs again on a live one
+/// (see `Pools::read`).
 async fn connect_pool(options: PgConnectOptions, max_connections: u32, timeout: Duration) -> Result<PgPool, OpenError> {
-    let pool_options = PgPoolOptions::new()
-        .max_connections(max_connections)
-        .acquire_timeout(timeout)
-        .test_before_acquire(false)
-        .before_acquire(|conn, meta| {
-            Box::pin(async move {
-                if meta.idle_for >= PING_WHEN_IDLE_FOR {
-                    conn.ping().await?;
-                }
-                Ok(true)
-            })
-        });
+    let pool_options =
+        PgPoolOptions::new().max_connections(max_connections).acquire_timeout(timeout).test_before_acquire(false);
     match pool_options.connect_with(options.clone()).await {
         Ok(pool) => Ok(pool),
         Err(sqlx::Error::PoolTimedOut) => {

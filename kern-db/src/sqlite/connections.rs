@@ -96,6 +96,12 @@ impl ConnectionPool<Sqlite> for Lanes {
         Box::pin(self.acquire_lane())
     }
 
+    /// Any connection: a SQLite connection is a handle on a file in this process, which no
+    /// server or link can take away.
+    fn acquire_live(&self) -> BoxFuture<'_, Result<Lane>> {
+        Box::pin(self.acquire_lane())
+    }
+
     /// Refuses new callers, then closes the idle connections; connections in use close when
     /// they come back.
     fn close(&self) -> BoxFuture<'_, ()> {

@@ -36,6 +36,7 @@ impl Driver for Sqlite {
     /// Microseconds since the Unix epoch: SQLite has no time type.
     const TIME_TYPE: &'static str = "INTEGER";
     const JSON_TYPE: &'static str = "TEXT";
+    const VERBATIM_JSON_TYPE: &'static str = "TEXT";
     const INT_TYPE: &'static str = "INTEGER";
     /// SQLite compares text by its bytes unless told otherwise.
     const KEY_TYPE: &'static str = "TEXT";
@@ -44,8 +45,9 @@ impl Driver for Sqlite {
     /// SQLite's `MAX` of two or more arguments is the greater of them.
     const GREATEST: &'static str = "MAX";
 
-    fn patched_state(status: &str, updated_at: &str) -> String {
-        format!("json_set(state, '$.status', '{status}', '$.updated_at', {updated_at})")
+    /// `TEXT` keeps it as it is already.
+    fn verbatim_json(_layout: &Layout) -> Vec<String> {
+        Vec::new()
     }
 
     /// A file is created by its first connection, and SQLite locks the whole file for a
@@ -157,6 +159,11 @@ impl Driver for Sqlite {
             conn.discard_on_drop(false);
             Ok(())
         })
+    }
+
+    /// A SQLite connection is a handle on a file in this process: an error is never its loss.
+    fn connection_lost(_err: &Error) -> bool {
+        false
     }
 }
 

@@ -263,7 +263,7 @@ mod tests {
         let db = SqliteDb::in_memory().await.unwrap();
         let queries = Queries::new::<Sqlite>(&Layout::new(None, &TableNames::default()).unwrap());
         let query = ApprovalQuery::default().status(ApprovalStatus::Pending);
-        let filter = Filter::new(&query, kern_core::now());
+        let filter = Filter::new(&query, kern_core::now()).unwrap();
         let plan: Vec<(i64, i64, i64, String)> =
             sqlx::query_as(&format!("EXPLAIN QUERY PLAN {}", queries.list_page(&filter)))
                 .bind(ApprovalStatus::Pending.as_str())
