@@ -45,26 +45,23 @@ pub struct ApprovalPolicy {
 
 impl ApprovalPolicy {
     /// A blocking approval that never expires, decided by anyone trusted with the store.
-    pub const REQUIRED: ApprovalPolicy = ApprovalPolicy {
-        approval_type: ApprovalType::Required,
-        expires_in: None,
-        on_expire: OnExpire::Reject,
-        approvers: Vec::new(),
-        quorum: 1,
-        self_approval: true,
-        allow_edit: false,
-    };
+    pub const REQUIRED: ApprovalPolicy = ApprovalPolicy::of_type(ApprovalType::Required);
 
     /// An audit-only approval.
-    pub const AUDIT: ApprovalPolicy = ApprovalPolicy {
-        approval_type: ApprovalType::Audit,
-        expires_in: None,
-        on_expire: OnExpire::Reject,
-        approvers: Vec::new(),
-        quorum: 1,
-        self_approval: true,
-        allow_edit: false,
-    };
+    pub const AUDIT: ApprovalPolicy = ApprovalPolicy::of_type(ApprovalType::Audit);
+
+    /// A policy of `approval_type` with every rule at its default.
+    const fn of_type(approval_type: ApprovalType) -> Self {
+        ApprovalPolicy {
+            approval_type,
+            expires_in: None,
+            on_expire: OnExpire::Reject,
+            approvers: Vec::new(),
+            quorum: 1,
+            self_approval: true,
+            allow_edit: false,
+        }
+    }
 
     /// The same policy with an expiry.
     pub fn expires_in(mut self, expires_in: Duration) -> Self {
