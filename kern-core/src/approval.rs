@@ -303,15 +303,16 @@ impl ApprovalQuery {
         u64::from(self.page.unwrap_or(1).max(1) - 1) * u64::from(self.effective_limit())
     }
 
-    /// True when `approval` passes every filter (paging aside).
-    pub fn matches(&self, approval: &Approval) -> bool {
+    /// True when `approval`, as it stands at `now` (see [`Approval::status_at`]), passes every
+    /// filter (paging aside).
+    pub fn matches_at(&self, approval: &Approval, now: DateTime<Utc>) -> bool {
         fn eq<T: PartialEq>(filter: &Option<T>, value: &T) -> bool {
             filter.as_ref().is_none_or(|f| f == value)
         }
         fn eq_opt(filter: &Option<String>, value: &Option<String>) -> bool {
             filter.as_ref().is_none_or(|f| value.as_ref() == Some(f))
         }
-        eq(&self.status, &approval.status)
+        eq(&self.status, &approval.status_at(now))
             && eq(&self.approval_type, &approval.approval_type)
             && eq(&self.pause_type, &approval.pause_type)
             && eq(&self.source_type, &approval.source_type)

@@ -140,7 +140,7 @@ pub async fn every_filter_selects_its_rows(store: Arc<dyn Store>) {
         q().status(ApprovalStatus::Approved).run_id("run-2"),
     ];
     for query in queries {
-        let expected: Vec<&Approval> = rows.iter().filter(|row| query.matches(row)).collect();
+        let expected: Vec<&Approval> = rows.iter().filter(|row| query.matches_at(row, now())).collect();
         let page = store.list_approvals(&query).await.unwrap();
         assert_eq!(ids(&page.items), listing_order(&expected), "{query:?}");
         assert_eq!(page.total, expected.len() as u64, "{query:?}");

@@ -274,8 +274,12 @@ impl Store for MemoryDb {
     fn list_approvals<'a>(&'a self, query: &'a ApprovalQuery) -> BoxFuture<'a, Result<ApprovalPage>> {
         let tables = self.tables();
         let now = crate::now();
-        let mut items: Vec<Approval> =
-            tables.approvals.keys().filter_map(|id| tables.row_at(id, now)).filter(|a| query.matches(a)).collect();
+        let mut items: Vec<Approval> = tables
+            .approvals
+            .values()
+            .filter(|row| query.matches_at(row, now))
+            .map(|row| Approval { status: row.status_at(now), ..row.clone() })
+            .collect();
         items.sort_by(|a, b| (b.created_at, &b.id).cmp(&(a.created_at, &a.id)));
         let total = items.len() as u64;
         let offset = usize::try_from(query.offset()).unwrap_or(usize::MAX);
