@@ -255,6 +255,9 @@ pub struct Execution {
     pub succeeded: bool,
     /// A digest of the result or error text ([`value_digest`]).
     pub result_digest: String,
+    /// Whether a recovery ran it: the continue that died before it may have run it already,
+    /// with the same idempotency key.
+    pub recovered: bool,
 }
 
 impl Execution {
@@ -265,7 +268,7 @@ impl Execution {
 
     /// What its event says.
     pub fn data(&self) -> Value {
-        json!({ "tool_call_id": self.tool_call_id, "result_digest": self.result_digest })
+        json!({ "tool_call_id": self.tool_call_id, "result_digest": self.result_digest, "recovered": self.recovered })
     }
 }
 

@@ -87,6 +87,9 @@ async fn a_run_left_running_is_recovered_and_its_tool_runs_once(backend: Backend
     assert_eq!(calls.len(), 1);
     assert_eq!(calls[0].context.idempotency_key, Some(format!("{}:{}", row.id, row.tool_call_id)));
     assert_eq!(status_of(&*store, &run.run_id).await, RunStatus::Completed);
+    // The trail says a recovery ran it: the dead continue may have run it before.
+    let executed = store.trail(&row.id).await.unwrap().pop().expect("the row has a trail");
+    assert_eq!((executed.kind, &executed.data["recovered"]), (kern::trail::EventKind::Executed, &json!(true)));
     assert_eq!(store.get_approval(&row.id).await.unwrap().unwrap().run_status, RunStatus::Completed);
 
     let err = agent(store.clone(), "ops").recover_run(&run.run_id, Duration::ZERO).await.unwrap_err();

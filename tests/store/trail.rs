@@ -18,6 +18,7 @@ fn execution(row: &kern::approval::Approval, succeeded: bool) -> Execution {
         principal: "agent:agent-1".into(),
         succeeded,
         result_digest: "digest".into(),
+        recovered: false,
     }
 }
 

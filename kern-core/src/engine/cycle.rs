@@ -123,7 +123,7 @@ impl Cycle {
                 }
             }
         };
-        self.resume_held(claimed, plan).await
+        self.resume_held(claimed, plan, false).await
     }
 
     async fn recover_stale(&self, run_id: &str, stale_after: Duration) -> Result<RunOutput> {
@@ -160,7 +160,7 @@ impl Cycle {
                 return Err(error);
             }
         };
-        self.resume_held(reclaimed, plan).await
+        self.resume_held(reclaimed, plan, true).await
     }
 
     /// Reads run `run_id` for this runner to resume: a run of its own, not a team member's.
@@ -203,8 +203,8 @@ impl Cycle {
 
     /// Resumes a run this process holds: claims the member runs it waits on, resumes them and
     /// then the run, and stores the outcome. If a member run cannot be claimed, the run and
-    /// every member run held go back to paused.
-    async fn resume_held(&self, mut record: RunRecord, plan: Plan<'_>) -> Result<RunOutput> {
+    /// every member run held go back to paused. A `recovery`'s executions say so on the trail.
+    async fn resume_held(&self, mut record: RunRecord, plan: Plan<'_>, recovery: bool) -> Result<RunOutput> {
         let Plan { decisions, members, finished_members } = plan;
         if let Err((error, held)) = Roster::claim(self.store(), &members).await {
             self.release(record, &held).await?;
@@ -212,7 +212,10 @@ impl Cycle {
         }
         let mut writes = Writes::default();
         Roster::resume(&mut record, members, &mut writes).await;
-        let step = self.runner.resume(record, decisions, writes).await;
+        let mut step = self.runner.resume(record, decisions, writes).await;
+        for execution in &mut step.writes.executions {
+            execution.recovered = recovery;
+        }
         self.persist(step, &finished_members).await
     }
 

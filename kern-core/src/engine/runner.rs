@@ -407,6 +407,7 @@ impl Runner {
                     principal: self.identity.principal(),
                     succeeded: result.is_ok(),
                     result_digest: outcome,
+                    recovered: false,
                 });
             }
             complete(record, &call_id, result);
