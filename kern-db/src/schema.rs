@@ -277,7 +277,12 @@ fn trail<DB: Driver>(layout: &Layout) -> Vec<String> {
         (DB::TIME_TYPE, DB::VERBATIM_JSON_TYPE, DB::KEY_TYPE, DB::INT_TYPE, DB::TABLE_OPTIONS);
     let approvals = layout.qualified(&layout.approvals);
     let (events, votes) = (layout.events(), layout.votes());
+    // A pending row past its expiry is no longer pending: the inbox's index carries the
+    // expiry, so that listing and counting pending rows still read the index alone.
+    let inbox = layout.approvals.suffixed("_inbox_idx");
     let mut statements = vec![
+        format!("DROP INDEX {}", layout.qualified(&layout.approvals.suffixed("_status_idx"))),
+        format!("CREATE INDEX {} ON {approvals} (status, created_at DESC, id DESC, expires_at)", inbox.quoted()),
         format!("ALTER TABLE {approvals} ADD COLUMN policy {json}"),
         format!("ALTER TABLE {approvals} ADD COLUMN principals_only {int} NOT NULL DEFAULT 0"),
         format!(

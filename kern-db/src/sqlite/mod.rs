@@ -208,7 +208,7 @@ mod tests {
         assert_eq!(index_names(&old).await, Vec::<String>::new());
         old.close().await;
 
-        let db = SqliteDb::open(&file.0).await.unwrap();
+        let db = SqliteDb::builder().db_file(&file.0).__schema_version(2).build().await.unwrap();
         let expected =
             ["kern_approvals_run_idx", "kern_approvals_status_idx", "kern_approvals_user_idx", "kern_runs_session_idx"];
         assert_eq!(index_names(&db).await, expected);
@@ -273,7 +273,7 @@ mod tests {
                 .await
                 .unwrap();
         let details: Vec<&str> = plan.iter().map(|row| row.3.as_str()).collect();
-        assert!(details.iter().any(|d| d.contains("USING INDEX kern_approvals_status_idx")), "{details:?}");
+        assert!(details.iter().any(|d| d.contains("USING COVERING INDEX kern_approvals_inbox_idx")), "{details:?}");
         assert!(!details.iter().any(|d| d.contains("TEMP B-TREE")), "{details:?}");
     }
 }
