@@ -169,8 +169,9 @@ impl Approval {
     }
 
     /// The arguments an approver put in place of the model's, when the row was approved with
-    /// an edit.
+    /// an edit its policy allows.
     pub fn edited_args(&self) -> Option<&Value> {
+        self.policy.as_ref().filter(|policy| policy.allow_edit)?;
         self.resolution_data.as_ref()?.get("args")
     }
 }

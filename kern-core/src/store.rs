@@ -163,7 +163,7 @@ pub trait Store: Send + Sync + 'static {
     /// pending: check `status`.
     ///
     /// Errors: [`Error::ApprovalNotFound`](crate::Error::ApprovalNotFound) when there is no such
-    /// row or it is deleted while waiting, [`Error::Database`](crate::Error::Database).
+    /// row, [`Error::Database`](crate::Error::Database).
     ///
     /// This default reads the row every [`backend::RESOLUTION_POLL_INTERVAL`], so that any store
     /// can wait; the stores kern ships are woken by the resolution instead.

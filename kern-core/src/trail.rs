@@ -6,7 +6,7 @@
 //! event (see [`TrailEvent::compute_hash`]). A chain per row, rather than one for the whole
 //! store, lets the writers of different rows commit side by side; the rows' own locks already
 //! order the writers of one row. Stores write an event in the same transaction as the change it
-//! records, and [`verify`] recomputes every chain and compares the rows with what their events
+//! records, and [`verify_row`] (which `Store::verify_trail` runs over every row) recomputes each chain and compares the rows with what their events
 //! say, naming the first link that does not hold.
 
 use chrono::{DateTime, SecondsFormat, Utc};
@@ -134,7 +134,7 @@ impl TrailEvent {
 }
 
 /// The created event's record of a row: a digest of everything about the call that no
-/// decision may change.
+/// decision may change, its policy included.
 pub fn row_digest(row: &Approval) -> String {
     let content = json!({
         "id": row.id,
@@ -151,6 +151,8 @@ pub fn row_digest(row: &Approval) -> String {
         "tool_call_id": row.tool_call_id,
         "expires_at": row.expires_at.map(|at| at.to_rfc3339_opts(SecondsFormat::Micros, true)),
         "created_at": row.created_at.to_rfc3339_opts(SecondsFormat::Micros, true),
+        "requirements": row.requirements,
+        "policy": row.policy,
     });
     hex_sha256(canonical(&content).as_bytes())
 }
@@ -286,7 +288,7 @@ pub struct BrokenLink {
     pub reason: String,
 }
 
-/// What [`verify`] found.
+/// What `Store::verify_trail` found.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TrailReport {
     /// How many rows were checked.

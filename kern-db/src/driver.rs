@@ -35,6 +35,10 @@ pub(crate) trait Driver: Database {
     /// as written (see [`verbatim_json`](Self::verbatim_json)).
     const VERBATIM_JSON_TYPE: &'static str;
 
+    /// What makes the statements of a transaction read one snapshot of the database (run first
+    /// in it); empty where a write transaction already does.
+    const SNAPSHOT: &'static str;
+
     /// The column type of 64-bit integers.
     const INT_TYPE: &'static str;
 

@@ -269,7 +269,7 @@ fn upsert_session<DB: Driver>(layout: &Layout, values: [&str; 6]) -> String {
     )
 }
 
-/// Version 5: the trail, votes and row policies. Events and votes are never changed or deleted,
+/// Version 6: the trail, votes and row policies. Events and votes are never changed or deleted,
 /// approval rows are never deleted, and a resolved row keeps its decision and its call: only its
 /// `run_status` (kept in step with its run) and `updated_at` change.
 fn trail<DB: Driver>(layout: &Layout) -> Vec<String> {

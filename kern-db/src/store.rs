@@ -13,7 +13,7 @@ use chrono::{DateTime, Utc};
 use kern_core::approval::{
     Approval, ApprovalPage, ApprovalQuery, ApprovalStatus, ApprovalUpdate, Decision, OnExpire, Principal, Vote,
 };
-use kern_core::limits::is_key;
+use kern_core::limits::{self, is_key};
 use kern_core::run::{RunRecord, RunStatus};
 use kern_core::store::Store;
 use kern_core::store::backend::{
@@ -178,7 +178,13 @@ impl<DB: Driver> SqlStore<DB> {
 
     /// Marks pending `row`, past its expiry at `now`, expired, on its trail too.
     async fn expire(&self, conn: &mut DB::Connection, row: &Approval, now: DateTime<Utc>) -> Result<()> {
-        DB::execute(conn, &Stmt::new(&self.queries.expire_row).bind(row.id.as_str()).bind(now)).await?;
+        if DB::execute(conn, &Stmt::new(&self.queries.expire_row).bind(row.id.as_str()).bind(now)).await? != 1 {
+            return Err(Error::ApprovalConflict {
+                id: row.id.clone(),
+                expected: ApprovalStatus::Pending,
+                actual: ApprovalStatus::Expired,
+            });
+        }
         let expired = Approval { status: ApprovalStatus::Expired, ..row.clone() };
         let event = (EventKind::Expired, SYSTEM_PRINCIPAL.to_owned(), trail::resolution_data(&expired));
         self.append(conn, &row.id, &row.run_id, now, [event]).await
@@ -600,6 +606,10 @@ impl<DB: Driver> Store for SqlStore<DB> {
         decision: Decision,
     ) -> BoxFuture<'a, Result<Approval>> {
         Box::pin(async move {
+            limits::check_key("principal", &principal.id)?;
+            if !is_key(id) {
+                return Err(Error::ApprovalNotFound(id.to_owned()));
+            }
             let row = self.apply_decision(id, principal, &decision).await?;
             if row.status.is_resolved() {
                 self.waiters.wake(id);
@@ -609,11 +619,20 @@ impl<DB: Driver> Store for SqlStore<DB> {
     }
 
     fn votes<'a>(&'a self, id: &'a str) -> BoxFuture<'a, Result<Vec<Vote>>> {
-        Box::pin(self.pools.read(Stmt::new(&self.queries.votes).bind(id), codec::vote))
+        Box::pin(async move {
+            if !is_key(id) {
+                return Ok(Vec::new());
+            }
+            self.pools.read(Stmt::new(&self.queries.votes).bind(id), codec::vote).await
+        })
     }
 
     fn cancel_run<'a>(&'a self, run_id: &'a str, principal: &'a Principal) -> BoxFuture<'a, Result<RunRecord>> {
         Box::pin(async move {
+            limits::check_key("principal", &principal.id)?;
+            if !is_key(run_id) {
+                return Err(Error::RunNotFound(run_id.to_owned()));
+            }
             let now = kern_core::now();
             let mut conn = self.pools.writer.acquire_live().await?;
             let mut tx = DB::begin_guarded(&mut conn).await?;
@@ -634,13 +653,27 @@ impl<DB: Driver> Store for SqlStore<DB> {
     }
 
     fn trail<'a>(&'a self, id: &'a str) -> BoxFuture<'a, Result<Vec<TrailEvent>>> {
-        Box::pin(self.pools.read(Stmt::new(&self.queries.trail).bind(id), codec::event))
+        Box::pin(async move {
+            if !is_key(id) {
+                return Ok(Vec::new());
+            }
+            self.pools.read(Stmt::new(&self.queries.trail).bind(id), codec::event).await
+        })
     }
 
     fn verify_trail(&self) -> BoxFuture<'_, Result<TrailReport>> {
         Box::pin(async move {
-            let rows = self.pools.read(Stmt::new(&self.queries.all_rows), codec::approval).await?;
-            let events = self.pools.read(Stmt::new(&self.queries.all_events), codec::event).await?;
+            // The rows and their events as of one moment: a row written between two reads would
+            // look like tampering.
+            let mut conn = self.pools.writer.acquire_live().await?;
+            let mut tx = DB::begin_guarded(&mut conn).await?;
+            if !DB::SNAPSHOT.is_empty() {
+                DB::execute_unprepared(&mut tx, DB::SNAPSHOT).await?;
+            }
+            let rows = DB::fetch(&mut tx, &Stmt::new(&self.queries.all_rows), codec::approval).await?;
+            let events = DB::fetch(&mut tx, &Stmt::new(&self.queries.all_events), codec::event).await?;
+            tx.rollback().await.map_err(Error::database)?;
+            DB::disarm(&mut conn);
             let mut chains: std::collections::BTreeMap<String, Vec<TrailEvent>> = std::collections::BTreeMap::new();
             for event in events {
                 chains.entry(event.approval_id.clone()).or_default().push(event);

@@ -99,6 +99,7 @@ suite! {
         policy::of_64_concurrent_voters_exactly_the_quorum_is_counted,
         policy::edits_need_allow_edit_and_must_fit_the_schema,
         policy::an_eligible_principal_cancels_a_pending_row,
+        policy::a_quorum_counts_approvals_of_the_same_arguments,
         policy::every_resolution_names_who_made_it,
         policy::cancelling_a_run_cancels_the_rows_it_waits_on,
         policy::rows_past_their_expiry_are_neither_listed_nor_counted_as_pending,

@@ -131,6 +131,18 @@ pub async fn edits_need_allow_edit_and_must_fit_the_schema(store: Arc<dyn Store>
     assert_eq!(edited.data, json!({ "from": { "user_id": "42" }, "to": { "user_id": "43" } }));
 }
 
+pub async fn a_quorum_counts_approvals_of_the_same_arguments(store: Arc<dyn Store>) {
+    let row = with_policy(approval("run-1"), ApprovalPolicy::REQUIRED.quorum(2).allow_edit());
+    create(&*store, &row).await;
+    let edit = || Decision::approve().with_args(json!({ "user_id": "43" }));
+    assert_eq!(store.decide(&row.id, &Principal::new("ann"), edit()).await.unwrap().status, ApprovalStatus::Pending);
+    let plain = store.decide(&row.id, &Principal::new("ben"), Decision::approve()).await.unwrap();
+    assert_eq!(plain.status, ApprovalStatus::Pending, "an approval of the model's arguments is not one of the edit");
+    let approved = store.decide(&row.id, &Principal::new("cat"), edit()).await.unwrap();
+    assert_eq!(approved.status, ApprovalStatus::Approved);
+    assert_eq!(approved.edited_args(), Some(&json!({ "user_id": "43" })));
+}
+
 pub async fn an_eligible_principal_cancels_a_pending_row(store: Arc<dyn Store>) {
     let row = with_policy(approval("run-1"), ApprovalPolicy::REQUIRED.approvers(["finance"]));
     create(&*store, &row).await;
@@ -144,9 +156,11 @@ pub async fn an_eligible_principal_cancels_a_pending_row(store: Arc<dyn Store>) 
 pub async fn every_resolution_names_who_made_it(store: Arc<dyn Store>) {
     let row = approval("run-1");
     create(&*store, &row).await;
-    let anonymous = ApprovalUpdate { resolved_by: None, ..ApprovalUpdate::approve("nobody") };
-    let err = store.update_approval(&row.id, anonymous).await.unwrap_err();
-    assert!(matches!(err, Error::InvalidInput { field: "resolved_by", .. }), "{err:?}");
+    for status in [ApprovalStatus::Approved, ApprovalStatus::Rejected, ApprovalStatus::Cancelled] {
+        let anonymous = ApprovalUpdate { resolved_by: None, status, ..ApprovalUpdate::approve("nobody") };
+        let err = store.update_approval(&row.id, anonymous).await.unwrap_err();
+        assert!(matches!(err, Error::InvalidInput { field: "resolved_by", .. }), "{status}: {err:?}");
+    }
     assert_eq!(stored(&*store, &row.id).await.status, ApprovalStatus::Pending);
     store.update_approval(&row.id, ApprovalUpdate::reject("admin-7")).await.unwrap();
     let trail = store.trail(&row.id).await.unwrap();

@@ -8,6 +8,7 @@
 //! run waits on are read and decided with it, claimed once it is held, resumed before its
 //! leader, and stored with it. An agent's roster is empty.
 
+use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -206,6 +207,12 @@ impl Cycle {
     /// every member run held go back to paused. A `recovery`'s executions say so on the trail.
     async fn resume_held(&self, mut record: RunRecord, plan: Plan<'_>, recovery: bool) -> Result<RunOutput> {
         let Plan { decisions, members, finished_members } = plan;
+        // What a recovery runs of the calls the dead continue held may have run before.
+        let held_rows: HashSet<String> = decisions
+            .iter()
+            .chain(members.iter().flat_map(MemberPlan::decisions))
+            .filter_map(|decision| decision.row.as_ref().map(|row| row.id.clone()))
+            .collect();
         if let Err((error, held)) = Roster::claim(self.store(), &members).await {
             self.release(record, &held).await?;
             return Err(error);
@@ -214,7 +221,7 @@ impl Cycle {
         Roster::resume(&mut record, members, &mut writes).await;
         let mut step = self.runner.resume(record, decisions, writes).await;
         for execution in &mut step.writes.executions {
-            execution.recovered = recovery;
+            execution.recovered = recovery && held_rows.contains(&execution.approval_id);
         }
         self.persist(step, &finished_members).await
     }

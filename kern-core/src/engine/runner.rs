@@ -19,7 +19,7 @@ use super::settings::Checked;
 use super::step::{Identity, RunRequest, Step, Writes, complete, complete_as, panic_message, parse_arguments};
 use super::toolbox::Toolbox;
 use crate::BoxFuture;
-use crate::approval::SourceType;
+use crate::approval::{PauseType, SourceType};
 use crate::error::{Error, Result};
 use crate::models::{Message, Model, ModelRequest, Role, ToolCall};
 use crate::run::{RunRecord, RunRequirement, RunStatus, ToolCallStatus, ToolExecution};
@@ -277,9 +277,10 @@ impl Runner {
                     let mut requirement =
                         RunRequirement::new(execution.clone(), pause_type, definition.user_input_schema.clone());
                     requirement.approval_type = definition.approval.as_ref().map(|p| p.approval_type);
-                    // A tool's `when` condition may find that this call needs no approval.
-                    let needed =
-                        if definition.requires_approval() { entry.tool.needs_approval(&args) } else { Ok(true) };
+                    // A tool's `when` condition may find that a call to confirm needs no approval;
+                    // user input and external execution always need a person.
+                    let conditional = definition.requires_approval() && pause_type == PauseType::Confirmation;
+                    let needed = if conditional { entry.tool.needs_approval(&args) } else { Ok(true) };
                     match needed {
                         Ok(true) => {
                             record.requirements.push(requirement);

@@ -375,6 +375,9 @@ impl Store for MemoryDb {
     }
 
     fn cancel_run<'a>(&'a self, run_id: &'a str, principal: &'a Principal) -> BoxFuture<'a, Result<RunRecord>> {
+        if let Err(error) = crate::limits::check_key("principal", &principal.id) {
+            return ready(Err(error));
+        }
         let cancelled = self.tables().cancel_run(run_id, &principal.id, crate::now());
         if cancelled.is_ok() {
             self.waiters.wake_all();

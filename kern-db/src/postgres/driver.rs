@@ -66,6 +66,8 @@ impl Driver for Postgres {
     const TIME_TYPE: &'static str = "TIMESTAMPTZ";
     const JSON_TYPE: &'static str = "JSONB";
     const VERBATIM_JSON_TYPE: &'static str = "JSON";
+    /// Each statement of a `READ COMMITTED` transaction sees the latest commits.
+    const SNAPSHOT: &'static str = "SET TRANSACTION ISOLATION LEVEL REPEATABLE READ";
     const INT_TYPE: &'static str = "BIGINT";
     /// The "C" collation compares text by its bytes, as the other stores do.
     const KEY_TYPE: &'static str = "TEXT COLLATE \"C\"";

@@ -37,6 +37,8 @@ impl Driver for Sqlite {
     const TIME_TYPE: &'static str = "INTEGER";
     const JSON_TYPE: &'static str = "TEXT";
     const VERBATIM_JSON_TYPE: &'static str = "TEXT";
+    /// A write transaction holds the whole database: nobody writes while it reads.
+    const SNAPSHOT: &'static str = "";
     const INT_TYPE: &'static str = "INTEGER";
     /// SQLite compares text by its bytes unless told otherwise.
     const KEY_TYPE: &'static str = "TEXT";

@@ -40,9 +40,10 @@ pub struct DecisionEffect {
 /// result or edited arguments that do not fit the call).
 ///
 /// A row with no policy is decided as one with the default policy: any principal, a quorum of
-/// one. The row is approved by the vote that completes the quorum, with that vote's values,
-/// result and edited arguments; one eligible rejection rejects it; an eligible cancellation
-/// cancels it.
+/// one. The row is approved by the vote that completes the quorum of approvals of the same
+/// arguments (the model's, or one edit of them: each edit starts its own count), with that
+/// vote's values, result and edited arguments; one eligible rejection rejects it; an eligible
+/// cancellation cancels it.
 #[derive(Debug, Clone, Copy)]
 pub struct DecisionRules<'a> {
     id: &'a str,
@@ -81,6 +82,12 @@ impl<'a> DecisionRules<'a> {
             }
             Decision::Approve { note, values, result, args } => {
                 self.check_edit(row, &policy, args.as_ref())?;
+                if let Some(values) = values {
+                    limits::check_json_object("values", values)?;
+                }
+                if let Some(result) = result {
+                    limits::check_json("result", result)?;
+                }
                 let data = approval_data(note, values, result);
                 let update = ApprovalUpdate {
                     expected_status: Some(ApprovalStatus::Pending),
@@ -92,7 +99,9 @@ impl<'a> DecisionRules<'a> {
                 ResolutionRules::new(self.id, &update, self.now).check_data_of(row)?;
                 let vote = self.vote(votes, VoteKind::Approve, note, args.clone())?;
                 let mut events = vec![(EventKind::Vote, vote_data(&vote))];
-                let approvals = votes.iter().filter(|vote| vote.kind == VoteKind::Approve).count() + 1;
+                // Only approvals of the same arguments make a quorum: an edit starts its own count.
+                let same = |vote: &&Vote| vote.kind == VoteKind::Approve && vote.args == *args;
+                let approvals = votes.iter().filter(same).count() + 1;
                 if approvals < usize::try_from(policy.quorum).unwrap_or(usize::MAX) {
                     return Ok(DecisionEffect { vote: Some(vote), row: row.clone(), resolves: false, events });
                 }

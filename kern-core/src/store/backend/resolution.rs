@@ -59,9 +59,13 @@ impl<'a> ResolutionRules<'a> {
 
     /// True when the compare-and-set alone cannot decide the update, so the row must be read
     /// and [`check`](Self::check)ed before it: an approval (its data must fit the row's pause
-    /// type), a move to pending (which the compare-and-set would apply), and data no resolution
-    /// but an approval may hold (refused, but only once the row is known to exist).
+    /// type), a move to pending (which the compare-and-set would apply), data no resolution but
+    /// an approval may hold, and an update naming no resolver (each refused, but only once the
+    /// row is known to exist).
     pub fn needs_check(&self) -> bool {
+        if self.update.resolved_by.is_none() {
+            return true;
+        }
         match self.update.status {
             ApprovalStatus::Pending | ApprovalStatus::Approved => true,
             _ => note_only(self.update.resolution_data.as_ref()).is_err(),
