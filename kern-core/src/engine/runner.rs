@@ -154,11 +154,12 @@ impl Runner {
     /// resumed member runs).
     pub(crate) async fn resume(&self, record: RunRecord, decisions: Vec<Decision>, writes: Writes) -> Step {
         // A panic (in a model, say) must not leave the claimed run `running` for good: the run
-        // is then stored as failed, as it was when claimed.
-        let claimed = record.clone();
+        // is then stored as failed, as it was when claimed, with what the caller had to store
+        // with it (the member runs a team resumed first).
+        let (claimed, given) = (record.clone(), writes.clone());
         AssertUnwindSafe(self.resume_claimed(record, decisions, writes)).catch_unwind().await.unwrap_or_else(|panic| {
             let error = Error::Aborted(format!("the run panicked: {}", panic_message(panic.as_ref())));
-            Step::finish(claimed, Writes::default(), Err(error))
+            Step::finish(claimed, given, Err(error))
         })
     }
 

@@ -75,7 +75,7 @@ impl RunRequest {
 
 /// What a step writes besides the run itself: new approval rows, member child runs, and the
 /// approved calls it ran, for the trail.
-#[derive(Debug, Default)]
+#[derive(Debug, Clone, Default)]
 pub(crate) struct Writes {
     pub(crate) approvals: Vec<Approval>,
     pub(crate) member_runs: Vec<RunRecord>,
