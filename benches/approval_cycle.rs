@@ -1,5 +1,5 @@
-//! The approval cycle benchmark: the phases of the reference system's benchmark
-//! (`shared/anchors/agno/bench_agno.py`), measured on kern.
+//! The approval cycle benchmark: the phases of an admin-gated call, measured on kern, as the
+//! reference system's own approval benchmark measures them.
 //!
 //! One cycle: run until the agent pauses on an `#[approval]` tool -> list pending rows ->
 //! `update_approval` (approve or reject, compare-and-set on `pending`) -> `continue_run` to
