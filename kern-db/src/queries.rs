@@ -35,7 +35,7 @@ pub(crate) struct Queries {
     pub(crate) decide_row: String,
     /// `$1` id, `$2` now.
     pub(crate) expire_row: String,
-    /// The pending rows past their expiry at `$1`, locked.
+    /// The pending rows past their expiry at `$1` (not locked: a sweep locks runs before rows).
     pub(crate) overdue_rows: String,
     /// The pending rows of run `$1`, locked.
     pub(crate) pending_rows_of_run: String,
@@ -105,7 +105,7 @@ impl Queries {
             ),
             overdue_rows: format!(
                 "SELECT {APPROVAL_COLUMNS} FROM {approvals} WHERE status = '{pending}' AND expires_at <= $1 \
-                 ORDER BY id{lock}"
+                 ORDER BY id"
             ),
             pending_rows_of_run: format!(
                 "SELECT {APPROVAL_COLUMNS} FROM {approvals} WHERE run_id = $1 AND status = '{pending}' ORDER BY id{lock}"

@@ -177,28 +177,27 @@ impl<DB: Driver> SqlStore<DB> {
     }
 
     /// Marks pending `row`, past its expiry at `now`, expired, on its trail too.
-    async fn expire(&self, conn: &mut DB::Connection, row: &Approval, now: DateTime<Utc>) -> Result<()> {
+    /// Returns false, writing nothing, when the row is no longer pending.
+    async fn expire(&self, conn: &mut DB::Connection, row: &Approval, now: DateTime<Utc>) -> Result<bool> {
         if DB::execute(conn, &Stmt::new(&self.queries.expire_row).bind(row.id.as_str()).bind(now)).await? != 1 {
-            return Err(Error::ApprovalConflict {
-                id: row.id.clone(),
-                expected: ApprovalStatus::Pending,
-                actual: ApprovalStatus::Expired,
-            });
+            return Ok(false);
         }
         let expired = Approval { status: ApprovalStatus::Expired, ..row.clone() };
         let event = (EventKind::Expired, SYSTEM_PRINCIPAL.to_owned(), trail::resolution_data(&expired));
-        self.append(conn, &row.id, &row.run_id, now, [event]).await
+        self.append(conn, &row.id, &row.run_id, now, [event]).await?;
+        Ok(true)
     }
 
     /// Cancels paused run `run_id` (and its paused member runs) and the rows they wait on, in
-    /// the transaction `conn` is in.
+    /// the transaction `conn` is in; returns the run and how many of the rows had expired (and
+    /// are recorded so). It locks the run before its rows, as every writer that takes both does.
     async fn cancel_in(
         &self,
         conn: &mut DB::Connection,
         run_id: &str,
         principal: &str,
         now: DateTime<Utc>,
-    ) -> Result<RunRecord> {
+    ) -> Result<(RunRecord, u64)> {
         let run = DB::fetch(conn, &Stmt::new(&self.queries.load_run_locked).bind(run_id), codec::run)
             .await?
             .pop()
@@ -211,12 +210,13 @@ impl<DB: Driver> SqlStore<DB> {
         }
         let mut runs = DB::fetch(conn, &Stmt::new(&self.queries.paused_members).bind(run_id), codec::run).await?;
         runs.push(run);
+        let mut expired = 0;
         for run in &mut runs {
             let pending = Stmt::new(&self.queries.pending_rows_of_run).bind(run.run_id.as_str());
             for mut row in DB::fetch(conn, &pending, codec::approval).await? {
                 // A row past its expiry expired; the others are withdrawn with the run.
                 if row.is_expired_at(now) {
-                    self.expire(conn, &row, now).await?;
+                    expired += u64::from(self.expire(conn, &row, now).await?);
                     continue;
                 }
                 row.status = ApprovalStatus::Cancelled;
@@ -228,7 +228,7 @@ impl<DB: Driver> SqlStore<DB> {
             run.updated_at = now;
             DB::execute(conn, &self.upsert_run(run)?).await?;
         }
-        Ok(runs.pop().expect("the run itself is last"))
+        Ok((runs.pop().expect("the run itself is last"), expired))
     }
 
     /// The transaction of a decision: locks the row, applies the rules, writes the vote, the
@@ -568,34 +568,36 @@ impl<DB: Driver> Store for SqlStore<DB> {
             let mut conn = self.pools.writer.acquire_live().await?;
             let mut tx = DB::begin_guarded(&mut conn).await?;
             let overdue = DB::fetch(&mut tx, &Stmt::new(&self.queries.overdue_rows).bind(now), codec::approval).await?;
-            let mut cancelling = Vec::new();
-            for row in &overdue {
-                self.expire(&mut tx, row, now).await?;
-                if row.policy.as_ref().is_some_and(|policy| policy.on_expire == OnExpire::CancelRun) {
-                    cancelling.push(row.run_id.clone());
-                }
-            }
-            for run_id in cancelling {
-                let run =
-                    DB::fetch(&mut tx, &Stmt::new(&self.queries.load_run_locked).bind(run_id.as_str()), codec::run)
-                        .await?
-                        .pop();
-                let team_run_id = run.and_then(|run| run.parent_run_id).unwrap_or(run_id);
+            let mut expired = 0;
+            // Runs first, then rows, as every writer that locks both takes them: a row whose
+            // expiry cancels its run is expired with the run.
+            let cancelling = overdue
+                .iter()
+                .filter(|row| row.policy.as_ref().is_some_and(|policy| policy.on_expire == OnExpire::CancelRun));
+            for row in cancelling {
+                let run = DB::fetch(&mut tx, &Stmt::new(&self.queries.load_run).bind(row.run_id.as_str()), codec::run)
+                    .await?
+                    .pop();
+                let team_run_id = run.and_then(|run| run.parent_run_id).unwrap_or_else(|| row.run_id.clone());
                 match self.cancel_in(&mut tx, &team_run_id, SYSTEM_PRINCIPAL, now).await {
+                    Ok((_, with_run)) => expired += with_run,
                     // A run that is not paused (already cancelled, or held by a continue) is left
                     // to whoever holds it: the continue applies the expiry itself.
-                    Ok(_) | Err(Error::RunNotPaused { .. } | Error::RunNotFound(_)) => {}
+                    Err(Error::RunNotPaused { .. } | Error::RunNotFound(_)) => {}
                     Err(error) => return Err(error),
                 }
+            }
+            for row in &overdue {
+                expired += u64::from(self.expire(&mut tx, row, now).await?);
             }
             tx.commit().await.map_err(Error::database)?;
             DB::disarm(&mut conn);
             self.pools.committed(());
             // The sweep does not say which rows it marked: every waiter reads its row again.
-            if !overdue.is_empty() {
+            if expired > 0 {
                 self.waiters.wake_all();
             }
-            Ok(overdue.len() as u64)
+            Ok(expired)
         })
     }
 
@@ -637,7 +639,7 @@ impl<DB: Driver> Store for SqlStore<DB> {
             let mut conn = self.pools.writer.acquire_live().await?;
             let mut tx = DB::begin_guarded(&mut conn).await?;
             let run = match self.cancel_in(&mut tx, run_id, &principal.id, now).await {
-                Ok(run) => run,
+                Ok((run, _)) => run,
                 Err(error) => {
                     tx.rollback().await.map_err(Error::database)?;
                     DB::disarm(&mut conn);

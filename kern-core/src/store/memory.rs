@@ -371,7 +371,9 @@ impl Store for MemoryDb {
     }
 
     fn votes<'a>(&'a self, id: &'a str) -> BoxFuture<'a, Result<Vec<Vote>>> {
-        ready(Ok(self.tables().votes.get(id).cloned().unwrap_or_default()))
+        let mut votes = self.tables().votes.get(id).cloned().unwrap_or_default();
+        votes.sort_by(|a, b| (a.at, &a.principal).cmp(&(b.at, &b.principal)));
+        ready(Ok(votes))
     }
 
     fn cancel_run<'a>(&'a self, run_id: &'a str, principal: &'a Principal) -> BoxFuture<'a, Result<RunRecord>> {
