@@ -116,6 +116,11 @@ pub mod trail {
     pub use kern_core::trail::*;
 }
 
+/// API keys: how a program or an admin proves to a kern server who it is.
+pub mod keys {
+    pub use kern_core::keys::*;
+}
+
 /// Models: the trait, the OpenAI-compatible and Anthropic providers, and a scripted model.
 pub mod models {
     pub use kern_core::models::*;
@@ -131,6 +136,10 @@ pub mod db {
         OpenError, PostgresDb, PostgresDbBuilder, SCHEMA_VERSION, SqliteDb, SqliteDbBuilder, Synchronous,
     };
 }
+
+/// The approvals and runs HTTP API (the `server` feature): `kern::server::Server::builder()`.
+#[cfg(feature = "server")]
+pub use kern_server as server;
 
 /// The time types the public API takes and returns (`resolved_at`, `created_before`, ...), so
 /// callers need no `chrono` dependency of their own.

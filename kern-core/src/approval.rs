@@ -4,6 +4,9 @@
 //! resolves the row with [`ApprovalUpdate`] (a compare-and-set on its status); `continue_run`
 //! reads the row back and obeys it. Audit calls leave a row only once they are resolved.
 
+use std::fmt;
+use std::str::FromStr;
+
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -244,6 +247,13 @@ pub struct ApprovalQuery {
     pub created_before: Option<DateTime<Utc>>,
     /// Only rows created at or after this time.
     pub created_after: Option<DateTime<Utc>>,
+    /// Only rows of this tool.
+    pub tool_name: Option<String>,
+    /// Only rows that expire strictly before this time (rows without an expiry never match).
+    pub expires_before: Option<DateTime<Utc>>,
+    /// Only rows after this one in the listing's order (keyset paging: stable while rows are
+    /// added, and as quick on the thousandth page as on the first). Takes the place of `page`.
+    pub after: Option<PageCursor>,
     /// At most this many rows (default 50).
     pub limit: Option<u32>,
     /// 1-based page of `limit` rows (default 1).
@@ -276,6 +286,9 @@ query_setters! {
     session_id: String,
     created_before: DateTime<Utc>,
     created_after: DateTime<Utc>,
+    tool_name: String,
+    expires_before: DateTime<Utc>,
+    after: PageCursor,
 }
 
 impl ApprovalQuery {
@@ -299,8 +312,11 @@ impl ApprovalQuery {
         self.limit.unwrap_or(Self::DEFAULT_LIMIT)
     }
 
-    /// How many rows to skip for the requested page.
+    /// How many rows to skip for the requested page (none after a cursor).
     pub fn offset(&self) -> u64 {
+        if self.after.is_some() {
+            return 0;
+        }
         u64::from(self.page.unwrap_or(1).max(1) - 1) * u64::from(self.effective_limit())
     }
 
@@ -324,6 +340,75 @@ impl ApprovalQuery {
             && eq(&self.session_id, &approval.session_id)
             && self.created_before.is_none_or(|t| approval.created_at < t)
             && self.created_after.is_none_or(|t| approval.created_at >= t)
+            && self.tool_name.as_ref().is_none_or(|tool| *tool == approval.tool_name)
+            && self.expires_before.is_none_or(|t| approval.expires_at.is_some_and(|at| at < t))
+    }
+
+    /// True when `approval` comes after the query's cursor in the listing's order (always true
+    /// without a cursor).
+    pub fn is_after_cursor(&self, approval: &Approval) -> bool {
+        self.after.as_ref().is_none_or(|cursor| cursor.precedes(approval))
+    }
+}
+
+/// A place in the listing's order (newest first, ties broken by id, descending): the
+/// `created_at` and `id` of the last row of a page. Written as `<microseconds>.<id>`, opaque to
+/// whoever pages with it.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct PageCursor {
+    /// The row's creation time.
+    pub created_at: DateTime<Utc>,
+    /// The row's id.
+    pub id: String,
+}
+
+impl PageCursor {
+    /// The cursor just past `approval`.
+    pub fn of(approval: &Approval) -> Self {
+        PageCursor { created_at: approval.created_at, id: approval.id.clone() }
+    }
+
+    /// True when `approval` comes after this cursor in the listing's order.
+    pub fn precedes(&self, approval: &Approval) -> bool {
+        (approval.created_at, approval.id.as_str()) < (self.created_at, self.id.as_str())
+    }
+}
+
+impl fmt::Display for PageCursor {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}.{}", self.created_at.timestamp_micros(), self.id)
+    }
+}
+
+/// A text that is no [`PageCursor`].
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("`{0}` is not a page cursor: pass the `next_cursor` of the previous page")]
+pub struct ParseCursorError(pub String);
+
+impl FromStr for PageCursor {
+    type Err = ParseCursorError;
+
+    fn from_str(s: &str) -> std::result::Result<Self, Self::Err> {
+        let invalid = || ParseCursorError(s.to_owned());
+        let (micros, id) = s.split_once('.').ok_or_else(invalid)?;
+        let created_at = micros.parse().ok().and_then(DateTime::from_timestamp_micros).ok_or_else(invalid)?;
+        if id.is_empty() {
+            return Err(invalid());
+        }
+        Ok(PageCursor { created_at, id: id.to_owned() })
+    }
+}
+
+impl Serialize for PageCursor {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> std::result::Result<S::Ok, S::Error> {
+        serializer.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for PageCursor {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> std::result::Result<Self, D::Error> {
+        let text = String::deserialize(deserializer)?;
+        text.parse().map_err(serde::de::Error::custom)
     }
 }
 
@@ -339,6 +424,9 @@ pub struct ApprovalPage {
     /// a row alone fails with [`Error::Corrupt`](crate::Error::Corrupt).
     #[serde(default)]
     pub unreadable: Vec<UnreadableRow>,
+    /// Where the next page starts ([`ApprovalQuery::after`]), when this page is full.
+    #[serde(default)]
+    pub next_cursor: Option<PageCursor>,
 }
 
 /// A row of a listing that could not be read.

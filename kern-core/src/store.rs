@@ -25,6 +25,7 @@ use self::backend::{RESOLUTION_POLL_INTERVAL, ResolutionWaiters};
 use crate::BoxFuture;
 use crate::approval::{Approval, ApprovalPage, ApprovalQuery, ApprovalUpdate, Decision, Principal, Vote};
 use crate::error::Result;
+use crate::keys::ApiKey;
 use crate::run::RunRecord;
 use crate::trail::{Execution, TrailEvent, TrailReport};
 
@@ -150,6 +151,31 @@ pub trait Store: Send + Sync + 'static {
     /// hold, or an event whose row is gone.
     fn verify_trail(&self) -> BoxFuture<'_, Result<TrailReport>>;
 
+    /// The events of every row's trail stored after event `after` (a [`TrailEvent::seq`]; 0
+    /// for the first), in `seq` order, at most `limit` of them: the outbox that live event
+    /// streams and workers follow. On Postgres a `seq` is taken before its transaction commits,
+    /// so a reader that sees a gap may find the missing event a moment later.
+    fn events_after(&self, after: i64, limit: u32) -> BoxFuture<'_, Result<Vec<TrailEvent>>>;
+
+    /// The `seq` of the latest event stored (0 when there is none): where a reader that wants
+    /// only what happens from now on starts.
+    fn last_event_seq(&self) -> BoxFuture<'_, Result<i64>>;
+
+    /// Stores a newly issued API key. Errors: [`Error::InvalidInput`](crate::Error::InvalidInput)
+    /// (a key id or principal beyond the [limits](crate::limits)),
+    /// [`Error::Database`](crate::Error::Database) (also when the id is taken).
+    fn save_api_key<'a>(&'a self, key: &'a ApiKey) -> BoxFuture<'a, Result<()>>;
+
+    /// Reads an API key, revoked or not.
+    fn api_key<'a>(&'a self, id: &'a str) -> BoxFuture<'a, Result<Option<ApiKey>>>;
+
+    /// Every API key, revoked ones included, oldest first.
+    fn api_keys(&self) -> BoxFuture<'_, Result<Vec<ApiKey>>>;
+
+    /// Revokes an API key and returns it as stored; a key revoked before keeps its first
+    /// `revoked_at`. `None` when there is no such key.
+    fn revoke_api_key<'a>(&'a self, id: &'a str) -> BoxFuture<'a, Result<Option<ApiKey>>>;
+
     /// Waits until row `id` is no longer pending and returns it, so that a process holding a
     /// paused run can continue it as soon as an admin decides, in whatever process or machine.
     ///
@@ -250,6 +276,30 @@ impl<S: Store + ?Sized> Store for std::sync::Arc<S> {
 
     fn verify_trail(&self) -> BoxFuture<'_, Result<TrailReport>> {
         (**self).verify_trail()
+    }
+
+    fn events_after(&self, after: i64, limit: u32) -> BoxFuture<'_, Result<Vec<TrailEvent>>> {
+        (**self).events_after(after, limit)
+    }
+
+    fn last_event_seq(&self) -> BoxFuture<'_, Result<i64>> {
+        (**self).last_event_seq()
+    }
+
+    fn save_api_key<'a>(&'a self, key: &'a ApiKey) -> BoxFuture<'a, Result<()>> {
+        (**self).save_api_key(key)
+    }
+
+    fn api_key<'a>(&'a self, id: &'a str) -> BoxFuture<'a, Result<Option<ApiKey>>> {
+        (**self).api_key(id)
+    }
+
+    fn api_keys(&self) -> BoxFuture<'_, Result<Vec<ApiKey>>> {
+        (**self).api_keys()
+    }
+
+    fn revoke_api_key<'a>(&'a self, id: &'a str) -> BoxFuture<'a, Result<Option<ApiKey>>> {
+        (**self).revoke_api_key(id)
     }
 
     fn wait_for_resolution<'a>(&'a self, id: &'a str, timeout: Duration) -> BoxFuture<'a, Result<Approval>> {

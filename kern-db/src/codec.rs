@@ -1,6 +1,7 @@
 //! Rows to kern's types and back. Enums are stored as their text, structured fields as JSON.
 
-use kern_core::approval::{Approval, UnreadableRow, Vote};
+use kern_core::approval::{Approval, PageCursor, UnreadableRow, Vote};
+use kern_core::keys::ApiKey;
 use kern_core::run::{RunRecord, RunStatus};
 use kern_core::trail::TrailEvent;
 use kern_core::{Error, ParseEnumError, Result};
@@ -36,6 +37,9 @@ pub(crate) const EVENT_COLUMN_COUNT: usize = 9;
 
 /// The columns of a vote, in the order [`bind_vote`] binds them.
 pub(crate) const VOTE_COLUMNS: &str = "approval_id, principal, roles, kind, note, args, at";
+
+/// The columns of an API key, in the order [`bind_api_key`] binds them.
+pub(crate) const API_KEY_COLUMNS: &str = "id, principal, roles, scopes, secret_hash, created_at, revoked_at";
 
 /// The columns of the runs table that [`run`] reads.
 pub(crate) const RUN_COLUMNS: &str = "state, status, updated_at";
@@ -122,6 +126,11 @@ pub(crate) fn bind_vote<'a>(stmt: Stmt<'a>, vote: &'a Vote, roles: &'a Value) ->
         .bind(vote.at)
 }
 
+/// Reads the `seq` column of an event.
+pub(crate) fn seq(row: &dyn Columns) -> Result<i64> {
+    row.int("seq")
+}
+
 /// Reads a vote selected with [`VOTE_COLUMNS`].
 pub(crate) fn vote(row: &dyn Columns) -> Result<Vote> {
     Ok(Vote {
@@ -169,16 +178,60 @@ pub(crate) fn approval(row: &dyn Columns) -> Result<Approval> {
     })
 }
 
-/// Reads a row of a page: the row, or its id and why it cannot be read, and the `total` of
-/// matching rows.
-pub(crate) fn approval_and_total(row: &dyn Columns) -> Result<(Result<Approval, UnreadableRow>, u64)> {
+/// A row of a page as read back.
+pub(crate) struct PageRow {
+    /// The row, or its id and why it cannot be read.
+    pub(crate) row: Result<Approval, UnreadableRow>,
+    /// How many rows match, on every page.
+    pub(crate) total: u64,
+    /// The cursor just past the row, read from its own columns so that the next page can start
+    /// after a row that cannot be read as a whole; `None` when even those cannot be read.
+    pub(crate) cursor: Option<PageCursor>,
+}
+
+/// Reads a row of a page (the columns of [`approval`] and `total`).
+pub(crate) fn page_row(row: &dyn Columns) -> Result<PageRow> {
     let total = row.int("total")?;
     let total = u64::try_from(total).map_err(|e| corrupt("total", e))?;
     let approval = approval(row).map_err(|err| UnreadableRow {
         id: row.opt_text("id").ok().flatten().unwrap_or_default(),
         reason: err.to_string(),
     });
-    Ok((approval, total))
+    let cursor = match &approval {
+        Ok(approval) => Some(PageCursor::of(approval)),
+        Err(_) => row.text("id").and_then(|id| Ok(PageCursor { created_at: row.time("created_at")?, id })).ok(),
+    };
+    Ok(PageRow { row: approval, total, cursor })
+}
+
+/// Binds an API key, in [`API_KEY_COLUMNS`] order.
+pub(crate) fn bind_api_key<'a>(stmt: Stmt<'a>, key: &'a ApiKey) -> Result<Stmt<'a>> {
+    Ok(stmt
+        .bind(key.id.as_str())
+        .bind(key.principal.as_str())
+        .bind(key_json(key, "roles", &key.roles)?)
+        .bind(key_json(key, "scopes", &key.scopes)?)
+        .bind(key.secret_hash.as_str())
+        .bind(key.created_at)
+        .bind(key.revoked_at))
+}
+
+/// A field of `key` as JSON.
+fn key_json<T: serde::Serialize>(key: &ApiKey, field: &str, value: &T) -> Result<Box<RawValue>> {
+    serde_json::value::to_raw_value(value).map_err(|e| Error::Corrupt(format!("{field} of API key `{}`: {e}", key.id)))
+}
+
+/// Reads an API key selected with [`API_KEY_COLUMNS`].
+pub(crate) fn api_key(row: &dyn Columns) -> Result<ApiKey> {
+    Ok(ApiKey {
+        id: row.text("id")?,
+        principal: row.text("principal")?,
+        roles: from_json("roles", row)?,
+        scopes: from_json("scopes", row)?,
+        secret_hash: row.text("secret_hash")?,
+        created_at: row.time("created_at")?,
+        revoked_at: row.opt_time("revoked_at")?,
+    })
 }
 
 /// The whole run record, stored as JSON in `state`.

@@ -120,6 +120,43 @@ macro_rules! handle {
                 self.inner.verify_trail()
             }
 
+            fn events_after(
+                &self,
+                after: i64,
+                limit: u32,
+            ) -> ::kern_core::BoxFuture<'_, ::kern_core::Result<Vec<::kern_core::trail::TrailEvent>>> {
+                self.inner.events_after(after, limit)
+            }
+
+            fn last_event_seq(&self) -> ::kern_core::BoxFuture<'_, ::kern_core::Result<i64>> {
+                self.inner.last_event_seq()
+            }
+
+            fn save_api_key<'a>(
+                &'a self,
+                key: &'a ::kern_core::keys::ApiKey,
+            ) -> ::kern_core::BoxFuture<'a, ::kern_core::Result<()>> {
+                self.inner.save_api_key(key)
+            }
+
+            fn api_key<'a>(
+                &'a self,
+                id: &'a str,
+            ) -> ::kern_core::BoxFuture<'a, ::kern_core::Result<Option<::kern_core::keys::ApiKey>>> {
+                self.inner.api_key(id)
+            }
+
+            fn api_keys(&self) -> ::kern_core::BoxFuture<'_, ::kern_core::Result<Vec<::kern_core::keys::ApiKey>>> {
+                self.inner.api_keys()
+            }
+
+            fn revoke_api_key<'a>(
+                &'a self,
+                id: &'a str,
+            ) -> ::kern_core::BoxFuture<'a, ::kern_core::Result<Option<::kern_core::keys::ApiKey>>> {
+                self.inner.revoke_api_key(id)
+            }
+
             fn wait_for_resolution<'a>(
                 &'a self,
                 id: &'a str,
@@ -165,7 +202,9 @@ pub(crate) use handle;
 macro_rules! builder {
     ($ty:ty) => {
         impl $ty {
-            /// The approvals table (default `kern_approvals`).
+            /// The approvals table (default `kern_approvals`). The trail's events, the votes and
+            /// the API keys are kept in tables named after it: `<name>_events`, `<name>_votes`
+            /// and `<name>_api_keys`.
             pub fn approvals_table(mut self, name: impl Into<String>) -> Self {
                 self.tables.approvals = name.into();
                 self

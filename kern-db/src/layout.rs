@@ -93,6 +93,11 @@ impl Layout {
         self.approvals.suffixed("_votes")
     }
 
+    /// The API keys that sign in to this store's rows.
+    pub(crate) fn api_keys(&self) -> Ident {
+        self.approvals.suffixed("_api_keys")
+    }
+
     pub(crate) fn version_table(&self) -> String {
         self.qualified(&Ident(VERSION_TABLE.to_owned()))
     }

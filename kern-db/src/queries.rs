@@ -2,18 +2,18 @@
 //! parameters), every value is a numbered parameter.
 
 use chrono::{DateTime, Utc};
-use kern_core::approval::{ApprovalQuery, ApprovalStatus, PauseType};
+use kern_core::approval::{ApprovalQuery, ApprovalStatus, PageCursor, PauseType};
 use kern_core::run::RunStatus;
 
 use kern_core::limits;
 
 use crate::codec::{
-    APPROVAL_COLUMN_COUNT, APPROVAL_COLUMNS, APPROVAL_INSERT_COLUMNS, EVENT_COLUMN_COUNT, EVENT_COLUMNS,
-    EVENT_INSERT_COLUMNS, RUN_COLUMNS, VOTE_COLUMNS,
+    API_KEY_COLUMNS, APPROVAL_COLUMN_COUNT, APPROVAL_COLUMNS, APPROVAL_INSERT_COLUMNS, EVENT_COLUMN_COUNT,
+    EVENT_COLUMNS, EVENT_INSERT_COLUMNS, RUN_COLUMNS, VOTE_COLUMNS,
 };
 use crate::driver::Driver;
 use crate::layout::Layout;
-use crate::stmt::{Param, ceil_micros};
+use crate::stmt::{Param, ceil_micros, floor_micros};
 
 /// Every statement a store runs, except the WHERE clauses of list queries (see [`Filter`]) and
 /// the row count of an insert.
@@ -51,6 +51,10 @@ pub(crate) struct Queries {
     pub(crate) trail_head: String,
     /// Every event, by row and in chain order, for the trail's check.
     pub(crate) all_events: String,
+    /// The events after `seq` `$1`, in `seq` order, at most `$2`.
+    pub(crate) events_after: String,
+    /// The `seq` of the latest event, 0 without any.
+    pub(crate) last_event_seq: String,
     /// The votes on row `$1`, oldest first.
     pub(crate) votes: String,
     pub(crate) insert_vote: String,
@@ -72,6 +76,14 @@ pub(crate) struct Queries {
     pub(crate) run_status: String,
     /// `$1` session id, `$2` limit: newest first.
     pub(crate) session_runs: String,
+    /// Binds every column of a key, in `codec::API_KEY_COLUMNS` order.
+    pub(crate) insert_api_key: String,
+    /// The key `$1`.
+    pub(crate) api_key: String,
+    /// Every key, oldest first.
+    pub(crate) api_keys: String,
+    /// Revokes key `$1` at `$2`, unless it is revoked already, and returns it.
+    pub(crate) revoke_api_key: String,
 }
 
 impl Queries {
@@ -83,6 +95,7 @@ impl Queries {
         let running = RunStatus::Running.as_str();
         let paused = RunStatus::Paused.as_str();
         let (events, votes) = (layout.qualified(&layout.events()), layout.qualified(&layout.votes()));
+        let api_keys = layout.qualified(&layout.api_keys());
         let lock = DB::FOR_UPDATE;
         let decide_row = format!(
             "UPDATE {approvals} SET status = $2, resolved_by = $3, resolved_at = $4, resolution_data = $5, \
@@ -120,6 +133,8 @@ impl Queries {
             trail: format!("SELECT {EVENT_COLUMNS} FROM {events} WHERE approval_id = $1 ORDER BY idx"),
             trail_head: format!("SELECT idx, hash FROM {events} WHERE approval_id = $1 ORDER BY idx DESC LIMIT 1"),
             all_events: format!("SELECT {EVENT_COLUMNS} FROM {events} ORDER BY approval_id, idx"),
+            events_after: format!("SELECT {EVENT_COLUMNS} FROM {events} WHERE seq > $1 ORDER BY seq LIMIT $2"),
+            last_event_seq: format!("SELECT COALESCE(MAX(seq), 0) AS seq FROM {events}"),
             votes: format!("SELECT {VOTE_COLUMNS} FROM {votes} WHERE approval_id = $1 ORDER BY at, principal"),
             insert_vote: format!("INSERT INTO {votes} ({VOTE_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7)"),
             events,
@@ -153,6 +168,12 @@ impl Queries {
                 "SELECT {RUN_COLUMNS} FROM {runs} WHERE session_id = $1 AND parent_run_id IS NULL \
                  ORDER BY created_at DESC, run_id DESC LIMIT $2"
             ),
+            insert_api_key: format!("INSERT INTO {api_keys} ({API_KEY_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7)"),
+            api_key: format!("SELECT {API_KEY_COLUMNS} FROM {api_keys} WHERE id = $1"),
+            api_keys: format!("SELECT {API_KEY_COLUMNS} FROM {api_keys} ORDER BY created_at, id"),
+            revoke_api_key: format!(
+                "UPDATE {api_keys} SET revoked_at = COALESCE(revoked_at, $2) WHERE id = $1 RETURNING {API_KEY_COLUMNS}"
+            ),
             approvals,
         }
     }
@@ -183,16 +204,18 @@ impl Queries {
     }
 
     /// One page of matching rows, newest first, ties broken by id, each with the number of all
-    /// matching rows in column `total` (a subquery the database runs once, on the index alone);
-    /// binds the filter's values, then the limit and the offset.
+    /// matching rows in column `total` (a subquery the database runs once, on the index alone,
+    /// which counts the rows of every page: the cursor is no condition of it); binds the
+    /// filter's [page values](Filter::page_params), then the limit and the offset.
     pub(crate) fn list_page(&self, filter: &Filter<'_>) -> String {
-        let n = filter.params.len();
-        let where_clause = filter.where_clause();
+        let n = filter.params.len() + filter.cursor.as_ref().map_or(0, |cursor| cursor.len());
         format!(
-            "SELECT {APPROVAL_COLUMNS}, ({} {where_clause}) AS total FROM {} {where_clause} \
+            "SELECT {APPROVAL_COLUMNS}, ({} {}) AS total FROM {} {} \
              ORDER BY created_at DESC, id DESC LIMIT ${} OFFSET ${}",
             self.count_approvals,
+            filter.where_clause(),
             self.approvals,
+            filter.page_where_clause(),
             n + 1,
             n + 2
         )
@@ -209,19 +232,26 @@ impl Queries {
 #[derive(Debug)]
 pub(crate) struct Filter<'a> {
     conditions: Vec<String>,
+    /// The values of `conditions`: all a count binds.
     pub(crate) params: Vec<Param<'a>>,
+    /// The time and id a page starts after ([`ApprovalQuery::after`]), bound after `params`:
+    /// a condition of the page only.
+    cursor: Option<[Param<'a>; 2]>,
 }
 
 impl<'a> Filter<'a> {
     /// The filter of `query` at `now` (a pending row past its expiry counts as expired); `None`
-    /// when it filters on a key no row can have (see [`limits::is_key`]), so that nothing
-    /// matches without asking the database.
+    /// when it filters on a key no row can have, or its cursor names one (see
+    /// [`limits::is_key`]), so that nothing matches without asking the database.
     pub(crate) fn new(query: &'a ApprovalQuery, now: DateTime<Utc>) -> Option<Self> {
-        let keys = [&query.agent_id, &query.team_id, &query.user_id, &query.run_id, &query.session_id];
-        if keys.into_iter().flatten().any(|key| !limits::is_key(key)) {
+        let cursor_id = query.after.as_ref().map(|cursor| &cursor.id);
+        let keys =
+            [&query.agent_id, &query.team_id, &query.user_id, &query.run_id, &query.session_id, &query.tool_name];
+        if keys.into_iter().flatten().chain(cursor_id).any(|key| !limits::is_key(key)) {
             return None;
         }
-        let mut filter = Filter { conditions: Vec::new(), params: Vec::new() };
+        let mut filter =
+            Filter { conditions: Vec::new(), params: Vec::new(), cursor: query.after.as_ref().map(cursor) };
         let (pending, expired) = (ApprovalStatus::Pending.as_str(), ApprovalStatus::Expired.as_str());
         match query.status {
             Some(ApprovalStatus::Pending) => {
@@ -248,6 +278,8 @@ impl<'a> Filter<'a> {
         filter.add("session_id =", query.session_id.as_deref());
         filter.add("created_at <", query.created_before.map(ceil_micros));
         filter.add("created_at >=", query.created_after.map(ceil_micros));
+        filter.add("tool_name =", query.tool_name.as_deref());
+        filter.add("expires_at <", query.expires_before.map(ceil_micros));
         Some(filter)
     }
 
@@ -258,9 +290,37 @@ impl<'a> Filter<'a> {
         }
     }
 
-    fn where_clause(&self) -> String {
-        if self.conditions.is_empty() { String::new() } else { format!("WHERE {}", self.conditions.join(" AND ")) }
+    /// The values a page binds: those of the conditions, then the cursor's.
+    pub(crate) fn page_params(&self) -> Vec<Param<'a>> {
+        self.params.iter().chain(self.cursor.iter().flatten()).cloned().collect()
     }
+
+    /// The conditions of the rows counted in the total.
+    fn where_clause(&self) -> String {
+        where_of(self.conditions.iter().map(String::as_str))
+    }
+
+    /// The conditions of the rows of a page: the total's, and after the cursor in the listing's
+    /// order.
+    fn page_where_clause(&self) -> String {
+        let n = self.params.len();
+        let after = self.cursor.as_ref().map(|_| format!("(created_at, id) < (${}, ${})", n + 1, n + 2));
+        where_of(self.conditions.iter().map(String::as_str).chain(after.as_deref()))
+    }
+}
+
+/// `WHERE` and all of `conditions`; nothing without any.
+fn where_of<'s>(conditions: impl Iterator<Item = &'s str>) -> String {
+    let conditions: Vec<&str> = conditions.collect();
+    if conditions.is_empty() { String::new() } else { format!("WHERE {}", conditions.join(" AND ")) }
+}
+
+/// The values of the cursor's condition, `(created_at, id) < (time, id)`. A cursor between two
+/// stored microseconds is equal to no stored time: the rows after it are those created before
+/// the next microsecond, whatever their id, which the empty id, less than any other, selects.
+fn cursor<'a>(cursor: &'a PageCursor) -> [Param<'a>; 2] {
+    let exact = floor_micros(cursor.created_at) == cursor.created_at;
+    [ceil_micros(cursor.created_at).into(), if exact { cursor.id.as_str() } else { "" }.into()]
 }
 
 #[cfg(test)]
@@ -290,6 +350,34 @@ mod tests {
     }
 
     #[test]
+    fn a_cursor_limits_the_page_and_not_its_total() {
+        let cursor = PageCursor { created_at: kern_core::now(), id: "row-9".into() };
+        let query = ApprovalQuery::default().tool_name("send_invoice").after(cursor);
+        let filter = Filter::new(&query, kern_core::now()).unwrap();
+        let count = "WHERE tool_name = $1";
+        assert_eq!(
+            queries().list_page(&filter),
+            format!(
+                "SELECT {APPROVAL_COLUMNS}, (SELECT COUNT(*) AS n FROM \"kern_approvals\" {count}) AS total \
+                 FROM \"kern_approvals\" {count} AND (created_at, id) < ($2, $3) \
+                 ORDER BY created_at DESC, id DESC LIMIT $4 OFFSET $5"
+            )
+        );
+        assert_eq!(queries().list_count(&filter), format!("SELECT COUNT(*) AS n FROM \"kern_approvals\" {count}"));
+        assert_eq!((filter.params.len(), filter.page_params().len()), (1, 3));
+    }
+
+    #[test]
+    fn a_cursor_alone_is_the_only_condition_of_the_page() {
+        let cursor = PageCursor { created_at: kern_core::now(), id: "row-9".into() };
+        let query = ApprovalQuery::default().after(cursor);
+        let filter = Filter::new(&query, kern_core::now()).unwrap();
+        let page = queries().list_page(&filter);
+        assert!(page.contains("(SELECT COUNT(*) AS n FROM \"kern_approvals\" ) AS total"), "{page}");
+        assert!(page.contains("WHERE (created_at, id) < ($1, $2) ORDER BY"), "{page}");
+    }
+
+    #[test]
     fn no_filter_lists_everything() {
         let query = ApprovalQuery::default();
         let filter = Filter::new(&query, kern_core::now()).unwrap();
@@ -303,6 +391,9 @@ mod tests {
         let long = "s".repeat(limits::MAX_KEY_LEN + 1);
         assert!(Filter::new(&ApprovalQuery::default().session_id(long), now).is_none());
         assert!(Filter::new(&ApprovalQuery::default().run_id("s".repeat(limits::MAX_KEY_LEN)), now).is_some());
+        assert!(Filter::new(&ApprovalQuery::default().tool_name("a\0b"), now).is_none());
+        let cursor = PageCursor { created_at: now, id: "a\0b".into() };
+        assert!(Filter::new(&ApprovalQuery::default().after(cursor), now).is_none());
     }
 
     #[test]

@@ -16,7 +16,7 @@ use crate::layout::{Ident, Layout};
 use crate::stmt::Stmt;
 
 /// The schema version this build writes and understands.
-pub const SCHEMA_VERSION: i64 = 6;
+pub const SCHEMA_VERSION: i64 = 7;
 
 /// The first version whose triggers keep a run's session row and its approval rows'
 /// `run_status` in step as the run is saved.
@@ -36,6 +36,9 @@ const VERBATIM_JSON_VERSION: i64 = 5;
 /// and triggers that keep the trail append-only and resolved rows as they were decided. Its
 /// migration starts the chain of every row already stored.
 const TRAIL_VERSION: i64 = 6;
+
+/// The first version with API keys, which a server signs requests in with.
+const API_KEYS_VERSION: i64 = 7;
 
 /// One step of the schema.
 #[derive(Debug)]
@@ -87,6 +90,7 @@ impl Migrator {
                 Migration::new(RESOLUTION_NOTIFY_VERSION, DB::announce_resolutions(layout)),
                 Migration::new(VERBATIM_JSON_VERSION, DB::verbatim_json(layout)),
                 Migration { starts_trails: true, ..Migration::new(TRAIL_VERSION, trail::<DB>(layout)) },
+                Migration::new(API_KEYS_VERSION, api_keys::<DB>(layout)),
             ],
             select_rows: format!("SELECT {APPROVAL_COLUMNS} FROM {} ORDER BY id", layout.qualified(&layout.approvals)),
             insert_event: format!(
@@ -355,6 +359,24 @@ fn trail<DB: Driver>(layout: &Layout) -> Vec<String> {
     statements
 }
 
+/// Version 7: the API keys. The trail's events need no index for the feed that follows them
+/// (`events_after`): their `seq` is the key of their table.
+fn api_keys<DB: Driver>(layout: &Layout) -> Vec<String> {
+    let (time, json, key, table_options) = (DB::TIME_TYPE, DB::VERBATIM_JSON_TYPE, DB::KEY_TYPE, DB::TABLE_OPTIONS);
+    vec![format!(
+        "CREATE TABLE {} (
+            id {key} PRIMARY KEY NOT NULL,
+            principal TEXT NOT NULL,
+            roles {json} NOT NULL,
+            scopes {json} NOT NULL,
+            secret_hash TEXT NOT NULL,
+            created_at {time} NOT NULL,
+            revoked_at {time}
+        ){table_options}",
+        layout.qualified(&layout.api_keys())
+    )]
+}
+
 /// Sets the `run_status` of the rows of run `run_id` to `status` (SQL expressions, as for
 /// [`upsert_session`]), touching only rows that differ.
 fn set_run_status(layout: &Layout, run_id: &str, status: &str) -> String {
@@ -381,12 +403,13 @@ mod tests {
         let versions = |current, target| -> Vec<i64> {
             migrator.pending(current, target).unwrap().iter().map(|m| m.version).collect()
         };
-        assert_eq!(versions(0, SCHEMA_VERSION), [1, 2, 3, 4, 5, 6]);
-        assert_eq!(versions(1, SCHEMA_VERSION), [2, 3, 4, 5, 6]);
-        assert_eq!(versions(2, SCHEMA_VERSION), [3, 4, 5, 6]);
-        assert_eq!(versions(3, SCHEMA_VERSION), [4, 5, 6]);
-        assert_eq!(versions(4, SCHEMA_VERSION), [5, 6]);
-        assert_eq!(versions(5, SCHEMA_VERSION), [6]);
+        assert_eq!(versions(0, SCHEMA_VERSION), [1, 2, 3, 4, 5, 6, 7]);
+        assert_eq!(versions(1, SCHEMA_VERSION), [2, 3, 4, 5, 6, 7]);
+        assert_eq!(versions(2, SCHEMA_VERSION), [3, 4, 5, 6, 7]);
+        assert_eq!(versions(3, SCHEMA_VERSION), [4, 5, 6, 7]);
+        assert_eq!(versions(4, SCHEMA_VERSION), [5, 6, 7]);
+        assert_eq!(versions(5, SCHEMA_VERSION), [6, 7]);
+        assert_eq!(versions(6, SCHEMA_VERSION), [7]);
         assert_eq!(versions(0, 1), [1]);
         assert_eq!(versions(SCHEMA_VERSION, SCHEMA_VERSION), [] as [i64; 0]);
         assert_eq!(versions(2, 1), [] as [i64; 0]);

@@ -13,11 +13,12 @@ use chrono::{DateTime, Utc};
 use kern_core::approval::{
     Approval, ApprovalPage, ApprovalQuery, ApprovalStatus, ApprovalUpdate, Decision, OnExpire, Principal, Vote,
 };
+use kern_core::keys::ApiKey;
 use kern_core::limits::{self, is_key};
 use kern_core::run::{RunRecord, RunStatus};
 use kern_core::store::Store;
 use kern_core::store::backend::{
-    DecisionRules, ResolutionRules, ResolutionWaiters, check_save, check_update, stale_cutoff,
+    DecisionRules, ResolutionRules, ResolutionWaiters, check_api_key, check_save, check_update, stale_cutoff,
 };
 use kern_core::trail::{self, EventKind, Execution, SYSTEM_PRINCIPAL, TrailEvent, TrailReport};
 use kern_core::{BoxFuture, Error, Result};
@@ -477,13 +478,17 @@ impl<DB: Driver> Store for SqlStore<DB> {
             let now = kern_core::now();
             let Some(filter) = Filter::new(query, now) else { return Ok(ApprovalPage::default()) };
             let offset = i64::try_from(query.offset()).unwrap_or(i64::MAX);
-            let page = Stmt { sql: self.queries.list_page(&filter).into(), params: filter.params.clone() }
-                .bind(i64::from(query.effective_limit()))
+            let limit = query.effective_limit();
+            let page = Stmt { sql: self.queries.list_page(&filter).into(), params: filter.page_params() }
+                .bind(i64::from(limit))
                 .bind(offset);
-            let rows = self.pools.read(page, codec::approval_and_total).await?;
-            let total = rows.first().map(|(_, total)| *total);
+            let mut rows = self.pools.read(page, codec::page_row).await?;
+            let total = rows.first().map(|row| row.total);
+            // A full page goes on after its last row, readable or not.
+            let full = rows.len() == limit as usize;
+            let next_cursor = rows.last_mut().filter(|_| full).and_then(|row| row.cursor.take());
             let (mut items, mut unreadable) = (Vec::with_capacity(rows.len()), Vec::new());
-            for (row, _) in rows {
+            for codec::PageRow { row, .. } in rows {
                 match row {
                     Ok(row) => items.push(Approval { status: row.status_at(now), ..row }),
                     Err(row) => {
@@ -495,14 +500,14 @@ impl<DB: Driver> Store for SqlStore<DB> {
             let total = match total {
                 Some(total) => total,
                 // An empty first page of a real size: nothing matches.
-                None if offset == 0 && query.effective_limit() > 0 => 0,
-                // Past the end, or a page of no rows: only a count can tell.
+                None if offset == 0 && query.after.is_none() && limit > 0 => 0,
+                // Past the end (by page or cursor), or a page of no rows: only a count can tell.
                 None => {
                     let count = Stmt { sql: self.queries.list_count(&filter).into(), params: filter.params };
                     self.pools.read(count, codec::count).await?.pop().unwrap_or(0)
                 }
             };
-            Ok(ApprovalPage { items, total, unreadable })
+            Ok(ApprovalPage { items, total, unreadable, next_cursor })
         })
     }
 
@@ -691,6 +696,50 @@ impl<DB: Driver> Store for SqlStore<DB> {
                     trail::orphan(chains.iter().filter(|(id, _)| !ids.contains(id.as_str())))
                 });
             Ok(TrailReport { approvals: rows.len() as u64, events: total, broken })
+        })
+    }
+
+    fn events_after(&self, after: i64, limit: u32) -> BoxFuture<'_, Result<Vec<TrailEvent>>> {
+        Box::pin(async move {
+            let stmt = Stmt::new(&self.queries.events_after).bind(after).bind(i64::from(limit));
+            self.pools.read(stmt, codec::event).await
+        })
+    }
+
+    fn last_event_seq(&self) -> BoxFuture<'_, Result<i64>> {
+        Box::pin(async move {
+            Ok(self.pools.read(Stmt::new(&self.queries.last_event_seq), codec::seq).await?.pop().unwrap_or(0))
+        })
+    }
+
+    fn save_api_key<'a>(&'a self, key: &'a ApiKey) -> BoxFuture<'a, Result<()>> {
+        Box::pin(async move {
+            check_api_key(key)?;
+            self.pools.execute(codec::bind_api_key(Stmt::new(&self.queries.insert_api_key), key)?).await.map(drop)
+        })
+    }
+
+    fn api_key<'a>(&'a self, id: &'a str) -> BoxFuture<'a, Result<Option<ApiKey>>> {
+        Box::pin(async move {
+            if !is_key(id) {
+                return Ok(None);
+            }
+            Ok(self.pools.read(Stmt::new(&self.queries.api_key).bind(id), codec::api_key).await?.pop())
+        })
+    }
+
+    fn api_keys(&self) -> BoxFuture<'_, Result<Vec<ApiKey>>> {
+        Box::pin(async move { self.pools.read(Stmt::new(&self.queries.api_keys), codec::api_key).await })
+    }
+
+    /// One statement: the first `revoked_at` stays, and the key comes back as stored.
+    fn revoke_api_key<'a>(&'a self, id: &'a str) -> BoxFuture<'a, Result<Option<ApiKey>>> {
+        Box::pin(async move {
+            if !is_key(id) {
+                return Ok(None);
+            }
+            let stmt = Stmt::new(&self.queries.revoke_api_key).bind(id).bind(kern_core::now());
+            Ok(self.pools.write(stmt, codec::api_key).await?.pop())
         })
     }
 

@@ -8,6 +8,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use kern::approval::{Approval, ApprovalPage, ApprovalQuery, ApprovalUpdate, Decision, Principal, Vote};
 use kern::db::{MemoryDb, PostgresDb, SqliteDb, Store};
+use kern::keys::ApiKey;
 use kern::run::RunRecord;
 use kern::trail::{Execution, TrailEvent, TrailReport};
 use kern::{BoxFuture, Result};
@@ -276,5 +277,35 @@ impl Store for ProbeStore {
     fn verify_trail(&self) -> BoxFuture<'_, Result<TrailReport>> {
         self.log("verify_trail");
         self.inner.verify_trail()
+    }
+
+    fn events_after(&self, after: i64, limit: u32) -> BoxFuture<'_, Result<Vec<TrailEvent>>> {
+        self.log("events_after");
+        self.inner.events_after(after, limit)
+    }
+
+    fn last_event_seq(&self) -> BoxFuture<'_, Result<i64>> {
+        self.log("last_event_seq");
+        self.inner.last_event_seq()
+    }
+
+    fn save_api_key<'a>(&'a self, key: &'a ApiKey) -> BoxFuture<'a, Result<()>> {
+        self.log("save_api_key");
+        self.inner.save_api_key(key)
+    }
+
+    fn api_key<'a>(&'a self, id: &'a str) -> BoxFuture<'a, Result<Option<ApiKey>>> {
+        self.log("api_key");
+        self.inner.api_key(id)
+    }
+
+    fn api_keys(&self) -> BoxFuture<'_, Result<Vec<ApiKey>>> {
+        self.log("api_keys");
+        self.inner.api_keys()
+    }
+
+    fn revoke_api_key<'a>(&'a self, id: &'a str) -> BoxFuture<'a, Result<Option<ApiKey>>> {
+        self.log("revoke_api_key");
+        self.inner.revoke_api_key(id)
     }
 }

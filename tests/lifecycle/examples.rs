@@ -1,7 +1,9 @@
 //! Every example runs offline to the end and exits 0.
 //!
 //! `cargo test` builds the examples next to this test binary; each is run as a user would,
-//! without a model provider configured, so the scripted model answers.
+//! without a model provider configured, so the scripted model answers. `KERN_EXAMPLE_SMOKE`
+//! makes `admin_server` drive its own server over HTTP and exit instead of serving until
+//! stopped; the other examples ignore it.
 
 use std::path::PathBuf;
 use std::process::Command;
@@ -14,6 +16,7 @@ const EXAMPLES: &[&str] = &[
     "audit_approval",
     "team_approval",
     "approval_policy",
+    "admin_server",
 ];
 
 fn example_binary(name: &str) -> PathBuf {
@@ -30,6 +33,7 @@ fn every_example_runs_to_completion() {
         let output = Command::new(&binary)
             .env_remove("OPENAI_API_KEY")
             .env_remove("KERN_OPENAI_BASE_URL")
+            .env("KERN_EXAMPLE_SMOKE", "1")
             .output()
             .unwrap_or_else(|e| panic!("cannot run {name}: {e}"));
         let stdout = String::from_utf8_lossy(&output.stdout);

@@ -7,8 +7,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use kern::Error;
-use kern::approval::{Approval, ApprovalQuery, ApprovalStatus, ApprovalUpdate, PauseType};
+use kern::approval::{Approval, ApprovalQuery, ApprovalStatus, ApprovalUpdate, PageCursor, PauseType};
 use kern::db::{PostgresDb, SCHEMA_VERSION, Store};
+use kern::keys::{ApiKey, Scope};
 use kern::limits::{MAX_JSON_DEPTH, MAX_KEY_LEN};
 use kern::models::Message;
 use kern::run::{
@@ -282,12 +283,15 @@ pub async fn a_lookup_by_an_id_no_row_can_have_finds_nothing(store: Arc<dyn Stor
         assert_eq!(store.count_pending_approvals(Some(&id)).await.unwrap(), 0);
         let wait = store.wait_for_resolution(&id, Duration::from_millis(10)).await;
         assert!(matches!(&wait, Err(Error::ApprovalNotFound(found)) if *found == id), "{wait:?}");
+        assert_eq!(store.api_key(&id).await.unwrap(), None);
+        assert_eq!(store.revoke_api_key(&id).await.unwrap(), None);
         for query in [
             ApprovalQuery::default().user_id(id.as_str()),
             ApprovalQuery::default().agent_id(id.as_str()),
             ApprovalQuery::default().team_id(id.as_str()),
             ApprovalQuery::default().run_id(id.as_str()),
             ApprovalQuery::default().session_id(id.as_str()),
+            ApprovalQuery::default().tool_name(id.as_str()),
         ] {
             let page = store.list_approvals(&query).await.unwrap();
             assert!(page.items.is_empty() && page.unreadable.is_empty() && page.total == 0, "{page:?}");
@@ -325,6 +329,14 @@ pub async fn an_unreadable_row_is_named_and_the_listing_goes_on(target: SqlTarge
     assert_eq!(ids(&second.items), [rows[0].id.clone()]);
     assert_eq!(second.unreadable.len(), 1);
     assert_eq!(second.total, 4);
+    // Paged by cursor, a page whose last row cannot be read still goes on after it.
+    let first = store.list_approvals(&ApprovalQuery::default().limit(2)).await.unwrap();
+    assert_eq!((ids(&first.items), first.unreadable[0].id.as_str()), (vec![rows[3].id.clone()], rows[2].id.as_str()));
+    let cursor = first.next_cursor.expect("a full page has a cursor");
+    assert_eq!(cursor, PageCursor::of(&rows[2]));
+    let after = store.list_approvals(&ApprovalQuery::default().limit(2).after(cursor)).await.unwrap();
+    assert_eq!((ids(&after.items), after.unreadable[0].id.as_str()), (vec![rows[0].id.clone()], rows[1].id.as_str()));
+    assert_eq!(after.total, 4);
 
     // Read alone, a damaged row says so; the others go on as ever.
     for bad in &rows[1..3] {
@@ -336,33 +348,47 @@ pub async fn an_unreadable_row_is_named_and_the_listing_goes_on(target: SqlTarge
     db.close().await;
 }
 
+/// The first schema version with the trail: rows of older ones have none until they upgrade.
+const FIRST_TRAIL_VERSION: i64 = 6;
+
 /// Tables of each older schema version, so that one database holds a store of each.
-const OLDER_TABLES: [[&str; 3]; 5] = [
+const OLDER_TABLES: [[&str; 3]; 6] = [
     ["v1_approvals", "v1_runs", "v1_sessions"],
     ["v2_approvals", "v2_runs", "v2_sessions"],
     ["v3_approvals", "v3_runs", "v3_sessions"],
     ["v4_approvals", "v4_runs", "v4_sessions"],
     ["v5_approvals", "v5_runs", "v5_sessions"],
+    ["v6_approvals", "v6_runs", "v6_sessions"],
 ];
 
 pub async fn an_upgrade_from_every_version_keeps_the_rows_and_takes_nul_inside_json(target: SqlTarget) {
     assert_eq!(OLDER_TABLES.len() as i64, SCHEMA_VERSION - 1, "a store of every older version");
     for (version, tables) in (1..).zip(OLDER_TABLES) {
         let old = target.open(Options::default().tables(tables).schema_version(version)).await.unwrap();
-        old.close().await;
         // Rows as that version's builds wrote them.
-        let columns = "id, run_id, session_id, status, approval_type, pause_type, source_type, tool_name, \
-                       tool_args, tool_call_id, requirements, created_at, updated_at, run_status";
         let ids = [format!("{}-pending", tables[0]), format!("{}-external", tables[0])];
-        let insert = format!(
-            "INSERT INTO {{t:{}}} ({columns}) VALUES \
-             ('{}', 'run-old', 'session-old', 'pending', 'required', 'confirmation', 'agent', 'delete_user_data', \
-              '{{\"user_id\": \"42\"}}', 'call-1', '[]', {{time}}, {{time}}, 'paused'), \
-             ('{}', 'run-old', 'session-old', 'pending', 'required', 'external_execution', 'agent', \
-              'delete_user_data', '{{\"user_id\": \"43\"}}', 'call-2', '[]', {{time}}, {{time}}, 'paused')",
-            tables[0], ids[0], ids[1]
-        );
-        target.raw(&insert).await.unwrap();
+        if version >= FIRST_TRAIL_VERSION {
+            // With their trails, which this build writes as those builds did.
+            let rows = [
+                Approval { id: ids[0].clone(), ..approval("run-old") },
+                Approval { id: ids[1].clone(), ..external_approval("run-old") },
+            ];
+            create_all(&*old.store(), &rows).await;
+            old.close().await;
+        } else {
+            old.close().await;
+            let columns = "id, run_id, session_id, status, approval_type, pause_type, source_type, tool_name, \
+                           tool_args, tool_call_id, requirements, created_at, updated_at, run_status";
+            let insert = format!(
+                "INSERT INTO {{t:{}}} ({columns}) VALUES \
+                 ('{}', 'run-old', 'session-old', 'pending', 'required', 'confirmation', 'agent', \
+                  'delete_user_data', '{{\"user_id\": \"42\"}}', 'call-1', '[]', {{time}}, {{time}}, 'paused'), \
+                 ('{}', 'run-old', 'session-old', 'pending', 'required', 'external_execution', 'agent', \
+                  'delete_user_data', '{{\"user_id\": \"43\"}}', 'call-2', '[]', {{time}}, {{time}}, 'paused')",
+                tables[0], ids[0], ids[1]
+            );
+            target.raw(&insert).await.unwrap();
+        }
 
         let db = target.open(Options::default().tables(tables)).await.unwrap();
         assert_eq!(db.schema_version().await, SCHEMA_VERSION, "from version {version}");
@@ -384,6 +410,9 @@ pub async fn an_upgrade_from_every_version_keeps_the_rows_and_takes_nul_inside_j
         assert_eq!(store.load_run(&next.run_id).await.unwrap(), Some(next));
         assert_eq!(stored(&*store, &next_row.id).await, next_row);
         assert!(store.verify_trail().await.unwrap().is_intact(), "from version {version}");
+        let key = ApiKey::issue("admin", vec!["ops".into()], vec![Scope::Admin]).key;
+        store.save_api_key(&key).await.unwrap();
+        assert_eq!(store.api_keys().await.unwrap(), [key], "from version {version}");
         db.close().await;
     }
 }

@@ -10,9 +10,11 @@
 //! Unset, the Postgres tests print why and pass; set but unreachable, they fail.
 
 mod approvals;
+mod feed;
 mod fixtures;
 mod harness;
 mod hostile;
+mod keys;
 mod policy;
 mod resolve;
 mod runs;
@@ -113,6 +115,16 @@ suite! {
         hostile::keys_beyond_the_limits_are_refused_before_anything_is_written,
         hostile::keys_at_the_limit_round_trip,
         hostile::a_lookup_by_an_id_no_row_can_have_finds_nothing,
+        keys::keys_are_saved_read_and_listed_oldest_first,
+        keys::a_revoked_key_keeps_its_first_revocation,
+        keys::a_key_that_could_not_be_looked_up_is_refused_and_nothing_is_stored,
+        keys::a_taken_key_id_is_refused,
+        feed::events_after_gives_every_event_in_seq_order,
+        feed::following_events_after_the_last_seq_sees_each_once,
+        feed::tool_name_and_expiry_filters_select_their_rows,
+        feed::cursor_pages_visit_every_row_once_in_order,
+        feed::a_cursor_after_the_last_row_gives_an_empty_page_and_the_total,
+        feed::rows_of_the_same_time_follow_a_cursor_by_id,
     ],
     sql: [
         schema::an_empty_database_gets_the_current_schema,

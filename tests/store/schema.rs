@@ -8,6 +8,7 @@ use std::time::Duration;
 use kern::Error;
 use kern::approval::{ApprovalQuery, ApprovalStatus, ApprovalUpdate};
 use kern::db::{OpenError, PostgresDb, SCHEMA_VERSION, SqliteDb, Store};
+use kern::keys::{ApiKey, Scope};
 use kern::run::RunStatus;
 use kern::trail::EventKind;
 
@@ -65,11 +66,12 @@ pub async fn reopening_keeps_the_rows(target: SqlTarget) {
 }
 
 pub async fn an_older_schema_is_upgraded_keeping_its_rows_and_starting_their_trails(target: SqlTarget) {
-    let previous = SCHEMA_VERSION - 1;
+    // The last version without the trail.
+    let previous = 5;
     let old = target.open(Options::default().schema_version(previous)).await.unwrap();
     assert_eq!(old.schema_version().await, previous);
     old.close().await;
-    // Rows as the previous version's builds wrote them: one pending, one approved.
+    // Rows as that version's builds wrote them: one pending, one approved.
     let columns = "id, run_id, session_id, status, approval_type, pause_type, source_type, tool_name, tool_args, \
                    tool_call_id, requirements, resolved_by, created_at, updated_at, run_status";
     target
@@ -130,6 +132,15 @@ pub async fn each_write_is_one_commit_and_reads_none(target: SqlTarget) {
     let (team, member) = (run("session-2"), run("session-2"));
     store.save_runs(&[team, member.clone()], &[approval(&member.run_id)], &[]).await.unwrap();
     commits(5, start, "a team's pause: two runs and a row");
+    let key = ApiKey::issue("admin", Vec::new(), vec![Scope::Admin]).key;
+    store.save_api_key(&key).await.unwrap();
+    commits(6, start, "an API key");
+    store.revoke_api_key(&key.id).await.unwrap();
+    commits(7, start, "a revocation");
+    store.api_key(&key.id).await.unwrap();
+    store.api_keys().await.unwrap();
+    store.events_after(0, 100).await.unwrap();
+    commits(7, start, "reads of keys and events");
     db.close().await;
 }
 

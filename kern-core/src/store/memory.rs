@@ -1,6 +1,7 @@
 //! An in-memory [`Store`]: for tests, examples and single-process programs that need no
 //! durability. Same semantics as the database stores, checked by the same test suite.
 
+use std::collections::hash_map::Entry;
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
@@ -10,12 +11,16 @@ use chrono::{DateTime, Utc};
 use serde_json::Value;
 
 use super::Store;
-use super::backend::{DecisionRules, ResolutionRules, ResolutionWaiters, check_save, check_update, stale_cutoff};
+use super::backend::{
+    DecisionRules, ResolutionRules, ResolutionWaiters, check_api_key, check_save, check_update, stale_cutoff,
+};
 use crate::BoxFuture;
 use crate::approval::{
-    Approval, ApprovalPage, ApprovalQuery, ApprovalStatus, ApprovalUpdate, Decision, OnExpire, Principal, Vote,
+    Approval, ApprovalPage, ApprovalQuery, ApprovalStatus, ApprovalUpdate, Decision, OnExpire, PageCursor, Principal,
+    Vote,
 };
 use crate::error::{Error, Result};
+use crate::keys::ApiKey;
 use crate::run::{RunRecord, RunStatus};
 use crate::trail::{self, EventKind, Execution, SYSTEM_PRINCIPAL, TrailEvent, TrailReport};
 
@@ -37,6 +42,7 @@ struct Tables {
     trails: HashMap<String, Vec<TrailEvent>>,
     /// The `seq` of the last event written.
     last_seq: i64,
+    api_keys: HashMap<String, ApiKey>,
 }
 
 impl MemoryDb {
@@ -283,8 +289,11 @@ impl Store for MemoryDb {
         items.sort_by(|a, b| (b.created_at, &b.id).cmp(&(a.created_at, &a.id)));
         let total = items.len() as u64;
         let offset = usize::try_from(query.offset()).unwrap_or(usize::MAX);
-        let items = items.into_iter().skip(offset).take(query.effective_limit() as usize).collect();
-        ready(Ok(ApprovalPage { items, total, unreadable: Vec::new() }))
+        let limit = query.effective_limit() as usize;
+        let items: Vec<Approval> =
+            items.into_iter().filter(|row| query.is_after_cursor(row)).skip(offset).take(limit).collect();
+        let next_cursor = items.last().filter(|_| items.len() == limit).map(PageCursor::of);
+        ready(Ok(ApprovalPage { items, total, unreadable: Vec::new(), next_cursor }))
     }
 
     fn update_approval<'a>(&'a self, id: &'a str, update: ApprovalUpdate) -> BoxFuture<'a, Result<Approval>> {
@@ -389,6 +398,52 @@ impl Store for MemoryDb {
 
     fn trail<'a>(&'a self, id: &'a str) -> BoxFuture<'a, Result<Vec<TrailEvent>>> {
         ready(Ok(self.tables().trails.get(id).cloned().unwrap_or_default()))
+    }
+
+    fn events_after(&self, after: i64, limit: u32) -> BoxFuture<'_, Result<Vec<TrailEvent>>> {
+        let tables = self.tables();
+        let mut events: Vec<TrailEvent> =
+            tables.trails.values().flatten().filter(|event| event.seq > after).cloned().collect();
+        events.sort_by_key(|event| event.seq);
+        events.truncate(limit as usize);
+        ready(Ok(events))
+    }
+
+    fn last_event_seq(&self) -> BoxFuture<'_, Result<i64>> {
+        ready(Ok(self.tables().last_seq))
+    }
+
+    fn save_api_key<'a>(&'a self, key: &'a ApiKey) -> BoxFuture<'a, Result<()>> {
+        let saved = check_api_key(key).and_then(|()| match self.tables().api_keys.entry(key.id.clone()) {
+            Entry::Occupied(_) => Err(Error::database(std::io::Error::new(
+                std::io::ErrorKind::AlreadyExists,
+                format!("API key {} already exists", key.id),
+            ))),
+            Entry::Vacant(slot) => {
+                slot.insert(key.clone());
+                Ok(())
+            }
+        });
+        ready(saved)
+    }
+
+    fn api_key<'a>(&'a self, id: &'a str) -> BoxFuture<'a, Result<Option<ApiKey>>> {
+        ready(Ok(self.tables().api_keys.get(id).cloned()))
+    }
+
+    fn api_keys(&self) -> BoxFuture<'_, Result<Vec<ApiKey>>> {
+        let mut keys: Vec<ApiKey> = self.tables().api_keys.values().cloned().collect();
+        keys.sort_by(|a, b| (a.created_at, &a.id).cmp(&(b.created_at, &b.id)));
+        ready(Ok(keys))
+    }
+
+    fn revoke_api_key<'a>(&'a self, id: &'a str) -> BoxFuture<'a, Result<Option<ApiKey>>> {
+        let mut tables = self.tables();
+        let revoked = tables.api_keys.get_mut(id).map(|key| {
+            key.revoked_at.get_or_insert_with(crate::now);
+            key.clone()
+        });
+        ready(Ok(revoked))
     }
 
     fn verify_trail(&self) -> BoxFuture<'_, Result<TrailReport>> {

@@ -8,6 +8,7 @@ use serde_json::Value;
 
 use crate::approval::{Approval, ApprovalUpdate, RowPolicy};
 use crate::error::Result;
+use crate::keys::ApiKey;
 use crate::limits::{check_json, check_json_object, check_key};
 use crate::run::{Delegation, MemberRun, RunRecord, RunRequirement, ToolExecution};
 
@@ -33,6 +34,14 @@ pub fn check_update(update: &ApprovalUpdate) -> Result<()> {
     let ApprovalUpdate { expected_status: _, status: _, resolved_by, resolved_at: _, resolution_data } = update;
     optional_key("resolved_by", resolved_by.as_deref())?;
     optional_json("resolution_data", resolution_data.as_ref())
+}
+
+/// Refuses an API key whose id, principal or roles could not be looked up again (see
+/// [`check_key`]).
+pub fn check_api_key(key: &ApiKey) -> Result<()> {
+    check_key("api_key.id", &key.id)?;
+    check_key("api_key.principal", &key.principal)?;
+    key.roles.iter().try_for_each(|role| check_key("api_key.roles", role))
 }
 
 /// A run's key columns and the JSON values its state holds. The state's own nesting is fixed

@@ -163,6 +163,7 @@ mod tests {
     use crate::approval::{
         ApprovalPage, ApprovalQuery, ApprovalType, ApprovalUpdate, Decision, PauseType, Principal, SourceType, Vote,
     };
+    use crate::keys::ApiKey;
     use crate::run::{RunRecord, RunStatus};
     use crate::store::{MemoryDb, Store};
     use crate::trail::{Execution, TrailEvent, TrailReport};
@@ -302,6 +303,30 @@ mod tests {
 
         fn verify_trail(&self) -> BoxFuture<'_, Result<TrailReport>> {
             self.0.verify_trail()
+        }
+
+        fn events_after(&self, after: i64, limit: u32) -> BoxFuture<'_, Result<Vec<TrailEvent>>> {
+            self.0.events_after(after, limit)
+        }
+
+        fn last_event_seq(&self) -> BoxFuture<'_, Result<i64>> {
+            self.0.last_event_seq()
+        }
+
+        fn save_api_key<'a>(&'a self, key: &'a ApiKey) -> BoxFuture<'a, Result<()>> {
+            self.0.save_api_key(key)
+        }
+
+        fn api_key<'a>(&'a self, id: &'a str) -> BoxFuture<'a, Result<Option<ApiKey>>> {
+            self.0.api_key(id)
+        }
+
+        fn api_keys(&self) -> BoxFuture<'_, Result<Vec<ApiKey>>> {
+            self.0.api_keys()
+        }
+
+        fn revoke_api_key<'a>(&'a self, id: &'a str) -> BoxFuture<'a, Result<Option<ApiKey>>> {
+            self.0.revoke_api_key(id)
         }
     }
 

@@ -1,0 +1,183 @@
+//! An admin's approvals server: an agent with two gated tools, served over HTTP behind API
+//! keys. Three users' runs are paused before it starts; it prints an admin key once and the
+//! curl commands that list the pending rows, resolve one and continue its run, then serves on
+//! `KERN_ADDR` (127.0.0.1:7000 by default) until stopped.
+//!
+//! With `KERN_EXAMPLE_SMOKE` set (the examples test sets it), it serves on a free port instead
+//! and makes those requests itself: a listing without the key (401), the listing with it, one
+//! approval, one rejection, and the continue of both runs; then it exits.
+//!
+//! `cargo run --example admin_server`
+
+mod common;
+
+use kern::keys::{ApiKey, Scope};
+use kern::prelude::*;
+use kern::run::RunOptions;
+use kern_server::{Auth, Server};
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+
+/// Refund an order. Requires admin approval.
+#[approval]
+#[tool(requires_confirmation)]
+fn refund_order(order_id: String, amount_cents: u64) -> String {
+    format!("refunded {amount_cents} cents on order {order_id}")
+}
+
+/// Permanently delete all data for a user. Requires admin approval.
+#[approval]
+#[tool(requires_confirmation)]
+async fn delete_user_data(user_id: String) -> String {
+    format!("All data for user {user_id} has been deleted.")
+}
+
+/// A run paused before the server starts, as the admin will find it.
+struct Paused {
+    user: &'static str,
+    run_id: String,
+    session_id: String,
+}
+
+#[tokio::main]
+async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let db = SqliteDb::open(common::fresh_db("admin_server")).await?;
+    let script = ScriptedModel::new()
+        .when_user_contains("A-100", Reply::call("refund_order", json!({"order_id": "A-100", "amount_cents": 1999})))
+        .when_user_contains("B-200", Reply::call("refund_order", json!({"order_id": "B-200", "amount_cents": 250000})))
+        .when_user_contains("delete", Reply::call("delete_user_data", json!({"user_id": "carol"})));
+    let agent = Agent::builder()
+        .id("support-agent")
+        .name("support-agent")
+        .model(common::model(script))
+        .tool(RefundOrder)
+        .tool(DeleteUserData)
+        .db(db.clone())
+        .build()?;
+
+    let mut paused = Vec::new();
+    for (user, message) in
+        [("alice", "Refund order A-100"), ("bob", "Refund order B-200"), ("carol", "Please delete all my data")]
+    {
+        let run = agent.run_with(message, RunOptions::default().user_id(user)).await?;
+        println!("{user}: run {} is {}", run.run_id, run.status);
+        if run.status != RunStatus::Paused {
+            return Err(format!("expected {user}'s run to pause, it is {}", run.status).into());
+        }
+        paused.push(Paused { user, run_id: run.run_id, session_id: run.session_id });
+    }
+
+    // The secret is shown once: the store keeps only its hash.
+    let issued = ApiKey::issue("admin", vec!["ops".into()], vec![Scope::Admin]);
+    db.save_api_key(&issued.key).await?;
+    let server = Server::builder().store(db.clone()).agent(agent.clone()).auth(Auth::api_keys()).build()?;
+
+    let smoke = std::env::var_os("KERN_EXAMPLE_SMOKE").is_some();
+    let addr = if smoke {
+        "127.0.0.1:0".to_owned()
+    } else {
+        std::env::var("KERN_ADDR").unwrap_or_else(|_| "127.0.0.1:7000".into())
+    };
+    let listener = tokio::net::TcpListener::bind(&addr).await?;
+    let base = format!("http://{}", listener.local_addr()?);
+    let first = db
+        .list_approvals(&ApprovalQuery::default().status(ApprovalStatus::Pending).run_id(paused[0].run_id.as_str()))
+        .await?;
+    let row_id = &first.items.first().ok_or("a paused run has a pending row")?.id;
+
+    println!("\nadmin API key (shown once):\n  export KERN_TOKEN={}", issued.token);
+    println!("\nlist the pending approvals:");
+    println!("  curl -s -H \"Authorization: Bearer $KERN_TOKEN\" '{base}/approvals?status=pending&limit=50'");
+    println!("approve {}'s request:", paused[0].user);
+    println!(
+        "  curl -s -H \"Authorization: Bearer $KERN_TOKEN\" -H 'Content-Type: application/json' \
+         -d '{{\"status\":\"approved\"}}' {base}/approvals/{row_id}/resolve"
+    );
+    println!("continue {}'s run:", paused[0].user);
+    println!(
+        "  curl -s -H \"Authorization: Bearer $KERN_TOKEN\" -d session_id={} -d stream=false \
+         {base}/agents/{}/runs/{}/continue",
+        paused[0].session_id,
+        agent.id(),
+        paused[0].run_id
+    );
+
+    if !smoke {
+        println!("\nserving on {base} (Ctrl-C to stop)");
+        server.serve(listener).await?;
+        return Ok(());
+    }
+    tokio::spawn(server.serve(listener));
+    drive(&base, &issued.token, agent.id(), &paused).await
+}
+
+/// What an admin does with the printed commands, over real HTTP, plus a rejection with a note
+/// for the model; the third user's row is left pending.
+async fn drive(base: &str, token: &str, agent_id: &str, paused: &[Paused]) -> Result<(), Box<dyn std::error::Error>> {
+    let client = reqwest::Client::new();
+    let pending_url = format!("{base}/approvals?status=pending&limit=50");
+
+    let refused = client.get(&pending_url).send().await?;
+    println!("\nGET /approvals without the key: {}", refused.status());
+    if refused.status() != StatusCode::UNAUTHORIZED {
+        return Err(format!("a request without the key got {}", refused.status()).into());
+    }
+
+    let list: Value = checked(client.get(&pending_url).bearer_auth(token).send().await?).await?;
+    println!("GET /approvals with the key: {} pending", list["meta"]["total_count"]);
+    let rows = list["data"].as_array().ok_or("a listing has `data`")?;
+    for row in rows {
+        println!(
+            "  {} for {}: {} {}",
+            text(&row["id"]),
+            text(&row["user_id"]),
+            text(&row["tool_name"]),
+            row["tool_args"]
+        );
+    }
+
+    let decisions =
+        [json!({"status": "approved"}), json!({"status": "rejected", "resolution_data": {"note": "over $1,000"}})];
+    for (run, decision) in paused.iter().zip(decisions) {
+        let row = rows.iter().find(|row| row["run_id"] == run.run_id.as_str()).ok_or("each paused run is listed")?;
+        let url = format!("{base}/approvals/{}/resolve", text(&row["id"]));
+        let resolved: Value = checked(client.post(url).bearer_auth(token).json(&decision).send().await?).await?;
+        println!(
+            "POST resolve {}'s row: {} by {}",
+            run.user,
+            text(&resolved["status"]),
+            text(&resolved["resolved_by"])
+        );
+    }
+
+    let mut completed = 0;
+    for run in &paused[..2] {
+        let url = format!("{base}/agents/{agent_id}/runs/{}/continue", run.run_id);
+        let form = [("session_id", run.session_id.as_str()), ("stream", "false")];
+        let done: Value = checked(client.post(url).bearer_auth(token).form(&form).send().await?).await?;
+        println!("POST continue {}'s run: {}: {}", run.user, text(&done["status"]), text(&done["content"]));
+        completed += usize::from(done["status"] == "COMPLETED");
+    }
+    if completed != 2 {
+        return Err("both continued runs should have completed".into());
+    }
+
+    let count: Value = checked(client.get(format!("{base}/approvals/count")).bearer_auth(token).send().await?).await?;
+    println!("{completed} runs completed over HTTP; {} approval still pending", count["count"]);
+    Ok(())
+}
+
+/// The JSON body of a successful response, or an error naming the status and the body.
+async fn checked(response: reqwest::Response) -> Result<Value, Box<dyn std::error::Error>> {
+    let status = response.status();
+    if !status.is_success() {
+        let path = response.url().path().to_owned();
+        return Err(format!("{path} answered {status}: {}", response.text().await?).into());
+    }
+    Ok(response.json().await?)
+}
+
+/// A string field of a response, unquoted for printing.
+fn text(value: &Value) -> &str {
+    value.as_str().unwrap_or("?")
+}

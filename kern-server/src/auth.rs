@@ -1,0 +1,145 @@
+//! Who calls: the [`Auth`] mode a server runs in and the [`Caller`] extractor every protected
+//! handler takes, which signs the request in (or refuses it with 401) and answers what the
+//! caller may do (or refuses with 403).
+
+use std::net::SocketAddr;
+
+use axum::extract::{ConnectInfo, FromRequestParts};
+use axum::http::header::AUTHORIZATION;
+use axum::http::request::Parts;
+use kern_core::approval::{Approval, Principal};
+use kern_core::keys::{Scope, parse_token};
+use kern_core::limits;
+
+use crate::error::{ApiError, ApiResult};
+use crate::state::AppState;
+
+/// How a server knows who calls it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Auth {
+    /// `Authorization: Bearer <API key>`: keys issued through the store, checked on every
+    /// request (a revoked key stops working at once).
+    ApiKeys,
+    /// No authentication: every request acts as `principal` with every scope. Answers only
+    /// clients on a loopback address, for local development.
+    OpenOnLoopback {
+        /// Who the requests act as, on the trail.
+        principal: String,
+    },
+}
+
+impl Auth {
+    /// Bearer API keys issued through the store.
+    #[must_use]
+    pub fn api_keys() -> Self {
+        Auth::ApiKeys
+    }
+
+    /// No authentication, answering only loopback clients; decisions are recorded as made by
+    /// `principal`.
+    #[must_use]
+    pub fn open_on_loopback(principal: impl Into<String>) -> Self {
+        Auth::OpenOnLoopback { principal: principal.into() }
+    }
+}
+
+/// The signed-in caller of a request.
+#[derive(Debug, Clone)]
+pub struct Caller {
+    /// Who decides, on the trail and as `resolved_by`.
+    pub principal: Principal,
+    scopes: Vec<Scope>,
+    /// Set when the caller sees only the rows and runs of its own user (isolation on, and no
+    /// admin scope).
+    own_user: Option<String>,
+    /// False on an open server: the principal was not proven.
+    authenticated: bool,
+}
+
+impl Caller {
+    /// Refuses the request unless the caller holds `scope`.
+    pub fn require(&self, scope: Scope) -> ApiResult<()> {
+        if self.scopes.iter().any(|held| *held == scope || *held == Scope::Admin) {
+            Ok(())
+        } else {
+            Err(ApiError::forbidden(format!("Insufficient permissions. Required scope(s): {scope}")))
+        }
+    }
+
+    /// The user whose rows alone the caller sees, under isolation.
+    pub fn own_user(&self) -> Option<&str> {
+        self.own_user.as_deref()
+    }
+
+    /// True when the caller may see `row`.
+    pub fn sees(&self, row: &Approval) -> bool {
+        self.own_user.as_deref().is_none_or(|user| row.user_id.as_deref() == Some(user))
+    }
+
+    /// True when the caller may see a run of `user_id`.
+    pub fn sees_user(&self, user_id: Option<&str>) -> bool {
+        self.own_user.as_deref().is_none_or(|user| user_id == Some(user))
+    }
+
+    /// Refuses a caller confined to its own rows: under isolation only admins decide rows, as
+    /// in the reference (answered as not found, so that existence is not revealed).
+    pub fn require_unconfined(&self) -> ApiResult<()> {
+        if self.own_user.is_some() { Err(ApiError::approval_not_found()) } else { Ok(()) }
+    }
+
+    /// Who a decision is recorded as: the signed-in principal, or on an open server the
+    /// resolver the request names (the server's principal when it names none), as in the
+    /// reference.
+    pub fn decider(&self, named: Option<String>) -> Principal {
+        match named {
+            Some(id) if !self.authenticated => Principal::new(id),
+            _ => self.principal.clone(),
+        }
+    }
+
+    /// The user a run acts for: the authenticated principal, or on an open server the user the
+    /// request names.
+    pub fn run_user(&self, requested: Option<String>) -> Option<String> {
+        if self.authenticated { Some(self.principal.id.clone()) } else { requested }
+    }
+}
+
+impl FromRequestParts<AppState> for Caller {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
+        match &state.auth {
+            Auth::OpenOnLoopback { principal } => {
+                let peer = parts.extensions.get::<ConnectInfo<SocketAddr>>().map(|info| info.0);
+                if !peer.is_some_and(|peer| peer.ip().is_loopback()) {
+                    return Err(ApiError::forbidden(
+                        "this server runs without authentication and answers only loopback clients",
+                    ));
+                }
+                Ok(Caller {
+                    principal: Principal::new(principal.clone()),
+                    scopes: vec![Scope::Admin],
+                    own_user: None,
+                    authenticated: false,
+                })
+            }
+            Auth::ApiKeys => {
+                let header = parts
+                    .headers
+                    .get(AUTHORIZATION)
+                    .ok_or_else(|| ApiError::unauthorized("Authorization header required"))?;
+                let invalid = || ApiError::unauthorized("Invalid authentication token");
+                let header = header.to_str().map_err(|_| invalid())?.trim();
+                // The reference accepts the raw key without the `Bearer` prefix too.
+                let token = header.strip_prefix("Bearer ").unwrap_or(header).trim();
+                let (id, secret) = parse_token(token).filter(|(id, _)| limits::is_key(id)).ok_or_else(invalid)?;
+                let key = state.store.api_key(id).await?.ok_or_else(invalid)?;
+                if !key.accepts(secret) {
+                    return Err(invalid());
+                }
+                let own_user = (state.user_isolation && !key.grants(Scope::Admin)).then(|| key.principal.clone());
+                Ok(Caller { principal: key.principal(), scopes: key.scopes, own_user, authenticated: true })
+            }
+        }
+    }
+}

@@ -1,0 +1,165 @@
+//! What a request that fails answers: an exact status code and `{"detail": "<message>"}`, the
+//! reference's error body. Messages say what went wrong in terms of the request; a database or
+//! internal failure is logged in full and answered without its details.
+
+use axum::Json;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use kern_core::Error;
+use serde::Serialize;
+use utoipa::ToSchema;
+
+/// An error answered to the client.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApiError {
+    /// The status code.
+    pub status: StatusCode,
+    /// What the client reads.
+    pub detail: String,
+}
+
+/// The body of every error.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ErrorBody {
+    /// What went wrong.
+    pub detail: String,
+}
+
+impl ApiError {
+    /// An error with `status` and `detail`.
+    pub fn new(status: StatusCode, detail: impl Into<String>) -> Self {
+        ApiError { status, detail: detail.into() }
+    }
+
+    /// 400: the request cannot be carried out as given.
+    pub fn bad_request(detail: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, detail)
+    }
+
+    /// 401: no credential, or one that signs nobody in.
+    pub fn unauthorized(detail: impl Into<String>) -> Self {
+        Self::new(StatusCode::UNAUTHORIZED, detail)
+    }
+
+    /// 403: the caller is known and may not do this.
+    pub fn forbidden(detail: impl Into<String>) -> Self {
+        Self::new(StatusCode::FORBIDDEN, detail)
+    }
+
+    /// 404 with the reference's message for an approval row, also answered for another user's
+    /// row, so that isolation does not reveal which rows exist.
+    pub fn approval_not_found() -> Self {
+        Self::new(StatusCode::NOT_FOUND, "Approval not found")
+    }
+
+    /// 404 for a run.
+    pub fn run_not_found(run_id: &str) -> Self {
+        Self::new(StatusCode::NOT_FOUND, format!("No runs found for run ID {run_id}"))
+    }
+
+    /// 409: the resource is not in a state that allows the request.
+    pub fn conflict(detail: impl Into<String>) -> Self {
+        Self::new(StatusCode::CONFLICT, detail)
+    }
+
+    /// 422: a parameter or body field that is not valid.
+    pub fn unprocessable(detail: impl Into<String>) -> Self {
+        Self::new(StatusCode::UNPROCESSABLE_ENTITY, detail)
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        (self.status, Json(ErrorBody { detail: self.detail })).into_response()
+    }
+}
+
+impl From<Error> for ApiError {
+    fn from(err: Error) -> Self {
+        let detail = err.to_string();
+        match err {
+            Error::ApprovalNotFound(_) => Self::approval_not_found(),
+            Error::RunNotFound(run_id) => Self::run_not_found(&run_id),
+            Error::ApprovalConflict { actual, .. } => {
+                Self::conflict(format!("Approval is already '{actual}' and cannot be resolved"))
+            }
+            Error::InvalidTransition { .. }
+            | Error::DuplicateVote { .. }
+            | Error::RunNotPaused { .. }
+            | Error::RunNotStale { .. }
+            | Error::MemberRun { .. }
+            | Error::DecideAsPrincipal { .. } => Self::conflict(detail),
+            Error::NotEligible { .. } | Error::EditNotAllowed { .. } => Self::forbidden(detail),
+            Error::ForeignRun { run_id, .. } => Self::run_not_found(&run_id),
+            Error::InvalidInput { .. }
+            | Error::InvalidResolution { .. }
+            | Error::InvalidUserInput { .. }
+            | Error::UnknownRequirement { .. } => Self::unprocessable(detail),
+            // The reference's answer to a continue whose rows are not all decided.
+            Error::ApprovalPending { .. } | Error::ApprovalMissing { .. } | Error::ApprovalMismatch { .. } => {
+                Self::bad_request(detail)
+            }
+            Error::Model(_) => {
+                tracing::warn!(error = %detail, "model provider failed");
+                Self::new(StatusCode::BAD_GATEWAY, "The model provider failed")
+            }
+            Error::Database(_) => {
+                tracing::error!(error = %detail, "database failed");
+                Self::new(StatusCode::SERVICE_UNAVAILABLE, "The database is unavailable; try again")
+            }
+            _ => {
+                tracing::error!(error = %detail, "request failed");
+                Self::new(StatusCode::INTERNAL_SERVER_ERROR, "Internal server error")
+            }
+        }
+    }
+}
+
+/// What a handler returns.
+pub type ApiResult<T> = Result<T, ApiError>;
+
+#[cfg(test)]
+mod tests {
+    use kern_core::approval::ApprovalStatus;
+
+    use super::*;
+
+    #[test]
+    fn store_errors_map_to_exact_status_codes() {
+        let cases = [
+            (Error::ApprovalNotFound("a".into()), StatusCode::NOT_FOUND),
+            (
+                Error::ApprovalConflict {
+                    id: "a".into(),
+                    expected: ApprovalStatus::Pending,
+                    actual: ApprovalStatus::Approved,
+                },
+                StatusCode::CONFLICT,
+            ),
+            (Error::NotEligible { id: "a".into(), principal: "p".into(), reason: "no".into() }, StatusCode::FORBIDDEN),
+            (Error::InvalidInput { field: "user_id", reason: "too long".into() }, StatusCode::UNPROCESSABLE_ENTITY),
+            (Error::database(std::io::Error::other("connection reset")), StatusCode::SERVICE_UNAVAILABLE),
+            (Error::Corrupt("bad json".into()), StatusCode::INTERNAL_SERVER_ERROR),
+        ];
+        for (err, status) in cases {
+            assert_eq!(ApiError::from(err).status, status);
+        }
+    }
+
+    #[test]
+    fn internal_failures_keep_their_details_out_of_the_answer() {
+        let err = ApiError::from(Error::database(std::io::Error::other("password authentication failed")));
+        assert!(!err.detail.contains("password"));
+        assert_eq!(ApiError::from(Error::Corrupt("row 7".into())).detail, "Internal server error");
+    }
+
+    #[test]
+    fn a_resolved_row_answers_in_the_reference_words() {
+        let err = Error::ApprovalConflict {
+            id: "a".into(),
+            expected: ApprovalStatus::Pending,
+            actual: ApprovalStatus::Rejected,
+        };
+        assert_eq!(ApiError::from(err).detail, "Approval is already 'rejected' and cannot be resolved");
+    }
+}

@@ -1,0 +1,64 @@
+//! `Idempotency-Key` on decisions: a request repeated with the same key (a client retrying
+//! after a lost answer) gets the first request's answer instead of a 409, and requests with
+//! the same key run one at a time. Answers are kept in this process, for the latest
+//! [`Replies::CAPACITY`] keys.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::{Arc, Mutex};
+
+use axum::http::StatusCode;
+use serde_json::Value;
+use tokio::sync::Mutex as AsyncMutex;
+
+/// A kept answer: its status and JSON body.
+pub type Reply = (StatusCode, Value);
+
+/// One key's slot: empty until its first request has answered.
+pub type Slot = Arc<AsyncMutex<Option<Reply>>>;
+
+/// The answers kept by key.
+#[derive(Debug, Default)]
+pub struct Replies {
+    inner: Mutex<Kept>,
+}
+
+#[derive(Debug, Default)]
+struct Kept {
+    slots: HashMap<String, Slot>,
+    order: VecDeque<String>,
+}
+
+impl Replies {
+    /// How many keys are remembered; the oldest is forgotten first.
+    pub const CAPACITY: usize = 10_000;
+
+    /// The slot of `key` (a key is scoped by the caller: see the resolve route), created empty
+    /// the first time.
+    pub fn slot(&self, key: String) -> Slot {
+        let mut kept = self.inner.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        if let Some(slot) = kept.slots.get(&key) {
+            return slot.clone();
+        }
+        if kept.order.len() >= Self::CAPACITY {
+            let oldest = kept.order.pop_front();
+            oldest.map(|oldest| kept.slots.remove(&oldest));
+        }
+        let slot = Slot::default();
+        kept.order.push_back(key.clone());
+        kept.slots.insert(key, slot.clone());
+        slot
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn the_same_key_finds_the_first_answer() {
+        let replies = Replies::default();
+        *replies.slot("k".into()).lock().await = Some((StatusCode::OK, Value::Bool(true)));
+        assert_eq!(*replies.slot("k".into()).lock().await, Some((StatusCode::OK, Value::Bool(true))));
+        assert_eq!(*replies.slot("other".into()).lock().await, None);
+    }
+}

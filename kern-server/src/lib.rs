@@ -1,0 +1,31 @@
+//! kern's approvals and runs over HTTP: the reference's `/approvals` routes with its wire
+//! contract, its run and continue routes, and kern's additions (votes, cancel, trail, keyset
+//! cursors, live events, OpenAPI, health and metrics), behind API keys.
+//!
+//! ```no_run
+//! # async fn example(db: kern_core::store::MemoryDb, agent: kern_core::agent::Agent) -> Result<(), Box<dyn std::error::Error>> {
+//! use kern_server::{Auth, Server};
+//!
+//! let server = Server::builder().store(db).agent(agent).auth(Auth::api_keys()).build()?;
+//! let listener = tokio::net::TcpListener::bind("127.0.0.1:7000").await?;
+//! server.serve(listener).await?;
+//! # Ok(()) }
+//! ```
+//!
+//! Or mount [`Server::into_router`] in an axum app of your own.
+
+mod auth;
+mod error;
+mod extract;
+mod idempotency;
+mod metrics;
+mod openapi;
+mod routes;
+mod server;
+mod state;
+mod wire;
+
+pub use auth::{Auth, Caller};
+pub use error::{ApiError, ErrorBody};
+pub use openapi::document as openapi;
+pub use server::{BuildError, Server, ServerBuilder};

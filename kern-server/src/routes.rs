@@ -1,0 +1,6 @@
+//! The route handlers, one module a resource.
+
+pub mod approvals;
+pub mod events;
+pub mod ops;
+pub mod runs;

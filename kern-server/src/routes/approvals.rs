@@ -1,0 +1,450 @@
+//! The `/approvals` routes: the reference's list, count, read, status, resolve and delete with
+//! its wire contract (and its faults fixed), and kern's votes, cancel and trail.
+
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::{Path, State};
+use axum::http::header::{ETAG, IF_MATCH};
+use axum::http::{HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use chrono::{DateTime, Utc};
+use kern_core::Error;
+use kern_core::approval::{
+    Approval, ApprovalPage, ApprovalQuery, ApprovalStatus, ApprovalType, Decision, PageCursor, PauseType, Principal,
+    SourceType,
+};
+use kern_core::keys::Scope;
+use serde_json::{Map, Value};
+
+use crate::auth::Caller;
+use crate::error::{ApiError, ApiResult, ErrorBody};
+use crate::extract::{JsonBody, QueryParams};
+use crate::state::AppState;
+use crate::wire::approval::{
+    ApprovalList, ApprovalResponse, CountParams, CountResponse, ListParams, PageMeta, ResolveBody, StatusResponse,
+    TrailEventResponse, VoteBody, VoteResponse, VotesResponse, etag,
+};
+
+/// The reference's page size and its bounds.
+const DEFAULT_LIMIT: u32 = 100;
+const MAX_LIMIT: u32 = 1000;
+
+/// Lists rows, newest first.
+#[utoipa::path(get, path = "/approvals", tag = "approvals", params(ListParams),
+    responses((status = 200, body = ApprovalList), (status = 401, body = ErrorBody),
+        (status = 403, body = ErrorBody), (status = 422, body = ErrorBody)))]
+pub async fn list(
+    State(state): State<AppState>,
+    caller: Caller,
+    QueryParams(params): QueryParams<ListParams>,
+) -> ApiResult<Json<ApprovalList>> {
+    caller.require(Scope::ApprovalsRead)?;
+    let query = list_query(&params, caller.own_user())?;
+    // kern has no workflows or schedules: a filter on one matches nothing.
+    let page = if params.workflow_id.is_some() || params.schedule_id.is_some() {
+        ApprovalPage::default()
+    } else {
+        state.store.list_approvals(&query).await?
+    };
+    let limit = query.effective_limit();
+    let meta = PageMeta {
+        page: query.page.unwrap_or(1),
+        limit,
+        total_pages: page.total.div_ceil(u64::from(limit)),
+        total_count: page.total,
+        search_time_ms: 0.0,
+        next_cursor: page.next_cursor.as_ref().map(ToString::to_string),
+        unreadable: page.unreadable.iter().map(|row| row.id.clone()).collect(),
+    };
+    Ok(Json(ApprovalList { data: page.items.iter().map(ApprovalResponse::from).collect(), meta }))
+}
+
+/// The store query of a listing's parameters; a caller confined to its own rows lists them
+/// whatever `user_id` it asks for, as in the reference.
+fn list_query(params: &ListParams, own_user: Option<&str>) -> ApiResult<ApprovalQuery> {
+    let limit = match &params.limit {
+        None => DEFAULT_LIMIT,
+        Some(text) => text
+            .parse()
+            .ok()
+            .filter(|limit| (1..=MAX_LIMIT).contains(limit))
+            .ok_or_else(|| ApiError::unprocessable(format!("`limit` must be an integer from 1 to {MAX_LIMIT}")))?,
+    };
+    let page = match &params.page {
+        None => 1,
+        Some(text) => text
+            .parse()
+            .ok()
+            .filter(|page| *page >= 1)
+            .ok_or_else(|| ApiError::unprocessable("`page` must be an integer of at least 1"))?,
+    };
+    let mut query = ApprovalQuery { limit: Some(limit), page: Some(page), ..ApprovalQuery::default() };
+    query.status = parse_enum::<ApprovalStatus>("status", &params.status)?;
+    query.approval_type = parse_enum::<ApprovalType>("approval_type", &params.approval_type)?;
+    query.pause_type = parse_enum::<PauseType>("pause_type", &params.pause_type)?;
+    query.source_type = parse_enum::<SourceType>("source_type", &params.source_type)?;
+    query.agent_id.clone_from(&params.agent_id);
+    query.team_id.clone_from(&params.team_id);
+    query.user_id = own_user.map(str::to_owned).or_else(|| params.user_id.clone());
+    query.run_id.clone_from(&params.run_id);
+    query.session_id.clone_from(&params.session_id);
+    query.tool_name.clone_from(&params.tool_name);
+    query.created_after = parse_time("created_after", &params.created_after)?;
+    query.created_before = parse_time("created_before", &params.created_before)?;
+    query.expires_before = parse_time("expiring_before", &params.expiring_before)?;
+    query.after = params
+        .cursor
+        .as_deref()
+        .map(|text| text.parse::<PageCursor>().map_err(|err| ApiError::unprocessable(err.to_string())))
+        .transpose()?;
+    Ok(query)
+}
+
+fn parse_enum<T: std::str::FromStr<Err = kern_core::ParseEnumError>>(
+    name: &str,
+    text: &Option<String>,
+) -> ApiResult<Option<T>> {
+    text.as_deref()
+        .map(|text| {
+            text.parse().map_err(|err: kern_core::ParseEnumError| ApiError::unprocessable(format!("`{name}`: {err}")))
+        })
+        .transpose()
+}
+
+/// A time given as RFC 3339 or as epoch seconds.
+fn parse_time(name: &str, text: &Option<String>) -> ApiResult<Option<DateTime<Utc>>> {
+    let Some(text) = text.as_deref() else { return Ok(None) };
+    let parsed = match text.parse::<i64>() {
+        Ok(seconds) => DateTime::from_timestamp(seconds, 0),
+        Err(_) => DateTime::parse_from_rfc3339(text).ok().map(|at| at.with_timezone(&Utc)),
+    };
+    parsed.map(Some).ok_or_else(|| {
+        ApiError::unprocessable(format!("`{name}` must be an RFC 3339 time or epoch seconds, not `{text}`"))
+    })
+}
+
+/// Counts pending rows.
+#[utoipa::path(get, path = "/approvals/count", tag = "approvals", params(CountParams),
+    responses((status = 200, body = CountResponse), (status = 401, body = ErrorBody)))]
+pub async fn count(
+    State(state): State<AppState>,
+    caller: Caller,
+    QueryParams(params): QueryParams<CountParams>,
+) -> ApiResult<Json<CountResponse>> {
+    caller.require(Scope::ApprovalsRead)?;
+    let user = caller.own_user().map(str::to_owned).or(params.user_id);
+    let count = state.store.count_pending_approvals(user.as_deref()).await?;
+    Ok(Json(CountResponse { count }))
+}
+
+/// The row `id` as the caller may see it: another user's row is not found, under isolation.
+async fn visible_row(state: &AppState, caller: &Caller, id: &str) -> ApiResult<Approval> {
+    match state.store.get_approval(id).await? {
+        Some(row) if caller.sees(&row) => Ok(row),
+        _ => Err(ApiError::approval_not_found()),
+    }
+}
+
+/// Reads a row, with its ETag.
+#[utoipa::path(get, path = "/approvals/{approval_id}", tag = "approvals",
+    params(("approval_id" = String, Path)),
+    responses((status = 200, body = ApprovalResponse, headers(("ETag" = String))), (status = 404, body = ErrorBody)))]
+pub async fn get(State(state): State<AppState>, caller: Caller, Path(id): Path<String>) -> ApiResult<Response> {
+    caller.require(Scope::ApprovalsRead)?;
+    let row = visible_row(&state, &caller, &id).await?;
+    Ok(with_etag(&row, Json(ApprovalResponse::from(&row))))
+}
+
+fn with_etag(row: &Approval, body: impl IntoResponse) -> Response {
+    let mut response = body.into_response();
+    if let Ok(value) = HeaderValue::from_str(&etag(row)) {
+        response.headers_mut().insert(ETAG, value);
+    }
+    response
+}
+
+/// Where a row stands.
+#[utoipa::path(get, path = "/approvals/{approval_id}/status", tag = "approvals",
+    params(("approval_id" = String, Path)),
+    responses((status = 200, body = StatusResponse), (status = 404, body = ErrorBody)))]
+pub async fn status(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> ApiResult<Json<StatusResponse>> {
+    caller.require(Scope::ApprovalsRead)?;
+    Ok(Json(StatusResponse::from(&visible_row(&state, &caller, &id).await?)))
+}
+
+/// Approves or rejects a row as the caller, under its policy. Answers 200 with the row once
+/// decided, 202 with the row still pending when the caller's approval counts towards a quorum
+/// not yet reached. `If-Match` refuses a row changed since it was read (412);
+/// `Idempotency-Key` answers a repeated request as the first.
+#[utoipa::path(post, path = "/approvals/{approval_id}/resolve", tag = "approvals",
+    params(("approval_id" = String, Path), ("If-Match" = Option<String>, Header), ("Idempotency-Key" = Option<String>, Header)),
+    request_body = ResolveBody,
+    responses((status = 200, body = ApprovalResponse), (status = 202, body = ApprovalResponse),
+        (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody),
+        (status = 412, body = ErrorBody), (status = 422, body = ErrorBody)))]
+pub async fn resolve(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    JsonBody(body): JsonBody<ResolveBody>,
+) -> ApiResult<Response> {
+    caller.require(Scope::ApprovalsWrite)?;
+    caller.require_unconfined()?;
+    let approve = match body.status.as_str() {
+        "approved" => true,
+        "rejected" => false,
+        other => {
+            return Err(ApiError::unprocessable(format!("`status` must be `approved` or `rejected`, not `{other}`")));
+        }
+    };
+    let decider = caller.decider(body.resolved_by);
+    let Some(key) = header_text(&headers, "idempotency-key")? else {
+        return decide_resolve(&state, &caller, &decider, &id, &headers, approve, body.resolution_data).await;
+    };
+    let slot = state.replies.slot(format!("{}\n{id}\n{key}", decider.id));
+    let mut kept = slot.lock().await;
+    if let Some((status, body)) = kept.as_ref() {
+        return Ok((*status, Json(body.clone())).into_response());
+    }
+    let response = decide_resolve(&state, &caller, &decider, &id, &headers, approve, body.resolution_data).await;
+    let (status, body) = match &response {
+        Ok(response) => (response.status(), None),
+        Err(err) => (err.status, Some(serde_json::json!({"detail": err.detail}))),
+    };
+    // Answers that a retry could change (an unavailable database) are not kept.
+    if status.is_server_error() {
+        return response;
+    }
+    let body = match body {
+        Some(body) => body,
+        None => serde_json::to_value(ApprovalResponse::from(
+            &state.store.get_approval(&id).await?.ok_or_else(ApiError::approval_not_found)?,
+        ))
+        .map_err(|_| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "Internal server error"))?,
+    };
+    *kept = Some((status, body));
+    response
+}
+
+fn header_text<'h>(headers: &'h HeaderMap, name: &str) -> ApiResult<Option<&'h str>> {
+    headers
+        .get(name)
+        .map(|value| value.to_str().map_err(|_| ApiError::bad_request(format!("the `{name}` header must be text"))))
+        .transpose()
+}
+
+async fn decide_resolve(
+    state: &AppState,
+    caller: &Caller,
+    decider: &Principal,
+    id: &str,
+    headers: &HeaderMap,
+    approve: bool,
+    data: Option<Value>,
+) -> ApiResult<Response> {
+    let row = visible_row(state, caller, id).await?;
+    if let Some(expected) = header_text(headers, IF_MATCH.as_str())?
+        && expected != "*"
+        && expected != etag(&row)
+    {
+        return Err(ApiError::new(
+            StatusCode::PRECONDITION_FAILED,
+            format!("the row has changed since it was read: its ETag is now {}", etag(&row)),
+        ));
+    }
+    let decision = resolution_decision(approve, data, row.pause_type)?;
+    decide(state, decider, &row, decision).await
+}
+
+/// The decision a resolve body stands for: the reference's `resolution_data` (a `note`,
+/// user-input `values` or those values at its top level, an external `result`) and kern's
+/// edited `args`.
+fn resolution_decision(approve: bool, data: Option<Value>, pause: PauseType) -> ApiResult<Decision> {
+    let mut data = match data {
+        None | Some(Value::Null) => Map::new(),
+        Some(Value::Object(data)) => data,
+        Some(_) => return Err(ApiError::unprocessable("`resolution_data` must be a JSON object")),
+    };
+    let note = match data.remove("note") {
+        None | Some(Value::Null) => None,
+        Some(Value::String(note)) => Some(note),
+        Some(_) => return Err(ApiError::unprocessable("`resolution_data.note` must be a string")),
+    };
+    if !approve {
+        return Ok(Decision::Reject { note: note.filter(|note| !note.is_empty()) });
+    }
+    let result = data.remove("result");
+    let args = data.remove("args");
+    let values = match data.remove("values") {
+        Some(Value::Object(values)) => Some(values),
+        Some(_) => return Err(ApiError::unprocessable("`resolution_data.values` must be a JSON object")),
+        None if pause == PauseType::UserInput && !data.is_empty() => Some(data),
+        None => None,
+    };
+    Ok(Decision::Approve { note, values, result, args })
+}
+
+/// Decides `row` as the caller and answers with the row as it then stands.
+async fn decide(state: &AppState, decider: &Principal, row: &Approval, decision: Decision) -> ApiResult<Response> {
+    let decided = state.store.decide(&row.id, decider, decision).await?;
+    state.changed.notify_waiters();
+    let status = if decided.status == ApprovalStatus::Pending {
+        StatusCode::ACCEPTED
+    } else {
+        if let Some(resolved_at) = decided.resolved_at {
+            state.metrics.decision((resolved_at - decided.created_at).to_std().unwrap_or_default());
+        }
+        StatusCode::OK
+    };
+    Ok(with_etag(&decided, (status, Json(ApprovalResponse::from(&decided)))))
+}
+
+/// Withdraws a pending row: it becomes `cancelled` (the trail is append-only, so nothing is
+/// removed). A decided row cannot be withdrawn (409).
+#[utoipa::path(delete, path = "/approvals/{approval_id}", tag = "approvals",
+    params(("approval_id" = String, Path)),
+    responses((status = 204), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
+pub async fn delete(State(state): State<AppState>, caller: Caller, Path(id): Path<String>) -> ApiResult<StatusCode> {
+    caller.require(Scope::ApprovalsDelete)?;
+    caller.require_unconfined()?;
+    match state.store.delete_approval(&id).await {
+        Ok(true) => {
+            state.changed.notify_waiters();
+            Ok(StatusCode::NO_CONTENT)
+        }
+        Ok(false) => Err(ApiError::approval_not_found()),
+        Err(Error::InvalidTransition { from, .. }) => Err(ApiError::conflict(format!(
+            "Approval is already '{from}' and cannot be deleted: its trail is append-only"
+        ))),
+        Err(err) => Err(err.into()),
+    }
+}
+
+/// The votes cast on a row.
+#[utoipa::path(get, path = "/approvals/{approval_id}/votes", tag = "approvals",
+    params(("approval_id" = String, Path)),
+    responses((status = 200, body = VotesResponse), (status = 404, body = ErrorBody)))]
+pub async fn votes(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> ApiResult<Json<VotesResponse>> {
+    caller.require(Scope::ApprovalsRead)?;
+    let row = visible_row(&state, &caller, &id).await?;
+    let votes = state.store.votes(&id).await?;
+    Ok(Json(VotesResponse {
+        approval: ApprovalResponse::from(&row),
+        votes: votes.iter().map(VoteResponse::from).collect(),
+    }))
+}
+
+/// Casts the caller's vote (`approve` or `reject`) under the row's policy: 200 once the row is
+/// decided, 202 while a quorum is still short, 403 for a principal the policy does not
+/// allow, 409 for a second vote.
+#[utoipa::path(post, path = "/approvals/{approval_id}/votes", tag = "approvals",
+    params(("approval_id" = String, Path)), request_body = VoteBody,
+    responses((status = 200, body = ApprovalResponse), (status = 202, body = ApprovalResponse),
+        (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
+pub async fn vote(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+    JsonBody(body): JsonBody<VoteBody>,
+) -> ApiResult<Response> {
+    caller.require(Scope::ApprovalsWrite)?;
+    caller.require_unconfined()?;
+    let decision = match body.decision.as_deref() {
+        Some("approve") => {
+            Decision::Approve { note: body.note, values: body.values, result: body.result, args: body.args }
+        }
+        Some("reject") => Decision::Reject { note: body.note },
+        _ => return Err(ApiError::unprocessable("`decision` must be `approve` or `reject`")),
+    };
+    let row = visible_row(&state, &caller, &id).await?;
+    decide(&state, &caller.principal, &row, decision).await
+}
+
+/// Cancels a pending row as the caller, under its policy; its run then ends cancelled when
+/// continued.
+#[utoipa::path(post, path = "/approvals/{approval_id}/cancel", tag = "approvals",
+    params(("approval_id" = String, Path)), request_body(content = Option<VoteBody>),
+    responses((status = 200, body = ApprovalResponse), (status = 403, body = ErrorBody),
+        (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
+pub async fn cancel(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+    body: Bytes,
+) -> ApiResult<Response> {
+    caller.require(Scope::ApprovalsWrite)?;
+    caller.require_unconfined()?;
+    let note = if body.is_empty() {
+        None
+    } else {
+        serde_json::from_slice::<VoteBody>(&body)
+            .map_err(|err| ApiError::unprocessable(format!("the body must be a JSON object: {err}")))?
+            .note
+    };
+    let row = visible_row(&state, &caller, &id).await?;
+    decide(&state, &caller.principal, &row, Decision::Cancel { note }).await
+}
+
+/// The trail of a row: its events in chain order, with their hashes.
+#[utoipa::path(get, path = "/approvals/{approval_id}/trail", tag = "approvals",
+    params(("approval_id" = String, Path)),
+    responses((status = 200, body = Vec<TrailEventResponse>), (status = 404, body = ErrorBody)))]
+pub async fn trail(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> ApiResult<Json<Vec<TrailEventResponse>>> {
+    caller.require(Scope::ApprovalsRead)?;
+    visible_row(&state, &caller, &id).await?;
+    let events = state.store.trail(&id).await?;
+    Ok(Json(events.iter().map(TrailEventResponse::from).collect()))
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    #[test]
+    fn a_listing_is_refused_with_the_parameter_it_cannot_read() {
+        let bad = |params: ListParams| list_query(&params, None).unwrap_err().detail;
+        assert!(bad(ListParams { limit: Some("0".into()), ..ListParams::default() }).contains("`limit`"));
+        assert!(bad(ListParams { status: Some("done".into()), ..ListParams::default() }).contains("`status`"));
+        assert!(
+            bad(ListParams { created_after: Some("yesterday".into()), ..ListParams::default() })
+                .contains("created_after")
+        );
+        assert!(bad(ListParams { cursor: Some("x".into()), ..ListParams::default() }).contains("page cursor"));
+    }
+
+    #[test]
+    fn a_confined_caller_lists_its_own_rows_whatever_it_asks() {
+        let params = ListParams { user_id: Some("bob".into()), ..ListParams::default() };
+        assert_eq!(list_query(&params, Some("alice")).unwrap().user_id.as_deref(), Some("alice"));
+        assert_eq!(list_query(&params, None).unwrap().user_id.as_deref(), Some("bob"));
+    }
+
+    #[test]
+    fn resolution_data_becomes_a_decision() {
+        let input = resolution_decision(true, Some(json!({"reason": "audit", "note": "ok"})), PauseType::UserInput);
+        let Ok(Decision::Approve { note, values, .. }) = input else { panic!("an approval") };
+        assert_eq!((note.as_deref(), values), (Some("ok"), json!({"reason": "audit"}).as_object().cloned()));
+        let external = resolution_decision(true, Some(json!({"result": 7})), PauseType::ExternalExecution);
+        assert!(matches!(external, Ok(Decision::Approve { result: Some(_), .. })));
+        assert!(matches!(
+            resolution_decision(false, None, PauseType::Confirmation),
+            Ok(Decision::Reject { note: None })
+        ));
+        assert!(resolution_decision(true, Some(json!([1])), PauseType::Confirmation).is_err());
+    }
+}

@@ -1,0 +1,271 @@
+//! The [`Server`]: its builder, the router with its layers (body limit, timeout, request ids,
+//! tracing, metrics), and serving it with the expiry sweep.
+
+use std::collections::HashMap;
+use std::io;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axum::Router;
+use axum::extract::{MatchedPath, Request, State};
+use axum::http::{HeaderName, StatusCode};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use kern_core::agent::Agent;
+use kern_core::store::Store;
+use kern_core::team::Team;
+use tokio::net::TcpListener;
+use tower_http::limit::RequestBodyLimitLayer;
+use tower_http::request_id::{MakeRequestId, PropagateRequestIdLayer, RequestId, SetRequestIdLayer};
+use tower_http::timeout::TimeoutLayer;
+use tower_http::trace::TraceLayer;
+
+use crate::auth::Auth;
+use crate::error::ApiError;
+use crate::idempotency::Replies;
+use crate::metrics::Metrics;
+use crate::routes::{approvals, events, ops, runs};
+use crate::state::AppState;
+
+/// Why a server could not be built.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum BuildError {
+    /// No store was given.
+    #[error("no store: call .store(db) on the server builder")]
+    NoStore,
+    /// No authentication mode was chosen: a server never runs open by default.
+    #[error(
+        "no authentication: call .auth(Auth::api_keys()), or .auth(Auth::open_on_loopback(\"me\")) for a local server without credentials"
+    )]
+    NoAuth,
+    /// Two agents or two teams share an id.
+    #[error("two {kind} have the id `{id}`: ids must be unique")]
+    DuplicateId {
+        /// `agents` or `teams`.
+        kind: &'static str,
+        /// The id.
+        id: String,
+    },
+}
+
+/// Builds a [`Server`].
+#[must_use]
+pub struct ServerBuilder {
+    store: Option<Arc<dyn Store>>,
+    agents: Vec<Agent>,
+    teams: Vec<Team>,
+    auth: Option<Auth>,
+    user_isolation: bool,
+    body_limit: usize,
+    request_timeout: Duration,
+    expiry_sweep: Duration,
+}
+
+impl Default for ServerBuilder {
+    fn default() -> Self {
+        ServerBuilder {
+            store: None,
+            agents: Vec::new(),
+            teams: Vec::new(),
+            auth: None,
+            user_isolation: false,
+            body_limit: 1024 * 1024,
+            request_timeout: Duration::from_secs(120),
+            expiry_sweep: Duration::from_secs(30),
+        }
+    }
+}
+
+impl ServerBuilder {
+    /// The store whose approvals and runs are served (the agents' and teams' store).
+    pub fn store(mut self, store: impl Store) -> Self {
+        self.store = Some(Arc::new(store));
+        self
+    }
+
+    /// Serves `agent`'s run routes under `/agents/{its id}`.
+    pub fn agent(mut self, agent: Agent) -> Self {
+        self.agents.push(agent);
+        self
+    }
+
+    /// Serves `team`'s run routes under `/teams/{its id}`.
+    pub fn team(mut self, team: Team) -> Self {
+        self.teams.push(team);
+        self
+    }
+
+    /// How callers sign in. Required.
+    pub fn auth(mut self, auth: Auth) -> Self {
+        self.auth = Some(auth);
+        self
+    }
+
+    /// Confines each caller without the `admin` scope to the rows and runs of its own user
+    /// (its principal's id), as the reference's user isolation does: another user's row
+    /// answers 404, and only admins decide rows.
+    pub fn user_isolation(mut self, on: bool) -> Self {
+        self.user_isolation = on;
+        self
+    }
+
+    /// The largest request body accepted (1 MiB by default); larger ones get 413.
+    pub fn body_limit(mut self, bytes: usize) -> Self {
+        self.body_limit = bytes;
+        self
+    }
+
+    /// How long a request may take before it is answered 408 (120 s by default: a run waits
+    /// for its model). Event streams are not cut.
+    pub fn request_timeout(mut self, timeout: Duration) -> Self {
+        self.request_timeout = timeout;
+        self
+    }
+
+    /// How often [`Server::serve`] marks rows past their expiry as expired (30 s by default).
+    pub fn expiry_sweep(mut self, every: Duration) -> Self {
+        self.expiry_sweep = every;
+        self
+    }
+
+    /// The server. Errors: [`BuildError`].
+    pub fn build(self) -> Result<Server, BuildError> {
+        let store = self.store.ok_or(BuildError::NoStore)?;
+        let auth = self.auth.ok_or(BuildError::NoAuth)?;
+        let agents = by_id("agents", self.agents, |agent| agent.id().to_owned())?;
+        let teams = by_id("teams", self.teams, |team| team.id().to_owned())?;
+        let state = AppState {
+            store,
+            agents: Arc::new(agents),
+            teams: Arc::new(teams),
+            auth,
+            user_isolation: self.user_isolation,
+            metrics: Arc::new(Metrics::default()),
+            changed: Arc::default(),
+            replies: Arc::new(Replies::default()),
+        };
+        let router = router(state.clone(), self.body_limit, self.request_timeout);
+        Ok(Server { router, state, expiry_sweep: self.expiry_sweep })
+    }
+}
+
+fn by_id<T>(kind: &'static str, items: Vec<T>, id: impl Fn(&T) -> String) -> Result<HashMap<String, T>, BuildError> {
+    let mut map = HashMap::new();
+    for item in items {
+        if let Some(taken) = map.insert(id(&item), item) {
+            return Err(BuildError::DuplicateId { kind, id: id(&taken) });
+        }
+    }
+    Ok(map)
+}
+
+/// A kern HTTP server: a router to mount, or to serve as is.
+pub struct Server {
+    router: Router,
+    state: AppState,
+    expiry_sweep: Duration,
+}
+
+impl Server {
+    /// A builder; a store and an authentication mode are required.
+    pub fn builder() -> ServerBuilder {
+        ServerBuilder::default()
+    }
+
+    /// The routes, to mount in an app of your own. An open server needs the peer's address
+    /// (`into_make_service_with_connect_info::<SocketAddr>()`), or it refuses every request.
+    /// Expiry is then yours to sweep (`Store::expire_approvals`); pending rows past their
+    /// expiry are treated as expired everywhere meanwhile.
+    pub fn into_router(self) -> Router {
+        self.router
+    }
+
+    /// Serves on `listener` until the process ends, sweeping expired rows in the background.
+    /// An open server ([`Auth::open_on_loopback`]) refuses to start on a listener that is not
+    /// on a loopback address.
+    pub async fn serve(self, listener: TcpListener) -> io::Result<()> {
+        let local = listener.local_addr()?;
+        if matches!(self.state.auth, Auth::OpenOnLoopback { .. }) && !local.ip().is_loopback() {
+            return Err(io::Error::new(
+                io::ErrorKind::PermissionDenied,
+                format!("a server without authentication listens only on a loopback address, not {local}"),
+            ));
+        }
+        let sweep = tokio::spawn(sweep_expired(self.state.clone(), self.expiry_sweep));
+        let served = axum::serve(listener, self.router.into_make_service_with_connect_info::<SocketAddr>()).await;
+        sweep.abort();
+        served
+    }
+}
+
+async fn sweep_expired(state: AppState, every: Duration) {
+    let mut ticks = tokio::time::interval(every);
+    loop {
+        ticks.tick().await;
+        match state.store.expire_approvals(kern_core::now()).await {
+            Ok(0) => {}
+            Ok(rows) => {
+                state.metrics.expired(rows);
+                state.changed.notify_waiters();
+            }
+            Err(err) => tracing::warn!(error = %err, "the expiry sweep failed"),
+        }
+    }
+}
+
+fn router(state: AppState, body_limit: usize, timeout: Duration) -> Router {
+    let request_id = HeaderName::from_static("x-request-id");
+    Router::new()
+        .route("/approvals", get(approvals::list))
+        .route("/approvals/count", get(approvals::count))
+        .route("/approvals/{approval_id}", get(approvals::get).delete(approvals::delete))
+        .route("/approvals/{approval_id}/status", get(approvals::status))
+        .route("/approvals/{approval_id}/resolve", post(approvals::resolve))
+        .route("/approvals/{approval_id}/votes", get(approvals::votes).post(approvals::vote))
+        .route("/approvals/{approval_id}/cancel", post(approvals::cancel))
+        .route("/approvals/{approval_id}/trail", get(approvals::trail))
+        .route("/audit/verify", get(ops::verify))
+        .route("/agents/{agent_id}/runs", post(runs::agent_run))
+        .route("/agents/{agent_id}/runs/{run_id}/continue", post(runs::agent_continue))
+        .route("/teams/{team_id}/runs", post(runs::team_run))
+        .route("/teams/{team_id}/runs/{run_id}/continue", post(runs::team_continue))
+        .route("/runs/{run_id}", get(runs::get))
+        .route("/events", get(events::events))
+        .route("/openapi.json", get(crate::openapi::serve))
+        .route("/healthz", get(ops::healthz))
+        .route("/readyz", get(ops::readyz))
+        .route("/metrics", get(ops::metrics))
+        .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "Not Found") })
+        .layer(middleware::from_fn_with_state(state.clone(), measure))
+        .layer(TimeoutLayer::with_status_code(StatusCode::REQUEST_TIMEOUT, timeout))
+        .layer(RequestBodyLimitLayer::new(body_limit))
+        .layer(PropagateRequestIdLayer::new(request_id.clone()))
+        .layer(TraceLayer::new_for_http().make_span_with(|request: &Request| {
+            let id = request.headers().get("x-request-id").and_then(|v| v.to_str().ok()).unwrap_or("");
+            tracing::info_span!("http", method = %request.method(), path = %request.uri().path(), request_id = id)
+        }))
+        .layer(SetRequestIdLayer::new(request_id, NewRequestId))
+        .with_state(state)
+}
+
+/// Gives a request without an `x-request-id` a fresh one.
+#[derive(Clone, Copy)]
+struct NewRequestId;
+
+impl MakeRequestId for NewRequestId {
+    fn make_request_id<B>(&mut self, _: &axum::http::Request<B>) -> Option<RequestId> {
+        kern_core::new_id().parse().ok().map(RequestId::new)
+    }
+}
+
+/// Records each request's latency and status under its route.
+async fn measure(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    let route = request.extensions().get::<MatchedPath>().map_or("unmatched", MatchedPath::as_str).to_owned();
+    let started = Instant::now();
+    let response = next.run(request).await.into_response();
+    state.metrics.request(&route, response.status().as_u16(), started.elapsed());
+    response
+}

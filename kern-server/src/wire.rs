@@ -1,0 +1,5 @@
+//! What goes over the wire: the reference's JSON shapes and kern's additions.
+
+pub mod approval;
+pub mod form;
+pub mod run;

@@ -1,0 +1,113 @@
+//! The bodies of the run and continue routes: the reference's form fields (urlencoded), or the
+//! same fields as a JSON object, read into one typed request with precise refusals.
+
+use axum::extract::{FromRequest, Request};
+use axum::http::header::CONTENT_TYPE;
+use axum::{Form, Json};
+use serde_json::{Map, Value};
+
+use crate::error::ApiError;
+
+/// The fields of a run or continue request, whichever encoding carried them.
+#[derive(Debug, Default)]
+pub struct RunFields {
+    fields: Map<String, Value>,
+}
+
+impl<S: Send + Sync> FromRequest<S> for RunFields {
+    type Rejection = ApiError;
+
+    async fn from_request(request: Request, state: &S) -> Result<Self, Self::Rejection> {
+        let content_type = request.headers().get(CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
+        let fields = if content_type.starts_with("application/json") {
+            let Json(fields) = Json::<Map<String, Value>>::from_request(request, state).await.map_err(|err| {
+                ApiError::unprocessable(format!("the body must be a JSON object: {}", err.body_text()))
+            })?;
+            fields
+        } else if content_type.starts_with("application/x-www-form-urlencoded") || content_type.is_empty() {
+            let Form(fields) = Form::<Vec<(String, String)>>::from_request(request, state)
+                .await
+                .map_err(|err| ApiError::unprocessable(format!("the form could not be read: {}", err.body_text())))?;
+            fields.into_iter().map(|(name, value)| (name, Value::String(value))).collect()
+        } else {
+            return Err(ApiError::new(
+                axum::http::StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "send the fields as application/x-www-form-urlencoded or application/json",
+            ));
+        };
+        Ok(RunFields { fields })
+    }
+}
+
+impl RunFields {
+    /// A text field; `None` when absent or empty.
+    pub fn text(&self, name: &str) -> Result<Option<String>, ApiError> {
+        match self.fields.get(name) {
+            None | Some(Value::Null) => Ok(None),
+            Some(Value::String(text)) if text.is_empty() => Ok(None),
+            Some(Value::String(text)) => Ok(Some(text.clone())),
+            Some(_) => Err(ApiError::unprocessable(format!("`{name}` must be a string"))),
+        }
+    }
+
+    /// A boolean field, spelled as the reference accepts it; `default` when absent.
+    pub fn flag(&self, name: &str, default: bool) -> Result<bool, ApiError> {
+        match self.fields.get(name) {
+            None | Some(Value::Null) => Ok(default),
+            Some(Value::Bool(flag)) => Ok(*flag),
+            Some(Value::String(text)) => match text.to_ascii_lowercase().as_str() {
+                "true" | "1" | "yes" | "on" | "t" | "y" => Ok(true),
+                "false" | "0" | "no" | "off" | "f" | "n" => Ok(false),
+                _ => Err(ApiError::unprocessable(format!("`{name}` must be true or false, not `{text}`"))),
+            },
+            Some(_) => Err(ApiError::unprocessable(format!("`{name}` must be true or false"))),
+        }
+    }
+
+    /// A list of JSON objects, given as a JSON-encoded string (the reference's form) or as an
+    /// array; empty when absent, empty or `[]`.
+    pub fn objects(&self, name: &str) -> Result<Vec<Value>, ApiError> {
+        let value = match self.fields.get(name) {
+            None | Some(Value::Null) => return Ok(Vec::new()),
+            Some(Value::String(text)) if text.trim().is_empty() => return Ok(Vec::new()),
+            Some(Value::String(text)) => serde_json::from_str(text)
+                .map_err(|_| ApiError::bad_request(format!("Invalid JSON in {name} field")))?,
+            Some(value) => value.clone(),
+        };
+        match value {
+            Value::Array(items) if items.iter().all(Value::is_object) => Ok(items),
+            _ => Err(ApiError::bad_request(format!("Invalid structure for {name}: expected an array of objects"))),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    fn fields(value: Value) -> RunFields {
+        RunFields { fields: value.as_object().unwrap().clone() }
+    }
+
+    #[test]
+    fn booleans_are_read_as_the_reference_spells_them() {
+        let form = fields(json!({"stream": "False", "background": true, "bad": "maybe"}));
+        assert!(!form.flag("stream", true).unwrap());
+        assert!(form.flag("background", false).unwrap());
+        assert!(form.flag("missing", true).unwrap());
+        assert_eq!(form.flag("bad", false).unwrap_err().status, axum::http::StatusCode::UNPROCESSABLE_ENTITY);
+    }
+
+    #[test]
+    fn a_list_may_be_json_text_or_an_array() {
+        let form = fields(json!({"tools": "[{\"tool_call_id\":\"c\"}]", "requirements": [{"id": "r"}], "empty": "[]"}));
+        assert_eq!(form.objects("tools").unwrap().len(), 1);
+        assert_eq!(form.objects("requirements").unwrap().len(), 1);
+        assert!(form.objects("empty").unwrap().is_empty());
+        assert_eq!(fields(json!({"tools": "[1"})).objects("tools").unwrap_err().detail, "Invalid JSON in tools field");
+        let not_objects = fields(json!({"tools": "[1, 2]"})).objects("tools").unwrap_err();
+        assert!(!not_objects.detail.contains("int"), "no interpreter text: {}", not_objects.detail);
+    }
+}

@@ -1,0 +1,324 @@
+//! Runs as the reference's clients read and send them: the run output (null keys left out),
+//! tool executions (every key present), requirements, and the `tools` / `requirements` answers
+//! a continue carries, turned into kern's [`RunRequirement`]s.
+
+use kern_core::approval::PauseType;
+use kern_core::run::{RunOutput, RunRecord, RunRequirement, RunStatus, ToolCallStatus, ToolExecution};
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value, json};
+use utoipa::ToSchema;
+
+/// The reference's name of a run status.
+pub fn run_status(status: RunStatus) -> &'static str {
+    match status {
+        RunStatus::Running => "RUNNING",
+        RunStatus::Paused => "PAUSED",
+        RunStatus::Completed => "COMPLETED",
+        RunStatus::Error => "ERROR",
+        RunStatus::Cancelled => "CANCELLED",
+    }
+}
+
+/// One tool call, every key present.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct ToolExecutionWire {
+    pub tool_call_id: String,
+    pub tool_name: String,
+    #[schema(value_type = Object)]
+    pub tool_args: Value,
+    pub tool_call_error: Option<bool>,
+    #[schema(value_type = Object)]
+    pub result: Option<Value>,
+    #[schema(value_type = Object)]
+    pub metrics: Option<Value>,
+    pub child_run_id: Option<String>,
+    pub stop_after_tool_call: bool,
+    pub created_at: Option<i64>,
+    pub requires_confirmation: Option<bool>,
+    pub confirmed: Option<bool>,
+    pub confirmation_note: Option<String>,
+    pub requires_user_input: Option<bool>,
+    #[schema(value_type = Object)]
+    pub user_input_schema: Option<Value>,
+    #[schema(value_type = Object)]
+    pub user_feedback_schema: Option<Value>,
+    pub answered: Option<bool>,
+    pub external_execution_required: Option<bool>,
+    pub external_execution_silent: Option<bool>,
+    pub approval_type: Option<String>,
+    pub approval_id: Option<String>,
+    pub parent_tool_call_id: Option<String>,
+}
+
+impl ToolExecutionWire {
+    /// A call of the run, with what its requirement (if it is paused or was decided) says.
+    pub fn new(tool: &ToolExecution, requirement: Option<&RunRequirement>) -> Self {
+        let pause = requirement.map(|r| r.pause_type);
+        ToolExecutionWire {
+            tool_call_id: tool.tool_call_id.clone(),
+            tool_name: tool.tool_name.clone(),
+            tool_args: tool.tool_args.clone(),
+            tool_call_error: matches!(tool.status, ToolCallStatus::Failed | ToolCallStatus::Rejected).then_some(true),
+            result: tool.result.clone(),
+            metrics: None,
+            child_run_id: None,
+            stop_after_tool_call: false,
+            created_at: None,
+            requires_confirmation: (pause == Some(PauseType::Confirmation)).then_some(true),
+            confirmed: requirement.and_then(|r| r.confirmation),
+            confirmation_note: requirement.and_then(|r| r.note.clone()),
+            requires_user_input: (pause == Some(PauseType::UserInput)).then_some(true),
+            user_input_schema: requirement.and_then(user_input_fields),
+            user_feedback_schema: None,
+            answered: requirement.and_then(|r| r.user_input.as_ref()).map(|_| true),
+            external_execution_required: (pause == Some(PauseType::ExternalExecution)).then_some(true),
+            external_execution_silent: None,
+            approval_type: requirement.and_then(|r| r.approval_type).map(|t| t.to_string()),
+            approval_id: tool.approval_id.clone().or_else(|| requirement.and_then(|r| r.approval_id.clone())),
+            parent_tool_call_id: None,
+        }
+    }
+}
+
+/// The reference's user-input fields (`name`, `field_type`, `description`, `value`) from a
+/// requirement's JSON Schema and the values supplied so far.
+fn user_input_fields(requirement: &RunRequirement) -> Option<Value> {
+    let properties = requirement.user_input_schema.as_ref()?.get("properties")?.as_object()?;
+    let values = requirement.user_input.as_ref();
+    let fields = properties
+        .iter()
+        .map(|(name, schema)| {
+            let field_type = match schema.get("type").and_then(Value::as_str) {
+                Some("integer") => "int",
+                Some("number") => "float",
+                Some("boolean") => "bool",
+                Some("array") => "list",
+                Some("object") => "dict",
+                _ => "str",
+            };
+            json!({
+                "name": name,
+                "field_type": field_type,
+                "description": schema.get("description"),
+                "value": values.and_then(|values| values.get(name)),
+            })
+        })
+        .collect();
+    Some(Value::Array(fields))
+}
+
+/// A paused call and what was decided about it; null keys left out, as the reference does.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct RequirementWire {
+    pub id: String,
+    /// RFC 3339.
+    pub created_at: String,
+    pub tool_execution: ToolExecutionWire,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub confirmation: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub confirmation_note: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Object)]
+    pub external_execution_result: Option<Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub member_agent_id: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub member_agent_name: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub member_run_id: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Object)]
+    pub user_input_schema: Option<Value>,
+}
+
+impl RequirementWire {
+    /// `requirement`, stamped with `created_at` (RFC 3339).
+    pub fn new(requirement: &RunRequirement, created_at: &str) -> Self {
+        let member = requirement.member.as_ref();
+        RequirementWire {
+            id: requirement.tool_execution.tool_call_id.clone(),
+            created_at: created_at.to_owned(),
+            tool_execution: ToolExecutionWire::new(&requirement.tool_execution, Some(requirement)),
+            confirmation: requirement.confirmation,
+            confirmation_note: requirement.note.clone(),
+            external_execution_result: requirement.external_result.clone(),
+            member_agent_id: member.map(|m| m.agent_id.clone()),
+            member_agent_name: member.and_then(|m| m.agent_name.clone()),
+            member_run_id: member.map(|m| m.run_id.clone()),
+            user_input_schema: user_input_fields(requirement),
+        }
+    }
+}
+
+/// Who ran a run, as the run output names it.
+#[derive(Debug, Clone, Copy)]
+pub enum Runner<'a> {
+    /// An agent: its id and name.
+    Agent(&'a str, Option<&'a str>),
+    /// A team: its id.
+    Team(&'a str),
+}
+
+/// A run's output in the reference's shape: null keys left out.
+pub fn run_output(output: &RunOutput, record: Option<&RunRecord>, runner: Runner<'_>) -> Value {
+    let created = record.map(|r| r.created_at.to_rfc3339()).unwrap_or_default();
+    let requirement_of =
+        |tool: &ToolExecution| output.requirements.iter().find(|r| r.tool_execution.tool_call_id == tool.tool_call_id);
+    let mut object = Map::new();
+    let mut put = |key: &str, value: Value| {
+        if !value.is_null() {
+            object.insert(key.to_owned(), value);
+        }
+    };
+    put("run_id", json!(output.run_id));
+    match runner {
+        Runner::Agent(id, name) => {
+            put("agent_id", json!(id));
+            put("agent_name", json!(name));
+        }
+        Runner::Team(id) => put("team_id", json!(id)),
+    }
+    put("session_id", json!(output.session_id));
+    put("user_id", json!(record.and_then(|r| r.user_id.as_deref())));
+    put("content", json!(output.content));
+    put("content_type", json!("str"));
+    put("created_at", json!(record.map(|r| r.created_at.timestamp())));
+    put("status", json!(run_status(output.status)));
+    put("input", json!(record.map(|r| json!({"input_content": r.input}))));
+    put(
+        "tools",
+        json!(output.tools.iter().map(|tool| ToolExecutionWire::new(tool, requirement_of(tool))).collect::<Vec<_>>()),
+    );
+    put(
+        "requirements",
+        json!(output.requirements.iter().map(|r| RequirementWire::new(r, &created)).collect::<Vec<_>>()),
+    );
+    put("metrics", json!({"input_tokens": output.usage.input_tokens, "output_tokens": output.usage.output_tokens}));
+    if !output.metadata.is_empty() {
+        put("metadata", Value::Object(output.metadata.clone()));
+    }
+    if let Runner::Team(_) = runner {
+        let members: Vec<Value> = output
+            .member_runs
+            .iter()
+            .map(|member| run_output(member, None, Runner::Agent(member_agent(output, member), None)))
+            .collect();
+        put("member_responses", Value::Array(members));
+    }
+    Value::Object(object)
+}
+
+fn member_agent<'a>(team: &'a RunOutput, member: &RunOutput) -> &'a str {
+    team.requirements
+        .iter()
+        .filter_map(|r| r.member.as_ref())
+        .find(|m| m.run_id == member.run_id)
+        .map_or("", |m| m.agent_id.as_str())
+}
+
+/// An answer a continue carries, in either of the reference's shapes: a tool execution (agent
+/// `tools`) or a requirement holding one (team `requirements`).
+#[derive(Debug, Deserialize)]
+pub struct AnswerWire {
+    tool_execution: Option<ToolAnswer>,
+    #[serde(flatten)]
+    tool: ToolAnswer,
+    confirmation: Option<bool>,
+    confirmation_note: Option<String>,
+    external_execution_result: Option<Value>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+struct ToolAnswer {
+    tool_call_id: Option<String>,
+    confirmed: Option<bool>,
+    confirmation_note: Option<String>,
+    result: Option<Value>,
+    user_input_schema: Option<Vec<FieldAnswer>>,
+}
+
+#[derive(Debug, Deserialize)]
+struct FieldAnswer {
+    name: String,
+    value: Option<Value>,
+}
+
+impl AnswerWire {
+    /// The answer to the paused call it names, on a copy of that call's requirement in
+    /// `paused`; `None` when it names no paused call (the engine refuses such an answer when
+    /// it is passed as a bare requirement, so it is passed on as one).
+    pub fn into_requirement(self, paused: &[RunRequirement]) -> Result<RunRequirement, String> {
+        let tool = self.tool_execution.unwrap_or(self.tool);
+        let call_id = tool.tool_call_id.ok_or("each answer needs a `tool_call_id`")?;
+        let mut requirement = paused
+            .iter()
+            .find(|r| r.tool_execution.tool_call_id == call_id)
+            .cloned()
+            .ok_or_else(|| format!("the run has no paused tool call `{call_id}`"))?;
+        requirement.confirmation = self.confirmation.or(tool.confirmed);
+        requirement.note = self.confirmation_note.or(tool.confirmation_note);
+        if let Some(result) = self.external_execution_result.or(tool.result) {
+            requirement.external_result = Some(result);
+        }
+        if let Some(fields) = tool.user_input_schema {
+            let values: Map<String, Value> =
+                fields.into_iter().filter_map(|field| Some((field.name, field.value?))).collect();
+            if !values.is_empty() {
+                requirement.user_input = Some(values);
+            }
+        }
+        Ok(requirement)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn paused() -> RunRequirement {
+        serde_json::from_value(json!({
+            "tool_execution": {"tool_call_id": "call_1", "tool_name": "delete_user_data",
+                "tool_args": {"user_id": "42"}, "status": "paused", "result": null, "approval_id": "a1"},
+            "pause_type": "confirmation", "confirmation": null, "note": null, "user_input_schema": null,
+            "user_input": null, "external_result": null, "approval_type": "required", "approval_id": "a1",
+            "member": null, "resolved_by": null
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn an_agent_tool_answer_confirms_its_call() {
+        let answer: AnswerWire =
+            serde_json::from_value(json!({"tool_call_id": "call_1", "tool_name": "x", "confirmed": true})).unwrap();
+        let requirement = answer.into_requirement(&[paused()]).unwrap();
+        assert_eq!(requirement.confirmation, Some(true));
+    }
+
+    #[test]
+    fn a_team_requirement_answer_reads_its_top_level_confirmation() {
+        let answer: AnswerWire = serde_json::from_value(
+            json!({"id": "r", "confirmation": false, "confirmation_note": "no", "tool_execution": {"tool_call_id": "call_1"}}),
+        )
+        .unwrap();
+        let requirement = answer.into_requirement(&[paused()]).unwrap();
+        assert_eq!((requirement.confirmation, requirement.note.as_deref()), (Some(false), Some("no")));
+    }
+
+    #[test]
+    fn an_answer_to_no_paused_call_is_refused_by_name() {
+        let answer: AnswerWire = serde_json::from_value(json!({"tool_call_id": "call_9"})).unwrap();
+        assert_eq!(answer.into_requirement(&[paused()]).unwrap_err(), "the run has no paused tool call `call_9`");
+    }
+
+    #[test]
+    fn every_tool_execution_key_is_present() {
+        let wire = serde_json::to_value(ToolExecutionWire::new(&paused().tool_execution, Some(&paused()))).unwrap();
+        for key in
+            ["tool_call_error", "metrics", "confirmed", "user_feedback_schema", "approval_id", "parent_tool_call_id"]
+        {
+            assert!(wire.get(key).is_some(), "{key}");
+        }
+        assert_eq!(wire["requires_confirmation"], json!(true));
+    }
+}

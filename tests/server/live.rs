@@ -1,0 +1,146 @@
+//! A real server on 127.0.0.1 driven over HTTP: live events, concurrent decisions, and the
+//! operations routes.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use kern::db::Store;
+use kern_server::{Auth, Server};
+use serde_json::{Value, json};
+use tokio::net::TcpListener;
+
+use crate::harness::{App, agent, issue};
+
+/// Serves `store` on a free port of 127.0.0.1; returns the base URL.
+async fn serve(store: Arc<dyn Store>) -> String {
+    let server = Server::builder().store(store.clone()).agent(agent(store)).auth(Auth::api_keys()).build().unwrap();
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(server.serve(listener));
+    base
+}
+
+/// Reads an event stream until `count` events have come: each as (id, event name, data).
+async fn read_events(response: &mut reqwest::Response, count: usize) -> Vec<(String, String, Value)> {
+    let mut text = String::new();
+    let mut events = Vec::new();
+    while events.len() < count {
+        let chunk = tokio::time::timeout(Duration::from_secs(10), response.chunk())
+            .await
+            .expect("an event within 10 s")
+            .unwrap()
+            .expect("the stream stays open");
+        text.push_str(&String::from_utf8_lossy(&chunk));
+        while let Some(end) = text.find("\n\n") {
+            let frame: String = text.drain(..end + 2).collect();
+            let field = |name: &str| frame.lines().find_map(|l| l.strip_prefix(name)).map(str::to_owned);
+            if let (Some(id), Some(event), Some(data)) = (field("id: "), field("event: "), field("data: ")) {
+                events.push((id, event, serde_json::from_str(&data).unwrap()));
+            }
+        }
+    }
+    events
+}
+
+pub async fn an_event_arrives_after_a_resolve_and_resumes_without_loss(store: Arc<dyn Store>) {
+    let app = App::new(store.clone()).await;
+    let base = serve(store.clone()).await;
+    let client = reqwest::Client::new();
+    let (_, _, first) = app.paused_refund("alice").await;
+
+    let mut stream = client.get(format!("{base}/events")).bearer_auth(&app.reader).send().await.unwrap();
+    assert_eq!(stream.status(), 200);
+    // Another connection decides: the open stream hears of it.
+    let resolved = client
+        .post(format!("{base}/approvals/{first}/resolve"))
+        .bearer_auth(&app.admin)
+        .json(&json!({"status": "approved"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resolved.status(), 200);
+    let events = read_events(&mut stream, 2).await;
+    assert_eq!((events[0].1.as_str(), events[1].1.as_str()), ("approval.vote", "approval.approved"));
+    assert_eq!(events[1].2["approval_id"], first.as_str());
+    let last_seen = events[1].0.clone();
+    drop(stream);
+
+    // While no one listens, a row is created and rejected: a stream resumed from the last id
+    // gets exactly those events.
+    let (_, _, second) = app.paused_refund("bob").await;
+    store
+        .decide(&second, &kern::approval::Principal::new("root"), kern::approval::Decision::reject("no"))
+        .await
+        .unwrap();
+    let mut resumed = client
+        .get(format!("{base}/events"))
+        .bearer_auth(&app.reader)
+        .header("last-event-id", &last_seen)
+        .send()
+        .await
+        .unwrap();
+    let events = read_events(&mut resumed, 3).await;
+    let names: Vec<&str> = events.iter().map(|e| e.1.as_str()).collect();
+    assert_eq!(names, ["approval.created", "approval.vote", "approval.rejected"]);
+    assert!(events.iter().all(|e| e.2["approval_id"] == second.as_str()));
+    let ids: Vec<i64> = events.iter().map(|e| e.0.parse().unwrap()).collect();
+    assert!(ids.windows(2).all(|w| w[0] < w[1]) && ids[0] > last_seen.parse::<i64>().unwrap());
+}
+
+pub async fn concurrent_resolves_of_one_row_give_one_winner(store: Arc<dyn Store>) {
+    let app = App::new(store.clone()).await;
+    let base = serve(store).await;
+    let (_, _, id) = app.paused_refund("alice").await;
+    let client = reqwest::Client::new();
+    let resolves = (0..64).map(|i| {
+        let (client, url, token) = (client.clone(), format!("{base}/approvals/{id}/resolve"), app.admin.clone());
+        tokio::spawn(async move {
+            let status = if i % 2 == 0 { "approved" } else { "rejected" };
+            client.post(url).bearer_auth(token).json(&json!({"status": status})).send().await.unwrap().status().as_u16()
+        })
+    });
+    let mut codes = Vec::new();
+    for resolve in resolves.collect::<Vec<_>>() {
+        codes.push(resolve.await.unwrap());
+    }
+    assert_eq!(codes.iter().filter(|c| **c == 200).count(), 1, "{codes:?}");
+    assert_eq!(codes.iter().filter(|c| **c == 409).count(), 63, "{codes:?}");
+}
+
+pub async fn operations_routes_answer(store: Arc<dyn Store>) {
+    let token = issue(&store, "root", &[], &[kern::keys::Scope::Admin]).await;
+    let base = serve(store.clone()).await;
+    let client = reqwest::Client::new();
+    for path in ["/healthz", "/readyz"] {
+        let answer = client.get(format!("{base}{path}")).send().await.unwrap();
+        assert_eq!(answer.status(), 200, "{path}");
+    }
+    let openapi: Value = client.get(format!("{base}/openapi.json")).send().await.unwrap().json().await.unwrap();
+    assert!(openapi["paths"]["/approvals/{approval_id}/resolve"]["post"].is_object());
+    let listed = client.get(format!("{base}/approvals")).bearer_auth(&token).send().await.unwrap();
+    assert!(listed.headers().contains_key("x-request-id"));
+    let metrics = client.get(format!("{base}/metrics")).send().await.unwrap().text().await.unwrap();
+    assert!(metrics.contains("kern_approvals_pending 0"));
+    assert!(metrics.contains("route=\"/approvals\",status=\"200\""));
+    let unknown = client.get(format!("{base}/nowhere")).send().await.unwrap();
+    assert_eq!(unknown.status(), 404);
+    let big = client
+        .post(format!("{base}/approvals/x/resolve"))
+        .bearer_auth(&token)
+        .header("content-type", "application/json")
+        .body(vec![b' '; 2 * 1024 * 1024])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(big.status(), 413);
+
+    // An open server refuses to start on an address other than loopback.
+    let open = Server::builder().store(store).auth(Auth::open_on_loopback("me")).build().unwrap();
+    let everywhere = TcpListener::bind("0.0.0.0:0").await.unwrap();
+    let refused = open.serve(everywhere).await.unwrap_err();
+    assert_eq!(refused.kind(), std::io::ErrorKind::PermissionDenied);
+    assert!(matches!(
+        Server::builder().store(kern::db::MemoryDb::new()).build().err(),
+        Some(kern_server::BuildError::NoAuth)
+    ));
+}

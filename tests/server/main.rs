@@ -1,0 +1,50 @@
+//! The HTTP API (`kern-server`): every route against every store kern ships, through the
+//! router (`ServiceExt::oneshot`), and a real server on 127.0.0.1 for what needs a socket:
+//! live events, concurrent decisions, an open server's loopback rule.
+//!
+//! Postgres: set `KERN_TEST_POSTGRES_URL` (e.g. `postgres://postgres@127.0.0.1:5432/test`).
+//! Unset, the Postgres tests print why and pass; set but unreachable, they fail.
+
+mod approvals;
+mod harness;
+mod live;
+mod runs;
+
+/// One test per case and backend.
+macro_rules! suite {
+    ($($module:ident::$case:ident),+ $(,)?) => {
+        suite!(@backend memory, Memory, [$($module::$case),+]);
+        suite!(@backend sqlite, Sqlite, [$($module::$case),+]);
+        suite!(@backend postgres, Postgres, [$($module::$case),+]);
+    };
+    (@backend $name:ident, $backend:ident, [$($module:ident::$case:ident),+]) => {
+        mod $name {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $case() {
+                    crate::harness::Backend::$backend.run(crate::$module::$case).await;
+                }
+            )+
+        }
+    };
+}
+
+suite! {
+    approvals::a_row_reads_in_the_reference_shape,
+    approvals::a_missing_row_is_not_found,
+    approvals::listing_pages_and_filters,
+    approvals::bad_parameters_are_refused_with_what_is_wrong,
+    approvals::credentials_and_scopes_are_checked,
+    approvals::resolve_decides_once_as_the_caller,
+    approvals::a_policy_decides_through_votes,
+    approvals::cancel_and_delete_withdraw_a_pending_row,
+    approvals::if_match_and_idempotency_key_guard_a_resolve,
+    approvals::isolation_hides_other_users_rows,
+    runs::a_run_pauses_and_continues_once_its_row_is_approved,
+    runs::the_row_wins_over_the_callers_answers,
+    runs::run_routes_refuse_what_they_cannot_run,
+    runs::a_streamed_run_sends_the_reference_events,
+    live::an_event_arrives_after_a_resolve_and_resumes_without_loss,
+    live::concurrent_resolves_of_one_row_give_one_winner,
+    live::operations_routes_answer,
+}

@@ -1,0 +1,120 @@
+//! The run routes over the router: the reference's form fields (and JSON), its run output, and
+//! a continue gated by the stored rows whoever calls it.
+
+use std::sync::Arc;
+
+use axum::http::{Method, StatusCode};
+use kern::db::Store;
+use serde_json::json;
+
+use crate::harness::App;
+
+pub async fn a_run_pauses_and_continues_once_its_row_is_approved(store: Arc<dyn Store>) {
+    let app = App::new(store).await;
+    let run = app
+        .send(
+            Method::POST,
+            "/agents/ops/runs",
+            Some(&app.alice),
+            Some(json!("message=refund+order+A-1&stream=false&user_id=mallory")),
+        )
+        .await;
+    assert_eq!(run.status, StatusCode::OK, "{:?}", run.body);
+    assert_eq!(run.body["status"], "PAUSED");
+    assert_eq!(run.body["agent_id"], "ops");
+    assert_eq!(run.body["agent_name"], "Ops Agent");
+    assert_eq!(run.body["user_id"], "alice", "the authenticated principal, not the form's user");
+    assert!(run.body.get("content").is_none(), "null keys are left out");
+    let (run_id, session_id) = (run.body["run_id"].as_str().unwrap(), run.body["session_id"].as_str().unwrap());
+    let row = run.body["tools"][0]["approval_id"].as_str().expect("the row's id is stamped on the tool").to_owned();
+
+    let uri = format!("/agents/ops/runs/{run_id}/continue");
+    let form = format!("session_id={session_id}&stream=false&tools=");
+    let pending = app.send(Method::POST, &uri, Some(&app.alice), Some(json!(form))).await;
+    assert_eq!(pending.status, StatusCode::BAD_REQUEST, "{:?}", pending.body);
+
+    let approve = app
+        .send(Method::POST, &format!("/approvals/{row}/resolve"), Some(&app.admin), Some(json!({"status": "approved"})))
+        .await;
+    assert_eq!(approve.status, StatusCode::OK);
+    let done = app.send(Method::POST, &uri, Some(&app.alice), Some(json!(form))).await;
+    assert_eq!(done.status, StatusCode::OK, "{:?}", done.body);
+    assert_eq!(done.body["status"], "COMPLETED");
+    assert_eq!(done.body["tools"][0]["result"], "refunded order A-1");
+
+    let again = app.send(Method::POST, &uri, Some(&app.alice), Some(json!(form))).await;
+    assert_eq!(again.status, StatusCode::CONFLICT, "a finished run is not continued twice");
+    let read = app.send(Method::GET, &format!("/runs/{run_id}"), Some(&app.reader), None).await;
+    assert_eq!(read.body["status"], "COMPLETED");
+    let row = app.send(Method::GET, &format!("/approvals/{row}"), Some(&app.reader), None).await;
+    assert_eq!(row.body["run_status"], "COMPLETED");
+}
+
+pub async fn the_row_wins_over_the_callers_answers(store: Arc<dyn Store>) {
+    let app = App::new(store).await;
+    let run = app
+        .send(
+            Method::POST,
+            "/agents/ops/runs",
+            Some(&app.alice),
+            Some(json!({"message": "refund order A-1", "stream": false})),
+        )
+        .await;
+    let (run_id, session_id) = (run.body["run_id"].as_str().unwrap(), run.body["session_id"].as_str().unwrap());
+    let mut tool = run.body["tools"][0].clone();
+    tool["confirmed"] = json!(true);
+    let body = json!({"session_id": session_id, "stream": false, "tools": [tool]});
+    // The reference runs the tool here (its fault): the row is pending, so kern refuses.
+    let refused =
+        app.send(Method::POST, &format!("/agents/ops/runs/{run_id}/continue"), Some(&app.admin), Some(body)).await;
+    assert_eq!(refused.status, StatusCode::BAD_REQUEST, "{:?}", refused.body);
+    let read = app.send(Method::GET, &format!("/runs/{run_id}"), Some(&app.reader), None).await;
+    assert_eq!(read.body["status"], "PAUSED", "the refused continue changed nothing");
+    assert!(read.body["tools"][0]["result"].is_null(), "the tool did not run");
+}
+
+pub async fn run_routes_refuse_what_they_cannot_run(store: Arc<dyn Store>) {
+    let app = App::new(store).await;
+    let unknown =
+        app.send(Method::POST, "/agents/nobody/runs", Some(&app.alice), Some(json!("message=hi&stream=false"))).await;
+    assert_eq!((unknown.status, unknown.detail()), (StatusCode::NOT_FOUND, "Agent not found"));
+    let team = app.send(Method::POST, "/teams/nobody/runs", Some(&app.alice), Some(json!("message=hi"))).await;
+    assert_eq!((team.status, team.detail()), (StatusCode::NOT_FOUND, "Team not found"));
+    let no_message = app.send(Method::POST, "/agents/ops/runs", Some(&app.alice), Some(json!("stream=false"))).await;
+    assert_eq!(no_message.status, StatusCode::UNPROCESSABLE_ENTITY);
+    let reader = app.send(Method::POST, "/agents/ops/runs", Some(&app.reader), Some(json!("message=hi"))).await;
+    assert_eq!(reader.status, StatusCode::FORBIDDEN);
+
+    let (run_id, session_id, _) = app.paused_refund("alice").await;
+    let uri = format!("/agents/ops/runs/{run_id}/continue");
+    let no_session = app.send(Method::POST, &uri, Some(&app.alice), Some(json!("stream=false"))).await;
+    assert_eq!(
+        (no_session.status, no_session.detail()),
+        (StatusCode::BAD_REQUEST, "session_id is required for this action")
+    );
+    let bad_json = app
+        .send(Method::POST, &uri, Some(&app.alice), Some(json!(format!("session_id={session_id}&tools=%5B1"))))
+        .await;
+    assert_eq!((bad_json.status, bad_json.detail()), (StatusCode::BAD_REQUEST, "Invalid JSON in tools field"));
+    let missing =
+        app.send(Method::POST, "/agents/ops/runs/nope/continue", Some(&app.alice), Some(json!("session_id=s"))).await;
+    assert_eq!((missing.status, missing.detail()), (StatusCode::NOT_FOUND, "No runs found for run ID nope"));
+    let wrong_session = app.send(Method::POST, &uri, Some(&app.alice), Some(json!("session_id=other"))).await;
+    assert_eq!(wrong_session.status, StatusCode::NOT_FOUND);
+}
+
+pub async fn a_streamed_run_sends_the_reference_events(store: Arc<dyn Store>) {
+    let app = App::new(store).await;
+    // `stream` omitted means true, as in the reference.
+    let run =
+        app.send(Method::POST, "/agents/ops/runs", Some(&app.alice), Some(json!("message=refund+order+A-1"))).await;
+    assert_eq!(run.status, StatusCode::OK);
+    assert!(run.headers["content-type"].to_str().unwrap().starts_with("text/event-stream"));
+    let text = run.body.as_str().expect("an event stream");
+    let names: Vec<&str> = text.lines().filter_map(|line| line.strip_prefix("event: ")).collect();
+    assert_eq!(names, ["RunStarted", "RunPaused"]);
+    let paused = text.lines().filter_map(|line| line.strip_prefix("data: ")).nth(1).unwrap();
+    let paused: serde_json::Value = serde_json::from_str(paused).unwrap();
+    assert_eq!(paused["event"], "RunPaused");
+    assert!(paused["tools"][0]["approval_id"].is_string());
+}
