@@ -16,11 +16,14 @@
 //! `cargo test` (no `--bench` argument) it runs a small smoke check of every mode instead,
 //! verifying the outcome and ignoring the timings.
 
+mod common;
+
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use chrono::Utc;
+use common::filler_row;
 use kern::prelude::*;
 use kern::run::RunOptions;
 use serde_json::json;
@@ -439,7 +442,8 @@ async fn measure_list(options: &Options, backend: &Backend, rows: usize, print: 
     let mut written = 0;
     let fill_started = Instant::now();
     while written < rows {
-        let batch: Vec<Approval> = (written..rows.min(written + BATCH)).map(|i| filler_row(i, now)).collect();
+        let batch: Vec<Approval> =
+            (written..rows.min(written + BATCH)).map(|i| filler_row(i, i % 100 == 0, now)).collect();
         written += batch.len();
         backend.store.save_runs(&[], &batch, &[]).await?;
     }
@@ -583,37 +587,6 @@ where
     }
     floor.pairs_per_s = floor.commits.len() as f64 / started.elapsed().as_secs_f64();
     Ok(floor)
-}
-
-/// Row `i` of the list scenario: every hundredth is pending, the rest resolved.
-fn filler_row(i: usize, now: chrono::DateTime<Utc>) -> Approval {
-    let created_at = now - chrono::Duration::milliseconds(i as i64);
-    let status = if i % 100 == 0 { ApprovalStatus::Pending } else { ApprovalStatus::Approved };
-    Approval {
-        id: format!("{:08x}-0000-7000-8000-{:012x}", i / 65_536, i),
-        run_id: format!("run-{i}"),
-        session_id: format!("session-{}", i % 1_000),
-        status,
-        approval_type: ApprovalType::Required,
-        pause_type: PauseType::Confirmation,
-        source_type: SourceType::Agent,
-        source_name: Some("bench-agent".into()),
-        agent_id: Some("bench-agent".into()),
-        team_id: None,
-        user_id: Some(format!("user-{}", i % 500)),
-        tool_name: "delete_records".into(),
-        tool_args: json!({"table": "users", "count": 3}),
-        tool_call_id: "call_1".into(),
-        requirements: Vec::new(),
-        resolution_data: None,
-        resolved_by: (status != ApprovalStatus::Pending).then(|| "bench-admin".into()),
-        resolved_at: (status != ApprovalStatus::Pending).then_some(created_at),
-        created_at,
-        updated_at: created_at,
-        expires_at: None,
-        run_status: RunStatus::Completed,
-        policy: None,
-    }
 }
 
 /// Under `cargo test`: every mode on every configured backend, small, verified, quiet.

@@ -24,12 +24,15 @@
 //! argument) it runs a small smoke check instead, verifying the outcome and ignoring the
 //! timings.
 
+mod common;
+
 use std::future::Future;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use chrono::Utc;
+use common::{filler_id, filler_row};
 use kern::keys::{ApiKey, Scope};
 use kern::prelude::*;
 use kern_server::{Auth, Server};
@@ -163,44 +166,6 @@ fn postgres_url() -> Option<String> {
     std::env::var("KERN_TEST_POSTGRES_URL").ok()
 }
 
-/// Row `i`: the first `rows` are the listed table (every hundredth pending, the rest
-/// resolved), the ones after them the pending rows the resolves decide. Row `i` is `i`
-/// milliseconds old, so the listing's newest pending rows are all of the table.
-fn row(i: usize, rows: usize, now: chrono::DateTime<Utc>) -> Approval {
-    let created_at = now - chrono::Duration::milliseconds(i as i64);
-    let pending = i >= rows || i % 100 == 0;
-    let status = if pending { ApprovalStatus::Pending } else { ApprovalStatus::Approved };
-    Approval {
-        id: row_id(i),
-        run_id: format!("run-{i}"),
-        session_id: format!("session-{}", i % 1_000),
-        status,
-        approval_type: ApprovalType::Required,
-        pause_type: PauseType::Confirmation,
-        source_type: SourceType::Agent,
-        source_name: Some("bench-agent".into()),
-        agent_id: Some("bench-agent".into()),
-        team_id: None,
-        user_id: Some(format!("user-{}", i % 500)),
-        tool_name: "delete_records".into(),
-        tool_args: json!({"table": "users", "count": 3}),
-        tool_call_id: "call_1".into(),
-        requirements: Vec::new(),
-        resolution_data: None,
-        resolved_by: (!pending).then(|| "bench-admin".into()),
-        resolved_at: (!pending).then_some(created_at),
-        created_at,
-        updated_at: created_at,
-        expires_at: None,
-        run_status: if pending { RunStatus::Paused } else { RunStatus::Completed },
-        policy: None,
-    }
-}
-
-fn row_id(i: usize) -> String {
-    format!("{:08x}-0000-7000-8000-{:012x}", i / 65_536, i)
-}
-
 /// Writes the listed table and the rows to resolve, 5,000 rows a transaction.
 async fn fill(store: Arc<dyn Store>, rows: usize, seeded: usize) -> Result<(), BoxError> {
     const BATCH: usize = 5_000;
@@ -208,7 +173,8 @@ async fn fill(store: Arc<dyn Store>, rows: usize, seeded: usize) -> Result<(), B
     let total = rows + seeded;
     let mut written = 0;
     while written < total {
-        let batch: Vec<Approval> = (written..total.min(written + BATCH)).map(|i| row(i, rows, now)).collect();
+        let batch: Vec<Approval> =
+            (written..total.min(written + BATCH)).map(|i| filler_row(i, i >= rows || i % 100 == 0, now)).collect();
         written += batch.len();
         store.save_runs(&[], &batch, &[]).await?;
     }
@@ -393,7 +359,7 @@ async fn measure(server: Handle, backend: &Backend, options: Options, print: boo
     let client = reqwest::Client::builder().default_headers(headers).pool_max_idle_per_host(64).build()?;
 
     let result = async {
-        let mut ids = (options.rows..options.rows + options.seeded()).map(row_id);
+        let mut ids = (options.rows..options.rows + options.seeded()).map(filler_id);
         for concurrency in CONCURRENCIES {
             let mut take = |n: usize| ids.by_ref().take(n).collect::<Vec<_>>();
             let (warm, timed) = (take(options.warmup), take(options.resolves));

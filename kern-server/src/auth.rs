@@ -15,11 +15,15 @@ use crate::error::{ApiError, ApiResult};
 use crate::state::AppState;
 
 /// How a server knows who calls it.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
+#[non_exhaustive]
 pub enum Auth {
     /// `Authorization: Bearer <API key>`: keys issued through the store, checked on every
     /// request (a revoked key stops working at once).
     ApiKeys,
+    /// JWT bearer tokens, and API keys beside them (a token starting `kern_` is a key).
+    #[cfg(feature = "jwt")]
+    Jwt(Box<crate::jwt::Jwt>),
     /// No authentication: every request acts as `principal` with every scope. Answers only
     /// clients on a loopback address, for local development.
     OpenOnLoopback {
@@ -33,6 +37,13 @@ impl Auth {
     #[must_use]
     pub fn api_keys() -> Self {
         Auth::ApiKeys
+    }
+
+    /// JWTs verified by `jwt`, and API keys.
+    #[cfg(feature = "jwt")]
+    #[must_use]
+    pub fn jwt(jwt: crate::jwt::Jwt) -> Self {
+        Auth::Jwt(Box::new(jwt))
     }
 
     /// No authentication, answering only loopback clients; decisions are recorded as made by
@@ -123,23 +134,40 @@ impl FromRequestParts<AppState> for Caller {
                     authenticated: false,
                 })
             }
-            Auth::ApiKeys => {
-                let header = parts
-                    .headers
-                    .get(AUTHORIZATION)
-                    .ok_or_else(|| ApiError::unauthorized("Authorization header required"))?;
-                let invalid = || ApiError::unauthorized("Invalid authentication token");
-                let header = header.to_str().map_err(|_| invalid())?.trim();
-                // The reference accepts the raw key without the `Bearer` prefix too.
-                let token = header.strip_prefix("Bearer ").unwrap_or(header).trim();
-                let (id, secret) = parse_token(token).filter(|(id, _)| limits::is_key(id)).ok_or_else(invalid)?;
-                let key = state.store.api_key(id).await?.ok_or_else(invalid)?;
-                if !key.accepts(secret) {
-                    return Err(invalid());
+            Auth::ApiKeys => api_key_caller(state, bearer(parts)?).await,
+            #[cfg(feature = "jwt")]
+            Auth::Jwt(jwt) => {
+                let token = bearer(parts)?;
+                if token.starts_with(kern_core::keys::TOKEN_PREFIX) {
+                    return api_key_caller(state, token).await;
                 }
-                let own_user = (state.user_isolation && !key.grants(Scope::Admin)).then(|| key.principal.clone());
-                Ok(Caller { principal: key.principal(), scopes: key.scopes, own_user, authenticated: true })
+                let (principal, scopes) = jwt.verify(token)?;
+                let own_user = (state.user_isolation && !scopes.contains(&Scope::Admin)).then(|| principal.id.clone());
+                Ok(Caller { principal, scopes, own_user, authenticated: true })
             }
         }
     }
+}
+
+/// The bearer token of a request; the reference accepts it without the `Bearer` prefix too.
+fn bearer(parts: &Parts) -> Result<&str, ApiError> {
+    let header =
+        parts.headers.get(AUTHORIZATION).ok_or_else(|| ApiError::unauthorized("Authorization header required"))?;
+    let header = header.to_str().map_err(|_| invalid_token())?.trim();
+    Ok(header.strip_prefix("Bearer ").unwrap_or(header).trim())
+}
+
+fn invalid_token() -> ApiError {
+    ApiError::unauthorized("Invalid authentication token")
+}
+
+/// The caller an API key signs in, or a 401.
+async fn api_key_caller(state: &AppState, token: &str) -> Result<Caller, ApiError> {
+    let (id, secret) = parse_token(token).filter(|(id, _)| limits::is_key(id)).ok_or_else(invalid_token)?;
+    let key = state.store.api_key(id).await?.ok_or_else(invalid_token)?;
+    if !key.accepts(secret) {
+        return Err(invalid_token());
+    }
+    let own_user = (state.user_isolation && !key.grants(Scope::Admin)).then(|| key.principal.clone());
+    Ok(Caller { principal: key.principal(), scopes: key.scopes, own_user, authenticated: true })
 }

@@ -18,6 +18,8 @@ mod auth;
 mod error;
 mod extract;
 mod idempotency;
+#[cfg(feature = "jwt")]
+mod jwt;
 mod metrics;
 mod openapi;
 mod routes;
@@ -27,5 +29,7 @@ mod wire;
 
 pub use auth::{Auth, Caller};
 pub use error::{ApiError, ErrorBody};
+#[cfg(feature = "jwt")]
+pub use jwt::{Jwt, JwtKeyError};
 pub use openapi::document as openapi;
 pub use server::{BuildError, Server, ServerBuilder};

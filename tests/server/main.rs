@@ -7,6 +7,7 @@
 
 mod approvals;
 mod harness;
+mod jwt;
 mod live;
 mod runs;
 
@@ -47,4 +48,6 @@ suite! {
     live::an_event_arrives_after_a_resolve_and_resumes_without_loss,
     live::concurrent_resolves_of_one_row_give_one_winner,
     live::operations_routes_answer,
+    jwt::hs256_tokens_sign_callers_in_and_are_checked,
+    jwt::rs256_tokens_are_checked_with_the_public_key,
 }

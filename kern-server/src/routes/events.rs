@@ -35,6 +35,9 @@ const BATCH: u32 = 256;
 /// rolled-back transaction leaves its `seq` unused.
 const GAP_WAIT: Duration = Duration::from_secs(2);
 
+/// How many rows' visibility a stream remembers before it starts over.
+const VISIBLE_MEMORY: usize = 10_000;
+
 /// The query string of `GET /events`.
 #[derive(Debug, Default, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
@@ -140,6 +143,9 @@ impl Feed {
         }
         let seen =
             matches!(self.state.store.get_approval(&event.approval_id).await, Ok(Some(row)) if self.caller.sees(&row));
+        if self.visible.len() >= VISIBLE_MEMORY {
+            self.visible.clear();
+        }
         self.visible.insert(event.approval_id.clone(), seen);
         seen
     }
