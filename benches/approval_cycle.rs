@@ -23,7 +23,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use chrono::Utc;
-use common::filler_row;
+use common::{Scratch, filler_row, scratch_name};
 use kern::prelude::*;
 use kern::run::RunOptions;
 use serde_json::json;
@@ -141,67 +141,41 @@ fn parse(args: &[String]) -> Result<Options, BoxError> {
 struct Backend {
     store: Arc<dyn Store>,
     commits: Box<dyn Fn() -> u64 + Send + Sync>,
-    leftover: Leftover,
-}
-
-/// What a benchmark leaves behind until [`Backend::remove`].
-enum Leftover {
-    Nothing,
-    File(std::path::PathBuf),
-    Schema { url: String, schema: String },
+    /// The database it works in; none for the memory store.
+    scratch: Option<Scratch>,
 }
 
 impl Backend {
     /// Deletes the benchmark's database file or Postgres schema.
     async fn remove(self) -> Result<(), BoxError> {
         drop(self.store);
-        match self.leftover {
-            Leftover::Nothing => {}
-            Leftover::File(path) => {
-                for suffix in ["", "-wal", "-shm"] {
-                    let _ = std::fs::remove_file(format!("{}{suffix}", path.display()));
-                }
-            }
-            Leftover::Schema { url, schema } => PostgresDb::__drop_schema(&url, &schema).await?,
+        match self.scratch {
+            Some(scratch) => scratch.remove().await,
+            None => Ok(()),
         }
-        Ok(())
     }
 
     /// What [`Backend::maintain`] does, as the benchmark reports it.
     fn maintenance(&self) -> &'static str {
-        match self.leftover {
-            Leftover::Nothing => "no maintenance (memory store)",
-            Leftover::File(_) => "ANALYZE",
-            Leftover::Schema { .. } => "VACUUM (ANALYZE) of the approvals table",
+        match self.scratch {
+            None => "no maintenance (memory store)",
+            Some(Scratch::File(_)) => "ANALYZE",
+            Some(Scratch::Schema { .. }) => "VACUUM (ANALYZE) of the approvals table",
         }
     }
 
-    /// The upkeep a live database gets on its own after a bulk write: Postgres's autovacuum
-    /// marks the new pages all-visible (so counts read the index alone) and refreshes the
-    /// planner's statistics; SQLite has only the statistics.
+    /// The upkeep a live database gets on its own after a bulk write (see [`Scratch::maintain`]).
     async fn maintain(&self) -> Result<(), BoxError> {
-        use sqlx::Connection;
-        match &self.leftover {
-            Leftover::Nothing => {}
-            Leftover::File(path) => {
-                let mut conn = sqlx::SqliteConnection::connect(&format!("sqlite://{}", path.display())).await?;
-                sqlx::raw_sql("ANALYZE").execute(&mut conn).await?;
-                conn.close().await?;
-            }
-            Leftover::Schema { url, schema } => {
-                let mut conn = sqlx::PgConnection::connect(url).await?;
-                sqlx::raw_sql(&format!("VACUUM (ANALYZE) \"{schema}\".\"kern_approvals\"")).execute(&mut conn).await?;
-                conn.close().await?;
-            }
+        match &self.scratch {
+            Some(scratch) => scratch.maintain().await,
+            None => Ok(()),
         }
-        Ok(())
     }
 }
 
 /// Opens a fresh, empty store of `kind` (a new file or schema each time).
 async fn open(kind: Kind, tag: &str) -> Result<Backend, BoxError> {
-    static OPENED: AtomicU64 = AtomicU64::new(0);
-    let name = format!("kern_bench_{tag}_{}_{}", std::process::id(), OPENED.fetch_add(1, Ordering::Relaxed));
+    let name = scratch_name(tag);
     Ok(match kind {
         Kind::Sqlite => {
             let path = std::env::temp_dir().join(format!("{name}.db"));
@@ -210,7 +184,7 @@ async fn open(kind: Kind, tag: &str) -> Result<Backend, BoxError> {
             Backend {
                 store: Arc::new(db),
                 commits: Box::new(move || counter.commit_count()),
-                leftover: Leftover::File(path),
+                scratch: Some(Scratch::File(path)),
             }
         }
         Kind::Postgres => {
@@ -219,12 +193,10 @@ async fn open(kind: Kind, tag: &str) -> Result<Backend, BoxError> {
             )?;
             let db = PostgresDb::builder().url(&url).schema(&name).max_connections(40).build().await?;
             let counter = db.clone();
-            let leftover = Leftover::Schema { url, schema: name };
-            Backend { store: Arc::new(db), commits: Box::new(move || counter.commit_count()), leftover }
+            let scratch = Some(Scratch::Schema { url, schema: name });
+            Backend { store: Arc::new(db), commits: Box::new(move || counter.commit_count()), scratch }
         }
-        Kind::Memory => {
-            Backend { store: Arc::new(MemoryDb::new()), commits: Box::new(|| 0), leftover: Leftover::Nothing }
-        }
+        Kind::Memory => Backend { store: Arc::new(MemoryDb::new()), commits: Box::new(|| 0), scratch: None },
     })
 }
 
@@ -498,9 +470,9 @@ async fn time_queries(options: &Options, store: &dyn Store, rows: usize) -> Resu
 /// commit-and-read pairs per second is the most cycles per second the database allows.
 async fn run_floor(options: &Options, print: bool) -> Result<(), BoxError> {
     let backend = open(options.kind, "floor").await?;
-    let timed = match &backend.leftover {
-        Leftover::Nothing => Err("the floor scenario measures a database: --backend sqlite or postgres".into()),
-        Leftover::File(path) => {
+    let timed = match &backend.scratch {
+        None => Err("the floor scenario measures a database: --backend sqlite or postgres".into()),
+        Some(Scratch::File(path)) => {
             let connect = sqlx::sqlite::SqliteConnectOptions::new()
                 .filename(path)
                 .synchronous(sqlx::sqlite::SqliteSynchronous::Full)
@@ -508,7 +480,7 @@ async fn run_floor(options: &Options, print: bool) -> Result<(), BoxError> {
             let create = "CREATE TABLE floor_probe (id INTEGER PRIMARY KEY, note TEXT NOT NULL)";
             time_floor::<sqlx::SqliteConnection>(connect, create, options).await
         }
-        Leftover::Schema { url, schema } => {
+        Some(Scratch::Schema { url, schema }) => {
             let connect = url.parse::<sqlx::postgres::PgConnectOptions>()?.options([("search_path", schema.as_str())]);
             let create =
                 "CREATE TABLE floor_probe (id BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY, note TEXT NOT NULL)";

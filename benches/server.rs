@@ -28,11 +28,11 @@ mod common;
 
 use std::future::Future;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use chrono::Utc;
-use common::{filler_id, filler_row};
+use common::{Scratch, filler_id, filler_row, scratch_name};
 use kern::keys::{ApiKey, Scope};
 use kern::prelude::*;
 use kern_server::{Auth, Server};
@@ -87,35 +87,28 @@ impl Options {
     }
 }
 
-/// The store under test and what to remove afterwards.
+/// The store under test and the database it works in.
 struct Backend {
     kind: Kind,
     store: Arc<dyn Store>,
-    leftover: Leftover,
-}
-
-/// What a benchmark leaves behind until [`Backend::remove`].
-enum Leftover {
-    File(std::path::PathBuf),
-    Schema { url: String, schema: String },
+    scratch: Scratch,
 }
 
 impl Backend {
     /// Opens a fresh, empty store of `kind` (a new file or schema each time).
     async fn open(kind: Kind) -> Result<Backend, BoxError> {
-        static OPENED: AtomicU64 = AtomicU64::new(0);
-        let name = format!("kern_bench_server_{}_{}", std::process::id(), OPENED.fetch_add(1, Ordering::Relaxed));
+        let name = scratch_name("server");
         Ok(match kind {
             Kind::Sqlite => {
                 let path = std::env::temp_dir().join(format!("{name}.db"));
                 let db = SqliteDb::builder().db_file(&path).build().await?;
-                Backend { kind, store: Arc::new(db), leftover: Leftover::File(path) }
+                Backend { kind, store: Arc::new(db), scratch: Scratch::File(path) }
             }
             Kind::Postgres => {
                 let url = postgres_url().ok_or("set KERN_TEST_POSTGRES_URL to benchmark Postgres")?;
                 // Room for 32 requests at once, each holding one connection.
                 let db = PostgresDb::builder().url(&url).schema(&name).max_connections(40).build().await?;
-                Backend { kind, store: Arc::new(db), leftover: Leftover::Schema { url, schema: name } }
+                Backend { kind, store: Arc::new(db), scratch: Scratch::Schema { url, schema: name } }
             }
         })
     }
@@ -130,35 +123,7 @@ impl Backend {
     /// Deletes the benchmark's database file or Postgres schema.
     async fn remove(self) -> Result<(), BoxError> {
         drop(self.store);
-        match self.leftover {
-            Leftover::File(path) => {
-                for suffix in ["", "-wal", "-shm"] {
-                    let _ = std::fs::remove_file(format!("{}{suffix}", path.display()));
-                }
-            }
-            Leftover::Schema { url, schema } => PostgresDb::__drop_schema(&url, &schema).await?,
-        }
-        Ok(())
-    }
-
-    /// The upkeep a live database gets on its own after bulk writes: Postgres's autovacuum
-    /// marks the new pages all-visible and refreshes the planner's statistics; SQLite has only
-    /// the statistics.
-    async fn maintain(&self) -> Result<(), BoxError> {
-        use sqlx::Connection;
-        match &self.leftover {
-            Leftover::File(path) => {
-                let mut conn = sqlx::SqliteConnection::connect(&format!("sqlite://{}", path.display())).await?;
-                sqlx::raw_sql("ANALYZE").execute(&mut conn).await?;
-                conn.close().await?;
-            }
-            Leftover::Schema { url, schema } => {
-                let mut conn = sqlx::PgConnection::connect(url).await?;
-                sqlx::raw_sql(&format!("VACUUM (ANALYZE) \"{schema}\".\"kern_approvals\"")).execute(&mut conn).await?;
-                conn.close().await?;
-            }
-        }
-        Ok(())
+        self.scratch.remove().await
     }
 }
 
@@ -339,7 +304,7 @@ async fn measure(server: Handle, backend: &Backend, options: Options, print: boo
         .await??;
     let fill_s = started.elapsed().as_secs_f64();
     let started = Instant::now();
-    backend.maintain().await?;
+    backend.scratch.maintain().await?;
     let maintain_s = started.elapsed().as_secs_f64();
     if print {
         println!(
@@ -396,7 +361,7 @@ async fn measure(server: Handle, backend: &Backend, options: Options, print: boo
         }
 
         // The resolves left dead index entries behind; the upkeep a live table gets clears them.
-        backend.maintain().await?;
+        backend.scratch.maintain().await?;
         let (http, direct) = time_lists(&client, &base, &server, &store, options.lists, pending).await?;
         if print {
             println!(

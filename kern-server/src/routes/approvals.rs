@@ -204,31 +204,26 @@ pub async fn resolve(
     };
     let decider = caller.decider(body.resolved_by);
     let Some(key) = header_text(&headers, "idempotency-key")? else {
-        return decide_resolve(&state, &caller, &decider, &id, &headers, approve, body.resolution_data).await;
+        return decide_resolve(&state, &caller, &decider, &id, &headers, approve, body.resolution_data)
+            .await
+            .map(IntoResponse::into_response);
     };
     let slot = state.replies.slot(format!("{}\n{id}\n{key}", decider.id));
     let mut kept = slot.lock().await;
     if let Some((status, body)) = kept.as_ref() {
         return Ok((*status, Json(body.clone())).into_response());
     }
-    let response = decide_resolve(&state, &caller, &decider, &id, &headers, approve, body.resolution_data).await;
-    let (status, body) = match &response {
-        Ok(response) => (response.status(), None),
-        Err(err) => (err.status, Some(serde_json::json!({"detail": err.detail}))),
-    };
+    let outcome = decide_resolve(&state, &caller, &decider, &id, &headers, approve, body.resolution_data).await;
     // Answers that a retry could change (an unavailable database) are not kept.
-    if status.is_server_error() {
-        return response;
-    }
-    let body = match body {
-        Some(body) => body,
-        None => serde_json::to_value(ApprovalResponse::from(
-            &state.store.get_approval(&id).await?.ok_or_else(ApiError::approval_not_found)?,
-        ))
-        .map_err(|_| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "Internal server error"))?,
+    let answer = match &outcome {
+        Ok(decided) => Some((decided.status, decided.body()?)),
+        Err(err) if !err.status.is_server_error() => Some((err.status, serde_json::json!({"detail": err.detail}))),
+        Err(_) => None,
     };
-    *kept = Some((status, body));
-    response
+    if answer.is_some() {
+        *kept = answer;
+    }
+    outcome.map(IntoResponse::into_response)
 }
 
 fn header_text<'h>(headers: &'h HeaderMap, name: &str) -> ApiResult<Option<&'h str>> {
@@ -246,7 +241,7 @@ async fn decide_resolve(
     headers: &HeaderMap,
     approve: bool,
     data: Option<Value>,
-) -> ApiResult<Response> {
+) -> ApiResult<Decided> {
     let row = visible_row(state, caller, id).await?;
     if let Some(expected) = header_text(headers, IF_MATCH.as_str())?
         && expected != "*"
@@ -290,7 +285,7 @@ fn resolution_decision(approve: bool, data: Option<Value>, pause: PauseType) -> 
 }
 
 /// Decides `row` as the caller and answers with the row as it then stands.
-async fn decide(state: &AppState, decider: &Principal, row: &Approval, decision: Decision) -> ApiResult<Response> {
+async fn decide(state: &AppState, decider: &Principal, row: &Approval, decision: Decision) -> ApiResult<Decided> {
     let decided = state.store.decide(&row.id, decider, decision).await?;
     state.changed.notify_waiters();
     let status = if decided.status == ApprovalStatus::Pending {
@@ -301,7 +296,27 @@ async fn decide(state: &AppState, decider: &Principal, row: &Approval, decision:
         }
         StatusCode::OK
     };
-    Ok(with_etag(&decided, (status, Json(ApprovalResponse::from(&decided)))))
+    Ok(Decided { status, row: decided })
+}
+
+/// A row as a decision left it: 200 once decided, 202 while a quorum is short.
+pub struct Decided {
+    status: StatusCode,
+    row: Approval,
+}
+
+impl Decided {
+    /// The JSON the answer carries, kept for a repeated `Idempotency-Key`.
+    fn body(&self) -> ApiResult<Value> {
+        serde_json::to_value(ApprovalResponse::from(&self.row))
+            .map_err(|_| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "Internal server error"))
+    }
+}
+
+impl IntoResponse for Decided {
+    fn into_response(self) -> Response {
+        with_etag(&self.row, (self.status, Json(ApprovalResponse::from(&self.row))))
+    }
 }
 
 /// Withdraws a pending row: it becomes `cancelled` (the trail is append-only, so nothing is
@@ -355,7 +370,7 @@ pub async fn vote(
     caller: Caller,
     Path(id): Path<String>,
     JsonBody(body): JsonBody<VoteBody>,
-) -> ApiResult<Response> {
+) -> ApiResult<Decided> {
     caller.require(Scope::ApprovalsWrite)?;
     caller.require_unconfined()?;
     let decision = match body.decision.as_deref() {
@@ -380,7 +395,7 @@ pub async fn cancel(
     caller: Caller,
     Path(id): Path<String>,
     body: Bytes,
-) -> ApiResult<Response> {
+) -> ApiResult<Decided> {
     caller.require(Scope::ApprovalsWrite)?;
     caller.require_unconfined()?;
     let note = if body.is_empty() {
