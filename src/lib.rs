@@ -121,6 +121,11 @@ pub mod keys {
     pub use kern_core::keys::*;
 }
 
+/// Streaming: a run's events as they happen ([`Agent::run_stream`](agent::Agent::run_stream)).
+pub mod events {
+    pub use kern_core::events::*;
+}
+
 /// Workers: paused runs continue by themselves once every gated call is decided.
 pub mod worker {
     pub use kern_core::worker::*;

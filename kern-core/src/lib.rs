@@ -8,6 +8,7 @@ pub mod agent;
 pub mod approval;
 mod engine;
 mod error;
+pub mod events;
 pub mod keys;
 pub mod limits;
 pub mod models;

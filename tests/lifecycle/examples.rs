@@ -18,6 +18,7 @@ const EXAMPLES: &[&str] = &[
     "approval_policy",
     "admin_server",
     "worker",
+    "streaming",
 ];
 
 fn example_binary(name: &str) -> PathBuf {

@@ -1,7 +1,7 @@
 //! The run loop and the approval lifecycle end to end: agents, teams, every pause kind, the
 //! gate's decisions, audit rows, exactly-once continues, continues from another process, the
 //! recovery of runs whose continue never finished, the lifecycle's invariants over random
-//! interleavings, processes killed mid-cycle, and workers that continue decided runs.
+//! interleavings, processes killed mid-cycle, workers that continue decided runs, and streamed runs.
 //! Store-dependent tests run on the memory store, SQLite and Postgres alike.
 
 mod agent;
@@ -17,6 +17,7 @@ mod process;
 mod properties;
 mod recovery;
 mod schema;
+mod streaming;
 mod team;
 mod tools;
 mod worker;

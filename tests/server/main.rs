@@ -44,7 +44,7 @@ suite! {
     runs::a_run_pauses_and_continues_once_its_row_is_approved,
     runs::the_row_wins_over_the_callers_answers,
     runs::run_routes_refuse_what_they_cannot_run,
-    runs::a_streamed_run_sends_the_reference_events,
+    runs::a_streamed_run_sends_its_events_as_they_happen,
     live::an_event_arrives_after_a_resolve_and_resumes_without_loss,
     live::concurrent_resolves_of_one_row_give_one_winner,
     live::operations_routes_answer,
