@@ -181,6 +181,11 @@ pub trait Store: Send + Sync + 'static {
     /// `limit`.
     fn stale_runs(&self, stale_after: Duration, limit: u32) -> BoxFuture<'_, Result<Vec<RunRecord>>>;
 
+    /// Runs written at or after `since` (their `updated_at`), member runs included, oldest first
+    /// with ties by `run_id`, at most `limit`: how a live stream follows runs' status changes. A
+    /// run written more than once since shows as it stands now.
+    fn runs_changed_since(&self, since: DateTime<Utc>, limit: u32) -> BoxFuture<'_, Result<Vec<RunRecord>>>;
+
     /// Stores a newly issued API key. Errors: [`Error::InvalidInput`](crate::Error::InvalidInput)
     /// (a key id or principal beyond the [limits](crate::limits)),
     /// [`Error::Database`](crate::Error::Database) (also when the id is taken).
@@ -316,6 +321,10 @@ impl<S: Store + ?Sized> Store for std::sync::Arc<S> {
 
     fn stale_runs(&self, stale_after: Duration, limit: u32) -> BoxFuture<'_, Result<Vec<RunRecord>>> {
         (**self).stale_runs(stale_after, limit)
+    }
+
+    fn runs_changed_since(&self, since: DateTime<Utc>, limit: u32) -> BoxFuture<'_, Result<Vec<RunRecord>>> {
+        (**self).runs_changed_since(since, limit)
     }
 
     fn save_api_key<'a>(&'a self, key: &'a ApiKey) -> BoxFuture<'a, Result<()>> {

@@ -156,6 +156,14 @@ macro_rules! handle {
                 self.inner.stale_runs(stale_after, limit)
             }
 
+            fn runs_changed_since(
+                &self,
+                since: ::chrono::DateTime<::chrono::Utc>,
+                limit: u32,
+            ) -> ::kern_core::BoxFuture<'_, ::kern_core::Result<Vec<::kern_core::run::RunRecord>>> {
+                self.inner.runs_changed_since(since, limit)
+            }
+
             fn save_api_key<'a>(
                 &'a self,
                 key: &'a ::kern_core::keys::ApiKey,

@@ -81,6 +81,8 @@ pub(crate) struct Queries {
     pub(crate) decided_runs: String,
     /// Top-level runs running since `$1` or before, oldest first, at most `$2`.
     pub(crate) stale_runs: String,
+    /// Runs written at or after `$1`, oldest first, at most `$2`.
+    pub(crate) runs_changed_since: String,
     /// Binds every column of a key, in `codec::API_KEY_COLUMNS` order.
     pub(crate) insert_api_key: String,
     /// The key `$1`.
@@ -186,6 +188,9 @@ impl Queries {
             stale_runs: format!(
                 "SELECT {RUN_COLUMNS} FROM {runs} WHERE status = '{running}' AND parent_run_id IS NULL \
                  AND updated_at <= $1 ORDER BY updated_at, run_id LIMIT $2"
+            ),
+            runs_changed_since: format!(
+                "SELECT {RUN_COLUMNS} FROM {runs} WHERE updated_at >= $1 ORDER BY updated_at, run_id LIMIT $2"
             ),
             insert_api_key: format!("INSERT INTO {api_keys} ({API_KEY_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7)"),
             api_key: format!("SELECT {API_KEY_COLUMNS} FROM {api_keys} WHERE id = $1"),

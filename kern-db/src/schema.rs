@@ -364,15 +364,20 @@ fn trail<DB: Driver>(layout: &Layout) -> Vec<String> {
     statements
 }
 
-/// Version 8: what workers need. The trail announces its new events (Postgres), so that a
-/// worker or an event stream in any process wakes when something happens; and the runs are
-/// indexed by status (the scans for decided and stale runs) and by parent (a team's members).
+/// Version 8: what workers and live streams need. The trail and the runs announce their changes
+/// (Postgres), so that a worker or an event stream in any process wakes when something happens;
+/// and the runs are indexed by status (the scans for decided and stale runs), by parent (a
+/// team's members) and by time of writing (the runs a stream follows).
 fn workers<DB: Driver>(layout: &Layout) -> Vec<String> {
     let index = |suffix: &str, columns: &str| {
         let runs = &layout.runs;
         format!("CREATE INDEX {} ON {} ({columns})", runs.suffixed(suffix).quoted(), layout.qualified(runs))
     };
-    let mut statements = vec![index("_status_idx", "status, updated_at"), index("_parent_idx", "parent_run_id")];
+    let mut statements = vec![
+        index("_status_idx", "status, updated_at"),
+        index("_parent_idx", "parent_run_id"),
+        index("_updated_idx", "updated_at, run_id"),
+    ];
     statements.extend(DB::announce_events(layout));
     statements
 }

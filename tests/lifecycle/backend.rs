@@ -304,6 +304,11 @@ impl Store for ProbeStore {
         self.inner.stale_runs(stale_after, limit)
     }
 
+    fn runs_changed_since(&self, since: DateTime<Utc>, limit: u32) -> BoxFuture<'_, Result<Vec<RunRecord>>> {
+        self.log("runs_changed_since");
+        self.inner.runs_changed_since(since, limit)
+    }
+
     fn save_api_key<'a>(&'a self, key: &'a ApiKey) -> BoxFuture<'a, Result<()>> {
         self.log("save_api_key");
         self.inner.save_api_key(key)

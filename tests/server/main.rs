@@ -46,6 +46,7 @@ suite! {
     runs::run_routes_refuse_what_they_cannot_run,
     runs::a_streamed_run_sends_its_events_as_they_happen,
     live::an_event_arrives_after_a_resolve_and_resumes_without_loss,
+    live::a_runs_status_changes_arrive_as_run_events,
     live::concurrent_resolves_of_one_row_give_one_winner,
     live::operations_routes_answer,
     jwt::hs256_tokens_sign_callers_in_and_are_checked,

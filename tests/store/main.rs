@@ -129,6 +129,7 @@ suite! {
         workers::decided_runs_are_paused_top_level_runs_with_every_row_decided,
         workers::stale_runs_are_top_level_runs_running_since_the_cutoff,
         workers::a_follower_of_the_trail_wakes_when_it_grows,
+        workers::runs_changed_since_follow_writes_in_time_order,
     ],
     sql: [
         schema::an_empty_database_gets_the_current_schema,

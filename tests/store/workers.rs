@@ -132,3 +132,26 @@ pub async fn a_decision_through_another_handle_wakes_a_follower(target: SqlTarge
     following.close().await;
     deciding.close().await;
 }
+
+pub async fn runs_changed_since_follow_writes_in_time_order(store: Arc<dyn Store>) {
+    let start = now();
+    let older = RunRecord { updated_at: start - seconds(60), ..run("session-1") };
+    let first = RunRecord { updated_at: start, ..run("session-1") };
+    let member =
+        RunRecord { parent_run_id: Some(first.run_id.clone()), updated_at: start + seconds(1), ..run("session-1") };
+    store.save_runs(&[older, first.clone(), member.clone()], &[], &[]).await.unwrap();
+
+    let changed = store.runs_changed_since(start, 10).await.unwrap();
+    assert_eq!(
+        run_ids(&changed),
+        [first.run_id.as_str(), member.run_id.as_str()],
+        "member runs included, in time order"
+    );
+    assert_eq!(run_ids(&store.runs_changed_since(start, 1).await.unwrap()), [first.run_id.as_str()]);
+    // Written again, a run shows once, as it stands now.
+    let completed = RunRecord { status: RunStatus::Completed, updated_at: start + seconds(2), ..first.clone() };
+    store.save_runs(std::slice::from_ref(&completed), &[], &[]).await.unwrap();
+    let changed = store.runs_changed_since(start + seconds(1), 10).await.unwrap();
+    assert_eq!(run_ids(&changed), [member.run_id.as_str(), first.run_id.as_str()]);
+    assert_eq!(changed[1].status, RunStatus::Completed);
+}

@@ -466,6 +466,13 @@ impl Store for MemoryDb {
         ready(Ok(runs.into_iter().take(limit as usize).cloned().collect()))
     }
 
+    fn runs_changed_since(&self, since: DateTime<Utc>, limit: u32) -> BoxFuture<'_, Result<Vec<RunRecord>>> {
+        let tables = self.tables();
+        let mut runs: Vec<&RunRecord> = tables.runs.values().filter(|run| run.updated_at >= since).collect();
+        runs.sort_by(|a, b| (a.updated_at, &a.run_id).cmp(&(b.updated_at, &b.run_id)));
+        ready(Ok(runs.into_iter().take(limit as usize).cloned().collect()))
+    }
+
     fn save_api_key<'a>(&'a self, key: &'a ApiKey) -> BoxFuture<'a, Result<()>> {
         let saved = check_api_key(key).and_then(|()| match self.tables().api_keys.entry(key.id.clone()) {
             Entry::Occupied(_) => Err(Error::database(std::io::Error::new(

@@ -179,6 +179,7 @@ mod tests {
                 "kern_approvals_resolved",
                 "kern_approvals_votes_no_delete",
                 "kern_approvals_votes_no_update",
+                "kern_runs_on_change",
                 "kern_runs_on_save",
             ];
             assert_eq!(trigger_names(&db, &schema).await, guards);

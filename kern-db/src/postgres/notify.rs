@@ -65,14 +65,15 @@ fn channel_of(layout: &Layout, table: &Ident) -> String {
     format!("{}{hash}", &name[..MAX_CHANNEL_LEN - hash.len()])
 }
 
-/// The trigger (and its function) that announces, once per statement that inserts events into
-/// `layout`'s trail, that the trail has grown: an empty payload on its [`events_channel`].
-/// Postgres folds the same announcement made twice in one transaction into one, so a commit
-/// costs one announcement however many events it appends.
+/// The triggers (and their function) that announce, once per statement that inserts events
+/// into `layout`'s trail or writes runs, that something happened: an empty payload on the
+/// trail's [`events_channel`]. Postgres folds the same announcement made twice in one
+/// transaction into one, so a commit costs one announcement however much it writes.
 pub(super) fn event_trigger(layout: &Layout) -> Vec<String> {
-    let events = layout.qualified(&layout.events());
+    let (events, runs) = (layout.qualified(&layout.events()), layout.qualified(&layout.runs));
     let name = layout.events().suffixed("_on_insert");
     let function = layout.qualified(&name);
+    let on_runs = layout.runs.suffixed("_on_change").quoted();
     let name = name.quoted();
     let channel = string_literal(&events_channel(layout));
     vec![
@@ -81,6 +82,10 @@ pub(super) fn event_trigger(layout: &Layout) -> Vec<String> {
              PERFORM pg_notify({channel}, ''); RETURN NULL; END $$"
         ),
         format!("CREATE TRIGGER {name} AFTER INSERT ON {events} FOR EACH STATEMENT EXECUTE FUNCTION {function}()"),
+        format!(
+            "CREATE TRIGGER {on_runs} AFTER INSERT OR UPDATE OF status ON {runs} \
+             FOR EACH STATEMENT EXECUTE FUNCTION {function}()"
+        ),
     ]
 }
 

@@ -325,6 +325,10 @@ mod tests {
             self.0.stale_runs(stale_after, limit)
         }
 
+        fn runs_changed_since(&self, since: DateTime<Utc>, limit: u32) -> BoxFuture<'_, Result<Vec<RunRecord>>> {
+            self.0.runs_changed_since(since, limit)
+        }
+
         fn save_api_key<'a>(&'a self, key: &'a ApiKey) -> BoxFuture<'a, Result<()>> {
             self.0.save_api_key(key)
         }
