@@ -76,6 +76,11 @@ async fn stream_answer(
     (answer, received.into_inner().unwrap())
 }
 
+/// Streams the answer to a lone "Hi".
+async fn stream_greeting(model: &dyn Model) -> (Result<ModelResponse, ModelError>, Vec<Received>) {
+    stream_answer(model, ModelRequest { messages: &[Message::user("Hi")], tools: &[] }, || {}).await
+}
+
 /// The text of the text deltas, joined.
 fn joined_text(received: &[Received]) -> String {
     received

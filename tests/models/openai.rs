@@ -10,7 +10,7 @@ use serde_json::{Value, json};
 use tokio::sync::Notify;
 
 use crate::server::{Answer, Piece, TestServer};
-use crate::{FAST_RETRY, Received, after_two_calls, joined_text, stream_answer, weather_tool};
+use crate::{FAST_RETRY, Received, after_two_calls, joined_text, stream_answer, stream_greeting, weather_tool};
 
 /// The provider pointed at `server`, as a local OpenAI-compatible server would be configured.
 pub fn model(server_url: &str) -> OpenAiCompatible {
@@ -227,8 +227,7 @@ async fn reasoning_is_streamed_apart_from_the_answer() {
     ]);
     let server = TestServer::start(vec![Answer::stream(pieces)]).await;
 
-    let request = ModelRequest { messages: &[Message::user("Hi")], tools: &[] };
-    let (answer, received) = stream_answer(&model(&server.url()), request, || {}).await;
+    let (answer, received) = stream_greeting(&model(&server.url())).await;
 
     assert_eq!(
         received,
@@ -288,18 +287,10 @@ async fn parallel_tool_calls_are_assembled_from_interleaved_fragments() {
 #[tokio::test]
 async fn a_character_split_between_writes_arrives_whole() {
     let event = sse(&chunk(json!({"content": "Café 👋"})));
-    let bytes = event.as_bytes();
-    let in_e = event.find('é').unwrap() + 1;
-    let in_emoji = event.find('👋').unwrap() + 2;
-    let pieces = ending(vec![
-        Piece::Bytes(bytes[..in_e].to_vec()),
-        Piece::Bytes(bytes[in_e..in_emoji].to_vec()),
-        Piece::Bytes(bytes[in_emoji..].to_vec()),
-    ]);
+    let pieces = ending(Piece::split_inside_characters(&event));
     let server = TestServer::start(vec![Answer::stream(pieces)]).await;
 
-    let request = ModelRequest { messages: &[Message::user("Hi")], tools: &[] };
-    let (answer, received) = stream_answer(&model(&server.url()), request, || {}).await;
+    let (answer, received) = stream_greeting(&model(&server.url())).await;
 
     assert_eq!(received, [Received::Text("Café 👋".into())]);
     assert_eq!(answer.unwrap().message.content.as_deref(), Some("Café 👋"));
@@ -309,8 +300,7 @@ async fn a_character_split_between_writes_arrives_whole() {
 async fn a_stream_cut_midway_is_an_interruption_and_not_retried() {
     let server = TestServer::start(vec![Answer::cut_stream(vec![text_piece("Hel"), text_piece("lo")])]).await;
 
-    let request = ModelRequest { messages: &[Message::user("Hi")], tools: &[] };
-    let (answer, received) = stream_answer(&model(&server.url()), request, || {}).await;
+    let (answer, received) = stream_greeting(&model(&server.url())).await;
 
     assert!(matches!(answer, Err(ModelError::StreamInterrupted { .. })), "{answer:?}");
     assert_eq!(joined_text(&received), "Hello");
@@ -322,8 +312,7 @@ async fn a_stream_that_ends_before_done_is_an_interruption() {
     let pieces = vec![text_piece("Hello"), Piece::text(&sse(&usage_chunk()))];
     let server = TestServer::start(vec![Answer::stream(pieces)]).await;
 
-    let request = ModelRequest { messages: &[Message::user("Hi")], tools: &[] };
-    let (answer, _) = stream_answer(&model(&server.url()), request, || {}).await;
+    let (answer, _) = stream_greeting(&model(&server.url())).await;
 
     assert!(matches!(answer, Err(ModelError::StreamInterrupted { .. })), "{answer:?}");
 }
@@ -334,8 +323,7 @@ async fn an_error_chunk_is_a_stream_error() {
     let pieces = vec![text_piece("Hel"), Piece::text(&sse(&error)), text_piece("lo")];
     let server = TestServer::start(vec![Answer::stream(pieces)]).await;
 
-    let request = ModelRequest { messages: &[Message::user("Hi")], tools: &[] };
-    let (answer, _) = stream_answer(&model(&server.url()), request, || {}).await;
+    let (answer, _) = stream_greeting(&model(&server.url())).await;
 
     let Err(ModelError::StreamError { provider, message }) = answer else { panic!("{answer:?}") };
     assert_eq!(provider, "openai:gpt-test");
@@ -347,8 +335,7 @@ async fn failures_before_the_stream_begins_are_retried() {
     let server =
         TestServer::start(vec![Answer::raw(503, "overloaded"), Answer::stream(ending(vec![text_piece("Hi")]))]).await;
 
-    let request = ModelRequest { messages: &[Message::user("Hi")], tools: &[] };
-    let (answer, received) = stream_answer(&model(&server.url()), request, || {}).await;
+    let (answer, received) = stream_greeting(&model(&server.url())).await;
 
     assert_eq!(answer.unwrap().message, Message::assistant("Hi"));
     assert_eq!(received, [Received::Text("Hi".into())]);
@@ -363,8 +350,7 @@ async fn the_timeout_bounds_the_stream() {
     let server = TestServer::start(vec![Answer::stream(vec![text_piece("Hel"), Piece::WaitFor(never)])]).await;
 
     let model = model(&server.url()).retry(RetryPolicy::NONE).timeout(Duration::from_millis(300));
-    let request = ModelRequest { messages: &[Message::user("Hi")], tools: &[] };
-    let (answer, received) = stream_answer(&model, request, || {}).await;
+    let (answer, received) = stream_greeting(&model).await;
 
     assert!(matches!(answer, Err(ModelError::Timeout { .. })), "{answer:?}");
     assert_eq!(received, [Received::Text("Hel".into())]);

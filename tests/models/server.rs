@@ -39,6 +39,20 @@ impl Piece {
     pub fn text(text: &str) -> Self {
         Piece::Bytes(text.as_bytes().to_vec())
     }
+
+    /// `text` in pieces that end inside each of its multi-byte characters: a client must join
+    /// the bytes before it decodes them.
+    pub fn split_inside_characters(text: &str) -> Vec<Piece> {
+        let bytes = text.as_bytes();
+        let mut pieces = Vec::new();
+        let mut start = 0;
+        for (at, _) in text.char_indices().filter(|(_, c)| c.len_utf8() > 1) {
+            pieces.push(Piece::Bytes(bytes[start..at + 1].to_vec()));
+            start = at + 1;
+        }
+        pieces.push(Piece::Bytes(bytes[start..].to_vec()));
+        pieces
+    }
 }
 
 impl Answer {

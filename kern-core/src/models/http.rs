@@ -244,22 +244,21 @@ impl HttpTransport {
         let span = tracing::debug_span!("model_http", provider = %self.label, url, stream = true);
         async {
             let body = self.encode(body)?;
-            let (mut response, first) = self
+            let (mut response, mut chunk) = self
                 .retrying(|| async {
                     let mut response = self.send(url, headers, body.clone()).await?;
                     let first = response.chunk().await.map_err(|err| self.classify(err))?;
-                    Ok((response, first.map(|bytes| bytes.to_vec()).unwrap_or_default()))
+                    Ok((response, first))
                 })
                 .await?;
             let mut decoder = SseDecoder::default();
-            let mut chunk = Some(first);
             while let Some(bytes) = chunk {
                 for event in decoder.decode(&bytes) {
                     if on_event(event)?.is_break() {
                         return Ok(());
                     }
                 }
-                chunk = response.chunk().await.map_err(|err| self.interrupted(err))?.map(|bytes| bytes.to_vec());
+                chunk = response.chunk().await.map_err(|err| self.interrupted(err))?;
             }
             Err(ModelError::StreamInterrupted {
                 provider: self.label.clone(),

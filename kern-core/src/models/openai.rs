@@ -136,7 +136,7 @@ impl Model for OpenAiCompatible {
                 if let Some(error) = chunk.error {
                     return Err(ModelError::StreamError {
                         provider: http.label().to_owned(),
-                        message: describe(&error),
+                        message: error_message(&error),
                     });
                 }
                 answer.absorb(chunk, deltas);
@@ -462,7 +462,7 @@ impl StreamedAnswer {
 }
 
 /// An error object's message, with its type when it has one; the whole object otherwise.
-fn describe(error: &Value) -> String {
+fn error_message(error: &Value) -> String {
     match (error["type"].as_str(), error["message"].as_str()) {
         (Some(kind), Some(message)) => format!("{kind}: {message}"),
         (None, Some(message)) => message.to_owned(),
@@ -633,5 +633,38 @@ mod tests {
     fn debug_output_hides_the_key() {
         let debug = format!("{:?}", OpenAiCompatible::new("m").api_key("sk-secret"));
         assert!(!debug.contains("sk-secret"), "{debug}");
+    }
+
+    fn streamed(chunks: Vec<Value>) -> (Result<ModelResponse, String>, Vec<String>) {
+        let received = std::sync::Mutex::new(Vec::new());
+        let deltas = |delta: Delta<'_>| received.lock().unwrap().push(format!("{delta:?}"));
+        let mut answer = StreamedAnswer::default();
+        for chunk in chunks {
+            answer.absorb(serde_json::from_value(chunk).unwrap(), &deltas);
+        }
+        (answer.into_response(), received.into_inner().unwrap())
+    }
+
+    #[test]
+    fn streamed_calls_without_an_index_follow_one_another() {
+        let (response, received) = streamed(vec![
+            json!({"choices": [{"delta": {"role": "assistant", "content": null, "tool_calls": null}}]}),
+            json!({"choices": [{"delta": {"tool_calls": [{"function": {"name": "now", "arguments": {"tz": "UTC"}}}]}}]}),
+            json!({"choices": [{"delta": {"tool_calls": [{"function": {"name": "ping"}}]}}]}),
+        ]);
+        assert!(received.is_empty());
+        assert_eq!(
+            response.unwrap().message.tool_calls,
+            vec![
+                ToolCall { id: "call_0".into(), name: "now".into(), arguments: r#"{"tz":"UTC"}"#.into() },
+                ToolCall { id: "call_1".into(), name: "ping".into(), arguments: "{}".into() },
+            ]
+        );
+    }
+
+    #[test]
+    fn a_stream_without_a_choice_is_malformed() {
+        let (response, _) = streamed(vec![json!({"choices": [], "usage": {"prompt_tokens": 1}})]);
+        assert_eq!(response.unwrap_err(), "the stream carried no choice");
     }
 }
