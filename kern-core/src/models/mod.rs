@@ -5,6 +5,7 @@ mod error;
 mod http;
 mod openai;
 mod scripted;
+mod sse;
 
 use std::fmt;
 
