@@ -1,5 +1,5 @@
-//! The [`Server`]: its builder, the router with its layers (body limit, timeout, request ids,
-//! tracing, metrics), and serving it with the expiry sweep.
+//! The [`Server`]: its builder, the router (the API, and the inbox at `/`) with its layers
+//! (body limit, timeout, request ids, tracing, metrics), and serving it with the expiry sweep.
 
 use std::collections::HashMap;
 use std::io;
@@ -25,6 +25,7 @@ use tower_http::trace::TraceLayer;
 use crate::auth::Auth;
 use crate::error::ApiError;
 use crate::idempotency::Replies;
+use crate::inbox;
 use crate::metrics::Metrics;
 use crate::routes::{approvals, events, ops, runs};
 use crate::state::AppState;
@@ -62,6 +63,7 @@ pub struct ServerBuilder {
     body_limit: usize,
     request_timeout: Duration,
     expiry_sweep: Duration,
+    secure_cookies: bool,
 }
 
 impl Default for ServerBuilder {
@@ -75,6 +77,7 @@ impl Default for ServerBuilder {
             body_limit: 1024 * 1024,
             request_timeout: Duration::from_secs(120),
             expiry_sweep: Duration::from_secs(30),
+            secure_cookies: false,
         }
     }
 }
@@ -131,6 +134,15 @@ impl ServerBuilder {
         self
     }
 
+    /// Marks the inbox's session cookie `Secure`, so that browsers send it over https alone.
+    /// Turn it on when the server is reached over https (behind a TLS proxy, say): the server
+    /// cannot tell by itself. Off by default, so that the inbox works on plain
+    /// `http://127.0.0.1`.
+    pub fn secure_cookies(mut self, on: bool) -> Self {
+        self.secure_cookies = on;
+        self
+    }
+
     /// The server. Errors: [`BuildError`].
     pub fn build(self) -> Result<Server, BuildError> {
         let store = self.store.ok_or(BuildError::NoStore)?;
@@ -146,6 +158,8 @@ impl ServerBuilder {
             metrics: Arc::new(Metrics::default()),
             changed: Arc::default(),
             replies: Arc::new(Replies::default()),
+            sessions: Arc::default(),
+            secure_cookies: self.secure_cookies,
         };
         let router = router(state.clone(), self.body_limit, self.request_timeout);
         Ok(Server { router, state, expiry_sweep: self.expiry_sweep })
@@ -238,6 +252,7 @@ fn router(state: AppState, body_limit: usize, timeout: Duration) -> Router {
         .route("/healthz", get(ops::healthz))
         .route("/readyz", get(ops::readyz))
         .route("/metrics", get(ops::metrics))
+        .merge(inbox::routes())
         .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "Not Found") })
         .layer(middleware::from_fn_with_state(state.clone(), measure))
         .layer(TimeoutLayer::with_status_code(StatusCode::REQUEST_TIMEOUT, timeout))

@@ -1,5 +1,6 @@
 //! What every handler shares: the store, the agents and teams it runs, how callers sign in,
-//! the metrics, the signal that wakes event streams, and the answers kept for idempotent retries.
+//! the metrics, the signal that wakes event streams, the answers kept for idempotent retries,
+//! and the inbox's sessions.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -12,6 +13,7 @@ use tokio::sync::Notify;
 use crate::auth::Auth;
 use crate::idempotency::Replies;
 use crate::metrics::Metrics;
+use crate::session::Sessions;
 
 /// The state of a server, cheap to clone (every handler gets a copy).
 #[derive(Clone)]
@@ -26,4 +28,8 @@ pub struct AppState {
     /// by other processes are found by the streams' poll.
     pub(crate) changed: Arc<Notify>,
     pub(crate) replies: Arc<Replies>,
+    /// The inbox's sign-in sessions.
+    pub(crate) sessions: Arc<Sessions>,
+    /// Whether the inbox's session cookie is marked `Secure` (served over https).
+    pub(crate) secure_cookies: bool,
 }
