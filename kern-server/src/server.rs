@@ -16,6 +16,7 @@ use axum::routing::{get, post};
 use kern_core::agent::Agent;
 use kern_core::store::Store;
 use kern_core::team::Team;
+use kern_core::worker::WorkerStats;
 use tokio::net::TcpListener;
 use tower_http::limit::RequestBodyLimitLayer;
 use tower_http::request_id::{MakeRequestId, PropagateRequestIdLayer, RequestId, SetRequestIdLayer};
@@ -64,6 +65,7 @@ pub struct ServerBuilder {
     request_timeout: Duration,
     expiry_sweep: Duration,
     secure_cookies: bool,
+    worker: Option<Arc<WorkerStats>>,
 }
 
 impl Default for ServerBuilder {
@@ -78,6 +80,7 @@ impl Default for ServerBuilder {
             request_timeout: Duration::from_secs(120),
             expiry_sweep: Duration::from_secs(30),
             secure_cookies: false,
+            worker: None,
         }
     }
 }
@@ -143,6 +146,13 @@ impl ServerBuilder {
         self
     }
 
+    /// Reports the counters of a worker running beside the server (see
+    /// [`Worker::stats`](kern_core::worker::Worker::stats)) on `/metrics`.
+    pub fn worker_stats(mut self, stats: Arc<WorkerStats>) -> Self {
+        self.worker = Some(stats);
+        self
+    }
+
     /// The server. Errors: [`BuildError`].
     pub fn build(self) -> Result<Server, BuildError> {
         let store = self.store.ok_or(BuildError::NoStore)?;
@@ -155,8 +165,7 @@ impl ServerBuilder {
             teams: Arc::new(teams),
             auth,
             user_isolation: self.user_isolation,
-            metrics: Arc::new(Metrics::default()),
-            changed: Arc::default(),
+            metrics: Arc::new(self.worker.map_or_else(Metrics::default, Metrics::with_worker)),
             replies: Arc::new(Replies::default()),
             sessions: Arc::default(),
             secure_cookies: self.secure_cookies,
@@ -221,10 +230,7 @@ async fn sweep_expired(state: AppState, every: Duration) {
         ticks.tick().await;
         match state.store.expire_approvals(kern_core::now()).await {
             Ok(0) => {}
-            Ok(rows) => {
-                state.metrics.expired(rows);
-                state.changed.notify_waiters();
-            }
+            Ok(rows) => state.metrics.expired(rows),
             Err(err) => tracing::warn!(error = %err, "the expiry sweep failed"),
         }
     }

@@ -1,6 +1,5 @@
 //! What every handler shares: the store, the agents and teams it runs, how callers sign in,
-//! the metrics, the signal that wakes event streams, the answers kept for idempotent retries,
-//! and the inbox's sessions.
+//! the metrics, the answers kept for idempotent retries, and the inbox's sessions.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -8,7 +7,6 @@ use std::sync::Arc;
 use kern_core::agent::Agent;
 use kern_core::store::Store;
 use kern_core::team::Team;
-use tokio::sync::Notify;
 
 use crate::auth::Auth;
 use crate::idempotency::Replies;
@@ -24,9 +22,6 @@ pub struct AppState {
     pub(crate) auth: Auth,
     pub(crate) user_isolation: bool,
     pub(crate) metrics: Arc<Metrics>,
-    /// Woken by every write this server makes, so its event streams answer at once; writes
-    /// by other processes are found by the streams' poll.
-    pub(crate) changed: Arc<Notify>,
     pub(crate) replies: Arc<Replies>,
     /// The inbox's sign-in sessions.
     pub(crate) sessions: Arc<Sessions>,

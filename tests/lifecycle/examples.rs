@@ -17,6 +17,7 @@ const EXAMPLES: &[&str] = &[
     "team_approval",
     "approval_policy",
     "admin_server",
+    "worker",
 ];
 
 fn example_binary(name: &str) -> PathBuf {

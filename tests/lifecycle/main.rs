@@ -1,7 +1,7 @@
 //! The run loop and the approval lifecycle end to end: agents, teams, every pause kind, the
 //! gate's decisions, audit rows, exactly-once continues, continues from another process, the
 //! recovery of runs whose continue never finished, the lifecycle's invariants over random
-//! interleavings, and processes killed mid-cycle.
+//! interleavings, processes killed mid-cycle, and workers that continue decided runs.
 //! Store-dependent tests run on the memory store, SQLite and Postgres alike.
 
 mod agent;
@@ -11,6 +11,7 @@ mod child;
 mod crash;
 mod examples;
 mod hostile;
+mod ledger;
 mod policy;
 mod process;
 mod properties;
@@ -18,6 +19,7 @@ mod recovery;
 mod schema;
 mod team;
 mod tools;
+mod worker;
 
 /// Generates one `#[tokio::test]` per backend for each listed `async fn(Backend)`.
 macro_rules! on_every_backend {

@@ -190,7 +190,6 @@ async fn run_action(
         RunAction::Continue => runner.continue_run(run_id).await,
         RunAction::Recover => runner.recover_run(run_id).await,
     };
-    state.changed.notify_waiters();
     match outcome {
         Ok(output) => {
             state.metrics.run(output.status);

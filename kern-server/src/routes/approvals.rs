@@ -293,7 +293,6 @@ pub(crate) async fn decide(
     decision: Decision,
 ) -> ApiResult<Decided> {
     let decided = state.store.decide(&row.id, decider, decision).await?;
-    state.changed.notify_waiters();
     let status = if decided.status == ApprovalStatus::Pending {
         StatusCode::ACCEPTED
     } else {
@@ -339,10 +338,7 @@ pub async fn delete(State(state): State<AppState>, caller: Caller, Path(id): Pat
     caller.require(Scope::ApprovalsDelete)?;
     caller.require_unconfined()?;
     match state.store.delete_approval(&id).await {
-        Ok(true) => {
-            state.changed.notify_waiters();
-            Ok(StatusCode::NO_CONTENT)
-        }
+        Ok(true) => Ok(StatusCode::NO_CONTENT),
         Ok(false) => Err(ApiError::approval_not_found()),
         Err(Error::InvalidTransition { from, .. }) => Err(ApiError::conflict(format!(
             "Approval is already '{from}' and cannot be deleted: its trail is append-only"

@@ -1,8 +1,10 @@
 //! `GET /events`: Server-Sent Events fed from the trail. Each event of a row's trail
 //! (created, vote, approved, rejected, edited, expired, cancelled, executed, failed) is sent as
 //! `event: approval.<kind>` with its `seq` as the SSE id, so a client that reconnects with
-//! `Last-Event-ID` resumes where it stopped without loss. A stream is woken at once by this
-//! server's own writes and polls for those of other processes.
+//! `Last-Event-ID` resumes where it stopped without loss. A stream sleeps in
+//! [`Store::wait_for_events`](kern_core::store::Store::wait_for_events), which the store wakes
+//! as the trail grows: at once for this process's writes, by `LISTEN/NOTIFY` on Postgres for
+//! any process's, and within a tenth of a second on SQLite.
 
 use std::collections::{HashMap, VecDeque};
 use std::convert::Infallible;
@@ -24,8 +26,15 @@ use crate::extract::QueryParams;
 use crate::state::AppState;
 use crate::wire::approval::TrailEventResponse;
 
-/// How often a stream reads the trail when nothing in this process woke it.
-const POLL: Duration = Duration::from_millis(250);
+/// The longest a stream sleeps without reading the trail: a bound on a wake-up lost, not the
+/// usual delay.
+const WAKE_AT_LEAST_EVERY: Duration = Duration::from_secs(15);
+
+/// How often a stream waiting on a gap in the `seq`s reads again.
+const GAP_RECHECK: Duration = Duration::from_millis(50);
+
+/// How long a stream waits after the store failed to answer.
+const RETRY_AFTER_FAILURE: Duration = Duration::from_secs(1);
 
 /// How many events one read takes.
 const BATCH: u32 = 256;
@@ -101,8 +110,6 @@ impl Feed {
             if let Some(event) = self.ready.pop_front() {
                 return frame(&event);
             }
-            let signal = self.state.changed.clone();
-            let changed = signal.notified();
             match self.state.store.events_after(self.cursor, BATCH).await {
                 Ok(events) if !events.is_empty() => {
                     self.take(events).await;
@@ -111,9 +118,19 @@ impl Feed {
                     }
                 }
                 Ok(_) => {}
-                Err(err) => tracing::warn!(error = %err, "the event stream could not read the trail"),
+                Err(err) => {
+                    tracing::warn!(error = %err, "the event stream could not read the trail");
+                    tokio::time::sleep(RETRY_AFTER_FAILURE).await;
+                    continue;
+                }
             }
-            let _ = tokio::time::timeout(POLL, changed).await;
+            if self.gap.is_some() {
+                // The trail is past the cursor already: a wait would return at once.
+                tokio::time::sleep(GAP_RECHECK).await;
+            } else if let Err(err) = self.state.store.wait_for_events(self.cursor, WAKE_AT_LEAST_EVERY).await {
+                tracing::warn!(error = %err, "the event stream could not follow the trail");
+                tokio::time::sleep(RETRY_AFTER_FAILURE).await;
+            }
         }
     }
 

@@ -194,7 +194,6 @@ async fn answer(
     continued: bool,
 ) -> ApiResult<Response> {
     state.metrics.run(output.status);
-    state.changed.notify_waiters();
     let record = state.store.load_run(&output.run_id).await?;
     let runner = match target {
         Target::Agent => Runner::Agent(id, state.agents[id].name()),
