@@ -265,3 +265,135 @@ pub struct ErrorPage {
     pub title: String,
     pub message: String,
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn chrome() -> Chrome {
+        Chrome {
+            principal: "root".into(),
+            csrf: "token123".into(),
+            signed_in: true,
+            section: "inbox",
+            css: "/ui/assets/inbox.css?v=1",
+            js: "/ui/assets/inbox.js?v=1",
+        }
+    }
+
+    fn row(tool: &str) -> RowView {
+        RowView {
+            id: "r1".into(),
+            tool: tool.into(),
+            args: r#"{"to":"<b>"}"#.into(),
+            user: "alice".into(),
+            source: "support".into(),
+            pause: "confirmation".into(),
+            age: "just now".into(),
+            created_at: "2026-01-01 00:00:00Z".into(),
+            expires_at: Some("2026-01-01T01:00:00+00:00".into()),
+            quick: true,
+        }
+    }
+
+    #[test]
+    fn the_inbox_renders_its_rows_escaped_with_the_csrf_token_in_every_form() {
+        let page = InboxPage {
+            chrome: chrome(),
+            filters: Filters { tool: "a\"b".into(), ..Filters::default() },
+            pauses: &[Choice { value: "", label: "any pause" }],
+            ages: &[],
+            expirings: &[],
+            rows: vec![row("<script>alert(1)</script>")],
+            total: 1,
+            csrf: "token123".into(),
+            next: Some("/?cursor=c".into()),
+            first: None,
+            query: String::new(),
+        };
+        let html = page.render().unwrap();
+        assert!(!html.contains("<script>alert"), "text is escaped");
+        assert!(html.contains("&#60;script&#62;alert(1)&#60;/script&#62;"));
+        assert!(!html.contains("value=\"a\"b\""), "attributes are escaped");
+        assert_eq!(
+            html.matches("<form method=\"post\"").count(),
+            html.matches("name=\"csrf\" value=\"token123\"").count()
+        );
+        assert!(html.contains("data-expires=\"2026-01-01T01:00:00+00:00\""));
+        assert!(html.contains("rel=\"next\""));
+        assert_eq!(html.matches("<script").count(), 1, "the only script is the inbox's own file");
+        assert!(html.contains("<script src=\"/ui/assets/inbox.js?v=1\" defer></script>"));
+    }
+
+    #[test]
+    fn a_pending_row_renders_the_forms_its_pause_needs() {
+        let field = |name: &str, kind| FieldView {
+            name: name.into(),
+            label: name.into(),
+            kind,
+            value: String::new(),
+            options: Vec::new(),
+            description: "How many".into(),
+            required: true,
+        };
+        let page = DetailPage {
+            chrome: chrome(),
+            id: "r1".into(),
+            status: "pending".into(),
+            tool: "extend_trial".into(),
+            description: "Extend a trial.".into(),
+            args: vec![ArgView {
+                name: "customer".into(),
+                value: "\"erin\"".into(),
+                kind: "string".into(),
+                description: String::new(),
+            }],
+            user: "erin".into(),
+            path: "agent support".into(),
+            pause: "user_input".into(),
+            created_at: "2026-01-01 00:00:00Z".into(),
+            expires_at: None,
+            run_id: "run1".into(),
+            run_status: "paused".into(),
+            turns: vec![TurnView { role: "user".into(), text: "extend my trial".into() }],
+            policy: None,
+            votes: Vec::new(),
+            pending: true,
+            inputs: vec![field("input.days", "number")],
+            edits: vec![field("arg.customer", "text")],
+            external: false,
+            resolution: None,
+            trail: Vec::new(),
+            trail_status: "verified".into(),
+            trail_intact: true,
+            error: Some("`days` must be an integer".into()),
+            notice: None,
+        };
+        let html = page.render().unwrap();
+        for needle in [
+            "name=\"input.days\"",
+            "inputmode=\"decimal\"",
+            "id=\"edit-form\"",
+            "name=\"arg.customer\"",
+            "id=\"reject-note\"",
+            "value=\"cancel\"",
+            "role=\"alert\"",
+            "Extend a trial.",
+        ] {
+            assert!(html.contains(needle), "the page has {needle}");
+        }
+        assert_eq!(
+            html.matches("<form method=\"post\"").count(),
+            html.matches("name=\"csrf\" value=\"token123\"").count()
+        );
+    }
+
+    #[test]
+    fn the_sign_in_and_error_pages_render() {
+        let sign_in =
+            SignInPage { css: "/c.css", error: Some("That API key signs nobody in".into()) }.render().unwrap();
+        assert!(sign_in.contains("type=\"password\"") && sign_in.contains("signs nobody in"));
+        let error = ErrorPage { css: "/c.css", title: "Forbidden".into(), message: "no <b>".into() }.render().unwrap();
+        assert!(error.contains("no &#60;b&#62;"));
+    }
+}
