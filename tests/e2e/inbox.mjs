@@ -29,8 +29,9 @@ function step(name) {
   console.log(`- ${name}`);
 }
 
-async function shoot(page, name) {
-  await page.screenshot({ path: join(shots, `${name}.png`), fullPage: true });
+/** Saves a screenshot: the whole page, or what fits the screen for a long list. */
+async function shoot(page, name, { fullPage = true } = {}) {
+  await page.screenshot({ path: join(shots, `${name}.png`), fullPage });
 }
 
 /** The API, as another admin's session uses it. */
@@ -112,7 +113,7 @@ try {
   console.log(`inbox metrics ${JSON.stringify(timing)}`);
   assert.ok(timing.rows_shown > 0 && timing.pending >= 5, "the inbox lists the pending rows");
   await page.locator("#live:not([hidden])").waitFor();
-  await shoot(page, "01-inbox");
+  await shoot(page, "01-inbox", { fullPage: false });
 
   step("keyboard: j selects a row, / focuses the filter");
   await page.keyboard.press("j");
@@ -190,7 +191,7 @@ try {
   await page.locator(`.row[data-id="${carolId}"]`).waitFor({ state: "detached", timeout: 10000 });
   assert.ok(await page.evaluate(() => window.notReloaded), "the row left without a reload");
   assert.equal(Number(await page.locator("#count").textContent()), before - 1, "the live count went down");
-  await shoot(page, "07-row-left");
+  await shoot(page, "07-row-left", { fullPage: false });
 
   step("without JavaScript: a decision someone else made first is a clear conflict");
   const plain = await browser.newContext({ javaScriptEnabled: false, viewport: { width: 1280, height: 900 } });
@@ -213,7 +214,7 @@ try {
     await small.goto(base + path);
     const width = await small.evaluate(() => document.documentElement.scrollWidth);
     assert.ok(width <= 360, `${path} is ${width}px wide at 360px`);
-    await shoot(small, name);
+    await shoot(small, name, { fullPage: path !== "/" });
   }
   await phone.close();
 
