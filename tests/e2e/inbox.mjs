@@ -160,8 +160,9 @@ try {
   await openRow(page, "extend_trial");
   await page.fill("[name='input.days']", "a fortnight");
   await Promise.all([page.waitForNavigation(), page.click("#approve-form button[value=approve]")]);
-  await page.locator(".banner.error").waitFor();
+  await page.locator(".banner.error", { hasText: "days" }).waitFor();
   assert.equal((await page.locator("#status").textContent()).trim(), "pending", "a refused decision changes nothing");
+  assert.equal(await page.inputValue("[name='input.days']"), "a fortnight", "the refused value is kept to correct");
   await shoot(page, "05-user-input-refused");
   await page.fill("[name='input.days']", "14");
   await Promise.all([page.waitForNavigation(), page.click("#approve-form button[value=approve]")]);

@@ -107,17 +107,19 @@ pub async fn decide(
     let row = approvals::visible_row(&state, &viewer.caller, &id).await?;
     let decision = match forms::decision(&row, &form) {
         Ok(decision) => decision,
-        Err(message) => return refused_decision(&state, &viewer, &id, StatusCode::UNPROCESSABLE_ENTITY, message).await,
+        Err(message) => {
+            return refused_decision(&state, &viewer, &id, &form, StatusCode::UNPROCESSABLE_ENTITY, message).await;
+        }
     };
     match approvals::decide(&state, &viewer.caller.principal, &row, decision).await {
         Ok(_) if form.get("next") == Some("inbox") => Ok(see_other("/")),
         Ok(decided) => Ok(see_other(&format!("/ui/approvals/{}", decided.row().id))),
         Err(err) if err.status == StatusCode::CONFLICT => {
             let message = conflict_message(&state, &id, err).await;
-            refused_decision(&state, &viewer, &id, StatusCode::CONFLICT, message).await
+            refused_decision(&state, &viewer, &id, &form, StatusCode::CONFLICT, message).await
         }
         Err(err) if err.status.is_client_error() => {
-            refused_decision(&state, &viewer, &id, err.status, err.detail).await
+            refused_decision(&state, &viewer, &id, &form, err.status, err.detail).await
         }
         Err(err) => Err(err.into()),
     }
@@ -135,14 +137,25 @@ async fn conflict_message(state: &AppState, id: &str, err: ApiError) -> String {
     }
 }
 
+/// The row's page again with why `form` was refused, its fields filled as they were sent so
+/// that nothing needs typing twice.
 async fn refused_decision(
     state: &AppState,
     viewer: &Viewer,
     id: &str,
+    form: &FormFields,
     status: StatusCode,
     message: String,
 ) -> PageResult {
-    Ok(render(status, &detail_page(state, viewer, id, Some(message), None).await?))
+    let mut page = detail_page(state, viewer, id, Some(message)).await?;
+    for field in page.inputs.iter_mut().chain(page.edits.iter_mut()) {
+        match form.get(&field.name) {
+            Some(sent) => sent.clone_into(&mut field.value),
+            None if field.kind == "checkbox" => field.value = "false".into(),
+            None => {}
+        }
+    }
+    Ok(render(status, &page))
 }
 
 /// Which run action a form asks for.

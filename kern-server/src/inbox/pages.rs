@@ -282,7 +282,7 @@ pub async fn rows(State(state): State<AppState>, viewer: Viewer, Query(params): 
 
 /// `GET /ui/approvals/{id}`.
 pub async fn detail(State(state): State<AppState>, viewer: Viewer, Path(id): Path<String>) -> PageResult {
-    Ok(render(StatusCode::OK, &detail_page(&state, &viewer, &id, None, None).await?))
+    Ok(render(StatusCode::OK, &detail_page(&state, &viewer, &id, None).await?))
 }
 
 fn turns(messages: &[Message]) -> Vec<TurnView> {
@@ -306,15 +306,8 @@ fn turns(messages: &[Message]) -> Vec<TurnView> {
         .collect()
 }
 
-/// The page of row `id`, with what a refused decision said (`error`) or what one did
-/// (`notice`).
-pub async fn detail_page(
-    state: &AppState,
-    viewer: &Viewer,
-    id: &str,
-    error: Option<String>,
-    notice: Option<String>,
-) -> PageResult<DetailPage> {
+/// The page of row `id`, with what a refused decision said (`error`).
+pub async fn detail_page(state: &AppState, viewer: &Viewer, id: &str, error: Option<String>) -> PageResult<DetailPage> {
     viewer.caller.require(Scope::ApprovalsRead)?;
     let row = visible_row(state, &viewer.caller, id).await?;
     let store_err = crate::error::ApiError::from;
@@ -414,7 +407,6 @@ pub async fn detail_page(
         trail_status,
         trail_intact,
         error,
-        notice,
     })
 }
 

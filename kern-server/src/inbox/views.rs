@@ -187,8 +187,6 @@ pub struct DetailPage {
     pub trail_intact: bool,
     /// Why the last decision was refused.
     pub error: Option<String>,
-    /// What the last decision did.
-    pub notice: Option<String>,
 }
 
 /// A decided row in the history.
@@ -367,7 +365,6 @@ mod tests {
             trail_status: "verified".into(),
             trail_intact: true,
             error: Some("`days` must be an integer".into()),
-            notice: None,
         };
         let html = page.render().unwrap();
         for needle in [
