@@ -170,11 +170,16 @@ impl Worker {
     }
 
     /// Starts a continue of each decided run this worker can take, up to its concurrency.
+    ///
+    /// Every worker reads the decided runs in the same order, so each starts its round at a
+    /// random place in the page it reads: workers that wake together then mostly claim
+    /// different runs, rather than all racing for the first ones and all but one losing.
     async fn dispatch(&self, state: &mut State) -> Result<()> {
         let mut after: Option<String> = None;
         while state.tasks.len() < self.settings.concurrency {
             let page = self.store.decided_runs(after.as_deref(), SCAN_PAGE).await?;
-            for run in &page {
+            let start = random_index(page.len());
+            for run in page[start..].iter().chain(&page[..start]) {
                 if state.tasks.len() >= self.settings.concurrency {
                     break;
                 }
@@ -320,6 +325,12 @@ impl State {
             false
         }
     }
+}
+
+/// A random index below `len` (0 for an empty range).
+fn random_index(len: usize) -> usize {
+    let random = uuid::Uuid::new_v4().as_u128();
+    usize::try_from(random % len.max(1) as u128).unwrap_or(0)
 }
 
 /// Whether every paused call of `run`, its own and its paused members', is gated by an approval
