@@ -65,6 +65,7 @@ pub struct ServerBuilder {
     request_timeout: Duration,
     expiry_sweep: Duration,
     secure_cookies: bool,
+    stale_after: Duration,
     worker: Option<Arc<WorkerStats>>,
 }
 
@@ -80,6 +81,7 @@ impl Default for ServerBuilder {
             request_timeout: Duration::from_secs(120),
             expiry_sweep: Duration::from_secs(30),
             secure_cookies: false,
+            stale_after: Duration::from_secs(5 * 60),
             worker: None,
         }
     }
@@ -146,6 +148,13 @@ impl ServerBuilder {
         self
     }
 
+    /// How long a run may stay `running` before the inbox offers to recover it (5 minutes by
+    /// default): longer than a continue (its tools and model turns) should ever take.
+    pub fn stale_after(mut self, stale_after: Duration) -> Self {
+        self.stale_after = stale_after;
+        self
+    }
+
     /// Reports the counters of a worker running beside the server (see
     /// [`Worker::stats`](kern_core::worker::Worker::stats)) on `/metrics`.
     pub fn worker_stats(mut self, stats: Arc<WorkerStats>) -> Self {
@@ -169,6 +178,7 @@ impl ServerBuilder {
             replies: Arc::new(Replies::default()),
             sessions: Arc::default(),
             secure_cookies: self.secure_cookies,
+            stale_after: self.stale_after,
         };
         let router = router(state.clone(), self.body_limit, self.request_timeout);
         Ok(Server { router, state, expiry_sweep: self.expiry_sweep })

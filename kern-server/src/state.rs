@@ -3,6 +3,7 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::time::Duration;
 
 use kern_core::agent::Agent;
 use kern_core::store::Store;
@@ -27,4 +28,6 @@ pub struct AppState {
     pub(crate) sessions: Arc<Sessions>,
     /// Whether the inbox's session cookie is marked `Secure` (served over https).
     pub(crate) secure_cookies: bool,
+    /// How long a run may stay `running` before the inbox offers to recover it.
+    pub(crate) stale_after: Duration,
 }

@@ -1,9 +1,10 @@
 //! The inbox's pages and forms through the router: sign-in by API key and its cookie, the
 //! headers every page carries, CSRF and origin checks on forms, decisions through the API's
 //! path (conflicts included), scopes, a revoked key signing its session out, and the session
-//! reading (never writing) the API.
+//! reading (never writing) the API, and a stuck run recovered.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use axum::http::{Method, StatusCode};
 use kern::db::Store;
@@ -128,4 +129,34 @@ pub async fn assets_are_served_from_the_binary(store: Arc<dyn Store>) {
     assert!(html(&js).contains("EventSource"));
     let missing = app.send(Method::GET, "/ui/assets/nope.js", None, None).await;
     assert_eq!(missing.status, StatusCode::NOT_FOUND);
+}
+
+pub async fn a_run_left_running_is_recovered_from_its_page(store: Arc<dyn Store>) {
+    let app = App::with(store.clone(), |builder| builder.stale_after(Duration::from_millis(1))).await;
+    let (run_id, _, row) = app.paused_refund("dave").await;
+    let approve = json!({"status": "approved"});
+    let approved = app.send(Method::POST, &format!("/approvals/{row}/resolve"), Some(&app.admin), Some(approve)).await;
+    assert_eq!(approved.status, StatusCode::OK);
+    let (session, csrf) = sign_in(&app, &app.admin).await;
+    let cookie = [("cookie", session.as_str())];
+    let page = format!("/ui/runs/{run_id}");
+
+    let paused = app.send_with(Method::GET, &page, None, &cookie, None).await;
+    assert!(html(&paused).contains("id=\"continue\""), "a paused run whose rows are decided can continue");
+    assert!(!html(&paused).contains("id=\"recover\""));
+
+    // A continue that claimed the run and died: the run stays `running`.
+    store.claim_run(&run_id).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    let stuck = app.send_with(Method::GET, &page, None, &cookie, None).await;
+    assert!(html(&stuck).contains("id=\"recover\"") && !html(&stuck).contains("id=\"continue\""));
+    let form = Value::String(format!("csrf={csrf}"));
+    let recovered = app.send_with(Method::POST, &format!("{page}/recover"), None, &cookie, Some(form.clone())).await;
+    assert_eq!(recovered.status, StatusCode::SEE_OTHER);
+    let run = app.send(Method::GET, &format!("/runs/{run_id}"), Some(&app.admin), None).await;
+    assert_eq!(run.body["status"], "COMPLETED");
+
+    let again = app.send_with(Method::POST, &format!("{page}/continue"), None, &cookie, Some(form)).await;
+    assert_eq!(again.status, StatusCode::CONFLICT, "a completed run does not continue");
+    assert!(html(&again).contains("The run could not go on"));
 }

@@ -56,4 +56,5 @@ suite! {
     inbox::a_session_reads_the_api_but_never_writes_it,
     inbox::a_reader_looks_but_does_not_decide,
     inbox::assets_are_served_from_the_binary,
+    inbox::a_run_left_running_is_recovered_from_its_page,
 }

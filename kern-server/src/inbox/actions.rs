@@ -201,7 +201,7 @@ async fn run_action(
     };
     let outcome = match action {
         RunAction::Continue => runner.continue_run(run_id).await,
-        RunAction::Recover => runner.recover_run(run_id).await,
+        RunAction::Recover => runner.recover_run(run_id, state.stale_after).await,
     };
     match outcome {
         Ok(output) => {

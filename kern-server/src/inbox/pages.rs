@@ -16,7 +16,7 @@ use serde_json::Value;
 
 use super::forms::{edit_fields, input_fields, plain, type_of};
 use super::page::{PageError, PageResult, render};
-use super::runner::{Runner, STALE_AFTER};
+use super::runner::Runner;
 use super::viewer::Viewer;
 use super::views::{
     ArgView, Choice, DetailPage, DiffView, Filters, HistoryPage, HistoryRow, InboxPage, PolicyView, ResolutionView,
@@ -627,7 +627,7 @@ pub async fn run_page(state: &AppState, viewer: &Viewer, run_id: &str, error: Op
     let runner = Runner::of_run(state, &record);
     let paused = record.status == RunStatus::Paused;
     let can_continue = paused && runner.is_some() && waiting_rows == 0;
-    let stale = (now - record.updated_at).to_std().is_ok_and(|running| running > STALE_AFTER);
+    let stale = (now - record.updated_at).to_std().is_ok_and(|running| running > state.stale_after);
     let can_recover = record.status == RunStatus::Running && stale && runner.is_some();
     let waiting = match (paused, waiting_rows, &runner) {
         (true, 0, None) => {

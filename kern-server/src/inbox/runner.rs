@@ -11,10 +11,6 @@ use kern_core::tools::ToolDefinition;
 
 use crate::state::AppState;
 
-/// How long a run may stay `running` before the inbox offers to recover it: longer than a
-/// continue (its tools and model turns) should ever take.
-pub const STALE_AFTER: Duration = Duration::from_secs(5 * 60);
-
 /// A runner of this server.
 pub enum Runner<'a> {
     Agent(&'a Agent),
@@ -53,11 +49,11 @@ impl<'a> Runner<'a> {
         }
     }
 
-    /// Recovers the run `run_id`, stuck in `running` for longer than [`STALE_AFTER`].
-    pub async fn recover_run(&self, run_id: &str) -> kern_core::Result<RunOutput> {
+    /// Recovers the run `run_id`, stuck in `running` for longer than `stale_after`.
+    pub async fn recover_run(&self, run_id: &str, stale_after: Duration) -> kern_core::Result<RunOutput> {
         match self {
-            Runner::Agent(agent) => agent.recover_run(run_id, STALE_AFTER).await,
-            Runner::Team(team) => team.recover_run(run_id, STALE_AFTER).await,
+            Runner::Agent(agent) => agent.recover_run(run_id, stale_after).await,
+            Runner::Team(team) => team.recover_run(run_id, stale_after).await,
         }
     }
 }
