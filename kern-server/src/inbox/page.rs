@@ -73,6 +73,12 @@ impl From<ApiError> for PageError {
     }
 }
 
+impl From<kern_core::Error> for PageError {
+    fn from(err: kern_core::Error) -> Self {
+        ApiError::from(err).into()
+    }
+}
+
 impl IntoResponse for PageError {
     fn into_response(self) -> Response {
         let title = self.status.canonical_reason().unwrap_or("Error").to_owned();

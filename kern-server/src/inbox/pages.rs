@@ -239,7 +239,7 @@ async fn pending(state: &AppState, viewer: &Viewer, params: &InboxParams) -> Pag
     viewer.caller.require(Scope::ApprovalsRead)?;
     let now = Utc::now();
     let query = params.store_query(&viewer.caller, now)?;
-    let page = state.store.list_approvals(&query).await.map_err(crate::error::ApiError::from)?;
+    let page = state.store.list_approvals(&query).await?;
     Ok(Pending {
         rows: page.items.iter().map(|row| row_view(row, now)).collect(),
         total: page.total,
@@ -310,7 +310,6 @@ fn turns(messages: &[Message]) -> Vec<TurnView> {
 pub async fn detail_page(state: &AppState, viewer: &Viewer, id: &str, error: Option<String>) -> PageResult<DetailPage> {
     viewer.caller.require(Scope::ApprovalsRead)?;
     let row = visible_row(state, &viewer.caller, id).await?;
-    let store_err = crate::error::ApiError::from;
     let status = row.status_at(Utc::now());
     let pending = status == ApprovalStatus::Pending;
     let definition = Runner::tool_definition(state, &row);
@@ -342,9 +341,9 @@ pub async fn detail_page(state: &AppState, viewer: &Viewer, id: &str, error: Opt
                 .collect()
         })
         .unwrap_or_default();
-    let run = state.store.load_run(&row.run_id).await.map_err(store_err)?;
-    let votes = state.store.votes(id).await.map_err(store_err)?;
-    let events = state.store.trail(id).await.map_err(store_err)?;
+    let run = state.store.load_run(&row.run_id).await?;
+    let votes = state.store.votes(id).await?;
+    let events = state.store.trail(id).await?;
     let (trail_status, trail_intact) = match verify_row(&row, &events) {
         Ok(()) => ("verified".to_owned(), true),
         Err(broken) => (format!("broken at event {}: {}", broken.index, broken.reason), false),
@@ -487,11 +486,7 @@ impl HistoryParams {
 pub async fn history(State(state): State<AppState>, viewer: Viewer, Query(params): Query<HistoryParams>) -> PageResult {
     viewer.caller.require(Scope::ApprovalsRead)?;
     let outcome = params.outcome()?;
-    let page = state
-        .store
-        .list_approvals(&params.store_query(&viewer.caller, PAGE_SIZE)?)
-        .await
-        .map_err(crate::error::ApiError::from)?;
+    let page = state.store.list_approvals(&params.store_query(&viewer.caller, PAGE_SIZE)?).await?;
     let query = params.query(outcome);
     Ok(render(
         StatusCode::OK,
@@ -579,7 +574,7 @@ pub async fn export(State(state): State<AppState>, viewer: Viewer, Query(params)
     let mut query = params.store_query(&viewer.caller, 1000)?;
     let mut body = if csv { format!("{}\r\n", CSV_COLUMNS.join(",")) } else { String::new() };
     loop {
-        let page = state.store.list_approvals(&query).await.map_err(crate::error::ApiError::from)?;
+        let page = state.store.list_approvals(&query).await?;
         for row in &page.items {
             if csv {
                 body.push_str(&csv_line(row));
@@ -606,7 +601,7 @@ pub async fn run(State(state): State<AppState>, viewer: Viewer, Path(run_id): Pa
 
 /// A run the caller may see.
 pub async fn visible_run(state: &AppState, caller: &Caller, run_id: &str) -> PageResult<RunRecord> {
-    match state.store.load_run(run_id).await.map_err(crate::error::ApiError::from)? {
+    match state.store.load_run(run_id).await? {
         Some(record) if caller.sees_user(record.user_id.as_deref()) => Ok(record),
         _ => Err(PageError::new(StatusCode::NOT_FOUND, format!("No run has the id {run_id}."))),
     }
@@ -617,12 +612,7 @@ pub async fn run_page(state: &AppState, viewer: &Viewer, run_id: &str, error: Op
     viewer.caller.require(Scope::ApprovalsRead)?;
     let record = visible_run(state, &viewer.caller, run_id).await?;
     let now = Utc::now();
-    let rows = state
-        .store
-        .list_approvals(&ApprovalQuery::default().run_id(run_id).limit(100))
-        .await
-        .map_err(crate::error::ApiError::from)?
-        .items;
+    let rows = state.store.list_approvals(&ApprovalQuery::default().run_id(run_id).limit(100)).await?.items;
     let waiting_rows = rows.iter().filter(|row| row.status_at(now) == ApprovalStatus::Pending).count();
     let runner = Runner::of_run(state, &record);
     let paused = record.status == RunStatus::Paused;
