@@ -15,7 +15,7 @@ use crate::error::ApiError;
 
 /// The policy of every page.
 pub const CONTENT_SECURITY_POLICY: &str = "default-src 'none'; script-src 'self'; style-src 'self'; \
-     img-src 'self' data:; connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'";
+     img-src 'self'; connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'";
 
 /// `template` rendered, answered with `status`.
 pub fn render(status: StatusCode, template: &impl Template) -> Response {
