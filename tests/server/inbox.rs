@@ -160,3 +160,29 @@ pub async fn a_run_left_running_is_recovered_from_its_page(store: Arc<dyn Store>
     assert_eq!(again.status, StatusCode::CONFLICT, "a completed run does not continue");
     assert!(html(&again).contains("The run could not go on"));
 }
+
+pub async fn a_cancelled_call_shows_in_the_history_and_its_exports(store: Arc<dyn Store>) {
+    let app = App::new(store).await;
+    let (_, _, row) = app.paused_refund("dave").await;
+    let (session, csrf) = sign_in(&app, &app.admin).await;
+    let cookie = [("cookie", session.as_str())];
+    let form = Value::String(format!("action=cancel&note=duplicate%20request&csrf={csrf}"));
+    let cancelled = app.send_with(Method::POST, &format!("/ui/approvals/{row}"), None, &cookie, Some(form)).await;
+    assert_eq!(cancelled.status, StatusCode::SEE_OTHER);
+    assert_eq!(row_status(&app, &row).await, "cancelled");
+
+    let detail = app.send_with(Method::GET, &format!("/ui/approvals/{row}"), None, &cookie, None).await;
+    assert!(html(&detail).contains("duplicate request") && html(&detail).contains(">verified<"));
+    let history = app.send_with(Method::GET, "/ui/history?status=cancelled", None, &cookie, None).await;
+    assert!(html(&history).contains(&format!("/ui/approvals/{row}")));
+    let jsonl =
+        app.send_with(Method::GET, "/ui/history/export?format=jsonl&status=cancelled", None, &cookie, None).await;
+    assert_eq!(jsonl.headers["content-type"], "application/x-ndjson; charset=utf-8");
+    // One row: one line of JSON, which the harness reads as the body's JSON.
+    assert_eq!((jsonl.body["id"].as_str(), jsonl.body["resolved_by"].as_str()), (Some(row.as_str()), Some("root")));
+    let csv = app.send_with(Method::GET, "/ui/history/export?format=csv&status=cancelled", None, &cookie, None).await;
+    let csv = html(&csv);
+    assert!(csv.starts_with("id,status,tool_name,") && csv.contains(&row) && csv.contains("duplicate request"));
+    let bad = app.send_with(Method::GET, "/ui/history/export?format=xml", None, &cookie, None).await;
+    assert_eq!(bad.status, StatusCode::UNPROCESSABLE_ENTITY);
+}

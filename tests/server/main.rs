@@ -57,4 +57,5 @@ suite! {
     inbox::a_reader_looks_but_does_not_decide,
     inbox::assets_are_served_from_the_binary,
     inbox::a_run_left_running_is_recovered_from_its_page,
+    inbox::a_cancelled_call_shows_in_the_history_and_its_exports,
 }
