@@ -301,7 +301,7 @@ fn turns(messages: &[Message]) -> Vec<TurnView> {
                 Some(name) => format!("{} {name}", message.role),
                 None => message.role.to_string(),
             };
-            TurnView { role, text: short(&text, 1000) }
+            TurnView { kind: message.role.to_string(), role, text: short(&text, 1000) }
         })
         .collect()
 }

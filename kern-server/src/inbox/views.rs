@@ -95,6 +95,9 @@ pub struct ArgView {
 
 /// One turn of the conversation.
 pub struct TurnView {
+    /// `user`, `assistant` or `tool`: how the turn is styled.
+    pub kind: String,
+    /// Who spoke, e.g. `tool refund_order`.
     pub role: String,
     pub text: String,
 }
@@ -353,7 +356,7 @@ mod tests {
             expires_at: None,
             run_id: "run1".into(),
             run_status: "paused".into(),
-            turns: vec![TurnView { role: "user".into(), text: "extend my trial".into() }],
+            turns: vec![TurnView { kind: "user".into(), role: "user".into(), text: "extend my trial".into() }],
             policy: None,
             votes: Vec::new(),
             pending: true,
