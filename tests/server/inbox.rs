@@ -186,3 +186,16 @@ pub async fn a_cancelled_call_shows_in_the_history_and_its_exports(store: Arc<dy
     let bad = app.send_with(Method::GET, "/ui/history/export?format=xml", None, &cookie, None).await;
     assert_eq!(bad.status, StatusCode::UNPROCESSABLE_ENTITY);
 }
+
+pub async fn approving_from_the_list_returns_to_the_list(store: Arc<dyn Store>) {
+    let app = App::new(store).await;
+    let (_, _, row) = app.paused_refund("dave").await;
+    let (session, csrf) = sign_in(&app, &app.admin).await;
+    let cookie = [("cookie", session.as_str())];
+    let form = Value::String(format!("action=approve&next=inbox&csrf={csrf}"));
+    let approved = app.send_with(Method::POST, &format!("/ui/approvals/{row}"), None, &cookie, Some(form)).await;
+    assert_eq!((approved.status, approved.headers["location"].to_str().unwrap()), (StatusCode::SEE_OTHER, "/"));
+    assert_eq!(row_status(&app, &row).await, "approved");
+    let rows = app.send_with(Method::GET, "/ui/rows", None, &cookie, None).await;
+    assert!(html(&rows).contains("data-total=\"0\"") && html(&rows).contains("Nothing waits for you"));
+}
