@@ -3,8 +3,10 @@
 //! An admin decides rows; nobody needs to call `continue_run` afterwards. A [`Worker`] holds the
 //! agents and teams of a program and a store, and continues each of their paused runs whose
 //! rows are all decided (approved, rejected, expired or cancelled) as soon as it learns of the
-//! last decision: the store wakes it ([`Store::wait_for_events`], announced by Postgres across
-//! machines), and a short timeout makes up for any wake-up lost. It also sweeps expired rows
+//! last decision. The trail is its outbox: the store wakes it when the trail grows
+//! ([`Store::wait_for_events`], announced by Postgres across machines), and it looks for
+//! decided runs when the new events hold a decision, when it has left some for lack of room,
+//! and at each upkeep (which makes up for any wake-up lost). The upkeep also sweeps expired rows
 //! (their `on_expire` applies with no caller) and recovers runs that a dead process left
 //! `running` past the stale time.
 //!
@@ -32,12 +34,16 @@ use crate::error::{Error, Result};
 use crate::run::{RunOutput, RunRecord};
 use crate::store::Store;
 use crate::team::Team;
+use crate::trail::EventKind;
 
 pub use builder::{WorkerBuildError, WorkerBuilder};
 pub use stats::{WorkerCounts, WorkerStats};
 
 /// How many decided runs one read of the store brings.
 const SCAN_PAGE: u32 = 64;
+
+/// How many trail events one read brings, when the worker looks for decisions among them.
+const EVENT_BATCH: u32 = 512;
 
 /// How long a worker waits before reading the store again after a failed read: the database
 /// may be restarting, and is not hammered meanwhile.
@@ -135,26 +141,37 @@ impl Worker {
         tracing::info!(runners = ?self.runners.keys().collect::<Vec<_>>(), "kern worker started");
         let mut state = State::default();
         let mut next_upkeep = Instant::now();
+        // What was decided while no worker ran is taken up at once.
+        let mut scan = true;
         tokio::pin!(shutdown);
         loop {
             if Instant::now() >= next_upkeep {
                 self.upkeep(&mut state).await;
                 next_upkeep = Instant::now() + self.settings.upkeep_interval;
+                scan = true;
             }
-            let delay = match self.dispatch(&mut state).await {
-                Ok(()) => self.settings.poll_interval,
-                Err(error) => {
-                    tracing::warn!(%error, "kern worker cannot read decided runs; retrying");
-                    RETRY_AFTER_FAILURE
+            let mut delay = self.settings.poll_interval;
+            if scan {
+                match self.dispatch(&mut state).await {
+                    Ok(()) => scan = false,
+                    Err(error) => {
+                        tracing::warn!(%error, "kern worker cannot read decided runs; retrying");
+                        delay = RETRY_AFTER_FAILURE;
+                    }
                 }
-            };
+            }
             let timeout = delay.min(next_upkeep.saturating_duration_since(Instant::now()));
             tokio::select! {
                 biased;
                 () = &mut shutdown => break,
-                Some(joined) = state.tasks.join_next(), if !state.tasks.is_empty() => self.finished(&mut state, joined),
+                Some(joined) = state.tasks.join_next(), if !state.tasks.is_empty() => {
+                    self.finished(&mut state, joined);
+                    // Room again: runs left for the lack of it are taken now.
+                    scan |= state.backlog;
+                }
                 woken = self.store.wait_for_events(seq, timeout) => match woken {
-                    Ok(last) => seq = last,
+                    Ok(last) if last > seq => scan |= self.decided_since(&mut seq).await,
+                    Ok(_) => {}
                     Err(error) => {
                         tracing::warn!(%error, "kern worker cannot follow the trail; retrying");
                         tokio::time::sleep(RETRY_AFTER_FAILURE).await;
@@ -167,6 +184,27 @@ impl Worker {
             self.finished(&mut state, joined);
         }
         Ok(())
+    }
+
+    /// Reads the trail's events after `seq` (moving it past them) and tells whether they may
+    /// have made a run decided: a row approved, rejected, expired or cancelled. Its own
+    /// continues' events (executions) are no reason to look again. A failed read says yes.
+    async fn decided_since(&self, seq: &mut i64) -> bool {
+        match self.store.events_after(*seq, EVENT_BATCH).await {
+            Ok(events) => {
+                *seq = events.last().map_or(*seq, |event| event.seq);
+                events.iter().any(|event| {
+                    matches!(
+                        event.kind,
+                        EventKind::Approved | EventKind::Rejected | EventKind::Expired | EventKind::Cancelled
+                    )
+                })
+            }
+            Err(error) => {
+                tracing::warn!(%error, "kern worker cannot read the trail; looking for decided runs");
+                true
+            }
+        }
     }
 
     /// Starts a continue of each decided run this worker can take, up to its concurrency.
@@ -194,6 +232,8 @@ impl Worker {
                 _ => break,
             }
         }
+        // Full, it may have left some: it looks again once a task ends.
+        state.backlog = state.tasks.len() >= self.settings.concurrency;
         Ok(())
     }
 
@@ -302,6 +342,8 @@ struct State {
     tasks: JoinSet<(String, Job, Result<RunOutput>)>,
     /// The runs this worker's tasks hold, so that a scan does not start a second task on one.
     in_flight: HashSet<String>,
+    /// Whether the last scan ended with no room left, so that it may have left decided runs.
+    backlog: bool,
     /// Runs that also wait for calls no row decides (a plain confirmation, say), as last
     /// written: a continue without the caller's answers cannot resume them, so they are left to
     /// the application until they change.
