@@ -1,0 +1,43 @@
+#!/usr/bin/env bash
+# Instructions per approve cycle of the engine on the memory store, counted by callgrind:
+# repeatable for the same build whatever else the machine does, so figures compare from run
+# to run. The benchmark runs twice (N and 2N cycles); the difference, divided by N, leaves out
+# what a run costs once (start-up, the runtime, the first allocations).
+#
+#   bash benches/instructions.sh [N]        # N = 500 by default (about 7 minutes)
+#
+# It prints the instructions per cycle, the share spent in malloc/free/realloc, and the
+# functions that cost the most per cycle.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+n="${1:-500}"
+command -v valgrind >/dev/null || { echo "instructions.sh needs valgrind" >&2; exit 1; }
+
+bench=$(cargo bench --bench approval_cycle --no-run --message-format=json 2>/dev/null \
+  | sed -n 's/.*"executable":"\([^"]*approval_cycle[^"]*\)".*/\1/p' | tail -1)
+[ -x "$bench" ] || { echo "could not build the approval_cycle benchmark" >&2; exit 1; }
+
+out=$(mktemp -d)
+trap 'rm -rf "$out"' EXIT
+count() {
+  valgrind --tool=callgrind --callgrind-out-file="$out/$1.out" \
+    "$bench" --bench --backend memory --n "$1" --warmup 0 >/dev/null 2>"$out/$1.log"
+  sed -n 's/^summary: //p' "$out/$1.out"
+}
+small=$(count "$n")
+large=$(count "$((2 * n))")
+per_cycle=$(( (large - small) / n ))
+echo "instructions per cycle (memory store, callgrind, ${n} vs $((2 * n)) cycles): ${per_cycle}"
+
+# Exclusive cost per function in the larger run, less the smaller run's, per cycle.
+top() {
+  callgrind_annotate --inclusive=no --threshold=100 "$out/$1.out" 2>/dev/null \
+    | awk '/^ *[0-9,]+ +\(/ && !/PROGRAM TOTALS/ {gsub(",", "", $1); print $1 "\t" substr($0, index($0, $3))}'
+}
+join -t $'\t' -1 2 -2 2 <(top "$((2 * n))" | sort -t $'\t' -k2,2) <(top "$n" | sort -t $'\t' -k2,2) \
+  | awk -F '\t' -v n="$n" -v total="$per_cycle" '{d = ($2 - $3) / n; if (d > 0) printf "%d\t%s\n", d, $1}' \
+  | sort -rn > "$out/delta"
+alloc=$(grep -E 'malloc|free|realloc|calloc' "$out/delta" | awk -F '\t' '{s += $1} END {print s + 0}')
+echo "in malloc/free/realloc: ${alloc} per cycle ($(( 100 * alloc / per_cycle ))%)"
+echo "most expensive functions per cycle (exclusive):"
+head -15 "$out/delta" | awk -F '\t' '{printf "  %9d  %s\n", $1, substr($2, 1, 110)}'
