@@ -222,6 +222,19 @@ impl ApprovalUpdate {
     }
 }
 
+text_enum! {
+    /// The order of a listing of approval rows.
+    #[derive(Default)]
+    ListOrder {
+        /// Newest first, ties broken by id (descending): the reference's order.
+        #[default]
+        Newest = "newest",
+        /// The rows that expire, the soonest first, ties broken by id (ascending): what an admin
+        /// on call decides first. Rows without an expiry are not listed in this order.
+        ExpiringSoonest = "expiring_soonest",
+    }
+}
+
 /// Filters and paging of [`crate::store::Store::list_approvals`]. Every filter is optional.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct ApprovalQuery {
@@ -251,6 +264,9 @@ pub struct ApprovalQuery {
     pub tool_name: Option<String>,
     /// Only rows that expire strictly before this time (rows without an expiry never match).
     pub expires_before: Option<DateTime<Utc>>,
+    /// The listing's order; newest first unless set.
+    #[serde(default)]
+    pub order: ListOrder,
     /// Only rows after this one in the listing's order (keyset paging: stable while rows are
     /// added, and as quick on the thousandth page as on the first). Takes the place of `page`.
     pub after: Option<PageCursor>,
@@ -294,6 +310,12 @@ query_setters! {
 impl ApprovalQuery {
     /// The default page size.
     pub const DEFAULT_LIMIT: u32 = 50;
+
+    /// Lists in `order`.
+    pub fn order(mut self, order: ListOrder) -> Self {
+        self.order = order;
+        self
+    }
 
     /// Returns at most `limit` rows per page.
     pub fn limit(mut self, limit: u32) -> Self {
@@ -342,41 +364,71 @@ impl ApprovalQuery {
             && self.created_after.is_none_or(|t| approval.created_at >= t)
             && self.tool_name.as_ref().is_none_or(|tool| *tool == approval.tool_name)
             && self.expires_before.is_none_or(|t| approval.expires_at.is_some_and(|at| at < t))
+            && (self.order != ListOrder::ExpiringSoonest || approval.expires_at.is_some())
+    }
+
+    /// Where `approval` stands in the listing's order: its time (creation, or expiry when
+    /// expiring soonest first) and id.
+    pub fn position<'a>(&self, approval: &'a Approval) -> (DateTime<Utc>, &'a str) {
+        (self.time_of(approval.created_at, approval.expires_at), approval.id.as_str())
+    }
+
+    /// The time the listing orders a row of these times by.
+    fn time_of(&self, created_at: DateTime<Utc>, expires_at: Option<DateTime<Utc>>) -> DateTime<Utc> {
+        match self.order {
+            ListOrder::Newest => created_at,
+            ListOrder::ExpiringSoonest => expires_at.unwrap_or(created_at),
+        }
+    }
+
+    /// Compares two rows in the listing's order: `Less` for the one listed first.
+    pub fn compare(&self, a: &Approval, b: &Approval) -> std::cmp::Ordering {
+        match self.order {
+            ListOrder::Newest => self.position(b).cmp(&self.position(a)),
+            ListOrder::ExpiringSoonest => self.position(a).cmp(&self.position(b)),
+        }
+    }
+
+    /// The cursor just past `approval` in the listing's order.
+    pub fn cursor_after(&self, approval: &Approval) -> PageCursor {
+        self.cursor_at(approval.created_at, approval.expires_at, &approval.id)
+    }
+
+    /// The cursor just past the row of these times and id (one a store could not read whole).
+    pub fn cursor_at(&self, created_at: DateTime<Utc>, expires_at: Option<DateTime<Utc>>, id: &str) -> PageCursor {
+        PageCursor { at: self.time_of(created_at, expires_at), id: id.to_owned() }
     }
 
     /// True when `approval` comes after the query's cursor in the listing's order (always true
     /// without a cursor).
     pub fn is_after_cursor(&self, approval: &Approval) -> bool {
-        self.after.as_ref().is_none_or(|cursor| cursor.precedes(approval))
+        self.after.as_ref().is_none_or(|cursor| {
+            let (at, id) = self.position(approval);
+            let position = (at, id);
+            let cursor = (cursor.at, cursor.id.as_str());
+            match self.order {
+                ListOrder::Newest => position < cursor,
+                ListOrder::ExpiringSoonest => position > cursor,
+            }
+        })
     }
 }
 
-/// A place in the listing's order (newest first, ties broken by id, descending): the
-/// `created_at` and `id` of the last row of a page. Written as `<microseconds>.<id>`, opaque to
-/// whoever pages with it.
+/// A place in a listing's order: the time the listing is ordered by (a row's creation for the
+/// newest first, its expiry for the expiring soonest first) and the id of the last row of a
+/// page. Written as `<microseconds>.<id>`, opaque to whoever pages with it; see
+/// [`ApprovalQuery::cursor_after`].
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct PageCursor {
-    /// The row's creation time.
-    pub created_at: DateTime<Utc>,
+    /// The row's time in the listing's order.
+    pub at: DateTime<Utc>,
     /// The row's id.
     pub id: String,
 }
 
-impl PageCursor {
-    /// The cursor just past `approval`.
-    pub fn of(approval: &Approval) -> Self {
-        PageCursor { created_at: approval.created_at, id: approval.id.clone() }
-    }
-
-    /// True when `approval` comes after this cursor in the listing's order.
-    pub fn precedes(&self, approval: &Approval) -> bool {
-        (approval.created_at, approval.id.as_str()) < (self.created_at, self.id.as_str())
-    }
-}
-
 impl fmt::Display for PageCursor {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}.{}", self.created_at.timestamp_micros(), self.id)
+        write!(f, "{}.{}", self.at.timestamp_micros(), self.id)
     }
 }
 
@@ -391,11 +443,11 @@ impl FromStr for PageCursor {
     fn from_str(s: &str) -> std::result::Result<Self, Self::Err> {
         let invalid = || ParseCursorError(s.to_owned());
         let (micros, id) = s.split_once('.').ok_or_else(invalid)?;
-        let created_at = micros.parse().ok().and_then(DateTime::from_timestamp_micros).ok_or_else(invalid)?;
+        let at = micros.parse().ok().and_then(DateTime::from_timestamp_micros).ok_or_else(invalid)?;
         if id.is_empty() {
             return Err(invalid());
         }
-        Ok(PageCursor { created_at, id: id.to_owned() })
+        Ok(PageCursor { at, id: id.to_owned() })
     }
 }
 
@@ -412,7 +464,7 @@ impl<'de> Deserialize<'de> for PageCursor {
     }
 }
 
-/// One page of approval rows, newest first.
+/// One page of approval rows, in the listing's order.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct ApprovalPage {
     /// The rows of the page that could be read.

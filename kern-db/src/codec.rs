@@ -1,6 +1,7 @@
 //! Rows to kern's types and back. Enums are stored as their text, structured fields as JSON.
 
-use kern_core::approval::{Approval, PageCursor, UnreadableRow, Vote};
+use chrono::{DateTime, Utc};
+use kern_core::approval::{Approval, UnreadableRow, Vote};
 use kern_core::keys::ApiKey;
 use kern_core::run::{RunRecord, RunStatus};
 use kern_core::trail::TrailEvent;
@@ -184,9 +185,22 @@ pub(crate) struct PageRow {
     pub(crate) row: Result<Approval, UnreadableRow>,
     /// How many rows match, on every page.
     pub(crate) total: u64,
-    /// The cursor just past the row, read from its own columns so that the next page can start
-    /// after a row that cannot be read as a whole; `None` when even those cannot be read.
-    pub(crate) cursor: Option<PageCursor>,
+    /// Where the row stands, read from its own columns so that the next page can start after
+    /// a row that cannot be read as a whole; `None` when even those cannot be read.
+    pub(crate) key: Option<RowKey>,
+}
+
+/// What places a row in a listing: its id and times.
+#[derive(Debug)]
+pub(crate) struct RowKey {
+    pub(crate) id: String,
+    pub(crate) created_at: DateTime<Utc>,
+    pub(crate) expires_at: Option<DateTime<Utc>>,
+}
+
+/// Reads what places a row in a listing from its own columns.
+fn row_key(row: &dyn Columns) -> Result<RowKey> {
+    Ok(RowKey { id: row.text("id")?, created_at: row.time("created_at")?, expires_at: row.opt_time("expires_at")? })
 }
 
 /// Reads a row of a page (the columns of [`approval`] and `total`).
@@ -197,11 +211,13 @@ pub(crate) fn page_row(row: &dyn Columns) -> Result<PageRow> {
         id: row.opt_text("id").ok().flatten().unwrap_or_default(),
         reason: err.to_string(),
     });
-    let cursor = match &approval {
-        Ok(approval) => Some(PageCursor::of(approval)),
-        Err(_) => row.text("id").and_then(|id| Ok(PageCursor { created_at: row.time("created_at")?, id })).ok(),
+    let key = match &approval {
+        Ok(approval) => {
+            Some(RowKey { id: approval.id.clone(), created_at: approval.created_at, expires_at: approval.expires_at })
+        }
+        Err(_) => row_key(row).ok(),
     };
-    Ok(PageRow { row: approval, total, cursor })
+    Ok(PageRow { row: approval, total, key })
 }
 
 /// Binds an API key, in [`API_KEY_COLUMNS`] order.

@@ -2,7 +2,7 @@
 //! parameters), every value is a numbered parameter.
 
 use chrono::{DateTime, Utc};
-use kern_core::approval::{ApprovalQuery, ApprovalStatus, PageCursor, PauseType};
+use kern_core::approval::{ApprovalQuery, ApprovalStatus, ListOrder, PageCursor, PauseType};
 use kern_core::run::RunStatus;
 
 use kern_core::limits;
@@ -227,7 +227,7 @@ impl Queries {
         format!("INSERT INTO {} ({EVENT_INSERT_COLUMNS}) VALUES {}", self.events, values.join(", "))
     }
 
-    /// One page of matching rows, newest first, ties broken by id, each with the number of all
+    /// One page of matching rows in the query's order, ties broken by id, each with the number of all
     /// matching rows in column `total` (a subquery the database runs once, on the index alone,
     /// which counts the rows of every page: the cursor is no condition of it); binds the
     /// filter's [page values](Filter::page_params), then the limit and the offset.
@@ -235,11 +235,12 @@ impl Queries {
         let n = filter.params.len() + filter.cursor.as_ref().map_or(0, |cursor| cursor.len());
         format!(
             "SELECT {APPROVAL_COLUMNS}, ({} {}) AS total FROM {} {} \
-             ORDER BY created_at DESC, id DESC LIMIT ${} OFFSET ${}",
+             ORDER BY {} LIMIT ${} OFFSET ${}",
             self.count_approvals,
             filter.where_clause(),
             self.approvals,
             filter.page_where_clause(),
+            filter.order_by(),
             n + 1,
             n + 2
         )
@@ -261,6 +262,7 @@ pub(crate) struct Filter<'a> {
     /// The time and id a page starts after ([`ApprovalQuery::after`]), bound after `params`:
     /// a condition of the page only.
     cursor: Option<[Param<'a>; 2]>,
+    order: ListOrder,
 }
 
 impl<'a> Filter<'a> {
@@ -274,8 +276,11 @@ impl<'a> Filter<'a> {
         if keys.into_iter().flatten().chain(cursor_id).any(|key| !limits::is_key(key)) {
             return None;
         }
-        let mut filter =
-            Filter { conditions: Vec::new(), params: Vec::new(), cursor: query.after.as_ref().map(cursor) };
+        let cursor = query.after.as_ref().map(cursor);
+        let mut filter = Filter { conditions: Vec::new(), params: Vec::new(), cursor, order: query.order };
+        if query.order == ListOrder::ExpiringSoonest {
+            filter.conditions.push("expires_at IS NOT NULL".to_owned());
+        }
         let (pending, expired) = (ApprovalStatus::Pending.as_str(), ApprovalStatus::Expired.as_str());
         match query.status {
             Some(ApprovalStatus::Pending) => {
@@ -319,6 +324,14 @@ impl<'a> Filter<'a> {
         self.params.iter().chain(self.cursor.iter().flatten()).cloned().collect()
     }
 
+    /// The listing's order.
+    fn order_by(&self) -> &'static str {
+        match self.order {
+            ListOrder::Newest => "created_at DESC, id DESC",
+            ListOrder::ExpiringSoonest => "expires_at, id",
+        }
+    }
+
     /// The conditions of the rows counted in the total.
     fn where_clause(&self) -> String {
         where_of(self.conditions.iter().map(String::as_str))
@@ -328,7 +341,10 @@ impl<'a> Filter<'a> {
     /// order.
     fn page_where_clause(&self) -> String {
         let n = self.params.len();
-        let after = self.cursor.as_ref().map(|_| format!("(created_at, id) < (${}, ${})", n + 1, n + 2));
+        let after = self.cursor.as_ref().map(|_| match self.order {
+            ListOrder::Newest => format!("(created_at, id) < (${}, ${})", n + 1, n + 2),
+            ListOrder::ExpiringSoonest => format!("(expires_at, id) > (${}, ${})", n + 1, n + 2),
+        });
         where_of(self.conditions.iter().map(String::as_str).chain(after.as_deref()))
     }
 }
@@ -349,12 +365,14 @@ fn where_of<'s>(conditions: impl Iterator<Item = &'s str>) -> String {
     if conditions.is_empty() { String::new() } else { format!("WHERE {}", conditions.join(" AND ")) }
 }
 
-/// The values of the cursor's condition, `(created_at, id) < (time, id)`. A cursor between two
-/// stored microseconds is equal to no stored time: the rows after it are those created before
-/// the next microsecond, whatever their id, which the empty id, less than any other, selects.
+/// The values of the cursor's condition, `(created_at, id) < (time, id)` newest first and
+/// `(expires_at, id) > (time, id)` expiring soonest first. A cursor between two stored
+/// microseconds is equal to no stored time: the rows after it are those before the next
+/// microsecond (newest first) or from it on (expiring soonest first), whatever their id, which
+/// the empty id, less than any other, selects in both.
 fn cursor<'a>(cursor: &'a PageCursor) -> [Param<'a>; 2] {
-    let exact = floor_micros(cursor.created_at) == cursor.created_at;
-    [ceil_micros(cursor.created_at).into(), if exact { cursor.id.as_str() } else { "" }.into()]
+    let exact = floor_micros(cursor.at) == cursor.at;
+    [ceil_micros(cursor.at).into(), if exact { cursor.id.as_str() } else { "" }.into()]
 }
 
 #[cfg(test)]
@@ -385,7 +403,7 @@ mod tests {
 
     #[test]
     fn a_cursor_limits_the_page_and_not_its_total() {
-        let cursor = PageCursor { created_at: kern_core::now(), id: "row-9".into() };
+        let cursor = PageCursor { at: kern_core::now(), id: "row-9".into() };
         let query = ApprovalQuery::default().tool_name("send_invoice").after(cursor);
         let filter = Filter::new(&query, kern_core::now()).unwrap();
         let count = "WHERE tool_name = $1";
@@ -403,7 +421,7 @@ mod tests {
 
     #[test]
     fn a_cursor_alone_is_the_only_condition_of_the_page() {
-        let cursor = PageCursor { created_at: kern_core::now(), id: "row-9".into() };
+        let cursor = PageCursor { at: kern_core::now(), id: "row-9".into() };
         let query = ApprovalQuery::default().after(cursor);
         let filter = Filter::new(&query, kern_core::now()).unwrap();
         let page = queries().list_page(&filter);
@@ -426,7 +444,7 @@ mod tests {
         assert!(Filter::new(&ApprovalQuery::default().session_id(long), now).is_none());
         assert!(Filter::new(&ApprovalQuery::default().run_id("s".repeat(limits::MAX_KEY_LEN)), now).is_some());
         assert!(Filter::new(&ApprovalQuery::default().tool_name("a\0b"), now).is_none());
-        let cursor = PageCursor { created_at: now, id: "a\0b".into() };
+        let cursor = PageCursor { at: now, id: "a\0b".into() };
         assert!(Filter::new(&ApprovalQuery::default().after(cursor), now).is_none());
     }
 

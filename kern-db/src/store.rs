@@ -500,11 +500,15 @@ impl<DB: Driver> Store for SqlStore<DB> {
             let page = Stmt { sql: self.queries.list_page(&filter).into(), params: filter.page_params() }
                 .bind(i64::from(limit))
                 .bind(offset);
-            let mut rows = self.pools.read(page, codec::page_row).await?;
+            let rows = self.pools.read(page, codec::page_row).await?;
             let total = rows.first().map(|row| row.total);
             // A full page goes on after its last row, readable or not.
             let full = rows.len() == limit as usize;
-            let next_cursor = rows.last_mut().filter(|_| full).and_then(|row| row.cursor.take());
+            let next_cursor = rows
+                .last()
+                .filter(|_| full)
+                .and_then(|row| row.key.as_ref())
+                .map(|key| query.cursor_at(key.created_at, key.expires_at, &key.id));
             let (mut items, mut unreadable) = (Vec::with_capacity(rows.len()), Vec::new());
             for codec::PageRow { row, .. } in rows {
                 match row {

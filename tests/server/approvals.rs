@@ -111,6 +111,9 @@ pub async fn listing_pages_and_filters(store: Arc<dyn Store>) {
     assert_eq!(later.body["meta"]["total_count"], 0);
     let expiring = app.send(Method::GET, "/approvals?expiring_before=4102444800", Some(&app.reader), None).await;
     assert_eq!(expiring.body["meta"]["total_count"], 0, "no row of this agent expires");
+    let soonest = app.send(Method::GET, "/approvals?order=expiring_soonest", Some(&app.reader), None).await;
+    assert_eq!(soonest.status, StatusCode::OK);
+    assert_eq!(soonest.body["meta"]["total_count"], 0, "rows without an expiry are not listed by expiry");
 
     let count = app.send(Method::GET, "/approvals/count?user_id=alice", Some(&app.reader), None).await;
     assert_eq!(count.body, json!({"count": 2}));
@@ -126,6 +129,7 @@ pub async fn bad_parameters_are_refused_with_what_is_wrong(store: Arc<dyn Store>
         ("/approvals?approval_type=maybe", "approval_type"),
         ("/approvals?created_before=tomorrow", "created_before"),
         ("/approvals?cursor=garbage", "cursor"),
+        ("/approvals?order=random", "order"),
     ] {
         let answer = app.send(Method::GET, uri, Some(&app.reader), None).await;
         assert_eq!(answer.status, StatusCode::UNPROCESSABLE_ENTITY, "{uri}");

@@ -4,7 +4,9 @@
 use std::sync::Arc;
 
 use chrono::TimeDelta;
-use kern::approval::{Approval, ApprovalPage, ApprovalQuery, ApprovalStatus, ApprovalType, ApprovalUpdate, PageCursor};
+use kern::approval::{
+    Approval, ApprovalPage, ApprovalQuery, ApprovalStatus, ApprovalType, ApprovalUpdate, ListOrder, PageCursor,
+};
 use kern::db::Store;
 use kern::trail::{EventKind, TrailEvent};
 
@@ -149,7 +151,7 @@ pub async fn cursor_pages_visit_every_row_once_in_order(store: Arc<dyn Store>) {
     assert_eq!(sizes, [3, 3, 1]);
     assert!(pages.iter().all(|page| page.total == 7), "the total counts every page's rows: {pages:?}");
     for page in &pages[..2] {
-        assert_eq!(page.next_cursor, Some(PageCursor::of(page.items.last().unwrap())));
+        assert_eq!(page.next_cursor, Some(query.cursor_after(page.items.last().unwrap())));
     }
     let seen: Vec<String> = pages.iter().flat_map(|page| ids(&page.items)).collect();
     assert_eq!(seen, listing_order(&rows.iter().collect::<Vec<_>>()), "every row once, newest first");
@@ -169,7 +171,7 @@ pub async fn a_cursor_after_the_last_row_gives_an_empty_page_and_the_total(store
     let full = store.list_approvals(&query).await.unwrap();
     assert_eq!(ids(&full.items), listing_order(&rows.iter().collect::<Vec<_>>()));
     let last = full.next_cursor.clone().expect("a full page has a cursor");
-    assert_eq!(last, PageCursor::of(full.items.last().unwrap()));
+    assert_eq!(last, query.cursor_after(full.items.last().unwrap()));
 
     let past = store.list_approvals(&query.clone().after(last)).await.unwrap();
     assert_eq!((past.items.len(), past.total, past.next_cursor), (0, 7, None));
@@ -185,19 +187,44 @@ pub async fn rows_of_the_same_time_follow_a_cursor_by_id(store: Arc<dyn Store>) 
     let query = ApprovalQuery::default().tool_name("delete_user_data");
 
     // After the second of the tied rows: the two tied rows of lower ids, then the older rows.
-    let after_second = store.list_approvals(&query.clone().after(PageCursor::of(tied[1]))).await.unwrap();
+    let after_second = store.list_approvals(&query.clone().after(query.cursor_after(tied[1]))).await.unwrap();
     let mut expected: Vec<String> = tied[2..].iter().map(|row| row.id.clone()).collect();
     expected.extend(listing_order(&older));
     assert_eq!(ids(&after_second.items), expected);
     assert_eq!(after_second.total, 7);
 
     // A cursor between two stored microseconds: every row created at or before the earlier one.
-    let between = PageCursor { created_at: rows[1].created_at + TimeDelta::nanoseconds(500), id: String::new() };
+    let between = PageCursor { at: rows[1].created_at + TimeDelta::nanoseconds(500), id: String::new() };
     let page = store.list_approvals(&query.clone().after(between)).await.unwrap();
     let mut expected: Vec<String> = tied.iter().map(|row| row.id.clone()).collect();
     expected.extend(listing_order(&older));
     assert_eq!(ids(&page.items), expected);
-    let between = PageCursor { created_at: rows[1].created_at - TimeDelta::nanoseconds(500), id: "~".into() };
+    let between = PageCursor { at: rows[1].created_at - TimeDelta::nanoseconds(500), id: "~".into() };
     let page = store.list_approvals(&query.after(between)).await.unwrap();
     assert_eq!(ids(&page.items), listing_order(&older));
+}
+
+pub async fn the_rows_that_expire_are_listed_soonest_first_and_paged(store: Arc<dyn Store>) {
+    let base = now();
+    let mut rows = Vec::new();
+    // Expiring in 5, 1, 3, 1 (a tie, broken by id) and 4 hours; one row never expires.
+    for hours in [5, 1, 3, 1, 4] {
+        rows.push(Approval { expires_at: Some(base + seconds(3600 * hours)), ..approval("run-exp") });
+    }
+    rows.push(approval("run-exp"));
+    create_all(&*store, &rows).await;
+    let query = ApprovalQuery::default().run_id("run-exp").order(ListOrder::ExpiringSoonest).limit(2u32);
+
+    let mut expected: Vec<&Approval> = rows.iter().filter(|row| row.expires_at.is_some()).collect();
+    expected.sort_by(|a, b| (a.expires_at, &a.id).cmp(&(b.expires_at, &b.id)));
+    let expected: Vec<String> = expected.iter().map(|row| row.id.clone()).collect();
+    let pages = pages_after_cursors(&*store, query.clone()).await;
+    assert!(pages.iter().all(|page| page.total == 5), "a row without an expiry is not listed: {pages:?}");
+    let seen: Vec<String> = pages.iter().flat_map(|page| ids(&page.items)).collect();
+    assert_eq!(seen, expected, "soonest first, ties by id, every row once");
+    let first = &pages[0];
+    assert_eq!(first.next_cursor, Some(query.cursor_after(first.items.last().unwrap())));
+    // The same query newest first lists all six.
+    let newest = store.list_approvals(&query.order(ListOrder::Newest).limit(10u32)).await.unwrap();
+    assert_eq!(newest.total, 6);
 }

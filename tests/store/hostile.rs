@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use kern::Error;
-use kern::approval::{Approval, ApprovalQuery, ApprovalStatus, ApprovalUpdate, PageCursor, PauseType};
+use kern::approval::{Approval, ApprovalQuery, ApprovalStatus, ApprovalUpdate, PauseType};
 use kern::db::{PostgresDb, SCHEMA_VERSION, Store};
 use kern::keys::{ApiKey, Scope};
 use kern::limits::{MAX_JSON_DEPTH, MAX_KEY_LEN};
@@ -333,7 +333,7 @@ pub async fn an_unreadable_row_is_named_and_the_listing_goes_on(target: SqlTarge
     let first = store.list_approvals(&ApprovalQuery::default().limit(2)).await.unwrap();
     assert_eq!((ids(&first.items), first.unreadable[0].id.as_str()), (vec![rows[3].id.clone()], rows[2].id.as_str()));
     let cursor = first.next_cursor.expect("a full page has a cursor");
-    assert_eq!(cursor, PageCursor::of(&rows[2]));
+    assert_eq!(cursor, ApprovalQuery::default().cursor_after(&rows[2]));
     let after = store.list_approvals(&ApprovalQuery::default().limit(2).after(cursor)).await.unwrap();
     assert_eq!((ids(&after.items), after.unreadable[0].id.as_str()), (vec![rows[0].id.clone()], rows[1].id.as_str()));
     assert_eq!(after.total, 4);

@@ -126,6 +126,7 @@ suite! {
         feed::cursor_pages_visit_every_row_once_in_order,
         feed::a_cursor_after_the_last_row_gives_an_empty_page_and_the_total,
         feed::rows_of_the_same_time_follow_a_cursor_by_id,
+        feed::the_rows_that_expire_are_listed_soonest_first_and_paged,
         workers::decided_runs_are_paused_top_level_runs_with_every_row_decided,
         workers::stale_runs_are_top_level_runs_running_since_the_cutoff,
         workers::a_follower_of_the_trail_wakes_when_it_grows,

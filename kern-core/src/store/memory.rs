@@ -17,8 +17,7 @@ use super::backend::{
 };
 use crate::BoxFuture;
 use crate::approval::{
-    Approval, ApprovalPage, ApprovalQuery, ApprovalStatus, ApprovalUpdate, Decision, OnExpire, PageCursor, Principal,
-    Vote,
+    Approval, ApprovalPage, ApprovalQuery, ApprovalStatus, ApprovalUpdate, Decision, OnExpire, Principal, Vote,
 };
 use crate::error::{Error, Result};
 use crate::keys::ApiKey;
@@ -291,13 +290,13 @@ impl Store for MemoryDb {
             .filter(|row| query.matches_at(row, now))
             .map(|row| Approval { status: row.status_at(now), ..row.clone() })
             .collect();
-        items.sort_by(|a, b| (b.created_at, &b.id).cmp(&(a.created_at, &a.id)));
+        items.sort_by(|a, b| query.compare(a, b));
         let total = items.len() as u64;
         let offset = usize::try_from(query.offset()).unwrap_or(usize::MAX);
         let limit = query.effective_limit() as usize;
         let items: Vec<Approval> =
             items.into_iter().filter(|row| query.is_after_cursor(row)).skip(offset).take(limit).collect();
-        let next_cursor = items.last().filter(|_| items.len() == limit).map(PageCursor::of);
+        let next_cursor = items.last().filter(|_| items.len() == limit).map(|row| query.cursor_after(row));
         ready(Ok(ApprovalPage { items, total, unreadable: Vec::new(), next_cursor }))
     }
 

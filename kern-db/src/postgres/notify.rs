@@ -213,6 +213,8 @@ impl ResolutionFeed for Listener {
             if let Task::Running(task) = std::mem::replace(&mut *self.task(), Task::Closed) {
                 task.abort();
             }
+            // The aborted task lowers the flag as it is dropped, which the runtime may do later.
+            self.live.store(false, Ordering::Release);
             self.pool.close().await;
         })
     }

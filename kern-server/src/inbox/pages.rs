@@ -6,7 +6,7 @@ use axum::http::StatusCode;
 use axum::http::header::{CONTENT_DISPOSITION, CONTENT_TYPE};
 use axum::response::IntoResponse;
 use chrono::{DateTime, Utc};
-use kern_core::approval::{Approval, ApprovalQuery, ApprovalStatus, PageCursor, PauseType};
+use kern_core::approval::{Approval, ApprovalQuery, ApprovalStatus, ListOrder, PageCursor, PauseType};
 use kern_core::keys::Scope;
 use kern_core::models::Message;
 use kern_core::run::{RunRecord, RunStatus};
@@ -54,6 +54,11 @@ const EXPIRINGS: &[Choice] = &[
     Choice { value: "1d", label: "expiring within 1 day" },
 ];
 
+const ORDERS: &[Choice] = &[
+    Choice { value: "", label: "newest first" },
+    Choice { value: "expiring_soonest", label: "expiring soonest first" },
+];
+
 const OUTCOMES: &[Choice] = &[
     Choice { value: "approved", label: "approved" },
     Choice { value: "rejected", label: "rejected" },
@@ -78,6 +83,8 @@ pub struct InboxParams {
     age: String,
     #[serde(default)]
     expiring: String,
+    #[serde(default)]
+    order: String,
     cursor: Option<String>,
 }
 
@@ -91,6 +98,7 @@ impl InboxParams {
             pause: self.pause.clone(),
             age: self.age.clone(),
             expiring: self.expiring.clone(),
+            order: self.order.clone(),
         }
     }
 
@@ -104,6 +112,7 @@ impl InboxParams {
             ("pause", &self.pause),
             ("age", &self.age),
             ("expiring", &self.expiring),
+            ("order", &self.order),
         ];
         query_string(&pairs)
     }
@@ -121,6 +130,11 @@ impl InboxParams {
             .map_err(|err| unprocessable(format!("pause type: {err}")))?;
         query.created_before = span(&self.age)?.map(|age| now - age);
         query.expires_before = span(&self.expiring)?.map(|within| now + within);
+        query.order = given(&self.order)
+            .map(|order| order.parse::<ListOrder>())
+            .transpose()
+            .map_err(|err| unprocessable(format!("order: {err}")))?
+            .unwrap_or_default();
         query.after = cursor(self.cursor.as_deref())?;
         Ok(query)
     }
@@ -264,6 +278,7 @@ pub async fn inbox(State(state): State<AppState>, viewer: Viewer, Query(params):
             pauses: PAUSES,
             ages: AGES,
             expirings: EXPIRINGS,
+            orders: ORDERS,
             rows: page.rows,
             total: page.total,
             csrf: viewer.csrf,

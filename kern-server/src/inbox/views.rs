@@ -53,6 +53,7 @@ pub struct Filters {
     pub pause: String,
     pub age: String,
     pub expiring: String,
+    pub order: String,
 }
 
 /// `/`: the pending rows.
@@ -64,6 +65,7 @@ pub struct InboxPage {
     pub pauses: &'static [Choice],
     pub ages: &'static [Choice],
     pub expirings: &'static [Choice],
+    pub orders: &'static [Choice],
     pub rows: Vec<RowView>,
     pub total: u64,
     pub csrf: String,
@@ -305,6 +307,7 @@ mod tests {
             pauses: &[Choice { value: "", label: "any pause" }],
             ages: &[],
             expirings: &[],
+            orders: &[],
             rows: vec![row("<script>alert(1)</script>")],
             total: 1,
             csrf: "token123".into(),

@@ -10,8 +10,8 @@ use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, Utc};
 use kern_core::Error;
 use kern_core::approval::{
-    Approval, ApprovalPage, ApprovalQuery, ApprovalStatus, ApprovalType, Decision, PageCursor, PauseType, Principal,
-    SourceType,
+    Approval, ApprovalPage, ApprovalQuery, ApprovalStatus, ApprovalType, Decision, ListOrder, PageCursor, PauseType,
+    Principal, SourceType,
 };
 use kern_core::keys::Scope;
 use serde_json::{Map, Value};
@@ -92,6 +92,7 @@ fn list_query(params: &ListParams, own_user: Option<&str>) -> ApiResult<Approval
     query.created_after = parse_time("created_after", &params.created_after)?;
     query.created_before = parse_time("created_before", &params.created_before)?;
     query.expires_before = parse_time("expiring_before", &params.expiring_before)?;
+    query.order = parse_enum::<ListOrder>("order", &params.order)?.unwrap_or_default();
     query.after = params
         .cursor
         .as_deref()

@@ -142,8 +142,10 @@ pub struct ListParams {
     pub limit: Option<String>,
     /// 1-based; ignored with `cursor`.
     pub page: Option<String>,
-    /// The `next_cursor` of the previous page.
+    /// The `next_cursor` of the previous page (of the same `order`).
     pub cursor: Option<String>,
+    /// `newest` (the default) or `expiring_soonest`: the rows that expire, the soonest first.
+    pub order: Option<String>,
 }
 
 /// The query string of `GET /approvals/count`.
