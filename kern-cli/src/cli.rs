@@ -34,6 +34,7 @@ pub struct Cli {
 
 /// Where to work and how to answer: flags every subcommand takes.
 #[derive(Debug, Args)]
+#[command(next_help_heading = "Global options")]
 pub struct Global {
     /// The database: `sqlite://app.db` or `postgres://user:password@host/database`.
     #[arg(long, global = true, env = "KERN_DATABASE_URL", hide_env_values = true, value_name = "URL")]
@@ -59,6 +60,7 @@ pub struct Global {
 
 /// The names an application gave kern's tables.
 #[derive(Debug, Clone, Args)]
+#[command(next_help_heading = "Database tables")]
 pub struct Tables {
     /// The Postgres schema of kern's tables.
     #[arg(long, global = true, env = "KERN_DATABASE_SCHEMA", value_name = "NAME")]
@@ -151,7 +153,8 @@ pub struct ApprovalFilters {
     /// Only rows created before this time: RFC 3339, or a duration ago (`2h`).
     #[arg(long, value_parser = parse_time, value_name = "TIME")]
     pub until: Option<DateTime<Utc>>,
-    /// Only rows that expire within this duration (`30m`).
+    /// Only rows that expire within this duration (`30m`): pending ones, unless --status says
+    /// otherwise.
     #[arg(long, value_parser = parse_duration, value_name = "DURATION")]
     pub expiring: Option<Duration>,
     /// At most this many rows (1 to 1000).

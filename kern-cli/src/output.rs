@@ -172,7 +172,7 @@ impl Progress {
         if !self.shown {
             return;
         }
-        let percent = if total == 0 { 100 } else { (done.min(total) * 100 / total).min(100) };
+        let percent = (done.min(total) * 100).checked_div(total).unwrap_or(100);
         let filled = (percent / 5) as usize;
         let bar = format!("{}{}", "#".repeat(filled), ".".repeat(20 - filled));
         eprint!("\r[{bar}] {percent:>3}%  {done} {what}");

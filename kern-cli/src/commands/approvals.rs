@@ -134,9 +134,10 @@ async fn list(ctx: &Context, filters: &ApprovalFilters) -> Outcome {
             plain(or_dash(row.expires_at.map(super::time).as_deref())),
         ]);
     }
-    ctx.out.table(&table)?;
     if page.items.is_empty() {
         ctx.out.line("no rows")?;
+    } else {
+        ctx.out.table(&table)?;
     }
     if let Some(cursor) = &page.next_cursor {
         ctx.out.line(&format!("more: --cursor {cursor}"))?;
@@ -207,7 +208,7 @@ async fn decide_over(client: &Client, id: &str, decision: Decision) -> Outcome<V
         Decision::Reject { note } => ("resolve", json!({"status": "rejected", "resolution_data": {"note": note}})),
         Decision::Cancel { note } => ("cancel", json!({"note": note})),
     };
-    Ok(client.post(&format!("/approvals/{id}/{path}"), &body).await?)
+    client.post(&format!("/approvals/{id}/{path}"), &body).await
 }
 
 async fn watch(ctx: &Context, args: &WatchArgs) -> Outcome {

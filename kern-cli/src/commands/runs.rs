@@ -40,12 +40,21 @@ pub async fn run(command: RunsCommand, ctx: &Context) -> Outcome {
                 return ctx.out.json_line(&run);
             }
             ctx.out.line(&format!(
-                "run {} was left running for longer than {}s: it is paused again, and the next continue (the \
+                "run {} was left running for longer than {}: it is paused again, and the next continue (the \
                  application's, or a worker's) takes it and decides its calls from their rows",
                 run.run_id,
-                stale_after.as_secs()
+                duration_text(stale_after)
             ))
         }
+    }
+}
+
+/// A duration as `--stale-after` takes it: in the largest unit that divides it.
+fn duration_text(duration: std::time::Duration) -> String {
+    match duration.as_secs() {
+        seconds if seconds > 0 && seconds % 3600 == 0 => format!("{}h", seconds / 3600),
+        seconds if seconds > 0 && seconds % 60 == 0 => format!("{}m", seconds / 60),
+        seconds => format!("{seconds}s"),
     }
 }
 
@@ -82,9 +91,10 @@ async fn list(ctx: &Context, filters: &RunFilters) -> Outcome {
             plain(or_dash(run.updated_at.map(super::time).as_deref())),
         ]);
     }
-    ctx.out.table(&table)?;
     if page.items.is_empty() {
         ctx.out.line("no runs")?;
+    } else {
+        ctx.out.table(&table)?;
     }
     if let Some(cursor) = &page.next_cursor {
         ctx.out.line(&format!("more: --cursor {cursor}"))?;
@@ -109,4 +119,19 @@ fn show(ctx: &Context, run: &RunView) -> Outcome {
         ("created", or_dash(run.created_at.map(super::time).as_deref()), None),
         ("updated", or_dash(run.updated_at.map(super::time).as_deref()), None),
     ])
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::duration_text;
+
+    #[test]
+    fn durations_read_as_they_were_given() {
+        assert_eq!(duration_text(Duration::from_secs(600)), "10m");
+        assert_eq!(duration_text(Duration::from_secs(7200)), "2h");
+        assert_eq!(duration_text(Duration::from_secs(90)), "90s");
+        assert_eq!(duration_text(Duration::ZERO), "0s");
+    }
 }
