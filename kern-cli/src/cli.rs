@@ -135,15 +135,8 @@ pub struct ApprovalFilters {
     /// Only rows of this tool.
     #[arg(long)]
     pub tool: Option<String>,
-    /// Only rows of this agent.
-    #[arg(long)]
-    pub agent: Option<String>,
-    /// Only rows of this team.
-    #[arg(long)]
-    pub team: Option<String>,
-    /// Only rows of runs acting for this user.
-    #[arg(long)]
-    pub user: Option<String>,
+    #[command(flatten)]
+    pub owner: OwnerFilters,
     /// Only rows of this run.
     #[arg(long)]
     pub run: Option<String>,
@@ -157,12 +150,8 @@ pub struct ApprovalFilters {
     /// otherwise.
     #[arg(long, value_parser = parse_duration, value_name = "DURATION")]
     pub expiring: Option<Duration>,
-    /// At most this many rows (1 to 1000).
-    #[arg(long, default_value_t = 50, value_parser = clap::value_parser!(u32).range(1..=1000))]
-    pub limit: u32,
-    /// Starts after this cursor: the `next_cursor` of the previous page.
-    #[arg(long)]
-    pub cursor: Option<String>,
+    #[command(flatten)]
+    pub page: PageArgs,
 }
 
 #[derive(Debug, Args)]
@@ -224,22 +213,36 @@ pub struct RunFilters {
     /// Only runs in this status.
     #[arg(long, value_parser = parse_text::<RunStatus>)]
     pub status: Option<RunStatus>,
-    /// Only runs of this agent.
-    #[arg(long)]
-    pub agent: Option<String>,
-    /// Only runs of this team.
-    #[arg(long)]
-    pub team: Option<String>,
-    /// Only runs acting for this user.
-    #[arg(long)]
-    pub user: Option<String>,
+    #[command(flatten)]
+    pub owner: OwnerFilters,
     /// Only runs of this session.
     #[arg(long)]
     pub session: Option<String>,
     /// Lists team members' runs too.
     #[arg(long)]
     pub members: bool,
-    /// At most this many runs (1 to 1000).
+    #[command(flatten)]
+    pub page: PageArgs,
+}
+
+/// Whose rows or runs a listing keeps.
+#[derive(Debug, Args)]
+pub struct OwnerFilters {
+    /// Only those of this agent.
+    #[arg(long)]
+    pub agent: Option<String>,
+    /// Only those of this team.
+    #[arg(long)]
+    pub team: Option<String>,
+    /// Only those acting for this user.
+    #[arg(long)]
+    pub user: Option<String>,
+}
+
+/// A page of a listing (keyset paging, newest first).
+#[derive(Debug, Args)]
+pub struct PageArgs {
+    /// At most this many (1 to 1000).
     #[arg(long, default_value_t = 50, value_parser = clap::value_parser!(u32).range(1..=1000))]
     pub limit: u32,
     /// Starts after this cursor: the `next_cursor` of the previous page.

@@ -20,6 +20,24 @@ pub enum Database {
     Postgres(PostgresDb),
 }
 
+/// `builder` (of either database: they share the table settings, not a trait) with the table
+/// names `tables` gives.
+macro_rules! with_tables {
+    ($builder:expr, $tables:expr) => {{
+        let (mut builder, tables) = ($builder, $tables);
+        if let Some(name) = &tables.approvals_table {
+            builder = builder.approvals_table(name);
+        }
+        if let Some(name) = &tables.runs_table {
+            builder = builder.runs_table(name);
+        }
+        if let Some(name) = &tables.sessions_table {
+            builder = builder.sessions_table(name);
+        }
+        builder
+    }};
+}
+
 /// What a `--db` URL names.
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum Location<'a> {
@@ -51,16 +69,7 @@ impl Database {
                 if tables.schema.is_some() {
                     return Err(Failure::usage("--schema is for Postgres; a SQLite file has none"));
                 }
-                let mut builder = SqliteDb::builder().db_file(path);
-                if let Some(name) = &tables.approvals_table {
-                    builder = builder.approvals_table(name);
-                }
-                if let Some(name) = &tables.runs_table {
-                    builder = builder.runs_table(name);
-                }
-                if let Some(name) = &tables.sessions_table {
-                    builder = builder.sessions_table(name);
-                }
+                let builder = with_tables!(SqliteDb::builder().db_file(path), tables);
                 Ok(Database::Sqlite(builder.build().await?))
             }
             Location::Postgres(url) => {
@@ -68,16 +77,7 @@ impl Database {
                 if let Some(schema) = &tables.schema {
                     builder = builder.schema(schema);
                 }
-                if let Some(name) = &tables.approvals_table {
-                    builder = builder.approvals_table(name);
-                }
-                if let Some(name) = &tables.runs_table {
-                    builder = builder.runs_table(name);
-                }
-                if let Some(name) = &tables.sessions_table {
-                    builder = builder.sessions_table(name);
-                }
-                Ok(Database::Postgres(builder.build().await?))
+                Ok(Database::Postgres(with_tables!(builder, tables).build().await?))
             }
         }
     }

@@ -101,6 +101,20 @@ impl Output {
         print_flushed(&out)
     }
 
+    /// Prints one page of a listing: its table, or `empty` when it has no rows, and how to
+    /// ask for the next page.
+    pub fn page(&self, table: &Table, empty: &str, next_cursor: Option<&str>) -> Outcome {
+        if table.rows.is_empty() {
+            self.line(empty)?;
+        } else {
+            self.table(table)?;
+        }
+        match next_cursor {
+            Some(cursor) => self.line(&format!("more: --cursor {cursor}")),
+            None => Ok(()),
+        }
+    }
+
     /// Prints `fields` as aligned `key: value` lines.
     pub fn fields(&self, fields: &[(&str, String, Option<Colour>)]) -> Outcome {
         let width = fields.iter().map(|(key, ..)| key.len() + 1).max().unwrap_or(0);

@@ -74,15 +74,15 @@ async fn list(ctx: &Context, filters: &ApprovalFilters) -> Outcome {
             let query = ApprovalQuery {
                 status,
                 tool_name: filters.tool.clone(),
-                agent_id: filters.agent.clone(),
-                team_id: filters.team.clone(),
-                user_id: filters.user.clone(),
+                agent_id: filters.owner.agent.clone(),
+                team_id: filters.owner.team.clone(),
+                user_id: filters.owner.user.clone(),
                 run_id: filters.run.clone(),
                 created_after: filters.since,
                 created_before: filters.until,
                 expires_before,
-                after: super::cursor(filters.cursor.as_deref())?,
-                limit: Some(filters.limit),
+                after: super::cursor(filters.page.cursor.as_deref())?,
+                limit: Some(filters.page.limit),
                 ..ApprovalQuery::default()
             };
             let page = db.store().list_approvals(&query).await?;
@@ -95,18 +95,18 @@ async fn list(ctx: &Context, filters: &ApprovalFilters) -> Outcome {
             }
         }
         Target::Server(client) => {
-            let mut query: Vec<(&str, String)> = vec![("limit", filters.limit.to_string())];
+            let mut query: Vec<(&str, String)> = vec![("limit", filters.page.limit.to_string())];
             let texts = [
                 ("status", status.map(|s| s.to_string())),
                 ("tool_name", filters.tool.clone()),
-                ("agent_id", filters.agent.clone()),
-                ("team_id", filters.team.clone()),
-                ("user_id", filters.user.clone()),
+                ("agent_id", filters.owner.agent.clone()),
+                ("team_id", filters.owner.team.clone()),
+                ("user_id", filters.owner.user.clone()),
                 ("run_id", filters.run.clone()),
                 ("created_after", filters.since.map(|at| at.to_rfc3339())),
                 ("created_before", filters.until.map(|at| at.to_rfc3339())),
                 ("expiring_before", expires_before.map(|at| at.to_rfc3339())),
-                ("cursor", filters.cursor.clone()),
+                ("cursor", filters.page.cursor.clone()),
             ];
             query.extend(texts.into_iter().filter_map(|(key, value)| value.map(|value| (key, value))));
             let body = client.get("/approvals", &query).await?;
@@ -134,15 +134,7 @@ async fn list(ctx: &Context, filters: &ApprovalFilters) -> Outcome {
             plain(or_dash(row.expires_at.map(super::time).as_deref())),
         ]);
     }
-    if page.items.is_empty() {
-        ctx.out.line("no rows")?;
-    } else {
-        ctx.out.table(&table)?;
-    }
-    if let Some(cursor) = &page.next_cursor {
-        ctx.out.line(&format!("more: --cursor {cursor}"))?;
-    }
-    Ok(())
+    ctx.out.page(&table, "no rows", page.next_cursor.as_deref())
 }
 
 fn show(out: &Output, row: &ApprovalView) -> Outcome {

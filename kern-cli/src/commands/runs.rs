@@ -62,13 +62,13 @@ async fn list(ctx: &Context, filters: &RunFilters) -> Outcome {
     let store = ctx.store("runs list")?;
     let query = RunQuery {
         status: filters.status,
-        agent_id: filters.agent.clone(),
-        team_id: filters.team.clone(),
-        user_id: filters.user.clone(),
+        agent_id: filters.owner.agent.clone(),
+        team_id: filters.owner.team.clone(),
+        user_id: filters.owner.user.clone(),
         session_id: filters.session.clone(),
         members: filters.members,
-        after: super::cursor(filters.cursor.as_deref())?,
-        limit: Some(filters.limit),
+        after: super::cursor(filters.page.cursor.as_deref())?,
+        limit: Some(filters.page.limit),
     };
     let page = store.list_runs(&query).await?;
     let page = Page {
@@ -91,15 +91,7 @@ async fn list(ctx: &Context, filters: &RunFilters) -> Outcome {
             plain(or_dash(run.updated_at.map(super::time).as_deref())),
         ]);
     }
-    if page.items.is_empty() {
-        ctx.out.line("no runs")?;
-    } else {
-        ctx.out.table(&table)?;
-    }
-    if let Some(cursor) = &page.next_cursor {
-        ctx.out.line(&format!("more: --cursor {cursor}"))?;
-    }
-    Ok(())
+    ctx.out.page(&table, "no runs", page.next_cursor.as_deref())
 }
 
 fn show(ctx: &Context, run: &RunView) -> Outcome {
