@@ -71,6 +71,43 @@ async fn a_decision_needs_a_principal_and_the_policy_decides_who() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_approval_carries_values_a_result_or_edited_arguments() {
+    each_backend(|db| async move {
+        let store = db.open().await;
+        let agent = seed::agent(store.shared());
+        let (refund, refund_row) = seed::pause(&agent, "refund c-7", "user-1").await;
+        let (_, migration_row) = seed::pause(&agent, "migrate the users table", "user-1").await;
+        let (_, email_row) = seed::pause(&agent, "email c-7", "user-1").await;
+        let approve = |id: &str, flag: &str, value: &str| {
+            db.kern(&["approvals", "approve", id, "--as", "alice", flag, value, "--json"])
+        };
+
+        // Values that do not fit the call are refused and change nothing.
+        approve(&refund_row, "--values", r#"{"amount_eur": "a lot"}"#).fails(1);
+        assert_eq!(store.get_approval(&refund_row).await.unwrap().unwrap().status, ApprovalStatus::Pending);
+        let row = approve(&refund_row, "--values", r#"{"amount_eur": 30}"#).json();
+        assert_eq!(row["resolution_data"]["values"]["amount_eur"], 30, "{row}");
+        let done = agent.continue_run(&refund.run_id, refund.requirements).await.unwrap();
+        assert_eq!(done.status, RunStatus::Completed, "{done:?}");
+        assert!(done.content.unwrap_or_default().contains("refunded 30 EUR"));
+
+        let row = approve(&migration_row, "--result", r#""applied at 09:00""#).json();
+        assert_eq!(row["resolution_data"]["result"], "applied at 09:00", "{row}");
+
+        // Only a tool that allows edits takes edited arguments.
+        let (_, deletion_row) = seed::pause(&agent, "delete user 42", "user-1").await;
+        approve(&deletion_row, "--args", r#"{"user_id": "43"}"#).fails(5);
+        let row = approve(&email_row, "--args", r#"{"to": "c-7", "body": "Hello"}"#).json();
+        assert_eq!(
+            (row["status"].as_str(), row["resolution_data"]["args"]["body"].as_str()),
+            (Some("approved"), Some("Hello"))
+        );
+        store.close().await;
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rows_are_rejected_and_cancelled_and_filtered() {
     each_backend(|db| async move {
         let store = db.open().await;

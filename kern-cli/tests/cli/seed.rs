@@ -18,17 +18,45 @@ async fn pay_vendor(vendor: String, amount: u32) -> String {
     format!("Paid {vendor} {amount}.")
 }
 
-/// An agent on `store` whose runs pause on `delete_user_data` ("delete ...") and on
-/// `pay_vendor` ("pay ...").
+/// Refund a customer. The admin decides the amount.
+#[approval]
+#[tool(user_input_fields = ["amount_eur"])]
+fn refund(customer: String, amount_eur: u32) -> String {
+    format!("refunded {amount_eur} EUR to {customer}")
+}
+
+/// Apply a production database migration. An operator runs it by hand.
+#[approval]
+#[tool(external_execution)]
+fn apply_migration(name: String) -> String {
+    format!("{name} must be applied by an operator")
+}
+
+/// Email a customer. The approver may reword it.
+#[approval(allow_edit)]
+#[tool(requires_confirmation)]
+async fn email_customer(to: String, body: String) -> String {
+    format!("Sent to {to}: {body}")
+}
+
+/// An agent on `store` whose runs pause on `delete_user_data` ("delete ..."), `pay_vendor`
+/// ("pay ..."), `refund` ("refund ..."), `apply_migration` ("migrate ...") and
+/// `email_customer` ("email ...").
 pub fn agent(store: std::sync::Arc<dyn Store>) -> Agent {
     let model = ScriptedModel::new()
         .when_user_contains("delete", Reply::call("delete_user_data", json!({"user_id": "42"})))
-        .when_user_contains("pay", Reply::call("pay_vendor", json!({"vendor": "acme", "amount": 1200})));
+        .when_user_contains("pay", Reply::call("pay_vendor", json!({"vendor": "acme", "amount": 1200})))
+        .when_user_contains("refund", Reply::call("refund", json!({"customer": "c-7"})))
+        .when_user_contains("migrate", Reply::call("apply_migration", json!({"name": "0042_users"})))
+        .when_user_contains("email", Reply::call("email_customer", json!({"to": "c-7", "body": "hi"})));
     Agent::builder()
         .name("ops")
         .model(model)
         .tool(DeleteUserData)
         .tool(PayVendor)
+        .tool(Refund)
+        .tool(ApplyMigration)
+        .tool(EmailCustomer)
         .db(store)
         .build()
         .expect("build the agent")
