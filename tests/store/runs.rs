@@ -366,14 +366,14 @@ pub async fn list_runs_filters_and_pages_newest_first(store: Arc<dyn Store>) {
     let expected: Vec<String> = newest_first.iter().map(|run| run.run_id.clone()).collect();
     assert_eq!(ids(RunQuery::default()).await, expected);
 
-    assert_eq!(ids(RunQuery::default().status(RunStatus::Completed)).await, [done.run_id.clone()]);
-    assert_eq!(ids(RunQuery::default().user_id("user-2")).await, [other_user.run_id.clone()]);
-    assert_eq!(ids(RunQuery::default().agent_id("agent-2")).await, [other_user.run_id.clone()]);
-    assert_eq!(ids(RunQuery::default().session_id("session-2")).await, [other_user.run_id.clone()]);
-    assert_eq!(ids(RunQuery::default().team_id("team-1")).await, [team.run_id.clone()]);
+    assert_eq!(ids(RunQuery::default().status(RunStatus::Completed)).await, [done.run_id.as_str()]);
+    assert_eq!(ids(RunQuery::default().user_id("user-2")).await, [other_user.run_id.as_str()]);
+    assert_eq!(ids(RunQuery::default().agent_id("agent-2")).await, [other_user.run_id.as_str()]);
+    assert_eq!(ids(RunQuery::default().session_id("session-2")).await, [other_user.run_id.as_str()]);
+    assert_eq!(ids(RunQuery::default().team_id("team-1")).await, [team.run_id.as_str()]);
     assert_eq!(
         ids(RunQuery::default().team_id("team-1").members(true)).await,
-        [member.run_id.clone(), team.run_id.clone()]
+        [member.run_id.as_str(), team.run_id.as_str()]
     );
     assert!(ids(RunQuery::default().user_id("u' OR 1=1 --")).await.is_empty());
     assert!(ids(RunQuery::default().session_id("a\0b")).await.is_empty());
