@@ -6,15 +6,15 @@
 //! through [`output`] in the shapes of [`view`]; every failure carries its exit code
 //! ([`exit`]).
 
-pub mod cli;
+mod cli;
 mod commands;
 mod db;
-pub mod exit;
+mod exit;
 mod http;
 mod interrupt;
 mod output;
 mod target;
-pub mod view;
+mod view;
 
 use std::process::ExitCode;
 
