@@ -1,6 +1,7 @@
 //! Runs: saved with their approval rows in one transaction, claimed exactly once, reclaimed
 //! or released exactly once when a claim goes stale, listed per session and by filters.
 
+use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -129,26 +130,38 @@ pub async fn a_batch_repeating_an_id_writes_nothing(store: Arc<dyn Store>) {
     assert_eq!(store.get_approval(&first.id).await.unwrap(), None);
 }
 
-pub async fn of_16_concurrent_claims_exactly_one_wins(store: Arc<dyn Store>) {
-    let paused = run("session-1");
-    store.save_runs(std::slice::from_ref(&paused), &[], &[]).await.unwrap();
+/// Runs `attempt` on run `run_id` from 16 tasks let go at once; returns what the winners got
+/// and the losers' errors.
+async fn race<F, Fut>(store: &Arc<dyn Store>, run_id: &str, attempt: F) -> (Vec<RunRecord>, Vec<Error>)
+where
+    F: Fn(Arc<dyn Store>, String) -> Fut,
+    Fut: Future<Output = kern::Result<RunRecord>> + Send + 'static,
+{
     let start = Arc::new(Barrier::new(16));
-    let claims: Vec<_> = (0..16)
+    let tasks: Vec<_> = (0..16)
         .map(|_| {
-            let (store, start, run_id) = (store.clone(), start.clone(), paused.run_id.clone());
+            let (start, attempt) = (start.clone(), attempt(store.clone(), run_id.to_owned()));
             tokio::spawn(async move {
                 start.wait().await;
-                store.claim_run(&run_id).await
+                attempt.await
             })
         })
         .collect();
     let (mut winners, mut losers) = (Vec::new(), Vec::new());
-    for claim in claims {
-        match claim.await.unwrap() {
+    for task in tasks {
+        match task.await.unwrap() {
             Ok(run) => winners.push(run),
             Err(err) => losers.push(err),
         }
     }
+    (winners, losers)
+}
+
+pub async fn of_16_concurrent_claims_exactly_one_wins(store: Arc<dyn Store>) {
+    let paused = run("session-1");
+    store.save_runs(std::slice::from_ref(&paused), &[], &[]).await.unwrap();
+    let (winners, losers) =
+        race(&store, &paused.run_id, |store, run_id| async move { store.claim_run(&run_id).await }).await;
 
     assert_eq!(winners.len(), 1, "winners: {winners:?}");
     let claimed = &winners[0];
@@ -239,23 +252,8 @@ pub async fn a_recent_claim_is_not_stale(store: Arc<dyn Store>) {
 pub async fn of_16_concurrent_reclaims_exactly_one_wins(store: Arc<dyn Store>) {
     let stale = abandoned("session-1");
     store.save_runs(std::slice::from_ref(&stale), &[], &[]).await.unwrap();
-    let start = Arc::new(Barrier::new(16));
-    let reclaims: Vec<_> = (0..16)
-        .map(|_| {
-            let (store, start, run_id) = (store.clone(), start.clone(), stale.run_id.clone());
-            tokio::spawn(async move {
-                start.wait().await;
-                store.reclaim_run(&run_id, ONE_HOUR).await
-            })
-        })
-        .collect();
-    let (mut winners, mut losers) = (Vec::new(), Vec::new());
-    for reclaim in reclaims {
-        match reclaim.await.unwrap() {
-            Ok(run) => winners.push(run),
-            Err(err) => losers.push(err),
-        }
-    }
+    let (winners, losers) =
+        race(&store, &stale.run_id, |store, run_id| async move { store.reclaim_run(&run_id, ONE_HOUR).await }).await;
 
     assert_eq!(winners.len(), 1, "winners: {winners:?}");
     for err in &losers {
@@ -315,23 +313,9 @@ pub async fn releasing_a_stale_run_pauses_it_for_the_next_continue(store: Arc<dy
 pub async fn of_16_concurrent_releases_exactly_one_wins(store: Arc<dyn Store>) {
     let stale = abandoned("session-1");
     store.save_runs(std::slice::from_ref(&stale), &[], &[]).await.unwrap();
-    let start = Arc::new(Barrier::new(16));
-    let releases: Vec<_> = (0..16)
-        .map(|_| {
-            let (store, start, run_id) = (store.clone(), start.clone(), stale.run_id.clone());
-            tokio::spawn(async move {
-                start.wait().await;
-                store.release_stale_run(&run_id, ONE_HOUR).await
-            })
-        })
-        .collect();
-    let (mut winners, mut losers) = (Vec::new(), Vec::new());
-    for release in releases {
-        match release.await.unwrap() {
-            Ok(run) => winners.push(run),
-            Err(err) => losers.push(err),
-        }
-    }
+    let (winners, losers) =
+        race(&store, &stale.run_id, |store, run_id| async move { store.release_stale_run(&run_id, ONE_HOUR).await })
+            .await;
     assert_eq!(winners.len(), 1, "winners: {winners:?}");
     for err in &losers {
         assert!(matches!(err, Error::RunNotStale { status: RunStatus::Paused, .. }), "{err:?}");

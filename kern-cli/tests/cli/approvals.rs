@@ -13,8 +13,7 @@ use crate::seed;
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_admin_lists_and_approves_and_the_run_continues() {
     each_backend(|db| async move {
-        let store = db.open().await;
-        let agent = seed::agent(store.shared());
+        let (store, agent) = seed::scene(&db).await;
         let (run, id) = seed::pause(&agent, "delete user 42", "user-1").await;
 
         let page = db.kern(&["approvals", "list", "--status", "pending", "--json"]).json();
@@ -53,8 +52,7 @@ async fn an_admin_lists_and_approves_and_the_run_continues() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_decision_needs_a_principal_and_the_policy_decides_who() {
     each_backend(|db| async move {
-        let store = db.open().await;
-        let agent = seed::agent(store.shared());
+        let (store, agent) = seed::scene(&db).await;
         let (_, id) = seed::pause(&agent, "pay acme", "user-1").await;
 
         let anonymous = db.kern(&["approvals", "approve", &id]);
@@ -73,8 +71,7 @@ async fn a_decision_needs_a_principal_and_the_policy_decides_who() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_approval_carries_values_a_result_or_edited_arguments() {
     each_backend(|db| async move {
-        let store = db.open().await;
-        let agent = seed::agent(store.shared());
+        let (store, agent) = seed::scene(&db).await;
         let (refund, refund_row) = seed::pause(&agent, "refund c-7", "user-1").await;
         let (_, migration_row) = seed::pause(&agent, "migrate the users table", "user-1").await;
         let (_, email_row) = seed::pause(&agent, "email c-7", "user-1").await;
@@ -110,8 +107,7 @@ async fn an_approval_carries_values_a_result_or_edited_arguments() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rows_are_rejected_and_cancelled_and_filtered() {
     each_backend(|db| async move {
-        let store = db.open().await;
-        let agent = seed::agent(store.shared());
+        let (store, agent) = seed::scene(&db).await;
         let (rejected_run, rejected) = seed::pause(&agent, "delete user 42", "user-1").await;
         let (_, cancelled) = seed::pause(&agent, "delete user 43", "user-2").await;
         let (_, pending) = seed::pause(&agent, "pay acme", "user-2").await;
@@ -163,8 +159,7 @@ async fn rows_are_rejected_and_cancelled_and_filtered() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn watch_prints_rows_as_they_are_created_and_decided_until_interrupted() {
     each_backend(|db| async move {
-        let store = db.open().await;
-        let agent = seed::agent(store.shared());
+        let (store, agent) = seed::scene(&db).await;
         let (_, id) = seed::pause(&agent, "delete user 42", "user-1").await;
 
         let mut watch = kern_command()

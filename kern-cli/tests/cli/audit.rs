@@ -8,8 +8,7 @@ use crate::seed;
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_trail_verifies_and_exports() {
     each_backend(|db| async move {
-        let store = db.open().await;
-        let agent = seed::agent(store.shared());
+        let (store, agent) = seed::scene(&db).await;
         let (_, id) = seed::pause(&agent, "delete user 42", "user-1").await;
         db.kern(&["approvals", "approve", &id, "--as", "alice"]).ok();
 
@@ -62,8 +61,7 @@ async fn delete_event(db: &TestDb, approval_id: &str, index: u32) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_broken_trail_fails_verification_naming_the_first_broken_link() {
     each_backend(|db| async move {
-        let store = db.open().await;
-        let agent = seed::agent(store.shared());
+        let (store, agent) = seed::scene(&db).await;
         let (_, id) = seed::pause(&agent, "delete user 42", "user-1").await;
         db.kern(&["approvals", "approve", &id, "--as", "alice"]).ok();
         delete_event(&db, &id, 3).await;

@@ -10,8 +10,7 @@ use crate::seed;
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn runs_are_listed_shown_and_cancelled() {
     each_backend(|db| async move {
-        let store = db.open().await;
-        let agent = seed::agent(store.shared());
+        let (store, agent) = seed::scene(&db).await;
         let (older, older_row) = seed::pause(&agent, "delete user 42", "user-1").await;
         let (newer, _) = seed::pause(&agent, "delete user 43", "user-2").await;
 
@@ -47,8 +46,7 @@ async fn runs_are_listed_shown_and_cancelled() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_run_whose_continue_died_is_paused_again_for_the_next_continue() {
     each_backend(|db| async move {
-        let store = db.open().await;
-        let agent = seed::agent(store.shared());
+        let (store, agent) = seed::scene(&db).await;
         let (run, id) = seed::pause(&agent, "delete user 42", "user-1").await;
         store.decide(&id, &Principal::new("alice"), Decision::approve()).await.unwrap();
         // A continue claimed the run an hour ago and never finished.

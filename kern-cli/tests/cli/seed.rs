@@ -4,6 +4,8 @@
 use kern::prelude::*;
 use serde_json::json;
 
+use crate::harness::{OpenDb, TestDb};
+
 /// Permanently delete all data for a user.
 #[approval]
 #[tool(requires_confirmation)]
@@ -60,6 +62,13 @@ pub fn agent(store: std::sync::Arc<dyn Store>) -> Agent {
         .db(store)
         .build()
         .expect("build the agent")
+}
+
+/// The store of `db` and the agent on it: where most tests start.
+pub async fn scene(db: &TestDb) -> (Box<dyn OpenDb>, Agent) {
+    let store = db.open().await;
+    let agent = agent(store.shared());
+    (store, agent)
 }
 
 /// Runs `agent` on `input` for user `user`; the run pauses and leaves one pending row.

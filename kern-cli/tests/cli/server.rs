@@ -38,8 +38,7 @@ fn serve(db: &TestDb) -> String {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn approvals_are_decided_through_a_server_as_the_keys_principal() {
     each_backend(|db| async move {
-        let store = db.open().await;
-        let agent = seed::agent(store.shared());
+        let (store, agent) = seed::scene(&db).await;
         let (run, id) = seed::pause(&agent, "delete user 42", "user-1").await;
         let (_, paid) = seed::pause(&agent, "pay acme", "user-1").await;
         let admin = ApiKey::issue("carol", Vec::new(), vec![Scope::Admin]);
@@ -90,8 +89,7 @@ async fn approvals_are_decided_through_a_server_as_the_keys_principal() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn watch_follows_the_servers_event_stream() {
     each_backend(|db| async move {
-        let store = db.open().await;
-        let agent = seed::agent(store.shared());
+        let (store, agent) = seed::scene(&db).await;
         let (_, id) = seed::pause(&agent, "delete user 42", "user-1").await;
         let admin = ApiKey::issue("carol", Vec::new(), vec![Scope::Admin]);
         store.save_api_key(&admin.key).await.unwrap();
