@@ -7,13 +7,12 @@ use std::process::{Command, Stdio};
 use kern::prelude::*;
 use serde_json::Value;
 
-use crate::harness::{each_backend, kern_command};
-use crate::seed;
+use crate::harness::kern_command;
+use crate::seed::{self, Scene, each_scene};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_admin_lists_and_approves_and_the_run_continues() {
-    each_backend(|db| async move {
-        let (store, agent) = seed::scene(&db).await;
+    each_scene(|Scene { db, store, agent }| async move {
         let (run, id) = seed::pause(&agent, "delete user 42", "user-1").await;
 
         let page = db.kern(&["approvals", "list", "--status", "pending", "--json"]).json();
@@ -44,15 +43,13 @@ async fn an_admin_lists_and_approves_and_the_run_continues() {
         assert!(again.fails(3).contains("approved"), "{again:?}");
         db.kern(&["approvals", "reject", "no-such-row", "--as", "bob", "--note", "no"]).fails(4);
         db.kern(&["approvals", "show", "no-such-row"]).fails(4);
-        store.close().await;
     })
     .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_decision_needs_a_principal_and_the_policy_decides_who() {
-    each_backend(|db| async move {
-        let (store, agent) = seed::scene(&db).await;
+    each_scene(|Scene { db, store, agent }| async move {
         let (_, id) = seed::pause(&agent, "pay acme", "user-1").await;
 
         let anonymous = db.kern(&["approvals", "approve", &id]);
@@ -63,15 +60,13 @@ async fn a_decision_needs_a_principal_and_the_policy_decides_who() {
 
         let approved = db.kern(&["approvals", "approve", &id, "--as", "bob", "--role", "finance", "--json"]).json();
         assert_eq!((approved["status"].as_str(), approved["resolved_by"].as_str()), (Some("approved"), Some("bob")));
-        store.close().await;
     })
     .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_approval_carries_values_a_result_or_edited_arguments() {
-    each_backend(|db| async move {
-        let (store, agent) = seed::scene(&db).await;
+    each_scene(|Scene { db, store, agent }| async move {
         let (refund, refund_row) = seed::pause(&agent, "refund c-7", "user-1").await;
         let (_, migration_row) = seed::pause(&agent, "migrate the users table", "user-1").await;
         let (_, email_row) = seed::pause(&agent, "email c-7", "user-1").await;
@@ -99,15 +94,13 @@ async fn an_approval_carries_values_a_result_or_edited_arguments() {
             (row["status"].as_str(), row["resolution_data"]["args"]["body"].as_str()),
             (Some("approved"), Some("Hello"))
         );
-        store.close().await;
     })
     .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rows_are_rejected_and_cancelled_and_filtered() {
-    each_backend(|db| async move {
-        let (store, agent) = seed::scene(&db).await;
+    each_scene(|Scene { db, agent, .. }| async move {
         let (rejected_run, rejected) = seed::pause(&agent, "delete user 42", "user-1").await;
         let (_, cancelled) = seed::pause(&agent, "delete user 43", "user-2").await;
         let (_, pending) = seed::pause(&agent, "pay acme", "user-2").await;
@@ -151,15 +144,13 @@ async fn rows_are_rejected_and_cancelled_and_filtered() {
         db.kern(&["approvals", "list", "--cursor", "not-a-cursor"]).fails(2);
         db.kern(&["approvals", "list", "--status", "done"]).fails(2);
         db.kern(&["approvals", "approve", &pending, "--as", "bob", "--role", "finance", "--values", "[1]"]).fails(2);
-        store.close().await;
     })
     .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn watch_prints_rows_as_they_are_created_and_decided_until_interrupted() {
-    each_backend(|db| async move {
-        let (store, agent) = seed::scene(&db).await;
+    each_scene(|Scene { db, agent, .. }| async move {
         let (_, id) = seed::pause(&agent, "delete user 42", "user-1").await;
 
         let mut watch = kern_command()
@@ -180,7 +171,6 @@ async fn watch_prints_rows_as_they_are_created_and_decided_until_interrupted() {
         let interrupted = Command::new("kill").args(["-INT", &watch.id().to_string()]).status().unwrap();
         assert!(interrupted.success());
         assert_eq!(watch.wait().unwrap().code(), Some(0), "Ctrl-C ends the watch cleanly");
-        store.close().await;
     })
     .await;
 }

@@ -2,13 +2,12 @@
 
 use sqlx::{Connection, Executor};
 
-use crate::harness::{TestDb, each_backend};
-use crate::seed;
+use crate::harness::TestDb;
+use crate::seed::{self, Scene, each_scene};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_trail_verifies_and_exports() {
-    each_backend(|db| async move {
-        let (store, agent) = seed::scene(&db).await;
+    each_scene(|Scene { db, agent, .. }| async move {
         let (_, id) = seed::pause(&agent, "delete user 42", "user-1").await;
         db.kern(&["approvals", "approve", &id, "--as", "alice"]).ok();
 
@@ -33,7 +32,6 @@ async fn the_trail_verifies_and_exports() {
         let none = db.kern(&["audit", "export", "--since", "2999-01-01T00:00:00Z"]);
         assert_eq!(none.ok(), "");
         db.kern(&["audit", "export", "--format", "xml"]).fails(2);
-        store.close().await;
     })
     .await;
 }
@@ -60,8 +58,7 @@ async fn delete_event(db: &TestDb, approval_id: &str, index: u32) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_broken_trail_fails_verification_naming_the_first_broken_link() {
-    each_backend(|db| async move {
-        let (store, agent) = seed::scene(&db).await;
+    each_scene(|Scene { db, agent, .. }| async move {
         let (_, id) = seed::pause(&agent, "delete user 42", "user-1").await;
         db.kern(&["approvals", "approve", &id, "--as", "alice"]).ok();
         delete_event(&db, &id, 3).await;
@@ -73,7 +70,6 @@ async fn a_broken_trail_fails_verification_naming_the_first_broken_link() {
         let report: serde_json::Value = serde_json::from_str(&report.stdout).unwrap();
         assert_eq!(report["ok"], false);
         assert!(report["broken"].as_str().unwrap().contains(&id), "{report}");
-        store.close().await;
     })
     .await;
 }

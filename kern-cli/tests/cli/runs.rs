@@ -4,13 +4,11 @@ use chrono::{TimeDelta, Utc};
 use kern::prelude::*;
 use kern::run::RunRecord;
 
-use crate::harness::each_backend;
-use crate::seed;
+use crate::seed::{self, Scene, each_scene};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn runs_are_listed_shown_and_cancelled() {
-    each_backend(|db| async move {
-        let (store, agent) = seed::scene(&db).await;
+    each_scene(|Scene { db, store, agent }| async move {
         let (older, older_row) = seed::pause(&agent, "delete user 42", "user-1").await;
         let (newer, _) = seed::pause(&agent, "delete user 43", "user-2").await;
 
@@ -38,15 +36,13 @@ async fn runs_are_listed_shown_and_cancelled() {
         assert_eq!((row.status, row.resolved_by.as_deref()), (ApprovalStatus::Cancelled, Some("alice")));
         db.kern(&["runs", "cancel", &older.run_id, "--as", "alice"]).fails(3);
         db.kern(&["runs", "cancel", "no-such-run", "--as", "alice"]).fails(4);
-        store.close().await;
     })
     .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_run_whose_continue_died_is_paused_again_for_the_next_continue() {
-    each_backend(|db| async move {
-        let (store, agent) = seed::scene(&db).await;
+    each_scene(|Scene { db, store, agent }| async move {
         let (run, id) = seed::pause(&agent, "delete user 42", "user-1").await;
         store.decide(&id, &Principal::new("alice"), Decision::approve()).await.unwrap();
         // A continue claimed the run an hour ago and never finished.
@@ -64,7 +60,6 @@ async fn a_run_whose_continue_died_is_paused_again_for_the_next_continue() {
 
         let done = agent.continue_run(&run.run_id, run.requirements).await.unwrap();
         assert_eq!(done.status, RunStatus::Completed, "{done:?}");
-        store.close().await;
     })
     .await;
 }

@@ -1,10 +1,13 @@
 //! What the tests find in the database: runs paused by an agent on a tool that needs an admin,
 //! as an application leaves them.
 
+use std::future::Future;
+use std::sync::Arc;
+
 use kern::prelude::*;
 use serde_json::json;
 
-use crate::harness::{OpenDb, TestDb};
+use crate::harness::{OpenDb, TestDb, each_backend};
 
 /// Permanently delete all data for a user.
 #[approval]
@@ -64,11 +67,29 @@ pub fn agent(store: std::sync::Arc<dyn Store>) -> Agent {
         .expect("build the agent")
 }
 
-/// The store of `db` and the agent on it: where most tests start.
-pub async fn scene(db: &TestDb) -> (Box<dyn OpenDb>, Agent) {
-    let store = db.open().await;
-    let agent = agent(store.shared());
-    (store, agent)
+/// Where most tests start: a fresh database, the store on it and the agent.
+pub struct Scene {
+    pub db: TestDb,
+    pub store: Arc<dyn OpenDb>,
+    pub agent: Agent,
+}
+
+/// Runs `case` on a fresh [`Scene`] of each backend, closing the store afterwards.
+pub async fn each_scene<F, Fut>(case: F)
+where
+    F: Fn(Scene) -> Fut + Clone + Send + 'static,
+    Fut: Future<Output = ()> + Send + 'static,
+{
+    each_backend(move |db| {
+        let case = case.clone();
+        async move {
+            let store: Arc<dyn OpenDb> = db.open().await.into();
+            let agent = agent(store.shared());
+            case(Scene { db, store: store.clone(), agent }).await;
+            store.close().await;
+        }
+    })
+    .await
 }
 
 /// Runs `agent` on `input` for user `user`; the run pauses and leaves one pending row.

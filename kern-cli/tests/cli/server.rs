@@ -9,8 +9,8 @@ use kern::prelude::*;
 use kern_server::{Auth, Server};
 use serde_json::Value;
 
-use crate::harness::{Ran, TestDb, each_backend, kern_command};
-use crate::seed;
+use crate::harness::{Ran, TestDb, kern_command};
+use crate::seed::{self, Scene, each_scene};
 
 /// Runs `kern --server URL --api-key KEY <args>`.
 fn through(url: &str, key: &str, args: &[&str]) -> Ran {
@@ -37,8 +37,7 @@ fn serve(db: &TestDb) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn approvals_are_decided_through_a_server_as_the_keys_principal() {
-    each_backend(|db| async move {
-        let (store, agent) = seed::scene(&db).await;
+    each_scene(|Scene { db, store, agent }| async move {
         let (run, id) = seed::pause(&agent, "delete user 42", "user-1").await;
         let (_, paid) = seed::pause(&agent, "pay acme", "user-1").await;
         let admin = ApiKey::issue("carol", Vec::new(), vec![Scope::Admin]);
@@ -81,15 +80,13 @@ async fn approvals_are_decided_through_a_server_as_the_keys_principal() {
         assert!(stranger.fails(1).contains("API key"), "{stranger:?}");
         let nowhere = through("http://127.0.0.1:1", key, &["approvals", "list"]);
         assert!(nowhere.fails(1).contains("cannot reach"), "{nowhere:?}");
-        store.close().await;
     })
     .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn watch_follows_the_servers_event_stream() {
-    each_backend(|db| async move {
-        let (store, agent) = seed::scene(&db).await;
+    each_scene(|Scene { db, store, agent }| async move {
         let (_, id) = seed::pause(&agent, "delete user 42", "user-1").await;
         let admin = ApiKey::issue("carol", Vec::new(), vec![Scope::Admin]);
         store.save_api_key(&admin.key).await.unwrap();
@@ -111,7 +108,6 @@ async fn watch_follows_the_servers_event_stream() {
         let interrupted = std::process::Command::new("kill").args(["-INT", &watch.id().to_string()]).status().unwrap();
         assert!(interrupted.success());
         assert_eq!(watch.wait().unwrap().code(), Some(0));
-        store.close().await;
     })
     .await;
 }
