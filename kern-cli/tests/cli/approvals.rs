@@ -1,13 +1,10 @@
 //! `kern approvals`: list, show, approve, reject, cancel, watch; the decisions carry `--as`
 //! and its roles onto the trail, and the run continues on them.
 
-use std::io::{BufRead, BufReader};
-use std::process::{Command, Stdio};
-
 use kern::prelude::*;
 use serde_json::Value;
 
-use crate::harness::kern_command;
+use crate::harness::Running;
 use crate::seed::{self, Scene, each_scene};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -153,24 +150,16 @@ async fn watch_prints_rows_as_they_are_created_and_decided_until_interrupted() {
     each_scene(|Scene { db, agent, .. }| async move {
         let (_, id) = seed::pause(&agent, "delete user 42", "user-1").await;
 
-        let mut watch = kern_command()
-            .args(db.flags())
-            .args(["approvals", "watch", "--after", "0", "--json"])
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("start kern approvals watch");
-        let mut lines = BufReader::new(watch.stdout.take().unwrap()).lines();
-        let created: Value = serde_json::from_str(&lines.next().unwrap().unwrap()).unwrap();
+        let mut watch = Running::start(
+            db.flags().into_iter().chain(["approvals", "watch", "--after", "0", "--json"].map(String::from)),
+        );
+        let created = watch.next_json();
         assert_eq!((created["kind"].as_str(), created["approval_id"].as_str()), (Some("created"), Some(id.as_str())));
 
         db.kern(&["approvals", "approve", &id, "--as", "alice"]).ok();
-        let approved: Value = serde_json::from_str(&lines.next().unwrap().unwrap()).unwrap();
+        let approved = watch.next_json();
         assert_eq!((approved["kind"].as_str(), approved["principal"].as_str()), (Some("approved"), Some("alice")));
-
-        let interrupted = Command::new("kill").args(["-INT", &watch.id().to_string()]).status().unwrap();
-        assert!(interrupted.success());
-        assert_eq!(watch.wait().unwrap().code(), Some(0), "Ctrl-C ends the watch cleanly");
+        assert_eq!(watch.interrupt(), Some(0), "Ctrl-C ends the watch cleanly");
     })
     .await;
 }

@@ -2,8 +2,9 @@
 //! of its own when `KERN_TEST_POSTGRES_URL` is set), and the `kern` binary run against it.
 
 use std::future::Future;
+use std::io::{BufRead, BufReader, Lines};
 use std::path::PathBuf;
-use std::process::{Command, Output};
+use std::process::{Child, ChildStdout, Command, Output, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -38,6 +39,35 @@ pub fn kern_command() -> Command {
         command.env_remove(var);
     }
     command
+}
+
+/// `kern` running until interrupted (`watch`, `serve`), its standard output read line by line.
+pub struct Running {
+    child: Child,
+    lines: Lines<BufReader<ChildStdout>>,
+}
+
+impl Running {
+    /// Starts `kern <args>`.
+    pub fn start<S: AsRef<std::ffi::OsStr>>(args: impl IntoIterator<Item = S>) -> Self {
+        let mut child =
+            kern_command().args(args).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().expect("start kern");
+        let lines = BufReader::new(child.stdout.take().expect("piped")).lines();
+        Running { child, lines }
+    }
+
+    /// The next line it prints, as JSON.
+    pub fn next_json(&mut self) -> Value {
+        let line = self.lines.next().expect("a line before the end").expect("text");
+        serde_json::from_str(&line).unwrap_or_else(|err| panic!("not JSON ({err}): {line}"))
+    }
+
+    /// Sends Ctrl-C (SIGINT) and returns the exit code it ends with.
+    pub fn interrupt(mut self) -> Option<i32> {
+        let sent = Command::new("kill").args(["-INT", &self.child.id().to_string()]).status().expect("run kill");
+        assert!(sent.success());
+        self.child.wait().expect("wait for kern").code()
+    }
 }
 
 /// What a run of the binary left.

@@ -1,11 +1,8 @@
 //! `kern migrate` and `kern serve`, and the usage errors every command shares.
 
-use std::io::{BufRead, BufReader};
-use std::process::Stdio;
-
 use serde_json::Value;
 
-use crate::harness::{Ran, each_backend, kern_command};
+use crate::harness::{Ran, Running, each_backend, kern_command};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn migrate_brings_the_database_to_the_current_schema() {
@@ -20,15 +17,12 @@ async fn migrate_brings_the_database_to_the_current_schema() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn serve_answers_http_until_interrupted() {
     each_backend(|db| async move {
-        let mut serve = kern_command()
-            .args(db.flags())
-            .args(["serve", "--bind", "127.0.0.1:0", "--open", "admin", "--json"])
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("start kern serve");
-        let mut lines = BufReader::new(serve.stdout.take().unwrap()).lines();
-        let started: Value = serde_json::from_str(&lines.next().unwrap().unwrap()).unwrap();
+        let mut serve = Running::start(
+            db.flags()
+                .into_iter()
+                .chain(["serve", "--bind", "127.0.0.1:0", "--open", "admin", "--json"].map(String::from)),
+        );
+        let started = serve.next_json();
         let url = started["listening"].as_str().unwrap().to_owned();
 
         let health: Value = reqwest::get(format!("{url}/healthz")).await.unwrap().json().await.unwrap();
@@ -36,9 +30,7 @@ async fn serve_answers_http_until_interrupted() {
         let listed: Value = reqwest::get(format!("{url}/approvals")).await.unwrap().json().await.unwrap();
         assert_eq!(listed["meta"]["total_count"], 0);
 
-        let interrupted = std::process::Command::new("kill").args(["-INT", &serve.id().to_string()]).status().unwrap();
-        assert!(interrupted.success());
-        assert_eq!(serve.wait().unwrap().code(), Some(0));
+        assert_eq!(serve.interrupt(), Some(0));
 
         db.kern(&["serve", "--bind", "0.0.0.0:0", "--open", "admin"]).fails(2);
     })

@@ -1,15 +1,11 @@
 //! `--server`: the same commands through a kern server over the same database, decided as
 //! the API key's principal, its answers mapped to the same exit codes.
 
-use std::io::{BufRead, BufReader};
-use std::process::Stdio;
-
 use kern::keys::{ApiKey, Scope};
 use kern::prelude::*;
 use kern_server::{Auth, Server};
-use serde_json::Value;
 
-use crate::harness::{Ran, TestDb, kern_command};
+use crate::harness::{Ran, Running, TestDb, kern_command};
 use crate::seed::{self, Scene, each_scene};
 
 /// Runs `kern --server URL --api-key KEY <args>`.
@@ -92,22 +88,23 @@ async fn watch_follows_the_servers_event_stream() {
         store.save_api_key(&admin.key).await.unwrap();
         let url = serve(&db);
 
-        let mut watch = kern_command()
-            .args(["--server", &url, "--api-key", &admin.token, "approvals", "watch", "--after", "0", "--json"])
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("start kern approvals watch");
-        let mut lines = BufReader::new(watch.stdout.take().unwrap()).lines();
-        let created: Value = serde_json::from_str(&lines.next().unwrap().unwrap()).unwrap();
+        let mut watch = Running::start([
+            "--server",
+            &url,
+            "--api-key",
+            &admin.token,
+            "approvals",
+            "watch",
+            "--after",
+            "0",
+            "--json",
+        ]);
+        let created = watch.next_json();
         assert_eq!((created["kind"].as_str(), created["approval_id"].as_str()), (Some("created"), Some(id.as_str())));
         through(&url, &admin.token, &["approvals", "reject", &id, "--note", "no"]).ok();
-        let rejected: Value = serde_json::from_str(&lines.next().unwrap().unwrap()).unwrap();
+        let rejected = watch.next_json();
         assert_eq!((rejected["kind"].as_str(), rejected["principal"].as_str()), (Some("rejected"), Some("carol")));
-
-        let interrupted = std::process::Command::new("kill").args(["-INT", &watch.id().to_string()]).status().unwrap();
-        assert!(interrupted.success());
-        assert_eq!(watch.wait().unwrap().code(), Some(0));
+        assert_eq!(watch.interrupt(), Some(0));
     })
     .await;
 }
