@@ -23,6 +23,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use chrono::Utc;
+use common::stats::percentile;
 use common::{Scratch, filler_row, scratch_name};
 use kern::prelude::*;
 use kern::run::RunOptions;
@@ -264,15 +265,6 @@ async fn cycle(agent: &Agent, store: &dyn Store, mode: Mode, session: String) ->
     }
     let t4 = Instant::now();
     Ok([t1 - t0, t2 - t1, t3 - t2, t4 - t3])
-}
-
-/// Nearest-rank percentile of sorted durations, in ms.
-fn percentile(sorted: &[Duration], q: f64) -> f64 {
-    if sorted.is_empty() {
-        return f64::NAN;
-    }
-    let rank = ((q * sorted.len() as f64).ceil() as usize).clamp(1, sorted.len());
-    sorted[rank - 1].as_secs_f64() * 1e3
 }
 
 fn peak_rss_mib() -> f64 {

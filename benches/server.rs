@@ -32,6 +32,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use chrono::Utc;
+use common::stats::percentile;
 use common::{Scratch, filler_id, filler_row, scratch_name};
 use kern::keys::{ApiKey, Scope};
 use kern::prelude::*;
@@ -160,15 +161,6 @@ impl Series {
     fn p99(&self) -> f64 {
         percentile(&self.sorted, 0.99)
     }
-}
-
-/// Nearest-rank percentile of sorted durations, in ms.
-fn percentile(sorted: &[Duration], q: f64) -> f64 {
-    if sorted.is_empty() {
-        return f64::NAN;
-    }
-    let rank = ((q * sorted.len() as f64).ceil() as usize).clamp(1, sorted.len());
-    sorted[rank - 1].as_secs_f64() * 1e3
 }
 
 /// Runs `op` once on each of `ids` from `concurrency` tasks spawned on `runtime`, each task

@@ -1,11 +1,13 @@
 //! An admin's approvals server: an agent with two gated tools, served over HTTP behind API
-//! keys. Three users' runs are paused before it starts; it prints an admin key once and the
-//! curl commands that list the pending rows, resolve one and continue its run, then serves on
-//! `KERN_ADDR` (127.0.0.1:7000 by default) until stopped.
+//! keys, with a worker beside it that continues each run the moment its row is decided. Three
+//! users' runs are paused before it starts; it prints an admin key once and the curl commands
+//! that list the pending rows, resolve one and read its run (completed by the worker), then
+//! serves on `KERN_ADDR` (127.0.0.1:7000 by default) until stopped.
 //!
 //! With `KERN_EXAMPLE_SMOKE` set (the examples test sets it), it serves on a free port instead
 //! and makes those requests itself: a listing without the key (401), the listing with it, one
-//! approval, one rejection, and the continue of both runs; then it exits.
+//! approval and one rejection, after which it waits for the worker to complete both runs; then
+//! it exits.
 //!
 //! `cargo run --example admin_server`
 
@@ -14,6 +16,7 @@ mod common;
 use kern::keys::{ApiKey, Scope};
 use kern::prelude::*;
 use kern::run::RunOptions;
+use kern::worker::Worker;
 use kern_server::{Auth, Server};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
@@ -36,7 +39,6 @@ async fn delete_user_data(user_id: String) -> String {
 struct Paused {
     user: &'static str,
     run_id: String,
-    session_id: String,
 }
 
 #[tokio::main]
@@ -64,13 +66,21 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         if run.status != RunStatus::Paused {
             return Err(format!("expected {user}'s run to pause, it is {}", run.status).into());
         }
-        paused.push(Paused { user, run_id: run.run_id, session_id: run.session_id });
+        paused.push(Paused { user, run_id: run.run_id });
     }
 
     // The secret is shown once: the store keeps only its hash.
     let issued = ApiKey::issue("admin", vec!["ops".into()], vec![Scope::Admin]);
     db.save_api_key(&issued.key).await?;
-    let server = Server::builder().store(db.clone()).agent(agent.clone()).auth(Auth::api_keys()).build()?;
+    // The worker continues each run once its rows are decided: no continue call is needed.
+    let worker = Worker::builder().store(db.clone()).agent(agent.clone()).build()?;
+    let server = Server::builder()
+        .store(db.clone())
+        .agent(agent.clone())
+        .auth(Auth::api_keys())
+        .worker_stats(worker.stats())
+        .build()?;
+    tokio::spawn(worker.run(std::future::pending()));
 
     let smoke = std::env::var_os("KERN_EXAMPLE_SMOKE").is_some();
     let addr = if smoke {
@@ -93,14 +103,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         "  curl -s -H \"Authorization: Bearer $KERN_TOKEN\" -H 'Content-Type: application/json' \
          -d '{{\"status\":\"approved\"}}' {base}/approvals/{row_id}/resolve"
     );
-    println!("continue {}'s run:", paused[0].user);
-    println!(
-        "  curl -s -H \"Authorization: Bearer $KERN_TOKEN\" -d session_id={} -d stream=false \
-         {base}/agents/{}/runs/{}/continue",
-        paused[0].session_id,
-        agent.id(),
-        paused[0].run_id
-    );
+    println!("read {}'s run, which the worker completes once the row is approved:", paused[0].user);
+    println!("  curl -s -H \"Authorization: Bearer $KERN_TOKEN\" {base}/runs/{}", paused[0].run_id);
 
     if !smoke {
         println!("\nserving on {base} (Ctrl-C to stop)");
@@ -108,12 +112,12 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         return Ok(());
     }
     tokio::spawn(server.serve(listener));
-    drive(&base, &issued.token, agent.id(), &paused).await
+    drive(&base, &issued.token, &paused).await
 }
 
 /// What an admin does with the printed commands, over real HTTP, plus a rejection with a note
 /// for the model; the third user's row is left pending.
-async fn drive(base: &str, token: &str, agent_id: &str, paused: &[Paused]) -> Result<(), Box<dyn std::error::Error>> {
+async fn drive(base: &str, token: &str, paused: &[Paused]) -> Result<(), Box<dyn std::error::Error>> {
     let client = reqwest::Client::new();
     let pending_url = format!("{base}/approvals?status=pending&limit=50");
 
@@ -152,19 +156,32 @@ async fn drive(base: &str, token: &str, agent_id: &str, paused: &[Paused]) -> Re
 
     let mut completed = 0;
     for run in &paused[..2] {
-        let url = format!("{base}/agents/{agent_id}/runs/{}/continue", run.run_id);
-        let form = [("session_id", run.session_id.as_str()), ("stream", "false")];
-        let done: Value = checked(client.post(url).bearer_auth(token).form(&form).send().await?).await?;
-        println!("POST continue {}'s run: {}: {}", run.user, text(&done["status"]), text(&done["content"]));
-        completed += usize::from(done["status"] == "COMPLETED");
-    }
-    if completed != 2 {
-        return Err("both continued runs should have completed".into());
+        let done = completed_run(&client, base, token, &run.run_id).await?;
+        println!("{}'s run, continued by the worker: {}: {}", run.user, text(&done["status"]), text(&done["content"]));
+        completed += 1;
     }
 
     let count: Value = checked(client.get(format!("{base}/approvals/count")).bearer_auth(token).send().await?).await?;
     println!("{completed} runs completed over HTTP; {} approval still pending", count["count"]);
     Ok(())
+}
+
+/// Run `run_id` once the worker has completed it (`GET /runs/{run_id}`, read until it is).
+async fn completed_run(
+    client: &reqwest::Client,
+    base: &str,
+    token: &str,
+    run_id: &str,
+) -> Result<Value, Box<dyn std::error::Error>> {
+    let url = format!("{base}/runs/{run_id}");
+    for _ in 0..600 {
+        let run: Value = checked(client.get(&url).bearer_auth(token).send().await?).await?;
+        if run["status"] == "COMPLETED" {
+            return Ok(run);
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    Err(format!("run {run_id} was not completed within a minute").into())
 }
 
 /// The JSON body of a successful response, or an error naming the status and the body.

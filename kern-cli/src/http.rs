@@ -67,7 +67,7 @@ impl Client {
         if !response.status().is_success() {
             return Err(refusal(response).await);
         }
-        Ok(EventStream { response, buffer: String::new(), data: Vec::new(), ready: VecDeque::new() })
+        Ok(EventStream { response, reader: EventReader::default() })
     }
 }
 
@@ -108,23 +108,38 @@ fn refusal_of(status: StatusCode, detail: String) -> Failure {
     }
 }
 
-/// The `data` of each Server-Sent Event, as they arrive.
+/// One Server-Sent Event: its name (`event:`) and its data.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServerEvent {
+    pub name: String,
+    pub data: String,
+}
+
+/// The Server-Sent Events of a stream, as they arrive.
 #[derive(Debug)]
 pub struct EventStream {
     response: Response,
+    reader: EventReader,
+}
+
+/// Splits the text of a stream into events.
+#[derive(Debug, Default)]
+struct EventReader {
     /// Text received and not yet split into lines.
     buffer: String,
+    /// The name of the event being read.
+    name: String,
     /// The `data` lines of the event being read.
     data: Vec<String>,
-    ready: VecDeque<String>,
+    ready: VecDeque<ServerEvent>,
 }
 
 impl EventStream {
-    /// The next event's data; `None` when the server ends the stream.
-    pub async fn next(&mut self) -> Outcome<Option<String>> {
+    /// The next event; `None` when the server ends the stream.
+    pub async fn next(&mut self) -> Outcome<Option<ServerEvent>> {
         loop {
-            if let Some(data) = self.ready.pop_front() {
-                return Ok(Some(data));
+            if let Some(event) = self.reader.ready.pop_front() {
+                return Ok(Some(event));
             }
             let chunk = self
                 .response
@@ -132,24 +147,35 @@ impl EventStream {
                 .await
                 .map_err(|err| Failure::error(format!("the event stream broke off: {err}")))?;
             let Some(chunk) = chunk else { return Ok(None) };
-            self.buffer.push_str(&String::from_utf8_lossy(&chunk));
-            while let Some(end) = self.buffer.find('\n') {
-                let line: String = self.buffer.drain(..=end).collect();
-                self.read_line(line.trim_end_matches(['\n', '\r']));
-            }
+            self.reader.feed(&String::from_utf8_lossy(&chunk));
+        }
+    }
+}
+
+impl EventReader {
+    /// Takes in `text`, readying every event it completes.
+    fn feed(&mut self, text: &str) {
+        self.buffer.push_str(text);
+        while let Some(end) = self.buffer.find('\n') {
+            let line: String = self.buffer.drain(..=end).collect();
+            self.read_line(line.trim_end_matches(['\n', '\r']));
         }
     }
 
-    /// One line of the stream: a `data:` line is kept, a blank line ends the event, and the
-    /// others (`event:`, `id:`, comments) say nothing the data does not.
+    /// One line of the stream: `event:` names the event, `data:` lines make its data, a blank
+    /// line ends it; `id:` and comments say nothing the data does not.
     fn read_line(&mut self, line: &str) {
+        let field = |name: &str| line.strip_prefix(name).map(|value| value.strip_prefix(' ').unwrap_or(value));
         if line.is_empty() {
             if !self.data.is_empty() {
-                self.ready.push_back(self.data.join("\n"));
-                self.data.clear();
+                let data = std::mem::take(&mut self.data).join("\n");
+                self.ready.push_back(ServerEvent { name: std::mem::take(&mut self.name), data });
             }
-        } else if let Some(data) = line.strip_prefix("data:") {
-            self.data.push(data.strip_prefix(' ').unwrap_or(data).to_owned());
+            self.name.clear();
+        } else if let Some(name) = field("event:") {
+            self.name = name.to_owned();
+        } else if let Some(data) = field("data:") {
+            self.data.push(data.to_owned());
         }
     }
 }
@@ -167,6 +193,22 @@ mod tests {
         assert_eq!(code(StatusCode::UNAUTHORIZED), Code::Error);
         assert_eq!(code(StatusCode::UNPROCESSABLE_ENTITY), Code::Error);
         assert_eq!(code(StatusCode::SERVICE_UNAVAILABLE), Code::Error);
+    }
+
+    #[test]
+    fn a_stream_splits_into_named_events_whatever_the_chunks() {
+        let mut reader = EventReader::default();
+        reader.feed("event: approval.created\nid: 1\ndata: {\"seq\"");
+        assert!(reader.ready.is_empty());
+        reader.feed(":1}\n\n: keep-alive\n\nevent: run.paused\r\ndata: a\ndata: b\n\n");
+        let events: Vec<ServerEvent> = reader.ready.drain(..).collect();
+        assert_eq!(
+            events,
+            [
+                ServerEvent { name: "approval.created".into(), data: r#"{"seq":1}"#.into() },
+                ServerEvent { name: "run.paused".into(), data: "a\nb".into() },
+            ]
+        );
     }
 
     #[test]

@@ -23,6 +23,8 @@ use crate::approval::SourceType;
 use crate::engine::{Cycle, RunRequest, Runner, Settings, settings_setters};
 pub use crate::engine::{DEFAULT_MAX_CALLS_PER_TURN, DEFAULT_MAX_ROUNDS};
 use crate::error::Result;
+use crate::events;
+use crate::models::Usage;
 use crate::run::{RunOptions, RunOutput, RunRequirement};
 
 /// An agent. Cheap to clone; clones share everything.
@@ -53,6 +55,12 @@ impl Agent {
         self.runner().identity.name.as_deref()
     }
 
+    /// The tokens spent in session `session_id` so far: the `usage` of each of its runs, the
+    /// child runs of team members included.
+    pub async fn session_usage(&self, session_id: &str) -> Result<Usage> {
+        self.cycle.session_usage(session_id).await
+    }
+
     /// Runs the agent on `input` in a new session.
     pub async fn run(&self, input: impl Into<String>) -> Result<RunOutput> {
         self.run_with(input, RunOptions::default()).await
@@ -78,6 +86,8 @@ impl Agent {
         let span = tracing::info_span!("kern.continue", agent_id = self.id(), run_id);
         self.cycle.continue_run(run_id, requirements, span).await
     }
+
+    events::stream_methods!("agent");
 
     /// Continues a paused run whose calls wait for nothing but their approval rows, as
     /// [`continue_run`](Self::continue_run) does with no answers from the caller.

@@ -1,5 +1,5 @@
-//! The engine of kern: tools, models, the agent and team loops, runs, approvals and the
-//! store trait, with an in-memory store.
+//! The engine of kern: tools, models, the agent and team loops, runs, approvals, the store
+//! trait with an in-memory store, and the worker that continues decided runs.
 //!
 //! Users reach everything here through the `kern` facade; this crate is split out so the
 //! database backends (`kern-db`) can implement [`store::Store`] without a dependency cycle.
@@ -8,6 +8,7 @@ pub mod agent;
 pub mod approval;
 mod engine;
 mod error;
+pub mod events;
 pub mod keys;
 pub mod limits;
 pub mod models;
@@ -18,6 +19,7 @@ pub mod team;
 mod text_enum;
 pub mod tools;
 pub mod trail;
+pub mod worker;
 
 pub use error::{Error, Result};
 pub use text_enum::ParseEnumError;

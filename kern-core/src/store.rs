@@ -178,6 +178,31 @@ pub trait Store: Send + Sync + 'static {
     /// only what happens from now on starts.
     fn last_event_seq(&self) -> BoxFuture<'_, Result<i64>>;
 
+    /// Waits until the trail holds an event after `after` (a [`TrailEvent::seq`]), or `timeout`
+    /// passes, and returns the `seq` of the latest event: how a live event stream or a worker
+    /// sleeps until there is something to read. It may return early with nothing new (a
+    /// spurious wake-up); callers read [`events_after`](Store::events_after) and wait again.
+    ///
+    /// Each store wakes it after its own writes; writes through other handles reach it as the
+    /// store can tell: announced by Postgres, read every tenth of a second on SQLite.
+    fn wait_for_events(&self, after: i64, timeout: Duration) -> BoxFuture<'_, Result<i64>>;
+
+    /// Paused top-level runs whose gated calls are all decided: each has approval rows (its own,
+    /// or its member runs' for a team) and none of them is pending (a row past its expiry is
+    /// expired, swept or not). What a worker continues. In `run_id` order, after `after`, at most
+    /// `limit`; a run may also wait for calls no row decides, which its continue cannot answer.
+    fn decided_runs<'a>(&'a self, after: Option<&'a str>, limit: u32) -> BoxFuture<'a, Result<Vec<RunRecord>>>;
+
+    /// Top-level runs left `running` since `stale_after` ago or longer: claims held by a continue
+    /// that died, which [`reclaim_run`](Store::reclaim_run) takes over. Oldest first, at most
+    /// `limit`.
+    fn stale_runs(&self, stale_after: Duration, limit: u32) -> BoxFuture<'_, Result<Vec<RunRecord>>>;
+
+    /// Runs written at or after `since` (their `updated_at`), member runs included, oldest first
+    /// with ties by `run_id`, at most `limit`: how a live stream follows runs' status changes. A
+    /// run written more than once since shows as it stands now.
+    fn runs_changed_since(&self, since: DateTime<Utc>, limit: u32) -> BoxFuture<'_, Result<Vec<RunRecord>>>;
+
     /// Stores a newly issued API key. Errors: [`Error::InvalidInput`](crate::Error::InvalidInput)
     /// (a key id or principal beyond the [limits](crate::limits)),
     /// [`Error::Database`](crate::Error::Database) (also when the id is taken).
@@ -309,6 +334,22 @@ impl<S: Store + ?Sized> Store for std::sync::Arc<S> {
 
     fn last_event_seq(&self) -> BoxFuture<'_, Result<i64>> {
         (**self).last_event_seq()
+    }
+
+    fn wait_for_events(&self, after: i64, timeout: Duration) -> BoxFuture<'_, Result<i64>> {
+        (**self).wait_for_events(after, timeout)
+    }
+
+    fn decided_runs<'a>(&'a self, after: Option<&'a str>, limit: u32) -> BoxFuture<'a, Result<Vec<RunRecord>>> {
+        (**self).decided_runs(after, limit)
+    }
+
+    fn stale_runs(&self, stale_after: Duration, limit: u32) -> BoxFuture<'_, Result<Vec<RunRecord>>> {
+        (**self).stale_runs(stale_after, limit)
+    }
+
+    fn runs_changed_since(&self, since: DateTime<Utc>, limit: u32) -> BoxFuture<'_, Result<Vec<RunRecord>>> {
+        (**self).runs_changed_since(since, limit)
     }
 
     fn save_api_key<'a>(&'a self, key: &'a ApiKey) -> BoxFuture<'a, Result<()>> {

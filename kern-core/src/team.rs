@@ -14,6 +14,8 @@ use crate::agent::Agent;
 use crate::approval::SourceType;
 use crate::engine::{Cycle, Member, Roster, RunRequest, Runner, Settings, settings_setters};
 use crate::error::Result;
+use crate::events;
+use crate::models::Usage;
 use crate::run::{RunOptions, RunOutput, RunRequirement};
 
 /// A team of agents under a leader model. Cheap to clone.
@@ -39,6 +41,12 @@ impl Team {
         self.cycle.runner().identity.team_id.as_deref().unwrap_or_default()
     }
 
+    /// The tokens spent in session `session_id` so far: the `usage` of each of its runs, the
+    /// child runs of team members included.
+    pub async fn session_usage(&self, session_id: &str) -> Result<Usage> {
+        self.cycle.session_usage(session_id).await
+    }
+
     /// Runs the team on `input` in a new session.
     pub async fn run(&self, input: impl Into<String>) -> Result<RunOutput> {
         self.run_with(input, RunOptions::default()).await
@@ -59,6 +67,8 @@ impl Team {
         let span = tracing::info_span!("kern.team_continue", team_id = self.id(), run_id);
         self.cycle.continue_run(run_id, requirements, span).await
     }
+
+    events::stream_methods!("team");
 
     /// Continues a paused team run whose calls wait for nothing but their approval rows, as
     /// [`continue_run`](Self::continue_run) does with no answers from the caller.

@@ -67,6 +67,10 @@ pub(crate) trait Driver: Database {
     /// is deleted, where the database can (see `wake`); nothing where it cannot.
     fn announce_resolutions(layout: &Layout) -> Vec<String>;
 
+    /// Creates what announces each new event of `layout`'s trail to other processes, if the
+    /// database can (see `postgres::notify`).
+    fn announce_events(layout: &Layout) -> Vec<String>;
+
     /// The column definition of an integer key the database numbers itself, in insert order.
     const SERIAL_KEY: &'static str;
 

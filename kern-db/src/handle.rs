@@ -147,6 +147,38 @@ macro_rules! handle {
                 self.inner.last_event_seq()
             }
 
+            fn wait_for_events(
+                &self,
+                after: i64,
+                timeout: ::std::time::Duration,
+            ) -> ::kern_core::BoxFuture<'_, ::kern_core::Result<i64>> {
+                self.inner.wait_for_events(after, timeout)
+            }
+
+            fn decided_runs<'a>(
+                &'a self,
+                after: Option<&'a str>,
+                limit: u32,
+            ) -> ::kern_core::BoxFuture<'a, ::kern_core::Result<Vec<::kern_core::run::RunRecord>>> {
+                self.inner.decided_runs(after, limit)
+            }
+
+            fn stale_runs(
+                &self,
+                stale_after: ::std::time::Duration,
+                limit: u32,
+            ) -> ::kern_core::BoxFuture<'_, ::kern_core::Result<Vec<::kern_core::run::RunRecord>>> {
+                self.inner.stale_runs(stale_after, limit)
+            }
+
+            fn runs_changed_since(
+                &self,
+                since: ::chrono::DateTime<::chrono::Utc>,
+                limit: u32,
+            ) -> ::kern_core::BoxFuture<'_, ::kern_core::Result<Vec<::kern_core::run::RunRecord>>> {
+                self.inner.runs_changed_since(since, limit)
+            }
+
             fn save_api_key<'a>(
                 &'a self,
                 key: &'a ::kern_core::keys::ApiKey,

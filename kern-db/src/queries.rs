@@ -79,6 +79,13 @@ pub(crate) struct Queries {
     pub(crate) run_status: String,
     /// `$1` session id, `$2` limit: newest first.
     pub(crate) session_runs: String,
+    /// Paused top-level runs with approval rows, their own or their members', none of them
+    /// pending at `$2`: `run_id` after `$1`, in `run_id` order, at most `$3`.
+    pub(crate) decided_runs: String,
+    /// Top-level runs running since `$1` or before, oldest first, at most `$2`.
+    pub(crate) stale_runs: String,
+    /// Runs written at or after `$1`, oldest first, at most `$2`.
+    pub(crate) runs_changed_since: String,
     /// Binds every column of a key, in `codec::API_KEY_COLUMNS` order.
     pub(crate) insert_api_key: String,
     /// The key `$1`.
@@ -174,6 +181,23 @@ impl Queries {
             session_runs: format!(
                 "SELECT {RUN_COLUMNS} FROM {runs} WHERE session_id = $1 AND parent_run_id IS NULL \
                  ORDER BY created_at DESC, run_id DESC LIMIT $2"
+            ),
+            decided_runs: format!(
+                "SELECT {RUN_COLUMNS} FROM {runs} r WHERE r.status = '{paused}' AND r.parent_run_id IS NULL \
+                 AND r.run_id > $1 AND EXISTS ({rows}) AND NOT EXISTS ({pending}) ORDER BY r.run_id LIMIT $3",
+                rows = family_rows(&approvals, &runs, ""),
+                pending = family_rows(
+                    &approvals,
+                    &runs,
+                    &format!(" AND a.status = '{pending}' AND (a.expires_at IS NULL OR a.expires_at > $2)")
+                ),
+            ),
+            stale_runs: format!(
+                "SELECT {RUN_COLUMNS} FROM {runs} WHERE status = '{running}' AND parent_run_id IS NULL \
+                 AND updated_at <= $1 ORDER BY updated_at, run_id LIMIT $2"
+            ),
+            runs_changed_since: format!(
+                "SELECT {RUN_COLUMNS} FROM {runs} WHERE updated_at >= $1 ORDER BY updated_at, run_id LIMIT $2"
             ),
             insert_api_key: format!("INSERT INTO {api_keys} ({API_KEY_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7)"),
             api_key: format!("SELECT {API_KEY_COLUMNS} FROM {api_keys} WHERE id = $1"),
@@ -355,6 +379,16 @@ impl<'a> Filter<'a> {
         let after = self.cursor.as_ref().map(|_| format!("(created_at, id) < (${}, ${})", n + 1, n + 2));
         where_of(self.conditions.iter().map(String::as_str).chain(after.as_deref()))
     }
+}
+
+/// The approval rows of top-level run `r` and of its member runs that meet `condition` (`AND ..`
+/// on `a`, the row): one branch a level, so that each probes an index (rows by run, runs by
+/// parent) rather than the database testing every row against both.
+fn family_rows(approvals: &str, runs: &str, condition: &str) -> String {
+    format!(
+        "SELECT 1 FROM {approvals} a WHERE a.run_id = r.run_id{condition} UNION ALL \
+         SELECT 1 FROM {runs} m JOIN {approvals} a ON a.run_id = m.run_id WHERE m.parent_run_id = r.run_id{condition}"
+    )
 }
 
 /// `WHERE` and all of `conditions`; nothing without any.

@@ -16,7 +16,7 @@ use crate::layout::{Ident, Layout};
 use crate::stmt::Stmt;
 
 /// The schema version this build writes and understands.
-pub const SCHEMA_VERSION: i64 = 7;
+pub const SCHEMA_VERSION: i64 = 8;
 
 /// The first version whose triggers keep a run's session row and its approval rows'
 /// `run_status` in step as the run is saved.
@@ -39,6 +39,10 @@ const TRAIL_VERSION: i64 = 6;
 
 /// The first version with API keys, which a server signs requests in with.
 const API_KEYS_VERSION: i64 = 7;
+
+/// The first version whose trail announces its new events (Postgres), and whose runs are
+/// indexed for the scans of workers.
+pub(crate) const EVENT_NOTIFY_VERSION: i64 = 8;
 
 /// One step of the schema.
 #[derive(Debug)]
@@ -91,6 +95,7 @@ impl Migrator {
                 Migration::new(VERBATIM_JSON_VERSION, DB::verbatim_json(layout)),
                 Migration { starts_trails: true, ..Migration::new(TRAIL_VERSION, trail::<DB>(layout)) },
                 Migration::new(API_KEYS_VERSION, api_keys::<DB>(layout)),
+                Migration::new(EVENT_NOTIFY_VERSION, workers::<DB>(layout)),
             ],
             select_rows: format!("SELECT {APPROVAL_COLUMNS} FROM {} ORDER BY id", layout.qualified(&layout.approvals)),
             insert_event: format!(
@@ -359,6 +364,24 @@ fn trail<DB: Driver>(layout: &Layout) -> Vec<String> {
     statements
 }
 
+/// Version 8: what workers and live streams need. The trail and the runs announce their changes
+/// (Postgres), so that a worker or an event stream in any process wakes when something happens;
+/// and the runs are indexed by status (the scans for decided and stale runs), by parent (a
+/// team's members) and by time of writing (the runs a stream follows).
+fn workers<DB: Driver>(layout: &Layout) -> Vec<String> {
+    let index = |suffix: &str, columns: &str| {
+        let runs = &layout.runs;
+        format!("CREATE INDEX {} ON {} ({columns})", runs.suffixed(suffix).quoted(), layout.qualified(runs))
+    };
+    let mut statements = vec![
+        index("_status_idx", "status, updated_at"),
+        index("_parent_idx", "parent_run_id"),
+        index("_updated_idx", "updated_at, run_id"),
+    ];
+    statements.extend(DB::announce_events(layout));
+    statements
+}
+
 /// Version 7: the API keys. The trail's events need no index for the feed that follows them
 /// (`events_after`): their `seq` is the key of their table.
 fn api_keys<DB: Driver>(layout: &Layout) -> Vec<String> {
@@ -403,13 +426,14 @@ mod tests {
         let versions = |current, target| -> Vec<i64> {
             migrator.pending(current, target).unwrap().iter().map(|m| m.version).collect()
         };
-        assert_eq!(versions(0, SCHEMA_VERSION), [1, 2, 3, 4, 5, 6, 7]);
-        assert_eq!(versions(1, SCHEMA_VERSION), [2, 3, 4, 5, 6, 7]);
-        assert_eq!(versions(2, SCHEMA_VERSION), [3, 4, 5, 6, 7]);
-        assert_eq!(versions(3, SCHEMA_VERSION), [4, 5, 6, 7]);
-        assert_eq!(versions(4, SCHEMA_VERSION), [5, 6, 7]);
-        assert_eq!(versions(5, SCHEMA_VERSION), [6, 7]);
-        assert_eq!(versions(6, SCHEMA_VERSION), [7]);
+        assert_eq!(versions(0, SCHEMA_VERSION), [1, 2, 3, 4, 5, 6, 7, 8]);
+        assert_eq!(versions(1, SCHEMA_VERSION), [2, 3, 4, 5, 6, 7, 8]);
+        assert_eq!(versions(2, SCHEMA_VERSION), [3, 4, 5, 6, 7, 8]);
+        assert_eq!(versions(3, SCHEMA_VERSION), [4, 5, 6, 7, 8]);
+        assert_eq!(versions(4, SCHEMA_VERSION), [5, 6, 7, 8]);
+        assert_eq!(versions(5, SCHEMA_VERSION), [6, 7, 8]);
+        assert_eq!(versions(6, SCHEMA_VERSION), [7, 8]);
+        assert_eq!(versions(7, SCHEMA_VERSION), [8]);
         assert_eq!(versions(0, 1), [1]);
         assert_eq!(versions(SCHEMA_VERSION, SCHEMA_VERSION), [] as [i64; 0]);
         assert_eq!(versions(2, 1), [] as [i64; 0]);

@@ -18,7 +18,8 @@ use kern_core::limits::{self, is_key};
 use kern_core::run::{RunPage, RunQuery, RunRecord, RunStatus};
 use kern_core::store::Store;
 use kern_core::store::backend::{
-    DecisionRules, ResolutionRules, ResolutionWaiters, check_api_key, check_save, check_update, stale_cutoff,
+    DecisionRules, ResolutionRules, ResolutionWaiters, TrailSignal, check_api_key, check_save, check_update,
+    stale_cutoff,
 };
 use kern_core::trail::{self, EventKind, Execution, SYSTEM_PRINCIPAL, TrailEvent, TrailReport};
 use kern_core::{BoxFuture, Error, Result};
@@ -49,6 +50,9 @@ pub(crate) struct SqlStore<DB: Driver> {
     /// The waiters of rows, woken after each write through this handle that may resolve or
     /// delete rows (and by `feed` for writes through others).
     waiters: Arc<ResolutionWaiters>,
+    /// The trail's followers, signalled after each write through this handle (and by `feed`
+    /// for writes through others, where it announces events).
+    signal: Arc<TrailSignal>,
     /// Resolutions committed through other handles, where the database announces them.
     feed: Option<Box<dyn ResolutionFeed>>,
 }
@@ -58,7 +62,13 @@ impl<DB: Driver> SqlStore<DB> {
     pub(crate) async fn open(pools: Pools<DB>, layout: &Layout, target_version: i64) -> Result<Self> {
         let migrator = Migrator::new::<DB>(layout);
         migrator.apply(&pools, target_version).await?;
-        Ok(SqlStore { pools, queries: Queries::new::<DB>(layout), migrator, waiters: Arc::default(), feed: None })
+        let queries = Queries::new::<DB>(layout);
+        Ok(SqlStore { pools, queries, migrator, waiters: Arc::default(), signal: Arc::default(), feed: None })
+    }
+
+    /// The trail's followers, for a feed to signal.
+    pub(crate) fn signal(&self) -> Arc<TrailSignal> {
+        self.signal.clone()
     }
 
     /// The waiters of this store's rows, for a feed to wake.
@@ -90,6 +100,46 @@ impl<DB: Driver> SqlStore<DB> {
     pub(crate) async fn set_schema_version(&self, version: i64) -> Result<()> {
         let stmt = Stmt::new(&self.migrator.write_version).bind(self.migrator.scope.as_str()).bind(version);
         self.pools.execute(stmt).await.map(drop)
+    }
+
+    /// [`Store::save_runs`], before the trail's followers are signalled.
+    async fn write_runs(&self, runs: &[RunRecord], new_approvals: &[Approval], executions: &[Execution]) -> Result<()> {
+        check_save(runs, new_approvals)?;
+        let opening: Vec<TrailEvent> = new_approvals.iter().flat_map(trail::opening_events).collect();
+        let mut stmts = self.insert_approvals(new_approvals, runs)?;
+        stmts.extend(self.insert_events(&opening));
+        let upserts = runs.iter().map(|run| self.upsert_run(run)).collect::<Result<Vec<_>>>()?;
+        if executions.is_empty() {
+            stmts.extend(upserts);
+            // The inserted rows already carry their runs' status and each upsert writes only
+            // its own run's row, so only a repeated run makes the statements depend on each
+            // other.
+            let distinct = runs.iter().map(|run| run.run_id.as_str()).collect::<HashSet<_>>().len() == runs.len();
+            return self.pools.write_all(stmts, distinct).await;
+        }
+        // An executed call's event follows the last event of its row's chain, read in the
+        // transaction: a row opened in this batch has only its opening events.
+        let now = kern_core::now();
+        let mut conn = self.pools.writer.acquire_live().await?;
+        let mut tx = DB::begin_guarded(&mut conn).await?;
+        for stmt in &stmts {
+            DB::execute(&mut tx, stmt).await?;
+        }
+        for execution in executions {
+            let head = Stmt::new(&self.queries.trail_head).bind(execution.approval_id.as_str());
+            if DB::fetch(&mut tx, &head, codec::head).await?.is_empty() {
+                return Err(Error::ApprovalNotFound(execution.approval_id.clone()));
+            }
+            let event = (execution.kind(), execution.principal.clone(), execution.data());
+            self.append(&mut tx, &execution.approval_id, &execution.run_id, now, [event]).await?;
+        }
+        for stmt in &upserts {
+            DB::execute(&mut tx, stmt).await?;
+        }
+        tx.commit().await.map_err(Error::database)?;
+        DB::disarm(&mut conn);
+        self.pools.committed(());
+        Ok(())
     }
 
     fn upsert_run<'a>(&'a self, run: &'a RunRecord) -> Result<Stmt<'a>> {
@@ -387,42 +437,10 @@ impl<DB: Driver> Store for SqlStore<DB> {
         executions: &'a [Execution],
     ) -> BoxFuture<'a, Result<()>> {
         Box::pin(async move {
-            check_save(runs, new_approvals)?;
-            let opening: Vec<TrailEvent> = new_approvals.iter().flat_map(trail::opening_events).collect();
-            let mut stmts = self.insert_approvals(new_approvals, runs)?;
-            stmts.extend(self.insert_events(&opening));
-            let upserts = runs.iter().map(|run| self.upsert_run(run)).collect::<Result<Vec<_>>>()?;
-            if executions.is_empty() {
-                stmts.extend(upserts);
-                // The inserted rows already carry their runs' status and each upsert writes only
-                // its own run's row, so only a repeated run makes the statements depend on each
-                // other.
-                let distinct = runs.iter().map(|run| run.run_id.as_str()).collect::<HashSet<_>>().len() == runs.len();
-                return self.pools.write_all(stmts, distinct).await;
-            }
-            // An executed call's event follows the last event of its row's chain, read in the
-            // transaction: a row opened in this batch has only its opening events.
-            let now = kern_core::now();
-            let mut conn = self.pools.writer.acquire_live().await?;
-            let mut tx = DB::begin_guarded(&mut conn).await?;
-            for stmt in &stmts {
-                DB::execute(&mut tx, stmt).await?;
-            }
-            for execution in executions {
-                let head = Stmt::new(&self.queries.trail_head).bind(execution.approval_id.as_str());
-                if DB::fetch(&mut tx, &head, codec::head).await?.is_empty() {
-                    return Err(Error::ApprovalNotFound(execution.approval_id.clone()));
-                }
-                let event = (execution.kind(), execution.principal.clone(), execution.data());
-                self.append(&mut tx, &execution.approval_id, &execution.run_id, now, [event]).await?;
-            }
-            for stmt in &upserts {
-                DB::execute(&mut tx, stmt).await?;
-            }
-            tx.commit().await.map_err(Error::database)?;
-            DB::disarm(&mut conn);
-            self.pools.committed(());
-            Ok(())
+            let saved = self.write_runs(runs, new_approvals, executions).await;
+            // Whatever was written (nothing, on an error: a spurious signal costs a read).
+            self.signal.appended();
+            saved
         })
     }
 
@@ -533,6 +551,7 @@ impl<DB: Driver> Store for SqlStore<DB> {
         Box::pin(async move {
             let row = self.apply_update(id, &update).await?;
             self.waiters.wake(id);
+            self.signal.appended();
             Ok(row)
         })
     }
@@ -570,6 +589,7 @@ impl<DB: Driver> Store for SqlStore<DB> {
             DB::disarm(&mut conn);
             self.pools.committed(());
             self.waiters.wake(id);
+            self.signal.appended();
             Ok(true)
         })
     }
@@ -619,6 +639,7 @@ impl<DB: Driver> Store for SqlStore<DB> {
             // The sweep does not say which rows it marked: every waiter reads its row again.
             if expired > 0 {
                 self.waiters.wake_all();
+                self.signal.appended();
             }
             Ok(expired)
         })
@@ -638,6 +659,7 @@ impl<DB: Driver> Store for SqlStore<DB> {
             let row = self.apply_decision(id, principal, &decision).await?;
             if row.status.is_resolved() {
                 self.waiters.wake(id);
+                self.signal.appended();
             }
             Ok(row)
         })
@@ -673,6 +695,7 @@ impl<DB: Driver> Store for SqlStore<DB> {
             DB::disarm(&mut conn);
             self.pools.committed(());
             self.waiters.wake_all();
+            self.signal.appended();
             Ok(run)
         })
     }
@@ -727,6 +750,37 @@ impl<DB: Driver> Store for SqlStore<DB> {
     fn last_event_seq(&self) -> BoxFuture<'_, Result<i64>> {
         Box::pin(async move {
             Ok(self.pools.read(Stmt::new(&self.queries.last_event_seq), codec::seq).await?.pop().unwrap_or(0))
+        })
+    }
+
+    fn wait_for_events(&self, after: i64, timeout: Duration) -> BoxFuture<'_, Result<i64>> {
+        let poll_interval = || Some(wake::event_poll_interval(self.feed.as_deref()));
+        Box::pin(async move { self.signal.wait(after, timeout, poll_interval, || self.last_event_seq()).await })
+    }
+
+    fn decided_runs<'a>(&'a self, after: Option<&'a str>, limit: u32) -> BoxFuture<'a, Result<Vec<RunRecord>>> {
+        Box::pin(async move {
+            let stmt = Stmt::new(&self.queries.decided_runs)
+                .bind(after.unwrap_or(""))
+                .bind(kern_core::now())
+                .bind(i64::from(limit));
+            self.pools.read(stmt, codec::run).await
+        })
+    }
+
+    fn stale_runs(&self, stale_after: Duration, limit: u32) -> BoxFuture<'_, Result<Vec<RunRecord>>> {
+        Box::pin(async move {
+            let Some(cutoff) = stale_cutoff(kern_core::now(), stale_after) else {
+                return Ok(Vec::new());
+            };
+            self.pools.read(Stmt::new(&self.queries.stale_runs).bind(cutoff).bind(i64::from(limit)), codec::run).await
+        })
+    }
+
+    fn runs_changed_since(&self, since: DateTime<Utc>, limit: u32) -> BoxFuture<'_, Result<Vec<RunRecord>>> {
+        Box::pin(async move {
+            let stmt = Stmt::new(&self.queries.runs_changed_since).bind(since).bind(i64::from(limit));
+            self.pools.read(stmt, codec::run).await
         })
     }
 

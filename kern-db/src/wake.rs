@@ -32,8 +32,19 @@ pub(crate) trait ResolutionFeed: Debug + Send + Sync {
     /// every waiter, to read again.
     fn is_live(&self) -> bool;
 
+    /// Whether the feed also announces the trail's new events (see `Store::wait_for_events`):
+    /// while it is live, followers of the trail need not poll either.
+    fn announces_events(&self) -> bool;
+
     /// Stops the feed for good: the store is closing.
     fn close(&self) -> BoxFuture<'_, ()>;
+}
+
+/// How long a follower of the trail may go without reading its head when nothing wakes it: as
+/// long as a waiter's row, when the feed announces events too, and otherwise as if there were
+/// no feed.
+pub(crate) fn event_poll_interval(feed: Option<&dyn ResolutionFeed>) -> Duration {
+    poll_interval(feed.filter(|feed| feed.announces_events()))
 }
 
 /// How long a waiter's pending row may go unread when nothing wakes it, asked before each read.

@@ -1,14 +1,16 @@
 //! The server's Prometheus metrics, kept in atomics and written out in the text format on
 //! each scrape: request latency by route, time from a row's creation to its decision,
-//! conflicts, expiries, and run outcomes. The pending count is read from the store at scrape.
+//! conflicts, expiries, and run outcomes. The pending count is read from the store at scrape,
+//! and the counters of a worker running beside the server (if one was given) at scrape too.
 
 use std::collections::BTreeMap;
 use std::fmt::Write;
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use kern_core::run::RunStatus;
+use kern_core::worker::WorkerStats;
 
 /// Upper bounds of the latency buckets, in seconds.
 const LATENCY_BUCKETS: [f64; 10] = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0, 5.0];
@@ -24,6 +26,7 @@ pub struct Metrics {
     conflicts: AtomicU64,
     expired: AtomicU64,
     runs: Mutex<BTreeMap<&'static str, u64>>,
+    worker: Option<Arc<WorkerStats>>,
 }
 
 /// A cumulative histogram: counts per bucket, their sum and count.
@@ -87,6 +90,11 @@ impl Metrics {
         self.expired.fetch_add(rows, Ordering::Relaxed);
     }
 
+    /// Metrics that also report the counters of `worker`.
+    pub fn with_worker(worker: Arc<WorkerStats>) -> Self {
+        Metrics { worker: Some(worker), ..Metrics::default() }
+    }
+
     /// A run or continue this server carried out ended in `status`.
     pub fn run(&self, status: RunStatus) {
         *lock(&self.runs).entry(status.as_str()).or_default() += 1;
@@ -118,6 +126,25 @@ impl Metrics {
             let labels = format!("route=\"{}\",status=\"{status}\"", route.replace('"', "'"));
             histogram.write(&mut out, "kern_http_request_duration_seconds", &labels, &LATENCY_BUCKETS);
         }
+        if let Some(worker) = &self.worker {
+            let counts = worker.snapshot();
+            out.push_str("# HELP kern_worker_runs_total Runs the worker took up, by what became of them.\n");
+            out.push_str("# TYPE kern_worker_runs_total counter\n");
+            for (outcome, count) in [
+                ("continued", counts.continued),
+                ("recovered", counts.recovered),
+                ("failed", counts.failed),
+                ("lost_claim", counts.lost_claims),
+            ] {
+                let _ = writeln!(out, "kern_worker_runs_total{{outcome=\"{outcome}\"}} {count}");
+            }
+            out.push_str("# HELP kern_worker_approvals_expired_total Rows the worker's sweeps marked expired.\n");
+            out.push_str("# TYPE kern_worker_approvals_expired_total counter\n");
+            let _ = writeln!(out, "kern_worker_approvals_expired_total {}", counts.expired);
+            out.push_str("# HELP kern_worker_in_flight Continues and recoveries under way.\n");
+            out.push_str("# TYPE kern_worker_in_flight gauge\n");
+            let _ = writeln!(out, "kern_worker_in_flight {}", counts.in_flight);
+        }
         out
     }
 }
@@ -142,5 +169,14 @@ mod tests {
         assert!(text.contains(
             "kern_http_request_duration_seconds_bucket{route=\"/approvals\",status=\"200\",le=\"0.005\"} 1\n"
         ));
+        assert!(!text.contains("kern_worker"), "no worker, no worker metrics");
+    }
+
+    #[test]
+    fn a_workers_counters_are_read_at_each_scrape() {
+        let worker = Arc::new(WorkerStats::default());
+        let text = Metrics::with_worker(worker).render(0);
+        assert!(text.contains("kern_worker_runs_total{outcome=\"continued\"} 0\n"));
+        assert!(text.contains("kern_worker_in_flight 0\n"));
     }
 }

@@ -16,6 +16,7 @@ use axum::routing::{get, post};
 use kern_core::agent::Agent;
 use kern_core::store::Store;
 use kern_core::team::Team;
+use kern_core::worker::WorkerStats;
 use tokio::net::TcpListener;
 use tower_http::limit::RequestBodyLimitLayer;
 use tower_http::request_id::{MakeRequestId, PropagateRequestIdLayer, RequestId, SetRequestIdLayer};
@@ -62,6 +63,7 @@ pub struct ServerBuilder {
     body_limit: usize,
     request_timeout: Duration,
     expiry_sweep: Duration,
+    worker: Option<Arc<WorkerStats>>,
 }
 
 impl Default for ServerBuilder {
@@ -75,6 +77,7 @@ impl Default for ServerBuilder {
             body_limit: 1024 * 1024,
             request_timeout: Duration::from_secs(120),
             expiry_sweep: Duration::from_secs(30),
+            worker: None,
         }
     }
 }
@@ -131,6 +134,13 @@ impl ServerBuilder {
         self
     }
 
+    /// Reports the counters of a worker running beside the server (see
+    /// [`Worker::stats`](kern_core::worker::Worker::stats)) on `/metrics`.
+    pub fn worker_stats(mut self, stats: Arc<WorkerStats>) -> Self {
+        self.worker = Some(stats);
+        self
+    }
+
     /// The server. Errors: [`BuildError`].
     pub fn build(self) -> Result<Server, BuildError> {
         let store = self.store.ok_or(BuildError::NoStore)?;
@@ -143,8 +153,7 @@ impl ServerBuilder {
             teams: Arc::new(teams),
             auth,
             user_isolation: self.user_isolation,
-            metrics: Arc::new(Metrics::default()),
-            changed: Arc::default(),
+            metrics: Arc::new(self.worker.map_or_else(Metrics::default, Metrics::with_worker)),
             replies: Arc::new(Replies::default()),
         };
         let router = router(state.clone(), self.body_limit, self.request_timeout);
@@ -207,10 +216,7 @@ async fn sweep_expired(state: AppState, every: Duration) {
         ticks.tick().await;
         match state.store.expire_approvals(kern_core::now()).await {
             Ok(0) => {}
-            Ok(rows) => {
-                state.metrics.expired(rows);
-                state.changed.notify_waiters();
-            }
+            Ok(rows) => state.metrics.expired(rows),
             Err(err) => tracing::warn!(error = %err, "the expiry sweep failed"),
         }
     }

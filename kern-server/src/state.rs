@@ -1,5 +1,5 @@
 //! What every handler shares: the store, the agents and teams it runs, how callers sign in,
-//! the metrics, the signal that wakes event streams, and the answers kept for idempotent retries.
+//! the metrics, and the answers kept for idempotent retries.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -7,7 +7,6 @@ use std::sync::Arc;
 use kern_core::agent::Agent;
 use kern_core::store::Store;
 use kern_core::team::Team;
-use tokio::sync::Notify;
 
 use crate::auth::Auth;
 use crate::idempotency::Replies;
@@ -22,8 +21,5 @@ pub struct AppState {
     pub(crate) auth: Auth,
     pub(crate) user_isolation: bool,
     pub(crate) metrics: Arc<Metrics>,
-    /// Woken by every write this server makes, so its event streams answer at once; writes
-    /// by other processes are found by the streams' poll.
-    pub(crate) changed: Arc<Notify>,
     pub(crate) replies: Arc<Replies>,
 }

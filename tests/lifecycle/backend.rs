@@ -299,6 +299,26 @@ impl Store for ProbeStore {
         self.inner.last_event_seq()
     }
 
+    fn wait_for_events(&self, after: i64, timeout: Duration) -> BoxFuture<'_, Result<i64>> {
+        self.log("wait_for_events");
+        self.inner.wait_for_events(after, timeout)
+    }
+
+    fn decided_runs<'a>(&'a self, after: Option<&'a str>, limit: u32) -> BoxFuture<'a, Result<Vec<RunRecord>>> {
+        self.log("decided_runs");
+        self.inner.decided_runs(after, limit)
+    }
+
+    fn stale_runs(&self, stale_after: Duration, limit: u32) -> BoxFuture<'_, Result<Vec<RunRecord>>> {
+        self.log("stale_runs");
+        self.inner.stale_runs(stale_after, limit)
+    }
+
+    fn runs_changed_since(&self, since: DateTime<Utc>, limit: u32) -> BoxFuture<'_, Result<Vec<RunRecord>>> {
+        self.log("runs_changed_since");
+        self.inner.runs_changed_since(since, limit)
+    }
+
     fn save_api_key<'a>(&'a self, key: &'a ApiKey) -> BoxFuture<'a, Result<()>> {
         self.log("save_api_key");
         self.inner.save_api_key(key)

@@ -9,9 +9,8 @@
 //! exactly once, but for a call whose run the kill left running, which its recovery runs once
 //! more under the same idempotency key (the second run `Agent::recover_run` warns of).
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::hash::{BuildHasher, RandomState};
-use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::sync::Arc;
@@ -21,8 +20,9 @@ use kern::prelude::*;
 use serde_json::json;
 use tokio::io::{AsyncBufReadExt as _, AsyncReadExt as _, BufReader};
 
-use crate::backend::{Backend, unique};
+use crate::backend::Backend;
 use crate::child;
+use crate::ledger::Ledger;
 
 /// The role of a child that runs approve cycles until it is killed.
 const CYCLES: &str = "approve-cycles";
@@ -42,10 +42,7 @@ const CHILD_LIFETIME: Duration = Duration::from_secs(60);
 #[approval]
 #[tool(requires_confirmation)]
 fn settle_invoice(context: &RunContext, ledger: String) -> Result<String, String> {
-    let key = context.idempotency_key.as_deref().unwrap_or("-");
-    let line = format!("{} {key} {}\n", context.tool_call_id, std::process::id());
-    let mut file = std::fs::OpenOptions::new().create(true).append(true).open(&ledger).map_err(|e| e.to_string())?;
-    file.write_all(line.as_bytes()).and_then(|()| file.sync_all()).map_err(|e| e.to_string())?;
+    crate::ledger::record(Path::new(&ledger), context)?;
     Ok("settled".to_owned())
 }
 
@@ -82,32 +79,6 @@ enum Finished {
     Continued,
     /// It was running: the parent recovered it.
     Recovered,
-}
-
-/// The ledger file, removed when the test ends.
-struct Ledger(PathBuf);
-
-impl Ledger {
-    fn new() -> Self {
-        Ledger(std::env::temp_dir().join(unique("kern_ledger")))
-    }
-
-    /// Every execution recorded so far by call: its idempotency key and the process that ran it.
-    fn executions(&self) -> HashMap<String, Vec<(String, u32)>> {
-        let text = std::fs::read_to_string(&self.0).unwrap_or_default();
-        let mut executions: HashMap<String, Vec<(String, u32)>> = HashMap::new();
-        for line in text.lines() {
-            let [call, key, pid] = line.split(' ').collect::<Vec<_>>()[..] else { panic!("a torn line: {line:?}") };
-            executions.entry(call.to_owned()).or_default().push((key.to_owned(), pid.parse().expect("a pid")));
-        }
-        executions
-    }
-}
-
-impl Drop for Ledger {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_file(&self.0);
-    }
 }
 
 /// A delay in `0..=max_ms` milliseconds, drawn from std's randomly keyed hasher.

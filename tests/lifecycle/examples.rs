@@ -17,6 +17,8 @@ const EXAMPLES: &[&str] = &[
     "team_approval",
     "approval_policy",
     "admin_server",
+    "worker",
+    "streaming",
 ];
 
 fn example_binary(name: &str) -> PathBuf {

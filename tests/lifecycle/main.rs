@@ -1,7 +1,7 @@
 //! The run loop and the approval lifecycle end to end: agents, teams, every pause kind, the
 //! gate's decisions, audit rows, exactly-once continues, continues from another process, the
 //! recovery of runs whose continue never finished, the lifecycle's invariants over random
-//! interleavings, and processes killed mid-cycle.
+//! interleavings, processes killed mid-cycle, workers that continue decided runs, and streamed runs.
 //! Store-dependent tests run on the memory store, SQLite and Postgres alike.
 
 mod agent;
@@ -11,13 +11,16 @@ mod child;
 mod crash;
 mod examples;
 mod hostile;
+mod ledger;
 mod policy;
 mod process;
 mod properties;
 mod recovery;
 mod schema;
+mod streaming;
 mod team;
 mod tools;
+mod worker;
 
 /// Generates one `#[tokio::test]` per backend for each listed `async fn(Backend)`.
 macro_rules! on_every_backend {

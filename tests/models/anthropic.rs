@@ -1,10 +1,14 @@
 //! The Anthropic provider on the wire.
 
-use kern::models::{Anthropic, Message, Model, ModelRequest, ToolCall, Usage};
-use serde_json::{Value, json};
+use std::sync::Arc;
+use std::time::Duration;
 
-use crate::server::{Answer, TestServer};
-use crate::{FAST_RETRY, after_two_calls, weather_tool};
+use kern::models::{Anthropic, Message, Model, ModelError, ModelRequest, ModelResponse, ToolCall, Usage};
+use serde_json::{Value, json};
+use tokio::sync::Notify;
+
+use crate::server::{Answer, Piece, TestServer};
+use crate::{FAST_RETRY, Received, after_two_calls, joined_text, stream_answer, stream_greeting, weather_tool};
 
 /// The provider pointed at `server_url`.
 pub fn model(server_url: &str) -> Anthropic {
@@ -123,4 +127,216 @@ async fn reads_parallel_tool_calls() {
         [("toolu_1", r#"{"city":"Paris"}"#), ("toolu_2", r#"{"city":"Rome"}"#), ("toolu_3", r#"{"city":"Oslo"}"#)]
     );
     assert!(response.message.tool_calls.iter().all(|c| c.name == "weather"));
+}
+
+/// One server-sent event of a streamed message, named by its type as Anthropic sends it.
+fn sse(data: &Value) -> String {
+    format!("event: {}\ndata: {data}\n\n", data["type"].as_str().unwrap())
+}
+
+fn event(data: Value) -> Piece {
+    Piece::text(&sse(&data))
+}
+
+fn message_start() -> Piece {
+    event(json!({"type": "message_start", "message": {
+        "id": "msg_123", "type": "message", "role": "assistant", "model": "claude-test",
+        "content": [], "stop_reason": null, "stop_sequence": null,
+        "usage": {"input_tokens": 42, "output_tokens": 1},
+    }}))
+}
+
+fn block_start(index: usize, block: Value) -> Piece {
+    event(json!({"type": "content_block_start", "index": index, "content_block": block}))
+}
+
+fn block_delta(index: usize, delta: Value) -> Piece {
+    event(json!({"type": "content_block_delta", "index": index, "delta": delta}))
+}
+
+fn text_delta(index: usize, text: &str) -> Piece {
+    block_delta(index, json!({"type": "text_delta", "text": text}))
+}
+
+fn block_stop(index: usize) -> Piece {
+    event(json!({"type": "content_block_stop", "index": index}))
+}
+
+/// The events after the content blocks: the final count, then the end.
+fn message_end(stop_reason: &str) -> [Piece; 2] {
+    [
+        event(json!({"type": "message_delta", "delta": {"stop_reason": stop_reason, "stop_sequence": null},
+                     "usage": {"output_tokens": 7}})),
+        event(json!({"type": "message_stop"})),
+    ]
+}
+
+/// What [`Anthropic::respond`] makes of `answer`: a streamed answer must equal it.
+async fn unstreamed(answer: Value, request: ModelRequest<'_>) -> ModelResponse {
+    let server = TestServer::start(vec![Answer::json(200, answer)]).await;
+    model(&server.url()).respond(request).await.unwrap()
+}
+
+#[tokio::test]
+async fn streams_text_and_thinking_deltas_as_they_arrive() {
+    let first_delta = Arc::new(Notify::new());
+    let mut pieces = vec![
+        message_start(),
+        block_start(0, json!({"type": "thinking", "thinking": ""})),
+        block_delta(0, json!({"type": "thinking_delta", "thinking": "A greeting."})),
+        // The rest is written only once the first delta reached the caller.
+        Piece::WaitFor(Arc::clone(&first_delta)),
+        block_delta(0, json!({"type": "signature_delta", "signature": "sig"})),
+        block_stop(0),
+        block_start(1, json!({"type": "text", "text": ""})),
+        text_delta(1, "Hel"),
+        event(json!({"type": "ping"})),
+        text_delta(1, "lo"),
+        block_stop(1),
+        block_start(2, json!({"type": "text", "text": ""})),
+        text_delta(2, " there!"),
+        block_stop(2),
+    ];
+    pieces.extend(message_end("end_turn"));
+    let server = TestServer::start(vec![Answer::stream(pieces)]).await;
+    let messages = [Message::system("Be brief."), Message::user("Hi")];
+    let request = ModelRequest { messages: &messages, tools: &[] };
+
+    let model = model(&server.url()).timeout(Duration::from_secs(10));
+    let (answer, received) = stream_answer(&model, request, || first_delta.notify_one()).await;
+
+    let answer = answer.unwrap();
+    assert_eq!(
+        received,
+        [
+            Received::Reasoning("A greeting.".into()),
+            Received::Text("Hel".into()),
+            Received::Text("lo".into()),
+            Received::Text(" there!".into()),
+        ]
+    );
+    assert_eq!(answer.message.content.as_deref(), Some(joined_text(&received).as_str()));
+    assert_eq!(answer, unstreamed(text_answer("Hello there!"), request).await);
+    assert_eq!(answer.usage, Usage { input_tokens: 42, output_tokens: 7 });
+    let request = server.single_request();
+    assert_eq!(request.path, "/v1/messages");
+    assert_eq!(request.header("x-api-key"), Some("sk-ant-test"));
+    assert_eq!(
+        request.body,
+        json!({
+            "model": "claude-test",
+            "max_tokens": 4096,
+            "system": "Be brief.",
+            "messages": [{"role": "user", "content": [{"type": "text", "text": "Hi"}]}],
+            "stream": true,
+        })
+    );
+}
+
+#[tokio::test]
+async fn tool_input_is_assembled_from_json_deltas() {
+    let tool_use = |id: &str| json!({"type": "tool_use", "id": id, "name": "weather", "input": {}});
+    let json_delta =
+        |index: usize, partial: &str| block_delta(index, json!({"type": "input_json_delta", "partial_json": partial}));
+    let mut pieces = vec![
+        message_start(),
+        block_start(0, json!({"type": "text", "text": ""})),
+        text_delta(0, "Let me check."),
+        block_stop(0),
+        block_start(1, tool_use("toolu_1")),
+        json_delta(1, ""),
+        json_delta(1, "{\"ci"),
+        json_delta(1, "ty\": \"Par"),
+        json_delta(1, "is\"}"),
+        block_stop(1),
+        block_start(2, tool_use("toolu_2")),
+        json_delta(2, "{\"city\":"),
+        json_delta(2, " \"Rome\"}"),
+        block_stop(2),
+    ];
+    pieces.extend(message_end("tool_use"));
+    let server = TestServer::start(vec![Answer::stream(pieces)]).await;
+    let messages = [Message::user("Weather in Paris and Rome?")];
+    let tools = [weather_tool()];
+    let request = ModelRequest { messages: &messages, tools: &tools };
+
+    let (answer, received) = stream_answer(&model(&server.url()), request, || {}).await;
+
+    let answer = answer.unwrap();
+    assert_eq!(received, [Received::Text("Let me check.".into())]);
+    assert_eq!(
+        answer.message.tool_calls,
+        vec![
+            ToolCall { id: "toolu_1".into(), name: "weather".into(), arguments: r#"{"city":"Paris"}"#.into() },
+            ToolCall { id: "toolu_2".into(), name: "weather".into(), arguments: r#"{"city":"Rome"}"#.into() },
+        ]
+    );
+    assert_eq!(answer, unstreamed(tool_use_answer(&[("toolu_1", "Paris"), ("toolu_2", "Rome")]), request).await);
+}
+
+#[tokio::test]
+async fn a_tool_call_without_input_deltas_keeps_its_start_input() {
+    let mut pieces = vec![
+        message_start(),
+        block_start(0, json!({"type": "tool_use", "id": "toolu_1", "name": "now", "input": {}})),
+        block_stop(0),
+    ];
+    pieces.extend(message_end("tool_use"));
+    let server = TestServer::start(vec![Answer::stream(pieces)]).await;
+
+    let request = ModelRequest { messages: &[Message::user("Time?")], tools: &[] };
+    let (answer, _) = stream_answer(&model(&server.url()), request, || {}).await;
+
+    let answer = answer.unwrap();
+    assert_eq!(answer.message.content, None);
+    assert_eq!(
+        answer.message.tool_calls,
+        vec![ToolCall { id: "toolu_1".into(), name: "now".into(), arguments: "{}".into() }]
+    );
+}
+
+#[tokio::test]
+async fn a_character_split_between_writes_arrives_whole() {
+    let delta = sse(&json!({"type": "content_block_delta", "index": 0,
+                             "delta": {"type": "text_delta", "text": "Café 👋"}}));
+    let mut pieces = vec![message_start(), block_start(0, json!({"type": "text", "text": ""}))];
+    pieces.extend(Piece::split_inside_characters(&delta));
+    pieces.push(block_stop(0));
+    pieces.extend(message_end("end_turn"));
+    let server = TestServer::start(vec![Answer::stream(pieces)]).await;
+
+    let (answer, received) = stream_greeting(&model(&server.url())).await;
+
+    assert_eq!(received, [Received::Text("Café 👋".into())]);
+    assert_eq!(answer.unwrap().message.content.as_deref(), Some("Café 👋"));
+}
+
+#[tokio::test]
+async fn a_stream_cut_before_message_stop_is_an_interruption() {
+    let pieces = vec![message_start(), block_start(0, json!({"type": "text", "text": ""})), text_delta(0, "Hel")];
+    let server = TestServer::start(vec![Answer::cut_stream(pieces)]).await;
+
+    let (answer, received) = stream_greeting(&model(&server.url())).await;
+
+    let Err(ModelError::StreamInterrupted { provider, .. }) = answer else { panic!("{answer:?}") };
+    assert_eq!(provider, "anthropic:claude-test");
+    assert_eq!(received, [Received::Text("Hel".into())]);
+    assert_eq!(server.requests().len(), 1, "a stream that began is not asked again");
+}
+
+#[tokio::test]
+async fn an_error_event_is_a_stream_error() {
+    let pieces = vec![
+        message_start(),
+        block_start(0, json!({"type": "text", "text": ""})),
+        text_delta(0, "Hel"),
+        event(json!({"type": "error", "error": {"type": "overloaded_error", "message": "Overloaded"}})),
+    ];
+    let server = TestServer::start(vec![Answer::stream(pieces)]).await;
+
+    let (answer, _) = stream_greeting(&model(&server.url())).await;
+
+    let Err(ModelError::StreamError { provider, message }) = answer else { panic!("{answer:?}") };
+    assert_eq!(provider, "anthropic:claude-test");
+    assert_eq!(message, "overloaded_error: Overloaded");
 }

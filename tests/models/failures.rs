@@ -7,7 +7,7 @@ use kern::models::{Message, Model, ModelError, ModelRequest, RetryPolicy};
 use serde_json::{Value, json};
 
 use crate::server::{Answer, TestServer, closed_port_url};
-use crate::{FAST_RETRY, anthropic, openai};
+use crate::{FAST_RETRY, anthropic, openai, stream_greeting};
 
 /// A provider under test.
 #[derive(Debug, Clone, Copy)]
@@ -188,5 +188,20 @@ async fn a_base_url_without_a_scheme_is_a_configuration_error() {
 
         assert!(matches!(&err, ModelError::InvalidConfig { provider, .. } if provider == model.id()), "{err:?}");
         assert!(!err.is_transient());
+    }
+}
+
+#[tokio::test]
+async fn a_streamed_call_fails_and_retries_as_respond_does_before_the_stream_begins() {
+    for provider in PROVIDERS {
+        let body = provider.error_body("messages: field required");
+        let server = TestServer::start(vec![Answer::raw(500, "busy"), Answer::raw(400, &body)]).await;
+        let model = provider.patient_model(&server.url());
+
+        let (answer, received) = stream_greeting(&*model).await;
+
+        assert_eq!(answer, Err(ModelError::Status { provider: model.id().into(), status: 400, body }), "{provider:?}");
+        assert!(received.is_empty(), "{provider:?}");
+        assert_eq!(server.requests().len(), 2, "{provider:?}");
     }
 }

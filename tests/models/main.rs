@@ -6,9 +6,12 @@ mod failures;
 mod openai;
 mod server;
 
+use std::sync::Mutex;
 use std::time::Duration;
 
-use kern::models::{Message, RetryPolicy, Role, ToolCall, ToolSchema};
+use kern::models::{
+    Delta, Message, Model, ModelError, ModelRequest, ModelResponse, RetryPolicy, Role, ToolCall, ToolSchema,
+};
 use serde_json::json;
 
 /// Retries quickly, so tests of retrying do not wait for the default backoff.
@@ -45,4 +48,46 @@ fn after_two_calls() -> Vec<Message> {
         Message::tool_result("call_a", "weather", "sunny"),
         Message::tool_result("call_b", "weather", "error: arguments are not JSON"),
     ]
+}
+
+/// A delta as a streaming model handed it out, kept.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Received {
+    Text(String),
+    Reasoning(String),
+}
+
+/// Asks `model` for a streamed answer; `on_delta` sees each delta as it arrives (to let a
+/// scripted server go on, say). Returns the answer and every delta, in order.
+async fn stream_answer(
+    model: &dyn Model,
+    request: ModelRequest<'_>,
+    on_delta: impl Fn() + Send + Sync,
+) -> (Result<ModelResponse, ModelError>, Vec<Received>) {
+    let received = Mutex::new(Vec::new());
+    let deltas = |delta: Delta<'_>| {
+        received.lock().unwrap().push(match delta {
+            Delta::Text(text) => Received::Text(text.to_owned()),
+            Delta::Reasoning(text) => Received::Reasoning(text.to_owned()),
+        });
+        on_delta();
+    };
+    let answer = model.respond_streaming(request, &deltas).await;
+    (answer, received.into_inner().unwrap())
+}
+
+/// Streams the answer to a lone "Hi".
+async fn stream_greeting(model: &dyn Model) -> (Result<ModelResponse, ModelError>, Vec<Received>) {
+    stream_answer(model, ModelRequest { messages: &[Message::user("Hi")], tools: &[] }, || {}).await
+}
+
+/// The text of the text deltas, joined.
+fn joined_text(received: &[Received]) -> String {
+    received
+        .iter()
+        .filter_map(|delta| match delta {
+            Received::Text(text) => Some(text.as_str()),
+            Received::Reasoning(_) => None,
+        })
+        .collect()
 }

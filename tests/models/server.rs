@@ -1,21 +1,58 @@
 //! A scripted HTTP/1.1 server on loopback: it records every request and answers the n-th
 //! connection with the n-th [`Answer`], so a test sees exactly what a provider sent and how it
-//! reacts to what a real API can answer.
+//! reacts to what a real API can answer, streamed answers included.
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use serde_json::Value;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::Notify;
 
 /// What the server does with one request.
 #[derive(Debug, Clone)]
 pub enum Answer {
     /// Answers with this status, extra headers and body, then closes the connection.
     Respond { status: u16, headers: Vec<(&'static str, String)>, body: String },
+    /// Answers 200 with a chunked `text/event-stream` body written in these pieces, then
+    /// closes the connection: after the terminating chunk when `complete`, without it (a cut
+    /// connection) otherwise.
+    Stream { pieces: Vec<Piece>, complete: bool },
     /// Reads the request and never answers: the client's timeout must fire.
     Hang,
+}
+
+/// A step of a streamed answer.
+#[derive(Debug, Clone)]
+pub enum Piece {
+    /// Bytes written as one HTTP chunk, followed by a short pause so the client reads them on
+    /// their own.
+    Bytes(Vec<u8>),
+    /// Waits until the test notifies: what follows is written only once the client showed it
+    /// read what came before.
+    WaitFor(Arc<Notify>),
+}
+
+impl Piece {
+    pub fn text(text: &str) -> Self {
+        Piece::Bytes(text.as_bytes().to_vec())
+    }
+
+    /// `text` in pieces that end inside each of its multi-byte characters: a client must join
+    /// the bytes before it decodes them.
+    pub fn split_inside_characters(text: &str) -> Vec<Piece> {
+        let bytes = text.as_bytes();
+        let mut pieces = Vec::new();
+        let mut start = 0;
+        for (at, _) in text.char_indices().filter(|(_, c)| c.len_utf8() > 1) {
+            pieces.push(Piece::Bytes(bytes[start..at + 1].to_vec()));
+            start = at + 1;
+        }
+        pieces.push(Piece::Bytes(bytes[start..].to_vec()));
+        pieces
+    }
 }
 
 impl Answer {
@@ -27,6 +64,16 @@ impl Answer {
     /// An answer with this exact body, JSON or not.
     pub fn raw(status: u16, body: &str) -> Self {
         Answer::Respond { status, headers: Vec::new(), body: body.to_owned() }
+    }
+
+    /// A complete event stream of these pieces.
+    pub fn stream(pieces: Vec<Piece>) -> Self {
+        Answer::Stream { pieces, complete: true }
+    }
+
+    /// An event stream whose connection is cut after these pieces.
+    pub fn cut_stream(pieces: Vec<Piece>) -> Self {
+        Answer::Stream { pieces, complete: false }
     }
 
     /// Adds a response header.
@@ -129,7 +176,32 @@ async fn serve(n: usize, mut stream: TcpStream, answer: Answer, recorded: &Mutex
             stream.write_all(body.as_bytes()).await.unwrap();
             stream.shutdown().await.unwrap();
         }
+        // The client hangs up once it has read what it needs (an error event, say): writing
+        // after that fails, which is no failure of the test.
+        Answer::Stream { pieces, complete } => drop(write_stream(&mut stream, pieces, complete).await),
     }
+}
+
+async fn write_stream(stream: &mut TcpStream, pieces: Vec<Piece>, complete: bool) -> std::io::Result<()> {
+    let head =
+        "HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ntransfer-encoding: chunked\r\nconnection: close\r\n\r\n";
+    stream.write_all(head.as_bytes()).await?;
+    for piece in pieces {
+        match piece {
+            Piece::Bytes(bytes) => {
+                stream.write_all(format!("{:x}\r\n", bytes.len()).as_bytes()).await?;
+                stream.write_all(&bytes).await?;
+                stream.write_all(b"\r\n").await?;
+                stream.flush().await?;
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+            Piece::WaitFor(notify) => notify.notified().await,
+        }
+    }
+    if complete {
+        stream.write_all(b"0\r\n\r\n").await?;
+    }
+    stream.shutdown().await
 }
 
 /// Reads one request with a `content-length` body (what reqwest sends for a JSON body).

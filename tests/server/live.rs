@@ -43,6 +43,62 @@ async fn read_events(response: &mut reqwest::Response, count: usize) -> Vec<(Str
     events
 }
 
+/// Reads an event stream until an event named `name` for run `run_id` comes; returns its data.
+async fn read_run_event(response: &mut reqwest::Response, name: &str, run_id: &str) -> Value {
+    let mut text = String::new();
+    loop {
+        let chunk = tokio::time::timeout(Duration::from_secs(10), response.chunk())
+            .await
+            .unwrap_or_else(|_| panic!("{name} within 10 s"))
+            .unwrap()
+            .expect("the stream stays open");
+        text.push_str(&String::from_utf8_lossy(&chunk));
+        while let Some(end) = text.find("\n\n") {
+            let frame: String = text.drain(..end + 2).collect();
+            let field = |prefix: &str| frame.lines().find_map(|l| l.strip_prefix(prefix)).map(str::to_owned);
+            assert!(field("id: ").is_none() || !frame.contains("event: run."), "run events carry no id");
+            if field("event: ").as_deref() == Some(name) {
+                let data: Value = serde_json::from_str(&field("data: ").unwrap()).unwrap();
+                if data["run_id"] == run_id {
+                    return data;
+                }
+            }
+        }
+    }
+}
+
+pub async fn a_runs_status_changes_arrive_as_run_events(store: Arc<dyn Store>) {
+    let app = App::new(store.clone()).await;
+    let base = serve(store.clone()).await;
+    let client = reqwest::Client::new();
+    let mut stream = client.get(format!("{base}/events")).bearer_auth(&app.reader).send().await.unwrap();
+    assert_eq!(stream.status(), 200);
+
+    let (run_id, session_id, row) = app.paused_refund("alice").await;
+    let paused = read_run_event(&mut stream, "run.paused", &run_id).await;
+    assert_eq!((paused["status"].as_str(), paused["user_id"].as_str()), (Some("paused"), Some("alice")));
+    assert_eq!(paused["agent_id"], "ops");
+
+    let resolve = client
+        .post(format!("{base}/approvals/{row}/resolve"))
+        .bearer_auth(&app.admin)
+        .json(&json!({"status": "approved"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resolve.status(), 200);
+    let done = client
+        .post(format!("{base}/agents/ops/runs/{run_id}/continue"))
+        .bearer_auth(&app.alice)
+        .form(&[("session_id", session_id.as_str()), ("stream", "false")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(done.status(), 200);
+    let completed = read_run_event(&mut stream, "run.completed", &run_id).await;
+    assert_eq!(completed["status"], "completed");
+}
+
 pub async fn an_event_arrives_after_a_resolve_and_resumes_without_loss(store: Arc<dyn Store>) {
     let app = App::new(store.clone()).await;
     let base = serve(store.clone()).await;

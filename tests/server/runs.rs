@@ -103,7 +103,7 @@ pub async fn run_routes_refuse_what_they_cannot_run(store: Arc<dyn Store>) {
     assert_eq!(wrong_session.status, StatusCode::NOT_FOUND);
 }
 
-pub async fn a_streamed_run_sends_the_reference_events(store: Arc<dyn Store>) {
+pub async fn a_streamed_run_sends_its_events_as_they_happen(store: Arc<dyn Store>) {
     let app = App::new(store).await;
     // `stream` omitted means true, as in the reference.
     let run =
@@ -117,4 +117,34 @@ pub async fn a_streamed_run_sends_the_reference_events(store: Arc<dyn Store>) {
     let paused: serde_json::Value = serde_json::from_str(paused).unwrap();
     assert_eq!(paused["event"], "RunPaused");
     assert!(paused["tools"][0]["approval_id"].is_string());
+
+    // A refused continue is answered with its status before any event, as without `stream`.
+    let (run_id, session_id) = (paused["run_id"].as_str().unwrap(), paused["session_id"].as_str().unwrap());
+    let uri = format!("/agents/ops/runs/{run_id}/continue");
+    let form = json!(format!("session_id={session_id}"));
+    let early = app.send(Method::POST, &uri, Some(&app.alice), Some(form.clone())).await;
+    assert_eq!(early.status, StatusCode::BAD_REQUEST, "the row is still pending");
+
+    let row = paused["tools"][0]["approval_id"].as_str().unwrap();
+    let approve = app
+        .send(Method::POST, &format!("/approvals/{row}/resolve"), Some(&app.admin), Some(json!({"status": "approved"})))
+        .await;
+    assert_eq!(approve.status, StatusCode::OK);
+    let done = app.send(Method::POST, &uri, Some(&app.alice), Some(form)).await;
+    assert_eq!(done.status, StatusCode::OK);
+    let text = done.body.as_str().expect("an event stream");
+    let frames: Vec<serde_json::Value> =
+        text.lines().filter_map(|line| line.strip_prefix("data: ")).map(|d| serde_json::from_str(d).unwrap()).collect();
+    let mut names: Vec<&str> = frames.iter().map(|frame| frame["event"].as_str().unwrap()).collect();
+    names.dedup();
+    assert_eq!(names, ["RunContinued", "ToolCallStarted", "ToolCallCompleted", "RunContent", "RunCompleted"]);
+    let indexes: Vec<u64> = frames.iter().map(|frame| frame["event_index"].as_u64().unwrap()).collect();
+    assert_eq!(indexes, (0..frames.len() as u64).collect::<Vec<_>>(), "a continue numbers its frames");
+    assert_eq!(frames[1]["tool"]["tool_name"], "refund_order");
+    let streamed: String =
+        frames.iter().filter(|f| f["event"] == "RunContent").map(|f| f["content"].as_str().unwrap()).collect();
+    let completed = frames.last().unwrap();
+    assert_eq!(completed["status"], "COMPLETED");
+    assert_eq!(completed["content"].as_str(), Some(streamed.as_str()), "the pieces make the answer");
+    assert!(frames.iter().all(|f| f["run_id"] == run_id && f["agent_id"] == "ops"));
 }

@@ -352,13 +352,14 @@ pub async fn an_unreadable_row_is_named_and_the_listing_goes_on(target: SqlTarge
 const FIRST_TRAIL_VERSION: i64 = 6;
 
 /// Tables of each older schema version, so that one database holds a store of each.
-const OLDER_TABLES: [[&str; 3]; 6] = [
+const OLDER_TABLES: [[&str; 3]; 7] = [
     ["v1_approvals", "v1_runs", "v1_sessions"],
     ["v2_approvals", "v2_runs", "v2_sessions"],
     ["v3_approvals", "v3_runs", "v3_sessions"],
     ["v4_approvals", "v4_runs", "v4_sessions"],
     ["v5_approvals", "v5_runs", "v5_sessions"],
     ["v6_approvals", "v6_runs", "v6_sessions"],
+    ["v7_approvals", "v7_runs", "v7_sessions"],
 ];
 
 pub async fn an_upgrade_from_every_version_keeps_the_rows_and_takes_nul_inside_json(target: SqlTarget) {

@@ -21,6 +21,7 @@ mod runs;
 mod schema;
 mod trail;
 mod wait;
+mod workers;
 
 /// One test per case and backend; `sql` cases get a [`harness::SqlTarget`] instead of a store.
 macro_rules! suite {
@@ -128,6 +129,10 @@ suite! {
         feed::cursor_pages_visit_every_row_once_in_order,
         feed::a_cursor_after_the_last_row_gives_an_empty_page_and_the_total,
         feed::rows_of_the_same_time_follow_a_cursor_by_id,
+        workers::decided_runs_are_paused_top_level_runs_with_every_row_decided,
+        workers::stale_runs_are_top_level_runs_running_since_the_cutoff,
+        workers::a_follower_of_the_trail_wakes_when_it_grows,
+        workers::runs_changed_since_follow_writes_in_time_order,
     ],
     sql: [
         schema::an_empty_database_gets_the_current_schema,
@@ -139,6 +144,7 @@ suite! {
         schema::stores_with_different_table_names_do_not_share_rows,
         schema::a_bad_table_name_is_refused,
         wait::a_resolution_through_another_handle_wakes_the_waiter,
+        workers::a_decision_through_another_handle_wakes_a_follower,
         trail::the_database_refuses_to_rewrite_the_trail,
         trail::verifying_names_an_edited_row,
         trail::verifying_names_a_deleted_event,

@@ -247,14 +247,18 @@ async fn watch(ctx: &Context, args: &WatchArgs) -> Outcome {
         Target::Server(client) => {
             let mut events = client.events(args.after).await?;
             loop {
-                let data = tokio::select! {
-                    data = events.next() => data?,
+                let event = tokio::select! {
+                    event = events.next() => event?,
                     () = interrupt.received() => return Ok(()),
                 };
-                let Some(data) = data else {
+                let Some(event) = event else {
                     return Err(Failure::error("the server ended the event stream"));
                 };
-                let event: EventView = serde_json::from_str(&data)
+                // The stream also tells of runs (`run.<status>`): only the rows' events are watched.
+                if !event.name.starts_with("approval.") {
+                    continue;
+                }
+                let event: EventView = serde_json::from_str(&event.data)
                     .map_err(|err| Failure::error(format!("the server sent an event kern cannot read: {err}")))?;
                 printing(&event)?;
             }

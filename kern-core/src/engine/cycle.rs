@@ -18,8 +18,10 @@ use super::delegation::{MemberPlan, Roster, Waiting};
 use super::gate::{Decision, Verdict};
 use super::runner::Runner;
 use super::step::{Identity, RunRequest, Step, Writes};
-use crate::approval::Principal;
+use crate::approval::{ApprovalStatus, Principal};
 use crate::error::{Error, Result};
+use crate::events::{self, RunEvent};
+use crate::models::Usage;
 use crate::run::{RunOutput, RunRecord, RunRequirement, RunStatus};
 use crate::store::Store;
 use crate::trail::SYSTEM_PRINCIPAL;
@@ -72,6 +74,20 @@ impl Cycle {
         self.persist(step, &[]).await
     }
 
+    /// The tokens spent in session `session_id`: by every run of it, member runs included.
+    pub(crate) async fn session_usage(&self, session_id: &str) -> Result<Usage> {
+        let mut usage = Usage::default();
+        for run in self.store().session_runs(session_id, usize::MAX).await? {
+            usage += run.usage;
+            for member_run_id in &run.member_run_ids {
+                if let Some(member) = self.store().load_run(member_run_id).await? {
+                    usage += member.usage;
+                }
+            }
+        }
+        Ok(usage)
+    }
+
     /// Continues paused run `run_id` with the caller's `answers`, on a task of its own (see
     /// [`on_own_task`]).
     pub(crate) async fn continue_run(
@@ -108,6 +124,7 @@ impl Cycle {
             return self.cancel(run_id).await;
         }
         let claimed = own_calls(self.store().claim_run(run_id).await?);
+        continued(&claimed);
         // Another continue may have resumed and paused the run again between our read and our
         // claim; then decide again on what we now hold.
         let plan = if same_state(&claimed, &record) {
@@ -130,6 +147,7 @@ impl Cycle {
     async fn recover_stale(&self, run_id: &str, stale_after: Duration) -> Result<RunOutput> {
         self.load_own(run_id).await?;
         let reclaimed = own_calls(self.store().reclaim_run(run_id, stale_after).await?);
+        continued(&reclaimed);
         // Which member runs the continue had claimed is known only once all are read: until
         // then the team run stays running. Given back paused, it would wait on running member
         // runs, which neither a continue nor a recovery could resume.
@@ -249,6 +267,9 @@ impl Cycle {
     /// `finished_members`.
     async fn persist(&self, step: Step, finished_members: &[RunRecord]) -> Result<RunOutput> {
         self.store().save_runs(&step.runs(), &step.writes.approvals, &step.writes.executions).await?;
+        for row in step.writes.approvals.iter().filter(|row| row.status == ApprovalStatus::Pending) {
+            events::emit(|| RunEvent::ApprovalRequested(Box::new(row.clone())));
+        }
         if let Some(error) = step.error {
             return Err(error);
         }
@@ -263,6 +284,11 @@ impl Cycle {
             .collect();
         Ok(RunOutput { member_runs, ..RunOutput::from(record) })
     }
+}
+
+/// Reports that the run `claimed` resumes.
+fn continued(claimed: &RunRecord) {
+    events::emit(|| RunEvent::RunContinued { run_id: claimed.run_id.clone(), session_id: claimed.session_id.clone() });
 }
 
 /// The run with only its own calls as requirements. Team runs stored by earlier releases also
@@ -284,6 +310,6 @@ async fn on_own_task<T: Send + 'static>(
     span: tracing::Span,
     work: impl Future<Output = Result<T>> + Send + 'static,
 ) -> Result<T> {
-    let task = tokio::spawn(work.instrument(span));
+    let task = tokio::spawn(events::carried(work.instrument(span)));
     task.await.map_err(|join| Error::Aborted(join.to_string()))?
 }

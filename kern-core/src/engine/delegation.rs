@@ -15,6 +15,7 @@ use super::runner::{Delegate, Runner};
 use super::step::{RunRequest, Step, Writes, complete, parse_arguments};
 use crate::BoxFuture;
 use crate::error::{Error, Result};
+use crate::events::{self, RunEvent};
 use crate::models::{ToolCall, ToolSchema};
 use crate::run::{
     Delegation, MemberRef, MemberRun, RunRecord, RunRequirement, RunStatus, ToolCallStatus, ToolExecution,
@@ -318,6 +319,12 @@ impl Delegate for Roster {
 /// waits for, labelled with the member. Returns the leader's view of it.
 fn track(record: &mut RunRecord, member: &Member, step: Step, writes: &mut Writes) -> MemberRun {
     let reference = member.reference(&step.record.run_id);
+    events::emit(|| RunEvent::MemberRunFinished {
+        run_id: record.run_id.clone(),
+        member_run_id: step.record.run_id.clone(),
+        agent_id: reference.agent_id.clone(),
+        status: step.record.status,
+    });
     if !record.member_run_ids.contains(&step.record.run_id) {
         record.member_run_ids.push(step.record.run_id.clone());
     }

@@ -21,7 +21,8 @@ use super::toolbox::Toolbox;
 use crate::BoxFuture;
 use crate::approval::{PauseType, SourceType};
 use crate::error::{Error, Result};
-use crate::models::{Message, Model, ModelRequest, Role, ToolCall};
+use crate::events::{self, RunEvent};
+use crate::models::{Delta, Message, Model, ModelRequest, Role, ToolCall};
 use crate::run::{RunRecord, RunRequirement, RunStatus, ToolCallStatus, ToolExecution};
 use crate::store::Store;
 use crate::tools::{RunContext, Tool, ToolError};
@@ -126,6 +127,17 @@ impl Runner {
             created_at: now,
             updated_at: now,
         };
+        match &record.parent_run_id {
+            None => events::emit(|| RunEvent::RunStarted {
+                run_id: record.run_id.clone(),
+                session_id: record.session_id.clone(),
+            }),
+            Some(team_run_id) => events::emit(|| RunEvent::MemberRunStarted {
+                run_id: team_run_id.clone(),
+                member_run_id: record.run_id.clone(),
+                agent_id: self.identity.agent_id.clone().unwrap_or_default(),
+            }),
+        }
         let mut writes = Writes::default();
         let result = async {
             record.messages = self.history(&record.session_id).await?;
@@ -198,11 +210,23 @@ impl Runner {
             messages.extend(self.instructions.as_deref().map(Message::system));
             messages.extend(record.messages.iter().cloned());
             let request = ModelRequest { messages: &messages, tools: self.tools.schemas() };
-            let response = self
-                .model
-                .respond(request)
-                .instrument(tracing::debug_span!("kern.model", model = self.model.id(), run_id = %record.run_id))
-                .await?;
+            let span = tracing::debug_span!("kern.model", model = self.model.id(), run_id = %record.run_id);
+            let response = if events::listening() {
+                let run_id = record.run_id.as_str();
+                let report = move |delta: Delta<'_>| {
+                    events::emit(|| match delta {
+                        Delta::Text(text) => {
+                            RunEvent::ContentDelta { run_id: run_id.to_owned(), text: text.to_owned() }
+                        }
+                        Delta::Reasoning(text) => {
+                            RunEvent::ReasoningDelta { run_id: run_id.to_owned(), text: text.to_owned() }
+                        }
+                    });
+                };
+                self.model.respond_streaming(request, &report).instrument(span).await?
+            } else {
+                self.model.respond(request).instrument(span).await?
+            };
             record.usage += response.usage;
             let mut message = response.message;
             // Providers number calls per response or per conversation, so their ids repeat
@@ -380,6 +404,12 @@ impl Runner {
     /// call's outcome also goes to `writes`, for its row's trail.
     async fn execute(&self, record: &mut RunRecord, ready: Vec<(String, Invocation)>, writes: &mut Writes) {
         let results = join_all(ready.into_iter().map(|(call_id, invocation)| async move {
+            events::emit(|| RunEvent::ToolCallStarted {
+                run_id: invocation.context.run_id.clone(),
+                tool_call_id: call_id.clone(),
+                tool_name: invocation.tool_name.clone(),
+                args: invocation.args.clone(),
+            });
             let span = tracing::info_span!(
                 "kern.tool",
                 tool = %invocation.tool_name,
@@ -392,6 +422,16 @@ impl Runner {
             // A panicking tool is a failed call, told to the model like any other failure.
             let result = call.catch_unwind().instrument(span).await.unwrap_or_else(|panic| {
                 Err(ToolError::Failed(format!("the tool panicked: {}", panic_message(panic.as_ref()))))
+            });
+            events::emit(|| RunEvent::ToolCallCompleted {
+                run_id: invocation.context.run_id.clone(),
+                tool_call_id: call_id.clone(),
+                tool_name: invocation.tool_name.clone(),
+                status: if result.is_ok() { ToolCallStatus::Succeeded } else { ToolCallStatus::Failed },
+                result: match &result {
+                    Ok(value) => value.clone(),
+                    Err(error) => Value::String(error.to_string()),
+                },
             });
             (call_id, approval_id, edit, result)
         }))

@@ -4,13 +4,15 @@
 //! prompt is a top-level field, tool calls and tool results are content blocks, and tool results
 //! travel in user messages.
 
+use std::collections::BTreeMap;
 use std::fmt;
+use std::ops::ControlFlow;
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use super::http::{Endpoint, EnvVars, endpoint_setters};
-use super::{Message, Model, ModelError, ModelRequest, ModelResponse, Role, ToolCall, ToolSchema, Usage};
+use super::{Delta, Message, Model, ModelError, ModelRequest, ModelResponse, Role, ToolCall, ToolSchema, Usage};
 use crate::BoxFuture;
 
 /// A messages provider.
@@ -70,6 +72,10 @@ impl Anthropic {
         self
     }
 
+    fn url(&self) -> String {
+        format!("{}/v1/messages", self.endpoint.base_url)
+    }
+
     fn body<'a>(&'a self, request: &ModelRequest<'a>) -> MessagesRequest<'a> {
         let system: Vec<&str> =
             request.messages.iter().filter(|m| m.role == Role::System).filter_map(|m| m.content.as_deref()).collect();
@@ -80,6 +86,7 @@ impl Anthropic {
             messages: turns(request.messages),
             tools: request.tools.iter().map(WireTool::from).collect(),
             temperature: self.endpoint.temperature,
+            stream: false,
         }
     }
 
@@ -103,10 +110,36 @@ impl Model for Anthropic {
 
     fn respond<'a>(&'a self, request: ModelRequest<'a>) -> BoxFuture<'a, Result<ModelResponse, ModelError>> {
         Box::pin(async move {
-            let url = format!("{}/v1/messages", self.endpoint.base_url);
             let answer: MessagesResponse =
-                self.endpoint.http.post_json(&url, &self.headers(), &self.body(&request)).await?;
+                self.endpoint.http.post_json(&self.url(), &self.headers(), &self.body(&request)).await?;
             Ok(answer.into_response())
+        })
+    }
+
+    fn respond_streaming<'a>(
+        &'a self,
+        request: ModelRequest<'a>,
+        deltas: &'a (dyn Fn(Delta<'_>) + Send + Sync),
+    ) -> BoxFuture<'a, Result<ModelResponse, ModelError>> {
+        Box::pin(async move {
+            let http = &self.endpoint.http;
+            let mut answer = StreamedAnswer::default();
+            let body = MessagesRequest { stream: true, ..self.body(&request) };
+            http.post_events(&self.url(), &self.headers(), &body, |event| {
+                let event: StreamEvent = serde_json::from_str(&event.data)
+                    .map_err(|err| http.malformed(format!("{err} in the stream event {}", event.data)))?;
+                match event {
+                    StreamEvent::MessageStop => return Ok(ControlFlow::Break(())),
+                    StreamEvent::Error { error } => {
+                        let message = format!("{}: {}", error.r#type, error.message);
+                        return Err(ModelError::StreamError { provider: http.label().to_owned(), message });
+                    }
+                    event => answer.absorb(event, deltas),
+                }
+                Ok(ControlFlow::Continue(()))
+            })
+            .await?;
+            answer.into_response().map_err(|reason| http.malformed(reason))
         })
     }
 }
@@ -124,6 +157,8 @@ struct MessagesRequest<'a> {
     tools: Vec<WireTool<'a>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     temperature: Option<f32>,
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    stream: bool,
 }
 
 /// One message on the wire: only two roles, content always as blocks.
@@ -262,6 +297,162 @@ impl MessagesResponse {
         };
         let usage = Usage { input_tokens: self.usage.input_tokens, output_tokens: self.usage.output_tokens };
         ModelResponse { message, usage }
+    }
+}
+
+/// One event of a streamed answer, read by its `type` (the SSE event name repeats it).
+#[derive(Debug, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+enum StreamEvent {
+    MessageStart {
+        message: StartedMessage,
+    },
+    ContentBlockStart {
+        index: usize,
+        content_block: StartedBlock,
+    },
+    ContentBlockDelta {
+        index: usize,
+        delta: BlockDelta,
+    },
+    /// Counts so far: they grow over the answer, the last is the answer's.
+    MessageDelta {
+        usage: StreamedUsage,
+    },
+    MessageStop,
+    Error {
+        error: StreamedError,
+    },
+    /// `ping`, `content_block_stop` and event types added later: nothing to read.
+    #[serde(other)]
+    Other,
+}
+
+#[derive(Debug, Deserialize)]
+struct StartedMessage {
+    usage: StreamedUsage,
+}
+
+#[derive(Debug, Default, Deserialize)]
+struct StreamedUsage {
+    #[serde(default)]
+    input_tokens: Option<u64>,
+    #[serde(default)]
+    output_tokens: Option<u64>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+enum StartedBlock {
+    Text {
+        #[serde(default)]
+        text: String,
+    },
+    /// `input` is `{}` here; the input arrives as JSON text in `input_json_delta`s.
+    ToolUse { id: String, name: String, input: Value },
+    /// Thinking (whose text comes in deltas) and server-tool blocks.
+    #[serde(other)]
+    Other,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+enum BlockDelta {
+    TextDelta {
+        text: String,
+    },
+    InputJsonDelta {
+        partial_json: String,
+    },
+    ThinkingDelta {
+        thinking: String,
+    },
+    /// Signatures and citations: nothing kern acts on.
+    #[serde(other)]
+    Other,
+}
+
+#[derive(Debug, Deserialize)]
+struct StreamedError {
+    r#type: String,
+    message: String,
+}
+
+/// The blocks and counts of a streamed answer gathered so far.
+#[derive(Debug, Default)]
+struct StreamedAnswer {
+    /// Blocks by their index in the answer.
+    blocks: BTreeMap<usize, StreamedBlock>,
+    usage: StreamedUsage,
+}
+
+#[derive(Debug)]
+enum StreamedBlock {
+    Text(String),
+    /// A tool call: the input from the start event, then the JSON text of its deltas.
+    ToolUse {
+        id: String,
+        name: String,
+        input: Value,
+        json: String,
+    },
+}
+
+impl StreamedAnswer {
+    /// Adds an event, handing its text and thinking to `deltas`.
+    fn absorb(&mut self, event: StreamEvent, deltas: &(dyn Fn(Delta<'_>) + Send + Sync)) {
+        match event {
+            StreamEvent::MessageStart { message } => self.usage = message.usage,
+            StreamEvent::MessageDelta { usage } => {
+                self.usage.input_tokens = usage.input_tokens.or(self.usage.input_tokens);
+                self.usage.output_tokens = usage.output_tokens.or(self.usage.output_tokens);
+            }
+            StreamEvent::ContentBlockStart { index, content_block: StartedBlock::Text { text } } => {
+                if !text.is_empty() {
+                    deltas(Delta::Text(&text));
+                }
+                self.blocks.insert(index, StreamedBlock::Text(text));
+            }
+            StreamEvent::ContentBlockStart { index, content_block: StartedBlock::ToolUse { id, name, input } } => {
+                self.blocks.insert(index, StreamedBlock::ToolUse { id, name, input, json: String::new() });
+            }
+            StreamEvent::ContentBlockDelta { index, delta } => match (self.blocks.get_mut(&index), delta) {
+                (Some(StreamedBlock::Text(text)), BlockDelta::TextDelta { text: piece }) => {
+                    deltas(Delta::Text(&piece));
+                    text.push_str(&piece);
+                }
+                (Some(StreamedBlock::ToolUse { json, .. }), BlockDelta::InputJsonDelta { partial_json }) => {
+                    json.push_str(&partial_json);
+                }
+                (_, BlockDelta::ThinkingDelta { thinking }) => deltas(Delta::Reasoning(&thinking)),
+                _ => {}
+            },
+            _ => {}
+        }
+    }
+
+    /// The whole answer, as [`MessagesResponse::into_response`] reads the same answer
+    /// unstreamed; a tool call's JSON text that does not parse is malformed.
+    fn into_response(self) -> Result<ModelResponse, String> {
+        let content = self
+            .blocks
+            .into_values()
+            .map(|block| match block {
+                StreamedBlock::Text(text) => Ok(AnswerBlock::Text { text }),
+                StreamedBlock::ToolUse { id, name, input, json } if json.trim().is_empty() => {
+                    Ok(AnswerBlock::ToolUse { id, name, input })
+                }
+                StreamedBlock::ToolUse { id, name, json, .. } => match serde_json::from_str(&json) {
+                    Ok(input) => Ok(AnswerBlock::ToolUse { id, name, input }),
+                    Err(err) => Err(format!("the input of tool call {id} is no JSON ({err}): {json}")),
+                },
+            })
+            .collect::<Result<_, _>>()?;
+        let usage = AnswerUsage {
+            input_tokens: self.usage.input_tokens.unwrap_or_default(),
+            output_tokens: self.usage.output_tokens.unwrap_or_default(),
+        };
+        Ok(MessagesResponse { content, usage }.into_response())
     }
 }
 

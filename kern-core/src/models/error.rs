@@ -40,6 +40,25 @@ pub enum ModelError {
         /// What did not parse.
         reason: String,
     },
+    /// A streamed answer stopped before its end: the connection closed or failed after the
+    /// answer had begun. What had arrived is discarded; the provider does not retry, as the
+    /// pieces already handed out cannot be taken back, but a caller may ask again.
+    #[error("{provider} stopped answering mid-stream: {reason}")]
+    StreamInterrupted {
+        /// Which provider.
+        provider: String,
+        /// How the stream ended.
+        reason: String,
+    },
+    /// The provider reported an error inside a streamed answer that had begun with a success
+    /// status (such as Anthropic's `overloaded_error` event).
+    #[error("{provider} reported an error mid-stream: {message}")]
+    StreamError {
+        /// Which provider.
+        provider: String,
+        /// The provider's kind of error and message, as it sent them.
+        message: String,
+    },
     /// The request could not be built from the provider's settings, such as a base URL without
     /// `http://` or an API key that is no valid header value. Retrying cannot help; the
     /// configuration must change.
@@ -56,12 +75,14 @@ pub enum ModelError {
 }
 
 impl ModelError {
-    /// True for failures worth retrying: timeouts, connection errors, 429 and 5xx.
+    /// True for failures worth retrying: timeouts, connection errors (also in the middle of a
+    /// stream), 429 and 5xx.
     pub fn is_transient(&self) -> bool {
         match self {
             ModelError::Status { status, .. } => *status == 429 || *status >= 500,
-            ModelError::Timeout { .. } | ModelError::Transport { .. } => true,
+            ModelError::Timeout { .. } | ModelError::Transport { .. } | ModelError::StreamInterrupted { .. } => true,
             ModelError::MalformedResponse { .. }
+            | ModelError::StreamError { .. }
             | ModelError::InvalidConfig { .. }
             | ModelError::NoScriptedReply(_) => false,
         }

@@ -3,6 +3,7 @@
 
 use std::error::Error as _;
 use std::fmt;
+use std::ops::ControlFlow;
 use std::time::Duration;
 
 use reqwest::header::RETRY_AFTER;
@@ -11,6 +12,7 @@ use serde::de::DeserializeOwned;
 use tracing::Instrument as _;
 
 use super::ModelError;
+use super::sse::{SseDecoder, SseEvent};
 
 /// The longest a provider waits before one retry, whatever the backoff or the server's
 /// `retry-after` says: an agent run should fail visibly rather than hang for minutes.
@@ -212,33 +214,98 @@ impl HttpTransport {
     ) -> Result<R, ModelError> {
         let span = tracing::debug_span!("model_http", provider = %self.label, url);
         async {
-            let body = serde_json::to_vec(body).map_err(|err| ModelError::InvalidConfig {
-                provider: self.label.clone(),
-                reason: format!("the request could not be encoded: {err}"),
-            })?;
-            let mut retry = 0;
-            loop {
-                match self.attempt(url, headers, body.clone()).await {
-                    Ok(text) => return self.parse(&text),
-                    Err(Failure { error, retry_after }) if error.is_transient() && retry < self.retry.max_retries => {
-                        let wait = self.retry.wait(retry, retry_after);
-                        tracing::debug!(%error, retry = retry + 1, wait_ms = wait.as_millis() as u64, "retrying");
-                        tokio::time::sleep(wait).await;
-                        retry += 1;
-                    }
-                    Err(Failure { error, .. }) => {
-                        tracing::debug!(%error, "model call failed");
-                        return Err(error);
-                    }
-                }
-            }
+            let body = self.encode(body)?;
+            let answer = self
+                .retrying(|| async {
+                    let response = self.send(url, headers, body.clone()).await?;
+                    Ok(response.bytes().await.map_err(|err| self.classify(err))?)
+                })
+                .await?;
+            self.parse(&answer)
         }
         .instrument(span)
         .await
     }
 
-    /// One request: the body of a 2xx answer, or why there was none.
-    async fn attempt(&self, url: &str, headers: &[(&'static str, String)], body: Vec<u8>) -> Result<Vec<u8>, Failure> {
+    /// POSTs `body` as JSON to `url` and hands each server-sent event of the 2xx answer to
+    /// `on_event`, until it breaks: the answer's last event.
+    ///
+    /// Failures until the first byte of the answer arrives are retried as in
+    /// [`post_json`](Self::post_json); none after, as `on_event` has seen part of the answer. A
+    /// stream that ends before `on_event` breaks is [`ModelError::StreamInterrupted`]. The
+    /// timeout bounds each attempt, streaming included.
+    pub(super) async fn post_events(
+        &self,
+        url: &str,
+        headers: &[(&'static str, String)],
+        body: &impl Serialize,
+        mut on_event: impl FnMut(SseEvent) -> Result<ControlFlow<()>, ModelError> + Send,
+    ) -> Result<(), ModelError> {
+        let span = tracing::debug_span!("model_http", provider = %self.label, url, stream = true);
+        async {
+            let body = self.encode(body)?;
+            let (mut response, mut chunk) = self
+                .retrying(|| async {
+                    let mut response = self.send(url, headers, body.clone()).await?;
+                    let first = response.chunk().await.map_err(|err| self.classify(err))?;
+                    Ok((response, first))
+                })
+                .await?;
+            let mut decoder = SseDecoder::default();
+            while let Some(bytes) = chunk {
+                for event in decoder.decode(&bytes) {
+                    if on_event(event)?.is_break() {
+                        return Ok(());
+                    }
+                }
+                chunk = response.chunk().await.map_err(|err| self.interrupted(err))?;
+            }
+            Err(ModelError::StreamInterrupted {
+                provider: self.label.clone(),
+                reason: "the connection closed before the answer's last event".to_owned(),
+            })
+        }
+        .instrument(span)
+        .await
+    }
+
+    fn encode(&self, body: &impl Serialize) -> Result<Vec<u8>, ModelError> {
+        serde_json::to_vec(body).map_err(|err| ModelError::InvalidConfig {
+            provider: self.label.clone(),
+            reason: format!("the request could not be encoded: {err}"),
+        })
+    }
+
+    /// Runs `attempt` until it succeeds, fails for good, or the policy allows no more retries.
+    async fn retrying<T, F>(&self, mut attempt: impl FnMut() -> F) -> Result<T, ModelError>
+    where
+        F: Future<Output = Result<T, Failure>>,
+    {
+        let mut retry = 0;
+        loop {
+            match attempt().await {
+                Ok(answer) => return Ok(answer),
+                Err(Failure { error, retry_after }) if error.is_transient() && retry < self.retry.max_retries => {
+                    let wait = self.retry.wait(retry, retry_after);
+                    tracing::debug!(%error, retry = retry + 1, wait_ms = wait.as_millis() as u64, "retrying");
+                    tokio::time::sleep(wait).await;
+                    retry += 1;
+                }
+                Err(Failure { error, .. }) => {
+                    tracing::debug!(%error, "model call failed");
+                    return Err(error);
+                }
+            }
+        }
+    }
+
+    /// Sends one request: the response when its status is 2xx, its body still unread.
+    async fn send(
+        &self,
+        url: &str,
+        headers: &[(&'static str, String)],
+        body: Vec<u8>,
+    ) -> Result<reqwest::Response, Failure> {
         let mut request = self
             .client
             .post(url)
@@ -252,7 +319,7 @@ impl HttpTransport {
         let status = response.status();
         tracing::debug!(status = status.as_u16(), "model answered");
         if status.is_success() {
-            return Ok(response.bytes().await.map_err(|err| self.classify(err))?.to_vec());
+            return Ok(response);
         }
         let retry_after = parse_retry_after(response.headers());
         let body = response.text().await.map_err(|err| self.classify(err))?;
@@ -265,6 +332,14 @@ impl HttpTransport {
             let quoted: String = String::from_utf8_lossy(body).chars().take(QUOTED_CHARS).collect();
             self.malformed(format!("{err}; the body starts with: {quoted}"))
         })
+    }
+
+    /// A failure to read a stream that had begun: a timeout still, anything else an interruption.
+    fn interrupted(&self, err: reqwest::Error) -> ModelError {
+        match self.classify(err) {
+            ModelError::Transport { provider, reason } => ModelError::StreamInterrupted { provider, reason },
+            other => other,
+        }
     }
 
     /// Sorts a reqwest failure into the error a caller can act on.

@@ -5,6 +5,7 @@ mod error;
 mod http;
 mod openai;
 mod scripted;
+mod sse;
 
 use std::fmt;
 
@@ -29,6 +30,36 @@ pub trait Model: Send + Sync + 'static {
 
     /// Answers the conversation: text, tool calls, or both.
     fn respond<'a>(&'a self, request: ModelRequest<'a>) -> BoxFuture<'a, Result<ModelResponse, ModelError>>;
+
+    /// Answers as [`respond`](Model::respond) does, handing each piece of text (and of
+    /// reasoning, where the provider shows it) to `deltas` as it arrives, and then the whole
+    /// answer. What `deltas` received, joined, is the answer's text.
+    ///
+    /// This default answers in one piece: a model that cannot stream still serves a streaming
+    /// run. The shipped providers stream (server-sent events) and the scripted model hands out
+    /// its text a word at a time.
+    fn respond_streaming<'a>(
+        &'a self,
+        request: ModelRequest<'a>,
+        deltas: &'a (dyn Fn(Delta<'_>) + Send + Sync),
+    ) -> BoxFuture<'a, Result<ModelResponse, ModelError>> {
+        Box::pin(async move {
+            let response = self.respond(request).await?;
+            if let Some(text) = response.message.content.as_deref().filter(|text| !text.is_empty()) {
+                deltas(Delta::Text(text));
+            }
+            Ok(response)
+        })
+    }
+}
+
+/// A piece of an answer, as a streaming model produces it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Delta<'a> {
+    /// Text of the answer.
+    Text(&'a str),
+    /// Reasoning the model shows before it answers (not part of the answer).
+    Reasoning(&'a str),
 }
 
 impl<M: Model + ?Sized> Model for std::sync::Arc<M> {
@@ -38,6 +69,14 @@ impl<M: Model + ?Sized> Model for std::sync::Arc<M> {
 
     fn respond<'a>(&'a self, request: ModelRequest<'a>) -> BoxFuture<'a, Result<ModelResponse, ModelError>> {
         (**self).respond(request)
+    }
+
+    fn respond_streaming<'a>(
+        &'a self,
+        request: ModelRequest<'a>,
+        deltas: &'a (dyn Fn(Delta<'_>) + Send + Sync),
+    ) -> BoxFuture<'a, Result<ModelResponse, ModelError>> {
+        (**self).respond_streaming(request, deltas)
     }
 }
 

@@ -3,13 +3,15 @@
 //! Speaks `POST {base_url}/chat/completions`, the dialect OpenAI, Ollama, vLLM, the llama.cpp
 //! server and OpenRouter share.
 
+use std::collections::BTreeMap;
 use std::fmt;
+use std::ops::ControlFlow;
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use super::http::{Endpoint, EnvVars, endpoint_setters};
-use super::{Message, Model, ModelError, ModelRequest, ModelResponse, Role, ToolCall, ToolSchema, Usage};
+use super::{Delta, Message, Model, ModelError, ModelRequest, ModelResponse, Role, ToolCall, ToolSchema, Usage};
 use crate::BoxFuture;
 
 /// A chat-completions provider.
@@ -74,7 +76,18 @@ impl OpenAiCompatible {
             tools: request.tools.iter().map(WireTool::from).collect(),
             temperature: self.endpoint.temperature,
             max_tokens: self.max_tokens,
+            stream: false,
+            stream_options: None,
         }
+    }
+
+    /// The request body asking for the answer as server-sent events, usage included.
+    fn streaming_body<'a>(&'a self, request: &ModelRequest<'a>) -> ChatRequest<'a> {
+        ChatRequest { stream: true, stream_options: Some(StreamOptions { include_usage: true }), ..self.body(request) }
+    }
+
+    fn url(&self) -> String {
+        format!("{}/chat/completions", self.endpoint.base_url)
     }
 
     fn headers(&self) -> Vec<(&'static str, String)> {
@@ -99,10 +112,38 @@ impl Model for OpenAiCompatible {
 
     fn respond<'a>(&'a self, request: ModelRequest<'a>) -> BoxFuture<'a, Result<ModelResponse, ModelError>> {
         Box::pin(async move {
-            let url = format!("{}/chat/completions", self.endpoint.base_url);
             let answer: ChatResponse =
-                self.endpoint.http.post_json(&url, &self.headers(), &self.body(&request)).await?;
+                self.endpoint.http.post_json(&self.url(), &self.headers(), &self.body(&request)).await?;
             answer.into_response().map_err(|reason| self.endpoint.http.malformed(reason))
+        })
+    }
+
+    fn respond_streaming<'a>(
+        &'a self,
+        request: ModelRequest<'a>,
+        deltas: &'a (dyn Fn(Delta<'_>) + Send + Sync),
+    ) -> BoxFuture<'a, Result<ModelResponse, ModelError>> {
+        Box::pin(async move {
+            let http = &self.endpoint.http;
+            let mut answer = StreamedAnswer::default();
+            let body = self.streaming_body(&request);
+            http.post_events(&self.url(), &self.headers(), &body, |event| {
+                if event.data.trim() == "[DONE]" {
+                    return Ok(ControlFlow::Break(()));
+                }
+                let chunk: ChatChunk = serde_json::from_str(&event.data)
+                    .map_err(|err| http.malformed(format!("{err} in the stream chunk {}", event.data)))?;
+                if let Some(error) = chunk.error {
+                    return Err(ModelError::StreamError {
+                        provider: http.label().to_owned(),
+                        message: error_message(&error),
+                    });
+                }
+                answer.absorb(chunk, deltas);
+                Ok(ControlFlow::Continue(()))
+            })
+            .await?;
+            answer.into_response().map_err(|reason| http.malformed(reason))
         })
     }
 }
@@ -118,6 +159,16 @@ struct ChatRequest<'a> {
     temperature: Option<f32>,
     #[serde(skip_serializing_if = "Option::is_none")]
     max_tokens: Option<u32>,
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    stream: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    stream_options: Option<StreamOptions>,
+}
+
+/// Asks a streamed answer to end with a chunk of usage; without it there is none.
+#[derive(Debug, Serialize)]
+struct StreamOptions {
+    include_usage: bool,
 }
 
 /// A message as sent. Tool messages carry only `tool_call_id`: OpenAI's schema has no `name`
@@ -277,6 +328,145 @@ impl ChatResponse {
             output_tokens: usage.completion_tokens,
         });
         Ok(ModelResponse { message, usage })
+    }
+}
+
+/// One chunk of a streamed answer: a piece of the first choice, the usage at the end, or an
+/// error the server met mid-answer.
+#[derive(Debug, Deserialize)]
+struct ChatChunk {
+    #[serde(default)]
+    choices: Vec<ChunkChoice>,
+    #[serde(default)]
+    usage: Option<ChatUsage>,
+    #[serde(default)]
+    error: Option<Value>,
+}
+
+#[derive(Debug, Deserialize)]
+struct ChunkChoice {
+    #[serde(default)]
+    delta: ChunkDelta,
+}
+
+#[derive(Debug, Default, Deserialize)]
+struct ChunkDelta {
+    #[serde(default)]
+    content: Option<String>,
+    /// Reasoning as DeepSeek and vLLM name it.
+    #[serde(default)]
+    reasoning_content: Option<String>,
+    /// Reasoning as Ollama and OpenRouter name it.
+    #[serde(default)]
+    reasoning: Option<String>,
+    #[serde(default)]
+    tool_calls: Option<Vec<ChunkToolCall>>,
+}
+
+/// A piece of a tool call: the first carries the id and name, the arguments come in fragments.
+#[derive(Debug, Deserialize)]
+struct ChunkToolCall {
+    /// Which call of the answer the piece belongs to; servers that leave it out send each call
+    /// whole, in order.
+    #[serde(default)]
+    index: Option<usize>,
+    #[serde(default)]
+    id: Option<String>,
+    #[serde(default)]
+    function: Option<ChunkFunction>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+struct ChunkFunction {
+    #[serde(default)]
+    name: Option<String>,
+    /// A fragment of JSON text; some servers send the arguments whole, as an object.
+    #[serde(default)]
+    arguments: Value,
+}
+
+/// The pieces of a streamed answer gathered so far.
+#[derive(Debug, Default)]
+struct StreamedAnswer {
+    /// Whether any chunk carried a choice: an answer without one is as malformed as a
+    /// response with empty `choices`.
+    chosen: bool,
+    content: String,
+    /// Calls by their index in the answer.
+    tool_calls: BTreeMap<usize, StreamedCall>,
+    usage: Option<ChatUsage>,
+}
+
+#[derive(Debug, Default)]
+struct StreamedCall {
+    id: String,
+    name: String,
+    /// `None` until a fragment arrives, as `arguments` is absent from a whole answer.
+    arguments: Option<String>,
+}
+
+impl StreamedAnswer {
+    /// Adds a chunk, handing its text and reasoning to `deltas`.
+    fn absorb(&mut self, chunk: ChatChunk, deltas: &(dyn Fn(Delta<'_>) + Send + Sync)) {
+        if let Some(usage) = chunk.usage {
+            self.usage = Some(usage);
+        }
+        let Some(choice) = chunk.choices.into_iter().next() else { return };
+        self.chosen = true;
+        let delta = choice.delta;
+        for reasoning in [delta.reasoning_content, delta.reasoning].into_iter().flatten() {
+            if !reasoning.is_empty() {
+                deltas(Delta::Reasoning(&reasoning));
+            }
+        }
+        if let Some(text) = delta.content.filter(|text| !text.is_empty()) {
+            deltas(Delta::Text(&text));
+            self.content.push_str(&text);
+        }
+        for piece in delta.tool_calls.unwrap_or_default() {
+            let call = self.tool_calls.entry(piece.index.unwrap_or(self.tool_calls.len())).or_default();
+            let function = piece.function.unwrap_or_default();
+            if let Some(id) = piece.id.filter(|id| !id.is_empty()) {
+                call.id = id;
+            }
+            if let Some(name) = function.name.filter(|name| !name.is_empty()) {
+                call.name = name;
+            }
+            match function.arguments {
+                Value::Null => {}
+                Value::String(fragment) => call.arguments.get_or_insert_default().push_str(&fragment),
+                whole => call.arguments.get_or_insert_default().push_str(&whole.to_string()),
+            }
+        }
+    }
+
+    /// The whole answer, as [`ChatResponse::into_response`] reads the same answer unstreamed.
+    fn into_response(self) -> Result<ModelResponse, String> {
+        if !self.chosen {
+            return Err("the stream carried no choice".to_owned());
+        }
+        let tool_calls = self
+            .tool_calls
+            .into_values()
+            .map(|call| AnswerToolCall {
+                id: call.id,
+                function: AnswerFunction {
+                    name: call.name,
+                    arguments: call.arguments.map_or(Value::Null, Value::String),
+                },
+            })
+            .collect();
+        let message = AnswerMessage { content: Some(self.content), tool_calls: Some(tool_calls) };
+        ChatResponse { choices: vec![Choice { message }], usage: self.usage }.into_response()
+    }
+}
+
+/// An error object's message, with its type when it has one; the whole object otherwise.
+fn error_message(error: &Value) -> String {
+    match (error["type"].as_str(), error["message"].as_str()) {
+        (Some(kind), Some(message)) => format!("{kind}: {message}"),
+        (None, Some(message)) => message.to_owned(),
+        _ => error.to_string(),
     }
 }
 
@@ -443,5 +633,38 @@ mod tests {
     fn debug_output_hides_the_key() {
         let debug = format!("{:?}", OpenAiCompatible::new("m").api_key("sk-secret"));
         assert!(!debug.contains("sk-secret"), "{debug}");
+    }
+
+    fn streamed(chunks: Vec<Value>) -> (Result<ModelResponse, String>, Vec<String>) {
+        let received = std::sync::Mutex::new(Vec::new());
+        let deltas = |delta: Delta<'_>| received.lock().unwrap().push(format!("{delta:?}"));
+        let mut answer = StreamedAnswer::default();
+        for chunk in chunks {
+            answer.absorb(serde_json::from_value(chunk).unwrap(), &deltas);
+        }
+        (answer.into_response(), received.into_inner().unwrap())
+    }
+
+    #[test]
+    fn streamed_calls_without_an_index_follow_one_another() {
+        let (response, received) = streamed(vec![
+            json!({"choices": [{"delta": {"role": "assistant", "content": null, "tool_calls": null}}]}),
+            json!({"choices": [{"delta": {"tool_calls": [{"function": {"name": "now", "arguments": {"tz": "UTC"}}}]}}]}),
+            json!({"choices": [{"delta": {"tool_calls": [{"function": {"name": "ping"}}]}}]}),
+        ]);
+        assert!(received.is_empty());
+        assert_eq!(
+            response.unwrap().message.tool_calls,
+            vec![
+                ToolCall { id: "call_0".into(), name: "now".into(), arguments: r#"{"tz":"UTC"}"#.into() },
+                ToolCall { id: "call_1".into(), name: "ping".into(), arguments: "{}".into() },
+            ]
+        );
+    }
+
+    #[test]
+    fn a_stream_without_a_choice_is_malformed() {
+        let (response, _) = streamed(vec![json!({"choices": [], "usage": {"prompt_tokens": 1}})]);
+        assert_eq!(response.unwrap_err(), "the stream carried no choice");
     }
 }

@@ -6,7 +6,7 @@
 
 use serde_json::Value;
 
-use super::{Message, Model, ModelError, ModelRequest, ModelResponse, Role, ToolCall, Usage};
+use super::{Delta, Message, Model, ModelError, ModelRequest, ModelResponse, Role, ToolCall, Usage};
 use crate::BoxFuture;
 
 /// What the scripted model answers when a rule fires.
@@ -159,6 +159,23 @@ impl Model for ScriptedModel {
             Ok(ModelResponse { message, usage: Usage { input_tokens, output_tokens } })
         })
     }
+
+    /// Hands out the text a word at a time (each with the space before it), as a provider's
+    /// stream would, so that streaming runs can be shown and tested offline.
+    fn respond_streaming<'a>(
+        &'a self,
+        request: ModelRequest<'a>,
+        deltas: &'a (dyn Fn(Delta<'_>) + Send + Sync),
+    ) -> BoxFuture<'a, Result<ModelResponse, ModelError>> {
+        Box::pin(async move {
+            let response = self.respond(request).await?;
+            for word in response.message.content.as_deref().unwrap_or_default().split_inclusive(' ') {
+                deltas(Delta::Text(word));
+                tokio::task::yield_now().await;
+            }
+            Ok(response)
+        })
+    }
 }
 
 #[cfg(test)]
@@ -188,6 +205,23 @@ mod tests {
         messages.push(Message::tool_result("call_1", "delete", "gone"));
         let reply = model().decide(&messages).unwrap();
         assert_eq!(reply.content.as_deref(), Some("Finished: delete: gone"));
+    }
+
+    #[tokio::test]
+    async fn a_streamed_answer_comes_a_word_at_a_time_and_joins_to_the_text() {
+        let pieces = std::sync::Mutex::new(Vec::new());
+        let collect = |delta: Delta<'_>| {
+            if let Delta::Text(text) = delta {
+                pieces.lock().unwrap().push(text.to_owned());
+            }
+        };
+        let messages = [Message::user("hello there")];
+        let model = ScriptedModel::new().otherwise(Reply::text("Hi, how can I help?"));
+        let request = ModelRequest { messages: &messages, tools: &[] };
+        let response = model.respond_streaming(request, &collect).await.unwrap();
+        let pieces = pieces.into_inner().unwrap();
+        assert_eq!(pieces, ["Hi, ", "how ", "can ", "I ", "help?"]);
+        assert_eq!(Some(pieces.concat()), response.message.content);
     }
 
     #[test]

@@ -10,12 +10,15 @@
 //!   ([`crate::trail`] hashes the events).
 //! - [`ResolutionWaiters`]: the wait behind [`Store::wait_for_resolution`](super::Store::wait_for_resolution),
 //!   and the wake-ups a store sends it after its writes.
+//! - [`TrailSignal`]: the wait behind [`Store::wait_for_events`](super::Store::wait_for_events),
+//!   and the signal a store sends it after its writes.
 //! - [`stale_cutoff`]: the bound of [`Store::reclaim_run`](super::Store::reclaim_run)'s
 //!   compare-and-set.
 
 mod decision;
 mod input;
 mod resolution;
+mod signal;
 mod wait;
 
 use std::time::Duration;
@@ -25,6 +28,7 @@ use chrono::{DateTime, TimeDelta, Utc};
 pub use decision::{DecisionEffect, DecisionRules, vote_data};
 pub use input::{check_api_key, check_save, check_update};
 pub use resolution::ResolutionRules;
+pub use signal::TrailSignal;
 pub use wait::ResolutionWaiters;
 
 /// How often the default [`Store::wait_for_resolution`](super::Store::wait_for_resolution) reads

@@ -12,7 +12,8 @@ use serde_json::Value;
 
 use super::Store;
 use super::backend::{
-    DecisionRules, ResolutionRules, ResolutionWaiters, check_api_key, check_save, check_update, stale_cutoff,
+    DecisionRules, ResolutionRules, ResolutionWaiters, TrailSignal, check_api_key, check_save, check_update,
+    stale_cutoff,
 };
 use crate::BoxFuture;
 use crate::approval::{
@@ -31,6 +32,8 @@ pub struct MemoryDb {
     /// Every write goes through a clone of this store, which wakes the rows' waiters: they
     /// never poll.
     waiters: Arc<ResolutionWaiters>,
+    /// Likewise signals the trail's followers after each write.
+    signal: Arc<TrailSignal>,
 }
 
 #[derive(Debug, Default)]
@@ -239,6 +242,8 @@ impl Store for MemoryDb {
             tables.runs.insert(run.run_id.clone(), run.clone());
             tables.set_run_status(&run.run_id, run.status);
         }
+        drop(tables);
+        self.signal.appended();
         ready(Ok(()))
     }
 
@@ -325,6 +330,7 @@ impl Store for MemoryDb {
         let resolved = check_update(&update).and_then(|()| self.tables().resolve(id, update));
         if resolved.is_ok() {
             self.waiters.wake(id);
+            self.signal.appended();
         }
         ready(resolved)
     }
@@ -349,6 +355,7 @@ impl Store for MemoryDb {
         drop(tables);
         if matches!(cancelled, Ok(true)) {
             self.waiters.wake(id);
+            self.signal.appended();
         }
         ready(cancelled)
     }
@@ -388,6 +395,7 @@ impl Store for MemoryDb {
         }
         drop(tables);
         self.waiters.wake_all();
+        self.signal.appended();
         ready(Ok(expired.len() as u64))
     }
 
@@ -400,6 +408,7 @@ impl Store for MemoryDb {
         let decided = self.tables().decide(id, principal, &decision);
         if decided.as_ref().is_ok_and(|row| row.status.is_resolved()) {
             self.waiters.wake(id);
+            self.signal.appended();
         }
         ready(decided)
     }
@@ -417,6 +426,7 @@ impl Store for MemoryDb {
         let cancelled = self.tables().cancel_run(run_id, &principal.id, crate::now());
         if cancelled.is_ok() {
             self.waiters.wake_all();
+            self.signal.appended();
         }
         ready(cancelled)
     }
@@ -436,6 +446,56 @@ impl Store for MemoryDb {
 
     fn last_event_seq(&self) -> BoxFuture<'_, Result<i64>> {
         ready(Ok(self.tables().last_seq))
+    }
+
+    fn wait_for_events(&self, after: i64, timeout: Duration) -> BoxFuture<'_, Result<i64>> {
+        let read = move || std::future::ready(Ok(self.tables().last_seq));
+        Box::pin(async move { self.signal.wait(after, timeout, || None, read).await })
+    }
+
+    fn decided_runs<'a>(&'a self, after: Option<&'a str>, limit: u32) -> BoxFuture<'a, Result<Vec<RunRecord>>> {
+        let tables = self.tables();
+        let now = crate::now();
+        let mut runs: Vec<&RunRecord> = tables
+            .runs
+            .values()
+            .filter(|run| run.status == RunStatus::Paused && run.parent_run_id.is_none())
+            .filter(|run| after.is_none_or(|after| run.run_id.as_str() > after))
+            .filter(|run| {
+                let family = |row: &&Approval| {
+                    row.run_id == run.run_id
+                        || tables
+                            .runs
+                            .get(&row.run_id)
+                            .is_some_and(|member| member.parent_run_id.as_ref() == Some(&run.run_id))
+                };
+                let mut rows = tables.approvals.values().filter(family).peekable();
+                rows.peek().is_some() && rows.all(|row| row.status_at(now) != ApprovalStatus::Pending)
+            })
+            .collect();
+        runs.sort_by(|a, b| a.run_id.cmp(&b.run_id));
+        ready(Ok(runs.into_iter().take(limit as usize).cloned().collect()))
+    }
+
+    fn stale_runs(&self, stale_after: Duration, limit: u32) -> BoxFuture<'_, Result<Vec<RunRecord>>> {
+        let tables = self.tables();
+        let Some(cutoff) = stale_cutoff(crate::now(), stale_after) else {
+            return ready(Ok(Vec::new()));
+        };
+        let mut runs: Vec<&RunRecord> = tables
+            .runs
+            .values()
+            .filter(|run| run.status == RunStatus::Running && run.parent_run_id.is_none() && run.updated_at <= cutoff)
+            .collect();
+        runs.sort_by(|a, b| (a.updated_at, &a.run_id).cmp(&(b.updated_at, &b.run_id)));
+        ready(Ok(runs.into_iter().take(limit as usize).cloned().collect()))
+    }
+
+    fn runs_changed_since(&self, since: DateTime<Utc>, limit: u32) -> BoxFuture<'_, Result<Vec<RunRecord>>> {
+        let tables = self.tables();
+        let mut runs: Vec<&RunRecord> = tables.runs.values().filter(|run| run.updated_at >= since).collect();
+        runs.sort_by(|a, b| (a.updated_at, &a.run_id).cmp(&(b.updated_at, &b.run_id)));
+        ready(Ok(runs.into_iter().take(limit as usize).cloned().collect()))
     }
 
     fn save_api_key<'a>(&'a self, key: &'a ApiKey) -> BoxFuture<'a, Result<()>> {

@@ -117,6 +117,10 @@ impl Driver for Postgres {
         notify::trigger(layout)
     }
 
+    fn announce_events(layout: &Layout) -> Vec<String> {
+        notify::event_trigger(layout)
+    }
+
     const SERIAL_KEY: &'static str = "BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY";
 
     const FOR_UPDATE: &'static str = " FOR UPDATE";

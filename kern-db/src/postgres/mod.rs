@@ -21,7 +21,7 @@ use crate::driver::{Driver, Pools};
 use crate::error::OpenError;
 use crate::handle::handle;
 use crate::layout::{Ident, Layout};
-use crate::schema::{RESOLUTION_NOTIFY_VERSION, SCHEMA_VERSION};
+use crate::schema::{EVENT_NOTIFY_VERSION, RESOLUTION_NOTIFY_VERSION, SCHEMA_VERSION};
 use crate::store::SqlStore;
 
 /// The Postgres store: the same rows as [`SqliteDb`](crate::SqliteDb), in a schema of a
@@ -80,9 +80,11 @@ impl PostgresDbBuilder {
         let pools = Pools::new(pool.clone(), pool);
         let version = self.schema_version.unwrap_or(SCHEMA_VERSION);
         let mut store = SqlStore::open(pools, &layout, version).await?;
-        // Older tables have no trigger to announce resolutions: their waiters poll.
+        // Older tables have no trigger to announce resolutions, or the trail's growth: their
+        // waiters, or the trail's followers, poll.
         if version >= RESOLUTION_NOTIFY_VERSION {
-            let listener = Listener::new(options, self.connect_timeout, &layout, store.waiters());
+            let signal = (version >= EVENT_NOTIFY_VERSION).then(|| store.signal());
+            let listener = Listener::new(options, self.connect_timeout, &layout, store.waiters(), signal);
             store = store.with_feed(listener);
         }
         Ok(PostgresDb { inner: Arc::new(store) })
@@ -164,17 +166,20 @@ mod tests {
             assert_eq!(trigger_names(&db, &schema).await, ["kern_approvals_on_resolve", "kern_runs_on_save"]);
             db.close().await;
 
-            // The next version guards the trail, its votes and the rows' decisions.
+            // Later versions guard the trail, its votes and the rows' decisions, and announce the
+            // trail's growth.
             let db = builder.build().await.unwrap();
             assert_eq!(db.schema_version().await.unwrap(), SCHEMA_VERSION);
             let guards = [
                 "kern_approvals_events_no_delete",
                 "kern_approvals_events_no_update",
+                "kern_approvals_events_on_insert",
                 "kern_approvals_no_delete",
                 "kern_approvals_on_resolve",
                 "kern_approvals_resolved",
                 "kern_approvals_votes_no_delete",
                 "kern_approvals_votes_no_update",
+                "kern_runs_on_change",
                 "kern_runs_on_save",
             ];
             assert_eq!(trigger_names(&db, &schema).await, guards);

@@ -1,9 +1,11 @@
-//! Resolutions made through other handles, announced by Postgres.
+//! Changes made through other handles, announced by Postgres.
 //!
 //! From schema version [`RESOLUTION_NOTIFY_VERSION`](crate::schema::RESOLUTION_NOTIFY_VERSION)
 //! a [`trigger`] on the approvals table sends the id of each row that leaves `pending` or is
-//! deleted on the table's [`channel`]. Postgres delivers it when the change commits, to every connection
-//! that `LISTEN`s on the channel, in any process. A [`Listener`] is one such connection per store
+//! deleted on the table's [`channel`]; from [`EVENT_NOTIFY_VERSION`](crate::schema::EVENT_NOTIFY_VERSION)
+//! an [`event_trigger`] on the trail announces that it has grown on the trail's
+//! [`events_channel`]. Postgres delivers both when the change commits, to every connection that
+//! `LISTEN`s on the channel, in any process. A [`Listener`] is one such connection per store
 //! handle, opened at the first wait and shared by all the handle's waiters, whom it wakes.
 
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -12,12 +14,12 @@ use std::time::Duration;
 
 use kern_core::BoxFuture;
 use kern_core::approval::ApprovalStatus;
-use kern_core::store::backend::ResolutionWaiters;
+use kern_core::store::backend::{ResolutionWaiters, TrailSignal};
 use sqlx::postgres::{PgConnectOptions, PgListener, PgPool, PgPoolOptions};
 use tokio::runtime::Handle;
 use tokio::task::AbortHandle;
 
-use crate::layout::Layout;
+use crate::layout::{Ident, Layout};
 use crate::wake::ResolutionFeed;
 
 /// The longest channel name Postgres keeps (`NAMEDATALEN - 1` bytes); `pg_notify` refuses longer.
@@ -40,7 +42,17 @@ const RETRY_MAX: Duration = Duration::from_secs(10);
 /// own. A name too long for a channel keeps its start and ends in `#` and a 64-bit hash of the
 /// whole (FNV-1a, the same in every build and process), which no plain name contains.
 pub(crate) fn channel(layout: &Layout) -> String {
-    let table = layout.approvals.as_str();
+    channel_of(layout, &layout.approvals)
+}
+
+/// The channel on which the growth of `layout`'s trail is announced, named as [`channel`]
+/// names the approvals table's.
+pub(crate) fn events_channel(layout: &Layout) -> String {
+    channel_of(layout, &layout.events())
+}
+
+fn channel_of(layout: &Layout, table: &Ident) -> String {
+    let table = table.as_str();
     let name = match &layout.schema {
         Some(schema) => format!("{}.{table}", schema.as_str()),
         None => table.to_owned(),
@@ -51,6 +63,30 @@ pub(crate) fn channel(layout: &Layout) -> String {
     let hash = format!("#{:016x}", fnv1a(name.as_bytes()));
     // Checked names are ASCII: any byte is a character boundary.
     format!("{}{hash}", &name[..MAX_CHANNEL_LEN - hash.len()])
+}
+
+/// The triggers (and their function) that announce, once per statement that inserts events
+/// into `layout`'s trail or writes runs, that something happened: an empty payload on the
+/// trail's [`events_channel`]. Postgres folds the same announcement made twice in one
+/// transaction into one, so a commit costs one announcement however much it writes.
+pub(super) fn event_trigger(layout: &Layout) -> Vec<String> {
+    let (events, runs) = (layout.qualified(&layout.events()), layout.qualified(&layout.runs));
+    let name = layout.events().suffixed("_on_insert");
+    let function = layout.qualified(&name);
+    let on_runs = layout.runs.suffixed("_on_change").quoted();
+    let name = name.quoted();
+    let channel = string_literal(&events_channel(layout));
+    vec![
+        format!(
+            "CREATE FUNCTION {function}() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN \
+             PERFORM pg_notify({channel}, ''); RETURN NULL; END $$"
+        ),
+        format!("CREATE TRIGGER {name} AFTER INSERT ON {events} FOR EACH STATEMENT EXECUTE FUNCTION {function}()"),
+        format!(
+            "CREATE TRIGGER {on_runs} AFTER INSERT OR UPDATE OF status ON {runs} \
+             FOR EACH STATEMENT EXECUTE FUNCTION {function}()"
+        ),
+    ]
 }
 
 /// The trigger (and its function, kept with the tables) that announces each row of `layout`'s
@@ -92,16 +128,15 @@ fn fnv1a(bytes: &[u8]) -> u64 {
     bytes.iter().fold(0xcbf2_9ce4_8422_2325, |hash, byte| (hash ^ u64::from(*byte)).wrapping_mul(0x0100_0000_01b3))
 }
 
-/// A connection `LISTEN`ing on one channel in a task of its own, which wakes the waiters of each
-/// announced row. The task starts at the first [`is_live`](ResolutionFeed::is_live), reconnects
+/// A connection `LISTEN`ing in a task of its own, which wakes the waiters of each announced row
+/// and, where the trail announces its growth, the trail's followers. The task starts at the first [`is_live`](ResolutionFeed::is_live), reconnects
 /// after a lost connection, and stops when the store closes or is dropped.
 #[derive(Debug)]
 pub(crate) struct Listener {
     /// A pool of the one listening connection, kept apart so that it takes none of the store's
     /// connections; sqlx's listener opens a new connection through it after a loss.
     pool: PgPool,
-    channel: Arc<str>,
-    waiters: Arc<ResolutionWaiters>,
+    wakes: Arc<Wakes>,
     /// Whether the connection is `LISTEN`ing now.
     live: Arc<AtomicBool>,
     task: Mutex<Task>,
@@ -115,13 +150,15 @@ enum Task {
 }
 
 impl Listener {
-    /// A listener on `layout`'s channel, connecting with `options` (waiting up to `connect_timeout`
-    /// for the server) once a waiter asks for it.
+    /// A listener on `layout`'s approvals [`channel`], and on its [`events_channel`] when `signal`
+    /// is given (the trail announces its growth), connecting with `options` (waiting up to
+    /// `connect_timeout` for the server) once a waiter asks for it.
     pub(crate) fn new(
         options: PgConnectOptions,
         connect_timeout: Duration,
         layout: &Layout,
         waiters: Arc<ResolutionWaiters>,
+        signal: Option<Arc<TrailSignal>>,
     ) -> Self {
         let pool = PgPoolOptions::new()
             .max_connections(1)
@@ -130,7 +167,9 @@ impl Listener {
             .idle_timeout(None)
             .max_lifetime(None)
             .connect_lazy_with(options);
-        Listener { pool, channel: channel(layout).into(), waiters, live: Arc::default(), task: Mutex::new(Task::Idle) }
+        let trail = signal.map(|signal| (events_channel(layout).into(), signal));
+        let wakes = Arc::new(Wakes { resolutions: channel(layout).into(), waiters, trail });
+        Listener { pool, wakes, live: Arc::default(), task: Mutex::new(Task::Idle) }
     }
 
     /// Starts the task unless it runs or the store is closed. A task also ends when its runtime
@@ -147,8 +186,8 @@ impl Listener {
             return;
         }
         if let Ok(runtime) = Handle::try_current() {
-            let live = LiveFlag { live: self.live.clone(), waiters: self.waiters.clone() };
-            let listening = listen(self.pool.clone(), self.channel.clone(), live);
+            let live = LiveFlag { live: self.live.clone(), wakes: self.wakes.clone() };
+            let listening = listen(self.pool.clone(), live);
             *task = Task::Running(runtime.spawn(listening).abort_handle());
         }
     }
@@ -163,6 +202,10 @@ impl ResolutionFeed for Listener {
     fn is_live(&self) -> bool {
         self.ensure_running();
         self.live.load(Ordering::Acquire)
+    }
+
+    fn announces_events(&self) -> bool {
+        self.wakes.trail.is_some()
     }
 
     fn close(&self) -> BoxFuture<'_, ()> {
@@ -189,13 +232,48 @@ impl Drop for Listener {
 /// announcement that will not come.
 struct LiveFlag {
     live: Arc<AtomicBool>,
-    waiters: Arc<ResolutionWaiters>,
+    wakes: Arc<Wakes>,
 }
 
 impl LiveFlag {
     fn set(&self, live: bool) {
         self.live.store(live, Ordering::Release);
+        self.wakes.all();
+    }
+}
+
+/// Whom a listener wakes, and on which channels it hears of them.
+#[derive(Debug)]
+struct Wakes {
+    /// The approvals table's channel.
+    resolutions: Arc<str>,
+    waiters: Arc<ResolutionWaiters>,
+    /// The trail's channel and its followers, where the trail announces its growth.
+    trail: Option<(Arc<str>, Arc<TrailSignal>)>,
+}
+
+impl Wakes {
+    fn channels(&self) -> Vec<&str> {
+        let trail = self.trail.as_ref().map(|(channel, _)| &**channel);
+        std::iter::once(&*self.resolutions).chain(trail).collect()
+    }
+
+    /// Wakes everyone to read again: announcements may have been lost.
+    fn all(&self) {
         self.waiters.wake_all();
+        if let Some((_, signal)) = &self.trail {
+            signal.appended();
+        }
+    }
+
+    /// Wakes whom `payload`, announced on `channel`, concerns.
+    fn announced(&self, channel: &str, payload: &str) {
+        match &self.trail {
+            Some((trail, signal)) if channel == &**trail => signal.appended(),
+            // The trigger sends no id too long for a payload: any row may be meant.
+            _ if payload.is_empty() => self.waiters.wake_all(),
+            _ => self.waiters.wake(payload),
+        }
     }
 }
 
@@ -207,14 +285,14 @@ impl Drop for LiveFlag {
 
 /// The listening task: connects, listens and relays announcements until the pool closes,
 /// reconnecting after each failure.
-async fn listen(pool: PgPool, channel: Arc<str>, live: LiveFlag) {
+async fn listen(pool: PgPool, live: LiveFlag) {
     let mut retry = RETRY_FIRST;
     loop {
-        let error = match subscribe(&pool, &channel).await {
+        let error = match subscribe(&pool, &live.wakes.channels()).await {
             Ok(mut listener) => {
                 live.set(true);
                 retry = RETRY_FIRST;
-                relay(&mut listener, &live.waiters).await
+                relay(&mut listener, &live.wakes).await
             }
             Err(error) => error,
         };
@@ -223,7 +301,7 @@ async fn listen(pool: PgPool, channel: Arc<str>, live: LiveFlag) {
             return;
         }
         tracing::warn!(
-            %channel, %error, retry_in = ?retry,
+            channel = %live.wakes.resolutions, %error, retry_in = ?retry,
             "not listening for approval resolutions; waiters poll until the connection is back"
         );
         tokio::time::sleep(retry).await;
@@ -231,29 +309,25 @@ async fn listen(pool: PgPool, channel: Arc<str>, live: LiveFlag) {
     }
 }
 
-async fn subscribe(pool: &PgPool, channel: &str) -> Result<PgListener, sqlx::Error> {
+async fn subscribe(pool: &PgPool, channels: &[&str]) -> Result<PgListener, sqlx::Error> {
     let mut listener = PgListener::connect_with(pool).await?;
     // After a lost connection, `try_recv` reports it (`Ok(None)`, see `relay`) only once a new
     // connection listens again: the order "listen, then wake" that keeps waiters from missing
     // a resolution. It is sqlx's default; stated here because correctness rests on it.
     listener.eager_reconnect(true);
-    listener.listen(channel).await?;
+    listener.listen_all(channels.iter().copied()).await?;
     Ok(listener)
 }
 
-/// Wakes the waiters of each announced row until the connection fails and cannot be re-opened;
+/// Wakes whom each announcement concerns until the connection fails and cannot be re-opened;
 /// returns why.
-async fn relay(listener: &mut PgListener, waiters: &ResolutionWaiters) -> sqlx::Error {
+async fn relay(listener: &mut PgListener, wakes: &Wakes) -> sqlx::Error {
     loop {
         match listener.try_recv().await {
-            Ok(Some(notification)) => match notification.payload() {
-                // The trigger sends no id too long for a payload: any row may be meant.
-                "" => waiters.wake_all(),
-                id => waiters.wake(id),
-            },
+            Ok(Some(notification)) => wakes.announced(notification.channel(), notification.payload()),
             // The connection was lost, and sqlx has opened another that listens again: what was
-            // announced in between is lost, so every waiter reads again.
-            Ok(None) => waiters.wake_all(),
+            // announced in between is lost, so everyone reads again.
+            Ok(None) => wakes.all(),
             Err(error) => return error,
         }
     }
@@ -435,7 +509,7 @@ mod tests {
             // store's waiters.
             let waiters = Arc::new(ResolutionWaiters::new());
             let options = PgConnectOptions::from_str(&url).unwrap();
-            let listener = Listener::new(options, PATIENCE, &layout, waiters.clone());
+            let listener = Listener::new(options, PATIENCE, &layout, waiters.clone(), None);
             eventually("the listener is up", || std::future::ready(listener.is_live())).await;
             let first = listening_backends(&db, &channel).await;
             assert_eq!(first.len(), 1);

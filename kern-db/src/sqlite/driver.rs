@@ -68,6 +68,10 @@ impl Driver for Sqlite {
         Vec::new()
     }
 
+    fn announce_events(_layout: &Layout) -> Vec<String> {
+        Vec::new()
+    }
+
     const SERIAL_KEY: &'static str = "INTEGER PRIMARY KEY AUTOINCREMENT";
 
     const FOR_UPDATE: &'static str = "";

@@ -287,7 +287,6 @@ fn resolution_decision(approve: bool, data: Option<Value>, pause: PauseType) -> 
 /// Decides `row` as the caller and answers with the row as it then stands.
 async fn decide(state: &AppState, decider: &Principal, row: &Approval, decision: Decision) -> ApiResult<Decided> {
     let decided = state.store.decide(&row.id, decider, decision).await?;
-    state.changed.notify_waiters();
     let status = if decided.status == ApprovalStatus::Pending {
         StatusCode::ACCEPTED
     } else {
@@ -328,10 +327,7 @@ pub async fn delete(State(state): State<AppState>, caller: Caller, Path(id): Pat
     caller.require(Scope::ApprovalsDelete)?;
     caller.require_unconfined()?;
     match state.store.delete_approval(&id).await {
-        Ok(true) => {
-            state.changed.notify_waiters();
-            Ok(StatusCode::NO_CONTENT)
-        }
+        Ok(true) => Ok(StatusCode::NO_CONTENT),
         Ok(false) => Err(ApiError::approval_not_found()),
         Err(Error::InvalidTransition { from, .. }) => Err(ApiError::conflict(format!(
             "Approval is already '{from}' and cannot be deleted: its trail is append-only"

@@ -1,8 +1,13 @@
-//! `GET /events`: Server-Sent Events fed from the trail. Each event of a row's trail
-//! (created, vote, approved, rejected, edited, expired, cancelled, executed, failed) is sent as
-//! `event: approval.<kind>` with its `seq` as the SSE id, so a client that reconnects with
-//! `Last-Event-ID` resumes where it stopped without loss. A stream is woken at once by this
-//! server's own writes and polls for those of other processes.
+//! `GET /events`: Server-Sent Events fed from the trail and the runs. Each event of a row's
+//! trail (created, vote, approved, rejected, edited, expired, cancelled, executed, failed) is
+//! sent as `event: approval.<kind>` with its `seq` as the SSE id, so a client that reconnects
+//! with `Last-Event-ID` resumes where it stopped without loss. Each change of a run's status
+//! from the stream's start on (paused, running, completed, error, cancelled, member runs
+//! included) is sent as `event: run.<status>` without an id: a run's status is read again at
+//! will (`GET /runs/{run_id}`), so a reconnecting client is not replayed the ones it missed. A stream sleeps in
+//! [`Store::wait_for_events`](kern_core::store::Store::wait_for_events), which the store wakes
+//! as the trail grows: at once for this process's writes, by `LISTEN/NOTIFY` on Postgres for
+//! any process's, and within a tenth of a second on SQLite.
 
 use std::collections::{HashMap, VecDeque};
 use std::convert::Infallible;
@@ -11,10 +16,13 @@ use std::time::Duration;
 use axum::extract::State;
 use axum::http::HeaderMap;
 use axum::response::sse::{Event, KeepAlive, Sse};
+use chrono::{DateTime, Utc};
 use futures_util::Stream;
 use kern_core::keys::Scope;
+use kern_core::run::{RunRecord, RunStatus};
 use kern_core::trail::TrailEvent;
 use serde::Deserialize;
+use serde_json::json;
 use tokio::time::Instant;
 use utoipa::IntoParams;
 
@@ -24,8 +32,16 @@ use crate::extract::QueryParams;
 use crate::state::AppState;
 use crate::wire::approval::TrailEventResponse;
 
-/// How often a stream reads the trail when nothing in this process woke it.
-const POLL: Duration = Duration::from_millis(250);
+/// The longest a stream sleeps without reading the trail and the runs: a bound on a wake-up
+/// lost, and on the delay of a run's change made by another process on SQLite (only the trail's
+/// growth wakes a stream there).
+const WAKE_AT_LEAST_EVERY: Duration = Duration::from_secs(1);
+
+/// How often a stream waiting on a gap in the `seq`s reads again.
+const GAP_RECHECK: Duration = Duration::from_millis(50);
+
+/// How long a stream waits after the store failed to answer.
+const RETRY_AFTER_FAILURE: Duration = Duration::from_secs(1);
 
 /// How many events one read takes.
 const BATCH: u32 = 256;
@@ -37,6 +53,17 @@ const GAP_WAIT: Duration = Duration::from_secs(2);
 
 /// How many rows' visibility a stream remembers before it starts over.
 const VISIBLE_MEMORY: usize = 10_000;
+
+/// How many runs' last status a stream remembers before it starts over (a run whose status it
+/// forgot may be sent twice).
+const RUN_MEMORY: usize = 10_000;
+
+/// How far back a stream reads runs again: a run's `updated_at` is taken before its write
+/// commits, so a write may become visible after a later one.
+const RUN_LOOKBACK: chrono::TimeDelta = chrono::TimeDelta::seconds(2);
+
+/// How many changed runs one read takes.
+const RUN_BATCH: u32 = 256;
 
 /// The query string of `GET /events`.
 #[derive(Debug, Default, Deserialize, IntoParams)]
@@ -50,7 +77,8 @@ pub struct EventParams {
 /// The live event stream.
 #[utoipa::path(get, path = "/events", tag = "events", params(EventParams, ("Last-Event-ID" = Option<i64>, Header)),
     responses((status = 200, content_type = "text/event-stream",
-        description = "`event: approval.<kind>`, `id: <seq>`, `data:` the trail event as JSON"),
+        description = "`event: approval.<kind>`, `id: <seq>`, `data:` the trail event as JSON; \
+            `event: run.<status>`, `data:` the run's ids and status"),
         (status = 401, body = ErrorBody)))]
 pub async fn events(
     State(state): State<AppState>,
@@ -73,7 +101,8 @@ pub async fn events(
         Some(after) => after.max(0),
         None => state.store.last_event_seq().await?,
     };
-    let feed = Feed { state, caller, cursor, ready: VecDeque::new(), gap: None, visible: HashMap::new() };
+    let runs = RunFollower { since: kern_core::now(), last: HashMap::new() };
+    let feed = Feed { state, caller, cursor, ready: VecDeque::new(), gap: None, visible: HashMap::new(), runs };
     let stream = futures_util::stream::unfold(feed, |mut feed| async move {
         let event = feed.next().await;
         Some((Ok(event), feed))
@@ -87,22 +116,57 @@ struct Feed {
     caller: Caller,
     /// The `seq` of the last event taken.
     cursor: i64,
-    ready: VecDeque<TrailEvent>,
+    /// Frames ready to send, in order.
+    ready: VecDeque<Event>,
     /// When the `seq` after the cursor was first found missing.
     gap: Option<Instant>,
     /// Whether the caller sees each row met so far (under isolation).
     visible: HashMap<String, bool>,
+    runs: RunFollower,
+}
+
+/// Where a stream stands in the runs' changes.
+struct RunFollower {
+    /// The latest `updated_at` read.
+    since: DateTime<Utc>,
+    /// The status last sent of each run.
+    last: HashMap<String, RunStatus>,
+}
+
+impl RunFollower {
+    /// Takes the runs read since the last time, each once per status it reaches; the frames of
+    /// those `visible` lets through go to `ready`.
+    fn take(&mut self, runs: Vec<RunRecord>, visible: impl Fn(&RunRecord) -> bool, ready: &mut VecDeque<Event>) {
+        for run in runs {
+            self.since = self.since.max(run.updated_at);
+            if self.last.get(&run.run_id) == Some(&run.status) {
+                continue;
+            }
+            if self.last.len() >= RUN_MEMORY {
+                self.last.clear();
+            }
+            self.last.insert(run.run_id.clone(), run.status);
+            if visible(&run) {
+                ready.push_back(run_frame(&run));
+            }
+        }
+    }
 }
 
 impl Feed {
     /// The next event the caller may see, waiting for one.
     async fn next(&mut self) -> Event {
         loop {
-            if let Some(event) = self.ready.pop_front() {
-                return frame(&event);
+            if let Some(frame) = self.ready.pop_front() {
+                return frame;
             }
-            let signal = self.state.changed.clone();
-            let changed = signal.notified();
+            match self.state.store.runs_changed_since(self.runs.since - RUN_LOOKBACK, RUN_BATCH).await {
+                Ok(runs) => {
+                    let caller = &self.caller;
+                    self.runs.take(runs, |run| caller.sees_user(run.user_id.as_deref()), &mut self.ready);
+                }
+                Err(err) => tracing::warn!(error = %err, "the event stream could not read the runs"),
+            }
             match self.state.store.events_after(self.cursor, BATCH).await {
                 Ok(events) if !events.is_empty() => {
                     self.take(events).await;
@@ -111,9 +175,19 @@ impl Feed {
                     }
                 }
                 Ok(_) => {}
-                Err(err) => tracing::warn!(error = %err, "the event stream could not read the trail"),
+                Err(err) => {
+                    tracing::warn!(error = %err, "the event stream could not read the trail");
+                    tokio::time::sleep(RETRY_AFTER_FAILURE).await;
+                    continue;
+                }
             }
-            let _ = tokio::time::timeout(POLL, changed).await;
+            if self.gap.is_some() {
+                // The trail is past the cursor already: a wait would return at once.
+                tokio::time::sleep(GAP_RECHECK).await;
+            } else if let Err(err) = self.state.store.wait_for_events(self.cursor, WAKE_AT_LEAST_EVERY).await {
+                tracing::warn!(error = %err, "the event stream could not follow the trail");
+                tokio::time::sleep(RETRY_AFTER_FAILURE).await;
+            }
         }
     }
 
@@ -129,7 +203,7 @@ impl Feed {
             self.gap = None;
             self.cursor = event.seq;
             if self.sees(&event).await {
-                self.ready.push_back(event);
+                self.ready.push_back(frame(&event));
             }
         }
     }
@@ -149,6 +223,21 @@ impl Feed {
         self.visible.insert(event.approval_id.clone(), seen);
         seen
     }
+}
+
+/// A run's change of status: `event: run.<status>`, no id.
+fn run_frame(run: &RunRecord) -> Event {
+    let data = json!({
+        "run_id": run.run_id,
+        "session_id": run.session_id,
+        "parent_run_id": run.parent_run_id,
+        "agent_id": run.agent_id,
+        "team_id": run.team_id,
+        "user_id": run.user_id,
+        "status": run.status,
+        "updated_at": run.updated_at.timestamp(),
+    });
+    Event::default().event(format!("run.{}", run.status)).data(data.to_string())
 }
 
 fn frame(event: &TrailEvent) -> Event {

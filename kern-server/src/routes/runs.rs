@@ -2,9 +2,11 @@
 //! read a run. A continue is gated by the stored rows exactly as the library's is: whatever the
 //! caller answers, a call with a pending row does not run.
 //!
-//! With `stream` (true unless `false` is given, as in the reference) the answer is a stream of
-//! the reference's events for what the run did: its start and how it stopped (paused,
-//! completed, or an error), each frame `event: <Name>` with one line of JSON.
+//! With `stream` (true unless `false` is given, as in the reference) the answer is the run's
+//! events as they happen, in the reference's framing (see [`crate::wire::events`]): its start,
+//! the model's answer in pieces, each tool call and its result, members' runs, and how it
+//! stopped. A start or continue refused before the run goes anywhere (a row still pending, a
+//! run not paused) is answered with its status code, as without `stream`.
 
 use std::convert::Infallible;
 
@@ -12,14 +14,16 @@ use axum::Json;
 use axum::extract::{Path, State};
 use axum::response::sse::{Event, Sse};
 use axum::response::{IntoResponse, Response};
-use futures_util::stream;
+use futures_util::{StreamExt as _, stream};
+use kern_core::events::{RunEvent, RunStream};
 use kern_core::keys::Scope;
-use kern_core::run::{RunOptions, RunOutput, RunRecord, RunRequirement, RunStatus};
-use serde_json::{Value, json};
+use kern_core::run::{RunOptions, RunOutput, RunRecord, RunRequirement};
+use serde_json::Value;
 
 use crate::auth::Caller;
 use crate::error::{ApiError, ApiResult, ErrorBody};
 use crate::state::AppState;
+use crate::wire::events::Framer;
 use crate::wire::form::RunFields;
 use crate::wire::run::{AnswerWire, Runner, run_output};
 
@@ -128,17 +132,11 @@ async fn start(state: AppState, caller: Caller, target: Target, id: String, fiel
     let stream = fields.flag("stream", true)?;
     let options =
         RunOptions { session_id: fields.text("session_id")?, user_id: caller.run_user(fields.text("user_id")?) };
-    let output = match target {
-        Target::Agent => {
-            let agent = state.agents.get(&id).ok_or_else(|| target.not_found())?;
-            agent.run_with(message, options).await
-        }
-        Target::Team => {
-            let team = state.teams.get(&id).ok_or_else(|| target.not_found())?;
-            team.run_with(message, options).await
-        }
-    }?;
-    answer(&state, target, &id, output, stream, false).await
+    let events = match target {
+        Target::Agent => state.agents.get(&id).ok_or_else(|| target.not_found())?.run_stream_with(message, options),
+        Target::Team => state.teams.get(&id).ok_or_else(|| target.not_found())?.run_stream_with(message, options),
+    };
+    answer(state, target, id, events, stream, false).await
 }
 
 async fn resume(
@@ -177,52 +175,103 @@ async fn resume(
                 .map_err(ApiError::bad_request)
         })
         .collect::<ApiResult<Vec<_>>>()?;
-    let output = match target {
-        Target::Agent => state.agents[&id].continue_run(&run_id, answers).await,
-        Target::Team => state.teams[&id].continue_run(&run_id, answers).await,
-    }?;
-    answer(&state, target, &id, output, stream, true).await
+    let events = match target {
+        Target::Agent => state.agents[&id].continue_stream(&run_id, answers),
+        Target::Team => state.teams[&id].continue_stream(&run_id, answers),
+    };
+    answer(state, target, id, events, stream, true).await
 }
 
-/// The answer to a run or continue: its output as JSON, or its events.
+/// The answer to a run or continue: its output as JSON, or its events as they happen. The
+/// first event tells a refusal (answered with its status code, the run unchanged) from a run
+/// under way.
 async fn answer(
-    state: &AppState,
+    state: AppState,
     target: Target,
-    id: &str,
-    output: RunOutput,
+    id: String,
+    mut events: RunStream,
     stream: bool,
     continued: bool,
 ) -> ApiResult<Response> {
-    state.metrics.run(output.status);
-    state.changed.notify_waiters();
-    let record = state.store.load_run(&output.run_id).await?;
-    let runner = match target {
-        Target::Agent => Runner::Agent(id, state.agents[id].name()),
-        Target::Team => Runner::Team(id),
-    };
-    let body = run_output(&output, record.as_ref(), runner);
+    let first = events.next().await.ok_or_else(ended_without_outcome)?;
+    if let RunEvent::RunError { error, .. } = first {
+        return Err(error.into());
+    }
     if !stream {
+        let output = match outcome(first) {
+            Some(output) => output,
+            None => events.output().await?,
+        };
+        let body = body(&state, target, &id, &output).await?;
         return Ok(Json(body).into_response());
     }
-    let prefix = match target {
-        Target::Agent => "",
-        Target::Team => "Team",
-    };
-    let first = if continued { "RunContinued" } else { "RunStarted" };
-    let last = match output.status {
-        RunStatus::Paused => "RunPaused",
-        RunStatus::Completed => "RunCompleted",
-        RunStatus::Cancelled => "RunCancelled",
-        RunStatus::Error | RunStatus::Running => "RunError",
-    };
-    let frames = [first, last].map(|name| frame(&format!("{prefix}{name}"), &body));
-    Ok(Sse::new(stream::iter(frames.map(Ok::<_, Infallible>))).into_response())
+    let framer = Framer::new(runner(&state, target, &id), continued);
+    let frames = stream::unfold(Some((state, events, Some(first), framer)), move |progress| {
+        let id = id.clone();
+        async move {
+            let (state, mut events, mut pending, mut framer) = progress?;
+            loop {
+                let event = match pending.take() {
+                    Some(event) => event,
+                    None => events.next().await?,
+                };
+                if let Some(frame) = framer.frame(&event) {
+                    return Some((frame, Some((state, events, None, framer))));
+                }
+                if event.is_last() {
+                    return Some((last_frame(&state, target, &id, &mut framer, event).await, None));
+                }
+            }
+        }
+    });
+    Ok(Sse::new(frames.map(Ok::<Event, Infallible>)).into_response())
 }
 
-/// One frame: the event's name, repeated in its JSON as `event`, with the run's keys.
-fn frame(name: &str, body: &Value) -> Event {
-    let mut data = body.as_object().cloned().unwrap_or_default();
-    data.insert("event".to_owned(), json!(name));
-    data.remove("metrics");
-    Event::default().event(name).data(Value::Object(data).to_string())
+/// The run's output, when `event` ends the stream with one.
+fn outcome(event: RunEvent) -> Option<RunOutput> {
+    match event {
+        RunEvent::RunPaused(output) | RunEvent::RunCompleted(output) | RunEvent::RunCancelled(output) => Some(*output),
+        _ => None,
+    }
+}
+
+/// The frame that ends a stream: the run's output under the name of how it stopped, or its error.
+async fn last_frame(state: &AppState, target: Target, id: &str, framer: &mut Framer, event: RunEvent) -> Event {
+    let name = match &event {
+        RunEvent::RunPaused(_) => "RunPaused",
+        RunEvent::RunCancelled(_) => "RunCancelled",
+        _ => "RunCompleted",
+    };
+    let failed = |framer: &mut Framer, api: ApiError| {
+        framer.error(api.status.canonical_reason().unwrap_or("Error"), &api.detail)
+    };
+    match event {
+        RunEvent::RunError { error, .. } => failed(framer, ApiError::from(error)),
+        event => match outcome(event) {
+            Some(output) => match body(state, target, id, &output).await {
+                Ok(body) => framer.last(name, &body),
+                Err(api) => failed(framer, api),
+            },
+            None => failed(framer, ended_without_outcome()),
+        },
+    }
+}
+
+/// A stream that ended before its run's outcome: the run's task died (a runtime shutting down).
+fn ended_without_outcome() -> ApiError {
+    ApiError::new(axum::http::StatusCode::INTERNAL_SERVER_ERROR, "Internal server error")
+}
+
+/// The run's output in the reference's shape, counted in the metrics.
+async fn body(state: &AppState, target: Target, id: &str, output: &RunOutput) -> ApiResult<Value> {
+    state.metrics.run(output.status);
+    let record = state.store.load_run(&output.run_id).await?;
+    Ok(run_output(output, record.as_ref(), runner(state, target, id)))
+}
+
+fn runner<'a>(state: &'a AppState, target: Target, id: &'a str) -> Runner<'a> {
+    match target {
+        Target::Agent => Runner::Agent(id, state.agents.get(id).and_then(|agent| agent.name())),
+        Target::Team => Runner::Team(id),
+    }
 }

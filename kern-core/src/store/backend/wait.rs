@@ -321,6 +321,22 @@ mod tests {
             self.0.last_event_seq()
         }
 
+        fn wait_for_events(&self, after: i64, timeout: Duration) -> BoxFuture<'_, Result<i64>> {
+            self.0.wait_for_events(after, timeout)
+        }
+
+        fn decided_runs<'a>(&'a self, after: Option<&'a str>, limit: u32) -> BoxFuture<'a, Result<Vec<RunRecord>>> {
+            self.0.decided_runs(after, limit)
+        }
+
+        fn stale_runs(&self, stale_after: Duration, limit: u32) -> BoxFuture<'_, Result<Vec<RunRecord>>> {
+            self.0.stale_runs(stale_after, limit)
+        }
+
+        fn runs_changed_since(&self, since: DateTime<Utc>, limit: u32) -> BoxFuture<'_, Result<Vec<RunRecord>>> {
+            self.0.runs_changed_since(since, limit)
+        }
+
         fn save_api_key<'a>(&'a self, key: &'a ApiKey) -> BoxFuture<'a, Result<()>> {
             self.0.save_api_key(key)
         }

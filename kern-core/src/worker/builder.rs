@@ -1,0 +1,142 @@
+//! Configuring a [`Worker`]: what it runs, on which store, how many at once, how often.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::broadcast;
+
+use super::{Runner, Worker, WorkerStats};
+use crate::agent::Agent;
+use crate::store::Store;
+use crate::team::Team;
+
+/// Continues one worker runs at once, unless told otherwise: enough to keep a database busy
+/// while models answer, few enough not to flood a model provider's rate limit.
+const DEFAULT_CONCURRENCY: usize = 16;
+
+/// The longest a worker sleeps without reading the store, unless told otherwise. Wake-ups
+/// normally come first; this bounds the delay when one is lost (or, on SQLite, when another
+/// process wrote and the store's own poll has not yet read it).
+const DEFAULT_POLL_INTERVAL: Duration = Duration::from_secs(1);
+
+/// How often a worker sweeps expired rows and looks for stale runs, unless told otherwise.
+const DEFAULT_UPKEEP_INTERVAL: Duration = Duration::from_secs(5);
+
+/// How long a run may stay `running` before a worker takes it over, unless told otherwise:
+/// longer than any continue should take (see [`Agent::recover_run`]).
+const DEFAULT_STALE_AFTER: Duration = Duration::from_secs(600);
+
+/// Outcomes a slow subscriber may fall behind by before it misses some.
+const OUTCOME_BUFFER: usize = 1024;
+
+/// Why a [`WorkerBuilder`] could not build.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum WorkerBuildError {
+    /// No `.store(..)`: the worker would have nowhere to find runs.
+    #[error("a worker needs a store: call `.store(db)` with the database its agents use")]
+    NoStore,
+    /// Neither `.agent(..)` nor `.team(..)`: the worker could continue nothing.
+    #[error("a worker needs at least one agent or team to continue runs of: call `.agent(a)` or `.team(t)`")]
+    NothingToRun,
+    /// Two agents or teams share an id, so their runs cannot be told apart.
+    #[error("two agents or teams have the id `{0}`: give each its own `.id(..)`")]
+    DuplicateId(String),
+    /// A concurrency of zero would continue nothing.
+    #[error("a worker's concurrency must be at least 1")]
+    ZeroConcurrency,
+}
+
+/// The worker's timings and bound.
+#[derive(Debug, Clone)]
+pub(super) struct Settings {
+    pub(super) concurrency: usize,
+    pub(super) poll_interval: Duration,
+    pub(super) upkeep_interval: Duration,
+    pub(super) stale_after: Duration,
+}
+
+/// Configures a [`Worker`].
+#[derive(Default)]
+#[must_use = "a builder does nothing until `.build()`"]
+pub struct WorkerBuilder {
+    store: Option<Arc<dyn Store>>,
+    runners: Vec<(String, Runner)>,
+    concurrency: Option<usize>,
+    poll_interval: Option<Duration>,
+    upkeep_interval: Option<Duration>,
+    stale_after: Option<Duration>,
+}
+
+impl WorkerBuilder {
+    /// The store the agents and teams keep their runs in.
+    pub fn store(mut self, store: impl Store) -> Self {
+        self.store = Some(Arc::new(store));
+        self
+    }
+
+    /// Continues the runs of `agent`.
+    pub fn agent(mut self, agent: Agent) -> Self {
+        self.runners.push((agent.id().to_owned(), Runner::Agent(agent)));
+        self
+    }
+
+    /// Continues the runs of `team` (and so of its members' child runs).
+    pub fn team(mut self, team: Team) -> Self {
+        self.runners.push((team.id().to_owned(), Runner::Team(team)));
+        self
+    }
+
+    /// How many runs it continues at once (16 by default).
+    pub fn concurrency(mut self, concurrency: usize) -> Self {
+        self.concurrency = Some(concurrency);
+        self
+    }
+
+    /// The longest it sleeps without reading the store (1 s by default).
+    pub fn poll_interval(mut self, interval: Duration) -> Self {
+        self.poll_interval = Some(interval);
+        self
+    }
+
+    /// How often it sweeps expired rows and looks for stale runs (5 s by default).
+    pub fn upkeep_interval(mut self, interval: Duration) -> Self {
+        self.upkeep_interval = Some(interval);
+        self
+    }
+
+    /// How long a run may stay `running` before it is taken over as abandoned (10 min by
+    /// default). Pick it longer than the longest continue can take: a continue still under way
+    /// that is taken over runs its approved tools a second time (with the same idempotency key).
+    pub fn stale_after(mut self, stale_after: Duration) -> Self {
+        self.stale_after = Some(stale_after);
+        self
+    }
+
+    /// Checks the configuration and builds the worker.
+    pub fn build(self) -> Result<Worker, WorkerBuildError> {
+        let store = self.store.ok_or(WorkerBuildError::NoStore)?;
+        if self.runners.is_empty() {
+            return Err(WorkerBuildError::NothingToRun);
+        }
+        let concurrency = self.concurrency.unwrap_or(DEFAULT_CONCURRENCY);
+        if concurrency == 0 {
+            return Err(WorkerBuildError::ZeroConcurrency);
+        }
+        let mut runners = HashMap::new();
+        for (id, runner) in self.runners {
+            if runners.insert(id.clone(), runner).is_some() {
+                return Err(WorkerBuildError::DuplicateId(id));
+            }
+        }
+        let settings = Settings {
+            concurrency,
+            poll_interval: self.poll_interval.unwrap_or(DEFAULT_POLL_INTERVAL),
+            upkeep_interval: self.upkeep_interval.unwrap_or(DEFAULT_UPKEEP_INTERVAL),
+            stale_after: self.stale_after.unwrap_or(DEFAULT_STALE_AFTER),
+        };
+        let (outcomes, _) = broadcast::channel(OUTCOME_BUFFER);
+        Ok(Worker { store, runners, settings, stats: Arc::new(WorkerStats::default()), outcomes })
+    }
+}

@@ -1,0 +1,208 @@
+//! Streaming runs: the events of a run as it happens, for agents and teams, through a pause and
+//! its continue; the same run the blocking calls make; and a dropped stream that leaves the run
+//! to finish and be stored.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures_util::StreamExt as _;
+use kern::events::{RunEvent, RunStream};
+use kern::prelude::*;
+use kern::run::ToolCallStatus;
+use serde_json::json;
+
+use crate::backend::Backend;
+use crate::on_every_backend;
+
+/// Book a meeting room. Requires admin approval.
+#[approval]
+#[tool(requires_confirmation)]
+fn book_room(room: String) -> String {
+    format!("booked {room}")
+}
+
+/// Look up the weather.
+#[tool]
+fn weather(city: String) -> String {
+    format!("sunny in {city}")
+}
+
+fn agent(store: Arc<dyn Store>) -> Agent {
+    let model = ScriptedModel::new()
+        .when_user_contains("book", Reply::call("book_room", json!({ "room": "Ada" })))
+        .when_user_contains("weather", Reply::call("weather", json!({ "city": "Oslo" })))
+        .when_user_contains("hello", Reply::text("Hello there, how can I help?"))
+        .after_tool("book_room", Reply::text("The room is yours: {result}"))
+        .after_tool("weather", Reply::text("Today: {result}"));
+    Agent::builder().id("assistant").model(model).tool(BookRoom).tool(Weather).db(store).build().unwrap()
+}
+
+/// Every event of `stream`, which must end with its last event.
+async fn collect(stream: RunStream) -> Vec<RunEvent> {
+    let events: Vec<RunEvent> = tokio::time::timeout(Duration::from_secs(60), stream.collect()).await.unwrap();
+    assert!(events.last().is_some_and(RunEvent::is_last), "the stream ends with the outcome: {events:?}");
+    assert_eq!(events.iter().filter(|e| e.is_last()).count(), 1);
+    events
+}
+
+/// The text of the content deltas of run `run_id`, joined.
+fn content(events: &[RunEvent], run_id: &str) -> String {
+    events
+        .iter()
+        .filter_map(|event| match event {
+            RunEvent::ContentDelta { run_id: of, text } if of == run_id => Some(text.as_str()),
+            _ => None,
+        })
+        .collect()
+}
+
+fn outcome(events: &[RunEvent]) -> &RunOutput {
+    match events.last() {
+        Some(RunEvent::RunCompleted(output) | RunEvent::RunPaused(output) | RunEvent::RunCancelled(output)) => output,
+        other => panic!("no output: {other:?}"),
+    }
+}
+
+async fn an_answer_streams_word_by_word_and_is_the_runs_content(backend: Backend) {
+    let agent = agent(backend.store());
+    let events = collect(agent.run_stream("hello")).await;
+    let output = outcome(&events);
+    assert!(matches!(&events[0], RunEvent::RunStarted { run_id, .. } if run_id == &output.run_id));
+    assert_eq!(output.status, RunStatus::Completed);
+    let deltas = events.iter().filter(|e| matches!(e, RunEvent::ContentDelta { .. })).count();
+    assert!(deltas > 1, "the answer came in pieces");
+    assert_eq!(Some(content(&events, &output.run_id)), output.content);
+
+    // The blocking call makes the same run.
+    let blocking = agent.run("hello").await.unwrap();
+    assert_eq!((blocking.status, &blocking.content), (output.status, &output.content));
+    let stored = backend.store().load_run(&output.run_id).await.unwrap().unwrap();
+    assert_eq!(stored.content, output.content);
+}
+
+async fn a_pause_and_its_continue_stream_every_step(backend: Backend) {
+    let store = backend.store();
+    let agent = agent(store.clone());
+    let events = collect(agent.run_stream("book a room")).await;
+    let paused = outcome(&events).clone();
+    assert_eq!(paused.status, RunStatus::Paused);
+    let row_id = paused.requirements[0].approval_id.clone().unwrap();
+    let requested: Vec<&Approval> = events
+        .iter()
+        .filter_map(|e| match e {
+            RunEvent::ApprovalRequested(row) => Some(&**row),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(requested.len(), 1);
+    assert_eq!((requested[0].id.as_str(), requested[0].tool_name.as_str()), (row_id.as_str(), "book_room"));
+    assert!(!events.iter().any(|e| matches!(e, RunEvent::ToolCallStarted { .. })), "nothing ran before the decision");
+
+    store.update_approval(&row_id, ApprovalUpdate::approve("admin-1")).await.unwrap();
+    let events = collect(agent.continue_stream(&paused.run_id, Vec::new())).await;
+    assert!(matches!(&events[0], RunEvent::RunContinued { run_id, .. } if run_id == &paused.run_id));
+    let started = events.iter().position(|e| {
+        matches!(e, RunEvent::ToolCallStarted { tool_name, args, .. }
+        if tool_name == "book_room" && args == &json!({ "room": "Ada" }))
+    });
+    let completed = events.iter().position(|e| {
+        matches!(e, RunEvent::ToolCallCompleted { status, result, .. }
+        if *status == ToolCallStatus::Succeeded && result == &json!("booked Ada"))
+    });
+    let first_delta = events.iter().position(|e| matches!(e, RunEvent::ContentDelta { .. }));
+    assert!(started < completed && completed < first_delta, "call, result, then the answer: {events:?}");
+    let done = outcome(&events);
+    assert_eq!(done.status, RunStatus::Completed);
+    assert_eq!(Some(content(&events, &done.run_id)), done.content);
+}
+
+async fn a_plain_tool_call_streams_its_start_and_result(backend: Backend) {
+    let agent = agent(backend.store());
+    let events = collect(agent.run_stream("what is the weather")).await;
+    let kinds: Vec<&str> = events
+        .iter()
+        .map(|e| match e {
+            RunEvent::RunStarted { .. } => "started",
+            RunEvent::ToolCallStarted { .. } => "call",
+            RunEvent::ToolCallCompleted { .. } => "result",
+            RunEvent::ContentDelta { .. } => "delta",
+            RunEvent::RunCompleted(_) => "completed",
+            other => panic!("unexpected {other:?}"),
+        })
+        .collect();
+    let mut deduped = kinds.clone();
+    deduped.dedup();
+    assert_eq!(deduped, ["started", "call", "result", "delta", "completed"]);
+}
+
+async fn a_dropped_stream_leaves_the_run_to_finish(backend: Backend) {
+    let store = backend.store();
+    let agent = agent(store.clone());
+    let paused = agent.run("book a room").await.unwrap();
+    store
+        .update_approval(paused.requirements[0].approval_id.as_deref().unwrap(), ApprovalUpdate::approve("a"))
+        .await
+        .unwrap();
+    drop(agent.continue_stream(&paused.run_id, Vec::new()));
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let status = store.load_run(&paused.run_id).await.unwrap().unwrap().status;
+        if status == RunStatus::Completed {
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "the run was left {status}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+async fn a_failed_continue_ends_the_stream_with_its_error(backend: Backend) {
+    let agent = agent(backend.store());
+    let events = collect(agent.continue_stream("no-such-run", Vec::new())).await;
+    assert!(matches!(
+        &events[..],
+        [RunEvent::RunError { run_id: Some(run_id), error: kern::Error::RunNotFound(_) }] if run_id == "no-such-run"
+    ));
+}
+
+async fn a_teams_members_stream_their_runs(backend: Backend) {
+    let store = backend.store();
+    let member = agent(store.clone());
+    let leader = ScriptedModel::new()
+        .when_user_contains(
+            "ask",
+            Reply::call("delegate_task_to_member", json!({ "member_id": "assistant", "task": "hello" })),
+        )
+        .after_tool("delegate_task_to_member", Reply::text("The member said: {result}"));
+    let team = Team::builder().id("desk").model(leader).member(member).db(store).build().unwrap();
+    let events = collect(team.run_stream("ask the assistant")).await;
+    let output = outcome(&events);
+    assert_eq!(output.status, RunStatus::Completed);
+    let member_run = events.iter().find_map(|e| match e {
+        RunEvent::MemberRunStarted { run_id, member_run_id, agent_id } if run_id == &output.run_id => {
+            assert_eq!(agent_id, "assistant");
+            Some(member_run_id.clone())
+        }
+        _ => None,
+    });
+    let member_run = member_run.expect("the member's run started");
+    assert_eq!(content(&events, &member_run), "Hello there, how can I help?");
+    assert!(events.iter().any(|e| matches!(e, RunEvent::MemberRunFinished { member_run_id, status, .. }
+        if member_run_id == &member_run && *status == RunStatus::Completed)));
+    assert_eq!(Some(content(&events, &output.run_id)), output.content);
+
+    // The session's tokens: the team run's and its member's.
+    let member_usage = backend.store().load_run(&member_run).await.unwrap().unwrap().usage;
+    let spent = team.session_usage(&output.session_id).await.unwrap();
+    assert!(member_usage.output_tokens > 0 && output.usage.output_tokens > 0);
+    assert_eq!(spent.input_tokens, output.usage.input_tokens + member_usage.input_tokens);
+    assert_eq!(spent.output_tokens, output.usage.output_tokens + member_usage.output_tokens);
+}
+
+on_every_backend!(
+    an_answer_streams_word_by_word_and_is_the_runs_content,
+    a_pause_and_its_continue_stream_every_step,
+    a_plain_tool_call_streams_its_start_and_result,
+    a_dropped_stream_leaves_the_run_to_finish,
+    a_failed_continue_ends_the_stream_with_its_error,
+    a_teams_members_stream_their_runs,
+);
