@@ -1,8 +1,18 @@
-//! An admin's approvals server: an agent with two gated tools, served over HTTP behind API
-//! keys, with a worker beside it that continues each run the moment its row is decided. Three
-//! users' runs are paused before it starts; it prints an admin key once and the curl commands
-//! that list the pending rows, resolve one and read its run (completed by the worker), then
-//! serves on `KERN_ADDR` (127.0.0.1:7000 by default) until stopped.
+//! An admin's approvals server: an agent with gated tools (a confirmation, a user input, an
+//! edit-allowed call), served over HTTP behind API keys, with the approvals inbox at `/` and a
+//! worker beside it that continues each run the moment its rows are decided. Five users' runs
+//! are paused before it starts; it prints an admin key once and the curl commands that list
+//! the pending rows, resolve one and read its run (completed by the worker), then serves on
+//! `KERN_ADDR` (127.0.0.1:7000 by default) until stopped. Open `/` in a browser and sign in
+//! with the key to use the inbox.
+//!
+//! - `KERN_DB`: the SQLite file to use (a fresh one in the temporary directory by default;
+//!   it is emptied first).
+//! - `KERN_SEED_PENDING`: that many more pending rows, older than the five, to fill the inbox
+//!   (synthetic rows without runs, as a busy inbox has).
+//!
+//! Once serving it prints `KERN_URL=<base URL>` and `KERN_TOKEN=<admin key>` on lines of their
+//! own, for a program that starts it (the browser tests do).
 //!
 //! With `KERN_EXAMPLE_SMOKE` set (the examples test sets it), it serves on a free port instead
 //! and makes those requests itself: a listing without the key (401), the listing with it, one
@@ -13,6 +23,7 @@
 
 mod common;
 
+use kern::Utc;
 use kern::keys::{ApiKey, Scope};
 use kern::prelude::*;
 use kern::run::RunOptions;
@@ -35,6 +46,20 @@ async fn delete_user_data(user_id: String) -> String {
     format!("All data for user {user_id} has been deleted.")
 }
 
+/// Raise a customer's card limit. The approver may lower the amount.
+#[approval(allow_edit)]
+#[tool(requires_confirmation)]
+fn raise_card_limit(customer: String, limit_eur: u32) -> String {
+    format!("the card limit of {customer} is now {limit_eur} EUR")
+}
+
+/// Extend a customer's free trial. The admin decides by how many days.
+#[approval]
+#[tool(user_input_fields = ["days"])]
+fn extend_trial(customer: String, days: u32) -> String {
+    format!("the trial of {customer} is extended by {days} days")
+}
+
 /// A run paused before the server starts, as the admin will find it.
 struct Paused {
     user: &'static str,
@@ -43,24 +68,37 @@ struct Paused {
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let db = SqliteDb::open(common::fresh_db("admin_server")).await?;
+    let db_path = match std::env::var_os("KERN_DB") {
+        Some(path) => common::emptied(std::path::PathBuf::from(path)),
+        None => common::fresh_db("admin_server"),
+    };
+    let db = SqliteDb::open(db_path).await?;
     let script = ScriptedModel::new()
         .when_user_contains("A-100", Reply::call("refund_order", json!({"order_id": "A-100", "amount_cents": 1999})))
         .when_user_contains("B-200", Reply::call("refund_order", json!({"order_id": "B-200", "amount_cents": 250000})))
-        .when_user_contains("delete", Reply::call("delete_user_data", json!({"user_id": "carol"})));
+        .when_user_contains("delete", Reply::call("delete_user_data", json!({"user_id": "carol"})))
+        .when_user_contains("limit", Reply::call("raise_card_limit", json!({"customer": "dave", "limit_eur": 5000})))
+        .when_user_contains("trial", Reply::call("extend_trial", json!({"customer": "erin"})));
     let agent = Agent::builder()
         .id("support-agent")
         .name("support-agent")
         .model(common::model(script))
         .tool(RefundOrder)
         .tool(DeleteUserData)
+        .tool(RaiseCardLimit)
+        .tool(ExtendTrial)
         .db(db.clone())
         .build()?;
 
+    let seeded = seed_pending(&db).await?;
     let mut paused = Vec::new();
-    for (user, message) in
-        [("alice", "Refund order A-100"), ("bob", "Refund order B-200"), ("carol", "Please delete all my data")]
-    {
+    for (user, message) in [
+        ("alice", "Refund order A-100"),
+        ("bob", "Refund order B-200"),
+        ("carol", "Please delete all my data"),
+        ("dave", "Please raise my card limit"),
+        ("erin", "Can you extend my trial?"),
+    ] {
         let run = agent.run_with(message, RunOptions::default().user_id(user)).await?;
         println!("{user}: run {} is {}", run.run_id, run.status);
         if run.status != RunStatus::Paused {
@@ -107,12 +145,61 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     println!("  curl -s -H \"Authorization: Bearer $KERN_TOKEN\" {base}/runs/{}", paused[0].run_id);
 
     if !smoke {
-        println!("\nserving on {base} (Ctrl-C to stop)");
+        println!("\nthe inbox: open {base}/ and sign in with the key ({seeded} more pending rows seeded)");
+        println!("serving on {base} (Ctrl-C to stop)");
+        println!("KERN_URL={base}\nKERN_TOKEN={}", issued.token);
         server.serve(listener).await?;
         return Ok(());
     }
     tokio::spawn(server.serve(listener));
     drive(&base, &issued.token, &paused).await
+}
+
+/// Writes `KERN_SEED_PENDING` pending rows, older than the example's own (in batches of
+/// 5,000, one transaction each); answers how many.
+async fn seed_pending(db: &SqliteDb) -> Result<usize, Box<dyn std::error::Error>> {
+    const BATCH: usize = 5_000;
+    let count: usize = match std::env::var("KERN_SEED_PENDING") {
+        Ok(text) => text.parse().map_err(|_| format!("KERN_SEED_PENDING must be a count, not `{text}`"))?,
+        Err(_) => 0,
+    };
+    let oldest = Utc::now() - chrono::Duration::hours(1);
+    let mut written = 0;
+    while written < count {
+        let batch: Vec<Approval> = (written..count.min(written + BATCH))
+            .map(|i| {
+                let created_at = oldest - chrono::Duration::seconds(i as i64);
+                Approval {
+                    id: format!("{:08x}-0000-7000-8000-{:012x}", i / 65_536, i),
+                    run_id: format!("seeded-run-{i}"),
+                    session_id: format!("seeded-session-{i}"),
+                    status: ApprovalStatus::Pending,
+                    approval_type: ApprovalType::Required,
+                    pause_type: PauseType::Confirmation,
+                    source_type: SourceType::Agent,
+                    source_name: Some("support-agent".into()),
+                    agent_id: Some("support-agent".into()),
+                    team_id: None,
+                    user_id: Some(format!("user-{}", i % 500)),
+                    tool_name: "refund_order".into(),
+                    tool_args: json!({"order_id": format!("S-{i}"), "amount_cents": 100 + i % 9_000}),
+                    tool_call_id: format!("call_{i}"),
+                    requirements: Vec::new(),
+                    resolution_data: None,
+                    resolved_by: None,
+                    resolved_at: None,
+                    created_at,
+                    updated_at: created_at,
+                    expires_at: None,
+                    run_status: RunStatus::Paused,
+                    policy: None,
+                }
+            })
+            .collect();
+        written += batch.len();
+        db.save_runs(&[], &batch, &[]).await?;
+    }
+    Ok(count)
 }
 
 /// What an admin does with the printed commands, over real HTTP, plus a rejection with a note

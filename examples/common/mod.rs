@@ -19,7 +19,11 @@ pub fn model(script: ScriptedModel) -> Arc<dyn Model> {
 
 /// A database file for the example, emptied so each run starts from scratch.
 pub fn fresh_db(name: &str) -> PathBuf {
-    let path = std::env::temp_dir().join(format!("kern-example-{name}.db"));
+    emptied(std::env::temp_dir().join(format!("kern-example-{name}.db")))
+}
+
+/// `path`, with the database file there (and its journal) removed.
+pub fn emptied(path: PathBuf) -> PathBuf {
     for suffix in ["", "-wal", "-shm"] {
         let _ = std::fs::remove_file(format!("{}{suffix}", path.display()));
     }

@@ -26,6 +26,7 @@ use crate::error::Result;
 use crate::events;
 use crate::models::Usage;
 use crate::run::{RunOptions, RunOutput, RunRequirement};
+use crate::tools::ToolDefinition;
 
 /// An agent. Cheap to clone; clones share everything.
 #[derive(Clone)]
@@ -116,6 +117,12 @@ impl Agent {
     pub async fn recover_run(&self, run_id: &str, stale_after: Duration) -> Result<RunOutput> {
         let span = tracing::info_span!("kern.recover", agent_id = self.id(), run_id);
         self.cycle.recover_run(run_id, stale_after, span).await
+    }
+
+    /// The definition of the agent's tool `name` (its description and argument schemas), as
+    /// an admin reviewing one of its calls reads it.
+    pub fn tool_definition(&self, name: &str) -> Option<&ToolDefinition> {
+        self.runner().tools.get(name).map(|entry| &entry.definition)
     }
 
     /// The loop, for a team that takes this agent on as a member.

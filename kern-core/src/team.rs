@@ -17,6 +17,7 @@ use crate::error::Result;
 use crate::events;
 use crate::models::Usage;
 use crate::run::{RunOptions, RunOutput, RunRequirement};
+use crate::tools::ToolDefinition;
 
 /// A team of agents under a leader model. Cheap to clone.
 #[derive(Clone)]
@@ -94,6 +95,12 @@ impl Team {
     pub async fn recover_run(&self, run_id: &str, stale_after: Duration) -> Result<RunOutput> {
         let span = tracing::info_span!("kern.team_recover", team_id = self.id(), run_id);
         self.cycle.recover_run(run_id, stale_after, span).await
+    }
+
+    /// The definition of the team's own tool `name` (its description and argument schemas), as
+    /// an admin reviewing one of its calls reads it; members' tools are their agents'.
+    pub fn tool_definition(&self, name: &str) -> Option<&ToolDefinition> {
+        self.cycle.runner().tools.get(name).map(|entry| &entry.definition)
     }
 }
 

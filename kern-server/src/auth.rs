@@ -1,17 +1,23 @@
 //! Who calls: the [`Auth`] mode a server runs in and the [`Caller`] extractor every protected
 //! handler takes, which signs the request in (or refuses it with 401) and answers what the
 //! caller may do (or refuses with 403).
+//!
+//! A request without an `Authorization` header may also be signed in by the inbox's session
+//! cookie, for reading only (GET and HEAD): that is how the inbox's pages read `/events` and
+//! `/runs/{run_id}`. Writes through the API always need a bearer credential.
 
 use std::net::SocketAddr;
 
 use axum::extract::{ConnectInfo, FromRequestParts};
+use axum::http::Method;
 use axum::http::header::AUTHORIZATION;
 use axum::http::request::Parts;
 use kern_core::approval::{Approval, Principal};
-use kern_core::keys::{Scope, parse_token};
+use kern_core::keys::{ApiKey, Scope, parse_token};
 use kern_core::limits;
 
 use crate::error::{ApiError, ApiResult};
+use crate::session::{self, Session};
 use crate::state::AppState;
 
 /// How a server knows who calls it.
@@ -134,6 +140,12 @@ impl FromRequestParts<AppState> for Caller {
                     authenticated: false,
                 })
             }
+            _ if !parts.headers.contains_key(AUTHORIZATION)
+                && (parts.method == Method::GET || parts.method == Method::HEAD)
+                && let Some(token) = session::cookie_token(&parts.headers) =>
+            {
+                Caller::of_session(state, token).await.map(|(caller, _)| caller)
+            }
             Auth::ApiKeys => api_key_caller(state, bearer(parts)?).await,
             #[cfg(feature = "jwt")]
             Auth::Jwt(jwt) => {
@@ -149,6 +161,20 @@ impl FromRequestParts<AppState> for Caller {
     }
 }
 
+impl Caller {
+    /// The caller a session token signs in, with its session: the session's API key as it
+    /// stands now (a revoked or deleted key signs nobody in), or a 401.
+    pub(crate) async fn of_session(state: &AppState, token: &str) -> Result<(Caller, Session), ApiError> {
+        let session = state.sessions.find(token).ok_or_else(signed_out)?;
+        let key = state.store.api_key(&session.key_id).await?.filter(|key| key.revoked_at.is_none());
+        key.map(|key| (key_caller(state, key), session)).ok_or_else(signed_out)
+    }
+}
+
+fn signed_out() -> ApiError {
+    ApiError::unauthorized("The session has ended: sign in again")
+}
+
 /// The bearer token of a request; the reference accepts it without the `Bearer` prefix too.
 fn bearer(parts: &Parts) -> Result<&str, ApiError> {
     let header =
@@ -162,12 +188,17 @@ fn invalid_token() -> ApiError {
 }
 
 /// The caller an API key signs in, or a 401.
-async fn api_key_caller(state: &AppState, token: &str) -> Result<Caller, ApiError> {
+pub(crate) async fn api_key_caller(state: &AppState, token: &str) -> Result<Caller, ApiError> {
     let (id, secret) = parse_token(token).filter(|(id, _)| limits::is_key(id)).ok_or_else(invalid_token)?;
     let key = state.store.api_key(id).await?.ok_or_else(invalid_token)?;
     if !key.accepts(secret) {
         return Err(invalid_token());
     }
+    Ok(key_caller(state, key))
+}
+
+/// The caller an accepted API key signs in.
+fn key_caller(state: &AppState, key: ApiKey) -> Caller {
     let own_user = (state.user_isolation && !key.grants(Scope::Admin)).then(|| key.principal.clone());
-    Ok(Caller { principal: key.principal(), scopes: key.scopes, own_user, authenticated: true })
+    Caller { principal: key.principal(), scopes: key.scopes, own_user, authenticated: true }
 }

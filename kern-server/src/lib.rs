@@ -1,6 +1,7 @@
 //! kern's approvals and runs over HTTP: the reference's `/approvals` routes with its wire
 //! contract, its run and continue routes, and kern's additions (votes, cancel, trail, keyset
-//! cursors, live events, OpenAPI, health and metrics), behind API keys.
+//! cursors, live events, OpenAPI, health and metrics), behind API keys; and at `/` the
+//! approvals inbox, where an admin signs in with an API key and decides rows in a browser.
 //!
 //! ```no_run
 //! # async fn example(db: kern_core::store::MemoryDb, agent: kern_core::agent::Agent) -> Result<(), Box<dyn std::error::Error>> {
@@ -18,12 +19,14 @@ mod auth;
 mod error;
 mod extract;
 mod idempotency;
+mod inbox;
 #[cfg(feature = "jwt")]
 mod jwt;
 mod metrics;
 mod openapi;
 mod routes;
 mod server;
+mod session;
 mod state;
 mod wire;
 

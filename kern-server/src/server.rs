@@ -1,5 +1,5 @@
-//! The [`Server`]: its builder, the router with its layers (body limit, timeout, request ids,
-//! tracing, metrics), and serving it with the expiry sweep.
+//! The [`Server`]: its builder, the router (the API, and the inbox at `/`) with its layers
+//! (body limit, timeout, request ids, tracing, metrics), and serving it with the expiry sweep.
 
 use std::collections::HashMap;
 use std::io;
@@ -26,6 +26,7 @@ use tower_http::trace::TraceLayer;
 use crate::auth::Auth;
 use crate::error::ApiError;
 use crate::idempotency::Replies;
+use crate::inbox;
 use crate::metrics::Metrics;
 use crate::routes::{approvals, events, ops, runs};
 use crate::state::AppState;
@@ -63,6 +64,8 @@ pub struct ServerBuilder {
     body_limit: usize,
     request_timeout: Duration,
     expiry_sweep: Duration,
+    secure_cookies: bool,
+    stale_after: Duration,
     worker: Option<Arc<WorkerStats>>,
 }
 
@@ -77,6 +80,8 @@ impl Default for ServerBuilder {
             body_limit: 1024 * 1024,
             request_timeout: Duration::from_secs(120),
             expiry_sweep: Duration::from_secs(30),
+            secure_cookies: false,
+            stale_after: Duration::from_secs(5 * 60),
             worker: None,
         }
     }
@@ -134,6 +139,22 @@ impl ServerBuilder {
         self
     }
 
+    /// Marks the inbox's session cookie `Secure`, so that browsers send it over https alone.
+    /// Turn it on when the server is reached over https (behind a TLS proxy, say): the server
+    /// cannot tell by itself. Off by default, so that the inbox works on plain
+    /// `http://127.0.0.1`.
+    pub fn secure_cookies(mut self, on: bool) -> Self {
+        self.secure_cookies = on;
+        self
+    }
+
+    /// How long a run may stay `running` before the inbox offers to recover it (5 minutes by
+    /// default): longer than a continue (its tools and model turns) should ever take.
+    pub fn stale_after(mut self, stale_after: Duration) -> Self {
+        self.stale_after = stale_after;
+        self
+    }
+
     /// Reports the counters of a worker running beside the server (see
     /// [`Worker::stats`](kern_core::worker::Worker::stats)) on `/metrics`.
     pub fn worker_stats(mut self, stats: Arc<WorkerStats>) -> Self {
@@ -155,6 +176,9 @@ impl ServerBuilder {
             user_isolation: self.user_isolation,
             metrics: Arc::new(self.worker.map_or_else(Metrics::default, Metrics::with_worker)),
             replies: Arc::new(Replies::default()),
+            sessions: Arc::default(),
+            secure_cookies: self.secure_cookies,
+            stale_after: self.stale_after,
         };
         let router = router(state.clone(), self.body_limit, self.request_timeout);
         Ok(Server { router, state, expiry_sweep: self.expiry_sweep })
@@ -244,6 +268,7 @@ fn router(state: AppState, body_limit: usize, timeout: Duration) -> Router {
         .route("/healthz", get(ops::healthz))
         .route("/readyz", get(ops::readyz))
         .route("/metrics", get(ops::metrics))
+        .merge(inbox::routes())
         .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "Not Found") })
         .layer(middleware::from_fn_with_state(state.clone(), measure))
         .layer(TimeoutLayer::with_status_code(StatusCode::REQUEST_TIMEOUT, timeout))

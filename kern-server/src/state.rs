@@ -1,8 +1,9 @@
 //! What every handler shares: the store, the agents and teams it runs, how callers sign in,
-//! the metrics, and the answers kept for idempotent retries.
+//! the metrics, the answers kept for idempotent retries, and the inbox's sessions.
 
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::time::Duration;
 
 use kern_core::agent::Agent;
 use kern_core::store::Store;
@@ -11,6 +12,7 @@ use kern_core::team::Team;
 use crate::auth::Auth;
 use crate::idempotency::Replies;
 use crate::metrics::Metrics;
+use crate::session::Sessions;
 
 /// The state of a server, cheap to clone (every handler gets a copy).
 #[derive(Clone)]
@@ -22,4 +24,10 @@ pub struct AppState {
     pub(crate) user_isolation: bool,
     pub(crate) metrics: Arc<Metrics>,
     pub(crate) replies: Arc<Replies>,
+    /// The inbox's sign-in sessions.
+    pub(crate) sessions: Arc<Sessions>,
+    /// Whether the inbox's session cookie is marked `Secure` (served over https).
+    pub(crate) secure_cookies: bool,
+    /// How long a run may stay `running` before the inbox offers to recover it.
+    pub(crate) stale_after: Duration,
 }

@@ -1,12 +1,14 @@
 //! The HTTP API (`kern-server`): every route against every store kern ships, through the
 //! router (`ServiceExt::oneshot`), and a real server on 127.0.0.1 for what needs a socket:
-//! live events, concurrent decisions, an open server's loopback rule.
+//! live events, concurrent decisions, an open server's loopback rule; and the inbox's pages and
+//! forms.
 //!
 //! Postgres: set `KERN_TEST_POSTGRES_URL` (e.g. `postgres://postgres@127.0.0.1:5432/test`).
 //! Unset, the Postgres tests print why and pass; set but unreachable, they fail.
 
 mod approvals;
 mod harness;
+mod inbox;
 mod jwt;
 mod live;
 mod runs;
@@ -51,4 +53,11 @@ suite! {
     live::operations_routes_answer,
     jwt::hs256_tokens_sign_callers_in_and_are_checked,
     jwt::rs256_tokens_are_checked_with_the_public_key,
+    inbox::signing_in_opens_a_session_whose_forms_are_guarded,
+    inbox::a_session_reads_the_api_but_never_writes_it,
+    inbox::a_reader_looks_but_does_not_decide,
+    inbox::assets_are_served_from_the_binary,
+    inbox::a_run_left_running_is_recovered_from_its_page,
+    inbox::a_cancelled_call_shows_in_the_history_and_its_exports,
+    inbox::approving_from_the_list_returns_to_the_list,
 }

@@ -138,7 +138,7 @@ pub async fn count(
 }
 
 /// The row `id` as the caller may see it: another user's row is not found, under isolation.
-async fn visible_row(state: &AppState, caller: &Caller, id: &str) -> ApiResult<Approval> {
+pub(crate) async fn visible_row(state: &AppState, caller: &Caller, id: &str) -> ApiResult<Approval> {
     match state.store.get_approval(id).await? {
         Some(row) if caller.sees(&row) => Ok(row),
         _ => Err(ApiError::approval_not_found()),
@@ -284,8 +284,14 @@ fn resolution_decision(approve: bool, data: Option<Value>, pause: PauseType) -> 
     Ok(Decision::Approve { note, values, result, args })
 }
 
-/// Decides `row` as the caller and answers with the row as it then stands.
-async fn decide(state: &AppState, decider: &Principal, row: &Approval, decision: Decision) -> ApiResult<Decided> {
+/// Decides `row` as the caller and answers with the row as it then stands: the one path of
+/// every decision over HTTP, the API's and the inbox's.
+pub(crate) async fn decide(
+    state: &AppState,
+    decider: &Principal,
+    row: &Approval,
+    decision: Decision,
+) -> ApiResult<Decided> {
     let decided = state.store.decide(&row.id, decider, decision).await?;
     let status = if decided.status == ApprovalStatus::Pending {
         StatusCode::ACCEPTED
@@ -305,6 +311,11 @@ pub struct Decided {
 }
 
 impl Decided {
+    /// The row as the decision left it.
+    pub(crate) fn row(&self) -> &Approval {
+        &self.row
+    }
+
     /// The JSON the answer carries, kept for a repeated `Idempotency-Key`.
     fn body(&self) -> ApiResult<Value> {
         serde_json::to_value(ApprovalResponse::from(&self.row))

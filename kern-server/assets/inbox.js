@@ -1,0 +1,169 @@
+// kern inbox: live rows and counts from /events, keyboard shortcuts, expiry countdowns, a
+// run's live status, and the diff of edited arguments. Every page works without it.
+(function () {
+  "use strict";
+
+  // Set once a form is sent: the page's own reloads then wait for its answer.
+  var submitting = false;
+  document.addEventListener("submit", function () { submitting = true; });
+
+  var KINDS = ["created", "vote", "approved", "rejected", "edited", "expired", "cancelled", "executed", "failed"];
+  var DECIDED = ["approved", "rejected", "expired", "cancelled"];
+
+  function typing(event) {
+    var tag = event.target && event.target.tagName;
+    return tag === "INPUT" || tag === "TEXTAREA" || tag === "SELECT" || event.ctrlKey || event.metaKey || event.altKey;
+  }
+
+  // Calls back with (kind, event) for each event of the trail, from now on.
+  function listen(onEvent) {
+    if (!window.EventSource) return;
+    var source = new EventSource("/events");
+    var live = document.getElementById("live");
+    KINDS.forEach(function (kind) {
+      source.addEventListener("approval." + kind, function (message) {
+        var data;
+        try { data = JSON.parse(message.data); } catch (_) { return; }
+        onEvent(kind, data);
+      });
+    });
+    source.onopen = function () { if (live) live.hidden = false; };
+    source.onerror = function () { if (live) live.hidden = true; };
+  }
+
+  function countdowns() {
+    var now = Date.now();
+    document.querySelectorAll(".countdown[data-expires]").forEach(function (node) {
+      var left = Math.round((Date.parse(node.dataset.expires) - now) / 1000);
+      if (isNaN(left)) return;
+      if (left <= 0) { node.textContent = "expired"; node.classList.add("soon"); return; }
+      var h = Math.floor(left / 3600), m = Math.floor((left % 3600) / 60), s = left % 60;
+      node.textContent = "expires in " + (h ? h + "h " : "") + (h || m ? m + "m " : "") + s + "s";
+      node.classList.toggle("soon", left < 300);
+    });
+  }
+  countdowns();
+  setInterval(countdowns, 1000);
+
+  // The inbox: live rows, j/k/a/r and / keys.
+  var list = document.getElementById("list");
+  if (list) {
+    var selected = -1;
+    var timer = null;
+    var rows = function () { return Array.prototype.slice.call(document.querySelectorAll("#rows .row")); };
+    var select = function (index) {
+      var all = rows();
+      if (!all.length) { selected = -1; return; }
+      selected = Math.max(0, Math.min(index, all.length - 1));
+      all.forEach(function (row, i) { row.classList.toggle("selected", i === selected); });
+      all[selected].scrollIntoView({ block: "nearest" });
+    };
+    var setCount = function (total) { document.getElementById("count").textContent = total; };
+    var refresh = function () {
+      clearTimeout(timer);
+      timer = setTimeout(function () {
+        var current = rows()[selected];
+        var currentId = current && current.dataset.id;
+        fetch("/ui/rows?" + list.dataset.query, { credentials: "same-origin" })
+          .then(function (response) { return response.ok ? response.text() : null; })
+          .then(function (html) {
+            if (html === null) return;
+            var fresh = new DOMParser().parseFromString(html, "text/html").getElementById("rows");
+            if (!fresh) return;
+            document.getElementById("rows").replaceWith(document.importNode(fresh, true));
+            setCount(fresh.dataset.total);
+            if (selected >= 0) {
+              var index = rows().findIndex(function (row) { return row.dataset.id === currentId; });
+              select(index >= 0 ? index : selected);
+            }
+            countdowns();
+          })
+          .catch(function () {});
+      }, 150);
+    };
+    listen(function (kind, event) {
+      if (DECIDED.indexOf(kind) >= 0) {
+        var gone = document.querySelector('#rows .row[data-id="' + CSS.escape(event.approval_id) + '"]');
+        if (gone) {
+          gone.remove();
+          var count = document.getElementById("count");
+          count.textContent = Math.max(0, (parseInt(count.textContent, 10) || 1) - 1);
+        }
+      }
+      if (kind === "created" || DECIDED.indexOf(kind) >= 0) refresh();
+    });
+    document.addEventListener("keydown", function (event) {
+      if (typing(event)) { if (event.key === "Escape") event.target.blur(); return; }
+      var row = rows()[selected];
+      if (event.key === "j") select(selected + 1);
+      else if (event.key === "k") select(selected - 1);
+      else if (event.key === "/") { event.preventDefault(); document.getElementById("filter").focus(); }
+      else if ((event.key === "Enter" || event.key === "o") && row) row.querySelector("a").click();
+      else if (event.key === "a" && row) {
+        var quick = row.querySelector("form");
+        if (quick) quick.requestSubmit(quick.querySelector("button"));
+        else row.querySelector("a").click();
+      } else if (event.key === "r" && row) location.href = row.querySelector("a").getAttribute("href") + "#reject";
+    });
+  }
+
+  // One row: a and r keys, reload when someone else decides it, the diff of an edit.
+  var detail = document.querySelector("[data-approval-id]");
+  if (detail) {
+    var note = document.getElementById("reject-note");
+    if (note && location.hash === "#reject") note.focus();
+    var status = document.getElementById("status");
+    listen(function (kind, event) {
+      if (!submitting && event.approval_id === detail.dataset.approvalId && status.textContent === "pending" &&
+          (DECIDED.indexOf(kind) >= 0 || kind === "vote")) location.reload();
+    });
+    document.addEventListener("keydown", function (event) {
+      if (typing(event)) return;
+      var approve = document.getElementById("approve-form");
+      if (event.key === "a" && approve) {
+        var first = approve.querySelector("input:not([type=hidden]), textarea, select");
+        if (approve.querySelector("[required]") && first) first.focus();
+        else approve.requestSubmit(approve.querySelector("button[value=approve]"));
+      } else if (event.key === "r" && note) { event.preventDefault(); note.focus(); }
+    });
+    var edit = document.getElementById("edit-form");
+    var diff = document.getElementById("edit-diff");
+    if (edit && diff) {
+      edit.addEventListener("input", function () {
+        diff.textContent = "";
+        edit.querySelectorAll("[name^='arg.']").forEach(function (field) {
+          var before = field.type === "checkbox" ? String(field.defaultChecked) : field.defaultValue;
+          var after = field.type === "checkbox" ? String(field.checked) : field.value;
+          if (field.tagName === "SELECT") {
+            var original = Array.prototype.find.call(field.options, function (o) { return o.defaultSelected; });
+            before = original ? original.value : "";
+          }
+          if (before === after) return;
+          var line = document.createElement("div");
+          var name = document.createElement("code");
+          name.textContent = field.name.slice(4) + ": ";
+          var del = document.createElement("del");
+          del.textContent = before;
+          var ins = document.createElement("ins");
+          ins.textContent = after;
+          line.append(name, del, " → ", ins);
+          diff.append(line);
+        });
+        diff.hidden = !diff.childElementCount;
+      });
+    }
+  }
+
+  // A run: its status, live.
+  var run = document.querySelector("[data-run-id]");
+  if (run && ["paused", "running"].indexOf(run.dataset.status) >= 0) {
+    setInterval(function () {
+      fetch("/runs/" + encodeURIComponent(run.dataset.runId), { credentials: "same-origin" })
+        .then(function (response) { return response.ok ? response.json() : null; })
+        .then(function (body) {
+          if (!submitting && body && String(body.status).toLowerCase() !== run.dataset.status) location.reload();
+        })
+        .catch(function () {});
+    }, 1500);
+  }
+})();

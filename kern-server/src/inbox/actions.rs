@@ -1,0 +1,217 @@
+//! The inbox's forms: sign in and out, decide a row, continue or recover a run. Each checks
+//! the session's CSRF token, acts as the signed-in principal through the same code as the
+//! HTTP API (so policies, validation and conflicts behave identically), and answers with a
+//! 303 to the page that shows the outcome, or with that page and a clear message when the
+//! action was refused (nothing was changed then).
+
+use axum::extract::{Path, State};
+use axum::http::header::SET_COOKIE;
+use axum::http::{HeaderMap, HeaderValue, StatusCode};
+use axum::response::Response;
+use kern_core::keys::{Scope, parse_token};
+
+use super::assets;
+use super::forms::{self, FormFields};
+use super::page::{PageError, PageResult, render, see_other};
+use super::pages::{detail_page, run_page, time, visible_run};
+use super::runner::Runner;
+use super::viewer::{SIGN_IN, Viewer, cross_origin, cross_origin_refusal, no_randomness};
+use super::views::SignInPage;
+use crate::auth::{Auth, api_key_caller};
+use crate::error::ApiError;
+use crate::routes::approvals;
+use crate::session::{self, COOKIE_NAME, LIFETIME};
+use crate::state::AppState;
+
+/// `GET /ui/sign-in`.
+pub async fn sign_in_form(State(state): State<AppState>) -> Response {
+    if matches!(state.auth, Auth::OpenOnLoopback { .. }) {
+        return see_other("/");
+    }
+    render(StatusCode::OK, &SignInPage { css: &assets::urls().css, error: None })
+}
+
+fn sign_in_refused(status: StatusCode, message: &str) -> Response {
+    render(status, &SignInPage { css: &assets::urls().css, error: Some(message.to_owned()) })
+}
+
+/// `POST /ui/sign-in`: an API key, verified as the API verifies it, opens a session.
+pub async fn sign_in(State(state): State<AppState>, headers: HeaderMap, form: FormFields) -> PageResult {
+    if cross_origin(&headers) {
+        return Err(cross_origin_refusal());
+    }
+    if matches!(state.auth, Auth::OpenOnLoopback { .. }) {
+        return Ok(see_other("/"));
+    }
+    let Some(key) = form.text("key") else {
+        return Ok(sign_in_refused(StatusCode::UNPROCESSABLE_ENTITY, "Enter an API key."));
+    };
+    let caller = match api_key_caller(&state, &key).await {
+        Ok(caller) => caller,
+        Err(err) if err.status == StatusCode::UNAUTHORIZED => {
+            return Ok(sign_in_refused(
+                StatusCode::UNAUTHORIZED,
+                "That API key signs nobody in: check it, or ask for a new one.",
+            ));
+        }
+        Err(err) => return Err(err.into()),
+    };
+    if caller.require(Scope::ApprovalsRead).is_err() {
+        return Ok(sign_in_refused(
+            StatusCode::FORBIDDEN,
+            "That API key may not read approvals (scope approvals:read).",
+        ));
+    }
+    let key_id = parse_token(&key).map(|(id, _)| id.to_owned()).unwrap_or_default();
+    let (token, _) = state.sessions.open(key_id).map_err(no_randomness)?;
+    let secure = if state.secure_cookies { "; Secure" } else { "" };
+    let cookie =
+        format!("{COOKIE_NAME}={token}; HttpOnly; SameSite=Strict; Path=/; Max-Age={}{secure}", LIFETIME.as_secs());
+    let mut response = see_other("/");
+    let value =
+        HeaderValue::from_str(&cookie).map_err(|_| PageError::new(StatusCode::INTERNAL_SERVER_ERROR, "bad cookie"))?;
+    response.headers_mut().insert(SET_COOKIE, value);
+    Ok(response)
+}
+
+/// `POST /ui/sign-out`: ends the session and clears its cookie.
+pub async fn sign_out(
+    State(state): State<AppState>,
+    viewer: Viewer,
+    headers: HeaderMap,
+    form: FormFields,
+) -> PageResult {
+    viewer.check_csrf(&form)?;
+    if let Some(token) = session::cookie_token(&headers) {
+        state.sessions.close(token);
+    }
+    let mut response = see_other(SIGN_IN);
+    let cleared = format!("{COOKIE_NAME}=; HttpOnly; SameSite=Strict; Path=/; Max-Age=0");
+    if let Ok(value) = HeaderValue::from_str(&cleared) {
+        response.headers_mut().insert(SET_COOKIE, value);
+    }
+    Ok(response)
+}
+
+/// `POST /ui/approvals/{id}`: approve (with values, a result or edited arguments), reject
+/// with a note, or cancel, as the signed-in principal.
+pub async fn decide(
+    State(state): State<AppState>,
+    viewer: Viewer,
+    Path(id): Path<String>,
+    form: FormFields,
+) -> PageResult {
+    viewer.check_csrf(&form)?;
+    viewer.caller.require(Scope::ApprovalsWrite)?;
+    viewer.caller.require_unconfined()?;
+    let row = approvals::visible_row(&state, &viewer.caller, &id).await?;
+    let decision = match forms::decision(&row, &form) {
+        Ok(decision) => decision,
+        Err(message) => {
+            return refused_decision(&state, &viewer, &id, &form, StatusCode::UNPROCESSABLE_ENTITY, message).await;
+        }
+    };
+    match approvals::decide(&state, &viewer.caller.principal, &row, decision).await {
+        Ok(_) if form.get("next") == Some("inbox") => Ok(see_other("/")),
+        Ok(decided) => Ok(see_other(&format!("/ui/approvals/{}", decided.row().id))),
+        Err(err) if err.status == StatusCode::CONFLICT => {
+            let message = conflict_message(&state, &id, err).await;
+            refused_decision(&state, &viewer, &id, &form, StatusCode::CONFLICT, message).await
+        }
+        Err(err) if err.status.is_client_error() => {
+            refused_decision(&state, &viewer, &id, &form, err.status, err.detail).await
+        }
+        Err(err) => Err(err.into()),
+    }
+}
+
+/// What a conflict says: who decided the row first, and when.
+async fn conflict_message(state: &AppState, id: &str, err: ApiError) -> String {
+    match state.store.get_approval(id).await {
+        Ok(Some(row)) if row.status.is_resolved() => {
+            let by = row.resolved_by.as_deref().unwrap_or("someone else");
+            let at = row.resolved_at.map(|at| format!(" at {}", time(at))).unwrap_or_default();
+            format!("Nothing was changed: this call was already {} by {by}{at}.", row.status)
+        }
+        _ => format!("Nothing was changed: {}", err.detail),
+    }
+}
+
+/// The row's page again with why `form` was refused, its fields filled as they were sent so
+/// that nothing needs typing twice.
+async fn refused_decision(
+    state: &AppState,
+    viewer: &Viewer,
+    id: &str,
+    form: &FormFields,
+    status: StatusCode,
+    message: String,
+) -> PageResult {
+    let mut page = detail_page(state, viewer, id, Some(message)).await?;
+    for field in page.inputs.iter_mut().chain(page.edits.iter_mut()) {
+        match form.get(&field.name) {
+            Some(sent) => sent.clone_into(&mut field.value),
+            None if field.kind == "checkbox" => field.value = "false".into(),
+            None => {}
+        }
+    }
+    Ok(render(status, &page))
+}
+
+/// Which run action a form asks for.
+#[derive(Clone, Copy)]
+enum RunAction {
+    Continue,
+    Recover,
+}
+
+/// `POST /ui/runs/{run_id}/continue`: continues a paused run whose rows are all decided.
+pub async fn continue_run(
+    State(state): State<AppState>,
+    viewer: Viewer,
+    Path(run_id): Path<String>,
+    form: FormFields,
+) -> PageResult {
+    run_action(&state, &viewer, &run_id, &form, RunAction::Continue).await
+}
+
+/// `POST /ui/runs/{run_id}/recover`: finishes a run left `running` past the stale time.
+pub async fn recover_run(
+    State(state): State<AppState>,
+    viewer: Viewer,
+    Path(run_id): Path<String>,
+    form: FormFields,
+) -> PageResult {
+    run_action(&state, &viewer, &run_id, &form, RunAction::Recover).await
+}
+
+async fn run_action(
+    state: &AppState,
+    viewer: &Viewer,
+    run_id: &str,
+    form: &FormFields,
+    action: RunAction,
+) -> PageResult {
+    viewer.check_csrf(form)?;
+    viewer.caller.require(Scope::RunsWrite)?;
+    let record = visible_run(state, &viewer.caller, run_id).await?;
+    let Some(runner) = Runner::of_run(state, &record) else {
+        let message = "This server does not run this run's agent or team: its own process continues it.";
+        return Ok(render(StatusCode::CONFLICT, &run_page(state, viewer, run_id, Some(message.to_owned())).await?));
+    };
+    let outcome = match action {
+        RunAction::Continue => runner.continue_run(run_id).await,
+        RunAction::Recover => runner.recover_run(run_id, state.stale_after).await,
+    };
+    match outcome {
+        Ok(output) => {
+            state.metrics.run(output.status);
+            Ok(see_other(&format!("/ui/runs/{run_id}")))
+        }
+        Err(err) => {
+            let err = ApiError::from(err);
+            let message = format!("The run could not go on: {}", err.detail);
+            Ok(render(err.status, &run_page(state, viewer, run_id, Some(message)).await?))
+        }
+    }
+}

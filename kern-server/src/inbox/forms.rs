@@ -1,0 +1,250 @@
+//! The inbox's forms: the fields generated from a tool's JSON Schema (user input, edited
+//! arguments), and the [`Decision`] a submitted decision form stands for. Values are typed by
+//! the schema where they can be; one that does not fit is passed on as typed, so that the
+//! store's validation refuses it with its own words, exactly as it refuses the API's.
+
+use axum::Form;
+use axum::extract::{FromRequest, Request};
+use axum::http::StatusCode;
+use kern_core::approval::{Approval, Decision, PauseType};
+use serde_json::{Map, Value};
+
+use super::page::PageError;
+use super::views::FieldView;
+
+/// The fields of a submitted form, in order.
+#[derive(Debug, Default)]
+pub struct FormFields(pub Vec<(String, String)>);
+
+impl FormFields {
+    /// The first value of `name`.
+    pub fn get(&self, name: &str) -> Option<&str> {
+        self.0.iter().find(|(field, _)| field == name).map(|(_, value)| value.as_str())
+    }
+
+    /// The value of `name`, trimmed, when it is not empty.
+    pub fn text(&self, name: &str) -> Option<String> {
+        self.get(name).map(str::trim).filter(|text| !text.is_empty()).map(str::to_owned)
+    }
+}
+
+impl<S: Send + Sync> FromRequest<S> for FormFields {
+    type Rejection = PageError;
+
+    async fn from_request(request: Request, state: &S) -> Result<Self, Self::Rejection> {
+        match Form::<Vec<(String, String)>>::from_request(request, state).await {
+            Ok(Form(fields)) => Ok(FormFields(fields)),
+            Err(rejection) => Err(PageError::new(
+                if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+                    StatusCode::PAYLOAD_TOO_LARGE
+                } else {
+                    StatusCode::UNPROCESSABLE_ENTITY
+                },
+                format!("The form could not be read: {}", rejection.body_text()),
+            )),
+        }
+    }
+}
+
+/// The form prefix of user-input values.
+const INPUT: &str = "input.";
+/// The form prefix of edited arguments.
+const ARG: &str = "arg.";
+
+/// The properties of an object schema, with whether each is required.
+fn properties(schema: &Value) -> Vec<(&String, &Value, bool)> {
+    let required: Vec<&str> = schema
+        .get("required")
+        .and_then(Value::as_array)
+        .map(|names| names.iter().filter_map(Value::as_str).collect())
+        .unwrap_or_default();
+    schema
+        .get("properties")
+        .and_then(Value::as_object)
+        .map(|props| props.iter().map(|(name, prop)| (name, prop, required.contains(&name.as_str()))).collect())
+        .unwrap_or_default()
+}
+
+/// The JSON type a property holds (`integer`, `string`, ...): the first of its types other
+/// than `null`, or empty when the schema does not say.
+pub fn type_of(prop: &Value) -> &str {
+    match prop.get("type") {
+        Some(Value::String(kind)) => kind,
+        Some(Value::Array(kinds)) => kinds.iter().filter_map(Value::as_str).find(|kind| *kind != "null").unwrap_or(""),
+        _ => "",
+    }
+}
+
+/// The fields of a form for the properties of `schema`, named `prefix` + property and filled
+/// with `current` values.
+fn fields(schema: &Value, prefix: &str, current: Option<&Map<String, Value>>) -> Vec<FieldView> {
+    properties(schema)
+        .into_iter()
+        .map(|(name, prop, required)| {
+            let value = current.and_then(|values| values.get(name)).or_else(|| prop.get("default"));
+            let options: Vec<String> = prop
+                .get("enum")
+                .and_then(Value::as_array)
+                .map(|values| values.iter().map(plain).collect())
+                .unwrap_or_default();
+            let kind = match type_of(prop) {
+                _ if !options.is_empty() => "select",
+                "boolean" => "checkbox",
+                "integer" | "number" => "number",
+                "string" => "text",
+                _ => "json",
+            };
+            FieldView {
+                name: format!("{prefix}{name}"),
+                label: prop.get("title").and_then(Value::as_str).unwrap_or(name).to_owned(),
+                kind,
+                value: value.map(plain).unwrap_or_default(),
+                options,
+                description: prop.get("description").and_then(Value::as_str).unwrap_or_default().to_owned(),
+                required,
+            }
+        })
+        .collect()
+}
+
+/// The fields of a user-input form for `schema`.
+pub fn input_fields(schema: &Value) -> Vec<FieldView> {
+    fields(schema, INPUT, None)
+}
+
+/// The fields of an edit-then-approve form for the arguments schema `parameters`, filled with
+/// the model's arguments.
+pub fn edit_fields(parameters: &Value, args: &Value) -> Vec<FieldView> {
+    fields(parameters, ARG, args.as_object())
+}
+
+/// A value as a person reads and types it: a string bare, anything else as JSON.
+pub fn plain(value: &Value) -> String {
+    match value {
+        Value::String(text) => text.clone(),
+        other => other.to_string(),
+    }
+}
+
+/// The value typed into a field of type `kind`: a number or a boolean when it reads as one,
+/// JSON for a structured type, the text itself otherwise. `None` for an empty optional field.
+fn typed(kind: &str, text: &str) -> Option<Value> {
+    let trimmed = text.trim();
+    match kind {
+        "string" => Some(Value::String(text.to_owned())),
+        _ if trimmed.is_empty() => None,
+        "integer" => Some(trimmed.parse::<i64>().map_or_else(|_| Value::String(text.to_owned()), Value::from)),
+        "number" => Some(
+            trimmed
+                .parse::<f64>()
+                .ok()
+                .and_then(serde_json::Number::from_f64)
+                .map_or_else(|| Value::String(text.to_owned()), Value::Number),
+        ),
+        "boolean" => Some(Value::Bool(matches!(trimmed, "true" | "on" | "1"))),
+        _ => Some(serde_json::from_str(trimmed).unwrap_or_else(|_| Value::String(text.to_owned()))),
+    }
+}
+
+/// The values a form gives for the properties of `schema` under `prefix`; an unchecked
+/// checkbox is `false`.
+fn form_values(schema: &Value, prefix: &str, form: &FormFields) -> Map<String, Value> {
+    let mut values = Map::new();
+    for (name, prop, _) in properties(schema) {
+        let kind = type_of(prop);
+        let value = match form.get(&format!("{prefix}{name}")) {
+            Some(text) => typed(kind, text),
+            None if kind == "boolean" => Some(Value::Bool(false)),
+            None => None,
+        };
+        if let Some(value) = value {
+            values.insert(name.clone(), value);
+        }
+    }
+    values
+}
+
+/// The decision a submitted form stands for (`action` = approve, reject or cancel), or what is
+/// wrong with the form.
+pub fn decision(row: &Approval, form: &FormFields) -> Result<Decision, String> {
+    let note = form.text("note");
+    match form.get("action") {
+        Some("reject") => Ok(Decision::Reject { note }),
+        Some("cancel") => Ok(Decision::Cancel { note }),
+        Some("approve") => {
+            let requirement = row.requirement();
+            let values = match (row.pause_type, requirement.and_then(|r| r.user_input_schema.as_ref())) {
+                (PauseType::UserInput, Some(schema)) => Some(form_values(schema, INPUT, form)),
+                _ => None,
+            };
+            let result = match row.pause_type {
+                PauseType::ExternalExecution => {
+                    let text = form.text("result").ok_or("The external execution's result is required.")?;
+                    Some(serde_json::from_str(&text).unwrap_or(Value::String(text)))
+                }
+                _ => None,
+            };
+            let args = match row.policy.as_ref().filter(|policy| policy.allow_edit).and_then(|p| p.parameters.as_ref())
+            {
+                Some(parameters) if form.0.iter().any(|(name, _)| name.starts_with(ARG)) => {
+                    let mut args = row.tool_args.as_object().cloned().unwrap_or_default();
+                    args.extend(form_values(parameters, ARG, form));
+                    let args = Value::Object(args);
+                    (args != row.tool_args).then_some(args)
+                }
+                _ => None,
+            };
+            Ok(Decision::Approve { note, values, result, args })
+        }
+        _ => Err("The form names no decision: approve, reject or cancel.".to_owned()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    fn form(fields: &[(&str, &str)]) -> FormFields {
+        FormFields(fields.iter().map(|(name, value)| ((*name).to_owned(), (*value).to_owned())).collect())
+    }
+
+    #[test]
+    fn fields_follow_the_schema() {
+        let schema = json!({
+            "type": "object",
+            "properties": {
+                "amount": {"type": "integer", "description": "In cents"},
+                "reason": {"type": "string"},
+                "urgent": {"type": "boolean"},
+                "tier": {"enum": ["gold", "silver"]},
+                "tags": {"type": ["array", "null"]}
+            },
+            "required": ["amount"]
+        });
+        let fields = input_fields(&schema);
+        let kinds: Vec<_> = fields.iter().map(|field| (field.name.as_str(), field.kind, field.required)).collect();
+        assert_eq!(
+            kinds,
+            [
+                ("input.amount", "number", true),
+                ("input.reason", "text", false),
+                ("input.tags", "json", false),
+                ("input.tier", "select", false),
+                ("input.urgent", "checkbox", false)
+            ]
+        );
+        assert_eq!(fields[0].description, "In cents");
+    }
+
+    #[test]
+    fn typed_values_keep_what_does_not_fit_for_the_validator_to_refuse() {
+        let schema =
+            json!({"properties": {"n": {"type": "integer"}, "ok": {"type": "boolean"}, "s": {"type": "string"}}});
+        let got = form_values(&schema, INPUT, &form(&[("input.n", "12"), ("input.s", " x ")]));
+        assert_eq!(Value::Object(got), json!({"n": 12, "ok": false, "s": " x "}));
+        let bad = form_values(&schema, INPUT, &form(&[("input.n", "lots"), ("input.ok", "on")]));
+        assert_eq!(Value::Object(bad), json!({"n": "lots", "ok": true}));
+    }
+}

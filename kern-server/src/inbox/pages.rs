@@ -1,0 +1,686 @@
+//! The inbox's pages: the pending rows with their filters and keyset pages, one row with
+//! everything needed to decide it, the history of decided rows (and its export), and a run.
+
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::http::header::{CONTENT_DISPOSITION, CONTENT_TYPE};
+use axum::response::IntoResponse;
+use chrono::{DateTime, Utc};
+use kern_core::approval::{Approval, ApprovalQuery, ApprovalStatus, PageCursor, PauseType};
+use kern_core::keys::Scope;
+use kern_core::models::Message;
+use kern_core::run::{RunRecord, RunStatus};
+use kern_core::trail::verify_row;
+use serde::Deserialize;
+use serde_json::Value;
+
+use super::forms::{edit_fields, input_fields, plain, type_of};
+use super::page::{PageError, PageResult, render};
+use super::runner::Runner;
+use super::viewer::Viewer;
+use super::views::{
+    ArgView, Choice, DetailPage, DiffView, Filters, HistoryPage, HistoryRow, InboxPage, PolicyView, ResolutionView,
+    RowView, RowsFragment, RunPage, RunRowView, TrailView, TurnView, VoteView,
+};
+use crate::auth::Caller;
+use crate::routes::approvals::visible_row;
+use crate::state::AppState;
+use crate::wire::approval::ApprovalResponse;
+
+/// Rows on a page.
+const PAGE_SIZE: u32 = 50;
+
+/// How many of the last turns of a conversation a page shows.
+const TURNS: usize = 6;
+
+const PAUSES: &[Choice] = &[
+    Choice { value: "", label: "any pause" },
+    Choice { value: "confirmation", label: "confirmation" },
+    Choice { value: "user_input", label: "user input" },
+    Choice { value: "external_execution", label: "external execution" },
+];
+
+const AGES: &[Choice] = &[
+    Choice { value: "", label: "any age" },
+    Choice { value: "5m", label: "older than 5 min" },
+    Choice { value: "1h", label: "older than 1 hour" },
+    Choice { value: "1d", label: "older than 1 day" },
+];
+
+const EXPIRINGS: &[Choice] = &[
+    Choice { value: "", label: "any expiry" },
+    Choice { value: "15m", label: "expiring within 15 min" },
+    Choice { value: "1h", label: "expiring within 1 hour" },
+    Choice { value: "1d", label: "expiring within 1 day" },
+];
+
+const OUTCOMES: &[Choice] = &[
+    Choice { value: "approved", label: "approved" },
+    Choice { value: "rejected", label: "rejected" },
+    Choice { value: "cancelled", label: "cancelled" },
+    Choice { value: "expired", label: "expired" },
+];
+
+/// The query string of the inbox.
+#[derive(Debug, Default, Deserialize)]
+pub struct InboxParams {
+    #[serde(default)]
+    tool: String,
+    #[serde(default)]
+    agent: String,
+    #[serde(default)]
+    team: String,
+    #[serde(default)]
+    user: String,
+    #[serde(default)]
+    pause: String,
+    #[serde(default)]
+    age: String,
+    #[serde(default)]
+    expiring: String,
+    cursor: Option<String>,
+}
+
+impl InboxParams {
+    fn filters(&self) -> Filters {
+        Filters {
+            tool: self.tool.clone(),
+            agent: self.agent.clone(),
+            team: self.team.clone(),
+            user: self.user.clone(),
+            pause: self.pause.clone(),
+            age: self.age.clone(),
+            expiring: self.expiring.clone(),
+        }
+    }
+
+    /// The filters as a query string, without the cursor.
+    fn query(&self) -> String {
+        let pairs = [
+            ("tool", &self.tool),
+            ("agent", &self.agent),
+            ("team", &self.team),
+            ("user", &self.user),
+            ("pause", &self.pause),
+            ("age", &self.age),
+            ("expiring", &self.expiring),
+        ];
+        query_string(&pairs)
+    }
+
+    /// The store query of these filters, for `caller`.
+    fn store_query(&self, caller: &Caller, now: DateTime<Utc>) -> PageResult<ApprovalQuery> {
+        let mut query = ApprovalQuery::default().status(ApprovalStatus::Pending).limit(PAGE_SIZE);
+        query.tool_name = given(&self.tool);
+        query.agent_id = given(&self.agent);
+        query.team_id = given(&self.team);
+        query.user_id = caller.own_user().map(str::to_owned).or_else(|| given(&self.user));
+        query.pause_type = given(&self.pause)
+            .map(|pause| pause.parse::<PauseType>())
+            .transpose()
+            .map_err(|err| unprocessable(format!("pause type: {err}")))?;
+        query.created_before = span(&self.age)?.map(|age| now - age);
+        query.expires_before = span(&self.expiring)?.map(|within| now + within);
+        query.after = cursor(self.cursor.as_deref())?;
+        Ok(query)
+    }
+}
+
+fn given(text: &str) -> Option<String> {
+    let text = text.trim();
+    (!text.is_empty()).then(|| text.to_owned())
+}
+
+fn unprocessable(message: impl Into<String>) -> PageError {
+    PageError::new(StatusCode::UNPROCESSABLE_ENTITY, message)
+}
+
+/// A span of the filters' choices: `5m`, `15m`, `1h`, `1d`.
+fn span(text: &str) -> PageResult<Option<chrono::Duration>> {
+    Ok(Some(match text {
+        "" => return Ok(None),
+        "5m" => chrono::Duration::minutes(5),
+        "15m" => chrono::Duration::minutes(15),
+        "1h" => chrono::Duration::hours(1),
+        "1d" => chrono::Duration::days(1),
+        other => return Err(unprocessable(format!("`{other}` is not one of the filter's spans"))),
+    }))
+}
+
+fn cursor(text: Option<&str>) -> PageResult<Option<PageCursor>> {
+    text.filter(|text| !text.is_empty())
+        .map(|text| text.parse::<PageCursor>().map_err(|err| unprocessable(err.to_string())))
+        .transpose()
+}
+
+/// `name=value&...` of the pairs with a value.
+fn query_string(pairs: &[(&str, &String)]) -> String {
+    pairs
+        .iter()
+        .filter(|(_, value)| !value.is_empty())
+        .map(|(name, value)| format!("{name}={}", encode(value)))
+        .collect::<Vec<_>>()
+        .join("&")
+}
+
+/// Percent-encodes a query value.
+fn encode(text: &str) -> String {
+    text.bytes()
+        .map(|byte| match byte {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => (byte as char).to_string(),
+            other => format!("%{other:02X}"),
+        })
+        .collect()
+}
+
+/// `path?query` with `cursor` added.
+fn page_url(path: &str, query: &str, cursor: &str) -> String {
+    let sep = if query.is_empty() { "" } else { "&" };
+    format!("{path}?{query}{sep}cursor={}", encode(cursor))
+}
+
+/// A time as the pages show it (and as their `datetime` attributes take it).
+pub fn time(at: DateTime<Utc>) -> String {
+    at.format("%Y-%m-%d %H:%M:%SZ").to_string()
+}
+
+fn age(at: DateTime<Utc>, now: DateTime<Utc>) -> String {
+    let seconds = (now - at).num_seconds().max(0);
+    match seconds {
+        0..=9 => "just now".to_owned(),
+        10..=59 => format!("{seconds}s ago"),
+        60..=3599 => format!("{}m ago", seconds / 60),
+        3600..=86_399 => format!("{}h ago", seconds / 3600),
+        _ => format!("{}d ago", seconds / 86_400),
+    }
+}
+
+/// `text` cut to `max` characters.
+fn short(text: &str, max: usize) -> String {
+    match text.char_indices().nth(max) {
+        Some((end, _)) => format!("{}…", &text[..end]),
+        None => text.to_owned(),
+    }
+}
+
+/// Who made a row's call: the agent, or the team and its member.
+fn source(row: &Approval) -> String {
+    let agent = row.agent_id.as_deref().or(row.source_name.as_deref()).unwrap_or("?");
+    match &row.team_id {
+        Some(team) if row.agent_id.is_some() => format!("{team} › {agent}"),
+        Some(team) => team.clone(),
+        None => agent.to_owned(),
+    }
+}
+
+fn row_view(row: &Approval, now: DateTime<Utc>) -> RowView {
+    RowView {
+        id: row.id.clone(),
+        tool: row.tool_name.clone(),
+        args: short(&row.tool_args.to_string(), 120),
+        user: row.user_id.clone().unwrap_or_else(|| "—".into()),
+        source: source(row),
+        pause: row.pause_type.to_string(),
+        age: age(row.created_at, now),
+        created_at: time(row.created_at),
+        expires_at: row.expires_at.map(|at| at.to_rfc3339()),
+        quick: row.pause_type == PauseType::Confirmation,
+    }
+}
+
+/// A page of pending rows for `params`.
+struct Pending {
+    rows: Vec<RowView>,
+    total: u64,
+    next: Option<String>,
+}
+
+async fn pending(state: &AppState, viewer: &Viewer, params: &InboxParams) -> PageResult<Pending> {
+    viewer.caller.require(Scope::ApprovalsRead)?;
+    let now = Utc::now();
+    let query = params.store_query(&viewer.caller, now)?;
+    let page = state.store.list_approvals(&query).await?;
+    Ok(Pending {
+        rows: page.items.iter().map(|row| row_view(row, now)).collect(),
+        total: page.total,
+        next: page.next_cursor.map(|cursor| page_url("/", &params.query(), &cursor.to_string())),
+    })
+}
+
+/// `GET /`: the pending rows.
+pub async fn inbox(State(state): State<AppState>, viewer: Viewer, Query(params): Query<InboxParams>) -> PageResult {
+    let page = pending(&state, &viewer, &params).await?;
+    let query = params.query();
+    let first = params.cursor.as_ref().map(|_| if query.is_empty() { "/".to_owned() } else { format!("/?{query}") });
+    let query = match &params.cursor {
+        Some(cursor) => page_url("", &query, cursor).trim_start_matches('?').to_owned(),
+        None => query,
+    };
+    Ok(render(
+        StatusCode::OK,
+        &InboxPage {
+            chrome: viewer.chrome("inbox"),
+            filters: params.filters(),
+            pauses: PAUSES,
+            ages: AGES,
+            expirings: EXPIRINGS,
+            rows: page.rows,
+            total: page.total,
+            csrf: viewer.csrf,
+            next: page.next,
+            first,
+            query,
+        },
+    ))
+}
+
+/// `GET /ui/rows`: the list alone, for the live refresh.
+pub async fn rows(State(state): State<AppState>, viewer: Viewer, Query(params): Query<InboxParams>) -> PageResult {
+    let page = pending(&state, &viewer, &params).await?;
+    Ok(render(StatusCode::OK, &RowsFragment { rows: page.rows, total: page.total, csrf: viewer.csrf }))
+}
+
+/// `GET /ui/approvals/{id}`.
+pub async fn detail(State(state): State<AppState>, viewer: Viewer, Path(id): Path<String>) -> PageResult {
+    Ok(render(StatusCode::OK, &detail_page(&state, &viewer, &id, None).await?))
+}
+
+fn turns(messages: &[Message]) -> Vec<TurnView> {
+    let start = messages.len().saturating_sub(TURNS);
+    messages[start..]
+        .iter()
+        .map(|message| {
+            let mut text = message.content.clone().unwrap_or_default();
+            for call in &message.tool_calls {
+                if !text.is_empty() {
+                    text.push('\n');
+                }
+                text.push_str(&format!("calls {}({})", call.name, short(&call.arguments, 300)));
+            }
+            let role = match &message.name {
+                Some(name) => format!("{} {name}", message.role),
+                None => message.role.to_string(),
+            };
+            TurnView { kind: message.role.to_string(), role, text: short(&text, 1000) }
+        })
+        .collect()
+}
+
+/// The page of row `id`, with what a refused decision said (`error`).
+pub async fn detail_page(state: &AppState, viewer: &Viewer, id: &str, error: Option<String>) -> PageResult<DetailPage> {
+    viewer.caller.require(Scope::ApprovalsRead)?;
+    let row = visible_row(state, &viewer.caller, id).await?;
+    let status = row.status_at(Utc::now());
+    let pending = status == ApprovalStatus::Pending;
+    let definition = Runner::tool_definition(state, &row);
+    let input_schema = row.requirement().and_then(|requirement| requirement.user_input_schema.clone());
+    let parameters = definition
+        .as_ref()
+        .map(|definition| definition.parameters.clone())
+        .or_else(|| row.policy.as_ref().and_then(|policy| policy.parameters.clone()));
+    let prop = |name: &str| {
+        [parameters.as_ref(), input_schema.as_ref()]
+            .into_iter()
+            .flatten()
+            .find_map(|schema| schema.get("properties")?.get(name).cloned())
+    };
+    let args = row
+        .tool_args
+        .as_object()
+        .map(|args| {
+            args.iter()
+                .map(|(name, value)| {
+                    let schema = prop(name).unwrap_or(Value::Null);
+                    ArgView {
+                        name: name.clone(),
+                        value: value.to_string(),
+                        kind: type_of(&schema).to_owned(),
+                        description: schema.get("description").and_then(Value::as_str).unwrap_or_default().to_owned(),
+                    }
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    let run = state.store.load_run(&row.run_id).await?;
+    let votes = state.store.votes(id).await?;
+    let events = state.store.trail(id).await?;
+    let (trail_status, trail_intact) = match verify_row(&row, &events) {
+        Ok(()) => ("verified".to_owned(), true),
+        Err(broken) => (format!("broken at event {}: {}", broken.index, broken.reason), false),
+    };
+    let edits = match (&row.policy, &parameters) {
+        (Some(policy), Some(parameters)) if policy.allow_edit && pending => edit_fields(parameters, &row.tool_args),
+        _ => Vec::new(),
+    };
+    Ok(DetailPage {
+        chrome: viewer.chrome("inbox"),
+        id: row.id.clone(),
+        status: status.to_string(),
+        tool: row.tool_name.clone(),
+        description: definition.map(|definition| definition.description).unwrap_or_default(),
+        args,
+        user: row.user_id.clone().unwrap_or_else(|| "—".into()),
+        path: match &row.team_id {
+            Some(_) => format!("team {}", source(&row)),
+            None => format!("agent {}", source(&row)),
+        },
+        pause: row.pause_type.to_string(),
+        created_at: time(row.created_at),
+        expires_at: row.expires_at.filter(|_| pending).map(|at| at.to_rfc3339()),
+        run_id: row.run_id.clone(),
+        run_status: run.as_ref().map_or(row.run_status, |run| run.status).to_string(),
+        turns: run.as_ref().map(|run| turns(&run.messages)).unwrap_or_default(),
+        policy: row.policy.as_ref().map(|policy| PolicyView {
+            approvers: if policy.approvers.is_empty() { "anyone".to_owned() } else { policy.approvers.join(", ") },
+            quorum: policy.quorum,
+            self_approval: policy.self_approval,
+            allow_edit: policy.allow_edit,
+            on_expire: policy.on_expire.to_string(),
+        }),
+        votes: votes
+            .iter()
+            .map(|vote| VoteView {
+                who: vote.principal.clone(),
+                kind: vote.kind.to_string(),
+                note: vote.note.clone().unwrap_or_default(),
+                at: time(vote.at),
+            })
+            .collect(),
+        pending,
+        inputs: match (&input_schema, row.pause_type) {
+            (Some(schema), PauseType::UserInput) if pending => input_fields(schema),
+            _ => Vec::new(),
+        },
+        edits,
+        external: row.pause_type == PauseType::ExternalExecution,
+        resolution: (!pending).then(|| resolution(&row, status)),
+        trail: events
+            .iter()
+            .map(|event| TrailView {
+                seq: event.seq,
+                kind: event.kind.to_string(),
+                principal: event.principal.clone(),
+                at: time(event.at),
+            })
+            .collect(),
+        trail_status,
+        trail_intact,
+        error,
+    })
+}
+
+/// How a decided row was decided, with the arguments an approver changed.
+fn resolution(row: &Approval, status: ApprovalStatus) -> ResolutionView {
+    let mut data = row.resolution_data.clone().and_then(|data| data.as_object().cloned()).unwrap_or_default();
+    data.remove("note");
+    data.remove("args");
+    let diff = match (row.edited_args().and_then(Value::as_object), row.tool_args.as_object()) {
+        (Some(after), Some(before)) => {
+            let mut names: Vec<&String> = before.keys().chain(after.keys()).collect();
+            names.sort();
+            names.dedup();
+            names
+                .into_iter()
+                .filter(|name| before.get(*name) != after.get(*name))
+                .map(|name| DiffView {
+                    name: name.clone(),
+                    before: before.get(name).map(plain).unwrap_or_else(|| "—".into()),
+                    after: after.get(name).map(plain).unwrap_or_else(|| "—".into()),
+                })
+                .collect()
+        }
+        _ => Vec::new(),
+    };
+    ResolutionView {
+        status: status.to_string(),
+        by: row.resolved_by.clone().unwrap_or_else(|| "—".into()),
+        at: row.resolved_at.map(time).unwrap_or_default(),
+        note: row.note().unwrap_or_default().to_owned(),
+        data: if data.is_empty() { String::new() } else { Value::Object(data).to_string() },
+        diff,
+    }
+}
+
+/// The query string of the history.
+#[derive(Debug, Default, Deserialize)]
+pub struct HistoryParams {
+    #[serde(default)]
+    status: String,
+    #[serde(default)]
+    tool: String,
+    #[serde(default)]
+    user: String,
+    cursor: Option<String>,
+    #[serde(default)]
+    format: String,
+}
+
+impl HistoryParams {
+    fn outcome(&self) -> PageResult<ApprovalStatus> {
+        match self.status.as_str() {
+            "" => Ok(ApprovalStatus::Approved),
+            text => match text.parse::<ApprovalStatus>() {
+                Ok(ApprovalStatus::Pending) | Err(_) => {
+                    Err(unprocessable(format!("`{text}` is not an outcome: approved, rejected, cancelled or expired")))
+                }
+                Ok(status) => Ok(status),
+            },
+        }
+    }
+
+    fn query(&self, outcome: ApprovalStatus) -> String {
+        let status = outcome.to_string();
+        query_string(&[("status", &status), ("tool", &self.tool), ("user", &self.user)])
+    }
+
+    fn store_query(&self, caller: &Caller, limit: u32) -> PageResult<ApprovalQuery> {
+        let mut query = ApprovalQuery::default().status(self.outcome()?).limit(limit);
+        query.tool_name = given(&self.tool);
+        query.user_id = caller.own_user().map(str::to_owned).or_else(|| given(&self.user));
+        query.after = cursor(self.cursor.as_deref())?;
+        Ok(query)
+    }
+}
+
+/// `GET /ui/history`: decided rows, newest first.
+pub async fn history(State(state): State<AppState>, viewer: Viewer, Query(params): Query<HistoryParams>) -> PageResult {
+    viewer.caller.require(Scope::ApprovalsRead)?;
+    let outcome = params.outcome()?;
+    let page = state.store.list_approvals(&params.store_query(&viewer.caller, PAGE_SIZE)?).await?;
+    let query = params.query(outcome);
+    Ok(render(
+        StatusCode::OK,
+        &HistoryPage {
+            chrome: viewer.chrome("history"),
+            status: outcome.to_string(),
+            statuses: OUTCOMES,
+            tool: params.tool.clone(),
+            user: params.user.clone(),
+            rows: page
+                .items
+                .iter()
+                .map(|row| HistoryRow {
+                    id: row.id.clone(),
+                    tool: row.tool_name.clone(),
+                    user: row.user_id.clone().unwrap_or_else(|| "—".into()),
+                    status: row.status.to_string(),
+                    by: row.resolved_by.clone().unwrap_or_else(|| "—".into()),
+                    at: row.resolved_at.map(time).unwrap_or_default(),
+                    note: row.note().unwrap_or_default().to_owned(),
+                    run_id: row.run_id.clone(),
+                })
+                .collect(),
+            total: page.total,
+            next: page.next_cursor.map(|cursor| page_url("/ui/history", &query, &cursor.to_string())),
+            first: params.cursor.as_ref().map(|_| format!("/ui/history?{query}")),
+            query,
+        },
+    ))
+}
+
+/// The columns of the CSV export.
+const CSV_COLUMNS: &[&str] = &[
+    "id",
+    "status",
+    "tool_name",
+    "tool_args",
+    "user_id",
+    "agent_id",
+    "team_id",
+    "run_id",
+    "created_at",
+    "resolved_by",
+    "resolved_at",
+    "note",
+];
+
+/// One CSV field: quoted when it must be, and with a leading `'` when a spreadsheet would
+/// read it as a formula.
+fn csv_field(text: &str) -> String {
+    let text = if text.starts_with(['=', '+', '-', '@', '\t', '\r']) { format!("'{text}") } else { text.to_owned() };
+    if text.contains([',', '"', '\n', '\r']) { format!("\"{}\"", text.replace('"', "\"\"")) } else { text }
+}
+
+fn csv_line(row: &Approval) -> String {
+    let fields = [
+        row.id.clone(),
+        row.status.to_string(),
+        row.tool_name.clone(),
+        row.tool_args.to_string(),
+        row.user_id.clone().unwrap_or_default(),
+        row.agent_id.clone().unwrap_or_default(),
+        row.team_id.clone().unwrap_or_default(),
+        row.run_id.clone(),
+        row.created_at.to_rfc3339(),
+        row.resolved_by.clone().unwrap_or_default(),
+        row.resolved_at.map(|at| at.to_rfc3339()).unwrap_or_default(),
+        row.note().unwrap_or_default().to_owned(),
+    ];
+    let mut line = fields.iter().map(|field| csv_field(field)).collect::<Vec<_>>().join(",");
+    line.push_str("\r\n");
+    line
+}
+
+/// `GET /ui/history/export?format=csv|jsonl`: every decided row of the history's filters, as
+/// CSV or as JSON lines in the API's shape.
+pub async fn export(State(state): State<AppState>, viewer: Viewer, Query(params): Query<HistoryParams>) -> PageResult {
+    viewer.caller.require(Scope::ApprovalsRead)?;
+    let csv = match params.format.as_str() {
+        "csv" => true,
+        "jsonl" => false,
+        other => return Err(unprocessable(format!("`{other}` is not an export format: csv or jsonl"))),
+    };
+    let outcome = params.outcome()?;
+    let mut query = params.store_query(&viewer.caller, 1000)?;
+    let mut body = if csv { format!("{}\r\n", CSV_COLUMNS.join(",")) } else { String::new() };
+    loop {
+        let page = state.store.list_approvals(&query).await?;
+        for row in &page.items {
+            if csv {
+                body.push_str(&csv_line(row));
+            } else {
+                body.push_str(&serde_json::to_string(&ApprovalResponse::from(row)).unwrap_or_default());
+                body.push('\n');
+            }
+        }
+        match page.next_cursor {
+            Some(next) => query.after = Some(next),
+            None => break,
+        }
+    }
+    let (content_type, extension) =
+        if csv { ("text/csv; charset=utf-8", "csv") } else { ("application/x-ndjson; charset=utf-8", "jsonl") };
+    let disposition = format!("attachment; filename=\"approvals-{outcome}.{extension}\"");
+    Ok(([(CONTENT_TYPE, content_type.to_owned()), (CONTENT_DISPOSITION, disposition)], body).into_response())
+}
+
+/// `GET /ui/runs/{run_id}`.
+pub async fn run(State(state): State<AppState>, viewer: Viewer, Path(run_id): Path<String>) -> PageResult {
+    Ok(render(StatusCode::OK, &run_page(&state, &viewer, &run_id, None).await?))
+}
+
+/// A run the caller may see.
+pub async fn visible_run(state: &AppState, caller: &Caller, run_id: &str) -> PageResult<RunRecord> {
+    match state.store.load_run(run_id).await? {
+        Some(record) if caller.sees_user(record.user_id.as_deref()) => Ok(record),
+        _ => Err(PageError::new(StatusCode::NOT_FOUND, format!("No run has the id {run_id}."))),
+    }
+}
+
+/// The page of run `run_id`, with what a refused continue or recovery said.
+pub async fn run_page(state: &AppState, viewer: &Viewer, run_id: &str, error: Option<String>) -> PageResult<RunPage> {
+    viewer.caller.require(Scope::ApprovalsRead)?;
+    let record = visible_run(state, &viewer.caller, run_id).await?;
+    let now = Utc::now();
+    let rows = state.store.list_approvals(&ApprovalQuery::default().run_id(run_id).limit(100)).await?.items;
+    let waiting_rows = rows.iter().filter(|row| row.status_at(now) == ApprovalStatus::Pending).count();
+    let runner = Runner::of_run(state, &record);
+    let paused = record.status == RunStatus::Paused;
+    let can_continue = paused && runner.is_some() && waiting_rows == 0;
+    let stale = (now - record.updated_at).to_std().is_ok_and(|running| running > state.stale_after);
+    let can_recover = record.status == RunStatus::Running && stale && runner.is_some();
+    let waiting = match (paused, waiting_rows, &runner) {
+        (true, 0, None) => {
+            Some("This server does not run this run's agent: its own process or a worker continues it.".to_owned())
+        }
+        (true, 1, _) => Some("The run waits for 1 approval.".to_owned()),
+        (true, waiting, _) if waiting > 1 => Some(format!("The run waits for {waiting} approvals.")),
+        _ => None,
+    };
+    Ok(RunPage {
+        chrome: viewer.chrome("run"),
+        run_id: record.run_id.clone(),
+        status: record.status.to_string(),
+        runner: match (&record.agent_id, &record.team_id) {
+            (Some(agent), Some(team)) => format!("agent {agent} of team {team}"),
+            (Some(agent), None) => format!("agent {agent}"),
+            (None, team) => format!("team {}", team.as_deref().unwrap_or("?")),
+        },
+        user: record.user_id.clone().unwrap_or_else(|| "—".into()),
+        input: record.input.clone(),
+        content: record.content.clone().unwrap_or_default(),
+        updated_at: time(record.updated_at),
+        turns: turns(&record.messages),
+        rows: rows
+            .iter()
+            .map(|row| RunRowView {
+                id: row.id.clone(),
+                tool: row.tool_name.clone(),
+                status: row.status_at(now).to_string(),
+            })
+            .collect(),
+        parent: record.parent_run_id.clone(),
+        can_continue,
+        can_recover,
+        waiting,
+        error,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn csv_fields_are_quoted_and_defused() {
+        assert_eq!(csv_field("plain"), "plain");
+        assert_eq!(csv_field("a,b"), "\"a,b\"");
+        assert_eq!(csv_field("say \"hi\""), "\"say \"\"hi\"\"\"");
+        assert_eq!(csv_field("=cmd()"), "'=cmd()");
+    }
+
+    #[test]
+    fn query_values_are_encoded() {
+        assert_eq!(encode("a b&c=d/é"), "a%20b%26c%3Dd%2F%C3%A9");
+        let tool = "refund order".to_owned();
+        let empty = String::new();
+        assert_eq!(query_string(&[("tool", &tool), ("user", &empty)]), "tool=refund%20order");
+        assert_eq!(page_url("/", "", "c1"), "/?cursor=c1");
+    }
+
+    #[test]
+    fn long_text_is_cut_on_a_character() {
+        assert_eq!(short("ééé", 2), "éé…");
+        assert_eq!(short("ab", 2), "ab");
+    }
+}

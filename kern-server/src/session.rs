@@ -1,0 +1,144 @@
+//! The inbox's sign-in sessions: a random 256-bit token in an HttpOnly cookie, of which the
+//! server keeps only the SHA-256, mapped to the API key that signed in and the session's CSRF
+//! token. The table lives in memory: a restart signs everyone out, and each server process
+//! has its own sessions (a load balancer in front of several needs sticky sessions).
+
+use std::collections::HashMap;
+use std::sync::{Mutex, OnceLock};
+use std::time::{Duration, Instant};
+
+use axum::http::HeaderMap;
+use axum::http::header::COOKIE;
+use sha2::{Digest, Sha256};
+use subtle::ConstantTimeEq;
+
+/// The name of the session cookie.
+pub const COOKIE_NAME: &str = "kern_session";
+
+/// How long a session lasts after sign-in, whatever it does.
+pub const LIFETIME: Duration = Duration::from_secs(12 * 60 * 60);
+
+/// A signed-in session.
+#[derive(Debug, Clone)]
+pub struct Session {
+    /// The id of the API key that signed in: checked again on every request, so a revoked
+    /// key signs its sessions out.
+    pub key_id: String,
+    /// The token every form of the session carries.
+    pub csrf: String,
+    expires: Instant,
+}
+
+/// True when `submitted` is the CSRF token `expected` (compared in constant time).
+pub fn csrf_matches(expected: &str, submitted: &str) -> bool {
+    bool::from(expected.as_bytes().ct_eq(submitted.as_bytes()))
+}
+
+/// The sessions of a server, by the SHA-256 of their token.
+#[derive(Debug, Default)]
+pub struct Sessions {
+    table: Mutex<HashMap<[u8; 32], Session>>,
+    /// The CSRF token of a server without authentication, whose inbox has no sessions.
+    open_csrf: OnceLock<String>,
+}
+
+impl Sessions {
+    /// The CSRF token the forms of a server without authentication carry (one for the server's
+    /// lifetime).
+    pub fn open_csrf(&self) -> Result<String, getrandom::Error> {
+        if let Some(token) = self.open_csrf.get() {
+            return Ok(token.clone());
+        }
+        let token = random_hex()?;
+        Ok(self.open_csrf.get_or_init(|| token).clone())
+    }
+
+    /// Opens a session for `key_id`: its cookie token (shown once, to the browser) and the
+    /// session. Errors only when the system has no randomness to give.
+    pub fn open(&self, key_id: String) -> Result<(String, Session), getrandom::Error> {
+        let token = random_hex()?;
+        let session = Session { key_id, csrf: random_hex()?, expires: Instant::now() + LIFETIME };
+        let mut table = self.table.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let now = Instant::now();
+        table.retain(|_, open| open.expires > now);
+        table.insert(digest(&token), session.clone());
+        Ok((token, session))
+    }
+
+    /// The live session of `token`, if any.
+    pub fn find(&self, token: &str) -> Option<Session> {
+        let mut table = self.table.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let key = digest(token);
+        match table.get(&key) {
+            Some(session) if session.expires > Instant::now() => Some(session.clone()),
+            Some(_) => {
+                table.remove(&key);
+                None
+            }
+            None => None,
+        }
+    }
+
+    /// Ends the session of `token`.
+    pub fn close(&self, token: &str) {
+        self.table.lock().unwrap_or_else(std::sync::PoisonError::into_inner).remove(&digest(token));
+    }
+}
+
+/// The session token a request's cookies carry.
+pub fn cookie_token(headers: &HeaderMap) -> Option<&str> {
+    headers
+        .get_all(COOKIE)
+        .iter()
+        .filter_map(|value| value.to_str().ok())
+        .flat_map(|value| value.split(';'))
+        .find_map(|pair| pair.trim().strip_prefix(COOKIE_NAME)?.strip_prefix('='))
+        .filter(|token| !token.is_empty())
+}
+
+/// 256 random bits as hex.
+fn random_hex() -> Result<String, getrandom::Error> {
+    let mut bytes = [0u8; 32];
+    getrandom::fill(&mut bytes)?;
+    Ok(bytes.iter().map(|byte| format!("{byte:02x}")).collect())
+}
+
+fn digest(token: &str) -> [u8; 32] {
+    Sha256::digest(token.as_bytes()).into()
+}
+
+#[cfg(test)]
+mod tests {
+    use axum::http::HeaderValue;
+
+    use super::*;
+
+    #[test]
+    fn a_session_is_found_by_its_token_alone_until_closed() {
+        let sessions = Sessions::default();
+        let (token, session) = sessions.open("key1".into()).unwrap();
+        assert_eq!(token.len(), 64);
+        assert_eq!(sessions.find(&token).map(|found| found.key_id), Some("key1".to_owned()));
+        assert!(sessions.find(&session.csrf).is_none(), "the CSRF token is no session token");
+        assert!(!sessions.table.lock().unwrap().keys().any(|key| key == token.as_bytes()));
+        sessions.close(&token);
+        assert!(sessions.find(&token).is_none());
+    }
+
+    #[test]
+    fn the_csrf_token_must_match_exactly() {
+        let (_, session) = Sessions::default().open("key1".into()).unwrap();
+        assert!(csrf_matches(&session.csrf, &session.csrf.clone()));
+        assert!(!csrf_matches(&session.csrf, ""));
+        assert!(!csrf_matches(&session.csrf, &session.csrf[1..]));
+    }
+
+    #[test]
+    fn the_token_is_read_among_other_cookies() {
+        let mut headers = HeaderMap::new();
+        headers.insert(COOKIE, HeaderValue::from_static("theme=dark; kern_session=abc; x=1"));
+        assert_eq!(cookie_token(&headers), Some("abc"));
+        headers.insert(COOKIE, HeaderValue::from_static("kern_session_old=abc"));
+        assert_eq!(cookie_token(&headers), None);
+    }
+}

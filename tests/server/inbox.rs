@@ -1,0 +1,201 @@
+//! The inbox's pages and forms through the router: sign-in by API key and its cookie, the
+//! headers every page carries, CSRF and origin checks on forms, decisions through the API's
+//! path (conflicts included), scopes, a revoked key signing its session out, and the session
+//! reading (never writing) the API, and a stuck run recovered.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::http::{Method, StatusCode};
+use kern::db::Store;
+use serde_json::{Value, json};
+
+use crate::harness::{Answer, App};
+
+/// Signs in with `token`: the session cookie (`kern_session=...`) and the page's CSRF token.
+async fn sign_in(app: &App, token: &str) -> (String, String) {
+    let answer = app.send(Method::POST, "/ui/sign-in", None, Some(Value::String(format!("key={token}")))).await;
+    assert_eq!(answer.status, StatusCode::SEE_OTHER, "{:?}", answer.body);
+    let cookie = answer.headers["set-cookie"].to_str().unwrap().to_owned();
+    for attribute in ["HttpOnly", "SameSite=Strict", "Path=/"] {
+        assert!(cookie.contains(attribute), "the session cookie is {attribute}: {cookie}");
+    }
+    let session = cookie.split(';').next().unwrap().to_owned();
+    let page = app.send_with(Method::GET, "/", None, &[("cookie", &session)], None).await;
+    assert_eq!(page.status, StatusCode::OK);
+    (session, csrf_of(&page))
+}
+
+fn html(answer: &Answer) -> &str {
+    answer.body.as_str().unwrap_or_default()
+}
+
+fn csrf_of(page: &Answer) -> String {
+    let (_, rest) = html(page).split_once("name=\"csrf\" value=\"").expect("a form with a CSRF token");
+    rest.split('"').next().unwrap().to_owned()
+}
+
+async fn row_status(app: &App, id: &str) -> Value {
+    let row = app.send(Method::GET, &format!("/approvals/{id}"), Some(&app.admin), None).await;
+    row.body["status"].clone()
+}
+
+pub async fn signing_in_opens_a_session_whose_forms_are_guarded(store: Arc<dyn Store>) {
+    let app = App::new(store.clone()).await;
+    let (_, _, row) = app.paused_refund("dave").await;
+
+    let anonymous = app.send(Method::GET, "/", None, None).await;
+    assert_eq!(anonymous.status, StatusCode::SEE_OTHER);
+    assert_eq!(anonymous.headers["location"], "/ui/sign-in");
+    let wrong = app.send(Method::POST, "/ui/sign-in", None, Some(json!("key=kern_nobody_secret"))).await;
+    assert_eq!(wrong.status, StatusCode::UNAUTHORIZED);
+    assert!(html(&wrong).contains("signs nobody in"));
+
+    let (session, csrf) = sign_in(&app, &app.admin).await;
+    let inbox = app.send_with(Method::GET, "/", None, &[("cookie", &session)], None).await;
+    let policy = inbox.headers["content-security-policy"].to_str().unwrap();
+    assert!(policy.contains("script-src 'self'") && policy.contains("frame-ancestors 'none'"), "{policy}");
+    assert!(html(&inbox).contains(&format!("/ui/approvals/{row}")), "the pending row is listed");
+
+    let decide = format!("/ui/approvals/{row}");
+    let cookie = [("cookie", session.as_str())];
+    let without = app.send_with(Method::POST, &decide, None, &cookie, Some(json!("action=approve"))).await;
+    assert_eq!(without.status, StatusCode::FORBIDDEN);
+    assert!(html(&without).contains("security token"));
+    let forged = app.send_with(Method::POST, &decide, None, &cookie, Some(json!("action=approve&csrf=00"))).await;
+    assert_eq!(forged.status, StatusCode::FORBIDDEN);
+    let form = format!("action=approve&csrf={csrf}");
+    let elsewhere = [("cookie", session.as_str()), ("origin", "https://evil.example"), ("host", "kern.local")];
+    let cross = app.send_with(Method::POST, &decide, None, &elsewhere, Some(Value::String(form.clone()))).await;
+    assert_eq!(cross.status, StatusCode::FORBIDDEN);
+    assert_eq!(row_status(&app, &row).await, "pending", "a refused form changes nothing");
+
+    let approved = app.send_with(Method::POST, &decide, None, &cookie, Some(Value::String(form.clone()))).await;
+    assert_eq!(approved.status, StatusCode::SEE_OTHER);
+    let row_now = app.send(Method::GET, &format!("/approvals/{row}"), Some(&app.admin), None).await;
+    assert_eq!(
+        (row_now.body["status"].as_str(), row_now.body["resolved_by"].as_str()),
+        (Some("approved"), Some("root"))
+    );
+    let again = app.send_with(Method::POST, &decide, None, &cookie, Some(Value::String(form))).await;
+    assert_eq!(again.status, StatusCode::CONFLICT);
+    assert!(html(&again).contains("already approved by root at"), "{}", html(&again));
+
+    let key_id = kern::keys::parse_token(&app.admin).unwrap().0.to_owned();
+    store.revoke_api_key(&key_id).await.unwrap();
+    let revoked = app.send_with(Method::GET, "/", None, &cookie, None).await;
+    assert_eq!(revoked.status, StatusCode::SEE_OTHER, "a revoked key signs its session out");
+}
+
+pub async fn a_session_reads_the_api_but_never_writes_it(store: Arc<dyn Store>) {
+    let app = App::new(store).await;
+    let (_, _, row) = app.paused_refund("dave").await;
+    let (session, _) = sign_in(&app, &app.admin).await;
+    let cookie = [("cookie", session.as_str())];
+    let listed = app.send_with(Method::GET, "/approvals", None, &cookie, None).await;
+    assert_eq!(listed.status, StatusCode::OK);
+    let resolve = format!("/approvals/{row}/resolve");
+    let written = app.send_with(Method::POST, &resolve, None, &cookie, Some(json!({"status": "approved"}))).await;
+    assert_eq!(written.status, StatusCode::UNAUTHORIZED);
+    assert_eq!(row_status(&app, &row).await, "pending");
+}
+
+pub async fn a_reader_looks_but_does_not_decide(store: Arc<dyn Store>) {
+    let app = App::new(store).await;
+    let (run_id, _, row) = app.paused_refund("dave").await;
+    let (session, csrf) = sign_in(&app, &app.reader).await;
+    let cookie = [("cookie", session.as_str())];
+    let detail = app.send_with(Method::GET, &format!("/ui/approvals/{row}"), None, &cookie, None).await;
+    assert_eq!(detail.status, StatusCode::OK);
+    assert!(html(&detail).contains("Refund an order"), "the tool's description is shown");
+    let form = Value::String(format!("action=reject&note=no&csrf={csrf}"));
+    let refused = app.send_with(Method::POST, &format!("/ui/approvals/{row}"), None, &cookie, Some(form)).await;
+    assert_eq!(refused.status, StatusCode::FORBIDDEN);
+    assert!(html(&refused).contains("approvals:write"));
+    assert_eq!(row_status(&app, &row).await, "pending");
+    let run = app.send_with(Method::GET, &format!("/ui/runs/{run_id}"), None, &cookie, None).await;
+    assert_eq!(run.status, StatusCode::OK);
+    assert!(html(&run).contains("The run waits for 1 approval."));
+}
+
+pub async fn assets_are_served_from_the_binary(store: Arc<dyn Store>) {
+    let app = App::new(store).await;
+    let css = app.send(Method::GET, "/ui/assets/inbox.css", None, None).await;
+    assert_eq!(css.status, StatusCode::OK);
+    assert_eq!(css.headers["content-type"], "text/css; charset=utf-8");
+    assert!(css.headers["cache-control"].to_str().unwrap().contains("immutable"));
+    let js = app.send(Method::GET, "/ui/assets/inbox.js", None, None).await;
+    assert_eq!(js.headers["content-type"], "text/javascript; charset=utf-8");
+    assert!(html(&js).contains("EventSource"));
+    let missing = app.send(Method::GET, "/ui/assets/nope.js", None, None).await;
+    assert_eq!(missing.status, StatusCode::NOT_FOUND);
+}
+
+pub async fn a_run_left_running_is_recovered_from_its_page(store: Arc<dyn Store>) {
+    let app = App::with(store.clone(), |builder| builder.stale_after(Duration::from_millis(1))).await;
+    let (run_id, _, row) = app.paused_refund("dave").await;
+    let approve = json!({"status": "approved"});
+    let approved = app.send(Method::POST, &format!("/approvals/{row}/resolve"), Some(&app.admin), Some(approve)).await;
+    assert_eq!(approved.status, StatusCode::OK);
+    let (session, csrf) = sign_in(&app, &app.admin).await;
+    let cookie = [("cookie", session.as_str())];
+    let page = format!("/ui/runs/{run_id}");
+
+    let paused = app.send_with(Method::GET, &page, None, &cookie, None).await;
+    assert!(html(&paused).contains("id=\"continue\""), "a paused run whose rows are decided can continue");
+    assert!(!html(&paused).contains("id=\"recover\""));
+
+    // A continue that claimed the run and died: the run stays `running`.
+    store.claim_run(&run_id).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    let stuck = app.send_with(Method::GET, &page, None, &cookie, None).await;
+    assert!(html(&stuck).contains("id=\"recover\"") && !html(&stuck).contains("id=\"continue\""));
+    let form = Value::String(format!("csrf={csrf}"));
+    let recovered = app.send_with(Method::POST, &format!("{page}/recover"), None, &cookie, Some(form.clone())).await;
+    assert_eq!(recovered.status, StatusCode::SEE_OTHER);
+    let run = app.send(Method::GET, &format!("/runs/{run_id}"), Some(&app.admin), None).await;
+    assert_eq!(run.body["status"], "COMPLETED");
+
+    let again = app.send_with(Method::POST, &format!("{page}/continue"), None, &cookie, Some(form)).await;
+    assert_eq!(again.status, StatusCode::CONFLICT, "a completed run does not continue");
+    assert!(html(&again).contains("The run could not go on"));
+}
+
+pub async fn a_cancelled_call_shows_in_the_history_and_its_exports(store: Arc<dyn Store>) {
+    let app = App::new(store).await;
+    let (_, _, row) = app.paused_refund("dave").await;
+    let (session, csrf) = sign_in(&app, &app.admin).await;
+    let cookie = [("cookie", session.as_str())];
+    let form = Value::String(format!("action=cancel&note=duplicate%20request&csrf={csrf}"));
+    let cancelled = app.send_with(Method::POST, &format!("/ui/approvals/{row}"), None, &cookie, Some(form)).await;
+    assert_eq!(cancelled.status, StatusCode::SEE_OTHER);
+    assert_eq!(row_status(&app, &row).await, "cancelled");
+
+    let detail = app.send_with(Method::GET, &format!("/ui/approvals/{row}"), None, &cookie, None).await;
+    assert!(html(&detail).contains("duplicate request") && html(&detail).contains(">verified<"));
+    let history = app.send_with(Method::GET, "/ui/history?status=cancelled", None, &cookie, None).await;
+    assert!(html(&history).contains(&format!("/ui/approvals/{row}")));
+    let jsonl =
+        app.send_with(Method::GET, "/ui/history/export?format=jsonl&status=cancelled", None, &cookie, None).await;
+    assert_eq!(jsonl.headers["content-type"], "application/x-ndjson; charset=utf-8");
+    // One row: one line of JSON, which the harness reads as the body's JSON.
+    assert_eq!((jsonl.body["id"].as_str(), jsonl.body["resolved_by"].as_str()), (Some(row.as_str()), Some("root")));
+    let csv = app.send_with(Method::GET, "/ui/history/export?format=csv&status=cancelled", None, &cookie, None).await;
+    let csv = html(&csv);
+    assert!(csv.starts_with("id,status,tool_name,") && csv.contains(&row) && csv.contains("duplicate request"));
+    let bad = app.send_with(Method::GET, "/ui/history/export?format=xml", None, &cookie, None).await;
+    assert_eq!(bad.status, StatusCode::UNPROCESSABLE_ENTITY);
+}
+
+pub async fn approving_from_the_list_returns_to_the_list(store: Arc<dyn Store>) {
+    let app = App::new(store).await;
+    let (_, _, row) = app.paused_refund("dave").await;
+    let (session, csrf) = sign_in(&app, &app.admin).await;
+    let cookie = [("cookie", session.as_str())];
+    let form = Value::String(format!("action=approve&next=inbox&csrf={csrf}"));
+    let approved = app.send_with(Method::POST, &format!("/ui/approvals/{row}"), None, &cookie, Some(form)).await;
+    assert_eq!((approved.status, approved.headers["location"].to_str().unwrap()), (StatusCode::SEE_OTHER, "/"));
+    assert_eq!(row_status(&app, &row).await, "approved");
+    let rows = app.send_with(Method::GET, "/ui/rows", None, &cookie, None).await;
+    assert!(html(&rows).contains("data-total=\"0\"") && html(&rows).contains("Nothing waits for you"));
+}
