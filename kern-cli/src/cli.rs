@@ -47,10 +47,10 @@ pub struct Global {
     pub api_key: Option<String>,
     /// Who decides, on a direct database connection (recorded on the trail).
     #[arg(long = "as", global = true, value_name = "PRINCIPAL")]
-    pub principal: Option<String>,
+    pub acting_as: Option<String>,
     /// The roles of `--as`, matched against approval policies (repeat or separate by commas).
     #[arg(long = "role", global = true, value_name = "ROLE", value_delimiter = ',')]
-    pub roles: Vec<String>,
+    pub acting_roles: Vec<String>,
     /// Answers in JSON, for scripts.
     #[arg(long, global = true)]
     pub json: bool,
@@ -84,7 +84,7 @@ pub enum Command {
     /// Runs: list, show, cancel, recover.
     #[command(subcommand)]
     Runs(RunsCommand),
-    /// API keys of the server: create, list, revoke (needs --db).
+    /// API keys of the server: create, list, revoke.
     #[command(subcommand)]
     Keys(KeysCommand),
     /// The audit trail: verify its hash chains, export its events.
@@ -185,7 +185,7 @@ pub struct WatchArgs {
 
 #[derive(Debug, Subcommand)]
 pub enum RunsCommand {
-    /// Lists runs, newest first (needs --db).
+    /// Lists runs, newest first.
     List(RunFilters),
     /// Shows one run.
     Show {
@@ -360,6 +360,25 @@ mod tests {
     #[test]
     fn the_command_line_is_consistent() {
         Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn a_keys_principal_and_roles_are_not_the_deciders() {
+        let cli = Cli::try_parse_from([
+            "kern",
+            "keys",
+            "create",
+            "--principal",
+            "dave",
+            "--roles",
+            "ops",
+            "--scopes",
+            "admin",
+        ])
+        .unwrap();
+        assert_eq!((cli.global.acting_as, cli.global.acting_roles), (None, Vec::<String>::new()));
+        let Command::Keys(KeysCommand::Create { principal, roles, .. }) = cli.command else { panic!("keys create") };
+        assert_eq!((principal.as_str(), roles), ("dave", vec!["ops".to_owned()]));
     }
 
     #[test]

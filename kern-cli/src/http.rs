@@ -59,6 +59,12 @@ impl Client {
         answer(response).await
     }
 
+    /// `DELETE path`: the JSON of the answer.
+    pub async fn delete(&self, path: &str) -> Outcome<Value> {
+        let response = self.send(self.request(Method::DELETE, path)).await?;
+        answer(response).await
+    }
+
     /// `GET /events` from after event `after` (with what happens next when `None`).
     pub async fn events(&self, after: Option<i64>) -> Outcome<EventStream> {
         let query: Vec<(&str, String)> = after.map(|after| ("after", after.to_string())).into_iter().collect();

@@ -32,8 +32,9 @@ impl Context {
     /// Opens the target the flags (or their environment variables) name: exactly one of
     /// `--db` and `--server`.
     pub async fn open(global: &Global) -> Outcome<Self> {
-        let principal = global.principal.as_ref().map(|id| Principal { id: id.clone(), roles: global.roles.clone() });
-        if principal.is_none() && !global.roles.is_empty() {
+        let principal =
+            global.acting_as.as_ref().map(|id| Principal { id: id.clone(), roles: global.acting_roles.clone() });
+        if principal.is_none() && !global.acting_roles.is_empty() {
             return Err(Failure::usage("--role gives the roles of --as: pass --as too"));
         }
         let target = match (&global.db, &global.server) {

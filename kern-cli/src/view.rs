@@ -169,20 +169,19 @@ impl From<&RunRecord> for RunView {
 }
 
 impl RunView {
-    /// A run as the server's `GET /runs/{id}` answers it.
+    /// A run as the server answers it: `GET /runs/{id}` (the reference's run output) or an
+    /// item of `GET /runs`.
     pub fn from_wire(run: &Value) -> Self {
         let text = |key: &str| run.get(key).and_then(Value::as_str).map(str::to_owned);
-        let waiting_on = run
-            .get("requirements")
-            .and_then(Value::as_array)
-            .map(|requirements| {
-                requirements
-                    .iter()
-                    .filter_map(|r| r.pointer("/tool_execution/approval_id").and_then(Value::as_str))
-                    .map(str::to_owned)
-                    .collect()
-            })
-            .unwrap_or_default();
+        let time = |key: &str| epoch(run.get(key).and_then(Value::as_i64));
+        let ids = |items: &Vec<Value>, pointer: &str| -> Vec<String> {
+            items.iter().filter_map(|item| item.pointer(pointer).and_then(Value::as_str)).map(str::to_owned).collect()
+        };
+        let waiting_on = match (run.get("waiting_on"), run.get("requirements")) {
+            (Some(Value::Array(ids_listed)), _) => ids(ids_listed, ""),
+            (_, Some(Value::Array(requirements))) => ids(requirements, "/tool_execution/approval_id"),
+            _ => Vec::new(),
+        };
         RunView {
             run_id: text("run_id").unwrap_or_default(),
             status: text("status").unwrap_or_default().to_lowercase(),
@@ -190,11 +189,11 @@ impl RunView {
             agent_id: text("agent_id"),
             team_id: text("team_id"),
             user_id: text("user_id"),
-            parent_run_id: None,
+            parent_run_id: text("parent_run_id"),
             waiting_on,
             content: text("content"),
-            created_at: epoch(run.get("created_at").and_then(Value::as_i64)),
-            updated_at: None,
+            created_at: time("created_at"),
+            updated_at: time("updated_at"),
         }
     }
 }
@@ -247,6 +246,25 @@ pub struct KeyView {
     pub scopes: Vec<String>,
     pub created_at: DateTime<Utc>,
     pub revoked_at: Option<DateTime<Utc>>,
+}
+
+impl KeyView {
+    /// A key as the server's `/keys` routes answer it (times in epoch seconds).
+    pub fn from_wire(key: &Value) -> Self {
+        let text = |name: &str| key.get(name).and_then(Value::as_str).unwrap_or_default().to_owned();
+        let texts = |name: &str| -> Vec<String> {
+            let items = key.get(name).and_then(Value::as_array).map(Vec::as_slice).unwrap_or_default();
+            items.iter().filter_map(Value::as_str).map(str::to_owned).collect()
+        };
+        KeyView {
+            id: text("id"),
+            principal: text("principal"),
+            roles: texts("roles"),
+            scopes: texts("scopes"),
+            created_at: epoch(key.get("created_at").and_then(Value::as_i64)).unwrap_or_default(),
+            revoked_at: epoch(key.get("revoked_at").and_then(Value::as_i64)),
+        }
+    }
 }
 
 impl From<&ApiKey> for KeyView {

@@ -2,6 +2,7 @@
 //! to the next continue (`recover`).
 
 use kern_core::run::RunQuery;
+use serde_json::Value;
 
 use crate::cli::{RunFilters, RunsCommand};
 use crate::exit::{Failure, Outcome};
@@ -59,21 +60,44 @@ fn duration_text(duration: std::time::Duration) -> String {
 }
 
 async fn list(ctx: &Context, filters: &RunFilters) -> Outcome {
-    let store = ctx.store("runs list")?;
-    let query = RunQuery {
-        status: filters.status,
-        agent_id: filters.owner.agent.clone(),
-        team_id: filters.owner.team.clone(),
-        user_id: filters.owner.user.clone(),
-        session_id: filters.session.clone(),
-        members: filters.members,
-        after: super::cursor(filters.page.cursor.as_deref())?,
-        limit: Some(filters.page.limit),
-    };
-    let page = store.list_runs(&query).await?;
-    let page = Page {
-        items: page.items.iter().map(RunView::from).collect(),
-        next_cursor: page.next_cursor.map(|cursor| cursor.to_string()),
+    let page = match &ctx.target {
+        Target::Database(db) => {
+            let query = RunQuery {
+                status: filters.status,
+                agent_id: filters.owner.agent.clone(),
+                team_id: filters.owner.team.clone(),
+                user_id: filters.owner.user.clone(),
+                session_id: filters.session.clone(),
+                members: filters.members,
+                after: super::cursor(filters.page.cursor.as_deref())?,
+                limit: Some(filters.page.limit),
+            };
+            let page = db.store().list_runs(&query).await?;
+            Page {
+                items: page.items.iter().map(RunView::from).collect(),
+                next_cursor: page.next_cursor.map(|cursor| cursor.to_string()),
+            }
+        }
+        Target::Server(client) => {
+            let texts = [
+                ("status", filters.status.map(|status| status.to_string())),
+                ("agent_id", filters.owner.agent.clone()),
+                ("team_id", filters.owner.team.clone()),
+                ("user_id", filters.owner.user.clone()),
+                ("session_id", filters.session.clone()),
+                ("members", filters.members.then(|| "true".to_owned())),
+                ("limit", Some(filters.page.limit.to_string())),
+                ("cursor", filters.page.cursor.clone()),
+            ];
+            let query: Vec<(&str, String)> =
+                texts.into_iter().filter_map(|(key, value)| value.map(|value| (key, value))).collect();
+            let body = client.get("/runs", &query).await?;
+            let runs = body.get("data").and_then(Value::as_array).map(Vec::as_slice).unwrap_or_default();
+            Page {
+                items: runs.iter().map(RunView::from_wire).collect(),
+                next_cursor: body.get("next_cursor").and_then(Value::as_str).map(str::to_owned),
+            }
+        }
     };
     if ctx.out.json {
         return ctx.out.json_line(&page);

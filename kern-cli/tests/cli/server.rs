@@ -67,8 +67,34 @@ async fn approvals_are_decided_through_a_server_as_the_keys_principal() {
         through(&url, key, &["runs", "show", "no-such-run"]).fails(4);
         assert_eq!(through(&url, key, &["audit", "verify", "--json"]).json()["ok"], true);
 
+        let runs = through(&url, key, &["runs", "list", "--status", "paused", "--json"]).json();
+        let listed: Vec<&str> =
+            runs["items"].as_array().unwrap().iter().map(|run| run["run_id"].as_str().unwrap()).collect();
+        assert_eq!(listed.len(), 1, "{runs}");
+        assert_eq!(runs["items"][0]["waiting_on"][0], paid.as_str());
+        assert!(through(&url, key, &["runs", "list"]).ok().contains(&run.run_id));
+
+        // Keys through the server: an admin's key issues, lists and revokes them.
+        let issued =
+            through(&url, key, &["keys", "create", "--principal", "dave", "--scopes", "approvals:read", "--json"])
+                .json();
+        let dave = issued["token"].as_str().unwrap().to_owned();
+        assert_eq!(through(&url, &dave, &["approvals", "list", "--json"]).code, 0, "the new key signs in");
+        through(&url, &dave, &["keys", "list"]).fails(5);
+        let keys = through(&url, key, &["keys", "list", "--json"]).json();
+        assert_eq!(keys.as_array().unwrap().len(), 2, "{keys}");
+        let id = issued["id"].as_str().unwrap();
+        assert!(through(&url, key, &["keys", "revoke", id, "--json"]).json()["revoked_at"].is_string());
+        through(&url, &dave, &["approvals", "list"]).fails(1);
+        through(&url, key, &["keys", "revoke", "no-such-key"]).fails(4);
+
         // What the API does not offer needs the database.
-        for args in [&["keys", "list"][..], &["runs", "list"], &["audit", "export"], &["migrate"]] {
+        for args in [
+            &["runs", "cancel", "r"][..],
+            &["runs", "recover", "r", "--stale-after", "1m"],
+            &["audit", "export"],
+            &["migrate"],
+        ] {
             let ran = through(&url, key, args);
             assert!(ran.fails(2).contains("--db"), "{args:?}: {ran:?}");
         }
