@@ -150,8 +150,6 @@ pub struct RunView {
 
 impl From<&RunRecord> for RunView {
     fn from(run: &RunRecord) -> Self {
-        let members = run.delegations.iter().flat_map(|delegation| &delegation.runs);
-        let requirements = run.requirements.iter().chain(members.flat_map(|member| &member.requirements));
         RunView {
             run_id: run.run_id.clone(),
             status: run.status.to_string(),
@@ -160,7 +158,7 @@ impl From<&RunRecord> for RunView {
             team_id: run.team_id.clone(),
             user_id: run.user_id.clone(),
             parent_run_id: run.parent_run_id.clone(),
-            waiting_on: requirements.filter_map(|requirement| requirement.approval_id.clone()).collect(),
+            waiting_on: run.waiting_on(),
             content: run.content.clone(),
             created_at: Some(run.created_at),
             updated_at: Some(run.updated_at),

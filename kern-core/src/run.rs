@@ -420,6 +420,16 @@ impl RunPage {
     }
 }
 
+impl RunRecord {
+    /// The approval rows the run waits on while it is paused: its own calls', then (on a team
+    /// run) its members'.
+    pub fn waiting_on(&self) -> Vec<String> {
+        let members = self.delegations.iter().flat_map(|delegation| &delegation.runs);
+        let requirements = self.requirements.iter().chain(members.flat_map(|member| &member.requirements));
+        requirements.filter_map(|requirement| requirement.approval_id.clone()).collect()
+    }
+}
+
 impl RunOutput {
     /// The latest approval row that decided one of the run's gated calls.
     pub fn approval(&self) -> Option<&Approval> {

@@ -361,8 +361,6 @@ pub struct RunSummary {
 
 impl From<&RunRecord> for RunSummary {
     fn from(run: &RunRecord) -> Self {
-        let members = run.delegations.iter().flat_map(|delegation| &delegation.runs);
-        let requirements = run.requirements.iter().chain(members.flat_map(|member| &member.requirements));
         RunSummary {
             run_id: run.run_id.clone(),
             session_id: run.session_id.clone(),
@@ -371,7 +369,7 @@ impl From<&RunRecord> for RunSummary {
             team_id: run.team_id.clone(),
             user_id: run.user_id.clone(),
             status: run_status(run.status).to_owned(),
-            waiting_on: requirements.filter_map(|requirement| requirement.approval_id.clone()).collect(),
+            waiting_on: run.waiting_on(),
             created_at: run.created_at.timestamp(),
             updated_at: run.updated_at.timestamp(),
         }
