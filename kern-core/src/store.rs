@@ -178,13 +178,14 @@ pub trait Store: Send + Sync + 'static {
     /// only what happens from now on starts.
     fn last_event_seq(&self) -> BoxFuture<'_, Result<i64>>;
 
-    /// Waits until the trail holds an event after `after` (a [`TrailEvent::seq`]), or `timeout`
-    /// passes, and returns the `seq` of the latest event: how a live event stream or a worker
-    /// sleeps until there is something to read. It may return early with nothing new (a
-    /// spurious wake-up); callers read [`events_after`](Store::events_after) and wait again.
+    /// Waits until the trail holds an event after `after` (a [`TrailEvent::seq`]), the store
+    /// signals a change (a run's status, say), or `timeout` passes, and returns the `seq` of the
+    /// latest event: how a live event stream or a worker sleeps until there is something to
+    /// read. It may return with nothing new; callers read what they follow and wait again.
     ///
     /// Each store wakes it after its own writes; writes through other handles reach it as the
-    /// store can tell: announced by Postgres, read every tenth of a second on SQLite.
+    /// store can tell: announced by Postgres (the trail's growth and runs' changes), and on
+    /// SQLite the trail's growth read every tenth of a second.
     fn wait_for_events(&self, after: i64, timeout: Duration) -> BoxFuture<'_, Result<i64>>;
 
     /// Paused top-level runs whose gated calls are all decided: each has approval rows (its own,

@@ -3,8 +3,10 @@
 //! An admin decides rows; nobody needs to call `continue_run` afterwards. A [`Worker`] holds the
 //! agents and teams of a program and a store, and continues each of their paused runs whose
 //! rows are all decided (approved, rejected, expired or cancelled) as soon as it learns of the
-//! last decision: the store wakes it ([`Store::wait_for_events`], announced by Postgres across
-//! machines), and a short timeout makes up for any wake-up lost. It also sweeps expired rows
+//! last decision. The trail is its outbox: the store wakes it when the trail grows
+//! ([`Store::wait_for_events`], announced by Postgres across machines), and it looks for
+//! decided runs when the new events hold a decision, when it has left some for lack of room,
+//! and at each upkeep (which makes up for any wake-up lost). The upkeep also sweeps expired rows
 //! (their `on_expire` applies with no caller) and recovers runs that a dead process left
 //! `running` past the stale time.
 //!
@@ -29,19 +31,30 @@ use tracing::Instrument;
 
 use crate::agent::Agent;
 use crate::error::{Error, Result};
-use crate::run::{RunOutput, RunRecord};
+use crate::run::{RunOutput, RunRecord, RunStatus};
 use crate::store::Store;
 use crate::team::Team;
+use crate::trail::EventKind;
 
-pub use builder::{WorkerBuildError, WorkerBuilder};
+pub use builder::{DEFAULT_STALE_AFTER, WorkerBuildError, WorkerBuilder};
 pub use stats::{WorkerCounts, WorkerStats};
 
 /// How many decided runs one read of the store brings.
 const SCAN_PAGE: u32 = 64;
 
+/// How many trail events one read brings, when the worker looks for decisions among them.
+const EVENT_BATCH: u32 = 512;
+
 /// How long a worker waits before reading the store again after a failed read: the database
-/// may be restarting, and is not hammered meanwhile.
+/// may be restarting, and is not hammered meanwhile. Also the first wait before a run whose
+/// continue failed is tried again; each failure in a row doubles it, up to [`RETRY_MAX`].
 const RETRY_AFTER_FAILURE: Duration = Duration::from_secs(1);
+
+/// The longest a run whose continues keep failing waits between two tries.
+const RETRY_MAX: Duration = Duration::from_secs(300);
+
+/// How long a worker remembers a run's failures after its last wait ended.
+const RETRY_MEMORY: Duration = Duration::from_secs(600);
 
 /// What became of a run a worker took up, for the application that wants to answer the user who
 /// started it. Received from [`Worker::subscribe`].
@@ -66,7 +79,10 @@ pub enum RunOutcome {
 /// [`Worker::builder`].
 pub struct Worker {
     store: Arc<dyn Store>,
-    runners: HashMap<String, Runner>,
+    /// The agents, by id: they own the top-level runs without a team.
+    agents: HashMap<String, Agent>,
+    /// The teams, by id: they own the top-level runs with one.
+    teams: HashMap<String, Team>,
     settings: builder::Settings,
     stats: Arc<WorkerStats>,
     outcomes: broadcast::Sender<RunOutcome>,
@@ -75,7 +91,8 @@ pub struct Worker {
 impl std::fmt::Debug for Worker {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Worker")
-            .field("runners", &self.runners.keys().collect::<Vec<_>>())
+            .field("agents", &self.agents.keys().collect::<Vec<_>>())
+            .field("teams", &self.teams.keys().collect::<Vec<_>>())
             .field("settings", &self.settings)
             .finish_non_exhaustive()
     }
@@ -118,7 +135,7 @@ impl Worker {
     }
 
     /// The outcome of every run this worker continues or recovers from now on. A receiver that
-    /// falls more than a few hundred outcomes behind misses the oldest
+    /// falls more than a thousand outcomes behind misses the oldest
     /// ([`broadcast::error::RecvError::Lagged`]).
     pub fn subscribe(&self) -> broadcast::Receiver<RunOutcome> {
         self.outcomes.subscribe()
@@ -132,32 +149,47 @@ impl Worker {
     /// of the store, so that a worker pointed at a database it cannot reach says so.
     pub async fn run(self, shutdown: impl Future<Output = ()>) -> Result<()> {
         let mut seq = self.store.last_event_seq().await?;
-        tracing::info!(runners = ?self.runners.keys().collect::<Vec<_>>(), "kern worker started");
+        tracing::info!(agents = ?self.agents.keys().collect::<Vec<_>>(), teams = ?self.teams.keys().collect::<Vec<_>>(),
+            "kern worker started");
         let mut state = State::default();
         let mut next_upkeep = Instant::now();
+        // What was decided while no worker ran is taken up at once.
+        let mut scan = true;
         tokio::pin!(shutdown);
         loop {
             if Instant::now() >= next_upkeep {
                 self.upkeep(&mut state).await;
                 next_upkeep = Instant::now() + self.settings.upkeep_interval;
+                scan = true;
             }
-            let delay = match self.dispatch(&mut state).await {
-                Ok(()) => self.settings.poll_interval,
-                Err(error) => {
-                    tracing::warn!(%error, "kern worker cannot read decided runs; retrying");
-                    RETRY_AFTER_FAILURE
+            let mut delay = self.settings.poll_interval;
+            if scan {
+                match self.dispatch(&mut state).await {
+                    Ok(()) => scan = false,
+                    Err(error) => {
+                        tracing::warn!(%error, "kern worker cannot read decided runs; retrying");
+                        delay = RETRY_AFTER_FAILURE;
+                    }
                 }
-            };
+            }
             let timeout = delay.min(next_upkeep.saturating_duration_since(Instant::now()));
             tokio::select! {
                 biased;
                 () = &mut shutdown => break,
-                Some(joined) = state.tasks.join_next(), if !state.tasks.is_empty() => self.finished(&mut state, joined),
+                Some(joined) = state.tasks.join_next(), if !state.tasks.is_empty() => {
+                    self.finished(&mut state, joined);
+                    // Room again: runs left for the lack of it are taken now.
+                    scan |= state.backlog;
+                }
                 woken = self.store.wait_for_events(seq, timeout) => match woken {
-                    Ok(last) => seq = last,
+                    Ok(last) if last > seq => scan |= self.decided_since(&mut seq).await,
+                    Ok(_) => {}
                     Err(error) => {
                         tracing::warn!(%error, "kern worker cannot follow the trail; retrying");
-                        tokio::time::sleep(RETRY_AFTER_FAILURE).await;
+                        tokio::select! {
+                            () = &mut shutdown => break,
+                            () = tokio::time::sleep(RETRY_AFTER_FAILURE) => {}
+                        }
                     }
                 },
             }
@@ -167,6 +199,27 @@ impl Worker {
             self.finished(&mut state, joined);
         }
         Ok(())
+    }
+
+    /// Reads the trail's events after `seq` (moving it past them) and tells whether they may
+    /// have made a run decided: a row approved, rejected, expired or cancelled. Its own
+    /// continues' events (executions) are no reason to look again. A failed read says yes.
+    async fn decided_since(&self, seq: &mut i64) -> bool {
+        match self.store.events_after(*seq, EVENT_BATCH).await {
+            Ok(events) => {
+                *seq = events.last().map_or(*seq, |event| event.seq);
+                events.iter().any(|event| {
+                    matches!(
+                        event.kind,
+                        EventKind::Approved | EventKind::Rejected | EventKind::Expired | EventKind::Cancelled
+                    )
+                })
+            }
+            Err(error) => {
+                tracing::warn!(%error, "kern worker cannot read the trail; looking for decided runs");
+                true
+            }
+        }
     }
 
     /// Starts a continue of each decided run this worker can take, up to its concurrency.
@@ -194,12 +247,15 @@ impl Worker {
                 _ => break,
             }
         }
+        // Full, it may have left some: it looks again once a task ends.
+        state.backlog = state.tasks.len() >= self.settings.concurrency;
         Ok(())
     }
 
     /// The periodic chores: rows past their expiry are marked so (and their `on_expire`
     /// applied), and runs left running by a dead process are recovered.
     async fn upkeep(&self, state: &mut State) {
+        state.prune();
         match self.store.expire_approvals(crate::now()).await {
             Ok(0) => {}
             Ok(expired) => {
@@ -225,10 +281,14 @@ impl Worker {
         }
     }
 
-    /// The agent or team of a top-level run, if this worker has it.
+    /// The team of a top-level team run, or the agent of an agent's, if this worker has it:
+    /// an agent and a team of the same id are told apart.
     fn runner_for(&self, run: &RunRecord) -> Option<Runner> {
-        let owner = run.team_id.as_ref().or(run.agent_id.as_ref())?;
-        self.runners.get(owner).cloned()
+        match (&run.team_id, &run.agent_id) {
+            (Some(team), _) => self.teams.get(team).cloned().map(Runner::Team),
+            (None, Some(agent)) => self.agents.get(agent).cloned().map(Runner::Agent),
+            (None, None) => None,
+        }
     }
 
     fn start(&self, state: &mut State, runner: Runner, job: Job, run_id: &str) {
@@ -265,6 +325,16 @@ impl Worker {
             }
         };
         state.in_flight.remove(&run_id);
+        match &result {
+            // Paused again: by new calls (then it is not decided, and no scan finds it), or by
+            // a decided call it cannot resume (a user-input row without every value), which a
+            // scan would find again at once: only the second time in a row waits.
+            Ok(output) if output.status == RunStatus::Paused => state.retry_later(&run_id, false),
+            Ok(_) => {
+                state.retries.remove(&run_id);
+            }
+            Err(_) => state.retry_later(&run_id, true),
+        }
         let outcome = match result {
             Ok(output) => {
                 tracing::info!(run_id, status = %output.status, ?job, "kern worker resumed a run");
@@ -302,16 +372,30 @@ struct State {
     tasks: JoinSet<(String, Job, Result<RunOutput>)>,
     /// The runs this worker's tasks hold, so that a scan does not start a second task on one.
     in_flight: HashSet<String>,
+    /// The runs whose continues failed (or paused again), and when each may be tried again:
+    /// a run a continue cannot resume would otherwise be tried at every scan.
+    retries: HashMap<String, Retry>,
+    /// Whether the last scan ended with no room left, so that it may have left decided runs.
+    backlog: bool,
     /// Runs that also wait for calls no row decides (a plain confirmation, say), as last
     /// written: a continue without the caller's answers cannot resume them, so they are left to
     /// the application until they change.
     waiting_on_people: HashMap<String, DateTime<Utc>>,
 }
 
+/// A run's failures in a row, and when it may be tried again.
+struct Retry {
+    failures: u32,
+    at: Instant,
+}
+
 impl State {
     /// Whether the worker should start a continue of decided run `run` now.
     fn takes(&mut self, run: &RunRecord) -> bool {
         if self.in_flight.contains(&run.run_id) {
+            return false;
+        }
+        if self.retries.get(&run.run_id).is_some_and(|retry| Instant::now() < retry.at) {
             return false;
         }
         if self.waiting_on_people.get(&run.run_id) == Some(&run.updated_at) {
@@ -331,6 +415,30 @@ impl State {
 fn random_index(len: usize) -> usize {
     let random = uuid::Uuid::new_v4().as_u128();
     usize::try_from(random % len.max(1) as u128).unwrap_or(0)
+}
+
+impl State {
+    /// Counts one more failure of run `run_id` and sets when it may be tried again: after
+    /// [`RETRY_AFTER_FAILURE`], doubled for each failure in a row, up to [`RETRY_MAX`]. Unless
+    /// `wait_first`, the first failure is tried again at once.
+    fn retry_later(&mut self, run_id: &str, wait_first: bool) {
+        let retry = self.retries.entry(run_id.to_owned()).or_insert(Retry { failures: 0, at: Instant::now() });
+        retry.failures += 1;
+        let doublings = if wait_first { retry.failures } else { retry.failures - 1 };
+        let wait = match doublings {
+            0 => Duration::ZERO,
+            n => RETRY_AFTER_FAILURE.saturating_mul(1 << (n - 1).min(16)).min(RETRY_MAX),
+        };
+        retry.at = Instant::now() + wait;
+    }
+
+    /// Forgets what is no longer needed: failures whose wait ended long ago, and which runs wait
+    /// on people (a scan finds those again, and runs that finished meanwhile are gone).
+    fn prune(&mut self) {
+        let now = Instant::now();
+        self.retries.retain(|_, retry| retry.at + RETRY_MEMORY > now);
+        self.waiting_on_people.clear();
+    }
 }
 
 /// Whether every paused call of `run`, its own and its paused members', is gated by an approval

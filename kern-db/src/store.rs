@@ -659,8 +659,9 @@ impl<DB: Driver> Store for SqlStore<DB> {
             let row = self.apply_decision(id, principal, &decision).await?;
             if row.status.is_resolved() {
                 self.waiters.wake(id);
-                self.signal.appended();
             }
+            // A vote that leaves the row pending is on the trail too.
+            self.signal.appended();
             Ok(row)
         })
     }

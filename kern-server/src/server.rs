@@ -81,7 +81,7 @@ impl Default for ServerBuilder {
             request_timeout: Duration::from_secs(120),
             expiry_sweep: Duration::from_secs(30),
             secure_cookies: false,
-            stale_after: Duration::from_secs(5 * 60),
+            stale_after: kern_core::worker::DEFAULT_STALE_AFTER,
             worker: None,
         }
     }
@@ -148,8 +148,10 @@ impl ServerBuilder {
         self
     }
 
-    /// How long a run may stay `running` before the inbox offers to recover it (5 minutes by
-    /// default): longer than a continue (its tools and model turns) should ever take.
+    /// How long a run may stay `running` before the inbox offers to recover it (10 minutes by
+    /// default, as a worker's): longer than a continue (its tools and model turns) should ever
+    /// take, and no shorter than the `stale_after` of a worker beside the server, or a continue
+    /// still under way may be recovered and run its approved tools twice.
     pub fn stale_after(mut self, stale_after: Duration) -> Self {
         self.stale_after = stale_after;
         self

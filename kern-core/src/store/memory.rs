@@ -406,8 +406,11 @@ impl Store for MemoryDb {
         decision: Decision,
     ) -> BoxFuture<'a, Result<Approval>> {
         let decided = self.tables().decide(id, principal, &decision);
-        if decided.as_ref().is_ok_and(|row| row.status.is_resolved()) {
-            self.waiters.wake(id);
+        if let Ok(row) = &decided {
+            if row.status.is_resolved() {
+                self.waiters.wake(id);
+            }
+            // A vote that leaves the row pending is on the trail too.
             self.signal.appended();
         }
         ready(decided)

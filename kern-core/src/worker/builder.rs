@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use tokio::sync::broadcast;
 
-use super::{Runner, Worker, WorkerStats};
+use super::{Worker, WorkerStats};
 use crate::agent::Agent;
 use crate::store::Store;
 use crate::team::Team;
@@ -25,7 +25,7 @@ const DEFAULT_UPKEEP_INTERVAL: Duration = Duration::from_secs(5);
 
 /// How long a run may stay `running` before a worker takes it over, unless told otherwise:
 /// longer than any continue should take (see [`Agent::recover_run`]).
-const DEFAULT_STALE_AFTER: Duration = Duration::from_secs(600);
+pub const DEFAULT_STALE_AFTER: Duration = Duration::from_secs(600);
 
 /// Outcomes a slow subscriber may fall behind by before it misses some.
 const OUTCOME_BUFFER: usize = 1024;
@@ -40,8 +40,8 @@ pub enum WorkerBuildError {
     /// Neither `.agent(..)` nor `.team(..)`: the worker could continue nothing.
     #[error("a worker needs at least one agent or team to continue runs of: call `.agent(a)` or `.team(t)`")]
     NothingToRun,
-    /// Two agents or teams share an id, so their runs cannot be told apart.
-    #[error("two agents or teams have the id `{0}`: give each its own `.id(..)`")]
+    /// Two agents (or two teams) share an id, so their runs cannot be told apart.
+    #[error("two agents, or two teams, have the id `{0}`: give each its own `.id(..)`")]
     DuplicateId(String),
     /// A concurrency of zero would continue nothing.
     #[error("a worker's concurrency must be at least 1")]
@@ -62,7 +62,8 @@ pub(super) struct Settings {
 #[must_use = "a builder does nothing until `.build()`"]
 pub struct WorkerBuilder {
     store: Option<Arc<dyn Store>>,
-    runners: Vec<(String, Runner)>,
+    agents: Vec<Agent>,
+    teams: Vec<Team>,
     concurrency: Option<usize>,
     poll_interval: Option<Duration>,
     upkeep_interval: Option<Duration>,
@@ -78,13 +79,13 @@ impl WorkerBuilder {
 
     /// Continues the runs of `agent`.
     pub fn agent(mut self, agent: Agent) -> Self {
-        self.runners.push((agent.id().to_owned(), Runner::Agent(agent)));
+        self.agents.push(agent);
         self
     }
 
     /// Continues the runs of `team` (and so of its members' child runs).
     pub fn team(mut self, team: Team) -> Self {
-        self.runners.push((team.id().to_owned(), Runner::Team(team)));
+        self.teams.push(team);
         self
     }
 
@@ -117,19 +118,15 @@ impl WorkerBuilder {
     /// Checks the configuration and builds the worker.
     pub fn build(self) -> Result<Worker, WorkerBuildError> {
         let store = self.store.ok_or(WorkerBuildError::NoStore)?;
-        if self.runners.is_empty() {
+        if self.agents.is_empty() && self.teams.is_empty() {
             return Err(WorkerBuildError::NothingToRun);
         }
         let concurrency = self.concurrency.unwrap_or(DEFAULT_CONCURRENCY);
         if concurrency == 0 {
             return Err(WorkerBuildError::ZeroConcurrency);
         }
-        let mut runners = HashMap::new();
-        for (id, runner) in self.runners {
-            if runners.insert(id.clone(), runner).is_some() {
-                return Err(WorkerBuildError::DuplicateId(id));
-            }
-        }
+        let agents = by_id(self.agents, |agent| agent.id())?;
+        let teams = by_id(self.teams, |team| team.id())?;
         let settings = Settings {
             concurrency,
             poll_interval: self.poll_interval.unwrap_or(DEFAULT_POLL_INTERVAL),
@@ -137,6 +134,19 @@ impl WorkerBuilder {
             stale_after: self.stale_after.unwrap_or(DEFAULT_STALE_AFTER),
         };
         let (outcomes, _) = broadcast::channel(OUTCOME_BUFFER);
-        Ok(Worker { store, runners, settings, stats: Arc::new(WorkerStats::default()), outcomes })
+        Ok(Worker { store, agents, teams, settings, stats: Arc::new(WorkerStats::default()), outcomes })
     }
+}
+
+/// `items` by their ids, each id once.
+fn by_id<T>(items: Vec<T>, id: impl Fn(&T) -> &str) -> Result<HashMap<String, T>, WorkerBuildError> {
+    let mut by_id = HashMap::new();
+    for item in items {
+        let key = id(&item).to_owned();
+        if by_id.contains_key(&key) {
+            return Err(WorkerBuildError::DuplicateId(key));
+        }
+        by_id.insert(key, item);
+    }
+    Ok(by_id)
 }

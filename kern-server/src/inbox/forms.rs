@@ -164,6 +164,17 @@ fn form_values(schema: &Value, prefix: &str, form: &FormFields) -> Map<String, V
     values
 }
 
+/// The names `schema` requires.
+fn required_of(schema: &Value) -> Vec<String> {
+    let names = schema.get("required").and_then(Value::as_array);
+    names.into_iter().flatten().filter_map(Value::as_str).map(str::to_owned).collect()
+}
+
+/// A field's value that says nothing: an empty text or an unchecked box.
+fn is_blank(value: &Value) -> bool {
+    matches!(value, Value::Bool(false)) || value.as_str().is_some_and(str::is_empty)
+}
+
 /// The decision a submitted form stands for (`action` = approve, reject or cancel), or what is
 /// wrong with the form.
 pub fn decision(row: &Approval, form: &FormFields) -> Result<Decision, String> {
@@ -188,7 +199,14 @@ pub fn decision(row: &Approval, form: &FormFields) -> Result<Decision, String> {
             {
                 Some(parameters) if form.0.iter().any(|(name, _)| name.starts_with(ARG)) => {
                     let mut args = row.tool_args.as_object().cloned().unwrap_or_default();
-                    args.extend(form_values(parameters, ARG, form));
+                    let required = required_of(parameters);
+                    // An argument the model left out stays out unless the approver gave it a
+                    // value: an empty optional field or an unchecked box is no edit.
+                    let given: Vec<(String, Value)> = form_values(parameters, ARG, form)
+                        .into_iter()
+                        .filter(|(name, value)| args.contains_key(name) || required.contains(name) || !is_blank(value))
+                        .collect();
+                    args.extend(given);
                     let args = Value::Object(args);
                     (args != row.tool_args).then_some(args)
                 }

@@ -1,10 +1,11 @@
 //! `GET /events`: Server-Sent Events fed from the trail and the runs. Each event of a row's
 //! trail (created, vote, approved, rejected, edited, expired, cancelled, executed, failed) is
 //! sent as `event: approval.<kind>` with its `seq` as the SSE id, so a client that reconnects
-//! with `Last-Event-ID` resumes where it stopped without loss. Each change of a run's status
-//! from the stream's start on (paused, running, completed, error, cancelled, member runs
-//! included) is sent as `event: run.<status>` without an id: a run's status is read again at
-//! will (`GET /runs/{run_id}`), so a reconnecting client is not replayed the ones it missed. A stream sleeps in
+//! with `Last-Event-ID` resumes where it stopped without loss. The runs written from about the
+//! stream's start on (member runs included) are sent as `event: run.<status>` each time their
+//! status is found changed, without an id: two changes between two reads show as the latter,
+//! and a run's status is read again at will (`GET /runs/{run_id}`), so a reconnecting client
+//! is not replayed the ones it missed. A stream sleeps in
 //! [`Store::wait_for_events`](kern_core::store::Store::wait_for_events), which the store wakes
 //! as the trail grows: at once for this process's writes, by `LISTEN/NOTIFY` on Postgres for
 //! any process's, and within a tenth of a second on SQLite.
@@ -33,8 +34,8 @@ use crate::state::AppState;
 use crate::wire::approval::TrailEventResponse;
 
 /// The longest a stream sleeps without reading the trail and the runs: a bound on a wake-up
-/// lost, and on the delay of a run's change made by another process on SQLite (only the trail's
-/// growth wakes a stream there).
+/// lost, and on the delay of a run's change made by another process on SQLite (its store reads
+/// only the trail's growth; Postgres announces runs' changes too).
 const WAKE_AT_LEAST_EVERY: Duration = Duration::from_secs(1);
 
 /// How often a stream waiting on a gap in the `seq`s reads again.
@@ -101,7 +102,7 @@ pub async fn events(
         Some(after) => after.max(0),
         None => state.store.last_event_seq().await?,
     };
-    let runs = RunFollower { since: kern_core::now(), last: HashMap::new() };
+    let runs = RunFollower { since: kern_core::now(), full: false, last: HashMap::new() };
     let feed = Feed { state, caller, cursor, ready: VecDeque::new(), gap: None, visible: HashMap::new(), runs };
     let stream = futures_util::stream::unfold(feed, |mut feed| async move {
         let event = feed.next().await;
@@ -129,14 +130,29 @@ struct Feed {
 struct RunFollower {
     /// The latest `updated_at` read.
     since: DateTime<Utc>,
+    /// Whether the last read came back full: the next reads on from where it stopped rather
+    /// than looking back, so that a burst of writes is read through, not read again.
+    full: bool,
     /// The status last sent of each run.
     last: HashMap<String, RunStatus>,
 }
 
 impl RunFollower {
+    /// Where the next read starts: a little before the latest write read, for writes that
+    /// commit late, unless a burst is being read through.
+    fn start(&self) -> DateTime<Utc> {
+        if self.full { self.since } else { self.since - RUN_LOOKBACK }
+    }
+
     /// Takes the runs read since the last time, each once per status it reaches; the frames of
     /// those `visible` lets through go to `ready`.
     fn take(&mut self, runs: Vec<RunRecord>, visible: impl Fn(&RunRecord) -> bool, ready: &mut VecDeque<Event>) {
+        let start = self.start();
+        self.full = runs.len() >= RUN_BATCH as usize;
+        // A full page of writes of one microsecond: step past it rather than read it again.
+        if self.full && runs.last().is_some_and(|run| run.updated_at <= start) {
+            self.since = start + chrono::TimeDelta::microseconds(1);
+        }
         for run in runs {
             self.since = self.since.max(run.updated_at);
             if self.last.get(&run.run_id) == Some(&run.status) {
@@ -160,7 +176,7 @@ impl Feed {
             if let Some(frame) = self.ready.pop_front() {
                 return frame;
             }
-            match self.state.store.runs_changed_since(self.runs.since - RUN_LOOKBACK, RUN_BATCH).await {
+            match self.state.store.runs_changed_since(self.runs.start(), RUN_BATCH).await {
                 Ok(runs) => {
                     let caller = &self.caller;
                     self.runs.take(runs, |run| caller.sees_user(run.user_id.as_deref()), &mut self.ready);

@@ -12,7 +12,7 @@ use std::convert::Infallible;
 
 use axum::Json;
 use axum::extract::{Path, State};
-use axum::response::sse::{Event, Sse};
+use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use futures_util::{StreamExt as _, stream};
 use kern_core::approval::PageCursor;
@@ -269,7 +269,7 @@ async fn answer(
             }
         }
     });
-    Ok(Sse::new(frames.map(Ok::<Event, Infallible>)).into_response())
+    Ok(Sse::new(frames.map(Ok::<Event, Infallible>)).keep_alive(KeepAlive::default()).into_response())
 }
 
 /// The run's output, when `event` ends the stream with one.

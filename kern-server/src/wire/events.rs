@@ -82,7 +82,10 @@ impl Framer {
         let name = match member {
             Some((run_id, agent_id)) => {
                 data.insert("run_id".into(), json!(run_id));
-                data.insert("agent_id".into(), json!(agent_id));
+                // A member resumed by a continue was not announced: its agent is unknown here.
+                if !agent_id.is_empty() {
+                    data.insert("agent_id".into(), json!(agent_id));
+                }
                 data.insert("parent_run_id".into(), json!(self.run_id));
                 name.to_owned()
             }

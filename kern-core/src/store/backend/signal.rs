@@ -1,4 +1,4 @@
-//! Waiting for the trail to grow: the loop behind every
+//! Waiting for the trail to grow (or the store to change): the loop behind every
 //! [`Store::wait_for_events`](crate::store::Store::wait_for_events), and the signal a store
 //! sends it.
 //!
@@ -34,11 +34,12 @@ impl TrailSignal {
     }
 
     /// Waits until `read_last` (the store's [`last_event_seq`](crate::store::Store::last_event_seq))
-    /// reads past `after`, or `timeout` passes, and returns the last `seq` read.
+    /// reads past `after`, a signal comes, or `timeout` passes, and returns the last `seq` read.
     ///
-    /// `read_last` runs at first, after each [`appended`](Self::appended), and, for stores that
-    /// other processes write to without signalling this one, every `poll_interval` (asked before
-    /// each read; `None`: every write signals).
+    /// A signal ends the wait even when the trail has not grown: the store signals other
+    /// changes too (a run's status), which a follower may want to read. `read_last` runs at
+    /// first, after a signal, and, for stores that other processes write to without signalling
+    /// this one, every `poll_interval` (asked before each read; `None`: every write signals).
     pub async fn wait<F, Fut>(
         &self,
         after: i64,
@@ -66,11 +67,15 @@ impl TrailSignal {
                 (Some(deadline), Some(poll)) => Some(deadline.min(poll)),
                 (deadline, poll) => deadline.or(poll),
             };
-            match wake_at {
-                Some(at) => {
-                    let _ = tokio::time::timeout_at(at, signalled).await;
+            let woken = match wake_at {
+                Some(at) => tokio::time::timeout_at(at, signalled).await.is_ok(),
+                None => {
+                    signalled.await;
+                    true
                 }
-                None => signalled.await,
+            };
+            if woken {
+                return read_last().await;
             }
         }
     }
@@ -91,11 +96,10 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_signal_ends_the_wait_once_the_trail_has_grown() {
+    async fn a_signal_ends_the_wait_with_the_head_as_it_stands() {
         let signal = Arc::new(TrailSignal::new());
         let head = Arc::new(AtomicI64::new(1));
-        let waiter = {
-            let (signal, head) = (signal.clone(), head.clone());
+        let waiter = |signal: Arc<TrailSignal>, head: Arc<AtomicI64>| {
             tokio::spawn(async move {
                 let read = || {
                     let head = head.clone();
@@ -104,14 +108,22 @@ mod tests {
                 signal.wait(1, Duration::from_secs(3600), || None, read).await
             })
         };
+        // Signalled with nothing new (a run changed, say): it returns the same head.
+        let unchanged = waiter(signal.clone(), head.clone());
+        while !unchanged.is_finished() {
+            tokio::task::yield_now().await;
+            signal.appended();
+        }
+        assert_eq!(unchanged.await.unwrap().unwrap(), 1);
+        // Signalled after the trail grew: the new head.
+        let grown = waiter(signal.clone(), head.clone());
         tokio::task::yield_now().await;
-        // A signal with nothing new is read and waited past.
-        signal.appended();
-        tokio::task::yield_now().await;
-        assert!(!waiter.is_finished());
         head.store(2, Ordering::SeqCst);
-        signal.appended();
-        assert_eq!(waiter.await.unwrap().unwrap(), 2);
+        while !grown.is_finished() {
+            signal.appended();
+            tokio::task::yield_now().await;
+        }
+        assert_eq!(grown.await.unwrap().unwrap(), 2);
     }
 
     #[tokio::test]
