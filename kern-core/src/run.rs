@@ -4,7 +4,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
-use crate::approval::{Approval, ApprovalType, PauseType};
+use crate::approval::{Approval, ApprovalType, PageCursor, PauseType};
 use crate::models::{Message, Usage};
 use crate::text_enum::text_enum;
 
@@ -297,6 +297,137 @@ pub struct RunRecord {
     pub created_at: DateTime<Utc>,
     /// When the record was last written.
     pub updated_at: DateTime<Utc>,
+}
+
+/// Filters and paging of [`Store::list_runs`](crate::store::Store::list_runs). Every filter is
+/// optional; the child runs of team members are left out unless [`members`](Self::members) is
+/// set, as they are part of their team run.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct RunQuery {
+    /// Only runs in this status.
+    pub status: Option<RunStatus>,
+    /// Only runs of this agent.
+    pub agent_id: Option<String>,
+    /// Only runs of this team (its own runs and, with `members`, its members').
+    pub team_id: Option<String>,
+    /// Only runs acting for this user.
+    pub user_id: Option<String>,
+    /// Only runs of this session.
+    pub session_id: Option<String>,
+    /// Lists member runs too, not only top-level ones.
+    #[serde(default)]
+    pub members: bool,
+    /// Only runs after this one in the listing's order (newest first, ties broken by run id,
+    /// descending): the [`RunPage::next_cursor`] of the previous page.
+    pub after: Option<PageCursor>,
+    /// At most this many runs (default 50).
+    pub limit: Option<u32>,
+}
+
+impl RunQuery {
+    /// The default page size.
+    pub const DEFAULT_LIMIT: u32 = 50;
+
+    /// Only runs in `status`.
+    pub fn status(mut self, status: RunStatus) -> Self {
+        self.status = Some(status);
+        self
+    }
+
+    /// Only runs of agent `agent_id`.
+    pub fn agent_id(mut self, agent_id: impl Into<String>) -> Self {
+        self.agent_id = Some(agent_id.into());
+        self
+    }
+
+    /// Only runs of team `team_id`.
+    pub fn team_id(mut self, team_id: impl Into<String>) -> Self {
+        self.team_id = Some(team_id.into());
+        self
+    }
+
+    /// Only runs acting for `user_id`.
+    pub fn user_id(mut self, user_id: impl Into<String>) -> Self {
+        self.user_id = Some(user_id.into());
+        self
+    }
+
+    /// Only runs of session `session_id`.
+    pub fn session_id(mut self, session_id: impl Into<String>) -> Self {
+        self.session_id = Some(session_id.into());
+        self
+    }
+
+    /// Lists member runs too.
+    pub fn members(mut self, members: bool) -> Self {
+        self.members = members;
+        self
+    }
+
+    /// Only runs after `cursor`.
+    pub fn after(mut self, cursor: PageCursor) -> Self {
+        self.after = Some(cursor);
+        self
+    }
+
+    /// At most `limit` runs.
+    pub fn limit(mut self, limit: u32) -> Self {
+        self.limit = Some(limit);
+        self
+    }
+
+    /// The page size in effect.
+    pub fn effective_limit(&self) -> u32 {
+        self.limit.unwrap_or(Self::DEFAULT_LIMIT)
+    }
+
+    /// True when `run` passes every filter and comes after the cursor (paging by size aside).
+    pub fn matches(&self, run: &RunRecord) -> bool {
+        fn eq_opt(filter: &Option<String>, value: &Option<String>) -> bool {
+            filter.as_ref().is_none_or(|f| value.as_ref() == Some(f))
+        }
+        self.status.is_none_or(|status| status == run.status)
+            && eq_opt(&self.agent_id, &run.agent_id)
+            && eq_opt(&self.team_id, &run.team_id)
+            && eq_opt(&self.user_id, &run.user_id)
+            && self.session_id.as_ref().is_none_or(|session| *session == run.session_id)
+            && (self.members || run.parent_run_id.is_none())
+            && self
+                .after
+                .as_ref()
+                .is_none_or(|cursor| (run.created_at, run.run_id.as_str()) < (cursor.at, cursor.id.as_str()))
+    }
+}
+
+/// One page of runs, newest first.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct RunPage {
+    /// The runs of the page.
+    pub items: Vec<RunRecord>,
+    /// Where the next page starts ([`RunQuery::after`]), when this page is full.
+    #[serde(default)]
+    pub next_cursor: Option<PageCursor>,
+}
+
+impl RunPage {
+    /// A page of `items` (newest first) for a query of page size `limit`: a full page names the
+    /// cursor after its last run.
+    pub fn new(items: Vec<RunRecord>, limit: u32) -> Self {
+        let full = items.len() == limit as usize;
+        let next_cursor =
+            items.last().filter(|_| full).map(|run| PageCursor { at: run.created_at, id: run.run_id.clone() });
+        RunPage { items, next_cursor }
+    }
+}
+
+impl RunRecord {
+    /// The approval rows the run waits on while it is paused: its own calls', then (on a team
+    /// run) its members'.
+    pub fn waiting_on(&self) -> Vec<String> {
+        let members = self.delegations.iter().flat_map(|delegation| &delegation.runs);
+        let requirements = self.requirements.iter().chain(members.flat_map(|member| &member.requirements));
+        requirements.filter_map(|requirement| requirement.approval_id.clone()).collect()
+    }
 }
 
 impl RunOutput {

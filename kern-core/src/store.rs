@@ -26,7 +26,7 @@ use crate::BoxFuture;
 use crate::approval::{Approval, ApprovalPage, ApprovalQuery, ApprovalUpdate, Decision, Principal, Vote};
 use crate::error::Result;
 use crate::keys::ApiKey;
-use crate::run::RunRecord;
+use crate::run::{RunPage, RunQuery, RunRecord};
 use crate::trail::{Execution, TrailEvent, TrailReport};
 
 pub use memory::MemoryDb;
@@ -69,8 +69,25 @@ pub trait Store: Send + Sync + 'static {
     /// less than `stale_after` ago).
     fn reclaim_run<'a>(&'a self, run_id: &'a str, stale_after: Duration) -> BoxFuture<'a, Result<RunRecord>>;
 
+    /// Hands a run a continue claimed and never finished back to whoever continues runs: a run
+    /// that is `running` and was last written at or before `now - stale_after` (see
+    /// [`backend::stale_cutoff`]) becomes `paused` with `updated_at = now` in one
+    /// compare-and-set, and is returned as stored. A continue (or a worker) then claims it as
+    /// any paused run, and decides its calls again from their rows: as with
+    /// [`reclaim_run`](Store::reclaim_run), an approved call the abandoned continue had started
+    /// may run a second time. Of concurrent releases exactly one wins. Errors:
+    /// [`Error::RunNotFound`](crate::Error::RunNotFound),
+    /// [`Error::RunNotStale`](crate::Error::RunNotStale) (the run is not running, or was written
+    /// less than `stale_after` ago).
+    fn release_stale_run<'a>(&'a self, run_id: &'a str, stale_after: Duration) -> BoxFuture<'a, Result<RunRecord>>;
+
     /// The latest `limit` top-level runs of a session (no parent run), oldest first.
     fn session_runs<'a>(&'a self, session_id: &'a str, limit: usize) -> BoxFuture<'a, Result<Vec<RunRecord>>>;
+
+    /// Lists runs matching `query`, newest first (ties broken by run id, descending), a page
+    /// at a time: pass the page's [`next_cursor`](RunPage::next_cursor) as
+    /// [`RunQuery::after`] for the next.
+    fn list_runs<'a>(&'a self, query: &'a RunQuery) -> BoxFuture<'a, Result<RunPage>>;
 
     /// Reads an approval row.
     fn get_approval<'a>(&'a self, id: &'a str) -> BoxFuture<'a, Result<Option<Approval>>>;
@@ -251,8 +268,16 @@ impl<S: Store + ?Sized> Store for std::sync::Arc<S> {
         (**self).reclaim_run(run_id, stale_after)
     }
 
+    fn release_stale_run<'a>(&'a self, run_id: &'a str, stale_after: Duration) -> BoxFuture<'a, Result<RunRecord>> {
+        (**self).release_stale_run(run_id, stale_after)
+    }
+
     fn session_runs<'a>(&'a self, session_id: &'a str, limit: usize) -> BoxFuture<'a, Result<Vec<RunRecord>>> {
         (**self).session_runs(session_id, limit)
+    }
+
+    fn list_runs<'a>(&'a self, query: &'a RunQuery) -> BoxFuture<'a, Result<RunPage>> {
+        (**self).list_runs(query)
     }
 
     fn get_approval<'a>(&'a self, id: &'a str) -> BoxFuture<'a, Result<Option<Approval>>> {

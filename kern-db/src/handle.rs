@@ -37,6 +37,21 @@ macro_rules! handle {
                 self.inner.reclaim_run(run_id, stale_after)
             }
 
+            fn release_stale_run<'a>(
+                &'a self,
+                run_id: &'a str,
+                stale_after: ::std::time::Duration,
+            ) -> ::kern_core::BoxFuture<'a, ::kern_core::Result<::kern_core::run::RunRecord>> {
+                self.inner.release_stale_run(run_id, stale_after)
+            }
+
+            fn list_runs<'a>(
+                &'a self,
+                query: &'a ::kern_core::run::RunQuery,
+            ) -> ::kern_core::BoxFuture<'a, ::kern_core::Result<::kern_core::run::RunPage>> {
+                self.inner.list_runs(query)
+            }
+
             fn session_runs<'a>(
                 &'a self,
                 session_id: &'a str,

@@ -3,7 +3,7 @@
 
 use chrono::{DateTime, Utc};
 use kern_core::approval::{ApprovalQuery, ApprovalStatus, ListOrder, PageCursor, PauseType};
-use kern_core::run::RunStatus;
+use kern_core::run::{RunQuery, RunStatus};
 
 use kern_core::limits;
 
@@ -13,13 +13,14 @@ use crate::codec::{
 };
 use crate::driver::Driver;
 use crate::layout::Layout;
-use crate::stmt::{Param, ceil_micros, floor_micros};
+use crate::stmt::{Param, Stmt, ceil_micros, floor_micros};
 
 /// Every statement a store runs, except the WHERE clauses of list queries (see [`Filter`]) and
 /// the row count of an insert.
 #[derive(Debug)]
 pub(crate) struct Queries {
     approvals: String,
+    runs: String,
     events: String,
     pub(crate) get_approval: String,
     /// [`get_approval`](Self::get_approval), locking the row until the transaction ends.
@@ -73,6 +74,8 @@ pub(crate) struct Queries {
     /// The compare-and-set on a run a continue left running: `$1` run id, `$2` now, `$3` the
     /// latest `updated_at` that counts as stale.
     pub(crate) reclaim_run: String,
+    /// [`reclaim_run`](Self::reclaim_run) that hands the run back as `paused`.
+    pub(crate) release_run: String,
     pub(crate) run_status: String,
     /// `$1` session id, `$2` limit: newest first.
     pub(crate) session_runs: String,
@@ -170,6 +173,10 @@ impl Queries {
                 "UPDATE {runs} SET updated_at = $2 \
                  WHERE run_id = $1 AND status = '{running}' AND updated_at <= $3 RETURNING {RUN_COLUMNS}"
             ),
+            release_run: format!(
+                "UPDATE {runs} SET status = '{paused}', updated_at = $2 \
+                 WHERE run_id = $1 AND status = '{running}' AND updated_at <= $3 RETURNING {RUN_COLUMNS}"
+            ),
             run_status: format!("SELECT status FROM {runs} WHERE run_id = $1"),
             session_runs: format!(
                 "SELECT {RUN_COLUMNS} FROM {runs} WHERE session_id = $1 AND parent_run_id IS NULL \
@@ -199,7 +206,48 @@ impl Queries {
                 "UPDATE {api_keys} SET revoked_at = COALESCE(revoked_at, $2) WHERE id = $1 RETURNING {API_KEY_COLUMNS}"
             ),
             approvals,
+            runs,
         }
+    }
+
+    /// One page of the runs `query` selects, newest first, ties broken by run id; `None` when
+    /// it filters on a key no run can have (see [`limits::is_key`]), so that nothing matches
+    /// without asking the database.
+    pub(crate) fn list_runs<'a>(&self, query: &'a RunQuery) -> Option<Stmt<'a>> {
+        let keys = [&query.agent_id, &query.team_id, &query.user_id, &query.session_id];
+        let cursor_id = query.after.as_ref().map(|cursor| &cursor.id);
+        if keys.into_iter().flatten().chain(cursor_id).any(|key| !limits::is_key(key)) {
+            return None;
+        }
+        let mut conditions = Vec::new();
+        let mut params: Vec<Param<'a>> = Vec::new();
+        let mut add = |test: &str, value: Option<Param<'a>>| {
+            if let Some(value) = value {
+                params.push(value);
+                conditions.push(format!("{test} ${}", params.len()));
+            }
+        };
+        add("status =", query.status.map(|status| status.as_str().into()));
+        add("agent_id =", query.agent_id.as_deref().map(Param::from));
+        add("team_id =", query.team_id.as_deref().map(Param::from));
+        add("user_id =", query.user_id.as_deref().map(Param::from));
+        add("session_id =", query.session_id.as_deref().map(Param::from));
+        if !query.members {
+            conditions.push("parent_run_id IS NULL".to_owned());
+        }
+        if let Some(after) = &query.after {
+            let [time, id] = cursor(after);
+            params.extend([time, id]);
+            let n = params.len();
+            conditions.push(format!("(created_at, run_id) < (${}, ${n})", n - 1));
+        }
+        let sql = format!(
+            "SELECT {RUN_COLUMNS} FROM {} {} ORDER BY created_at DESC, run_id DESC LIMIT ${}",
+            self.runs,
+            where_of(conditions.iter().map(String::as_str)),
+            params.len() + 1
+        );
+        Some(Stmt { sql: sql.into(), params }.bind(i64::from(query.effective_limit())))
     }
 
     /// Inserts `rows` approval rows in one statement; binds every column of each row in turn.

@@ -15,7 +15,7 @@ use kern_core::approval::{
 };
 use kern_core::keys::ApiKey;
 use kern_core::limits::{self, is_key};
-use kern_core::run::{RunRecord, RunStatus};
+use kern_core::run::{RunPage, RunQuery, RunRecord, RunStatus};
 use kern_core::store::Store;
 use kern_core::store::backend::{
     DecisionRules, ResolutionRules, ResolutionWaiters, TrailSignal, check_api_key, check_save, check_update,
@@ -471,6 +471,24 @@ impl<DB: Driver> Store for SqlStore<DB> {
             let stmt = self.stamp_run(&self.queries.reclaim_run, run_id, now).bind(stale_cutoff(now, stale_after));
             self.compare_and_stamp(stmt, run_id, |status| Error::RunNotStale { run_id: run_id.to_owned(), status })
                 .await
+        })
+    }
+
+    fn release_stale_run<'a>(&'a self, run_id: &'a str, stale_after: Duration) -> BoxFuture<'a, Result<RunRecord>> {
+        Box::pin(async move {
+            let now = kern_core::now();
+            // The cutoff is bound as `reclaim_run` binds it.
+            let stmt = self.stamp_run(&self.queries.release_run, run_id, now).bind(stale_cutoff(now, stale_after));
+            self.compare_and_stamp(stmt, run_id, |status| Error::RunNotStale { run_id: run_id.to_owned(), status })
+                .await
+        })
+    }
+
+    fn list_runs<'a>(&'a self, query: &'a RunQuery) -> BoxFuture<'a, Result<RunPage>> {
+        Box::pin(async move {
+            let Some(stmt) = self.queries.list_runs(query) else { return Ok(RunPage::default()) };
+            let runs = self.pools.read(stmt, codec::run).await?;
+            Ok(RunPage::new(runs, query.effective_limit()))
         })
     }
 

@@ -5,7 +5,7 @@ use axum::Json;
 use utoipa::OpenApi;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 
-use crate::routes::{approvals, events, ops, runs};
+use crate::routes::{approvals, events, keys, ops, runs};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -13,7 +13,8 @@ use crate::routes::{approvals, events, ops, runs};
     paths(
         approvals::list, approvals::count, approvals::get, approvals::status, approvals::resolve,
         approvals::delete, approvals::votes, approvals::vote, approvals::cancel, approvals::trail,
-        runs::agent_run, runs::agent_continue, runs::team_run, runs::team_continue, runs::get,
+        runs::agent_run, runs::agent_continue, runs::team_run, runs::team_continue, runs::list, runs::get,
+        keys::list, keys::create, keys::revoke,
         events::events, ops::healthz, ops::readyz, ops::metrics, ops::verify,
     ),
     modifiers(&BearerKeys),

@@ -2,5 +2,6 @@
 
 pub mod approvals;
 pub mod events;
+pub mod keys;
 pub mod ops;
 pub mod runs;

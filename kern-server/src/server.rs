@@ -12,7 +12,7 @@ use axum::extract::{MatchedPath, Request, State};
 use axum::http::{HeaderName, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::{delete, get, post};
 use kern_core::agent::Agent;
 use kern_core::store::Store;
 use kern_core::team::Team;
@@ -28,7 +28,7 @@ use crate::error::ApiError;
 use crate::idempotency::Replies;
 use crate::inbox;
 use crate::metrics::Metrics;
-use crate::routes::{approvals, events, ops, runs};
+use crate::routes::{approvals, events, keys, ops, runs};
 use crate::state::AppState;
 
 /// Why a server could not be built.
@@ -264,7 +264,10 @@ fn router(state: AppState, body_limit: usize, timeout: Duration) -> Router {
         .route("/agents/{agent_id}/runs/{run_id}/continue", post(runs::agent_continue))
         .route("/teams/{team_id}/runs", post(runs::team_run))
         .route("/teams/{team_id}/runs/{run_id}/continue", post(runs::team_continue))
+        .route("/runs", get(runs::list))
         .route("/runs/{run_id}", get(runs::get))
+        .route("/keys", get(keys::list).post(keys::create))
+        .route("/keys/{key_id}", delete(keys::revoke))
         .route("/events", get(events::events))
         .route("/openapi.json", get(crate::openapi::serve))
         .route("/healthz", get(ops::healthz))

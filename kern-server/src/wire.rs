@@ -3,4 +3,5 @@
 pub mod approval;
 pub mod events;
 pub mod form;
+pub mod key;
 pub mod run;

@@ -9,7 +9,7 @@ use chrono::{DateTime, Utc};
 use kern::approval::{Approval, ApprovalPage, ApprovalQuery, ApprovalUpdate, Decision, Principal, Vote};
 use kern::db::{MemoryDb, PostgresDb, SqliteDb, Store};
 use kern::keys::ApiKey;
-use kern::run::RunRecord;
+use kern::run::{RunPage, RunQuery, RunRecord};
 use kern::trail::{Execution, TrailEvent, TrailReport};
 use kern::{BoxFuture, Result};
 
@@ -211,9 +211,19 @@ impl Store for ProbeStore {
         self.inner.reclaim_run(run_id, stale_after)
     }
 
+    fn release_stale_run<'a>(&'a self, run_id: &'a str, stale_after: Duration) -> BoxFuture<'a, Result<RunRecord>> {
+        self.log("release_stale_run");
+        self.inner.release_stale_run(run_id, stale_after)
+    }
+
     fn session_runs<'a>(&'a self, session_id: &'a str, limit: usize) -> BoxFuture<'a, Result<Vec<RunRecord>>> {
         self.log("session_runs");
         self.inner.session_runs(session_id, limit)
+    }
+
+    fn list_runs<'a>(&'a self, query: &'a RunQuery) -> BoxFuture<'a, Result<RunPage>> {
+        self.log("list_runs");
+        self.inner.list_runs(query)
     }
 
     fn get_approval<'a>(&'a self, id: &'a str) -> BoxFuture<'a, Result<Option<Approval>>> {

@@ -6,6 +6,7 @@
 //! Postgres: set `KERN_TEST_POSTGRES_URL` (e.g. `postgres://postgres@127.0.0.1:5432/test`).
 //! Unset, the Postgres tests print why and pass; set but unreachable, they fail.
 
+mod admin;
 mod approvals;
 mod harness;
 mod inbox;
@@ -43,6 +44,8 @@ suite! {
     approvals::cancel_and_delete_withdraw_a_pending_row,
     approvals::if_match_and_idempotency_key_guard_a_resolve,
     approvals::isolation_hides_other_users_rows,
+    admin::admins_issue_list_and_revoke_keys,
+    admin::runs_are_listed_newest_first_by_filter_and_page,
     runs::a_run_pauses_and_continues_once_its_row_is_approved,
     runs::the_row_wins_over_the_callers_answers,
     runs::run_routes_refuse_what_they_cannot_run,

@@ -1,13 +1,15 @@
 //! Runs: saved with their approval rows in one transaction, claimed exactly once, reclaimed
-//! exactly once when a claim goes stale, listed per session.
+//! or released exactly once when a claim goes stale, listed per session and by filters.
 
+use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
 use kern::Error;
 use kern::approval::Approval;
+use kern::approval::PageCursor;
 use kern::db::Store;
-use kern::run::{RunRecord, RunStatus};
+use kern::run::{RunQuery, RunRecord, RunStatus};
 use tokio::sync::Barrier;
 
 use crate::fixtures::{approval, create, now, run, seconds, stored};
@@ -128,26 +130,38 @@ pub async fn a_batch_repeating_an_id_writes_nothing(store: Arc<dyn Store>) {
     assert_eq!(store.get_approval(&first.id).await.unwrap(), None);
 }
 
-pub async fn of_16_concurrent_claims_exactly_one_wins(store: Arc<dyn Store>) {
-    let paused = run("session-1");
-    store.save_runs(std::slice::from_ref(&paused), &[], &[]).await.unwrap();
+/// Runs `attempt` on run `run_id` from 16 tasks let go at once; returns what the winners got
+/// and the losers' errors.
+async fn race<F, Fut>(store: &Arc<dyn Store>, run_id: &str, attempt: F) -> (Vec<RunRecord>, Vec<Error>)
+where
+    F: Fn(Arc<dyn Store>, String) -> Fut,
+    Fut: Future<Output = kern::Result<RunRecord>> + Send + 'static,
+{
     let start = Arc::new(Barrier::new(16));
-    let claims: Vec<_> = (0..16)
+    let tasks: Vec<_> = (0..16)
         .map(|_| {
-            let (store, start, run_id) = (store.clone(), start.clone(), paused.run_id.clone());
+            let (start, attempt) = (start.clone(), attempt(store.clone(), run_id.to_owned()));
             tokio::spawn(async move {
                 start.wait().await;
-                store.claim_run(&run_id).await
+                attempt.await
             })
         })
         .collect();
     let (mut winners, mut losers) = (Vec::new(), Vec::new());
-    for claim in claims {
-        match claim.await.unwrap() {
+    for task in tasks {
+        match task.await.unwrap() {
             Ok(run) => winners.push(run),
             Err(err) => losers.push(err),
         }
     }
+    (winners, losers)
+}
+
+pub async fn of_16_concurrent_claims_exactly_one_wins(store: Arc<dyn Store>) {
+    let paused = run("session-1");
+    store.save_runs(std::slice::from_ref(&paused), &[], &[]).await.unwrap();
+    let (winners, losers) =
+        race(&store, &paused.run_id, |store, run_id| async move { store.claim_run(&run_id).await }).await;
 
     assert_eq!(winners.len(), 1, "winners: {winners:?}");
     let claimed = &winners[0];
@@ -238,23 +252,8 @@ pub async fn a_recent_claim_is_not_stale(store: Arc<dyn Store>) {
 pub async fn of_16_concurrent_reclaims_exactly_one_wins(store: Arc<dyn Store>) {
     let stale = abandoned("session-1");
     store.save_runs(std::slice::from_ref(&stale), &[], &[]).await.unwrap();
-    let start = Arc::new(Barrier::new(16));
-    let reclaims: Vec<_> = (0..16)
-        .map(|_| {
-            let (store, start, run_id) = (store.clone(), start.clone(), stale.run_id.clone());
-            tokio::spawn(async move {
-                start.wait().await;
-                store.reclaim_run(&run_id, ONE_HOUR).await
-            })
-        })
-        .collect();
-    let (mut winners, mut losers) = (Vec::new(), Vec::new());
-    for reclaim in reclaims {
-        match reclaim.await.unwrap() {
-            Ok(run) => winners.push(run),
-            Err(err) => losers.push(err),
-        }
-    }
+    let (winners, losers) =
+        race(&store, &stale.run_id, |store, run_id| async move { store.reclaim_run(&run_id, ONE_HOUR).await }).await;
 
     assert_eq!(winners.len(), 1, "winners: {winners:?}");
     for err in &losers {
@@ -287,4 +286,93 @@ pub async fn session_runs_are_the_latest_top_level_runs_oldest_first(store: Arc<
     assert!(store.session_runs("session-1", 0).await.unwrap().is_empty());
     assert_eq!(store.session_runs("session-2", 5).await.unwrap(), [elsewhere]);
     assert!(store.session_runs("no-such-session", 5).await.unwrap().is_empty());
+}
+
+pub async fn releasing_a_stale_run_pauses_it_for_the_next_continue(store: Arc<dyn Store>) {
+    let err = store.release_stale_run("no-such-run", Duration::ZERO).await.unwrap_err();
+    assert!(matches!(&err, Error::RunNotFound(id) if id == "no-such-run"), "{err:?}");
+
+    let before = now();
+    let stale = abandoned("session-1");
+    store.save_runs(std::slice::from_ref(&stale), &[], &[]).await.unwrap();
+    let released = store.release_stale_run(&stale.run_id, ONE_HOUR).await.unwrap();
+    assert_eq!(released, RunRecord { status: RunStatus::Paused, updated_at: released.updated_at, ..stale.clone() });
+    assert!(released.updated_at >= before, "{} < {before}", released.updated_at);
+    assert_eq!(store.load_run(&stale.run_id).await.unwrap().as_ref(), Some(&released));
+    // Paused now, it is no longer stale, and the next continue claims it.
+    let err = store.release_stale_run(&stale.run_id, Duration::ZERO).await.unwrap_err();
+    assert!(matches!(err, Error::RunNotStale { status: RunStatus::Paused, .. }), "{err:?}");
+    assert_eq!(store.claim_run(&stale.run_id).await.unwrap().status, RunStatus::Running);
+
+    // A recent claim is left to its continue.
+    let err = store.release_stale_run(&stale.run_id, ONE_HOUR).await.unwrap_err();
+    assert!(matches!(err, Error::RunNotStale { status: RunStatus::Running, .. }), "{err:?}");
+    assert_eq!(store.load_run(&stale.run_id).await.unwrap().unwrap().status, RunStatus::Running);
+}
+
+pub async fn of_16_concurrent_releases_exactly_one_wins(store: Arc<dyn Store>) {
+    let stale = abandoned("session-1");
+    store.save_runs(std::slice::from_ref(&stale), &[], &[]).await.unwrap();
+    let (winners, losers) =
+        race(&store, &stale.run_id, |store, run_id| async move { store.release_stale_run(&run_id, ONE_HOUR).await })
+            .await;
+    assert_eq!(winners.len(), 1, "winners: {winners:?}");
+    for err in &losers {
+        assert!(matches!(err, Error::RunNotStale { status: RunStatus::Paused, .. }), "{err:?}");
+    }
+    assert_eq!(store.load_run(&stale.run_id).await.unwrap().as_ref(), Some(&winners[0]));
+}
+
+pub async fn list_runs_filters_and_pages_newest_first(store: Arc<dyn Store>) {
+    let t0 = now() - seconds(100);
+    let at = |n: i64, run: RunRecord| RunRecord { created_at: t0 + seconds(n), updated_at: t0 + seconds(n), ..run };
+    let paused = at(0, run("session-1"));
+    let done = at(1, RunRecord { status: RunStatus::Completed, ..run("session-1") });
+    let other_user =
+        at(2, RunRecord { user_id: Some("user-2".into()), agent_id: Some("agent-2".into()), ..run("session-2") });
+    let team = at(3, RunRecord { agent_id: None, team_id: Some("team-1".into()), ..run("session-3") });
+    let member = at(
+        4,
+        RunRecord { parent_run_id: Some(team.run_id.clone()), team_id: Some("team-1".into()), ..run("session-3") },
+    );
+    // Two runs of one instant: the run id breaks the tie.
+    let tied: Vec<RunRecord> = (0..2).map(|_| at(5, run("session-4"))).collect();
+    let mut all = vec![paused.clone(), done.clone(), other_user.clone(), team.clone(), member.clone()];
+    all.extend(tied.iter().cloned());
+    store.save_runs(&all, &[], &[]).await.unwrap();
+
+    let ids = |query: RunQuery| {
+        let store = store.clone();
+        async move { store.list_runs(&query).await.unwrap().items.into_iter().map(|run| run.run_id).collect::<Vec<_>>() }
+    };
+    let mut newest_first: Vec<&RunRecord> = all.iter().filter(|run| run.parent_run_id.is_none()).collect();
+    newest_first.sort_by(|a, b| (b.created_at, &b.run_id).cmp(&(a.created_at, &a.run_id)));
+    let expected: Vec<String> = newest_first.iter().map(|run| run.run_id.clone()).collect();
+    assert_eq!(ids(RunQuery::default()).await, expected);
+
+    assert_eq!(ids(RunQuery::default().status(RunStatus::Completed)).await, [done.run_id.as_str()]);
+    assert_eq!(ids(RunQuery::default().user_id("user-2")).await, [other_user.run_id.as_str()]);
+    assert_eq!(ids(RunQuery::default().agent_id("agent-2")).await, [other_user.run_id.as_str()]);
+    assert_eq!(ids(RunQuery::default().session_id("session-2")).await, [other_user.run_id.as_str()]);
+    assert_eq!(ids(RunQuery::default().team_id("team-1")).await, [team.run_id.as_str()]);
+    assert_eq!(
+        ids(RunQuery::default().team_id("team-1").members(true)).await,
+        [member.run_id.as_str(), team.run_id.as_str()]
+    );
+    assert!(ids(RunQuery::default().user_id("u' OR 1=1 --")).await.is_empty());
+    assert!(ids(RunQuery::default().session_id("a\0b")).await.is_empty());
+
+    // Pages of two visit every run once, in order, and the last names no next page.
+    let (mut seen, mut after) = (Vec::new(), None::<PageCursor>);
+    loop {
+        let query = RunQuery { after: after.take(), ..RunQuery::default().limit(2) };
+        let page = store.list_runs(&query).await.unwrap();
+        assert!(page.items.len() <= 2);
+        seen.extend(page.items.into_iter().map(|run| run.run_id));
+        match page.next_cursor {
+            Some(cursor) => after = Some(cursor),
+            None => break,
+        }
+    }
+    assert_eq!(seen, expected);
 }

@@ -21,7 +21,7 @@ use crate::approval::{
 };
 use crate::error::{Error, Result};
 use crate::keys::ApiKey;
-use crate::run::{RunRecord, RunStatus};
+use crate::run::{RunPage, RunQuery, RunRecord, RunStatus};
 use crate::trail::{self, EventKind, Execution, SYSTEM_PRINCIPAL, TrailEvent, TrailReport};
 
 /// A store that keeps everything in process memory. Clones share the same data.
@@ -189,6 +189,19 @@ impl Tables {
         changed
     }
 
+    /// Run `run_id` when it is `running` and was last written at or before `now - stale_after`:
+    /// the condition of [`Store::reclaim_run`] and [`Store::release_stale_run`].
+    fn stale_run(&mut self, run_id: &str, stale_after: Duration, now: DateTime<Utc>) -> Result<&mut RunRecord> {
+        let cutoff = stale_cutoff(now, stale_after);
+        match self.runs.get_mut(run_id) {
+            None => Err(Error::RunNotFound(run_id.to_owned())),
+            Some(run) if run.status == RunStatus::Running && cutoff.is_some_and(|cutoff| run.updated_at <= cutoff) => {
+                Ok(run)
+            }
+            Some(run) => Err(Error::RunNotStale { run_id: run_id.to_owned(), status: run.status }),
+        }
+    }
+
     /// The row as it stands at `now`: a pending row past its expiry reads as expired.
     fn row_at(&self, id: &str, now: DateTime<Utc>) -> Option<Approval> {
         self.approvals.get(id).map(|row| Approval { status: row.status_at(now), ..row.clone() })
@@ -254,18 +267,22 @@ impl Store for MemoryDb {
     }
 
     fn reclaim_run<'a>(&'a self, run_id: &'a str, stale_after: Duration) -> BoxFuture<'a, Result<RunRecord>> {
-        let mut tables = self.tables();
         let now = crate::now();
-        let cutoff = stale_cutoff(now, stale_after);
-        let result = match tables.runs.get_mut(run_id) {
-            None => Err(Error::RunNotFound(run_id.to_owned())),
-            Some(run) if run.status == RunStatus::Running && cutoff.is_some_and(|cutoff| run.updated_at <= cutoff) => {
-                run.updated_at = now;
-                Ok(run.clone())
-            }
-            Some(run) => Err(Error::RunNotStale { run_id: run_id.to_owned(), status: run.status }),
-        };
-        ready(result)
+        let reclaimed = self.tables().stale_run(run_id, stale_after, now).map(|run| {
+            run.updated_at = now;
+            run.clone()
+        });
+        ready(reclaimed)
+    }
+
+    fn release_stale_run<'a>(&'a self, run_id: &'a str, stale_after: Duration) -> BoxFuture<'a, Result<RunRecord>> {
+        let now = crate::now();
+        let released = self.tables().stale_run(run_id, stale_after, now).map(|run| {
+            run.status = RunStatus::Paused;
+            run.updated_at = now;
+            run.clone()
+        });
+        ready(released)
     }
 
     fn session_runs<'a>(&'a self, session_id: &'a str, limit: usize) -> BoxFuture<'a, Result<Vec<RunRecord>>> {
@@ -275,6 +292,14 @@ impl Store for MemoryDb {
         runs.sort_by(|a, b| (a.created_at, &a.run_id).cmp(&(b.created_at, &b.run_id)));
         let skip = runs.len().saturating_sub(limit);
         ready(Ok(runs.split_off(skip)))
+    }
+
+    fn list_runs<'a>(&'a self, query: &'a RunQuery) -> BoxFuture<'a, Result<RunPage>> {
+        let mut runs: Vec<RunRecord> = self.tables().runs.values().filter(|run| query.matches(run)).cloned().collect();
+        runs.sort_by(|a, b| (b.created_at, &b.run_id).cmp(&(a.created_at, &a.run_id)));
+        let limit = query.effective_limit();
+        runs.truncate(limit as usize);
+        ready(Ok(RunPage::new(runs, limit)))
     }
 
     fn get_approval<'a>(&'a self, id: &'a str) -> BoxFuture<'a, Result<Option<Approval>>> {

@@ -15,17 +15,19 @@ use axum::extract::{Path, State};
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use futures_util::{StreamExt as _, stream};
+use kern_core::approval::PageCursor;
 use kern_core::events::{RunEvent, RunStream};
 use kern_core::keys::Scope;
-use kern_core::run::{RunOptions, RunOutput, RunRecord, RunRequirement};
+use kern_core::run::{RunOptions, RunOutput, RunQuery, RunRecord, RunRequirement, RunStatus};
 use serde_json::Value;
 
 use crate::auth::Caller;
 use crate::error::{ApiError, ApiResult, ErrorBody};
+use crate::extract::QueryParams;
 use crate::state::AppState;
 use crate::wire::events::Framer;
 use crate::wire::form::RunFields;
-use crate::wire::run::{AnswerWire, Runner, run_output};
+use crate::wire::run::{AnswerWire, RunList, RunListParams, RunSummary, Runner, run_output};
 
 /// Who a run route runs.
 #[derive(Clone, Copy)]
@@ -103,6 +105,49 @@ pub async fn team_continue(
     fields: RunFields,
 ) -> ApiResult<Response> {
     resume(state, caller, Target::Team, team_id, run_id, fields).await
+}
+
+/// Lists runs, newest first (keyset paging: `next_cursor`); top-level runs only unless
+/// `members=true`. Under isolation a caller without `admin` lists its own user's runs.
+#[utoipa::path(get, path = "/runs", tag = "runs", params(RunListParams),
+    responses((status = 200, body = RunList), (status = 403, body = ErrorBody), (status = 422, body = ErrorBody)))]
+pub async fn list(
+    State(state): State<AppState>,
+    caller: Caller,
+    QueryParams(params): QueryParams<RunListParams>,
+) -> ApiResult<Json<RunList>> {
+    caller.require(Scope::RunsWrite).or_else(|_| caller.require(Scope::ApprovalsRead))?;
+    let status = params
+        .status
+        .as_deref()
+        .map(|text| {
+            text.to_lowercase().parse::<RunStatus>().map_err(|err| ApiError::unprocessable(format!("`status`: {err}")))
+        })
+        .transpose()?;
+    let limit = params.limit.unwrap_or(RunQuery::DEFAULT_LIMIT);
+    if !(1..=1000).contains(&limit) {
+        return Err(ApiError::unprocessable("`limit` must be an integer from 1 to 1000"));
+    }
+    let after = params
+        .cursor
+        .as_deref()
+        .map(|text| text.parse::<PageCursor>().map_err(|err| ApiError::unprocessable(err.to_string())))
+        .transpose()?;
+    let query = RunQuery {
+        status,
+        agent_id: params.agent_id,
+        team_id: params.team_id,
+        user_id: caller.own_user().map(str::to_owned).or(params.user_id),
+        session_id: params.session_id,
+        members: params.members.unwrap_or(false),
+        after,
+        limit: Some(limit),
+    };
+    let page = state.store.list_runs(&query).await?;
+    Ok(Json(RunList {
+        data: page.items.iter().map(RunSummary::from).collect(),
+        next_cursor: page.next_cursor.as_ref().map(ToString::to_string),
+    }))
 }
 
 /// Reads a run.

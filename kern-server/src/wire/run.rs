@@ -6,7 +6,7 @@ use kern_core::approval::PauseType;
 use kern_core::run::{RunOutput, RunRecord, RunRequirement, RunStatus, ToolCallStatus, ToolExecution};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
-use utoipa::ToSchema;
+use utoipa::{IntoParams, ToSchema};
 
 /// The reference's name of a run status.
 pub fn run_status(status: RunStatus) -> &'static str {
@@ -321,4 +321,65 @@ mod tests {
         }
         assert_eq!(wire["requires_confirmation"], json!(true));
     }
+}
+
+/// The query string of `GET /runs`.
+#[derive(Debug, Default, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct RunListParams {
+    /// `running`, `paused`, `completed`, `error` or `cancelled`.
+    pub status: Option<String>,
+    pub agent_id: Option<String>,
+    pub team_id: Option<String>,
+    pub user_id: Option<String>,
+    pub session_id: Option<String>,
+    /// `true` lists team members' runs too.
+    pub members: Option<bool>,
+    /// 1 to 1000; 50 by default.
+    pub limit: Option<u32>,
+    /// The `next_cursor` of the previous page.
+    pub cursor: Option<String>,
+}
+
+/// A run in a listing.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct RunSummary {
+    pub run_id: String,
+    pub session_id: String,
+    /// The team run of a member's run.
+    pub parent_run_id: Option<String>,
+    pub agent_id: Option<String>,
+    pub team_id: Option<String>,
+    pub user_id: Option<String>,
+    /// `RUNNING`, `PAUSED`, `COMPLETED`, `ERROR` or `CANCELLED`.
+    pub status: String,
+    /// The approval rows the run waits on while paused.
+    pub waiting_on: Vec<String>,
+    pub created_at: i64,
+    pub updated_at: i64,
+}
+
+impl From<&RunRecord> for RunSummary {
+    fn from(run: &RunRecord) -> Self {
+        RunSummary {
+            run_id: run.run_id.clone(),
+            session_id: run.session_id.clone(),
+            parent_run_id: run.parent_run_id.clone(),
+            agent_id: run.agent_id.clone(),
+            team_id: run.team_id.clone(),
+            user_id: run.user_id.clone(),
+            status: run_status(run.status).to_owned(),
+            waiting_on: run.waiting_on(),
+            created_at: run.created_at.timestamp(),
+            updated_at: run.updated_at.timestamp(),
+        }
+    }
+}
+
+/// A page of runs, newest first.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct RunList {
+    pub data: Vec<RunSummary>,
+    /// Pass as `cursor` for the next page; null on the last page.
+    pub next_cursor: Option<String>,
 }

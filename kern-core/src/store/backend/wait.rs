@@ -164,7 +164,7 @@ mod tests {
         ApprovalPage, ApprovalQuery, ApprovalType, ApprovalUpdate, Decision, PauseType, Principal, SourceType, Vote,
     };
     use crate::keys::ApiKey;
-    use crate::run::{RunRecord, RunStatus};
+    use crate::run::{RunPage, RunQuery, RunRecord, RunStatus};
     use crate::store::{MemoryDb, Store};
     use crate::trail::{Execution, TrailEvent, TrailReport};
 
@@ -252,8 +252,16 @@ mod tests {
             self.0.reclaim_run(run_id, stale_after)
         }
 
+        fn release_stale_run<'a>(&'a self, run_id: &'a str, stale_after: Duration) -> BoxFuture<'a, Result<RunRecord>> {
+            self.0.release_stale_run(run_id, stale_after)
+        }
+
         fn session_runs<'a>(&'a self, session_id: &'a str, limit: usize) -> BoxFuture<'a, Result<Vec<RunRecord>>> {
             self.0.session_runs(session_id, limit)
+        }
+
+        fn list_runs<'a>(&'a self, query: &'a RunQuery) -> BoxFuture<'a, Result<RunPage>> {
+            self.0.list_runs(query)
         }
 
         fn get_approval<'a>(&'a self, id: &'a str) -> BoxFuture<'a, Result<Option<Approval>>> {

@@ -1,0 +1,412 @@
+//! The command line: every subcommand and flag of `kern`, as clap parses them, and the parsers
+//! of the values they take (durations, times, JSON).
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use chrono::{DateTime, TimeDelta, Utc};
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use kern_core::approval::ApprovalStatus;
+use kern_core::keys::Scope;
+use kern_core::run::RunStatus;
+use serde_json::{Map, Value};
+
+/// What `kern --help` ends with: the exit codes scripts can rely on.
+const EXIT_CODES: &str = "\
+Exit codes:
+  0  success
+  1  error: the database or server failed, a value was refused, the trail is broken
+  2  usage: bad arguments, a decision without --as, a command the target cannot do
+  3  conflict: the row or run is no longer in a state that allows it
+  4  not found: no such approval, run or key
+  5  refused by policy: the principal may not decide the row";
+
+/// Admin tool of kern: decide approvals, look after runs, API keys and the audit trail, serve
+/// the HTTP API.
+#[derive(Debug, Parser)]
+#[command(name = "kern", version, after_help = EXIT_CODES, propagate_version = true)]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: Global,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Where to work and how to answer: flags every subcommand takes.
+#[derive(Debug, Args)]
+#[command(next_help_heading = "Global options")]
+pub struct Global {
+    /// The database: `sqlite://app.db` or `postgres://user:password@host/database`.
+    #[arg(long, global = true, env = "KERN_DATABASE_URL", hide_env_values = true, value_name = "URL")]
+    pub db: Option<String>,
+    /// A kern server to work through instead of a database, such as `http://127.0.0.1:7000`.
+    #[arg(long, global = true, env = "KERN_SERVER_URL", value_name = "URL")]
+    pub server: Option<String>,
+    /// The API key a server signs in (`kern_...`).
+    #[arg(long, global = true, env = "KERN_API_KEY", hide_env_values = true, value_name = "KEY")]
+    pub api_key: Option<String>,
+    /// Who decides, on a direct database connection (recorded on the trail).
+    #[arg(long = "as", global = true, value_name = "PRINCIPAL")]
+    pub acting_as: Option<String>,
+    /// The roles of `--as`, matched against approval policies (repeat or separate by commas).
+    #[arg(long = "role", global = true, value_name = "ROLE", value_delimiter = ',')]
+    pub acting_roles: Vec<String>,
+    /// Answers in JSON, for scripts.
+    #[arg(long, global = true)]
+    pub json: bool,
+    #[command(flatten)]
+    pub tables: Tables,
+}
+
+/// The names an application gave kern's tables.
+#[derive(Debug, Clone, Args)]
+#[command(next_help_heading = "Database tables")]
+pub struct Tables {
+    /// The Postgres schema of kern's tables.
+    #[arg(long, global = true, env = "KERN_DATABASE_SCHEMA", value_name = "NAME")]
+    pub schema: Option<String>,
+    /// The approvals table (its events, votes and keys live in tables named after it).
+    #[arg(long, global = true, env = "KERN_APPROVALS_TABLE", value_name = "NAME")]
+    pub approvals_table: Option<String>,
+    /// The runs table.
+    #[arg(long, global = true, env = "KERN_RUNS_TABLE", value_name = "NAME")]
+    pub runs_table: Option<String>,
+    /// The sessions table.
+    #[arg(long, global = true, env = "KERN_SESSIONS_TABLE", value_name = "NAME")]
+    pub sessions_table: Option<String>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Approval rows: list, show, decide, watch.
+    #[command(subcommand)]
+    Approvals(ApprovalsCommand),
+    /// Runs: list, show, cancel, recover.
+    #[command(subcommand)]
+    Runs(RunsCommand),
+    /// API keys of the server: create, list, revoke.
+    #[command(subcommand)]
+    Keys(KeysCommand),
+    /// The audit trail: verify its hash chains, export its events.
+    #[command(subcommand)]
+    Audit(AuditCommand),
+    /// Serves the HTTP API over the database (needs --db).
+    Serve(ServeArgs),
+    /// Brings the database to the current schema and prints its version (needs --db).
+    Migrate,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ApprovalsCommand {
+    /// Lists rows, newest first.
+    List(ApprovalFilters),
+    /// Shows one row.
+    Show {
+        /// The row's id.
+        id: String,
+    },
+    /// Approves a row (or votes for it, under a quorum).
+    Approve(ApproveArgs),
+    /// Rejects a row; the note tells the model why.
+    Reject {
+        /// The row's id.
+        id: String,
+        /// Why.
+        #[arg(long)]
+        note: String,
+    },
+    /// Withdraws a pending row: its call will not run.
+    Cancel {
+        /// The row's id.
+        id: String,
+        /// Why, for the trail.
+        #[arg(long)]
+        note: Option<String>,
+    },
+    /// Prints each row created or decided as it happens, until interrupted.
+    Watch(WatchArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ApprovalFilters {
+    /// Only rows in this status.
+    #[arg(long, value_parser = parse_text::<ApprovalStatus>)]
+    pub status: Option<ApprovalStatus>,
+    /// Only rows of this tool.
+    #[arg(long)]
+    pub tool: Option<String>,
+    #[command(flatten)]
+    pub owner: OwnerFilters,
+    /// Only rows of this run.
+    #[arg(long)]
+    pub run: Option<String>,
+    /// Only rows created at or after this time: RFC 3339, or a duration ago (`2h`).
+    #[arg(long, value_parser = parse_time, value_name = "TIME")]
+    pub since: Option<DateTime<Utc>>,
+    /// Only rows created before this time: RFC 3339, or a duration ago (`2h`).
+    #[arg(long, value_parser = parse_time, value_name = "TIME")]
+    pub until: Option<DateTime<Utc>>,
+    /// Only rows that expire within this duration (`30m`): pending ones, unless --status says
+    /// otherwise.
+    #[arg(long, value_parser = parse_duration, value_name = "DURATION")]
+    pub expiring: Option<Duration>,
+    #[command(flatten)]
+    pub page: PageArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct ApproveArgs {
+    /// The row's id.
+    pub id: String,
+    /// A note for the trail and the model.
+    #[arg(long)]
+    pub note: Option<String>,
+    /// The values a user-input call waits for, as a JSON object.
+    #[arg(long, value_parser = parse_json_object, value_name = "JSON")]
+    pub values: Option<Map<String, Value>>,
+    /// The result of a call executed elsewhere, as JSON.
+    #[arg(long, value_parser = parse_json, value_name = "JSON")]
+    pub result: Option<Value>,
+    /// Edited arguments in place of the model's, as JSON (where the policy allows edits).
+    #[arg(long, value_parser = parse_json, value_name = "JSON")]
+    pub args: Option<Value>,
+}
+
+#[derive(Debug, Args)]
+pub struct WatchArgs {
+    /// Starts after this event `seq` (0 replays the whole trail); by default with what
+    /// happens next.
+    #[arg(long, value_name = "SEQ")]
+    pub after: Option<i64>,
+    /// Prints every event (votes, edits, executions too), not only rows created or decided.
+    #[arg(long)]
+    pub all: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum RunsCommand {
+    /// Lists runs, newest first.
+    List(RunFilters),
+    /// Shows one run.
+    Show {
+        /// The run's id.
+        id: String,
+    },
+    /// Cancels a paused run and every row it waits on (needs --db and --as).
+    Cancel {
+        /// The run's id.
+        id: String,
+    },
+    /// Hands a run whose continue died back as paused, once it has been running for longer
+    /// than --stale-after, so that the next continue takes it (needs --db).
+    Recover {
+        /// The run's id.
+        id: String,
+        /// How long a run must have been running to count as abandoned (`10m`, `2h`).
+        #[arg(long, value_parser = parse_duration, value_name = "DURATION")]
+        stale_after: Duration,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct RunFilters {
+    /// Only runs in this status.
+    #[arg(long, value_parser = parse_text::<RunStatus>)]
+    pub status: Option<RunStatus>,
+    #[command(flatten)]
+    pub owner: OwnerFilters,
+    /// Only runs of this session.
+    #[arg(long)]
+    pub session: Option<String>,
+    /// Lists team members' runs too.
+    #[arg(long)]
+    pub members: bool,
+    #[command(flatten)]
+    pub page: PageArgs,
+}
+
+/// Whose rows or runs a listing keeps.
+#[derive(Debug, Args)]
+pub struct OwnerFilters {
+    /// Only those of this agent.
+    #[arg(long)]
+    pub agent: Option<String>,
+    /// Only those of this team.
+    #[arg(long)]
+    pub team: Option<String>,
+    /// Only those acting for this user.
+    #[arg(long)]
+    pub user: Option<String>,
+}
+
+/// A page of a listing (keyset paging, newest first).
+#[derive(Debug, Args)]
+pub struct PageArgs {
+    /// At most this many (1 to 1000).
+    #[arg(long, default_value_t = 50, value_parser = clap::value_parser!(u32).range(1..=1000))]
+    pub limit: u32,
+    /// Starts after this cursor: the `next_cursor` of the previous page.
+    #[arg(long)]
+    pub cursor: Option<String>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum KeysCommand {
+    /// Issues a key; its token is shown once.
+    Create {
+        /// Who the key signs in.
+        #[arg(long)]
+        principal: String,
+        /// The principal's roles (separated by commas).
+        #[arg(long, value_delimiter = ',')]
+        roles: Vec<String>,
+        /// What the key may do (separated by commas): approvals:read, approvals:write,
+        /// approvals:delete, runs:write, admin.
+        #[arg(long, value_delimiter = ',', required = true, value_parser = parse_text::<Scope>)]
+        scopes: Vec<Scope>,
+    },
+    /// Lists keys, oldest first; secrets are never shown.
+    List,
+    /// Revokes a key: it signs nobody in from now on.
+    Revoke {
+        /// The key's id.
+        id: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AuditCommand {
+    /// Recomputes every row's hash chain; fails with the first broken link.
+    Verify,
+    /// Writes the trail's events to standard output (needs --db).
+    Export {
+        /// `jsonl` (one event a line) or `csv`.
+        #[arg(long, value_enum, default_value_t = ExportFormat::Jsonl)]
+        format: ExportFormat,
+        /// Only events at or after this time: RFC 3339, or a duration ago (`24h`).
+        #[arg(long, value_parser = parse_time, value_name = "TIME")]
+        since: Option<DateTime<Utc>>,
+    },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ExportFormat {
+    Jsonl,
+    Csv,
+}
+
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// The address to listen on.
+    #[arg(long, default_value = "127.0.0.1:7000")]
+    pub bind: SocketAddr,
+    /// Serves without authentication, every request acting as this principal: only on a
+    /// loopback address, for local use.
+    #[arg(long, value_name = "PRINCIPAL")]
+    pub open: Option<String>,
+}
+
+/// One of kern's text enums (a status, a scope), by its wire name.
+fn parse_text<T: std::str::FromStr<Err = kern_core::ParseEnumError>>(text: &str) -> Result<T, String> {
+    text.parse().map_err(|err: kern_core::ParseEnumError| err.to_string())
+}
+
+/// A duration: a whole number and a unit, `s`, `m`, `h` or `d` (`30s`, `10m`, `2h`).
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    let invalid = || format!("`{text}` is not a duration: use a number and a unit, such as 30s, 10m, 2h or 1d");
+    let unit_at = text.find(|c: char| !c.is_ascii_digit()).ok_or_else(invalid)?;
+    let (number, unit) = text.split_at(unit_at);
+    let number: u64 = number.parse().map_err(|_| invalid())?;
+    let seconds = match unit {
+        "s" => Some(number),
+        "m" => number.checked_mul(60),
+        "h" => number.checked_mul(3600),
+        "d" => number.checked_mul(86_400),
+        _ => None,
+    };
+    seconds.map(Duration::from_secs).ok_or_else(invalid)
+}
+
+/// A time: RFC 3339, or a duration before now.
+pub fn parse_time(text: &str) -> Result<DateTime<Utc>, String> {
+    if let Ok(at) = DateTime::parse_from_rfc3339(text) {
+        return Ok(at.with_timezone(&Utc));
+    }
+    let ago = parse_duration(text)
+        .map_err(|_| format!("`{text}` is not a time: use RFC 3339 (2026-01-31T09:00:00Z) or a duration ago (2h)"))?;
+    TimeDelta::from_std(ago)
+        .ok()
+        .and_then(|ago| Utc::now().checked_sub_signed(ago))
+        .ok_or_else(|| format!("`{text}` reaches too far back"))
+}
+
+fn parse_json(text: &str) -> Result<Value, String> {
+    serde_json::from_str(text).map_err(|err| format!("not JSON: {err}"))
+}
+
+fn parse_json_object(text: &str) -> Result<Map<String, Value>, String> {
+    match parse_json(text)? {
+        Value::Object(map) => Ok(map),
+        _ => Err("must be a JSON object".to_owned()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    use super::*;
+
+    #[test]
+    fn the_command_line_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn a_keys_principal_and_roles_are_not_the_deciders() {
+        let cli = Cli::try_parse_from([
+            "kern",
+            "keys",
+            "create",
+            "--principal",
+            "dave",
+            "--roles",
+            "ops",
+            "--scopes",
+            "admin",
+        ])
+        .unwrap();
+        assert_eq!((cli.global.acting_as, cli.global.acting_roles), (None, Vec::<String>::new()));
+        let Command::Keys(KeysCommand::Create { principal, roles, .. }) = cli.command else { panic!("keys create") };
+        assert_eq!((principal.as_str(), roles), ("dave", vec!["ops".to_owned()]));
+    }
+
+    #[test]
+    fn durations_take_a_unit() {
+        assert_eq!(parse_duration("30s"), Ok(Duration::from_secs(30)));
+        assert_eq!(parse_duration("10m"), Ok(Duration::from_secs(600)));
+        assert_eq!(parse_duration("2h"), Ok(Duration::from_secs(7200)));
+        assert_eq!(parse_duration("1d"), Ok(Duration::from_secs(86_400)));
+        for bad in ["", "10", "m", "10x", "-1m", "1.5h", "99999999999999999999d"] {
+            assert!(parse_duration(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn times_are_rfc_3339_or_a_duration_ago() {
+        let at = parse_time("2026-01-31T09:00:00+01:00").unwrap();
+        assert_eq!(at.to_rfc3339(), "2026-01-31T08:00:00+00:00");
+        let before = Utc::now();
+        let at = parse_time("2h").unwrap();
+        let after = Utc::now();
+        assert!(before - TimeDelta::hours(2) <= at && at <= after - TimeDelta::hours(2), "{at}");
+        assert!(parse_time("yesterday").is_err());
+    }
+
+    #[test]
+    fn values_must_be_a_json_object() {
+        assert!(parse_json_object(r#"{"reason": "audit"}"#).is_ok());
+        assert!(parse_json_object("[1]").is_err());
+        assert!(parse_json("{").is_err());
+    }
+}

@@ -1,0 +1,267 @@
+//! `kern approvals`: list, show and decide rows, and watch them as they are created and
+//! decided. On a database a decision is made as `--as` under the row's policy
+//! (`Store::decide`); through a server, as the API key's principal (`/resolve`, `/cancel`).
+
+use std::time::Duration;
+
+use chrono::{TimeDelta, Utc};
+use kern_core::approval::{ApprovalQuery, ApprovalStatus, Decision};
+use serde_json::{Map, Value, json};
+use tokio::time::Instant;
+
+use crate::cli::{ApprovalFilters, ApprovalsCommand, WatchArgs};
+use crate::exit::{Failure, Outcome};
+use crate::http::Client;
+use crate::interrupt::Interrupt;
+use crate::output::{Colour, Output, Table, or_dash, plain};
+use crate::target::{Context, Target};
+use crate::view::{ApprovalView, EventView, Page, WireApproval};
+
+/// How often `watch` reads the trail of a database.
+const POLL: Duration = Duration::from_millis(250);
+
+/// How many events one read of the trail takes.
+const BATCH: u32 = 256;
+
+/// How long `watch` waits for a missing `seq` before it counts as never coming: on Postgres a
+/// `seq` is taken before its transaction commits, so a later one may be seen first.
+const GAP_WAIT: Duration = Duration::from_secs(2);
+
+pub async fn run(command: ApprovalsCommand, ctx: &Context) -> Outcome {
+    match command {
+        ApprovalsCommand::List(filters) => list(ctx, &filters).await,
+        ApprovalsCommand::Show { id } => {
+            let row = match &ctx.target {
+                Target::Database(db) => ApprovalView::from(
+                    &db.store()
+                        .get_approval(&id)
+                        .await?
+                        .ok_or_else(|| Failure::not_found(format!("approval `{id}` not found")))?,
+                ),
+                Target::Server(client) => wire_row(client.get(&format!("/approvals/{id}"), &[]).await?)?,
+            };
+            show(&ctx.out, &row)
+        }
+        ApprovalsCommand::Approve(args) => {
+            let decision =
+                Decision::Approve { note: args.note, values: args.values, result: args.result, args: args.args };
+            decide(ctx, "approvals approve", &args.id, decision).await
+        }
+        ApprovalsCommand::Reject { id, note } => {
+            decide(ctx, "approvals reject", &id, Decision::Reject { note: Some(note).filter(|n| !n.is_empty()) }).await
+        }
+        ApprovalsCommand::Cancel { id, note } => decide(ctx, "approvals cancel", &id, Decision::Cancel { note }).await,
+        ApprovalsCommand::Watch(args) => watch(ctx, &args).await,
+    }
+}
+
+fn wire_row(body: Value) -> Outcome<ApprovalView> {
+    serde_json::from_value::<WireApproval>(body)
+        .map(ApprovalView::from)
+        .map_err(|err| Failure::error(format!("the server answered a row kern cannot read: {err}")))
+}
+
+async fn list(ctx: &Context, filters: &ApprovalFilters) -> Outcome {
+    // Rows about to expire are the pending ones, unless another status is asked for.
+    let status = filters.status.or(filters.expiring.map(|_| ApprovalStatus::Pending));
+    let expires_before = filters
+        .expiring
+        .map(|within| TimeDelta::from_std(within).ok().and_then(|within| Utc::now().checked_add_signed(within)))
+        .map(|at| at.ok_or_else(|| Failure::usage("--expiring reaches too far ahead")))
+        .transpose()?;
+    let page = match &ctx.target {
+        Target::Database(db) => {
+            let query = ApprovalQuery {
+                status,
+                tool_name: filters.tool.clone(),
+                agent_id: filters.owner.agent.clone(),
+                team_id: filters.owner.team.clone(),
+                user_id: filters.owner.user.clone(),
+                run_id: filters.run.clone(),
+                created_after: filters.since,
+                created_before: filters.until,
+                expires_before,
+                after: super::cursor(filters.page.cursor.as_deref())?,
+                limit: Some(filters.page.limit),
+                ..ApprovalQuery::default()
+            };
+            let page = db.store().list_approvals(&query).await?;
+            for row in &page.unreadable {
+                eprintln!("warning: row {} cannot be read: {}", row.id, row.reason);
+            }
+            Page {
+                items: page.items.iter().map(ApprovalView::from).collect(),
+                next_cursor: page.next_cursor.map(|cursor| cursor.to_string()),
+            }
+        }
+        Target::Server(client) => {
+            let mut query: Vec<(&str, String)> = vec![("limit", filters.page.limit.to_string())];
+            let texts = [
+                ("status", status.map(|s| s.to_string())),
+                ("tool_name", filters.tool.clone()),
+                ("agent_id", filters.owner.agent.clone()),
+                ("team_id", filters.owner.team.clone()),
+                ("user_id", filters.owner.user.clone()),
+                ("run_id", filters.run.clone()),
+                ("created_after", filters.since.map(|at| at.to_rfc3339())),
+                ("created_before", filters.until.map(|at| at.to_rfc3339())),
+                ("expiring_before", expires_before.map(|at| at.to_rfc3339())),
+                ("cursor", filters.page.cursor.clone()),
+            ];
+            query.extend(texts.into_iter().filter_map(|(key, value)| value.map(|value| (key, value))));
+            let body = client.get("/approvals", &query).await?;
+            let rows = body.get("data").and_then(Value::as_array).cloned().unwrap_or_default();
+            Page {
+                items: rows.into_iter().map(wire_row).collect::<Outcome<_>>()?,
+                next_cursor: body.pointer("/meta/next_cursor").and_then(Value::as_str).map(str::to_owned),
+            }
+        }
+    };
+    if ctx.out.json {
+        return ctx.out.json_line(&page);
+    }
+    let mut table = Table::new(&["ID", "STATUS", "TOOL", "USER", "AGENT/TEAM", "RUN", "CREATED", "EXPIRES"]);
+    for row in &page.items {
+        let runner = row.agent_id.as_deref().or(row.team_id.as_deref());
+        table.row(vec![
+            plain(&row.id),
+            (row.status.clone(), Colour::of_status(&row.status)),
+            plain(&row.tool_name),
+            plain(or_dash(row.user_id.as_deref())),
+            plain(or_dash(runner)),
+            plain(&row.run_id),
+            plain(super::time(row.created_at)),
+            plain(or_dash(row.expires_at.map(super::time).as_deref())),
+        ]);
+    }
+    ctx.out.page(&table, "no rows", page.next_cursor.as_deref())
+}
+
+fn show(out: &Output, row: &ApprovalView) -> Outcome {
+    if out.json {
+        return out.json_line(row);
+    }
+    let text = |value: &Option<Value>| value.as_ref().map_or("-".to_owned(), Value::to_string);
+    out.fields(&[
+        ("id", row.id.clone(), None),
+        ("status", row.status.clone(), Colour::of_status(&row.status)),
+        ("tool", row.tool_name.clone(), Some(Colour::Bold)),
+        ("args", row.tool_args.to_string(), None),
+        ("pause", format!("{} ({})", row.pause_type, row.approval_type), None),
+        ("run", format!("{} ({})", row.run_id, row.run_status), None),
+        ("session", row.session_id.clone(), None),
+        ("source", format!("{} {}", row.source_type, or_dash(row.source_name.as_deref())), None),
+        ("agent", or_dash(row.agent_id.as_deref()), None),
+        ("team", or_dash(row.team_id.as_deref()), None),
+        ("user", or_dash(row.user_id.as_deref()), None),
+        ("created", super::time(row.created_at), None),
+        ("expires", or_dash(row.expires_at.map(super::time).as_deref()), None),
+        ("resolved by", or_dash(row.resolved_by.as_deref()), None),
+        ("resolved", or_dash(row.resolved_at.map(super::time).as_deref()), None),
+        ("resolution", text(&row.resolution_data), None),
+        ("policy", text(&row.policy), None),
+    ])
+}
+
+/// Decides row `id`: on a database as `--as`, through a server as the key's principal.
+async fn decide(ctx: &Context, command: &str, id: &str, decision: Decision) -> Outcome {
+    let row = match &ctx.target {
+        Target::Database(db) => {
+            let principal = ctx.principal(command)?;
+            ApprovalView::from(&db.store().decide(id, principal, decision).await?)
+        }
+        Target::Server(client) => wire_row(decide_over(client, id, decision).await?)?,
+    };
+    if ctx.out.json {
+        return ctx.out.json_line(&row);
+    }
+    let verdict = match row.status.as_str() {
+        "pending" => "vote recorded; the row waits for more approvals".to_owned(),
+        status => format!("{status} by {}", or_dash(row.resolved_by.as_deref())),
+    };
+    ctx.out.line(&format!("{} {}: {}", row.tool_name, row.id, ctx.out.paint(&verdict, Colour::of_status(&row.status))))
+}
+
+/// The server's answer to `decision`: the row as it then stands.
+async fn decide_over(client: &Client, id: &str, decision: Decision) -> Outcome<Value> {
+    let (path, body) = match decision {
+        Decision::Approve { note, values, result, args } => {
+            let data: Map<String, Value> = [
+                ("note", note.map(Value::String)),
+                ("values", values.map(Value::Object)),
+                ("result", result),
+                ("args", args),
+            ]
+            .into_iter()
+            .filter_map(|(key, value)| value.map(|value| (key.to_owned(), value)))
+            .collect();
+            ("resolve", json!({"status": "approved", "resolution_data": data}))
+        }
+        Decision::Reject { note } => ("resolve", json!({"status": "rejected", "resolution_data": {"note": note}})),
+        Decision::Cancel { note } => ("cancel", json!({"note": note})),
+    };
+    client.post(&format!("/approvals/{id}/{path}"), &body).await
+}
+
+async fn watch(ctx: &Context, args: &WatchArgs) -> Outcome {
+    let printing = |event: &EventView| -> Outcome {
+        if !(args.all || event.creates_or_decides()) {
+            return Ok(());
+        }
+        if ctx.out.json {
+            return ctx.out.json_line(event);
+        }
+        let kind = ctx.out.paint(&format!("{:<9}", event.kind), Colour::of_status(&event.kind));
+        ctx.out.line(&format!(
+            "{}  {kind}  {}  run {}  by {}",
+            super::time(event.at),
+            event.approval_id,
+            event.run_id,
+            event.principal
+        ))
+    };
+    let mut interrupt = Interrupt::listen()?;
+    match &ctx.target {
+        Target::Database(db) => {
+            let store = db.store();
+            let mut cursor = match args.after {
+                Some(after) => after.max(0),
+                None => store.last_event_seq().await?,
+            };
+            let mut gap: Option<Instant> = None;
+            loop {
+                for event in store.events_after(cursor, BATCH).await? {
+                    if event.seq != cursor + 1 && gap.get_or_insert_with(Instant::now).elapsed() < GAP_WAIT {
+                        break;
+                    }
+                    gap = None;
+                    cursor = event.seq;
+                    printing(&EventView::from(&event))?;
+                }
+                tokio::select! {
+                    _ = tokio::time::sleep(POLL) => {}
+                    () = interrupt.received() => return Ok(()),
+                }
+            }
+        }
+        Target::Server(client) => {
+            let mut events = client.events(args.after).await?;
+            loop {
+                let event = tokio::select! {
+                    event = events.next() => event?,
+                    () = interrupt.received() => return Ok(()),
+                };
+                let Some(event) = event else {
+                    return Err(Failure::error("the server ended the event stream"));
+                };
+                // The stream also tells of runs (`run.<status>`): only the rows' events are watched.
+                if !event.name.starts_with("approval.") {
+                    continue;
+                }
+                let event: EventView = serde_json::from_str(&event.data)
+                    .map_err(|err| Failure::error(format!("the server sent an event kern cannot read: {err}")))?;
+                printing(&event)?;
+            }
+        }
+    }
+}

@@ -1,0 +1,38 @@
+//! The subcommands, one module a resource; each takes its parsed arguments and a
+//! [`Context`](crate::target::Context).
+
+mod approvals;
+mod audit;
+mod keys;
+mod migrate;
+mod runs;
+mod serve;
+
+use crate::cli::Command;
+use crate::exit::Outcome;
+use crate::target::Context;
+
+/// Carries out `command`.
+pub async fn run(command: Command, ctx: &Context) -> Outcome {
+    match command {
+        Command::Approvals(command) => approvals::run(command, ctx).await,
+        Command::Runs(command) => runs::run(command, ctx).await,
+        Command::Keys(command) => keys::run(command, ctx).await,
+        Command::Audit(command) => audit::run(command, ctx).await,
+        Command::Serve(args) => serve::run(args, ctx).await,
+        Command::Migrate => migrate::run(ctx).await,
+    }
+}
+
+/// A time as the tables show it: to the second, in UTC.
+fn time(at: chrono::DateTime<chrono::Utc>) -> String {
+    at.format("%Y-%m-%d %H:%M:%S").to_string()
+}
+
+/// A cursor given with `--cursor`.
+fn cursor(text: Option<&str>) -> Outcome<Option<kern_core::approval::PageCursor>> {
+    text.map(|text| {
+        text.parse().map_err(|err: kern_core::approval::ParseCursorError| crate::exit::Failure::usage(err.to_string()))
+    })
+    .transpose()
+}

@@ -1,0 +1,46 @@
+//! `kern serve`: the HTTP API (and whatever else kern-server serves) over the database, until
+//! interrupted.
+
+use kern_server::{Auth, Server};
+use serde_json::json;
+use tokio::net::TcpListener;
+
+use crate::cli::ServeArgs;
+use crate::exit::{Failure, Outcome};
+use crate::interrupt::Interrupt;
+use crate::target::Context;
+
+pub async fn run(args: ServeArgs, ctx: &Context) -> Outcome {
+    let store = ctx.store("serve")?;
+    let mut interrupt = Interrupt::listen()?;
+    let auth = match &args.open {
+        Some(principal) if !args.bind.ip().is_loopback() => {
+            return Err(Failure::usage(format!(
+                "--open serves without authentication, only on a loopback address: {} is not one (run it as \
+                 `{principal}` on 127.0.0.1, or leave out --open)",
+                args.bind.ip()
+            )));
+        }
+        Some(principal) => Auth::open_on_loopback(principal.clone()),
+        None => Auth::api_keys(),
+    };
+    let server = Server::builder()
+        .store(store)
+        .auth(auth)
+        .build()
+        .map_err(|err| Failure::error(format!("cannot build the server: {err}")))?;
+    let listener = TcpListener::bind(args.bind)
+        .await
+        .map_err(|err| Failure::error(format!("cannot listen on {}: {err}", args.bind)))?;
+    let address = listener.local_addr().map_err(|err| Failure::error(format!("cannot read the address: {err}")))?;
+    let url = format!("http://{address}");
+    if ctx.out.json {
+        ctx.out.json_line(&json!({"listening": url}))?;
+    } else {
+        ctx.out.line(&format!("serving {url} (Ctrl-C stops)"))?;
+    }
+    tokio::select! {
+        served = server.serve(listener) => served.map_err(|err| Failure::error(format!("the server stopped: {err}"))),
+        () = interrupt.received() => Ok(()),
+    }
+}

@@ -1,0 +1,111 @@
+//! Why a command failed and the exit code that says so (documented in `kern --help`): every
+//! error a command meets, from the store or from a server, becomes a [`Failure`].
+
+use std::fmt;
+use std::process::ExitCode;
+
+use kern_core::Error;
+
+/// The documented exit codes other than success.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Code {
+    /// The database or server failed, a value was refused, the trail is broken.
+    Error = 1,
+    /// Bad arguments, or a command the chosen target cannot carry out.
+    Usage = 2,
+    /// The row or run is no longer in a state that allows the command.
+    Conflict = 3,
+    /// No such approval, run or key.
+    NotFound = 4,
+    /// The principal may not decide the row under its policy.
+    Refused = 5,
+}
+
+impl From<Code> for ExitCode {
+    fn from(code: Code) -> Self {
+        ExitCode::from(code as u8)
+    }
+}
+
+/// A failed command: what to tell the user and how to exit.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Failure {
+    pub code: Code,
+    pub message: String,
+}
+
+impl Failure {
+    pub fn new(code: Code, message: impl Into<String>) -> Self {
+        Failure { code, message: message.into() }
+    }
+
+    pub fn usage(message: impl Into<String>) -> Self {
+        Self::new(Code::Usage, message)
+    }
+
+    pub fn error(message: impl Into<String>) -> Self {
+        Self::new(Code::Error, message)
+    }
+
+    pub fn not_found(message: impl Into<String>) -> Self {
+        Self::new(Code::NotFound, message)
+    }
+}
+
+impl fmt::Display for Failure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl From<Error> for Failure {
+    fn from(err: Error) -> Self {
+        let code = match &err {
+            Error::ApprovalNotFound(_) | Error::RunNotFound(_) => Code::NotFound,
+            Error::ApprovalConflict { .. }
+            | Error::InvalidTransition { .. }
+            | Error::DuplicateVote { .. }
+            | Error::RunNotPaused { .. }
+            | Error::RunNotStale { .. }
+            | Error::MemberRun { .. }
+            | Error::DecideAsPrincipal { .. } => Code::Conflict,
+            Error::NotEligible { .. } | Error::EditNotAllowed { .. } => Code::Refused,
+            _ => Code::Error,
+        };
+        Failure::new(code, err.to_string())
+    }
+}
+
+/// What a command returns.
+pub type Outcome<T = ()> = Result<T, Failure>;
+
+#[cfg(test)]
+mod tests {
+    use kern_core::approval::ApprovalStatus;
+    use kern_core::run::RunStatus;
+
+    use super::*;
+
+    #[test]
+    fn store_errors_map_to_their_documented_codes() {
+        let cases = [
+            (Error::ApprovalNotFound("a".into()), Code::NotFound),
+            (Error::RunNotFound("r".into()), Code::NotFound),
+            (
+                Error::ApprovalConflict {
+                    id: "a".into(),
+                    expected: ApprovalStatus::Pending,
+                    actual: ApprovalStatus::Approved,
+                },
+                Code::Conflict,
+            ),
+            (Error::RunNotStale { run_id: "r".into(), status: RunStatus::Paused }, Code::Conflict),
+            (Error::NotEligible { id: "a".into(), principal: "p".into(), reason: "no".into() }, Code::Refused),
+            (Error::InvalidResolution { id: "a".into(), reason: "no".into() }, Code::Error),
+            (Error::database(std::io::Error::other("down")), Code::Error),
+        ];
+        for (err, code) in cases {
+            assert_eq!(Failure::from(err).code, code);
+        }
+    }
+}

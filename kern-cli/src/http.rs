@@ -1,0 +1,225 @@
+//! The client of a kern server (`--server`): its JSON routes, its `/events` stream, and its
+//! answers mapped to the documented exit codes (409 conflict, 404 not found, 403 refused).
+
+use std::collections::VecDeque;
+
+use reqwest::header::{ACCEPT, AUTHORIZATION};
+use reqwest::{Method, RequestBuilder, Response, StatusCode};
+use serde_json::Value;
+
+use crate::exit::{Code, Failure, Outcome};
+
+/// A server and the key that signs its requests in.
+#[derive(Debug, Clone)]
+pub struct Client {
+    base: String,
+    api_key: Option<String>,
+    http: reqwest::Client,
+}
+
+impl Client {
+    pub fn new(base: &str, api_key: Option<String>) -> Outcome<Self> {
+        if !(base.starts_with("http://") || base.starts_with("https://")) {
+            return Err(Failure::usage(format!("--server must be an http:// or https:// URL, not `{base}`")));
+        }
+        Ok(Client { base: base.trim_end_matches('/').to_owned(), api_key, http: reqwest::Client::new() })
+    }
+
+    fn request(&self, method: Method, path: &str) -> RequestBuilder {
+        let request = self.http.request(method, format!("{}{path}", self.base));
+        match &self.api_key {
+            Some(key) => request.header(AUTHORIZATION, format!("Bearer {key}")),
+            None => request,
+        }
+    }
+
+    async fn send(&self, request: RequestBuilder) -> Outcome<Response> {
+        request.send().await.map_err(|err| Failure::error(format!("cannot reach the server at {}: {err}", self.base)))
+    }
+
+    /// `GET path` with `query`: the JSON of the answer.
+    pub async fn get(&self, path: &str, query: &[(&str, String)]) -> Outcome<Value> {
+        let response = self.send(self.request(Method::GET, path).query(query)).await?;
+        answer(response).await
+    }
+
+    /// `GET path`, taking `also` as an answer too, not only a success.
+    pub async fn get_allowing(&self, path: &str, also: StatusCode) -> Outcome<Value> {
+        let response = self.send(self.request(Method::GET, path)).await?;
+        if response.status() == also {
+            return response.json().await.map_err(|err| Failure::error(format!("the server answered no JSON: {err}")));
+        }
+        answer(response).await
+    }
+
+    /// `POST path` with a JSON body: the JSON of the answer (a decision's answer is 200, or
+    /// 202 while a quorum is short: the row tells which).
+    pub async fn post(&self, path: &str, body: &Value) -> Outcome<Value> {
+        let response = self.send(self.request(Method::POST, path).json(body)).await?;
+        answer(response).await
+    }
+
+    /// `DELETE path`: the JSON of the answer.
+    pub async fn delete(&self, path: &str) -> Outcome<Value> {
+        let response = self.send(self.request(Method::DELETE, path)).await?;
+        answer(response).await
+    }
+
+    /// `GET /events` from after event `after` (with what happens next when `None`).
+    pub async fn events(&self, after: Option<i64>) -> Outcome<EventStream> {
+        let query: Vec<(&str, String)> = after.map(|after| ("after", after.to_string())).into_iter().collect();
+        let request = self.request(Method::GET, "/events").header(ACCEPT, "text/event-stream").query(&query);
+        let response = self.send(request).await?;
+        if !response.status().is_success() {
+            return Err(refusal(response).await);
+        }
+        Ok(EventStream { response, reader: EventReader::default() })
+    }
+}
+
+/// The JSON of a successful answer (null when it has none), or the failure a refusal stands
+/// for.
+async fn answer(response: Response) -> Outcome<Value> {
+    if !response.status().is_success() {
+        return Err(refusal(response).await);
+    }
+    let text = response.text().await.map_err(|err| Failure::error(format!("the server's answer broke off: {err}")))?;
+    if text.trim().is_empty() {
+        return Ok(Value::Null);
+    }
+    serde_json::from_str(&text).map_err(|err| Failure::error(format!("the server answered no JSON: {err}")))
+}
+
+/// The failure of a refused request: the server's `detail`, under the exit code of its status.
+pub async fn refusal(response: Response) -> Failure {
+    let status = response.status();
+    let detail = response
+        .json::<Value>()
+        .await
+        .ok()
+        .and_then(|body| body.get("detail").and_then(Value::as_str).map(str::to_owned))
+        .unwrap_or_else(|| status.to_string());
+    refusal_of(status, detail)
+}
+
+fn refusal_of(status: StatusCode, detail: String) -> Failure {
+    match status {
+        StatusCode::NOT_FOUND => Failure::not_found(detail),
+        StatusCode::CONFLICT | StatusCode::PRECONDITION_FAILED => Failure::new(Code::Conflict, detail),
+        StatusCode::FORBIDDEN => Failure::new(Code::Refused, detail),
+        StatusCode::UNAUTHORIZED => {
+            Failure::error(format!("the server did not accept the API key (set --api-key or KERN_API_KEY): {detail}"))
+        }
+        _ => Failure::error(format!("the server refused the request ({status}): {detail}")),
+    }
+}
+
+/// One Server-Sent Event: its name (`event:`) and its data.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServerEvent {
+    pub name: String,
+    pub data: String,
+}
+
+/// The Server-Sent Events of a stream, as they arrive.
+#[derive(Debug)]
+pub struct EventStream {
+    response: Response,
+    reader: EventReader,
+}
+
+/// Splits the text of a stream into events.
+#[derive(Debug, Default)]
+struct EventReader {
+    /// Text received and not yet split into lines.
+    buffer: String,
+    /// The name of the event being read.
+    name: String,
+    /// The `data` lines of the event being read.
+    data: Vec<String>,
+    ready: VecDeque<ServerEvent>,
+}
+
+impl EventStream {
+    /// The next event; `None` when the server ends the stream.
+    pub async fn next(&mut self) -> Outcome<Option<ServerEvent>> {
+        loop {
+            if let Some(event) = self.reader.ready.pop_front() {
+                return Ok(Some(event));
+            }
+            let chunk = self
+                .response
+                .chunk()
+                .await
+                .map_err(|err| Failure::error(format!("the event stream broke off: {err}")))?;
+            let Some(chunk) = chunk else { return Ok(None) };
+            self.reader.feed(&String::from_utf8_lossy(&chunk));
+        }
+    }
+}
+
+impl EventReader {
+    /// Takes in `text`, readying every event it completes.
+    fn feed(&mut self, text: &str) {
+        self.buffer.push_str(text);
+        while let Some(end) = self.buffer.find('\n') {
+            let line: String = self.buffer.drain(..=end).collect();
+            self.read_line(line.trim_end_matches(['\n', '\r']));
+        }
+    }
+
+    /// One line of the stream: `event:` names the event, `data:` lines make its data, a blank
+    /// line ends it; `id:` and comments say nothing the data does not.
+    fn read_line(&mut self, line: &str) {
+        let field = |name: &str| line.strip_prefix(name).map(|value| value.strip_prefix(' ').unwrap_or(value));
+        if line.is_empty() {
+            if !self.data.is_empty() {
+                let data = std::mem::take(&mut self.data).join("\n");
+                self.ready.push_back(ServerEvent { name: std::mem::take(&mut self.name), data });
+            }
+            self.name.clear();
+        } else if let Some(name) = field("event:") {
+            self.name = name.to_owned();
+        } else if let Some(data) = field("data:") {
+            self.data.push(data.to_owned());
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn statuses_map_to_the_documented_codes() {
+        let code = |status| refusal_of(status, "detail".into()).code;
+        assert_eq!(code(StatusCode::NOT_FOUND), Code::NotFound);
+        assert_eq!(code(StatusCode::CONFLICT), Code::Conflict);
+        assert_eq!(code(StatusCode::FORBIDDEN), Code::Refused);
+        assert_eq!(code(StatusCode::UNAUTHORIZED), Code::Error);
+        assert_eq!(code(StatusCode::UNPROCESSABLE_ENTITY), Code::Error);
+        assert_eq!(code(StatusCode::SERVICE_UNAVAILABLE), Code::Error);
+    }
+
+    #[test]
+    fn a_stream_splits_into_named_events_whatever_the_chunks() {
+        let mut reader = EventReader::default();
+        reader.feed("event: approval.created\nid: 1\ndata: {\"seq\"");
+        assert!(reader.ready.is_empty());
+        reader.feed(":1}\n\n: keep-alive\n\nevent: run.paused\r\ndata: a\ndata: b\n\n");
+        let events: Vec<ServerEvent> = reader.ready.drain(..).collect();
+        assert_eq!(
+            events,
+            [
+                ServerEvent { name: "approval.created".into(), data: r#"{"seq":1}"#.into() },
+                ServerEvent { name: "run.paused".into(), data: "a\nb".into() },
+            ]
+        );
+    }
+
+    #[test]
+    fn a_server_url_is_http() {
+        assert!(Client::new("http://127.0.0.1:7000/", None).is_ok());
+        assert_eq!(Client::new("127.0.0.1:7000", None).unwrap_err().code, Code::Usage);
+    }
+}

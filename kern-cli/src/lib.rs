@@ -1,0 +1,61 @@
+//! The `kern` command: admins and scripts decide approvals, look after runs, API keys and the
+//! audit trail, straight on the database or through a kern server, and serve the HTTP API.
+//!
+//! Parsing ([`cli`]) leads to one command module a resource ([`commands`]), which works on a
+//! [`target::Context`] (a database or a server, the output form, the principal) and answers
+//! through [`output`] in the shapes of [`view`]; every failure carries its exit code
+//! ([`exit`]).
+
+mod cli;
+mod commands;
+mod db;
+mod exit;
+mod http;
+mod interrupt;
+mod output;
+mod target;
+mod view;
+
+use std::process::ExitCode;
+
+use clap::Parser;
+
+use crate::cli::Cli;
+use crate::exit::{Failure, Outcome};
+use crate::target::Context;
+
+/// Runs the command line of this process and returns its exit code.
+pub fn main() -> ExitCode {
+    // Usage errors exit 2 here, with clap's message; `--help` and `--version` exit 0.
+    let cli = Cli::parse();
+    let json = cli.global.json;
+    let outcome = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(runtime) => runtime.block_on(run(cli)),
+        Err(err) => Err(Failure::error(format!("cannot start the async runtime: {err}"))),
+    };
+    match outcome {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(failure) => {
+            report(&failure, json);
+            failure.code.into()
+        }
+    }
+}
+
+async fn run(cli: Cli) -> Outcome {
+    let ctx = Context::open(&cli.global).await?;
+    let outcome = commands::run(cli.command, &ctx).await;
+    ctx.close().await;
+    outcome
+}
+
+/// Tells why the command failed, on standard error: a line of text, or with `--json` a JSON
+/// object scripts can read.
+fn report(failure: &Failure, json: bool) {
+    if json {
+        let error = serde_json::json!({"error": failure.message, "exit_code": failure.code as u8});
+        eprintln!("{error}");
+    } else {
+        eprintln!("error: {}", failure.message);
+    }
+}

@@ -1,0 +1,214 @@
+//! How answers reach the user: aligned tables and `key: value` blocks for people, with colour
+//! only on a terminal (and never under `NO_COLOR`), JSON for scripts (`--json`), and a
+//! progress line on standard error when it is a terminal.
+
+use std::io::{IsTerminal, Write};
+
+use serde::Serialize;
+
+use crate::exit::{Failure, Outcome};
+
+/// The colours the output uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Colour {
+    Green,
+    Red,
+    Yellow,
+    Bold,
+}
+
+impl Colour {
+    fn code(self) -> &'static str {
+        match self {
+            Colour::Green => "32",
+            Colour::Red => "31",
+            Colour::Yellow => "33",
+            Colour::Bold => "1",
+        }
+    }
+
+    /// The colour of a row's or run's status.
+    pub fn of_status(status: &str) -> Option<Colour> {
+        match status {
+            "approved" | "completed" => Some(Colour::Green),
+            "rejected" | "error" | "expired" | "cancelled" => Some(Colour::Red),
+            "pending" | "paused" | "running" => Some(Colour::Yellow),
+            _ => None,
+        }
+    }
+}
+
+/// Where a command writes its answer, and in which form.
+#[derive(Debug, Clone, Copy)]
+pub struct Output {
+    /// JSON instead of text.
+    pub json: bool,
+    colour: bool,
+}
+
+impl Output {
+    /// Text or JSON as asked; colour when standard output is a terminal and `NO_COLOR` is not
+    /// set.
+    pub fn new(json: bool) -> Self {
+        let colour = !json && std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none();
+        Output { json, colour }
+    }
+
+    /// `text` in `colour`, when colour is on.
+    pub fn paint(&self, text: &str, colour: Option<Colour>) -> String {
+        match colour {
+            Some(colour) if self.colour => format!("\x1b[{}m{text}\x1b[0m", colour.code()),
+            _ => text.to_owned(),
+        }
+    }
+
+    /// Prints `value` as one line of JSON.
+    pub fn json_line(&self, value: &impl Serialize) -> Outcome {
+        let text = serde_json::to_string(value).map_err(|err| Failure::error(format!("cannot encode JSON: {err}")))?;
+        println_flushed(&text)
+    }
+
+    /// Prints a line of text.
+    pub fn line(&self, text: &str) -> Outcome {
+        println_flushed(text)
+    }
+
+    /// Prints `table`, its columns aligned.
+    pub fn table(&self, table: &Table) -> Outcome {
+        let widths: Vec<usize> = (0..table.headers.len())
+            .map(|column| {
+                let cells = table.rows.iter().map(|row| row[column].0.chars().count());
+                cells.chain([table.headers[column].len()]).max().unwrap_or(0)
+            })
+            .collect();
+        let mut out = String::new();
+        let header: Vec<String> =
+            table.headers.iter().zip(&widths).map(|(header, width)| format!("{header:width$}")).collect();
+        out.push_str(&self.paint(header.join("  ").trim_end(), Some(Colour::Bold)));
+        out.push('\n');
+        for row in &table.rows {
+            let cells: Vec<String> = row
+                .iter()
+                .zip(&widths)
+                .map(|((text, colour), width)| {
+                    let pad = width - text.chars().count();
+                    format!("{}{}", self.paint(text, *colour), " ".repeat(pad))
+                })
+                .collect();
+            out.push_str(cells.join("  ").trim_end());
+            out.push('\n');
+        }
+        print_flushed(&out)
+    }
+
+    /// Prints one page of a listing: its table, or `empty` when it has no rows, and how to
+    /// ask for the next page.
+    pub fn page(&self, table: &Table, empty: &str, next_cursor: Option<&str>) -> Outcome {
+        if table.rows.is_empty() {
+            self.line(empty)?;
+        } else {
+            self.table(table)?;
+        }
+        match next_cursor {
+            Some(cursor) => self.line(&format!("more: --cursor {cursor}")),
+            None => Ok(()),
+        }
+    }
+
+    /// Prints `fields` as aligned `key: value` lines.
+    pub fn fields(&self, fields: &[(&str, String, Option<Colour>)]) -> Outcome {
+        let width = fields.iter().map(|(key, ..)| key.len() + 1).max().unwrap_or(0);
+        let mut out = String::new();
+        for (key, value, colour) in fields {
+            let key = format!("{key}:");
+            out.push_str(&format!("{key:width$}  {}\n", self.paint(value, *colour)));
+        }
+        print_flushed(&out)
+    }
+}
+
+fn print_flushed(text: &str) -> Outcome {
+    let mut stdout = std::io::stdout().lock();
+    stdout.write_all(text.as_bytes()).and_then(|()| stdout.flush()).map_err(write_failed)
+}
+
+fn println_flushed(text: &str) -> Outcome {
+    print_flushed(&format!("{text}\n"))
+}
+
+fn write_failed(err: std::io::Error) -> Failure {
+    Failure::error(format!("cannot write the output: {err}"))
+}
+
+/// Rows of cells under headers; a cell may carry a colour.
+#[derive(Debug, Default)]
+pub struct Table {
+    headers: Vec<&'static str>,
+    rows: Vec<Vec<(String, Option<Colour>)>>,
+}
+
+impl Table {
+    pub fn new(headers: &[&'static str]) -> Self {
+        Table { headers: headers.to_vec(), rows: Vec::new() }
+    }
+
+    /// Adds a row of as many cells as there are headers.
+    pub fn row(&mut self, cells: Vec<(String, Option<Colour>)>) {
+        debug_assert_eq!(cells.len(), self.headers.len());
+        self.rows.push(cells);
+    }
+}
+
+/// A cell without colour.
+pub fn plain(text: impl Into<String>) -> (String, Option<Colour>) {
+    (text.into(), None)
+}
+
+/// An optional value, `-` when absent.
+pub fn or_dash(value: Option<&str>) -> String {
+    value.unwrap_or("-").to_owned()
+}
+
+/// A progress line on standard error, redrawn in place, shown only when standard error is a
+/// terminal so that logs and pipes stay clean.
+#[derive(Debug)]
+pub struct Progress {
+    shown: bool,
+}
+
+impl Progress {
+    pub fn new() -> Self {
+        Progress { shown: std::io::stderr().is_terminal() }
+    }
+
+    /// Shows `done` of about `total`.
+    pub fn update(&self, done: u64, total: u64, what: &str) {
+        if !self.shown {
+            return;
+        }
+        let percent = (done.min(total) * 100).checked_div(total).unwrap_or(100);
+        let filled = (percent / 5) as usize;
+        let bar = format!("{}{}", "#".repeat(filled), ".".repeat(20 - filled));
+        eprint!("\r[{bar}] {percent:>3}%  {done} {what}");
+    }
+
+    /// Ends the line.
+    pub fn finish(&self) {
+        if self.shown {
+            eprintln!();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn colour_is_off_when_not_asked_for() {
+        let output = Output { json: false, colour: false };
+        assert_eq!(output.paint("approved", Some(Colour::Green)), "approved");
+        let coloured = Output { json: false, colour: true };
+        assert_eq!(coloured.paint("approved", Some(Colour::Green)), "\x1b[32mapproved\x1b[0m");
+    }
+}

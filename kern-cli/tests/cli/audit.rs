@@ -1,0 +1,75 @@
+//! `kern audit`: verify the trail, export it as JSON lines or CSV.
+
+use sqlx::{Connection, Executor};
+
+use crate::harness::TestDb;
+use crate::seed::{self, Scene, each_scene};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_trail_verifies_and_exports() {
+    each_scene(|Scene { db, agent, .. }| async move {
+        let (_, id) = seed::pause(&agent, "delete user 42", "user-1").await;
+        db.kern(&["approvals", "approve", &id, "--as", "alice"]).ok();
+
+        let verified = db.kern(&["audit", "verify", "--json"]).json();
+        assert_eq!((verified["ok"].as_bool(), verified["rows"].as_u64()), (Some(true), Some(1)));
+        assert!(db.kern(&["audit", "verify"]).ok().contains("trail intact"));
+
+        let exported = db.kern(&["audit", "export", "--format", "jsonl"]);
+        let events: Vec<serde_json::Value> =
+            exported.ok().lines().map(|line| serde_json::from_str(line).unwrap()).collect();
+        let kinds: Vec<&str> = events.iter().map(|event| event["kind"].as_str().unwrap()).collect();
+        // A decision as a principal is its vote, and the approval the vote makes.
+        assert_eq!(kinds, ["created", "vote", "approved"]);
+        assert_eq!(events[2]["principal"], "alice");
+
+        let csv = db.kern(&["audit", "export", "--format", "csv"]);
+        let lines: Vec<&str> = csv.ok().lines().collect();
+        assert_eq!(lines[0], "seq,at,approval_id,run_id,index,kind,principal,data,prev_hash,hash");
+        assert_eq!(lines.len(), 4, "{csv:?}");
+        assert!(lines[3].contains(",approved,alice,"), "{csv:?}");
+
+        let none = db.kern(&["audit", "export", "--since", "2999-01-01T00:00:00Z"]);
+        assert_eq!(none.ok(), "");
+        db.kern(&["audit", "export", "--format", "xml"]).fails(2);
+    })
+    .await;
+}
+
+/// Deletes event `index` of row `approval_id`, dropping the database's guard first: what only
+/// the database's owner can do.
+async fn delete_event(db: &TestDb, approval_id: &str, index: u32) {
+    let delete = |table: &str| format!("DELETE FROM {table} WHERE approval_id = '{approval_id}' AND idx = {index}");
+    match db {
+        TestDb::Sqlite(path) => {
+            let mut conn = sqlx::SqliteConnection::connect(&format!("sqlite://{}", path.display())).await.unwrap();
+            conn.execute(sqlx::raw_sql("DROP TRIGGER \"kern_approvals_events_no_delete\"")).await.unwrap();
+            conn.execute(sqlx::raw_sql(&delete("\"kern_approvals_events\""))).await.unwrap();
+        }
+        TestDb::Postgres { url, schema } => {
+            let table = format!("\"{schema}\".\"kern_approvals_events\"");
+            let mut conn = sqlx::PgConnection::connect(url).await.unwrap();
+            let drop_guard = format!("DROP TRIGGER \"kern_approvals_events_no_delete\" ON {table}");
+            conn.execute(sqlx::raw_sql(&drop_guard)).await.unwrap();
+            conn.execute(sqlx::raw_sql(&delete(&table))).await.unwrap();
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_broken_trail_fails_verification_naming_the_first_broken_link() {
+    each_scene(|Scene { db, agent, .. }| async move {
+        let (_, id) = seed::pause(&agent, "delete user 42", "user-1").await;
+        db.kern(&["approvals", "approve", &id, "--as", "alice"]).ok();
+        delete_event(&db, &id, 3).await;
+
+        let broken = db.kern(&["audit", "verify"]);
+        assert!(broken.fails(1).contains(&id), "{broken:?}");
+        let report = db.kern(&["audit", "verify", "--json"]);
+        assert_eq!(report.code, 1, "{report:?}");
+        let report: serde_json::Value = serde_json::from_str(&report.stdout).unwrap();
+        assert_eq!(report["ok"], false);
+        assert!(report["broken"].as_str().unwrap().contains(&id), "{report}");
+    })
+    .await;
+}

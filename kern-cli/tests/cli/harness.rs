@@ -1,0 +1,204 @@
+//! A fresh database for each test on each backend (a temporary SQLite file; a Postgres schema
+//! of its own when `KERN_TEST_POSTGRES_URL` is set), and the `kern` binary run against it.
+
+use std::future::Future;
+use std::io::{BufRead, BufReader, Lines};
+use std::path::PathBuf;
+use std::process::{Child, ChildStdout, Command, Output, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use kern::db::{PostgresDb, SqliteDb, Store};
+use serde_json::Value;
+
+/// The variable naming the Postgres server of the tests.
+const POSTGRES_URL_VAR: &str = "KERN_TEST_POSTGRES_URL";
+
+/// The variables `kern` reads, kept from the tests' environment so that only the flags count.
+const KERN_VARS: [&str; 7] = [
+    "KERN_DATABASE_URL",
+    "KERN_SERVER_URL",
+    "KERN_API_KEY",
+    "KERN_DATABASE_SCHEMA",
+    "KERN_APPROVALS_TABLE",
+    "KERN_RUNS_TABLE",
+    "KERN_SESSIONS_TABLE",
+];
+
+/// A name no other test uses.
+pub fn unique_name() -> String {
+    static COUNTER: AtomicU32 = AtomicU32::new(0);
+    let nanos = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.subsec_nanos()).unwrap_or(0);
+    format!("kern_cli_{}_{}_{nanos}", std::process::id(), COUNTER.fetch_add(1, Ordering::Relaxed))
+}
+
+/// The `kern` binary with none of its variables set.
+pub fn kern_command() -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_kern"));
+    for var in KERN_VARS {
+        command.env_remove(var);
+    }
+    command
+}
+
+/// `kern` running until interrupted (`watch`, `serve`), its standard output read line by line.
+pub struct Running {
+    child: Child,
+    lines: Lines<BufReader<ChildStdout>>,
+}
+
+impl Running {
+    /// Starts `kern <args>`.
+    pub fn start<S: AsRef<std::ffi::OsStr>>(args: impl IntoIterator<Item = S>) -> Self {
+        let mut child =
+            kern_command().args(args).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().expect("start kern");
+        let lines = BufReader::new(child.stdout.take().expect("piped")).lines();
+        Running { child, lines }
+    }
+
+    /// The next line it prints, as JSON.
+    pub fn next_json(&mut self) -> Value {
+        let line = self.lines.next().expect("a line before the end").expect("text");
+        serde_json::from_str(&line).unwrap_or_else(|err| panic!("not JSON ({err}): {line}"))
+    }
+
+    /// Sends Ctrl-C (SIGINT) and returns the exit code it ends with.
+    pub fn interrupt(mut self) -> Option<i32> {
+        let sent = Command::new("kill").args(["-INT", &self.child.id().to_string()]).status().expect("run kill");
+        assert!(sent.success());
+        self.child.wait().expect("wait for kern").code()
+    }
+}
+
+/// What a run of the binary left.
+#[derive(Debug)]
+pub struct Ran {
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl Ran {
+    pub fn from(output: Output) -> Self {
+        Ran {
+            code: output.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+        }
+    }
+
+    /// Asserts exit code 0 and returns standard output.
+    pub fn ok(&self) -> &str {
+        assert_eq!(self.code, 0, "{self:?}");
+        &self.stdout
+    }
+
+    /// Asserts exit code 0 and returns the JSON on standard output.
+    pub fn json(&self) -> Value {
+        assert_eq!(self.code, 0, "{self:?}");
+        serde_json::from_str(&self.stdout).unwrap_or_else(|err| panic!("not JSON ({err}): {self:?}"))
+    }
+
+    /// Asserts `code`, and that standard error says why; returns that.
+    pub fn fails(&self, code: i32) -> &str {
+        assert_eq!(self.code, code, "{self:?}");
+        assert!(!self.stderr.trim().is_empty(), "no reason given: {self:?}");
+        &self.stderr
+    }
+}
+
+/// A database of one backend, fresh for one test.
+#[derive(Debug, Clone)]
+pub enum TestDb {
+    Sqlite(PathBuf),
+    Postgres { url: String, schema: String },
+}
+
+impl TestDb {
+    /// A fresh SQLite file, and a fresh Postgres schema when a server is configured.
+    pub fn all() -> Vec<TestDb> {
+        let mut dbs = vec![TestDb::Sqlite(std::env::temp_dir().join(format!("{}.db", unique_name())))];
+        match std::env::var(POSTGRES_URL_VAR) {
+            Ok(url) => dbs.push(TestDb::Postgres { url, schema: unique_name() }),
+            Err(_) => eprintln!("skipping Postgres: {POSTGRES_URL_VAR} is not set"),
+        }
+        dbs
+    }
+
+    /// The flags that point `kern` at this database.
+    pub fn flags(&self) -> Vec<String> {
+        match self {
+            TestDb::Sqlite(path) => vec!["--db".into(), format!("sqlite://{}", path.display())],
+            TestDb::Postgres { url, schema } => vec!["--db".into(), url.clone(), "--schema".into(), schema.clone()],
+        }
+    }
+
+    /// Runs `kern <args>` against this database.
+    pub fn kern(&self, args: &[&str]) -> Ran {
+        let output = kern_command().args(self.flags()).args(args).output().expect("run kern");
+        Ran::from(output)
+    }
+
+    /// Opens the store the binary works on.
+    pub async fn open(&self) -> Box<dyn OpenDb> {
+        match self {
+            TestDb::Sqlite(path) => Box::new(SqliteDb::open(path).await.expect("open SQLite")),
+            TestDb::Postgres { url, schema } => {
+                Box::new(PostgresDb::builder().url(url).schema(schema).build().await.expect("open Postgres"))
+            }
+        }
+    }
+
+    /// Removes the database.
+    async fn remove(&self) {
+        match self {
+            TestDb::Sqlite(path) => {
+                for suffix in ["", "-wal", "-shm"] {
+                    let _ = std::fs::remove_file(format!("{}{suffix}", path.display()));
+                }
+            }
+            TestDb::Postgres { url, schema } => PostgresDb::__drop_schema(url, schema).await.expect("drop the schema"),
+        }
+    }
+}
+
+/// A store the test holds, closed at the end.
+pub trait OpenDb: Store {
+    fn close(&self) -> kern::BoxFuture<'_, ()>;
+    fn shared(&self) -> std::sync::Arc<dyn Store>;
+}
+
+impl OpenDb for SqliteDb {
+    fn close(&self) -> kern::BoxFuture<'_, ()> {
+        Box::pin(SqliteDb::close(self))
+    }
+
+    fn shared(&self) -> std::sync::Arc<dyn Store> {
+        std::sync::Arc::new(self.clone())
+    }
+}
+
+impl OpenDb for PostgresDb {
+    fn close(&self) -> kern::BoxFuture<'_, ()> {
+        Box::pin(PostgresDb::close(self))
+    }
+
+    fn shared(&self) -> std::sync::Arc<dyn Store> {
+        std::sync::Arc::new(self.clone())
+    }
+}
+
+/// Runs `case` on a fresh database of each backend, removing each afterwards, pass or fail.
+pub async fn each_backend<F, Fut>(case: F)
+where
+    F: Fn(TestDb) -> Fut,
+    Fut: Future<Output = ()> + Send + 'static,
+{
+    for db in TestDb::all() {
+        let outcome = tokio::spawn(case(db.clone())).await;
+        db.remove().await;
+        if let Err(err) = outcome {
+            std::panic::resume_unwind(err.into_panic());
+        }
+    }
+}

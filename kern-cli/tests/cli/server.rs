@@ -1,0 +1,136 @@
+//! `--server`: the same commands through a kern server over the same database, decided as
+//! the API key's principal, its answers mapped to the same exit codes.
+
+use kern::keys::{ApiKey, Scope};
+use kern::prelude::*;
+use kern_server::{Auth, Server};
+
+use crate::harness::{Ran, Running, TestDb, kern_command};
+use crate::seed::{self, Scene, each_scene};
+
+/// Runs `kern --server URL --api-key KEY <args>`.
+fn through(url: &str, key: &str, args: &[&str]) -> Ran {
+    Ran::from(kern_command().args(["--server", url, "--api-key", key]).args(args).output().expect("run kern"))
+}
+
+/// Serves `db` on a free loopback port, for as long as the tests run; returns its URL. The
+/// server has a runtime of its own: a test waits for the binary without yielding to its own.
+fn serve(db: &TestDb) -> String {
+    let (sender, url) = std::sync::mpsc::channel();
+    let db = db.clone();
+    std::thread::spawn(move || {
+        let runtime = tokio::runtime::Runtime::new().expect("a runtime for the server");
+        runtime.block_on(async move {
+            let store = db.open().await;
+            let server = Server::builder().store(store.shared()).auth(Auth::api_keys()).build().unwrap();
+            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+            sender.send(format!("http://{}", listener.local_addr().unwrap())).unwrap();
+            server.serve(listener).await
+        })
+    });
+    url.recv().expect("the server starts")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn approvals_are_decided_through_a_server_as_the_keys_principal() {
+    each_scene(|Scene { db, store, agent }| async move {
+        let (run, id) = seed::pause(&agent, "delete user 42", "user-1").await;
+        let (_, paid) = seed::pause(&agent, "pay acme", "user-1").await;
+        let admin = ApiKey::issue("carol", Vec::new(), vec![Scope::Admin]);
+        store.save_api_key(&admin.key).await.unwrap();
+        let url = serve(&db);
+        let key = admin.token.as_str();
+
+        let page = through(&url, key, &["approvals", "list", "--status", "pending", "--json"]).json();
+        assert_eq!(page["items"].as_array().unwrap().len(), 2, "{page}");
+        let shown = through(&url, key, &["approvals", "show", &id, "--json"]).json();
+        assert_eq!(
+            (shown["tool_name"].as_str(), shown["run_status"].as_str()),
+            (Some("delete_user_data"), Some("paused"))
+        );
+
+        // Over a server the key's principal decides: `--as` is refused.
+        through(&url, key, &["approvals", "approve", &id, "--as", "alice"]).fails(2);
+        let approved = through(&url, key, &["approvals", "approve", &id, "--note", "ok", "--json"]).json();
+        assert_eq!((approved["status"].as_str(), approved["resolved_by"].as_str()), (Some("approved"), Some("carol")));
+        through(&url, key, &["approvals", "approve", &id]).fails(3);
+        through(&url, key, &["approvals", "show", "no-such-row"]).fails(4);
+        let refused = through(&url, key, &["approvals", "approve", &paid]);
+        assert!(refused.fails(5).contains("finance"), "{refused:?}");
+        let rejected = through(&url, key, &["approvals", "cancel", &paid, "--json"]);
+        assert_eq!(rejected.code, 5, "cancelling is deciding too: {rejected:?}");
+
+        let done = agent.continue_run(&run.run_id, run.requirements).await.unwrap();
+        assert_eq!(done.status, RunStatus::Completed);
+        let shown = through(&url, key, &["runs", "show", &run.run_id, "--json"]).json();
+        assert_eq!(shown["status"], "completed");
+        through(&url, key, &["runs", "show", "no-such-run"]).fails(4);
+        assert_eq!(through(&url, key, &["audit", "verify", "--json"]).json()["ok"], true);
+
+        let runs = through(&url, key, &["runs", "list", "--status", "paused", "--json"]).json();
+        let listed: Vec<&str> =
+            runs["items"].as_array().unwrap().iter().map(|run| run["run_id"].as_str().unwrap()).collect();
+        assert_eq!(listed.len(), 1, "{runs}");
+        assert_eq!(runs["items"][0]["waiting_on"][0], paid.as_str());
+        assert!(through(&url, key, &["runs", "list"]).ok().contains(&run.run_id));
+
+        // Keys through the server: an admin's key issues, lists and revokes them.
+        let issued =
+            through(&url, key, &["keys", "create", "--principal", "dave", "--scopes", "approvals:read", "--json"])
+                .json();
+        let dave = issued["token"].as_str().unwrap().to_owned();
+        assert_eq!(through(&url, &dave, &["approvals", "list", "--json"]).code, 0, "the new key signs in");
+        through(&url, &dave, &["keys", "list"]).fails(5);
+        let keys = through(&url, key, &["keys", "list", "--json"]).json();
+        assert_eq!(keys.as_array().unwrap().len(), 2, "{keys}");
+        let id = issued["id"].as_str().unwrap();
+        assert!(through(&url, key, &["keys", "revoke", id, "--json"]).json()["revoked_at"].is_string());
+        through(&url, &dave, &["approvals", "list"]).fails(1);
+        through(&url, key, &["keys", "revoke", "no-such-key"]).fails(4);
+
+        // What the API does not offer needs the database.
+        for args in [
+            &["runs", "cancel", "r"][..],
+            &["runs", "recover", "r", "--stale-after", "1m"],
+            &["audit", "export"],
+            &["migrate"],
+        ] {
+            let ran = through(&url, key, args);
+            assert!(ran.fails(2).contains("--db"), "{args:?}: {ran:?}");
+        }
+        let stranger = through(&url, "kern_nobody_secret", &["approvals", "list"]);
+        assert!(stranger.fails(1).contains("API key"), "{stranger:?}");
+        let nowhere = through("http://127.0.0.1:1", key, &["approvals", "list"]);
+        assert!(nowhere.fails(1).contains("cannot reach"), "{nowhere:?}");
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn watch_follows_the_servers_event_stream() {
+    each_scene(|Scene { db, store, agent }| async move {
+        let (_, id) = seed::pause(&agent, "delete user 42", "user-1").await;
+        let admin = ApiKey::issue("carol", Vec::new(), vec![Scope::Admin]);
+        store.save_api_key(&admin.key).await.unwrap();
+        let url = serve(&db);
+
+        let mut watch = Running::start([
+            "--server",
+            &url,
+            "--api-key",
+            &admin.token,
+            "approvals",
+            "watch",
+            "--after",
+            "0",
+            "--json",
+        ]);
+        let created = watch.next_json();
+        assert_eq!((created["kind"].as_str(), created["approval_id"].as_str()), (Some("created"), Some(id.as_str())));
+        through(&url, &admin.token, &["approvals", "reject", &id, "--note", "no"]).ok();
+        let rejected = watch.next_json();
+        assert_eq!((rejected["kind"].as_str(), rejected["principal"].as_str()), (Some("rejected"), Some("carol")));
+        assert_eq!(watch.interrupt(), Some(0));
+    })
+    .await;
+}
