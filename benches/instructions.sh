@@ -32,7 +32,7 @@ echo "instructions per cycle (memory store, callgrind, ${n} vs $((2 * n)) cycles
 # Exclusive cost per function in the larger run, less the smaller run's, per cycle.
 top() {
   callgrind_annotate --inclusive=no --threshold=100 "$out/$1.out" 2>/dev/null \
-    | awk '/^ *[0-9,]+ +\(/ && !/PROGRAM TOTALS/ {gsub(",", "", $1); print $1 "\t" substr($0, index($0, $3))}'
+    | awk '/^ *[0-9,]+ +\(/ && !/PROGRAM TOTALS/ {n = $1; gsub(",", "", n); name = $0; sub(/^[^)]*\) +/, "", name); print n "\t" name}'
 }
 join -t $'\t' -1 2 -2 2 <(top "$((2 * n))" | sort -t $'\t' -k2,2) <(top "$n" | sort -t $'\t' -k2,2) \
   | awk -F '\t' -v n="$n" -v total="$per_cycle" '{d = ($2 - $3) / n; if (d > 0) printf "%d\t%s\n", d, $1}' \
