@@ -10,7 +10,7 @@ use std::net::SocketAddr;
 
 use axum::extract::{ConnectInfo, FromRequestParts};
 use axum::http::Method;
-use axum::http::header::AUTHORIZATION;
+use axum::http::header::{AUTHORIZATION, HOST};
 use axum::http::request::Parts;
 use kern_core::approval::{Approval, Principal};
 use kern_core::keys::{ApiKey, Scope, parse_token};
@@ -133,6 +133,14 @@ impl FromRequestParts<AppState> for Caller {
                         "this server runs without authentication and answers only loopback clients",
                     ));
                 }
+                // A page elsewhere whose name was rebound to 127.0.0.1 reaches this server from
+                // the loopback peer of the admin's own browser, under its own name.
+                if !parts.headers.get(HOST).and_then(|host| host.to_str().ok()).is_some_and(is_loopback_host) {
+                    return Err(ApiError::forbidden(
+                        "this server runs without authentication and answers only requests addressed to \
+                         localhost, 127.0.0.1 or [::1]",
+                    ));
+                }
                 Ok(Caller {
                     principal: Principal::new(principal.clone()),
                     scopes: vec![Scope::Admin],
@@ -201,4 +209,31 @@ pub(crate) async fn api_key_caller(state: &AppState, token: &str) -> Result<Call
 fn key_caller(state: &AppState, key: ApiKey) -> Caller {
     let own_user = (state.user_isolation && !key.grants(Scope::Admin)).then(|| key.principal.clone());
     Caller { principal: key.principal(), scopes: key.scopes, own_user, authenticated: true }
+}
+
+/// True when a `Host` header names the loopback interface (`localhost`, an address of
+/// 127.0.0.0/8 or `[::1]`), with or without a port.
+fn is_loopback_host(host: &str) -> bool {
+    let name = match host.strip_prefix('[') {
+        Some(bracketed) => bracketed.split_once(']').map_or(bracketed, |(address, _)| address),
+        None => host.rsplit_once(':').map_or(host, |(name, _)| name),
+    };
+    name.eq_ignore_ascii_case("localhost") || name.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::is_loopback_host;
+
+    #[test]
+    fn only_names_of_the_loopback_interface_are_loopback_hosts() {
+        for host in
+            ["localhost", "LOCALHOST:7000", "127.0.0.1", "127.0.0.1:7000", "127.1.2.3:80", "[::1]", "[::1]:7000"]
+        {
+            assert!(is_loopback_host(host), "{host}");
+        }
+        for host in ["evil.example", "evil.example:7000", "10.0.0.1", "[::2]:80", "localhost.evil.example", ""] {
+            assert!(!is_loopback_host(host), "{host}");
+        }
+    }
 }

@@ -188,6 +188,17 @@ pub async fn operations_routes_answer(store: Arc<dyn Store>) {
     let refused = app.send(Method::POST, "/approvals/x/resolve", Some(&app.admin), Some(big)).await;
     assert_eq!(refused.status, StatusCode::PAYLOAD_TOO_LARGE);
 
+    // An open server answers requests addressed to loopback, not those a rebound name sends.
+    let open = Server::builder().store(store.clone()).auth(Auth::open_on_loopback("me")).build().unwrap();
+    let loopback = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", loopback.local_addr().unwrap());
+    tokio::spawn(open.serve(loopback));
+    let client = reqwest::Client::new();
+    let local = client.get(format!("{base}/approvals/count")).send().await.unwrap();
+    assert_eq!(local.status(), 200);
+    let rebound = client.get(format!("{base}/approvals/count")).header("host", "evil.example").send().await.unwrap();
+    assert_eq!(rebound.status(), 403);
+
     // An open server refuses to start on an address other than loopback.
     let open = Server::builder().store(store).auth(Auth::open_on_loopback("me")).build().unwrap();
     let everywhere = TcpListener::bind("0.0.0.0:0").await.unwrap();
