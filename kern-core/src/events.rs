@@ -7,6 +7,7 @@
 //! report costs one task-local lookup and nothing is built.
 
 use std::pin::Pin;
+use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use futures_util::Stream;
@@ -103,7 +104,7 @@ pub enum RunEvent {
     RunCancelled(Box<RunOutput>),
     /// The run, or the call to start or continue it, failed. Last event.
     RunError {
-        /// The run, when it exists.
+        /// The run: the one continued, or the one started once it was reported started.
         run_id: Option<String>,
         /// Why.
         error: Error,
@@ -164,9 +165,16 @@ impl Stream for RunStream {
     }
 }
 
+/// Where the engine's reports go, on the task of a streamed run.
+#[derive(Debug)]
+struct Sink {
+    events: mpsc::UnboundedSender<RunEvent>,
+    /// The run reported started, to name in the last event should the run fail.
+    run_id: std::sync::Mutex<Option<String>>,
+}
+
 tokio::task_local! {
-    /// Where the engine's reports go, on the task of a streamed run.
-    static SINK: mpsc::UnboundedSender<RunEvent>;
+    static SINK: Arc<Sink>;
 }
 
 /// Runs `work` (a start, continue or recovery) on a task of its own that reports to a new
@@ -177,24 +185,32 @@ where
     F: Future<Output = Result<RunOutput>> + Send + 'static,
 {
     let (sender, events) = mpsc::unbounded_channel();
-    let last = sender.clone();
-    tokio::spawn(SINK.scope(sender, async move {
+    let sink = Arc::new(Sink { events: sender, run_id: std::sync::Mutex::new(run_id) });
+    let last = sink.clone();
+    tokio::spawn(SINK.scope(sink, async move {
         let outcome = work.await;
-        let run_id = outcome.as_ref().ok().map(|output| output.run_id.clone()).or(run_id);
+        let started = last.run_id.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).take();
+        let run_id = outcome.as_ref().ok().map(|output| output.run_id.clone()).or(started);
         // A listener that left is no reason to stop: the run is stored either way.
-        let _ = last.send(RunEvent::last(run_id, outcome));
+        let _ = last.events.send(RunEvent::last(run_id, outcome));
     }));
     RunStream { events }
 }
 
 /// Reports the event `make` builds, if the current task is listened to.
 pub(crate) fn emit(make: impl FnOnce() -> RunEvent) {
-    let _ = SINK.try_with(|sink| sink.send(make()));
+    let _ = SINK.try_with(|sink| {
+        let event = make();
+        if let RunEvent::RunStarted { run_id, .. } = &event {
+            *sink.run_id.lock().unwrap_or_else(|poisoned| poisoned.into_inner()) = Some(run_id.clone());
+        }
+        sink.events.send(event)
+    });
 }
 
 /// True when the current task's run is listened to: then the model is asked to stream.
 pub(crate) fn listening() -> bool {
-    SINK.try_with(|sink| !sink.is_closed()).unwrap_or(false)
+    SINK.try_with(|sink| !sink.events.is_closed()).unwrap_or(false)
 }
 
 /// `work`, reporting to the current task's sink when it runs on another task.

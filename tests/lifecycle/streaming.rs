@@ -164,6 +164,21 @@ async fn a_failed_continue_ends_the_stream_with_its_error(backend: Backend) {
     ));
 }
 
+async fn a_run_that_fails_once_started_names_itself_in_its_error(backend: Backend) {
+    let agent = agent(backend.store());
+    // No rule of the scripted model answers this: the model call fails.
+    let events = collect(agent.run_stream("something nobody scripted")).await;
+    let [RunEvent::RunStarted { run_id: started, .. }, RunEvent::RunError { run_id: Some(failed), error }] =
+        &events[..]
+    else {
+        panic!("expected a start and an error: {events:?}");
+    };
+    assert_eq!(started, failed);
+    assert!(matches!(error, kern::Error::Model(_)));
+    let stored = backend.store().load_run(started).await.unwrap().unwrap();
+    assert_eq!(stored.status, RunStatus::Error);
+}
+
 async fn a_teams_members_stream_their_runs(backend: Backend) {
     let store = backend.store();
     let member = agent(store.clone());
@@ -204,5 +219,6 @@ on_every_backend!(
     a_plain_tool_call_streams_its_start_and_result,
     a_dropped_stream_leaves_the_run_to_finish,
     a_failed_continue_ends_the_stream_with_its_error,
+    a_run_that_fails_once_started_names_itself_in_its_error,
     a_teams_members_stream_their_runs,
 );
