@@ -18,7 +18,7 @@
 mod builder;
 mod stats;
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
@@ -178,8 +178,10 @@ impl Worker {
                 () = &mut shutdown => break,
                 Some(joined) = state.tasks.join_next(), if !state.tasks.is_empty() => {
                     self.finished(&mut state, joined);
-                    // Room again: runs left for the lack of it are taken now.
-                    scan |= state.backlog;
+                    // Room again: a run the last scan found and left for the lack of it is taken
+                    // now, and once none is left the next scan looks for more.
+                    self.take_queued(&mut state);
+                    scan |= state.backlog && state.queued.is_empty();
                 }
                 woken = self.store.wait_for_events(seq, timeout) => match woken {
                     Ok(last) if last > seq => scan |= self.decided_since(&mut seq).await,
@@ -229,17 +231,20 @@ impl Worker {
     /// different runs, rather than all racing for the first ones and all but one losing.
     async fn dispatch(&self, state: &mut State) -> Result<()> {
         let mut after: Option<String> = None;
+        state.queued.clear();
         while state.tasks.len() < self.settings.concurrency {
             let page = self.store.decided_runs(after.as_deref(), SCAN_PAGE).await?;
             let start = random_index(page.len());
             for run in page[start..].iter().chain(&page[..start]) {
-                if state.tasks.len() >= self.settings.concurrency {
-                    break;
-                }
                 if let Some(runner) = self.runner_for(run)
                     && state.takes(run)
                 {
-                    self.start(state, runner, Job::Continue, &run.run_id);
+                    if state.tasks.len() < self.settings.concurrency {
+                        self.start(state, runner, Job::Continue, &run.run_id);
+                    } else {
+                        // Kept for when a task ends, rather than read again then.
+                        state.queued.push_back((runner, run.run_id.clone()));
+                    }
                 }
             }
             match page.last() {
@@ -247,9 +252,20 @@ impl Worker {
                 _ => break,
             }
         }
-        // Full, it may have left some: it looks again once a task ends.
+        // Full, it may have left some: it looks again once the queue runs out.
         state.backlog = state.tasks.len() >= self.settings.concurrency;
         Ok(())
+    }
+
+    /// Starts queued runs while there is room. A queued run another worker took meanwhile is
+    /// only a lost claim.
+    fn take_queued(&self, state: &mut State) {
+        while state.tasks.len() < self.settings.concurrency {
+            let Some((runner, run_id)) = state.queued.pop_front() else { return };
+            if !state.in_flight.contains(&run_id) {
+                self.start(state, runner, Job::Continue, &run_id);
+            }
+        }
     }
 
     /// The periodic chores: rows past their expiry are marked so (and their `on_expire`
@@ -377,6 +393,8 @@ struct State {
     retries: HashMap<String, Retry>,
     /// Whether the last scan ended with no room left, so that it may have left decided runs.
     backlog: bool,
+    /// Decided runs the last scan found and had no room for, in the order it found them.
+    queued: VecDeque<(Runner, String)>,
     /// Runs that also wait for calls no row decides (a plain confirmation, say), as last
     /// written: a continue without the caller's answers cannot resume them, so they are left to
     /// the application until they change.
