@@ -146,5 +146,7 @@ pub async fn a_streamed_run_sends_its_events_as_they_happen(store: Arc<dyn Store
     let completed = frames.last().unwrap();
     assert_eq!(completed["status"], "COMPLETED");
     assert_eq!(completed["content"].as_str(), Some(streamed.as_str()), "the pieces make the answer");
+    assert!(completed["metrics"]["output_tokens"].as_u64().is_some_and(|tokens| tokens > 0));
+    assert_eq!(done.headers["content-type"], "text/event-stream; charset=utf-8");
     assert!(frames.iter().all(|f| f["run_id"] == run_id && f["agent_id"] == "ops"));
 }

@@ -12,6 +12,8 @@ use std::convert::Infallible;
 
 use axum::Json;
 use axum::extract::{Path, State};
+use axum::http::HeaderValue;
+use axum::http::header::CONTENT_TYPE;
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use futures_util::{StreamExt as _, stream};
@@ -269,7 +271,10 @@ async fn answer(
             }
         }
     });
-    Ok(Sse::new(frames.map(Ok::<Event, Infallible>)).keep_alive(KeepAlive::default()).into_response())
+    let mut response = Sse::new(frames.map(Ok::<Event, Infallible>)).keep_alive(KeepAlive::default()).into_response();
+    // The reference's content type names the charset.
+    response.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static("text/event-stream; charset=utf-8"));
+    Ok(response)
 }
 
 /// The run's output, when `event` ends the stream with one.

@@ -98,7 +98,10 @@ impl Framer {
     /// output `body`, or of an error.
     pub fn last(&mut self, name: &str, body: &Value) -> Event {
         let mut data = body.as_object().cloned().unwrap_or_default();
-        data.remove("metrics");
+        // The reference's completed run reports its token counts; no other frame does.
+        if name != "RunCompleted" {
+            data.remove("metrics");
+        }
         let name = self.own(name, &mut data);
         self.finish(&name, data)
     }
