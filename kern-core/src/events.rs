@@ -85,6 +85,15 @@ pub enum RunEvent {
         /// The member agent.
         agent_id: String,
     },
+    /// A paused member's child run resumes, as its team run is continued.
+    MemberRunContinued {
+        /// The team run.
+        run_id: String,
+        /// The member's run.
+        member_run_id: String,
+        /// The member agent.
+        agent_id: String,
+    },
     /// A member's child run stopped: completed, paused or failed.
     MemberRunFinished {
         /// The team run.

@@ -42,6 +42,9 @@ pub use stats::{WorkerCounts, WorkerStats};
 /// How many decided runs one read of the store brings.
 const SCAN_PAGE: u32 = 64;
 
+/// The fewest stale runs one read brings.
+const STALE_PAGE: u32 = 256;
+
 /// How many trail events one read brings, when the worker looks for decisions among them.
 const EVENT_BATCH: u32 = 512;
 
@@ -281,7 +284,9 @@ impl Worker {
             Err(error) => tracing::warn!(%error, "kern worker cannot sweep expired rows"),
         }
         let stale_after = self.settings.stale_after;
-        let limit = u32::try_from(self.settings.concurrency).unwrap_or(u32::MAX);
+        // Stale runs of every program come back, oldest first: read well past this worker's
+        // room, so that others' (a retired agent's, say) do not hide its own.
+        let limit = u32::try_from(self.settings.concurrency).unwrap_or(u32::MAX).max(STALE_PAGE);
         match self.store.stale_runs(stale_after, limit).await {
             Ok(stale) => {
                 for run in &stale {

@@ -213,6 +213,37 @@ async fn a_teams_members_stream_their_runs(backend: Backend) {
     assert_eq!(spent.output_tokens, output.usage.output_tokens + member_usage.output_tokens);
 }
 
+async fn a_team_continue_streams_its_members_resumption(backend: Backend) {
+    let store = backend.store();
+    let member = agent(store.clone());
+    let leader = ScriptedModel::new()
+        .when_user_contains(
+            "room",
+            Reply::call("delegate_task_to_member", json!({ "member_id": "assistant", "task": "book a room" })),
+        )
+        .after_tool("delegate_task_to_member", Reply::text("Booked: {result}"));
+    let team = Team::builder().id("desk").model(leader).member(member).db(store.clone()).build().unwrap();
+    let paused = team.run("get me a room").await.unwrap();
+    assert_eq!(paused.status, RunStatus::Paused);
+    let row = paused.requirements[0].approval_id.clone().unwrap();
+    store.update_approval(&row, ApprovalUpdate::approve("admin-1")).await.unwrap();
+
+    let events = collect(team.continue_stream(&paused.run_id, Vec::new())).await;
+    let member_run = events
+        .iter()
+        .find_map(|e| match e {
+            RunEvent::MemberRunContinued { run_id, member_run_id, agent_id } if run_id == &paused.run_id => {
+                assert_eq!(agent_id, "assistant");
+                Some(member_run_id.clone())
+            }
+            _ => None,
+        })
+        .expect("the member's run resumes");
+    assert!(events.iter().any(|e| matches!(e, RunEvent::ToolCallStarted { run_id, tool_name, .. }
+        if run_id == &member_run && tool_name == "book_room")));
+    assert_eq!(outcome(&events).status, RunStatus::Completed);
+}
+
 on_every_backend!(
     an_answer_streams_word_by_word_and_is_the_runs_content,
     a_pause_and_its_continue_stream_every_step,
@@ -221,4 +252,5 @@ on_every_backend!(
     a_failed_continue_ends_the_stream_with_its_error,
     a_run_that_fails_once_started_names_itself_in_its_error,
     a_teams_members_stream_their_runs,
+    a_team_continue_streams_its_members_resumption,
 );

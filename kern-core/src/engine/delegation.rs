@@ -288,6 +288,11 @@ impl Roster {
     /// delegations they finish.
     pub(crate) async fn resume(record: &mut RunRecord, plans: Vec<MemberPlan<'_>>, writes: &mut Writes) {
         for MemberPlan { member, record: member_record, decisions } in plans {
+            events::emit(|| RunEvent::MemberRunContinued {
+                run_id: record.run_id.clone(),
+                member_run_id: member_record.run_id.clone(),
+                agent_id: member.id().to_owned(),
+            });
             let step = member.runner.resume(member_record, decisions, Writes::default()).await;
             let run = track(record, member, step, writes);
             for delegation in &mut record.delegations {

@@ -64,9 +64,12 @@ impl Framer {
                 let tool = json!({"tool_call_id": tool_call_id, "tool_name": tool_name, "result": result});
                 ("ToolCallCompleted", self.member(run_id), object(json!({"tool": tool, "content": result})))
             }
-            RunEvent::MemberRunStarted { member_run_id, agent_id, .. } => {
+            RunEvent::MemberRunStarted { member_run_id, agent_id, .. }
+            | RunEvent::MemberRunContinued { member_run_id, agent_id, .. } => {
                 self.members.insert(member_run_id.clone(), agent_id.clone());
-                ("RunStarted", Some((member_run_id.clone(), agent_id.clone())), Map::new())
+                let name =
+                    if matches!(event, RunEvent::MemberRunStarted { .. }) { "RunStarted" } else { "RunContinued" };
+                (name, Some((member_run_id.clone(), agent_id.clone())), Map::new())
             }
             RunEvent::MemberRunFinished { member_run_id, agent_id, status, .. } => {
                 let name = match status {
@@ -82,10 +85,7 @@ impl Framer {
         let name = match member {
             Some((run_id, agent_id)) => {
                 data.insert("run_id".into(), json!(run_id));
-                // A member resumed by a continue was not announced: its agent is unknown here.
-                if !agent_id.is_empty() {
-                    data.insert("agent_id".into(), json!(agent_id));
-                }
+                data.insert("agent_id".into(), json!(agent_id));
                 data.insert("parent_run_id".into(), json!(self.run_id));
                 name.to_owned()
             }
