@@ -18,6 +18,10 @@ pub const COOKIE_NAME: &str = "kern_session";
 /// How long a session lasts after sign-in, whatever it does.
 pub const LIFETIME: Duration = Duration::from_secs(12 * 60 * 60);
 
+/// The most sessions one API key holds at once: signing in again past it ends the oldest, so a
+/// key cannot fill the server's memory with sessions.
+pub const MAX_PER_KEY: usize = 32;
+
 /// A signed-in session.
 #[derive(Debug, Clone)]
 pub struct Session {
@@ -61,6 +65,17 @@ impl Sessions {
         let mut table = self.table.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         let now = Instant::now();
         table.retain(|_, open| open.expires > now);
+        let mut of_key: Vec<([u8; 32], Instant)> = table
+            .iter()
+            .filter(|(_, open)| open.key_id == session.key_id)
+            .map(|(digest, open)| (*digest, open.expires))
+            .collect();
+        if of_key.len() >= MAX_PER_KEY {
+            of_key.sort_by_key(|(_, expires)| *expires);
+            for (oldest, _) in &of_key[..=of_key.len() - MAX_PER_KEY] {
+                table.remove(oldest);
+            }
+        }
         table.insert(digest(&token), session.clone());
         Ok((token, session))
     }
@@ -123,6 +138,23 @@ mod tests {
         assert!(!sessions.table.lock().unwrap().keys().any(|key| key == token.as_bytes()));
         sessions.close(&token);
         assert!(sessions.find(&token).is_none());
+    }
+
+    #[test]
+    fn a_key_holds_at_most_its_share_of_sessions_and_loses_the_oldest() {
+        let sessions = Sessions::default();
+        let (first, _) = sessions.open("key1".into()).unwrap();
+        let (other, _) = sessions.open("key2".into()).unwrap();
+        let mut latest = String::new();
+        for _ in 0..MAX_PER_KEY {
+            std::thread::sleep(Duration::from_millis(1));
+            latest = sessions.open("key1".into()).unwrap().0;
+        }
+        assert!(sessions.find(&first).is_none(), "the oldest session of the key ended");
+        assert!(sessions.find(&latest).is_some());
+        assert!(sessions.find(&other).is_some(), "another key's session is untouched");
+        let of_key1 = sessions.table.lock().unwrap().values().filter(|s| s.key_id == "key1").count();
+        assert_eq!(of_key1, MAX_PER_KEY);
     }
 
     #[test]

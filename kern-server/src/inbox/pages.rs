@@ -628,12 +628,25 @@ pub async fn run_page(state: &AppState, viewer: &Viewer, run_id: &str, error: Op
     let record = visible_run(state, &viewer.caller, run_id).await?;
     let now = Utc::now();
     let rows = state.store.list_approvals(&ApprovalQuery::default().run_id(run_id).limit(100)).await?.items;
-    let waiting_rows = rows.iter().filter(|row| row.status_at(now) == ApprovalStatus::Pending).count();
+    // The rows it waits on, its members' included; a paused call without a row waits on its
+    // caller, which a continue from here cannot answer.
+    let mut waiting_rows = 0;
+    for id in record.waiting_on() {
+        let row = state.store.get_approval(&id).await?;
+        waiting_rows += usize::from(row.is_none_or(|row| row.status_at(now) == ApprovalStatus::Pending));
+    }
+    let members = record.delegations.iter().flat_map(|delegation| &delegation.runs);
+    let on_caller = record
+        .requirements
+        .iter()
+        .chain(members.flat_map(|member| &member.requirements))
+        .any(|requirement| requirement.approval_id.is_none());
     let runner = Runner::of_run(state, &record);
     let paused = record.status == RunStatus::Paused;
-    let can_continue = paused && runner.is_some() && waiting_rows == 0;
+    let may_run = viewer.caller.require(Scope::RunsWrite).is_ok();
+    let can_continue = paused && may_run && runner.is_some() && waiting_rows == 0 && !on_caller;
     let stale = (now - record.updated_at).to_std().is_ok_and(|running| running > state.stale_after);
-    let can_recover = record.status == RunStatus::Running && stale && runner.is_some();
+    let can_recover = record.status == RunStatus::Running && may_run && stale && runner.is_some();
     let waiting = match (paused, waiting_rows, &runner) {
         (true, 0, None) => {
             Some("This server does not run this run's agent: its own process or a worker continues it.".to_owned())
