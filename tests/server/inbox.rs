@@ -70,6 +70,16 @@ pub async fn signing_in_opens_a_session_whose_forms_are_guarded(store: Arc<dyn S
     assert_eq!(cross.status, StatusCode::FORBIDDEN);
     assert_eq!(row_status(&app, &row).await, "pending", "a refused form changes nothing");
 
+    // A decision made on a view of the row older than the row is refused.
+    let detail = app.send_with(Method::GET, &decide, None, &cookie, None).await;
+    let (_, rest) = html(&detail).split_once("name=\"etag\" value=\"").expect("the decision forms carry the ETag");
+    assert!(rest.starts_with(&format!("&#34;{row}-")), "{}", &rest[..40]);
+    let stale = format!("{form}&etag=%22{row}-1%22");
+    let outdated = app.send_with(Method::POST, &decide, None, &cookie, Some(Value::String(stale))).await;
+    assert_eq!(outdated.status, StatusCode::PRECONDITION_FAILED);
+    assert!(html(&outdated).contains("changed since you opened it"));
+    assert_eq!(row_status(&app, &row).await, "pending");
+
     let approved = app.send_with(Method::POST, &decide, None, &cookie, Some(Value::String(form.clone()))).await;
     assert_eq!(approved.status, StatusCode::SEE_OTHER);
     let row_now = app.send(Method::GET, &format!("/approvals/{row}"), Some(&app.admin), None).await;

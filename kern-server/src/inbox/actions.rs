@@ -22,6 +22,7 @@ use crate::error::ApiError;
 use crate::routes::approvals;
 use crate::session::{self, COOKIE_NAME, LIFETIME};
 use crate::state::AppState;
+use crate::wire::approval::etag;
 
 /// `GET /ui/sign-in`.
 pub async fn sign_in_form(State(state): State<AppState>) -> Response {
@@ -105,6 +106,13 @@ pub async fn decide(
     viewer.caller.require(Scope::ApprovalsWrite)?;
     viewer.caller.require_unconfined()?;
     let row = approvals::visible_row(&state, &viewer.caller, &id).await?;
+    // A vote or an edit since the page was read may have changed what is decided on.
+    if form.get("etag").is_some_and(|seen| seen != etag(&row)) && !row.status.is_resolved() {
+        let message = "Nothing was changed: this call changed since you opened it (a vote or an edit); read it again \
+                       before you decide.";
+        return refused_decision(&state, &viewer, &id, &form, StatusCode::PRECONDITION_FAILED, message.to_owned())
+            .await;
+    }
     let decision = match forms::decision(&row, &form) {
         Ok(decision) => decision,
         Err(message) => {

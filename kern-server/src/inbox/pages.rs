@@ -25,7 +25,7 @@ use super::views::{
 use crate::auth::Caller;
 use crate::routes::approvals::visible_row;
 use crate::state::AppState;
-use crate::wire::approval::ApprovalResponse;
+use crate::wire::approval::{ApprovalResponse, etag};
 
 /// Rows on a page.
 const PAGE_SIZE: u32 = 50;
@@ -370,6 +370,7 @@ pub async fn detail_page(state: &AppState, viewer: &Viewer, id: &str, error: Opt
     Ok(DetailPage {
         chrome: viewer.chrome("inbox"),
         id: row.id.clone(),
+        etag: etag(&row),
         status: status.to_string(),
         tool: row.tool_name.clone(),
         description: definition.map(|definition| definition.description).unwrap_or_default(),

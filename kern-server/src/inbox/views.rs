@@ -165,6 +165,8 @@ pub struct TrailView {
 pub struct DetailPage {
     pub chrome: Chrome,
     pub id: String,
+    /// The row's ETag as shown: a decision made on an older view is refused.
+    pub etag: String,
     pub status: String,
     pub tool: String,
     pub description: String,
@@ -343,6 +345,7 @@ mod tests {
         let page = DetailPage {
             chrome: chrome(),
             id: "r1".into(),
+            etag: "\"e1\"".into(),
             status: "pending".into(),
             tool: "extend_trial".into(),
             description: "Extend a trial.".into(),
