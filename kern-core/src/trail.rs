@@ -11,7 +11,7 @@
 
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde::{Deserialize, Serialize};
-use serde_json::{Map, Value, json};
+use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
 use crate::approval::{Approval, ApprovalStatus};
@@ -395,30 +395,100 @@ pub fn orphan<'a>(mut chains: impl Iterator<Item = (&'a String, &'a Vec<TrailEve
 }
 
 /// JSON with object keys sorted at every level and no whitespace: one text per value, whatever
-/// order the value was built in.
+/// order the value was built in (serde_json keeps insertion order when a crate in the build
+/// enables its `preserve_order`). Written straight from the value, with no sorted copy of it.
 pub fn canonical(value: &Value) -> String {
-    fn sorted(value: &Value) -> Value {
+    fn write(value: &Value, out: &mut Vec<u8>) {
         match value {
             Value::Object(map) => {
-                let mut keys: Vec<&String> = map.keys().collect();
-                keys.sort();
-                let mut out = Map::new();
-                for key in keys {
-                    out.insert(key.clone(), sorted(&map[key]));
+                let mut entries: Vec<(&String, &Value)> = map.iter().collect();
+                entries.sort_unstable_by(|a, b| a.0.cmp(b.0));
+                out.push(b'{');
+                for (i, (key, item)) in entries.into_iter().enumerate() {
+                    if i > 0 {
+                        out.push(b',');
+                    }
+                    write_scalar(key, out);
+                    out.push(b':');
+                    write(item, out);
                 }
-                Value::Object(out)
+                out.push(b'}');
             }
-            Value::Array(items) => Value::Array(items.iter().map(sorted).collect()),
-            other => other.clone(),
+            Value::Array(items) => {
+                out.push(b'[');
+                for (i, item) in items.iter().enumerate() {
+                    if i > 0 {
+                        out.push(b',');
+                    }
+                    write(item, out);
+                }
+                out.push(b']');
+            }
+            scalar => write_scalar(scalar, out),
         }
     }
-    sorted(value).to_string()
+    fn write_scalar(value: &(impl serde::Serialize + ?Sized), out: &mut Vec<u8>) {
+        // Writing a string, number, boolean or null to memory cannot fail.
+        let _ = serde_json::to_writer(&mut *out, value);
+    }
+    let mut out = Vec::with_capacity(256);
+    write(value, &mut out);
+    // serde_json writes UTF-8 only.
+    String::from_utf8(out).unwrap_or_default()
 }
 
 fn hex_sha256(bytes: &[u8]) -> String {
-    use std::fmt::Write as _;
-    Sha256::digest(bytes).iter().fold(String::with_capacity(64), |mut hex, byte| {
-        let _ = write!(hex, "{byte:02x}");
-        hex
-    })
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let digest = Sha256::digest(bytes);
+    let mut hex = String::with_capacity(64);
+    for byte in digest {
+        hex.push(char::from(HEX[usize::from(byte >> 4)]));
+        hex.push(char::from(HEX[usize::from(byte & 0xf)]));
+    }
+    hex
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    /// The canonical text as it was first defined: a copy of the value with its keys sorted,
+    /// written compactly. Stored trails were hashed over it, so the text must never change.
+    fn sorted_copy(value: &Value) -> String {
+        fn sorted(value: &Value) -> Value {
+            match value {
+                Value::Object(map) => {
+                    let mut keys: Vec<&String> = map.keys().collect();
+                    keys.sort();
+                    Value::Object(keys.into_iter().map(|key| (key.clone(), sorted(&map[key]))).collect())
+                }
+                Value::Array(items) => Value::Array(items.iter().map(sorted).collect()),
+                other => other.clone(),
+            }
+        }
+        sorted(value).to_string()
+    }
+
+    #[test]
+    fn the_canonical_text_is_the_sorted_copys() {
+        let value = json!({
+            "zeta": [1, -2.5, 1e300, null, true, {"b": "é\u{0}\"\\\n", "a": []}],
+            "alpha": {"nested": {"y": 1, "x": [{"k": "v"}]}, "": "empty key"},
+            "Ωmega": "\u{1F600} \t control \u{1f}",
+            "n": 12345678901234567890u64,
+        });
+        assert_eq!(canonical(&value), sorted_copy(&value));
+        assert!(canonical(&value).starts_with(r#"{"alpha":{"":"empty key","nested":{"x":[{"k":"v"}],"y":1}},"n":"#));
+        for scalar in [json!(null), json!(0.1), json!("plain"), json!([]), json!({})] {
+            assert_eq!(canonical(&scalar), sorted_copy(&scalar));
+        }
+    }
+
+    #[test]
+    fn a_digest_is_the_lowercase_hex_of_sha256() {
+        assert_eq!(hex_sha256(b""), "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855");
+        assert_eq!(hex_sha256(b"abc"), "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
+    }
 }
