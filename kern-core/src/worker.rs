@@ -59,6 +59,9 @@ const RETRY_MAX: Duration = Duration::from_secs(300);
 /// How long a worker remembers a run's failures after its last wait ended.
 const RETRY_MEMORY: Duration = Duration::from_secs(600);
 
+/// Outcomes a slow subscriber may fall behind by before it misses some.
+const OUTCOME_BUFFER: usize = 1024;
+
 /// What became of a run a worker took up, for the application that wants to answer the user who
 /// started it. Received from [`Worker::subscribe`].
 #[derive(Debug, Clone)]
@@ -123,6 +126,15 @@ impl Runner {
             (Runner::Agent(agent), Job::Recover) => agent.recover_run(run_id, stale_after).await,
             (Runner::Team(team), Job::Recover) => team.recover_run(run_id, stale_after).await,
         }
+    }
+}
+
+impl WorkerBuilder {
+    /// Checks the configuration and builds the worker. Errors: [`WorkerBuildError`].
+    pub fn build(self) -> std::result::Result<Worker, WorkerBuildError> {
+        let builder::Checked { store, agents, teams, settings } = self.check()?;
+        let (outcomes, _) = broadcast::channel(OUTCOME_BUFFER);
+        Ok(Worker { store, agents, teams, settings, stats: Arc::new(WorkerStats::default()), outcomes })
     }
 }
 

@@ -1,12 +1,10 @@
-//! Configuring a [`Worker`]: what it runs, on which store, how many at once, how often.
+//! Configuring a worker: what it runs, on which store, how many at once, how often, checked
+//! into the parts a worker is made of (the worker module builds it from them).
 
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::sync::broadcast;
-
-use super::{Worker, WorkerStats};
 use crate::agent::Agent;
 use crate::store::Store;
 use crate::team::Team;
@@ -26,9 +24,6 @@ const DEFAULT_UPKEEP_INTERVAL: Duration = Duration::from_secs(5);
 /// How long a run may stay `running` before a worker takes it over, unless told otherwise:
 /// longer than any continue should take (see [`Agent::recover_run`]).
 pub const DEFAULT_STALE_AFTER: Duration = Duration::from_secs(600);
-
-/// Outcomes a slow subscriber may fall behind by before it misses some.
-const OUTCOME_BUFFER: usize = 1024;
 
 /// Why a [`WorkerBuilder`] could not build.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -57,7 +52,7 @@ pub(super) struct Settings {
     pub(super) stale_after: Duration,
 }
 
-/// Configures a [`Worker`].
+/// Configures a [`Worker`](super::Worker).
 #[derive(Default)]
 #[must_use = "a builder does nothing until `.build()`"]
 pub struct WorkerBuilder {
@@ -115,8 +110,8 @@ impl WorkerBuilder {
         self
     }
 
-    /// Checks the configuration and builds the worker.
-    pub fn build(self) -> Result<Worker, WorkerBuildError> {
+    /// The checked configuration.
+    pub(super) fn check(self) -> Result<Checked, WorkerBuildError> {
         let store = self.store.ok_or(WorkerBuildError::NoStore)?;
         if self.agents.is_empty() && self.teams.is_empty() {
             return Err(WorkerBuildError::NothingToRun);
@@ -133,9 +128,16 @@ impl WorkerBuilder {
             upkeep_interval: self.upkeep_interval.unwrap_or(DEFAULT_UPKEEP_INTERVAL),
             stale_after: self.stale_after.unwrap_or(DEFAULT_STALE_AFTER),
         };
-        let (outcomes, _) = broadcast::channel(OUTCOME_BUFFER);
-        Ok(Worker { store, agents, teams, settings, stats: Arc::new(WorkerStats::default()), outcomes })
+        Ok(Checked { store, agents, teams, settings })
     }
+}
+
+/// What a worker is made of, checked.
+pub(super) struct Checked {
+    pub(super) store: Arc<dyn Store>,
+    pub(super) agents: HashMap<String, Agent>,
+    pub(super) teams: HashMap<String, Team>,
+    pub(super) settings: Settings,
 }
 
 /// `items` by their ids, each id once.
