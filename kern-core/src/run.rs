@@ -424,9 +424,19 @@ impl RunRecord {
     /// The approval rows the run waits on while it is paused: its own calls', then (on a team
     /// run) its members'.
     pub fn waiting_on(&self) -> Vec<String> {
+        self.paused_calls().filter_map(|requirement| requirement.approval_id.clone()).collect()
+    }
+
+    /// Whether every paused call of the run, its own and its paused members', is gated by an
+    /// approval row: only then can a continue with no answers from a caller resume it.
+    pub fn waits_only_on_rows(&self) -> bool {
+        self.paused_calls().all(|requirement| requirement.approval_id.is_some())
+    }
+
+    /// The paused calls of the run: its own, then (on a team run) its members'.
+    fn paused_calls(&self) -> impl Iterator<Item = &RunRequirement> {
         let members = self.delegations.iter().flat_map(|delegation| &delegation.runs);
-        let requirements = self.requirements.iter().chain(members.flat_map(|member| &member.requirements));
-        requirements.filter_map(|requirement| requirement.approval_id.clone()).collect()
+        self.requirements.iter().chain(members.flat_map(|member| &member.requirements))
     }
 }
 

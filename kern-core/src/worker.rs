@@ -436,7 +436,7 @@ impl State {
         if self.waiting_on_people.get(&run.run_id) == Some(&run.updated_at) {
             return false;
         }
-        if waits_only_on_rows(run) {
+        if run.waits_only_on_rows() {
             self.waiting_on_people.remove(&run.run_id);
             true
         } else {
@@ -474,14 +474,4 @@ impl State {
         self.retries.retain(|_, retry| retry.at + RETRY_MEMORY > now);
         self.waiting_on_people.clear();
     }
-}
-
-/// Whether every paused call of `run`, its own and its paused members', is gated by an approval
-/// row: only then can a continue with no answers from a caller resume it.
-fn waits_only_on_rows(run: &RunRecord) -> bool {
-    let members = run.delegations.iter().flat_map(|delegation| &delegation.runs);
-    run.requirements
-        .iter()
-        .chain(members.flat_map(|member| &member.requirements))
-        .all(|requirement| requirement.approval_id.is_some())
 }

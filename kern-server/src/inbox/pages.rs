@@ -636,16 +636,10 @@ pub async fn run_page(state: &AppState, viewer: &Viewer, run_id: &str, error: Op
         let row = state.store.get_approval(&id).await?;
         waiting_rows += usize::from(row.is_none_or(|row| row.status_at(now) == ApprovalStatus::Pending));
     }
-    let members = record.delegations.iter().flat_map(|delegation| &delegation.runs);
-    let on_caller = record
-        .requirements
-        .iter()
-        .chain(members.flat_map(|member| &member.requirements))
-        .any(|requirement| requirement.approval_id.is_none());
     let runner = Runner::of_run(state, &record);
     let paused = record.status == RunStatus::Paused;
     let may_run = viewer.caller.require(Scope::RunsWrite).is_ok();
-    let can_continue = paused && may_run && runner.is_some() && waiting_rows == 0 && !on_caller;
+    let can_continue = paused && may_run && runner.is_some() && waiting_rows == 0 && record.waits_only_on_rows();
     let stale = (now - record.updated_at).to_std().is_ok_and(|running| running > state.stale_after);
     let can_recover = record.status == RunStatus::Running && may_run && stale && runner.is_some();
     let waiting = match (paused, waiting_rows, &runner) {

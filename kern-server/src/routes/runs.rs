@@ -179,11 +179,23 @@ async fn start(state: AppState, caller: Caller, target: Target, id: String, fiel
     let stream = fields.flag("stream", true)?;
     let options =
         RunOptions { session_id: fields.text("session_id")?, user_id: caller.run_user(fields.text("user_id")?) };
-    let events = match target {
-        Target::Agent => state.agents.get(&id).ok_or_else(|| target.not_found())?.run_stream_with(message, options),
-        Target::Team => state.teams.get(&id).ok_or_else(|| target.not_found())?.run_stream_with(message, options),
+    let started = match target {
+        Target::Agent => {
+            let agent = state.agents.get(&id).ok_or_else(|| target.not_found())?;
+            match stream {
+                true => Started::Events(agent.run_stream_with(message, options)),
+                false => Started::Done(Box::new(agent.run_with(message, options).await)),
+            }
+        }
+        Target::Team => {
+            let team = state.teams.get(&id).ok_or_else(|| target.not_found())?;
+            match stream {
+                true => Started::Events(team.run_stream_with(message, options)),
+                false => Started::Done(Box::new(team.run_with(message, options).await)),
+            }
+        }
     };
-    answer(state, target, id, events, stream, false).await
+    answer(state, target, id, started, false).await
 }
 
 async fn resume(
@@ -222,35 +234,32 @@ async fn resume(
                 .map_err(ApiError::bad_request)
         })
         .collect::<ApiResult<Vec<_>>>()?;
-    let events = match target {
-        Target::Agent => state.agents[&id].continue_stream(&run_id, answers),
-        Target::Team => state.teams[&id].continue_stream(&run_id, answers),
+    let started = match (target, stream) {
+        (Target::Agent, true) => Started::Events(state.agents[&id].continue_stream(&run_id, answers)),
+        (Target::Team, true) => Started::Events(state.teams[&id].continue_stream(&run_id, answers)),
+        (Target::Agent, false) => Started::Done(Box::new(state.agents[&id].continue_run(&run_id, answers).await)),
+        (Target::Team, false) => Started::Done(Box::new(state.teams[&id].continue_run(&run_id, answers).await)),
     };
-    answer(state, target, id, events, stream, true).await
+    answer(state, target, id, started, true).await
 }
 
-/// The answer to a run or continue: its output as JSON, or its events as they happen. The
-/// first event tells a refusal (answered with its status code, the run unchanged) from a run
-/// under way.
-async fn answer(
-    state: AppState,
-    target: Target,
-    id: String,
-    mut events: RunStream,
-    stream: bool,
-    continued: bool,
-) -> ApiResult<Response> {
+/// A start or continue: carried out (without `stream`), or under way with its events.
+enum Started {
+    Done(Box<kern_core::Result<RunOutput>>),
+    Events(RunStream),
+}
+
+/// The answer to a run or continue: its output as JSON, or its events as they happen. A
+/// stream's first event tells a refusal (answered with its status code, the run unchanged)
+/// from a run under way.
+async fn answer(state: AppState, target: Target, id: String, started: Started, continued: bool) -> ApiResult<Response> {
+    let mut events = match started {
+        Started::Done(output) => return Ok(Json(body(&state, target, &id, &(*output)?).await?).into_response()),
+        Started::Events(events) => events,
+    };
     let first = events.next().await.ok_or_else(ended_without_outcome)?;
     if let RunEvent::RunError { error, .. } = first {
         return Err(error.into());
-    }
-    if !stream {
-        let output = match outcome(first) {
-            Some(output) => output,
-            None => events.output().await?,
-        };
-        let body = body(&state, target, &id, &output).await?;
-        return Ok(Json(body).into_response());
     }
     let framer = Framer::new(runner(&state, target, &id), continued);
     let frames = stream::unfold(Some((state, events, Some(first), framer)), move |progress| {
