@@ -144,6 +144,9 @@ pub(crate) trait ConnectionPool<DB: Database>: Debug + Send + Sync {
     /// committed.
     fn acquire_live(&self) -> BoxFuture<'_, Result<Self::Conn>>;
 
+    /// Makes `conn` close when dropped instead of going back: for a connection found gone.
+    fn discard(conn: &mut Self::Conn);
+
     /// Closes the connections; later calls to `acquire` fail.
     fn close(&self) -> BoxFuture<'_, ()>;
 }
@@ -202,6 +205,7 @@ impl<DB: Driver> Pools<DB> {
         match DB::fetch(&mut conn, &stmt, decode).await {
             Err(err) if DB::connection_lost(&err) => {
                 tracing::debug!(error = %err, "a read lost its connection: running it on another");
+                DB::Pool::discard(&mut conn);
                 drop(conn);
                 DB::fetch(&mut *self.reader.acquire_live().await?, &stmt, decode).await
             }

@@ -21,13 +21,15 @@
 
 // The store semantics are written once, on the `Driver` seam (`driver`): `store` (the `Store`
 // methods), `queries` and `schema` (their SQL), `codec` and `stmt` (rows and statements),
-// `wake`, and `handle` (what the public handles and builders share). Each database implements
+// `wake`, `lanes` (the connections, lent without sqlx's pool), and `handle` (what the public
+// handles and builders share). Each database implements
 // `Driver` in a folder of its own with the same files: `mod.rs` (the handle and how it opens),
-// `builder.rs`, `driver.rs`, and its own parts (SQLite's `connections.rs`, Postgres' `notify.rs`).
+// `builder.rs`, `driver.rs`, and its own parts (Postgres' `notify.rs`).
 mod codec;
 mod driver;
 mod error;
 mod handle;
+mod lanes;
 mod layout;
 mod postgres;
 mod queries;

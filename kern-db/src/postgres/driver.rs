@@ -8,15 +8,15 @@ use serde_json::Value;
 use serde_json::value::RawValue;
 use sqlx::encode::IsNull;
 use sqlx::error::BoxDynError;
-use sqlx::pool::PoolConnection;
 use sqlx::postgres::types::Oid;
-use sqlx::postgres::{PgArgumentBuffer, PgArguments, PgConnection, PgPool, PgRow, PgTypeInfo};
+use sqlx::postgres::{PgArgumentBuffer, PgArguments, PgConnection, PgRow, PgTypeInfo};
 use sqlx::query::Query;
 use sqlx::types::Json;
-use sqlx::{Connection, Decode, Encode, Executor, Pool, Postgres, Row, Type};
+use sqlx::{Connection, Decode, Encode, Executor, Postgres, Row, Type};
 
 use super::notify;
 use crate::driver::{ConnectionPool, Driver, transaction};
+use crate::lanes::{Lane, Lanes};
 use crate::layout::{Ident, Layout};
 use crate::stmt::{Columns, Decoder, Param, Stmt, chain, corrupt};
 
@@ -59,7 +59,7 @@ impl<T: Serialize> Encode<'_, Postgres> for JsonText<T> {
 }
 
 impl Driver for Postgres {
-    type Pool = PgPool;
+    type Pool = Lanes<PgConnection>;
 
     const BEGIN_WRITE: &'static str = "BEGIN";
 
@@ -159,13 +159,11 @@ impl Driver for Postgres {
     }
 
     /// sqlx rolls back a transaction dropped unfinished before the connection is used again.
-    fn begin_guarded<'c>(
-        conn: &'c mut PoolConnection<Postgres>,
-    ) -> BoxFuture<'c, Result<sqlx::Transaction<'c, Postgres>>> {
+    fn begin_guarded<'c>(conn: &'c mut Lane<PgConnection>) -> BoxFuture<'c, Result<sqlx::Transaction<'c, Postgres>>> {
         Box::pin(async move { (**conn).begin().await.map_err(Error::database) })
     }
 
-    fn disarm(_conn: &mut PoolConnection<Postgres>) {}
+    fn disarm(_conn: &mut Lane<PgConnection>) {}
 
     fn fetch<'c, T: Send + 'c>(
         conn: &'c mut PgConnection,
@@ -192,7 +190,11 @@ impl Driver for Postgres {
     /// Postgres runs one parameterized statement per call. Independent statements become one
     /// (`WITH s0 AS (..), s1 AS (..) last`), atomic by itself: one round trip where a
     /// transaction takes one per statement plus `BEGIN` and `COMMIT`.
-    fn write_all<'a>(writer: &'a PgPool, stmts: Vec<Stmt<'a>>, independent: bool) -> BoxFuture<'a, Result<()>> {
+    fn write_all<'a>(
+        writer: &'a Lanes<PgConnection>,
+        stmts: Vec<Stmt<'a>>,
+        independent: bool,
+    ) -> BoxFuture<'a, Result<()>> {
         Box::pin(async move {
             let params: usize = stmts.iter().map(|stmt| stmt.params.len()).sum();
             if !independent || params > MAX_PARAMS {
@@ -221,27 +223,27 @@ impl Driver for Postgres {
     }
 }
 
-impl ConnectionPool<Postgres> for PgPool {
-    type Conn = PoolConnection<Postgres>;
+impl ConnectionPool<Postgres> for Lanes<PgConnection> {
+    type Conn = Lane<PgConnection>;
 
-    fn acquire(&self) -> BoxFuture<'_, Result<PoolConnection<Postgres>>> {
-        Box::pin(async move { Pool::acquire(self).await.map_err(Error::database) })
+    fn acquire(&self) -> BoxFuture<'_, Result<Self::Conn>> {
+        Box::pin(self.acquire_lane())
     }
 
-    /// Pings each connection it takes (a round trip); one that does not answer is closed and
-    /// the next taken. Past as many as the pool holds, the pool has opened a fresh one, so the
+    /// Pings each connection it takes (a round trip); one that does not answer is discarded
+    /// and the next taken. Past as many as the lanes hold, a fresh one has been opened, so the
     /// last error is the server's.
-    fn acquire_live(&self) -> BoxFuture<'_, Result<PoolConnection<Postgres>>> {
+    fn acquire_live(&self) -> BoxFuture<'_, Result<Self::Conn>> {
         Box::pin(async move {
-            let mut attempts = self.options().get_max_connections();
+            let mut attempts = self.size();
             loop {
-                let mut conn = Pool::acquire(self).await.map_err(Error::database)?;
+                let mut conn = self.acquire_lane().await?;
                 match conn.ping().await {
                     Ok(()) => return Ok(conn),
                     Err(err) if attempts == 0 => return Err(Error::database(err)),
                     Err(err) => {
                         tracing::debug!(error = %err, "a pooled connection did not answer: taking another");
-                        conn.close_on_drop();
+                        conn.discard_on_drop(true);
                         attempts -= 1;
                     }
                 }
@@ -249,8 +251,12 @@ impl ConnectionPool<Postgres> for PgPool {
         })
     }
 
+    fn discard(conn: &mut Self::Conn) {
+        conn.discard_on_drop(true);
+    }
+
     fn close(&self) -> BoxFuture<'_, ()> {
-        Box::pin(Pool::close(self))
+        Box::pin(Lanes::close(self))
     }
 }
 

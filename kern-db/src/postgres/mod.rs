@@ -1,7 +1,8 @@
 //! [`PostgresDb`]: the store many processes and machines share, and how it connects.
 //!
 //! Its parts: the builder ([`builder`]), the [`Driver`](crate::driver::Driver) side of Postgres
-//! ([`driver`]), and the announcements of resolutions between processes ([`notify`]).
+//! ([`driver`]), and the announcements of resolutions between processes ([`notify`]); its
+//! connections are [`Lanes`].
 
 mod builder;
 mod driver;
@@ -12,17 +13,21 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use kern_core::{Error, Result};
-use sqlx::postgres::{PgConnectOptions, PgConnection, PgPool, PgPoolOptions};
-use sqlx::{Connection, Postgres};
+use sqlx::postgres::{PgConnectOptions, PgConnection};
+use sqlx::{ConnectOptions, Connection, Postgres};
 
 pub use self::builder::PostgresDbBuilder;
 use self::notify::Listener;
 use crate::driver::{Driver, Pools};
 use crate::error::OpenError;
 use crate::handle::handle;
+use crate::lanes::Lanes;
 use crate::layout::{Ident, Layout};
 use crate::schema::{EVENT_NOTIFY_VERSION, RESOLUTION_NOTIFY_VERSION, SCHEMA_VERSION};
 use crate::store::SqlStore;
+
+/// How long to wait before trying an unreachable server again, while opening.
+const CONNECT_RETRY: Duration = Duration::from_millis(100);
 
 /// The Postgres store: the same rows as [`SqliteDb`](crate::SqliteDb), in a schema of a
 /// Postgres database, so any process that reaches it can resolve and continue runs.
@@ -76,8 +81,8 @@ impl PostgresDbBuilder {
         let layout = Layout::new(Some(&self.schema), &self.tables)?;
         let url = self.url.ok_or(OpenError::MissingTarget("url"))?;
         let options = PgConnectOptions::from_str(&url).map_err(OpenError::Postgres)?;
-        let pool = connect_pool(options.clone(), self.max_connections, self.connect_timeout).await?;
-        let pools = Pools::new(pool.clone(), pool);
+        let lanes = connect_lanes(options.clone(), self.max_connections, self.connect_timeout).await?;
+        let pools = Pools::new(lanes.clone(), lanes);
         let version = self.schema_version.unwrap_or(SCHEMA_VERSION);
         let mut store = SqlStore::open(pools, &layout, version).await?;
         // Older tables have no trigger to announce resolutions, or the trail's growth: their
@@ -91,24 +96,34 @@ impl PostgresDbBuilder {
     }
 }
 
-/// Opens the pool. sqlx retries an unreachable server until the timeout, then reports only the
-/// timeout; one more direct attempt recovers the reason (refused, unknown host, ..) for the error.
+/// Opens the connections, the first one now: an unreachable server is tried again until
+/// `timeout`, and the error names the reason (refused, unknown host, ..) of the last attempt.
 ///
-/// A pooled connection can be dead when it is handed out (the server restarted, or ended the
-/// session). By default sqlx pings every connection it hands out, a round trip per store call;
-/// instead, writes ping theirs (a write whose connection fails may have committed, so it cannot
-/// run again) and reads do not: one that fails on a lost connection runs again on a live one
-/// (see `Pools::read`).
-async fn connect_pool(options: PgConnectOptions, max_connections: u32, timeout: Duration) -> Result<PgPool, OpenError> {
-    let pool_options =
-        PgPoolOptions::new().max_connections(max_connections).acquire_timeout(timeout).test_before_acquire(false);
-    match pool_options.connect_with(options.clone()).await {
-        Ok(pool) => Ok(pool),
-        Err(sqlx::Error::PoolTimedOut) => {
-            let reason = PgConnection::connect_with(&options).await.err();
-            Err(OpenError::Postgres(reason.unwrap_or(sqlx::Error::PoolTimedOut)))
+/// A lent connection can be dead (the server restarted, or ended the session). Writes ping
+/// theirs (a write whose connection fails may have committed, so it cannot run again) and
+/// reads do not: one that fails on a lost connection runs again on a live one (see
+/// `Pools::read`).
+async fn connect_lanes(
+    options: PgConnectOptions,
+    max_connections: u32,
+    timeout: Duration,
+) -> Result<Lanes<PgConnection>, OpenError> {
+    let size = usize::try_from(max_connections.max(1)).unwrap_or(usize::MAX);
+    let lanes = Lanes::new(options.clone(), size, timeout);
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        let attempt = tokio::time::timeout_at(deadline, options.connect()).await;
+        match attempt {
+            Ok(Ok(conn)) => {
+                lanes.adopt(conn);
+                return Ok(lanes);
+            }
+            Ok(Err(err)) if tokio::time::Instant::now() + CONNECT_RETRY >= deadline => {
+                return Err(OpenError::Postgres(err));
+            }
+            Ok(Err(_)) => tokio::time::sleep(CONNECT_RETRY).await,
+            Err(_) => return Err(OpenError::Postgres(sqlx::Error::PoolTimedOut)),
         }
-        Err(err) => Err(OpenError::Postgres(err)),
     }
 }
 
@@ -150,7 +165,11 @@ mod tests {
         let sql = "SELECT t.tgname::text FROM pg_trigger t JOIN pg_class c ON c.oid = t.tgrelid \
                    JOIN pg_namespace n ON n.oid = c.relnamespace \
                    WHERE n.nspname = $1 AND NOT t.tgisinternal ORDER BY t.tgname";
-        sqlx::query_scalar(sql).bind(schema).fetch_all(&db.inner.pools.reader).await.unwrap()
+        sqlx::query_scalar(sql)
+            .bind(schema)
+            .fetch_all(&mut *db.inner.pools.reader.acquire_lane().await.unwrap())
+            .await
+            .unwrap()
     }
 
     #[tokio::test]

@@ -468,7 +468,11 @@ mod tests {
         let sql = "SELECT pid FROM pg_stat_activity \
                    WHERE strpos(query, $1) > 0 AND state = 'idle' AND pid <> pg_backend_pid()";
         let listen = format!("LISTEN \"{channel}\"");
-        sqlx::query_scalar(sql).bind(listen).fetch_all(&db.inner.pools.reader).await.unwrap()
+        sqlx::query_scalar(sql)
+            .bind(listen)
+            .fetch_all(&mut *db.inner.pools.reader.acquire_lane().await.unwrap())
+            .await
+            .unwrap()
     }
 
     #[tokio::test]
@@ -518,7 +522,11 @@ mod tests {
 
             let kill = "SELECT pg_terminate_backend($1)";
             assert!(
-                sqlx::query_scalar::<_, bool>(kill).bind(first[0]).fetch_one(&db.inner.pools.reader).await.unwrap()
+                sqlx::query_scalar::<_, bool>(kill)
+                    .bind(first[0])
+                    .fetch_one(&mut *db.inner.pools.reader.acquire_lane().await.unwrap())
+                    .await
+                    .unwrap()
             );
             eventually("another connection listens", || async {
                 let now = listening_backends(&db, &channel).await;

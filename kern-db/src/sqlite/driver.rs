@@ -8,8 +8,8 @@ use sqlx::query::Query;
 use sqlx::sqlite::{SqliteArguments, SqliteConnection, SqliteRow};
 use sqlx::{Connection, Decode, Executor, Row, Sqlite, Type};
 
-use super::connections::{Lane, Lanes};
-use crate::driver::Driver;
+use crate::driver::{ConnectionPool, Driver};
+use crate::lanes::{Lane, Lanes};
 use crate::layout::{Ident, Layout};
 use crate::stmt::{Columns, Decoder, Param, Stmt, chain, corrupt};
 
@@ -29,7 +29,7 @@ fn query<'q>(stmt: &'q Stmt<'_>) -> Query<'q, Sqlite, SqliteArguments<'q>> {
 }
 
 impl Driver for Sqlite {
-    type Pool = Lanes;
+    type Pool = Lanes<SqliteConnection>;
 
     const BEGIN_WRITE: &'static str = "BEGIN IMMEDIATE";
 
@@ -99,7 +99,7 @@ impl Driver for Sqlite {
 
     /// A file's connection is closed if the transaction is abandoned (see `write_all`); an
     /// in-memory database's one connection takes a plain `BEGIN`, which sqlx abandons cleanly.
-    fn begin_guarded<'c>(conn: &'c mut Lane) -> BoxFuture<'c, Result<sqlx::Transaction<'c, Sqlite>>> {
+    fn begin_guarded<'c>(conn: &'c mut Lane<SqliteConnection>) -> BoxFuture<'c, Result<sqlx::Transaction<'c, Sqlite>>> {
         Box::pin(async move {
             let tx = if conn.can_discard() {
                 conn.discard_on_drop(true);
@@ -111,7 +111,7 @@ impl Driver for Sqlite {
         })
     }
 
-    fn disarm(conn: &mut Lane) {
+    fn disarm(conn: &mut Lane<SqliteConnection>) {
         conn.discard_on_drop(false);
     }
 
@@ -147,7 +147,11 @@ impl Driver for Sqlite {
     /// and its check. So the connection is closed, which rolls the transaction back. The one
     /// connection of an in-memory database cannot be: it uses a plain `BEGIN`, which sqlx
     /// abandons cleanly (with no other connection, there is no other writer to lock out).
-    fn write_all<'a>(writer: &'a Lanes, stmts: Vec<Stmt<'a>>, _independent: bool) -> BoxFuture<'a, Result<()>> {
+    fn write_all<'a>(
+        writer: &'a Lanes<SqliteConnection>,
+        stmts: Vec<Stmt<'a>>,
+        _independent: bool,
+    ) -> BoxFuture<'a, Result<()>> {
         Box::pin(async move {
             let mut conn = writer.acquire_lane().await?;
             if !writer.can_discard() {
@@ -170,6 +174,30 @@ impl Driver for Sqlite {
     /// A SQLite connection is a handle on a file in this process: an error is never its loss.
     fn connection_lost(_err: &Error) -> bool {
         false
+    }
+}
+
+impl ConnectionPool<Sqlite> for Lanes<SqliteConnection> {
+    type Conn = Lane<SqliteConnection>;
+
+    fn acquire(&self) -> BoxFuture<'_, Result<Self::Conn>> {
+        Box::pin(self.acquire_lane())
+    }
+
+    /// Any connection: a SQLite connection is a handle on a file in this process, which no
+    /// server or link can take away.
+    fn acquire_live(&self) -> BoxFuture<'_, Result<Self::Conn>> {
+        Box::pin(self.acquire_lane())
+    }
+
+    fn discard(conn: &mut Self::Conn) {
+        if conn.can_discard() {
+            conn.discard_on_drop(true);
+        }
+    }
+
+    fn close(&self) -> BoxFuture<'_, ()> {
+        Box::pin(Lanes::close(self))
     }
 }
 

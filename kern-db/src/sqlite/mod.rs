@@ -1,10 +1,9 @@
 //! [`SqliteDb`]: the embedded store, one file (or memory) per database, and how it opens.
 //!
 //! Its parts: the builder ([`builder`]), the [`Driver`](crate::driver::Driver) side of SQLite
-//! ([`driver`]), and the connections it hands out without sqlx's pool ([`connections`]).
+//! ([`driver`]); its connections are [`Lanes`].
 
 mod builder;
-mod connections;
 mod driver;
 
 use std::path::{Path, PathBuf};
@@ -12,16 +11,16 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use kern_core::{Error, Result};
-use sqlx::sqlite::SqliteConnectOptions;
+use sqlx::sqlite::{SqliteConnectOptions, SqliteConnection};
 use sqlx::{Executor, Sqlite};
 use tokio::time::{Instant, sleep};
 
 use self::builder::Target;
 pub use self::builder::{SqliteDbBuilder, Synchronous};
-use self::connections::Lanes;
 use crate::driver::Pools;
 use crate::error::OpenError;
 use crate::handle::handle;
+use crate::lanes::{ACQUIRE_TIMEOUT, Lanes};
 use crate::layout::Layout;
 use crate::schema::SCHEMA_VERSION;
 use crate::store::SqlStore;
@@ -102,16 +101,16 @@ async fn file_pools(path: &Path, synchronous: Synchronous) -> Result<Pools<Sqlit
         .synchronous(synchronous.into())
         .foreign_keys(true)
         .busy_timeout(BUSY_TIMEOUT);
-    let writer = Lanes::file(options.clone(), 1);
+    let writer = Lanes::new(options.clone(), 1, ACQUIRE_TIMEOUT);
     // The writer first: it creates the file and switches it to WAL before readers open it.
     enable_wal(&writer).await?;
-    Ok(Pools::new(Lanes::file(options, READ_CONNECTIONS), writer))
+    Ok(Pools::new(Lanes::new(options, READ_CONNECTIONS, ACQUIRE_TIMEOUT), writer))
 }
 
 /// Switches the file to WAL (a lasting property of the file). The switch needs an exclusive
 /// lock that SQLite does not wait for, so when several stores open a new file at once all but
 /// one get `SQLITE_BUSY`: retry them until the busy timeout. A file in WAL mode returns at once.
-async fn enable_wal(writer: &Lanes) -> Result<()> {
+async fn enable_wal(writer: &Lanes<SqliteConnection>) -> Result<()> {
     let deadline = Instant::now() + BUSY_TIMEOUT;
     loop {
         let mut conn = writer.acquire_lane().await?;
@@ -132,7 +131,7 @@ fn is_busy(err: &sqlx::Error) -> bool {
 
 /// One connection for everything: each connection to `:memory:` is a database of its own.
 async fn memory_pools() -> Result<Pools<Sqlite>> {
-    let lanes = Lanes::memory(SqliteConnectOptions::new().in_memory(true).foreign_keys(true)).await?;
+    let lanes = Lanes::resident(SqliteConnectOptions::new().in_memory(true).foreign_keys(true)).await?;
     Ok(Pools::new(lanes.clone(), lanes))
 }
 

@@ -1,0 +1,188 @@
+//! The connections of a store, handed out without sqlx's pool.
+//!
+//! sqlx's pool pings a connection each time it takes one back (and, by default, again before
+//! handing it out), from a spawned task: a round trip per store call, as costly as a statement.
+//! For SQLite each ping is a hand-off to the connection's thread, and the single writer stays
+//! busy until it ends; for Postgres it is a round trip to the server, which under load costs
+//! both sides as much as the statement itself. These lanes hand connections out and take them
+//! back with no round trip at all. A connection that may be gone is checked only where it
+//! matters, by the driver (see `ConnectionPool::acquire_live`), and one found dead is discarded.
+
+use std::fmt;
+use std::ops::{Deref, DerefMut};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use kern_core::{Error, Result};
+use sqlx::{ConnectOptions, Connection};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+
+/// How long a caller waits for a free connection before it gets an error, as with sqlx's pool.
+pub(crate) const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Up to `size` connections of type `C`, opened on first need. Clones share them.
+pub(crate) struct Lanes<C: Connection> {
+    inner: Arc<Inner<C>>,
+}
+
+impl<C: Connection> Clone for Lanes<C> {
+    fn clone(&self) -> Self {
+        Lanes { inner: self.inner.clone() }
+    }
+}
+
+impl<C: Connection> fmt::Debug for Lanes<C> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Lanes")
+            .field("available", &self.inner.permits.available_permits())
+            .field("idle", &self.inner.idle().len())
+            .field("kept_open", &self.inner.keep_open)
+            .finish_non_exhaustive()
+    }
+}
+
+struct Inner<C: Connection> {
+    options: C::Options,
+    /// One permit per connection that may exist; closed when the lanes close.
+    permits: Arc<Semaphore>,
+    idle: Mutex<Vec<C>>,
+    /// True for a database that lives in its one connection (SQLite's in-memory database): it
+    /// is never closed before the lanes are.
+    keep_open: bool,
+    /// How long a caller waits for a connection: for a free one, and for a new one to open.
+    timeout: Duration,
+    /// The most connections open at once.
+    size: usize,
+}
+
+impl<C: Connection> Lanes<C> {
+    /// Lanes of up to `size` connections opened with `options`, a caller waiting at most
+    /// `timeout` for one.
+    pub(crate) fn new(options: C::Options, size: usize, timeout: Duration) -> Self {
+        Lanes::build(options, size, timeout, false)
+    }
+
+    /// The one connection of a database that lives in it, opened now and never closed before
+    /// the lanes are.
+    pub(crate) async fn resident(options: C::Options) -> Result<Self> {
+        let lanes = Lanes::build(options, 1, ACQUIRE_TIMEOUT, true);
+        drop(lanes.acquire_lane().await?);
+        Ok(lanes)
+    }
+
+    fn build(options: C::Options, size: usize, timeout: Duration, keep_open: bool) -> Self {
+        let inner = Inner {
+            options,
+            permits: Arc::new(Semaphore::new(size)),
+            idle: Mutex::new(Vec::with_capacity(size)),
+            keep_open,
+            timeout,
+            size,
+        };
+        Lanes { inner: Arc::new(inner) }
+    }
+
+    /// Whether a connection may be closed to roll back what it began (see
+    /// [`Lane::discard_on_drop`]).
+    pub(crate) fn can_discard(&self) -> bool {
+        !self.inner.keep_open
+    }
+
+    /// The most connections open at once.
+    pub(crate) fn size(&self) -> usize {
+        self.inner.size
+    }
+
+    /// Keeps `conn`, opened with the lanes' options, as an idle connection.
+    pub(crate) fn adopt(&self, conn: C) {
+        self.inner.idle().push(conn);
+    }
+
+    /// A connection: an idle one, or a new one if none is idle and fewer than `size` are open;
+    /// otherwise waits for one to come back.
+    pub(crate) async fn acquire_lane(&self) -> Result<Lane<C>> {
+        let timeout = self.inner.timeout;
+        let waited = tokio::time::timeout(timeout, self.inner.permits.clone().acquire_owned()).await;
+        let permit = waited.map_err(|_| Error::database(sqlx::Error::PoolTimedOut))?;
+        let permit = permit.map_err(|_| Error::database(sqlx::Error::PoolClosed))?;
+        let idle = self.inner.idle().pop();
+        let conn = match idle {
+            Some(conn) => conn,
+            None => tokio::time::timeout(timeout, self.inner.options.connect())
+                .await
+                .map_err(|_| Error::database(sqlx::Error::PoolTimedOut))?
+                .map_err(Error::database)?,
+        };
+        Ok(Lane { conn: Some(conn), discard: false, lanes: self.inner.clone(), _permit: permit })
+    }
+
+    /// Refuses new callers, then closes the idle connections; connections in use close when
+    /// they come back.
+    pub(crate) async fn close(&self) {
+        self.inner.permits.close();
+        let idle = std::mem::take(&mut *self.inner.idle());
+        for conn in idle {
+            let _ = conn.close().await;
+        }
+    }
+}
+
+impl<C: Connection> Inner<C> {
+    fn idle(&self) -> MutexGuard<'_, Vec<C>> {
+        // Only pushes and pops happen under the lock: a panic cannot leave the list half-done.
+        self.idle.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+/// A connection lent out by [`Lanes`]; it goes back when dropped.
+pub(crate) struct Lane<C: Connection> {
+    conn: Option<C>,
+    discard: bool,
+    lanes: Arc<Inner<C>>,
+    _permit: OwnedSemaphorePermit,
+}
+
+impl<C: Connection> fmt::Debug for Lane<C> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Lane").field("discard", &self.discard).finish_non_exhaustive()
+    }
+}
+
+impl<C: Connection> Lane<C> {
+    /// Whether the connection may be closed to roll back what it began.
+    pub(crate) fn can_discard(&self) -> bool {
+        !self.lanes.keep_open
+    }
+
+    /// Whether dropping the lane closes the connection instead of taking it back: closing
+    /// rolls back a transaction the connection may have left open, or lets go of one found
+    /// dead, and the lanes open a new connection when next needed. Only for lanes that
+    /// [`can_discard`](Lanes::can_discard).
+    pub(crate) fn discard_on_drop(&mut self, discard: bool) {
+        self.discard = discard;
+    }
+}
+
+impl<C: Connection> Deref for Lane<C> {
+    type Target = C;
+
+    fn deref(&self) -> &C {
+        self.conn.as_ref().expect("present until dropped")
+    }
+}
+
+impl<C: Connection> DerefMut for Lane<C> {
+    fn deref_mut(&mut self) -> &mut C {
+        self.conn.as_mut().expect("present until dropped")
+    }
+}
+
+impl<C: Connection> Drop for Lane<C> {
+    fn drop(&mut self) {
+        let Some(conn) = self.conn.take() else { return };
+        // Dropping a connection closes it (SQLite's ends its thread; Postgres' its socket).
+        if !self.discard && !self.lanes.permits.is_closed() {
+            self.lanes.idle().push(conn);
+        }
+    }
+}
