@@ -266,20 +266,24 @@ impl Cycle {
     /// it with every member run of the run: those the step wrote and, from before it,
     /// `finished_members`.
     async fn persist(&self, step: Step, finished_members: &[RunRecord]) -> Result<RunOutput> {
-        self.store().save_runs(&step.runs(), &step.writes.approvals, &step.writes.executions).await?;
-        for row in step.writes.approvals.iter().filter(|row| row.status == ApprovalStatus::Pending) {
+        let Step { record, writes: Writes { approvals, member_runs, executions }, error } = step;
+        // Member runs first, then the run itself: moved in and back out, not copied.
+        let mut runs = member_runs;
+        runs.push(record);
+        self.store().save_runs(&runs, &approvals, &executions).await?;
+        for row in approvals.iter().filter(|row| row.status == ApprovalStatus::Pending) {
             events::emit(|| RunEvent::ApprovalRequested(Box::new(row.clone())));
         }
-        if let Some(error) = step.error {
+        if let Some(error) = error {
             return Err(error);
         }
-        let Step { record, writes, .. } = step;
+        let record = runs.pop().expect("the run itself is last");
         // Every member run of a team run is one of the two: the step wrote those it started or
         // resumed, and the continue read the others before it claimed the run.
         let member_runs = record
             .member_run_ids
             .iter()
-            .filter_map(|run_id| writes.member_runs.iter().chain(finished_members).find(|r| &r.run_id == run_id))
+            .filter_map(|run_id| runs.iter().chain(finished_members).find(|r| &r.run_id == run_id))
             .map(|run| RunOutput::from(run.clone()))
             .collect();
         Ok(RunOutput { member_runs, ..RunOutput::from(record) })
@@ -299,9 +303,46 @@ fn own_calls(mut record: RunRecord) -> RunRecord {
 }
 
 /// True when `claimed` holds the state `read` was decided on: everything but the status and
-/// the time of the claim.
+/// the time of the claim. (Compared field by field, so that a new field cannot be missed.)
 fn same_state(claimed: &RunRecord, read: &RunRecord) -> bool {
-    *claimed == RunRecord { status: claimed.status, updated_at: claimed.updated_at, ..read.clone() }
+    let RunRecord {
+        run_id,
+        session_id,
+        user_id,
+        agent_id,
+        team_id,
+        parent_run_id,
+        status: _,
+        input,
+        messages,
+        tools,
+        requirements,
+        approvals,
+        content,
+        metadata,
+        usage,
+        member_run_ids,
+        delegations,
+        created_at,
+        updated_at: _,
+    } = read;
+    claimed.run_id == *run_id
+        && claimed.session_id == *session_id
+        && claimed.user_id == *user_id
+        && claimed.agent_id == *agent_id
+        && claimed.team_id == *team_id
+        && claimed.parent_run_id == *parent_run_id
+        && claimed.input == *input
+        && claimed.messages == *messages
+        && claimed.tools == *tools
+        && claimed.requirements == *requirements
+        && claimed.approvals == *approvals
+        && claimed.content == *content
+        && claimed.metadata == *metadata
+        && claimed.usage == *usage
+        && claimed.member_run_ids == *member_run_ids
+        && claimed.delegations == *delegations
+        && claimed.created_at == *created_at
 }
 
 /// Runs a continue (or a recovery) on a task of its own, so that a caller that stops waiting

@@ -206,10 +206,17 @@ impl Runner {
     /// Model, then tools, until a final answer, a pause, or the round limit.
     async fn advance(&self, record: &mut RunRecord, writes: &mut Writes) -> Result<()> {
         loop {
-            let mut messages = Vec::with_capacity(record.messages.len() + 1);
-            messages.extend(self.instructions.as_deref().map(Message::system));
-            messages.extend(record.messages.iter().cloned());
-            let request = ModelRequest { messages: &messages, tools: self.tools.schemas() };
+            // The conversation is copied only to put the instructions first.
+            let with_instructions: Vec<Message>;
+            let messages = match self.instructions.as_deref() {
+                None => record.messages.as_slice(),
+                Some(instructions) => {
+                    with_instructions =
+                        std::iter::once(Message::system(instructions)).chain(record.messages.iter().cloned()).collect();
+                    with_instructions.as_slice()
+                }
+            };
+            let request = ModelRequest { messages, tools: self.tools.schemas() };
             let span = tracing::debug_span!("kern.model", model = self.model.id(), run_id = %record.run_id);
             let response = if events::listening() {
                 let run_id = record.run_id.as_str();

@@ -101,13 +101,6 @@ impl Step {
         }
         Step { record, writes, error }
     }
-
-    /// The runs this step writes: member runs first, then the run itself.
-    pub(crate) fn runs(&self) -> Vec<RunRecord> {
-        let mut runs = self.writes.member_runs.clone();
-        runs.push(self.record.clone());
-        runs
-    }
 }
 
 /// Parses the model's argument text; empty text means no arguments. Arguments nested deeper
