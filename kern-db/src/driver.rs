@@ -63,6 +63,23 @@ pub(crate) trait Driver: Database {
     /// insert into `table`, where `NEW` is the row inserted.
     fn before_insert_trigger(layout: &Layout, table: &Ident, name: &Ident, body: &str) -> Vec<String>;
 
+    /// Creates trigger `name`, which runs `body` (statements, each ending in `;`) after each
+    /// `event` (`INSERT`, `UPDATE OF column`) on `table` for which `condition` (SQL over `NEW`,
+    /// and `OLD` for an update) holds.
+    fn after_row_trigger(
+        layout: &Layout,
+        table: &Ident,
+        name: &Ident,
+        event: &str,
+        condition: &str,
+        body: &str,
+    ) -> Vec<String>;
+
+    /// The shard of the pending count a row's change is added to (see `schema::pending_count`):
+    /// one row where one writer at a time writes, a random one of a few where many do, so
+    /// that concurrent commits seldom wait for each other's shard.
+    const COUNT_SHARD: &'static str;
+
     /// Makes the approvals table announce to every process each row that leaves `pending` or
     /// is deleted, where the database can (see `wake`); nothing where it cannot.
     fn announce_resolutions(layout: &Layout) -> Vec<String>;

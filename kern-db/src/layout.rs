@@ -93,6 +93,11 @@ impl Layout {
         self.approvals.suffixed("_votes")
     }
 
+    /// How many of this store's rows are pending, kept in shards (see `schema::pending_count`).
+    pub(crate) fn pending_counts(&self) -> Ident {
+        self.approvals.suffixed("_pending")
+    }
+
     /// The API keys that sign in to this store's rows.
     pub(crate) fn api_keys(&self) -> Ident {
         self.approvals.suffixed("_api_keys")

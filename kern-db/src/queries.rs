@@ -60,6 +60,8 @@ pub(crate) struct Queries {
     pub(crate) votes: String,
     pub(crate) insert_vote: String,
     count_approvals: String,
+    /// The pending rows not past their expiry at `$1`, from the kept count.
+    pending_count: String,
     /// `$1`..`$10`: run_id, session_id, parent_run_id, agent_id, team_id, user_id, status,
     /// state, created_at, updated_at.
     pub(crate) upsert_run: String,
@@ -115,6 +117,13 @@ impl Queries {
         let resolve_approval =
             format!("{decide_row} AND principals_only = 0 AND (expires_at IS NULL OR expires_at > $6)");
         let not_expired = "(expires_at IS NULL OR expires_at > $1)";
+        // The pending rows not past their expiry at `$1`: the kept count (see
+        // `schema::pending_count`) less the pending rows past it, read on the index of expiries.
+        let pending_count = format!(
+            "(SELECT CAST(COALESCE(SUM(n), 0) AS BIGINT) FROM {}) - \
+             (SELECT COUNT(*) FROM {approvals} WHERE status = '{pending}' AND expires_at <= $1)",
+            layout.qualified(&layout.pending_counts())
+        );
         let returning = format!("RETURNING {APPROVAL_COLUMNS}");
         let confirmation = PauseType::Confirmation.as_str();
         Queries {
@@ -133,9 +142,7 @@ impl Queries {
             pending_rows_of_run: format!(
                 "SELECT {APPROVAL_COLUMNS} FROM {approvals} WHERE run_id = $1 AND status = '{pending}' ORDER BY id{lock}"
             ),
-            count_pending: format!(
-                "SELECT COUNT(*) AS n FROM {approvals} WHERE status = '{pending}' AND {not_expired}"
-            ),
+            count_pending: format!("SELECT {pending_count} AS n"),
             count_pending_of_user: format!(
                 "SELECT COUNT(*) AS n FROM {approvals} WHERE status = '{pending}' AND user_id = $2 AND {not_expired}"
             ),
@@ -149,6 +156,7 @@ impl Queries {
             insert_vote: format!("INSERT INTO {votes} ({VOTE_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7)"),
             events,
             count_approvals: format!("SELECT COUNT(*) AS n FROM {approvals}"),
+            pending_count,
             upsert_run: format!(
                 "INSERT INTO {runs} \
                  (run_id, session_id, parent_run_id, agent_id, team_id, user_id, status, state, created_at, updated_at) \
@@ -282,10 +290,9 @@ impl Queries {
     pub(crate) fn list_page(&self, filter: &Filter<'_>) -> String {
         let n = filter.params.len() + filter.cursor.as_ref().map_or(0, |cursor| cursor.len());
         format!(
-            "SELECT {APPROVAL_COLUMNS}, ({} {}) AS total FROM {} {} \
+            "SELECT {APPROVAL_COLUMNS}, ({}) AS total FROM {} {} \
              ORDER BY {} LIMIT ${} OFFSET ${}",
-            self.count_approvals,
-            filter.where_clause(),
+            self.total(filter),
             self.approvals,
             filter.page_where_clause(),
             filter.order_by(),
@@ -296,7 +303,17 @@ impl Queries {
 
     /// How many rows match, for a page that came back empty; binds the filter's values.
     pub(crate) fn list_count(&self, filter: &Filter<'_>) -> String {
-        format!("{} {}", self.count_approvals, filter.where_clause())
+        if filter.pending_only { format!("SELECT {} AS n", self.pending_count) } else { self.total(filter) }
+    }
+
+    /// The query of the number of rows that match `filter`: from the kept count of pending
+    /// rows for the inbox (pending rows, no other filter), a count of the rows otherwise.
+    fn total(&self, filter: &Filter<'_>) -> String {
+        if filter.pending_only {
+            format!("SELECT {}", self.pending_count)
+        } else {
+            format!("{} {}", self.count_approvals, filter.where_clause())
+        }
     }
 }
 
@@ -311,6 +328,9 @@ pub(crate) struct Filter<'a> {
     /// a condition of the page only.
     cursor: Option<[Param<'a>; 2]>,
     order: ListOrder,
+    /// True when the only condition is being pending at the time bound first: the rows the
+    /// kept count counts.
+    pending_only: bool,
 }
 
 impl<'a> Filter<'a> {
@@ -325,7 +345,8 @@ impl<'a> Filter<'a> {
             return None;
         }
         let cursor = query.after.as_ref().map(cursor);
-        let mut filter = Filter { conditions: Vec::new(), params: Vec::new(), cursor, order: query.order };
+        let mut filter =
+            Filter { conditions: Vec::new(), params: Vec::new(), cursor, order: query.order, pending_only: false };
         if query.order == ListOrder::ExpiringSoonest {
             filter.conditions.push("expires_at IS NOT NULL".to_owned());
         }
@@ -357,6 +378,7 @@ impl<'a> Filter<'a> {
         filter.add("created_at >=", query.created_after.map(ceil_micros));
         filter.add("tool_name =", query.tool_name.as_deref());
         filter.add("expires_at <", query.expires_before.map(ceil_micros));
+        filter.pending_only = query.status == Some(ApprovalStatus::Pending) && filter.conditions.len() == 1;
         Some(filter)
     }
 
@@ -475,6 +497,22 @@ mod tests {
         let page = queries().list_page(&filter);
         assert!(page.contains("(SELECT COUNT(*) AS n FROM \"kern_approvals\" ) AS total"), "{page}");
         assert!(page.contains("WHERE (created_at, id) < ($1, $2) ORDER BY"), "{page}");
+    }
+
+    #[test]
+    fn the_inbox_total_reads_the_kept_count_and_other_filters_count_rows() {
+        let now = kern_core::now();
+        let counted = "(SELECT CAST(COALESCE(SUM(n), 0) AS BIGINT) FROM \"kern_approvals_pending\") - \
+                       (SELECT COUNT(*) FROM \"kern_approvals\" WHERE status = 'pending' AND expires_at <= $1)";
+        let inbox = ApprovalQuery::default().status(ApprovalStatus::Pending);
+        let filter = Filter::new(&inbox, now).unwrap();
+        assert!(queries().list_page(&filter).contains(&format!("(SELECT {counted}) AS total")));
+        assert_eq!(queries().list_count(&filter), format!("SELECT {counted} AS n"));
+        assert_eq!(queries().count_pending, format!("SELECT {counted} AS n"));
+        for narrower in [inbox.clone().user_id("u1"), inbox.clone().order(ListOrder::ExpiringSoonest)] {
+            let filter = Filter::new(&narrower, now).unwrap();
+            assert!(queries().list_count(&filter).starts_with("SELECT COUNT(*) AS n FROM"), "{narrower:?}");
+        }
     }
 
     #[test]

@@ -16,7 +16,7 @@ use crate::layout::{Ident, Layout};
 use crate::stmt::Stmt;
 
 /// The schema version this build writes and understands.
-pub const SCHEMA_VERSION: i64 = 8;
+pub const SCHEMA_VERSION: i64 = 9;
 
 /// The first version whose triggers keep a run's session row and its approval rows'
 /// `run_status` in step as the run is saved.
@@ -43,6 +43,10 @@ const API_KEYS_VERSION: i64 = 7;
 /// The first version whose trail announces its new events (Postgres), and whose runs are
 /// indexed for the scans of workers.
 pub(crate) const EVENT_NOTIFY_VERSION: i64 = 8;
+
+/// The first version that keeps the number of pending rows as they change, so that counting
+/// them reads a few rows instead of every pending row's index entry.
+const PENDING_COUNT_VERSION: i64 = 9;
 
 /// One step of the schema.
 #[derive(Debug)]
@@ -96,6 +100,7 @@ impl Migrator {
                 Migration { starts_trails: true, ..Migration::new(TRAIL_VERSION, trail::<DB>(layout)) },
                 Migration::new(API_KEYS_VERSION, api_keys::<DB>(layout)),
                 Migration::new(EVENT_NOTIFY_VERSION, workers::<DB>(layout)),
+                Migration::new(PENDING_COUNT_VERSION, pending_count::<DB>(layout)),
             ],
             select_rows: format!("SELECT {APPROVAL_COLUMNS} FROM {} ORDER BY id", layout.qualified(&layout.approvals)),
             insert_event: format!(
@@ -382,6 +387,51 @@ fn workers<DB: Driver>(layout: &Layout) -> Vec<String> {
     statements
 }
 
+/// Version 9: the number of pending rows, kept in shards (rows `shard`, `n`) that sum to it:
+/// a row inserted pending adds one, a row leaving `pending` takes one away (rows are never
+/// deleted), each in the statement that makes the change. The rows still pending past their
+/// expiry no longer count as pending; they are few (the expiry sweep decides them) and found by
+/// an index of the pending rows' expiries, which the sweep also reads.
+fn pending_count<DB: Driver>(layout: &Layout) -> Vec<String> {
+    let (int, table_options) = (DB::INT_TYPE, DB::TABLE_OPTIONS);
+    let approvals = layout.qualified(&layout.approvals);
+    let counts = layout.qualified(&layout.pending_counts());
+    let pending = ApprovalStatus::Pending.as_str();
+    let add = |delta: i64| {
+        format!(
+            "INSERT INTO {counts} (shard, n) VALUES ({}, {delta}) \
+             ON CONFLICT (shard) DO UPDATE SET n = {counts}.n + excluded.n;",
+            DB::COUNT_SHARD
+        )
+    };
+    let mut statements = vec![
+        format!("CREATE TABLE {counts} (shard {int} PRIMARY KEY NOT NULL, n {int} NOT NULL){table_options}"),
+        format!("INSERT INTO {counts} (shard, n) SELECT 0, COUNT(*) FROM {approvals} WHERE status = '{pending}'"),
+        format!(
+            "CREATE INDEX {} ON {approvals} (expires_at) WHERE status = '{pending}' AND expires_at IS NOT NULL",
+            layout.approvals.suffixed("_expiry_idx").quoted()
+        ),
+    ];
+    let table = &layout.approvals;
+    statements.extend(DB::after_row_trigger(
+        layout,
+        table,
+        &table.suffixed("_count_in"),
+        "INSERT",
+        &format!("NEW.status = '{pending}'"),
+        &add(1),
+    ));
+    statements.extend(DB::after_row_trigger(
+        layout,
+        table,
+        &table.suffixed("_count_out"),
+        "UPDATE OF status",
+        &format!("OLD.status = '{pending}' AND NEW.status <> '{pending}'"),
+        &add(-1),
+    ));
+    statements
+}
+
 /// Version 7: the API keys. The trail's events need no index for the feed that follows them
 /// (`events_after`): their `seq` is the key of their table.
 fn api_keys<DB: Driver>(layout: &Layout) -> Vec<String> {
@@ -426,14 +476,15 @@ mod tests {
         let versions = |current, target| -> Vec<i64> {
             migrator.pending(current, target).unwrap().iter().map(|m| m.version).collect()
         };
-        assert_eq!(versions(0, SCHEMA_VERSION), [1, 2, 3, 4, 5, 6, 7, 8]);
-        assert_eq!(versions(1, SCHEMA_VERSION), [2, 3, 4, 5, 6, 7, 8]);
-        assert_eq!(versions(2, SCHEMA_VERSION), [3, 4, 5, 6, 7, 8]);
-        assert_eq!(versions(3, SCHEMA_VERSION), [4, 5, 6, 7, 8]);
-        assert_eq!(versions(4, SCHEMA_VERSION), [5, 6, 7, 8]);
-        assert_eq!(versions(5, SCHEMA_VERSION), [6, 7, 8]);
-        assert_eq!(versions(6, SCHEMA_VERSION), [7, 8]);
-        assert_eq!(versions(7, SCHEMA_VERSION), [8]);
+        assert_eq!(versions(0, SCHEMA_VERSION), [1, 2, 3, 4, 5, 6, 7, 8, 9]);
+        assert_eq!(versions(1, SCHEMA_VERSION), [2, 3, 4, 5, 6, 7, 8, 9]);
+        assert_eq!(versions(2, SCHEMA_VERSION), [3, 4, 5, 6, 7, 8, 9]);
+        assert_eq!(versions(3, SCHEMA_VERSION), [4, 5, 6, 7, 8, 9]);
+        assert_eq!(versions(4, SCHEMA_VERSION), [5, 6, 7, 8, 9]);
+        assert_eq!(versions(5, SCHEMA_VERSION), [6, 7, 8, 9]);
+        assert_eq!(versions(6, SCHEMA_VERSION), [7, 8, 9]);
+        assert_eq!(versions(7, SCHEMA_VERSION), [8, 9]);
+        assert_eq!(versions(8, SCHEMA_VERSION), [9]);
         assert_eq!(versions(0, 1), [1]);
         assert_eq!(versions(SCHEMA_VERSION, SCHEMA_VERSION), [] as [i64; 0]);
         assert_eq!(versions(2, 1), [] as [i64; 0]);

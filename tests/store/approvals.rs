@@ -230,6 +230,38 @@ pub async fn pending_rows_are_counted_per_user(store: Arc<dyn Store>) {
     assert_eq!(store.count_pending_approvals(Some("nobody")).await.unwrap(), 0);
 }
 
+/// The inbox's count (and a listing's total) follows every way a row enters or leaves
+/// `pending`, in batches larger than one statement, and leaves out rows past their expiry.
+pub async fn the_pending_count_follows_every_way_a_row_leaves_pending(store: Arc<dyn Store>) {
+    let at = now();
+    let inbox = ApprovalQuery::default().status(ApprovalStatus::Pending);
+    let counts = || async {
+        let count = store.count_pending_approvals(None).await.unwrap();
+        let listed = store.list_approvals(&inbox).await.unwrap();
+        assert_eq!(listed.total, count, "the listing's total is the count");
+        assert_eq!(listed.items.len() as u64, count.min(50));
+        count
+    };
+    assert_eq!(counts().await, 0);
+    let batch: Vec<Approval> = (0..40).map(|_| approval("run-1")).collect();
+    let overdue = Approval { expires_at: Some(at - seconds(5)), ..approval("run-2") };
+    let later = Approval { expires_at: Some(at + seconds(3600)), ..approval("run-2") };
+    let audit = Approval { status: ApprovalStatus::Approved, approval_type: ApprovalType::Audit, ..approval("run-3") };
+    create_all(&*store, &batch).await;
+    create_all(&*store, &[overdue.clone(), later.clone(), audit]).await;
+    assert_eq!(counts().await, 41, "40 + the one expiring later; not the overdue one, not the audit row");
+
+    store.update_approval(&batch[0].id, ApprovalUpdate::approve("admin")).await.unwrap();
+    store.update_approval(&batch[1].id, ApprovalUpdate::reject("admin")).await.unwrap();
+    assert!(store.delete_approval(&batch[2].id).await.unwrap());
+    assert_eq!(counts().await, 38);
+    assert!(store.update_approval(&batch[0].id, ApprovalUpdate::reject("admin")).await.is_err());
+    assert_eq!(counts().await, 38, "a refused resolution changes nothing");
+    assert_eq!(store.expire_approvals(at).await.unwrap(), 1);
+    assert_eq!(counts().await, 38, "the overdue row was not counted before its expiry was recorded either");
+    assert_eq!(store.count_pending_approvals(Some("user-1")).await.unwrap(), 38);
+}
+
 pub async fn delete_cancels_a_pending_row_and_refuses_a_resolved_one(store: Arc<dyn Store>) {
     let (gone, kept, decided) = (approval("run-1"), approval("run-1"), approval("run-1"));
     create_all(&*store, &[gone.clone(), kept.clone(), decided.clone()]).await;

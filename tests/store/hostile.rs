@@ -352,7 +352,7 @@ pub async fn an_unreadable_row_is_named_and_the_listing_goes_on(target: SqlTarge
 const FIRST_TRAIL_VERSION: i64 = 6;
 
 /// Tables of each older schema version, so that one database holds a store of each.
-const OLDER_TABLES: [[&str; 3]; 7] = [
+const OLDER_TABLES: [[&str; 3]; 8] = [
     ["v1_approvals", "v1_runs", "v1_sessions"],
     ["v2_approvals", "v2_runs", "v2_sessions"],
     ["v3_approvals", "v3_runs", "v3_sessions"],
@@ -360,6 +360,7 @@ const OLDER_TABLES: [[&str; 3]; 7] = [
     ["v5_approvals", "v5_runs", "v5_sessions"],
     ["v6_approvals", "v6_runs", "v6_sessions"],
     ["v7_approvals", "v7_runs", "v7_sessions"],
+    ["v8_approvals", "v8_runs", "v8_sessions"],
 ];
 
 pub async fn an_upgrade_from_every_version_keeps_the_rows_and_takes_nul_inside_json(target: SqlTarget) {
@@ -402,9 +403,14 @@ pub async fn an_upgrade_from_every_version_keeps_the_rows_and_takes_nul_inside_j
                 "from version {version}"
             );
         }
+        // The pending count starts from the rows the upgrade found, and follows them.
+        let inbox = ApprovalQuery::default().status(ApprovalStatus::Pending);
+        assert_eq!(store.count_pending_approvals(None).await.unwrap(), 2, "from version {version}");
+        assert_eq!(store.list_approvals(&inbox).await.unwrap().total, 2, "from version {version}");
         let nul = json!({ "result": "a\u{0}b" });
         let resolved = store.update_approval(&ids[1], ApprovalUpdate::approve("admin").with_data(nul.clone())).await;
         assert_eq!(resolved.unwrap().resolution_data, Some(nul.clone()), "from version {version}");
+        assert_eq!(store.count_pending_approvals(None).await.unwrap(), 1, "from version {version}");
         let next = RunRecord { input: "a\u{0}b".into(), ..run("session-2") };
         let next_row = Approval { tool_args: nul, ..approval(&next.run_id) };
         store.save_runs(std::slice::from_ref(&next), std::slice::from_ref(&next_row), &[]).await.unwrap();

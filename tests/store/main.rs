@@ -63,6 +63,7 @@ suite! {
         approvals::pages_are_stable_when_created_at_ties,
         approvals::sql_metacharacters_in_filters_are_inert,
         approvals::pending_rows_are_counted_per_user,
+        approvals::the_pending_count_follows_every_way_a_row_leaves_pending,
         approvals::delete_cancels_a_pending_row_and_refuses_a_resolved_one,
         resolve::resolving_returns_the_stored_row,
         resolve::of_64_racing_resolvers_exactly_one_wins,

@@ -113,6 +113,30 @@ impl Driver for Postgres {
         ]
     }
 
+    fn after_row_trigger(
+        layout: &Layout,
+        table: &Ident,
+        name: &Ident,
+        event: &str,
+        condition: &str,
+        body: &str,
+    ) -> Vec<String> {
+        let function = layout.qualified(name);
+        vec![
+            format!(
+                "CREATE FUNCTION {function}() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN {body} RETURN NULL; END $$"
+            ),
+            format!(
+                "CREATE TRIGGER {} AFTER {event} ON {} FOR EACH ROW WHEN ({condition}) EXECUTE FUNCTION {function}()",
+                name.quoted(),
+                layout.qualified(table)
+            ),
+        ]
+    }
+
+    /// One of 64, at random: commits at once seldom wait on one shard's row lock.
+    const COUNT_SHARD: &'static str = "floor(random() * 64)::int";
+
     fn announce_resolutions(layout: &Layout) -> Vec<String> {
         notify::trigger(layout)
     }

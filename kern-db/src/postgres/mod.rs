@@ -185,11 +185,13 @@ mod tests {
             assert_eq!(trigger_names(&db, &schema).await, ["kern_approvals_on_resolve", "kern_runs_on_save"]);
             db.close().await;
 
-            // Later versions guard the trail, its votes and the rows' decisions, and announce the
-            // trail's growth.
+            // Later versions guard the trail, its votes and the rows' decisions, announce the
+            // trail's growth, and keep the count of pending rows.
             let db = builder.build().await.unwrap();
             assert_eq!(db.schema_version().await.unwrap(), SCHEMA_VERSION);
             let guards = [
+                "kern_approvals_count_in",
+                "kern_approvals_count_out",
                 "kern_approvals_events_no_delete",
                 "kern_approvals_events_no_update",
                 "kern_approvals_events_on_insert",

@@ -63,6 +63,24 @@ impl Driver for Sqlite {
         vec![format!("CREATE TRIGGER {} BEFORE INSERT ON {} BEGIN {body} END", name.quoted(), layout.qualified(table))]
     }
 
+    fn after_row_trigger(
+        layout: &Layout,
+        table: &Ident,
+        name: &Ident,
+        event: &str,
+        condition: &str,
+        body: &str,
+    ) -> Vec<String> {
+        vec![format!(
+            "CREATE TRIGGER {} AFTER {event} ON {} FOR EACH ROW WHEN {condition} BEGIN {body} END",
+            name.quoted(),
+            layout.qualified(table)
+        )]
+    }
+
+    /// One writer at a time: one shard.
+    const COUNT_SHARD: &'static str = "0";
+
     /// SQLite cannot tell other processes of a write: their waiters poll the file.
     fn announce_resolutions(_layout: &Layout) -> Vec<String> {
         Vec::new()
