@@ -287,19 +287,20 @@ impl Store for MemoryDb {
 
     fn session_runs<'a>(&'a self, session_id: &'a str, limit: usize) -> BoxFuture<'a, Result<Vec<RunRecord>>> {
         let tables = self.tables();
-        let mut runs: Vec<RunRecord> =
-            tables.runs.values().filter(|r| r.session_id == session_id && r.parent_run_id.is_none()).cloned().collect();
+        let mut runs: Vec<&RunRecord> =
+            tables.runs.values().filter(|r| r.session_id == session_id && r.parent_run_id.is_none()).collect();
         runs.sort_by(|a, b| (a.created_at, &a.run_id).cmp(&(b.created_at, &b.run_id)));
         let skip = runs.len().saturating_sub(limit);
-        ready(Ok(runs.split_off(skip)))
+        ready(Ok(runs.into_iter().skip(skip).cloned().collect()))
     }
 
     fn list_runs<'a>(&'a self, query: &'a RunQuery) -> BoxFuture<'a, Result<RunPage>> {
-        let mut runs: Vec<RunRecord> = self.tables().runs.values().filter(|run| query.matches(run)).cloned().collect();
+        let tables = self.tables();
+        let mut runs: Vec<&RunRecord> = tables.runs.values().filter(|run| query.matches(run)).collect();
         runs.sort_by(|a, b| (b.created_at, &b.run_id).cmp(&(a.created_at, &a.run_id)));
         let limit = query.effective_limit();
-        runs.truncate(limit as usize);
-        ready(Ok(RunPage::new(runs, limit)))
+        let page = runs.into_iter().take(limit as usize).cloned().collect();
+        ready(Ok(RunPage::new(page, limit)))
     }
 
     fn get_approval<'a>(&'a self, id: &'a str) -> BoxFuture<'a, Result<Option<Approval>>> {
@@ -309,18 +310,19 @@ impl Store for MemoryDb {
     fn list_approvals<'a>(&'a self, query: &'a ApprovalQuery) -> BoxFuture<'a, Result<ApprovalPage>> {
         let tables = self.tables();
         let now = crate::now();
-        let mut items: Vec<Approval> = tables
-            .approvals
-            .values()
-            .filter(|row| query.matches_at(row, now))
-            .map(|row| Approval { status: row.status_at(now), ..row.clone() })
-            .collect();
-        items.sort_by(|a, b| query.compare(a, b));
-        let total = items.len() as u64;
+        // Sorted by reference: only the page's rows are copied.
+        let mut matching: Vec<&Approval> = tables.approvals.values().filter(|row| query.matches_at(row, now)).collect();
+        matching.sort_by(|a, b| query.compare(a, b));
+        let total = matching.len() as u64;
         let offset = usize::try_from(query.offset()).unwrap_or(usize::MAX);
         let limit = query.effective_limit() as usize;
-        let items: Vec<Approval> =
-            items.into_iter().filter(|row| query.is_after_cursor(row)).skip(offset).take(limit).collect();
+        let items: Vec<Approval> = matching
+            .into_iter()
+            .filter(|row| query.is_after_cursor(row))
+            .skip(offset)
+            .take(limit)
+            .map(|row| Approval { status: row.status_at(now), ..row.clone() })
+            .collect();
         let next_cursor = items.last().filter(|_| items.len() == limit).map(|row| query.cursor_after(row));
         ready(Ok(ApprovalPage { items, total, unreadable: Vec::new(), next_cursor }))
     }
