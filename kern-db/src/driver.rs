@@ -76,8 +76,8 @@ pub(crate) trait Driver: Database {
     ) -> Vec<String>;
 
     /// The shard of the pending count a row's change is added to (see `schema::pending_count`):
-    /// one row where one writer at a time writes, a random one of a few where many do, so
-    /// that concurrent commits seldom wait for each other's shard.
+    /// one row where one writer at a time writes, one per session where many do, so that
+    /// concurrent commits do not wait for each other's shard.
     const COUNT_SHARD: &'static str;
 
     /// Makes the approvals table announce to every process each row that leaves `pending` or
