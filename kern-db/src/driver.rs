@@ -10,6 +10,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use kern_core::{BoxFuture, Error, Result};
 use sqlx::{Connection, Database};
 
+use crate::lanes::Lane;
 use crate::layout::{Ident, Layout};
 use crate::stmt::{Decoder, Stmt};
 
@@ -18,7 +19,7 @@ use crate::stmt::{Decoder, Stmt};
 /// semantics, its statements, the schema) is written once.
 pub(crate) trait Driver: Database {
     /// Where the store's connections come from.
-    type Pool: ConnectionPool<Self>;
+    type Pool: ConnectionPool<Self, Conn = Lane<Self::Connection>>;
 
     /// Opens a transaction that will write. SQLite's `BEGIN IMMEDIATE` takes the write lock at
     /// once, where the busy timeout applies; a deferred transaction that upgrades later fails
@@ -111,15 +112,6 @@ pub(crate) trait Driver: Database {
         message: &str,
     ) -> Vec<String>;
 
-    /// Begins a write transaction on `conn` for work that reads before it writes (a decision, a
-    /// cancellation, the expiry sweep). If the caller stops waiting before it commits, the
-    /// transaction rolls back and the connection never returns to its pool inside it; after
-    /// the commit, [`disarm`](Self::disarm) lets the connection return as usual.
-    fn begin_guarded<'c>(conn: &'c mut PoolConn<Self>) -> BoxFuture<'c, Result<sqlx::Transaction<'c, Self>>>;
-
-    /// Lets a connection whose guarded transaction committed return to its pool.
-    fn disarm(conn: &mut PoolConn<Self>);
-
     /// Runs `stmt` and decodes every row it returns.
     fn fetch<'c, T: Send + 'c>(
         conn: &'c mut Self::Connection,
@@ -145,9 +137,6 @@ pub(crate) trait Driver: Database {
     fn connection_lost(err: &Error) -> bool;
 }
 
-/// A connection lent out by the pool of database `DB`.
-pub(crate) type PoolConn<DB> = <<DB as Driver>::Pool as ConnectionPool<DB>>::Conn;
-
 /// Connections of one database, lent out one at a time.
 pub(crate) trait ConnectionPool<DB: Database>: Debug + Send + Sync {
     /// A lent connection; it goes back to the pool when dropped.
@@ -161,11 +150,46 @@ pub(crate) trait ConnectionPool<DB: Database>: Debug + Send + Sync {
     /// committed.
     fn acquire_live(&self) -> BoxFuture<'_, Result<Self::Conn>>;
 
-    /// Makes `conn` close when dropped instead of going back: for a connection found gone.
-    fn discard(conn: &mut Self::Conn);
-
     /// Closes the connections; later calls to `acquire` fail.
     fn close(&self) -> BoxFuture<'_, ()>;
+}
+
+/// Begins a write transaction on `conn`, for work that reads before it writes (a decision, a
+/// cancellation, the expiry sweep), with a plain [`BEGIN_WRITE`](Driver::BEGIN_WRITE) that sqlx
+/// does not track: one round trip, where a sqlx transaction takes two on SQLite (it checks that
+/// the transaction began) and on Postgres needed a ping first. A Postgres connection found dead
+/// at `BEGIN`, which then began nothing, is replaced and the `BEGIN` sent again: a write that
+/// begins so needs no ping. If the caller stops waiting before [`commit`] or [`roll_back`], the
+/// connection is closed, which rolls the transaction back (SQLite's in-memory connection,
+/// which cannot be, is rolled back before it is lent again).
+pub(crate) async fn begin<DB: Driver>(conn: &mut Lane<DB::Connection>) -> Result<()> {
+    // Marked first: a caller may stop waiting once the `BEGIN` is on its way.
+    conn.set_in_transaction(true);
+    let begun = match DB::execute_unprepared(conn, DB::BEGIN_WRITE).await {
+        Err(err) if DB::connection_lost(&err) => {
+            tracing::debug!(error = %err, "a lent connection did not answer its BEGIN: taking another");
+            conn.reconnect().await?;
+            DB::execute_unprepared(conn, DB::BEGIN_WRITE).await
+        }
+        begun => begun,
+    };
+    // A `BEGIN` that failed began nothing.
+    conn.set_in_transaction(begun.is_ok());
+    begun
+}
+
+/// Commits the transaction [`begin`] began.
+pub(crate) async fn commit<DB: Driver>(conn: &mut Lane<DB::Connection>) -> Result<()> {
+    DB::execute_unprepared(conn, "COMMIT").await?;
+    conn.set_in_transaction(false);
+    Ok(())
+}
+
+/// Rolls back the transaction [`begin`] began.
+pub(crate) async fn roll_back<DB: Driver>(conn: &mut Lane<DB::Connection>) -> Result<()> {
+    DB::execute_unprepared(conn, "ROLLBACK").await?;
+    conn.set_in_transaction(false);
+    Ok(())
 }
 
 /// Runs `stmts` in one transaction, a call to the database each: all of them or, on any error,
@@ -222,7 +246,7 @@ impl<DB: Driver> Pools<DB> {
         match DB::fetch(&mut conn, &stmt, decode).await {
             Err(err) if DB::connection_lost(&err) => {
                 tracing::debug!(error = %err, "a read lost its connection: running it on another");
-                DB::Pool::discard(&mut conn);
+                conn.discard();
                 drop(conn);
                 DB::fetch(&mut *self.reader.acquire_live().await?, &stmt, decode).await
             }

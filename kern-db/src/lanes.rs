@@ -14,7 +14,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use kern_core::{Error, Result};
-use sqlx::{ConnectOptions, Connection};
+use sqlx::{ConnectOptions, Connection, Executor};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 /// How long a caller waits for a free connection before it gets an error, as with sqlx's pool.
@@ -45,7 +45,7 @@ struct Inner<C: Connection> {
     options: C::Options,
     /// One permit per connection that may exist; closed when the lanes close.
     permits: Arc<Semaphore>,
-    idle: Mutex<Vec<C>>,
+    idle: Mutex<Vec<Idle<C>>>,
     /// True for a database that lives in its one connection (SQLite's in-memory database): it
     /// is never closed before the lanes are.
     keep_open: bool,
@@ -55,19 +55,19 @@ struct Inner<C: Connection> {
     size: usize,
 }
 
+/// A connection waiting to be lent.
+struct Idle<C> {
+    conn: C,
+    /// Left inside a transaction by a caller that stopped waiting: rolled back before it is
+    /// lent again (only a resident connection, which is never closed, comes back so).
+    in_transaction: bool,
+}
+
 impl<C: Connection> Lanes<C> {
     /// Lanes of up to `size` connections opened with `options`, a caller waiting at most
     /// `timeout` for one.
     pub(crate) fn new(options: C::Options, size: usize, timeout: Duration) -> Self {
         Lanes::build(options, size, timeout, false)
-    }
-
-    /// The one connection of a database that lives in it, opened now and never closed before
-    /// the lanes are.
-    pub(crate) async fn resident(options: C::Options) -> Result<Self> {
-        let lanes = Lanes::build(options, 1, ACQUIRE_TIMEOUT, true);
-        drop(lanes.acquire_lane().await?);
-        Ok(lanes)
     }
 
     fn build(options: C::Options, size: usize, timeout: Duration, keep_open: bool) -> Self {
@@ -82,12 +82,6 @@ impl<C: Connection> Lanes<C> {
         Lanes { inner: Arc::new(inner) }
     }
 
-    /// Whether a connection may be closed to roll back what it began (see
-    /// [`Lane::discard_on_drop`]).
-    pub(crate) fn can_discard(&self) -> bool {
-        !self.inner.keep_open
-    }
-
     /// The most connections open at once.
     pub(crate) fn size(&self) -> usize {
         self.inner.size
@@ -95,7 +89,31 @@ impl<C: Connection> Lanes<C> {
 
     /// Keeps `conn`, opened with the lanes' options, as an idle connection.
     pub(crate) fn adopt(&self, conn: C) {
-        self.inner.idle().push(conn);
+        self.inner.idle().push(Idle { conn, in_transaction: false });
+    }
+
+    /// Refuses new callers, then closes the idle connections; connections in use close when
+    /// they come back.
+    pub(crate) async fn close(&self) {
+        self.inner.permits.close();
+        let idle = std::mem::take(&mut *self.inner.idle());
+        for idle in idle {
+            let _ = idle.conn.close().await;
+        }
+    }
+}
+
+impl<C> Lanes<C>
+where
+    C: Connection,
+    for<'e> &'e mut C: Executor<'e, Database = C::Database>,
+{
+    /// The one connection of a database that lives in it, opened now and never closed before
+    /// the lanes are.
+    pub(crate) async fn resident(options: C::Options) -> Result<Self> {
+        let lanes = Lanes::build(options, 1, ACQUIRE_TIMEOUT, true);
+        drop(lanes.acquire_lane().await?);
+        Ok(lanes)
     }
 
     /// A connection: an idle one, or a new one if none is idle and fewer than `size` are open;
@@ -106,29 +124,35 @@ impl<C: Connection> Lanes<C> {
         let permit = waited.map_err(|_| Error::database(sqlx::Error::PoolTimedOut))?;
         let permit = permit.map_err(|_| Error::database(sqlx::Error::PoolClosed))?;
         let idle = self.inner.idle().pop();
-        let conn = match idle {
-            Some(conn) => conn,
-            None => tokio::time::timeout(timeout, self.inner.options.connect())
-                .await
-                .map_err(|_| Error::database(sqlx::Error::PoolTimedOut))?
-                .map_err(Error::database)?,
+        let (conn, in_transaction) = match idle {
+            Some(Idle { conn, in_transaction }) => (conn, in_transaction),
+            None => (self.inner.connect().await?, false),
         };
-        Ok(Lane { conn: Some(conn), discard: false, lanes: self.inner.clone(), _permit: permit })
-    }
-
-    /// Refuses new callers, then closes the idle connections; connections in use close when
-    /// they come back.
-    pub(crate) async fn close(&self) {
-        self.inner.permits.close();
-        let idle = std::mem::take(&mut *self.inner.idle());
-        for conn in idle {
-            let _ = conn.close().await;
+        // Lent before the rollback, so that a caller who stops waiting during it leaves the
+        // connection marked, not dropped.
+        let mut lane =
+            Lane { conn: Some(conn), discard: false, in_transaction, lanes: self.inner.clone(), _permit: permit };
+        if in_transaction {
+            // It fails only when nothing is left to roll back (sqlx may have done it).
+            if let Err(err) = lane.execute(sqlx::raw_sql("ROLLBACK")).await {
+                tracing::debug!(error = %err, "an abandoned transaction had already ended");
+            }
+            lane.in_transaction = false;
         }
+        Ok(lane)
     }
 }
 
 impl<C: Connection> Inner<C> {
-    fn idle(&self) -> MutexGuard<'_, Vec<C>> {
+    /// A new connection, within the lanes' timeout.
+    async fn connect(&self) -> Result<C> {
+        tokio::time::timeout(self.timeout, self.options.connect())
+            .await
+            .map_err(|_| Error::database(sqlx::Error::PoolTimedOut))?
+            .map_err(Error::database)
+    }
+
+    fn idle(&self) -> MutexGuard<'_, Vec<Idle<C>>> {
         // Only pushes and pops happen under the lock: a panic cannot leave the list half-done.
         self.idle.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
@@ -138,6 +162,8 @@ impl<C: Connection> Inner<C> {
 pub(crate) struct Lane<C: Connection> {
     conn: Option<C>,
     discard: bool,
+    /// Inside a transaction begun outside sqlx (see [`Lane::set_in_transaction`]).
+    in_transaction: bool,
     lanes: Arc<Inner<C>>,
     _permit: OwnedSemaphorePermit,
 }
@@ -149,17 +175,25 @@ impl<C: Connection> fmt::Debug for Lane<C> {
 }
 
 impl<C: Connection> Lane<C> {
-    /// Whether the connection may be closed to roll back what it began.
-    pub(crate) fn can_discard(&self) -> bool {
-        !self.lanes.keep_open
+    /// Makes dropping the lane close the connection instead of taking it back: for one found
+    /// dead; the lanes open a new connection when next needed. A resident connection is kept.
+    pub(crate) fn discard(&mut self) {
+        self.discard = true;
     }
 
-    /// Whether dropping the lane closes the connection instead of taking it back: closing
-    /// rolls back a transaction the connection may have left open, or lets go of one found
-    /// dead, and the lanes open a new connection when next needed. Only for lanes that
-    /// [`can_discard`](Lanes::can_discard).
-    pub(crate) fn discard_on_drop(&mut self, discard: bool) {
-        self.discard = discard;
+    /// Marks the connection as inside a transaction that its driver began and will end with
+    /// plain `COMMIT` or `ROLLBACK`, unknown to sqlx. Dropped so marked (its caller stopped
+    /// waiting), the connection is closed, which rolls the transaction back, or, where it
+    /// cannot be, rolled back before it is lent again.
+    pub(crate) fn set_in_transaction(&mut self, in_transaction: bool) {
+        self.in_transaction = in_transaction;
+    }
+
+    /// Closes the connection and opens another in its place: for one found dead.
+    pub(crate) async fn reconnect(&mut self) -> Result<()> {
+        let fresh = self.lanes.connect().await?;
+        self.conn = Some(fresh);
+        Ok(())
     }
 }
 
@@ -181,8 +215,9 @@ impl<C: Connection> Drop for Lane<C> {
     fn drop(&mut self) {
         let Some(conn) = self.conn.take() else { return };
         // Dropping a connection closes it (SQLite's ends its thread; Postgres' its socket).
-        if !self.discard && !self.lanes.permits.is_closed() {
-            self.lanes.idle().push(conn);
+        let discard = (self.discard || self.in_transaction) && !self.lanes.keep_open;
+        if !discard && !self.lanes.permits.is_closed() {
+            self.lanes.idle().push(Idle { conn, in_transaction: self.in_transaction });
         }
     }
 }

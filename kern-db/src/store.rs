@@ -26,7 +26,7 @@ use kern_core::{BoxFuture, Error, Result};
 use serde_json::Value;
 
 use crate::codec;
-use crate::driver::{ConnectionPool, Driver, Pools};
+use crate::driver::{ConnectionPool, Driver, Pools, begin, commit, roll_back};
 use crate::layout::Layout;
 use crate::queries::{Filter, Queries};
 use crate::schema::Migrator;
@@ -120,24 +120,23 @@ impl<DB: Driver> SqlStore<DB> {
         // An executed call's event follows the last event of its row's chain, read in the
         // transaction: a row opened in this batch has only its opening events.
         let now = kern_core::now();
-        let mut conn = self.pools.writer.acquire_live().await?;
-        let mut tx = DB::begin_guarded(&mut conn).await?;
+        let mut conn = self.pools.writer.acquire().await?;
+        begin::<DB>(&mut conn).await?;
         for stmt in &stmts {
-            DB::execute(&mut tx, stmt).await?;
+            DB::execute(&mut conn, stmt).await?;
         }
         for execution in executions {
             let head = Stmt::new(&self.queries.trail_head).bind(execution.approval_id.as_str());
-            if DB::fetch(&mut tx, &head, codec::head).await?.is_empty() {
+            if DB::fetch(&mut conn, &head, codec::head).await?.is_empty() {
                 return Err(Error::ApprovalNotFound(execution.approval_id.clone()));
             }
             let event = (execution.kind(), execution.principal.clone(), execution.data());
-            self.append(&mut tx, &execution.approval_id, &execution.run_id, now, [event]).await?;
+            self.append(&mut conn, &execution.approval_id, &execution.run_id, now, [event]).await?;
         }
         for stmt in &upserts {
-            DB::execute(&mut tx, stmt).await?;
+            DB::execute(&mut conn, stmt).await?;
         }
-        tx.commit().await.map_err(Error::database)?;
-        DB::disarm(&mut conn);
+        commit::<DB>(&mut conn).await?;
         self.pools.committed(());
         Ok(())
     }
@@ -286,22 +285,21 @@ impl<DB: Driver> SqlStore<DB> {
     /// row and the events.
     async fn apply_decision(&self, id: &str, principal: &Principal, decision: &Decision) -> Result<Approval> {
         let now = kern_core::now();
-        let mut conn = self.pools.writer.acquire_live().await?;
-        let mut tx = DB::begin_guarded(&mut conn).await?;
+        let mut conn = self.pools.writer.acquire().await?;
+        begin::<DB>(&mut conn).await?;
         let row =
-            DB::fetch(&mut tx, &Stmt::new(&self.queries.get_approval_locked).bind(id), codec::approval).await?.pop();
-        let votes = DB::fetch(&mut tx, &Stmt::new(&self.queries.votes).bind(id), codec::vote).await?;
+            DB::fetch(&mut conn, &Stmt::new(&self.queries.get_approval_locked).bind(id), codec::approval).await?.pop();
+        let votes = DB::fetch(&mut conn, &Stmt::new(&self.queries.votes).bind(id), codec::vote).await?;
         let effect = match DecisionRules::new(id, principal, decision, now).apply(row.as_ref(), &votes) {
             Ok(effect) => effect,
             Err(error) => {
-                tx.rollback().await.map_err(Error::database)?;
-                DB::disarm(&mut conn);
+                roll_back::<DB>(&mut conn).await?;
                 return Err(error);
             }
         };
         if let Some(vote) = &effect.vote {
             let roles = Value::from(vote.roles.clone());
-            DB::execute(&mut tx, &codec::bind_vote(Stmt::new(&self.queries.insert_vote), vote, &roles)).await?;
+            DB::execute(&mut conn, &codec::bind_vote(Stmt::new(&self.queries.insert_vote), vote, &roles)).await?;
         }
         if effect.resolves {
             let stmt = Stmt::new(&self.queries.decide_row)
@@ -311,12 +309,11 @@ impl<DB: Driver> SqlStore<DB> {
                 .bind(effect.row.resolved_at)
                 .bind(effect.row.resolution_data.as_ref())
                 .bind(now);
-            DB::execute(&mut tx, &stmt).await?;
+            DB::execute(&mut conn, &stmt).await?;
         }
         let events = effect.events.into_iter().map(|(kind, data)| (kind, principal.id.clone(), data));
-        self.append(&mut tx, id, &effect.row.run_id, now, events).await?;
-        tx.commit().await.map_err(Error::database)?;
-        DB::disarm(&mut conn);
+        self.append(&mut conn, id, &effect.row.run_id, now, events).await?;
+        commit::<DB>(&mut conn).await?;
         self.pools.committed(());
         Ok(effect.row)
     }
@@ -385,18 +382,16 @@ impl<DB: Driver> SqlStore<DB> {
             .bind(update.resolution_data.as_ref())
             .bind(now);
         // The resolution and its event commit together.
-        let mut conn = self.pools.writer.acquire_live().await?;
-        let mut tx = DB::begin_guarded(&mut conn).await?;
-        let Some(row) = DB::fetch(&mut tx, &stmt, codec::approval).await?.pop() else {
-            tx.rollback().await.map_err(Error::database)?;
-            DB::disarm(&mut conn);
+        let mut conn = self.pools.writer.acquire().await?;
+        begin::<DB>(&mut conn).await?;
+        let Some(row) = DB::fetch(&mut conn, &stmt, codec::approval).await?.pop() else {
+            roll_back::<DB>(&mut conn).await?;
             return Ok(None);
         };
         let principal = row.resolved_by.clone().unwrap_or_else(|| SYSTEM_PRINCIPAL.to_owned());
         let kind = trail::resolution_kind(row.status).unwrap_or(EventKind::Cancelled);
-        self.append(&mut tx, &row.id, &row.run_id, now, [(kind, principal, trail::resolution_data(&row))]).await?;
-        tx.commit().await.map_err(Error::database)?;
-        DB::disarm(&mut conn);
+        self.append(&mut conn, &row.id, &row.run_id, now, [(kind, principal, trail::resolution_data(&row))]).await?;
+        commit::<DB>(&mut conn).await?;
         Ok(Some(self.pools.committed(row)))
     }
 
@@ -566,9 +561,9 @@ impl<DB: Driver> Store for SqlStore<DB> {
                 return Ok(false);
             }
             let now = kern_core::now();
-            let mut conn = self.pools.writer.acquire_live().await?;
-            let mut tx = DB::begin_guarded(&mut conn).await?;
-            let row = DB::fetch(&mut tx, &Stmt::new(&self.queries.get_approval_locked).bind(id), codec::approval)
+            let mut conn = self.pools.writer.acquire().await?;
+            begin::<DB>(&mut conn).await?;
+            let row = DB::fetch(&mut conn, &Stmt::new(&self.queries.get_approval_locked).bind(id), codec::approval)
                 .await?
                 .pop();
             let refusal = match &row {
@@ -581,16 +576,14 @@ impl<DB: Driver> Store for SqlStore<DB> {
                 Some(_) => None,
             };
             if let Some(outcome) = refusal {
-                tx.rollback().await.map_err(Error::database)?;
-                DB::disarm(&mut conn);
+                roll_back::<DB>(&mut conn).await?;
                 return outcome;
             }
             let mut row = row.expect("checked above");
             row.status = ApprovalStatus::Cancelled;
             row.resolved_at = Some(now);
-            self.record_decision(&mut tx, &row, SYSTEM_PRINCIPAL, now).await?;
-            tx.commit().await.map_err(Error::database)?;
-            DB::disarm(&mut conn);
+            self.record_decision(&mut conn, &row, SYSTEM_PRINCIPAL, now).await?;
+            commit::<DB>(&mut conn).await?;
             self.pools.committed(());
             self.waiters.wake(id);
             self.signal.appended();
@@ -612,9 +605,10 @@ impl<DB: Driver> Store for SqlStore<DB> {
 
     fn expire_approvals(&self, now: DateTime<Utc>) -> BoxFuture<'_, Result<u64>> {
         Box::pin(async move {
-            let mut conn = self.pools.writer.acquire_live().await?;
-            let mut tx = DB::begin_guarded(&mut conn).await?;
-            let overdue = DB::fetch(&mut tx, &Stmt::new(&self.queries.overdue_rows).bind(now), codec::approval).await?;
+            let mut conn = self.pools.writer.acquire().await?;
+            begin::<DB>(&mut conn).await?;
+            let overdue =
+                DB::fetch(&mut conn, &Stmt::new(&self.queries.overdue_rows).bind(now), codec::approval).await?;
             let mut expired = 0;
             // Runs first, then rows, as every writer that locks both takes them: a row whose
             // expiry cancels its run is expired with the run.
@@ -622,11 +616,12 @@ impl<DB: Driver> Store for SqlStore<DB> {
                 .iter()
                 .filter(|row| row.policy.as_ref().is_some_and(|policy| policy.on_expire == OnExpire::CancelRun));
             for row in cancelling {
-                let run = DB::fetch(&mut tx, &Stmt::new(&self.queries.load_run).bind(row.run_id.as_str()), codec::run)
-                    .await?
-                    .pop();
+                let run =
+                    DB::fetch(&mut conn, &Stmt::new(&self.queries.load_run).bind(row.run_id.as_str()), codec::run)
+                        .await?
+                        .pop();
                 let team_run_id = run.and_then(|run| run.parent_run_id).unwrap_or_else(|| row.run_id.clone());
-                match self.cancel_in(&mut tx, &team_run_id, SYSTEM_PRINCIPAL, now).await {
+                match self.cancel_in(&mut conn, &team_run_id, SYSTEM_PRINCIPAL, now).await {
                     Ok((_, with_run)) => expired += with_run,
                     // A run that is not paused (already cancelled, or held by a continue) is left
                     // to whoever holds it: the continue applies the expiry itself.
@@ -635,10 +630,9 @@ impl<DB: Driver> Store for SqlStore<DB> {
                 }
             }
             for row in &overdue {
-                expired += u64::from(self.expire(&mut tx, row, now).await?);
+                expired += u64::from(self.expire(&mut conn, row, now).await?);
             }
-            tx.commit().await.map_err(Error::database)?;
-            DB::disarm(&mut conn);
+            commit::<DB>(&mut conn).await?;
             self.pools.committed(());
             // The sweep does not say which rows it marked: every waiter reads its row again.
             if expired > 0 {
@@ -686,18 +680,16 @@ impl<DB: Driver> Store for SqlStore<DB> {
                 return Err(Error::RunNotFound(run_id.to_owned()));
             }
             let now = kern_core::now();
-            let mut conn = self.pools.writer.acquire_live().await?;
-            let mut tx = DB::begin_guarded(&mut conn).await?;
-            let run = match self.cancel_in(&mut tx, run_id, &principal.id, now).await {
+            let mut conn = self.pools.writer.acquire().await?;
+            begin::<DB>(&mut conn).await?;
+            let run = match self.cancel_in(&mut conn, run_id, &principal.id, now).await {
                 Ok((run, _)) => run,
                 Err(error) => {
-                    tx.rollback().await.map_err(Error::database)?;
-                    DB::disarm(&mut conn);
+                    roll_back::<DB>(&mut conn).await?;
                     return Err(error);
                 }
             };
-            tx.commit().await.map_err(Error::database)?;
-            DB::disarm(&mut conn);
+            commit::<DB>(&mut conn).await?;
             self.pools.committed(());
             self.waiters.wake_all();
             self.signal.appended();
@@ -718,15 +710,14 @@ impl<DB: Driver> Store for SqlStore<DB> {
         Box::pin(async move {
             // The rows and their events as of one moment: a row written between two reads would
             // look like tampering.
-            let mut conn = self.pools.writer.acquire_live().await?;
-            let mut tx = DB::begin_guarded(&mut conn).await?;
+            let mut conn = self.pools.writer.acquire().await?;
+            begin::<DB>(&mut conn).await?;
             if !DB::SNAPSHOT.is_empty() {
-                DB::execute_unprepared(&mut tx, DB::SNAPSHOT).await?;
+                DB::execute_unprepared(&mut conn, DB::SNAPSHOT).await?;
             }
-            let rows = DB::fetch(&mut tx, &Stmt::new(&self.queries.all_rows), codec::approval).await?;
-            let events = DB::fetch(&mut tx, &Stmt::new(&self.queries.all_events), codec::event).await?;
-            tx.rollback().await.map_err(Error::database)?;
-            DB::disarm(&mut conn);
+            let rows = DB::fetch(&mut conn, &Stmt::new(&self.queries.all_rows), codec::approval).await?;
+            let events = DB::fetch(&mut conn, &Stmt::new(&self.queries.all_events), codec::event).await?;
+            roll_back::<DB>(&mut conn).await?;
             let mut chains: std::collections::BTreeMap<String, Vec<TrailEvent>> = std::collections::BTreeMap::new();
             for event in events {
                 chains.entry(event.approval_id.clone()).or_default().push(event);

@@ -348,6 +348,39 @@ pub async fn an_unreadable_row_is_named_and_the_listing_goes_on(target: SqlTarge
     db.close().await;
 }
 
+/// A caller that stops waiting at any point of a resolution (its transaction begun, its row
+/// updated, its event written, its commit sent) leaves each row pending or resolved with its
+/// event, never half of it, and the store taking writes: the abandoned connection is closed, or
+/// (SQLite in memory) rolled back before it is lent again.
+pub async fn an_abandoned_resolution_leaves_each_row_whole_and_the_store_usable(store: Arc<dyn Store>) {
+    let rows: Vec<Approval> = (0..48).map(|_| approval("run-1")).collect();
+    create_all(&*store, &rows).await;
+    for (n, row) in rows.iter().enumerate() {
+        let give_up = async {
+            for _ in 0..n % 12 {
+                tokio::task::yield_now().await;
+            }
+        };
+        tokio::select! {
+            biased;
+            _ = store.update_approval(&row.id, ApprovalUpdate::approve("admin")) => {}
+            () = give_up => {}
+        }
+    }
+    let approved = ApprovalQuery::default().status(ApprovalStatus::Approved);
+    let resolved = store.list_approvals(&approved).await.unwrap().total;
+    assert_eq!(resolved + store.count_pending_approvals(None).await.unwrap(), 48);
+    assert!(store.verify_trail().await.unwrap().is_intact());
+    for row in &rows {
+        if stored(&*store, &row.id).await.status == ApprovalStatus::Pending {
+            store.update_approval(&row.id, ApprovalUpdate::approve("admin")).await.unwrap();
+        }
+    }
+    assert_eq!(store.list_approvals(&approved).await.unwrap().total, 48);
+    assert_eq!(store.count_pending_approvals(None).await.unwrap(), 0);
+    assert!(store.verify_trail().await.unwrap().is_intact());
+}
+
 /// The first schema version with the trail: rows of older ones have none until they upgrade.
 const FIRST_TRAIL_VERSION: i64 = 6;
 

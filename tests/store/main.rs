@@ -120,6 +120,7 @@ suite! {
         hostile::keys_beyond_the_limits_are_refused_before_anything_is_written,
         hostile::keys_at_the_limit_round_trip,
         hostile::a_lookup_by_an_id_no_row_can_have_finds_nothing,
+        hostile::an_abandoned_resolution_leaves_each_row_whole_and_the_store_usable,
         keys::keys_are_saved_read_and_listed_oldest_first,
         keys::a_revoked_key_keeps_its_first_revocation,
         keys::a_key_that_could_not_be_looked_up_is_refused_and_nothing_is_stored,

@@ -185,13 +185,6 @@ impl Driver for Postgres {
         ]
     }
 
-    /// sqlx rolls back a transaction dropped unfinished before the connection is used again.
-    fn begin_guarded<'c>(conn: &'c mut Lane<PgConnection>) -> BoxFuture<'c, Result<sqlx::Transaction<'c, Postgres>>> {
-        Box::pin(async move { (**conn).begin().await.map_err(Error::database) })
-    }
-
-    fn disarm(_conn: &mut Lane<PgConnection>) {}
-
     fn fetch<'c, T: Send + 'c>(
         conn: &'c mut PgConnection,
         stmt: &'c Stmt<'_>,
@@ -270,16 +263,12 @@ impl ConnectionPool<Postgres> for Lanes<PgConnection> {
                     Err(err) if attempts == 0 => return Err(Error::database(err)),
                     Err(err) => {
                         tracing::debug!(error = %err, "a pooled connection did not answer: taking another");
-                        conn.discard_on_drop(true);
+                        conn.discard();
                         attempts -= 1;
                     }
                 }
             }
         })
-    }
-
-    fn discard(conn: &mut Self::Conn) {
-        conn.discard_on_drop(true);
     }
 
     fn close(&self) -> BoxFuture<'_, ()> {

@@ -6,9 +6,9 @@ use kern_core::{BoxFuture, Error, Result};
 use serde_json::Value;
 use sqlx::query::Query;
 use sqlx::sqlite::{SqliteArguments, SqliteConnection, SqliteRow};
-use sqlx::{Connection, Decode, Executor, Row, Sqlite, Type};
+use sqlx::{Decode, Executor, Row, Sqlite, Type};
 
-use crate::driver::{ConnectionPool, Driver};
+use crate::driver::{ConnectionPool, Driver, begin, commit};
 use crate::lanes::{Lane, Lanes};
 use crate::layout::{Ident, Layout};
 use crate::stmt::{Columns, Decoder, Param, Stmt, chain, corrupt};
@@ -115,24 +115,6 @@ impl Driver for Sqlite {
         )]
     }
 
-    /// A file's connection is closed if the transaction is abandoned (see `write_all`); an
-    /// in-memory database's one connection takes a plain `BEGIN`, which sqlx abandons cleanly.
-    fn begin_guarded<'c>(conn: &'c mut Lane<SqliteConnection>) -> BoxFuture<'c, Result<sqlx::Transaction<'c, Sqlite>>> {
-        Box::pin(async move {
-            let tx = if conn.can_discard() {
-                conn.discard_on_drop(true);
-                (**conn).begin_with(Self::BEGIN_WRITE).await
-            } else {
-                (**conn).begin().await
-            };
-            tx.map_err(Error::database)
-        })
-    }
-
-    fn disarm(conn: &mut Lane<SqliteConnection>) {
-        conn.discard_on_drop(false);
-    }
-
     fn fetch<'c, T: Send + 'c>(
         conn: &'c mut SqliteConnection,
         stmt: &'c Stmt<'_>,
@@ -156,15 +138,11 @@ impl Driver for Sqlite {
     }
 
     /// One script, `BEGIN IMMEDIATE; ..; COMMIT`, so the whole transaction is one hand-off to
-    /// the connection's thread, where sqlx's transactions take one per statement and three
-    /// more (`BEGIN`, a check that it began, `COMMIT`); sqlx's transactions only for scripts
-    /// with more values than one text may bind.
-    ///
-    /// A caller that stops waiting can leave the transaction open, unknown to sqlx: a script
-    /// stops at its next statement, and sqlx's custom `BEGIN` is abandoned between the `BEGIN`
-    /// and its check. So the connection is closed, which rolls the transaction back. The one
-    /// connection of an in-memory database cannot be: it uses a plain `BEGIN`, which sqlx
-    /// abandons cleanly (with no other connection, there is no other writer to lock out).
+    /// the connection's thread, where a transaction takes one per statement and two more
+    /// (`BEGIN`, `COMMIT`); a statement at a time only for scripts with more values than one
+    /// text may bind. A caller that stops waiting can leave the transaction open: a script
+    /// stops at its next statement. The lane is marked inside a transaction until the commit,
+    /// so the connection is then closed or rolled back (see [`begin`]).
     fn write_all<'a>(
         writer: &'a Lanes<SqliteConnection>,
         stmts: Vec<Stmt<'a>>,
@@ -172,19 +150,19 @@ impl Driver for Sqlite {
     ) -> BoxFuture<'a, Result<()>> {
         Box::pin(async move {
             let mut conn = writer.acquire_lane().await?;
-            if !writer.can_discard() {
-                return transaction(&mut conn, None, &stmts).await;
-            }
-            conn.discard_on_drop(true);
             let params: usize = stmts.iter().map(|stmt| stmt.params.len()).sum();
             if params > MAX_PARAMS {
-                transaction(&mut conn, Some(Self::BEGIN_WRITE), &stmts).await?;
-            } else {
-                let (texts, params) = chain(stmts);
-                let script = Stmt { sql: format!("BEGIN IMMEDIATE; {}; COMMIT", texts.join("; ")).into(), params };
-                Self::execute(&mut conn, &script).await?;
+                begin::<Sqlite>(&mut conn).await?;
+                for stmt in &stmts {
+                    Self::execute(&mut conn, stmt).await?;
+                }
+                return commit::<Sqlite>(&mut conn).await;
             }
-            conn.discard_on_drop(false);
+            let (texts, params) = chain(stmts);
+            let script = Stmt { sql: format!("{}; {}; COMMIT", Self::BEGIN_WRITE, texts.join("; ")).into(), params };
+            conn.set_in_transaction(true);
+            Self::execute(&mut conn, &script).await?;
+            conn.set_in_transaction(false);
             Ok(())
         })
     }
@@ -208,29 +186,9 @@ impl ConnectionPool<Sqlite> for Lanes<SqliteConnection> {
         Box::pin(self.acquire_lane())
     }
 
-    fn discard(conn: &mut Self::Conn) {
-        if conn.can_discard() {
-            conn.discard_on_drop(true);
-        }
-    }
-
     fn close(&self) -> BoxFuture<'_, ()> {
         Box::pin(Lanes::close(self))
     }
-}
-
-/// Runs `stmts` in one sqlx transaction on `conn`, begun with `begin` (or a plain `BEGIN`): all
-/// of them or, on any error, none.
-async fn transaction(conn: &mut SqliteConnection, begin: Option<&'static str>, stmts: &[Stmt<'_>]) -> Result<()> {
-    let mut tx = match begin {
-        Some(begin) => conn.begin_with(begin).await,
-        None => conn.begin().await,
-    }
-    .map_err(Error::database)?;
-    for stmt in stmts {
-        Sqlite::execute(&mut tx, stmt).await?;
-    }
-    tx.commit().await.map_err(Error::database)
 }
 
 fn get<'r, T: Decode<'r, Sqlite> + Type<Sqlite>>(row: &'r SqliteRow, column: &str) -> Result<T> {
