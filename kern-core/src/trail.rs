@@ -119,42 +119,47 @@ impl TrailEvent {
     /// with keys sorted at every level, no whitespace, and the time as RFC 3339 with
     /// microseconds.
     pub fn compute_hash(&self) -> String {
-        let body = json!({
-            "approval_id": self.approval_id,
-            "run_id": self.run_id,
-            "index": self.index,
-            "kind": self.kind.as_str(),
-            "principal": self.principal,
-            "at": self.at.to_rfc3339_opts(SecondsFormat::Micros, true),
-            "data": self.data,
-            "prev_hash": self.prev_hash,
-        });
-        hex_sha256(canonical(&body).as_bytes())
+        let at = self.at.to_rfc3339_opts(SecondsFormat::Micros, true);
+        let text = canonical_object(&mut [
+            ("approval_id", Field::Text(&self.approval_id)),
+            ("run_id", Field::Text(&self.run_id)),
+            ("index", Field::Number(self.index.into())),
+            ("kind", Field::Text(self.kind.as_str())),
+            ("principal", Field::Text(&self.principal)),
+            ("at", Field::Text(&at)),
+            ("data", Field::Json(&self.data)),
+            ("prev_hash", Field::Text(&self.prev_hash)),
+        ]);
+        hex_sha256(&text)
     }
 }
 
 /// The created event's record of a row: a digest of everything about the call that no
 /// decision may change, its policy included.
 pub fn row_digest(row: &Approval) -> String {
-    let content = json!({
-        "id": row.id,
-        "run_id": row.run_id,
-        "session_id": row.session_id,
-        "approval_type": row.approval_type.as_str(),
-        "pause_type": row.pause_type.as_str(),
-        "source_type": row.source_type.as_str(),
-        "agent_id": row.agent_id,
-        "team_id": row.team_id,
-        "user_id": row.user_id,
-        "tool_name": row.tool_name,
-        "tool_args": row.tool_args,
-        "tool_call_id": row.tool_call_id,
-        "expires_at": row.expires_at.map(|at| at.to_rfc3339_opts(SecondsFormat::Micros, true)),
-        "created_at": row.created_at.to_rfc3339_opts(SecondsFormat::Micros, true),
-        "requirements": row.requirements,
-        "policy": row.policy,
-    });
-    hex_sha256(canonical(&content).as_bytes())
+    let time = |at: DateTime<Utc>| at.to_rfc3339_opts(SecondsFormat::Micros, true);
+    let (created_at, expires_at) = (time(row.created_at), row.expires_at.map(time));
+    // Typed parts become JSON first, as they always were hashed.
+    let (requirements, policy) = (json!(row.requirements), json!(row.policy));
+    let text = canonical_object(&mut [
+        ("id", Field::Text(&row.id)),
+        ("run_id", Field::Text(&row.run_id)),
+        ("session_id", Field::Text(&row.session_id)),
+        ("approval_type", Field::Text(row.approval_type.as_str())),
+        ("pause_type", Field::Text(row.pause_type.as_str())),
+        ("source_type", Field::Text(row.source_type.as_str())),
+        ("agent_id", Field::OptionalText(row.agent_id.as_deref())),
+        ("team_id", Field::OptionalText(row.team_id.as_deref())),
+        ("user_id", Field::OptionalText(row.user_id.as_deref())),
+        ("tool_name", Field::Text(&row.tool_name)),
+        ("tool_args", Field::Json(&row.tool_args)),
+        ("tool_call_id", Field::Text(&row.tool_call_id)),
+        ("expires_at", Field::OptionalText(expires_at.as_deref())),
+        ("created_at", Field::Text(&created_at)),
+        ("requirements", Field::Json(&requirements)),
+        ("policy", Field::Json(&policy)),
+    ]);
+    hex_sha256(&text)
 }
 
 /// A digest of a value (a tool's result, say) for an event that should not carry it whole.
@@ -398,43 +403,77 @@ pub fn orphan<'a>(mut chains: impl Iterator<Item = (&'a String, &'a Vec<TrailEve
 /// order the value was built in (serde_json keeps insertion order when a crate in the build
 /// enables its `preserve_order`). Written straight from the value, with no sorted copy of it.
 pub fn canonical(value: &Value) -> String {
-    fn write(value: &Value, out: &mut Vec<u8>) {
-        match value {
-            Value::Object(map) => {
-                let mut entries: Vec<(&String, &Value)> = map.iter().collect();
-                entries.sort_unstable_by(|a, b| a.0.cmp(b.0));
-                out.push(b'{');
-                for (i, (key, item)) in entries.into_iter().enumerate() {
-                    if i > 0 {
-                        out.push(b',');
-                    }
-                    write_scalar(key, out);
-                    out.push(b':');
-                    write(item, out);
-                }
-                out.push(b'}');
-            }
-            Value::Array(items) => {
-                out.push(b'[');
-                for (i, item) in items.iter().enumerate() {
-                    if i > 0 {
-                        out.push(b',');
-                    }
-                    write(item, out);
-                }
-                out.push(b']');
-            }
-            scalar => write_scalar(scalar, out),
-        }
-    }
-    fn write_scalar(value: &(impl serde::Serialize + ?Sized), out: &mut Vec<u8>) {
-        // Writing a string, number, boolean or null to memory cannot fail.
-        let _ = serde_json::to_writer(&mut *out, value);
-    }
     let mut out = Vec::with_capacity(256);
-    write(value, &mut out);
+    write_canonical(value, &mut out);
     // serde_json writes UTF-8 only.
     String::from_utf8(out).unwrap_or_default()
+}
+
+fn write_canonical(value: &Value, out: &mut Vec<u8>) {
+    match value {
+        Value::Object(map) => {
+            let mut entries: Vec<(&String, &Value)> = map.iter().collect();
+            entries.sort_unstable_by(|a, b| a.0.cmp(b.0));
+            out.push(b'{');
+            for (i, (key, item)) in entries.into_iter().enumerate() {
+                if i > 0 {
+                    out.push(b',');
+                }
+                write_scalar(key, out);
+                out.push(b':');
+                write_canonical(item, out);
+            }
+            out.push(b'}');
+        }
+        Value::Array(items) => {
+            out.push(b'[');
+            for (i, item) in items.iter().enumerate() {
+                if i > 0 {
+                    out.push(b',');
+                }
+                write_canonical(item, out);
+            }
+            out.push(b']');
+        }
+        scalar => write_scalar(scalar, out),
+    }
+}
+
+fn write_scalar(value: &(impl Serialize + ?Sized), out: &mut Vec<u8>) {
+    // Writing a string, number, boolean or null to memory cannot fail.
+    let _ = serde_json::to_writer(&mut *out, value);
+}
+
+/// A field of an object hashed by [`canonical_object`], borrowed from what it describes.
+enum Field<'a> {
+    Text(&'a str),
+    /// `null` when absent.
+    OptionalText(Option<&'a str>),
+    Number(u64),
+    Json(&'a Value),
+}
+
+/// The [`canonical`] text of the object of `fields`, written from the borrowed fields rather
+/// than from an object built of copies of them.
+fn canonical_object(fields: &mut [(&str, Field<'_>)]) -> Vec<u8> {
+    fields.sort_unstable_by(|a, b| a.0.cmp(b.0));
+    let mut out = Vec::with_capacity(512);
+    out.push(b'{');
+    for (i, (key, field)) in fields.iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        write_scalar(*key, &mut out);
+        out.push(b':');
+        match field {
+            Field::Text(text) => write_scalar(*text, &mut out),
+            Field::OptionalText(text) => write_scalar(text, &mut out),
+            Field::Number(number) => write_scalar(number, &mut out),
+            Field::Json(value) => write_canonical(value, &mut out),
+        }
+    }
+    out.push(b'}');
+    out
 }
 
 fn hex_sha256(bytes: &[u8]) -> String {
@@ -453,6 +492,8 @@ mod tests {
     use serde_json::json;
 
     use super::*;
+    use crate::approval::{ApprovalType, OnExpire, PauseType, RowPolicy, SourceType};
+    use crate::run::{RunRequirement, RunStatus, ToolCallStatus, ToolExecution};
 
     /// The canonical text as it was first defined: a copy of the value with its keys sorted,
     /// written compactly. Stored trails were hashed over it, so the text must never change.
@@ -483,6 +524,128 @@ mod tests {
         assert!(canonical(&value).starts_with(r#"{"alpha":{"":"empty key","nested":{"x":[{"k":"v"}],"y":1}},"n":"#));
         for scalar in [json!(null), json!(0.1), json!("plain"), json!([]), json!({})] {
             assert_eq!(canonical(&scalar), sorted_copy(&scalar));
+        }
+    }
+
+    /// An event's hash as it was first defined: over the canonical text of an object built of
+    /// copies of its fields.
+    fn hash_by_copy(event: &TrailEvent) -> String {
+        let body = json!({
+            "approval_id": event.approval_id,
+            "run_id": event.run_id,
+            "index": event.index,
+            "kind": event.kind.as_str(),
+            "principal": event.principal,
+            "at": event.at.to_rfc3339_opts(SecondsFormat::Micros, true),
+            "data": event.data,
+            "prev_hash": event.prev_hash,
+        });
+        hex_sha256(canonical(&body).as_bytes())
+    }
+
+    /// A row's digest as it was first defined, likewise.
+    fn row_digest_by_copy(row: &Approval) -> String {
+        let content = json!({
+            "id": row.id,
+            "run_id": row.run_id,
+            "session_id": row.session_id,
+            "approval_type": row.approval_type.as_str(),
+            "pause_type": row.pause_type.as_str(),
+            "source_type": row.source_type.as_str(),
+            "agent_id": row.agent_id,
+            "team_id": row.team_id,
+            "user_id": row.user_id,
+            "tool_name": row.tool_name,
+            "tool_args": row.tool_args,
+            "tool_call_id": row.tool_call_id,
+            "expires_at": row.expires_at.map(|at| at.to_rfc3339_opts(SecondsFormat::Micros, true)),
+            "created_at": row.created_at.to_rfc3339_opts(SecondsFormat::Micros, true),
+            "requirements": row.requirements,
+            "policy": row.policy,
+        });
+        hex_sha256(canonical(&content).as_bytes())
+    }
+
+    fn rows() -> Vec<Approval> {
+        let at = DateTime::from_timestamp(1_700_000_000, 123_456_789).unwrap();
+        let call = ToolExecution {
+            tool_call_id: "call \"1\"".into(),
+            tool_name: "transfer".into(),
+            tool_args: json!({"to": "Zoë", "amount": 12.5, "memo": "line\nbreak \u{0}"}),
+            status: ToolCallStatus::Paused,
+            result: None,
+            approval_id: Some("row-é".into()),
+        };
+        let plain = Approval {
+            id: "row-é".into(),
+            run_id: "run-1".into(),
+            session_id: "session \u{1F600}".into(),
+            status: ApprovalStatus::Pending,
+            approval_type: ApprovalType::Required,
+            pause_type: PauseType::Confirmation,
+            source_type: SourceType::Agent,
+            source_name: None,
+            agent_id: Some("agent-1".into()),
+            team_id: None,
+            user_id: None,
+            tool_name: "transfer".into(),
+            tool_args: call.tool_args.clone(),
+            tool_call_id: call.tool_call_id.clone(),
+            requirements: vec![RunRequirement::new(call, PauseType::Confirmation, None)],
+            resolution_data: None,
+            resolved_by: None,
+            resolved_at: None,
+            created_at: at,
+            updated_at: at,
+            expires_at: None,
+            run_status: RunStatus::Paused,
+            policy: None,
+        };
+        let policy = RowPolicy {
+            approvers: vec!["finance".into(), "ops".into()],
+            quorum: 2,
+            self_approval: false,
+            allow_edit: true,
+            on_expire: OnExpire::CancelRun,
+            parameters: Some(json!({"type": "object", "properties": {"amount": {"type": "number"}}})),
+        };
+        let governed = Approval {
+            team_id: Some("team-1".into()),
+            user_id: Some("u\t1".into()),
+            expires_at: Some(at + chrono::Duration::minutes(5)),
+            pause_type: PauseType::UserInput,
+            policy: Some(policy),
+            requirements: Vec::new(),
+            ..plain.clone()
+        };
+        vec![plain, governed]
+    }
+
+    #[test]
+    fn hashes_and_digests_are_those_of_their_first_definitions() {
+        for row in rows() {
+            assert_eq!(row_digest(&row), row_digest_by_copy(&row));
+            let mut events = opening_events(&row);
+            let decided = Approval { status: ApprovalStatus::Rejected, resolved_by: Some("ädmin".into()), ..row };
+            let head = events.last().map(|event| (event.index, event.hash.clone())).unwrap();
+            let data = resolution_data(&decided);
+            events.extend(append(
+                Some((head.0, &head.1)),
+                &decided.id,
+                &decided.run_id,
+                decided.created_at,
+                [
+                    (EventKind::Rejected, "ädmin".to_owned(), data),
+                    (
+                        EventKind::Vote,
+                        "ops \"lead\"".to_owned(),
+                        json!({"note": null, "roles": ["ops"], "n": [1, 2.5]}),
+                    ),
+                ],
+            ));
+            for event in &events {
+                assert_eq!(event.hash, hash_by_copy(event), "{event:?}");
+            }
         }
     }
 
