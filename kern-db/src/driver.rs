@@ -132,6 +132,20 @@ pub(crate) trait Driver: Database {
     /// they may run as parts of one statement, which sees one snapshot.
     fn write_all<'a>(writer: &'a Self::Pool, stmts: Vec<Stmt<'a>>, independent: bool) -> BoxFuture<'a, Result<()>>;
 
+    /// Begins a write transaction on `conn` (see [`begin`]) with `stmts`, the last of which
+    /// reads (the others write without returning rows), and decodes the rows it reads: in one
+    /// call where the database takes several statements in one text (SQLite).
+    fn begin_with<'c, T: Send + 'c>(
+        conn: &'c mut Lane<Self::Connection>,
+        stmts: Vec<Stmt<'c>>,
+        decode: Decoder<T>,
+    ) -> BoxFuture<'c, Result<Vec<T>>>;
+
+    /// Runs `stmts`, which promise what [`write_all`](Self::write_all)'s `independent` does,
+    /// and commits the transaction [`begin`] or [`begin_with`](Self::begin_with) began, in as
+    /// few calls as the database allows.
+    fn commit_with<'c>(conn: &'c mut Lane<Self::Connection>, stmts: Vec<Stmt<'c>>) -> BoxFuture<'c, Result<()>>;
+
     /// True when `err` says the connection a statement ran on is gone (the server ended it, or
     /// the link broke): the statement may have run or not, and another connection may succeed.
     fn connection_lost(err: &Error) -> bool;

@@ -121,6 +121,11 @@ pub(crate) fn chain(stmts: Vec<Stmt<'_>>) -> (Vec<String>, Vec<Param<'_>>) {
     (texts, params)
 }
 
+/// How many values `stmts` bind in all.
+pub(crate) fn bound(stmts: &[Stmt<'_>]) -> usize {
+    stmts.iter().map(|stmt| stmt.params.len()).sum()
+}
+
 /// `sql` with each placeholder `$n` made `$(n + offset)`.
 fn renumber(sql: &str, offset: usize) -> String {
     let mut out = String::with_capacity(sql.len() + sql.len() / 8);

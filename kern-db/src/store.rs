@@ -118,25 +118,36 @@ impl<DB: Driver> SqlStore<DB> {
             return self.pools.write_all(stmts, distinct).await;
         }
         // An executed call's event follows the last event of its row's chain, read in the
-        // transaction: a row opened in this batch has only its opening events.
+        // transaction after the batch's rows are written (a row opened in this batch has only
+        // its opening events), or written by this batch: the events are inserted at the end.
         let now = kern_core::now();
         let mut conn = self.pools.writer.acquire().await?;
-        begin::<DB>(&mut conn).await?;
-        for stmt in &stmts {
-            DB::execute(&mut conn, stmt).await?;
-        }
-        for execution in executions {
-            let head = Stmt::new(&self.queries.trail_head).bind(execution.approval_id.as_str());
-            if DB::fetch(&mut conn, &head, codec::head).await?.is_empty() {
+        let mut events: Vec<TrailEvent> = Vec::new();
+        for (n, execution) in executions.iter().enumerate() {
+            let id = execution.approval_id.as_str();
+            let head = match events.iter().rev().find(|event| event.approval_id == id) {
+                Some(event) => Some((event.index, event.hash.clone())),
+                None => {
+                    let read = Stmt::new(&self.queries.trail_head).bind(id);
+                    if n == 0 {
+                        let mut first = std::mem::take(&mut stmts);
+                        first.push(read);
+                        DB::begin_with(&mut conn, first, codec::head).await?.pop()
+                    } else {
+                        DB::fetch(&mut conn, &read, codec::head).await?.pop()
+                    }
+                }
+            };
+            let Some((index, hash)) = head else {
+                roll_back::<DB>(&mut conn).await?;
                 return Err(Error::ApprovalNotFound(execution.approval_id.clone()));
-            }
+            };
             let event = (execution.kind(), execution.principal.clone(), execution.data());
-            self.append(&mut conn, &execution.approval_id, &execution.run_id, now, [event]).await?;
+            events.extend(trail::append(Some((index, hash.as_str())), id, &execution.run_id, now, [event]));
         }
-        for stmt in &upserts {
-            DB::execute(&mut conn, stmt).await?;
-        }
-        commit::<DB>(&mut conn).await?;
+        let mut last = self.insert_events(&events);
+        last.extend(upserts);
+        DB::commit_with(&mut conn, last).await?;
         self.pools.committed(());
         Ok(())
     }
@@ -191,13 +202,24 @@ impl<DB: Driver> SqlStore<DB> {
         at: DateTime<Utc>,
         events: impl IntoIterator<Item = (EventKind, String, Value)>,
     ) -> Result<()> {
-        let head = DB::fetch(conn, &Stmt::new(&self.queries.trail_head).bind(approval_id), codec::head).await?.pop();
-        let chained =
-            trail::append(head.as_ref().map(|(idx, hash)| (*idx, hash.as_str())), approval_id, run_id, at, events);
-        for stmt in self.insert_events(&chained) {
+        for stmt in self.insert_events(&self.chain(conn, approval_id, run_id, at, events).await?) {
             DB::execute(conn, &stmt).await?;
         }
         Ok(())
+    }
+
+    /// `events` hashed onto the chain of row `approval_id`, after its last event as `conn` (in
+    /// a transaction that holds the row) reads it; for the caller to insert.
+    async fn chain(
+        &self,
+        conn: &mut DB::Connection,
+        approval_id: &str,
+        run_id: &str,
+        at: DateTime<Utc>,
+        events: impl IntoIterator<Item = (EventKind, String, Value)>,
+    ) -> Result<Vec<TrailEvent>> {
+        let head = DB::fetch(conn, &Stmt::new(&self.queries.trail_head).bind(approval_id), codec::head).await?.pop();
+        Ok(trail::append(head.as_ref().map(|(idx, hash)| (*idx, hash.as_str())), approval_id, run_id, at, events))
     }
 
     /// Sets a pending row's decision (`decide_row`) and records it on its trail, by `principal`.
@@ -286,9 +308,8 @@ impl<DB: Driver> SqlStore<DB> {
     async fn apply_decision(&self, id: &str, principal: &Principal, decision: &Decision) -> Result<Approval> {
         let now = kern_core::now();
         let mut conn = self.pools.writer.acquire().await?;
-        begin::<DB>(&mut conn).await?;
-        let row =
-            DB::fetch(&mut conn, &Stmt::new(&self.queries.get_approval_locked).bind(id), codec::approval).await?.pop();
+        let locked = Stmt::new(&self.queries.get_approval_locked).bind(id);
+        let row = DB::begin_with(&mut conn, vec![locked], codec::approval).await?.pop();
         let votes = DB::fetch(&mut conn, &Stmt::new(&self.queries.votes).bind(id), codec::vote).await?;
         let effect = match DecisionRules::new(id, principal, decision, now).apply(row.as_ref(), &votes) {
             Ok(effect) => effect,
@@ -297,23 +318,26 @@ impl<DB: Driver> SqlStore<DB> {
                 return Err(error);
             }
         };
-        if let Some(vote) = &effect.vote {
-            let roles = Value::from(vote.roles.clone());
-            DB::execute(&mut conn, &codec::bind_vote(Stmt::new(&self.queries.insert_vote), vote, &roles)).await?;
+        let events = effect.events.into_iter().map(|(kind, data)| (kind, principal.id.clone(), data));
+        let chained = self.chain(&mut conn, id, &effect.row.run_id, now, events).await?;
+        let roles = effect.vote.as_ref().map(|vote| Value::from(vote.roles.clone()));
+        let mut writes = Vec::new();
+        if let (Some(vote), Some(roles)) = (&effect.vote, &roles) {
+            writes.push(codec::bind_vote(Stmt::new(&self.queries.insert_vote), vote, roles));
         }
         if effect.resolves {
-            let stmt = Stmt::new(&self.queries.decide_row)
-                .bind(id)
-                .bind(effect.row.status.as_str())
-                .bind(effect.row.resolved_by.as_deref())
-                .bind(effect.row.resolved_at)
-                .bind(effect.row.resolution_data.as_ref())
-                .bind(now);
-            DB::execute(&mut conn, &stmt).await?;
+            writes.push(
+                Stmt::new(&self.queries.decide_row)
+                    .bind(id)
+                    .bind(effect.row.status.as_str())
+                    .bind(effect.row.resolved_by.as_deref())
+                    .bind(effect.row.resolved_at)
+                    .bind(effect.row.resolution_data.as_ref())
+                    .bind(now),
+            );
         }
-        let events = effect.events.into_iter().map(|(kind, data)| (kind, principal.id.clone(), data));
-        self.append(&mut conn, id, &effect.row.run_id, now, events).await?;
-        commit::<DB>(&mut conn).await?;
+        writes.extend(self.insert_events(&chained));
+        DB::commit_with(&mut conn, writes).await?;
         self.pools.committed(());
         Ok(effect.row)
     }
@@ -383,15 +407,15 @@ impl<DB: Driver> SqlStore<DB> {
             .bind(now);
         // The resolution and its event commit together.
         let mut conn = self.pools.writer.acquire().await?;
-        begin::<DB>(&mut conn).await?;
-        let Some(row) = DB::fetch(&mut conn, &stmt, codec::approval).await?.pop() else {
+        let Some(row) = DB::begin_with(&mut conn, vec![stmt], codec::approval).await?.pop() else {
             roll_back::<DB>(&mut conn).await?;
             return Ok(None);
         };
         let principal = row.resolved_by.clone().unwrap_or_else(|| SYSTEM_PRINCIPAL.to_owned());
         let kind = trail::resolution_kind(row.status).unwrap_or(EventKind::Cancelled);
-        self.append(&mut conn, &row.id, &row.run_id, now, [(kind, principal, trail::resolution_data(&row))]).await?;
-        commit::<DB>(&mut conn).await?;
+        let event = (kind, principal, trail::resolution_data(&row));
+        let chained = self.chain(&mut conn, &row.id, &row.run_id, now, [event]).await?;
+        DB::commit_with(&mut conn, self.insert_events(&chained)).await?;
         Ok(Some(self.pools.committed(row)))
     }
 

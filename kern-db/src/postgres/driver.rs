@@ -15,10 +15,10 @@ use sqlx::types::Json;
 use sqlx::{Connection, Decode, Encode, Executor, Postgres, Row, Type};
 
 use super::notify;
-use crate::driver::{ConnectionPool, Driver, transaction};
+use crate::driver::{ConnectionPool, Driver, begin, commit, transaction};
 use crate::lanes::{Lane, Lanes};
 use crate::layout::{Ident, Layout};
-use crate::stmt::{Columns, Decoder, Param, Stmt, chain, corrupt};
+use crate::stmt::{Columns, Decoder, Param, Stmt, bound, chain, corrupt};
 
 /// The most values one statement binds: the protocol counts them in 16 bits.
 const MAX_PARAMS: usize = 65_535;
@@ -216,16 +216,41 @@ impl Driver for Postgres {
         independent: bool,
     ) -> BoxFuture<'a, Result<()>> {
         Box::pin(async move {
-            let params: usize = stmts.iter().map(|stmt| stmt.params.len()).sum();
-            if !independent || params > MAX_PARAMS {
+            if !independent || bound(&stmts) > MAX_PARAMS {
                 return transaction::<Postgres>(writer, &stmts).await;
             }
-            let (mut texts, params) = chain(stmts);
-            let last = texts.pop().unwrap_or_default();
-            let steps: Vec<String> = texts.iter().enumerate().map(|(n, text)| format!("s{n} AS ({text})")).collect();
-            let stmt = Stmt { sql: format!("WITH {} {last}", steps.join(", ")).into(), params };
             let mut conn = writer.acquire_live().await?;
-            Self::execute(&mut conn, &stmt).await.map(drop)
+            Self::execute(&mut conn, &one_statement(stmts)).await.map(drop)
+        })
+    }
+
+    /// `BEGIN`, then each statement.
+    fn begin_with<'c, T: Send + 'c>(
+        conn: &'c mut Lane<PgConnection>,
+        stmts: Vec<Stmt<'c>>,
+        decode: Decoder<T>,
+    ) -> BoxFuture<'c, Result<Vec<T>>> {
+        Box::pin(async move {
+            begin::<Postgres>(conn).await?;
+            let (last, first) = stmts.split_last().expect("a statement that reads");
+            for stmt in first {
+                Self::execute(conn, stmt).await?;
+            }
+            Self::fetch(conn, last, decode).await
+        })
+    }
+
+    /// The statements as one (see [`write_all`](Driver::write_all)), then `COMMIT`.
+    fn commit_with<'c>(conn: &'c mut Lane<PgConnection>, stmts: Vec<Stmt<'c>>) -> BoxFuture<'c, Result<()>> {
+        Box::pin(async move {
+            if stmts.len() > 1 && bound(&stmts) <= MAX_PARAMS {
+                Self::execute(conn, &one_statement(stmts)).await?;
+            } else {
+                for stmt in &stmts {
+                    Self::execute(conn, stmt).await?;
+                }
+            }
+            commit::<Postgres>(conn).await
         })
     }
 
@@ -274,6 +299,18 @@ impl ConnectionPool<Postgres> for Lanes<PgConnection> {
     fn close(&self) -> BoxFuture<'_, ()> {
         Box::pin(Lanes::close(self))
     }
+}
+
+/// Independent statements (see [`Driver::write_all`]) as one, `WITH s0 AS (..), s1 AS (..)
+/// last`, atomic by itself.
+fn one_statement(stmts: Vec<Stmt<'_>>) -> Stmt<'_> {
+    let (mut texts, params) = chain(stmts);
+    let last = texts.pop().unwrap_or_default();
+    let steps: Vec<String> = texts.iter().enumerate().map(|(n, text)| format!("s{n} AS ({text})")).collect();
+    if steps.is_empty() {
+        return Stmt { sql: last.into(), params };
+    }
+    Stmt { sql: format!("WITH {} {last}", steps.join(", ")).into(), params }
 }
 
 /// Creates the schema only when missing: `CREATE SCHEMA IF NOT EXISTS` would demand the

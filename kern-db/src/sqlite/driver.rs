@@ -11,7 +11,7 @@ use sqlx::{Decode, Executor, Row, Sqlite, Type};
 use crate::driver::{ConnectionPool, Driver, begin, commit};
 use crate::lanes::{Lane, Lanes};
 use crate::layout::{Ident, Layout};
-use crate::stmt::{Columns, Decoder, Param, Stmt, chain, corrupt};
+use crate::stmt::{Columns, Decoder, Param, Stmt, bound, chain, corrupt};
 
 /// The most values one SQL text binds (`$n` counts through a whole script): SQLite's default
 /// `SQLITE_MAX_VARIABLE_NUMBER`, which sqlx's bundled SQLite keeps.
@@ -150,8 +150,7 @@ impl Driver for Sqlite {
     ) -> BoxFuture<'a, Result<()>> {
         Box::pin(async move {
             let mut conn = writer.acquire_lane().await?;
-            let params: usize = stmts.iter().map(|stmt| stmt.params.len()).sum();
-            if params > MAX_PARAMS {
+            if bound(&stmts) > MAX_PARAMS {
                 begin::<Sqlite>(&mut conn).await?;
                 for stmt in &stmts {
                     Self::execute(&mut conn, stmt).await?;
@@ -162,6 +161,46 @@ impl Driver for Sqlite {
             let script = Stmt { sql: format!("{}; {}; COMMIT", Self::BEGIN_WRITE, texts.join("; ")).into(), params };
             conn.set_in_transaction(true);
             Self::execute(&mut conn, &script).await?;
+            conn.set_in_transaction(false);
+            Ok(())
+        })
+    }
+
+    /// `BEGIN IMMEDIATE; ..` as one script, one hand-off to the connection's thread.
+    fn begin_with<'c, T: Send + 'c>(
+        conn: &'c mut Lane<SqliteConnection>,
+        stmts: Vec<Stmt<'c>>,
+        decode: Decoder<T>,
+    ) -> BoxFuture<'c, Result<Vec<T>>> {
+        Box::pin(async move {
+            if bound(&stmts) > MAX_PARAMS {
+                begin::<Sqlite>(conn).await?;
+                let (last, first) = stmts.split_last().expect("a statement that reads");
+                for stmt in first {
+                    Self::execute(conn, stmt).await?;
+                }
+                return Self::fetch(conn, last, decode).await;
+            }
+            let (texts, params) = chain(stmts);
+            let script = Stmt { sql: format!("{}; {}", Self::BEGIN_WRITE, texts.join("; ")).into(), params };
+            // Marked first: the caller may stop waiting once the script is on its way.
+            conn.set_in_transaction(true);
+            Self::fetch(conn, &script, decode).await
+        })
+    }
+
+    /// `..; COMMIT` as one script.
+    fn commit_with<'c>(conn: &'c mut Lane<SqliteConnection>, stmts: Vec<Stmt<'c>>) -> BoxFuture<'c, Result<()>> {
+        Box::pin(async move {
+            if stmts.is_empty() || bound(&stmts) > MAX_PARAMS {
+                for stmt in &stmts {
+                    Self::execute(conn, stmt).await?;
+                }
+                return commit::<Sqlite>(conn).await;
+            }
+            let (texts, params) = chain(stmts);
+            let script = Stmt { sql: format!("{}; COMMIT", texts.join("; ")).into(), params };
+            Self::execute(conn, &script).await?;
             conn.set_in_transaction(false);
             Ok(())
         })
