@@ -38,7 +38,14 @@ pub struct MemoryDb {
 #[derive(Debug, Default)]
 struct Tables {
     runs: HashMap<String, RunRecord>,
+    /// The ids of each session's runs, so that a session's history is no scan of every run.
+    runs_by_session: HashMap<String, Vec<String>>,
     approvals: HashMap<String, Approval>,
+    /// The ids of each run's rows.
+    rows_by_run: HashMap<String, Vec<String>>,
+    /// The ids of rows that may be pending: every pending row, and rows resolved since it was
+    /// last read (a row never returns to pending, so a reader drops those it finds resolved).
+    maybe_pending: HashSet<String>,
     votes: HashMap<String, Vec<Vote>>,
     /// Each row's chain of events, in order.
     trails: HashMap<String, Vec<TrailEvent>>,
@@ -130,7 +137,35 @@ impl Tables {
             event.seq = self.last_seq;
             chain.push(event);
         }
+        self.rows_by_run.entry(row.run_id.clone()).or_default().push(row.id.clone());
+        if row.status == ApprovalStatus::Pending {
+            self.maybe_pending.insert(row.id.clone());
+        }
         self.approvals.insert(row.id.clone(), row.clone());
+    }
+
+    /// Stores `run`, in place of the run of its id.
+    fn put_run(&mut self, run: &RunRecord) {
+        let moved_from = match self.runs.insert(run.run_id.clone(), run.clone()) {
+            Some(old) if old.session_id == run.session_id => return,
+            old => old.map(|old| old.session_id),
+        };
+        if let Some(ids) = moved_from.and_then(|session| self.runs_by_session.get_mut(&session)) {
+            ids.retain(|id| *id != run.run_id);
+        }
+        self.runs_by_session.entry(run.session_id.clone()).or_default().push(run.run_id.clone());
+    }
+
+    /// The ids of run `run_id`'s rows.
+    fn row_ids_of(&self, run_id: &str) -> Vec<String> {
+        self.rows_by_run.get(run_id).cloned().unwrap_or_default()
+    }
+
+    /// The rows still pending (past their expiry or not), forgetting those that are not.
+    fn pending_rows(&mut self) -> Vec<&Approval> {
+        let approvals = &self.approvals;
+        self.maybe_pending.retain(|id| approvals.get(id).is_some_and(|row| row.status == ApprovalStatus::Pending));
+        self.maybe_pending.iter().filter_map(|id| approvals.get(id)).collect()
     }
 
     /// Cancels paused run `run_id` and its paused member runs, and every row they wait on.
@@ -154,10 +189,9 @@ impl Tables {
                 run.updated_at = now;
             }
             let pending: Vec<String> = self
-                .approvals
-                .values()
-                .filter(|row| row.run_id == id && row.status == ApprovalStatus::Pending)
-                .map(|row| row.id.clone())
+                .row_ids_of(id)
+                .into_iter()
+                .filter(|row_id| self.approvals.get(row_id).is_some_and(|row| row.status == ApprovalStatus::Pending))
                 .collect();
             for row_id in pending {
                 let row = self.approvals.get_mut(&row_id).expect("listed above");
@@ -182,9 +216,11 @@ impl Tables {
 
     fn set_run_status(&mut self, run_id: &str, status: RunStatus) -> u64 {
         let mut changed = 0;
-        for row in self.approvals.values_mut().filter(|a| a.run_id == run_id && a.run_status != status) {
-            row.run_status = status;
-            changed += 1;
+        for id in self.rows_by_run.get(run_id).into_iter().flatten() {
+            if let Some(row) = self.approvals.get_mut(id).filter(|row| row.run_status != status) {
+                row.run_status = status;
+                changed += 1;
+            }
         }
         changed
     }
@@ -238,7 +274,7 @@ impl Store for MemoryDb {
             tables.append(&row, now, [(execution.kind(), execution.principal.clone(), execution.data())]);
         }
         for run in runs {
-            tables.runs.insert(run.run_id.clone(), run.clone());
+            tables.put_run(run);
             tables.set_run_status(&run.run_id, run.status);
         }
         drop(tables);
@@ -287,8 +323,9 @@ impl Store for MemoryDb {
 
     fn session_runs<'a>(&'a self, session_id: &'a str, limit: usize) -> BoxFuture<'a, Result<Vec<RunRecord>>> {
         let tables = self.tables();
+        let ids = tables.runs_by_session.get(session_id).into_iter().flatten();
         let mut runs: Vec<&RunRecord> =
-            tables.runs.values().filter(|r| r.session_id == session_id && r.parent_run_id.is_none()).collect();
+            ids.filter_map(|id| tables.runs.get(id)).filter(|run| run.parent_run_id.is_none()).collect();
         runs.sort_by(|a, b| (a.created_at, &a.run_id).cmp(&(b.created_at, &b.run_id)));
         let skip = runs.len().saturating_sub(limit);
         ready(Ok(runs.into_iter().skip(skip).cloned().collect()))
@@ -308,10 +345,15 @@ impl Store for MemoryDb {
     }
 
     fn list_approvals<'a>(&'a self, query: &'a ApprovalQuery) -> BoxFuture<'a, Result<ApprovalPage>> {
-        let tables = self.tables();
+        let mut tables = self.tables();
         let now = crate::now();
+        // Only pending rows can be listed as pending.
+        let candidates: Vec<&Approval> = match query.status {
+            Some(ApprovalStatus::Pending) => tables.pending_rows(),
+            _ => tables.approvals.values().collect(),
+        };
         // Sorted by reference: only the page's rows are copied.
-        let mut matching: Vec<&Approval> = tables.approvals.values().filter(|row| query.matches_at(row, now)).collect();
+        let mut matching: Vec<&Approval> = candidates.into_iter().filter(|row| query.matches_at(row, now)).collect();
         matching.sort_by(|a, b| query.compare(a, b));
         let total = matching.len() as u64;
         let offset = usize::try_from(query.offset()).unwrap_or(usize::MAX);
@@ -362,11 +404,11 @@ impl Store for MemoryDb {
     }
 
     fn count_pending_approvals<'a>(&'a self, user_id: Option<&'a str>) -> BoxFuture<'a, Result<u64>> {
-        let tables = self.tables();
+        let mut tables = self.tables();
         let now = crate::now();
         let count = tables
-            .approvals
-            .values()
+            .pending_rows()
+            .into_iter()
             .filter(|a| a.status_at(now) == ApprovalStatus::Pending)
             .filter(|a| user_id.is_none_or(|u| a.user_id.as_deref() == Some(u)))
             .count();
@@ -376,7 +418,7 @@ impl Store for MemoryDb {
     fn expire_approvals(&self, now: DateTime<Utc>) -> BoxFuture<'_, Result<u64>> {
         let mut tables = self.tables();
         let expired: Vec<String> =
-            tables.approvals.values().filter(|a| a.is_expired_at(now)).map(|a| a.id.clone()).collect();
+            tables.pending_rows().into_iter().filter(|a| a.is_expired_at(now)).map(|a| a.id.clone()).collect();
         let mut cancelling = Vec::new();
         for id in &expired {
             let row = tables.approvals.get_mut(id).expect("listed above");
