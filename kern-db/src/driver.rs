@@ -8,7 +8,7 @@ use std::ops::DerefMut;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use kern_core::{BoxFuture, Error, Result};
-use sqlx::{Connection, Database};
+use sqlx::Database;
 
 use crate::lanes::Lane;
 use crate::layout::{Ident, Layout};
@@ -206,15 +206,14 @@ pub(crate) async fn roll_back<DB: Driver>(conn: &mut Lane<DB::Connection>) -> Re
     Ok(())
 }
 
-/// Runs `stmts` in one transaction, a call to the database each: all of them or, on any error,
-/// none.
-pub(crate) async fn transaction<DB: Driver>(writer: &DB::Pool, stmts: &[Stmt<'_>]) -> Result<()> {
-    let mut conn = writer.acquire_live().await?;
-    let mut tx = conn.begin_with(DB::BEGIN_WRITE).await.map_err(Error::database)?;
+/// Runs `stmts` in one transaction on `conn` (see [`begin`]), a call to the database each: all
+/// of them or, on any error, none.
+pub(crate) async fn transaction<DB: Driver>(conn: &mut Lane<DB::Connection>, stmts: &[Stmt<'_>]) -> Result<()> {
+    begin::<DB>(conn).await?;
     for stmt in stmts {
-        DB::execute(&mut tx, stmt).await?;
+        DB::execute(conn, stmt).await?;
     }
-    tx.commit().await.map_err(Error::database)
+    commit::<DB>(conn).await
 }
 
 /// Where statements run. Writes go to `writer`, reads to `reader`: on SQLite the writer is a

@@ -217,7 +217,7 @@ impl Driver for Postgres {
     ) -> BoxFuture<'a, Result<()>> {
         Box::pin(async move {
             if !independent || bound(&stmts) > MAX_PARAMS {
-                return transaction::<Postgres>(writer, &stmts).await;
+                return transaction::<Postgres>(&mut writer.acquire().await?, &stmts).await;
             }
             let mut conn = writer.acquire_live().await?;
             Self::execute(&mut conn, &one_statement(stmts)).await.map(drop)

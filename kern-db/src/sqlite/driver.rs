@@ -8,7 +8,7 @@ use sqlx::query::Query;
 use sqlx::sqlite::{SqliteArguments, SqliteConnection, SqliteRow};
 use sqlx::{Decode, Executor, Row, Sqlite, Type};
 
-use crate::driver::{ConnectionPool, Driver, begin, commit};
+use crate::driver::{ConnectionPool, Driver, begin, commit, transaction};
 use crate::lanes::{Lane, Lanes};
 use crate::layout::{Ident, Layout};
 use crate::stmt::{Columns, Decoder, Param, Stmt, bound, chain, corrupt};
@@ -151,11 +151,7 @@ impl Driver for Sqlite {
         Box::pin(async move {
             let mut conn = writer.acquire_lane().await?;
             if bound(&stmts) > MAX_PARAMS {
-                begin::<Sqlite>(&mut conn).await?;
-                for stmt in &stmts {
-                    Self::execute(&mut conn, stmt).await?;
-                }
-                return commit::<Sqlite>(&mut conn).await;
+                return transaction::<Sqlite>(&mut conn, &stmts).await;
             }
             let (texts, params) = chain(stmts);
             let script = Stmt { sql: format!("{}; {}; COMMIT", Self::BEGIN_WRITE, texts.join("; ")).into(), params };
