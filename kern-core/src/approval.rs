@@ -383,9 +383,15 @@ impl ApprovalQuery {
 
     /// Compares two rows in the listing's order: `Less` for the one listed first.
     pub fn compare(&self, a: &Approval, b: &Approval) -> std::cmp::Ordering {
+        self.compare_positions(self.position(a), self.position(b))
+    }
+
+    /// Compares two rows in the listing's order by their [positions](Self::position): for a
+    /// store that sorts what it keeps of rows it does not hold whole.
+    pub fn compare_positions(&self, a: (DateTime<Utc>, &str), b: (DateTime<Utc>, &str)) -> std::cmp::Ordering {
         match self.order {
-            ListOrder::Newest => self.position(b).cmp(&self.position(a)),
-            ListOrder::ExpiringSoonest => self.position(a).cmp(&self.position(b)),
+            ListOrder::Newest => b.cmp(&a),
+            ListOrder::ExpiringSoonest => a.cmp(&b),
         }
     }
 

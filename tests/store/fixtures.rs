@@ -5,6 +5,7 @@ use kern::approval::{Approval, ApprovalPolicy, ApprovalStatus, ApprovalType, Pau
 use kern::db::Store;
 use kern::models::{Message, Usage};
 use kern::run::{RunRecord, RunRequirement, RunStatus, ToolCallStatus, ToolExecution};
+use kern::trail::Execution;
 use serde_json::{Map, Value, json};
 
 use crate::harness::unique_name;
@@ -118,6 +119,19 @@ pub fn run(session_id: &str) -> RunRecord {
         delegations: Vec::new(),
         created_at,
         updated_at: created_at,
+    }
+}
+
+/// The record of `row`'s call having run (`succeeded`) or failed, as a continue saves it.
+pub fn execution(row: &Approval, succeeded: bool) -> Execution {
+    Execution {
+        approval_id: row.id.clone(),
+        run_id: row.run_id.clone(),
+        tool_call_id: row.tool_call_id.clone(),
+        principal: "agent:agent-1".into(),
+        succeeded,
+        result_digest: "digest".into(),
+        recovered: false,
     }
 }
 

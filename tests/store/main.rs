@@ -79,6 +79,7 @@ suite! {
         resolve::user_input_and_external_results_take_an_optional_note_and_nothing_else,
         runs::saved_runs_load_back,
         runs::save_runs_sets_the_run_status_of_the_runs_rows,
+        runs::a_finished_run_reads_back_whole_everywhere_and_can_be_written_again,
         runs::a_failing_batch_writes_nothing,
         runs::a_batch_repeating_an_id_writes_nothing,
         runs::a_batch_larger_than_a_statement_is_saved_whole,

@@ -6,13 +6,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use kern::Error;
-use kern::approval::Approval;
-use kern::approval::PageCursor;
+use kern::approval::{Approval, ApprovalQuery, ApprovalStatus, ApprovalUpdate, PageCursor};
 use kern::db::Store;
 use kern::run::{RunQuery, RunRecord, RunStatus};
 use tokio::sync::Barrier;
 
-use crate::fixtures::{approval, create, now, run, seconds, stored};
+use crate::fixtures::{approval, create, execution, now, run, seconds, stored};
+use crate::harness::unique_name;
 
 pub async fn saved_runs_load_back(store: Arc<dyn Store>) {
     let first = run("session-1");
@@ -32,6 +32,65 @@ pub async fn saved_runs_load_back(store: Arc<dyn Store>) {
     };
     store.save_runs(std::slice::from_ref(&done), &[], &[]).await.unwrap();
     assert_eq!(store.load_run(&done.run_id).await.unwrap(), Some(done));
+}
+
+pub async fn a_finished_run_reads_back_whole_everywhere_and_can_be_written_again(store: Arc<dyn Store>) {
+    // A finished run, its resolved rows and their chains change no more: a store may keep them
+    // compactly (the memory store packs them), and every read still returns them whole.
+    let session = unique_name();
+    let paused = run(&session);
+    let (approved, rejected) = (approval(&paused.run_id), approval(&paused.run_id));
+    store.save_runs(std::slice::from_ref(&paused), &[approved.clone(), rejected.clone()], &[]).await.unwrap();
+    let before = store.last_event_seq().await.unwrap();
+    let resolved = store.update_approval(&approved.id, ApprovalUpdate::approve("admin")).await.unwrap();
+    store.update_approval(&rejected.id, ApprovalUpdate::reject("admin")).await.unwrap();
+    let done = RunRecord {
+        status: RunStatus::Completed,
+        content: Some("Deleted.".into()),
+        approvals: vec![resolved.clone()],
+        updated_at: paused.updated_at + seconds(1),
+        ..paused.clone()
+    };
+    store.save_runs(std::slice::from_ref(&done), &[], &[execution(&approved, true)]).await.unwrap();
+
+    assert_eq!(store.load_run(&done.run_id).await.unwrap(), Some(done.clone()));
+    assert_eq!(store.session_runs(&session, 10).await.unwrap(), std::slice::from_ref(&done));
+    let query = RunQuery { session_id: Some(session.clone()), ..RunQuery::default() };
+    assert_eq!(store.list_runs(&query).await.unwrap().items, std::slice::from_ref(&done));
+    let changed = store.runs_changed_since(done.updated_at, 1000).await.unwrap();
+    assert_eq!(changed.iter().find(|run| run.run_id == done.run_id), Some(&done));
+    let row = stored(&*store, &approved.id).await;
+    assert_eq!(row, Approval { run_status: RunStatus::Completed, updated_at: row.updated_at, ..resolved });
+
+    let rows = ApprovalQuery::default().run_id(done.run_id.as_str());
+    let page = store.list_approvals(&rows).await.unwrap();
+    assert_eq!(page.total, 2);
+    let status_of = |id: &str| page.items.iter().find(|row| row.id == id).map(|row| row.status);
+    assert_eq!(status_of(&approved.id), Some(ApprovalStatus::Approved));
+    assert_eq!(status_of(&rejected.id), Some(ApprovalStatus::Rejected));
+    let approved_only = store.list_approvals(&rows.clone().status(ApprovalStatus::Approved)).await.unwrap();
+    assert_eq!((approved_only.total, approved_only.items), (1, vec![row.clone()]));
+
+    let trail = store.trail(&approved.id).await.unwrap();
+    assert_eq!(trail.len(), 3);
+    let followed = store.events_after(before, 1000).await.unwrap();
+    let of_row: Vec<_> = followed.into_iter().filter(|event| event.approval_id == approved.id).collect();
+    assert_eq!(of_row, trail[1..]);
+    assert!(store.verify_trail().await.unwrap().is_intact());
+
+    // Written again (kern resumes no finished run, but a store keeps what it is given): its
+    // rows follow its status, and a chain still grows.
+    let reopened = RunRecord { status: RunStatus::Paused, updated_at: done.updated_at + seconds(1), ..done.clone() };
+    store.save_runs(std::slice::from_ref(&reopened), &[], &[execution(&approved, false)]).await.unwrap();
+    assert_eq!(store.load_run(&done.run_id).await.unwrap(), Some(reopened.clone()));
+    assert_eq!(stored(&*store, &approved.id).await.run_status, RunStatus::Paused);
+    assert_eq!(store.trail(&approved.id).await.unwrap().len(), 4);
+    let finished_again = RunRecord { status: RunStatus::Error, ..reopened };
+    store.save_runs(std::slice::from_ref(&finished_again), &[], &[]).await.unwrap();
+    assert_eq!(store.load_run(&done.run_id).await.unwrap(), Some(finished_again));
+    assert_eq!(stored(&*store, &approved.id).await.run_status, RunStatus::Error);
+    assert_eq!(store.trail(&approved.id).await.unwrap().len(), 4);
+    assert!(store.verify_trail().await.unwrap().is_intact());
 }
 
 pub async fn save_runs_sets_the_run_status_of_the_runs_rows(store: Arc<dyn Store>) {

@@ -5,22 +5,10 @@ use std::sync::Arc;
 use kern::Error;
 use kern::approval::{ApprovalStatus, ApprovalType, ApprovalUpdate, Decision, Principal};
 use kern::db::Store;
-use kern::trail::{EventKind, Execution, GENESIS};
+use kern::trail::{EventKind, GENESIS};
 
-use crate::fixtures::{approval, create_all, run};
+use crate::fixtures::{approval, create_all, execution, run};
 use crate::harness::{Options, SqlTarget};
-
-fn execution(row: &kern::approval::Approval, succeeded: bool) -> Execution {
-    Execution {
-        approval_id: row.id.clone(),
-        run_id: row.run_id.clone(),
-        tool_call_id: row.tool_call_id.clone(),
-        principal: "agent:agent-1".into(),
-        succeeded,
-        result_digest: "digest".into(),
-        recovered: false,
-    }
-}
 
 pub async fn every_change_is_on_the_trail_in_order_and_verifies(store: Arc<dyn Store>) {
     let paused = run("session-1");

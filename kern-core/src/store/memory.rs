@@ -1,6 +1,7 @@
 //! An in-memory [`Store`]: for tests, examples and single-process programs that need no
 //! durability. Same semantics as the database stores, checked by the same test suite.
 
+use std::borrow::Cow;
 use std::collections::hash_map::Entry;
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -24,7 +25,15 @@ use crate::keys::ApiKey;
 use crate::run::{RunPage, RunQuery, RunRecord, RunStatus};
 use crate::trail::{self, EventKind, Execution, SYSTEM_PRINCIPAL, TrailEvent, TrailReport};
 
+mod archive;
+
+use archive::Shelf;
+
 /// A store that keeps everything in process memory. Clones share the same data.
+///
+/// What is settled (a finished run, its resolved rows and their chains of events) is kept
+/// packed, so that a long-lived store holds about a kilobyte per finished cycle; reading it
+/// decodes it.
 #[derive(Debug, Clone, Default)]
 pub struct MemoryDb {
     inner: Arc<Mutex<Tables>>,
@@ -37,9 +46,13 @@ pub struct MemoryDb {
 
 #[derive(Debug, Default)]
 struct Tables {
+    /// The runs not finished yet (finished ones are in `archive`).
     runs: HashMap<String, RunRecord>,
     /// The ids of each session's runs, so that a session's history is no scan of every run.
     runs_by_session: HashMap<String, Vec<String>>,
+    /// The ids of each team run's member runs.
+    members_by_parent: HashMap<String, Vec<String>>,
+    /// The rows not settled yet: pending, or their run not finished.
     approvals: HashMap<String, Approval>,
     /// The ids of each run's rows.
     rows_by_run: HashMap<String, Vec<String>>,
@@ -47,11 +60,56 @@ struct Tables {
     /// last read (a row never returns to pending, so a reader drops those it finds resolved).
     maybe_pending: HashSet<String>,
     votes: HashMap<String, Vec<Vote>>,
-    /// Each row's chain of events, in order.
+    /// The chains of events of the rows in `approvals`, in order (and of a settled row whose
+    /// chain grew after it settled, until its run's next write settles it again).
     trails: HashMap<String, Vec<TrailEvent>>,
+    archive: Archive,
     /// The `seq` of the last event written.
     last_seq: i64,
     api_keys: HashMap<String, ApiKey>,
+}
+
+/// What is settled, packed.
+#[derive(Debug, Default)]
+struct Archive {
+    /// Finished runs.
+    runs: Shelf<RunRecord, RunMark>,
+    /// Settled rows: resolved, and their run finished.
+    rows: Shelf<Approval, ()>,
+    /// The chains of settled rows.
+    chains: Shelf<Vec<TrailEvent>, ChainMark>,
+}
+
+/// What scans of packed chains filter on and count before decoding any.
+#[derive(Debug, Clone, Copy)]
+struct ChainMark {
+    /// The `seq` of the chain's last event.
+    last_seq: i64,
+    events: u64,
+}
+
+/// What scans of finished runs sort and filter on before decoding any.
+#[derive(Debug, Clone, Copy)]
+struct RunMark {
+    created_at: DateTime<Utc>,
+    updated_at: DateTime<Utc>,
+    top_level: bool,
+}
+
+impl RunMark {
+    fn of(run: &RunRecord) -> Self {
+        Self { created_at: run.created_at, updated_at: run.updated_at, top_level: run.parent_run_id.is_none() }
+    }
+}
+
+/// Whether a run of this status is over: nothing resumes it.
+fn is_finished(status: RunStatus) -> bool {
+    matches!(status, RunStatus::Completed | RunStatus::Error | RunStatus::Cancelled)
+}
+
+/// Whether `row` will not change any more: resolved, and its run finished.
+fn is_settled(row: &Approval) -> bool {
+    row.status.is_resolved() && is_finished(row.run_status)
 }
 
 impl MemoryDb {
@@ -72,13 +130,69 @@ fn ready<'a, T: Send + 'a>(value: T) -> BoxFuture<'a, T> {
 }
 
 impl Tables {
+    /// Run `run_id`, whole or decoded.
+    fn run(&self, run_id: &str) -> Option<Cow<'_, RunRecord>> {
+        match self.runs.get(run_id) {
+            Some(run) => Some(Cow::Borrowed(run)),
+            None => self.archive.runs.get(run_id).map(Cow::Owned),
+        }
+    }
+
+    /// Row `id`, whole or decoded.
+    fn row(&self, id: &str) -> Option<Cow<'_, Approval>> {
+        match self.approvals.get(id) {
+            Some(row) => Some(Cow::Borrowed(row)),
+            None => self.archive.rows.get(id).map(Cow::Owned),
+        }
+    }
+
+    /// What scans sort and filter run `run_id` on.
+    fn run_mark(&self, run_id: &str) -> Option<RunMark> {
+        match self.runs.get(run_id) {
+            Some(run) => Some(RunMark::of(run)),
+            None => self.archive.runs.mark(run_id),
+        }
+    }
+
+    /// The marks of every run, with their ids, in no order.
+    fn run_marks(&self) -> impl Iterator<Item = (RunMark, &String)> {
+        let live = self.runs.iter().map(|(id, run)| (RunMark::of(run), id));
+        live.chain(self.archive.runs.marks().map(|(id, mark)| (mark, id)))
+    }
+
+    fn has_row(&self, id: &str) -> bool {
+        self.approvals.contains_key(id) || self.archive.rows.contains(id)
+    }
+
+    /// Row `id`, to change: a settled row is unpacked first.
+    fn row_mut(&mut self, id: &str) -> Option<&mut Approval> {
+        if let Some(row) = self.archive.rows.take(id) {
+            self.approvals.insert(id.to_owned(), row);
+        }
+        self.approvals.get_mut(id)
+    }
+
+    /// Stores `row` in place of the row of its id.
+    fn put_row(&mut self, row: Approval) {
+        self.archive.rows.take(&row.id);
+        self.approvals.insert(row.id.clone(), row);
+    }
+
+    /// Row `id`'s chain of events, whole or decoded.
+    fn chain(&self, id: &str) -> Cow<'_, [TrailEvent]> {
+        match self.trails.get(id) {
+            Some(chain) => Cow::Borrowed(chain),
+            None => Cow::Owned(self.archive.chains.get(id).unwrap_or_default()),
+        }
+    }
+
     /// The resolution of [`Store::update_approval`]: checked first, applied last. Under the
     /// lock the row cannot change between the two, and a row that passes the check is one the
     /// compare-and-set of a database store would match.
     fn resolve(&mut self, id: &str, update: ApprovalUpdate) -> Result<Approval> {
         let now = crate::now();
-        ResolutionRules::new(id, &update, now).check(self.approvals.get(id))?;
-        let row = self.approvals.get_mut(id).expect("checked above");
+        ResolutionRules::new(id, &update, now).check(self.row(id).as_deref())?;
+        let row = self.row_mut(id).expect("checked above");
         row.status = update.status;
         row.resolved_by = update.resolved_by;
         row.resolved_at = Some(update.resolved_at.unwrap_or(now));
@@ -86,6 +200,7 @@ impl Tables {
         row.updated_at = now;
         let row = row.clone();
         self.record_resolution(&row, row.resolved_by.as_deref().unwrap_or(SYSTEM_PRINCIPAL), now);
+        self.settle(&row.run_id);
         Ok(row)
     }
 
@@ -94,27 +209,33 @@ impl Tables {
     fn decide(&mut self, id: &str, principal: &Principal, decision: &Decision) -> Result<Approval> {
         let now = crate::now();
         let votes = self.votes.get(id).map(Vec::as_slice).unwrap_or_default();
-        let effect = DecisionRules::new(id, principal, decision, now).apply(self.approvals.get(id), votes)?;
+        let effect = DecisionRules::new(id, principal, decision, now).apply(self.row(id).as_deref(), votes)?;
         if let Some(vote) = effect.vote {
             self.votes.entry(id.to_owned()).or_default().push(vote);
         }
-        self.approvals.insert(id.to_owned(), effect.row.clone());
+        self.put_row(effect.row.clone());
         let events = effect.events.into_iter().map(|(kind, data)| (kind, principal.id.clone(), data));
-        self.append(&effect.row, now, events);
+        self.append(id, &effect.row.run_id, now, events);
+        self.settle(&effect.row.run_id);
         Ok(effect.row)
     }
 
-    /// Appends events to `row`'s chain.
+    /// Appends events to the chain of row `id` (of run `run_id`).
     fn append(
         &mut self,
-        row: &Approval,
+        id: &str,
+        run_id: &str,
         at: DateTime<Utc>,
         events: impl IntoIterator<Item = (EventKind, String, Value)>,
     ) {
-        let chain = self.trails.entry(row.id.clone()).or_default();
+        if !self.trails.contains_key(id) {
+            let chain = self.archive.chains.take(id).unwrap_or_default();
+            self.trails.insert(id.to_owned(), chain);
+        }
+        let chain = self.trails.get_mut(id).expect("inserted above");
         let head = chain.last().map(|event| (event.index, event.hash.clone()));
         for mut event in
-            trail::append(head.as_ref().map(|(index, hash)| (*index, hash.as_str())), &row.id, &row.run_id, at, events)
+            trail::append(head.as_ref().map(|(index, hash)| (*index, hash.as_str())), id, run_id, at, events)
         {
             self.last_seq += 1;
             event.seq = self.last_seq;
@@ -125,7 +246,7 @@ impl Tables {
     /// Records on the trail that `row` was resolved, by `principal`.
     fn record_resolution(&mut self, row: &Approval, principal: &str, at: DateTime<Utc>) {
         if let Some(kind) = trail::resolution_kind(row.status) {
-            self.append(row, at, [(kind, principal.to_owned(), trail::resolution_data(row))]);
+            self.append(&row.id, &row.run_id, at, [(kind, principal.to_owned(), trail::resolution_data(row))]);
         }
     }
 
@@ -144,16 +265,68 @@ impl Tables {
         self.approvals.insert(row.id.clone(), row.clone());
     }
 
-    /// Stores `run`, in place of the run of its id.
+    /// Stores `run` in place of the run of its id, and brings its rows' run status in step.
     fn put_run(&mut self, run: &RunRecord) {
-        let moved_from = match self.runs.insert(run.run_id.clone(), run.clone()) {
-            Some(old) if old.session_id == run.session_id => return,
-            old => old.map(|old| old.session_id),
+        let old = match self.runs.remove(&run.run_id) {
+            Some(old) => Some(old),
+            None => {
+                let old = self.archive.runs.take(&run.run_id);
+                if old.is_some() {
+                    self.unpack_rows_of(&run.run_id);
+                }
+                old
+            }
         };
-        if let Some(ids) = moved_from.and_then(|session| self.runs_by_session.get_mut(&session)) {
-            ids.retain(|id| *id != run.run_id);
+        if is_finished(run.status) {
+            self.archive.runs.put(run.run_id.clone(), run, RunMark::of(run));
+        } else {
+            self.runs.insert(run.run_id.clone(), run.clone());
         }
-        self.runs_by_session.entry(run.session_id.clone()).or_default().push(run.run_id.clone());
+        self.set_run_status(&run.run_id, run.status);
+        let moved = match old {
+            Some(old) if old.session_id == run.session_id && old.parent_run_id == run.parent_run_id => return,
+            moved => moved,
+        };
+        let id = &run.run_id;
+        if let Some(old) = moved {
+            if let Some(ids) = self.runs_by_session.get_mut(&old.session_id) {
+                ids.retain(|other| other != id);
+            }
+            if let Some(ids) = old.parent_run_id.and_then(|parent| self.members_by_parent.get_mut(&parent)) {
+                ids.retain(|other| other != id);
+            }
+        }
+        self.runs_by_session.entry(run.session_id.clone()).or_default().push(id.clone());
+        if let Some(parent) = &run.parent_run_id {
+            self.members_by_parent.entry(parent.clone()).or_default().push(id.clone());
+        }
+    }
+
+    /// Unpacks the settled rows of run `run_id` (whose run is written again).
+    fn unpack_rows_of(&mut self, run_id: &str) {
+        for id in self.rows_by_run.get(run_id).into_iter().flatten() {
+            if let Some(row) = self.archive.rows.take(id) {
+                self.approvals.insert(id.clone(), row);
+            }
+        }
+    }
+
+    /// Packs what of run `run_id` has settled: its rows that have, with their chains. (The run
+    /// itself is packed when written finished.)
+    fn settle(&mut self, run_id: &str) {
+        for id in self.rows_by_run.get(run_id).into_iter().flatten() {
+            if self.approvals.get(id).is_some_and(|row| !is_settled(row)) {
+                continue;
+            }
+            if let Some(row) = self.approvals.remove(id) {
+                self.archive.rows.put(id.clone(), &row, ());
+            }
+            if let Some((id, chain)) = self.trails.remove_entry(id) {
+                let mark =
+                    ChainMark { last_seq: chain.last().map_or(0, |event| event.seq), events: chain.len() as u64 };
+                self.archive.chains.put(id, &chain, mark);
+            }
+        }
     }
 
     /// The ids of run `run_id`'s rows.
@@ -170,48 +343,53 @@ impl Tables {
 
     /// Cancels paused run `run_id` and its paused member runs, and every row they wait on.
     fn cancel_run(&mut self, run_id: &str, principal: &str, now: DateTime<Utc>) -> Result<RunRecord> {
-        let run = self.runs.get(run_id).ok_or_else(|| Error::RunNotFound(run_id.to_owned()))?;
+        let run = self.run(run_id).ok_or_else(|| Error::RunNotFound(run_id.to_owned()))?;
         if let Some(team_run_id) = &run.parent_run_id {
             return Err(Error::MemberRun { run_id: run_id.to_owned(), team_run_id: team_run_id.clone() });
         }
         if run.status != RunStatus::Paused {
             return Err(Error::RunNotPaused { run_id: run_id.to_owned(), status: run.status });
         }
-        let members: Vec<String> = self
-            .runs
-            .values()
-            .filter(|member| member.parent_run_id.as_deref() == Some(run_id) && member.status == RunStatus::Paused)
-            .map(|member| member.run_id.clone())
+        let members: Vec<String> = (self.members_by_parent.get(run_id).into_iter().flatten())
+            .filter(|id| self.runs.get(*id).is_some_and(|member| member.status == RunStatus::Paused))
+            .cloned()
             .collect();
-        for id in members.iter().map(String::as_str).chain([run_id]) {
-            if let Some(run) = self.runs.get_mut(id) {
-                run.status = RunStatus::Cancelled;
-                run.updated_at = now;
-            }
-            let pending: Vec<String> = self
-                .row_ids_of(id)
-                .into_iter()
-                .filter(|row_id| self.approvals.get(row_id).is_some_and(|row| row.status == ApprovalStatus::Pending))
-                .collect();
-            for row_id in pending {
-                let row = self.approvals.get_mut(&row_id).expect("listed above");
-                // A row past its expiry expired; the others are withdrawn with the run.
-                let (status, by) = match row.is_expired_at(now) {
-                    true => (ApprovalStatus::Expired, SYSTEM_PRINCIPAL),
-                    false => (ApprovalStatus::Cancelled, principal),
-                };
-                row.status = status;
-                if status == ApprovalStatus::Cancelled {
-                    row.resolved_by = Some(principal.to_owned());
-                    row.resolved_at = Some(now);
-                }
-                row.updated_at = now;
-                let row = row.clone();
-                self.record_resolution(&row, by, now);
-            }
-            self.set_run_status(id, RunStatus::Cancelled);
+        for member in &members {
+            self.cancel_one(member, principal, now);
         }
-        Ok(self.runs[run_id].clone())
+        Ok(self.cancel_one(run_id, principal, now).expect("a paused run is not finished: it is among the runs"))
+    }
+
+    /// Cancels run `run_id` (paused) and every row it waits on; returns the run cancelled.
+    fn cancel_one(&mut self, run_id: &str, principal: &str, now: DateTime<Utc>) -> Option<RunRecord> {
+        let pending: Vec<String> = self
+            .row_ids_of(run_id)
+            .into_iter()
+            .filter(|row_id| self.approvals.get(row_id).is_some_and(|row| row.status == ApprovalStatus::Pending))
+            .collect();
+        for row_id in pending {
+            let row = self.approvals.get_mut(&row_id).expect("listed above");
+            // A row past its expiry expired; the others are withdrawn with the run.
+            let (status, by) = match row.is_expired_at(now) {
+                true => (ApprovalStatus::Expired, SYSTEM_PRINCIPAL),
+                false => (ApprovalStatus::Cancelled, principal),
+            };
+            row.status = status;
+            if status == ApprovalStatus::Cancelled {
+                row.resolved_by = Some(principal.to_owned());
+                row.resolved_at = Some(now);
+            }
+            row.updated_at = now;
+            let row = row.clone();
+            self.record_resolution(&row, by, now);
+        }
+        let cancelled =
+            self.runs.get(run_id).map(|run| RunRecord { status: RunStatus::Cancelled, updated_at: now, ..run.clone() });
+        if let Some(run) = &cancelled {
+            self.put_run(run);
+        }
+        self.settle(run_id);
+        cancelled
     }
 
     fn set_run_status(&mut self, run_id: &str, status: RunStatus) -> u64 {
@@ -229,18 +407,30 @@ impl Tables {
     /// the condition of [`Store::reclaim_run`] and [`Store::release_stale_run`].
     fn stale_run(&mut self, run_id: &str, stale_after: Duration, now: DateTime<Utc>) -> Result<&mut RunRecord> {
         let cutoff = stale_cutoff(now, stale_after);
-        match self.runs.get_mut(run_id) {
-            None => Err(Error::RunNotFound(run_id.to_owned())),
-            Some(run) if run.status == RunStatus::Running && cutoff.is_some_and(|cutoff| run.updated_at <= cutoff) => {
-                Ok(run)
-            }
-            Some(run) => Err(Error::RunNotStale { run_id: run_id.to_owned(), status: run.status }),
+        let stale = self.runs.get(run_id).is_some_and(|run| {
+            run.status == RunStatus::Running && cutoff.is_some_and(|cutoff| run.updated_at <= cutoff)
+        });
+        if !stale {
+            return Err(self.not_in(run_id, |status| Error::RunNotStale { run_id: run_id.to_owned(), status }));
+        }
+        Ok(self.runs.get_mut(run_id).expect("checked above"))
+    }
+
+    /// Why run `run_id` is not in the state asked: it does not exist, or the error of its
+    /// status.
+    fn not_in(&self, run_id: &str, error: impl FnOnce(RunStatus) -> Error) -> Error {
+        match self.run(run_id) {
+            None => Error::RunNotFound(run_id.to_owned()),
+            Some(run) => error(run.status),
         }
     }
 
     /// The row as it stands at `now`: a pending row past its expiry reads as expired.
     fn row_at(&self, id: &str, now: DateTime<Utc>) -> Option<Approval> {
-        self.approvals.get(id).map(|row| Approval { status: row.status_at(now), ..row.clone() })
+        self.row(id).map(|row| {
+            let status = row.status_at(now);
+            Approval { status, ..row.into_owned() }
+        })
     }
 }
 
@@ -256,12 +446,10 @@ impl Store for MemoryDb {
         }
         let mut tables = self.tables();
         let mut batch = HashSet::new();
-        if let Some(dup) =
-            new_approvals.iter().find(|a| tables.approvals.contains_key(&a.id) || !batch.insert(a.id.as_str()))
-        {
+        if let Some(dup) = new_approvals.iter().find(|a| tables.has_row(&a.id) || !batch.insert(a.id.as_str())) {
             return ready(Err(Error::database(std::io::Error::other(format!("approval `{}` already exists", dup.id)))));
         }
-        let known = |id: &str| tables.approvals.contains_key(id) || batch.contains(id);
+        let known = |id: &str| tables.has_row(id) || batch.contains(id);
         if let Some(stray) = executions.iter().find(|execution| !known(&execution.approval_id)) {
             return ready(Err(Error::ApprovalNotFound(stray.approval_id.clone())));
         }
@@ -270,12 +458,13 @@ impl Store for MemoryDb {
         }
         let now = crate::now();
         for execution in executions {
-            let row = tables.approvals[&execution.approval_id].clone();
-            tables.append(&row, now, [(execution.kind(), execution.principal.clone(), execution.data())]);
+            let id = &execution.approval_id;
+            let run_id = tables.row(id).expect("checked above").run_id.clone();
+            tables.append(id, &run_id, now, [(execution.kind(), execution.principal.clone(), execution.data())]);
         }
         for run in runs {
             tables.put_run(run);
-            tables.set_run_status(&run.run_id, run.status);
+            tables.settle(&run.run_id);
         }
         drop(tables);
         self.signal.appended();
@@ -283,21 +472,18 @@ impl Store for MemoryDb {
     }
 
     fn load_run<'a>(&'a self, run_id: &'a str) -> BoxFuture<'a, Result<Option<RunRecord>>> {
-        ready(Ok(self.tables().runs.get(run_id).cloned()))
+        ready(Ok(self.tables().run(run_id).map(Cow::into_owned)))
     }
 
     fn claim_run<'a>(&'a self, run_id: &'a str) -> BoxFuture<'a, Result<RunRecord>> {
         let mut tables = self.tables();
-        let result = match tables.runs.get_mut(run_id) {
-            None => Err(Error::RunNotFound(run_id.to_owned())),
-            Some(run) if run.status != RunStatus::Paused => {
-                Err(Error::RunNotPaused { run_id: run_id.to_owned(), status: run.status })
-            }
+        let result = match tables.runs.get_mut(run_id).filter(|run| run.status == RunStatus::Paused) {
             Some(run) => {
                 run.status = RunStatus::Running;
                 run.updated_at = crate::now();
                 Ok(run.clone())
             }
+            None => Err(tables.not_in(run_id, |status| Error::RunNotPaused { run_id: run_id.to_owned(), status })),
         };
         ready(result)
     }
@@ -324,19 +510,28 @@ impl Store for MemoryDb {
     fn session_runs<'a>(&'a self, session_id: &'a str, limit: usize) -> BoxFuture<'a, Result<Vec<RunRecord>>> {
         let tables = self.tables();
         let ids = tables.runs_by_session.get(session_id).into_iter().flatten();
-        let mut runs: Vec<&RunRecord> =
-            ids.filter_map(|id| tables.runs.get(id)).filter(|run| run.parent_run_id.is_none()).collect();
-        runs.sort_by(|a, b| (a.created_at, &a.run_id).cmp(&(b.created_at, &b.run_id)));
-        let skip = runs.len().saturating_sub(limit);
-        ready(Ok(runs.into_iter().skip(skip).cloned().collect()))
+        let mut marks: Vec<(RunMark, &String)> = ids.filter_map(|id| Some((tables.run_mark(id)?, id))).collect();
+        marks.retain(|(mark, _)| mark.top_level);
+        marks.sort_by(|(a, a_id), (b, b_id)| (a.created_at, a_id).cmp(&(b.created_at, b_id)));
+        let skip = marks.len().saturating_sub(limit);
+        let runs = marks.into_iter().skip(skip).filter_map(|(_, id)| tables.run(id).map(Cow::into_owned)).collect();
+        ready(Ok(runs))
     }
 
     fn list_runs<'a>(&'a self, query: &'a RunQuery) -> BoxFuture<'a, Result<RunPage>> {
         let tables = self.tables();
-        let mut runs: Vec<&RunRecord> = tables.runs.values().filter(|run| query.matches(run)).collect();
-        runs.sort_by(|a, b| (b.created_at, &b.run_id).cmp(&(a.created_at, &a.run_id)));
+        // Newest first, each run decoded (when packed) only until the page is full.
+        let mut marks: Vec<(RunMark, &String)> = tables.run_marks().collect();
+        marks.sort_by(|(a, a_id), (b, b_id)| (b.created_at, b_id).cmp(&(a.created_at, a_id)));
         let limit = query.effective_limit();
-        let page = runs.into_iter().take(limit as usize).cloned().collect();
+        let page = marks
+            .into_iter()
+            .filter(|(mark, _)| query.members || mark.top_level)
+            .filter_map(|(_, id)| tables.run(id))
+            .filter(|run| query.matches(run))
+            .take(limit as usize)
+            .map(Cow::into_owned)
+            .collect();
         ready(Ok(RunPage::new(page, limit)))
     }
 
@@ -347,23 +542,33 @@ impl Store for MemoryDb {
     fn list_approvals<'a>(&'a self, query: &'a ApprovalQuery) -> BoxFuture<'a, Result<ApprovalPage>> {
         let mut tables = self.tables();
         let now = crate::now();
-        // Only pending rows can be listed as pending.
-        let candidates: Vec<&Approval> = match query.status {
-            Some(ApprovalStatus::Pending) => tables.pending_rows(),
-            _ => tables.approvals.values().collect(),
+        // Only pending rows can be listed as pending, and none of them is packed.
+        let pending_only = query.status == Some(ApprovalStatus::Pending);
+        let whole = match pending_only {
+            true => tables.pending_rows(),
+            false => tables.approvals.values().collect(),
         };
-        // Sorted by reference: only the page's rows are copied.
-        let mut matching: Vec<&Approval> = candidates.into_iter().filter(|row| query.matches_at(row, now)).collect();
-        matching.sort_by(|a, b| query.compare(a, b));
+        // Each row is kept as its position in the listing (a packed row decoded only to be
+        // filtered): only the page's rows are copied.
+        let mut matching: Vec<((DateTime<Utc>, String), bool)> = whole
+            .into_iter()
+            .filter(|row| query.matches_at(row, now))
+            .map(|row| ((query.position(row).0, row.id.clone()), query.is_after_cursor(row)))
+            .collect();
+        if !pending_only {
+            let packed = tables.archive.rows.decode_where(|()| true).filter(|row| query.matches_at(row, now));
+            matching.extend(packed.map(|row| ((query.position(&row).0, row.id.clone()), query.is_after_cursor(&row))));
+        }
+        matching.sort_by(|((a, a_id), _), ((b, b_id), _)| query.compare_positions((*a, a_id), (*b, b_id)));
         let total = matching.len() as u64;
         let offset = usize::try_from(query.offset()).unwrap_or(usize::MAX);
         let limit = query.effective_limit() as usize;
         let items: Vec<Approval> = matching
             .into_iter()
-            .filter(|row| query.is_after_cursor(row))
+            .filter(|(_, after_cursor)| *after_cursor)
             .skip(offset)
             .take(limit)
-            .map(|row| Approval { status: row.status_at(now), ..row.clone() })
+            .filter_map(|((_, id), _)| tables.row_at(&id, now))
             .collect();
         let next_cursor = items.last().filter(|_| items.len() == limit).map(|row| query.cursor_after(row));
         ready(Ok(ApprovalPage { items, total, unreadable: Vec::new(), next_cursor }))
@@ -390,8 +595,9 @@ impl Store for MemoryDb {
                 row.status = ApprovalStatus::Cancelled;
                 row.resolved_at = Some(now);
                 row.updated_at = now;
-                tables.approvals.insert(id.to_owned(), row.clone());
+                tables.put_row(row.clone());
                 tables.record_resolution(&row, SYSTEM_PRINCIPAL, now);
+                tables.settle(&row.run_id);
                 Ok(true)
             }
         };
@@ -426,9 +632,10 @@ impl Store for MemoryDb {
             row.updated_at = now;
             let row = row.clone();
             tables.record_resolution(&row, SYSTEM_PRINCIPAL, now);
+            tables.settle(&row.run_id);
             if row.policy.as_ref().is_some_and(|policy| policy.on_expire == OnExpire::CancelRun) {
-                let run = tables.runs.get(&row.run_id);
-                cancelling.push(run.and_then(|run| run.parent_run_id.clone()).unwrap_or(row.run_id));
+                let parent = tables.run(&row.run_id).and_then(|run| run.parent_run_id.clone());
+                cancelling.push(parent.unwrap_or(row.run_id));
             }
         }
         for run_id in cancelling {
@@ -478,13 +685,16 @@ impl Store for MemoryDb {
     }
 
     fn trail<'a>(&'a self, id: &'a str) -> BoxFuture<'a, Result<Vec<TrailEvent>>> {
-        ready(Ok(self.tables().trails.get(id).cloned().unwrap_or_default()))
+        ready(Ok(self.tables().chain(id).into_owned()))
     }
 
     fn events_after(&self, after: i64, limit: u32) -> BoxFuture<'_, Result<Vec<TrailEvent>>> {
         let tables = self.tables();
         let mut events: Vec<TrailEvent> =
             tables.trails.values().flatten().filter(|event| event.seq > after).cloned().collect();
+        // Only the packed chains that end after `after` are decoded.
+        let packed = tables.archive.chains.decode_where(|mark| mark.last_seq > after).flatten();
+        events.extend(packed.filter(|event| event.seq > after));
         events.sort_by_key(|event| event.seq);
         events.truncate(limit as usize);
         ready(Ok(events))
@@ -502,21 +712,19 @@ impl Store for MemoryDb {
     fn decided_runs<'a>(&'a self, after: Option<&'a str>, limit: u32) -> BoxFuture<'a, Result<Vec<RunRecord>>> {
         let tables = self.tables();
         let now = crate::now();
+        // A row that is packed is settled: not pending.
+        let decided =
+            |id: &String| tables.approvals.get(id).is_none_or(|row| row.status_at(now) != ApprovalStatus::Pending);
         let mut runs: Vec<&RunRecord> = tables
             .runs
             .values()
             .filter(|run| run.status == RunStatus::Paused && run.parent_run_id.is_none())
             .filter(|run| after.is_none_or(|after| run.run_id.as_str() > after))
             .filter(|run| {
-                let family = |row: &&Approval| {
-                    row.run_id == run.run_id
-                        || tables
-                            .runs
-                            .get(&row.run_id)
-                            .is_some_and(|member| member.parent_run_id.as_ref() == Some(&run.run_id))
-                };
-                let mut rows = tables.approvals.values().filter(family).peekable();
-                rows.peek().is_some() && rows.all(|row| row.status_at(now) != ApprovalStatus::Pending)
+                let members = tables.members_by_parent.get(&run.run_id).into_iter().flatten();
+                let family = [&run.run_id].into_iter().chain(members);
+                let mut rows = family.flat_map(|id| tables.rows_by_run.get(id)).flatten().peekable();
+                rows.peek().is_some() && rows.all(decided)
             })
             .collect();
         runs.sort_by(|a, b| a.run_id.cmp(&b.run_id));
@@ -539,9 +747,11 @@ impl Store for MemoryDb {
 
     fn runs_changed_since(&self, since: DateTime<Utc>, limit: u32) -> BoxFuture<'_, Result<Vec<RunRecord>>> {
         let tables = self.tables();
-        let mut runs: Vec<&RunRecord> = tables.runs.values().filter(|run| run.updated_at >= since).collect();
-        runs.sort_by(|a, b| (a.updated_at, &a.run_id).cmp(&(b.updated_at, &b.run_id)));
-        ready(Ok(runs.into_iter().take(limit as usize).cloned().collect()))
+        let mut marks: Vec<(RunMark, &String)> =
+            tables.run_marks().filter(|(mark, _)| mark.updated_at >= since).collect();
+        marks.sort_by(|(a, a_id), (b, b_id)| (a.updated_at, a_id).cmp(&(b.updated_at, b_id)));
+        let page = marks.into_iter().take(limit as usize).filter_map(|(_, id)| tables.run(id).map(Cow::into_owned));
+        ready(Ok(page.collect()))
     }
 
     fn save_api_key<'a>(&'a self, key: &'a ApiKey) -> BoxFuture<'a, Result<()>> {
@@ -579,16 +789,15 @@ impl Store for MemoryDb {
 
     fn verify_trail(&self) -> BoxFuture<'_, Result<TrailReport>> {
         let tables = self.tables();
-        let mut ids: Vec<&String> = tables.approvals.keys().collect();
+        let mut ids: Vec<&String> =
+            tables.approvals.keys().chain(tables.archive.rows.marks().map(|(id, ())| id)).collect();
         ids.sort();
-        let events = tables.trails.values().map(Vec::len).sum::<usize>() as u64;
+        let events = tables.trails.values().map(|chain| chain.len() as u64).sum::<u64>()
+            + tables.archive.chains.marks().map(|(_, mark)| mark.events).sum::<u64>();
         let broken = ids
             .iter()
-            .find_map(|id| {
-                let chain = tables.trails.get(*id).map(Vec::as_slice).unwrap_or_default();
-                trail::verify_row(&tables.approvals[*id], chain).err()
-            })
-            .or_else(|| trail::orphan(tables.trails.iter().filter(|(id, _)| !tables.approvals.contains_key(*id))));
+            .find_map(|id| trail::verify_row(&tables.row(id).expect("listed above"), &tables.chain(id)).err())
+            .or_else(|| trail::orphan(tables.trails.iter().filter(|(id, _)| !tables.has_row(id))));
         ready(Ok(TrailReport { approvals: ids.len() as u64, events, broken }))
     }
 

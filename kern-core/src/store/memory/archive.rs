@@ -1,0 +1,140 @@
+//! Where the memory store keeps what is settled (finished runs, their resolved rows and those
+//! rows' chains of events): each record as its JSON, compressed against the first record of
+//! its kind, which shares its keys and most of its shape. A settled cycle then takes about a
+//! kilobyte instead of a dozen (a `serde_json` object is a B-tree node of ~600 bytes however
+//! few its keys), and is decoded only when read.
+
+use std::collections::HashMap;
+use std::marker::PhantomData;
+
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+/// The most of the first record that becomes the dictionary: its keys and shape, not a large
+/// payload that every later record would be hashed against.
+const DICTIONARY: usize = 4 * 1024;
+
+/// The largest buffers a shelf keeps for its next record: a rare large record does not
+/// hold its size for good.
+const KEPT_BUFFER: usize = 64 * 1024;
+
+/// Records of one kind, packed, each with a mark kept unpacked (what scans filter on before
+/// decoding anything).
+#[derive(Debug)]
+pub(super) struct Shelf<T, M> {
+    /// The JSON of the first record packed (its start): what every record is compressed
+    /// against.
+    dictionary: Box<[u8]>,
+    items: HashMap<String, (M, Box<[u8]>)>,
+    /// Where a record is encoded, then compressed: kept from one record to the next.
+    json: Vec<u8>,
+    compressed: Vec<u8>,
+    kind: PhantomData<fn() -> T>,
+}
+
+impl<T, M> Default for Shelf<T, M> {
+    fn default() -> Self {
+        Self {
+            dictionary: Box::default(),
+            items: HashMap::new(),
+            json: Vec::new(),
+            compressed: Vec::new(),
+            kind: PhantomData,
+        }
+    }
+}
+
+impl<T: Serialize + DeserializeOwned, M: Copy> Shelf<T, M> {
+    /// Packs `value` under `id`, in place of what was there.
+    pub(super) fn put(&mut self, id: String, value: &T, mark: M) {
+        self.json.clear();
+        // Records are plain data with string keys: their encoding cannot fail.
+        serde_json::to_writer(&mut self.json, value).expect("a stored record encodes to JSON");
+        if self.dictionary.is_empty() {
+            self.dictionary = self.json[..self.json.len().min(DICTIONARY)].into();
+        }
+        // The layout of `compress_prepend_size_with_dict`: the JSON's length, then the block.
+        let length = u32::try_from(self.json.len()).expect("a stored record is under 4 GiB");
+        let bound = 4 + lz4_flex::block::get_maximum_output_size(self.json.len());
+        if self.compressed.len() < bound {
+            self.compressed.resize(bound, 0);
+        }
+        self.compressed[..4].copy_from_slice(&length.to_le_bytes());
+        let written = lz4_flex::block::compress_into_with_dict(&self.json, &mut self.compressed[4..], &self.dictionary)
+            .expect("the buffer holds the largest block");
+        self.items.insert(id, (mark, self.compressed[..4 + written].into()));
+        if self.json.capacity() > KEPT_BUFFER {
+            (self.json, self.compressed) = (Vec::new(), Vec::new());
+        }
+    }
+
+    /// The record of `id`, decoded.
+    pub(super) fn get(&self, id: &str) -> Option<T> {
+        self.items.get(id).map(|(_, packed)| self.unpack(packed))
+    }
+
+    /// Removes the record of `id` and returns it decoded.
+    pub(super) fn take(&mut self, id: &str) -> Option<T> {
+        let (_, packed) = self.items.remove(id)?;
+        Some(self.unpack(&packed))
+    }
+
+    pub(super) fn contains(&self, id: &str) -> bool {
+        self.items.contains_key(id)
+    }
+
+    /// The mark of the record of `id`.
+    pub(super) fn mark(&self, id: &str) -> Option<M> {
+        self.items.get(id).map(|(mark, _)| *mark)
+    }
+
+    /// The ids and marks of every record, in no order.
+    pub(super) fn marks(&self) -> impl Iterator<Item = (&String, M)> {
+        self.items.iter().map(|(id, (mark, _))| (id, *mark))
+    }
+
+    /// Every record whose mark passes `keep`, decoded, in no order.
+    pub(super) fn decode_where(&self, keep: impl Fn(M) -> bool) -> impl Iterator<Item = T> {
+        self.items.values().filter(move |(mark, _)| keep(*mark)).map(|(_, packed)| self.unpack(packed))
+    }
+
+    fn unpack(&self, packed: &[u8]) -> T {
+        // The bytes were written by `put` from a record of this type, in this process.
+        let json = lz4_flex::block::decompress_size_prepended_with_dict(packed, &self.dictionary)
+            .expect("a packed record decompresses");
+        serde_json::from_slice(&json).expect("a packed record decodes to what was packed")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::{Value, json};
+
+    #[test]
+    fn records_come_back_as_they_were_packed_and_smaller_than_their_json() {
+        let mut shelf: Shelf<Value, u32> = Shelf::default();
+        let record = |n: u32| {
+            json!({"id": format!("row-{n}"), "status": "approved", "tool_args": {"count": n, "ratio": 0.1},
+                   "note": "the same long sentence in every record, as keys and shapes are", "n": n})
+        };
+        for n in 0..100 {
+            shelf.put(format!("row-{n}"), &record(n), n);
+        }
+        shelf.put("row-7".to_owned(), &record(700), 7);
+        assert_eq!(shelf.marks().count(), 100);
+        assert_eq!(shelf.mark("row-7"), Some(7));
+        assert_eq!(shelf.get("row-42"), Some(record(42)));
+        assert_eq!(shelf.get("row-7"), Some(record(700)));
+        assert_eq!(shelf.get("row-100"), None);
+        assert!(shelf.contains("row-1"));
+        let late: Vec<Value> = shelf.decode_where(|n| n >= 98).collect();
+        assert_eq!(late.len(), 2);
+        assert!(late.contains(&record(98)) && late.contains(&record(99)));
+        assert_eq!(shelf.take("row-3"), Some(record(3)));
+        assert!(!shelf.contains("row-3"));
+        let packed = shelf.items["row-50"].1.len();
+        let json = serde_json::to_vec(&record(50)).unwrap().len();
+        assert!(packed * 3 < json, "{packed} bytes packed for {json} of JSON");
+    }
+}
