@@ -92,6 +92,17 @@ pub(crate) trait Driver: Database {
     /// The column definition of an integer key the database numbers itself, in insert order.
     const SERIAL_KEY: &'static str;
 
+    /// Rebuilds `table`, whose serial key was created before schema 10 with a sequence that
+    /// every insert rewrites (SQLite's `AUTOINCREMENT`), keeping its rows and their keys:
+    /// `create` gives the table's definition under a qualified name, `recreate` what went with
+    /// it (its triggers). Nothing where the key has no such sequence.
+    fn rekey_serial(
+        layout: &Layout,
+        table: &Ident,
+        create: impl Fn(&str) -> String,
+        recreate: Vec<String>,
+    ) -> Vec<String>;
+
     /// What ends a `SELECT` that locks the rows it reads until the transaction ends (on
     /// SQLite nothing: a write transaction holds the whole database).
     const FOR_UPDATE: &'static str;

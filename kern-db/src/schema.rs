@@ -16,7 +16,7 @@ use crate::layout::{Ident, Layout};
 use crate::stmt::Stmt;
 
 /// The schema version this build writes and understands.
-pub const SCHEMA_VERSION: i64 = 9;
+pub const SCHEMA_VERSION: i64 = 10;
 
 /// The first version whose triggers keep a run's session row and its approval rows'
 /// `run_status` in step as the run is saved.
@@ -47,6 +47,11 @@ pub(crate) const EVENT_NOTIFY_VERSION: i64 = 8;
 /// The first version that keeps the number of pending rows as they change, so that counting
 /// them reads a few rows instead of every pending row's index entry.
 const PENDING_COUNT_VERSION: i64 = 9;
+
+/// The first version whose commits leave alone what most of them need not write: the runs'
+/// index of parents holds only the runs that have one, and the trail (SQLite) has no sequence
+/// table to rewrite at each event.
+const LEAN_WRITES_VERSION: i64 = 10;
 
 /// One step of the schema.
 #[derive(Debug)]
@@ -101,6 +106,7 @@ impl Migrator {
                 Migration::new(API_KEYS_VERSION, api_keys::<DB>(layout)),
                 Migration::new(EVENT_NOTIFY_VERSION, workers::<DB>(layout)),
                 Migration::new(PENDING_COUNT_VERSION, pending_count::<DB>(layout)),
+                Migration::new(LEAN_WRITES_VERSION, lean_writes::<DB>(layout)),
             ],
             select_rows: format!("SELECT {APPROVAL_COLUMNS} FROM {} ORDER BY id", layout.qualified(&layout.approvals)),
             insert_event: format!(
@@ -299,24 +305,7 @@ fn trail<DB: Driver>(layout: &Layout) -> Vec<String> {
         format!("CREATE INDEX {} ON {approvals} (status, created_at DESC, id DESC, expires_at)", inbox.quoted()),
         format!("ALTER TABLE {approvals} ADD COLUMN policy {json}"),
         format!("ALTER TABLE {approvals} ADD COLUMN principals_only {int} NOT NULL DEFAULT 0"),
-        format!(
-            "CREATE TABLE {} (
-                seq {serial},
-                approval_id {key} NOT NULL,
-                run_id {key} NOT NULL,
-                idx {int} NOT NULL,
-                {kind},
-                principal TEXT NOT NULL,
-                at {time} NOT NULL,
-                data {json} NOT NULL,
-                prev_hash TEXT NOT NULL,
-                hash TEXT NOT NULL,
-                UNIQUE (approval_id, idx)
-            ){table_options}",
-            layout.qualified(&events),
-            serial = DB::SERIAL_KEY,
-            kind = enum_column("kind", EventKind::ALL.iter().map(|k| k.as_str())),
-        ),
+        events_table::<DB>(&layout.qualified(&events)),
         format!(
             "CREATE TABLE {} (
                 approval_id {key} NOT NULL,
@@ -332,13 +321,8 @@ fn trail<DB: Driver>(layout: &Layout) -> Vec<String> {
             kind = enum_column("kind", VoteKind::ALL.iter().map(|k| k.as_str())),
         ),
     ];
-    for (table, what) in [(&events, "trail events"), (&votes, "votes")] {
-        for event in ["UPDATE", "DELETE"] {
-            let name = table.suffixed(&format!("_no_{}", event.to_lowercase()));
-            let message = format!("kern: {what} are append-only");
-            statements.extend(DB::refusing_trigger(layout, table, &name, event, None, &message));
-        }
-    }
+    statements.extend(append_only::<DB>(layout, &events, "trail events"));
+    statements.extend(append_only::<DB>(layout, &votes, "votes"));
     let message = "kern: approval rows are never deleted: cancel a pending row instead";
     let name = layout.approvals.suffixed("_no_delete");
     statements.extend(DB::refusing_trigger(layout, &layout.approvals, &name, "DELETE", None, message));
@@ -367,6 +351,41 @@ fn trail<DB: Driver>(layout: &Layout) -> Vec<String> {
     let name = layout.approvals.suffixed("_resolved");
     statements.extend(DB::refusing_trigger(layout, &layout.approvals, &name, "UPDATE", Some(&condition), message));
     statements
+}
+
+/// The trail's table, under the qualified name `name`.
+fn events_table<DB: Driver>(name: &str) -> String {
+    let (time, json, key, int, table_options) =
+        (DB::TIME_TYPE, DB::VERBATIM_JSON_TYPE, DB::KEY_TYPE, DB::INT_TYPE, DB::TABLE_OPTIONS);
+    format!(
+        "CREATE TABLE {name} (
+            seq {serial},
+            approval_id {key} NOT NULL,
+            run_id {key} NOT NULL,
+            idx {int} NOT NULL,
+            {kind},
+            principal TEXT NOT NULL,
+            at {time} NOT NULL,
+            data {json} NOT NULL,
+            prev_hash TEXT NOT NULL,
+            hash TEXT NOT NULL,
+            UNIQUE (approval_id, idx)
+        ){table_options}",
+        serial = DB::SERIAL_KEY,
+        kind = enum_column("kind", EventKind::ALL.iter().map(|k| k.as_str())),
+    )
+}
+
+/// The triggers that refuse to change or delete a row of `table` (holding `what`).
+fn append_only<DB: Driver>(layout: &Layout, table: &Ident, what: &str) -> Vec<String> {
+    let message = format!("kern: {what} are append-only");
+    ["UPDATE", "DELETE"]
+        .into_iter()
+        .flat_map(|event| {
+            let name = table.suffixed(&format!("_no_{}", event.to_lowercase()));
+            DB::refusing_trigger(layout, table, &name, event, None, &message)
+        })
+        .collect()
 }
 
 /// Version 8: what workers and live streams need. The trail and the runs announce their changes
@@ -432,6 +451,28 @@ fn pending_count<DB: Driver>(layout: &Layout) -> Vec<String> {
     statements
 }
 
+/// Version 10: fewer pages per commit. Most runs have no parent, so the runs' index of parents
+/// keeps only those that have one (a team's members, which the scans look up by parent), and a
+/// save of any other run leaves it alone. On SQLite the trail's table is rebuilt without
+/// `AUTOINCREMENT`, whose sequence table each event's insert rewrote; its keys stay as they
+/// were and go on growing (events are never deleted, so the largest key plus one is the key the
+/// sequence would have given). What announces events (Postgres) is untouched.
+fn lean_writes<DB: Driver>(layout: &Layout) -> Vec<String> {
+    let parents = layout.runs.suffixed("_parent_idx");
+    let mut statements = vec![
+        format!("DROP INDEX {}", layout.qualified(&parents)),
+        format!(
+            "CREATE INDEX {} ON {} (parent_run_id) WHERE parent_run_id IS NOT NULL",
+            parents.quoted(),
+            layout.qualified(&layout.runs)
+        ),
+    ];
+    let events = layout.events();
+    let triggers = append_only::<DB>(layout, &events, "trail events");
+    statements.extend(DB::rekey_serial(layout, &events, events_table::<DB>, triggers));
+    statements
+}
+
 /// Version 7: the API keys. The trail's events need no index for the feed that follows them
 /// (`events_after`): their `seq` is the key of their table.
 fn api_keys<DB: Driver>(layout: &Layout) -> Vec<String> {
@@ -476,15 +517,16 @@ mod tests {
         let versions = |current, target| -> Vec<i64> {
             migrator.pending(current, target).unwrap().iter().map(|m| m.version).collect()
         };
-        assert_eq!(versions(0, SCHEMA_VERSION), [1, 2, 3, 4, 5, 6, 7, 8, 9]);
-        assert_eq!(versions(1, SCHEMA_VERSION), [2, 3, 4, 5, 6, 7, 8, 9]);
-        assert_eq!(versions(2, SCHEMA_VERSION), [3, 4, 5, 6, 7, 8, 9]);
-        assert_eq!(versions(3, SCHEMA_VERSION), [4, 5, 6, 7, 8, 9]);
-        assert_eq!(versions(4, SCHEMA_VERSION), [5, 6, 7, 8, 9]);
-        assert_eq!(versions(5, SCHEMA_VERSION), [6, 7, 8, 9]);
-        assert_eq!(versions(6, SCHEMA_VERSION), [7, 8, 9]);
-        assert_eq!(versions(7, SCHEMA_VERSION), [8, 9]);
-        assert_eq!(versions(8, SCHEMA_VERSION), [9]);
+        assert_eq!(versions(0, SCHEMA_VERSION), [1, 2, 3, 4, 5, 6, 7, 8, 9, 10]);
+        assert_eq!(versions(1, SCHEMA_VERSION), [2, 3, 4, 5, 6, 7, 8, 9, 10]);
+        assert_eq!(versions(2, SCHEMA_VERSION), [3, 4, 5, 6, 7, 8, 9, 10]);
+        assert_eq!(versions(3, SCHEMA_VERSION), [4, 5, 6, 7, 8, 9, 10]);
+        assert_eq!(versions(4, SCHEMA_VERSION), [5, 6, 7, 8, 9, 10]);
+        assert_eq!(versions(5, SCHEMA_VERSION), [6, 7, 8, 9, 10]);
+        assert_eq!(versions(6, SCHEMA_VERSION), [7, 8, 9, 10]);
+        assert_eq!(versions(7, SCHEMA_VERSION), [8, 9, 10]);
+        assert_eq!(versions(8, SCHEMA_VERSION), [9, 10]);
+        assert_eq!(versions(9, SCHEMA_VERSION), [10]);
         assert_eq!(versions(0, 1), [1]);
         assert_eq!(versions(SCHEMA_VERSION, SCHEMA_VERSION), [] as [i64; 0]);
         assert_eq!(versions(2, 1), [] as [i64; 0]);
@@ -515,6 +557,45 @@ mod tests {
         assert!(statements[0].starts_with("CREATE FUNCTION \"app\".\"kern_approvals_on_resolve\"()"));
         assert!(statements[0].contains("PERFORM pg_notify('app.kern_approvals', "), "{}", statements[0]);
         assert!(statements[1].contains("AFTER UPDATE OF status OR DELETE ON \"app\".\"kern_approvals\""));
+    }
+
+    #[test]
+    fn version_10_indexes_parents_only_where_runs_have_one_and_rekeys_the_trail_on_sqlite_only() {
+        let statements = |migrator: Migrator| {
+            migrator.migrations.into_iter().find(|m| m.version == LEAN_WRITES_VERSION).unwrap().statements
+        };
+        let parent_index = [
+            "DROP INDEX \"kern_runs_parent_idx\"",
+            "CREATE INDEX \"kern_runs_parent_idx\" ON \"kern_runs\" (parent_run_id) \
+             WHERE parent_run_id IS NOT NULL",
+        ];
+        let sqlite = statements(migrator());
+        assert_eq!(sqlite[..2], parent_index);
+        let (old, new) = ("\"kern_approvals_events\"", "\"kern_approvals_events_rekeyed\"");
+        assert!(sqlite[2].starts_with(&format!("CREATE TABLE {new} (")), "{}", sqlite[2]);
+        assert!(sqlite[2].contains("seq INTEGER PRIMARY KEY,") && !sqlite[2].contains("AUTOINCREMENT"));
+        assert_eq!(
+            sqlite[3..6],
+            [
+                format!("INSERT INTO {new} SELECT * FROM {old}"),
+                format!("DROP TABLE {old}"),
+                format!("ALTER TABLE {new} RENAME TO \"kern_approvals_events\""),
+            ]
+        );
+        let triggers = &sqlite[6..];
+        assert_eq!(triggers.len(), 2);
+        assert!(triggers[0].contains("\"kern_approvals_events_no_update\" BEFORE UPDATE ON"), "{}", triggers[0]);
+        assert!(triggers[1].contains("\"kern_approvals_events_no_delete\" BEFORE DELETE ON"), "{}", triggers[1]);
+
+        let postgres = Migrator::new::<Postgres>(&Layout::new(Some("app"), &TableNames::default()).unwrap());
+        assert_eq!(
+            statements(postgres),
+            [
+                "DROP INDEX \"app\".\"kern_runs_parent_idx\"",
+                "CREATE INDEX \"kern_runs_parent_idx\" ON \"app\".\"kern_runs\" (parent_run_id) \
+             WHERE parent_run_id IS NOT NULL",
+            ]
+        );
     }
 
     #[test]

@@ -385,7 +385,7 @@ pub async fn an_abandoned_resolution_leaves_each_row_whole_and_the_store_usable(
 const FIRST_TRAIL_VERSION: i64 = 6;
 
 /// Tables of each older schema version, so that one database holds a store of each.
-const OLDER_TABLES: [[&str; 3]; 8] = [
+const OLDER_TABLES: [[&str; 3]; 9] = [
     ["v1_approvals", "v1_runs", "v1_sessions"],
     ["v2_approvals", "v2_runs", "v2_sessions"],
     ["v3_approvals", "v3_runs", "v3_sessions"],
@@ -394,6 +394,7 @@ const OLDER_TABLES: [[&str; 3]; 8] = [
     ["v6_approvals", "v6_runs", "v6_sessions"],
     ["v7_approvals", "v7_runs", "v7_sessions"],
     ["v8_approvals", "v8_runs", "v8_sessions"],
+    ["v9_approvals", "v9_runs", "v9_sessions"],
 ];
 
 pub async fn an_upgrade_from_every_version_keeps_the_rows_and_takes_nul_inside_json(target: SqlTarget) {
@@ -444,6 +445,10 @@ pub async fn an_upgrade_from_every_version_keeps_the_rows_and_takes_nul_inside_j
         let resolved = store.update_approval(&ids[1], ApprovalUpdate::approve("admin").with_data(nul.clone())).await;
         assert_eq!(resolved.unwrap().resolution_data, Some(nul.clone()), "from version {version}");
         assert_eq!(store.count_pending_approvals(None).await.unwrap(), 1, "from version {version}");
+        // The trail goes on where it was: a new event is numbered after those stored before.
+        let chain = store.trail(&ids[1]).await.unwrap();
+        assert!(chain.windows(2).all(|pair| pair[0].seq < pair[1].seq), "from version {version}: {chain:?}");
+        assert_eq!(chain.last().map(|event| event.seq), Some(store.last_event_seq().await.unwrap()));
         let next = RunRecord { input: "a\u{0}b".into(), ..run("session-2") };
         let next_row = Approval { tool_args: nul, ..approval(&next.run_id) };
         store.save_runs(std::slice::from_ref(&next), std::slice::from_ref(&next_row), &[]).await.unwrap();

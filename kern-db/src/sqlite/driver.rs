@@ -90,7 +90,29 @@ impl Driver for Sqlite {
         Vec::new()
     }
 
-    const SERIAL_KEY: &'static str = "INTEGER PRIMARY KEY AUTOINCREMENT";
+    /// The table's `rowid`: the next key is one past the largest, and since kern's serial
+    /// tables are append-only that is the order of inserts. (Before schema 10 it was
+    /// `AUTOINCREMENT`, whose sequence table each insert rewrote: a page more per commit.)
+    const SERIAL_KEY: &'static str = "INTEGER PRIMARY KEY";
+
+    /// SQLite cannot drop `AUTOINCREMENT` from a table: the rows move to a new one, which then
+    /// takes the old one's name.
+    fn rekey_serial(
+        layout: &Layout,
+        table: &Ident,
+        create: impl Fn(&str) -> String,
+        recreate: Vec<String>,
+    ) -> Vec<String> {
+        let (old, new) = (layout.qualified(table), layout.qualified(&table.suffixed("_rekeyed")));
+        let mut statements = vec![
+            create(&new),
+            format!("INSERT INTO {new} SELECT * FROM {old}"),
+            format!("DROP TABLE {old}"),
+            format!("ALTER TABLE {new} RENAME TO {}", table.quoted()),
+        ];
+        statements.extend(recreate);
+        statements
+    }
 
     const FOR_UPDATE: &'static str = "";
 
