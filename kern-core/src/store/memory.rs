@@ -269,14 +269,11 @@ impl Tables {
     fn put_run(&mut self, run: &RunRecord) {
         let old = match self.runs.remove(&run.run_id) {
             Some(old) => Some(old),
-            None => {
-                let old = self.archive.runs.take(&run.run_id);
-                if old.is_some() {
-                    self.unpack_rows_of(&run.run_id);
-                }
-                old
-            }
+            None => self.archive.runs.take(&run.run_id),
         };
+        // Its rows take its status: those packed (of a run written again once finished, or
+        // written resolved with a finished run's status) are unpacked first.
+        self.unpack_rows_of(&run.run_id);
         if is_finished(run.status) {
             self.archive.runs.put(run.run_id.clone(), run, RunMark::of(run));
         } else {
@@ -302,7 +299,7 @@ impl Tables {
         }
     }
 
-    /// Unpacks the settled rows of run `run_id` (whose run is written again).
+    /// Unpacks the packed rows of run `run_id`.
     fn unpack_rows_of(&mut self, run_id: &str) {
         for id in self.rows_by_run.get(run_id).into_iter().flatten() {
             if let Some(row) = self.archive.rows.take(id) {
@@ -392,15 +389,13 @@ impl Tables {
         cancelled
     }
 
-    fn set_run_status(&mut self, run_id: &str, status: RunStatus) -> u64 {
-        let mut changed = 0;
+    /// Sets the `run_status` of run `run_id`'s rows (none of them packed).
+    fn set_run_status(&mut self, run_id: &str, status: RunStatus) {
         for id in self.rows_by_run.get(run_id).into_iter().flatten() {
-            if let Some(row) = self.approvals.get_mut(id).filter(|row| row.run_status != status) {
+            if let Some(row) = self.approvals.get_mut(id) {
                 row.run_status = status;
-                changed += 1;
             }
         }
-        changed
     }
 
     /// Run `run_id` when it is `running` and was last written at or before `now - stale_after`:
