@@ -10,6 +10,29 @@
   var KINDS = ["created", "vote", "approved", "rejected", "edited", "expired", "cancelled", "executed", "failed"];
   var DECIDED = ["approved", "rejected", "expired", "cancelled"];
 
+  // The `a` key approves only when pressed twice: the first press arms the approve button it
+  // would press (and says so on it), any other key disarms it, so one stray key never lets a
+  // risky call run.
+  var armed = null;
+  function disarm() {
+    if (!armed) return;
+    armed.textContent = armed.dataset.label;
+    armed.classList.remove("armed");
+    armed = null;
+  }
+  function approveOnSecondPress(button) {
+    if (armed === button) {
+      disarm();
+      button.form.requestSubmit(button);
+      return;
+    }
+    disarm();
+    armed = button;
+    button.dataset.label = button.textContent;
+    button.textContent = "Press a again to approve";
+    button.classList.add("armed");
+  }
+
   function typing(event) {
     var tag = event.target && event.target.tagName;
     return tag === "INPUT" || tag === "TEXTAREA" || tag === "SELECT" || event.ctrlKey || event.metaKey || event.altKey;
@@ -94,14 +117,15 @@
     });
     document.addEventListener("keydown", function (event) {
       if (typing(event)) { if (event.key === "Escape") event.target.blur(); return; }
+      if (event.key !== "a") disarm();
       var row = rows()[selected];
       if (event.key === "j") select(selected + 1);
       else if (event.key === "k") select(selected - 1);
       else if (event.key === "/") { event.preventDefault(); document.getElementById("filter").focus(); }
       else if ((event.key === "Enter" || event.key === "o") && row) row.querySelector("a").click();
       else if (event.key === "a" && row) {
-        var quick = row.querySelector("form");
-        if (quick) quick.requestSubmit(quick.querySelector("button"));
+        var quick = row.querySelector("form button.approve");
+        if (quick) approveOnSecondPress(quick);
         else row.querySelector("a").click();
       } else if (event.key === "r" && row) location.href = row.querySelector("a").getAttribute("href") + "#reject";
     });
@@ -119,11 +143,12 @@
     });
     document.addEventListener("keydown", function (event) {
       if (typing(event)) return;
+      if (event.key !== "a") disarm();
       var approve = document.getElementById("approve-form");
       if (event.key === "a" && approve) {
         var first = approve.querySelector("input:not([type=hidden]), textarea, select");
         if (approve.querySelector("[required]") && first) first.focus();
-        else approve.requestSubmit(approve.querySelector("button[value=approve]"));
+        else approveOnSecondPress(approve.querySelector("button[value=approve]"));
       } else if (event.key === "r" && note) { event.preventDefault(); note.focus(); }
     });
     var edit = document.getElementById("edit-form");

@@ -115,9 +115,18 @@ try {
   await page.locator("#live:not([hidden])").waitFor();
   await shoot(page, "01-inbox", { fullPage: false });
 
-  step("keyboard: j selects a row, / focuses the filter");
+  step("keyboard: j selects a row, a arms its approve button and k disarms it, / focuses the filter");
   await page.keyboard.press("j");
   await page.locator("#rows .row.selected").waitFor();
+  const selectedQuick = page.locator("#rows .row.selected button.approve");
+  for (let i = 0; i < 10 && (await selectedQuick.count()) === 0; i++) await page.keyboard.press("j");
+  assert.equal(await selectedQuick.count(), 1, "a confirmation row, approved from the list, is selected");
+  const armedId = await page.locator("#rows .row.selected").getAttribute("data-id");
+  const quick = page.locator(`#rows .row[data-id="${armedId}"] button.approve`);
+  await page.keyboard.press("a");
+  await quick.filter({ hasText: "Press a again to approve" }).waitFor();
+  await page.keyboard.press("k");
+  await quick.filter({ hasText: /^Approve$/ }).waitFor();
   await page.keyboard.press("/");
   assert.equal(await page.evaluate(() => document.activeElement?.id), "filter");
   await page.keyboard.press("Escape");
@@ -139,7 +148,15 @@ try {
   await page.locator("table.args", { hasText: "amount_cents" }).waitFor();
   await page.locator(".turns", { hasText: "Refund order A-100" }).waitFor();
   await shoot(page, "02-detail");
-  await Promise.all([page.waitForNavigation(), page.click("#approve-form button[value=approve]")]);
+  step("the a key approves only when pressed twice");
+  const approveButton = page.locator("#approve-form button[value=approve]");
+  await page.keyboard.press("a");
+  await approveButton.filter({ hasText: "Press a again to approve" }).waitFor();
+  assert.equal((await page.locator("#status").textContent()).trim(), "pending", "one press changes nothing");
+  await page.keyboard.press("j");
+  await approveButton.filter({ hasText: /^Approve$/ }).waitFor();
+  await page.keyboard.press("a");
+  await Promise.all([page.waitForNavigation(), page.keyboard.press("a")]);
   assert.equal((await page.locator("#status").textContent()).trim(), "approved");
   await runCompletes(page);
   await page.locator("#answer", { hasText: "refunded 1999 cents" }).waitFor();
