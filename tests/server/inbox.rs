@@ -56,6 +56,8 @@ pub async fn signing_in_opens_a_session_whose_forms_are_guarded(store: Arc<dyn S
     let policy = inbox.headers["content-security-policy"].to_str().unwrap();
     assert!(policy.contains("script-src 'self'") && policy.contains("frame-ancestors 'none'"), "{policy}");
     assert!(html(&inbox).contains(&format!("/ui/approvals/{row}")), "the pending row is listed");
+    let listed_etag = format!("name=\"etag\" value=\"&#34;{row}-");
+    assert!(html(&inbox).contains(&listed_etag), "an approval from the list names the row as listed");
 
     let decide = format!("/ui/approvals/{row}");
     let cookie = [("cookie", session.as_str())];

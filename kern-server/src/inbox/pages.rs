@@ -239,6 +239,7 @@ fn row_view(row: &Approval, now: DateTime<Utc>) -> RowView {
         created_at: time(row.created_at),
         expires_at: row.expires_at.map(|at| at.to_rfc3339()),
         quick: row.pause_type == PauseType::Confirmation,
+        etag: etag(row),
     }
 }
 

@@ -35,6 +35,8 @@ pub struct RowView {
     pub expires_at: Option<String>,
     /// Whether the row can be approved from the list (a plain confirmation).
     pub quick: bool,
+    /// The row's ETag when listed: an approval from the list is of the row as it was shown.
+    pub etag: String,
 }
 
 /// A filter's option.
@@ -298,6 +300,7 @@ mod tests {
             created_at: "2026-01-01 00:00:00Z".into(),
             expires_at: Some("2026-01-01T01:00:00+00:00".into()),
             quick: true,
+            etag: "\"r1-1\"".into(),
         }
     }
 
@@ -326,6 +329,7 @@ mod tests {
             html.matches("name=\"csrf\" value=\"token123\"").count()
         );
         assert!(html.contains("data-expires=\"2026-01-01T01:00:00+00:00\""));
+        assert!(html.contains("name=\"etag\" value=\"&#34;r1-1&#34;\""), "a quick approval names the row as listed");
         assert!(html.contains("rel=\"next\""));
         assert_eq!(html.matches("<script").count(), 1, "the only script is the inbox's own file");
         assert!(html.contains("<script src=\"/ui/assets/inbox.js?v=1\" defer></script>"));
