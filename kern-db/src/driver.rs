@@ -89,19 +89,14 @@ pub(crate) trait Driver: Database {
     /// database can (see `postgres::notify`).
     fn announce_events(layout: &Layout) -> Vec<String>;
 
-    /// The column definition of an integer key the database numbers itself, in insert order.
+    /// The column definition of an integer key the database numbers itself, in insert order,
+    /// as schema 6 created the trail's table with it.
     const SERIAL_KEY: &'static str;
 
-    /// Rebuilds `table`, whose serial key was created before schema 10 with a sequence that
-    /// every insert rewrites (SQLite's `AUTOINCREMENT`), keeping its rows and their keys:
-    /// `create` gives the table's definition under a qualified name, `recreate` what went with
-    /// it (its triggers). Nothing where the key has no such sequence.
-    fn rekey_serial(
-        layout: &Layout,
-        table: &Ident,
-        create: impl Fn(&str) -> String,
-        recreate: Vec<String>,
-    ) -> Vec<String>;
+    /// The key schema 10 rebuilds that table with, where [`SERIAL_KEY`](Self::SERIAL_KEY)
+    /// keeps a sequence that every insert rewrites (SQLite's `AUTOINCREMENT`); `None` where it
+    /// does not.
+    const LEAN_SERIAL_KEY: Option<&'static str>;
 
     /// What ends a `SELECT` that locks the rows it reads until the transaction ends (on
     /// SQLite nothing: a write transaction holds the whole database).

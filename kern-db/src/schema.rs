@@ -305,7 +305,7 @@ fn trail<DB: Driver>(layout: &Layout) -> Vec<String> {
         format!("CREATE INDEX {} ON {approvals} (status, created_at DESC, id DESC, expires_at)", inbox.quoted()),
         format!("ALTER TABLE {approvals} ADD COLUMN policy {json}"),
         format!("ALTER TABLE {approvals} ADD COLUMN principals_only {int} NOT NULL DEFAULT 0"),
-        events_table::<DB>(&layout.qualified(&events)),
+        events_table::<DB>(&layout.qualified(&events), DB::SERIAL_KEY),
         format!(
             "CREATE TABLE {} (
                 approval_id {key} NOT NULL,
@@ -353,8 +353,8 @@ fn trail<DB: Driver>(layout: &Layout) -> Vec<String> {
     statements
 }
 
-/// The trail's table, under the qualified name `name`.
-fn events_table<DB: Driver>(name: &str) -> String {
+/// The trail's table, under the qualified name `name`, keyed by `serial`.
+fn events_table<DB: Driver>(name: &str, serial: &str) -> String {
     let (time, json, key, int, table_options) =
         (DB::TIME_TYPE, DB::VERBATIM_JSON_TYPE, DB::KEY_TYPE, DB::INT_TYPE, DB::TABLE_OPTIONS);
     format!(
@@ -371,7 +371,6 @@ fn events_table<DB: Driver>(name: &str) -> String {
             hash TEXT NOT NULL,
             UNIQUE (approval_id, idx)
         ){table_options}",
-        serial = DB::SERIAL_KEY,
         kind = enum_column("kind", EventKind::ALL.iter().map(|k| k.as_str())),
     )
 }
@@ -453,10 +452,12 @@ fn pending_count<DB: Driver>(layout: &Layout) -> Vec<String> {
 
 /// Version 10: fewer pages per commit. Most runs have no parent, so the runs' index of parents
 /// keeps only those that have one (a team's members, which the scans look up by parent), and a
-/// save of any other run leaves it alone. On SQLite the trail's table is rebuilt without
-/// `AUTOINCREMENT`, whose sequence table each event's insert rewrote; its keys stay as they
-/// were and go on growing (events are never deleted, so the largest key plus one is the key the
-/// sequence would have given). What announces events (Postgres) is untouched.
+/// save of any other run leaves it alone; the index is rebuilt in the upgrade's transaction,
+/// which holds the runs table meanwhile. Where the trail's key keeps a sequence that each
+/// event's insert rewrites (SQLite's `AUTOINCREMENT`), the trail's table is rebuilt without
+/// it: its rows move to a new table, which takes the old one's name and triggers. Their keys
+/// stay as they were and go on growing: events are never deleted, so the largest key plus one
+/// is the key the sequence would have given.
 fn lean_writes<DB: Driver>(layout: &Layout) -> Vec<String> {
     let parents = layout.runs.suffixed("_parent_idx");
     let mut statements = vec![
@@ -467,9 +468,17 @@ fn lean_writes<DB: Driver>(layout: &Layout) -> Vec<String> {
             layout.qualified(&layout.runs)
         ),
     ];
-    let events = layout.events();
-    let triggers = append_only::<DB>(layout, &events, "trail events");
-    statements.extend(DB::rekey_serial(layout, &events, events_table::<DB>, triggers));
+    if let Some(serial) = DB::LEAN_SERIAL_KEY {
+        let events = layout.events();
+        let (old, new) = (layout.qualified(&events), layout.qualified(&events.suffixed("_rekeyed")));
+        statements.extend([
+            events_table::<DB>(&new, serial),
+            format!("INSERT INTO {new} SELECT * FROM {old}"),
+            format!("DROP TABLE {old}"),
+            format!("ALTER TABLE {new} RENAME TO {}", events.quoted()),
+        ]);
+        statements.extend(append_only::<DB>(layout, &events, "trail events"));
+    }
     statements
 }
 

@@ -40,7 +40,16 @@ pub async fn a_finished_run_reads_back_whole_everywhere_and_can_be_written_again
     let session = unique_name();
     let paused = run(&session);
     let (approved, rejected) = (approval(&paused.run_id), approval(&paused.run_id));
-    store.save_runs(std::slice::from_ref(&paused), &[approved.clone(), rejected.clone()], &[]).await.unwrap();
+    // A row written decided, its data JSON `null` rather than none.
+    let null_data = Approval {
+        status: ApprovalStatus::Approved,
+        resolved_by: Some("admin".into()),
+        resolved_at: Some(paused.created_at),
+        resolution_data: Some(serde_json::Value::Null),
+        ..approval(&paused.run_id)
+    };
+    let rows = [approved.clone(), rejected.clone(), null_data.clone()];
+    store.save_runs(std::slice::from_ref(&paused), &rows, &[]).await.unwrap();
     let before = store.last_event_seq().await.unwrap();
     let resolved = store.update_approval(&approved.id, ApprovalUpdate::approve("admin")).await.unwrap();
     store.update_approval(&rejected.id, ApprovalUpdate::reject("admin")).await.unwrap();
@@ -61,15 +70,18 @@ pub async fn a_finished_run_reads_back_whole_everywhere_and_can_be_written_again
     assert_eq!(changed.iter().find(|run| run.run_id == done.run_id), Some(&done));
     let row = stored(&*store, &approved.id).await;
     assert_eq!(row, Approval { run_status: RunStatus::Completed, updated_at: row.updated_at, ..resolved });
+    let null_data_now = stored(&*store, &null_data.id).await;
+    assert_eq!(null_data_now.resolution_data, Some(serde_json::Value::Null), "JSON null is not no data");
 
     let rows = ApprovalQuery::default().run_id(done.run_id.as_str());
     let page = store.list_approvals(&rows).await.unwrap();
-    assert_eq!(page.total, 2);
+    assert_eq!(page.total, 3);
     let status_of = |id: &str| page.items.iter().find(|row| row.id == id).map(|row| row.status);
     assert_eq!(status_of(&approved.id), Some(ApprovalStatus::Approved));
     assert_eq!(status_of(&rejected.id), Some(ApprovalStatus::Rejected));
     let approved_only = store.list_approvals(&rows.clone().status(ApprovalStatus::Approved)).await.unwrap();
-    assert_eq!((approved_only.total, approved_only.items), (1, vec![row.clone()]));
+    assert_eq!(approved_only.total, 2);
+    assert!(approved_only.items.contains(&row) && approved_only.items.contains(&null_data_now));
 
     let trail = store.trail(&approved.id).await.unwrap();
     assert_eq!(trail.len(), 3);

@@ -257,6 +257,50 @@ async fn sqlite_durability_is_configurable() {
 }
 
 #[tokio::test]
+async fn sqlite_schema_10_keys_the_trail_without_a_sequence_and_numbers_on_from_the_stored_events() {
+    use sqlx::Connection;
+    let path = std::env::temp_dir().join(format!("{}.db", unique_name()));
+    let query = |sql: &'static str| {
+        let path = path.clone();
+        async move {
+            let options = sqlx::sqlite::SqliteConnectOptions::new().filename(&path);
+            let mut conn = sqlx::SqliteConnection::connect_with(&options).await.unwrap();
+            let answer: Option<String> = sqlx::query_scalar(sql).fetch_optional(&mut conn).await.unwrap();
+            conn.close().await.unwrap();
+            answer
+        }
+    };
+    let definition = "SELECT sql FROM sqlite_master WHERE name = 'kern_approvals_events'";
+    let old = SqliteDb::builder().db_file(&path).__schema_version(9).build().await.unwrap();
+    let (first, second) = (approval("run-1"), approval("run-2"));
+    create(&old, &first).await;
+    old.update_approval(&first.id, ApprovalUpdate::approve("admin")).await.unwrap();
+    let last_before = old.last_event_seq().await.unwrap();
+    old.close().await;
+    assert!(query(definition).await.unwrap().contains("AUTOINCREMENT"), "version 9 keys the trail so");
+
+    let db = SqliteDb::open(&path).await.unwrap();
+    assert!(!query(definition).await.unwrap().contains("AUTOINCREMENT"));
+    let sequence = "SELECT name FROM sqlite_sequence WHERE name = 'kern_approvals_events'";
+    assert_eq!(query(sequence).await, None, "the trail has no sequence left to rewrite");
+    assert_eq!(db.last_event_seq().await.unwrap(), last_before, "the stored events keep their keys");
+    assert!(db.verify_trail().await.unwrap().is_intact());
+    create(&db, &second).await;
+    let next = db.events_after(last_before, 10).await.unwrap();
+    assert_eq!(next.iter().map(|event| event.seq).collect::<Vec<_>>(), [last_before + 1]);
+    let rewrite = sqlx::query("UPDATE kern_approvals_events SET principal = 'mallory'");
+    let options = sqlx::sqlite::SqliteConnectOptions::new().filename(&path);
+    let mut conn = sqlx::SqliteConnection::connect_with(&options).await.unwrap();
+    let refused = rewrite.execute(&mut conn).await.unwrap_err();
+    assert!(refused.to_string().contains("append-only"), "{refused}");
+    conn.close().await.unwrap();
+    db.close().await;
+    for suffix in ["", "-wal", "-shm"] {
+        let _ = std::fs::remove_file(format!("{}{suffix}", path.display()));
+    }
+}
+
+#[tokio::test]
 async fn postgres_an_unreachable_server_is_a_clear_error_without_the_password() {
     let url = "postgres://kern:s3cret@127.0.0.1:1/kern";
     let err = PostgresDb::builder().url(url).connect_timeout(Duration::from_millis(300)).build().await.unwrap_err();

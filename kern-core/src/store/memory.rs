@@ -27,7 +27,7 @@ use crate::trail::{self, EventKind, Execution, SYSTEM_PRINCIPAL, TrailEvent, Tra
 
 mod archive;
 
-use archive::Shelf;
+use archive::{Archive, ChainSummary, RunSummary, is_finished, is_settled};
 
 /// A store that keeps everything in process memory. Clones share the same data.
 ///
@@ -46,13 +46,14 @@ pub struct MemoryDb {
 
 #[derive(Debug, Default)]
 struct Tables {
-    /// The runs not finished yet (finished ones are in `archive`).
+    /// The runs not finished (finished ones are packed).
     runs: HashMap<String, RunRecord>,
     /// The ids of each session's runs, so that a session's history is no scan of every run.
     runs_by_session: HashMap<String, Vec<String>>,
     /// The ids of each team run's member runs.
     members_by_parent: HashMap<String, Vec<String>>,
-    /// The rows not settled yet: pending, or their run not finished.
+    /// The rows not packed: a row is packed once it settles (see [`is_settled`]) and a write
+    /// of it or of its run follows, and unpacked when it or its run is written again.
     approvals: HashMap<String, Approval>,
     /// The ids of each run's rows.
     rows_by_run: HashMap<String, Vec<String>>,
@@ -60,56 +61,13 @@ struct Tables {
     /// last read (a row never returns to pending, so a reader drops those it finds resolved).
     maybe_pending: HashSet<String>,
     votes: HashMap<String, Vec<Vote>>,
-    /// The chains of events of the rows in `approvals`, in order (and of a settled row whose
-    /// chain grew after it settled, until its run's next write settles it again).
+    /// The chains of events not packed, each in order: a chain is packed with its row, and
+    /// unpacked when it grows.
     trails: HashMap<String, Vec<TrailEvent>>,
     archive: Archive,
     /// The `seq` of the last event written.
     last_seq: i64,
     api_keys: HashMap<String, ApiKey>,
-}
-
-/// What is settled, packed.
-#[derive(Debug, Default)]
-struct Archive {
-    /// Finished runs.
-    runs: Shelf<RunRecord, RunMark>,
-    /// Settled rows: resolved, and their run finished.
-    rows: Shelf<Approval, ()>,
-    /// The chains of settled rows.
-    chains: Shelf<Vec<TrailEvent>, ChainMark>,
-}
-
-/// What scans of packed chains filter on and count before decoding any.
-#[derive(Debug, Clone, Copy)]
-struct ChainMark {
-    /// The `seq` of the chain's last event.
-    last_seq: i64,
-    events: u64,
-}
-
-/// What scans of finished runs sort and filter on before decoding any.
-#[derive(Debug, Clone, Copy)]
-struct RunMark {
-    created_at: DateTime<Utc>,
-    updated_at: DateTime<Utc>,
-    top_level: bool,
-}
-
-impl RunMark {
-    fn of(run: &RunRecord) -> Self {
-        Self { created_at: run.created_at, updated_at: run.updated_at, top_level: run.parent_run_id.is_none() }
-    }
-}
-
-/// Whether a run of this status is over: nothing resumes it.
-fn is_finished(status: RunStatus) -> bool {
-    matches!(status, RunStatus::Completed | RunStatus::Error | RunStatus::Cancelled)
-}
-
-/// Whether `row` will not change any more: resolved, and its run finished.
-fn is_settled(row: &Approval) -> bool {
-    row.status.is_resolved() && is_finished(row.run_status)
 }
 
 impl MemoryDb {
@@ -147,21 +105,36 @@ impl Tables {
     }
 
     /// What scans sort and filter run `run_id` on.
-    fn run_mark(&self, run_id: &str) -> Option<RunMark> {
+    fn run_summary(&self, run_id: &str) -> Option<RunSummary> {
         match self.runs.get(run_id) {
-            Some(run) => Some(RunMark::of(run)),
-            None => self.archive.runs.mark(run_id),
+            Some(run) => Some(RunSummary::of(run)),
+            None => self.archive.runs.summary(run_id),
         }
     }
 
-    /// The marks of every run, with their ids, in no order.
-    fn run_marks(&self) -> impl Iterator<Item = (RunMark, &String)> {
-        let live = self.runs.iter().map(|(id, run)| (RunMark::of(run), id));
-        live.chain(self.archive.runs.marks().map(|(id, mark)| (mark, id)))
+    /// The summaries of every run, with their ids, in no order.
+    fn run_summaries(&self) -> impl Iterator<Item = (RunSummary, &String)> {
+        let live = self.runs.iter().map(|(id, run)| (RunSummary::of(run), id));
+        live.chain(self.archive.runs.summaries().map(|(id, summary)| (summary, id)))
     }
 
     fn has_row(&self, id: &str) -> bool {
         self.approvals.contains_key(id) || self.archive.rows.contains(id)
+    }
+
+    /// The packed rows a listing by `query` may hold, decoded one at a time: only those of the
+    /// status asked for, and of the run asked for (found by its index, not a scan).
+    fn packed_candidates<'t>(&'t self, query: &'t ApprovalQuery) -> Box<dyn Iterator<Item = Approval> + 't> {
+        let wanted = |status: ApprovalStatus| query.status.is_none_or(|asked| asked == status);
+        let packed = &self.archive.rows;
+        match &query.run_id {
+            Some(run_id) => Box::new(
+                (self.rows_by_run.get(run_id).into_iter().flatten())
+                    .filter(move |id| packed.summary(id).is_some_and(wanted))
+                    .filter_map(|id| packed.get(id)),
+            ),
+            None => Box::new(packed.decode_where(wanted)),
+        }
     }
 
     /// Row `id`, to change: a settled row is unpacked first.
@@ -275,7 +248,7 @@ impl Tables {
         // written resolved with a finished run's status) are unpacked first.
         self.unpack_rows_of(&run.run_id);
         if is_finished(run.status) {
-            self.archive.runs.put(run.run_id.clone(), run, RunMark::of(run));
+            self.archive.runs.put(run.run_id.clone(), run, RunSummary::of(run));
         } else {
             self.runs.insert(run.run_id.clone(), run.clone());
         }
@@ -316,12 +289,11 @@ impl Tables {
                 continue;
             }
             if let Some(row) = self.approvals.remove(id) {
-                self.archive.rows.put(id.clone(), &row, ());
+                self.archive.rows.put(id.clone(), &row, row.status);
             }
             if let Some((id, chain)) = self.trails.remove_entry(id) {
-                let mark =
-                    ChainMark { last_seq: chain.last().map_or(0, |event| event.seq), events: chain.len() as u64 };
-                self.archive.chains.put(id, &chain, mark);
+                let summary = ChainSummary::of(&chain);
+                self.archive.chains.put(id, &chain, summary);
             }
         }
     }
@@ -505,23 +477,37 @@ impl Store for MemoryDb {
     fn session_runs<'a>(&'a self, session_id: &'a str, limit: usize) -> BoxFuture<'a, Result<Vec<RunRecord>>> {
         let tables = self.tables();
         let ids = tables.runs_by_session.get(session_id).into_iter().flatten();
-        let mut marks: Vec<(RunMark, &String)> = ids.filter_map(|id| Some((tables.run_mark(id)?, id))).collect();
-        marks.retain(|(mark, _)| mark.top_level);
-        marks.sort_by(|(a, a_id), (b, b_id)| (a.created_at, a_id).cmp(&(b.created_at, b_id)));
-        let skip = marks.len().saturating_sub(limit);
-        let runs = marks.into_iter().skip(skip).filter_map(|(_, id)| tables.run(id).map(Cow::into_owned)).collect();
+        let mut summaries: Vec<(RunSummary, &String)> =
+            ids.filter_map(|id| Some((tables.run_summary(id)?, id))).collect();
+        summaries.retain(|(summary, _)| summary.top_level);
+        summaries.sort_by(|(a, a_id), (b, b_id)| (a.created_at, a_id).cmp(&(b.created_at, b_id)));
+        let skip = summaries.len().saturating_sub(limit);
+        let runs = summaries.into_iter().skip(skip).filter_map(|(_, id)| tables.run(id).map(Cow::into_owned)).collect();
         ready(Ok(runs))
     }
 
     fn list_runs<'a>(&'a self, query: &'a RunQuery) -> BoxFuture<'a, Result<RunPage>> {
         let tables = self.tables();
-        // Newest first, each run decoded (when packed) only until the page is full.
-        let mut marks: Vec<(RunMark, &String)> = tables.run_marks().collect();
-        marks.sort_by(|(a, a_id), (b, b_id)| (b.created_at, b_id).cmp(&(a.created_at, a_id)));
+        // The runs a summary already rules out are never decoded; the others are, newest first,
+        // until the page is full.
+        let mut summaries: Vec<(RunSummary, &String)> = match &query.session_id {
+            Some(session) => (tables.runs_by_session.get(session).into_iter().flatten())
+                .filter_map(|id| Some((tables.run_summary(id)?, id)))
+                .collect(),
+            None => tables.run_summaries().collect(),
+        };
+        let before_cursor = |summary: &RunSummary, id: &str| {
+            query.after.as_ref().is_none_or(|cursor| (summary.created_at, id) < (cursor.at, cursor.id.as_str()))
+        };
+        summaries.retain(|(summary, id)| {
+            (query.members || summary.top_level)
+                && query.status.is_none_or(|status| status == summary.status)
+                && before_cursor(summary, id)
+        });
+        summaries.sort_by(|(a, a_id), (b, b_id)| (b.created_at, b_id).cmp(&(a.created_at, a_id)));
         let limit = query.effective_limit();
-        let page = marks
+        let page = summaries
             .into_iter()
-            .filter(|(mark, _)| query.members || mark.top_level)
             .filter_map(|(_, id)| tables.run(id))
             .filter(|run| query.matches(run))
             .take(limit as usize)
@@ -551,7 +537,7 @@ impl Store for MemoryDb {
             .map(|row| ((query.position(row).0, row.id.clone()), query.is_after_cursor(row)))
             .collect();
         if !pending_only {
-            let packed = tables.archive.rows.decode_where(|()| true).filter(|row| query.matches_at(row, now));
+            let packed = tables.packed_candidates(query).filter(|row| query.matches_at(row, now));
             matching.extend(packed.map(|row| ((query.position(&row).0, row.id.clone()), query.is_after_cursor(&row))));
         }
         matching.sort_by(|((a, a_id), _), ((b, b_id), _)| query.compare_positions((*a, a_id), (*b, b_id)));
@@ -688,7 +674,7 @@ impl Store for MemoryDb {
         let mut events: Vec<TrailEvent> =
             tables.trails.values().flatten().filter(|event| event.seq > after).cloned().collect();
         // Only the packed chains that end after `after` are decoded.
-        let packed = tables.archive.chains.decode_where(|mark| mark.last_seq > after).flatten();
+        let packed = tables.archive.chains.decode_where(|chain| chain.last_seq > after).flatten();
         events.extend(packed.filter(|event| event.seq > after));
         events.sort_by_key(|event| event.seq);
         events.truncate(limit as usize);
@@ -742,10 +728,10 @@ impl Store for MemoryDb {
 
     fn runs_changed_since(&self, since: DateTime<Utc>, limit: u32) -> BoxFuture<'_, Result<Vec<RunRecord>>> {
         let tables = self.tables();
-        let mut marks: Vec<(RunMark, &String)> =
-            tables.run_marks().filter(|(mark, _)| mark.updated_at >= since).collect();
-        marks.sort_by(|(a, a_id), (b, b_id)| (a.updated_at, a_id).cmp(&(b.updated_at, b_id)));
-        let page = marks.into_iter().take(limit as usize).filter_map(|(_, id)| tables.run(id).map(Cow::into_owned));
+        let mut summaries: Vec<(RunSummary, &String)> =
+            tables.run_summaries().filter(|(summary, _)| summary.updated_at >= since).collect();
+        summaries.sort_by(|(a, a_id), (b, b_id)| (a.updated_at, a_id).cmp(&(b.updated_at, b_id)));
+        let page = summaries.into_iter().take(limit as usize).filter_map(|(_, id)| tables.run(id).map(Cow::into_owned));
         ready(Ok(page.collect()))
     }
 
@@ -785,10 +771,10 @@ impl Store for MemoryDb {
     fn verify_trail(&self) -> BoxFuture<'_, Result<TrailReport>> {
         let tables = self.tables();
         let mut ids: Vec<&String> =
-            tables.approvals.keys().chain(tables.archive.rows.marks().map(|(id, ())| id)).collect();
+            tables.approvals.keys().chain(tables.archive.rows.summaries().map(|(id, _)| id)).collect();
         ids.sort();
         let events = tables.trails.values().map(|chain| chain.len() as u64).sum::<u64>()
-            + tables.archive.chains.marks().map(|(_, mark)| mark.events).sum::<u64>();
+            + tables.archive.chains.summaries().map(|(_, chain)| chain.events).sum::<u64>();
         let broken = ids
             .iter()
             .find_map(|id| trail::verify_row(&tables.row(id).expect("listed above"), &tables.chain(id)).err())

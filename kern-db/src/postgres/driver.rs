@@ -150,16 +150,8 @@ impl Driver for Postgres {
 
     const SERIAL_KEY: &'static str = "BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY";
 
-    /// An identity column's sequence is an object of its own, logged once per 32 values:
-    /// nothing to rebuild.
-    fn rekey_serial(
-        _layout: &Layout,
-        _table: &Ident,
-        _create: impl Fn(&str) -> String,
-        _recreate: Vec<String>,
-    ) -> Vec<String> {
-        Vec::new()
-    }
+    /// An identity column's sequence is an object of its own, logged once per 32 values.
+    const LEAN_SERIAL_KEY: Option<&'static str> = None;
 
     const FOR_UPDATE: &'static str = " FOR UPDATE";
 

@@ -90,29 +90,12 @@ impl Driver for Sqlite {
         Vec::new()
     }
 
-    /// The table's `rowid`: the next key is one past the largest, and since kern's serial
-    /// tables are append-only that is the order of inserts. (Before schema 10 it was
-    /// `AUTOINCREMENT`, whose sequence table each insert rewrote: a page more per commit.)
-    const SERIAL_KEY: &'static str = "INTEGER PRIMARY KEY";
+    const SERIAL_KEY: &'static str = "INTEGER PRIMARY KEY AUTOINCREMENT";
 
-    /// SQLite cannot drop `AUTOINCREMENT` from a table: the rows move to a new one, which then
-    /// takes the old one's name.
-    fn rekey_serial(
-        layout: &Layout,
-        table: &Ident,
-        create: impl Fn(&str) -> String,
-        recreate: Vec<String>,
-    ) -> Vec<String> {
-        let (old, new) = (layout.qualified(table), layout.qualified(&table.suffixed("_rekeyed")));
-        let mut statements = vec![
-            create(&new),
-            format!("INSERT INTO {new} SELECT * FROM {old}"),
-            format!("DROP TABLE {old}"),
-            format!("ALTER TABLE {new} RENAME TO {}", table.quoted()),
-        ];
-        statements.extend(recreate);
-        statements
-    }
+    /// The table's `rowid`, without the sequence table `AUTOINCREMENT` rewrites at each insert
+    /// (a page more per commit): the next key is one past the largest, which for an
+    /// append-only table is the order of inserts.
+    const LEAN_SERIAL_KEY: Option<&'static str> = Some("INTEGER PRIMARY KEY");
 
     const FOR_UPDATE: &'static str = "";
 

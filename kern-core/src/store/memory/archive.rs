@@ -7,8 +7,74 @@
 use std::collections::HashMap;
 use std::marker::PhantomData;
 
+use chrono::{DateTime, Utc};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
+
+use crate::approval::{Approval, ApprovalStatus};
+use crate::run::{RunRecord, RunStatus};
+use crate::trail::TrailEvent;
+
+/// What is settled, packed.
+#[derive(Debug, Default)]
+pub(super) struct Archive {
+    /// Finished runs.
+    pub(super) runs: PackedTable<RunRecord, RunSummary>,
+    /// Settled rows, with their status.
+    pub(super) rows: PackedTable<Approval, ApprovalStatus>,
+    /// The chains of settled rows.
+    pub(super) chains: PackedTable<Vec<TrailEvent>, ChainSummary>,
+}
+
+/// What scans of runs sort and filter on before they decode any.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct RunSummary {
+    pub(super) status: RunStatus,
+    pub(super) created_at: DateTime<Utc>,
+    pub(super) updated_at: DateTime<Utc>,
+    /// Whether the run is no team member's.
+    pub(super) top_level: bool,
+}
+
+impl RunSummary {
+    pub(super) fn of(run: &RunRecord) -> Self {
+        Self {
+            status: run.status,
+            created_at: run.created_at,
+            updated_at: run.updated_at,
+            top_level: run.parent_run_id.is_none(),
+        }
+    }
+}
+
+/// What scans of packed chains filter on and count before they decode any.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct ChainSummary {
+    /// The `seq` of the chain's last event.
+    pub(super) last_seq: i64,
+    /// How many events the chain holds.
+    pub(super) events: u64,
+}
+
+impl ChainSummary {
+    pub(super) fn of(chain: &[TrailEvent]) -> Self {
+        Self { last_seq: chain.last().map_or(0, |event| event.seq), events: chain.len() as u64 }
+    }
+}
+
+/// Whether a run of this status is over: nothing resumes it.
+pub(super) fn is_finished(status: RunStatus) -> bool {
+    match status {
+        RunStatus::Completed | RunStatus::Error | RunStatus::Cancelled => true,
+        RunStatus::Running | RunStatus::Paused => false,
+    }
+}
+
+/// Whether `row` changes no more and packs as it is: resolved, its run finished, and its data
+/// not JSON `null` (which its JSON could not tell from no data, as a database's column can).
+pub(super) fn is_settled(row: &Approval) -> bool {
+    row.status.is_resolved() && is_finished(row.run_status) && row.resolution_data != Some(serde_json::Value::Null)
+}
 
 /// The most of the first record that becomes the dictionary: its keys and shape, not a large
 /// payload that every later record would be hashed against.
@@ -18,21 +84,21 @@ const DICTIONARY: usize = 4 * 1024;
 /// hold its size for good.
 const KEPT_BUFFER: usize = 64 * 1024;
 
-/// Records of one kind, packed, each with a mark kept unpacked (what scans filter on before
-/// decoding anything).
+/// Records of one kind, packed, each with a summary kept unpacked: what scans sort and
+/// filter on before they decode anything.
 #[derive(Debug)]
-pub(super) struct Shelf<T, M> {
+pub(super) struct PackedTable<T, S> {
     /// The JSON of the first record packed (its start): what every record is compressed
     /// against.
     dictionary: Box<[u8]>,
-    items: HashMap<String, (M, Box<[u8]>)>,
+    items: HashMap<String, (S, Box<[u8]>)>,
     /// Where a record is encoded, then compressed: kept from one record to the next.
     json: Vec<u8>,
     compressed: Vec<u8>,
     kind: PhantomData<fn() -> T>,
 }
 
-impl<T, M> Default for Shelf<T, M> {
+impl<T, S> Default for PackedTable<T, S> {
     fn default() -> Self {
         Self {
             dictionary: Box::default(),
@@ -44,9 +110,9 @@ impl<T, M> Default for Shelf<T, M> {
     }
 }
 
-impl<T: Serialize + DeserializeOwned, M: Copy> Shelf<T, M> {
+impl<T: Serialize + DeserializeOwned, S: Copy> PackedTable<T, S> {
     /// Packs `value` under `id`, in place of what was there.
-    pub(super) fn put(&mut self, id: String, value: &T, mark: M) {
+    pub(super) fn put(&mut self, id: String, value: &T, summary: S) {
         self.json.clear();
         // Records are plain data with string keys: their encoding cannot fail.
         serde_json::to_writer(&mut self.json, value).expect("a stored record encodes to JSON");
@@ -62,7 +128,7 @@ impl<T: Serialize + DeserializeOwned, M: Copy> Shelf<T, M> {
         self.compressed[..4].copy_from_slice(&length.to_le_bytes());
         let written = lz4_flex::block::compress_into_with_dict(&self.json, &mut self.compressed[4..], &self.dictionary)
             .expect("the buffer holds the largest block");
-        self.items.insert(id, (mark, self.compressed[..4 + written].into()));
+        self.items.insert(id, (summary, self.compressed[..4 + written].into()));
         if self.json.capacity() > KEPT_BUFFER {
             (self.json, self.compressed) = (Vec::new(), Vec::new());
         }
@@ -79,23 +145,24 @@ impl<T: Serialize + DeserializeOwned, M: Copy> Shelf<T, M> {
         Some(self.unpack(&packed))
     }
 
+    /// Whether a record of `id` is packed here.
     pub(super) fn contains(&self, id: &str) -> bool {
         self.items.contains_key(id)
     }
 
-    /// The mark of the record of `id`.
-    pub(super) fn mark(&self, id: &str) -> Option<M> {
-        self.items.get(id).map(|(mark, _)| *mark)
+    /// The summary of the record of `id`.
+    pub(super) fn summary(&self, id: &str) -> Option<S> {
+        self.items.get(id).map(|(summary, _)| *summary)
     }
 
-    /// The ids and marks of every record, in no order.
-    pub(super) fn marks(&self) -> impl Iterator<Item = (&String, M)> {
-        self.items.iter().map(|(id, (mark, _))| (id, *mark))
+    /// The ids and summaries of every record, in no order.
+    pub(super) fn summaries(&self) -> impl Iterator<Item = (&String, S)> {
+        self.items.iter().map(|(id, (summary, _))| (id, *summary))
     }
 
-    /// Every record whose mark passes `keep`, decoded, in no order.
-    pub(super) fn decode_where(&self, keep: impl Fn(M) -> bool) -> impl Iterator<Item = T> {
-        self.items.values().filter(move |(mark, _)| keep(*mark)).map(|(_, packed)| self.unpack(packed))
+    /// Every record whose summary passes `keep`, decoded, in no order.
+    pub(super) fn decode_where(&self, keep: impl Fn(S) -> bool) -> impl Iterator<Item = T> {
+        self.items.values().filter(move |(summary, _)| keep(*summary)).map(|(_, packed)| self.unpack(packed))
     }
 
     fn unpack(&self, packed: &[u8]) -> T {
@@ -113,27 +180,27 @@ mod tests {
 
     #[test]
     fn records_come_back_as_they_were_packed_and_smaller_than_their_json() {
-        let mut shelf: Shelf<Value, u32> = Shelf::default();
+        let mut table: PackedTable<Value, u32> = PackedTable::default();
         let record = |n: u32| {
             json!({"id": format!("row-{n}"), "status": "approved", "tool_args": {"count": n, "ratio": 0.1},
                    "note": "the same long sentence in every record, as keys and shapes are", "n": n})
         };
         for n in 0..100 {
-            shelf.put(format!("row-{n}"), &record(n), n);
+            table.put(format!("row-{n}"), &record(n), n);
         }
-        shelf.put("row-7".to_owned(), &record(700), 7);
-        assert_eq!(shelf.marks().count(), 100);
-        assert_eq!(shelf.mark("row-7"), Some(7));
-        assert_eq!(shelf.get("row-42"), Some(record(42)));
-        assert_eq!(shelf.get("row-7"), Some(record(700)));
-        assert_eq!(shelf.get("row-100"), None);
-        assert!(shelf.contains("row-1"));
-        let late: Vec<Value> = shelf.decode_where(|n| n >= 98).collect();
+        table.put("row-7".to_owned(), &record(700), 7);
+        assert_eq!(table.summaries().count(), 100);
+        assert_eq!(table.summary("row-7"), Some(7));
+        assert_eq!(table.get("row-42"), Some(record(42)));
+        assert_eq!(table.get("row-7"), Some(record(700)));
+        assert_eq!(table.get("row-100"), None);
+        assert!(table.contains("row-1"));
+        let late: Vec<Value> = table.decode_where(|n| n >= 98).collect();
         assert_eq!(late.len(), 2);
         assert!(late.contains(&record(98)) && late.contains(&record(99)));
-        assert_eq!(shelf.take("row-3"), Some(record(3)));
-        assert!(!shelf.contains("row-3"));
-        let packed = shelf.items["row-50"].1.len();
+        assert_eq!(table.take("row-3"), Some(record(3)));
+        assert!(!table.contains("row-3"));
+        let packed = table.items["row-50"].1.len();
         let json = serde_json::to_vec(&record(50)).unwrap().len();
         assert!(packed * 3 < json, "{packed} bytes packed for {json} of JSON");
     }
