@@ -118,6 +118,7 @@ impl Tables {
         live.chain(self.archive.runs.summaries().map(|(id, summary)| (summary, id)))
     }
 
+    /// Whether row `id` exists, whole or packed.
     fn has_row(&self, id: &str) -> bool {
         self.approvals.contains_key(id) || self.archive.rows.contains(id)
     }
@@ -137,7 +138,7 @@ impl Tables {
         }
     }
 
-    /// Row `id`, to change: a settled row is unpacked first.
+    /// Row `id`, to change: a packed row is unpacked first.
     fn row_mut(&mut self, id: &str) -> Option<&mut Approval> {
         if let Some(row) = self.archive.rows.take(id) {
             self.approvals.insert(id.to_owned(), row);
