@@ -123,16 +123,20 @@ impl Tables {
         self.approvals.contains_key(id) || self.archive.rows.contains(id)
     }
 
-    /// The packed rows a listing by `query` may hold, decoded one at a time: only those of the
-    /// status asked for, and of the run asked for (found by its index, not a scan).
-    fn packed_candidates<'t>(&'t self, query: &'t ApprovalQuery) -> Box<dyn Iterator<Item = Approval> + 't> {
+    /// The packed rows a listing by `query` may hold, with their ids, decoded one at a time:
+    /// only those of the status asked for, and of the run asked for (found by its index, not a
+    /// scan).
+    fn packed_candidates<'t>(
+        &'t self,
+        query: &'t ApprovalQuery,
+    ) -> Box<dyn Iterator<Item = (&'t String, Approval)> + 't> {
         let wanted = |status: ApprovalStatus| query.status.is_none_or(|asked| asked == status);
         let packed = &self.archive.rows;
         match &query.run_id {
             Some(run_id) => Box::new(
                 (self.rows_by_run.get(run_id).into_iter().flatten())
                     .filter(move |id| packed.summary(id).is_some_and(wanted))
-                    .filter_map(|id| packed.get(id)),
+                    .filter_map(|id| Some((id, packed.get(id)?))),
             ),
             None => Box::new(packed.decode_where(wanted)),
         }
@@ -304,11 +308,20 @@ impl Tables {
         self.rows_by_run.get(run_id).cloned().unwrap_or_default()
     }
 
-    /// The rows still pending (past their expiry or not), forgetting those that are not.
-    fn pending_rows(&mut self) -> Vec<&Approval> {
+    /// Forgets the ids of rows that left pending since the last reader: [`pending`] then
+    /// reads only pending rows.
+    ///
+    /// [`pending`]: Self::pending
+    fn forget_resolved(&mut self) {
         let approvals = &self.approvals;
         self.maybe_pending.retain(|id| approvals.get(id).is_some_and(|row| row.status == ApprovalStatus::Pending));
-        self.maybe_pending.iter().filter_map(|id| approvals.get(id)).collect()
+    }
+
+    /// The rows still pending (past their expiry or not), once [`forget_resolved`] has run.
+    ///
+    /// [`forget_resolved`]: Self::forget_resolved
+    fn pending(&self) -> impl Iterator<Item = &Approval> {
+        self.maybe_pending.iter().filter_map(|id| self.approvals.get(id))
     }
 
     /// Cancels paused run `run_id` and its paused member runs, and every row they wait on.
@@ -526,22 +539,27 @@ impl Store for MemoryDb {
         let now = crate::now();
         // Only pending rows can be listed as pending, and none of them is packed.
         let pending_only = query.status == Some(ApprovalStatus::Pending);
-        let whole = match pending_only {
-            true => tables.pending_rows(),
+        if pending_only {
+            tables.forget_resolved();
+        }
+        let tables = &*tables;
+        let whole: Vec<&Approval> = match pending_only {
+            true => tables.pending().collect(),
             false => tables.approvals.values().collect(),
         };
         // Each row is kept as its position in the listing (a packed row decoded only to be
         // filtered): only the page's rows are copied.
-        let mut matching: Vec<((DateTime<Utc>, String), bool)> = whole
+        let mut matching: Vec<((DateTime<Utc>, &str), bool)> = whole
             .into_iter()
             .filter(|row| query.matches_at(row, now))
-            .map(|row| ((query.position(row).0, row.id.clone()), query.is_after_cursor(row)))
+            .map(|row| (query.position(row), query.is_after_cursor(row)))
             .collect();
         if !pending_only {
-            let packed = tables.packed_candidates(query).filter(|row| query.matches_at(row, now));
-            matching.extend(packed.map(|row| ((query.position(&row).0, row.id.clone()), query.is_after_cursor(&row))));
+            let packed = tables.packed_candidates(query).filter(|(_, row)| query.matches_at(row, now));
+            matching
+                .extend(packed.map(|(id, row)| ((query.position(&row).0, id.as_str()), query.is_after_cursor(&row))));
         }
-        matching.sort_by(|((a, a_id), _), ((b, b_id), _)| query.compare_positions((*a, a_id), (*b, b_id)));
+        matching.sort_by(|(a, _), (b, _)| query.compare_positions(*a, *b));
         let total = matching.len() as u64;
         let offset = usize::try_from(query.offset()).unwrap_or(usize::MAX);
         let limit = query.effective_limit() as usize;
@@ -550,7 +568,7 @@ impl Store for MemoryDb {
             .filter(|(_, after_cursor)| *after_cursor)
             .skip(offset)
             .take(limit)
-            .filter_map(|((_, id), _)| tables.row_at(&id, now))
+            .filter_map(|((_, id), _)| tables.row_at(id, now))
             .collect();
         let next_cursor = items.last().filter(|_| items.len() == limit).map(|row| query.cursor_after(row));
         ready(Ok(ApprovalPage { items, total, unreadable: Vec::new(), next_cursor }))
@@ -594,9 +612,9 @@ impl Store for MemoryDb {
     fn count_pending_approvals<'a>(&'a self, user_id: Option<&'a str>) -> BoxFuture<'a, Result<u64>> {
         let mut tables = self.tables();
         let now = crate::now();
+        tables.forget_resolved();
         let count = tables
-            .pending_rows()
-            .into_iter()
+            .pending()
             .filter(|a| a.status_at(now) == ApprovalStatus::Pending)
             .filter(|a| user_id.is_none_or(|u| a.user_id.as_deref() == Some(u)))
             .count();
@@ -605,8 +623,8 @@ impl Store for MemoryDb {
 
     fn expire_approvals(&self, now: DateTime<Utc>) -> BoxFuture<'_, Result<u64>> {
         let mut tables = self.tables();
-        let expired: Vec<String> =
-            tables.pending_rows().into_iter().filter(|a| a.is_expired_at(now)).map(|a| a.id.clone()).collect();
+        tables.forget_resolved();
+        let expired: Vec<String> = tables.pending().filter(|a| a.is_expired_at(now)).map(|a| a.id.clone()).collect();
         let mut cancelling = Vec::new();
         for id in &expired {
             let row = tables.approvals.get_mut(id).expect("listed above");
@@ -675,7 +693,7 @@ impl Store for MemoryDb {
         let mut events: Vec<TrailEvent> =
             tables.trails.values().flatten().filter(|event| event.seq > after).cloned().collect();
         // Only the packed chains that end after `after` are decoded.
-        let packed = tables.archive.chains.decode_where(|chain| chain.last_seq > after).flatten();
+        let packed = tables.archive.chains.decode_where(|chain| chain.last_seq > after).flat_map(|(_, chain)| chain);
         events.extend(packed.filter(|event| event.seq > after));
         events.sort_by_key(|event| event.seq);
         events.truncate(limit as usize);

@@ -160,9 +160,10 @@ impl<T: Serialize + DeserializeOwned, S: Copy> PackedTable<T, S> {
         self.items.iter().map(|(id, (summary, _))| (id, *summary))
     }
 
-    /// Every record whose summary passes `keep`, decoded, in no order.
-    pub(super) fn decode_where(&self, keep: impl Fn(S) -> bool) -> impl Iterator<Item = T> {
-        self.items.values().filter(move |(summary, _)| keep(*summary)).map(|(_, packed)| self.unpack(packed))
+    /// Every record whose summary passes `keep`, with its id, decoded, in no order.
+    pub(super) fn decode_where(&self, keep: impl Fn(S) -> bool) -> impl Iterator<Item = (&String, T)> {
+        let kept = self.items.iter().filter(move |(_, (summary, _))| keep(*summary));
+        kept.map(|(id, (_, packed))| (id, self.unpack(packed)))
     }
 
     fn unpack(&self, packed: &[u8]) -> T {
@@ -195,7 +196,7 @@ mod tests {
         assert_eq!(table.get("row-7"), Some(record(700)));
         assert_eq!(table.get("row-100"), None);
         assert!(table.contains("row-1"));
-        let late: Vec<Value> = table.decode_where(|n| n >= 98).collect();
+        let late: Vec<Value> = table.decode_where(|n| n >= 98).map(|(_, record)| record).collect();
         assert_eq!(late.len(), 2);
         assert!(late.contains(&record(98)) && late.contains(&record(99)));
         assert_eq!(table.take("row-3"), Some(record(3)));
