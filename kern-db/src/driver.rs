@@ -89,6 +89,12 @@ pub(crate) trait Driver: Database {
     /// database can (see `postgres::notify`).
     fn announce_events(layout: &Layout) -> Vec<String>;
 
+    /// Makes what [`announce_resolutions`](Self::announce_resolutions) and
+    /// [`announce_events`](Self::announce_events) created note what to announce instead, for
+    /// the writer to announce once its commit is done (see `postgres::notify`); nothing where
+    /// the database announces nothing.
+    fn defer_announcements(layout: &Layout) -> Vec<String>;
+
     /// The column definition of an integer key the database numbers itself, in insert order,
     /// as schema 6 created the trail's table with it.
     const SERIAL_KEY: &'static str;
@@ -147,6 +153,17 @@ pub(crate) trait Driver: Database {
         decode: Decoder<T>,
     ) -> BoxFuture<'c, Result<Vec<T>>>;
 
+    /// Commits the transaction [`begin`] began on `conn` and, where the connection defers its
+    /// announcements (see `Lane::announcement`), announces what it noted, in the same call.
+    /// Once the commit is done, the announcement's failure is logged, not returned: the commit
+    /// stands.
+    fn commit(conn: &mut Lane<Self::Connection>) -> BoxFuture<'_, Result<()>>;
+
+    /// Announces what the commits on `conn` noted, where the connection defers its
+    /// announcements: after a statement that commits by itself (one more call to the database).
+    /// Its failure is logged, not returned: the statement it follows has committed.
+    fn announce(conn: &mut Lane<Self::Connection>) -> BoxFuture<'_, ()>;
+
     /// Runs `stmts`, which promise what [`write_all`](Self::write_all)'s `independent` does,
     /// and commits the transaction [`begin`] or [`begin_with`](Self::begin_with) began, in as
     /// few calls as the database allows.
@@ -198,9 +215,9 @@ pub(crate) async fn begin<DB: Driver>(conn: &mut Lane<DB::Connection>) -> Result
     begun
 }
 
-/// Commits the transaction [`begin`] began.
+/// Commits the transaction [`begin`] began (see [`Driver::commit`]).
 pub(crate) async fn commit<DB: Driver>(conn: &mut Lane<DB::Connection>) -> Result<()> {
-    DB::execute_unprepared(conn, "COMMIT").await?;
+    DB::commit(conn).await?;
     conn.set_in_transaction(false);
     Ok(())
 }
@@ -276,16 +293,24 @@ impl<DB: Driver> Pools<DB> {
     /// One writing statement whose `RETURNING` rows are decoded.
     pub(crate) async fn write<T: Send>(&self, stmt: Stmt<'_>, decode: Decoder<T>) -> Result<Vec<T>> {
         let mut conn = self.writer.acquire_live().await?;
-        DB::fetch(&mut conn, &stmt, decode).await.map(|rows| self.committed(rows))
+        let rows = DB::fetch(&mut conn, &stmt, decode).await;
+        // A row that fails to decode was written all the same.
+        if !rows.as_ref().is_err_and(DB::connection_lost) {
+            DB::announce(&mut conn).await;
+        }
+        rows.map(|rows| self.committed(rows))
     }
 
     pub(crate) async fn execute(&self, stmt: Stmt<'_>) -> Result<u64> {
         let mut conn = self.writer.acquire_live().await?;
-        DB::execute(&mut conn, &stmt).await.map(|changed| self.committed(changed))
+        let changed = DB::execute(&mut conn, &stmt).await?;
+        DB::announce(&mut conn).await;
+        Ok(self.committed(changed))
     }
 
     /// Runs `stmts` as one transaction (see [`Driver::write_all`]). A lone statement is atomic
-    /// by itself and commits without `BEGIN` and `COMMIT`: two calls to the database fewer.
+    /// by itself and commits without `BEGIN` and `COMMIT`: two calls to the database fewer (its
+    /// announcement, where the connection defers it, takes one: see [`Driver::announce`]).
     pub(crate) async fn write_all(&self, mut stmts: Vec<Stmt<'_>>, independent: bool) -> Result<()> {
         match stmts.len() {
             0 => Ok(()),

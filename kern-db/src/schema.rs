@@ -16,7 +16,7 @@ use crate::layout::{Ident, Layout};
 use crate::stmt::Stmt;
 
 /// The schema version this build writes and understands.
-pub const SCHEMA_VERSION: i64 = 10;
+pub const SCHEMA_VERSION: i64 = 11;
 
 /// The first version whose triggers keep a run's session row and its approval rows'
 /// `run_status` in step as the run is saved.
@@ -52,6 +52,11 @@ const PENDING_COUNT_VERSION: i64 = 9;
 /// index of parents holds only the runs that have one, and the trail (SQLite) has no sequence
 /// table to rewrite at each event.
 const LEAN_WRITES_VERSION: i64 = 10;
+
+/// The first version whose writers announce their commits once they are done, rather than in
+/// them (Postgres): a commit that announces holds a lock of the whole database until it is on
+/// disk, so commits that announced took turns to flush (see `postgres::notify`).
+pub(crate) const DEFERRED_NOTIFY_VERSION: i64 = 11;
 
 /// One step of the schema.
 #[derive(Debug)]
@@ -107,6 +112,7 @@ impl Migrator {
                 Migration::new(EVENT_NOTIFY_VERSION, workers::<DB>(layout)),
                 Migration::new(PENDING_COUNT_VERSION, pending_count::<DB>(layout)),
                 Migration::new(LEAN_WRITES_VERSION, lean_writes::<DB>(layout)),
+                Migration::new(DEFERRED_NOTIFY_VERSION, DB::defer_announcements(layout)),
             ],
             select_rows: format!("SELECT {APPROVAL_COLUMNS} FROM {} ORDER BY id", layout.qualified(&layout.approvals)),
             insert_event: format!(
@@ -526,16 +532,17 @@ mod tests {
         let versions = |current, target| -> Vec<i64> {
             migrator.pending(current, target).unwrap().iter().map(|m| m.version).collect()
         };
-        assert_eq!(versions(0, SCHEMA_VERSION), [1, 2, 3, 4, 5, 6, 7, 8, 9, 10]);
-        assert_eq!(versions(1, SCHEMA_VERSION), [2, 3, 4, 5, 6, 7, 8, 9, 10]);
-        assert_eq!(versions(2, SCHEMA_VERSION), [3, 4, 5, 6, 7, 8, 9, 10]);
-        assert_eq!(versions(3, SCHEMA_VERSION), [4, 5, 6, 7, 8, 9, 10]);
-        assert_eq!(versions(4, SCHEMA_VERSION), [5, 6, 7, 8, 9, 10]);
-        assert_eq!(versions(5, SCHEMA_VERSION), [6, 7, 8, 9, 10]);
-        assert_eq!(versions(6, SCHEMA_VERSION), [7, 8, 9, 10]);
-        assert_eq!(versions(7, SCHEMA_VERSION), [8, 9, 10]);
-        assert_eq!(versions(8, SCHEMA_VERSION), [9, 10]);
-        assert_eq!(versions(9, SCHEMA_VERSION), [10]);
+        assert_eq!(versions(0, SCHEMA_VERSION), [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11]);
+        assert_eq!(versions(1, SCHEMA_VERSION), [2, 3, 4, 5, 6, 7, 8, 9, 10, 11]);
+        assert_eq!(versions(2, SCHEMA_VERSION), [3, 4, 5, 6, 7, 8, 9, 10, 11]);
+        assert_eq!(versions(3, SCHEMA_VERSION), [4, 5, 6, 7, 8, 9, 10, 11]);
+        assert_eq!(versions(4, SCHEMA_VERSION), [5, 6, 7, 8, 9, 10, 11]);
+        assert_eq!(versions(5, SCHEMA_VERSION), [6, 7, 8, 9, 10, 11]);
+        assert_eq!(versions(6, SCHEMA_VERSION), [7, 8, 9, 10, 11]);
+        assert_eq!(versions(7, SCHEMA_VERSION), [8, 9, 10, 11]);
+        assert_eq!(versions(8, SCHEMA_VERSION), [9, 10, 11]);
+        assert_eq!(versions(9, SCHEMA_VERSION), [10, 11]);
+        assert_eq!(versions(10, SCHEMA_VERSION), [11]);
         assert_eq!(versions(0, 1), [1]);
         assert_eq!(versions(SCHEMA_VERSION, SCHEMA_VERSION), [] as [i64; 0]);
         assert_eq!(versions(2, 1), [] as [i64; 0]);
@@ -566,6 +573,31 @@ mod tests {
         assert!(statements[0].starts_with("CREATE FUNCTION \"app\".\"kern_approvals_on_resolve\"()"));
         assert!(statements[0].contains("PERFORM pg_notify('app.kern_approvals', "), "{}", statements[0]);
         assert!(statements[1].contains("AFTER UPDATE OF status OR DELETE ON \"app\".\"kern_approvals\""));
+    }
+
+    #[test]
+    fn version_11_lets_postgres_transactions_announce_after_their_commit() {
+        let statements = |migrator: Migrator| {
+            migrator.migrations.into_iter().find(|m| m.version == DEFERRED_NOTIFY_VERSION).unwrap().statements
+        };
+        assert_eq!(statements(migrator()), Vec::<String>::new());
+
+        let postgres =
+            statements(Migrator::new::<Postgres>(&Layout::new(Some("app"), &TableNames::default()).unwrap()));
+        assert_eq!(postgres.len(), 3);
+        let replaced = [
+            ("\"app\".\"kern_approvals_on_resolve\"()", "pg_notify('app.kern_approvals', "),
+            ("\"app\".\"kern_approvals_events_on_insert\"()", "pg_notify('app.kern_approvals_events', '')"),
+        ];
+        for (statement, (function, notify)) in postgres.iter().zip(replaced) {
+            assert!(statement.starts_with(&format!("CREATE OR REPLACE FUNCTION {function}")), "{statement}");
+            // Both ways: notes where the transaction defers, announcements where it does not.
+            assert!(statement.contains("current_setting('kern.defer_announcements', true)"), "{statement}");
+            assert!(statement.contains("set_config(") && statement.contains(notify), "{statement}");
+        }
+        assert!(postgres[2].starts_with("CREATE FUNCTION \"app\".\"kern_approvals_announce\"() RETURNS void"));
+        assert!(postgres[2].contains("pg_notify('app.kern_approvals', id)"), "{}", postgres[2]);
+        assert!(postgres[2].contains("pg_notify('app.kern_approvals_events', '')"), "{}", postgres[2]);
     }
 
     #[test]

@@ -22,13 +22,14 @@ const POLL_INTERVAL_FEED_DOWN: Duration = Duration::from_secs(1);
 
 /// How often a waiter reads its row while its store's feed is up. A feed loses announcements
 /// only on a connection that died with no sign (a half-open TCP link shows nothing until written
-/// to); this bounds the delay then, at a read a minute.
+/// to), or when a writer's link fails between its commit and the announcement that follows it
+/// (see `postgres::notify`); this bounds the delay then, at a read a minute.
 const RECHECK_INTERVAL_FEED_UP: Duration = Duration::from_secs(60);
 
 /// The resolutions committed through any handle on a store's tables, announced as they happen.
 pub(crate) trait ResolutionFeed: Debug + Send + Sync {
     /// True while the feed is up: every resolution committed from now on will wake its row's
-    /// waiters. Starts the feed if it is not running; a feed that comes up or goes down wakes
+    /// waiters (but for the losses [`RECHECK_INTERVAL_FEED_UP`] bounds). Starts the feed if it is not running; a feed that comes up or goes down wakes
     /// every waiter, to read again.
     fn is_live(&self) -> bool;
 

@@ -2,6 +2,7 @@
 //! and the SQL in which Postgres differs.
 
 use chrono::{DateTime, Utc};
+use futures_util::{StreamExt, TryStreamExt};
 use kern_core::{BoxFuture, Error, Result};
 use serde::Serialize;
 use serde_json::Value;
@@ -148,6 +149,10 @@ impl Driver for Postgres {
         notify::event_trigger(layout)
     }
 
+    fn defer_announcements(layout: &Layout) -> Vec<String> {
+        notify::deferred_triggers(layout)
+    }
+
     const SERIAL_KEY: &'static str = "BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY";
 
     /// An identity column's sequence is an object of its own, logged once per 32 values.
@@ -212,7 +217,8 @@ impl Driver for Postgres {
 
     /// Postgres runs one parameterized statement per call. Independent statements become one
     /// (`WITH s0 AS (..), s1 AS (..) last`), atomic by itself: one round trip where a
-    /// transaction takes one per statement plus `BEGIN` and `COMMIT`.
+    /// transaction takes one per statement plus `BEGIN` and `COMMIT` (and one more for its
+    /// announcement, where the connection defers it).
     fn write_all<'a>(
         writer: &'a Lanes<PgConnection>,
         stmts: Vec<Stmt<'a>>,
@@ -223,7 +229,9 @@ impl Driver for Postgres {
                 return transaction::<Postgres>(&mut writer.acquire().await?, &stmts).await;
             }
             let mut conn = writer.acquire_live().await?;
-            Self::execute(&mut conn, &one_statement(stmts)).await.map(drop)
+            Self::execute(&mut conn, &one_statement(stmts)).await?;
+            Self::announce(&mut conn).await;
+            Ok(())
         })
     }
 
@@ -254,6 +262,36 @@ impl Driver for Postgres {
                 }
             }
             commit::<Postgres>(conn).await
+        })
+    }
+
+    /// Where the connection defers its announcements, `COMMIT` and the announcement go as one
+    /// text, which Postgres runs as two transactions: the second changes no data, so it commits
+    /// without waiting for the disk (see `notify`).
+    fn commit(conn: &mut Lane<PgConnection>) -> BoxFuture<'_, Result<()>> {
+        Box::pin(async move {
+            let Some(announcement) = conn.announcement() else {
+                return Self::execute_unprepared(conn, "COMMIT").await;
+            };
+            let mut results = conn.fetch_many(sqlx::raw_sql(&announcement.with_commit));
+            // The `COMMIT`'s outcome comes first.
+            results.try_next().await.map_err(Error::database)?;
+            // Read to the end, which leaves the connection ready for the next statement.
+            while let Some(result) = results.next().await {
+                if let Err(err) = result {
+                    tracing::warn!(error = %err, "a commit was not announced: other processes' waiters will find it late");
+                }
+            }
+            Ok(())
+        })
+    }
+
+    fn announce(conn: &mut Lane<PgConnection>) -> BoxFuture<'_, ()> {
+        Box::pin(async move {
+            let Some(announcement) = conn.announcement() else { return };
+            if let Err(err) = Self::execute_unprepared(conn, &announcement.alone).await {
+                tracing::warn!(error = %err, "a commit was not announced: other processes' waiters will find it late");
+            }
         })
     }
 

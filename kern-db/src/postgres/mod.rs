@@ -1,6 +1,6 @@
 //! [`PostgresDb`]: the store many processes and machines share, and how it connects.
 //!
-//! Its parts: the builder ([`builder`]), the [`Driver`](crate::driver::Driver) side of Postgres
+//! Its parts: the builder ([`builder`]), the [`Driver`] side of Postgres
 //! ([`driver`]), and the announcements of resolutions between processes ([`notify`]); its
 //! connections are [`Lanes`].
 
@@ -23,7 +23,7 @@ use crate::error::OpenError;
 use crate::handle::handle;
 use crate::lanes::Lanes;
 use crate::layout::{Ident, Layout};
-use crate::schema::{EVENT_NOTIFY_VERSION, RESOLUTION_NOTIFY_VERSION, SCHEMA_VERSION};
+use crate::schema::{DEFERRED_NOTIFY_VERSION, EVENT_NOTIFY_VERSION, RESOLUTION_NOTIFY_VERSION, SCHEMA_VERSION};
 use crate::store::SqlStore;
 
 /// How long to wait before trying an unreachable server again, while opening.
@@ -81,10 +81,16 @@ impl PostgresDbBuilder {
         let layout = Layout::new(Some(&self.schema), &self.tables)?;
         let url = self.url.ok_or(OpenError::MissingTarget("url"))?;
         let options = PgConnectOptions::from_str(&url).map_err(OpenError::Postgres)?;
-        let lanes = connect_lanes(options.clone(), self.max_connections, self.connect_timeout).await?;
-        let pools = Pools::new(lanes.clone(), lanes);
         let version = self.schema_version.unwrap_or(SCHEMA_VERSION);
+        let deferring = version >= DEFERRED_NOTIFY_VERSION;
+        let writing =
+            if deferring { options.clone().options([(notify::DEFER_SETTING, "on")]) } else { options.clone() };
+        let lanes = connect_lanes(writing, self.max_connections, self.connect_timeout).await?;
+        let pools = Pools::new(lanes.clone(), lanes.clone());
         let mut store = SqlStore::open(pools, &layout, version).await?;
+        if deferring {
+            lanes.announce_commits_with(notify::announcement(&layout));
+        }
         // Older tables have no trigger to announce resolutions, or the trail's growth: their
         // waiters, or the trail's followers, poll.
         if version >= RESOLUTION_NOTIFY_VERSION {

@@ -4,9 +4,22 @@
 //! a [`trigger`] on the approvals table sends the id of each row that leaves `pending` or is
 //! deleted on the table's [`channel`]; from [`EVENT_NOTIFY_VERSION`](crate::schema::EVENT_NOTIFY_VERSION)
 //! an [`event_trigger`] on the trail announces that it has grown on the trail's
-//! [`events_channel`]. Postgres delivers both when the change commits, to every connection that
+//! [`events_channel`]. Postgres delivers both when the transaction that sent them commits (from
+//! version 11, the store's writes send them just after, as below), to every connection that
 //! `LISTEN`s on the channel, in any process. A [`Listener`] is one such connection per store
 //! handle, opened at the first wait and shared by all the handle's waiters, whom it wakes.
+//!
+//! A transaction that sends a notification takes a lock of the whole database as it commits and
+//! holds it until its commit is on disk: commits that announce wait for each other's flush, where
+//! others share one. From [`DEFERRED_NOTIFY_VERSION`](crate::schema::DEFERRED_NOTIFY_VERSION) the
+//! store's connections say, as they open, that they defer their announcements (a setting of the
+//! session, [`DEFER_SETTING`]): their triggers then only [note](deferred_triggers) what to
+//! announce, in settings of the session (which a rollback undoes), and each commit is followed by
+//! the [`announcement`] statement, which sends the notes: in the same call as a `COMMIT`, or in
+//! one more after a statement that commits by itself. That statement is a transaction of its own
+//! which changes no data, so Postgres commits it without waiting for the disk: it holds the lock
+//! for no flush, while every commit of data still waits for its own. Every other client's
+//! writes, whose sessions say nothing, announce as before.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -19,6 +32,7 @@ use sqlx::postgres::{PgConnectOptions, PgListener, PgPool, PgPoolOptions};
 use tokio::runtime::Handle;
 use tokio::task::AbortHandle;
 
+use crate::lanes::Announcement;
 use crate::layout::{Ident, Layout};
 use crate::wake::ResolutionFeed;
 
@@ -116,6 +130,91 @@ pub(super) fn trigger(layout: &Layout) -> Vec<String> {
              FOR EACH ROW EXECUTE FUNCTION {function}()"
         ),
     ]
+}
+
+/// The setting of a session that makes its triggers note what to announce rather than announce
+/// it (see [`deferred_triggers`]): `on` in the store's connections.
+pub(super) const DEFER_SETTING: &str = "kern.defer_announcements";
+
+/// The most row ids a session notes before it notes instead that any row may have been
+/// resolved: each note rewrites the list, so a sweep of thousands of rows would cost the square
+/// of their number, and one empty announcement wakes every waiter to read again.
+const MAX_NOTED_ROWS: usize = 64;
+
+/// The session settings that note what `layout`'s tables have to announce: the ids of rows that
+/// left `pending` or were deleted (a JSON array, or `*` for any row), and whether the trail grew.
+/// Named after the channel, so that stores in one database keep their notes apart.
+fn notes(layout: &Layout) -> (String, String) {
+    let tag = format!("{:016x}", fnv1a(channel(layout).as_bytes()));
+    (format!("kern.rows_{tag}"), format!("kern.trail_{tag}"))
+}
+
+/// The function that sends a session's notes and clears them.
+fn announce_function(layout: &Layout) -> String {
+    layout.qualified(&layout.approvals.suffixed("_announce"))
+}
+
+/// Version 11: the functions of [`trigger`] and [`event_trigger`] replaced by ones that, in a
+/// session that defers its announcements ([`DEFER_SETTING`]), note what they would announce,
+/// and announce as before in any other; and the function that sends the notes and clears them.
+/// A session may keep notes it has not sent, when its announcement fails or its caller stops
+/// waiting before it: the next one on it sends them.
+pub(super) fn deferred_triggers(layout: &Layout) -> Vec<String> {
+    let (rows, trail) = notes(layout);
+    let (rows, trail) = (string_literal(&rows), string_literal(&trail));
+    let resolved = layout.qualified(&layout.approvals.suffixed("_on_resolve"));
+    let grew = layout.qualified(&layout.events().suffixed("_on_insert"));
+    let announce = announce_function(layout);
+    let (resolutions, events) = (string_literal(&channel(layout)), string_literal(&events_channel(layout)));
+    let deferred = format!("coalesce(current_setting({}, true), '') = 'on'", string_literal(DEFER_SETTING));
+    let pending = ApprovalStatus::Pending.as_str();
+    vec![
+        format!(
+            "CREATE OR REPLACE FUNCTION {resolved}() RETURNS trigger LANGUAGE plpgsql AS $$ \
+             DECLARE noted text; BEGIN \
+             IF TG_OP = 'UPDATE' THEN \
+             IF OLD.status <> '{pending}' OR NEW.status = '{pending}' THEN RETURN NULL; END IF; \
+             END IF; \
+             IF NOT {deferred} THEN \
+             PERFORM pg_notify({resolutions}, \
+             CASE WHEN octet_length(OLD.id) < {MAX_NOTIFY_PAYLOAD} THEN OLD.id ELSE '' END); \
+             RETURN NULL; \
+             END IF; \
+             noted := coalesce(current_setting({rows}, true), ''); \
+             IF noted = '*' THEN RETURN NULL; \
+             ELSIF octet_length(OLD.id) >= {MAX_NOTIFY_PAYLOAD} THEN PERFORM set_config({rows}, '*', false); \
+             ELSIF noted = '' THEN PERFORM set_config({rows}, jsonb_build_array(OLD.id)::text, false); \
+             ELSIF jsonb_array_length(noted::jsonb) >= {MAX_NOTED_ROWS} THEN PERFORM set_config({rows}, '*', false); \
+             ELSE PERFORM set_config({rows}, (noted::jsonb || to_jsonb(OLD.id))::text, false); \
+             END IF; \
+             RETURN NULL; END $$"
+        ),
+        format!(
+            "CREATE OR REPLACE FUNCTION {grew}() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN \
+             IF {deferred} THEN PERFORM set_config({trail}, 'grew', false); \
+             ELSE PERFORM pg_notify({events}, ''); END IF; \
+             RETURN NULL; END $$"
+        ),
+        format!(
+            "CREATE FUNCTION {announce}() RETURNS void LANGUAGE plpgsql AS $$ \
+             DECLARE noted text := coalesce(current_setting({rows}, true), ''); \
+             grew text := coalesce(current_setting({trail}, true), ''); BEGIN \
+             IF noted = '*' THEN \
+             PERFORM pg_notify({resolutions}, ''); \
+             ELSIF noted <> '' THEN \
+             PERFORM pg_notify({resolutions}, id) FROM jsonb_array_elements_text(noted::jsonb) AS listed(id); \
+             END IF; \
+             IF grew <> '' THEN PERFORM pg_notify({events}, ''); END IF; \
+             PERFORM set_config({rows}, '', false), set_config({trail}, '', false); \
+             END $$"
+        ),
+    ]
+}
+
+/// What sends the notes of a session on `layout`'s tables (see [`deferred_triggers`]).
+pub(super) fn announcement(layout: &Layout) -> Announcement {
+    let alone = format!("SELECT {}()", announce_function(layout));
+    Announcement { with_commit: format!("COMMIT; {alone}"), alone }
 }
 
 /// `text` as an SQL string literal.
@@ -343,11 +442,13 @@ mod tests {
     use kern_core::models::Usage;
     use kern_core::run::{RunRecord, RunStatus};
     use kern_core::store::Store;
+    use sqlx::{Connection, Executor, PgConnection};
 
     use super::*;
     use crate::PostgresDb;
     use crate::layout::TableNames;
     use crate::postgres::tests::on_fresh_schema;
+    use crate::schema::DEFERRED_NOTIFY_VERSION;
 
     fn layout(schema: &str, approvals: &str) -> Layout {
         let tables = TableNames { approvals: approvals.into(), ..TableNames::default() };
@@ -454,6 +555,19 @@ mod tests {
         (db, Layout::new(Some(schema), &TableNames::default()).unwrap())
     }
 
+    /// A store on `schema`, its layout, and a connection listening on its approvals' channel.
+    async fn open_listening(url: &str, schema: &str) -> (PostgresDb, Layout, PgListener) {
+        let (db, layout) = open(url, schema).await;
+        let mut listener = PgListener::connect(url).await.unwrap();
+        listener.listen(&channel(&layout)).await.unwrap();
+        (db, layout, listener)
+    }
+
+    /// Runs `sql` (statements without parameters) on `session`.
+    async fn raw(session: &mut PgConnection, sql: &str) {
+        session.execute(sqlx::raw_sql(sql)).await.unwrap();
+    }
+
     /// Waits, up to [`PATIENCE`], until `condition` holds.
     async fn eventually<Fut: Future<Output = bool>>(what: &str, mut condition: impl FnMut() -> Fut) {
         let deadline = tokio::time::Instant::now() + PATIENCE;
@@ -478,9 +592,7 @@ mod tests {
     #[tokio::test]
     async fn the_trigger_announces_rows_that_leave_pending_or_are_deleted() {
         on_fresh_schema(|url, schema| async move {
-            let (db, layout) = open(&url, &schema).await;
-            let mut listener = PgListener::connect(&url).await.unwrap();
-            listener.listen(&channel(&layout)).await.unwrap();
+            let (db, _, mut listener) = open_listening(&url, &schema).await;
             let (resolved, deleted, expiring, untouched) = (approval("a"), approval("b"), approval("c"), approval("d"));
             let expiring = Approval { expires_at: Some(kern_core::now()), ..expiring };
             let mut paused = run("run-1");
@@ -501,6 +613,86 @@ mod tests {
                 announced.push(listener.recv().await.unwrap().payload().to_owned());
             }
             assert_eq!(announced, ["a", "b", "c"]);
+            db.close().await;
+        })
+        .await;
+    }
+
+    #[tokio::test]
+    async fn a_deferring_session_announces_its_commits_when_told_and_never_its_rollbacks() {
+        on_fresh_schema(|url, schema| async move {
+            let (db, layout, mut listener) = open_listening(&url, &schema).await;
+            let ids = ["deferred", "rolled-back", "outside", "marker-1", "marker-2"];
+            let rows = ids.map(approval);
+            db.save_runs(&[run("run-1")], &rows, &[]).await.unwrap();
+
+            // A session writing as the store's connections do, then as any other client does.
+            let Announcement { alone: announce, .. } = announcement(&layout);
+            let approvals = layout.qualified(&layout.approvals);
+            let resolve = |id: &str| {
+                format!("UPDATE {approvals} SET status = 'approved', resolved_by = 'admin', resolved_at = now() WHERE id = '{id}'")
+            };
+            let mut session = PgConnection::connect(&url).await.unwrap();
+            raw(&mut session, &format!("SET {DEFER_SETTING} = 'on'")).await;
+            raw(&mut session, &format!("BEGIN; {}; COMMIT", resolve("deferred"))).await;
+            raw(&mut session, &format!("BEGIN; {}; ROLLBACK", resolve("rolled-back"))).await;
+            raw(&mut session, &format!("RESET {DEFER_SETTING}")).await;
+
+            // Announcements arrive in the order of their commits: had the deferring transaction
+            // announced itself, it would come before the store's own.
+            db.update_approval("marker-1", ApprovalUpdate::approve("admin")).await.unwrap();
+            assert_eq!(listener.recv().await.unwrap().payload(), "marker-1");
+            // A writer that does not defer announces as it commits.
+            raw(&mut session, &resolve("outside")).await;
+            assert_eq!(listener.recv().await.unwrap().payload(), "outside");
+            // The session kept its note across the commit, and the rollback undid the other:
+            // the call that follows a `COMMIT` sends the one, and never the other.
+            raw(&mut session, &announce).await;
+            assert_eq!(listener.recv().await.unwrap().payload(), "deferred");
+            // Sent notes are cleared.
+            raw(&mut session, &announce).await;
+            db.update_approval("marker-2", ApprovalUpdate::approve("admin")).await.unwrap();
+            assert_eq!(listener.recv().await.unwrap().payload(), "marker-2");
+            db.close().await;
+        })
+        .await;
+    }
+
+    #[tokio::test]
+    async fn the_store_defers_its_announcements_from_version_11() {
+        on_fresh_schema(|url, schema| async move {
+            let deferring = |db: PostgresDb| async move {
+                let sql = format!("SELECT current_setting('{DEFER_SETTING}', true)");
+                let mut conn = db.inner.pools.writer.acquire_lane().await.unwrap();
+                let setting: Option<String> = sqlx::query_scalar(&sql).fetch_one(&mut *conn).await.unwrap();
+                drop(conn);
+                db.close().await;
+                setting.as_deref() == Some("on")
+            };
+            let builder = PostgresDb::builder().url(&url).schema(&schema);
+            let older = builder.clone().__schema_version(DEFERRED_NOTIFY_VERSION - 1).build().await.unwrap();
+            assert!(!deferring(older).await, "a build of version 10 announces as it commits");
+            assert!(deferring(builder.build().await.unwrap()).await);
+        })
+        .await;
+    }
+
+    #[tokio::test]
+    async fn a_sweep_of_more_rows_than_a_session_notes_wakes_every_waiter_once() {
+        on_fresh_schema(|url, schema| async move {
+            let (db, _, mut listener) = open_listening(&url, &schema).await;
+            let now = kern_core::now();
+            let mut rows: Vec<Approval> = (0..=MAX_NOTED_ROWS)
+                .map(|n| Approval { expires_at: Some(now), ..approval(&format!("expiring-{n}")) })
+                .collect();
+            rows.push(approval("marker"));
+            db.save_runs(&[run("run-1")], &rows, &[]).await.unwrap();
+
+            assert_eq!(db.expire_approvals(now).await.unwrap(), (MAX_NOTED_ROWS + 1) as u64);
+            db.update_approval("marker", ApprovalUpdate::approve("admin")).await.unwrap();
+            // An empty payload, which wakes every waiter, then the next commit's row alone.
+            assert_eq!(listener.recv().await.unwrap().payload(), "");
+            assert_eq!(listener.recv().await.unwrap().payload(), "marker");
             db.close().await;
         })
         .await;

@@ -90,6 +90,10 @@ impl Driver for Sqlite {
         Vec::new()
     }
 
+    fn defer_announcements(_layout: &Layout) -> Vec<String> {
+        Vec::new()
+    }
+
     const SERIAL_KEY: &'static str = "INTEGER PRIMARY KEY AUTOINCREMENT";
 
     /// The table's `rowid`, without the sequence table `AUTOINCREMENT` rewrites at each insert
@@ -205,6 +209,15 @@ impl Driver for Sqlite {
             conn.set_in_transaction(false);
             Ok(())
         })
+    }
+
+    /// SQLite announces nothing, so defers nothing.
+    fn commit(conn: &mut Lane<SqliteConnection>) -> BoxFuture<'_, Result<()>> {
+        Self::execute_unprepared(conn, "COMMIT")
+    }
+
+    fn announce(_conn: &mut Lane<SqliteConnection>) -> BoxFuture<'_, ()> {
+        Box::pin(std::future::ready(()))
     }
 
     /// A SQLite connection is a handle on a file in this process: an error is never its loss.
