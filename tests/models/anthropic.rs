@@ -336,7 +336,21 @@ async fn an_error_event_is_a_stream_error() {
 
     let (answer, _) = stream_greeting(&model(&server.url())).await;
 
-    let Err(ModelError::StreamError { provider, message }) = answer else { panic!("{answer:?}") };
+    let Err(ModelError::StreamError { provider, message, transient }) = answer else { panic!("{answer:?}") };
     assert_eq!(provider, "anthropic:claude-test");
     assert_eq!(message, "overloaded_error: Overloaded");
+    assert!(transient, "an overloaded service may answer when asked again");
+}
+
+#[tokio::test]
+async fn an_error_event_of_a_lasting_kind_is_not_transient() {
+    let error = json!({"type": "error", "error": {"type": "invalid_request_error", "message": "prompt is too long"}});
+    let pieces = vec![message_start(), event(error)];
+    let server = TestServer::start(vec![Answer::stream(pieces)]).await;
+
+    let (answer, _) = stream_greeting(&model(&server.url())).await;
+
+    let Err(err @ ModelError::StreamError { .. }) = answer else { panic!("{answer:?}") };
+    assert!(!err.is_transient(), "{err:?}");
+    assert_eq!(server.requests().len(), 1, "a stream that began is not asked again");
 }

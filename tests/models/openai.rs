@@ -325,9 +325,10 @@ async fn an_error_chunk_is_a_stream_error() {
 
     let (answer, _) = stream_greeting(&model(&server.url())).await;
 
-    let Err(ModelError::StreamError { provider, message }) = answer else { panic!("{answer:?}") };
+    let Err(ModelError::StreamError { provider, message, transient }) = answer else { panic!("{answer:?}") };
     assert_eq!(provider, "openai:gpt-test");
     assert_eq!(message, "server_error: The server had an error");
+    assert!(transient, "a server error may pass when asked again");
 }
 
 #[tokio::test]

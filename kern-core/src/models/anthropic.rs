@@ -131,8 +131,9 @@ impl Model for Anthropic {
                 match event {
                     StreamEvent::MessageStop => return Ok(ControlFlow::Break(())),
                     StreamEvent::Error { error } => {
-                        let message = format!("{}: {}", error.r#type, error.message);
-                        return Err(ModelError::StreamError { provider: http.label().to_owned(), message });
+                        let (message, transient) =
+                            (format!("{}: {}", error.r#type, error.message), error.is_transient());
+                        return Err(ModelError::StreamError { provider: http.label().to_owned(), message, transient });
                     }
                     event => answer.absorb(event, deltas),
                 }
@@ -376,6 +377,14 @@ enum BlockDelta {
 struct StreamedError {
     r#type: String,
     message: String,
+}
+
+impl StreamedError {
+    /// Whether asking again may succeed: Anthropic's kinds for an overloaded service, a failure
+    /// on its side and a rate limit (HTTP 529, 500 and 429 before an answer begins).
+    fn is_transient(&self) -> bool {
+        matches!(self.r#type.as_str(), "overloaded_error" | "api_error" | "rate_limit_error")
+    }
 }
 
 /// The blocks and counts of a streamed answer gathered so far.

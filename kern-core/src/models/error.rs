@@ -51,13 +51,18 @@ pub enum ModelError {
         reason: String,
     },
     /// The provider reported an error inside a streamed answer that had begun with a success
-    /// status (such as Anthropic's `overloaded_error` event).
+    /// status (such as Anthropic's `overloaded_error` event). As with an interruption, what had
+    /// arrived is discarded and the provider does not retry.
     #[error("{provider} reported an error mid-stream: {message}")]
     StreamError {
         /// Which provider.
         provider: String,
         /// The provider's kind of error and message, as it sent them.
         message: String,
+        /// Whether the provider's kind of error says that asking again may succeed (it is
+        /// overloaded, rate limited, or failed on its side), as the same error would have by its
+        /// HTTP status before the answer began.
+        transient: bool,
     },
     /// The request could not be built from the provider's settings, such as a base URL without
     /// `http://` or an API key that is no valid header value. Retrying cannot help; the
@@ -76,13 +81,13 @@ pub enum ModelError {
 
 impl ModelError {
     /// True for failures worth retrying: timeouts, connection errors (also in the middle of a
-    /// stream), 429 and 5xx.
+    /// stream), 429 and 5xx, and errors reported mid-stream whose kind says the same.
     pub fn is_transient(&self) -> bool {
         match self {
             ModelError::Status { status, .. } => *status == 429 || *status >= 500,
             ModelError::Timeout { .. } | ModelError::Transport { .. } | ModelError::StreamInterrupted { .. } => true,
+            ModelError::StreamError { transient, .. } => *transient,
             ModelError::MalformedResponse { .. }
-            | ModelError::StreamError { .. }
             | ModelError::InvalidConfig { .. }
             | ModelError::NoScriptedReply(_) => false,
         }

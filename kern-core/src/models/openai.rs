@@ -137,6 +137,7 @@ impl Model for OpenAiCompatible {
                     return Err(ModelError::StreamError {
                         provider: http.label().to_owned(),
                         message: error_message(&error),
+                        transient: error_is_transient(&error),
                     });
                 }
                 answer.absorb(chunk, deltas);
@@ -470,10 +471,26 @@ fn error_message(error: &Value) -> String {
     }
 }
 
+/// Whether an error object says that asking again may succeed: a failure on the server's side,
+/// or a rate limit.
+fn error_is_transient(error: &Value) -> bool {
+    error["type"].as_str() == Some("server_error") || error["code"].as_str() == Some("rate_limit_exceeded")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn server_errors_and_rate_limits_are_worth_asking_again_and_other_errors_are_not() {
+        let server = json!({"type": "server_error", "message": "The server had an error", "code": null});
+        let limited = json!({"type": "tokens", "message": "Rate limit reached", "code": "rate_limit_exceeded"});
+        let invalid = json!({"type": "invalid_request_error", "message": "bad", "code": "context_length_exceeded"});
+        assert!(error_is_transient(&server));
+        assert!(error_is_transient(&limited));
+        assert!(!error_is_transient(&invalid));
+    }
 
     fn conversation() -> Vec<Message> {
         vec![
