@@ -53,9 +53,10 @@ const PENDING_COUNT_VERSION: i64 = 9;
 /// table to rewrite at each event.
 const LEAN_WRITES_VERSION: i64 = 10;
 
-/// The first version whose writers announce their commits once they are done, rather than in
-/// them (Postgres): a commit that announces holds a lock of the whole database until it is on
-/// disk, so commits that announced took turns to flush (see `postgres::notify`).
+/// The first version whose store connections (Postgres) announce their commits once they are
+/// done, rather than in them, while other clients announce as before: a commit that announces
+/// holds a lock of the whole database until it is on disk, so commits that announced took
+/// turns to flush (see `postgres::notify`).
 pub(crate) const DEFERRED_NOTIFY_VERSION: i64 = 11;
 
 /// One step of the schema.
@@ -576,7 +577,7 @@ mod tests {
     }
 
     #[test]
-    fn version_11_lets_postgres_transactions_announce_after_their_commit() {
+    fn version_11_lets_postgres_sessions_defer_their_announcements() {
         let statements = |migrator: Migrator| {
             migrator.migrations.into_iter().find(|m| m.version == DEFERRED_NOTIFY_VERSION).unwrap().statements
         };
