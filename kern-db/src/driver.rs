@@ -229,6 +229,14 @@ pub(crate) async fn roll_back<DB: Driver>(conn: &mut Lane<DB::Connection>) -> Re
     Ok(())
 }
 
+/// Runs `stmt`, which commits by itself, and announces it (see [`Driver::announce`]); returns
+/// how many rows it changed.
+pub(crate) async fn execute_alone<DB: Driver>(conn: &mut Lane<DB::Connection>, stmt: &Stmt<'_>) -> Result<u64> {
+    let changed = DB::execute(conn, stmt).await?;
+    DB::announce(conn).await;
+    Ok(changed)
+}
+
 /// Runs `stmts` in one transaction on `conn` (see [`begin`]), a call to the database each: all
 /// of them or, on any error, none.
 pub(crate) async fn transaction<DB: Driver>(conn: &mut Lane<DB::Connection>, stmts: &[Stmt<'_>]) -> Result<()> {
@@ -303,9 +311,7 @@ impl<DB: Driver> Pools<DB> {
 
     pub(crate) async fn execute(&self, stmt: Stmt<'_>) -> Result<u64> {
         let mut conn = self.writer.acquire_live().await?;
-        let changed = DB::execute(&mut conn, &stmt).await?;
-        DB::announce(&mut conn).await;
-        Ok(self.committed(changed))
+        execute_alone::<DB>(&mut conn, &stmt).await.map(|changed| self.committed(changed))
     }
 
     /// Runs `stmts` as one transaction (see [`Driver::write_all`]). A lone statement is atomic

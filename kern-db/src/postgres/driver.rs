@@ -16,7 +16,7 @@ use sqlx::types::Json;
 use sqlx::{Connection, Decode, Encode, Executor, Postgres, Row, Type};
 
 use super::notify;
-use crate::driver::{ConnectionPool, Driver, begin, commit, transaction};
+use crate::driver::{ConnectionPool, Driver, begin, commit, execute_alone, transaction};
 use crate::lanes::{Lane, Lanes};
 use crate::layout::{Ident, Layout};
 use crate::stmt::{Columns, Decoder, Param, Stmt, bound, chain, corrupt};
@@ -229,9 +229,7 @@ impl Driver for Postgres {
                 return transaction::<Postgres>(&mut writer.acquire().await?, &stmts).await;
             }
             let mut conn = writer.acquire_live().await?;
-            Self::execute(&mut conn, &one_statement(stmts)).await?;
-            Self::announce(&mut conn).await;
-            Ok(())
+            execute_alone::<Postgres>(&mut conn, &one_statement(stmts)).await.map(drop)
         })
     }
 

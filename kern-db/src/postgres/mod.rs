@@ -83,8 +83,8 @@ impl PostgresDbBuilder {
         let options = PgConnectOptions::from_str(&url).map_err(OpenError::Postgres)?;
         let version = self.schema_version.unwrap_or(SCHEMA_VERSION);
         let deferring = version >= DEFERRED_NOTIFY_VERSION;
-        let writing =
-            if deferring { options.clone().options([(notify::DEFER_SETTING, "on")]) } else { options.clone() };
+        let writing = options.clone();
+        let writing = if deferring { writing.options([(notify::DEFER_SETTING, "on")]) } else { writing };
         let lanes = connect_lanes(writing, self.max_connections, self.connect_timeout).await?;
         let pools = Pools::new(lanes.clone(), lanes.clone());
         let mut store = SqlStore::open(pools, &layout, version).await?;

@@ -113,23 +113,36 @@ pub(super) fn trigger(layout: &Layout) -> Vec<String> {
     let name = layout.approvals.suffixed("_on_resolve");
     let function = layout.qualified(&name);
     let name = name.quoted();
-    let channel = string_literal(&channel(layout));
-    let pending = ApprovalStatus::Pending.as_str();
+    let (unless_resolved, notify) = (unless_leaving_pending(), notify_row(&string_literal(&channel(layout))));
     vec![
         format!(
             "CREATE FUNCTION {function}() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN \
-             IF TG_OP = 'UPDATE' THEN \
-             IF OLD.status <> '{pending}' OR NEW.status = '{pending}' THEN RETURN NULL; END IF; \
-             END IF; \
-             PERFORM pg_notify({channel}, \
-             CASE WHEN octet_length(OLD.id) < {MAX_NOTIFY_PAYLOAD} THEN OLD.id ELSE '' END); \
-             RETURN NULL; END $$"
+             {unless_resolved} {notify} RETURN NULL; END $$"
         ),
         format!(
             "CREATE TRIGGER {name} AFTER UPDATE OF status OR DELETE ON {approvals} \
              FOR EACH ROW EXECUTE FUNCTION {function}()"
         ),
     ]
+}
+
+/// The start of a row trigger's body that returns unless its row leaves `pending` (an update)
+/// or is deleted.
+fn unless_leaving_pending() -> String {
+    let pending = ApprovalStatus::Pending.as_str();
+    format!(
+        "IF TG_OP = 'UPDATE' THEN \
+         IF OLD.status <> '{pending}' OR NEW.status = '{pending}' THEN RETURN NULL; END IF; \
+         END IF;"
+    )
+}
+
+/// Sends the id of a row trigger's row on `channel` (an SQL literal); an id too long for a
+/// payload as an empty one.
+fn notify_row(channel: &str) -> String {
+    format!(
+        "PERFORM pg_notify({channel}, CASE WHEN octet_length(OLD.id) < {MAX_NOTIFY_PAYLOAD} THEN OLD.id ELSE '' END);"
+    )
 }
 
 /// The setting of a session that makes its triggers note what to announce rather than announce
@@ -167,19 +180,13 @@ pub(super) fn deferred_triggers(layout: &Layout) -> Vec<String> {
     let announce = announce_function(layout);
     let (resolutions, events) = (string_literal(&channel(layout)), string_literal(&events_channel(layout)));
     let deferred = format!("coalesce(current_setting({}, true), '') = 'on'", string_literal(DEFER_SETTING));
-    let pending = ApprovalStatus::Pending.as_str();
+    let (unless_resolved, notify) = (unless_leaving_pending(), notify_row(&resolutions));
     vec![
         format!(
             "CREATE OR REPLACE FUNCTION {resolved}() RETURNS trigger LANGUAGE plpgsql AS $$ \
              DECLARE noted text; BEGIN \
-             IF TG_OP = 'UPDATE' THEN \
-             IF OLD.status <> '{pending}' OR NEW.status = '{pending}' THEN RETURN NULL; END IF; \
-             END IF; \
-             IF NOT {deferred} THEN \
-             PERFORM pg_notify({resolutions}, \
-             CASE WHEN octet_length(OLD.id) < {MAX_NOTIFY_PAYLOAD} THEN OLD.id ELSE '' END); \
-             RETURN NULL; \
-             END IF; \
+             {unless_resolved} \
+             IF NOT {deferred} THEN {notify} RETURN NULL; END IF; \
              noted := coalesce(current_setting({rows}, true), ''); \
              IF noted = '*' THEN RETURN NULL; \
              ELSIF octet_length(OLD.id) >= {MAX_NOTIFY_PAYLOAD} THEN PERFORM set_config({rows}, '*', false); \
