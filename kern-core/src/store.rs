@@ -23,7 +23,7 @@ use chrono::{DateTime, Utc};
 
 use self::backend::{RESOLUTION_POLL_INTERVAL, ResolutionWaiters};
 use crate::BoxFuture;
-use crate::approval::{Approval, ApprovalPage, ApprovalQuery, ApprovalUpdate, Decision, Principal, Vote};
+use crate::approval::{Approval, ApprovalPage, ApprovalQuery, ApprovalUpdate, Decision, PageCursor, Principal, Vote};
 use crate::error::Result;
 use crate::keys::ApiKey;
 use crate::run::{RunPage, RunQuery, RunRecord};
@@ -195,9 +195,15 @@ pub trait Store: Send + Sync + 'static {
     fn decided_runs<'a>(&'a self, after: Option<&'a str>, limit: u32) -> BoxFuture<'a, Result<Vec<RunRecord>>>;
 
     /// Top-level runs left `running` since `stale_after` ago or longer: claims held by a continue
-    /// that died, which [`reclaim_run`](Store::reclaim_run) takes over. Oldest first, at most
-    /// `limit`.
-    fn stale_runs(&self, stale_after: Duration, limit: u32) -> BoxFuture<'_, Result<Vec<RunRecord>>>;
+    /// that died, which [`reclaim_run`](Store::reclaim_run) takes over. Oldest first (their
+    /// `updated_at`, ties by `run_id`), after `after` (the last run of the previous page: its
+    /// `updated_at` and `run_id`), at most `limit`.
+    fn stale_runs<'a>(
+        &'a self,
+        stale_after: Duration,
+        after: Option<&'a PageCursor>,
+        limit: u32,
+    ) -> BoxFuture<'a, Result<Vec<RunRecord>>>;
 
     /// Runs written at or after `since` (their `updated_at`), member runs included, oldest first
     /// with ties by `run_id`, at most `limit`: how a live stream follows runs' status changes. A
@@ -345,8 +351,13 @@ impl<S: Store + ?Sized> Store for std::sync::Arc<S> {
         (**self).decided_runs(after, limit)
     }
 
-    fn stale_runs(&self, stale_after: Duration, limit: u32) -> BoxFuture<'_, Result<Vec<RunRecord>>> {
-        (**self).stale_runs(stale_after, limit)
+    fn stale_runs<'a>(
+        &'a self,
+        stale_after: Duration,
+        after: Option<&'a PageCursor>,
+        limit: u32,
+    ) -> BoxFuture<'a, Result<Vec<RunRecord>>> {
+        (**self).stale_runs(stale_after, after, limit)
     }
 
     fn runs_changed_since(&self, since: DateTime<Utc>, limit: u32) -> BoxFuture<'_, Result<Vec<RunRecord>>> {

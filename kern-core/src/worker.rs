@@ -30,6 +30,7 @@ use tokio::time::Instant;
 use tracing::Instrument;
 
 use crate::agent::Agent;
+use crate::approval::PageCursor;
 use crate::error::{Error, Result};
 use crate::run::{RunOutput, RunRecord, RunStatus};
 use crate::store::Store;
@@ -42,8 +43,11 @@ pub use stats::{WorkerCounts, WorkerStats};
 /// How many decided runs one read of the store brings.
 const SCAN_PAGE: u32 = 64;
 
-/// The fewest stale runs one read brings.
+/// How many stale runs one read brings.
 const STALE_PAGE: u32 = 256;
+
+/// The most reads of stale runs one upkeep makes: the next reads on from where it stopped.
+const STALE_PAGES_PER_UPKEEP: usize = 16;
 
 /// How many trail events one read brings, when the worker looks for decisions among them.
 const EVENT_BATCH: u32 = 512;
@@ -295,23 +299,47 @@ impl Worker {
             }
             Err(error) => tracing::warn!(%error, "kern worker cannot sweep expired rows"),
         }
+        self.recover_stale(state).await;
+    }
+
+    /// Starts a recovery of each stale run this worker can take, oldest first, up to its
+    /// concurrency.
+    ///
+    /// Stale runs of every program come back, and those of a program no worker here has (a
+    /// retired agent's, say) stay stale: they are read past, a page at a time, until this
+    /// worker has no room left or no stale run is left. At most [`STALE_PAGES_PER_UPKEEP`]
+    /// pages at once; the next upkeep reads on from where this one stopped, and after a
+    /// listing read to its end or a worker filled, from the oldest again.
+    async fn recover_stale(&self, state: &mut State) {
         let stale_after = self.settings.stale_after;
-        // Stale runs of every program come back, oldest first: read well past this worker's
-        // room, so that others' (a retired agent's, say) do not hide its own.
-        let limit = u32::try_from(self.settings.concurrency).unwrap_or(u32::MAX).max(STALE_PAGE);
-        match self.store.stale_runs(stale_after, limit).await {
-            Ok(stale) => {
-                for run in &stale {
-                    if state.tasks.len() < self.settings.concurrency
-                        && !state.in_flight.contains(&run.run_id)
-                        && let Some(runner) = self.runner_for(run)
-                    {
-                        self.start(state, runner, Job::Recover, &run.run_id);
-                    }
+        let mut after = state.stale_cursor.take();
+        for _ in 0..STALE_PAGES_PER_UPKEEP {
+            if state.tasks.len() >= self.settings.concurrency {
+                return;
+            }
+            let page = match self.store.stale_runs(stale_after, after.as_ref(), STALE_PAGE).await {
+                Ok(page) => page,
+                Err(error) => {
+                    tracing::warn!(%error, "kern worker cannot read stale runs");
+                    return;
+                }
+            };
+            for run in &page {
+                if state.tasks.len() < self.settings.concurrency
+                    && !state.in_flight.contains(&run.run_id)
+                    && let Some(runner) = self.runner_for(run)
+                {
+                    self.start(state, runner, Job::Recover, &run.run_id);
                 }
             }
-            Err(error) => tracing::warn!(%error, "kern worker cannot read stale runs"),
+            match page.last() {
+                Some(last) if page.len() == STALE_PAGE as usize => {
+                    after = Some(PageCursor { at: last.updated_at, id: last.run_id.clone() });
+                }
+                _ => return,
+            }
         }
+        state.stale_cursor = after;
     }
 
     /// The team of a top-level team run, or the agent of an agent's, if this worker has it:
@@ -412,6 +440,9 @@ struct State {
     backlog: bool,
     /// Decided runs the last scan found and had no room for, in the order it found them.
     queued: VecDeque<(Runner, String)>,
+    /// Where the next upkeep reads on in the stale runs, when the last stopped at its most
+    /// pages (see [`Worker::recover_stale`]).
+    stale_cursor: Option<PageCursor>,
     /// Runs that also wait for calls no row decides (a plain confirmation, say), as last
     /// written: a continue without the caller's answers cannot resume them, so they are left to
     /// the application until they change.

@@ -163,12 +163,13 @@ macro_rules! handle {
                 self.inner.decided_runs(after, limit)
             }
 
-            fn stale_runs(
-                &self,
+            fn stale_runs<'a>(
+                &'a self,
                 stale_after: ::std::time::Duration,
+                after: Option<&'a ::kern_core::approval::PageCursor>,
                 limit: u32,
-            ) -> ::kern_core::BoxFuture<'_, ::kern_core::Result<Vec<::kern_core::run::RunRecord>>> {
-                self.inner.stale_runs(stale_after, limit)
+            ) -> ::kern_core::BoxFuture<'a, ::kern_core::Result<Vec<::kern_core::run::RunRecord>>> {
+                self.inner.stale_runs(stale_after, after, limit)
             }
 
             fn runs_changed_since(

@@ -84,8 +84,6 @@ pub(crate) struct Queries {
     /// Paused top-level runs with approval rows, their own or their members', none of them
     /// pending at `$2`: `run_id` after `$1`, in `run_id` order, at most `$3`.
     pub(crate) decided_runs: String,
-    /// Top-level runs running since `$1` or before, oldest first, at most `$2`.
-    pub(crate) stale_runs: String,
     /// Runs written at or after `$1`, oldest first, at most `$2`.
     pub(crate) runs_changed_since: String,
     /// Binds every column of a key, in `codec::API_KEY_COLUMNS` order.
@@ -200,10 +198,6 @@ impl Queries {
                     &format!(" AND a.status = '{pending}' AND (a.expires_at IS NULL OR a.expires_at > $2)")
                 ),
             ),
-            stale_runs: format!(
-                "SELECT {RUN_COLUMNS} FROM {runs} WHERE status = '{running}' AND parent_run_id IS NULL \
-                 AND updated_at <= $1 ORDER BY updated_at, run_id LIMIT $2"
-            ),
             runs_changed_since: format!(
                 "SELECT {RUN_COLUMNS} FROM {runs} WHERE updated_at >= $1 ORDER BY updated_at, run_id LIMIT $2"
             ),
@@ -256,6 +250,34 @@ impl Queries {
             params.len() + 1
         );
         Some(Stmt { sql: sql.into(), params }.bind(i64::from(query.effective_limit())))
+    }
+
+    /// Top-level runs running since `cutoff` or before, oldest first (ties by run id), after
+    /// `after`, at most `limit`; `None` when the cursor names a run id no run can have (see
+    /// [`limits::is_key`]), so that nothing matches without asking the database.
+    pub(crate) fn stale_runs<'a>(
+        &self,
+        cutoff: DateTime<Utc>,
+        after: Option<&'a PageCursor>,
+        limit: u32,
+    ) -> Option<Stmt<'a>> {
+        let mut params = vec![Param::from(cutoff)];
+        let mut condition = "";
+        if let Some(after) = after {
+            if !limits::is_key(&after.id) {
+                return None;
+            }
+            params.extend(cursor(after));
+            condition = " AND (updated_at, run_id) > ($2, $3)";
+        }
+        let sql = format!(
+            "SELECT {RUN_COLUMNS} FROM {} WHERE status = '{}' AND parent_run_id IS NULL AND updated_at <= $1{condition} \
+             ORDER BY updated_at, run_id LIMIT ${}",
+            self.runs,
+            RunStatus::Running.as_str(),
+            params.len() + 1
+        );
+        Some(Stmt { sql: sql.into(), params }.bind(i64::from(limit)))
     }
 
     /// Inserts `rows` approval rows in one statement; binds every column of each row in turn.

@@ -11,7 +11,8 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use kern_core::approval::{
-    Approval, ApprovalPage, ApprovalQuery, ApprovalStatus, ApprovalUpdate, Decision, OnExpire, Principal, Vote,
+    Approval, ApprovalPage, ApprovalQuery, ApprovalStatus, ApprovalUpdate, Decision, OnExpire, PageCursor, Principal,
+    Vote,
 };
 use kern_core::keys::ApiKey;
 use kern_core::limits::{self, is_key};
@@ -788,12 +789,19 @@ impl<DB: Driver> Store for SqlStore<DB> {
         })
     }
 
-    fn stale_runs(&self, stale_after: Duration, limit: u32) -> BoxFuture<'_, Result<Vec<RunRecord>>> {
+    fn stale_runs<'a>(
+        &'a self,
+        stale_after: Duration,
+        after: Option<&'a PageCursor>,
+        limit: u32,
+    ) -> BoxFuture<'a, Result<Vec<RunRecord>>> {
         Box::pin(async move {
-            let Some(cutoff) = stale_cutoff(kern_core::now(), stale_after) else {
-                return Ok(Vec::new());
-            };
-            self.pools.read(Stmt::new(&self.queries.stale_runs).bind(cutoff).bind(i64::from(limit)), codec::run).await
+            let stmt = stale_cutoff(kern_core::now(), stale_after)
+                .and_then(|cutoff| self.queries.stale_runs(cutoff, after, limit));
+            match stmt {
+                Some(stmt) => self.pools.read(stmt, codec::run).await,
+                None => Ok(Vec::new()),
+            }
         })
     }
 

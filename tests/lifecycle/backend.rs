@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use kern::approval::{Approval, ApprovalPage, ApprovalQuery, ApprovalUpdate, Decision, Principal, Vote};
+use kern::approval::{Approval, ApprovalPage, ApprovalQuery, ApprovalUpdate, Decision, PageCursor, Principal, Vote};
 use kern::db::{MemoryDb, PostgresDb, SqliteDb, Store};
 use kern::keys::ApiKey;
 use kern::run::{RunPage, RunQuery, RunRecord};
@@ -309,9 +309,14 @@ impl Store for ProbeStore {
         self.inner.decided_runs(after, limit)
     }
 
-    fn stale_runs(&self, stale_after: Duration, limit: u32) -> BoxFuture<'_, Result<Vec<RunRecord>>> {
+    fn stale_runs<'a>(
+        &'a self,
+        stale_after: Duration,
+        after: Option<&'a PageCursor>,
+        limit: u32,
+    ) -> BoxFuture<'a, Result<Vec<RunRecord>>> {
         self.log("stale_runs");
-        self.inner.stale_runs(stale_after, limit)
+        self.inner.stale_runs(stale_after, after, limit)
     }
 
     fn runs_changed_since(&self, since: DateTime<Utc>, limit: u32) -> BoxFuture<'_, Result<Vec<RunRecord>>> {

@@ -1,8 +1,9 @@
 //! Workers: decided runs continue by themselves, exactly once, however many workers run.
 //!
 //! In process, on every backend: a run continues the moment its row is decided, a worker
-//! started after the decisions catches up, an expired row's run is resumed with no caller, and
-//! a run that also waits on a plain confirmation is left to its caller. Across processes (the
+//! started after the decisions catches up, an expired row's run is resumed with no caller, a
+//! run that also waits on a plain confirmation is left to its caller, and a stale run is
+//! recovered behind more than a page of a retired agent's. Across processes (the
 //! children are this test binary, see [`crate::child`]): four worker processes and 200 paused
 //! runs decided at random by several admins, each run completed once and each approved tool run
 //! once; and a worker killed with SIGKILL mid-continue, whose run another worker recovers.
@@ -15,8 +16,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use kern::prelude::*;
+use kern::run::RunRecord;
 use kern::trail::EventKind;
-use kern::worker::{RunOutcome, WorkerBuildError};
+use kern::worker::{RunOutcome, WorkerBuildError, WorkerBuilder};
 use serde_json::json;
 use tokio::io::{AsyncBufReadExt as _, BufReader};
 use tokio::sync::{broadcast, oneshot};
@@ -88,16 +90,23 @@ fn agent(store: Arc<dyn Store>, ledger: &Path) -> Agent {
         .unwrap()
 }
 
-/// A worker of `agent` on `store` in this process, with quick timings, until the returned
-/// sender is dropped or fired.
-fn start_worker(store: Arc<dyn Store>, agent: Agent) -> (oneshot::Sender<()>, broadcast::Receiver<RunOutcome>) {
-    let worker = Worker::builder()
+/// A worker of `agent` on `store`, with quick timings.
+fn quick_worker(store: Arc<dyn Store>, agent: Agent) -> WorkerBuilder {
+    Worker::builder()
         .store(store)
         .agent(agent)
         .poll_interval(Duration::from_millis(200))
         .upkeep_interval(Duration::from_millis(200))
-        .build()
-        .unwrap();
+}
+
+/// A worker of `agent` on `store` in this process, with quick timings, until the returned
+/// sender is dropped or fired.
+fn start_worker(store: Arc<dyn Store>, agent: Agent) -> (oneshot::Sender<()>, broadcast::Receiver<RunOutcome>) {
+    start(quick_worker(store, agent).build().unwrap())
+}
+
+/// Runs `worker` in this process until the returned sender is dropped or fired.
+fn start(worker: Worker) -> (oneshot::Sender<()>, broadcast::Receiver<RunOutcome>) {
     let outcomes = worker.subscribe();
     let (stop, stopped) = oneshot::channel::<()>();
     tokio::spawn(worker.run(async move {
@@ -198,11 +207,42 @@ async fn a_run_that_also_waits_on_its_caller_is_left_to_it(backend: Backend) {
     assert_eq!(done.status, RunStatus::Completed);
 }
 
+/// A run left running by a dead continue is recovered though more than a page of older stale
+/// runs come first, all of a program this worker does not have (an agent since retired): it
+/// reads past them.
+async fn a_stale_run_behind_a_retired_agents_is_recovered(backend: Backend) {
+    let store = backend.store();
+    let ledger = Ledger::new();
+    let agent = agent(store.clone(), &ledger.0);
+    let paused = agent.run("place order 4").await.unwrap();
+    store.update_approval(row_of(&paused), ApprovalUpdate::approve("admin-1")).await.unwrap();
+    let claimed = store.claim_run(&paused.run_id).await.unwrap();
+    let retired: Vec<RunRecord> = (0..300)
+        .map(|n| RunRecord {
+            run_id: format!("retired-{n:03}"),
+            agent_id: Some("retired".into()),
+            updated_at: claimed.updated_at - chrono::TimeDelta::hours(1),
+            ..claimed.clone()
+        })
+        .collect();
+    store.save_runs(&retired, &[], &[]).await.unwrap();
+
+    let (_stop, mut outcomes) =
+        start(quick_worker(store.clone(), agent).stale_after(Duration::from_millis(300)).build().unwrap());
+    let outcome = tokio::time::timeout(PATIENCE, outcomes.recv()).await.expect("an outcome in time").unwrap();
+    let RunOutcome::Recovered(done) = outcome else { panic!("expected a recovery, got {outcome:?}") };
+    assert_eq!((done.run_id.as_str(), done.status), (paused.run_id.as_str(), RunStatus::Completed));
+    assert_eq!(ledger.executions().len(), 1);
+    let left = store.stale_runs(Duration::ZERO, None, 1000).await.unwrap();
+    assert_eq!(left.len(), 300, "the retired agent's runs are left as they were");
+}
+
 on_every_backend!(
     a_decided_run_continues_by_itself,
     a_worker_started_after_the_decisions_catches_up,
     an_expired_row_resumes_its_run_without_a_caller,
     a_run_that_also_waits_on_its_caller_is_left_to_it,
+    a_stale_run_behind_a_retired_agents_is_recovered,
 );
 
 #[test]

@@ -135,6 +135,7 @@ suite! {
         feed::the_rows_that_expire_are_listed_soonest_first_and_paged,
         workers::decided_runs_are_paused_top_level_runs_with_every_row_decided,
         workers::stale_runs_are_top_level_runs_running_since_the_cutoff,
+        workers::stale_runs_page_on_from_the_last_run_read,
         workers::a_follower_of_the_trail_wakes_when_it_grows,
         workers::runs_changed_since_follow_writes_in_time_order,
     ],

@@ -4,7 +4,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use kern::approval::{Approval, ApprovalUpdate};
+use kern::approval::{Approval, ApprovalUpdate, PageCursor};
 use kern::db::Store;
 use kern::run::{RunRecord, RunStatus};
 
@@ -86,12 +86,44 @@ pub async fn stale_runs_are_top_level_runs_running_since_the_cutoff(store: Arc<d
     let runs = [abandoned.clone(), older.clone(), busy, waiting, member];
     store.save_runs(&runs, &[], &[]).await.unwrap();
 
-    let stale = store.stale_runs(Duration::from_secs(1800), 10).await.unwrap();
+    let stale = store.stale_runs(Duration::from_secs(1800), None, 10).await.unwrap();
     assert_eq!(run_ids(&stale), [older.run_id.as_str(), abandoned.run_id.as_str()], "oldest first");
-    assert_eq!(run_ids(&store.stale_runs(Duration::from_secs(1800), 1).await.unwrap()), [older.run_id.as_str()]);
-    assert!(store.stale_runs(Duration::from_secs(7200), 10).await.unwrap().is_empty());
+    let first = store.stale_runs(Duration::from_secs(1800), None, 1).await.unwrap();
+    assert_eq!(run_ids(&first), [older.run_id.as_str()]);
+    assert!(store.stale_runs(Duration::from_secs(7200), None, 10).await.unwrap().is_empty());
     // A stale time reaching back before the epoch leaves nothing stale.
-    assert!(store.stale_runs(Duration::from_secs(u64::MAX / 4), 10).await.unwrap().is_empty());
+    assert!(store.stale_runs(Duration::from_secs(u64::MAX / 4), None, 10).await.unwrap().is_empty());
+}
+
+/// The cursor of a run: where a page that ended with it reads on.
+fn after(run: &RunRecord) -> PageCursor {
+    PageCursor { at: run.updated_at, id: run.run_id.clone() }
+}
+
+pub async fn stale_runs_page_on_from_the_last_run_read(store: Arc<dyn Store>) {
+    let hour_ago = now() - seconds(3600);
+    let stale = |run_id: &str, updated_at| RunRecord {
+        run_id: run_id.to_owned(),
+        status: RunStatus::Running,
+        updated_at,
+        ..run("session-1")
+    };
+    // Two written in the same microsecond, told apart by their ids.
+    let (tied_a, tied_b, later) =
+        (stale("stale-a", hour_ago), stale("stale-b", hour_ago), stale("stale-0", hour_ago + seconds(1)));
+    store.save_runs(&[later.clone(), tied_b.clone(), tied_a.clone()], &[], &[]).await.unwrap();
+    let stale_after = Duration::from_secs(1800);
+
+    let page = store.stale_runs(stale_after, None, 2).await.unwrap();
+    assert_eq!(run_ids(&page), ["stale-a", "stale-b"]);
+    let page = store.stale_runs(stale_after, Some(&after(&tied_b)), 2).await.unwrap();
+    assert_eq!(run_ids(&page), ["stale-0"]);
+    let page = store.stale_runs(stale_after, Some(&after(&tied_a)), 10).await.unwrap();
+    assert_eq!(run_ids(&page), ["stale-b", "stale-0"], "a tie is broken by the run id");
+    assert!(store.stale_runs(stale_after, Some(&after(&later)), 10).await.unwrap().is_empty());
+    // A cursor no listing gives (an id no run can have) reads nothing, without an error.
+    let foreign = PageCursor { at: hour_ago, id: "stale\0".to_owned() };
+    assert!(store.stale_runs(stale_after, Some(&foreign), 10).await.unwrap().is_empty());
 }
 
 /// Waits on the trail, again after each wake-up that brought nothing new (a signal of another

@@ -18,7 +18,8 @@ use super::backend::{
 };
 use crate::BoxFuture;
 use crate::approval::{
-    Approval, ApprovalPage, ApprovalQuery, ApprovalStatus, ApprovalUpdate, Decision, OnExpire, Principal, Vote,
+    Approval, ApprovalPage, ApprovalQuery, ApprovalStatus, ApprovalUpdate, Decision, OnExpire, PageCursor, Principal,
+    Vote,
 };
 use crate::error::{Error, Result};
 use crate::keys::ApiKey;
@@ -731,15 +732,32 @@ impl Store for MemoryDb {
         ready(Ok(runs.into_iter().take(limit as usize).cloned().collect()))
     }
 
-    fn stale_runs(&self, stale_after: Duration, limit: u32) -> BoxFuture<'_, Result<Vec<RunRecord>>> {
+    fn stale_runs<'a>(
+        &'a self,
+        stale_after: Duration,
+        after: Option<&'a PageCursor>,
+        limit: u32,
+    ) -> BoxFuture<'a, Result<Vec<RunRecord>>> {
         let tables = self.tables();
         let Some(cutoff) = stale_cutoff(crate::now(), stale_after) else {
             return ready(Ok(Vec::new()));
         };
+        // As on a database, a cursor no listing gives (an id no run can have) reads nothing.
+        if after.is_some_and(|cursor| !crate::limits::is_key(&cursor.id)) {
+            return ready(Ok(Vec::new()));
+        }
+        let after_cursor = |run: &RunRecord| {
+            after.is_none_or(|cursor| (run.updated_at, run.run_id.as_str()) > (cursor.at, cursor.id.as_str()))
+        };
         let mut runs: Vec<&RunRecord> = tables
             .runs
             .values()
-            .filter(|run| run.status == RunStatus::Running && run.parent_run_id.is_none() && run.updated_at <= cutoff)
+            .filter(|run| {
+                run.status == RunStatus::Running
+                    && run.parent_run_id.is_none()
+                    && run.updated_at <= cutoff
+                    && after_cursor(run)
+            })
             .collect();
         runs.sort_by(|a, b| (a.updated_at, &a.run_id).cmp(&(b.updated_at, &b.run_id)));
         ready(Ok(runs.into_iter().take(limit as usize).cloned().collect()))

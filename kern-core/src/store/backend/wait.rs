@@ -161,7 +161,8 @@ mod tests {
     use super::*;
     use crate::BoxFuture;
     use crate::approval::{
-        ApprovalPage, ApprovalQuery, ApprovalType, ApprovalUpdate, Decision, PauseType, Principal, SourceType, Vote,
+        ApprovalPage, ApprovalQuery, ApprovalType, ApprovalUpdate, Decision, PageCursor, PauseType, Principal,
+        SourceType, Vote,
     };
     use crate::keys::ApiKey;
     use crate::run::{RunPage, RunQuery, RunRecord, RunStatus};
@@ -329,8 +330,13 @@ mod tests {
             self.0.decided_runs(after, limit)
         }
 
-        fn stale_runs(&self, stale_after: Duration, limit: u32) -> BoxFuture<'_, Result<Vec<RunRecord>>> {
-            self.0.stale_runs(stale_after, limit)
+        fn stale_runs<'a>(
+            &'a self,
+            stale_after: Duration,
+            after: Option<&'a PageCursor>,
+            limit: u32,
+        ) -> BoxFuture<'a, Result<Vec<RunRecord>>> {
+            self.0.stale_runs(stale_after, after, limit)
         }
 
         fn runs_changed_since(&self, since: DateTime<Utc>, limit: u32) -> BoxFuture<'_, Result<Vec<RunRecord>>> {
