@@ -107,50 +107,45 @@ impl<DB: Driver> SqlStore<DB> {
     async fn write_runs(&self, runs: &[RunRecord], new_approvals: &[Approval], executions: &[Execution]) -> Result<()> {
         check_save(runs, new_approvals)?;
         let opening: Vec<TrailEvent> = new_approvals.iter().flat_map(trail::opening_events).collect();
+        let executed = self.chain_executions(&opening, executions).await?;
         let mut stmts = self.insert_approvals(new_approvals, runs)?;
         stmts.extend(self.insert_events(&opening));
-        let upserts = runs.iter().map(|run| self.upsert_run(run)).collect::<Result<Vec<_>>>()?;
-        if executions.is_empty() {
-            stmts.extend(upserts);
-            // The inserted rows already carry their runs' status and each upsert writes only
-            // its own run's row, so only a repeated run makes the statements depend on each
-            // other.
-            let distinct = runs.iter().map(|run| run.run_id.as_str()).collect::<HashSet<_>>().len() == runs.len();
-            return self.pools.write_all(stmts, distinct).await;
+        stmts.extend(self.insert_events(&executed));
+        for run in runs {
+            stmts.push(self.upsert_run(run)?);
         }
-        // An executed call's event follows the last event of its row's chain, read in the
-        // transaction after the batch's rows are written (a row opened in this batch has only
-        // its opening events), or written by this batch: the events are inserted at the end.
+        // The inserted rows already carry their runs' status, each event's place in its chain
+        // is set, and each upsert writes only its own run's row, so only a repeated run makes
+        // the statements depend on each other.
+        let distinct = runs.iter().map(|run| run.run_id.as_str()).collect::<HashSet<_>>().len() == runs.len();
+        self.pools.write_all(stmts, distinct).await
+    }
+
+    /// The events of `executions`, each hashed onto its row's chain: after the last event this
+    /// batch writes for the row (its `opening` events, or an execution before it), else after
+    /// the last one stored.
+    ///
+    /// A stored head is read before the write, not in its transaction: an event never changes
+    /// once written, and an event written meanwhile after the same head takes the index this
+    /// one needs, which the table keeps unique, so the write then fails rather than fork the
+    /// chain.
+    async fn chain_executions(&self, opening: &[TrailEvent], executions: &[Execution]) -> Result<Vec<TrailEvent>> {
         let now = kern_core::now();
-        let mut conn = self.pools.writer.acquire().await?;
         let mut events: Vec<TrailEvent> = Vec::new();
-        for (n, execution) in executions.iter().enumerate() {
+        for execution in executions {
             let id = execution.approval_id.as_str();
-            let head = match events.iter().rev().find(|event| event.approval_id == id) {
+            let written = opening.iter().chain(&events).rev().find(|event| event.approval_id == id);
+            let head = match written {
                 Some(event) => Some((event.index, event.hash.clone())),
-                None => {
-                    let read = Stmt::new(&self.queries.trail_head).bind(id);
-                    if n == 0 {
-                        let mut first = std::mem::take(&mut stmts);
-                        first.push(read);
-                        DB::begin_with(&mut conn, first, codec::head).await?.pop()
-                    } else {
-                        DB::fetch(&mut conn, &read, codec::head).await?.pop()
-                    }
-                }
+                None => self.pools.read(Stmt::new(&self.queries.trail_head).bind(id), codec::head).await?.pop(),
             };
             let Some((index, hash)) = head else {
-                roll_back::<DB>(&mut conn).await?;
                 return Err(Error::ApprovalNotFound(execution.approval_id.clone()));
             };
             let event = (execution.kind(), execution.principal.clone(), execution.data());
             events.extend(trail::append(Some((index, hash.as_str())), id, &execution.run_id, now, [event]));
         }
-        let mut last = self.insert_events(&events);
-        last.extend(upserts);
-        DB::commit_with(&mut conn, last).await?;
-        self.pools.committed(());
-        Ok(())
+        Ok(events)
     }
 
     fn upsert_run<'a>(&'a self, run: &'a RunRecord) -> Result<Stmt<'a>> {
@@ -360,7 +355,7 @@ impl<DB: Driver> SqlStore<DB> {
         if !is_key(run_id) {
             return Err(Error::RunNotFound(run_id.to_owned()));
         }
-        if let Some(run) = self.pools.write(stmt, codec::run).await?.pop() {
+        if let Some(run) = self.pools.write_unannounced(stmt, codec::run).await?.pop() {
             return Ok(run);
         }
         let stmt = Stmt::new(&self.queries.run_status).bind(run_id);
@@ -839,7 +834,7 @@ impl<DB: Driver> Store for SqlStore<DB> {
                 return Ok(None);
             }
             let stmt = Stmt::new(&self.queries.revoke_api_key).bind(id).bind(kern_core::now());
-            Ok(self.pools.write(stmt, codec::api_key).await?.pop())
+            Ok(self.pools.write_unannounced(stmt, codec::api_key).await?.pop())
         })
     }
 

@@ -84,6 +84,16 @@ pub async fn the_database_refuses_to_rewrite_the_trail(target: SqlTarget) {
         let err = target.raw(&tampering).await.expect_err(&tampering);
         assert!(err.to_string().contains("kern:"), "{tampering}: {err}");
     }
+    // A second event at a place of the chain already taken (a writer that read the same head)
+    // is refused: a chain never forks.
+    let fork = format!(
+        "INSERT INTO {{t:kern_approvals_events}} (approval_id, run_id, idx, kind, principal, at, data, prev_hash, hash) \
+         SELECT approval_id, run_id, idx, kind, 'mallory', at, data, prev_hash, hash FROM {{t:kern_approvals_events}} \
+         WHERE approval_id = '{}'",
+        decided.id
+    );
+    let err = target.raw(&fork).await.expect_err("a forking event");
+    assert!(err.to_string().to_lowercase().contains("unique"), "{err}");
     // What a resolved row may still change: the status of its run, kept in step.
     let follow = format!("UPDATE {{t:kern_approvals}} SET run_status = 'completed' WHERE id = '{}'", decided.id);
     target.raw(&follow).await.unwrap();

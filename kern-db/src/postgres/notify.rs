@@ -16,7 +16,8 @@
 //! session, [`DEFER_SETTING`]): their triggers then only [note](deferred_triggers) what to
 //! announce, in settings of the session (which a rollback undoes), and each commit is followed by
 //! the [`announcement`] statement, which sends the notes: in the same call as a `COMMIT`, or in
-//! one more after a statement that commits by itself. That statement is a transaction of its own
+//! one more after a statement that commits by itself (but not after one that changes nothing
+//! announced, such as a run's claim). That statement is a transaction of its own
 //! which changes no data, so Postgres commits it without waiting for the disk: it holds the lock
 //! for no flush, while every commit of data still waits for its own. Every other client's
 //! writes, whose sessions say nothing, announce as before.
