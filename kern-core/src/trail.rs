@@ -174,10 +174,16 @@ pub fn created_data(row: &Approval) -> Value {
 
 /// What the event that resolves `row` says: the decision as the row holds it.
 pub fn resolution_data(row: &Approval) -> Value {
+    decision_data(row.status, row.resolved_by.as_deref(), row.resolution_data.as_ref())
+}
+
+/// What the event of a decision says, before a row holds it: what [`resolution_data`] reads
+/// off the row once decided so.
+pub fn decision_data(status: ApprovalStatus, resolved_by: Option<&str>, resolution_data: Option<&Value>) -> Value {
     json!({
-        "status": row.status.as_str(),
-        "resolved_by": row.resolved_by,
-        "resolution_data": row.resolution_data,
+        "status": status.as_str(),
+        "resolved_by": resolved_by,
+        "resolution_data": resolution_data,
     })
 }
 

@@ -150,6 +150,16 @@ pub(crate) fn head(row: &dyn Columns) -> Result<(u32, String)> {
     Ok((u32::try_from(row.int("idx")?).map_err(|e| corrupt("idx", e))?, row.text("hash")?))
 }
 
+/// Reads what a row's next event is chained on: its `run_id`, and the `idx` and `hash` of its
+/// chain's last event, unless the chain is empty (both `NULL`).
+pub(crate) fn run_and_head(row: &dyn Columns) -> Result<(String, Option<(u32, String)>)> {
+    let head = match row.opt_text("hash")? {
+        Some(hash) => Some((u32::try_from(row.int("idx")?).map_err(|e| corrupt("idx", e))?, hash)),
+        None => None,
+    };
+    Ok((row.text("run_id")?, head))
+}
+
 /// Reads a row selected with [`APPROVAL_COLUMNS`].
 pub(crate) fn approval(row: &dyn Columns) -> Result<Approval> {
     Ok(Approval {

@@ -144,6 +144,17 @@ pub(crate) trait Driver: Database {
     /// they may run as parts of one statement, which sees one snapshot.
     fn write_all<'a>(writer: &'a Self::Pool, stmts: Vec<Stmt<'a>>, independent: bool) -> BoxFuture<'a, Result<()>>;
 
+    /// Runs `update`, a compare-and-set with `RETURNING`, and `insert`, an `INSERT .. SELECT`
+    /// without `FROM` that takes place only when the update changed a row, atomically (both or
+    /// neither) in one call to the database, then announces them; returns the update's rows
+    /// decoded.
+    fn update_then_insert<'a, T: Send + 'a>(
+        writer: &'a Self::Pool,
+        update: Stmt<'a>,
+        insert: Stmt<'a>,
+        decode: Decoder<T>,
+    ) -> BoxFuture<'a, Result<Vec<T>>>;
+
     /// Begins a write transaction on `conn` (see [`begin`]) with `stmts`, the last of which
     /// reads (the others write without returning rows), and decodes the rows it reads: in one
     /// call where the database takes several statements in one text (SQLite).

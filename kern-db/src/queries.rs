@@ -50,6 +50,12 @@ pub(crate) struct Queries {
     pub(crate) trail: String,
     /// The last event of row `$1`'s chain: `idx` and `hash`.
     pub(crate) trail_head: String,
+    /// The `run_id` of row `$1` and the `idx` and `hash` of its chain's last event (`NULL`s for
+    /// an empty chain): what the event of its resolution is chained on.
+    pub(crate) resolution_head: String,
+    /// One event, its columns bound as [`insert_events`](Self::insert_events) binds them, as
+    /// an `INSERT .. SELECT` without `FROM` (see `Driver::update_then_insert`).
+    pub(crate) insert_selected_event: String,
     /// Every event, by row and in chain order, for the trail's check.
     pub(crate) all_events: String,
     /// The events after `seq` `$1`, in `seq` order, at most `$2`.
@@ -147,6 +153,15 @@ impl Queries {
             all_rows: format!("SELECT {APPROVAL_COLUMNS} FROM {approvals} ORDER BY id"),
             trail: format!("SELECT {EVENT_COLUMNS} FROM {events} WHERE approval_id = $1 ORDER BY idx"),
             trail_head: format!("SELECT idx, hash FROM {events} WHERE approval_id = $1 ORDER BY idx DESC LIMIT 1"),
+            resolution_head: format!(
+                "SELECT a.run_id, head.idx, head.hash FROM {approvals} a LEFT JOIN \
+                 (SELECT idx, hash FROM {events} WHERE approval_id = $1 ORDER BY idx DESC LIMIT 1) head ON 1 = 1 \
+                 WHERE a.id = $1"
+            ),
+            insert_selected_event: format!(
+                "INSERT INTO {events} ({EVENT_INSERT_COLUMNS}) SELECT {}",
+                (1..=EVENT_COLUMN_COUNT).map(|n| format!("${n}")).collect::<Vec<_>>().join(", ")
+            ),
             all_events: format!("SELECT {EVENT_COLUMNS} FROM {events} ORDER BY approval_id, idx"),
             events_after: format!("SELECT {EVENT_COLUMNS} FROM {events} WHERE seq > $1 ORDER BY seq LIMIT $2"),
             last_event_seq: format!("SELECT COALESCE(MAX(seq), 0) AS seq FROM {events}"),

@@ -394,25 +394,30 @@ impl<DB: Driver> SqlStore<DB> {
         if update.expected_status.is_some_and(|expected| expected != ApprovalStatus::Pending) {
             return Ok(None);
         }
-        let stmt = Stmt::new(sql)
+        // The event says only what the update sets, so it is hashed before the update, onto the
+        // head read first. Until the row is decided its chain grows only by the votes and edits
+        // of a row decided by principals alone, which this compare-and-set never matches; an
+        // event written meanwhile all the same would take this one's index, which the table
+        // keeps unique: the resolution then fails whole rather than fork the chain.
+        let read = Stmt::new(&self.queries.resolution_head).bind(id);
+        let Some((run_id, head)) = self.pools.read(read, codec::run_and_head).await?.pop() else {
+            return Ok(None);
+        };
+        let principal = update.resolved_by.clone().unwrap_or_else(|| SYSTEM_PRINCIPAL.to_owned());
+        let kind = trail::resolution_kind(update.status).unwrap_or(EventKind::Cancelled);
+        let data = trail::decision_data(update.status, update.resolved_by.as_deref(), update.resolution_data.as_ref());
+        let head = head.as_ref().map(|(index, hash)| (*index, hash.as_str()));
+        let event = trail::append(head, id, &run_id, now, [(kind, principal, data)]).pop().expect("one event");
+        let resolve = Stmt::new(sql)
             .bind(id)
             .bind(update.status.as_str())
             .bind(update.resolved_by.as_deref())
             .bind(update.resolved_at.unwrap_or(now))
             .bind(update.resolution_data.as_ref())
             .bind(now);
-        // The resolution and its event commit together.
-        let mut conn = self.pools.writer.acquire().await?;
-        let Some(row) = DB::begin_with(&mut conn, vec![stmt], codec::approval).await?.pop() else {
-            roll_back::<DB>(&mut conn).await?;
-            return Ok(None);
-        };
-        let principal = row.resolved_by.clone().unwrap_or_else(|| SYSTEM_PRINCIPAL.to_owned());
-        let kind = trail::resolution_kind(row.status).unwrap_or(EventKind::Cancelled);
-        let event = (kind, principal, trail::resolution_data(&row));
-        let chained = self.chain(&mut conn, &row.id, &row.run_id, now, [event]).await?;
-        DB::commit_with(&mut conn, self.insert_events(&chained)).await?;
-        Ok(Some(self.pools.committed(row)))
+        let append = codec::bind_event(Stmt::new(&self.queries.insert_selected_event), &event);
+        let row = DB::update_then_insert(&self.pools.writer, resolve, append, codec::approval).await?.pop();
+        Ok(row.map(|row| self.pools.committed(row)))
     }
 
     /// The resolution of [`Store::update_approval`], before its waiters are woken.

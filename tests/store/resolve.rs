@@ -6,6 +6,7 @@ use std::sync::Arc;
 use kern::Error;
 use kern::approval::{Approval, ApprovalStatus, ApprovalUpdate};
 use kern::db::Store;
+use kern::trail::{self, EventKind};
 use serde_json::{Value, json};
 use tokio::sync::Barrier;
 
@@ -82,6 +83,10 @@ pub async fn of_64_racing_resolvers_exactly_one_wins(store: Arc<dyn Store>) {
         );
     }
     assert_eq!(&stored(&*store, &row.id).await, winner);
+    // The losers wrote nothing: the trail holds the row's creation and the one decision.
+    let kinds: Vec<EventKind> = store.trail(&row.id).await.unwrap().iter().map(|event| event.kind).collect();
+    assert_eq!(kinds, [EventKind::Created, trail::resolution_kind(winner.status).unwrap()]);
+    assert!(store.verify_trail().await.unwrap().is_intact());
 }
 
 pub async fn a_second_resolution_is_refused(store: Arc<dyn Store>) {
@@ -105,6 +110,8 @@ pub async fn a_second_resolution_is_refused(store: Arc<dyn Store>) {
         "{err:?}"
     );
     assert_eq!(stored(&*store, &row.id).await, approved);
+    let kinds: Vec<EventKind> = store.trail(&row.id).await.unwrap().iter().map(|event| event.kind).collect();
+    assert_eq!(kinds, [EventKind::Created, EventKind::Approved], "the refused resolutions left no event");
 }
 
 pub async fn an_unknown_id_is_not_found(store: Arc<dyn Store>) {

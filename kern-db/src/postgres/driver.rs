@@ -233,6 +233,29 @@ impl Driver for Postgres {
         })
     }
 
+    /// One statement, `WITH changed AS (update), appended AS (insert FROM changed) SELECT *
+    /// FROM changed`: the insert selects one row per changed row, so none when the update
+    /// changed none.
+    fn update_then_insert<'a, T: Send + 'a>(
+        writer: &'a Lanes<PgConnection>,
+        update: Stmt<'a>,
+        insert: Stmt<'a>,
+        decode: Decoder<T>,
+    ) -> BoxFuture<'a, Result<Vec<T>>> {
+        Box::pin(async move {
+            let (texts, params) = chain(vec![update, insert]);
+            let [update, insert] = <[String; 2]>::try_from(texts).expect("two statements");
+            let sql = format!("WITH changed AS ({update}), appended AS ({insert} FROM changed) SELECT * FROM changed");
+            let mut conn = writer.acquire_live().await?;
+            let rows = Self::fetch(&mut conn, &Stmt { sql: sql.into(), params }, decode).await;
+            // A row that fails to decode was written all the same.
+            if !rows.as_ref().is_err_and(Self::connection_lost) {
+                Self::announce(&mut conn).await;
+            }
+            rows
+        })
+    }
+
     /// `BEGIN`, then each statement.
     fn begin_with<'c, T: Send + 'c>(
         conn: &'c mut Lane<PgConnection>,

@@ -171,6 +171,26 @@ impl Driver for Sqlite {
         })
     }
 
+    /// One script, `BEGIN IMMEDIATE; update; insert WHERE changes() = 1; COMMIT`: `changes()`
+    /// counts the rows the statement before changed, its triggers' writes aside.
+    fn update_then_insert<'a, T: Send + 'a>(
+        writer: &'a Lanes<SqliteConnection>,
+        update: Stmt<'a>,
+        insert: Stmt<'a>,
+        decode: Decoder<T>,
+    ) -> BoxFuture<'a, Result<Vec<T>>> {
+        Box::pin(async move {
+            let (texts, params) = chain(vec![update, insert]);
+            let [update, insert] = <[String; 2]>::try_from(texts).expect("two statements");
+            let sql = format!("{}; {update}; {insert} WHERE changes() = 1; COMMIT", Self::BEGIN_WRITE);
+            let mut conn = writer.acquire_lane().await?;
+            conn.set_in_transaction(true);
+            let rows = Self::fetch(&mut conn, &Stmt { sql: sql.into(), params }, decode).await?;
+            conn.set_in_transaction(false);
+            Ok(rows)
+        })
+    }
+
     /// `BEGIN IMMEDIATE; ..` as one script, one hand-off to the connection's thread.
     fn begin_with<'c, T: Send + 'c>(
         conn: &'c mut Lane<SqliteConnection>,
