@@ -9,6 +9,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 use kern_core::approval::ApprovalStatus;
 use kern_core::keys::Scope;
 use kern_core::run::RunStatus;
+use kern_server::PublicOrigin;
 use serde_json::{Map, Value};
 
 /// What `kern --help` ends with: the exit codes scripts can rely on.
@@ -304,6 +305,19 @@ pub struct ServeArgs {
     /// loopback address, for local use.
     #[arg(long, value_name = "PRINCIPAL")]
     pub open: Option<String>,
+    /// The origin the inbox is reached at from outside, behind a proxy that passes requests on
+    /// with a Host of its own (such as https://kern.example.com): its forms are accepted from
+    /// there.
+    #[arg(long, value_name = "URL", value_parser = parse_origin)]
+    pub public_origin: Option<PublicOrigin>,
+    /// Marks the inbox's session cookie Secure, so that browsers send it over https alone: for
+    /// a server reached over https.
+    #[arg(long)]
+    pub secure_cookies: bool,
+}
+
+fn parse_origin(text: &str) -> Result<PublicOrigin, String> {
+    PublicOrigin::parse(text).map_err(|err| err.to_string())
 }
 
 /// One of kern's text enums (a status, a scope), by its wire name.

@@ -24,6 +24,7 @@ mod inbox;
 mod jwt;
 mod metrics;
 mod openapi;
+mod origin;
 mod routes;
 mod server;
 mod session;
@@ -35,4 +36,5 @@ pub use error::{ApiError, ErrorBody};
 #[cfg(feature = "jwt")]
 pub use jwt::{Jwt, JwtKeyError};
 pub use openapi::document as openapi;
+pub use origin::{InvalidOrigin, PublicOrigin};
 pub use server::{BuildError, Server, ServerBuilder};

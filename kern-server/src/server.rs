@@ -28,6 +28,7 @@ use crate::error::ApiError;
 use crate::idempotency::Replies;
 use crate::inbox;
 use crate::metrics::Metrics;
+use crate::origin::{InvalidOrigin, PublicOrigin};
 use crate::routes::{approvals, events, keys, ops, runs};
 use crate::state::AppState;
 
@@ -51,6 +52,9 @@ pub enum BuildError {
         /// The id.
         id: String,
     },
+    /// The public origin given is not one.
+    #[error("the public origin: {0}")]
+    InvalidPublicOrigin(#[from] InvalidOrigin),
 }
 
 /// Builds a [`Server`].
@@ -65,6 +69,7 @@ pub struct ServerBuilder {
     request_timeout: Duration,
     expiry_sweep: Duration,
     secure_cookies: bool,
+    public_origin: Option<String>,
     stale_after: Duration,
     worker: Option<Arc<WorkerStats>>,
 }
@@ -81,6 +86,7 @@ impl Default for ServerBuilder {
             request_timeout: Duration::from_secs(120),
             expiry_sweep: Duration::from_secs(30),
             secure_cookies: false,
+            public_origin: None,
             stale_after: kern_core::worker::DEFAULT_STALE_AFTER,
             worker: None,
         }
@@ -148,6 +154,16 @@ impl ServerBuilder {
         self
     }
 
+    /// The origin the inbox is reached at from outside (`https://kern.example.com`), for a
+    /// server behind a proxy that passes requests on with a `Host` of its own: the inbox's forms
+    /// are accepted from it as from the server's own address. Without it, a form posted through
+    /// such a proxy is refused as posted from another site. Checked by
+    /// [`build`](Self::build) ([`BuildError::InvalidPublicOrigin`]).
+    pub fn public_origin(mut self, origin: impl Into<String>) -> Self {
+        self.public_origin = Some(origin.into());
+        self
+    }
+
     /// How long a run may stay `running` before the inbox offers to recover it (10 minutes by
     /// default, as a worker's): longer than a continue (its tools and model turns) should ever
     /// take, and no shorter than the `stale_after` of a worker beside the server, or a continue
@@ -170,6 +186,7 @@ impl ServerBuilder {
         let auth = self.auth.ok_or(BuildError::NoAuth)?;
         let agents = by_id("agents", self.agents, |agent| agent.id().to_owned())?;
         let teams = by_id("teams", self.teams, |team| team.id().to_owned())?;
+        let public_origin = self.public_origin.as_deref().map(PublicOrigin::parse).transpose()?;
         let state = AppState {
             store,
             agents: Arc::new(agents),
@@ -180,6 +197,7 @@ impl ServerBuilder {
             replies: Arc::new(Replies::default()),
             sessions: Arc::default(),
             secure_cookies: self.secure_cookies,
+            public_origin,
             stale_after: self.stale_after,
         };
         let router = router(state.clone(), self.body_limit, self.request_timeout);

@@ -12,6 +12,7 @@ use kern_core::team::Team;
 use crate::auth::Auth;
 use crate::idempotency::Replies;
 use crate::metrics::Metrics;
+use crate::origin::PublicOrigin;
 use crate::session::Sessions;
 
 /// The state of a server, cheap to clone (every handler gets a copy).
@@ -28,6 +29,8 @@ pub struct AppState {
     pub(crate) sessions: Arc<Sessions>,
     /// Whether the inbox's session cookie is marked `Secure` (served over https).
     pub(crate) secure_cookies: bool,
+    /// The origin the inbox is reached at from outside, when a proxy rewrites `Host`.
+    pub(crate) public_origin: Option<PublicOrigin>,
     /// How long a run may stay `running` before the inbox offers to recover it.
     pub(crate) stale_after: Duration,
 }

@@ -1,7 +1,8 @@
 //! The inbox's pages and forms through the router: sign-in by API key and its cookie, the
-//! headers every page carries, CSRF and origin checks on forms, decisions through the API's
-//! path (conflicts included), scopes, a revoked key signing its session out, and the session
-//! reading (never writing) the API, and a stuck run recovered.
+//! headers every page carries, CSRF and origin checks on forms (behind a proxy, from the public
+//! origin the server is told), decisions through the API's path (conflicts included), scopes, a
+//! revoked key signing its session out, and the session reading (never writing) the API, and a
+//! stuck run recovered.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -210,4 +211,31 @@ pub async fn approving_from_the_list_returns_to_the_list(store: Arc<dyn Store>) 
     assert_eq!(row_status(&app, &row).await, "approved");
     let rows = app.send_with(Method::GET, "/ui/rows", None, &cookie, None).await;
     assert!(html(&rows).contains("data-total=\"0\"") && html(&rows).contains("Nothing waits for you"));
+}
+
+/// Behind a proxy that passes requests on with a `Host` of its own, a form posted from the page
+/// the browser shows (the public origin) is refused as from another site, unless the server was
+/// told that origin; another site's form stays refused.
+pub async fn forms_through_a_proxy_are_accepted_from_the_public_origin(store: Arc<dyn Store>) {
+    let public = "https://kern.example.com";
+    let proxied = [("origin", public), ("host", "127.0.0.1:7000")];
+    let unaware = App::new(store.clone()).await;
+    let form = Value::String(format!("key={}", unaware.admin));
+    let refused = unaware.send_with(Method::POST, "/ui/sign-in", None, &proxied, Some(form)).await;
+    assert_eq!(refused.status, StatusCode::FORBIDDEN);
+    assert!(html(&refused).contains("another site"));
+
+    let told = App::with(store.clone(), |builder| builder.public_origin("https://Kern.Example.com/")).await;
+    let form = Value::String(format!("key={}", told.admin));
+    let signed_in = told.send_with(Method::POST, "/ui/sign-in", None, &proxied, Some(form.clone())).await;
+    assert_eq!(signed_in.status, StatusCode::SEE_OTHER, "{:?}", signed_in.body);
+    assert!(signed_in.headers.contains_key("set-cookie"));
+    let elsewhere = [("origin", "https://evil.example"), ("host", "127.0.0.1:7000")];
+    let forged = told.send_with(Method::POST, "/ui/sign-in", None, &elsewhere, Some(form)).await;
+    assert_eq!(forged.status, StatusCode::FORBIDDEN);
+
+    let builder = kern_server::Server::builder().store(store).auth(kern_server::Auth::api_keys());
+    let Err(err) = builder.public_origin("kern.example.com").build() else { panic!("an origin without a scheme") };
+    assert!(matches!(&err, kern_server::BuildError::InvalidPublicOrigin(_)), "{err:?}");
+    assert!(err.to_string().contains("https://kern.example.com"), "the error shows how to write it: {err}");
 }

@@ -24,11 +24,11 @@ pub async fn run(args: ServeArgs, ctx: &Context) -> Outcome {
         Some(principal) => Auth::open_on_loopback(principal.clone()),
         None => Auth::api_keys(),
     };
-    let server = Server::builder()
-        .store(store)
-        .auth(auth)
-        .build()
-        .map_err(|err| Failure::error(format!("cannot build the server: {err}")))?;
+    let mut builder = Server::builder().store(store).auth(auth).secure_cookies(args.secure_cookies);
+    if let Some(origin) = &args.public_origin {
+        builder = builder.public_origin(origin.as_str());
+    }
+    let server = builder.build().map_err(|err| Failure::error(format!("cannot build the server: {err}")))?;
     let listener = TcpListener::bind(args.bind)
         .await
         .map_err(|err| Failure::error(format!("cannot listen on {}: {err}", args.bind)))?;

@@ -33,6 +33,8 @@ async fn serve_answers_http_until_interrupted() {
         assert_eq!(serve.interrupt(), Some(0));
 
         db.kern(&["serve", "--bind", "0.0.0.0:0", "--open", "admin"]).fails(2);
+        let refused = db.kern(&["serve", "--bind", "127.0.0.1:0", "--public-origin", "kern.example.com/inbox"]);
+        assert!(refused.fails(2).contains("is not an origin"), "{refused:?}");
     })
     .await;
 }

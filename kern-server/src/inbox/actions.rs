@@ -15,10 +15,11 @@ use super::forms::{self, FormFields};
 use super::page::{PageError, PageResult, render, see_other};
 use super::pages::{detail_page, run_page, time, visible_run};
 use super::runner::Runner;
-use super::viewer::{SIGN_IN, Viewer, cross_origin, cross_origin_refusal, no_randomness};
+use super::viewer::{SIGN_IN, Viewer, cross_origin_refusal, no_randomness};
 use super::views::SignInPage;
 use crate::auth::{Auth, api_key_caller};
 use crate::error::ApiError;
+use crate::origin::cross_origin;
 use crate::routes::approvals;
 use crate::session::{self, COOKIE_NAME, LIFETIME};
 use crate::state::AppState;
@@ -38,7 +39,7 @@ fn sign_in_refused(status: StatusCode, message: &str) -> Response {
 
 /// `POST /ui/sign-in`: an API key, verified as the API verifies it, opens a session.
 pub async fn sign_in(State(state): State<AppState>, headers: HeaderMap, form: FormFields) -> PageResult {
-    if cross_origin(&headers) {
+    if cross_origin(&headers, state.public_origin.as_ref()) {
         return Err(cross_origin_refusal());
     }
     if matches!(state.auth, Auth::OpenOnLoopback { .. }) {

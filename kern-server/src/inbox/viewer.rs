@@ -4,9 +4,8 @@
 //! session's CSRF token, is refused with 403.
 
 use axum::extract::FromRequestParts;
-use axum::http::header::{HOST, ORIGIN};
 use axum::http::request::Parts;
-use axum::http::{HeaderMap, Method, StatusCode};
+use axum::http::{Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 
 use super::assets;
@@ -14,6 +13,7 @@ use super::forms::FormFields;
 use super::page::{PageError, PageResult, see_other};
 use super::views::Chrome;
 use crate::auth::{Auth, Caller};
+use crate::origin::cross_origin;
 use crate::session::{self, csrf_matches};
 use crate::state::AppState;
 
@@ -61,7 +61,10 @@ impl FromRequestParts<AppState> for Viewer {
     type Rejection = Response;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
-        if parts.method != Method::GET && parts.method != Method::HEAD && cross_origin(&parts.headers) {
+        if parts.method != Method::GET
+            && parts.method != Method::HEAD
+            && cross_origin(&parts.headers, state.public_origin.as_ref())
+        {
             return Err(cross_origin_refusal().into_response());
         }
         if let Auth::OpenOnLoopback { .. } = state.auth {
@@ -79,15 +82,6 @@ impl FromRequestParts<AppState> for Viewer {
             Err(err) => Err(PageError::from(err).into_response()),
         }
     }
-}
-
-/// True when a request names an origin other than the server it is sent to: browsers send
-/// `Origin` with every POST, so a form posted from another site is told apart.
-pub fn cross_origin(headers: &HeaderMap) -> bool {
-    let Some(origin) = headers.get(ORIGIN).and_then(|value| value.to_str().ok()) else { return false };
-    let host = headers.get(HOST).and_then(|value| value.to_str().ok()).unwrap_or_default();
-    let origin_host = origin.split_once("://").map_or(origin, |(_, rest)| rest);
-    origin_host != host
 }
 
 /// The answer to a form posted from another origin.
