@@ -5,14 +5,20 @@
 //! engine reports along the way to the sink of the task it runs on (a task-local value), so
 //! that the blocking calls and the streaming ones run the very same code. Without a listener a
 //! report costs one task-local lookup and nothing is built.
+//!
+//! A run never waits for its listener: what the listener has not read yet is held for it, and
+//! once [`MAX_HELD_EVENTS`] are held a new piece of text is added to the piece held last, where
+//! that is a piece of the same kind and run. A listener that falls behind a model streaming its
+//! answer then gets the same text in fewer, larger pieces, and what is held grows with the
+//! text and the run's steps, not with how finely the provider cut the text.
 
+use std::collections::VecDeque;
 use std::pin::Pin;
-use std::sync::Arc;
-use std::task::{Context, Poll};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::task::{Context, Poll, Waker};
 
-use futures_util::Stream;
+use futures_util::{Stream, StreamExt as _};
 use serde_json::Value;
-use tokio::sync::mpsc;
 
 use crate::approval::Approval;
 use crate::error::{Error, Result};
@@ -140,20 +146,95 @@ impl RunEvent {
             RunEvent::RunPaused(_) | RunEvent::RunCompleted(_) | RunEvent::RunCancelled(_) | RunEvent::RunError { .. }
         )
     }
+
+    /// Adds `next` to this event when both are pieces of text of the same kind and run, or
+    /// gives it back.
+    fn absorb(&mut self, next: RunEvent) -> Option<RunEvent> {
+        match (self, next) {
+            (
+                RunEvent::ContentDelta { run_id, text },
+                RunEvent::ContentDelta { run_id: next_run_id, text: next_text },
+            )
+            | (
+                RunEvent::ReasoningDelta { run_id, text },
+                RunEvent::ReasoningDelta { run_id: next_run_id, text: next_text },
+            ) if *run_id == next_run_id => {
+                text.push_str(&next_text);
+                None
+            }
+            (_, next) => Some(next),
+        }
+    }
+}
+
+/// How many events a stream holds for its listener before each new piece of text is added to
+/// the piece held last (see the module's docs).
+pub const MAX_HELD_EVENTS: usize = 256;
+
+/// What a run reported and its listener has not read yet, shared by the two.
+#[derive(Debug, Default)]
+struct Held {
+    events: VecDeque<RunEvent>,
+    /// No more events can come: every reporter of the run has ended.
+    ended: bool,
+    /// The listener dropped its stream.
+    gone: bool,
+    /// Wakes the listener waiting for the next event.
+    waker: Option<Waker>,
+}
+
+/// [`Held`] behind its lock.
+#[derive(Debug, Default)]
+struct Queue(Mutex<Held>);
+
+impl Queue {
+    fn lock(&self) -> MutexGuard<'_, Held> {
+        self.0.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Holds `event` for the listener, unless it is gone.
+    fn push(&self, event: RunEvent) {
+        let mut held = self.lock();
+        if held.gone {
+            return;
+        }
+        let full = held.events.len() >= MAX_HELD_EVENTS;
+        let event = match held.events.back_mut() {
+            Some(last) if full => last.absorb(event),
+            _ => Some(event),
+        };
+        held.events.extend(event);
+        wake(held);
+    }
+
+    /// No more events will come.
+    fn end(&self) {
+        let mut held = self.lock();
+        held.ended = true;
+        wake(held);
+    }
+}
+
+/// Wakes the listener, if it waits, once `held` is unlocked.
+fn wake(mut held: MutexGuard<'_, Held>) {
+    if let Some(waker) = held.waker.take() {
+        drop(held);
+        waker.wake();
+    }
 }
 
 /// The events of one run, ending with its outcome ([`RunEvent::is_last`]). Dropping it stops
 /// the listening, not the run: the run goes on to the end and is stored as ever.
 #[derive(Debug)]
 pub struct RunStream {
-    events: mpsc::UnboundedReceiver<RunEvent>,
+    queue: Arc<Queue>,
 }
 
 impl RunStream {
     /// Reads the stream to its end and returns the run's outcome, as the blocking call would
     /// have.
     pub async fn output(mut self) -> Result<RunOutput> {
-        while let Some(event) = self.events.recv().await {
+        while let Some(event) = self.next().await {
             match event {
                 RunEvent::RunPaused(output) | RunEvent::RunCompleted(output) | RunEvent::RunCancelled(output) => {
                     return Ok(*output);
@@ -169,17 +250,41 @@ impl RunStream {
 impl Stream for RunStream {
     type Item = RunEvent;
 
-    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<RunEvent>> {
-        self.events.poll_recv(cx)
+    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<RunEvent>> {
+        let mut held = self.queue.lock();
+        if let Some(event) = held.events.pop_front() {
+            return Poll::Ready(Some(event));
+        }
+        if held.ended {
+            return Poll::Ready(None);
+        }
+        held.waker = Some(cx.waker().clone());
+        Poll::Pending
     }
 }
 
-/// Where the engine's reports go, on the task of a streamed run.
+impl Drop for RunStream {
+    /// What was held goes, and nothing more is.
+    fn drop(&mut self) {
+        let mut held = self.queue.lock();
+        held.gone = true;
+        held.events.clear();
+    }
+}
+
+/// Where the engine's reports go, on the task of a streamed run. The stream ends when the last
+/// reporter is dropped: once the run's outcome is reported, or should its task end without one.
 #[derive(Debug)]
 struct Sink {
-    events: mpsc::UnboundedSender<RunEvent>,
+    queue: Arc<Queue>,
     /// The run reported started, to name in the last event should the run fail.
-    run_id: std::sync::Mutex<Option<String>>,
+    run_id: Mutex<Option<String>>,
+}
+
+impl Drop for Sink {
+    fn drop(&mut self) {
+        self.queue.end();
+    }
 }
 
 tokio::task_local! {
@@ -193,17 +298,17 @@ pub(crate) fn stream<F>(run_id: Option<String>, work: F) -> RunStream
 where
     F: Future<Output = Result<RunOutput>> + Send + 'static,
 {
-    let (sender, events) = mpsc::unbounded_channel();
-    let sink = Arc::new(Sink { events: sender, run_id: std::sync::Mutex::new(run_id) });
+    let queue = Arc::new(Queue::default());
+    let sink = Arc::new(Sink { queue: queue.clone(), run_id: Mutex::new(run_id) });
     let last = sink.clone();
     tokio::spawn(SINK.scope(sink, async move {
         let outcome = work.await;
         let started = last.run_id.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).take();
         let run_id = outcome.as_ref().ok().map(|output| output.run_id.clone()).or(started);
         // A listener that left is no reason to stop: the run is stored either way.
-        let _ = last.events.send(RunEvent::last(run_id, outcome));
+        last.queue.push(RunEvent::last(run_id, outcome));
     }));
-    RunStream { events }
+    RunStream { queue }
 }
 
 /// Reports the event `make` builds, if the current task is listened to.
@@ -213,13 +318,13 @@ pub(crate) fn emit(make: impl FnOnce() -> RunEvent) {
         if let RunEvent::RunStarted { run_id, .. } = &event {
             *sink.run_id.lock().unwrap_or_else(|poisoned| poisoned.into_inner()) = Some(run_id.clone());
         }
-        sink.events.send(event)
+        sink.queue.push(event);
     });
 }
 
 /// True when the current task's run is listened to: then the model is asked to stream.
 pub(crate) fn listening() -> bool {
-    SINK.try_with(|sink| !sink.events.is_closed()).unwrap_or(false)
+    SINK.try_with(|sink| !sink.queue.lock().gone).unwrap_or(false)
 }
 
 /// `work`, reporting to the current task's sink when it runs on another task.
@@ -269,3 +374,45 @@ macro_rules! stream_methods {
     };
 }
 pub(crate) use stream_methods;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn content(run_id: &str, text: &str) -> RunEvent {
+        RunEvent::ContentDelta { run_id: run_id.into(), text: text.into() }
+    }
+
+    #[test]
+    fn only_pieces_of_text_of_the_same_kind_and_run_join() {
+        let mut held = content("run-1", "Hello");
+        assert!(held.absorb(content("run-1", ", world")).is_none());
+        assert!(matches!(&held, RunEvent::ContentDelta { text, .. } if text == "Hello, world"));
+        assert!(held.absorb(content("member-run", "!")).is_some(), "another run's text");
+        let reasoning = RunEvent::ReasoningDelta { run_id: "run-1".into(), text: "hmm".into() };
+        assert!(held.absorb(reasoning).is_some(), "reasoning is not the answer");
+        let mut started = RunEvent::RunStarted { run_id: "run-1".into(), session_id: "s".into() };
+        assert!(started.absorb(content("run-1", "!")).is_some(), "only text joins text");
+    }
+
+    #[tokio::test]
+    async fn a_stream_holds_no_more_events_than_its_bound_for_a_listener_behind() {
+        let queue = Arc::new(Queue::default());
+        let stream = RunStream { queue: queue.clone() };
+        queue.push(RunEvent::RunStarted { run_id: "run-1".into(), session_id: "s".into() });
+        for n in 0..10 * MAX_HELD_EVENTS {
+            queue.push(content("run-1", &format!("{n} ")));
+        }
+        assert_eq!(queue.lock().events.len(), MAX_HELD_EVENTS);
+        queue.end();
+        let events: Vec<RunEvent> = stream.collect().await;
+        let text: String = events
+            .iter()
+            .filter_map(|event| match event {
+                RunEvent::ContentDelta { text, .. } => Some(text.as_str()),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(text, (0..10 * MAX_HELD_EVENTS).map(|n| format!("{n} ")).collect::<String>());
+    }
+}

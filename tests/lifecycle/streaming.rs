@@ -1,12 +1,12 @@
 //! Streaming runs: the events of a run as it happens, for agents and teams, through a pause and
-//! its continue; the same run the blocking calls make; and a dropped stream that leaves the run
-//! to finish and be stored.
+//! its continue; the same run the blocking calls make; a dropped stream that leaves the run to
+//! finish and be stored; and a listener that falls behind, whose text comes in fewer pieces.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use futures_util::StreamExt as _;
-use kern::events::{RunEvent, RunStream};
+use kern::events::{MAX_HELD_EVENTS, RunEvent, RunStream};
 use kern::prelude::*;
 use kern::run::ToolCallStatus;
 use serde_json::json;
@@ -155,6 +155,30 @@ async fn a_dropped_stream_leaves_the_run_to_finish(backend: Backend) {
     }
 }
 
+/// A listener that reads nothing until its run is stored gets the whole answer all the same, in
+/// no more pieces than a stream holds: the text that came after was added to the last piece.
+async fn a_listener_that_falls_behind_gets_the_text_in_fewer_pieces(backend: Backend) {
+    let store = backend.store();
+    let words = 3 * MAX_HELD_EVENTS;
+    let answer: String = (0..words).map(|n| format!("word{n} ")).collect();
+    let model = ScriptedModel::new().when_user_contains("long", Reply::text(answer.trim_end()));
+    let agent = Agent::builder().id("talker").model(model).db(store.clone()).build().unwrap();
+    let stream = agent.run_stream_with("a long answer", RunOptions::default().session_id("lagging"));
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    while !store.session_runs("lagging", 1).await.unwrap().first().is_some_and(|run| run.status == RunStatus::Completed)
+    {
+        assert!(tokio::time::Instant::now() < deadline, "the run was not stored in time");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+
+    let events = collect(stream).await;
+    let output = outcome(&events);
+    assert_eq!(output.content.as_deref(), Some(answer.trim_end()));
+    assert_eq!(Some(content(&events, &output.run_id)), output.content, "every word, in order");
+    let pieces = events.iter().filter(|e| matches!(e, RunEvent::ContentDelta { .. })).count();
+    assert!(pieces > 1 && pieces <= MAX_HELD_EVENTS, "{pieces} pieces for {words} words");
+}
+
 async fn a_failed_continue_ends_the_stream_with_its_error(backend: Backend) {
     let agent = agent(backend.store());
     let events = collect(agent.continue_stream("no-such-run", Vec::new())).await;
@@ -249,6 +273,7 @@ on_every_backend!(
     a_pause_and_its_continue_stream_every_step,
     a_plain_tool_call_streams_its_start_and_result,
     a_dropped_stream_leaves_the_run_to_finish,
+    a_listener_that_falls_behind_gets_the_text_in_fewer_pieces,
     a_failed_continue_ends_the_stream_with_its_error,
     a_run_that_fails_once_started_names_itself_in_its_error,
     a_teams_members_stream_their_runs,
