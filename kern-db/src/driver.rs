@@ -171,8 +171,7 @@ pub(crate) trait Driver: Database {
     fn commit(conn: &mut Lane<Self::Connection>) -> BoxFuture<'_, Result<()>>;
 
     /// Announces what the commits on `conn` noted, where the connection defers its
-    /// announcements: after a statement that commits by itself (one more call to the database),
-    /// unless it writes nothing a trigger announces (see [`Pools::write_unannounced`]).
+    /// announcements: after a statement that commits by itself (one more call to the database).
     /// Its failure is logged, not returned: the statement it follows has committed.
     fn announce(conn: &mut Lane<Self::Connection>) -> BoxFuture<'_, ()>;
 
@@ -310,12 +309,15 @@ impl<DB: Driver> Pools<DB> {
         }
     }
 
-    /// One writing statement whose `RETURNING` rows are decoded, on a table no trigger announces
-    /// a change of (a run's status, a key): only the trail's growth and a row leaving `pending`
-    /// are announced, so nothing follows it, and it costs one call to the database.
-    pub(crate) async fn write_unannounced<T: Send>(&self, stmt: Stmt<'_>, decode: Decoder<T>) -> Result<Vec<T>> {
+    /// One writing statement whose `RETURNING` rows are decoded.
+    pub(crate) async fn write<T: Send>(&self, stmt: Stmt<'_>, decode: Decoder<T>) -> Result<Vec<T>> {
         let mut conn = self.writer.acquire_live().await?;
-        DB::fetch(&mut conn, &stmt, decode).await.map(|rows| self.committed(rows))
+        let rows = DB::fetch(&mut conn, &stmt, decode).await;
+        // A row that fails to decode was written all the same.
+        if !rows.as_ref().is_err_and(DB::connection_lost) {
+            DB::announce(&mut conn).await;
+        }
+        rows.map(|rows| self.committed(rows))
     }
 
     pub(crate) async fn execute(&self, stmt: Stmt<'_>) -> Result<u64> {

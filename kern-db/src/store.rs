@@ -355,7 +355,7 @@ impl<DB: Driver> SqlStore<DB> {
         if !is_key(run_id) {
             return Err(Error::RunNotFound(run_id.to_owned()));
         }
-        if let Some(run) = self.pools.write_unannounced(stmt, codec::run).await?.pop() {
+        if let Some(run) = self.pools.write(stmt, codec::run).await?.pop() {
             return Ok(run);
         }
         let stmt = Stmt::new(&self.queries.run_status).bind(run_id);
@@ -839,7 +839,7 @@ impl<DB: Driver> Store for SqlStore<DB> {
                 return Ok(None);
             }
             let stmt = Stmt::new(&self.queries.revoke_api_key).bind(id).bind(kern_core::now());
-            Ok(self.pools.write_unannounced(stmt, codec::api_key).await?.pop())
+            Ok(self.pools.write(stmt, codec::api_key).await?.pop())
         })
     }
 

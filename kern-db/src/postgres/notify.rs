@@ -16,8 +16,7 @@
 //! session, [`DEFER_SETTING`]): their triggers then only [note](deferred_triggers) what to
 //! announce, in settings of the session (which a rollback undoes), and each commit is followed by
 //! the [`announcement`] statement, which sends the notes: in the same call as a `COMMIT`, or in
-//! one more after a statement that commits by itself (but not after one that changes nothing
-//! announced, such as a run's claim). That statement is a transaction of its own
+//! one more after a statement that commits by itself. That statement is a transaction of its own
 //! which changes no data, so Postgres commits it without waiting for the disk: it holds the lock
 //! for no flush, while every commit of data still waits for its own. Every other client's
 //! writes, whose sessions say nothing, announce as before.
@@ -701,6 +700,28 @@ mod tests {
             // An empty payload, which wakes every waiter, then the next commit's row alone.
             assert_eq!(listener.recv().await.unwrap().payload(), "");
             assert_eq!(listener.recv().await.unwrap().payload(), "marker");
+            db.close().await;
+        })
+        .await;
+    }
+
+    /// A run's change of status is announced on the trail's channel as it commits (followers of
+    /// runs, such as `/events`, read on), a claim too: it writes no event, but it is announced
+    /// all the same, not left noted until the connection's next commit.
+    #[tokio::test]
+    async fn each_change_of_a_runs_status_is_announced_as_it_commits() {
+        on_fresh_schema(|url, schema| async move {
+            let (db, layout) = open(&url, &schema).await;
+            let mut listener = PgListener::connect(&url).await.unwrap();
+            listener.listen(&events_channel(&layout)).await.unwrap();
+            let paused = run("run-1");
+            db.save_runs(std::slice::from_ref(&paused), &[], &[]).await.unwrap();
+            let saved = tokio::time::timeout(PATIENCE, listener.recv()).await.expect("the save is announced");
+            assert_eq!(saved.unwrap().payload(), "");
+
+            db.claim_run(&paused.run_id).await.unwrap();
+            let claimed = tokio::time::timeout(PATIENCE, listener.recv()).await.expect("the claim is announced");
+            assert_eq!(claimed.unwrap().payload(), "");
             db.close().await;
         })
         .await;
