@@ -7,11 +7,13 @@
 //! both sides as much as the statement itself. These lanes hand connections out and take them
 //! back with no round trip at all. A connection that may be gone is checked only where it
 //! matters, by the driver (see `ConnectionPool::acquire_live`), and one found dead is discarded.
+//! Where the lanes recycle their connections ([`Recycling`]), one past its time is closed as
+//! the next caller comes, and another opened when needed.
 
 use std::fmt;
 use std::ops::{Deref, DerefMut};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use kern_core::{Error, Result};
 use sqlx::{ConnectOptions, Connection, Executor};
@@ -55,6 +57,19 @@ struct Inner<C: Connection> {
     size: usize,
     /// What announces the commits made on these connections, where they defer it.
     announcement: OnceLock<Arc<Announcement>>,
+    /// When connections are closed for others, if ever.
+    recycling: Option<Recycling>,
+}
+
+/// When the lanes close a connection to open another in its place: a server's session gathers
+/// caches as it lives, and a failover, or a pooler in front of the server, wants sessions to end
+/// now and then. Checked as callers come: a connection past its time is closed then, not lent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Recycling {
+    /// The longest a connection is kept open.
+    pub(crate) max_lifetime: Duration,
+    /// The longest a connection is kept idle.
+    pub(crate) idle_timeout: Duration,
 }
 
 /// What sends the announcements that the commits on a connection deferred (Postgres, see
@@ -73,16 +88,32 @@ struct Idle<C> {
     /// Left inside a transaction by a caller that stopped waiting: rolled back before it is
     /// lent again (only a resident connection, which is never closed, comes back so).
     in_transaction: bool,
+    opened: Instant,
+    /// When it came back.
+    since: Instant,
+}
+
+impl Recycling {
+    /// True when `idle` has been open or idle too long at `now`.
+    fn is_spent<C>(&self, idle: &Idle<C>, now: Instant) -> bool {
+        now.duration_since(idle.opened) >= self.max_lifetime || now.duration_since(idle.since) >= self.idle_timeout
+    }
 }
 
 impl<C: Connection> Lanes<C> {
     /// Lanes of up to `size` connections opened with `options`, a caller waiting at most
-    /// `timeout` for one.
-    pub(crate) fn new(options: C::Options, size: usize, timeout: Duration) -> Self {
-        Lanes::build(options, size, timeout, false)
+    /// `timeout` for one, closing connections past `recycling`'s times if given.
+    pub(crate) fn new(options: C::Options, size: usize, timeout: Duration, recycling: Option<Recycling>) -> Self {
+        Lanes::build(options, size, timeout, false, recycling)
     }
 
-    fn build(options: C::Options, size: usize, timeout: Duration, keep_open: bool) -> Self {
+    fn build(
+        options: C::Options,
+        size: usize,
+        timeout: Duration,
+        keep_open: bool,
+        recycling: Option<Recycling>,
+    ) -> Self {
         let inner = Inner {
             options,
             permits: Arc::new(Semaphore::new(size)),
@@ -91,6 +122,7 @@ impl<C: Connection> Lanes<C> {
             timeout,
             size,
             announcement: OnceLock::new(),
+            recycling,
         };
         Lanes { inner: Arc::new(inner) }
     }
@@ -109,7 +141,8 @@ impl<C: Connection> Lanes<C> {
 
     /// Keeps `conn`, opened with the lanes' options, as an idle connection.
     pub(crate) fn adopt(&self, conn: C) {
-        self.inner.idle().push(Idle { conn, in_transaction: false });
+        let now = Instant::now();
+        self.inner.idle().push(Idle { conn, in_transaction: false, opened: now, since: now });
     }
 
     /// Refuses new callers, then closes the idle connections; connections in use close when
@@ -131,7 +164,7 @@ where
     /// The one connection of a database that lives in it, opened now and never closed before
     /// the lanes are.
     pub(crate) async fn resident(options: C::Options) -> Result<Self> {
-        let lanes = Lanes::build(options, 1, ACQUIRE_TIMEOUT, true);
+        let lanes = Lanes::build(options, 1, ACQUIRE_TIMEOUT, true, None);
         drop(lanes.acquire_lane().await?);
         Ok(lanes)
     }
@@ -143,15 +176,20 @@ where
         let waited = tokio::time::timeout(timeout, self.inner.permits.clone().acquire_owned()).await;
         let permit = waited.map_err(|_| Error::database(sqlx::Error::PoolTimedOut))?;
         let permit = permit.map_err(|_| Error::database(sqlx::Error::PoolClosed))?;
-        let idle = self.inner.idle().pop();
-        let (conn, in_transaction) = match idle {
-            Some(Idle { conn, in_transaction }) => (conn, in_transaction),
-            None => (self.inner.connect().await?, false),
+        let (conn, in_transaction, opened) = match self.inner.take_idle().await {
+            Some(Idle { conn, in_transaction, opened, .. }) => (conn, in_transaction, opened),
+            None => (self.inner.connect().await?, false, Instant::now()),
         };
         // Lent before the rollback, so that a caller who stops waiting during it leaves the
         // connection marked, not dropped.
-        let mut lane =
-            Lane { conn: Some(conn), discard: false, in_transaction, lanes: self.inner.clone(), _permit: permit };
+        let mut lane = Lane {
+            conn: Some(conn),
+            opened,
+            discard: false,
+            in_transaction,
+            lanes: self.inner.clone(),
+            _permit: permit,
+        };
         if in_transaction {
             // It fails only when nothing is left to roll back (sqlx may have done it).
             if let Err(err) = lane.execute(sqlx::raw_sql("ROLLBACK")).await {
@@ -172,6 +210,32 @@ impl<C: Connection> Inner<C> {
             .map_err(Error::database)
     }
 
+    /// The connection that came back last, once the idle ones past their time are closed.
+    async fn take_idle(&self) -> Option<Idle<C>> {
+        let (spent, fresh) = {
+            let mut idle = self.idle();
+            let mut spent = Vec::new();
+            if let Some(recycling) = &self.recycling {
+                let now = Instant::now();
+                let mut n = 0;
+                while n < idle.len() {
+                    if recycling.is_spent(&idle[n], now) {
+                        spent.push(idle.remove(n));
+                    } else {
+                        n += 1;
+                    }
+                }
+            }
+            (spent, idle.pop())
+        };
+        for idle in spent {
+            if let Err(err) = idle.conn.close().await {
+                tracing::debug!(error = %err, "a recycled connection did not close cleanly");
+            }
+        }
+        fresh
+    }
+
     fn idle(&self) -> MutexGuard<'_, Vec<Idle<C>>> {
         // Only pushes and pops happen under the lock: a panic cannot leave the list half-done.
         self.idle.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
@@ -181,6 +245,7 @@ impl<C: Connection> Inner<C> {
 /// A connection lent out by [`Lanes`]; it goes back when dropped.
 pub(crate) struct Lane<C: Connection> {
     conn: Option<C>,
+    opened: Instant,
     discard: bool,
     /// Inside a transaction begun outside sqlx (see [`Lane::set_in_transaction`]).
     in_transaction: bool,
@@ -218,6 +283,7 @@ impl<C: Connection> Lane<C> {
     pub(crate) async fn reconnect(&mut self) -> Result<()> {
         let fresh = self.lanes.connect().await?;
         self.conn = Some(fresh);
+        self.opened = Instant::now();
         Ok(())
     }
 }
@@ -242,7 +308,8 @@ impl<C: Connection> Drop for Lane<C> {
         // Dropping a connection closes it (SQLite's ends its thread; Postgres' its socket).
         let discard = (self.discard || self.in_transaction) && !self.lanes.keep_open;
         if !discard && !self.lanes.permits.is_closed() {
-            self.lanes.idle().push(Idle { conn, in_transaction: self.in_transaction });
+            let (in_transaction, opened) = (self.in_transaction, self.opened);
+            self.lanes.idle().push(Idle { conn, in_transaction, opened, since: Instant::now() });
         }
     }
 }

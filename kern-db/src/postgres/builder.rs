@@ -14,6 +14,8 @@ pub struct PostgresDbBuilder {
     pub(super) url: Option<String>,
     pub(super) max_connections: u32,
     pub(super) connect_timeout: Duration,
+    pub(super) max_lifetime: Duration,
+    pub(super) idle_timeout: Duration,
     pub(super) schema: String,
     pub(super) tables: TableNames,
     pub(super) schema_version: Option<i64>,
@@ -25,6 +27,8 @@ impl Default for PostgresDbBuilder {
             url: None,
             max_connections: 10,
             connect_timeout: Duration::from_secs(30),
+            max_lifetime: Duration::from_secs(30 * 60),
+            idle_timeout: Duration::from_secs(10 * 60),
             schema: "public".into(),
             tables: TableNames::default(),
             schema_version: None,
@@ -38,6 +42,8 @@ impl fmt::Debug for PostgresDbBuilder {
         f.debug_struct("PostgresDbBuilder")
             .field("max_connections", &self.max_connections)
             .field("connect_timeout", &self.connect_timeout)
+            .field("max_lifetime", &self.max_lifetime)
+            .field("idle_timeout", &self.idle_timeout)
             .field("schema", &self.schema)
             .field("tables", &self.tables)
             .finish_non_exhaustive()
@@ -63,6 +69,21 @@ impl PostgresDbBuilder {
     /// server is retried until then, and later whenever all connections are busy.
     pub fn connect_timeout(mut self, timeout: Duration) -> Self {
         self.connect_timeout = timeout;
+        self
+    }
+
+    /// The longest a connection is kept open (default 30 minutes): then it is closed, as the
+    /// next call comes, and another opened when needed. The server's session gathers caches as
+    /// it lives, and a failover or a pooler in front of the server wants sessions to end.
+    pub fn max_lifetime(mut self, max_lifetime: Duration) -> Self {
+        self.max_lifetime = max_lifetime;
+        self
+    }
+
+    /// The longest a connection is kept idle (default 10 minutes): a store busy for a moment
+    /// gives back, as the next call comes, the sessions it no longer needs.
+    pub fn idle_timeout(mut self, idle_timeout: Duration) -> Self {
+        self.idle_timeout = idle_timeout;
         self
     }
 

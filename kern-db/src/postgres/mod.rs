@@ -21,7 +21,7 @@ use self::notify::Listener;
 use crate::driver::{Driver, Pools};
 use crate::error::OpenError;
 use crate::handle::handle;
-use crate::lanes::Lanes;
+use crate::lanes::{Lanes, Recycling};
 use crate::layout::{Ident, Layout};
 use crate::schema::{DEFERRED_NOTIFY_VERSION, EVENT_NOTIFY_VERSION, RESOLUTION_NOTIFY_VERSION, SCHEMA_VERSION};
 use crate::store::SqlStore;
@@ -85,7 +85,8 @@ impl PostgresDbBuilder {
         let deferring = version >= DEFERRED_NOTIFY_VERSION;
         let writing = options.clone();
         let writing = if deferring { writing.options([(notify::DEFER_SETTING, "on")]) } else { writing };
-        let lanes = connect_lanes(writing, self.max_connections, self.connect_timeout).await?;
+        let recycling = Recycling { max_lifetime: self.max_lifetime, idle_timeout: self.idle_timeout };
+        let lanes = connect_lanes(writing, self.max_connections, self.connect_timeout, recycling).await?;
         let pools = Pools::new(lanes.clone(), lanes.clone());
         let mut store = SqlStore::open(pools, &layout, version).await?;
         if deferring {
@@ -113,9 +114,10 @@ async fn connect_lanes(
     options: PgConnectOptions,
     max_connections: u32,
     timeout: Duration,
+    recycling: Recycling,
 ) -> Result<Lanes<PgConnection>, OpenError> {
     let size = usize::try_from(max_connections.max(1)).unwrap_or(usize::MAX);
-    let lanes = Lanes::new(options.clone(), size, timeout);
+    let lanes = Lanes::new(options.clone(), size, timeout, Some(recycling));
     let deadline = tokio::time::Instant::now() + timeout;
     loop {
         let attempt = tokio::time::timeout_at(deadline, options.connect()).await;
@@ -176,6 +178,48 @@ mod tests {
             .fetch_all(&mut *db.inner.pools.reader.acquire_lane().await.unwrap())
             .await
             .unwrap()
+    }
+
+    /// The server session of the connection the store lends next.
+    async fn session_of(db: &PostgresDb) -> i32 {
+        let mut conn = db.inner.pools.reader.acquire_lane().await.unwrap();
+        sqlx::query_scalar("SELECT pg_backend_pid()").fetch_one(&mut *conn).await.unwrap()
+    }
+
+    /// Whether server session `pid` is still there, as `db` sees the server.
+    async fn session_alive(db: &PostgresDb, pid: i32) -> bool {
+        let mut conn = db.inner.pools.reader.acquire_lane().await.unwrap();
+        let sql = "SELECT count(*) FROM pg_stat_activity WHERE pid = $1";
+        sqlx::query_scalar::<_, i64>(sql).bind(pid).fetch_one(&mut *conn).await.unwrap() > 0
+    }
+
+    #[tokio::test]
+    async fn connections_past_their_time_are_closed_and_replaced() {
+        on_fresh_schema(|url, schema| async move {
+            let builder = PostgresDb::builder().url(url).schema(&schema);
+            let db = builder.clone().build().await.unwrap();
+            let kept = session_of(&db).await;
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            assert_eq!(session_of(&db).await, kept, "a connection within its times is lent again");
+            db.close().await;
+
+            for (what, db) in [
+                ("idle too long", builder.clone().idle_timeout(Duration::from_millis(50)).build().await.unwrap()),
+                ("open too long", builder.clone().max_lifetime(Duration::from_millis(50)).build().await.unwrap()),
+            ] {
+                let first = session_of(&db).await;
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                let second = session_of(&db).await;
+                assert_ne!(second, first, "{what}: another session");
+                let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+                while session_alive(&db, first).await {
+                    assert!(tokio::time::Instant::now() < deadline, "{what}: the spent session was left open");
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+                db.close().await;
+            }
+        })
+        .await;
     }
 
     #[tokio::test]

@@ -101,10 +101,12 @@ async fn file_pools(path: &Path, synchronous: Synchronous) -> Result<Pools<Sqlit
         .synchronous(synchronous.into())
         .foreign_keys(true)
         .busy_timeout(BUSY_TIMEOUT);
-    let writer = Lanes::new(options.clone(), 1, ACQUIRE_TIMEOUT);
+    // Never recycled: a SQLite connection is a handle on a file in this process, which nothing
+    // elsewhere keeps a session for.
+    let writer = Lanes::new(options.clone(), 1, ACQUIRE_TIMEOUT, None);
     // The writer first: it creates the file and switches it to WAL before readers open it.
     enable_wal(&writer).await?;
-    Ok(Pools::new(Lanes::new(options, READ_CONNECTIONS, ACQUIRE_TIMEOUT), writer))
+    Ok(Pools::new(Lanes::new(options, READ_CONNECTIONS, ACQUIRE_TIMEOUT, None), writer))
 }
 
 /// Switches the file to WAL (a lasting property of the file). The switch needs an exclusive
