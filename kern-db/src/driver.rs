@@ -144,16 +144,26 @@ pub(crate) trait Driver: Database {
     /// they may run as parts of one statement, which sees one snapshot.
     fn write_all<'a>(writer: &'a Self::Pool, stmts: Vec<Stmt<'a>>, independent: bool) -> BoxFuture<'a, Result<()>>;
 
+    /// [`write_all`](Self::write_all) on `conn`, a writer's connection that has just answered
+    /// (see [`Pools::read_on_writer`]), for statements (one or more) that a read made on it
+    /// prepared.
+    fn commit_all<'c>(
+        conn: &'c mut Lane<Self::Connection>,
+        stmts: Vec<Stmt<'c>>,
+        independent: bool,
+    ) -> BoxFuture<'c, Result<()>>;
+
     /// Runs `update`, a compare-and-set with `RETURNING`, and `insert`, an `INSERT .. SELECT`
     /// without `FROM` that takes place only when the update changed a row, atomically (both or
-    /// neither) in one call to the database, then announces them; returns the update's rows
-    /// decoded.
-    fn update_then_insert<'a, T: Send + 'a>(
-        writer: &'a Self::Pool,
-        update: Stmt<'a>,
-        insert: Stmt<'a>,
+    /// neither) in one call to the database on `conn`, a writer's connection that has just
+    /// answered (see [`Pools::read_on_writer`]), then announces them; returns the update's
+    /// rows decoded.
+    fn update_then_insert<'c, T: Send + 'c>(
+        conn: &'c mut Lane<Self::Connection>,
+        update: Stmt<'c>,
+        insert: Stmt<'c>,
         decode: Decoder<T>,
-    ) -> BoxFuture<'a, Result<Vec<T>>>;
+    ) -> BoxFuture<'c, Result<Vec<T>>>;
 
     /// Begins a write transaction on `conn` (see [`begin`]) with `stmts`, the last of which
     /// reads (the others write without returning rows), and decodes the rows it reads: in one
@@ -306,6 +316,30 @@ impl<DB: Driver> Pools<DB> {
                 DB::fetch(&mut *self.reader.acquire_live().await?, &stmt, decode).await
             }
             read => read,
+        }
+    }
+
+    /// Runs a reading statement on a writer's connection, for the write it prepares to follow
+    /// on the same connection: the read shows that the connection answers, as the ping that
+    /// lends a writer's connection does (see [`ConnectionPool::acquire_live`]), and does work
+    /// besides. A read changes nothing: one whose connection turns out to be gone runs again on
+    /// one that answers.
+    pub(crate) async fn read_on_writer<T: Send>(
+        &self,
+        stmt: &Stmt<'_>,
+        decode: Decoder<T>,
+    ) -> Result<(Lane<DB::Connection>, Vec<T>)> {
+        let mut conn = self.writer.acquire().await?;
+        match DB::fetch(&mut conn, stmt, decode).await {
+            Err(err) if DB::connection_lost(&err) => {
+                tracing::debug!(error = %err, "a writer's read lost its connection: running it on another");
+                conn.discard();
+                drop(conn);
+                let mut conn = self.writer.acquire_live().await?;
+                let rows = DB::fetch(&mut conn, stmt, decode).await?;
+                Ok((conn, rows))
+            }
+            read => Ok((conn, read?)),
         }
     }
 

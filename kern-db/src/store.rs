@@ -28,6 +28,7 @@ use serde_json::Value;
 
 use crate::codec;
 use crate::driver::{ConnectionPool, Driver, Pools, begin, commit, roll_back};
+use crate::lanes::Lane;
 use crate::layout::Layout;
 use crate::queries::{Filter, Queries};
 use crate::schema::Migrator;
@@ -107,7 +108,7 @@ impl<DB: Driver> SqlStore<DB> {
     async fn write_runs(&self, runs: &[RunRecord], new_approvals: &[Approval], executions: &[Execution]) -> Result<()> {
         check_save(runs, new_approvals)?;
         let opening: Vec<TrailEvent> = new_approvals.iter().flat_map(trail::opening_events).collect();
-        let executed = self.chain_executions(&opening, executions).await?;
+        let (conn, executed) = self.chain_executions(&opening, executions).await?;
         let mut stmts = self.insert_approvals(new_approvals, runs)?;
         stmts.extend(self.insert_events(&opening));
         stmts.extend(self.insert_events(&executed));
@@ -118,26 +119,43 @@ impl<DB: Driver> SqlStore<DB> {
         // is set, and each upsert writes only its own run's row, so only a repeated run makes
         // the statements depend on each other.
         let distinct = runs.iter().map(|run| run.run_id.as_str()).collect::<HashSet<_>>().len() == runs.len();
-        self.pools.write_all(stmts, distinct).await
+        match conn {
+            Some(mut conn) => DB::commit_all(&mut conn, stmts, distinct).await.map(|done| self.pools.committed(done)),
+            None => self.pools.write_all(stmts, distinct).await,
+        }
     }
 
     /// The events of `executions`, each hashed onto its row's chain: after the last event this
     /// batch writes for the row (its `opening` events, or an execution before it), else after
-    /// the last one stored.
+    /// the last one stored, read on a writer's connection, which the write then takes (see
+    /// [`Pools::read_on_writer`]).
     ///
     /// A stored head is read before the write, not in its transaction: an event never changes
     /// once written, and an event written meanwhile after the same head takes the index this
     /// one needs, which the table keeps unique, so the write then fails rather than fork the
     /// chain.
-    async fn chain_executions(&self, opening: &[TrailEvent], executions: &[Execution]) -> Result<Vec<TrailEvent>> {
+    async fn chain_executions(
+        &self,
+        opening: &[TrailEvent],
+        executions: &[Execution],
+    ) -> Result<(Option<Lane<DB::Connection>>, Vec<TrailEvent>)> {
         let now = kern_core::now();
+        let mut conn: Option<Lane<DB::Connection>> = None;
         let mut events: Vec<TrailEvent> = Vec::new();
         for execution in executions {
             let id = execution.approval_id.as_str();
             let written = opening.iter().chain(&events).rev().find(|event| event.approval_id == id);
-            let head = match written {
-                Some(event) => Some((event.index, event.hash.clone())),
-                None => self.pools.read(Stmt::new(&self.queries.trail_head).bind(id), codec::head).await?.pop(),
+            let head = match (written, &mut conn) {
+                (Some(event), _) => Some((event.index, event.hash.clone())),
+                (None, Some(conn)) => {
+                    DB::fetch(conn, &Stmt::new(&self.queries.trail_head).bind(id), codec::head).await?.pop()
+                }
+                (None, None) => {
+                    let read = Stmt::new(&self.queries.trail_head).bind(id);
+                    let (lane, mut heads) = self.pools.read_on_writer(&read, codec::head).await?;
+                    conn = Some(lane);
+                    heads.pop()
+                }
             };
             let Some((index, hash)) = head else {
                 return Err(Error::ApprovalNotFound(execution.approval_id.clone()));
@@ -145,7 +163,7 @@ impl<DB: Driver> SqlStore<DB> {
             let event = (execution.kind(), execution.principal.clone(), execution.data());
             events.extend(trail::append(Some((index, hash.as_str())), id, &execution.run_id, now, [event]));
         }
-        Ok(events)
+        Ok((conn, events))
     }
 
     fn upsert_run<'a>(&'a self, run: &'a RunRecord) -> Result<Stmt<'a>> {
@@ -400,7 +418,8 @@ impl<DB: Driver> SqlStore<DB> {
         // event written meanwhile all the same would take this one's index, which the table
         // keeps unique: the resolution then fails whole rather than fork the chain.
         let read = Stmt::new(&self.queries.resolution_head).bind(id);
-        let Some((run_id, head)) = self.pools.read(read, codec::run_and_head).await?.pop() else {
+        let (mut conn, mut found) = self.pools.read_on_writer(&read, codec::run_and_head).await?;
+        let Some((run_id, head)) = found.pop() else {
             return Ok(None);
         };
         let principal = update.resolved_by.clone().unwrap_or_else(|| SYSTEM_PRINCIPAL.to_owned());
@@ -416,7 +435,7 @@ impl<DB: Driver> SqlStore<DB> {
             .bind(update.resolution_data.as_ref())
             .bind(now);
         let append = codec::bind_event(Stmt::new(&self.queries.insert_selected_event), &event);
-        let row = DB::update_then_insert(&self.pools.writer, resolve, append, codec::approval).await?.pop();
+        let row = DB::update_then_insert(&mut conn, resolve, append, codec::approval).await?.pop();
         Ok(row.map(|row| self.pools.committed(row)))
     }
 

@@ -18,7 +18,7 @@ use kern::run::{
 use serde_json::{Map, Value, json};
 
 use crate::fixtures::{
-    approval, create, create_all, external_approval, ids, now, run, seconds, stored, user_input_approval,
+    approval, create, create_all, execution, external_approval, ids, now, run, seconds, stored, user_input_approval,
 };
 use crate::harness::{Backend, Options, SqlTarget};
 
@@ -537,7 +537,8 @@ async fn postgres_killed_connections_are_replaced_without_failing_the_caller() {
                 assert_eq!(store.session_runs(&session, 5).await.expect("session_runs"), std::slice::from_ref(&paused));
                 kill().await;
                 let approved = store.update_approval(&row.id, ApprovalUpdate::approve("admin")).await;
-                assert_eq!(approved.expect("update_approval").status, ApprovalStatus::Approved);
+                let approved = approved.expect("update_approval");
+                assert_eq!(approved.status, ApprovalStatus::Approved);
                 kill().await;
                 let waited = store.wait_for_resolution(&row.id, Duration::from_secs(5)).await;
                 assert_eq!(waited.expect("wait_for_resolution").status, ApprovalStatus::Approved);
@@ -547,7 +548,9 @@ async fn postgres_killed_connections_are_replaced_without_failing_the_caller() {
                 store.reclaim_run(&paused.run_id, Duration::ZERO).await.expect("reclaim_run");
                 kill().await;
                 let done = RunRecord { status: RunStatus::Completed, ..claimed };
-                store.save_runs(std::slice::from_ref(&done), &[], &[]).await.expect("save_runs of the outcome");
+                // Its executed call's event is chained on a head read on the writer's connection.
+                let executed = [execution(&approved, true)];
+                store.save_runs(std::slice::from_ref(&done), &[], &executed).await.expect("save_runs of the outcome");
                 kill().await;
                 assert_eq!(store.expire_approvals(now()).await.expect("expire_approvals"), 0);
                 kill().await;

@@ -225,32 +225,44 @@ impl Driver for Postgres {
         independent: bool,
     ) -> BoxFuture<'a, Result<()>> {
         Box::pin(async move {
-            if !independent || bound(&stmts) > MAX_PARAMS {
-                return transaction::<Postgres>(&mut writer.acquire().await?, &stmts).await;
+            // A transaction's `BEGIN` shows whether its connection answers (see `begin`); a lone
+            // statement's connection is pinged first.
+            let mut conn =
+                if is_transaction(&stmts, independent) { writer.acquire() } else { writer.acquire_live() }.await?;
+            Self::commit_all(&mut conn, stmts, independent).await
+        })
+    }
+
+    fn commit_all<'c>(
+        conn: &'c mut Lane<PgConnection>,
+        stmts: Vec<Stmt<'c>>,
+        independent: bool,
+    ) -> BoxFuture<'c, Result<()>> {
+        Box::pin(async move {
+            if is_transaction(&stmts, independent) {
+                return transaction::<Postgres>(conn, &stmts).await;
             }
-            let mut conn = writer.acquire_live().await?;
-            execute_alone::<Postgres>(&mut conn, &one_statement(stmts)).await.map(drop)
+            execute_alone::<Postgres>(conn, &one_statement(stmts)).await.map(drop)
         })
     }
 
     /// One statement, `WITH changed AS (update), appended AS (insert FROM changed) SELECT *
     /// FROM changed`: the insert selects one row per changed row, so none when the update
     /// changed none.
-    fn update_then_insert<'a, T: Send + 'a>(
-        writer: &'a Lanes<PgConnection>,
-        update: Stmt<'a>,
-        insert: Stmt<'a>,
+    fn update_then_insert<'c, T: Send + 'c>(
+        conn: &'c mut Lane<PgConnection>,
+        update: Stmt<'c>,
+        insert: Stmt<'c>,
         decode: Decoder<T>,
-    ) -> BoxFuture<'a, Result<Vec<T>>> {
+    ) -> BoxFuture<'c, Result<Vec<T>>> {
         Box::pin(async move {
             let (texts, params) = chain(vec![update, insert]);
             let [update, insert] = <[String; 2]>::try_from(texts).expect("two statements");
             let sql = format!("WITH changed AS ({update}), appended AS ({insert} FROM changed) SELECT * FROM changed");
-            let mut conn = writer.acquire_live().await?;
-            let rows = Self::fetch(&mut conn, &Stmt { sql: sql.into(), params }, decode).await;
+            let rows = Self::fetch(conn, &Stmt { sql: sql.into(), params }, decode).await;
             // A row that fails to decode was written all the same.
             if !rows.as_ref().is_err_and(Self::connection_lost) {
-                Self::announce(&mut conn).await;
+                Self::announce(conn).await;
             }
             rows
         })
@@ -361,6 +373,12 @@ impl ConnectionPool<Postgres> for Lanes<PgConnection> {
     fn close(&self) -> BoxFuture<'_, ()> {
         Box::pin(Lanes::close(self))
     }
+}
+
+/// Whether `stmts` run as a transaction, not as one statement: when they depend on each other,
+/// or bind more values than one statement may.
+fn is_transaction(stmts: &[Stmt<'_>], independent: bool) -> bool {
+    !independent || bound(stmts) > MAX_PARAMS
 }
 
 /// Independent statements (see [`Driver::write_all`]) as one, `WITH s0 AS (..), s1 AS (..)

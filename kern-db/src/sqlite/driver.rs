@@ -155,17 +155,24 @@ impl Driver for Sqlite {
     fn write_all<'a>(
         writer: &'a Lanes<SqliteConnection>,
         stmts: Vec<Stmt<'a>>,
-        _independent: bool,
+        independent: bool,
     ) -> BoxFuture<'a, Result<()>> {
+        Box::pin(async move { Self::commit_all(&mut writer.acquire_lane().await?, stmts, independent).await })
+    }
+
+    fn commit_all<'c>(
+        conn: &'c mut Lane<SqliteConnection>,
+        stmts: Vec<Stmt<'c>>,
+        _independent: bool,
+    ) -> BoxFuture<'c, Result<()>> {
         Box::pin(async move {
-            let mut conn = writer.acquire_lane().await?;
             if bound(&stmts) > MAX_PARAMS {
-                return transaction::<Sqlite>(&mut conn, &stmts).await;
+                return transaction::<Sqlite>(conn, &stmts).await;
             }
             let (texts, params) = chain(stmts);
             let script = Stmt { sql: format!("{}; {}; COMMIT", Self::BEGIN_WRITE, texts.join("; ")).into(), params };
             conn.set_in_transaction(true);
-            Self::execute(&mut conn, &script).await?;
+            Self::execute(conn, &script).await?;
             conn.set_in_transaction(false);
             Ok(())
         })
@@ -173,19 +180,18 @@ impl Driver for Sqlite {
 
     /// One script, `BEGIN IMMEDIATE; update; insert WHERE changes() = 1; COMMIT`: `changes()`
     /// counts the rows the statement before changed, its triggers' writes aside.
-    fn update_then_insert<'a, T: Send + 'a>(
-        writer: &'a Lanes<SqliteConnection>,
-        update: Stmt<'a>,
-        insert: Stmt<'a>,
+    fn update_then_insert<'c, T: Send + 'c>(
+        conn: &'c mut Lane<SqliteConnection>,
+        update: Stmt<'c>,
+        insert: Stmt<'c>,
         decode: Decoder<T>,
-    ) -> BoxFuture<'a, Result<Vec<T>>> {
+    ) -> BoxFuture<'c, Result<Vec<T>>> {
         Box::pin(async move {
             let (texts, params) = chain(vec![update, insert]);
             let [update, insert] = <[String; 2]>::try_from(texts).expect("two statements");
             let sql = format!("{}; {update}; {insert} WHERE changes() = 1; COMMIT", Self::BEGIN_WRITE);
-            let mut conn = writer.acquire_lane().await?;
             conn.set_in_transaction(true);
-            let rows = Self::fetch(&mut conn, &Stmt { sql: sql.into(), params }, decode).await?;
+            let rows = Self::fetch(conn, &Stmt { sql: sql.into(), params }, decode).await?;
             conn.set_in_transaction(false);
             Ok(rows)
         })
