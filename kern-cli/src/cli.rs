@@ -316,6 +316,7 @@ pub struct ServeArgs {
     pub secure_cookies: bool,
 }
 
+/// A public origin, or why the text is none (a usage error).
 fn parse_origin(text: &str) -> Result<PublicOrigin, String> {
     PublicOrigin::parse(text).map_err(|err| err.to_string())
 }

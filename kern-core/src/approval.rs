@@ -421,8 +421,9 @@ impl ApprovalQuery {
 }
 
 /// A place in a listing's order: the time the listing is ordered by (a row's creation for the
-/// newest first, its expiry for the expiring soonest first) and the id of the last row of a
-/// page. Written as `<microseconds>.<id>`, opaque to whoever pages with it; see
+/// newest first, its expiry for the expiring soonest first; a run's creation in the runs'
+/// listing, its last write in the stale runs') and the id of the last row or run of a page.
+/// Written as `<microseconds>.<id>`, opaque to whoever pages with it; see
 /// [`ApprovalQuery::cursor_after`].
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct PageCursor {

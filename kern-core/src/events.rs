@@ -7,10 +7,12 @@
 //! report costs one task-local lookup and nothing is built.
 //!
 //! A run never waits for its listener: what the listener has not read yet is held for it, and
-//! once [`MAX_HELD_EVENTS`] are held a new piece of text is added to the piece held last, where
-//! that is a piece of the same kind and run. A listener that falls behind a model streaming its
-//! answer then gets the same text in fewer, larger pieces, and what is held grows with the
-//! text and the run's steps, not with how finely the provider cut the text.
+//! once [`MAX_HELD_EVENTS`] are held a new piece of text is added to the last held piece of the
+//! same kind and run, found past other runs' pieces of text (a team's members may answer at
+//! once) but never past another event. A listener that falls behind a model streaming its
+//! answer then gets the same text in fewer, larger pieces (each run's in order; the pieces of
+//! runs answering at once may come less interleaved than they were written), and what is held
+//! grows with the text and the runs' steps, not with how finely the provider cut the text.
 
 use std::collections::VecDeque;
 use std::pin::Pin;
@@ -165,10 +167,35 @@ impl RunEvent {
             (_, next) => Some(next),
         }
     }
+
+    /// The run of a piece of text (of an answer or of reasoning); `None` for any other event.
+    fn text_run(&self) -> Option<&str> {
+        match self {
+            RunEvent::ContentDelta { run_id, .. } | RunEvent::ReasoningDelta { run_id, .. } => Some(run_id),
+            _ => None,
+        }
+    }
+}
+
+/// Adds `next` to the last held piece of text of its kind and run, looking back past pieces of
+/// text of other runs only (a team's members may answer at once), never past another event, so
+/// that each run's events keep their order; or gives it back.
+fn absorb_into(held: &mut VecDeque<RunEvent>, mut next: RunEvent) -> Option<RunEvent> {
+    for event in held.iter_mut().rev() {
+        let passable = event.text_run().is_some_and(|run| Some(run) != next.text_run());
+        match event.absorb(next) {
+            None => return None,
+            Some(given_back) => next = given_back,
+        }
+        if !passable {
+            break;
+        }
+    }
+    Some(next)
 }
 
 /// How many events a stream holds for its listener before each new piece of text is added to
-/// the piece held last (see the module's docs).
+/// the last held piece of its kind and run (see the module's docs).
 pub const MAX_HELD_EVENTS: usize = 256;
 
 /// What a run reported and its listener has not read yet, shared by the two.
@@ -198,11 +225,8 @@ impl Queue {
         if held.gone {
             return;
         }
-        let full = held.events.len() >= MAX_HELD_EVENTS;
-        let event = match held.events.back_mut() {
-            Some(last) if full => last.absorb(event),
-            _ => Some(event),
-        };
+        let event =
+            if held.events.len() >= MAX_HELD_EVENTS { absorb_into(&mut held.events, event) } else { Some(event) };
         held.events.extend(event);
         wake(held);
     }
@@ -414,5 +438,47 @@ mod tests {
             })
             .collect();
         assert_eq!(text, (0..10 * MAX_HELD_EVENTS).map(|n| format!("{n} ")).collect::<String>());
+    }
+
+    /// The text of run `run_id`'s answer in `events`, joined.
+    fn answer_of(events: &[RunEvent], run_id: &str) -> String {
+        events
+            .iter()
+            .filter_map(|event| match event {
+                RunEvent::ContentDelta { run_id: of, text } if of == run_id => Some(text.as_str()),
+                _ => None,
+            })
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn members_answering_at_once_are_held_within_the_bound_each_in_order() {
+        let queue = Arc::new(Queue::default());
+        let stream = RunStream { queue: queue.clone() };
+        let words = 10 * MAX_HELD_EVENTS;
+        for n in 0..words {
+            queue.push(content("member-a", &format!("a{n} ")));
+            queue.push(content("member-b", &format!("b{n} ")));
+            if n == words / 2 {
+                let tool = RunEvent::ToolCallStarted {
+                    run_id: "member-a".into(),
+                    tool_call_id: "call-1".into(),
+                    tool_name: "lookup".into(),
+                    args: Value::Null,
+                };
+                queue.push(tool);
+            }
+        }
+        // Past the bound, only the tool call and the piece of each member after it were added.
+        assert!(queue.lock().events.len() <= MAX_HELD_EVENTS + 3, "{}", queue.lock().events.len());
+        queue.end();
+        let events: Vec<RunEvent> = stream.collect().await;
+        for member in ["a", "b"] {
+            let expected: String = (0..words).map(|n| format!("{member}{n} ")).collect();
+            assert_eq!(answer_of(&events, &format!("member-{member}")), expected, "member {member}");
+        }
+        let tool_at = events.iter().position(|event| matches!(event, RunEvent::ToolCallStarted { .. })).unwrap();
+        let before: String = answer_of(&events[..tool_at], "member-a");
+        assert_eq!(before, (0..=words / 2).map(|n| format!("a{n} ")).collect::<String>(), "a's text keeps its place");
     }
 }

@@ -308,29 +308,34 @@ impl Worker {
     /// Stale runs of every program come back, and those of a program no worker here has (a
     /// retired agent's, say) stay stale: they are read past, a page at a time, until this
     /// worker has no room left or no stale run is left. At most [`STALE_PAGES_PER_UPKEEP`]
-    /// pages at once; the next upkeep reads on from where this one stopped, and after a
-    /// listing read to its end or a worker filled, from the oldest again.
+    /// pages at once; the next upkeep reads on from where this one stopped (the page in which
+    /// this worker filled, read again, since it may hold runs left for lack of room), and from
+    /// the oldest again once the listing was read to its end.
     async fn recover_stale(&self, state: &mut State) {
         let stale_after = self.settings.stale_after;
+        let full = |state: &State| state.tasks.len() >= self.settings.concurrency;
         let mut after = state.stale_cursor.take();
         for _ in 0..STALE_PAGES_PER_UPKEEP {
-            if state.tasks.len() >= self.settings.concurrency {
-                return;
+            if full(state) {
+                break;
             }
             let page = match self.store.stale_runs(stale_after, after.as_ref(), STALE_PAGE).await {
                 Ok(page) => page,
                 Err(error) => {
                     tracing::warn!(%error, "kern worker cannot read stale runs");
-                    return;
+                    break;
                 }
             };
             for run in &page {
-                if state.tasks.len() < self.settings.concurrency
+                if !full(state)
                     && !state.in_flight.contains(&run.run_id)
                     && let Some(runner) = self.runner_for(run)
                 {
                     self.start(state, runner, Job::Recover, &run.run_id);
                 }
+            }
+            if full(state) {
+                break;
             }
             match page.last() {
                 Some(last) if page.len() == STALE_PAGE as usize => {
@@ -440,8 +445,8 @@ struct State {
     backlog: bool,
     /// Decided runs the last scan found and had no room for, in the order it found them.
     queued: VecDeque<(Runner, String)>,
-    /// Where the next upkeep reads on in the stale runs, when the last stopped at its most
-    /// pages (see [`Worker::recover_stale`]).
+    /// Where the next upkeep reads on in the stale runs, when the last stopped before their
+    /// end (see [`Worker::recover_stale`]).
     stale_cursor: Option<PageCursor>,
     /// Runs that also wait for calls no row decides (a plain confirmation, say), as last
     /// written: a continue without the caller's answers cannot resume them, so they are left to

@@ -88,6 +88,7 @@ struct Idle<C> {
     /// Left inside a transaction by a caller that stopped waiting: rolled back before it is
     /// lent again (only a resident connection, which is never closed, comes back so).
     in_transaction: bool,
+    /// When it was opened.
     opened: Instant,
     /// When it came back.
     since: Instant,
@@ -158,7 +159,7 @@ impl<C: Connection> Lanes<C> {
 
 impl<C> Lanes<C>
 where
-    C: Connection,
+    C: Connection + 'static,
     for<'e> &'e mut C: Executor<'e, Database = C::Database>,
 {
     /// The one connection of a database that lives in it, opened now and never closed before
@@ -176,7 +177,7 @@ where
         let waited = tokio::time::timeout(timeout, self.inner.permits.clone().acquire_owned()).await;
         let permit = waited.map_err(|_| Error::database(sqlx::Error::PoolTimedOut))?;
         let permit = permit.map_err(|_| Error::database(sqlx::Error::PoolClosed))?;
-        let (conn, in_transaction, opened) = match self.inner.take_idle().await {
+        let (conn, in_transaction, opened) = match self.inner.take_idle() {
             Some(Idle { conn, in_transaction, opened, .. }) => (conn, in_transaction, opened),
             None => (self.inner.connect().await?, false, Instant::now()),
         };
@@ -210,34 +211,35 @@ impl<C: Connection> Inner<C> {
             .map_err(Error::database)
     }
 
-    /// The connection that came back last, once the idle ones past their time are closed.
-    async fn take_idle(&self) -> Option<Idle<C>> {
-        let (spent, fresh) = {
-            let mut idle = self.idle();
-            let mut spent = Vec::new();
-            if let Some(recycling) = &self.recycling {
-                let now = Instant::now();
-                let mut n = 0;
-                while n < idle.len() {
-                    if recycling.is_spent(&idle[n], now) {
-                        spent.push(idle.remove(n));
-                    } else {
-                        n += 1;
-                    }
+    /// The connection that came back last, once the idle ones past their time are taken out
+    /// and closed on a task of their own: the caller waits for no goodbye.
+    fn take_idle(&self) -> Option<Idle<C>>
+    where
+        C: 'static,
+    {
+        let mut idle = self.idle();
+        if let Some(recycling) = &self.recycling {
+            let now = Instant::now();
+            let mut n = 0;
+            while n < idle.len() {
+                if recycling.is_spent(&idle[n], now) {
+                    let spent = idle.remove(n).conn;
+                    tokio::spawn(async move {
+                        if let Err(err) = spent.close().await {
+                            tracing::debug!(error = %err, "a recycled connection did not close cleanly");
+                        }
+                    });
+                } else {
+                    n += 1;
                 }
             }
-            (spent, idle.pop())
-        };
-        for idle in spent {
-            if let Err(err) = idle.conn.close().await {
-                tracing::debug!(error = %err, "a recycled connection did not close cleanly");
-            }
         }
-        fresh
+        idle.pop()
     }
 
     fn idle(&self) -> MutexGuard<'_, Vec<Idle<C>>> {
-        // Only pushes and pops happen under the lock: a panic cannot leave the list half-done.
+        // Only pushes, pops and removals happen under the lock: a panic cannot leave the list
+        // half-done.
         self.idle.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 }

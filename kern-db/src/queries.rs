@@ -472,11 +472,12 @@ fn where_of<'s>(conditions: impl Iterator<Item = &'s str>) -> String {
     if conditions.is_empty() { String::new() } else { format!("WHERE {}", conditions.join(" AND ")) }
 }
 
-/// The values of the cursor's condition, `(created_at, id) < (time, id)` newest first and
-/// `(expires_at, id) > (time, id)` expiring soonest first. A cursor between two stored
-/// microseconds is equal to no stored time: the rows after it are those before the next
-/// microsecond (newest first) or from it on (expiring soonest first), whatever their id, which
-/// the empty id, less than any other, selects in both.
+/// The values of the cursor's condition: `(created_at, id) < (time, id)` newest first,
+/// `(expires_at, id) > (time, id)` expiring soonest first, `(updated_at, run_id) > (time, id)`
+/// for the stale runs, oldest first. A cursor between two stored microseconds is equal to no
+/// stored time: the rows after it are those before the next microsecond (newest first) or from
+/// it on (the others), whatever their id, which the empty id, less than any other, selects in
+/// all.
 fn cursor<'a>(cursor: &'a PageCursor) -> [Param<'a>; 2] {
     let exact = floor_micros(cursor.at) == cursor.at;
     [ceil_micros(cursor.at).into(), if exact { cursor.id.as_str() } else { "" }.into()]

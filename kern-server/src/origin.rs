@@ -7,7 +7,8 @@ use axum::http::HeaderMap;
 use axum::http::header::{HOST, ORIGIN};
 
 /// The origin a server is reached at from outside, such as `https://kern.example.com`: a
-/// scheme (`http` or `https`), a host and an optional port, nothing else.
+/// scheme (`http` or `https`), a host and an optional port, nothing else. Kept as browsers send
+/// it in `Origin`: in lower case, without a default port (`:443` for https, `:80` for http).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PublicOrigin(String);
 
@@ -22,7 +23,7 @@ pub struct InvalidOrigin {
 }
 
 impl PublicOrigin {
-    /// Reads `text`, kept in lower case as browsers send it; one trailing `/` is dropped.
+    /// Reads `text`; one trailing `/` is dropped.
     pub fn parse(text: &str) -> Result<Self, InvalidOrigin> {
         let refuse = |reason| InvalidOrigin { origin: text.to_owned(), reason };
         let lower = text.to_ascii_lowercase();
@@ -30,16 +31,34 @@ impl PublicOrigin {
             return Err(refuse("it has no scheme"));
         };
         let authority = authority.strip_suffix('/').unwrap_or(authority);
-        if scheme != "http" && scheme != "https" {
-            return Err(refuse("its scheme is neither http nor https"));
-        }
-        if authority.is_empty() {
+        let default_port = match scheme {
+            "https" => "443",
+            "http" => "80",
+            _ => return Err(refuse("its scheme is neither http nor https")),
+        };
+        // An IPv6 address is bracketed, and holds colons of its own.
+        let (host, port) = match authority.rfind(':') {
+            Some(at) if !authority[at..].contains(']') => (&authority[..at], Some(&authority[at + 1..])),
+            _ => (authority, None),
+        };
+        if host.is_empty() {
             return Err(refuse("it has no host"));
         }
-        if !authority.bytes().all(|byte| byte.is_ascii_alphanumeric() || b".-:[]".contains(&byte)) {
+        let bracketed = host.starts_with('[') && host.ends_with(']') && host.len() > 2;
+        let host_chars = |byte: u8| byte.is_ascii_alphanumeric() || b".-".contains(&byte);
+        let ipv6_chars = |byte: u8| byte.is_ascii_hexdigit() || b":.".contains(&byte);
+        let valid_host =
+            if bracketed { host[1..host.len() - 1].bytes().all(ipv6_chars) } else { host.bytes().all(host_chars) };
+        if !valid_host {
             return Err(refuse("it has a path, a query, credentials or a character no host has"));
         }
-        Ok(PublicOrigin(format!("{scheme}://{authority}")))
+        match port {
+            Some(port) if port.is_empty() || !port.bytes().all(|byte| byte.is_ascii_digit()) => {
+                Err(refuse("its port is not a number"))
+            }
+            Some(port) if port != default_port => Ok(PublicOrigin(format!("{scheme}://{host}:{port}"))),
+            _ => Ok(PublicOrigin(format!("{scheme}://{host}"))),
+        }
     }
 
     /// The origin, as a browser sends it.
@@ -50,9 +69,11 @@ impl PublicOrigin {
 
 /// True when a request names an origin other than the server it is sent to (by `Host`) and
 /// other than `public`: browsers send `Origin` with every POST, so a form posted from another
-/// site is told apart. A request without `Origin` (not from a browser's form) is not.
+/// site is told apart. A request without `Origin` (not from a browser's form) is not; one whose
+/// `Origin` is not text is.
 pub fn cross_origin(headers: &HeaderMap, public: Option<&PublicOrigin>) -> bool {
-    let Some(origin) = headers.get(ORIGIN).and_then(|value| value.to_str().ok()) else { return false };
+    let Some(origin) = headers.get(ORIGIN) else { return false };
+    let Ok(origin) = origin.to_str() else { return true };
     if public.is_some_and(|public| origin.eq_ignore_ascii_case(public.as_str())) {
         return false;
     }
@@ -79,12 +100,22 @@ mod tests {
         assert_eq!(PublicOrigin::parse("https://Kern.Example.com/").unwrap().as_str(), "https://kern.example.com");
         assert_eq!(PublicOrigin::parse("http://10.0.0.5:8080").unwrap().as_str(), "http://10.0.0.5:8080");
         assert_eq!(PublicOrigin::parse("http://[::1]:7000").unwrap().as_str(), "http://[::1]:7000");
+        assert_eq!(PublicOrigin::parse("http://[::1]").unwrap().as_str(), "http://[::1]");
+        // Browsers leave a default port out of `Origin`.
+        assert_eq!(PublicOrigin::parse("https://kern.example.com:443").unwrap().as_str(), "https://kern.example.com");
+        assert_eq!(PublicOrigin::parse("http://kern.example.com:80/").unwrap().as_str(), "http://kern.example.com");
+        assert_eq!(PublicOrigin::parse("http://kern.example.com:443").unwrap().as_str(), "http://kern.example.com:443");
         for (text, reason) in [
             ("kern.example.com", "it has no scheme"),
             ("ftp://kern.example.com", "its scheme is neither http nor https"),
             ("https://", "it has no host"),
+            ("https://:443", "it has no host"),
+            ("https://kern.example.com:", "its port is not a number"),
+            ("https://kern.example.com:44x", "its port is not a number"),
             ("https://kern.example.com/inbox", "it has a path, a query, credentials or a character no host has"),
             ("https://admin@kern.example.com", "it has a path, a query, credentials or a character no host has"),
+            ("https://a]b", "it has a path, a query, credentials or a character no host has"),
+            ("https://[zz::1]", "it has a path, a query, credentials or a character no host has"),
         ] {
             assert_eq!(PublicOrigin::parse(text).unwrap_err().reason, reason, "{text}");
         }
@@ -103,5 +134,8 @@ mod tests {
             assert!(cross_origin(&headers(elsewhere, "127.0.0.1:7000"), Some(&public)), "{elsewhere}");
         }
         assert!(!cross_origin(&HeaderMap::new(), Some(&public)), "no Origin: not a browser's form");
+        let mut garbled = headers("https://kern.example.com", "127.0.0.1:7000");
+        garbled.insert(ORIGIN, HeaderValue::from_bytes(b"https://k\xe9rn.example.com").unwrap());
+        assert!(cross_origin(&garbled, Some(&public)), "an Origin that is not text is refused");
     }
 }
