@@ -430,14 +430,8 @@ mod tests {
         assert_eq!(queue.lock().events.len(), MAX_HELD_EVENTS);
         queue.end();
         let events: Vec<RunEvent> = stream.collect().await;
-        let text: String = events
-            .iter()
-            .filter_map(|event| match event {
-                RunEvent::ContentDelta { text, .. } => Some(text.as_str()),
-                _ => None,
-            })
-            .collect();
-        assert_eq!(text, (0..10 * MAX_HELD_EVENTS).map(|n| format!("{n} ")).collect::<String>());
+        let expected: String = (0..10 * MAX_HELD_EVENTS).map(|n| format!("{n} ")).collect();
+        assert_eq!(answer_of(&events, "run-1"), expected);
     }
 
     /// The text of run `run_id`'s answer in `events`, joined.
