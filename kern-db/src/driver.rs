@@ -258,6 +258,21 @@ pub(crate) async fn execute_alone<DB: Driver>(conn: &mut Lane<DB::Connection>, s
     Ok(changed)
 }
 
+/// Runs `stmt`, which commits by itself, and announces it (see [`Driver::announce`]); returns
+/// the rows it returns, decoded. A row that fails to decode was written all the same: only a lost
+/// connection leaves the statement unannounced.
+pub(crate) async fn fetch_alone<DB: Driver, T: Send>(
+    conn: &mut Lane<DB::Connection>,
+    stmt: &Stmt<'_>,
+    decode: Decoder<T>,
+) -> Result<Vec<T>> {
+    let rows = DB::fetch(conn, stmt, decode).await;
+    if !rows.as_ref().is_err_and(DB::connection_lost) {
+        DB::announce(conn).await;
+    }
+    rows
+}
+
 /// Runs `stmts` in one transaction on `conn` (see [`begin`]), a call to the database each: all
 /// of them or, on any error, none.
 pub(crate) async fn transaction<DB: Driver>(conn: &mut Lane<DB::Connection>, stmts: &[Stmt<'_>]) -> Result<()> {
@@ -346,12 +361,7 @@ impl<DB: Driver> Pools<DB> {
     /// One writing statement whose `RETURNING` rows are decoded.
     pub(crate) async fn write<T: Send>(&self, stmt: Stmt<'_>, decode: Decoder<T>) -> Result<Vec<T>> {
         let mut conn = self.writer.acquire_live().await?;
-        let rows = DB::fetch(&mut conn, &stmt, decode).await;
-        // A row that fails to decode was written all the same.
-        if !rows.as_ref().is_err_and(DB::connection_lost) {
-            DB::announce(&mut conn).await;
-        }
-        rows.map(|rows| self.committed(rows))
+        fetch_alone::<DB, T>(&mut conn, &stmt, decode).await.map(|rows| self.committed(rows))
     }
 
     pub(crate) async fn execute(&self, stmt: Stmt<'_>) -> Result<u64> {

@@ -121,6 +121,13 @@ pub(crate) fn chain(stmts: Vec<Stmt<'_>>) -> (Vec<String>, Vec<Param<'_>>) {
     (texts, params)
 }
 
+/// `first` and `second` as one statement, whose text `text` writes from theirs once their
+/// placeholders follow one another (see [`chain`]).
+pub(crate) fn join<'a>(first: Stmt<'a>, second: Stmt<'a>, text: impl FnOnce(&str, &str) -> String) -> Stmt<'a> {
+    let (texts, params) = chain(vec![first, second]);
+    Stmt { sql: text(&texts[0], &texts[1]).into(), params }
+}
+
 /// How many values `stmts` bind in all.
 pub(crate) fn bound(stmts: &[Stmt<'_>]) -> usize {
     stmts.iter().map(|stmt| stmt.params.len()).sum()

@@ -145,15 +145,18 @@ impl<DB: Driver> SqlStore<DB> {
         for execution in executions {
             let id = execution.approval_id.as_str();
             let written = opening.iter().chain(&events).rev().find(|event| event.approval_id == id);
-            let head = match (written, &mut conn) {
-                (Some(event), _) => Some((event.index, event.hash.clone())),
-                (None, Some(conn)) => {
-                    DB::fetch(conn, &Stmt::new(&self.queries.trail_head).bind(id), codec::head).await?.pop()
-                }
-                (None, None) => {
+            let head = match written {
+                Some(event) => Some((event.index, event.hash.clone())),
+                None => {
                     let read = Stmt::new(&self.queries.trail_head).bind(id);
-                    let (lane, mut heads) = self.pools.read_on_writer(&read, codec::head).await?;
-                    conn = Some(lane);
+                    let mut heads = match &mut conn {
+                        Some(conn) => DB::fetch(conn, &read, codec::head).await?,
+                        None => {
+                            let (lane, heads) = self.pools.read_on_writer(&read, codec::head).await?;
+                            conn = Some(lane);
+                            heads
+                        }
+                    };
                     heads.pop()
                 }
             };

@@ -16,10 +16,10 @@ use sqlx::types::Json;
 use sqlx::{Connection, Decode, Encode, Executor, Postgres, Row, Type};
 
 use super::notify;
-use crate::driver::{ConnectionPool, Driver, begin, commit, execute_alone, transaction};
+use crate::driver::{ConnectionPool, Driver, begin, commit, execute_alone, fetch_alone, transaction};
 use crate::lanes::{Lane, Lanes};
 use crate::layout::{Ident, Layout};
-use crate::stmt::{Columns, Decoder, Param, Stmt, bound, chain, corrupt};
+use crate::stmt::{Columns, Decoder, Param, Stmt, bound, chain, corrupt, join};
 
 /// The most values one statement binds: the protocol counts them in 16 bits.
 const MAX_PARAMS: usize = 65_535;
@@ -256,15 +256,10 @@ impl Driver for Postgres {
         decode: Decoder<T>,
     ) -> BoxFuture<'c, Result<Vec<T>>> {
         Box::pin(async move {
-            let (texts, params) = chain(vec![update, insert]);
-            let [update, insert] = <[String; 2]>::try_from(texts).expect("two statements");
-            let sql = format!("WITH changed AS ({update}), appended AS ({insert} FROM changed) SELECT * FROM changed");
-            let rows = Self::fetch(conn, &Stmt { sql: sql.into(), params }, decode).await;
-            // A row that fails to decode was written all the same.
-            if !rows.as_ref().is_err_and(Self::connection_lost) {
-                Self::announce(conn).await;
-            }
-            rows
+            let stmt = join(update, insert, |update, insert| {
+                format!("WITH changed AS ({update}), appended AS ({insert} FROM changed) SELECT * FROM changed")
+            });
+            fetch_alone::<Postgres, T>(conn, &stmt, decode).await
         })
     }
 

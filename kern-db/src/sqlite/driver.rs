@@ -11,7 +11,7 @@ use sqlx::{Decode, Executor, Row, Sqlite, Type};
 use crate::driver::{ConnectionPool, Driver, begin, commit, transaction};
 use crate::lanes::{Lane, Lanes};
 use crate::layout::{Ident, Layout};
-use crate::stmt::{Columns, Decoder, Param, Stmt, bound, chain, corrupt};
+use crate::stmt::{Columns, Decoder, Param, Stmt, bound, chain, corrupt, join};
 
 /// The most values one SQL text binds (`$n` counts through a whole script): SQLite's default
 /// `SQLITE_MAX_VARIABLE_NUMBER`, which sqlx's bundled SQLite keeps.
@@ -187,11 +187,11 @@ impl Driver for Sqlite {
         decode: Decoder<T>,
     ) -> BoxFuture<'c, Result<Vec<T>>> {
         Box::pin(async move {
-            let (texts, params) = chain(vec![update, insert]);
-            let [update, insert] = <[String; 2]>::try_from(texts).expect("two statements");
-            let sql = format!("{}; {update}; {insert} WHERE changes() = 1; COMMIT", Self::BEGIN_WRITE);
+            let script = join(update, insert, |update, insert| {
+                format!("{}; {update}; {insert} WHERE changes() = 1; COMMIT", Self::BEGIN_WRITE)
+            });
             conn.set_in_transaction(true);
-            let rows = Self::fetch(conn, &Stmt { sql: sql.into(), params }, decode).await?;
+            let rows = Self::fetch(conn, &script, decode).await?;
             conn.set_in_transaction(false);
             Ok(rows)
         })
