@@ -193,17 +193,18 @@ pub enum RunsCommand {
         /// The run's id.
         id: String,
     },
-    /// Cancels a paused run and every row it waits on (needs --db and --as).
+    /// Cancels a paused run and every row it waits on (with --db, as --as).
     Cancel {
         /// The run's id.
         id: String,
     },
     /// Hands a run whose continue died back as paused, once it has been running for longer
-    /// than --stale-after, so that the next continue takes it (needs --db).
+    /// than --stale-after, so that the next continue takes it.
     Recover {
         /// The run's id.
         id: String,
-        /// How long a run must have been running to count as abandoned (`10m`, `2h`).
+        /// How long a run must have been running to count as abandoned (`10m`, `2h`); through a
+        /// server, at least the server's stale time.
         #[arg(long, value_parser = parse_duration, value_name = "DURATION")]
         stale_after: Duration,
     },
@@ -279,7 +280,7 @@ pub enum KeysCommand {
 pub enum AuditCommand {
     /// Recomputes every row's hash chain; fails with the first broken link.
     Verify,
-    /// Writes the trail's events to standard output (needs --db).
+    /// Writes the trail's events to standard output (an admin's, through a server).
     Export {
         /// `jsonl` (one event a line) or `csv`.
         #[arg(long, value_enum, default_value_t = ExportFormat::Jsonl)]

@@ -5,7 +5,7 @@ use axum::Json;
 use utoipa::OpenApi;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 
-use crate::routes::{approvals, events, keys, ops, runs};
+use crate::routes::{approvals, audit, events, keys, ops, runs};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -14,8 +14,10 @@ use crate::routes::{approvals, events, keys, ops, runs};
         approvals::list, approvals::count, approvals::get, approvals::status, approvals::resolve,
         approvals::delete, approvals::votes, approvals::vote, approvals::cancel, approvals::trail,
         runs::agent_run, runs::agent_continue, runs::team_run, runs::team_continue, runs::list, runs::get,
+        runs::cancel, runs::release,
         keys::list, keys::create, keys::revoke,
-        events::events, ops::healthz, ops::readyz, ops::metrics, ops::verify,
+        events::events, ops::healthz, ops::readyz, ops::metrics, audit::verify,
+        audit::events,
     ),
     modifiers(&BearerKeys),
     security(("api_key" = [])),

@@ -1,6 +1,7 @@
 //! The route handlers, one module a resource.
 
 pub mod approvals;
+pub mod audit;
 pub mod events;
 pub mod keys;
 pub mod ops;

@@ -29,7 +29,7 @@ use crate::idempotency::Replies;
 use crate::inbox;
 use crate::metrics::Metrics;
 use crate::origin::{InvalidOrigin, PublicOrigin};
-use crate::routes::{approvals, events, keys, ops, runs};
+use crate::routes::{approvals, audit, events, keys, ops, runs};
 use crate::state::AppState;
 
 /// Why a server could not be built.
@@ -277,13 +277,16 @@ fn router(state: AppState, body_limit: usize, timeout: Duration) -> Router {
         .route("/approvals/{approval_id}/votes", get(approvals::votes).post(approvals::vote))
         .route("/approvals/{approval_id}/cancel", post(approvals::cancel))
         .route("/approvals/{approval_id}/trail", get(approvals::trail))
-        .route("/audit/verify", get(ops::verify))
+        .route("/audit/verify", get(audit::verify))
+        .route("/audit/events", get(audit::events))
         .route("/agents/{agent_id}/runs", post(runs::agent_run))
         .route("/agents/{agent_id}/runs/{run_id}/continue", post(runs::agent_continue))
         .route("/teams/{team_id}/runs", post(runs::team_run))
         .route("/teams/{team_id}/runs/{run_id}/continue", post(runs::team_continue))
         .route("/runs", get(runs::list))
         .route("/runs/{run_id}", get(runs::get))
+        .route("/runs/{run_id}/cancel", post(runs::cancel))
+        .route("/runs/{run_id}/release", post(runs::release))
         .route("/keys", get(keys::list).post(keys::create))
         .route("/keys/{key_id}", delete(keys::revoke))
         .route("/events", get(events::events))

@@ -1,10 +1,14 @@
-//! The admin routes of the `kern` command: API keys (`/keys`, admins only) and the listing of
-//! runs (`GET /runs`).
+//! The admin routes of the `kern` command: API keys (`/keys`, admins only), the listing of
+//! runs (`GET /runs`), cancelling and releasing a run, and the trail read in pages.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use axum::http::{Method, StatusCode};
+use chrono::{TimeDelta, Utc};
 use kern::db::Store;
+use kern::prelude::*;
+use kern::run::RunRecord;
 use serde_json::json;
 
 use crate::harness::App;
@@ -77,4 +81,93 @@ pub async fn runs_are_listed_newest_first_by_filter_and_page(store: Arc<dyn Stor
         );
     }
     assert_eq!(app.send(Method::GET, "/runs", None, None).await.status, StatusCode::UNAUTHORIZED);
+}
+
+pub async fn runs_are_cancelled_and_released_by_who_may(store: Arc<dyn Store>) {
+    let app = App::with(store.clone(), |builder| builder.stale_after(Duration::from_secs(600))).await;
+    let (run, _, row) = app.paused_refund("alice").await;
+    let cancel = format!("/runs/{run}/cancel");
+    let refused = app.send(Method::POST, &cancel, Some(&app.reader), None).await;
+    assert_eq!(refused.status, StatusCode::FORBIDDEN, "cancelling decides rows: {:?}", refused.body);
+    assert_eq!(app.send(Method::POST, &cancel, None, None).await.status, StatusCode::UNAUTHORIZED);
+    let cancelled = app.send(Method::POST, &cancel, Some(&app.bob), None).await;
+    assert_eq!((cancelled.status, cancelled.body["status"].as_str()), (StatusCode::OK, Some("CANCELLED")));
+    let stored = store.get_approval(&row).await.unwrap().unwrap();
+    assert_eq!((stored.status, stored.resolved_by.as_deref()), (ApprovalStatus::Cancelled, Some("bob")));
+    let again = app.send(Method::POST, &cancel, Some(&app.bob), None).await;
+    assert_eq!(again.status, StatusCode::CONFLICT, "{:?}", again.body);
+    let missing = app.send(Method::POST, "/runs/no-such-run/cancel", Some(&app.bob), None).await;
+    assert_eq!(missing.status, StatusCode::NOT_FOUND);
+    assert!(missing.detail().contains("no-such-run"), "{:?}", missing.body);
+
+    // A run a continue claimed an hour ago and never finished.
+    let (stuck, _, row) = app.paused_refund("alice").await;
+    store.decide(&row, &Principal::new("root"), Decision::approve()).await.unwrap();
+    let claimed = store.claim_run(&stuck).await.unwrap();
+    let abandoned = RunRecord { updated_at: Utc::now() - TimeDelta::hours(1), ..claimed };
+    store.save_runs(std::slice::from_ref(&abandoned), &[], &[]).await.unwrap();
+    let release = format!("/runs/{stuck}/release");
+    let refused = app.send(Method::POST, &release, Some(&app.reader), None).await;
+    assert_eq!(refused.status, StatusCode::FORBIDDEN);
+    for (body, why) in [
+        (json!({"stale_after_seconds": 60}), "at least 600"),
+        (json!({"stale_after_seconds": -1}), "body must be a JSON object"),
+        (json!({"stale_after": 600}), "unknown field"),
+    ] {
+        let refused = app.send(Method::POST, &release, Some(&app.alice), Some(body)).await;
+        assert_eq!(refused.status, StatusCode::UNPROCESSABLE_ENTITY, "{:?}", refused.body);
+        assert!(refused.detail().contains(why), "{:?}", refused.body);
+    }
+    let early = app.send(Method::POST, &release, Some(&app.alice), Some(json!({"stale_after_seconds": 7200}))).await;
+    assert_eq!(early.status, StatusCode::CONFLICT, "not running that long: {:?}", early.body);
+    assert_eq!(store.load_run(&stuck).await.unwrap().unwrap().status, RunStatus::Running, "a refusal changes nothing");
+    let released = app.send(Method::POST, &release, Some(&app.alice), None).await;
+    assert_eq!((released.status, released.body["status"].as_str()), (StatusCode::OK, Some("PAUSED")));
+    let again = app.send(Method::POST, &release, Some(&app.alice), None).await;
+    assert_eq!(again.status, StatusCode::CONFLICT);
+    let done = app.agent.continue_run(&stuck, Vec::new()).await.unwrap();
+    assert_eq!(done.status, RunStatus::Completed, "the next continue takes the released run");
+
+    // Under isolation a run's rows are decided by admins only, and others' runs are not there.
+    let isolated = App::with(store.clone(), |builder| builder.user_isolation(true)).await;
+    let (alices, _, _) = isolated.paused_refund("alice").await;
+    let (bobs, _, _) = isolated.paused_refund("bob").await;
+    let own = isolated.send(Method::POST, &format!("/runs/{alices}/cancel"), Some(&isolated.alice), None).await;
+    assert_eq!(own.status, StatusCode::NOT_FOUND, "{:?}", own.body);
+    let others = isolated.send(Method::POST, &format!("/runs/{bobs}/release"), Some(&isolated.alice), None).await;
+    assert_eq!(others.status, StatusCode::NOT_FOUND, "{:?}", others.body);
+    let admin = isolated.send(Method::POST, &format!("/runs/{alices}/cancel"), Some(&isolated.admin), None).await;
+    assert_eq!(admin.status, StatusCode::OK, "{:?}", admin.body);
+}
+
+pub async fn the_trail_is_read_in_pages_by_admins(store: Arc<dyn Store>) {
+    let app = App::new(store.clone()).await;
+    for user in ["alice", "bob", "carol"] {
+        let (_, _, row) = app.paused_refund(user).await;
+        store.update_approval(&row, ApprovalUpdate::approve("root")).await.unwrap();
+    }
+    let whole = store.events_after(0, 1000).await.unwrap();
+    assert_eq!(whole.len(), 6, "created and approved, three times");
+
+    let (mut after, mut read) = (0, Vec::new());
+    loop {
+        let page = app.send(Method::GET, &format!("/audit/events?after={after}&limit=4"), Some(&app.admin), None).await;
+        assert_eq!(page.status, StatusCode::OK, "{:?}", page.body);
+        assert_eq!(page.body["last_seq"], whole.last().unwrap().seq);
+        let events = page.body["data"].as_array().unwrap().clone();
+        let Some(last) = events.last() else { break };
+        after = last["seq"].as_i64().unwrap();
+        read.extend(events);
+    }
+    let seqs: Vec<i64> = read.iter().map(|event| event["seq"].as_i64().unwrap()).collect();
+    assert_eq!(seqs, whole.iter().map(|event| event.seq).collect::<Vec<_>>());
+    assert_eq!(read[0]["kind"], "created");
+    assert_eq!(read[0]["hash"], whole[0].hash.as_str());
+
+    for bad in ["/audit/events?after=-1", "/audit/events?limit=0", "/audit/events?limit=1001", "/audit/events?after=x"]
+    {
+        assert_eq!(app.send(Method::GET, bad, Some(&app.admin), None).await.status, StatusCode::UNPROCESSABLE_ENTITY);
+    }
+    assert_eq!(app.send(Method::GET, "/audit/events", Some(&app.alice), None).await.status, StatusCode::FORBIDDEN);
+    assert_eq!(app.send(Method::GET, "/audit/events", None, None).await.status, StatusCode::UNAUTHORIZED);
 }

@@ -173,7 +173,14 @@ pub async fn operations_routes_answer(store: Arc<dyn Store>) {
         assert_eq!(answer.status(), 200, "{path}");
     }
     let openapi: Value = client.get(format!("{base}/openapi.json")).send().await.unwrap().json().await.unwrap();
-    assert!(openapi["paths"]["/approvals/{approval_id}/resolve"]["post"].is_object());
+    for (path, method) in [
+        ("/approvals/{approval_id}/resolve", "post"),
+        ("/runs/{run_id}/cancel", "post"),
+        ("/runs/{run_id}/release", "post"),
+        ("/audit/events", "get"),
+    ] {
+        assert!(openapi["paths"][path][method].is_object(), "{method} {path}");
+    }
     let listed = client.get(format!("{base}/approvals")).bearer_auth(&token).send().await.unwrap();
     assert!(listed.headers().contains_key("x-request-id"));
     let metrics = client.get(format!("{base}/metrics")).send().await.unwrap().text().await.unwrap();

@@ -46,6 +46,8 @@ suite! {
     approvals::isolation_hides_other_users_rows,
     admin::admins_issue_list_and_revoke_keys,
     admin::runs_are_listed_newest_first_by_filter_and_page,
+    admin::runs_are_cancelled_and_released_by_who_may,
+    admin::the_trail_is_read_in_pages_by_admins,
     runs::a_run_pauses_and_continues_once_its_row_is_approved,
     runs::the_row_wins_over_the_callers_answers,
     runs::run_routes_refuse_what_they_cannot_run,

@@ -6,6 +6,7 @@ use std::io::{BufWriter, Write};
 use chrono::{DateTime, SecondsFormat, Utc};
 use reqwest::StatusCode;
 use serde::Serialize;
+use serde_json::Value;
 
 use crate::cli::{AuditCommand, ExportFormat};
 use crate::exit::{Failure, Outcome};
@@ -45,8 +46,8 @@ async fn verify(ctx: &Context) -> Outcome {
         Target::Server(client) => {
             // 409 is the server's answer for a broken trail: a finding, not a failed request.
             let answer = client.get_allowing("/audit/verify", StatusCode::CONFLICT).await?;
-            let number = |key: &str| answer.get(key).and_then(serde_json::Value::as_u64).unwrap_or(0);
-            let broken = answer.get("broken").and_then(serde_json::Value::as_str).map(str::to_owned);
+            let number = |key: &str| answer.get(key).and_then(Value::as_u64).unwrap_or(0);
+            let broken = answer.get("broken").and_then(Value::as_str).map(str::to_owned);
             Verified { ok: broken.is_none(), rows: number("rows"), events: number("events"), broken }
         }
     };
@@ -66,9 +67,6 @@ async fn verify(ctx: &Context) -> Outcome {
 }
 
 async fn export(ctx: &Context, format: ExportFormat, since: Option<DateTime<Utc>>) -> Outcome {
-    let store = ctx.store("audit export")?;
-    // The events are numbered in order: the last number tells how far along an export is.
-    let last = store.last_event_seq().await?;
     let progress = Progress::new();
     let stdout = std::io::stdout();
     let mut out = BufWriter::new(stdout.lock());
@@ -78,18 +76,19 @@ async fn export(ctx: &Context, format: ExportFormat, since: Option<DateTime<Utc>
     }
     let (mut cursor, mut exported) = (0, 0u64);
     loop {
-        let events = store.events_after(cursor, PAGE).await?;
+        let (events, last) = page(ctx, cursor).await?;
         let Some(tail) = events.last() else { break };
         cursor = tail.seq;
         for event in events.iter().filter(|event| since.is_none_or(|since| event.at >= since)) {
             let line = match format {
-                ExportFormat::Jsonl => serde_json::to_string(&EventView::from(event))
+                ExportFormat::Jsonl => serde_json::to_string(event)
                     .map_err(|err| Failure::error(format!("cannot encode event {}: {err}", event.seq)))?,
-                ExportFormat::Csv => csv_line(&EventView::from(event)),
+                ExportFormat::Csv => csv_line(event),
             };
             written(writeln!(out, "{line}"))?;
             exported += 1;
         }
+        // The events are numbered in order: the last number tells how far along an export is.
         progress.update(u64::try_from(cursor.min(last)).unwrap_or(0), u64::try_from(last).unwrap_or(0), "events read");
     }
     written(out.flush())?;
@@ -98,6 +97,25 @@ async fn export(ctx: &Context, format: ExportFormat, since: Option<DateTime<Utc>
         eprintln!("exported {exported} events");
     }
     Ok(())
+}
+
+/// The events stored after event `after`, in order, and the `seq` of the latest one stored.
+async fn page(ctx: &Context, after: i64) -> Outcome<(Vec<EventView>, i64)> {
+    match &ctx.target {
+        Target::Database(db) => {
+            let store = db.store();
+            let events = store.events_after(after, PAGE).await?;
+            Ok((events.iter().map(EventView::from).collect(), store.last_event_seq().await?))
+        }
+        Target::Server(client) => {
+            let query = [("after", after.to_string()), ("limit", PAGE.to_string())];
+            let mut page = client.get("/audit/events", &query).await?;
+            let data = page.get_mut("data").map(Value::take).unwrap_or_default();
+            let events = serde_json::from_value(data)
+                .map_err(|err| Failure::error(format!("the server answered events that cannot be read: {err}")))?;
+            Ok((events, page.get("last_seq").and_then(Value::as_i64).unwrap_or(after)))
+        }
+    }
 }
 
 /// One CSV record (RFC 4180): a field holding a comma, a quote or a line break is quoted.

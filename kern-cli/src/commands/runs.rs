@@ -2,7 +2,7 @@
 //! to the next continue (`recover`).
 
 use kern_core::run::RunQuery;
-use serde_json::Value;
+use serde_json::{Value, json};
 
 use crate::cli::{RunFilters, RunsCommand};
 use crate::exit::{Failure, Outcome};
@@ -26,17 +26,30 @@ pub async fn run(command: RunsCommand, ctx: &Context) -> Outcome {
             show(ctx, &run)
         }
         RunsCommand::Cancel { id } => {
-            let store = ctx.store("runs cancel")?;
-            let principal = ctx.principal("runs cancel")?;
-            let run = RunView::from(&store.cancel_run(&id, principal).await?);
+            let (run, by) = match &ctx.target {
+                Target::Database(db) => {
+                    let principal = ctx.principal("runs cancel")?;
+                    (RunView::from(&db.store().cancel_run(&id, principal).await?), Some(principal.id.as_str()))
+                }
+                Target::Server(client) => {
+                    let cancelled = client.post(&format!("/runs/{id}/cancel"), &json!({})).await?;
+                    (RunView::from_wire(&cancelled), None)
+                }
+            };
             if ctx.out.json {
                 return ctx.out.json_line(&run);
             }
-            ctx.out.line(&format!("run {} cancelled by {}, with every row it waited on", run.run_id, principal.id))
+            let by = by.map(|principal| format!(" by {principal}")).unwrap_or_default();
+            ctx.out.line(&format!("run {} cancelled{by}, with every row it waited on", run.run_id))
         }
         RunsCommand::Recover { id, stale_after } => {
-            let store = ctx.store("runs recover")?;
-            let run = RunView::from(&store.release_stale_run(&id, stale_after).await?);
+            let run = match &ctx.target {
+                Target::Database(db) => RunView::from(&db.store().release_stale_run(&id, stale_after).await?),
+                Target::Server(client) => {
+                    let body = json!({ "stale_after_seconds": stale_after.as_secs() });
+                    RunView::from_wire(&client.post(&format!("/runs/{id}/release"), &body).await?)
+                }
+            };
             if ctx.out.json {
                 return ctx.out.json_line(&run);
             }

@@ -1,19 +1,14 @@
-//! Operations: liveness, readiness (the database answers), Prometheus metrics, and the check
-//! of the whole trail.
+//! Operations: liveness, readiness (the database answers) and Prometheus metrics.
 
 use axum::Json;
 use axum::extract::State;
-use axum::http::StatusCode;
 use axum::http::header::CONTENT_TYPE;
 use axum::response::IntoResponse;
-use kern_core::keys::Scope;
 use serde::Serialize;
 use utoipa::ToSchema;
 
-use crate::auth::Caller;
-use crate::error::{ApiError, ApiResult, ErrorBody};
+use crate::error::{ApiResult, ErrorBody};
 use crate::state::AppState;
-use crate::wire::approval::VerifyResponse;
 
 /// A health answer.
 #[derive(Debug, Serialize, ToSchema)]
@@ -43,20 +38,4 @@ pub async fn readyz(State(state): State<AppState>) -> ApiResult<Json<Health>> {
 pub async fn metrics(State(state): State<AppState>) -> ApiResult<impl IntoResponse> {
     let pending = state.store.count_pending_approvals(None).await?;
     Ok(([(CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], state.metrics.render(pending)))
-}
-
-/// Recomputes every row's hash chain: 200 when the trail holds, 409 with the first broken
-/// link when it does not. Admins only.
-#[utoipa::path(get, path = "/audit/verify", tag = "audit",
-    responses((status = 200, body = VerifyResponse), (status = 409, body = VerifyResponse),
-        (status = 403, body = ErrorBody)))]
-pub async fn verify(State(state): State<AppState>, caller: Caller) -> ApiResult<impl IntoResponse> {
-    caller.require(Scope::Admin)?;
-    let report = state.store.verify_trail().await.map_err(ApiError::from)?;
-    let status = if report.is_intact() { StatusCode::OK } else { StatusCode::CONFLICT };
-    let broken = report
-        .broken
-        .as_ref()
-        .map(|link| format!("approval {} event {}: {}", link.approval_id, link.index, link.reason));
-    Ok((status, Json(VerifyResponse { ok: report.is_intact(), rows: report.approvals, events: report.events, broken })))
 }

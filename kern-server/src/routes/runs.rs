@@ -9,8 +9,10 @@
 //! run not paused) is answered with its status code, as without `stream`.
 
 use std::convert::Infallible;
+use std::time::Duration;
 
 use axum::Json;
+use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::http::HeaderValue;
 use axum::http::header::CONTENT_TYPE;
@@ -29,7 +31,7 @@ use crate::extract::QueryParams;
 use crate::state::AppState;
 use crate::wire::events::Framer;
 use crate::wire::form::RunFields;
-use crate::wire::run::{AnswerWire, RunList, RunListParams, RunSummary, Runner, run_output};
+use crate::wire::run::{AnswerWire, ReleaseBody, RunList, RunListParams, RunSummary, Runner, run_output};
 
 /// Who a run route runs.
 #[derive(Clone, Copy)]
@@ -164,6 +166,62 @@ pub async fn get(State(state): State<AppState>, caller: Caller, Path(run_id): Pa
         (None, team) => Runner::Team(team.as_deref().unwrap_or("")),
     };
     Ok(Json(run_output(&output, Some(&record), runner)))
+}
+
+/// Cancels a paused run as the caller: the run, its paused member runs and every row they
+/// wait on become `cancelled`, on the trail too, in one transaction. Deciding rows, it asks
+/// what a resolve asks: `approvals:write`, and under isolation an admin.
+#[utoipa::path(post, path = "/runs/{run_id}/cancel", tag = "runs", params(("run_id" = String, Path)),
+    responses((status = 200, body = RunSummary), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody),
+        (status = 409, body = ErrorBody)))]
+pub async fn cancel(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(run_id): Path<String>,
+) -> ApiResult<Json<RunSummary>> {
+    caller.require(Scope::ApprovalsWrite)?;
+    if caller.own_user().is_some() {
+        return Err(ApiError::run_not_found(&run_id));
+    }
+    let run = state.store.cancel_run(&run_id, &caller.principal).await?;
+    Ok(Json(RunSummary::from(&run)))
+}
+
+/// Hands a run whose continue died back as paused, once it has been `running` for longer
+/// than `stale_after_seconds` (the server's stale time when absent, and never less: a shorter
+/// one could hand back a run whose continue is alive, and run its approved calls twice). The
+/// next continue, the application's or a worker's, takes it and decides its calls from their
+/// rows.
+#[utoipa::path(post, path = "/runs/{run_id}/release", tag = "runs", params(("run_id" = String, Path)),
+    request_body(content = Option<ReleaseBody>),
+    responses((status = 200, body = RunSummary), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody),
+        (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)))]
+pub async fn release(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(run_id): Path<String>,
+    body: Bytes,
+) -> ApiResult<Json<RunSummary>> {
+    caller.require(Scope::RunsWrite)?;
+    let asked = if body.is_empty() {
+        None
+    } else {
+        serde_json::from_slice::<ReleaseBody>(&body)
+            .map_err(|err| ApiError::unprocessable(format!("the body must be a JSON object: {err}")))?
+            .stale_after_seconds
+    };
+    let stale_after = match asked.map(Duration::from_secs) {
+        Some(asked) if asked < state.stale_after => {
+            return Err(ApiError::unprocessable(format!(
+                "`stale_after_seconds` must be at least {}, the server's stale time",
+                state.stale_after.as_secs()
+            )));
+        }
+        asked => asked.unwrap_or(state.stale_after),
+    };
+    visible_run(&state, &caller, &run_id).await?;
+    let run = state.store.release_stale_run(&run_id, stale_after).await?;
+    Ok(Json(RunSummary::from(&run)))
 }
 
 async fn visible_run(state: &AppState, caller: &Caller, run_id: &str) -> ApiResult<RunRecord> {

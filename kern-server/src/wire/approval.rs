@@ -281,6 +281,25 @@ impl From<&TrailEvent> for TrailEventResponse {
     }
 }
 
+/// The query string of `GET /audit/events`.
+#[derive(Debug, Default, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct TrailPageParams {
+    /// The `seq` of the last event already read; 0 (the default) for the first.
+    pub after: Option<i64>,
+    /// 1 to 1000; 100 by default.
+    pub limit: Option<u32>,
+}
+
+/// A page of the trail's events, in `seq` order.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct TrailPage {
+    pub data: Vec<TrailEventResponse>,
+    /// The `seq` of the latest event stored when the page was read: how far a reader that
+    /// wants everything so far has to go.
+    pub last_seq: i64,
+}
+
 /// What `GET /audit/verify` found.
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct VerifyResponse {

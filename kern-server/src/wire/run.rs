@@ -341,6 +341,15 @@ pub struct RunListParams {
     pub cursor: Option<String>,
 }
 
+/// The body of `POST /runs/{run_id}/release`, which may be left out.
+#[derive(Debug, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ReleaseBody {
+    /// How long the run must have been `running`, in seconds: at least the server's stale
+    /// time, which is taken when this is absent.
+    pub stale_after_seconds: Option<u64>,
+}
+
 /// A run in a listing.
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct RunSummary {
