@@ -75,13 +75,15 @@ impl PostgresDbBuilder {
     /// The longest a connection is kept open (default 30 minutes): then it is closed, as the
     /// next call comes, and another opened when needed. The server's session gathers caches as
     /// it lives, and a failover or a pooler in front of the server wants sessions to end.
+    /// `Duration::MAX` keeps connections however long they live.
     pub fn max_lifetime(mut self, max_lifetime: Duration) -> Self {
         self.max_lifetime = max_lifetime;
         self
     }
 
     /// The longest a connection is kept idle (default 10 minutes): a store busy for a moment
-    /// gives back, as the next call comes, the sessions it no longer needs.
+    /// gives back, as the next call comes, the sessions it no longer needs. `Duration::MAX`
+    /// keeps idle connections.
     pub fn idle_timeout(mut self, idle_timeout: Duration) -> Self {
         self.idle_timeout = idle_timeout;
         self

@@ -202,6 +202,12 @@ mod tests {
             tokio::time::sleep(Duration::from_millis(100)).await;
             assert_eq!(session_of(&db).await, kept, "a connection within its times is lent again");
             db.close().await;
+            let forever =
+                builder.clone().max_lifetime(Duration::MAX).idle_timeout(Duration::MAX).build().await.unwrap();
+            let kept = session_of(&forever).await;
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            assert_eq!(session_of(&forever).await, kept, "`Duration::MAX` keeps connections");
+            forever.close().await;
 
             for (what, db) in [
                 ("idle too long", builder.clone().idle_timeout(Duration::from_millis(50)).build().await.unwrap()),
