@@ -44,8 +44,8 @@ pub enum Error {
     /// No run has this id.
     #[error("run `{0}` not found")]
     RunNotFound(String),
-    /// The run is not paused, so it cannot be continued.
-    #[error("run `{run_id}` is {status}, not paused: only a paused run can be continued")]
+    /// The run is not paused, so it cannot be continued or cancelled.
+    #[error("run `{run_id}` is {status}, not paused: only a paused run can be continued or cancelled")]
     RunNotPaused {
         /// The run's id.
         run_id: String,

@@ -153,12 +153,23 @@ pub trait Store: Send + Sync + 'static {
 
     /// Cancels paused run `run_id` as `principal`: the run (and its paused member runs, for a
     /// team run) becomes [`RunStatus::Cancelled`](crate::run::RunStatus::Cancelled) and every
-    /// row it still waits on `cancelled`, on the trail too, in one transaction. Returns the run
-    /// as stored. Errors: [`Error::RunNotFound`](crate::Error::RunNotFound),
+    /// row it still waits on `cancelled` (`expired`, by kern, when past its expiry), on the trail
+    /// too, in one transaction. Returns the run as stored. No row's policy is asked: this is
+    /// kern's own cancellation (a policy's `on_expire`), and like
+    /// [`update_approval`](Store::update_approval) a trusted path; an admin's goes through
+    /// [`cancel_run_as`](Store::cancel_run_as). Errors:
+    /// [`Error::RunNotFound`](crate::Error::RunNotFound),
     /// [`Error::RunNotPaused`](crate::Error::RunNotPaused),
     /// [`Error::MemberRun`](crate::Error::MemberRun) (a member run is cancelled with its team
     /// run).
     fn cancel_run<'a>(&'a self, run_id: &'a str, principal: &'a Principal) -> BoxFuture<'a, Result<RunRecord>>;
+
+    /// [`cancel_run`](Store::cancel_run) as an admin `principal`, under the policy of each row
+    /// it withdraws: cancelling a run decides its rows, so a row that `principal` may not decide
+    /// ([`backend::check_eligible`]) refuses the whole cancellation with
+    /// [`Error::NotEligible`](crate::Error::NotEligible), and nothing changes. The rows are
+    /// checked in the transaction that cancels them.
+    fn cancel_run_as<'a>(&'a self, run_id: &'a str, principal: &'a Principal) -> BoxFuture<'a, Result<RunRecord>>;
 
     /// The trail of row `id`: its events, in chain order (empty when there is no such row).
     fn trail<'a>(&'a self, id: &'a str) -> BoxFuture<'a, Result<Vec<TrailEvent>>>;
@@ -325,6 +336,10 @@ impl<S: Store + ?Sized> Store for std::sync::Arc<S> {
 
     fn cancel_run<'a>(&'a self, run_id: &'a str, principal: &'a Principal) -> BoxFuture<'a, Result<RunRecord>> {
         (**self).cancel_run(run_id, principal)
+    }
+
+    fn cancel_run_as<'a>(&'a self, run_id: &'a str, principal: &'a Principal) -> BoxFuture<'a, Result<RunRecord>> {
+        (**self).cancel_run_as(run_id, principal)
     }
 
     fn trail<'a>(&'a self, id: &'a str) -> BoxFuture<'a, Result<Vec<TrailEvent>>> {

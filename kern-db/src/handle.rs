@@ -124,6 +124,14 @@ macro_rules! handle {
                 self.inner.cancel_run(run_id, principal)
             }
 
+            fn cancel_run_as<'a>(
+                &'a self,
+                run_id: &'a str,
+                principal: &'a ::kern_core::approval::Principal,
+            ) -> ::kern_core::BoxFuture<'a, ::kern_core::Result<::kern_core::run::RunRecord>> {
+                self.inner.cancel_run_as(run_id, principal)
+            }
+
             fn trail<'a>(
                 &'a self,
                 id: &'a str,

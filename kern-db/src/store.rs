@@ -19,8 +19,8 @@ use kern_core::limits::{self, is_key};
 use kern_core::run::{RunPage, RunQuery, RunRecord, RunStatus};
 use kern_core::store::Store;
 use kern_core::store::backend::{
-    DecisionRules, ResolutionRules, ResolutionWaiters, TrailSignal, check_api_key, check_save, check_update,
-    stale_cutoff,
+    DecisionRules, ResolutionRules, ResolutionWaiters, TrailSignal, check_api_key, check_eligible, check_save,
+    check_update, stale_cutoff,
 };
 use kern_core::trail::{self, EventKind, Execution, SYSTEM_PRINCIPAL, TrailEvent, TrailReport};
 use kern_core::{BoxFuture, Error, Result};
@@ -284,7 +284,8 @@ impl<DB: Driver> SqlStore<DB> {
         &self,
         conn: &mut DB::Connection,
         run_id: &str,
-        principal: &str,
+        principal: &Principal,
+        checked: bool,
         now: DateTime<Utc>,
     ) -> Result<(RunRecord, u64)> {
         let run = DB::fetch(conn, &Stmt::new(&self.queries.load_run_locked).bind(run_id), codec::run)
@@ -308,16 +309,43 @@ impl<DB: Driver> SqlStore<DB> {
                     expired += u64::from(self.expire(conn, &row, now).await?);
                     continue;
                 }
+                // An error rolls back the whole cancellation, what this loop wrote included.
+                if checked {
+                    check_eligible(&row, principal)?;
+                }
                 row.status = ApprovalStatus::Cancelled;
-                row.resolved_by = Some(principal.to_owned());
+                row.resolved_by = Some(principal.id.clone());
                 row.resolved_at = Some(now);
-                self.record_decision(conn, &row, principal, now).await?;
+                self.record_decision(conn, &row, &principal.id, now).await?;
             }
             run.status = RunStatus::Cancelled;
             run.updated_at = now;
             DB::execute(conn, &self.upsert_run(run)?).await?;
         }
         Ok((runs.pop().expect("the run itself is last"), expired))
+    }
+
+    /// [`Store::cancel_run`], or with `checked` [`Store::cancel_run_as`]: one transaction.
+    async fn cancel(&self, run_id: &str, principal: &Principal, checked: bool) -> Result<RunRecord> {
+        limits::check_key("principal", &principal.id)?;
+        if !is_key(run_id) {
+            return Err(Error::RunNotFound(run_id.to_owned()));
+        }
+        let now = kern_core::now();
+        let mut conn = self.pools.writer.acquire().await?;
+        begin::<DB>(&mut conn).await?;
+        let run = match self.cancel_in(&mut conn, run_id, principal, checked, now).await {
+            Ok((run, _)) => run,
+            Err(error) => {
+                roll_back::<DB>(&mut conn).await?;
+                return Err(error);
+            }
+        };
+        commit::<DB>(&mut conn).await?;
+        self.pools.committed(());
+        self.waiters.wake_all();
+        self.signal.appended();
+        Ok(run)
     }
 
     /// The transaction of a decision: locks the row, applies the rules, writes the vote, the
@@ -668,7 +696,7 @@ impl<DB: Driver> Store for SqlStore<DB> {
                         .await?
                         .pop();
                 let team_run_id = run.and_then(|run| run.parent_run_id).unwrap_or_else(|| row.run_id.clone());
-                match self.cancel_in(&mut conn, &team_run_id, SYSTEM_PRINCIPAL, now).await {
+                match self.cancel_in(&mut conn, &team_run_id, &Principal::new(SYSTEM_PRINCIPAL), false, now).await {
                     Ok((_, with_run)) => expired += with_run,
                     // A run that is not paused (already cancelled, or held by a continue) is left
                     // to whoever holds it: the continue applies the expiry itself.
@@ -721,27 +749,11 @@ impl<DB: Driver> Store for SqlStore<DB> {
     }
 
     fn cancel_run<'a>(&'a self, run_id: &'a str, principal: &'a Principal) -> BoxFuture<'a, Result<RunRecord>> {
-        Box::pin(async move {
-            limits::check_key("principal", &principal.id)?;
-            if !is_key(run_id) {
-                return Err(Error::RunNotFound(run_id.to_owned()));
-            }
-            let now = kern_core::now();
-            let mut conn = self.pools.writer.acquire().await?;
-            begin::<DB>(&mut conn).await?;
-            let run = match self.cancel_in(&mut conn, run_id, &principal.id, now).await {
-                Ok((run, _)) => run,
-                Err(error) => {
-                    roll_back::<DB>(&mut conn).await?;
-                    return Err(error);
-                }
-            };
-            commit::<DB>(&mut conn).await?;
-            self.pools.committed(());
-            self.waiters.wake_all();
-            self.signal.appended();
-            Ok(run)
-        })
+        Box::pin(self.cancel(run_id, principal, false))
+    }
+
+    fn cancel_run_as<'a>(&'a self, run_id: &'a str, principal: &'a Principal) -> BoxFuture<'a, Result<RunRecord>> {
+        Box::pin(self.cancel(run_id, principal, true))
     }
 
     fn trail<'a>(&'a self, id: &'a str) -> BoxFuture<'a, Result<Vec<TrailEvent>>> {

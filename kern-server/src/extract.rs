@@ -1,7 +1,8 @@
-//! Extractors whose refusals are the server's own errors: a JSON body or a query string that
-//! cannot be read is a 422 with what was wrong (a body over the limit a 413), in the
-//! `{"detail": ...}` body every error has.
+//! Extractors whose refusals are the server's own errors: a JSON body (required or optional)
+//! or a query string that cannot be read is a 422 with what was wrong (a body over the limit a
+//! 413), in the `{"detail": ...}` body every error has.
 
+use axum::body::Bytes;
 use axum::extract::{FromRequest, FromRequestParts, Query, Request};
 use axum::http::StatusCode;
 use axum::http::request::Parts;
@@ -25,6 +26,27 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for JsonBody<T> {
             }
             Err(rejection) => Err(ApiError::unprocessable(rejection.body_text())),
         }
+    }
+}
+
+/// A JSON body of type `T` that may be left out: an empty body is `None`. A body is read as
+/// JSON whatever its content type, so that a client sending none with a bare `POST` is served.
+#[derive(Debug)]
+pub struct OptionalJsonBody<T>(pub Option<T>);
+
+impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for OptionalJsonBody<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(request: Request, state: &S) -> Result<Self, Self::Rejection> {
+        let body = Bytes::from_request(request, state)
+            .await
+            .map_err(|rejection| ApiError::new(rejection.status(), rejection.body_text()))?;
+        if body.is_empty() {
+            return Ok(OptionalJsonBody(None));
+        }
+        serde_json::from_slice(&body)
+            .map(|value| OptionalJsonBody(Some(value)))
+            .map_err(|err| ApiError::unprocessable(format!("the body cannot be read: {err}")))
     }
 }
 

@@ -164,10 +164,11 @@ impl ServerBuilder {
         self
     }
 
-    /// How long a run may stay `running` before the inbox offers to recover it (10 minutes by
-    /// default, as a worker's): longer than a continue (its tools and model turns) should ever
-    /// take, and no shorter than the `stale_after` of a worker beside the server, or a continue
-    /// still under way may be recovered and run its approved tools twice.
+    /// How long a run may stay `running` before the inbox offers to recover it, and the least
+    /// `POST /runs/{run_id}/release` waits (10 minutes by default, as a worker's): longer than a
+    /// continue (its tools and model turns) should ever take, and no shorter than the
+    /// `stale_after` of a worker beside the server, or a continue still under way may be
+    /// recovered and run its approved tools twice.
     pub fn stale_after(mut self, stale_after: Duration) -> Self {
         self.stale_after = stale_after;
         self

@@ -31,6 +31,7 @@ pub struct AppState {
     pub(crate) secure_cookies: bool,
     /// The origin the inbox is reached at from outside, when a proxy rewrites `Host`.
     pub(crate) public_origin: Option<PublicOrigin>,
-    /// How long a run may stay `running` before the inbox offers to recover it.
+    /// How long a run may stay `running` before the inbox offers to recover it, and the least
+    /// a release through the API waits.
     pub(crate) stale_after: Duration,
 }

@@ -279,6 +279,11 @@ impl Store for ProbeStore {
         self.inner.cancel_run(run_id, principal)
     }
 
+    fn cancel_run_as<'a>(&'a self, run_id: &'a str, principal: &'a Principal) -> BoxFuture<'a, Result<RunRecord>> {
+        self.log("cancel_run_as");
+        self.inner.cancel_run_as(run_id, principal)
+    }
+
     fn trail<'a>(&'a self, id: &'a str) -> BoxFuture<'a, Result<Vec<TrailEvent>>> {
         self.log("trail");
         self.inner.trail(id)

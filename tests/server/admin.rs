@@ -96,6 +96,18 @@ pub async fn runs_are_cancelled_and_released_by_who_may(store: Arc<dyn Store>) {
     assert_eq!((stored.status, stored.resolved_by.as_deref()), (ApprovalStatus::Cancelled, Some("bob")));
     let again = app.send(Method::POST, &cancel, Some(&app.bob), None).await;
     assert_eq!(again.status, StatusCode::CONFLICT, "{:?}", again.body);
+    // Cancelling a run decides its rows: a row only finance may decide is cancelled by finance.
+    let (wire, _, wire_row) = app.paused("wire 500", "dave").await;
+    let cancel_wire = format!("/runs/{wire}/cancel");
+    let ineligible = app.send(Method::POST, &cancel_wire, Some(&app.alice), None).await;
+    assert_eq!(ineligible.status, StatusCode::FORBIDDEN, "{:?}", ineligible.body);
+    assert!(ineligible.detail().contains("finance"), "{:?}", ineligible.body);
+    assert_eq!(store.load_run(&wire).await.unwrap().unwrap().status, RunStatus::Paused, "a refusal changes nothing");
+    assert_eq!(store.get_approval(&wire_row).await.unwrap().unwrap().status, ApprovalStatus::Pending);
+    let by_finance = app.send(Method::POST, &cancel_wire, Some(&app.carol), None).await;
+    assert_eq!(by_finance.status, StatusCode::OK, "{:?}", by_finance.body);
+    let stored = store.get_approval(&wire_row).await.unwrap().unwrap();
+    assert_eq!((stored.status, stored.resolved_by.as_deref()), (ApprovalStatus::Cancelled, Some("carol")));
     let missing = app.send(Method::POST, "/runs/no-such-run/cancel", Some(&app.bob), None).await;
     assert_eq!(missing.status, StatusCode::NOT_FOUND);
     assert!(missing.detail().contains("no-such-run"), "{:?}", missing.body);
@@ -111,7 +123,8 @@ pub async fn runs_are_cancelled_and_released_by_who_may(store: Arc<dyn Store>) {
     assert_eq!(refused.status, StatusCode::FORBIDDEN);
     for (body, why) in [
         (json!({"stale_after_seconds": 60}), "at least 600"),
-        (json!({"stale_after_seconds": -1}), "body must be a JSON object"),
+        (json!({"stale_after_seconds": -1}), "body cannot be read"),
+        (json!("x"), "body cannot be read"),
         (json!({"stale_after": 600}), "unknown field"),
     ] {
         let refused = app.send(Method::POST, &release, Some(&app.alice), Some(body)).await;
@@ -125,6 +138,8 @@ pub async fn runs_are_cancelled_and_released_by_who_may(store: Arc<dyn Store>) {
     assert_eq!((released.status, released.body["status"].as_str()), (StatusCode::OK, Some("PAUSED")));
     let again = app.send(Method::POST, &release, Some(&app.alice), None).await;
     assert_eq!(again.status, StatusCode::CONFLICT);
+    let missing = app.send(Method::POST, "/runs/no-such-run/release", Some(&app.alice), None).await;
+    assert_eq!(missing.status, StatusCode::NOT_FOUND);
     let done = app.agent.continue_run(&stuck, Vec::new()).await.unwrap();
     assert_eq!(done.status, RunStatus::Completed, "the next continue takes the released run");
 

@@ -187,6 +187,32 @@ pub async fn cancelling_a_run_cancels_the_rows_it_waits_on(store: Arc<dyn Store>
     assert!(store.verify_trail().await.unwrap().is_intact());
 }
 
+pub async fn a_run_cancelled_as_an_admin_withdraws_only_rows_the_admin_may_decide(store: Arc<dyn Store>) {
+    let paused = run("session-1");
+    let open = approval(&paused.run_id);
+    let guarded = with_policy(approval(&paused.run_id), ApprovalPolicy::REQUIRED.approvers(["finance"]));
+    store.save_runs(std::slice::from_ref(&paused), &[open.clone(), guarded.clone()], &[]).await.unwrap();
+
+    let err = store.cancel_run_as(&paused.run_id, &Principal::new("mallory")).await.unwrap_err();
+    assert!(matches!(err, Error::NotEligible { ref id, .. } if *id == guarded.id), "{err:?}");
+    assert!(err.to_string().contains("finance"), "{err}");
+    assert_eq!(store.load_run(&paused.run_id).await.unwrap().unwrap().status, RunStatus::Paused, "nothing changed");
+    for row in [&open, &guarded] {
+        assert_eq!(stored(&*store, &row.id).await.status, ApprovalStatus::Pending, "nothing changed");
+        assert_eq!(kinds(&store.trail(&row.id).await.unwrap()), [EventKind::Created]);
+    }
+
+    let cancelled = store.cancel_run_as(&paused.run_id, &finance("fay")).await.unwrap();
+    assert_eq!(cancelled.status, RunStatus::Cancelled);
+    for row in [&open, &guarded] {
+        let row = stored(&*store, &row.id).await;
+        assert_eq!((row.status, row.resolved_by.as_deref()), (ApprovalStatus::Cancelled, Some("fay")));
+    }
+    let err = store.cancel_run_as("no-such-run", &finance("fay")).await.unwrap_err();
+    assert!(matches!(err, Error::RunNotFound(_)), "{err:?}");
+    assert!(store.verify_trail().await.unwrap().is_intact());
+}
+
 pub async fn rows_past_their_expiry_are_neither_listed_nor_counted_as_pending(store: Arc<dyn Store>) {
     let mut overdue = approval("run-1");
     overdue.expires_at = Some(now() - seconds(1));

@@ -2,8 +2,10 @@
 //! CSV, with a progress line on a terminal.
 
 use std::io::{BufWriter, Write};
+use std::time::Duration;
 
 use chrono::{DateTime, SecondsFormat, Utc};
+use kern_core::trail;
 use reqwest::StatusCode;
 use serde::Serialize;
 use serde_json::Value;
@@ -16,6 +18,9 @@ use crate::view::EventView;
 
 /// Events per read of an export.
 const PAGE: u32 = 1000;
+
+/// How often an export held back by a gap in the `seq`s reads again.
+const GAP_RECHECK: Duration = Duration::from_millis(100);
 
 /// What the check found.
 #[derive(Debug, Serialize)]
@@ -77,7 +82,15 @@ async fn export(ctx: &Context, format: ExportFormat, since: Option<DateTime<Utc>
     let (mut cursor, mut exported) = (0, 0u64);
     loop {
         let (events, last) = page(ctx, cursor).await?;
-        let Some(tail) = events.last() else { break };
+        let Some(tail) = events.last() else {
+            // Events past a gap that may still fill are held back until it does, or for at
+            // most `GAP_WAIT`.
+            if cursor < last {
+                tokio::time::sleep(GAP_RECHECK).await;
+                continue;
+            }
+            break;
+        };
         cursor = tail.seq;
         for event in events.iter().filter(|event| since.is_none_or(|since| event.at >= since)) {
             let line = match format {
@@ -104,7 +117,8 @@ async fn page(ctx: &Context, after: i64) -> Outcome<(Vec<EventView>, i64)> {
     match &ctx.target {
         Target::Database(db) => {
             let store = db.store();
-            let events = store.events_after(after, PAGE).await?;
+            let mut events = store.events_after(after, PAGE).await?;
+            events.truncate(trail::settled(&events, after, kern_core::now()));
             Ok((events.iter().map(EventView::from).collect(), store.last_event_seq().await?))
         }
         Target::Server(client) => {
@@ -113,7 +127,8 @@ async fn page(ctx: &Context, after: i64) -> Outcome<(Vec<EventView>, i64)> {
             let data = page.get_mut("data").map(Value::take).unwrap_or_default();
             let events = serde_json::from_value(data)
                 .map_err(|err| Failure::error(format!("the server answered events that cannot be read: {err}")))?;
-            Ok((events, page.get("last_seq").and_then(Value::as_i64).unwrap_or(after)))
+            let last = page.get("last_seq").and_then(Value::as_i64);
+            Ok((events, last.ok_or_else(|| Failure::error("the server answered a page of events without `last_seq`"))?))
         }
     }
 }

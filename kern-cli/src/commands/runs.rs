@@ -29,7 +29,7 @@ pub async fn run(command: RunsCommand, ctx: &Context) -> Outcome {
             let (run, by) = match &ctx.target {
                 Target::Database(db) => {
                     let principal = ctx.principal("runs cancel")?;
-                    (RunView::from(&db.store().cancel_run(&id, principal).await?), Some(principal.id.as_str()))
+                    (RunView::from(&db.store().cancel_run_as(&id, principal).await?), Some(principal.id.as_str()))
                 }
                 Target::Server(client) => {
                     let cancelled = client.post(&format!("/runs/{id}/cancel"), &json!({})).await?;

@@ -30,6 +30,12 @@ async fn runs_are_listed_shown_and_cancelled() {
         db.kern(&["runs", "show", "no-such-run"]).fails(4);
 
         db.kern(&["runs", "cancel", &older.run_id]).fails(2);
+        let (paying, paying_row) = seed::pause(&agent, "pay acme", "user-1").await;
+        let ineligible = db.kern(&["runs", "cancel", &paying.run_id, "--as", "alice"]);
+        assert!(ineligible.fails(5).contains("finance"), "{ineligible:?}");
+        assert_eq!(store.get_approval(&paying_row).await.unwrap().unwrap().status, ApprovalStatus::Pending);
+        let by_finance = db.kern(&["runs", "cancel", &paying.run_id, "--as", "bob", "--role", "finance", "--json"]);
+        assert_eq!(by_finance.json()["status"], "cancelled");
         let cancelled = db.kern(&["runs", "cancel", &older.run_id, "--as", "alice", "--json"]).json();
         assert_eq!(cancelled["status"], "cancelled");
         let row = store.get_approval(&older_row).await.unwrap().unwrap();

@@ -121,6 +121,10 @@ async fn runs_are_cancelled_and_recovered_and_the_trail_exported_through_a_serve
         let (key, reader) = (admin.token.as_str(), reader.token.as_str());
 
         through(&url, reader, &["runs", "cancel", &cancelled.run_id]).fails(5);
+        // Cancelling a run decides its rows: the key's principal has no `finance` role.
+        let (paying, paying_row) = seed::pause(&agent, "pay acme", "user-1").await;
+        assert!(through(&url, key, &["runs", "cancel", &paying.run_id]).fails(5).contains("finance"));
+        assert_eq!(store.get_approval(&paying_row).await.unwrap().unwrap().status, ApprovalStatus::Pending);
         let run = through(&url, key, &["runs", "cancel", &cancelled.run_id, "--json"]).json();
         assert_eq!(run["status"], "cancelled");
         let row = store.get_approval(&cancelled_row).await.unwrap().unwrap();

@@ -13,8 +13,8 @@ use serde_json::Value;
 
 use super::Store;
 use super::backend::{
-    DecisionRules, ResolutionRules, ResolutionWaiters, TrailSignal, check_api_key, check_save, check_update,
-    stale_cutoff,
+    DecisionRules, ResolutionRules, ResolutionWaiters, TrailSignal, check_api_key, check_eligible, check_save,
+    check_update, stale_cutoff,
 };
 use crate::BoxFuture;
 use crate::approval::{
@@ -75,6 +75,15 @@ impl MemoryDb {
     /// An empty store.
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// [`Store::cancel_run`], or with `checked` [`Store::cancel_run_as`].
+    fn cancel(&self, run_id: &str, principal: &Principal, checked: bool) -> Result<RunRecord> {
+        crate::limits::check_key("principal", &principal.id)?;
+        let cancelled = self.tables().cancel_run(run_id, principal, checked, crate::now())?;
+        self.waiters.wake_all();
+        self.signal.appended();
+        Ok(cancelled)
     }
 
     fn tables(&self) -> MutexGuard<'_, Tables> {
@@ -325,8 +334,16 @@ impl Tables {
         self.maybe_pending.iter().filter_map(|id| self.approvals.get(id))
     }
 
-    /// Cancels paused run `run_id` and its paused member runs, and every row they wait on.
-    fn cancel_run(&mut self, run_id: &str, principal: &str, now: DateTime<Utc>) -> Result<RunRecord> {
+    /// Cancels paused run `run_id` and its paused member runs, and every row they wait on; with
+    /// `checked`, only when `principal` may decide each row it withdraws (nothing changes
+    /// otherwise).
+    fn cancel_run(
+        &mut self,
+        run_id: &str,
+        principal: &Principal,
+        checked: bool,
+        now: DateTime<Utc>,
+    ) -> Result<RunRecord> {
         let run = self.run(run_id).ok_or_else(|| Error::RunNotFound(run_id.to_owned()))?;
         if let Some(team_run_id) = &run.parent_run_id {
             return Err(Error::MemberRun { run_id: run_id.to_owned(), team_run_id: team_run_id.clone() });
@@ -338,10 +355,18 @@ impl Tables {
             .filter(|id| self.runs.get(*id).is_some_and(|member| member.status == RunStatus::Paused))
             .cloned()
             .collect();
-        for member in &members {
-            self.cancel_one(member, principal, now);
+        if checked {
+            for id in members.iter().map(String::as_str).chain([run_id]) {
+                let withdrawn = self.row_ids_of(id).into_iter().filter_map(|row_id| self.approvals.get(&row_id));
+                for row in withdrawn.filter(|row| row.status == ApprovalStatus::Pending && !row.is_expired_at(now)) {
+                    check_eligible(row, principal)?;
+                }
+            }
         }
-        Ok(self.cancel_one(run_id, principal, now).expect("a paused run is not finished: it is among the runs"))
+        for member in &members {
+            self.cancel_one(member, &principal.id, now);
+        }
+        Ok(self.cancel_one(run_id, &principal.id, now).expect("a paused run is not finished: it is among the runs"))
     }
 
     /// Cancels run `run_id` (paused) and every row it waits on; returns the run cancelled.
@@ -642,7 +667,7 @@ impl Store for MemoryDb {
         for run_id in cancelling {
             // A run that is not paused (already cancelled, or held by a continue) is left to
             // whoever holds it: the continue applies the expiry itself.
-            let _ = tables.cancel_run(&run_id, SYSTEM_PRINCIPAL, now);
+            let _ = tables.cancel_run(&run_id, &Principal::new(SYSTEM_PRINCIPAL), false, now);
         }
         drop(tables);
         self.waiters.wake_all();
@@ -674,15 +699,11 @@ impl Store for MemoryDb {
     }
 
     fn cancel_run<'a>(&'a self, run_id: &'a str, principal: &'a Principal) -> BoxFuture<'a, Result<RunRecord>> {
-        if let Err(error) = crate::limits::check_key("principal", &principal.id) {
-            return ready(Err(error));
-        }
-        let cancelled = self.tables().cancel_run(run_id, &principal.id, crate::now());
-        if cancelled.is_ok() {
-            self.waiters.wake_all();
-            self.signal.appended();
-        }
-        ready(cancelled)
+        ready(self.cancel(run_id, principal, false))
+    }
+
+    fn cancel_run_as<'a>(&'a self, run_id: &'a str, principal: &'a Principal) -> BoxFuture<'a, Result<RunRecord>> {
+        ready(self.cancel(run_id, principal, true))
     }
 
     fn trail<'a>(&'a self, id: &'a str) -> BoxFuture<'a, Result<Vec<TrailEvent>>> {

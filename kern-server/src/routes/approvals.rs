@@ -2,7 +2,6 @@
 //! its wire contract (and its faults fixed), and kern's votes, cancel and trail.
 
 use axum::Json;
-use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::http::header::{ETAG, IF_MATCH};
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
@@ -18,7 +17,7 @@ use serde_json::{Map, Value};
 
 use crate::auth::Caller;
 use crate::error::{ApiError, ApiResult, ErrorBody};
-use crate::extract::{JsonBody, QueryParams};
+use crate::extract::{JsonBody, OptionalJsonBody, QueryParams};
 use crate::state::AppState;
 use crate::wire::approval::{
     ApprovalList, ApprovalResponse, CountParams, CountResponse, ListParams, PageMeta, ResolveBody, StatusResponse,
@@ -402,17 +401,11 @@ pub async fn cancel(
     State(state): State<AppState>,
     caller: Caller,
     Path(id): Path<String>,
-    body: Bytes,
+    OptionalJsonBody(body): OptionalJsonBody<VoteBody>,
 ) -> ApiResult<Decided> {
     caller.require(Scope::ApprovalsWrite)?;
     caller.require_unconfined()?;
-    let note = if body.is_empty() {
-        None
-    } else {
-        serde_json::from_slice::<VoteBody>(&body)
-            .map_err(|err| ApiError::unprocessable(format!("the body must be a JSON object: {err}")))?
-            .note
-    };
+    let note = body.and_then(|body| body.note);
     let row = visible_row(&state, &caller, &id).await?;
     decide(&state, &caller.principal, &row, Decision::Cancel { note }).await
 }

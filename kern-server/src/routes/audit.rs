@@ -6,6 +6,7 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use kern_core::keys::Scope;
+use kern_core::trail;
 
 use crate::auth::Caller;
 use crate::error::{ApiError, ApiResult, ErrorBody};
@@ -33,8 +34,10 @@ pub async fn verify(State(state): State<AppState>, caller: Caller) -> ApiResult<
 }
 
 /// The trail's events stored after event `after`, in `seq` order: every row's, every kind.
-/// The next page starts after the last `seq` of this one; a page shorter than `limit` may
-/// still be followed by events written since.
+/// The next page starts after the last `seq` of this one. A page ends before a gap in the
+/// `seq`s that may still fill (an event committing late, see [`trail::settled`]): a page
+/// shorter than `limit`, even an empty one, may be followed by more, and a reader that wants
+/// everything up to `last_seq` reads on until it gets there.
 #[utoipa::path(get, path = "/audit/events", tag = "audit", params(TrailPageParams),
     responses((status = 200, body = TrailPage), (status = 403, body = ErrorBody), (status = 422, body = ErrorBody)))]
 pub async fn events(
@@ -51,7 +54,8 @@ pub async fn events(
     if !(1..=1000).contains(&limit) {
         return Err(ApiError::unprocessable("`limit` must be an integer from 1 to 1000"));
     }
-    let events = state.store.events_after(after, limit).await?;
+    let mut events = state.store.events_after(after, limit).await?;
+    events.truncate(trail::settled(&events, after, kern_core::now()));
     // Read second, it is at or past every event of the page.
     let last_seq = state.store.last_event_seq().await?;
     Ok(Json(TrailPage { data: events.iter().map(TrailEventResponse::from).collect(), last_seq }))

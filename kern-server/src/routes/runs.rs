@@ -1,5 +1,5 @@
-//! The run routes: start and continue agent and team runs with the reference's fields, and
-//! read a run. A continue is gated by the stored rows exactly as the library's is: whatever the
+//! The run routes: start and continue agent and team runs with the reference's fields, read
+//! and list runs, and cancel or release one. A continue is gated by the stored rows exactly as the library's is: whatever the
 //! caller answers, a call with a pending row does not run.
 //!
 //! With `stream` (true unless `false` is given, as in the reference) the answer is the run's
@@ -12,7 +12,6 @@ use std::convert::Infallible;
 use std::time::Duration;
 
 use axum::Json;
-use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::http::HeaderValue;
 use axum::http::header::CONTENT_TYPE;
@@ -27,7 +26,7 @@ use serde_json::Value;
 
 use crate::auth::Caller;
 use crate::error::{ApiError, ApiResult, ErrorBody};
-use crate::extract::QueryParams;
+use crate::extract::{OptionalJsonBody, QueryParams};
 use crate::state::AppState;
 use crate::wire::events::Framer;
 use crate::wire::form::RunFields;
@@ -169,8 +168,9 @@ pub async fn get(State(state): State<AppState>, caller: Caller, Path(run_id): Pa
 }
 
 /// Cancels a paused run as the caller: the run, its paused member runs and every row they
-/// wait on become `cancelled`, on the trail too, in one transaction. Deciding rows, it asks
-/// what a resolve asks: `approvals:write`, and under isolation an admin.
+/// wait on become `cancelled`, on the trail too, in one transaction. Cancelling decides the
+/// rows, so it asks what cancelling each row would: `approvals:write`, under isolation an
+/// admin, and a principal each row's policy lets decide it (403 otherwise, nothing changed).
 #[utoipa::path(post, path = "/runs/{run_id}/cancel", tag = "runs", params(("run_id" = String, Path)),
     responses((status = 200, body = RunSummary), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody),
         (status = 409, body = ErrorBody)))]
@@ -183,7 +183,7 @@ pub async fn cancel(
     if caller.own_user().is_some() {
         return Err(ApiError::run_not_found(&run_id));
     }
-    let run = state.store.cancel_run(&run_id, &caller.principal).await?;
+    let run = state.store.cancel_run_as(&run_id, &caller.principal).await?;
     Ok(Json(RunSummary::from(&run)))
 }
 
@@ -200,21 +200,15 @@ pub async fn release(
     State(state): State<AppState>,
     caller: Caller,
     Path(run_id): Path<String>,
-    body: Bytes,
+    OptionalJsonBody(body): OptionalJsonBody<ReleaseBody>,
 ) -> ApiResult<Json<RunSummary>> {
     caller.require(Scope::RunsWrite)?;
-    let asked = if body.is_empty() {
-        None
-    } else {
-        serde_json::from_slice::<ReleaseBody>(&body)
-            .map_err(|err| ApiError::unprocessable(format!("the body must be a JSON object: {err}")))?
-            .stale_after_seconds
-    };
-    let stale_after = match asked.map(Duration::from_secs) {
+    let stale_after = match body.and_then(|body| body.stale_after_seconds).map(Duration::from_secs) {
         Some(asked) if asked < state.stale_after => {
+            // In whole seconds, rounded up: the least a caller may ask for.
+            let least = state.stale_after.as_secs() + u64::from(state.stale_after.subsec_nanos() > 0);
             return Err(ApiError::unprocessable(format!(
-                "`stale_after_seconds` must be at least {}, the server's stale time",
-                state.stale_after.as_secs()
+                "`stale_after_seconds` must be at least {least}, the server's stale time"
             )));
         }
         asked => asked.unwrap_or(state.stale_after),

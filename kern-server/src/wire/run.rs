@@ -350,7 +350,7 @@ pub struct ReleaseBody {
     pub stale_after_seconds: Option<u64>,
 }
 
-/// A run in a listing.
+/// A run in a listing, and the answer of a cancel or a release.
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct RunSummary {
     pub run_id: String,

@@ -29,6 +29,21 @@ pub struct DecisionEffect {
     pub events: Vec<(EventKind, Value)>,
 }
 
+/// Refuses `principal` deciding `row` when the row's policy (the default one when it has none)
+/// does not let them, with [`Error::NotEligible`]: the check of every decision, and of every
+/// row a run cancelled as a principal withdraws.
+pub fn check_eligible(row: &Approval, principal: &Principal) -> Result<()> {
+    let requester = row.user_id.as_deref();
+    let reason = match &row.policy {
+        Some(policy) => policy.ineligibility(principal, requester),
+        None => ApprovalPolicy::REQUIRED.row_policy(&Value::Null).ineligibility(principal, requester),
+    };
+    match reason {
+        Some(reason) => Err(Error::NotEligible { id: row.id.clone(), principal: principal.id.clone(), reason }),
+        None => Ok(()),
+    }
+}
+
 /// The rules of one [`Store::decide`](crate::store::Store::decide) call.
 ///
 /// [`apply`](Self::apply) takes the row and its votes as stored (read under the row's lock, or
@@ -67,10 +82,8 @@ impl<'a> DecisionRules<'a> {
         if actual != ApprovalStatus::Pending {
             return Err(Error::ApprovalConflict { id: self.id.to_owned(), expected: ApprovalStatus::Pending, actual });
         }
+        check_eligible(row, self.principal)?;
         let policy = row.policy.clone().unwrap_or_else(|| ApprovalPolicy::REQUIRED.row_policy(&Value::Null));
-        if let Some(reason) = policy.ineligibility(self.principal, row.user_id.as_deref()) {
-            return Err(Error::NotEligible { id: self.id.to_owned(), principal: self.principal.id.clone(), reason });
-        }
         match self.decision {
             Decision::Cancel { note } => {
                 Ok(self.resolve(row, ApprovalStatus::Cancelled, note_data(note), None, vec![]))

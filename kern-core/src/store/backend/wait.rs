@@ -306,6 +306,10 @@ mod tests {
             self.0.cancel_run(run_id, principal)
         }
 
+        fn cancel_run_as<'a>(&'a self, run_id: &'a str, principal: &'a Principal) -> BoxFuture<'a, Result<RunRecord>> {
+            self.0.cancel_run_as(run_id, principal)
+        }
+
         fn trail<'a>(&'a self, id: &'a str) -> BoxFuture<'a, Result<Vec<TrailEvent>>> {
             self.0.trail(id)
         }
