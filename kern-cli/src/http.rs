@@ -2,6 +2,7 @@
 //! answers mapped to the documented exit codes (409 conflict, 404 not found, 403 refused).
 
 use std::collections::VecDeque;
+use std::fmt::Write as _;
 
 use reqwest::header::{ACCEPT, AUTHORIZATION};
 use reqwest::{Method, RequestBuilder, Response, StatusCode};
@@ -75,6 +76,22 @@ impl Client {
         }
         Ok(EventStream { response, reader: EventReader::default() })
     }
+}
+
+/// `text` as one segment of a URL path: every byte but RFC 3986's unreserved characters
+/// percent-encoded, so that an id holding `/`, `?` or `#` still names one resource.
+pub fn segment(text: &str) -> String {
+    let mut encoded = String::with_capacity(text.len());
+    for byte in text.bytes() {
+        match byte {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => encoded.push(char::from(byte)),
+            _ => {
+                // Writing to a String cannot fail.
+                let _ = write!(encoded, "%{byte:02X}");
+            }
+        }
+    }
+    encoded
 }
 
 /// The JSON of a successful answer (null when it has none), or the failure a refusal stands
@@ -189,6 +206,13 @@ impl EventReader {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn ids_are_one_segment_of_a_path() {
+        assert_eq!(segment("0193c2a4-7b1e-7000-8000-00aa_~."), "0193c2a4-7b1e-7000-8000-00aa_~.");
+        assert_eq!(segment("a/b?c#d e%"), "a%2Fb%3Fc%23d%20e%25");
+        assert_eq!(segment("é"), "%C3%A9");
+    }
 
     #[test]
     fn statuses_map_to_the_documented_codes() {

@@ -11,7 +11,7 @@ use tokio::time::Instant;
 
 use crate::cli::{ApprovalFilters, ApprovalsCommand, WatchArgs};
 use crate::exit::{Failure, Outcome};
-use crate::http::Client;
+use crate::http::{Client, segment};
 use crate::interrupt::Interrupt;
 use crate::output::{Colour, Output, Table, or_dash, plain};
 use crate::target::{Context, Target};
@@ -38,7 +38,7 @@ pub async fn run(command: ApprovalsCommand, ctx: &Context) -> Outcome {
                         .await?
                         .ok_or_else(|| Failure::not_found(format!("approval `{id}` not found")))?,
                 ),
-                Target::Server(client) => wire_row(client.get(&format!("/approvals/{id}"), &[]).await?)?,
+                Target::Server(client) => wire_row(client.get(&format!("/approvals/{}", segment(&id)), &[]).await?)?,
             };
             show(&ctx.out, &row)
         }
@@ -200,7 +200,7 @@ async fn decide_over(client: &Client, id: &str, decision: Decision) -> Outcome<V
         Decision::Reject { note } => ("resolve", json!({"status": "rejected", "resolution_data": {"note": note}})),
         Decision::Cancel { note } => ("cancel", json!({"note": note})),
     };
-    client.post(&format!("/approvals/{id}/{path}"), &body).await
+    client.post(&format!("/approvals/{}/{path}", segment(id)), &body).await
 }
 
 async fn watch(ctx: &Context, args: &WatchArgs) -> Outcome {

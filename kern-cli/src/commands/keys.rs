@@ -8,6 +8,7 @@ use serde_json::{Value, json};
 
 use crate::cli::KeysCommand;
 use crate::exit::{Failure, Outcome};
+use crate::http::segment;
 use crate::output::{Colour, Table, or_dash, plain};
 use crate::target::{Context, Target};
 use crate::view::KeyView;
@@ -69,7 +70,7 @@ pub async fn run(command: KeysCommand, ctx: &Context) -> Outcome {
                         .await?
                         .ok_or_else(|| Failure::not_found(format!("API key `{id}` not found")))?,
                 ),
-                Target::Server(client) => KeyView::from_wire(&client.delete(&format!("/keys/{id}")).await?),
+                Target::Server(client) => KeyView::from_wire(&client.delete(&format!("/keys/{}", segment(&id))).await?),
             };
             if ctx.out.json {
                 return ctx.out.json_line(&key);

@@ -6,6 +6,7 @@ use serde_json::{Value, json};
 
 use crate::cli::{RunFilters, RunsCommand};
 use crate::exit::{Failure, Outcome};
+use crate::http::segment;
 use crate::output::{Colour, Table, or_dash, plain};
 use crate::target::{Context, Target};
 use crate::view::{Page, RunView};
@@ -21,7 +22,9 @@ pub async fn run(command: RunsCommand, ctx: &Context) -> Outcome {
                         .await?
                         .ok_or_else(|| Failure::not_found(format!("run `{id}` not found")))?,
                 ),
-                Target::Server(client) => RunView::from_wire(&client.get(&format!("/runs/{id}"), &[]).await?),
+                Target::Server(client) => {
+                    RunView::from_wire(&client.get(&format!("/runs/{}", segment(&id)), &[]).await?)
+                }
             };
             show(ctx, &run)
         }
@@ -32,7 +35,7 @@ pub async fn run(command: RunsCommand, ctx: &Context) -> Outcome {
                     (RunView::from(&db.store().cancel_run_as(&id, principal).await?), Some(principal.id.as_str()))
                 }
                 Target::Server(client) => {
-                    let cancelled = client.post(&format!("/runs/{id}/cancel"), &json!({})).await?;
+                    let cancelled = client.post(&format!("/runs/{}/cancel", segment(&id)), &json!({})).await?;
                     (RunView::from_wire(&cancelled), None)
                 }
             };
@@ -47,7 +50,7 @@ pub async fn run(command: RunsCommand, ctx: &Context) -> Outcome {
                 Target::Database(db) => RunView::from(&db.store().release_stale_run(&id, stale_after).await?),
                 Target::Server(client) => {
                     let body = json!({ "stale_after_seconds": stale_after.as_secs() });
-                    RunView::from_wire(&client.post(&format!("/runs/{id}/release"), &body).await?)
+                    RunView::from_wire(&client.post(&format!("/runs/{}/release", segment(&id)), &body).await?)
                 }
             };
             if ctx.out.json {

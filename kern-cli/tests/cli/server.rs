@@ -67,6 +67,11 @@ async fn approvals_are_decided_through_a_server_as_the_keys_principal() {
         let shown = through(&url, key, &["runs", "show", &run.run_id, "--json"]).json();
         assert_eq!(shown["status"], "completed");
         through(&url, key, &["runs", "show", "no-such-run"]).fails(4);
+        // An id is one segment of the path, whatever it holds: not `GET /runs/x/cancel` (405)
+        // or `GET /keys` (200).
+        through(&url, key, &["runs", "show", "x/cancel"]).fails(4);
+        through(&url, key, &["approvals", "show", "../keys"]).fails(4);
+        through(&url, key, &["runs", "show", "x?y#z"]).fails(4);
         assert_eq!(through(&url, key, &["audit", "verify", "--json"]).json()["ok"], true);
 
         let runs = through(&url, key, &["runs", "list", "--status", "paused", "--json"]).json();
