@@ -35,7 +35,7 @@ use crate::error::{Error, Result};
 use crate::run::{RunOutput, RunRecord, RunStatus};
 use crate::store::Store;
 use crate::team::Team;
-use crate::trail::EventKind;
+use crate::trail::{self, EventKind};
 
 pub use builder::{DEFAULT_STALE_AFTER, WorkerBuildError, WorkerBuilder};
 pub use stats::{WorkerCounts, WorkerStats};
@@ -51,6 +51,9 @@ const STALE_PAGES_PER_UPKEEP: usize = 16;
 
 /// How many trail events one read brings, when the worker looks for decisions among them.
 const EVENT_BATCH: u32 = 512;
+
+/// How often a worker held back by a gap in the trail's `seq`s that may still fill reads again.
+const GAP_RECHECK: Duration = Duration::from_millis(50);
 
 /// How long a worker waits before reading the store again after a failed read: the database
 /// may be restarting, and is not hammered meanwhile. Also the first wait before a run whose
@@ -174,6 +177,8 @@ impl Worker {
         let mut next_upkeep = Instant::now();
         // What was decided while no worker ran is taken up at once.
         let mut scan = true;
+        // Whether the last read stopped before a gap in the `seq`s that may still fill.
+        let mut held_back = false;
         tokio::pin!(shutdown);
         loop {
             if Instant::now() >= next_upkeep {
@@ -202,9 +207,13 @@ impl Worker {
                     self.take_queued(&mut state);
                     scan |= state.backlog && state.queued.is_empty();
                 }
-                woken = self.store.wait_for_events(seq, timeout) => match woken {
-                    Ok(last) if last > seq => scan |= self.decided_since(&mut seq).await,
-                    Ok(_) => {}
+                woken = self.more_events(seq, timeout, held_back) => match woken {
+                    Ok(true) => {
+                        let read = self.decided_since(&mut seq).await;
+                        scan |= read.decided;
+                        held_back = read.held_back;
+                    }
+                    Ok(false) => {}
                     Err(error) => {
                         tracing::warn!(%error, "kern worker cannot follow the trail; retrying");
                         tokio::select! {
@@ -222,23 +231,40 @@ impl Worker {
         Ok(())
     }
 
-    /// Reads the trail's events after `seq` (moving it past them) and tells whether they may
-    /// have made a run decided: a row approved, rejected, expired or cancelled. Its own
-    /// continues' events (executions) are no reason to look again. A failed read says yes.
-    async fn decided_since(&self, seq: &mut i64) -> bool {
+    /// Waits until the trail may hold events after `seq`, or `timeout` passes, and tells
+    /// whether it may: after [`GAP_RECHECK`] when the last read was `held_back` by a gap that
+    /// may still fill (the store would answer at once), else as the store wakes it.
+    async fn more_events(&self, seq: i64, timeout: Duration, held_back: bool) -> Result<bool> {
+        if held_back {
+            tokio::time::sleep(GAP_RECHECK.min(timeout)).await;
+            return Ok(true);
+        }
+        Ok(self.store.wait_for_events(seq, timeout).await? > seq)
+    }
+
+    /// Reads the trail's events after `seq` and tells whether they may have made a run decided:
+    /// a row approved, rejected, expired or cancelled. Its own continues' events (executions)
+    /// are no reason to look again. A failed read says yes.
+    ///
+    /// `seq` moves past the events read, but not past a gap in the `seq`s that may still fill
+    /// ([`trail::settled`]): on Postgres an event may commit after a later one, and a worker
+    /// that moved past it would not see its decision until its next upkeep.
+    async fn decided_since(&self, seq: &mut i64) -> TrailRead {
         match self.store.events_after(*seq, EVENT_BATCH).await {
             Ok(events) => {
-                *seq = events.last().map_or(*seq, |event| event.seq);
-                events.iter().any(|event| {
+                let settled = trail::settled(&events, *seq, crate::now());
+                *seq = events[..settled].last().map_or(*seq, |event| event.seq);
+                let decided = events.iter().any(|event| {
                     matches!(
                         event.kind,
                         EventKind::Approved | EventKind::Rejected | EventKind::Expired | EventKind::Cancelled
                     )
-                })
+                });
+                TrailRead { decided, held_back: settled < events.len() }
             }
             Err(error) => {
                 tracing::warn!(%error, "kern worker cannot read the trail; looking for decided runs");
-                true
+                TrailRead { decided: true, held_back: false }
             }
         }
     }
@@ -430,6 +456,14 @@ impl Worker {
         // Nobody listening is fine.
         let _ = self.outcomes.send(outcome);
     }
+}
+
+/// What a read of the trail found.
+struct TrailRead {
+    /// Whether an event may have made a run decided.
+    decided: bool,
+    /// Whether the read stopped before a gap in the `seq`s that may still fill.
+    held_back: bool,
 }
 
 /// What one [`Worker::run`] keeps between its rounds.

@@ -10,7 +10,7 @@ use kern::approval::{Approval, ApprovalPage, ApprovalQuery, ApprovalUpdate, Deci
 use kern::db::{MemoryDb, PostgresDb, SqliteDb, Store};
 use kern::keys::ApiKey;
 use kern::run::{RunPage, RunQuery, RunRecord};
-use kern::trail::{Execution, TrailEvent, TrailReport};
+use kern::trail::{EventKind, Execution, TrailEvent, TrailReport};
 use kern::{BoxFuture, Result};
 
 /// A name no other test (or test process) uses.
@@ -123,7 +123,8 @@ impl Drop for Backend {
 }
 
 /// A store (a memory store unless told otherwise) that logs the name of each call and can fail
-/// writes of run state or reads of rows, as when the database goes down mid-run.
+/// writes of run state or reads of rows, as when the database goes down mid-run, or show an
+/// event late, as when Postgres commits it after a later one.
 pub struct ProbeStore {
     inner: Arc<dyn Store>,
     /// The numbers of the saves that fail, the first save being number 1.
@@ -131,6 +132,11 @@ pub struct ProbeStore {
     saves: AtomicUsize,
     /// Whether reads of approval rows fail.
     failing_row_reads: AtomicBool,
+    /// The kind of the event that commits late: the first of that kind is left out of the
+    /// trail's reads until one holds an event after it, and out of that one too.
+    late: Option<EventKind>,
+    /// Whether the late event has been left out of a read that held a later one.
+    late_passed: AtomicBool,
     calls: std::sync::Mutex<Vec<&'static str>>,
 }
 
@@ -148,8 +154,16 @@ impl ProbeStore {
             failing_saves: 0..0,
             saves: AtomicUsize::new(0),
             failing_row_reads: AtomicBool::new(false),
+            late: None,
+            late_passed: AtomicBool::new(false),
             calls: std::sync::Mutex::default(),
         }
+    }
+
+    /// Probes `inner`, whose first event of `kind` commits late: a reader sees the event after
+    /// it first.
+    pub fn with_late_event(inner: Arc<dyn Store>, kind: EventKind) -> Self {
+        ProbeStore { late: Some(kind), ..ProbeStore::over(inner) }
     }
 
     /// Fails every save.
@@ -296,7 +310,17 @@ impl Store for ProbeStore {
 
     fn events_after(&self, after: i64, limit: u32) -> BoxFuture<'_, Result<Vec<TrailEvent>>> {
         self.log("events_after");
-        self.inner.events_after(after, limit)
+        Box::pin(async move {
+            let mut events = self.inner.events_after(after, limit).await?;
+            let late = self.late.and_then(|kind| events.iter().position(|event| event.kind == kind));
+            if let Some(position) = late.filter(|_| !self.late_passed.load(Ordering::Relaxed)) {
+                events.remove(position);
+                if position < events.len() {
+                    self.late_passed.store(true, Ordering::Relaxed);
+                }
+            }
+            Ok(events)
+        })
     }
 
     fn last_event_seq(&self) -> BoxFuture<'_, Result<i64>> {

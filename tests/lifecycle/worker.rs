@@ -2,9 +2,10 @@
 //!
 //! In process, on every backend: a run continues the moment its row is decided, a worker
 //! started after the decisions catches up, an expired row's run is resumed with no caller, a
-//! run that also waits on a plain confirmation is left to its caller, and a stale run is
-//! recovered behind more than a page of a retired agent's. Across processes (the
-//! children are this test binary, see [`crate::child`]): four worker processes and 200 paused
+//! run that also waits on a plain confirmation is left to its caller, a stale run is recovered
+//! behind more than a page of a retired agent's, and a decision whose event commits after a
+//! later one is not passed over. Across processes (the children are this test binary, see
+//! [`crate::child`]): four worker processes and 200 paused
 //! runs decided at random by several admins, each run completed once and each approved tool run
 //! once; and a worker killed with SIGKILL mid-continue, whose run another worker recovers.
 
@@ -23,7 +24,7 @@ use serde_json::json;
 use tokio::io::{AsyncBufReadExt as _, BufReader};
 use tokio::sync::{broadcast, oneshot};
 
-use crate::backend::Backend;
+use crate::backend::{Backend, ProbeStore};
 use crate::ledger::Ledger;
 use crate::{child, on_every_backend};
 
@@ -243,7 +244,32 @@ on_every_backend!(
     an_expired_row_resumes_its_run_without_a_caller,
     a_run_that_also_waits_on_its_caller_is_left_to_it,
     a_stale_run_behind_a_retired_agents_is_recovered,
+    a_decision_that_commits_late_is_not_passed_over,
 );
+
+/// A decision whose event commits after a later one (Postgres takes an event's `seq` before its
+/// transaction commits) is not passed over: the worker reads the trail again until the gap
+/// fills, rather than leave the run to its next upkeep (an hour away here).
+async fn a_decision_that_commits_late_is_not_passed_over(backend: Backend) {
+    let probe = Arc::new(ProbeStore::with_late_event(backend.store(), EventKind::Approved));
+    let store: Arc<dyn Store> = probe.clone();
+    let ledger = Ledger::new();
+    let agent = agent(store.clone(), &ledger.0);
+    let worker = quick_worker(store.clone(), agent.clone()).upkeep_interval(Duration::from_secs(3600));
+    let (_stop, mut outcomes) = start(worker.build().unwrap());
+    // Once its first scan is done, only the trail tells the worker of a decision.
+    while !probe.calls().contains(&"decided_runs") {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+
+    let decided = agent.run("place order 1").await.unwrap();
+    store.update_approval(row_of(&decided), ApprovalUpdate::approve("admin-1")).await.unwrap();
+    // The event after the approval's, which a reader sees first.
+    let waiting = agent.run("place order 2").await.unwrap();
+    let done = next_continued(&mut outcomes).await;
+    assert_eq!((done.run_id.as_str(), done.status), (decided.run_id.as_str(), RunStatus::Completed));
+    assert_eq!(store.load_run(&waiting.run_id).await.unwrap().unwrap().status, RunStatus::Paused);
+}
 
 #[test]
 fn a_worker_needs_a_store_something_to_run_and_distinct_ids() {
