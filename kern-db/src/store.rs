@@ -300,18 +300,25 @@ impl<DB: Driver> SqlStore<DB> {
         }
         let mut runs = DB::fetch(conn, &Stmt::new(&self.queries.paused_members).bind(run_id), codec::run).await?;
         runs.push(run);
-        let mut expired = 0;
-        for run in &mut runs {
+        let mut rows = Vec::with_capacity(runs.len());
+        for run in &runs {
             let pending = Stmt::new(&self.queries.pending_rows_of_run).bind(run.run_id.as_str());
-            for mut row in DB::fetch(conn, &pending, codec::approval).await? {
+            rows.push(DB::fetch(conn, &pending, codec::approval).await?);
+        }
+        // Every row is checked before anything is written: a refusal leaves no trace, not even
+        // the `seq`s of events rolled back.
+        if checked {
+            for row in rows.iter().flatten().filter(|row| !row.is_expired_at(now)) {
+                check_eligible(row, principal)?;
+            }
+        }
+        let mut expired = 0;
+        for (run, pending) in runs.iter_mut().zip(rows) {
+            for mut row in pending {
                 // A row past its expiry expired; the others are withdrawn with the run.
                 if row.is_expired_at(now) {
                     expired += u64::from(self.expire(conn, &row, now).await?);
                     continue;
-                }
-                // An error rolls back the whole cancellation, what this loop wrote included.
-                if checked {
-                    check_eligible(&row, principal)?;
                 }
                 row.status = ApprovalStatus::Cancelled;
                 row.resolved_by = Some(principal.id.clone());
