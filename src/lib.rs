@@ -111,8 +111,10 @@ pub mod run {
     pub use kern_core::run::*;
 }
 
-/// The trail: the hash-chained log of what happened to each approval row, and its check.
+/// The trail: the hash-chained log of what happened to each approval row, its check, and a
+/// reader that follows it in `seq` order without passing an event that commits late.
 pub mod trail {
+    pub use kern_core::follow::*;
     pub use kern_core::trail::*;
 }
 

@@ -80,7 +80,13 @@ impl Client {
 
 /// `text` as one segment of a URL path: every byte but RFC 3986's unreserved characters
 /// percent-encoded, so that an id holding `/`, `?` or `#` still names one resource.
-pub fn segment(text: &str) -> String {
+///
+/// An empty id, `.` and `..` cannot be one: a URL drops them or steps up a level (`%2E` too),
+/// and would name another route. No kern id is one of them, so they are not found.
+pub fn segment(text: &str) -> Outcome<String> {
+    if matches!(text, "" | "." | "..") {
+        return Err(Failure::not_found(format!("nothing is named `{text}`")));
+    }
     let mut encoded = String::with_capacity(text.len());
     for byte in text.bytes() {
         match byte {
@@ -91,7 +97,7 @@ pub fn segment(text: &str) -> String {
             }
         }
     }
-    encoded
+    Ok(encoded)
 }
 
 /// The JSON of a successful answer (null when it has none), or the failure a refusal stands
@@ -209,9 +215,14 @@ mod tests {
 
     #[test]
     fn ids_are_one_segment_of_a_path() {
-        assert_eq!(segment("0193c2a4-7b1e-7000-8000-00aa_~."), "0193c2a4-7b1e-7000-8000-00aa_~.");
-        assert_eq!(segment("a/b?c#d e%"), "a%2Fb%3Fc%23d%20e%25");
-        assert_eq!(segment("é"), "%C3%A9");
+        let encoded = |text| segment(text).unwrap();
+        assert_eq!(encoded("0193c2a4-7b1e-7000-8000-00aa_~."), "0193c2a4-7b1e-7000-8000-00aa_~.");
+        assert_eq!(encoded("a/b?c#d e%"), "a%2Fb%3Fc%23d%20e%25");
+        assert_eq!(encoded("é"), "%C3%A9");
+        assert_eq!(encoded("..."), "...");
+        for dots in ["", ".", ".."] {
+            assert_eq!(segment(dots).unwrap_err().code, Code::NotFound, "{dots:?}");
+        }
     }
 
     #[test]

@@ -9,6 +9,7 @@ pub mod approval;
 mod engine;
 mod error;
 pub mod events;
+pub mod follow;
 pub mod keys;
 pub mod limits;
 pub mod models;

@@ -9,7 +9,7 @@
 //! records, and [`verify_row`] (which `Store::verify_trail` runs over every row) recomputes each chain and compares the rows with what their events
 //! say, naming the first link that does not hold.
 
-use chrono::{DateTime, SecondsFormat, TimeDelta, Utc};
+use chrono::{DateTime, SecondsFormat, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
@@ -283,26 +283,6 @@ impl Execution {
     pub fn data(&self) -> Value {
         json!({ "tool_call_id": self.tool_call_id, "result_digest": self.result_digest, "recovered": self.recovered })
     }
-}
-
-/// How long a missing `seq` may still be filled: a store may take an event's `seq` before its
-/// transaction commits (Postgres does), so a reader may see an event before an earlier one
-/// that commits late; a `seq` whose transaction rolled back is never filled.
-pub const GAP_WAIT: TimeDelta = TimeDelta::seconds(2);
-
-/// How many of `events`, read in `seq` order after event `after`, a reader that moves past
-/// what it reads can take without ever missing one: all of them, unless an event follows a
-/// gap in the `seq`s and was written less than [`GAP_WAIT`] before `now`, when the gap may
-/// still fill; then those before it.
-pub fn settled(events: &[TrailEvent], after: i64, now: DateTime<Utc>) -> usize {
-    let mut previous = after;
-    for (position, event) in events.iter().enumerate() {
-        if event.seq != previous + 1 && now - event.at < GAP_WAIT {
-            return position;
-        }
-        previous = event.seq;
-    }
-    events.len()
 }
 
 /// The first link of a trail that does not hold, and why.
@@ -673,28 +653,6 @@ mod tests {
                 assert_eq!(event.hash, hash_by_copy(event), "{event:?}");
             }
         }
-    }
-
-    #[test]
-    fn a_reader_stops_before_a_gap_that_may_still_fill() {
-        let now = Utc::now();
-        let event = |seq: i64, age: i64| TrailEvent {
-            seq,
-            approval_id: "a".into(),
-            run_id: "r".into(),
-            index: 1,
-            kind: EventKind::Created,
-            principal: "p".into(),
-            at: now - TimeDelta::seconds(age),
-            data: Value::Null,
-            prev_hash: GENESIS.into(),
-            hash: String::new(),
-        };
-        assert_eq!(settled(&[], 0, now), 0);
-        assert_eq!(settled(&[event(1, 0), event(2, 0), event(3, 0)], 0, now), 3, "no gap");
-        assert_eq!(settled(&[event(4, 0), event(6, 0)], 3, now), 1, "6 is young: 5 may still commit");
-        assert_eq!(settled(&[event(5, 0)], 3, now), 0, "a young gap after the cursor itself");
-        assert_eq!(settled(&[event(4, 10), event(6, 10), event(7, 0)], 3, now), 3, "5 rolled back long ago");
     }
 
     #[test]

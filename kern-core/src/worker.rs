@@ -32,10 +32,11 @@ use tracing::Instrument;
 use crate::agent::Agent;
 use crate::approval::PageCursor;
 use crate::error::{Error, Result};
+use crate::follow::{GAP_RECHECK, TrailReader};
 use crate::run::{RunOutput, RunRecord, RunStatus};
 use crate::store::Store;
 use crate::team::Team;
-use crate::trail::{self, EventKind};
+use crate::trail::EventKind;
 
 pub use builder::{DEFAULT_STALE_AFTER, WorkerBuildError, WorkerBuilder};
 pub use stats::{WorkerCounts, WorkerStats};
@@ -51,9 +52,6 @@ const STALE_PAGES_PER_UPKEEP: usize = 16;
 
 /// How many trail events one read brings, when the worker looks for decisions among them.
 const EVENT_BATCH: u32 = 512;
-
-/// How often a worker held back by a gap in the trail's `seq`s that may still fill reads again.
-const GAP_RECHECK: Duration = Duration::from_millis(50);
 
 /// How long a worker waits before reading the store again after a failed read: the database
 /// may be restarting, and is not hammered meanwhile. Also the first wait before a run whose
@@ -170,15 +168,16 @@ impl Worker {
     /// second, with a warning; the worker itself never fails once started. Errors: the first read
     /// of the store, so that a worker pointed at a database it cannot reach says so.
     pub async fn run(self, shutdown: impl Future<Output = ()>) -> Result<()> {
-        let mut seq = self.store.last_event_seq().await?;
+        let mut trail = TrailReader::after(self.store.last_event_seq().await?);
         tracing::info!(agents = ?self.agents.keys().collect::<Vec<_>>(), teams = ?self.teams.keys().collect::<Vec<_>>(),
             "kern worker started");
         let mut state = State::default();
         let mut next_upkeep = Instant::now();
         // What was decided while no worker ran is taken up at once.
         let mut scan = true;
-        // Whether the last read stopped before a gap in the `seq`s that may still fill.
-        let mut held_back = false;
+        // When to read the trail again, held back by a gap in its `seq`s that may still fill:
+        // kept across the loop's turns, so a task that ends first does not put it off.
+        let mut recheck_at: Option<Instant> = None;
         tokio::pin!(shutdown);
         loop {
             if Instant::now() >= next_upkeep {
@@ -207,11 +206,10 @@ impl Worker {
                     self.take_queued(&mut state);
                     scan |= state.backlog && state.queued.is_empty();
                 }
-                woken = self.more_events(seq, timeout, held_back) => match woken {
+                woken = self.more_events(trail.position(), timeout, recheck_at) => match woken {
                     Ok(true) => {
-                        let read = self.decided_since(&mut seq).await;
-                        scan |= read.decided;
-                        held_back = read.held_back;
+                        scan |= self.decided_since(&mut trail).await;
+                        recheck_at = trail.held_back().then(|| Instant::now() + GAP_RECHECK);
                     }
                     Ok(false) => {}
                     Err(error) => {
@@ -232,39 +230,35 @@ impl Worker {
     }
 
     /// Waits until the trail may hold events after `seq`, or `timeout` passes, and tells
-    /// whether it may: after [`GAP_RECHECK`] when the last read was `held_back` by a gap that
-    /// may still fill (the store would answer at once), else as the store wakes it.
-    async fn more_events(&self, seq: i64, timeout: Duration, held_back: bool) -> Result<bool> {
-        if held_back {
-            tokio::time::sleep(GAP_RECHECK.min(timeout)).await;
-            return Ok(true);
+    /// whether it may: at `recheck_at` when the last read was held back by a gap that may still
+    /// fill (the store would answer at once), else as the store wakes it.
+    async fn more_events(&self, seq: i64, timeout: Duration, recheck_at: Option<Instant>) -> Result<bool> {
+        if let Some(recheck_at) = recheck_at {
+            let deadline = Instant::now() + timeout;
+            tokio::time::sleep_until(recheck_at.min(deadline)).await;
+            return Ok(recheck_at <= deadline);
         }
         Ok(self.store.wait_for_events(seq, timeout).await? > seq)
     }
 
-    /// Reads the trail's events after `seq` and tells whether they may have made a run decided:
-    /// a row approved, rejected, expired or cancelled. Its own continues' events (executions)
-    /// are no reason to look again. A failed read says yes.
+    /// Reads the trail's next events and tells whether they may have made a run decided: a row
+    /// approved, rejected, expired or cancelled. Its own continues' events (executions) are no
+    /// reason to look again. A failed read says yes.
     ///
-    /// `seq` moves past the events read, but not past a gap in the `seq`s that may still fill
-    /// ([`trail::settled`]): on Postgres an event may commit after a later one, and a worker
-    /// that moved past it would not see its decision until its next upkeep.
-    async fn decided_since(&self, seq: &mut i64) -> TrailRead {
-        match self.store.events_after(*seq, EVENT_BATCH).await {
-            Ok(events) => {
-                let settled = trail::settled(&events, *seq, crate::now());
-                *seq = events[..settled].last().map_or(*seq, |event| event.seq);
-                let decided = events.iter().any(|event| {
-                    matches!(
-                        event.kind,
-                        EventKind::Approved | EventKind::Rejected | EventKind::Expired | EventKind::Cancelled
-                    )
-                });
-                TrailRead { decided, held_back: settled < events.len() }
-            }
+    /// The reader stops before a gap in the `seq`s that may still fill: on Postgres an event may
+    /// commit after a later one, and a worker that moved past it would not see its decision
+    /// until its next upkeep.
+    async fn decided_since(&self, trail: &mut TrailReader) -> bool {
+        match trail.read(self.store.as_ref(), EVENT_BATCH).await {
+            Ok(events) => events.iter().any(|event| {
+                matches!(
+                    event.kind,
+                    EventKind::Approved | EventKind::Rejected | EventKind::Expired | EventKind::Cancelled
+                )
+            }),
             Err(error) => {
                 tracing::warn!(%error, "kern worker cannot read the trail; looking for decided runs");
-                TrailRead { decided: true, held_back: false }
+                true
             }
         }
     }
@@ -456,14 +450,6 @@ impl Worker {
         // Nobody listening is fine.
         let _ = self.outcomes.send(outcome);
     }
-}
-
-/// What a read of the trail found.
-struct TrailRead {
-    /// Whether an event may have made a run decided.
-    decided: bool,
-    /// Whether the read stopped before a gap in the `seq`s that may still fill.
-    held_back: bool,
 }
 
 /// What one [`Worker::run`] keeps between its rounds.

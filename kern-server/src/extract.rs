@@ -20,13 +20,15 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for JsonBody<T> {
     async fn from_request(request: Request, state: &S) -> Result<Self, Self::Rejection> {
         match axum::Json::<T>::from_request(request, state).await {
             Ok(axum::Json(value)) => Ok(JsonBody(value)),
-            // A body over the server's limit is 413 whatever it holds.
-            Err(rejection) if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE => {
-                Err(ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, rejection.body_text()))
-            }
-            Err(rejection) => Err(ApiError::unprocessable(rejection.body_text())),
+            Err(rejection) => Err(unreadable_body(rejection.status(), rejection.body_text())),
         }
     }
+}
+
+/// The error for a body that could not be read: 413 for one over the server's limit whatever it
+/// holds, else 422.
+fn unreadable_body(status: StatusCode, text: String) -> ApiError {
+    if status == StatusCode::PAYLOAD_TOO_LARGE { ApiError::new(status, text) } else { ApiError::unprocessable(text) }
 }
 
 /// A JSON body of type `T` that may be left out: an empty body is `None`. A body is read as
@@ -40,7 +42,7 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for OptionalJsonBody<T>
     async fn from_request(request: Request, state: &S) -> Result<Self, Self::Rejection> {
         let body = Bytes::from_request(request, state)
             .await
-            .map_err(|rejection| ApiError::new(rejection.status(), rejection.body_text()))?;
+            .map_err(|rejection| unreadable_body(rejection.status(), rejection.body_text()))?;
         if body.is_empty() {
             return Ok(OptionalJsonBody(None));
         }

@@ -5,4 +5,5 @@ pub mod audit;
 pub mod events;
 pub mod keys;
 pub mod ops;
+mod paging;
 pub mod runs;

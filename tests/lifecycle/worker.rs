@@ -4,7 +4,7 @@
 //! started after the decisions catches up, an expired row's run is resumed with no caller, a
 //! run that also waits on a plain confirmation is left to its caller, a stale run is recovered
 //! behind more than a page of a retired agent's, and a decision whose event commits after a
-//! later one is not passed over. Across processes (the children are this test binary, see
+//! later one is not passed over (nor by any reader of the trail). Across processes (the children are this test binary, see
 //! [`crate::child`]): four worker processes and 200 paused
 //! runs decided at random by several admins, each run completed once and each approved tool run
 //! once; and a worker killed with SIGKILL mid-continue, whose run another worker recovers.
@@ -18,7 +18,7 @@ use std::time::Duration;
 
 use kern::prelude::*;
 use kern::run::RunRecord;
-use kern::trail::EventKind;
+use kern::trail::{EventKind, TrailEvent, TrailReader};
 use kern::worker::{RunOutcome, WorkerBuildError, WorkerBuilder};
 use serde_json::json;
 use tokio::io::{AsyncBufReadExt as _, BufReader};
@@ -245,6 +245,7 @@ on_every_backend!(
     a_run_that_also_waits_on_its_caller_is_left_to_it,
     a_stale_run_behind_a_retired_agents_is_recovered,
     a_decision_that_commits_late_is_not_passed_over,
+    a_reader_of_the_trail_waits_for_an_event_that_commits_late,
 );
 
 /// A decision whose event commits after a later one (Postgres takes an event's `seq` before its
@@ -269,6 +270,36 @@ async fn a_decision_that_commits_late_is_not_passed_over(backend: Backend) {
     let done = next_continued(&mut outcomes).await;
     assert_eq!((done.run_id.as_str(), done.status), (decided.run_id.as_str(), RunStatus::Completed));
     assert_eq!(store.load_run(&waiting.run_id).await.unwrap().unwrap().status, RunStatus::Paused);
+}
+
+/// What the worker, `GET /events`, `GET /audit/events` and the command line read the trail
+/// with: a reader stops before a gap in the `seq`s until it fills, and a reader that must not
+/// answer an empty page while events exist (a page of the API) waits for it.
+async fn a_reader_of_the_trail_waits_for_an_event_that_commits_late(backend: Backend) {
+    let kinds = |events: &[TrailEvent]| events.iter().map(|event| event.kind).collect::<Vec<_>>();
+    for waiting in [false, true] {
+        let store: Arc<dyn Store> = Arc::new(ProbeStore::with_late_event(backend.store(), EventKind::Approved));
+        let agent = agent(store.clone(), Path::new("unused"));
+        let start = store.last_event_seq().await.unwrap();
+        let decided = agent.run("place order 1").await.unwrap();
+        let mut reader = TrailReader::after(start);
+        assert_eq!(kinds(&reader.read(store.as_ref(), 10).await.unwrap()), [EventKind::Created]);
+        store.update_approval(row_of(&decided), ApprovalUpdate::approve("admin-1")).await.unwrap();
+        agent.run("place order 2").await.unwrap();
+
+        let events = if waiting {
+            reader.read_waiting(store.as_ref(), 10).await.unwrap()
+        } else {
+            // The approval's event is missing from the first read, which holds a later one.
+            assert!(reader.read(store.as_ref(), 10).await.unwrap().is_empty());
+            assert!(reader.held_back(), "the gap may still fill");
+            reader.read(store.as_ref(), 10).await.unwrap()
+        };
+        assert_eq!(kinds(&events), [EventKind::Approved, EventKind::Created], "nothing passed over");
+        assert!(!reader.held_back());
+        assert_eq!(reader.position(), store.last_event_seq().await.unwrap());
+        assert!(reader.read_waiting(store.as_ref(), 10).await.unwrap().is_empty(), "caught up");
+    }
 }
 
 #[test]

@@ -110,7 +110,7 @@ suite! {
         policy::a_quorum_counts_approvals_of_the_same_arguments,
         policy::every_resolution_names_who_made_it,
         policy::cancelling_a_run_cancels_the_rows_it_waits_on,
-        policy::a_run_cancelled_as_an_admin_withdraws_only_rows_the_admin_may_decide,
+        policy::a_run_is_cancelled_as_a_principal_only_if_every_row_it_withdraws_allows_it,
         policy::rows_past_their_expiry_are_neither_listed_nor_counted_as_pending,
         policy::the_sweep_cancels_the_run_of_a_row_that_says_so,
         trail::every_change_is_on_the_trail_in_order_and_verifies,

@@ -8,7 +8,7 @@ use kern::approval::{
     ApprovalPolicy, ApprovalQuery, ApprovalStatus, ApprovalUpdate, Decision, OnExpire, Principal, VoteKind,
 };
 use kern::db::Store;
-use kern::run::RunStatus;
+use kern::run::{RunRecord, RunStatus};
 use kern::trail::EventKind;
 use serde_json::json;
 
@@ -187,27 +187,42 @@ pub async fn cancelling_a_run_cancels_the_rows_it_waits_on(store: Arc<dyn Store>
     assert!(store.verify_trail().await.unwrap().is_intact());
 }
 
-pub async fn a_run_cancelled_as_an_admin_withdraws_only_rows_the_admin_may_decide(store: Arc<dyn Store>) {
-    let paused = run("session-1");
-    let open = approval(&paused.run_id);
-    let guarded = with_policy(approval(&paused.run_id), ApprovalPolicy::REQUIRED.approvers(["finance"]));
-    store.save_runs(std::slice::from_ref(&paused), &[open.clone(), guarded.clone()], &[]).await.unwrap();
+/// A run cancelled as a principal withdraws the rows it and its paused members wait on only if
+/// the principal may decide every one of them: all or nothing. A row past its expiry is kern's
+/// to expire, so its policy does not stand in the way.
+pub async fn a_run_is_cancelled_as_a_principal_only_if_every_row_it_withdraws_allows_it(store: Arc<dyn Store>) {
+    let team = RunRecord { agent_id: None, team_id: Some("team-1".into()), ..run("session-1") };
+    let member =
+        RunRecord { parent_run_id: Some(team.run_id.clone()), team_id: Some("team-1".into()), ..run("session-1") };
+    let open = approval(&team.run_id);
+    let guarded = with_policy(approval(&member.run_id), ApprovalPolicy::REQUIRED.approvers(["finance"]));
+    let mut overdue = with_policy(approval(&team.run_id), ApprovalPolicy::REQUIRED.approvers(["legal"]));
+    overdue.expires_at = Some(now() - seconds(1));
+    let rows = [open.clone(), guarded.clone(), overdue.clone()];
+    store.save_runs(&[team.clone(), member.clone()], &rows, &[]).await.unwrap();
 
-    let err = store.cancel_run_as(&paused.run_id, &Principal::new("mallory")).await.unwrap_err();
+    let err = store.cancel_run_as(&team.run_id, &Principal::new("mallory")).await.unwrap_err();
     assert!(matches!(err, Error::NotEligible { ref id, .. } if *id == guarded.id), "{err:?}");
     assert!(err.to_string().contains("finance"), "{err}");
-    assert_eq!(store.load_run(&paused.run_id).await.unwrap().unwrap().status, RunStatus::Paused, "nothing changed");
+    for run in [&team, &member] {
+        assert_eq!(store.load_run(&run.run_id).await.unwrap().unwrap().status, RunStatus::Paused, "nothing changed");
+    }
     for row in [&open, &guarded] {
         assert_eq!(stored(&*store, &row.id).await.status, ApprovalStatus::Pending, "nothing changed");
-        assert_eq!(kinds(&store.trail(&row.id).await.unwrap()), [EventKind::Created]);
+    }
+    for row in &rows {
+        assert_eq!(kinds(&store.trail(&row.id).await.unwrap()), [EventKind::Created], "nothing changed");
     }
 
-    let cancelled = store.cancel_run_as(&paused.run_id, &finance("fay")).await.unwrap();
+    // Fay may decide every row but the one only legal may, which expired.
+    let cancelled = store.cancel_run_as(&team.run_id, &finance("fay")).await.unwrap();
     assert_eq!(cancelled.status, RunStatus::Cancelled);
+    assert_eq!(store.load_run(&member.run_id).await.unwrap().unwrap().status, RunStatus::Cancelled);
     for row in [&open, &guarded] {
         let row = stored(&*store, &row.id).await;
         assert_eq!((row.status, row.resolved_by.as_deref()), (ApprovalStatus::Cancelled, Some("fay")));
     }
+    assert_eq!(stored(&*store, &overdue.id).await.status, ApprovalStatus::Expired);
     let err = store.cancel_run_as("no-such-run", &finance("fay")).await.unwrap_err();
     assert!(matches!(err, Error::RunNotFound(_)), "{err:?}");
     assert!(store.verify_trail().await.unwrap().is_intact());

@@ -6,8 +6,8 @@ use std::time::Duration;
 
 use chrono::{TimeDelta, Utc};
 use kern_core::approval::{ApprovalQuery, ApprovalStatus, Decision};
+use kern_core::follow::TrailReader;
 use serde_json::{Map, Value, json};
-use tokio::time::Instant;
 
 use crate::cli::{ApprovalFilters, ApprovalsCommand, WatchArgs};
 use crate::exit::{Failure, Outcome};
@@ -23,10 +23,6 @@ const POLL: Duration = Duration::from_millis(250);
 /// How many events one read of the trail takes.
 const BATCH: u32 = 256;
 
-/// How long `watch` waits for a missing `seq` before it counts as never coming: on Postgres a
-/// `seq` is taken before its transaction commits, so a later one may be seen first.
-const GAP_WAIT: Duration = Duration::from_secs(2);
-
 pub async fn run(command: ApprovalsCommand, ctx: &Context) -> Outcome {
     match command {
         ApprovalsCommand::List(filters) => list(ctx, &filters).await,
@@ -38,7 +34,7 @@ pub async fn run(command: ApprovalsCommand, ctx: &Context) -> Outcome {
                         .await?
                         .ok_or_else(|| Failure::not_found(format!("approval `{id}` not found")))?,
                 ),
-                Target::Server(client) => wire_row(client.get(&format!("/approvals/{}", segment(&id)), &[]).await?)?,
+                Target::Server(client) => wire_row(client.get(&format!("/approvals/{}", segment(&id)?), &[]).await?)?,
             };
             show(&ctx.out, &row)
         }
@@ -200,7 +196,7 @@ async fn decide_over(client: &Client, id: &str, decision: Decision) -> Outcome<V
         Decision::Reject { note } => ("resolve", json!({"status": "rejected", "resolution_data": {"note": note}})),
         Decision::Cancel { note } => ("cancel", json!({"note": note})),
     };
-    client.post(&format!("/approvals/{}/{path}", segment(id)), &body).await
+    client.post(&format!("/approvals/{}/{path}", segment(id)?), &body).await
 }
 
 async fn watch(ctx: &Context, args: &WatchArgs) -> Outcome {
@@ -224,18 +220,14 @@ async fn watch(ctx: &Context, args: &WatchArgs) -> Outcome {
     match &ctx.target {
         Target::Database(db) => {
             let store = db.store();
-            let mut cursor = match args.after {
-                Some(after) => after.max(0),
+            // A gap in the `seq`s that may still fill holds the reader back until it fills or
+            // has been waited for long enough: an event may commit after a later one.
+            let mut trail = TrailReader::after(match args.after {
+                Some(after) => after,
                 None => store.last_event_seq().await?,
-            };
-            let mut gap: Option<Instant> = None;
+            });
             loop {
-                for event in store.events_after(cursor, BATCH).await? {
-                    if event.seq != cursor + 1 && gap.get_or_insert_with(Instant::now).elapsed() < GAP_WAIT {
-                        break;
-                    }
-                    gap = None;
-                    cursor = event.seq;
+                for event in trail.read(store.as_ref(), BATCH).await? {
                     printing(&EventView::from(&event))?;
                 }
                 tokio::select! {

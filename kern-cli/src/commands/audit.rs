@@ -1,14 +1,12 @@
 //! `kern audit`: check every row's hash chain, and export the trail's events as JSON lines or
 //! CSV, with a progress line on a terminal.
 
-use std::io::{BufWriter, Write};
-use std::time::Duration;
-
 use chrono::{DateTime, SecondsFormat, Utc};
-use kern_core::trail;
+use kern_core::follow::TrailReader;
 use reqwest::StatusCode;
 use serde::Serialize;
 use serde_json::Value;
+use std::io::{BufWriter, Write};
 
 use crate::cli::{AuditCommand, ExportFormat};
 use crate::exit::{Failure, Outcome};
@@ -18,9 +16,6 @@ use crate::view::EventView;
 
 /// Events per read of an export.
 const PAGE: u32 = 1000;
-
-/// How often an export held back by a gap in the `seq`s reads again.
-const GAP_RECHECK: Duration = Duration::from_millis(100);
 
 /// What the check found.
 #[derive(Debug, Serialize)]
@@ -82,15 +77,7 @@ async fn export(ctx: &Context, format: ExportFormat, since: Option<DateTime<Utc>
     let (mut cursor, mut exported) = (0, 0u64);
     loop {
         let (events, last) = page(ctx, cursor).await?;
-        let Some(tail) = events.last() else {
-            // Events past a gap that may still fill are held back until it does, or for at
-            // most `GAP_WAIT`.
-            if cursor < last {
-                tokio::time::sleep(GAP_RECHECK).await;
-                continue;
-            }
-            break;
-        };
+        let Some(tail) = events.last() else { break };
         cursor = tail.seq;
         for event in events.iter().filter(|event| since.is_none_or(|since| event.at >= since)) {
             let line = match format {
@@ -113,12 +100,13 @@ async fn export(ctx: &Context, format: ExportFormat, since: Option<DateTime<Utc>
 }
 
 /// The events stored after event `after`, in order, and the `seq` of the latest one stored.
+/// Empty only once the export has caught up: a gap in the `seq`s that may still fill is waited
+/// for (by the server, when there is one), so that an event committing late is not passed over.
 async fn page(ctx: &Context, after: i64) -> Outcome<(Vec<EventView>, i64)> {
     match &ctx.target {
         Target::Database(db) => {
             let store = db.store();
-            let mut events = store.events_after(after, PAGE).await?;
-            events.truncate(trail::settled(&events, after, kern_core::now()));
+            let events = TrailReader::after(after).read_waiting(store.as_ref(), PAGE).await?;
             Ok((events.iter().map(EventView::from).collect(), store.last_event_seq().await?))
         }
         Target::Server(client) => {

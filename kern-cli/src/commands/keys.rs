@@ -70,7 +70,9 @@ pub async fn run(command: KeysCommand, ctx: &Context) -> Outcome {
                         .await?
                         .ok_or_else(|| Failure::not_found(format!("API key `{id}` not found")))?,
                 ),
-                Target::Server(client) => KeyView::from_wire(&client.delete(&format!("/keys/{}", segment(&id))).await?),
+                Target::Server(client) => {
+                    KeyView::from_wire(&client.delete(&format!("/keys/{}", segment(&id)?)).await?)
+                }
             };
             if ctx.out.json {
                 return ctx.out.json_line(&key);

@@ -23,7 +23,7 @@ pub async fn run(command: RunsCommand, ctx: &Context) -> Outcome {
                         .ok_or_else(|| Failure::not_found(format!("run `{id}` not found")))?,
                 ),
                 Target::Server(client) => {
-                    RunView::from_wire(&client.get(&format!("/runs/{}", segment(&id)), &[]).await?)
+                    RunView::from_wire(&client.get(&format!("/runs/{}", segment(&id)?), &[]).await?)
                 }
             };
             show(ctx, &run)
@@ -35,7 +35,7 @@ pub async fn run(command: RunsCommand, ctx: &Context) -> Outcome {
                     (RunView::from(&db.store().cancel_run_as(&id, principal).await?), Some(principal.id.as_str()))
                 }
                 Target::Server(client) => {
-                    let cancelled = client.post(&format!("/runs/{}/cancel", segment(&id)), &json!({})).await?;
+                    let cancelled = client.post(&format!("/runs/{}/cancel", segment(&id)?), &json!({})).await?;
                     (RunView::from_wire(&cancelled), None)
                 }
             };
@@ -50,7 +50,7 @@ pub async fn run(command: RunsCommand, ctx: &Context) -> Outcome {
                 Target::Database(db) => RunView::from(&db.store().release_stale_run(&id, stale_after).await?),
                 Target::Server(client) => {
                     let body = json!({ "stale_after_seconds": stale_after.as_secs() });
-                    RunView::from_wire(&client.post(&format!("/runs/{}/release", segment(&id)), &body).await?)
+                    RunView::from_wire(&client.post(&format!("/runs/{}/release", segment(&id)?), &body).await?)
                 }
             };
             if ctx.out.json {

@@ -18,15 +18,15 @@ use serde_json::{Map, Value};
 use crate::auth::Caller;
 use crate::error::{ApiError, ApiResult, ErrorBody};
 use crate::extract::{JsonBody, OptionalJsonBody, QueryParams};
+use crate::routes::paging::page_limit;
 use crate::state::AppState;
 use crate::wire::approval::{
     ApprovalList, ApprovalResponse, CountParams, CountResponse, ListParams, PageMeta, ResolveBody, StatusResponse,
     TrailEventResponse, VoteBody, VoteResponse, VotesResponse, etag,
 };
 
-/// The reference's page size and its bounds.
+/// The reference's page size.
 const DEFAULT_LIMIT: u32 = 100;
-const MAX_LIMIT: u32 = 1000;
 
 /// Lists rows, newest first.
 #[utoipa::path(get, path = "/approvals", tag = "approvals", params(ListParams),
@@ -61,14 +61,8 @@ pub async fn list(
 /// The store query of a listing's parameters; a caller confined to its own rows lists them
 /// whatever `user_id` it asks for, as in the reference.
 fn list_query(params: &ListParams, own_user: Option<&str>) -> ApiResult<ApprovalQuery> {
-    let limit = match &params.limit {
-        None => DEFAULT_LIMIT,
-        Some(text) => text
-            .parse()
-            .ok()
-            .filter(|limit| (1..=MAX_LIMIT).contains(limit))
-            .ok_or_else(|| ApiError::unprocessable(format!("`limit` must be an integer from 1 to {MAX_LIMIT}")))?,
-    };
+    // Text that is no number is refused as one out of range is.
+    let limit = page_limit(params.limit.as_deref().map(|text| text.parse().unwrap_or(0)), DEFAULT_LIMIT)?;
     let page = match &params.page {
         None => 1,
         Some(text) => text

@@ -5,12 +5,13 @@ use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
+use kern_core::follow::TrailReader;
 use kern_core::keys::Scope;
-use kern_core::trail;
 
 use crate::auth::Caller;
 use crate::error::{ApiError, ApiResult, ErrorBody};
 use crate::extract::QueryParams;
+use crate::routes::paging::page_limit;
 use crate::state::AppState;
 use crate::wire::approval::{TrailEventResponse, TrailPage, TrailPageParams, VerifyResponse};
 
@@ -34,10 +35,14 @@ pub async fn verify(State(state): State<AppState>, caller: Caller) -> ApiResult<
 }
 
 /// The trail's events stored after event `after`, in `seq` order: every row's, every kind.
-/// The next page starts after the last `seq` of this one. A page ends before a gap in the
-/// `seq`s that may still fill (an event committing late, see [`trail::settled`]): a page
-/// shorter than `limit`, even an empty one, may be followed by more, and a reader that wants
-/// everything up to `last_seq` reads on until it gets there.
+/// The next page starts after the last `seq` of this one, and an empty page means the reader
+/// has caught up.
+///
+/// A page ends before a gap in the `seq`s that may still fill: on Postgres an event may commit
+/// after a later one, and a reader that moved past its `seq` would never see it. When such a
+/// gap comes first, the answer waits for it to fill, for at most two seconds; after that the
+/// missing `seq` counts as rolled back. A page shorter than `limit` may therefore be followed
+/// by more at once.
 #[utoipa::path(get, path = "/audit/events", tag = "audit", params(TrailPageParams),
     responses((status = 200, body = TrailPage), (status = 403, body = ErrorBody), (status = 422, body = ErrorBody)))]
 pub async fn events(
@@ -50,12 +55,8 @@ pub async fn events(
     if after < 0 {
         return Err(ApiError::unprocessable("`after` must be an event's `seq`: 0 or more"));
     }
-    let limit = params.limit.unwrap_or(DEFAULT_LIMIT);
-    if !(1..=1000).contains(&limit) {
-        return Err(ApiError::unprocessable("`limit` must be an integer from 1 to 1000"));
-    }
-    let mut events = state.store.events_after(after, limit).await?;
-    events.truncate(trail::settled(&events, after, kern_core::now()));
+    let limit = page_limit(params.limit, DEFAULT_LIMIT)?;
+    let events = TrailReader::after(after).read_waiting(state.store.as_ref(), limit).await?;
     // Read second, it is at or past every event of the page.
     let last_seq = state.store.last_event_seq().await?;
     Ok(Json(TrailPage { data: events.iter().map(TrailEventResponse::from).collect(), last_seq }))

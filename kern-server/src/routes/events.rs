@@ -19,12 +19,12 @@ use axum::http::HeaderMap;
 use axum::response::sse::{Event, KeepAlive, Sse};
 use chrono::{DateTime, Utc};
 use futures_util::Stream;
+use kern_core::follow::{GAP_RECHECK, TrailReader};
 use kern_core::keys::Scope;
 use kern_core::run::{RunRecord, RunStatus};
 use kern_core::trail::TrailEvent;
 use serde::Deserialize;
 use serde_json::json;
-use tokio::time::Instant;
 use utoipa::IntoParams;
 
 use crate::auth::Caller;
@@ -38,19 +38,11 @@ use crate::wire::approval::TrailEventResponse;
 /// only the trail's growth; Postgres announces runs' changes too).
 const WAKE_AT_LEAST_EVERY: Duration = Duration::from_secs(1);
 
-/// How often a stream waiting on a gap in the `seq`s reads again.
-const GAP_RECHECK: Duration = Duration::from_millis(50);
-
 /// How long a stream waits after the store failed to answer.
 const RETRY_AFTER_FAILURE: Duration = Duration::from_secs(1);
 
 /// How many events one read takes.
 const BATCH: u32 = 256;
-
-/// How long a missing `seq` is waited for before it counts as never coming: on Postgres a
-/// `seq` is taken before its transaction commits (so a later one may be seen first) and a
-/// rolled-back transaction leaves its `seq` unused.
-const GAP_WAIT: Duration = Duration::from_secs(2);
 
 /// How many rows' visibility a stream remembers before it starts over.
 const VISIBLE_MEMORY: usize = 10_000;
@@ -98,12 +90,12 @@ pub async fn events(
                 .ok_or_else(|| ApiError::unprocessable("`Last-Event-ID` must be the id of an event"))
         })
         .transpose()?;
-    let cursor = match resume.or(params.after) {
-        Some(after) => after.max(0),
+    let trail = TrailReader::after(match resume.or(params.after) {
+        Some(after) => after,
         None => state.store.last_event_seq().await?,
-    };
+    });
     let runs = RunFollower { since: kern_core::now(), full: false, last: HashMap::new() };
-    let feed = Feed { state, caller, cursor, ready: VecDeque::new(), gap: None, visible: HashMap::new(), runs };
+    let feed = Feed { state, caller, trail, ready: VecDeque::new(), visible: HashMap::new(), runs };
     let stream = futures_util::stream::unfold(feed, |mut feed| async move {
         let event = feed.next().await;
         Some((Ok(event), feed))
@@ -115,12 +107,10 @@ pub async fn events(
 struct Feed {
     state: AppState,
     caller: Caller,
-    /// The `seq` of the last event taken.
-    cursor: i64,
+    /// Where it stands in the trail, and the gaps in its `seq`s it waits on.
+    trail: TrailReader,
     /// Frames ready to send, in order.
     ready: VecDeque<Event>,
-    /// When the `seq` after the cursor was first found missing.
-    gap: Option<Instant>,
     /// Whether the caller sees each row met so far (under isolation).
     visible: HashMap<String, bool>,
     runs: RunFollower,
@@ -183,9 +173,13 @@ impl Feed {
                 }
                 Err(err) => tracing::warn!(error = %err, "the event stream could not read the runs"),
             }
-            match self.state.store.events_after(self.cursor, BATCH).await {
+            match self.trail.read(self.state.store.as_ref(), BATCH).await {
                 Ok(events) if !events.is_empty() => {
-                    self.take(events).await;
+                    for event in events {
+                        if self.sees(&event).await {
+                            self.ready.push_back(frame(&event));
+                        }
+                    }
                     if !self.ready.is_empty() {
                         continue;
                     }
@@ -197,29 +191,13 @@ impl Feed {
                     continue;
                 }
             }
-            if self.gap.is_some() {
+            if self.trail.held_back() {
                 // The trail is past the cursor already: a wait would return at once.
                 tokio::time::sleep(GAP_RECHECK).await;
-            } else if let Err(err) = self.state.store.wait_for_events(self.cursor, WAKE_AT_LEAST_EVERY).await {
+            } else if let Err(err) = self.state.store.wait_for_events(self.trail.position(), WAKE_AT_LEAST_EVERY).await
+            {
                 tracing::warn!(error = %err, "the event stream could not follow the trail");
                 tokio::time::sleep(RETRY_AFTER_FAILURE).await;
-            }
-        }
-    }
-
-    /// Takes `events` (in `seq` order) up to the first gap that may still fill.
-    async fn take(&mut self, events: Vec<TrailEvent>) {
-        for event in events {
-            if event.seq != self.cursor + 1 {
-                let since = *self.gap.get_or_insert_with(Instant::now);
-                if since.elapsed() < GAP_WAIT {
-                    return;
-                }
-            }
-            self.gap = None;
-            self.cursor = event.seq;
-            if self.sees(&event).await {
-                self.ready.push_back(frame(&event));
             }
         }
     }

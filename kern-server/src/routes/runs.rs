@@ -27,6 +27,7 @@ use serde_json::Value;
 use crate::auth::Caller;
 use crate::error::{ApiError, ApiResult, ErrorBody};
 use crate::extract::{OptionalJsonBody, QueryParams};
+use crate::routes::paging::page_limit;
 use crate::state::AppState;
 use crate::wire::events::Framer;
 use crate::wire::form::RunFields;
@@ -127,10 +128,7 @@ pub async fn list(
             text.to_lowercase().parse::<RunStatus>().map_err(|err| ApiError::unprocessable(format!("`status`: {err}")))
         })
         .transpose()?;
-    let limit = params.limit.unwrap_or(RunQuery::DEFAULT_LIMIT);
-    if !(1..=1000).contains(&limit) {
-        return Err(ApiError::unprocessable("`limit` must be an integer from 1 to 1000"));
-    }
+    let limit = page_limit(params.limit, RunQuery::DEFAULT_LIMIT)?;
     let after = params
         .cursor
         .as_deref()

@@ -1,0 +1,186 @@
+//! Following the trail: a reader that moves past the events it reads, in `seq` order, without
+//! ever passing one that commits late.
+//!
+//! A store may take an event's `seq` before its transaction commits (Postgres does), so a reader
+//! may see an event before an earlier one; and a `seq` whose transaction rolled back is never
+//! filled. A [`TrailReader`] stops before a gap in the `seq`s until it fills or it has waited
+//! [`GAP_WAIT`] for it, timed from when this reader first saw it (not from the event's `at`,
+//! which is the writer's clock, taken before its locks were granted). The worker, the server's
+//! event stream and trail pages, and the command line's `watch` and `export` all read so.
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use crate::error::Result;
+use crate::store::Store;
+use crate::trail::TrailEvent;
+
+/// How long a reader waits for a missing `seq` before it counts as never coming. A transaction
+/// that holds its `seq` for longer before it commits is read past.
+pub const GAP_WAIT: Duration = Duration::from_secs(2);
+
+/// How often a reader held back by a gap reads again: a wait on the store for more events
+/// would return at once, since the trail is already past the gap.
+pub const GAP_RECHECK: Duration = Duration::from_millis(50);
+
+/// A position in the trail, and the gaps after it this reader waits on.
+#[derive(Debug, Clone)]
+pub struct TrailReader {
+    /// The `seq` of the last event read past.
+    position: i64,
+    /// Each gap seen and not yet read past: its first missing `seq`, the `seq` of the event that
+    /// follows it, and when this reader first saw it. A gap that partly fills keeps its sighting.
+    gaps: BTreeMap<i64, (i64, Instant)>,
+    /// Whether the last read stopped before a gap.
+    held_back: bool,
+}
+
+impl TrailReader {
+    /// A reader of the events after event `after` (0: from the first).
+    pub fn after(after: i64) -> Self {
+        Self { position: after.max(0), gaps: BTreeMap::new(), held_back: false }
+    }
+
+    /// The `seq` of the last event read past: where the next read starts.
+    pub fn position(&self) -> i64 {
+        self.position
+    }
+
+    /// Whether the last read stopped before a gap that may still fill: the trail holds more,
+    /// and the reader should read again after [`GAP_RECHECK`] rather than wait for news.
+    pub fn held_back(&self) -> bool {
+        self.held_back
+    }
+
+    /// Reads at most `limit` of the next events and moves past those it may: all of them, or
+    /// those before a gap that may still fill (perhaps none; see [`held_back`](Self::held_back)).
+    pub async fn read(&mut self, store: &dyn Store, limit: u32) -> Result<Vec<TrailEvent>> {
+        self.held_back = false;
+        let events = store.events_after(self.position, limit).await?;
+        Ok(self.take(events, Instant::now()))
+    }
+
+    /// As [`read`](Self::read), but while a gap holds back every event read it reads again each
+    /// [`GAP_RECHECK`], for at most [`GAP_WAIT`]: it answers nothing only when no event follows.
+    /// What a reader that cannot keep its place between reads (a page of an API) needs.
+    pub async fn read_waiting(&mut self, store: &dyn Store, limit: u32) -> Result<Vec<TrailEvent>> {
+        loop {
+            let events = self.read(store, limit).await?;
+            if !(events.is_empty() && self.held_back) {
+                return Ok(events);
+            }
+            tokio::time::sleep(GAP_RECHECK).await;
+        }
+    }
+
+    /// Keeps those of `events` (read in `seq` order after [`position`](Self::position)) that it
+    /// may read past at `now`, and moves past them.
+    fn take(&mut self, mut events: Vec<TrailEvent>, now: Instant) -> Vec<TrailEvent> {
+        let mut previous = self.position;
+        let mut taken = events.len();
+        for (index, event) in events.iter().enumerate() {
+            let missing = previous + 1;
+            if event.seq != missing {
+                let first_seen = self.sighting(missing, event.seq, now);
+                if taken == events.len() && now.duration_since(first_seen) < GAP_WAIT {
+                    taken = index;
+                }
+            }
+            previous = event.seq;
+        }
+        self.held_back = taken < events.len();
+        events.truncate(taken);
+        self.position = events.last().map_or(self.position, |event| event.seq);
+        let position = self.position;
+        self.gaps.retain(|_, &mut (next, _)| next > position);
+        events
+    }
+
+    /// When this reader first saw `missing` absent, with the event `next` after it: a gap
+    /// seen before that has partly filled since is the same gap.
+    fn sighting(&mut self, missing: i64, next: i64, now: Instant) -> Instant {
+        match self.gaps.range(..=missing).next_back() {
+            Some((_, &(known_next, seen))) if missing < known_next => seen,
+            _ => {
+                self.gaps.insert(missing, (next, now));
+                now
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::Value;
+
+    use super::*;
+    use crate::trail::{EventKind, GENESIS};
+
+    fn events(seqs: &[i64]) -> Vec<TrailEvent> {
+        seqs.iter()
+            .map(|&seq| TrailEvent {
+                seq,
+                approval_id: "a".into(),
+                run_id: "r".into(),
+                index: 1,
+                kind: EventKind::Created,
+                principal: "p".into(),
+                // Written long ago: the reader times a gap from its own first sight of it.
+                at: crate::now() - chrono::TimeDelta::hours(1),
+                data: Value::Null,
+                prev_hash: GENESIS.into(),
+                hash: String::new(),
+            })
+            .collect()
+    }
+
+    fn seqs(events: &[TrailEvent]) -> Vec<i64> {
+        events.iter().map(|event| event.seq).collect()
+    }
+
+    #[test]
+    fn a_reader_passes_what_has_no_gap_before_it() {
+        let mut reader = TrailReader::after(3);
+        let t0 = Instant::now();
+        assert_eq!(seqs(&reader.take(events(&[4, 5, 6]), t0)), [4, 5, 6]);
+        assert_eq!((reader.position(), reader.held_back()), (6, false));
+        assert!(reader.take(Vec::new(), t0).is_empty());
+        assert_eq!((reader.position(), reader.held_back()), (6, false));
+    }
+
+    #[test]
+    fn a_gap_holds_a_reader_back_for_the_wait_from_its_first_sight() {
+        let mut reader = TrailReader::after(3);
+        let t0 = Instant::now();
+        assert_eq!(seqs(&reader.take(events(&[4, 6, 7]), t0)), [4], "5 may still commit");
+        assert_eq!((reader.position(), reader.held_back()), (4, true));
+        let later = t0 + GAP_WAIT - Duration::from_millis(1);
+        assert!(reader.take(events(&[6, 7]), later).is_empty(), "a gap right after the position");
+        assert_eq!((reader.position(), reader.held_back()), (4, true));
+        assert_eq!(seqs(&reader.take(events(&[5, 6, 7]), later)), [5, 6, 7], "the gap filled");
+        assert_eq!((reader.position(), reader.held_back()), (7, false));
+    }
+
+    #[test]
+    fn a_gap_that_never_fills_is_read_past_once_waited_for() {
+        let mut reader = TrailReader::after(3);
+        let t0 = Instant::now();
+        assert_eq!(seqs(&reader.take(events(&[4, 6, 8]), t0)), [4]);
+        // The second gap was seen at the same read: its wait ran alongside the first's.
+        assert_eq!(seqs(&reader.take(events(&[6, 8, 10]), t0 + GAP_WAIT)), [6, 8]);
+        assert_eq!((reader.position(), reader.held_back()), (8, true), "9 was first seen missing now");
+        assert_eq!(seqs(&reader.take(events(&[10]), t0 + GAP_WAIT * 2)), [10]);
+        assert!(reader.gaps.is_empty(), "gaps read past are forgotten");
+    }
+
+    #[test]
+    fn a_gap_that_partly_fills_keeps_its_first_sight() {
+        let mut reader = TrailReader::after(3);
+        let t0 = Instant::now();
+        assert!(reader.take(events(&[7]), t0).is_empty(), "4 to 6 missing");
+        let half = t0 + GAP_WAIT / 2;
+        assert_eq!(seqs(&reader.take(events(&[4, 6, 7]), half)), [4], "5 still missing");
+        assert!(reader.take(events(&[6, 7]), t0 + GAP_WAIT - Duration::from_millis(1)).is_empty());
+        assert_eq!(seqs(&reader.take(events(&[6, 7]), t0 + GAP_WAIT)), [6, 7], "5 waited for since t0");
+    }
+}
