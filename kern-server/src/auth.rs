@@ -17,6 +17,7 @@ use kern_core::keys::{ApiKey, Scope, parse_token};
 use kern_core::limits;
 
 use crate::error::{ApiError, ApiResult};
+use crate::origin::cross_origin;
 use crate::session::{self, Session};
 use crate::state::AppState;
 
@@ -141,6 +142,16 @@ impl FromRequestParts<AppState> for Caller {
                          localhost, 127.0.0.1 or [::1]",
                     ));
                 }
+                // A page of any site the admin visits can post to a loopback server from the
+                // admin's own browser, which names that site in `Origin`.
+                if parts.method != Method::GET
+                    && parts.method != Method::HEAD
+                    && cross_origin(&parts.headers, state.public_origin.as_ref())
+                {
+                    return Err(ApiError::forbidden(
+                        "this server runs without authentication and takes no writes from another site's page",
+                    ));
+                }
                 Ok(Caller {
                     principal: Principal::new(principal.clone()),
                     scopes: vec![Scope::Admin],
@@ -188,7 +199,12 @@ fn bearer(parts: &Parts) -> Result<&str, ApiError> {
     let header =
         parts.headers.get(AUTHORIZATION).ok_or_else(|| ApiError::unauthorized("Authorization header required"))?;
     let header = header.to_str().map_err(|_| invalid_token())?.trim();
-    Ok(header.strip_prefix("Bearer ").unwrap_or(header).trim())
+    // The scheme's name is case-insensitive (RFC 9110).
+    let token = match header.split_once(' ') {
+        Some((scheme, token)) if scheme.eq_ignore_ascii_case("bearer") => token,
+        _ => header,
+    };
+    Ok(token.trim())
 }
 
 fn invalid_token() -> ApiError {

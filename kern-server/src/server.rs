@@ -147,7 +147,8 @@ impl ServerBuilder {
 
     /// Marks the inbox's session cookie `Secure`, so that browsers send it over https alone.
     /// Turn it on when the server is reached over https (behind a TLS proxy, say): the server
-    /// cannot tell by itself. Off by default, so that the inbox works on plain
+    /// cannot tell by itself, unless its [`public_origin`](Self::public_origin) is an https one,
+    /// which turns it on. Off by default, so that the inbox works on plain
     /// `http://127.0.0.1`.
     pub fn secure_cookies(mut self, on: bool) -> Self {
         self.secure_cookies = on;
@@ -197,7 +198,8 @@ impl ServerBuilder {
             metrics: Arc::new(self.worker.map_or_else(Metrics::default, Metrics::with_worker)),
             replies: Arc::new(Replies::default()),
             sessions: Arc::default(),
-            secure_cookies: self.secure_cookies,
+            secure_cookies: self.secure_cookies
+                || public_origin.as_ref().is_some_and(|origin| origin.as_str().starts_with("https://")),
             public_origin,
             stale_after: self.stale_after,
         };

@@ -37,7 +37,12 @@ pub async fn admins_issue_list_and_revoke_keys(store: Arc<dyn Store>) {
     assert!(listed.body.as_array().unwrap().iter().any(|key| key["id"] == id && key["revoked_at"].is_null()));
     assert!(!listed.body.to_string().contains("secret") && !listed.body.to_string().contains("kern_"));
 
-    for bad in [json!({"principal": "eve", "scopes": ["root"]}), json!({"principal": "eve", "scopes": []})] {
+    for bad in [
+        json!({"principal": "eve", "scopes": ["root"]}),
+        json!({"principal": "eve", "scopes": []}),
+        json!({"principal": " ", "scopes": ["admin"]}),
+        json!({"principal": "eve", "role": ["finance"], "scopes": ["approvals:write"]}),
+    ] {
         let refused = app.send(Method::POST, "/keys", Some(&app.admin), Some(bad)).await;
         assert_eq!(refused.status, StatusCode::UNPROCESSABLE_ENTITY, "{:?}", refused.body);
     }

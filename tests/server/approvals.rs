@@ -164,6 +164,9 @@ pub async fn credentials_and_scopes_are_checked(store: Arc<dyn Store>) {
     }
     let raw = app.send_with(Method::GET, "/approvals", None, &[("authorization", &app.reader)], None).await;
     assert_eq!(raw.status, StatusCode::OK, "a raw key without `Bearer` is accepted, as in the reference");
+    let lower = format!("bearer {}", app.reader);
+    let lower = app.send_with(Method::GET, "/approvals", None, &[("authorization", &lower)], None).await;
+    assert_eq!(lower.status, StatusCode::OK, "the scheme's name is case-insensitive");
 
     let refused = app
         .send(Method::POST, &format!("/approvals/{id}/resolve"), Some(&app.reader), Some(json!({"status": "approved"})))
@@ -251,6 +254,28 @@ pub async fn cancel_and_delete_withdraw_a_pending_row(store: Arc<dyn Store>) {
     assert_eq!(answer.status, StatusCode::NO_CONTENT);
     let row = app.send(Method::GET, &format!("/approvals/{deleted}"), Some(&app.reader), None).await;
     assert_eq!(row.body["status"], "cancelled", "withdrawn, not removed");
+    let trail = app.send(Method::GET, &format!("/approvals/{deleted}/trail"), Some(&app.reader), None).await;
+    assert_eq!(
+        (trail.body[1]["kind"].as_str(), trail.body[1]["principal"].as_str()),
+        (Some("cancelled"), Some("alice"))
+    );
+
+    // A delete is a decision like any other: only whom the row's policy names may make it.
+    let (_, _, wire) = app.paused("wire 500", "dave").await;
+    let uri = format!("/approvals/{wire}");
+    let refused = app.send(Method::DELETE, &uri, Some(&app.alice), None).await;
+    assert_eq!(refused.status, StatusCode::FORBIDDEN, "{:?}", refused.body);
+    assert!(refused.detail().contains("finance"), "{}", refused.detail());
+    let row = app.send(Method::GET, &uri, Some(&app.reader), None).await;
+    assert_eq!(row.body["status"], "pending", "a refusal changes nothing");
+    assert_eq!(app.send(Method::DELETE, &uri, Some(&app.carol), None).await.status, StatusCode::NO_CONTENT);
+
+    // A body field the route does not know is refused, not dropped.
+    let (_, _, misspelt) = app.paused_refund("alice").await;
+    let body = json!({"note": "fine", "arg": {"amount": 1}});
+    let refused = app.send(Method::POST, &format!("/approvals/{misspelt}/cancel"), Some(&app.alice), Some(body)).await;
+    assert_eq!(refused.status, StatusCode::UNPROCESSABLE_ENTITY, "{:?}", refused.body);
+    assert!(refused.detail().contains("arg"), "{}", refused.detail());
 }
 
 pub async fn if_match_and_idempotency_key_guard_a_resolve(store: Arc<dyn Store>) {

@@ -198,6 +198,11 @@ pub async fn a_cancelled_call_shows_in_the_history_and_its_exports(store: Arc<dy
     assert!(csv.starts_with("id,status,tool_name,") && csv.contains(&row) && csv.contains("duplicate request"));
     let bad = app.send_with(Method::GET, "/ui/history/export?format=xml", None, &cookie, None).await;
     assert_eq!(bad.status, StatusCode::UNPROCESSABLE_ENTITY);
+    // A filter named twice is the error page, not a bare 400.
+    let twice = app.send_with(Method::GET, "/ui/history?status=approved&status=rejected", None, &cookie, None).await;
+    assert_eq!(twice.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(twice.headers["content-type"].to_str().unwrap().starts_with("text/html"));
+    assert!(html(&twice).contains("could not be read"), "{}", html(&twice));
 }
 
 pub async fn approving_from_the_list_returns_to_the_list(store: Arc<dyn Store>) {
@@ -229,7 +234,11 @@ pub async fn forms_through_a_proxy_are_accepted_from_the_public_origin(store: Ar
     let form = Value::String(format!("key={}", told.admin));
     let signed_in = told.send_with(Method::POST, "/ui/sign-in", None, &proxied, Some(form.clone())).await;
     assert_eq!(signed_in.status, StatusCode::SEE_OTHER, "{:?}", signed_in.body);
-    assert!(signed_in.headers.contains_key("set-cookie"));
+    let cookie = signed_in.headers["set-cookie"].to_str().unwrap();
+    assert!(cookie.ends_with("; Secure"), "an https origin keeps the cookie to https: {cookie}");
+    let plain = Value::String(format!("key={}", unaware.admin));
+    let plain = unaware.send(Method::POST, "/ui/sign-in", None, Some(plain)).await;
+    assert!(!plain.headers["set-cookie"].to_str().unwrap().contains("Secure"), "plain http keeps it working");
     let elsewhere = [("origin", "https://evil.example"), ("host", "127.0.0.1:7000")];
     let forged = told.send_with(Method::POST, "/ui/sign-in", None, &elsewhere, Some(form)).await;
     assert_eq!(forged.status, StatusCode::FORBIDDEN);

@@ -142,6 +142,18 @@ pub async fn an_event_arrives_after_a_resolve_and_resumes_without_loss(store: Ar
     assert!(events.iter().all(|e| e.2["approval_id"] == second.as_str()));
     let ids: Vec<i64> = events.iter().map(|e| e.0.parse().unwrap()).collect();
     assert!(ids.windows(2).all(|w| w[0] < w[1]) && ids[0] > last_seen.parse::<i64>().unwrap());
+
+    // No event has a negative `seq`: such a place to start from is refused, not read as 0.
+    let negative = client.get(format!("{base}/events?after=-5")).bearer_auth(&app.reader).send().await.unwrap();
+    assert_eq!(negative.status(), 422);
+    let negative = client
+        .get(format!("{base}/events"))
+        .bearer_auth(&app.reader)
+        .header("last-event-id", "-1")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(negative.status(), 422);
 }
 
 pub async fn concurrent_resolves_of_one_row_give_one_winner(store: Arc<dyn Store>) {
@@ -205,6 +217,12 @@ pub async fn operations_routes_answer(store: Arc<dyn Store>) {
     assert_eq!(local.status(), 200);
     let rebound = client.get(format!("{base}/approvals/count")).header("host", "evil.example").send().await.unwrap();
     assert_eq!(rebound.status(), 403);
+    // Nor writes that a page of another site posts from the admin's own browser.
+    let cancel = format!("{base}/approvals/x/cancel");
+    let cross = client.post(&cancel).header("origin", "https://evil.example").send().await.unwrap();
+    assert_eq!(cross.status(), 403);
+    assert_eq!(client.post(&cancel).header("origin", &base).send().await.unwrap().status(), 404, "its own page");
+    assert_eq!(client.post(&cancel).send().await.unwrap().status(), 404, "a client that is no browser");
 
     // An open server refuses to start on an address other than loopback.
     let open = Server::builder().store(store).auth(Auth::open_on_loopback("me")).build().unwrap();

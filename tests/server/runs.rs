@@ -81,7 +81,14 @@ pub async fn run_routes_refuse_what_they_cannot_run(store: Arc<dyn Store>) {
     let team = app.send(Method::POST, "/teams/nobody/runs", Some(&app.alice), Some(json!("message=hi"))).await;
     assert_eq!((team.status, team.detail()), (StatusCode::NOT_FOUND, "Team not found"));
     let no_message = app.send(Method::POST, "/agents/ops/runs", Some(&app.alice), Some(json!("stream=false"))).await;
-    assert_eq!(no_message.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!((no_message.status, no_message.detail()), (StatusCode::UNPROCESSABLE_ENTITY, "`message` is required"));
+    // A body sent with no type is read as the form: here, an empty one.
+    let untyped = app.send(Method::POST, "/agents/ops/runs", Some(&app.alice), None).await;
+    assert_eq!((untyped.status, untyped.detail()), (StatusCode::UNPROCESSABLE_ENTITY, "`message` is required"));
+    let text = app
+        .send_with(Method::POST, "/agents/ops/runs", Some(&app.alice), &[("content-type", "text/plain")], None)
+        .await;
+    assert_eq!(text.status, StatusCode::UNSUPPORTED_MEDIA_TYPE);
     let reader = app.send(Method::POST, "/agents/ops/runs", Some(&app.reader), Some(json!("message=hi"))).await;
     assert_eq!(reader.status, StatusCode::FORBIDDEN);
 

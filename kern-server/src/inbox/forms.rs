@@ -1,12 +1,15 @@
 //! The inbox's forms: the fields generated from a tool's JSON Schema (user input, edited
-//! arguments), and the [`Decision`] a submitted decision form stands for. Values are typed by
+//! arguments), the [`Decision`] a submitted decision form stands for, and the filters of a
+//! page's query string. Values are typed by
 //! the schema where they can be; one that does not fit is passed on as typed, so that the
 //! store's validation refuses it with its own words, exactly as it refuses the API's.
 
 use axum::Form;
-use axum::extract::{FromRequest, Request};
+use axum::extract::{FromRequest, FromRequestParts, Query, Request};
 use axum::http::StatusCode;
+use axum::http::request::Parts;
 use kern_core::approval::{Approval, Decision, PauseType};
+use serde::de::DeserializeOwned;
 use serde_json::{Map, Value};
 
 use super::page::PageError;
@@ -41,6 +44,25 @@ impl<S: Send + Sync> FromRequest<S> for FormFields {
                     StatusCode::UNPROCESSABLE_ENTITY
                 },
                 format!("The form could not be read: {}", rejection.body_text()),
+            )),
+        }
+    }
+}
+
+/// A page's query string of type `T`: one that cannot be read (a filter named twice, say) is
+/// the error page with 422, as the API answers it.
+#[derive(Debug)]
+pub struct PageQuery<T>(pub T);
+
+impl<T: DeserializeOwned, S: Send + Sync> FromRequestParts<S> for PageQuery<T> {
+    type Rejection = PageError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        match Query::<T>::from_request_parts(parts, state).await {
+            Ok(Query(value)) => Ok(PageQuery(value)),
+            Err(rejection) => Err(PageError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                format!("The address could not be read: {}", rejection.body_text()),
             )),
         }
     }

@@ -1,7 +1,7 @@
 //! The inbox's pages: the pending rows with their filters and keyset pages, one row with
 //! everything needed to decide it, the history of decided rows (and its export), and a run.
 
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::http::header::{CONTENT_DISPOSITION, CONTENT_TYPE};
 use axum::response::IntoResponse;
@@ -14,7 +14,7 @@ use kern_core::trail::verify_row;
 use serde::Deserialize;
 use serde_json::Value;
 
-use super::forms::{edit_fields, input_fields, plain, type_of};
+use super::forms::{PageQuery, edit_fields, input_fields, plain, type_of};
 use super::page::{PageError, PageResult, render};
 use super::runner::Runner;
 use super::viewer::Viewer;
@@ -263,7 +263,11 @@ async fn pending(state: &AppState, viewer: &Viewer, params: &InboxParams) -> Pag
 }
 
 /// `GET /`: the pending rows.
-pub async fn inbox(State(state): State<AppState>, viewer: Viewer, Query(params): Query<InboxParams>) -> PageResult {
+pub async fn inbox(
+    State(state): State<AppState>,
+    viewer: Viewer,
+    PageQuery(params): PageQuery<InboxParams>,
+) -> PageResult {
     let page = pending(&state, &viewer, &params).await?;
     let query = params.query();
     let first = params.cursor.as_ref().map(|_| if query.is_empty() { "/".to_owned() } else { format!("/?{query}") });
@@ -291,7 +295,11 @@ pub async fn inbox(State(state): State<AppState>, viewer: Viewer, Query(params):
 }
 
 /// `GET /ui/rows`: the list alone, for the live refresh.
-pub async fn rows(State(state): State<AppState>, viewer: Viewer, Query(params): Query<InboxParams>) -> PageResult {
+pub async fn rows(
+    State(state): State<AppState>,
+    viewer: Viewer,
+    PageQuery(params): PageQuery<InboxParams>,
+) -> PageResult {
     let page = pending(&state, &viewer, &params).await?;
     Ok(render(StatusCode::OK, &RowsFragment { rows: page.rows, total: page.total, csrf: viewer.csrf }))
 }
@@ -500,7 +508,11 @@ impl HistoryParams {
 }
 
 /// `GET /ui/history`: decided rows, newest first.
-pub async fn history(State(state): State<AppState>, viewer: Viewer, Query(params): Query<HistoryParams>) -> PageResult {
+pub async fn history(
+    State(state): State<AppState>,
+    viewer: Viewer,
+    PageQuery(params): PageQuery<HistoryParams>,
+) -> PageResult {
     viewer.caller.require(Scope::ApprovalsRead)?;
     let outcome = params.outcome()?;
     let page = state.store.list_approvals(&params.store_query(&viewer.caller, PAGE_SIZE)?).await?;
@@ -580,7 +592,11 @@ fn csv_line(row: &Approval) -> String {
 
 /// `GET /ui/history/export?format=csv|jsonl`: every decided row of the history's filters, as
 /// CSV or as JSON lines in the API's shape.
-pub async fn export(State(state): State<AppState>, viewer: Viewer, Query(params): Query<HistoryParams>) -> PageResult {
+pub async fn export(
+    State(state): State<AppState>,
+    viewer: Viewer,
+    PageQuery(params): PageQuery<HistoryParams>,
+) -> PageResult {
     viewer.caller.require(Scope::ApprovalsRead)?;
     let csv = match params.format.as_str() {
         "csv" => true,

@@ -287,15 +287,16 @@ pub(crate) async fn decide(
     decision: Decision,
 ) -> ApiResult<Decided> {
     let decided = state.store.decide(&row.id, decider, decision).await?;
-    let status = if decided.status == ApprovalStatus::Pending {
-        StatusCode::ACCEPTED
-    } else {
-        if let Some(resolved_at) = decided.resolved_at {
-            state.metrics.decision((resolved_at - decided.created_at).to_std().unwrap_or_default());
-        }
-        StatusCode::OK
-    };
+    count_decision(state, &decided);
+    let status = if decided.status == ApprovalStatus::Pending { StatusCode::ACCEPTED } else { StatusCode::OK };
     Ok(Decided { status, row: decided })
+}
+
+/// Counts a decision that resolved its row in the server's metrics, with the time it waited.
+fn count_decision(state: &AppState, row: &Approval) {
+    if let Some(resolved_at) = row.resolved_at {
+        state.metrics.decision((resolved_at - row.created_at).to_std().unwrap_or_default());
+    }
 }
 
 /// A row as a decision left it: 200 once decided, 202 while a quorum is short.
@@ -324,18 +325,24 @@ impl IntoResponse for Decided {
 }
 
 /// Withdraws a pending row: it becomes `cancelled` (the trail is append-only, so nothing is
-/// removed). A decided row cannot be withdrawn (409).
+/// removed). It is withdrawn as the caller, under the row's policy, as a cancel is: the trail
+/// names who withdrew it, and a caller the policy does not name is refused (403). A decided row
+/// cannot be withdrawn (409).
 #[utoipa::path(delete, path = "/approvals/{approval_id}", tag = "approvals",
     params(("approval_id" = String, Path)),
-    responses((status = 204), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
+    responses((status = 204), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody),
+        (status = 409, body = ErrorBody)))]
 pub async fn delete(State(state): State<AppState>, caller: Caller, Path(id): Path<String>) -> ApiResult<StatusCode> {
     caller.require(Scope::ApprovalsDelete)?;
     caller.require_unconfined()?;
-    match state.store.delete_approval(&id).await {
-        Ok(true) => Ok(StatusCode::NO_CONTENT),
-        Ok(false) => Err(ApiError::approval_not_found()),
-        Err(Error::InvalidTransition { from, .. }) => Err(ApiError::conflict(format!(
-            "Approval is already '{from}' and cannot be deleted: its trail is append-only"
+    let row = visible_row(&state, &caller, &id).await?;
+    match state.store.decide(&row.id, &caller.principal, Decision::Cancel { note: None }).await {
+        Ok(withdrawn) => {
+            count_decision(&state, &withdrawn);
+            Ok(StatusCode::NO_CONTENT)
+        }
+        Err(Error::ApprovalConflict { actual, .. }) => Err(ApiError::conflict(format!(
+            "Approval is already '{actual}' and cannot be deleted: its trail is append-only"
         ))),
         Err(err) => Err(err.into()),
     }

@@ -91,6 +91,9 @@ pub async fn events(
         })
         .transpose()?;
     let trail = TrailReader::after(match resume.or(params.after) {
+        Some(after) if after < 0 => {
+            return Err(ApiError::unprocessable("`after` and `Last-Event-ID` must be an event's `seq`: 0 or more"));
+        }
         Some(after) => after,
         None => state.store.last_event_seq().await?,
     });
@@ -209,8 +212,17 @@ impl Feed {
         if let Some(seen) = self.visible.get(&event.approval_id) {
             return *seen;
         }
-        let seen =
-            matches!(self.state.store.get_approval(&event.approval_id).await, Ok(Some(row)) if self.caller.sees(&row));
+        // The event is read past already: a failed read is tried again, not taken for a no.
+        let row = loop {
+            match self.state.store.get_approval(&event.approval_id).await {
+                Ok(row) => break row,
+                Err(err) => {
+                    tracing::warn!(error = %err, "the event stream could not read a row it is to filter");
+                    tokio::time::sleep(RETRY_AFTER_FAILURE).await;
+                }
+            }
+        };
+        let seen = row.is_some_and(|row| self.caller.sees(&row));
         if self.visible.len() >= VISIBLE_MEMORY {
             self.visible.clear();
         }

@@ -29,6 +29,10 @@ pub async fn create(
     JsonBody(body): JsonBody<CreateKeyBody>,
 ) -> ApiResult<(StatusCode, Json<IssuedKeyResponse>)> {
     caller.require(Scope::Admin)?;
+    // Every decision made with the key is recorded under its principal.
+    if body.principal.trim().is_empty() {
+        return Err(ApiError::unprocessable("`principal` must name who the key signs in"));
+    }
     let scopes = body
         .scopes
         .iter()

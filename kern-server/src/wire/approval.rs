@@ -197,8 +197,10 @@ pub struct ResolveBody {
 }
 
 /// The body of `POST /approvals/{id}/votes` and `.../cancel`: a note, and with an approval
-/// the values, result or edited arguments it carries.
+/// the values, result or edited arguments it carries. A field it does not know is refused: a
+/// misspelt `args` would approve the call unedited.
 #[derive(Debug, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
 pub struct VoteBody {
     /// `approve` or `reject` (votes only).
     pub decision: Option<String>,

@@ -2,6 +2,7 @@
 //! same fields as a JSON object, read into one typed request with precise refusals.
 
 use axum::extract::{FromRequest, Request};
+use axum::http::HeaderValue;
 use axum::http::header::CONTENT_TYPE;
 use axum::{Form, Json};
 use serde_json::{Map, Value};
@@ -17,14 +18,20 @@ pub struct RunFields {
 impl<S: Send + Sync> FromRequest<S> for RunFields {
     type Rejection = ApiError;
 
-    async fn from_request(request: Request, state: &S) -> Result<Self, Self::Rejection> {
+    async fn from_request(mut request: Request, state: &S) -> Result<Self, Self::Rejection> {
+        if request.headers().get(CONTENT_TYPE).is_none_or(HeaderValue::is_empty) {
+            // A body sent without a type is read as the reference's form, which axum reads only
+            // when it is named.
+            let form = HeaderValue::from_static("application/x-www-form-urlencoded");
+            request.headers_mut().insert(CONTENT_TYPE, form);
+        }
         let content_type = request.headers().get(CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
         let fields = if content_type.starts_with("application/json") {
             let Json(fields) = Json::<Map<String, Value>>::from_request(request, state).await.map_err(|err| {
                 ApiError::unprocessable(format!("the body must be a JSON object: {}", err.body_text()))
             })?;
             fields
-        } else if content_type.starts_with("application/x-www-form-urlencoded") || content_type.is_empty() {
+        } else if content_type.starts_with("application/x-www-form-urlencoded") {
             let Form(fields) = Form::<Vec<(String, String)>>::from_request(request, state)
                 .await
                 .map_err(|err| ApiError::unprocessable(format!("the form could not be read: {}", err.body_text())))?;

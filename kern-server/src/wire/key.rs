@@ -40,8 +40,10 @@ pub struct IssuedKeyResponse {
     pub token: String,
 }
 
-/// The body of `POST /keys`.
+/// The body of `POST /keys`. A field it does not know is refused: a misspelt `roles` would
+/// issue a key without them.
 #[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
 pub struct CreateKeyBody {
     pub principal: String,
     #[serde(default)]
