@@ -1,6 +1,7 @@
 //! `Idempotency-Key` on decisions: a request repeated with the same key (a client retrying
 //! after a lost answer) gets the first request's answer instead of a 409, and requests with
-//! the same key run one at a time. Answers are kept in this process, for the latest
+//! the same key run one at a time. A key used again with another request is refused rather
+//! than answered with the first one's outcome. Answers are kept in this process, for the latest
 //! [`Replies::CAPACITY`] keys.
 
 use std::collections::{HashMap, VecDeque};
@@ -10,8 +11,16 @@ use axum::http::StatusCode;
 use serde_json::Value;
 use tokio::sync::Mutex as AsyncMutex;
 
-/// A kept answer: its status and JSON body.
-pub type Reply = (StatusCode, Value);
+/// The longest key accepted, in bytes: keys are kept, and a client's are UUIDs or alike.
+pub const MAX_KEY_LEN: usize = 255;
+
+/// A kept answer: what the request asked (as compared on a repeat), its status and JSON body.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Reply {
+    pub request: Value,
+    pub status: StatusCode,
+    pub body: Value,
+}
 
 /// One key's slot: empty until its first request has answered.
 pub type Slot = Arc<AsyncMutex<Option<Reply>>>;
@@ -57,8 +66,9 @@ mod tests {
     #[tokio::test]
     async fn the_same_key_finds_the_first_answer() {
         let replies = Replies::default();
-        *replies.slot("k".into()).lock().await = Some((StatusCode::OK, Value::Bool(true)));
-        assert_eq!(*replies.slot("k".into()).lock().await, Some((StatusCode::OK, Value::Bool(true))));
+        let reply = Reply { request: Value::Null, status: StatusCode::OK, body: Value::Bool(true) };
+        *replies.slot("k".into()).lock().await = Some(reply.clone());
+        assert_eq!(*replies.slot("k".into()).lock().await, Some(reply));
         assert_eq!(*replies.slot("other".into()).lock().await, None);
     }
 }

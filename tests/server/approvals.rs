@@ -303,6 +303,20 @@ pub async fn if_match_and_idempotency_key_guard_a_resolve(store: Arc<dyn Store>)
     let repeat = app.send_with(Method::POST, &uri, Some(&app.alice), &key, Some(json!({"status": "approved"}))).await;
     assert_eq!(repeat.status, StatusCode::OK, "a repeated key gets the first answer, not a 409");
     assert_eq!(repeat.body, first.body);
+    let changed = app.send_with(Method::POST, &uri, Some(&app.alice), &key, Some(json!({"status": "rejected"}))).await;
+    assert_eq!(changed.status, StatusCode::UNPROCESSABLE_ENTITY, "the key was used with another request");
+    assert!(changed.detail().contains("Idempotency-Key"), "{}", changed.detail());
+    let long = "k".repeat(256);
+    let long = app
+        .send_with(
+            Method::POST,
+            &uri,
+            Some(&app.alice),
+            &[("idempotency-key", &long)],
+            Some(json!({"status": "approved"})),
+        )
+        .await;
+    assert_eq!(long.status, StatusCode::UNPROCESSABLE_ENTITY);
     let other = app
         .send_with(
             Method::POST,

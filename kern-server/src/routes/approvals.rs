@@ -13,11 +13,13 @@ use kern_core::approval::{
     Principal, SourceType,
 };
 use kern_core::keys::Scope;
-use serde_json::{Map, Value};
+use kern_core::limits;
+use serde_json::{Map, Value, json};
 
 use crate::auth::Caller;
 use crate::error::{ApiError, ApiResult, ErrorBody};
 use crate::extract::{JsonBody, OptionalJsonBody, QueryParams};
+use crate::idempotency::{self, Reply};
 use crate::routes::paging::page_limit;
 use crate::state::AppState;
 use crate::wire::approval::{
@@ -202,18 +204,34 @@ pub async fn resolve(
             .await
             .map(IntoResponse::into_response);
     };
+    if key.len() > idempotency::MAX_KEY_LEN {
+        return Err(ApiError::unprocessable(format!(
+            "`Idempotency-Key` must be at most {} bytes",
+            idempotency::MAX_KEY_LEN
+        )));
+    }
+    if !limits::is_key(&id) {
+        return Err(ApiError::approval_not_found());
+    }
+    let request = json!({"status": body.status, "resolution_data": body.resolution_data});
     let slot = state.replies.slot(format!("{}\n{id}\n{key}", decider.id));
     let mut kept = slot.lock().await;
-    if let Some((status, body)) = kept.as_ref() {
-        return Ok((*status, Json(body.clone())).into_response());
+    if let Some(reply) = kept.as_ref() {
+        if reply.request != request {
+            return Err(ApiError::unprocessable(
+                "this `Idempotency-Key` was first used with another request: send a new key",
+            ));
+        }
+        return Ok((reply.status, Json(reply.body.clone())).into_response());
     }
     let outcome = decide_resolve(&state, &caller, &decider, &id, &headers, approve, body.resolution_data).await;
     // Answers that a retry could change (an unavailable database) are not kept.
     let answer = match &outcome {
         Ok(decided) => Some((decided.status, decided.body()?)),
-        Err(err) if !err.status.is_server_error() => Some((err.status, serde_json::json!({"detail": err.detail}))),
+        Err(err) if !err.status.is_server_error() => Some((err.status, json!({"detail": err.detail}))),
         Err(_) => None,
-    };
+    }
+    .map(|(status, body)| Reply { request, status, body });
     if answer.is_some() {
         *kept = answer;
     }
@@ -428,8 +446,6 @@ pub async fn trail(
 
 #[cfg(test)]
 mod tests {
-    use serde_json::json;
-
     use super::*;
 
     #[test]
