@@ -4,12 +4,17 @@
 //! A store may take an event's `seq` before its transaction commits (Postgres does), so a reader
 //! may see an event before an earlier one; and a `seq` whose transaction rolled back is never
 //! filled. A [`TrailReader`] stops before a gap in the `seq`s until it fills or it has waited
-//! [`GAP_WAIT`] for it, timed from when this reader first saw it (not from the event's `at`,
-//! which is the writer's clock, taken before its locks were granted). The worker, the server's
-//! event stream and trail pages, and the command line's `watch` and `export` all read so.
+//! [`GAP_WAIT`] for it, timed from when this reader first saw it: the event's `at` is the
+//! writer's clock, taken before its locks were granted, and another machine's. Only a gap
+//! followed by an event written [`SETTLED_AGE`] ago or more is passed at once, so that reading
+//! an old trail does not wait on each of its rollbacks. The worker, the server's event stream
+//! and trail pages, and the command line's `watch` and `export` all read so.
 
 use std::collections::BTreeMap;
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use chrono::{DateTime, TimeDelta, Utc};
+use tokio::time::Instant;
 
 use crate::error::Result;
 use crate::store::Store;
@@ -23,6 +28,11 @@ pub const GAP_WAIT: Duration = Duration::from_secs(2);
 /// would return at once, since the trail is already past the gap.
 pub const GAP_RECHECK: Duration = Duration::from_millis(50);
 
+/// How long ago, by its `at`, the event after a gap was written for the gap to be passed at
+/// once: far longer than any of kern's transactions holds its `seq`, and than the clocks of
+/// the machines that share a database drift apart.
+pub const SETTLED_AGE: TimeDelta = TimeDelta::seconds(60);
+
 /// A position in the trail, and the gaps after it this reader waits on.
 #[derive(Debug, Clone)]
 pub struct TrailReader {
@@ -31,14 +41,14 @@ pub struct TrailReader {
     /// Each gap seen and not yet read past: its first missing `seq`, the `seq` of the event that
     /// follows it, and when this reader first saw it. A gap that partly fills keeps its sighting.
     gaps: BTreeMap<i64, (i64, Instant)>,
-    /// Whether the last read stopped before a gap.
-    held_back: bool,
+    /// The events the last read held back, from the first gap that may still fill on.
+    held_back: Vec<TrailEvent>,
 }
 
 impl TrailReader {
     /// A reader of the events after event `after` (0: from the first).
     pub fn after(after: i64) -> Self {
-        Self { position: after.max(0), gaps: BTreeMap::new(), held_back: false }
+        Self { position: after.max(0), gaps: BTreeMap::new(), held_back: Vec::new() }
     }
 
     /// The `seq` of the last event read past: where the next read starts.
@@ -46,18 +56,20 @@ impl TrailReader {
         self.position
     }
 
-    /// Whether the last read stopped before a gap that may still fill: the trail holds more,
-    /// and the reader should read again after [`GAP_RECHECK`] rather than wait for news.
-    pub fn held_back(&self) -> bool {
-        self.held_back
+    /// The events the last read held back, after a gap that may still fill: committed, but
+    /// not read past, so they come again in a later read. When there are any, the reader
+    /// should read again after [`GAP_RECHECK`] rather than wait for news. Empty after a read
+    /// that failed.
+    pub fn held_back(&self) -> &[TrailEvent] {
+        &self.held_back
     }
 
     /// Reads at most `limit` of the next events and moves past those it may: all of them, or
     /// those before a gap that may still fill (perhaps none; see [`held_back`](Self::held_back)).
     pub async fn read(&mut self, store: &dyn Store, limit: u32) -> Result<Vec<TrailEvent>> {
-        self.held_back = false;
+        self.held_back.clear();
         let events = store.events_after(self.position, limit).await?;
-        Ok(self.take(events, Instant::now()))
+        Ok(self.take(events, Instant::now(), crate::now()))
     }
 
     /// As [`read`](Self::read), but while a gap holds back every event read it reads again each
@@ -66,7 +78,7 @@ impl TrailReader {
     pub async fn read_waiting(&mut self, store: &dyn Store, limit: u32) -> Result<Vec<TrailEvent>> {
         loop {
             let events = self.read(store, limit).await?;
-            if !(events.is_empty() && self.held_back) {
+            if !events.is_empty() || self.held_back.is_empty() {
                 return Ok(events);
             }
             tokio::time::sleep(GAP_RECHECK).await;
@@ -74,13 +86,13 @@ impl TrailReader {
     }
 
     /// Keeps those of `events` (read in `seq` order after [`position`](Self::position)) that it
-    /// may read past at `now`, and moves past them.
-    fn take(&mut self, mut events: Vec<TrailEvent>, now: Instant) -> Vec<TrailEvent> {
+    /// may read past at `now` (`wall` by the clock of the events' `at`), and moves past them.
+    fn take(&mut self, mut events: Vec<TrailEvent>, now: Instant, wall: DateTime<Utc>) -> Vec<TrailEvent> {
         let mut previous = self.position;
         let mut taken = events.len();
         for (index, event) in events.iter().enumerate() {
             let missing = previous + 1;
-            if event.seq != missing {
+            if event.seq != missing && wall - event.at < SETTLED_AGE {
                 let first_seen = self.sighting(missing, event.seq, now);
                 if taken == events.len() && now.duration_since(first_seen) < GAP_WAIT {
                     taken = index;
@@ -88,8 +100,7 @@ impl TrailReader {
             }
             previous = event.seq;
         }
-        self.held_back = taken < events.len();
-        events.truncate(taken);
+        self.held_back = events.split_off(taken);
         self.position = events.last().map_or(self.position, |event| event.seq);
         let position = self.position;
         self.gaps.retain(|_, &mut (next, _)| next > position);
@@ -116,7 +127,8 @@ mod tests {
     use super::*;
     use crate::trail::{EventKind, GENESIS};
 
-    fn events(seqs: &[i64]) -> Vec<TrailEvent> {
+    /// Events of `seqs`, written at `at`.
+    fn written(seqs: &[i64], at: DateTime<Utc>) -> Vec<TrailEvent> {
         seqs.iter()
             .map(|&seq| TrailEvent {
                 seq,
@@ -125,13 +137,17 @@ mod tests {
                 index: 1,
                 kind: EventKind::Created,
                 principal: "p".into(),
-                // Written long ago: the reader times a gap from its own first sight of it.
-                at: crate::now() - chrono::TimeDelta::hours(1),
+                at,
                 data: Value::Null,
                 prev_hash: GENESIS.into(),
                 hash: String::new(),
             })
             .collect()
+    }
+
+    /// A reader after event 3, and the time now by its clock and by the clock of the events.
+    fn setup() -> (TrailReader, Instant, DateTime<Utc>) {
+        (TrailReader::after(3), Instant::now(), crate::now())
     }
 
     fn seqs(events: &[TrailEvent]) -> Vec<i64> {
@@ -140,47 +156,52 @@ mod tests {
 
     #[test]
     fn a_reader_passes_what_has_no_gap_before_it() {
-        let mut reader = TrailReader::after(3);
-        let t0 = Instant::now();
-        assert_eq!(seqs(&reader.take(events(&[4, 5, 6]), t0)), [4, 5, 6]);
-        assert_eq!((reader.position(), reader.held_back()), (6, false));
-        assert!(reader.take(Vec::new(), t0).is_empty());
-        assert_eq!((reader.position(), reader.held_back()), (6, false));
+        let (mut reader, t0, wall) = setup();
+        assert_eq!(seqs(&reader.take(written(&[4, 5, 6], wall), t0, wall)), [4, 5, 6]);
+        assert_eq!((reader.position(), reader.held_back().len()), (6, 0));
+        assert!(reader.take(Vec::new(), t0, wall).is_empty());
+        assert_eq!((reader.position(), reader.held_back().len()), (6, 0));
     }
 
     #[test]
     fn a_gap_holds_a_reader_back_for_the_wait_from_its_first_sight() {
-        let mut reader = TrailReader::after(3);
-        let t0 = Instant::now();
-        assert_eq!(seqs(&reader.take(events(&[4, 6, 7]), t0)), [4], "5 may still commit");
-        assert_eq!((reader.position(), reader.held_back()), (4, true));
+        let (mut reader, t0, wall) = setup();
+        assert_eq!(seqs(&reader.take(written(&[4, 6, 7], wall), t0, wall)), [4], "5 may still commit");
+        assert_eq!((reader.position(), seqs(reader.held_back())), (4, vec![6, 7]));
         let later = t0 + GAP_WAIT - Duration::from_millis(1);
-        assert!(reader.take(events(&[6, 7]), later).is_empty(), "a gap right after the position");
-        assert_eq!((reader.position(), reader.held_back()), (4, true));
-        assert_eq!(seqs(&reader.take(events(&[5, 6, 7]), later)), [5, 6, 7], "the gap filled");
-        assert_eq!((reader.position(), reader.held_back()), (7, false));
+        assert!(reader.take(written(&[6, 7], wall), later, wall).is_empty(), "a gap right after the position");
+        assert_eq!((reader.position(), seqs(reader.held_back())), (4, vec![6, 7]));
+        assert_eq!(seqs(&reader.take(written(&[5, 6, 7], wall), later, wall)), [5, 6, 7], "the gap filled");
+        assert_eq!((reader.position(), reader.held_back().len()), (7, 0));
     }
 
     #[test]
     fn a_gap_that_never_fills_is_read_past_once_waited_for() {
-        let mut reader = TrailReader::after(3);
-        let t0 = Instant::now();
-        assert_eq!(seqs(&reader.take(events(&[4, 6, 8]), t0)), [4]);
+        let (mut reader, t0, wall) = setup();
+        assert_eq!(seqs(&reader.take(written(&[4, 6, 8], wall), t0, wall)), [4]);
         // The second gap was seen at the same read: its wait ran alongside the first's.
-        assert_eq!(seqs(&reader.take(events(&[6, 8, 10]), t0 + GAP_WAIT)), [6, 8]);
-        assert_eq!((reader.position(), reader.held_back()), (8, true), "9 was first seen missing now");
-        assert_eq!(seqs(&reader.take(events(&[10]), t0 + GAP_WAIT * 2)), [10]);
+        assert_eq!(seqs(&reader.take(written(&[6, 8, 10], wall), t0 + GAP_WAIT, wall)), [6, 8]);
+        assert_eq!((reader.position(), seqs(reader.held_back())), (8, vec![10]), "9 was first seen missing now");
+        assert_eq!(seqs(&reader.take(written(&[10], wall), t0 + GAP_WAIT * 2, wall)), [10]);
         assert!(reader.gaps.is_empty(), "gaps read past are forgotten");
     }
 
     #[test]
     fn a_gap_that_partly_fills_keeps_its_first_sight() {
-        let mut reader = TrailReader::after(3);
-        let t0 = Instant::now();
-        assert!(reader.take(events(&[7]), t0).is_empty(), "4 to 6 missing");
+        let (mut reader, t0, wall) = setup();
+        assert!(reader.take(written(&[7], wall), t0, wall).is_empty(), "4 to 6 missing");
         let half = t0 + GAP_WAIT / 2;
-        assert_eq!(seqs(&reader.take(events(&[4, 6, 7]), half)), [4], "5 still missing");
-        assert!(reader.take(events(&[6, 7]), t0 + GAP_WAIT - Duration::from_millis(1)).is_empty());
-        assert_eq!(seqs(&reader.take(events(&[6, 7]), t0 + GAP_WAIT)), [6, 7], "5 waited for since t0");
+        assert_eq!(seqs(&reader.take(written(&[4, 6, 7], wall), half, wall)), [4], "5 still missing");
+        assert!(reader.take(written(&[6, 7], wall), t0 + GAP_WAIT - Duration::from_millis(1), wall).is_empty());
+        assert_eq!(seqs(&reader.take(written(&[6, 7], wall), t0 + GAP_WAIT, wall)), [6, 7], "5 waited for since t0");
+    }
+
+    #[test]
+    fn a_gap_before_an_old_event_is_passed_at_once() {
+        let (mut reader, t0, wall) = setup();
+        let mut events = written(&[4, 6], wall - SETTLED_AGE);
+        events.extend(written(&[8], wall - SETTLED_AGE + TimeDelta::seconds(1)));
+        assert_eq!(seqs(&reader.take(events, t0, wall)), [4, 6], "5 rolled back long ago; 7 may be in flight");
+        assert_eq!(seqs(reader.held_back()), [8]);
     }
 }

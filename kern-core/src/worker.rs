@@ -175,9 +175,12 @@ impl Worker {
         let mut next_upkeep = Instant::now();
         // What was decided while no worker ran is taken up at once.
         let mut scan = true;
-        // When to read the trail again, held back by a gap in its `seq`s that may still fill:
-        // kept across the loop's turns, so a task that ends first does not put it off.
+        // When to read the trail again, held back by a gap in its `seq`s that may still fill (or
+        // after a failed read): kept across the loop's turns, so a task that ends first does
+        // not put it off.
         let mut recheck_at: Option<Instant> = None;
+        // The decisions counted while held back, which come again once the gap is passed.
+        let mut counted = HashSet::new();
         tokio::pin!(shutdown);
         loop {
             if Instant::now() >= next_upkeep {
@@ -207,10 +210,17 @@ impl Worker {
                     scan |= state.backlog && state.queued.is_empty();
                 }
                 woken = self.more_events(trail.position(), timeout, recheck_at) => match woken {
-                    Ok(true) => {
-                        scan |= self.decided_since(&mut trail).await;
-                        recheck_at = trail.held_back().then(|| Instant::now() + GAP_RECHECK);
-                    }
+                    Ok(true) => match self.decided_since(&mut trail, &mut counted).await {
+                        Ok(decided) => {
+                            scan |= decided;
+                            recheck_at = (!trail.held_back().is_empty()).then(|| Instant::now() + GAP_RECHECK);
+                        }
+                        Err(error) => {
+                            tracing::warn!(%error, "kern worker cannot read the trail; looking for decided runs");
+                            scan = true;
+                            recheck_at = Some(Instant::now() + RETRY_AFTER_FAILURE);
+                        }
+                    },
                     Ok(false) => {}
                     Err(error) => {
                         tracing::warn!(%error, "kern worker cannot follow the trail; retrying");
@@ -243,24 +253,26 @@ impl Worker {
 
     /// Reads the trail's next events and tells whether they may have made a run decided: a row
     /// approved, rejected, expired or cancelled. Its own continues' events (executions) are no
-    /// reason to look again. A failed read says yes.
+    /// reason to look again.
     ///
     /// The reader stops before a gap in the `seq`s that may still fill: on Postgres an event may
     /// commit after a later one, and a worker that moved past it would not see its decision
-    /// until its next upkeep.
-    async fn decided_since(&self, trail: &mut TrailReader) -> bool {
-        match trail.read(self.store.as_ref(), EVENT_BATCH).await {
-            Ok(events) => events.iter().any(|event| {
-                matches!(
-                    event.kind,
-                    EventKind::Approved | EventKind::Rejected | EventKind::Expired | EventKind::Cancelled
-                )
-            }),
-            Err(error) => {
-                tracing::warn!(%error, "kern worker cannot read the trail; looking for decided runs");
-                true
-            }
+    /// until its next upkeep. The decisions it holds back are committed all the same, and a
+    /// scan reads decided runs from the store, so they count at once; `counted` keeps them from
+    /// counting again at each read until the gap is passed.
+    async fn decided_since(&self, trail: &mut TrailReader, counted: &mut HashSet<i64>) -> Result<bool> {
+        let passed = trail.read(self.store.as_ref(), EVENT_BATCH).await?;
+        let mut decided = false;
+        for event in passed.iter().chain(trail.held_back()) {
+            let decision = matches!(
+                event.kind,
+                EventKind::Approved | EventKind::Rejected | EventKind::Expired | EventKind::Cancelled
+            );
+            decided |= decision && counted.insert(event.seq);
         }
+        let position = trail.position();
+        counted.retain(|seq| *seq > position);
+        Ok(decided)
     }
 
     /// Starts a continue of each decided run this worker can take, up to its concurrency.

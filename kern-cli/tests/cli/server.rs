@@ -72,9 +72,11 @@ async fn approvals_are_decided_through_a_server_as_the_keys_principal() {
         through(&url, key, &["runs", "show", "x/cancel"]).fails(4);
         through(&url, key, &["approvals", "show", "../keys"]).fails(4);
         through(&url, key, &["runs", "show", "x?y#z"]).fails(4);
-        // Nor a dot segment, which a URL would drop or step up by: `GET /runs` (200).
+        // Nor a dot segment, which a URL would drop or step up by: `GET /` (the inbox) or
+        // `POST /runs/cancel` (405).
         for dots in ["", ".", ".."] {
-            through(&url, key, &["runs", "show", dots]).fails(4);
+            assert!(through(&url, key, &["runs", "show", dots]).fails(4).contains("nothing is named"));
+            assert!(through(&url, key, &["runs", "cancel", dots]).fails(4).contains("nothing is named"));
         }
         assert_eq!(through(&url, key, &["audit", "verify", "--json"]).json()["ok"], true);
 

@@ -415,7 +415,7 @@ pub async fn vote(
 #[utoipa::path(post, path = "/approvals/{approval_id}/cancel", tag = "approvals",
     params(("approval_id" = String, Path)), request_body(content = Option<VoteBody>),
     responses((status = 200, body = ApprovalResponse), (status = 403, body = ErrorBody),
-        (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
+        (status = 404, body = ErrorBody), (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)))]
 pub async fn cancel(
     State(state): State<AppState>,
     caller: Caller,

@@ -1,11 +1,12 @@
 //! `GET /events`: Server-Sent Events fed from the trail and the runs. Each event of a row's
 //! trail (created, vote, approved, rejected, edited, expired, cancelled, executed, failed) is
 //! sent as `event: approval.<kind>` with its `seq` as the SSE id, so a client that reconnects
-//! with `Last-Event-ID` resumes where it stopped without loss. The runs written from about the
-//! stream's start on (member runs included) are sent as `event: run.<status>` each time their
-//! status is found changed, without an id: two changes between two reads show as the latter,
-//! and a run's status is read again at will (`GET /runs/{run_id}`), so a reconnecting client
-//! is not replayed the ones it missed. A stream sleeps in
+//! with `Last-Event-ID` resumes where it stopped without loss (an event that commits after a
+//! later one is waited for, up to [`GAP_WAIT`](kern_core::follow::GAP_WAIT); see
+//! [`TrailReader`]). The runs written from about the stream's start on (member runs included)
+//! are sent as `event: run.<status>` each time their status is found changed, without an id:
+//! two changes between two reads show as the latter, and a run's status is read again at will
+//! (`GET /runs/{run_id}`), so a reconnecting client is not replayed the ones it missed. A stream sleeps in
 //! [`Store::wait_for_events`](kern_core::store::Store::wait_for_events), which the store wakes
 //! as the trail grows: at once for this process's writes, by `LISTEN/NOTIFY` on Postgres for
 //! any process's, and within a tenth of a second on SQLite.
@@ -194,7 +195,7 @@ impl Feed {
                     continue;
                 }
             }
-            if self.trail.held_back() {
+            if !self.trail.held_back().is_empty() {
                 // The trail is past the cursor already: a wait would return at once.
                 tokio::time::sleep(GAP_RECHECK).await;
             } else if let Err(err) = self.state.store.wait_for_events(self.trail.position(), WAKE_AT_LEAST_EVERY).await
