@@ -15,6 +15,11 @@ use subtle::ConstantTimeEq;
 /// The name of the session cookie.
 pub const COOKIE_NAME: &str = "kern_session";
 
+/// The name of the cookie that carries the sign-in form's CSRF token: the form has no session
+/// yet, so its hidden token must match this cookie, which a page of another site can neither
+/// read nor set.
+pub const SIGN_IN_COOKIE: &str = "kern_sign_in";
+
 /// How long a session lasts after sign-in, whatever it does.
 pub const LIFETIME: Duration = Duration::from_secs(12 * 60 * 60);
 
@@ -102,17 +107,22 @@ impl Sessions {
 
 /// The session token a request's cookies carry.
 pub fn cookie_token(headers: &HeaderMap) -> Option<&str> {
+    cookie(headers, COOKIE_NAME)
+}
+
+/// The value of cookie `name` in a request, when it is not empty.
+pub fn cookie<'h>(headers: &'h HeaderMap, name: &str) -> Option<&'h str> {
     headers
         .get_all(COOKIE)
         .iter()
         .filter_map(|value| value.to_str().ok())
         .flat_map(|value| value.split(';'))
-        .find_map(|pair| pair.trim().strip_prefix(COOKIE_NAME)?.strip_prefix('='))
+        .find_map(|pair| pair.trim().strip_prefix(name)?.strip_prefix('='))
         .filter(|token| !token.is_empty())
 }
 
-/// 256 random bits as hex.
-fn random_hex() -> Result<String, getrandom::Error> {
+/// 256 random bits as hex: a token no one can guess.
+pub fn random_hex() -> Result<String, getrandom::Error> {
     let mut bytes = [0u8; 32];
     getrandom::fill(&mut bytes)?;
     Ok(bytes.iter().map(|byte| format!("{byte:02x}")).collect())

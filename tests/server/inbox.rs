@@ -13,9 +13,20 @@ use serde_json::{Value, json};
 
 use crate::harness::{Answer, App};
 
+/// Posts the sign-in form with `key`, as a browser does once it has read the form (its token
+/// and the form's cookie), with `headers` besides.
+async fn post_sign_in(app: &App, key: &str, headers: &[(&str, &str)]) -> Answer {
+    let form = app.send(Method::GET, "/ui/sign-in", None, None).await;
+    let cookie = form.headers["set-cookie"].to_str().unwrap().split(';').next().unwrap().to_owned();
+    let body = Value::String(format!("key={key}&csrf={}", csrf_of(&form)));
+    let mut headers = headers.to_vec();
+    headers.push(("cookie", &cookie));
+    app.send_with(Method::POST, "/ui/sign-in", None, &headers, Some(body)).await
+}
+
 /// Signs in with `token`: the session cookie (`kern_session=...`) and the page's CSRF token.
 async fn sign_in(app: &App, token: &str) -> (String, String) {
-    let answer = app.send(Method::POST, "/ui/sign-in", None, Some(Value::String(format!("key={token}")))).await;
+    let answer = post_sign_in(app, token, &[]).await;
     assert_eq!(answer.status, StatusCode::SEE_OTHER, "{:?}", answer.body);
     let cookie = answer.headers["set-cookie"].to_str().unwrap().to_owned();
     for attribute in ["HttpOnly", "SameSite=Strict", "Path=/"] {
@@ -48,9 +59,18 @@ pub async fn signing_in_opens_a_session_whose_forms_are_guarded(store: Arc<dyn S
     let anonymous = app.send(Method::GET, "/", None, None).await;
     assert_eq!(anonymous.status, StatusCode::SEE_OTHER);
     assert_eq!(anonymous.headers["location"], "/ui/sign-in");
-    let wrong = app.send(Method::POST, "/ui/sign-in", None, Some(json!("key=kern_nobody_secret"))).await;
+    let wrong = post_sign_in(&app, "kern_nobody_secret", &[]).await;
     assert_eq!(wrong.status, StatusCode::UNAUTHORIZED);
     assert!(html(&wrong).contains("signs nobody in"));
+    // The sign-in form carries a token of its own too: without its cookie, or with another
+    // token, a form posted by another site's page signs nobody in.
+    let form = Value::String(format!("key={}&csrf=guessed", app.admin));
+    let forged =
+        app.send_with(Method::POST, "/ui/sign-in", None, &[("cookie", "kern_sign_in=other")], Some(form)).await;
+    assert_eq!(forged.status, StatusCode::FORBIDDEN);
+    assert!(!forged.headers.get_all("set-cookie").iter().any(|c| c.to_str().unwrap().starts_with("kern_session=")));
+    let bare = app.send(Method::POST, "/ui/sign-in", None, Some(Value::String(format!("key={}", app.admin)))).await;
+    assert_eq!(bare.status, StatusCode::FORBIDDEN);
 
     let (session, csrf) = sign_in(&app, &app.admin).await;
     let inbox = app.send_with(Method::GET, "/", None, &[("cookie", &session)], None).await;
@@ -225,22 +245,19 @@ pub async fn forms_through_a_proxy_are_accepted_from_the_public_origin(store: Ar
     let public = "https://kern.example.com";
     let proxied = [("origin", public), ("host", "127.0.0.1:7000")];
     let unaware = App::new(store.clone()).await;
-    let form = Value::String(format!("key={}", unaware.admin));
-    let refused = unaware.send_with(Method::POST, "/ui/sign-in", None, &proxied, Some(form)).await;
+    let refused = post_sign_in(&unaware, &unaware.admin, &proxied).await;
     assert_eq!(refused.status, StatusCode::FORBIDDEN);
     assert!(html(&refused).contains("another site"));
 
     let told = App::with(store.clone(), |builder| builder.public_origin("https://Kern.Example.com/")).await;
-    let form = Value::String(format!("key={}", told.admin));
-    let signed_in = told.send_with(Method::POST, "/ui/sign-in", None, &proxied, Some(form.clone())).await;
+    let signed_in = post_sign_in(&told, &told.admin, &proxied).await;
     assert_eq!(signed_in.status, StatusCode::SEE_OTHER, "{:?}", signed_in.body);
     let cookie = signed_in.headers["set-cookie"].to_str().unwrap();
     assert!(cookie.ends_with("; Secure"), "an https origin keeps the cookie to https: {cookie}");
-    let plain = Value::String(format!("key={}", unaware.admin));
-    let plain = unaware.send(Method::POST, "/ui/sign-in", None, Some(plain)).await;
+    let plain = post_sign_in(&unaware, &unaware.admin, &[]).await;
     assert!(!plain.headers["set-cookie"].to_str().unwrap().contains("Secure"), "plain http keeps it working");
     let elsewhere = [("origin", "https://evil.example"), ("host", "127.0.0.1:7000")];
-    let forged = told.send_with(Method::POST, "/ui/sign-in", None, &elsewhere, Some(form)).await;
+    let forged = post_sign_in(&told, &told.admin, &elsewhere).await;
     assert_eq!(forged.status, StatusCode::FORBIDDEN);
 
     let builder = kern_server::Server::builder().store(store).auth(kern_server::Auth::api_keys());

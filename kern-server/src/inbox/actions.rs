@@ -4,6 +4,8 @@
 //! 303 to the page that shows the outcome, or with that page and a clear message when the
 //! action was refused (nothing was changed then).
 
+use std::time::Duration;
+
 use axum::extract::{Path, State};
 use axum::http::header::SET_COOKIE;
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
@@ -21,20 +23,34 @@ use crate::auth::{Auth, api_key_caller};
 use crate::error::ApiError;
 use crate::origin::cross_origin;
 use crate::routes::approvals;
-use crate::session::{self, COOKIE_NAME, LIFETIME};
+use crate::session::{self, COOKIE_NAME, LIFETIME, SIGN_IN_COOKIE};
 use crate::state::AppState;
 use crate::wire::approval::etag;
 
+/// How long a sign-in form may wait before it is sent.
+const SIGN_IN_FORM_LIFETIME: Duration = Duration::from_secs(60 * 60);
+
 /// `GET /ui/sign-in`.
-pub async fn sign_in_form(State(state): State<AppState>) -> Response {
+pub async fn sign_in_form(State(state): State<AppState>) -> PageResult {
     if matches!(state.auth, Auth::OpenOnLoopback { .. }) {
-        return see_other("/");
+        return Ok(see_other("/"));
     }
-    render(StatusCode::OK, &SignInPage { css: &assets::urls().css, error: None })
+    sign_in_page(&state, StatusCode::OK, None)
 }
 
-fn sign_in_refused(status: StatusCode, message: &str) -> Response {
-    render(status, &SignInPage { css: &assets::urls().css, error: Some(message.to_owned()) })
+/// The sign-in page with `error`, answered with `status`: its form carries a fresh CSRF token,
+/// set in the form's own cookie too.
+fn sign_in_page(state: &AppState, status: StatusCode, error: Option<&str>) -> PageResult {
+    let csrf = session::random_hex().map_err(no_randomness)?;
+    let error = error.map(str::to_owned);
+    let mut response = render(status, &SignInPage { css: &assets::urls().css, error, csrf: &csrf });
+    let cookie = format!(
+        "{SIGN_IN_COOKIE}={csrf}; HttpOnly; SameSite=Strict; Path={SIGN_IN}; Max-Age={}{}",
+        SIGN_IN_FORM_LIFETIME.as_secs(),
+        secure(state)
+    );
+    set_cookie(&mut response, &cookie)?;
+    Ok(response)
 }
 
 /// `POST /ui/sign-in`: an API key, verified as the API verifies it, opens a session.
@@ -45,35 +61,52 @@ pub async fn sign_in(State(state): State<AppState>, headers: HeaderMap, form: Fo
     if matches!(state.auth, Auth::OpenOnLoopback { .. }) {
         return Ok(see_other("/"));
     }
+    // A page of another site could sign the admin in under a key of its own.
+    let expected = session::cookie(&headers, SIGN_IN_COOKIE);
+    if !expected.is_some_and(|expected| form.get("csrf").is_some_and(|sent| session::csrf_matches(expected, sent))) {
+        let refusal = "This sign-in form is out of date or did not come from this inbox: sign in again.";
+        return sign_in_page(&state, StatusCode::FORBIDDEN, Some(refusal));
+    }
     let Some(key) = form.text("key") else {
-        return Ok(sign_in_refused(StatusCode::UNPROCESSABLE_ENTITY, "Enter an API key."));
+        return sign_in_page(&state, StatusCode::UNPROCESSABLE_ENTITY, Some("Enter an API key."));
     };
     let caller = match api_key_caller(&state, &key).await {
         Ok(caller) => caller,
         Err(err) if err.status == StatusCode::UNAUTHORIZED => {
-            return Ok(sign_in_refused(
-                StatusCode::UNAUTHORIZED,
-                "That API key signs nobody in: check it, or ask for a new one.",
-            ));
+            let refusal = "That API key signs nobody in: check it, or ask for a new one.";
+            return sign_in_page(&state, StatusCode::UNAUTHORIZED, Some(refusal));
         }
         Err(err) => return Err(err.into()),
     };
     if caller.require(Scope::ApprovalsRead).is_err() {
-        return Ok(sign_in_refused(
-            StatusCode::FORBIDDEN,
-            "That API key may not read approvals (scope approvals:read).",
-        ));
+        let refusal = "That API key may not read approvals (scope approvals:read).";
+        return sign_in_page(&state, StatusCode::FORBIDDEN, Some(refusal));
     }
     let key_id = parse_token(&key).map(|(id, _)| id.to_owned()).unwrap_or_default();
     let (token, _) = state.sessions.open(key_id).map_err(no_randomness)?;
-    let secure = if state.secure_cookies { "; Secure" } else { "" };
-    let cookie =
-        format!("{COOKIE_NAME}={token}; HttpOnly; SameSite=Strict; Path=/; Max-Age={}{secure}", LIFETIME.as_secs());
     let mut response = see_other("/");
-    let value =
-        HeaderValue::from_str(&cookie).map_err(|_| PageError::new(StatusCode::INTERNAL_SERVER_ERROR, "bad cookie"))?;
-    response.headers_mut().insert(SET_COOKIE, value);
+    let session = format!(
+        "{COOKIE_NAME}={token}; HttpOnly; SameSite=Strict; Path=/; Max-Age={}{}",
+        LIFETIME.as_secs(),
+        secure(&state)
+    );
+    set_cookie(&mut response, &session)?;
+    // The form's token has served.
+    set_cookie(&mut response, &format!("{SIGN_IN_COOKIE}=; HttpOnly; SameSite=Strict; Path={SIGN_IN}; Max-Age=0"))?;
     Ok(response)
+}
+
+/// The `Secure` attribute of the inbox's cookies, when they are kept to https.
+fn secure(state: &AppState) -> &'static str {
+    if state.secure_cookies { "; Secure" } else { "" }
+}
+
+/// Adds `cookie` to what `response` sets.
+fn set_cookie(response: &mut Response, cookie: &str) -> PageResult<()> {
+    let value =
+        HeaderValue::from_str(cookie).map_err(|_| PageError::new(StatusCode::INTERNAL_SERVER_ERROR, "bad cookie"))?;
+    response.headers_mut().append(SET_COOKIE, value);
+    Ok(())
 }
 
 /// `POST /ui/sign-out`: ends the session and clears its cookie.
@@ -88,10 +121,7 @@ pub async fn sign_out(
         state.sessions.close(token);
     }
     let mut response = see_other(SIGN_IN);
-    let cleared = format!("{COOKIE_NAME}=; HttpOnly; SameSite=Strict; Path=/; Max-Age=0");
-    if let Ok(value) = HeaderValue::from_str(&cleared) {
-        response.headers_mut().insert(SET_COOKIE, value);
-    }
+    set_cookie(&mut response, &format!("{COOKIE_NAME}=; HttpOnly; SameSite=Strict; Path=/; Max-Age=0"))?;
     Ok(response)
 }
 

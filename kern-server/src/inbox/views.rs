@@ -259,9 +259,11 @@ pub struct RunPage {
 /// `/ui/sign-in`.
 #[derive(Template)]
 #[template(path = "sign_in.html")]
-pub struct SignInPage {
+pub struct SignInPage<'a> {
     pub css: &'static str,
     pub error: Option<String>,
+    /// The form's CSRF token, also set in its cookie ([`SIGN_IN_COOKIE`](crate::session::SIGN_IN_COOKIE)).
+    pub csrf: &'a str,
 }
 
 /// A page that says what went wrong.
@@ -400,9 +402,10 @@ mod tests {
 
     #[test]
     fn the_sign_in_and_error_pages_render() {
-        let sign_in =
-            SignInPage { css: "/c.css", error: Some("That API key signs nobody in".into()) }.render().unwrap();
+        let error = Some("That API key signs nobody in".into());
+        let sign_in = SignInPage { css: "/c.css", error, csrf: "t0k3n" }.render().unwrap();
         assert!(sign_in.contains("type=\"password\"") && sign_in.contains("signs nobody in"));
+        assert!(sign_in.contains("name=\"csrf\" value=\"t0k3n\""));
         let error = ErrorPage { css: "/c.css", title: "Forbidden".into(), message: "no <b>".into() }.render().unwrap();
         assert!(error.contains("no &#60;b&#62;"));
     }
