@@ -236,6 +236,14 @@ pub async fn approving_from_the_list_returns_to_the_list(store: Arc<dyn Store>) 
     assert_eq!(row_status(&app, &row).await, "approved");
     let rows = app.send_with(Method::GET, "/ui/rows", None, &cookie, None).await;
     assert!(html(&rows).contains("data-total=\"0\"") && html(&rows).contains("Nothing waits for you"));
+
+    // A row whose policy allows no edit: edited arguments are refused, not dropped.
+    let (_, _, row) = app.paused_refund("dave").await;
+    let form = Value::String(format!("action=approve&arg.order_id=B-2&csrf={csrf}"));
+    let refused = app.send_with(Method::POST, &format!("/ui/approvals/{row}"), None, &cookie, Some(form)).await;
+    assert_eq!(refused.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(html(&refused).contains("cannot be edited"), "{}", html(&refused));
+    assert_eq!(row_status(&app, &row).await, "pending", "a refused decision changes nothing");
 }
 
 /// Behind a proxy that passes requests on with a `Host` of its own, a form posted from the page

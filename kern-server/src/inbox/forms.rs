@@ -217,9 +217,12 @@ pub fn decision(row: &Approval, form: &FormFields) -> Result<Decision, String> {
                 }
                 _ => None,
             };
-            let args = match row.policy.as_ref().filter(|policy| policy.allow_edit).and_then(|p| p.parameters.as_ref())
-            {
-                Some(parameters) if form.0.iter().any(|(name, _)| name.starts_with(ARG)) => {
+            let edited = form.0.iter().any(|(name, _)| name.starts_with(ARG));
+            let schema = row.policy.as_ref().filter(|policy| policy.allow_edit).and_then(|p| p.parameters.as_ref());
+            let args = match schema {
+                // Edits with nothing to read them by are refused, not dropped.
+                None if edited => return Err("This call's arguments cannot be edited.".to_owned()),
+                Some(parameters) if edited => {
                     let mut args = row.tool_args.as_object().cloned().unwrap_or_default();
                     let required = required_of(parameters);
                     // An argument the model left out stays out unless the approver gave it a

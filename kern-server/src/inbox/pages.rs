@@ -372,10 +372,13 @@ pub async fn detail_page(state: &AppState, viewer: &Viewer, id: &str, error: Opt
         Ok(()) => ("verified".to_owned(), true),
         Err(broken) => (format!("broken at event {}: {}", broken.index, broken.reason), false),
     };
-    let edits = match (&row.policy, &parameters) {
-        (Some(policy), Some(parameters)) if policy.allow_edit && pending => edit_fields(parameters, &row.tool_args),
-        _ => Vec::new(),
-    };
+    // The fields of the schema the row was paused with, which its edits are read and checked
+    // against: the tool's definition may have changed since.
+    let edits = match row.policy.as_ref().filter(|policy| policy.allow_edit && pending) {
+        Some(policy) => policy.parameters.as_ref().map(|parameters| edit_fields(parameters, &row.tool_args)),
+        None => None,
+    }
+    .unwrap_or_default();
     Ok(DetailPage {
         chrome: viewer.chrome("inbox"),
         id: row.id.clone(),
