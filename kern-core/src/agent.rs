@@ -17,8 +17,6 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use tracing::Instrument;
-
 use crate::approval::SourceType;
 use crate::engine::{Cycle, RunRequest, Runner, Settings, settings_setters};
 pub use crate::engine::{DEFAULT_MAX_CALLS_PER_TURN, DEFAULT_MAX_ROUNDS};
@@ -73,7 +71,7 @@ impl Agent {
     /// already stored, and a failure to store it is this call's error.
     pub async fn run_with(&self, input: impl Into<String>, options: RunOptions) -> Result<RunOutput> {
         let request = RunRequest::top_level(input.into(), options)?;
-        self.cycle.run(request).instrument(tracing::info_span!("kern.run", agent_id = self.id())).await
+        self.cycle.run(request, tracing::info_span!("kern.run", agent_id = self.id())).await
     }
 
     /// Continues a paused run with the caller's answers to its requirements.

@@ -8,8 +8,6 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use tracing::Instrument;
-
 use crate::agent::Agent;
 use crate::approval::SourceType;
 use crate::engine::{Cycle, Member, Roster, RunRequest, Runner, Settings, settings_setters};
@@ -56,7 +54,7 @@ impl Team {
     /// Runs the team on `input` for a user and/or in an existing session.
     pub async fn run_with(&self, input: impl Into<String>, options: RunOptions) -> Result<RunOutput> {
         let request = RunRequest::top_level(input.into(), options)?;
-        self.cycle.run(request).instrument(tracing::info_span!("kern.team_run", team_id = self.id())).await
+        self.cycle.run(request, tracing::info_span!("kern.team_run", team_id = self.id())).await
     }
 
     /// Continues a paused team run: paused members resume first (their rows checked as an

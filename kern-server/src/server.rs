@@ -20,7 +20,6 @@ use kern_core::worker::WorkerStats;
 use tokio::net::TcpListener;
 use tower_http::limit::RequestBodyLimitLayer;
 use tower_http::request_id::{MakeRequestId, PropagateRequestIdLayer, RequestId, SetRequestIdLayer};
-use tower_http::timeout::TimeoutLayer;
 use tower_http::trace::TraceLayer;
 
 use crate::auth::Auth;
@@ -132,8 +131,9 @@ impl ServerBuilder {
         self
     }
 
-    /// How long a request may take before it is answered 408 (120 s by default: a run waits
-    /// for its model). Event streams are not cut.
+    /// How long a request may take before it is answered 504 (120 s by default: a run waits
+    /// for its model). A run or continue goes on on its own task, to be read with
+    /// `GET /runs/{run_id}`. Event streams are not cut.
     pub fn request_timeout(mut self, timeout: Duration) -> Self {
         self.request_timeout = timeout;
         self
@@ -300,7 +300,7 @@ fn router(state: AppState, body_limit: usize, timeout: Duration) -> Router {
         .merge(inbox::routes())
         .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "Not Found") })
         .layer(middleware::from_fn_with_state(state.clone(), measure))
-        .layer(TimeoutLayer::with_status_code(StatusCode::REQUEST_TIMEOUT, timeout))
+        .layer(middleware::from_fn(move |request, next| time_limit(timeout, request, next)))
         .layer(RequestBodyLimitLayer::new(body_limit))
         .layer(PropagateRequestIdLayer::new(request_id.clone()))
         .layer(TraceLayer::new_for_http().make_span_with(|request: &Request| {
@@ -318,6 +318,18 @@ struct NewRequestId;
 impl MakeRequestId for NewRequestId {
     fn make_request_id<B>(&mut self, _: &axum::http::Request<B>) -> Option<RequestId> {
         kern_core::new_id().parse().ok().map(RequestId::new)
+    }
+}
+
+/// Answers a request still under way after `limit` with 504, in the body every error has.
+async fn time_limit(limit: Duration, request: Request, next: Next) -> Response {
+    match tokio::time::timeout(limit, next.run(request)).await {
+        Ok(response) => response,
+        Err(_) => ApiError::new(
+            StatusCode::GATEWAY_TIMEOUT,
+            format!("The request took longer than {} s; a run goes on, to be read from /runs", limit.as_secs()),
+        )
+        .into_response(),
     }
 }
 

@@ -1,11 +1,12 @@
-//! A real server on 127.0.0.1 driven over HTTP: live events, concurrent decisions, and the
-//! operations routes.
+//! A real server on 127.0.0.1 driven over HTTP: live events, concurrent decisions, the time
+//! limit of a request, and the operations routes.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use axum::http::{Method, StatusCode};
 use kern::db::Store;
+use kern::prelude::*;
 use kern_server::{Auth, Server};
 use serde_json::{Value, json};
 use tokio::net::TcpListener;
@@ -174,6 +175,56 @@ pub async fn concurrent_resolves_of_one_row_give_one_winner(store: Arc<dyn Store
     }
     assert_eq!(codes.iter().filter(|c| **c == 200).count(), 1, "{codes:?}");
     assert_eq!(codes.iter().filter(|c| **c == 409).count(), 63, "{codes:?}");
+}
+
+/// Take a nap: longer than the server below lets a request last.
+#[tool]
+async fn nap() -> String {
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    "rested".to_owned()
+}
+
+/// A request that outlasts the server's time limit is answered 504 in the body every error
+/// has, and the run it started goes on and is stored.
+pub async fn a_request_past_the_time_limit_is_answered_504_and_its_run_goes_on(store: Arc<dyn Store>) {
+    let token = issue(&store, "root", &[], &[kern::keys::Scope::Admin]).await;
+    let model = ScriptedModel::new()
+        .when_user_contains("nap", Reply::call("nap", json!({})))
+        .after_tool("nap", Reply::text("Done: {result}"));
+    let sleepy = Agent::builder().id("sleepy").model(model).tool(Nap).db(store.clone()).build().unwrap();
+    let server = Server::builder()
+        .store(store.clone())
+        .agent(sleepy)
+        .auth(Auth::api_keys())
+        .request_timeout(Duration::from_millis(100))
+        .build()
+        .unwrap();
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(server.serve(listener));
+
+    let client = reqwest::Client::new();
+    let answer = client
+        .post(format!("{base}/agents/sleepy/runs"))
+        .bearer_auth(&token)
+        .form(&[("message", "take a nap"), ("stream", "false")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(answer.status(), 504);
+    let body: Value = answer.json().await.unwrap();
+    assert!(body["detail"].as_str().unwrap().contains("goes on"), "{body}");
+    let completed = async {
+        loop {
+            let page = store.list_runs(&kern::run::RunQuery::default().agent_id("sleepy")).await.unwrap();
+            if page.items.first().is_some_and(|run| run.status == RunStatus::Completed) {
+                return page.items[0].content.clone();
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    };
+    let content = tokio::time::timeout(Duration::from_secs(60), completed).await.expect("the run is stored completed");
+    assert_eq!(content.as_deref(), Some("Done: nap: rested"));
 }
 
 pub async fn operations_routes_answer(store: Arc<dyn Store>) {

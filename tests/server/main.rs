@@ -56,6 +56,7 @@ suite! {
     live::a_runs_status_changes_arrive_as_run_events,
     live::concurrent_resolves_of_one_row_give_one_winner,
     live::operations_routes_answer,
+    live::a_request_past_the_time_limit_is_answered_504_and_its_run_goes_on,
     jwt::hs256_tokens_sign_callers_in_and_are_checked,
     jwt::rs256_tokens_are_checked_with_the_public_key,
     inbox::signing_in_opens_a_session_whose_forms_are_guarded,

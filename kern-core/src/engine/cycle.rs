@@ -68,10 +68,16 @@ impl Cycle {
         &*self.runner.store
     }
 
-    /// Starts a run and stores where it stands: completed, paused with its rows, or failed.
-    pub(crate) async fn run(&self, request: RunRequest) -> Result<RunOutput> {
-        let step = self.runner.start(request).await;
-        self.persist(step, &[]).await
+    /// Starts a run and stores where it stands: completed, paused with its rows, or failed. On a
+    /// task of its own (see [`on_own_task`]): a caller that stops waiting (a request that timed
+    /// out) does not abandon a run whose tools may have run.
+    pub(crate) async fn run(self: &Arc<Self>, request: RunRequest, span: tracing::Span) -> Result<RunOutput> {
+        let cycle = Arc::clone(self);
+        on_own_task(span, async move {
+            let step = cycle.runner.start(request).await;
+            cycle.persist(step, &[]).await
+        })
+        .await
     }
 
     /// The tokens spent in session `session_id`: by every run of it, member runs included.
@@ -345,8 +351,9 @@ fn same_state(claimed: &RunRecord, read: &RunRecord) -> bool {
         && claimed.created_at == *created_at
 }
 
-/// Runs a continue (or a recovery) on a task of its own, so that a caller that stops waiting
-/// cannot abandon claimed runs half-way: once claimed, a run is carried through and stored.
+/// Runs a run, a continue or a recovery on a task of its own, so that a caller that stops
+/// waiting cannot abandon it half-way: once started or claimed, a run is carried through and
+/// stored.
 async fn on_own_task<T: Send + 'static>(
     span: tracing::Span,
     work: impl Future<Output = Result<T>> + Send + 'static,
