@@ -214,6 +214,10 @@ pub async fn a_cancelled_call_shows_in_the_history_and_its_exports(store: Arc<dy
     // One row: one line of JSON, which the harness reads as the body's JSON.
     assert_eq!((jsonl.body["id"].as_str(), jsonl.body["resolved_by"].as_str()), (Some(row.as_str()), Some("root")));
     let csv = app.send_with(Method::GET, "/ui/history/export?format=csv&status=cancelled", None, &cookie, None).await;
+    assert_eq!(
+        (csv.headers["cache-control"].to_str().unwrap(), csv.headers["x-content-type-options"].to_str().unwrap()),
+        ("no-store", "nosniff")
+    );
     let csv = html(&csv);
     assert!(csv.starts_with("id,status,tool_name,") && csv.contains(&row) && csv.contains("duplicate request"));
     let bad = app.send_with(Method::GET, "/ui/history/export?format=xml", None, &cookie, None).await;

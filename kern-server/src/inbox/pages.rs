@@ -1,11 +1,13 @@
 //! The inbox's pages: the pending rows with their filters and keyset pages, one row with
 //! everything needed to decide it, the history of decided rows (and its export), and a run.
 
+use axum::body::Body;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
-use axum::http::header::{CONTENT_DISPOSITION, CONTENT_TYPE};
+use axum::http::header::{CACHE_CONTROL, CONTENT_DISPOSITION, CONTENT_TYPE, X_CONTENT_TYPE_OPTIONS};
 use axum::response::IntoResponse;
 use chrono::{DateTime, Utc};
+use futures_util::StreamExt as _;
 use kern_core::approval::{Approval, ApprovalQuery, ApprovalStatus, ListOrder, PageCursor, PauseType};
 use kern_core::keys::Scope;
 use kern_core::models::Message;
@@ -29,6 +31,9 @@ use crate::wire::approval::{ApprovalResponse, etag};
 
 /// Rows on a page.
 const PAGE_SIZE: u32 = 50;
+
+/// Rows an export reads, encodes and sends at a time.
+const EXPORT_PAGE: u32 = 1000;
 
 /// How many of the last turns of a conversation a page shows.
 const TURNS: usize = 6;
@@ -594,7 +599,10 @@ fn csv_line(row: &Approval) -> String {
 }
 
 /// `GET /ui/history/export?format=csv|jsonl`: every decided row of the history's filters, as
-/// CSV or as JSON lines in the API's shape.
+/// CSV or as JSON lines in the API's shape. Sent a page of rows at a time, so that an export
+/// of any size holds one page in memory; the first page is read before the answer starts, so
+/// that a store that cannot answer gets its error page. A later failure cuts the download
+/// short, which the browser reports as failed.
 pub async fn export(
     State(state): State<AppState>,
     viewer: Viewer,
@@ -607,27 +615,59 @@ pub async fn export(
         other => return Err(unprocessable(format!("`{other}` is not an export format: csv or jsonl"))),
     };
     let outcome = params.outcome()?;
-    let mut query = params.store_query(&viewer.caller, 1000)?;
-    let mut body = if csv { format!("{}\r\n", CSV_COLUMNS.join(",")) } else { String::new() };
-    loop {
-        let page = state.store.list_approvals(&query).await?;
-        for row in &page.items {
-            if csv {
-                body.push_str(&csv_line(row));
-            } else {
-                body.push_str(&serde_json::to_string(&ApprovalResponse::from(row)).unwrap_or_default());
-                body.push('\n');
+    let mut query = params.store_query(&viewer.caller, EXPORT_PAGE)?;
+    let first = state.store.list_approvals(&query).await?;
+    let mut head = if csv { format!("{}\r\n", CSV_COLUMNS.join(",")) } else { String::new() };
+    head.push_str(&export_lines(&first.items, csv));
+    let next = first.next_cursor.map(|next| {
+        query.after = Some(next);
+        query
+    });
+    let rest = futures_util::stream::unfold(next, move |query| {
+        let state = state.clone();
+        async move {
+            let mut query = query?;
+            match state.store.list_approvals(&query).await {
+                Ok(page) => {
+                    let lines = export_lines(&page.items, csv);
+                    let next = page.next_cursor.map(|next| {
+                        query.after = Some(next);
+                        query
+                    });
+                    Some((Ok(lines), next))
+                }
+                Err(err) => {
+                    tracing::warn!(error = %err, "an export was cut short: the store failed");
+                    Some((Err(std::io::Error::other(err)), None))
+                }
             }
         }
-        match page.next_cursor {
-            Some(next) => query.after = Some(next),
-            None => break,
-        }
-    }
+    });
+    let body = Body::from_stream(futures_util::stream::once(async { Ok(head) }).chain(rest));
     let (content_type, extension) =
         if csv { ("text/csv; charset=utf-8", "csv") } else { ("application/x-ndjson; charset=utf-8", "jsonl") };
     let disposition = format!("attachment; filename=\"approvals-{outcome}.{extension}\"");
-    Ok(([(CONTENT_TYPE, content_type.to_owned()), (CONTENT_DISPOSITION, disposition)], body).into_response())
+    let headers = [
+        (CONTENT_TYPE, content_type.to_owned()),
+        (CONTENT_DISPOSITION, disposition),
+        (CACHE_CONTROL, "no-store".to_owned()),
+        (X_CONTENT_TYPE_OPTIONS, "nosniff".to_owned()),
+    ];
+    Ok((headers, body).into_response())
+}
+
+/// The export's lines of `rows`.
+fn export_lines(rows: &[Approval], csv: bool) -> String {
+    let mut lines = String::new();
+    for row in rows {
+        if csv {
+            lines.push_str(&csv_line(row));
+        } else {
+            lines.push_str(&serde_json::to_string(&ApprovalResponse::from(row)).unwrap_or_default());
+            lines.push('\n');
+        }
+    }
+    lines
 }
 
 /// `GET /ui/runs/{run_id}`.
