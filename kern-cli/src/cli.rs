@@ -47,7 +47,7 @@ pub struct Global {
     #[arg(long, global = true, env = "KERN_API_KEY", hide_env_values = true, value_name = "KEY")]
     pub api_key: Option<String>,
     /// Who decides, on a direct database connection (recorded on the trail).
-    #[arg(long = "as", global = true, value_name = "PRINCIPAL")]
+    #[arg(long = "as", global = true, value_name = "PRINCIPAL", value_parser = parse_name)]
     pub acting_as: Option<String>,
     /// The roles of `--as`, matched against approval policies (repeat or separate by commas).
     #[arg(long = "role", global = true, value_name = "ROLE", value_delimiter = ',')]
@@ -177,7 +177,7 @@ pub struct ApproveArgs {
 pub struct WatchArgs {
     /// Starts after this event `seq` (0 replays the whole trail); by default with what
     /// happens next.
-    #[arg(long, value_name = "SEQ")]
+    #[arg(long, value_name = "SEQ", value_parser = clap::value_parser!(i64).range(0..))]
     pub after: Option<i64>,
     /// Prints every event (votes, edits, executions too), not only rows created or decided.
     #[arg(long)]
@@ -257,7 +257,7 @@ pub enum KeysCommand {
     /// Issues a key; its token is shown once.
     Create {
         /// Who the key signs in.
-        #[arg(long)]
+        #[arg(long, value_parser = parse_name)]
         principal: String,
         /// The principal's roles (separated by commas).
         #[arg(long, value_delimiter = ',')]
@@ -304,7 +304,7 @@ pub struct ServeArgs {
     pub bind: SocketAddr,
     /// Serves without authentication, every request acting as this principal: only on a
     /// loopback address, for local use.
-    #[arg(long, value_name = "PRINCIPAL")]
+    #[arg(long, value_name = "PRINCIPAL", value_parser = parse_name)]
     pub open: Option<String>,
     /// The origin the inbox is reached at from outside, behind a proxy that passes requests on
     /// with a Host of its own (such as https://kern.example.com): its forms are accepted from
@@ -318,6 +318,14 @@ pub struct ServeArgs {
 }
 
 /// A public origin, or why the text is none (a usage error).
+/// A principal's name: what the trail records, so never blank.
+fn parse_name(text: &str) -> Result<String, String> {
+    if text.trim().is_empty() {
+        return Err("a principal needs a name".to_owned());
+    }
+    Ok(text.to_owned())
+}
+
 fn parse_origin(text: &str) -> Result<PublicOrigin, String> {
     PublicOrigin::parse(text).map_err(|err| err.to_string())
 }

@@ -32,11 +32,22 @@ impl From<Code> for ExitCode {
 pub struct Failure {
     pub code: Code,
     pub message: String,
+    /// Whoever read the output went away (a pipe to `head` closed): nothing failed, the
+    /// command stops, and nothing is said.
+    pub output_closed: bool,
 }
 
 impl Failure {
     pub fn new(code: Code, message: impl Into<String>) -> Self {
-        Failure { code, message: message.into() }
+        Failure { code, message: message.into(), output_closed: false }
+    }
+
+    /// A write to standard output failed with `err`: see [`output_closed`](Self::output_closed).
+    pub fn write(err: &std::io::Error) -> Self {
+        Failure {
+            output_closed: err.kind() == std::io::ErrorKind::BrokenPipe,
+            ..Self::error(format!("cannot write the output: {err}"))
+        }
     }
 
     pub fn usage(message: impl Into<String>) -> Self {

@@ -154,8 +154,9 @@ pub struct EventStream {
 /// Splits the text of a stream into events.
 #[derive(Debug, Default)]
 struct EventReader {
-    /// Text received and not yet split into lines.
-    buffer: String,
+    /// Bytes received and not yet split into lines: a character may be split across two
+    /// chunks, so only whole lines are decoded.
+    buffer: Vec<u8>,
     /// The name of the event being read.
     name: String,
     /// The `data` lines of the event being read.
@@ -176,18 +177,18 @@ impl EventStream {
                 .await
                 .map_err(|err| Failure::error(format!("the event stream broke off: {err}")))?;
             let Some(chunk) = chunk else { return Ok(None) };
-            self.reader.feed(&String::from_utf8_lossy(&chunk));
+            self.reader.feed(&chunk);
         }
     }
 }
 
 impl EventReader {
-    /// Takes in `text`, readying every event it completes.
-    fn feed(&mut self, text: &str) {
-        self.buffer.push_str(text);
-        while let Some(end) = self.buffer.find('\n') {
-            let line: String = self.buffer.drain(..=end).collect();
-            self.read_line(line.trim_end_matches(['\n', '\r']));
+    /// Takes in `bytes`, readying every event they complete.
+    fn feed(&mut self, bytes: &[u8]) {
+        self.buffer.extend_from_slice(bytes);
+        while let Some(end) = self.buffer.iter().position(|byte| *byte == b'\n') {
+            let line: Vec<u8> = self.buffer.drain(..=end).collect();
+            self.read_line(String::from_utf8_lossy(&line).trim_end_matches(['\n', '\r']));
         }
     }
 
@@ -239,15 +240,20 @@ mod tests {
     #[test]
     fn a_stream_splits_into_named_events_whatever_the_chunks() {
         let mut reader = EventReader::default();
-        reader.feed("event: approval.created\nid: 1\ndata: {\"seq\"");
+        reader.feed(b"event: approval.created\nid: 1\ndata: {\"seq\"");
         assert!(reader.ready.is_empty());
-        reader.feed(":1}\n\n: keep-alive\n\nevent: run.paused\r\ndata: a\ndata: b\n\n");
+        // A character split between two chunks reads whole.
+        let accented = "data: ren\u{e9}\n\n".as_bytes();
+        reader.feed(b":1}\n\n: keep-alive\n\nevent: run.paused\r\ndata: a\ndata: b\n\n");
+        reader.feed(&accented[..10]);
+        reader.feed(&accented[10..]);
         let events: Vec<ServerEvent> = reader.ready.drain(..).collect();
         assert_eq!(
             events,
             [
                 ServerEvent { name: "approval.created".into(), data: r#"{"seq":1}"#.into() },
                 ServerEvent { name: "run.paused".into(), data: "a\nb".into() },
+                ServerEvent { name: String::new(), data: "ren\u{e9}".into() },
             ]
         );
     }

@@ -16,6 +16,7 @@ mod output;
 mod target;
 mod view;
 
+use std::io::Write as _;
 use std::process::ExitCode;
 
 use clap::Parser;
@@ -35,6 +36,7 @@ pub fn main() -> ExitCode {
     };
     match outcome {
         Ok(()) => ExitCode::SUCCESS,
+        Err(failure) if failure.output_closed => ExitCode::SUCCESS,
         Err(failure) => {
             report(&failure, json);
             failure.code.into()
@@ -50,12 +52,13 @@ async fn run(cli: Cli) -> Outcome {
 }
 
 /// Tells why the command failed, on standard error: a line of text, or with `--json` a JSON
-/// object scripts can read.
+/// object scripts can read. A standard error that is closed too hears nothing.
 fn report(failure: &Failure, json: bool) {
-    if json {
+    let mut stderr = std::io::stderr().lock();
+    let _ = if json {
         let error = serde_json::json!({"error": failure.message, "exit_code": failure.code as u8});
-        eprintln!("{error}");
+        writeln!(stderr, "{error}")
     } else {
-        eprintln!("error: {}", failure.message);
-    }
+        writeln!(stderr, "error: {}", failure.message)
+    };
 }

@@ -129,15 +129,11 @@ impl Output {
 
 fn print_flushed(text: &str) -> Outcome {
     let mut stdout = std::io::stdout().lock();
-    stdout.write_all(text.as_bytes()).and_then(|()| stdout.flush()).map_err(write_failed)
+    stdout.write_all(text.as_bytes()).and_then(|()| stdout.flush()).map_err(|err| Failure::write(&err))
 }
 
 fn println_flushed(text: &str) -> Outcome {
     print_flushed(&format!("{text}\n"))
-}
-
-fn write_failed(err: std::io::Error) -> Failure {
-    Failure::error(format!("cannot write the output: {err}"))
 }
 
 /// Rows of cells under headers; a cell may carry a colour.
@@ -189,13 +185,14 @@ impl Progress {
         let percent = (done.min(total) * 100).checked_div(total).unwrap_or(100);
         let filled = (percent / 5) as usize;
         let bar = format!("{}{}", "#".repeat(filled), ".".repeat(20 - filled));
-        eprint!("\r[{bar}] {percent:>3}%  {done} {what}");
+        // A progress line that cannot be shown is no failure.
+        let _ = write!(std::io::stderr(), "\r[{bar}] {percent:>3}%  {done} {what}");
     }
 
     /// Ends the line.
     pub fn finish(&self) {
         if self.shown {
-            eprintln!();
+            let _ = writeln!(std::io::stderr());
         }
     }
 }

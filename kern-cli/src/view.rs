@@ -2,7 +2,7 @@
 //! the database or from a server, so that `--json` reads the same against either. Times are
 //! RFC 3339; statuses are kern's lower-case names.
 
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, SubsecRound, Utc};
 use kern_core::approval::Approval;
 use kern_core::keys::ApiKey;
 use kern_core::run::RunRecord;
@@ -54,10 +54,10 @@ impl From<&Approval> for ApprovalView {
             team_id: row.team_id.clone(),
             user_id: row.user_id.clone(),
             run_status: row.run_status.to_string(),
-            created_at: row.created_at,
-            expires_at: row.expires_at,
+            created_at: to_second(row.created_at),
+            expires_at: row.expires_at.map(to_second),
             resolved_by: row.resolved_by.clone(),
-            resolved_at: row.resolved_at,
+            resolved_at: row.resolved_at.map(to_second),
             resolution_data: row.resolution_data.clone(),
             policy: row.policy.as_ref().and_then(|policy| serde_json::to_value(policy).ok()),
         }
@@ -92,6 +92,12 @@ pub struct WireApproval {
 
 fn epoch(seconds: Option<i64>) -> Option<DateTime<Utc>> {
     seconds.and_then(|seconds| DateTime::from_timestamp(seconds, 0))
+}
+
+/// A stored time to the second, as a server sends it, so that a view reads the same through
+/// either target.
+fn to_second(at: DateTime<Utc>) -> DateTime<Utc> {
+    at.trunc_subsecs(0)
 }
 
 impl From<WireApproval> for ApprovalView {
@@ -160,8 +166,8 @@ impl From<&RunRecord> for RunView {
             parent_run_id: run.parent_run_id.clone(),
             waiting_on: run.waiting_on(),
             content: run.content.clone(),
-            created_at: Some(run.created_at),
-            updated_at: Some(run.updated_at),
+            created_at: Some(to_second(run.created_at)),
+            updated_at: Some(to_second(run.updated_at)),
         }
     }
 }
@@ -272,8 +278,8 @@ impl From<&ApiKey> for KeyView {
             principal: key.principal.clone(),
             roles: key.roles.clone(),
             scopes: key.scopes.iter().map(ToString::to_string).collect(),
-            created_at: key.created_at,
-            revoked_at: key.revoked_at,
+            created_at: to_second(key.created_at),
+            revoked_at: key.revoked_at.map(to_second),
         }
     }
 }

@@ -2,6 +2,7 @@
 //! decided. On a database a decision is made as `--as` under the row's policy
 //! (`Store::decide`); through a server, as the API key's principal (`/resolve`, `/cancel`).
 
+use std::io::Write as _;
 use std::time::Duration;
 
 use chrono::{TimeDelta, Utc};
@@ -65,6 +66,8 @@ async fn list(ctx: &Context, filters: &ApprovalFilters) -> Outcome {
         .map(|within| TimeDelta::from_std(within).ok().and_then(|within| Utc::now().checked_add_signed(within)))
         .map(|at| at.ok_or_else(|| Failure::usage("--expiring reaches too far ahead")))
         .transpose()?;
+    // Checked here whatever the target, so that both refuse it alike.
+    let after = super::cursor(filters.page.cursor.as_deref())?;
     let page = match &ctx.target {
         Target::Database(db) => {
             let query = ApprovalQuery {
@@ -77,13 +80,13 @@ async fn list(ctx: &Context, filters: &ApprovalFilters) -> Outcome {
                 created_after: filters.since,
                 created_before: filters.until,
                 expires_before,
-                after: super::cursor(filters.page.cursor.as_deref())?,
+                after,
                 limit: Some(filters.page.limit),
                 ..ApprovalQuery::default()
             };
             let page = db.store().list_approvals(&query).await?;
             for row in &page.unreadable {
-                eprintln!("warning: row {} cannot be read: {}", row.id, row.reason);
+                let _ = writeln!(std::io::stderr(), "warning: row {} cannot be read: {}", row.id, row.reason);
             }
             Page {
                 items: page.items.iter().map(ApprovalView::from).collect(),
@@ -106,7 +109,8 @@ async fn list(ctx: &Context, filters: &ApprovalFilters) -> Outcome {
             ];
             query.extend(texts.into_iter().filter_map(|(key, value)| value.map(|value| (key, value))));
             let body = client.get("/approvals", &query).await?;
-            let rows = body.get("data").and_then(Value::as_array).cloned().unwrap_or_default();
+            let rows = body.get("data").and_then(Value::as_array).cloned();
+            let rows = rows.ok_or_else(|| Failure::error("the server answered a listing without `data`"))?;
             Page {
                 items: rows.into_iter().map(wire_row).collect::<Outcome<_>>()?,
                 next_cursor: body.pointer("/meta/next_cursor").and_then(Value::as_str).map(str::to_owned),

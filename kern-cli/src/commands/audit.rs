@@ -4,7 +4,7 @@
 use chrono::{DateTime, SecondsFormat, Utc};
 use kern_core::follow::TrailReader;
 use reqwest::StatusCode;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use std::io::{BufWriter, Write};
 
@@ -17,8 +17,8 @@ use crate::view::EventView;
 /// Events per read of an export.
 const PAGE: u32 = 1000;
 
-/// What the check found.
-#[derive(Debug, Serialize)]
+/// What the check found: the server's answer has the same shape.
+#[derive(Debug, Serialize, Deserialize)]
 struct Verified {
     ok: bool,
     rows: u64,
@@ -46,9 +46,12 @@ async fn verify(ctx: &Context) -> Outcome {
         Target::Server(client) => {
             // 409 is the server's answer for a broken trail: a finding, not a failed request.
             let answer = client.get_allowing("/audit/verify", StatusCode::CONFLICT).await?;
-            let number = |key: &str| answer.get(key).and_then(Value::as_u64).unwrap_or(0);
-            let broken = answer.get("broken").and_then(Value::as_str).map(str::to_owned);
-            Verified { ok: broken.is_none(), rows: number("rows"), events: number("events"), broken }
+            let mut verified: Verified = serde_json::from_value(answer)
+                .map_err(|err| Failure::error(format!("the server answered a check that cannot be read: {err}")))?;
+            if !verified.ok && verified.broken.is_none() {
+                verified.broken = Some("the server found it broken".to_owned());
+            }
+            verified
         }
     };
     if ctx.out.json {
@@ -70,7 +73,7 @@ async fn export(ctx: &Context, format: ExportFormat, since: Option<DateTime<Utc>
     let progress = Progress::new();
     let stdout = std::io::stdout();
     let mut out = BufWriter::new(stdout.lock());
-    let written = |result: std::io::Result<()>| result.map_err(|err| Failure::error(format!("cannot write: {err}")));
+    let written = |result: std::io::Result<()>| result.map_err(|err| Failure::write(&err));
     if format == ExportFormat::Csv {
         written(writeln!(out, "seq,at,approval_id,run_id,index,kind,principal,data,prev_hash,hash"))?;
     }
@@ -94,7 +97,7 @@ async fn export(ctx: &Context, format: ExportFormat, since: Option<DateTime<Utc>
     written(out.flush())?;
     progress.finish();
     if !ctx.out.json {
-        eprintln!("exported {exported} events");
+        let _ = writeln!(std::io::stderr(), "exported {exported} events");
     }
     Ok(())
 }

@@ -42,7 +42,9 @@ pub async fn run(command: KeysCommand, ctx: &Context) -> Outcome {
                 Target::Database(db) => db.store().api_keys().await?.iter().map(KeyView::from).collect(),
                 Target::Server(client) => {
                     let keys = client.get("/keys", &[]).await?;
-                    keys.as_array().map(Vec::as_slice).unwrap_or_default().iter().map(KeyView::from_wire).collect()
+                    let keys =
+                        keys.as_array().ok_or_else(|| Failure::error("the server answered keys that are no list"))?;
+                    keys.iter().map(KeyView::from_wire).collect()
                 }
             };
             if ctx.out.json {

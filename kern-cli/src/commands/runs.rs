@@ -76,6 +76,8 @@ fn duration_text(duration: std::time::Duration) -> String {
 }
 
 async fn list(ctx: &Context, filters: &RunFilters) -> Outcome {
+    // Checked here whatever the target, so that both refuse it alike.
+    let after = super::cursor(filters.page.cursor.as_deref())?;
     let page = match &ctx.target {
         Target::Database(db) => {
             let query = RunQuery {
@@ -85,7 +87,7 @@ async fn list(ctx: &Context, filters: &RunFilters) -> Outcome {
                 user_id: filters.owner.user.clone(),
                 session_id: filters.session.clone(),
                 members: filters.members,
-                after: super::cursor(filters.page.cursor.as_deref())?,
+                after,
                 limit: Some(filters.page.limit),
             };
             let page = db.store().list_runs(&query).await?;
@@ -108,7 +110,8 @@ async fn list(ctx: &Context, filters: &RunFilters) -> Outcome {
             let query: Vec<(&str, String)> =
                 texts.into_iter().filter_map(|(key, value)| value.map(|value| (key, value))).collect();
             let body = client.get("/runs", &query).await?;
-            let runs = body.get("data").and_then(Value::as_array).map(Vec::as_slice).unwrap_or_default();
+            let runs = body.get("data").and_then(Value::as_array);
+            let runs = runs.ok_or_else(|| Failure::error("the server answered a listing without `data`"))?;
             Page {
                 items: runs.iter().map(RunView::from_wire).collect(),
                 next_cursor: body.get("next_cursor").and_then(Value::as_str).map(str::to_owned),

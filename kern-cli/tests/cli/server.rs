@@ -66,6 +66,13 @@ async fn approvals_are_decided_through_a_server_as_the_keys_principal() {
         assert_eq!(done.status, RunStatus::Completed);
         let shown = through(&url, key, &["runs", "show", &run.run_id, "--json"]).json();
         assert_eq!(shown["status"], "completed");
+        // Through a server as on the database, value for value.
+        assert_eq!(shown, db.kern(&["runs", "show", &run.run_id, "--json"]).json());
+        let listed = |ran: Ran| ran.json()["items"].clone();
+        let on_db = listed(db.kern(&["runs", "list", "--json"]));
+        assert_eq!(listed(through(&url, key, &["runs", "list", "--json"])), on_db);
+        let approval = db.kern(&["approvals", "show", &id, "--json"]).json();
+        assert_eq!(through(&url, key, &["approvals", "show", &id, "--json"]).json(), approval);
         through(&url, key, &["runs", "show", "no-such-run"]).fails(4);
         // An id is one segment of the path, whatever it holds: not `GET /runs/x/cancel` (405)
         // or `GET /keys` (200).

@@ -183,7 +183,9 @@ pub fn run_output(output: &RunOutput, record: Option<&RunRecord>, runner: Runner
     put("user_id", json!(record.and_then(|r| r.user_id.as_deref())));
     put("content", json!(output.content));
     put("content_type", json!("str"));
+    put("parent_run_id", json!(record.and_then(|r| r.parent_run_id.as_deref())));
     put("created_at", json!(record.map(|r| r.created_at.timestamp())));
+    put("updated_at", json!(record.map(|r| r.updated_at.timestamp())));
     put("status", json!(run_status(output.status)));
     put("input", json!(record.map(|r| json!({"input_content": r.input}))));
     put(
@@ -364,6 +366,8 @@ pub struct RunSummary {
     pub status: String,
     /// The approval rows the run waits on while paused.
     pub waiting_on: Vec<String>,
+    /// The answer of a completed run.
+    pub content: Option<String>,
     pub created_at: i64,
     pub updated_at: i64,
 }
@@ -379,6 +383,7 @@ impl From<&RunRecord> for RunSummary {
             user_id: run.user_id.clone(),
             status: run_status(run.status).to_owned(),
             waiting_on: run.waiting_on(),
+            content: run.content.clone(),
             created_at: run.created_at.timestamp(),
             updated_at: run.updated_at.timestamp(),
         }
