@@ -311,8 +311,8 @@ pub struct ServeArgs {
     /// there.
     #[arg(long, value_name = "URL", value_parser = parse_origin)]
     pub public_origin: Option<PublicOrigin>,
-    /// Marks the inbox's session cookie Secure, so that browsers send it over https alone: for
-    /// a server reached over https.
+    /// Marks the inbox's cookies Secure, so that browsers send them over https alone: for a
+    /// server reached over https (an https --public-origin turns it on by itself).
     #[arg(long)]
     pub secure_cookies: bool,
 }

@@ -69,6 +69,10 @@ impl Agent {
     ///
     /// Returns when the run completes or pauses; a paused run, with its approval rows, is
     /// already stored, and a failure to store it is this call's error.
+    ///
+    /// The run goes on a task of its own (a Tokio runtime is needed): a caller that stops
+    /// waiting (a timeout, a dropped future) does not abandon it half-way, after tools ran;
+    /// it is carried through and stored.
     pub async fn run_with(&self, input: impl Into<String>, options: RunOptions) -> Result<RunOutput> {
         let request = RunRequest::top_level(input.into(), options)?;
         self.cycle.run(request, tracing::info_span!("kern.run", agent_id = self.id())).await

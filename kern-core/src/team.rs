@@ -51,7 +51,8 @@ impl Team {
         self.run_with(input, RunOptions::default()).await
     }
 
-    /// Runs the team on `input` for a user and/or in an existing session.
+    /// Runs the team on `input` for a user and/or in an existing session, on a task of its own
+    /// as [`Agent::run_with`](crate::agent::Agent::run_with) does.
     pub async fn run_with(&self, input: impl Into<String>, options: RunOptions) -> Result<RunOutput> {
         let request = RunRequest::top_level(input.into(), options)?;
         self.cycle.run(request, tracing::info_span!("kern.team_run", team_id = self.id())).await

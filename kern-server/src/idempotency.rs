@@ -9,17 +9,24 @@ use std::sync::{Arc, Mutex};
 
 use axum::http::StatusCode;
 use serde_json::Value;
+use sha2::{Digest, Sha256};
 use tokio::sync::Mutex as AsyncMutex;
 
 /// The longest key accepted, in bytes: keys are kept, and a client's are UUIDs or alike.
 pub const MAX_KEY_LEN: usize = 255;
 
-/// A kept answer: what the request asked (as compared on a repeat), its status and JSON body.
+/// A kept answer: the SHA-256 of what the request asked (compared on a repeat; the request
+/// itself may be large), its status and JSON body.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Reply {
-    pub request: Value,
+    pub request: [u8; 32],
     pub status: StatusCode,
     pub body: Value,
+}
+
+/// The digest a [`Reply`] keeps of `request`.
+pub fn request_digest(request: &Value) -> [u8; 32] {
+    Sha256::digest(request.to_string().as_bytes()).into()
 }
 
 /// One key's slot: empty until its first request has answered.
@@ -66,7 +73,7 @@ mod tests {
     #[tokio::test]
     async fn the_same_key_finds_the_first_answer() {
         let replies = Replies::default();
-        let reply = Reply { request: Value::Null, status: StatusCode::OK, body: Value::Bool(true) };
+        let reply = Reply { request: request_digest(&Value::Null), status: StatusCode::OK, body: Value::Bool(true) };
         *replies.slot("k".into()).lock().await = Some(reply.clone());
         assert_eq!(*replies.slot("k".into()).lock().await, Some(reply));
         assert_eq!(*replies.slot("other".into()).lock().await, None);

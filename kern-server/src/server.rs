@@ -299,8 +299,9 @@ fn router(state: AppState, body_limit: usize, timeout: Duration) -> Router {
         .route("/metrics", get(ops::metrics))
         .merge(inbox::routes())
         .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "Not Found") })
-        .layer(middleware::from_fn_with_state(state.clone(), measure))
         .layer(middleware::from_fn(move |request, next| time_limit(timeout, request, next)))
+        // Outside the time limit, so that the requests it cuts are counted too.
+        .layer(middleware::from_fn_with_state(state.clone(), measure))
         .layer(RequestBodyLimitLayer::new(body_limit))
         .layer(PropagateRequestIdLayer::new(request_id.clone()))
         .layer(TraceLayer::new_for_http().make_span_with(|request: &Request| {
@@ -327,7 +328,10 @@ async fn time_limit(limit: Duration, request: Request, next: Next) -> Response {
         Ok(response) => response,
         Err(_) => ApiError::new(
             StatusCode::GATEWAY_TIMEOUT,
-            format!("The request took longer than {} s; a run goes on, to be read from /runs", limit.as_secs()),
+            format!(
+                "No answer within {} ms; a run or continue the request started goes on and is stored (GET /runs)",
+                limit.as_millis()
+            ),
         )
         .into_response(),
     }

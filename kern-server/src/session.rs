@@ -117,8 +117,12 @@ pub fn cookie<'h>(headers: &'h HeaderMap, name: &str) -> Option<&'h str> {
         .iter()
         .filter_map(|value| value.to_str().ok())
         .flat_map(|value| value.split(';'))
-        .find_map(|pair| pair.trim().strip_prefix(name)?.strip_prefix('='))
-        .filter(|token| !token.is_empty())
+        .find_map(|pair| pair.trim().strip_prefix(name)?.strip_prefix('=').filter(|token| !token.is_empty()))
+}
+
+/// True when `text` has the shape of a token of [`random_hex`].
+pub fn is_token(text: &str) -> bool {
+    text.len() == 64 && text.bytes().all(|byte| matches!(byte, b'0'..=b'9' | b'a'..=b'f'))
 }
 
 /// 256 random bits as hex: a token no one can guess.

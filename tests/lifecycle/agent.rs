@@ -1,5 +1,7 @@
 //! The agent loop and plain human-in-the-loop pauses (no admin approval involved).
 
+use std::sync::Arc;
+
 use kern::Error;
 use kern::models::Message;
 use kern::prelude::*;
@@ -307,6 +309,33 @@ async fn a_panicking_tool_is_a_failed_call() {
     assert_eq!(run.status, RunStatus::Completed);
     assert_eq!(run.tools[0].status, ToolCallStatus::Failed);
     assert_eq!(run.content.as_deref(), Some("Done. explode: error: the tool panicked: boom"));
+}
+
+/// A model that panics when asked anything.
+struct Panicking;
+
+impl kern::models::Model for Panicking {
+    fn id(&self) -> &str {
+        "panicking"
+    }
+
+    fn respond<'a>(
+        &'a self,
+        _request: kern::models::ModelRequest<'a>,
+    ) -> kern::BoxFuture<'a, Result<kern::models::ModelResponse, kern::models::ModelError>> {
+        Box::pin(async { panic!("the model fell over") })
+    }
+}
+
+#[tokio::test]
+async fn a_run_whose_model_panics_is_stored_as_failed() {
+    let store: Arc<dyn Store> = Arc::new(MemoryDb::new());
+    let agent = Agent::builder().id("fragile").model(Panicking).db(store.clone()).build().unwrap();
+    let err = agent.run("hello").await.unwrap_err();
+    assert!(matches!(err, Error::Aborted(ref why) if why.contains("the model fell over")), "{err:?}");
+    let runs = store.list_runs(&kern::run::RunQuery::default()).await.unwrap();
+    assert_eq!(runs.items.len(), 1, "the run is stored");
+    assert_eq!(runs.items[0].status, RunStatus::Error);
 }
 
 #[tokio::test]

@@ -270,8 +270,11 @@ pub async fn cancel_and_delete_withdraw_a_pending_row(store: Arc<dyn Store>) {
     assert_eq!(row.body["status"], "pending", "a refusal changes nothing");
     assert_eq!(app.send(Method::DELETE, &uri, Some(&app.carol), None).await.status, StatusCode::NO_CONTENT);
 
-    // A body field the route does not know is refused, not dropped.
+    // A body field kern's own routes do not know is refused, not dropped.
     let (_, _, misspelt) = app.paused_refund("alice").await;
+    let body = json!({"decision": "approve", "arg": {"order_id": "B-2"}});
+    let refused = app.send(Method::POST, &format!("/approvals/{misspelt}/votes"), Some(&app.alice), Some(body)).await;
+    assert_eq!(refused.status, StatusCode::UNPROCESSABLE_ENTITY, "{:?}", refused.body);
     let body = json!({"note": "fine", "arg": {"amount": 1}});
     let refused = app.send(Method::POST, &format!("/approvals/{misspelt}/cancel"), Some(&app.alice), Some(body)).await;
     assert_eq!(refused.status, StatusCode::UNPROCESSABLE_ENTITY, "{:?}", refused.body);
@@ -317,6 +320,16 @@ pub async fn if_match_and_idempotency_key_guard_a_resolve(store: Arc<dyn Store>)
         )
         .await;
     assert_eq!(long.status, StatusCode::UNPROCESSABLE_ENTITY);
+    let empty = app
+        .send_with(
+            Method::POST,
+            &uri,
+            Some(&app.alice),
+            &[("idempotency-key", "")],
+            Some(json!({"status": "approved"})),
+        )
+        .await;
+    assert_eq!(empty.status, StatusCode::UNPROCESSABLE_ENTITY);
     let other = app
         .send_with(
             Method::POST,

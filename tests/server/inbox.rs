@@ -71,6 +71,21 @@ pub async fn signing_in_opens_a_session_whose_forms_are_guarded(store: Arc<dyn S
     assert!(!forged.headers.get_all("set-cookie").iter().any(|c| c.to_str().unwrap().starts_with("kern_session=")));
     let bare = app.send(Method::POST, "/ui/sign-in", None, Some(Value::String(format!("key={}", app.admin)))).await;
     assert_eq!(bare.status, StatusCode::FORBIDDEN);
+    // The form's cookie is kept to the form, and a browser keeps its token across loads: a
+    // sign-in page loaded in another tab leaves this one's form valid.
+    let form = app.send(Method::GET, "/ui/sign-in", None, None).await;
+    let cookie = form.headers["set-cookie"].to_str().unwrap().to_owned();
+    for attribute in ["HttpOnly", "SameSite=Strict", "Path=/ui/sign-in"] {
+        assert!(cookie.contains(attribute), "the sign-in cookie is {attribute}: {cookie}");
+    }
+    let sent = cookie.split(';').next().unwrap().to_owned();
+    let again = app.send_with(Method::GET, "/ui/sign-in", None, &[("cookie", &sent)], None).await;
+    assert_eq!(csrf_of(&again), csrf_of(&form));
+    let body = Value::String(format!("key={}&csrf={}", app.admin, csrf_of(&form)));
+    let signed_in = app.send_with(Method::POST, "/ui/sign-in", None, &[("cookie", &sent)], Some(body)).await;
+    assert_eq!(signed_in.status, StatusCode::SEE_OTHER);
+    let spent = signed_in.headers.get_all("set-cookie").iter().map(|c| c.to_str().unwrap()).collect::<Vec<_>>();
+    assert!(spent.iter().any(|c| c.starts_with("kern_sign_in=;") && c.contains("Max-Age=0")), "{spent:?}");
 
     let (session, csrf) = sign_in(&app, &app.admin).await;
     let inbox = app.send_with(Method::GET, "/", None, &[("cookie", &session)], None).await;

@@ -214,6 +214,8 @@ pub async fn a_request_past_the_time_limit_is_answered_504_and_its_run_goes_on(s
     assert_eq!(answer.status(), 504);
     let body: Value = answer.json().await.unwrap();
     assert!(body["detail"].as_str().unwrap().contains("goes on"), "{body}");
+    let metrics = client.get(format!("{base}/metrics")).send().await.unwrap().text().await.unwrap();
+    assert!(metrics.contains("status=\"504\""), "a request cut short is counted: {metrics}");
     let completed = async {
         loop {
             let page = store.list_runs(&kern::run::RunQuery::default().agent_id("sleepy")).await.unwrap();

@@ -1,8 +1,10 @@
 //! `kern audit`: verify the trail, export it as JSON lines or CSV.
 
+use std::process::Stdio;
+
 use sqlx::{Connection, Executor};
 
-use crate::harness::TestDb;
+use crate::harness::{TestDb, kern_command};
 use crate::seed::{self, Scene, each_scene};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -32,6 +34,21 @@ async fn the_trail_verifies_and_exports() {
         let none = db.kern(&["audit", "export", "--since", "2999-01-01T00:00:00Z"]);
         assert_eq!(none.ok(), "");
         db.kern(&["audit", "export", "--format", "xml"]).fails(2);
+
+        // A reader that goes away (`| head`) ends the export quietly: nothing failed.
+        for args in [&["audit", "export"][..], &["approvals", "list"]] {
+            let mut child = kern_command()
+                .args(db.flags())
+                .args(args)
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .spawn()
+                .expect("run kern");
+            drop(child.stdout.take());
+            let output = child.wait_with_output().expect("kern ends");
+            let stderr = String::from_utf8_lossy(&output.stderr);
+            assert_eq!((output.status.code(), stderr.as_ref()), (Some(0), ""), "{args:?}");
+        }
     })
     .await;
 }

@@ -139,12 +139,16 @@ impl Runner {
             }),
         }
         let mut writes = Writes::default();
-        let result = async {
+        // A panic (in a model, say) ends the run as failed, and it is stored so: tools may
+        // have run before it.
+        let result = AssertUnwindSafe(async {
             record.messages = self.history(&record.session_id).await?;
             record.messages.push(Message::user(record.input.clone()));
             self.advance(&mut record, &mut writes).await
-        }
-        .await;
+        })
+        .catch_unwind()
+        .await
+        .unwrap_or_else(|panic| Err(Error::Aborted(format!("the run panicked: {}", panic_message(panic.as_ref())))));
         Step::finish(record, writes, result)
     }
 

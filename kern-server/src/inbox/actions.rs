@@ -31,17 +31,23 @@ use crate::wire::approval::etag;
 const SIGN_IN_FORM_LIFETIME: Duration = Duration::from_secs(60 * 60);
 
 /// `GET /ui/sign-in`.
-pub async fn sign_in_form(State(state): State<AppState>) -> PageResult {
+pub async fn sign_in_form(State(state): State<AppState>, headers: HeaderMap) -> PageResult {
     if matches!(state.auth, Auth::OpenOnLoopback { .. }) {
         return Ok(see_other("/"));
     }
-    sign_in_page(&state, StatusCode::OK, None)
+    sign_in_page(&state, &headers, StatusCode::OK, None)
 }
 
-/// The sign-in page with `error`, answered with `status`: its form carries a fresh CSRF token,
-/// set in the form's own cookie too.
-fn sign_in_page(state: &AppState, status: StatusCode, error: Option<&str>) -> PageResult {
-    let csrf = session::random_hex().map_err(no_randomness)?;
+/// The sign-in page with `error`, answered with `status`: its form carries a CSRF token, set
+/// in the form's own cookie too. The browser's token is kept when it has one, so that a sign-in
+/// page loaded in another tab (or fetched by one whose session ended) leaves this one's form
+/// valid.
+fn sign_in_page(state: &AppState, headers: &HeaderMap, status: StatusCode, error: Option<&str>) -> PageResult {
+    let kept = session::cookie(headers, SIGN_IN_COOKIE).filter(|token| session::is_token(token));
+    let csrf = match kept {
+        Some(token) => token.to_owned(),
+        None => session::random_hex().map_err(no_randomness)?,
+    };
     let error = error.map(str::to_owned);
     let mut response = render(status, &SignInPage { css: &assets::urls().css, error, csrf: &csrf });
     let cookie = format!(
@@ -65,22 +71,22 @@ pub async fn sign_in(State(state): State<AppState>, headers: HeaderMap, form: Fo
     let expected = session::cookie(&headers, SIGN_IN_COOKIE);
     if !expected.is_some_and(|expected| form.get("csrf").is_some_and(|sent| session::csrf_matches(expected, sent))) {
         let refusal = "This sign-in form is out of date or did not come from this inbox: sign in again.";
-        return sign_in_page(&state, StatusCode::FORBIDDEN, Some(refusal));
+        return sign_in_page(&state, &headers, StatusCode::FORBIDDEN, Some(refusal));
     }
     let Some(key) = form.text("key") else {
-        return sign_in_page(&state, StatusCode::UNPROCESSABLE_ENTITY, Some("Enter an API key."));
+        return sign_in_page(&state, &headers, StatusCode::UNPROCESSABLE_ENTITY, Some("Enter an API key."));
     };
     let caller = match api_key_caller(&state, &key).await {
         Ok(caller) => caller,
         Err(err) if err.status == StatusCode::UNAUTHORIZED => {
             let refusal = "That API key signs nobody in: check it, or ask for a new one.";
-            return sign_in_page(&state, StatusCode::UNAUTHORIZED, Some(refusal));
+            return sign_in_page(&state, &headers, StatusCode::UNAUTHORIZED, Some(refusal));
         }
         Err(err) => return Err(err.into()),
     };
     if caller.require(Scope::ApprovalsRead).is_err() {
         let refusal = "That API key may not read approvals (scope approvals:read).";
-        return sign_in_page(&state, StatusCode::FORBIDDEN, Some(refusal));
+        return sign_in_page(&state, &headers, StatusCode::FORBIDDEN, Some(refusal));
     }
     let key_id = parse_token(&key).map(|(id, _)| id.to_owned()).unwrap_or_default();
     let (token, _) = state.sessions.open(key_id).map_err(no_randomness)?;
@@ -92,7 +98,8 @@ pub async fn sign_in(State(state): State<AppState>, headers: HeaderMap, form: Fo
     );
     set_cookie(&mut response, &session)?;
     // The form's token has served.
-    set_cookie(&mut response, &format!("{SIGN_IN_COOKIE}=; HttpOnly; SameSite=Strict; Path={SIGN_IN}; Max-Age=0"))?;
+    let spent = format!("{SIGN_IN_COOKIE}=; HttpOnly; SameSite=Strict; Path={SIGN_IN}; Max-Age=0{}", secure(&state));
+    set_cookie(&mut response, &spent)?;
     Ok(response)
 }
 

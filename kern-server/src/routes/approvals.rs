@@ -204,16 +204,16 @@ pub async fn resolve(
             .await
             .map(IntoResponse::into_response);
     };
-    if key.len() > idempotency::MAX_KEY_LEN {
+    if key.is_empty() || key.len() > idempotency::MAX_KEY_LEN {
         return Err(ApiError::unprocessable(format!(
-            "`Idempotency-Key` must be at most {} bytes",
+            "`Idempotency-Key` must be 1 to {} bytes",
             idempotency::MAX_KEY_LEN
         )));
     }
     if !limits::is_key(&id) {
         return Err(ApiError::approval_not_found());
     }
-    let request = json!({"status": body.status, "resolution_data": body.resolution_data});
+    let request = idempotency::request_digest(&json!({"status": body.status, "resolution_data": body.resolution_data}));
     let slot = state.replies.slot(format!("{}\n{id}\n{key}", decider.id));
     let mut kept = slot.lock().await;
     if let Some(reply) = kept.as_ref() {
