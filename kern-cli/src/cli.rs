@@ -20,7 +20,7 @@ Exit codes:
   2  usage: bad arguments, a decision without --as, a command the target cannot do
   3  conflict: the row or run is no longer in a state that allows it
   4  not found: no such approval, run or key
-  5  refused by policy: the principal may not decide the row";
+  5  refused: the row's policy does not let the principal decide it, or the key lacks the scope";
 
 /// Admin tool of kern: decide approvals, look after runs, API keys and the audit trail, serve
 /// the HTTP API.

@@ -62,12 +62,19 @@ fn locate(url: &str) -> Outcome<Location<'_>> {
 }
 
 impl Database {
-    /// Opens the database at `url`, upgrading its schema when an older build wrote it.
-    pub async fn open(url: &str, tables: &Tables) -> Outcome<Self> {
+    /// Opens the database at `url`, upgrading its schema when an older build wrote it. A SQLite
+    /// file that does not exist is created only when `create` says so (`migrate`, `serve`):
+    /// for any other command it is a mistyped path.
+    pub async fn open(url: &str, tables: &Tables, create: bool) -> Outcome<Self> {
         match locate(url)? {
             Location::SqliteFile(path) => {
                 if tables.schema.is_some() {
                     return Err(Failure::usage("--schema is for Postgres; a SQLite file has none"));
+                }
+                if !create && !std::path::Path::new(path).exists() {
+                    return Err(Failure::usage(format!(
+                        "no SQLite database at `{path}`: check the path, or create it with `kern migrate`"
+                    )));
                 }
                 let builder = with_tables!(SqliteDb::builder().db_file(path), tables);
                 Ok(Database::Sqlite(builder.build().await?))

@@ -17,7 +17,8 @@ pub enum Code {
     Conflict = 3,
     /// No such approval, run or key.
     NotFound = 4,
-    /// The principal may not decide the row under its policy.
+    /// The principal may not do it: the row's policy does not let them decide it, or their
+    /// API key lacks the scope.
     Refused = 5,
 }
 

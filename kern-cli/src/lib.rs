@@ -21,7 +21,7 @@ use std::process::ExitCode;
 
 use clap::Parser;
 
-use crate::cli::Cli;
+use crate::cli::{Cli, Command};
 use crate::exit::{Failure, Outcome};
 use crate::target::Context;
 
@@ -45,7 +45,9 @@ pub fn main() -> ExitCode {
 }
 
 async fn run(cli: Cli) -> Outcome {
-    let ctx = Context::open(&cli.global).await?;
+    // Only these make a database; any other command on a missing file has a mistyped path.
+    let creates = matches!(cli.command, Command::Migrate | Command::Serve(_));
+    let ctx = Context::open(&cli.global, creates).await?;
     let outcome = commands::run(cli.command, &ctx).await;
     ctx.close().await;
     outcome

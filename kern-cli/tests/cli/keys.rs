@@ -8,6 +8,7 @@ use crate::harness::each_backend;
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn keys_are_created_listed_and_revoked() {
     each_backend(|db| async move {
+        db.kern(&["migrate"]).ok();
         let created = db
             .kern(&[
                 "keys",

@@ -45,10 +45,14 @@ fn usage_errors_exit_2() {
     run(&["approvals", "list"]).fails(2);
     run(&["no-such-command"]).fails(2);
     run(&["--db", "mysql://host/db", "approvals", "list"]).fails(2);
+    let missing = std::env::temp_dir().join("kern-no-such-database.db");
+    let typo = format!("sqlite://{}", missing.display());
+    assert!(run(&["--db", &typo, "approvals", "list"]).fails(2).contains("kern migrate"));
+    assert!(!missing.exists(), "a mistyped path is not created");
     run(&["--db", "sqlite://x.db", "--server", "http://127.0.0.1:1", "approvals", "list"]).fails(2);
     let json = run(&["approvals", "list", "--json"]);
     let error: Value = serde_json::from_str(json.fails(2)).expect("a JSON error");
     assert_eq!(error["exit_code"], 2);
     let help = run(&["--help"]);
-    assert!(help.ok().contains("Exit codes:") && help.stdout.contains("refused by policy"), "{help:?}");
+    assert!(help.ok().contains("Exit codes:") && help.stdout.contains("lacks the scope"), "{help:?}");
 }
