@@ -315,6 +315,10 @@ pub struct ServeArgs {
     /// server reached over https (an https --public-origin turns it on by itself).
     #[arg(long)]
     pub secure_cookies: bool,
+    /// What the server logs to standard error (why a request failed, say): off, error, warn,
+    /// info, debug or trace.
+    #[arg(long, env = "KERN_LOG", default_value = "info", value_name = "LEVEL")]
+    pub log: tracing::level_filters::LevelFilter,
 }
 
 /// A public origin, or why the text is none (a usage error).

@@ -3,12 +3,17 @@
 
 use std::collections::VecDeque;
 use std::fmt::Write as _;
+use std::time::Duration;
 
 use reqwest::header::{ACCEPT, AUTHORIZATION};
 use reqwest::{Method, RequestBuilder, Response, StatusCode};
 use serde_json::Value;
 
 use crate::exit::{Code, Failure, Outcome};
+
+/// How long a connection to the server may take to open: one that does not answer is
+/// reported, not waited on for ever.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// A server and the key that signs its requests in.
 #[derive(Debug, Clone)]
@@ -20,10 +25,20 @@ pub struct Client {
 
 impl Client {
     pub fn new(base: &str, api_key: Option<String>) -> Outcome<Self> {
-        if !(base.starts_with("http://") || base.starts_with("https://")) {
-            return Err(Failure::usage(format!("--server must be an http:// or https:// URL, not `{base}`")));
+        let refused =
+            |why: &str| Failure::usage(format!("--server must be an http:// or https:// URL {why}, not `{base}`"));
+        let url = reqwest::Url::parse(base).map_err(|_| refused("such as http://127.0.0.1:7000"))?;
+        if !matches!(url.scheme(), "http" | "https") || !url.has_host() {
+            return Err(refused("with a host"));
         }
-        Ok(Client { base: base.trim_end_matches('/').to_owned(), api_key, http: reqwest::Client::new() })
+        if url.query().is_some() || url.fragment().is_some() {
+            return Err(refused("without a query or a fragment"));
+        }
+        let http = reqwest::Client::builder()
+            .connect_timeout(CONNECT_TIMEOUT)
+            .build()
+            .map_err(|err| Failure::error(format!("cannot set up an HTTP client: {err}")))?;
+        Ok(Client { base: base.trim_end_matches('/').to_owned(), api_key, http })
     }
 
     fn request(&self, method: Method, path: &str) -> RequestBuilder {
@@ -261,6 +276,9 @@ mod tests {
     #[test]
     fn a_server_url_is_http() {
         assert!(Client::new("http://127.0.0.1:7000/", None).is_ok());
-        assert_eq!(Client::new("127.0.0.1:7000", None).unwrap_err().code, Code::Usage);
+        assert!(Client::new("https://kern.example.com/prefix", None).is_ok());
+        for wrong in ["127.0.0.1:7000", "http://", "ftp://kern.example.com", "http://host/?a=b", "http://host/#x"] {
+            assert_eq!(Client::new(wrong, None).unwrap_err().code, Code::Usage, "{wrong}");
+        }
     }
 }

@@ -22,13 +22,24 @@ use std::process::ExitCode;
 use clap::Parser;
 
 use crate::cli::{Cli, Command};
-use crate::exit::{Failure, Outcome};
+use crate::exit::{Code, Failure, Outcome};
 use crate::target::Context;
 
 /// Runs the command line of this process and returns its exit code.
 pub fn main() -> ExitCode {
-    // Usage errors exit 2 here, with clap's message; `--help` and `--version` exit 0.
-    let cli = Cli::parse();
+    // Usage errors exit 2 here, with clap's message (as JSON under `--json`); `--help` and
+    // `--version` exit 0.
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(err) if err.use_stderr() && std::env::args_os().any(|arg| arg == "--json") => {
+            // Clap's first line says what was wrong; the rest is help for a terminal.
+            let text = err.to_string();
+            let message = text.lines().next().unwrap_or_default().trim_start_matches("error: ");
+            report(&Failure::usage(message), true);
+            return Code::Usage.into();
+        }
+        Err(err) => err.exit(),
+    };
     let json = cli.global.json;
     let outcome = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(runtime) => runtime.block_on(run(cli)),

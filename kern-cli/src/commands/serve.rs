@@ -12,6 +12,8 @@ use crate::target::Context;
 
 pub async fn run(args: ServeArgs, ctx: &Context) -> Outcome {
     let store = ctx.store("serve")?;
+    // The server says why a request failed only in its log (its answers never echo internals).
+    let _ = tracing_subscriber::fmt().with_max_level(args.log).with_writer(std::io::stderr).try_init();
     let mut interrupt = Interrupt::listen()?;
     let auth = match &args.open {
         Some(principal) if !args.bind.ip().is_loopback() => {

@@ -53,6 +53,11 @@ fn usage_errors_exit_2() {
     let json = run(&["approvals", "list", "--json"]);
     let error: Value = serde_json::from_str(json.fails(2)).expect("a JSON error");
     assert_eq!(error["exit_code"], 2);
+    // Clap's own refusals too, under --json.
+    let json = run(&["approvals", "list", "--limit", "0", "--json"]);
+    let error: Value = serde_json::from_str(json.fails(2)).expect("a JSON error");
+    assert!(error["error"].as_str().unwrap().contains("--limit"), "{error}");
+    run(&["--server", "http://", "approvals", "list"]).fails(2);
     let help = run(&["--help"]);
     assert!(help.ok().contains("Exit codes:") && help.stdout.contains("lacks the scope"), "{help:?}");
 }
