@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, TimeDelta, Utc};
 use clap::{Args, Parser, Subcommand, ValueEnum};
-use kern_core::approval::ApprovalStatus;
+use kern_core::approval::{ApprovalStatus, PageCursor};
 use kern_core::keys::Scope;
 use kern_core::run::RunStatus;
 use kern_server::PublicOrigin;
@@ -248,8 +248,8 @@ pub struct PageArgs {
     #[arg(long, default_value_t = 50, value_parser = clap::value_parser!(u32).range(1..=1000))]
     pub limit: u32,
     /// Starts after this cursor: the `next_cursor` of the previous page.
-    #[arg(long)]
-    pub cursor: Option<String>,
+    #[arg(long, value_parser = parse_cursor)]
+    pub cursor: Option<PageCursor>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -321,7 +321,11 @@ pub struct ServeArgs {
     pub log: tracing::level_filters::LevelFilter,
 }
 
-/// A public origin, or why the text is none (a usage error).
+/// A cursor given with `--cursor`, checked whatever the target.
+fn parse_cursor(text: &str) -> Result<PageCursor, String> {
+    text.parse().map_err(|err: kern_core::approval::ParseCursorError| err.to_string())
+}
+
 /// A principal's name: what the trail records, so never blank.
 fn parse_name(text: &str) -> Result<String, String> {
     if text.trim().is_empty() {
@@ -330,6 +334,7 @@ fn parse_name(text: &str) -> Result<String, String> {
     Ok(text.to_owned())
 }
 
+/// A public origin, or why the text is none (a usage error).
 fn parse_origin(text: &str) -> Result<PublicOrigin, String> {
     PublicOrigin::parse(text).map_err(|err| err.to_string())
 }

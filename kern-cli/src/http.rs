@@ -15,6 +15,10 @@ use crate::exit::{Code, Failure, Outcome};
 /// reported, not waited on for ever.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// How long a request may wait for its whole answer: longer than a server's own time limit
+/// (120 s by default), which answers first.
+const ANSWER_TIMEOUT: Duration = Duration::from_secs(180);
+
 /// A server and the key that signs its requests in.
 #[derive(Debug, Clone)]
 pub struct Client {
@@ -49,7 +53,13 @@ impl Client {
         }
     }
 
+    /// Sends a request whose answer comes whole: a server that takes longer than
+    /// [`ANSWER_TIMEOUT`] to give it is reported, not waited on for ever.
     async fn send(&self, request: RequestBuilder) -> Outcome<Response> {
+        self.send_unbounded(request.timeout(ANSWER_TIMEOUT)).await
+    }
+
+    async fn send_unbounded(&self, request: RequestBuilder) -> Outcome<Response> {
         request.send().await.map_err(|err| Failure::error(format!("cannot reach the server at {}: {err}", self.base)))
     }
 
@@ -85,7 +95,8 @@ impl Client {
     pub async fn events(&self, after: Option<i64>) -> Outcome<EventStream> {
         let query: Vec<(&str, String)> = after.map(|after| ("after", after.to_string())).into_iter().collect();
         let request = self.request(Method::GET, "/events").header(ACCEPT, "text/event-stream").query(&query);
-        let response = self.send(request).await?;
+        // A stream lasts until it is interrupted.
+        let response = self.send_unbounded(request).await?;
         if !response.status().is_success() {
             return Err(refusal(response).await);
         }

@@ -20,6 +20,7 @@ use std::io::Write as _;
 use std::process::ExitCode;
 
 use clap::Parser;
+use clap::error::ErrorKind;
 
 use crate::cli::{Cli, Command};
 use crate::exit::{Code, Failure, Outcome};
@@ -32,9 +33,13 @@ pub fn main() -> ExitCode {
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(err) if err.use_stderr() && std::env::args_os().any(|arg| arg == "--json") => {
-            // Clap's first line says what was wrong; the rest is help for a terminal.
+            // Clap's first line says what was wrong; the rest is help for a terminal. A missing
+            // subcommand's error is that help alone.
             let text = err.to_string();
-            let message = text.lines().next().unwrap_or_default().trim_start_matches("error: ");
+            let message = match err.kind() {
+                ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand => "a subcommand is needed: see --help",
+                _ => text.lines().next().unwrap_or_default().trim_start_matches("error: "),
+            };
             report(&Failure::usage(message), true);
             return Code::Usage.into();
         }

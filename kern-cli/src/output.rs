@@ -127,6 +127,11 @@ impl Output {
     }
 }
 
+/// A time as the tables show it: to the second, in UTC.
+pub fn time(at: chrono::DateTime<chrono::Utc>) -> String {
+    at.format("%Y-%m-%d %H:%M:%S").to_string()
+}
+
 fn print_flushed(text: &str) -> Outcome {
     let mut stdout = std::io::stdout().lock();
     stdout.write_all(text.as_bytes()).and_then(|()| stdout.flush()).map_err(|err| Failure::write(&err))

@@ -145,7 +145,8 @@ impl ServerBuilder {
         self
     }
 
-    /// Marks the inbox's session cookie `Secure`, so that browsers send it over https alone.
+    /// Marks the inbox's cookies (the session's and the sign-in form's) `Secure`, so that
+    /// browsers send them over https alone.
     /// Turn it on when the server is reached over https (behind a TLS proxy, say): the server
     /// cannot tell by itself, unless its [`public_origin`](Self::public_origin) is an https one,
     /// which turns it on. Off by default, so that the inbox works on plain

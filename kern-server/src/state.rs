@@ -27,7 +27,7 @@ pub struct AppState {
     pub(crate) replies: Arc<Replies>,
     /// The inbox's sign-in sessions.
     pub(crate) sessions: Arc<Sessions>,
-    /// Whether the inbox's session cookie is marked `Secure` (served over https).
+    /// Whether the inbox's cookies are marked `Secure` (served over https).
     pub(crate) secure_cookies: bool,
     /// The origin the inbox is reached at from outside, when a proxy rewrites `Host`.
     pub(crate) public_origin: Option<PublicOrigin>,

@@ -14,7 +14,7 @@ use crate::cli::{ApprovalFilters, ApprovalsCommand, WatchArgs};
 use crate::exit::{Failure, Outcome};
 use crate::http::{Client, segment};
 use crate::interrupt::Interrupt;
-use crate::output::{Colour, Output, Table, or_dash, plain};
+use crate::output::{Colour, Output, Table, or_dash, plain, time};
 use crate::target::{Context, Target};
 use crate::view::{ApprovalView, EventView, Page, WireApproval};
 
@@ -66,8 +66,6 @@ async fn list(ctx: &Context, filters: &ApprovalFilters) -> Outcome {
         .map(|within| TimeDelta::from_std(within).ok().and_then(|within| Utc::now().checked_add_signed(within)))
         .map(|at| at.ok_or_else(|| Failure::usage("--expiring reaches too far ahead")))
         .transpose()?;
-    // Checked here whatever the target, so that both refuse it alike.
-    let after = super::cursor(filters.page.cursor.as_deref())?;
     let page = match &ctx.target {
         Target::Database(db) => {
             let query = ApprovalQuery {
@@ -80,7 +78,7 @@ async fn list(ctx: &Context, filters: &ApprovalFilters) -> Outcome {
                 created_after: filters.since,
                 created_before: filters.until,
                 expires_before,
-                after,
+                after: filters.page.cursor.clone(),
                 limit: Some(filters.page.limit),
                 ..ApprovalQuery::default()
             };
@@ -105,7 +103,7 @@ async fn list(ctx: &Context, filters: &ApprovalFilters) -> Outcome {
                 ("created_after", filters.since.map(|at| at.to_rfc3339())),
                 ("created_before", filters.until.map(|at| at.to_rfc3339())),
                 ("expiring_before", expires_before.map(|at| at.to_rfc3339())),
-                ("cursor", filters.page.cursor.clone()),
+                ("cursor", filters.page.cursor.as_ref().map(ToString::to_string)),
             ];
             query.extend(texts.into_iter().filter_map(|(key, value)| value.map(|value| (key, value))));
             let body = client.get("/approvals", &query).await?;
@@ -130,8 +128,8 @@ async fn list(ctx: &Context, filters: &ApprovalFilters) -> Outcome {
             plain(or_dash(row.user_id.as_deref())),
             plain(or_dash(runner)),
             plain(&row.run_id),
-            plain(super::time(row.created_at)),
-            plain(or_dash(row.expires_at.map(super::time).as_deref())),
+            plain(time(row.created_at)),
+            plain(or_dash(row.expires_at.map(time).as_deref())),
         ]);
     }
     ctx.out.page(&table, "no rows", page.next_cursor.as_deref())
@@ -154,10 +152,10 @@ fn show(out: &Output, row: &ApprovalView) -> Outcome {
         ("agent", or_dash(row.agent_id.as_deref()), None),
         ("team", or_dash(row.team_id.as_deref()), None),
         ("user", or_dash(row.user_id.as_deref()), None),
-        ("created", super::time(row.created_at), None),
-        ("expires", or_dash(row.expires_at.map(super::time).as_deref()), None),
+        ("created", time(row.created_at), None),
+        ("expires", or_dash(row.expires_at.map(time).as_deref()), None),
         ("resolved by", or_dash(row.resolved_by.as_deref()), None),
-        ("resolved", or_dash(row.resolved_at.map(super::time).as_deref()), None),
+        ("resolved", or_dash(row.resolved_at.map(time).as_deref()), None),
         ("resolution", text(&row.resolution_data), None),
         ("policy", text(&row.policy), None),
     ])
@@ -214,7 +212,7 @@ async fn watch(ctx: &Context, args: &WatchArgs) -> Outcome {
         let kind = ctx.out.paint(&format!("{:<9}", event.kind), Colour::of_status(&event.kind));
         ctx.out.line(&format!(
             "{}  {kind}  {}  run {}  by {}",
-            super::time(event.at),
+            time(event.at),
             event.approval_id,
             event.run_id,
             event.principal

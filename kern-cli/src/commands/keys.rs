@@ -9,7 +9,7 @@ use serde_json::{Value, json};
 use crate::cli::KeysCommand;
 use crate::exit::{Failure, Outcome};
 use crate::http::segment;
-use crate::output::{Colour, Table, or_dash, plain};
+use crate::output::{Colour, Table, or_dash, plain, time};
 use crate::target::{Context, Target};
 use crate::view::KeyView;
 
@@ -25,16 +25,28 @@ pub async fn run(command: KeysCommand, ctx: &Context) -> Outcome {
     match command {
         KeysCommand::Create { principal, roles, scopes } => {
             let issued = create(ctx, principal, roles, scopes).await?;
+            let id = issued.key.id.clone();
+            let shown = if ctx.out.json {
+                ctx.out.json_line(&issued)
+            } else {
+                ctx.out.fields(&[
+                    ("key", issued.key.id.clone(), None),
+                    ("principal", issued.key.principal.clone(), None),
+                    ("roles", issued.key.roles.join(","), None),
+                    ("scopes", issued.key.scopes.join(","), None),
+                    ("token", issued.token, Some(Colour::Bold)),
+                ])
+            };
+            // The key exists now and its token is shown nowhere else: a token nobody read is
+            // a failure to say, even when the reader went away.
+            shown.map_err(|failure| {
+                Failure::error(format!(
+                    "key {id} was issued but its token could not be shown ({failure}): revoke it with                      `kern keys revoke {id}` and issue another"
+                ))
+            })?;
             if ctx.out.json {
-                return ctx.out.json_line(&issued);
+                return Ok(());
             }
-            ctx.out.fields(&[
-                ("key", issued.key.id.clone(), None),
-                ("principal", issued.key.principal.clone(), None),
-                ("roles", issued.key.roles.join(","), None),
-                ("scopes", issued.key.scopes.join(","), None),
-                ("token", issued.token, Some(Colour::Bold)),
-            ])?;
             ctx.out.line("The token is shown this once: keep it now (Authorization: Bearer <token>).")
         }
         KeysCommand::List => {
@@ -52,13 +64,13 @@ pub async fn run(command: KeysCommand, ctx: &Context) -> Outcome {
             }
             let mut table = Table::new(&["ID", "PRINCIPAL", "ROLES", "SCOPES", "CREATED", "REVOKED"]);
             for key in &keys {
-                let revoked = key.revoked_at.map(super::time);
+                let revoked = key.revoked_at.map(time);
                 table.row(vec![
                     plain(&key.id),
                     plain(&key.principal),
                     plain(key.roles.join(",")),
                     plain(key.scopes.join(",")),
-                    plain(super::time(key.created_at)),
+                    plain(time(key.created_at)),
                     (or_dash(revoked.as_deref()), revoked.as_ref().map(|_| Colour::Red)),
                 ]);
             }

@@ -23,16 +23,3 @@ pub async fn run(command: Command, ctx: &Context) -> Outcome {
         Command::Migrate => migrate::run(ctx).await,
     }
 }
-
-/// A time as the tables show it: to the second, in UTC.
-fn time(at: chrono::DateTime<chrono::Utc>) -> String {
-    at.format("%Y-%m-%d %H:%M:%S").to_string()
-}
-
-/// A cursor given with `--cursor`.
-fn cursor(text: Option<&str>) -> Outcome<Option<kern_core::approval::PageCursor>> {
-    text.map(|text| {
-        text.parse().map_err(|err: kern_core::approval::ParseCursorError| crate::exit::Failure::usage(err.to_string()))
-    })
-    .transpose()
-}

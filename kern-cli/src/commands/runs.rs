@@ -7,7 +7,7 @@ use serde_json::{Value, json};
 use crate::cli::{RunFilters, RunsCommand};
 use crate::exit::{Failure, Outcome};
 use crate::http::segment;
-use crate::output::{Colour, Table, or_dash, plain};
+use crate::output::{Colour, Table, or_dash, plain, time};
 use crate::target::{Context, Target};
 use crate::view::{Page, RunView};
 
@@ -76,8 +76,6 @@ fn duration_text(duration: std::time::Duration) -> String {
 }
 
 async fn list(ctx: &Context, filters: &RunFilters) -> Outcome {
-    // Checked here whatever the target, so that both refuse it alike.
-    let after = super::cursor(filters.page.cursor.as_deref())?;
     let page = match &ctx.target {
         Target::Database(db) => {
             let query = RunQuery {
@@ -87,7 +85,7 @@ async fn list(ctx: &Context, filters: &RunFilters) -> Outcome {
                 user_id: filters.owner.user.clone(),
                 session_id: filters.session.clone(),
                 members: filters.members,
-                after,
+                after: filters.page.cursor.clone(),
                 limit: Some(filters.page.limit),
             };
             let page = db.store().list_runs(&query).await?;
@@ -105,7 +103,7 @@ async fn list(ctx: &Context, filters: &RunFilters) -> Outcome {
                 ("session_id", filters.session.clone()),
                 ("members", filters.members.then(|| "true".to_owned())),
                 ("limit", Some(filters.page.limit.to_string())),
-                ("cursor", filters.page.cursor.clone()),
+                ("cursor", filters.page.cursor.as_ref().map(ToString::to_string)),
             ];
             let query: Vec<(&str, String)> =
                 texts.into_iter().filter_map(|(key, value)| value.map(|value| (key, value))).collect();
@@ -130,8 +128,8 @@ async fn list(ctx: &Context, filters: &RunFilters) -> Outcome {
             plain(or_dash(run.user_id.as_deref())),
             plain(&run.session_id),
             plain(run.waiting_on.len().to_string()),
-            plain(or_dash(run.created_at.map(super::time).as_deref())),
-            plain(or_dash(run.updated_at.map(super::time).as_deref())),
+            plain(or_dash(run.created_at.map(time).as_deref())),
+            plain(or_dash(run.updated_at.map(time).as_deref())),
         ]);
     }
     ctx.out.page(&table, "no runs", page.next_cursor.as_deref())
@@ -151,8 +149,8 @@ fn show(ctx: &Context, run: &RunView) -> Outcome {
         ("user", or_dash(run.user_id.as_deref()), None),
         ("waiting on", if run.waiting_on.is_empty() { "-".to_owned() } else { run.waiting_on.join(", ") }, None),
         ("answer", or_dash(run.content.as_deref()), None),
-        ("created", or_dash(run.created_at.map(super::time).as_deref()), None),
-        ("updated", or_dash(run.updated_at.map(super::time).as_deref()), None),
+        ("created", or_dash(run.created_at.map(time).as_deref()), None),
+        ("updated", or_dash(run.updated_at.map(time).as_deref()), None),
     ])
 }
 

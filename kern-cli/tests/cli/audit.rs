@@ -35,8 +35,9 @@ async fn the_trail_verifies_and_exports() {
         assert_eq!(none.ok(), "");
         db.kern(&["audit", "export", "--format", "xml"]).fails(2);
 
-        // A reader that goes away (`| head`) ends the export quietly: nothing failed.
-        for args in [&["audit", "export"][..], &["approvals", "list"]] {
+        // A reader that goes away (`| head`) ends the export quietly: nothing failed. But a key
+        // whose token nobody read was issued for nothing: that is said.
+        let closed = |args: &[&str]| {
             let mut child = kern_command()
                 .args(db.flags())
                 .args(args)
@@ -46,9 +47,14 @@ async fn the_trail_verifies_and_exports() {
                 .expect("run kern");
             drop(child.stdout.take());
             let output = child.wait_with_output().expect("kern ends");
-            let stderr = String::from_utf8_lossy(&output.stderr);
-            assert_eq!((output.status.code(), stderr.as_ref()), (Some(0), ""), "{args:?}");
+            (output.status.code(), String::from_utf8_lossy(&output.stderr).into_owned())
+        };
+        for args in [&["audit", "export"][..], &["approvals", "list"]] {
+            assert_eq!(closed(args), (Some(0), String::new()), "{args:?}");
         }
+        let (code, stderr) = closed(&["keys", "create", "--principal", "p", "--scopes", "admin"]);
+        assert_eq!(code, Some(1));
+        assert!(stderr.contains("revoke it"), "{stderr}");
     })
     .await;
 }

@@ -15,7 +15,8 @@ use serde_json::Value;
 const POSTGRES_URL_VAR: &str = "KERN_TEST_POSTGRES_URL";
 
 /// The variables `kern` reads, kept from the tests' environment so that only the flags count.
-const KERN_VARS: [&str; 7] = [
+const KERN_VARS: [&str; 8] = [
+    "KERN_LOG",
     "KERN_DATABASE_URL",
     "KERN_SERVER_URL",
     "KERN_API_KEY",

@@ -57,6 +57,9 @@ fn usage_errors_exit_2() {
     let json = run(&["approvals", "list", "--limit", "0", "--json"]);
     let error: Value = serde_json::from_str(json.fails(2)).expect("a JSON error");
     assert!(error["error"].as_str().unwrap().contains("--limit"), "{error}");
+    let json = run(&["--json", "approvals"]);
+    let error: Value = serde_json::from_str(json.fails(2)).expect("a JSON error");
+    assert!(error["error"].as_str().unwrap().contains("subcommand"), "{error}");
     run(&["--server", "http://", "approvals", "list"]).fails(2);
     let help = run(&["--help"]);
     assert!(help.ok().contains("Exit codes:") && help.stdout.contains("lacks the scope"), "{help:?}");

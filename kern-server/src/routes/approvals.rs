@@ -23,8 +23,8 @@ use crate::idempotency::{self, Reply};
 use crate::routes::paging::page_limit;
 use crate::state::AppState;
 use crate::wire::approval::{
-    ApprovalList, ApprovalResponse, CountParams, CountResponse, ListParams, PageMeta, ResolveBody, StatusResponse,
-    TrailEventResponse, VoteBody, VoteResponse, VotesResponse, etag,
+    ApprovalList, ApprovalResponse, CancelBody, CountParams, CountResponse, ListParams, PageMeta, ResolveBody,
+    StatusResponse, TrailEventResponse, VoteBody, VoteResponse, VotesResponse, etag,
 };
 
 /// The reference's page size.
@@ -413,14 +413,14 @@ pub async fn vote(
 /// Cancels a pending row as the caller, under its policy; its run then ends cancelled when
 /// continued.
 #[utoipa::path(post, path = "/approvals/{approval_id}/cancel", tag = "approvals",
-    params(("approval_id" = String, Path)), request_body(content = Option<VoteBody>),
+    params(("approval_id" = String, Path)), request_body(content = Option<CancelBody>),
     responses((status = 200, body = ApprovalResponse), (status = 403, body = ErrorBody),
         (status = 404, body = ErrorBody), (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)))]
 pub async fn cancel(
     State(state): State<AppState>,
     caller: Caller,
     Path(id): Path<String>,
-    OptionalJsonBody(body): OptionalJsonBody<VoteBody>,
+    OptionalJsonBody(body): OptionalJsonBody<CancelBody>,
 ) -> ApiResult<Decided> {
     caller.require(Scope::ApprovalsWrite)?;
     caller.require_unconfined()?;

@@ -196,9 +196,9 @@ pub struct ResolveBody {
     pub resolution_data: Option<Value>,
 }
 
-/// The body of `POST /approvals/{id}/votes` and `.../cancel`: a note, and with an approval
-/// the values, result or edited arguments it carries. A field it does not know is refused: a
-/// misspelt `args` would approve the call unedited.
+/// The body of `POST /approvals/{id}/votes`: a note, and with an approval the values, result
+/// or edited arguments it carries. A field it does not know is refused: a misspelt `args`
+/// would approve the call unedited.
 #[derive(Debug, Default, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct VoteBody {
@@ -211,6 +211,14 @@ pub struct VoteBody {
     pub result: Option<Value>,
     #[schema(value_type = Object)]
     pub args: Option<Value>,
+}
+
+/// The body of `POST /approvals/{id}/cancel`: a note, and nothing else (a withdrawal carries
+/// no values, result or arguments).
+#[derive(Debug, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CancelBody {
+    pub note: Option<String>,
 }
 
 /// A vote on a row.

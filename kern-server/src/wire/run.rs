@@ -176,6 +176,8 @@ pub fn run_output(output: &RunOutput, record: Option<&RunRecord>, runner: Runner
         Runner::Agent(id, name) => {
             put("agent_id", json!(id));
             put("agent_name", json!(name));
+            // A team member's run names its team too.
+            put("team_id", json!(record.and_then(|r| r.team_id.as_deref())));
         }
         Runner::Team(id) => put("team_id", json!(id)),
     }
