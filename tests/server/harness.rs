@@ -34,6 +34,13 @@ pub fn wire_money(amount: u64) -> String {
     format!("wired {amount}")
 }
 
+/// Raise a card's limit. An admin may approve another limit than the one asked.
+#[approval(allow_edit)]
+#[tool(requires_confirmation)]
+pub fn raise_limit(limit_eur: u64) -> String {
+    format!("limit {limit_eur}")
+}
+
 /// A store implementation under test.
 #[derive(Debug, Clone, Copy)]
 pub enum Backend {
@@ -89,6 +96,7 @@ pub fn agent(store: Arc<dyn Store>) -> Agent {
     let model = ScriptedModel::new()
         .when_user_contains("refund", Reply::call("refund_order", json!({"order_id": "A-1"})))
         .when_user_contains("wire", Reply::call("wire_money", json!({"amount": 500})))
+        .when_user_contains("limit", Reply::call("raise_limit", json!({"limit_eur": 5000})))
         .otherwise(Reply::text("nothing to do"));
     Agent::builder()
         .id("ops")
@@ -96,6 +104,7 @@ pub fn agent(store: Arc<dyn Store>) -> Agent {
         .model(model)
         .tool(RefundOrder)
         .tool(WireMoney)
+        .tool(RaiseLimit)
         .db(store)
         .build()
         .expect("build the agent")

@@ -263,6 +263,22 @@ pub async fn approving_from_the_list_returns_to_the_list(store: Arc<dyn Store>) 
     assert_eq!(refused.status, StatusCode::UNPROCESSABLE_ENTITY);
     assert!(html(&refused).contains("cannot be edited"), "{}", html(&refused));
     assert_eq!(row_status(&app, &row).await, "pending", "a refused decision changes nothing");
+
+    // A row that allows edits: an argument its schema does not have is refused, not dropped.
+    let (_, _, row) = app.paused("raise the limit", "dave").await;
+    let uri = format!("/ui/approvals/{row}");
+    let page = app.send_with(Method::GET, &uri, None, &cookie, None).await;
+    assert!(html(&page).contains("name=\"arg.limit_eur\""), "the stored schema's fields are offered");
+    let form = Value::String(format!("action=approve&arg.limit_eur=2000&arg.bogus=1&csrf={csrf}"));
+    let refused = app.send_with(Method::POST, &uri, None, &cookie, Some(form)).await;
+    assert_eq!(refused.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(html(&refused).contains("`bogus` is not an argument"), "{}", html(&refused));
+    assert_eq!(row_status(&app, &row).await, "pending");
+    let form = Value::String(format!("action=approve&arg.limit_eur=2000&csrf={csrf}"));
+    let edited = app.send_with(Method::POST, &uri, None, &cookie, Some(form)).await;
+    assert_eq!(edited.status, StatusCode::SEE_OTHER, "{}", html(&edited));
+    let stored = app.send(Method::GET, &format!("/approvals/{row}"), Some(&app.admin), None).await;
+    assert_eq!(stored.body["resolution_data"]["args"], json!({"limit_eur": 2000}));
 }
 
 /// Behind a proxy that passes requests on with a `Host` of its own, a form posted from the page

@@ -223,6 +223,11 @@ pub fn decision(row: &Approval, form: &FormFields) -> Result<Decision, String> {
                 // Edits with nothing to read them by are refused, not dropped.
                 None if edited => return Err("This call's arguments cannot be edited.".to_owned()),
                 Some(parameters) if edited => {
+                    let known: Vec<&String> = properties(parameters).into_iter().map(|(name, ..)| name).collect();
+                    let mut unknown = form.0.iter().filter_map(|(name, _)| name.strip_prefix(ARG));
+                    if let Some(name) = unknown.find(|name| !known.iter().any(|known| known == name)) {
+                        return Err(format!("`{name}` is not an argument of this call."));
+                    }
                     let mut args = row.tool_args.as_object().cloned().unwrap_or_default();
                     let required = required_of(parameters);
                     // An argument the model left out stays out unless the approver gave it a

@@ -343,10 +343,13 @@ pub async fn detail_page(state: &AppState, viewer: &Viewer, id: &str, error: Opt
     let pending = status == ApprovalStatus::Pending;
     let definition = Runner::tool_definition(state, &row);
     let input_schema = row.requirement().and_then(|requirement| requirement.user_input_schema.clone());
-    let parameters = definition
+    // The schema the row was paused with, as its edits are read by; the tool's definition for
+    // a row that stored none.
+    let parameters = row
+        .policy
         .as_ref()
-        .map(|definition| definition.parameters.clone())
-        .or_else(|| row.policy.as_ref().and_then(|policy| policy.parameters.clone()));
+        .and_then(|policy| policy.parameters.clone())
+        .or_else(|| definition.as_ref().map(|definition| definition.parameters.clone()));
     let prop = |name: &str| {
         [parameters.as_ref(), input_schema.as_ref()]
             .into_iter()
