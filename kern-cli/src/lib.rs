@@ -30,7 +30,7 @@ use crate::target::Context;
 pub fn main() -> ExitCode {
     // Usage errors exit 2 here, with clap's message (as JSON under `--json`); `--help` and
     // `--version` exit 0.
-    let cli = match Cli::try_parse() {
+    let mut cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(err) if err.use_stderr() && std::env::args_os().any(|arg| arg == "--json") => {
             // Clap's first line says what was wrong; the rest is help for a terminal. A missing
@@ -45,6 +45,12 @@ pub fn main() -> ExitCode {
         }
         Err(err) => err.exit(),
     };
+    // A target named on the command line wins over the other's environment variable.
+    match (on_command_line("--db"), on_command_line("--server")) {
+        (true, false) => cli.global.server = None,
+        (false, true) => cli.global.db = None,
+        _ => {}
+    }
     let json = cli.global.json;
     let outcome = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(runtime) => runtime.block_on(run(cli)),
@@ -67,6 +73,15 @@ async fn run(cli: Cli) -> Outcome {
     let outcome = commands::run(cli.command, &ctx).await;
     ctx.close().await;
     outcome
+}
+
+/// Whether the command line holds flag `name` (as `--name VALUE` or `--name=VALUE`), rather than
+/// its value coming from the environment.
+fn on_command_line(name: &str) -> bool {
+    std::env::args_os().skip(1).any(|arg| {
+        let arg = arg.to_string_lossy();
+        arg == name || arg.strip_prefix(name).is_some_and(|rest| rest.starts_with('='))
+    })
 }
 
 /// Tells why the command failed, on standard error: a line of text, or with `--json` a JSON

@@ -86,6 +86,13 @@ async fn approvals_are_decided_through_a_server_as_the_keys_principal() {
             assert!(through(&url, key, &["runs", "cancel", dots]).fails(4).contains("nothing is named"));
         }
         assert_eq!(through(&url, key, &["audit", "verify", "--json"]).json()["ok"], true);
+        // `--server` on the command line wins over a database in the environment.
+        let beside = kern_command()
+            .env("KERN_DATABASE_URL", "sqlite://elsewhere.db")
+            .args(["--server", &url, "--api-key", key, "audit", "verify", "--json"])
+            .output()
+            .expect("run kern");
+        assert_eq!(Ran::from(beside).json()["ok"], true);
 
         let runs = through(&url, key, &["runs", "list", "--status", "paused", "--json"]).json();
         let listed: Vec<&str> =
