@@ -140,15 +140,21 @@ async fn answer(response: Response) -> Outcome<Value> {
 }
 
 /// The failure of a refused request: the server's `detail`, under the exit code of its status.
+/// An answer without kern's error body (a proxy's, or no kern server's) says nothing about the
+/// row or run asked for: it is an error (1), not a not-found or a refusal.
 pub async fn refusal(response: Response) -> Failure {
     let status = response.status();
     let detail = response
         .json::<Value>()
         .await
         .ok()
-        .and_then(|body| body.get("detail").and_then(Value::as_str).map(str::to_owned))
-        .unwrap_or_else(|| status.to_string());
-    refusal_of(status, detail)
+        .and_then(|body| body.get("detail").and_then(Value::as_str).map(str::to_owned));
+    match detail {
+        Some(detail) => refusal_of(status, detail),
+        None => Failure::error(format!(
+            "the server answered {status} without kern's error body: is --server the address of a kern server?"
+        )),
+    }
 }
 
 fn refusal_of(status: StatusCode, detail: String) -> Failure {

@@ -33,6 +33,23 @@ fn serve(db: &TestDb) -> String {
     url.recv().expect("the server starts")
 }
 
+/// A server that is not kern's: it answers every request 404 with no body, as a proxy with no
+/// route for it would. Returns its URL.
+fn not_kern() -> String {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { continue };
+            let mut request = [0u8; 4096];
+            let _ = std::io::Read::read(&mut stream, &mut request);
+            let answer = b"HTTP/1.1 404 Not Found\r\ncontent-length: 0\r\nconnection: close\r\n\r\n";
+            let _ = std::io::Write::write_all(&mut stream, answer);
+        }
+    });
+    url
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn approvals_are_decided_through_a_server_as_the_keys_principal() {
     each_scene(|Scene { db, store, agent }| async move {
@@ -86,6 +103,10 @@ async fn approvals_are_decided_through_a_server_as_the_keys_principal() {
             assert!(through(&url, key, &["runs", "cancel", dots]).fails(4).contains("nothing is named"));
         }
         assert_eq!(through(&url, key, &["audit", "verify", "--json"]).json()["ok"], true);
+        // A 404 that is not kern's (a proxy's, say) is no verdict on the row.
+        let elsewhere = not_kern();
+        let lost = through(&elsewhere, key, &["approvals", "show", &id]);
+        assert!(lost.fails(1).contains("kern server"), "{lost:?}");
         // `--server` on the command line wins over a database in the environment.
         let beside = kern_command()
             .env("KERN_DATABASE_URL", "sqlite://elsewhere.db")
