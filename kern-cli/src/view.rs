@@ -10,6 +10,8 @@ use kern_core::trail::TrailEvent;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+use crate::exit::{Failure, Outcome};
+
 /// An approval row.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ApprovalView {
@@ -82,7 +84,7 @@ pub struct WireApproval {
     team_id: Option<String>,
     user_id: Option<String>,
     run_status: Option<String>,
-    created_at: Option<i64>,
+    created_at: i64,
     expires_at: Option<i64>,
     resolved_by: Option<String>,
     resolved_at: Option<i64>,
@@ -118,7 +120,7 @@ impl From<WireApproval> for ApprovalView {
             team_id: row.team_id,
             user_id: row.user_id,
             run_status: row.run_status.unwrap_or_default().to_lowercase(),
-            created_at: epoch(row.created_at).unwrap_or_default(),
+            created_at: epoch(Some(row.created_at)).unwrap_or_default(),
             expires_at: epoch(row.expires_at),
             resolved_by: row.resolved_by,
             resolved_at: epoch(row.resolved_at),
@@ -175,7 +177,7 @@ impl From<&RunRecord> for RunView {
 impl RunView {
     /// A run as the server answers it: `GET /runs/{id}` (the reference's run output) or an
     /// item of `GET /runs`.
-    pub fn from_wire(run: &Value) -> Self {
+    pub fn from_wire(run: &Value) -> Outcome<Self> {
         let text = |key: &str| run.get(key).and_then(Value::as_str).map(str::to_owned);
         let time = |key: &str| epoch(run.get(key).and_then(Value::as_i64));
         let ids = |items: &Vec<Value>, pointer: &str| -> Vec<String> {
@@ -186,20 +188,29 @@ impl RunView {
             (_, Some(Value::Array(requirements))) => ids(requirements, "/tool_execution/approval_id"),
             _ => Vec::new(),
         };
-        RunView {
-            run_id: text("run_id").unwrap_or_default(),
-            status: text("status").unwrap_or_default().to_lowercase(),
-            session_id: text("session_id").unwrap_or_default(),
+        Ok(RunView {
+            run_id: required(run, "run_id", text)?,
+            status: required(run, "status", text)?.to_lowercase(),
+            session_id: required(run, "session_id", text)?,
             agent_id: text("agent_id"),
             team_id: text("team_id"),
             user_id: text("user_id"),
             parent_run_id: text("parent_run_id"),
             waiting_on,
             content: text("content"),
-            created_at: time("created_at"),
+            created_at: Some(required(run, "created_at", time)?),
             updated_at: time("updated_at"),
-        }
+        })
     }
+}
+
+/// Field `key` of a server's answer, read by `read`: kern's server always sends it, so an
+/// answer without it comes from something else, and is refused rather than shown as blank.
+fn required<T>(answer: &Value, key: &str, read: impl Fn(&str) -> Option<T>) -> Outcome<T> {
+    read(key).ok_or_else(|| {
+        let what = if answer.is_object() { format!("has no `{key}`") } else { "is no JSON object".to_owned() };
+        Failure::error(format!("the server's answer {what}: is --server the address of a kern server?"))
+    })
 }
 
 /// One event of the trail.
@@ -254,20 +265,21 @@ pub struct KeyView {
 
 impl KeyView {
     /// A key as the server's `/keys` routes answer it (times in epoch seconds).
-    pub fn from_wire(key: &Value) -> Self {
-        let text = |name: &str| key.get(name).and_then(Value::as_str).unwrap_or_default().to_owned();
+    pub fn from_wire(key: &Value) -> Outcome<Self> {
+        let text = |name: &str| key.get(name).and_then(Value::as_str).map(str::to_owned);
+        let time = |name: &str| epoch(key.get(name).and_then(Value::as_i64));
         let texts = |name: &str| -> Vec<String> {
             let items = key.get(name).and_then(Value::as_array).map(Vec::as_slice).unwrap_or_default();
             items.iter().filter_map(Value::as_str).map(str::to_owned).collect()
         };
-        KeyView {
-            id: text("id"),
-            principal: text("principal"),
+        Ok(KeyView {
+            id: required(key, "id", text)?,
+            principal: required(key, "principal", text)?,
             roles: texts("roles"),
             scopes: texts("scopes"),
-            created_at: epoch(key.get("created_at").and_then(Value::as_i64)).unwrap_or_default(),
-            revoked_at: epoch(key.get("revoked_at").and_then(Value::as_i64)),
-        }
+            created_at: required(key, "created_at", time)?,
+            revoked_at: time("revoked_at"),
+        })
     }
 }
 

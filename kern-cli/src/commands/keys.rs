@@ -56,7 +56,7 @@ pub async fn run(command: KeysCommand, ctx: &Context) -> Outcome {
                     let keys = client.get("/keys", &[]).await?;
                     let keys =
                         keys.as_array().ok_or_else(|| Failure::error("the server answered keys that are no list"))?;
-                    keys.iter().map(KeyView::from_wire).collect()
+                    keys.iter().map(KeyView::from_wire).collect::<Outcome<_>>()?
                 }
             };
             if ctx.out.json {
@@ -85,7 +85,7 @@ pub async fn run(command: KeysCommand, ctx: &Context) -> Outcome {
                         .ok_or_else(|| Failure::not_found(format!("API key `{id}` not found")))?,
                 ),
                 Target::Server(client) => {
-                    KeyView::from_wire(&client.delete(&format!("/keys/{}", segment(&id)?)).await?)
+                    KeyView::from_wire(&client.delete(&format!("/keys/{}", segment(&id)?)).await?)?
                 }
             };
             if ctx.out.json {
@@ -113,7 +113,7 @@ async fn create(ctx: &Context, principal: String, roles: Vec<String>, scopes: Ve
                 .and_then(Value::as_str)
                 .ok_or_else(|| Failure::error("the server issued no token"))?
                 .to_owned();
-            Ok(Issued { key: KeyView::from_wire(&answer), token })
+            Ok(Issued { key: KeyView::from_wire(&answer)?, token })
         }
     }
 }

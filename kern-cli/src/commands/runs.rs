@@ -23,7 +23,7 @@ pub async fn run(command: RunsCommand, ctx: &Context) -> Outcome {
                         .ok_or_else(|| Failure::not_found(format!("run `{id}` not found")))?,
                 ),
                 Target::Server(client) => {
-                    RunView::from_wire(&client.get(&format!("/runs/{}", segment(&id)?), &[]).await?)
+                    RunView::from_wire(&client.get(&format!("/runs/{}", segment(&id)?), &[]).await?)?
                 }
             };
             show(ctx, &run)
@@ -36,7 +36,7 @@ pub async fn run(command: RunsCommand, ctx: &Context) -> Outcome {
                 }
                 Target::Server(client) => {
                     let cancelled = client.post(&format!("/runs/{}/cancel", segment(&id)?), &json!({})).await?;
-                    (RunView::from_wire(&cancelled), None)
+                    (RunView::from_wire(&cancelled)?, None)
                 }
             };
             if ctx.out.json {
@@ -50,7 +50,7 @@ pub async fn run(command: RunsCommand, ctx: &Context) -> Outcome {
                 Target::Database(db) => RunView::from(&db.store().release_stale_run(&id, stale_after).await?),
                 Target::Server(client) => {
                     let body = json!({ "stale_after_seconds": stale_after.as_secs() });
-                    RunView::from_wire(&client.post(&format!("/runs/{}/release", segment(&id)?), &body).await?)
+                    RunView::from_wire(&client.post(&format!("/runs/{}/release", segment(&id)?), &body).await?)?
                 }
             };
             if ctx.out.json {
@@ -111,7 +111,7 @@ async fn list(ctx: &Context, filters: &RunFilters) -> Outcome {
             let runs = body.get("data").and_then(Value::as_array);
             let runs = runs.ok_or_else(|| Failure::error("the server answered a listing without `data`"))?;
             Page {
-                items: runs.iter().map(RunView::from_wire).collect(),
+                items: runs.iter().map(RunView::from_wire).collect::<Outcome<_>>()?,
                 next_cursor: body.get("next_cursor").and_then(Value::as_str).map(str::to_owned),
             }
         }

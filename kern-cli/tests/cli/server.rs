@@ -33,9 +33,9 @@ fn serve(db: &TestDb) -> String {
     url.recv().expect("the server starts")
 }
 
-/// A server that is not kern's: it answers every request 404 with no body, as a proxy with no
-/// route for it would. Returns its URL.
-fn not_kern() -> String {
+/// A server that is not kern's: it answers every request with `answer` (a status line, and a
+/// JSON body or none). Returns its URL.
+fn not_kern(answer: &'static str) -> String {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let url = format!("http://{}", listener.local_addr().unwrap());
     std::thread::spawn(move || {
@@ -43,8 +43,12 @@ fn not_kern() -> String {
             let Ok(mut stream) = stream else { continue };
             let mut request = [0u8; 4096];
             let _ = std::io::Read::read(&mut stream, &mut request);
-            let answer = b"HTTP/1.1 404 Not Found\r\ncontent-length: 0\r\nconnection: close\r\n\r\n";
-            let _ = std::io::Write::write_all(&mut stream, answer);
+            let (status, body) = answer.split_once('\n').unwrap_or((answer, ""));
+            let response = format!(
+                "HTTP/1.1 {status}\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                body.len()
+            );
+            let _ = std::io::Write::write_all(&mut stream, response.as_bytes());
         }
     });
     url
@@ -104,9 +108,13 @@ async fn approvals_are_decided_through_a_server_as_the_keys_principal() {
         }
         assert_eq!(through(&url, key, &["audit", "verify", "--json"]).json()["ok"], true);
         // A 404 that is not kern's (a proxy's, say) is no verdict on the row.
-        let elsewhere = not_kern();
+        let elsewhere = not_kern("404 Not Found");
         let lost = through(&elsewhere, key, &["approvals", "show", &id]);
         assert!(lost.fails(1).contains("kern server"), "{lost:?}");
+        // Nor is an answer without what kern's server always sends shown as blanks.
+        let elsewhere = not_kern("200 OK\n{\"data\": [{}]}");
+        let blank = through(&elsewhere, key, &["runs", "list", "--json"]);
+        assert!(blank.fails(1).contains("no `run_id`"), "{blank:?}");
         // `--server` on the command line wins over a database in the environment.
         let beside = kern_command()
             .env("KERN_DATABASE_URL", "sqlite://elsewhere.db")
