@@ -4,8 +4,9 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use kern_core::Error;
 use kern_core::store::Store;
-use kern_db::{PostgresDb, SqliteDb};
+use kern_db::{OpenError, PostgresDb, SqliteDb};
 
 use crate::cli::Tables;
 use crate::exit::{Failure, Outcome};
@@ -63,8 +64,8 @@ fn locate(url: &str) -> Outcome<Location<'_>> {
 
 impl Database {
     /// Opens the database at `url`, upgrading its schema when an older build wrote it. A SQLite
-    /// file that does not exist is created only when `create` says so (`migrate`, `serve`):
-    /// for any other command it is a mistyped path.
+    /// file, a schema or tables that do not exist are created only when `create` says so
+    /// (`migrate`, `serve`): for any other command they are a mistyped path or name.
     pub async fn open(url: &str, tables: &Tables, create: bool) -> Outcome<Self> {
         match locate(url)? {
             Location::SqliteFile(path) => {
@@ -76,15 +77,15 @@ impl Database {
                         "no SQLite database at `{path}`: check the path, or create it with `kern migrate`"
                     )));
                 }
-                let builder = with_tables!(SqliteDb::builder().db_file(path), tables);
-                Ok(Database::Sqlite(builder.build().await?))
+                let builder = with_tables!(SqliteDb::builder().db_file(path).create_tables(create), tables);
+                Ok(Database::Sqlite(builder.build().await.map_err(opening)?))
             }
             Location::Postgres(url) => {
-                let mut builder = PostgresDb::builder().url(url).connect_timeout(CONNECT_TIMEOUT);
+                let mut builder = PostgresDb::builder().url(url).connect_timeout(CONNECT_TIMEOUT).create_tables(create);
                 if let Some(schema) = &tables.schema {
                     builder = builder.schema(schema);
                 }
-                Ok(Database::Postgres(with_tables!(builder, tables).build().await?))
+                Ok(Database::Postgres(with_tables!(builder, tables).build().await.map_err(opening)?))
             }
         }
     }
@@ -111,6 +112,17 @@ impl Database {
             Database::Sqlite(db) => db.close().await,
             Database::Postgres(db) => db.close().await,
         }
+    }
+}
+
+/// Why a database did not open: a database without the tables named is a usage error, most
+/// likely a mistyped `--schema` or table name, and says how to create them if they are wanted.
+fn opening(err: Error) -> Failure {
+    match &err {
+        Error::Database(source) if matches!(source.downcast_ref(), Some(OpenError::NoTables { .. })) => {
+            Failure::usage(format!("{source}, or create the tables with `kern migrate`"))
+        }
+        _ => err.into(),
     }
 }
 

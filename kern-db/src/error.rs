@@ -33,6 +33,14 @@ pub enum OpenError {
     /// here: it may hold a password.
     #[error("cannot connect to Postgres: {0}")]
     Postgres(sqlx::Error),
+    /// The database holds no kern tables of the names given, and the builder was told not to
+    /// create them ([`create_tables(false)`](crate::SqliteDbBuilder::create_tables)): a
+    /// mistyped schema or table name, which would otherwise open a new, empty store.
+    #[error("no kern tables {tables} in this database: check the schema and table names")]
+    NoTables {
+        /// The tables looked for, as SQL names them.
+        tables: String,
+    },
 }
 
 impl From<OpenError> for Error {

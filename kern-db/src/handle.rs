@@ -253,8 +253,8 @@ macro_rules! handle {
 }
 pub(crate) use handle;
 
-/// Implements the settings every builder has, on its fields `tables: TableNames` and
-/// `schema_version: Option<i64>`.
+/// Implements the settings every builder has, on its fields `tables: TableNames`,
+/// `create_tables: bool` and `schema_version: Option<i64>`.
 macro_rules! builder {
     ($ty:ty) => {
         impl $ty {
@@ -275,6 +275,17 @@ macro_rules! builder {
             /// The sessions table (default `kern_sessions`).
             pub fn sessions_table(mut self, name: impl Into<String>) -> Self {
                 self.tables.sessions = name.into();
+                self
+            }
+
+            /// Whether opening creates kern's tables where the database has none of the names
+            /// given (default `true`). A program that only reads and decides, such as an
+            /// admin's tool, passes `false`: a mistyped schema or table name is then
+            /// [`OpenError::NoTables`](crate::OpenError::NoTables), with nothing created,
+            /// rather than a new, empty store. Tables an older build wrote are upgraded either
+            /// way.
+            pub fn create_tables(mut self, create: bool) -> Self {
+                self.create_tables = create;
                 self
             }
 

@@ -12,6 +12,7 @@ use sqlx::Connection;
 
 use crate::codec::{self, APPROVAL_COLUMNS, EVENT_INSERT_COLUMNS};
 use crate::driver::{ConnectionPool, Driver, Pools};
+use crate::error::OpenError;
 use crate::layout::{Ident, Layout};
 use crate::stmt::Stmt;
 
@@ -79,6 +80,9 @@ pub(crate) struct Migrator {
     /// Records the version (`$2`) of `scope` (`$1`).
     pub(crate) write_version: String,
     pub(crate) scope: String,
+    /// The approvals, runs and sessions tables, as SQL names them: for the error of a
+    /// database that has none.
+    tables: String,
     migrations: Vec<Migration>,
     /// Reads every approval row, to start its trail.
     select_rows: String,
@@ -102,6 +106,7 @@ impl Migrator {
                  ON CONFLICT (scope) DO UPDATE SET version = excluded.version"
             ),
             scope: layout.scope(),
+            tables: [&layout.approvals, &layout.runs, &layout.sessions].map(|table| layout.qualified(table)).join(", "),
             migrations: vec![
                 Migration::new(1, tables::<DB>(layout)),
                 Migration::new(2, indexes(layout)),
@@ -123,8 +128,10 @@ impl Migrator {
         }
     }
 
-    /// Brings the tables to `target` (at most the build's version) in one transaction.
-    pub(crate) async fn apply<DB: Driver>(&self, pools: &Pools<DB>, target: i64) -> Result<()> {
+    /// Brings the tables to `target` (at most the build's version) in one transaction. Where
+    /// there are none and `create` is false, refuses, and the transaction's rollback leaves
+    /// nothing of its setup behind.
+    pub(crate) async fn apply<DB: Driver>(&self, pools: &Pools<DB>, target: i64, create: bool) -> Result<()> {
         let mut conn = pools.writer.acquire_live().await?;
         let mut tx = conn.begin_with(DB::BEGIN_WRITE).await.map_err(Error::database)?;
         for sql in &self.setup {
@@ -132,6 +139,9 @@ impl Migrator {
         }
         let read = Stmt::new(&self.read_version).bind(self.scope.as_str());
         let current = DB::fetch(&mut tx, &read, codec::version).await?.pop().unwrap_or(0);
+        if current == 0 && !create {
+            return Err(OpenError::NoTables { tables: self.tables.clone() }.into());
+        }
         let pending = self.pending(current, target)?;
         for migration in pending {
             for sql in &migration.statements {

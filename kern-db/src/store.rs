@@ -60,10 +60,16 @@ pub(crate) struct SqlStore<DB: Driver> {
 }
 
 impl<DB: Driver> SqlStore<DB> {
-    /// A store on `pools` with the tables of `layout`, migrated to `target_version`.
-    pub(crate) async fn open(pools: Pools<DB>, layout: &Layout, target_version: i64) -> Result<Self> {
+    /// A store on `pools` with the tables of `layout`, migrated to `target_version`; created
+    /// where missing only if `create_tables` says so.
+    pub(crate) async fn open(
+        pools: Pools<DB>,
+        layout: &Layout,
+        target_version: i64,
+        create_tables: bool,
+    ) -> Result<Self> {
         let migrator = Migrator::new::<DB>(layout);
-        migrator.apply(&pools, target_version).await?;
+        migrator.apply(&pools, target_version, create_tables).await?;
         let queries = Queries::new::<DB>(layout);
         Ok(SqlStore { pools, queries, migrator, waiters: Arc::default(), signal: Arc::default(), feed: None })
     }

@@ -79,6 +79,7 @@ pub enum SqlTarget {
 pub struct Options {
     tables: Option<[&'static str; 3]>,
     schema_version: Option<i64>,
+    existing_tables_only: bool,
 }
 
 impl Options {
@@ -91,6 +92,12 @@ impl Options {
     /// Migrate only up to `version`, as an older build would have.
     pub fn schema_version(mut self, version: i64) -> Self {
         self.schema_version = Some(version);
+        self
+    }
+
+    /// Open only tables that exist (`create_tables(false)`).
+    pub fn existing_tables_only(mut self) -> Self {
+        self.existing_tables_only = true;
         self
     }
 }
@@ -117,7 +124,7 @@ impl SqlTarget {
     pub async fn open(&self, options: Options) -> Result<SqlDb> {
         match self {
             SqlTarget::Sqlite(path) => {
-                let mut builder = SqliteDb::builder().db_file(path);
+                let mut builder = SqliteDb::builder().db_file(path).create_tables(!options.existing_tables_only);
                 if let Some([approvals, runs, sessions]) = options.tables {
                     builder = builder.approvals_table(approvals).runs_table(runs).sessions_table(sessions);
                 }
@@ -127,7 +134,11 @@ impl SqlTarget {
                 builder.build().await.map(SqlDb::Sqlite)
             }
             SqlTarget::Postgres { url, schema } => {
-                let mut builder = PostgresDb::builder().url(url).schema(schema).connect_timeout(CONNECT_TIMEOUT);
+                let mut builder = PostgresDb::builder()
+                    .url(url)
+                    .schema(schema)
+                    .connect_timeout(CONNECT_TIMEOUT)
+                    .create_tables(!options.existing_tables_only);
                 if let Some([approvals, runs, sessions]) = options.tables {
                     builder = builder.approvals_table(approvals).runs_table(runs).sessions_table(sessions);
                 }

@@ -182,6 +182,55 @@ pub async fn stores_with_different_table_names_do_not_share_rows(target: SqlTarg
     }
 }
 
+/// Asserts that `opened` failed for want of tables, naming the approvals table it looked for.
+fn assert_no_tables<T: std::fmt::Debug>(opened: Result<T, Error>, approvals: &str) {
+    let err = opened.unwrap_err();
+    let Error::Database(source) = &err else { panic!("{err:?}") };
+    assert!(
+        matches!(source.downcast_ref(), Some(OpenError::NoTables { tables }) if tables.contains(approvals)),
+        "{err:?}"
+    );
+}
+
+pub async fn a_store_that_may_not_create_tables_opens_only_tables_that_exist(target: SqlTarget) {
+    let existing = || Options::default().existing_tables_only();
+    match &target {
+        SqlTarget::Sqlite(path) => {
+            // No file is no database: refused as a file that cannot be opened, and not created.
+            let err = target.open(existing()).await.unwrap_err();
+            let Error::Database(source) = &err else { panic!("{err:?}") };
+            assert!(matches!(source.downcast_ref(), Some(OpenError::Sqlite { path: p, .. }) if p == path), "{err:?}");
+            assert!(!path.exists(), "no SQLite file is created");
+            // An empty file is a database without tables.
+            std::fs::File::create(path).unwrap();
+        }
+        SqlTarget::Postgres { .. } => {}
+    }
+    // Twice: had the first refusal created anything, the second would open it.
+    for _ in 0..2 {
+        assert_no_tables(target.open(existing()).await, "kern_approvals");
+    }
+    if let SqlTarget::Postgres { .. } = target {
+        let probe = target.raw("CREATE TABLE {t:probe} (x INTEGER)").await;
+        assert!(probe.is_err(), "the Postgres schema was not created");
+    }
+
+    // Tables an older build wrote are upgraded, and then open as they are.
+    target.open(Options::default().schema_version(5)).await.unwrap().close().await;
+    let db = target.open(existing()).await.unwrap();
+    assert_eq!(db.schema_version().await, SCHEMA_VERSION);
+    let row = approval("run-1");
+    create(&*db.store(), &row).await;
+    db.close().await;
+    let db = target.open(existing()).await.unwrap();
+    assert_eq!(stored(&*db.store(), &row.id).await, row);
+    db.close().await;
+
+    // Other names in the same database are not the tables it holds.
+    let other = existing().tables(["other_approvals", "kern_runs", "kern_sessions"]);
+    assert_no_tables(target.open(other).await, "other_approvals");
+}
+
 pub async fn a_bad_table_name_is_refused(target: SqlTarget) {
     for tables in [
         ["kern_approvals; DROP TABLE kern_runs", "runs", "sessions"],

@@ -136,8 +136,13 @@ impl TestDb {
 
     /// Runs `kern <args>` against this database.
     pub fn kern(&self, args: &[&str]) -> Ran {
-        let output = kern_command().args(self.flags()).args(args).output().expect("run kern");
-        Ran::from(output)
+        Self::kern_with(self.flags(), args)()
+    }
+
+    /// What runs `kern <flags> <args>`, as often as called.
+    pub fn kern_with(flags: Vec<String>, args: &[&str]) -> impl Fn() -> Ran {
+        let args: Vec<String> = flags.into_iter().chain(args.iter().map(|arg| arg.to_string())).collect();
+        move || Ran::from(kern_command().args(&args).output().expect("run kern"))
     }
 
     /// Opens the store the binary works on.

@@ -2,7 +2,7 @@
 
 use serde_json::Value;
 
-use crate::harness::{Ran, Running, each_backend, kern_command};
+use crate::harness::{Ran, Running, TestDb, each_backend, kern_command};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn migrate_brings_the_database_to_the_current_schema() {
@@ -10,6 +10,45 @@ async fn migrate_brings_the_database_to_the_current_schema() {
         let migrated = db.kern(&["migrate", "--json"]).json();
         assert_eq!(migrated["schema_version"], kern::db::SCHEMA_VERSION);
         assert!(db.kern(&["migrate"]).ok().contains(&kern::db::SCHEMA_VERSION.to_string()));
+    })
+    .await;
+}
+
+/// A command that only reads or decides finds the tables it is pointed at, or says it found
+/// none: it never creates a new, empty store under a mistyped name, where an admin would see
+/// no rows and a worker would wait forever.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_mistyped_schema_or_table_name_is_refused_not_created() {
+    each_backend(|db| async move {
+        db.kern(&["migrate"]).ok();
+        let mut mistyped = vec![
+            TestDb::kern_with(db.flags(), &["--approvals-table", "kern_aprovals", "approvals", "list"]),
+            TestDb::kern_with(db.flags(), &["--runs-table", "kern_rns", "approvals", "list"]),
+        ];
+        if let TestDb::Postgres { url, .. } = &db {
+            let flags = ["--db", url, "--schema", "kern_typo_schema"].map(String::from).to_vec();
+            mistyped.push(TestDb::kern_with(flags, &["approvals", "list"]));
+        }
+        for run in mistyped {
+            // Twice: had the first created the tables, the second would find them.
+            for _ in 0..2 {
+                let refused = run();
+                let message = refused.fails(2);
+                assert!(message.contains("no kern tables") && message.contains("kern migrate"), "{refused:?}");
+            }
+        }
+        // The names it was pointed at, and `migrate` where the tables are wanted.
+        db.kern(&["approvals", "list"]).ok();
+        let second = [
+            "--approvals-table",
+            "second_approvals",
+            "--runs-table",
+            "second_runs",
+            "--sessions-table",
+            "second_sessions",
+        ];
+        db.kern(&[&second[..], &["migrate"]].concat()).ok();
+        db.kern(&[&second[..], &["approvals", "list"]].concat()).ok();
     })
     .await;
 }

@@ -18,6 +18,7 @@ pub struct PostgresDbBuilder {
     pub(super) idle_timeout: Duration,
     pub(super) schema: String,
     pub(super) tables: TableNames,
+    pub(super) create_tables: bool,
     pub(super) schema_version: Option<i64>,
 }
 
@@ -31,6 +32,7 @@ impl Default for PostgresDbBuilder {
             idle_timeout: Duration::from_secs(10 * 60),
             schema: "public".into(),
             tables: TableNames::default(),
+            create_tables: true,
             schema_version: None,
         }
     }
@@ -46,6 +48,7 @@ impl fmt::Debug for PostgresDbBuilder {
             .field("idle_timeout", &self.idle_timeout)
             .field("schema", &self.schema)
             .field("tables", &self.tables)
+            .field("create_tables", &self.create_tables)
             .finish_non_exhaustive()
     }
 }
@@ -89,7 +92,8 @@ impl PostgresDbBuilder {
         self
     }
 
-    /// The schema the tables live in (default `public`); created if missing.
+    /// The schema the tables live in (default `public`); created if missing, unless the
+    /// builder may not [create tables](Self::create_tables).
     pub fn schema(mut self, schema: impl Into<String>) -> Self {
         self.schema = schema.into();
         self

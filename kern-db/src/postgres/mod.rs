@@ -72,11 +72,12 @@ impl PostgresDb {
 }
 
 impl PostgresDbBuilder {
-    /// Connects, creating the schema and the tables if missing and upgrading tables written by
-    /// an older build. Processes starting at once take turns (an advisory lock).
+    /// Connects, creating the schema and the tables if missing (unless told not to
+    /// [create tables](PostgresDbBuilder::create_tables)) and upgrading tables written by an
+    /// older build. Processes starting at once take turns (an advisory lock).
     ///
     /// Errors: [`Error::Database`] with an [`OpenError`] (a bad name, no URL, an unreachable
-    /// server), [`Error::SchemaTooNew`].
+    /// server, no tables where none may be created), [`Error::SchemaTooNew`].
     pub async fn build(self) -> Result<PostgresDb> {
         let layout = Layout::new(Some(&self.schema), &self.tables)?;
         let url = self.url.ok_or(OpenError::MissingTarget("url"))?;
@@ -88,7 +89,7 @@ impl PostgresDbBuilder {
         let recycling = Recycling { max_lifetime: self.max_lifetime, idle_timeout: self.idle_timeout };
         let lanes = connect_lanes(writing, self.max_connections, self.connect_timeout, recycling).await?;
         let pools = Pools::new(lanes.clone(), lanes.clone());
-        let mut store = SqlStore::open(pools, &layout, version).await?;
+        let mut store = SqlStore::open(pools, &layout, version, self.create_tables).await?;
         if deferring {
             lanes.announce_commits_with(notify::announcement(&layout));
         }

@@ -52,19 +52,33 @@ impl Target {
 }
 
 /// Configures and opens a [`SqliteDb`](super::SqliteDb).
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 #[must_use = "call .build().await to open the database"]
 pub struct SqliteDbBuilder {
     pub(super) target: Option<Target>,
     pub(super) tables: TableNames,
     pub(super) synchronous: Synchronous,
+    pub(super) create_tables: bool,
     pub(super) schema_version: Option<i64>,
+}
+
+impl Default for SqliteDbBuilder {
+    fn default() -> Self {
+        SqliteDbBuilder {
+            target: None,
+            tables: TableNames::default(),
+            synchronous: Synchronous::default(),
+            create_tables: true,
+            schema_version: None,
+        }
+    }
 }
 
 builder!(SqliteDbBuilder);
 
 impl SqliteDbBuilder {
-    /// The database file; created with its directory's permissions if missing.
+    /// The database file; created with its directory's permissions if missing, unless the
+    /// builder may not [create tables](Self::create_tables).
     pub fn db_file(mut self, path: impl Into<PathBuf>) -> Self {
         self.target = Some(Target::File(path.into()));
         self

@@ -68,36 +68,40 @@ impl SqliteDb {
 }
 
 impl SqliteDbBuilder {
-    /// Opens the database, creating the file and the tables if missing and upgrading tables
-    /// written by an older build.
+    /// Opens the database, creating the file and the tables if missing (unless told not to
+    /// [create tables](SqliteDbBuilder::create_tables)) and upgrading tables written by an
+    /// older build.
     ///
     /// Errors: [`Error::Database`] with an [`OpenError`] (a bad table name, no target, a file
-    /// that cannot be opened: the message names it), [`Error::SchemaTooNew`].
+    /// that cannot be opened: the message names it; no tables where none may be created),
+    /// [`Error::SchemaTooNew`].
     pub async fn build(self) -> Result<SqliteDb> {
         let layout = Layout::new(None, &self.tables)?;
         let target = self.target.ok_or(OpenError::MissingTarget("db_file"))?;
         let version = self.schema_version.unwrap_or(SCHEMA_VERSION);
         let opened = async {
             let pools = match &target {
-                Target::File(path) => file_pools(path, self.synchronous).await?,
+                Target::File(path) => file_pools(path, self.synchronous, self.create_tables).await?,
                 Target::Memory => memory_pools().await?,
             };
-            SqlStore::open(pools, &layout, version).await
+            SqlStore::open(pools, &layout, version, self.create_tables).await
         };
         // A file that opens but cannot be written fails only at the first write, creating the
         // schema: name the file in that error too.
         let store = opened.await.map_err(|err| match err {
-            Error::Database(source) => OpenError::Sqlite { path: target.path().to_owned(), source }.into(),
+            Error::Database(source) if !source.is::<OpenError>() => {
+                OpenError::Sqlite { path: target.path().to_owned(), source }.into()
+            }
             other => other,
         })?;
         Ok(SqliteDb { inner: Arc::new(store) })
     }
 }
 
-async fn file_pools(path: &Path, synchronous: Synchronous) -> Result<Pools<Sqlite>> {
+async fn file_pools(path: &Path, synchronous: Synchronous, create: bool) -> Result<Pools<Sqlite>> {
     let options = SqliteConnectOptions::new()
         .filename(path)
-        .create_if_missing(true)
+        .create_if_missing(create)
         .synchronous(synchronous.into())
         .foreign_keys(true)
         .busy_timeout(BUSY_TIMEOUT);
