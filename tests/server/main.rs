@@ -52,6 +52,7 @@ suite! {
     runs::the_row_wins_over_the_callers_answers,
     runs::run_routes_refuse_what_they_cannot_run,
     runs::a_streamed_run_sends_its_events_as_they_happen,
+    runs::a_team_members_run_names_its_team,
     live::an_event_arrives_after_a_resolve_and_resumes_without_loss,
     live::a_runs_status_changes_arrive_as_run_events,
     live::concurrent_resolves_of_one_row_give_one_winner,

@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use axum::http::{Method, StatusCode};
 use kern::db::Store;
+use kern::run::{RunRecord, RunStatus};
 use serde_json::json;
 
 use crate::harness::App;
@@ -156,4 +157,54 @@ pub async fn a_streamed_run_sends_its_events_as_they_happen(store: Arc<dyn Store
     assert!(completed["metrics"]["output_tokens"].as_u64().is_some_and(|tokens| tokens > 0));
     assert_eq!(done.headers["content-type"], "text/event-stream; charset=utf-8");
     assert!(frames.iter().all(|f| f["run_id"] == run_id && f["agent_id"] == "ops"));
+}
+
+/// A team's run and its member's, as a team writes them: each names the team over HTTP, the
+/// member its team run too, in a run's output and in the listing.
+pub async fn a_team_members_run_names_its_team(store: Arc<dyn Store>) {
+    let app = App::new(store.clone()).await;
+    let (paused, _, _) = app.paused_refund("alice").await;
+    let base = store.load_run(&paused).await.unwrap().unwrap();
+    let done = |run: RunRecord| RunRecord {
+        status: RunStatus::Completed,
+        requirements: Vec::new(),
+        approvals: Vec::new(),
+        content: Some("done".into()),
+        ..run
+    };
+    let team = done(RunRecord {
+        run_id: "team-run-1".into(),
+        agent_id: None,
+        team_id: Some("support".into()),
+        member_run_ids: vec!["member-run-1".into()],
+        ..base.clone()
+    });
+    let member = done(RunRecord {
+        run_id: "member-run-1".into(),
+        team_id: Some("support".into()),
+        parent_run_id: Some("team-run-1".into()),
+        ..base.clone()
+    });
+    store.save_runs(&[team, member], &[], &[]).await.unwrap();
+
+    let shown = app.send(Method::GET, "/runs/member-run-1", Some(&app.admin), None).await;
+    assert_eq!(shown.status, StatusCode::OK, "{:?}", shown.body);
+    assert_eq!(
+        (&shown.body["agent_id"], &shown.body["team_id"], &shown.body["parent_run_id"]),
+        (&json!(base.agent_id), &json!("support"), &json!("team-run-1"))
+    );
+    let shown = app.send(Method::GET, "/runs/team-run-1", Some(&app.admin), None).await;
+    assert_eq!((shown.body.get("agent_id"), &shown.body["team_id"]), (None, &json!("support")), "{:?}", shown.body);
+
+    let listed = app.send(Method::GET, "/runs?team_id=support&members=true", Some(&app.admin), None).await;
+    assert_eq!(listed.status, StatusCode::OK, "{:?}", listed.body);
+    let teams: Vec<(&str, &str, Option<&str>)> = listed.body["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|run| (run["run_id"].as_str().unwrap(), run["team_id"].as_str().unwrap(), run["parent_run_id"].as_str()))
+        .collect();
+    assert_eq!(teams.len(), 2, "{teams:?}");
+    assert!(teams.contains(&("member-run-1", "support", Some("team-run-1"))), "{teams:?}");
+    assert!(teams.contains(&("team-run-1", "support", None)), "{teams:?}");
 }
