@@ -95,6 +95,12 @@ pub(crate) trait Driver: Database {
     /// the database announces nothing.
     fn defer_announcements(layout: &Layout) -> Vec<String>;
 
+    /// Makes what [`announce_resolutions`](Self::announce_resolutions) and
+    /// [`announce_events`](Self::announce_events) created do nothing for the store's own
+    /// connections, whose commits the store announces itself (see `postgres::notify`); nothing
+    /// where the database announces nothing.
+    fn client_announcements(layout: &Layout) -> Vec<String>;
+
     /// The column definition of an integer key the database numbers itself, in insert order,
     /// as schema 6 created the trail's table with it.
     const SERIAL_KEY: &'static str;
@@ -156,8 +162,7 @@ pub(crate) trait Driver: Database {
     /// Runs `update`, a compare-and-set with `RETURNING`, and `insert`, an `INSERT .. SELECT`
     /// without `FROM` that takes place only when the update changed a row, atomically (both or
     /// neither) in one call to the database on `conn`, a writer's connection that has just
-    /// answered (see [`Pools::read_on_writer`]), then announces them; returns the update's
-    /// rows decoded.
+    /// answered (see [`Pools::read_on_writer`]); returns the update's rows decoded.
     fn update_then_insert<'c, T: Send + 'c>(
         conn: &'c mut Lane<Self::Connection>,
         update: Stmt<'c>,
@@ -174,16 +179,8 @@ pub(crate) trait Driver: Database {
         decode: Decoder<T>,
     ) -> BoxFuture<'c, Result<Vec<T>>>;
 
-    /// Commits the transaction [`begin`] began on `conn` and, where the connection defers its
-    /// announcements (see `Lane::announcement`), announces what it noted, in the same call.
-    /// Once the commit is done, the announcement's failure is logged, not returned: the commit
-    /// stands.
+    /// Commits the transaction [`begin`] began on `conn`.
     fn commit(conn: &mut Lane<Self::Connection>) -> BoxFuture<'_, Result<()>>;
-
-    /// Announces what the commits on `conn` noted, where the connection defers its
-    /// announcements: after a statement that commits by itself (one more call to the database).
-    /// Its failure is logged, not returned: the statement it follows has committed.
-    fn announce(conn: &mut Lane<Self::Connection>) -> BoxFuture<'_, ()>;
 
     /// Runs `stmts`, which promise what [`write_all`](Self::write_all)'s `independent` does,
     /// and commits the transaction [`begin`] or [`begin_with`](Self::begin_with) began, in as
@@ -248,29 +245,6 @@ pub(crate) async fn roll_back<DB: Driver>(conn: &mut Lane<DB::Connection>) -> Re
     DB::execute_unprepared(conn, "ROLLBACK").await?;
     conn.set_in_transaction(false);
     Ok(())
-}
-
-/// Runs `stmt`, which commits by itself, and announces it (see [`Driver::announce`]); returns
-/// how many rows it changed.
-pub(crate) async fn execute_alone<DB: Driver>(conn: &mut Lane<DB::Connection>, stmt: &Stmt<'_>) -> Result<u64> {
-    let changed = DB::execute(conn, stmt).await?;
-    DB::announce(conn).await;
-    Ok(changed)
-}
-
-/// Runs `stmt`, which commits by itself, and announces it (see [`Driver::announce`]); returns
-/// the rows it returns, decoded. A row that fails to decode was written all the same: only a lost
-/// connection leaves the statement unannounced.
-pub(crate) async fn fetch_alone<DB: Driver, T: Send>(
-    conn: &mut Lane<DB::Connection>,
-    stmt: &Stmt<'_>,
-    decode: Decoder<T>,
-) -> Result<Vec<T>> {
-    let rows = DB::fetch(conn, stmt, decode).await;
-    if !rows.as_ref().is_err_and(DB::connection_lost) {
-        DB::announce(conn).await;
-    }
-    rows
 }
 
 /// Runs `stmts` in one transaction on `conn` (see [`begin`]), a call to the database each: all
@@ -361,17 +335,16 @@ impl<DB: Driver> Pools<DB> {
     /// One writing statement whose `RETURNING` rows are decoded.
     pub(crate) async fn write<T: Send>(&self, stmt: Stmt<'_>, decode: Decoder<T>) -> Result<Vec<T>> {
         let mut conn = self.writer.acquire_live().await?;
-        fetch_alone::<DB, T>(&mut conn, &stmt, decode).await.map(|rows| self.committed(rows))
+        DB::fetch(&mut conn, &stmt, decode).await.map(|rows| self.committed(rows))
     }
 
     pub(crate) async fn execute(&self, stmt: Stmt<'_>) -> Result<u64> {
         let mut conn = self.writer.acquire_live().await?;
-        execute_alone::<DB>(&mut conn, &stmt).await.map(|changed| self.committed(changed))
+        DB::execute(&mut conn, &stmt).await.map(|changed| self.committed(changed))
     }
 
     /// Runs `stmts` as one transaction (see [`Driver::write_all`]). A lone statement is atomic
-    /// by itself and commits without `BEGIN` and `COMMIT`: two calls to the database fewer (its
-    /// announcement, where the connection defers it, takes one: see [`Driver::announce`]).
+    /// by itself and commits without `BEGIN` and `COMMIT`: two calls to the database fewer.
     pub(crate) async fn write_all(&self, mut stmts: Vec<Stmt<'_>>, independent: bool) -> Result<()> {
         match stmts.len() {
             0 => Ok(()),

@@ -12,7 +12,7 @@
 
 use std::fmt;
 use std::ops::{Deref, DerefMut};
-use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use kern_core::{Error, Result};
@@ -55,8 +55,6 @@ struct Inner<C: Connection> {
     timeout: Duration,
     /// The most connections open at once.
     size: usize,
-    /// What announces the commits made on these connections, where they defer it.
-    announcement: OnceLock<Arc<Announcement>>,
     /// When connections are closed for others, if ever.
     recycling: Option<Recycling>,
 }
@@ -70,16 +68,6 @@ pub(crate) struct Recycling {
     pub(crate) max_lifetime: Duration,
     /// The longest a connection is kept idle.
     pub(crate) idle_timeout: Duration,
-}
-
-/// What sends the announcements that the commits on a connection deferred (Postgres, see
-/// `postgres::notify`).
-#[derive(Debug)]
-pub(crate) struct Announcement {
-    /// The statement alone: after a statement that commits by itself.
-    pub(crate) alone: String,
-    /// `COMMIT`, then the statement: one call to the database.
-    pub(crate) with_commit: String,
 }
 
 /// A connection waiting to be lent.
@@ -122,7 +110,6 @@ impl<C: Connection> Lanes<C> {
             keep_open,
             timeout,
             size,
-            announcement: OnceLock::new(),
             recycling,
         };
         Lanes { inner: Arc::new(inner) }
@@ -131,13 +118,6 @@ impl<C: Connection> Lanes<C> {
     /// The most connections open at once.
     pub(crate) fn size(&self) -> usize {
         self.inner.size
-    }
-
-    /// Makes `announcement` follow the commits made on these connections from now on (see
-    /// [`Lane::announcement`]): set once, when the store's tables have what it calls.
-    pub(crate) fn announce_commits_with(&self, announcement: Announcement) {
-        // Set by the open of the store alone, before the lanes are shared: never set already.
-        let _ = self.inner.announcement.set(Arc::new(announcement));
     }
 
     /// Keeps `conn`, opened with the lanes' options, as an idle connection.
@@ -274,11 +254,6 @@ impl<C: Connection> Lane<C> {
     /// cannot be, rolled back before it is lent again.
     pub(crate) fn set_in_transaction(&mut self, in_transaction: bool) {
         self.in_transaction = in_transaction;
-    }
-
-    /// What announces the commits made on this connection, where they defer it.
-    pub(crate) fn announcement(&self) -> Option<Arc<Announcement>> {
-        self.lanes.announcement.get().cloned()
     }
 
     /// Closes the connection and opens another in its place: for one found dead.

@@ -17,7 +17,7 @@ use crate::layout::{Ident, Layout};
 use crate::stmt::Stmt;
 
 /// The schema version this build writes and understands.
-pub const SCHEMA_VERSION: i64 = 11;
+pub const SCHEMA_VERSION: i64 = 12;
 
 /// The first version whose triggers keep a run's session row and its approval rows'
 /// `run_status` in step as the run is saved.
@@ -59,6 +59,13 @@ const LEAN_WRITES_VERSION: i64 = 10;
 /// holds a lock of the whole database until it is on disk, so commits that announced took
 /// turns to flush (see `postgres::notify`).
 pub(crate) const DEFERRED_NOTIFY_VERSION: i64 = 11;
+
+/// The first version whose store connections (Postgres) have their commits announced by the
+/// store itself, after them, rather than by their triggers: a commit then runs no trigger's
+/// bookkeeping and no statement after it, and the announcements of concurrent commits go out
+/// together, as one statement (see `postgres::announce`). Other clients, and sessions of
+/// version 11, announce as before.
+pub(crate) const CLIENT_NOTIFY_VERSION: i64 = 12;
 
 /// One step of the schema.
 #[derive(Debug)]
@@ -119,6 +126,7 @@ impl Migrator {
                 Migration::new(PENDING_COUNT_VERSION, pending_count::<DB>(layout)),
                 Migration::new(LEAN_WRITES_VERSION, lean_writes::<DB>(layout)),
                 Migration::new(DEFERRED_NOTIFY_VERSION, DB::defer_announcements(layout)),
+                Migration::new(CLIENT_NOTIFY_VERSION, DB::client_announcements(layout)),
             ],
             select_rows: format!("SELECT {APPROVAL_COLUMNS} FROM {} ORDER BY id", layout.qualified(&layout.approvals)),
             insert_event: format!(
@@ -543,17 +551,18 @@ mod tests {
         let versions = |current, target| -> Vec<i64> {
             migrator.pending(current, target).unwrap().iter().map(|m| m.version).collect()
         };
-        assert_eq!(versions(0, SCHEMA_VERSION), [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11]);
-        assert_eq!(versions(1, SCHEMA_VERSION), [2, 3, 4, 5, 6, 7, 8, 9, 10, 11]);
-        assert_eq!(versions(2, SCHEMA_VERSION), [3, 4, 5, 6, 7, 8, 9, 10, 11]);
-        assert_eq!(versions(3, SCHEMA_VERSION), [4, 5, 6, 7, 8, 9, 10, 11]);
-        assert_eq!(versions(4, SCHEMA_VERSION), [5, 6, 7, 8, 9, 10, 11]);
-        assert_eq!(versions(5, SCHEMA_VERSION), [6, 7, 8, 9, 10, 11]);
-        assert_eq!(versions(6, SCHEMA_VERSION), [7, 8, 9, 10, 11]);
-        assert_eq!(versions(7, SCHEMA_VERSION), [8, 9, 10, 11]);
-        assert_eq!(versions(8, SCHEMA_VERSION), [9, 10, 11]);
-        assert_eq!(versions(9, SCHEMA_VERSION), [10, 11]);
-        assert_eq!(versions(10, SCHEMA_VERSION), [11]);
+        assert_eq!(versions(0, SCHEMA_VERSION), [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12]);
+        assert_eq!(versions(1, SCHEMA_VERSION), [2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12]);
+        assert_eq!(versions(2, SCHEMA_VERSION), [3, 4, 5, 6, 7, 8, 9, 10, 11, 12]);
+        assert_eq!(versions(3, SCHEMA_VERSION), [4, 5, 6, 7, 8, 9, 10, 11, 12]);
+        assert_eq!(versions(4, SCHEMA_VERSION), [5, 6, 7, 8, 9, 10, 11, 12]);
+        assert_eq!(versions(5, SCHEMA_VERSION), [6, 7, 8, 9, 10, 11, 12]);
+        assert_eq!(versions(6, SCHEMA_VERSION), [7, 8, 9, 10, 11, 12]);
+        assert_eq!(versions(7, SCHEMA_VERSION), [8, 9, 10, 11, 12]);
+        assert_eq!(versions(8, SCHEMA_VERSION), [9, 10, 11, 12]);
+        assert_eq!(versions(9, SCHEMA_VERSION), [10, 11, 12]);
+        assert_eq!(versions(10, SCHEMA_VERSION), [11, 12]);
+        assert_eq!(versions(11, SCHEMA_VERSION), [12]);
         assert_eq!(versions(0, 1), [1]);
         assert_eq!(versions(SCHEMA_VERSION, SCHEMA_VERSION), [] as [i64; 0]);
         assert_eq!(versions(2, 1), [] as [i64; 0]);
@@ -609,6 +618,30 @@ mod tests {
         assert!(postgres[2].starts_with("CREATE FUNCTION \"app\".\"kern_approvals_announce\"() RETURNS void"));
         assert!(postgres[2].contains("pg_notify('app.kern_approvals', id)"), "{}", postgres[2]);
         assert!(postgres[2].contains("pg_notify('app.kern_approvals_events', '')"), "{}", postgres[2]);
+    }
+
+    #[test]
+    fn version_12_lets_the_store_announce_its_own_commits_on_postgres() {
+        let statements = |migrator: Migrator| {
+            migrator.migrations.into_iter().find(|m| m.version == CLIENT_NOTIFY_VERSION).unwrap().statements
+        };
+        assert_eq!(statements(migrator()), Vec::<String>::new());
+
+        let layout = Layout::new(Some("app"), &TableNames::default()).unwrap();
+        let postgres = statements(Migrator::new::<Postgres>(&layout));
+        let deferred = statements_of(&Migrator::new::<Postgres>(&layout), DEFERRED_NOTIFY_VERSION);
+        assert_eq!(postgres.len(), 2);
+        let returns =
+            "BEGIN IF current_setting('kern.defer_announcements', true) = 'client' THEN RETURN NULL; END IF; ";
+        for (statement, of_11) in postgres.iter().zip(&deferred) {
+            // Version 11's function, which first returns in a session whose store announces.
+            assert!(statement.contains(returns), "{statement}");
+            assert_eq!(statement.replacen(returns, "BEGIN ", 1), *of_11);
+        }
+    }
+
+    fn statements_of(migrator: &Migrator, version: i64) -> Vec<String> {
+        migrator.migrations.iter().find(|m| m.version == version).unwrap().statements.clone()
     }
 
     #[test]

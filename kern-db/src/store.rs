@@ -33,7 +33,7 @@ use crate::layout::Layout;
 use crate::queries::{Filter, Queries};
 use crate::schema::Migrator;
 use crate::stmt::Stmt;
-use crate::wake::{self, ResolutionFeed};
+use crate::wake::{self, Announcer, ResolutionFeed, Resolved};
 
 /// Approval rows per `INSERT`. A statement binds at most 32,766 values on SQLite and 65,535 on
 /// Postgres, and sqlx looks up each `$n` of a SQLite statement by a scan of all its names, so
@@ -57,6 +57,9 @@ pub(crate) struct SqlStore<DB: Driver> {
     signal: Arc<TrailSignal>,
     /// Resolutions committed through other handles, where the database announces them.
     feed: Option<Box<dyn ResolutionFeed>>,
+    /// What tells other handles of the commits made through this one, where the database
+    /// carries announcements.
+    announcer: Option<Box<dyn Announcer>>,
 }
 
 impl<DB: Driver> SqlStore<DB> {
@@ -71,7 +74,15 @@ impl<DB: Driver> SqlStore<DB> {
         let migrator = Migrator::new::<DB>(layout);
         migrator.apply(&pools, target_version, create_tables).await?;
         let queries = Queries::new::<DB>(layout);
-        Ok(SqlStore { pools, queries, migrator, waiters: Arc::default(), signal: Arc::default(), feed: None })
+        Ok(SqlStore {
+            pools,
+            queries,
+            migrator,
+            waiters: Arc::default(),
+            signal: Arc::default(),
+            feed: None,
+            announcer: None,
+        })
     }
 
     /// The trail's followers, for a feed to signal.
@@ -89,8 +100,17 @@ impl<DB: Driver> SqlStore<DB> {
         SqlStore { feed: Some(Box::new(feed)), ..self }
     }
 
-    /// Stops the feed and closes the connections; later calls fail.
+    /// This store, telling other handles of its commits through `announcer`.
+    pub(crate) fn with_announcer(self, announcer: impl Announcer + 'static) -> Self {
+        SqlStore { announcer: Some(Box::new(announcer)), ..self }
+    }
+
+    /// Sends what is left to announce, stops the feed and closes the connections; later calls
+    /// fail.
     pub(crate) async fn close(&self) {
+        if let Some(announcer) = &self.announcer {
+            announcer.close().await;
+        }
         if let Some(feed) = &self.feed {
             feed.close().await;
         }
@@ -108,6 +128,14 @@ impl<DB: Driver> SqlStore<DB> {
     pub(crate) async fn set_schema_version(&self, version: i64) -> Result<()> {
         let stmt = Stmt::new(&self.migrator.write_version).bind(self.migrator.scope.as_str()).bind(version);
         self.pools.execute(stmt).await.map(drop)
+    }
+
+    /// Tells other handles of a commit through this one that `resolved` rows (see
+    /// [`Announcer::committed`]), where this store has an announcer.
+    async fn announce(&self, resolved: Resolved) {
+        if let Some(announcer) = &self.announcer {
+            announcer.committed(resolved).await;
+        }
     }
 
     /// [`Store::save_runs`], before the trail's followers are signalled.
@@ -358,6 +386,7 @@ impl<DB: Driver> SqlStore<DB> {
         self.pools.committed(());
         self.waiters.wake_all();
         self.signal.appended();
+        self.announce(Resolved::Any).await;
         Ok(run)
     }
 
@@ -418,6 +447,7 @@ impl<DB: Driver> SqlStore<DB> {
             return Err(Error::RunNotFound(run_id.to_owned()));
         }
         if let Some(run) = self.pools.write(stmt, codec::run).await?.pop() {
+            self.announce(Resolved::Nothing).await;
             return Ok(run);
         }
         let stmt = Stmt::new(&self.queries.run_status).bind(run_id);
@@ -523,6 +553,9 @@ impl<DB: Driver> Store for SqlStore<DB> {
             let saved = self.write_runs(runs, new_approvals, executions).await;
             // Whatever was written (nothing, on an error: a spurious signal costs a read).
             self.signal.appended();
+            if saved.is_ok() {
+                self.announce(Resolved::Nothing).await;
+            }
             saved
         })
     }
@@ -639,6 +672,7 @@ impl<DB: Driver> Store for SqlStore<DB> {
             let row = self.apply_update(id, &update).await?;
             self.waiters.wake(id);
             self.signal.appended();
+            self.announce(Resolved::Rows(vec![id.to_owned()])).await;
             Ok(row)
         })
     }
@@ -675,6 +709,7 @@ impl<DB: Driver> Store for SqlStore<DB> {
             self.pools.committed(());
             self.waiters.wake(id);
             self.signal.appended();
+            self.announce(Resolved::Rows(vec![id.to_owned()])).await;
             Ok(true)
         })
     }
@@ -697,7 +732,7 @@ impl<DB: Driver> Store for SqlStore<DB> {
             begin::<DB>(&mut conn).await?;
             let overdue =
                 DB::fetch(&mut conn, &Stmt::new(&self.queries.overdue_rows).bind(now), codec::approval).await?;
-            let mut expired = 0;
+            let (mut expired, mut withdrew_runs) = (0, false);
             // Runs first, then rows, as every writer that locks both takes them: a row whose
             // expiry cancels its run is expired with the run.
             let cancelling = overdue
@@ -710,22 +745,31 @@ impl<DB: Driver> Store for SqlStore<DB> {
                         .pop();
                 let team_run_id = run.and_then(|run| run.parent_run_id).unwrap_or_else(|| row.run_id.clone());
                 match self.cancel_in(&mut conn, &team_run_id, &Principal::new(SYSTEM_PRINCIPAL), false, now).await {
-                    Ok((_, with_run)) => expired += with_run,
+                    Ok((_, with_run)) => {
+                        expired += with_run;
+                        withdrew_runs = true;
+                    }
                     // A run that is not paused (already cancelled, or held by a continue) is left
                     // to whoever holds it: the continue applies the expiry itself.
                     Err(Error::RunNotPaused { .. } | Error::RunNotFound(_)) => {}
                     Err(error) => return Err(error),
                 }
             }
+            let mut resolved = Vec::new();
             for row in &overdue {
-                expired += u64::from(self.expire(&mut conn, row, now).await?);
+                if self.expire(&mut conn, row, now).await? {
+                    resolved.push(row.id.clone());
+                }
             }
+            expired += resolved.len() as u64;
             commit::<DB>(&mut conn).await?;
             self.pools.committed(());
-            // The sweep does not say which rows it marked: every waiter reads its row again.
             if expired > 0 {
+                // Every waiter of this handle reads its row again; other handles are told the
+                // rows, unless runs were cancelled with rows the sweep does not name.
                 self.waiters.wake_all();
                 self.signal.appended();
+                self.announce(if withdrew_runs { Resolved::Any } else { Resolved::Rows(resolved) }).await;
             }
             Ok(expired)
         })
@@ -743,11 +787,15 @@ impl<DB: Driver> Store for SqlStore<DB> {
                 return Err(Error::ApprovalNotFound(id.to_owned()));
             }
             let row = self.apply_decision(id, principal, &decision).await?;
-            if row.status.is_resolved() {
+            let resolved = if row.status.is_resolved() {
                 self.waiters.wake(id);
-            }
+                Resolved::Rows(vec![id.to_owned()])
+            } else {
+                Resolved::Nothing
+            };
             // A vote that leaves the row pending is on the trail too.
             self.signal.appended();
+            self.announce(resolved).await;
             Ok(row)
         })
     }

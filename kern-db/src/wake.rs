@@ -2,8 +2,9 @@
 //!
 //! A resolution made through the waiter's own handle (any clone) wakes it at once: the store
 //! wakes the row's waiters after each write. One made through another handle, in this process
-//! or another, reaches it through a [`ResolutionFeed`] where the database announces commits
-//! (Postgres), and otherwise by polling (SQLite, whose processes share nothing but the file).
+//! or another, reaches it through a [`ResolutionFeed`] where the database carries announcements
+//! (Postgres), which each handle's [`Announcer`] sends after its commits, and otherwise by
+//! polling (SQLite, whose processes share nothing but the file).
 
 use std::fmt::Debug;
 use std::time::Duration;
@@ -22,8 +23,8 @@ const POLL_INTERVAL_FEED_DOWN: Duration = Duration::from_secs(1);
 
 /// How often a waiter reads its row while its store's feed is up. A feed loses announcements
 /// only on a connection that died with no sign (a half-open TCP link shows nothing until written
-/// to), or when a writer's link fails between its commit and the announcement that follows it
-/// (see `postgres::notify`); this bounds the delay then, at a read a minute.
+/// to), or when an [`Announcer`] fails to send the announcement that follows a commit; this
+/// bounds the delay then, at a read a minute.
 const RECHECK_INTERVAL_FEED_UP: Duration = Duration::from_secs(60);
 
 /// The resolutions committed through any handle on a store's tables, announced as they happen.
@@ -38,6 +39,29 @@ pub(crate) trait ResolutionFeed: Debug + Send + Sync {
     fn announces_events(&self) -> bool;
 
     /// Stops the feed for good: the store is closing.
+    fn close(&self) -> BoxFuture<'_, ()>;
+}
+
+/// What a commit resolved (or deleted), for the waiters of other handles.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Resolved {
+    /// No row: the commit wrote runs, events or votes only.
+    Nothing,
+    /// These rows.
+    Rows(Vec<String>),
+    /// Rows the commit does not name: every waiter reads its row again.
+    Any,
+}
+
+/// Tells other handles, in any process, of the commits made through this one, where the
+/// database carries such news.
+pub(crate) trait Announcer: Debug + Send + Sync {
+    /// Announces a commit: that the trail or the runs changed, and which rows it `resolved`.
+    /// Returns once the announcement is sent; one that fails is logged, not returned, since the
+    /// commit stands (waiters find it at their next read, see [`RECHECK_INTERVAL_FEED_UP`]).
+    fn committed(&self, resolved: Resolved) -> BoxFuture<'_, ()>;
+
+    /// Sends what is left to send and stops for good: the store is closing.
     fn close(&self) -> BoxFuture<'_, ()>;
 }
 

@@ -2,7 +2,6 @@
 //! and the SQL in which Postgres differs.
 
 use chrono::{DateTime, Utc};
-use futures_util::{StreamExt, TryStreamExt};
 use kern_core::{BoxFuture, Error, Result};
 use serde::Serialize;
 use serde_json::Value;
@@ -16,7 +15,7 @@ use sqlx::types::Json;
 use sqlx::{Connection, Decode, Encode, Executor, Postgres, Row, Type};
 
 use super::notify;
-use crate::driver::{ConnectionPool, Driver, begin, commit, execute_alone, fetch_alone, transaction};
+use crate::driver::{ConnectionPool, Driver, begin, commit, transaction};
 use crate::lanes::{Lane, Lanes};
 use crate::layout::{Ident, Layout};
 use crate::stmt::{Columns, Decoder, Param, Stmt, bound, chain, corrupt, join};
@@ -153,6 +152,10 @@ impl Driver for Postgres {
         notify::deferred_triggers(layout)
     }
 
+    fn client_announcements(layout: &Layout) -> Vec<String> {
+        notify::client_triggers(layout)
+    }
+
     const SERIAL_KEY: &'static str = "BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY";
 
     /// An identity column's sequence is an object of its own, logged once per 32 values.
@@ -217,8 +220,7 @@ impl Driver for Postgres {
 
     /// Postgres runs one parameterized statement per call. Independent statements become one
     /// (`WITH s0 AS (..), s1 AS (..) last`), atomic by itself: one round trip where a
-    /// transaction takes one per statement plus `BEGIN` and `COMMIT` (and one more for its
-    /// announcement, where the connection defers it).
+    /// transaction takes one per statement plus `BEGIN` and `COMMIT`.
     fn write_all<'a>(
         writer: &'a Lanes<PgConnection>,
         stmts: Vec<Stmt<'a>>,
@@ -242,7 +244,7 @@ impl Driver for Postgres {
             if is_transaction(&stmts, independent) {
                 return transaction::<Postgres>(conn, &stmts).await;
             }
-            execute_alone::<Postgres>(conn, &one_statement(stmts)).await.map(drop)
+            Self::execute(conn, &one_statement(stmts)).await.map(drop)
         })
     }
 
@@ -259,7 +261,7 @@ impl Driver for Postgres {
             let stmt = join(update, insert, |update, insert| {
                 format!("WITH changed AS ({update}), appended AS ({insert} FROM changed) SELECT * FROM changed")
             });
-            fetch_alone::<Postgres, T>(conn, &stmt, decode).await
+            Self::fetch(conn, &stmt, decode).await
         })
     }
 
@@ -293,34 +295,8 @@ impl Driver for Postgres {
         })
     }
 
-    /// Where the connection defers its announcements, `COMMIT` and the announcement go as one
-    /// text, which Postgres runs as two transactions: the second changes no data, so it commits
-    /// without waiting for the disk (see `notify`).
     fn commit(conn: &mut Lane<PgConnection>) -> BoxFuture<'_, Result<()>> {
-        Box::pin(async move {
-            let Some(announcement) = conn.announcement() else {
-                return Self::execute_unprepared(conn, "COMMIT").await;
-            };
-            let mut results = conn.fetch_many(sqlx::raw_sql(&announcement.with_commit));
-            // The `COMMIT`'s outcome comes first.
-            results.try_next().await.map_err(Error::database)?;
-            // Read to the end, which leaves the connection ready for the next statement.
-            while let Some(result) = results.next().await {
-                if let Err(err) = result {
-                    tracing::warn!(error = %err, "a commit was not announced: other processes' waiters will find it late");
-                }
-            }
-            Ok(())
-        })
-    }
-
-    fn announce(conn: &mut Lane<PgConnection>) -> BoxFuture<'_, ()> {
-        Box::pin(async move {
-            let Some(announcement) = conn.announcement() else { return };
-            if let Err(err) = Self::execute_unprepared(conn, &announcement.alone).await {
-                tracing::warn!(error = %err, "a commit was not announced: other processes' waiters will find it late");
-            }
-        })
+        Self::execute_unprepared(conn, "COMMIT")
     }
 
     /// The link failed, or the server ended the session (SQLSTATE class 08, connection

@@ -4,6 +4,7 @@
 //! ([`driver`]), and the announcements of resolutions between processes ([`notify`]); its
 //! connections are [`Lanes`].
 
+mod announce;
 mod builder;
 mod driver;
 mod notify;
@@ -16,6 +17,7 @@ use kern_core::{Error, Result};
 use sqlx::postgres::{PgConnectOptions, PgConnection};
 use sqlx::{ConnectOptions, Connection, Postgres};
 
+use self::announce::ClientAnnouncer;
 pub use self::builder::PostgresDbBuilder;
 use self::notify::Listener;
 use crate::driver::{Driver, Pools};
@@ -23,7 +25,7 @@ use crate::error::OpenError;
 use crate::handle::handle;
 use crate::lanes::{Lanes, Recycling};
 use crate::layout::{Ident, Layout};
-use crate::schema::{DEFERRED_NOTIFY_VERSION, EVENT_NOTIFY_VERSION, RESOLUTION_NOTIFY_VERSION, SCHEMA_VERSION};
+use crate::schema::{CLIENT_NOTIFY_VERSION, EVENT_NOTIFY_VERSION, RESOLUTION_NOTIFY_VERSION, SCHEMA_VERSION};
 use crate::store::SqlStore;
 
 /// How long to wait before trying an unreachable server again, while opening.
@@ -83,15 +85,17 @@ impl PostgresDbBuilder {
         let url = self.url.ok_or(OpenError::MissingTarget("url"))?;
         let options = PgConnectOptions::from_str(&url).map_err(OpenError::Postgres)?;
         let version = self.schema_version.unwrap_or(SCHEMA_VERSION);
-        let deferring = version >= DEFERRED_NOTIFY_VERSION;
+        // From the version whose triggers let it, the store announces its own commits.
+        let announcing = version >= CLIENT_NOTIFY_VERSION;
         let writing = options.clone();
-        let writing = if deferring { writing.options([(notify::DEFER_SETTING, "on")]) } else { writing };
+        let writing =
+            if announcing { writing.options([(notify::DEFER_SETTING, notify::CLIENT_ANNOUNCES)]) } else { writing };
         let recycling = Recycling { max_lifetime: self.max_lifetime, idle_timeout: self.idle_timeout };
         let lanes = connect_lanes(writing, self.max_connections, self.connect_timeout, recycling).await?;
         let pools = Pools::new(lanes.clone(), lanes.clone());
         let mut store = SqlStore::open(pools, &layout, version, self.create_tables).await?;
-        if deferring {
-            lanes.announce_commits_with(notify::announcement(&layout));
+        if announcing {
+            store = store.with_announcer(ClientAnnouncer::new(options.clone(), self.connect_timeout, &layout));
         }
         // Older tables have no trigger to announce resolutions, or the trail's growth: their
         // waiters, or the trail's followers, poll.

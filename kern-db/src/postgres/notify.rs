@@ -12,14 +12,16 @@
 //! A transaction that sends a notification takes a lock of the whole database as it commits and
 //! holds it until its commit is on disk: commits that announce wait for each other's flush, where
 //! others share one. From [`DEFERRED_NOTIFY_VERSION`](crate::schema::DEFERRED_NOTIFY_VERSION) the
-//! store's connections say, as they open, that they defer their announcements (a setting of the
-//! session, [`DEFER_SETTING`]): their triggers then only [note](deferred_triggers) what to
-//! announce, in settings of the session (which a rollback undoes), and each commit is followed by
-//! the [`announcement`] statement, which sends the notes: in the same call as a `COMMIT`, or in
-//! one more after a statement that commits by itself. That statement is a transaction of its own
-//! which changes no data, so Postgres commits it without waiting for the disk: it holds the lock
-//! for no flush, while every commit of data still waits for its own. Every other client's
-//! writes, whose sessions say nothing, announce as before.
+//! store's connections said, as they opened, that they defer their announcements (a setting of
+//! the session, [`DEFER_SETTING`]): their triggers then only [note](deferred_triggers) what to
+//! announce, in settings of the session (which a rollback undoes), and each commit was followed
+//! by a statement that sent the notes, a transaction of its own which changes no data and so
+//! commits without waiting for the disk. From
+//! [`CLIENT_NOTIFY_VERSION`](crate::schema::CLIENT_NOTIFY_VERSION) the store's connections say
+//! that the store announces their commits itself ([`CLIENT_ANNOUNCES`]): their triggers do
+//! nothing ([`client_triggers`]), and the store's announcer sends what its commits did (see
+//! [`announce`](super::announce)). Every other client's writes, whose sessions say nothing,
+//! announce as they commit.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -32,7 +34,6 @@ use sqlx::postgres::{PgConnectOptions, PgListener, PgPool, PgPoolOptions};
 use tokio::runtime::Handle;
 use tokio::task::AbortHandle;
 
-use crate::lanes::Announcement;
 use crate::layout::{Ident, Layout};
 use crate::wake::ResolutionFeed;
 
@@ -40,7 +41,7 @@ use crate::wake::ResolutionFeed;
 const MAX_CHANNEL_LEN: usize = 63;
 
 /// Postgres refuses a `NOTIFY` payload of this many bytes or more.
-const MAX_NOTIFY_PAYLOAD: usize = 8000;
+pub(super) const MAX_NOTIFY_PAYLOAD: usize = 8000;
 
 /// The first wait after a failed connection; each failure in a row doubles it up to
 /// [`RETRY_MAX`]. A restarted server is back within a second or two, and one that stays away is
@@ -145,9 +146,15 @@ fn notify_row(channel: &str) -> String {
     )
 }
 
-/// The setting of a session that makes its triggers note what to announce rather than announce
-/// it (see [`deferred_triggers`]): `on` in the store's connections.
+/// The setting of a session that changes what its triggers do: `on` (version 11's store
+/// connections) makes them note what to announce, for the session to send later (see
+/// [`deferred_triggers`]); [`CLIENT_ANNOUNCES`] (from version 12) makes them do nothing.
 pub(super) const DEFER_SETTING: &str = "kern.defer_announcements";
+
+/// The value of [`DEFER_SETTING`] in the store's connections from version 12: their triggers
+/// announce nothing, and the store announces its commits itself
+/// ([`ClientAnnouncer`](super::announce::ClientAnnouncer)).
+pub(super) const CLIENT_ANNOUNCES: &str = "client";
 
 /// The most row ids a session notes before it notes instead that any row may have been
 /// resolved: each note rewrites the list, so a sweep of thousands of rows would cost the square
@@ -168,24 +175,60 @@ fn announce_function(layout: &Layout) -> String {
 }
 
 /// Version 11: the functions of [`trigger`] and [`event_trigger`] replaced by ones that, in a
-/// session that defers its announcements ([`DEFER_SETTING`]), note what they would announce,
-/// and announce as before in any other; and the function that sends the notes and clears them.
-/// A session may keep notes it has not sent, when its announcement fails or its caller stops
-/// waiting before it: the next one on it sends them.
+/// session that defers its announcements ([`DEFER_SETTING`] `on`), note what they would
+/// announce, and announce as before in any other; and the function that sends the notes and
+/// clears them. A session may keep notes it has not sent, when its announcement fails or its
+/// caller stops waiting before it: the next one on it sends them.
 pub(super) fn deferred_triggers(layout: &Layout) -> Vec<String> {
+    let (rows, trail) = notes(layout);
+    let (rows, trail) = (string_literal(&rows), string_literal(&trail));
+    let announce = announce_function(layout);
+    let (resolutions, events) = (string_literal(&channel(layout)), string_literal(&events_channel(layout)));
+    let mut statements = Vec::from(trigger_functions(layout, ""));
+    statements.push(format!(
+        "CREATE FUNCTION {announce}() RETURNS void LANGUAGE plpgsql AS $$ \
+         DECLARE noted text := coalesce(current_setting({rows}, true), ''); \
+         grew text := coalesce(current_setting({trail}, true), ''); BEGIN \
+         IF noted = '*' THEN \
+         PERFORM pg_notify({resolutions}, ''); \
+         ELSIF noted <> '' THEN \
+         PERFORM pg_notify({resolutions}, id) FROM jsonb_array_elements_text(noted::jsonb) AS listed(id); \
+         END IF; \
+         IF grew <> '' THEN PERFORM pg_notify({events}, ''); END IF; \
+         PERFORM set_config({rows}, '', false), set_config({trail}, '', false); \
+         END $$"
+    ));
+    statements
+}
+
+/// Version 12: the functions of [`deferred_triggers`] replaced by ones that first return, doing
+/// nothing, in a session whose store announces its commits itself ([`CLIENT_ANNOUNCES`]): its
+/// commits no longer run the notes' bookkeeping nor a statement to send them. Sessions of
+/// version 11 (a process not yet upgraded) note and send as before; any other client's
+/// writes announce as they commit.
+pub(super) fn client_triggers(layout: &Layout) -> Vec<String> {
+    let setting = string_literal(DEFER_SETTING);
+    let client = format!("IF current_setting({setting}, true) = '{CLIENT_ANNOUNCES}' THEN RETURN NULL; END IF;");
+    trigger_functions(layout, &client).into()
+}
+
+/// The functions of [`trigger`] and [`event_trigger`] that note what they would announce in a
+/// session that defers its announcements, and announce in any other, their bodies starting with
+/// `first`.
+fn trigger_functions(layout: &Layout, first: &str) -> [String; 2] {
     let (rows, trail) = notes(layout);
     let (rows, trail) = (string_literal(&rows), string_literal(&trail));
     let resolved = layout.qualified(&layout.approvals.suffixed("_on_resolve"));
     let grew = layout.qualified(&layout.events().suffixed("_on_insert"));
-    let announce = announce_function(layout);
     let (resolutions, events) = (string_literal(&channel(layout)), string_literal(&events_channel(layout)));
     let deferred = format!("coalesce(current_setting({}, true), '') = 'on'", string_literal(DEFER_SETTING));
     let (unless_resolved, notify) = (unless_leaving_pending(), notify_row(&resolutions));
-    vec![
+    let first = if first.is_empty() { String::new() } else { format!("{first} ") };
+    [
         format!(
             "CREATE OR REPLACE FUNCTION {resolved}() RETURNS trigger LANGUAGE plpgsql AS $$ \
              DECLARE noted text; BEGIN \
-             {unless_resolved} \
+             {first}{unless_resolved} \
              IF NOT {deferred} THEN {notify} RETURN NULL; END IF; \
              noted := coalesce(current_setting({rows}, true), ''); \
              IF noted = '*' THEN RETURN NULL; \
@@ -198,30 +241,11 @@ pub(super) fn deferred_triggers(layout: &Layout) -> Vec<String> {
         ),
         format!(
             "CREATE OR REPLACE FUNCTION {grew}() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN \
-             IF {deferred} THEN PERFORM set_config({trail}, 'grew', false); \
+             {first}IF {deferred} THEN PERFORM set_config({trail}, 'grew', false); \
              ELSE PERFORM pg_notify({events}, ''); END IF; \
              RETURN NULL; END $$"
         ),
-        format!(
-            "CREATE FUNCTION {announce}() RETURNS void LANGUAGE plpgsql AS $$ \
-             DECLARE noted text := coalesce(current_setting({rows}, true), ''); \
-             grew text := coalesce(current_setting({trail}, true), ''); BEGIN \
-             IF noted = '*' THEN \
-             PERFORM pg_notify({resolutions}, ''); \
-             ELSIF noted <> '' THEN \
-             PERFORM pg_notify({resolutions}, id) FROM jsonb_array_elements_text(noted::jsonb) AS listed(id); \
-             END IF; \
-             IF grew <> '' THEN PERFORM pg_notify({events}, ''); END IF; \
-             PERFORM set_config({rows}, '', false), set_config({trail}, '', false); \
-             END $$"
-        ),
     ]
-}
-
-/// What sends the notes of a session on `layout`'s tables (see [`deferred_triggers`]).
-pub(super) fn announcement(layout: &Layout) -> Announcement {
-    let alone = format!("SELECT {}()", announce_function(layout));
-    Announcement { with_commit: format!("COMMIT; {alone}"), alone }
 }
 
 /// `text` as an SQL string literal.
@@ -454,8 +478,9 @@ mod tests {
     use super::*;
     use crate::PostgresDb;
     use crate::layout::TableNames;
+    use crate::postgres::announce::MAX_ANNOUNCED_ROWS;
     use crate::postgres::tests::on_fresh_schema;
-    use crate::schema::DEFERRED_NOTIFY_VERSION;
+    use crate::schema::CLIENT_NOTIFY_VERSION;
 
     fn layout(schema: &str, approvals: &str) -> Layout {
         let tables = TableNames { approvals: approvals.into(), ..TableNames::default() };
@@ -596,14 +621,21 @@ mod tests {
             .unwrap()
     }
 
+    /// `UPDATE`s row `id` of `approvals` to approved, as a client other than kern would.
+    fn resolve_sql(approvals: &str, id: &str) -> String {
+        format!(
+            "UPDATE {approvals} SET status = 'approved', resolved_by = 'admin', resolved_at = now() WHERE id = '{id}'"
+        )
+    }
+
     #[tokio::test]
-    async fn the_trigger_announces_rows_that_leave_pending_or_are_deleted() {
+    async fn rows_that_leave_pending_or_are_deleted_are_announced_by_the_store_and_by_the_trigger() {
         on_fresh_schema(|url, schema| async move {
-            let (db, _, mut listener) = open_listening(&url, &schema).await;
+            let (db, layout, mut listener) = open_listening(&url, &schema).await;
             let (resolved, deleted, expiring, untouched) = (approval("a"), approval("b"), approval("c"), approval("d"));
             let expiring = Approval { expires_at: Some(kern_core::now()), ..expiring };
             let mut paused = run("run-1");
-            let rows = [resolved.clone(), deleted.clone(), expiring, untouched];
+            let rows = [resolved.clone(), deleted.clone(), expiring, untouched, approval("e")];
             db.save_runs(std::slice::from_ref(&paused), &rows, &[]).await.unwrap();
 
             // Neither a run-status update (the run's save sets it on its rows) nor a second
@@ -614,92 +646,131 @@ mod tests {
             db.update_approval(&resolved.id, ApprovalUpdate::reject("admin")).await.unwrap_err();
             db.delete_approval(&deleted.id).await.unwrap();
             assert_eq!(db.expire_approvals(kern_core::now()).await.unwrap(), 1);
+            // Another client's write, which its trigger announces.
+            let mut session = PgConnection::connect(&url).await.unwrap();
+            raw(&mut session, &resolve_sql(&layout.qualified(&layout.approvals), "e")).await;
 
             let mut announced = Vec::new();
-            for _ in 0..3 {
+            for _ in 0..4 {
                 announced.push(listener.recv().await.unwrap().payload().to_owned());
             }
-            assert_eq!(announced, ["a", "b", "c"]);
+            assert_eq!(announced, ["a", "b", "c", "e"]);
             db.close().await;
         })
         .await;
     }
 
     #[tokio::test]
-    async fn a_deferring_session_announces_its_commits_when_told_and_never_its_rollbacks() {
+    async fn a_session_announces_as_its_version_says_and_never_its_rollbacks() {
         on_fresh_schema(|url, schema| async move {
             let (db, layout, mut listener) = open_listening(&url, &schema).await;
-            let ids = ["deferred", "rolled-back", "outside", "marker-1", "marker-2"];
-            let rows = ids.map(approval);
-            db.save_runs(&[run("run-1")], &rows, &[]).await.unwrap();
-
-            // A session writing as the store's connections do, then as any other client does.
-            let Announcement { alone: announce, .. } = announcement(&layout);
+            let ids = ["client", "deferred", "rolled-back", "outside", "marker-1", "marker-2", "marker-3"];
+            db.save_runs(&[run("run-1")], &ids.map(approval), &[]).await.unwrap();
             let approvals = layout.qualified(&layout.approvals);
-            let resolve = |id: &str| {
-                format!("UPDATE {approvals} SET status = 'approved', resolved_by = 'admin', resolved_at = now() WHERE id = '{id}'")
-            };
+            let resolve = |id: &str| resolve_sql(&approvals, id);
             let mut session = PgConnection::connect(&url).await.unwrap();
+
+            // A session whose store announces itself: its trigger announces nothing. Had it,
+            // the announcement would come before the store's own.
+            raw(&mut session, &format!("SET {DEFER_SETTING} = '{CLIENT_ANNOUNCES}'")).await;
+            raw(&mut session, &resolve("client")).await;
+            db.update_approval("marker-1", ApprovalUpdate::approve("admin")).await.unwrap();
+            assert_eq!(listener.recv().await.unwrap().payload(), "marker-1");
+
+            // A session of version 11 (a process not yet upgraded) notes what it commits, and
+            // sends it when told; what it rolled back, never.
             raw(&mut session, &format!("SET {DEFER_SETTING} = 'on'")).await;
             raw(&mut session, &format!("BEGIN; {}; COMMIT", resolve("deferred"))).await;
             raw(&mut session, &format!("BEGIN; {}; ROLLBACK", resolve("rolled-back"))).await;
-            raw(&mut session, &format!("RESET {DEFER_SETTING}")).await;
-
-            // Announcements arrive in the order of their commits: had the deferring transaction
-            // announced itself, it would come before the store's own.
-            db.update_approval("marker-1", ApprovalUpdate::approve("admin")).await.unwrap();
-            assert_eq!(listener.recv().await.unwrap().payload(), "marker-1");
-            // A writer that does not defer announces as it commits.
-            raw(&mut session, &resolve("outside")).await;
-            assert_eq!(listener.recv().await.unwrap().payload(), "outside");
-            // The session kept its note across the commit, and the rollback undid the other:
-            // the call that follows a `COMMIT` sends the one, and never the other.
-            raw(&mut session, &announce).await;
-            assert_eq!(listener.recv().await.unwrap().payload(), "deferred");
-            // Sent notes are cleared.
-            raw(&mut session, &announce).await;
             db.update_approval("marker-2", ApprovalUpdate::approve("admin")).await.unwrap();
             assert_eq!(listener.recv().await.unwrap().payload(), "marker-2");
+            let send_notes = format!("SELECT {}()", announce_function(&layout));
+            raw(&mut session, &send_notes).await;
+            assert_eq!(listener.recv().await.unwrap().payload(), "deferred");
+
+            // A writer that says nothing announces as it commits.
+            raw(&mut session, &format!("RESET {DEFER_SETTING}")).await;
+            raw(&mut session, &resolve("outside")).await;
+            assert_eq!(listener.recv().await.unwrap().payload(), "outside");
+            // Sent notes are cleared.
+            raw(&mut session, &send_notes).await;
+            db.update_approval("marker-3", ApprovalUpdate::approve("admin")).await.unwrap();
+            assert_eq!(listener.recv().await.unwrap().payload(), "marker-3");
             db.close().await;
         })
         .await;
     }
 
     #[tokio::test]
-    async fn the_store_defers_its_announcements_from_version_11() {
+    async fn the_store_announces_its_own_commits_from_version_12() {
         on_fresh_schema(|url, schema| async move {
-            let deferring = |db: PostgresDb| async move {
+            let setting = |db: PostgresDb| async move {
                 let sql = format!("SELECT current_setting('{DEFER_SETTING}', true)");
                 let mut conn = db.inner.pools.writer.acquire_lane().await.unwrap();
                 let setting: Option<String> = sqlx::query_scalar(&sql).fetch_one(&mut *conn).await.unwrap();
                 drop(conn);
                 db.close().await;
-                setting.as_deref() == Some("on")
+                setting
             };
             let builder = PostgresDb::builder().url(&url).schema(&schema);
-            let older = builder.clone().__schema_version(DEFERRED_NOTIFY_VERSION - 1).build().await.unwrap();
-            assert!(!deferring(older).await, "a build of version 10 announces as it commits");
-            assert!(deferring(builder.build().await.unwrap()).await);
+            let older = builder.clone().__schema_version(CLIENT_NOTIFY_VERSION - 1).build().await.unwrap();
+            assert_eq!(setting(older).await, None, "a build of version 11 leaves its triggers to announce");
+            assert_eq!(setting(builder.build().await.unwrap()).await.as_deref(), Some(CLIENT_ANNOUNCES));
         })
         .await;
     }
 
     #[tokio::test]
-    async fn a_sweep_of_more_rows_than_a_session_notes_wakes_every_waiter_once() {
+    async fn a_sweep_names_its_rows_and_past_an_announcements_limit_wakes_every_waiter_once() {
         on_fresh_schema(|url, schema| async move {
             let (db, _, mut listener) = open_listening(&url, &schema).await;
             let now = kern_core::now();
-            let mut rows: Vec<Approval> = (0..=MAX_NOTED_ROWS)
-                .map(|n| Approval { expires_at: Some(now), ..approval(&format!("expiring-{n}")) })
-                .collect();
-            rows.push(approval("marker"));
-            db.save_runs(&[run("run-1")], &rows, &[]).await.unwrap();
+            let expiring = |n: usize| Approval { expires_at: Some(now), ..approval(&format!("expiring-{n}")) };
+            db.save_runs(&[run("run-1")], &[expiring(0), expiring(1)], &[]).await.unwrap();
+            assert_eq!(db.expire_approvals(now).await.unwrap(), 2);
+            assert_eq!(listener.recv().await.unwrap().payload(), "expiring-0");
+            assert_eq!(listener.recv().await.unwrap().payload(), "expiring-1");
 
-            assert_eq!(db.expire_approvals(now).await.unwrap(), (MAX_NOTED_ROWS + 1) as u64);
+            let mut rows: Vec<Approval> = (2..=MAX_ANNOUNCED_ROWS + 2).map(expiring).collect();
+            rows.push(approval("marker"));
+            db.save_runs(&[], &rows, &[]).await.unwrap();
+            assert_eq!(db.expire_approvals(now).await.unwrap(), (MAX_ANNOUNCED_ROWS + 1) as u64);
             db.update_approval("marker", ApprovalUpdate::approve("admin")).await.unwrap();
             // An empty payload, which wakes every waiter, then the next commit's row alone.
             assert_eq!(listener.recv().await.unwrap().payload(), "");
             assert_eq!(listener.recv().await.unwrap().payload(), "marker");
+            db.close().await;
+        })
+        .await;
+    }
+
+    /// Commits that end while an announcement is on its way are announced together: none is
+    /// lost, each named once.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn concurrent_commits_are_each_announced() {
+        on_fresh_schema(|url, schema| async move {
+            let (db, _, mut listener) = open_listening(&url, &schema).await;
+            let ids: Vec<String> = (0..40).map(|n| format!("row-{n}")).collect();
+            let rows: Vec<Approval> = ids.iter().map(|id| approval(id)).collect();
+            db.save_runs(&[run("run-1")], &rows, &[]).await.unwrap();
+            let decisions: Vec<_> = ids
+                .iter()
+                .map(|id| {
+                    let (db, id) = (db.clone(), id.clone());
+                    tokio::spawn(async move { db.update_approval(&id, ApprovalUpdate::approve("admin")).await })
+                })
+                .collect();
+            for decision in decisions {
+                decision.await.unwrap().unwrap();
+            }
+            let mut announced = Vec::new();
+            for _ in &ids {
+                announced.push(listener.recv().await.unwrap().payload().to_owned());
+            }
+            announced.sort();
+            let mut expected = ids.clone();
+            expected.sort();
+            assert_eq!(announced, expected);
             db.close().await;
         })
         .await;

@@ -94,6 +94,10 @@ impl Driver for Sqlite {
         Vec::new()
     }
 
+    fn client_announcements(_layout: &Layout) -> Vec<String> {
+        Vec::new()
+    }
+
     const SERIAL_KEY: &'static str = "INTEGER PRIMARY KEY AUTOINCREMENT";
 
     /// The table's `rowid`, without the sequence table `AUTOINCREMENT` rewrites at each insert
@@ -237,13 +241,8 @@ impl Driver for Sqlite {
         })
     }
 
-    /// SQLite announces nothing, so defers nothing.
     fn commit(conn: &mut Lane<SqliteConnection>) -> BoxFuture<'_, Result<()>> {
         Self::execute_unprepared(conn, "COMMIT")
-    }
-
-    fn announce(_conn: &mut Lane<SqliteConnection>) -> BoxFuture<'_, ()> {
-        Box::pin(std::future::ready(()))
     }
 
     /// A SQLite connection is a handle on a file in this process: an error is never its loss.
