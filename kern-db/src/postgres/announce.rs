@@ -35,6 +35,9 @@ const SEND: &str = "SELECT pg_notify(announced.channel, announced.payload) FROM 
 /// every waiter, instead.
 pub(super) const MAX_ANNOUNCED_ROWS: usize = 1024;
 
+/// How long a writer waits for its announcement's statement, once connected.
+const SEND_PATIENCE: Duration = Duration::from_secs(30);
+
 /// How long closing waits for the last announcement to be sent.
 const CLOSE_PATIENCE: Duration = Duration::from_secs(5);
 
@@ -165,9 +168,15 @@ impl Announcer for ClientAnnouncer {
                 return;
             }
             self.shared.wake.notify_one();
-            // Only a task that ends with its runtime leaves the wait unanswered: the caller
-            // then goes with it.
-            let _ = done.wait_for(|done| *done >= send).await;
+            // A send waits at most for a connection and its statement. Only a task that ended
+            // with its runtime, which took the announcement with it, answers later: at the next
+            // commit's send.
+            let sent = done.wait_for(|done| *done >= send);
+            if tokio::time::timeout(self.shared.connect_timeout + SEND_PATIENCE, sent).await.is_err() {
+                tracing::warn!(
+                    "a commit's announcement did not go out in time: other processes' waiters will find it late"
+                );
+            }
         })
     }
 
