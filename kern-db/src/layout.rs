@@ -62,7 +62,7 @@ pub(crate) struct Layout {
 }
 
 /// The table holding one schema-version row per set of kern tables in the database.
-const VERSION_TABLE: &str = "kern_schema_version";
+pub(crate) const VERSION_TABLE: &str = "kern_schema_version";
 
 impl Layout {
     pub(crate) fn new(schema: Option<&str>, names: &TableNames) -> Result<Self, OpenError> {

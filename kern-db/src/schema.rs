@@ -148,7 +148,7 @@ impl Migrator {
         let read = Stmt::new(&self.read_version).bind(self.scope.as_str());
         let current = DB::fetch(&mut tx, &read, codec::version).await?.pop().unwrap_or(0);
         if current == 0 && !create {
-            return Err(OpenError::NoTables { tables: self.tables.clone() }.into());
+            return Err(self.no_tables());
         }
         let pending = self.pending(current, target)?;
         for migration in pending {
@@ -169,6 +169,11 @@ impl Migrator {
             DB::execute(&mut tx, &write).await?;
         }
         tx.commit().await.map_err(Error::database)
+    }
+
+    /// The refusal of a database without this store's tables, where none may be created.
+    pub(crate) fn no_tables(&self) -> Error {
+        OpenError::NoTables { tables: self.tables.clone() }.into()
     }
 
     /// The migrations that bring a database at `current` to `target`.

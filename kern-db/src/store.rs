@@ -383,6 +383,8 @@ impl<DB: Driver> SqlStore<DB> {
             }
         };
         commit::<DB>(&mut conn).await?;
+        // Back to the pool before the announcement: a slow one holds no connection.
+        drop(conn);
         self.pools.committed(());
         self.waiters.wake_all();
         self.signal.appended();
@@ -446,8 +448,11 @@ impl<DB: Driver> SqlStore<DB> {
         if !is_key(run_id) {
             return Err(Error::RunNotFound(run_id.to_owned()));
         }
-        if let Some(run) = self.pools.write(stmt, codec::run).await?.pop() {
+        let written = self.pools.write(stmt, codec::run).await;
+        if may_have_committed(&written) {
             self.announce(Resolved::Nothing).await;
+        }
+        if let Some(run) = written?.pop() {
             return Ok(run);
         }
         let stmt = Stmt::new(&self.queries.run_status).bind(run_id);
@@ -538,6 +543,14 @@ impl<DB: Driver> SqlStore<DB> {
         // only now, to say which.
         Err(rules.refusal(self.get(id).await?.as_ref()))
     }
+}
+
+/// Whether a write that ended so may have committed: it did if it succeeded, and a row it
+/// returned that fails to decode was written all the same (stored data this build cannot read,
+/// which listings report as unreadable). Its commit is then announced: a spurious announcement
+/// costs a waiter a read, a lost one its minute's wait.
+fn may_have_committed<T>(written: &Result<T>) -> bool {
+    matches!(written, Ok(_) | Err(Error::Corrupt(_)))
 }
 
 impl<DB: Driver> Store for SqlStore<DB> {
@@ -669,11 +682,13 @@ impl<DB: Driver> Store for SqlStore<DB> {
 
     fn update_approval<'a>(&'a self, id: &'a str, update: ApprovalUpdate) -> BoxFuture<'a, Result<Approval>> {
         Box::pin(async move {
-            let row = self.apply_update(id, &update).await?;
-            self.waiters.wake(id);
-            self.signal.appended();
-            self.announce(Resolved::Rows(vec![id.to_owned()])).await;
-            Ok(row)
+            let row = self.apply_update(id, &update).await;
+            if may_have_committed(&row) {
+                self.waiters.wake(id);
+                self.signal.appended();
+                self.announce(Resolved::Rows(vec![id.to_owned()])).await;
+            }
+            row
         })
     }
 
@@ -706,6 +721,7 @@ impl<DB: Driver> Store for SqlStore<DB> {
             row.resolved_at = Some(now);
             self.record_decision(&mut conn, &row, SYSTEM_PRINCIPAL, now).await?;
             commit::<DB>(&mut conn).await?;
+            drop(conn);
             self.pools.committed(());
             self.waiters.wake(id);
             self.signal.appended();
@@ -763,8 +779,9 @@ impl<DB: Driver> Store for SqlStore<DB> {
             }
             expired += resolved.len() as u64;
             commit::<DB>(&mut conn).await?;
+            drop(conn);
             self.pools.committed(());
-            if expired > 0 {
+            if expired > 0 || withdrew_runs {
                 // Every waiter of this handle reads its row again; other handles are told the
                 // rows, unless runs were cancelled with rows the sweep does not name.
                 self.waiters.wake_all();

@@ -210,9 +210,16 @@ pub async fn a_store_that_may_not_create_tables_opens_only_tables_that_exist(tar
     for _ in 0..2 {
         assert_no_tables(target.open(existing()).await, "kern_approvals");
     }
-    if let SqlTarget::Postgres { .. } = target {
-        let probe = target.raw("CREATE TABLE {t:probe} (x INTEGER)").await;
-        assert!(probe.is_err(), "the Postgres schema was not created");
+    match &target {
+        SqlTarget::Sqlite(path) => {
+            // Not even switched to WAL: the file is as it was.
+            assert_eq!(std::fs::metadata(path).unwrap().len(), 0, "the refused file is untouched");
+            assert!(!Path::new(&format!("{}-wal", path.display())).exists());
+        }
+        SqlTarget::Postgres { .. } => {
+            let probe = target.raw("CREATE TABLE {t:probe} (x INTEGER)").await;
+            assert!(probe.is_err(), "the Postgres schema was not created");
+        }
     }
 
     // Tables an older build wrote are upgraded, and then open as they are.

@@ -35,7 +35,7 @@ const SEND: &str = "SELECT pg_notify(announced.channel, announced.payload) FROM 
 /// every waiter, instead.
 pub(super) const MAX_ANNOUNCED_ROWS: usize = 1024;
 
-/// How long a writer waits for its announcement's statement, once connected.
+/// How long an announcement's statement may take, once connected.
 const SEND_PATIENCE: Duration = Duration::from_secs(30);
 
 /// How long closing waits for the last announcement to be sent.
@@ -168,11 +168,11 @@ impl Announcer for ClientAnnouncer {
                 return;
             }
             self.shared.wake.notify_one();
-            // A send waits at most for a connection and its statement. Only a task that ended
-            // with its runtime, which took the announcement with it, answers later: at the next
-            // commit's send.
+            // A send waits at most twice for a connection and its statement. Only a task that
+            // ended with its runtime, which took the announcement with it, or one on a runtime
+            // nobody drives, answers later, or never: the writer goes on after that time.
             let sent = done.wait_for(|done| *done >= send);
-            if tokio::time::timeout(self.shared.connect_timeout + SEND_PATIENCE, sent).await.is_err() {
+            if tokio::time::timeout(2 * (self.shared.connect_timeout + SEND_PATIENCE), sent).await.is_err() {
                 tracing::warn!(
                     "a commit's announcement did not go out in time: other processes' waiters will find it late"
                 );
@@ -209,24 +209,43 @@ impl Shared {
         lock(&self.pending)
     }
 
-    /// Sends `pending` on `conn`, connecting first if there is none; a failure is logged, and
-    /// the connection dropped for a new one next time: the commits it announces stand.
+    /// Sends `pending` on `conn`, connecting first if there is none. A connection that fails
+    /// (the server ended an idle session, or restarted) is dropped and the send tried once more
+    /// on a new one; a second failure is logged: the commits it announces stand.
     async fn send(&self, conn: &mut Option<PgConnection>, pending: Pending) {
         let (channels, payloads) = pending.notifications(&self.resolutions, &self.events);
-        let sent = async {
-            let conn = match conn {
-                Some(conn) => conn,
-                None => {
-                    let connecting = tokio::time::timeout(self.connect_timeout, self.options.connect());
-                    conn.insert(connecting.await.map_err(|_| sqlx::Error::PoolTimedOut)??)
+        let mut error = None;
+        for _ in 0..2 {
+            match self.send_on(conn, &channels, &payloads).await {
+                Ok(()) => return,
+                Err(failed) => {
+                    *conn = None;
+                    error = Some(failed);
                 }
-            };
-            sqlx::query(SEND).bind(channels).bind(payloads).execute(conn).await
-        };
-        if let Err(error) = sent.await {
-            *conn = None;
+            }
+        }
+        if let Some(error) = error {
             tracing::warn!(%error, "commits were not announced: other processes' waiters will find them late");
         }
+    }
+
+    /// One attempt of [`send`](Self::send), within the time a connection and a statement may
+    /// take: a link that went silent fails it rather than hold every writer.
+    async fn send_on(
+        &self,
+        conn: &mut Option<PgConnection>,
+        channels: &[String],
+        payloads: &[String],
+    ) -> Result<(), sqlx::Error> {
+        let conn = match conn {
+            Some(conn) => conn,
+            None => {
+                let connecting = tokio::time::timeout(self.connect_timeout, self.options.connect());
+                conn.insert(connecting.await.map_err(|_| sqlx::Error::PoolTimedOut)??)
+            }
+        };
+        let statement = sqlx::query(SEND).bind(channels).bind(payloads).execute(conn);
+        tokio::time::timeout(SEND_PATIENCE, statement).await.map_err(|_| sqlx::Error::PoolTimedOut)?.map(drop)
     }
 }
 
@@ -241,7 +260,12 @@ async fn send_all(shared: Arc<Shared>) {
             if pending.any { Some(std::mem::replace(&mut *pending, next)) } else { None }
         };
         let Some(pending) = pending else {
+            // A commit may have been added before the announcer closed and after the look
+            // above: one more look once closing is seen.
             if shared.closing.load(Ordering::Acquire) {
+                if shared.pending().any {
+                    continue;
+                }
                 break;
             }
             shared.wake.notified().await;

@@ -776,6 +776,35 @@ mod tests {
         .await;
     }
 
+    /// The announcing connection, ended by the server while idle (a restart, an idle timeout),
+    /// costs no announcement: the send is tried again on a new connection.
+    #[tokio::test]
+    async fn an_announcement_outlives_its_lost_connection() {
+        on_fresh_schema(|url, schema| async move {
+            let (db, _, mut listener) = open_listening(&url, &schema).await;
+            let rows = [approval("first"), approval("second")];
+            db.save_runs(&[run("run-1")], &rows, &[]).await.unwrap();
+            db.update_approval("first", ApprovalUpdate::approve("admin")).await.unwrap();
+            assert_eq!(listener.recv().await.unwrap().payload(), "first");
+
+            let mut admin = PgConnection::connect(&url).await.unwrap();
+            let ended: Vec<bool> = sqlx::query_scalar(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
+                 WHERE query LIKE 'SELECT pg_notify(announced.channel%' AND pid <> pg_backend_pid()",
+            )
+            .fetch_all(&mut admin)
+            .await
+            .unwrap();
+            assert_eq!(ended, [true], "the announcing connection was found and ended");
+
+            db.update_approval("second", ApprovalUpdate::approve("admin")).await.unwrap();
+            let announced = tokio::time::timeout(PATIENCE, listener.recv()).await.expect("the second is announced");
+            assert_eq!(announced.unwrap().payload(), "second");
+            db.close().await;
+        })
+        .await;
+    }
+
     /// A run's change of status is announced on the trail's channel as it commits (followers of
     /// runs, such as `/events`, read on), a claim too: it writes no event, but it is announced
     /// all the same, not left noted until the connection's next commit.

@@ -12,17 +12,19 @@ use std::time::Duration;
 
 use kern_core::{Error, Result};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteConnection};
-use sqlx::{Executor, Sqlite};
+use sqlx::{ConnectOptions, Connection, Executor, Sqlite};
 use tokio::time::{Instant, sleep};
 
 use self::builder::Target;
 pub use self::builder::{SqliteDbBuilder, Synchronous};
-use crate::driver::Pools;
+use crate::codec;
+use crate::driver::{Driver, Pools};
 use crate::error::OpenError;
 use crate::handle::handle;
 use crate::lanes::{ACQUIRE_TIMEOUT, Lanes};
-use crate::layout::Layout;
-use crate::schema::SCHEMA_VERSION;
+use crate::layout::{Layout, VERSION_TABLE};
+use crate::schema::{Migrator, SCHEMA_VERSION};
+use crate::stmt::Stmt;
 use crate::store::SqlStore;
 
 /// How long a write waits for another process holding the database lock.
@@ -81,7 +83,12 @@ impl SqliteDbBuilder {
         let version = self.schema_version.unwrap_or(SCHEMA_VERSION);
         let opened = async {
             let pools = match &target {
-                Target::File(path) => file_pools(path, self.synchronous, self.create_tables).await?,
+                Target::File(path) => {
+                    if !self.create_tables {
+                        refuse_without_tables(path, &layout).await?;
+                    }
+                    file_pools(path, self.synchronous, self.create_tables).await?
+                }
                 Target::Memory => memory_pools().await?,
             };
             SqlStore::open(pools, &layout, version, self.create_tables).await
@@ -111,6 +118,25 @@ async fn file_pools(path: &Path, synchronous: Synchronous, create: bool) -> Resu
     // The writer first: it creates the file and switches it to WAL before readers open it.
     enable_wal(&writer).await?;
     Ok(Pools::new(Lanes::new(options, READ_CONNECTIONS, ACQUIRE_TIMEOUT, None), writer))
+}
+
+/// Refuses the file at `path` unless it holds `layout`'s tables, read without writing to it:
+/// opening a store switches the file to WAL, a lasting change that a file refused for want of
+/// tables (another program's database, say) must not get.
+async fn refuse_without_tables(path: &Path, layout: &Layout) -> Result<()> {
+    let mut conn =
+        SqliteConnectOptions::new().filename(path).read_only(true).connect().await.map_err(Error::database)?;
+    let migrator = Migrator::new::<Sqlite>(layout);
+    let listed = "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = $1";
+    let versioned: i64 =
+        sqlx::query_scalar(listed).bind(VERSION_TABLE).fetch_one(&mut conn).await.map_err(Error::database)?;
+    let holds = versioned > 0 && {
+        let read = Stmt::new(&migrator.read_version).bind(migrator.scope.as_str());
+        !Sqlite::fetch(&mut conn, &read, codec::version).await?.is_empty()
+    };
+    // A read-only connection leaves nothing to close cleanly.
+    let _ = conn.close().await;
+    if holds { Ok(()) } else { Err(migrator.no_tables()) }
 }
 
 /// Switches the file to WAL (a lasting property of the file). The switch needs an exclusive
