@@ -34,10 +34,10 @@ pub fn tool(args: TokenStream, item: TokenStream) -> TokenStream {
         [attr.approval.as_ref(), func.approval.as_ref()].into_iter().flatten().any(|approval| approval.when.is_some());
     // Combinations are only judged once every option and argument was read, so a typo in one
     // option does not also show up as a misleading error about how the options combine.
-    if let Some(kern) = kern.as_ref().filter(|_| errors.is_empty()) {
-        if let Some(spec) = valid::validate(attr, &func, &mut errors) {
-            return emit(&spec, &func, kern);
-        }
+    if let Some(kern) = kern.as_ref().filter(|_| errors.is_empty())
+        && let Some(spec) = valid::validate(attr, &func, &mut errors)
+    {
+        return emit(&spec, &func, kern);
     }
     fallback(&func, kern.as_ref(), has_when, errors)
 }

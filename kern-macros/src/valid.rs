@@ -317,16 +317,16 @@ fn user_input_fields(attr: &ToolAttr, func: &ToolFn, errors: &mut Errors) -> Vec
         .map(|param| param.ident.unraw().to_string())
         .collect();
     let Some(list) = &attr.user_input_fields else {
-        if args.is_empty() {
-            if let Some(flag) = attr.requires_user_input {
-                errors.at(
-                    flag.span,
-                    format!(
-                        "`{fn_ident}` takes no arguments, so a person has nothing to fill in: use \
+        if args.is_empty()
+            && let Some(flag) = attr.requires_user_input
+        {
+            errors.at(
+                flag.span,
+                format!(
+                    "`{fn_ident}` takes no arguments, so a person has nothing to fill in: use \
                          `requires_confirmation` instead, or add the arguments"
-                    ),
-                );
-            }
+                ),
+            );
         }
         return args;
     };

@@ -125,10 +125,11 @@ impl ClientAnnouncer {
     /// An announcer on `layout`'s channels, connecting with `options` (waiting up to
     /// `connect_timeout` for the server) at its first announcement.
     pub(crate) fn new(options: PgConnectOptions, connect_timeout: Duration, layout: &Layout) -> Self {
+        let resolutions = channel(layout);
         let shared = Shared {
-            options,
+            options: options.application_name(&application_name(&resolutions)),
             connect_timeout,
-            resolutions: channel(layout),
+            resolutions,
             events: events_channel(layout),
             pending: Mutex::new(Pending { send: 1, ..Pending::default() }),
             wake: Notify::new(),
@@ -241,12 +242,29 @@ impl Shared {
             Some(conn) => conn,
             None => {
                 let connecting = tokio::time::timeout(self.connect_timeout, self.options.connect());
-                conn.insert(connecting.await.map_err(|_| sqlx::Error::PoolTimedOut)??)
+                conn.insert(connecting.await.map_err(|_| timed_out("connecting to announce"))??)
             }
         };
         let statement = sqlx::query(SEND).bind(channels).bind(payloads).execute(conn);
-        tokio::time::timeout(SEND_PATIENCE, statement).await.map_err(|_| sqlx::Error::PoolTimedOut)?.map(drop)
+        tokio::time::timeout(SEND_PATIENCE, statement).await.map_err(|_| timed_out("announcing"))?.map(drop)
     }
+}
+
+/// The name the announcing connection shows in `pg_stat_activity`: what it is, and for which
+/// tables (by their channel), cut to the 63 bytes Postgres keeps.
+pub(super) fn application_name(channel: &str) -> String {
+    let mut name = format!("kern announcer {channel}");
+    // Channels are ASCII: any byte is a character boundary.
+    name.truncate(MAX_APPLICATION_NAME);
+    name
+}
+
+/// The longest `application_name` Postgres keeps (`NAMEDATALEN - 1` bytes).
+const MAX_APPLICATION_NAME: usize = 63;
+
+/// The error of a step that took longer than it may.
+fn timed_out(what: &str) -> sqlx::Error {
+    sqlx::Error::Io(std::io::Error::new(std::io::ErrorKind::TimedOut, format!("{what} timed out")))
 }
 
 /// The sending task: sends what the commits left to announce, as one statement each time,
@@ -325,6 +343,13 @@ mod tests {
                 (vec!["rows".to_owned(), "trail".into()], vec![String::new(), String::new()])
             );
         }
+    }
+
+    #[test]
+    fn the_connection_names_itself_within_what_postgres_keeps() {
+        assert_eq!(application_name("app.kern_approvals"), "kern announcer app.kern_approvals");
+        let long = application_name(&"c".repeat(63));
+        assert_eq!((long.len(), long.starts_with("kern announcer c")), (MAX_APPLICATION_NAME, true));
     }
 
     #[test]

@@ -478,7 +478,7 @@ mod tests {
     use super::*;
     use crate::PostgresDb;
     use crate::layout::TableNames;
-    use crate::postgres::announce::MAX_ANNOUNCED_ROWS;
+    use crate::postgres::announce::{MAX_ANNOUNCED_ROWS, application_name};
     use crate::postgres::tests::on_fresh_schema;
     use crate::schema::CLIENT_NOTIFY_VERSION;
 
@@ -781,7 +781,7 @@ mod tests {
     #[tokio::test]
     async fn an_announcement_outlives_its_lost_connection() {
         on_fresh_schema(|url, schema| async move {
-            let (db, _, mut listener) = open_listening(&url, &schema).await;
+            let (db, layout, mut listener) = open_listening(&url, &schema).await;
             let rows = [approval("first"), approval("second")];
             db.save_runs(&[run("run-1")], &rows, &[]).await.unwrap();
             db.update_approval("first", ApprovalUpdate::approve("admin")).await.unwrap();
@@ -789,9 +789,9 @@ mod tests {
 
             let mut admin = PgConnection::connect(&url).await.unwrap();
             let ended: Vec<bool> = sqlx::query_scalar(
-                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
-                 WHERE query LIKE 'SELECT pg_notify(announced.channel%' AND pid <> pg_backend_pid()",
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = $1",
             )
+            .bind(application_name(&channel(&layout)))
             .fetch_all(&mut admin)
             .await
             .unwrap();
