@@ -160,7 +160,8 @@ pub async fn a_streamed_run_sends_its_events_as_they_happen(store: Arc<dyn Store
 }
 
 /// A team's run and its member's, as a team writes them: each names the team over HTTP, the
-/// member its team run too, in a run's output and in the listing.
+/// member its team run too, in a run's output and in the listing; a run that names neither
+/// shows neither.
 pub async fn a_team_members_run_names_its_team(store: Arc<dyn Store>) {
     let app = App::new(store.clone()).await;
     let (paused, _, _) = app.paused_refund("alice").await;
@@ -185,7 +186,9 @@ pub async fn a_team_members_run_names_its_team(store: Arc<dyn Store>) {
         parent_run_id: Some("team-run-1".into()),
         ..base.clone()
     });
-    store.save_runs(&[team, member], &[], &[]).await.unwrap();
+    // Written outside kern, naming neither.
+    let unnamed = done(RunRecord { run_id: "unnamed-run-1".into(), agent_id: None, ..base.clone() });
+    store.save_runs(&[team, member, unnamed], &[], &[]).await.unwrap();
 
     let shown = app.send(Method::GET, "/runs/member-run-1", Some(&app.admin), None).await;
     assert_eq!(shown.status, StatusCode::OK, "{:?}", shown.body);
@@ -195,6 +198,8 @@ pub async fn a_team_members_run_names_its_team(store: Arc<dyn Store>) {
     );
     let shown = app.send(Method::GET, "/runs/team-run-1", Some(&app.admin), None).await;
     assert_eq!((shown.body.get("agent_id"), &shown.body["team_id"]), (None, &json!("support")), "{:?}", shown.body);
+    let shown = app.send(Method::GET, "/runs/unnamed-run-1", Some(&app.admin), None).await;
+    assert_eq!((shown.body.get("agent_id"), shown.body.get("team_id")), (None, None), "{:?}", shown.body);
 
     let listed = app.send(Method::GET, "/runs?team_id=support&members=true", Some(&app.admin), None).await;
     assert_eq!(listed.status, StatusCode::OK, "{:?}", listed.body);

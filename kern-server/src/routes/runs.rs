@@ -160,7 +160,8 @@ pub async fn get(State(state): State<AppState>, caller: Caller, Path(run_id): Pa
     let output = RunOutput::from(record.clone());
     let runner = match (&record.agent_id, &record.team_id) {
         (Some(agent), _) => Runner::Agent(agent, None),
-        (None, team) => Runner::Team(team.as_deref().unwrap_or("")),
+        (None, Some(team)) => Runner::Team(team),
+        (None, None) => Runner::Unnamed,
     };
     Ok(Json(run_output(&output, Some(&record), runner)))
 }

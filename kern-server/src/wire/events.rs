@@ -35,6 +35,7 @@ impl Framer {
         let (prefix, owner) = match runner {
             Runner::Agent(id, name) => ("", object(json!({"agent_id": id, "agent_name": name}))),
             Runner::Team(id) => ("Team", object(json!({"team_id": id}))),
+            Runner::Unnamed => ("", Map::new()),
         };
         let index = continued.then_some(0);
         Framer { prefix, owner, run_id: None, session_id: None, members: HashMap::new(), index }

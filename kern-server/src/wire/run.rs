@@ -158,6 +158,8 @@ pub enum Runner<'a> {
     Agent(&'a str, Option<&'a str>),
     /// A team: its id.
     Team(&'a str),
+    /// Neither: a run written outside kern that names no agent and no team.
+    Unnamed,
 }
 
 /// A run's output in the reference's shape: null keys left out.
@@ -180,6 +182,7 @@ pub fn run_output(output: &RunOutput, record: Option<&RunRecord>, runner: Runner
             put("team_id", json!(record.and_then(|r| r.team_id.as_deref())));
         }
         Runner::Team(id) => put("team_id", json!(id)),
+        Runner::Unnamed => {}
     }
     put("session_id", json!(output.session_id));
     put("user_id", json!(record.and_then(|r| r.user_id.as_deref())));
