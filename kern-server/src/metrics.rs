@@ -9,6 +9,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use kern_core::approval::Approval;
 use kern_core::run::RunStatus;
 use kern_core::worker::WorkerStats;
 
@@ -83,6 +84,13 @@ impl Metrics {
     /// A row this server decided, `waited` after it was created.
     pub fn decision(&self, waited: Duration) {
         lock(&self.decisions).observe(&DECISION_BUCKETS, waited.as_secs_f64());
+    }
+
+    /// `row`, as a decision here left it: counted with the time it waited, if it is resolved.
+    pub fn decided(&self, row: &Approval) {
+        if let Some(resolved_at) = row.resolved_at {
+            self.decision((resolved_at - row.created_at).to_std().unwrap_or_default());
+        }
     }
 
     /// Rows an expiry sweep marked expired.

@@ -99,6 +99,10 @@ pub async fn runs_are_cancelled_and_released_by_who_may(store: Arc<dyn Store>) {
     assert_eq!((cancelled.status, cancelled.body["status"].as_str()), (StatusCode::OK, Some("CANCELLED")));
     let stored = store.get_approval(&row).await.unwrap().unwrap();
     assert_eq!((stored.status, stored.resolved_by.as_deref()), (ApprovalStatus::Cancelled, Some("bob")));
+    // The row it withdrew is a decision made here, in the metrics too.
+    let metrics = app.send(Method::GET, "/metrics", None, None).await;
+    let metrics = metrics.body.as_str().unwrap();
+    assert!(metrics.contains("kern_approval_decision_seconds_count 1\n"), "{metrics}");
     let again = app.send(Method::POST, &cancel, Some(&app.bob), None).await;
     assert_eq!(again.status, StatusCode::CONFLICT, "{:?}", again.body);
     // Cancelling a run decides its rows: a row only finance may decide is cancelled by finance.

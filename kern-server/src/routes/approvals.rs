@@ -305,16 +305,9 @@ pub(crate) async fn decide(
     decision: Decision,
 ) -> ApiResult<Decided> {
     let decided = state.store.decide(&row.id, decider, decision).await?;
-    count_decision(state, &decided);
+    state.metrics.decided(&decided);
     let status = if decided.status == ApprovalStatus::Pending { StatusCode::ACCEPTED } else { StatusCode::OK };
     Ok(Decided { status, row: decided })
-}
-
-/// Counts a decision that resolved its row in the server's metrics, with the time it waited.
-fn count_decision(state: &AppState, row: &Approval) {
-    if let Some(resolved_at) = row.resolved_at {
-        state.metrics.decision((resolved_at - row.created_at).to_std().unwrap_or_default());
-    }
 }
 
 /// A row as a decision left it: 200 once decided, 202 while a quorum is short.
@@ -356,7 +349,7 @@ pub async fn delete(State(state): State<AppState>, caller: Caller, Path(id): Pat
     let row = visible_row(&state, &caller, &id).await?;
     match state.store.decide(&row.id, &caller.principal, Decision::Cancel { note: None }).await {
         Ok(withdrawn) => {
-            count_decision(&state, &withdrawn);
+            state.metrics.decided(&withdrawn);
             Ok(StatusCode::NO_CONTENT)
         }
         Err(Error::ApprovalConflict { actual, .. }) => Err(ApiError::conflict(format!(

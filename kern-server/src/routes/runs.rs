@@ -18,7 +18,7 @@ use axum::http::header::CONTENT_TYPE;
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use futures_util::{StreamExt as _, stream};
-use kern_core::approval::PageCursor;
+use kern_core::approval::{ApprovalStatus, PageCursor};
 use kern_core::events::{RunEvent, RunStream};
 use kern_core::keys::Scope;
 use kern_core::run::{RunOptions, RunOutput, RunQuery, RunRecord, RunRequirement, RunStatus};
@@ -183,7 +183,22 @@ pub async fn cancel(
         return Err(ApiError::run_not_found(&run_id));
     }
     let run = state.store.cancel_run_as(&run_id, &caller.principal).await?;
+    count_withdrawn(&state, &run, &caller.principal.id).await;
     Ok(Json(RunSummary::from(&run)))
+}
+
+/// Counts in the metrics each row that cancelling `run` withdrew as `principal` (those that
+/// had expired are the sweep's, not a decision here). The rows are read again: a failed read
+/// leaves a row uncounted, never the cancel failed.
+async fn count_withdrawn(state: &AppState, run: &RunRecord, principal: &str) {
+    for id in run.waiting_on() {
+        if let Ok(Some(row)) = state.store.get_approval(&id).await
+            && row.status == ApprovalStatus::Cancelled
+            && row.resolved_by.as_deref() == Some(principal)
+        {
+            state.metrics.decided(&row);
+        }
+    }
 }
 
 /// Hands a run whose continue died back as paused, once it has been `running` for longer
