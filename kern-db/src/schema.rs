@@ -54,10 +54,11 @@ const PENDING_COUNT_VERSION: i64 = 9;
 /// table to rewrite at each event.
 const LEAN_WRITES_VERSION: i64 = 10;
 
-/// The first version whose store connections (Postgres) announce their commits once they are
-/// done, rather than in them, while other clients announce as before: a commit that announces
-/// holds a lock of the whole database until it is on disk, so commits that announced took
-/// turns to flush (see `postgres::notify`).
+/// The first version whose triggers (Postgres) let a session defer its announcements: builds of
+/// version 11 had their connections note what to announce and send it once each commit was
+/// done, since a commit that announces holds a lock of the whole database until it is on disk
+/// (see `postgres::notify`). Sessions of such builds still do; this build's stores announce
+/// their commits themselves from [`CLIENT_NOTIFY_VERSION`], and one pinned at 11 in its commits.
 pub(crate) const DEFERRED_NOTIFY_VERSION: i64 = 11;
 
 /// The first version whose store connections (Postgres) have their commits announced by the

@@ -449,7 +449,12 @@ impl<DB: Driver> SqlStore<DB> {
             return Err(Error::RunNotFound(run_id.to_owned()));
         }
         let written = self.pools.write(stmt, codec::run).await;
-        if may_have_committed(&written) {
+        // A compare-and-set that matched no run changed nothing: nothing to announce.
+        let changed = match &written {
+            Ok(runs) => !runs.is_empty(),
+            Err(_) => may_have_committed::<DB, _>(&written),
+        };
+        if changed {
             self.announce(Resolved::Nothing).await;
         }
         if let Some(run) = written?.pop() {
@@ -545,12 +550,16 @@ impl<DB: Driver> SqlStore<DB> {
     }
 }
 
-/// Whether a write that ended so may have committed: it did if it succeeded, and a row it
-/// returned that fails to decode was written all the same (stored data this build cannot read,
-/// which listings report as unreadable). Its commit is then announced: a spurious announcement
-/// costs a waiter a read, a lost one its minute's wait.
-fn may_have_committed<T>(written: &Result<T>) -> bool {
-    matches!(written, Ok(_) | Err(Error::Corrupt(_)))
+/// Whether a write that ended so may have committed: it did if it succeeded; a row it returned
+/// that fails to decode was written all the same (stored data this build cannot read, which
+/// listings report as unreadable); and a write whose connection was lost once sent may have.
+/// Its commit is then announced: a spurious announcement costs a waiter a read, a lost one its
+/// minute's wait.
+fn may_have_committed<DB: Driver, T>(written: &Result<T>) -> bool {
+    match written {
+        Ok(_) | Err(Error::Corrupt(_)) => true,
+        Err(error) => DB::connection_lost(error),
+    }
 }
 
 impl<DB: Driver> Store for SqlStore<DB> {
@@ -683,7 +692,7 @@ impl<DB: Driver> Store for SqlStore<DB> {
     fn update_approval<'a>(&'a self, id: &'a str, update: ApprovalUpdate) -> BoxFuture<'a, Result<Approval>> {
         Box::pin(async move {
             let row = self.apply_update(id, &update).await;
-            if may_have_committed(&row) {
+            if may_have_committed::<DB, _>(&row) {
                 self.waiters.wake(id);
                 self.signal.appended();
                 self.announce(Resolved::Rows(vec![id.to_owned()])).await;

@@ -169,9 +169,11 @@ impl Announcer for ClientAnnouncer {
                 return;
             }
             self.shared.wake.notify_one();
-            // A send waits at most twice for a connection and its statement. Only a task that
-            // ended with its runtime, which took the announcement with it, or one on a runtime
-            // nobody drives, answers later, or never: the writer goes on after that time.
+            // A send takes at most two attempts of a connection and a statement, and the send
+            // under way when this commit was added goes first: past twice that, the server is
+            // too slow, or the task ended with its runtime (taking the announcement with it) or
+            // sits on a runtime nobody drives. The writer goes on then; a slow send may still
+            // arrive.
             let sent = done.wait_for(|done| *done >= send);
             if tokio::time::timeout(2 * (self.shared.connect_timeout + SEND_PATIENCE), sent).await.is_err() {
                 tracing::warn!(

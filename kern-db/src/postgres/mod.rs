@@ -1,8 +1,9 @@
 //! [`PostgresDb`]: the store many processes and machines share, and how it connects.
 //!
 //! Its parts: the builder ([`builder`]), the [`Driver`] side of Postgres
-//! ([`driver`]), and the announcements of resolutions between processes ([`notify`]); its
-//! connections are [`Lanes`].
+//! ([`driver`]), the announcements of resolutions between processes: the channels, triggers and
+//! listener ([`notify`]) and the sender of the store's own ([`announce`]); its connections are
+//! [`Lanes`].
 
 mod announce;
 mod builder;

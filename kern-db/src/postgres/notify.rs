@@ -702,7 +702,7 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn the_store_announces_its_own_commits_from_version_12() {
+    async fn the_store_tells_its_triggers_that_it_announces_from_version_12() {
         on_fresh_schema(|url, schema| async move {
             let setting = |db: PostgresDb| async move {
                 let sql = format!("SELECT current_setting('{DEFER_SETTING}', true)");
@@ -744,8 +744,8 @@ mod tests {
         .await;
     }
 
-    /// Commits that end while an announcement is on its way are announced together: none is
-    /// lost, each named once.
+    /// Concurrent commits, whose announcements go out together when they end while a send is
+    /// under way, are each announced: none is lost.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn concurrent_commits_are_each_announced() {
         on_fresh_schema(|url, schema| async move {
@@ -805,9 +805,9 @@ mod tests {
         .await;
     }
 
-    /// A run's change of status is announced on the trail's channel as it commits (followers of
-    /// runs, such as `/events`, read on), a claim too: it writes no event, but it is announced
-    /// all the same, not left noted until the connection's next commit.
+    /// A run's change of status is announced on the trail's channel once it commits (followers
+    /// of runs, such as `/events`, read on), a claim too: it writes no event, but it is
+    /// announced all the same.
     #[tokio::test]
     async fn each_change_of_a_runs_status_is_announced_as_it_commits() {
         on_fresh_schema(|url, schema| async move {

@@ -187,14 +187,16 @@ pub async fn cancel(
     Ok(Json(RunSummary::from(&run)))
 }
 
-/// Counts in the metrics each row that cancelling `run` withdrew as `principal` (those that
-/// had expired are the sweep's, not a decision here). The rows are read again: a failed read
-/// leaves a row uncounted, never the cancel failed.
+/// Counts in the metrics each row that cancelling `run` withdrew as `principal`: cancelled by
+/// them at the cancel's time, which stamps the run and its rows alike (a row they cancelled
+/// before was counted then; those that had expired are the sweep's, not a decision here). The
+/// rows are read again: a failed read leaves a row uncounted, never the cancel failed.
 async fn count_withdrawn(state: &AppState, run: &RunRecord, principal: &str) {
     for id in run.waiting_on() {
         if let Ok(Some(row)) = state.store.get_approval(&id).await
             && row.status == ApprovalStatus::Cancelled
             && row.resolved_by.as_deref() == Some(principal)
+            && row.resolved_at == Some(run.updated_at)
         {
             state.metrics.decided(&row);
         }
