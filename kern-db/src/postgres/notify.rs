@@ -600,6 +600,15 @@ mod tests {
         session.execute(sqlx::raw_sql(sql)).await.unwrap();
     }
 
+    /// The payloads of the next `n` announcements `listener` hears, in their order.
+    async fn payloads(listener: &mut PgListener, n: usize) -> Vec<String> {
+        let mut payloads = Vec::with_capacity(n);
+        for _ in 0..n {
+            payloads.push(listener.recv().await.unwrap().payload().to_owned());
+        }
+        payloads
+    }
+
     /// Waits, up to [`PATIENCE`], until `condition` holds.
     async fn eventually<Fut: Future<Output = bool>>(what: &str, mut condition: impl FnMut() -> Fut) {
         let deadline = tokio::time::Instant::now() + PATIENCE;
@@ -650,11 +659,7 @@ mod tests {
             let mut session = PgConnection::connect(&url).await.unwrap();
             raw(&mut session, &resolve_sql(&layout.qualified(&layout.approvals), "e")).await;
 
-            let mut announced = Vec::new();
-            for _ in 0..4 {
-                announced.push(listener.recv().await.unwrap().payload().to_owned());
-            }
-            assert_eq!(announced, ["a", "b", "c", "e"]);
+            assert_eq!(payloads(&mut listener, 4).await, ["a", "b", "c", "e"]);
             db.close().await;
         })
         .await;
@@ -763,10 +768,7 @@ mod tests {
             for decision in decisions {
                 decision.await.unwrap().unwrap();
             }
-            let mut announced = Vec::new();
-            for _ in &ids {
-                announced.push(listener.recv().await.unwrap().payload().to_owned());
-            }
+            let mut announced = payloads(&mut listener, ids.len()).await;
             announced.sort();
             let mut expected = ids.clone();
             expected.sort();
