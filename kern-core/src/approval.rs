@@ -114,12 +114,16 @@ pub struct Approval {
     /// Who resolved the row.
     pub resolved_by: Option<String>,
     /// When it was resolved.
+    #[serde(serialize_with = "crate::timestamp::serialize_optional")]
     pub resolved_at: Option<DateTime<Utc>>,
     /// When it was written.
+    #[serde(serialize_with = "crate::timestamp::serialize")]
     pub created_at: DateTime<Utc>,
     /// When it last changed.
+    #[serde(serialize_with = "crate::timestamp::serialize")]
     pub updated_at: DateTime<Utc>,
     /// When a pending row stops being valid.
+    #[serde(serialize_with = "crate::timestamp::serialize_optional")]
     pub expires_at: Option<DateTime<Utc>>,
     /// The status of the run that owns the row, kept in step with it.
     pub run_status: RunStatus,

@@ -46,8 +46,10 @@ pub struct ApiKey {
     /// SHA-256 of the secret, in hex.
     pub secret_hash: String,
     /// When it was issued.
+    #[serde(serialize_with = "crate::timestamp::serialize")]
     pub created_at: DateTime<Utc>,
     /// When it was revoked; a revoked key signs nobody in.
+    #[serde(serialize_with = "crate::timestamp::serialize_optional")]
     pub revoked_at: Option<DateTime<Utc>>,
 }
 

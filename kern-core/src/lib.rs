@@ -18,6 +18,7 @@ pub mod schema;
 pub mod store;
 pub mod team;
 mod text_enum;
+mod timestamp;
 pub mod tools;
 pub mod trail;
 pub mod worker;

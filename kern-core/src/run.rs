@@ -294,8 +294,10 @@ pub struct RunRecord {
     #[serde(default)]
     pub delegations: Vec<Delegation>,
     /// When the run started.
+    #[serde(serialize_with = "crate::timestamp::serialize")]
     pub created_at: DateTime<Utc>,
     /// When the record was last written.
+    #[serde(serialize_with = "crate::timestamp::serialize")]
     pub updated_at: DateTime<Utc>,
 }
 

@@ -9,13 +9,14 @@
 //! records, and [`verify_row`] (which `Store::verify_trail` runs over every row) recomputes each chain and compares the rows with what their events
 //! say, naming the first link that does not hold.
 
-use chrono::{DateTime, SecondsFormat, Utc};
+use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
 use crate::approval::{Approval, ApprovalStatus};
 use crate::text_enum::text_enum;
+use crate::timestamp;
 
 /// The `prev_hash` of the first event of every chain.
 pub const GENESIS: &str = "0000000000000000000000000000000000000000000000000000000000000000";
@@ -78,6 +79,7 @@ pub struct TrailEvent {
     /// run did, or [`SYSTEM_PRINCIPAL`].
     pub principal: String,
     /// When.
+    #[serde(serialize_with = "crate::timestamp::serialize")]
     pub at: DateTime<Utc>,
     /// What was decided or done; its fields depend on `kind`.
     pub data: Value,
@@ -119,7 +121,7 @@ impl TrailEvent {
     /// with keys sorted at every level, no whitespace, and the time as RFC 3339 with
     /// microseconds.
     pub fn compute_hash(&self) -> String {
-        let at = self.at.to_rfc3339_opts(SecondsFormat::Micros, true);
+        let at = timestamp::micros(&self.at);
         let text = canonical_object(&mut [
             ("approval_id", Field::Text(&self.approval_id)),
             ("run_id", Field::Text(&self.run_id)),
@@ -137,8 +139,7 @@ impl TrailEvent {
 /// The created event's record of a row: a digest of everything about the call that no
 /// decision may change, its policy included.
 pub fn row_digest(row: &Approval) -> String {
-    let time = |at: DateTime<Utc>| at.to_rfc3339_opts(SecondsFormat::Micros, true);
-    let (created_at, expires_at) = (time(row.created_at), row.expires_at.map(time));
+    let (created_at, expires_at) = (timestamp::micros(&row.created_at), row.expires_at.as_ref().map(timestamp::micros));
     // Typed parts become JSON first, as they always were hashed.
     let (requirements, policy) = (json!(row.requirements), json!(row.policy));
     let text = canonical_object(&mut [
@@ -495,6 +496,7 @@ fn hex_sha256(bytes: &[u8]) -> String {
 
 #[cfg(test)]
 mod tests {
+    use chrono::SecondsFormat;
     use serde_json::json;
 
     use super::*;

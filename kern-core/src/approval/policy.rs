@@ -280,5 +280,6 @@ pub struct Vote {
     /// The arguments they approved, when they edited them.
     pub args: Option<Value>,
     /// When.
+    #[serde(serialize_with = "crate::timestamp::serialize")]
     pub at: chrono::DateTime<chrono::Utc>,
 }
