@@ -28,7 +28,7 @@ use crate::trail::{self, EventKind, Execution, SYSTEM_PRINCIPAL, TrailEvent, Tra
 
 mod archive;
 
-use archive::{Archive, ChainSummary, RunSummary, is_finished, is_settled};
+use archive::{Archive, RowSummary, RunSummary, SettledRow, is_finished, is_settled};
 
 /// A store that keeps everything in process memory. Clones share the same data.
 ///
@@ -63,7 +63,7 @@ struct Tables {
     maybe_pending: HashSet<String>,
     votes: HashMap<String, Vec<Vote>>,
     /// The chains of events not packed, each in order: a chain is packed with its row, and
-    /// unpacked when it grows.
+    /// unpacked with it.
     trails: HashMap<String, Vec<TrailEvent>>,
     archive: Archive,
     /// The `seq` of the last event written.
@@ -110,7 +110,7 @@ impl Tables {
     fn row(&self, id: &str) -> Option<Cow<'_, Approval>> {
         match self.approvals.get(id) {
             Some(row) => Some(Cow::Borrowed(row)),
-            None => self.archive.rows.get(id).map(Cow::Owned),
+            None => self.archive.rows.get(id).map(|settled| Cow::Owned(settled.row)),
         }
     }
 
@@ -140,29 +140,35 @@ impl Tables {
         &'t self,
         query: &'t ApprovalQuery,
     ) -> Box<dyn Iterator<Item = (&'t String, Approval)> + 't> {
-        let wanted = |status: ApprovalStatus| query.status.is_none_or(|asked| asked == status);
+        let wanted = |summary: RowSummary| query.status.is_none_or(|asked| asked == summary.status);
         let packed = &self.archive.rows;
         match &query.run_id {
             Some(run_id) => Box::new(
                 (self.rows_by_run.get(run_id).into_iter().flatten())
                     .filter(move |id| packed.summary(id).is_some_and(wanted))
-                    .filter_map(|id| Some((id, packed.get(id)?))),
+                    .filter_map(|id| Some((id, packed.get(id)?.row))),
             ),
-            None => Box::new(packed.decode_where(wanted)),
+            None => Box::new(packed.decode_where(wanted).map(|(id, settled)| (id, settled.row))),
+        }
+    }
+
+    /// Unpacks row `id` and its chain, if packed.
+    fn unpack_row(&mut self, id: &str) {
+        if let Some(SettledRow { row, chain }) = self.archive.rows.take(id) {
+            self.approvals.insert(id.to_owned(), row);
+            self.trails.insert(id.to_owned(), chain);
         }
     }
 
     /// Row `id`, to change: a packed row is unpacked first.
     fn row_mut(&mut self, id: &str) -> Option<&mut Approval> {
-        if let Some(row) = self.archive.rows.take(id) {
-            self.approvals.insert(id.to_owned(), row);
-        }
+        self.unpack_row(id);
         self.approvals.get_mut(id)
     }
 
     /// Stores `row` in place of the row of its id.
     fn put_row(&mut self, row: Approval) {
-        self.archive.rows.take(&row.id);
+        self.unpack_row(&row.id);
         self.approvals.insert(row.id.clone(), row);
     }
 
@@ -170,7 +176,7 @@ impl Tables {
     fn chain(&self, id: &str) -> Cow<'_, [TrailEvent]> {
         match self.trails.get(id) {
             Some(chain) => Cow::Borrowed(chain),
-            None => Cow::Owned(self.archive.chains.get(id).unwrap_or_default()),
+            None => Cow::Owned(self.archive.rows.get(id).map(|settled| settled.chain).unwrap_or_default()),
         }
     }
 
@@ -216,11 +222,8 @@ impl Tables {
         at: DateTime<Utc>,
         events: impl IntoIterator<Item = (EventKind, String, Value)>,
     ) {
-        if !self.trails.contains_key(id) {
-            let chain = self.archive.chains.take(id).unwrap_or_default();
-            self.trails.insert(id.to_owned(), chain);
-        }
-        let chain = self.trails.get_mut(id).expect("inserted above");
+        self.unpack_row(id);
+        let chain = self.trails.entry(id.to_owned()).or_default();
         let head = chain.last().map(|event| (event.index, event.hash.clone()));
         for mut event in
             trail::append(head.as_ref().map(|(index, hash)| (*index, hash.as_str())), id, run_id, at, events)
@@ -287,11 +290,13 @@ impl Tables {
         }
     }
 
-    /// Unpacks the packed rows of run `run_id`.
+    /// Unpacks the packed rows of run `run_id`, with their chains.
     fn unpack_rows_of(&mut self, run_id: &str) {
-        for id in self.rows_by_run.get(run_id).into_iter().flatten() {
-            if let Some(row) = self.archive.rows.take(id) {
-                self.approvals.insert(id.clone(), row);
+        let Self { rows_by_run, approvals, trails, archive, .. } = self;
+        for id in rows_by_run.get(run_id).into_iter().flatten() {
+            if let Some(SettledRow { row, chain }) = archive.rows.take(id) {
+                approvals.insert(id.clone(), row);
+                trails.insert(id.clone(), chain);
             }
         }
     }
@@ -300,16 +305,13 @@ impl Tables {
     /// itself is packed when written finished.)
     fn settle(&mut self, run_id: &str) {
         for id in self.rows_by_run.get(run_id).into_iter().flatten() {
-            if self.approvals.get(id).is_some_and(|row| !is_settled(row)) {
+            if !self.approvals.get(id).is_some_and(is_settled) {
                 continue;
             }
-            if let Some(row) = self.approvals.remove(id) {
-                self.archive.rows.put(id.clone(), &row, row.status);
-            }
-            if let Some((id, chain)) = self.trails.remove_entry(id) {
-                let summary = ChainSummary::of(&chain);
-                self.archive.chains.put(id, &chain, summary);
-            }
+            let Some((id, row)) = self.approvals.remove_entry(id) else { continue };
+            let settled = SettledRow { row, chain: self.trails.remove(&id).unwrap_or_default() };
+            let summary = RowSummary::of(&settled);
+            self.archive.rows.put(id, &settled, summary);
         }
     }
 
@@ -715,7 +717,8 @@ impl Store for MemoryDb {
         let mut events: Vec<TrailEvent> =
             tables.trails.values().flatten().filter(|event| event.seq > after).cloned().collect();
         // Only the packed chains that end after `after` are decoded.
-        let packed = tables.archive.chains.decode_where(|chain| chain.last_seq > after).flat_map(|(_, chain)| chain);
+        let packed =
+            (tables.archive.rows.decode_where(|row| row.chain.last_seq > after)).flat_map(|(_, settled)| settled.chain);
         events.extend(packed.filter(|event| event.seq > after));
         events.sort_by_key(|event| event.seq);
         events.truncate(limit as usize);
@@ -832,7 +835,7 @@ impl Store for MemoryDb {
             tables.approvals.keys().chain(tables.archive.rows.summaries().map(|(id, _)| id)).collect();
         ids.sort();
         let events = tables.trails.values().map(|chain| chain.len() as u64).sum::<u64>()
-            + tables.archive.chains.summaries().map(|(_, chain)| chain.events).sum::<u64>();
+            + tables.archive.rows.summaries().map(|(_, row)| row.chain.events).sum::<u64>();
         let broken = ids
             .iter()
             .find_map(|id| trail::verify_row(&tables.row(id).expect("listed above"), &tables.chain(id)).err())

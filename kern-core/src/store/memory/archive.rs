@@ -2,14 +2,15 @@
 //! rows' chains of events): each record as its JSON, compressed against the first record of
 //! its kind, which shares its keys and most of its shape. A settled cycle then takes about a
 //! kilobyte instead of a dozen (a `serde_json` object is a B-tree node of ~600 bytes however
-//! few its keys), and is decoded only when read.
+//! few its keys), and is decoded only when read. A row and its chain settle together and are
+//! packed as one record: each record packed first hashes the whole dictionary.
 
 use std::collections::HashMap;
 use std::marker::PhantomData;
 
 use chrono::{DateTime, Utc};
-use serde::Serialize;
 use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
 
 use crate::approval::{Approval, ApprovalStatus};
 use crate::run::{RunRecord, RunStatus};
@@ -20,10 +21,28 @@ use crate::trail::TrailEvent;
 pub(super) struct Archive {
     /// Finished runs.
     pub(super) runs: PackedTable<RunRecord, RunSummary>,
-    /// Settled rows, with their status.
-    pub(super) rows: PackedTable<Approval, ApprovalStatus>,
-    /// The chains of settled rows.
-    pub(super) chains: PackedTable<Vec<TrailEvent>, ChainSummary>,
+    /// Settled rows, each with its chain of events.
+    pub(super) rows: PackedTable<SettledRow, RowSummary>,
+}
+
+/// A settled row and its chain, packed as one record.
+#[derive(Debug, Serialize, Deserialize)]
+pub(super) struct SettledRow {
+    pub(super) row: Approval,
+    pub(super) chain: Vec<TrailEvent>,
+}
+
+/// What scans of packed rows and chains filter on and count before they decode any.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct RowSummary {
+    pub(super) status: ApprovalStatus,
+    pub(super) chain: ChainSummary,
+}
+
+impl RowSummary {
+    pub(super) fn of(settled: &SettledRow) -> Self {
+        Self { status: settled.row.status, chain: ChainSummary::of(&settled.chain) }
+    }
 }
 
 /// What scans of runs sort and filter on before they decode any.
@@ -47,7 +66,7 @@ impl RunSummary {
     }
 }
 
-/// What scans of packed chains filter on and count before they decode any.
+/// What scans of packed chains filter on and count.
 #[derive(Debug, Clone, Copy)]
 pub(super) struct ChainSummary {
     /// The `seq` of the chain's last event.
