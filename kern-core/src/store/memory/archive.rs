@@ -1,9 +1,9 @@
 //! Where the memory store keeps what is settled (finished runs, their resolved rows and those
-//! rows' chains of events): each record as its JSON, compressed against the first record of
-//! its kind, which shares its keys and most of its shape. A settled cycle then takes about a
-//! kilobyte instead of a dozen (a `serde_json` object is a B-tree node of ~600 bytes however
-//! few its keys), and is decoded only when read. A row and its chain settle together and are
-//! packed as one record: each record packed first hashes the whole dictionary.
+//! rows' chains of events): each record as its JSON, compressed in blocks of records of its
+//! kind, against the first record of that kind, which shares their keys and most of their
+//! shape. A settled cycle then takes about a kilobyte instead of a dozen (a `serde_json`
+//! object is a B-tree node of ~600 bytes however few its keys), and is decoded only when read.
+//! A row and its chain settle together and are packed as one record.
 
 use std::collections::HashMap;
 use std::marker::PhantomData;
@@ -99,22 +99,53 @@ pub(super) fn is_settled(row: &Approval) -> bool {
 /// payload that every later record would be hashed against.
 const DICTIONARY: usize = 4 * 1024;
 
-/// The largest buffers a shelf keeps for its next record: a rare large record does not
-/// hold its size for good.
-const KEPT_BUFFER: usize = 64 * 1024;
+/// How many records a block holds, at most. Records are compressed a block at a time: the
+/// compressor's set-up (its table, and the dictionary hashed into it, which costs more than
+/// compressing a record) is paid once a block, and each record is also matched against those
+/// before it. Reading a record decompresses its block.
+const BLOCK_RECORDS: usize = 16;
+
+/// The JSON a block holds before it is sealed, at most (a block may end early for a large
+/// record).
+const BLOCK_BYTES: usize = 64 * 1024;
 
 /// Records of one kind, packed, each with a summary kept unpacked: what scans sort and
 /// filter on before they decode anything.
 #[derive(Debug)]
 pub(super) struct PackedTable<T, S> {
-    /// The JSON of the first record packed (its start): what every record is compressed
+    /// The JSON of the first record packed (its start): what every block is compressed
     /// against.
     dictionary: Box<[u8]>,
-    items: HashMap<String, (S, Box<[u8]>)>,
-    /// Where a record is encoded, then compressed: kept from one record to the next.
-    json: Vec<u8>,
-    compressed: Vec<u8>,
+    items: HashMap<String, (S, Slot)>,
+    /// The sealed blocks, by number; a block goes once no record in it is left.
+    blocks: HashMap<u64, Block>,
+    /// The number of the next block sealed.
+    next_block: u64,
+    /// The JSON of the records put since the last block was sealed, one after another, and
+    /// their ids: the block being filled.
+    open: Vec<u8>,
+    open_ids: Vec<String>,
     kind: PhantomData<fn() -> T>,
+}
+
+/// Where a record's JSON is: its block (`None` for the block being filled) and its bytes in
+/// the block's JSON.
+#[derive(Debug, Clone, Copy)]
+struct Slot {
+    block: Option<u64>,
+    start: u32,
+    len: u32,
+}
+
+/// Records compressed together.
+#[derive(Debug)]
+struct Block {
+    /// The block's JSON, compressed against the dictionary.
+    packed: Box<[u8]>,
+    /// The length of the block's JSON.
+    json_len: usize,
+    /// How many of its records are still in the table.
+    live: usize,
 }
 
 impl<T, S> Default for PackedTable<T, S> {
@@ -122,8 +153,10 @@ impl<T, S> Default for PackedTable<T, S> {
         Self {
             dictionary: Box::default(),
             items: HashMap::new(),
-            json: Vec::new(),
-            compressed: Vec::new(),
+            blocks: HashMap::new(),
+            next_block: 0,
+            open: Vec::new(),
+            open_ids: Vec::new(),
             kind: PhantomData,
         }
     }
@@ -132,36 +165,67 @@ impl<T, S> Default for PackedTable<T, S> {
 impl<T: Serialize + DeserializeOwned, S: Copy> PackedTable<T, S> {
     /// Packs `value` under `id`, in place of what was there.
     pub(super) fn put(&mut self, id: String, value: &T, summary: S) {
-        self.json.clear();
+        if let Some((_, slot)) = self.items.remove(&id) {
+            self.release(slot);
+        }
+        let start = self.open.len();
         // Records are plain data with string keys: their encoding cannot fail.
-        serde_json::to_writer(&mut self.json, value).expect("a stored record encodes to JSON");
+        serde_json::to_writer(&mut self.open, value).expect("a stored record encodes to JSON");
         if self.dictionary.is_empty() {
-            self.dictionary = self.json[..self.json.len().min(DICTIONARY)].into();
+            self.dictionary = self.open[..self.open.len().min(DICTIONARY)].into();
         }
-        // The layout of `compress_prepend_size_with_dict`: the JSON's length, then the block.
-        let length = u32::try_from(self.json.len()).expect("a stored record is under 4 GiB");
-        let bound = 4 + lz4_flex::block::get_maximum_output_size(self.json.len());
-        if self.compressed.len() < bound {
-            self.compressed.resize(bound, 0);
+        let (start, len) = (offset(start), offset(self.open.len() - start));
+        self.items.insert(id.clone(), (summary, Slot { block: None, start, len }));
+        self.open_ids.push(id);
+        if self.open_ids.len() >= BLOCK_RECORDS || self.open.len() >= BLOCK_BYTES {
+            self.seal();
         }
-        self.compressed[..4].copy_from_slice(&length.to_le_bytes());
-        let written = lz4_flex::block::compress_into_with_dict(&self.json, &mut self.compressed[4..], &self.dictionary)
-            .expect("the buffer holds the largest block");
-        self.items.insert(id, (summary, self.compressed[..4 + written].into()));
-        if self.json.capacity() > KEPT_BUFFER {
-            (self.json, self.compressed) = (Vec::new(), Vec::new());
+    }
+
+    /// Compresses the block being filled, and points its records at it.
+    fn seal(&mut self) {
+        let number = self.next_block;
+        self.next_block += 1;
+        let mut live = 0;
+        for id in self.open_ids.drain(..) {
+            // An id put twice in the block, or taken since, is counted once, or not at all.
+            if let Some((_, slot)) = self.items.get_mut(&id).filter(|(_, slot)| slot.block.is_none()) {
+                slot.block = Some(number);
+                live += 1;
+            }
+        }
+        if live > 0 {
+            let packed = lz4_flex::block::compress_with_dict(&self.open, &self.dictionary).into_boxed_slice();
+            self.blocks.insert(number, Block { packed, json_len: self.open.len(), live });
+        }
+        self.open.clear();
+        if self.open.capacity() > 2 * BLOCK_BYTES {
+            self.open = Vec::new();
+        }
+    }
+
+    /// Forgets the record at `slot`: its block goes with its last record.
+    fn release(&mut self, slot: Slot) {
+        let Some(number) = slot.block else { return };
+        let block = self.blocks.get_mut(&number).expect("a record's block is kept while it has records");
+        block.live -= 1;
+        if block.live == 0 {
+            self.blocks.remove(&number);
         }
     }
 
     /// The record of `id`, decoded.
     pub(super) fn get(&self, id: &str) -> Option<T> {
-        self.items.get(id).map(|(_, packed)| self.unpack(packed))
+        let (_, slot) = self.items.get(id)?;
+        Some(self.decode(*slot, &mut None))
     }
 
     /// Removes the record of `id` and returns it decoded.
     pub(super) fn take(&mut self, id: &str) -> Option<T> {
-        let (_, packed) = self.items.remove(id)?;
-        Some(self.unpack(&packed))
+        let (_, slot) = self.items.remove(id)?;
+        let record = self.decode(slot, &mut None);
+        self.release(slot);
+        Some(record)
     }
 
     /// Whether a record of `id` is packed here.
@@ -179,18 +243,40 @@ impl<T: Serialize + DeserializeOwned, S: Copy> PackedTable<T, S> {
         self.items.iter().map(|(id, (summary, _))| (id, *summary))
     }
 
-    /// Every record whose summary passes `keep`, with its id, decoded, in no order.
+    /// Every record whose summary passes `keep`, with its id, decoded, in no order. Each block
+    /// is decompressed once.
     pub(super) fn decode_where(&self, keep: impl Fn(S) -> bool) -> impl Iterator<Item = (&String, T)> {
-        let kept = self.items.iter().filter(move |(_, (summary, _))| keep(*summary));
-        kept.map(|(id, (_, packed))| (id, self.unpack(packed)))
+        let mut kept: Vec<(&String, Slot)> =
+            self.items.iter().filter(|(_, (summary, _))| keep(*summary)).map(|(id, (_, slot))| (id, *slot)).collect();
+        kept.sort_unstable_by_key(|(_, slot)| slot.block);
+        let mut unpacked = None;
+        kept.into_iter().map(move |(id, slot)| (id, self.decode(slot, &mut unpacked)))
     }
 
-    fn unpack(&self, packed: &[u8]) -> T {
-        // The bytes were written by `put` from a record of this type, in this process.
-        let json = lz4_flex::block::decompress_size_prepended_with_dict(packed, &self.dictionary)
-            .expect("a packed record decompresses");
-        serde_json::from_slice(&json).expect("a packed record decodes to what was packed")
+    /// The record at `slot`, decoded. `unpacked` keeps the last block decompressed, for the
+    /// next record read from it.
+    fn decode(&self, slot: Slot, unpacked: &mut Option<(u64, Vec<u8>)>) -> T {
+        let json = match slot.block {
+            None => &self.open,
+            Some(number) => {
+                if unpacked.as_ref().is_none_or(|(held, _)| *held != number) {
+                    let block = &self.blocks[&number];
+                    // The bytes were written by `seal` from records of this type, in this process.
+                    let json = lz4_flex::block::decompress_with_dict(&block.packed, block.json_len, &self.dictionary)
+                        .expect("a packed block decompresses");
+                    *unpacked = Some((number, json));
+                }
+                &unpacked.as_ref().expect("unpacked above").1
+            }
+        };
+        let record = &json[slot.start as usize..(slot.start + slot.len) as usize];
+        serde_json::from_slice(record).expect("a packed record decodes to what was packed")
     }
+}
+
+/// A place in a block's JSON, which stays under 4 GiB: `BLOCK_BYTES` and one record.
+fn offset(at: usize) -> u32 {
+    u32::try_from(at).expect("a block's JSON is under 4 GiB")
 }
 
 #[cfg(test)]
@@ -220,8 +306,56 @@ mod tests {
         assert!(late.contains(&record(98)) && late.contains(&record(99)));
         assert_eq!(table.take("row-3"), Some(record(3)));
         assert!(!table.contains("row-3"));
-        let packed = table.items["row-50"].1.len();
-        let json = serde_json::to_vec(&record(50)).unwrap().len();
+        // 101 records put: each run of `BLOCK_RECORDS` sealed a block.
+        let sealed = 101 / BLOCK_RECORDS;
+        assert_eq!(table.blocks.len(), sealed);
+        let packed: usize = table.blocks.values().map(|block| block.packed.len()).sum();
+        let json: usize =
+            (0..sealed * BLOCK_RECORDS).map(|n| serde_json::to_vec(&record(n as u32)).unwrap().len()).sum();
         assert!(packed * 3 < json, "{packed} bytes packed for {json} of JSON");
+    }
+
+    #[test]
+    fn a_block_goes_with_its_last_record() {
+        let mut table: PackedTable<Value, u32> = PackedTable::default();
+        for n in 0..BLOCK_RECORDS as u32 + 1 {
+            table.put(format!("row-{n}"), &json!({ "n": n }), n);
+        }
+        assert_eq!(table.blocks.len(), 1);
+        // Replaced, taken, or read from the block being filled: the sealed block stays while it
+        // holds a record.
+        table.put("row-0".to_owned(), &json!({ "n": "again" }), 0);
+        assert_eq!(table.get("row-0"), Some(json!({ "n": "again" })));
+        for n in 1..BLOCK_RECORDS as u32 - 1 {
+            assert_eq!(table.take(&format!("row-{n}")), Some(json!({ "n": n })));
+        }
+        assert_eq!(table.blocks.len(), 1);
+        let last = BLOCK_RECORDS as u32 - 1;
+        assert_eq!(table.take(&format!("row-{last}")), Some(json!({ "n": last })));
+        assert!(table.blocks.is_empty(), "no record is left in the block");
+        // Records put and taken before their block is sealed are not counted in it: the block
+        // sealed now holds the two left from before.
+        for n in 0..BLOCK_RECORDS as u32 {
+            table.put(format!("late-{n}"), &json!({ "n": n }), n);
+            assert_eq!(table.take(&format!("late-{n}")), Some(json!({ "n": n })));
+        }
+        let lives: Vec<usize> = table.blocks.values().map(|block| block.live).collect();
+        assert_eq!(lives, [2]);
+        let mut left: Vec<Value> = table.decode_where(|_| true).map(|(_, record)| record).collect();
+        left.sort_by_key(|record| record["n"].to_string());
+        assert_eq!(left, [json!({ "n": "again" }), json!({ "n": BLOCK_RECORDS })]);
+    }
+
+    #[test]
+    fn a_scan_decodes_records_across_blocks_and_the_block_being_filled() {
+        let mut table: PackedTable<Value, u32> = PackedTable::default();
+        for n in 0..3 * BLOCK_RECORDS as u32 + 5 {
+            table.put(format!("row-{n}"), &json!({ "n": n, "odd": n % 2 == 1 }), n);
+        }
+        let mut odd: Vec<u32> =
+            table.decode_where(|n| n % 2 == 1).map(|(_, record)| record["n"].as_u64().unwrap() as u32).collect();
+        odd.sort_unstable();
+        assert_eq!(odd, (0..3 * BLOCK_RECORDS as u32 + 5).filter(|n| n % 2 == 1).collect::<Vec<_>>());
+        assert!(table.decode_where(|_| true).all(|(id, record)| *id == format!("row-{}", record["n"])));
     }
 }
