@@ -89,7 +89,8 @@ fn is_gated(requirement: &RunRequirement, tools: &Toolbox) -> bool {
 
 /// Decides every paused call of `record`.
 ///
-/// `rows` holds the stored rows by id; `caller` the requirements the caller passed (only
+/// `rows` holds the stored rows by id, each moved into the decision of its call; `caller` the
+/// requirements the caller passed (only
 /// their decisions are taken: confirmation, note, values, result, resolver; never the
 /// arguments). Errors leave nothing changed: a caller requirement for no paused call,
 /// a gated call without its row, a row that is still pending, a row that does not match
@@ -98,7 +99,7 @@ pub(crate) fn decide(
     identity: &Identity,
     tools: &Toolbox,
     record: &RunRecord,
-    rows: &HashMap<String, Approval>,
+    mut rows: HashMap<String, Approval>,
     caller: &[RunRequirement],
     now: DateTime<Utc>,
 ) -> Result<Vec<Decision>> {
@@ -119,7 +120,7 @@ pub(crate) fn decide(
                 take_answer(&mut requirement, answer)?;
             }
             if is_gated(stored, tools) {
-                decide_gated(identity, record, requirement, rows, now)
+                decide_gated(identity, record, requirement, &mut rows, now)
             } else {
                 let verdict = decide_by_caller(&requirement)?;
                 if verdict != Verdict::Wait
@@ -169,12 +170,13 @@ fn decide_gated(
     identity: &Identity,
     record: &RunRecord,
     mut requirement: RunRequirement,
-    rows: &HashMap<String, Approval>,
+    rows: &mut HashMap<String, Approval>,
     now: DateTime<Utc>,
 ) -> Result<Decision> {
     let call = &requirement.tool_execution;
     let missing = || Error::ApprovalMissing { run_id: record.run_id.clone(), tool_call_id: call.tool_call_id.clone() };
-    let row = requirement.approval_id.as_ref().and_then(|id| rows.get(id)).ok_or_else(missing)?.clone();
+    // Each row gates one call: a row that two calls name is missing for the second.
+    let row = requirement.approval_id.as_ref().and_then(|id| rows.remove(id)).ok_or_else(missing)?;
     check_row_matches(identity, record, &requirement, &row)?;
     // An approver's edit replaces the model's arguments; the trail and the row keep both.
     if let Some(args) = row.edited_args().filter(|_| row.status == ApprovalStatus::Approved) {

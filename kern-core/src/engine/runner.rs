@@ -161,7 +161,7 @@ impl Runner {
                 rows.insert(id.to_owned(), row);
             }
         }
-        gate::decide(&self.identity, &self.tools, record, &rows, caller, crate::now())
+        gate::decide(&self.identity, &self.tools, record, rows, caller, crate::now())
     }
 
     /// Applies `decisions` to a claimed run and drives it on once nothing waits any more.
