@@ -338,6 +338,54 @@ async fn a_run_whose_model_panics_is_stored_as_failed() {
     assert_eq!(runs.items[0].status, RunStatus::Error);
 }
 
+/// A scripted model that panics once it is given a tool's result.
+struct PanicsAfterTool(ScriptedModel);
+
+impl kern::models::Model for PanicsAfterTool {
+    fn id(&self) -> &str {
+        "panics-after-tool"
+    }
+
+    fn respond<'a>(
+        &'a self,
+        request: kern::models::ModelRequest<'a>,
+    ) -> kern::BoxFuture<'a, Result<kern::models::ModelResponse, kern::models::ModelError>> {
+        if request.messages.iter().any(|message| message.role == kern::models::Role::Tool) {
+            return Box::pin(async { panic!("the model fell over") });
+        }
+        self.0.respond(request)
+    }
+}
+
+#[tokio::test]
+async fn a_continue_whose_model_panics_is_stored_as_failed_with_the_tool_it_ran() {
+    let store: Arc<dyn Store> = Arc::new(MemoryDb::new());
+    let model =
+        ScriptedModel::new().when_user_contains("delete", Reply::call("delete_user_data", json!({"user_id": "42"})));
+    let agent = Agent::builder()
+        .id("fragile")
+        .model(PanicsAfterTool(model))
+        .tool(DeleteUserData)
+        .db(store.clone())
+        .build()
+        .unwrap();
+    let paused = agent.run("delete user 42").await.unwrap();
+    assert_eq!(paused.status, RunStatus::Paused);
+    let row_id = paused.requirements[0].approval_id.clone().expect("a gated call has its row");
+    store.update_approval(&row_id, ApprovalUpdate::approve("admin")).await.unwrap();
+    let err = agent.continue_run(&paused.run_id, Vec::new()).await.unwrap_err();
+    assert!(matches!(err, Error::Aborted(ref why) if why.contains("the model fell over")), "{err:?}");
+    // The approved tool ran before the model fell over: the failed run says so, and so does the
+    // row's trail.
+    let stored = store.load_run(&paused.run_id).await.unwrap().expect("the run is stored");
+    assert_eq!(stored.status, RunStatus::Error);
+    assert_eq!(stored.tools[0].status, ToolCallStatus::Succeeded, "{:?}", stored.tools);
+    assert!(stored.requirements.is_empty(), "nothing waits on a failed run");
+    let trail = store.trail(&row_id).await.unwrap();
+    assert_eq!(trail.last().map(|event| event.kind), Some(kern::trail::EventKind::Executed), "{trail:?}");
+    assert!(store.verify_trail().await.unwrap().is_intact());
+}
+
 #[tokio::test]
 async fn a_paused_call_with_bad_arguments_goes_back_to_the_model_instead() {
     let model = ScriptedModel::new().when_user_contains("restart", Reply::call("restart_service", json!({"name": 7})));

@@ -168,27 +168,33 @@ impl Runner {
     ///
     /// `writes` carries what the caller already has to persist with the run (a team's
     /// resumed member runs).
-    pub(crate) async fn resume(&self, record: RunRecord, decisions: Vec<Decision>, writes: Writes) -> Step {
+    pub(crate) async fn resume(&self, mut record: RunRecord, decisions: Vec<Decision>, mut writes: Writes) -> Step {
         // A panic (in a model, say) must not leave the claimed run `running` for good: the run
-        // is then stored as failed, as it was when claimed, with what the caller had to store
-        // with it (the member runs a team resumed first).
-        let (claimed, given) = (record.clone(), writes.clone());
-        AssertUnwindSafe(self.resume_claimed(record, decisions, writes)).catch_unwind().await.unwrap_or_else(|panic| {
-            let error = Error::Aborted(format!("the run panicked: {}", panic_message(panic.as_ref())));
-            Step::finish(claimed, given, Err(error))
-        })
+        // ends as failed, and is stored so with what it did until then, as a started run is:
+        // approved tools may have run, and their outcomes belong on the run and its rows' trail.
+        let result = AssertUnwindSafe(self.resume_claimed(&mut record, decisions, &mut writes))
+            .catch_unwind()
+            .await
+            .unwrap_or_else(|panic| {
+                Err(Error::Aborted(format!("the run panicked: {}", panic_message(panic.as_ref()))))
+            });
+        Step::finish(record, writes, result)
     }
 
-    async fn resume_claimed(&self, mut record: RunRecord, decisions: Vec<Decision>, mut writes: Writes) -> Step {
+    async fn resume_claimed(
+        &self,
+        record: &mut RunRecord,
+        decisions: Vec<Decision>,
+        writes: &mut Writes,
+    ) -> Result<()> {
         record.status = RunStatus::Running;
-        self.apply(&mut record, decisions, &mut writes).await;
-        let result = if record.requirements.is_empty() && record.delegations.is_empty() {
-            self.advance(&mut record, &mut writes).await
+        self.apply(record, decisions, writes).await;
+        if record.requirements.is_empty() && record.delegations.is_empty() {
+            self.advance(record, writes).await
         } else {
             record.status = RunStatus::Paused;
             Ok(())
-        };
-        Step::finish(record, writes, result)
+        }
     }
 
     /// The earlier completed runs of the session, as question and answer pairs.
@@ -367,10 +373,15 @@ impl Runner {
     async fn apply(&self, record: &mut RunRecord, decisions: Vec<Decision>, writes: &mut Writes) {
         let mut waiting = Vec::new();
         let mut ready = Vec::new();
-        for decision in decisions {
+        for mut decision in decisions {
             writes.approvals.extend(gate::audit_row(&self.identity, record, &decision));
-            if let Some(row) = decision.row.as_ref().filter(|_| decision.verdict != Verdict::Wait) {
-                record.approvals.push(row.clone());
+            // What the call needs of its row, which moves onto the run once it decided the call.
+            let edited = decision.row.as_ref().is_some_and(|row| row.edited_args().is_some());
+            let approval_id = decision.row.as_ref().map(|row| row.id.clone());
+            if decision.verdict != Verdict::Wait
+                && let Some(row) = decision.row.take()
+            {
+                record.approvals.push(row);
             }
             let call_id = decision.requirement.tool_call_id().to_owned();
             match decision.verdict {
@@ -389,7 +400,7 @@ impl Runner {
                 Verdict::Run(args) => {
                     let mut edited_from = None;
                     if let Some(execution) = record.tools.iter_mut().find(|e| e.tool_call_id == call_id) {
-                        if decision.row.as_ref().is_some_and(|row| row.edited_args().is_some()) {
+                        if edited {
                             edited_from = Some(execution.tool_args.clone());
                         }
                         execution.tool_args = args.clone();
@@ -397,8 +408,7 @@ impl Runner {
                     let tool_name = decision.requirement.tool_execution.tool_name;
                     match self.tools.get(&tool_name) {
                         Some(entry) => {
-                            let approval_id = decision.row.as_ref().map(|row| row.id.as_str());
-                            let context = self.context(record, &call_id, approval_id);
+                            let context = self.context(record, &call_id, approval_id.as_deref());
                             let tool = Arc::clone(&entry.tool);
                             ready.push((call_id, Invocation { tool, tool_name, context, args, edited_from }));
                         }
