@@ -53,6 +53,13 @@ const STALE_PAGES_PER_UPKEEP: usize = 16;
 /// How many trail events one read brings, when the worker looks for decisions among them.
 const EVENT_BATCH: u32 = 512;
 
+/// How far before the trail's last event a starting worker reads it. A decision whose commit is
+/// under way as the worker starts may hold a lower `seq` than events already committed (Postgres
+/// takes a `seq` before its transaction commits), and commit after the worker's first scan: read
+/// from before it, the gap it leaves holds the worker's reader until it fills, as it does for a
+/// worker that was running. Old decisions read again cost one scan.
+const STARTUP_LOOKBACK: i64 = 1_000;
+
 /// How long a worker waits before reading the store again after a failed read: the database
 /// may be restarting, and is not hammered meanwhile. Also the first wait before a run whose
 /// continue failed is tried again; each failure in a row doubles it, up to [`RETRY_MAX`].
@@ -168,7 +175,7 @@ impl Worker {
     /// second, with a warning; the worker itself never fails once started. Errors: the first read
     /// of the store, so that a worker pointed at a database it cannot reach says so.
     pub async fn run(self, shutdown: impl Future<Output = ()>) -> Result<()> {
-        let mut trail = TrailReader::after(self.store.last_event_seq().await?);
+        let mut trail = TrailReader::after(self.store.last_event_seq().await? - STARTUP_LOOKBACK);
         tracing::info!(agents = ?self.agents.keys().collect::<Vec<_>>(), teams = ?self.teams.keys().collect::<Vec<_>>(),
             "kern worker started");
         let mut state = State::default();

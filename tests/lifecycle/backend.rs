@@ -124,7 +124,8 @@ impl Drop for Backend {
 
 /// A store (a memory store unless told otherwise) that logs the name of each call and can fail
 /// writes of run state or reads of rows, as when the database goes down mid-run, or show an
-/// event late, as when Postgres commits it after a later one.
+/// event late, as when Postgres commits it after a later one, or hold one back with its run's
+/// decision until the test commits it.
 pub struct ProbeStore {
     inner: Arc<dyn Store>,
     /// The numbers of the saves that fail, the first save being number 1.
@@ -137,6 +138,10 @@ pub struct ProbeStore {
     late: Option<EventKind>,
     /// Whether the late event has been left out of a read that held a later one.
     late_passed: AtomicBool,
+    /// The kind of the event in flight: the first of that kind, and its run among the decided
+    /// runs, are seen by no read until [`commit_in_flight`](Self::commit_in_flight).
+    in_flight: Option<EventKind>,
+    in_flight_committed: AtomicBool,
     calls: std::sync::Mutex<Vec<&'static str>>,
 }
 
@@ -156,6 +161,8 @@ impl ProbeStore {
             failing_row_reads: AtomicBool::new(false),
             late: None,
             late_passed: AtomicBool::new(false),
+            in_flight: None,
+            in_flight_committed: AtomicBool::new(false),
             calls: std::sync::Mutex::default(),
         }
     }
@@ -164,6 +171,26 @@ impl ProbeStore {
     /// it first.
     pub fn with_late_event(inner: Arc<dyn Store>, kind: EventKind) -> Self {
         ProbeStore { late: Some(kind), ..ProbeStore::over(inner) }
+    }
+
+    /// Probes `inner`, whose first event of `kind` is written by a transaction still under way
+    /// until [`commit_in_flight`](Self::commit_in_flight): reads of the trail and of decided
+    /// runs see neither the event nor its run's decision, while later events are seen.
+    pub fn with_event_in_flight(inner: Arc<dyn Store>, kind: EventKind) -> Self {
+        ProbeStore { in_flight: Some(kind), ..ProbeStore::over(inner) }
+    }
+
+    /// Commits the event in flight: every read sees it from now on.
+    pub fn commit_in_flight(&self) {
+        self.in_flight_committed.store(true, Ordering::Relaxed);
+    }
+
+    /// The event in flight, while it is.
+    async fn event_in_flight(&self) -> Result<Option<TrailEvent>> {
+        let Some(kind) = self.in_flight.filter(|_| !self.in_flight_committed.load(Ordering::Relaxed)) else {
+            return Ok(None);
+        };
+        Ok(self.inner.events_after(0, u32::MAX).await?.into_iter().find(|event| event.kind == kind))
     }
 
     /// Fails every save.
@@ -319,6 +346,9 @@ impl Store for ProbeStore {
                     self.late_passed.store(true, Ordering::Relaxed);
                 }
             }
+            if let Some(in_flight) = self.event_in_flight().await? {
+                events.retain(|event| event.seq != in_flight.seq);
+            }
             Ok(events)
         })
     }
@@ -335,7 +365,13 @@ impl Store for ProbeStore {
 
     fn decided_runs<'a>(&'a self, after: Option<&'a str>, limit: u32) -> BoxFuture<'a, Result<Vec<RunRecord>>> {
         self.log("decided_runs");
-        self.inner.decided_runs(after, limit)
+        Box::pin(async move {
+            let mut runs = self.inner.decided_runs(after, limit).await?;
+            if let Some(in_flight) = self.event_in_flight().await? {
+                runs.retain(|run| run.run_id != in_flight.run_id);
+            }
+            Ok(runs)
+        })
     }
 
     fn stale_runs<'a>(

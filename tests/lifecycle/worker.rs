@@ -4,8 +4,8 @@
 //! started after the decisions catches up, an expired row's run is resumed with no caller, a
 //! run that also waits on a plain confirmation is left to its caller, a stale run is recovered
 //! behind more than a page of a retired agent's, and a decision whose event commits after a
-//! later one is not passed over (nor by the reader of the trail that the server and the
-//! command line share). Across processes (the children are this test binary, see
+//! later one is not passed over, whether the worker was running or was starting (nor by the
+//! reader of the trail that the server and the command line share). Across processes (the children are this test binary, see
 //! [`crate::child`]): four worker processes and 200 paused runs decided at random by several
 //! admins, each run completed once and each approved tool run once; and a worker killed with
 //! SIGKILL mid-continue, whose run another worker recovers.
@@ -246,6 +246,7 @@ on_every_backend!(
     a_run_that_also_waits_on_its_caller_is_left_to_it,
     a_stale_run_behind_a_retired_agents_is_recovered,
     a_decision_that_commits_late_is_not_passed_over,
+    a_decision_under_way_as_a_worker_starts_is_not_passed_over,
     a_reader_of_the_trail_waits_for_an_event_that_commits_late,
 );
 
@@ -268,6 +269,31 @@ async fn a_decision_that_commits_late_is_not_passed_over(backend: Backend) {
     store.update_approval(row_of(&decided), ApprovalUpdate::approve("admin-1")).await.unwrap();
     // The event after the approval's, which a reader sees first.
     let waiting = agent.run("place order 2").await.unwrap();
+    let done = next_continued(&mut outcomes).await;
+    assert_eq!((done.run_id.as_str(), done.status), (decided.run_id.as_str(), RunStatus::Completed));
+    assert_eq!(store.load_run(&waiting.run_id).await.unwrap().unwrap().status, RunStatus::Paused);
+}
+
+/// A decision whose commit is under way as a worker starts, with a `seq` below an event already
+/// committed, is missed by the worker's first scan and lies before the end of the trail it
+/// read: the worker reads the trail from before that end, and waits for the gap to fill,
+/// rather than leave the run to its next upkeep (an hour away here).
+async fn a_decision_under_way_as_a_worker_starts_is_not_passed_over(backend: Backend) {
+    let probe = Arc::new(ProbeStore::with_event_in_flight(backend.store(), EventKind::Approved));
+    let store: Arc<dyn Store> = probe.clone();
+    let ledger = Ledger::new();
+    let agent = agent(store.clone(), &ledger.0);
+    let decided = agent.run("place order 1").await.unwrap();
+    store.update_approval(row_of(&decided), ApprovalUpdate::approve("admin-1")).await.unwrap();
+    // Committed after the approval's event took its `seq`, and before the worker starts.
+    let waiting = agent.run("place order 2").await.unwrap();
+
+    let worker = quick_worker(store.clone(), agent.clone()).upkeep_interval(Duration::from_secs(3600));
+    let (_stop, mut outcomes) = start(worker.build().unwrap());
+    while !probe.calls().contains(&"decided_runs") {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    probe.commit_in_flight();
     let done = next_continued(&mut outcomes).await;
     assert_eq!((done.run_id.as_str(), done.status), (decided.run_id.as_str(), RunStatus::Completed));
     assert_eq!(store.load_run(&waiting.run_id).await.unwrap().unwrap().status, RunStatus::Paused);
