@@ -311,8 +311,9 @@ async fn a_panicking_tool_is_a_failed_call() {
     assert_eq!(run.content.as_deref(), Some("Done. explode: error: the tool panicked: boom"));
 }
 
-/// A model that panics when asked anything.
-struct Panicking;
+/// A model that panics: when asked anything, or, with a script, once it is given a tool's
+/// result (answering by the script until then).
+struct Panicking(Option<ScriptedModel>);
 
 impl kern::models::Model for Panicking {
     fn id(&self) -> &str {
@@ -321,40 +322,26 @@ impl kern::models::Model for Panicking {
 
     fn respond<'a>(
         &'a self,
-        _request: kern::models::ModelRequest<'a>,
+        request: kern::models::ModelRequest<'a>,
     ) -> kern::BoxFuture<'a, Result<kern::models::ModelResponse, kern::models::ModelError>> {
-        Box::pin(async { panic!("the model fell over") })
+        match &self.0 {
+            Some(script) if !request.messages.iter().any(|message| message.role == kern::models::Role::Tool) => {
+                script.respond(request)
+            }
+            _ => Box::pin(async { panic!("the model fell over") }),
+        }
     }
 }
 
 #[tokio::test]
 async fn a_run_whose_model_panics_is_stored_as_failed() {
     let store: Arc<dyn Store> = Arc::new(MemoryDb::new());
-    let agent = Agent::builder().id("fragile").model(Panicking).db(store.clone()).build().unwrap();
+    let agent = Agent::builder().id("fragile").model(Panicking(None)).db(store.clone()).build().unwrap();
     let err = agent.run("hello").await.unwrap_err();
     assert!(matches!(err, Error::Aborted(ref why) if why.contains("the model fell over")), "{err:?}");
     let runs = store.list_runs(&kern::run::RunQuery::default()).await.unwrap();
     assert_eq!(runs.items.len(), 1, "the run is stored");
     assert_eq!(runs.items[0].status, RunStatus::Error);
-}
-
-/// A scripted model that panics once it is given a tool's result.
-struct PanicsAfterTool(ScriptedModel);
-
-impl kern::models::Model for PanicsAfterTool {
-    fn id(&self) -> &str {
-        "panics-after-tool"
-    }
-
-    fn respond<'a>(
-        &'a self,
-        request: kern::models::ModelRequest<'a>,
-    ) -> kern::BoxFuture<'a, Result<kern::models::ModelResponse, kern::models::ModelError>> {
-        if request.messages.iter().any(|message| message.role == kern::models::Role::Tool) {
-            return Box::pin(async { panic!("the model fell over") });
-        }
-        self.0.respond(request)
-    }
 }
 
 #[tokio::test]
@@ -364,7 +351,7 @@ async fn a_continue_whose_model_panics_is_stored_as_failed_with_the_tool_it_ran(
         ScriptedModel::new().when_user_contains("delete", Reply::call("delete_user_data", json!({"user_id": "42"})));
     let agent = Agent::builder()
         .id("fragile")
-        .model(PanicsAfterTool(model))
+        .model(Panicking(Some(model)))
         .tool(DeleteUserData)
         .db(store.clone())
         .build()
