@@ -5,7 +5,7 @@
 //! its own types only when it runs the statement (see `driver.rs`).
 
 use std::borrow::Cow;
-use std::fmt::Display;
+use std::fmt::{Display, Write};
 
 use chrono::{DateTime, SubsecRound, TimeDelta, Utc};
 use kern_core::{Error, Result};
@@ -108,12 +108,13 @@ impl<'a> Stmt<'a> {
 /// all their values in that order: the parts of one text (a script, a chain of CTEs) that runs
 /// every statement in one call. A `$` followed by a digit is taken as a placeholder: kern's
 /// statements have no such text in their literals.
-pub(crate) fn chain(stmts: Vec<Stmt<'_>>) -> (Vec<String>, Vec<Param<'_>>) {
+pub(crate) fn chain(stmts: Vec<Stmt<'_>>) -> (Vec<Cow<'_, str>>, Vec<Param<'_>>) {
     let mut params = Vec::new();
     let texts = stmts
         .into_iter()
         .map(|stmt| {
-            let text = renumber(&stmt.sql, params.len());
+            // The first statement's placeholders are numbered already.
+            let text = if params.is_empty() { stmt.sql } else { renumber(&stmt.sql, params.len()).into() };
             params.extend(stmt.params);
             text
         })
@@ -142,7 +143,8 @@ fn renumber(sql: &str, offset: usize) -> String {
         rest = &rest[at + 1..];
         let digits = rest.bytes().take_while(u8::is_ascii_digit).count();
         if let Ok(n) = rest[..digits].parse::<usize>() {
-            out.push_str(&(n + offset).to_string());
+            // Writing to a `String` cannot fail.
+            _ = write!(out, "{}", n + offset);
             rest = &rest[digits..];
         }
     }

@@ -359,7 +359,7 @@ fn one_statement(stmts: Vec<Stmt<'_>>) -> Stmt<'_> {
     let last = texts.pop().unwrap_or_default();
     let steps: Vec<String> = texts.iter().enumerate().map(|(n, text)| format!("s{n} AS ({text})")).collect();
     if steps.is_empty() {
-        return Stmt { sql: last.into(), params };
+        return Stmt { sql: last, params };
     }
     Stmt { sql: format!("WITH {} {last}", steps.join(", ")).into(), params }
 }
