@@ -110,6 +110,12 @@ pub(crate) trait Driver: Database {
     /// does not.
     const LEAN_SERIAL_KEY: Option<&'static str>;
 
+    /// Reads the stored definitions (`type`, `sql`) of table `$1` and of its indexes and
+    /// triggers, the table's first, where schema 13 rebuilds the tables whose checks compare a
+    /// column with a list of values (see `schema::plain_checks`): SQLite builds a table of the
+    /// list at every statement that writes the column. `None` where such a check costs nothing.
+    const DEFINITIONS_OF: Option<&'static str>;
+
     /// What ends a `SELECT` that locks the rows it reads until the transaction ends (on
     /// SQLite nothing: a write transaction holds the whole database).
     const FOR_UPDATE: &'static str;

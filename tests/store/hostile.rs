@@ -385,7 +385,7 @@ pub async fn an_abandoned_resolution_leaves_each_row_whole_and_the_store_usable(
 const FIRST_TRAIL_VERSION: i64 = 6;
 
 /// Tables of each older schema version, so that one database holds a store of each.
-const OLDER_TABLES: [[&str; 3]; 11] = [
+const OLDER_TABLES: [[&str; 3]; 12] = [
     ["v1_approvals", "v1_runs", "v1_sessions"],
     ["v2_approvals", "v2_runs", "v2_sessions"],
     ["v3_approvals", "v3_runs", "v3_sessions"],
@@ -397,6 +397,7 @@ const OLDER_TABLES: [[&str; 3]; 11] = [
     ["v9_approvals", "v9_runs", "v9_sessions"],
     ["v10_approvals", "v10_runs", "v10_sessions"],
     ["v11_approvals", "v11_runs", "v11_sessions"],
+    ["v12_approvals", "v12_runs", "v12_sessions"],
 ];
 
 pub async fn an_upgrade_from_every_version_keeps_the_rows_and_takes_nul_inside_json(target: SqlTarget) {

@@ -161,6 +161,9 @@ impl Driver for Postgres {
     /// An identity column's sequence is an object of its own, logged once per 32 values.
     const LEAN_SERIAL_KEY: Option<&'static str> = None;
 
+    /// Postgres compares a column with a list of constants without building anything.
+    const DEFINITIONS_OF: Option<&'static str> = None;
+
     const FOR_UPDATE: &'static str = " FOR UPDATE";
 
     /// Compared as text, which every column type has (`json` has no equality).

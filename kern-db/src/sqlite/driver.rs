@@ -105,6 +105,12 @@ impl Driver for Sqlite {
     /// append-only table is the order of inserts.
     const LEAN_SERIAL_KEY: Option<&'static str> = Some("INTEGER PRIMARY KEY");
 
+    /// The catalog keeps each definition's text as it was written (renames aside); the
+    /// automatic indexes of keys and unique columns have none and come back with the table.
+    const DEFINITIONS_OF: Option<&'static str> = Some(
+        "SELECT type, sql FROM sqlite_schema WHERE tbl_name = $1 AND sql IS NOT NULL ORDER BY type <> 'table', rowid",
+    );
+
     const FOR_UPDATE: &'static str = "";
 
     fn differs(column: &str) -> String {

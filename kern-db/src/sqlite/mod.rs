@@ -172,7 +172,7 @@ mod tests {
     use std::sync::atomic::{AtomicU32, Ordering};
 
     use kern_core::approval::{ApprovalQuery, ApprovalStatus};
-    use sqlx::{Decode, Type};
+    use sqlx::{Decode, Row, Type};
 
     use super::*;
     use crate::layout::TableNames;
@@ -255,6 +255,92 @@ mod tests {
 
         let db = SqliteDb::builder().db_file(&file.0).__schema_version(3).build().await.unwrap();
         assert_eq!(trigger_names(&db).await, ["kern_runs_on_save"]);
+        db.close().await;
+    }
+
+    /// A statement that writes the enumerated columns of each table that version 13 rebuilds,
+    /// and how many tables SQLite builds to run it from then on: a run's save still builds one,
+    /// where its trigger gathers the run's approval rows before it updates them.
+    const ENUM_WRITES: [(&str, usize); 3] = [
+        (
+            "INSERT INTO kern_runs (run_id, session_id, status, state, created_at, updated_at) \
+             VALUES ('r2', 's', 'paused', '{}', 0, 0)",
+            1,
+        ),
+        (
+            "UPDATE kern_approvals SET status = 'approved', approval_type = 'audit', pause_type = 'user_input', \
+             source_type = 'team', run_status = 'completed' WHERE id = 'a'",
+            0,
+        ),
+        (
+            "INSERT INTO kern_approvals_events (approval_id, run_id, idx, kind, principal, at, data, prev_hash, hash) \
+             VALUES ('a', 'r', 1, 'approved', 'p', 0, '{}', '', '')",
+            0,
+        ),
+    ];
+
+    /// How many tables SQLite builds to run `sql` (`OpenEphemeral` in its program).
+    async fn tables_built(db: &SqliteDb, sql: &str) -> usize {
+        let mut conn = db.inner.pools.reader.acquire_lane().await.unwrap();
+        let program = sqlx::query(&format!("EXPLAIN {sql}")).fetch_all(&mut *conn).await.unwrap();
+        program.iter().filter(|step| step.get::<String, _>("opcode") == "OpenEphemeral").count()
+    }
+
+    #[tokio::test]
+    async fn the_upgrade_to_version_13_checks_enumerated_columns_without_building_tables_and_keeps_the_rest() {
+        let file = TempFile::new();
+        let old = SqliteDb::builder().db_file(&file.0).__schema_version(12).build().await.unwrap();
+        let mut conn = old.inner.pools.writer.acquire_lane().await.unwrap();
+        let columns = crate::codec::APPROVAL_INSERT_COLUMNS;
+        for sql in [
+            "INSERT INTO kern_runs (run_id, session_id, user_id, status, state, created_at, updated_at) \
+             VALUES ('r', 's', 'u', 'paused', '{}', 1, 2)"
+                .to_owned(),
+            format!(
+                "INSERT INTO kern_approvals ({columns}) VALUES ('a', 'r', 's', 'pending', 'required', 'confirmation', \
+                 'agent', NULL, NULL, NULL, 'u', 'tool', '{{}}', 'c', '[]', NULL, NULL, NULL, 1, 1, NULL, 'paused', \
+                 NULL, 0)"
+            ),
+            "INSERT INTO kern_approvals_events (approval_id, run_id, idx, kind, principal, at, data, prev_hash, hash) \
+             VALUES ('a', 'r', 0, 'created', 'p', 1, '{}', '', 'h')"
+                .to_owned(),
+        ] {
+            sqlx::query(&sql).execute(&mut *conn).await.unwrap();
+        }
+        drop(conn);
+        let (indexes, triggers) = (index_names(&old).await, trigger_names(&old).await);
+        for (sql, built) in ENUM_WRITES {
+            assert!(tables_built(&old, sql).await > built, "{sql}");
+        }
+        old.close().await;
+
+        let db = SqliteDb::builder().db_file(&file.0).__schema_version(13).build().await.unwrap();
+        assert_eq!(index_names(&db).await, indexes);
+        assert_eq!(trigger_names(&db).await, triggers);
+        for (sql, built) in ENUM_WRITES {
+            assert_eq!(tables_built(&db, sql).await, built, "{sql}");
+        }
+        let kept = "SELECT (SELECT COUNT(*) FROM kern_runs WHERE user_id = 'u') \
+                    + (SELECT COUNT(*) FROM kern_approvals WHERE status = 'pending') \
+                    + (SELECT COUNT(*) FROM kern_approvals_events WHERE hash = 'h') \
+                    + (SELECT n FROM kern_approvals_pending)";
+        assert_eq!(scalar::<i64>(&db, kept).await, 4);
+        // The checks refuse what they refused, and the triggers still run.
+        let mut conn = db.inner.pools.writer.acquire_lane().await.unwrap();
+        for refused in [
+            "UPDATE kern_runs SET status = 'done' WHERE run_id = 'r'",
+            "UPDATE kern_approvals SET pause_type = 'later' WHERE id = 'a'",
+            "INSERT INTO kern_approvals_events (approval_id, run_id, idx, kind, principal, at, data, prev_hash, hash) \
+             VALUES ('a', 'r', 1, 'kind', 'p', 1, '{}', 'h', 'h2')",
+            "DELETE FROM kern_approvals WHERE id = 'a'",
+        ] {
+            assert!(sqlx::query(refused).execute(&mut *conn).await.is_err(), "{refused}");
+        }
+        let save = "INSERT INTO kern_runs (run_id, session_id, user_id, status, state, created_at, updated_at) \
+                    VALUES ('r', 's', 'u', 'completed', '{}', 1, 3) ON CONFLICT (run_id) DO UPDATE SET status = excluded.status";
+        sqlx::query(save).execute(&mut *conn).await.unwrap();
+        drop(conn);
+        assert_eq!(scalar::<String>(&db, "SELECT run_status FROM kern_approvals WHERE id = 'a'").await, "completed");
         db.close().await;
     }
 
