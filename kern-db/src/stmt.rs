@@ -113,7 +113,7 @@ pub(crate) fn chain(stmts: Vec<Stmt<'_>>) -> (Vec<Cow<'_, str>>, Vec<Param<'_>>)
     let texts = stmts
         .into_iter()
         .map(|stmt| {
-            // The first statement's placeholders are numbered already.
+            // With no values bound before it, a statement keeps its placeholders as they are.
             let text = if params.is_empty() { stmt.sql } else { renumber(&stmt.sql, params.len()).into() };
             params.extend(stmt.params);
             text
