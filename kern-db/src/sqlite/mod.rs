@@ -327,14 +327,18 @@ mod tests {
         assert_eq!(scalar::<i64>(&db, kept).await, 4);
         // The checks refuse what they refused, and the triggers still run.
         let mut conn = db.inner.pools.writer.acquire_lane().await.unwrap();
-        for refused in [
-            "UPDATE kern_runs SET status = 'done' WHERE run_id = 'r'",
-            "UPDATE kern_approvals SET pause_type = 'later' WHERE id = 'a'",
-            "INSERT INTO kern_approvals_events (approval_id, run_id, idx, kind, principal, at, data, prev_hash, hash) \
-             VALUES ('a', 'r', 1, 'kind', 'p', 1, '{}', 'h', 'h2')",
-            "DELETE FROM kern_approvals WHERE id = 'a'",
+        for (refused, why) in [
+            ("UPDATE kern_runs SET status = 'done' WHERE run_id = 'r'", "CHECK constraint failed: status ="),
+            ("UPDATE kern_approvals SET pause_type = 'later' WHERE id = 'a'", "CHECK constraint failed: pause_type ="),
+            (
+                "INSERT INTO kern_approvals_events (approval_id, run_id, idx, kind, principal, at, data, prev_hash, hash) \
+                 VALUES ('a', 'r', 1, 'kind', 'p', 1, '{}', 'h', 'h2')",
+                "CHECK constraint failed: kind =",
+            ),
+            ("DELETE FROM kern_approvals WHERE id = 'a'", "approval rows are never deleted"),
         ] {
-            assert!(sqlx::query(refused).execute(&mut *conn).await.is_err(), "{refused}");
+            let err = sqlx::query(refused).execute(&mut *conn).await.unwrap_err();
+            assert!(err.to_string().contains(why), "{refused}: {err}");
         }
         let save = "INSERT INTO kern_runs (run_id, session_id, user_id, status, state, created_at, updated_at) \
                     VALUES ('r', 's', 'u', 'completed', '{}', 1, 3) ON CONFLICT (run_id) DO UPDATE SET status = excluded.status";
