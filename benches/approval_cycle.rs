@@ -10,6 +10,7 @@
 //!     [--concurrency C] [--mode approve|reject|audit] [--warmup W]
 //! cargo bench --bench approval_cycle -- --scenario list [--rows 1000000] [--backend ..]
 //! cargo bench --bench approval_cycle -- --scenario floor [--n N] [--backend sqlite|postgres]
+//! cargo bench --bench approval_cycle -- --scenario store [--n N] [--concurrency C] [--backend ..]
 //! ```
 //!
 //! It prints one line per phase (median and p99 in ms) and, last, one summary line. Under
@@ -26,7 +27,8 @@ use chrono::Utc;
 use common::stats::percentile;
 use common::{Scratch, filler_row, scratch_name};
 use kern::prelude::*;
-use kern::run::RunOptions;
+use kern::run::{RunOptions, RunRecord};
+use kern::trail::{EventKind, Execution};
 use serde_json::json;
 
 static EXECUTED: AtomicU64 = AtomicU64::new(0);
@@ -79,6 +81,8 @@ enum Scenario {
     List { rows: usize },
     /// What the database itself allows: a bare durable commit and a bare read, through sqlx.
     Floor,
+    /// The store calls of the approve cycle alone, without the agent that makes them.
+    Store,
 }
 
 impl Default for Options {
@@ -133,7 +137,8 @@ fn parse(args: &[String]) -> Result<Options, BoxError> {
         "cycle" => Scenario::Cycle,
         "list" => Scenario::List { rows },
         "floor" => Scenario::Floor,
-        other => return Err(format!("unknown scenario `{other}`: cycle, list or floor").into()),
+        "store" => Scenario::Store,
+        other => return Err(format!("unknown scenario `{other}`: cycle, list, floor or store").into()),
     };
     Ok(options)
 }
@@ -225,16 +230,7 @@ async fn cycle(agent: &Agent, store: &dyn Store, mode: Mode, session: String) ->
         return Err(format!("run not paused: {} {:?}", run.status, run.content).into());
     }
     let t1 = Instant::now();
-    let pending = store.list_approvals(&ApprovalQuery::default().status(ApprovalStatus::Pending)).await?;
-    let mine = match pending.items.into_iter().find(|row| row.run_id == run.run_id) {
-        Some(row) => Some(row),
-        // Under concurrency the newest page may belong to other runs.
-        None => store
-            .list_approvals(&ApprovalQuery::default().status(ApprovalStatus::Pending).run_id(run.run_id.as_str()))
-            .await?
-            .items
-            .pop(),
-    };
+    let mine = pending_row_of(store, &run.run_id).await?;
     let t2 = Instant::now();
     match mode {
         Mode::Audit => {
@@ -247,14 +243,7 @@ async fn cycle(agent: &Agent, store: &dyn Store, mode: Mode, session: String) ->
         Mode::Approve | Mode::Reject => {
             let row = mine.ok_or("no pending row for the run")?;
             let status = if mode == Mode::Approve { ApprovalStatus::Approved } else { ApprovalStatus::Rejected };
-            let update = ApprovalUpdate {
-                expected_status: Some(ApprovalStatus::Pending),
-                status,
-                resolved_by: Some("bench-admin".into()),
-                resolved_at: Some(Utc::now()),
-                resolution_data: None,
-            };
-            store.update_approval(&row.id, update).await?;
+            store.update_approval(&row.id, resolution(status)).await?;
         }
     }
     let t3 = Instant::now();
@@ -265,6 +254,29 @@ async fn cycle(agent: &Agent, store: &dyn Store, mode: Mode, session: String) ->
     }
     let t4 = Instant::now();
     Ok([t1 - t0, t2 - t1, t3 - t2, t4 - t3])
+}
+
+/// The admin's look at the inbox for the row of run `run_id`: the newest page of pending rows,
+/// and, when the row is not on it (under concurrency the page may hold other runs' rows only),
+/// the pending rows of the run.
+async fn pending_row_of(store: &dyn Store, run_id: &str) -> Result<Option<Approval>, BoxError> {
+    let pending = store.list_approvals(&ApprovalQuery::default().status(ApprovalStatus::Pending)).await?;
+    if let Some(row) = pending.items.into_iter().find(|row| row.run_id == run_id) {
+        return Ok(Some(row));
+    }
+    let query = ApprovalQuery::default().status(ApprovalStatus::Pending).run_id(run_id);
+    Ok(store.list_approvals(&query).await?.items.pop())
+}
+
+/// The admin's decision of a pending row.
+fn resolution(status: ApprovalStatus) -> ApprovalUpdate {
+    ApprovalUpdate {
+        expected_status: Some(ApprovalStatus::Pending),
+        status,
+        resolved_by: Some("bench-admin".into()),
+        resolved_at: Some(Utc::now()),
+        resolution_data: None,
+    }
 }
 
 fn peak_rss_mib() -> f64 {
@@ -308,28 +320,12 @@ async fn measure_cycles(options: &Options, backend: &Backend, print: bool) -> Re
         cycle(&agent, &*backend.store, options.mode, format!("warmup-{i}")).await?;
     }
     let commits_before = (backend.commits)();
-    let started = Instant::now();
-    let per_task = options.n.div_ceil(options.concurrency);
-    let tasks: Vec<_> = (0..options.concurrency)
-        .map(|task| {
-            let agent = agent.clone();
-            let store = backend.store.clone();
-            let mode = options.mode;
-            let count = per_task.min(options.n.saturating_sub(task * per_task));
-            tokio::spawn(async move {
-                let mut phases = Vec::with_capacity(count);
-                for i in 0..count {
-                    phases.push(cycle(&agent, &*store, mode, format!("s{task}-{i}")).await?);
-                }
-                Ok::<_, BoxError>(phases)
-            })
-        })
-        .collect();
-    let mut samples = Vec::with_capacity(options.n);
-    for task in tasks {
-        samples.extend(task.await??);
-    }
-    let wall = started.elapsed();
+    let (store, mode) = (backend.store.clone(), options.mode);
+    let (samples, wall) = time_cycles(options, move |task, i| {
+        let (agent, store) = (agent.clone(), store.clone());
+        async move { cycle(&agent, &*store, mode, format!("s{task}-{i}")).await }
+    })
+    .await?;
     let commits = (backend.commits)() - commits_before;
 
     // Verification (not timed): every measured cycle left what it should.
@@ -357,7 +353,56 @@ async fn measure_cycles(options: &Options, backend: &Backend, print: bool) -> Re
         return Ok(());
     }
 
-    let names = if options.mode == Mode::Audit { AUDIT_PHASES } else { PHASES };
+    let cycles = print_phases(if options.mode == Mode::Audit { &AUDIT_PHASES } else { &PHASES }, &samples);
+    println!("verified: {rows} {status} {kind} rows, 0 pending, tool ran {executed} times, {} runs completed", total);
+    println!(
+        "approval_cycle backend={} mode={} n={} concurrency={} cycles_per_s={:.1} p50_ms={:.3} p99_ms={:.3} commits_per_cycle={:.2} peak_rss_mib={:.1}",
+        backend_name(options.kind),
+        mode_name(options.mode),
+        options.n,
+        options.concurrency,
+        options.n as f64 / wall.as_secs_f64(),
+        percentile(&cycles, 0.5),
+        percentile(&cycles, 0.99),
+        commits as f64 / options.n as f64,
+        peak_rss_mib(),
+    );
+    Ok(())
+}
+
+/// Runs `options.n` cycles over `options.concurrency` tasks, each task its share one after
+/// another: `cycle(task, i)` is the `i`th cycle of task `task`, and returns how long each of its
+/// phases took. Returns every cycle's phases and how long they all took.
+async fn time_cycles<F, C>(options: &Options, cycle: F) -> Result<(Vec<[Duration; 4]>, Duration), BoxError>
+where
+    F: Fn(usize, usize) -> C + Clone + Send + 'static,
+    C: Future<Output = Result<[Duration; 4], BoxError>> + Send + 'static,
+{
+    let started = Instant::now();
+    let per_task = options.n.div_ceil(options.concurrency);
+    let tasks: Vec<_> = (0..options.concurrency)
+        .map(|task| {
+            let cycle = cycle.clone();
+            let count = per_task.min(options.n.saturating_sub(task * per_task));
+            tokio::spawn(async move {
+                let mut phases = Vec::with_capacity(count);
+                for i in 0..count {
+                    phases.push(cycle(task, i).await?);
+                }
+                Ok::<_, BoxError>(phases)
+            })
+        })
+        .collect();
+    let mut samples = Vec::with_capacity(options.n);
+    for task in tasks {
+        samples.extend(task.await??);
+    }
+    Ok((samples, started.elapsed()))
+}
+
+/// Prints the median and p99 of each phase named in `names` and of whole cycles; returns the
+/// cycles' durations, sorted.
+fn print_phases(names: &[&str; 4], samples: &[[Duration; 4]]) -> Vec<Duration> {
     for (index, name) in names.iter().enumerate() {
         let mut durations: Vec<Duration> = samples.iter().map(|s| s[index]).collect();
         durations.sort();
@@ -375,20 +420,146 @@ async fn measure_cycles(options: &Options, backend: &Backend, print: bool) -> Re
         percentile(&cycles, 0.5),
         percentile(&cycles, 0.99)
     );
-    println!("verified: {rows} {status} {kind} rows, 0 pending, tool ran {executed} times, {} runs completed", total);
+    cycles
+}
+
+/// The records of one approve cycle made by the agent, as the store holds them: the store
+/// scenario writes them again, under keys of its own, in each of its cycles.
+struct Templates {
+    paused: RunRecord,
+    row: Approval,
+    completed: RunRecord,
+    execution: Execution,
+}
+
+impl Templates {
+    /// Makes one approve cycle with the agent and reads back what it stored.
+    async fn record(store: Arc<dyn Store>) -> Result<Self, BoxError> {
+        let agent = agent(store.clone(), Mode::Approve)?;
+        let options = RunOptions::default().session_id("template").user_id("u1");
+        let run = agent.run_with("please delete 3 user records", options).await?;
+        let paused = store.load_run(&run.run_id).await?.ok_or("the paused run was not stored")?;
+        let row = pending_row_of(&*store, &run.run_id).await?.ok_or("no pending row for the run")?;
+        store.update_approval(&row.id, resolution(ApprovalStatus::Approved)).await?;
+        agent.continue_run(&run.run_id, Vec::new()).await?;
+        let completed = store.load_run(&run.run_id).await?.ok_or("the completed run was not stored")?;
+        let trail = store.trail(&row.id).await?;
+        let executed = trail.iter().find(|event| event.kind == EventKind::Executed).ok_or("no executed event")?;
+        let result_digest = executed.data.get("result_digest").and_then(|digest| digest.as_str());
+        let execution = Execution {
+            approval_id: row.id.clone(),
+            run_id: run.run_id.clone(),
+            tool_call_id: row.tool_call_id.clone(),
+            principal: executed.principal.clone(),
+            succeeded: true,
+            result_digest: result_digest.ok_or("the executed event has no result digest")?.to_owned(),
+            recovered: false,
+        };
+        Ok(Templates { paused, row, completed, execution })
+    }
+
+    /// The records of the cycle keyed `key`, written now.
+    fn keyed(&self, key: &str) -> (RunRecord, Approval, RunRecord, Execution) {
+        let (run_id, session_id, now) = (format!("run-{key}"), format!("session-{key}"), Utc::now());
+        let run = |template: &RunRecord| RunRecord {
+            run_id: run_id.clone(),
+            session_id: session_id.clone(),
+            created_at: now,
+            updated_at: now,
+            ..template.clone()
+        };
+        let row = Approval {
+            id: format!("row-{key}"),
+            run_id: run_id.clone(),
+            session_id: session_id.clone(),
+            created_at: now,
+            updated_at: now,
+            ..self.row.clone()
+        };
+        let execution = Execution { approval_id: row.id.clone(), run_id: run_id.clone(), ..self.execution.clone() };
+        (run(&self.paused), row, run(&self.completed), execution)
+    }
+}
+
+const STORE_PHASES: [&str; 4] = ["save_paused_run", "list_pending", "update_approval", "continue_calls"];
+
+/// The store calls of the approve cycle, in the order the agent makes them, with the records of
+/// one cycle the agent made: what the store costs without the agent, its model, its gate and
+/// its loop. Measured beside the floor and the cycle, it shows whether the gap between them is
+/// in the store's calls or in what makes them.
+async fn run_store_calls(options: &Options, print: bool) -> Result<(), BoxError> {
+    let backend = open(options.kind, "store").await?;
+    let result = measure_store_calls(options, &backend, print).await;
+    backend.remove().await?;
+    result
+}
+
+async fn measure_store_calls(options: &Options, backend: &Backend, print: bool) -> Result<(), BoxError> {
+    let templates = Arc::new(Templates::record(backend.store.clone()).await?);
+    for i in 0..options.warmup {
+        store_cycle(&*backend.store, &templates, &format!("warmup-{i}")).await?;
+    }
+    let commits_before = (backend.commits)();
+    let store = backend.store.clone();
+    let (samples, wall) = time_cycles(options, move |task, i| {
+        let (store, templates) = (store.clone(), templates.clone());
+        async move { store_cycle(&*store, &templates, &format!("s{task}-{i}")).await }
+    })
+    .await?;
+    let commits = (backend.commits)() - commits_before;
+
+    // Verification (not timed): every cycle left an approved row, a completed run and a chain
+    // that holds.
+    let total = 1 + options.warmup + options.n;
+    let query = ApprovalQuery::default().status(ApprovalStatus::Approved).limit(1);
+    let rows = backend.store.list_approvals(&query).await?.total;
+    let pending = backend.store.count_pending_approvals(None).await?;
+    let trail = backend.store.verify_trail().await?;
+    if rows != total as u64 || pending != 0 || !trail.is_intact() || trail.events != 3 * total as u64 {
+        return Err(format!(
+            "verification failed: {rows} approved rows (want {total}), {pending} pending (want 0), \
+             {} events (want {}), broken link: {:?}",
+            trail.events,
+            3 * total,
+            trail.broken
+        )
+        .into());
+    }
+    if !print {
+        return Ok(());
+    }
+    let cycles = print_phases(&STORE_PHASES, &samples);
+    println!("verified: {rows} approved rows, 0 pending, {} events in chains that hold", trail.events);
     println!(
-        "approval_cycle backend={} mode={} n={} concurrency={} cycles_per_s={:.1} p50_ms={:.3} p99_ms={:.3} commits_per_cycle={:.2} peak_rss_mib={:.1}",
+        "approval_cycle_store backend={} n={} concurrency={} cycles_per_s={:.1} p50_ms={:.3} p99_ms={:.3} commits_per_cycle={:.2}",
         backend_name(options.kind),
-        mode_name(options.mode),
         options.n,
         options.concurrency,
         options.n as f64 / wall.as_secs_f64(),
         percentile(&cycles, 0.5),
         percentile(&cycles, 0.99),
         commits as f64 / options.n as f64,
-        peak_rss_mib(),
     );
     Ok(())
+}
+
+/// One cycle of store calls keyed `key`; returns the duration of each phase.
+async fn store_cycle(store: &dyn Store, templates: &Templates, key: &str) -> Result<[Duration; 4], BoxError> {
+    let (paused, row, completed, execution) = templates.keyed(key);
+    let (run_id, row_id) = (paused.run_id.clone(), row.id.clone());
+    let t0 = Instant::now();
+    store.save_runs(&[paused], &[row], &[]).await?;
+    let t1 = Instant::now();
+    pending_row_of(store, &run_id).await?.ok_or("no pending row for the run")?;
+    let t2 = Instant::now();
+    store.update_approval(&row_id, resolution(ApprovalStatus::Approved)).await?;
+    let t3 = Instant::now();
+    store.load_run(&run_id).await?.ok_or("the run was not stored")?;
+    store.get_approval(&row_id).await?.ok_or("the row was not stored")?;
+    store.claim_run(&run_id).await?;
+    store.save_runs(&[completed], &[], &[execution]).await?;
+    let t4 = Instant::now();
+    Ok([t1 - t0, t2 - t1, t3 - t2, t4 - t3])
 }
 
 /// Fills the table with `rows` rows (1% pending) and times the admin's two queries, first on
@@ -576,6 +747,11 @@ async fn smoke() -> Result<(), BoxError> {
             run_floor(&options, false).await.map_err(|e| format!("{kind:?} floor: {e}"))?;
             checks += 1;
         }
+        for concurrency in [1, 4] {
+            let options = Options { kind, n: 24, warmup: 2, concurrency, ..Options::default() };
+            run_store_calls(&options, false).await.map_err(|e| format!("{kind:?} store x{concurrency}: {e}"))?;
+            checks += 1;
+        }
     }
     println!("approval_cycle smoke: {checks} passed, 0 failed");
     Ok(())
@@ -593,6 +769,7 @@ fn main() -> Result<(), BoxError> {
             Scenario::Cycle => run_cycles(&options, true).await,
             Scenario::List { rows } => run_list(&options, rows, true).await,
             Scenario::Floor => run_floor(&options, true).await,
+            Scenario::Store => run_store_calls(&options, true).await,
         }
     })
 }
