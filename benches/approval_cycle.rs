@@ -356,18 +356,27 @@ async fn measure_cycles(options: &Options, backend: &Backend, print: bool) -> Re
     let cycles = print_phases(if options.mode == Mode::Audit { &AUDIT_PHASES } else { &PHASES }, &samples);
     println!("verified: {rows} {status} {kind} rows, 0 pending, tool ran {executed} times, {} runs completed", total);
     println!(
-        "approval_cycle backend={} mode={} n={} concurrency={} cycles_per_s={:.1} p50_ms={:.3} p99_ms={:.3} commits_per_cycle={:.2} peak_rss_mib={:.1}",
+        "approval_cycle backend={} mode={} {} peak_rss_mib={:.1}",
         backend_name(options.kind),
         mode_name(options.mode),
-        options.n,
-        options.concurrency,
-        options.n as f64 / wall.as_secs_f64(),
-        percentile(&cycles, 0.5),
-        percentile(&cycles, 0.99),
-        commits as f64 / options.n as f64,
+        throughput(options, wall, &cycles, commits),
         peak_rss_mib(),
     );
     Ok(())
+}
+
+/// The summary's figures of `options.n` cycles that took `wall` in all, `cycles` each (sorted)
+/// and `commits` together, as `key=value` pairs.
+fn throughput(options: &Options, wall: Duration, cycles: &[Duration], commits: u64) -> String {
+    format!(
+        "n={} concurrency={} cycles_per_s={:.1} p50_ms={:.3} p99_ms={:.3} commits_per_cycle={:.2}",
+        options.n,
+        options.concurrency,
+        options.n as f64 / wall.as_secs_f64(),
+        percentile(cycles, 0.5),
+        percentile(cycles, 0.99),
+        commits as f64 / options.n as f64,
+    )
 }
 
 /// Runs `options.n` cycles over `options.concurrency` tasks, each task its share one after
@@ -531,14 +540,9 @@ async fn measure_store_calls(options: &Options, backend: &Backend, print: bool) 
     let cycles = print_phases(&STORE_PHASES, &samples);
     println!("verified: {rows} approved rows, 0 pending, {} events in chains that hold", trail.events);
     println!(
-        "approval_cycle_store backend={} n={} concurrency={} cycles_per_s={:.1} p50_ms={:.3} p99_ms={:.3} commits_per_cycle={:.2}",
+        "approval_cycle_store backend={} {}",
         backend_name(options.kind),
-        options.n,
-        options.concurrency,
-        options.n as f64 / wall.as_secs_f64(),
-        percentile(&cycles, 0.5),
-        percentile(&cycles, 0.99),
-        commits as f64 / options.n as f64,
+        throughput(options, wall, &cycles, commits)
     );
     Ok(())
 }
