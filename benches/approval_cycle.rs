@@ -27,7 +27,7 @@ use chrono::Utc;
 use common::stats::percentile;
 use common::{Scratch, filler_row, scratch_name};
 use kern::prelude::*;
-use kern::run::{RunOptions, RunRecord};
+use kern::run::{RunOptions, RunQuery, RunRecord};
 use kern::trail::{EventKind, Execution};
 use serde_json::json;
 
@@ -517,17 +517,22 @@ async fn measure_store_calls(options: &Options, backend: &Backend, print: bool) 
     .await?;
     let commits = (backend.commits)() - commits_before;
 
-    // Verification (not timed): every cycle left an approved row, a completed run and a chain
-    // that holds.
+    // Verification (not timed): every cycle left an approved row, a chain that holds, and no run
+    // short of its end.
     let total = 1 + options.warmup + options.n;
     let query = ApprovalQuery::default().status(ApprovalStatus::Approved).limit(1);
     let rows = backend.store.list_approvals(&query).await?.total;
     let pending = backend.store.count_pending_approvals(None).await?;
     let trail = backend.store.verify_trail().await?;
-    if rows != total as u64 || pending != 0 || !trail.is_intact() || trail.events != 3 * total as u64 {
+    let mut unfinished = 0;
+    for status in [RunStatus::Paused, RunStatus::Running] {
+        unfinished += backend.store.list_runs(&RunQuery::default().status(status).limit(1)).await?.items.len();
+    }
+    if rows != total as u64 || pending != 0 || !trail.is_intact() || trail.events != 3 * total as u64 || unfinished != 0
+    {
         return Err(format!(
             "verification failed: {rows} approved rows (want {total}), {pending} pending (want 0), \
-             {} events (want {}), broken link: {:?}",
+             {} events (want {}), broken link: {:?}, runs paused or running: {unfinished} (want 0)",
             trail.events,
             3 * total,
             trail.broken
@@ -538,7 +543,10 @@ async fn measure_store_calls(options: &Options, backend: &Backend, print: bool) 
         return Ok(());
     }
     let cycles = print_phases(&STORE_PHASES, &samples);
-    println!("verified: {rows} approved rows, 0 pending, {} events in chains that hold", trail.events);
+    println!(
+        "verified: {rows} approved rows, 0 pending, {} events in chains that hold, no run unfinished",
+        trail.events
+    );
     println!(
         "approval_cycle_store backend={} {}",
         backend_name(options.kind),
