@@ -5,10 +5,10 @@
 //! run that also waits on a plain confirmation is left to its caller, a stale run is recovered
 //! behind more than a page of a retired agent's, and a decision whose event commits after a
 //! later one is not passed over, whether the worker was running or was starting (nor by the
-//! reader of the trail that the server and the command line share). Across processes (the children are this test binary, see
-//! [`crate::child`]): four worker processes and 200 paused runs decided at random by several
-//! admins, each run completed once and each approved tool run once; and a worker killed with
-//! SIGKILL mid-continue, whose run another worker recovers.
+//! reader of the trail that the server and the command line share). Across processes (the
+//! children are this test binary, see [`crate::child`]): four worker processes and 200 paused
+//! runs decided at random by several admins, each run completed once and each approved tool run
+//! once; and a worker killed with SIGKILL mid-continue, whose run another worker recovers.
 
 use std::collections::HashMap;
 use std::hash::{BuildHasher, RandomState};
