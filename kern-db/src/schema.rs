@@ -258,15 +258,15 @@ async fn rebuild<DB: Driver>(conn: &mut DB::Connection, definitions_of: &str, re
 }
 
 /// `column TEXT NOT NULL CHECK (column IN (..every value..))`.
-fn enum_column(column: &str, values: impl IntoIterator<Item = &'static str>) -> String {
-    let list: Vec<String> = values.into_iter().map(|v| format!("'{v}'")).collect();
+fn enum_column(column: &str, values: &[&str]) -> String {
+    let list: Vec<String> = values.iter().map(|v| format!("'{v}'")).collect();
     format!("{column} TEXT NOT NULL CHECK ({column} IN ({}))", list.join(", "))
 }
 
 /// `column TEXT NOT NULL CHECK (column = 'a' OR column = 'b' ..)`: what [`enum_column`] checks,
 /// a value at a time.
-fn plain_enum_column(column: &str, values: impl IntoIterator<Item = &'static str>) -> String {
-    let tests: Vec<String> = values.into_iter().map(|v| format!("{column} = '{v}'")).collect();
+fn plain_enum_column(column: &str, values: &[&str]) -> String {
+    let tests: Vec<String> = values.iter().map(|v| format!("{column} = '{v}'")).collect();
     format!("{column} TEXT NOT NULL CHECK ({})", tests.join(" OR "))
 }
 
@@ -280,10 +280,7 @@ fn plain_checks<DB: Driver>(layout: &Layout) -> Vec<Rebuild> {
     if DB::DEFINITIONS_OF.is_none() {
         return Vec::new();
     }
-    let run_status = || RunStatus::ALL.iter().map(|s| s.as_str());
-    let check = |column: &str, values: Vec<&'static str>| {
-        (enum_column(column, values.iter().copied()), plain_enum_column(column, values))
-    };
+    let check = |column: &str, values: &[&str]| (enum_column(column, values), plain_enum_column(column, values));
     let rebuild = |name: &Ident, checks| Rebuild {
         name: name.clone(),
         table: layout.qualified(name),
@@ -291,25 +288,25 @@ fn plain_checks<DB: Driver>(layout: &Layout) -> Vec<Rebuild> {
         checks,
     };
     vec![
-        rebuild(&layout.runs, vec![check("status", run_status().collect())]),
+        rebuild(&layout.runs, vec![check("status", RunStatus::TEXTS)]),
         rebuild(
             &layout.approvals,
             vec![
-                check("status", ApprovalStatus::ALL.iter().map(|s| s.as_str()).collect()),
-                check("approval_type", ApprovalType::ALL.iter().map(|s| s.as_str()).collect()),
-                check("pause_type", PauseType::ALL.iter().map(|s| s.as_str()).collect()),
-                check("source_type", SourceType::ALL.iter().map(|s| s.as_str()).collect()),
-                check("run_status", run_status().collect()),
+                check("status", ApprovalStatus::TEXTS),
+                check("approval_type", ApprovalType::TEXTS),
+                check("pause_type", PauseType::TEXTS),
+                check("source_type", SourceType::TEXTS),
+                check("run_status", RunStatus::TEXTS),
             ],
         ),
-        rebuild(&layout.events(), vec![check("kind", EventKind::ALL.iter().map(|k| k.as_str()).collect())]),
+        rebuild(&layout.events(), vec![check("kind", EventKind::TEXTS)]),
     ]
 }
 
 /// Version 1: the tables.
 fn tables<DB: Driver>(layout: &Layout) -> Vec<String> {
     let (time, json, key, table_options) = (DB::TIME_TYPE, DB::JSON_TYPE, DB::KEY_TYPE, DB::TABLE_OPTIONS);
-    let run_status = |column: &str| enum_column(column, RunStatus::ALL.iter().map(|s| s.as_str()));
+    let run_status = |column: &str| enum_column(column, RunStatus::TEXTS);
     let sessions = layout.qualified(&layout.sessions);
     vec![
         format!(
@@ -364,10 +361,10 @@ fn tables<DB: Driver>(layout: &Layout) -> Vec<String> {
                 {run_status}
             ){table_options}",
             approvals = layout.qualified(&layout.approvals),
-            status = enum_column("status", ApprovalStatus::ALL.iter().map(|s| s.as_str())),
-            approval_type = enum_column("approval_type", ApprovalType::ALL.iter().map(|s| s.as_str())),
-            pause_type = enum_column("pause_type", PauseType::ALL.iter().map(|s| s.as_str())),
-            source_type = enum_column("source_type", SourceType::ALL.iter().map(|s| s.as_str())),
+            status = enum_column("status", ApprovalStatus::TEXTS),
+            approval_type = enum_column("approval_type", ApprovalType::TEXTS),
+            pause_type = enum_column("pause_type", PauseType::TEXTS),
+            source_type = enum_column("source_type", SourceType::TEXTS),
             run_status = run_status("run_status"),
         ),
     ]
@@ -455,7 +452,7 @@ fn trail<DB: Driver>(layout: &Layout) -> Vec<String> {
                 PRIMARY KEY (approval_id, principal)
             ){table_options}",
             layout.qualified(&votes),
-            kind = enum_column("kind", VoteKind::ALL.iter().map(|k| k.as_str())),
+            kind = enum_column("kind", VoteKind::TEXTS),
         ),
     ];
     statements.extend(append_only::<DB>(layout, &events, "trail events"));
@@ -508,7 +505,7 @@ fn events_table<DB: Driver>(name: &str, serial: &str) -> String {
             hash TEXT NOT NULL,
             UNIQUE (approval_id, idx)
         ){table_options}",
-        kind = enum_column("kind", EventKind::ALL.iter().map(|k| k.as_str())),
+        kind = enum_column("kind", EventKind::TEXTS),
     )
 }
 

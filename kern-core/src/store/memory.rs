@@ -292,12 +292,12 @@ impl Tables {
 
     /// Unpacks the packed rows of run `run_id`, with their chains.
     fn unpack_rows_of(&mut self, run_id: &str) {
-        let Self { rows_by_run, approvals, trails, archive, .. } = self;
-        for id in rows_by_run.get(run_id).into_iter().flatten() {
-            if let Some(SettledRow { row, chain }) = archive.rows.take(id) {
-                approvals.insert(id.clone(), row);
-                trails.insert(id.clone(), chain);
-            }
+        let packed: Vec<String> = (self.rows_by_run.get(run_id).into_iter().flatten())
+            .filter(|id| self.archive.rows.contains(id))
+            .cloned()
+            .collect();
+        for id in &packed {
+            self.unpack_row(id);
         }
     }
 
