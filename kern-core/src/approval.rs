@@ -454,7 +454,9 @@ impl FromStr for PageCursor {
     fn from_str(s: &str) -> std::result::Result<Self, Self::Err> {
         let invalid = || ParseCursorError(s.to_owned());
         let (micros, id) = s.split_once('.').ok_or_else(invalid)?;
-        let at = micros.parse().ok().and_then(DateTime::from_timestamp_micros).ok_or_else(invalid)?;
+        let at = (micros.parse().ok().and_then(DateTime::from_timestamp_micros))
+            .filter(crate::limits::is_time)
+            .ok_or_else(invalid)?;
         if id.is_empty() {
             return Err(invalid());
         }

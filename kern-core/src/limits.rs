@@ -4,8 +4,12 @@
 //! Keys (ids, users, sessions, resolvers, tool names) are short text without NUL characters:
 //! Postgres cannot hold a NUL in text at all, and an index entry has a size limit. JSON values
 //! (arguments, results, resolution data) nest at most [`MAX_JSON_DEPTH`] levels: a run's stored
-//! state holds them a few levels down, and JSON readers refuse to go deeper than 128.
+//! state holds them a few levels down, and JSON readers refuse to go deeper than 128. Times
+//! given to look rows up by fall within [`TIME_YEARS`], which every database holds.
 
+use std::ops::RangeInclusive;
+
+use chrono::{DateTime, Datelike, Utc};
 use serde_json::{Map, Value};
 
 use crate::error::{Error, Result};
@@ -16,12 +20,27 @@ pub const MAX_KEY_LEN: usize = 255;
 /// The deepest a JSON value given to kern may nest (a scalar is depth 1, `[1]` depth 2).
 pub const MAX_JSON_DEPTH: usize = 64;
 
+/// The years of the times a lookup may name: those RFC 3339 writes with four digits. Every
+/// database holds them (Postgres refuses times before 4713 BC), and kern writes none outside.
+pub const TIME_YEARS: RangeInclusive<i32> = 1..=9999;
+
+/// True when `at` falls within [`TIME_YEARS`]: a lookup at any other time is refused as given,
+/// rather than sent to a database that cannot hold it.
+pub fn is_time(at: &DateTime<Utc>) -> bool {
+    TIME_YEARS.contains(&at.year())
+}
+
 /// Refuses a key that is too long or holds a NUL character.
 pub fn check_key(field: &'static str, value: &str) -> Result<()> {
     if value.len() > MAX_KEY_LEN {
         let reason = format!("{} bytes, more than the {MAX_KEY_LEN} allowed", value.len());
         return Err(Error::InvalidInput { field, reason });
     }
+    check_text(field, value)
+}
+
+/// Refuses free text (a note) holding a NUL character, which Postgres cannot hold in text.
+pub fn check_text(field: &'static str, value: &str) -> Result<()> {
     if value.contains('\0') {
         return Err(Error::InvalidInput { field, reason: "it holds a NUL character".into() });
     }
@@ -45,7 +64,8 @@ pub fn check_json_object(field: &'static str, object: &Map<String, Value>) -> Re
     check_depth(field, 1 + object.values().map(json_depth).max().unwrap_or(0))
 }
 
-fn check_depth(field: &'static str, depth: usize) -> Result<()> {
+/// Refuses a value `depth` levels deep, as it will be stored, deeper than [`MAX_JSON_DEPTH`].
+pub fn check_depth(field: &'static str, depth: usize) -> Result<()> {
     if depth > MAX_JSON_DEPTH {
         let reason = format!("it nests {depth} levels deep, more than the {MAX_JSON_DEPTH} allowed");
         return Err(Error::InvalidInput { field, reason });

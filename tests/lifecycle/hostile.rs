@@ -128,10 +128,13 @@ async fn answers_kern_cannot_store_are_refused_and_the_run_stays_paused(backend:
     let run = agent.run("delete it").await.unwrap();
     assert_eq!(run.status, RunStatus::Paused);
 
-    let mut deep = run.requirements.clone();
-    deep[0].provide_user_input(Map::from_iter([("amount".to_owned(), nested(MAX_JSON_DEPTH + 1))]));
-    let err = agent.continue_run(&run.run_id, deep).await.unwrap_err();
-    assert!(matches!(err, Error::InvalidInput { field: "user_input", .. }), "{err:?}");
+    // A value too deep, and one at the limit, which the values' object holds a level deeper.
+    for depth in [MAX_JSON_DEPTH + 1, MAX_JSON_DEPTH] {
+        let mut deep = run.requirements.clone();
+        deep[0].provide_user_input(Map::from_iter([("amount".to_owned(), nested(depth))]));
+        let err = agent.continue_run(&run.run_id, deep).await.unwrap_err();
+        assert!(matches!(err, Error::InvalidInput { field: "user_input", .. }), "{depth}: {err:?}");
+    }
 
     let mut nul = run.requirements.clone();
     nul[0].set_resolved_by("admin\0");

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use kern::Error;
-use kern::approval::{Approval, ApprovalQuery, ApprovalStatus, ApprovalUpdate, PauseType};
+use kern::approval::{Approval, ApprovalQuery, ApprovalStatus, ApprovalUpdate, Decision, PauseType, Principal};
 use kern::db::{PostgresDb, SCHEMA_VERSION, Store};
 use kern::keys::{ApiKey, Scope};
 use kern::limits::{MAX_JSON_DEPTH, MAX_KEY_LEN};
@@ -128,6 +128,24 @@ pub async fn json_at_the_limit_round_trips(store: Arc<dyn Store>) {
 
     let claimed = store.claim_run(&paused.run_id).await.unwrap();
     assert_eq!(claimed, RunRecord { status: RunStatus::Running, updated_at: claimed.updated_at, ..paused });
+}
+
+pub async fn a_decision_that_could_not_be_stored_is_refused_and_changes_nothing(store: Arc<dyn Store>) {
+    let row = external_approval("run-1");
+    create(&*store, &row).await;
+    let admin = Principal::new("admin");
+    // The result is within the limit, but the row's data wraps it a level deeper.
+    let deep = Decision::Approve { note: None, values: None, result: Some(nested(MAX_JSON_DEPTH)), args: None };
+    assert_eq!(refused_field(store.decide(&row.id, &admin, deep).await), "resolution_data");
+    // A vote's note is text, which Postgres cannot hold with a NUL in it.
+    let nul = Decision::Reject { note: Some("before\u{0}after".into()) };
+    assert_eq!(refused_field(store.decide(&row.id, &admin, nul).await), "note");
+    assert_eq!(stored(&*store, &row.id).await, row, "a refusal changes nothing");
+    assert!(store.votes(&row.id).await.unwrap().is_empty());
+
+    let deepest = Decision::Approve { note: None, values: None, result: Some(nested(MAX_JSON_DEPTH - 1)), args: None };
+    let approved = store.decide(&row.id, &admin, deepest).await.unwrap();
+    assert_eq!(approved.resolution_data, Some(json!({ "result": nested(MAX_JSON_DEPTH - 1) })));
 }
 
 pub async fn text_with_nul_inside_json_round_trips(store: Arc<dyn Store>) {

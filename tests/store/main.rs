@@ -118,6 +118,7 @@ suite! {
         trail::an_execution_of_an_unknown_row_writes_nothing,
         hostile::json_deeper_than_the_limit_is_refused_before_anything_is_written,
         hostile::json_at_the_limit_round_trips,
+        hostile::a_decision_that_could_not_be_stored_is_refused_and_changes_nothing,
         hostile::text_with_nul_inside_json_round_trips,
         hostile::keys_beyond_the_limits_are_refused_before_anything_is_written,
         hostile::keys_at_the_limit_round_trip,

@@ -163,6 +163,21 @@ fn take_answer(requirement: &mut RunRequirement, answer: &RunRequirement) -> Res
     if answer.resolved_by.is_some() {
         requirement.resolved_by.clone_from(&answer.resolved_by);
     }
+    check_storable(requirement)
+}
+
+/// Refuses answers that, merged, could not be stored: found once the run is claimed, the
+/// refusal would leave it running. The values are held as one object, and an audit call's row
+/// wraps them, or the result, in its data a level deeper still.
+fn check_storable(requirement: &RunRequirement) -> Result<()> {
+    let wrapped = usize::from(requirement.approval_type == Some(ApprovalType::Audit));
+    if let Some(values) = &requirement.user_input {
+        let depth = 1 + values.values().map(limits::json_depth).max().unwrap_or(0);
+        limits::check_depth("user_input", depth + wrapped)?;
+    }
+    if let Some(result) = &requirement.external_result {
+        limits::check_depth("external_result", limits::json_depth(result) + wrapped)?;
+    }
     Ok(())
 }
 

@@ -204,9 +204,10 @@ pub struct Usage {
     pub output_tokens: u64,
 }
 
+/// Totals saturate: a provider that reports absurd counts cannot make a sum overflow.
 impl std::ops::AddAssign for Usage {
     fn add_assign(&mut self, other: Usage) {
-        self.input_tokens += other.input_tokens;
-        self.output_tokens += other.output_tokens;
+        self.input_tokens = self.input_tokens.saturating_add(other.input_tokens);
+        self.output_tokens = self.output_tokens.saturating_add(other.output_tokens);
     }
 }

@@ -110,6 +110,18 @@ impl<'a> DecisionRules<'a> {
                     resolution_data: data.clone(),
                 };
                 ResolutionRules::new(self.id, &update, self.now).check_data_of(row)?;
+                let data = match args {
+                    Some(args) => {
+                        let mut data = data.and_then(|data| data.as_object().cloned()).unwrap_or_default();
+                        data.insert("args".to_owned(), args.clone());
+                        Some(Value::Object(data))
+                    }
+                    None => data,
+                };
+                // The parts wrapped as the row holds them nest a level deeper than each alone.
+                if let Some(data) = &data {
+                    limits::check_json("resolution_data", data)?;
+                }
                 let vote = self.vote(votes, VoteKind::Approve, note, args.clone())?;
                 let mut events = vec![(EventKind::Vote, vote_data(&vote))];
                 // Only approvals of the same arguments make a quorum: an edit starts its own count.
@@ -118,15 +130,9 @@ impl<'a> DecisionRules<'a> {
                 if approvals < usize::try_from(policy.quorum).unwrap_or(usize::MAX) {
                     return Ok(DecisionEffect { vote: Some(vote), row: row.clone(), resolves: false, events });
                 }
-                let data = match args {
-                    Some(args) => {
-                        events.push((EventKind::Edited, json!({ "from": row.tool_args, "to": args })));
-                        let mut data = data.and_then(|data| data.as_object().cloned()).unwrap_or_default();
-                        data.insert("args".to_owned(), args.clone());
-                        Some(Value::Object(data))
-                    }
-                    None => data,
-                };
+                if let Some(args) = args {
+                    events.push((EventKind::Edited, json!({ "from": row.tool_args, "to": args })));
+                }
                 Ok(self.resolve(row, ApprovalStatus::Approved, data, Some(vote), events))
             }
         }
@@ -136,6 +142,9 @@ impl<'a> DecisionRules<'a> {
     fn vote(&self, votes: &[Vote], kind: VoteKind, note: &Option<String>, args: Option<Value>) -> Result<Vote> {
         if votes.iter().any(|vote| vote.principal == self.principal.id) {
             return Err(Error::DuplicateVote { id: self.id.to_owned(), principal: self.principal.id.clone() });
+        }
+        if let Some(note) = note {
+            limits::check_text("note", note)?;
         }
         Ok(Vote {
             approval_id: self.id.to_owned(),
