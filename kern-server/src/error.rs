@@ -57,6 +57,12 @@ impl ApiError {
         Self::new(StatusCode::NOT_FOUND, format!("No runs found for run ID {run_id}"))
     }
 
+    /// 404 with the reference's message for a session, also answered for another user's
+    /// session under isolation.
+    pub fn session_not_found() -> Self {
+        Self::new(StatusCode::NOT_FOUND, "Session not found")
+    }
+
     /// 409: the resource is not in a state that allows the request.
     pub fn conflict(detail: impl Into<String>) -> Self {
         Self::new(StatusCode::CONFLICT, detail)
@@ -94,7 +100,8 @@ impl From<Error> for ApiError {
             Error::InvalidInput { .. }
             | Error::InvalidResolution { .. }
             | Error::InvalidUserInput { .. }
-            | Error::UnknownRequirement { .. } => Self::unprocessable(detail),
+            | Error::UnknownRequirement { .. }
+            | Error::AuditWithoutResolver { .. } => Self::unprocessable(detail),
             // The reference's answer to a continue whose rows are not all decided.
             Error::ApprovalPending { .. } | Error::ApprovalMissing { .. } | Error::ApprovalMismatch { .. } => {
                 Self::bad_request(detail)
@@ -138,6 +145,7 @@ mod tests {
             ),
             (Error::NotEligible { id: "a".into(), principal: "p".into(), reason: "no".into() }, StatusCode::FORBIDDEN),
             (Error::InvalidInput { field: "user_id", reason: "too long".into() }, StatusCode::UNPROCESSABLE_ENTITY),
+            (Error::AuditWithoutResolver { tool_call_id: "c".into() }, StatusCode::UNPROCESSABLE_ENTITY),
             (Error::database(std::io::Error::other("connection reset")), StatusCode::SERVICE_UNAVAILABLE),
             (Error::Corrupt("bad json".into()), StatusCode::INTERNAL_SERVER_ERROR),
         ];

@@ -78,7 +78,7 @@ pub async fn runs_are_listed_newest_first_by_filter_and_page(store: Arc<dyn Stor
     let second = app.send(Method::GET, &format!("/runs?limit=1&cursor={cursor}"), Some(&app.reader), None).await;
     assert_eq!(second.body["data"][0]["run_id"], older.as_str());
 
-    for bad in ["/runs?status=done", "/runs?limit=0", "/runs?cursor=x"] {
+    for bad in ["/runs?status=done", "/runs?limit=0", "/runs?cursor=x", "/runs?cursor=-300000000000000000.x"] {
         assert_eq!(
             app.send(Method::GET, bad, Some(&app.reader), None).await.status,
             StatusCode::UNPROCESSABLE_ENTITY,

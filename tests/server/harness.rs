@@ -41,6 +41,13 @@ pub fn raise_limit(limit_eur: u64) -> String {
     format!("limit {limit_eur}")
 }
 
+/// Escalate a ticket. Whoever runs the agent confirms it; an audit row records their answer.
+#[approval(type = "audit")]
+#[tool(requires_confirmation)]
+pub fn escalate_ticket(ticket: String) -> String {
+    format!("escalated {ticket}")
+}
+
 /// A store implementation under test.
 #[derive(Debug, Clone, Copy)]
 pub enum Backend {
@@ -91,12 +98,14 @@ fn unique_name() -> String {
 }
 
 /// The agent every case serves: `refund <order>` pauses on a row anyone may decide, `wire
-/// <amount>` on a row two principals of the `finance` role decide.
+/// <amount>` on a row two principals of the `finance` role decide, `escalate` on its caller's
+/// confirmation alone, which an audit row records.
 pub fn agent(store: Arc<dyn Store>) -> Agent {
     let model = ScriptedModel::new()
         .when_user_contains("refund", Reply::call("refund_order", json!({"order_id": "A-1"})))
         .when_user_contains("wire", Reply::call("wire_money", json!({"amount": 500})))
         .when_user_contains("limit", Reply::call("raise_limit", json!({"limit_eur": 5000})))
+        .when_user_contains("escalate", Reply::call("escalate_ticket", json!({"ticket": "T-1"})))
         .otherwise(Reply::text("nothing to do"));
     Agent::builder()
         .id("ops")
@@ -105,6 +114,7 @@ pub fn agent(store: Arc<dyn Store>) -> Agent {
         .tool(RefundOrder)
         .tool(WireMoney)
         .tool(RaiseLimit)
+        .tool(EscalateTicket)
         .db(store)
         .build()
         .expect("build the agent")

@@ -50,6 +50,8 @@ suite! {
     admin::the_trail_is_read_in_pages_by_admins,
     runs::a_run_pauses_and_continues_once_its_row_is_approved,
     runs::the_row_wins_over_the_callers_answers,
+    runs::an_audit_call_runs_on_its_callers_answer_and_names_them_on_its_row,
+    runs::a_scoped_caller_runs_only_in_their_own_sessions,
     runs::run_routes_refuse_what_they_cannot_run,
     runs::a_streamed_run_sends_its_events_as_they_happen,
     runs::a_team_members_run_names_its_team,

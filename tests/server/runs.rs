@@ -74,6 +74,54 @@ pub async fn the_row_wins_over_the_callers_answers(store: Arc<dyn Store>) {
     assert!(read.body["tools"][0]["result"].is_null(), "the tool did not run");
 }
 
+pub async fn an_audit_call_runs_on_its_callers_answer_and_names_them_on_its_row(store: Arc<dyn Store>) {
+    let app = App::new(store).await;
+    let refused = "The call to `escalate_ticket` was rejected by the user.";
+    for (confirmed, status, result) in [(true, "approved", "escalated T-1"), (false, "rejected", refused)] {
+        let start = json!("message=escalate+ticket+T-1&stream=false");
+        let run = app.send(Method::POST, "/agents/ops/runs", Some(&app.alice), Some(start)).await;
+        assert_eq!(run.body["status"], "PAUSED", "{:?}", run.body);
+        let (run_id, session_id) = (run.body["run_id"].as_str().unwrap(), run.body["session_id"].as_str().unwrap());
+        let mut tool = run.body["tools"][0].clone();
+        tool["confirmed"] = json!(confirmed);
+        let body = json!({"session_id": session_id, "stream": false, "tools": [tool]});
+        let done =
+            app.send(Method::POST, &format!("/agents/ops/runs/{run_id}/continue"), Some(&app.alice), Some(body)).await;
+        assert_eq!(done.status, StatusCode::OK, "{:?}", done.body);
+        assert_eq!(done.body["status"], "COMPLETED");
+        assert_eq!(done.body["tools"][0]["result"], result);
+
+        let rows = app.send(Method::GET, &format!("/approvals?run_id={run_id}"), Some(&app.reader), None).await;
+        let rows = rows.body["data"].as_array().expect("a page of rows").clone();
+        assert_eq!(rows.len(), 1, "{rows:?}");
+        assert_eq!(rows[0]["approval_type"], "audit");
+        assert_eq!(rows[0]["status"], status);
+        assert_eq!(rows[0]["resolved_by"], "alice", "the caller who answered, as authenticated");
+    }
+}
+
+pub async fn a_scoped_caller_runs_only_in_their_own_sessions(store: Arc<dyn Store>) {
+    let app = App::with(store, |builder| builder.user_isolation(true)).await;
+    let (_, bobs_session, _) = app.paused_refund("bob").await;
+    let (_, alices_session, _) = app.paused_refund("alice").await;
+    let into = |session: &str| json!(format!("message=hello&stream=false&session_id={session}"));
+
+    let refused = app.send(Method::POST, "/agents/ops/runs", Some(&app.alice), Some(into(&bobs_session))).await;
+    assert_eq!((refused.status, refused.detail()), (StatusCode::NOT_FOUND, "Session not found"));
+    let streamed = json!(format!("message=hello&session_id={bobs_session}"));
+    let refused = app.send(Method::POST, "/agents/ops/runs", Some(&app.alice), Some(streamed)).await;
+    assert_eq!(refused.status, StatusCode::NOT_FOUND, "refused before any event");
+    let bobs = app.send(Method::GET, &format!("/runs?session_id={bobs_session}"), Some(&app.admin), None).await;
+    assert_eq!(bobs.body["data"].as_array().map(Vec::len), Some(1), "nothing ran in bob's session");
+
+    let own = app.send(Method::POST, "/agents/ops/runs", Some(&app.alice), Some(into(&alices_session))).await;
+    assert_eq!((own.status, &own.body["session_id"]), (StatusCode::OK, &json!(alices_session)));
+    let fresh = app.send(Method::POST, "/agents/ops/runs", Some(&app.alice), Some(into("a-new-session"))).await;
+    assert_eq!(fresh.status, StatusCode::OK, "a session nobody has used is the caller's");
+    let admin = app.send(Method::POST, "/agents/ops/runs", Some(&app.admin), Some(into(&bobs_session))).await;
+    assert_eq!(admin.status, StatusCode::OK, "admins are not scoped");
+}
+
 pub async fn run_routes_refuse_what_they_cannot_run(store: Arc<dyn Store>) {
     let app = App::new(store).await;
     let unknown =

@@ -107,15 +107,18 @@ fn parse_enum<T: std::str::FromStr<Err = kern_core::ParseEnumError>>(
         .transpose()
 }
 
-/// A time given as RFC 3339 or as epoch seconds.
+/// A time given as RFC 3339 or as epoch seconds, within the years a lookup may name.
 fn parse_time(name: &str, text: &Option<String>) -> ApiResult<Option<DateTime<Utc>>> {
     let Some(text) = text.as_deref() else { return Ok(None) };
     let parsed = match text.parse::<i64>() {
         Ok(seconds) => DateTime::from_timestamp(seconds, 0),
         Err(_) => DateTime::parse_from_rfc3339(text).ok().map(|at| at.with_timezone(&Utc)),
     };
-    parsed.map(Some).ok_or_else(|| {
-        ApiError::unprocessable(format!("`{name}` must be an RFC 3339 time or epoch seconds, not `{text}`"))
+    parsed.filter(limits::is_time).map(Some).ok_or_else(|| {
+        let (first, last) = (limits::TIME_YEARS.start(), limits::TIME_YEARS.end());
+        ApiError::unprocessable(format!(
+            "`{name}` must be an RFC 3339 time or epoch seconds in the years {first} to {last}, not `{text}`"
+        ))
     })
 }
 

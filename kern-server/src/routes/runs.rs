@@ -245,8 +245,15 @@ async fn start(state: AppState, caller: Caller, target: Target, id: String, fiel
     caller.require(Scope::RunsWrite)?;
     let message = fields.text("message")?.ok_or_else(|| ApiError::unprocessable("`message` is required"))?;
     let stream = fields.flag("stream", true)?;
-    let options =
-        RunOptions { session_id: fields.text("session_id")?, user_id: caller.run_user(fields.text("user_id")?) };
+    let session_id = fields.text("session_id")?;
+    if let (Some(user), Some(session_id)) = (caller.own_user(), &session_id) {
+        // A session's runs are all its owner's: its latest tells whose it is.
+        let latest = state.store.session_runs(session_id, 1).await?;
+        if latest.iter().any(|run| run.user_id.as_deref() != Some(user)) {
+            return Err(ApiError::session_not_found());
+        }
+    }
+    let options = RunOptions { session_id, user_id: caller.run_user(fields.text("user_id")?) };
     let started = match target {
         Target::Agent => {
             let agent = state.agents.get(&id).ok_or_else(|| target.not_found())?;
@@ -299,6 +306,11 @@ async fn resume(
             serde_json::from_value::<AnswerWire>(answer)
                 .map_err(|_| format!("Invalid structure or content for {field}"))
                 .and_then(|answer| answer.into_requirement(&paused))
+                .map(|mut requirement| {
+                    // The caller decides the calls it answers: an audit call's row names them.
+                    requirement.set_resolved_by(caller.principal.id.clone());
+                    requirement
+                })
                 .map_err(ApiError::bad_request)
         })
         .collect::<ApiResult<Vec<_>>>()?;
