@@ -8,6 +8,7 @@ use chrono::{DateTime, TimeDelta, Utc};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use kern_core::approval::{ApprovalStatus, PageCursor};
 use kern_core::keys::Scope;
+use kern_core::limits;
 use kern_core::run::RunStatus;
 use kern_server::PublicOrigin;
 use serde_json::{Map, Value};
@@ -41,7 +42,7 @@ pub struct Global {
     #[arg(long, global = true, env = "KERN_DATABASE_URL", hide_env_values = true, value_name = "URL")]
     pub db: Option<String>,
     /// A kern server to work through instead of a database, such as `http://127.0.0.1:7000`.
-    #[arg(long, global = true, env = "KERN_SERVER_URL", value_name = "URL")]
+    #[arg(long, global = true, env = "KERN_SERVER_URL", hide_env_values = true, value_name = "URL")]
     pub server: Option<String>,
     /// The API key a server signs in (`kern_...`).
     #[arg(long, global = true, env = "KERN_API_KEY", hide_env_values = true, value_name = "KEY")]
@@ -370,6 +371,7 @@ pub fn parse_time(text: &str) -> Result<DateTime<Utc>, String> {
     TimeDelta::from_std(ago)
         .ok()
         .and_then(|ago| Utc::now().checked_sub_signed(ago))
+        .filter(limits::is_time)
         .ok_or_else(|| format!("`{text}` reaches too far back"))
 }
 
@@ -434,6 +436,7 @@ mod tests {
         let after = Utc::now();
         assert!(before - TimeDelta::hours(2) <= at && at <= after - TimeDelta::hours(2), "{at}");
         assert!(parse_time("yesterday").is_err());
+        assert!(parse_time("5000000d").is_err(), "before the years a lookup may name");
     }
 
     #[test]

@@ -29,14 +29,20 @@ pub struct Client {
 
 impl Client {
     pub fn new(base: &str, api_key: Option<String>) -> Outcome<Self> {
-        let refused =
-            |why: &str| Failure::usage(format!("--server must be an http:// or https:// URL {why}, not `{base}`"));
-        let url = reqwest::Url::parse(base).map_err(|_| refused("such as http://127.0.0.1:7000"))?;
+        let refused = |why: &str, shown: &str| {
+            Failure::usage(format!("--server must be an http:// or https:// URL {why}, not `{shown}`"))
+        };
+        let url = reqwest::Url::parse(base).map_err(|_| refused("such as http://127.0.0.1:7000", base))?;
         if !matches!(url.scheme(), "http" | "https") || !url.has_host() {
-            return Err(refused("with a host"));
+            return Err(refused("with a host", &format!("{}:..", url.scheme())));
         }
+        // Shown without what may be a secret: the URL's user, password and query.
+        let shown = format!("{}{}", url.origin().ascii_serialization(), url.path());
         if url.query().is_some() || url.fragment().is_some() {
-            return Err(refused("without a query or a fragment"));
+            return Err(refused("without a query or a fragment", &shown));
+        }
+        if !url.username().is_empty() || url.password().is_some() {
+            return Err(refused("without a user or password (the key goes in --api-key)", &shown));
         }
         let http = reqwest::Client::builder()
             .connect_timeout(CONNECT_TIMEOUT)

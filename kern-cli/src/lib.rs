@@ -33,12 +33,12 @@ pub fn main() -> ExitCode {
     let mut cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(err) if err.use_stderr() && std::env::args_os().any(|arg| arg == "--json") => {
-            // Clap's first line says what was wrong; the rest is help for a terminal. A missing
-            // subcommand's error is that help alone.
-            let text = err.to_string();
+            // Clap's first paragraph says what was wrong (with the missing arguments on lines of
+            // their own); the rest is help for a terminal. A missing subcommand's error is that
+            // help alone.
             let message = match err.kind() {
-                ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand => "a subcommand is needed: see --help",
-                _ => text.lines().next().unwrap_or_default().trim_start_matches("error: "),
+                ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand => "a subcommand is needed: see --help".to_owned(),
+                _ => first_paragraph(&err.to_string()),
             };
             report(&Failure::usage(message), true);
             return Code::Usage.into();
@@ -82,6 +82,13 @@ fn on_command_line(name: &str) -> bool {
         let arg = arg.to_string_lossy();
         arg == name || arg.strip_prefix(name).is_some_and(|rest| rest.starts_with('='))
     })
+}
+
+/// What a clap error says was wrong: its first paragraph, on one line, without the `error: `
+/// that starts it.
+fn first_paragraph(text: &str) -> String {
+    let lines: Vec<&str> = text.lines().map(str::trim).take_while(|line| !line.is_empty()).collect();
+    lines.join(" ").trim_start_matches("error: ").to_owned()
 }
 
 /// Tells why the command failed, on standard error: a line of text, or with `--json` a JSON

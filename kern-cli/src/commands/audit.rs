@@ -70,6 +70,9 @@ async fn verify(ctx: &Context) -> Outcome {
 }
 
 async fn export(ctx: &Context, format: ExportFormat, since: Option<DateTime<Utc>>) -> Outcome {
+    if ctx.out.json && format == ExportFormat::Csv {
+        return Err(Failure::usage("`--json` exports JSON lines: leave out `--format csv`"));
+    }
     let progress = Progress::new();
     let stdout = std::io::stdout();
     let mut out = BufWriter::new(stdout.lock());

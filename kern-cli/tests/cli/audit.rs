@@ -34,6 +34,9 @@ async fn the_trail_verifies_and_exports() {
         let none = db.kern(&["audit", "export", "--since", "2999-01-01T00:00:00Z"]);
         assert_eq!(none.ok(), "");
         db.kern(&["audit", "export", "--format", "xml"]).fails(2);
+        let csv_as_json = db.kern(&["audit", "export", "--format", "csv", "--json"]);
+        assert!(csv_as_json.fails(2).contains("--format csv"), "{csv_as_json:?}");
+        assert_eq!(csv_as_json.stdout, "", "nothing exported");
 
         // A reader that goes away (`| head`) ends the export quietly: nothing failed. But a key
         // whose token nobody read was issued for nothing: that is said.

@@ -96,10 +96,17 @@ fn usage_errors_exit_2() {
     let json = run(&["approvals", "list", "--limit", "0", "--json"]);
     let error: Value = serde_json::from_str(json.fails(2)).expect("a JSON error");
     assert!(error["error"].as_str().unwrap().contains("--limit"), "{error}");
+    let json = run(&["approvals", "reject", "some-row", "--json"]);
+    let error: Value = serde_json::from_str(json.fails(2)).expect("a JSON error");
+    assert!(error["error"].as_str().unwrap().ends_with("provided: --note <NOTE>"), "{error}");
     let json = run(&["--json", "approvals"]);
     let error: Value = serde_json::from_str(json.fails(2)).expect("a JSON error");
     assert!(error["error"].as_str().unwrap().contains("subcommand"), "{error}");
     run(&["--server", "http://", "approvals", "list"]).fails(2);
+    for secret in ["https://ops:hunter2@kern.example.com", "https://kern.example.com/?api_key=hunter2"] {
+        let refused = run(&["--server", secret, "approvals", "list"]);
+        assert!(!refused.fails(2).contains("hunter2"), "a secret in the URL is not shown: {refused:?}");
+    }
     let help = run(&["--help"]);
     assert!(help.ok().contains("Exit codes:") && help.stdout.contains("lacks the scope"), "{help:?}");
 }
