@@ -27,7 +27,7 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for JsonBody<T> {
 
 /// The error for a body that could not be read: 413 for one over the server's limit whatever it
 /// holds, else 422.
-fn unreadable_body(status: StatusCode, text: String) -> ApiError {
+pub(crate) fn unreadable_body(status: StatusCode, text: String) -> ApiError {
     if status == StatusCode::PAYLOAD_TOO_LARGE { ApiError::new(status, text) } else { ApiError::unprocessable(text) }
 }
 

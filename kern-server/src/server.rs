@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use axum::Router;
-use axum::extract::{MatchedPath, Request, State};
+use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
 use axum::http::{HeaderName, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
@@ -18,7 +18,8 @@ use kern_core::store::Store;
 use kern_core::team::Team;
 use kern_core::worker::WorkerStats;
 use tokio::net::TcpListener;
-use tower_http::limit::RequestBodyLimitLayer;
+use tower::Layer;
+use tower_http::normalize_path::NormalizePathLayer;
 use tower_http::request_id::{MakeRequestId, PropagateRequestIdLayer, RequestId, SetRequestIdLayer};
 use tower_http::trace::TraceLayer;
 
@@ -272,7 +273,7 @@ async fn sweep_expired(state: AppState, every: Duration) {
 
 fn router(state: AppState, body_limit: usize, timeout: Duration) -> Router {
     let request_id = HeaderName::from_static("x-request-id");
-    Router::new()
+    let routes = Router::new()
         .route("/approvals", get(approvals::list))
         .route("/approvals/count", get(approvals::count))
         .route("/approvals/{approval_id}", get(approvals::get).delete(approvals::delete))
@@ -303,14 +304,17 @@ fn router(state: AppState, body_limit: usize, timeout: Duration) -> Router {
         .layer(middleware::from_fn(move |request, next| time_limit(timeout, request, next)))
         // Outside the time limit, so that the requests it cuts are counted too.
         .layer(middleware::from_fn_with_state(state.clone(), measure))
-        .layer(RequestBodyLimitLayer::new(body_limit))
+        // Read by the extractors, whose refusals are 413 in the body every error has.
+        .layer(DefaultBodyLimit::max(body_limit))
         .layer(PropagateRequestIdLayer::new(request_id.clone()))
         .layer(TraceLayer::new_for_http().make_span_with(|request: &Request| {
             let id = request.headers().get("x-request-id").and_then(|v| v.to_str().ok()).unwrap_or("");
             tracing::info_span!("http", method = %request.method(), path = %request.uri().path(), request_id = id)
         }))
         .layer(SetRequestIdLayer::new(request_id, NewRequestId))
-        .with_state(state)
+        .with_state(state);
+    // As the reference does, a trailing slash is dropped before routing, without a redirect.
+    Router::new().fallback_service(NormalizePathLayer::trim_trailing_slash().layer(routes))
 }
 
 /// Gives a request without an `x-request-id` a fresh one.

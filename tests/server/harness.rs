@@ -234,6 +234,10 @@ pub async fn send(
     }
     let request = match body {
         None => request.body(Body::empty()),
+        // A form, urlencoded unless the headers name another type.
+        Some(Value::String(form)) if headers.iter().any(|(name, _)| name.eq_ignore_ascii_case("content-type")) => {
+            request.body(Body::from(form))
+        }
         Some(Value::String(form)) => {
             request.header("content-type", "application/x-www-form-urlencoded").body(Body::from(form))
         }

@@ -257,8 +257,19 @@ pub async fn operations_routes_answer(store: Arc<dyn Store>) {
     // has finished writing what it refuses.
     let app = App::new(store.clone()).await;
     let big = json!({"status": "approved", "resolved_by": " ".repeat(2 * 1024 * 1024)});
-    let refused = app.send(Method::POST, "/approvals/x/resolve", Some(&app.admin), Some(big)).await;
+    let refused = app.send(Method::POST, "/approvals/x/resolve", Some(&app.admin), Some(big.clone())).await;
     assert_eq!(refused.status, StatusCode::PAYLOAD_TOO_LARGE);
+    let slashed = app.send(Method::GET, "/approvals/count/", Some(&app.reader), None).await;
+    assert_eq!(slashed.status, StatusCode::OK, "a trailing slash is dropped: {:?}", slashed.body);
+    assert!(slashed.body["count"].is_u64(), "{:?}", slashed.body);
+    // Announced by its length, as clients send it, and to the run routes: the same answer.
+    let length = (big.to_string().len()).to_string();
+    let announced = [("content-length", length.as_str())];
+    for uri in ["/approvals/x/resolve", "/agents/ops/runs"] {
+        let refused = app.send_with(Method::POST, uri, Some(&app.admin), &announced, Some(big.clone())).await;
+        assert_eq!(refused.status, StatusCode::PAYLOAD_TOO_LARGE, "{uri}: {:?}", refused.body);
+        assert!(refused.detail().contains("length limit"), "{uri}: {:?}", refused.body);
+    }
 
     // An open server answers requests addressed to loopback, not those a rebound name sends.
     let open = Server::builder().store(store.clone()).auth(Auth::open_on_loopback("me")).build().unwrap();

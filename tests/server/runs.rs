@@ -138,6 +138,18 @@ pub async fn run_routes_refuse_what_they_cannot_run(store: Arc<dyn Store>) {
         .send_with(Method::POST, "/agents/ops/runs", Some(&app.alice), &[("content-type", "text/plain")], None)
         .await;
     assert_eq!(text.status, StatusCode::UNSUPPORTED_MEDIA_TYPE);
+    // Multipart, as a browser's `FormData` sends it: its text parts are the fields, a file refused.
+    let multipart = [("content-type", "multipart/form-data; boundary=kern")];
+    let part = |name: &str, extra: &str, value: &str| {
+        format!("--kern\r\nContent-Disposition: form-data; name=\"{name}\"{extra}\r\n\r\n{value}\r\n")
+    };
+    let form = format!("{}{}--kern--\r\n", part("message", "", "hello"), part("stream", "", "false"));
+    let run = app.send_with(Method::POST, "/agents/ops/runs", Some(&app.alice), &multipart, Some(json!(form))).await;
+    assert_eq!((run.status, &run.body["status"]), (StatusCode::OK, &json!("COMPLETED")), "{:?}", run.body);
+    let file = format!("{}{}--kern--\r\n", part("message", "", "hi"), part("files", "; filename=\"a.txt\"", "x"));
+    let file = app.send_with(Method::POST, "/agents/ops/runs", Some(&app.alice), &multipart, Some(json!(file))).await;
+    assert_eq!(file.status, StatusCode::BAD_REQUEST, "{:?}", file.body);
+    assert!(file.detail().starts_with("Unsupported file type"), "{:?}", file.body);
     let reader = app.send(Method::POST, "/agents/ops/runs", Some(&app.reader), Some(json!("message=hi"))).await;
     assert_eq!(reader.status, StatusCode::FORBIDDEN);
 

@@ -1,13 +1,16 @@
-//! The bodies of the run and continue routes: the reference's form fields (urlencoded), or the
-//! same fields as a JSON object, read into one typed request with precise refusals.
+//! The bodies of the run and continue routes: the reference's form fields (urlencoded or
+//! multipart), or the same fields as a JSON object, read into one typed request with precise
+//! refusals.
 
-use axum::extract::{FromRequest, Request};
+use axum::extract::multipart::MultipartError;
+use axum::extract::{FromRequest, Multipart, Request};
 use axum::http::HeaderValue;
 use axum::http::header::CONTENT_TYPE;
 use axum::{Form, Json};
 use serde_json::{Map, Value};
 
 use crate::error::ApiError;
+use crate::extract::unreadable_body;
 
 /// The fields of a run or continue request, whichever encoding carried them.
 #[derive(Debug, Default)]
@@ -28,22 +31,45 @@ impl<S: Send + Sync> FromRequest<S> for RunFields {
         let content_type = request.headers().get(CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
         let fields = if content_type.starts_with("application/json") {
             let Json(fields) = Json::<Map<String, Value>>::from_request(request, state).await.map_err(|err| {
-                ApiError::unprocessable(format!("the body must be a JSON object: {}", err.body_text()))
+                unreadable_body(err.status(), format!("the body must be a JSON object: {}", err.body_text()))
             })?;
             fields
         } else if content_type.starts_with("application/x-www-form-urlencoded") {
-            let Form(fields) = Form::<Vec<(String, String)>>::from_request(request, state)
-                .await
-                .map_err(|err| ApiError::unprocessable(format!("the form could not be read: {}", err.body_text())))?;
+            let Form(fields) = Form::<Vec<(String, String)>>::from_request(request, state).await.map_err(|err| {
+                unreadable_body(err.status(), format!("the form could not be read: {}", err.body_text()))
+            })?;
             fields.into_iter().map(|(name, value)| (name, Value::String(value))).collect()
+        } else if content_type.starts_with("multipart/form-data") {
+            let form = Multipart::from_request(request, state).await.map_err(|err| {
+                unreadable_body(err.status(), format!("the form could not be read: {}", err.body_text()))
+            })?;
+            text_parts(form).await?
         } else {
             return Err(ApiError::new(
                 axum::http::StatusCode::UNSUPPORTED_MEDIA_TYPE,
-                "send the fields as application/x-www-form-urlencoded or application/json",
+                "send the fields as application/x-www-form-urlencoded, multipart/form-data or application/json",
             ));
         };
         Ok(RunFields { fields })
     }
+}
+
+/// The named text parts of a multipart form. A file part is refused: runs take no files.
+async fn text_parts(mut form: Multipart) -> Result<Map<String, Value>, ApiError> {
+    let unreadable =
+        |err: MultipartError| unreadable_body(err.status(), format!("the form could not be read: {}", err.body_text()));
+    let mut fields = Map::new();
+    while let Some(part) = form.next_field().await.map_err(unreadable)? {
+        let name = part.name().unwrap_or_default().to_owned();
+        if part.file_name().is_some() {
+            return Err(ApiError::bad_request(format!(
+                "Unsupported file type: part `{name}` is a file; runs take none"
+            )));
+        }
+        let text = part.text().await.map_err(unreadable)?;
+        fields.insert(name, Value::String(text));
+    }
+    Ok(fields)
 }
 
 impl RunFields {
