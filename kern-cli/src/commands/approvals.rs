@@ -109,6 +109,10 @@ async fn list(ctx: &Context, filters: &ApprovalFilters) -> Outcome {
             let body = client.get("/approvals", &query).await?;
             let rows = body.get("data").and_then(Value::as_array).cloned();
             let rows = rows.ok_or_else(|| Failure::error("the server answered a listing without `data`"))?;
+            let unreadable = body.pointer("/meta/unreadable").and_then(Value::as_array).into_iter().flatten();
+            for id in unreadable.filter_map(Value::as_str) {
+                let _ = writeln!(std::io::stderr(), "warning: row {id} cannot be read: the server's log says why");
+            }
             Page {
                 items: rows.into_iter().map(wire_row).collect::<Outcome<_>>()?,
                 next_cursor: body.pointer("/meta/next_cursor").and_then(Value::as_str).map(str::to_owned),

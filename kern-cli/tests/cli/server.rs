@@ -112,6 +112,11 @@ async fn approvals_are_decided_through_a_server_as_the_keys_principal() {
         let lost = through(&elsewhere, key, &["approvals", "show", &id]);
         assert!(lost.fails(1).contains("kern server"), "{lost:?}");
         // Nor is an answer without what kern's server always sends shown as blanks.
+        // A row the server could not read is warned of, as on a database, and the rest listed.
+        let elsewhere = not_kern("200 OK\n{\"data\": [], \"meta\": {\"unreadable\": [\"row-9\"]}}");
+        let warned = through(&elsewhere, key, &["approvals", "list", "--json"]);
+        assert_eq!(warned.json()["items"].as_array().map(Vec::len), Some(0), "{warned:?}");
+        assert!(warned.stderr.contains("warning: row row-9 cannot be read"), "{warned:?}");
         let elsewhere = not_kern("200 OK\n{\"data\": [{}]}");
         let blank = through(&elsewhere, key, &["runs", "list", "--json"]);
         assert!(blank.fails(1).contains("no `run_id`"), "{blank:?}");
