@@ -34,6 +34,8 @@ pub(crate) struct Queries {
     /// A principal's decision of a pending row: `$1` id, `$2` status, `$3` resolved_by, `$4`
     /// resolved_at, `$5` resolution_data, `$6` now.
     pub(crate) decide_row: String,
+    /// A vote on a pending row that does not decide it: `$1` id, `$2` now (its `updated_at`).
+    pub(crate) touch_row: String,
     /// `$1` id, `$2` now.
     pub(crate) expire_row: String,
     /// The pending rows past their expiry at `$1` (not locked: a sweep locks runs before rows).
@@ -135,6 +137,7 @@ impl Queries {
             resolve_approval: format!("{resolve_approval} {returning}"),
             get_approval: format!("SELECT {APPROVAL_COLUMNS} FROM {approvals} WHERE id = $1"),
             get_approval_locked: format!("SELECT {APPROVAL_COLUMNS} FROM {approvals} WHERE id = $1{lock}"),
+            touch_row: format!("UPDATE {approvals} SET updated_at = $2 WHERE id = $1 AND status = '{pending}'"),
             decide_row,
             expire_row: format!(
                 "UPDATE {approvals} SET status = '{expired}', updated_at = $2 WHERE id = $1 AND status = '{pending}'"

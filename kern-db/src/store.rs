@@ -424,6 +424,8 @@ impl<DB: Driver> SqlStore<DB> {
                     .bind(effect.row.resolution_data.as_ref())
                     .bind(now),
             );
+        } else if effect.vote.is_some() {
+            writes.push(Stmt::new(&self.queries.touch_row).bind(id).bind(effect.row.updated_at));
         }
         writes.extend(self.insert_events(&chained));
         DB::commit_with(&mut conn, writes).await?;

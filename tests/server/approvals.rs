@@ -225,8 +225,17 @@ pub async fn a_policy_decides_through_votes(store: Arc<dyn Store>) {
         .await;
     assert_eq!(resolve.status, StatusCode::FORBIDDEN, "resolve obeys the policy too");
 
+    let read = app.send(Method::GET, &format!("/approvals/{id}"), Some(&app.reader), None).await;
+    let before = read.headers["etag"].to_str().unwrap().to_owned();
     let first = app.send(Method::POST, &uri, Some(&app.bob), Some(json!({"decision": "approve", "note": "ok"}))).await;
     assert_eq!((first.status, first.body["status"].clone()), (StatusCode::ACCEPTED, json!("pending")));
+    // A vote that does not decide changes the row all the same: a decision on what it was
+    // before is refused.
+    let resolve = format!("/approvals/{id}/resolve");
+    let if_match = [("if-match", before.as_str())];
+    let body = Some(json!({"status": "approved"}));
+    let stale = app.send_with(Method::POST, &resolve, Some(&app.carol), &if_match, body).await;
+    assert_eq!(stale.status, StatusCode::PRECONDITION_FAILED, "{:?}", stale.body);
     let twice = app.send(Method::POST, &uri, Some(&app.bob), Some(json!({"decision": "approve"}))).await;
     assert_eq!(twice.status, StatusCode::CONFLICT, "one vote a principal");
     let second = app.send(Method::POST, &uri, Some(&app.carol), Some(json!({"decision": "approve"}))).await;

@@ -49,6 +49,8 @@ pub async fn a_quorum_of_distinct_approvers_approves(store: Arc<dyn Store>) {
 
     let first = store.decide(&row.id, &finance("fay"), Decision::approve()).await.unwrap();
     assert_eq!(first.status, ApprovalStatus::Pending, "one vote of two");
+    assert!(first.updated_at > row.updated_at, "a vote changes the row it does not decide");
+    assert_eq!(stored(&*store, &row.id).await, first);
     let err = store.decide(&row.id, &finance("fay"), Decision::approve()).await.unwrap_err();
     assert!(matches!(err, Error::DuplicateVote { ref principal, .. } if principal == "fay"), "{err:?}");
     let second = store.decide(&row.id, &finance("finn"), Decision::approve()).await.unwrap();

@@ -128,7 +128,11 @@ impl<'a> DecisionRules<'a> {
                 let same = |vote: &&Vote| vote.kind == VoteKind::Approve && vote.args == *args;
                 let approvals = votes.iter().filter(same).count() + 1;
                 if approvals < usize::try_from(policy.quorum).unwrap_or(usize::MAX) {
-                    return Ok(DecisionEffect { vote: Some(vote), row: row.clone(), resolves: false, events });
+                    // A vote that does not decide still changes the row, by its `updated_at`:
+                    // the row's ETag names it, so a decision made on the row as it was before
+                    // the vote is refused as stale.
+                    let row = Approval { updated_at: self.now, ..row.clone() };
+                    return Ok(DecisionEffect { vote: Some(vote), row, resolves: false, events });
                 }
                 if let Some(args) = args {
                     events.push((EventKind::Edited, json!({ "from": row.tool_args, "to": args })));
