@@ -41,6 +41,17 @@ pub fn raise_limit(limit_eur: u64) -> String {
     format!("limit {limit_eur}")
 }
 
+/// The body of the memo the model sends: lines, and longer than the inbox's list shows.
+pub const MEMO_BODY: &str = "Dear ops,\nthe quarterly figures are attached: please read them before Friday's review \
+     and tell finance what you would change.\nThanks";
+
+/// Send a memo. An admin may approve it with edits.
+#[approval(allow_edit)]
+#[tool(requires_confirmation)]
+pub fn send_memo(to: String, body: String, amount: f64) -> String {
+    format!("sent {amount} to {to}: {body}")
+}
+
 /// Escalate a ticket. Whoever runs the agent confirms it; an audit row records their answer.
 #[approval(type = "audit")]
 #[tool(requires_confirmation)]
@@ -99,13 +110,15 @@ fn unique_name() -> String {
 
 /// The agent every case serves: `refund <order>` pauses on a row anyone may decide, `wire
 /// <amount>` on a row two principals of the `finance` role decide, `escalate` on its caller's
-/// confirmation alone, which an audit row records.
+/// confirmation alone, which an audit row records, `limit` and `memo` on rows approved with
+/// edits or as they are.
 pub fn agent(store: Arc<dyn Store>) -> Agent {
     let model = ScriptedModel::new()
         .when_user_contains("refund", Reply::call("refund_order", json!({"order_id": "A-1"})))
         .when_user_contains("wire", Reply::call("wire_money", json!({"amount": 500})))
         .when_user_contains("limit", Reply::call("raise_limit", json!({"limit_eur": 5000})))
         .when_user_contains("escalate", Reply::call("escalate_ticket", json!({"ticket": "T-1"})))
+        .when_user_contains("memo", Reply::call("send_memo", json!({"to": "ops", "body": MEMO_BODY, "amount": 10})))
         .otherwise(Reply::text("nothing to do"));
     Agent::builder()
         .id("ops")
@@ -115,6 +128,7 @@ pub fn agent(store: Arc<dyn Store>) -> Agent {
         .tool(WireMoney)
         .tool(RaiseLimit)
         .tool(EscalateTicket)
+        .tool(SendMemo)
         .db(store)
         .build()
         .expect("build the agent")

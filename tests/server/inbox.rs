@@ -11,7 +11,7 @@ use axum::http::{Method, StatusCode};
 use kern::db::Store;
 use serde_json::{Value, json};
 
-use crate::harness::{Answer, App};
+use crate::harness::{Answer, App, MEMO_BODY};
 
 /// Posts the sign-in form with `key`, as a browser does once it has read the form (its token
 /// and the form's cookie), with `headers` besides.
@@ -279,6 +279,45 @@ pub async fn approving_from_the_list_returns_to_the_list(store: Arc<dyn Store>) 
     assert_eq!(edited.status, StatusCode::SEE_OTHER, "{}", html(&edited));
     let stored = app.send(Method::GET, &format!("/approvals/{row}"), Some(&app.admin), None).await;
     assert_eq!(stored.body["resolution_data"]["args"], json!({"limit_eur": 2000}));
+}
+
+/// The form's text for `text`, every byte but letters and digits escaped.
+fn encoded(text: &str) -> String {
+    text.bytes()
+        .map(|b| if b.is_ascii_alphanumeric() { char::from(b).to_string() } else { format!("%{b:02X}") })
+        .collect()
+}
+
+pub async fn an_edit_changes_only_what_the_approver_changed(store: Arc<dyn Store>) {
+    let app = App::new(store).await;
+    let (session, csrf) = sign_in(&app, &app.admin).await;
+    let cookie = [("cookie", session.as_str())];
+    let (_, _, as_shown) = app.paused("send the memo", "dave").await;
+    let (_, _, edited) = app.paused("send the memo", "dave").await;
+
+    // Its arguments run past what the list shows: it is approved from its page only.
+    let rows = app.send_with(Method::GET, "/ui/rows", None, &cookie, None).await;
+    let listed = html(&rows).split(&format!("data-id=\"{as_shown}\"")).nth(1).expect("the row is listed");
+    assert!(!listed.split("</li>").next().unwrap().contains("row-actions"), "{listed}");
+    let page = app.send_with(Method::GET, &format!("/ui/approvals/{as_shown}"), None, &cookie, None).await;
+    assert!(html(&page).contains("<textarea id=\"arg.body\""), "a text with line breaks keeps them");
+
+    // Sent back as a browser sends what it showed: line breaks as CRLF, the amount as `10`.
+    let body = encoded(&MEMO_BODY.replace('\n', "\r\n"));
+    let form =
+        |to: &str| Value::String(format!("action=approve&arg.to={to}&arg.body={body}&arg.amount=10&csrf={csrf}"));
+    let approved =
+        app.send_with(Method::POST, &format!("/ui/approvals/{as_shown}"), None, &cookie, Some(form("ops"))).await;
+    assert_eq!(approved.status, StatusCode::SEE_OTHER, "{}", html(&approved));
+    let stored = app.send(Method::GET, &format!("/approvals/{as_shown}"), Some(&app.admin), None).await;
+    assert_eq!(stored.body["resolution_data"]["args"], Value::Null, "nothing was edited: {:?}", stored.body);
+
+    let approved =
+        app.send_with(Method::POST, &format!("/ui/approvals/{edited}"), None, &cookie, Some(form("finance"))).await;
+    assert_eq!(approved.status, StatusCode::SEE_OTHER, "{}", html(&approved));
+    let stored = app.send(Method::GET, &format!("/approvals/{edited}"), Some(&app.admin), None).await;
+    let args = json!({"to": "finance", "body": MEMO_BODY, "amount": 10});
+    assert_eq!(stored.body["resolution_data"]["args"], args, "only the recipient changed");
 }
 
 /// Behind a proxy that passes requests on with a `Host` of its own, a form posted from the page

@@ -104,15 +104,22 @@ fn fields(schema: &Value, prefix: &str, current: Option<&Map<String, Value>>) ->
         .into_iter()
         .map(|(name, prop, required)| {
             let value = current.and_then(|values| values.get(name)).or_else(|| prop.get("default"));
-            let options: Vec<String> = prop
+            let value = value.map(plain).unwrap_or_default();
+            let mut options: Vec<String> = prop
                 .get("enum")
                 .and_then(Value::as_array)
                 .map(|values| values.iter().map(plain).collect())
                 .unwrap_or_default();
+            // A value the list lacks is offered as it is, so that it is what the form sends back.
+            if !options.is_empty() && !value.is_empty() && !options.contains(&value) {
+                options.insert(0, value.clone());
+            }
             let kind = match type_of(prop) {
                 _ if !options.is_empty() => "select",
                 "boolean" => "checkbox",
                 "integer" | "number" => "number",
+                // A line input would drop its line breaks.
+                "string" if value.contains('\n') => "multiline",
                 "string" => "text",
                 _ => "json",
             };
@@ -120,7 +127,7 @@ fn fields(schema: &Value, prefix: &str, current: Option<&Map<String, Value>>) ->
                 name: format!("{prefix}{name}"),
                 label: prop.get("title").and_then(Value::as_str).unwrap_or(name).to_owned(),
                 kind,
-                value: value.map(plain).unwrap_or_default(),
+                value,
                 options,
                 description: prop.get("description").and_then(Value::as_str).unwrap_or_default().to_owned(),
                 required,
@@ -230,10 +237,17 @@ pub fn decision(row: &Approval, form: &FormFields) -> Result<Decision, String> {
                     }
                     let mut args = row.tool_args.as_object().cloned().unwrap_or_default();
                     let required = required_of(parameters);
-                    // An argument the model left out stays out unless the approver gave it a
-                    // value: an empty optional field or an unchecked box is no edit.
+                    // A field sent back as it was shown is no edit: the argument keeps its value
+                    // (`10` stays `10`, not the `10.0` its text reads as). One the model left out
+                    // stays out unless the approver gave it a value: an empty optional field or
+                    // an unchecked box is no edit.
+                    let shown_as_was = |name: &String| {
+                        let sent = form.get(&format!("{ARG}{name}")).map(|text| text.replace("\r\n", "\n"));
+                        args.get(name).zip(sent).is_some_and(|(was, sent)| plain(was) == sent)
+                    };
                     let given: Vec<(String, Value)> = form_values(parameters, ARG, form)
                         .into_iter()
+                        .filter(|(name, _)| !shown_as_was(name))
                         .filter(|(name, value)| args.contains_key(name) || required.contains(name) || !is_blank(value))
                         .collect();
                     args.extend(given);

@@ -232,18 +232,23 @@ fn source(row: &Approval) -> String {
     }
 }
 
+/// The most characters of a row's arguments the list shows.
+const LISTED_ARGS: usize = 120;
+
 fn row_view(row: &Approval, now: DateTime<Utc>) -> RowView {
+    let args = row.tool_args.to_string();
     RowView {
         id: row.id.clone(),
         tool: row.tool_name.clone(),
-        args: short(&row.tool_args.to_string(), 120),
+        // Approved from the list only when the list shows the whole call.
+        quick: row.pause_type == PauseType::Confirmation && args.chars().count() <= LISTED_ARGS,
+        args: short(&args, LISTED_ARGS),
         user: row.user_id.clone().unwrap_or_else(|| "—".into()),
         source: source(row),
         pause: row.pause_type.to_string(),
         age: age(row.created_at, now),
         created_at: time(row.created_at),
         expires_at: row.expires_at.map(|at| at.to_rfc3339()),
-        quick: row.pause_type == PauseType::Confirmation,
         etag: etag(row),
     }
 }
@@ -382,7 +387,10 @@ pub async fn detail_page(state: &AppState, viewer: &Viewer, id: &str, error: Opt
     };
     // The fields of the schema the row was paused with, which its edits are read and checked
     // against: the tool's definition may have changed since.
-    let edits = match row.policy.as_ref().filter(|policy| policy.allow_edit && pending) {
+    // Edits are approvals of a confirmation: a row that waits for values or a result is
+    // approved with those, on its own form.
+    let editable = pending && row.pause_type == PauseType::Confirmation;
+    let edits = match row.policy.as_ref().filter(|policy| policy.allow_edit && editable) {
         Some(policy) => policy.parameters.as_ref().map(|parameters| edit_fields(parameters, &row.tool_args)),
         None => None,
     }

@@ -111,7 +111,7 @@ pub struct FieldView {
     /// The form name, e.g. `input.amount`.
     pub name: String,
     pub label: String,
-    /// `text`, `number`, `checkbox`, `select` or `json`.
+    /// `text`, `multiline` (text with line breaks), `number`, `checkbox`, `select` or `json`.
     pub kind: &'static str,
     pub value: String,
     pub options: Vec<String>,
