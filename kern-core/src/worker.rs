@@ -38,7 +38,7 @@ use crate::store::Store;
 use crate::team::Team;
 use crate::trail::EventKind;
 
-pub use builder::{DEFAULT_STALE_AFTER, WorkerBuildError, WorkerBuilder};
+pub use builder::{DEFAULT_STALE_AFTER, MAX_INTERVAL, WorkerBuildError, WorkerBuilder};
 pub use stats::{WorkerCounts, WorkerStats};
 
 /// How many decided runs one read of the store brings.
@@ -431,11 +431,12 @@ impl Worker {
         };
         state.in_flight.remove(&run_id);
         match &result {
-            // Paused again: by new calls (then it is not decided, and no scan finds it), or by
-            // a decided call it cannot resume (a user-input row without every value), which a
-            // scan would find again at once: only the second time in a row waits.
-            Ok(output) if output.status == RunStatus::Paused => state.retry_later(&run_id, false),
-            Ok(_) => {
+            Ok(output) if output.status == RunStatus::Paused => {
+                let waiting = output.requirements.iter().filter_map(|r| r.approval_id.clone()).collect();
+                state.paused_again(&run_id, waiting);
+            }
+            // Done, or another worker's claim came first: nothing of this run to wait out.
+            Ok(_) | Err(Error::RunNotPaused { .. } | Error::RunNotStale { .. } | Error::ApprovalPending { .. }) => {
                 state.retries.remove(&run_id);
             }
             Err(_) => state.retry_later(&run_id, true),
@@ -497,6 +498,8 @@ struct State {
 struct Retry {
     failures: u32,
     at: Instant,
+    /// The rows the run last paused on, when a continue paused it again.
+    waiting: Vec<String>,
 }
 
 impl State {
@@ -505,7 +508,7 @@ impl State {
         if self.in_flight.contains(&run.run_id) {
             return false;
         }
-        if self.retries.get(&run.run_id).is_some_and(|retry| Instant::now() < retry.at) {
+        if self.waits(&run.run_id) {
             return false;
         }
         if self.waiting_on_people.get(&run.run_id) == Some(&run.updated_at) {
@@ -528,11 +531,34 @@ fn random_index(len: usize) -> usize {
 }
 
 impl State {
+    /// Whether run `run_id` waits out its failures.
+    fn waits(&self, run_id: &str) -> bool {
+        self.retries.get(run_id).is_some_and(|retry| Instant::now() < retry.at)
+    }
+
+    /// Records that a continue paused run `run_id` again, on the rows `waiting`. On rows it
+    /// had not paused on, it went on: it is taken again as soon as they are decided, however
+    /// many steps it has taken. On the same rows, a decided call could not resume (a user-input
+    /// row without every value), which a scan would find again at once: only the second time
+    /// in a row waits.
+    fn paused_again(&mut self, run_id: &str, waiting: Vec<String>) {
+        match self.retries.get(run_id) {
+            Some(retry) if retry.waiting == waiting => self.retry_later(run_id, false),
+            _ => {
+                self.retries.insert(run_id.to_owned(), Retry { failures: 0, at: Instant::now(), waiting });
+            }
+        }
+    }
+
     /// Counts one more failure of run `run_id` and sets when it may be tried again: after
     /// [`RETRY_AFTER_FAILURE`], doubled for each failure in a row, up to [`RETRY_MAX`]. Unless
     /// `wait_first`, the first failure is tried again at once.
     fn retry_later(&mut self, run_id: &str, wait_first: bool) {
-        let retry = self.retries.entry(run_id.to_owned()).or_insert(Retry { failures: 0, at: Instant::now() });
+        let retry = self.retries.entry(run_id.to_owned()).or_insert_with(|| Retry {
+            failures: 0,
+            at: Instant::now(),
+            waiting: Vec::new(),
+        });
         retry.failures += 1;
         let doublings = if wait_first { retry.failures } else { retry.failures - 1 };
         let wait = match doublings {
@@ -548,5 +574,35 @@ impl State {
         let now = Instant::now();
         self.retries.retain(|_, retry| retry.at + RETRY_MEMORY > now);
         self.waiting_on_people.clear();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rows(ids: &[&str]) -> Vec<String> {
+        ids.iter().map(|id| (*id).to_owned()).collect()
+    }
+
+    #[test]
+    fn a_run_that_pauses_on_new_rows_is_taken_again_at_once_however_many_steps_it_takes() {
+        let mut state = State::default();
+        for step in 0..20 {
+            state.paused_again("run", rows(&[&format!("row-{step}")]));
+            assert!(!state.waits("run"), "step {step}");
+        }
+    }
+
+    #[test]
+    fn a_run_that_pauses_on_the_same_rows_waits_from_the_second_time_in_a_row() {
+        let mut state = State::default();
+        state.paused_again("run", rows(&["row-1"]));
+        state.paused_again("run", rows(&["row-1"]));
+        assert!(!state.waits("run"), "the first time it could not resume is tried again at once");
+        state.paused_again("run", rows(&["row-1"]));
+        assert!(state.waits("run"));
+        state.paused_again("run", rows(&["row-2"]));
+        assert!(!state.waits("run"), "new rows: it went on");
     }
 }

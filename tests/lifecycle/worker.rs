@@ -342,8 +342,15 @@ fn a_worker_needs_a_store_something_to_run_and_distinct_ids() {
         .agent(agent(store.clone(), &ledger))
         .agent(agent(store.clone(), &ledger));
     assert_eq!(twice.build().unwrap_err(), WorkerBuildError::DuplicateId("orders".into()));
-    let idle = Worker::builder().store(store.clone()).agent(agent(store, &ledger)).concurrency(0);
+    let idle = Worker::builder().store(store.clone()).agent(agent(store.clone(), &ledger)).concurrency(0);
     assert_eq!(idle.build().unwrap_err(), WorkerBuildError::ZeroConcurrency);
+    let busy =
+        Worker::builder().store(store.clone()).agent(agent(store.clone(), &ledger)).poll_interval(Duration::ZERO);
+    assert_eq!(busy.build().unwrap_err(), WorkerBuildError::IntervalOutOfRange { setting: "poll_interval" });
+    let never = Worker::builder().store(store.clone()).agent(agent(store, &ledger)).upkeep_interval(Duration::MAX);
+    let err = never.build().unwrap_err();
+    assert_eq!(err, WorkerBuildError::IntervalOutOfRange { setting: "upkeep_interval" });
+    assert!(err.to_string().contains("at most a day"), "{err}");
 }
 
 /// The child's part: a worker until it is killed.

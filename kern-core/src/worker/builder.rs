@@ -41,7 +41,17 @@ pub enum WorkerBuildError {
     /// A concurrency of zero would continue nothing.
     #[error("a worker's concurrency must be at least 1")]
     ZeroConcurrency,
+    /// An interval of zero would read the store without a pause; one past [`MAX_INTERVAL`]
+    /// would never come round.
+    #[error("a worker's `{setting}` must be more than zero and at most a day")]
+    IntervalOutOfRange {
+        /// The setting, such as `upkeep_interval`.
+        setting: &'static str,
+    },
 }
+
+/// The longest a worker's poll or upkeep interval may be.
+pub const MAX_INTERVAL: Duration = Duration::from_secs(24 * 60 * 60);
 
 /// The worker's timings and bound.
 #[derive(Debug, Clone)]
@@ -122,10 +132,16 @@ impl WorkerBuilder {
         }
         let agents = by_id(self.agents, |agent| agent.id())?;
         let teams = by_id(self.teams, |team| team.id())?;
+        let interval = |setting, interval: Option<Duration>, default| match interval.unwrap_or(default) {
+            interval if interval.is_zero() || interval > MAX_INTERVAL => {
+                Err(WorkerBuildError::IntervalOutOfRange { setting })
+            }
+            interval => Ok(interval),
+        };
         let settings = Settings {
             concurrency,
-            poll_interval: self.poll_interval.unwrap_or(DEFAULT_POLL_INTERVAL),
-            upkeep_interval: self.upkeep_interval.unwrap_or(DEFAULT_UPKEEP_INTERVAL),
+            poll_interval: interval("poll_interval", self.poll_interval, DEFAULT_POLL_INTERVAL)?,
+            upkeep_interval: interval("upkeep_interval", self.upkeep_interval, DEFAULT_UPKEEP_INTERVAL)?,
             stale_after: self.stale_after.unwrap_or(DEFAULT_STALE_AFTER),
         };
         Ok(Checked { store, agents, teams, settings })
