@@ -178,22 +178,23 @@ impl Feed {
                 Err(err) => tracing::warn!(error = %err, "the event stream could not read the runs"),
             }
             match self.trail.read(self.state.store.as_ref(), BATCH).await {
-                Ok(events) if !events.is_empty() => {
+                Ok(events) => {
                     for event in events {
                         if self.sees(&event).await {
                             self.ready.push_back(frame(&event));
                         }
                     }
-                    if !self.ready.is_empty() {
-                        continue;
-                    }
                 }
-                Ok(_) => {}
                 Err(err) => {
                     tracing::warn!(error = %err, "the event stream could not read the trail");
                     tokio::time::sleep(RETRY_AFTER_FAILURE).await;
                     continue;
                 }
+            }
+            // Frames of runs or of events are sent before any wait: the news that woke this
+            // read came before the wait would start.
+            if !self.ready.is_empty() {
+                continue;
             }
             if !self.trail.held_back().is_empty() {
                 // The trail is past the cursor already: a wait would return at once.
