@@ -3,10 +3,10 @@
 
 use std::time::Duration;
 
-use kern::models::{Message, Model, ModelError, ModelRequest, RetryPolicy};
+use kern::models::{MAX_ANSWER_BYTES, MAX_ERROR_BODY_BYTES, Message, Model, ModelError, ModelRequest, RetryPolicy};
 use serde_json::{Value, json};
 
-use crate::server::{Answer, TestServer, closed_port_url};
+use crate::server::{Answer, Piece, TestServer, closed_port_url};
 use crate::{FAST_RETRY, anthropic, openai, stream_greeting};
 
 /// A provider under test.
@@ -153,6 +153,29 @@ async fn a_body_that_is_not_json_is_malformed_and_not_retried() {
         assert_eq!(name, model.id());
         assert!(reason.contains(r#"{"choices": [{"mess"#), "{provider:?}: {reason}");
         assert_eq!(server.requests().len(), 1, "{provider:?}");
+    }
+}
+
+#[tokio::test]
+async fn answers_are_read_only_up_to_their_limits() {
+    for provider in PROVIDERS {
+        let huge = "x".repeat(MAX_ANSWER_BYTES + 1);
+        let error_page = "e".repeat(MAX_ERROR_BODY_BYTES * 4);
+        let events = vec![Piece::text(&format!("data: {huge}"))];
+        let server =
+            TestServer::start(vec![Answer::raw(200, &huge), Answer::raw(400, &error_page), Answer::stream(events)])
+                .await;
+        let model = provider.patient_model(&server.url());
+
+        let err = ask(&*model).await.unwrap_err();
+        let ModelError::MalformedResponse { reason, .. } = &err else { panic!("{provider:?}: {err:?}") };
+        assert!(reason.contains("longer than"), "{provider:?}: {reason}");
+        let err = ask(&*model).await.unwrap_err();
+        let ModelError::Status { status: 400, body, .. } = &err else { panic!("{provider:?}: {err:?}") };
+        assert_eq!(body.len(), MAX_ERROR_BODY_BYTES + '…'.len_utf8(), "{provider:?}: the first bytes only");
+        let (answer, _) = stream_greeting(&*model).await;
+        let Err(ModelError::MalformedResponse { reason, .. }) = &answer else { panic!("{provider:?}: {answer:?}") };
+        assert!(reason.contains("run past"), "{provider:?}: {reason}");
     }
 }
 

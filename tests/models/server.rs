@@ -163,23 +163,30 @@ async fn serve(n: usize, mut stream: TcpStream, answer: Answer, recorded: &Mutex
     recorded.lock().unwrap().push((n, request));
     match answer {
         Answer::Hang => std::future::pending().await,
-        Answer::Respond { status, headers, body } => {
-            let mut head = format!(
-                "HTTP/1.1 {status} Scripted\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n",
-                body.len()
-            );
-            for (name, value) in headers {
-                head.push_str(&format!("{name}: {value}\r\n"));
-            }
-            head.push_str("\r\n");
-            stream.write_all(head.as_bytes()).await.unwrap();
-            stream.write_all(body.as_bytes()).await.unwrap();
-            stream.shutdown().await.unwrap();
-        }
-        // The client hangs up once it has read what it needs (an error event, say): writing
-        // after that fails, which is no failure of the test.
+        // The client hangs up once it has read what it needs (an error event, or as much of a
+        // body as it reads): writing after that fails, which is no failure of the test.
+        Answer::Respond { status, headers, body } => drop(write_response(&mut stream, status, headers, body).await),
         Answer::Stream { pieces, complete } => drop(write_stream(&mut stream, pieces, complete).await),
     }
+}
+
+async fn write_response(
+    stream: &mut TcpStream,
+    status: u16,
+    headers: Vec<(&'static str, String)>,
+    body: String,
+) -> std::io::Result<()> {
+    let mut head = format!(
+        "HTTP/1.1 {status} Scripted\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n",
+        body.len()
+    );
+    for (name, value) in headers {
+        head.push_str(&format!("{name}: {value}\r\n"));
+    }
+    head.push_str("\r\n");
+    stream.write_all(head.as_bytes()).await?;
+    stream.write_all(body.as_bytes()).await?;
+    stream.shutdown().await
 }
 
 async fn write_stream(stream: &mut TcpStream, pieces: Vec<Piece>, complete: bool) -> std::io::Result<()> {

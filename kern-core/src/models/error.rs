@@ -13,7 +13,8 @@ pub enum ModelError {
         provider: String,
         /// The HTTP status.
         status: u16,
-        /// The response body, as the provider sent it.
+        /// The response body as the provider sent it, its first
+        /// [`MAX_ERROR_BODY_BYTES`](super::MAX_ERROR_BODY_BYTES) only (then ending in `…`).
         body: String,
     },
     /// No answer in time.

@@ -21,6 +21,13 @@ const MAX_WAIT: Duration = Duration::from_secs(30);
 /// How much of a malformed body a [`ModelError::MalformedResponse`] quotes.
 const QUOTED_CHARS: usize = 200;
 
+/// The most bytes read of an answer, whole or streamed: far more than a model writes, so that
+/// a misdirected or hostile server cannot make a run hold gigabytes.
+pub const MAX_ANSWER_BYTES: usize = 16 * 1024 * 1024;
+
+/// The most bytes kept of an error status's body: room for the provider's message.
+pub const MAX_ERROR_BODY_BYTES: usize = 8 * 1024;
+
 /// How often and how patiently a provider retries transient failures (429, 5xx, timeouts,
 /// connection errors; see [`ModelError::is_transient`]).
 ///
@@ -217,10 +224,12 @@ impl HttpTransport {
             let body = self.encode(body)?;
             let answer = self
                 .retrying(|| async {
-                    let response = self.send(url, headers, body.clone()).await?;
-                    Ok(response.bytes().await.map_err(|err| self.classify(err))?)
+                    let mut response = self.send(url, headers, body.clone()).await?;
+                    let (answer, whole) = self.read_at_most(&mut response, MAX_ANSWER_BYTES).await?;
+                    Ok(whole.then_some(answer))
                 })
-                .await?;
+                .await?
+                .ok_or_else(|| self.malformed(format!("the answer is longer than {MAX_ANSWER_BYTES} bytes")))?;
             self.parse(&answer)
         }
         .instrument(span)
@@ -252,7 +261,12 @@ impl HttpTransport {
                 })
                 .await?;
             let mut decoder = SseDecoder::default();
+            let mut read = 0;
             while let Some(bytes) = chunk {
+                read += bytes.len();
+                if read > MAX_ANSWER_BYTES {
+                    return Err(self.malformed(format!("the answer's events run past {MAX_ANSWER_BYTES} bytes")));
+                }
                 for event in decoder.decode(&bytes) {
                     if on_event(event)?.is_break() {
                         return Ok(());
@@ -322,9 +336,27 @@ impl HttpTransport {
             return Ok(response);
         }
         let retry_after = parse_retry_after(response.headers());
-        let body = response.text().await.map_err(|err| self.classify(err))?;
+        let mut response = response;
+        let (bytes, whole) = self.read_at_most(&mut response, MAX_ERROR_BODY_BYTES).await?;
+        let mut body = String::from_utf8_lossy(&bytes).into_owned();
+        if !whole {
+            body.push('…');
+        }
         let error = ModelError::Status { provider: self.label.clone(), status: status.as_u16(), body };
         Err(Failure { error, retry_after })
+    }
+
+    /// The body of `response`, read up to `max` bytes, and whether that is all of it.
+    async fn read_at_most(&self, response: &mut reqwest::Response, max: usize) -> Result<(Vec<u8>, bool), Failure> {
+        let mut body = Vec::new();
+        while let Some(chunk) = response.chunk().await.map_err(|err| self.classify(err))? {
+            if body.len() + chunk.len() > max {
+                body.extend_from_slice(&chunk[..max - body.len()]);
+                return Ok((body, false));
+            }
+            body.extend_from_slice(&chunk);
+        }
+        Ok((body, true))
     }
 
     fn parse<R: DeserializeOwned>(&self, body: &[u8]) -> Result<R, ModelError> {
