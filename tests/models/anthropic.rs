@@ -312,6 +312,35 @@ async fn a_character_split_between_writes_arrives_whole() {
 }
 
 #[tokio::test]
+async fn an_answer_cut_short_is_an_error_not_a_whole_answer() {
+    let cut_call = json!([{"type": "tool_use", "id": "toolu_1", "name": "weather", "input": {}}]);
+    let mut pieces = vec![
+        message_start(),
+        block_start(0, json!({"type": "tool_use", "id": "toolu_1", "name": "weather", "input": {}})),
+        block_delta(0, json!({"type": "input_json_delta", "partial_json": "{\"city\": \"Par"})),
+        block_stop(0),
+    ];
+    pieces.extend(message_end("max_tokens"));
+    let server = TestServer::start(vec![
+        Answer::json(200, message(cut_call, "max_tokens")),
+        Answer::json(200, message(json!([]), "refusal")),
+        Answer::stream(pieces),
+    ])
+    .await;
+    let model = model(&server.url());
+    let request = ModelRequest { messages: &[Message::user("Weather in Paris?")], tools: &[] };
+
+    for reason in ["max_tokens", "refusal"] {
+        let err = model.respond(request).await.unwrap_err();
+        let provider = "anthropic:claude-test".to_owned();
+        assert_eq!(err, ModelError::CutShort { provider, reason: format!("stop_reason `{reason}`") });
+    }
+    let (answer, _) = stream_answer(&model, request, || {}).await;
+    let Err(ModelError::CutShort { reason, .. }) = &answer else { panic!("{answer:?}") };
+    assert_eq!(reason, "stop_reason `max_tokens`", "said as such, not as a call whose input is no JSON");
+}
+
+#[tokio::test]
 async fn a_stream_cut_before_message_stop_is_an_interruption() {
     let pieces = vec![message_start(), block_start(0, json!({"type": "text", "text": ""})), text_delta(0, "Hel")];
     let server = TestServer::start(vec![Answer::cut_stream(pieces)]).await;

@@ -308,6 +308,35 @@ async fn a_stream_cut_midway_is_an_interruption_and_not_retried() {
 }
 
 #[tokio::test]
+async fn an_answer_cut_short_is_an_error_not_a_whole_answer() {
+    let cut_call = json!({"role": "assistant", "content": null, "tool_calls": [{"id": "call_1", "type": "function",
+        "function": {"name": "weather", "arguments": "{\"city\": \"Par"}}]});
+    let mut last = chunk(json!({"content": "lo"}));
+    last["choices"][0]["finish_reason"] = json!("length");
+    let server = TestServer::start(vec![
+        Answer::json(200, completion(cut_call, "length")),
+        Answer::json(200, completion(json!({"role": "assistant", "content": null}), "content_filter")),
+        Answer::stream(ending(vec![text_piece("Hel"), Piece::text(&sse(&last))])),
+    ])
+    .await;
+    let model = model(&server.url());
+    let request = ModelRequest { messages: &[Message::user("Hi")], tools: &[] };
+
+    for reason in ["length", "content_filter"] {
+        let err = model.respond(request).await.unwrap_err();
+        assert_eq!(
+            err,
+            ModelError::CutShort { provider: "openai:gpt-test".into(), reason: format!("finish_reason `{reason}`") }
+        );
+        assert!(!err.is_transient() && err.to_string().contains("max_tokens"), "{err}");
+    }
+    let (answer, received) = stream_greeting(&model).await;
+    assert!(matches!(answer, Err(ModelError::CutShort { .. })), "{answer:?}");
+    assert_eq!(joined_text(&received), "Hello", "what arrived was shown as it came");
+    assert_eq!(server.requests().len(), 3, "none is asked again");
+}
+
+#[tokio::test]
 async fn a_stream_that_ends_before_done_is_an_interruption() {
     let pieces = vec![text_piece("Hello"), Piece::text(&sse(&usage_chunk()))];
     let server = TestServer::start(vec![Answer::stream(pieces)]).await;

@@ -110,8 +110,11 @@ impl Model for Anthropic {
 
     fn respond<'a>(&'a self, request: ModelRequest<'a>) -> BoxFuture<'a, Result<ModelResponse, ModelError>> {
         Box::pin(async move {
-            let answer: MessagesResponse =
-                self.endpoint.http.post_json(&self.url(), &self.headers(), &self.body(&request)).await?;
+            let http = &self.endpoint.http;
+            let answer: MessagesResponse = http.post_json(&self.url(), &self.headers(), &self.body(&request)).await?;
+            if let Some(reason) = answer.stop_reason.as_deref().filter(|reason| CUT_SHORT.contains(reason)) {
+                return Err(http.cut_short(format!("stop_reason `{reason}`")));
+            }
             Ok(answer.into_response())
         })
     }
@@ -140,10 +143,16 @@ impl Model for Anthropic {
                 Ok(ControlFlow::Continue(()))
             })
             .await?;
+            if let Some(reason) = answer.stop_reason.as_deref().filter(|reason| CUT_SHORT.contains(reason)) {
+                return Err(http.cut_short(format!("stop_reason `{reason}`")));
+            }
             answer.into_response().map_err(|reason| http.malformed(reason))
         })
     }
 }
+
+/// The `stop_reason`s of an answer that stopped before its end: the token limit, a refusal.
+const CUT_SHORT: [&str; 2] = ["max_tokens", "refusal"];
 
 /// The request body.
 #[derive(Debug, Serialize)]
@@ -250,6 +259,8 @@ impl<'a> From<&'a ToolSchema> for WireTool<'a> {
 struct MessagesResponse {
     content: Vec<AnswerBlock>,
     usage: AnswerUsage,
+    #[serde(default)]
+    stop_reason: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -301,6 +312,13 @@ impl MessagesResponse {
     }
 }
 
+/// What a `message_delta` says of the whole answer.
+#[derive(Debug, Default, Deserialize)]
+struct MessageDeltaBody {
+    #[serde(default)]
+    stop_reason: Option<String>,
+}
+
 /// One event of a streamed answer, read by its `type` (the SSE event name repeats it).
 #[derive(Debug, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
@@ -316,9 +334,12 @@ enum StreamEvent {
         index: usize,
         delta: BlockDelta,
     },
-    /// Counts so far: they grow over the answer, the last is the answer's.
+    /// Counts so far: they grow over the answer, the last is the answer's. It also says why
+    /// the answer stops.
     MessageDelta {
         usage: StreamedUsage,
+        #[serde(default)]
+        delta: MessageDeltaBody,
     },
     MessageStop,
     Error {
@@ -393,6 +414,7 @@ struct StreamedAnswer {
     /// Blocks by their index in the answer.
     blocks: BTreeMap<usize, StreamedBlock>,
     usage: StreamedUsage,
+    stop_reason: Option<String>,
 }
 
 #[derive(Debug)]
@@ -412,7 +434,10 @@ impl StreamedAnswer {
     fn absorb(&mut self, event: StreamEvent, deltas: &(dyn Fn(Delta<'_>) + Send + Sync)) {
         match event {
             StreamEvent::MessageStart { message } => self.usage = message.usage,
-            StreamEvent::MessageDelta { usage } => {
+            StreamEvent::MessageDelta { usage, delta } => {
+                if delta.stop_reason.is_some() {
+                    self.stop_reason = delta.stop_reason;
+                }
                 self.usage.input_tokens = usage.input_tokens.or(self.usage.input_tokens);
                 self.usage.output_tokens = usage.output_tokens.or(self.usage.output_tokens);
             }
@@ -461,7 +486,7 @@ impl StreamedAnswer {
             input_tokens: self.usage.input_tokens.unwrap_or_default(),
             output_tokens: self.usage.output_tokens.unwrap_or_default(),
         };
-        Ok(MessagesResponse { content, usage }.into_response())
+        Ok(MessagesResponse { content, usage, stop_reason: self.stop_reason }.into_response())
     }
 }
 

@@ -65,6 +65,16 @@ pub enum ModelError {
         /// HTTP status before the answer began.
         transient: bool,
     },
+    /// The provider ended its answer before it was complete: at its token limit, or withheld
+    /// by its filters. The part it sent is not taken for a whole answer (a call cut short has
+    /// no whole arguments), and asking the same again ends the same way.
+    #[error("{provider} cut its answer short ({reason}): raise `max_tokens` if it ran out of room")]
+    CutShort {
+        /// Which provider.
+        provider: String,
+        /// Why, in the provider's words, such as ``finish_reason `length` ``.
+        reason: String,
+    },
     /// The request could not be built from the provider's settings, such as a base URL without
     /// `http://` or an API key that is no valid header value. Retrying cannot help; the
     /// configuration must change.
@@ -89,6 +99,7 @@ impl ModelError {
             ModelError::Timeout { .. } | ModelError::Transport { .. } | ModelError::StreamInterrupted { .. } => true,
             ModelError::StreamError { transient, .. } => *transient,
             ModelError::MalformedResponse { .. }
+            | ModelError::CutShort { .. }
             | ModelError::InvalidConfig { .. }
             | ModelError::NoScriptedReply(_) => false,
         }

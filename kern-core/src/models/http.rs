@@ -211,6 +211,12 @@ impl HttpTransport {
         ModelError::MalformedResponse { provider: self.label.clone(), reason: reason.into() }
     }
 
+    /// A [`ModelError::CutShort`] of this provider, for the reason it gave (`reason`, as
+    /// ``stop_reason `max_tokens` ``).
+    pub(super) fn cut_short(&self, reason: String) -> ModelError {
+        ModelError::CutShort { provider: self.label.clone(), reason }
+    }
+
     /// POSTs `body` as JSON to `url` and parses a 2xx answer as `R`, retrying transient
     /// failures as the policy allows.
     pub(super) async fn post_json<R: DeserializeOwned>(

@@ -112,9 +112,13 @@ impl Model for OpenAiCompatible {
 
     fn respond<'a>(&'a self, request: ModelRequest<'a>) -> BoxFuture<'a, Result<ModelResponse, ModelError>> {
         Box::pin(async move {
-            let answer: ChatResponse =
-                self.endpoint.http.post_json(&self.url(), &self.headers(), &self.body(&request)).await?;
-            answer.into_response().map_err(|reason| self.endpoint.http.malformed(reason))
+            let http = &self.endpoint.http;
+            let answer: ChatResponse = http.post_json(&self.url(), &self.headers(), &self.body(&request)).await?;
+            let finished = answer.choices.first().and_then(|choice| choice.finish_reason.as_deref());
+            if let Some(reason) = finished.filter(|reason| CUT_SHORT.contains(reason)) {
+                return Err(http.cut_short(format!("finish_reason `{reason}`")));
+            }
+            answer.into_response().map_err(|reason| http.malformed(reason))
         })
     }
 
@@ -144,10 +148,16 @@ impl Model for OpenAiCompatible {
                 Ok(ControlFlow::Continue(()))
             })
             .await?;
+            if let Some(reason) = answer.finish_reason.as_deref().filter(|reason| CUT_SHORT.contains(reason)) {
+                return Err(http.cut_short(format!("finish_reason `{reason}`")));
+            }
             answer.into_response().map_err(|reason| http.malformed(reason))
         })
     }
 }
+
+/// The `finish_reason`s of an answer that stopped before its end: the token limit, the filter.
+const CUT_SHORT: [&str; 2] = ["length", "content_filter"];
 
 /// The request body.
 #[derive(Debug, Serialize)]
@@ -261,6 +271,8 @@ struct ChatResponse {
 #[derive(Debug, Deserialize)]
 struct Choice {
     message: AnswerMessage,
+    #[serde(default)]
+    finish_reason: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -348,6 +360,9 @@ struct ChatChunk {
 struct ChunkChoice {
     #[serde(default)]
     delta: ChunkDelta,
+    /// Set on the answer's last chunk of text or calls.
+    #[serde(default)]
+    finish_reason: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -396,6 +411,7 @@ struct StreamedAnswer {
     /// Calls by their index in the answer.
     tool_calls: BTreeMap<usize, StreamedCall>,
     usage: Option<ChatUsage>,
+    finish_reason: Option<String>,
 }
 
 #[derive(Debug, Default)]
@@ -414,6 +430,9 @@ impl StreamedAnswer {
         }
         let Some(choice) = chunk.choices.into_iter().next() else { return };
         self.chosen = true;
+        if choice.finish_reason.is_some() {
+            self.finish_reason = choice.finish_reason;
+        }
         let delta = choice.delta;
         for reasoning in [delta.reasoning_content, delta.reasoning].into_iter().flatten() {
             if !reasoning.is_empty() {
@@ -458,7 +477,8 @@ impl StreamedAnswer {
             })
             .collect();
         let message = AnswerMessage { content: Some(self.content), tool_calls: Some(tool_calls) };
-        ChatResponse { choices: vec![Choice { message }], usage: self.usage }.into_response()
+        ChatResponse { choices: vec![Choice { message, finish_reason: self.finish_reason }], usage: self.usage }
+            .into_response()
     }
 }
 
