@@ -172,9 +172,9 @@ fn param(input: &mut FnArg, errors: &mut Errors) -> Option<Param> {
             errors.spanned(bare, "take the run context by reference: write `&RunContext`");
             ParamKind::Context
         }
-        Type::ImplTrait(impl_trait) => {
+        ty if holds_impl_trait(ty.to_token_stream()) => {
             errors.spanned(
-                impl_trait,
+                ty,
                 "an `impl Trait` argument cannot be deserialized from the model's JSON: give it a concrete type",
             );
             return None;
@@ -222,6 +222,15 @@ fn is_result(ty: &Type) -> bool {
 
 /// True when a type holds a reference or a lifetime other than `'static`: such a field cannot be
 /// deserialized into an owned argument struct.
+/// Whether a type's tokens hold an `impl Trait`, at its top or inside (`Option<impl Display>`).
+fn holds_impl_trait(tokens: TokenStream) -> bool {
+    tokens.into_iter().any(|token| match token {
+        TokenTree::Group(group) => holds_impl_trait(group.stream()),
+        TokenTree::Ident(ident) => ident == "impl",
+        _ => false,
+    })
+}
+
 fn borrows(tokens: TokenStream) -> bool {
     let mut after_quote = false;
     for token in tokens {

@@ -405,7 +405,16 @@ fn approval(attr: &ToolAttr, func: &ToolFn, hitl: &Hitl, errors: &mut Errors) ->
             }
             Some(approval)
         }
-        ApprovalKind::Required => Some(declared.map_or(approval, |declared| policy(declared, hitl, errors))),
+        ApprovalKind::Required => {
+            if let (Hitl::None, Some(Flag { on: false, span, .. })) = (hitl, attr.requires_confirmation) {
+                errors.at(
+                    span,
+                    "`#[approval]` pauses each call until an admin confirms it: remove \
+                     `requires_confirmation = false`",
+                );
+            }
+            Some(declared.map_or(approval, |declared| policy(declared, hitl, errors)))
+        }
     }
 }
 

@@ -16,4 +16,9 @@ fn opaque(value: impl Into<String>) -> String {
     value.into()
 }
 
+#[tool]
+fn nested(value: Option<impl Into<String>>) -> String {
+    value.map(Into::into).unwrap_or_default()
+}
+
 fn main() {}
