@@ -180,6 +180,24 @@ async fn answers_are_read_only_up_to_their_limits() {
 }
 
 #[tokio::test]
+async fn a_streamed_request_answered_without_events_says_what_came_instead() {
+    for provider in PROVIDERS {
+        let server = TestServer::start(vec![Answer::json(200, provider.text_answer("whole"))]).await;
+        let model = provider.patient_model(&server.url());
+
+        let (answer, received) = stream_greeting(&*model).await;
+
+        let Err(ModelError::MalformedResponse { reason, .. }) = &answer else { panic!("{provider:?}: {answer:?}") };
+        assert!(
+            reason.contains("`application/json`, not events") && reason.contains("whole"),
+            "{provider:?}: {reason}"
+        );
+        assert!(received.is_empty(), "{provider:?}");
+        assert_eq!(server.requests().len(), 1, "{provider:?}: not asked again");
+    }
+}
+
+#[tokio::test]
 async fn json_of_the_wrong_shape_names_what_is_missing() {
     for (provider, missing) in [(Provider::OpenAi, "choices"), (Provider::Anthropic, "content")] {
         let server = TestServer::start(vec![Answer::json(200, json!({"object": "surprise"}))]).await;

@@ -262,6 +262,7 @@ impl HttpTransport {
             let (mut response, mut chunk) = self
                 .retrying(|| async {
                     let mut response = self.send(url, headers, body.clone()).await?;
+                    self.expect_events(&mut response).await?;
                     let first = response.chunk().await.map_err(|err| self.classify(err))?;
                     Ok((response, first))
                 })
@@ -350,6 +351,20 @@ impl HttpTransport {
         }
         let error = ModelError::Status { provider: self.label.clone(), status: status.as_u16(), body };
         Err(Failure { error, retry_after })
+    }
+
+    /// Refuses a success that is no event stream (a gateway that ignored `stream`, or one
+    /// that answers errors with 200), quoting what it sent instead: read as events, it would
+    /// end without one and be taken for a cut connection.
+    async fn expect_events(&self, response: &mut reqwest::Response) -> Result<(), Failure> {
+        let kind = response.headers().get(reqwest::header::CONTENT_TYPE).and_then(|v| v.to_str().ok());
+        let kind = kind.unwrap_or_default().to_owned();
+        if kind.is_empty() || kind.starts_with("text/event-stream") {
+            return Ok(());
+        }
+        let (body, _) = self.read_at_most(response, MAX_ERROR_BODY_BYTES).await?;
+        let quoted: String = String::from_utf8_lossy(&body).chars().take(QUOTED_CHARS).collect();
+        Err(self.malformed(format!("a streamed request was answered with `{kind}`, not events: {quoted}")).into())
     }
 
     /// The body of `response`, read up to `max` bytes, and whether that is all of it.
