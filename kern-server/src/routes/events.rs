@@ -98,7 +98,7 @@ pub async fn events(
         Some(after) => after,
         None => state.store.last_event_seq().await?,
     });
-    let runs = RunFollower { since: kern_core::now(), full: false, last: HashMap::new() };
+    let runs = RunFollower { since: kern_core::now(), read_on: None, last: HashMap::new() };
     let feed = Feed { state, caller, trail, ready: VecDeque::new(), visible: HashMap::new(), runs };
     let stream = futures_util::stream::unfold(feed, |mut feed| async move {
         let event = feed.next().await;
@@ -124,9 +124,10 @@ struct Feed {
 struct RunFollower {
     /// The latest `updated_at` read.
     since: DateTime<Utc>,
-    /// Whether the last read came back full: the next reads on from where it stopped rather
-    /// than looking back, so that a burst of writes is read through, not read again.
-    full: bool,
+    /// Where the next read goes on from, while reads come back full: through a burst of
+    /// writes, or through the window a read looks back over, rather than from its start again
+    /// (which would never reach the end of a window of more writes than a read takes).
+    read_on: Option<DateTime<Utc>>,
     /// The status last sent of each run.
     last: HashMap<String, RunStatus>,
 }
@@ -135,18 +136,14 @@ impl RunFollower {
     /// Where the next read starts: a little before the latest write read, for writes that
     /// commit late, unless a burst is being read through.
     fn start(&self) -> DateTime<Utc> {
-        if self.full { self.since } else { self.since - RUN_LOOKBACK }
+        self.read_on.unwrap_or(self.since - RUN_LOOKBACK)
     }
 
     /// Takes the runs read since the last time, each once per status it reaches; the frames of
     /// those `visible` lets through go to `ready`.
     fn take(&mut self, runs: Vec<RunRecord>, visible: impl Fn(&RunRecord) -> bool, ready: &mut VecDeque<Event>) {
-        let start = self.start();
-        self.full = runs.len() >= RUN_BATCH as usize;
-        // A full page of writes of one microsecond: step past it rather than read it again.
-        if self.full && runs.last().is_some_and(|run| run.updated_at <= start) {
-            self.since = start + chrono::TimeDelta::microseconds(1);
-        }
+        let full = runs.len() >= RUN_BATCH as usize;
+        self.read_on = read_on(self.start(), full, runs.last().map(|run| run.updated_at));
         for run in runs {
             self.since = self.since.max(run.updated_at);
             if self.last.get(&run.run_id) == Some(&run.status) {
@@ -163,6 +160,16 @@ impl RunFollower {
     }
 }
 
+/// Where the read after one that started at `start` goes on from: the last write it read when
+/// it came back `full`, or past `start` when that page was all of one microsecond (read again,
+/// it would come back the same); `None` when it was not full.
+fn read_on(start: DateTime<Utc>, full: bool, last_written: Option<DateTime<Utc>>) -> Option<DateTime<Utc>> {
+    full.then(|| match last_written {
+        Some(at) if at > start => at,
+        _ => start + chrono::TimeDelta::microseconds(1),
+    })
+}
+
 impl Feed {
     /// The next event the caller may see, waiting for one.
     async fn next(&mut self) -> Event {
@@ -175,7 +182,10 @@ impl Feed {
                     let caller = &self.caller;
                     self.runs.take(runs, |run| caller.sees_user(run.user_id.as_deref()), &mut self.ready);
                 }
-                Err(err) => tracing::warn!(error = %err, "the event stream could not read the runs"),
+                Err(err) => {
+                    tracing::warn!(error = %err, "the event stream could not read the runs");
+                    tokio::time::sleep(RETRY_AFTER_FAILURE).await;
+                }
             }
             match self.trail.read(self.state.store.as_ref(), BATCH).await {
                 Ok(events) => {
@@ -192,8 +202,8 @@ impl Feed {
                 }
             }
             // Frames of runs or of events are sent before any wait: the news that woke this
-            // read came before the wait would start.
-            if !self.ready.is_empty() {
+            // read came before the wait would start. A full read of runs is read on at once.
+            if !self.ready.is_empty() || self.runs.read_on.is_some() {
                 continue;
             }
             if !self.trail.held_back().is_empty() {
@@ -251,4 +261,20 @@ fn run_frame(run: &RunRecord) -> Event {
 fn frame(event: &TrailEvent) -> Event {
     let data = serde_json::to_string(&TrailEventResponse::from(event)).unwrap_or_default();
     Event::default().id(event.seq.to_string()).event(format!("approval.{}", event.kind)).data(data)
+}
+
+#[cfg(test)]
+mod tests {
+    use chrono::TimeDelta;
+
+    use super::*;
+
+    #[test]
+    fn full_reads_go_on_from_their_last_write_and_others_look_back_again() {
+        let start = kern_core::now();
+        let later = start + TimeDelta::milliseconds(5);
+        assert_eq!(read_on(start, false, Some(later)), None);
+        assert_eq!(read_on(start, true, Some(later)), Some(later), "on through the window, not from its start");
+        assert_eq!(read_on(start, true, Some(start)), Some(start + TimeDelta::microseconds(1)));
+    }
 }
