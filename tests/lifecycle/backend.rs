@@ -130,6 +130,8 @@ pub struct ProbeStore {
     inner: Arc<dyn Store>,
     /// The numbers of the saves that fail, the first save being number 1.
     failing_saves: Range<usize>,
+    /// The numbers of the saves refused as holding a value past kern's limits.
+    refused_saves: Range<usize>,
     saves: AtomicUsize,
     /// Whether reads of approval rows fail.
     failing_row_reads: AtomicBool,
@@ -157,6 +159,7 @@ impl ProbeStore {
         ProbeStore {
             inner,
             failing_saves: 0..0,
+            refused_saves: 0..0,
             saves: AtomicUsize::new(0),
             failing_row_reads: AtomicBool::new(false),
             late: None,
@@ -203,6 +206,11 @@ impl ProbeStore {
         ProbeStore { failing_saves: n..n + 1, ..ProbeStore::default() }
     }
 
+    /// Refuses save number `n` only, as a store refuses a value past kern's limits.
+    pub fn refusing_save(n: usize) -> Self {
+        ProbeStore { refused_saves: n..n + 1, ..ProbeStore::default() }
+    }
+
     /// Fails (or stops failing) every read of an approval row.
     pub fn fail_row_reads(&self, fail: bool) {
         self.failing_row_reads.store(fail, Ordering::Relaxed);
@@ -233,6 +241,10 @@ impl Store for ProbeStore {
         let number = self.saves.fetch_add(1, Ordering::Relaxed) + 1;
         if self.failing_saves.contains(&number) {
             return outage();
+        }
+        if self.refused_saves.contains(&number) {
+            let reason = "it nests 65 levels deep, more than the 64 allowed".to_owned();
+            return Box::pin(async move { Err(kern::Error::InvalidInput { field: "resolution_data", reason }) });
         }
         self.inner.save_runs(runs, new_approvals, executions)
     }

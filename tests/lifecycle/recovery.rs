@@ -238,6 +238,23 @@ async fn a_run_whose_outcome_was_not_stored_is_recovered() {
     assert_eq!(status_of(&*store, &run.run_id).await, RunStatus::Completed);
 }
 
+/// A store refuses what the continue left (a value past kern's limits that no earlier check
+/// caught): the run ends in error, not left running for recoveries to run its tool again.
+#[tokio::test]
+async fn a_run_whose_outcome_a_store_refuses_ends_in_error() {
+    let store: Arc<dyn Store> = Arc::new(ProbeStore::refusing_save(2));
+    let agent = agent(store.clone(), "ops");
+    let (run, _) = approved_run(&agent, &*store, "delete user 42").await;
+    let err = agent.continue_run(&run.run_id, vec![]).await.unwrap_err();
+    assert!(matches!(err, Error::InvalidInput { field: "resolution_data", .. }), "{err:?}");
+    let stored = store.load_run(&run.run_id).await.unwrap().unwrap();
+    assert_eq!(stored.status, RunStatus::Error);
+    assert!(stored.metadata["error"].as_str().unwrap().contains("65 levels"), "{:?}", stored.metadata);
+    let err = agent.recover_run(&run.run_id, Duration::ZERO).await.unwrap_err();
+    assert!(matches!(err, Error::RunNotStale { .. }), "nothing left to recover: {err:?}");
+    assert_eq!(ran(&run.run_id).len(), 1, "the tool ran once");
+}
+
 async fn a_team_that_cannot_resume_its_member_ends_the_run_in_error(backend: Backend) {
     let store = backend.store();
     let run = team(store.clone()).run("use the member tool").await.unwrap();

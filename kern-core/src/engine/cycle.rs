@@ -268,6 +268,26 @@ impl Cycle {
         self.store().save_runs(&runs, &[], &[]).await
     }
 
+    /// Ends run `run_id` in error as it stands stored, when a store refused to take what its
+    /// step left (`refused`, a value past kern's limits that no check before caught): left
+    /// running, it would be recovered, its tools run again, and refused again, for ever.
+    /// Returns the refusal; a run not stored, or not running, is left as it is.
+    async fn end_in_error(&self, run_id: &str, refused: Error) -> Error {
+        let stored = match self.store().load_run(run_id).await {
+            Ok(Some(stored)) if stored.status == RunStatus::Running => stored,
+            _ => return refused,
+        };
+        let Step { record, error, .. } = Step::finish(stored, Writes::default(), Err(refused));
+        let refused = error.expect("a step finished with an error keeps it");
+        match self.store().save_runs(std::slice::from_ref(&record), &[], &[]).await {
+            Ok(()) => refused,
+            Err(error) => {
+                tracing::warn!(run_id, %error, "a run whose outcome was refused could not be ended in error");
+                refused
+            }
+        }
+    }
+
     /// Stores a step (the run, its member runs and new rows in one transaction), then reports
     /// it with every member run of the run: those the step wrote and, from before it,
     /// `finished_members`.
@@ -276,7 +296,12 @@ impl Cycle {
         // Member runs first, then the run itself: moved in and back out, not copied.
         let mut runs = member_runs;
         runs.push(record);
-        self.store().save_runs(&runs, &approvals, &executions).await?;
+        let saved = self.store().save_runs(&runs, &approvals, &executions).await;
+        if let Err(refused @ Error::InvalidInput { .. }) = saved {
+            let run_id = &runs.last().expect("the run itself is last").run_id;
+            return Err(self.end_in_error(run_id, refused).await);
+        }
+        saved?;
         for row in approvals.iter().filter(|row| row.status == ApprovalStatus::Pending) {
             events::emit(|| RunEvent::ApprovalRequested(Box::new(row.clone())));
         }
