@@ -464,11 +464,26 @@ fn policy(declared: &ApprovalAttr, hitl: &Hitl, errors: &mut Errors) -> Approval
     }
     if let Some(quorum) = &declared.quorum {
         approval.quorum = quorum.value;
+        if quorum.value > 1 && matches!(hitl, Hitl::UserInput(_) | Hitl::ExternalExecution) {
+            errors.at(
+                quorum.span,
+                "a quorum approves a call as it stands, and a user-input or external-execution call is \
+                 completed by the one approver who gives its values or result: remove `quorum`, or make the \
+                 tool `requires_confirmation`",
+            );
+        }
     }
     if let Some(self_approval) = &declared.self_approval {
         approval.self_approval = self_approval.value;
     }
     approval.allow_edit = declared.allow_edit.is_some_and(|flag| flag.on);
+    if let (Some(Flag { on: true, span, .. }), Hitl::ExternalExecution) = (declared.allow_edit, hitl) {
+        errors.at(
+            span,
+            "an external-execution call does not run here, so edited arguments would change nothing: \
+             remove `allow_edit`",
+        );
+    }
     if let Some(WhenOption::Path(when)) = &declared.when {
         if matches!(hitl, Hitl::UserInput(_) | Hitl::ExternalExecution) {
             errors.at(

@@ -7,6 +7,7 @@ use kern::models::Message;
 use kern::prelude::*;
 use kern::run::RunOptions;
 use kern::run::ToolCallStatus;
+use kern::tools::{Hitl, ToolDefinition};
 use serde_json::{Map, Value, json};
 
 use crate::tools::*;
@@ -413,7 +414,32 @@ async fn only_the_agent_that_started_a_run_continues_it() {
 }
 
 #[test]
+fn a_quorum_or_an_edit_a_call_cannot_honour_is_refused() {
+    use kern::approval::ApprovalPolicy;
+
+    let schema = json!({"type": "object", "properties": {"to": {"type": "string"}, "amount": {"type": "integer"}}});
+    let build = |hitl: Hitl, policy: ApprovalPolicy| {
+        let definition = ToolDefinition::new("transfer", "Transfer money.", schema.clone(), hitl, Some(policy));
+        Agent::builder().model(ScriptedModel::new()).tool(ByHand(definition)).db(MemoryDb::new()).build()
+    };
+    let input = || Hitl::UserInput { fields: vec!["amount".into()] };
+    for (hitl, policy, why) in [
+        (input(), ApprovalPolicy::REQUIRED.quorum(2), "a quorum"),
+        (Hitl::ExternalExecution, ApprovalPolicy::REQUIRED.quorum(2), "a quorum"),
+        (Hitl::ExternalExecution, ApprovalPolicy::REQUIRED.allow_edit(), "edited arguments"),
+    ] {
+        let err = build(hitl, policy).unwrap_err();
+        assert!(matches!(err, Error::InvalidTool { ref reason, .. } if reason.contains(why)), "{err:?}");
+    }
+    build(Hitl::Confirmation, ApprovalPolicy::REQUIRED.quorum(2).allow_edit()).expect("a confirmation may have both");
+    build(input(), ApprovalPolicy::REQUIRED.allow_edit()).expect("edits of a call that runs here");
+}
+
+#[test]
 fn an_audit_tool_without_a_hitl_kind_is_refused() {
-    let err = Agent::builder().model(ScriptedModel::new()).tool(SilentAudit).build().unwrap_err();
+    let schema = json!({"type": "object", "properties": {}});
+    let policy = Some(kern::approval::ApprovalPolicy::AUDIT);
+    let silent = ToolDefinition::new("silent_audit", "Audit nothing.", schema, Hitl::None, policy);
+    let err = Agent::builder().model(ScriptedModel::new()).tool(ByHand(silent)).build().unwrap_err();
     assert!(matches!(err, Error::InvalidTool { ref tool, .. } if tool == "silent_audit"), "{err:?}");
 }

@@ -162,14 +162,13 @@ impl Tool for WipeDisk {
     }
 }
 
-/// A hand-written audit tool without a HITL kind, which cannot work.
-pub struct SilentAudit;
+/// A hand-written tool of whatever definition it is given: for the rules every definition is
+/// held to, macro or not.
+pub struct ByHand(pub kern::tools::ToolDefinition);
 
-impl Tool for SilentAudit {
+impl Tool for ByHand {
     fn definition(&self) -> kern::tools::ToolDefinition {
-        let schema = json!({"type": "object", "properties": {}});
-        let policy = Some(kern::approval::ApprovalPolicy::AUDIT);
-        kern::tools::ToolDefinition::new("silent_audit", "Audit nothing.", schema, kern::tools::Hitl::None, policy)
+        self.0.clone()
     }
 
     fn call<'a>(

@@ -28,8 +28,20 @@ pub(crate) struct ToolEntry {
 
 /// Applies the rules `#[approval]` enforces at compile time to any definition, hand-written
 /// ones included, so an approval policy can never fail open: a required approval without a
-/// HITL kind pauses for confirmation; an audit approval needs a HITL interaction to record.
+/// HITL kind pauses for confirmation; an audit approval needs a HITL interaction to record; a
+/// quorum approves only calls as they stand (confirmations), and edits only calls that run here.
 fn gate_rules(mut definition: ToolDefinition) -> Result<ToolDefinition> {
+    let refuse = |reason: &str| Error::InvalidTool { tool: definition.name.clone(), reason: reason.to_owned() };
+    let (quorum, allow_edit) = definition.approval.as_ref().map_or((1, false), |p| (p.quorum, p.allow_edit));
+    if quorum > 1 && matches!(definition.hitl, Hitl::UserInput { .. } | Hitl::ExternalExecution) {
+        return Err(refuse(
+            "a quorum approves a call as it stands, and a user-input or external-execution call is completed \
+             by the one approver who gives its values or result",
+        ));
+    }
+    if allow_edit && definition.hitl == Hitl::ExternalExecution {
+        return Err(refuse("an external-execution call does not run here: edited arguments would change nothing"));
+    }
     if definition.hitl == Hitl::None {
         if definition.requires_approval() {
             definition.hitl = Hitl::Confirmation;
