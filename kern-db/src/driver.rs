@@ -36,9 +36,9 @@ pub(crate) trait Driver: Database {
     /// as written (see [`verbatim_json`](Self::verbatim_json)).
     const VERBATIM_JSON_TYPE: &'static str;
 
-    /// What makes the statements of a transaction read one snapshot of the database (run first
-    /// in it); empty where a write transaction already does.
-    const SNAPSHOT: &'static str;
+    /// Opens a transaction that only reads, all of its statements one snapshot of the
+    /// database, taking no lock a writer would wait for.
+    const BEGIN_SNAPSHOT: &'static str;
 
     /// The column type of 64-bit integers.
     const INT_TYPE: &'static str;
@@ -59,6 +59,18 @@ pub(crate) trait Driver: Database {
     /// The statements a migration begins with, in its transaction, before it reads the version
     /// table: what makes concurrent first opens take turns, and creates what holds the tables.
     fn migration_setup(layout: &Layout) -> Vec<String>;
+
+    /// Holds off other sessions' writes to `table` (as SQL names it) until the migration's
+    /// transaction ends, where its transaction alone does not (SQLite's write transaction
+    /// already shuts every other writer out).
+    fn hold_writes(table: &str) -> Vec<String>;
+
+    /// Creates table `table` (as SQL names it) with `columns` unless it exists, asking for no
+    /// privilege when it does: a store whose tables exist opens with the rights to read and
+    /// write them only.
+    fn create_missing_table(table: &str, columns: &str) -> String {
+        format!("CREATE TABLE IF NOT EXISTS {table} ({columns})")
+    }
 
     /// Creates trigger `name`, which runs `body` (statements, each ending in `;`) before each
     /// insert into `table`, where `NEW` is the row inserted.
@@ -224,13 +236,25 @@ pub(crate) trait ConnectionPool<DB: Database>: Debug + Send + Sync {
 /// connection is closed, which rolls the transaction back (SQLite's in-memory connection,
 /// which cannot be, is rolled back before it is lent again).
 pub(crate) async fn begin<DB: Driver>(conn: &mut Lane<DB::Connection>) -> Result<()> {
+    open::<DB>(conn, DB::BEGIN_WRITE).await
+}
+
+/// Opens a transaction that reads one snapshot ([`BEGIN_SNAPSHOT`](Driver::BEGIN_SNAPSHOT)) on
+/// `conn`, as [`begin`] opens one that writes.
+pub(crate) async fn begin_snapshot<DB: Driver>(conn: &mut Lane<DB::Connection>) -> Result<()> {
+    open::<DB>(conn, DB::BEGIN_SNAPSHOT).await
+}
+
+/// Opens a transaction on `conn` with `begin`, once more on a fresh connection when the lent one
+/// is found dead.
+async fn open<DB: Driver>(conn: &mut Lane<DB::Connection>, begin: &str) -> Result<()> {
     // Marked first: a caller may stop waiting once the `BEGIN` is on its way.
     conn.set_in_transaction(true);
-    let begun = match DB::execute_unprepared(conn, DB::BEGIN_WRITE).await {
+    let begun = match DB::execute_unprepared(conn, begin).await {
         Err(err) if DB::connection_lost(&err) => {
             tracing::debug!(error = %err, "a lent connection did not answer its BEGIN: taking another");
             conn.reconnect().await?;
-            DB::execute_unprepared(conn, DB::BEGIN_WRITE).await
+            DB::execute_unprepared(conn, begin).await
         }
         begun => begun,
     };

@@ -122,10 +122,8 @@ impl Migrator {
     pub(crate) fn new<DB: Driver>(layout: &Layout) -> Self {
         let versions = layout.version_table();
         let mut setup = DB::migration_setup(layout);
-        setup.push(format!(
-            "CREATE TABLE IF NOT EXISTS {versions} (scope TEXT PRIMARY KEY NOT NULL, version {} NOT NULL)",
-            DB::INT_TYPE
-        ));
+        let columns = format!("scope TEXT PRIMARY KEY NOT NULL, version {} NOT NULL", DB::INT_TYPE);
+        setup.push(DB::create_missing_table(&versions, &columns));
         Migrator {
             setup,
             read_version: format!("SELECT version FROM {versions} WHERE scope = $1"),
@@ -556,14 +554,17 @@ fn pending_count<DB: Driver>(layout: &Layout) -> Vec<String> {
             DB::COUNT_SHARD
         )
     };
-    let mut statements = vec![
+    // The rows are counted with writers held off until the triggers that keep the count exist:
+    // a row written by an older build between the two would never be counted.
+    let mut statements = DB::hold_writes(&approvals);
+    statements.extend([
         format!("CREATE TABLE {counts} (shard {int} PRIMARY KEY NOT NULL, n {int} NOT NULL){table_options}"),
         format!("INSERT INTO {counts} (shard, n) SELECT 0, COUNT(*) FROM {approvals} WHERE status = '{pending}'"),
         format!(
             "CREATE INDEX {} ON {approvals} (expires_at) WHERE status = '{pending}' AND expires_at IS NOT NULL",
             layout.approvals.suffixed("_expiry_idx").quoted()
         ),
-    ];
+    ]);
     let table = &layout.approvals;
     statements.extend(DB::after_row_trigger(
         layout,
@@ -748,6 +749,16 @@ mod tests {
             assert!(statement.contains(returns), "{statement}");
             assert_eq!(statement.replacen(returns, "BEGIN ", 1), *of_11);
         }
+    }
+
+    #[test]
+    fn version_9_counts_the_pending_rows_with_writers_held_off_on_postgres() {
+        let postgres = Migrator::new::<Postgres>(&Layout::new(Some("app"), &TableNames::default()).unwrap());
+        let statements = statements_of(&postgres, PENDING_COUNT_VERSION);
+        assert_eq!(statements[0], "LOCK TABLE \"app\".\"kern_approvals\" IN SHARE ROW EXCLUSIVE MODE");
+        assert!(statements[2].contains("COUNT(*)"), "{}", statements[2]);
+        // SQLite's write transaction shuts every other writer out already.
+        assert!(statements_of(&migrator(), PENDING_COUNT_VERSION)[0].starts_with("CREATE TABLE"));
     }
 
     fn statements_of(migrator: &Migrator, version: i64) -> Vec<String> {

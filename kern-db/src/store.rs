@@ -27,7 +27,7 @@ use kern_core::{BoxFuture, Error, Result};
 use serde_json::Value;
 
 use crate::codec;
-use crate::driver::{ConnectionPool, Driver, Pools, begin, commit, roll_back};
+use crate::driver::{ConnectionPool, Driver, Pools, begin, begin_snapshot, commit, roll_back};
 use crate::lanes::Lane;
 use crate::layout::Layout;
 use crate::queries::{Filter, Queries};
@@ -857,12 +857,9 @@ impl<DB: Driver> Store for SqlStore<DB> {
     fn verify_trail(&self) -> BoxFuture<'_, Result<TrailReport>> {
         Box::pin(async move {
             // The rows and their events as of one moment: a row written between two reads would
-            // look like tampering.
-            let mut conn = self.pools.writer.acquire().await?;
-            begin::<DB>(&mut conn).await?;
-            if !DB::SNAPSHOT.is_empty() {
-                DB::execute_unprepared(&mut conn, DB::SNAPSHOT).await?;
-            }
+            // look like tampering. Read on a reader, so that writers go on meanwhile.
+            let mut conn = self.pools.reader.acquire().await?;
+            begin_snapshot::<DB>(&mut conn).await?;
             let rows = DB::fetch(&mut conn, &Stmt::new(&self.queries.all_rows), codec::approval).await?;
             let events = DB::fetch(&mut conn, &Stmt::new(&self.queries.all_events), codec::event).await?;
             roll_back::<DB>(&mut conn).await?;

@@ -366,6 +366,30 @@ pub async fn an_unreadable_row_is_named_and_the_listing_goes_on(target: SqlTarge
     db.close().await;
 }
 
+/// Checking the trail reads one snapshot and waits for no writer: on SQLite, another
+/// process's write transaction under way does not hold it up.
+pub async fn checking_the_trail_waits_for_no_writer(target: SqlTarget) {
+    let db = target.open(Options::default()).await.unwrap();
+    let store = db.store();
+    create(&*store, &approval("run-1")).await;
+    let held = match &target {
+        SqlTarget::Sqlite(path) => {
+            use sqlx::Connection;
+            let mut conn = sqlx::SqliteConnection::connect(&format!("sqlite://{}", path.display())).await.unwrap();
+            sqlx::query("BEGIN IMMEDIATE").execute(&mut conn).await.expect("take the write lock");
+            Some(conn)
+        }
+        SqlTarget::Postgres { .. } => None,
+    };
+    // Within the time a writer waits for the lock (10 s), not after it.
+    let checked = tokio::time::timeout(Duration::from_secs(5), store.verify_trail()).await;
+    let report = checked.expect("the check is not held up by the writer").unwrap();
+    assert_eq!((report.approvals, report.events), (1, 1));
+    assert!(report.is_intact(), "{report:?}");
+    drop(held);
+    db.close().await;
+}
+
 /// A caller that stops waiting at any point of a resolution (its transaction begun, its row
 /// updated, its event written, its commit sent) leaves each row pending or resolved with its
 /// event, never half of it, and the store taking writes: the abandoned connection is closed, or
@@ -522,6 +546,48 @@ async fn kill_pooled(store: &dyn Store, url: &str, application_name: &str) {
     let count = || store.count_pending_approvals(None);
     let _ = tokio::join!(count(), count(), count(), count());
     assert!(kill_sessions(url, application_name).await >= 1, "the store had sessions to end");
+}
+
+/// A role that may read and write kern's tables, and create nothing, opens a store on them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_opens_with_the_rights_to_the_tables_alone() {
+    Backend::Postgres
+        .run_sql(|target| async move {
+            let SqlTarget::Postgres { url, schema } = &target else { unreachable!("a Postgres target") };
+            PostgresDb::builder()
+                .url(url)
+                .schema(schema)
+                .build()
+                .await
+                .expect("the owner creates the tables")
+                .close()
+                .await;
+            let role = format!("{schema}_user");
+            for sql in [
+                format!("CREATE ROLE \"{role}\" LOGIN"),
+                format!("GRANT USAGE ON SCHEMA \"{schema}\" TO \"{role}\""),
+                format!("GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA \"{schema}\" TO \"{role}\""),
+                format!("GRANT USAGE ON ALL SEQUENCES IN SCHEMA \"{schema}\" TO \"{role}\""),
+            ] {
+                target.execute_raw(&sql).await;
+            }
+            let mut as_role = reqwest::Url::parse(url).expect("the test database's URL");
+            as_role.set_username(&role).expect("a URL with a user");
+            let opened = PostgresDb::builder().url(as_role.as_str()).schema(schema).create_tables(false).build().await;
+            let used = match opened {
+                Ok(db) => {
+                    let counted = db.count_pending_approvals(None).await;
+                    db.close().await;
+                    counted.map(drop)
+                }
+                Err(err) => Err(err),
+            };
+            for sql in [format!("DROP OWNED BY \"{role}\""), format!("DROP ROLE \"{role}\"")] {
+                target.execute_raw(&sql).await;
+            }
+            used.expect("a role that may only read and write the tables opens the store and reads it");
+        })
+        .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -67,7 +67,7 @@ impl Driver for Postgres {
     const JSON_TYPE: &'static str = "JSONB";
     const VERBATIM_JSON_TYPE: &'static str = "JSON";
     /// Each statement of a `READ COMMITTED` transaction sees the latest commits.
-    const SNAPSHOT: &'static str = "SET TRANSACTION ISOLATION LEVEL REPEATABLE READ";
+    const BEGIN_SNAPSHOT: &'static str = "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY";
     const INT_TYPE: &'static str = "BIGINT";
     /// The "C" collation compares text by its bytes, as the other stores do.
     const KEY_TYPE: &'static str = "TEXT COLLATE \"C\"";
@@ -96,6 +96,17 @@ impl Driver for Postgres {
     fn migration_setup(layout: &Layout) -> Vec<String> {
         let lock = format!("SELECT pg_advisory_xact_lock({MIGRATION_LOCK})");
         [lock].into_iter().chain(layout.schema.as_ref().map(create_schema)).collect()
+    }
+
+    /// Other sessions' inserts and updates wait; their reads go on.
+    fn hold_writes(table: &str) -> Vec<String> {
+        vec![format!("LOCK TABLE {table} IN SHARE ROW EXCLUSIVE MODE")]
+    }
+
+    /// `CREATE TABLE IF NOT EXISTS` would demand the CREATE privilege on the schema even when
+    /// the table exists: the table is looked up first.
+    fn create_missing_table(table: &str, columns: &str) -> String {
+        format!("DO $$ BEGIN IF to_regclass('{table}') IS NULL THEN CREATE TABLE {table} ({columns}); END IF; END $$")
     }
 
     /// A Postgres trigger calls a function, kept with the tables.

@@ -38,7 +38,8 @@ impl Driver for Sqlite {
     const JSON_TYPE: &'static str = "TEXT";
     const VERBATIM_JSON_TYPE: &'static str = "TEXT";
     /// A write transaction holds the whole database: nobody writes while it reads.
-    const SNAPSHOT: &'static str = "";
+    /// Deferred: in WAL mode its first read takes the snapshot the rest keep, while writers go on.
+    const BEGIN_SNAPSHOT: &'static str = "BEGIN";
     const INT_TYPE: &'static str = "INTEGER";
     /// SQLite compares text by its bytes unless told otherwise.
     const KEY_TYPE: &'static str = "TEXT";
@@ -83,6 +84,10 @@ impl Driver for Sqlite {
 
     /// SQLite cannot tell other processes of a write: their waiters poll the file.
     fn announce_resolutions(_layout: &Layout) -> Vec<String> {
+        Vec::new()
+    }
+
+    fn hold_writes(_table: &str) -> Vec<String> {
         Vec::new()
     }
 
