@@ -5,7 +5,7 @@ use axum::Json;
 use utoipa::OpenApi;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 
-use crate::routes::{approvals, audit, events, keys, ops, runs};
+use crate::routes::{approvals, audit, config, events, keys, ops, runs};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -13,8 +13,8 @@ use crate::routes::{approvals, audit, events, keys, ops, runs};
     paths(
         approvals::list, approvals::count, approvals::get, approvals::status, approvals::resolve,
         approvals::delete, approvals::votes, approvals::vote, approvals::cancel, approvals::trail,
-        runs::agent_run, runs::agent_continue, runs::team_run, runs::team_continue, runs::list, runs::get,
-        runs::cancel, runs::release,
+        runs::agent_run, runs::agent_continue, runs::agent_poll, runs::team_run, runs::team_continue,
+        runs::team_poll, runs::list, runs::get, runs::cancel, runs::release, config::config,
         keys::list, keys::create, keys::revoke,
         events::events, ops::healthz, ops::readyz, ops::metrics, audit::verify,
         audit::events,

@@ -2,6 +2,7 @@
 
 pub mod approvals;
 pub mod audit;
+pub mod config;
 pub mod events;
 pub mod keys;
 pub mod ops;

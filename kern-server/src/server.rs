@@ -29,7 +29,7 @@ use crate::idempotency::Replies;
 use crate::inbox;
 use crate::metrics::Metrics;
 use crate::origin::{InvalidOrigin, PublicOrigin};
-use crate::routes::{approvals, audit, events, keys, ops, runs};
+use crate::routes::{approvals, audit, config, events, keys, ops, runs};
 use crate::state::AppState;
 
 /// Why a server could not be built.
@@ -285,8 +285,10 @@ fn router(state: AppState, body_limit: usize, timeout: Duration) -> Router {
         .route("/audit/verify", get(audit::verify))
         .route("/audit/events", get(audit::events))
         .route("/agents/{agent_id}/runs", post(runs::agent_run))
+        .route("/agents/{agent_id}/runs/{run_id}", get(runs::agent_poll))
         .route("/agents/{agent_id}/runs/{run_id}/continue", post(runs::agent_continue))
         .route("/teams/{team_id}/runs", post(runs::team_run))
+        .route("/teams/{team_id}/runs/{run_id}", get(runs::team_poll))
         .route("/teams/{team_id}/runs/{run_id}/continue", post(runs::team_continue))
         .route("/runs", get(runs::list))
         .route("/runs/{run_id}", get(runs::get))
@@ -295,6 +297,7 @@ fn router(state: AppState, body_limit: usize, timeout: Duration) -> Router {
         .route("/keys", get(keys::list).post(keys::create))
         .route("/keys/{key_id}", delete(keys::revoke))
         .route("/events", get(events::events))
+        .route("/config", get(config::config))
         .route("/openapi.json", get(crate::openapi::serve))
         .route("/healthz", get(ops::healthz))
         .route("/readyz", get(ops::readyz))

@@ -243,6 +243,9 @@ pub async fn operations_routes_answer(store: Arc<dyn Store>) {
         ("/runs/{run_id}/cancel", "post"),
         ("/runs/{run_id}/release", "post"),
         ("/audit/events", "get"),
+        ("/agents/{agent_id}/runs/{run_id}", "get"),
+        ("/teams/{team_id}/runs/{run_id}", "get"),
+        ("/config", "get"),
     ] {
         assert!(openapi["paths"][path][method].is_object(), "{method} {path}");
     }
@@ -259,6 +262,14 @@ pub async fn operations_routes_answer(store: Arc<dyn Store>) {
     let big = json!({"status": "approved", "resolved_by": " ".repeat(2 * 1024 * 1024)});
     let refused = app.send(Method::POST, "/approvals/x/resolve", Some(&app.admin), Some(big.clone())).await;
     assert_eq!(refused.status, StatusCode::PAYLOAD_TOO_LARGE);
+    // What the reference's client reads first.
+    let config = app.send(Method::GET, "/config", Some(&app.reader), None).await;
+    assert_eq!(config.status, StatusCode::OK, "{:?}", config.body);
+    assert_eq!(config.body["agents"], json!([{"id": "ops", "name": "Ops Agent"}]));
+    for list in ["databases", "teams", "workflows", "interfaces"] {
+        assert!(config.body[list].is_array(), "{list}: {:?}", config.body);
+    }
+    assert_eq!(app.send(Method::GET, "/config", None, None).await.status, StatusCode::UNAUTHORIZED);
     let slashed = app.send(Method::GET, "/approvals/count/", Some(&app.reader), None).await;
     assert_eq!(slashed.status, StatusCode::OK, "a trailing slash is dropped: {:?}", slashed.body);
     assert!(slashed.body["count"].is_u64(), "{:?}", slashed.body);

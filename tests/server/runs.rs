@@ -42,6 +42,18 @@ pub async fn a_run_pauses_and_continues_once_its_row_is_approved(store: Arc<dyn 
     assert_eq!(done.status, StatusCode::OK, "{:?}", done.body);
     assert_eq!(done.body["status"], "COMPLETED");
     assert_eq!(done.body["tools"][0]["result"], "refunded order A-1");
+    let approval = &done.body["metadata"]["approval"];
+    assert_eq!((approval["id"].as_str(), approval["status"].as_str()), (Some(row.as_str()), Some("approved")));
+    assert_eq!(approval["resolved_by"], "root", "the deciding row, as the reference's output carries it");
+
+    // The reference's poll of a run, by its agent (and not by another, nor as a team's).
+    let polled = app.send(Method::GET, &format!("/agents/ops/runs/{run_id}"), Some(&app.reader), None).await;
+    assert_eq!((polled.status, &polled.body["status"]), (StatusCode::OK, &json!("COMPLETED")), "{:?}", polled.body);
+    assert_eq!(polled.body["metadata"]["approval"]["id"], row.as_str());
+    for elsewhere in [format!("/agents/other/runs/{run_id}"), format!("/teams/ops/runs/{run_id}")] {
+        let refused = app.send(Method::GET, &elsewhere, Some(&app.reader), None).await;
+        assert_eq!(refused.status, StatusCode::NOT_FOUND, "{elsewhere}");
+    }
 
     let again = app.send(Method::POST, &uri, Some(&app.alice), Some(json!(form))).await;
     assert_eq!(again.status, StatusCode::CONFLICT, "a finished run is not continued twice");

@@ -22,13 +22,14 @@ use kern_core::approval::{ApprovalStatus, PageCursor};
 use kern_core::events::{RunEvent, RunStream};
 use kern_core::keys::Scope;
 use kern_core::run::{RunOptions, RunOutput, RunQuery, RunRecord, RunRequirement, RunStatus};
-use serde_json::Value;
+use serde_json::{Value, json};
 
 use crate::auth::Caller;
 use crate::error::{ApiError, ApiResult, ErrorBody};
 use crate::extract::{OptionalJsonBody, QueryParams};
 use crate::routes::paging::page_limit;
 use crate::state::AppState;
+use crate::wire::approval::ApprovalResponse;
 use crate::wire::events::Framer;
 use crate::wire::form::RunFields;
 use crate::wire::run::{AnswerWire, ReleaseBody, RunList, RunListParams, RunSummary, Runner, run_output};
@@ -163,7 +164,56 @@ pub async fn get(State(state): State<AppState>, caller: Caller, Path(run_id): Pa
         (None, Some(team)) => Runner::Team(team),
         (None, None) => Runner::Unnamed,
     };
-    Ok(Json(run_output(&output, Some(&record), runner)))
+    Ok(Json(output_body(&output, Some(&record), runner)))
+}
+
+/// Reads a run of agent `agent_id`: the reference's poll.
+#[utoipa::path(get, path = "/agents/{agent_id}/runs/{run_id}", tag = "runs",
+    params(("agent_id" = String, Path), ("run_id" = String, Path)),
+    responses((status = 200, description = "The run's output"), (status = 404, body = ErrorBody)))]
+pub async fn agent_poll(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path((agent_id, run_id)): Path<(String, String)>,
+) -> ApiResult<Json<Value>> {
+    poll(state, caller, Target::Agent, agent_id, run_id).await
+}
+
+/// Reads a run of team `team_id`: the reference's poll.
+#[utoipa::path(get, path = "/teams/{team_id}/runs/{run_id}", tag = "runs",
+    params(("team_id" = String, Path), ("run_id" = String, Path)),
+    responses((status = 200, description = "The run's output"), (status = 404, body = ErrorBody)))]
+pub async fn team_poll(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path((team_id, run_id)): Path<(String, String)>,
+) -> ApiResult<Json<Value>> {
+    poll(state, caller, Target::Team, team_id, run_id).await
+}
+
+/// Run `run_id`, when it is one of `target` `id`'s own (a team's, not its members').
+async fn poll(state: AppState, caller: Caller, target: Target, id: String, run_id: String) -> ApiResult<Json<Value>> {
+    caller.require(Scope::RunsWrite).or_else(|_| caller.require(Scope::ApprovalsRead))?;
+    let record = visible_run(&state, &caller, &run_id).await?;
+    let owned = match target {
+        Target::Agent => record.agent_id.as_deref() == Some(id.as_str()),
+        Target::Team => record.team_id.as_deref() == Some(id.as_str()) && record.parent_run_id.is_none(),
+    };
+    if !owned {
+        return Err(ApiError::run_not_found(&run_id));
+    }
+    let output = RunOutput::from(record.clone());
+    Ok(Json(output_body(&output, Some(&record), runner(&state, target, &id))))
+}
+
+/// A run's output as the API answers it: the reference's shape, whose metadata carries the row
+/// that decided its last gated call (`metadata.approval`).
+fn output_body(output: &RunOutput, record: Option<&RunRecord>, runner: Runner<'_>) -> Value {
+    let mut body = run_output(output, record, runner);
+    if let Some(row) = output.approval() {
+        body["metadata"]["approval"] = json!(ApprovalResponse::from(row));
+    }
+    body
 }
 
 /// Cancels a paused run as the caller: the run, its paused member runs and every row they
@@ -405,7 +455,7 @@ fn ended_without_outcome() -> ApiError {
 async fn body(state: &AppState, target: Target, id: &str, output: &RunOutput) -> ApiResult<Value> {
     state.metrics.run(output.status);
     let record = state.store.load_run(&output.run_id).await?;
-    Ok(run_output(output, record.as_ref(), runner(state, target, id)))
+    Ok(output_body(output, record.as_ref(), runner(state, target, id)))
 }
 
 fn runner<'a>(state: &'a AppState, target: Target, id: &'a str) -> Runner<'a> {
