@@ -7,7 +7,7 @@ use kern::Error;
 use kern::prelude::*;
 use kern::run::RunOptions;
 use kern::run::ToolCallStatus;
-use serde_json::{Value, json};
+use serde_json::{Map, Value, json};
 
 use crate::backend::Backend;
 use crate::on_every_backend;
@@ -21,6 +21,8 @@ fn script() -> ScriptedModel {
         .when_user_contains("migrate", Reply::call("run_migration", json!({"name": "v2"})))
         .when_user_contains("archive", Reply::call("archive_records", json!({"table": "orders"})))
         .when_user_contains("rotate", Reply::call("rotate_keys", json!({"service": "billing"})))
+        .when_user_contains("discount", Reply::call("set_discount", json!({"code": "WINTER"})))
+        .when_user_contains("ship", Reply::call("ship_order", json!({"order_id": "A-9"})))
         .when_user_contains(
             "cleanup",
             Reply::calls([("delete_user_data", json!({"user_id": "7"})), ("restart_service", json!({"name": "web"}))]),
@@ -38,6 +40,8 @@ fn agent(store: Arc<dyn Store>) -> Agent {
         .tool(RunMigration)
         .tool(ArchiveRecords)
         .tool(RotateKeys)
+        .tool(SetDiscount)
+        .tool(ShipOrder)
         .tool(RestartService)
         .db(store)
         .build()
@@ -84,6 +88,7 @@ on_every_backend!(
     plain_calls_paused_in_the_same_turn_take_the_callers_answer,
     concurrent_continues_run_the_tool_exactly_once,
     audit_tools_write_a_row_only_when_resolved,
+    audit_rows_carry_the_pause_type_of_their_call,
     a_fresh_agent_and_store_handle_continue_the_run,
     the_row_follows_the_run_into_error,
     a_row_past_its_expiry_or_cancelled_refuses_the_call,
@@ -392,6 +397,32 @@ async fn concurrent_continues_run_the_tool_exactly_once(backend: Backend) {
     }
     assert_eq!(completed, 1);
     assert_eq!(ran(&run.run_id).len(), 1);
+}
+
+async fn audit_rows_carry_the_pause_type_of_their_call(backend: Backend) {
+    let store = backend.store();
+    let agent = agent(store.clone());
+
+    let mut run = agent.run_with("discount the winter code", as_user("user-3")).await.unwrap();
+    assert_eq!(run.status, RunStatus::Paused);
+    run.requirements[0].provide_user_input(Map::from_iter([("percent".to_owned(), json!(10))]));
+    run.requirements[0].set_resolved_by("lead-7");
+    assert_eq!(agent.continue_run(&run.run_id, run.requirements).await.unwrap().status, RunStatus::Completed);
+    let row = pending_row(&*store, &run.run_id).await;
+    assert_eq!(
+        (row.approval_type, row.pause_type, row.status),
+        (ApprovalType::Audit, PauseType::UserInput, ApprovalStatus::Approved)
+    );
+    assert_eq!(row.resolution_data, Some(json!({"values": {"percent": 10}})));
+    assert_eq!((row.user_id.as_deref(), row.resolved_by.as_deref()), (Some("user-3"), Some("lead-7")));
+
+    let mut run = agent.run_with("ship order A-9", as_user("user-3")).await.unwrap();
+    run.requirements[0].set_external_execution_result("shipped by the warehouse");
+    run.requirements[0].set_resolved_by("lead-7");
+    assert_eq!(agent.continue_run(&run.run_id, run.requirements).await.unwrap().status, RunStatus::Completed);
+    let row = pending_row(&*store, &run.run_id).await;
+    assert_eq!((row.pause_type, row.status), (PauseType::ExternalExecution, ApprovalStatus::Approved));
+    assert_eq!(row.resolution_data, Some(json!({"result": "shipped by the warehouse"})));
 }
 
 async fn audit_tools_write_a_row_only_when_resolved(backend: Backend) {

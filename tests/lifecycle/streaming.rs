@@ -188,6 +188,31 @@ async fn a_failed_continue_ends_the_stream_with_its_error(backend: Backend) {
     ));
 }
 
+async fn a_streamed_continue_obeys_the_stored_row_whatever_the_caller_answers(backend: Backend) {
+    let store = backend.store();
+    let agent = agent(store.clone());
+    let paused = agent.run("book a room").await.unwrap();
+    let row_id = paused.requirements[0].approval_id.clone().unwrap();
+    let mut confirmed = paused.requirements.clone();
+    confirmed[0].confirm();
+
+    // The row is pending: the caller's confirmation runs nothing.
+    let events = collect(agent.continue_stream(&paused.run_id, confirmed.clone())).await;
+    let [RunEvent::RunError { error: kern::Error::ApprovalPending { approval_id }, .. }] = &events[..] else {
+        panic!("expected the pending row's refusal: {events:?}");
+    };
+    assert_eq!(approval_id, &row_id);
+    assert_eq!(store.load_run(&paused.run_id).await.unwrap().unwrap().status, RunStatus::Paused);
+
+    // The row is rejected: still nothing runs, and the run completes.
+    store.update_approval(&row_id, ApprovalUpdate::reject("admin-1")).await.unwrap();
+    let events = collect(agent.continue_stream(&paused.run_id, confirmed)).await;
+    assert!(!events.iter().any(|e| matches!(e, RunEvent::ToolCallStarted { .. })), "{events:?}");
+    let output = outcome(&events);
+    assert_eq!(output.status, RunStatus::Completed);
+    assert_eq!(output.tools[0].status, ToolCallStatus::Rejected);
+}
+
 async fn a_run_that_fails_once_started_names_itself_in_its_error(backend: Backend) {
     let agent = agent(backend.store());
     // No rule of the scripted model answers this: the model call fails.
@@ -275,6 +300,7 @@ on_every_backend!(
     a_dropped_stream_leaves_the_run_to_finish,
     a_listener_that_falls_behind_gets_the_text_in_fewer_pieces,
     a_failed_continue_ends_the_stream_with_its_error,
+    a_streamed_continue_obeys_the_stored_row_whatever_the_caller_answers,
     a_run_that_fails_once_started_names_itself_in_its_error,
     a_teams_members_stream_their_runs,
     a_team_continue_streams_its_members_resumption,

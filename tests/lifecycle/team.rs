@@ -32,6 +32,10 @@ fn leader() -> ScriptedModel {
             Reply::calls([("purge_logs", json!({"days": 7})), ("delegate_task_to_member", delegate("delete user 42"))]),
         )
         .when_user_contains("everyone", Reply::call("delegate_task_to_all_members", json!({"task": "restart web"})))
+        .when_user_contains(
+            "all of you",
+            Reply::call("delegate_task_to_all_members", json!({"task": "delete user 42"})),
+        )
         .when_user_contains("audit", Reply::call("archive_records", json!({"table": "tickets"})))
 }
 
@@ -65,6 +69,7 @@ on_every_backend!(
     a_pending_member_row_keeps_the_whole_team_paused,
     team_audit_tools_write_audit_rows,
     delegating_to_all_members_pauses_for_each,
+    one_members_decision_never_decides_a_siblings_call,
     a_fresh_team_and_store_handle_continue_the_run,
 );
 
@@ -254,6 +259,31 @@ async fn delegating_to_all_members_pauses_for_each(backend: Backend) {
         "{content}"
     );
     assert!(content.contains("ops: Done. restart_service: restarted web"), "{content}");
+}
+
+async fn one_members_decision_never_decides_a_siblings_call(backend: Backend) {
+    let store = backend.store();
+    let team = team(store.clone());
+    let run = team.run("all of you: delete user 42").await.unwrap();
+    assert_eq!((run.status, run.member_runs.len()), (RunStatus::Paused, 2));
+    // Both members paused on the same call, with the same call id in their own runs, each on a row.
+    let of = |agent: &str| {
+        let requirement = run.requirements.iter().find(|r| r.member.as_ref().unwrap().agent_id == agent).unwrap();
+        (requirement.member.clone().unwrap().run_id, requirement.approval_id.clone().expect("a row"))
+    };
+    let ((privacy_run, privacy_row), (ops_run, ops_row)) = (of("privacy"), of("ops"));
+    assert_ne!(privacy_row, ops_row);
+
+    store.update_approval(&privacy_row, approve()).await.unwrap();
+    let err = team.continue_run(&run.run_id, vec![]).await.unwrap_err();
+    assert!(matches!(err, Error::ApprovalPending { ref approval_id } if *approval_id == ops_row), "{err:?}");
+    assert!(ran(&privacy_run).is_empty() && ran(&ops_run).is_empty(), "nothing ran while a sibling waits");
+
+    store.update_approval(&ops_row, ApprovalUpdate::reject("admin-1")).await.unwrap();
+    let done = team.continue_run(&run.run_id, vec![]).await.unwrap();
+    assert_eq!(done.status, RunStatus::Completed);
+    assert_eq!(ran(&privacy_run).len(), 1, "the approved member's call ran once");
+    assert!(ran(&ops_run).is_empty(), "its sibling's rejected call did not run");
 }
 
 async fn a_fresh_team_and_store_handle_continue_the_run(backend: Backend) {

@@ -69,6 +69,21 @@ pub fn archive_records(context: &RunContext, table: String) -> String {
     format!("archived {table}")
 }
 
+/// Set a discount code's percentage, which a person gives; audited, not blocking.
+#[approval(type = "audit")]
+#[tool(user_input_fields = ["percent"])]
+pub fn set_discount(context: &RunContext, code: String, percent: u32) -> String {
+    log("set_discount", context, json!({ "code": code, "percent": percent }));
+    format!("{code} is {percent}% off")
+}
+
+/// Ship an order by the warehouse's own system, which hands the outcome back; audited.
+#[approval(type = "audit")]
+#[tool(external_execution)]
+pub fn ship_order(order_id: String) -> String {
+    order_id
+}
+
 /// Rotate a service's keys; audited through the tool flag.
 #[tool(requires_confirmation, log_approval)]
 pub fn rotate_keys(context: &RunContext, service: String) -> String {

@@ -357,13 +357,39 @@ pub async fn if_match_and_idempotency_key_guard_a_resolve(store: Arc<dyn Store>)
 
 pub async fn isolation_hides_other_users_rows(store: Arc<dyn Store>) {
     let app = App::with(store, |builder| builder.user_isolation(true)).await;
-    let (_, _, bobs) = app.paused_refund("bob").await;
-    let (_, _, alices) = app.paused_refund("alice").await;
+    let (bobs_run, bobs_session, bobs) = app.paused_refund("bob").await;
+    let (alices_run, _, alices) = app.paused_refund("alice").await;
 
     let hidden = app.send(Method::GET, &format!("/approvals/{bobs}"), Some(&app.alice), None).await;
     assert_eq!((hidden.status, hidden.detail()), (StatusCode::NOT_FOUND, "Approval not found"));
     let own = app.send(Method::GET, &format!("/approvals/{alices}"), Some(&app.alice), None).await;
     assert_eq!(own.status, StatusCode::OK);
+    // Every other way to a row or run of bob's is closed to alice as if it did not exist.
+    for (method, uri) in [
+        (Method::GET, format!("/approvals/{bobs}/status")),
+        (Method::GET, format!("/approvals/{bobs}/trail")),
+        (Method::GET, format!("/approvals/{bobs}/votes")),
+        (Method::DELETE, format!("/approvals/{bobs}")),
+        (Method::GET, format!("/runs/{bobs_run}")),
+        (Method::GET, format!("/agents/ops/runs/{bobs_run}")),
+    ] {
+        let answer = app.send(method.clone(), &uri, Some(&app.alice), None).await;
+        assert_eq!(answer.status, StatusCode::NOT_FOUND, "{method} {uri}: {:?}", answer.body);
+    }
+    let form = json!(format!("session_id={bobs_session}&stream=false"));
+    let continued =
+        app.send(Method::POST, &format!("/agents/ops/runs/{bobs_run}/continue"), Some(&app.alice), Some(form)).await;
+    assert_eq!(continued.status, StatusCode::NOT_FOUND, "{:?}", continued.body);
+    let count = app.send(Method::GET, "/approvals/count", Some(&app.alice), None).await;
+    assert_eq!(count.body, json!({"count": 1}), "her own row alone");
+    let runs = app.send(Method::GET, "/runs", Some(&app.alice), None).await;
+    let listed: Vec<&str> =
+        runs.body["data"].as_array().unwrap().iter().filter_map(|run| run["run_id"].as_str()).collect();
+    assert_eq!(listed, [alices_run.as_str()]);
+    assert_eq!(
+        app.send(Method::GET, &format!("/approvals/{bobs}"), Some(&app.admin), None).await.status,
+        StatusCode::OK
+    );
     let listed = app.send(Method::GET, "/approvals?user_id=bob", Some(&app.alice), None).await;
     assert_eq!(listed.body["meta"]["total_count"], 1, "the query's user is replaced by the caller's");
     assert_eq!(listed.body["data"][0]["id"], alices.as_str());

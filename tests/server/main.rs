@@ -54,6 +54,7 @@ suite! {
     runs::a_scoped_caller_runs_only_in_their_own_sessions,
     runs::run_routes_refuse_what_they_cannot_run,
     runs::a_streamed_run_sends_its_events_as_they_happen,
+    runs::a_team_run_continues_over_http_only_once_its_members_row_is_approved,
     runs::a_team_members_run_names_its_team,
     live::an_event_arrives_after_a_resolve_and_resumes_without_loss,
     live::a_runs_status_changes_arrive_as_run_events,

@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use axum::http::{Method, StatusCode};
 use kern::db::Store;
+use kern::prelude::*;
 use kern::run::{RunRecord, RunStatus};
 use serde_json::json;
 
@@ -234,6 +235,45 @@ pub async fn a_streamed_run_sends_its_events_as_they_happen(store: Arc<dyn Store
 /// A team's run and its member's, as a team writes them: each names the team over HTTP, the
 /// member its team run too, in a run's output and in the listing; a run that names neither
 /// shows neither.
+/// A team whose member `ops` (the harness's agent) refunds orders when the leader asks it.
+fn support_team(store: Arc<dyn Store>) -> Team {
+    let delegate = json!({"member_id": "ops", "task": "refund order A-1"});
+    let leader = ScriptedModel::new()
+        .when_user_contains("refund", Reply::call("delegate_task_to_member", delegate))
+        .after_tool("delegate_task_to_member", Reply::text("The member says: {result}"));
+    let member = crate::harness::agent(store.clone());
+    Team::builder().id("support").model(leader).member(member).db(store).build().expect("build the team")
+}
+
+pub async fn a_team_run_continues_over_http_only_once_its_members_row_is_approved(store: Arc<dyn Store>) {
+    let app = App::with(store.clone(), |builder| builder.team(support_team(store))).await;
+    let start = json!("message=refund+order+A-1&stream=false");
+    let run = app.send(Method::POST, "/teams/support/runs", Some(&app.alice), Some(start)).await;
+    assert_eq!((run.status, &run.body["status"]), (StatusCode::OK, &json!("PAUSED")), "{:?}", run.body);
+    let (run_id, session_id) = (run.body["run_id"].as_str().unwrap(), run.body["session_id"].as_str().unwrap());
+    let row =
+        run.body["requirements"][0]["tool_execution"]["approval_id"].as_str().expect("the member's row").to_owned();
+    let uri = format!("/teams/support/runs/{run_id}/continue");
+
+    // The caller confirms the member's call; its row is pending: refused, nothing changes.
+    let mut answer = run.body["requirements"][0].clone();
+    answer["confirmation"] = json!(true);
+    let confirmed = json!({"session_id": session_id, "stream": false, "requirements": [answer]});
+    let refused = app.send(Method::POST, &uri, Some(&app.alice), Some(confirmed)).await;
+    assert_eq!(refused.status, StatusCode::BAD_REQUEST, "{:?}", refused.body);
+    let polled = app.send(Method::GET, &format!("/teams/support/runs/{run_id}"), Some(&app.reader), None).await;
+    assert_eq!(polled.body["status"], "PAUSED", "{:?}", polled.body);
+
+    let resolve = json!({"status": "approved"});
+    let approved = app.send(Method::POST, &format!("/approvals/{row}/resolve"), Some(&app.admin), Some(resolve)).await;
+    assert_eq!(approved.status, StatusCode::OK);
+    let form = json!(format!("session_id={session_id}&stream=false&requirements="));
+    let done = app.send(Method::POST, &uri, Some(&app.alice), Some(form)).await;
+    assert_eq!((done.status, &done.body["status"]), (StatusCode::OK, &json!("COMPLETED")), "{:?}", done.body);
+    let member = &done.body["member_responses"][0];
+    assert_eq!(member["tools"][0]["result"], "refunded order A-1", "{:?}", done.body);
+}
+
 pub async fn a_team_members_run_names_its_team(store: Arc<dyn Store>) {
     let app = App::new(store.clone()).await;
     let (paused, _, _) = app.paused_refund("alice").await;
