@@ -366,6 +366,20 @@ pub async fn an_unreadable_row_is_named_and_the_listing_goes_on(target: SqlTarge
     db.close().await;
 }
 
+/// A resolution the database cannot take (here, its store closed) is a database error, told
+/// apart from "not found" and "conflict", and the row stays as it was.
+pub async fn a_resolution_the_database_cannot_take_is_a_database_error(target: SqlTarget) {
+    let db = target.open(Options::default()).await.unwrap();
+    let row = approval("run-1");
+    create(&*db.store(), &row).await;
+    db.close().await;
+    let err = db.store().update_approval(&row.id, ApprovalUpdate::approve("admin")).await.unwrap_err();
+    assert!(matches!(err, Error::Database(_)), "{err:?}");
+    let reopened = target.open(Options::default()).await.unwrap();
+    assert_eq!(stored(&*reopened.store(), &row.id).await, row, "nothing changed");
+    reopened.close().await;
+}
+
 /// Checking the trail reads one snapshot and waits for no writer: on SQLite, another
 /// process's write transaction under way does not hold it up.
 pub async fn checking_the_trail_waits_for_no_writer(target: SqlTarget) {

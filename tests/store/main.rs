@@ -158,6 +158,7 @@ suite! {
         trail::verifying_names_a_deleted_event,
         hostile::an_unreadable_row_is_named_and_the_listing_goes_on,
         hostile::checking_the_trail_waits_for_no_writer,
+        hostile::a_resolution_the_database_cannot_take_is_a_database_error,
         hostile::an_upgrade_from_every_version_keeps_the_rows_and_takes_nul_inside_json,
     ],
 }

@@ -143,6 +143,15 @@ pub async fn a_quorum_counts_approvals_of_the_same_arguments(store: Arc<dyn Stor
     let approved = store.decide(&row.id, &Principal::new("cat"), edit()).await.unwrap();
     assert_eq!(approved.status, ApprovalStatus::Approved);
     assert_eq!(approved.edited_args(), Some(&json!({ "user_id": "43" })));
+
+    // The model's own arguments given back count with the approvals of the call as it is.
+    let row = with_policy(approval("run-2"), ApprovalPolicy::REQUIRED.quorum(2).allow_edit());
+    create(&*store, &row).await;
+    let as_is = Decision::approve().with_args(row.tool_args.clone());
+    assert_eq!(store.decide(&row.id, &Principal::new("ann"), as_is).await.unwrap().status, ApprovalStatus::Pending);
+    let approved = store.decide(&row.id, &Principal::new("ben"), Decision::approve()).await.unwrap();
+    assert_eq!((approved.status, approved.edited_args()), (ApprovalStatus::Approved, None));
+    assert!(!kinds(&store.trail(&row.id).await.unwrap()).contains(&EventKind::Edited), "nothing was edited");
 }
 
 pub async fn an_eligible_principal_cancels_a_pending_row(store: Arc<dyn Store>) {

@@ -94,6 +94,8 @@ impl<'a> DecisionRules<'a> {
                 Ok(self.resolve(row, ApprovalStatus::Rejected, note_data(note), Some(vote), events))
             }
             Decision::Approve { note, values, result, args } => {
+                // The model's own arguments given back are no edit: an approval of the call as is.
+                let args = &args.clone().filter(|args| *args != row.tool_args);
                 self.check_edit(row, &policy, args.as_ref())?;
                 if let Some(values) = values {
                     limits::check_json_object("values", values)?;
