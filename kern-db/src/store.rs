@@ -132,6 +132,11 @@ impl<DB: Driver> SqlStore<DB> {
 
     /// Tells other handles of a commit through this one that `resolved` rows (see
     /// [`Announcer::committed`]), where this store has an announcer.
+    /// A guard of a write that resolves `resolved`, announcing it should the write be abandoned.
+    fn unannounced(&self, resolved: Resolved) -> Unannounced<'_> {
+        Unannounced { announcer: self.announcer.as_deref(), resolved: Some(resolved) }
+    }
+
     async fn announce(&self, resolved: Resolved) {
         if let Some(announcer) = &self.announcer {
             announcer.committed(resolved).await;
@@ -557,6 +562,28 @@ impl<DB: Driver> SqlStore<DB> {
 /// listings report as unreadable); and a write whose connection was lost once sent may have.
 /// Its commit is then announced: a spurious announcement costs a waiter a read, a lost one its
 /// minute's wait.
+/// Announces what a write resolved when dropped armed: its caller stopped waiting mid-way, the
+/// write may have committed, and its writer will not go on to announce it.
+struct Unannounced<'a> {
+    announcer: Option<&'a dyn Announcer>,
+    resolved: Option<Resolved>,
+}
+
+impl Unannounced<'_> {
+    /// The write came back: its writer announces it, or knows nothing committed.
+    fn disarm(mut self) {
+        self.resolved = None;
+    }
+}
+
+impl Drop for Unannounced<'_> {
+    fn drop(&mut self) {
+        if let (Some(announcer), Some(resolved)) = (self.announcer, self.resolved.take()) {
+            announcer.noted(resolved);
+        }
+    }
+}
+
 fn may_have_committed<DB: Driver, T>(written: &Result<T>) -> bool {
     match written {
         Ok(_) | Err(Error::Corrupt(_)) => true,
@@ -693,7 +720,9 @@ impl<DB: Driver> Store for SqlStore<DB> {
 
     fn update_approval<'a>(&'a self, id: &'a str, update: ApprovalUpdate) -> BoxFuture<'a, Result<Approval>> {
         Box::pin(async move {
+            let unannounced = self.unannounced(Resolved::Rows(vec![id.to_owned()]));
             let row = self.apply_update(id, &update).await;
+            unannounced.disarm();
             if may_have_committed::<DB, _>(&row) {
                 self.waiters.wake(id);
                 self.signal.appended();
@@ -814,7 +843,10 @@ impl<DB: Driver> Store for SqlStore<DB> {
             if !is_key(id) {
                 return Err(Error::ApprovalNotFound(id.to_owned()));
             }
-            let row = self.apply_decision(id, principal, &decision).await?;
+            let unannounced = self.unannounced(Resolved::Rows(vec![id.to_owned()]));
+            let row = self.apply_decision(id, principal, &decision).await;
+            unannounced.disarm();
+            let row = row?;
             let resolved = if row.status.is_resolved() {
                 self.waiters.wake(id);
                 Resolved::Rows(vec![id.to_owned()])
