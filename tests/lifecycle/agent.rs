@@ -276,13 +276,23 @@ async fn earlier_runs_of_the_session_are_history() {
     let model = ScriptedModel::new()
         .when_user_contains("my name is", Reply::text("Nice to meet you"))
         .when_user_contains("who am i", Reply::text("(answer)"));
-    let agent = Agent::builder().model(model).db(db.clone()).history_runs(5).build().unwrap();
-    let first = agent.run_with("my name is Ada", RunOptions::default().session_id("s-history")).await.unwrap();
-    let second = agent.run_with("who am i", RunOptions::default().session_id("s-history")).await.unwrap();
+    let build = |id: &str| Agent::builder().id(id).model(model.clone()).db(db.clone()).history_runs(5).build().unwrap();
+    let (agent, other_agent) = (build("concierge"), build("auditor"));
+    let of = |user: &str| RunOptions::default().session_id("s-history").user_id(user);
+    let first = agent.run_with("my name is Ada", of("ada")).await.unwrap();
+    // The same session, but another user's turn, and another agent's: neither is this conversation.
+    agent.run_with("my name is Bob", of("bob")).await.unwrap();
+    other_agent.run_with("my name is Eve", of("ada")).await.unwrap();
+    let second = agent.run_with("who am i", of("ada")).await.unwrap();
     let stored = db.load_run(&second.run_id).await.unwrap().unwrap();
     assert_eq!(
-        stored.messages[..3],
-        [Message::user("my name is Ada"), Message::assistant("Nice to meet you"), Message::user("who am i")]
+        stored.messages,
+        [
+            Message::user("my name is Ada"),
+            Message::assistant("Nice to meet you"),
+            Message::user("who am i"),
+            Message::assistant("(answer)")
+        ]
     );
     assert_eq!(first.session_id, second.session_id);
 }

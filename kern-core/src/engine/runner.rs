@@ -23,7 +23,7 @@ use crate::approval::{PauseType, SourceType};
 use crate::error::{Error, Result};
 use crate::events::{self, RunEvent};
 use crate::models::{Delta, Message, Model, ModelRequest, Role, ToolCall};
-use crate::run::{RunRecord, RunRequirement, RunStatus, ToolCallStatus, ToolExecution};
+use crate::run::{RunQuery, RunRecord, RunRequirement, RunStatus, ToolCallStatus, ToolExecution};
 use crate::store::Store;
 use crate::tools::{RunContext, Tool, ToolError};
 use crate::trail::{self, Execution};
@@ -142,7 +142,7 @@ impl Runner {
         // A panic (in a model, say) ends the run as failed, and it is stored so: tools may
         // have run before it.
         let result = AssertUnwindSafe(async {
-            record.messages = self.history(&record.session_id).await?;
+            record.messages = self.history(&record).await?;
             record.messages.push(Message::user(record.input.clone()));
             self.advance(&mut record, &mut writes).await
         })
@@ -197,15 +197,26 @@ impl Runner {
         }
     }
 
-    /// The earlier completed runs of the session, as question and answer pairs.
-    async fn history(&self, session_id: &str) -> Result<Vec<Message>> {
+    /// The latest completed runs this runner made in the session of `record`, for its user, as
+    /// question and answer pairs, oldest first: another agent's, team's or user's turns in the
+    /// same session are not this conversation, and a run that did not complete has no answer.
+    async fn history(&self, record: &RunRecord) -> Result<Vec<Message>> {
         if self.history_runs == 0 {
             return Ok(Vec::new());
         }
-        let runs = self.store.session_runs(session_id, self.history_runs).await?;
-        Ok(runs
+        let query = RunQuery {
+            status: Some(RunStatus::Completed),
+            agent_id: self.identity.agent_id.clone(),
+            team_id: self.identity.team_id.clone(),
+            user_id: record.user_id.clone(),
+            session_id: Some(record.session_id.clone()),
+            limit: Some(u32::try_from(self.history_runs).unwrap_or(u32::MAX)),
+            ..RunQuery::default()
+        };
+        let newest_first = self.store.list_runs(&query).await?.items;
+        Ok(newest_first
             .into_iter()
-            .filter(|run| run.status == RunStatus::Completed)
+            .rev()
             .flat_map(|run| {
                 let answer = run.content.map(Message::assistant);
                 std::iter::once(Message::user(run.input)).chain(answer)

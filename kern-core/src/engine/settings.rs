@@ -147,7 +147,8 @@ macro_rules! settings_setters {
             self
         }
 
-        /// How many earlier runs of the session the model sees (default 0).
+        /// How many earlier runs of the session the model sees (default 0): the latest that
+        /// completed, made by this agent or team for the same user.
         pub fn history_runs(mut self, runs: usize) -> Self {
             self.settings.history_runs = runs;
             self
