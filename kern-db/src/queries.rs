@@ -86,6 +86,9 @@ pub(crate) struct Queries {
     pub(crate) reclaim_run: String,
     /// [`reclaim_run`](Self::reclaim_run) that hands the run back as `paused`.
     pub(crate) release_run: String,
+    /// The running member runs of team run `$1`, paused (at `$2`) when the team run is stale
+    /// by `$3`, as [`release_run`](Self::release_run) finds it: a dead continue held them too.
+    pub(crate) release_members: String,
     pub(crate) run_status: String,
     /// `$1` session id, `$2` limit: newest first.
     pub(crate) session_runs: String,
@@ -196,6 +199,11 @@ impl Queries {
             reclaim_run: format!(
                 "UPDATE {runs} SET updated_at = $2 \
                  WHERE run_id = $1 AND status = '{running}' AND updated_at <= $3 RETURNING {RUN_COLUMNS}"
+            ),
+            release_members: format!(
+                "UPDATE {runs} SET status = '{paused}', updated_at = $2 \
+                 WHERE parent_run_id = $1 AND status = '{running}' AND EXISTS (SELECT 1 FROM {runs} AS team \
+                 WHERE team.run_id = $1 AND team.status = '{running}' AND team.updated_at <= $3)"
             ),
             release_run: format!(
                 "UPDATE {runs} SET status = '{paused}', updated_at = $2 \

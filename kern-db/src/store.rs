@@ -641,13 +641,33 @@ impl<DB: Driver> Store for SqlStore<DB> {
         })
     }
 
+    /// A team run is released with the member runs its dead continue held, in one transaction:
+    /// released alone, it would wait on members no continue could resume.
     fn release_stale_run<'a>(&'a self, run_id: &'a str, stale_after: Duration) -> BoxFuture<'a, Result<RunRecord>> {
         Box::pin(async move {
+            if !is_key(run_id) {
+                return Err(Error::RunNotFound(run_id.to_owned()));
+            }
             let now = kern_core::now();
             // The cutoff is bound as `reclaim_run` binds it.
-            let stmt = self.stamp_run(&self.queries.release_run, run_id, now).bind(stale_cutoff(now, stale_after));
-            self.compare_and_stamp(stmt, run_id, |status| Error::RunNotStale { run_id: run_id.to_owned(), status })
-                .await
+            let cutoff = stale_cutoff(now, stale_after);
+            let members = self.stamp_run(&self.queries.release_members, run_id, now).bind(cutoff);
+            let run = self.stamp_run(&self.queries.release_run, run_id, now).bind(cutoff);
+            let mut conn = self.pools.writer.acquire().await?;
+            let Some(released) = DB::begin_with(&mut conn, vec![members, run], codec::run).await?.pop() else {
+                roll_back::<DB>(&mut conn).await?;
+                drop(conn);
+                let stmt = Stmt::new(&self.queries.run_status).bind(run_id);
+                return Err(match self.pools.read(stmt, codec::run_status).await?.pop() {
+                    None => Error::RunNotFound(run_id.to_owned()),
+                    Some(status) => Error::RunNotStale { run_id: run_id.to_owned(), status },
+                });
+            };
+            commit::<DB>(&mut conn).await?;
+            drop(conn);
+            self.pools.committed(());
+            self.announce(Resolved::Nothing).await;
+            Ok(released)
         })
     }
 

@@ -91,6 +91,7 @@ suite! {
         runs::of_16_concurrent_reclaims_exactly_one_wins,
         runs::session_runs_are_the_latest_top_level_runs_oldest_first,
         runs::releasing_a_stale_run_pauses_it_for_the_next_continue,
+        runs::releasing_a_team_run_releases_the_members_its_continue_held,
         runs::of_16_concurrent_releases_exactly_one_wins,
         runs::list_runs_filters_and_pages_newest_first,
         wait::a_resolved_row_comes_back_at_once,

@@ -381,6 +381,31 @@ pub async fn releasing_a_stale_run_pauses_it_for_the_next_continue(store: Arc<dy
     assert_eq!(store.load_run(&stale.run_id).await.unwrap().unwrap().status, RunStatus::Running);
 }
 
+pub async fn releasing_a_team_run_releases_the_members_its_continue_held(store: Arc<dyn Store>) {
+    let team = abandoned("session-1");
+    let held = RunRecord { parent_run_id: Some(team.run_id.clone()), ..abandoned("session-1") };
+    let done = RunRecord { status: RunStatus::Completed, ..held.clone() };
+    let done = RunRecord { run_id: format!("{}-done", held.run_id), ..done };
+    let other_team = abandoned("session-1");
+    let elsewhere = RunRecord { parent_run_id: Some(other_team.run_id.clone()), ..abandoned("session-1") };
+    let runs = [team.clone(), held.clone(), done.clone(), other_team, elsewhere.clone()];
+    store.save_runs(&runs, &[], &[]).await.unwrap();
+
+    // Not stale by the time asked: nothing changes.
+    let err = store.release_stale_run(&team.run_id, Duration::from_secs(3 * 3600)).await.unwrap_err();
+    assert!(matches!(err, Error::RunNotStale { status: RunStatus::Running, .. }), "{err:?}");
+    assert_eq!(store.load_run(&held.run_id).await.unwrap().unwrap().status, RunStatus::Running);
+
+    store.release_stale_run(&team.run_id, ONE_HOUR).await.unwrap();
+    let status = |run_id: String| {
+        let store = store.clone();
+        async move { store.load_run(&run_id).await.unwrap().unwrap().status }
+    };
+    assert_eq!(status(held.run_id.clone()).await, RunStatus::Paused, "the member its continue held");
+    assert_eq!(status(done.run_id.clone()).await, RunStatus::Completed, "a finished member stays finished");
+    assert_eq!(status(elsewhere.run_id.clone()).await, RunStatus::Running, "another team's member is left alone");
+}
+
 pub async fn of_16_concurrent_releases_exactly_one_wins(store: Arc<dyn Store>) {
     let stale = abandoned("session-1");
     store.save_runs(std::slice::from_ref(&stale), &[], &[]).await.unwrap();

@@ -425,6 +425,17 @@ impl Tables {
         Ok(self.runs.get_mut(run_id).expect("checked above"))
     }
 
+    /// Pauses the running member runs of team run `run_id`, at `now`.
+    fn release_members(&mut self, run_id: &str, now: DateTime<Utc>) {
+        let Self { members_by_parent, runs, .. } = self;
+        for id in members_by_parent.get(run_id).into_iter().flatten() {
+            if let Some(member) = runs.get_mut(id).filter(|member| member.status == RunStatus::Running) {
+                member.status = RunStatus::Paused;
+                member.updated_at = now;
+            }
+        }
+    }
+
     /// Why run `run_id` is not in the state asked: it does not exist, or the error of its
     /// status.
     fn not_in(&self, run_id: &str, error: impl FnOnce(RunStatus) -> Error) -> Error {
@@ -506,13 +517,18 @@ impl Store for MemoryDb {
         ready(reclaimed)
     }
 
+    /// A team run is released with the member runs its dead continue held.
     fn release_stale_run<'a>(&'a self, run_id: &'a str, stale_after: Duration) -> BoxFuture<'a, Result<RunRecord>> {
         let now = crate::now();
-        let released = self.tables().stale_run(run_id, stale_after, now).map(|run| {
+        let mut tables = self.tables();
+        let released = tables.stale_run(run_id, stale_after, now).map(|run| {
             run.status = RunStatus::Paused;
             run.updated_at = now;
             run.clone()
         });
+        if released.is_ok() {
+            tables.release_members(run_id, now);
+        }
         ready(released)
     }
 
