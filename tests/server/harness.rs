@@ -52,6 +52,13 @@ pub fn send_memo(to: String, body: String, amount: f64) -> String {
     format!("sent {amount} to {to}: {body}")
 }
 
+/// Grant a customer credit: a person gives the amount, an admin may edit the call.
+#[approval(allow_edit)]
+#[tool(user_input_fields = ["amount"])]
+pub fn grant_credit(customer: String, amount: u64) -> String {
+    format!("{amount} for {customer}")
+}
+
 /// Escalate a ticket. Whoever runs the agent confirms it; an audit row records their answer.
 #[approval(type = "audit")]
 #[tool(requires_confirmation)]
@@ -119,6 +126,7 @@ pub fn agent(store: Arc<dyn Store>) -> Agent {
         .when_user_contains("limit", Reply::call("raise_limit", json!({"limit_eur": 5000})))
         .when_user_contains("escalate", Reply::call("escalate_ticket", json!({"ticket": "T-1"})))
         .when_user_contains("memo", Reply::call("send_memo", json!({"to": "ops", "body": MEMO_BODY, "amount": 10})))
+        .when_user_contains("credit", Reply::call("grant_credit", json!({"customer": "acme"})))
         .otherwise(Reply::text("nothing to do"));
     Agent::builder()
         .id("ops")
@@ -129,6 +137,7 @@ pub fn agent(store: Arc<dyn Store>) -> Agent {
         .tool(RaiseLimit)
         .tool(EscalateTicket)
         .tool(SendMemo)
+        .tool(GrantCredit)
         .db(store)
         .build()
         .expect("build the agent")

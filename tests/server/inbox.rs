@@ -301,6 +301,11 @@ pub async fn an_edit_changes_only_what_the_approver_changed(store: Arc<dyn Store
     assert!(!listed.split("</li>").next().unwrap().contains("row-actions"), "{listed}");
     let page = app.send_with(Method::GET, &format!("/ui/approvals/{as_shown}"), None, &cookie, None).await;
     assert!(html(&page).contains("<textarea id=\"arg.body\""), "a text with line breaks keeps them");
+    assert!(html(&page).contains("id=\"edit-form\""), "a confirmation that allows edits offers them");
+    // A call that waits for values is approved with them, on its own form: no edit form.
+    let (_, _, credit) = app.paused("credit for acme", "dave").await;
+    let page = app.send_with(Method::GET, &format!("/ui/approvals/{credit}"), None, &cookie, None).await;
+    assert!(html(&page).contains("name=\"input.amount\"") && !html(&page).contains("id=\"edit-form\""));
 
     // Sent back as a browser sends what it showed: line breaks as CRLF, the amount as `10`.
     let body = encoded(&MEMO_BODY.replace('\n', "\r\n"));

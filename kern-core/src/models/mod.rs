@@ -211,3 +211,15 @@ impl std::ops::AddAssign for Usage {
         self.output_tokens = self.output_tokens.saturating_add(other.output_tokens);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::Usage;
+
+    #[test]
+    fn usage_totals_saturate_rather_than_overflow() {
+        let mut total = Usage { input_tokens: u64::MAX - 1, output_tokens: 5 };
+        total += Usage { input_tokens: 10, output_tokens: u64::MAX };
+        assert_eq!(total, Usage { input_tokens: u64::MAX, output_tokens: u64::MAX });
+    }
+}
