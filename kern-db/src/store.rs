@@ -130,13 +130,13 @@ impl<DB: Driver> SqlStore<DB> {
         self.pools.execute(stmt).await.map(drop)
     }
 
-    /// Tells other handles of a commit through this one that `resolved` rows (see
-    /// [`Announcer::committed`]), where this store has an announcer.
     /// A guard of a write that resolves `resolved`, announcing it should the write be abandoned.
     fn unannounced(&self, resolved: Resolved) -> Unannounced<'_> {
         Unannounced { announcer: self.announcer.as_deref(), resolved: Some(resolved) }
     }
 
+    /// Tells other handles of a commit through this one that `resolved` rows (see
+    /// [`Announcer::committed`]), where this store has an announcer.
     async fn announce(&self, resolved: Resolved) {
         if let Some(announcer) = &self.announcer {
             announcer.committed(resolved).await;
@@ -557,11 +557,6 @@ impl<DB: Driver> SqlStore<DB> {
     }
 }
 
-/// Whether a write that ended so may have committed: it did if it succeeded; a row it returned
-/// that fails to decode was written all the same (stored data this build cannot read, which
-/// listings report as unreadable); and a write whose connection was lost once sent may have.
-/// Its commit is then announced: a spurious announcement costs a waiter a read, a lost one its
-/// minute's wait.
 /// Announces what a write resolved when dropped armed: its caller stopped waiting mid-way, the
 /// write may have committed, and its writer will not go on to announce it.
 struct Unannounced<'a> {
@@ -584,6 +579,11 @@ impl Drop for Unannounced<'_> {
     }
 }
 
+/// Whether a write that ended so may have committed: it did if it succeeded; a row it returned
+/// that fails to decode was written all the same (stored data this build cannot read, which
+/// listings report as unreadable); and a write whose connection was lost once sent may have.
+/// Its commit is then announced: a spurious announcement costs a waiter a read, a lost one its
+/// minute's wait.
 fn may_have_committed<DB: Driver, T>(written: &Result<T>) -> bool {
     match written {
         Ok(_) | Err(Error::Corrupt(_)) => true,
