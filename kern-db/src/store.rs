@@ -467,11 +467,17 @@ impl<DB: Driver> SqlStore<DB> {
         if let Some(run) = written?.pop() {
             return Ok(run);
         }
+        Err(self.why_not(run_id, refusal).await?)
+    }
+
+    /// Why a compare-and-set on run `run_id` matched nothing, read after it:
+    /// [`Error::RunNotFound`], or `refusal(status)`.
+    async fn why_not(&self, run_id: &str, refusal: impl FnOnce(RunStatus) -> Error) -> Result<Error> {
         let stmt = Stmt::new(&self.queries.run_status).bind(run_id);
-        match self.pools.read(stmt, codec::run_status).await?.pop() {
-            None => Err(Error::RunNotFound(run_id.to_owned())),
-            Some(status) => Err(refusal(status)),
-        }
+        Ok(match self.pools.read(stmt, codec::run_status).await?.pop() {
+            None => Error::RunNotFound(run_id.to_owned()),
+            Some(status) => refusal(status),
+        })
     }
 
     /// The row as it stands now: a pending row past its expiry reads as expired.
@@ -657,11 +663,9 @@ impl<DB: Driver> Store for SqlStore<DB> {
             let Some(released) = DB::begin_with(&mut conn, vec![members, run], codec::run).await?.pop() else {
                 roll_back::<DB>(&mut conn).await?;
                 drop(conn);
-                let stmt = Stmt::new(&self.queries.run_status).bind(run_id);
-                return Err(match self.pools.read(stmt, codec::run_status).await?.pop() {
-                    None => Error::RunNotFound(run_id.to_owned()),
-                    Some(status) => Error::RunNotStale { run_id: run_id.to_owned(), status },
-                });
+                return Err(self
+                    .why_not(run_id, |status| Error::RunNotStale { run_id: run_id.to_owned(), status })
+                    .await?);
             };
             commit::<DB>(&mut conn).await?;
             drop(conn);
