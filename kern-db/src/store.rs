@@ -130,11 +130,6 @@ impl<DB: Driver> SqlStore<DB> {
         self.pools.execute(stmt).await.map(drop)
     }
 
-    /// A guard of a write that resolves `resolved`, announcing it should the write be abandoned.
-    fn unannounced(&self, resolved: Resolved) -> Unannounced<'_> {
-        Unannounced { announcer: self.announcer.as_deref(), resolved: Some(resolved) }
-    }
-
     /// Tells other handles of a commit through this one that `resolved` rows (see
     /// [`Announcer::committed`]), where this store has an announcer.
     async fn announce(&self, resolved: Resolved) {
@@ -563,28 +558,6 @@ impl<DB: Driver> SqlStore<DB> {
     }
 }
 
-/// Announces what a write resolved when dropped armed: its caller stopped waiting mid-way, the
-/// write may have committed, and its writer will not go on to announce it.
-struct Unannounced<'a> {
-    announcer: Option<&'a dyn Announcer>,
-    resolved: Option<Resolved>,
-}
-
-impl Unannounced<'_> {
-    /// The write came back: its writer announces it, or knows nothing committed.
-    fn disarm(mut self) {
-        self.resolved = None;
-    }
-}
-
-impl Drop for Unannounced<'_> {
-    fn drop(&mut self) {
-        if let (Some(announcer), Some(resolved)) = (self.announcer, self.resolved.take()) {
-            announcer.noted(resolved);
-        }
-    }
-}
-
 /// Whether a write that ended so may have committed: it did if it succeeded; a row it returned
 /// that fails to decode was written all the same (stored data this build cannot read, which
 /// listings report as unreadable); and a write whose connection was lost once sent may have.
@@ -744,9 +717,7 @@ impl<DB: Driver> Store for SqlStore<DB> {
 
     fn update_approval<'a>(&'a self, id: &'a str, update: ApprovalUpdate) -> BoxFuture<'a, Result<Approval>> {
         Box::pin(async move {
-            let unannounced = self.unannounced(Resolved::Rows(vec![id.to_owned()]));
             let row = self.apply_update(id, &update).await;
-            unannounced.disarm();
             if may_have_committed::<DB, _>(&row) {
                 self.waiters.wake(id);
                 self.signal.appended();
@@ -867,10 +838,7 @@ impl<DB: Driver> Store for SqlStore<DB> {
             if !is_key(id) {
                 return Err(Error::ApprovalNotFound(id.to_owned()));
             }
-            let unannounced = self.unannounced(Resolved::Rows(vec![id.to_owned()]));
-            let row = self.apply_decision(id, principal, &decision).await;
-            unannounced.disarm();
-            let row = row?;
+            let row = self.apply_decision(id, principal, &decision).await?;
             let resolved = if row.status.is_resolved() {
                 self.waiters.wake(id);
                 Resolved::Rows(vec![id.to_owned()])

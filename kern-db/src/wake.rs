@@ -61,10 +61,6 @@ pub(crate) trait Announcer: Debug + Send + Sync {
     /// commit stands (waiters find it at their next read, see [`RECHECK_INTERVAL_FEED_UP`]).
     fn committed(&self, resolved: Resolved) -> BoxFuture<'_, ()>;
 
-    /// Notes a write that may have committed and whose writer stopped waiting before it could
-    /// announce it: the next announcement carries it. Returns at once.
-    fn noted(&self, resolved: Resolved);
-
     /// Sends what is left to send and stops for good: the store is closing.
     fn close(&self) -> BoxFuture<'_, ()>;
 }

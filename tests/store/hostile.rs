@@ -408,10 +408,9 @@ pub async fn checking_the_trail_waits_for_no_writer(target: SqlTarget) {
 /// updated, its event written, its commit sent) leaves each row pending or resolved with its
 /// event, never half of it, and the store taking writes: the abandoned connection is closed, or
 /// (SQLite in memory) rolled back before it is lent again.
-/// Approves each of `rows`, its caller giving up on the n-th after `n % 12` turns of the
-/// runtime: at every point of a resolution, its transaction begun, its row updated, its event
-/// written, its commit sent.
-async fn resolve_abandoning(store: &dyn Store, rows: &[Approval]) {
+pub async fn an_abandoned_resolution_leaves_each_row_whole_and_the_store_usable(store: Arc<dyn Store>) {
+    let rows: Vec<Approval> = (0..48).map(|_| approval("run-1")).collect();
+    create_all(&*store, &rows).await;
     for (n, row) in rows.iter().enumerate() {
         let give_up = async {
             for _ in 0..n % 12 {
@@ -424,12 +423,6 @@ async fn resolve_abandoning(store: &dyn Store, rows: &[Approval]) {
             () = give_up => {}
         }
     }
-}
-
-pub async fn an_abandoned_resolution_leaves_each_row_whole_and_the_store_usable(store: Arc<dyn Store>) {
-    let rows: Vec<Approval> = (0..48).map(|_| approval("run-1")).collect();
-    create_all(&*store, &rows).await;
-    resolve_abandoning(&*store, &rows).await;
     let approved = ApprovalQuery::default().status(ApprovalStatus::Approved);
     let resolved = store.list_approvals(&approved).await.unwrap().total;
     assert_eq!(resolved + store.count_pending_approvals(None).await.unwrap(), 48);
@@ -442,43 +435,6 @@ pub async fn an_abandoned_resolution_leaves_each_row_whole_and_the_store_usable(
     assert_eq!(store.list_approvals(&approved).await.unwrap().total, 48);
     assert_eq!(store.count_pending_approvals(None).await.unwrap(), 0);
     assert!(store.verify_trail().await.unwrap().is_intact());
-}
-
-/// A resolution abandoned by its caller once under way is announced all the same, when it
-/// committed: a waiter in another handle (another process) wakes at once, not at its recheck a
-/// minute later. Postgres, whose stores announce their own commits.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn postgres_announces_an_abandoned_resolution_to_other_handles() {
-    Backend::Postgres
-        .run_sql(|target| async move {
-            let writer = target.open(Options::default()).await.unwrap();
-            let watcher = target.open(Options::default()).await.unwrap();
-            let (store, other) = (writer.store(), watcher.store());
-            let rows: Vec<Approval> = (0..24).map(|_| approval("run-1")).collect();
-            create_all(&*store, &rows).await;
-            let waiters: Vec<_> = rows
-                .iter()
-                .map(|row| {
-                    let (other, id) = (other.clone(), row.id.clone());
-                    tokio::spawn(async move { other.wait_for_resolution(&id, Duration::from_secs(120)).await })
-                })
-                .collect();
-            // Every waiter is waiting before any row is resolved.
-            tokio::time::sleep(Duration::from_millis(200)).await;
-            resolve_abandoning(&*store, &rows).await;
-            for (row, waiter) in rows.iter().zip(waiters) {
-                if stored(&*store, &row.id).await.status != ApprovalStatus::Approved {
-                    waiter.abort();
-                    continue;
-                }
-                let woken = tokio::time::timeout(Duration::from_secs(20), waiter).await;
-                let row_now = woken.expect("the waiter was told, not left to its recheck").unwrap().unwrap();
-                assert_eq!(row_now.status, ApprovalStatus::Approved);
-            }
-            writer.close().await;
-            watcher.close().await;
-        })
-        .await;
 }
 
 /// The first schema version with the trail: rows of older ones have none until they upgrade.

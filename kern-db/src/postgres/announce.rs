@@ -183,13 +183,6 @@ impl Announcer for ClientAnnouncer {
         })
     }
 
-    fn noted(&self, resolved: Resolved) {
-        self.shared.pending().add(resolved);
-        if self.ensure_running() {
-            self.shared.wake.notify_one();
-        }
-    }
-
     fn close(&self) -> BoxFuture<'_, ()> {
         Box::pin(async move {
             let task = std::mem::replace(&mut *lock(&self.task), Task::Closed);
