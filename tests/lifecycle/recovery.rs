@@ -255,26 +255,60 @@ async fn a_run_whose_outcome_a_store_refuses_ends_in_error() {
     assert_eq!(ran(&run.run_id).len(), 1, "the tool ran once");
 }
 
-async fn a_team_that_cannot_resume_its_member_ends_the_run_in_error(backend: Backend) {
-    let store = backend.store();
+/// The same, for a team run: the member run its continue held ends in error with it, rather
+/// than standing running under a team run that has ended.
+#[tokio::test]
+async fn a_team_run_whose_outcome_a_store_refuses_ends_in_error_with_its_members() {
+    let store: Arc<dyn Store> = Arc::new(ProbeStore::refusing_save(2));
     let run = team(store.clone()).run("use the member tool").await.unwrap();
     let member_run_id = run.member_runs[0].run_id.clone();
-    store.claim_run(&run.run_id).await.unwrap();
-    // The team was rebuilt without the member whose run it waits on: no recovery can resume it.
-    let rebuilt = Team::builder()
-        .id(crate::team::TEAM_ID)
-        .model(ScriptedModel::new())
-        .member(agent(store.clone(), "ops"))
-        .db(store.clone())
-        .build()
-        .unwrap();
-    let err = rebuilt.recover_run(&run.run_id, Duration::ZERO).await.unwrap_err();
-    assert!(matches!(err, Error::UnknownMember(ref id) if id == "privacy"), "{err:?}");
-    let stored = store.load_run(&run.run_id).await.unwrap().unwrap();
-    assert_eq!(stored.status, RunStatus::Error);
-    assert!(stored.metadata["error"].as_str().unwrap().contains("privacy"), "{:?}", stored.metadata);
-    assert_eq!(status_of(&*store, &member_run_id).await, RunStatus::Paused);
-    assert!(ran(&member_run_id).is_empty());
+    let row = row_of(&*store, &member_run_id).await;
+    store.update_approval(&row.id, ApprovalUpdate::approve("admin-1")).await.unwrap();
+    let err = team(store.clone()).continue_run(&run.run_id, vec![]).await.unwrap_err();
+    assert!(matches!(err, Error::InvalidInput { field: "resolution_data", .. }), "{err:?}");
+    assert_eq!(status_of(&*store, &run.run_id).await, RunStatus::Error);
+    let member = store.load_run(&member_run_id).await.unwrap().unwrap();
+    assert_eq!(member.status, RunStatus::Error);
+    assert!(member.metadata["error"].as_str().unwrap().contains("65 levels"), "{:?}", member.metadata);
+    let err = team(store.clone()).recover_run(&run.run_id, Duration::ZERO).await.unwrap_err();
+    assert!(matches!(err, Error::RunNotStale { .. }), "nothing left to recover: {err:?}");
+    assert_eq!(ran(&member_run_id).len(), 1, "the member's tool ran once");
+}
+
+/// A member run the dead continue had claimed ends in error with its team run: no continue or
+/// recovery could take it once its team run has ended. One it had not claimed stays paused.
+async fn a_team_that_cannot_resume_its_member_ends_the_run_in_error(backend: Backend) {
+    let store = backend.store();
+    for member_claimed in [false, true] {
+        let run = team(store.clone()).run("use the member tool").await.unwrap();
+        let member_run_id = run.member_runs[0].run_id.clone();
+        store.claim_run(&run.run_id).await.unwrap();
+        if member_claimed {
+            store.claim_run(&member_run_id).await.unwrap();
+        }
+        // The team was rebuilt without the member whose run it waits on: no recovery can resume it.
+        let rebuilt = Team::builder()
+            .id(crate::team::TEAM_ID)
+            .model(ScriptedModel::new())
+            .member(agent(store.clone(), "ops"))
+            .db(store.clone())
+            .build()
+            .unwrap();
+        let err = rebuilt.recover_run(&run.run_id, Duration::ZERO).await.unwrap_err();
+        assert!(matches!(err, Error::UnknownMember(ref id) if id == "privacy"), "{err:?}");
+        let stored = store.load_run(&run.run_id).await.unwrap().unwrap();
+        assert_eq!(stored.status, RunStatus::Error);
+        assert!(stored.metadata["error"].as_str().unwrap().contains("privacy"), "{:?}", stored.metadata);
+        let member = store.load_run(&member_run_id).await.unwrap().unwrap();
+        if member_claimed {
+            assert_eq!(member.status, RunStatus::Error);
+            let reason = member.metadata["error"].as_str().unwrap();
+            assert!(reason.contains(&run.run_id) && reason.contains("privacy"), "{reason}");
+        } else {
+            assert_eq!(member.status, RunStatus::Paused);
+        }
+        assert!(ran(&member_run_id).is_empty());
+    }
 }
 
 /// Given back paused, a run whose continue died could be continued by a plain `continue_run`,

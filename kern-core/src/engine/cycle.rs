@@ -17,7 +17,7 @@ use tracing::Instrument;
 use super::delegation::{MemberPlan, Roster, Waiting};
 use super::gate::{Decision, Verdict};
 use super::runner::Runner;
-use super::step::{Identity, RunRequest, Step, Writes};
+use super::step::{Identity, RunRequest, Step, Writes, mark_failed};
 use crate::approval::{ApprovalStatus, Principal};
 use crate::error::{Error, Result};
 use crate::events::{self, RunEvent};
@@ -164,7 +164,7 @@ impl Cycle {
                 Err(error @ Error::Database(_)) => return Err(error),
                 // Anything else (a member the team no longer has, a member run gone or finished)
                 // would fail every recovery alike: the run ends in error.
-                Err(error) => return self.persist(Step::finish(reclaimed, Writes::default(), Err(error)), &[]).await,
+                Err(error) => return Err(self.end_in_error(run_id, error).await),
             };
         let held_members: Vec<RunRecord> = waiting
             .iter()
@@ -268,24 +268,53 @@ impl Cycle {
         self.store().save_runs(&runs, &[], &[]).await
     }
 
-    /// Ends run `run_id` in error as it stands stored, when a store refused to take what its
-    /// step left (`refused`, a value past kern's limits that no check before caught): left
-    /// running, it would be recovered, its tools run again, and refused again, for ever.
-    /// Returns the refusal; a run not stored, or not running, is left as it is.
+    /// Ends run `run_id` in error as it stands stored, when what holds it would fail every
+    /// recovery alike (`refused`): a store refused to take what its step left (a value past
+    /// kern's limits that no check before caught), or the team lacks a member it waits on. Left
+    /// running, it would be recovered, its tools run again, and refused again, for ever. The
+    /// member runs of a team run that its continue held end with it: no continue or recovery
+    /// could take them once their team run has ended. Returns the refusal; a run not stored, or
+    /// not running, is left as it is.
     async fn end_in_error(&self, run_id: &str, refused: Error) -> Error {
         let stored = match self.store().load_run(run_id).await {
             Ok(Some(stored)) if stored.status == RunStatus::Running => stored,
             _ => return refused,
         };
-        let Step { record, error, .. } = Step::finish(stored, Writes::default(), Err(refused));
-        let refused = error.expect("a step finished with an error keeps it");
-        match self.store().save_runs(std::slice::from_ref(&record), &[], &[]).await {
-            Ok(()) => refused,
+        let mut runs = match self.held_members(&stored).await {
+            Ok(members) => members,
             Err(error) => {
-                tracing::warn!(run_id, %error, "a run whose outcome was refused could not be ended in error");
-                refused
+                tracing::warn!(run_id, %error, "the member runs of a run whose outcome was refused could not be read");
+                return refused;
+            }
+        };
+        let now = crate::now();
+        let reason = refused.to_string();
+        for member in &mut runs {
+            mark_failed(member, &format!("its team run {run_id} ended in error: {reason}"));
+            member.updated_at = now;
+        }
+        let mut run = stored;
+        mark_failed(&mut run, &reason);
+        run.updated_at = now;
+        runs.push(run);
+        if let Err(error) = self.store().save_runs(&runs, &[], &[]).await {
+            tracing::warn!(run_id, %error, "a run whose outcome was refused could not be ended in error");
+        }
+        refused
+    }
+
+    /// The member runs of `run` that stand running: those its continue held.
+    async fn held_members(&self, run: &RunRecord) -> Result<Vec<RunRecord>> {
+        let mut held = Vec::new();
+        for member_run_id in &run.member_run_ids {
+            if let Some(member) = self.store().load_run(member_run_id).await?
+                && member.status == RunStatus::Running
+                && member.parent_run_id.as_deref() == Some(run.run_id.as_str())
+            {
+                held.push(member);
             }
         }
+        Ok(held)
     }
 
     /// Stores a step (the run, its member runs and new rows in one transaction), then reports

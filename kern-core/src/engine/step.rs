@@ -96,11 +96,16 @@ impl Step {
         record.updated_at = crate::now();
         let error = result.err();
         if let Some(error) = &error {
-            record.status = RunStatus::Error;
-            record.metadata.insert("error".into(), Value::String(error.to_string()));
+            mark_failed(&mut record, &error.to_string());
         }
         Step { record, writes, error }
     }
+}
+
+/// Marks `record` ended in error, for the reason `reason`, which its metadata keeps.
+pub(crate) fn mark_failed(record: &mut RunRecord, reason: &str) {
+    record.status = RunStatus::Error;
+    record.metadata.insert("error".into(), Value::String(reason.to_owned()));
 }
 
 /// Parses the model's argument text; empty text means no arguments. Arguments nested deeper
