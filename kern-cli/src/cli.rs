@@ -304,8 +304,8 @@ pub struct ServeArgs {
     #[arg(long, default_value = "127.0.0.1:7000")]
     pub bind: SocketAddr,
     /// Serves without authentication, every request acting as this principal: only on a
-    /// loopback address, for local use.
-    #[arg(long, value_name = "PRINCIPAL", value_parser = parse_name)]
+    /// loopback address, for local use, and never behind a proxy (not with --public-origin).
+    #[arg(long, value_name = "PRINCIPAL", value_parser = parse_name, conflicts_with = "public_origin")]
     pub open: Option<String>,
     /// The origin the inbox is reached at from outside, behind a proxy that passes requests on
     /// with a Host of its own (such as https://kern.example.com): its forms are accepted from

@@ -1,7 +1,8 @@
 //! JWT bearer tokens (the `jwt` feature): an identity provider's HS256 or RS256 token signs a
 //! caller in, `sub` naming the principal, `roles` its roles, and `scopes` (a list) or `scope`
-//! (space-separated) what it may do. Expiry is always checked; the audience and issuer when
-//! configured.
+//! (space-separated) what it may do. Expiry and, when the token has one, its start (`nbf`) are
+//! always checked; the audience and issuer when configured, and then a token without them is
+//! refused.
 
 use std::fmt;
 
@@ -47,21 +48,25 @@ impl Jwt {
     fn with(key: DecodingKey, algorithm: Algorithm) -> Self {
         let mut validation = Validation::new(algorithm);
         validation.validate_aud = false;
+        validation.validate_nbf = true;
         Jwt { key, validation }
     }
 
-    /// Accepts only tokens for `audience` (their `aud`).
+    /// Accepts only tokens for `audience` (their `aud`): a token that names no audience is
+    /// refused too, or one minted for any other service that shares the key would pass.
     #[must_use]
     pub fn audience(mut self, audience: &str) -> Self {
         self.validation.set_audience(&[audience]);
         self.validation.validate_aud = true;
+        self.validation.required_spec_claims.insert("aud".to_owned());
         self
     }
 
-    /// Accepts only tokens from `issuer` (their `iss`).
+    /// Accepts only tokens from `issuer` (their `iss`); a token that names no issuer is refused.
     #[must_use]
     pub fn issuer(mut self, issuer: &str) -> Self {
         self.validation.set_issuer(&[issuer]);
+        self.validation.required_spec_claims.insert("iss".to_owned());
         self
     }
 
@@ -70,6 +75,7 @@ impl Jwt {
         let claims = jsonwebtoken::decode::<Claims>(token, &self.key, &self.validation).map_err(|err| {
             ApiError::unauthorized(match err.kind() {
                 ErrorKind::ExpiredSignature => "Token has expired".to_owned(),
+                ErrorKind::ImmatureSignature => "Token is not valid yet".to_owned(),
                 ErrorKind::InvalidAudience => "Invalid token audience - token not valid for this server".to_owned(),
                 _ => format!("Invalid token: {err}"),
             })

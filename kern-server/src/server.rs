@@ -55,6 +55,12 @@ pub enum BuildError {
     /// The public origin given is not one.
     #[error("the public origin: {0}")]
     InvalidPublicOrigin(#[from] InvalidOrigin),
+    /// A server without authentication was given a public origin: behind a proxy on the same
+    /// host, every caller from outside would arrive from loopback, and act as its principal.
+    #[error(
+        "a server without authentication cannot be reached through a proxy: leave out the public origin, or use .auth(Auth::api_keys())"
+    )]
+    OpenBehindProxy,
 }
 
 /// Builds a [`Server`].
@@ -161,7 +167,8 @@ impl ServerBuilder {
     /// server behind a proxy that passes requests on with a `Host` of its own: the inbox's forms
     /// are accepted from it as from the server's own address. Without it, a form posted through
     /// such a proxy is refused as posted from another site. Checked by
-    /// [`build`](Self::build) ([`BuildError::InvalidPublicOrigin`]).
+    /// [`build`](Self::build) ([`BuildError::InvalidPublicOrigin`]); an open server takes none
+    /// ([`BuildError::OpenBehindProxy`]).
     pub fn public_origin(mut self, origin: impl Into<String>) -> Self {
         self.public_origin = Some(origin.into());
         self
@@ -191,6 +198,9 @@ impl ServerBuilder {
         let agents = by_id("agents", self.agents, |agent| agent.id().to_owned())?;
         let teams = by_id("teams", self.teams, |team| team.id().to_owned())?;
         let public_origin = self.public_origin.as_deref().map(PublicOrigin::parse).transpose()?;
+        if public_origin.is_some() && matches!(auth, Auth::OpenOnLoopback { .. }) {
+            return Err(BuildError::OpenBehindProxy);
+        }
         let state = AppState {
             store,
             agents: Arc::new(agents),

@@ -343,12 +343,22 @@ pub async fn forms_through_a_proxy_are_accepted_from_the_public_origin(store: Ar
     assert!(cookie.ends_with("; Secure"), "an https origin keeps the cookie to https: {cookie}");
     let plain = post_sign_in(&unaware, &unaware.admin, &[]).await;
     assert!(!plain.headers["set-cookie"].to_str().unwrap().contains("Secure"), "plain http keeps it working");
+    // A TLS proxy that keeps the Host: the browser's Origin says the page is https.
+    let kept_host = [("origin", "https://kern.example.com"), ("host", "kern.example.com")];
+    let signed_in = post_sign_in(&unaware, &unaware.admin, &kept_host).await;
+    assert_eq!(signed_in.status, StatusCode::SEE_OTHER, "{:?}", signed_in.body);
+    let cookies: Vec<_> = signed_in.headers.get_all("set-cookie").iter().map(|c| c.to_str().unwrap()).collect();
+    assert!(cookies.iter().all(|cookie| cookie.ends_with("; Secure")), "{cookies:?}");
     let elsewhere = [("origin", "https://evil.example"), ("host", "127.0.0.1:7000")];
     let forged = post_sign_in(&told, &told.admin, &elsewhere).await;
     assert_eq!(forged.status, StatusCode::FORBIDDEN);
 
-    let builder = kern_server::Server::builder().store(store).auth(kern_server::Auth::api_keys());
+    let builder = kern_server::Server::builder().store(store.clone()).auth(kern_server::Auth::api_keys());
     let Err(err) = builder.public_origin("kern.example.com").build() else { panic!("an origin without a scheme") };
     assert!(matches!(&err, kern_server::BuildError::InvalidPublicOrigin(_)), "{err:?}");
     assert!(err.to_string().contains("https://kern.example.com"), "the error shows how to write it: {err}");
+    // Behind a proxy on the same host, every caller would arrive from loopback.
+    let open = kern_server::Server::builder().store(store).auth(kern_server::Auth::open_on_loopback("me"));
+    let Err(err) = open.public_origin(public).build() else { panic!("an open server behind a proxy") };
+    assert!(matches!(err, kern_server::BuildError::OpenBehindProxy), "{err:?}");
 }

@@ -52,6 +52,15 @@ pub async fn hs256_tokens_sign_callers_in_and_are_checked(store: Arc<dyn Store>)
     let answer = app.send(Method::GET, "/approvals", Some(&elsewhere), None).await;
     assert_eq!(answer.status, StatusCode::UNAUTHORIZED);
     assert!(answer.detail().starts_with("Invalid token audience"), "{}", answer.detail());
+    let mut anywhere = claims("dave", &["admin"], 600, "kern");
+    anywhere.as_object_mut().unwrap().remove("aud");
+    let answer = app.send(Method::GET, "/approvals", Some(&hs256(&anywhere, b"test-secret")), None).await;
+    assert_eq!(answer.status, StatusCode::UNAUTHORIZED, "a token for no audience is not one for kern");
+    assert!(answer.detail().contains("aud"), "{}", answer.detail());
+    let mut early = claims("dave", &["admin"], 1200, "kern");
+    early["nbf"] = json!(chrono::Utc::now().timestamp() + 600);
+    let answer = app.send(Method::GET, "/approvals", Some(&hs256(&early, b"test-secret")), None).await;
+    assert_eq!((answer.status, answer.detail()), (StatusCode::UNAUTHORIZED, "Token is not valid yet"));
     let forged = hs256(&claims("dave", &["admin"], 600, "kern"), b"guessed");
     let answer = app.send(Method::GET, "/approvals", Some(&forged), None).await;
     assert_eq!(answer.status, StatusCode::UNAUTHORIZED);

@@ -74,6 +74,8 @@ async fn serve_answers_http_until_interrupted() {
         db.kern(&["serve", "--bind", "0.0.0.0:0", "--open", "admin"]).fails(2);
         let refused = db.kern(&["serve", "--bind", "127.0.0.1:0", "--public-origin", "kern.example.com/inbox"]);
         assert!(refused.fails(2).contains("is not an origin"), "{refused:?}");
+        let proxied = db.kern(&["serve", "--open", "admin", "--public-origin", "https://kern.example.com"]);
+        assert!(proxied.fails(2).contains("cannot be used with"), "an open server behind a proxy: {proxied:?}");
     })
     .await;
 }

@@ -7,7 +7,7 @@
 use std::time::Duration;
 
 use axum::extract::{Path, State};
-use axum::http::header::SET_COOKIE;
+use axum::http::header::{ORIGIN, SET_COOKIE};
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::Response;
 use kern_core::keys::{Scope, parse_token};
@@ -53,7 +53,7 @@ fn sign_in_page(state: &AppState, headers: &HeaderMap, status: StatusCode, error
     let cookie = format!(
         "{SIGN_IN_COOKIE}={csrf}; HttpOnly; SameSite=Strict; Path={SIGN_IN}; Max-Age={}{}",
         SIGN_IN_FORM_LIFETIME.as_secs(),
-        secure(state)
+        secure(state, headers)
     );
     set_cookie(&mut response, &cookie)?;
     Ok(response)
@@ -94,18 +94,26 @@ pub async fn sign_in(State(state): State<AppState>, headers: HeaderMap, form: Fo
     let session = format!(
         "{COOKIE_NAME}={token}; HttpOnly; SameSite=Strict; Path=/; Max-Age={}{}",
         LIFETIME.as_secs(),
-        secure(&state)
+        secure(&state, &headers)
     );
     set_cookie(&mut response, &session)?;
     // The form's token has served.
-    let spent = format!("{SIGN_IN_COOKIE}=; HttpOnly; SameSite=Strict; Path={SIGN_IN}; Max-Age=0{}", secure(&state));
+    let spent =
+        format!("{SIGN_IN_COOKIE}=; HttpOnly; SameSite=Strict; Path={SIGN_IN}; Max-Age=0{}", secure(&state, &headers));
     set_cookie(&mut response, &spent)?;
     Ok(response)
 }
 
-/// The `Secure` attribute of the inbox's cookies, when they are kept to https.
-fn secure(state: &AppState) -> &'static str {
-    if state.secure_cookies { "; Secure" } else { "" }
+/// The `Secure` attribute of the inbox's cookies, when they are kept to https: the server
+/// was told so, or the browser says the form it posts is on an https page (its `Origin`),
+/// which a TLS proxy that keeps the `Host` leaves the server no other way to know. Without
+/// it, the session cookie would go out in clear on the first `http://` visit after.
+fn secure(state: &AppState, headers: &HeaderMap) -> &'static str {
+    let https_page = headers
+        .get(ORIGIN)
+        .and_then(|origin| origin.to_str().ok())
+        .is_some_and(|origin| origin.to_ascii_lowercase().starts_with("https://"));
+    if state.secure_cookies || https_page { "; Secure" } else { "" }
 }
 
 /// Adds `cookie` to what `response` sets.
