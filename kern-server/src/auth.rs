@@ -70,8 +70,23 @@ pub struct Caller {
     /// Set when the caller sees only the rows and runs of its own user (isolation on, and no
     /// admin scope).
     own_user: Option<String>,
-    /// False on an open server: the principal was not proven.
-    authenticated: bool,
+    /// What signed the caller in, to ask again during a long request.
+    credential: Credential,
+}
+
+/// What signed a caller in: an event stream asks it again as it goes (see
+/// [`Caller::still_signed_in`]).
+#[derive(Debug, Clone)]
+enum Credential {
+    /// An open server: nothing was proven, and nothing can lapse.
+    Open,
+    /// The API key of this id.
+    Key(String),
+    /// The inbox session of this token digest.
+    Session([u8; 32]),
+    /// A JWT valid until this time (epoch seconds).
+    #[cfg(feature = "jwt")]
+    Token { expires_at: i64 },
 }
 
 impl Caller {
@@ -110,7 +125,7 @@ impl Caller {
     /// reference.
     pub fn decider(&self, named: Option<String>) -> Principal {
         match named {
-            Some(id) if !self.authenticated => Principal::new(id),
+            Some(id) if !self.authenticated() => Principal::new(id),
             _ => self.principal.clone(),
         }
     }
@@ -118,7 +133,30 @@ impl Caller {
     /// The user a run acts for: the authenticated principal, or on an open server the user the
     /// request names.
     pub fn run_user(&self, requested: Option<String>) -> Option<String> {
-        if self.authenticated { Some(self.principal.id.clone()) } else { requested }
+        if self.authenticated() { Some(self.principal.id.clone()) } else { requested }
+    }
+
+    /// False on an open server: the principal was not proven.
+    fn authenticated(&self) -> bool {
+        !matches!(self.credential, Credential::Open)
+    }
+
+    /// True while what signed the caller in still does: its API key is not revoked, its
+    /// session is open (and its key not revoked), its token has not expired. A request checks
+    /// once as it starts; one that goes on (an event stream) asks again, so that revoking a
+    /// key, signing out or a token's expiry ends it too.
+    pub(crate) async fn still_signed_in(&self, state: &AppState) -> ApiResult<bool> {
+        let key_id = match &self.credential {
+            Credential::Open => return Ok(true),
+            Credential::Key(key_id) => key_id.clone(),
+            Credential::Session(digest) => match state.sessions.find_by_digest(digest) {
+                Some(session) => session.key_id,
+                None => return Ok(false),
+            },
+            #[cfg(feature = "jwt")]
+            Credential::Token { expires_at } => return Ok(chrono::Utc::now().timestamp() < *expires_at),
+        };
+        Ok(state.store.api_key(&key_id).await?.is_some_and(|key| key.revoked_at.is_none()))
     }
 }
 
@@ -156,7 +194,7 @@ impl FromRequestParts<AppState> for Caller {
                     principal: Principal::new(principal.clone()),
                     scopes: vec![Scope::Admin],
                     own_user: None,
-                    authenticated: false,
+                    credential: Credential::Open,
                 })
             }
             _ if !parts.headers.contains_key(AUTHORIZATION)
@@ -172,9 +210,9 @@ impl FromRequestParts<AppState> for Caller {
                 if token.starts_with(kern_core::keys::TOKEN_PREFIX) {
                     return api_key_caller(state, token).await;
                 }
-                let (principal, scopes) = jwt.verify(token)?;
+                let (principal, scopes, expires_at) = jwt.verify(token)?;
                 let own_user = (state.user_isolation && !scopes.contains(&Scope::Admin)).then(|| principal.id.clone());
-                Ok(Caller { principal, scopes, own_user, authenticated: true })
+                Ok(Caller { principal, scopes, own_user, credential: Credential::Token { expires_at } })
             }
         }
     }
@@ -186,7 +224,9 @@ impl Caller {
     pub(crate) async fn of_session(state: &AppState, token: &str) -> Result<(Caller, Session), ApiError> {
         let session = state.sessions.find(token).ok_or_else(signed_out)?;
         let key = state.store.api_key(&session.key_id).await?.filter(|key| key.revoked_at.is_none());
-        key.map(|key| (key_caller(state, key), session)).ok_or_else(signed_out)
+        let key = key.ok_or_else(signed_out)?;
+        let caller = Caller { credential: Credential::Session(session::digest(token)), ..key_caller(state, key) };
+        Ok((caller, session))
     }
 }
 
@@ -224,7 +264,7 @@ pub(crate) async fn api_key_caller(state: &AppState, token: &str) -> Result<Call
 /// The caller an accepted API key signs in.
 fn key_caller(state: &AppState, key: ApiKey) -> Caller {
     let own_user = (state.user_isolation && !key.grants(Scope::Admin)).then(|| key.principal.clone());
-    Caller { principal: key.principal(), scopes: key.scopes, own_user, authenticated: true }
+    Caller { principal: key.principal(), scopes: key.scopes, own_user, credential: Credential::Key(key.id) }
 }
 
 /// True when a `Host` header names the loopback interface (`localhost`, an address of

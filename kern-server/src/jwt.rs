@@ -70,8 +70,9 @@ impl Jwt {
         self
     }
 
-    /// The principal and scopes of `token`, or a 401 in the reference's words.
-    pub(crate) fn verify(&self, token: &str) -> Result<(Principal, Vec<Scope>), ApiError> {
+    /// The principal and scopes of `token` and when it expires (epoch seconds), or a 401 in
+    /// the reference's words.
+    pub(crate) fn verify(&self, token: &str) -> Result<(Principal, Vec<Scope>, i64), ApiError> {
         let claims = jsonwebtoken::decode::<Claims>(token, &self.key, &self.validation).map_err(|err| {
             ApiError::unauthorized(match err.kind() {
                 ErrorKind::ExpiredSignature => "Token has expired".to_owned(),
@@ -80,14 +81,14 @@ impl Jwt {
                 _ => format!("Invalid token: {err}"),
             })
         })?;
-        let Claims { sub, roles, scopes, scope } = claims.claims;
+        let Claims { sub, roles, scopes, scope, exp } = claims.claims;
         if sub.is_empty() || !kern_core::limits::is_key(&sub) {
             return Err(ApiError::unauthorized("Invalid token: `sub` must name the principal"));
         }
         let named = scopes.into_iter().chain(scope.split_whitespace().map(str::to_owned));
         // Scopes of other systems in the same token are not kern's to judge.
         let scopes = named.filter_map(|text| text.parse().ok()).collect();
-        Ok((Principal { id: sub, roles }, scopes))
+        Ok((Principal { id: sub, roles }, scopes, exp))
     }
 }
 
@@ -101,4 +102,6 @@ struct Claims {
     scopes: Vec<String>,
     #[serde(default)]
     scope: String,
+    /// Always present: validation requires it.
+    exp: i64,
 }

@@ -87,12 +87,16 @@ impl Sessions {
 
     /// The live session of `token`, if any.
     pub fn find(&self, token: &str) -> Option<Session> {
+        self.find_by_digest(&digest(token))
+    }
+
+    /// The live session whose token has digest `key`, if any.
+    pub(crate) fn find_by_digest(&self, key: &[u8; 32]) -> Option<Session> {
         let mut table = self.table.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        let key = digest(token);
-        match table.get(&key) {
+        match table.get(key) {
             Some(session) if session.expires > Instant::now() => Some(session.clone()),
             Some(_) => {
-                table.remove(&key);
+                table.remove(key);
                 None
             }
             None => None,
@@ -132,7 +136,7 @@ pub fn random_hex() -> Result<String, getrandom::Error> {
     Ok(bytes.iter().map(|byte| format!("{byte:02x}")).collect())
 }
 
-fn digest(token: &str) -> [u8; 32] {
+pub(crate) fn digest(token: &str) -> [u8; 32] {
     Sha256::digest(token.as_bytes()).into()
 }
 

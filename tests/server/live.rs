@@ -157,6 +157,30 @@ pub async fn an_event_arrives_after_a_resolve_and_resumes_without_loss(store: Ar
     assert_eq!(negative.status(), 422);
 }
 
+/// A stream asks again as it goes whether its caller is signed in: revoking the key it was
+/// opened with ends it.
+pub async fn revoking_a_key_ends_its_event_streams(store: Arc<dyn Store>) {
+    let app = App::new(store.clone()).await;
+    let base = serve(store.clone()).await;
+    let mut stream =
+        reqwest::Client::new().get(format!("{base}/events")).bearer_auth(&app.reader).send().await.unwrap();
+    assert_eq!(stream.status(), 200);
+    app.paused_refund("alice").await;
+    assert_eq!(read_events(&mut stream, 1).await[0].1, "approval.created");
+
+    let key_id = kern::keys::parse_token(&app.reader).unwrap().0.to_owned();
+    store.revoke_api_key(&key_id).await.unwrap();
+    loop {
+        let chunk = tokio::time::timeout(Duration::from_secs(10), stream.chunk())
+            .await
+            .expect("the stream ends within 10 s of the key's revocation")
+            .unwrap();
+        if chunk.is_none() {
+            break;
+        }
+    }
+}
+
 pub async fn concurrent_resolves_of_one_row_give_one_winner(store: Arc<dyn Store>) {
     let app = App::new(store.clone()).await;
     let base = serve(store).await;

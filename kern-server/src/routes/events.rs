@@ -13,7 +13,7 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::convert::Infallible;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use axum::extract::State;
 use axum::http::HeaderMap;
@@ -38,6 +38,11 @@ use crate::wire::approval::TrailEventResponse;
 /// lost, and on the delay of a run's change made by another process on SQLite (its store reads
 /// only the trail's growth; Postgres announces runs' changes too).
 const WAKE_AT_LEAST_EVERY: Duration = Duration::from_secs(1);
+
+/// How often a stream asks again whether its caller is still signed in (see
+/// [`Caller::still_signed_in`]): a revoked key, a closed session or an expired token ends the
+/// stream within about this long.
+const CREDENTIAL_RECHECK: Duration = Duration::from_secs(1);
 
 /// How long a stream waits after the store failed to answer.
 const RETRY_AFTER_FAILURE: Duration = Duration::from_secs(1);
@@ -99,9 +104,10 @@ pub async fn events(
         None => state.store.last_event_seq().await?,
     });
     let runs = RunFollower { since: kern_core::now(), read_on: None, last: HashMap::new() };
-    let feed = Feed { state, caller, trail, ready: VecDeque::new(), visible: HashMap::new(), runs };
+    let checked = Instant::now();
+    let feed = Feed { state, caller, checked, trail, ready: VecDeque::new(), visible: HashMap::new(), runs };
     let stream = futures_util::stream::unfold(feed, |mut feed| async move {
-        let event = feed.next().await;
+        let event = feed.next().await?;
         Some((Ok(event), feed))
     });
     Ok(Sse::new(stream).keep_alive(KeepAlive::default()))
@@ -111,6 +117,8 @@ pub async fn events(
 struct Feed {
     state: AppState,
     caller: Caller,
+    /// When the caller was last found signed in.
+    checked: Instant,
     /// Where it stands in the trail, and the gaps in its `seq`s it waits on.
     trail: TrailReader,
     /// Frames ready to send, in order.
@@ -171,11 +179,15 @@ fn read_on(start: DateTime<Utc>, full: bool, last_written: Option<DateTime<Utc>>
 }
 
 impl Feed {
-    /// The next event the caller may see, waiting for one.
-    async fn next(&mut self) -> Event {
+    /// The next event the caller may see, waiting for one; `None` once the caller is no
+    /// longer signed in, which ends the stream.
+    async fn next(&mut self) -> Option<Event> {
         loop {
+            if !self.still_signed_in().await {
+                return None;
+            }
             if let Some(frame) = self.ready.pop_front() {
-                return frame;
+                return Some(frame);
             }
             match self.state.store.runs_changed_since(self.runs.start(), RUN_BATCH).await {
                 Ok(runs) => {
@@ -213,6 +225,25 @@ impl Feed {
             {
                 tracing::warn!(error = %err, "the event stream could not follow the trail");
                 tokio::time::sleep(RETRY_AFTER_FAILURE).await;
+            }
+        }
+    }
+
+    /// False once the caller is found signed out, asked at most every
+    /// [`CREDENTIAL_RECHECK`]. A failed check is no answer: the stream goes on, to ask again.
+    async fn still_signed_in(&mut self) -> bool {
+        if self.checked.elapsed() < CREDENTIAL_RECHECK {
+            return true;
+        }
+        match self.caller.still_signed_in(&self.state).await {
+            Ok(true) => {
+                self.checked = Instant::now();
+                true
+            }
+            Ok(false) => false,
+            Err(err) => {
+                tracing::warn!(error = %err.detail, "the event stream could not check its caller");
+                true
             }
         }
     }
