@@ -322,6 +322,32 @@ async fn a_panicking_tool_is_a_failed_call() {
     assert_eq!(run.content.as_deref(), Some("Done. explode: error: the tool panicked: boom"));
 }
 
+/// A tool that panics as it is called, or whose approval condition panics, fails its own call
+/// only: the run and the other calls of its turn go on.
+#[tokio::test]
+async fn a_tool_panicking_as_it_is_called_or_in_its_condition_fails_only_its_call() {
+    let calls = [("brittle_call", json!({})), ("brittle_condition", json!({})), ("add", json!({"a": 1, "b": 2}))];
+    let model = ScriptedModel::new().when_user_contains("snap", Reply::calls(calls));
+    let store: Arc<dyn Store> = Arc::new(MemoryDb::new());
+    let agent = Agent::builder()
+        .model(model)
+        .tool(Brittle::Call)
+        .tool(Brittle::Condition)
+        .tool(Add)
+        .db(store.clone())
+        .build()
+        .unwrap();
+    let run = agent.run("snap").await.unwrap();
+    assert_eq!(run.status, RunStatus::Completed);
+    let statuses: Vec<_> = run.tools.iter().map(|tool| tool.status).collect();
+    assert_eq!(statuses, [ToolCallStatus::Failed, ToolCallStatus::Failed, ToolCallStatus::Succeeded]);
+    let results: Vec<String> = run.tools.iter().map(|tool| tool.result.clone().unwrap().to_string()).collect();
+    assert!(results[0].contains("the tool panicked: snapped"), "{results:?}");
+    assert!(results[1].contains("approval condition panicked: the condition snapped"), "{results:?}");
+    let rows = store.list_approvals(&ApprovalQuery::default().run_id(&run.run_id)).await.unwrap();
+    assert_eq!(rows.total, 0, "a call whose condition failed asks nobody");
+}
+
 /// A model that panics: when asked anything, or, with a script, once it is given a tool's
 /// result (answering by the script until then).
 struct Panicking(Option<ScriptedModel>);

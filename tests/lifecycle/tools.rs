@@ -223,3 +223,37 @@ impl Tool for FlushCache {
         })
     }
 }
+
+/// A hand-written tool that panics where a macro's cannot: as it is called, before it returns
+/// its future, or (with an approval) in its approval condition.
+pub enum Brittle {
+    /// `brittle_call`: panics as it is called.
+    Call,
+    /// `brittle_condition`: needs approval, and its condition panics.
+    Condition,
+}
+
+impl Tool for Brittle {
+    fn definition(&self) -> kern::tools::ToolDefinition {
+        let schema = json!({"type": "object", "properties": {}, "additionalProperties": false});
+        let (name, hitl, policy) = match self {
+            Brittle::Call => ("brittle_call", kern::tools::Hitl::None, None),
+            Brittle::Condition => {
+                ("brittle_condition", kern::tools::Hitl::Confirmation, Some(kern::approval::ApprovalPolicy::REQUIRED))
+            }
+        };
+        kern::tools::ToolDefinition::new(name, "Break.", schema, hitl, policy)
+    }
+
+    fn call<'a>(
+        &'a self,
+        _: &'a RunContext,
+        _args: Value,
+    ) -> kern::BoxFuture<'a, Result<Value, kern::tools::ToolError>> {
+        panic!("snapped")
+    }
+
+    fn needs_approval(&self, _args: &Value) -> Result<bool, kern::tools::ToolError> {
+        panic!("the condition snapped")
+    }
+}

@@ -333,7 +333,7 @@ impl Runner {
                     // A tool's `when` condition may find that a call to confirm needs no approval;
                     // user input and external execution always need a person.
                     let conditional = definition.requires_approval() && pause_type == PauseType::Confirmation;
-                    let needed = if conditional { entry.tool.needs_approval(&args) } else { Ok(true) };
+                    let needed = if conditional { needs_approval(&*entry.tool, &args) } else { Ok(true) };
                     match needed {
                         Ok(true) => {
                             record.requirements.push(requirement);
@@ -450,8 +450,10 @@ impl Runner {
             );
             let edit = invocation.edited_from.map(|from| (from, invocation.args.clone()));
             let approval_id = invocation.context.approval_id.clone();
-            let call = AssertUnwindSafe(invocation.tool.call(&invocation.context, invocation.args));
-            // A panicking tool is a failed call, told to the model like any other failure.
+            // A panicking tool is a failed call, told to the model like any other failure: one
+            // that panics as it is called, before its future exists, as one that panics in it.
+            let (tool, context, args) = (&invocation.tool, &invocation.context, invocation.args);
+            let call = AssertUnwindSafe(async move { tool.call(context, args).await });
             let result = call.catch_unwind().instrument(span).await.unwrap_or_else(|panic| {
                 Err(ToolError::Failed(format!("the tool panicked: {}", panic_message(panic.as_ref()))))
             });
@@ -512,4 +514,13 @@ impl Runner {
             idempotency_key: approval_id.map(|id| format!("{id}:{tool_call_id}")),
         }
     }
+}
+
+/// Whether `tool`'s call with `args` needs its approval (its `when` condition). A condition
+/// that panics fails the call, told to the model, as a tool that panics does: it must not end
+/// the whole run, with the other calls of its turn.
+fn needs_approval(tool: &dyn Tool, args: &Value) -> std::result::Result<bool, ToolError> {
+    std::panic::catch_unwind(AssertUnwindSafe(|| tool.needs_approval(args))).unwrap_or_else(|panic| {
+        Err(ToolError::Failed(format!("the tool's approval condition panicked: {}", panic_message(panic.as_ref()))))
+    })
 }
