@@ -79,6 +79,7 @@ impl From<Error> for Failure {
             | Error::DuplicateVote { .. }
             | Error::RunNotPaused { .. }
             | Error::RunNotStale { .. }
+            | Error::RunTakenOver { .. }
             | Error::MemberRun { .. }
             | Error::DecideAsPrincipal { .. } => Code::Conflict,
             Error::NotEligible { .. } | Error::EditNotAllowed { .. } => Code::Refused,

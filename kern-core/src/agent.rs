@@ -114,8 +114,11 @@ impl Agent {
     /// The tool of an approved call may already have run before the continue died, so it may
     /// run again: with the same idempotency key (`approval_id:tool_call_id`, see
     /// [`RunContext::idempotency_key`](crate::tools::RunContext::idempotency_key)), which is how
-    /// a tool makes a second run harmless. Pick `stale_after` longer than the longest continue
-    /// can take, so that no continue still under way is recovered too.
+    /// a tool makes a second run harmless. A continue under way renews its claim every 20 s
+    /// ([`Store::renew_claim`](crate::store::Store::renew_claim)), so that it is not taken for
+    /// dead however long its tools take: pick `stale_after` well above that (a minute or more).
+    /// A continue that could not renew for `stale_after` may be taken over all the same; it
+    /// then stores nothing ([`Error::RunTakenOver`](crate::Error::RunTakenOver)).
     pub async fn recover_run(&self, run_id: &str, stale_after: Duration) -> Result<RunOutput> {
         let span = tracing::info_span!("kern.recover", agent_id = self.id(), run_id);
         self.cycle.recover_run(run_id, stale_after, span).await

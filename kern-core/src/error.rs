@@ -64,6 +64,18 @@ pub enum Error {
         /// Its current status.
         status: RunStatus,
     },
+    /// The run was taken over while a continue or recovery held it: its claim went without
+    /// renewal for longer than `stale_after` (the database could not be written, say), and a
+    /// recovery reclaimed it, or an admin released it. The holder's outcome is not stored; the
+    /// run's is the taker's to store.
+    #[error(
+        "run `{run_id}` was taken over while this continue held it (a recovery or release found it stale): its \
+         outcome is not stored, and the run is left to whoever took it"
+    )]
+    RunTakenOver {
+        /// The run's id.
+        run_id: String,
+    },
     /// The run belongs to another agent or team, which alone may continue it.
     #[error("run `{run_id}` belongs to {owner}")]
     ForeignRun {

@@ -69,6 +69,14 @@ pub trait Store: Send + Sync + 'static {
     /// less than `stale_after` ago).
     fn reclaim_run<'a>(&'a self, run_id: &'a str, stale_after: Duration) -> BoxFuture<'a, Result<RunRecord>>;
 
+    /// Renews the claim on run `run_id` that a continue or recovery has held since `held_at`
+    /// (the `updated_at` its claim or its last renewal left), so that a continue that outlives
+    /// `stale_after` is not taken for dead: a compare-and-set that stamps the run `now` and
+    /// returns the new stamp. Errors: [`Error::RunTakenOver`](crate::Error::RunTakenOver) when
+    /// the run no longer stands as held (reclaimed, released, or no longer running),
+    /// [`Error::RunNotFound`](crate::Error::RunNotFound).
+    fn renew_claim<'a>(&'a self, run_id: &'a str, held_at: DateTime<Utc>) -> BoxFuture<'a, Result<DateTime<Utc>>>;
+
     /// Hands a run a continue claimed and never finished back to whoever continues runs: a run
     /// that is `running` and was last written at or before `now - stale_after` (see
     /// [`backend::stale_cutoff`]) becomes `paused` with `updated_at = now` in one
@@ -283,6 +291,10 @@ impl<S: Store + ?Sized> Store for std::sync::Arc<S> {
 
     fn reclaim_run<'a>(&'a self, run_id: &'a str, stale_after: Duration) -> BoxFuture<'a, Result<RunRecord>> {
         (**self).reclaim_run(run_id, stale_after)
+    }
+
+    fn renew_claim<'a>(&'a self, run_id: &'a str, held_at: DateTime<Utc>) -> BoxFuture<'a, Result<DateTime<Utc>>> {
+        (**self).renew_claim(run_id, held_at)
     }
 
     fn release_stale_run<'a>(&'a self, run_id: &'a str, stale_after: Duration) -> BoxFuture<'a, Result<RunRecord>> {

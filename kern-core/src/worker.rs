@@ -436,7 +436,13 @@ impl Worker {
                 state.paused_again(&run_id, waiting);
             }
             // Done, or another worker's claim came first: nothing of this run to wait out.
-            Ok(_) | Err(Error::RunNotPaused { .. } | Error::RunNotStale { .. } | Error::ApprovalPending { .. }) => {
+            Ok(_)
+            | Err(
+                Error::RunNotPaused { .. }
+                | Error::RunNotStale { .. }
+                | Error::RunTakenOver { .. }
+                | Error::ApprovalPending { .. },
+            ) => {
                 state.retries.remove(&run_id);
             }
             Err(_) => state.retry_later(&run_id, true),
@@ -455,9 +461,14 @@ impl Worker {
                     }
                 }
             }
-            // Another worker claimed the run first (or it stopped being stale, or a row was
-            // reopened by a concurrent writer): nothing to do here.
-            Err(Error::RunNotPaused { .. } | Error::RunNotStale { .. } | Error::ApprovalPending { .. }) => {
+            // Another worker claimed the run first (or it stopped being stale, or took it over
+            // from this one, or a row was reopened by a concurrent writer): nothing to do here.
+            Err(
+                Error::RunNotPaused { .. }
+                | Error::RunNotStale { .. }
+                | Error::RunTakenOver { .. }
+                | Error::ApprovalPending { .. },
+            ) => {
                 self.stats.add_lost_claim();
                 return;
             }

@@ -37,6 +37,14 @@ macro_rules! handle {
                 self.inner.reclaim_run(run_id, stale_after)
             }
 
+            fn renew_claim<'a>(
+                &'a self,
+                run_id: &'a str,
+                held_at: ::chrono::DateTime<::chrono::Utc>,
+            ) -> ::kern_core::BoxFuture<'a, ::kern_core::Result<::chrono::DateTime<::chrono::Utc>>> {
+                self.inner.renew_claim(run_id, held_at)
+            }
+
             fn release_stale_run<'a>(
                 &'a self,
                 run_id: &'a str,

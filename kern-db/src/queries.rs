@@ -84,6 +84,9 @@ pub(crate) struct Queries {
     /// The compare-and-set on a run a continue left running: `$1` run id, `$2` now, `$3` the
     /// latest `updated_at` that counts as stale.
     pub(crate) reclaim_run: String,
+    /// The compare-and-set that renews a held claim: `$1` run id, `$2` now, `$3` the
+    /// `updated_at` the holder left.
+    pub(crate) renew_claim: String,
     /// [`reclaim_run`](Self::reclaim_run) that hands the run back as `paused`.
     pub(crate) release_run: String,
     /// The running member runs of team run `$1`, paused (at `$2`) when the team run is stale
@@ -199,6 +202,10 @@ impl Queries {
             reclaim_run: format!(
                 "UPDATE {runs} SET updated_at = $2 \
                  WHERE run_id = $1 AND status = '{running}' AND updated_at <= $3 RETURNING {RUN_COLUMNS}"
+            ),
+            renew_claim: format!(
+                "UPDATE {runs} SET updated_at = $2 \
+                 WHERE run_id = $1 AND status = '{running}' AND updated_at = $3 RETURNING {RUN_COLUMNS}"
             ),
             release_members: format!(
                 "UPDATE {runs} SET status = '{paused}', updated_at = $2 \

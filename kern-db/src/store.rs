@@ -620,6 +620,21 @@ impl<DB: Driver> Store for SqlStore<DB> {
         })
     }
 
+    fn renew_claim<'a>(&'a self, run_id: &'a str, held_at: DateTime<Utc>) -> BoxFuture<'a, Result<DateTime<Utc>>> {
+        Box::pin(async move {
+            if !is_key(run_id) {
+                return Err(Error::RunNotFound(run_id.to_owned()));
+            }
+            // Unlike a claim, a renewal changes nothing another process waits on: it is not
+            // announced.
+            let stmt = self.stamp_run(&self.queries.renew_claim, run_id, kern_core::now()).bind(held_at);
+            match self.pools.write(stmt, codec::run).await?.pop() {
+                Some(run) => Ok(run.updated_at),
+                None => Err(self.why_not(run_id, |_| Error::RunTakenOver { run_id: run_id.to_owned() }).await?),
+            }
+        })
+    }
+
     /// A team run is released with the member runs its dead continue held, in one transaction:
     /// released alone, it would wait on members no continue could resume.
     fn release_stale_run<'a>(&'a self, run_id: &'a str, stale_after: Duration) -> BoxFuture<'a, Result<RunRecord>> {

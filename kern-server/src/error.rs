@@ -93,6 +93,7 @@ impl From<Error> for ApiError {
             | Error::DuplicateVote { .. }
             | Error::RunNotPaused { .. }
             | Error::RunNotStale { .. }
+            | Error::RunTakenOver { .. }
             | Error::MemberRun { .. }
             | Error::DecideAsPrincipal { .. } => Self::conflict(detail),
             Error::NotEligible { .. } | Error::EditNotAllowed { .. } => Self::forbidden(detail),

@@ -175,10 +175,10 @@ impl ServerBuilder {
     }
 
     /// How long a run may stay `running` before the inbox offers to recover it, and the least
-    /// `POST /runs/{run_id}/release` waits (10 minutes by default, as a worker's): longer than a
-    /// continue (its tools and model turns) should ever take, and no shorter than the
-    /// `stale_after` of a worker beside the server, or a continue still under way may be
-    /// recovered and run its approved tools twice.
+    /// `POST /runs/{run_id}/release` waits (10 minutes by default, as a worker's), counted from
+    /// the claim's last renewal (a continue under way renews it every 20 s): no shorter than the
+    /// `stale_after` of a worker beside the server, or a continue that could not renew for a
+    /// while may be recovered and run its approved tools twice.
     pub fn stale_after(mut self, stale_after: Duration) -> Self {
         self.stale_after = stale_after;
         self

@@ -264,6 +264,15 @@ impl Store for ProbeStore {
         self.inner.reclaim_run(run_id, stale_after)
     }
 
+    fn renew_claim<'a>(
+        &'a self,
+        run_id: &'a str,
+        held_at: chrono::DateTime<chrono::Utc>,
+    ) -> BoxFuture<'a, Result<chrono::DateTime<chrono::Utc>>> {
+        self.log("renew_claim");
+        self.inner.renew_claim(run_id, held_at)
+    }
+
     fn release_stale_run<'a>(&'a self, run_id: &'a str, stale_after: Duration) -> BoxFuture<'a, Result<RunRecord>> {
         self.log("release_stale_run");
         self.inner.release_stale_run(run_id, stale_after)

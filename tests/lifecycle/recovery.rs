@@ -217,6 +217,60 @@ async fn a_team_run_whose_member_row_is_gone_goes_back_to_paused(backend: Backen
     assert!(ran(&member_run_id).is_empty());
 }
 
+/// An agent whose model asks for `long_export`, which takes 45 s, or `delete_user_data`.
+fn exporter(store: Arc<dyn Store>) -> Agent {
+    let model = ScriptedModel::new()
+        .when_user_contains("export", Reply::call("long_export", json!({})))
+        .when_user_contains("delete", Reply::call("delete_user_data", json!({"user_id": "42"})));
+    Agent::builder().id("ops").model(model).tool(LongExport).tool(DeleteUserData).db(store).build().unwrap()
+}
+
+/// Waits (on the paused clock) until `long_export` has started in run `run_id`.
+async fn export_started(run_id: &str) {
+    while ran(run_id).is_empty() {
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+}
+
+/// A continue that takes longer than its claim goes unrenewed renews it as it goes, so that it
+/// is not taken for dead; one that ends sooner writes nothing more.
+#[tokio::test(start_paused = true)]
+async fn a_long_continue_renews_its_claim() {
+    let probe = Arc::new(ProbeStore::over(Arc::new(MemoryDb::new())));
+    let store: Arc<dyn Store> = probe.clone();
+    let agent = exporter(store.clone());
+    let (run, _) = approved_run(&agent, &*store, "export everything").await;
+    let done = agent.continue_run(&run.run_id, vec![]).await.unwrap();
+    assert_eq!(done.status, RunStatus::Completed);
+    let renewals = probe.calls().iter().filter(|call| **call == "renew_claim").count();
+    assert_eq!(renewals, 2, "at 20 s and 40 s: {:?}", probe.calls());
+
+    let (quick, _) = approved_run(&agent, &*store, "delete user 42").await;
+    let before = probe.calls().len();
+    assert_eq!(agent.continue_run(&quick.run_id, vec![]).await.unwrap().status, RunStatus::Completed);
+    assert!(!probe.calls()[before..].contains(&"renew_claim"), "{:?}", probe.calls());
+}
+
+/// A continue whose run was taken over while it ran (here, reclaimed at once) does not store its
+/// outcome over the taker's: it says so, and the run stands as the taker left it.
+#[tokio::test(start_paused = true)]
+async fn a_continue_whose_run_was_taken_over_does_not_store_its_outcome() {
+    let store: Arc<dyn Store> = Arc::new(MemoryDb::new());
+    let agent = exporter(store.clone());
+    let (run, _) = approved_run(&agent, &*store, "export everything").await;
+    let continued = tokio::spawn({
+        let agent = agent.clone();
+        let run_id = run.run_id.clone();
+        async move { agent.continue_run(&run_id, vec![]).await }
+    });
+    export_started(&run.run_id).await;
+    let taken = store.reclaim_run(&run.run_id, Duration::ZERO).await.unwrap();
+
+    let err = continued.await.unwrap().unwrap_err();
+    assert!(matches!(&err, Error::RunTakenOver { run_id } if *run_id == run.run_id), "{err:?}");
+    assert_eq!(store.load_run(&run.run_id).await.unwrap(), Some(taken), "the taker's to store");
+}
+
 /// The tool ran but its outcome was never stored, so it runs again on recovery, under the
 /// same idempotency key.
 #[tokio::test]

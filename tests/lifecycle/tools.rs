@@ -257,3 +257,13 @@ impl Tool for Brittle {
         panic!("the condition snapped")
     }
 }
+
+/// Export every record: it takes 45 s (of a test's paused clock), longer than a continue's
+/// claim goes unrenewed.
+#[approval]
+#[tool(requires_confirmation)]
+pub async fn long_export(context: &RunContext) -> String {
+    log("long_export", context, json!({}));
+    tokio::time::sleep(std::time::Duration::from_secs(45)).await;
+    "exported".to_owned()
+}

@@ -86,6 +86,7 @@ suite! {
         runs::of_16_concurrent_claims_exactly_one_wins,
         runs::claiming_a_missing_or_unpaused_run_fails,
         runs::reclaiming_a_stale_run_returns_it_stamped_now,
+        runs::a_held_claim_is_renewed_until_it_is_taken_over,
         runs::only_a_running_run_can_be_reclaimed,
         runs::a_recent_claim_is_not_stale,
         runs::of_16_concurrent_reclaims_exactly_one_wins,

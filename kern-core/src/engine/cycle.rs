@@ -16,6 +16,7 @@ use tracing::Instrument;
 
 use super::delegation::{MemberPlan, Roster, Waiting};
 use super::gate::{Decision, Verdict};
+use super::hold::Hold;
 use super::runner::Runner;
 use super::step::{Identity, RunRequest, Step, Writes, mark_failed};
 use crate::approval::{ApprovalStatus, Principal};
@@ -231,6 +232,8 @@ impl Cycle {
     /// every member run held go back to paused. A `recovery`'s executions say so on the trail.
     async fn resume_held(&self, mut record: RunRecord, plan: Plan<'_>, recovery: bool) -> Result<RunOutput> {
         let Plan { decisions, members, finished_members } = plan;
+        // The claim's stamp, which its renewals move on while the run resumes.
+        let held_at = record.updated_at;
         // What a recovery runs of the calls the dead continue held may have run before.
         let held_rows: HashSet<String> = decisions
             .iter()
@@ -241,9 +244,13 @@ impl Cycle {
             self.release(record, &held).await?;
             return Err(error);
         }
-        let mut writes = Writes::default();
-        Roster::resume(&mut record, members, &mut writes).await;
-        let mut step = self.runner.resume(record, decisions, writes).await;
+        let run_id = record.run_id.clone();
+        let resumed = async {
+            let mut writes = Writes::default();
+            Roster::resume(&mut record, members, &mut writes).await;
+            self.runner.resume(record, decisions, writes).await
+        };
+        let mut step = Hold::new(self.store(), &run_id, held_at).keep(resumed).await?;
         for execution in &mut step.writes.executions {
             execution.recovered = recovery && held_rows.contains(&execution.approval_id);
         }

@@ -517,6 +517,20 @@ impl Store for MemoryDb {
         ready(reclaimed)
     }
 
+    fn renew_claim<'a>(&'a self, run_id: &'a str, held_at: DateTime<Utc>) -> BoxFuture<'a, Result<DateTime<Utc>>> {
+        let mut tables = self.tables();
+        let held =
+            tables.runs.get_mut(run_id).filter(|run| run.status == RunStatus::Running && run.updated_at == held_at);
+        let renewed = match held {
+            Some(run) => {
+                run.updated_at = crate::now();
+                Ok(run.updated_at)
+            }
+            None => Err(tables.not_in(run_id, |_| Error::RunTakenOver { run_id: run_id.to_owned() })),
+        };
+        ready(renewed)
+    }
+
     /// A team run is released with the member runs its dead continue held.
     fn release_stale_run<'a>(&'a self, run_id: &'a str, stale_after: Duration) -> BoxFuture<'a, Result<RunRecord>> {
         let now = crate::now();

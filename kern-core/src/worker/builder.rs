@@ -112,9 +112,11 @@ impl WorkerBuilder {
         self
     }
 
-    /// How long a run may stay `running` before it is taken over as abandoned (10 min by
-    /// default). Pick it longer than the longest continue can take: a continue still under way
-    /// that is taken over runs its approved tools a second time (with the same idempotency key).
+    /// How long a run may stay `running` without its claim renewed before it is taken over as
+    /// abandoned (10 min by default). A continue under way renews its claim every 20 s, so pick
+    /// it well above that: a continue still under way that is taken over (one that could not
+    /// write its renewals for that long) has its approved tools run a second time, with the
+    /// same idempotency key.
     pub fn stale_after(mut self, stale_after: Duration) -> Self {
         self.stale_after = Some(stale_after);
         self
