@@ -124,7 +124,9 @@ pub trait Store: Send + Sync + 'static {
 
     /// Withdraws a pending row: it becomes `cancelled`, on the trail too (the trail is
     /// append-only, so no row is ever removed). False when there is no such row; a row already
-    /// resolved is [`Error::InvalidTransition`](crate::Error::InvalidTransition).
+    /// resolved is [`Error::InvalidTransition`](crate::Error::InvalidTransition), and one whose
+    /// policy names who decides it [`Error::DecideAsPrincipal`](crate::Error::DecideAsPrincipal)
+    /// (cancel it with [`decide`](Store::decide) as one of them).
     fn delete_approval<'a>(&'a self, id: &'a str) -> BoxFuture<'a, Result<bool>>;
 
     /// Counts pending rows (not past their expiry), of one user or of all.

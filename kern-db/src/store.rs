@@ -755,6 +755,7 @@ impl<DB: Driver> Store for SqlStore<DB> {
                 .pop();
             let refusal = match &row {
                 None => Some(Ok(false)),
+                Some(row) if row.needs_principals() => Some(Err(Error::DecideAsPrincipal { id: id.to_owned() })),
                 Some(row) if row.status_at(now) != ApprovalStatus::Pending => Some(Err(Error::InvalidTransition {
                     id: id.to_owned(),
                     from: row.status_at(now),

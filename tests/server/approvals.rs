@@ -121,7 +121,10 @@ pub async fn listing_pages_and_filters(store: Arc<dyn Store>) {
 
 pub async fn bad_parameters_are_refused_with_what_is_wrong(store: Arc<dyn Store>) {
     let app = App::new(store).await;
+    // A cursor naming an id no row could have.
+    let long_id = format!("/approvals?cursor=1700000000000000.{}", "x".repeat(300));
     for (uri, names) in [
+        (long_id.as_str(), "cursor"),
         ("/approvals?limit=0", "limit"),
         ("/approvals?limit=1001", "limit"),
         ("/approvals?page=0", "page"),

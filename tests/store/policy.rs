@@ -28,6 +28,9 @@ pub async fn a_row_with_a_policy_is_decided_only_by_eligible_principals(store: A
 
     let err = store.update_approval(&row.id, ApprovalUpdate::approve("admin")).await.unwrap_err();
     assert!(matches!(err, Error::DecideAsPrincipal { ref id } if *id == row.id), "{err:?}");
+    // Nor withdrawn without a principal: its policy names who may cancel it.
+    let err = store.delete_approval(&row.id).await.unwrap_err();
+    assert!(matches!(err, Error::DecideAsPrincipal { ref id } if *id == row.id), "{err:?}");
     let err = store.decide(&row.id, &Principal::new("mallory").with_role("sales"), Decision::approve()).await;
     let err = err.unwrap_err();
     assert!(matches!(err, Error::NotEligible { ref principal, .. } if principal == "mallory"), "{err:?}");

@@ -17,7 +17,8 @@ pub async fn resolving_returns_the_stored_row(store: Arc<dyn Store>) {
     create_all(&*store, &[first.clone(), second.clone()]).await;
     let before = now();
 
-    let resolved_at = now() - seconds(5);
+    // Given to the nanosecond, kept to the microsecond, as every backend keeps times.
+    let resolved_at = now() - seconds(5) + chrono::TimeDelta::nanoseconds(789);
     let note = json!({ "note": "checked with the user" });
     let update = ApprovalUpdate::approve("admin-1").with_data(note.clone());
     let resolved =
@@ -26,7 +27,7 @@ pub async fn resolving_returns_the_stored_row(store: Arc<dyn Store>) {
     let expected = Approval {
         status: ApprovalStatus::Approved,
         resolved_by: Some("admin-1".into()),
-        resolved_at: Some(resolved_at),
+        resolved_at: Some(chrono::SubsecRound::trunc_subsecs(resolved_at, 6)),
         resolution_data: Some(note),
         updated_at: resolved.updated_at,
         ..first

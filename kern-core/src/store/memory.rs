@@ -7,7 +7,7 @@ use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, SubsecRound, Utc};
 
 use serde_json::Value;
 
@@ -189,7 +189,8 @@ impl Tables {
         let row = self.row_mut(id).expect("checked above");
         row.status = update.status;
         row.resolved_by = update.resolved_by;
-        row.resolved_at = Some(update.resolved_at.unwrap_or(now));
+        // Kept to whole microseconds, as a database keeps it.
+        row.resolved_at = Some(update.resolved_at.map_or(now, |at| at.trunc_subsecs(6)));
         row.resolution_data = update.resolution_data;
         row.updated_at = now;
         let row = row.clone();
@@ -646,6 +647,7 @@ impl Store for MemoryDb {
         let now = crate::now();
         let cancelled = match tables.row_at(id, now) {
             None => Ok(false),
+            Some(row) if row.needs_principals() => Err(Error::DecideAsPrincipal { id: id.to_owned() }),
             Some(row) if row.status != ApprovalStatus::Pending => {
                 Err(Error::InvalidTransition { id: id.to_owned(), from: row.status, to: ApprovalStatus::Cancelled })
             }
