@@ -107,6 +107,21 @@ pub async fn listing_pages_and_filters(store: Arc<dyn Store>) {
 
     let none = app.send(Method::GET, "/approvals?workflow_id=w", Some(&app.reader), None).await;
     assert_eq!(none.body["meta"]["total_count"], 0);
+    // Source and pause types are matched as free text, as in the reference.
+    for (filter, total) in [
+        ("source_type=agent", 3),
+        ("pause_type=confirmation", 3),
+        ("source_type=workflow", 0),
+        ("source_type=team", 0),
+        ("pause_type=approval", 0),
+    ] {
+        let listed = app.send(Method::GET, &format!("/approvals?{filter}"), Some(&app.reader), None).await;
+        assert_eq!(
+            (listed.status, listed.body["meta"]["total_count"].as_u64()),
+            (StatusCode::OK, Some(total)),
+            "{filter}"
+        );
+    }
     let later = app.send(Method::GET, "/approvals?created_after=2999-01-01T00:00:00Z", Some(&app.reader), None).await;
     assert_eq!(later.body["meta"]["total_count"], 0);
     let expiring = app.send(Method::GET, "/approvals?expiring_before=4102444800", Some(&app.reader), None).await;

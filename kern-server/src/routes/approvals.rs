@@ -41,12 +41,8 @@ pub async fn list(
 ) -> ApiResult<Json<ApprovalList>> {
     caller.require(Scope::ApprovalsRead)?;
     let query = list_query(&params, caller.own_user())?;
-    // kern has no workflows or schedules: a filter on one matches nothing.
-    let page = if params.workflow_id.is_some() || params.schedule_id.is_some() {
-        ApprovalPage::default()
-    } else {
-        state.store.list_approvals(&query).await?
-    };
+    let page =
+        if matches_nothing(&params) { ApprovalPage::default() } else { state.store.list_approvals(&query).await? };
     let limit = query.effective_limit();
     let meta = PageMeta {
         page: query.page.unwrap_or(1),
@@ -60,8 +56,19 @@ pub async fn list(
     Ok(Json(ApprovalList { data: page.items.iter().map(ApprovalResponse::from).collect(), meta }))
 }
 
-/// The store query of a listing's parameters; a caller confined to its own rows lists them
-/// whatever `user_id` it asks for, as in the reference.
+/// True when a listing's filter names what no kern row has: a workflow or a schedule (kern has
+/// neither), or a source or pause type kern does not know, which the reference matches as
+/// free text (so `source_type=workflow` is an empty page, not an error).
+fn matches_nothing(params: &ListParams) -> bool {
+    params.workflow_id.is_some()
+        || params.schedule_id.is_some()
+        || params.source_type.as_deref().is_some_and(|text| text.parse::<SourceType>().is_err())
+        || params.pause_type.as_deref().is_some_and(|text| text.parse::<PauseType>().is_err())
+}
+
+/// The store query of a listing's parameters (a source or pause type kern does not know is
+/// left to [`matches_nothing`]); a caller confined to its own rows lists them whatever
+/// `user_id` it asks for, as in the reference.
 fn list_query(params: &ListParams, own_user: Option<&str>) -> ApiResult<ApprovalQuery> {
     // Text that is no number is refused as one out of range is.
     let limit = page_limit(params.limit.as_deref().map(|text| text.parse().unwrap_or(0)), DEFAULT_LIMIT)?;
@@ -76,8 +83,8 @@ fn list_query(params: &ListParams, own_user: Option<&str>) -> ApiResult<Approval
     let mut query = ApprovalQuery { limit: Some(limit), page: Some(page), ..ApprovalQuery::default() };
     query.status = parse_enum::<ApprovalStatus>("status", &params.status)?;
     query.approval_type = parse_enum::<ApprovalType>("approval_type", &params.approval_type)?;
-    query.pause_type = parse_enum::<PauseType>("pause_type", &params.pause_type)?;
-    query.source_type = parse_enum::<SourceType>("source_type", &params.source_type)?;
+    query.pause_type = params.pause_type.as_deref().and_then(|text| text.parse().ok());
+    query.source_type = params.source_type.as_deref().and_then(|text| text.parse().ok());
     query.agent_id.clone_from(&params.agent_id);
     query.team_id.clone_from(&params.team_id);
     query.user_id = own_user.map(str::to_owned).or_else(|| params.user_id.clone());
@@ -273,7 +280,8 @@ async fn decide_resolve(
 
 /// The decision a resolve body stands for: the reference's `resolution_data` (a `note`,
 /// user-input `values` or those values at its top level, an external `result`) and kern's
-/// edited `args`.
+/// edited `args`. A key it does not take is refused rather than dropped: a misspelt `args`
+/// would approve the call unedited, and a rejection's `reason` would be lost.
 fn resolution_decision(approve: bool, data: Option<Value>, pause: PauseType) -> ApiResult<Decision> {
     let mut data = match data {
         None | Some(Value::Null) => Map::new(),
@@ -286,6 +294,7 @@ fn resolution_decision(approve: bool, data: Option<Value>, pause: PauseType) -> 
         Some(_) => return Err(ApiError::unprocessable("`resolution_data.note` must be a string")),
     };
     if !approve {
+        refuse_unknown(&data, "a rejection takes only `note`")?;
         return Ok(Decision::Reject { note: note.filter(|note| !note.is_empty()) });
     }
     let result = data.remove("result");
@@ -293,10 +302,27 @@ fn resolution_decision(approve: bool, data: Option<Value>, pause: PauseType) -> 
     let values = match data.remove("values") {
         Some(Value::Object(values)) => Some(values),
         Some(_) => return Err(ApiError::unprocessable("`resolution_data.values` must be a JSON object")),
-        None if pause == PauseType::UserInput && !data.is_empty() => Some(data),
+        None if pause == PauseType::UserInput && !data.is_empty() => Some(std::mem::take(&mut data)),
         None => None,
     };
+    refuse_unknown(
+        &data,
+        "an approval takes `note`, `values` (or a user-input call's values as they are), `result` and `args`",
+    )?;
     Ok(Decision::Approve { note, values, result, args })
+}
+
+/// Refuses the keys of `resolution_data` left once those a decision takes are read, saying
+/// which it takes (`takes`).
+fn refuse_unknown(left: &Map<String, Value>, takes: &str) -> ApiResult<()> {
+    if left.is_empty() {
+        return Ok(());
+    }
+    let keys: Vec<&str> = left.keys().map(String::as_str).collect();
+    Err(ApiError::unprocessable(format!(
+        "`resolution_data` has keys kern does not take ({}): {takes}",
+        keys.join(", ")
+    )))
 }
 
 /// Decides `row` as the caller and answers with the row as it then stands: the one path of
@@ -475,5 +501,13 @@ mod tests {
             Ok(Decision::Reject { note: None })
         ));
         assert!(resolution_decision(true, Some(json!([1])), PauseType::Confirmation).is_err());
+        // Keys a decision does not take are refused, not dropped.
+        let misspelt = resolution_decision(true, Some(json!({"arg": {"amount": 1}})), PauseType::Confirmation);
+        let detail = misspelt.unwrap_err().detail;
+        assert!(detail.contains("(arg)") && detail.contains("`args`"), "{detail}");
+        let reason = resolution_decision(false, Some(json!({"reason": "fraud"})), PauseType::Confirmation);
+        assert!(reason.unwrap_err().detail.contains("only `note`"));
+        let both = resolution_decision(true, Some(json!({"values": {}, "city": "Oslo"})), PauseType::UserInput);
+        assert!(both.unwrap_err().detail.contains("(city)"));
     }
 }
