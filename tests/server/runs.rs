@@ -254,6 +254,13 @@ pub async fn a_team_run_continues_over_http_only_once_its_members_row_is_approve
     let row =
         run.body["requirements"][0]["tool_execution"]["approval_id"].as_str().expect("the member's row").to_owned();
     let uri = format!("/teams/support/runs/{run_id}/continue");
+    // Every requirement, the team's and its member's, says when it was made, as the reference's
+    // do (ISO 8601).
+    let member_requirement = &run.body["member_responses"][0]["requirements"][0];
+    for requirement in [&run.body["requirements"][0], member_requirement] {
+        let created = requirement["created_at"].as_str().unwrap_or_default();
+        assert!(chrono::DateTime::parse_from_rfc3339(created).is_ok(), "{requirement:?}");
+    }
 
     // The caller confirms the member's call; its row is pending: refused, nothing changes.
     let mut answer = run.body["requirements"][0].clone();

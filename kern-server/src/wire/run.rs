@@ -2,6 +2,7 @@
 //! tool executions (every key present), requirements, and the `tools` / `requirements` answers
 //! a continue carries, turned into kern's [`RunRequirement`]s.
 
+use chrono::{DateTime, Utc};
 use kern_core::approval::PauseType;
 use kern_core::run::{RunOutput, RunRecord, RunRequirement, RunStatus, ToolCallStatus, ToolExecution};
 use serde::{Deserialize, Serialize};
@@ -164,7 +165,18 @@ pub enum Runner<'a> {
 
 /// A run's output in the reference's shape: null keys left out.
 pub fn run_output(output: &RunOutput, record: Option<&RunRecord>, runner: Runner<'_>) -> Value {
-    let created = record.map(|r| r.created_at.to_rfc3339()).unwrap_or_default();
+    output_since(output, record, runner, record.map(|r| r.created_at))
+}
+
+/// [`run_output`], its requirements stamped `since` (RFC 3339): when the run was made, or for
+/// a team's member run, whose record is not at hand, when its team run was.
+fn output_since(
+    output: &RunOutput,
+    record: Option<&RunRecord>,
+    runner: Runner<'_>,
+    since: Option<DateTime<Utc>>,
+) -> Value {
+    let created = since.map(|at| at.to_rfc3339()).unwrap_or_default();
     let requirement_of =
         |tool: &ToolExecution| output.requirements.iter().find(|r| r.tool_execution.tool_call_id == tool.tool_call_id);
     let mut object = Map::new();
@@ -209,7 +221,7 @@ pub fn run_output(output: &RunOutput, record: Option<&RunRecord>, runner: Runner
         let members: Vec<Value> = output
             .member_runs
             .iter()
-            .map(|member| run_output(member, None, Runner::Agent(member_agent(output, member), None)))
+            .map(|member| output_since(member, None, Runner::Agent(member_agent(output, member), None), since))
             .collect();
         put("member_responses", Value::Array(members));
     }
