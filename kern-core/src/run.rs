@@ -245,7 +245,8 @@ pub struct RunOutput {
     /// The approval rows that decided the run's gated calls, as they stood when they did,
     /// oldest first.
     pub approvals: Vec<Approval>,
-    /// Extra facts: `"error"` holds what stopped a failed run.
+    /// Extra facts: `"error"` holds what stopped a failed run, and `"approval"` the row that
+    /// decided its latest gated call (as [`approval`](Self::approval) returns it).
     pub metadata: Map<String, Value>,
     /// Tokens spent on model calls.
     pub usage: Usage,
@@ -449,11 +450,17 @@ impl RunOutput {
     }
 }
 
+/// An output's metadata: the run's, and under `"approval"` the row that decided its latest
+/// gated call, as the reference exposes it.
 impl From<RunRecord> for RunOutput {
     fn from(record: RunRecord) -> Self {
         let mut requirements = record.requirements;
         let members = record.delegations.into_iter().flat_map(|delegation| delegation.runs);
         requirements.extend(members.flat_map(|run| run.requirements));
+        let mut metadata = record.metadata;
+        if let Some(row) = record.approvals.last().and_then(|row| serde_json::to_value(row).ok()) {
+            metadata.insert("approval".to_owned(), row);
+        }
         RunOutput {
             run_id: record.run_id,
             session_id: record.session_id,
@@ -462,7 +469,7 @@ impl From<RunRecord> for RunOutput {
             tools: record.tools,
             requirements,
             approvals: record.approvals,
-            metadata: record.metadata,
+            metadata,
             usage: record.usage,
             member_runs: Vec::new(),
         }

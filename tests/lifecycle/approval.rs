@@ -169,6 +169,7 @@ async fn an_approved_call_runs_once_with_an_idempotency_key(backend: Backend) {
     assert_eq!(record.status, ApprovalStatus::Approved);
     assert_eq!(record.resolved_by.as_deref(), Some("admin-1"));
     assert_eq!(done.approvals.len(), 1);
+    assert_eq!(done.metadata["approval"], serde_json::to_value(record).unwrap(), "as DESIGN exposes it");
     let row = store.get_approval(&row.id).await.unwrap().unwrap();
     assert_eq!(row.run_status, RunStatus::Completed);
 

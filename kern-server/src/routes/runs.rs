@@ -22,14 +22,13 @@ use kern_core::approval::{ApprovalStatus, PageCursor};
 use kern_core::events::{RunEvent, RunStream};
 use kern_core::keys::Scope;
 use kern_core::run::{RunOptions, RunOutput, RunQuery, RunRecord, RunRequirement, RunStatus};
-use serde_json::{Value, json};
+use serde_json::Value;
 
 use crate::auth::Caller;
 use crate::error::{ApiError, ApiResult, ErrorBody};
 use crate::extract::{OptionalJsonBody, QueryParams};
 use crate::routes::paging::page_limit;
 use crate::state::AppState;
-use crate::wire::approval::ApprovalResponse;
 use crate::wire::events::Framer;
 use crate::wire::form::RunFields;
 use crate::wire::run::{AnswerWire, ReleaseBody, RunList, RunListParams, RunSummary, Runner, run_output};
@@ -164,7 +163,7 @@ pub async fn get(State(state): State<AppState>, caller: Caller, Path(run_id): Pa
         (None, Some(team)) => Runner::Team(team),
         (None, None) => Runner::Unnamed,
     };
-    Ok(Json(output_body(&output, Some(&record), runner)))
+    Ok(Json(run_output(&output, Some(&record), runner)))
 }
 
 /// Reads a run of agent `agent_id`: the reference's poll.
@@ -203,17 +202,7 @@ async fn poll(state: AppState, caller: Caller, target: Target, id: String, run_i
         return Err(ApiError::run_not_found(&run_id));
     }
     let output = RunOutput::from(record.clone());
-    Ok(Json(output_body(&output, Some(&record), runner(&state, target, &id))))
-}
-
-/// A run's output as the API answers it: the reference's shape, whose metadata carries the row
-/// that decided its last gated call (`metadata.approval`).
-fn output_body(output: &RunOutput, record: Option<&RunRecord>, runner: Runner<'_>) -> Value {
-    let mut body = run_output(output, record, runner);
-    if let Some(row) = output.approval() {
-        body["metadata"]["approval"] = json!(ApprovalResponse::from(row));
-    }
-    body
+    Ok(Json(run_output(&output, Some(&record), runner(&state, target, &id))))
 }
 
 /// Cancels a paused run as the caller: the run, its paused member runs and every row they
@@ -455,7 +444,7 @@ fn ended_without_outcome() -> ApiError {
 async fn body(state: &AppState, target: Target, id: &str, output: &RunOutput) -> ApiResult<Value> {
     state.metrics.run(output.status);
     let record = state.store.load_run(&output.run_id).await?;
-    Ok(output_body(output, record.as_ref(), runner(state, target, id)))
+    Ok(run_output(output, record.as_ref(), runner(state, target, id)))
 }
 
 fn runner<'a>(state: &'a AppState, target: Target, id: &'a str) -> Runner<'a> {

@@ -9,6 +9,8 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 use utoipa::{IntoParams, ToSchema};
 
+use super::approval::ApprovalResponse;
+
 /// The reference's name of a run status.
 pub fn run_status(status: RunStatus) -> &'static str {
     match status {
@@ -215,7 +217,12 @@ fn output_since(
     );
     put("metrics", json!({"input_tokens": output.usage.input_tokens, "output_tokens": output.usage.output_tokens}));
     if !output.metadata.is_empty() {
-        put("metadata", Value::Object(output.metadata.clone()));
+        let mut metadata = output.metadata.clone();
+        // The row that decided the latest gated call, in the shape the API answers every row in.
+        if let Some(row) = output.approval() {
+            metadata.insert("approval".to_owned(), json!(ApprovalResponse::from(row)));
+        }
+        put("metadata", Value::Object(metadata));
     }
     if let Runner::Team(_) = runner {
         let members: Vec<Value> = output
