@@ -165,6 +165,10 @@ pub async fn run_routes_refuse_what_they_cannot_run(store: Arc<dyn Store>) {
     assert!(file.detail().starts_with("Unsupported file type"), "{:?}", file.body);
     let reader = app.send(Method::POST, "/agents/ops/runs", Some(&app.reader), Some(json!("message=hi"))).await;
     assert_eq!(reader.status, StatusCode::FORBIDDEN);
+    // What the reference's fields ask for and kern does not do is refused, not ignored.
+    let background = json!("message=hi&stream=false&background=true");
+    let background = app.send(Method::POST, "/agents/ops/runs", Some(&app.alice), Some(background)).await;
+    assert_eq!(background.status, StatusCode::BAD_REQUEST, "{:?}", background.body);
 
     let (run_id, session_id, _) = app.paused_refund("alice").await;
     let uri = format!("/agents/ops/runs/{run_id}/continue");
@@ -182,6 +186,12 @@ pub async fn run_routes_refuse_what_they_cannot_run(store: Arc<dyn Store>) {
     assert_eq!((missing.status, missing.detail()), (StatusCode::NOT_FOUND, "No runs found for run ID nope"));
     let wrong_session = app.send(Method::POST, &uri, Some(&app.alice), Some(json!("session_id=other"))).await;
     assert_eq!(wrong_session.status, StatusCode::NOT_FOUND);
+    let elsewhere = json!(format!("session_id={session_id}&stream=false&continue_from=last_user"));
+    let elsewhere = app.send(Method::POST, &uri, Some(&app.alice), Some(elsewhere)).await;
+    assert_eq!(elsewhere.status, StatusCode::BAD_REQUEST, "{:?}", elsewhere.body);
+    assert!(elsewhere.detail().starts_with("Invalid continue_from"), "{:?}", elsewhere.body);
+    let polled = app.send(Method::GET, &format!("/runs/{run_id}"), Some(&app.reader), None).await;
+    assert_eq!(polled.body["status"], "PAUSED", "a refused continue changes nothing");
 }
 
 pub async fn a_streamed_run_sends_its_events_as_they_happen(store: Arc<dyn Store>) {

@@ -283,6 +283,7 @@ async fn visible_run(state: &AppState, caller: &Caller, run_id: &str) -> ApiResu
 async fn start(state: AppState, caller: Caller, target: Target, id: String, fields: RunFields) -> ApiResult<Response> {
     caller.require(Scope::RunsWrite)?;
     let message = fields.text("message")?.ok_or_else(|| ApiError::unprocessable("`message` is required"))?;
+    fields.refuse_unsupported_on_start()?;
     let stream = fields.flag("stream", true)?;
     let session_id = fields.text("session_id")?;
     if let (Some(user), Some(session_id)) = (caller.own_user(), &session_id) {
@@ -329,6 +330,7 @@ async fn resume(
     let stream = fields.flag("stream", true)?;
     let session_id =
         fields.text("session_id")?.ok_or_else(|| ApiError::bad_request("session_id is required for this action"))?;
+    fields.refuse_unsupported_on_continue()?;
     let record = visible_run(&state, &caller, &run_id).await?;
     if record.session_id != session_id {
         return Err(ApiError::run_not_found(&run_id));

@@ -97,6 +97,43 @@ impl RunFields {
         }
     }
 
+    /// Refuses, on a run's start, the reference's fields whose meaning kern does not carry out
+    /// (400): a run in the `background`, answered before it ends. Taken silently, the caller
+    /// would get another answer than the one it asked for.
+    pub fn refuse_unsupported_on_start(&self) -> Result<(), ApiError> {
+        if self.flag("background", false)? {
+            return Err(ApiError::bad_request(
+                "`background` runs are not supported: kern answers once the run pauses or ends (stream it to follow \
+                 it as it goes)",
+            ));
+        }
+        Ok(())
+    }
+
+    /// Refuses, on a continue, the reference's fields whose meaning kern does not carry out
+    /// (400): a continue from elsewhere than the run's end, an extra message, a fork or a
+    /// regeneration. (`background`, as in the reference without a queue, runs inline.)
+    pub fn refuse_unsupported_on_continue(&self) -> Result<(), ApiError> {
+        if let Some(from) = self.text("continue_from")?.filter(|from| from != "end") {
+            return Err(ApiError::bad_request(format!(
+                "Invalid continue_from `{from}`: kern continues a run from its `end` only"
+            )));
+        }
+        for field in ["input", "additional_instructions"] {
+            if self.text(field)?.is_some() {
+                return Err(ApiError::bad_request(format!(
+                    "`{field}` is not supported on a continue: kern resumes a run with the answers to its calls only"
+                )));
+            }
+        }
+        for field in ["fork", "regenerate", "replace_original"] {
+            if self.flag(field, false)? {
+                return Err(ApiError::bad_request(format!("`{field}` is not supported on a continue")));
+            }
+        }
+        Ok(())
+    }
+
     /// A list of JSON objects, given as a JSON-encoded string (the reference's form) or as an
     /// array; empty when absent, empty or `[]`.
     pub fn objects(&self, name: &str) -> Result<Vec<Value>, ApiError> {
@@ -131,6 +168,26 @@ mod tests {
         assert!(form.flag("background", false).unwrap());
         assert!(form.flag("missing", true).unwrap());
         assert_eq!(form.flag("bad", false).unwrap_err().status, axum::http::StatusCode::UNPROCESSABLE_ENTITY);
+    }
+
+    #[test]
+    fn fields_whose_meaning_kern_does_not_carry_out_are_refused() {
+        assert!(fields(json!({"background": "false"})).refuse_unsupported_on_start().is_ok());
+        let background = fields(json!({"background": "true"})).refuse_unsupported_on_start().unwrap_err();
+        assert_eq!(background.status, axum::http::StatusCode::BAD_REQUEST);
+        assert!(background.detail.contains("`background`"), "{}", background.detail);
+        let inline = json!({"background": "true", "continue_from": "end", "input": "", "fork": "false"});
+        assert!(fields(inline).refuse_unsupported_on_continue().is_ok(), "as the reference without a queue");
+        for refused in [
+            json!({"continue_from": "last_user"}),
+            json!({"continue_from": "3"}),
+            json!({"input": "and also this"}),
+            json!({"additional_instructions": "be brief"}),
+            json!({"regenerate": "true"}),
+        ] {
+            let err = fields(refused.clone()).refuse_unsupported_on_continue().unwrap_err();
+            assert_eq!(err.status, axum::http::StatusCode::BAD_REQUEST, "{refused}");
+        }
     }
 
     #[test]
