@@ -19,6 +19,7 @@ on_every_backend!(
     a_call_its_condition_does_not_flag_runs_at_once_with_an_audit_row,
     an_approved_edit_runs_the_tool_with_the_new_arguments_and_tells_the_model,
     an_expiry_that_cancels_the_run_cancels_it,
+    an_expiry_that_cancels_a_team_run_cancels_it_whatever_else_is_pending,
     a_paused_run_is_cancelled_with_its_rows,
 );
 
@@ -169,6 +170,59 @@ async fn an_expiry_that_cancels_the_run_cancels_it(backend: Backend) {
     let row = the_row(&*store, &run.run_id).await;
     assert_eq!(row.status, ApprovalStatus::Expired);
     assert_eq!(store.load_run(&run.run_id).await.unwrap().unwrap().status, RunStatus::Cancelled);
+}
+
+/// A team whose leader and member `dba` may each `drop_table` (its row cancels the run when it
+/// expires) or `purge_logs`: one drops while the other purges.
+fn team_of_droppers(store: Arc<dyn Store>) -> Team {
+    let delegate = |task: &str| json!({ "member_id": "dba", "task": task });
+    let dba_model = ScriptedModel::new()
+        .when_user_contains("purge", Reply::call("purge_logs", json!({ "days": 7 })))
+        .when_user_contains("drop", Reply::call("drop_table", json!({ "table": "orders" })));
+    let dba = Agent::builder().id("dba").model(dba_model).tool(DropTable).tool(PurgeLogs).db(store.clone()).build();
+    let leader = ScriptedModel::new()
+        .when_user_contains(
+            "leader drops",
+            Reply::calls([
+                ("drop_table", json!({ "table": "orders" })),
+                ("delegate_task_to_member", delegate("purge the logs")),
+            ]),
+        )
+        .when_user_contains(
+            "member drops",
+            Reply::calls([
+                ("purge_logs", json!({ "days": 7 })),
+                ("delegate_task_to_member", delegate("drop the orders table")),
+            ]),
+        );
+    let team = Team::builder().id("ops-team").model(leader).member(dba.unwrap()).tool(DropTable).tool(PurgeLogs);
+    team.db(store).build().unwrap()
+}
+
+/// A row that cancels the run when it expires ends a team run as it ends an agent's, whether it
+/// is the leader's or a member's, however many other rows of the team are still pending.
+async fn an_expiry_that_cancels_a_team_run_cancels_it_whatever_else_is_pending(backend: Backend) {
+    let store = backend.store();
+    let team = team_of_droppers(store.clone());
+    for input in ["leader drops", "member drops"] {
+        let run = team.run(input).await.unwrap();
+        assert_eq!(run.status, RunStatus::Paused, "{input}");
+        let member_run_id = run.member_runs[0].run_id.clone();
+        tokio::time::sleep(Duration::from_millis(1100)).await;
+
+        let done = team.continue_run(&run.run_id, vec![]).await.unwrap();
+        assert_eq!(done.status, RunStatus::Cancelled, "{input}");
+        assert_eq!(store.load_run(&member_run_id).await.unwrap().unwrap().status, RunStatus::Cancelled, "{input}");
+        let mut statuses = Vec::new();
+        for run_id in [&run.run_id, &member_run_id] {
+            let rows = store.list_approvals(&ApprovalQuery::default().run_id(run_id)).await.unwrap().items;
+            statuses.extend(rows.into_iter().map(|row| (row.tool_name, row.status)));
+        }
+        let statuses: Vec<_> = statuses.iter().map(|(tool, status)| (tool.as_str(), *status)).collect();
+        assert!(statuses.contains(&("drop_table", ApprovalStatus::Expired)), "{input}: {statuses:?}");
+        assert!(statuses.contains(&("purge_logs", ApprovalStatus::Cancelled)), "{input}: {statuses:?}");
+        assert!(ran(&run.run_id).is_empty() && ran(&member_run_id).is_empty(), "{input}");
+    }
 }
 
 async fn a_paused_run_is_cancelled_with_its_rows(backend: Backend) {

@@ -45,9 +45,13 @@ struct Plan<'r> {
 impl Plan<'_> {
     /// True when a row expired under a policy that cancels the whole run.
     fn cancels_run(&self) -> bool {
-        let members = self.members.iter().flat_map(MemberPlan::decisions);
-        self.decisions.iter().chain(members).any(|decision| decision.verdict == Verdict::CancelRun)
+        cancels_run(&self.decisions) || self.members.iter().any(MemberPlan::cancels_run)
     }
+}
+
+/// True when one of `decisions` is a row's expiry under a policy that cancels the whole run.
+fn cancels_run(decisions: &[Decision]) -> bool {
+    decisions.iter().any(|decision| decision.verdict == Verdict::CancelRun)
 }
 
 impl Cycle {
@@ -211,7 +215,9 @@ impl Cycle {
     }
 
     /// Decides the run's own calls and those of its `waiting` member runs, and reads the member
-    /// runs that are done; reads only.
+    /// runs that are done; reads only. A row that cancels the run on its expiry ends it whatever
+    /// the other calls wait for, as on an agent's run: a plan that cancels the run is returned
+    /// despite the others' errors (a pending row, say), for the run to be cancelled.
     async fn decide<'r>(
         &'r self,
         record: &RunRecord,
@@ -221,8 +227,19 @@ impl Cycle {
         let (member_answers, own_answers): (Vec<&RunRequirement>, Vec<&RunRequirement>) =
             answers.iter().partition(|answer| answer.member.is_some());
         let own_answers: Vec<RunRequirement> = own_answers.into_iter().cloned().collect();
-        let decisions = self.runner.decide(record, &own_answers).await?;
-        let members = self.roster.decide(record, &member_answers, waiting).await?;
+        let decisions = self.runner.decide(record, &own_answers).await;
+        let members = self.roster.decide(record, &member_answers, waiting).await;
+        let (decisions, members) = match (decisions, members) {
+            (Ok(decisions), Ok(members)) => (decisions, members),
+            (decisions, members)
+                if decisions.as_deref().is_ok_and(cancels_run)
+                    || members.as_deref().is_ok_and(|members| members.iter().any(MemberPlan::cancels_run)) =>
+            {
+                let (decisions, members) = (decisions.unwrap_or_default(), members.unwrap_or_default());
+                return Ok(Plan { decisions, members, finished_members: Vec::new() });
+            }
+            (Err(error), _) | (_, Err(error)) => return Err(error),
+        };
         let finished_members = Roster::finished(self.store(), record, &members).await?;
         Ok(Plan { decisions, members, finished_members })
     }

@@ -10,7 +10,7 @@
 use futures_util::future::join_all;
 use serde_json::{Value, json};
 
-use super::gate::Decision;
+use super::gate::{Decision, Verdict};
 use super::runner::{Delegate, Runner};
 use super::step::{RunRequest, Step, Writes, complete, parse_arguments};
 use crate::BoxFuture;
@@ -79,6 +79,11 @@ impl MemberPlan<'_> {
     /// The decisions of the member run's calls.
     pub(crate) fn decisions(&self) -> &[Decision] {
         &self.decisions
+    }
+
+    /// True when a row of the member run expired under a policy that cancels the whole run.
+    pub(crate) fn cancels_run(&self) -> bool {
+        self.decisions.iter().any(|decision| decision.verdict == Verdict::CancelRun)
     }
 }
 
@@ -218,7 +223,9 @@ impl Roster {
 
     /// Decides the calls of the `waiting` member runs of team run `record` from their rows and
     /// the caller's `answers` to them; reads only. An answer for no waiting member run is
-    /// [`Error::UnknownRequirement`].
+    /// [`Error::UnknownRequirement`]. Every member run is decided, whatever another's outcome:
+    /// a row that cancels the run on its expiry ends it whatever the other calls wait for, so
+    /// plans that cancel it are returned (those of the members decided) despite another's error.
     pub(crate) async fn decide<'r>(
         &self,
         record: &RunRecord,
@@ -236,16 +243,24 @@ impl Roster {
             });
         }
         let mut plans = Vec::with_capacity(waiting.len());
+        let mut first_error = None;
         for Waiting { member, record } in waiting {
             let own: Vec<RunRequirement> = answers
                 .iter()
                 .filter(|answer| answered_run(answer).as_deref() == Some(record.run_id.as_str()))
                 .map(|answer| RunRequirement { member: None, ..(*answer).clone() })
                 .collect();
-            let decisions = member.runner.decide(&record, &own).await?;
-            plans.push(MemberPlan { member, record, decisions });
+            match member.runner.decide(&record, &own).await {
+                Ok(decisions) => plans.push(MemberPlan { member, record, decisions }),
+                Err(error) => {
+                    first_error.get_or_insert(error);
+                }
+            }
         }
-        Ok(plans)
+        match first_error {
+            Some(error) if !plans.iter().any(MemberPlan::cancels_run) => Err(error),
+            _ => Ok(plans),
+        }
     }
 
     /// Reads the member runs of team run `record` that are done (those not in `plans`), which
