@@ -213,14 +213,20 @@ fn row_key(row: &dyn Columns) -> Result<RowKey> {
     Ok(RowKey { id: row.text("id")?, created_at: row.time("created_at")?, expires_at: row.opt_time("expires_at")? })
 }
 
+/// Reads a row selected with [`APPROVAL_COLUMNS`], or names it as one that cannot be read: a
+/// read of many rows goes on past it.
+pub(crate) fn approval_or_unreadable(row: &dyn Columns) -> Result<Result<Approval, UnreadableRow>> {
+    Ok(approval(row).map_err(|err| UnreadableRow {
+        id: row.opt_text("id").ok().flatten().unwrap_or_default(),
+        reason: err.to_string(),
+    }))
+}
+
 /// Reads a row of a page (the columns of [`approval`] and `total`).
 pub(crate) fn page_row(row: &dyn Columns) -> Result<PageRow> {
     let total = row.int("total")?;
     let total = u64::try_from(total).map_err(|e| corrupt("total", e))?;
-    let approval = approval(row).map_err(|err| UnreadableRow {
-        id: row.opt_text("id").ok().flatten().unwrap_or_default(),
-        reason: err.to_string(),
-    });
+    let approval = approval_or_unreadable(row)?;
     let key = match &approval {
         Ok(approval) => {
             Some(RowKey { id: approval.id.clone(), created_at: approval.created_at, expires_at: approval.expires_at })

@@ -148,6 +148,19 @@ pub(crate) trait Driver: Database {
         message: &str,
     ) -> Vec<String>;
 
+    /// Creates trigger `name`, which refuses with `message` what removes rows of `table`
+    /// without firing a row's `DELETE` trigger: `TRUNCATE` on Postgres; on SQLite
+    /// `INSERT OR REPLACE`, which deletes the row it replaces unseen, refused as any insert of a
+    /// row that has a stored row's value of one of its `keys` (each the columns of a primary
+    /// key or a unique constraint).
+    fn refusing_wholesale_removal(
+        layout: &Layout,
+        table: &Ident,
+        name: &Ident,
+        keys: &[&[&str]],
+        message: &str,
+    ) -> Vec<String>;
+
     /// Runs `stmt` and decodes every row it returns.
     fn fetch<'c, T: Send + 'c>(
         conn: &'c mut Self::Connection,

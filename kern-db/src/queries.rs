@@ -38,7 +38,8 @@ pub(crate) struct Queries {
     pub(crate) touch_row: String,
     /// `$1` id, `$2` now.
     pub(crate) expire_row: String,
-    /// The pending rows past their expiry at `$1` (not locked: a sweep locks runs before rows).
+    /// The pending rows past their expiry at `$1` (not locked: a sweep locks runs before rows),
+    /// in `id` order after `$2`, at most `$3`.
     pub(crate) overdue_rows: String,
     /// The pending rows of run `$1`, locked.
     pub(crate) pending_rows_of_run: String,
@@ -150,7 +151,7 @@ impl Queries {
             ),
             overdue_rows: format!(
                 "SELECT {APPROVAL_COLUMNS} FROM {approvals} WHERE status = '{pending}' AND expires_at <= $1 \
-                 ORDER BY id"
+                 AND id > $2 ORDER BY id LIMIT $3"
             ),
             pending_rows_of_run: format!(
                 "SELECT {APPROVAL_COLUMNS} FROM {approvals} WHERE run_id = $1 AND status = '{pending}' ORDER BY id{lock}"

@@ -17,7 +17,7 @@ use crate::layout::{Ident, Layout};
 use crate::stmt::Stmt;
 
 /// The schema version this build writes and understands.
-pub const SCHEMA_VERSION: i64 = 13;
+pub const SCHEMA_VERSION: i64 = 14;
 
 /// The first version whose triggers keep a run's session row and its approval rows'
 /// `run_status` in step as the run is saved.
@@ -71,6 +71,10 @@ pub(crate) const CLIENT_NOTIFY_VERSION: i64 = 12;
 /// The first version whose tables (SQLite) check an enumerated column value by value rather
 /// than against a list (see [`plain_checks`]).
 const PLAIN_CHECKS_VERSION: i64 = 13;
+
+/// The first version whose rows, votes and trail refuse what removes rows without a row's
+/// `DELETE` trigger firing (see [`no_wholesale_removal`]).
+const NO_WHOLESALE_REMOVAL_VERSION: i64 = 14;
 
 /// One step of the schema.
 #[derive(Debug)]
@@ -147,6 +151,7 @@ impl Migrator {
                 Migration::new(DEFERRED_NOTIFY_VERSION, DB::defer_announcements(layout)),
                 Migration::new(CLIENT_NOTIFY_VERSION, DB::client_announcements(layout)),
                 Migration { rebuilds: plain_checks::<DB>(layout), ..Migration::new(PLAIN_CHECKS_VERSION, Vec::new()) },
+                Migration::new(NO_WHOLESALE_REMOVAL_VERSION, no_wholesale_removal::<DB>(layout)),
             ],
             select_rows: format!("SELECT {APPROVAL_COLUMNS} FROM {} ORDER BY id", layout.qualified(&layout.approvals)),
             insert_event: format!(
@@ -266,6 +271,27 @@ fn enum_column(column: &str, values: &[&str]) -> String {
 fn plain_enum_column(column: &str, values: &[&str]) -> String {
     let tests: Vec<String> = values.iter().map(|v| format!("{column} = '{v}'")).collect();
     format!("{column} TEXT NOT NULL CHECK ({})", tests.join(" OR "))
+}
+
+/// Version 14: the approval rows, their votes and their trail refuse what would remove rows
+/// past the triggers that keep them append-only (see
+/// [`Driver::refusing_wholesale_removal`]): `TRUNCATE` on Postgres, which fires no row's
+/// trigger; on SQLite `INSERT OR REPLACE`, which deletes the row it replaces unseen, so that a
+/// decided row or an event could be rewritten in place.
+fn no_wholesale_removal<DB: Driver>(layout: &Layout) -> Vec<String> {
+    let message = "kern: approval rows, their votes and their trail are never removed or replaced";
+    let (events, votes) = (layout.events(), layout.votes());
+    let tables: [(&Ident, &[&[&str]]); 3] = [
+        (&layout.approvals, &[&["id"]]),
+        (&events, &[&["seq"], &["approval_id", "idx"]]),
+        (&votes, &[&["approval_id", "principal"]]),
+    ];
+    tables
+        .into_iter()
+        .flat_map(|(table, keys)| {
+            DB::refusing_wholesale_removal(layout, table, &table.suffixed("_no_removal"), keys, message)
+        })
+        .collect()
 }
 
 /// Version 13: checks of enumerated columns that cost nothing to run. SQLite checks a column
@@ -661,19 +687,20 @@ mod tests {
         let versions = |current, target| -> Vec<i64> {
             migrator.pending(current, target).unwrap().iter().map(|m| m.version).collect()
         };
-        assert_eq!(versions(0, SCHEMA_VERSION), [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13]);
-        assert_eq!(versions(1, SCHEMA_VERSION), [2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13]);
-        assert_eq!(versions(2, SCHEMA_VERSION), [3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13]);
-        assert_eq!(versions(3, SCHEMA_VERSION), [4, 5, 6, 7, 8, 9, 10, 11, 12, 13]);
-        assert_eq!(versions(4, SCHEMA_VERSION), [5, 6, 7, 8, 9, 10, 11, 12, 13]);
-        assert_eq!(versions(5, SCHEMA_VERSION), [6, 7, 8, 9, 10, 11, 12, 13]);
-        assert_eq!(versions(6, SCHEMA_VERSION), [7, 8, 9, 10, 11, 12, 13]);
-        assert_eq!(versions(7, SCHEMA_VERSION), [8, 9, 10, 11, 12, 13]);
-        assert_eq!(versions(8, SCHEMA_VERSION), [9, 10, 11, 12, 13]);
-        assert_eq!(versions(9, SCHEMA_VERSION), [10, 11, 12, 13]);
-        assert_eq!(versions(10, SCHEMA_VERSION), [11, 12, 13]);
-        assert_eq!(versions(11, SCHEMA_VERSION), [12, 13]);
-        assert_eq!(versions(12, SCHEMA_VERSION), [13]);
+        assert_eq!(versions(0, SCHEMA_VERSION), [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14]);
+        assert_eq!(versions(1, SCHEMA_VERSION), [2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14]);
+        assert_eq!(versions(2, SCHEMA_VERSION), [3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14]);
+        assert_eq!(versions(3, SCHEMA_VERSION), [4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14]);
+        assert_eq!(versions(4, SCHEMA_VERSION), [5, 6, 7, 8, 9, 10, 11, 12, 13, 14]);
+        assert_eq!(versions(5, SCHEMA_VERSION), [6, 7, 8, 9, 10, 11, 12, 13, 14]);
+        assert_eq!(versions(6, SCHEMA_VERSION), [7, 8, 9, 10, 11, 12, 13, 14]);
+        assert_eq!(versions(7, SCHEMA_VERSION), [8, 9, 10, 11, 12, 13, 14]);
+        assert_eq!(versions(8, SCHEMA_VERSION), [9, 10, 11, 12, 13, 14]);
+        assert_eq!(versions(9, SCHEMA_VERSION), [10, 11, 12, 13, 14]);
+        assert_eq!(versions(10, SCHEMA_VERSION), [11, 12, 13, 14]);
+        assert_eq!(versions(11, SCHEMA_VERSION), [12, 13, 14]);
+        assert_eq!(versions(12, SCHEMA_VERSION), [13, 14]);
+        assert_eq!(versions(13, SCHEMA_VERSION), [14]);
         assert_eq!(versions(0, 1), [1]);
         assert_eq!(versions(SCHEMA_VERSION, SCHEMA_VERSION), [] as [i64; 0]);
         assert_eq!(versions(2, 1), [] as [i64; 0]);

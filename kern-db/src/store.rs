@@ -12,7 +12,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use kern_core::approval::{
     Approval, ApprovalPage, ApprovalQuery, ApprovalStatus, ApprovalUpdate, Decision, OnExpire, PageCursor, Principal,
-    Vote,
+    UnreadableRow, Vote,
 };
 use kern_core::keys::ApiKey;
 use kern_core::limits::{self, is_key};
@@ -22,7 +22,7 @@ use kern_core::store::backend::{
     DecisionRules, ResolutionRules, ResolutionWaiters, TrailSignal, check_api_key, check_eligible, check_save,
     check_update, stale_cutoff,
 };
-use kern_core::trail::{self, EventKind, Execution, SYSTEM_PRINCIPAL, TrailEvent, TrailReport};
+use kern_core::trail::{self, BrokenLink, EventKind, Execution, SYSTEM_PRINCIPAL, TrailEvent, TrailReport};
 use kern_core::{BoxFuture, Error, Result};
 use serde_json::Value;
 
@@ -42,6 +42,16 @@ const ROWS_PER_INSERT: usize = 32;
 
 /// Trail events per `INSERT`: 9 values each, as few as [`ROWS_PER_INSERT`] rows bind.
 const EVENTS_PER_INSERT: usize = 64;
+
+/// Overdue rows per transaction of the expiry sweep.
+const SWEEP_BATCH: u32 = 256;
+
+/// What one batch of the expiry sweep did: how many rows it expired, and the id to go on
+/// after when it was full.
+struct SweptBatch {
+    expired: u64,
+    next: Option<String>,
+}
 
 /// A store on one database: its pools and its prepared SQL.
 #[derive(Debug)]
@@ -392,6 +402,72 @@ impl<DB: Driver> SqlStore<DB> {
         Ok(run)
     }
 
+    /// One batch of the expiry sweep: the overdue rows after id `after`, in one transaction.
+    async fn expire_batch(&self, after: &str, now: DateTime<Utc>) -> Result<SweptBatch> {
+        let mut conn = self.pools.writer.acquire().await?;
+        begin::<DB>(&mut conn).await?;
+        let stmt = Stmt::new(&self.queries.overdue_rows).bind(now).bind(after).bind(i64::from(SWEEP_BATCH));
+        let overdue = DB::fetch(&mut conn, &stmt, codec::approval_or_unreadable).await?;
+        let full = overdue.len() >= SWEEP_BATCH as usize;
+        let next = overdue.last().filter(|_| full).map(|row| stored_id(row).to_owned());
+        // A row this build cannot read (its policy unknown) is left pending, and named, rather
+        // than holding up the expiry of every other.
+        let mut readable = Vec::with_capacity(overdue.len());
+        for row in overdue {
+            match row {
+                Ok(row) => readable.push(row),
+                Err(row) => {
+                    tracing::warn!(
+                        approval_id = row.id,
+                        reason = row.reason,
+                        "the expiry sweep skips a row it cannot read"
+                    );
+                }
+            }
+        }
+        let overdue = readable;
+        let (mut expired, mut withdrew_runs) = (0, false);
+        // Runs first, then rows, as every writer that locks both takes them: a row whose
+        // expiry cancels its run is expired with the run.
+        let cancelling = overdue
+            .iter()
+            .filter(|row| row.policy.as_ref().is_some_and(|policy| policy.on_expire == OnExpire::CancelRun));
+        for row in cancelling {
+            let run = DB::fetch(&mut conn, &Stmt::new(&self.queries.load_run).bind(row.run_id.as_str()), codec::run)
+                .await?
+                .pop();
+            let team_run_id = run.and_then(|run| run.parent_run_id).unwrap_or_else(|| row.run_id.clone());
+            match self.cancel_in(&mut conn, &team_run_id, &Principal::new(SYSTEM_PRINCIPAL), false, now).await {
+                Ok((_, with_run)) => {
+                    expired += with_run;
+                    withdrew_runs = true;
+                }
+                // A run that is not paused (already cancelled, or held by a continue) is left
+                // to whoever holds it: the continue applies the expiry itself.
+                Err(Error::RunNotPaused { .. } | Error::RunNotFound(_)) => {}
+                Err(error) => return Err(error),
+            }
+        }
+        let mut resolved = Vec::new();
+        for row in &overdue {
+            if self.expire(&mut conn, row, now).await? {
+                resolved.push(row.id.clone());
+            }
+        }
+        expired += resolved.len() as u64;
+        commit::<DB>(&mut conn).await?;
+        drop(conn);
+        self.pools.committed(());
+        if expired > 0 || withdrew_runs {
+            // Every waiter of this handle reads its row again; other handles are told the
+            // rows, unless runs were cancelled with rows the sweep does not name.
+            self.waiters.wake_all();
+            self.signal.appended();
+            self.announce(if withdrew_runs { Resolved::Any } else { Resolved::Rows(resolved) }).await;
+        }
+        Ok(SweptBatch { expired, next })
+    }
+
     /// The transaction of a decision: locks the row, applies the rules, writes the vote, the
     /// row and the events.
     async fn apply_decision(&self, id: &str, principal: &Principal, decision: &Decision) -> Result<Approval> {
@@ -555,6 +631,14 @@ impl<DB: Driver> SqlStore<DB> {
         // Nothing matched: the row is gone, resolved, expired or not as expected. Read it
         // only now, to say which.
         Err(rules.refusal(self.get(id).await?.as_ref()))
+    }
+}
+
+/// The id of a row read, whether or not the rest of it could be.
+fn stored_id(row: &std::result::Result<Approval, UnreadableRow>) -> &str {
+    match row {
+        Ok(row) => &row.id,
+        Err(unreadable) => &unreadable.id,
     }
 }
 
@@ -793,53 +877,19 @@ impl<DB: Driver> Store for SqlStore<DB> {
         })
     }
 
+    /// A batch of [`SWEEP_BATCH`] rows at a time, each in a transaction of its own: a sweep
+    /// after a long pause holds the writer a batch at a time, not for every overdue row.
     fn expire_approvals(&self, now: DateTime<Utc>) -> BoxFuture<'_, Result<u64>> {
         Box::pin(async move {
-            let mut conn = self.pools.writer.acquire().await?;
-            begin::<DB>(&mut conn).await?;
-            let overdue =
-                DB::fetch(&mut conn, &Stmt::new(&self.queries.overdue_rows).bind(now), codec::approval).await?;
-            let (mut expired, mut withdrew_runs) = (0, false);
-            // Runs first, then rows, as every writer that locks both takes them: a row whose
-            // expiry cancels its run is expired with the run.
-            let cancelling = overdue
-                .iter()
-                .filter(|row| row.policy.as_ref().is_some_and(|policy| policy.on_expire == OnExpire::CancelRun));
-            for row in cancelling {
-                let run =
-                    DB::fetch(&mut conn, &Stmt::new(&self.queries.load_run).bind(row.run_id.as_str()), codec::run)
-                        .await?
-                        .pop();
-                let team_run_id = run.and_then(|run| run.parent_run_id).unwrap_or_else(|| row.run_id.clone());
-                match self.cancel_in(&mut conn, &team_run_id, &Principal::new(SYSTEM_PRINCIPAL), false, now).await {
-                    Ok((_, with_run)) => {
-                        expired += with_run;
-                        withdrew_runs = true;
-                    }
-                    // A run that is not paused (already cancelled, or held by a continue) is left
-                    // to whoever holds it: the continue applies the expiry itself.
-                    Err(Error::RunNotPaused { .. } | Error::RunNotFound(_)) => {}
-                    Err(error) => return Err(error),
+            let (mut expired, mut after) = (0, String::new());
+            loop {
+                let swept = self.expire_batch(&after, now).await?;
+                expired += swept.expired;
+                match swept.next {
+                    Some(last) => after = last,
+                    None => return Ok(expired),
                 }
             }
-            let mut resolved = Vec::new();
-            for row in &overdue {
-                if self.expire(&mut conn, row, now).await? {
-                    resolved.push(row.id.clone());
-                }
-            }
-            expired += resolved.len() as u64;
-            commit::<DB>(&mut conn).await?;
-            drop(conn);
-            self.pools.committed(());
-            if expired > 0 || withdrew_runs {
-                // Every waiter of this handle reads its row again; other handles are told the
-                // rows, unless runs were cancelled with rows the sweep does not name.
-                self.waiters.wake_all();
-                self.signal.appended();
-                self.announce(if withdrew_runs { Resolved::Any } else { Resolved::Rows(resolved) }).await;
-            }
-            Ok(expired)
         })
     }
 
@@ -900,7 +950,7 @@ impl<DB: Driver> Store for SqlStore<DB> {
             // look like tampering. Read on a reader, so that writers go on meanwhile.
             let mut conn = self.pools.reader.acquire().await?;
             begin_snapshot::<DB>(&mut conn).await?;
-            let rows = DB::fetch(&mut conn, &Stmt::new(&self.queries.all_rows), codec::approval).await?;
+            let rows = DB::fetch(&mut conn, &Stmt::new(&self.queries.all_rows), codec::approval_or_unreadable).await?;
             let events = DB::fetch(&mut conn, &Stmt::new(&self.queries.all_events), codec::event).await?;
             roll_back::<DB>(&mut conn).await?;
             let mut chains: std::collections::BTreeMap<String, Vec<TrailEvent>> = std::collections::BTreeMap::new();
@@ -908,13 +958,20 @@ impl<DB: Driver> Store for SqlStore<DB> {
                 chains.entry(event.approval_id.clone()).or_default().push(event);
             }
             let total = chains.values().map(Vec::len).sum::<usize>() as u64;
+            // A row that cannot be read cannot be checked: the first link it names broken.
             let broken = rows
                 .iter()
-                .find_map(|row| {
-                    trail::verify_row(row, chains.get(&row.id).map(Vec::as_slice).unwrap_or_default()).err()
+                .find_map(|row| match row {
+                    Ok(row) => trail::verify_row(row, chains.get(&row.id).map(Vec::as_slice).unwrap_or_default()).err(),
+                    Err(unreadable) => Some(BrokenLink {
+                        approval_id: unreadable.id.clone(),
+                        index: 0,
+                        seq: None,
+                        reason: format!("the row cannot be read: {}", unreadable.reason),
+                    }),
                 })
                 .or_else(|| {
-                    let ids: HashSet<&str> = rows.iter().map(|row| row.id.as_str()).collect();
+                    let ids: HashSet<&str> = rows.iter().map(stored_id).collect();
                     trail::orphan(chains.iter().filter(|(id, _)| !ids.contains(id.as_str())))
                 });
             Ok(TrailReport { approvals: rows.len() as u64, events: total, broken })

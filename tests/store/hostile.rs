@@ -366,6 +366,29 @@ pub async fn an_unreadable_row_is_named_and_the_listing_goes_on(target: SqlTarge
     db.close().await;
 }
 
+/// The expiry sweep goes on past a row this build cannot read (it stays pending: its policy is
+/// unknown), and the trail check names that row as its broken link rather than failing whole.
+pub async fn an_unreadable_row_holds_up_neither_the_expiry_sweep_nor_the_trail_check(target: SqlTarget) {
+    let db = target.open(Options::default()).await.unwrap();
+    let store = db.store();
+    let overdue = || Approval { expires_at: Some(now() - seconds(5)), ..approval("run-1") };
+    let (readable, damaged) = (overdue(), overdue());
+    create_all(&*store, &[readable.clone(), damaged.clone()]).await;
+    let approvals = target.table("kern_approvals");
+    target.execute_raw(&format!("UPDATE {approvals} SET requirements = '\"none\"' WHERE id = '{}'", damaged.id)).await;
+
+    assert_eq!(store.expire_approvals(now()).await.unwrap(), 1);
+    assert_eq!(stored(&*store, &readable.id).await.status, ApprovalStatus::Expired);
+    let kinds: Vec<_> = store.trail(&readable.id).await.unwrap().into_iter().map(|event| event.kind).collect();
+    assert_eq!(kinds, [kern::trail::EventKind::Created, kern::trail::EventKind::Expired]);
+
+    let report = store.verify_trail().await.unwrap();
+    let broken = report.broken.expect("the damaged row is named");
+    assert_eq!(broken.approval_id, damaged.id);
+    assert!(broken.reason.starts_with("the row cannot be read"), "{broken:?}");
+    db.close().await;
+}
+
 /// A resolution the database cannot take (here, its store closed) is a database error, told
 /// apart from "not found" and "conflict", and the row stays as it was.
 pub async fn a_resolution_the_database_cannot_take_is_a_database_error(target: SqlTarget) {
@@ -441,7 +464,7 @@ pub async fn an_abandoned_resolution_leaves_each_row_whole_and_the_store_usable(
 const FIRST_TRAIL_VERSION: i64 = 6;
 
 /// Tables of each older schema version, so that one database holds a store of each.
-const OLDER_TABLES: [[&str; 3]; 12] = [
+const OLDER_TABLES: [[&str; 3]; 13] = [
     ["v1_approvals", "v1_runs", "v1_sessions"],
     ["v2_approvals", "v2_runs", "v2_sessions"],
     ["v3_approvals", "v3_runs", "v3_sessions"],
@@ -454,6 +477,7 @@ const OLDER_TABLES: [[&str; 3]; 12] = [
     ["v10_approvals", "v10_runs", "v10_sessions"],
     ["v11_approvals", "v11_runs", "v11_sessions"],
     ["v12_approvals", "v12_runs", "v12_sessions"],
+    ["v13_approvals", "v13_runs", "v13_sessions"],
 ];
 
 pub async fn an_upgrade_from_every_version_keeps_the_rows_and_takes_nul_inside_json(target: SqlTarget) {

@@ -185,6 +185,12 @@ pub async fn expire_approvals_marks_and_counts_overdue_rows(store: Arc<dyn Store
     }
     assert_eq!(store.expire_approvals(at).await.unwrap(), 0);
     assert_eq!(store.count_pending_approvals(None).await.unwrap(), 2);
+
+    // More than a database store sweeps in one transaction: every one, all the same.
+    let many: Vec<Approval> = (0..600).map(|_| expiring(-5)).collect();
+    create_all(&*store, &many).await;
+    assert_eq!(store.expire_approvals(at).await.unwrap(), 600);
+    assert_eq!(store.count_pending_approvals(None).await.unwrap(), 2);
 }
 
 pub async fn a_row_past_its_expiry_cannot_be_resolved(store: Arc<dyn Store>) {

@@ -69,9 +69,10 @@ pub async fn an_execution_of_an_unknown_row_writes_nothing(store: Arc<dyn Store>
 pub async fn the_database_refuses_to_rewrite_the_trail(target: SqlTarget) {
     let db = target.open(Options::default()).await.unwrap();
     let store = db.store();
-    let (pending, decided) = (approval("run-1"), approval("run-1"));
-    create_all(&*store, &[pending.clone(), decided.clone()]).await;
+    let (pending, decided, voted) = (approval("run-1"), approval("run-1"), approval("run-1"));
+    create_all(&*store, &[pending.clone(), decided.clone(), voted.clone()]).await;
     store.update_approval(&decided.id, ApprovalUpdate::approve("admin")).await.unwrap();
+    store.decide(&voted.id, &Principal::new("olga"), Decision::approve()).await.unwrap();
 
     for tampering in [
         "UPDATE {t:kern_approvals_events} SET principal = 'mallory'".to_owned(),
@@ -84,6 +85,24 @@ pub async fn the_database_refuses_to_rewrite_the_trail(target: SqlTarget) {
         let err = target.raw(&tampering).await.expect_err(&tampering);
         assert!(err.to_string().contains("kern:"), "{tampering}: {err}");
     }
+    // Nor removed wholesale, past the triggers of rows: Postgres' TRUNCATE fires none, and
+    // SQLite's INSERT OR REPLACE deletes the row it replaces unseen.
+    let wholesale = match &target {
+        SqlTarget::Postgres { .. } => ["kern_approvals_events", "kern_approvals_votes", "kern_approvals"]
+            .map(|table| format!("TRUNCATE {{t:{table}}} CASCADE")),
+        SqlTarget::Sqlite(_) => [
+            format!(
+                "INSERT OR REPLACE INTO {{t:kern_approvals}} SELECT * FROM {{t:kern_approvals}} WHERE id = '{}'",
+                decided.id
+            ),
+            "INSERT OR REPLACE INTO {t:kern_approvals_events} SELECT * FROM {t:kern_approvals_events}".to_owned(),
+            "INSERT OR REPLACE INTO {t:kern_approvals_votes} SELECT * FROM {t:kern_approvals_votes}".to_owned(),
+        ],
+    };
+    for tampering in wholesale {
+        let err = target.raw(&tampering).await.expect_err(&tampering);
+        assert!(err.to_string().contains("kern:"), "{tampering}: {err}");
+    }
     // A second event at a place of the chain already taken (a writer that read the same head)
     // is refused: a chain never forks.
     let fork = format!(
@@ -93,7 +112,8 @@ pub async fn the_database_refuses_to_rewrite_the_trail(target: SqlTarget) {
         decided.id
     );
     let err = target.raw(&fork).await.expect_err("a forking event");
-    assert!(err.to_string().to_lowercase().contains("unique"), "{err}");
+    let refusal = err.to_string().to_lowercase();
+    assert!(refusal.contains("unique") || refusal.contains("kern:"), "{err}");
     // What a resolved row may still change: the status of its run, kept in step.
     let follow = format!("UPDATE {{t:kern_approvals}} SET run_status = 'completed' WHERE id = '{}'", decided.id);
     target.raw(&follow).await.unwrap();

@@ -210,6 +210,26 @@ impl Driver for Postgres {
         ]
     }
 
+    fn refusing_wholesale_removal(
+        layout: &Layout,
+        table: &Ident,
+        name: &Ident,
+        _keys: &[&[&str]],
+        message: &str,
+    ) -> Vec<String> {
+        let function = layout.qualified(name);
+        vec![
+            format!(
+                "CREATE FUNCTION {function}() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN RAISE EXCEPTION '{message}'; END $$"
+            ),
+            format!(
+                "CREATE TRIGGER {} BEFORE TRUNCATE ON {} FOR EACH STATEMENT EXECUTE FUNCTION {function}()",
+                name.quoted(),
+                layout.qualified(table)
+            ),
+        ]
+    }
+
     fn fetch<'c, T: Send + 'c>(
         conn: &'c mut PgConnection,
         stmt: &'c Stmt<'_>,

@@ -139,6 +139,30 @@ impl Driver for Sqlite {
         )]
     }
 
+    fn refusing_wholesale_removal(
+        layout: &Layout,
+        table: &Ident,
+        name: &Ident,
+        keys: &[&[&str]],
+        message: &str,
+    ) -> Vec<String> {
+        let same_key: Vec<String> = keys
+            .iter()
+            .map(|key| {
+                let columns: Vec<String> = key.iter().map(|column| format!("{column} = NEW.{column}")).collect();
+                format!("({})", columns.join(" AND "))
+            })
+            .collect();
+        vec![format!(
+            "CREATE TRIGGER {} BEFORE INSERT ON {} WHEN EXISTS (SELECT 1 FROM {} WHERE {}) \
+             BEGIN SELECT RAISE(ABORT, '{message}'); END",
+            name.quoted(),
+            layout.qualified(table),
+            table.quoted(),
+            same_key.join(" OR ")
+        )]
+    }
+
     fn fetch<'c, T: Send + 'c>(
         conn: &'c mut SqliteConnection,
         stmt: &'c Stmt<'_>,
