@@ -204,9 +204,10 @@ pub enum RunsCommand {
     Recover {
         /// The run's id.
         id: String,
-        /// How long a run must have been running to count as abandoned (`10m`, `2h`); through a
-        /// server, at least the server's stale time.
-        #[arg(long, value_parser = parse_duration, value_name = "DURATION")]
+        /// How long a run must have been running, its claim unrenewed, to count as abandoned
+        /// (`10m`, `2h`): at least a minute, as a continue under way renews its claim every 20 s;
+        /// through a server, at least the server's stale time.
+        #[arg(long, value_parser = parse_stale_after, value_name = "DURATION")]
         stale_after: Duration,
     },
 }
@@ -359,6 +360,23 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
         _ => None,
     };
     seconds.map(Duration::from_secs).ok_or_else(invalid)
+}
+
+/// The least `--stale-after`: a continue under way renews its claim every 20 s, so a run
+/// unrenewed for a minute has lost its continue (or its database), and a shorter wait could
+/// hand back a run whose continue is alive, to run its approved calls twice.
+const MIN_STALE_AFTER: Duration = Duration::from_secs(60);
+
+/// A `--stale-after`: a duration of at least [`MIN_STALE_AFTER`].
+fn parse_stale_after(text: &str) -> Result<Duration, String> {
+    let stale_after = parse_duration(text)?;
+    if stale_after < MIN_STALE_AFTER {
+        return Err(format!(
+            "`{text}` is too short: a continue under way renews its claim every 20 s, so a run counts as abandoned \
+             after 1m at the least (a shorter wait could run its approved calls twice)"
+        ));
+    }
+    Ok(stale_after)
 }
 
 /// A time: RFC 3339, or a duration before now.

@@ -2,6 +2,7 @@
 //! only on a terminal (and never under `NO_COLOR`), JSON for scripts (`--json`), and a
 //! progress line on standard error when it is a terminal.
 
+use std::borrow::Cow;
 use std::io::{IsTerminal, Write};
 
 use serde::Serialize;
@@ -73,11 +74,16 @@ impl Output {
         println_flushed(text)
     }
 
-    /// Prints `table`, its columns aligned.
+    /// Prints `table`, its columns aligned, its cells [`printable`].
     pub fn table(&self, table: &Table) -> Outcome {
+        let rows: Vec<Vec<(Cow<'_, str>, Option<Colour>)>> = table
+            .rows
+            .iter()
+            .map(|row| row.iter().map(|(text, colour)| (printable(text), *colour)).collect())
+            .collect();
         let widths: Vec<usize> = (0..table.headers.len())
             .map(|column| {
-                let cells = table.rows.iter().map(|row| row[column].0.chars().count());
+                let cells = rows.iter().map(|row| row[column].0.chars().count());
                 cells.chain([table.headers[column].len()]).max().unwrap_or(0)
             })
             .collect();
@@ -86,7 +92,7 @@ impl Output {
             table.headers.iter().zip(&widths).map(|(header, width)| format!("{header:width$}")).collect();
         out.push_str(&self.paint(header.join("  ").trim_end(), Some(Colour::Bold)));
         out.push('\n');
-        for row in &table.rows {
+        for row in &rows {
             let cells: Vec<String> = row
                 .iter()
                 .zip(&widths)
@@ -115,16 +121,28 @@ impl Output {
         }
     }
 
-    /// Prints `fields` as aligned `key: value` lines.
+    /// Prints `fields` as aligned `key: value` lines, their values [`printable`].
     pub fn fields(&self, fields: &[(&str, String, Option<Colour>)]) -> Outcome {
         let width = fields.iter().map(|(key, ..)| key.len() + 1).max().unwrap_or(0);
         let mut out = String::new();
         for (key, value, colour) in fields {
             let key = format!("{key}:");
-            out.push_str(&format!("{key:width$}  {}\n", self.paint(value, *colour)));
+            out.push_str(&format!("{key:width$}  {}\n", self.paint(&printable(value), *colour)));
         }
         print_flushed(&out)
     }
+}
+
+/// `text` with its control characters escaped (`\u{1b}`, `\r`, `\n`): values come from the
+/// runs' callers and from models, and one that moved the cursor or cleared a line could show an
+/// admin another call than the one they approve.
+pub fn printable(text: &str) -> Cow<'_, str> {
+    if !text.chars().any(char::is_control) {
+        return Cow::Borrowed(text);
+    }
+    let escaped =
+        text.chars().map(|c| if c.is_control() { c.escape_debug().to_string() } else { c.to_string() }).collect();
+    Cow::Owned(escaped)
 }
 
 /// A time as the tables show it: to the second, in UTC.
@@ -212,5 +230,12 @@ mod tests {
         assert_eq!(output.paint("approved", Some(Colour::Green)), "approved");
         let coloured = Output { json: false, colour: true };
         assert_eq!(coloured.paint("approved", Some(Colour::Green)), "\x1b[32mapproved\x1b[0m");
+    }
+
+    #[test]
+    fn control_characters_are_shown_escaped() {
+        assert!(matches!(printable("s-1 ✓ café"), Cow::Borrowed("s-1 ✓ café")));
+        let forged = "s1\x1b[3A\x1b[2Kargs:  {\"amount\":5}\r\n\u{9b}\u{7f}";
+        assert_eq!(printable(forged), "s1\\u{1b}[3A\\u{1b}[2Kargs:  {\"amount\":5}\\r\\n\\u{9b}\\u{7f}");
     }
 }

@@ -6,6 +6,7 @@
 
 pub mod agent;
 pub mod approval;
+pub mod csv;
 mod engine;
 mod error;
 pub mod events;

@@ -30,13 +30,19 @@ pub fn is_time(at: &DateTime<Utc>) -> bool {
     TIME_YEARS.contains(&at.year())
 }
 
-/// Refuses a key that is too long or holds a NUL character.
+/// Refuses a key that is too long or holds a control character: a NUL, which Postgres cannot
+/// hold in text, or one that would move a terminal's cursor as an admin reads the key (a
+/// session id a caller picks, say) and show them another call than the one they decide.
 pub fn check_key(field: &'static str, value: &str) -> Result<()> {
     if value.len() > MAX_KEY_LEN {
         let reason = format!("{} bytes, more than the {MAX_KEY_LEN} allowed", value.len());
         return Err(Error::InvalidInput { field, reason });
     }
-    check_text(field, value)
+    if let Some(control) = value.chars().find(|c| c.is_control()) {
+        let reason = format!("it holds a control character (U+{:04X})", u32::from(control));
+        return Err(Error::InvalidInput { field, reason });
+    }
+    Ok(())
 }
 
 /// Refuses free text (a note) holding a NUL character, which Postgres cannot hold in text.

@@ -113,6 +113,7 @@ async fn a_user_or_session_kern_cannot_store_is_refused_before_the_run(backend: 
     for (options, field) in [
         (RunOptions::default().user_id(long.as_str()), "user_id"),
         (RunOptions::default().user_id("ali\0ce"), "user_id"),
+        (RunOptions::default().session_id("s\u{1b}[3A"), "session_id"),
         (RunOptions::default().session_id(long.as_str()), "session_id"),
     ] {
         let err = agent.run_with("delete it", options).await.unwrap_err();

@@ -58,6 +58,9 @@ async fn a_run_whose_continue_died_is_paused_again_for_the_next_continue() {
 
         db.kern(&["runs", "recover", &run.run_id]).fails(2);
         db.kern(&["runs", "recover", &run.run_id, "--stale-after", "soon"]).fails(2);
+        // Shorter than a live continue's claim may go unrenewed.
+        let hasty = db.kern(&["runs", "recover", &run.run_id, "--stale-after", "30s"]);
+        assert!(hasty.fails(2).contains("too short"), "{hasty:?}");
         db.kern(&["runs", "recover", &run.run_id, "--stale-after", "2h"]).fails(3);
         let released = db.kern(&["runs", "recover", &run.run_id, "--stale-after", "10m", "--json"]).json();
         assert_eq!(released["status"], "paused");

@@ -582,13 +582,7 @@ const CSV_COLUMNS: &[&str] = &[
     "note",
 ];
 
-/// One CSV field: quoted when it must be, and with a leading `'` when a spreadsheet would
-/// read it as a formula.
-fn csv_field(text: &str) -> String {
-    let text = if text.starts_with(['=', '+', '-', '@', '\t', '\r']) { format!("'{text}") } else { text.to_owned() };
-    if text.contains([',', '"', '\n', '\r']) { format!("\"{}\"", text.replace('"', "\"\"")) } else { text }
-}
-
+/// A decided row as one CSV record, in [`CSV_COLUMNS`] order.
 fn csv_line(row: &Approval) -> String {
     let fields = [
         row.id.clone(),
@@ -604,9 +598,7 @@ fn csv_line(row: &Approval) -> String {
         row.resolved_at.map(|at| at.to_rfc3339()).unwrap_or_default(),
         row.note().unwrap_or_default().to_owned(),
     ];
-    let mut line = fields.iter().map(|field| csv_field(field)).collect::<Vec<_>>().join(",");
-    line.push_str("\r\n");
-    line
+    kern_core::csv::record(fields.iter().map(String::as_str))
 }
 
 /// `GET /ui/history/export?format=csv|jsonl`: every decided row of the history's filters, as
@@ -628,7 +620,7 @@ pub async fn export(
     let outcome = params.outcome()?;
     let mut query = params.store_query(&viewer.caller, EXPORT_PAGE)?;
     let first = state.store.list_approvals(&query).await?;
-    let mut head = if csv { format!("{}\r\n", CSV_COLUMNS.join(",")) } else { String::new() };
+    let mut head = if csv { kern_core::csv::record(CSV_COLUMNS.iter().copied()) } else { String::new() };
     head.push_str(&export_lines(&first.items, csv));
     let next = first.next_cursor.map(|next| {
         query.after = Some(next);
@@ -754,14 +746,6 @@ pub async fn run_page(state: &AppState, viewer: &Viewer, run_id: &str, error: Op
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn csv_fields_are_quoted_and_defused() {
-        assert_eq!(csv_field("plain"), "plain");
-        assert_eq!(csv_field("a,b"), "\"a,b\"");
-        assert_eq!(csv_field("say \"hi\""), "\"say \"\"hi\"\"\"");
-        assert_eq!(csv_field("=cmd()"), "'=cmd()");
-    }
 
     #[test]
     fn query_values_are_encoded() {
