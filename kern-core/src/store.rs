@@ -71,11 +71,18 @@ pub trait Store: Send + Sync + 'static {
 
     /// Renews the claim on run `run_id` that a continue or recovery has held since `held_at`
     /// (the `updated_at` its claim or its last renewal left), so that a continue that outlives
-    /// `stale_after` is not taken for dead: a compare-and-set that stamps the run `now` and
-    /// returns the new stamp. Errors: [`Error::RunTakenOver`](crate::Error::RunTakenOver) when
-    /// the run no longer stands as held (reclaimed, released, or no longer running),
+    /// `stale_after` is not taken for dead: a compare-and-set that stamps the run `renewed_at`
+    /// (whole microseconds, as [`now`](crate::now) gives), which the holder chose, so that it
+    /// knows the stamp a renewal whose answer it lost may have left. Errors:
+    /// [`Error::RunTakenOver`](crate::Error::RunTakenOver) when the run no longer stands as held
+    /// (reclaimed, released, or no longer running),
     /// [`Error::RunNotFound`](crate::Error::RunNotFound).
-    fn renew_claim<'a>(&'a self, run_id: &'a str, held_at: DateTime<Utc>) -> BoxFuture<'a, Result<DateTime<Utc>>>;
+    fn renew_claim<'a>(
+        &'a self,
+        run_id: &'a str,
+        held_at: DateTime<Utc>,
+        renewed_at: DateTime<Utc>,
+    ) -> BoxFuture<'a, Result<()>>;
 
     /// Hands a run a continue claimed and never finished back to whoever continues runs: a run
     /// that is `running` and was last written at or before `now - stale_after` (see
@@ -295,8 +302,13 @@ impl<S: Store + ?Sized> Store for std::sync::Arc<S> {
         (**self).reclaim_run(run_id, stale_after)
     }
 
-    fn renew_claim<'a>(&'a self, run_id: &'a str, held_at: DateTime<Utc>) -> BoxFuture<'a, Result<DateTime<Utc>>> {
-        (**self).renew_claim(run_id, held_at)
+    fn renew_claim<'a>(
+        &'a self,
+        run_id: &'a str,
+        held_at: DateTime<Utc>,
+        renewed_at: DateTime<Utc>,
+    ) -> BoxFuture<'a, Result<()>> {
+        (**self).renew_claim(run_id, held_at, renewed_at)
     }
 
     fn release_stale_run<'a>(&'a self, run_id: &'a str, stale_after: Duration) -> BoxFuture<'a, Result<RunRecord>> {

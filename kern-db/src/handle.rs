@@ -41,8 +41,9 @@ macro_rules! handle {
                 &'a self,
                 run_id: &'a str,
                 held_at: ::chrono::DateTime<::chrono::Utc>,
-            ) -> ::kern_core::BoxFuture<'a, ::kern_core::Result<::chrono::DateTime<::chrono::Utc>>> {
-                self.inner.renew_claim(run_id, held_at)
+                renewed_at: ::chrono::DateTime<::chrono::Utc>,
+            ) -> ::kern_core::BoxFuture<'a, ::kern_core::Result<()>> {
+                self.inner.renew_claim(run_id, held_at, renewed_at)
             }
 
             fn release_stale_run<'a>(

@@ -205,8 +205,7 @@ impl Queries {
                  WHERE run_id = $1 AND status = '{running}' AND updated_at <= $3 RETURNING {RUN_COLUMNS}"
             ),
             renew_claim: format!(
-                "UPDATE {runs} SET updated_at = $2 \
-                 WHERE run_id = $1 AND status = '{running}' AND updated_at = $3 RETURNING {RUN_COLUMNS}"
+                "UPDATE {runs} SET updated_at = $2 WHERE run_id = $1 AND status = '{running}' AND updated_at = $3"
             ),
             release_members: format!(
                 "UPDATE {runs} SET status = '{paused}', updated_at = $2 \

@@ -286,12 +286,18 @@ fn no_wholesale_removal<DB: Driver>(layout: &Layout) -> Vec<String> {
         (&events, &[&["seq"], &["approval_id", "idx"]]),
         (&votes, &[&["approval_id", "principal"]]),
     ];
-    tables
+    let mut statements: Vec<String> = tables
         .into_iter()
         .flat_map(|(table, keys)| {
             DB::refusing_wholesale_removal(layout, table, &table.suffixed("_no_removal"), keys, message)
         })
-        .collect()
+        .collect();
+    // A pending row may change, but never its id: SQLite's `UPDATE OR REPLACE` would delete
+    // the row whose id it took, unseen. (Events and votes refuse every update already.)
+    let name = layout.approvals.suffixed("_keeps_id");
+    let moved = DB::differs("id");
+    statements.extend(DB::refusing_trigger(layout, &layout.approvals, &name, "UPDATE", Some(&moved), message));
+    statements
 }
 
 /// Version 13: checks of enumerated columns that cost nothing to run. SQLite checks a column

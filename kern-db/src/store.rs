@@ -433,9 +433,15 @@ impl<DB: Driver> SqlStore<DB> {
             .iter()
             .filter(|row| row.policy.as_ref().is_some_and(|policy| policy.on_expire == OnExpire::CancelRun));
         for row in cancelling {
-            let run = DB::fetch(&mut conn, &Stmt::new(&self.queries.load_run).bind(row.run_id.as_str()), codec::run)
-                .await?
-                .pop();
+            let load = Stmt::new(&self.queries.load_run).bind(row.run_id.as_str());
+            let run = match DB::fetch(&mut conn, &load, codec::run).await {
+                Ok(mut runs) => runs.pop(),
+                Err(Error::Corrupt(reason)) => {
+                    tracing::warn!(approval_id = row.id, %reason, "the expiry sweep cannot read the run a row cancels");
+                    continue;
+                }
+                Err(error) => return Err(error),
+            };
             let team_run_id = run.and_then(|run| run.parent_run_id).unwrap_or_else(|| row.run_id.clone());
             match self.cancel_in(&mut conn, &team_run_id, &Principal::new(SYSTEM_PRINCIPAL), false, now).await {
                 Ok((_, with_run)) => {
@@ -445,6 +451,12 @@ impl<DB: Driver> SqlStore<DB> {
                 // A run that is not paused (already cancelled, or held by a continue) is left
                 // to whoever holds it: the continue applies the expiry itself.
                 Err(Error::RunNotPaused { .. } | Error::RunNotFound(_)) => {}
+                // A run, or a row it waits on, this build cannot read: the row still expires
+                // below, and the run is left to a build that can read it (`cancel_in` reads all
+                // it needs before it writes anything).
+                Err(Error::Corrupt(reason)) => {
+                    tracing::warn!(approval_id = row.id, %reason, "the expiry sweep cannot cancel the run a row cancels");
+                }
                 Err(error) => return Err(error),
             }
         }
@@ -704,18 +716,23 @@ impl<DB: Driver> Store for SqlStore<DB> {
         })
     }
 
-    fn renew_claim<'a>(&'a self, run_id: &'a str, held_at: DateTime<Utc>) -> BoxFuture<'a, Result<DateTime<Utc>>> {
+    fn renew_claim<'a>(
+        &'a self,
+        run_id: &'a str,
+        held_at: DateTime<Utc>,
+        renewed_at: DateTime<Utc>,
+    ) -> BoxFuture<'a, Result<()>> {
         Box::pin(async move {
             if !is_key(run_id) {
                 return Err(Error::RunNotFound(run_id.to_owned()));
             }
             // Unlike a claim, a renewal changes nothing another process waits on: it is not
             // announced.
-            let stmt = self.stamp_run(&self.queries.renew_claim, run_id, kern_core::now()).bind(held_at);
-            match self.pools.write(stmt, codec::run).await?.pop() {
-                Some(run) => Ok(run.updated_at),
-                None => Err(self.why_not(run_id, |_| Error::RunTakenOver { run_id: run_id.to_owned() }).await?),
+            let stmt = self.stamp_run(&self.queries.renew_claim, run_id, renewed_at).bind(held_at);
+            if self.pools.execute(stmt).await? == 1 {
+                return Ok(());
             }
+            Err(self.why_not(run_id, |_| Error::RunTakenOver { run_id: run_id.to_owned() }).await?)
         })
     }
 

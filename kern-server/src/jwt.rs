@@ -70,8 +70,9 @@ impl Jwt {
         self
     }
 
-    /// The principal and scopes of `token` and when it expires (epoch seconds), or a 401 in
-    /// the reference's words.
+    /// The principal and scopes of `token` and when it stops being accepted (epoch seconds: its
+    /// expiry, and the leeway the check gives clocks that differ), or a 401 in the reference's
+    /// words.
     pub(crate) fn verify(&self, token: &str) -> Result<(Principal, Vec<Scope>, i64), ApiError> {
         let claims = jsonwebtoken::decode::<Claims>(token, &self.key, &self.validation).map_err(|err| {
             ApiError::unauthorized(match err.kind() {
@@ -88,7 +89,8 @@ impl Jwt {
         let named = scopes.into_iter().chain(scope.split_whitespace().map(str::to_owned));
         // Scopes of other systems in the same token are not kern's to judge.
         let scopes = named.filter_map(|text| text.parse().ok()).collect();
-        Ok((Principal { id: sub, roles }, scopes, exp))
+        let leeway = i64::try_from(self.validation.leeway).unwrap_or(i64::MAX);
+        Ok((Principal { id: sub, roles }, scopes, exp.saturating_add(leeway)))
     }
 }
 

@@ -144,6 +144,9 @@ pub struct ProbeStore {
     /// runs, are seen by no read until [`commit_in_flight`](Self::commit_in_flight).
     in_flight: Option<EventKind>,
     in_flight_committed: AtomicBool,
+    /// Whether the next renewal of a claim commits but loses its answer, as when the connection
+    /// drops just after.
+    lose_renewal_answer: AtomicBool,
     calls: std::sync::Mutex<Vec<&'static str>>,
 }
 
@@ -166,8 +169,14 @@ impl ProbeStore {
             late_passed: AtomicBool::new(false),
             in_flight: None,
             in_flight_committed: AtomicBool::new(false),
+            lose_renewal_answer: AtomicBool::new(false),
             calls: std::sync::Mutex::default(),
         }
+    }
+
+    /// Lets the next renewal of a claim commit and lose its answer.
+    pub fn lose_next_renewal_answer(&self) {
+        self.lose_renewal_answer.store(true, Ordering::Relaxed);
     }
 
     /// Probes `inner`, whose first event of `kind` commits late: a reader sees the event after
@@ -268,9 +277,16 @@ impl Store for ProbeStore {
         &'a self,
         run_id: &'a str,
         held_at: chrono::DateTime<chrono::Utc>,
-    ) -> BoxFuture<'a, Result<chrono::DateTime<chrono::Utc>>> {
+        renewed_at: chrono::DateTime<chrono::Utc>,
+    ) -> BoxFuture<'a, Result<()>> {
         self.log("renew_claim");
-        self.inner.renew_claim(run_id, held_at)
+        if !self.lose_renewal_answer.swap(false, Ordering::Relaxed) {
+            return self.inner.renew_claim(run_id, held_at, renewed_at);
+        }
+        Box::pin(async move {
+            self.inner.renew_claim(run_id, held_at, renewed_at).await?;
+            Err(kern::Error::database(std::io::Error::other("connection reset after the commit")))
+        })
     }
 
     fn release_stale_run<'a>(&'a self, run_id: &'a str, stale_after: Duration) -> BoxFuture<'a, Result<RunRecord>> {

@@ -19,6 +19,7 @@ on_every_backend!(
     a_call_its_condition_does_not_flag_runs_at_once_with_an_audit_row,
     an_approved_edit_runs_the_tool_with_the_new_arguments_and_tells_the_model,
     an_expiry_that_cancels_the_run_cancels_it,
+    a_call_its_requester_may_not_approve_needs_a_run_that_names_its_user,
     an_expiry_that_cancels_a_team_run_cancels_it_whatever_else_is_pending,
     a_paused_run_is_cancelled_with_its_rows,
 );
@@ -170,6 +171,20 @@ async fn an_expiry_that_cancels_the_run_cancels_it(backend: Backend) {
     let row = the_row(&*store, &run.run_id).await;
     assert_eq!(row.status, ApprovalStatus::Expired);
     assert_eq!(store.load_run(&run.run_id).await.unwrap().unwrap().status, RunStatus::Cancelled);
+}
+
+/// Refusing self-approval tells the requester apart by the run's user: a run that names none
+/// gets the call refused (told to the model) rather than a row anyone may approve.
+async fn a_call_its_requester_may_not_approve_needs_a_run_that_names_its_user(backend: Backend) {
+    let store = backend.store();
+    let run = agent(store.clone()).run("pay the large invoice").await.unwrap();
+    assert_eq!(run.status, RunStatus::Completed);
+    assert_eq!(run.tools[0].status, ToolCallStatus::Failed);
+    let told = run.tools[0].result.as_ref().and_then(|result| result.as_str()).unwrap_or_default();
+    assert!(told.contains("names no user") && told.contains("RunOptions::user_id"), "{told}");
+    let rows = store.list_approvals(&ApprovalQuery::default().run_id(&run.run_id)).await.unwrap();
+    assert_eq!(rows.total, 0, "no row anyone could approve");
+    assert!(ran(&run.run_id).is_empty());
 }
 
 /// A team whose leader and member `dba` may each `drop_table` (its row cancels the run when it

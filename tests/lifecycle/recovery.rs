@@ -251,6 +251,21 @@ async fn a_long_continue_renews_its_claim() {
     assert!(!probe.calls()[before..].contains(&"renew_claim"), "{:?}", probe.calls());
 }
 
+/// A renewal that commits but loses its answer leaves the run stamped as the continue does not
+/// know for sure: the next renewal tries that stamp too, and the continue keeps its run.
+#[tokio::test(start_paused = true)]
+async fn a_renewal_whose_answer_was_lost_does_not_lose_the_run() {
+    let probe = Arc::new(ProbeStore::over(Arc::new(MemoryDb::new())));
+    let store: Arc<dyn Store> = probe.clone();
+    let agent = exporter(store.clone());
+    let (run, _) = approved_run(&agent, &*store, "export everything").await;
+    probe.lose_next_renewal_answer();
+    let done = agent.continue_run(&run.run_id, vec![]).await.unwrap();
+    assert_eq!(done.status, RunStatus::Completed);
+    assert_eq!(status_of(&*store, &run.run_id).await, RunStatus::Completed);
+    assert!(probe.calls().iter().filter(|call| **call == "renew_claim").count() >= 2, "{:?}", probe.calls());
+}
+
 /// A continue whose run was taken over while it ran (here, reclaimed at once) does not store its
 /// outcome over the taker's: it says so, and the run stands as the taker left it.
 #[tokio::test(start_paused = true)]

@@ -7,7 +7,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use kern::Error;
-use kern::approval::{Approval, ApprovalQuery, ApprovalStatus, ApprovalUpdate, Decision, PauseType, Principal};
+use kern::approval::{
+    Approval, ApprovalPolicy, ApprovalQuery, ApprovalStatus, ApprovalUpdate, Decision, OnExpire, PauseType, Principal,
+};
 use kern::db::{PostgresDb, SCHEMA_VERSION, Store};
 use kern::keys::{ApiKey, Scope};
 use kern::limits::{MAX_JSON_DEPTH, MAX_KEY_LEN};
@@ -19,6 +21,7 @@ use serde_json::{Map, Value, json};
 
 use crate::fixtures::{
     approval, create, create_all, execution, external_approval, ids, now, run, seconds, stored, user_input_approval,
+    with_policy,
 };
 use crate::harness::{Backend, Options, SqlTarget};
 
@@ -216,7 +219,12 @@ pub async fn keys_beyond_the_limits_are_refused_before_anything_is_written(store
         ("parent_run_id", |run, _, key| run.parent_run_id = Some(key)),
     ];
     for (field, set) in cases {
-        for key in ["with\u{0}nul".to_owned(), key_of(MAX_KEY_LEN + 1), "k".repeat(10 * 1024)] {
+        for key in [
+            "with\u{0}nul".to_owned(),
+            "with\u{1b}[2Kescape".to_owned(),
+            key_of(MAX_KEY_LEN + 1),
+            "k".repeat(10 * 1024),
+        ] {
             let (mut paused, mut row) = (run("session-1"), approval("run-1"));
             set(&mut paused, &mut row, key);
             // The checks run before the store is touched: nothing of the batch is written.
@@ -371,13 +379,23 @@ pub async fn an_unreadable_row_is_named_and_the_listing_goes_on(target: SqlTarge
 pub async fn an_unreadable_row_holds_up_neither_the_expiry_sweep_nor_the_trail_check(target: SqlTarget) {
     let db = target.open(Options::default()).await.unwrap();
     let store = db.store();
-    let overdue = || Approval { expires_at: Some(now() - seconds(5)), ..approval("run-1") };
-    let (readable, damaged) = (overdue(), overdue());
+    let overdue = |row: Approval| Approval { expires_at: Some(now() - seconds(5)), ..row };
+    let (readable, damaged) = (overdue(approval("run-1")), overdue(approval("run-1")));
     create_all(&*store, &[readable.clone(), damaged.clone()]).await;
+    // A row whose expiry cancels its run, beside another row of that run that cannot be read.
+    let paused = run("session-1");
+    let cancelling = ApprovalPolicy::REQUIRED.on_expire(OnExpire::CancelRun);
+    let cancelling = overdue(with_policy(approval(&paused.run_id), cancelling));
+    let sibling = approval(&paused.run_id);
+    store.save_runs(std::slice::from_ref(&paused), &[cancelling.clone(), sibling.clone()], &[]).await.unwrap();
     let approvals = target.table("kern_approvals");
-    target.execute_raw(&format!("UPDATE {approvals} SET requirements = '\"none\"' WHERE id = '{}'", damaged.id)).await;
+    for id in [&damaged.id, &sibling.id] {
+        target.execute_raw(&format!("UPDATE {approvals} SET requirements = '\"none\"' WHERE id = '{id}'")).await;
+    }
 
-    assert_eq!(store.expire_approvals(now()).await.unwrap(), 1);
+    assert_eq!(store.expire_approvals(now()).await.unwrap(), 2);
+    assert_eq!(stored(&*store, &cancelling.id).await.status, ApprovalStatus::Expired);
+    assert_eq!(store.load_run(&paused.run_id).await.unwrap().unwrap().status, RunStatus::Paused, "left as it is");
     assert_eq!(stored(&*store, &readable.id).await.status, ApprovalStatus::Expired);
     let kinds: Vec<_> = store.trail(&readable.id).await.unwrap().into_iter().map(|event| event.kind).collect();
     assert_eq!(kinds, [kern::trail::EventKind::Created, kern::trail::EventKind::Expired]);

@@ -322,30 +322,30 @@ pub async fn a_recent_claim_is_not_stale(store: Arc<dyn Store>) {
 /// longer stale; once another took the run over, or it is no longer running, the renewal says
 /// so and changes nothing.
 pub async fn a_held_claim_is_renewed_until_it_is_taken_over(store: Arc<dyn Store>) {
-    let err = store.renew_claim("no-such-run", now()).await.unwrap_err();
+    let err = store.renew_claim("no-such-run", now(), now()).await.unwrap_err();
     assert!(matches!(&err, Error::RunNotFound(id) if id == "no-such-run"), "{err:?}");
 
     let held = abandoned("session-1");
     store.save_runs(std::slice::from_ref(&held), &[], &[]).await.unwrap();
-    let renewed_at = store.renew_claim(&held.run_id, held.updated_at).await.unwrap();
-    assert!(renewed_at > held.updated_at);
+    let renewed_at = now();
+    store.renew_claim(&held.run_id, held.updated_at, renewed_at).await.unwrap();
     let stored = store.load_run(&held.run_id).await.unwrap().unwrap();
     assert_eq!(stored, RunRecord { updated_at: renewed_at, ..held.clone() });
     let err = store.reclaim_run(&held.run_id, ONE_HOUR).await.unwrap_err();
     assert!(matches!(err, Error::RunNotStale { .. }), "renewed, the claim is not stale: {err:?}");
 
     // A stamp the run no longer bears: another renewed or reclaimed it since.
-    let err = store.renew_claim(&held.run_id, held.updated_at).await.unwrap_err();
+    let err = store.renew_claim(&held.run_id, held.updated_at, now()).await.unwrap_err();
     assert!(matches!(&err, Error::RunTakenOver { run_id } if *run_id == held.run_id), "{err:?}");
     let reclaimed = store.reclaim_run(&held.run_id, Duration::ZERO).await.unwrap();
-    let err = store.renew_claim(&held.run_id, renewed_at).await.unwrap_err();
+    let err = store.renew_claim(&held.run_id, renewed_at, now()).await.unwrap_err();
     assert!(matches!(err, Error::RunTakenOver { .. }), "{err:?}");
     assert_eq!(store.load_run(&held.run_id).await.unwrap(), Some(reclaimed.clone()));
 
     // The run's stamp, but it is no longer running.
     let done = RunRecord { status: RunStatus::Completed, ..reclaimed };
     store.save_runs(std::slice::from_ref(&done), &[], &[]).await.unwrap();
-    let err = store.renew_claim(&done.run_id, done.updated_at).await.unwrap_err();
+    let err = store.renew_claim(&done.run_id, done.updated_at, now()).await.unwrap_err();
     assert!(matches!(err, Error::RunTakenOver { .. }), "{err:?}");
     assert_eq!(store.load_run(&done.run_id).await.unwrap(), Some(done));
 }

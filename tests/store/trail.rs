@@ -81,6 +81,7 @@ pub async fn the_database_refuses_to_rewrite_the_trail(target: SqlTarget) {
         format!("UPDATE {{t:kern_approvals}} SET status = 'rejected' WHERE id = '{}'", decided.id),
         format!("UPDATE {{t:kern_approvals}} SET resolved_by = 'mallory' WHERE id = '{}'", decided.id),
         format!("UPDATE {{t:kern_approvals}} SET tool_args = '{{}}' WHERE id = '{}'", decided.id),
+        format!("UPDATE {{t:kern_approvals}} SET id = 'moved' WHERE id = '{}'", pending.id),
     ] {
         let err = target.raw(&tampering).await.expect_err(&tampering);
         assert!(err.to_string().contains("kern:"), "{tampering}: {err}");
@@ -89,14 +90,16 @@ pub async fn the_database_refuses_to_rewrite_the_trail(target: SqlTarget) {
     // SQLite's INSERT OR REPLACE deletes the row it replaces unseen.
     let wholesale = match &target {
         SqlTarget::Postgres { .. } => ["kern_approvals_events", "kern_approvals_votes", "kern_approvals"]
-            .map(|table| format!("TRUNCATE {{t:{table}}} CASCADE")),
-        SqlTarget::Sqlite(_) => [
+            .map(|table| format!("TRUNCATE {{t:{table}}} CASCADE"))
+            .to_vec(),
+        SqlTarget::Sqlite(_) => vec![
             format!(
                 "INSERT OR REPLACE INTO {{t:kern_approvals}} SELECT * FROM {{t:kern_approvals}} WHERE id = '{}'",
                 decided.id
             ),
             "INSERT OR REPLACE INTO {t:kern_approvals_events} SELECT * FROM {t:kern_approvals_events}".to_owned(),
             "INSERT OR REPLACE INTO {t:kern_approvals_votes} SELECT * FROM {t:kern_approvals_votes}".to_owned(),
+            format!("UPDATE OR REPLACE {{t:kern_approvals}} SET id = '{}' WHERE id = '{}'", decided.id, pending.id),
         ],
     };
     for tampering in wholesale {

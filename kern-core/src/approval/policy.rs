@@ -37,7 +37,9 @@ pub struct ApprovalPolicy {
     pub approvers: Vec<String>,
     /// How many distinct eligible principals must approve; one eligible rejection rejects.
     pub quorum: u32,
-    /// Whether the user the run acts for may decide their own call.
+    /// Whether the user the run acts for may decide their own call. When not, a run that
+    /// names no user has such a call refused (told to the model): nobody could be told apart
+    /// from its requester.
     pub self_approval: bool,
     /// Whether an approver may change the call's arguments when approving.
     pub allow_edit: bool,

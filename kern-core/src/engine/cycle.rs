@@ -15,7 +15,7 @@ use std::time::Duration;
 use tracing::Instrument;
 
 use super::delegation::{MemberPlan, Roster, Waiting};
-use super::gate::{Decision, Verdict};
+use super::gate::{Decision, cancels_run};
 use super::hold::Hold;
 use super::runner::Runner;
 use super::step::{Identity, RunRequest, Step, Writes, mark_failed};
@@ -47,11 +47,6 @@ impl Plan<'_> {
     fn cancels_run(&self) -> bool {
         cancels_run(&self.decisions) || self.members.iter().any(MemberPlan::cancels_run)
     }
-}
-
-/// True when one of `decisions` is a row's expiry under a policy that cancels the whole run.
-fn cancels_run(decisions: &[Decision]) -> bool {
-    decisions.iter().any(|decision| decision.verdict == Verdict::CancelRun)
 }
 
 impl Cycle {

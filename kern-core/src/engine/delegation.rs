@@ -10,7 +10,7 @@
 use futures_util::future::join_all;
 use serde_json::{Value, json};
 
-use super::gate::{Decision, Verdict};
+use super::gate::{self, Decision};
 use super::runner::{Delegate, Runner};
 use super::step::{RunRequest, Step, Writes, complete, parse_arguments};
 use crate::BoxFuture;
@@ -83,7 +83,7 @@ impl MemberPlan<'_> {
 
     /// True when a row of the member run expired under a policy that cancels the whole run.
     pub(crate) fn cancels_run(&self) -> bool {
-        self.decisions.iter().any(|decision| decision.verdict == Verdict::CancelRun)
+        gate::cancels_run(&self.decisions)
     }
 }
 

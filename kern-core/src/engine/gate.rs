@@ -75,6 +75,11 @@ pub(crate) struct Decision {
     pub(crate) row: Option<Approval>,
 }
 
+/// True when one of `decisions` is a row's expiry under a policy that cancels the whole run.
+pub(crate) fn cancels_run(decisions: &[Decision]) -> bool {
+    decisions.iter().any(|decision| decision.verdict == Verdict::CancelRun)
+}
+
 /// The ids of the rows that gate the run's paused calls.
 pub(crate) fn gating_row_ids<'r>(record: &'r RunRecord, tools: &Toolbox) -> Vec<&'r str> {
     record.requirements.iter().filter(|r| is_gated(r, tools)).filter_map(|r| r.approval_id.as_deref()).collect()

@@ -3,16 +3,17 @@
 //! A recovery takes a run for dead once it has stood `running`, unwritten, for `stale_after`.
 //! A continue whose tools or model turns take longer than that is alive all the same, so it
 //! renews its claim every [`RENEW_EVERY`] ([`Store::renew_claim`]). A renewal that finds the
-//! run taken over (reclaimed, or released by an admin) tells the continue not to store its
-//! outcome over the taker's; so does one made at the end when the renewals have failed for a
-//! while. A continue that ends within [`RENEW_EVERY`] writes nothing more than before.
+//! run taken over (reclaimed, or released by an admin) tells the continue to start nothing more
+//! (see [`taken_over`]) and not to store its outcome over the taker's; so does one made at the
+//! end when a renewal failed. A continue that ends within [`RENEW_EVERY`] writes nothing more
+//! than before.
 
-use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use tokio::sync::Notify;
-use tokio::time::Instant;
 
 use crate::error::{Error, Result};
 use crate::store::Store;
@@ -20,49 +21,65 @@ use crate::store::Store;
 /// How often a continue renews its claim: well under any `stale_after` worth setting.
 pub(crate) const RENEW_EVERY: Duration = Duration::from_secs(20);
 
-/// How long renewals may fail before the continue asks once more, at its end, whether it still
-/// holds the run.
-const UNRENEWED_AT_MOST: Duration = Duration::from_secs(40);
+tokio::task_local! {
+    /// Set once the hold of the continue this task runs is found taken over.
+    static TAKEN_OVER: Arc<AtomicBool>;
+}
+
+/// True when the continue this task runs has lost its run to another (which does its work
+/// again): it starts no model turn and no tool more. False outside a continue.
+pub(crate) fn taken_over() -> bool {
+    TAKEN_OVER.try_with(|flag| flag.load(Ordering::Relaxed)).unwrap_or(false)
+}
 
 /// The claim on a run.
 pub(crate) struct Hold<'s> {
     store: &'s dyn Store,
     run_id: &'s str,
-    /// The run's stamp as the claim or its last renewal left it, and when that was.
-    last: Mutex<(DateTime<Utc>, Instant)>,
+    stamps: Mutex<Stamps>,
+}
+
+/// The run's stamps as this hold knows them.
+#[derive(Debug, Clone)]
+struct Stamps {
+    /// The stamp the claim or its last renewal left.
+    held_at: DateTime<Utc>,
+    /// The stamps of renewals that failed since, after they were sent: one may have been
+    /// written all the same, and then the run bears it rather than `held_at`.
+    maybe: Vec<DateTime<Utc>>,
 }
 
 impl<'s> Hold<'s> {
     /// The claim on run `run_id` that left it stamped `held_at`.
     pub(crate) fn new(store: &'s dyn Store, run_id: &'s str, held_at: DateTime<Utc>) -> Self {
-        Hold { store, run_id, last: Mutex::new((held_at, Instant::now())) }
+        Hold { store, run_id, stamps: Mutex::new(Stamps { held_at, maybe: Vec::new() }) }
     }
 
     /// Runs `work` to its end while renewing the claim, and returns what it gave, or
-    /// [`Error::RunTakenOver`] when the run was taken over meanwhile (then `work` still runs
-    /// to its end, as a tool under way is not stopped half-way).
+    /// [`Error::RunTakenOver`] when the run was taken over meanwhile (then `work` finishes what
+    /// it has under way and starts nothing more: see [`taken_over`]).
     pub(crate) async fn keep<T>(self, work: impl Future<Output = T>) -> Result<T> {
-        let done = Notify::new();
-        let work = async {
+        let (done, taken) = (Notify::new(), Arc::new(AtomicBool::new(false)));
+        let work = TAKEN_OVER.scope(Arc::clone(&taken), async {
             let output = work.await;
             done.notify_one();
             output
-        };
-        let (output, taken_over) = tokio::join!(work, self.renew_until(&done));
+        });
+        let (output, taken_over) = tokio::join!(work, self.renew_until(&done, &taken));
         if let Some(taken_over) = taken_over {
             return Err(taken_over);
         }
-        if self.last().1.elapsed() >= UNRENEWED_AT_MOST {
-            // The renewals failed for a while: a recovery may have taken the run meanwhile.
+        if !self.stamps().maybe.is_empty() {
+            // A renewal failed: a recovery may have taken the run since the last that held.
             self.renew().await?;
         }
         Ok(output)
     }
 
     /// Renews the claim every [`RENEW_EVERY`] until `done` (a renewal under way is finished
-    /// first) or until a renewal finds the run taken over, which it returns; a renewal that
-    /// fails otherwise is tried again at the next.
-    async fn renew_until(&self, done: &Notify) -> Option<Error> {
+    /// first) or until a renewal finds the run taken over, which it marks in `taken` and
+    /// returns; a renewal that fails otherwise is tried again at the next.
+    async fn renew_until(&self, done: &Notify, taken: &AtomicBool) -> Option<Error> {
         loop {
             tokio::select! {
                 () = tokio::time::sleep(RENEW_EVERY) => {}
@@ -70,19 +87,37 @@ impl<'s> Hold<'s> {
             }
             match self.renew().await {
                 Ok(()) => {}
-                Err(error @ (Error::RunTakenOver { .. } | Error::RunNotFound(_))) => return Some(error),
+                Err(error @ (Error::RunTakenOver { .. } | Error::RunNotFound(_))) => {
+                    taken.store(true, Ordering::Relaxed);
+                    return Some(error);
+                }
                 Err(error) => tracing::warn!(run_id = self.run_id, %error, "a continue could not renew its claim"),
             }
         }
     }
 
+    /// Stamps the run anew, from the stamp it bears: the last one known, or one a failed
+    /// renewal may have left.
     async fn renew(&self) -> Result<()> {
-        let renewed_at = self.store.renew_claim(self.run_id, self.last().0).await?;
-        *self.last.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = (renewed_at, Instant::now());
-        Ok(())
+        let Stamps { held_at, maybe } = self.stamps();
+        let renewed_at = crate::now();
+        let mut renewed = Err(Error::RunTakenOver { run_id: self.run_id.to_owned() });
+        for stamp in std::iter::once(held_at).chain(maybe) {
+            renewed = self.store.renew_claim(self.run_id, stamp, renewed_at).await;
+            if !matches!(renewed, Err(Error::RunTakenOver { .. })) {
+                break;
+            }
+        }
+        let mut stamps = self.stamps.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        match renewed {
+            Ok(()) => *stamps = Stamps { held_at: renewed_at, maybe: Vec::new() },
+            Err(Error::RunTakenOver { .. } | Error::RunNotFound(_)) => {}
+            Err(_) => stamps.maybe.push(renewed_at),
+        }
+        renewed
     }
 
-    fn last(&self) -> (DateTime<Utc>, Instant) {
-        *self.last.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    fn stamps(&self) -> Stamps {
+        self.stamps.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clone()
     }
 }

@@ -15,17 +15,18 @@ use serde_json::{Map, Value};
 use tracing::Instrument;
 
 use super::gate::{self, Decision, Refusal, Verdict};
+use super::hold;
 use super::settings::Checked;
 use super::step::{Identity, RunRequest, Step, Writes, complete, complete_as, panic_message, parse_arguments};
 use super::toolbox::Toolbox;
 use crate::BoxFuture;
-use crate::approval::{PauseType, SourceType};
+use crate::approval::{ApprovalType, PauseType, SourceType};
 use crate::error::{Error, Result};
 use crate::events::{self, RunEvent};
 use crate::models::{Delta, Message, Model, ModelRequest, Role, ToolCall};
 use crate::run::{RunQuery, RunRecord, RunRequirement, RunStatus, ToolCallStatus, ToolExecution};
 use crate::store::Store;
-use crate::tools::{RunContext, Tool, ToolError};
+use crate::tools::{RunContext, Tool, ToolDefinition, ToolError};
 use crate::trail::{self, Execution};
 
 /// Built-in tools the loop hands to someone else instead of its toolbox: a team leader's
@@ -224,9 +225,15 @@ impl Runner {
             .collect())
     }
 
-    /// Model, then tools, until a final answer, a pause, or the round limit.
+    /// Model, then tools, until a final answer, a pause, or the round limit; a continue whose
+    /// run was taken over meanwhile starts neither model turn nor tool more (see
+    /// [`hold::taken_over`]).
     async fn advance(&self, record: &mut RunRecord, writes: &mut Writes) -> Result<()> {
+        let taken_over = |record: &RunRecord| Error::RunTakenOver { run_id: record.run_id.clone() };
         loop {
+            if hold::taken_over() {
+                return Err(taken_over(record));
+            }
             // The conversation is copied only to put the instructions first.
             let with_instructions: Vec<Message>;
             let messages = match self.instructions.as_deref() {
@@ -274,6 +281,9 @@ impl Runner {
                 record.messages.iter().filter(|m| m.role == Role::Assistant && !m.tool_calls.is_empty()).count();
             if rounds > self.max_rounds {
                 return Err(Error::RoundLimit { run_id: record.run_id.clone(), rounds: self.max_rounds });
+            }
+            if hold::taken_over() {
+                return Err(taken_over(record));
             }
             self.dispatch(record, calls, writes).await;
             if !record.requirements.is_empty() || !record.delegations.is_empty() {
@@ -335,6 +345,17 @@ impl Runner {
                     let conditional = definition.requires_approval() && pause_type == PauseType::Confirmation;
                     let needed = if conditional { needs_approval(&*entry.tool, &args) } else { Ok(true) };
                     match needed {
+                        // A policy that refuses self-approval tells the requester apart by the
+                        // run's user: without one, anyone could approve their own call.
+                        Ok(true) if refuses_self_approval(definition) && record.user_id.is_none() => {
+                            record.tools.push(execution);
+                            let refusal = format!(
+                                "`{}` may not be approved by the user it acts for, and this run names no user: \
+                                 start it with RunOptions::user_id",
+                                call.name
+                            );
+                            complete(record, &call.id, Err(ToolError::Failed(refusal)));
+                        }
                         Ok(true) => {
                             record.requirements.push(requirement);
                             record.tools.push(execution);
@@ -523,4 +544,13 @@ fn needs_approval(tool: &dyn Tool, args: &Value) -> std::result::Result<bool, To
     std::panic::catch_unwind(AssertUnwindSafe(|| tool.needs_approval(args))).unwrap_or_else(|panic| {
         Err(ToolError::Failed(format!("the tool's approval condition panicked: {}", panic_message(panic.as_ref()))))
     })
+}
+
+/// True when a call of the tool defined by `definition` needs an approval its requester may not
+/// give.
+fn refuses_self_approval(definition: &ToolDefinition) -> bool {
+    definition
+        .approval
+        .as_ref()
+        .is_some_and(|policy| policy.approval_type == ApprovalType::Required && !policy.self_approval)
 }

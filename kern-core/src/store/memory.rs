@@ -518,14 +518,19 @@ impl Store for MemoryDb {
         ready(reclaimed)
     }
 
-    fn renew_claim<'a>(&'a self, run_id: &'a str, held_at: DateTime<Utc>) -> BoxFuture<'a, Result<DateTime<Utc>>> {
+    fn renew_claim<'a>(
+        &'a self,
+        run_id: &'a str,
+        held_at: DateTime<Utc>,
+        renewed_at: DateTime<Utc>,
+    ) -> BoxFuture<'a, Result<()>> {
         let mut tables = self.tables();
         let held =
             tables.runs.get_mut(run_id).filter(|run| run.status == RunStatus::Running && run.updated_at == held_at);
         let renewed = match held {
             Some(run) => {
-                run.updated_at = crate::now();
-                Ok(run.updated_at)
+                run.updated_at = renewed_at.trunc_subsecs(6);
+                Ok(())
             }
             None => Err(tables.not_in(run_id, |_| Error::RunTakenOver { run_id: run_id.to_owned() })),
         };

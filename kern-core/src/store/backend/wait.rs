@@ -253,8 +253,13 @@ mod tests {
             self.0.reclaim_run(run_id, stale_after)
         }
 
-        fn renew_claim<'a>(&'a self, run_id: &'a str, held_at: DateTime<Utc>) -> BoxFuture<'a, Result<DateTime<Utc>>> {
-            self.0.renew_claim(run_id, held_at)
+        fn renew_claim<'a>(
+            &'a self,
+            run_id: &'a str,
+            held_at: DateTime<Utc>,
+            renewed_at: DateTime<Utc>,
+        ) -> BoxFuture<'a, Result<()>> {
+            self.0.renew_claim(run_id, held_at, renewed_at)
         }
 
         fn release_stale_run<'a>(&'a self, run_id: &'a str, stale_after: Duration) -> BoxFuture<'a, Result<RunRecord>> {
