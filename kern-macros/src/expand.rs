@@ -121,6 +121,7 @@ fn emit(spec: &Spec, func: &ToolFn, kern_path: &KernPath) -> TokenStream {
     let mut bounds = Vec::new();
     let mut checks = Vec::new();
     let mut call_args = Vec::new();
+    let mut locals = Vec::new();
     let mut field_names = Vec::new();
     let ctx = Ident::new("ctx", Span::mixed_site());
     let mut uses_ctx = false;
@@ -143,7 +144,12 @@ fn emit(spec: &Spec, func: &ToolFn, kern_path: &KernPath) -> TokenStream {
                 arg_types.push(ty);
                 bounds.push(quote!(for<'__kern> #ty: #kern::tools::ToolArg));
                 checks.push(quote_spanned!(ty.span()=> __kern_check_arg::<#ty>();));
-                call_args.push(ident.to_token_stream());
+                // A name of the macro's own: bound to the argument's, it would shadow a function
+                // of that name, the tool's own among them (`fn echo(echo: String)`).
+                let local =
+                    Ident::new(&format!("__kern_arg{}", locals.len()), Span::mixed_site().located_at(ident.span()));
+                call_args.push(local.to_token_stream());
+                locals.push(local);
             }
         }
     }
@@ -180,7 +186,7 @@ fn emit(spec: &Spec, func: &ToolFn, kern_path: &KernPath) -> TokenStream {
                     ::std::string::String::from(#not_an_array),
                 ));
             }
-            let #args { #(#field_idents),* } = #async_kern::tools::parse_args::<#args_type>(#json_args)?;
+            let #args { #(#field_idents: #locals),* } = #async_kern::tools::parse_args::<#args_type>(#json_args)?;
             let #value = #call;
             #output
         })

@@ -159,11 +159,25 @@ fn check(value: u8) -> u8 {
     value + 1
 }
 
+/// An argument may have the tool's own name.
+#[tool]
+fn echo(echo: String) -> String {
+    echo
+}
+
+/// The same, for an async tool.
+#[tool]
+async fn shout(shout: String) -> String {
+    shout.to_uppercase()
+}
+
 #[tokio::test]
 async fn names_do_not_clash_with_the_generated_code() {
     let ctx = RunContext { run_id: "r".into(), ..RunContext::default() };
     assert_eq!(Shadowing.call(&ctx, json!({"ctx": "c", "args": 1})).await, Ok(json!("c 1 r")));
     assert_eq!(Check.call(&ctx, json!({"value": 1})).await, Ok(json!(2)));
+    assert_eq!(Echo.call(&ctx, json!({"echo": "hi"})).await, Ok(json!("hi")));
+    assert_eq!(Shout.call(&ctx, json!({"shout": "hi"})).await, Ok(json!("HI")));
 }
 
 #[tokio::test]
