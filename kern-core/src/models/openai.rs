@@ -3,7 +3,7 @@
 //! Speaks `POST {base_url}/chat/completions`, the dialect OpenAI, Ollama, vLLM, the llama.cpp
 //! server and OpenRouter share.
 
-use std::collections::BTreeMap;
+use std::collections::HashMap;
 use std::fmt;
 use std::ops::ControlFlow;
 
@@ -408,8 +408,11 @@ struct StreamedAnswer {
     /// response with empty `choices`.
     chosen: bool,
     content: String,
-    /// Calls by their index in the answer.
-    tool_calls: BTreeMap<usize, StreamedCall>,
+    /// The calls, in the order they began.
+    tool_calls: Vec<StreamedCall>,
+    /// Where in `tool_calls` stands the call each index of the provider's names: the latest
+    /// begun under it, as some servers (Ollama) send every call whole under index 0.
+    slots: HashMap<usize, usize>,
     usage: Option<ChatUsage>,
     finish_reason: Option<String>,
 }
@@ -444,9 +447,10 @@ impl StreamedAnswer {
             self.content.push_str(&text);
         }
         for piece in delta.tool_calls.unwrap_or_default() {
-            let call = self.tool_calls.entry(piece.index.unwrap_or(self.tool_calls.len())).or_default();
+            let id = piece.id.filter(|id| !id.is_empty());
+            let call = self.call_of(piece.index, id.as_deref());
             let function = piece.function.unwrap_or_default();
-            if let Some(id) = piece.id.filter(|id| !id.is_empty()) {
+            if let Some(id) = id {
                 call.id = id;
             }
             if let Some(name) = function.name.filter(|name| !name.is_empty()) {
@@ -460,6 +464,27 @@ impl StreamedAnswer {
         }
     }
 
+    /// The call a piece under `index` with `id` belongs to: the one begun under that index,
+    /// unless the piece names another id (a new call under an index taken); a new one for a
+    /// piece without an index (servers that leave it out send each call whole).
+    fn call_of(&mut self, index: Option<usize>, id: Option<&str>) -> &mut StreamedCall {
+        let begun = index.and_then(|index| self.slots.get(&index)).copied();
+        let slot = match begun {
+            Some(slot) if id.is_none_or(|id| self.tool_calls[slot].id.is_empty() || self.tool_calls[slot].id == id) => {
+                slot
+            }
+            _ => {
+                self.tool_calls.push(StreamedCall::default());
+                let slot = self.tool_calls.len() - 1;
+                if let Some(index) = index {
+                    self.slots.insert(index, slot);
+                }
+                slot
+            }
+        };
+        &mut self.tool_calls[slot]
+    }
+
     /// The whole answer, as [`ChatResponse::into_response`] reads the same answer unstreamed.
     fn into_response(self) -> Result<ModelResponse, String> {
         if !self.chosen {
@@ -467,7 +492,7 @@ impl StreamedAnswer {
         }
         let tool_calls = self
             .tool_calls
-            .into_values()
+            .into_iter()
             .map(|call| AnswerToolCall {
                 id: call.id,
                 function: AnswerFunction {
@@ -695,6 +720,24 @@ mod tests {
             vec![
                 ToolCall { id: "call_0".into(), name: "now".into(), arguments: r#"{"tz":"UTC"}"#.into() },
                 ToolCall { id: "call_1".into(), name: "ping".into(), arguments: "{}".into() },
+            ]
+        );
+    }
+
+    #[test]
+    fn calls_sent_whole_under_one_index_stay_apart() {
+        let call = |id: &str, city: &str| {
+            json!({"choices": [{"delta": {"tool_calls": [{"index": 0, "id": id,
+                "function": {"name": "weather", "arguments": json!({"city": city}).to_string()}}]}}]})
+        };
+        let (response, _) = streamed(vec![call("call_a", "Paris"), call("call_b", "Rome")]);
+        let calls: Vec<(String, String)> =
+            response.unwrap().message.tool_calls.into_iter().map(|call| (call.id, call.arguments)).collect();
+        assert_eq!(
+            calls,
+            [
+                ("call_a".to_owned(), r#"{"city":"Paris"}"#.to_owned()),
+                ("call_b".to_owned(), r#"{"city":"Rome"}"#.to_owned())
             ]
         );
     }
