@@ -16,6 +16,7 @@
 
 use std::collections::VecDeque;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{Context, Poll, Waker};
 
@@ -303,6 +304,8 @@ struct Sink {
     queue: Arc<Queue>,
     /// The run reported started, to name in the last event should the run fail.
     run_id: Mutex<Option<String>>,
+    /// Whether the stream's own run has been carried to its task (see [`carried`]).
+    carried: AtomicBool,
 }
 
 impl Drop for Sink {
@@ -323,7 +326,7 @@ where
     F: Future<Output = Result<RunOutput>> + Send + 'static,
 {
     let queue = Arc::new(Queue::default());
-    let sink = Arc::new(Sink { queue: queue.clone(), run_id: Mutex::new(run_id) });
+    let sink = Arc::new(Sink { queue: queue.clone(), run_id: Mutex::new(run_id), carried: AtomicBool::new(false) });
     let last = sink.clone();
     tokio::spawn(SINK.scope(sink, async move {
         let outcome = work.await;
@@ -351,14 +354,16 @@ pub(crate) fn listening() -> bool {
     SINK.try_with(|sink| !sink.queue.lock().gone).unwrap_or(false)
 }
 
-/// `work`, reporting to the current task's sink when it runs on another task.
+/// `work`, reporting to the current task's sink when it runs on another task: the stream's own
+/// run, the first work carried from it. A run started inside that one (a tool that runs another
+/// agent) is not the stream's: it reports nowhere, and its model is not asked to stream.
 pub(crate) fn carried<F: Future + Send + 'static>(work: F) -> Pin<Box<dyn Future<Output = F::Output> + Send>>
 where
     F::Output: Send,
 {
     match SINK.try_with(Clone::clone) {
-        Ok(sink) => Box::pin(SINK.scope(sink, work)),
-        Err(_) => Box::pin(work),
+        Ok(sink) if !sink.carried.swap(true, Ordering::Relaxed) => Box::pin(SINK.scope(sink, work)),
+        _ => Box::pin(work),
     }
 }
 

@@ -182,6 +182,9 @@ impl Worker {
         let mut next_upkeep = Instant::now();
         // What was decided while no worker ran is taken up at once.
         let mut scan = true;
+        // After a failed scan, none before this: whatever wakes the worker meanwhile (a write,
+        // a notification, a task's end), a failing query is sent again once a second at most.
+        let mut scan_not_before: Option<Instant> = None;
         // When to read the trail again, held back by a gap in its `seq`s that may still fill (or
         // after a failed read): kept across the loop's turns, so a task that ends first does
         // not put it off.
@@ -197,12 +200,16 @@ impl Worker {
             }
             let mut delay = self.settings.poll_interval;
             if scan {
-                match self.dispatch(&mut state).await {
-                    Ok(()) => scan = false,
-                    Err(error) => {
-                        tracing::warn!(%error, "kern worker cannot read decided runs; retrying");
-                        delay = RETRY_AFTER_FAILURE;
-                    }
+                match scan_not_before.filter(|at| Instant::now() < *at) {
+                    Some(at) => delay = delay.min(at.saturating_duration_since(Instant::now())),
+                    None => match self.dispatch(&mut state).await {
+                        Ok(()) => (scan, scan_not_before) = (false, None),
+                        Err(error) => {
+                            tracing::warn!(%error, "kern worker cannot read decided runs; retrying");
+                            scan_not_before = Some(Instant::now() + RETRY_AFTER_FAILURE);
+                            delay = RETRY_AFTER_FAILURE;
+                        }
+                    },
                 }
             }
             let timeout = delay.min(next_upkeep.saturating_duration_since(Instant::now()));

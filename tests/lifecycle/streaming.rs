@@ -304,4 +304,46 @@ on_every_backend!(
     a_run_that_fails_once_started_names_itself_in_its_error,
     a_teams_members_stream_their_runs,
     a_team_continue_streams_its_members_resumption,
+    a_run_a_tool_starts_is_not_the_streams,
 );
+
+/// Asks another agent, the way a tool may run an agent of its own.
+struct AskColleague(Agent);
+
+impl Tool for AskColleague {
+    fn definition(&self) -> kern::tools::ToolDefinition {
+        let schema = json!({"type": "object", "properties": {}, "additionalProperties": false});
+        kern::tools::ToolDefinition::new("ask_colleague", "Ask a colleague.", schema, kern::tools::Hitl::None, None)
+    }
+
+    fn call<'a>(
+        &'a self,
+        _: &'a RunContext,
+        _args: serde_json::Value,
+    ) -> kern::BoxFuture<'a, Result<serde_json::Value, kern::tools::ToolError>> {
+        Box::pin(async move {
+            let answer = self.0.run("hello").await.map_err(|err| kern::tools::ToolError::Failed(err.to_string()))?;
+            Ok(json!(answer.content))
+        })
+    }
+}
+
+/// A tool that runs another agent starts a run of its own: that run reports nothing on the
+/// stream of the run that called the tool, which names only itself.
+async fn a_run_a_tool_starts_is_not_the_streams(backend: Backend) {
+    let colleague = agent(backend.store());
+    let model = ScriptedModel::new()
+        .when_user_contains("ask", Reply::call("ask_colleague", json!({})))
+        .after_tool("ask_colleague", Reply::text("They said: {result}"));
+    let asker = Agent::builder().id("asker").model(model).tool(AskColleague(colleague)).db(backend.store()).build();
+    let events = collect(asker.unwrap().run_stream("ask around")).await;
+    let output = outcome(&events);
+    assert_eq!(output.status, RunStatus::Completed);
+    let started: Vec<_> = events.iter().filter(|event| matches!(event, RunEvent::RunStarted { .. })).collect();
+    assert_eq!(started.len(), 1, "{events:?}");
+    assert!(events.iter().all(|event| match event {
+        RunEvent::ContentDelta { run_id, .. } => run_id == &output.run_id,
+        _ => true,
+    }));
+    assert!(output.content.as_deref().is_some_and(|text| text.contains("Hello there")), "{output:?}");
+}
