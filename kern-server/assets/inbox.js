@@ -147,7 +147,7 @@
       var approve = document.getElementById("approve-form");
       if (event.key === "a" && approve) {
         var first = approve.querySelector("input:not([type=hidden]), textarea, select");
-        if (approve.querySelector("[required]") && first) first.focus();
+        if (approve.querySelector("[aria-required=true]") && first) first.focus();
         else approveOnSecondPress(approve.querySelector("button[value=approve]"));
       } else if (event.key === "r" && note) { event.preventDefault(); note.focus(); }
     });

@@ -306,6 +306,7 @@ pub async fn an_edit_changes_only_what_the_approver_changed(store: Arc<dyn Store
     let (_, _, credit) = app.paused("credit for acme", "dave").await;
     let page = app.send_with(Method::GET, &format!("/ui/approvals/{credit}"), None, &cookie, None).await;
     assert!(html(&page).contains("name=\"input.amount\"") && !html(&page).contains("id=\"edit-form\""));
+    assert!(html(&page).contains("aria-required=\"true\""), "a value the call needs is marked so");
 
     // Sent back as a browser sends what it showed: line breaks as CRLF, the amount as `10`.
     let body = encoded(&MEMO_BODY.replace('\n', "\r\n"));
