@@ -44,9 +44,13 @@ pub struct Global {
     /// A kern server to work through instead of a database, such as `http://127.0.0.1:7000`.
     #[arg(long, global = true, env = "KERN_SERVER_URL", hide_env_values = true, value_name = "URL")]
     pub server: Option<String>,
-    /// The API key a server signs in (`kern_...`).
+    /// The API key a server signs in (`kern_...`). Given here, other users of the machine may
+    /// read it in the process list: prefer KERN_API_KEY or --api-key-file.
     #[arg(long, global = true, env = "KERN_API_KEY", hide_env_values = true, value_name = "KEY")]
     pub api_key: Option<String>,
+    /// A file that holds the API key a server signs in (its first line).
+    #[arg(long, global = true, value_name = "PATH", conflicts_with = "api_key")]
+    pub api_key_file: Option<std::path::PathBuf>,
     /// Who decides, on a direct database connection (recorded on the trail).
     #[arg(long = "as", global = true, value_name = "PRINCIPAL", value_parser = parse_name)]
     pub acting_as: Option<String>,

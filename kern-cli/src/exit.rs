@@ -36,11 +36,19 @@ pub struct Failure {
     /// Whoever read the output went away (a pipe to `head` closed): nothing failed, the
     /// command stops, and nothing is said.
     pub output_closed: bool,
+    /// The failure may pass by itself (the server unreachable, or unavailable a moment): a
+    /// command that goes on (a watch) tries again.
+    pub may_pass: bool,
 }
 
 impl Failure {
     pub fn new(code: Code, message: impl Into<String>) -> Self {
-        Failure { code, message: message.into(), output_closed: false }
+        Failure { code, message: message.into(), output_closed: false, may_pass: false }
+    }
+
+    /// A failure that may pass by itself: see [`may_pass`](Self::may_pass).
+    pub fn passing(message: impl Into<String>) -> Self {
+        Failure { may_pass: true, ..Self::error(message) }
     }
 
     /// A write to standard output failed with `err`: see [`output_closed`](Self::output_closed).

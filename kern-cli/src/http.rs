@@ -66,7 +66,7 @@ impl Client {
     }
 
     async fn send_unbounded(&self, request: RequestBuilder) -> Outcome<Response> {
-        request.send().await.map_err(|err| Failure::error(format!("cannot reach the server at {}: {err}", self.base)))
+        request.send().await.map_err(|err| Failure::passing(format!("cannot reach the server at {}: {err}", self.base)))
     }
 
     /// `GET path` with `query`: the JSON of the answer.
@@ -157,6 +157,14 @@ pub async fn refusal(response: Response) -> Failure {
         .and_then(|body| body.get("detail").and_then(Value::as_str).map(str::to_owned));
     match detail {
         Some(detail) => refusal_of(status, detail),
+        // A proxy in front of a server that is restarting answers so.
+        None if matches!(
+            status,
+            StatusCode::BAD_GATEWAY | StatusCode::SERVICE_UNAVAILABLE | StatusCode::GATEWAY_TIMEOUT
+        ) =>
+        {
+            Failure::passing(format!("the server is unavailable ({status})"))
+        }
         None => Failure::error(format!(
             "the server answered {status} without kern's error body: is --server the address of a kern server?"
         )),
@@ -170,6 +178,9 @@ fn refusal_of(status: StatusCode, detail: String) -> Failure {
         StatusCode::FORBIDDEN => Failure::new(Code::Refused, detail),
         StatusCode::UNAUTHORIZED => {
             Failure::error(format!("the server did not accept the API key (set --api-key or KERN_API_KEY): {detail}"))
+        }
+        StatusCode::BAD_GATEWAY | StatusCode::SERVICE_UNAVAILABLE | StatusCode::GATEWAY_TIMEOUT => {
+            Failure::passing(format!("the server is unavailable ({status}): {detail}"))
         }
         _ => Failure::error(format!("the server refused the request ({status}): {detail}")),
     }

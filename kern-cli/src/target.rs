@@ -52,7 +52,7 @@ impl Context {
                          key's principal",
                     ));
                 }
-                Target::Server(Client::new(url, global.api_key.clone())?)
+                Target::Server(Client::new(url, api_key(global)?)?)
             }
             (None, None) => {
                 return Err(Failure::usage(
@@ -94,5 +94,16 @@ impl Context {
         if let Target::Database(db) = &self.target {
             db.close().await;
         }
+    }
+}
+
+/// The API key: given as such, or read from the first line of `--api-key-file`.
+fn api_key(global: &Global) -> Outcome<Option<String>> {
+    let Some(path) = &global.api_key_file else { return Ok(global.api_key.clone()) };
+    let text = std::fs::read_to_string(path)
+        .map_err(|err| Failure::usage(format!("cannot read the API key from {}: {err}", path.display())))?;
+    match text.lines().next().map(str::trim).filter(|key| !key.is_empty()) {
+        Some(key) => Ok(Some(key.to_owned())),
+        None => Err(Failure::usage(format!("{} holds no API key", path.display()))),
     }
 }

@@ -12,9 +12,9 @@ use serde_json::{Map, Value, json};
 
 use crate::cli::{ApprovalFilters, ApprovalsCommand, WatchArgs};
 use crate::exit::{Failure, Outcome};
-use crate::http::{Client, segment};
+use crate::http::{Client, EventStream, segment};
 use crate::interrupt::Interrupt;
-use crate::output::{Colour, Output, Table, or_dash, plain, time};
+use crate::output::{Colour, Output, Table, or_dash, plain, printable, time};
 use crate::target::{Context, Target};
 use crate::view::{ApprovalView, EventView, Page, WireApproval};
 
@@ -23,6 +23,13 @@ const POLL: Duration = Duration::from_millis(250);
 
 /// How many events one read of the trail takes.
 const BATCH: u32 = 256;
+
+/// How long a watch waits before it opens a broken event stream again, at first; each failed
+/// attempt doubles it, up to [`RECONNECT_AT_MOST`].
+const RECONNECT_FIRST: Duration = Duration::from_secs(1);
+
+/// The longest a watch waits between two attempts to open its event stream again.
+const RECONNECT_AT_MOST: Duration = Duration::from_secs(30);
 
 pub async fn run(command: ApprovalsCommand, ctx: &Context) -> Outcome {
     match command {
@@ -214,12 +221,14 @@ async fn watch(ctx: &Context, args: &WatchArgs) -> Outcome {
             return ctx.out.json_line(event);
         }
         let kind = ctx.out.paint(&format!("{:<9}", event.kind), Colour::of_status(&event.kind));
+        // `#seq` is where `--after` takes a watch up again.
         ctx.out.line(&format!(
-            "{}  {kind}  {}  run {}  by {}",
+            "#{}  {}  {kind}  {}  run {}  by {}",
+            event.seq,
             time(event.at),
-            event.approval_id,
-            event.run_id,
-            event.principal
+            printable(&event.approval_id),
+            printable(&event.run_id),
+            printable(&event.principal)
         ))
     };
     let mut interrupt = Interrupt::listen()?;
@@ -243,14 +252,28 @@ async fn watch(ctx: &Context, args: &WatchArgs) -> Outcome {
             }
         }
         Target::Server(client) => {
-            let mut events = client.events(args.after).await?;
+            // Where the watch stands: a stream that breaks off (a proxy's idle timeout, a server
+            // restarting) is opened again after the last event shown, so that none is missed
+            // (before the first, from wherever the server then stands).
+            let mut after = args.after;
+            let mut events = client.events(after).await?;
             loop {
-                let event = tokio::select! {
-                    event = events.next() => event?,
+                let next = tokio::select! {
+                    next = events.next() => next,
                     () = interrupt.received() => return Ok(()),
                 };
-                let Some(event) = event else {
-                    return Err(Failure::error("the server ended the event stream"));
+                let event = match next {
+                    Ok(Some(event)) => event,
+                    broken => {
+                        let why =
+                            broken.err().map_or_else(|| "the server ended it".to_owned(), |failure| failure.message);
+                        warn(&format!("the event stream broke off ({why})"));
+                        match reopen(client, after, &mut interrupt).await? {
+                            Some(reopened) => events = reopened,
+                            None => return Ok(()),
+                        }
+                        continue;
+                    }
                 };
                 // The stream also tells of runs (`run.<status>`): only the rows' events are watched.
                 if !event.name.starts_with("approval.") {
@@ -258,8 +281,35 @@ async fn watch(ctx: &Context, args: &WatchArgs) -> Outcome {
                 }
                 let event: EventView = serde_json::from_str(&event.data)
                     .map_err(|err| Failure::error(format!("the server sent an event kern cannot read: {err}")))?;
+                after = Some(event.seq);
                 printing(&event)?;
             }
         }
     }
+}
+
+/// Opens the event stream again after event `after`, waiting longer between attempts that fail
+/// for a reason that may pass (the server unreachable, say); one the server refuses (a revoked
+/// key) ends the watch. `None` when interrupted meanwhile.
+async fn reopen(client: &Client, after: Option<i64>, interrupt: &mut Interrupt) -> Outcome<Option<EventStream>> {
+    let mut pause = RECONNECT_FIRST;
+    loop {
+        tokio::select! {
+            () = tokio::time::sleep(pause) => {}
+            () = interrupt.received() => return Ok(None),
+        }
+        match client.events(after).await {
+            Ok(events) => return Ok(Some(events)),
+            Err(failure) if failure.may_pass => {
+                pause = (pause * 2).min(RECONNECT_AT_MOST);
+                warn(&format!("{}; trying again in {}s", failure.message, pause.as_secs()));
+            }
+            Err(failure) => return Err(failure),
+        }
+    }
+}
+
+/// Tells the user of a trouble the command goes on through, on standard error.
+fn warn(message: &str) {
+    let _ = writeln!(std::io::stderr(), "warning: {message}");
 }

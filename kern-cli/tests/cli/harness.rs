@@ -63,6 +63,12 @@ impl Running {
         serde_json::from_str(&line).unwrap_or_else(|err| panic!("not JSON ({err}): {line}"))
     }
 
+    /// Waits for it to end by itself: its exit code and what it wrote to standard error.
+    pub fn wait(self) -> (Option<i32>, String) {
+        let output = self.child.wait_with_output().expect("wait for kern");
+        (output.status.code(), String::from_utf8_lossy(&output.stderr).into_owned())
+    }
+
     /// Sends Ctrl-C (SIGINT) and returns the exit code it ends with.
     pub fn interrupt(mut self) -> Option<i32> {
         let sent = Command::new("kill").args(["-INT", &self.child.id().to_string()]).status().expect("run kill");

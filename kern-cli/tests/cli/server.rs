@@ -127,6 +127,19 @@ async fn approvals_are_decided_through_a_server_as_the_keys_principal() {
             .output()
             .expect("run kern");
         assert_eq!(Ran::from(beside).json()["ok"], true);
+        // The key may come from a file, kept out of the process list.
+        let file = std::env::temp_dir().join(format!("kern-key-{}", std::process::id()));
+        std::fs::write(&file, format!("{key}\n")).unwrap();
+        let from_file = kern_command()
+            .args(["--server", &url, "--api-key-file", file.to_str().unwrap(), "audit", "verify", "--json"])
+            .output()
+            .expect("run kern");
+        assert_eq!(Ran::from(from_file).json()["ok"], true);
+        std::fs::write(&file, "\n").unwrap();
+        let mut empty = kern_command();
+        empty.args(["--server", &url, "--api-key-file", file.to_str().unwrap(), "audit", "verify"]);
+        assert!(Ran::from(empty.output().expect("run kern")).fails(2).contains("holds no API key"));
+        std::fs::remove_file(&file).unwrap();
 
         let runs = through(&url, key, &["runs", "list", "--status", "paused", "--json"]).json();
         let listed: Vec<&str> =
@@ -244,6 +257,19 @@ async fn watch_follows_the_servers_event_stream() {
         let rejected = watch.next_json();
         assert_eq!((rejected["kind"].as_str(), rejected["principal"].as_str()), (Some("rejected"), Some("carol")));
         assert_eq!(watch.interrupt(), Some(0));
+
+        // A stream that ends is opened again; one the server then refuses (its key revoked) ends
+        // the watch, saying why.
+        let after = store.last_event_seq().await.unwrap().to_string();
+        let args = ["--server", &url, "--api-key", &admin.token, "approvals", "watch", "--after", &after, "--json"];
+        let mut watch = Running::start(args);
+        let (_, later) = seed::pause(&agent, "delete user 43", "user-1").await;
+        // Shown: the stream is open.
+        assert_eq!(watch.next_json()["approval_id"].as_str(), Some(later.as_str()));
+        store.revoke_api_key(&admin.key.id).await.unwrap();
+        let (code, stderr) = tokio::task::spawn_blocking(move || watch.wait()).await.unwrap();
+        assert_eq!(code, Some(1), "{stderr}");
+        assert!(stderr.contains("the event stream broke off") && stderr.contains("API key"), "{stderr}");
     })
     .await;
 }
