@@ -55,7 +55,10 @@ use proc_macro::TokenStream;
 ///
 /// Any `serde::Serialize` value (or none, giving `null`). A return type whose last path segment
 /// is `Result` (`Result<T, E>`, `std::io::Result<T>`, `anyhow::Result<T>`) is fallible: `Ok`
-/// is serialized, `Err` (any `E: Display`) becomes `ToolError::Failed` with its text.
+/// is serialized, `Err` (any `E: Display`) becomes `ToolError::Failed` with its text. The macro
+/// sees only the name: an alias under another one (`type AppResult<T> = Result<T, AppError>`)
+/// is a plain value, whose `Err` would be serialized as the call's result; write
+/// `Result<T, AppError>` in the signature.
 ///
 /// # Options
 ///
