@@ -222,6 +222,7 @@ impl Worker {
                     // now, and once none is left the next scan looks for more.
                     self.take_queued(&mut state);
                     scan |= state.backlog && state.queued.is_empty();
+                    scan |= std::mem::take(&mut state.scan_due);
                 }
                 woken = self.more_events(trail.position(), timeout, recheck_at) => match woken {
                     Ok(true) => match self.decided_since(&mut trail, &mut counted).await {
@@ -437,6 +438,7 @@ impl Worker {
             }
         };
         state.in_flight.remove(&run_id);
+        state.scan_due |= state.decided_while_held.remove(&run_id);
         match &result {
             Ok(output) if output.status == RunStatus::Paused => {
                 let waiting = output.requirements.iter().filter_map(|r| r.approval_id.clone()).collect();
@@ -496,6 +498,11 @@ struct State {
     tasks: JoinSet<(String, Job, Result<RunOutput>)>,
     /// The runs this worker's tasks hold, so that a scan does not start a second task on one.
     in_flight: HashSet<String>,
+    /// Runs a scan found decided while a task of this worker still held them (a decision made
+    /// as its continue stored the run paused again): a scan is due once that task ends.
+    decided_while_held: HashSet<String>,
+    /// Whether a task that ended leaves a scan due (see `decided_while_held`).
+    scan_due: bool,
     /// The runs whose continues failed (or paused again), and when each may be tried again:
     /// a run a continue cannot resume would otherwise be tried at every scan.
     retries: HashMap<String, Retry>,
@@ -524,6 +531,7 @@ impl State {
     /// Whether the worker should start a continue of decided run `run` now.
     fn takes(&mut self, run: &RunRecord) -> bool {
         if self.in_flight.contains(&run.run_id) {
+            self.decided_while_held.insert(run.run_id.clone());
             return false;
         }
         if self.waits(&run.run_id) {

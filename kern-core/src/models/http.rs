@@ -421,12 +421,17 @@ fn describe(err: &reqwest::Error) -> String {
     text
 }
 
-/// A `retry-after` header given in seconds. The HTTP-date form is not read (model APIs send
-/// seconds); without a usable header the computed backoff applies.
+/// How long the server asks to wait: OpenAI's `retry-after-ms` (milliseconds), which is the
+/// more precise, or else `retry-after` given in seconds. The HTTP-date form is not read (model
+/// APIs send seconds); without a usable header the computed backoff applies.
 fn parse_retry_after(headers: &reqwest::header::HeaderMap) -> Option<Duration> {
-    let seconds: f64 = headers.get(RETRY_AFTER)?.to_str().ok()?.trim().parse().ok()?;
+    let number = |name| -> Option<f64> { headers.get(name)?.to_str().ok()?.trim().parse().ok() };
+    let seconds = number(RETRY_AFTER_MS).map(|millis| millis / 1000.0).or_else(|| number(RETRY_AFTER.as_str()))?;
     Duration::try_from_secs_f64(seconds).ok()
 }
+
+/// OpenAI's header for the wait it asks, in milliseconds.
+const RETRY_AFTER_MS: &str = "retry-after-ms";
 
 #[cfg(test)]
 mod tests {
@@ -447,6 +452,16 @@ mod tests {
         let policy = RetryPolicy::default();
         assert_eq!(policy.wait(0, Some(Duration::from_secs(3))), Duration::from_secs(3));
         assert_eq!(policy.wait(0, Some(Duration::from_secs(3600))), MAX_WAIT);
+    }
+
+    #[test]
+    fn retry_after_ms_is_read_first() {
+        let mut headers = HeaderMap::new();
+        headers.insert(RETRY_AFTER, HeaderValue::from_static("2"));
+        headers.insert(RETRY_AFTER_MS, HeaderValue::from_static("1250"));
+        assert_eq!(parse_retry_after(&headers), Some(Duration::from_millis(1250)));
+        headers.insert(RETRY_AFTER_MS, HeaderValue::from_static("soon"));
+        assert_eq!(parse_retry_after(&headers), Some(Duration::from_secs(2)), "an unusable one is passed over");
     }
 
     #[test]
