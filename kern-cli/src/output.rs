@@ -108,17 +108,18 @@ impl Output {
     }
 
     /// Prints one page of a listing: its table, or `empty` when it has no rows, and how to
-    /// ask for the next page.
-    pub fn page(&self, table: &Table, empty: &str, next_cursor: Option<&str>) -> Outcome {
+    /// ask for the next page: the listing's own arguments (`args`, `--flag value` in turn) and
+    /// the next page's cursor, so that a copied hint keeps the filters.
+    pub fn page(&self, table: &Table, empty: &str, args: &[String], next_cursor: Option<&str>) -> Outcome {
         if table.rows.is_empty() {
             self.line(empty)?;
         } else {
             self.table(table)?;
         }
-        match next_cursor {
-            Some(cursor) => self.line(&format!("more: --cursor {cursor}")),
-            None => Ok(()),
-        }
+        let Some(cursor) = next_cursor else { return Ok(()) };
+        let words: Vec<String> = args.iter().map(|arg| shell_word(arg)).collect();
+        let sep = if words.is_empty() { "" } else { " " };
+        self.line(&format!("more: {}{sep}--cursor {}", words.join(" "), shell_word(cursor)))
     }
 
     /// Prints `fields` as aligned `key: value` lines, their values [`printable`].
@@ -143,6 +144,26 @@ pub fn printable(text: &str) -> Cow<'_, str> {
     let escaped =
         text.chars().map(|c| if c.is_control() { c.escape_debug().to_string() } else { c.to_string() }).collect();
     Cow::Owned(escaped)
+}
+
+/// `text` as one word of a shell command line: as it is when it holds only characters no shell
+/// gives a meaning to, else in single quotes.
+fn shell_word(text: &str) -> String {
+    let plain = !text.is_empty()
+        && text
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | ':' | '/' | '+' | '=' | ','));
+    if plain { text.to_owned() } else { format!("'{}'", printable(text).replace('\'', "'\\''")) }
+}
+
+/// The `--flag value` arguments of the filters a listing was given (`None` for one not given),
+/// in order.
+pub fn given(flags: &[(&str, Option<String>)]) -> Vec<String> {
+    flags
+        .iter()
+        .filter_map(|(flag, value)| value.as_ref().map(|value| [format!("--{flag}"), value.clone()]))
+        .flatten()
+        .collect()
 }
 
 /// A time as the tables show it: to the second, in UTC.
@@ -230,6 +251,15 @@ mod tests {
         assert_eq!(output.paint("approved", Some(Colour::Green)), "approved");
         let coloured = Output { json: false, colour: true };
         assert_eq!(coloured.paint("approved", Some(Colour::Green)), "\x1b[32mapproved\x1b[0m");
+    }
+
+    #[test]
+    fn shell_words_are_quoted_where_a_shell_would_read_them() {
+        assert_eq!(shell_word("1767225600000000.01a2-b"), "1767225600000000.01a2-b");
+        assert_eq!(shell_word("2026-12-04T19:00:00+00:00"), "2026-12-04T19:00:00+00:00");
+        assert_eq!(shell_word("ada lovelace"), "'ada lovelace'");
+        assert_eq!(shell_word("it's"), "'it'\\''s'");
+        assert_eq!(given(&[("status", Some("pending".into())), ("tool", None)]), ["--status", "pending"]);
     }
 
     #[test]

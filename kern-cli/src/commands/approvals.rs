@@ -14,7 +14,7 @@ use crate::cli::{ApprovalFilters, ApprovalsCommand, WatchArgs};
 use crate::exit::{Failure, Outcome};
 use crate::http::{Client, EventStream, segment};
 use crate::interrupt::Interrupt;
-use crate::output::{Colour, Output, Table, or_dash, plain, printable, time};
+use crate::output::{Colour, Output, Table, given, or_dash, plain, printable, time};
 use crate::target::{Context, Target};
 use crate::view::{ApprovalView, EventView, Page, WireApproval};
 
@@ -143,7 +143,22 @@ async fn list(ctx: &Context, filters: &ApprovalFilters) -> Outcome {
             plain(or_dash(row.expires_at.map(time).as_deref())),
         ]);
     }
-    ctx.out.page(&table, "no rows", page.next_cursor.as_deref())
+    // Times as the first page took them: a relative `--since 2h` would have moved on.
+    let at =
+        |time: Option<chrono::DateTime<Utc>>| time.map(|at| at.to_rfc3339_opts(chrono::SecondsFormat::Micros, true));
+    let args = given(&[
+        ("status", filters.status.map(|status| status.to_string())),
+        ("tool", filters.tool.clone()),
+        ("agent", filters.owner.agent.clone()),
+        ("team", filters.owner.team.clone()),
+        ("user", filters.owner.user.clone()),
+        ("run", filters.run.clone()),
+        ("since", at(filters.since)),
+        ("until", at(filters.until)),
+        ("expiring", filters.expiring.map(|within| format!("{}s", within.as_secs()))),
+        ("limit", Some(filters.page.limit.to_string())),
+    ]);
+    ctx.out.page(&table, "no rows", &args, page.next_cursor.as_deref())
 }
 
 fn show(out: &Output, row: &ApprovalView) -> Outcome {

@@ -74,7 +74,7 @@ pub async fn run(command: KeysCommand, ctx: &Context) -> Outcome {
                     (or_dash(revoked.as_deref()), revoked.as_ref().map(|_| Colour::Red)),
                 ]);
             }
-            ctx.out.page(&table, "no keys", None)
+            ctx.out.page(&table, "no keys", &[], None)
         }
         KeysCommand::Revoke { id } => {
             let key = match &ctx.target {

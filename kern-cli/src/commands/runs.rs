@@ -7,7 +7,7 @@ use serde_json::{Value, json};
 use crate::cli::{RunFilters, RunsCommand};
 use crate::exit::{Failure, Outcome};
 use crate::http::segment;
-use crate::output::{Colour, Table, or_dash, plain, time};
+use crate::output::{Colour, Table, given, or_dash, plain, time};
 use crate::target::{Context, Target};
 use crate::view::{Page, RunView};
 
@@ -132,7 +132,18 @@ async fn list(ctx: &Context, filters: &RunFilters) -> Outcome {
             plain(or_dash(run.updated_at.map(time).as_deref())),
         ]);
     }
-    ctx.out.page(&table, "no runs", page.next_cursor.as_deref())
+    let mut args = given(&[
+        ("status", filters.status.map(|status| status.to_string())),
+        ("agent", filters.owner.agent.clone()),
+        ("team", filters.owner.team.clone()),
+        ("user", filters.owner.user.clone()),
+        ("session", filters.session.clone()),
+        ("limit", Some(filters.page.limit.to_string())),
+    ]);
+    if filters.members {
+        args.push("--members".to_owned());
+    }
+    ctx.out.page(&table, "no runs", &args, page.next_cursor.as_deref())
 }
 
 fn show(ctx: &Context, run: &RunView) -> Outcome {

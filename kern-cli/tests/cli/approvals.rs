@@ -138,6 +138,10 @@ async fn rows_are_rejected_and_cancelled_and_filtered() {
         let cursor = first["next_cursor"].as_str().expect("a full page names the next").to_owned();
         let rest = ids(&["--limit", "2", "--cursor", &cursor]);
         assert_eq!(rest, [rejected.as_str()]);
+        // Said for people, the next page keeps the filters, its times as the first page took them.
+        let text = db.kern(&["approvals", "list", "--limit", "1", "--since", "1h", "--user", "user-2"]).ok().to_owned();
+        let hint = text.lines().find_map(|line| line.strip_prefix("more: ")).expect("a full page says how to go on");
+        assert!(hint.starts_with("--user user-2 --since 20") && hint.contains("--limit 1 --cursor "), "{hint}");
         db.kern(&["approvals", "list", "--cursor", "not-a-cursor"]).fails(2);
         db.kern(&["approvals", "list", "--status", "done"]).fails(2);
         db.kern(&["approvals", "approve", &pending, "--as", "bob", "--role", "finance", "--values", "[1]"]).fails(2);
