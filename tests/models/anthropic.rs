@@ -371,6 +371,27 @@ async fn an_error_event_is_a_stream_error() {
     assert!(transient, "an overloaded service may answer when asked again");
 }
 
+/// An overloaded service that says so as its stream begins, before any of the answer, is asked
+/// again: nothing was handed on. (Once text is out, the error is final: see above.)
+#[tokio::test]
+async fn an_overloaded_stream_before_any_text_is_asked_again() {
+    let overloaded = vec![
+        message_start(),
+        event(json!({"type": "error", "error": {"type": "overloaded_error", "message": "Overloaded"}})),
+    ];
+    let mut answered = vec![message_start(), block_start(0, json!({"type": "text", "text": ""}))];
+    answered.push(text_delta(0, "Hello"));
+    answered.push(block_stop(0));
+    answered.extend(message_end("end_turn"));
+    let server = TestServer::start(vec![Answer::stream(overloaded), Answer::stream(answered)]).await;
+
+    let (answer, received) = stream_greeting(&model(&server.url())).await;
+
+    assert_eq!(answer.unwrap().message.content.as_deref(), Some("Hello"));
+    assert_eq!(received, [Received::Text("Hello".into())]);
+    assert_eq!(server.requests().len(), 2);
+}
+
 #[tokio::test]
 async fn an_error_event_of_a_lasting_kind_is_not_transient() {
     let error = json!({"type": "error", "error": {"type": "invalid_request_error", "message": "prompt is too long"}});

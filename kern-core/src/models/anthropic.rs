@@ -7,6 +7,7 @@
 use std::collections::BTreeMap;
 use std::fmt;
 use std::ops::ControlFlow;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -94,6 +95,35 @@ impl Anthropic {
         let version = ("anthropic-version", Self::API_VERSION.to_owned());
         self.endpoint.api_key.iter().map(|key| ("x-api-key", key.clone())).chain([version]).collect()
     }
+
+    /// One streamed request: the answer, each piece of text handed to `deltas` as it comes.
+    async fn stream_once(
+        &self,
+        request: &ModelRequest<'_>,
+        deltas: &(dyn Fn(Delta<'_>) + Send + Sync),
+    ) -> Result<ModelResponse, ModelError> {
+        let http = &self.endpoint.http;
+        let mut answer = StreamedAnswer::default();
+        let body = MessagesRequest { stream: true, ..self.body(request) };
+        http.post_events(&self.url(), &self.headers(), &body, |event| {
+            let event: StreamEvent = serde_json::from_str(&event.data)
+                .map_err(|err| http.malformed(format!("{err} in the stream event {}", event.data)))?;
+            match event {
+                StreamEvent::MessageStop => return Ok(ControlFlow::Break(())),
+                StreamEvent::Error { error } => {
+                    let (message, transient) = (format!("{}: {}", error.r#type, error.message), error.is_transient());
+                    return Err(ModelError::StreamError { provider: http.label().to_owned(), message, transient });
+                }
+                event => answer.absorb(event, deltas),
+            }
+            Ok(ControlFlow::Continue(()))
+        })
+        .await?;
+        if let Some(reason) = answer.stop_reason.as_deref().filter(|reason| CUT_SHORT.contains(reason)) {
+            return Err(http.cut_short(format!("stop_reason `{reason}`")));
+        }
+        answer.into_response().map_err(|reason| http.malformed(reason))
+    }
 }
 
 /// Shows everything but the API key.
@@ -125,28 +155,24 @@ impl Model for Anthropic {
         deltas: &'a (dyn Fn(Delta<'_>) + Send + Sync),
     ) -> BoxFuture<'a, Result<ModelResponse, ModelError>> {
         Box::pin(async move {
-            let http = &self.endpoint.http;
-            let mut answer = StreamedAnswer::default();
-            let body = MessagesRequest { stream: true, ..self.body(&request) };
-            http.post_events(&self.url(), &self.headers(), &body, |event| {
-                let event: StreamEvent = serde_json::from_str(&event.data)
-                    .map_err(|err| http.malformed(format!("{err} in the stream event {}", event.data)))?;
-                match event {
-                    StreamEvent::MessageStop => return Ok(ControlFlow::Break(())),
-                    StreamEvent::Error { error } => {
-                        let (message, transient) =
-                            (format!("{}: {}", error.r#type, error.message), error.is_transient());
-                        return Err(ModelError::StreamError { provider: http.label().to_owned(), message, transient });
-                    }
-                    event => answer.absorb(event, deltas),
+            // An answer that fails before any of it is handed on is asked for again.
+            let handed = AtomicBool::new(false);
+            let relay = |delta: Delta<'_>| {
+                handed.store(true, Ordering::Relaxed);
+                deltas(delta);
+            };
+            let mut retry = 0;
+            loop {
+                match self.stream_once(&request, &relay).await {
+                    Err(error)
+                        if self
+                            .endpoint
+                            .http
+                            .streams_again(&error, handed.load(Ordering::Relaxed), &mut retry)
+                            .await => {}
+                    answer => return answer,
                 }
-                Ok(ControlFlow::Continue(()))
-            })
-            .await?;
-            if let Some(reason) = answer.stop_reason.as_deref().filter(|reason| CUT_SHORT.contains(reason)) {
-                return Err(http.cut_short(format!("stop_reason `{reason}`")));
             }
-            answer.into_response().map_err(|reason| http.malformed(reason))
         })
     }
 }

@@ -297,6 +297,22 @@ impl HttpTransport {
         })
     }
 
+    /// Whether a streamed request that failed with `error` is to be made again, and after the
+    /// wait the policy gives (taken here): when the failure may pass and nothing of the answer
+    /// was `handed` on yet (a server overloaded as the stream begins, a stream cut before its
+    /// first delta), as the policy allows (`retry` counts the attempts made again). Once part
+    /// of the answer is out, a failure is final: the listener has seen it.
+    pub(super) async fn streams_again(&self, error: &ModelError, handed: bool, retry: &mut u32) -> bool {
+        if handed || !error.is_transient() || *retry >= self.retry.max_retries {
+            return false;
+        }
+        let wait = self.retry.wait(*retry, None);
+        tracing::debug!(%error, retry = *retry + 1, wait_ms = wait.as_millis() as u64, "streaming again");
+        tokio::time::sleep(wait).await;
+        *retry += 1;
+        true
+    }
+
     /// Runs `attempt` until it succeeds, fails for good, or the policy allows no more retries.
     async fn retrying<T, F>(&self, mut attempt: impl FnMut() -> F) -> Result<T, ModelError>
     where
