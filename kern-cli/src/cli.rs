@@ -48,8 +48,9 @@ pub struct Global {
     /// read it in the process list: prefer KERN_API_KEY or --api-key-file.
     #[arg(long, global = true, env = "KERN_API_KEY", hide_env_values = true, value_name = "KEY")]
     pub api_key: Option<String>,
-    /// A file that holds the API key a server signs in (its first line).
-    #[arg(long, global = true, value_name = "PATH", conflicts_with = "api_key")]
+    /// A file that holds the API key a server signs in (its first line); it wins over
+    /// --api-key and KERN_API_KEY.
+    #[arg(long, global = true, value_name = "PATH")]
     pub api_key_file: Option<std::path::PathBuf>,
     /// Who decides, on a direct database connection (recorded on the trail).
     #[arg(long = "as", global = true, value_name = "PRINCIPAL", value_parser = parse_name)]
@@ -288,7 +289,8 @@ pub enum AuditCommand {
     Verify,
     /// Writes the trail's events to standard output (an admin's, through a server).
     Export {
-        /// `jsonl` (one event a line) or `csv`.
+        /// `jsonl` (one event a line, each value as the trail holds it: the export to keep) or
+        /// `csv`, for a spreadsheet (a value it would take for a formula gets a leading `'`).
         #[arg(long, value_enum, default_value_t = ExportFormat::Jsonl)]
         format: ExportFormat,
         /// Only events at or after this time: RFC 3339, or a duration ago (`24h`).
@@ -337,6 +339,7 @@ fn parse_name(text: &str) -> Result<String, String> {
     if text.trim().is_empty() {
         return Err("a principal needs a name".to_owned());
     }
+    kern_core::limits::check_name("principal", text).map_err(|err| err.to_string())?;
     Ok(text.to_owned())
 }
 

@@ -179,9 +179,8 @@ fn refusal_of(status: StatusCode, detail: String) -> Failure {
         StatusCode::UNAUTHORIZED => {
             Failure::error(format!("the server did not accept the API key (set --api-key or KERN_API_KEY): {detail}"))
         }
-        StatusCode::BAD_GATEWAY | StatusCode::SERVICE_UNAVAILABLE | StatusCode::GATEWAY_TIMEOUT => {
-            Failure::passing(format!("the server is unavailable ({status}): {detail}"))
-        }
+        // kern's own 503: its database is down a moment.
+        StatusCode::SERVICE_UNAVAILABLE => Failure::passing(format!("the server is unavailable ({status}): {detail}")),
         _ => Failure::error(format!("the server refused the request ({status}): {detail}")),
     }
 }

@@ -97,7 +97,7 @@ impl Context {
     }
 }
 
-/// The API key: given as such, or read from the first line of `--api-key-file`.
+/// The API key: read from the first line of `--api-key-file` when one is given, else as given.
 fn api_key(global: &Global) -> Outcome<Option<String>> {
     let Some(path) = &global.api_key_file else { return Ok(global.api_key.clone()) };
     let text = std::fs::read_to_string(path)

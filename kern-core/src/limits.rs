@@ -30,19 +30,32 @@ pub fn is_time(at: &DateTime<Utc>) -> bool {
     TIME_YEARS.contains(&at.year())
 }
 
-/// Refuses a key that is too long or holds a control character: a NUL, which Postgres cannot
-/// hold in text, or one that would move a terminal's cursor as an admin reads the key (a
-/// session id a caller picks, say) and show them another call than the one they decide.
+/// Refuses a key that is too long or holds a NUL character.
 pub fn check_key(field: &'static str, value: &str) -> Result<()> {
     if value.len() > MAX_KEY_LEN {
         let reason = format!("{} bytes, more than the {MAX_KEY_LEN} allowed", value.len());
         return Err(Error::InvalidInput { field, reason });
     }
+    check_text(field, value)
+}
+
+/// Refuses a name given anew (a session or user a run is started for, a principal, an agent):
+/// a key ([`check_key`]) that holds no control character either, which would move a terminal's
+/// cursor as an admin reads it (a session id a caller picks, say) and show them another call
+/// than the one they decide. Keys stored already are only held to [`check_key`], so that runs
+/// written by earlier builds still save.
+pub fn check_name(field: &'static str, value: &str) -> Result<()> {
+    check_key(field, value)?;
     if let Some(control) = value.chars().find(|c| c.is_control()) {
         let reason = format!("it holds a control character (U+{:04X})", u32::from(control));
         return Err(Error::InvalidInput { field, reason });
     }
     Ok(())
+}
+
+/// True when `value` passes [`check_name`].
+pub fn is_name(value: &str) -> bool {
+    check_name("name", value).is_ok()
 }
 
 /// Refuses free text (a note) holding a NUL character, which Postgres cannot hold in text.
@@ -106,6 +119,17 @@ mod tests {
         assert_eq!(json_depth(&json!(1)), 1);
         assert_eq!(json_depth(&json!([1])), 2);
         assert_eq!(json_depth(&json!({"a": [{"b": null}]})), 4);
+    }
+
+    #[test]
+    fn names_given_anew_hold_no_control_character_where_stored_keys_may() {
+        assert!(check_name("principal", "ada lovelace ✓").is_ok());
+        for control in ["tab\there", "esc\u{1b}[2K", "csi\u{9b}", "del\u{7f}"] {
+            let err = check_name("principal", control).unwrap_err();
+            assert!(err.to_string().contains("control character"), "{control:?}: {err}");
+            assert!(check_key("principal", control).is_ok(), "a key stored already still saves: {control:?}");
+        }
+        assert!(is_name("alice") && !is_name("a\nb"));
     }
 
     #[test]

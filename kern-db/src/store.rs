@@ -378,7 +378,7 @@ impl<DB: Driver> SqlStore<DB> {
 
     /// [`Store::cancel_run`], or with `checked` [`Store::cancel_run_as`]: one transaction.
     async fn cancel(&self, run_id: &str, principal: &Principal, checked: bool) -> Result<RunRecord> {
-        limits::check_key("principal", &principal.id)?;
+        limits::check_name("principal", &principal.id)?;
         if !is_key(run_id) {
             return Err(Error::RunNotFound(run_id.to_owned()));
         }
@@ -917,7 +917,7 @@ impl<DB: Driver> Store for SqlStore<DB> {
         decision: Decision,
     ) -> BoxFuture<'a, Result<Approval>> {
         Box::pin(async move {
-            limits::check_key("principal", &principal.id)?;
+            limits::check_name("principal", &principal.id)?;
             if !is_key(id) {
                 return Err(Error::ApprovalNotFound(id.to_owned()));
             }

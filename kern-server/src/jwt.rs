@@ -83,7 +83,7 @@ impl Jwt {
             })
         })?;
         let Claims { sub, roles, scopes, scope, exp } = claims.claims;
-        if sub.is_empty() || !kern_core::limits::is_key(&sub) {
+        if sub.is_empty() || !kern_core::limits::is_name(&sub) {
             return Err(ApiError::unauthorized("Invalid token: `sub` must name the principal"));
         }
         let named = scopes.into_iter().chain(scope.split_whitespace().map(str::to_owned));

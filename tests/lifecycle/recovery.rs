@@ -251,6 +251,51 @@ async fn a_long_continue_renews_its_claim() {
     assert!(!probe.calls()[before..].contains(&"renew_claim"), "{:?}", probe.calls());
 }
 
+/// A team whose two members each hold an approved call, the first of them `long_export`: a
+/// continue whose team run is taken over while the first member's call runs resumes no member
+/// after it, whose approved call the taker runs.
+#[tokio::test(start_paused = true)]
+async fn a_taken_over_team_continue_runs_no_further_approved_call() {
+    let store: Arc<dyn Store> = Arc::new(MemoryDb::new());
+    let member = |id: &str| {
+        let model = ScriptedModel::new()
+            .when_user_contains("export", Reply::call("long_export", json!({})))
+            .when_user_contains("delete", Reply::call("delete_user_data", json!({"user_id": "42"})));
+        Agent::builder().id(id).model(model).tool(LongExport).tool(DeleteUserData).db(store.clone()).build().unwrap()
+    };
+    let leader = ScriptedModel::new()
+        .when_user_contains(
+            "export",
+            Reply::call("delegate_task_to_member", json!({"member_id": "exporter", "task": "export"})),
+        )
+        .when_user_contains(
+            "both",
+            Reply::calls([
+                ("delegate_task_to_member", json!({"member_id": "exporter", "task": "export"})),
+                ("delegate_task_to_member", json!({"member_id": "privacy", "task": "delete user 42"})),
+            ]),
+        );
+    let team = Team::builder().id("pair").model(leader).member(member("exporter")).member(member("privacy"));
+    let team = team.db(store.clone()).build().unwrap();
+    let run = team.run("both of you").await.unwrap();
+    assert_eq!(run.member_runs.len(), 2);
+    for member_run in &run.member_runs {
+        let row = row_of(&*store, &member_run.run_id).await;
+        store.update_approval(&row.id, ApprovalUpdate::approve("admin-1")).await.unwrap();
+    }
+    let (exporter, privacy) = (run.member_runs[0].run_id.clone(), run.member_runs[1].run_id.clone());
+    let continued = tokio::spawn({
+        let (team, run_id) = (team.clone(), run.run_id.clone());
+        async move { team.continue_run(&run_id, vec![]).await }
+    });
+    export_started(&exporter).await;
+    store.reclaim_run(&run.run_id, Duration::ZERO).await.unwrap();
+
+    let err = continued.await.unwrap().unwrap_err();
+    assert!(matches!(err, Error::RunTakenOver { .. }), "{err:?}");
+    assert!(ran(&privacy).is_empty(), "the second member's approved call is left to the taker");
+}
+
 /// A renewal that commits but loses its answer leaves the run stamped as the continue does not
 /// know for sure: the next renewal tries that stamp too, and the continue keeps its run.
 #[tokio::test(start_paused = true)]

@@ -219,12 +219,7 @@ pub async fn keys_beyond_the_limits_are_refused_before_anything_is_written(store
         ("parent_run_id", |run, _, key| run.parent_run_id = Some(key)),
     ];
     for (field, set) in cases {
-        for key in [
-            "with\u{0}nul".to_owned(),
-            "with\u{1b}[2Kescape".to_owned(),
-            key_of(MAX_KEY_LEN + 1),
-            "k".repeat(10 * 1024),
-        ] {
+        for key in ["with\u{0}nul".to_owned(), key_of(MAX_KEY_LEN + 1), "k".repeat(10 * 1024)] {
             let (mut paused, mut row) = (run("session-1"), approval("run-1"));
             set(&mut paused, &mut row, key);
             // The checks run before the store is touched: nothing of the batch is written.

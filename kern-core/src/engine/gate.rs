@@ -155,7 +155,7 @@ fn take_answer(requirement: &mut RunRequirement, answer: &RunRequirement) -> Res
         limits::check_json("external_result", result)?;
     }
     if let Some(resolved_by) = &answer.resolved_by {
-        limits::check_key("resolved_by", resolved_by)?;
+        limits::check_name("resolved_by", resolved_by)?;
     }
     requirement.confirmation = answer.confirmation;
     requirement.note.clone_from(&answer.note);

@@ -14,6 +14,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use tokio::sync::Notify;
+use tokio::time::Instant;
 
 use crate::error::{Error, Result};
 use crate::store::Store;
@@ -44,6 +45,8 @@ pub(crate) struct Hold<'s> {
 struct Stamps {
     /// The stamp the claim or its last renewal left.
     held_at: DateTime<Utc>,
+    /// When that was.
+    held_since: Instant,
     /// The stamps of renewals that failed since, after they were sent: one may have been
     /// written all the same, and then the run bears it rather than `held_at`.
     maybe: Vec<DateTime<Utc>>,
@@ -52,7 +55,8 @@ struct Stamps {
 impl<'s> Hold<'s> {
     /// The claim on run `run_id` that left it stamped `held_at`.
     pub(crate) fn new(store: &'s dyn Store, run_id: &'s str, held_at: DateTime<Utc>) -> Self {
-        Hold { store, run_id, stamps: Mutex::new(Stamps { held_at, maybe: Vec::new() }) }
+        let stamps = Stamps { held_at, held_since: Instant::now(), maybe: Vec::new() };
+        Hold { store, run_id, stamps: Mutex::new(stamps) }
     }
 
     /// Runs `work` to its end while renewing the claim, and returns what it gave, or
@@ -69,8 +73,10 @@ impl<'s> Hold<'s> {
         if let Some(taken_over) = taken_over {
             return Err(taken_over);
         }
-        if !self.stamps().maybe.is_empty() {
-            // A renewal failed: a recovery may have taken the run since the last that held.
+        let stamps = self.stamps();
+        if !stamps.maybe.is_empty() || stamps.held_since.elapsed() >= RENEW_EVERY {
+            // A renewal failed, or none was made for a while (the task was held up: a tool that
+            // blocked it, a paused process): a recovery may have taken the run meanwhile.
             self.renew().await?;
         }
         Ok(output)
@@ -99,7 +105,7 @@ impl<'s> Hold<'s> {
     /// Stamps the run anew, from the stamp it bears: the last one known, or one a failed
     /// renewal may have left.
     async fn renew(&self) -> Result<()> {
-        let Stamps { held_at, maybe } = self.stamps();
+        let Stamps { held_at, maybe, .. } = self.stamps();
         let renewed_at = crate::now();
         let mut renewed = Err(Error::RunTakenOver { run_id: self.run_id.to_owned() });
         for stamp in std::iter::once(held_at).chain(maybe) {
@@ -110,7 +116,7 @@ impl<'s> Hold<'s> {
         }
         let mut stamps = self.stamps.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         match renewed {
-            Ok(()) => *stamps = Stamps { held_at: renewed_at, maybe: Vec::new() },
+            Ok(()) => *stamps = Stamps { held_at: renewed_at, held_since: Instant::now(), maybe: Vec::new() },
             Err(Error::RunTakenOver { .. } | Error::RunNotFound(_)) => {}
             Err(_) => stamps.maybe.push(renewed_at),
         }

@@ -188,6 +188,11 @@ impl Runner {
         decisions: Vec<Decision>,
         writes: &mut Writes,
     ) -> Result<()> {
+        // A team's member runs resume one after another: one whose run was taken over meanwhile
+        // runs none of its approved calls (the taker runs them).
+        if hold::taken_over() {
+            return Err(Error::RunTakenOver { run_id: record.run_id.clone() });
+        }
         record.status = RunStatus::Running;
         self.apply(record, decisions, writes).await;
         if record.requirements.is_empty() && record.delegations.is_empty() {

@@ -67,9 +67,9 @@ impl Settings {
             return Err(Error::ApprovalNeedsDb { tool: tool.to_owned() });
         }
         let id = self.id.or_else(|| self.name.clone()).unwrap_or_else(|| fallback_id.to_owned());
-        limits::check_key("id", &id)?;
+        limits::check_name("id", &id)?;
         if let Some(name) = &self.name {
-            limits::check_key("name", name)?;
+            limits::check_name("name", name)?;
         }
         Ok(Checked {
             id,

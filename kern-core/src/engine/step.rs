@@ -64,10 +64,10 @@ impl RunRequest {
     /// ([`Error::InvalidInput`] otherwise).
     pub(crate) fn top_level(input: String, options: RunOptions) -> Result<Self> {
         if let Some(session_id) = &options.session_id {
-            limits::check_key("session_id", session_id)?;
+            limits::check_name("session_id", session_id)?;
         }
         if let Some(user_id) = &options.user_id {
-            limits::check_key("user_id", user_id)?;
+            limits::check_name("user_id", user_id)?;
         }
         Ok(RunRequest { input, session_id: options.session_id, user_id: options.user_id, parent_run_id: None })
     }

@@ -63,7 +63,7 @@ impl Toolbox {
         let mut toolbox = Toolbox::default();
         for tool in tools {
             let definition = gate_rules(tool.definition())?;
-            limits::check_key("tool name", &definition.name)?;
+            limits::check_name("tool name", &definition.name)?;
             if toolbox.by_name.contains_key(&definition.name) {
                 return Err(Error::DuplicateTool(definition.name));
             }

@@ -475,8 +475,9 @@ impl StreamedAnswer {
         }
         for piece in delta.tool_calls.unwrap_or_default() {
             let id = piece.id.filter(|id| !id.is_empty());
-            let call = self.call_of(piece.index, id.as_deref());
             let function = piece.function.unwrap_or_default();
+            let name = function.name.as_deref().filter(|name| !name.is_empty());
+            let call = self.call_of(piece.index, id.as_deref(), name.is_some());
             if let Some(id) = id {
                 call.id = id;
             }
@@ -492,12 +493,18 @@ impl StreamedAnswer {
     }
 
     /// The call a piece under `index` with `id` belongs to: the one begun under that index,
-    /// unless the piece names another id (a new call under an index taken); a new one for a
-    /// piece without an index (servers that leave it out send each call whole).
-    fn call_of(&mut self, index: Option<usize>, id: Option<&str>) -> &mut StreamedCall {
+    /// unless the piece begins another call there (it names another id and, `named`, a tool,
+    /// while the call begun has one: servers that send every call whole under index 0; a
+    /// changing id alone, which some servers send with every fragment, begins nothing); a new
+    /// one for a piece without an index (servers that leave it out send each call whole).
+    fn call_of(&mut self, index: Option<usize>, id: Option<&str>, named: bool) -> &mut StreamedCall {
         let begun = index.and_then(|index| self.slots.get(&index)).copied();
         let slot = match begun {
-            Some(slot) if id.is_none_or(|id| self.tool_calls[slot].id.is_empty() || self.tool_calls[slot].id == id) => {
+            Some(slot)
+                if !named
+                    || self.tool_calls[slot].name.is_empty()
+                    || id.is_none_or(|id| self.tool_calls[slot].id.is_empty() || self.tool_calls[slot].id == id) =>
+            {
                 slot
             }
             _ => {
@@ -767,6 +774,22 @@ mod tests {
                 ("call_b".to_owned(), r#"{"city":"Rome"}"#.to_owned())
             ]
         );
+    }
+
+    #[test]
+    fn an_id_that_changes_between_fragments_begins_no_call() {
+        let fragment = |id: &str, name: Option<&str>, arguments: &str| {
+            json!({"choices": [{"delta": {"tool_calls": [{"index": 0, "id": id,
+                "function": {"name": name, "arguments": arguments}}]}}]})
+        };
+        let (response, _) = streamed(vec![
+            fragment("call_a", Some("weather"), ""),
+            fragment("call_b", None, "{\"city\":"),
+            fragment("call_c", None, "\"Oslo\"}"),
+        ]);
+        let calls = response.unwrap().message.tool_calls;
+        assert_eq!(calls.len(), 1, "{calls:?}");
+        assert_eq!((calls[0].name.as_str(), calls[0].arguments.as_str()), ("weather", r#"{"city":"Oslo"}"#));
     }
 
     #[test]

@@ -79,7 +79,7 @@ impl MemoryDb {
 
     /// [`Store::cancel_run`], or with `checked` [`Store::cancel_run_as`].
     fn cancel(&self, run_id: &str, principal: &Principal, checked: bool) -> Result<RunRecord> {
-        crate::limits::check_key("principal", &principal.id)?;
+        crate::limits::check_name("principal", &principal.id)?;
         let cancelled = self.tables().cancel_run(run_id, principal, checked, crate::now())?;
         self.waiters.wake_all();
         self.signal.appended();

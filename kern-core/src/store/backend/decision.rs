@@ -76,7 +76,7 @@ impl<'a> DecisionRules<'a> {
     /// What the decision does to `row` (as stored, `None` when there is none) with `votes` (its
     /// votes so far), or why it may not.
     pub fn apply(&self, row: Option<&Approval>, votes: &[Vote]) -> Result<DecisionEffect> {
-        limits::check_key("principal", &self.principal.id)?;
+        limits::check_name("principal", &self.principal.id)?;
         let row = row.ok_or_else(|| Error::ApprovalNotFound(self.id.to_owned()))?;
         let actual = row.status_at(self.now);
         if actual != ApprovalStatus::Pending {

@@ -9,7 +9,7 @@ use serde_json::Value;
 use crate::approval::{Approval, ApprovalUpdate, RowPolicy};
 use crate::error::Result;
 use crate::keys::ApiKey;
-use crate::limits::{check_json, check_json_object, check_key};
+use crate::limits::{check_json, check_json_object, check_key, check_name};
 use crate::run::{Delegation, MemberRun, RunRecord, RunRequirement, ToolExecution};
 
 /// Refuses what [`Store::save_runs`](crate::store::Store::save_runs) would store but kern could
@@ -40,7 +40,7 @@ pub fn check_update(update: &ApprovalUpdate) -> Result<()> {
 /// [`check_key`]).
 pub fn check_api_key(key: &ApiKey) -> Result<()> {
     check_key("api_key.id", &key.id)?;
-    check_key("api_key.principal", &key.principal)?;
+    check_name("api_key.principal", &key.principal)?;
     key.roles.iter().try_for_each(|role| check_key("api_key.roles", role))
 }
 

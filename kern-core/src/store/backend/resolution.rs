@@ -104,7 +104,7 @@ impl<'a> ResolutionRules<'a> {
             return Err(Error::InvalidTransition { id: id(), from: row.status, to });
         }
         match &self.update.resolved_by {
-            Some(resolved_by) => limits::check_key("resolved_by", resolved_by)?,
+            Some(resolved_by) => limits::check_name("resolved_by", resolved_by)?,
             None => {
                 let reason = "every decision names who made it, for the trail".to_owned();
                 return Err(Error::InvalidInput { field: "resolved_by", reason });
