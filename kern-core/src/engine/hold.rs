@@ -64,6 +64,9 @@ impl<'s> Hold<'s> {
     /// it has under way and starts nothing more: see [`taken_over`]).
     pub(crate) async fn keep<T>(self, work: impl Future<Output = T>) -> Result<T> {
         let (done, taken) = (Notify::new(), Arc::new(AtomicBool::new(false)));
+        // On the heap once: the run's work is a large future, which the wrappers below would
+        // otherwise copy as each takes it.
+        let work = Box::pin(work);
         let work = TAKEN_OVER.scope(Arc::clone(&taken), async {
             let output = work.await;
             done.notify_one();
