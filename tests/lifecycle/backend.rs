@@ -147,6 +147,8 @@ pub struct ProbeStore {
     /// Whether the next renewal of a claim commits but loses its answer, as when the connection
     /// drops just after.
     lose_renewal_answer: AtomicBool,
+    /// Whether the next renewal of a claim fails before it reaches the database.
+    fail_renewal: AtomicBool,
     calls: std::sync::Mutex<Vec<&'static str>>,
 }
 
@@ -170,6 +172,7 @@ impl ProbeStore {
             in_flight: None,
             in_flight_committed: AtomicBool::new(false),
             lose_renewal_answer: AtomicBool::new(false),
+            fail_renewal: AtomicBool::new(false),
             calls: std::sync::Mutex::default(),
         }
     }
@@ -177,6 +180,11 @@ impl ProbeStore {
     /// Lets the next renewal of a claim commit and lose its answer.
     pub fn lose_next_renewal_answer(&self) {
         self.lose_renewal_answer.store(true, Ordering::Relaxed);
+    }
+
+    /// Fails the next renewal of a claim, writing nothing.
+    pub fn fail_next_renewal(&self) {
+        self.fail_renewal.store(true, Ordering::Relaxed);
     }
 
     /// Probes `inner`, whose first event of `kind` commits late: a reader sees the event after
@@ -280,6 +288,9 @@ impl Store for ProbeStore {
         renewed_at: chrono::DateTime<chrono::Utc>,
     ) -> BoxFuture<'a, Result<()>> {
         self.log("renew_claim");
+        if self.fail_renewal.swap(false, Ordering::Relaxed) {
+            return outage();
+        }
         if !self.lose_renewal_answer.swap(false, Ordering::Relaxed) {
             return self.inner.renew_claim(run_id, held_at, renewed_at);
         }

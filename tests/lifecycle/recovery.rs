@@ -217,12 +217,15 @@ async fn a_team_run_whose_member_row_is_gone_goes_back_to_paused(backend: Backen
     assert!(ran(&member_run_id).is_empty());
 }
 
-/// An agent whose model asks for `long_export`, which takes 45 s, or `delete_user_data`.
+/// An agent whose model asks for `long_export`, which takes 45 s, `recent_export` (25 s), or
+/// `delete_user_data`.
 fn exporter(store: Arc<dyn Store>) -> Agent {
     let model = ScriptedModel::new()
+        .when_user_contains("recent", Reply::call("recent_export", json!({})))
         .when_user_contains("export", Reply::call("long_export", json!({})))
         .when_user_contains("delete", Reply::call("delete_user_data", json!({"user_id": "42"})));
-    Agent::builder().id("ops").model(model).tool(LongExport).tool(DeleteUserData).db(store).build().unwrap()
+    let agent = Agent::builder().id("ops").model(model).tool(LongExport).tool(RecentExport).tool(DeleteUserData);
+    agent.db(store).build().unwrap()
 }
 
 /// Waits (on the paused clock) until `long_export` has started in run `run_id`.
@@ -294,6 +297,32 @@ async fn a_taken_over_team_continue_runs_no_further_approved_call() {
     let err = continued.await.unwrap().unwrap_err();
     assert!(matches!(err, Error::RunTakenOver { .. }), "{err:?}");
     assert!(ran(&privacy).is_empty(), "the second member's approved call is left to the taker");
+}
+
+/// A renewal that failed leaves the continue unsure it still holds its run: before it stores
+/// its outcome, it renews once more, and finding the run taken over meanwhile, stores nothing.
+#[tokio::test(start_paused = true)]
+async fn after_a_failed_renewal_a_continue_checks_its_hold_before_storing() {
+    let probe = Arc::new(ProbeStore::over(Arc::new(MemoryDb::new())));
+    let store: Arc<dyn Store> = probe.clone();
+    let agent = exporter(store.clone());
+    let (run, _) = approved_run(&agent, &*store, "export the recent records").await;
+    probe.fail_next_renewal();
+    let continued = tokio::spawn({
+        let (agent, run_id) = (agent.clone(), run.run_id.clone());
+        async move { agent.continue_run(&run_id, vec![]).await }
+    });
+    export_started(&run.run_id).await;
+    // Past the renewal at 20 s, which fails; short of the tool's end at 25 s.
+    tokio::time::sleep(Duration::from_secs(21)).await;
+    let taken = store.reclaim_run(&run.run_id, Duration::ZERO).await.unwrap();
+
+    let err = continued.await.unwrap().unwrap_err();
+    assert!(matches!(err, Error::RunTakenOver { .. }), "{err:?}");
+    assert_eq!(store.load_run(&run.run_id).await.unwrap(), Some(taken), "the taker's to store");
+    // The failed renewal, then the last: from the stamp it knew, and from the one the failed
+    // renewal might have left.
+    assert_eq!(probe.calls().iter().filter(|call| **call == "renew_claim").count(), 3, "{:?}", probe.calls());
 }
 
 /// A renewal that commits but loses its answer leaves the run stamped as the continue does not

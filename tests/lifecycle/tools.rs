@@ -267,3 +267,13 @@ pub async fn long_export(context: &RunContext) -> String {
     tokio::time::sleep(std::time::Duration::from_secs(45)).await;
     "exported".to_owned()
 }
+
+/// Export the recent records: it takes 25 s (of a test's paused clock), past one renewal of a
+/// continue's claim and short of the next.
+#[approval]
+#[tool(requires_confirmation)]
+pub async fn recent_export(context: &RunContext) -> String {
+    log("recent_export", context, json!({}));
+    tokio::time::sleep(std::time::Duration::from_secs(25)).await;
+    "exported".to_owned()
+}
