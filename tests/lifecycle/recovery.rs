@@ -228,6 +228,17 @@ fn exporter(store: Arc<dyn Store>) -> Agent {
     agent.db(store).build().unwrap()
 }
 
+/// Continues run `run_id` on a task of its own, for the test to act while it runs.
+fn continue_in_background(agent: &Agent, run_id: &str) -> tokio::task::JoinHandle<kern::Result<RunOutput>> {
+    let (agent, run_id) = (agent.clone(), run_id.to_owned());
+    tokio::spawn(async move { agent.continue_run(&run_id, vec![]).await })
+}
+
+/// How many times the continues on `probe` renewed their claims.
+fn renewals(probe: &ProbeStore) -> usize {
+    probe.calls().iter().filter(|call| **call == "renew_claim").count()
+}
+
 /// Waits (on the paused clock) until `long_export` has started in run `run_id`.
 async fn export_started(run_id: &str) {
     while ran(run_id).is_empty() {
@@ -245,8 +256,7 @@ async fn a_long_continue_renews_its_claim() {
     let (run, _) = approved_run(&agent, &*store, "export everything").await;
     let done = agent.continue_run(&run.run_id, vec![]).await.unwrap();
     assert_eq!(done.status, RunStatus::Completed);
-    let renewals = probe.calls().iter().filter(|call| **call == "renew_claim").count();
-    assert_eq!(renewals, 2, "at 20 s and 40 s: {:?}", probe.calls());
+    assert_eq!(renewals(&probe), 2, "at 20 s and 40 s: {:?}", probe.calls());
 
     let (quick, _) = approved_run(&agent, &*store, "delete user 42").await;
     let before = probe.calls().len();
@@ -308,10 +318,7 @@ async fn after_a_failed_renewal_a_continue_checks_its_hold_before_storing() {
     let agent = exporter(store.clone());
     let (run, _) = approved_run(&agent, &*store, "export the recent records").await;
     probe.fail_next_renewal();
-    let continued = tokio::spawn({
-        let (agent, run_id) = (agent.clone(), run.run_id.clone());
-        async move { agent.continue_run(&run_id, vec![]).await }
-    });
+    let continued = continue_in_background(&agent, &run.run_id);
     export_started(&run.run_id).await;
     // Past the renewal at 20 s, which fails; short of the tool's end at 25 s.
     tokio::time::sleep(Duration::from_secs(21)).await;
@@ -322,7 +329,7 @@ async fn after_a_failed_renewal_a_continue_checks_its_hold_before_storing() {
     assert_eq!(store.load_run(&run.run_id).await.unwrap(), Some(taken), "the taker's to store");
     // The failed renewal, then the last: from the stamp it knew, and from the one the failed
     // renewal might have left.
-    assert_eq!(probe.calls().iter().filter(|call| **call == "renew_claim").count(), 3, "{:?}", probe.calls());
+    assert_eq!(renewals(&probe), 3, "{:?}", probe.calls());
 }
 
 /// A renewal that commits but loses its answer leaves the run stamped as the continue does not
@@ -337,7 +344,7 @@ async fn a_renewal_whose_answer_was_lost_does_not_lose_the_run() {
     let done = agent.continue_run(&run.run_id, vec![]).await.unwrap();
     assert_eq!(done.status, RunStatus::Completed);
     assert_eq!(status_of(&*store, &run.run_id).await, RunStatus::Completed);
-    assert!(probe.calls().iter().filter(|call| **call == "renew_claim").count() >= 2, "{:?}", probe.calls());
+    assert!(renewals(&probe) >= 2, "{:?}", probe.calls());
 }
 
 /// A continue whose run was taken over while it ran (here, reclaimed at once) does not store its
@@ -347,11 +354,7 @@ async fn a_continue_whose_run_was_taken_over_does_not_store_its_outcome() {
     let store: Arc<dyn Store> = Arc::new(MemoryDb::new());
     let agent = exporter(store.clone());
     let (run, _) = approved_run(&agent, &*store, "export everything").await;
-    let continued = tokio::spawn({
-        let agent = agent.clone();
-        let run_id = run.run_id.clone();
-        async move { agent.continue_run(&run_id, vec![]).await }
-    });
+    let continued = continue_in_background(&agent, &run.run_id);
     export_started(&run.run_id).await;
     let taken = store.reclaim_run(&run.run_id, Duration::ZERO).await.unwrap();
 

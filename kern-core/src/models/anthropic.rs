@@ -7,13 +7,14 @@
 use std::collections::BTreeMap;
 use std::fmt;
 use std::ops::ControlFlow;
-use std::sync::atomic::{AtomicBool, Ordering};
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use super::http::{Endpoint, EnvVars, endpoint_setters};
-use super::{Delta, Message, Model, ModelError, ModelRequest, ModelResponse, Role, ToolCall, ToolSchema, Usage};
+use super::http::{Endpoint, EnvVars, HttpTransport, endpoint_setters};
+use super::{
+    Delta, Message, Model, ModelError, ModelRequest, ModelResponse, Role, StreamsOverHttp, ToolCall, ToolSchema, Usage,
+};
 use crate::BoxFuture;
 
 /// A messages provider.
@@ -95,35 +96,6 @@ impl Anthropic {
         let version = ("anthropic-version", Self::API_VERSION.to_owned());
         self.endpoint.api_key.iter().map(|key| ("x-api-key", key.clone())).chain([version]).collect()
     }
-
-    /// One streamed request: the answer, each piece of text handed to `deltas` as it comes.
-    async fn stream_once(
-        &self,
-        request: &ModelRequest<'_>,
-        deltas: &(dyn Fn(Delta<'_>) + Send + Sync),
-    ) -> Result<ModelResponse, ModelError> {
-        let http = &self.endpoint.http;
-        let mut answer = StreamedAnswer::default();
-        let body = MessagesRequest { stream: true, ..self.body(request) };
-        http.post_events(&self.url(), &self.headers(), &body, |event| {
-            let event: StreamEvent = serde_json::from_str(&event.data)
-                .map_err(|err| http.malformed(format!("{err} in the stream event {}", event.data)))?;
-            match event {
-                StreamEvent::MessageStop => return Ok(ControlFlow::Break(())),
-                StreamEvent::Error { error } => {
-                    let (message, transient) = (format!("{}: {}", error.r#type, error.message), error.is_transient());
-                    return Err(ModelError::StreamError { provider: http.label().to_owned(), message, transient });
-                }
-                event => answer.absorb(event, deltas),
-            }
-            Ok(ControlFlow::Continue(()))
-        })
-        .await?;
-        if let Some(reason) = answer.stop_reason.as_deref().filter(|reason| CUT_SHORT.contains(reason)) {
-            return Err(http.cut_short(format!("stop_reason `{reason}`")));
-        }
-        answer.into_response().map_err(|reason| http.malformed(reason))
-    }
 }
 
 /// Shows everything but the API key.
@@ -154,25 +126,43 @@ impl Model for Anthropic {
         request: ModelRequest<'a>,
         deltas: &'a (dyn Fn(Delta<'_>) + Send + Sync),
     ) -> BoxFuture<'a, Result<ModelResponse, ModelError>> {
+        Box::pin(async move { super::stream_retrying(self, &request, deltas).await })
+    }
+}
+
+impl StreamsOverHttp for Anthropic {
+    fn transport(&self) -> &HttpTransport {
+        &self.endpoint.http
+    }
+
+    fn stream_once<'a>(
+        &'a self,
+        request: &'a ModelRequest<'a>,
+        deltas: &'a (dyn Fn(Delta<'_>) + Send + Sync),
+    ) -> BoxFuture<'a, Result<ModelResponse, ModelError>> {
         Box::pin(async move {
-            // An answer that fails before any of it is handed on is asked for again.
-            let handed = AtomicBool::new(false);
-            let relay = |delta: Delta<'_>| {
-                handed.store(true, Ordering::Relaxed);
-                deltas(delta);
-            };
-            let mut retry = 0;
-            loop {
-                match self.stream_once(&request, &relay).await {
-                    Err(error)
-                        if self
-                            .endpoint
-                            .http
-                            .streams_again(&error, handed.load(Ordering::Relaxed), &mut retry)
-                            .await => {}
-                    answer => return answer,
+            let http = &self.endpoint.http;
+            let mut answer = StreamedAnswer::default();
+            let body = MessagesRequest { stream: true, ..self.body(request) };
+            http.post_events(&self.url(), &self.headers(), &body, |event| {
+                let event: StreamEvent = serde_json::from_str(&event.data)
+                    .map_err(|err| http.malformed(format!("{err} in the stream event {}", event.data)))?;
+                match event {
+                    StreamEvent::MessageStop => return Ok(ControlFlow::Break(())),
+                    StreamEvent::Error { error } => {
+                        let (message, transient) =
+                            (format!("{}: {}", error.r#type, error.message), error.is_transient());
+                        return Err(ModelError::StreamError { provider: http.label().to_owned(), message, transient });
+                    }
+                    event => answer.absorb(event, deltas),
                 }
+                Ok(ControlFlow::Continue(()))
+            })
+            .await?;
+            if let Some(reason) = answer.stop_reason.as_deref().filter(|reason| CUT_SHORT.contains(reason)) {
+                return Err(http.cut_short(format!("stop_reason `{reason}`")));
             }
+            answer.into_response().map_err(|reason| http.malformed(reason))
         })
     }
 }

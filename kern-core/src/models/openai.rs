@@ -6,13 +6,14 @@
 use std::collections::HashMap;
 use std::fmt;
 use std::ops::ControlFlow;
-use std::sync::atomic::{AtomicBool, Ordering};
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use super::http::{Endpoint, EnvVars, endpoint_setters};
-use super::{Delta, Message, Model, ModelError, ModelRequest, ModelResponse, Role, ToolCall, ToolSchema, Usage};
+use super::http::{Endpoint, EnvVars, HttpTransport, endpoint_setters};
+use super::{
+    Delta, Message, Model, ModelError, ModelRequest, ModelResponse, Role, StreamsOverHttp, ToolCall, ToolSchema, Usage,
+};
 use crate::BoxFuture;
 
 /// A chat-completions provider.
@@ -87,38 +88,6 @@ impl OpenAiCompatible {
         ChatRequest { stream: true, stream_options: Some(StreamOptions { include_usage: true }), ..self.body(request) }
     }
 
-    /// One streamed request: the answer, each piece of text handed to `deltas` as it comes.
-    async fn stream_once(
-        &self,
-        request: &ModelRequest<'_>,
-        deltas: &(dyn Fn(Delta<'_>) + Send + Sync),
-    ) -> Result<ModelResponse, ModelError> {
-        let http = &self.endpoint.http;
-        let mut answer = StreamedAnswer::default();
-        let body = self.streaming_body(request);
-        http.post_events(&self.url(), &self.headers(), &body, |event| {
-            if event.data.trim() == "[DONE]" {
-                return Ok(ControlFlow::Break(()));
-            }
-            let chunk: ChatChunk = serde_json::from_str(&event.data)
-                .map_err(|err| http.malformed(format!("{err} in the stream chunk {}", event.data)))?;
-            if let Some(error) = chunk.error {
-                return Err(ModelError::StreamError {
-                    provider: http.label().to_owned(),
-                    message: error_message(&error),
-                    transient: error_is_transient(&error),
-                });
-            }
-            answer.absorb(chunk, deltas);
-            Ok(ControlFlow::Continue(()))
-        })
-        .await?;
-        if let Some(reason) = answer.finish_reason.as_deref().filter(|reason| CUT_SHORT.contains(reason)) {
-            return Err(http.cut_short(format!("finish_reason `{reason}`")));
-        }
-        answer.into_response().map_err(|reason| http.malformed(reason))
-    }
-
     fn url(&self) -> String {
         format!("{}/chat/completions", self.endpoint.base_url)
     }
@@ -160,25 +129,45 @@ impl Model for OpenAiCompatible {
         request: ModelRequest<'a>,
         deltas: &'a (dyn Fn(Delta<'_>) + Send + Sync),
     ) -> BoxFuture<'a, Result<ModelResponse, ModelError>> {
+        Box::pin(async move { super::stream_retrying(self, &request, deltas).await })
+    }
+}
+
+impl StreamsOverHttp for OpenAiCompatible {
+    fn transport(&self) -> &HttpTransport {
+        &self.endpoint.http
+    }
+
+    fn stream_once<'a>(
+        &'a self,
+        request: &'a ModelRequest<'a>,
+        deltas: &'a (dyn Fn(Delta<'_>) + Send + Sync),
+    ) -> BoxFuture<'a, Result<ModelResponse, ModelError>> {
         Box::pin(async move {
-            // An answer that fails before any of it is handed on is asked for again.
-            let handed = AtomicBool::new(false);
-            let relay = |delta: Delta<'_>| {
-                handed.store(true, Ordering::Relaxed);
-                deltas(delta);
-            };
-            let mut retry = 0;
-            loop {
-                match self.stream_once(&request, &relay).await {
-                    Err(error)
-                        if self
-                            .endpoint
-                            .http
-                            .streams_again(&error, handed.load(Ordering::Relaxed), &mut retry)
-                            .await => {}
-                    answer => return answer,
+            let http = &self.endpoint.http;
+            let mut answer = StreamedAnswer::default();
+            let body = self.streaming_body(request);
+            http.post_events(&self.url(), &self.headers(), &body, |event| {
+                if event.data.trim() == "[DONE]" {
+                    return Ok(ControlFlow::Break(()));
                 }
+                let chunk: ChatChunk = serde_json::from_str(&event.data)
+                    .map_err(|err| http.malformed(format!("{err} in the stream chunk {}", event.data)))?;
+                if let Some(error) = chunk.error {
+                    return Err(ModelError::StreamError {
+                        provider: http.label().to_owned(),
+                        message: error_message(&error),
+                        transient: error_is_transient(&error),
+                    });
+                }
+                answer.absorb(chunk, deltas);
+                Ok(ControlFlow::Continue(()))
+            })
+            .await?;
+            if let Some(reason) = answer.finish_reason.as_deref().filter(|reason| CUT_SHORT.contains(reason)) {
+                return Err(http.cut_short(format!("finish_reason `{reason}`")));
             }
+            answer.into_response().map_err(|reason| http.malformed(reason))
         })
     }
 }
