@@ -393,6 +393,28 @@ async fn an_overloaded_stream_before_any_text_is_asked_again() {
 }
 
 #[tokio::test]
+async fn a_stream_asked_again_shares_the_transports_retries() {
+    let overloaded = || {
+        let error = json!({"type": "error", "error": {"type": "overloaded_error", "message": "Overloaded"}});
+        Answer::stream(vec![message_start(), event(error)])
+    };
+    let unavailable = || Answer::json(503, json!({"type": "error", "error": {"type": "api_error", "message": "busy"}}));
+    let mut answered = vec![message_start(), block_start(0, json!({"type": "text", "text": ""}))];
+    answered.push(text_delta(0, "Hello"));
+    answered.push(block_stop(0));
+    answered.extend(message_end("end_turn"));
+    let answers =
+        vec![unavailable(), overloaded(), unavailable(), overloaded(), unavailable(), Answer::stream(answered)];
+    let server = TestServer::start(answers).await;
+
+    let (answer, received) = stream_greeting(&model(&server.url())).await;
+
+    let Err(ModelError::Status { status: 503, .. }) = answer else { panic!("{answer:?}") };
+    assert!(received.is_empty());
+    assert_eq!(server.requests().len(), 3, "two retries in all, as the policy allows, not two for each layer");
+}
+
+#[tokio::test]
 async fn an_error_event_of_a_lasting_kind_is_not_transient() {
     let error = json!({"type": "error", "error": {"type": "invalid_request_error", "message": "prompt is too long"}});
     let pieces = vec![message_start(), event(error)];

@@ -11,10 +11,8 @@ use std::ops::ControlFlow;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use super::http::{Endpoint, EnvVars, HttpTransport, endpoint_setters};
-use super::{
-    Delta, Message, Model, ModelError, ModelRequest, ModelResponse, Role, StreamsOverHttp, ToolCall, ToolSchema, Usage,
-};
+use super::http::{Endpoint, EnvVars, HttpTransport, Retries, StreamsOverHttp, endpoint_setters, stream_retrying};
+use super::{Delta, Message, Model, ModelError, ModelRequest, ModelResponse, Role, ToolCall, ToolSchema, Usage};
 use crate::BoxFuture;
 
 /// A messages provider.
@@ -126,7 +124,7 @@ impl Model for Anthropic {
         request: ModelRequest<'a>,
         deltas: &'a (dyn Fn(Delta<'_>) + Send + Sync),
     ) -> BoxFuture<'a, Result<ModelResponse, ModelError>> {
-        Box::pin(async move { super::stream_retrying(self, &request, deltas).await })
+        Box::pin(async move { stream_retrying(self, &request, deltas).await })
     }
 }
 
@@ -139,12 +137,13 @@ impl StreamsOverHttp for Anthropic {
         &'a self,
         request: &'a ModelRequest<'a>,
         deltas: &'a (dyn Fn(Delta<'_>) + Send + Sync),
+        retries: &'a mut Retries,
     ) -> BoxFuture<'a, Result<ModelResponse, ModelError>> {
         Box::pin(async move {
             let http = &self.endpoint.http;
             let mut answer = StreamedAnswer::default();
             let body = MessagesRequest { stream: true, ..self.body(request) };
-            http.post_events(&self.url(), &self.headers(), &body, |event| {
+            http.post_events(&self.url(), &self.headers(), &body, retries, |event| {
                 let event: StreamEvent = serde_json::from_str(&event.data)
                     .map_err(|err| http.malformed(format!("{err} in the stream event {}", event.data)))?;
                 match event {

@@ -4,6 +4,7 @@
 use std::error::Error as _;
 use std::fmt;
 use std::ops::ControlFlow;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use reqwest::header::RETRY_AFTER;
@@ -11,8 +12,10 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use tracing::Instrument as _;
 
-use super::ModelError;
+use crate::BoxFuture;
+
 use super::sse::{SseDecoder, SseEvent};
+use super::{Delta, ModelError, ModelRequest, ModelResponse};
 
 /// The longest a provider waits before one retry, whatever the backoff or the server's
 /// `retry-after` says: an agent run should fail visibly rather than hang for minutes.
@@ -31,8 +34,9 @@ pub const MAX_ERROR_BODY_BYTES: usize = 8 * 1024;
 /// How often and how patiently a provider retries transient failures (429, 5xx, timeouts,
 /// connection errors; see [`ModelError::is_transient`]).
 ///
-/// The default retries twice, after 200ms and 400ms. A `retry-after` header in seconds
-/// replaces the computed backoff; every wait is capped at 30 seconds.
+/// The default retries twice, after 200ms and 400ms. A `retry-after` header (in seconds or as
+/// a date, or OpenAI's `retry-after-ms`) replaces the computed backoff; every wait is capped at
+/// 30 seconds. A streamed answer asked for again counts against the same retries.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RetryPolicy {
     /// Retries after the first attempt.
@@ -182,6 +186,12 @@ struct Failure {
     retry_after: Option<Duration>,
 }
 
+/// The retries made so far for one answer. Each layer that may ask for the answer again (the
+/// transport until the first byte, a stream until its first delta) counts in the same one, so
+/// that together they stay within the policy rather than multiply it.
+#[derive(Debug, Default)]
+pub(super) struct Retries(u32);
+
 impl From<ModelError> for Failure {
     fn from(error: ModelError) -> Self {
         Failure { error, retry_after: None }
@@ -229,7 +239,7 @@ impl HttpTransport {
         async {
             let body = self.encode(body)?;
             let answer = self
-                .retrying(|| async {
+                .retrying(&mut Retries::default(), || async {
                     let mut response = self.send(url, headers, body.clone()).await?;
                     let (answer, whole) = self.read_at_most(&mut response, MAX_ANSWER_BYTES).await?;
                     Ok(whole.then_some(answer))
@@ -246,7 +256,8 @@ impl HttpTransport {
     /// `on_event`, until it breaks: the answer's last event.
     ///
     /// Failures until the first byte of the answer arrives are retried as in
-    /// [`post_json`](Self::post_json); none after, as `on_event` has seen part of the answer. A
+    /// [`post_json`](Self::post_json), counted in `retries`; none after, as `on_event` has seen
+    /// part of the answer. A
     /// stream that ends before `on_event` breaks is [`ModelError::StreamInterrupted`]. The
     /// timeout bounds each attempt, streaming included.
     pub(super) async fn post_events(
@@ -254,13 +265,14 @@ impl HttpTransport {
         url: &str,
         headers: &[(&'static str, String)],
         body: &impl Serialize,
+        retries: &mut Retries,
         mut on_event: impl FnMut(SseEvent) -> Result<ControlFlow<()>, ModelError> + Send,
     ) -> Result<(), ModelError> {
         let span = tracing::debug_span!("model_http", provider = %self.label, url, stream = true);
         async {
             let body = self.encode(body)?;
             let (mut response, mut chunk) = self
-                .retrying(|| async {
+                .retrying(retries, || async {
                     let mut response = self.send(url, headers, body.clone()).await?;
                     self.expect_events(&mut response).await?;
                     let first = response.chunk().await.map_err(|err| self.classify(err))?;
@@ -300,33 +312,33 @@ impl HttpTransport {
     /// Whether a streamed request that failed with `error` is to be made again, and after the
     /// wait the policy gives (taken here): when the failure may pass and nothing of the answer
     /// was `handed` on yet (a server overloaded as the stream begins, a stream cut before its
-    /// first delta), as the policy allows (`retry` counts the attempts made again). Once part
-    /// of the answer is out, a failure is final: the listener has seen it.
-    pub(super) async fn streams_again(&self, error: &ModelError, handed: bool, retry: &mut u32) -> bool {
-        if handed || !error.is_transient() || *retry >= self.retry.max_retries {
+    /// first delta), as the policy allows, counting in the answer's `retries`. Once part of the
+    /// answer is out, a failure is final: the listener has seen it.
+    pub(super) async fn streams_again(&self, error: &ModelError, handed: bool, retries: &mut Retries) -> bool {
+        if handed || !error.is_transient() || retries.0 >= self.retry.max_retries {
             return false;
         }
-        let wait = self.retry.wait(*retry, None);
-        tracing::debug!(%error, retry = *retry + 1, wait_ms = wait.as_millis() as u64, "streaming again");
+        let wait = self.retry.wait(retries.0, None);
+        tracing::debug!(%error, retry = retries.0 + 1, wait_ms = wait.as_millis() as u64, "streaming again");
         tokio::time::sleep(wait).await;
-        *retry += 1;
+        retries.0 += 1;
         true
     }
 
-    /// Runs `attempt` until it succeeds, fails for good, or the policy allows no more retries.
-    async fn retrying<T, F>(&self, mut attempt: impl FnMut() -> F) -> Result<T, ModelError>
+    /// Runs `attempt` until it succeeds, fails for good, or the policy allows no more retries
+    /// than the answer's `retries` made already.
+    async fn retrying<T, F>(&self, retries: &mut Retries, mut attempt: impl FnMut() -> F) -> Result<T, ModelError>
     where
         F: Future<Output = Result<T, Failure>>,
     {
-        let mut retry = 0;
         loop {
             match attempt().await {
                 Ok(answer) => return Ok(answer),
-                Err(Failure { error, retry_after }) if error.is_transient() && retry < self.retry.max_retries => {
-                    let wait = self.retry.wait(retry, retry_after);
-                    tracing::debug!(%error, retry = retry + 1, wait_ms = wait.as_millis() as u64, "retrying");
+                Err(Failure { error, retry_after }) if error.is_transient() && retries.0 < self.retry.max_retries => {
+                    let wait = self.retry.wait(retries.0, retry_after);
+                    tracing::debug!(%error, retry = retries.0 + 1, wait_ms = wait.as_millis() as u64, "retrying");
                     tokio::time::sleep(wait).await;
-                    retry += 1;
+                    retries.0 += 1;
                 }
                 Err(Failure { error, .. }) => {
                     tracing::debug!(%error, "model call failed");
@@ -437,13 +449,61 @@ fn describe(err: &reqwest::Error) -> String {
     text
 }
 
+/// A provider that streams its answers over HTTP, one request at a time (see
+/// [`stream_retrying`]).
+pub(super) trait StreamsOverHttp: Sync {
+    /// How its requests are sent and retried.
+    fn transport(&self) -> &HttpTransport;
+
+    /// One streamed request: the answer, each piece of it handed to `deltas` as it comes. The
+    /// transport's own retries count in `retries`.
+    fn stream_once<'a>(
+        &'a self,
+        request: &'a ModelRequest<'a>,
+        deltas: &'a (dyn Fn(Delta<'_>) + Send + Sync),
+        retries: &'a mut Retries,
+    ) -> BoxFuture<'a, Result<ModelResponse, ModelError>>;
+}
+
+/// Streams `request` with `provider`, handing the answer to `deltas`. An answer that fails for
+/// a reason that may pass before any of it was handed on is asked for again, as the retry policy
+/// allows (see [`HttpTransport::streams_again`]), the
+/// transport's retries and these counting against one budget.
+pub(super) async fn stream_retrying(
+    provider: &impl StreamsOverHttp,
+    request: &ModelRequest<'_>,
+    deltas: &(dyn Fn(Delta<'_>) + Send + Sync),
+) -> Result<ModelResponse, ModelError> {
+    let handed = AtomicBool::new(false);
+    let relay = |delta: Delta<'_>| {
+        handed.store(true, Ordering::Relaxed);
+        deltas(delta);
+    };
+    let mut retries = Retries::default();
+    loop {
+        let answer = provider.stream_once(request, &relay, &mut retries).await;
+        match answer {
+            Err(error)
+                if provider.transport().streams_again(&error, handed.load(Ordering::Relaxed), &mut retries).await => {}
+            answer => return answer,
+        }
+    }
+}
+
 /// How long the server asks to wait: OpenAI's `retry-after-ms` (milliseconds), which is the
-/// more precise, or else `retry-after` given in seconds. The HTTP-date form is not read (model
-/// APIs send seconds); without a usable header the computed backoff applies.
+/// more precise, or else `retry-after`, in seconds or as an HTTP date (a date already past asks
+/// for no wait). Without a usable header the computed backoff applies.
 fn parse_retry_after(headers: &reqwest::header::HeaderMap) -> Option<Duration> {
-    let number = |name| -> Option<f64> { headers.get(name)?.to_str().ok()?.trim().parse().ok() };
-    let seconds = number(RETRY_AFTER_MS).map(|millis| millis / 1000.0).or_else(|| number(RETRY_AFTER.as_str()))?;
-    Duration::try_from_secs_f64(seconds).ok()
+    let text = |name| headers.get(name)?.to_str().ok().map(str::trim);
+    let number = |name| -> Option<f64> { text(name)?.parse().ok() };
+    let seconds = number(RETRY_AFTER_MS).map(|millis| millis / 1000.0).or_else(|| number(RETRY_AFTER.as_str()));
+    match seconds {
+        Some(seconds) => Duration::try_from_secs_f64(seconds).ok(),
+        None => {
+            let date = chrono::DateTime::parse_from_rfc2822(text(RETRY_AFTER.as_str())?).ok()?;
+            Some((date.to_utc() - chrono::Utc::now()).to_std().unwrap_or_default())
+        }
+    }
 }
 
 /// OpenAI's header for the wait it asks, in milliseconds.
@@ -481,14 +541,20 @@ mod tests {
     }
 
     #[test]
-    fn retry_after_is_read_in_seconds_only() {
+    fn retry_after_is_read_in_seconds_or_as_a_date() {
         let mut headers = HeaderMap::new();
         assert_eq!(parse_retry_after(&headers), None);
         headers.insert(RETRY_AFTER, HeaderValue::from_static(" 2 "));
         assert_eq!(parse_retry_after(&headers), Some(Duration::from_secs(2)));
         headers.insert(RETRY_AFTER, HeaderValue::from_static("0.5"));
         assert_eq!(parse_retry_after(&headers), Some(Duration::from_millis(500)));
-        for unusable in ["-1", "soon", "Wed, 21 Oct 2015 07:28:00 GMT"] {
+        headers.insert(RETRY_AFTER, HeaderValue::from_static("Wed, 21 Oct 2015 07:28:00 GMT"));
+        assert_eq!(parse_retry_after(&headers), Some(Duration::ZERO), "a date past asks for no wait");
+        let soon = (chrono::Utc::now() + chrono::TimeDelta::seconds(10)).format("%a, %d %b %Y %H:%M:%S GMT");
+        headers.insert(RETRY_AFTER, HeaderValue::from_str(&soon.to_string()).unwrap());
+        let wait = parse_retry_after(&headers).expect("a date to come is read");
+        assert!(wait > Duration::from_secs(5) && wait <= Duration::from_secs(10), "{wait:?}");
+        for unusable in ["-1", "soon", "Wed, 32 Oct 2015 07:28:00 GMT"] {
             headers.insert(RETRY_AFTER, HeaderValue::from_static(unusable));
             assert_eq!(parse_retry_after(&headers), None, "{unusable}");
         }

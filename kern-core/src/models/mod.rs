@@ -8,7 +8,6 @@ mod scripted;
 mod sse;
 
 use std::fmt;
-use std::sync::atomic::{AtomicBool, Ordering};
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -51,43 +50,6 @@ pub trait Model: Send + Sync + 'static {
             }
             Ok(response)
         })
-    }
-}
-
-/// A provider that streams its answers over HTTP, one request at a time (see
-/// [`stream_retrying`]).
-trait StreamsOverHttp: Sync {
-    /// How its requests are sent and retried.
-    fn transport(&self) -> &http::HttpTransport;
-
-    /// One streamed request: the answer, each piece of it handed to `deltas` as it comes.
-    fn stream_once<'a>(
-        &'a self,
-        request: &'a ModelRequest<'a>,
-        deltas: &'a (dyn Fn(Delta<'_>) + Send + Sync),
-    ) -> BoxFuture<'a, Result<ModelResponse, ModelError>>;
-}
-
-/// Streams `request` with `provider`, handing the answer to `deltas`. An answer that fails for
-/// a reason that may pass before any of it was handed on is asked for again, as the retry policy
-/// allows (see [`HttpTransport::streams_again`](http::HttpTransport::streams_again)).
-async fn stream_retrying(
-    provider: &impl StreamsOverHttp,
-    request: &ModelRequest<'_>,
-    deltas: &(dyn Fn(Delta<'_>) + Send + Sync),
-) -> Result<ModelResponse, ModelError> {
-    let handed = AtomicBool::new(false);
-    let relay = |delta: Delta<'_>| {
-        handed.store(true, Ordering::Relaxed);
-        deltas(delta);
-    };
-    let mut retry = 0;
-    loop {
-        match provider.stream_once(request, &relay).await {
-            Err(error)
-                if provider.transport().streams_again(&error, handed.load(Ordering::Relaxed), &mut retry).await => {}
-            answer => return answer,
-        }
     }
 }
 

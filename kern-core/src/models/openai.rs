@@ -10,10 +10,8 @@ use std::ops::ControlFlow;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use super::http::{Endpoint, EnvVars, HttpTransport, endpoint_setters};
-use super::{
-    Delta, Message, Model, ModelError, ModelRequest, ModelResponse, Role, StreamsOverHttp, ToolCall, ToolSchema, Usage,
-};
+use super::http::{Endpoint, EnvVars, HttpTransport, Retries, StreamsOverHttp, endpoint_setters, stream_retrying};
+use super::{Delta, Message, Model, ModelError, ModelRequest, ModelResponse, Role, ToolCall, ToolSchema, Usage};
 use crate::BoxFuture;
 
 /// A chat-completions provider.
@@ -129,7 +127,7 @@ impl Model for OpenAiCompatible {
         request: ModelRequest<'a>,
         deltas: &'a (dyn Fn(Delta<'_>) + Send + Sync),
     ) -> BoxFuture<'a, Result<ModelResponse, ModelError>> {
-        Box::pin(async move { super::stream_retrying(self, &request, deltas).await })
+        Box::pin(async move { stream_retrying(self, &request, deltas).await })
     }
 }
 
@@ -142,12 +140,13 @@ impl StreamsOverHttp for OpenAiCompatible {
         &'a self,
         request: &'a ModelRequest<'a>,
         deltas: &'a (dyn Fn(Delta<'_>) + Send + Sync),
+        retries: &'a mut Retries,
     ) -> BoxFuture<'a, Result<ModelResponse, ModelError>> {
         Box::pin(async move {
             let http = &self.endpoint.http;
             let mut answer = StreamedAnswer::default();
             let body = self.streaming_body(request);
-            http.post_events(&self.url(), &self.headers(), &body, |event| {
+            http.post_events(&self.url(), &self.headers(), &body, retries, |event| {
                 if event.data.trim() == "[DONE]" {
                     return Ok(ControlFlow::Break(()));
                 }
