@@ -138,6 +138,7 @@ impl Agent {
 
 /// Configures an [`Agent`].
 #[derive(Default)]
+#[must_use = "a builder does nothing until `.build()`"]
 pub struct AgentBuilder {
     settings: Settings,
 }

@@ -205,6 +205,7 @@ impl RunRequirement {
 
 /// Who a run acts for and which conversation it continues.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[must_use = "options do nothing until given to a run"]
 pub struct RunOptions {
     /// The session to continue; a new one when `None`.
     pub session_id: Option<String>,

@@ -105,6 +105,7 @@ impl Team {
 
 /// Configures a [`Team`].
 #[derive(Default)]
+#[must_use = "a builder does nothing until `.build()`"]
 pub struct TeamBuilder {
     settings: Settings,
     members: Vec<Agent>,

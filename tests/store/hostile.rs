@@ -138,7 +138,7 @@ pub async fn a_decision_that_could_not_be_stored_is_refused_and_changes_nothing(
     create(&*store, &row).await;
     let admin = Principal::new("admin");
     // The result is within the limit, but the row's data wraps it a level deeper.
-    let deep = Decision::Approve { note: None, values: None, result: Some(nested(MAX_JSON_DEPTH)), args: None };
+    let deep = Decision::approve().with_result(nested(MAX_JSON_DEPTH));
     assert_eq!(refused_field(store.decide(&row.id, &admin, deep).await), "resolution_data");
     // A vote's note is text, which Postgres cannot hold with a NUL in it.
     let nul = Decision::Reject { note: Some("before\u{0}after".into()) };
@@ -146,7 +146,7 @@ pub async fn a_decision_that_could_not_be_stored_is_refused_and_changes_nothing(
     assert_eq!(stored(&*store, &row.id).await, row, "a refusal changes nothing");
     assert!(store.votes(&row.id).await.unwrap().is_empty());
 
-    let deepest = Decision::Approve { note: None, values: None, result: Some(nested(MAX_JSON_DEPTH - 1)), args: None };
+    let deepest = Decision::approve().with_result(nested(MAX_JSON_DEPTH - 1));
     let approved = store.decide(&row.id, &admin, deepest).await.unwrap();
     assert_eq!(approved.resolution_data, Some(json!({ "result": nested(MAX_JSON_DEPTH - 1) })));
 }

@@ -12,7 +12,9 @@ use kern::run::{RunRecord, RunStatus};
 use kern::trail::EventKind;
 use serde_json::json;
 
-use crate::fixtures::{approval, create, create_all, now, run, seconds, stored, with_policy};
+use crate::fixtures::{
+    approval, create, create_all, external_approval, now, run, seconds, stored, user_input_approval, with_policy,
+};
 
 fn finance(id: &str) -> Principal {
     Principal::new(id).with_role("finance")
@@ -64,6 +66,29 @@ pub async fn a_quorum_of_distinct_approvers_approves(store: Arc<dyn Store>) {
     assert!(matches!(err, Error::ApprovalConflict { actual: ApprovalStatus::Approved, .. }), "{err:?}");
     let trail = store.trail(&row.id).await.unwrap();
     assert_eq!(kinds(&trail), [EventKind::Created, EventKind::Vote, EventKind::Vote, EventKind::Approved]);
+}
+
+pub async fn a_principal_hands_over_values_and_results(store: Arc<dyn Store>) {
+    let ops = || ApprovalPolicy::REQUIRED.approvers(["ops"]);
+    let (asked, external) =
+        (with_policy(user_input_approval("run-1"), ops()), with_policy(external_approval("run-1"), ops()));
+    create_all(&*store, &[asked.clone(), external.clone()]).await;
+    let olga = Principal::new("olga").with_role("ops");
+
+    let wrong = json!({ "reason": 42 }).as_object().cloned().unwrap();
+    let err = store.decide(&asked.id, &olga, Decision::approve().with_values(wrong)).await.unwrap_err();
+    assert!(matches!(err, Error::InvalidResolution { ref id, .. } if *id == asked.id), "{err:?}");
+    assert_eq!(stored(&*store, &asked.id).await, asked, "a refused decision changes nothing");
+
+    let values = json!({ "reason": "asked" }).as_object().cloned().unwrap();
+    let answered = store.decide(&asked.id, &olga, Decision::approve().with_values(values)).await.unwrap();
+    assert_eq!(answered.status, ApprovalStatus::Approved);
+    assert_eq!(answered.resolution_data, Some(json!({ "values": { "reason": "asked" } })));
+    let done = store.decide(&external.id, &olga, Decision::approve().with_result(json!({ "rows": 3 }))).await.unwrap();
+    assert_eq!(done.resolution_data, Some(json!({ "result": { "rows": 3 } })));
+    assert_eq!(stored(&*store, &external.id).await, done);
+    // Values and results belong to an approval: a rejection keeps only its note.
+    assert_eq!(Decision::reject("no").with_values(serde_json::Map::new()), Decision::reject("no"));
 }
 
 pub async fn one_eligible_rejection_rejects(store: Arc<dyn Store>) {

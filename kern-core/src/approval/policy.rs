@@ -225,7 +225,8 @@ impl Decision {
         Decision::Cancel { note: None }
     }
 
-    /// The same approval with the user-input `values`.
+    /// The same approval with the user-input `values`. A rejection or a cancellation is given
+    /// back as it is: values belong to an approval.
     pub fn with_values(self, values: Map<String, Value>) -> Self {
         match self {
             Decision::Approve { note, result, args, .. } => {
@@ -235,7 +236,8 @@ impl Decision {
         }
     }
 
-    /// The same approval with an external execution's `result`.
+    /// The same approval with an external execution's `result` (a rejection or a
+    /// cancellation as it is).
     pub fn with_result(self, result: Value) -> Self {
         match self {
             Decision::Approve { note, values, args, .. } => {
