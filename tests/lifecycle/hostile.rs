@@ -2,6 +2,7 @@
 //! poisons a row, strands a run or grows the store beyond what it sent.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use kern::Error;
 use kern::limits::{MAX_JSON_DEPTH, MAX_KEY_LEN};
@@ -106,21 +107,43 @@ async fn a_result_nested_too_deep_is_stored_as_its_text(backend: Backend) {
     assert_eq!(stored.tools, run.tools);
 }
 
+/// A model that counts how often it was asked, and answers in a word.
+#[derive(Default)]
+struct Counting(AtomicUsize);
+
+impl kern::models::Model for Counting {
+    fn id(&self) -> &str {
+        "counting"
+    }
+
+    fn respond<'a>(
+        &'a self,
+        _: kern::models::ModelRequest<'a>,
+    ) -> kern::BoxFuture<'a, Result<kern::models::ModelResponse, kern::models::ModelError>> {
+        self.0.fetch_add(1, Ordering::SeqCst);
+        let message = kern::models::Message::assistant("done");
+        Box::pin(async { Ok(kern::models::ModelResponse { message, usage: kern::models::Usage::default() }) })
+    }
+}
+
 async fn a_user_or_session_kern_cannot_store_is_refused_before_the_run(backend: Backend) {
     let store = backend.store();
-    let agent = deep_agent(store.clone());
+    let model = Arc::new(Counting::default());
+    let agent = Agent::builder().id("careful").model(model.clone()).db(store.clone()).build().unwrap();
     let long = "u".repeat(MAX_KEY_LEN + 1);
     for (options, field) in [
         (RunOptions::default().user_id(long.as_str()), "user_id"),
         (RunOptions::default().user_id("ali\0ce"), "user_id"),
+        (RunOptions::default().user_id("ali\u{1b}ce"), "user_id"),
         (RunOptions::default().session_id("s\u{1b}[3A"), "session_id"),
         (RunOptions::default().session_id(long.as_str()), "session_id"),
     ] {
-        let err = agent.run_with("delete it", options).await.unwrap_err();
+        let err = agent.run_with("hello", options).await.unwrap_err();
         assert!(matches!(err, Error::InvalidInput { field: f, .. } if f == field), "{err:?}");
     }
-    let rows = store.list_approvals(&ApprovalQuery::default()).await.unwrap();
-    assert_eq!(rows.total, 0, "nothing ran and nothing was stored");
+    assert_eq!(model.0.load(Ordering::SeqCst), 0, "the model was never asked");
+    let runs = store.list_runs(&kern::run::RunQuery::default()).await.unwrap();
+    assert!(runs.items.is_empty(), "nothing was stored");
 }
 
 async fn answers_kern_cannot_store_are_refused_and_the_run_stays_paused(backend: Backend) {

@@ -250,5 +250,6 @@ async fn a_paused_run_is_cancelled_with_its_rows(backend: Backend) {
     assert_eq!((row.status, row.resolved_by.as_deref()), (ApprovalStatus::Cancelled, Some("ops")));
     let err = agent.continue_run_by_id(&run.run_id).await.unwrap_err();
     assert!(matches!(err, Error::RunNotPaused { status: RunStatus::Cancelled, .. }), "{err:?}");
-    assert_eq!(run.tools[0].status, ToolCallStatus::Paused);
+    assert_eq!(store.load_run(&run.run_id).await.unwrap().unwrap().status, RunStatus::Cancelled);
+    assert!(ran(&run.run_id).is_empty(), "the cancelled call never ran");
 }

@@ -627,6 +627,18 @@ fn replay(backend: impl AsyncFnOnce() -> Backend, steps: &[Step]) {
     });
 }
 
+/// Replays `steps` on a fresh Postgres schema, or says once that the variant is skipped.
+fn replay_on_postgres(steps: &[Step]) {
+    static SKIPPED: std::sync::Once = std::sync::Once::new();
+    if std::env::var_os(crate::backend::POSTGRES_URL_VAR).is_none() {
+        SKIPPED.call_once(|| {
+            eprintln!("skipped: {} is not set, so the Postgres variant does not run", crate::backend::POSTGRES_URL_VAR);
+        });
+        return;
+    }
+    replay(async || Backend::postgres().await.expect("the variable is set"), steps);
+}
+
 proptest! {
     #![proptest_config(config())]
 
@@ -638,5 +650,10 @@ proptest! {
     #[test]
     fn random_interleavings_keep_every_invariant_on_sqlite(steps in collection::vec(step(), 1..=MAX_STEPS)) {
         replay(Backend::sqlite, &steps);
+    }
+
+    #[test]
+    fn random_interleavings_keep_every_invariant_on_postgres(steps in collection::vec(step(), 1..=MAX_STEPS)) {
+        replay_on_postgres(&steps);
     }
 }

@@ -110,6 +110,9 @@ async fn a_pause_and_its_continue_stream_every_step(backend: Backend) {
         if *status == ToolCallStatus::Succeeded && result == &json!("booked Ada"))
     });
     let first_delta = events.iter().position(|e| matches!(e, RunEvent::ContentDelta { .. }));
+    let (Some(started), Some(completed), Some(first_delta)) = (started, completed, first_delta) else {
+        panic!("the call's start, its result and the answer are each streamed: {events:?}");
+    };
     assert!(started < completed && completed < first_delta, "call, result, then the answer: {events:?}");
     let done = outcome(&events);
     assert_eq!(done.status, RunStatus::Completed);

@@ -164,12 +164,21 @@ pub async fn a_batch_larger_than_a_statement_is_saved_whole(store: Arc<dyn Store
 }
 
 pub async fn a_batch_given_up_midway_writes_all_or_nothing(store: Arc<dyn Store>) {
-    for _ in 0..20 {
+    for n in 0..20 {
         let paused = run("session-1");
         let row = approval(&paused.run_id);
-        let save = store.save_runs(std::slice::from_ref(&paused), std::slice::from_ref(&row), &[]);
-        // The caller stops waiting at the first await that does not finish at once.
-        let _ = tokio::time::timeout(Duration::ZERO, save).await;
+        // The caller stops waiting at a point that moves from one batch to the next: before the
+        // first statement, between two, or as the commit is under way.
+        let give_up = async {
+            for _ in 0..n % 12 {
+                tokio::task::yield_now().await;
+            }
+        };
+        tokio::select! {
+            biased;
+            _ = store.save_runs(std::slice::from_ref(&paused), std::slice::from_ref(&row), &[]) => {}
+            () = give_up => {}
+        }
 
         // Whatever became of it, the next write commits and others see it.
         let next = run("session-1");
