@@ -100,6 +100,15 @@ pub enum Error {
         /// The call id the caller passed.
         tool_call_id: String,
     },
+    /// `continue_run` was passed two answers to one paused call: which one stands would be a
+    /// guess.
+    #[error("run `{run_id}`'s tool call `{tool_call_id}` is answered twice")]
+    DuplicateAnswer {
+        /// The run's id.
+        run_id: String,
+        /// The call answered twice.
+        tool_call_id: String,
+    },
     /// User-input values supplied by the caller do not fit the tool's schema.
     #[error("user input for tool call `{tool_call_id}` refused: {reason}")]
     InvalidUserInput {

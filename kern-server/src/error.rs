@@ -102,6 +102,7 @@ impl From<Error> for ApiError {
             | Error::InvalidResolution { .. }
             | Error::InvalidUserInput { .. }
             | Error::UnknownRequirement { .. }
+            | Error::DuplicateAnswer { .. }
             | Error::AuditWithoutResolver { .. } => Self::unprocessable(detail),
             // The reference's answer to a continue whose rows are not all decided.
             Error::ApprovalPending { .. } | Error::ApprovalMissing { .. } | Error::ApprovalMismatch { .. } => {

@@ -16,12 +16,14 @@ use tokio::sync::Mutex as AsyncMutex;
 pub const MAX_KEY_LEN: usize = 255;
 
 /// A kept answer: the SHA-256 of what the request asked (compared on a repeat; the request
-/// itself may be large), its status and JSON body.
+/// itself may be large), its status and JSON body, and the row's `ETag` when it answered with
+/// a row.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Reply {
     pub request: [u8; 32],
     pub status: StatusCode,
     pub body: Value,
+    pub etag: Option<String>,
 }
 
 /// The digest a [`Reply`] keeps of `request`.
@@ -73,7 +75,12 @@ mod tests {
     #[tokio::test]
     async fn the_same_key_finds_the_first_answer() {
         let replies = Replies::default();
-        let reply = Reply { request: request_digest(&Value::Null), status: StatusCode::OK, body: Value::Bool(true) };
+        let reply = Reply {
+            request: request_digest(&Value::Null),
+            status: StatusCode::OK,
+            body: Value::Bool(true),
+            etag: None,
+        };
         *replies.slot("k".into()).lock().await = Some(reply.clone());
         assert_eq!(*replies.slot("k".into()).lock().await, Some(reply));
         assert_eq!(*replies.slot("other".into()).lock().await, None);

@@ -8,11 +8,13 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use axum::Router;
+use axum::body::{Body, HttpBody as _};
 use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
-use axum::http::{HeaderName, StatusCode};
+use axum::http::{HeaderName, Method, StatusCode, Uri};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post};
+use futures_util::StreamExt as _;
 use kern_core::agent::Agent;
 use kern_core::store::Store;
 use kern_core::team::Team;
@@ -71,8 +73,7 @@ pub struct ServerBuilder {
     teams: Vec<Team>,
     auth: Option<Auth>,
     user_isolation: bool,
-    body_limit: usize,
-    request_timeout: Duration,
+    limits: RequestLimits,
     expiry_sweep: Duration,
     secure_cookies: bool,
     public_origin: Option<String>,
@@ -88,8 +89,7 @@ impl Default for ServerBuilder {
             teams: Vec::new(),
             auth: None,
             user_isolation: false,
-            body_limit: 1024 * 1024,
-            request_timeout: Duration::from_secs(120),
+            limits: RequestLimits::default(),
             expiry_sweep: Duration::from_secs(30),
             secure_cookies: false,
             public_origin: None,
@@ -134,7 +134,16 @@ impl ServerBuilder {
 
     /// The largest request body accepted (1 MiB by default); larger ones get 413.
     pub fn body_limit(mut self, bytes: usize) -> Self {
-        self.body_limit = bytes;
+        self.limits.body = bytes;
+        self
+    }
+
+    /// How long a client may take to send a request's body before it is answered 408 (30 s by
+    /// default). Bodies are small (a decision, a form, a run's message): one still arriving
+    /// after this comes from a stalled or hostile client, which is not to hold a connection for
+    /// the whole [`request_timeout`](Self::request_timeout).
+    pub fn body_timeout(mut self, timeout: Duration) -> Self {
+        self.limits.body_timeout = timeout;
         self
     }
 
@@ -142,7 +151,7 @@ impl ServerBuilder {
     /// for its model). A run or continue goes on on its own task, to be read with
     /// `GET /runs/{run_id}`. Event streams are not cut.
     pub fn request_timeout(mut self, timeout: Duration) -> Self {
-        self.request_timeout = timeout;
+        self.limits.request_timeout = timeout;
         self
     }
 
@@ -215,7 +224,7 @@ impl ServerBuilder {
             public_origin,
             stale_after: self.stale_after,
         };
-        let router = router(state.clone(), self.body_limit, self.request_timeout);
+        let router = router(state.clone(), self.limits);
         Ok(Server { router, state, expiry_sweep: self.expiry_sweep })
     }
 }
@@ -281,7 +290,28 @@ async fn sweep_expired(state: AppState, every: Duration) {
     }
 }
 
-fn router(state: AppState, body_limit: usize, timeout: Duration) -> Router {
+/// How much a request may send and how long it may take.
+#[derive(Debug, Clone, Copy)]
+struct RequestLimits {
+    /// The largest body, in bytes.
+    body: usize,
+    /// The longest a body may take to arrive.
+    body_timeout: Duration,
+    /// The longest a request may take to be answered.
+    request_timeout: Duration,
+}
+
+impl Default for RequestLimits {
+    fn default() -> Self {
+        RequestLimits {
+            body: 1024 * 1024,
+            body_timeout: Duration::from_secs(30),
+            request_timeout: Duration::from_secs(120),
+        }
+    }
+}
+
+fn router(state: AppState, limits: RequestLimits) -> Router {
     let request_id = HeaderName::from_static("x-request-id");
     let routes = Router::new()
         .route("/approvals", get(approvals::list))
@@ -314,11 +344,17 @@ fn router(state: AppState, body_limit: usize, timeout: Duration) -> Router {
         .route("/metrics", get(ops::metrics))
         .merge(inbox::routes())
         .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "Not Found") })
-        .layer(middleware::from_fn(move |request, next| time_limit(timeout, request, next)))
+        // After every route, which it covers; the answer keeps the `Allow` header axum sets.
+        .method_not_allowed_fallback(|method: Method, uri: Uri| async move {
+            let detail = format!("Method Not Allowed: {} does not take {method} (see the Allow header)", uri.path());
+            ApiError::new(StatusCode::METHOD_NOT_ALLOWED, detail)
+        })
+        .layer(middleware::from_fn(move |request, next| body_in_time(limits, request, next)))
+        .layer(middleware::from_fn(move |request, next| time_limit(limits.request_timeout, request, next)))
         // Outside the time limit, so that the requests it cuts are counted too.
         .layer(middleware::from_fn_with_state(state.clone(), measure))
         // Read by the extractors, whose refusals are 413 in the body every error has.
-        .layer(DefaultBodyLimit::max(body_limit))
+        .layer(DefaultBodyLimit::max(limits.body))
         .layer(PropagateRequestIdLayer::new(request_id.clone()))
         .layer(TraceLayer::new_for_http().make_span_with(|request: &Request| {
             let id = request.headers().get("x-request-id").and_then(|v| v.to_str().ok()).unwrap_or("");
@@ -352,6 +388,41 @@ async fn time_limit(limit: Duration, request: Request, next: Next) -> Response {
             ),
         )
         .into_response(),
+    }
+}
+
+/// Reads the request's body whole before its handler runs: 408 if it has not all arrived within
+/// the body timeout, 413 past the body limit (in the body every error has).
+async fn body_in_time(limits: RequestLimits, request: Request, next: Next) -> Response {
+    let too_large = || {
+        let detail = format!("the request body is larger than the limit of {} bytes", limits.body);
+        ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, detail)
+    };
+    // A body announced larger than the limit is refused before any of it is read.
+    if request.body().size_hint().exact().is_some_and(|announced| announced > limits.body as u64) {
+        return too_large().into_response();
+    }
+    let (parts, body) = request.into_parts();
+    let mut chunks = body.into_data_stream();
+    let read = async {
+        let mut bytes = Vec::new();
+        while let Some(chunk) = chunks.next().await {
+            let chunk =
+                chunk.map_err(|err| ApiError::bad_request(format!("the request body could not be read: {err}")))?;
+            if bytes.len() + chunk.len() > limits.body {
+                return Err(too_large());
+            }
+            bytes.extend_from_slice(&chunk);
+        }
+        Ok(bytes)
+    };
+    match tokio::time::timeout(limits.body_timeout, read).await {
+        Ok(Ok(bytes)) => next.run(Request::from_parts(parts, Body::from(bytes))).await,
+        Ok(Err(refusal)) => refusal.into_response(),
+        Err(_) => {
+            let detail = format!("the request body did not arrive within {} ms", limits.body_timeout.as_millis());
+            ApiError::new(StatusCode::REQUEST_TIMEOUT, detail).into_response()
+        }
     }
 }
 

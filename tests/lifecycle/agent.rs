@@ -245,6 +245,24 @@ async fn a_requirement_for_no_paused_call_is_refused() {
 }
 
 #[tokio::test]
+async fn two_answers_to_one_call_are_refused() {
+    let model =
+        ScriptedModel::new().when_user_contains("restart", Reply::call("restart_service", json!({"name": "x"})));
+    let agent = Agent::builder().model(model).tool(RestartService).build().unwrap();
+    let run = agent.run("restart").await.unwrap();
+    let (mut refused, mut confirmed) = (run.requirements[0].clone(), run.requirements[0].clone());
+    refused.reject("no");
+    confirmed.confirm();
+    let err = agent.continue_run(&run.run_id, vec![refused, confirmed.clone()]).await.unwrap_err();
+    assert!(
+        matches!(&err, Error::DuplicateAnswer { tool_call_id, .. } if *tool_call_id == run.tools[0].tool_call_id),
+        "{err:?}"
+    );
+    let done = agent.continue_run(&run.run_id, vec![confirmed]).await;
+    assert_eq!(done.unwrap().status, RunStatus::Completed, "the refusal changed nothing");
+}
+
+#[tokio::test]
 async fn the_caller_cannot_change_the_arguments_of_a_paused_call() {
     let model =
         ScriptedModel::new().when_user_contains("restart", Reply::call("restart_service", json!({"name": "web"})));

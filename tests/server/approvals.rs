@@ -210,6 +210,17 @@ pub async fn resolve_decides_once_as_the_caller(store: Arc<dyn Store>) {
     let app = App::new(store).await;
     let (_, _, id) = app.paused_refund("alice").await;
     let uri = format!("/approvals/{id}/resolve");
+    // A field resolve does not take is refused, not dropped: `args` beside `resolution_data`
+    // would approve the call unedited, a top-level `note` would be lost.
+    for body in
+        [json!({"status": "approved", "args": {"order_id": "A-2"}}), json!({"status": "rejected", "note": "no"})]
+    {
+        let refused = app.send(Method::POST, &uri, Some(&app.bob), Some(body.clone())).await;
+        assert_eq!(refused.status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+        assert!(refused.detail().contains("unknown field"), "{body}: {}", refused.detail());
+    }
+    let read = app.send(Method::GET, &format!("/approvals/{id}"), Some(&app.reader), None).await;
+    assert_eq!(read.body["status"], "pending", "a refused resolve changes nothing");
     let body = json!({"status": "approved", "resolved_by": "mallory", "resolution_data": {"note": "fine"}});
     let resolved = app.send(Method::POST, &uri, Some(&app.bob), Some(body)).await;
     assert_eq!(resolved.status, StatusCode::OK);
@@ -242,6 +253,11 @@ pub async fn a_policy_decides_through_votes(store: Arc<dyn Store>) {
         .send(Method::POST, &format!("/approvals/{id}/resolve"), Some(&app.alice), Some(json!({"status": "approved"})))
         .await;
     assert_eq!(resolve.status, StatusCode::FORBIDDEN, "resolve obeys the policy too");
+
+    let edited_no = json!({"decision": "reject", "args": {"amount": 1}});
+    let edited_no = app.send(Method::POST, &uri, Some(&app.bob), Some(edited_no)).await;
+    assert_eq!(edited_no.status, StatusCode::UNPROCESSABLE_ENTITY, "a rejection carries a note only");
+    assert!(edited_no.detail().contains("a rejection carries a `note` only"), "{}", edited_no.detail());
 
     let read = app.send(Method::GET, &format!("/approvals/{id}"), Some(&app.reader), None).await;
     let before = read.headers["etag"].to_str().unwrap().to_owned();
@@ -316,27 +332,31 @@ pub async fn if_match_and_idempotency_key_guard_a_resolve(store: Arc<dyn Store>)
     let app = App::new(store).await;
     let (_, _, id) = app.paused_refund("alice").await;
     let uri = format!("/approvals/{id}/resolve");
-    let stale = app
-        .send_with(
-            Method::POST,
-            &uri,
-            Some(&app.alice),
-            &[("if-match", "\"old\"")],
-            Some(json!({"status": "approved"})),
-        )
-        .await;
+    let stale = [("idempotency-key", "retry-0"), ("if-match", "\"old\"")];
+    let stale = app.send_with(Method::POST, &uri, Some(&app.alice), &stale, Some(json!({"status": "approved"}))).await;
     assert_eq!(stale.status, StatusCode::PRECONDITION_FAILED);
     let etag = app.send(Method::GET, &format!("/approvals/{id}"), Some(&app.reader), None).await.headers["etag"]
         .to_str()
         .unwrap()
         .to_owned();
 
-    let key = [("idempotency-key", "retry-1"), ("if-match", etag.as_str())];
+    // The condition is part of the request: the key of the stale one, sent with the row's ETag
+    // now, is told to change rather than given the kept 412 as if the row had moved again.
+    let tags = format!("\"old\", {etag}");
+    let reused = [("idempotency-key", "retry-0"), ("if-match", tags.as_str())];
+    let reused =
+        app.send_with(Method::POST, &uri, Some(&app.alice), &reused, Some(json!({"status": "approved"}))).await;
+    assert_eq!(reused.status, StatusCode::UNPROCESSABLE_ENTITY, "{:?}", reused.body);
+    assert!(reused.detail().contains("first used with another request"), "{}", reused.detail());
+    // If-Match takes a list: one of its tags matching is enough.
+    let key = [("idempotency-key", "retry-1"), ("if-match", tags.as_str())];
     let first = app.send_with(Method::POST, &uri, Some(&app.alice), &key, Some(json!({"status": "approved"}))).await;
-    assert_eq!(first.status, StatusCode::OK);
+    assert_eq!(first.status, StatusCode::OK, "{:?}", first.body);
     let repeat = app.send_with(Method::POST, &uri, Some(&app.alice), &key, Some(json!({"status": "approved"}))).await;
     assert_eq!(repeat.status, StatusCode::OK, "a repeated key gets the first answer, not a 409");
     assert_eq!(repeat.body, first.body);
+    assert_eq!(repeat.headers.get("etag"), first.headers.get("etag"), "a replay carries the row's ETag");
+    assert!(first.headers.get("etag").is_some());
     let changed = app.send_with(Method::POST, &uri, Some(&app.alice), &key, Some(json!({"status": "rejected"}))).await;
     assert_eq!(changed.status, StatusCode::UNPROCESSABLE_ENTITY, "the key was used with another request");
     assert!(changed.detail().contains("Idempotency-Key"), "{}", changed.detail());

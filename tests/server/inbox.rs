@@ -117,6 +117,11 @@ pub async fn signing_in_opens_a_session_whose_forms_are_guarded(store: Arc<dyn S
     assert_eq!(outdated.status, StatusCode::PRECONDITION_FAILED);
     assert!(html(&outdated).contains("changed since you opened it"));
     assert_eq!(row_status(&app, &row).await, "pending");
+    let mangled = format!("action=reject&note=%FF&csrf={csrf}");
+    let mangled = app.send_with(Method::POST, &decide, None, &cookie, Some(Value::String(mangled))).await;
+    assert_eq!(mangled.status, StatusCode::UNPROCESSABLE_ENTITY, "a note that is not UTF-8 is not stored mangled");
+    assert!(html(&mangled).contains("`note` is not valid UTF-8"), "{}", html(&mangled));
+    assert_eq!(row_status(&app, &row).await, "pending");
 
     let approved = app.send_with(Method::POST, &decide, None, &cookie, Some(Value::String(form.clone()))).await;
     assert_eq!(approved.status, StatusCode::SEE_OTHER);

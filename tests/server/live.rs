@@ -9,6 +9,7 @@ use kern::db::Store;
 use kern::prelude::*;
 use kern_server::{Auth, Server};
 use serde_json::{Value, json};
+use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::net::TcpListener;
 
 use crate::harness::{App, agent, issue};
@@ -221,6 +222,7 @@ pub async fn a_request_past_the_time_limit_is_answered_504_and_its_run_goes_on(s
         .agent(sleepy)
         .auth(Auth::api_keys())
         .request_timeout(Duration::from_millis(100))
+        .body_timeout(Duration::from_millis(50))
         .build()
         .unwrap();
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -251,6 +253,71 @@ pub async fn a_request_past_the_time_limit_is_answered_504_and_its_run_goes_on(s
     };
     let content = tokio::time::timeout(Duration::from_secs(60), completed).await.expect("the run is stored completed");
     assert_eq!(content.as_deref(), Some("Done: nap: rested"));
+
+    // A body that stops arriving is answered 408 at the body's time limit, before the request's
+    // own, and without a credential: the sign-in form reads its body first.
+    let mut stalled = tokio::net::TcpStream::connect(base.trim_start_matches("http://")).await.unwrap();
+    let head = "POST /ui/sign-in HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: 100\r\n\r\nkey=kern_";
+    stalled.write_all(head.as_bytes()).await.unwrap();
+    let mut answer = vec![0; 1024];
+    let read = tokio::time::timeout(Duration::from_secs(10), stalled.read(&mut answer)).await.expect("an answer");
+    let answer = String::from_utf8_lossy(&answer[..read.unwrap()]).into_owned();
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+    assert!(answer.contains("the request body did not arrive within 50 ms"), "{answer}");
+}
+
+/// Let go by the test that holds it.
+static RELEASE: tokio::sync::Notify = tokio::sync::Notify::const_new();
+
+/// Returns once the test lets it go.
+#[tool]
+async fn hold_on() -> String {
+    RELEASE.notified().await;
+    "released".to_owned()
+}
+
+/// A streamed run's events leave as they happen: the call's start arrives while the call is
+/// still held, and the rest once it is let go. A server that sent the events at the end would
+/// never send the first while the call waits.
+#[tokio::test]
+async fn a_streamed_run_sends_each_event_as_it_happens() {
+    let store: Arc<dyn Store> = Arc::new(kern::db::MemoryDb::new());
+    let token = issue(&store, "root", &[], &[kern::keys::Scope::Admin]).await;
+    let model = ScriptedModel::new()
+        .when_user_contains("hold", Reply::call("hold_on", json!({})))
+        .after_tool("hold_on", Reply::text("Done: {result}"));
+    let held = Agent::builder().id("held").model(model).tool(HoldOn).db(store.clone()).build().unwrap();
+    let server = Server::builder().store(store.clone()).agent(held).auth(Auth::api_keys()).build().unwrap();
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(server.serve(listener));
+
+    let client = reqwest::Client::new();
+    let mut response = client
+        .post(format!("{base}/agents/held/runs"))
+        .bearer_auth(&token)
+        .form(&[("message", "hold on")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let mut text = String::new();
+    let mut read_until = async |name: &str, text: &mut String| {
+        while !text.contains(&format!("event: {name}\n")) {
+            let chunk = tokio::time::timeout(Duration::from_secs(10), response.chunk())
+                .await
+                .unwrap_or_else(|_| panic!("{name} within 10 s: {text}"))
+                .unwrap()
+                .expect("the stream stays open");
+            text.push_str(&String::from_utf8_lossy(&chunk));
+        }
+    };
+    read_until("ToolCallStarted", &mut text).await;
+    assert!(text.contains("event: RunStarted\n"), "{text}");
+    assert!(!text.contains("ToolCallCompleted"), "the call is still held: {text}");
+    RELEASE.notify_one();
+    read_until("RunCompleted", &mut text).await;
+    assert!(text.contains(r#""content":"Done: hold_on: released""#), "{text}");
 }
 
 pub async fn operations_routes_answer(store: Arc<dyn Store>) {
@@ -303,7 +370,7 @@ pub async fn operations_routes_answer(store: Arc<dyn Store>) {
     for uri in ["/approvals/x/resolve", "/agents/ops/runs"] {
         let refused = app.send_with(Method::POST, uri, Some(&app.admin), &announced, Some(big.clone())).await;
         assert_eq!(refused.status, StatusCode::PAYLOAD_TOO_LARGE, "{uri}: {:?}", refused.body);
-        assert!(refused.detail().contains("length limit"), "{uri}: {:?}", refused.body);
+        assert!(refused.detail().contains("larger than the limit"), "{uri}: {:?}", refused.body);
     }
 
     // An open server answers requests addressed to loopback, not those a rebound name sends.

@@ -89,6 +89,20 @@ pub async fn the_row_wins_over_the_callers_answers(store: Arc<dyn Store>) {
 
 pub async fn an_audit_call_runs_on_its_callers_answer_and_names_them_on_its_row(store: Arc<dyn Store>) {
     let app = App::new(store).await;
+    // Two answers to one call: which stands would be a guess, so neither does.
+    let start = json!("message=escalate+ticket+T-1&stream=false");
+    let run = app.send(Method::POST, "/agents/ops/runs", Some(&app.alice), Some(start)).await;
+    let (run_id, session_id) = (run.body["run_id"].as_str().unwrap(), run.body["session_id"].as_str().unwrap());
+    let (mut no, mut yes) = (run.body["tools"][0].clone(), run.body["tools"][0].clone());
+    (no["confirmed"], yes["confirmed"]) = (json!(false), json!(true));
+    let body = json!({"session_id": session_id, "stream": false, "tools": [no, yes]});
+    let twice =
+        app.send(Method::POST, &format!("/agents/ops/runs/{run_id}/continue"), Some(&app.alice), Some(body)).await;
+    assert_eq!(twice.status, StatusCode::UNPROCESSABLE_ENTITY, "{:?}", twice.body);
+    assert!(twice.detail().contains("is answered twice"), "{}", twice.detail());
+    let read = app.send(Method::GET, &format!("/runs/{run_id}"), Some(&app.reader), None).await;
+    assert_eq!(read.body["status"], "PAUSED", "the refused continue changed nothing");
+
     let refused = "The call to `escalate_ticket` was rejected by the user.";
     for (confirmed, status, result) in [(true, "approved", "escalated T-1"), (false, "rejected", refused)] {
         let start = json!("message=escalate+ticket+T-1&stream=false");
@@ -165,6 +179,31 @@ pub async fn run_routes_refuse_what_they_cannot_run(store: Arc<dyn Store>) {
     assert!(file.detail().starts_with("Unsupported file type"), "{:?}", file.body);
     let reader = app.send(Method::POST, "/agents/ops/runs", Some(&app.reader), Some(json!("message=hi"))).await;
     assert_eq!(reader.status, StatusCode::FORBIDDEN);
+    // Media types are read whatever their case.
+    let shouting = [("content-type", "Application/X-WWW-Form-URLEncoded")];
+    let form = json!("message=hi&stream=false");
+    let shouted = app.send_with(Method::POST, "/agents/ops/runs", Some(&app.alice), &shouting, Some(form)).await;
+    assert_eq!((shouted.status, &shouted.body["status"]), (StatusCode::OK, &json!("COMPLETED")), "{:?}", shouted.body);
+    // Text that is not UTF-8 once decoded is refused, not read as U+FFFD (where `%FE` and `%FF`
+    // would name one session), and no run starts.
+    let before = app.send(Method::GET, "/runs", Some(&app.admin), None).await.body["data"].as_array().unwrap().len();
+    for form in ["message=%FF%FE&stream=false", "message=hi&session_id=%C0&stream=false"] {
+        let mangled = app.send(Method::POST, "/agents/ops/runs", Some(&app.alice), Some(json!(form))).await;
+        assert_eq!(mangled.status, StatusCode::UNPROCESSABLE_ENTITY, "{form}: {:?}", mangled.body);
+        assert!(mangled.detail().contains("is not valid UTF-8"), "{form}: {}", mangled.detail());
+    }
+    let after = app.send(Method::GET, "/runs", Some(&app.admin), None).await.body["data"].as_array().unwrap().len();
+    assert_eq!(after, before, "no run started");
+    let query = app.send(Method::GET, "/approvals?user_id=%FF", Some(&app.reader), None).await;
+    assert_eq!((query.status, query.detail()), (StatusCode::UNPROCESSABLE_ENTITY, "`user_id` is not valid UTF-8"));
+    // Path and method errors answer in the body every error has.
+    let path = app.send(Method::GET, "/approvals/%FF", Some(&app.reader), None).await;
+    assert_eq!(path.status, StatusCode::BAD_REQUEST);
+    assert!(path.detail().contains("Invalid UTF-8"), "{:?}", path.body);
+    let method = app.send(Method::PUT, "/approvals/x", Some(&app.admin), None).await;
+    assert_eq!(method.status, StatusCode::METHOD_NOT_ALLOWED);
+    assert!(method.detail().starts_with("Method Not Allowed"), "{:?}", method.body);
+    assert!(method.headers.contains_key("allow"), "{:?}", method.headers);
     // What the reference's fields ask for and kern does not do is refused, not ignored.
     let background = json!("message=hi&stream=false&background=true");
     let background = app.send(Method::POST, "/agents/ops/runs", Some(&app.alice), Some(background)).await;

@@ -95,11 +95,10 @@ fn is_gated(requirement: &RunRequirement, tools: &Toolbox) -> bool {
 /// Decides every paused call of `record`.
 ///
 /// `rows` holds the stored rows by id, each moved into the decision of its call; `caller` the
-/// requirements the caller passed (only
-/// their decisions are taken: confirmation, note, values, result, resolver; never the
-/// arguments). Errors leave nothing changed: a caller requirement for no paused call,
-/// a gated call without its row, a row that is still pending, a row that does not match
-/// the call, and user input that does not fit the tool.
+/// requirements the caller passed (only their decisions are taken: confirmation, note, values,
+/// result, resolver; never the arguments). Errors leave nothing changed: a caller requirement
+/// for no paused call, two for one call, a gated call without its row, a row that is still
+/// pending, a row that does not match the call, and user input that does not fit the tool.
 pub(crate) fn decide(
     identity: &Identity,
     tools: &Toolbox,
@@ -114,6 +113,15 @@ pub(crate) fn decide(
         return Err(Error::UnknownRequirement {
             run_id: record.run_id.clone(),
             tool_call_id: stray.tool_call_id().to_owned(),
+        });
+    }
+    let answered_before = |n: usize, answer: &RunRequirement| {
+        caller[..n].iter().any(|earlier| earlier.tool_call_id() == answer.tool_call_id())
+    };
+    if let Some(twice) = caller.iter().enumerate().find_map(|(n, c)| answered_before(n, c).then_some(c)) {
+        return Err(Error::DuplicateAnswer {
+            run_id: record.run_id.clone(),
+            tool_call_id: twice.tool_call_id().to_owned(),
         });
     }
     let decisions: Vec<Result<Decision>> = record

@@ -6,14 +6,14 @@
 
 use std::time::Duration;
 
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::header::{ORIGIN, SET_COOKIE};
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::Response;
 use kern_core::keys::{Scope, parse_token};
 
 use super::assets;
-use super::forms::{self, FormFields};
+use super::forms::{self, FormFields, PagePath};
 use super::page::{PageError, PageResult, render, see_other};
 use super::pages::{detail_page, run_page, time, visible_run};
 use super::runner::Runner;
@@ -145,7 +145,7 @@ pub async fn sign_out(
 pub async fn decide(
     State(state): State<AppState>,
     viewer: Viewer,
-    Path(id): Path<String>,
+    PagePath(id): PagePath<String>,
     form: FormFields,
 ) -> PageResult {
     viewer.check_csrf(&form)?;
@@ -223,7 +223,7 @@ enum RunAction {
 pub async fn continue_run(
     State(state): State<AppState>,
     viewer: Viewer,
-    Path(run_id): Path<String>,
+    PagePath(run_id): PagePath<String>,
     form: FormFields,
 ) -> PageResult {
     run_action(&state, &viewer, &run_id, &form, RunAction::Continue).await
@@ -233,7 +233,7 @@ pub async fn continue_run(
 pub async fn recover_run(
     State(state): State<AppState>,
     viewer: Viewer,
-    Path(run_id): Path<String>,
+    PagePath(run_id): PagePath<String>,
     form: FormFields,
 ) -> PageResult {
     run_action(&state, &viewer, &run_id, &form, RunAction::Recover).await

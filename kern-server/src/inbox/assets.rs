@@ -4,11 +4,12 @@
 
 use std::sync::LazyLock;
 
-use axum::extract::Path;
 use axum::http::header::{CACHE_CONTROL, CONTENT_TYPE, X_CONTENT_TYPE_OPTIONS};
 use axum::http::{HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use sha2::{Digest, Sha256};
+
+use super::forms::PagePath;
 
 /// One static file.
 struct Asset {
@@ -49,7 +50,7 @@ fn url(name: &str) -> String {
 }
 
 /// `GET /ui/assets/{name}`.
-pub async fn serve(Path(name): Path<String>) -> Response {
+pub async fn serve(PagePath(name): PagePath<String>) -> Response {
     let Some(asset) = ASSETS.iter().find(|asset| asset.name == name) else {
         return (StatusCode::NOT_FOUND, "no such file").into_response();
     };

@@ -4,8 +4,7 @@
 //! the schema where they can be; one that does not fit is passed on as typed, so that the
 //! store's validation refuses it with its own words, exactly as it refuses the API's.
 
-use axum::Form;
-use axum::extract::{FromRequest, FromRequestParts, Query, Request};
+use axum::extract::{FromRequest, FromRequestParts, Path, Query, Request};
 use axum::http::StatusCode;
 use axum::http::request::Parts;
 use kern_core::approval::{Approval, Decision, PauseType};
@@ -14,6 +13,7 @@ use serde_json::{Map, Value};
 
 use super::page::PageError;
 use super::views::FieldView;
+use crate::extract::{check_query, form_fields};
 
 /// The fields of a submitted form, in order.
 #[derive(Debug, Default)]
@@ -35,17 +35,10 @@ impl<S: Send + Sync> FromRequest<S> for FormFields {
     type Rejection = PageError;
 
     async fn from_request(request: Request, state: &S) -> Result<Self, Self::Rejection> {
-        match Form::<Vec<(String, String)>>::from_request(request, state).await {
-            Ok(Form(fields)) => Ok(FormFields(fields)),
-            Err(rejection) => Err(PageError::new(
-                if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
-                    StatusCode::PAYLOAD_TOO_LARGE
-                } else {
-                    StatusCode::UNPROCESSABLE_ENTITY
-                },
-                format!("The form could not be read: {}", rejection.body_text()),
-            )),
-        }
+        form_fields(request, state)
+            .await
+            .map(FormFields)
+            .map_err(|(status, reason)| PageError::new(status, format!("The form could not be read: {reason}")))
     }
 }
 
@@ -58,12 +51,31 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequestParts<S> for PageQuery<T> {
     type Rejection = PageError;
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        check_query(parts).map_err(|reason| {
+            PageError::new(StatusCode::UNPROCESSABLE_ENTITY, format!("The address could not be read: {reason}"))
+        })?;
         match Query::<T>::from_request_parts(parts, state).await {
             Ok(Query(value)) => Ok(PageQuery(value)),
             Err(rejection) => Err(PageError::new(
                 StatusCode::UNPROCESSABLE_ENTITY,
                 format!("The address could not be read: {}", rejection.body_text()),
             )),
+        }
+    }
+}
+
+/// A page's path parameters of type `T`: one that cannot be read (not UTF-8 once decoded) is the
+/// error page with 400, as the API answers it.
+#[derive(Debug)]
+pub struct PagePath<T>(pub T);
+
+impl<T: DeserializeOwned + Send, S: Send + Sync> FromRequestParts<S> for PagePath<T> {
+    type Rejection = PageError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        match Path::<T>::from_request_parts(parts, state).await {
+            Ok(Path(value)) => Ok(PagePath(value)),
+            Err(rejection) => Err(PageError::new(rejection.status(), rejection.body_text())),
         }
     }
 }

@@ -2,7 +2,7 @@
 //! everything needed to decide it, the history of decided rows (and its export), and a run.
 
 use axum::body::Body;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::http::header::{CACHE_CONTROL, CONTENT_DISPOSITION, CONTENT_TYPE, X_CONTENT_TYPE_OPTIONS};
 use axum::response::IntoResponse;
@@ -16,7 +16,7 @@ use kern_core::trail::verify_row;
 use serde::Deserialize;
 use serde_json::Value;
 
-use super::forms::{PageQuery, edit_fields, input_fields, plain, type_of};
+use super::forms::{PagePath, PageQuery, edit_fields, input_fields, plain, type_of};
 use super::page::{PageError, PageResult, render};
 use super::runner::Runner;
 use super::viewer::Viewer;
@@ -315,7 +315,7 @@ pub async fn rows(
 }
 
 /// `GET /ui/approvals/{id}`.
-pub async fn detail(State(state): State<AppState>, viewer: Viewer, Path(id): Path<String>) -> PageResult {
+pub async fn detail(State(state): State<AppState>, viewer: Viewer, PagePath(id): PagePath<String>) -> PageResult {
     Ok(render(StatusCode::OK, &detail_page(&state, &viewer, &id, None).await?))
 }
 
@@ -674,7 +674,7 @@ fn export_lines(rows: &[Approval], csv: bool) -> String {
 }
 
 /// `GET /ui/runs/{run_id}`.
-pub async fn run(State(state): State<AppState>, viewer: Viewer, Path(run_id): Path<String>) -> PageResult {
+pub async fn run(State(state): State<AppState>, viewer: Viewer, PagePath(run_id): PagePath<String>) -> PageResult {
     Ok(render(StatusCode::OK, &run_page(&state, &viewer, &run_id, None).await?))
 }
 

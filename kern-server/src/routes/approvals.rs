@@ -2,7 +2,7 @@
 //! its wire contract (and its faults fixed), and kern's votes, cancel and trail.
 
 use axum::Json;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::header::{ETAG, IF_MATCH};
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -18,7 +18,7 @@ use serde_json::{Map, Value, json};
 
 use crate::auth::Caller;
 use crate::error::{ApiError, ApiResult, ErrorBody};
-use crate::extract::{JsonBody, OptionalJsonBody, QueryParams};
+use crate::extract::{JsonBody, OptionalJsonBody, PathParams, QueryParams};
 use crate::idempotency::{self, Reply};
 use crate::routes::paging::page_limit;
 use crate::state::AppState;
@@ -155,7 +155,11 @@ pub(crate) async fn visible_row(state: &AppState, caller: &Caller, id: &str) -> 
 #[utoipa::path(get, path = "/approvals/{approval_id}", tag = "approvals",
     params(("approval_id" = String, Path)),
     responses((status = 200, body = ApprovalResponse, headers(("ETag" = String))), (status = 404, body = ErrorBody)))]
-pub async fn get(State(state): State<AppState>, caller: Caller, Path(id): Path<String>) -> ApiResult<Response> {
+pub async fn get(
+    State(state): State<AppState>,
+    caller: Caller,
+    PathParams(id): PathParams<String>,
+) -> ApiResult<Response> {
     caller.require(Scope::ApprovalsRead)?;
     let row = visible_row(&state, &caller, &id).await?;
     Ok(with_etag(&row, Json(ApprovalResponse::from(&row))))
@@ -176,7 +180,7 @@ fn with_etag(row: &Approval, body: impl IntoResponse) -> Response {
 pub async fn status(
     State(state): State<AppState>,
     caller: Caller,
-    Path(id): Path<String>,
+    PathParams(id): PathParams<String>,
 ) -> ApiResult<Json<StatusResponse>> {
     caller.require(Scope::ApprovalsRead)?;
     Ok(Json(StatusResponse::from(&visible_row(&state, &caller, &id).await?)))
@@ -195,7 +199,7 @@ pub async fn status(
 pub async fn resolve(
     State(state): State<AppState>,
     caller: Caller,
-    Path(id): Path<String>,
+    PathParams(id): PathParams<String>,
     headers: HeaderMap,
     JsonBody(body): JsonBody<ResolveBody>,
 ) -> ApiResult<Response> {
@@ -223,7 +227,11 @@ pub async fn resolve(
     if !limits::is_key(&id) {
         return Err(ApiError::approval_not_found());
     }
-    let request = idempotency::request_digest(&json!({"status": body.status, "resolution_data": body.resolution_data}));
+    // The condition is part of the request: a retry that sends the row's new ETag asks anew.
+    let if_match = if_match(&headers)?;
+    let request = idempotency::request_digest(
+        &json!({"status": body.status, "resolution_data": body.resolution_data, "if_match": if_match}),
+    );
     let slot = state.replies.slot(format!("{}\n{id}\n{key}", decider.id));
     let mut kept = slot.lock().await;
     if let Some(reply) = kept.as_ref() {
@@ -232,16 +240,20 @@ pub async fn resolve(
                 "this `Idempotency-Key` was first used with another request: send a new key",
             ));
         }
-        return Ok((reply.status, Json(reply.body.clone())).into_response());
+        let mut response = (reply.status, Json(reply.body.clone())).into_response();
+        if let Some(value) = reply.etag.as_deref().and_then(|etag| HeaderValue::from_str(etag).ok()) {
+            response.headers_mut().insert(ETAG, value);
+        }
+        return Ok(response);
     }
     let outcome = decide_resolve(&state, &caller, &decider, &id, &headers, approve, body.resolution_data).await;
     // Answers that a retry could change (an unavailable database) are not kept.
     let answer = match &outcome {
-        Ok(decided) => Some((decided.status, decided.body()?)),
-        Err(err) if !err.status.is_server_error() => Some((err.status, json!({"detail": err.detail}))),
+        Ok(decided) => Some((decided.status, decided.body()?, Some(etag(&decided.row)))),
+        Err(err) if !err.status.is_server_error() => Some((err.status, json!({"detail": err.detail}), None)),
         Err(_) => None,
     }
-    .map(|(status, body)| Reply { request, status, body });
+    .map(|(status, body, etag)| Reply { request, status, body, etag });
     if answer.is_some() {
         *kept = answer;
     }
@@ -255,6 +267,17 @@ fn header_text<'h>(headers: &'h HeaderMap, name: &str) -> ApiResult<Option<&'h s
         .transpose()
 }
 
+/// The entity tags of the `If-Match` headers, which may be several and each a list: `None`
+/// when there is none.
+fn if_match(headers: &HeaderMap) -> ApiResult<Option<Vec<&str>>> {
+    let mut tags = Vec::new();
+    for value in headers.get_all(IF_MATCH) {
+        let value = value.to_str().map_err(|_| ApiError::bad_request("the `If-Match` header must be text"))?;
+        tags.extend(value.split(',').map(str::trim).filter(|tag| !tag.is_empty()));
+    }
+    Ok((!tags.is_empty()).then_some(tags))
+}
+
 async fn decide_resolve(
     state: &AppState,
     caller: &Caller,
@@ -265,9 +288,8 @@ async fn decide_resolve(
     data: Option<Value>,
 ) -> ApiResult<Decided> {
     let row = visible_row(state, caller, id).await?;
-    if let Some(expected) = header_text(headers, IF_MATCH.as_str())?
-        && expected != "*"
-        && expected != etag(&row)
+    if let Some(expected) = if_match(headers)?
+        && !expected.iter().any(|tag| *tag == "*" || *tag == etag(&row))
     {
         return Err(ApiError::new(
             StatusCode::PRECONDITION_FAILED,
@@ -372,7 +394,11 @@ impl IntoResponse for Decided {
     params(("approval_id" = String, Path)),
     responses((status = 204), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody),
         (status = 409, body = ErrorBody)))]
-pub async fn delete(State(state): State<AppState>, caller: Caller, Path(id): Path<String>) -> ApiResult<StatusCode> {
+pub async fn delete(
+    State(state): State<AppState>,
+    caller: Caller,
+    PathParams(id): PathParams<String>,
+) -> ApiResult<StatusCode> {
     caller.require(Scope::ApprovalsDelete)?;
     caller.require_unconfined()?;
     let row = visible_row(&state, &caller, &id).await?;
@@ -395,7 +421,7 @@ pub async fn delete(State(state): State<AppState>, caller: Caller, Path(id): Pat
 pub async fn votes(
     State(state): State<AppState>,
     caller: Caller,
-    Path(id): Path<String>,
+    PathParams(id): PathParams<String>,
 ) -> ApiResult<Json<VotesResponse>> {
     caller.require(Scope::ApprovalsRead)?;
     let row = visible_row(&state, &caller, &id).await?;
@@ -416,7 +442,7 @@ pub async fn votes(
 pub async fn vote(
     State(state): State<AppState>,
     caller: Caller,
-    Path(id): Path<String>,
+    PathParams(id): PathParams<String>,
     JsonBody(body): JsonBody<VoteBody>,
 ) -> ApiResult<Decided> {
     caller.require(Scope::ApprovalsWrite)?;
@@ -425,6 +451,9 @@ pub async fn vote(
         Some("approve") => {
             Decision::Approve { note: body.note, values: body.values, result: body.result, args: body.args }
         }
+        Some("reject") if body.values.is_some() || body.result.is_some() || body.args.is_some() => {
+            return Err(ApiError::unprocessable("a rejection carries a `note` only, not `values`, `result` or `args`"));
+        }
         Some("reject") => Decision::Reject { note: body.note },
         _ => return Err(ApiError::unprocessable("`decision` must be `approve` or `reject`")),
     };
@@ -432,8 +461,8 @@ pub async fn vote(
     decide(&state, &caller.principal, &row, decision).await
 }
 
-/// Cancels a pending row as the caller, under its policy; its run then ends cancelled when
-/// continued.
+/// Cancels a pending row as the caller, under its policy. When its run is continued, the call
+/// does not run: the model is told its approval was cancelled, and the run goes on.
 #[utoipa::path(post, path = "/approvals/{approval_id}/cancel", tag = "approvals",
     params(("approval_id" = String, Path)), request_body(content = Option<CancelBody>),
     responses((status = 200, body = ApprovalResponse), (status = 403, body = ErrorBody),
@@ -441,7 +470,7 @@ pub async fn vote(
 pub async fn cancel(
     State(state): State<AppState>,
     caller: Caller,
-    Path(id): Path<String>,
+    PathParams(id): PathParams<String>,
     OptionalJsonBody(body): OptionalJsonBody<CancelBody>,
 ) -> ApiResult<Decided> {
     caller.require(Scope::ApprovalsWrite)?;
@@ -458,7 +487,7 @@ pub async fn cancel(
 pub async fn trail(
     State(state): State<AppState>,
     caller: Caller,
-    Path(id): Path<String>,
+    PathParams(id): PathParams<String>,
 ) -> ApiResult<Json<Vec<TrailEventResponse>>> {
     caller.require(Scope::ApprovalsRead)?;
     visible_row(&state, &caller, &id).await?;

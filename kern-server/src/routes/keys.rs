@@ -1,13 +1,13 @@
 //! The `/keys` routes: admins issue, list and revoke the API keys callers sign in with.
 
 use axum::Json;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use kern_core::keys::{ApiKey, Scope};
 
 use crate::auth::Caller;
 use crate::error::{ApiError, ApiResult, ErrorBody};
-use crate::extract::JsonBody;
+use crate::extract::{JsonBody, PathParams};
 use crate::state::AppState;
 use crate::wire::key::{CreateKeyBody, IssuedKeyResponse, KeyResponse};
 
@@ -52,7 +52,7 @@ pub async fn create(
 pub async fn revoke(
     State(state): State<AppState>,
     caller: Caller,
-    Path(id): Path<String>,
+    PathParams(id): PathParams<String>,
 ) -> ApiResult<Json<KeyResponse>> {
     caller.require(Scope::Admin)?;
     let key =

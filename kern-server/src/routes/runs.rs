@@ -12,7 +12,7 @@ use std::convert::Infallible;
 use std::time::Duration;
 
 use axum::Json;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::HeaderValue;
 use axum::http::header::CONTENT_TYPE;
 use axum::response::sse::{Event, KeepAlive, Sse};
@@ -26,7 +26,7 @@ use serde_json::Value;
 
 use crate::auth::Caller;
 use crate::error::{ApiError, ApiResult, ErrorBody};
-use crate::extract::{OptionalJsonBody, QueryParams};
+use crate::extract::{OptionalJsonBody, PathParams, QueryParams};
 use crate::routes::paging::page_limit;
 use crate::state::AppState;
 use crate::wire::events::Framer;
@@ -58,7 +58,7 @@ impl Target {
 pub async fn agent_run(
     State(state): State<AppState>,
     caller: Caller,
-    Path(agent_id): Path<String>,
+    PathParams(agent_id): PathParams<String>,
     fields: RunFields,
 ) -> ApiResult<Response> {
     start(state, caller, Target::Agent, agent_id, fields).await
@@ -73,7 +73,7 @@ pub async fn agent_run(
 pub async fn team_run(
     State(state): State<AppState>,
     caller: Caller,
-    Path(team_id): Path<String>,
+    PathParams(team_id): PathParams<String>,
     fields: RunFields,
 ) -> ApiResult<Response> {
     start(state, caller, Target::Team, team_id, fields).await
@@ -89,7 +89,7 @@ pub async fn team_run(
 pub async fn agent_continue(
     State(state): State<AppState>,
     caller: Caller,
-    Path((agent_id, run_id)): Path<(String, String)>,
+    PathParams((agent_id, run_id)): PathParams<(String, String)>,
     fields: RunFields,
 ) -> ApiResult<Response> {
     resume(state, caller, Target::Agent, agent_id, run_id, fields).await
@@ -105,7 +105,7 @@ pub async fn agent_continue(
 pub async fn team_continue(
     State(state): State<AppState>,
     caller: Caller,
-    Path((team_id, run_id)): Path<(String, String)>,
+    PathParams((team_id, run_id)): PathParams<(String, String)>,
     fields: RunFields,
 ) -> ApiResult<Response> {
     resume(state, caller, Target::Team, team_id, run_id, fields).await
@@ -154,7 +154,11 @@ pub async fn list(
 /// Reads a run.
 #[utoipa::path(get, path = "/runs/{run_id}", tag = "runs", params(("run_id" = String, Path)),
     responses((status = 200, description = "The run's output"), (status = 404, body = ErrorBody)))]
-pub async fn get(State(state): State<AppState>, caller: Caller, Path(run_id): Path<String>) -> ApiResult<Json<Value>> {
+pub async fn get(
+    State(state): State<AppState>,
+    caller: Caller,
+    PathParams(run_id): PathParams<String>,
+) -> ApiResult<Json<Value>> {
     caller.require(Scope::RunsWrite).or_else(|_| caller.require(Scope::ApprovalsRead))?;
     let record = visible_run(&state, &caller, &run_id).await?;
     let output = RunOutput::from(record.clone());
@@ -173,7 +177,7 @@ pub async fn get(State(state): State<AppState>, caller: Caller, Path(run_id): Pa
 pub async fn agent_poll(
     State(state): State<AppState>,
     caller: Caller,
-    Path((agent_id, run_id)): Path<(String, String)>,
+    PathParams((agent_id, run_id)): PathParams<(String, String)>,
 ) -> ApiResult<Json<Value>> {
     poll(state, caller, Target::Agent, agent_id, run_id).await
 }
@@ -185,7 +189,7 @@ pub async fn agent_poll(
 pub async fn team_poll(
     State(state): State<AppState>,
     caller: Caller,
-    Path((team_id, run_id)): Path<(String, String)>,
+    PathParams((team_id, run_id)): PathParams<(String, String)>,
 ) -> ApiResult<Json<Value>> {
     poll(state, caller, Target::Team, team_id, run_id).await
 }
@@ -215,7 +219,7 @@ async fn poll(state: AppState, caller: Caller, target: Target, id: String, run_i
 pub async fn cancel(
     State(state): State<AppState>,
     caller: Caller,
-    Path(run_id): Path<String>,
+    PathParams(run_id): PathParams<String>,
 ) -> ApiResult<Json<RunSummary>> {
     caller.require(Scope::ApprovalsWrite)?;
     if caller.own_user().is_some() {
@@ -254,7 +258,7 @@ async fn count_withdrawn(state: &AppState, run: &RunRecord, principal: &str) {
 pub async fn release(
     State(state): State<AppState>,
     caller: Caller,
-    Path(run_id): Path<String>,
+    PathParams(run_id): PathParams<String>,
     OptionalJsonBody(body): OptionalJsonBody<ReleaseBody>,
 ) -> ApiResult<Json<RunSummary>> {
     caller.require(Scope::RunsWrite)?;

@@ -183,8 +183,10 @@ impl From<&Approval> for StatusResponse {
     }
 }
 
-/// The body of `POST /approvals/{id}/resolve`.
+/// The body of `POST /approvals/{id}/resolve`. A field it does not know is refused, as the
+/// votes' are: a misspelt or misplaced `args` would approve the call unedited.
 #[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
 pub struct ResolveBody {
     /// `approved` or `rejected`.
     pub status: String,

@@ -2,15 +2,15 @@
 //! multipart), or the same fields as a JSON object, read into one typed request with precise
 //! refusals.
 
+use axum::Json;
 use axum::extract::multipart::MultipartError;
 use axum::extract::{FromRequest, Multipart, Request};
 use axum::http::HeaderValue;
 use axum::http::header::CONTENT_TYPE;
-use axum::{Form, Json};
 use serde_json::{Map, Value};
 
 use crate::error::ApiError;
-use crate::extract::unreadable_body;
+use crate::extract::{form_fields, is_content_type, unreadable_body};
 
 /// The fields of a run or continue request, whichever encoding carried them.
 #[derive(Debug, Default)]
@@ -28,18 +28,18 @@ impl<S: Send + Sync> FromRequest<S> for RunFields {
             let form = HeaderValue::from_static("application/x-www-form-urlencoded");
             request.headers_mut().insert(CONTENT_TYPE, form);
         }
-        let content_type = request.headers().get(CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
-        let fields = if content_type.starts_with("application/json") {
+        let headers = request.headers();
+        let fields = if is_content_type(headers, "application/json") {
             let Json(fields) = Json::<Map<String, Value>>::from_request(request, state).await.map_err(|err| {
                 unreadable_body(err.status(), format!("the body must be a JSON object: {}", err.body_text()))
             })?;
             fields
-        } else if content_type.starts_with("application/x-www-form-urlencoded") {
-            let Form(fields) = Form::<Vec<(String, String)>>::from_request(request, state).await.map_err(|err| {
-                unreadable_body(err.status(), format!("the form could not be read: {}", err.body_text()))
-            })?;
+        } else if is_content_type(headers, "application/x-www-form-urlencoded") {
+            let fields = form_fields(request, state)
+                .await
+                .map_err(|(status, reason)| unreadable_body(status, format!("the form could not be read: {reason}")))?;
             fields.into_iter().map(|(name, value)| (name, Value::String(value))).collect()
-        } else if content_type.starts_with("multipart/form-data") {
+        } else if is_content_type(headers, "multipart/form-data") {
             let form = Multipart::from_request(request, state).await.map_err(|err| {
                 unreadable_body(err.status(), format!("the form could not be read: {}", err.body_text()))
             })?;
@@ -66,7 +66,10 @@ async fn text_parts(mut form: Multipart) -> Result<Map<String, Value>, ApiError>
                 "Unsupported file type: part `{name}` is a file; runs take none"
             )));
         }
-        let text = part.text().await.map_err(unreadable)?;
+        // Read as bytes: a part's text would be decoded lossily.
+        let bytes = part.bytes().await.map_err(unreadable)?;
+        let text = String::from_utf8(bytes.into())
+            .map_err(|_| ApiError::unprocessable(format!("the form could not be read: `{name}` is not valid UTF-8")))?;
         fields.insert(name, Value::String(text));
     }
     Ok(fields)
