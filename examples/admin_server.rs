@@ -203,7 +203,7 @@ async fn seed_pending(db: &SqliteDb) -> Result<usize, Box<dyn std::error::Error>
 }
 
 /// What an admin does with the printed commands, over real HTTP, plus a rejection with a note
-/// for the model; the third user's row is left pending.
+/// for the model; the other three users' rows are left pending.
 async fn drive(base: &str, token: &str, paused: &[Paused]) -> Result<(), Box<dyn std::error::Error>> {
     let client = reqwest::Client::new();
     let pending_url = format!("{base}/approvals?status=pending&limit=50");
@@ -249,7 +249,7 @@ async fn drive(base: &str, token: &str, paused: &[Paused]) -> Result<(), Box<dyn
     }
 
     let count: Value = checked(client.get(format!("{base}/approvals/count")).bearer_auth(token).send().await?).await?;
-    println!("{completed} runs completed over HTTP; {} approval still pending", count["count"]);
+    println!("{completed} runs completed over HTTP; {} approvals still pending", count["count"]);
     Ok(())
 }
 

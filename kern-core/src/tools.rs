@@ -1,7 +1,8 @@
 //! Tools: the functions a model may call.
 //!
 //! `#[kern::tools::tool]` turns an ordinary function into a unit struct implementing [`Tool`];
-//! hand-written implementations (such as the team's delegation tool) use the same trait.
+//! a hand-written implementation uses the same trait. (A team's delegation to its members is
+//! built into its loop, not a `Tool`.)
 
 use std::fmt;
 

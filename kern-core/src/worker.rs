@@ -78,8 +78,9 @@ const OUTCOME_BUFFER: usize = 1024;
 /// started it. Received from [`Worker::subscribe`].
 #[derive(Debug, Clone)]
 pub enum RunOutcome {
-    /// The run was continued; its output says where it stands now (completed, or paused again
-    /// on new calls, or stopped by an error the model could not recover from).
+    /// The run was continued; its output says where it stands now: completed, paused again on
+    /// new calls, or cancelled (a row expired under `on_expire = "cancel_run"`). A continue that
+    /// ended in error is [`Failed`](RunOutcome::Failed).
     Continued(Box<RunOutput>),
     /// A run left `running` by a dead process was taken over and resumed.
     Recovered(Box<RunOutput>),

@@ -30,8 +30,8 @@ const RECHECK_INTERVAL_FEED_UP: Duration = Duration::from_secs(60);
 /// The resolutions committed through any handle on a store's tables, announced as they happen.
 pub(crate) trait ResolutionFeed: Debug + Send + Sync {
     /// True while the feed is up: every resolution committed from now on will wake its row's
-    /// waiters (but for the losses [`RECHECK_INTERVAL_FEED_UP`] bounds). Starts the feed if it is not running; a feed that comes up or goes down wakes
-    /// every waiter, to read again.
+    /// waiters (but for the losses [`RECHECK_INTERVAL_FEED_UP`] bounds). Starts the feed if it
+    /// is not running; a feed that comes up or goes down wakes every waiter, to read again.
     fn is_live(&self) -> bool;
 
     /// Whether the feed also announces the trail's new events (see `Store::wait_for_events`):

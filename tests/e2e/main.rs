@@ -5,7 +5,7 @@
 //!
 //! Needs Node.js 20+, `npm ci` in `tests/e2e`, and Chromium at `/usr/bin/chromium` (or
 //! `CHROMIUM`). Without them the test says so and passes, unless `CI` is set: then it fails.
-//! `.ci/run` installs them.
+//! `.ci/run` installs Chromium and runs `npm ci`; Node.js 20+ must already be present.
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};

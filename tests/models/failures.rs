@@ -75,14 +75,20 @@ async fn a_500_is_retried_with_the_same_request() {
 
 #[tokio::test]
 async fn a_429_is_retried_after_the_retry_after_header() {
+    // A backoff far longer than the test waits: only the header's "no wait" lets it finish.
+    let slow = RetryPolicy { max_retries: 1, initial_backoff: Duration::from_secs(3600) };
     for provider in PROVIDERS {
-        let busy = Answer::raw(429, &provider.error_body("rate limited")).header("retry-after", "0");
-        let server = TestServer::start(vec![busy, Answer::json(200, provider.text_answer("ok"))]).await;
+        for after in ["0", "Wed, 21 Oct 2015 07:28:00 GMT"] {
+            let busy = Answer::raw(429, &provider.error_body("rate limited")).header("retry-after", after);
+            let server = TestServer::start(vec![busy, Answer::json(200, provider.text_answer("ok"))]).await;
+            let model = provider.model(&server.url(), slow, Duration::from_secs(60));
 
-        let answer = ask(&*provider.patient_model(&server.url())).await;
+            let answer = tokio::time::timeout(Duration::from_secs(10), ask(&*model)).await;
 
-        assert_eq!(answer.as_deref(), Ok("ok"), "{provider:?}");
-        assert_eq!(server.requests().len(), 2, "{provider:?}");
+            let answer = answer.unwrap_or_else(|_| panic!("{provider:?}, {after}: waited the backoff, not the header"));
+            assert_eq!(answer.as_deref(), Ok("ok"), "{provider:?}");
+            assert_eq!(server.requests().len(), 2, "{provider:?}");
+        }
     }
 }
 

@@ -1,5 +1,6 @@
 //! The admin routes of the `kern` command: API keys (`/keys`, admins only), the listing of
-//! runs (`GET /runs`), cancelling and releasing a run, and the trail read in pages.
+//! runs (`GET /runs`), cancelling and releasing a run, the trail read in pages, and a worker's
+//! counters on `/metrics`.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -194,4 +195,31 @@ pub async fn the_trail_is_read_in_pages_by_admins(store: Arc<dyn Store>) {
     }
     assert_eq!(app.send(Method::GET, "/audit/events", Some(&app.alice), None).await.status, StatusCode::FORBIDDEN);
     assert_eq!(app.send(Method::GET, "/audit/events", None, None).await.status, StatusCode::UNAUTHORIZED);
+}
+
+/// A worker's counters, handed to the server, are read at each scrape of `/metrics`.
+pub async fn a_workers_counts_are_scraped_with_the_metrics(store: Arc<dyn Store>) {
+    let worker = kern::worker::Worker::builder()
+        .store(store.clone())
+        .agent(crate::harness::agent(store.clone()))
+        .build()
+        .unwrap();
+    let stats = worker.stats();
+    let mut outcomes = worker.subscribe();
+    let app = App::with(store, |builder| builder.worker_stats(stats)).await;
+    let scrape = async || app.send(Method::GET, "/metrics", None, None).await.body.as_str().unwrap().to_owned();
+    assert!(scrape().await.contains("kern_worker_runs_total{outcome=\"continued\"} 0\n"));
+
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let running = tokio::spawn(worker.run(async move { stopped.await.unwrap_or_default() }));
+    let (run_id, _, row) = app.paused_refund("alice").await;
+    let approve = json!({"status": "approved"});
+    let approved = app.send(Method::POST, &format!("/approvals/{row}/resolve"), Some(&app.admin), Some(approve)).await;
+    assert_eq!(approved.status, StatusCode::OK);
+    let outcome = tokio::time::timeout(Duration::from_secs(30), outcomes.recv()).await.expect("an outcome").unwrap();
+    let kern::worker::RunOutcome::Continued(output) = outcome else { panic!("{outcome:?}") };
+    assert_eq!(output.run_id, run_id);
+    assert!(scrape().await.contains("kern_worker_runs_total{outcome=\"continued\"} 1\n"), "{}", scrape().await);
+    stop.send(()).unwrap();
+    running.await.unwrap().unwrap();
 }

@@ -38,6 +38,31 @@ pub async fn hs256_tokens_sign_callers_in_and_are_checked(store: Arc<dyn Store>)
         .await;
     assert_eq!((resolved.status, resolved.body["resolved_by"].clone()), (StatusCode::OK, json!("dave")));
 
+    // Its roles are the token's: `finance` may vote on a wire, no role may not.
+    let (_, _, wire) = app.paused("wire 500", "zoe").await;
+    let votes = format!("/approvals/{wire}/votes");
+    let vote = app.send(Method::POST, &votes, Some(&writer), Some(json!({"decision": "approve"}))).await;
+    assert_eq!(vote.status, StatusCode::ACCEPTED, "{:?}", vote.body);
+    let mut roleless = claims("frank", &["approvals:read", "approvals:write"], 600, "kern");
+    roleless["roles"] = json!([]);
+    let roleless = hs256(&roleless, b"test-secret");
+    let vote = app.send(Method::POST, &votes, Some(&roleless), Some(json!({"decision": "approve"}))).await;
+    assert_eq!(vote.status, StatusCode::FORBIDDEN, "{:?}", vote.body);
+    // Scopes also come as one space-separated `scope`, as identity providers send them.
+    let mut spaced = claims("gina", &[], 600, "kern");
+    spaced.as_object_mut().unwrap().remove("scopes");
+    spaced["scope"] = json!("approvals:read approvals:write");
+    let (_, _, third) = app.paused_refund("alice").await;
+    let resolved = app
+        .send(
+            Method::POST,
+            &format!("/approvals/{third}/resolve"),
+            Some(&hs256(&spaced, b"test-secret")),
+            Some(json!({"status": "approved"})),
+        )
+        .await;
+    assert_eq!((resolved.status, resolved.body["resolved_by"].clone()), (StatusCode::OK, json!("gina")));
+
     let reader = hs256(&claims("erin", &["approvals:read"], 600, "kern"), b"test-secret");
     let (_, _, other) = app.paused_refund("alice").await;
     let refused = app

@@ -48,6 +48,7 @@ suite! {
     admin::runs_are_listed_newest_first_by_filter_and_page,
     admin::runs_are_cancelled_and_released_by_who_may,
     admin::the_trail_is_read_in_pages_by_admins,
+    admin::a_workers_counts_are_scraped_with_the_metrics,
     runs::a_run_pauses_and_continues_once_its_row_is_approved,
     runs::the_row_wins_over_the_callers_answers,
     runs::an_audit_call_runs_on_its_callers_answer_and_names_them_on_its_row,

@@ -36,10 +36,15 @@ async fn keys_are_created_listed_and_revoked() {
         let keys = listed.json();
         assert_eq!(keys.as_array().unwrap().len(), 2);
         assert_eq!(keys[0]["principal"], "alice");
-        assert!(db.kern(&["keys", "list"]).ok().contains("alice"));
+        let human = db.kern(&["keys", "list"]);
+        assert!(human.ok().contains("alice") && !human.stdout.contains(secret), "{human:?}");
 
         let revoked = db.kern(&["keys", "revoke", id, "--json"]).json();
         assert!(revoked["revoked_at"].is_string(), "{revoked}");
+        let after = db.kern(&["keys", "list", "--json"]).json();
+        let after = after.as_array().unwrap();
+        assert_eq!(after.len(), 2, "a revoked key stays listed: {after:?}");
+        assert!(after.iter().any(|key| key["id"] == id && key["revoked_at"].is_string()), "{after:?}");
         db.kern(&["keys", "revoke", "no-such-key"]).fails(4);
         db.kern(&["keys", "create", "--principal", "carol", "--scopes", "everything"]).fails(2);
         db.kern(&["keys", "create", "--principal", "carol"]).fails(2);
