@@ -51,11 +51,30 @@ pub fn split_properties(schema: &Value, fields: &[String]) -> (Value, Value) {
     (half(false), half(true))
 }
 
+/// Why a value could not be checked against a schema, or did not fit it.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SchemaError {
+    /// The schema is not valid JSON Schema.
+    #[error("the schema is not valid JSON Schema: {reason}")]
+    InvalidSchema {
+        /// What is wrong with it, and where when it is not the root.
+        reason: String,
+    },
+    /// The value does not fit the schema.
+    #[error("{path}: {reason}")]
+    Mismatch {
+        /// Where in the value: `$` for the root, `.name` for a property, `[i]` for an item.
+        path: String,
+        /// Why it does not fit.
+        reason: String,
+    },
+}
+
 /// Checks `value` against `schema`; on failure, says where and why (`$.path: reason`).
 ///
 /// Compiles the schema on every call; [`Validator`] compiles it once. A schema that is not
 /// valid JSON Schema is an error too.
-pub fn validate(schema: &Value, value: &Value) -> Result<(), String> {
+pub fn validate(schema: &Value, value: &Value) -> Result<(), SchemaError> {
     Validator::new(schema)?.validate(value)
 }
 
@@ -77,7 +96,7 @@ pub struct Validator(jsonschema::Validator);
 
 impl Validator {
     /// Compiles `schema`; one that is not valid JSON Schema is an error saying what is wrong.
-    pub fn new(schema: &Value) -> Result<Self, String> {
+    pub fn new(schema: &Value) -> Result<Self, SchemaError> {
         let mut options = jsonschema::options()
             .should_validate_formats(true)
             .with_format("uuid", |text: &str| Uuid::parse_str(text).is_ok())
@@ -86,16 +105,22 @@ impl Validator {
         if schema.get("$schema").is_none() {
             options = options.with_draft(Draft::Draft7);
         }
-        let validator = options.build(schema).map_err(|error| match error.instance_path() {
-            at if at.is_empty() => format!("the schema is not valid JSON Schema: {error}"),
-            at => format!("the schema is not valid JSON Schema: at {at}: {error}"),
+        let validator = options.build(schema).map_err(|error| {
+            let reason = match error.instance_path() {
+                at if at.is_empty() => error.to_string(),
+                at => format!("at {at}: {error}"),
+            };
+            SchemaError::InvalidSchema { reason }
         })?;
         Ok(Validator(validator))
     }
 
     /// Checks `value`; on failure, says where and why (`$.path: reason`).
-    pub fn validate(&self, value: &Value) -> Result<(), String> {
-        self.0.validate(value).map_err(|error| format!("{}: {error}", json_path(error.instance_path())))
+    pub fn validate(&self, value: &Value) -> Result<(), SchemaError> {
+        self.0.validate(value).map_err(|error| SchemaError::Mismatch {
+            path: json_path(error.instance_path()),
+            reason: error.to_string(),
+        })
     }
 }
 
@@ -245,6 +270,23 @@ mod tests {
     /// A number as a model or an admin writes it, parsed as every caller parses it.
     fn parsed(text: &str) -> Value {
         serde_json::from_str(text).unwrap_or_else(|e| panic!("{text}: {e}"))
+    }
+
+    /// [`super::validate`], its error as the text it shows.
+    fn validate(schema: &Value, value: &Value) -> Result<(), String> {
+        super::validate(schema, value).map_err(|error| error.to_string())
+    }
+
+    #[test]
+    fn errors_say_which_kind_they_are() {
+        let mismatch = super::validate(&args_schema(), &json!({"user_id": 42, "count": 3})).unwrap_err();
+        let expected = "expected string, found number";
+        assert_eq!(mismatch, SchemaError::Mismatch { path: "$.user_id".into(), reason: expected.into() });
+        let invalid = super::validate(&json!({"type": "strnig"}), &json!(1)).unwrap_err();
+        assert!(
+            matches!(invalid, SchemaError::InvalidSchema { ref reason } if reason.starts_with("at /type: ")),
+            "{invalid:?}"
+        );
     }
 
     /// Checks `{"v": value}` against an object whose one property `v` has `field` as its schema.
@@ -562,7 +604,7 @@ mod tests {
         let validator = Validator::new(&args_schema()).unwrap();
         assert_eq!(validator.validate(&json!({"user_id": "1", "count": 1})), Ok(()));
         assert_eq!(
-            validator.validate(&json!({"user_id": 1, "count": 1})).unwrap_err(),
+            validator.validate(&json!({"user_id": 1, "count": 1})).unwrap_err().to_string(),
             "$.user_id: expected string, found number"
         );
         assert_eq!(validator.validate(&json!({"user_id": "2", "count": 2})), Ok(()));

@@ -4,7 +4,7 @@
 
 use std::fmt::Debug;
 use std::ops::DerefMut;
-#[cfg(feature = "commit-count")]
+#[cfg(any(test, feature = "test-support"))]
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use kern_core::{BoxFuture, Error, Result};
@@ -201,12 +201,13 @@ pub(crate) trait Driver: Database {
         decode: Decoder<T>,
     ) -> BoxFuture<'c, Result<Vec<T>>>;
 
-    /// Begins a write transaction on `conn` (see [`begin`]) with `stmts`, the last of which
-    /// reads (the others write without returning rows), and decodes the rows it reads: in one
-    /// call where the database takes several statements in one text (SQLite).
+    /// Begins a write transaction on `conn` (see [`begin`]) with the `writes` (which return no
+    /// rows), then `read`, and decodes the rows it reads: in one call where the database takes
+    /// several statements in one text (SQLite).
     fn begin_with<'c, T: Send + 'c>(
         conn: &'c mut Lane<Self::Connection>,
-        stmts: Vec<Stmt<'c>>,
+        writes: Vec<Stmt<'c>>,
+        read: Stmt<'c>,
         decode: Decoder<T>,
     ) -> BoxFuture<'c, Result<Vec<T>>>;
 
@@ -309,7 +310,7 @@ pub(crate) struct Pools<DB: Driver> {
     pub(crate) writer: DB::Pool,
     /// Write transactions committed, a lone write statement counting as one: what a cycle
     /// costs in durable commits (see `commit_count`).
-    #[cfg(feature = "commit-count")]
+    #[cfg(any(test, feature = "test-support"))]
     commits: AtomicU64,
 }
 
@@ -318,19 +319,19 @@ impl<DB: Driver> Pools<DB> {
         Pools {
             reader,
             writer,
-            #[cfg(feature = "commit-count")]
+            #[cfg(any(test, feature = "test-support"))]
             commits: AtomicU64::new(0),
         }
     }
 
-    #[cfg(feature = "commit-count")]
+    #[cfg(any(test, feature = "test-support"))]
     pub(crate) fn commits(&self) -> u64 {
         self.commits.load(Ordering::Relaxed)
     }
 
     /// Passes the outcome of a committed write through, counting it when commits are counted.
     pub(crate) fn committed<T>(&self, value: T) -> T {
-        #[cfg(feature = "commit-count")]
+        #[cfg(any(test, feature = "test-support"))]
         self.commits.fetch_add(1, Ordering::Relaxed);
         value
     }

@@ -245,14 +245,15 @@ macro_rules! handle {
 
             /// How many write transactions this handle has committed since it opened (a lone
             /// write statement counts as one): the durable commits a workload costs. Clones share
-            /// the count. With the `commit-count` feature only, for benchmarks and tests.
-            #[cfg(feature = "commit-count")]
+            /// the count. With the `test-support` feature only, for benchmarks and tests.
+            #[cfg(any(test, feature = "test-support"))]
             pub fn commit_count(&self) -> u64 {
                 self.inner.pools.commits()
             }
 
             /// Records `version` as the schema version without migrating, to stand for a
-            /// database written by another build. Tests only.
+            /// database written by another build. With the `test-support` feature only.
+            #[cfg(any(test, feature = "test-support"))]
             #[doc(hidden)]
             pub async fn __set_schema_version(&self, version: i64) -> ::kern_core::Result<()> {
                 self.inner.set_schema_version(version).await
@@ -299,7 +300,8 @@ macro_rules! builder {
             }
 
             /// Stops migrating at `version`, to create a database as an older build left it.
-            /// Tests of the upgrade path only.
+            /// With the `test-support` feature only, for tests of the upgrade path.
+            #[cfg(any(test, feature = "test-support"))]
             #[doc(hidden)]
             pub fn __schema_version(mut self, version: i64) -> Self {
                 self.schema_version = Some(version);

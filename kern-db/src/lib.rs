@@ -16,8 +16,9 @@
 //! Timestamps are kept to the microsecond (SQLite: an integer count since the Unix epoch;
 //! Postgres: `TIMESTAMPTZ`); finer digits of a written time are dropped.
 //!
-//! Cargo feature `commit-count` (off by default): `commit_count` on both handles, the durable
-//! commits a workload costs, for benchmarks and tests.
+//! Cargo feature `test-support` (off by default), for benchmarks and tests: `commit_count` on
+//! both handles (the durable commits a workload costs), and the hooks that stand up a database
+//! as another build left it or drop a Postgres test schema.
 
 // The store semantics are written once, on the `Driver` seam (`driver`): `store` (the `Store`
 // methods), `queries` and `schema` (their SQL), `codec` and `stmt` (rows and statements),

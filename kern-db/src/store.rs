@@ -135,6 +135,7 @@ impl<DB: Driver> SqlStore<DB> {
 
     /// Records `version` as the schema version, without migrating: for tests that need a
     /// database written by a newer build.
+    #[cfg(any(test, feature = "test-support"))]
     pub(crate) async fn set_schema_version(&self, version: i64) -> Result<()> {
         let stmt = Stmt::new(&self.migrator.write_version).bind(self.migrator.scope.as_str()).bind(version);
         self.pools.execute(stmt).await.map(drop)
@@ -486,7 +487,7 @@ impl<DB: Driver> SqlStore<DB> {
         let now = kern_core::now();
         let mut conn = self.pools.writer.acquire().await?;
         let locked = Stmt::new(&self.queries.get_approval_locked).bind(id);
-        let row = DB::begin_with(&mut conn, vec![locked], codec::approval).await?.pop();
+        let row = DB::begin_with(&mut conn, Vec::new(), locked, codec::approval).await?.pop();
         let votes = DB::fetch(&mut conn, &Stmt::new(&self.queries.votes).bind(id), codec::vote).await?;
         let effect = match DecisionRules::new(id, principal, decision, now).apply(row.as_ref(), &votes) {
             Ok(effect) => effect,
@@ -749,7 +750,7 @@ impl<DB: Driver> Store for SqlStore<DB> {
             let members = self.stamp_run(&self.queries.release_members, run_id, now).bind(cutoff);
             let run = self.stamp_run(&self.queries.release_run, run_id, now).bind(cutoff);
             let mut conn = self.pools.writer.acquire().await?;
-            let Some(released) = DB::begin_with(&mut conn, vec![members, run], codec::run).await?.pop() else {
+            let Some(released) = DB::begin_with(&mut conn, vec![members], run, codec::run).await?.pop() else {
                 roll_back::<DB>(&mut conn).await?;
                 drop(conn);
                 return Err(self

@@ -4,4 +4,5 @@ pub mod approval;
 pub mod events;
 pub mod form;
 pub mod key;
+pub mod requirement;
 pub mod run;

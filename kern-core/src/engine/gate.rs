@@ -285,7 +285,7 @@ fn user_input_verdict(requirement: &RunRequirement) -> Result<Verdict> {
     let values = requirement.user_input.clone().unwrap_or_default();
     let schema =
         requirement.user_input_schema.as_ref().ok_or_else(|| refuse("the call asks for no user input".into()))?;
-    schema::validate(schema, &Value::Object(values.clone())).map_err(refuse)?;
+    schema::validate(schema, &Value::Object(values.clone())).map_err(|error| refuse(error.to_string()))?;
     // Only the declared user-input fields are taken, and never over the model's arguments.
     let declared = schema.get("properties").and_then(Value::as_object);
     let mut args = requirement.tool_execution.tool_args.as_object().cloned().unwrap_or_default();

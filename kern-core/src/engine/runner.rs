@@ -339,7 +339,7 @@ impl Runner {
                 // back to the model now, not after an approval.
                 Some(_) if let Some(reason) = unfit => {
                     record.tools.push(execution);
-                    complete(record, &call.id, Err(ToolError::InvalidArguments(reason)));
+                    complete(record, &call.id, Err(ToolError::InvalidArguments(reason.to_string())));
                 }
                 Some(pause_type) => {
                     let mut requirement =

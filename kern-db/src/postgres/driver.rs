@@ -302,16 +302,16 @@ impl Driver for Postgres {
     /// `BEGIN`, then each statement.
     fn begin_with<'c, T: Send + 'c>(
         conn: &'c mut Lane<PgConnection>,
-        stmts: Vec<Stmt<'c>>,
+        writes: Vec<Stmt<'c>>,
+        read: Stmt<'c>,
         decode: Decoder<T>,
     ) -> BoxFuture<'c, Result<Vec<T>>> {
         Box::pin(async move {
             begin::<Postgres>(conn).await?;
-            let (last, first) = stmts.split_last().expect("a statement that reads");
-            for stmt in first {
+            for stmt in &writes {
                 Self::execute(conn, stmt).await?;
             }
-            Self::fetch(conn, last, decode).await
+            Self::fetch(conn, &read, decode).await
         })
     }
 

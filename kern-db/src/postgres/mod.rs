@@ -14,18 +14,18 @@ use std::str::FromStr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use kern_core::{Error, Result};
+use kern_core::Result;
 use sqlx::postgres::{PgConnectOptions, PgConnection};
-use sqlx::{ConnectOptions, Connection, Postgres};
+use sqlx::{ConnectOptions, Postgres};
 
 use self::announce::ClientAnnouncer;
 pub use self::builder::PostgresDbBuilder;
 use self::notify::Listener;
-use crate::driver::{Driver, Pools};
+use crate::driver::Pools;
 use crate::error::OpenError;
 use crate::handle::handle;
 use crate::lanes::{Lanes, Recycling};
-use crate::layout::{Ident, Layout};
+use crate::layout::Layout;
 use crate::schema::{CLIENT_NOTIFY_VERSION, EVENT_NOTIFY_VERSION, RESOLUTION_NOTIFY_VERSION, SCHEMA_VERSION};
 use crate::store::SqlStore;
 
@@ -63,10 +63,17 @@ impl PostgresDb {
         Self::builder().url(url).build().await
     }
 
-    /// Drops `schema` with everything in it, if it exists. Tests only: each test works in a
-    /// schema of its own, which outlives the test's stores.
+    /// Drops `schema` with everything in it, if it exists. With the `test-support` feature only:
+    /// each test works in a schema of its own, which outlives the test's stores.
+    #[cfg(any(test, feature = "test-support"))]
     #[doc(hidden)]
     pub async fn __drop_schema(url: &str, schema: &str) -> Result<()> {
+        use kern_core::Error;
+        use sqlx::Connection as _;
+
+        use crate::driver::Driver as _;
+        use crate::layout::Ident;
+
         let sql = format!("DROP SCHEMA IF EXISTS {} CASCADE", Ident::new(schema)?.quoted());
         let mut conn = PgConnection::connect(url).await.map_err(OpenError::Postgres)?;
         Postgres::execute_unprepared(&mut conn, &sql).await?;

@@ -239,18 +239,20 @@ impl Driver for Sqlite {
     /// `BEGIN IMMEDIATE; ..` as one script, one hand-off to the connection's thread.
     fn begin_with<'c, T: Send + 'c>(
         conn: &'c mut Lane<SqliteConnection>,
-        stmts: Vec<Stmt<'c>>,
+        writes: Vec<Stmt<'c>>,
+        read: Stmt<'c>,
         decode: Decoder<T>,
     ) -> BoxFuture<'c, Result<Vec<T>>> {
         Box::pin(async move {
-            if bound(&stmts) > MAX_PARAMS {
+            if bound(&writes) + read.params.len() > MAX_PARAMS {
                 begin::<Sqlite>(conn).await?;
-                let (last, first) = stmts.split_last().expect("a statement that reads");
-                for stmt in first {
+                for stmt in &writes {
                     Self::execute(conn, stmt).await?;
                 }
-                return Self::fetch(conn, last, decode).await;
+                return Self::fetch(conn, &read, decode).await;
             }
+            let mut stmts = writes;
+            stmts.push(read);
             let (texts, params) = chain(stmts);
             let script = Stmt { sql: format!("{}; {}", Self::BEGIN_WRITE, texts.join("; ")).into(), params };
             // Marked first: the caller may stop waiting once the script is on its way.

@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use utoipa::{IntoParams, ToSchema};
 
-use super::run::{RequirementWire, run_status};
+use super::requirement::{RequirementWire, run_status};
 
 /// An approval row.
 #[derive(Debug, Serialize, Deserialize, ToSchema)]

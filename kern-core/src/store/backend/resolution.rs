@@ -153,7 +153,7 @@ impl<'a> ResolutionRules<'a> {
                     .ok_or("the paused call asks for no user input")?;
                 let values = user_input_values(data)
                     .map_err(|problem| format!("approving user input takes {USER_INPUT}: {problem}"))?;
-                schema::validate(schema, values)
+                schema::validate(schema, values).map_err(|error| error.to_string())
             }
             PauseType::ExternalExecution => external_result(data)
                 .map_err(|problem| format!("approving an external execution takes {EXTERNAL_RESULT}: {problem}")),
