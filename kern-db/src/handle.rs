@@ -264,7 +264,8 @@ macro_rules! handle {
 pub(crate) use handle;
 
 /// Implements the settings every builder has, on its fields `tables: TableNames`,
-/// `create_tables: bool` and `schema_version: Option<i64>`.
+/// `create_tables: bool`, `schema_version: Option<i64>` and (for tests) `poll_every:
+/// Option<Duration>`.
 macro_rules! builder {
     ($ty:ty) => {
         impl $ty {
@@ -305,6 +306,16 @@ macro_rules! builder {
             #[doc(hidden)]
             pub fn __schema_version(mut self, version: i64) -> Self {
                 self.schema_version = Some(version);
+                self
+            }
+
+            /// Reads a waited-on row (and the trail's head) only this often when nothing wakes
+            /// its waiter, in place of the store's own intervals: with an hour, only a wake-up
+            /// ends a wait. With the `test-support` feature only, for tests of the wake-ups.
+            #[cfg(any(test, feature = "test-support"))]
+            #[doc(hidden)]
+            pub fn __poll_every(mut self, every: std::time::Duration) -> Self {
+                self.poll_every = Some(every);
                 self
             }
         }

@@ -70,6 +70,9 @@ pub(crate) struct SqlStore<DB: Driver> {
     /// What tells other handles of the commits made through this one, where the database
     /// carries announcements.
     announcer: Option<Box<dyn Announcer>>,
+    /// How often waiters read when nothing wakes them, in place of the store's own intervals.
+    #[cfg(any(test, feature = "test-support"))]
+    poll_every: Option<Duration>,
 }
 
 impl<DB: Driver> SqlStore<DB> {
@@ -92,7 +95,24 @@ impl<DB: Driver> SqlStore<DB> {
             signal: Arc::default(),
             feed: None,
             announcer: None,
+            #[cfg(any(test, feature = "test-support"))]
+            poll_every: None,
         })
+    }
+
+    /// This store, its waiters reading `every` so often when nothing wakes them.
+    #[cfg(any(test, feature = "test-support"))]
+    pub(crate) fn with_poll_every(self, every: Option<Duration>) -> Self {
+        SqlStore { poll_every: every, ..self }
+    }
+
+    /// The store's own `interval` between a waiter's reads, unless a test set another.
+    fn polled(&self, interval: Duration) -> Duration {
+        #[cfg(any(test, feature = "test-support"))]
+        if let Some(every) = self.poll_every {
+            return every;
+        }
+        interval
     }
 
     /// The trail's followers, for a feed to signal.
@@ -1010,7 +1030,7 @@ impl<DB: Driver> Store for SqlStore<DB> {
     }
 
     fn wait_for_events(&self, after: i64, timeout: Duration) -> BoxFuture<'_, Result<i64>> {
-        let poll_interval = || Some(wake::event_poll_interval(self.feed.as_deref()));
+        let poll_interval = || Some(self.polled(wake::event_poll_interval(self.feed.as_deref())));
         Box::pin(async move { self.signal.wait(after, timeout, poll_interval, || self.last_event_seq()).await })
     }
 
@@ -1079,7 +1099,7 @@ impl<DB: Driver> Store for SqlStore<DB> {
     }
 
     fn wait_for_resolution<'a>(&'a self, id: &'a str, timeout: Duration) -> BoxFuture<'a, Result<Approval>> {
-        let poll_interval = || Some(wake::poll_interval(self.feed.as_deref()));
+        let poll_interval = || Some(self.polled(wake::poll_interval(self.feed.as_deref())));
         Box::pin(async move { self.waiters.wait(id, timeout, poll_interval, || self.get(id)).await })
     }
 }

@@ -80,6 +80,7 @@ pub struct Options {
     tables: Option<[&'static str; 3]>,
     schema_version: Option<i64>,
     existing_tables_only: bool,
+    woken_only: bool,
 }
 
 impl Options {
@@ -100,9 +101,25 @@ impl Options {
         self.existing_tables_only = true;
         self
     }
+
+    /// Waiters and followers that read only once an hour when nothing wakes them: within a
+    /// test, only a wake-up ends their wait.
+    pub fn woken_only(mut self) -> Self {
+        self.woken_only = true;
+        self
+    }
 }
 
+/// The wait between reads of a store opened [`woken_only`](Options::woken_only).
+const AN_HOUR: std::time::Duration = std::time::Duration::from_secs(3600);
+
 impl SqlTarget {
+    /// Whether the database announces one handle's commits to the others (Postgres), rather
+    /// than leaving them to read (SQLite).
+    pub fn announces(&self) -> bool {
+        matches!(self, SqlTarget::Postgres { .. })
+    }
+
     /// `None` when the backend is Postgres and no server is configured: the test is skipped.
     fn fresh(backend: Backend) -> Option<Self> {
         match backend {
@@ -131,6 +148,9 @@ impl SqlTarget {
                 if let Some(version) = options.schema_version {
                     builder = builder.__schema_version(version);
                 }
+                if options.woken_only {
+                    builder = builder.__poll_every(AN_HOUR);
+                }
                 builder.build().await.map(SqlDb::Sqlite)
             }
             SqlTarget::Postgres { url, schema } => {
@@ -144,6 +164,9 @@ impl SqlTarget {
                 }
                 if let Some(version) = options.schema_version {
                     builder = builder.__schema_version(version);
+                }
+                if options.woken_only {
+                    builder = builder.__poll_every(AN_HOUR);
                 }
                 builder.build().await.map(SqlDb::Postgres)
             }

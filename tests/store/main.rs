@@ -154,6 +154,7 @@ suite! {
         schema::stores_with_different_table_names_do_not_share_rows,
         schema::a_bad_table_name_is_refused,
         schema::a_store_that_may_not_create_tables_opens_only_tables_that_exist,
+        wait::a_handles_own_writes_wake_its_waiters_and_followers,
         wait::a_resolution_through_another_handle_wakes_the_waiter,
         workers::a_decision_through_another_handle_wakes_a_follower,
         trail::the_database_refuses_to_rewrite_the_trail,

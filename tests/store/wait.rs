@@ -1,9 +1,11 @@
 //! Waiting for a row's resolution: what comes back at once, after a timeout, and when another
 //! task, or another handle on the same database, resolves or deletes the row.
 //!
-//! A wait that should end early is given [`PATIENCE`], far more than it needs, and the cases
-//! check what it returns, never how long it took: a wake-up that never came shows as a row
-//! still pending.
+//! A wait that something else should end is given an hour, and the case gives up on it after
+//! [`PATIENCE`], far more than it needs: the cases check what the wait returns, never how long
+//! it took, and a wake-up that never came shows as a wait still under way. (A wait that runs
+//! out reads its row once more, so a wait as short as the case's patience would hide a missed
+//! wake-up.)
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -18,13 +20,21 @@ use tokio::task::JoinHandle;
 use crate::fixtures::{approval, create, create_all, now, seconds, stored};
 use crate::harness::{Options, SqlTarget};
 
-/// The timeout of a wait that something else ends.
+/// How long a case waits for what should end a wait.
 const PATIENCE: Duration = Duration::from_secs(30);
+
+/// The timeout of a wait that something else ends: far past [`PATIENCE`].
+const AN_HOUR: Duration = Duration::from_secs(3600);
 
 /// Waits on row `id` in a task of its own.
 fn spawn_wait(store: &Arc<dyn Store>, id: &str) -> JoinHandle<kern::Result<Approval>> {
     let (store, id) = (store.clone(), id.to_owned());
-    tokio::spawn(async move { store.wait_for_resolution(&id, PATIENCE).await })
+    tokio::spawn(async move { store.wait_for_resolution(&id, AN_HOUR).await })
+}
+
+/// What `waiter` returned, once something ended its wait.
+async fn woken(waiter: JoinHandle<kern::Result<Approval>>) -> Approval {
+    tokio::time::timeout(PATIENCE, waiter).await.expect("woken, long before its own timeout").unwrap().unwrap()
 }
 
 /// Lets spawned waiters get to their wait before the write they wait for; the outcome does not
@@ -40,17 +50,18 @@ pub async fn a_resolved_row_comes_back_at_once(store: Arc<dyn Store>) {
     let approved = store.update_approval(&approved.id, ApprovalUpdate::approve("admin-1")).await.unwrap();
     let rejected = store.update_approval(&rejected.id, ApprovalUpdate::reject("admin-2")).await.unwrap();
 
-    assert_eq!(store.wait_for_resolution(&approved.id, PATIENCE).await.unwrap(), approved);
-    assert_eq!(store.wait_for_resolution(&rejected.id, PATIENCE).await.unwrap(), rejected);
+    assert_eq!(woken(spawn_wait(&store, &approved.id)).await, approved);
+    assert_eq!(woken(spawn_wait(&store, &rejected.id)).await, rejected);
     // Past its expiry, a pending row has expired, though no sweep has marked it yet.
-    let expired = store.wait_for_resolution(&lapsed.id, PATIENCE).await.unwrap();
+    let expired = woken(spawn_wait(&store, &lapsed.id)).await;
     assert_eq!(expired, Approval { status: ApprovalStatus::Expired, ..lapsed.clone() });
     // Read back, it has expired too: expiry needs no sweep.
     assert_eq!(stored(&*store, &lapsed.id).await, expired);
 }
 
 pub async fn a_missing_row_is_not_found(store: Arc<dyn Store>) {
-    let err = store.wait_for_resolution("no-such-id", PATIENCE).await.unwrap_err();
+    let err = tokio::time::timeout(PATIENCE, store.wait_for_resolution("no-such-id", AN_HOUR)).await.expect("at once");
+    let err = err.unwrap_err();
     assert!(matches!(&err, Error::ApprovalNotFound(id) if id == "no-such-id"), "{err:?}");
 }
 
@@ -72,17 +83,17 @@ pub async fn a_resolution_by_another_task_wakes_every_waiter(store: Arc<dyn Stor
     let update = ApprovalUpdate::approve("admin-1").with_data(note);
     let approved = store.update_approval(&row.id, update).await.unwrap();
     for waiter in waiters {
-        let woken = waiter.await.unwrap().unwrap();
-        assert_eq!(woken.status, ApprovalStatus::Approved);
-        assert_eq!(woken.resolved_by.as_deref(), Some("admin-1"));
-        assert_eq!(woken, approved);
+        let resolved = woken(waiter).await;
+        assert_eq!(resolved.status, ApprovalStatus::Approved);
+        assert_eq!(resolved.resolved_by.as_deref(), Some("admin-1"));
+        assert_eq!(resolved, approved);
     }
 }
 
 pub async fn a_row_that_expires_while_waited_on_comes_back_expired(store: Arc<dyn Store>) {
     let row = Approval { expires_at: Some(now() + TimeDelta::milliseconds(300)), ..approval("run-1") };
     create(&*store, &row).await;
-    let expired = store.wait_for_resolution(&row.id, PATIENCE).await.unwrap();
+    let expired = woken(spawn_wait(&store, &row.id)).await;
     assert_eq!(expired, Approval { status: ApprovalStatus::Expired, ..row });
 }
 
@@ -93,14 +104,51 @@ pub async fn a_row_cancelled_while_waited_on_comes_back_cancelled(store: Arc<dyn
     let_waiters_wait().await;
 
     assert!(store.delete_approval(&deleted.id).await.unwrap());
-    assert_eq!(waiter.await.unwrap().unwrap().status, ApprovalStatus::Cancelled);
+    assert_eq!(woken(waiter).await.status, ApprovalStatus::Cancelled);
     // The other row's waiters are not disturbed.
     assert_eq!(store.wait_for_resolution(&kept.id, Duration::ZERO).await.unwrap(), kept);
 }
 
+/// A handle's own writes wake its waiters and the trail's followers: with no reads between
+/// wake-ups, nothing else could end their waits.
+pub async fn a_handles_own_writes_wake_its_waiters_and_followers(target: SqlTarget) {
+    let db = target.open(Options::default().woken_only()).await.unwrap();
+    let store = db.store();
+    let (resolved, deleted) = (approval("run-1"), approval("run-1"));
+    create_all(&*store, &[resolved.clone(), deleted.clone()]).await;
+    let head = store.last_event_seq().await.unwrap();
+    let resolution = spawn_wait(&store, &resolved.id);
+    let deletion = spawn_wait(&store, &deleted.id);
+    // A follower may be woken with nothing new (a listener coming up wakes every waiter): it
+    // waits again until the trail has grown.
+    let follower = {
+        let store = store.clone();
+        tokio::spawn(async move {
+            loop {
+                let last = store.wait_for_events(head, AN_HOUR).await.unwrap();
+                if last > head {
+                    return last;
+                }
+            }
+        })
+    };
+    let_waiters_wait().await;
+
+    let approved = store.update_approval(&resolved.id, ApprovalUpdate::approve("admin-1")).await.unwrap();
+    assert!(store.delete_approval(&deleted.id).await.unwrap());
+
+    assert_eq!(woken(resolution).await, approved);
+    assert_eq!(woken(deletion).await.status, ApprovalStatus::Cancelled);
+    let grown = tokio::time::timeout(PATIENCE, follower).await.expect("the follower woken").unwrap();
+    assert!(grown > head);
+    db.close().await;
+}
+
 pub async fn a_resolution_through_another_handle_wakes_the_waiter(target: SqlTarget) {
-    let (waiting, admin) =
-        (target.open(Options::default()).await.unwrap(), target.open(Options::default()).await.unwrap());
+    // Where the database announces other handles' commits (Postgres), only the announcement
+    // may end the wait; SQLite's waiters read the shared file, as designed.
+    let waiting = if target.announces() { Options::default().woken_only() } else { Options::default() };
+    let (waiting, admin) = (target.open(waiting).await.unwrap(), target.open(Options::default()).await.unwrap());
     let (store, other) = (waiting.store(), admin.store());
     let (resolved, deleted) = (approval("run-1"), approval("run-1"));
     create_all(&*store, &[resolved.clone(), deleted.clone()]).await;
@@ -111,10 +159,10 @@ pub async fn a_resolution_through_another_handle_wakes_the_waiter(target: SqlTar
     let rejected = other.update_approval(&resolved.id, ApprovalUpdate::reject("admin-2")).await.unwrap();
     assert!(other.delete_approval(&deleted.id).await.unwrap());
 
-    let woken = resolution.await.unwrap().unwrap();
-    assert_eq!((woken.status, woken.resolved_by.as_deref()), (ApprovalStatus::Rejected, Some("admin-2")));
-    assert_eq!(woken, rejected);
-    assert_eq!(deletion.await.unwrap().unwrap().status, ApprovalStatus::Cancelled);
+    let resolved = woken(resolution).await;
+    assert_eq!((resolved.status, resolved.resolved_by.as_deref()), (ApprovalStatus::Rejected, Some("admin-2")));
+    assert_eq!(resolved, rejected);
+    assert_eq!(woken(deletion).await.status, ApprovalStatus::Cancelled);
     waiting.close().await;
     admin.close().await;
 }

@@ -20,6 +20,8 @@ pub struct PostgresDbBuilder {
     pub(super) tables: TableNames,
     pub(super) create_tables: bool,
     pub(super) schema_version: Option<i64>,
+    #[cfg(any(test, feature = "test-support"))]
+    pub(super) poll_every: Option<Duration>,
 }
 
 impl Default for PostgresDbBuilder {
@@ -34,6 +36,8 @@ impl Default for PostgresDbBuilder {
             tables: TableNames::default(),
             create_tables: true,
             schema_version: None,
+            #[cfg(any(test, feature = "test-support"))]
+            poll_every: None,
         }
     }
 }

@@ -102,6 +102,10 @@ impl PostgresDbBuilder {
         let lanes = connect_lanes(writing, self.max_connections, self.connect_timeout, recycling).await?;
         let pools = Pools::new(lanes.clone(), lanes.clone());
         let mut store = SqlStore::open(pools, &layout, version, self.create_tables).await?;
+        #[cfg(any(test, feature = "test-support"))]
+        {
+            store = store.with_poll_every(self.poll_every);
+        }
         if announcing {
             store = store.with_announcer(ClientAnnouncer::new(options.clone(), self.connect_timeout, &layout));
         }

@@ -60,6 +60,8 @@ pub struct SqliteDbBuilder {
     pub(super) synchronous: Synchronous,
     pub(super) create_tables: bool,
     pub(super) schema_version: Option<i64>,
+    #[cfg(any(test, feature = "test-support"))]
+    pub(super) poll_every: Option<std::time::Duration>,
 }
 
 impl Default for SqliteDbBuilder {
@@ -70,6 +72,8 @@ impl Default for SqliteDbBuilder {
             synchronous: Synchronous::default(),
             create_tables: true,
             schema_version: None,
+            #[cfg(any(test, feature = "test-support"))]
+            poll_every: None,
         }
     }
 }

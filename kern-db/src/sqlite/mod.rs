@@ -101,6 +101,8 @@ impl SqliteDbBuilder {
             }
             other => other,
         })?;
+        #[cfg(any(test, feature = "test-support"))]
+        let store = store.with_poll_every(self.poll_every);
         Ok(SqliteDb { inner: Arc::new(store) })
     }
 }
