@@ -18,7 +18,7 @@
 //!
 //! Cargo feature `test-support` (off by default), for benchmarks and tests: `commit_count` on
 //! both handles (the durable commits a workload costs), and the hooks that stand up a database
-//! as another build left it or drop a Postgres test schema.
+//! as another build left it, make waiters read only when woken, or drop a Postgres test schema.
 
 // The store semantics are written once, on the `Driver` seam (`driver`): `store` (the `Store`
 // methods), `queries` and `schema` (their SQL), `codec` and `stmt` (rows and statements),

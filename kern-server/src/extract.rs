@@ -1,38 +1,103 @@
-//! Extractors whose refusals are the server's own errors: a JSON body (required or optional)
-//! or a query string that cannot be read is a 422 with what was wrong (a body over the limit a
-//! 413), in the `{"detail": ...}` body every error has. URL-encoded text (query strings and
-//! forms, the inbox's too) is decoded here, strictly.
+//! Extractors whose refusals are the server's own errors, in the `{"detail": ...}` body every
+//! error has: a JSON body (required or optional) or a query string that cannot be read is a
+//! 422 with what was wrong. Bodies are read here, whole and within the server's
+//! [`BodyLimits`] (413, 408), and only once the extractors before them let the caller in.
+//! URL-encoded text (query strings and forms, the inbox's too) is decoded here, strictly.
 
 use std::borrow::Cow;
+use std::time::Duration;
 
-use axum::body::Bytes;
+use axum::body::{Body, Bytes, HttpBody as _};
 use axum::extract::{FromRequest, FromRequestParts, Path, Query, Request};
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, StatusCode, header};
+use futures_util::StreamExt as _;
 use percent_encoding::percent_decode;
 use serde::de::DeserializeOwned;
 
 use crate::error::ApiError;
 
-/// A JSON body of type `T`.
+/// What a request's body may be, as the server was built: put on every request by the router,
+/// read by the extractors here.
+#[derive(Debug, Clone, Copy)]
+pub struct BodyLimits {
+    /// The most bytes.
+    pub bytes: usize,
+    /// The longest it may take to arrive.
+    pub timeout: Duration,
+}
+
+impl Default for BodyLimits {
+    fn default() -> Self {
+        BodyLimits { bytes: 1024 * 1024, timeout: Duration::from_secs(30) }
+    }
+}
+
+/// The request's body, whole, with the rest of the request: 413 past the limit (before any of
+/// it is read when its length says so), 408 when it has not all arrived within the timeout, 422
+/// when the connection broke as it was sent.
+pub(crate) async fn read_body(request: Request) -> Result<(Parts, Bytes), ApiError> {
+    let (parts, body) = request.into_parts();
+    let limits = parts.extensions.get::<BodyLimits>().copied().unwrap_or_default();
+    let too_large = || {
+        let detail = format!("the request body is larger than the limit of {} bytes", limits.bytes);
+        ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, detail)
+    };
+    if body.size_hint().lower() > limits.bytes as u64 {
+        return Err(too_large());
+    }
+    let read = async {
+        let mut bytes = Vec::new();
+        let mut chunks = body.into_data_stream();
+        while let Some(chunk) = chunks.next().await {
+            let chunk =
+                chunk.map_err(|err| ApiError::unprocessable(format!("the request body could not be read: {err}")))?;
+            if bytes.len() + chunk.len() > limits.bytes {
+                return Err(too_large());
+            }
+            bytes.extend_from_slice(&chunk);
+        }
+        Ok(Bytes::from(bytes))
+    };
+    match tokio::time::timeout(limits.timeout, read).await {
+        Ok(read) => read.map(|bytes| (parts, bytes)),
+        Err(_) => {
+            let detail = format!("the request body did not arrive within {} ms", limits.timeout.as_millis());
+            Err(ApiError::new(StatusCode::REQUEST_TIMEOUT, detail))
+        }
+    }
+}
+
+/// A JSON body of type `T`, sent as `application/json` (or a `+json` type).
 #[derive(Debug)]
 pub struct JsonBody<T>(pub T);
 
 impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for JsonBody<T> {
     type Rejection = ApiError;
 
-    async fn from_request(request: Request, state: &S) -> Result<Self, Self::Rejection> {
-        match axum::Json::<T>::from_request(request, state).await {
-            Ok(axum::Json(value)) => Ok(JsonBody(value)),
-            Err(rejection) => Err(unreadable_body(rejection.status(), rejection.body_text())),
+    async fn from_request(request: Request, _: &S) -> Result<Self, Self::Rejection> {
+        // 422, not 415: the reference's answer to a body of another type.
+        if !is_json(request.headers()) {
+            return Err(ApiError::unprocessable("Expected request with `Content-Type: application/json`"));
         }
+        let (_, body) = read_body(request).await?;
+        json(&body).map(JsonBody)
     }
 }
 
-/// The error for a body that could not be read: 413 for one over the server's limit whatever it
-/// holds, else 422.
-pub(crate) fn unreadable_body(status: StatusCode, text: String) -> ApiError {
-    if status == StatusCode::PAYLOAD_TOO_LARGE { ApiError::new(status, text) } else { ApiError::unprocessable(text) }
+/// Whether `headers` name a JSON body: `application/json`, or a type ending `+json`.
+fn is_json(headers: &HeaderMap) -> bool {
+    is_content_type(headers, "application/json")
+        || headers
+            .get(header::CONTENT_TYPE)
+            .and_then(|value| value.to_str().ok())
+            .and_then(|value| value.split(';').next())
+            .is_some_and(|essence| essence.trim().to_ascii_lowercase().ends_with("+json"))
+}
+
+/// `body` read as JSON of type `T`: 422 with what is wrong when it cannot be.
+fn json<T: DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
+    serde_json::from_slice(body).map_err(|err| ApiError::unprocessable(format!("the body cannot be read: {err}")))
 }
 
 /// A JSON body of type `T` that may be left out: an empty body is `None`. A body is read as
@@ -43,16 +108,12 @@ pub struct OptionalJsonBody<T>(pub Option<T>);
 impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for OptionalJsonBody<T> {
     type Rejection = ApiError;
 
-    async fn from_request(request: Request, state: &S) -> Result<Self, Self::Rejection> {
-        let body = Bytes::from_request(request, state)
-            .await
-            .map_err(|rejection| unreadable_body(rejection.status(), rejection.body_text()))?;
+    async fn from_request(request: Request, _: &S) -> Result<Self, Self::Rejection> {
+        let (_, body) = read_body(request).await?;
         if body.is_empty() {
             return Ok(OptionalJsonBody(None));
         }
-        serde_json::from_slice(&body)
-            .map(|value| OptionalJsonBody(Some(value)))
-            .map_err(|err| ApiError::unprocessable(format!("the body cannot be read: {err}")))
+        json(&body).map(|value| OptionalJsonBody(Some(value)))
     }
 }
 
@@ -104,25 +165,26 @@ pub(crate) fn is_content_type(headers: &HeaderMap, essence: &str) -> bool {
     value.split(';').next().is_some_and(|named| named.trim().eq_ignore_ascii_case(essence))
 }
 
-/// The fields of a URL-encoded form body, in order: 415 for a body of another type, 413 past
-/// the body limit, 422 where a name or value is not UTF-8 once decoded.
-pub(crate) async fn form_fields<S: Send + Sync>(
-    request: Request,
-    state: &S,
-) -> Result<Vec<(String, String)>, (StatusCode, String)> {
+/// The fields of a URL-encoded form body, in order: 415 for a body of another type, 422 where
+/// a name or value is not UTF-8 once decoded (and as [`read_body`] refuses a body).
+pub(crate) async fn form_fields(request: Request) -> Result<Vec<(String, String)>, ApiError> {
     if !is_content_type(request.headers(), "application/x-www-form-urlencoded") {
         let expected = "the form must be sent as application/x-www-form-urlencoded";
-        return Err((StatusCode::UNSUPPORTED_MEDIA_TYPE, expected.to_owned()));
+        return Err(ApiError::new(StatusCode::UNSUPPORTED_MEDIA_TYPE, expected));
     }
-    let body = Bytes::from_request(request, state).await.map_err(|rejection| {
-        let status = if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
-            StatusCode::PAYLOAD_TOO_LARGE
-        } else {
-            StatusCode::UNPROCESSABLE_ENTITY
-        };
-        (status, rejection.body_text())
-    })?;
-    decode_urlencoded(&body).map_err(|reason| (StatusCode::UNPROCESSABLE_ENTITY, reason))
+    let (_, body) = read_body(request).await?;
+    decode_urlencoded(&body).map_err(ApiError::unprocessable)
+}
+
+/// A multipart form, read whole first (see [`read_body`]).
+pub(crate) async fn multipart<S: Send + Sync>(
+    request: Request,
+    state: &S,
+) -> Result<axum::extract::Multipart, ApiError> {
+    let (parts, body) = read_body(request).await?;
+    axum::extract::Multipart::from_request(Request::from_parts(parts, Body::from(body)), state)
+        .await
+        .map_err(|err| ApiError::unprocessable(format!("the form could not be read: {}", err.body_text())))
 }
 
 /// The name and value pairs of `application/x-www-form-urlencoded` text, refusing a name or

@@ -7,14 +7,13 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use axum::Extension;
 use axum::Router;
-use axum::body::{Body, HttpBody as _};
 use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
 use axum::http::{HeaderName, Method, StatusCode, Uri};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post};
-use futures_util::StreamExt as _;
 use kern_core::agent::Agent;
 use kern_core::store::Store;
 use kern_core::team::Team;
@@ -27,6 +26,7 @@ use tower_http::trace::TraceLayer;
 
 use crate::auth::Auth;
 use crate::error::ApiError;
+use crate::extract::BodyLimits;
 use crate::idempotency::Replies;
 use crate::inbox;
 use crate::metrics::Metrics;
@@ -134,16 +134,17 @@ impl ServerBuilder {
 
     /// The largest request body accepted (1 MiB by default); larger ones get 413.
     pub fn body_limit(mut self, bytes: usize) -> Self {
-        self.limits.body = bytes;
+        self.limits.body.bytes = bytes;
         self
     }
 
     /// How long a client may take to send a request's body before it is answered 408 (30 s by
-    /// default). Bodies are small (a decision, a form, a run's message): one still arriving
-    /// after this comes from a stalled or hostile client, which is not to hold a connection for
-    /// the whole [`request_timeout`](Self::request_timeout).
+    /// default; keep it below the [`request_timeout`](Self::request_timeout)). Bodies are small
+    /// (a decision, a form, a run's message): one still arriving after this comes from a
+    /// stalled or hostile client, which is not to hold a connection for the whole request time.
+    /// A body is read only once its caller is signed in, but for the inbox's sign-in form.
     pub fn body_timeout(mut self, timeout: Duration) -> Self {
-        self.limits.body_timeout = timeout;
+        self.limits.body.timeout = timeout;
         self
     }
 
@@ -293,21 +294,15 @@ async fn sweep_expired(state: AppState, every: Duration) {
 /// How much a request may send and how long it may take.
 #[derive(Debug, Clone, Copy)]
 struct RequestLimits {
-    /// The largest body, in bytes.
-    body: usize,
-    /// The longest a body may take to arrive.
-    body_timeout: Duration,
+    /// What its body may be.
+    body: BodyLimits,
     /// The longest a request may take to be answered.
     request_timeout: Duration,
 }
 
 impl Default for RequestLimits {
     fn default() -> Self {
-        RequestLimits {
-            body: 1024 * 1024,
-            body_timeout: Duration::from_secs(30),
-            request_timeout: Duration::from_secs(120),
-        }
+        RequestLimits { body: BodyLimits::default(), request_timeout: Duration::from_secs(120) }
     }
 }
 
@@ -349,12 +344,13 @@ fn router(state: AppState, limits: RequestLimits) -> Router {
             let detail = format!("Method Not Allowed: {} does not take {method} (see the Allow header)", uri.path());
             ApiError::new(StatusCode::METHOD_NOT_ALLOWED, detail)
         })
-        .layer(middleware::from_fn(move |request, next| body_in_time(limits, request, next)))
         .layer(middleware::from_fn(move |request, next| time_limit(limits.request_timeout, request, next)))
         // Outside the time limit, so that the requests it cuts are counted too.
         .layer(middleware::from_fn_with_state(state.clone(), measure))
-        // Read by the extractors, whose refusals are 413 in the body every error has.
-        .layer(DefaultBodyLimit::max(limits.body))
+        // Read by the extractors, which read a body only once its caller is let in.
+        .layer(Extension(limits.body))
+        // The multipart reader's own limit, met by a body read whole within the one above.
+        .layer(DefaultBodyLimit::max(limits.body.bytes))
         .layer(PropagateRequestIdLayer::new(request_id.clone()))
         .layer(TraceLayer::new_for_http().make_span_with(|request: &Request| {
             let id = request.headers().get("x-request-id").and_then(|v| v.to_str().ok()).unwrap_or("");
@@ -388,41 +384,6 @@ async fn time_limit(limit: Duration, request: Request, next: Next) -> Response {
             ),
         )
         .into_response(),
-    }
-}
-
-/// Reads the request's body whole before its handler runs: 408 if it has not all arrived within
-/// the body timeout, 413 past the body limit (in the body every error has).
-async fn body_in_time(limits: RequestLimits, request: Request, next: Next) -> Response {
-    let too_large = || {
-        let detail = format!("the request body is larger than the limit of {} bytes", limits.body);
-        ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, detail)
-    };
-    // A body announced larger than the limit is refused before any of it is read.
-    if request.body().size_hint().exact().is_some_and(|announced| announced > limits.body as u64) {
-        return too_large().into_response();
-    }
-    let (parts, body) = request.into_parts();
-    let mut chunks = body.into_data_stream();
-    let read = async {
-        let mut bytes = Vec::new();
-        while let Some(chunk) = chunks.next().await {
-            let chunk =
-                chunk.map_err(|err| ApiError::bad_request(format!("the request body could not be read: {err}")))?;
-            if bytes.len() + chunk.len() > limits.body {
-                return Err(too_large());
-            }
-            bytes.extend_from_slice(&chunk);
-        }
-        Ok(bytes)
-    };
-    match tokio::time::timeout(limits.body_timeout, read).await {
-        Ok(Ok(bytes)) => next.run(Request::from_parts(parts, Body::from(bytes))).await,
-        Ok(Err(refusal)) => refusal.into_response(),
-        Err(_) => {
-            let detail = format!("the request body did not arrive within {} ms", limits.body_timeout.as_millis());
-            ApiError::new(StatusCode::REQUEST_TIMEOUT, detail).into_response()
-        }
     }
 }
 

@@ -328,6 +328,10 @@ pub async fn if_match_and_idempotency_key_guard_a_resolve(store: Arc<dyn Store>)
     let app = App::new(store).await;
     let (_, _, id) = app.paused_refund("alice").await;
     let uri = format!("/approvals/{id}/resolve");
+    // An If-Match with no tag in it matches no row: refused, not let through unchecked.
+    let empty = [("if-match", "")];
+    let empty = app.send_with(Method::POST, &uri, Some(&app.alice), &empty, Some(json!({"status": "approved"}))).await;
+    assert_eq!(empty.status, StatusCode::PRECONDITION_FAILED, "{:?}", empty.body);
     let stale = [("idempotency-key", "retry-0"), ("if-match", "\"old\"")];
     let stale = app.send_with(Method::POST, &uri, Some(&app.alice), &stale, Some(json!({"status": "approved"}))).await;
     assert_eq!(stale.status, StatusCode::PRECONDITION_FAILED);

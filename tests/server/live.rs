@@ -255,15 +255,35 @@ pub async fn a_request_past_the_time_limit_is_answered_504_and_its_run_goes_on(s
     assert_eq!(content.as_deref(), Some("Done: nap: rested"));
 
     // A body that stops arriving is answered 408 at the body's time limit, before the request's
-    // own, and without a credential: the sign-in form reads its body first.
-    let mut stalled = tokio::net::TcpStream::connect(base.trim_start_matches("http://")).await.unwrap();
-    let head = "POST /ui/sign-in HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: 100\r\n\r\nkey=kern_";
-    stalled.write_all(head.as_bytes()).await.unwrap();
-    let mut answer = vec![0; 1024];
-    let read = tokio::time::timeout(Duration::from_secs(10), stalled.read(&mut answer)).await.expect("an answer");
-    let answer = String::from_utf8_lossy(&answer[..read.unwrap()]).into_owned();
-    assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
-    assert!(answer.contains("the request body did not arrive within 50 ms"), "{answer}");
+    // own: on the sign-in form, which reads its body with no credential; elsewhere the caller
+    // is refused first, and the body never read.
+    let stalled = |path: &str| {
+        format!(
+            "POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: 100\r\n\r\nkey=kern_"
+        )
+    };
+    let sign_in = answer_to(&base, &stalled("/ui/sign-in"), "did not arrive").await;
+    assert!(sign_in.starts_with("HTTP/1.1 408"), "{sign_in}");
+    assert!(sign_in.contains("the request body did not arrive within 50 ms"), "{sign_in}");
+    let resolve = answer_to(&base, &stalled("/approvals/x/resolve"), "detail").await;
+    assert!(resolve.starts_with("HTTP/1.1 401"), "{resolve}");
+}
+
+/// What the server at `base` answers to the raw HTTP `request`, read until it holds `until` (or
+/// the connection closes).
+async fn answer_to(base: &str, request: &str, until: &str) -> String {
+    let mut connection = tokio::net::TcpStream::connect(base.trim_start_matches("http://")).await.unwrap();
+    connection.write_all(request.as_bytes()).await.unwrap();
+    let mut answer = Vec::new();
+    let mut chunk = vec![0; 4096];
+    while !String::from_utf8_lossy(&answer).contains(until) {
+        let read = tokio::time::timeout(Duration::from_secs(10), connection.read(&mut chunk)).await.expect("an answer");
+        match read.unwrap() {
+            0 => break,
+            n => answer.extend_from_slice(&chunk[..n]),
+        }
+    }
+    String::from_utf8_lossy(&answer).into_owned()
 }
 
 /// Let go by the test that holds it.

@@ -186,17 +186,17 @@ struct Failure {
     retry_after: Option<Duration>,
 }
 
-/// The retries made so far for one answer. Each layer that may ask for the answer again (the
-/// transport until the first byte, a stream until its first delta) counts in the same one, so
-/// that together they stay within the policy rather than multiply it.
-#[derive(Debug, Default)]
-pub(super) struct Retries(u32);
-
 impl From<ModelError> for Failure {
     fn from(error: ModelError) -> Self {
         Failure { error, retry_after: None }
     }
 }
+
+/// The retries made so far for one answer. Each layer that may ask for the answer again (the
+/// transport until the first byte, a stream until its first delta) counts in the same one, so
+/// that together they stay within the policy rather than multiply it.
+#[derive(Debug, Default)]
+pub(super) struct Retries(u32);
 
 impl HttpTransport {
     /// Two minutes: long answers from large models take a while, but a hung server must not
@@ -257,9 +257,8 @@ impl HttpTransport {
     ///
     /// Failures until the first byte of the answer arrives are retried as in
     /// [`post_json`](Self::post_json), counted in `retries`; none after, as `on_event` has seen
-    /// part of the answer. A
-    /// stream that ends before `on_event` breaks is [`ModelError::StreamInterrupted`]. The
-    /// timeout bounds each attempt, streaming included.
+    /// part of the answer. A stream that ends before `on_event` breaks is
+    /// [`ModelError::StreamInterrupted`]. The timeout bounds each attempt, streaming included.
     pub(super) async fn post_events(
         &self,
         url: &str,
@@ -467,8 +466,8 @@ pub(super) trait StreamsOverHttp: Sync {
 
 /// Streams `request` with `provider`, handing the answer to `deltas`. An answer that fails for
 /// a reason that may pass before any of it was handed on is asked for again, as the retry policy
-/// allows (see [`HttpTransport::streams_again`]), the
-/// transport's retries and these counting against one budget.
+/// allows (see [`HttpTransport::streams_again`]), the transport's retries and these counting
+/// against one budget.
 pub(super) async fn stream_retrying(
     provider: &impl StreamsOverHttp,
     request: &ModelRequest<'_>,
@@ -500,10 +499,22 @@ fn parse_retry_after(headers: &reqwest::header::HeaderMap) -> Option<Duration> {
     match seconds {
         Some(seconds) => Duration::try_from_secs_f64(seconds).ok(),
         None => {
-            let date = chrono::DateTime::parse_from_rfc2822(text(RETRY_AFTER.as_str())?).ok()?;
-            Some((date.to_utc() - chrono::Utc::now()).to_std().unwrap_or_default())
+            let date = http_date(text(RETRY_AFTER.as_str())?)?;
+            Some((date - chrono::Utc::now()).to_std().unwrap_or_default())
         }
     }
+}
+
+/// An HTTP date in any of the three forms RFC 9110 asks a recipient to read: IMF-fixdate
+/// (`Sun, 06 Nov 1994 08:49:37 GMT`), and the obsolete RFC 850 and asctime forms.
+fn http_date(text: &str) -> Option<chrono::DateTime<chrono::Utc>> {
+    if let Ok(date) = chrono::DateTime::parse_from_rfc2822(text) {
+        return Some(date.to_utc());
+    }
+    ["%A, %d-%b-%y %H:%M:%S GMT", "%a %b %e %H:%M:%S %Y"]
+        .into_iter()
+        .find_map(|form| chrono::NaiveDateTime::parse_from_str(text, form).ok())
+        .map(|date| date.and_utc())
 }
 
 /// OpenAI's header for the wait it asks, in milliseconds.
@@ -548,8 +559,12 @@ mod tests {
         assert_eq!(parse_retry_after(&headers), Some(Duration::from_secs(2)));
         headers.insert(RETRY_AFTER, HeaderValue::from_static("0.5"));
         assert_eq!(parse_retry_after(&headers), Some(Duration::from_millis(500)));
-        headers.insert(RETRY_AFTER, HeaderValue::from_static("Wed, 21 Oct 2015 07:28:00 GMT"));
-        assert_eq!(parse_retry_after(&headers), Some(Duration::ZERO), "a date past asks for no wait");
+        for past in ["Wed, 21 Oct 2015 07:28:00 GMT", "Wednesday, 21-Oct-15 07:28:00 GMT", "Wed Oct 21 07:28:00 2015"] {
+            headers.insert(RETRY_AFTER, HeaderValue::from_static(past));
+            assert_eq!(parse_retry_after(&headers), Some(Duration::ZERO), "a date past asks for no wait: {past}");
+        }
+        assert_eq!(http_date("Sun Nov  6 08:49:37 1994"), http_date("Sun, 06 Nov 1994 08:49:37 GMT"));
+        assert!(http_date("Sun Nov  6 08:49:37 1994").is_some());
         let soon = (chrono::Utc::now() + chrono::TimeDelta::seconds(10)).format("%a, %d %b %Y %H:%M:%S GMT");
         headers.insert(RETRY_AFTER, HeaderValue::from_str(&soon.to_string()).unwrap());
         let wait = parse_retry_after(&headers).expect("a date to come is read");

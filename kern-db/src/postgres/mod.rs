@@ -1,6 +1,6 @@
 //! [`PostgresDb`]: the store many processes and machines share, and how it connects.
 //!
-//! Its parts: the builder ([`builder`]), the [`Driver`] side of Postgres
+//! Its parts: the builder ([`builder`]), the [`Driver`](crate::driver::Driver) side of Postgres
 //! ([`driver`]), the announcements of resolutions between processes: the channels, triggers and
 //! listener ([`notify`]) and the sender of the store's own ([`announce`]); its connections are
 //! [`Lanes`].
@@ -86,8 +86,9 @@ impl PostgresDbBuilder {
     /// [create tables](PostgresDbBuilder::create_tables)) and upgrading tables written by an
     /// older build. Processes starting at once take turns (an advisory lock).
     ///
-    /// Errors: [`Error::Database`] with an [`OpenError`] (a bad name, no URL, an unreachable
-    /// server, no tables where none may be created), [`Error::SchemaTooNew`].
+    /// Errors: [`Error::Database`](kern_core::Error::Database) with an [`OpenError`] (a bad
+    /// name, no URL, an unreachable server, no tables where none may be created),
+    /// [`Error::SchemaTooNew`](kern_core::Error::SchemaTooNew).
     pub async fn build(self) -> Result<PostgresDb> {
         let layout = Layout::new(Some(&self.schema), &self.tables)?;
         let url = self.url.ok_or(OpenError::MissingTarget("url"))?;

@@ -4,7 +4,7 @@
 //! the schema where they can be; one that does not fit is passed on as typed, so that the
 //! store's validation refuses it with its own words, exactly as it refuses the API's.
 
-use axum::extract::{FromRequest, FromRequestParts, Path, Query, Request};
+use axum::extract::{FromRequest, FromRequestParts, Query, Request};
 use axum::http::StatusCode;
 use axum::http::request::Parts;
 use kern_core::approval::{Approval, Decision, PauseType};
@@ -13,7 +13,7 @@ use serde_json::{Map, Value};
 
 use super::page::PageError;
 use super::views::FieldView;
-use crate::extract::{check_query, form_fields};
+use crate::extract::{PathParams, check_query, form_fields};
 
 /// The fields of a submitted form, in order.
 #[derive(Debug, Default)]
@@ -34,11 +34,11 @@ impl FormFields {
 impl<S: Send + Sync> FromRequest<S> for FormFields {
     type Rejection = PageError;
 
-    async fn from_request(request: Request, state: &S) -> Result<Self, Self::Rejection> {
-        form_fields(request, state)
+    async fn from_request(request: Request, _: &S) -> Result<Self, Self::Rejection> {
+        form_fields(request)
             .await
             .map(FormFields)
-            .map_err(|(status, reason)| PageError::new(status, format!("The form could not be read: {reason}")))
+            .map_err(|err| PageError::new(err.status, format!("The form could not be read: {}", err.detail)))
     }
 }
 
@@ -73,9 +73,9 @@ impl<T: DeserializeOwned + Send, S: Send + Sync> FromRequestParts<S> for PagePat
     type Rejection = PageError;
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
-        match Path::<T>::from_request_parts(parts, state).await {
-            Ok(Path(value)) => Ok(PagePath(value)),
-            Err(rejection) => Err(PageError::new(rejection.status(), rejection.body_text())),
+        match PathParams::<T>::from_request_parts(parts, state).await {
+            Ok(PathParams(value)) => Ok(PagePath(value)),
+            Err(err) => Err(PageError::new(err.status, err.detail)),
         }
     }
 }

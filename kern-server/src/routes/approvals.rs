@@ -227,7 +227,8 @@ pub async fn resolve(
     if !limits::is_key(&id) {
         return Err(ApiError::approval_not_found());
     }
-    // The condition is part of the request: a retry that sends the row's new ETag asks anew.
+    // The condition is part of the request: the same key with another `If-Match` is another
+    // request, refused as any other.
     let if_match = if_match(&headers)?;
     let request = idempotency::request_digest(
         &json!({"status": body.status, "resolution_data": body.resolution_data, "if_match": if_match}),
@@ -268,14 +269,15 @@ fn header_text<'h>(headers: &'h HeaderMap, name: &str) -> ApiResult<Option<&'h s
 }
 
 /// The entity tags of the `If-Match` headers, which may be several and each a list: `None`
-/// when there is none.
+/// when there is none. An empty one is an empty list, which no row matches: a client whose
+/// tag came out empty is refused rather than let through unchecked.
 fn if_match(headers: &HeaderMap) -> ApiResult<Option<Vec<&str>>> {
     let mut tags = Vec::new();
     for value in headers.get_all(IF_MATCH) {
         let value = value.to_str().map_err(|_| ApiError::bad_request("the `If-Match` header must be text"))?;
         tags.extend(value.split(',').map(str::trim).filter(|tag| !tag.is_empty()));
     }
-    Ok((!tags.is_empty()).then_some(tags))
+    Ok(headers.contains_key(IF_MATCH).then_some(tags))
 }
 
 async fn decide_resolve(

@@ -2,15 +2,14 @@
 //! multipart), or the same fields as a JSON object, read into one typed request with precise
 //! refusals.
 
-use axum::Json;
 use axum::extract::multipart::MultipartError;
 use axum::extract::{FromRequest, Multipart, Request};
-use axum::http::HeaderValue;
 use axum::http::header::CONTENT_TYPE;
+use axum::http::{HeaderValue, StatusCode};
 use serde_json::{Map, Value};
 
 use crate::error::ApiError;
-use crate::extract::{form_fields, is_content_type, unreadable_body};
+use crate::extract::{form_fields, is_content_type, multipart, read_body};
 
 /// The fields of a run or continue request, whichever encoding carried them.
 #[derive(Debug, Default)]
@@ -30,23 +29,22 @@ impl<S: Send + Sync> FromRequest<S> for RunFields {
         }
         let headers = request.headers();
         let fields = if is_content_type(headers, "application/json") {
-            let Json(fields) = Json::<Map<String, Value>>::from_request(request, state).await.map_err(|err| {
-                unreadable_body(err.status(), format!("the body must be a JSON object: {}", err.body_text()))
-            })?;
-            fields
+            let (_, body) = read_body(request).await?;
+            serde_json::from_slice::<Map<String, Value>>(&body)
+                .map_err(|err| ApiError::unprocessable(format!("the body must be a JSON object: {err}")))?
         } else if is_content_type(headers, "application/x-www-form-urlencoded") {
-            let fields = form_fields(request, state)
-                .await
-                .map_err(|(status, reason)| unreadable_body(status, format!("the form could not be read: {reason}")))?;
+            let fields = form_fields(request).await.map_err(|err| match err.status {
+                StatusCode::UNPROCESSABLE_ENTITY => {
+                    ApiError::unprocessable(format!("the form could not be read: {}", err.detail))
+                }
+                _ => err,
+            })?;
             fields.into_iter().map(|(name, value)| (name, Value::String(value))).collect()
         } else if is_content_type(headers, "multipart/form-data") {
-            let form = Multipart::from_request(request, state).await.map_err(|err| {
-                unreadable_body(err.status(), format!("the form could not be read: {}", err.body_text()))
-            })?;
-            text_parts(form).await?
+            text_parts(multipart(request, state).await?).await?
         } else {
             return Err(ApiError::new(
-                axum::http::StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
                 "send the fields as application/x-www-form-urlencoded, multipart/form-data or application/json",
             ));
         };
@@ -57,7 +55,7 @@ impl<S: Send + Sync> FromRequest<S> for RunFields {
 /// The named text parts of a multipart form. A file part is refused: runs take no files.
 async fn text_parts(mut form: Multipart) -> Result<Map<String, Value>, ApiError> {
     let unreadable =
-        |err: MultipartError| unreadable_body(err.status(), format!("the form could not be read: {}", err.body_text()));
+        |err: MultipartError| ApiError::unprocessable(format!("the form could not be read: {}", err.body_text()));
     let mut fields = Map::new();
     while let Some(part) = form.next_field().await.map_err(unreadable)? {
         let name = part.name().unwrap_or_default().to_owned();

@@ -1,6 +1,7 @@
-//! Runs as the reference's clients read and send them: the run output (null keys left out),
-//! tool executions (every key present), requirements, and the `tools` / `requirements` answers
-//! a continue carries, turned into kern's [`RunRequirement`]s.
+//! Runs as the reference's clients read and send them: the run output (null keys left out, its
+//! calls and requirements in the shapes of [`super::requirement`]), the `tools` /
+//! `requirements` answers a continue carries, turned into kern's [`RunRequirement`]s, and the
+//! admin's listing of runs.
 
 use chrono::{DateTime, Utc};
 use kern_core::run::{RunOutput, RunRecord, RunRequirement, ToolExecution};
@@ -155,57 +156,6 @@ impl AnswerWire {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn paused() -> RunRequirement {
-        serde_json::from_value(json!({
-            "tool_execution": {"tool_call_id": "call_1", "tool_name": "delete_user_data",
-                "tool_args": {"user_id": "42"}, "status": "paused", "result": null, "approval_id": "a1"},
-            "pause_type": "confirmation", "confirmation": null, "note": null, "user_input_schema": null,
-            "user_input": null, "external_result": null, "approval_type": "required", "approval_id": "a1",
-            "member": null, "resolved_by": null
-        }))
-        .unwrap()
-    }
-
-    #[test]
-    fn an_agent_tool_answer_confirms_its_call() {
-        let answer: AnswerWire =
-            serde_json::from_value(json!({"tool_call_id": "call_1", "tool_name": "x", "confirmed": true})).unwrap();
-        let requirement = answer.into_requirement(&[paused()]).unwrap();
-        assert_eq!(requirement.confirmation, Some(true));
-    }
-
-    #[test]
-    fn a_team_requirement_answer_reads_its_top_level_confirmation() {
-        let answer: AnswerWire = serde_json::from_value(
-            json!({"id": "r", "confirmation": false, "confirmation_note": "no", "tool_execution": {"tool_call_id": "call_1"}}),
-        )
-        .unwrap();
-        let requirement = answer.into_requirement(&[paused()]).unwrap();
-        assert_eq!((requirement.confirmation, requirement.note.as_deref()), (Some(false), Some("no")));
-    }
-
-    #[test]
-    fn an_answer_to_no_paused_call_is_refused_by_name() {
-        let answer: AnswerWire = serde_json::from_value(json!({"tool_call_id": "call_9"})).unwrap();
-        assert_eq!(answer.into_requirement(&[paused()]).unwrap_err(), "the run has no paused tool call `call_9`");
-    }
-
-    #[test]
-    fn every_tool_execution_key_is_present() {
-        let wire = serde_json::to_value(ToolExecutionWire::new(&paused().tool_execution, Some(&paused()))).unwrap();
-        for key in
-            ["tool_call_error", "metrics", "confirmed", "user_feedback_schema", "approval_id", "parent_tool_call_id"]
-        {
-            assert!(wire.get(key).is_some(), "{key}");
-        }
-        assert_eq!(wire["requires_confirmation"], json!(true));
-    }
-}
-
 /// The query string of `GET /runs`.
 #[derive(Debug, Default, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
@@ -277,4 +227,55 @@ pub struct RunList {
     pub data: Vec<RunSummary>,
     /// Pass as `cursor` for the next page; null on the last page.
     pub next_cursor: Option<String>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn paused() -> RunRequirement {
+        serde_json::from_value(json!({
+            "tool_execution": {"tool_call_id": "call_1", "tool_name": "delete_user_data",
+                "tool_args": {"user_id": "42"}, "status": "paused", "result": null, "approval_id": "a1"},
+            "pause_type": "confirmation", "confirmation": null, "note": null, "user_input_schema": null,
+            "user_input": null, "external_result": null, "approval_type": "required", "approval_id": "a1",
+            "member": null, "resolved_by": null
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn an_agent_tool_answer_confirms_its_call() {
+        let answer: AnswerWire =
+            serde_json::from_value(json!({"tool_call_id": "call_1", "tool_name": "x", "confirmed": true})).unwrap();
+        let requirement = answer.into_requirement(&[paused()]).unwrap();
+        assert_eq!(requirement.confirmation, Some(true));
+    }
+
+    #[test]
+    fn a_team_requirement_answer_reads_its_top_level_confirmation() {
+        let answer: AnswerWire = serde_json::from_value(
+            json!({"id": "r", "confirmation": false, "confirmation_note": "no", "tool_execution": {"tool_call_id": "call_1"}}),
+        )
+        .unwrap();
+        let requirement = answer.into_requirement(&[paused()]).unwrap();
+        assert_eq!((requirement.confirmation, requirement.note.as_deref()), (Some(false), Some("no")));
+    }
+
+    #[test]
+    fn an_answer_to_no_paused_call_is_refused_by_name() {
+        let answer: AnswerWire = serde_json::from_value(json!({"tool_call_id": "call_9"})).unwrap();
+        assert_eq!(answer.into_requirement(&[paused()]).unwrap_err(), "the run has no paused tool call `call_9`");
+    }
+
+    #[test]
+    fn every_tool_execution_key_is_present() {
+        let wire = serde_json::to_value(ToolExecutionWire::new(&paused().tool_execution, Some(&paused()))).unwrap();
+        for key in
+            ["tool_call_error", "metrics", "confirmed", "user_feedback_schema", "approval_id", "parent_tool_call_id"]
+        {
+            assert!(wire.get(key).is_some(), "{key}");
+        }
+        assert_eq!(wire["requires_confirmation"], json!(true));
+    }
 }
