@@ -11,20 +11,24 @@
 # It prints the instructions per cycle, the shares spent in malloc/free/realloc and in the
 # trail's SHA-256, and the functions that cost the most per cycle.
 set -euo pipefail
+# A failure inside `$(...)` fails the script too, rather than giving a figure from what failed.
+shopt -s inherit_errexit
 cd "$(dirname "$0")/.."
 n="${1:-500}"
 command -v valgrind >/dev/null || { echo "instructions.sh needs valgrind" >&2; exit 1; }
 
-bench=$(cargo bench --bench approval_cycle --no-run --message-format=json 2>/dev/null \
-  | sed -n 's/.*"executable":"\([^"]*approval_cycle[^"]*\)".*/\1/p' | tail -1)
-[ -x "$bench" ] || { echo "could not build the approval_cycle benchmark" >&2; exit 1; }
+bench=$(cargo bench --bench approval_cycle --no-run --message-format=json \
+  | sed -n 's/.*"executable":"\([^"]*approval_cycle[^"]*\)".*/\1/p' | tail -1) \
+  || { echo "could not build the approval_cycle benchmark" >&2; exit 1; }
+[ -x "$bench" ] || { echo "could not find the approval_cycle benchmark" >&2; exit 1; }
 
 out=$(mktemp -d)
 trap 'rm -rf "$out"' EXIT
 count() {
   valgrind --tool=callgrind --callgrind-out-file="$out/$1.out" \
     --collect-atstart=no --toggle-collect='tokio::runtime::scheduler::multi_thread::worker::run' \
-    "$bench" --bench --backend memory --n "$1" --warmup 0 >/dev/null 2>"$out/$1.log"
+    "$bench" --bench --backend memory --n "$1" --warmup 0 >/dev/null 2>"$out/$1.log" \
+    || { echo "the benchmark failed under valgrind:" >&2; cat "$out/$1.log" >&2; return 1; }
   sed -n 's/^summary: //p' "$out/$1.out"
 }
 small=$(count "$n")

@@ -68,9 +68,11 @@ struct Paused {
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    // A file the caller names is its to keep; the example's own goes when it ends.
+    let scratch = common::ExampleDb::new("admin_server");
     let db_path = match std::env::var_os("KERN_DB") {
         Some(path) => common::emptied(std::path::PathBuf::from(path)),
-        None => common::fresh_db("admin_server"),
+        None => scratch.path().to_owned(),
     };
     let db = SqliteDb::open(db_path).await?;
     let script = ScriptedModel::new()

@@ -17,7 +17,8 @@ fn apply_migration(name: String) -> String {
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let db = SqliteDb::open(common::fresh_db("external_execution")).await?;
+    let scratch = common::ExampleDb::new("external_execution");
+    let db = SqliteDb::open(scratch.path()).await?;
     let script = ScriptedModel::new()
         .when_user_contains("migration", Reply::call("apply_migration", json!({"name": "2026_11_add_index"})));
     let agent =

@@ -22,7 +22,8 @@ fn refund_order(order_id: String, amount_cents: u64) -> String {
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let db = SqliteDb::open(common::fresh_db("list_and_resolve")).await?;
+    let scratch = common::ExampleDb::new("list_and_resolve");
+    let db = SqliteDb::open(scratch.path()).await?;
     let script = ScriptedModel::new()
         .when_user_contains("A-100", Reply::call("refund_order", json!({"order_id": "A-100", "amount_cents": 1999})))
         .when_user_contains("B-200", Reply::call("refund_order", json!({"order_id": "B-200", "amount_cents": 250000})))

@@ -34,7 +34,8 @@ fn describe(events: &[TrailEvent]) -> String {
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let db = SqliteDb::open(common::fresh_db("approval_policy")).await?;
+    let scratch = common::ExampleDb::new("approval_policy");
+    let db = SqliteDb::open(scratch.path()).await?;
     let model = common::model(
         ScriptedModel::new()
             .when_user_contains("large", Reply::call("pay_vendor", json!({"vendor": "acme", "amount": 5000})))

@@ -17,7 +17,8 @@ fn pay_vendor(vendor: String, amount_eur: u32) -> String {
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let db = SqliteDb::open(common::fresh_db("user_input")).await?;
+    let scratch = common::ExampleDb::new("user_input");
+    let db = SqliteDb::open(scratch.path()).await?;
     let script = ScriptedModel::new().when_user_contains("pay", Reply::call("pay_vendor", json!({"vendor": "ACME"})));
     let agent =
         Agent::builder().name("finance-agent").model(common::model(script)).tool(PayVendor).db(db.clone()).build()?;

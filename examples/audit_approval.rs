@@ -18,7 +18,8 @@ fn export_customer_data(customer_id: String) -> String {
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let db = SqliteDb::open(common::fresh_db("audit")).await?;
+    let scratch = common::ExampleDb::new("audit");
+    let db = SqliteDb::open(scratch.path()).await?;
     let script = ScriptedModel::new()
         .when_user_contains("export", Reply::call("export_customer_data", json!({"customer_id": "c-77"})));
     let agent = Agent::builder()

@@ -18,7 +18,8 @@ async fn delete_user_data(user_id: String) -> String {
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let db = SqliteDb::builder().db_file(common::fresh_db("quickstart")).approvals_table("approvals").build().await?;
+    let scratch = common::ExampleDb::new("quickstart");
+    let db = SqliteDb::builder().db_file(scratch.path()).approvals_table("approvals").build().await?;
     let model = common::model(
         ScriptedModel::new().when_user_contains("delete", Reply::call("delete_user_data", json!({"user_id": "42"}))),
     );

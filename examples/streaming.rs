@@ -22,7 +22,8 @@ fn restart_service(name: String) -> String {
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let db = SqliteDb::open(common::fresh_db("streaming")).await?;
+    let scratch = common::ExampleDb::new("streaming");
+    let db = SqliteDb::open(scratch.path()).await?;
     let script = ScriptedModel::new()
         .when_user_contains("slow", Reply::call("restart_service", json!({"name": "checkout"})))
         .when_user_contains("hello", Reply::text("Hello! I keep an eye on the services and restart them when asked."))

@@ -74,7 +74,8 @@ async fn pattern(team: &Team, db: &SqliteDb, title: &str, input: &str) -> Result
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let db = SqliteDb::open(common::fresh_db("team")).await?;
+    let scratch = common::ExampleDb::new("team");
+    let db = SqliteDb::open(scratch.path()).await?;
     let team = team(&db)?;
     pattern(&team, &db, "1. tool on the team", "close the account of c-9").await?;
     pattern(&team, &db, "2. tool on a member", "refund c-9").await?;

@@ -11,7 +11,7 @@
 mod common;
 
 use std::path::Path;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use kern::prelude::*;
 use kern::worker::RunOutcome;
@@ -33,8 +33,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         return approve(Path::new(db_file), row_id).await;
     }
 
-    let db_file = common::fresh_db("worker");
-    let db = SqliteDb::open(&db_file).await?;
+    let scratch = common::ExampleDb::new("worker");
+    let db_file = scratch.path();
+    let db = SqliteDb::open(db_file).await?;
     let script = ScriptedModel::new()
         .when_user_contains("pump", Reply::call("ship_part", json!({"part": "pump P-7", "customer": "acme"})))
         .after_tool("ship_part", Reply::text("Done: {result}"));
@@ -61,13 +62,19 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         return Err("the admin process failed".into());
     }
 
-    let finished = loop {
-        match outcomes.recv().await? {
-            RunOutcome::Continued(output) if output.run_id == run.run_id => break output,
-            RunOutcome::Failed { run_id, error } if run_id == run.run_id => return Err(error.to_string().into()),
-            _ => {}
+    let outcome = async {
+        loop {
+            match outcomes.recv().await {
+                Ok(RunOutcome::Continued(output)) if output.run_id == run.run_id => return Ok(output),
+                Ok(RunOutcome::Failed { run_id, error }) if run_id == run.run_id => return Err(error.to_string()),
+                Ok(_) => {}
+                Err(error) => return Err(error.to_string()),
+            }
         }
     };
+    let finished = tokio::time::timeout(Duration::from_secs(30), outcome)
+        .await
+        .map_err(|_| "the worker did not continue the run within 30 s")??;
     println!(
         "the worker continued run {} {} ms after the approval: {}: {}",
         finished.run_id,

@@ -1,6 +1,6 @@
-//! What every example shares: the model to use and a fresh database file.
+//! What every example shares: the model to use and a database file of its own.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use kern::models::{Model, OpenAiCompatible, ScriptedModel};
@@ -17,9 +17,27 @@ pub fn model(script: ScriptedModel) -> Arc<dyn Model> {
     }
 }
 
-/// A database file for the example, emptied so each run starts from scratch.
-pub fn fresh_db(name: &str) -> PathBuf {
-    emptied(std::env::temp_dir().join(format!("kern-example-{name}.db")))
+/// A database file for one run of the example: new (its name carries the process id, so that
+/// two runs at once keep apart) and removed, with its journal, when the example ends.
+pub struct ExampleDb(PathBuf);
+
+impl ExampleDb {
+    /// The file of example `name`.
+    pub fn new(name: &str) -> Self {
+        let path = std::env::temp_dir().join(format!("kern-example-{name}-{}.db", std::process::id()));
+        ExampleDb(emptied(path))
+    }
+
+    /// Where it is.
+    pub fn path(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Drop for ExampleDb {
+    fn drop(&mut self) {
+        emptied(self.0.clone());
+    }
 }
 
 /// `path`, with the database file there (and its journal) removed.
