@@ -700,7 +700,7 @@ struct Floor {
 /// commit) and as many one-row reads, spread over `options.concurrency` connections.
 async fn time_floor<C>(connect: C::Options, create: &str, options: &Options) -> Result<Floor, BoxError>
 where
-    C: sqlx::Connection,
+    C: sqlx::Connection + 'static,
     for<'c> &'c mut C: sqlx::Executor<'c, Database = C::Database>,
     for<'q> <C::Database as sqlx::Database>::Arguments<'q>: sqlx::IntoArguments<'q, C::Database>,
 {
@@ -708,12 +708,16 @@ where
     sqlx::raw_sql(create).execute(&mut conn).await?;
     sqlx::query("INSERT INTO floor_probe (note) VALUES ('probe')").execute(&mut conn).await?;
     let per_task = options.n.div_ceil(options.concurrency).max(1);
+    // Connected before the clock starts: the floor is the commits and reads, not the opening.
+    let mut connections = Vec::with_capacity(options.concurrency);
+    for _ in 0..options.concurrency {
+        connections.push(C::connect_with(&connect).await?);
+    }
     let started = Instant::now();
-    let tasks: Vec<_> = (0..options.concurrency)
-        .map(|_| {
-            let connect = connect.clone();
+    let tasks: Vec<_> = connections
+        .into_iter()
+        .map(|mut conn| {
             tokio::spawn(async move {
-                let mut conn = C::connect_with(&connect).await?;
                 let mut timings = Vec::with_capacity(per_task);
                 for _ in 0..per_task {
                     let t0 = Instant::now();
