@@ -68,11 +68,14 @@ struct Paused {
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
-    // A file the caller names is its to keep; the example's own goes when it ends.
+    let smoke = std::env::var_os("KERN_EXAMPLE_SMOKE").is_some();
+    // A file the caller names is its to keep. A smoke run's own goes when it ends; a server
+    // stopped with Ctrl-C ends without cleaning up, so it reuses one file, emptied each start.
     let scratch = common::ExampleDb::new("admin_server");
     let db_path = match std::env::var_os("KERN_DB") {
         Some(path) => common::emptied(std::path::PathBuf::from(path)),
-        None => scratch.path().to_owned(),
+        None if smoke => scratch.path().to_owned(),
+        None => common::emptied(std::env::temp_dir().join("kern-example-admin_server.db")),
     };
     let db = SqliteDb::open(db_path).await?;
     let script = ScriptedModel::new()
@@ -122,7 +125,6 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .build()?;
     tokio::spawn(worker.run(std::future::pending()));
 
-    let smoke = std::env::var_os("KERN_EXAMPLE_SMOKE").is_some();
     let addr = if smoke {
         "127.0.0.1:0".to_owned()
     } else {
