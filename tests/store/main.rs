@@ -105,6 +105,7 @@ suite! {
         policy::a_row_with_a_policy_is_decided_only_by_eligible_principals,
         policy::a_quorum_of_distinct_approvers_approves,
         policy::a_principal_hands_over_values_and_results,
+        policy::a_row_whose_policy_its_call_cannot_honour_is_refused,
         policy::one_eligible_rejection_rejects,
         policy::the_runs_user_may_not_decide_where_the_policy_forbids_it,
         policy::of_64_concurrent_voters_exactly_the_quorum_is_counted,

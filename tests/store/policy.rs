@@ -91,6 +91,21 @@ pub async fn a_principal_hands_over_values_and_results(store: Arc<dyn Store>) {
     assert_eq!(Decision::reject("no").with_values(serde_json::Map::new()), Decision::reject("no"));
 }
 
+pub async fn a_row_whose_policy_its_call_cannot_honour_is_refused(store: Arc<dyn Store>) {
+    for (row, reason) in [
+        (with_policy(user_input_approval("run-1"), ApprovalPolicy::REQUIRED.quorum(2)), "a quorum"),
+        (with_policy(external_approval("run-1"), ApprovalPolicy::REQUIRED.quorum(2)), "a quorum"),
+        (with_policy(external_approval("run-1"), ApprovalPolicy::REQUIRED.allow_edit()), "does not run here"),
+    ] {
+        let err = store.save_runs(&[], std::slice::from_ref(&row), &[]).await.unwrap_err();
+        assert!(matches!(&err, Error::InvalidInput { field: "policy", reason: r } if r.contains(reason)), "{err:?}");
+        assert!(store.get_approval(&row.id).await.unwrap().is_none(), "nothing is written");
+    }
+    // The same policies suit a confirmation.
+    let both = with_policy(approval("run-1"), ApprovalPolicy::REQUIRED.quorum(2).allow_edit());
+    create(&*store, &both).await;
+}
+
 pub async fn one_eligible_rejection_rejects(store: Arc<dyn Store>) {
     let row = with_policy(approval("run-1"), ApprovalPolicy::REQUIRED.approvers(["finance"]).quorum(3));
     create(&*store, &row).await;

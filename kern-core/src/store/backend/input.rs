@@ -1,13 +1,14 @@
 //! What a store refuses to write, checked the same way by every store before it writes anything:
-//! a key it could not look up, and a JSON value it could not read back (see [`crate::limits`]).
+//! a key it could not look up, a JSON value it could not read back (see [`crate::limits`]), and
+//! a row whose policy its call cannot honour.
 //!
 //! The records are destructured whole, so that a field added to one of them must be placed
 //! here (as a key, as JSON, or as neither) before the crate compiles again.
 
 use serde_json::Value;
 
-use crate::approval::{Approval, ApprovalUpdate, RowPolicy};
-use crate::error::Result;
+use crate::approval::{Approval, ApprovalUpdate, PauseType, RowPolicy};
+use crate::error::{Error, Result};
 use crate::keys::ApiKey;
 use crate::limits::{check_json, check_json_object, check_key, check_name};
 use crate::run::{Delegation, MemberRun, RunRecord, RunRequirement, ToolExecution};
@@ -18,11 +19,17 @@ use crate::run::{Delegation, MemberRun, RunRecord, RunRequirement, ToolExecution
 /// requirements, resolution data, metadata) nested too deep. The error,
 /// [`Error::InvalidInput`](crate::Error::InvalidInput), names the field; the store writes
 /// nothing.
+///
+/// A row whose policy its call cannot honour is refused too, as the tool builders refuse the
+/// policy: a quorum over a user-input or external-execution call (its values or result come from
+/// one approver, and the last voter's would stand for all), or edits of a call that does not
+/// run here.
 pub fn check_save(runs: &[RunRecord], new_approvals: &[Approval]) -> Result<()> {
     runs.iter().try_for_each(run)?;
     new_approvals.iter().try_for_each(|row| {
         approval_keys(row)?;
-        approval_json(row)
+        approval_json(row)?;
+        approval_policy(row)
     })
 }
 
@@ -132,6 +139,22 @@ fn approval_json(row: &Approval) -> Result<()> {
     requirements.iter().try_for_each(requirement)?;
     optional_json("resolution_data", resolution_data.as_ref())?;
     policy.as_ref().map_or(Ok(()), row_policy)
+}
+
+/// Refuses a row whose policy its kind of call cannot honour (see [`check_save`]).
+fn approval_policy(row: &Approval) -> Result<()> {
+    let Some(policy) = &row.policy else { return Ok(()) };
+    let refuse = |reason: &str| Err(Error::InvalidInput { field: "policy", reason: reason.to_owned() });
+    match row.pause_type {
+        PauseType::UserInput | PauseType::ExternalExecution if policy.quorum > 1 => refuse(
+            "a quorum approves a call as it stands; a user-input or external-execution call is completed by the \
+             one approver who gives its values or result",
+        ),
+        PauseType::ExternalExecution if policy.allow_edit => {
+            refuse("an external-execution call does not run here: edited arguments would change nothing")
+        }
+        _ => Ok(()),
+    }
 }
 
 fn row_policy(policy: &RowPolicy) -> Result<()> {
