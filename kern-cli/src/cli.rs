@@ -10,6 +10,7 @@ use kern_core::approval::{ApprovalStatus, PageCursor};
 use kern_core::keys::Scope;
 use kern_core::limits;
 use kern_core::run::RunStatus;
+use kern_core::trail::Checkpoint;
 use kern_server::PublicOrigin;
 use serde_json::{Map, Value};
 
@@ -286,7 +287,16 @@ pub enum KeysCommand {
 #[derive(Debug, Subcommand)]
 pub enum AuditCommand {
     /// Recomputes every row's hash chain; fails with the first broken link.
-    Verify,
+    Verify {
+        /// Also checks the trail against a checkpoint printed earlier by `kern audit
+        /// checkpoint` and kept elsewhere: the events up to it must be those it was taken over.
+        #[arg(long, value_name = "SEQ:DIGEST")]
+        checkpoint: Option<Checkpoint>,
+    },
+    /// Prints the trail's checkpoint (`SEQ:DIGEST`): a digest of every event so far, to keep
+    /// where the database's writers cannot reach and check with `verify --checkpoint`. It
+    /// catches what the chains cannot: a row removed whole, or chains rebuilt end to end.
+    Checkpoint,
     /// Writes the trail's events to standard output (an admin's, through a server).
     Export {
         /// `jsonl` (one event a line, each value as the trail holds it: the export to keep) or

@@ -6,8 +6,10 @@
 //! event (see [`TrailEvent::compute_hash`]). A chain per row, rather than one for the whole
 //! store, lets the writers of different rows commit side by side; the rows' own locks already
 //! order the writers of one row. Stores write an event in the same transaction as the change it
-//! records, and [`verify_row`] (which `Store::verify_trail` runs over every row) recomputes each chain and compares the rows with what their events
-//! say, naming the first link that does not hold.
+//! records, and [`verify_row`] (which `Store::verify_trail` runs over every row) recomputes each
+//! chain and compares the rows with what their events say, naming the first link that does not
+//! hold. A [`Checkpoint`] kept elsewhere catches what the chains cannot: a row removed whole
+//! with its chain, or chains rebuilt by a writer with the database's own rights.
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -483,6 +485,61 @@ fn canonical_object(fields: &mut [(&str, Field<'_>)]) -> Vec<u8> {
     out
 }
 
+/// The whole trail as it stood at one event: a digest folded over every event up to it, in
+/// `seq` order, from each event's `seq` and hash (which covers its content and its chain).
+///
+/// The chains per row catch an event changed or removed inside a chain, but not a row removed
+/// whole with its chain, nor chains rebuilt end to end by a writer with the database's own
+/// rights. Kept where those writers cannot reach (printed by `kern audit checkpoint`, stored
+/// elsewhere), a checkpoint catches both: the trail only grows, so the events up to its `seq`
+/// fold to its digest for as long as nobody rewrote them. Its text form is `SEQ:DIGEST`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Checkpoint {
+    /// The last event folded in; 0 before the first.
+    pub seq: i64,
+    /// The digest of the events up to it (hex SHA-256), [`GENESIS`] before the first.
+    pub digest: String,
+}
+
+impl Default for Checkpoint {
+    fn default() -> Self {
+        Checkpoint { seq: 0, digest: GENESIS.to_owned() }
+    }
+}
+
+impl Checkpoint {
+    /// Folds in the next event, by its `seq` and `hash`.
+    pub fn absorb(&mut self, seq: i64, hash: &str) {
+        self.digest = hex_sha256(format!("{}\n{seq}\n{hash}", self.digest).as_bytes());
+        self.seq = seq;
+    }
+}
+
+impl std::fmt::Display for Checkpoint {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}:{}", self.seq, self.digest)
+    }
+}
+
+/// Why a text is not a [`Checkpoint`].
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("a checkpoint is written SEQ:DIGEST (an event's number and 64 hex digits): {0}")]
+pub struct ParseCheckpointError(String);
+
+impl std::str::FromStr for Checkpoint {
+    type Err = ParseCheckpointError;
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        let refuse = |why: &str| ParseCheckpointError(why.to_owned());
+        let (seq, digest) = text.split_once(':').ok_or_else(|| refuse("no `:`"))?;
+        let seq = seq.parse::<i64>().ok().filter(|seq| *seq >= 0).ok_or_else(|| refuse("the event's number"))?;
+        if digest.len() != 64 || !digest.bytes().all(|byte| matches!(byte, b'0'..=b'9' | b'a'..=b'f')) {
+            return Err(refuse("the digest"));
+        }
+        Ok(Checkpoint { seq, digest: digest.to_owned() })
+    }
+}
+
 fn hex_sha256(bytes: &[u8]) -> String {
     const HEX: &[u8; 16] = b"0123456789abcdef";
     let digest = Sha256::digest(bytes);
@@ -498,6 +555,26 @@ fn hex_sha256(bytes: &[u8]) -> String {
 mod tests {
     use chrono::SecondsFormat;
     use serde_json::json;
+
+    #[test]
+    fn a_checkpoint_folds_events_in_order_and_reads_back_from_its_text() {
+        let fold = |events: &[(i64, &str)]| {
+            let mut checkpoint = super::Checkpoint::default();
+            events.iter().for_each(|(seq, hash)| checkpoint.absorb(*seq, hash));
+            checkpoint
+        };
+        let whole = fold(&[(1, "a"), (2, "b"), (4, "c")]);
+        assert_eq!(whole.seq, 4);
+        assert_ne!(whole, fold(&[(1, "a"), (4, "c")]), "an event removed shows");
+        assert_ne!(whole, fold(&[(2, "b"), (1, "a"), (4, "c")]), "the order counts");
+        assert_ne!(whole, fold(&[(1, "a"), (2, "x"), (4, "c")]), "a hash changed shows");
+        assert_eq!(whole.to_string().parse::<super::Checkpoint>(), Ok(whole.clone()));
+        assert_eq!("0:".to_owned() + super::GENESIS, super::Checkpoint::default().to_string());
+        let (negative, capitals) = (format!("-1:{}", super::GENESIS), format!("4:{}", "A".repeat(64)));
+        for bad in ["", "4", "x:ab", "4:abc", &negative, &capitals] {
+            assert!(bad.parse::<super::Checkpoint>().is_err(), "{bad}");
+        }
+    }
 
     use super::*;
     use crate::approval::{ApprovalType, OnExpire, PauseType, RowPolicy, SourceType};

@@ -1,9 +1,11 @@
-//! `kern audit`: check every row's hash chain, and export the trail's events as JSON lines or
-//! CSV, with a progress line on a terminal.
+//! `kern audit`: check every row's hash chain (and the whole trail against a checkpoint kept
+//! elsewhere), print a checkpoint, and export the trail's events as JSON lines or CSV, with a
+//! progress line on a terminal.
 
 use chrono::{DateTime, SecondsFormat, Utc};
 use kern_core::csv;
 use kern_core::follow::TrailReader;
+use kern_core::trail::Checkpoint;
 use reqwest::StatusCode;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -30,13 +32,14 @@ struct Verified {
 
 pub async fn run(command: AuditCommand, ctx: &Context) -> Outcome {
     match command {
-        AuditCommand::Verify => verify(ctx).await,
+        AuditCommand::Verify { checkpoint } => verify(ctx, checkpoint).await,
+        AuditCommand::Checkpoint => checkpoint(ctx).await,
         AuditCommand::Export { format, since } => export(ctx, format, since).await,
     }
 }
 
-async fn verify(ctx: &Context) -> Outcome {
-    let verified = match &ctx.target {
+async fn verify(ctx: &Context, kept: Option<Checkpoint>) -> Outcome {
+    let mut verified = match &ctx.target {
         Target::Database(db) => {
             let report = db.store().verify_trail().await?;
             let broken = report
@@ -55,6 +58,18 @@ async fn verify(ctx: &Context) -> Outcome {
             verified
         }
     };
+    if let Some(kept) = &kept
+        && verified.broken.is_none()
+    {
+        let (found, _) = fold(ctx, Some(kept.seq)).await?;
+        if found != *kept {
+            verified.ok = false;
+            verified.broken = Some(format!(
+                "its events up to {} are not those checkpoint {kept} was taken over: they fold to {found}",
+                kept.seq
+            ));
+        }
+    }
     if ctx.out.json {
         ctx.out.json_line(&verified)?;
     }
@@ -62,12 +77,44 @@ async fn verify(ctx: &Context) -> Outcome {
         Some(link) => Err(Failure::error(format!("the trail is broken: {link}"))),
         None if ctx.out.json => Ok(()),
         None => ctx.out.line(&format!(
-            "{}: {} rows, {} events, every chain holds",
+            "{}: {} rows, {} events, every chain holds{}",
             ctx.out.paint("trail intact", Some(Colour::Green)),
             verified.rows,
-            verified.events
+            verified.events,
+            kept.map(|kept| format!(", and so does checkpoint {}", kept.seq)).unwrap_or_default()
         )),
     }
+}
+
+/// Prints the checkpoint of the whole trail as it stands.
+async fn checkpoint(ctx: &Context) -> Outcome {
+    let (checkpoint, events) = fold(ctx, None).await?;
+    if ctx.out.json {
+        let json = serde_json::json!({"checkpoint": checkpoint.to_string(), "seq": checkpoint.seq, "events": events});
+        return ctx.out.json_line(&json);
+    }
+    ctx.out.line(&checkpoint.to_string())?;
+    let _ = writeln!(std::io::stderr(), "over {events} events: keep it where the database's writers cannot reach");
+    Ok(())
+}
+
+/// The trail's events folded into a checkpoint in order, up to event `until` (the whole trail
+/// when `None`), and how many were folded.
+async fn fold(ctx: &Context, until: Option<i64>) -> Outcome<(Checkpoint, u64)> {
+    let (mut checkpoint, mut folded, mut cursor) = (Checkpoint::default(), 0u64, 0);
+    loop {
+        let (events, _) = page(ctx, cursor).await?;
+        let Some(tail) = events.last() else { break };
+        cursor = tail.seq;
+        for event in &events {
+            if until.is_some_and(|until| event.seq > until) {
+                return Ok((checkpoint, folded));
+            }
+            checkpoint.absorb(event.seq, &event.hash);
+            folded += 1;
+        }
+    }
+    Ok((checkpoint, folded))
 }
 
 async fn export(ctx: &Context, format: ExportFormat, since: Option<DateTime<Utc>>) -> Outcome {

@@ -1,4 +1,5 @@
-//! `kern audit`: verify the trail, export it as JSON lines or CSV.
+//! `kern audit`: verify the trail (against a checkpoint too), take a checkpoint, export the
+//! trail as JSON lines or CSV.
 
 use std::process::Stdio;
 
@@ -62,24 +63,86 @@ async fn the_trail_verifies_and_exports() {
     .await;
 }
 
-/// Deletes event `index` of row `approval_id`, dropping the database's guard first: what only
-/// the database's owner can do.
+/// Deletes event `index` of row `approval_id`, past the database's guards: what only the
+/// database's owner can do.
 async fn delete_event(db: &TestDb, approval_id: &str, index: u32) {
-    let delete = |table: &str| format!("DELETE FROM {table} WHERE approval_id = '{approval_id}' AND idx = {index}");
+    as_owner(
+        db,
+        &[format!("DELETE FROM {{t:kern_approvals_events}} WHERE approval_id = '{approval_id}' AND idx = {index}")],
+    )
+    .await;
+}
+
+/// Removes row `approval_id` whole, with its votes and its chain of events, past the database's
+/// guards.
+async fn remove_row(db: &TestDb, approval_id: &str) {
+    let statements = ["kern_approvals_votes", "kern_approvals_events"]
+        .map(|table| format!("DELETE FROM {{t:{table}}} WHERE approval_id = '{approval_id}'"));
+    let row = format!("DELETE FROM {{t:kern_approvals}} WHERE id = '{approval_id}'");
+    as_owner(db, &[statements[0].clone(), statements[1].clone(), row]).await;
+}
+
+/// Runs `statements` on the database past the store, after dropping the triggers that refuse
+/// deletes of rows, votes and events: `{t:name}` in a statement stands for table `name`.
+async fn as_owner(db: &TestDb, statements: &[String]) {
+    let guarded = ["kern_approvals", "kern_approvals_events", "kern_approvals_votes"];
     match db {
         TestDb::Sqlite(path) => {
             let mut conn = sqlx::SqliteConnection::connect(&format!("sqlite://{}", path.display())).await.unwrap();
-            conn.execute(sqlx::raw_sql("DROP TRIGGER \"kern_approvals_events_no_delete\"")).await.unwrap();
-            conn.execute(sqlx::raw_sql(&delete("\"kern_approvals_events\""))).await.unwrap();
+            for table in guarded {
+                conn.execute(sqlx::raw_sql(&format!("DROP TRIGGER IF EXISTS \"{table}_no_delete\""))).await.unwrap();
+            }
+            for statement in statements {
+                let sql = guarded.iter().rev().fold(statement.clone(), |sql, table| {
+                    sql.replace(&format!("{{t:{table}}}"), &format!("\"{table}\""))
+                });
+                conn.execute(sqlx::raw_sql(&sql)).await.unwrap();
+            }
         }
         TestDb::Postgres { url, schema } => {
-            let table = format!("\"{schema}\".\"kern_approvals_events\"");
             let mut conn = sqlx::PgConnection::connect(url).await.unwrap();
-            let drop_guard = format!("DROP TRIGGER \"kern_approvals_events_no_delete\" ON {table}");
-            conn.execute(sqlx::raw_sql(&drop_guard)).await.unwrap();
-            conn.execute(sqlx::raw_sql(&delete(&table))).await.unwrap();
+            let qualified = |table: &str| format!("\"{schema}\".\"{table}\"");
+            for table in guarded {
+                let drop_guard = format!("DROP TRIGGER IF EXISTS \"{table}_no_delete\" ON {}", qualified(table));
+                conn.execute(sqlx::raw_sql(&drop_guard)).await.unwrap();
+            }
+            for statement in statements {
+                let sql = guarded
+                    .iter()
+                    .rev()
+                    .fold(statement.clone(), |sql, table| sql.replace(&format!("{{t:{table}}}"), &qualified(table)));
+                conn.execute(sqlx::raw_sql(&sql)).await.unwrap();
+            }
         }
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_checkpoint_kept_elsewhere_catches_a_row_removed_whole() {
+    each_scene(|Scene { db, agent, .. }| async move {
+        let (_, first) = seed::pause(&agent, "delete user 42", "user-1").await;
+        db.kern(&["approvals", "approve", &first, "--as", "alice"]).ok();
+        let checkpoint = db.kern(&["audit", "checkpoint"]).ok().trim().to_owned();
+        let taken = db.kern(&["audit", "checkpoint", "--json"]).json();
+        assert_eq!(taken["checkpoint"], checkpoint.as_str());
+        assert_eq!(taken["events"], 3);
+
+        // The trail grows past it: the checkpoint still holds.
+        seed::pause(&agent, "delete user 43", "user-2").await;
+        let holds = db.kern(&["audit", "verify", "--checkpoint", &checkpoint]);
+        assert!(holds.ok().contains("and so does checkpoint"), "{holds:?}");
+
+        // A row removed whole, with its votes and its chain: every chain left holds, and only the
+        // checkpoint tells.
+        remove_row(&db, &first).await;
+        db.kern(&["audit", "verify"]).ok();
+        let broken = db.kern(&["audit", "verify", "--checkpoint", &checkpoint]);
+        assert!(broken.fails(1).contains(&format!("not those checkpoint {checkpoint} was taken over")), "{broken:?}");
+        let report = db.kern(&["audit", "verify", "--json", "--checkpoint", &checkpoint]);
+        assert_eq!(report.code, 1, "{report:?}");
+        db.kern(&["audit", "verify", "--checkpoint", "12:not-a-digest"]).fails(2);
+    })
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
