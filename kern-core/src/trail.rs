@@ -493,6 +493,10 @@ fn canonical_object(fields: &mut [(&str, Field<'_>)]) -> Vec<u8> {
 /// rights. Kept where those writers cannot reach (printed by `kern audit checkpoint`, stored
 /// elsewhere), a checkpoint catches both: the trail only grows, so the events up to its `seq`
 /// fold to its digest for as long as nobody rewrote them. Its text form is `SEQ:DIGEST`.
+///
+/// Taken while writers work, it holds the events committed by then. On Postgres an event may
+/// commit after one with a higher number; the readers of the trail wait for such a gap to fill
+/// (up to 2 s), so one that commits later still would make a checkpoint taken in between fail.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Checkpoint {
     /// The last event folded in; 0 before the first.
