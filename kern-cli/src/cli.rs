@@ -295,7 +295,9 @@ pub enum AuditCommand {
     },
     /// Prints the trail's checkpoint (`SEQ:DIGEST`): a digest of every event so far, to keep
     /// where the database's writers cannot reach and check with `verify --checkpoint`. It
-    /// catches what the chains cannot: a row removed whole, or chains rebuilt end to end.
+    /// catches what the chains cannot: a row removed whole, or chains rebuilt end to end. It
+    /// stops before a gap in the events' numbers that may still fill (one followed by events
+    /// less than a minute old).
     Checkpoint,
     /// Writes the trail's events to standard output (an admin's, through a server).
     Export {

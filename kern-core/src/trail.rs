@@ -494,9 +494,10 @@ fn canonical_object(fields: &mut [(&str, Field<'_>)]) -> Vec<u8> {
 /// elsewhere), a checkpoint catches both: the trail only grows, so the events up to its `seq`
 /// fold to its digest for as long as nobody rewrote them. Its text form is `SEQ:DIGEST`.
 ///
-/// Taken while writers work, it holds the events committed by then. On Postgres an event may
-/// commit after one with a higher number; the readers of the trail wait for such a gap to fill
-/// (up to 2 s), so one that commits later still would make a checkpoint taken in between fail.
+/// Taken while writers work, it must not end past a gap in the numbers that may still fill (on
+/// Postgres an event may commit after one with a higher number): `kern audit checkpoint` stops
+/// before the first gap followed by events written less than a minute ago
+/// ([`SETTLED_AGE`](crate::follow::SETTLED_AGE)).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Checkpoint {
     /// The last event folded in; 0 before the first.
@@ -535,12 +536,16 @@ impl std::str::FromStr for Checkpoint {
 
     fn from_str(text: &str) -> Result<Self, Self::Err> {
         let refuse = |why: &str| ParseCheckpointError(why.to_owned());
-        let (seq, digest) = text.split_once(':').ok_or_else(|| refuse("no `:`"))?;
-        let seq = seq.parse::<i64>().ok().filter(|seq| *seq >= 0).ok_or_else(|| refuse("the event's number"))?;
-        if digest.len() != 64 || !digest.bytes().all(|byte| matches!(byte, b'0'..=b'9' | b'a'..=b'f')) {
-            return Err(refuse("the digest"));
+        let (seq, digest) = text.split_once(':').ok_or_else(|| refuse("there is no `:`"))?;
+        let seq = seq
+            .parse::<i64>()
+            .ok()
+            .filter(|seq| *seq >= 0)
+            .ok_or_else(|| refuse("the event's number is not a whole number of 0 or more"))?;
+        if digest.len() != 64 || !digest.bytes().all(|byte| byte.is_ascii_hexdigit()) {
+            return Err(refuse("the digest is not 64 hex digits"));
         }
-        Ok(Checkpoint { seq, digest: digest.to_owned() })
+        Ok(Checkpoint { seq, digest: digest.to_ascii_lowercase() })
     }
 }
 
@@ -574,8 +579,10 @@ mod tests {
         assert_ne!(whole, fold(&[(1, "a"), (2, "x"), (4, "c")]), "a hash changed shows");
         assert_eq!(whole.to_string().parse::<super::Checkpoint>(), Ok(whole.clone()));
         assert_eq!("0:".to_owned() + super::GENESIS, super::Checkpoint::default().to_string());
-        let (negative, capitals) = (format!("-1:{}", super::GENESIS), format!("4:{}", "A".repeat(64)));
-        for bad in ["", "4", "x:ab", "4:abc", &negative, &capitals] {
+        let shouted = whole.to_string().to_ascii_uppercase();
+        assert_eq!(shouted.parse::<super::Checkpoint>(), Ok(whole.clone()), "hex is read in either case");
+        let (negative, not_hex) = (format!("-1:{}", super::GENESIS), format!("4:{}", "g".repeat(64)));
+        for bad in ["", "4", "x:ab", "4:abc", &negative, &not_hex] {
             assert!(bad.parse::<super::Checkpoint>().is_err(), "{bad}");
         }
     }

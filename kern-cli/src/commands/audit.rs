@@ -4,7 +4,7 @@
 
 use chrono::{DateTime, SecondsFormat, Utc};
 use kern_core::csv;
-use kern_core::follow::TrailReader;
+use kern_core::follow::{SETTLED_AGE, TrailReader};
 use kern_core::trail::Checkpoint;
 use reqwest::StatusCode;
 use serde::{Deserialize, Serialize};
@@ -28,6 +28,9 @@ struct Verified {
     events: u64,
     /// The first link that does not hold.
     broken: Option<String>,
+    /// The checkpoint the trail was checked against, when it held.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    checkpoint: Option<String>,
 }
 
 pub async fn run(command: AuditCommand, ctx: &Context) -> Outcome {
@@ -45,7 +48,7 @@ async fn verify(ctx: &Context, kept: Option<Checkpoint>) -> Outcome {
             let broken = report
                 .broken
                 .map(|link| format!("approval {} event {}: {}", link.approval_id, link.index, link.reason));
-            Verified { ok: broken.is_none(), rows: report.approvals, events: report.events, broken }
+            Verified { ok: broken.is_none(), rows: report.approvals, events: report.events, broken, checkpoint: None }
         }
         Target::Server(client) => {
             // 409 is the server's answer for a broken trail: a finding, not a failed request.
@@ -62,12 +65,23 @@ async fn verify(ctx: &Context, kept: Option<Checkpoint>) -> Outcome {
         && verified.broken.is_none()
     {
         let (found, _) = fold(ctx, Some(kept.seq)).await?;
-        if found != *kept {
-            verified.ok = false;
-            verified.broken = Some(format!(
+        let differs = if found.seq != kept.seq {
+            Some(format!(
+                "event {}, checkpoint {kept}'s last, is not in the trail (its events up to it end at {}): events \
+                 were removed, or the checkpoint is of another database",
+                kept.seq, found.seq
+            ))
+        } else if found != *kept {
+            Some(format!(
                 "its events up to {} are not those checkpoint {kept} was taken over: they fold to {found}",
                 kept.seq
-            ));
+            ))
+        } else {
+            None
+        };
+        match differs {
+            Some(differs) => (verified.ok, verified.broken) = (false, Some(differs)),
+            None => verified.checkpoint = Some(kept.to_string()),
         }
     }
     if ctx.out.json {
@@ -86,7 +100,8 @@ async fn verify(ctx: &Context, kept: Option<Checkpoint>) -> Outcome {
     }
 }
 
-/// Prints the checkpoint of the whole trail as it stands.
+/// Prints the checkpoint of the trail as it stands, up to the first gap in its numbers that may
+/// still fill (see [`fold`]).
 async fn checkpoint(ctx: &Context) -> Outcome {
     let (checkpoint, events) = fold(ctx, None).await?;
     if ctx.out.json {
@@ -98,20 +113,30 @@ async fn checkpoint(ctx: &Context) -> Outcome {
     Ok(())
 }
 
-/// The trail's events folded into a checkpoint in order, up to event `until` (the whole trail
-/// when `None`), and how many were folded.
+/// The trail's events folded into a checkpoint in order, and how many were folded: up to event
+/// `until`, or when `None` up to the first gap in the numbers that is followed by an event
+/// written less than [`SETTLED_AGE`] ago. Such a gap may still fill (on Postgres an event may
+/// commit after one with a higher number), and a checkpoint past it would then fail for good.
 async fn fold(ctx: &Context, until: Option<i64>) -> Outcome<(Checkpoint, u64)> {
+    let settled = Utc::now() - SETTLED_AGE;
     let (mut checkpoint, mut folded, mut cursor) = (Checkpoint::default(), 0u64, 0);
     loop {
         let (events, _) = page(ctx, cursor).await?;
         let Some(tail) = events.last() else { break };
         cursor = tail.seq;
         for event in &events {
-            if until.is_some_and(|until| event.seq > until) {
+            let past_end = match until {
+                Some(until) => event.seq > until,
+                None => event.seq != checkpoint.seq + 1 && event.at > settled,
+            };
+            if past_end {
                 return Ok((checkpoint, folded));
             }
             checkpoint.absorb(event.seq, &event.hash);
             folded += 1;
+        }
+        if until.is_some_and(|until| cursor >= until) {
+            break;
         }
     }
     Ok((checkpoint, folded))

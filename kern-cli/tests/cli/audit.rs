@@ -122,18 +122,19 @@ async fn a_checkpoint_kept_elsewhere_catches_a_row_removed_whole() {
     each_scene(|Scene { db, agent, .. }| async move {
         let (_, first) = seed::pause(&agent, "delete user 42", "user-1").await;
         db.kern(&["approvals", "approve", &first, "--as", "alice"]).ok();
+        seed::pause(&agent, "delete user 43", "user-2").await;
         let checkpoint = db.kern(&["audit", "checkpoint"]).ok().trim().to_owned();
         let taken = db.kern(&["audit", "checkpoint", "--json"]).json();
         assert_eq!(taken["checkpoint"], checkpoint.as_str());
-        assert_eq!(taken["events"], 3);
+        assert_eq!(taken["events"], 4);
 
         // The trail grows past it: the checkpoint still holds.
-        seed::pause(&agent, "delete user 43", "user-2").await;
+        seed::pause(&agent, "delete user 44", "user-3").await;
         let holds = db.kern(&["audit", "verify", "--checkpoint", &checkpoint]);
         assert!(holds.ok().contains("and so does checkpoint"), "{holds:?}");
 
-        // A row removed whole, with its votes and its chain: every chain left holds, and only the
-        // checkpoint tells.
+        // The first row removed whole, with its votes and its chain: every chain left holds, and
+        // only the checkpoint tells.
         remove_row(&db, &first).await;
         db.kern(&["audit", "verify"]).ok();
         let broken = db.kern(&["audit", "verify", "--checkpoint", &checkpoint]);
@@ -141,6 +142,10 @@ async fn a_checkpoint_kept_elsewhere_catches_a_row_removed_whole() {
         let report = db.kern(&["audit", "verify", "--json", "--checkpoint", &checkpoint]);
         assert_eq!(report.code, 1, "{report:?}");
         db.kern(&["audit", "verify", "--checkpoint", "12:not-a-digest"]).fails(2);
+        // A checkpoint past the trail's end names the event it misses.
+        let beyond = format!("999{}", &checkpoint[checkpoint.find(':').unwrap()..]);
+        let missing = db.kern(&["audit", "verify", "--checkpoint", &beyond]);
+        assert!(missing.fails(1).contains("event 999, checkpoint"), "{missing:?}");
     })
     .await;
 }

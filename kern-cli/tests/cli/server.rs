@@ -227,6 +227,11 @@ async fn runs_are_cancelled_and_recovered_and_the_trail_exported_through_a_serve
             .collect();
         assert_eq!(kinds.iter().filter(|kind| *kind == "executed").count(), 1, "{kinds:?}");
         assert_eq!(through(&url, key, &["audit", "export", "--since", "2999-01-01T00:00:00Z"]).ok(), "");
+        // A checkpoint through the server is the checkpoint from the database, and holds there.
+        let checkpoint = db.kern(&["audit", "checkpoint"]).ok().trim().to_owned();
+        assert_eq!(through(&url, key, &["audit", "checkpoint"]).ok().trim(), checkpoint);
+        let held = through(&url, key, &["audit", "verify", "--json", "--checkpoint", &checkpoint]).json();
+        assert_eq!((held["ok"].as_bool(), held["checkpoint"].as_str()), (Some(true), Some(checkpoint.as_str())));
         through(&url, reader, &["audit", "export"]).fails(5);
     })
     .await;
