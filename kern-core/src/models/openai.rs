@@ -28,7 +28,16 @@ use crate::BoxFuture;
 #[derive(Clone)]
 pub struct OpenAiCompatible {
     endpoint: Endpoint,
-    max_tokens: Option<u32>,
+    token_limit: Option<TokenLimit>,
+}
+
+/// The most tokens one answer may have, under the field that carries it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum TokenLimit {
+    /// `max_tokens`, which OpenAI-compatible servers read.
+    MaxTokens(u32),
+    /// `max_completion_tokens`, OpenAI's own, which its reasoning models require.
+    MaxCompletionTokens(u32),
 }
 
 impl OpenAiCompatible {
@@ -43,7 +52,7 @@ impl OpenAiCompatible {
     /// A provider for `model` on OpenAI, without an API key, a 120s timeout and the default
     /// [`RetryPolicy`](super::RetryPolicy).
     pub fn new(model: impl Into<String>) -> Self {
-        OpenAiCompatible { endpoint: Endpoint::new("openai", model.into(), Self::DEFAULT_BASE_URL), max_tokens: None }
+        OpenAiCompatible { endpoint: Endpoint::new("openai", model.into(), Self::DEFAULT_BASE_URL), token_limit: None }
     }
 
     /// Configures from the environment, for examples that fall back to a scripted model:
@@ -55,7 +64,7 @@ impl OpenAiCompatible {
 
     fn from_vars(var: impl Fn(&str) -> Option<String>) -> Option<Self> {
         let endpoint = Endpoint::from_vars(var, &Self::ENV, "openai", Self::DEFAULT_BASE_URL, Self::DEFAULT_MODEL)?;
-        Some(OpenAiCompatible { endpoint, max_tokens: None })
+        Some(OpenAiCompatible { endpoint, token_limit: None })
     }
 
     endpoint_setters! {
@@ -63,9 +72,19 @@ impl OpenAiCompatible {
         api_key: "The key sent as `Authorization: Bearer`. Local servers need none.",
     }
 
-    /// The most tokens one answer may have; the server's default when unset.
+    /// The most tokens one answer may have, sent as `max_tokens`, which OpenAI-compatible
+    /// servers (Ollama, vLLM, llama.cpp...) read; the server's default when unset. OpenAI's
+    /// reasoning models refuse it: use [`max_completion_tokens`](Self::max_completion_tokens).
     pub fn max_tokens(mut self, max_tokens: u32) -> Self {
-        self.max_tokens = Some(max_tokens);
+        self.token_limit = Some(TokenLimit::MaxTokens(max_tokens));
+        self
+    }
+
+    /// The most tokens one answer may have (reasoning included), sent as
+    /// `max_completion_tokens`: OpenAI's own field, which its reasoning models require. Replaces
+    /// [`max_tokens`](Self::max_tokens).
+    pub fn max_completion_tokens(mut self, max_tokens: u32) -> Self {
+        self.token_limit = Some(TokenLimit::MaxCompletionTokens(max_tokens));
         self
     }
 
@@ -75,7 +94,14 @@ impl OpenAiCompatible {
             messages: request.messages.iter().map(WireMessage::from).collect(),
             tools: request.tools.iter().map(WireTool::from).collect(),
             temperature: self.endpoint.temperature,
-            max_tokens: self.max_tokens,
+            max_tokens: match self.token_limit {
+                Some(TokenLimit::MaxTokens(limit)) => Some(limit),
+                _ => None,
+            },
+            max_completion_tokens: match self.token_limit {
+                Some(TokenLimit::MaxCompletionTokens(limit)) => Some(limit),
+                _ => None,
+            },
             stream: false,
             stream_options: None,
         }
@@ -100,7 +126,7 @@ impl fmt::Debug for OpenAiCompatible {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("OpenAiCompatible")
             .field("endpoint", &self.endpoint)
-            .field("max_tokens", &self.max_tokens)
+            .field("token_limit", &self.token_limit)
             .finish()
     }
 }
@@ -185,6 +211,8 @@ struct ChatRequest<'a> {
     temperature: Option<f32>,
     #[serde(skip_serializing_if = "Option::is_none")]
     max_tokens: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    max_completion_tokens: Option<u32>,
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     stream: bool,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -618,6 +646,15 @@ mod tests {
                 "max_tokens": 100,
             })
         );
+    }
+
+    #[test]
+    fn the_token_limit_goes_under_the_field_asked_for() {
+        let body = |model: OpenAiCompatible| body_json(&model, &[Message::user("hi")], &[]);
+        let reasoning = body(OpenAiCompatible::new("o3").max_tokens(50).max_completion_tokens(200));
+        assert_eq!((reasoning.get("max_tokens"), &reasoning["max_completion_tokens"]), (None, &json!(200)));
+        let compatible = body(OpenAiCompatible::new("llama3.1").max_completion_tokens(200).max_tokens(50));
+        assert_eq!((&compatible["max_tokens"], compatible.get("max_completion_tokens")), (&json!(50), None));
     }
 
     #[test]
