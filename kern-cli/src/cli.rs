@@ -154,10 +154,10 @@ pub struct ApprovalFilters {
     /// Only rows created before this time: RFC 3339, or a duration ago (`2h`).
     #[arg(long, value_parser = parse_time, value_name = "TIME")]
     pub until: Option<DateTime<Utc>>,
-    /// Only rows that expire within this duration (`30m`): pending ones, unless --status says
-    /// otherwise.
-    #[arg(long, value_parser = parse_duration, value_name = "DURATION")]
-    pub expiring: Option<Duration>,
+    /// Only rows that expire before this time: RFC 3339, or a duration ahead (`30m`); pending
+    /// ones, unless --status says otherwise.
+    #[arg(long, value_parser = parse_deadline, value_name = "TIME")]
+    pub expiring: Option<DateTime<Utc>>,
     #[command(flatten)]
     pub page: PageArgs,
 }
@@ -400,16 +400,41 @@ fn parse_stale_after(text: &str) -> Result<Duration, String> {
 
 /// A time: RFC 3339, or a duration before now.
 pub fn parse_time(text: &str) -> Result<DateTime<Utc>, String> {
+    parse_instant(text, Direction::Ago)
+}
+
+/// A time to come: RFC 3339, or a duration ahead (`30m`).
+pub fn parse_deadline(text: &str) -> Result<DateTime<Utc>, String> {
+    parse_instant(text, Direction::Ahead)
+}
+
+/// Which way from now a duration given for a time reaches.
+#[derive(Clone, Copy)]
+enum Direction {
+    Ago,
+    Ahead,
+}
+
+/// A time: RFC 3339, or a duration from now, `direction` of it.
+fn parse_instant(text: &str, direction: Direction) -> Result<DateTime<Utc>, String> {
     if let Ok(at) = DateTime::parse_from_rfc3339(text) {
         return Ok(at.with_timezone(&Utc));
     }
-    let ago = parse_duration(text)
-        .map_err(|_| format!("`{text}` is not a time: use RFC 3339 (2026-01-31T09:00:00Z) or a duration ago (2h)"))?;
-    TimeDelta::from_std(ago)
+    let (way, far) = match direction {
+        Direction::Ago => ("ago", "back"),
+        Direction::Ahead => ("ahead", "ahead"),
+    };
+    let duration = parse_duration(text)
+        .map_err(|_| format!("`{text}` is not a time: use RFC 3339 (2026-01-31T09:00:00Z) or a duration {way} (2h)"))?;
+    let now = Utc::now();
+    TimeDelta::from_std(duration)
         .ok()
-        .and_then(|ago| Utc::now().checked_sub_signed(ago))
+        .and_then(|duration| match direction {
+            Direction::Ago => now.checked_sub_signed(duration),
+            Direction::Ahead => now.checked_add_signed(duration),
+        })
         .filter(limits::is_time)
-        .ok_or_else(|| format!("`{text}` reaches too far back"))
+        .ok_or_else(|| format!("`{text}` reaches too far {far}"))
 }
 
 fn parse_json(text: &str) -> Result<Value, String> {
@@ -474,6 +499,16 @@ mod tests {
         assert!(before - TimeDelta::hours(2) <= at && at <= after - TimeDelta::hours(2), "{at}");
         assert!(parse_time("yesterday").is_err());
         assert!(parse_time("5000000d").is_err(), "before the years a lookup may name");
+    }
+
+    #[test]
+    fn deadlines_are_rfc_3339_or_a_duration_ahead() {
+        assert_eq!(parse_deadline("2026-01-31T09:00:00Z").unwrap().to_rfc3339(), "2026-01-31T09:00:00+00:00");
+        let before = Utc::now();
+        let at = parse_deadline("30m").unwrap();
+        assert!(before + TimeDelta::minutes(30) <= at && at <= Utc::now() + TimeDelta::minutes(30), "{at}");
+        assert!(parse_deadline("5000000d").unwrap_err().contains("too far ahead"));
+        assert!(parse_deadline("soon").unwrap_err().contains("a duration ahead"));
     }
 
     #[test]

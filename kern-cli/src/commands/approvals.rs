@@ -5,7 +5,7 @@
 use std::io::Write as _;
 use std::time::Duration;
 
-use chrono::{TimeDelta, Utc};
+use chrono::Utc;
 use kern_core::approval::{ApprovalQuery, ApprovalStatus, Decision};
 use kern_core::follow::TrailReader;
 use serde_json::{Map, Value, json};
@@ -68,11 +68,7 @@ fn wire_row(body: Value) -> Outcome<ApprovalView> {
 async fn list(ctx: &Context, filters: &ApprovalFilters) -> Outcome {
     // Rows about to expire are the pending ones, unless another status is asked for.
     let status = filters.status.or(filters.expiring.map(|_| ApprovalStatus::Pending));
-    let expires_before = filters
-        .expiring
-        .map(|within| TimeDelta::from_std(within).ok().and_then(|within| Utc::now().checked_add_signed(within)))
-        .map(|at| at.ok_or_else(|| Failure::usage("--expiring reaches too far ahead")))
-        .transpose()?;
+    let expires_before = filters.expiring;
     let page = match &ctx.target {
         Target::Database(db) => {
             let query = ApprovalQuery {
@@ -143,7 +139,8 @@ async fn list(ctx: &Context, filters: &ApprovalFilters) -> Outcome {
             plain(or_dash(row.expires_at.map(time).as_deref())),
         ]);
     }
-    // Times as the first page took them: a relative `--since 2h` would have moved on.
+    // Times as the first page took them: a relative `--since 2h` or `--expiring 30m` would have
+    // moved on.
     let at =
         |time: Option<chrono::DateTime<Utc>>| time.map(|at| at.to_rfc3339_opts(chrono::SecondsFormat::Micros, true));
     let args = given(&[
@@ -155,7 +152,7 @@ async fn list(ctx: &Context, filters: &ApprovalFilters) -> Outcome {
         ("run", filters.run.clone()),
         ("since", at(filters.since)),
         ("until", at(filters.until)),
-        ("expiring", filters.expiring.map(|within| format!("{}s", within.as_secs()))),
+        ("expiring", at(filters.expiring)),
         ("limit", Some(filters.page.limit.to_string())),
     ]);
     ctx.out.page(&table, "no rows", &args, page.next_cursor.as_deref())

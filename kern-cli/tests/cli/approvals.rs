@@ -132,6 +132,8 @@ async fn rows_are_rejected_and_cancelled_and_filtered() {
         assert_eq!(ids(&["--since", "1h"]).len(), 3);
         assert!(ids(&["--until", "1h"]).is_empty());
         assert!(ids(&["--expiring", "1h"]).is_empty());
+        assert!(ids(&["--expiring", "2999-01-01T00:00:00Z"]).is_empty(), "a row without an expiry never expires");
+        db.kern(&["approvals", "list", "--expiring", "soon"]).fails(2);
 
         // Keyset paging visits every row once, newest first.
         let first = db.kern(&["approvals", "list", "--limit", "2", "--json"]).json();
