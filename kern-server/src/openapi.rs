@@ -2,12 +2,15 @@
 //! `/openapi.json`.
 
 use axum::Json;
-use utoipa::OpenApi;
-use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::openapi::content::Content;
+use utoipa::openapi::request_body::RequestBodyBuilder;
+use utoipa::openapi::schema::{ObjectBuilder, Type};
+use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityRequirement, SecurityScheme};
+use utoipa::openapi::{OpenApi, Ref, RefOr, Required, ResponseBuilder};
 
 use crate::routes::{approvals, audit, config, events, keys, ops, runs};
 
-#[derive(OpenApi)]
+#[derive(utoipa::OpenApi)]
 #[openapi(
     info(title = "kern", description = "Approvals and runs of kern's agents."),
     paths(
@@ -19,7 +22,7 @@ use crate::routes::{approvals, audit, config, events, keys, ops, runs};
         events::events, ops::healthz, ops::readyz, ops::metrics, audit::verify,
         audit::events,
     ),
-    modifiers(&BearerKeys),
+    modifiers(&BearerKeys, &RunBodies, &CommonAnswers),
     security(("api_key" = [])),
 )]
 struct ApiDoc;
@@ -28,19 +31,172 @@ struct ApiDoc;
 struct BearerKeys;
 
 impl utoipa::Modify for BearerKeys {
-    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+    fn modify(&self, openapi: &mut OpenApi) {
         let components = openapi.components.get_or_insert_with(Default::default);
         let scheme = HttpBuilder::new().scheme(HttpAuthScheme::Bearer).bearer_format("kern API key").build();
         components.add_security_scheme("api_key", SecurityScheme::Http(scheme));
     }
 }
 
+/// Describes the run routes' bodies, which one extractor reads from the reference's form
+/// (urlencoded or multipart) or from a JSON object with the same fields, and their answers:
+/// the run's output as JSON, or its events with `stream`.
+struct RunBodies;
+
+impl utoipa::Modify for RunBodies {
+    fn modify(&self, openapi: &mut OpenApi) {
+        let text = || ObjectBuilder::new().schema_type(Type::String);
+        let flag = || ObjectBuilder::new().schema_type(Type::Boolean);
+        let output = || {
+            let output = ObjectBuilder::new().description(Some("The run's output, as the reference shapes it."));
+            Content::new(Some(output.build()))
+        };
+        let run = ObjectBuilder::new()
+            .property("message", text().description(Some("What the user asks.")))
+            .required("message")
+            .property("session_id", text().description(Some("The conversation to go on with.")))
+            .property("user_id", text().description(Some("Who the run acts for, without authentication.")))
+            .property("stream", flag().description(Some("Answer with the run's events (the default).")))
+            .build();
+        let answers = |name: &str, what: &str| {
+            ObjectBuilder::new()
+                .property("session_id", text().description(Some("The run's session.")))
+                .required("session_id")
+                .property(name, text().description(Some(what.to_owned())))
+                .property("stream", flag().description(Some("Answer with the run's events (the default).")))
+                .build()
+        };
+        let agent_answers = answers("tools", "The caller's answers to paused calls: a JSON array, as text.");
+        let team_answers = answers("requirements", "The caller's answers to paused calls: a JSON array, as text.");
+        for (path, item) in &mut openapi.paths.paths {
+            let Some(operation) = item.post.as_mut() else { continue };
+            let fields = if path.ends_with("/runs") {
+                &run
+            } else if path.starts_with("/agents/") && path.ends_with("/continue") {
+                &agent_answers
+            } else if path.starts_with("/teams/") && path.ends_with("/continue") {
+                &team_answers
+            } else {
+                continue;
+            };
+            let mut body = RequestBodyBuilder::new().required(Some(Required::True));
+            for media in ["application/x-www-form-urlencoded", "multipart/form-data", "application/json"] {
+                body = body.content(media, Content::new(Some(fields.clone())));
+            }
+            operation.request_body = Some(body.build());
+            if let Some(RefOr::T(answer)) = operation.responses.responses.get_mut("200") {
+                answer.content.insert("application/json".into(), output());
+                let events = text().description(Some("The run's events, as server-sent events."));
+                answer.content.insert("text/event-stream".into(), Content::new(Some(events.build())));
+            }
+        }
+        for item in openapi.paths.paths.values_mut() {
+            let Some(operation) = item.get.as_mut() else { continue };
+            if operation.tags.as_deref().is_some_and(|tags| tags.iter().any(|tag| tag == "runs"))
+                && let Some(RefOr::T(answer)) = operation.responses.responses.get_mut("200")
+                && answer.content.is_empty()
+            {
+                answer.content.insert("application/json".into(), output());
+            }
+        }
+    }
+}
+
+/// Adds the answers the server as a whole gives, which no handler's annotation names: 401 and
+/// 403 on every route that takes a credential; 408, 413 and 422 on every route that reads a
+/// body; 400 for a path parameter that is not UTF-8; 503 when the database is down and 504
+/// past the request's time limit.
+struct CommonAnswers;
+
+impl utoipa::Modify for CommonAnswers {
+    fn modify(&self, openapi: &mut OpenApi) {
+        let error = |description: &str| {
+            let body = Content::new(Some(Ref::from_schema_name("ErrorBody")));
+            RefOr::T(ResponseBuilder::new().description(description).content("application/json", body).build())
+        };
+        for (path, item) in &mut openapi.paths.paths {
+            let operations = [&mut item.get, &mut item.post, &mut item.delete, &mut item.put];
+            for operation in operations.into_iter().flatten() {
+                let open = operation
+                    .security
+                    .as_ref()
+                    .is_some_and(|requirements| requirements.contains(&SecurityRequirement::default()));
+                let mut answers = vec![("504", "No answer within the request's time limit")];
+                if path != "/healthz" {
+                    answers.push(("503", "The database is unavailable"));
+                }
+                if !open {
+                    answers.push(("401", "No credential, or one that is not valid"));
+                    answers.push(("403", "The credential lacks the scope, or the caller the right"));
+                }
+                if operation.request_body.is_some() {
+                    answers.push(("408", "The body did not arrive within the body's time limit"));
+                    answers.push(("413", "The body is larger than the limit"));
+                    answers.push(("422", "The body cannot be read"));
+                }
+                if path.contains('{') {
+                    answers.push(("400", "A path parameter is not UTF-8 once decoded"));
+                }
+                for (status, description) in answers {
+                    operation.responses.responses.entry(status.to_owned()).or_insert_with(|| error(description));
+                }
+            }
+        }
+    }
+}
+
 /// The document.
-pub fn document() -> utoipa::openapi::OpenApi {
-    ApiDoc::openapi()
+pub fn document() -> OpenApi {
+    <ApiDoc as utoipa::OpenApi>::openapi()
 }
 
 /// `GET /openapi.json`.
-pub async fn serve() -> Json<utoipa::openapi::OpenApi> {
+pub async fn serve() -> Json<OpenApi> {
     Json(document())
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::{Value, json};
+
+    fn document() -> Value {
+        serde_json::to_value(super::document()).unwrap()
+    }
+
+    #[test]
+    fn optional_fields_are_optional_and_may_be_null() {
+        let doc = document();
+        let vote = &doc["components"]["schemas"]["VoteBody"];
+        let required = vote["required"].as_array().cloned().unwrap_or_default();
+        assert!(required.is_empty(), "a vote needs none of its fields: {required:?}");
+        let row = &doc["components"]["schemas"]["ApprovalResponse"];
+        let required = row["required"].as_array().unwrap();
+        assert!(!required.contains(&json!("resolution_data")), "{required:?}");
+        assert!(
+            row["properties"]["resolution_data"].to_string().contains("null"),
+            "{}",
+            row["properties"]["resolution_data"]
+        );
+    }
+
+    #[test]
+    fn every_route_lists_the_answers_the_server_gives() {
+        let doc = document();
+        let responses = |path: &str, method: &str| doc["paths"][path][method]["responses"].clone();
+        let resolve = responses("/approvals/{approval_id}/resolve", "post");
+        for status in ["400", "401", "403", "408", "413", "422", "503", "504"] {
+            assert!(resolve.get(status).is_some(), "resolve lacks {status}");
+        }
+        let health = responses("/healthz", "get");
+        assert!(health.get("401").is_none() && health.get("503").is_none(), "{health}");
+        assert_eq!(doc["paths"]["/metrics"]["get"]["security"], json!([{}]), "scraped without a credential");
+        let run = &doc["paths"]["/agents/{agent_id}/runs"]["post"];
+        let forms = run["requestBody"]["content"].as_object().unwrap();
+        assert_eq!(forms.len(), 3, "{forms:?}");
+        assert_eq!(forms["application/x-www-form-urlencoded"]["schema"]["required"], json!(["message"]));
+        let answered = run["responses"]["200"]["content"].as_object().unwrap();
+        assert!(answered.contains_key("application/json") && answered.contains_key("text/event-stream"));
+        let team = &doc["paths"]["/teams/{team_id}/runs/{run_id}/continue"]["post"]["requestBody"]["content"];
+        assert!(team["application/json"]["schema"]["properties"]["requirements"].is_object(), "{team}");
+    }
 }

@@ -440,7 +440,8 @@ pub async fn votes(
 #[utoipa::path(post, path = "/approvals/{approval_id}/votes", tag = "approvals",
     params(("approval_id" = String, Path)), request_body = VoteBody,
     responses((status = 200, body = ApprovalResponse), (status = 202, body = ApprovalResponse),
-        (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
+        (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody),
+        (status = 422, body = ErrorBody)))]
 pub async fn vote(
     State(state): State<AppState>,
     caller: Caller,

@@ -78,7 +78,7 @@ pub struct EventParams {
     responses((status = 200, content_type = "text/event-stream",
         description = "`event: approval.<kind>`, `id: <seq>`, `data:` the trail event as JSON; \
             `event: run.<status>`, `data:` the run's ids and status"),
-        (status = 401, body = ErrorBody)))]
+        (status = 401, body = ErrorBody), (status = 422, body = ErrorBody)))]
 pub async fn events(
     State(state): State<AppState>,
     caller: Caller,

@@ -51,10 +51,9 @@ impl Target {
 
 /// Starts an agent run.
 #[utoipa::path(post, path = "/agents/{agent_id}/runs", tag = "runs", params(("agent_id" = String, Path)),
-    request_body(content_type = "application/x-www-form-urlencoded", content = Object,
-        description = "`message` (required), `session_id`, `user_id`, `stream`"),
     responses((status = 200, description = "The run's output, or its events with `stream`"),
-        (status = 404, body = ErrorBody), (status = 422, body = ErrorBody)))]
+        (status = 400, body = ErrorBody), (status = 404, body = ErrorBody), (status = 415, body = ErrorBody),
+        (status = 422, body = ErrorBody), (status = 502, body = ErrorBody)))]
 pub async fn agent_run(
     State(state): State<AppState>,
     caller: Caller,
@@ -66,10 +65,9 @@ pub async fn agent_run(
 
 /// Starts a team run.
 #[utoipa::path(post, path = "/teams/{team_id}/runs", tag = "runs", params(("team_id" = String, Path)),
-    request_body(content_type = "application/x-www-form-urlencoded", content = Object,
-        description = "`message` (required), `session_id`, `user_id`, `stream`"),
     responses((status = 200, description = "The run's output, or its events with `stream`"),
-        (status = 404, body = ErrorBody), (status = 422, body = ErrorBody)))]
+        (status = 400, body = ErrorBody), (status = 404, body = ErrorBody), (status = 415, body = ErrorBody),
+        (status = 422, body = ErrorBody), (status = 502, body = ErrorBody)))]
 pub async fn team_run(
     State(state): State<AppState>,
     caller: Caller,
@@ -82,10 +80,9 @@ pub async fn team_run(
 /// Continues a paused agent run: `tools` holds the caller's answers (JSON text or an array).
 #[utoipa::path(post, path = "/agents/{agent_id}/runs/{run_id}/continue", tag = "runs",
     params(("agent_id" = String, Path), ("run_id" = String, Path)),
-    request_body(content_type = "application/x-www-form-urlencoded", content = Object,
-        description = "`session_id` (required), `tools`, `user_id`, `stream`"),
     responses((status = 200, description = "The run's output, or its events with `stream`"),
-        (status = 400, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
+        (status = 400, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody),
+        (status = 415, body = ErrorBody), (status = 422, body = ErrorBody), (status = 502, body = ErrorBody)))]
 pub async fn agent_continue(
     State(state): State<AppState>,
     caller: Caller,
@@ -98,10 +95,9 @@ pub async fn agent_continue(
 /// Continues a paused team run: `requirements` holds the caller's answers.
 #[utoipa::path(post, path = "/teams/{team_id}/runs/{run_id}/continue", tag = "runs",
     params(("team_id" = String, Path), ("run_id" = String, Path)),
-    request_body(content_type = "application/x-www-form-urlencoded", content = Object,
-        description = "`session_id` (required), `requirements`, `user_id`, `stream`"),
     responses((status = 200, description = "The run's output, or its events with `stream`"),
-        (status = 400, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
+        (status = 400, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody),
+        (status = 415, body = ErrorBody), (status = 422, body = ErrorBody), (status = 502, body = ErrorBody)))]
 pub async fn team_continue(
     State(state): State<AppState>,
     caller: Caller,

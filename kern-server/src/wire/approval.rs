@@ -25,7 +25,7 @@ pub struct ApprovalResponse {
     /// `confirmation`, `user_input` or `external_execution`.
     pub pause_type: Option<String>,
     pub tool_name: Option<String>,
-    #[schema(value_type = Object)]
+    #[schema(value_type = Option<Object>)]
     pub tool_args: Option<Value>,
     pub tool_call_id: String,
     pub expires_at: Option<i64>,
@@ -38,9 +38,9 @@ pub struct ApprovalResponse {
     pub schedule_run_id: Option<String>,
     pub source_name: Option<String>,
     pub requirements: Option<Vec<RequirementWire>>,
-    #[schema(value_type = Object)]
+    #[schema(value_type = Option<Object>)]
     pub context: Option<Value>,
-    #[schema(value_type = Object)]
+    #[schema(value_type = Option<Object>)]
     pub resolution_data: Option<Value>,
     pub resolved_by: Option<String>,
     pub resolved_at: Option<i64>,
@@ -49,7 +49,7 @@ pub struct ApprovalResponse {
     /// The run's status in the reference's capitals: `PAUSED`, `RUNNING`, `COMPLETED`, ...
     pub run_status: Option<String>,
     /// The policy in force on the row (approvers, quorum, edits, expiry), if it has one.
-    #[schema(value_type = Object)]
+    #[schema(value_type = Option<Object>)]
     pub policy: Option<Value>,
 }
 
@@ -120,7 +120,9 @@ pub struct PageMeta {
 #[derive(Debug, Default, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct ListParams {
+    /// `pending`, `approved`, `rejected`, `expired` or `cancelled`.
     pub status: Option<String>,
+    /// `required` or `audit`.
     pub approval_type: Option<String>,
     pub source_type: Option<String>,
     pub pause_type: Option<String>,
@@ -138,9 +140,12 @@ pub struct ListParams {
     pub created_before: Option<String>,
     /// Rows that expire strictly before this time (RFC 3339 or epoch seconds).
     pub expiring_before: Option<String>,
-    /// 1 to 1000; 100 by default.
+    /// 1 to 1000; 100 by default. (Read as text, so that a bad value is refused with what is
+    /// wrong with it.)
+    #[param(value_type = Option<u32>)]
     pub limit: Option<String>,
     /// 1-based; ignored with `cursor`.
+    #[param(value_type = Option<u32>)]
     pub page: Option<String>,
     /// The `next_cursor` of the previous page (of the same `order`).
     pub cursor: Option<String>,
@@ -194,7 +199,7 @@ pub struct ResolveBody {
     /// the signed-in caller's.
     pub resolved_by: Option<String>,
     /// `note`, user-input `values`, an external `result`, edited `args`.
-    #[schema(value_type = Object)]
+    #[schema(value_type = Option<Object>)]
     pub resolution_data: Option<Value>,
 }
 
@@ -207,11 +212,11 @@ pub struct VoteBody {
     /// `approve` or `reject` (votes only).
     pub decision: Option<String>,
     pub note: Option<String>,
-    #[schema(value_type = Object)]
+    #[schema(value_type = Option<Object>)]
     pub values: Option<serde_json::Map<String, Value>>,
-    #[schema(value_type = Object)]
+    #[schema(value_type = Option<Value>)]
     pub result: Option<Value>,
-    #[schema(value_type = Object)]
+    #[schema(value_type = Option<Object>)]
     pub args: Option<Value>,
 }
 
@@ -231,7 +236,7 @@ pub struct VoteResponse {
     /// `approve` or `reject`.
     pub kind: String,
     pub note: Option<String>,
-    #[schema(value_type = Object)]
+    #[schema(value_type = Option<Object>)]
     pub args: Option<Value>,
     pub at: i64,
 }

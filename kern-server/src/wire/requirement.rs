@@ -26,9 +26,9 @@ pub struct ToolExecutionWire {
     #[schema(value_type = Object)]
     pub tool_args: Value,
     pub tool_call_error: Option<bool>,
-    #[schema(value_type = Object)]
+    #[schema(value_type = Option<Value>)]
     pub result: Option<Value>,
-    #[schema(value_type = Object)]
+    #[schema(value_type = Option<Object>)]
     pub metrics: Option<Value>,
     pub child_run_id: Option<String>,
     pub stop_after_tool_call: bool,
@@ -37,9 +37,9 @@ pub struct ToolExecutionWire {
     pub confirmed: Option<bool>,
     pub confirmation_note: Option<String>,
     pub requires_user_input: Option<bool>,
-    #[schema(value_type = Object)]
+    #[schema(value_type = Option<Vec<Object>>)]
     pub user_input_schema: Option<Value>,
-    #[schema(value_type = Object)]
+    #[schema(value_type = Option<Object>)]
     pub user_feedback_schema: Option<Value>,
     pub answered: Option<bool>,
     pub external_execution_required: Option<bool>,
@@ -118,7 +118,7 @@ pub struct RequirementWire {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub confirmation_note: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    #[schema(value_type = Object)]
+    #[schema(value_type = Option<Value>)]
     pub external_execution_result: Option<Value>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub member_agent_id: Option<String>,
@@ -127,7 +127,7 @@ pub struct RequirementWire {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub member_run_id: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    #[schema(value_type = Object)]
+    #[schema(value_type = Option<Vec<Object>>)]
     pub user_input_schema: Option<Value>,
 }
 
