@@ -124,11 +124,10 @@ impl Queries {
         let lock = DB::FOR_UPDATE;
         let decide_row = format!(
             "UPDATE {approvals} SET status = $2, resolved_by = $3, resolved_at = $4, resolution_data = $5, \
-             updated_at = $6 WHERE id = $1 AND status = '{pending}'"
+             updated_at = $6 WHERE id = $1 AND status = '{pending}' AND (expires_at IS NULL OR expires_at > $6)"
         );
         // The trusted path never resolves a row decided only by principals.
-        let resolve_approval =
-            format!("{decide_row} AND principals_only = 0 AND (expires_at IS NULL OR expires_at > $6)");
+        let resolve_approval = format!("{decide_row} AND principals_only = 0");
         let not_expired = "(expires_at IS NULL OR expires_at > $1)";
         // The pending rows not past their expiry at `$1`: the kept count (see
         // `schema::pending_count`) less the pending rows past it, read on the index of expiries.

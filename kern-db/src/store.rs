@@ -353,6 +353,18 @@ impl<DB: Driver> SqlStore<DB> {
         checked: bool,
         now: DateTime<Utc>,
     ) -> Result<(RunRecord, u64)> {
+        let (runs, rows) = self.lock_to_cancel(conn, run_id).await?;
+        self.cancel_locked(conn, runs, rows, principal, checked, now).await
+    }
+
+    /// Locks paused run `run_id` (a top-level one), its paused member runs and the rows they all
+    /// wait on, in the transaction `conn` is in: the runs, the run itself last, and their
+    /// pending rows in the same order.
+    async fn lock_to_cancel(
+        &self,
+        conn: &mut DB::Connection,
+        run_id: &str,
+    ) -> Result<(Vec<RunRecord>, Vec<Vec<Approval>>)> {
         let run = DB::fetch(conn, &Stmt::new(&self.queries.load_run_locked).bind(run_id), codec::run)
             .await?
             .pop()
@@ -370,6 +382,20 @@ impl<DB: Driver> SqlStore<DB> {
             let pending = Stmt::new(&self.queries.pending_rows_of_run).bind(run.run_id.as_str());
             rows.push(DB::fetch(conn, &pending, codec::approval).await?);
         }
+        Ok((runs, rows))
+    }
+
+    /// Cancels the runs and rows [`lock_to_cancel`](Self::lock_to_cancel) locked (see
+    /// [`cancel_in`](Self::cancel_in)).
+    async fn cancel_locked(
+        &self,
+        conn: &mut DB::Connection,
+        mut runs: Vec<RunRecord>,
+        rows: Vec<Vec<Approval>>,
+        principal: &Principal,
+        checked: bool,
+        now: DateTime<Utc>,
+    ) -> Result<(RunRecord, u64)> {
         // Every row is checked before anything is written: a refusal leaves no trace, not even
         // the `seq`s of events rolled back.
         if checked {
@@ -464,7 +490,20 @@ impl<DB: Driver> SqlStore<DB> {
                 Err(error) => return Err(error),
             };
             let team_run_id = run.and_then(|run| run.parent_run_id).unwrap_or_else(|| row.run_id.clone());
-            match self.cancel_in(&mut conn, &team_run_id, &Principal::new(SYSTEM_PRINCIPAL), false, now).await {
+            let locked = self.lock_to_cancel(&mut conn, &team_run_id).await;
+            // Read before its lock, the row may have been decided since (on Postgres, where the
+            // read does not wait for a decision under way): only a row still due cancels.
+            let still_due = |rows: &[Vec<Approval>]| {
+                rows.iter().flatten().any(|locked| locked.id == row.id && locked.is_expired_at(now))
+            };
+            let cancelled = match locked {
+                Ok((runs, rows)) if still_due(&rows) => {
+                    self.cancel_locked(&mut conn, runs, rows, &Principal::new(SYSTEM_PRINCIPAL), false, now).await
+                }
+                Ok(_) => continue,
+                Err(error) => Err(error),
+            };
+            match cancelled {
                 Ok((_, with_run)) => {
                     expired += with_run;
                     withdrew_runs = true;
@@ -504,10 +543,13 @@ impl<DB: Driver> SqlStore<DB> {
     /// The transaction of a decision: locks the row, applies the rules, writes the vote, the
     /// row and the events.
     async fn apply_decision(&self, id: &str, principal: &Principal, decision: &Decision) -> Result<Approval> {
-        let now = kern_core::now();
         let mut conn = self.pools.writer.acquire().await?;
         let locked = Stmt::new(&self.queries.get_approval_locked).bind(id);
         let row = DB::begin_with(&mut conn, Vec::new(), locked, codec::approval).await?.pop();
+        // Taken once the row is locked: a decision that waited for the writer is judged at the
+        // time it is made, not at the time it was asked for, so it cannot land past the row's
+        // expiry.
+        let now = kern_core::now();
         let votes = DB::fetch(&mut conn, &Stmt::new(&self.queries.votes).bind(id), codec::vote).await?;
         let effect = match DecisionRules::new(id, principal, decision, now).apply(row.as_ref(), &votes) {
             Ok(effect) => effect,
@@ -601,13 +643,7 @@ impl<DB: Driver> SqlStore<DB> {
 
     /// The compare-and-set of a resolution, `sql` one of the `resolve_*` queries; `None` when
     /// it matched no row.
-    async fn resolve(
-        &self,
-        sql: &str,
-        id: &str,
-        update: &ApprovalUpdate,
-        now: DateTime<Utc>,
-    ) -> Result<Option<Approval>> {
+    async fn resolve(&self, sql: &str, id: &str, update: &ApprovalUpdate) -> Result<Option<Approval>> {
         // The statement can only match a pending row, so an update expecting another status
         // can never apply: skip the round trip and report why.
         if update.expected_status.is_some_and(|expected| expected != ApprovalStatus::Pending) {
@@ -623,6 +659,9 @@ impl<DB: Driver> SqlStore<DB> {
         let Some((run_id, head)) = found.pop() else {
             return Ok(None);
         };
+        // Taken once the writer is this resolution's: one that waited for it is judged at the
+        // time it is made, so it cannot land past the row's expiry.
+        let now = kern_core::now();
         let principal = update.resolved_by.clone().unwrap_or_else(|| SYSTEM_PRINCIPAL.to_owned());
         let kind = trail::resolution_kind(update.status).unwrap_or(EventKind::Cancelled);
         let data = trail::decision_data(update.status, update.resolved_by.as_deref(), update.resolution_data.as_ref());
@@ -651,19 +690,19 @@ impl<DB: Driver> SqlStore<DB> {
         // Most approvals confirm a call: the compare-and-set that only a confirmation row can
         // match needs no row read first, when the data is what a confirmation takes.
         if rules.fits_confirmation()
-            && let Some(row) = self.resolve(&self.queries.resolve_confirmation, id, update, now).await?
+            && let Some(row) = self.resolve(&self.queries.resolve_confirmation, id, update).await?
         {
             return Ok(row);
         }
         if rules.needs_check() {
             rules.check(self.get(id).await?.as_ref())?;
         }
-        if let Some(row) = self.resolve(&self.queries.resolve_approval, id, update, now).await? {
+        if let Some(row) = self.resolve(&self.queries.resolve_approval, id, update).await? {
             return Ok(row);
         }
         // Nothing matched: the row is gone, resolved, expired or not as expected. Read it
-        // only now, to say which.
-        Err(rules.refusal(self.get(id).await?.as_ref()))
+        // only now, and judge it as of now, to say which.
+        Err(ResolutionRules::new(id, update, kern_core::now()).refusal(self.get(id).await?.as_ref()))
     }
 }
 

@@ -440,6 +440,96 @@ pub async fn checking_the_trail_waits_for_no_writer(target: SqlTarget) {
     db.close().await;
 }
 
+/// A decision that waits for the database (another process holds the write lock, or the row)
+/// is judged when it is made: past the row's expiry by then, it is refused, and the row stays
+/// expired rather than approved after a continue may already have taken it for expired.
+pub async fn a_decision_that_waited_past_the_expiry_is_refused(target: SqlTarget) {
+    let db = target.open(Options::default()).await.unwrap();
+    let store = db.store();
+    let expires_at = now() + chrono::TimeDelta::milliseconds(800);
+    let row = with_policy(
+        Approval { expires_at: Some(expires_at), ..approval("run-1") },
+        ApprovalPolicy::REQUIRED.quorum(1).self_approval(false),
+    );
+    create(&*store, &row).await;
+    let held: Box<dyn std::any::Any + Send> = match &target {
+        SqlTarget::Sqlite(path) => {
+            use sqlx::Connection;
+            let mut conn = sqlx::SqliteConnection::connect(&format!("sqlite://{}", path.display())).await.unwrap();
+            sqlx::query("BEGIN IMMEDIATE").execute(&mut conn).await.expect("take the write lock");
+            Box::new(conn)
+        }
+        SqlTarget::Postgres { url, .. } => {
+            use sqlx::Connection;
+            let mut conn = sqlx::PgConnection::connect(url).await.unwrap();
+            sqlx::query("BEGIN").execute(&mut conn).await.unwrap();
+            let lock = format!("SELECT id FROM {} WHERE id = $1 FOR UPDATE", target.table("kern_approvals"));
+            sqlx::query(&lock).bind(&row.id).execute(&mut conn).await.expect("lock the row");
+            Box::new(conn)
+        }
+    };
+    let deciding = {
+        let (store, id) = (store.clone(), row.id.clone());
+        tokio::spawn(async move { store.decide(&id, &Principal::new("olga"), Decision::approve()).await })
+    };
+    // Asked for before the expiry, it waits past it.
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    drop(held);
+    let err = deciding.await.unwrap().unwrap_err();
+    assert!(matches!(err, Error::ApprovalConflict { actual: ApprovalStatus::Expired, .. }), "{err:?}");
+    assert_eq!(stored(&*store, &row.id).await.status, ApprovalStatus::Expired);
+    db.close().await;
+}
+
+/// The expiry sweep reads overdue rows without locking them: a row approved while the sweep
+/// waits for it (on Postgres, whose read does not wait for the decision under way) no longer
+/// cancels its run.
+pub async fn a_row_decided_while_the_sweep_waits_does_not_cancel_its_run(target: SqlTarget) {
+    let db = target.open(Options::default()).await.unwrap();
+    let store = db.store();
+    let paused = run("session-1");
+    let policy = ApprovalPolicy::REQUIRED.on_expire(OnExpire::CancelRun);
+    let row = Approval { expires_at: Some(now() + seconds(30)), ..with_policy(approval(&paused.run_id), policy) };
+    store.save_runs(std::slice::from_ref(&paused), std::slice::from_ref(&row), &[]).await.unwrap();
+    let approve = format!(
+        "UPDATE {} SET status = 'approved', resolved_by = 'olga' WHERE id = $1",
+        target.table("kern_approvals")
+    );
+    // The decision, under way: its row locked (Postgres) or the database's write lock (SQLite).
+    let mut deciding: Box<dyn std::any::Any + Send> = match &target {
+        SqlTarget::Sqlite(path) => {
+            use sqlx::Connection;
+            let mut conn = sqlx::SqliteConnection::connect(&format!("sqlite://{}", path.display())).await.unwrap();
+            sqlx::query("BEGIN IMMEDIATE").execute(&mut conn).await.unwrap();
+            sqlx::query(&approve).bind(&row.id).execute(&mut conn).await.unwrap();
+            Box::new(conn)
+        }
+        SqlTarget::Postgres { url, .. } => {
+            use sqlx::Connection;
+            let mut conn = sqlx::PgConnection::connect(url).await.unwrap();
+            sqlx::query("BEGIN").execute(&mut conn).await.unwrap();
+            sqlx::query(&approve).bind(&row.id).execute(&mut conn).await.unwrap();
+            Box::new(conn)
+        }
+    };
+    // A sweep that takes the row for overdue, as one a minute later would.
+    let sweeping = {
+        let store = store.clone();
+        tokio::spawn(async move { store.expire_approvals(now() + seconds(60)).await })
+    };
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    if let Some(conn) = deciding.downcast_mut::<sqlx::SqliteConnection>() {
+        sqlx::query("COMMIT").execute(conn).await.unwrap();
+    }
+    if let Some(conn) = deciding.downcast_mut::<sqlx::PgConnection>() {
+        sqlx::query("COMMIT").execute(conn).await.unwrap();
+    }
+    assert_eq!(sweeping.await.unwrap().unwrap(), 0, "nothing was due once the decision committed");
+    assert_eq!(store.load_run(&paused.run_id).await.unwrap().unwrap().status, RunStatus::Paused);
+    assert_eq!(stored(&*store, &row.id).await.status, ApprovalStatus::Approved);
+    db.close().await;
+}
+
 /// A caller that stops waiting at any point of a resolution (its transaction begun, its row
 /// updated, its event written, its commit sent) leaves each row pending or resolved with its
 /// event, never half of it, and the store taking writes: the abandoned connection is closed, or

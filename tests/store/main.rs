@@ -164,6 +164,8 @@ suite! {
         hostile::an_unreadable_row_is_named_and_the_listing_goes_on,
         hostile::an_unreadable_row_holds_up_neither_the_expiry_sweep_nor_the_trail_check,
         hostile::checking_the_trail_waits_for_no_writer,
+        hostile::a_decision_that_waited_past_the_expiry_is_refused,
+        hostile::a_row_decided_while_the_sweep_waits_does_not_cancel_its_run,
         hostile::a_resolution_the_database_cannot_take_is_a_database_error,
         hostile::an_upgrade_from_every_version_keeps_the_rows_and_takes_nul_inside_json,
     ],
