@@ -342,24 +342,10 @@ impl<DB: Driver> SqlStore<DB> {
         Ok(true)
     }
 
-    /// Cancels paused run `run_id` (and its paused member runs) and the rows they wait on, in
-    /// the transaction `conn` is in; returns the run and how many of the rows had expired (and
-    /// are recorded so). It locks the run before its rows, as every writer that takes both does.
-    async fn cancel_in(
-        &self,
-        conn: &mut DB::Connection,
-        run_id: &str,
-        principal: &Principal,
-        checked: bool,
-        now: DateTime<Utc>,
-    ) -> Result<(RunRecord, u64)> {
-        let (runs, rows) = self.lock_to_cancel(conn, run_id).await?;
-        self.cancel_locked(conn, runs, rows, principal, checked, now).await
-    }
-
     /// Locks paused run `run_id` (a top-level one), its paused member runs and the rows they all
     /// wait on, in the transaction `conn` is in: the runs, the run itself last, and their
-    /// pending rows in the same order.
+    /// pending rows in the same order. It locks the run before its rows, as every writer that
+    /// takes both does.
     async fn lock_to_cancel(
         &self,
         conn: &mut DB::Connection,
@@ -385,8 +371,9 @@ impl<DB: Driver> SqlStore<DB> {
         Ok((runs, rows))
     }
 
-    /// Cancels the runs and rows [`lock_to_cancel`](Self::lock_to_cancel) locked (see
-    /// [`cancel_in`](Self::cancel_in)).
+    /// Cancels the runs and rows [`lock_to_cancel`](Self::lock_to_cancel) locked, in the
+    /// transaction `conn` is in: the run and its paused member runs, and the rows they wait on;
+    /// returns the run and how many of the rows had expired (and are recorded so).
     async fn cancel_locked(
         &self,
         conn: &mut DB::Connection,
@@ -429,10 +416,14 @@ impl<DB: Driver> SqlStore<DB> {
         if !is_key(run_id) {
             return Err(Error::RunNotFound(run_id.to_owned()));
         }
-        let now = kern_core::now();
         let mut conn = self.pools.writer.acquire().await?;
         begin::<DB>(&mut conn).await?;
-        let run = match self.cancel_in(&mut conn, run_id, principal, checked, now).await {
+        let cancelled = match self.lock_to_cancel(&mut conn, run_id).await {
+            // Judged once locked: a row whose expiry passed while this waited has expired.
+            Ok((runs, rows)) => self.cancel_locked(&mut conn, runs, rows, principal, checked, kern_core::now()).await,
+            Err(error) => Err(error),
+        };
+        let run = match cancelled {
             Ok((run, _)) => run,
             Err(error) => {
                 roll_back::<DB>(&mut conn).await?;
@@ -490,17 +481,18 @@ impl<DB: Driver> SqlStore<DB> {
                 Err(error) => return Err(error),
             };
             let team_run_id = run.and_then(|run| run.parent_run_id).unwrap_or_else(|| row.run_id.clone());
-            let locked = self.lock_to_cancel(&mut conn, &team_run_id).await;
             // Read before its lock, the row may have been decided since (on Postgres, where the
-            // read does not wait for a decision under way): only a row still due cancels.
-            let still_due = |rows: &[Vec<Approval>]| {
-                rows.iter().flatten().any(|locked| locked.id == row.id && locked.is_expired_at(now))
-            };
-            let cancelled = match locked {
-                Ok((runs, rows)) if still_due(&rows) => {
+            // read does not wait for a decision under way): once the run and the rows are locked,
+            // only a row still due cancels.
+            let cancelled = match self.lock_to_cancel(&mut conn, &team_run_id).await {
+                Ok((runs, rows)) => {
+                    let locked = Stmt::new(&self.queries.get_approval_locked).bind(row.id.as_str());
+                    let still_due = DB::fetch(&mut conn, &locked, codec::approval).await?.pop();
+                    if !still_due.is_some_and(|locked| locked.is_expired_at(now)) {
+                        continue;
+                    }
                     self.cancel_locked(&mut conn, runs, rows, &Principal::new(SYSTEM_PRINCIPAL), false, now).await
                 }
-                Ok(_) => continue,
                 Err(error) => Err(error),
             };
             match cancelled {
@@ -512,7 +504,7 @@ impl<DB: Driver> SqlStore<DB> {
                 // to whoever holds it: the continue applies the expiry itself.
                 Err(Error::RunNotPaused { .. } | Error::RunNotFound(_)) => {}
                 // A run, or a row it waits on, this build cannot read: the row still expires
-                // below, and the run is left to a build that can read it (`cancel_in` reads all
+                // below, and the run is left to a build that can read it (`lock_to_cancel` reads all
                 // it needs before it writes anything).
                 Err(Error::Corrupt(reason)) => {
                     tracing::warn!(approval_id = row.id, %reason, "the expiry sweep cannot cancel the run a row cancels");
@@ -659,8 +651,9 @@ impl<DB: Driver> SqlStore<DB> {
         let Some((run_id, head)) = found.pop() else {
             return Ok(None);
         };
-        // Taken once the writer is this resolution's: one that waited for it is judged at the
-        // time it is made, so it cannot land past the row's expiry.
+        // Taken once the writer is this resolution's: one that waited for this process's other
+        // writes is judged when made. (A wait for another process's write lock, or for a
+        // Postgres row lock, still comes after; `decide` locks the row before it judges.)
         let now = kern_core::now();
         let principal = update.resolved_by.clone().unwrap_or_else(|| SYSTEM_PRINCIPAL.to_owned());
         let kind = trail::resolution_kind(update.status).unwrap_or(EventKind::Cancelled);
@@ -908,12 +901,13 @@ impl<DB: Driver> Store for SqlStore<DB> {
             if !is_key(id) {
                 return Ok(false);
             }
-            let now = kern_core::now();
             let mut conn = self.pools.writer.acquire().await?;
             begin::<DB>(&mut conn).await?;
             let row = DB::fetch(&mut conn, &Stmt::new(&self.queries.get_approval_locked).bind(id), codec::approval)
                 .await?
                 .pop();
+            // Judged once locked, as a decision is.
+            let now = kern_core::now();
             let refusal = match &row {
                 None => Some(Ok(false)),
                 Some(row) if row.needs_principals() => Some(Err(Error::DecideAsPrincipal { id: id.to_owned() })),
