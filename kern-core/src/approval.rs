@@ -16,6 +16,7 @@ use crate::text_enum::text_enum;
 
 mod policy;
 
+pub(crate) use policy::unfit_policy;
 pub use policy::{ApprovalPolicy, Decision, OnExpire, Principal, RowPolicy, Vote, VoteKind};
 
 text_enum! {

@@ -12,7 +12,7 @@ use serde_json::{Map, Value};
 
 use crate::text_enum::text_enum;
 
-use super::ApprovalType;
+use super::{ApprovalType, PauseType};
 
 text_enum! {
     /// What becomes of a call whose row expires before anyone decides.
@@ -131,6 +131,22 @@ pub struct RowPolicy {
     pub on_expire: OnExpire,
     /// The JSON Schema edited arguments must fit, when edits are allowed.
     pub parameters: Option<Value>,
+}
+
+/// Why a policy of `quorum` approvers, edits allowed or not, cannot govern a call that pauses as
+/// `pause`, or `None` when it can: a quorum approves a call as it stands (a confirmation), and
+/// edits change only a call that runs here. Held by the tool builders and by the stores alike.
+pub(crate) fn unfit_policy(pause: PauseType, quorum: u32, allow_edit: bool) -> Option<&'static str> {
+    match pause {
+        PauseType::UserInput | PauseType::ExternalExecution if quorum > 1 => Some(
+            "a quorum approves a call as it stands, and a user-input or external-execution call is completed \
+             by the one approver who gives its values or result",
+        ),
+        PauseType::ExternalExecution if allow_edit => {
+            Some("an external-execution call does not run here: edited arguments would change nothing")
+        }
+        _ => None,
+    }
 }
 
 impl RowPolicy {

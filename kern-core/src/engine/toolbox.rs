@@ -3,7 +3,7 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use crate::approval::RowPolicy;
+use crate::approval::{RowPolicy, unfit_policy};
 use crate::error::{Error, Result};
 use crate::limits;
 use crate::models::ToolSchema;
@@ -33,14 +33,8 @@ pub(crate) struct ToolEntry {
 fn gate_rules(mut definition: ToolDefinition) -> Result<ToolDefinition> {
     let refuse = |reason: &str| Error::InvalidTool { tool: definition.name.clone(), reason: reason.to_owned() };
     let (quorum, allow_edit) = definition.approval.as_ref().map_or((1, false), |p| (p.quorum, p.allow_edit));
-    if quorum > 1 && matches!(definition.hitl, Hitl::UserInput { .. } | Hitl::ExternalExecution) {
-        return Err(refuse(
-            "a quorum approves a call as it stands, and a user-input or external-execution call is completed \
-             by the one approver who gives its values or result",
-        ));
-    }
-    if allow_edit && definition.hitl == Hitl::ExternalExecution {
-        return Err(refuse("an external-execution call does not run here: edited arguments would change nothing"));
+    if let Some(reason) = definition.hitl.pause_type().and_then(|pause| unfit_policy(pause, quorum, allow_edit)) {
+        return Err(refuse(reason));
     }
     if definition.hitl == Hitl::None {
         if definition.requires_approval() {

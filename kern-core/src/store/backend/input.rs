@@ -7,7 +7,7 @@
 
 use serde_json::Value;
 
-use crate::approval::{Approval, ApprovalUpdate, PauseType, RowPolicy};
+use crate::approval::{Approval, ApprovalUpdate, RowPolicy, unfit_policy};
 use crate::error::{Error, Result};
 use crate::keys::ApiKey;
 use crate::limits::{check_json, check_json_object, check_key, check_name};
@@ -144,16 +144,9 @@ fn approval_json(row: &Approval) -> Result<()> {
 /// Refuses a row whose policy its kind of call cannot honour (see [`check_save`]).
 fn approval_policy(row: &Approval) -> Result<()> {
     let Some(policy) = &row.policy else { return Ok(()) };
-    let refuse = |reason: &str| Err(Error::InvalidInput { field: "policy", reason: reason.to_owned() });
-    match row.pause_type {
-        PauseType::UserInput | PauseType::ExternalExecution if policy.quorum > 1 => refuse(
-            "a quorum approves a call as it stands; a user-input or external-execution call is completed by the \
-             one approver who gives its values or result",
-        ),
-        PauseType::ExternalExecution if policy.allow_edit => {
-            refuse("an external-execution call does not run here: edited arguments would change nothing")
-        }
-        _ => Ok(()),
+    match unfit_policy(row.pause_type, policy.quorum, policy.allow_edit) {
+        Some(reason) => Err(Error::InvalidInput { field: "policy", reason: reason.to_owned() }),
+        None => Ok(()),
     }
 }
 
