@@ -21,6 +21,10 @@ use crate::origin::cross_origin;
 use crate::session::{self, Session};
 use crate::state::AppState;
 
+/// Headers a reverse proxy adds to the requests it passes on: an open server refuses them, for
+/// the proxy's own clients may be anyone.
+const PROXY_HEADERS: [&str; 5] = ["forwarded", "x-forwarded-for", "x-forwarded-host", "x-real-ip", "via"];
+
 /// How a server knows who calls it.
 #[derive(Debug, Clone)]
 #[non_exhaustive]
@@ -32,7 +36,8 @@ pub enum Auth {
     #[cfg(feature = "jwt")]
     Jwt(Box<crate::jwt::Jwt>),
     /// No authentication: every request acts as `principal` with every scope. Answers only
-    /// clients on a loopback address, for local development.
+    /// clients on a loopback address, for local development, and no request a proxy passed on
+    /// (one carrying `Forwarded`, `X-Forwarded-For`, `X-Forwarded-Host`, `X-Real-IP` or `Via`).
     OpenOnLoopback {
         /// Who the requests act as, on the trail.
         principal: String,
@@ -171,6 +176,14 @@ impl FromRequestParts<AppState> for Caller {
                     return Err(ApiError::forbidden(
                         "this server runs without authentication and answers only loopback clients",
                     ));
+                }
+                // A proxy on the same machine reaches this server from loopback, under a loopback
+                // name (nginx's `proxy_pass http://127.0.0.1:…` does), on behalf of anyone.
+                if let Some(header) = PROXY_HEADERS.iter().find(|header| parts.headers.contains_key(**header)) {
+                    return Err(ApiError::forbidden(format!(
+                        "this server runs without authentication and takes no request passed on by a proxy \
+                         (it carries `{header}`): give it API keys to serve it through one"
+                    )));
                 }
                 // A page elsewhere whose name was rebound to 127.0.0.1 reaches this server from
                 // the loopback peer of the admin's own browser, under its own name.

@@ -123,6 +123,35 @@ async fn a_400_is_a_status_error_with_the_body_and_is_not_retried() {
 }
 
 #[tokio::test]
+async fn an_error_whose_body_is_cut_keeps_its_status_and_is_not_retried() {
+    for provider in PROVIDERS {
+        let server = TestServer::start(vec![Answer::CutBody { status: 400, body: provider.error_body("bad") }]).await;
+        let model = provider.patient_model(&server.url());
+
+        let err = ask(&*model).await.unwrap_err();
+
+        let ModelError::Status { status: 400, body, .. } = &err else { panic!("{provider:?}: {err:?}") };
+        assert!(body.starts_with("(its body could not be read: "), "{provider:?}: {body}");
+        assert!(!err.is_transient());
+        assert_eq!(server.requests().len(), 1, "{provider:?}");
+    }
+}
+
+#[tokio::test]
+async fn a_spent_quota_is_not_retried() {
+    let spent = json!({"error": {"message": "You exceeded your current quota", "type": "insufficient_quota",
+        "param": null, "code": "insufficient_quota"}});
+    let server = TestServer::start(vec![Answer::json(429, spent), Answer::json(200, openai::text_answer("Hi"))]).await;
+    let model = Provider::OpenAi.patient_model(&server.url());
+
+    let err = ask(&*model).await.unwrap_err();
+
+    assert!(matches!(err, ModelError::Status { status: 429, .. }), "{err:?}");
+    assert!(!err.is_transient());
+    assert_eq!(server.requests().len(), 1);
+}
+
+#[tokio::test]
 async fn a_server_that_does_not_answer_is_a_timeout() {
     for provider in PROVIDERS {
         let server = TestServer::start(vec![Answer::Hang]).await;

@@ -93,7 +93,8 @@ async fn sends_tool_schemas_and_results_and_reads_a_tool_call() {
                 {"role": "assistant", "content": null, "tool_calls": [
                     {"id": "call_a", "type": "function",
                      "function": {"name": "weather", "arguments": "{\"city\":\"Paris\"}"}},
-                    {"id": "call_b", "type": "function", "function": {"name": "weather", "arguments": "{city: Rome"}},
+                    // Arguments that are no JSON object go back as `{}`, which local servers parse.
+                    {"id": "call_b", "type": "function", "function": {"name": "weather", "arguments": "{}"}},
                 ]},
                 {"role": "tool", "tool_call_id": "call_a", "content": "sunny"},
                 {"role": "tool", "tool_call_id": "call_b", "content": "error: arguments are not JSON"},
@@ -344,6 +345,16 @@ async fn a_stream_that_ends_before_done_is_an_interruption() {
     let (answer, _) = stream_greeting(&model(&server.url())).await;
 
     assert!(matches!(answer, Err(ModelError::StreamInterrupted { .. })), "{answer:?}");
+}
+
+#[tokio::test]
+async fn a_stream_closed_right_after_done_without_a_blank_line_is_whole() {
+    let pieces = vec![text_piece("Hello"), Piece::text(&sse(&usage_chunk())), Piece::text("data: [DONE]\n")];
+    let server = TestServer::start(vec![Answer::stream(pieces)]).await;
+
+    let (answer, _) = stream_greeting(&model(&server.url())).await;
+
+    assert_eq!(answer.unwrap().message, Message::assistant("Hello"));
 }
 
 #[tokio::test]

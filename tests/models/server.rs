@@ -20,6 +20,9 @@ pub enum Answer {
     /// closes the connection: after the terminating chunk when `complete`, without it (a cut
     /// connection) otherwise.
     Stream { pieces: Vec<Piece>, complete: bool },
+    /// Answers with this status and the start of a body longer than it, then closes the
+    /// connection: the body cannot be read whole.
+    CutBody { status: u16, body: String },
     /// Reads the request and never answers: the client's timeout must fire.
     Hang,
 }
@@ -166,6 +169,10 @@ async fn serve(n: usize, mut stream: TcpStream, answer: Answer, recorded: &Mutex
         // The client hangs up once it has read what it needs (an error event, or as much of a
         // body as it reads): writing after that fails, which is no failure of the test.
         Answer::Respond { status, headers, body } => drop(write_response(&mut stream, status, headers, body).await),
+        Answer::CutBody { status, body } => {
+            let promised = (body.len() + 100).to_string();
+            drop(write_response(&mut stream, status, vec![("content-length", promised)], body).await);
+        }
         Answer::Stream { pieces, complete } => drop(write_stream(&mut stream, pieces, complete).await),
     }
 }
@@ -176,10 +183,10 @@ async fn write_response(
     headers: Vec<(&'static str, String)>,
     body: String,
 ) -> std::io::Result<()> {
-    let mut head = format!(
-        "HTTP/1.1 {status} Scripted\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n",
-        body.len()
-    );
+    let mut head = format!("HTTP/1.1 {status} Scripted\r\ncontent-type: application/json\r\nconnection: close\r\n");
+    if !headers.iter().any(|(name, _)| *name == "content-length") {
+        head.push_str(&format!("content-length: {}\r\n", body.len()));
+    }
     for (name, value) in headers {
         head.push_str(&format!("{name}: {value}\r\n"));
     }

@@ -403,6 +403,14 @@ pub async fn operations_routes_answer(store: Arc<dyn Store>) {
     assert_eq!(local.status(), 200);
     let rebound = client.get(format!("{base}/approvals/count")).header("host", "evil.example").send().await.unwrap();
     assert_eq!(rebound.status(), 403);
+    // Nor those a proxy on the same machine passes on, from loopback under a loopback name.
+    for header in ["forwarded", "x-forwarded-for", "X-Real-IP", "via"] {
+        let proxied =
+            client.post(format!("{base}/approvals/x/cancel")).header(header, "203.0.113.7").send().await.unwrap();
+        assert_eq!(proxied.status(), 403, "{header}");
+        let detail = proxied.json::<Value>().await.unwrap()["detail"].as_str().unwrap_or_default().to_owned();
+        assert!(detail.contains("passed on by a proxy"), "{header}: {detail}");
+    }
     // Nor writes that a page of another site posts from the admin's own browser.
     let cancel = format!("{base}/approvals/x/cancel");
     let cross = client.post(&cancel).header("origin", "https://evil.example").send().await.unwrap();

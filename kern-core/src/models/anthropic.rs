@@ -242,8 +242,10 @@ fn turns(messages: &[Message]) -> Vec<Turn<'_>> {
     turns
 }
 
+/// The text of a message as a block, unless it is empty or only white space: the API refuses
+/// such a block ("text content blocks must contain non-whitespace text").
 fn text_block(message: &Message) -> Option<Block<'_>> {
-    message.content.as_deref().filter(|text| !text.is_empty()).map(|text| Block::Text { text })
+    message.content.as_deref().filter(|text| !text.trim().is_empty()).map(|text| Block::Text { text })
 }
 
 /// The `input` object of a `tool_use` block. Arguments the model wrote that are no JSON object
@@ -588,6 +590,13 @@ mod tests {
                 ]}],
             })
         );
+    }
+
+    #[test]
+    fn text_of_white_space_only_is_left_out() {
+        assert!(text_block(&Message::assistant(" \n\t")).is_none());
+        assert!(text_block(&Message::user("")).is_none());
+        assert!(text_block(&Message::user(" hi ")).is_some());
     }
 
     #[test]

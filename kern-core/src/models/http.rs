@@ -292,6 +292,11 @@ impl HttpTransport {
                 }
                 chunk = response.chunk().await.map_err(|err| self.interrupted(err))?;
             }
+            if let Some(event) = decoder.finish()
+                && on_event(event)?.is_break()
+            {
+                return Ok(());
+            }
             Err(ModelError::StreamInterrupted {
                 provider: self.label.clone(),
                 reason: "the connection closed before the answer's last event".to_owned(),
@@ -371,11 +376,18 @@ impl HttpTransport {
         }
         let retry_after = parse_retry_after(response.headers());
         let mut response = response;
-        let (bytes, whole) = self.read_at_most(&mut response, MAX_ERROR_BODY_BYTES).await?;
-        let mut body = String::from_utf8_lossy(&bytes).into_owned();
-        if !whole {
-            body.push('…');
-        }
+        // The status is the answer: a body that cannot be read (a timeout, a cut connection) is
+        // said to be so, not taken for the failure, which would make a refusal look transient.
+        let body = match self.read_at_most(&mut response, MAX_ERROR_BODY_BYTES).await {
+            Ok((bytes, whole)) => {
+                let mut body = String::from_utf8_lossy(&bytes).into_owned();
+                if !whole {
+                    body.push('…');
+                }
+                body
+            }
+            Err(unread) => format!("(its body could not be read: {})", unread.error),
+        };
         let error = ModelError::Status { provider: self.label.clone(), status: status.as_u16(), body };
         Err(Failure { error, retry_after })
     }

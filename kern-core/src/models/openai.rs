@@ -266,7 +266,7 @@ struct WireToolCall<'a> {
 #[derive(Debug, Serialize)]
 struct WireFunctionCall<'a> {
     name: &'a str,
-    /// The raw JSON text, passed through as the model wrote it.
+    /// The raw JSON text as the model wrote it, when it is a JSON object (see [`arguments`]).
     arguments: &'a str,
 }
 
@@ -275,9 +275,19 @@ impl<'a> From<&'a ToolCall> for WireToolCall<'a> {
         WireToolCall {
             id: &call.id,
             r#type: "function",
-            function: WireFunctionCall { name: &call.name, arguments: &call.arguments },
+            function: WireFunctionCall { name: &call.name, arguments: arguments(&call.arguments) },
         }
     }
+}
+
+/// The `arguments` of a call sent back in the conversation: as the model wrote them when they
+/// are a JSON object, else `{}`. Servers such as Ollama and llama.cpp refuse a conversation with
+/// arguments they cannot parse, and the tool's error for them already went back to the model as
+/// the call's result.
+fn arguments(written: &str) -> &str {
+    let is_object =
+        written.trim_start().starts_with('{') && serde_json::from_str::<serde::de::IgnoredAny>(written).is_ok();
+    if is_object { written } else { "{}" }
 }
 
 #[derive(Debug, Serialize)]
@@ -632,7 +642,7 @@ mod tests {
                         {"id": "call_a", "type": "function",
                          "function": {"name": "weather", "arguments": "{\"city\":\"Paris\"}"}},
                         {"id": "call_b", "type": "function",
-                         "function": {"name": "weather", "arguments": "{not json"}},
+                         "function": {"name": "weather", "arguments": "{}"}},
                     ]},
                     {"role": "tool", "content": "sunny", "tool_call_id": "call_a"},
                     {"role": "tool", "content": "error: bad arguments", "tool_call_id": "call_b"},
@@ -646,6 +656,14 @@ mod tests {
                 "max_tokens": 100,
             })
         );
+    }
+
+    #[test]
+    fn only_arguments_that_are_a_json_object_are_sent_back_as_written() {
+        assert_eq!(arguments(r#" {"city": "Paris"}"#), r#" {"city": "Paris"}"#);
+        for unparsable in ["", "{not json", "[1, 2]", "null", r#"{"a": 1} trailing"#] {
+            assert_eq!(arguments(unparsable), "{}", "{unparsable:?}");
+        }
     }
 
     #[test]

@@ -41,6 +41,14 @@ impl SseDecoder {
         events
     }
 
+    /// The event the stream's last lines made when it closed without the blank line that ends
+    /// an event (servers that close right after `data: [DONE]` do). A last line that did not
+    /// end is dropped: it may have been cut.
+    pub(super) fn finish(&mut self) -> Option<SseEvent> {
+        self.pending.clear();
+        self.read_line("")
+    }
+
     /// Applies one line; a blank line ends the event, which is returned when it carried data.
     fn read_line(&mut self, line: &str) -> Option<SseEvent> {
         if line.is_empty() {
@@ -112,6 +120,17 @@ mod tests {
         let mut decoder = SseDecoder::default();
         let events = decoder.decode(b"data: first\ndata:second\ndata\ndata:  indented\n\n");
         assert_eq!(events, vec![event(None, "first\nsecond\n\n indented")]);
+    }
+
+    #[test]
+    fn a_stream_closed_without_a_blank_line_ends_its_last_event() {
+        let mut decoder = SseDecoder::default();
+        assert_eq!(decoder.decode(b"event: message_stop\ndata: {}\ndata: [DO"), []);
+        assert_eq!(decoder.finish(), Some(event(Some("message_stop"), "{}")), "the cut line is dropped");
+        assert_eq!(decoder.finish(), None);
+        let mut decoder = SseDecoder::default();
+        assert_eq!(decoder.decode(b"data: [DONE]\n\n"), [event(None, "[DONE]")]);
+        assert_eq!(decoder.finish(), None, "an event ended by its blank line is not given twice");
     }
 
     #[test]
