@@ -17,7 +17,7 @@ use crate::layout::{Ident, Layout};
 use crate::stmt::Stmt;
 
 /// The schema version this build writes and understands.
-pub const SCHEMA_VERSION: i64 = 14;
+pub const SCHEMA_VERSION: i64 = 15;
 
 /// The first version whose triggers keep a run's session row and its approval rows'
 /// `run_status` in step as the run is saved.
@@ -75,6 +75,10 @@ const PLAIN_CHECKS_VERSION: i64 = 13;
 /// The first version whose rows, votes and trail refuse what removes rows without a row's
 /// `DELETE` trigger firing (see [`no_wholesale_removal`]).
 const NO_WHOLESALE_REMOVAL_VERSION: i64 = 14;
+
+/// The first version whose rows refuse any change of their call or policy, pending or not (see
+/// [`fixed_calls`]).
+const FIXED_CALLS_VERSION: i64 = 15;
 
 /// One step of the schema.
 #[derive(Debug)]
@@ -152,6 +156,7 @@ impl Migrator {
                 Migration::new(CLIENT_NOTIFY_VERSION, DB::client_announcements(layout)),
                 Migration { rebuilds: plain_checks::<DB>(layout), ..Migration::new(PLAIN_CHECKS_VERSION, Vec::new()) },
                 Migration::new(NO_WHOLESALE_REMOVAL_VERSION, no_wholesale_removal::<DB>(layout)),
+                Migration::new(FIXED_CALLS_VERSION, fixed_calls::<DB>(layout)),
             ],
             select_rows: format!("SELECT {APPROVAL_COLUMNS} FROM {} ORDER BY id", layout.qualified(&layout.approvals)),
             insert_event: format!(
@@ -298,6 +303,37 @@ fn no_wholesale_removal<DB: Driver>(layout: &Layout) -> Vec<String> {
     let moved = DB::differs("id");
     statements.extend(DB::refusing_trigger(layout, &layout.approvals, &name, "UPDATE", Some(&moved), message));
     statements
+}
+
+/// Version 15: a row's call and policy never change, not even while it is pending. Only the
+/// trail's check caught an edit of a pending row's call, and nothing an edit of what is not in
+/// the created event's digest: the source's name, and `principals_only`, the one guard of the
+/// trusted resolution against deciding a row that needs its principals' votes. kern writes
+/// these columns only when it inserts a row.
+fn fixed_calls<DB: Driver>(layout: &Layout) -> Vec<String> {
+    let fixed = [
+        "run_id",
+        "session_id",
+        "approval_type",
+        "pause_type",
+        "source_type",
+        "source_name",
+        "agent_id",
+        "team_id",
+        "user_id",
+        "tool_name",
+        "tool_args",
+        "tool_call_id",
+        "requirements",
+        "created_at",
+        "expires_at",
+        "policy",
+        "principals_only",
+    ];
+    let changes: Vec<String> = fixed.iter().map(|column| DB::differs(column)).collect();
+    let message = "kern: an approval row keeps the call and the policy it was created with";
+    let name = layout.approvals.suffixed("_fixed_call");
+    DB::refusing_trigger(layout, &layout.approvals, &name, "UPDATE", Some(&changes.join(" OR ")), message)
 }
 
 /// Version 13: checks of enumerated columns that cost nothing to run. SQLite checks a column
@@ -693,20 +729,21 @@ mod tests {
         let versions = |current, target| -> Vec<i64> {
             migrator.pending(current, target).unwrap().iter().map(|m| m.version).collect()
         };
-        assert_eq!(versions(0, SCHEMA_VERSION), [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14]);
-        assert_eq!(versions(1, SCHEMA_VERSION), [2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14]);
-        assert_eq!(versions(2, SCHEMA_VERSION), [3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14]);
-        assert_eq!(versions(3, SCHEMA_VERSION), [4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14]);
-        assert_eq!(versions(4, SCHEMA_VERSION), [5, 6, 7, 8, 9, 10, 11, 12, 13, 14]);
-        assert_eq!(versions(5, SCHEMA_VERSION), [6, 7, 8, 9, 10, 11, 12, 13, 14]);
-        assert_eq!(versions(6, SCHEMA_VERSION), [7, 8, 9, 10, 11, 12, 13, 14]);
-        assert_eq!(versions(7, SCHEMA_VERSION), [8, 9, 10, 11, 12, 13, 14]);
-        assert_eq!(versions(8, SCHEMA_VERSION), [9, 10, 11, 12, 13, 14]);
-        assert_eq!(versions(9, SCHEMA_VERSION), [10, 11, 12, 13, 14]);
-        assert_eq!(versions(10, SCHEMA_VERSION), [11, 12, 13, 14]);
-        assert_eq!(versions(11, SCHEMA_VERSION), [12, 13, 14]);
-        assert_eq!(versions(12, SCHEMA_VERSION), [13, 14]);
-        assert_eq!(versions(13, SCHEMA_VERSION), [14]);
+        assert_eq!(versions(0, SCHEMA_VERSION), [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15]);
+        assert_eq!(versions(1, SCHEMA_VERSION), [2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15]);
+        assert_eq!(versions(2, SCHEMA_VERSION), [3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15]);
+        assert_eq!(versions(3, SCHEMA_VERSION), [4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15]);
+        assert_eq!(versions(4, SCHEMA_VERSION), [5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15]);
+        assert_eq!(versions(5, SCHEMA_VERSION), [6, 7, 8, 9, 10, 11, 12, 13, 14, 15]);
+        assert_eq!(versions(6, SCHEMA_VERSION), [7, 8, 9, 10, 11, 12, 13, 14, 15]);
+        assert_eq!(versions(7, SCHEMA_VERSION), [8, 9, 10, 11, 12, 13, 14, 15]);
+        assert_eq!(versions(8, SCHEMA_VERSION), [9, 10, 11, 12, 13, 14, 15]);
+        assert_eq!(versions(9, SCHEMA_VERSION), [10, 11, 12, 13, 14, 15]);
+        assert_eq!(versions(10, SCHEMA_VERSION), [11, 12, 13, 14, 15]);
+        assert_eq!(versions(11, SCHEMA_VERSION), [12, 13, 14, 15]);
+        assert_eq!(versions(12, SCHEMA_VERSION), [13, 14, 15]);
+        assert_eq!(versions(13, SCHEMA_VERSION), [14, 15]);
+        assert_eq!(versions(14, SCHEMA_VERSION), [15]);
         assert_eq!(versions(0, 1), [1]);
         assert_eq!(versions(SCHEMA_VERSION, SCHEMA_VERSION), [] as [i64; 0]);
         assert_eq!(versions(2, 1), [] as [i64; 0]);

@@ -227,6 +227,16 @@ impl SqlTarget {
         }
     }
 
+    /// Drops the guard `trigger` of table `table`, as only someone with the rights to change
+    /// the schema can: to write what kern refuses to.
+    pub async fn drop_trigger(&self, table: &str, trigger: &str) {
+        let sql = match self {
+            SqlTarget::Sqlite(_) => format!("DROP TRIGGER \"{trigger}\""),
+            SqlTarget::Postgres { .. } => format!("DROP TRIGGER \"{trigger}\" ON {}", self.table(table)),
+        };
+        self.execute_raw(&sql).await;
+    }
+
     /// Whether the SQLite file exists; `None` on Postgres.
     pub fn sqlite_file_exists(&self) -> Option<bool> {
         match self {

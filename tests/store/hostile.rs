@@ -331,7 +331,9 @@ pub async fn an_unreadable_row_is_named_and_the_listing_goes_on(target: SqlTarge
         .collect();
     create_all(&*store, &rows).await;
 
-    // Rows kern did not write: data too deep to read back, and requirements of the wrong shape.
+    // Rows kern did not write: data too deep to read back, and requirements of the wrong shape
+    // (written past the guard that keeps a row's call as it was created).
+    target.drop_trigger("kern_approvals", "kern_approvals_fixed_call").await;
     let approvals = target.table("kern_approvals");
     let deep = nested(200).to_string();
     target.execute_raw(&format!("UPDATE {approvals} SET resolution_data = '{deep}' WHERE id = '{}'", rows[1].id)).await;
@@ -383,6 +385,7 @@ pub async fn an_unreadable_row_holds_up_neither_the_expiry_sweep_nor_the_trail_c
     let cancelling = overdue(with_policy(approval(&paused.run_id), cancelling));
     let sibling = approval(&paused.run_id);
     store.save_runs(std::slice::from_ref(&paused), &[cancelling.clone(), sibling.clone()], &[]).await.unwrap();
+    target.drop_trigger("kern_approvals", "kern_approvals_fixed_call").await;
     let approvals = target.table("kern_approvals");
     for id in [&damaged.id, &sibling.id] {
         target.execute_raw(&format!("UPDATE {approvals} SET requirements = '\"none\"' WHERE id = '{id}'")).await;
@@ -567,7 +570,7 @@ pub async fn an_abandoned_resolution_leaves_each_row_whole_and_the_store_usable(
 const FIRST_TRAIL_VERSION: i64 = 6;
 
 /// Tables of each older schema version, so that one database holds a store of each.
-const OLDER_TABLES: [[&str; 3]; 13] = [
+const OLDER_TABLES: [[&str; 3]; 14] = [
     ["v1_approvals", "v1_runs", "v1_sessions"],
     ["v2_approvals", "v2_runs", "v2_sessions"],
     ["v3_approvals", "v3_runs", "v3_sessions"],
@@ -581,6 +584,7 @@ const OLDER_TABLES: [[&str; 3]; 13] = [
     ["v11_approvals", "v11_runs", "v11_sessions"],
     ["v12_approvals", "v12_runs", "v12_sessions"],
     ["v13_approvals", "v13_runs", "v13_sessions"],
+    ["v14_approvals", "v14_runs", "v14_sessions"],
 ];
 
 pub async fn an_upgrade_from_every_version_keeps_the_rows_and_takes_nul_inside_json(target: SqlTarget) {

@@ -82,6 +82,12 @@ pub async fn the_database_refuses_to_rewrite_the_trail(target: SqlTarget) {
         format!("UPDATE {{t:kern_approvals}} SET resolved_by = 'mallory' WHERE id = '{}'", decided.id),
         format!("UPDATE {{t:kern_approvals}} SET tool_args = '{{}}' WHERE id = '{}'", decided.id),
         format!("UPDATE {{t:kern_approvals}} SET id = 'moved' WHERE id = '{}'", pending.id),
+        // Nor a pending row's call or policy: who may decide it is fixed when it is created.
+        format!("UPDATE {{t:kern_approvals}} SET principals_only = 1 - principals_only WHERE id = '{}'", pending.id),
+        format!("UPDATE {{t:kern_approvals}} SET tool_args = '{{}}' WHERE id = '{}'", pending.id),
+        format!("UPDATE {{t:kern_approvals}} SET source_name = 'mallory' WHERE id = '{}'", pending.id),
+        format!("UPDATE {{t:kern_approvals}} SET source_name = 'mallory' WHERE id = '{}'", decided.id),
+        format!("UPDATE {{t:kern_approvals}} SET agent_id = 'mallory' WHERE id = '{}'", decided.id),
     ] {
         let err = target.raw(&tampering).await.expect_err(&tampering);
         assert!(err.to_string().contains("kern:"), "{tampering}: {err}");
@@ -129,6 +135,8 @@ pub async fn verifying_names_an_edited_row(target: SqlTarget) {
     let store = db.store();
     let (edited, intact) = (approval("run-1"), approval("run-1"));
     create_all(&*store, &[edited.clone(), intact.clone()]).await;
+    // Only someone who can drop the database's guard edits a row's call.
+    target.drop_trigger("kern_approvals", "kern_approvals_fixed_call").await;
     let edit =
         format!("UPDATE {{t:kern_approvals}} SET tool_args = '{{\"user_id\": \"666\"}}' WHERE id = '{}'", edited.id);
     target.raw(&edit).await.unwrap();
@@ -146,11 +154,7 @@ pub async fn verifying_names_a_deleted_event(target: SqlTarget) {
     create_all(&*store, std::slice::from_ref(&row)).await;
     store.update_approval(&row.id, ApprovalUpdate::approve("admin")).await.unwrap();
     // Only someone who can drop the database's guard deletes an event.
-    let drop_guard = match target {
-        SqlTarget::Sqlite(_) => "DROP TRIGGER \"kern_approvals_events_no_delete\"",
-        SqlTarget::Postgres { .. } => "DROP TRIGGER \"kern_approvals_events_no_delete\" ON {t:kern_approvals_events}",
-    };
-    target.raw(drop_guard).await.unwrap();
+    target.drop_trigger("kern_approvals_events", "kern_approvals_events_no_delete").await;
     target
         .raw(&format!("DELETE FROM {{t:kern_approvals_events}} WHERE approval_id = '{}' AND idx = 2", row.id))
         .await

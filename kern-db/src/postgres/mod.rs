@@ -270,6 +270,7 @@ mod tests {
                 "kern_approvals_events_no_removal",
                 "kern_approvals_events_no_update",
                 "kern_approvals_events_on_insert",
+                "kern_approvals_fixed_call",
                 "kern_approvals_keeps_id",
                 "kern_approvals_no_delete",
                 "kern_approvals_no_removal",
