@@ -233,10 +233,13 @@ pub trait Store: Send + Sync + 'static {
         limit: u32,
     ) -> BoxFuture<'a, Result<Vec<RunRecord>>>;
 
-    /// Runs written at or after `since` (their `updated_at`), member runs included, oldest first
-    /// with ties by `run_id`, at most `limit`: how a live stream follows runs' status changes. A
-    /// run written more than once since shows as it stands now.
-    fn runs_changed_since(&self, since: DateTime<Utc>, limit: u32) -> BoxFuture<'_, Result<Vec<RunRecord>>>;
+    /// Runs written after `after` in the order of their last write, then of their id
+    /// (`updated_at`, `run_id`), member runs included, at most `limit`: how a live stream follows
+    /// runs' status changes, a page on from the last run of the one before (however many runs
+    /// one write stamped with the same time). A cursor with an empty id takes every run written
+    /// at or after its time. A run written more than once shows as it stands now, in the place
+    /// of its last write.
+    fn runs_changed_after<'a>(&'a self, after: &'a PageCursor, limit: u32) -> BoxFuture<'a, Result<Vec<RunRecord>>>;
 
     /// Stores a newly issued API key. Errors: [`Error::InvalidInput`](crate::Error::InvalidInput)
     /// (a key id or principal beyond the [limits](crate::limits)),
@@ -401,8 +404,8 @@ impl<S: Store + ?Sized> Store for std::sync::Arc<S> {
         (**self).stale_runs(stale_after, after, limit)
     }
 
-    fn runs_changed_since(&self, since: DateTime<Utc>, limit: u32) -> BoxFuture<'_, Result<Vec<RunRecord>>> {
-        (**self).runs_changed_since(since, limit)
+    fn runs_changed_after<'a>(&'a self, after: &'a PageCursor, limit: u32) -> BoxFuture<'a, Result<Vec<RunRecord>>> {
+        (**self).runs_changed_after(after, limit)
     }
 
     fn save_api_key<'a>(&'a self, key: &'a ApiKey) -> BoxFuture<'a, Result<()>> {

@@ -189,12 +189,12 @@ macro_rules! handle {
                 self.inner.stale_runs(stale_after, after, limit)
             }
 
-            fn runs_changed_since(
-                &self,
-                since: ::chrono::DateTime<::chrono::Utc>,
+            fn runs_changed_after<'a>(
+                &'a self,
+                after: &'a ::kern_core::approval::PageCursor,
                 limit: u32,
-            ) -> ::kern_core::BoxFuture<'_, ::kern_core::Result<Vec<::kern_core::run::RunRecord>>> {
-                self.inner.runs_changed_since(since, limit)
+            ) -> ::kern_core::BoxFuture<'a, ::kern_core::Result<Vec<::kern_core::run::RunRecord>>> {
+                self.inner.runs_changed_after(after, limit)
             }
 
             fn save_api_key<'a>(

@@ -99,8 +99,8 @@ pub(crate) struct Queries {
     /// Paused top-level runs with approval rows, their own or their members', none of them
     /// pending at `$2`: `run_id` after `$1`, in `run_id` order, at most `$3`.
     pub(crate) decided_runs: String,
-    /// Runs written at or after `$1`, oldest first, at most `$2`.
-    pub(crate) runs_changed_since: String,
+    /// Runs written after the cursor `($1, $2)` in (`updated_at`, `run_id`) order, at most `$3`.
+    changed_runs: String,
     /// Binds every column of a key, in `codec::API_KEY_COLUMNS` order.
     pub(crate) insert_api_key: String,
     /// The key `$1`.
@@ -230,8 +230,9 @@ impl Queries {
                     &format!(" AND a.status = '{pending}' AND (a.expires_at IS NULL OR a.expires_at > $2)")
                 ),
             ),
-            runs_changed_since: format!(
-                "SELECT {RUN_COLUMNS} FROM {runs} WHERE updated_at >= $1 ORDER BY updated_at, run_id LIMIT $2"
+            changed_runs: format!(
+                "SELECT {RUN_COLUMNS} FROM {runs} WHERE (updated_at, run_id) > ($1, $2) ORDER BY updated_at, run_id \
+                 LIMIT $3"
             ),
             insert_api_key: format!("INSERT INTO {api_keys} ({API_KEY_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7)"),
             api_key: format!("SELECT {API_KEY_COLUMNS} FROM {api_keys} WHERE id = $1"),
@@ -282,6 +283,13 @@ impl Queries {
             params.len() + 1
         );
         Some(Stmt { sql: sql.into(), params }.bind(i64::from(query.effective_limit())))
+    }
+
+    /// Runs written after `after` (see [`Store::runs_changed_after`]), at most `limit`.
+    ///
+    /// [`Store::runs_changed_after`]: kern_core::store::Store::runs_changed_after
+    pub(crate) fn runs_changed_after<'a>(&'a self, after: &'a PageCursor, limit: u32) -> Stmt<'a> {
+        Stmt { sql: self.changed_runs.as_str().into(), params: cursor(after).into() }.bind(i64::from(limit))
     }
 
     /// Top-level runs running since `cutoff` or before, oldest first (ties by run id), after

@@ -1093,11 +1093,8 @@ impl<DB: Driver> Store for SqlStore<DB> {
         })
     }
 
-    fn runs_changed_since(&self, since: DateTime<Utc>, limit: u32) -> BoxFuture<'_, Result<Vec<RunRecord>>> {
-        Box::pin(async move {
-            let stmt = Stmt::new(&self.queries.runs_changed_since).bind(since).bind(i64::from(limit));
-            self.pools.read(stmt, codec::run).await
-        })
+    fn runs_changed_after<'a>(&'a self, after: &'a PageCursor, limit: u32) -> BoxFuture<'a, Result<Vec<RunRecord>>> {
+        Box::pin(async move { self.pools.read(self.queries.runs_changed_after(after, limit), codec::run).await })
     }
 
     fn save_api_key<'a>(&'a self, key: &'a ApiKey) -> BoxFuture<'a, Result<()>> {

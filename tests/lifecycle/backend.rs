@@ -432,9 +432,9 @@ impl Store for ProbeStore {
         self.inner.stale_runs(stale_after, after, limit)
     }
 
-    fn runs_changed_since(&self, since: DateTime<Utc>, limit: u32) -> BoxFuture<'_, Result<Vec<RunRecord>>> {
-        self.log("runs_changed_since");
-        self.inner.runs_changed_since(since, limit)
+    fn runs_changed_after<'a>(&'a self, after: &'a PageCursor, limit: u32) -> BoxFuture<'a, Result<Vec<RunRecord>>> {
+        self.log("runs_changed_after");
+        self.inner.runs_changed_after(after, limit)
     }
 
     fn save_api_key<'a>(&'a self, key: &'a ApiKey) -> BoxFuture<'a, Result<()>> {

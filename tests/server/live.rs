@@ -7,6 +7,7 @@ use std::time::Duration;
 use axum::http::{Method, StatusCode};
 use kern::db::Store;
 use kern::prelude::*;
+use kern::run::RunRecord;
 use kern_server::{Auth, Server};
 use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
@@ -99,6 +100,49 @@ pub async fn a_runs_status_changes_arrive_as_run_events(store: Arc<dyn Store>) {
     assert_eq!(done.status(), 200);
     let completed = read_run_event(&mut stream, "run.completed", &run_id).await;
     assert_eq!(completed["status"], "completed");
+}
+
+pub async fn runs_one_write_stamped_alike_all_arrive(store: Arc<dyn Store>) {
+    let app = App::new(store.clone()).await;
+    let base = serve(store.clone()).await;
+    let (run_id, _, _) = app.paused_refund("alice").await;
+    let template = store.load_run(&run_id).await.unwrap().unwrap();
+    let mut stream =
+        reqwest::Client::new().get(format!("{base}/events")).bearer_auth(&app.reader).send().await.unwrap();
+    assert_eq!(stream.status(), 200);
+
+    // More runs than the stream reads at once, stamped with one time, as one expiry sweep
+    // stamps the runs it cancels.
+    let at = chrono::Utc::now();
+    let burst: Vec<RunRecord> = (0..300)
+        .map(|n| RunRecord {
+            run_id: format!("burst-{n:03}"),
+            status: RunStatus::Cancelled,
+            updated_at: at,
+            ..template.clone()
+        })
+        .collect();
+    store.save_runs(&burst, &[], &[]).await.unwrap();
+
+    let mut missing: std::collections::BTreeSet<String> = burst.iter().map(|run| run.run_id.clone()).collect();
+    let mut text = String::new();
+    while !missing.is_empty() {
+        let chunk = tokio::time::timeout(Duration::from_secs(10), stream.chunk())
+            .await
+            .unwrap_or_else(|_| panic!("{} runs never arrived, such as {:?}", missing.len(), missing.first()))
+            .unwrap()
+            .expect("the stream stays open");
+        text.push_str(&String::from_utf8_lossy(&chunk));
+        while let Some(end) = text.find("\n\n") {
+            let frame: String = text.drain(..end + 2).collect();
+            if let Some(data) = frame.lines().find_map(|line| line.strip_prefix("data: "))
+                && frame.contains("event: run.cancelled")
+            {
+                let data: Value = serde_json::from_str(data).unwrap();
+                missing.remove(data["run_id"].as_str().unwrap());
+            }
+        }
+    }
 }
 
 pub async fn an_event_arrives_after_a_resolve_and_resumes_without_loss(store: Arc<dyn Store>) {

@@ -59,6 +59,7 @@ suite! {
     runs::a_team_members_run_names_its_team,
     live::an_event_arrives_after_a_resolve_and_resumes_without_loss,
     live::a_runs_status_changes_arrive_as_run_events,
+    live::runs_one_write_stamped_alike_all_arrive,
     live::revoking_a_key_ends_its_event_streams,
     live::concurrent_resolves_of_one_row_give_one_winner,
     live::operations_routes_answer,

@@ -66,7 +66,8 @@ pub async fn a_finished_run_reads_back_whole_everywhere_and_can_be_written_again
     assert_eq!(store.session_runs(&session, 10).await.unwrap(), std::slice::from_ref(&done));
     let query = RunQuery { session_id: Some(session.clone()), ..RunQuery::default() };
     assert_eq!(store.list_runs(&query).await.unwrap().items, std::slice::from_ref(&done));
-    let changed = store.runs_changed_since(done.updated_at, 1000).await.unwrap();
+    let since = kern::approval::PageCursor { at: done.updated_at, id: String::new() };
+    let changed = store.runs_changed_after(&since, 1000).await.unwrap();
     assert_eq!(changed.iter().find(|run| run.run_id == done.run_id), Some(&done));
     let row = stored(&*store, &approved.id).await;
     assert_eq!(row, Approval { run_status: RunStatus::Completed, updated_at: row.updated_at, ..resolved });

@@ -185,17 +185,41 @@ pub async fn runs_changed_since_follow_writes_in_time_order(store: Arc<dyn Store
         RunRecord { parent_run_id: Some(first.run_id.clone()), updated_at: start + seconds(1), ..run("session-1") };
     store.save_runs(&[older, first.clone(), member.clone()], &[], &[]).await.unwrap();
 
-    let changed = store.runs_changed_since(start, 10).await.unwrap();
+    let since = |at| PageCursor { at, id: String::new() };
+    let changed = store.runs_changed_after(&since(start), 10).await.unwrap();
     assert_eq!(
         run_ids(&changed),
         [first.run_id.as_str(), member.run_id.as_str()],
         "member runs included, in time order"
     );
-    assert_eq!(run_ids(&store.runs_changed_since(start, 1).await.unwrap()), [first.run_id.as_str()]);
+    assert_eq!(run_ids(&store.runs_changed_after(&since(start), 1).await.unwrap()), [first.run_id.as_str()]);
     // Written again, a run shows once, as it stands now.
     let completed = RunRecord { status: RunStatus::Completed, updated_at: start + seconds(2), ..first.clone() };
     store.save_runs(std::slice::from_ref(&completed), &[], &[]).await.unwrap();
-    let changed = store.runs_changed_since(start + seconds(1), 10).await.unwrap();
+    let changed = store.runs_changed_after(&since(start + seconds(1)), 10).await.unwrap();
     assert_eq!(run_ids(&changed), [member.run_id.as_str(), first.run_id.as_str()]);
     assert_eq!(changed[1].status, RunStatus::Completed);
+}
+
+pub async fn runs_changed_alike_are_paged_through_by_their_ids(store: Arc<dyn Store>) {
+    // One write stamps several runs with one time (an expiry sweep cancelling them): pages of
+    // two go on from the last run read, through all of them, each once.
+    let at = now();
+    let alike: Vec<RunRecord> =
+        (0..5).map(|n| RunRecord { run_id: format!("alike-{n}"), updated_at: at, ..run("session-1") }).collect();
+    let later = RunRecord { run_id: "later".into(), updated_at: at + seconds(1), ..run("session-1") };
+    store.save_runs(&[alike.clone(), vec![later]].concat(), &[], &[]).await.unwrap();
+
+    let mut cursor = PageCursor { at: at - seconds(1), id: String::new() };
+    let mut read = Vec::new();
+    loop {
+        let page = store.runs_changed_after(&cursor, 2).await.unwrap();
+        let Some(last) = page.last() else { break };
+        cursor = PageCursor { at: last.updated_at, id: last.run_id.clone() };
+        read.extend(page.into_iter().map(|run| run.run_id));
+    }
+    assert_eq!(read, ["alike-0", "alike-1", "alike-2", "alike-3", "alike-4", "later"]);
+    // A cursor between two stored times takes what was written after it.
+    let between = PageCursor { at: at + chrono::TimeDelta::nanoseconds(500), id: "zzz".into() };
+    assert_eq!(run_ids(&store.runs_changed_after(&between, 10).await.unwrap()), ["later"]);
 }

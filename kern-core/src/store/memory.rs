@@ -824,10 +824,12 @@ impl Store for MemoryDb {
         ready(Ok(runs.into_iter().take(limit as usize).cloned().collect()))
     }
 
-    fn runs_changed_since(&self, since: DateTime<Utc>, limit: u32) -> BoxFuture<'_, Result<Vec<RunRecord>>> {
+    fn runs_changed_after<'a>(&'a self, after: &'a PageCursor, limit: u32) -> BoxFuture<'a, Result<Vec<RunRecord>>> {
         let tables = self.tables();
-        let mut summaries: Vec<(RunSummary, &String)> =
-            tables.run_summaries().filter(|(summary, _)| summary.updated_at >= since).collect();
+        let mut summaries: Vec<(RunSummary, &String)> = tables
+            .run_summaries()
+            .filter(|(summary, id)| (summary.updated_at, id.as_str()) > (after.at, after.id.as_str()))
+            .collect();
         summaries.sort_by(|(a, a_id), (b, b_id)| (a.updated_at, a_id).cmp(&(b.updated_at, b_id)));
         let page = summaries.into_iter().take(limit as usize).filter_map(|(_, id)| tables.run(id).map(Cow::into_owned));
         ready(Ok(page.collect()))

@@ -20,6 +20,7 @@ use axum::http::HeaderMap;
 use axum::response::sse::{Event, KeepAlive, Sse};
 use chrono::{DateTime, Utc};
 use futures_util::Stream;
+use kern_core::approval::PageCursor;
 use kern_core::follow::{GAP_RECHECK, TrailReader};
 use kern_core::keys::Scope;
 use kern_core::run::{RunRecord, RunStatus};
@@ -132,10 +133,11 @@ struct Feed {
 struct RunFollower {
     /// The latest `updated_at` read.
     since: DateTime<Utc>,
-    /// Where the next read goes on from, while reads come back full: through a burst of
-    /// writes, or through the window a read looks back over, rather than from its start again
-    /// (which would never reach the end of a window of more writes than a read takes).
-    read_on: Option<DateTime<Utc>>,
+    /// Where the next read goes on from, while reads come back full: the last run read,
+    /// through a burst of writes or through the window a read looks back over, rather than
+    /// from its start again (which would never reach the end of a window of more writes than a
+    /// read takes, nor the runs past the first read's of one write that stamped them alike).
+    read_on: Option<PageCursor>,
     /// The status last sent of each run.
     last: HashMap<String, RunStatus>,
 }
@@ -143,15 +145,16 @@ struct RunFollower {
 impl RunFollower {
     /// Where the next read starts: a little before the latest write read, for writes that
     /// commit late, unless a burst is being read through.
-    fn start(&self) -> DateTime<Utc> {
-        self.read_on.unwrap_or(self.since - RUN_LOOKBACK)
+    fn start(&self) -> PageCursor {
+        self.read_on.clone().unwrap_or_else(|| PageCursor { at: self.since - RUN_LOOKBACK, id: String::new() })
     }
 
     /// Takes the runs read since the last time, each once per status it reaches; the frames of
     /// those `visible` lets through go to `ready`.
     fn take(&mut self, runs: Vec<RunRecord>, visible: impl Fn(&RunRecord) -> bool, ready: &mut VecDeque<Event>) {
         let full = runs.len() >= RUN_BATCH as usize;
-        self.read_on = read_on(self.start(), full, runs.last().map(|run| run.updated_at));
+        self.read_on =
+            runs.last().filter(|_| full).map(|last| PageCursor { at: last.updated_at, id: last.run_id.clone() });
         for run in runs {
             self.since = self.since.max(run.updated_at);
             if self.last.get(&run.run_id) == Some(&run.status) {
@@ -168,16 +171,6 @@ impl RunFollower {
     }
 }
 
-/// Where the read after one that started at `start` goes on from: the last write it read when
-/// it came back `full`, or past `start` when that page was all of one microsecond (read again,
-/// it would come back the same); `None` when it was not full.
-fn read_on(start: DateTime<Utc>, full: bool, last_written: Option<DateTime<Utc>>) -> Option<DateTime<Utc>> {
-    full.then(|| match last_written {
-        Some(at) if at > start => at,
-        _ => start + chrono::TimeDelta::microseconds(1),
-    })
-}
-
 impl Feed {
     /// The next event the caller may see, waiting for one; `None` once the caller is no
     /// longer signed in, which ends the stream.
@@ -189,7 +182,7 @@ impl Feed {
             if let Some(frame) = self.ready.pop_front() {
                 return Some(frame);
             }
-            match self.state.store.runs_changed_since(self.runs.start(), RUN_BATCH).await {
+            match self.state.store.runs_changed_after(&self.runs.start(), RUN_BATCH).await {
                 Ok(runs) => {
                     let caller = &self.caller;
                     self.runs.take(runs, |run| caller.sees_user(run.user_id.as_deref()), &mut self.ready);
@@ -292,20 +285,4 @@ fn run_frame(run: &RunRecord) -> Event {
 fn frame(event: &TrailEvent) -> Event {
     let data = serde_json::to_string(&TrailEventResponse::from(event)).unwrap_or_default();
     Event::default().id(event.seq.to_string()).event(format!("approval.{}", event.kind)).data(data)
-}
-
-#[cfg(test)]
-mod tests {
-    use chrono::TimeDelta;
-
-    use super::*;
-
-    #[test]
-    fn full_reads_go_on_from_their_last_write_and_others_look_back_again() {
-        let start = kern_core::now();
-        let later = start + TimeDelta::milliseconds(5);
-        assert_eq!(read_on(start, false, Some(later)), None);
-        assert_eq!(read_on(start, true, Some(later)), Some(later), "on through the window, not from its start");
-        assert_eq!(read_on(start, true, Some(start)), Some(start + TimeDelta::microseconds(1)));
-    }
 }
