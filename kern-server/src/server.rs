@@ -10,7 +10,8 @@ use std::time::{Duration, Instant};
 use axum::Extension;
 use axum::Router;
 use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
-use axum::http::{HeaderName, Method, StatusCode, Uri};
+use axum::http::header::CACHE_CONTROL;
+use axum::http::{HeaderName, HeaderValue, Method, StatusCode, Uri};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post};
@@ -345,6 +346,7 @@ fn router(state: AppState, limits: RequestLimits) -> Router {
             ApiError::new(StatusCode::METHOD_NOT_ALLOWED, detail)
         })
         .layer(middleware::from_fn(move |request, next| time_limit(limits.request_timeout, request, next)))
+        .layer(middleware::map_response(uncached))
         // Outside the time limit, so that the requests it cuts are counted too.
         .layer(middleware::from_fn_with_state(state.clone(), measure))
         // Read by the extractors, which read a body only once its caller is let in.
@@ -385,6 +387,14 @@ async fn time_limit(limit: Duration, request: Request, next: Next) -> Response {
         )
         .into_response(),
     }
+}
+
+/// Marks an answer `Cache-Control: no-store` unless its route said otherwise (the inbox's
+/// assets): answers carry approvals, runs and keys, and one read with the inbox's session
+/// cookie has no `Authorization` header to keep shared caches from storing it.
+async fn uncached(mut response: Response) -> Response {
+    response.headers_mut().entry(CACHE_CONTROL).or_insert(HeaderValue::from_static("no-store"));
+    response
 }
 
 /// Records each request's latency and status under its route.

@@ -147,10 +147,38 @@ pub async fn a_session_reads_the_api_but_never_writes_it(store: Arc<dyn Store>) 
     let cookie = [("cookie", session.as_str())];
     let listed = app.send_with(Method::GET, "/approvals", None, &cookie, None).await;
     assert_eq!(listed.status, StatusCode::OK);
+    assert_eq!(listed.headers["cache-control"], "no-store", "an answer read with a cookie is kept from caches");
     let resolve = format!("/approvals/{row}/resolve");
     let written = app.send_with(Method::POST, &resolve, None, &cookie, Some(json!({"status": "approved"}))).await;
     assert_eq!(written.status, StatusCode::UNAUTHORIZED);
     assert_eq!(row_status(&app, &row).await, "pending");
+
+    // Signing in again from the same browser ends the session it held.
+    let again = post_sign_in(&app, &app.admin, &cookie).await;
+    assert_eq!(again.status, StatusCode::SEE_OTHER);
+    let held = app.send_with(Method::GET, "/approvals", None, &cookie, None).await;
+    assert_eq!(held.status, StatusCode::UNAUTHORIZED, "the session signed in over is over");
+}
+
+pub async fn signing_out_ends_the_session_and_clears_its_cookie(store: Arc<dyn Store>) {
+    let app = App::new(store).await;
+    let (session, csrf) = sign_in(&app, &app.admin).await;
+    let cookie = [("cookie", session.as_str())];
+    let forged = app.send_with(Method::POST, "/ui/sign-out", None, &cookie, Some(json!("csrf=00"))).await;
+    assert_eq!(forged.status, StatusCode::FORBIDDEN);
+    assert_eq!(app.send_with(Method::GET, "/", None, &cookie, None).await.status, StatusCode::OK, "still signed in");
+
+    // Posted from the inbox on an https page: the cookie is cleared as it was set, `Secure`.
+    let https = [("cookie", session.as_str()), ("origin", "https://kern.local"), ("host", "kern.local")];
+    let form = Value::String(format!("csrf={csrf}"));
+    let out = app.send_with(Method::POST, "/ui/sign-out", None, &https, Some(form)).await;
+    assert_eq!(out.status, StatusCode::SEE_OTHER);
+    assert_eq!(out.headers["location"], "/ui/sign-in");
+    let cleared = out.headers["set-cookie"].to_str().unwrap();
+    assert!(cleared.starts_with("kern_session=;") && cleared.contains("Max-Age=0"), "{cleared}");
+    assert!(cleared.contains("; Secure"), "{cleared}");
+    let after = app.send_with(Method::GET, "/", None, &cookie, None).await;
+    assert_eq!(after.status, StatusCode::SEE_OTHER, "the session is over on the server, cookie or not");
 }
 
 pub async fn a_reader_looks_but_does_not_decide(store: Arc<dyn Store>) {

@@ -88,6 +88,10 @@ pub async fn sign_in(State(state): State<AppState>, headers: HeaderMap, form: Fo
         let refusal = "That API key may not read approvals (scope approvals:read).";
         return sign_in_page(&state, &headers, StatusCode::FORBIDDEN, Some(refusal));
     }
+    // A session this browser held before ends: one sign-in, one live session.
+    if let Some(held) = session::cookie_token(&headers) {
+        state.sessions.close(held);
+    }
     let key_id = parse_token(&key).map(|(id, _)| id.to_owned()).unwrap_or_default();
     let (token, _) = state.sessions.open(key_id).map_err(no_randomness)?;
     let mut response = see_other("/");
@@ -136,7 +140,8 @@ pub async fn sign_out(
         state.sessions.close(token);
     }
     let mut response = see_other(SIGN_IN);
-    set_cookie(&mut response, &format!("{COOKIE_NAME}=; HttpOnly; SameSite=Strict; Path=/; Max-Age=0"))?;
+    let cleared = format!("{COOKIE_NAME}=; HttpOnly; SameSite=Strict; Path=/; Max-Age=0{}", secure(&state, &headers));
+    set_cookie(&mut response, &cleared)?;
     Ok(response)
 }
 
