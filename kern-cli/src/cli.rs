@@ -39,7 +39,9 @@ pub struct Cli {
 #[derive(Debug, Args)]
 #[command(next_help_heading = "Global options")]
 pub struct Global {
-    /// The database: `sqlite://app.db` or `postgres://user:password@host/database`.
+    /// The database: `sqlite://app.db` or `postgres://user:password@host/database`. A password
+    /// given here may be read by other users of the machine in the process list: prefer
+    /// KERN_DATABASE_URL.
     #[arg(long, global = true, env = "KERN_DATABASE_URL", hide_env_values = true, value_name = "URL")]
     pub db: Option<String>,
     /// A kern server to work through instead of a database, such as `http://127.0.0.1:7000`.
@@ -418,7 +420,9 @@ enum Direction {
 /// A time: RFC 3339, or a duration from now, `direction` of it.
 fn parse_instant(text: &str, direction: Direction) -> Result<DateTime<Utc>, String> {
     if let Ok(at) = DateTime::parse_from_rfc3339(text) {
-        return Ok(at.with_timezone(&Utc));
+        // The years a store keeps, as through a server, which refuses others.
+        let at = at.with_timezone(&Utc);
+        return if limits::is_time(&at) { Ok(at) } else { Err(format!("`{text}` is past the years kern keeps")) };
     }
     let (way, far) = match direction {
         Direction::Ago => ("ago", "back"),

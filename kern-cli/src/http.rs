@@ -5,7 +5,7 @@ use std::collections::VecDeque;
 use std::fmt::Write as _;
 use std::time::Duration;
 
-use reqwest::header::{ACCEPT, AUTHORIZATION};
+use reqwest::header::{ACCEPT, AUTHORIZATION, CONTENT_TYPE};
 use reqwest::{Method, RequestBuilder, Response, StatusCode};
 use serde_json::Value;
 
@@ -18,6 +18,10 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long a request may wait for its whole answer: longer than a server's own time limit
 /// (120 s by default), which answers first.
 const ANSWER_TIMEOUT: Duration = Duration::from_secs(180);
+
+/// How long an event stream may say nothing before it is taken for broken: three of a kern
+/// server's keep-alives.
+const SILENCE: Duration = Duration::from_secs(45);
 
 /// A server and the key that signs its requests in.
 #[derive(Debug, Clone)]
@@ -105,6 +109,13 @@ impl Client {
         let response = self.send_unbounded(request).await?;
         if !response.status().is_success() {
             return Err(refusal(response).await);
+        }
+        let kind = response.headers().get(CONTENT_TYPE).and_then(|kind| kind.to_str().ok()).unwrap_or_default();
+        if !kind.to_ascii_lowercase().starts_with("text/event-stream") {
+            return Err(Failure::error(format!(
+                "the server answered `/events` with `{kind}`, not an event stream: is --server the address of a kern \
+                 server?"
+            )));
         }
         Ok(EventStream { response, reader: EventReader::default() })
     }
@@ -213,16 +224,17 @@ struct EventReader {
 }
 
 impl EventStream {
-    /// The next event; `None` when the server ends the stream.
+    /// The next event; `None` when the server ends the stream. A stream that says nothing for
+    /// [`SILENCE`] has broken off unseen (its host gone, a NAT that forgot it): a kern server
+    /// sends a keep-alive every 15 s.
     pub async fn next(&mut self) -> Outcome<Option<ServerEvent>> {
         loop {
             if let Some(event) = self.reader.ready.pop_front() {
                 return Ok(Some(event));
             }
-            let chunk = self
-                .response
-                .chunk()
+            let chunk = tokio::time::timeout(SILENCE, self.response.chunk())
                 .await
+                .map_err(|_| Failure::passing(format!("no word from the server in {} s", SILENCE.as_secs())))?
                 .map_err(|err| Failure::error(format!("the event stream broke off: {err}")))?;
             let Some(chunk) = chunk else { return Ok(None) };
             self.reader.feed(&chunk);

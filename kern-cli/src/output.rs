@@ -69,6 +69,17 @@ impl Output {
         println_flushed(&text)
     }
 
+    /// Tells the user, on standard error, of a trouble the command goes on through: a line of
+    /// text, or with `--json` a JSON object (`{"warning": ..}`), as failures are told.
+    pub fn warn(&self, message: &str) {
+        let mut stderr = std::io::stderr().lock();
+        let _ = if self.json {
+            writeln!(stderr, "{}", serde_json::json!({ "warning": message }))
+        } else {
+            writeln!(stderr, "warning: {message}")
+        };
+    }
+
     /// Prints a line of text.
     pub fn line(&self, text: &str) -> Outcome {
         println_flushed(text)

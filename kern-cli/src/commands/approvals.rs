@@ -2,7 +2,6 @@
 //! decided. On a database a decision is made as `--as` under the row's policy
 //! (`Store::decide`); through a server, as the API key's principal (`/resolve`, `/cancel`).
 
-use std::io::Write as _;
 use std::time::Duration;
 
 use chrono::Utc;
@@ -87,7 +86,7 @@ async fn list(ctx: &Context, filters: &ApprovalFilters) -> Outcome {
             };
             let page = db.store().list_approvals(&query).await?;
             for row in &page.unreadable {
-                let _ = writeln!(std::io::stderr(), "warning: row {} cannot be read: {}", row.id, row.reason);
+                ctx.out.warn(&format!("row {} cannot be read: {}", row.id, row.reason));
             }
             Page {
                 items: page.items.iter().map(ApprovalView::from).collect(),
@@ -114,7 +113,7 @@ async fn list(ctx: &Context, filters: &ApprovalFilters) -> Outcome {
             let rows = rows.ok_or_else(|| Failure::error("the server answered a listing without `data`"))?;
             let unreadable = body.pointer("/meta/unreadable").and_then(Value::as_array).into_iter().flatten();
             for id in unreadable.filter_map(Value::as_str) {
-                let _ = writeln!(std::io::stderr(), "warning: row {id} cannot be read: the server's log says why");
+                ctx.out.warn(&format!("row {id} cannot be read: the server's log says why"));
             }
             Page {
                 items: rows.into_iter().map(wire_row).collect::<Outcome<_>>()?,
@@ -251,10 +250,17 @@ async fn watch(ctx: &Context, args: &WatchArgs) -> Outcome {
             // has been waited for long enough: an event may commit after a later one.
             let mut trail = TrailReader::after(match args.after {
                 Some(after) => after,
-                None => store.last_event_seq().await?,
+                None => tokio::select! {
+                    last = store.last_event_seq() => last?,
+                    () = interrupt.received() => return Ok(()),
+                },
             });
             loop {
-                for event in trail.read(store.as_ref(), BATCH).await? {
+                let events = tokio::select! {
+                    events = trail.read(store.as_ref(), BATCH) => events?,
+                    () = interrupt.received() => return Ok(()),
+                };
+                for event in events {
                     printing(&EventView::from(&event))?;
                 }
                 tokio::select! {
@@ -268,7 +274,10 @@ async fn watch(ctx: &Context, args: &WatchArgs) -> Outcome {
             // restarting) is opened again after the last event shown, so that none is missed
             // (before the first, from wherever the server then stands).
             let mut after = args.after;
-            let mut events = client.events(after).await?;
+            let mut events = tokio::select! {
+                events = client.events(after) => events?,
+                () = interrupt.received() => return Ok(()),
+            };
             loop {
                 let next = tokio::select! {
                     next = events.next() => next,
@@ -279,8 +288,8 @@ async fn watch(ctx: &Context, args: &WatchArgs) -> Outcome {
                     broken => {
                         let why =
                             broken.err().map_or_else(|| "the server ended it".to_owned(), |failure| failure.message);
-                        warn(&format!("the event stream broke off ({why})"));
-                        match reopen(client, after, &mut interrupt).await? {
+                        ctx.out.warn(&format!("the event stream broke off ({why})"));
+                        match reopen(ctx, client, after, &mut interrupt).await? {
                             Some(reopened) => events = reopened,
                             None => return Ok(()),
                         }
@@ -303,25 +312,29 @@ async fn watch(ctx: &Context, args: &WatchArgs) -> Outcome {
 /// Opens the event stream again after event `after`, waiting longer between attempts that fail
 /// for a reason that may pass (the server unreachable, say); one the server refuses (a revoked
 /// key) ends the watch. `None` when interrupted meanwhile.
-async fn reopen(client: &Client, after: Option<i64>, interrupt: &mut Interrupt) -> Outcome<Option<EventStream>> {
+async fn reopen(
+    ctx: &Context,
+    client: &Client,
+    after: Option<i64>,
+    interrupt: &mut Interrupt,
+) -> Outcome<Option<EventStream>> {
     let mut pause = RECONNECT_FIRST;
     loop {
         tokio::select! {
             () = tokio::time::sleep(pause) => {}
             () = interrupt.received() => return Ok(None),
         }
-        match client.events(after).await {
+        let opened = tokio::select! {
+            opened = client.events(after) => opened,
+            () = interrupt.received() => return Ok(None),
+        };
+        match opened {
             Ok(events) => return Ok(Some(events)),
             Err(failure) if failure.may_pass => {
                 pause = (pause * 2).min(RECONNECT_AT_MOST);
-                warn(&format!("{}; trying again in {}s", failure.message, pause.as_secs()));
+                ctx.out.warn(&format!("{}; trying again in {}s", failure.message, pause.as_secs()));
             }
             Err(failure) => return Err(failure),
         }
     }
-}
-
-/// Tells the user of a trouble the command goes on through, on standard error.
-fn warn(message: &str) {
-    let _ = writeln!(std::io::stderr(), "warning: {message}");
 }

@@ -84,12 +84,11 @@ async fn verify(ctx: &Context, kept: Option<Checkpoint>) -> Outcome {
             None => verified.checkpoint = Some(kept.to_string()),
         }
     }
-    if ctx.out.json {
-        ctx.out.json_line(&verified)?;
-    }
+    // A broken trail is a failure even when whoever read the JSON went away.
+    let shown = if ctx.out.json { ctx.out.json_line(&verified) } else { Ok(()) };
     match verified.broken {
         Some(link) => Err(Failure::error(format!("the trail is broken: {link}"))),
-        None if ctx.out.json => Ok(()),
+        None if ctx.out.json => shown,
         None => ctx.out.line(&format!(
             "{}: {} rows, {} events, every chain holds{}",
             ctx.out.paint("trail intact", Some(Colour::Green)),

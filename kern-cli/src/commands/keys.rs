@@ -41,7 +41,8 @@ pub async fn run(command: KeysCommand, ctx: &Context) -> Outcome {
             // a failure to say, even when the reader went away.
             shown.map_err(|failure| {
                 Failure::error(format!(
-                    "key {id} was issued but its token could not be shown ({failure}): revoke it with                      `kern keys revoke {id}` and issue another"
+                    "key {id} was issued but its token could not be shown ({failure}): revoke it with \
+                     `kern keys revoke {id}` and issue another"
                 ))
             })?;
             if ctx.out.json {

@@ -134,6 +134,9 @@ async fn rows_are_rejected_and_cancelled_and_filtered() {
         assert!(ids(&["--expiring", "1h"]).is_empty());
         assert!(ids(&["--expiring", "2999-01-01T00:00:00Z"]).is_empty(), "a row without an expiry never expires");
         db.kern(&["approvals", "list", "--expiring", "soon"]).fails(2);
+        // A time past the years a store keeps is refused here, as a server refuses it.
+        let ancient = db.kern(&["approvals", "list", "--since", "0000-06-01T00:00:00Z"]);
+        assert!(ancient.fails(2).contains("past the years kern keeps"), "{ancient:?}");
 
         // Keyset paging visits every row once, newest first.
         let first = db.kern(&["approvals", "list", "--limit", "2", "--json"]).json();

@@ -116,7 +116,13 @@ async fn approvals_are_decided_through_a_server_as_the_keys_principal() {
         let elsewhere = not_kern("200 OK\n{\"data\": [], \"meta\": {\"unreadable\": [\"row-9\"]}}");
         let warned = through(&elsewhere, key, &["approvals", "list", "--json"]);
         assert_eq!(warned.json()["items"].as_array().map(Vec::len), Some(0), "{warned:?}");
-        assert!(warned.stderr.contains("warning: row row-9 cannot be read"), "{warned:?}");
+        // With `--json`, as a JSON object on standard error, as failures are told.
+        let warning: serde_json::Value = serde_json::from_str(warned.stderr.trim()).expect("a JSON warning");
+        assert!(warning["warning"].as_str().unwrap().starts_with("row row-9 cannot be read"), "{warned:?}");
+        // A watch through what answers no event stream says so, rather than reopen it forever.
+        let elsewhere = not_kern("200 OK\n{}");
+        let watched = through(&elsewhere, key, &["approvals", "watch"]);
+        assert!(watched.fails(1).contains("not an event stream"), "{watched:?}");
         let elsewhere = not_kern("200 OK\n{\"data\": [{}]}");
         let blank = through(&elsewhere, key, &["runs", "list", "--json"]);
         assert!(blank.fails(1).contains("no `run_id`"), "{blank:?}");
