@@ -17,7 +17,7 @@ use crate::text_enum::text_enum;
 mod policy;
 
 pub(crate) use policy::unfit_policy;
-pub use policy::{ApprovalPolicy, Decision, OnExpire, Principal, RowPolicy, Vote, VoteKind};
+pub use policy::{ApprovalPolicy, Decision, MAX_EXPIRES_IN, OnExpire, Principal, RowPolicy, Vote, VoteKind};
 
 text_enum! {
     /// Where an approval row stands.

@@ -197,7 +197,13 @@ impl Parse for Entry {
         let key = input.call(Ident::parse_any)?;
         let value = if input.peek(Token![=]) {
             input.parse::<Token![=]>()?;
-            Value::Assigned(input.parse()?)
+            let mut value: Expr = input.parse()?;
+            // A value a `macro_rules!` macro passed on (`$x:literal`, `$x:expr`, `$p:path`)
+            // arrives in an invisible group.
+            while let Expr::Group(group) = value {
+                value = *group.expr;
+            }
+            Value::Assigned(value)
         } else if input.peek(token::Paren) {
             Value::Nested(input.parse()?)
         } else {
@@ -614,6 +620,9 @@ fn when(entry: &Entry, errors: &mut Errors) -> WhenOption {
     WhenOption::Unusable
 }
 
+/// The longest `expires_in`, in days: kern's `approval::MAX_EXPIRES_IN`, 100 years.
+const MAX_EXPIRES_IN_DAYS: u64 = 36_500;
+
 /// Parses an `expires_in` value, a whole number and a unit (`30s`, `15m`, `24h`, `7d`), into
 /// seconds. Checked here so a typo fails the build rather than every approval at run time.
 fn parse_duration(text: &str) -> Result<u64, String> {
@@ -635,8 +644,16 @@ fn parse_duration(text: &str) -> Result<u64, String> {
     if number.is_empty() || !number.bytes().all(|b| b.is_ascii_digit()) {
         return Err(malformed());
     }
-    let too_long = || format!("`expires_in = \"{text}\"` is too long: leave `expires_in` out for no expiry");
+    let too_long = || {
+        format!(
+            "`expires_in = \"{text}\"` is longer than a row can wait ({MAX_EXPIRES_IN_DAYS}d): leave `expires_in` \
+             out for no expiry"
+        )
+    };
     let seconds = number.parse::<u64>().map_err(|_| too_long())?.checked_mul(unit_seconds).ok_or_else(too_long)?;
+    if seconds > MAX_EXPIRES_IN_DAYS * 24 * 60 * 60 {
+        return Err(too_long());
+    }
     if seconds == 0 {
         return Err("`expires_in` must be longer than zero, or an approval could never be given in time: \
                     leave `expires_in` out for no expiry"
@@ -645,8 +662,13 @@ fn parse_duration(text: &str) -> Result<u64, String> {
     Ok(seconds)
 }
 
-/// The message for a key the attribute does not know, suggesting the closest known one.
+/// The message for a key the attribute does not know: the attribute that takes it, when it is
+/// the other one's, or the closest option of this one.
 fn unknown_option(attr: &str, key: &str, known: &[&str]) -> String {
+    let (other, others) = if known == TOOL_OPTIONS { ("approval", APPROVAL_OPTIONS) } else { ("tool", TOOL_OPTIONS) };
+    if others.contains(&key) {
+        return format!("`{key}` is an option of `#[{other}]`, not of `{attr}`: move it into `#[{other}(..)]`");
+    }
     let list = known.iter().map(|k| format!("`{k}`")).collect::<Vec<_>>().join(", ");
     let closest = known
         .iter()
@@ -694,8 +716,10 @@ mod tests {
             assert!(error.contains("like \"30s\""), "{text}: {error}");
         }
         assert!(parse_duration("0m").unwrap_err().contains("longer than zero"));
-        assert!(parse_duration("99999999999999999999d").unwrap_err().contains("too long"));
-        assert!(parse_duration("999999999999999999d").unwrap_err().contains("too long"));
+        assert_eq!(parse_duration("36500d"), Ok(36_500 * 86_400));
+        for text in ["99999999999999999999d", "999999999999999999d", "36501d", "876001h"] {
+            assert!(parse_duration(text).unwrap_err().contains("longer than a row can wait"), "{text}");
+        }
     }
 
     #[test]
@@ -704,6 +728,10 @@ mod tests {
         assert!(message.contains("did you mean `requires_confirmation`?"), "{message}");
         let message = unknown_option("#[tool]", "colour", TOOL_OPTIONS);
         assert!(!message.contains("did you mean"), "{message}");
+        let message = unknown_option("#[tool]", "expires_in", TOOL_OPTIONS);
+        assert!(message.contains("an option of `#[approval]`, not of `#[tool]`"), "{message}");
+        let message = unknown_option("#[approval]", "requires_confirmation", APPROVAL_OPTIONS);
+        assert!(message.contains("move it into `#[tool(..)]`"), "{message}");
         assert_eq!(edit_distance("kitten", "sitting"), 3);
         assert_eq!(edit_distance("", "abc"), 3);
     }

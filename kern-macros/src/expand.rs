@@ -454,7 +454,10 @@ fn fallback(func: &ToolFn, kern_path: Option<&KernPath>, has_when: bool, errors:
     let errors = errors.into_compile_errors();
     let item = &func.item;
     let fn_ident = &item.sig.ident;
-    let struct_ident = Ident::new(&valid::pascal_case(&fn_ident.unraw().to_string()), fn_ident.span());
+    let Some(struct_ident) = valid::pascal_ident(fn_ident) else {
+        // No struct can take the name: code that uses it fails whatever is emitted.
+        return quote!(#errors #item);
+    };
     if item.sig.receiver().is_some() || struct_ident == *fn_ident {
         // A method lives in an `impl`, where a struct cannot go.
         return quote!(#errors #item);

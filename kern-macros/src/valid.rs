@@ -185,7 +185,18 @@ fn wire_name(attr: &ToolAttr, fn_ident: &Ident, errors: &mut Errors) -> String {
 /// `delete_user_data` -> `DeleteUserData`, spanned at the function's name so that "go to
 /// definition" on the struct lands on the function.
 fn struct_ident(fn_ident: &Ident, errors: &mut Errors) -> Ident {
-    let pascal = pascal_case(&fn_ident.unraw().to_string());
+    let Some(pascal) = pascal_ident(fn_ident) else {
+        errors.at(
+            fn_ident.span(),
+            format!(
+                "the tool struct is named after the function in PascalCase, and `{fn_ident}` gives `{}`, which \
+                 cannot name a struct: rename the function so that it gives an identifier that is no keyword, \
+                 starting with a letter (`reset_2fa`, not `_2fa_reset`)",
+                pascal_case(&fn_ident.unraw().to_string())
+            ),
+        );
+        return Ident::new("__KernUnnamableTool", fn_ident.span());
+    };
     if fn_ident.unraw() == pascal {
         errors.at(
             fn_ident.span(),
@@ -195,17 +206,25 @@ fn struct_ident(fn_ident: &Ident, errors: &mut Errors) -> Ident {
             ),
         );
     }
-    Ident::new(&pascal, fn_ident.span())
+    pascal
+}
+
+/// The PascalCase form of a function's name as an identifier spanned at it, or `None` when it
+/// makes none (`_2fa` gives `2fa`, `self_` the keyword `Self`).
+pub fn pascal_ident(fn_ident: &Ident) -> Option<Ident> {
+    let pascal = pascal_case(&fn_ident.unraw().to_string());
+    syn::parse_str::<Ident>(&pascal).ok().map(|_| Ident::new(&pascal, fn_ident.span()))
 }
 
 /// `send_payment` -> `SendPaymentArgs`: the public struct of the arguments the model gives the
-/// tool, which a `when` condition takes. Spanned like the unit struct.
+/// tool, which a `when` condition takes. Spanned like the unit struct; called only for a
+/// function whose [`pascal_ident`] is one.
 pub fn args_struct_ident(fn_ident: &Ident) -> Ident {
     Ident::new(&format!("{}Args", pascal_case(&fn_ident.unraw().to_string())), fn_ident.span())
 }
 
 /// `delete_user_data` -> `DeleteUserData`.
-pub fn pascal_case(snake: &str) -> String {
+fn pascal_case(snake: &str) -> String {
     snake
         .split('_')
         .flat_map(|word| {

@@ -486,6 +486,13 @@ fn a_quorum_or_an_edit_a_call_cannot_honour_is_refused() {
         assert!(matches!(err, Error::InvalidTool { ref reason, .. } if reason.contains(why)), "{err:?}");
     }
     build(Hitl::Confirmation, ApprovalPolicy::REQUIRED.quorum(2).allow_edit()).expect("a confirmation may have both");
+    // An expiry no store could reckon would leave the row without one.
+    let forever =
+        ApprovalPolicy::REQUIRED.expires_in(kern::approval::MAX_EXPIRES_IN + std::time::Duration::from_secs(1));
+    let err = build(Hitl::Confirmation, forever).unwrap_err();
+    assert!(matches!(err, Error::InvalidTool { ref reason, .. } if reason.contains("longer than a row can wait")));
+    build(Hitl::Confirmation, ApprovalPolicy::REQUIRED.expires_in(kern::approval::MAX_EXPIRES_IN))
+        .expect("the longest");
     build(input(), ApprovalPolicy::REQUIRED.allow_edit()).expect("edits of a call that runs here");
 }
 

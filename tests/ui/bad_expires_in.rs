@@ -16,6 +16,10 @@ fn unquoted() {}
 #[tool]
 fn fraction() {}
 
+#[approval(expires_in = "36501d")]
+#[tool]
+fn past_a_century() {}
+
 #[tool(requires_confirmation)]
 #[approval(type = "audit", expires_in = "1h")]
 fn audit_never_waits() {}

@@ -10,4 +10,11 @@ fn unrelated() {}
 #[tool]
 fn approval_typo() {}
 
+#[tool(requires_confirmation, expires_in = "1h")]
+fn approvals_option_on_tool() {}
+
+#[approval(requires_confirmation)]
+#[tool]
+fn tools_option_on_approval() {}
+
 fn main() {}

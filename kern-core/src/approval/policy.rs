@@ -65,7 +65,8 @@ impl ApprovalPolicy {
         }
     }
 
-    /// The same policy with an expiry.
+    /// The same policy with an expiry, of at most [`MAX_EXPIRES_IN`] (a tool with a longer one is
+    /// refused when an agent or team is built).
     pub fn expires_in(mut self, expires_in: Duration) -> Self {
         self.expires_in = Some(expires_in);
         self
@@ -132,6 +133,11 @@ pub struct RowPolicy {
     /// The JSON Schema edited arguments must fit, when edits are allowed.
     pub parameters: Option<Value>,
 }
+
+/// The longest expiry a policy may give its rows, 100 years: `#[approval(expires_in = ..)]`
+/// refuses a longer one at compile time. Times much further ahead are past what the stores keep
+/// (year 9999), and a row whose expiry could not be reckoned would never expire.
+pub const MAX_EXPIRES_IN: Duration = Duration::from_secs(36_500 * 24 * 60 * 60);
 
 /// Why a policy of `quorum` approvers, edits allowed or not, cannot govern a call that pauses as
 /// `pause`, or `None` when it can: a quorum approves a call as it stands (a confirmation), and

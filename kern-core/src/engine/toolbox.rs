@@ -3,7 +3,7 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use crate::approval::{RowPolicy, unfit_policy};
+use crate::approval::{MAX_EXPIRES_IN, RowPolicy, unfit_policy};
 use crate::error::{Error, Result};
 use crate::limits;
 use crate::models::ToolSchema;
@@ -35,6 +35,9 @@ fn gate_rules(mut definition: ToolDefinition) -> Result<ToolDefinition> {
     let (quorum, allow_edit) = definition.approval.as_ref().map_or((1, false), |p| (p.quorum, p.allow_edit));
     if let Some(reason) = definition.hitl.pause_type().and_then(|pause| unfit_policy(pause, quorum, allow_edit)) {
         return Err(refuse(reason));
+    }
+    if definition.approval.as_ref().and_then(|policy| policy.expires_in).is_some_and(|ttl| ttl > MAX_EXPIRES_IN) {
+        return Err(refuse("its expiry is longer than a row can wait (100 years): leave it out for no expiry"));
     }
     if definition.hitl == Hitl::None {
         if definition.requires_approval() {

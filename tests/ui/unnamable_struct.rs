@@ -1,0 +1,9 @@
+use kern::prelude::*;
+
+#[tool]
+fn _2fa_reset() {}
+
+#[tool]
+fn self_() {}
+
+fn main() {}
