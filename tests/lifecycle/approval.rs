@@ -81,6 +81,7 @@ on_every_backend!(
     a_missing_row_is_an_error,
     an_expired_row_refuses_the_call,
     approved_user_input_runs_with_the_admins_values,
+    a_persons_value_wins_over_the_models_for_a_user_input_field,
     user_input_that_does_not_fit_is_refused_at_resolve_time,
     approved_external_execution_feeds_back_the_result,
     rejection_refuses_every_pause_type,
@@ -276,6 +277,27 @@ async fn approved_user_input_runs_with_the_admins_values(backend: Backend) {
     run.requirements[0].provide_user_input(json!({"amount": 1_000_000}).as_object().unwrap().clone());
     agent.continue_run(&run.run_id, run.requirements).await.unwrap();
     assert_eq!(ran(&run.run_id)[0].args, json!({"to": "acme", "amount": 5}));
+}
+
+async fn a_persons_value_wins_over_the_models_for_a_user_input_field(backend: Backend) {
+    // A hand-written tool whose schema lets the model write the field a person is to fill.
+    let schema = json!({"type": "object", "properties": {"to": {"type": "string"}, "amount": {"type": "integer"}}});
+    let input = kern::tools::Hitl::UserInput { fields: vec!["amount".into()] };
+    let policy = Some(kern::approval::ApprovalPolicy::REQUIRED);
+    let transfer = kern::tools::ToolDefinition::new("transfer", "Transfer money.", schema, input, policy);
+    let model = ScriptedModel::new()
+        .when_user_contains("pay", Reply::call("transfer", json!({"to": "acme", "amount": 1_000_000})));
+    let store = backend.store();
+    let agent = Agent::builder().model(model).tool(ByHand(transfer)).db(store.clone()).build().unwrap();
+    let run = agent.run("pay acme").await.unwrap();
+    let row = pending_row(&*store, &run.run_id).await;
+
+    store
+        .update_approval(&row.id, resolve(ApprovalStatus::Approved, Some(json!({"values": {"amount": 10}}))))
+        .await
+        .unwrap();
+    agent.continue_run(&run.run_id, vec![]).await.unwrap();
+    assert_eq!(ran(&run.run_id)[0].args, json!({"to": "acme", "amount": 10}));
 }
 
 async fn user_input_that_does_not_fit_is_refused_at_resolve_time(backend: Backend) {

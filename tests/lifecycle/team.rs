@@ -338,6 +338,28 @@ fn build_refuses_bad_teams() {
 /// once the outcome is stored, nothing is read, so no failed read can report a stored
 /// outcome as an error.
 #[tokio::test]
+async fn a_delegation_whose_member_fails_is_recorded_failed() {
+    let store: Arc<dyn Store> = Arc::new(MemoryDb::new());
+    let leader = ScriptedModel::new().when_user_contains(
+        "sing",
+        Reply::call("delegate_task_to_member", json!({"member_id": "privacy", "task": "sing a song"})),
+    );
+    let team = Team::builder()
+        .id(TEAM_ID)
+        .model(leader)
+        .member(member(store.clone(), "privacy", "Privacy"))
+        .db(store)
+        .build()
+        .unwrap();
+    // The member's model has no reply for the task: its run ends in error.
+    let done = team.run("sing for us").await.unwrap();
+    assert_eq!(done.member_runs[0].status, RunStatus::Error);
+    assert_eq!(done.tools[0].tool_name, "delegate_task_to_member");
+    assert_eq!(done.tools[0].status, ToolCallStatus::Failed);
+    assert!(done.content.unwrap().contains("error: "), "the model is told of the member's error");
+}
+
+#[tokio::test]
 async fn a_team_continue_reads_nothing_after_storing_its_outcome() {
     let probe = Arc::new(crate::backend::ProbeStore::default());
     let store: Arc<dyn Store> = probe.clone();

@@ -188,9 +188,10 @@ impl Tool for ByHand {
 
     fn call<'a>(
         &'a self,
-        _: &'a RunContext,
-        _args: Value,
+        context: &'a RunContext,
+        args: Value,
     ) -> kern::BoxFuture<'a, Result<Value, kern::tools::ToolError>> {
+        log("by_hand", context, args);
         Box::pin(async { Ok(Value::Null) })
     }
 }

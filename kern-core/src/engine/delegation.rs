@@ -12,7 +12,7 @@ use serde_json::{Value, json};
 
 use super::gate::{self, Decision};
 use super::runner::{Delegate, Runner};
-use super::step::{RunRequest, Step, Writes, complete, parse_arguments};
+use super::step::{RunRequest, Step, Writes, complete, complete_as, parse_arguments};
 use crate::BoxFuture;
 use crate::error::{Error, Result};
 use crate::events::{self, RunEvent};
@@ -376,6 +376,10 @@ fn settle(record: &mut RunRecord) {
         .partition(|d| d.runs.iter().all(|run| run.status != RunStatus::Paused));
     record.delegations = waiting;
     for delegation in done {
+        // A delegation of which a member run ended in error, or was cancelled, did not do its
+        // work: the call is recorded failed, as a tool's error is.
+        let failed = delegation.runs.iter().any(|run| matches!(run.status, RunStatus::Error | RunStatus::Cancelled));
+        let status = if failed { ToolCallStatus::Failed } else { ToolCallStatus::Succeeded };
         let answer = match delegation.runs.as_slice() {
             [single] => single.content.clone().unwrap_or_default(),
             runs => runs
@@ -384,6 +388,6 @@ fn settle(record: &mut RunRecord) {
                 .collect::<Vec<_>>()
                 .join("\n"),
         };
-        complete(record, &delegation.tool_call_id, Ok(Value::String(answer)));
+        complete_as(record, &delegation.tool_call_id, status, Value::String(answer));
     }
 }

@@ -286,11 +286,13 @@ fn user_input_verdict(requirement: &RunRequirement) -> Result<Verdict> {
     let schema =
         requirement.user_input_schema.as_ref().ok_or_else(|| refuse("the call asks for no user input".into()))?;
     schema::validate(schema, &Value::Object(values.clone())).map_err(|error| refuse(error.to_string()))?;
-    // Only the declared user-input fields are taken, and never over the model's arguments.
+    // Only the declared user-input fields are taken, and a person's value wins over one the
+    // model wrote for the field (a hand-written tool's schema may let it): these fields are the
+    // person's to fill.
     let declared = schema.get("properties").and_then(Value::as_object);
     let mut args = requirement.tool_execution.tool_args.as_object().cloned().unwrap_or_default();
     for (name, value) in values {
-        if declared.is_some_and(|fields| fields.contains_key(&name)) && !args.contains_key(&name) {
+        if declared.is_some_and(|fields| fields.contains_key(&name)) {
             args.insert(name, value);
         }
     }
