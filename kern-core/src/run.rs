@@ -8,6 +8,11 @@ use crate::approval::{Approval, ApprovalType, PageCursor, PauseType};
 use crate::models::{Message, Usage};
 use crate::text_enum::text_enum;
 
+mod carried;
+
+pub(crate) use carried::Carried;
+pub use carried::{in_flight, settled};
+
 text_enum! {
     /// Where a run stands.
     RunStatus {

@@ -333,7 +333,10 @@ fn fixed_calls<DB: Driver>(layout: &Layout) -> Vec<String> {
     let changes: Vec<String> = fixed.iter().map(|column| DB::differs(column)).collect();
     let message = "kern: an approval row keeps the call and the policy it was created with";
     let name = layout.approvals.suffixed("_fixed_call");
-    DB::refusing_trigger(layout, &layout.approvals, &name, "UPDATE", Some(&changes.join(" OR ")), message)
+    // Fired only by a statement that sets one of them, which none of kern's does: its updates
+    // pay nothing for the guard.
+    let event = format!("UPDATE OF {}", fixed.join(", "));
+    DB::refusing_trigger(layout, &layout.approvals, &name, &event, Some(&changes.join(" OR ")), message)
 }
 
 /// Version 13: checks of enumerated columns that cost nothing to run. SQLite checks a column

@@ -159,6 +159,7 @@ pub fn validate(attr: ToolAttr, func: &ToolFn, errors: &mut Errors) -> Option<Sp
         (Hitl::None, Some(Approval { kind: ApprovalKind::Required, .. })) => Hitl::Confirmation,
         (hitl, _) => hitl,
     };
+    let struct_ident = struct_ident?;
     errors.is_empty().then_some(Spec { struct_ident, name, description, hitl, approval })
 }
 
@@ -183,8 +184,9 @@ fn wire_name(attr: &ToolAttr, fn_ident: &Ident, errors: &mut Errors) -> String {
 }
 
 /// `delete_user_data` -> `DeleteUserData`, spanned at the function's name so that "go to
-/// definition" on the struct lands on the function.
-fn struct_ident(fn_ident: &Ident, errors: &mut Errors) -> Ident {
+/// definition" on the struct lands on the function; `None`, said in `errors`, when the name
+/// makes no identifier.
+fn struct_ident(fn_ident: &Ident, errors: &mut Errors) -> Option<Ident> {
     let Some(pascal) = pascal_ident(fn_ident) else {
         errors.at(
             fn_ident.span(),
@@ -195,7 +197,7 @@ fn struct_ident(fn_ident: &Ident, errors: &mut Errors) -> Ident {
                 pascal_case(&fn_ident.unraw().to_string())
             ),
         );
-        return Ident::new("__KernUnnamableTool", fn_ident.span());
+        return None;
     };
     if fn_ident.unraw() == pascal {
         errors.at(
@@ -206,7 +208,7 @@ fn struct_ident(fn_ident: &Ident, errors: &mut Errors) -> Ident {
             ),
         );
     }
-    pascal
+    Some(pascal)
 }
 
 /// The PascalCase form of a function's name as an identifier spanned at it, or `None` when it

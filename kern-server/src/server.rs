@@ -20,6 +20,7 @@ use kern_core::store::Store;
 use kern_core::team::Team;
 use kern_core::worker::WorkerStats;
 use tokio::net::TcpListener;
+use tokio::sync::watch;
 use tower::Layer;
 use tower_http::normalize_path::NormalizePathLayer;
 use tower_http::request_id::{MakeRequestId, PropagateRequestIdLayer, RequestId, SetRequestIdLayer};
@@ -212,6 +213,7 @@ impl ServerBuilder {
         if public_origin.is_some() && matches!(auth, Auth::OpenOnLoopback { .. }) {
             return Err(BuildError::OpenBehindProxy);
         }
+        let (stop, stopping) = watch::channel(false);
         let state = AppState {
             store,
             agents: Arc::new(agents),
@@ -225,9 +227,10 @@ impl ServerBuilder {
                 || public_origin.as_ref().is_some_and(|origin| origin.as_str().starts_with("https://")),
             public_origin,
             stale_after: self.stale_after,
+            stopping,
         };
         let router = router(state.clone(), self.limits);
-        Ok(Server { router, state, expiry_sweep: self.expiry_sweep })
+        Ok(Server { router, state, expiry_sweep: self.expiry_sweep, stop })
     }
 }
 
@@ -246,6 +249,8 @@ pub struct Server {
     router: Router,
     state: AppState,
     expiry_sweep: Duration,
+    /// Tells the event streams the server stops.
+    stop: watch::Sender<bool>,
 }
 
 impl Server {
@@ -266,6 +271,21 @@ impl Server {
     /// An open server ([`Auth::open_on_loopback`]) refuses to start on a listener that is not
     /// on a loopback address.
     pub async fn serve(self, listener: TcpListener) -> io::Result<()> {
+        self.serve_until(listener, std::future::pending()).await
+    }
+
+    /// Serves as [`serve`](Self::serve) does until `stop` completes, then stops: it takes no
+    /// more connections, ends the event streams, answers the requests under way, and returns
+    /// once the runs and continues this process carries are stored ([`run::settled`]: those
+    /// whose requests were answered 504 go on). A process that ended at once would leave a
+    /// continue cut half-way `running`, for a recovery that may run its approved calls again.
+    ///
+    /// [`run::settled`]: kern_core::run::settled
+    pub async fn serve_until(
+        self,
+        listener: TcpListener,
+        stop: impl Future<Output = ()> + Send + 'static,
+    ) -> io::Result<()> {
         let local = listener.local_addr()?;
         if matches!(self.state.auth, Auth::OpenOnLoopback { .. }) && !local.ip().is_loopback() {
             return Err(io::Error::new(
@@ -274,8 +294,15 @@ impl Server {
             ));
         }
         let sweep = tokio::spawn(sweep_expired(self.state.clone(), self.expiry_sweep));
-        let served = axum::serve(listener, self.router.into_make_service_with_connect_info::<SocketAddr>()).await;
+        let streams = self.stop;
+        let stopped = async move {
+            stop.await;
+            streams.send_replace(true);
+        };
+        let service = self.router.into_make_service_with_connect_info::<SocketAddr>();
+        let served = axum::serve(listener, service).with_graceful_shutdown(stopped).await;
         sweep.abort();
+        kern_core::run::settled().await;
         served
     }
 }

@@ -5,6 +5,8 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
+use tokio::sync::watch;
+
 use kern_core::agent::Agent;
 use kern_core::store::Store;
 use kern_core::team::Team;
@@ -34,4 +36,7 @@ pub struct AppState {
     /// How long a run may stay `running` before the inbox offers to recover it, and the least
     /// a release through the API waits.
     pub(crate) stale_after: Duration,
+    /// Turns `true` once the server is asked to stop: event streams, which never end by
+    /// themselves, end then, so that the requests under way can all be answered.
+    pub(crate) stopping: watch::Receiver<bool>,
 }

@@ -334,9 +334,7 @@ fn build_refuses_bad_teams() {
     assert!(matches!(err, Error::NoModel), "{err:?}");
 }
 
-/// A member that finished in an earlier step is reported from a read made before the claim:
-/// once the outcome is stored, nothing is read, so no failed read can report a stored
-/// outcome as an error.
+/// A member run that ends in error fails the delegation's call, as a tool's error does.
 #[tokio::test]
 async fn a_delegation_whose_member_fails_is_recorded_failed() {
     let store: Arc<dyn Store> = Arc::new(MemoryDb::new());
@@ -359,6 +357,9 @@ async fn a_delegation_whose_member_fails_is_recorded_failed() {
     assert!(done.content.unwrap().contains("error: "), "the model is told of the member's error");
 }
 
+/// A member that finished in an earlier step is reported from a read made before the claim:
+/// once the outcome is stored, nothing is read, so no failed read can report a stored
+/// outcome as an error.
 #[tokio::test]
 async fn a_team_continue_reads_nothing_after_storing_its_outcome() {
     let probe = Arc::new(crate::backend::ProbeStore::default());

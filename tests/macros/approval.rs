@@ -100,6 +100,16 @@ fn expires_in_in_every_unit_and_order() {
     assert_eq!(Days.definition().approval, policy(7 * 24 * 60 * 60));
 }
 
+#[approval(expires_in = "36500d")]
+#[tool]
+fn a_century() {}
+
+#[test]
+fn the_longest_expiry_the_macro_takes_is_the_one_agents_take() {
+    let longest = Some(ApprovalPolicy::REQUIRED.expires_in(kern::approval::MAX_EXPIRES_IN));
+    assert_eq!(ACentury.definition().approval, longest);
+}
+
 /// Full paths work as well as imported names.
 #[kern::approval::approval(type = "audit")]
 #[kern::tools::tool(external_execution)]

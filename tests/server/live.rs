@@ -76,6 +76,7 @@ pub async fn a_runs_status_changes_arrive_as_run_events(store: Arc<dyn Store>) {
     let client = reqwest::Client::new();
     let mut stream = client.get(format!("{base}/events")).bearer_auth(&app.reader).send().await.unwrap();
     assert_eq!(stream.status(), 200);
+    assert_eq!(stream.headers()["cache-control"], "no-store", "over the stream's own `no-cache`");
 
     let (run_id, session_id, row) = app.paused_refund("alice").await;
     let paused = read_run_event(&mut stream, "run.paused", &run_id).await;
@@ -251,6 +252,50 @@ pub async fn concurrent_resolves_of_one_row_give_one_winner(store: Arc<dyn Store
 async fn nap() -> String {
     tokio::time::sleep(Duration::from_millis(500)).await;
     "rested".to_owned()
+}
+
+/// A server asked to stop ends its event streams, and returns only once the run a request
+/// started (answered 504, and going on) is stored.
+pub async fn a_server_asked_to_stop_stores_the_runs_under_way_first(store: Arc<dyn Store>) {
+    let token = issue(&store, "root", &[], &[kern::keys::Scope::Admin]).await;
+    let model = ScriptedModel::new()
+        .when_user_contains("nap", Reply::call("nap", json!({})))
+        .after_tool("nap", Reply::text("Done: {result}"));
+    let sleepy = Agent::builder().id("sleepy").model(model).tool(Nap).db(store.clone()).build().unwrap();
+    let server = Server::builder()
+        .store(store.clone())
+        .agent(sleepy)
+        .auth(Auth::api_keys())
+        .request_timeout(Duration::from_millis(100))
+        .build()
+        .unwrap();
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let serving = tokio::spawn(server.serve_until(listener, async move {
+        let _ = stopped.await;
+    }));
+
+    let client = reqwest::Client::new();
+    let mut events = client.get(format!("{base}/events")).bearer_auth(&token).send().await.unwrap();
+    assert_eq!(events.status(), 200);
+    let started = client
+        .post(format!("{base}/agents/sleepy/runs"))
+        .bearer_auth(&token)
+        .form(&[("message", "take a nap"), ("stream", "false")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(started.status(), 504, "the run goes on past its request");
+    stop.send(()).unwrap();
+
+    // The stream ends (after what it had to send), rather than hold the server up forever.
+    let ended = async { while let Ok(Some(_)) = events.chunk().await {} };
+    tokio::time::timeout(Duration::from_secs(10), ended).await.expect("the event stream ends");
+    tokio::time::timeout(Duration::from_secs(60), serving).await.expect("the server stops").unwrap().unwrap();
+    let runs = store.list_runs(&kern::run::RunQuery::default().agent_id("sleepy")).await.unwrap().items;
+    assert_eq!(runs.len(), 1);
+    assert_eq!(runs[0].status, RunStatus::Completed, "stored before the server returned");
 }
 
 /// A request that outlasts the server's time limit is answered 504 in the body every error

@@ -64,6 +64,7 @@ suite! {
     live::concurrent_resolves_of_one_row_give_one_winner,
     live::operations_routes_answer,
     live::a_request_past_the_time_limit_is_answered_504_and_its_run_goes_on,
+    live::a_server_asked_to_stop_stores_the_runs_under_way_first,
     jwt::hs256_tokens_sign_callers_in_and_are_checked,
     jwt::rs256_tokens_are_checked_with_the_public_key,
     inbox::signing_in_opens_a_session_whose_forms_are_guarded,

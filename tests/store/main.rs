@@ -143,7 +143,7 @@ suite! {
         workers::stale_runs_are_top_level_runs_running_since_the_cutoff,
         workers::stale_runs_page_on_from_the_last_run_read,
         workers::a_follower_of_the_trail_wakes_when_it_grows,
-        workers::runs_changed_since_follow_writes_in_time_order,
+        workers::runs_changed_after_follow_writes_in_time_order,
         workers::runs_changed_alike_are_paged_through_by_their_ids,
     ],
     sql: [

@@ -1,3 +1,5 @@
+//! A function whose PascalCase form names no struct: one that starts with a digit, or a keyword.
+
 use kern::prelude::*;
 
 #[tool]

@@ -1,5 +1,8 @@
 //! `kern serve`: the HTTP API (and whatever else kern-server serves) over the database, until
-//! interrupted.
+//! interrupted: a first Ctrl-C lets the requests under way be answered and the runs they carry
+//! be stored, a second stops at once.
+
+use std::io::Write as _;
 
 use kern_server::{Auth, Server};
 use serde_json::json;
@@ -41,8 +44,25 @@ pub async fn run(args: ServeArgs, ctx: &Context) -> Outcome {
     } else {
         ctx.out.line(&format!("serving {url} (Ctrl-C stops)"))?;
     }
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let serving = server.serve_until(listener, async move {
+        let _ = stopped.await;
+    });
+    let mut serving = std::pin::pin!(serving);
+    let failed = |err: std::io::Error| Failure::error(format!("the server stopped: {err}"));
     tokio::select! {
-        served = server.serve(listener) => served.map_err(|err| Failure::error(format!("the server stopped: {err}"))),
+        served = &mut serving => return served.map_err(failed),
+        () = interrupt.received() => {}
+    }
+    if !ctx.out.json {
+        let _ = writeln!(
+            std::io::stderr(),
+            "stopping: answering the requests under way and storing the runs they carry (Ctrl-C again stops at once)"
+        );
+    }
+    let _ = stop.send(());
+    tokio::select! {
+        served = serving => served.map_err(failed),
         () = interrupt.received() => Ok(()),
     }
 }

@@ -23,7 +23,7 @@ use crate::approval::{ApprovalStatus, Principal};
 use crate::error::{Error, Result};
 use crate::events::{self, RunEvent};
 use crate::models::Usage;
-use crate::run::{RunOutput, RunRecord, RunRequirement, RunStatus};
+use crate::run::{Carried, RunOutput, RunRecord, RunRequirement, RunStatus};
 use crate::store::Store;
 use crate::trail::SYSTEM_PRINCIPAL;
 
@@ -426,11 +426,17 @@ fn same_state(claimed: &RunRecord, read: &RunRecord) -> bool {
 
 /// Runs a run, a continue or a recovery on a task of its own, so that a caller that stops
 /// waiting cannot abandon it half-way: once started or claimed, a run is carried through and
-/// stored.
+/// stored. It is counted until then ([`run::settled`](crate::run::settled)).
 async fn on_own_task<T: Send + 'static>(
     span: tracing::Span,
     work: impl Future<Output = Result<T>> + Send + 'static,
 ) -> Result<T> {
-    let task = tokio::spawn(events::carried(work.instrument(span)));
+    // Made here, where it takes the caller's event stream; counted for as long as it runs.
+    let work = events::carried(work.instrument(span));
+    let counted = Carried::start();
+    let task = tokio::spawn(async move {
+        let _counted = counted;
+        work.await
+    });
     task.await.map_err(|join| Error::Aborted(join.to_string()))?
 }

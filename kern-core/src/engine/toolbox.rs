@@ -29,7 +29,8 @@ pub(crate) struct ToolEntry {
 /// Applies the rules `#[approval]` enforces at compile time to any definition, hand-written
 /// ones included, so an approval policy can never fail open: a required approval without a
 /// HITL kind pauses for confirmation; an audit approval needs a HITL interaction to record; a
-/// quorum approves only calls as they stand (confirmations), and edits only calls that run here.
+/// quorum approves only calls as they stand (confirmations), and edits only calls that run here;
+/// an expiry is at most [`MAX_EXPIRES_IN`], or its rows could get none.
 fn gate_rules(mut definition: ToolDefinition) -> Result<ToolDefinition> {
     let refuse = |reason: &str| Error::InvalidTool { tool: definition.name.clone(), reason: reason.to_owned() };
     let (quorum, allow_edit) = definition.approval.as_ref().map_or((1, false), |p| (p.quorum, p.allow_edit));
@@ -37,7 +38,8 @@ fn gate_rules(mut definition: ToolDefinition) -> Result<ToolDefinition> {
         return Err(refuse(reason));
     }
     if definition.approval.as_ref().and_then(|policy| policy.expires_in).is_some_and(|ttl| ttl > MAX_EXPIRES_IN) {
-        return Err(refuse("its expiry is longer than a row can wait (100 years): leave it out for no expiry"));
+        let days = MAX_EXPIRES_IN.as_secs() / 86_400;
+        return Err(refuse(&format!("its expiry is longer than a row can wait ({days}d): leave it out for no expiry")));
     }
     if definition.hitl == Hitl::None {
         if definition.requires_approval() {

@@ -17,9 +17,10 @@ use std::time::{Duration, Instant};
 
 use axum::extract::State;
 use axum::http::HeaderMap;
+use axum::http::header::CACHE_CONTROL;
+use axum::response::IntoResponse;
 use axum::response::sse::{Event, KeepAlive, Sse};
 use chrono::{DateTime, Utc};
-use futures_util::Stream;
 use kern_core::approval::PageCursor;
 use kern_core::follow::{GAP_RECHECK, TrailReader};
 use kern_core::keys::Scope;
@@ -27,6 +28,7 @@ use kern_core::run::{RunRecord, RunStatus};
 use kern_core::trail::TrailEvent;
 use serde::Deserialize;
 use serde_json::json;
+use tokio::sync::watch;
 use utoipa::IntoParams;
 
 use crate::auth::Caller;
@@ -85,7 +87,7 @@ pub async fn events(
     caller: Caller,
     headers: HeaderMap,
     QueryParams(params): QueryParams<EventParams>,
-) -> ApiResult<Sse<impl Stream<Item = Result<Event, Infallible>>>> {
+) -> ApiResult<impl IntoResponse> {
     caller.require(Scope::ApprovalsRead)?;
     let resume = headers
         .get("last-event-id")
@@ -108,10 +110,25 @@ pub async fn events(
     let checked = Instant::now();
     let feed = Feed { state, caller, checked, trail, ready: VecDeque::new(), visible: HashMap::new(), runs };
     let stream = futures_util::stream::unfold(feed, |mut feed| async move {
-        let event = feed.next().await?;
-        Some((Ok(event), feed))
+        let stopping = feed.state.stopping.clone();
+        let event = tokio::select! {
+            event = feed.next() => event?,
+            () = stopped(stopping) => return None,
+        };
+        Some((Ok::<_, Infallible>(event), feed))
     });
-    Ok(Sse::new(stream).keep_alive(KeepAlive::default()))
+    // Over the `no-cache` the stream is answered with: the inbox reads it with its cookie.
+    Ok(([(CACHE_CONTROL, "no-store")], Sse::new(stream).keep_alive(KeepAlive::default())))
+}
+
+/// Completes once the server is asked to stop ([`Server::serve_until`]); never for a router the
+/// application mounts, which nobody here stops.
+///
+/// [`Server::serve_until`]: crate::Server::serve_until
+async fn stopped(mut stopping: watch::Receiver<bool>) {
+    if stopping.wait_for(|stopping| *stopping).await.is_err() {
+        std::future::pending::<()>().await;
+    }
 }
 
 /// One client's place in the trail.
