@@ -16,7 +16,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
-use crate::approval::{Approval, ApprovalStatus};
+use crate::approval::{Approval, ApprovalStatus, Vote};
 use crate::text_enum::text_enum;
 use crate::timestamp;
 
@@ -180,6 +180,16 @@ pub fn resolution_data(row: &Approval) -> Value {
     decision_data(row.status, row.resolved_by.as_deref(), row.resolution_data.as_ref())
 }
 
+/// What a vote's event says, besides its principal.
+pub fn vote_data(vote: &Vote) -> Value {
+    json!({
+        "vote": vote.kind.as_str(),
+        "roles": vote.roles,
+        "note": vote.note,
+        "args": vote.args,
+    })
+}
+
 /// What the event of a decision says, before a row holds it: what [`resolution_data`] reads
 /// off the row once decided so.
 pub fn decision_data(status: ApprovalStatus, resolved_by: Option<&str>, resolution_data: Option<&Value>) -> Value {
@@ -320,8 +330,11 @@ impl TrailReport {
     }
 }
 
-/// Checks one row against its chain: `events` are all of the row's events, in chain order.
-pub fn verify_row(row: &Approval, events: &[TrailEvent]) -> Result<(), BrokenLink> {
+/// Checks one row against its chain and its votes: `events` are all of the row's events, in
+/// chain order, and `votes` all its stored votes. Each vote stored must be one an event records,
+/// and each vote recorded one stored: the votes table takes inserts, and a vote written past
+/// kern would count towards a quorum unrecorded.
+pub fn verify_row(row: &Approval, events: &[TrailEvent], votes: &[Vote]) -> Result<(), BrokenLink> {
     let broken =
         |index: u32, seq: Option<i64>, reason: String| BrokenLink { approval_id: row.id.clone(), index, seq, reason };
     let Some(first) = events.first() else {
@@ -366,6 +379,30 @@ pub fn verify_row(row: &Approval, events: &[TrailEvent]) -> Result<(), BrokenLin
             _ => {}
         }
         prev_hash = &event.hash;
+    }
+    let mut recorded: Vec<&TrailEvent> = events.iter().filter(|event| event.kind == EventKind::Vote).collect();
+    for vote in votes {
+        let data = vote_data(vote);
+        match recorded.iter().position(|event| event.principal == vote.principal && event.data == data) {
+            Some(at) => drop(recorded.swap_remove(at)),
+            None => {
+                return Err(broken(
+                    0,
+                    None,
+                    format!(
+                        "the {} vote of {} is stored, but no event of its chain records it",
+                        vote.kind, vote.principal
+                    ),
+                ));
+            }
+        }
+    }
+    if let Some(event) = recorded.first() {
+        return Err(broken(
+            event.index,
+            Some(event.seq),
+            format!("it records a vote of {} that the votes table does not hold", event.principal),
+        ));
     }
     let created = first.data.get("row_digest").and_then(Value::as_str);
     if created != Some(row_digest(row).as_str()) {

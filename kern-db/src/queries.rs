@@ -67,6 +67,8 @@ pub(crate) struct Queries {
     pub(crate) last_event_seq: String,
     /// The votes on row `$1`, oldest first.
     pub(crate) votes: String,
+    /// Every vote, by row: what the trail's check compares with the vote events.
+    pub(crate) all_votes: String,
     pub(crate) insert_vote: String,
     count_approvals: String,
     /// The pending rows not past their expiry at `$1`, from the kept count.
@@ -175,6 +177,7 @@ impl Queries {
             events_after: format!("SELECT {EVENT_COLUMNS} FROM {events} WHERE seq > $1 ORDER BY seq LIMIT $2"),
             last_event_seq: format!("SELECT COALESCE(MAX(seq), 0) AS seq FROM {events}"),
             votes: format!("SELECT {VOTE_COLUMNS} FROM {votes} WHERE approval_id = $1 ORDER BY at, principal"),
+            all_votes: format!("SELECT {VOTE_COLUMNS} FROM {votes} ORDER BY approval_id, at, principal"),
             insert_vote: format!("INSERT INTO {votes} ({VOTE_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7)"),
             events,
             count_approvals: format!("SELECT COUNT(*) AS n FROM {approvals}"),

@@ -5,7 +5,7 @@
 //! id that cannot be a key (see `kern_core::limits`) finds nothing without asking the database,
 //! which might fail on it instead: no row has such an id, since saves refuse them.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -1023,17 +1023,25 @@ impl<DB: Driver> Store for SqlStore<DB> {
             begin_snapshot::<DB>(&mut conn).await?;
             let rows = DB::fetch(&mut conn, &Stmt::new(&self.queries.all_rows), codec::approval_or_unreadable).await?;
             let events = DB::fetch(&mut conn, &Stmt::new(&self.queries.all_events), codec::event).await?;
+            let all_votes = DB::fetch(&mut conn, &Stmt::new(&self.queries.all_votes), codec::vote).await?;
             roll_back::<DB>(&mut conn).await?;
             let mut chains: std::collections::BTreeMap<String, Vec<TrailEvent>> = std::collections::BTreeMap::new();
             for event in events {
                 chains.entry(event.approval_id.clone()).or_default().push(event);
+            }
+            let mut votes: HashMap<String, Vec<Vote>> = HashMap::new();
+            for vote in all_votes {
+                votes.entry(vote.approval_id.clone()).or_default().push(vote);
             }
             let total = chains.values().map(Vec::len).sum::<usize>() as u64;
             // A row that cannot be read cannot be checked: the first link it names broken.
             let broken = rows
                 .iter()
                 .find_map(|row| match row {
-                    Ok(row) => trail::verify_row(row, chains.get(&row.id).map(Vec::as_slice).unwrap_or_default()).err(),
+                    Ok(row) => {
+                        let chain = chains.get(&row.id).map(Vec::as_slice).unwrap_or_default();
+                        trail::verify_row(row, chain, votes.get(&row.id).map(Vec::as_slice).unwrap_or_default()).err()
+                    }
                     Err(unreadable) => Some(BrokenLink {
                         approval_id: unreadable.id.clone(),
                         index: 0,

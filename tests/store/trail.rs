@@ -147,6 +147,28 @@ pub async fn verifying_names_an_edited_row(target: SqlTarget) {
     db.close().await;
 }
 
+pub async fn verifying_names_a_vote_no_event_records(target: SqlTarget) {
+    let db = target.open(Options::default()).await.unwrap();
+    let store = db.store();
+    let row = approval("run-1");
+    create_all(&*store, std::slice::from_ref(&row)).await;
+    store.decide(&row.id, &Principal::new("olga"), Decision::approve()).await.unwrap();
+    let pending = approval("run-1");
+    create_all(&*store, std::slice::from_ref(&pending)).await;
+    // A vote written past kern, which would count towards a quorum: the votes table takes inserts.
+    let forged = format!(
+        "INSERT INTO {{t:kern_approvals_votes}} (approval_id, principal, roles, kind, note, args, at) \
+         VALUES ('{}', 'mallory', '[]', 'approve', NULL, NULL, {{time}})",
+        pending.id
+    );
+    target.raw(&forged).await.unwrap();
+
+    let broken = store.verify_trail().await.unwrap().broken.expect("the forged vote is reported");
+    assert_eq!(broken.approval_id, pending.id);
+    assert!(broken.reason.contains("approve vote of mallory is stored, but no event"), "{}", broken.reason);
+    db.close().await;
+}
+
 pub async fn verifying_names_a_deleted_event(target: SqlTarget) {
     let db = target.open(Options::default()).await.unwrap();
     let store = db.store();

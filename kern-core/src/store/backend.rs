@@ -25,7 +25,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, TimeDelta, Utc};
 
-pub use decision::{DecisionEffect, DecisionRules, check_eligible, vote_data};
+pub use decision::{DecisionEffect, DecisionRules, check_eligible};
 pub use input::{check_api_key, check_save, check_update};
 pub use resolution::ResolutionRules;
 pub use signal::TrailSignal;

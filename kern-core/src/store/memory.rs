@@ -877,7 +877,10 @@ impl Store for MemoryDb {
             + tables.archive.rows.summaries().map(|(_, row)| row.chain.events).sum::<u64>();
         let broken = ids
             .iter()
-            .find_map(|id| trail::verify_row(&tables.row(id).expect("listed above"), &tables.chain(id)).err())
+            .find_map(|id| {
+                let votes = tables.votes.get(id.as_str()).map(Vec::as_slice).unwrap_or_default();
+                trail::verify_row(&tables.row(id).expect("listed above"), &tables.chain(id), votes).err()
+            })
             .or_else(|| trail::orphan(tables.trails.iter().filter(|(id, _)| !tables.has_row(id))));
         ready(Ok(TrailReport { approvals: ids.len() as u64, events, broken }))
     }

@@ -381,7 +381,7 @@ pub async fn detail_page(state: &AppState, viewer: &Viewer, id: &str, error: Opt
     let run = state.store.load_run(&row.run_id).await?;
     let votes = state.store.votes(id).await?;
     let events = state.store.trail(id).await?;
-    let (trail_status, trail_intact) = match verify_row(&row, &events) {
+    let (trail_status, trail_intact) = match verify_row(&row, &events, &votes) {
         Ok(()) => ("verified".to_owned(), true),
         Err(broken) => (format!("broken at event {}: {}", broken.index, broken.reason), false),
     };

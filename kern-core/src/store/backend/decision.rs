@@ -90,7 +90,7 @@ impl<'a> DecisionRules<'a> {
             }
             Decision::Reject { note } => {
                 let vote = self.vote(votes, VoteKind::Reject, note, None)?;
-                let events = vec![(EventKind::Vote, vote_data(&vote))];
+                let events = vec![(EventKind::Vote, trail::vote_data(&vote))];
                 Ok(self.resolve(row, ApprovalStatus::Rejected, note_data(note), Some(vote), events))
             }
             Decision::Approve { note, values, result, args } => {
@@ -125,7 +125,7 @@ impl<'a> DecisionRules<'a> {
                     limits::check_json("resolution_data", data)?;
                 }
                 let vote = self.vote(votes, VoteKind::Approve, note, args.clone())?;
-                let mut events = vec![(EventKind::Vote, vote_data(&vote))];
+                let mut events = vec![(EventKind::Vote, trail::vote_data(&vote))];
                 // Only approvals of the same arguments make a quorum: an edit starts its own count.
                 let same = |vote: &&Vote| vote.kind == VoteKind::Approve && vote.args == *args;
                 let approvals = votes.iter().filter(same).count() + 1;
@@ -224,14 +224,4 @@ fn approval_data(note: &Option<String>, values: &Option<Map<String, Value>>, res
         data.insert("result".to_owned(), result.clone());
     }
     (!data.is_empty()).then_some(Value::Object(data))
-}
-
-/// What a vote's event says.
-pub fn vote_data(vote: &Vote) -> Value {
-    json!({
-        "vote": vote.kind.as_str(),
-        "roles": vote.roles,
-        "note": vote.note,
-        "args": vote.args,
-    })
 }
