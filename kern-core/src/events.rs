@@ -70,7 +70,11 @@ pub enum RunEvent {
         /// The arguments it runs with (an approver's edit included).
         args: Value,
     },
-    /// A tool call finished; its result (or error text) goes back to the model.
+    /// A tool call finished, or was settled without running (after no [`ToolCallStarted`]):
+    /// rejected or expired, answered with a result given from outside, or refused before it
+    /// ran. Its result (or error text) goes back to the model.
+    ///
+    /// [`ToolCallStarted`]: RunEvent::ToolCallStarted
     ToolCallCompleted {
         /// The run that made the call.
         run_id: String,
@@ -78,7 +82,8 @@ pub enum RunEvent {
         tool_call_id: String,
         /// The tool's wire name.
         tool_name: String,
-        /// `Succeeded` or `Failed`.
+        /// `Succeeded` or `Failed` for a call that ran or was refused before it ran;
+        /// `Rejected` or `External` for one a decision settled.
         status: ToolCallStatus,
         /// The result, or the error text.
         result: Value,

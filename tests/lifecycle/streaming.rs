@@ -32,6 +32,7 @@ fn agent(store: Arc<dyn Store>) -> Agent {
         .when_user_contains("book", Reply::call("book_room", json!({ "room": "Ada" })))
         .when_user_contains("weather", Reply::call("weather", json!({ "city": "Oslo" })))
         .when_user_contains("hello", Reply::text("Hello there, how can I help?"))
+        .when_user_contains("ghost", Reply::call("no_such_tool", json!({})))
         .after_tool("book_room", Reply::text("The room is yours: {result}"))
         .after_tool("weather", Reply::text("Today: {result}"));
     Agent::builder().id("assistant").model(model).tool(BookRoom).tool(Weather).db(store).build().unwrap()
@@ -136,6 +137,15 @@ async fn a_plain_tool_call_streams_its_start_and_result(backend: Backend) {
     let mut deduped = kinds.clone();
     deduped.dedup();
     assert_eq!(deduped, ["started", "call", "result", "delta", "completed"]);
+
+    // A call refused before it runs (no such tool) has no start, and its end is told.
+    let events = collect(agent.run_stream("call the ghost")).await;
+    assert!(!events.iter().any(|e| matches!(e, RunEvent::ToolCallStarted { .. })), "{events:?}");
+    let refused = events.iter().find_map(|event| match event {
+        RunEvent::ToolCallCompleted { tool_name, status, .. } => Some((tool_name.as_str(), *status)),
+        _ => None,
+    });
+    assert_eq!(refused, Some(("no_such_tool", ToolCallStatus::Failed)), "{events:?}");
 }
 
 async fn a_dropped_stream_leaves_the_run_to_finish(backend: Backend) {
@@ -211,6 +221,14 @@ async fn a_streamed_continue_obeys_the_stored_row_whatever_the_caller_answers(ba
     store.update_approval(&row_id, ApprovalUpdate::reject("admin-1")).await.unwrap();
     let events = collect(agent.continue_stream(&paused.run_id, confirmed)).await;
     assert!(!events.iter().any(|e| matches!(e, RunEvent::ToolCallStarted { .. })), "{events:?}");
+    // The stream tells how the call ended, though it never started.
+    let settled = events.iter().find_map(|event| match event {
+        RunEvent::ToolCallCompleted { status, result, .. } => Some((*status, result.clone())),
+        _ => None,
+    });
+    let (status, result) = settled.unwrap_or_else(|| panic!("no end of the rejected call: {events:?}"));
+    assert_eq!(status, ToolCallStatus::Rejected);
+    assert!(result.as_str().unwrap().contains("rejected"), "{result}");
     let output = outcome(&events);
     assert_eq!(output.status, RunStatus::Completed);
     assert_eq!(output.tools[0].status, ToolCallStatus::Rejected);

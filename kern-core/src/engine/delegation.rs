@@ -12,7 +12,7 @@ use serde_json::{Value, json};
 
 use super::gate::{self, Decision};
 use super::runner::{Delegate, Runner};
-use super::step::{RunRequest, Step, Writes, complete, complete_as, parse_arguments};
+use super::step::{RunRequest, Step, Writes, complete_as, parse_arguments, refuse_unrun};
 use crate::BoxFuture;
 use crate::error::{Error, Result};
 use crate::events::{self, RunEvent};
@@ -156,7 +156,7 @@ impl Roster {
         });
         let (members, task) = match self.targets(call) {
             Ok(targets) => targets,
-            Err(error) => return complete(record, &call.id, Err(error)),
+            Err(error) => return refuse_unrun(record, &call.id, error),
         };
         if let Some(execution) = record.tools.last_mut() {
             execution.tool_args = parse_arguments(&call.arguments).unwrap_or(Value::Null);

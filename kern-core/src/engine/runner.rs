@@ -17,7 +17,9 @@ use tracing::Instrument;
 use super::gate::{self, Decision, Refusal, Verdict};
 use super::hold;
 use super::settings::Checked;
-use super::step::{Identity, RunRequest, Step, Writes, complete, complete_as, panic_message, parse_arguments};
+use super::step::{
+    Identity, RunRequest, Step, Writes, complete, panic_message, parse_arguments, refuse_unrun, settle_unrun,
+};
 use super::toolbox::Toolbox;
 use crate::BoxFuture;
 use crate::approval::{ApprovalType, PauseType, SourceType};
@@ -319,7 +321,7 @@ impl Runner {
             };
             let Some(entry) = self.tools.get(&call.name) else {
                 record.tools.push(execution);
-                complete(record, &call.id, Err(self.unknown_tool(&call.name)));
+                refuse_unrun(record, &call.id, self.unknown_tool(&call.name));
                 continue;
             };
             let args = match parse_arguments(&call.arguments) {
@@ -327,7 +329,7 @@ impl Runner {
                 Err(error) => {
                     execution.tool_args = Value::String(call.arguments.clone());
                     record.tools.push(execution);
-                    complete(record, &call.id, Err(error));
+                    refuse_unrun(record, &call.id, error);
                     continue;
                 }
             };
@@ -339,7 +341,7 @@ impl Runner {
                 // back to the model now, not after an approval.
                 Some(_) if let Some(reason) = unfit => {
                     record.tools.push(execution);
-                    complete(record, &call.id, Err(ToolError::InvalidArguments(reason.to_string())));
+                    refuse_unrun(record, &call.id, ToolError::InvalidArguments(reason.to_string()));
                 }
                 Some(pause_type) => {
                     let mut requirement =
@@ -359,7 +361,7 @@ impl Runner {
                                  start it with RunOptions::user_id",
                                 call.name
                             );
-                            complete(record, &call.id, Err(ToolError::Failed(refusal)));
+                            refuse_unrun(record, &call.id, ToolError::Failed(refusal));
                         }
                         Ok(true) => {
                             record.requirements.push(requirement);
@@ -376,7 +378,7 @@ impl Runner {
                         }
                         Err(error) => {
                             record.tools.push(execution);
-                            complete(record, &call.id, Err(error));
+                            refuse_unrun(record, &call.id, error);
                         }
                     }
                 }
@@ -400,7 +402,7 @@ impl Runner {
                 approval_id: None,
             });
             let refusal = format!("not run: a turn may make at most {limit} tool calls; make this call again later");
-            complete(record, &call.id, Err(ToolError::Failed(refusal)));
+            refuse_unrun(record, &call.id, ToolError::Failed(refusal));
         }
         self.execute(record, ready, writes).await;
     }
@@ -425,14 +427,14 @@ impl Runner {
                 Verdict::Wait => waiting.push(decision.requirement),
                 Verdict::Refuse(refusal, note) => {
                     let text = refusal.text(&decision.requirement.tool_execution.tool_name, note.as_deref());
-                    complete_as(record, &call_id, ToolCallStatus::Rejected, Value::String(text));
+                    settle_unrun(record, &call_id, ToolCallStatus::Rejected, Value::String(text));
                 }
-                Verdict::External(result) => complete_as(record, &call_id, ToolCallStatus::External, result),
+                Verdict::External(result) => settle_unrun(record, &call_id, ToolCallStatus::External, result),
                 // The cycle cancels such a run instead of resuming it; were one resumed, the call
                 // is refused as any expired one.
                 Verdict::CancelRun => {
                     let text = Refusal::Expired.text(&decision.requirement.tool_execution.tool_name, None);
-                    complete_as(record, &call_id, ToolCallStatus::Rejected, Value::String(text));
+                    settle_unrun(record, &call_id, ToolCallStatus::Rejected, Value::String(text));
                 }
                 Verdict::Run(args) => {
                     let mut edited_from = None;
@@ -449,7 +451,7 @@ impl Runner {
                             let tool = Arc::clone(&entry.tool);
                             ready.push((call_id, Invocation { tool, tool_name, context, args, edited_from }));
                         }
-                        None => complete(record, &call_id, Err(self.unknown_tool(&tool_name))),
+                        None => refuse_unrun(record, &call_id, self.unknown_tool(&tool_name)),
                     }
                 }
             }

@@ -8,6 +8,7 @@ use serde_json::{Map, Value};
 
 use crate::approval::{Approval, SourceType};
 use crate::error::{Error, Result};
+use crate::events::{self, RunEvent};
 use crate::limits;
 use crate::models::Message;
 use crate::run::{RunOptions, RunRecord, RunStatus, ToolCallStatus};
@@ -126,6 +127,34 @@ pub(crate) fn complete(record: &mut RunRecord, call_id: &str, result: Result<Val
         Ok(value) => complete_as(record, call_id, ToolCallStatus::Succeeded, value),
         Err(error) => complete_as(record, call_id, ToolCallStatus::Failed, Value::String(format!("error: {error}"))),
     }
+}
+
+/// Settles a call that does not run here: rejected, expired, or answered with a result given
+/// from outside. Recorded as [`complete_as`] does, and told to the run's event stream, which
+/// heard of no start, so that a stream shows how each call ended.
+pub(crate) fn settle_unrun(record: &mut RunRecord, call_id: &str, status: ToolCallStatus, result: Value) {
+    emit_completed(record, call_id, status, &result);
+    complete_as(record, call_id, status, result);
+}
+
+/// Refuses a call before it runs, for `error` (an unknown tool, arguments that do not fit, a
+/// rule it breaks): recorded as a failure, as [`complete`] records one, and told to the run's
+/// event stream as a tool's own failure is.
+pub(crate) fn refuse_unrun(record: &mut RunRecord, call_id: &str, error: ToolError) {
+    emit_completed(record, call_id, ToolCallStatus::Failed, &Value::String(error.to_string()));
+    complete(record, call_id, Err(error));
+}
+
+/// Tells the run's event stream how the recorded call `call_id` ended.
+fn emit_completed(record: &RunRecord, call_id: &str, status: ToolCallStatus, result: &Value) {
+    let Some(execution) = record.tools.iter().find(|e| e.tool_call_id == call_id) else { return };
+    events::emit(|| RunEvent::ToolCallCompleted {
+        run_id: record.run_id.clone(),
+        tool_call_id: call_id.to_owned(),
+        tool_name: execution.tool_name.clone(),
+        status,
+        result: result.clone(),
+    });
 }
 
 /// Records a call's outcome with `status` and hands `result` to the model as the call's answer.
