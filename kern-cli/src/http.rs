@@ -221,9 +221,19 @@ struct EventReader {
     /// The `data` lines of the event being read.
     data: Vec<String>,
     ready: VecDeque<ServerEvent>,
+    /// The `id` of the event being read, taken for the stream's once the event ends.
+    id: Option<i64>,
+    /// The last `id` the stream gave: where a stream opened again goes on from.
+    last_id: Option<i64>,
 }
 
 impl EventStream {
+    /// The last event id the stream gave (the place it started from, before any event), when
+    /// it gave one: what to open a broken stream again after.
+    pub fn last_id(&self) -> Option<i64> {
+        self.reader.last_id
+    }
+
     /// The next event; `None` when the server ends the stream. A stream that says nothing for
     /// [`SILENCE`] has broken off unseen (its host gone, a NAT that forgot it): a kern server
     /// sends a keep-alive every 15 s.
@@ -253,10 +263,15 @@ impl EventReader {
     }
 
     /// One line of the stream: `event:` names the event, `data:` lines make its data, a blank
-    /// line ends it; `id:` and comments say nothing the data does not.
+    /// line ends it; `id:` is where the stream stands (the server sends one before any event);
+    /// comments say nothing.
     fn read_line(&mut self, line: &str) {
         let field = |name: &str| line.strip_prefix(name).map(|value| value.strip_prefix(' ').unwrap_or(value));
         if line.is_empty() {
+            // As `EventSource` does: an event ended, with data or without, moves the stream's id.
+            if let Some(id) = self.id.take() {
+                self.last_id = Some(id);
+            }
             if !self.data.is_empty() {
                 let data = std::mem::take(&mut self.data).join("\n");
                 self.ready.push_back(ServerEvent { name: std::mem::take(&mut self.name), data });
@@ -266,6 +281,8 @@ impl EventReader {
             self.name = name.to_owned();
         } else if let Some(data) = field("data:") {
             self.data.push(data.to_owned());
+        } else if let Some(id) = field("id:").and_then(|id| id.parse().ok()) {
+            self.id = Some(id);
         }
     }
 }
@@ -300,8 +317,12 @@ mod tests {
     #[test]
     fn a_stream_splits_into_named_events_whatever_the_chunks() {
         let mut reader = EventReader::default();
+        reader.feed(b"id: 0\n\n");
+        assert!(reader.ready.is_empty(), "an id alone is where the stream starts, no event");
+        assert_eq!(reader.last_id, Some(0));
         reader.feed(b"event: approval.created\nid: 1\ndata: {\"seq\"");
         assert!(reader.ready.is_empty());
+        assert_eq!(reader.last_id, Some(0), "an event not yet ended does not move the stream's id");
         // A character split between two chunks reads whole.
         let accented = "data: ren\u{e9}\n\n".as_bytes();
         reader.feed(b":1}\n\n: keep-alive\n\nevent: run.paused\r\ndata: a\ndata: b\n\n");
@@ -316,6 +337,7 @@ mod tests {
                 ServerEvent { name: String::new(), data: "ren\u{e9}".into() },
             ]
         );
+        assert_eq!(reader.last_id, Some(1));
     }
 
     #[test]

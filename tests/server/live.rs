@@ -154,6 +154,11 @@ pub async fn an_event_arrives_after_a_resolve_and_resumes_without_loss(store: Ar
 
     let mut stream = client.get(format!("{base}/events")).bearer_auth(&app.reader).send().await.unwrap();
     assert_eq!(stream.status(), 200);
+    // It says first where it starts, with no event: a client that reconnects before any event
+    // goes on from there.
+    let start = tokio::time::timeout(Duration::from_secs(10), stream.chunk()).await.unwrap().unwrap().unwrap();
+    let position = store.last_event_seq().await.unwrap();
+    assert!(String::from_utf8_lossy(&start).starts_with(&format!("id: {position}\n\n")), "{start:?}");
     // Another connection decides: the open stream hears of it.
     let resolved = client
         .post(format!("{base}/approvals/{first}/resolve"))

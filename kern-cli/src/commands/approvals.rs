@@ -271,8 +271,8 @@ async fn watch(ctx: &Context, args: &WatchArgs) -> Outcome {
         }
         Target::Server(client) => {
             // Where the watch stands: a stream that breaks off (a proxy's idle timeout, a server
-            // restarting) is opened again after the last event shown, so that none is missed
-            // (before the first, from wherever the server then stands).
+            // restarting) is opened again after the last event shown, or before the first after
+            // the place the server said the stream started from, so that none is missed.
             let mut after = args.after;
             let mut events = tokio::select! {
                 events = client.events(after) => events?,
@@ -289,6 +289,7 @@ async fn watch(ctx: &Context, args: &WatchArgs) -> Outcome {
                         let why =
                             broken.err().map_or_else(|| "the server ended it".to_owned(), |failure| failure.message);
                         ctx.out.warn(&format!("the event stream broke off ({why})"));
+                        after = events.last_id().or(after);
                         match reopen(ctx, client, after, &mut interrupt).await? {
                             Some(reopened) => events = reopened,
                             None => return Ok(()),

@@ -108,7 +108,10 @@ pub async fn events(
     });
     let runs = RunFollower { since: kern_core::now(), read_on: None, last: HashMap::new() };
     let checked = Instant::now();
-    let feed = Feed { state, caller, checked, trail, ready: VecDeque::new(), visible: HashMap::new(), runs };
+    // The place the stream starts from, as an id with no event: a client that reconnects with
+    // `Last-Event-ID` (an `EventSource` does) misses nothing of what came before its first event.
+    let ready = VecDeque::from([Event::default().id(trail.position().to_string())]);
+    let feed = Feed { state, caller, checked, trail, ready, visible: HashMap::new(), runs };
     let stream = futures_util::stream::unfold(feed, |mut feed| async move {
         let stopping = feed.state.stopping.clone();
         let event = tokio::select! {
