@@ -11,6 +11,7 @@ use kern_core::keys::Scope;
 use kern_core::limits;
 use kern_core::run::RunStatus;
 use kern_core::trail::Checkpoint;
+use kern_core::worker::MIN_STALE_AFTER;
 use kern_server::PublicOrigin;
 use serde_json::{Map, Value};
 
@@ -382,11 +383,6 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
     };
     seconds.map(Duration::from_secs).ok_or_else(invalid)
 }
-
-/// The least `--stale-after`: a continue under way renews its claim every 20 s, so a run
-/// unrenewed for a minute has lost its continue (or its database), and a shorter wait could
-/// hand back a run whose continue is alive, to run its approved calls twice.
-const MIN_STALE_AFTER: Duration = Duration::from_secs(60);
 
 /// A `--stale-after`: a duration of at least [`MIN_STALE_AFTER`].
 fn parse_stale_after(text: &str) -> Result<Duration, String> {

@@ -38,7 +38,7 @@ use crate::store::Store;
 use crate::team::Team;
 use crate::trail::EventKind;
 
-pub use builder::{DEFAULT_STALE_AFTER, MAX_INTERVAL, WorkerBuildError, WorkerBuilder};
+pub use builder::{DEFAULT_STALE_AFTER, MAX_INTERVAL, MIN_STALE_AFTER, WorkerBuildError, WorkerBuilder};
 pub use stats::{WorkerCounts, WorkerStats};
 
 /// How many decided runs one read of the store brings.

@@ -59,6 +59,13 @@ pub enum BuildError {
     /// The public origin given is not one.
     #[error("the public origin: {0}")]
     InvalidPublicOrigin(#[from] InvalidOrigin),
+    /// A `stale_after` under [`MIN_STALE_AFTER`](kern_core::worker::MIN_STALE_AFTER) would offer
+    /// to recover, and release, runs whose continue may still be under way.
+    #[error(
+        "`stale_after` must be at least 1 min: a continue under way renews its claim every 20 s, and one taken \
+         over while alive has its approved calls run twice"
+    )]
+    StaleAfterTooShort,
     /// A server without authentication was given a public origin: behind a proxy on the same
     /// host, every caller from outside would arrive from loopback, and act as its principal.
     #[error(
@@ -190,7 +197,8 @@ impl ServerBuilder {
     /// `POST /runs/{run_id}/release` waits (10 minutes by default, as a worker's), counted from
     /// the claim's last renewal (a continue under way renews it every 20 s): no shorter than the
     /// `stale_after` of a worker beside the server, or a continue that could not renew for a
-    /// while may be recovered and run its approved tools twice.
+    /// while may be recovered and run its approved tools twice; at least
+    /// [`MIN_STALE_AFTER`](kern_core::worker::MIN_STALE_AFTER) ([`BuildError::StaleAfterTooShort`]).
     pub fn stale_after(mut self, stale_after: Duration) -> Self {
         self.stale_after = stale_after;
         self
@@ -212,6 +220,9 @@ impl ServerBuilder {
         let public_origin = self.public_origin.as_deref().map(PublicOrigin::parse).transpose()?;
         if public_origin.is_some() && matches!(auth, Auth::OpenOnLoopback { .. }) {
             return Err(BuildError::OpenBehindProxy);
+        }
+        if self.stale_after < kern_core::worker::MIN_STALE_AFTER {
+            return Err(BuildError::StaleAfterTooShort);
         }
         let (stop, stopping) = watch::channel(false);
         let state = AppState {

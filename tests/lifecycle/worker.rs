@@ -33,8 +33,6 @@ use crate::{child, on_every_backend};
 const WORKER: &str = "worker";
 /// Where the tool records its executions.
 const LEDGER_VAR: &str = "KERN_WORKER_LEDGER";
-/// The child worker's stale time, in milliseconds.
-const STALE_MS_VAR: &str = "KERN_WORKER_STALE_MS";
 /// How long anything that should happen within a second or two may take.
 const PATIENCE: Duration = Duration::from_secs(120);
 
@@ -229,8 +227,10 @@ async fn a_stale_run_behind_a_retired_agents_is_recovered(backend: Backend) {
         .collect();
     store.save_runs(&retired, &[], &[]).await.unwrap();
 
-    let (_stop, mut outcomes) =
-        start(quick_worker(store.clone(), agent).stale_after(Duration::from_millis(300)).build().unwrap());
+    // The claim is an hour old: its continue is long gone.
+    let abandoned = RunRecord { updated_at: claimed.updated_at - chrono::TimeDelta::hours(1), ..claimed.clone() };
+    store.save_runs(&[abandoned], &[], &[]).await.unwrap();
+    let (_stop, mut outcomes) = start(quick_worker(store.clone(), agent).build().unwrap());
     let outcome = tokio::time::timeout(PATIENCE, outcomes.recv()).await.expect("an outcome in time").unwrap();
     let RunOutcome::Recovered(done) = outcome else { panic!("expected a recovery, got {outcome:?}") };
     assert_eq!((done.run_id.as_str(), done.status), (paused.run_id.as_str(), RunStatus::Completed));
@@ -347,10 +347,19 @@ fn a_worker_needs_a_store_something_to_run_and_distinct_ids() {
     let busy =
         Worker::builder().store(store.clone()).agent(agent(store.clone(), &ledger)).poll_interval(Duration::ZERO);
     assert_eq!(busy.build().unwrap_err(), WorkerBuildError::IntervalOutOfRange { setting: "poll_interval" });
-    let never = Worker::builder().store(store.clone()).agent(agent(store, &ledger)).upkeep_interval(Duration::MAX);
+    let never =
+        Worker::builder().store(store.clone()).agent(agent(store.clone(), &ledger)).upkeep_interval(Duration::MAX);
     let err = never.build().unwrap_err();
     assert_eq!(err, WorkerBuildError::IntervalOutOfRange { setting: "upkeep_interval" });
     assert!(err.to_string().contains("at most a day"), "{err}");
+    // A stale time under the claim's renewals would take over continues still under way.
+    let hasty = |stale_after| {
+        Worker::builder().store(store.clone()).agent(agent(store.clone(), &ledger)).stale_after(stale_after)
+    };
+    let err = hasty(kern::worker::MIN_STALE_AFTER - Duration::from_millis(1)).build().unwrap_err();
+    assert_eq!(err, WorkerBuildError::StaleAfterTooShort);
+    assert!(err.to_string().contains("renews its claim every 20 s"), "{err}");
+    hasty(kern::worker::MIN_STALE_AFTER).build().expect("the least stale time");
 }
 
 /// The child's part: a worker until it is killed.
@@ -359,14 +368,12 @@ async fn child_entry() {
     let Some((role, store)) = child::role().await else { return };
     assert_eq!(role, WORKER);
     let ledger = PathBuf::from(std::env::var(LEDGER_VAR).expect("a ledger"));
-    let stale_ms = std::env::var(STALE_MS_VAR).ok().and_then(|ms| ms.parse().ok()).unwrap_or(600_000);
     let worker = Worker::builder()
         .store(store.clone())
         .agent(agent(store, &ledger))
         .concurrency(8)
         .poll_interval(Duration::from_millis(500))
         .upkeep_interval(Duration::from_millis(200))
-        .stale_after(Duration::from_millis(stale_ms))
         .build()
         .unwrap();
     let mut outcomes = worker.subscribe();
@@ -382,14 +389,9 @@ async fn child_entry() {
 }
 
 /// A worker process on `backend`'s store, killed when dropped, once it is ready.
-async fn spawn_worker(backend: &Backend, ledger: &Ledger, stale: Duration) -> tokio::process::Child {
+async fn spawn_worker(backend: &Backend, ledger: &Ledger) -> tokio::process::Child {
     let mut command = tokio::process::Command::from(child::command("worker::child_entry", WORKER, backend));
-    command
-        .env(LEDGER_VAR, &ledger.0)
-        .env(STALE_MS_VAR, stale.as_millis().to_string())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .kill_on_drop(true);
+    command.env(LEDGER_VAR, &ledger.0).stdout(Stdio::piped()).stderr(Stdio::inherit()).kill_on_drop(true);
     let mut worker = command.spawn().expect("spawn a worker");
     let mut stdout = BufReader::new(worker.stdout.take().expect("the worker's stdout")).lines();
     let ready = tokio::time::timeout(PATIENCE, async {
@@ -450,7 +452,7 @@ async fn four_workers_complete_200_runs_once_each(backend: Backend) {
     }
     let mut workers = Vec::new();
     for _ in 0..4 {
-        workers.push(spawn_worker(&backend, &ledger, Duration::from_secs(600)).await);
+        workers.push(spawn_worker(&backend, &ledger).await);
     }
 
     let mut admins = tokio::task::JoinSet::new();
@@ -510,7 +512,7 @@ async fn a_killed_workers_run_is_recovered_by_another(backend: Backend) {
     let ledger = Ledger::new();
     let agent = agent(store.clone(), &ledger.0);
     let run = agent.run("slow order").await.unwrap();
-    let mut first = spawn_worker(&backend, &ledger, Duration::from_secs(600)).await;
+    let mut first = spawn_worker(&backend, &ledger).await;
     store.update_approval(row_of(&run), ApprovalUpdate::approve("admin-1")).await.unwrap();
     let call = run.requirements[0].tool_execution.tool_call_id.clone();
     let deadline = tokio::time::Instant::now() + PATIENCE;
@@ -520,9 +522,13 @@ async fn a_killed_workers_run_is_recovered_by_another(backend: Backend) {
     }
     first.kill().await.expect("kill the first worker");
     child::sessions_ended(&backend).await;
-    assert_eq!(store.load_run(&run.run_id).await.unwrap().unwrap().status, RunStatus::Running);
+    let left = store.load_run(&run.run_id).await.unwrap().unwrap();
+    assert_eq!(left.status, RunStatus::Running);
+    // Its claim left unrenewed longer than the second worker waits.
+    let abandoned = RunRecord { updated_at: left.updated_at - chrono::TimeDelta::hours(1), ..left };
+    store.save_runs(&[abandoned], &[], &[]).await.unwrap();
 
-    let _second = spawn_worker(&backend, &ledger, Duration::from_secs(1)).await;
+    let _second = spawn_worker(&backend, &ledger).await;
     all_completed(&*store, std::slice::from_ref(&run.run_id)).await;
     let ran = &ledger.executions()[&call];
     assert_eq!(ran.len(), 2, "once in the killed worker, once in its recovery");

@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use axum::http::{Method, StatusCode};
 use kern::db::Store;
+use kern::run::RunRecord;
 use serde_json::{Value, json};
 
 use crate::harness::{Answer, App, MEMO_BODY};
@@ -213,7 +214,7 @@ pub async fn assets_are_served_from_the_binary(store: Arc<dyn Store>) {
 }
 
 pub async fn a_run_left_running_is_recovered_from_its_page(store: Arc<dyn Store>) {
-    let app = App::with(store.clone(), |builder| builder.stale_after(Duration::from_millis(1))).await;
+    let app = App::new(store.clone()).await;
     let (run_id, _, row) = app.paused_refund("dave").await;
     let approve = json!({"status": "approved"});
     let approved = app.send(Method::POST, &format!("/approvals/{row}/resolve"), Some(&app.admin), Some(approve)).await;
@@ -226,9 +227,10 @@ pub async fn a_run_left_running_is_recovered_from_its_page(store: Arc<dyn Store>
     assert!(html(&paused).contains("id=\"continue\""), "a paused run whose rows are decided can continue");
     assert!(!html(&paused).contains("id=\"recover\""));
 
-    // A continue that claimed the run and died: the run stays `running`.
-    store.claim_run(&run_id).await.unwrap();
-    tokio::time::sleep(Duration::from_millis(20)).await;
+    // A continue that claimed the run and died an hour ago: the run stays `running`.
+    let claimed = store.claim_run(&run_id).await.unwrap();
+    let abandoned = RunRecord { updated_at: claimed.updated_at - chrono::TimeDelta::hours(1), ..claimed };
+    store.save_runs(&[abandoned], &[], &[]).await.unwrap();
     let stuck = app.send_with(Method::GET, &page, None, &cookie, None).await;
     assert!(html(&stuck).contains("id=\"recover\"") && !html(&stuck).contains("id=\"continue\""));
     let form = Value::String(format!("csrf={csrf}"));
@@ -391,6 +393,10 @@ pub async fn forms_through_a_proxy_are_accepted_from_the_public_origin(store: Ar
     let Err(err) = builder.public_origin("kern.example.com").build() else { panic!("an origin without a scheme") };
     assert!(matches!(&err, kern_server::BuildError::InvalidPublicOrigin(_)), "{err:?}");
     assert!(err.to_string().contains("https://kern.example.com"), "the error shows how to write it: {err}");
+    // A stale time under the claim's renewals would offer to recover continues still under way.
+    let hasty = kern_server::Server::builder().store(store.clone()).auth(kern_server::Auth::api_keys());
+    let Err(err) = hasty.stale_after(Duration::from_secs(59)).build() else { panic!("a stale time under a minute") };
+    assert!(matches!(err, kern_server::BuildError::StaleAfterTooShort), "{err:?}");
     // Behind a proxy on the same host, every caller would arrive from loopback.
     let open = kern_server::Server::builder().store(store).auth(kern_server::Auth::open_on_loopback("me"));
     let Err(err) = open.public_origin(public).build() else { panic!("an open server behind a proxy") };

@@ -25,6 +25,12 @@ const DEFAULT_UPKEEP_INTERVAL: Duration = Duration::from_secs(5);
 /// longer than any continue should take (see [`Agent::recover_run`]).
 pub const DEFAULT_STALE_AFTER: Duration = Duration::from_secs(600);
 
+/// The least `stale_after`: a continue under way renews its claim every 20 s, so a run
+/// unrenewed for a minute has lost its continue (or its database). A shorter wait could take
+/// over a continue still under way, whose outcome and the recovery's would then both be stored,
+/// its approved calls run twice.
+pub const MIN_STALE_AFTER: Duration = Duration::from_secs(60);
+
 /// Why a [`WorkerBuilder`] could not build.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
@@ -41,6 +47,12 @@ pub enum WorkerBuildError {
     /// A concurrency of zero would continue nothing.
     #[error("a worker's concurrency must be at least 1")]
     ZeroConcurrency,
+    /// A `stale_after` under [`MIN_STALE_AFTER`] could take over a continue still under way.
+    #[error(
+        "a worker's `stale_after` must be at least 1 min: a continue under way renews its claim every 20 s, and \
+         one taken over while alive has its approved calls run twice"
+    )]
+    StaleAfterTooShort,
     /// An interval of zero would read the store without a pause; one past [`MAX_INTERVAL`]
     /// would never come round.
     #[error("a worker's `{setting}` must be more than zero and at most a day")]
@@ -113,8 +125,8 @@ impl WorkerBuilder {
     }
 
     /// How long a run may stay `running` without its claim renewed before it is taken over as
-    /// abandoned (10 min by default). A continue under way renews its claim every 20 s, so pick
-    /// it well above that: a continue still under way that is taken over (one that could not
+    /// abandoned (10 min by default, at least [`MIN_STALE_AFTER`]). A continue under way renews
+    /// its claim every 20 s: a continue still under way that is taken over (one that could not
     /// write its renewals for that long) has its approved tools run a second time, with the
     /// same idempotency key.
     pub fn stale_after(mut self, stale_after: Duration) -> Self {
@@ -144,7 +156,10 @@ impl WorkerBuilder {
             concurrency,
             poll_interval: interval("poll_interval", self.poll_interval, DEFAULT_POLL_INTERVAL)?,
             upkeep_interval: interval("upkeep_interval", self.upkeep_interval, DEFAULT_UPKEEP_INTERVAL)?,
-            stale_after: self.stale_after.unwrap_or(DEFAULT_STALE_AFTER),
+            stale_after: match self.stale_after.unwrap_or(DEFAULT_STALE_AFTER) {
+                short if short < MIN_STALE_AFTER => return Err(WorkerBuildError::StaleAfterTooShort),
+                stale_after => stale_after,
+            },
         };
         Ok(Checked { store, agents, teams, settings })
     }
