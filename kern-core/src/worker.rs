@@ -20,6 +20,7 @@ mod stats;
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -194,12 +195,20 @@ impl Worker {
         let mut counted = HashSet::new();
         tokio::pin!(shutdown);
         loop {
+            // A stop asked for meanwhile is heard before any run is taken: by the sweep's
+            // recoveries, or by a scan.
+            if has_completed(shutdown.as_mut()).await {
+                break;
+            }
             if Instant::now() >= next_upkeep {
                 self.upkeep(&mut state).await;
                 next_upkeep = Instant::now() + self.settings.upkeep_interval;
                 scan = true;
             }
             let mut delay = self.settings.poll_interval;
+            if scan && has_completed(shutdown.as_mut()).await {
+                break;
+            }
             if scan {
                 match scan_not_before.filter(|at| Instant::now() < *at) {
                     Some(at) => delay = delay.min(at.saturating_duration_since(Instant::now())),
@@ -601,6 +610,16 @@ impl State {
         let now = Instant::now();
         self.retries.retain(|_, retry| retry.at + RETRY_MEMORY > now);
         self.waiting_on_people.clear();
+    }
+}
+
+/// Whether `future` has completed, asked without waiting for it (it must not have completed
+/// before, when it was polled).
+async fn has_completed(future: Pin<&mut impl Future<Output = ()>>) -> bool {
+    tokio::select! {
+        biased;
+        () = future => true,
+        () = std::future::ready(()) => false,
     }
 }
 

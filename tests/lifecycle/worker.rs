@@ -150,6 +150,19 @@ async fn a_decided_run_continues_by_itself(backend: Backend) {
     assert_eq!(store.load_run(&rejected.run_id).await.unwrap().unwrap().status, RunStatus::Completed);
 }
 
+async fn a_worker_stopped_before_its_first_turn_takes_no_run(backend: Backend) {
+    let store = backend.store();
+    let ledger = Ledger::new();
+    let agent = agent(store.clone(), &ledger.0);
+    let paused = agent.run("place order 1").await.unwrap();
+    store.update_approval(row_of(&paused), ApprovalUpdate::approve("admin-1")).await.unwrap();
+
+    let worker = quick_worker(store.clone(), agent).build().unwrap();
+    tokio::time::timeout(PATIENCE, worker.run(std::future::ready(()))).await.expect("it stops").unwrap();
+    assert_eq!(store.load_run(&paused.run_id).await.unwrap().unwrap().status, RunStatus::Paused);
+    assert!(ledger.executions().is_empty(), "a stop already asked for takes no run");
+}
+
 async fn a_worker_started_after_the_decisions_catches_up(backend: Backend) {
     let store = backend.store();
     let ledger = Ledger::new();
@@ -241,6 +254,7 @@ async fn a_stale_run_behind_a_retired_agents_is_recovered(backend: Backend) {
 
 on_every_backend!(
     a_decided_run_continues_by_itself,
+    a_worker_stopped_before_its_first_turn_takes_no_run,
     a_worker_started_after_the_decisions_catches_up,
     an_expired_row_resumes_its_run_without_a_caller,
     a_run_that_also_waits_on_its_caller_is_left_to_it,
