@@ -4,7 +4,7 @@
 //! an `expires_in` that is no duration, a `crate` that is no path, a list of approvers with an
 //! empty or repeated role, a quorum below one); how options combine is `valid`'s job.
 
-use proc_macro2::{Delimiter, Group, Span, TokenStream};
+use proc_macro2::{Delimiter, Group, Span, TokenStream, TokenTree};
 use quote::{ToTokens, quote};
 use syn::ext::IdentExt;
 use syn::parse::{Parse, ParseStream, Parser};
@@ -229,31 +229,75 @@ impl Entry {
     }
 }
 
-/// Reads the options of an attribute, `a, b = .., c(..)`.
-fn entries(tokens: TokenStream) -> syn::Result<Entries> {
-    Entries::parse_terminated.parse2(tokens)
+/// The options of an attribute: each entry that parses, and the errors of those that do not,
+/// so that one mistake hides neither the others nor a `crate = ".."` beside it (without which
+/// every path the macro writes would name `::kern`).
+fn entries(tokens: TokenStream) -> Salvaged {
+    match Entries::parse_terminated.parse2(tokens.clone()) {
+        Ok(entries) => (entries.into_iter().collect(), Vec::new()),
+        Err(whole) => salvage(tokens, whole, syn::parse2),
+    }
 }
 
-/// Reads the options inside a parenthesized group, so that a syntax error at their end points
-/// at the group rather than at the attribute being expanded.
-fn entries_in(group: Group) -> syn::Result<Entries> {
+/// Reads the options inside a parenthesized group, as [`entries`] does, so that a syntax error
+/// at their end points at the group rather than at the attribute being expanded.
+fn entries_in(group: Group) -> Salvaged {
     let inside = |input: ParseStream| {
         let content;
         syn::parenthesized!(content in input);
         Entries::parse_terminated(&content)
     };
-    inside.parse2(group.into_token_stream())
+    match inside.parse2(group.to_token_stream()) {
+        Ok(entries) => (entries.into_iter().collect(), Vec::new()),
+        Err(whole) => salvage(group.stream(), whole, |part| {
+            // In parentheses spanned as the group, for an error at the part's end to point there.
+            let mut wrapped = Group::new(Delimiter::Parenthesis, part);
+            wrapped.set_span(group.span());
+            let one = |input: ParseStream| {
+                let content;
+                syn::parenthesized!(content in input);
+                let entry: Entry = content.parse()?;
+                if !content.is_empty() {
+                    return Err(content.error("unexpected tokens after the option"));
+                }
+                Ok(entry)
+            };
+            one.parse2(wrapped.into_token_stream())
+        }),
+    }
+}
+
+/// What options that did not all parse leave: the entries that did, and the errors.
+type Salvaged = (Vec<Entry>, Vec<syn::Error>);
+
+/// Each comma-separated part of `tokens` read on its own by `read`, once reading them all
+/// failed with `whole` (which is the error when every part reads alone).
+fn salvage(tokens: TokenStream, whole: syn::Error, read: impl Fn(TokenStream) -> syn::Result<Entry>) -> Salvaged {
+    let mut parts = vec![TokenStream::new()];
+    for token in tokens {
+        match &token {
+            TokenTree::Punct(comma) if comma.as_char() == ',' => parts.push(TokenStream::new()),
+            _ => parts.last_mut().expect("one part at least").extend([token]),
+        }
+    }
+    let (mut entries, mut errors) = (Vec::new(), Vec::new());
+    for part in parts.into_iter().filter(|part| !part.is_empty()) {
+        match read(part) {
+            Ok(entry) => entries.push(entry),
+            Err(error) => errors.push(error),
+        }
+    }
+    if errors.is_empty() {
+        errors.push(whole);
+    }
+    (entries, errors)
 }
 
 /// Checks what `entries` or `entries_in` read, reporting a duplicate key at its second occurrence.
-fn unique_entries(entries: syn::Result<Entries>, errors: &mut Errors) -> Vec<Entry> {
-    let entries = match entries {
-        Ok(entries) => entries,
-        Err(error) => {
-            errors.push(error);
-            return Vec::new();
-        }
-    };
+fn unique_entries((entries, unreadable): Salvaged, errors: &mut Errors) -> Vec<Entry> {
+    for error in unreadable {
+        errors.push(error);
+    }
     let mut seen: Vec<String> = Vec::new();
     let mut unique = Vec::new();
     for entry in entries {
@@ -301,7 +345,7 @@ impl ApprovalAttr {
         Self::from_entries(span, entries(tokens), errors)
     }
 
-    fn from_entries(span: Span, entries: syn::Result<Entries>, errors: &mut Errors) -> Self {
+    fn from_entries(span: Span, entries: Salvaged, errors: &mut Errors) -> Self {
         let mut attr = ApprovalAttr {
             span,
             kind: ApprovalKind::Required,
@@ -720,6 +764,15 @@ mod tests {
         for text in ["99999999999999999999d", "999999999999999999d", "36501d", "876001h"] {
             assert!(parse_duration(text).unwrap_err().contains("longer than a row can wait"), "{text}");
         }
+    }
+
+    #[test]
+    fn an_option_that_does_not_parse_hides_no_other() {
+        let mut errors = Errors::default();
+        let attr = ToolAttr::parse(quote!(crate = "my_kern", name = , requires_confirmation), &mut errors);
+        assert!(attr.krate.is_some(), "the path to kern is kept");
+        assert!(attr.requires_confirmation.is_some());
+        assert!(!errors.is_empty());
     }
 
     #[test]
