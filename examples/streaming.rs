@@ -58,7 +58,9 @@ async fn print_events(mut events: RunStream) -> Result<RunOutput, Box<dyn std::e
                 std::io::stdout().flush()?;
             }
             RunEvent::ToolCallStarted { tool_name, args, .. } => println!("[calling {tool_name} {args}]"),
-            RunEvent::ToolCallCompleted { tool_name, result, .. } => println!("[{tool_name} answered {result}]"),
+            RunEvent::ToolCallCompleted { tool_name, status, result, .. } => {
+                println!("[{tool_name} {status}: {result}]");
+            }
             RunEvent::ApprovalRequested(row) => println!("[{} waits for an admin: row {}]", row.tool_name, row.id),
             RunEvent::RunPaused(output) => {
                 println!("[paused: {} call(s) wait]", output.requirements.len());

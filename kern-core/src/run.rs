@@ -450,7 +450,9 @@ impl RunRecord {
 }
 
 impl RunOutput {
-    /// The latest approval row that decided one of the run's gated calls.
+    /// The latest approval row that decided one of the run's own gated calls. On a team run, a
+    /// member's rows decided its own calls: they are on its output, in
+    /// [`member_runs`](Self::member_runs).
     pub fn approval(&self) -> Option<&Approval> {
         self.approvals.last()
     }

@@ -191,9 +191,9 @@ pub trait Store: Send + Sync + 'static {
     /// The trail of row `id`: its events, in chain order (empty when there is no such row).
     fn trail<'a>(&'a self, id: &'a str) -> BoxFuture<'a, Result<Vec<TrailEvent>>>;
 
-    /// Recomputes every row's chain and compares each row with its events
-    /// ([`trail::verify_row`](crate::trail::verify_row)); reports the first link that does not
-    /// hold, or an event whose row is gone.
+    /// Recomputes every row's chain and compares each row, and the votes stored on it, with its
+    /// events ([`trail::verify_row`](crate::trail::verify_row)); reports the first link that does
+    /// not hold, or an event whose row is gone.
     fn verify_trail(&self) -> BoxFuture<'_, Result<TrailReport>>;
 
     /// The events of every row's trail stored after event `after` (a [`TrailEvent::seq`]; 0

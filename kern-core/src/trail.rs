@@ -7,8 +7,8 @@
 //! store, lets the writers of different rows commit side by side; the rows' own locks already
 //! order the writers of one row. Stores write an event in the same transaction as the change it
 //! records, and [`verify_row`] (which `Store::verify_trail` runs over every row) recomputes each
-//! chain and compares the rows with what their events say, naming the first link that does not
-//! hold. A [`Checkpoint`] kept elsewhere catches what the chains cannot: a row removed whole
+//! chain and compares the rows, and the votes stored on them, with what their events say, naming
+//! the first link that does not hold. A [`Checkpoint`] kept elsewhere catches what the chains cannot: a row removed whole
 //! with its chain, or chains rebuilt by a writer with the database's own rights.
 
 use chrono::{DateTime, Utc};

@@ -272,6 +272,8 @@ impl Server {
 
     /// The routes, to mount in an app of your own. An open server needs the peer's address
     /// (`into_make_service_with_connect_info::<SocketAddr>()`), or it refuses every request.
+    /// Its event streams (`/events`) end only when their clients leave: a graceful shutdown of
+    /// the app waits for them, where [`serve_until`](Self::serve_until) ends them.
     /// Expiry is then yours to sweep (`Store::expire_approvals`); pending rows past their
     /// expiry are treated as expired everywhere meanwhile.
     pub fn into_router(self) -> Router {
@@ -287,9 +289,11 @@ impl Server {
 
     /// Serves as [`serve`](Self::serve) does until `stop` completes, then stops: it takes no
     /// more connections, ends the event streams, answers the requests under way, and returns
-    /// once the runs and continues this process carries are stored ([`run::settled`]: those
-    /// whose requests were answered 504 go on). A process that ended at once would leave a
-    /// continue cut half-way `running`, for a recovery that may run its approved calls again.
+    /// once every run and continue this process carries is stored ([`run::settled`]: those whose
+    /// requests were answered 504 go on, and a worker's in the same process count too, so stop
+    /// it first). A process that ended at once would leave a continue cut half-way `running`,
+    /// for a recovery that may run its approved calls again. It waits as long as they take:
+    /// wrap the call in a `tokio::time::timeout` for a deadline.
     ///
     /// [`run::settled`]: kern_core::run::settled
     pub async fn serve_until(

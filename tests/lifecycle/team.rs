@@ -131,6 +131,11 @@ async fn a_member_tool_pauses_the_member_and_the_team(backend: Backend) {
     assert_eq!(done.status, RunStatus::Completed);
     assert_eq!(ran(&member_run.run_id).len(), 1);
     assert_eq!(done.member_runs[0].status, RunStatus::Completed);
+    // The row that decided the member's call is on the member's output, not the team's.
+    let decided = done.member_runs[0].approval().expect("the member's row");
+    assert_eq!((decided.id.as_str(), decided.status), (row.id.as_str(), ApprovalStatus::Approved));
+    assert_eq!(done.member_runs[0].metadata["approval"]["id"], row.id.as_str());
+    assert!(done.approval().is_none(), "the team decided no call of its own");
     assert_eq!(
         done.content.as_deref(),
         Some("Done. delegate_task_to_member: Done. delete_user_data: All data for user 42 has been deleted.")

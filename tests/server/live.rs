@@ -294,7 +294,7 @@ pub async fn a_server_asked_to_stop_stores_the_runs_under_way_first(store: Arc<d
     assert_eq!(started.status(), 504, "the run goes on past its request");
     stop.send(()).unwrap();
 
-    // The stream ends (after what it had to send), rather than hold the server up forever.
+    // The stream ends (or its connection does), rather than hold the server up forever.
     let ended = async { while let Ok(Some(_)) = events.chunk().await {} };
     tokio::time::timeout(Duration::from_secs(10), ended).await.expect("the event stream ends");
     tokio::time::timeout(Duration::from_secs(60), serving).await.expect("the server stops").unwrap().unwrap();

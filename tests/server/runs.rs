@@ -271,6 +271,10 @@ pub async fn a_streamed_run_sends_its_events_as_they_happen(store: Arc<dyn Store
     let indexes: Vec<u64> = frames.iter().map(|frame| frame["event_index"].as_u64().unwrap()).collect();
     assert_eq!(indexes, (0..frames.len() as u64).collect::<Vec<_>>(), "a continue numbers its frames");
     assert_eq!(frames[1]["tool"]["tool_name"], "refund_order");
+    assert_eq!(
+        (frames[2]["tool"]["status"].as_str(), frames[2]["tool"]["tool_call_error"].as_bool()),
+        (Some("succeeded"), Some(false))
+    );
     let streamed: String =
         frames.iter().filter(|f| f["event"] == "RunContent").map(|f| f["content"].as_str().unwrap()).collect();
     let completed = frames.last().unwrap();

@@ -1,6 +1,5 @@
 //! `kern serve`: the HTTP API (and whatever else kern-server serves) over the database, until
-//! interrupted: a first Ctrl-C lets the requests under way be answered and the runs they carry
-//! be stored, a second stops at once.
+//! interrupted: a first Ctrl-C lets the requests under way be answered, a second stops at once.
 
 use std::io::Write as _;
 
@@ -55,10 +54,7 @@ pub async fn run(args: ServeArgs, ctx: &Context) -> Outcome {
         () = interrupt.received() => {}
     }
     if !ctx.out.json {
-        let _ = writeln!(
-            std::io::stderr(),
-            "stopping: answering the requests under way and storing the runs they carry (Ctrl-C again stops at once)"
-        );
+        let _ = writeln!(std::io::stderr(), "stopping: answering the requests under way (Ctrl-C again stops at once)");
     }
     let _ = stop.send(());
     tokio::select! {

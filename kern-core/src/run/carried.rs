@@ -3,13 +3,12 @@
 //! stop can let them be stored first: one cut off by the process's end is left `running`, for
 //! a recovery that may run its approved calls again.
 
-use std::sync::LazyLock;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use tokio::sync::Notify;
 
 static CARRIED: AtomicUsize = AtomicUsize::new(0);
-static SETTLED: LazyLock<Notify> = LazyLock::new(Notify::new);
+static SETTLED: Notify = Notify::const_new();
 
 /// How many runs, continues and recoveries this process is carrying now.
 pub fn in_flight() -> usize {

@@ -8,11 +8,11 @@ use axum::http::header::{CACHE_CONTROL, CONTENT_DISPOSITION, CONTENT_TYPE, X_CON
 use axum::response::IntoResponse;
 use chrono::{DateTime, Utc};
 use futures_util::StreamExt as _;
-use kern_core::approval::{Approval, ApprovalQuery, ApprovalStatus, ListOrder, PageCursor, PauseType};
+use kern_core::approval::{Approval, ApprovalQuery, ApprovalStatus, ListOrder, PageCursor, PauseType, Vote};
 use kern_core::keys::Scope;
 use kern_core::models::Message;
 use kern_core::run::{RunRecord, RunStatus};
-use kern_core::trail::verify_row;
+use kern_core::trail::{BrokenLink, TrailEvent, verify_row};
 use serde::Deserialize;
 use serde_json::Value;
 
@@ -340,6 +340,17 @@ fn turns(messages: &[Message]) -> Vec<TurnView> {
         .collect()
 }
 
+/// Row `row`'s votes and trail, and whether they hold against it.
+async fn read_trail(
+    state: &AppState,
+    row: &Approval,
+) -> PageResult<(Vec<Vote>, Vec<TrailEvent>, Result<(), BrokenLink>)> {
+    let votes = state.store.votes(&row.id).await?;
+    let events = state.store.trail(&row.id).await?;
+    let verdict = verify_row(row, &events, &votes);
+    Ok((votes, events, verdict))
+}
+
 /// The page of row `id`, with what a refused decision said (`error`).
 pub async fn detail_page(state: &AppState, viewer: &Viewer, id: &str, error: Option<String>) -> PageResult<DetailPage> {
     viewer.caller.require(Scope::ApprovalsRead)?;
@@ -379,9 +390,16 @@ pub async fn detail_page(state: &AppState, viewer: &Viewer, id: &str, error: Opt
         })
         .unwrap_or_default();
     let run = state.store.load_run(&row.run_id).await?;
-    let votes = state.store.votes(id).await?;
-    let events = state.store.trail(id).await?;
-    let (trail_status, trail_intact) = match verify_row(&row, &events, &votes) {
+    let (votes, events, verdict) = match read_trail(state, &row).await? {
+        // A vote or decision committed between the reads of the row, its votes and its trail
+        // looks like tampering in that moment only: read once more before saying so.
+        (_, _, Err(_)) => match state.store.get_approval(id).await? {
+            Some(now) => read_trail(state, &now).await?,
+            None => read_trail(state, &row).await?,
+        },
+        held => held,
+    };
+    let (trail_status, trail_intact) = match verdict {
         Ok(()) => ("verified".to_owned(), true),
         Err(broken) => (format!("broken at event {}: {}", broken.index, broken.reason), false),
     };

@@ -8,7 +8,7 @@ use std::collections::HashMap;
 
 use axum::response::sse::Event;
 use kern_core::events::RunEvent;
-use kern_core::run::RunStatus;
+use kern_core::run::{RunStatus, ToolCallStatus};
 use serde_json::{Map, Value, json};
 
 use super::run::Runner;
@@ -61,8 +61,12 @@ impl Framer {
                 let tool = json!({"tool_call_id": tool_call_id, "tool_name": tool_name, "tool_args": args});
                 ("ToolCallStarted", self.member(run_id), object(json!({"tool": tool})))
             }
-            RunEvent::ToolCallCompleted { run_id, tool_call_id, tool_name, result, .. } => {
-                let tool = json!({"tool_call_id": tool_call_id, "tool_name": tool_name, "result": result});
+            RunEvent::ToolCallCompleted { run_id, tool_call_id, tool_name, status, result } => {
+                // As the reference marks a call that failed or was rejected (`tool_call_error`),
+                // with kern's own word for how it ended.
+                let error = matches!(status, ToolCallStatus::Failed | ToolCallStatus::Rejected);
+                let tool = json!({"tool_call_id": tool_call_id, "tool_name": tool_name, "result": result,
+                    "tool_call_error": error, "status": status.as_str()});
                 ("ToolCallCompleted", self.member(run_id), object(json!({"tool": tool, "content": result})))
             }
             RunEvent::MemberRunStarted { member_run_id, agent_id, .. }
