@@ -82,6 +82,35 @@ async fn a_failing_tool_does_not_end_the_run() {
     assert_eq!(run.content.as_deref(), Some("Done. flaky: error: the service is down"));
 }
 
+/// A model whose every answer is cut short at its token limit, having cost tokens.
+struct CutShort;
+
+impl kern::models::Model for CutShort {
+    fn id(&self) -> &str {
+        "cut-short"
+    }
+
+    fn respond<'a>(
+        &'a self,
+        _: kern::models::ModelRequest<'a>,
+    ) -> kern::BoxFuture<'a, Result<kern::models::ModelResponse, kern::models::ModelError>> {
+        let usage = kern::models::Usage { input_tokens: 10, output_tokens: 500 };
+        let reason = "finish_reason `length`".to_owned();
+        Box::pin(async move { Err(kern::models::ModelError::CutShort { provider: "cut-short".into(), reason, usage }) })
+    }
+}
+
+#[tokio::test]
+async fn an_answer_cut_short_still_counts_its_tokens() {
+    let db = MemoryDb::new();
+    let agent = Agent::builder().model(CutShort).db(db.clone()).build().unwrap();
+    let err = agent.run("write a novel").await.unwrap_err();
+    assert!(matches!(err, Error::Model(kern::models::ModelError::CutShort { .. })), "{err:?}");
+    let runs = db.list_runs(&kern::run::RunQuery::default()).await.unwrap().items;
+    assert_eq!(runs[0].status, RunStatus::Error);
+    assert_eq!(runs[0].usage, kern::models::Usage { input_tokens: 10, output_tokens: 500 }, "billed all the same");
+}
+
 #[tokio::test]
 async fn the_round_limit_stops_a_looping_model() {
     let db = MemoryDb::new();

@@ -332,12 +332,14 @@ async fn an_answer_cut_short_is_an_error_not_a_whole_answer() {
 
     for reason in ["max_tokens", "refusal"] {
         let err = model.respond(request).await.unwrap_err();
-        let provider = "anthropic:claude-test".to_owned();
-        assert_eq!(err, ModelError::CutShort { provider, reason: format!("stop_reason `{reason}`") });
+        let (provider, reason) = ("anthropic:claude-test".to_owned(), format!("stop_reason `{reason}`"));
+        let usage = Usage { input_tokens: 42, output_tokens: 7 };
+        assert_eq!(err, ModelError::CutShort { provider, reason, usage }, "what it cost is counted");
     }
     let (answer, _) = stream_answer(&model, request, || {}).await;
-    let Err(ModelError::CutShort { reason, .. }) = &answer else { panic!("{answer:?}") };
+    let Err(ModelError::CutShort { reason, usage, .. }) = &answer else { panic!("{answer:?}") };
     assert_eq!(reason, "stop_reason `max_tokens`", "said as such, not as a call whose input is no JSON");
+    assert_eq!(*usage, Usage { input_tokens: 42, output_tokens: 7 }, "counted as the stream went");
 }
 
 #[tokio::test]

@@ -325,14 +325,14 @@ async fn an_answer_cut_short_is_an_error_not_a_whole_answer() {
 
     for reason in ["length", "content_filter"] {
         let err = model.respond(request).await.unwrap_err();
-        assert_eq!(
-            err,
-            ModelError::CutShort { provider: "openai:gpt-test".into(), reason: format!("finish_reason `{reason}`") }
-        );
+        let (provider, reason) = ("openai:gpt-test".into(), format!("finish_reason `{reason}`"));
+        let usage = Usage { input_tokens: 42, output_tokens: 7 };
+        assert_eq!(err, ModelError::CutShort { provider, reason, usage }, "what it cost is counted");
         assert!(!err.is_transient() && err.to_string().contains("max_tokens"), "{err}");
     }
     let (answer, received) = stream_greeting(&model).await;
-    assert!(matches!(answer, Err(ModelError::CutShort { .. })), "{answer:?}");
+    let Err(ModelError::CutShort { usage, .. }) = answer else { panic!("{answer:?}") };
+    assert_eq!(usage, Usage { input_tokens: 42, output_tokens: 7 }, "the stream's count, which came after");
     assert_eq!(joined_text(&received), "Hello", "what arrived was shown as it came");
     assert_eq!(server.requests().len(), 3, "none is asked again");
 }

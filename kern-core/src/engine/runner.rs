@@ -25,7 +25,7 @@ use crate::BoxFuture;
 use crate::approval::{ApprovalType, PauseType, SourceType};
 use crate::error::{Error, Result};
 use crate::events::{self, RunEvent};
-use crate::models::{Delta, Message, Model, ModelRequest, Role, ToolCall};
+use crate::models::{Delta, Message, Model, ModelError, ModelRequest, Role, ToolCall};
 use crate::run::{RunQuery, RunRecord, RunRequirement, RunStatus, ToolCallStatus, ToolExecution};
 use crate::store::Store;
 use crate::tools::{RunContext, Tool, ToolDefinition, ToolError};
@@ -265,9 +265,19 @@ impl Runner {
                         }
                     });
                 };
-                self.model.respond_streaming(request, &report).instrument(span).await?
+                self.model.respond_streaming(request, &report).instrument(span).await
             } else {
-                self.model.respond(request).instrument(span).await?
+                self.model.respond(request).instrument(span).await
+            };
+            let response = match response {
+                Ok(response) => response,
+                Err(error) => {
+                    // An answer cut short cost its tokens all the same.
+                    if let ModelError::CutShort { usage, .. } = &error {
+                        record.usage += *usage;
+                    }
+                    return Err(error.into());
+                }
             };
             record.usage += response.usage;
             let mut message = response.message;

@@ -113,7 +113,7 @@ impl Model for Anthropic {
             let http = &self.endpoint.http;
             let answer: MessagesResponse = http.post_json(&self.url(), &self.headers(), &self.body(&request)).await?;
             if let Some(reason) = answer.stop_reason.as_deref().filter(|reason| CUT_SHORT.contains(reason)) {
-                return Err(http.cut_short(format!("stop_reason `{reason}`")));
+                return Err(http.cut_short(format!("stop_reason `{reason}`"), answer.usage.into()));
             }
             Ok(answer.into_response())
         })
@@ -159,7 +159,7 @@ impl StreamsOverHttp for Anthropic {
             })
             .await?;
             if let Some(reason) = answer.stop_reason.as_deref().filter(|reason| CUT_SHORT.contains(reason)) {
-                return Err(http.cut_short(format!("stop_reason `{reason}`")));
+                return Err(http.cut_short(format!("stop_reason `{reason}`"), answer.usage.into()));
             }
             answer.into_response().map_err(|reason| http.malformed(reason))
         })
@@ -302,6 +302,12 @@ struct AnswerUsage {
     output_tokens: u64,
 }
 
+impl From<AnswerUsage> for Usage {
+    fn from(usage: AnswerUsage) -> Self {
+        Usage { input_tokens: usage.input_tokens, output_tokens: usage.output_tokens }
+    }
+}
+
 impl MessagesResponse {
     /// The blocks as one assistant message: text blocks joined (the API splits text freely,
     /// e.g. around citations), each `tool_use` a call with its input as JSON text.
@@ -324,8 +330,7 @@ impl MessagesResponse {
             tool_call_id: None,
             name: None,
         };
-        let usage = Usage { input_tokens: self.usage.input_tokens, output_tokens: self.usage.output_tokens };
-        ModelResponse { message, usage }
+        ModelResponse { message, usage: self.usage.into() }
     }
 }
 
@@ -378,6 +383,21 @@ struct StreamedUsage {
     input_tokens: Option<u64>,
     #[serde(default)]
     output_tokens: Option<u64>,
+}
+
+impl From<StreamedUsage> for AnswerUsage {
+    fn from(usage: StreamedUsage) -> Self {
+        AnswerUsage {
+            input_tokens: usage.input_tokens.unwrap_or_default(),
+            output_tokens: usage.output_tokens.unwrap_or_default(),
+        }
+    }
+}
+
+impl From<StreamedUsage> for Usage {
+    fn from(usage: StreamedUsage) -> Self {
+        AnswerUsage::from(usage).into()
+    }
 }
 
 #[derive(Debug, Deserialize)]
@@ -499,10 +519,7 @@ impl StreamedAnswer {
                 },
             })
             .collect::<Result<_, _>>()?;
-        let usage = AnswerUsage {
-            input_tokens: self.usage.input_tokens.unwrap_or_default(),
-            output_tokens: self.usage.output_tokens.unwrap_or_default(),
-        };
+        let usage = AnswerUsage::from(self.usage);
         Ok(MessagesResponse { content, usage, stop_reason: self.stop_reason }.into_response())
     }
 }

@@ -2,6 +2,8 @@
 
 use std::time::Duration;
 
+use super::Usage;
+
 /// Why a model call failed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
@@ -74,6 +76,9 @@ pub enum ModelError {
         provider: String,
         /// Why, in the provider's words, such as ``finish_reason `length` ``.
         reason: String,
+        /// The tokens the answer cost all the same, as the provider counted them (a run adds
+        /// them to its usage).
+        usage: Usage,
     },
     /// The request could not be built from the provider's settings, such as a base URL without
     /// `http://` or an API key that is no valid header value. Retrying cannot help; the

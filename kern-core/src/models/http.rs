@@ -15,7 +15,7 @@ use tracing::Instrument as _;
 use crate::BoxFuture;
 
 use super::sse::{SseDecoder, SseEvent};
-use super::{Delta, ModelError, ModelRequest, ModelResponse};
+use super::{Delta, ModelError, ModelRequest, ModelResponse, Usage};
 
 /// The longest a provider waits before one retry, whatever the backoff or the server's
 /// `retry-after` says: an agent run should fail visibly rather than hang for minutes.
@@ -222,9 +222,9 @@ impl HttpTransport {
     }
 
     /// A [`ModelError::CutShort`] of this provider, for the reason it gave (`reason`, as
-    /// ``stop_reason `max_tokens` ``).
-    pub(super) fn cut_short(&self, reason: String) -> ModelError {
-        ModelError::CutShort { provider: self.label.clone(), reason }
+    /// ``stop_reason `max_tokens` ``), with what the answer cost (`usage`).
+    pub(super) fn cut_short(&self, reason: String, usage: Usage) -> ModelError {
+        ModelError::CutShort { provider: self.label.clone(), reason, usage }
     }
 
     /// POSTs `body` as JSON to `url` and parses a 2xx answer as `R`, retrying transient

@@ -142,7 +142,7 @@ impl Model for OpenAiCompatible {
             let answer: ChatResponse = http.post_json(&self.url(), &self.headers(), &self.body(&request)).await?;
             let finished = answer.choices.first().and_then(|choice| choice.finish_reason.as_deref());
             if let Some(reason) = finished.filter(|reason| CUT_SHORT.contains(reason)) {
-                return Err(http.cut_short(format!("finish_reason `{reason}`")));
+                return Err(http.cut_short(format!("finish_reason `{reason}`"), counted(answer.usage)));
             }
             answer.into_response().map_err(|reason| http.malformed(reason))
         })
@@ -190,7 +190,7 @@ impl StreamsOverHttp for OpenAiCompatible {
             })
             .await?;
             if let Some(reason) = answer.finish_reason.as_deref().filter(|reason| CUT_SHORT.contains(reason)) {
-                return Err(http.cut_short(format!("finish_reason `{reason}`")));
+                return Err(http.cut_short(format!("finish_reason `{reason}`"), counted(answer.usage)));
             }
             answer.into_response().map_err(|reason| http.malformed(reason))
         })
@@ -361,6 +361,14 @@ struct ChatUsage {
     completion_tokens: u64,
 }
 
+/// The tokens an answer counted; none when the server sent no count.
+fn counted(usage: Option<ChatUsage>) -> Usage {
+    usage.map_or_else(Usage::default, |usage| Usage {
+        input_tokens: usage.prompt_tokens,
+        output_tokens: usage.completion_tokens,
+    })
+}
+
 impl ChatResponse {
     /// The first choice as kern's assistant message. Empty text counts as none, and a call
     /// without an id gets `call_{n}` so its result can still refer to it.
@@ -389,11 +397,7 @@ impl ChatResponse {
             tool_call_id: None,
             name: None,
         };
-        let usage = self.usage.map_or_else(Usage::default, |usage| Usage {
-            input_tokens: usage.prompt_tokens,
-            output_tokens: usage.completion_tokens,
-        });
-        Ok(ModelResponse { message, usage })
+        Ok(ModelResponse { message, usage: counted(self.usage) })
     }
 }
 
