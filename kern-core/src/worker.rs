@@ -613,8 +613,8 @@ impl State {
     }
 }
 
-/// Whether `future` has completed, asked without waiting for it (it must not have completed
-/// before, when it was polled).
+/// Whether `future` has completed, asked without waiting for it. A future found complete must
+/// not be asked again: the caller stops at its first `true`.
 async fn has_completed(future: Pin<&mut impl Future<Output = ()>>) -> bool {
     tokio::select! {
         biased;

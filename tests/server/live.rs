@@ -259,21 +259,27 @@ async fn nap() -> String {
     "rested".to_owned()
 }
 
-/// A server asked to stop ends its event streams, and returns only once the run a request
-/// started (answered 504, and going on) is stored.
-pub async fn a_server_asked_to_stop_stores_the_runs_under_way_first(store: Arc<dyn Store>) {
-    let token = issue(&store, "root", &[], &[kern::keys::Scope::Admin]).await;
+/// A server whose agent `sleepy` naps through a request's time limit of 100 ms, and an admin's
+/// token.
+async fn sleepy_server(store: &Arc<dyn Store>) -> (kern_server::ServerBuilder, String) {
+    let token = issue(store, "root", &[], &[kern::keys::Scope::Admin]).await;
     let model = ScriptedModel::new()
         .when_user_contains("nap", Reply::call("nap", json!({})))
         .after_tool("nap", Reply::text("Done: {result}"));
     let sleepy = Agent::builder().id("sleepy").model(model).tool(Nap).db(store.clone()).build().unwrap();
-    let server = Server::builder()
+    let builder = Server::builder()
         .store(store.clone())
         .agent(sleepy)
         .auth(Auth::api_keys())
-        .request_timeout(Duration::from_millis(100))
-        .build()
-        .unwrap();
+        .request_timeout(Duration::from_millis(100));
+    (builder, token)
+}
+
+/// A server asked to stop ends its event streams, and returns only once the run a request
+/// started (answered 504, and going on) is stored.
+pub async fn a_server_asked_to_stop_stores_the_runs_under_way_first(store: Arc<dyn Store>) {
+    let (server, token) = sleepy_server(&store).await;
+    let server = server.build().unwrap();
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
@@ -306,19 +312,8 @@ pub async fn a_server_asked_to_stop_stores_the_runs_under_way_first(store: Arc<d
 /// A request that outlasts the server's time limit is answered 504 in the body every error
 /// has, and the run it started goes on and is stored.
 pub async fn a_request_past_the_time_limit_is_answered_504_and_its_run_goes_on(store: Arc<dyn Store>) {
-    let token = issue(&store, "root", &[], &[kern::keys::Scope::Admin]).await;
-    let model = ScriptedModel::new()
-        .when_user_contains("nap", Reply::call("nap", json!({})))
-        .after_tool("nap", Reply::text("Done: {result}"));
-    let sleepy = Agent::builder().id("sleepy").model(model).tool(Nap).db(store.clone()).build().unwrap();
-    let server = Server::builder()
-        .store(store.clone())
-        .agent(sleepy)
-        .auth(Auth::api_keys())
-        .request_timeout(Duration::from_millis(100))
-        .body_timeout(Duration::from_millis(50))
-        .build()
-        .unwrap();
+    let (server, token) = sleepy_server(&store).await;
+    let server = server.body_timeout(Duration::from_millis(50)).build().unwrap();
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
     tokio::spawn(server.serve(listener));
