@@ -82,6 +82,22 @@ async fn a_failing_tool_does_not_end_the_run() {
     assert_eq!(run.content.as_deref(), Some("Done. flaky: error: the service is down"));
 }
 
+/// Reboot the fleet. Requires admin approval.
+#[approval]
+#[tool(requires_confirmation)]
+fn reboot_fleet() -> String {
+    "rebooted".to_owned()
+}
+
+#[tokio::test]
+async fn null_arguments_to_a_call_that_pauses_are_no_arguments() {
+    let model = ScriptedModel::new().when_user_contains("reboot", Reply::raw_call("reboot_fleet", "null"));
+    let agent = Agent::builder().model(model).tool(RebootFleet).db(MemoryDb::new()).build().unwrap();
+    let run = agent.run("reboot everything").await.unwrap();
+    assert_eq!(run.status, RunStatus::Paused, "asked of a person, as `{{}}` would be: {:?}", run.tools);
+    assert_eq!(run.requirements[0].tool_execution.tool_args, json!({}));
+}
+
 /// A model whose every answer is cut short at its token limit, having cost tokens.
 struct CutShort;
 
@@ -515,6 +531,22 @@ fn a_quorum_or_an_edit_a_call_cannot_honour_is_refused() {
         assert!(matches!(err, Error::InvalidTool { ref reason, .. } if reason.contains(why)), "{err:?}");
     }
     build(Hitl::Confirmation, ApprovalPolicy::REQUIRED.quorum(2).allow_edit()).expect("a confirmation may have both");
+    // What model APIs would refuse at every request, or a person asked for nothing, is refused
+    // at build.
+    let by_hand = |name: &str, schema: Value, hitl: Hitl| {
+        let definition = ToolDefinition::new(name, "Transfer money.", schema, hitl, Some(ApprovalPolicy::REQUIRED));
+        Agent::builder().model(ScriptedModel::new()).tool(ByHand(definition)).db(MemoryDb::new()).build()
+    };
+    for (name, schema, hitl, why) in [
+        ("send money", schema.clone(), Hitl::Confirmation, "1 to 64 ASCII letters"),
+        ("", schema.clone(), Hitl::Confirmation, "1 to 64 ASCII letters"),
+        ("transfer", json!({}), Hitl::Confirmation, "the JSON Schema of an object"),
+        ("transfer", schema.clone(), Hitl::UserInput { fields: vec!["amt".into()] }, "`amt` is none of its parameters"),
+        ("transfer", schema.clone(), Hitl::UserInput { fields: vec![] }, "names no field"),
+    ] {
+        let err = by_hand(name, schema, hitl).unwrap_err();
+        assert!(matches!(err, Error::InvalidTool { ref reason, .. } if reason.contains(why)), "{name}: {err:?}");
+    }
     // An expiry no store could reckon would leave the row without one.
     let forever =
         ApprovalPolicy::REQUIRED.expires_in(kern::approval::MAX_EXPIRES_IN + std::time::Duration::from_secs(1));

@@ -3,9 +3,10 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
+use serde_json::Value;
+
 use crate::approval::{MAX_EXPIRES_IN, RowPolicy, unfit_policy};
 use crate::error::{Error, Result};
-use crate::limits;
 use crate::models::ToolSchema;
 use crate::schema::Validator;
 use crate::tools::{Hitl, Tool, ToolDefinition};
@@ -33,6 +34,9 @@ pub(crate) struct ToolEntry {
 /// an expiry is at most [`MAX_EXPIRES_IN`], or its rows could get none.
 fn gate_rules(mut definition: ToolDefinition) -> Result<ToolDefinition> {
     let refuse = |reason: &str| Error::InvalidTool { tool: definition.name.clone(), reason: reason.to_owned() };
+    if let Some(reason) = unfit_for_models(&definition) {
+        return Err(refuse(&reason));
+    }
     let (quorum, allow_edit) = definition.approval.as_ref().map_or((1, false), |p| (p.quorum, p.allow_edit));
     if let Some(reason) = definition.hitl.pause_type().and_then(|pause| unfit_policy(pause, quorum, allow_edit)) {
         return Err(refuse(reason));
@@ -56,13 +60,36 @@ fn gate_rules(mut definition: ToolDefinition) -> Result<ToolDefinition> {
     Ok(definition)
 }
 
+/// Why model APIs would refuse a definition as `#[tool]` never writes one, or `None` when they
+/// take it: a name of 1 to 64 ASCII letters, digits, `_` and `-`; parameters that are the JSON
+/// Schema of an object; and user-input fields that are some of them. Checked once, at build,
+/// rather than failing every request the agent makes (or asking a person for nothing).
+fn unfit_for_models(definition: &ToolDefinition) -> Option<String> {
+    let name = &definition.name;
+    let fit = |byte: u8| byte.is_ascii_alphanumeric() || byte == b'_' || byte == b'-';
+    if !(1..=64).contains(&name.len()) || !name.bytes().all(fit) {
+        return Some("model APIs take tool names of 1 to 64 ASCII letters, digits, `_` and `-`".to_owned());
+    }
+    if definition.parameters.get("type").and_then(Value::as_str) != Some("object") {
+        return Some("its parameters must be the JSON Schema of an object (`\"type\": \"object\"`)".to_owned());
+    }
+    let Hitl::UserInput { fields } = &definition.hitl else { return None };
+    if fields.is_empty() {
+        return Some("it asks for user input but names no field: list the arguments a person fills in".to_owned());
+    }
+    let asked = definition.user_input_schema.as_ref().and_then(|schema| schema.get("properties"));
+    fields
+        .iter()
+        .find(|field| asked.and_then(|properties| properties.get(field.as_str())).is_none())
+        .map(|field| format!("user-input field `{field}` is none of its parameters"))
+}
+
 impl Toolbox {
     /// Indexes `tools`; two tools with one name are an error.
     pub(crate) fn new(tools: Vec<Arc<dyn Tool>>) -> Result<Self> {
         let mut toolbox = Toolbox::default();
         for tool in tools {
             let definition = gate_rules(tool.definition())?;
-            limits::check_name("tool name", &definition.name)?;
             if toolbox.by_name.contains_key(&definition.name) {
                 return Err(Error::DuplicateTool(definition.name));
             }

@@ -15,7 +15,7 @@ use crate::schema;
 const NOTE_ONLY: &str = "no data or {\"note\": \"..\"}";
 
 /// What approving user input carries: the values the paused call asks for.
-const USER_INPUT: &str = "{\"values\": {..}} (or the values object itself) with an optional \"note\"";
+const USER_INPUT: &str = "{\"values\": {..}} with an optional \"note\", or the values object itself";
 
 /// What approving an external execution carries: the result the call had elsewhere.
 const EXTERNAL_RESULT: &str = "{\"result\": ..} with an optional \"note\"";
