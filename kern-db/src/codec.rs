@@ -146,8 +146,8 @@ pub(crate) fn vote(row: &dyn Columns) -> Result<Vote> {
 }
 
 /// Reads the head of a chain: its last event's `idx` and `hash`.
-pub(crate) fn head(row: &dyn Columns) -> Result<(u32, String)> {
-    Ok((u32::try_from(row.int("idx")?).map_err(|e| corrupt("idx", e))?, row.text("hash")?))
+pub(crate) fn head(row: &dyn Columns) -> Result<(u32, String, String)> {
+    Ok((u32::try_from(row.int("idx")?).map_err(|e| corrupt("idx", e))?, row.text("hash")?, row.text("run_id")?))
 }
 
 /// Reads what a row's next event is chained on: its `run_id`, and the `idx` and `hash` of its

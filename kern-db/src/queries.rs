@@ -51,7 +51,8 @@ pub(crate) struct Queries {
     pub(crate) all_rows: String,
     /// The events of row `$1`, in chain order.
     pub(crate) trail: String,
-    /// The last event of row `$1`'s chain: `idx` and `hash`.
+    /// The last event of row `$1`'s chain: `idx`, `hash` and the `run_id` every event of the
+    /// chain names (its row's).
     pub(crate) trail_head: String,
     /// The `run_id` of row `$1` and the `idx` and `hash` of its chain's last event (`NULL`s for
     /// an empty chain): what the event of its resolution is chained on.
@@ -163,7 +164,9 @@ impl Queries {
             ),
             all_rows: format!("SELECT {APPROVAL_COLUMNS} FROM {approvals} ORDER BY id"),
             trail: format!("SELECT {EVENT_COLUMNS} FROM {events} WHERE approval_id = $1 ORDER BY idx"),
-            trail_head: format!("SELECT idx, hash FROM {events} WHERE approval_id = $1 ORDER BY idx DESC LIMIT 1"),
+            trail_head: format!(
+                "SELECT idx, hash, run_id FROM {events} WHERE approval_id = $1 ORDER BY idx DESC LIMIT 1"
+            ),
             resolution_head: format!(
                 "SELECT a.run_id, head.idx, head.hash FROM {approvals} a LEFT JOIN \
                  (SELECT idx, hash FROM {events} WHERE approval_id = $1 ORDER BY idx DESC LIMIT 1) head ON 1 = 1 \

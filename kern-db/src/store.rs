@@ -171,7 +171,7 @@ impl<DB: Driver> SqlStore<DB> {
 
     /// [`Store::save_runs`], before the trail's followers are signalled.
     async fn write_runs(&self, runs: &[RunRecord], new_approvals: &[Approval], executions: &[Execution]) -> Result<()> {
-        check_save(runs, new_approvals)?;
+        check_save(runs, new_approvals, executions)?;
         let opening: Vec<TrailEvent> = new_approvals.iter().flat_map(trail::opening_events).collect();
         let (conn, executed) = self.chain_executions(&opening, executions).await?;
         let mut stmts = self.insert_approvals(new_approvals, runs)?;
@@ -210,8 +210,9 @@ impl<DB: Driver> SqlStore<DB> {
         for execution in executions {
             let id = execution.approval_id.as_str();
             let written = opening.iter().chain(&events).rev().find(|event| event.approval_id == id);
+            // The chain's run, which is its row's, whatever run the execution names.
             let head = match written {
-                Some(event) => Some((event.index, event.hash.clone())),
+                Some(event) => Some((event.index, event.hash.clone(), event.run_id.clone())),
                 None => {
                     let read = Stmt::new(&self.queries.trail_head).bind(id);
                     let mut heads = match &mut conn {
@@ -225,11 +226,11 @@ impl<DB: Driver> SqlStore<DB> {
                     heads.pop()
                 }
             };
-            let Some((index, hash)) = head else {
+            let Some((index, hash, run_id)) = head else {
                 return Err(Error::ApprovalNotFound(execution.approval_id.clone()));
             };
             let event = (execution.kind(), execution.principal.clone(), execution.data());
-            events.extend(trail::append(Some((index, hash.as_str())), id, &execution.run_id, now, [event]));
+            events.extend(trail::append(Some((index, hash.as_str())), id, &run_id, now, [event]));
         }
         Ok((conn, events))
     }
@@ -301,7 +302,7 @@ impl<DB: Driver> SqlStore<DB> {
         events: impl IntoIterator<Item = (EventKind, String, Value)>,
     ) -> Result<Vec<TrailEvent>> {
         let head = DB::fetch(conn, &Stmt::new(&self.queries.trail_head).bind(approval_id), codec::head).await?.pop();
-        Ok(trail::append(head.as_ref().map(|(idx, hash)| (*idx, hash.as_str())), approval_id, run_id, at, events))
+        Ok(trail::append(head.as_ref().map(|(idx, hash, _)| (*idx, hash.as_str())), approval_id, run_id, at, events))
     }
 
     /// Sets a pending row's decision (`decide_row`) and records it on its trail, by `principal`.

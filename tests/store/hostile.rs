@@ -235,9 +235,15 @@ pub async fn keys_beyond_the_limits_are_refused_before_anything_is_written(store
 
     let row = approval("run-1");
     create(&*store, &row).await;
-    for resolver in ["admin\u{0}", &key_of(MAX_KEY_LEN + 1)] {
+    // A resolver is a name given anew: no control character either, on every path (a note-only
+    // approval of a confirmation, or a rejection, is stored without reading the row first).
+    for resolver in ["admin\u{0}", &key_of(MAX_KEY_LEN + 1), "admin\u{1b}[2J"] {
         assert_eq!(
             refused_field(store.update_approval(&row.id, ApprovalUpdate::approve(resolver)).await),
+            "resolved_by"
+        );
+        assert_eq!(
+            refused_field(store.update_approval(&row.id, ApprovalUpdate::reject(resolver)).await),
             "resolved_by"
         );
     }

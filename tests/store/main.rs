@@ -120,6 +120,7 @@ suite! {
         trail::every_change_is_on_the_trail_in_order_and_verifies,
         trail::an_audit_row_opens_its_trail_with_its_decision,
         trail::an_execution_of_an_unknown_row_writes_nothing,
+        trail::an_execution_is_recorded_on_its_rows_run_and_its_keys_are_checked,
         hostile::json_deeper_than_the_limit_is_refused_before_anything_is_written,
         hostile::json_at_the_limit_round_trips,
         hostile::a_decision_that_could_not_be_stored_is_refused_and_changes_nothing,

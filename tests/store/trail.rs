@@ -54,6 +54,23 @@ pub async fn an_audit_row_opens_its_trail_with_its_decision(store: Arc<dyn Store
     assert!(store.verify_trail().await.unwrap().is_intact());
 }
 
+pub async fn an_execution_is_recorded_on_its_rows_run_and_its_keys_are_checked(store: Arc<dyn Store>) {
+    let paused = run("session-1");
+    let row = approval(&paused.run_id);
+    store.save_runs(std::slice::from_ref(&paused), std::slice::from_ref(&row), &[]).await.unwrap();
+    store.update_approval(&row.id, ApprovalUpdate::approve("admin")).await.unwrap();
+    // An execution naming another run is recorded under its row's, as every event of the chain.
+    let elsewhere = kern::trail::Execution { run_id: "another-run".into(), ..execution(&row, true) };
+    let unreadable = kern::trail::Execution { principal: "agent\u{0}".into(), ..execution(&row, true) };
+    let err = store.save_runs(&[], &[], std::slice::from_ref(&unreadable)).await.unwrap_err();
+    assert!(matches!(err, Error::InvalidInput { field: "execution.principal", .. }), "{err:?}");
+    store.save_runs(&[], &[], &[elsewhere]).await.unwrap();
+    let trail = store.trail(&row.id).await.unwrap();
+    assert_eq!(trail.last().unwrap().kind, EventKind::Executed);
+    assert_eq!(trail.last().unwrap().run_id, row.run_id);
+    assert!(store.verify_trail().await.unwrap().is_intact());
+}
+
 pub async fn an_execution_of_an_unknown_row_writes_nothing(store: Arc<dyn Store>) {
     let paused = run("session-1");
     let row = approval(&paused.run_id);

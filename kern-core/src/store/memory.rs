@@ -462,7 +462,7 @@ impl Store for MemoryDb {
         new_approvals: &'a [Approval],
         executions: &'a [Execution],
     ) -> BoxFuture<'a, Result<()>> {
-        if let Err(err) = check_save(runs, new_approvals) {
+        if let Err(err) = check_save(runs, new_approvals, executions) {
             return ready(Err(err));
         }
         let mut tables = self.tables();

@@ -12,10 +12,11 @@ use crate::error::{Error, Result};
 use crate::keys::ApiKey;
 use crate::limits::{check_json, check_json_object, check_key, check_name};
 use crate::run::{Delegation, MemberRun, RunRecord, RunRequirement, ToolExecution};
+use crate::trail::Execution;
 
 /// Refuses what [`Store::save_runs`](crate::store::Store::save_runs) would store but kern could
 /// not look up or read back: a key column (ids, user, session, agent, team, tool name, call id,
-/// resolver) that is too long or holds a NUL character, or a JSON value (arguments, results,
+/// resolver, an execution's principal) that is too long or holds a NUL character, or a JSON value (arguments, results,
 /// requirements, resolution data, metadata) nested too deep. The error,
 /// [`Error::InvalidInput`](crate::Error::InvalidInput), names the field; the store writes
 /// nothing.
@@ -24,13 +25,25 @@ use crate::run::{Delegation, MemberRun, RunRecord, RunRequirement, ToolExecution
 /// policy: a quorum over a user-input or external-execution call (its values or result come from
 /// one approver, and the last voter's would stand for all), or edits of a call that does not
 /// run here.
-pub fn check_save(runs: &[RunRecord], new_approvals: &[Approval]) -> Result<()> {
+pub fn check_save(runs: &[RunRecord], new_approvals: &[Approval], executions: &[Execution]) -> Result<()> {
     runs.iter().try_for_each(run)?;
     new_approvals.iter().try_for_each(|row| {
         approval_keys(row)?;
         approval_json(row)?;
         approval_policy(row)
-    })
+    })?;
+    executions.iter().try_for_each(executed)
+}
+
+/// An execution's keys, which its trail event carries.
+fn executed(execution: &Execution) -> Result<()> {
+    let Execution { approval_id, run_id, tool_call_id, principal, succeeded: _, result_digest, recovered: _ } =
+        execution;
+    check_key("execution.approval_id", approval_id)?;
+    check_key("execution.run_id", run_id)?;
+    check_key("execution.tool_call_id", tool_call_id)?;
+    check_key("execution.principal", principal)?;
+    check_key("execution.result_digest", result_digest)
 }
 
 /// Refuses an update that [`Store::update_approval`](crate::store::Store::update_approval)
@@ -39,7 +52,10 @@ pub fn check_save(runs: &[RunRecord], new_approvals: &[Approval]) -> Result<()> 
 /// names the field; the row is left as it is.
 pub fn check_update(update: &ApprovalUpdate) -> Result<()> {
     let ApprovalUpdate { expected_status: _, status: _, resolved_by, resolved_at: _, resolution_data } = update;
-    optional_key("resolved_by", resolved_by.as_deref())?;
+    // A name given anew, as a decision's principal is: whatever path stores it.
+    if let Some(resolved_by) = resolved_by {
+        check_name("resolved_by", resolved_by)?;
+    }
     optional_json("resolution_data", resolution_data.as_ref())
 }
 
@@ -295,7 +311,7 @@ mod tests {
         let mut approval = row();
         approval.tool_args = nested(MAX_JSON_DEPTH);
         approval.resolved_by = Some("r".repeat(MAX_KEY_LEN));
-        check_save(&[run], &[approval]).unwrap();
+        check_save(&[run], &[approval], &[]).unwrap();
     }
 
     #[test]
@@ -317,7 +333,7 @@ mod tests {
             for key in [long.clone(), "a\0b".to_owned()] {
                 let mut approval = row();
                 set(&mut approval, key);
-                assert_eq!(refused_field(check_save(&[], &[approval])), field);
+                assert_eq!(refused_field(check_save(&[], &[approval], &[])), field);
             }
         }
     }
@@ -335,7 +351,7 @@ mod tests {
         for (field, set) in cases {
             let mut run = record();
             set(&mut run);
-            assert_eq!(refused_field(check_save(&[run], &[])), field);
+            assert_eq!(refused_field(check_save(&[run], &[], &[])), field);
         }
     }
 
@@ -384,18 +400,18 @@ mod tests {
         for (field, set) in cases {
             let mut run = record();
             set(&mut run);
-            assert_eq!(refused_field(check_save(&[run], &[])), field);
+            assert_eq!(refused_field(check_save(&[run], &[], &[])), field);
         }
     }
 
     #[test]
     fn the_json_values_of_a_row_are_checked() {
         let deep = nested(MAX_JSON_DEPTH + 1);
-        assert_eq!(refused_field(check_save(&[], &[Approval { tool_args: deep.clone(), ..row() }])), "tool_args");
+        assert_eq!(refused_field(check_save(&[], &[Approval { tool_args: deep.clone(), ..row() }], &[])), "tool_args");
         let requirements = vec![RunRequirement::new(call(deep.clone()), PauseType::Confirmation, None)];
-        assert_eq!(refused_field(check_save(&[], &[Approval { requirements, ..row() }])), "tool_args");
+        assert_eq!(refused_field(check_save(&[], &[Approval { requirements, ..row() }], &[])), "tool_args");
         let resolved = Approval { resolution_data: Some(deep), ..row() };
-        assert_eq!(refused_field(check_save(&[], &[resolved])), "resolution_data");
+        assert_eq!(refused_field(check_save(&[], &[resolved], &[])), "resolution_data");
     }
 
     #[test]
