@@ -35,7 +35,7 @@ pub use memory::MemoryDb;
 /// `SqliteDb` and `PostgresDb`; agents hold it as `Arc<dyn Store>`.
 pub trait Store: Send + Sync + 'static {
     /// Writes the runs' state (insert or replace), inserts `new_approvals` and records each of
-    /// `executions` on the trail, in one transaction; then every approval row of each run takes
+    /// `executions` on the trail (under its row's run), in one transaction; then every approval row of each run takes
     /// the run's status as its `run_status`. Each new row starts its trail with a `created`
     /// event (and an audit row, written already decided, with the event of its decision). If
     /// anything fails, nothing is written. Errors:

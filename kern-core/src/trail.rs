@@ -271,7 +271,8 @@ pub fn append(
 pub struct Execution {
     /// The row that approved the call.
     pub approval_id: String,
-    /// The run of the row.
+    /// The run of the row. The stores record the event under the row's run whatever this
+    /// names, as every event of its chain.
     pub run_id: String,
     /// The call.
     pub tool_call_id: String,

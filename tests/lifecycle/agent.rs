@@ -513,7 +513,7 @@ async fn only_the_agent_that_started_a_run_continues_it() {
 }
 
 #[test]
-fn a_quorum_or_an_edit_a_call_cannot_honour_is_refused() {
+fn a_definition_models_or_its_policy_cannot_honour_is_refused_at_build() {
     use kern::approval::ApprovalPolicy;
 
     let schema = json!({"type": "object", "properties": {"to": {"type": "string"}, "amount": {"type": "integer"}}});

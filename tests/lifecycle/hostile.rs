@@ -20,6 +20,7 @@ on_every_backend!(
     a_result_nested_too_deep_is_stored_as_its_text,
     a_user_or_session_kern_cannot_store_is_refused_before_the_run,
     answers_kern_cannot_store_are_refused_and_the_run_stays_paused,
+    an_agent_whose_id_is_as_long_as_a_key_records_its_calls,
 );
 
 /// `[[..[1]..]]`, `depth` levels deep.
@@ -144,6 +145,23 @@ async fn a_user_or_session_kern_cannot_store_is_refused_before_the_run(backend: 
     assert_eq!(model.0.load(Ordering::SeqCst), 0, "the model was never asked");
     let runs = store.list_runs(&kern::run::RunQuery::default()).await.unwrap();
     assert!(runs.items.is_empty(), "nothing was stored");
+}
+
+/// The principal of an executed call is `agent:<id>`: longer than a key when the id is as long as
+/// one, and stored all the same, after the call ran.
+async fn an_agent_whose_id_is_as_long_as_a_key_records_its_calls(backend: Backend) {
+    let store = backend.store();
+    let id = "a".repeat(MAX_KEY_LEN);
+    let model =
+        ScriptedModel::new().when_user_contains("delete", Reply::call("delete_user_data", json!({"user_id": "7"})));
+    let agent = Agent::builder().id(id.as_str()).model(model).tool(DeleteUserData).db(store.clone()).build().unwrap();
+    let paused = agent.run("delete user 7").await.unwrap();
+    let row = paused.requirements[0].approval_id.clone().unwrap();
+    store.update_approval(&row, ApprovalUpdate::approve("admin-1")).await.unwrap();
+    let done = agent.continue_run(&paused.run_id, vec![]).await.unwrap();
+    assert_eq!(done.status, RunStatus::Completed);
+    let executed = store.trail(&row).await.unwrap().pop().unwrap();
+    assert_eq!((executed.kind, executed.principal), (kern::trail::EventKind::Executed, format!("agent:{id}")));
 }
 
 async fn answers_kern_cannot_store_are_refused_and_the_run_stays_paused(backend: Backend) {

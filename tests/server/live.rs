@@ -278,8 +278,8 @@ async fn sleepy_server(store: &Arc<dyn Store>) -> (kern_server::ServerBuilder, S
 /// A server asked to stop ends its event streams, and returns only once the run a request
 /// started (answered 504, and going on) is stored.
 pub async fn a_server_asked_to_stop_stores_the_runs_under_way_first(store: Arc<dyn Store>) {
-    let (server, token) = sleepy_server(&store).await;
-    let server = server.build().unwrap();
+    let (builder, token) = sleepy_server(&store).await;
+    let server = builder.build().unwrap();
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
@@ -312,8 +312,8 @@ pub async fn a_server_asked_to_stop_stores_the_runs_under_way_first(store: Arc<d
 /// A request that outlasts the server's time limit is answered 504 in the body every error
 /// has, and the run it started goes on and is stored.
 pub async fn a_request_past_the_time_limit_is_answered_504_and_its_run_goes_on(store: Arc<dyn Store>) {
-    let (server, token) = sleepy_server(&store).await;
-    let server = server.body_timeout(Duration::from_millis(50)).build().unwrap();
+    let (builder, token) = sleepy_server(&store).await;
+    let server = builder.body_timeout(Duration::from_millis(50)).build().unwrap();
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
     tokio::spawn(server.serve(listener));

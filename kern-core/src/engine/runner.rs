@@ -335,8 +335,6 @@ impl Runner {
                 continue;
             };
             let args = match parse_arguments(&call.arguments) {
-                // `null` is no arguments, as a tool reads it: a call to pause is checked as `{}`.
-                Ok(Value::Null) => Value::Object(serde_json::Map::new()),
                 Ok(args) => args,
                 Err(error) => {
                     execution.tool_args = Value::String(call.arguments.clone());

@@ -109,14 +109,18 @@ pub(crate) fn mark_failed(record: &mut RunRecord, reason: &str) {
     record.metadata.insert("error".into(), Value::String(reason.to_owned()));
 }
 
-/// Parses the model's argument text; empty text means no arguments. Arguments nested deeper
-/// than kern stores ([`limits::MAX_JSON_DEPTH`]) go back to the model like malformed ones.
+/// Parses the model's argument text; empty text and `null` mean no arguments (`{}`, as a tool
+/// reads them, and as a call that pauses is checked). Arguments nested deeper than kern stores
+/// ([`limits::MAX_JSON_DEPTH`]) go back to the model like malformed ones.
 pub(crate) fn parse_arguments(raw: &str) -> Result<Value, ToolError> {
     if raw.trim().is_empty() {
         return Ok(Value::Object(Map::new()));
     }
-    let args = serde_json::from_str(raw)
-        .map_err(|e| ToolError::InvalidArguments(format!("arguments are not valid JSON: {e}")))?;
+    let args = match serde_json::from_str(raw) {
+        Ok(Value::Null) => return Ok(Value::Object(Map::new())),
+        Ok(args) => args,
+        Err(e) => return Err(ToolError::InvalidArguments(format!("arguments are not valid JSON: {e}"))),
+    };
     limits::check_json("arguments", &args).map_err(|e| ToolError::InvalidArguments(e.to_string()))?;
     Ok(args)
 }

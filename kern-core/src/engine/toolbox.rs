@@ -77,10 +77,14 @@ fn unfit_for_models(definition: &ToolDefinition) -> Option<String> {
     if fields.is_empty() {
         return Some("it asks for user input but names no field: list the arguments a person fills in".to_owned());
     }
-    let asked = definition.user_input_schema.as_ref().and_then(|schema| schema.get("properties"));
+    let Some(asked) = definition.user_input_schema.as_ref().and_then(|schema| schema.get("properties")) else {
+        return Some(
+            "it asks for user input but has no user-input schema: build it with `ToolDefinition::new`".to_owned(),
+        );
+    };
     fields
         .iter()
-        .find(|field| asked.and_then(|properties| properties.get(field.as_str())).is_none())
+        .find(|field| asked.get(field.as_str()).is_none())
         .map(|field| format!("user-input field `{field}` is none of its parameters"))
 }
 

@@ -10,7 +10,7 @@ use serde_json::Value;
 use crate::approval::{Approval, ApprovalUpdate, RowPolicy, unfit_policy};
 use crate::error::{Error, Result};
 use crate::keys::ApiKey;
-use crate::limits::{check_json, check_json_object, check_key, check_name};
+use crate::limits::{check_json, check_json_object, check_key, check_name, check_text};
 use crate::run::{Delegation, MemberRun, RunRecord, RunRequirement, ToolExecution};
 use crate::trail::Execution;
 
@@ -35,20 +35,21 @@ pub fn check_save(runs: &[RunRecord], new_approvals: &[Approval], executions: &[
     executions.iter().try_for_each(executed)
 }
 
-/// An execution's keys, which its trail event carries.
+/// What an execution's trail event carries: its row's key and call, looked up again, and its
+/// principal and digest, text with no NUL (the principal is the runner's `agent:<id>`, a key's
+/// length and more). Its `run_id` is not stored: the event takes its row's.
 fn executed(execution: &Execution) -> Result<()> {
-    let Execution { approval_id, run_id, tool_call_id, principal, succeeded: _, result_digest, recovered: _ } =
+    let Execution { approval_id, run_id: _, tool_call_id, principal, succeeded: _, result_digest, recovered: _ } =
         execution;
     check_key("execution.approval_id", approval_id)?;
-    check_key("execution.run_id", run_id)?;
     check_key("execution.tool_call_id", tool_call_id)?;
-    check_key("execution.principal", principal)?;
-    check_key("execution.result_digest", result_digest)
+    check_text("execution.principal", principal)?;
+    check_text("execution.result_digest", result_digest)
 }
 
 /// Refuses an update that [`Store::update_approval`](crate::store::Store::update_approval)
-/// would store but kern could not read back: a resolver too long or holding a NUL character,
-/// resolution data nested too deep. The error, [`Error::InvalidInput`](crate::Error::InvalidInput),
+/// would store but kern could not read back or show as stored: a resolver too long or holding a
+/// control character (NUL among them), resolution data nested too deep. The error, [`Error::InvalidInput`](crate::Error::InvalidInput),
 /// names the field; the row is left as it is.
 pub fn check_update(update: &ApprovalUpdate) -> Result<()> {
     let ApprovalUpdate { expected_status: _, status: _, resolved_by, resolved_at: _, resolution_data } = update;
@@ -121,7 +122,8 @@ fn approval_keys(row: &Approval) -> Result<()> {
     optional_key("user_id", row.user_id.as_deref())?;
     check_key("tool_name", &row.tool_name)?;
     check_key("tool_call_id", &row.tool_call_id)?;
-    optional_key("resolved_by", row.resolved_by.as_deref())
+    // A new row decided already (an audit row) names its resolver anew.
+    row.resolved_by.as_deref().map_or(Ok(()), |resolved_by| check_name("resolved_by", resolved_by))
 }
 
 fn approval_json(row: &Approval) -> Result<()> {
@@ -416,8 +418,9 @@ mod tests {
 
     #[test]
     fn an_update_is_checked_for_its_resolver_and_data() {
-        let update = ApprovalUpdate::approve("admin\0");
-        assert_eq!(refused_field(check_update(&update)), "resolved_by");
+        for resolver in ["admin\0", "admin\u{1b}[2J"] {
+            assert_eq!(refused_field(check_update(&ApprovalUpdate::approve(resolver))), "resolved_by");
+        }
         let update = ApprovalUpdate::approve("admin").with_data(nested(MAX_JSON_DEPTH + 1));
         assert_eq!(refused_field(check_update(&update)), "resolution_data");
         check_update(&ApprovalUpdate::approve("admin").with_data(nested(MAX_JSON_DEPTH))).unwrap();
