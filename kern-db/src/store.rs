@@ -601,6 +601,8 @@ impl<DB: Driver> SqlStore<DB> {
             Err(_) => may_have_committed::<DB, _>(&written),
         };
         if changed {
+            // A run's status changed: this handle's followers read it, other processes hear it.
+            self.signal.appended();
             self.announce(Resolved::Nothing).await;
         }
         if let Some(run) = written?.pop() {
@@ -813,6 +815,7 @@ impl<DB: Driver> Store for SqlStore<DB> {
             commit::<DB>(&mut conn).await?;
             drop(conn);
             self.pools.committed(());
+            self.signal.appended();
             self.announce(Resolved::Nothing).await;
             Ok(released)
         })

@@ -17,7 +17,7 @@ use kern::db::Store;
 use serde_json::json;
 use tokio::task::JoinHandle;
 
-use crate::fixtures::{approval, create, create_all, now, seconds, stored};
+use crate::fixtures::{approval, create, create_all, now, run, seconds, stored};
 use crate::harness::{Options, SqlTarget};
 
 /// How long a case waits for what should end a wait.
@@ -141,6 +141,19 @@ pub async fn a_handles_own_writes_wake_its_waiters_and_followers(target: SqlTarg
     assert_eq!(woken(deletion).await.status, ApprovalStatus::Cancelled);
     let grown = tokio::time::timeout(PATIENCE, follower).await.expect("the follower woken").unwrap();
     assert!(grown > head);
+
+    // A run's claim changes its status, which a live stream tells: its followers wake, though
+    // the trail does not grow.
+    let paused = run("session-1");
+    store.save_runs(std::slice::from_ref(&paused), &[], &[]).await.unwrap();
+    let head = store.last_event_seq().await.unwrap();
+    let follower = {
+        let store = store.clone();
+        tokio::spawn(async move { store.wait_for_events(head, AN_HOUR).await.unwrap() })
+    };
+    let_waiters_wait().await;
+    store.claim_run(&paused.run_id).await.unwrap();
+    tokio::time::timeout(PATIENCE, follower).await.expect("the follower woken by the claim").unwrap();
     db.close().await;
 }
 

@@ -455,6 +455,16 @@ impl Tables {
     }
 }
 
+impl MemoryDb {
+    /// Wakes the trail's followers after a run's status changed (`changed` holds the run): a
+    /// live stream tells of runs too.
+    fn changed_status(&self, changed: &Result<RunRecord>) {
+        if changed.is_ok() {
+            self.signal.appended();
+        }
+    }
+}
+
 impl Store for MemoryDb {
     fn save_runs<'a>(
         &'a self,
@@ -506,6 +516,8 @@ impl Store for MemoryDb {
             }
             None => Err(tables.not_in(run_id, |status| Error::RunNotPaused { run_id: run_id.to_owned(), status })),
         };
+        drop(tables);
+        self.changed_status(&result);
         ready(result)
     }
 
@@ -515,6 +527,7 @@ impl Store for MemoryDb {
             run.updated_at = now;
             run.clone()
         });
+        self.changed_status(&reclaimed);
         ready(reclaimed)
     }
 
@@ -549,6 +562,8 @@ impl Store for MemoryDb {
         if released.is_ok() {
             tables.release_members(run_id, now);
         }
+        drop(tables);
+        self.changed_status(&released);
         ready(released)
     }
 
