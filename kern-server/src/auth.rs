@@ -212,7 +212,7 @@ impl FromRequestParts<AppState> for Caller {
             }
             _ if !parts.headers.contains_key(AUTHORIZATION)
                 && (parts.method == Method::GET || parts.method == Method::HEAD)
-                && let Some(token) = session::cookie_token(&parts.headers) =>
+                && let Some(token) = session::cookie_token(&parts.headers, state.secure_cookies) =>
             {
                 Caller::of_session(state, token).await.map(|(caller, _)| caller)
             }

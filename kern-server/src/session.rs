@@ -12,8 +12,19 @@ use axum::http::header::COOKIE;
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
-/// The name of the session cookie.
+/// The name of the session cookie on a server whose cookies are not `Secure`.
 pub const COOKIE_NAME: &str = "kern_session";
+
+/// Its name on a server told it is reached over https (`secure_cookies`): browsers take a
+/// `__Host-` cookie only from the host itself, `Secure` and for `Path=/`, so no other site of
+/// the domain (nor a page on another port) can plant a session of its own in the admin's
+/// browser, and one planted under the plain name is not read.
+pub const HOST_COOKIE_NAME: &str = "__Host-kern_session";
+
+/// The session cookie's name on a server whose cookies are `Secure` (`secure_cookies`) or not.
+pub fn cookie_name(secure_cookies: bool) -> &'static str {
+    if secure_cookies { HOST_COOKIE_NAME } else { COOKIE_NAME }
+}
 
 /// The name of the cookie that carries the sign-in form's CSRF token: the form has no session
 /// yet, so its hidden token must match this cookie, which a page of another site can neither
@@ -110,8 +121,8 @@ impl Sessions {
 }
 
 /// The session token a request's cookies carry.
-pub fn cookie_token(headers: &HeaderMap) -> Option<&str> {
-    cookie(headers, COOKIE_NAME)
+pub fn cookie_token(headers: &HeaderMap, secure_cookies: bool) -> Option<&str> {
+    cookie(headers, cookie_name(secure_cookies))
 }
 
 /// The value of cookie `name` in a request, when it is not empty.
@@ -187,8 +198,9 @@ mod tests {
     fn the_token_is_read_among_other_cookies() {
         let mut headers = HeaderMap::new();
         headers.insert(COOKIE, HeaderValue::from_static("theme=dark; kern_session=abc; x=1"));
-        assert_eq!(cookie_token(&headers), Some("abc"));
+        assert_eq!(cookie_token(&headers, false), Some("abc"));
+        assert_eq!(cookie_token(&headers, true), None, "a plain cookie is not the __Host- one");
         headers.insert(COOKIE, HeaderValue::from_static("kern_session_old=abc"));
-        assert_eq!(cookie_token(&headers), None);
+        assert_eq!(cookie_token(&headers, false), None);
     }
 }

@@ -161,6 +161,19 @@ pub async fn a_session_reads_the_api_but_never_writes_it(store: Arc<dyn Store>) 
     assert_eq!(held.status, StatusCode::UNAUTHORIZED, "the session signed in over is over");
 }
 
+pub async fn behind_https_the_session_cookie_is_the_hosts_own(store: Arc<dyn Store>) {
+    let app = App::with(store, |builder| builder.secure_cookies(true)).await;
+    let (session, _) = sign_in(&app, &app.admin).await;
+    assert!(session.starts_with("__Host-kern_session="), "{session}");
+    let cookie = [("cookie", session.as_str())];
+    assert_eq!(app.send_with(Method::GET, "/", None, &cookie, None).await.status, StatusCode::OK);
+    // The same token under the plain name, as another site of the domain could plant one, is
+    // not read.
+    let planted = session.replacen("__Host-kern_session", "kern_session", 1);
+    let page = app.send_with(Method::GET, "/", None, &[("cookie", planted.as_str())], None).await;
+    assert_eq!(page.status, StatusCode::SEE_OTHER, "not signed in");
+}
+
 pub async fn signing_out_ends_the_session_and_clears_its_cookie(store: Arc<dyn Store>) {
     let app = App::new(store).await;
     let (session, csrf) = sign_in(&app, &app.admin).await;

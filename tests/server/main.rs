@@ -70,6 +70,7 @@ suite! {
     inbox::signing_in_opens_a_session_whose_forms_are_guarded,
     inbox::a_session_reads_the_api_but_never_writes_it,
     inbox::signing_out_ends_the_session_and_clears_its_cookie,
+    inbox::behind_https_the_session_cookie_is_the_hosts_own,
     inbox::a_reader_looks_but_does_not_decide,
     inbox::assets_are_served_from_the_binary,
     inbox::a_run_left_running_is_recovered_from_its_page,

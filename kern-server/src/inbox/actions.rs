@@ -23,7 +23,7 @@ use crate::auth::{Auth, api_key_caller};
 use crate::error::ApiError;
 use crate::origin::cross_origin;
 use crate::routes::approvals;
-use crate::session::{self, COOKIE_NAME, LIFETIME, SIGN_IN_COOKIE};
+use crate::session::{self, LIFETIME, SIGN_IN_COOKIE};
 use crate::state::AppState;
 use crate::wire::approval::etag;
 
@@ -89,18 +89,19 @@ pub async fn sign_in(State(state): State<AppState>, headers: HeaderMap, form: Fo
         return sign_in_page(&state, &headers, StatusCode::FORBIDDEN, Some(refusal));
     }
     // A session this browser held before ends: one sign-in, one live session.
-    if let Some(held) = session::cookie_token(&headers) {
+    if let Some(held) = session::cookie_token(&headers, state.secure_cookies) {
         state.sessions.close(held);
     }
     let key_id = parse_token(&key).map(|(id, _)| id.to_owned()).unwrap_or_default();
     let (token, _) = state.sessions.open(key_id).map_err(no_randomness)?;
     let mut response = see_other("/");
-    let session = format!(
-        "{COOKIE_NAME}={token}; HttpOnly; SameSite=Strict; Path=/; Max-Age={}{}",
+    let cookie = format!(
+        "{}={token}; HttpOnly; SameSite=Strict; Path=/; Max-Age={}{}",
+        session::cookie_name(state.secure_cookies),
         LIFETIME.as_secs(),
         secure(&state, &headers)
     );
-    set_cookie(&mut response, &session)?;
+    set_cookie(&mut response, &cookie)?;
     // The form's token has served.
     let spent =
         format!("{SIGN_IN_COOKIE}=; HttpOnly; SameSite=Strict; Path={SIGN_IN}; Max-Age=0{}", secure(&state, &headers));
@@ -136,11 +137,12 @@ pub async fn sign_out(
     form: FormFields,
 ) -> PageResult {
     viewer.check_csrf(&form)?;
-    if let Some(token) = session::cookie_token(&headers) {
+    if let Some(token) = session::cookie_token(&headers, state.secure_cookies) {
         state.sessions.close(token);
     }
     let mut response = see_other(SIGN_IN);
-    let cleared = format!("{COOKIE_NAME}=; HttpOnly; SameSite=Strict; Path=/; Max-Age=0{}", secure(&state, &headers));
+    let name = session::cookie_name(state.secure_cookies);
+    let cleared = format!("{name}=; HttpOnly; SameSite=Strict; Path=/; Max-Age=0{}", secure(&state, &headers));
     set_cookie(&mut response, &cleared)?;
     Ok(response)
 }

@@ -73,7 +73,7 @@ impl FromRequestParts<AppState> for Viewer {
             let csrf = state.sessions.open_csrf().map_err(|err| no_randomness(err).into_response())?;
             return Ok(Viewer { caller, csrf, signed_in: false });
         }
-        let Some(token) = session::cookie_token(&parts.headers) else {
+        let Some(token) = session::cookie_token(&parts.headers, state.secure_cookies) else {
             return Err(see_other(SIGN_IN));
         };
         match Caller::of_session(state, token).await {
