@@ -224,6 +224,8 @@ async fn reasoning_is_streamed_apart_from_the_answer() {
     let pieces = ending(vec![
         Piece::text(&sse(&chunk(json!({"reasoning_content": "The user greets"})))),
         Piece::text(&sse(&chunk(json!({"reasoning": ", so greet back."})))),
+        // A server that names a piece both ways shows it once.
+        Piece::text(&sse(&chunk(json!({"reasoning_content": " Briefly.", "reasoning": " Briefly."})))),
         text_piece("Hi!"),
     ]);
     let server = TestServer::start(vec![Answer::stream(pieces)]).await;
@@ -235,6 +237,7 @@ async fn reasoning_is_streamed_apart_from_the_answer() {
         [
             Received::Reasoning("The user greets".into()),
             Received::Reasoning(", so greet back.".into()),
+            Received::Reasoning(" Briefly.".into()),
             Received::Text("Hi!".into()),
         ]
     );

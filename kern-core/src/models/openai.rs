@@ -7,7 +7,7 @@ use std::collections::HashMap;
 use std::fmt;
 use std::ops::ControlFlow;
 
-use serde::{Deserialize, Serialize};
+use serde::{Deserialize, Deserializer, Serialize};
 use serde_json::Value;
 
 use super::http::{Endpoint, EnvVars, HttpTransport, Retries, StreamsOverHttp, endpoint_setters, stream_retrying};
@@ -339,7 +339,7 @@ struct AnswerMessage {
 #[derive(Debug, Deserialize)]
 struct AnswerToolCall {
     /// Some local servers leave it out; see [`ChatResponse::into_response`].
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     id: String,
     function: AnswerFunction,
 }
@@ -355,10 +355,19 @@ struct AnswerFunction {
 
 #[derive(Debug, Deserialize)]
 struct ChatUsage {
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     prompt_tokens: u64,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     completion_tokens: u64,
+}
+
+/// A field some compatible servers send as `null`: read as its default, as if left out.
+fn null_as_default<'de, D, T>(deserializer: D) -> Result<T, D::Error>
+where
+    D: Deserializer<'de>,
+    T: Default + Deserialize<'de>,
+{
+    Ok(Option::<T>::deserialize(deserializer)?.unwrap_or_default())
 }
 
 /// The tokens an answer counted; none when the server sent no count.
@@ -405,7 +414,7 @@ impl ChatResponse {
 /// error the server met mid-answer.
 #[derive(Debug, Deserialize)]
 struct ChatChunk {
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     choices: Vec<ChunkChoice>,
     #[serde(default)]
     usage: Option<ChatUsage>,
@@ -415,7 +424,7 @@ struct ChatChunk {
 
 #[derive(Debug, Deserialize)]
 struct ChunkChoice {
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     delta: ChunkDelta,
     /// Set on the answer's last chunk of text or calls.
     #[serde(default)]
@@ -494,10 +503,10 @@ impl StreamedAnswer {
             self.finish_reason = choice.finish_reason;
         }
         let delta = choice.delta;
-        for reasoning in [delta.reasoning_content, delta.reasoning].into_iter().flatten() {
-            if !reasoning.is_empty() {
-                deltas(Delta::Reasoning(&reasoning));
-            }
+        // One of the two names: a server that fills both with the same text would show it twice.
+        let reasoning = delta.reasoning_content.filter(|text| !text.is_empty()).or(delta.reasoning);
+        if let Some(reasoning) = reasoning.filter(|text| !text.is_empty()) {
+            deltas(Delta::Reasoning(&reasoning));
         }
         if let Some(text) = delta.content.filter(|text| !text.is_empty()) {
             deltas(Delta::Text(&text));
@@ -742,6 +751,18 @@ mod tests {
             ]
         );
         assert_eq!(response.usage, Usage::default());
+        // Or send them as `null`.
+        let response = parse(json!({
+            "choices": [{"message": {"content": null, "tool_calls": [{"id": null, "function": {"name": "ping"}}]}}],
+            "usage": {"prompt_tokens": null, "completion_tokens": 3},
+        }))
+        .unwrap();
+        assert_eq!(response.message.tool_calls[0].id, "call_0");
+        assert_eq!(response.usage, Usage { input_tokens: 0, output_tokens: 3 });
+        let chunk: ChatChunk = serde_json::from_value(json!({"choices": null, "usage": null})).unwrap();
+        assert!(chunk.choices.is_empty());
+        let chunk: ChatChunk = serde_json::from_value(json!({"choices": [{"delta": null}]})).unwrap();
+        assert_eq!(chunk.choices[0].delta.content, None);
     }
 
     #[test]
