@@ -124,6 +124,7 @@ impl TeamBuilder {
     ///
     /// Errors as for agents ([`Error::NoModel`](crate::Error::NoModel),
     /// [`Error::DuplicateTool`](crate::Error::DuplicateTool),
+    /// [`Error::InvalidTool`](crate::Error::InvalidTool),
     /// [`Error::ApprovalNeedsDb`](crate::Error::ApprovalNeedsDb) for a tool with an approval on
     /// the team or any member without a team db), and
     /// [`Error::DuplicateMember`](crate::Error::DuplicateMember).

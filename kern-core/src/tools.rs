@@ -71,11 +71,13 @@ impl Hitl {
 /// The description of a tool: wire name, text, argument schemas, HITL kind and approval policy.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ToolDefinition {
-    /// The name the model calls the tool by.
+    /// The name the model calls the tool by: 1 to 64 ASCII letters, digits, `_` and `-`, as
+    /// model APIs take (an agent or team refuses another at build).
     pub name: String,
     /// What the tool does, for the model.
     pub description: String,
-    /// JSON Schema of the arguments the model supplies (user-input fields left out).
+    /// JSON Schema of the arguments the model supplies (user-input fields left out): an
+    /// object's (`"type": "object"`), as model APIs take.
     pub parameters: Value,
     /// JSON Schema of the arguments a person supplies, when the tool asks for user input.
     pub user_input_schema: Option<Value>,

@@ -240,8 +240,8 @@ async fn a_stale_run_behind_a_retired_agents_is_recovered(backend: Backend) {
         .collect();
     store.save_runs(&retired, &[], &[]).await.unwrap();
 
-    // The claim is an hour old: its continue is long gone.
-    let abandoned = RunRecord { updated_at: claimed.updated_at - chrono::TimeDelta::hours(1), ..claimed.clone() };
+    // The claim is half an hour old, its continue long gone: it comes after the retired runs.
+    let abandoned = RunRecord { updated_at: claimed.updated_at - chrono::TimeDelta::minutes(30), ..claimed.clone() };
     store.save_runs(&[abandoned], &[], &[]).await.unwrap();
     let (_stop, mut outcomes) = start(quick_worker(store.clone(), agent).build().unwrap());
     let outcome = tokio::time::timeout(PATIENCE, outcomes.recv()).await.expect("an outcome in time").unwrap();

@@ -163,7 +163,9 @@ pub async fn a_session_reads_the_api_but_never_writes_it(store: Arc<dyn Store>) 
 
 pub async fn behind_https_the_session_cookie_is_the_hosts_own(store: Arc<dyn Store>) {
     let app = App::with(store, |builder| builder.secure_cookies(true)).await;
-    let (session, _) = sign_in(&app, &app.admin).await;
+    let set = post_sign_in(&app, &app.admin, &[]).await.headers["set-cookie"].to_str().unwrap().to_owned();
+    assert!(set.starts_with("__Host-kern_session=") && set.contains("; Secure") && set.contains("Path=/;"), "{set}");
+    let (session, csrf) = sign_in(&app, &app.admin).await;
     assert!(session.starts_with("__Host-kern_session="), "{session}");
     let cookie = [("cookie", session.as_str())];
     assert_eq!(app.send_with(Method::GET, "/", None, &cookie, None).await.status, StatusCode::OK);
@@ -172,6 +174,12 @@ pub async fn behind_https_the_session_cookie_is_the_hosts_own(store: Arc<dyn Sto
     let planted = session.replacen("__Host-kern_session", "kern_session", 1);
     let page = app.send_with(Method::GET, "/", None, &[("cookie", planted.as_str())], None).await;
     assert_eq!(page.status, StatusCode::SEE_OTHER, "not signed in");
+    // Signing out clears it under its own name.
+    let out =
+        app.send_with(Method::POST, "/ui/sign-out", None, &cookie, Some(Value::String(format!("csrf={csrf}")))).await;
+    assert_eq!(out.status, StatusCode::SEE_OTHER);
+    let cleared = out.headers["set-cookie"].to_str().unwrap();
+    assert!(cleared.starts_with("__Host-kern_session=;") && cleared.contains("; Secure"), "{cleared}");
 }
 
 pub async fn signing_out_ends_the_session_and_clears_its_cookie(store: Arc<dyn Store>) {
@@ -182,7 +190,7 @@ pub async fn signing_out_ends_the_session_and_clears_its_cookie(store: Arc<dyn S
     assert_eq!(forged.status, StatusCode::FORBIDDEN);
     assert_eq!(app.send_with(Method::GET, "/", None, &cookie, None).await.status, StatusCode::OK, "still signed in");
 
-    // Posted from the inbox on an https page: the cookie is cleared as it was set, `Secure`.
+    // Posted from the inbox on an https page: the cookie is cleared `Secure`.
     let https = [("cookie", session.as_str()), ("origin", "https://kern.local"), ("host", "kern.local")];
     let form = Value::String(format!("csrf={csrf}"));
     let out = app.send_with(Method::POST, "/ui/sign-out", None, &https, Some(form)).await;

@@ -100,6 +100,7 @@ suite! {
         wait::a_timeout_returns_the_row_still_pending,
         wait::a_resolution_by_another_task_wakes_every_waiter,
         wait::a_row_that_expires_while_waited_on_comes_back_expired,
+        wait::a_runs_claim_take_over_and_release_wake_the_followers,
         wait::a_row_cancelled_while_waited_on_comes_back_cancelled,
         runs::a_batch_given_up_midway_writes_all_or_nothing,
         policy::a_row_with_a_policy_is_decided_only_by_eligible_principals,

@@ -90,6 +90,27 @@ pub async fn a_resolution_by_another_task_wakes_every_waiter(store: Arc<dyn Stor
     }
 }
 
+/// A run's claim, take-over and release change its status, which a live stream tells: each
+/// wakes the trail's followers, though the trail does not grow.
+pub async fn a_runs_claim_take_over_and_release_wake_the_followers(store: Arc<dyn Store>) {
+    let paused = run("session-1");
+    store.save_runs(std::slice::from_ref(&paused), &[], &[]).await.unwrap();
+    let head = store.last_event_seq().await.unwrap();
+    for change in ["claim", "take-over", "release"] {
+        let follower = {
+            let store = store.clone();
+            tokio::spawn(async move { store.wait_for_events(head, AN_HOUR).await.unwrap() })
+        };
+        let_waiters_wait().await;
+        match change {
+            "claim" => drop(store.claim_run(&paused.run_id).await.unwrap()),
+            "take-over" => drop(store.reclaim_run(&paused.run_id, Duration::ZERO).await.unwrap()),
+            _ => drop(store.release_stale_run(&paused.run_id, Duration::ZERO).await.unwrap()),
+        }
+        tokio::time::timeout(PATIENCE, follower).await.unwrap_or_else(|_| panic!("woken by the {change}")).unwrap();
+    }
+}
+
 pub async fn a_row_that_expires_while_waited_on_comes_back_expired(store: Arc<dyn Store>) {
     let row = Approval { expires_at: Some(now() + TimeDelta::milliseconds(300)), ..approval("run-1") };
     create(&*store, &row).await;
@@ -142,18 +163,6 @@ pub async fn a_handles_own_writes_wake_its_waiters_and_followers(target: SqlTarg
     let grown = tokio::time::timeout(PATIENCE, follower).await.expect("the follower woken").unwrap();
     assert!(grown > head);
 
-    // A run's claim changes its status, which a live stream tells: its followers wake, though
-    // the trail does not grow.
-    let paused = run("session-1");
-    store.save_runs(std::slice::from_ref(&paused), &[], &[]).await.unwrap();
-    let head = store.last_event_seq().await.unwrap();
-    let follower = {
-        let store = store.clone();
-        tokio::spawn(async move { store.wait_for_events(head, AN_HOUR).await.unwrap() })
-    };
-    let_waiters_wait().await;
-    store.claim_run(&paused.run_id).await.unwrap();
-    tokio::time::timeout(PATIENCE, follower).await.expect("the follower woken by the claim").unwrap();
     db.close().await;
 }
 
