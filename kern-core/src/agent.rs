@@ -151,7 +151,7 @@ impl AgentBuilder {
     /// Errors: [`Error::NoModel`](crate::Error::NoModel),
     /// [`Error::DuplicateTool`](crate::Error::DuplicateTool),
     /// [`Error::InvalidTool`](crate::Error::InvalidTool) for a definition model APIs would
-    /// refuse or its approval policy cannot honour (see [`ToolDefinition`](crate::tools::ToolDefinition)), and
+    /// refuse or its approval policy cannot honour (see [`ToolDefinition`]), and
     /// [`Error::ApprovalNeedsDb`](crate::Error::ApprovalNeedsDb) for a tool with an approval,
     /// required or audit, without a db (its rows would have nowhere to go).
     pub fn build(self) -> Result<Agent> {
