@@ -18,7 +18,8 @@ use super::gate::{self, Decision, Refusal, Verdict};
 use super::hold;
 use super::settings::Checked;
 use super::step::{
-    Identity, RunRequest, Step, Writes, complete, panic_message, parse_arguments, refuse_unrun, settle_unrun,
+    Identity, RunRequest, Step, Writes, complete, emit_outcome, panic_message, parse_arguments, refuse_unrun,
+    settle_unrun,
 };
 use super::toolbox::Toolbox;
 use crate::BoxFuture;
@@ -495,16 +496,7 @@ impl Runner {
             let result = call.catch_unwind().instrument(span).await.unwrap_or_else(|panic| {
                 Err(ToolError::Failed(format!("the tool panicked: {}", panic_message(panic.as_ref()))))
             });
-            events::emit(|| RunEvent::ToolCallCompleted {
-                run_id: invocation.context.run_id.clone(),
-                tool_call_id: call_id.clone(),
-                tool_name: invocation.tool_name.clone(),
-                status: if result.is_ok() { ToolCallStatus::Succeeded } else { ToolCallStatus::Failed },
-                result: match &result {
-                    Ok(value) => value.clone(),
-                    Err(error) => Value::String(error.to_string()),
-                },
-            });
+            emit_outcome(&invocation.context.run_id, &call_id, &invocation.tool_name, &result);
             (call_id, approval_id, edit, result)
         }))
         .await;

@@ -137,7 +137,7 @@ pub(crate) fn complete(record: &mut RunRecord, call_id: &str, result: Result<Val
 /// from outside. Recorded as [`complete_as`] does, and told to the run's event stream, which
 /// heard of no start, so that a stream shows how each call ended.
 pub(crate) fn settle_unrun(record: &mut RunRecord, call_id: &str, status: ToolCallStatus, result: Value) {
-    emit_completed(record, call_id, status, &result);
+    emit_unrun(record, call_id, status, &result);
     complete_as(record, call_id, status, result);
 }
 
@@ -145,17 +145,38 @@ pub(crate) fn settle_unrun(record: &mut RunRecord, call_id: &str, status: ToolCa
 /// rule it breaks): recorded as a failure, as [`complete`] records one, and told to the run's
 /// event stream as a tool's own failure is.
 pub(crate) fn refuse_unrun(record: &mut RunRecord, call_id: &str, error: ToolError) {
-    emit_completed(record, call_id, ToolCallStatus::Failed, &Value::String(error.to_string()));
-    complete(record, call_id, Err(error));
+    let result = Err(error);
+    if let Some(execution) = record.tools.iter().find(|e| e.tool_call_id == call_id) {
+        emit_outcome(&record.run_id, call_id, &execution.tool_name, &result);
+    }
+    complete(record, call_id, result);
 }
 
-/// Tells the run's event stream how the recorded call `call_id` ended.
-fn emit_completed(record: &RunRecord, call_id: &str, status: ToolCallStatus, result: &Value) {
+/// Tells the run's event stream how the recorded call `call_id`, which did not run, ended.
+fn emit_unrun(record: &RunRecord, call_id: &str, status: ToolCallStatus, result: &Value) {
     let Some(execution) = record.tools.iter().find(|e| e.tool_call_id == call_id) else { return };
+    emit_completed(&record.run_id, call_id, &execution.tool_name, status, result);
+}
+
+/// Tells the event stream of run `run_id` how its call `call_id` to `tool_name` ended with
+/// `result`: succeeded with its value, or failed with the error's text.
+pub(crate) fn emit_outcome(run_id: &str, call_id: &str, tool_name: &str, result: &Result<Value, ToolError>) {
+    match result {
+        Ok(value) => emit_completed(run_id, call_id, tool_name, ToolCallStatus::Succeeded, value),
+        Err(error) => {
+            let text = Value::String(error.to_string());
+            emit_completed(run_id, call_id, tool_name, ToolCallStatus::Failed, &text);
+        }
+    }
+}
+
+/// Tells the event stream of run `run_id` how its call `call_id` to `tool_name` ended; the
+/// event is made only when someone listens.
+fn emit_completed(run_id: &str, call_id: &str, tool_name: &str, status: ToolCallStatus, result: &Value) {
     events::emit(|| RunEvent::ToolCallCompleted {
-        run_id: record.run_id.clone(),
+        run_id: run_id.to_owned(),
         tool_call_id: call_id.to_owned(),
-        tool_name: execution.tool_name.clone(),
+        tool_name: tool_name.to_owned(),
         status,
         result: result.clone(),
     });
