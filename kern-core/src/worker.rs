@@ -26,7 +26,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use tokio::sync::broadcast;
-use tokio::task::JoinSet;
+use tokio::task::{self, JoinSet};
 use tokio::time::Instant;
 use tracing::Instrument;
 
@@ -226,7 +226,7 @@ impl Worker {
             tokio::select! {
                 biased;
                 () = &mut shutdown => break,
-                Some(joined) = state.tasks.join_next(), if !state.tasks.is_empty() => {
+                Some(joined) = state.tasks.join_next_with_id(), if !state.tasks.is_empty() => {
                     self.finished(&mut state, joined);
                     // Room again: a run the last scan found and left for the lack of it is taken
                     // now, and once none is left the next scan looks for more.
@@ -258,7 +258,7 @@ impl Worker {
             }
         }
         tracing::info!(in_flight = state.tasks.len(), "kern worker stopping: finishing the runs under way");
-        while let Some(joined) = state.tasks.join_next().await {
+        while let Some(joined) = state.tasks.join_next_with_id().await {
             self.finished(&mut state, joined);
         }
         Ok(())
@@ -420,34 +420,36 @@ impl Worker {
         let run_id = run_id.to_owned();
         let stale_after = self.settings.stale_after;
         let span = tracing::info_span!("kern.worker", ?job, run_id);
-        state.tasks.spawn(
-            async move {
-                let result = runner.perform(job, &run_id, stale_after).await;
-                (run_id, job, result)
+        let task = state.tasks.spawn(
+            {
+                let run_id = run_id.clone();
+                async move { runner.perform(job, &run_id, stale_after).await }
             }
             .instrument(span),
         );
+        state.jobs.insert(task.id(), (run_id, job));
     }
 
     /// Records what became of a task's run.
-    fn finished(
-        &self,
-        state: &mut State,
-        joined: std::result::Result<(String, Job, Result<RunOutput>), tokio::task::JoinError>,
-    ) {
+    fn finished(&self, state: &mut State, joined: std::result::Result<(task::Id, Result<RunOutput>), task::JoinError>) {
         self.stats.ended();
-        let (run_id, job, result) = match joined {
-            Ok(done) => done,
+        let task = match &joined {
+            Ok((task, _)) => *task,
+            Err(error) => error.id(),
+        };
+        let Some((run_id, job)) = state.jobs.remove(&task) else { return };
+        state.in_flight.remove(&run_id);
+        let result = match joined {
+            Ok((_, result)) => result,
             Err(error) => {
                 // A panic in a tool or model is caught by the engine; only a runtime shutting
-                // down ends a task here. Its run id is lost with it, so the set is rebuilt.
-                tracing::error!(%error, "kern worker task ended abnormally");
+                // down (or a panic of kern's own) ends a task here.
+                tracing::error!(run_id, %error, ?job, "kern worker task ended abnormally");
                 self.stats.add_failed();
-                state.in_flight.clear();
+                state.retry_later(&run_id, true);
                 return;
             }
         };
-        state.in_flight.remove(&run_id);
         state.scan_due |= state.decided_while_held.remove(&run_id);
         match &result {
             Ok(output) if output.status == RunStatus::Paused => {
@@ -505,7 +507,9 @@ impl Worker {
 /// What one [`Worker::run`] keeps between its rounds.
 #[derive(Default)]
 struct State {
-    tasks: JoinSet<(String, Job, Result<RunOutput>)>,
+    tasks: JoinSet<Result<RunOutput>>,
+    /// The run and job of each task, by its id: a task that ends abnormally tells only its id.
+    jobs: HashMap<task::Id, (String, Job)>,
     /// The runs this worker's tasks hold, so that a scan does not start a second task on one.
     in_flight: HashSet<String>,
     /// Runs a scan found decided while a task of this worker still held them (a decision made

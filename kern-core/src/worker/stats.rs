@@ -22,7 +22,8 @@ pub struct WorkerCounts {
     pub recovered: u64,
     /// Continues and recoveries that failed.
     pub failed: u64,
-    /// Runs another worker claimed first.
+    /// Runs this worker went to take and found changed: claimed first by another worker, no
+    /// longer stale, taken over from it, or with a row pending again.
     pub lost_claims: u64,
     /// Approval rows the worker's sweeps marked expired.
     pub expired: u64,
