@@ -3,9 +3,14 @@
 (function () {
   "use strict";
 
-  // Set once a form is sent: the page's own reloads then wait for its answer.
+  // Set once a form is sent: the page's own reloads then wait for its answer, and a second
+  // press of a button sends nothing (the first decision is the one that counts).
   var submitting = false;
-  document.addEventListener("submit", function () { submitting = true; });
+  document.addEventListener("submit", function (event) {
+    if (submitting) event.preventDefault();
+    submitting = true;
+  });
+  window.addEventListener("pageshow", function (event) { if (event.persisted) submitting = false; });
 
   var KINDS = ["created", "vote", "approved", "rejected", "edited", "expired", "cancelled", "executed", "failed"];
   var DECIDED = ["approved", "rejected", "expired", "cancelled"];
@@ -38,11 +43,13 @@
     return tag === "INPUT" || tag === "TEXTAREA" || tag === "SELECT" || event.ctrlKey || event.metaKey || event.altKey;
   }
 
-  // Calls back with (kind, event) for each event of the trail, from now on.
-  function listen(onEvent) {
+  // Calls back with (kind, event) for each event of the trail after `after`, the last one the
+  // page was rendered with.
+  function listen(after, onEvent) {
     if (!window.EventSource) return;
-    var source = new EventSource("/events");
+    var source = new EventSource("/events" + (after ? "?after=" + encodeURIComponent(after) : ""));
     var live = document.getElementById("live");
+    var stopped = document.getElementById("stopped");
     KINDS.forEach(function (kind) {
       source.addEventListener("approval." + kind, function (message) {
         var data;
@@ -51,7 +58,11 @@
       });
     });
     source.onopen = function () { if (live) live.hidden = false; };
-    source.onerror = function () { if (live) live.hidden = true; };
+    source.onerror = function () {
+      if (live) live.hidden = true;
+      // Closed for good (a session that ended): the page says so rather than going stale.
+      if (stopped && source.readyState === EventSource.CLOSED) stopped.hidden = false;
+    };
   }
 
   function countdowns() {
@@ -82,9 +93,20 @@
       all[selected].scrollIntoView({ block: "nearest" });
     };
     var setCount = function (total) { document.getElementById("count").textContent = total; };
-    var refresh = function () {
+    // Rows are not moved under the admin's pointer or focus: a click meant for one row would
+    // land on another. The refresh waits until they leave the list.
+    // The refresh waits until they leave it, or ask for it with the button that says it waits.
+    var waiting = document.getElementById("refresh");
+    var held = function () { return list.matches(":hover") || list.contains(document.activeElement); };
+    var resume = function () { if (!waiting.hidden && !held()) refresh(true); };
+    list.addEventListener("mouseleave", function () { setTimeout(resume, 0); });
+    list.addEventListener("focusout", function () { setTimeout(resume, 0); });
+    waiting.addEventListener("click", function () { refresh(true); });
+    var refresh = function (now) {
       clearTimeout(timer);
       timer = setTimeout(function () {
+        if (!now && held()) { waiting.hidden = false; return; }
+        waiting.hidden = true;
         var current = rows()[selected];
         var currentId = current && current.dataset.id;
         fetch("/ui/rows?" + list.dataset.query, { credentials: "same-origin" })
@@ -102,13 +124,16 @@
             countdowns();
           })
           .catch(function () {});
-      }, 150);
+      }, now ? 0 : 150);
     };
-    listen(function (kind, event) {
+    listen(list.dataset.after, function (kind, event) {
       if (DECIDED.indexOf(kind) >= 0) {
         var gone = document.querySelector('#rows .row[data-id="' + CSS.escape(event.approval_id) + '"]');
-        if (gone) {
-          gone.remove();
+        if (gone && !gone.classList.contains("leaving")) {
+          // Greyed and its buttons off until the list is refreshed, rather than taken out from
+          // under the pointer.
+          gone.classList.add("leaving");
+          gone.querySelectorAll("button").forEach(function (button) { button.disabled = true; });
           var count = document.getElementById("count");
           count.textContent = Math.max(0, (parseInt(count.textContent, 10) || 1) - 1);
         }
@@ -137,9 +162,21 @@
     var note = document.getElementById("reject-note");
     if (note && location.hash === "#reject") note.focus();
     var status = document.getElementById("status");
-    listen(function (kind, event) {
-      if (!submitting && event.approval_id === detail.dataset.approvalId && status.textContent === "pending" &&
-          (DECIDED.indexOf(kind) >= 0 || kind === "vote")) location.reload();
+    // Whether the admin has typed or chosen anything on the page, which a reload would lose.
+    var dirty = function () {
+      return Array.prototype.some.call(detail.querySelectorAll("input:not([type=hidden]), textarea, select"), function (field) {
+        if (field.type === "checkbox") return field.checked !== field.defaultChecked;
+        if (field.tagName === "SELECT") {
+          return Array.prototype.some.call(field.options, function (option) { return option.selected !== option.defaultSelected; });
+        }
+        return field.value !== field.defaultValue;
+      });
+    };
+    listen(detail.dataset.after, function (kind, event) {
+      if (submitting || event.approval_id !== detail.dataset.approvalId || status.textContent !== "pending" ||
+          (DECIDED.indexOf(kind) < 0 && kind !== "vote")) return;
+      if (dirty()) document.getElementById("changed").hidden = false;
+      else location.reload();
     });
     document.addEventListener("keydown", function (event) {
       if (typing(event)) return;

@@ -198,18 +198,36 @@ try {
   await runCompletes(page);
   await page.locator("#answer", { hasText: "2000 EUR" }).waitFor();
 
-  step("a row leaves when another session resolves it through the API");
+  step("a row another session resolves greys out under the pointer, and leaves once the pointer does");
   await page.goto(base + "/");
   await page.locator("#live:not([hidden])").waitFor();
   const carol = page.locator(".row", { hasText: "delete_user_data" });
   const carolId = await carol.getAttribute("data-id");
   const before = Number(await page.locator("#count").textContent());
   await page.evaluate(() => { window.notReloaded = true; });
+  await carol.hover();
   await api("POST", `/approvals/${carolId}/resolve`, { status: "rejected", resolution_data: { note: "not today" } });
-  await page.locator(`.row[data-id="${carolId}"]`).waitFor({ state: "detached", timeout: 10000 });
-  assert.ok(await page.evaluate(() => window.notReloaded), "the row left without a reload");
+  await page.locator(`.row.leaving[data-id="${carolId}"]`).waitFor({ timeout: 10000 });
+  await page.locator("#refresh:not([hidden])").waitFor();
   assert.equal(Number(await page.locator("#count").textContent()), before - 1, "the live count went down");
+  await shoot(page, "07-row-leaving", { fullPage: false });
+  await page.mouse.move(0, 0);
+  await page.locator(`.row[data-id="${carolId}"]`).waitFor({ state: "detached", timeout: 10000 });
+  await page.locator("#refresh").waitFor({ state: "hidden" });
+  assert.ok(await page.evaluate(() => window.notReloaded), "the row left without a reload");
   await shoot(page, "07-row-left", { fullPage: false });
+
+  step("a row decided elsewhere while the admin types keeps what they typed, and says it changed");
+  const [typing] = (await api("GET", "/approvals?status=pending&tool_name=refund_order&limit=1")).data;
+  // No wait for the event stream: it starts after the last event the page was rendered with.
+  await page.goto(`${base}/ui/approvals/${typing.id}`);
+  await page.evaluate(() => { window.notReloaded = true; });
+  await page.fill("#reject-note", "half a sentence");
+  await api("POST", `/approvals/${typing.id}/resolve`, { status: "approved" });
+  await page.locator("#changed:not([hidden])").waitFor({ timeout: 10000 });
+  assert.equal(await page.inputValue("#reject-note"), "half a sentence", "what the admin typed stays");
+  assert.ok(await page.evaluate(() => window.notReloaded), "the page was not reloaded under them");
+  await shoot(page, "07-detail-changed");
 
   step("without JavaScript: a decision someone else made first is a clear conflict");
   const plain = await browser.newContext({ javaScriptEnabled: false, viewport: { width: 1280, height: 900 } });

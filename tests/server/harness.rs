@@ -45,11 +45,20 @@ pub fn raise_limit(limit_eur: u64) -> String {
 pub const MEMO_BODY: &str = "Dear ops,\nthe quarterly figures are attached: please read them before Friday's review \
      and tell finance what you would change.\nThanks";
 
+/// How soon a memo goes out.
+#[derive(Debug, serde::Deserialize, schemars::JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Priority {
+    Normal,
+    Urgent,
+}
+
 /// Send a memo. An admin may approve it with edits.
 #[approval(allow_edit)]
 #[tool(requires_confirmation)]
-pub fn send_memo(to: String, body: String, amount: f64) -> String {
-    format!("sent {amount} to {to}: {body}")
+pub fn send_memo(to: String, body: String, amount: f64, priority: Option<Priority>) -> String {
+    let urgently = if matches!(priority, Some(Priority::Urgent)) { " (urgent)" } else { "" };
+    format!("sent {amount} to {to}{urgently}: {body}")
 }
 
 /// Grant a customer credit: a person gives the amount, an admin may edit the call.

@@ -314,10 +314,11 @@ pub async fn approving_from_the_list_returns_to_the_list(store: Arc<dyn Store>) 
 
     // A row whose policy allows no edit: edited arguments are refused, not dropped.
     let (_, _, row) = app.paused_refund("dave").await;
-    let form = Value::String(format!("action=approve&arg.order_id=B-2&csrf={csrf}"));
+    let form = Value::String(format!("action=approve&note=checked+twice&arg.order_id=B-2&csrf={csrf}"));
     let refused = app.send_with(Method::POST, &format!("/ui/approvals/{row}"), None, &cookie, Some(form)).await;
     assert_eq!(refused.status, StatusCode::UNPROCESSABLE_ENTITY);
     assert!(html(&refused).contains("cannot be edited"), "{}", html(&refused));
+    assert!(html(&refused).contains("value=\"checked twice\""), "the note is kept for the next try");
     assert_eq!(row_status(&app, &row).await, "pending", "a refused decision changes nothing");
 
     // A row that allows edits: an argument its schema does not have is refused, not dropped.
@@ -335,6 +336,28 @@ pub async fn approving_from_the_list_returns_to_the_list(store: Arc<dyn Store>) 
     assert_eq!(edited.status, StatusCode::SEE_OTHER, "{}", html(&edited));
     let stored = app.send(Method::GET, &format!("/approvals/{row}"), Some(&app.admin), None).await;
     assert_eq!(stored.body["resolution_data"]["args"], json!({"limit_eur": 2000}));
+}
+
+pub async fn a_quorum_row_shows_how_far_it_has_come_and_who_voted(store: Arc<dyn Store>) {
+    let app = App::new(store).await;
+    let (_, _, row) = app.paused("wire 500", "dave").await;
+    let uri = format!("/ui/approvals/{row}");
+    let votes = format!("/approvals/{row}/votes");
+    let vote = app.send(Method::POST, &votes, Some(&app.bob), Some(json!({"decision": "approve"}))).await;
+    assert_eq!(vote.status, StatusCode::ACCEPTED);
+
+    let (session, _) = sign_in(&app, &app.bob).await;
+    let page = app.send_with(Method::GET, &uri, None, &[("cookie", session.as_str())], None).await;
+    let page = html(&page);
+    assert!(page.contains("1 of 2 approvals of the call as asked; 1 more needed"), "{page}");
+    assert!(page.contains("You voted for this call"), "the voter is told their vote is cast");
+    assert!(!page.contains("id=\"approve-form\"") && !page.contains("value=\"reject\""), "a second vote is refused");
+
+    let (session, _) = sign_in(&app, &app.carol).await;
+    let page = app.send_with(Method::GET, &uri, None, &[("cookie", session.as_str())], None).await;
+    let page = html(&page);
+    assert!(page.contains("1 more needed") && page.contains("id=\"approve-form\""), "carol may still vote");
+    assert!(!page.contains("You voted"));
 }
 
 /// The form's text for `text`, every byte but letters and digits escaped.
@@ -358,6 +381,10 @@ pub async fn an_edit_changes_only_what_the_approver_changed(store: Arc<dyn Store
     let page = app.send_with(Method::GET, &format!("/ui/approvals/{as_shown}"), None, &cookie, None).await;
     assert!(html(&page).contains("<textarea id=\"arg.body\""), "a text with line breaks keeps them");
     assert!(html(&page).contains("id=\"edit-form\""), "a confirmation that allows edits offers them");
+    let priority = html(&page).split("name=\"arg.priority\"").nth(1).expect("the optional choice is offered");
+    let priority = priority.split("</select>").next().unwrap();
+    assert!(priority.contains("<option value=\"\" selected>(not set)</option>"), "left out, it stays so: {priority}");
+    assert!(priority.contains("value=\"urgent\"") && !priority.contains("value=\"null\""), "{priority}");
     // A call that waits for values is approved with them, on its own form: no edit form.
     let (_, _, credit) = app.paused("credit for acme", "dave").await;
     let page = app.send_with(Method::GET, &format!("/ui/approvals/{credit}"), None, &cookie, None).await;
@@ -366,8 +393,9 @@ pub async fn an_edit_changes_only_what_the_approver_changed(store: Arc<dyn Store
 
     // Sent back as a browser sends what it showed: line breaks as CRLF, the amount as `10`.
     let body = encoded(&MEMO_BODY.replace('\n', "\r\n"));
-    let form =
-        |to: &str| Value::String(format!("action=approve&arg.to={to}&arg.body={body}&arg.amount=10&csrf={csrf}"));
+    let form = |to: &str| {
+        Value::String(format!("action=approve&arg.to={to}&arg.body={body}&arg.amount=10&arg.priority=&csrf={csrf}"))
+    };
     let approved =
         app.send_with(Method::POST, &format!("/ui/approvals/{as_shown}"), None, &cookie, Some(form("ops"))).await;
     assert_eq!(approved.status, StatusCode::SEE_OTHER, "{}", html(&approved));

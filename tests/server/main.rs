@@ -77,5 +77,6 @@ suite! {
     inbox::a_cancelled_call_shows_in_the_history_and_its_exports,
     inbox::approving_from_the_list_returns_to_the_list,
     inbox::an_edit_changes_only_what_the_approver_changed,
+    inbox::a_quorum_row_shows_how_far_it_has_come_and_who_voted,
     inbox::forms_through_a_proxy_are_accepted_from_the_public_origin,
 }

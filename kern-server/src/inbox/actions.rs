@@ -209,6 +209,12 @@ async fn refused_decision(
     message: String,
 ) -> PageResult {
     let mut page = detail_page(state, viewer, id, Some(message)).await?;
+    let note = form.get("note").unwrap_or_default().to_owned();
+    match form.get("action") {
+        Some("approve") => page.kept.approve_note = note,
+        _ => page.kept.reject_note = note,
+    }
+    form.get("result").unwrap_or_default().clone_into(&mut page.kept.result);
     for field in page.inputs.iter_mut().chain(page.edits.iter_mut()) {
         match form.get(&field.name) {
             Some(sent) => sent.clone_into(&mut field.value),

@@ -117,10 +117,12 @@ fn fields(schema: &Value, prefix: &str, current: Option<&Map<String, Value>>) ->
         .map(|(name, prop, required)| {
             let value = current.and_then(|values| values.get(name)).or_else(|| prop.get("default"));
             let value = value.map(plain).unwrap_or_default();
+            // An optional choice lists `null` among its values (`Option<Enum>`): the form's
+            // "(not set)" stands for it.
             let mut options: Vec<String> = prop
                 .get("enum")
                 .and_then(Value::as_array)
-                .map(|values| values.iter().map(plain).collect())
+                .map(|values| values.iter().filter(|value| !value.is_null()).map(plain).collect())
                 .unwrap_or_default();
             // A value the list lacks is offered as it is, so that it is what the form sends back.
             if !options.is_empty() && !value.is_empty() && !options.contains(&value) {
@@ -172,7 +174,8 @@ pub fn plain(value: &Value) -> String {
 fn typed(kind: &str, text: &str) -> Option<Value> {
     let trimmed = text.trim();
     match kind {
-        "string" => Some(Value::String(text.to_owned())),
+        // Browsers send a text area's line breaks as CRLF.
+        "string" => Some(Value::String(text.replace("\r\n", "\n"))),
         _ if trimmed.is_empty() => None,
         "integer" => Some(trimmed.parse::<i64>().map_or_else(|_| Value::String(text.to_owned()), Value::from)),
         "number" => Some(

@@ -8,7 +8,7 @@ use axum::http::header::{CACHE_CONTROL, CONTENT_DISPOSITION, CONTENT_TYPE, X_CON
 use axum::response::IntoResponse;
 use chrono::{DateTime, Utc};
 use futures_util::StreamExt as _;
-use kern_core::approval::{Approval, ApprovalQuery, ApprovalStatus, ListOrder, PageCursor, PauseType, Vote};
+use kern_core::approval::{Approval, ApprovalQuery, ApprovalStatus, ListOrder, PageCursor, PauseType, Vote, VoteKind};
 use kern_core::keys::Scope;
 use kern_core::models::Message;
 use kern_core::run::{RunRecord, RunStatus};
@@ -21,8 +21,8 @@ use super::page::{PageError, PageResult, render};
 use super::runner::Runner;
 use super::viewer::Viewer;
 use super::views::{
-    ArgView, Choice, DetailPage, DiffView, Filters, HistoryPage, HistoryRow, InboxPage, PolicyView, ResolutionView,
-    RowView, RowsFragment, RunPage, RunRowView, TrailView, TurnView, VoteView,
+    ArgView, Choice, DetailPage, DiffView, Filters, HistoryPage, HistoryRow, InboxPage, KeptText, PolicyView,
+    ResolutionView, RowView, RowsFragment, RunPage, RunRowView, TrailView, TurnView, VoteView,
 };
 use crate::auth::Caller;
 use crate::routes::approvals::visible_row;
@@ -278,6 +278,7 @@ pub async fn inbox(
     viewer: Viewer,
     PageQuery(params): PageQuery<InboxParams>,
 ) -> PageResult {
+    let after = state.store.last_event_seq().await?;
     let page = pending(&state, &viewer, &params).await?;
     let query = params.query();
     let first = params.cursor.as_ref().map(|_| if query.is_empty() { "/".to_owned() } else { format!("/?{query}") });
@@ -300,6 +301,7 @@ pub async fn inbox(
             next: page.next,
             first,
             query,
+            after,
         },
     ))
 }
@@ -354,6 +356,7 @@ async fn read_trail(
 /// The page of row `id`, with what a refused decision said (`error`).
 pub async fn detail_page(state: &AppState, viewer: &Viewer, id: &str, error: Option<String>) -> PageResult<DetailPage> {
     viewer.caller.require(Scope::ApprovalsRead)?;
+    let after = state.store.last_event_seq().await?;
     let row = visible_row(state, &viewer.caller, id).await?;
     let status = row.status_at(Utc::now());
     let pending = status == ApprovalStatus::Pending;
@@ -468,6 +471,18 @@ pub async fn detail_page(state: &AppState, viewer: &Viewer, id: &str, error: Opt
         trail_status,
         trail_intact,
         error,
+        kept: KeptText::default(),
+        progress: row.policy.as_ref().filter(|policy| pending && policy.quorum > 1).map(|policy| {
+            // Approvals of the call as asked: an edit starts a count of its own, shown in the votes.
+            let so_far = votes.iter().filter(|vote| vote.kind == VoteKind::Approve && vote.args.is_none()).count();
+            let needed = usize::try_from(policy.quorum).unwrap_or(usize::MAX).saturating_sub(so_far);
+            format!("{so_far} of {} approvals of the call as asked; {needed} more needed", policy.quorum)
+        }),
+        viewer_vote: votes.iter().find(|vote| pending && vote.principal == viewer.caller.principal.id).map(|vote| {
+            let side = if vote.kind == VoteKind::Approve { "for" } else { "against" };
+            format!("You voted {side} this call at {}: a principal votes once.", time(vote.at))
+        }),
+        after,
     })
 }
 

@@ -77,6 +77,9 @@ pub struct InboxPage {
     pub first: Option<String>,
     /// The query string the live refresh asks `/ui/rows` with.
     pub query: String,
+    /// The trail's last event before the rows were read: the live updates start after it, so
+    /// that none made meanwhile is missed.
+    pub after: i64,
 }
 
 /// `/ui/rows`: the list alone, which the page's script swaps in when rows come and go.
@@ -196,6 +199,22 @@ pub struct DetailPage {
     pub trail_intact: bool,
     /// Why the last decision was refused.
     pub error: Option<String>,
+    /// What the refused form held, so that nothing needs typing twice.
+    pub kept: KeptText,
+    /// How far a pending row's quorum has come, when it needs more than one approval.
+    pub progress: Option<String>,
+    /// The viewer's vote on this pending row, when they have cast one: a second is refused.
+    pub viewer_vote: Option<String>,
+    /// The trail's last event before the row was read (see [`InboxPage::after`]).
+    pub after: i64,
+}
+
+/// The free text of a refused form, shown again in its field.
+#[derive(Default)]
+pub struct KeptText {
+    pub approve_note: String,
+    pub reject_note: String,
+    pub result: String,
 }
 
 /// A decided row in the history.
@@ -321,6 +340,7 @@ mod tests {
             next: Some("/?cursor=c".into()),
             first: None,
             query: String::new(),
+            after: 7,
         };
         let html = page.render().unwrap();
         assert!(!html.contains("<script>alert"), "text is escaped");
@@ -333,6 +353,7 @@ mod tests {
         assert!(html.contains("data-expires=\"2026-01-01T01:00:00+00:00\""));
         assert!(html.contains("name=\"etag\" value=\"&#34;r1-1&#34;\""), "a quick approval names the row as listed");
         assert!(html.contains("rel=\"next\""));
+        assert!(html.contains("data-after=\"7\""), "the live updates start where the rows were read");
         assert_eq!(html.matches("<script").count(), 1, "the only script is the inbox's own file");
         assert!(html.contains("<script src=\"/ui/assets/inbox.js?v=1\" defer></script>"));
     }
@@ -373,13 +394,24 @@ mod tests {
             votes: Vec::new(),
             pending: true,
             inputs: vec![field("input.days", "number")],
-            edits: vec![field("arg.customer", "text")],
+            edits: vec![
+                field("arg.customer", "text"),
+                FieldView {
+                    options: vec!["gold".into(), "silver".into()],
+                    required: false,
+                    ..field("arg.tier", "select")
+                },
+            ],
             external: false,
             resolution: None,
             trail: Vec::new(),
             trail_status: "verified".into(),
             trail_intact: true,
             error: Some("`days` must be an integer".into()),
+            kept: KeptText { reject_note: "not <yet>".into(), ..KeptText::default() },
+            progress: None,
+            viewer_vote: None,
+            after: 3,
         };
         let html = page.render().unwrap();
         for needle in [
@@ -391,6 +423,12 @@ mod tests {
             "value=\"cancel\"",
             "role=\"alert\"",
             "Extend a trial.",
+            "data-after=\"3\"",
+            // An optional choice the model left out stays out unless the approver picks one.
+            "<option value=\"\" selected>(not set)</option>",
+            "<option value=\"gold\">gold</option>",
+            // What a refused form held is shown again, escaped.
+            ">\nnot &#60;yet&#62;</textarea>",
         ] {
             assert!(html.contains(needle), "the page has {needle}");
         }
@@ -398,6 +436,15 @@ mod tests {
             html.matches("<form method=\"post\"").count(),
             html.matches("name=\"csrf\" value=\"token123\"").count()
         );
+
+        // Once the viewer has voted, only a cancel is left to them: a second vote is refused.
+        let voted = DetailPage { viewer_vote: Some("You voted for this call".into()), ..page };
+        let html = voted.render().unwrap();
+        assert!(html.contains("You voted for this call"));
+        for gone in ["id=\"approve-form\"", "id=\"edit-form\"", "value=\"reject\""] {
+            assert!(!html.contains(gone), "the page has no {gone}");
+        }
+        assert!(html.contains("value=\"cancel\""));
     }
 
     #[test]
