@@ -24,6 +24,7 @@ use clap::error::ErrorKind;
 
 use crate::cli::{Cli, Command};
 use crate::exit::{Code, Failure, Outcome};
+use crate::output::printable;
 use crate::target::Context;
 
 /// Runs the command line of this process and returns its exit code.
@@ -99,6 +100,6 @@ fn report(failure: &Failure, json: bool) {
         let error = serde_json::json!({"error": failure.message, "exit_code": failure.code as u8});
         writeln!(stderr, "{error}")
     } else {
-        writeln!(stderr, "error: {}", failure.message)
+        writeln!(stderr, "error: {}", printable(&failure.message))
     };
 }

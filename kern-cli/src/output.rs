@@ -76,7 +76,7 @@ impl Output {
         let _ = if self.json {
             writeln!(stderr, "{}", serde_json::json!({ "warning": message }))
         } else {
-            writeln!(stderr, "warning: {message}")
+            writeln!(stderr, "warning: {}", printable(message))
         };
     }
 
@@ -145,16 +145,31 @@ impl Output {
     }
 }
 
-/// `text` with its control characters escaped (`\u{1b}`, `\r`, `\n`): values come from the
-/// runs' callers and from models, and one that moved the cursor or cleared a line could show an
-/// admin another call than the one they approve.
+/// `text` with its control characters escaped (`\u{1b}`, `\r`, `\n`), and the invisible ones
+/// that reorder or hide text (`\u{202e}`, `\u{200b}`): values come from the runs' callers and
+/// from models, and one that moved the cursor, cleared a line or turned a line around could show
+/// an admin another call than the one they approve.
 pub fn printable(text: &str) -> Cow<'_, str> {
-    if !text.chars().any(char::is_control) {
+    if !text.chars().any(hides) {
         return Cow::Borrowed(text);
     }
-    let escaped =
-        text.chars().map(|c| if c.is_control() { c.escape_debug().to_string() } else { c.to_string() }).collect();
+    let escaped = text
+        .chars()
+        .map(|c| match c {
+            _ if c.is_control() => c.escape_debug().to_string(),
+            _ if hides(c) => c.escape_unicode().to_string(),
+            _ => c.to_string(),
+        })
+        .collect();
     Cow::Owned(escaped)
+}
+
+/// Whether `c` changes what a terminal shows of the text around it rather than showing itself:
+/// a control character, or an invisible mark of direction or joining (Unicode's bidirectional
+/// controls, zero-width characters and the byte-order mark).
+fn hides(c: char) -> bool {
+    c.is_control()
+        || matches!(c, '\u{061c}' | '\u{200b}'..='\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2060}'..='\u{2069}' | '\u{feff}')
 }
 
 /// `text` as one word of a shell command line: as it is when it holds only characters no shell
@@ -177,9 +192,10 @@ pub fn given(flags: &[(&str, Option<String>)]) -> Vec<String> {
         .collect()
 }
 
-/// A time as the tables show it: to the second, in UTC.
+/// A time as the tables show it: to the second, in UTC, as RFC 3339 (it can be given back to
+/// `--since` and `--until` as it is).
 pub fn time(at: chrono::DateTime<chrono::Utc>) -> String {
-    at.format("%Y-%m-%d %H:%M:%S").to_string()
+    at.format("%Y-%m-%dT%H:%M:%SZ").to_string()
 }
 
 fn print_flushed(text: &str) -> Outcome {

@@ -89,6 +89,17 @@ impl Context {
         })
     }
 
+    /// Refuses `--as` and `--role` for `command`, which names a principal of its own: there they
+    /// would be taken for its own flags (`--role` for `--roles`) and dropped.
+    pub fn refuse_acting_as(&self, command: &str, instead: &str) -> Outcome {
+        match self.principal {
+            Some(_) => Err(Failure::usage(format!(
+                "`kern {command}` decides nothing: --as and --role name who decides a row; {instead}"
+            ))),
+            None => Ok(()),
+        }
+    }
+
     /// Closes a direct connection.
     pub async fn close(&self) {
         if let Target::Database(db) = &self.target {

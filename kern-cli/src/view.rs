@@ -222,6 +222,9 @@ pub struct EventView {
     pub index: u32,
     pub kind: String,
     pub principal: String,
+    /// To the microsecond, always six digits, as the trail hashes it and the CSV export and the
+    /// server write it.
+    #[serde(serialize_with = "micros")]
     pub at: DateTime<Utc>,
     pub data: Value,
     pub prev_hash: String,
@@ -293,5 +296,37 @@ impl From<&ApiKey> for KeyView {
             created_at: to_second(key.created_at),
             revoked_at: key.revoked_at.map(to_second),
         }
+    }
+}
+
+/// `at` in RFC 3339 with six digits of the second, however many of them are zero.
+fn micros<S: serde::Serializer>(at: &DateTime<Utc>, serializer: S) -> Result<S::Ok, S::Error> {
+    serializer.serialize_str(&at.to_rfc3339_opts(chrono::SecondsFormat::Micros, true))
+}
+
+#[cfg(test)]
+mod tests {
+    use chrono::TimeZone;
+
+    use super::*;
+
+    #[test]
+    fn an_events_time_keeps_its_six_digits_as_the_trail_hashes_it() {
+        let at = Utc.with_ymd_and_hms(2026, 1, 31, 9, 0, 12).unwrap() + chrono::TimeDelta::milliseconds(120);
+        let event = EventView {
+            seq: 1,
+            approval_id: "a".into(),
+            run_id: "r".into(),
+            index: 1,
+            kind: "created".into(),
+            principal: "p".into(),
+            at,
+            data: Value::Null,
+            prev_hash: String::new(),
+            hash: String::new(),
+        };
+        let json = serde_json::to_value(&event).unwrap();
+        assert_eq!(json["at"], "2026-01-31T09:00:12.120000Z");
+        assert_eq!(serde_json::from_value::<EventView>(json).unwrap(), event, "and reads back");
     }
 }

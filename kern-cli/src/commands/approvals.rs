@@ -199,7 +199,8 @@ async fn decide(ctx: &Context, command: &str, id: &str, decision: Decision) -> O
         "pending" => "vote recorded; the row waits for more approvals".to_owned(),
         status => format!("{status} by {}", or_dash(row.resolved_by.as_deref())),
     };
-    ctx.out.line(&format!("{} {}: {}", row.tool_name, row.id, ctx.out.paint(&verdict, Colour::of_status(&row.status))))
+    let verdict = ctx.out.paint(&printable(&verdict), Colour::of_status(&row.status));
+    ctx.out.line(&format!("{} {}: {verdict}", printable(&row.tool_name), printable(&row.id)))
 }
 
 /// The server's answer to `decision`: the row as it then stands.

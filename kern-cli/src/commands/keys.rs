@@ -9,7 +9,7 @@ use serde_json::{Value, json};
 use crate::cli::KeysCommand;
 use crate::exit::{Failure, Outcome};
 use crate::http::segment;
-use crate::output::{Colour, Table, or_dash, plain, time};
+use crate::output::{Colour, Table, or_dash, plain, printable, time};
 use crate::target::{Context, Target};
 use crate::view::KeyView;
 
@@ -92,13 +92,15 @@ pub async fn run(command: KeysCommand, ctx: &Context) -> Outcome {
             if ctx.out.json {
                 return ctx.out.json_line(&key);
             }
-            ctx.out.line(&format!("revoked key {} of {}: it signs nobody in from now on", key.id, key.principal))
+            let (id, principal) = (printable(&key.id), printable(&key.principal));
+            ctx.out.line(&format!("revoked key {id} of {principal}: it signs nobody in from now on"))
         }
     }
 }
 
 /// Issues a key: on the database here, or by the server.
 async fn create(ctx: &Context, principal: String, roles: Vec<String>, scopes: Vec<Scope>) -> Outcome<Issued> {
+    ctx.refuse_acting_as("keys create", "a key's principal is --principal and its roles --roles")?;
     match &ctx.target {
         Target::Database(db) => {
             let issued = ApiKey::issue(principal, roles, scopes);

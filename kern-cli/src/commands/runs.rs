@@ -7,7 +7,7 @@ use serde_json::{Value, json};
 use crate::cli::{RunFilters, RunsCommand};
 use crate::exit::{Failure, Outcome};
 use crate::http::segment;
-use crate::output::{Colour, Table, given, or_dash, plain, time};
+use crate::output::{Colour, Table, given, or_dash, plain, printable, time};
 use crate::target::{Context, Target};
 use crate::view::{Page, RunView};
 
@@ -42,8 +42,8 @@ pub async fn run(command: RunsCommand, ctx: &Context) -> Outcome {
             if ctx.out.json {
                 return ctx.out.json_line(&run);
             }
-            let by = by.map(|principal| format!(" by {principal}")).unwrap_or_default();
-            ctx.out.line(&format!("run {} cancelled{by}, with every row it waited on", run.run_id))
+            let by = by.map(|principal| format!(" by {}", printable(principal))).unwrap_or_default();
+            ctx.out.line(&format!("run {} cancelled{by}, with every row it waited on", printable(&run.run_id)))
         }
         RunsCommand::Recover { id, stale_after } => {
             let run = match &ctx.target {
@@ -59,7 +59,7 @@ pub async fn run(command: RunsCommand, ctx: &Context) -> Outcome {
             ctx.out.line(&format!(
                 "run {} was left running for longer than {}: it is paused again, and the next continue (the \
                  application's, or a worker's) takes it and decides its calls from their rows",
-                run.run_id,
+                printable(&run.run_id),
                 duration_text(stale_after)
             ))
         }

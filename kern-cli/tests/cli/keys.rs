@@ -48,6 +48,10 @@ async fn keys_are_created_listed_and_revoked() {
         db.kern(&["keys", "revoke", "no-such-key"]).fails(4);
         db.kern(&["keys", "create", "--principal", "carol", "--scopes", "everything"]).fails(2);
         db.kern(&["keys", "create", "--principal", "carol"]).fails(2);
+        // `--role` is the decider's, one letter from the key's `--roles`: refused, not dropped.
+        let mistaken =
+            ["keys", "create", "--principal", "carol", "--as", "admin", "--role", "ops", "--scopes", "admin"];
+        assert!(db.kern(&mistaken).fails(2).contains("--roles"));
     })
     .await;
 }
