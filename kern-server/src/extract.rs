@@ -68,7 +68,8 @@ pub(crate) async fn read_body(request: Request) -> Result<(Parts, Bytes), ApiErr
     }
 }
 
-/// A JSON body of type `T`, sent as `application/json` (or a `+json` type).
+/// A JSON body of type `T`, sent as `application/json` (or a `+json` type), or with no type at all
+/// (as the reference reads it: `requests.post(url, data=json.dumps(..))` sends none).
 #[derive(Debug)]
 pub struct JsonBody<T>(pub T);
 
@@ -77,12 +78,18 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for JsonBody<T> {
 
     async fn from_request(request: Request, _: &S) -> Result<Self, Self::Rejection> {
         // 422, not 415: the reference's answer to a body of another type.
-        if !is_json(request.headers()) {
+        if !reads_as_json(request.headers()) {
             return Err(ApiError::unprocessable("Expected request with `Content-Type: application/json`"));
         }
         let (_, body) = read_body(request).await?;
         json(&body).map(JsonBody)
     }
+}
+
+/// Whether a body sent with `headers` is read as JSON: it says it is, or says no type.
+fn reads_as_json(headers: &HeaderMap) -> bool {
+    let untyped = headers.get(header::CONTENT_TYPE).is_none_or(|value| value.as_bytes().trim_ascii().is_empty());
+    untyped || is_json(headers)
 }
 
 /// Whether `headers` name a JSON body: `application/json`, or a type ending `+json`.
@@ -233,5 +240,15 @@ mod tests {
         }
         headers.insert(header::CONTENT_TYPE, "application/jsonx".parse().unwrap());
         assert!(!is_content_type(&headers, "application/json"));
+    }
+
+    #[test]
+    fn a_body_is_read_as_json_when_it_says_so_or_says_no_type() {
+        let mut headers = HeaderMap::new();
+        assert!(reads_as_json(&headers), "no type, as the reference reads it");
+        for (sent, json) in [("", true), ("application/merge-patch+json", true), ("text/plain", false)] {
+            headers.insert(header::CONTENT_TYPE, sent.parse().unwrap());
+            assert_eq!(reads_as_json(&headers), json, "{sent:?}");
+        }
     }
 }

@@ -167,8 +167,8 @@ mod tests {
     fn optional_fields_are_optional_and_may_be_null() {
         let doc = document();
         let vote = &doc["components"]["schemas"]["VoteBody"];
-        let required = vote["required"].as_array().cloned().unwrap_or_default();
-        assert!(required.is_empty(), "a vote needs none of its fields: {required:?}");
+        assert_eq!(vote["required"], json!(["decision"]), "a vote needs its decision alone");
+        assert_eq!(vote["properties"]["decision"]["pattern"], "^(approve|reject)$");
         let row = &doc["components"]["schemas"]["ApprovalResponse"];
         let required = row["required"].as_array().unwrap();
         assert!(!required.contains(&json!("resolution_data")), "{required:?}");
@@ -198,5 +198,21 @@ mod tests {
         assert!(answered.contains_key("application/json") && answered.contains_key("text/event-stream"));
         let team = &doc["paths"]["/teams/{team_id}/runs/{run_id}/continue"]["post"]["requestBody"]["content"];
         assert!(team["application/json"]["schema"]["properties"]["requirements"].is_object(), "{team}");
+    }
+
+    #[test]
+    fn every_operation_has_an_id_of_its_own() {
+        let doc = document();
+        let mut ids: Vec<&str> = doc["paths"]
+            .as_object()
+            .unwrap()
+            .values()
+            .flat_map(|methods| methods.as_object().unwrap().values())
+            .map(|operation| operation["operationId"].as_str().expect("an operationId"))
+            .collect();
+        let operations = ids.len();
+        ids.sort_unstable();
+        ids.dedup();
+        assert_eq!(ids.len(), operations, "client generators refuse a document whose ids repeat: {ids:?}");
     }
 }

@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use axum::http::{Method, StatusCode};
 use kern::db::Store;
-use serde_json::json;
+use serde_json::{Value, json};
 
 use crate::harness::App;
 
@@ -215,10 +215,16 @@ pub async fn resolve_decides_once_as_the_caller(store: Arc<dyn Store>) {
         assert_eq!(refused.status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
         assert!(refused.detail().contains("unknown field"), "{body}: {}", refused.detail());
     }
+    // A body of another type is refused; one that names no type is read as JSON, as the
+    // reference reads it.
+    let body = json!({"status": "approved", "resolved_by": "mallory", "resolution_data": {"note": "fine"}});
+    let typed = |kind| [("content-type", kind)];
+    let text = Some(Value::String(body.to_string()));
+    let plain = app.send_with(Method::POST, &uri, Some(&app.bob), &typed("text/plain"), text.clone()).await;
+    assert_eq!(plain.status, StatusCode::UNPROCESSABLE_ENTITY, "{:?}", plain.body);
     let read = app.send(Method::GET, &format!("/approvals/{id}"), Some(&app.reader), None).await;
     assert_eq!(read.body["status"], "pending", "a refused resolve changes nothing");
-    let body = json!({"status": "approved", "resolved_by": "mallory", "resolution_data": {"note": "fine"}});
-    let resolved = app.send(Method::POST, &uri, Some(&app.bob), Some(body)).await;
+    let resolved = app.send_with(Method::POST, &uri, Some(&app.bob), &typed(""), text).await;
     assert_eq!(resolved.status, StatusCode::OK);
     assert_eq!(resolved.body["status"], "approved");
     assert_eq!(resolved.body["resolved_by"], "bob", "the authenticated principal, not the body's");

@@ -31,7 +31,7 @@ use crate::wire::approval::{
 const DEFAULT_LIMIT: u32 = 100;
 
 /// Lists rows, newest first.
-#[utoipa::path(get, path = "/approvals", tag = "approvals", params(ListParams),
+#[utoipa::path(get, path = "/approvals", operation_id = "list_approvals", tag = "approvals", params(ListParams),
     responses((status = 200, body = ApprovalList), (status = 401, body = ErrorBody),
         (status = 403, body = ErrorBody), (status = 422, body = ErrorBody)))]
 pub async fn list(
@@ -152,7 +152,7 @@ pub(crate) async fn visible_row(state: &AppState, caller: &Caller, id: &str) -> 
 }
 
 /// Reads a row, with its ETag.
-#[utoipa::path(get, path = "/approvals/{approval_id}", tag = "approvals",
+#[utoipa::path(get, path = "/approvals/{approval_id}", operation_id = "get_approval", tag = "approvals",
     params(("approval_id" = String, Path)),
     responses((status = 200, body = ApprovalResponse, headers(("ETag" = String))), (status = 404, body = ErrorBody)))]
 pub async fn get(
@@ -466,7 +466,7 @@ pub async fn vote(
 
 /// Cancels a pending row as the caller, under its policy. When its run is continued, the call
 /// does not run: the model is told its approval was cancelled, and the run goes on.
-#[utoipa::path(post, path = "/approvals/{approval_id}/cancel", tag = "approvals",
+#[utoipa::path(post, path = "/approvals/{approval_id}/cancel", operation_id = "cancel_approval", tag = "approvals",
     params(("approval_id" = String, Path)), request_body(content = Option<CancelBody>),
     responses((status = 200, body = ApprovalResponse), (status = 403, body = ErrorBody),
         (status = 404, body = ErrorBody), (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)))]

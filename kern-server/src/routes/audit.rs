@@ -43,7 +43,7 @@ pub async fn verify(State(state): State<AppState>, caller: Caller) -> ApiResult<
 /// gap comes first, the answer waits for it to fill, for at most two seconds; after that the
 /// missing `seq` counts as rolled back. A page shorter than `limit` may therefore be followed
 /// by more at once.
-#[utoipa::path(get, path = "/audit/events", tag = "audit", params(TrailPageParams),
+#[utoipa::path(get, path = "/audit/events", operation_id = "audit_events", tag = "audit", params(TrailPageParams),
     responses((status = 200, body = TrailPage), (status = 403, body = ErrorBody), (status = 422, body = ErrorBody)))]
 pub async fn events(
     State(state): State<AppState>,

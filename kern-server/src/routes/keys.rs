@@ -12,7 +12,7 @@ use crate::state::AppState;
 use crate::wire::key::{CreateKeyBody, IssuedKeyResponse, KeyResponse};
 
 /// Every key, revoked ones included, oldest first. Admins only.
-#[utoipa::path(get, path = "/keys", tag = "keys",
+#[utoipa::path(get, path = "/keys", operation_id = "list_keys", tag = "keys",
     responses((status = 200, body = Vec<KeyResponse>), (status = 403, body = ErrorBody)))]
 pub async fn list(State(state): State<AppState>, caller: Caller) -> ApiResult<Json<Vec<KeyResponse>>> {
     caller.require(Scope::Admin)?;

@@ -109,7 +109,7 @@ pub async fn team_continue(
 
 /// Lists runs, newest first (keyset paging: `next_cursor`); top-level runs only unless
 /// `members=true`. Under isolation a caller without `admin` lists its own user's runs.
-#[utoipa::path(get, path = "/runs", tag = "runs", params(RunListParams),
+#[utoipa::path(get, path = "/runs", operation_id = "list_runs", tag = "runs", params(RunListParams),
     responses((status = 200, body = RunList), (status = 403, body = ErrorBody), (status = 422, body = ErrorBody)))]
 pub async fn list(
     State(state): State<AppState>,
@@ -148,7 +148,7 @@ pub async fn list(
 }
 
 /// Reads a run.
-#[utoipa::path(get, path = "/runs/{run_id}", tag = "runs", params(("run_id" = String, Path)),
+#[utoipa::path(get, path = "/runs/{run_id}", operation_id = "get_run", tag = "runs", params(("run_id" = String, Path)),
     responses((status = 200, description = "The run's output"), (status = 404, body = ErrorBody)))]
 pub async fn get(
     State(state): State<AppState>,
@@ -209,7 +209,7 @@ async fn poll(state: AppState, caller: Caller, target: Target, id: String, run_i
 /// wait on become `cancelled`, on the trail too, in one transaction. Cancelling decides the
 /// rows, so it asks what cancelling each row would: `approvals:write`, under isolation an
 /// admin, and a principal each row's policy lets decide it (403 otherwise, nothing changed).
-#[utoipa::path(post, path = "/runs/{run_id}/cancel", tag = "runs", params(("run_id" = String, Path)),
+#[utoipa::path(post, path = "/runs/{run_id}/cancel", operation_id = "cancel_run", tag = "runs", params(("run_id" = String, Path)),
     responses((status = 200, body = RunSummary), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody),
         (status = 409, body = ErrorBody)))]
 pub async fn cancel(

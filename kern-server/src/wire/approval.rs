@@ -121,8 +121,10 @@ pub struct PageMeta {
 #[into_params(parameter_in = Query)]
 pub struct ListParams {
     /// `pending`, `approved`, `rejected`, `expired` or `cancelled`.
+    #[param(pattern = "^(pending|approved|rejected|expired|cancelled)$")]
     pub status: Option<String>,
     /// `required` or `audit`.
+    #[param(pattern = "^(required|audit)$")]
     pub approval_type: Option<String>,
     pub source_type: Option<String>,
     pub pause_type: Option<String>,
@@ -150,6 +152,7 @@ pub struct ListParams {
     /// The `next_cursor` of the previous page (of the same `order`).
     pub cursor: Option<String>,
     /// `newest` (the default) or `expiring_soonest`: the rows that expire, the soonest first.
+    #[param(pattern = "^(newest|expiring_soonest)$")]
     pub order: Option<String>,
 }
 
@@ -194,6 +197,7 @@ impl From<&Approval> for StatusResponse {
 #[serde(deny_unknown_fields)]
 pub struct ResolveBody {
     /// `approved` or `rejected`.
+    #[schema(pattern = "^(approved|rejected)$")]
     pub status: String,
     /// Who decides, on a server without authentication; ignored otherwise: the decision is
     /// the signed-in caller's.
@@ -209,7 +213,9 @@ pub struct ResolveBody {
 #[derive(Debug, Default, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct VoteBody {
-    /// `approve` or `reject` (votes only).
+    /// `approve` or `reject`. (Read as optional, so that a vote without it is refused with
+    /// what is wrong with it.)
+    #[schema(value_type = String, required = true, pattern = "^(approve|reject)$")]
     pub decision: Option<String>,
     pub note: Option<String>,
     #[schema(value_type = Option<Object>)]

@@ -11,6 +11,22 @@ use serde_json::{Map, Value};
 use crate::error::ApiError;
 use crate::extract::{form_fields, is_content_type, multipart, read_body};
 
+/// The reference's fields of a run's start that kern has no meaning for.
+const UNSUPPORTED_ON_START: [&str; 12] = [
+    "output_schema",
+    "session_state",
+    "dependencies",
+    "metadata",
+    "knowledge_filters",
+    "images",
+    "audio",
+    "videos",
+    "input_files",
+    "files_metadata",
+    "factory_input",
+    "version",
+];
+
 /// The fields of a run or continue request, whichever encoding carried them.
 #[derive(Debug, Default)]
 pub struct RunFields {
@@ -98,15 +114,36 @@ impl RunFields {
         }
     }
 
+    /// Whether field `name` says something: present, and neither empty (as text, a list or an
+    /// object, or their JSON) nor the reference's spellings of null (`null`, `none`).
+    fn given(&self, name: &str) -> bool {
+        match self.fields.get(name) {
+            None | Some(Value::Null) => false,
+            Some(Value::String(text)) => {
+                !["", "null", "none", "[]", "{}"].contains(&text.trim().to_ascii_lowercase().as_str())
+            }
+            Some(Value::Array(items)) => !items.is_empty(),
+            Some(Value::Object(fields)) => !fields.is_empty(),
+            Some(_) => true,
+        }
+    }
+
     /// Refuses, on a run's start, the reference's fields whose meaning kern does not carry out
-    /// (400): a run in the `background`, answered before it ends. Taken silently, the caller
-    /// would get another answer than the one it asked for.
+    /// (400): a run in the `background`, answered before it ends, and what a run of the
+    /// reference is passed besides its message (a structured output, state, metadata, media, a
+    /// component's version). Taken silently, the caller would get another answer than the one
+    /// it asked for.
     pub fn refuse_unsupported_on_start(&self) -> Result<(), ApiError> {
         if self.flag("background", false)? {
             return Err(ApiError::bad_request(
                 "`background` runs are not supported: kern answers once the run pauses or ends (stream it to follow \
                  it as it goes)",
             ));
+        }
+        if let Some(field) = UNSUPPORTED_ON_START.into_iter().find(|field| self.given(field)) {
+            return Err(ApiError::bad_request(format!(
+                "`{field}` is not supported: a kern run takes its `message`, `session_id` and `user_id` only"
+            )));
         }
         Ok(())
     }
@@ -177,6 +214,17 @@ mod tests {
         let background = fields(json!({"background": "true"})).refuse_unsupported_on_start().unwrap_err();
         assert_eq!(background.status, axum::http::StatusCode::BAD_REQUEST);
         assert!(background.detail.contains("`background`"), "{}", background.detail);
+        let said_nothing =
+            json!({"metadata": "{}", "output_schema": "null", "session_state": null, "images": [], "version": "None"});
+        assert!(fields(said_nothing).refuse_unsupported_on_start().is_ok(), "empty or null is not given");
+        for refused in [
+            json!({"output_schema": "{\"type\":\"object\"}"}),
+            json!({"images": [{"url": "x"}]}),
+            json!({"version": "2"}),
+        ] {
+            let err = fields(refused.clone()).refuse_unsupported_on_start().unwrap_err();
+            assert_eq!(err.status, axum::http::StatusCode::BAD_REQUEST, "{refused}");
+        }
         let inline = json!({"background": "true", "continue_from": "end", "input": "", "fork": "false"});
         assert!(fields(inline).refuse_unsupported_on_continue().is_ok(), "as the reference without a queue");
         for refused in [
