@@ -25,7 +25,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         Agent::builder().name("dba-agent").model(common::model(script)).tool(ApplyMigration).db(db.clone()).build()?;
 
     let run = agent.run("Apply the pending migration").await?;
-    let row = db.list_approvals(&ApprovalQuery::default().run_id(run.run_id.as_str())).await?.items.remove(0);
+    let rows = db.list_approvals(&ApprovalQuery::default().run_id(run.run_id.as_str())).await?.items;
+    let row = rows.into_iter().next().ok_or("the call waits for a row")?;
     println!("run is {}; {} waits for {} ({})", run.status, row.tool_name, row.pause_type, row.tool_args);
 
     let result = json!({"result": "migration 2026_11_add_index applied in 4.2 s"});

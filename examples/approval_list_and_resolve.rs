@@ -35,7 +35,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     for (user, order) in [("alice", "A-100"), ("bob", "B-200"), ("carol", "C-300")] {
         let run = agent.run_with(format!("Refund order {order}"), RunOptions::default().user_id(user)).await?;
         println!("{user}: run {} is {}", run.run_id, run.status);
-        let row_id = run.requirements[0].approval_id.clone().ok_or("a required approval has a row")?;
+        let requirement = run.requirements.first().ok_or("the model called no gated tool")?;
+        let row_id = requirement.approval_id.clone().ok_or("a required approval has a row")?;
         let (agent, db) = (agent.clone(), db.clone());
         workers.push(tokio::spawn(async move {
             // Still pending after a minute, the continue says so (`Error::ApprovalPending`).

@@ -54,7 +54,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     // A large one pauses; its row carries the policy in force.
     let run = agent.run_with("pay the large invoice", RunOptions::default().user_id("alice")).await?;
     let page = db.list_approvals(&ApprovalQuery::default().run_id(&run.run_id)).await?;
-    let row = &page.items[0];
+    let row = page.items.first().ok_or("the large payment waits for a row")?;
     println!("large payment: run {} is {}, policy {:?}", run.run_id, run.status, row.policy);
 
     let alice = Principal::new("alice").with_role("finance");
@@ -74,9 +74,11 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let run = agent.run("email the customer").await?;
     let page = db.list_approvals(&ApprovalQuery::default().run_id(&run.run_id)).await?;
     let kinder = json!({"to": "ada", "body": "A gentle reminder: your invoice is due."});
-    db.decide(&page.items[0].id, &Principal::new("dana"), Decision::approve().with_args(kinder)).await?;
+    let row = page.items.first().ok_or("the email waits for a row")?;
+    db.decide(&row.id, &Principal::new("dana"), Decision::approve().with_args(kinder)).await?;
     let done = agent.continue_run_by_id(&run.run_id).await?;
-    println!("email: run {} is {}: {}", done.run_id, done.status, done.tools[0].result.clone().unwrap_or_default());
+    let sent = done.tools.first().and_then(|call| call.result.clone()).unwrap_or_default();
+    println!("email: run {} is {}: {sent}", done.run_id, done.status);
 
     let report = db.verify_trail().await?;
     println!("trail: {} events over {} rows, intact: {}", report.events, report.approvals, report.is_intact());

@@ -24,7 +24,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         Agent::builder().name("finance-agent").model(common::model(script)).tool(PayVendor).db(db.clone()).build()?;
 
     let run = agent.run("Please pay ACME for the October invoice").await?;
-    let row = db.list_approvals(&ApprovalQuery::default().run_id(run.run_id.as_str())).await?.items.remove(0);
+    let rows = db.list_approvals(&ApprovalQuery::default().run_id(run.run_id.as_str())).await?.items;
+    let row = rows.into_iter().next().ok_or("the payment waits for a row")?;
     let schema = row.requirement().and_then(|r| r.user_input_schema.clone()).unwrap_or_default();
     println!("run is {}; the admin must supply: {schema}", run.status);
 

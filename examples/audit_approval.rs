@@ -34,8 +34,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let rows_now = db.list_approvals(&ApprovalQuery::default().run_id(run.run_id.as_str())).await?.total;
     println!("run is {} for confirmation; approval rows so far: {rows_now}", run.status);
 
-    run.requirements[0].confirm();
-    run.requirements[0].set_resolved_by("dana");
+    let requirement = run.requirements.first_mut().ok_or("the export waits for confirmation")?;
+    requirement.confirm();
+    requirement.set_resolved_by("dana");
     let done = agent.continue_run(&run.run_id, run.requirements).await?;
     println!("run is {}: {}", done.status, done.content.unwrap_or_default());
 

@@ -5,7 +5,7 @@
 
 mod common;
 
-use chrono::Utc;
+use kern::Utc;
 use kern::prelude::*;
 use serde_json::json;
 
@@ -34,7 +34,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
 
     // 2. The admin lists pending approvals and approves one, compare-and-set on `pending`.
     let page = db.list_approvals(&ApprovalQuery::default().status(ApprovalStatus::Pending)).await?;
-    let approval = &page.items[0];
+    let approval = page.items.first().ok_or("the paused run has a pending row")?;
     println!(
         "pending: {} asks to call {} with {} (approval {})",
         agent.id(),
