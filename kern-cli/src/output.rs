@@ -294,5 +294,8 @@ mod tests {
         assert!(matches!(printable("s-1 ✓ café"), Cow::Borrowed("s-1 ✓ café")));
         let forged = "s1\x1b[3A\x1b[2Kargs:  {\"amount\":5}\r\n\u{9b}\u{7f}";
         assert_eq!(printable(forged), "s1\\u{1b}[3A\\u{1b}[2Kargs:  {\"amount\":5}\\r\\n\\u{9b}\\u{7f}");
+        // Text turned around or hidden: an IBAN read backwards, a name with a joiner inside.
+        assert_eq!(printable("DE\u{202e}98\u{200b}x\u{feff}"), "DE\\u{202e}98\\u{200b}x\\u{feff}");
+        assert!(matches!(printable("مرحبا 👩\u{200d}💻"), Cow::Owned(_)), "a joiner is shown, not applied");
     }
 }
