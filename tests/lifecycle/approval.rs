@@ -199,6 +199,9 @@ async fn the_row_wins_over_the_callers_confirmation(backend: Backend) {
         )
     );
     assert!(ran(&run.run_id).is_empty());
+    // The row that decided the call is on the output, with the admin's note.
+    assert_eq!(done.metadata["approval"]["status"], "rejected");
+    assert_eq!(done.metadata["approval"]["resolution_data"]["note"], "user 42 has an open legal hold");
     let row = store.get_approval(&row.id).await.unwrap().unwrap();
     assert_eq!(row.run_status, RunStatus::Completed);
 }
@@ -237,8 +240,10 @@ async fn an_expired_row_refuses_the_call(backend: Backend) {
     let done = agent.continue_run(&run.run_id, run.requirements).await.unwrap();
     assert_eq!(done.status, RunStatus::Completed);
     assert_eq!(done.tools[0].status, ToolCallStatus::Rejected);
-    assert!(done.content.unwrap().contains("its approval expired"));
+    assert!(done.content.as_deref().unwrap().contains("its approval expired"));
     assert!(ran(&run.run_id).is_empty());
+    let decided = done.approval().expect("the expired row is on the output");
+    assert_eq!((decided.id.as_str(), decided.status), (row.id.as_str(), ApprovalStatus::Expired));
 }
 
 async fn approved_user_input_runs_with_the_admins_values(backend: Backend) {
@@ -302,7 +307,8 @@ async fn a_persons_value_wins_over_the_models_for_a_user_input_field(backend: Ba
 
 async fn user_input_that_does_not_fit_is_refused_at_resolve_time(backend: Backend) {
     let store = backend.store();
-    let run = agent(store.clone()).run("pay acme").await.unwrap();
+    let agent = agent(store.clone());
+    let run = agent.run("pay acme").await.unwrap();
     let row = pending_row(&*store, &run.run_id).await;
     for bad in [
         json!({"values": {"amount": "lots"}}),
@@ -316,6 +322,11 @@ async fn user_input_that_does_not_fit_is_refused_at_resolve_time(backend: Backen
         assert!(matches!(err, Error::InvalidResolution { .. }), "{bad}: {err:?}");
     }
     assert_eq!(store.get_approval(&row.id).await.unwrap().unwrap().status, ApprovalStatus::Pending);
+    // Values missing keep the run paused: its row still waits for them.
+    let err = agent.continue_run(&run.run_id, run.requirements).await.unwrap_err();
+    assert!(matches!(err, Error::ApprovalPending { .. }), "{err:?}");
+    assert_eq!(store.load_run(&run.run_id).await.unwrap().unwrap().status, RunStatus::Paused);
+    assert!(ran(&run.run_id).is_empty());
 }
 
 async fn approved_external_execution_feeds_back_the_result(backend: Backend) {
@@ -328,7 +339,10 @@ async fn approved_external_execution_feeds_back_the_result(backend: Backend) {
         .update_approval(&row.id, resolve(ApprovalStatus::Approved, Some(json!({"result": "migration v2 applied"}))))
         .await
         .unwrap();
-    let done = agent.continue_run(&run.run_id, run.requirements).await.unwrap();
+    // The caller hands back another result: the row's is the one the model reads.
+    let mut requirements = run.requirements;
+    requirements[0].set_external_execution_result("migration v3 applied");
+    let done = agent.continue_run(&run.run_id, requirements).await.unwrap();
     assert_eq!(done.status, RunStatus::Completed);
     assert_eq!(done.tools[0].status, ToolCallStatus::External);
     assert_eq!(done.content.as_deref(), Some("Done. run_migration: migration v2 applied"));

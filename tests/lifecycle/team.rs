@@ -71,6 +71,8 @@ on_every_backend!(
     delegating_to_all_members_pauses_for_each,
     one_members_decision_never_decides_a_siblings_call,
     a_fresh_team_and_store_handle_continue_the_run,
+    concurrent_team_continues_run_the_member_tool_exactly_once,
+    a_worker_continues_a_decided_team_run_by_itself,
 );
 
 async fn a_team_tool_pauses_the_team_run(backend: Backend) {
@@ -402,4 +404,70 @@ async fn a_team_continue_reads_nothing_after_storing_its_outcome() {
     let calls = probe.calls().split_off(before);
     assert_eq!(calls.last(), Some(&"save_runs"), "{calls:?}");
     assert_eq!(calls.iter().filter(|&&call| call == "save_runs").count(), 1, "{calls:?}");
+}
+
+/// Sixteen continues of one team run at once: one completes it, the others are refused, and
+/// the member's approved tool runs once.
+async fn concurrent_team_continues_run_the_member_tool_exactly_once(backend: Backend) {
+    let store = backend.store();
+    let team = team(store.clone());
+    let run = team.run("use the member tool").await.unwrap();
+    let member_run = run.member_runs[0].run_id.clone();
+    let row = rows_of_team(&*store).await.pop().unwrap();
+    store.update_approval(&row.id, approve()).await.unwrap();
+
+    let attempts: Vec<_> = (0..16)
+        .map(|_| {
+            let (team, run_id, requirements) = (team.clone(), run.run_id.clone(), run.requirements.clone());
+            tokio::spawn(async move { team.continue_run(&run_id, requirements).await })
+        })
+        .collect();
+    let mut completed = 0;
+    for attempt in attempts {
+        match attempt.await.unwrap() {
+            Ok(output) => {
+                assert_eq!(output.status, RunStatus::Completed);
+                completed += 1;
+            }
+            Err(Error::RunNotPaused { .. }) => {}
+            Err(other) => panic!("unexpected error: {other:?}"),
+        }
+    }
+    assert_eq!(completed, 1);
+    assert_eq!(ran(&member_run).len(), 1, "the approved member tool ran once");
+}
+
+/// A worker that has the team continues its run once the member's row is decided: the team
+/// run and its member run both complete, and the member's tool runs once.
+async fn a_worker_continues_a_decided_team_run_by_itself(backend: Backend) {
+    let store = backend.store();
+    let team = team(store.clone());
+    let worker = Worker::builder()
+        .store(store.clone())
+        .team(team.clone())
+        .poll_interval(std::time::Duration::from_millis(200))
+        .upkeep_interval(std::time::Duration::from_millis(200))
+        .build()
+        .unwrap();
+    let mut outcomes = worker.subscribe();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let working = tokio::spawn(worker.run(async move {
+        let _ = stopped.await;
+    }));
+
+    let run = team.run("use the member tool").await.unwrap();
+    assert_eq!(run.status, RunStatus::Paused);
+    let member_run = run.member_runs[0].run_id.clone();
+    let row = rows_of_team(&*store).await.pop().unwrap();
+    store.update_approval(&row.id, approve()).await.unwrap();
+
+    let outcome = tokio::time::timeout(std::time::Duration::from_secs(120), outcomes.recv()).await.unwrap().unwrap();
+    let kern::worker::RunOutcome::Continued(done) = outcome else { panic!("expected a continue, got {outcome:?}") };
+    assert_eq!((done.run_id.as_str(), done.status), (run.run_id.as_str(), RunStatus::Completed));
+    assert_eq!(ran(&member_run).len(), 1);
+    for id in [&run.run_id, &member_run] {
+        assert_eq!(store.load_run(id).await.unwrap().unwrap().status, RunStatus::Completed, "{id}");
+    }
+    let _ = stop.send(());
+    working.await.unwrap().unwrap();
 }
