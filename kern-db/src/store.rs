@@ -145,6 +145,7 @@ impl<DB: Driver> SqlStore<DB> {
             feed.close().await;
         }
         self.pools.close().await;
+        self.waiters.close();
     }
 
     /// The schema version of this store's tables.

@@ -23,8 +23,8 @@ const POLL_INTERVAL_FEED_DOWN: Duration = Duration::from_secs(1);
 
 /// How often a waiter reads its row while its store's feed is up. A feed loses announcements
 /// only on a connection that died with no sign (a half-open TCP link shows nothing until written
-/// to), or when an [`Announcer`] fails to send the announcement that follows a commit; this
-/// bounds the delay then, at a read a minute.
+/// to, which the feed's heartbeat finds within a minute), or when an [`Announcer`] fails to send
+/// the announcement that follows a commit; this bounds the delay then, at a read a minute.
 const RECHECK_INTERVAL_FEED_UP: Duration = Duration::from_secs(60);
 
 /// The resolutions committed through any handle on a store's tables, announced as they happen.

@@ -30,6 +30,11 @@ const MIGRATION_LOCK: i64 = 0x6b65_726e_5f64_6221;
 /// The type `json`, built into every Postgres database under this id.
 const JSON_OID: Oid = Oid(114);
 
+/// How long a pooled connection may take to answer a ping before it is taken for dead: one
+/// whose peer vanished without a reset (a failover, a NAT's dropped flow) never errs by itself
+/// until the kernel gives up on it, a quarter of an hour later.
+const PING_PATIENCE: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// Binds `stmt`'s parameters in Postgres' types.
 fn query<'q>(stmt: &'q Stmt<'_>) -> Query<'q, Postgres, PgArguments> {
     stmt.params.iter().fold(sqlx::query(&stmt.sql), |query, param| match param {
@@ -354,15 +359,17 @@ impl ConnectionPool<Postgres> for Lanes<PgConnection> {
         Box::pin(self.acquire_lane())
     }
 
-    /// Pings each connection it takes (a round trip); one that does not answer is discarded
-    /// and the next taken. Past as many as the lanes hold, a fresh one has been opened, so the
-    /// last error is the server's.
+    /// Pings each connection it takes (a round trip); one that does not answer, within
+    /// [`PING_PATIENCE`], is discarded and the next taken. Past as many as the lanes hold, a
+    /// fresh one has been opened, so the last error is the server's.
     fn acquire_live(&self) -> BoxFuture<'_, Result<Self::Conn>> {
         Box::pin(async move {
             let mut attempts = self.size();
             loop {
                 let mut conn = self.acquire_lane().await?;
-                match conn.ping().await {
+                let silent =
+                    || sqlx::Error::Io(std::io::Error::new(std::io::ErrorKind::TimedOut, "no answer to a ping"));
+                match tokio::time::timeout(PING_PATIENCE, conn.ping()).await.unwrap_or_else(|_| Err(silent())) {
                     Ok(()) => return Ok(conn),
                     Err(err) if attempts == 0 => return Err(Error::database(err)),
                     Err(err) => {

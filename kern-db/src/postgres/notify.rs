@@ -30,6 +30,7 @@ use std::time::Duration;
 use kern_core::BoxFuture;
 use kern_core::approval::ApprovalStatus;
 use kern_core::store::backend::{ResolutionWaiters, TrailSignal};
+use sqlx::Executor as _;
 use sqlx::postgres::{PgConnectOptions, PgListener, PgPool, PgPoolOptions};
 use tokio::runtime::Handle;
 use tokio::task::AbortHandle;
@@ -51,6 +52,16 @@ const RETRY_FIRST: Duration = Duration::from_millis(250);
 /// The longest wait between two attempts to connect. Waiters poll meanwhile, so only the
 /// promptness of their wake-ups waits for it.
 const RETRY_MAX: Duration = Duration::from_secs(10);
+
+/// How long the listening connection may be silent before it is asked whether it still answers.
+const HEARTBEAT: Duration = Duration::from_secs(30);
+
+/// How long that question may go unanswered before the connection is given up.
+const HEARTBEAT_PATIENCE: Duration = Duration::from_secs(10);
+
+/// How long closing waits for the listening connection to say goodbye: one that went silent
+/// would hold the close until the kernel gives up on it.
+const CLOSE_PATIENCE: Duration = Duration::from_secs(5);
 
 /// The channel on which the rows of `layout`'s approvals table are announced: `schema.table`.
 /// Channels are shared by the whole database, and no name holds a dot, so each table gets its
@@ -291,7 +302,9 @@ impl Listener {
         signal: Option<Arc<TrailSignal>>,
     ) -> Self {
         let pool = PgPoolOptions::new()
-            .max_connections(1)
+            // One listens; a second may open while a connection given up still says goodbye
+            // (sqlx's `UNLISTEN *` on drop, which a silent peer holds up).
+            .max_connections(2)
             .acquire_timeout(connect_timeout)
             // The connection is held for as long as it lives, never idle nor recycled.
             .idle_timeout(None)
@@ -345,7 +358,7 @@ impl ResolutionFeed for Listener {
             }
             // The aborted task lowers the flag as it is dropped, which the runtime may do later.
             self.live.store(false, Ordering::Release);
-            self.pool.close().await;
+            let _ = tokio::time::timeout(CLOSE_PATIENCE, self.pool.close()).await;
         })
     }
 }
@@ -368,9 +381,12 @@ struct LiveFlag {
 }
 
 impl LiveFlag {
+    /// Sets the flag, waking every waiter if it changed: a listener that keeps failing to come
+    /// back wakes them once, not at each try.
     fn set(&self, live: bool) {
-        self.live.store(live, Ordering::Release);
-        self.wakes.all();
+        if self.live.swap(live, Ordering::AcqRel) != live {
+            self.wakes.all();
+        }
     }
 }
 
@@ -453,9 +469,25 @@ async fn subscribe(pool: &PgPool, channels: &[&str]) -> Result<PgListener, sqlx:
 
 /// Wakes whom each announcement concerns until the connection fails and cannot be re-opened;
 /// returns why.
+///
+/// A connection that only listens writes nothing, so one whose peer vanished without a reset
+/// (a failover, a NAT's dropped flow) would wait for ever, deaf: after [`HEARTBEAT`] without
+/// an announcement it is asked a `SELECT 1`, and one that does not answer within
+/// [`HEARTBEAT_PATIENCE`] is given up (the caller listens anew and wakes everyone).
 async fn relay(listener: &mut PgListener, wakes: &Wakes) -> sqlx::Error {
     loop {
-        match listener.try_recv().await {
+        let received = match tokio::time::timeout(HEARTBEAT, listener.try_recv()).await {
+            Ok(received) => received,
+            Err(_) => match tokio::time::timeout(HEARTBEAT_PATIENCE, (&mut *listener).execute("SELECT 1")).await {
+                Ok(Ok(_)) => continue,
+                Ok(Err(error)) => return error,
+                Err(_) => {
+                    let silent = "the listening connection did not answer its heartbeat";
+                    return sqlx::Error::Io(std::io::Error::new(std::io::ErrorKind::TimedOut, silent));
+                }
+            },
+        };
+        match received {
             Ok(Some(notification)) => wakes.announced(notification.channel(), notification.payload()),
             // The connection was lost, and sqlx has opened another that listens again: what was
             // announced in between is lost, so everyone reads again.

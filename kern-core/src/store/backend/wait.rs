@@ -11,6 +11,7 @@
 use std::collections::HashMap;
 use std::future::Future;
 use std::ops::ControlFlow;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -20,11 +21,18 @@ use tokio::time::Instant;
 use crate::approval::{Approval, ApprovalStatus};
 use crate::error::{Error, Result};
 
+/// How soon a waiter whose read failed reads again, when its store polls no sooner: the
+/// database may be restarting.
+const RETRY_AFTER_FAILURE: Duration = Duration::from_secs(1);
+
 /// The tasks waiting on approval rows, by row id: a store wakes them after each write that may
 /// resolve or delete rows. For store implementations; clones of a store share one.
 #[derive(Debug, Default)]
 pub struct ResolutionWaiters {
     rows: Mutex<HashMap<String, Waiting>>,
+    /// Set once the store closes: a read that fails then is the end of the wait, not a
+    /// database away for a while.
+    closed: AtomicBool,
 }
 
 /// The waiters of one row. Entries live only while the row has waiters, so the map stays as
@@ -49,6 +57,13 @@ impl ResolutionWaiters {
         }
     }
 
+    /// Tells the waiters their store has closed: each reads once more, and a read that fails
+    /// ends its wait with the failure.
+    pub fn close(&self) {
+        self.closed.store(true, Ordering::Release);
+        self.wake_all();
+    }
+
     /// Wakes every waiter: after a write whose rows are not known one by one (an expiry sweep),
     /// or when wake-ups may have been lost.
     pub fn wake_all(&self) {
@@ -65,6 +80,11 @@ impl ResolutionWaiters {
     /// `poll_interval` is asked before each read: how long a pending row may go unread when no
     /// wake-up comes, for stores that other processes write to without waking this one (`None`:
     /// every write wakes it).
+    ///
+    /// Once the row has been read, a read that fails with [`Error::Database`] (a restart, a lost
+    /// connection) is waited out, unless the store has [closed](Self::close): the row is read again after the poll interval (at most
+    /// [`RETRY_AFTER_FAILURE`]) or a wake-up, until the deadline, when the failure is the answer.
+    /// A wait of an hour does not end because the database was away for a minute of it.
     pub async fn wait<F, Fut>(
         &self,
         id: &str,
@@ -79,13 +99,28 @@ impl ResolutionWaiters {
         // `None` for a timeout too long to express: no deadline.
         let deadline = Instant::now().checked_add(timeout);
         let subscription = self.subscribe(id);
+        let mut read_once = false;
         loop {
             // Created before the read, so a wake-up from here on ends the sleep below. The poll
             // interval is asked before the read too: a store whose wake-ups from other processes
             // are working now will be told of every write after the read.
             let woken = subscription.notify.notified();
             let poll = poll_interval();
-            let row = read().await?.ok_or_else(|| Error::ApprovalNotFound(id.to_owned()))?;
+            let row = match read().await {
+                Ok(row) => row.ok_or_else(|| Error::ApprovalNotFound(id.to_owned()))?,
+                Err(error @ Error::Database(_))
+                    if read_once
+                        && !self.closed.load(Ordering::Acquire)
+                        && deadline.is_none_or(|at| Instant::now() < at) =>
+                {
+                    tracing::warn!(%error, id, "cannot read the approval row waited for; reading it again");
+                    let retry = Instant::now() + poll.unwrap_or(RETRY_AFTER_FAILURE).min(RETRY_AFTER_FAILURE);
+                    let _ = tokio::time::timeout_at(deadline.map_or(retry, |at| at.min(retry)), woken).await;
+                    continue;
+                }
+                Err(error) => return Err(error),
+            };
+            read_once = true;
             match next_step(row, deadline, poll) {
                 ControlFlow::Break(row) => return Ok(row),
                 ControlFlow::Continue(Some(at)) => {
@@ -404,5 +439,42 @@ mod tests {
         let read = || std::future::ready(Ok(Some(row.clone())));
         assert_eq!(waiters.wait("row-1", Duration::from_secs(30), || None, read).await.unwrap(), row);
         assert!(waiters.rows().is_empty());
+    }
+
+    /// Reads of row-1 that answer in turn from `answers`: a row, or a database failure.
+    fn reads(answers: Vec<Option<Approval>>) -> impl FnMut() -> std::future::Ready<Result<Option<Approval>>> {
+        let answers = Mutex::new(answers.into_iter());
+        move || {
+            let next = answers.lock().unwrap().next().expect("no more reads were expected");
+            std::future::ready(
+                next.map(Some).ok_or_else(|| Error::database(std::io::Error::other("server restarting"))),
+            )
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_database_away_in_the_middle_of_a_wait_is_waited_out() {
+        let waiters = ResolutionWaiters::new();
+        let approved = Approval { status: ApprovalStatus::Approved, ..pending() };
+        let read = reads(vec![Some(pending()), None, None, Some(approved.clone())]);
+        let poll = || Some(Duration::from_secs(60));
+        assert_eq!(waiters.wait("row-1", Duration::from_secs(3600), poll, read).await.unwrap(), approved);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_database_still_away_at_the_deadline_or_at_the_first_read_fails_the_wait() {
+        let waiters = ResolutionWaiters::new();
+        let failing = reads(vec![Some(pending()), None, None, None]);
+        let err = waiters.wait("row-1", Duration::from_millis(2500), || None, failing).await.unwrap_err();
+        assert!(matches!(err, Error::Database(_)), "{err:?}");
+        let first = reads(vec![None]);
+        let err = waiters.wait("row-1", Duration::from_secs(3600), || None, first).await.unwrap_err();
+        assert!(matches!(err, Error::Database(_)), "{err:?}");
+        // A store that closed is not coming back.
+        waiters.close();
+        let closed = reads(vec![Some(pending()), None]);
+        let poll = || Some(Duration::from_millis(10));
+        let err = waiters.wait("row-1", Duration::from_secs(3600), poll, closed).await.unwrap_err();
+        assert!(matches!(err, Error::Database(_)), "{err:?}");
     }
 }
