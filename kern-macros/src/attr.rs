@@ -556,6 +556,10 @@ fn approvers(entry: &Entry, errors: &mut Errors) -> Option<Given<Vec<String>>> {
         if role.is_empty() {
             errors.at(lit.span(), "a role cannot be empty: write its name, like \"finance\"");
             usable = false;
+        } else if role.trim() != role {
+            let trimmed = role.trim();
+            errors.at(lit.span(), format!("a role has no blanks around it (roles match exactly): write \"{trimmed}\""));
+            usable = false;
         } else if roles.contains(&role) {
             errors.at(lit.span(), format!("the role \"{role}\" is listed twice: list it once"));
             usable = false;

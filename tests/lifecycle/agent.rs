@@ -526,6 +526,10 @@ fn a_definition_models_or_its_policy_cannot_honour_is_refused_at_build() {
         (input(), ApprovalPolicy::REQUIRED.quorum(2), "a quorum"),
         (Hitl::ExternalExecution, ApprovalPolicy::REQUIRED.quorum(2), "a quorum"),
         (Hitl::ExternalExecution, ApprovalPolicy::REQUIRED.allow_edit(), "edited arguments"),
+        // Roles match exactly: a blank or padded one lets nobody decide.
+        (Hitl::Confirmation, ApprovalPolicy::REQUIRED.approvers(["finance", ""]), "no blanks around it"),
+        (Hitl::Confirmation, ApprovalPolicy::REQUIRED.approvers([" finance"]), "no blanks around it"),
+        (Hitl::Confirmation, ApprovalPolicy::REQUIRED.approvers(["ops", "ops"]), "listed twice"),
     ] {
         let err = build(hitl, policy).unwrap_err();
         assert!(matches!(err, Error::InvalidTool { ref reason, .. } if reason.contains(why)), "{err:?}");

@@ -1,4 +1,4 @@
-// `approvers` is a non-empty list of distinct, non-empty roles.
+// `approvers` is a non-empty list of distinct, non-empty roles with no blanks around them.
 use kern::prelude::*;
 
 #[approval(approvers = "finance")]
@@ -24,5 +24,9 @@ fn empty_role() {}
 #[approval(approvers = ["finance", "ops", "finance"])]
 #[tool]
 fn repeated_role() {}
+
+#[approval(approvers = [" finance"])]
+#[tool]
+fn padded_role() {}
 
 fn main() {}

@@ -31,7 +31,9 @@ pub(crate) struct ToolEntry {
 /// ones included, so an approval policy can never fail open: a required approval without a
 /// HITL kind pauses for confirmation; an audit approval needs a HITL interaction to record; a
 /// quorum approves only calls as they stand (confirmations), and edits only calls that run here;
-/// an expiry is at most [`MAX_EXPIRES_IN`], or its rows could get none.
+/// approvers are distinct roles, each a name with no blanks around it (roles match exactly, so
+/// `" finance"` would let nobody decide); an expiry is at most [`MAX_EXPIRES_IN`], or its rows
+/// could get none.
 fn gate_rules(mut definition: ToolDefinition) -> Result<ToolDefinition> {
     let refuse = |reason: &str| Error::InvalidTool { tool: definition.name.clone(), reason: reason.to_owned() };
     if let Some(reason) = unfit_for_models(&definition) {
@@ -40,6 +42,13 @@ fn gate_rules(mut definition: ToolDefinition) -> Result<ToolDefinition> {
     let (quorum, allow_edit) = definition.approval.as_ref().map_or((1, false), |p| (p.quorum, p.allow_edit));
     if let Some(reason) = definition.hitl.pause_type().and_then(|pause| unfit_policy(pause, quorum, allow_edit)) {
         return Err(refuse(reason));
+    }
+    let approvers = definition.approval.as_ref().map(|policy| policy.approvers.as_slice()).unwrap_or_default();
+    if approvers.iter().any(|role| role.is_empty() || role.trim() != role) {
+        return Err(refuse("an approver's role is a name with no blanks around it, like `finance`"));
+    }
+    if approvers.iter().enumerate().any(|(at, role)| approvers[..at].contains(role)) {
+        return Err(refuse("a role is listed twice among its approvers: list it once"));
     }
     if definition.approval.as_ref().and_then(|policy| policy.expires_in).is_some_and(|ttl| ttl > MAX_EXPIRES_IN) {
         let days = MAX_EXPIRES_IN.as_secs() / 86_400;
