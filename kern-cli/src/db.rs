@@ -63,25 +63,32 @@ fn locate(url: &str) -> Outcome<Location<'_>> {
 }
 
 impl Database {
-    /// Opens the database at `url`, upgrading its schema when an older build wrote it. A SQLite
-    /// file, a schema or tables that do not exist are created only when `create` says so
-    /// (`migrate`, `serve`): for any other command they are a mistyped path or name.
-    pub async fn open(url: &str, tables: &Tables, create: bool) -> Outcome<Self> {
+    /// Opens the database at `url`. A SQLite file, a schema or tables that do not exist are
+    /// created, and tables an older build wrote upgraded, only when `provision` says so
+    /// (`migrate`, `serve`): for any other command they are a mistyped path or name, or tables
+    /// the application that owns them has yet to upgrade (an older build of it would refuse
+    /// them upgraded).
+    pub async fn open(url: &str, tables: &Tables, provision: bool) -> Outcome<Self> {
         match locate(url)? {
             Location::SqliteFile(path) => {
                 if tables.schema.is_some() {
                     return Err(Failure::usage("--schema is for Postgres; a SQLite file has none"));
                 }
-                if !create && !std::path::Path::new(path).exists() {
+                if !provision && !std::path::Path::new(path).exists() {
                     return Err(Failure::usage(format!(
                         "no SQLite database at `{path}`: check the path, or create it with `kern migrate`"
                     )));
                 }
-                let builder = with_tables!(SqliteDb::builder().db_file(path).create_tables(create), tables);
+                let builder = SqliteDb::builder().db_file(path).create_tables(provision).upgrade_tables(provision);
+                let builder = with_tables!(builder, tables);
                 Ok(Database::Sqlite(builder.build().await.map_err(opening)?))
             }
             Location::Postgres(url) => {
-                let mut builder = PostgresDb::builder().url(url).connect_timeout(CONNECT_TIMEOUT).create_tables(create);
+                let mut builder = PostgresDb::builder()
+                    .url(url)
+                    .connect_timeout(CONNECT_TIMEOUT)
+                    .create_tables(provision)
+                    .upgrade_tables(provision);
                 if let Some(schema) = &tables.schema {
                     builder = builder.schema(schema);
                 }
@@ -116,12 +123,17 @@ impl Database {
 }
 
 /// Why a database did not open: a database without the tables named is a usage error, most
-/// likely a mistyped `--schema` or table name, and says how to create them if they are wanted.
+/// likely a mistyped `--schema` or table name, and says how to create them if they are wanted;
+/// so are tables an older build wrote, which `kern migrate` upgrades.
 fn opening(err: Error) -> Failure {
     match &err {
-        Error::Database(source) if matches!(source.downcast_ref(), Some(OpenError::NoTables { .. })) => {
-            Failure::usage(format!("{source}, or create the tables with `kern migrate`"))
-        }
+        Error::Database(source) => match source.downcast_ref() {
+            Some(OpenError::NoTables { .. }) => {
+                Failure::usage(format!("{source}, or create the tables with `kern migrate`"))
+            }
+            Some(OpenError::OutOfDate { .. }) => Failure::usage(format!("{source} with `kern migrate`")),
+            _ => err.into(),
+        },
         _ => err.into(),
     }
 }

@@ -30,8 +30,9 @@ pub struct Context {
 
 impl Context {
     /// Opens the target the flags (or their environment variables) name: exactly one of
-    /// `--db` and `--server`. A database that does not exist yet is created only if `create`.
-    pub async fn open(global: &Global, create: bool) -> Outcome<Self> {
+    /// `--db` and `--server`. A database that does not exist yet is created, and tables an older
+    /// build wrote upgraded, only if `provision`.
+    pub async fn open(global: &Global, provision: bool) -> Outcome<Self> {
         let principal =
             global.acting_as.as_ref().map(|id| Principal { id: id.clone(), roles: global.acting_roles.clone() });
         if principal.is_none() && !global.acting_roles.is_empty() {
@@ -44,7 +45,7 @@ impl Context {
                      given: choose one",
                 ));
             }
-            (Some(url), None) => Target::Database(Database::open(url, &global.tables, create).await?),
+            (Some(url), None) => Target::Database(Database::open(url, &global.tables, provision).await?),
             (None, Some(url)) => {
                 if principal.is_some() {
                     return Err(Failure::usage(

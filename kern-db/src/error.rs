@@ -41,6 +41,20 @@ pub enum OpenError {
         /// The tables looked for, as SQL names them.
         tables: String,
     },
+    /// The tables were written by an older build, and the builder was told not to upgrade them
+    /// ([`upgrade_tables(false)`](crate::SqliteDbBuilder::upgrade_tables)): a program that only
+    /// reads and decides leaves the upgrade to the one that owns the schema.
+    #[error(
+        "kern tables {tables} are at schema version {found}, older than this build's {supported}: upgrade them first"
+    )]
+    OutOfDate {
+        /// The tables, as SQL names them.
+        tables: String,
+        /// Their schema version.
+        found: i64,
+        /// The version this build works with.
+        supported: i64,
+    },
 }
 
 impl From<OpenError> for Error {

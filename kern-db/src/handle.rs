@@ -264,8 +264,8 @@ macro_rules! handle {
 pub(crate) use handle;
 
 /// Implements the settings every builder has, on its fields `tables: TableNames`,
-/// `create_tables: bool`, `schema_version: Option<i64>` and (for tests) `poll_every:
-/// Option<Duration>`.
+/// `create_tables: bool`, `upgrade_tables: bool`, `schema_version: Option<i64>` and (for tests)
+/// `poll_every: Option<Duration>`.
 macro_rules! builder {
     ($ty:ty) => {
         impl $ty {
@@ -293,10 +293,19 @@ macro_rules! builder {
             /// given (default `true`). A program that only reads and decides, such as an
             /// admin's tool, passes `false`: a mistyped schema or table name is then
             /// [`OpenError::NoTables`](crate::OpenError::NoTables), with nothing created,
-            /// rather than a new, empty store. Tables an older build wrote are upgraded either
-            /// way.
+            /// rather than a new, empty store.
             pub fn create_tables(mut self, create: bool) -> Self {
                 self.create_tables = create;
+                self
+            }
+
+            /// Whether opening upgrades the tables an older build wrote (default `true`). A
+            /// program that only reads and decides passes `false` and leaves the upgrade to the
+            /// application that owns the schema, whose older build would refuse tables newer
+            /// than it knows: such tables are then
+            /// [`OpenError::OutOfDate`](crate::OpenError::OutOfDate), with nothing changed.
+            pub fn upgrade_tables(mut self, upgrade: bool) -> Self {
+                self.upgrade_tables = upgrade;
                 self
             }
 

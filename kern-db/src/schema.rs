@@ -105,6 +105,15 @@ struct Rebuild {
     checks: Vec<(String, String)>,
 }
 
+/// What opening a store may do to the database's tables.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Provision {
+    /// Create them where there are none.
+    pub(crate) create: bool,
+    /// Upgrade those an older build wrote.
+    pub(crate) upgrade: bool,
+}
+
 /// Everything needed to bring one store's tables to a version, in the SQL of one database.
 #[derive(Debug)]
 pub(crate) struct Migrator {
@@ -167,9 +176,9 @@ impl Migrator {
     }
 
     /// Brings the tables to `target` (at most the build's version) in one transaction. Where
-    /// there are none and `create` is false, refuses, and the transaction's rollback leaves
-    /// nothing of its setup behind.
-    pub(crate) async fn apply<DB: Driver>(&self, pools: &Pools<DB>, target: i64, create: bool) -> Result<()> {
+    /// there are none and `provision` may not create them, or they are older and it may not
+    /// upgrade them, refuses, and the transaction's rollback leaves nothing of its setup behind.
+    pub(crate) async fn apply<DB: Driver>(&self, pools: &Pools<DB>, target: i64, provision: Provision) -> Result<()> {
         let mut conn = pools.writer.acquire_live().await?;
         let mut tx = conn.begin_with(DB::BEGIN_WRITE).await.map_err(Error::database)?;
         for sql in &self.setup {
@@ -177,10 +186,13 @@ impl Migrator {
         }
         let read = Stmt::new(&self.read_version).bind(self.scope.as_str());
         let current = DB::fetch(&mut tx, &read, codec::version).await?.pop().unwrap_or(0);
-        if current == 0 && !create {
+        if current == 0 && !provision.create {
             return Err(self.no_tables());
         }
         let pending = self.pending(current, target)?;
+        if current != 0 && !pending.is_empty() && !provision.upgrade {
+            return Err(OpenError::OutOfDate { tables: self.tables.clone(), found: current, supported: target }.into());
+        }
         for migration in pending {
             for sql in &migration.statements {
                 DB::execute_unprepared(&mut tx, sql).await?;

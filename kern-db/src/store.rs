@@ -31,7 +31,7 @@ use crate::driver::{ConnectionPool, Driver, Pools, begin, begin_snapshot, commit
 use crate::lanes::Lane;
 use crate::layout::Layout;
 use crate::queries::{Filter, Queries};
-use crate::schema::Migrator;
+use crate::schema::{Migrator, Provision};
 use crate::stmt::Stmt;
 use crate::wake::{self, Announcer, ResolutionFeed, Resolved};
 
@@ -76,16 +76,16 @@ pub(crate) struct SqlStore<DB: Driver> {
 }
 
 impl<DB: Driver> SqlStore<DB> {
-    /// A store on `pools` with the tables of `layout`, migrated to `target_version`; created
-    /// where missing only if `create_tables` says so.
+    /// A store on `pools` with the tables of `layout`, migrated to `target_version`, created
+    /// where missing and upgraded where older as `provision` lets it.
     pub(crate) async fn open(
         pools: Pools<DB>,
         layout: &Layout,
         target_version: i64,
-        create_tables: bool,
+        provision: Provision,
     ) -> Result<Self> {
         let migrator = Migrator::new::<DB>(layout);
-        migrator.apply(&pools, target_version, create_tables).await?;
+        migrator.apply(&pools, target_version, provision).await?;
         let queries = Queries::new::<DB>(layout);
         Ok(SqlStore {
             pools,

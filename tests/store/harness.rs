@@ -80,6 +80,7 @@ pub struct Options {
     tables: Option<[&'static str; 3]>,
     schema_version: Option<i64>,
     existing_tables_only: bool,
+    not_upgraded: bool,
     woken_only: bool,
 }
 
@@ -99,6 +100,12 @@ impl Options {
     /// Open only tables that exist (`create_tables(false)`).
     pub fn existing_tables_only(mut self) -> Self {
         self.existing_tables_only = true;
+        self
+    }
+
+    /// Open tables only as they are (`upgrade_tables(false)`).
+    pub fn not_upgraded(mut self) -> Self {
+        self.not_upgraded = true;
         self
     }
 
@@ -141,7 +148,10 @@ impl SqlTarget {
     pub async fn open(&self, options: Options) -> Result<SqlDb> {
         match self {
             SqlTarget::Sqlite(path) => {
-                let mut builder = SqliteDb::builder().db_file(path).create_tables(!options.existing_tables_only);
+                let mut builder = SqliteDb::builder()
+                    .db_file(path)
+                    .create_tables(!options.existing_tables_only)
+                    .upgrade_tables(!options.not_upgraded);
                 if let Some([approvals, runs, sessions]) = options.tables {
                     builder = builder.approvals_table(approvals).runs_table(runs).sessions_table(sessions);
                 }
@@ -158,7 +168,8 @@ impl SqlTarget {
                     .url(url)
                     .schema(schema)
                     .connect_timeout(CONNECT_TIMEOUT)
-                    .create_tables(!options.existing_tables_only);
+                    .create_tables(!options.existing_tables_only)
+                    .upgrade_tables(!options.not_upgraded);
                 if let Some([approvals, runs, sessions]) = options.tables {
                     builder = builder.approvals_table(approvals).runs_table(runs).sessions_table(sessions);
                 }

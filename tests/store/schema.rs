@@ -222,14 +222,21 @@ pub async fn a_store_that_may_not_create_tables_opens_only_tables_that_exist(tar
         }
     }
 
-    // Tables an older build wrote are upgraded, and then open as they are.
+    // Tables an older build wrote are left as they are by a store told not to upgrade them,
+    // which refuses them; upgraded otherwise, and then open as they are.
     target.open(Options::default().schema_version(5)).await.unwrap().close().await;
+    for _ in 0..2 {
+        let err = target.open(existing().not_upgraded()).await.unwrap_err();
+        let Error::Database(source) = &err else { panic!("{err:?}") };
+        let refused = matches!(source.downcast_ref(), Some(OpenError::OutOfDate { found: 5, supported, .. }) if *supported == SCHEMA_VERSION);
+        assert!(refused, "{err:?}");
+    }
     let db = target.open(existing()).await.unwrap();
     assert_eq!(db.schema_version().await, SCHEMA_VERSION);
     let row = approval("run-1");
     create(&*db.store(), &row).await;
     db.close().await;
-    let db = target.open(existing()).await.unwrap();
+    let db = target.open(existing().not_upgraded()).await.unwrap();
     assert_eq!(stored(&*db.store(), &row.id).await, row);
     db.close().await;
 

@@ -161,6 +161,20 @@ impl TestDb {
         }
     }
 
+    /// Creates the tables as a build of schema `version` left them, and closes them.
+    pub async fn create_at(&self, version: i64) {
+        match self {
+            TestDb::Sqlite(path) => {
+                let db = SqliteDb::builder().db_file(path).__schema_version(version).build().await;
+                db.expect("create SQLite").close().await;
+            }
+            TestDb::Postgres { url, schema } => {
+                let db = PostgresDb::builder().url(url).schema(schema).__schema_version(version).build().await;
+                db.expect("create Postgres").close().await;
+            }
+        }
+    }
+
     /// Removes the database.
     async fn remove(&self) {
         match self {

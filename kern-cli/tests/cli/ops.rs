@@ -14,6 +14,24 @@ async fn migrate_brings_the_database_to_the_current_schema() {
     .await;
 }
 
+/// Tables an older build wrote are upgraded by `migrate` (and `serve`) alone: a command that
+/// only reads or decides leaves them to the application that owns them, whose older build
+/// would refuse them upgraded.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn only_migrate_upgrades_the_tables_an_older_build_wrote() {
+    each_backend(|db| async move {
+        db.create_at(9).await;
+        for _ in 0..2 {
+            let refused = db.kern(&["approvals", "list"]);
+            let message = refused.fails(2);
+            assert!(message.contains("schema version 9") && message.contains("kern migrate"), "{refused:?}");
+        }
+        db.kern(&["migrate"]).ok();
+        db.kern(&["approvals", "list"]).ok();
+    })
+    .await;
+}
+
 /// A command that only reads or decides finds the tables it is pointed at, or says it found
 /// none: it never creates a new, empty store under a mistyped name, where an admin would see
 /// no rows and a worker would wait forever.

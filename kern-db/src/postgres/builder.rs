@@ -19,6 +19,7 @@ pub struct PostgresDbBuilder {
     pub(super) schema: String,
     pub(super) tables: TableNames,
     pub(super) create_tables: bool,
+    pub(super) upgrade_tables: bool,
     pub(super) schema_version: Option<i64>,
     #[cfg(any(test, feature = "test-support"))]
     pub(super) poll_every: Option<Duration>,
@@ -35,6 +36,7 @@ impl Default for PostgresDbBuilder {
             schema: "public".into(),
             tables: TableNames::default(),
             create_tables: true,
+            upgrade_tables: true,
             schema_version: None,
             #[cfg(any(test, feature = "test-support"))]
             poll_every: None,
@@ -53,6 +55,7 @@ impl fmt::Debug for PostgresDbBuilder {
             .field("schema", &self.schema)
             .field("tables", &self.tables)
             .field("create_tables", &self.create_tables)
+            .field("upgrade_tables", &self.upgrade_tables)
             .finish_non_exhaustive()
     }
 }

@@ -26,7 +26,9 @@ use crate::error::OpenError;
 use crate::handle::handle;
 use crate::lanes::{Lanes, Recycling};
 use crate::layout::Layout;
-use crate::schema::{CLIENT_NOTIFY_VERSION, EVENT_NOTIFY_VERSION, RESOLUTION_NOTIFY_VERSION, SCHEMA_VERSION};
+use crate::schema::{
+    CLIENT_NOTIFY_VERSION, EVENT_NOTIFY_VERSION, Provision, RESOLUTION_NOTIFY_VERSION, SCHEMA_VERSION,
+};
 use crate::store::SqlStore;
 
 /// How long to wait before trying an unreachable server again, while opening.
@@ -84,10 +86,12 @@ impl PostgresDb {
 impl PostgresDbBuilder {
     /// Connects, creating the schema and the tables if missing (unless told not to
     /// [create tables](PostgresDbBuilder::create_tables)) and upgrading tables written by an
-    /// older build. Processes starting at once take turns (an advisory lock).
+    /// older build (unless told not to [upgrade tables](PostgresDbBuilder::upgrade_tables)).
+    /// Processes starting at once take turns (an advisory lock).
     ///
     /// Errors: [`Error::Database`](kern_core::Error::Database) with an [`OpenError`] (a bad
-    /// name, no URL, an unreachable server, no tables where none may be created),
+    /// name, no URL, an unreachable server, no tables where none may be created, older tables
+    /// where none may be upgraded),
     /// [`Error::SchemaTooNew`](kern_core::Error::SchemaTooNew).
     pub async fn build(self) -> Result<PostgresDb> {
         let layout = Layout::new(Some(&self.schema), &self.tables)?;
@@ -102,7 +106,8 @@ impl PostgresDbBuilder {
         let recycling = Recycling { max_lifetime: self.max_lifetime, idle_timeout: self.idle_timeout };
         let lanes = connect_lanes(writing, self.max_connections, self.connect_timeout, recycling).await?;
         let pools = Pools::new(lanes.clone(), lanes.clone());
-        let mut store = SqlStore::open(pools, &layout, version, self.create_tables).await?;
+        let provision = Provision { create: self.create_tables, upgrade: self.upgrade_tables };
+        let mut store = SqlStore::open(pools, &layout, version, provision).await?;
         #[cfg(any(test, feature = "test-support"))]
         {
             store = store.with_poll_every(self.poll_every);

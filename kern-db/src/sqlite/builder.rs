@@ -59,6 +59,7 @@ pub struct SqliteDbBuilder {
     pub(super) tables: TableNames,
     pub(super) synchronous: Synchronous,
     pub(super) create_tables: bool,
+    pub(super) upgrade_tables: bool,
     pub(super) schema_version: Option<i64>,
     #[cfg(any(test, feature = "test-support"))]
     pub(super) poll_every: Option<std::time::Duration>,
@@ -71,6 +72,7 @@ impl Default for SqliteDbBuilder {
             tables: TableNames::default(),
             synchronous: Synchronous::default(),
             create_tables: true,
+            upgrade_tables: true,
             schema_version: None,
             #[cfg(any(test, feature = "test-support"))]
             poll_every: None,

@@ -23,7 +23,7 @@ use crate::error::OpenError;
 use crate::handle::handle;
 use crate::lanes::{ACQUIRE_TIMEOUT, Lanes};
 use crate::layout::{Layout, VERSION_TABLE};
-use crate::schema::{Migrator, SCHEMA_VERSION};
+use crate::schema::{Migrator, Provision, SCHEMA_VERSION};
 use crate::stmt::Stmt;
 use crate::store::SqlStore;
 
@@ -72,10 +72,11 @@ impl SqliteDb {
 impl SqliteDbBuilder {
     /// Opens the database, creating the file and the tables if missing (unless told not to
     /// [create tables](SqliteDbBuilder::create_tables)) and upgrading tables written by an
-    /// older build.
+    /// older build (unless told not to [upgrade tables](SqliteDbBuilder::upgrade_tables)).
     ///
     /// Errors: [`Error::Database`] with an [`OpenError`] (a bad table name, no target, a file
-    /// that cannot be opened: the message names it; no tables where none may be created),
+    /// that cannot be opened: the message names it; no tables where none may be created, older
+    /// tables where none may be upgraded),
     /// [`Error::SchemaTooNew`].
     pub async fn build(self) -> Result<SqliteDb> {
         let layout = Layout::new(None, &self.tables)?;
@@ -91,7 +92,8 @@ impl SqliteDbBuilder {
                 }
                 Target::Memory => memory_pools().await?,
             };
-            SqlStore::open(pools, &layout, version, self.create_tables).await
+            let provision = Provision { create: self.create_tables, upgrade: self.upgrade_tables };
+            SqlStore::open(pools, &layout, version, provision).await
         };
         // A file that opens but cannot be written fails only at the first write, creating the
         // schema: name the file in that error too.
