@@ -104,11 +104,6 @@ impl Caller {
         }
     }
 
-    /// True when the caller holds the `admin` scope.
-    pub fn is_admin(&self) -> bool {
-        self.scopes.contains(&Scope::Admin)
-    }
-
     /// The user whose rows alone the caller sees, under isolation.
     pub fn own_user(&self) -> Option<&str> {
         self.own_user.as_deref()

@@ -118,12 +118,6 @@ pub async fn runs_are_cancelled_and_released_by_who_may(store: Arc<dyn Store>) {
     assert_eq!(by_finance.status, StatusCode::OK, "{:?}", by_finance.body);
     let stored = store.get_approval(&wire_row).await.unwrap().unwrap();
     assert_eq!((stored.status, stored.resolved_by.as_deref()), (ApprovalStatus::Cancelled, Some("carol")));
-    // An admin withdraws any paused run, finance or not: a row nobody can decide would hold it.
-    let (wire, _, wire_row) = app.paused("wire 700", "dave").await;
-    let by_admin = app.send(Method::POST, &format!("/runs/{wire}/cancel"), Some(&app.admin), None).await;
-    assert_eq!(by_admin.status, StatusCode::OK, "{:?}", by_admin.body);
-    let stored = store.get_approval(&wire_row).await.unwrap().unwrap();
-    assert_eq!((stored.status, stored.resolved_by.as_deref()), (ApprovalStatus::Cancelled, Some("root")));
     let missing = app.send(Method::POST, "/runs/no-such-run/cancel", Some(&app.bob), None).await;
     assert_eq!(missing.status, StatusCode::NOT_FOUND);
     assert!(missing.detail().contains("no-such-run"), "{:?}", missing.body);

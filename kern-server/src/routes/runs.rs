@@ -209,9 +209,6 @@ async fn poll(state: AppState, caller: Caller, target: Target, id: String, run_i
 /// wait on become `cancelled`, on the trail too, in one transaction. Cancelling decides the
 /// rows, so it asks what cancelling each row would: `approvals:write`, under isolation an
 /// admin, and a principal each row's policy lets decide it (403 otherwise, nothing changed).
-/// An `admin` withdraws any paused run, whatever its rows' policies: a row no principal can
-/// decide (a role nobody holds, a quorum beyond its approvers) would otherwise hold its run for
-/// ever. A cancellation only denies, and the trail names who made it.
 #[utoipa::path(post, path = "/runs/{run_id}/cancel", operation_id = "cancel_run", tag = "runs", params(("run_id" = String, Path)),
     responses((status = 200, body = RunSummary), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody),
         (status = 409, body = ErrorBody)))]
@@ -224,11 +221,7 @@ pub async fn cancel(
     if caller.own_user().is_some() {
         return Err(ApiError::run_not_found(&run_id));
     }
-    let run = if caller.is_admin() {
-        state.store.cancel_run(&run_id, &caller.principal).await?
-    } else {
-        state.store.cancel_run_as(&run_id, &caller.principal).await?
-    };
+    let run = state.store.cancel_run_as(&run_id, &caller.principal).await?;
     count_withdrawn(&state, &run, &caller.principal.id).await;
     Ok(Json(RunSummary::from(&run)))
 }
