@@ -68,9 +68,10 @@ pub fn main() -> ExitCode {
 }
 
 async fn run(cli: Cli) -> Outcome {
-    // Only these make a database; any other command on a missing file has a mistyped path.
-    let creates = matches!(cli.command, Command::Migrate | Command::Serve(_));
-    let ctx = Context::open(&cli.global, creates).await?;
+    // Only these create a database or upgrade its tables: any other command on a missing file
+    // has a mistyped path, and on older tables leaves them to `kern migrate`.
+    let provision = matches!(cli.command, Command::Migrate | Command::Serve(_));
+    let ctx = Context::open(&cli.global, provision).await?;
     let outcome = commands::run(cli.command, &ctx).await;
     ctx.close().await;
     outcome

@@ -165,11 +165,21 @@ pub fn printable(text: &str) -> Cow<'_, str> {
 }
 
 /// Whether `c` changes what a terminal shows of the text around it rather than showing itself:
-/// a control character, or an invisible mark of direction or joining (Unicode's bidirectional
-/// controls, zero-width characters and the byte-order mark).
+/// a control character, or an invisible mark of direction, joining or breaking (Unicode's
+/// bidirectional controls, zero-width characters, line and paragraph separators, the soft
+/// hyphen, the byte-order mark, and the tag characters text can be hidden in).
 fn hides(c: char) -> bool {
     c.is_control()
-        || matches!(c, '\u{061c}' | '\u{200b}'..='\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2060}'..='\u{2069}' | '\u{feff}')
+        || matches!(
+            c,
+            '\u{00ad}'
+                | '\u{061c}'
+                | '\u{200b}'..='\u{200f}'
+                | '\u{2028}'..='\u{202e}'
+                | '\u{2060}'..='\u{2069}'
+                | '\u{feff}'
+                | '\u{e0000}'..='\u{e007f}'
+        )
 }
 
 /// `text` as one word of a shell command line: as it is when it holds only characters no shell
@@ -296,6 +306,7 @@ mod tests {
         assert_eq!(printable(forged), "s1\\u{1b}[3A\\u{1b}[2Kargs:  {\"amount\":5}\\r\\n\\u{9b}\\u{7f}");
         // Text turned around or hidden: an IBAN read backwards, a name with a joiner inside.
         assert_eq!(printable("DE\u{202e}98\u{200b}x\u{feff}"), "DE\\u{202e}98\\u{200b}x\\u{feff}");
+        assert_eq!(printable("ok\u{e0041}\u{2028}"), "ok\\u{e0041}\\u{2028}", "tag characters hide text");
         assert!(matches!(printable("مرحبا 👩\u{200d}💻"), Cow::Owned(_)), "a joiner is shown, not applied");
     }
 }

@@ -36,7 +36,9 @@ impl Context {
         let principal =
             global.acting_as.as_ref().map(|id| Principal { id: id.clone(), roles: global.acting_roles.clone() });
         if principal.is_none() && !global.acting_roles.is_empty() {
-            return Err(Failure::usage("--role gives the roles of --as: pass --as too"));
+            return Err(Failure::usage(
+                "--role gives the roles of --as: pass --as too (a new key's roles are --roles)",
+            ));
         }
         let target = match (&global.db, &global.server) {
             (Some(_), Some(_)) => {

@@ -22,6 +22,7 @@
   function disarm() {
     if (!armed) return;
     armed.textContent = armed.dataset.label;
+    if (armed.dataset.name) armed.setAttribute("aria-label", armed.dataset.name);
     armed.classList.remove("armed");
     armed = null;
   }
@@ -35,6 +36,12 @@
     armed = button;
     button.dataset.label = button.textContent;
     button.textContent = "Press a again to approve";
+    // What a screen reader says of the button says so too.
+    var name = button.getAttribute("aria-label");
+    if (name) {
+      button.dataset.name = name;
+      button.setAttribute("aria-label", "Press a again to " + name.charAt(0).toLowerCase() + name.slice(1));
+    }
     button.classList.add("armed");
   }
 
@@ -65,14 +72,24 @@
     };
   }
 
+  // Each expiry counts down over the time it was rendered with, which stays as its title. Past
+  // it, the approve buttons of its row (or page) are turned off: the server would refuse them.
   function countdowns() {
     var now = Date.now();
     document.querySelectorAll(".countdown[data-expires]").forEach(function (node) {
       var left = Math.round((Date.parse(node.dataset.expires) - now) / 1000);
       if (isNaN(left)) return;
-      if (left <= 0) { node.textContent = "expired"; node.classList.add("soon"); return; }
+      if (!node.title) node.title = node.textContent.replace(/^expires /, "");
+      if (left <= 0) {
+        node.textContent = "expired";
+        node.classList.add("soon");
+        var scope = node.closest(".row") || document.getElementById("decide");
+        if (scope) scope.querySelectorAll("button.approve").forEach(function (button) { button.disabled = true; });
+        return;
+      }
       var h = Math.floor(left / 3600), m = Math.floor((left % 3600) / 60), s = left % 60;
-      node.textContent = "expires in " + (h ? h + "h " : "") + (h || m ? m + "m " : "") + s + "s";
+      var prefix = node.dataset.prefix === undefined ? "expires in " : node.dataset.prefix;
+      node.textContent = prefix + (h ? h + "h " : "") + (h || m ? m + "m " : "") + s + "s";
       node.classList.toggle("soon", left < 300);
     });
   }
@@ -85,17 +102,24 @@
     var selected = -1;
     var timer = null;
     var rows = function () { return Array.prototype.slice.call(document.querySelectorAll("#rows .row")); };
-    var select = function (index) {
+    // `quietly`, as after a refresh: the selection is kept, and the focus left where it is.
+    var select = function (index, quietly) {
       var all = rows();
       if (!all.length) { selected = -1; return; }
       selected = Math.max(0, Math.min(index, all.length - 1));
-      all.forEach(function (row, i) { row.classList.toggle("selected", i === selected); });
-      all[selected].scrollIntoView({ block: "nearest" });
+      all.forEach(function (row, i) {
+        row.classList.toggle("selected", i === selected);
+        if (i === selected) row.setAttribute("aria-current", "true");
+        else row.removeAttribute("aria-current");
+      });
+      // The focus follows a move, so that a screen reader reads the row and the list is not
+      // redrawn under it.
+      if (!quietly) all[selected].querySelector("a").focus();
     };
     var setCount = function (total) { document.getElementById("count").textContent = total; };
     // Rows are not moved under the admin's pointer or focus: a click meant for one row would
-    // land on another. The refresh waits until they leave the list.
-    // The refresh waits until they leave it, or ask for it with the button that says it waits.
+    // land on another. The refresh waits until they leave the list, or ask for it with the
+    // button that says it waits.
     var waiting = document.getElementById("refresh");
     var held = function () { return list.matches(":hover") || list.contains(document.activeElement); };
     var resume = function () { if (!waiting.hidden && !held()) refresh(true); };
@@ -119,7 +143,7 @@
             setCount(fresh.dataset.total);
             if (selected >= 0) {
               var index = rows().findIndex(function (row) { return row.dataset.id === currentId; });
-              select(index >= 0 ? index : selected);
+              select(index >= 0 ? index : selected, true);
             }
             countdowns();
           })
@@ -143,13 +167,15 @@
     document.addEventListener("keydown", function (event) {
       if (typing(event)) { if (event.key === "Escape") event.target.blur(); return; }
       if (event.key !== "a") disarm();
+      // Enter on a link or button does what that control does, and nothing more.
+      if (event.key === "Enter" && event.target.closest && event.target.closest("a, button")) return;
       var row = rows()[selected];
       if (event.key === "j") select(selected + 1);
       else if (event.key === "k") select(selected - 1);
       else if (event.key === "/") { event.preventDefault(); document.getElementById("filter").focus(); }
       else if ((event.key === "Enter" || event.key === "o") && row) row.querySelector("a").click();
       else if (event.key === "a" && row) {
-        var quick = row.querySelector("form button.approve");
+        var quick = row.querySelector("form button.approve:not(:disabled)");
         if (quick) approveOnSecondPress(quick);
         else row.querySelector("a").click();
       } else if (event.key === "r" && row) location.href = row.querySelector("a").getAttribute("href") + "#reject";

@@ -3,8 +3,9 @@
 
 use axum::Json;
 use utoipa::openapi::content::Content;
+use utoipa::openapi::path::ParameterIn;
 use utoipa::openapi::request_body::RequestBodyBuilder;
-use utoipa::openapi::schema::{ObjectBuilder, Type};
+use utoipa::openapi::schema::{ArrayBuilder, ObjectBuilder, Schema, Type};
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityRequirement, SecurityScheme};
 use utoipa::openapi::{OpenApi, Ref, RefOr, Required, ResponseBuilder};
 
@@ -47,10 +48,8 @@ impl utoipa::Modify for RunBodies {
     fn modify(&self, openapi: &mut OpenApi) {
         let text = || ObjectBuilder::new().schema_type(Type::String);
         let flag = || ObjectBuilder::new().schema_type(Type::Boolean);
-        let output = || {
-            let output = ObjectBuilder::new().description(Some("The run's output, as the reference shapes it."));
-            Content::new(Some(output.build()))
-        };
+        openapi.components.get_or_insert_with(Default::default).schemas.insert("RunOutput".into(), run_output());
+        let output = || Content::new(Some(Ref::from_schema_name("RunOutput")));
         let run = ObjectBuilder::new()
             .property("message", text().description(Some("What the user asks.")))
             .required("message")
@@ -102,10 +101,54 @@ impl utoipa::Modify for RunBodies {
     }
 }
 
+/// The run output's schema, as `wire::run::run_output` builds it: null keys left out, a team's
+/// members' outputs under `member_responses`.
+fn run_output() -> RefOr<Schema> {
+    let text = |what: &str| ObjectBuilder::new().schema_type(Type::String).description(Some(what.to_owned()));
+    let integer = |what: &str| ObjectBuilder::new().schema_type(Type::Integer).description(Some(what.to_owned()));
+    let list = |of: &str| ArrayBuilder::new().items(Ref::from_schema_name(of));
+    let tokens = ObjectBuilder::new().property("input_tokens", integer("")).property("output_tokens", integer(""));
+    let mut approval = Ref::from_schema_name("ApprovalResponse");
+    approval.description = "The row that decided its latest gated call.".into();
+    let output = ObjectBuilder::new()
+        .description(Some("The run's output, as the reference shapes it; null keys are left out."))
+        .property("run_id", text("The run."))
+        .required("run_id")
+        .property("agent_id", text("The agent that ran it (a team member's run names its team too)."))
+        .property("agent_name", text("That agent's name."))
+        .property("team_id", text("The team that ran it."))
+        .property("session_id", text("Its session."))
+        .required("session_id")
+        .property("user_id", text("Who it acts for."))
+        .property("content", text("Its answer so far."))
+        .property("content_type", text("Always `str`."))
+        .property("parent_run_id", text("A member run's team run."))
+        .property("created_at", integer("Epoch seconds."))
+        .property("updated_at", integer("Epoch seconds."))
+        .property(
+            "status",
+            ObjectBuilder::new().schema_type(Type::String).enum_values(Some([
+                "RUNNING",
+                "PAUSED",
+                "COMPLETED",
+                "ERROR",
+                "CANCELLED",
+            ])),
+        )
+        .required("status")
+        .property("input", ObjectBuilder::new().property("input_content", text("What the user asked.")))
+        .property("tools", list("ToolExecutionWire"))
+        .property("requirements", list("RequirementWire"))
+        .property("metrics", tokens)
+        .property("metadata", ObjectBuilder::new().property("approval", approval))
+        .property("member_responses", list("RunOutput"));
+    RefOr::T(Schema::Object(output.build()))
+}
+
 /// Adds the answers the server as a whole gives, which no handler's annotation names: 401 and
 /// 403 on every route that takes a credential; 408, 413 and 422 on every route that reads a
-/// body; 400 for a path parameter that is not UTF-8; 503 when the database is down and 504
-/// past the request's time limit.
+/// body; 422 for a query string that cannot be read; 400 for a path parameter that is not
+/// UTF-8; 503 when the database is down and 504 past the request's time limit.
 struct CommonAnswers;
 
 impl utoipa::Modify for CommonAnswers {
@@ -133,6 +176,11 @@ impl utoipa::Modify for CommonAnswers {
                     answers.push(("408", "The body did not arrive within the body's time limit"));
                     answers.push(("413", "The body is larger than the limit"));
                     answers.push(("422", "The body cannot be read"));
+                }
+                let queried =
+                    operation.parameters.iter().flatten().any(|param| param.parameter_in == ParameterIn::Query);
+                if queried {
+                    answers.push(("422", "A query parameter cannot be read, or is given twice"));
                 }
                 if path.contains('{') {
                     answers.push(("400", "A path parameter is not UTF-8 once decoded"));
@@ -187,6 +235,9 @@ mod tests {
         for status in ["400", "401", "403", "408", "413", "422", "503", "504"] {
             assert!(resolve.get(status).is_some(), "resolve lacks {status}");
         }
+        assert!(resolve["200"]["headers"]["ETag"].is_object(), "a decision answers the row's ETag");
+        let count = responses("/approvals/count", "get");
+        assert!(count.get("422").is_some(), "a query string that cannot be read: {count}");
         let health = responses("/healthz", "get");
         assert!(health.get("401").is_none() && health.get("503").is_none(), "{health}");
         assert_eq!(doc["paths"]["/metrics"]["get"]["security"], json!([{}]), "scraped without a credential");
@@ -196,6 +247,10 @@ mod tests {
         assert_eq!(forms["application/x-www-form-urlencoded"]["schema"]["required"], json!(["message"]));
         let answered = run["responses"]["200"]["content"].as_object().unwrap();
         assert!(answered.contains_key("application/json") && answered.contains_key("text/event-stream"));
+        assert_eq!(answered["application/json"]["schema"]["$ref"], "#/components/schemas/RunOutput");
+        let output = &doc["components"]["schemas"]["RunOutput"];
+        assert_eq!(output["properties"]["tools"]["items"]["$ref"], "#/components/schemas/ToolExecutionWire");
+        assert_eq!(output["required"], json!(["run_id", "session_id", "status"]));
         let team = &doc["paths"]["/teams/{team_id}/runs/{run_id}/continue"]["post"]["requestBody"]["content"];
         assert!(team["application/json"]["schema"]["properties"]["requirements"].is_object(), "{team}");
     }

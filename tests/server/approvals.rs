@@ -99,8 +99,11 @@ pub async fn listing_pages_and_filters(store: Arc<dyn Store>) {
     assert_eq!(first.body["meta"]["total_pages"], 2);
     assert_eq!(first.body["data"].as_array().unwrap().len(), 2);
     let cursor = first.body["meta"]["next_cursor"].as_str().expect("a full page has a cursor").to_owned();
-    let next = app.send(Method::GET, &format!("/approvals?limit=2&cursor={cursor}"), Some(&app.reader), None).await;
+    // A cursor's page starts where the cursor points, whatever `page` says.
+    let uri = format!("/approvals?limit=2&page=7&cursor={cursor}");
+    let next = app.send(Method::GET, &uri, Some(&app.reader), None).await;
     assert_eq!(next.body["data"].as_array().unwrap().len(), 1);
+    assert_eq!(next.body["meta"]["page"], 1);
     assert_ne!(next.body["data"][0]["id"], first.body["data"][0]["id"]);
     assert_ne!(next.body["data"][0]["id"], first.body["data"][1]["id"]);
     assert!(next.body["meta"]["next_cursor"].is_null());

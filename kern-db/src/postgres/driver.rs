@@ -371,7 +371,10 @@ impl ConnectionPool<Postgres> for Lanes<PgConnection> {
                     || sqlx::Error::Io(std::io::Error::new(std::io::ErrorKind::TimedOut, "no answer to a ping"));
                 match tokio::time::timeout(PING_PATIENCE, conn.ping()).await.unwrap_or_else(|_| Err(silent())) {
                     Ok(()) => return Ok(conn),
-                    Err(err) if attempts == 0 => return Err(Error::database(err)),
+                    Err(err) if attempts == 0 => {
+                        conn.discard();
+                        return Err(Error::database(err));
+                    }
                     Err(err) => {
                         tracing::debug!(error = %err, "a pooled connection did not answer: taking another");
                         conn.discard();

@@ -472,14 +472,20 @@ async fn subscribe(pool: &PgPool, channels: &[&str]) -> Result<PgListener, sqlx:
 ///
 /// A connection that only listens writes nothing, so one whose peer vanished without a reset
 /// (a failover, a NAT's dropped flow) would wait for ever, deaf: after [`HEARTBEAT`] without
-/// an announcement it is asked a `SELECT 1`, and one that does not answer within
-/// [`HEARTBEAT_PATIENCE`] is given up (the caller listens anew and wakes everyone).
+/// an announcement it is asked a `SELECT 1` (and everyone reads again, in case the question
+/// reconnected it), and one that does not answer within [`HEARTBEAT_PATIENCE`] is given up (the
+/// caller listens anew and wakes everyone).
 async fn relay(listener: &mut PgListener, wakes: &Wakes) -> sqlx::Error {
     loop {
         let received = match tokio::time::timeout(HEARTBEAT, listener.try_recv()).await {
             Ok(received) => received,
             Err(_) => match tokio::time::timeout(HEARTBEAT_PATIENCE, (&mut *listener).execute("SELECT 1")).await {
-                Ok(Ok(_)) => continue,
+                // The question may have opened a new connection (the wait it cut short may have
+                // been a reconnection): everyone reads again, as after any.
+                Ok(Ok(_)) => {
+                    wakes.all();
+                    continue;
+                }
                 Ok(Err(error)) => return error,
                 Err(_) => {
                     let silent = "the listening connection did not answer its heartbeat";

@@ -191,12 +191,13 @@ fn typed(kind: &str, text: &str) -> Option<Value> {
 }
 
 /// The values a form gives for the properties of `schema` under `prefix`; an unchecked
-/// checkbox is `false`.
+/// checkbox is `false`, and a choice left at "(not set)" no value.
 fn form_values(schema: &Value, prefix: &str, form: &FormFields) -> Map<String, Value> {
     let mut values = Map::new();
     for (name, prop, _) in properties(schema) {
         let kind = type_of(prop);
         let value = match form.get(&format!("{prefix}{name}")) {
+            Some("") if prop.get("enum").is_some() => None,
             Some(text) => typed(kind, text),
             None if kind == "boolean" => Some(Value::Bool(false)),
             None => None,
@@ -323,5 +324,10 @@ mod tests {
         assert_eq!(Value::Object(got), json!({"n": 12, "ok": false, "s": " x "}));
         let bad = form_values(&schema, INPUT, &form(&[("input.n", "lots"), ("input.ok", "on")]));
         assert_eq!(Value::Object(bad), json!({"n": "lots", "ok": true}));
+        // An optional choice left at "(not set)" gives no value, not an empty text its enum lacks.
+        let choice = json!({"properties": {"tier": {"type": ["string", "null"], "enum": ["gold", "silver", null]}}});
+        assert_eq!(Value::Object(form_values(&choice, INPUT, &form(&[("input.tier", "")]))), json!({}));
+        let given = form_values(&choice, INPUT, &form(&[("input.tier", "gold")]));
+        assert_eq!(Value::Object(given), json!({"tier": "gold"}));
     }
 }

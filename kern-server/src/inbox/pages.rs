@@ -21,7 +21,7 @@ use super::page::{PageError, PageResult, render};
 use super::runner::Runner;
 use super::viewer::Viewer;
 use super::views::{
-    ArgView, Choice, DetailPage, DiffView, Filters, HistoryPage, HistoryRow, InboxPage, KeptText, PolicyView,
+    ArgView, Choice, Deadline, DetailPage, DiffView, Filters, HistoryPage, HistoryRow, InboxPage, KeptText, PolicyView,
     ResolutionView, RowView, RowsFragment, RunPage, RunRowView, TrailView, TurnView, VoteView,
 };
 use crate::auth::Caller;
@@ -203,6 +203,21 @@ pub fn time(at: DateTime<Utc>) -> String {
     at.format("%Y-%m-%d %H:%M:%SZ").to_string()
 }
 
+/// An argument's value as the page shows it, exact and readable: JSON, indented where it
+/// nests; a text over several lines as its lines (the type column says it is a string).
+fn shown_value(value: &Value) -> String {
+    match value {
+        Value::String(text) if text.contains('\n') => text.clone(),
+        Value::Array(_) | Value::Object(_) => serde_json::to_string_pretty(value).unwrap_or_else(|_| value.to_string()),
+        _ => value.to_string(),
+    }
+}
+
+/// When a pending row expires, as the pages show it.
+fn deadline(at: DateTime<Utc>) -> Deadline {
+    Deadline { shown: time(at), rfc3339: at.to_rfc3339() }
+}
+
 fn age(at: DateTime<Utc>, now: DateTime<Utc>) -> String {
     let seconds = (now - at).num_seconds().max(0);
     match seconds {
@@ -248,7 +263,7 @@ fn row_view(row: &Approval, now: DateTime<Utc>) -> RowView {
         pause: row.pause_type.to_string(),
         age: age(row.created_at, now),
         created_at: time(row.created_at),
-        expires_at: row.expires_at.map(|at| at.to_rfc3339()),
+        expires_at: row.expires_at.map(deadline),
         etag: etag(row),
     }
 }
@@ -384,14 +399,26 @@ pub async fn detail_page(state: &AppState, viewer: &Viewer, id: &str, error: Opt
                     let schema = prop(name).unwrap_or(Value::Null);
                     ArgView {
                         name: name.clone(),
-                        value: value.to_string(),
+                        value: shown_value(value),
                         kind: type_of(&schema).to_owned(),
                         description: schema.get("description").and_then(Value::as_str).unwrap_or_default().to_owned(),
                     }
                 })
                 .collect()
         })
-        .unwrap_or_default();
+        // Arguments that are no object (a tool without a schema may be called so) are shown
+        // whole rather than as an empty table.
+        .unwrap_or_else(|| {
+            let kind = match &row.tool_args {
+                Value::Array(_) => "array",
+                Value::String(_) => "string",
+                Value::Number(_) => "number",
+                Value::Bool(_) => "boolean",
+                _ => "null",
+            };
+            let whole = shown_value(&row.tool_args);
+            vec![ArgView { name: "(all)".into(), value: whole, kind: kind.into(), description: String::new() }]
+        });
     let run = state.store.load_run(&row.run_id).await?;
     let (votes, events, verdict) = match read_trail(state, &row).await? {
         // A vote or decision committed between the reads of the row, its votes and its trail
@@ -431,7 +458,7 @@ pub async fn detail_page(state: &AppState, viewer: &Viewer, id: &str, error: Opt
         },
         pause: row.pause_type.to_string(),
         created_at: time(row.created_at),
-        expires_at: row.expires_at.filter(|_| pending).map(|at| at.to_rfc3339()),
+        expires_at: row.expires_at.filter(|_| pending).map(deadline),
         run_id: row.run_id.clone(),
         run_status: run.as_ref().map_or(row.run_status, |run| run.status).to_string(),
         turns: run.as_ref().map(|run| turns(&run.messages)).unwrap_or_default(),

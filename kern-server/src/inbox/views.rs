@@ -31,8 +31,7 @@ pub struct RowView {
     /// How long ago it was asked, e.g. `4m ago`.
     pub age: String,
     pub created_at: String,
-    /// RFC 3339, for the countdown.
-    pub expires_at: Option<String>,
+    pub expires_at: Option<Deadline>,
     /// Whether the row can be approved from the list (a plain confirmation).
     pub quick: bool,
     /// The row's ETag when listed: an approval from the list is of the row as it was shown.
@@ -89,6 +88,13 @@ pub struct RowsFragment {
     pub rows: Vec<RowView>,
     pub total: u64,
     pub csrf: String,
+}
+
+/// When a pending row expires: as the pages show times, and in RFC 3339 for the countdown the
+/// script draws over it (the time shown stays as its title).
+pub struct Deadline {
+    pub shown: String,
+    pub rfc3339: String,
 }
 
 /// One argument of a call.
@@ -180,7 +186,7 @@ pub struct DetailPage {
     pub path: String,
     pub pause: String,
     pub created_at: String,
-    pub expires_at: Option<String>,
+    pub expires_at: Option<Deadline>,
     pub run_id: String,
     pub run_status: String,
     pub turns: Vec<TurnView>,
@@ -319,7 +325,10 @@ mod tests {
             pause: "confirmation".into(),
             age: "just now".into(),
             created_at: "2026-01-01 00:00:00Z".into(),
-            expires_at: Some("2026-01-01T01:00:00+00:00".into()),
+            expires_at: Some(Deadline {
+                shown: "2026-01-01 01:00:00Z".into(),
+                rfc3339: "2026-01-01T01:00:00+00:00".into(),
+            }),
             quick: true,
             etag: "\"r1-1\"".into(),
         }

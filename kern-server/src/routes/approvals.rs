@@ -45,7 +45,8 @@ pub async fn list(
         if matches_nothing(&params) { ApprovalPage::default() } else { state.store.list_approvals(&query).await? };
     let limit = query.effective_limit();
     let meta = PageMeta {
-        page: query.page.unwrap_or(1),
+        // A cursor's page starts where the cursor points: `page` is not read then.
+        page: if query.after.is_some() { 1 } else { query.page.unwrap_or(1) },
         limit,
         total_pages: page.total.div_ceil(u64::from(limit)),
         total_count: page.total,
@@ -193,7 +194,9 @@ pub async fn status(
 #[utoipa::path(post, path = "/approvals/{approval_id}/resolve", tag = "approvals",
     params(("approval_id" = String, Path), ("If-Match" = Option<String>, Header), ("Idempotency-Key" = Option<String>, Header)),
     request_body = ResolveBody,
-    responses((status = 200, body = ApprovalResponse), (status = 202, body = ApprovalResponse),
+    responses((status = 200, body = ApprovalResponse, headers(("ETag" = String))),
+        (status = 202, body = ApprovalResponse, headers(("ETag" = String))),
+        (status = 400, body = ErrorBody, description = "A path parameter is not UTF-8 once decoded, or `If-Match` or `Idempotency-Key` is not text"),
         (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody),
         (status = 412, body = ErrorBody), (status = 422, body = ErrorBody)))]
 pub async fn resolve(
@@ -439,7 +442,8 @@ pub async fn votes(
 /// allow, 409 for a second vote.
 #[utoipa::path(post, path = "/approvals/{approval_id}/votes", tag = "approvals",
     params(("approval_id" = String, Path)), request_body = VoteBody,
-    responses((status = 200, body = ApprovalResponse), (status = 202, body = ApprovalResponse),
+    responses((status = 200, body = ApprovalResponse, headers(("ETag" = String))),
+        (status = 202, body = ApprovalResponse, headers(("ETag" = String))),
         (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody),
         (status = 422, body = ErrorBody)))]
 pub async fn vote(
@@ -468,7 +472,7 @@ pub async fn vote(
 /// does not run: the model is told its approval was cancelled, and the run goes on.
 #[utoipa::path(post, path = "/approvals/{approval_id}/cancel", operation_id = "cancel_approval", tag = "approvals",
     params(("approval_id" = String, Path)), request_body(content = Option<CancelBody>),
-    responses((status = 200, body = ApprovalResponse), (status = 403, body = ErrorBody),
+    responses((status = 200, body = ApprovalResponse, headers(("ETag" = String))), (status = 403, body = ErrorBody),
         (status = 404, body = ErrorBody), (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)))]
 pub async fn cancel(
     State(state): State<AppState>,

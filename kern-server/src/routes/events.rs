@@ -80,7 +80,8 @@ pub struct EventParams {
 #[utoipa::path(get, path = "/events", tag = "events", params(EventParams, ("Last-Event-ID" = Option<i64>, Header)),
     responses((status = 200, content_type = "text/event-stream",
         description = "`event: approval.<kind>`, `id: <seq>`, `data:` the trail event as JSON; \
-            `event: run.<status>`, `data:` the run's ids and status"),
+            `event: run.<status>`, `data:` the run's ids and status, spelled in lower case as in the \
+            event's name (`paused`), where run bodies spell it in upper case (`PAUSED`)"),
         (status = 401, body = ErrorBody), (status = 422, body = ErrorBody)))]
 pub async fn events(
     State(state): State<AppState>,

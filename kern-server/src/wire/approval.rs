@@ -110,7 +110,8 @@ pub struct PageMeta {
     pub total_pages: u64,
     pub total_count: u64,
     pub search_time_ms: f64,
-    /// Pass as `cursor` for the next page (keyset paging); null on the last page.
+    /// Pass as `cursor` for the next page (keyset paging); null when this page is not full
+    /// (a full last page has one, whose page is empty).
     pub next_cursor: Option<String>,
     /// Rows of the page whose stored data could not be read, by id.
     pub unreadable: Vec<String>,

@@ -142,7 +142,7 @@ impl RunFields {
         }
         if let Some(field) = UNSUPPORTED_ON_START.into_iter().find(|field| self.given(field)) {
             return Err(ApiError::bad_request(format!(
-                "`{field}` is not supported: a kern run takes its `message`, `session_id` and `user_id` only"
+                "`{field}` is not supported: a kern run takes its `message`, `stream`, `session_id` and `user_id` only"
             )));
         }
         Ok(())

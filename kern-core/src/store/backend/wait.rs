@@ -25,6 +25,11 @@ use crate::error::{Error, Result};
 /// database may be restarting.
 const RETRY_AFTER_FAILURE: Duration = Duration::from_secs(1);
 
+/// The failure of a read still unanswered at the wait's deadline.
+fn silent() -> Error {
+    Error::database(std::io::Error::new(std::io::ErrorKind::TimedOut, "the row was not read by the wait's deadline"))
+}
+
 /// The tasks waiting on approval rows, by row id: a store wakes them after each write that may
 /// resolve or delete rows. For store implementations; clones of a store share one.
 #[derive(Debug, Default)]
@@ -82,9 +87,10 @@ impl ResolutionWaiters {
     /// every write wakes it).
     ///
     /// Once the row has been read, a read that fails with [`Error::Database`] (a restart, a lost
-    /// connection) is waited out, unless the store has [closed](Self::close): the row is read again after the poll interval (at most
-    /// [`RETRY_AFTER_FAILURE`]) or a wake-up, until the deadline, when the failure is the answer.
-    /// A wait of an hour does not end because the database was away for a minute of it.
+    /// connection) is waited out, unless the store has [closed](Self::close): the row is read
+    /// again after the poll interval (at most [`RETRY_AFTER_FAILURE`]) or a wake-up, until the
+    /// deadline, when the failure is the answer. A wait of an hour does not end because the
+    /// database was away for a minute of it, nor outlasts its deadline on a read that hangs.
     pub async fn wait<F, Fut>(
         &self,
         id: &str,
@@ -106,7 +112,13 @@ impl ResolutionWaiters {
             // are working now will be told of every write after the read.
             let woken = subscription.notify.notified();
             let poll = poll_interval();
-            let row = match read().await {
+            // A read that hangs (a connection gone silent) ends at the deadline.
+            let read = read();
+            let read = match deadline {
+                Some(at) => tokio::time::timeout_at(at, read).await.unwrap_or_else(|_| Err(silent())),
+                None => read.await,
+            };
+            let row = match read {
                 Ok(row) => row.ok_or_else(|| Error::ApprovalNotFound(id.to_owned()))?,
                 Err(error @ Error::Database(_))
                     if read_once
@@ -464,8 +476,10 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn a_database_still_away_at_the_deadline_or_at_the_first_read_fails_the_wait() {
         let waiters = ResolutionWaiters::new();
+        // Read at 0 s, failed at 1 s and 2 s, and failing still at the deadline, 2.5 s.
         let failing = reads(vec![Some(pending()), None, None, None]);
-        let err = waiters.wait("row-1", Duration::from_millis(2500), || None, failing).await.unwrap_err();
+        let poll = || Some(Duration::from_secs(1));
+        let err = waiters.wait("row-1", Duration::from_millis(2500), poll, failing).await.unwrap_err();
         assert!(matches!(err, Error::Database(_)), "{err:?}");
         let first = reads(vec![None]);
         let err = waiters.wait("row-1", Duration::from_secs(3600), || None, first).await.unwrap_err();
