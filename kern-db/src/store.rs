@@ -170,6 +170,27 @@ impl<DB: Driver> SqlStore<DB> {
         }
     }
 
+    /// Commits the transaction on `conn`, announcing it when its answer was lost (see
+    /// [`announce_if_lost`](Self::announce_if_lost)).
+    async fn commit(&self, conn: &mut Lane<DB::Connection>) -> Result<()> {
+        let committed = commit::<DB>(conn).await;
+        if let Err(error) = &committed {
+            self.announce_if_lost(error).await;
+        }
+        committed
+    }
+
+    /// After a write that failed with `error`: one whose connection was lost once it was sent
+    /// may have committed all the same, and is announced then to every waiter (a spurious
+    /// announcement costs a read; a lost one, a minute's wait in another process).
+    async fn announce_if_lost(&self, error: &Error) {
+        if DB::connection_lost(error) {
+            self.waiters.wake_all();
+            self.signal.appended();
+            self.announce(Resolved::Any).await;
+        }
+    }
+
     /// [`Store::save_runs`], before the trail's followers are signalled.
     async fn write_runs(&self, runs: &[RunRecord], new_approvals: &[Approval], executions: &[Execution]) -> Result<()> {
         check_save(runs, new_approvals, executions)?;
@@ -432,7 +453,7 @@ impl<DB: Driver> SqlStore<DB> {
                 return Err(error);
             }
         };
-        commit::<DB>(&mut conn).await?;
+        self.commit(&mut conn).await?;
         // Back to the pool before the announcement: a slow one holds no connection.
         drop(conn);
         self.pools.committed(());
@@ -521,7 +542,7 @@ impl<DB: Driver> SqlStore<DB> {
             }
         }
         expired += resolved.len() as u64;
-        commit::<DB>(&mut conn).await?;
+        self.commit(&mut conn).await?;
         drop(conn);
         self.pools.committed(());
         if expired > 0 || withdrew_runs {
@@ -573,7 +594,11 @@ impl<DB: Driver> SqlStore<DB> {
             writes.push(Stmt::new(&self.queries.touch_row).bind(id).bind(effect.row.updated_at));
         }
         writes.extend(self.insert_events(&chained));
-        DB::commit_with(&mut conn, writes).await?;
+        let committed = DB::commit_with(&mut conn, writes).await;
+        if let Err(error) = &committed {
+            self.announce_if_lost(error).await;
+        }
+        committed?;
         self.pools.committed(());
         Ok(effect.row)
     }
@@ -736,7 +761,7 @@ impl<DB: Driver> Store for SqlStore<DB> {
             let saved = self.write_runs(runs, new_approvals, executions).await;
             // Whatever was written (nothing, on an error: a spurious signal costs a read).
             self.signal.appended();
-            if saved.is_ok() {
+            if may_have_committed::<DB, _>(&saved) {
                 self.announce(Resolved::Nothing).await;
             }
             saved
@@ -813,7 +838,7 @@ impl<DB: Driver> Store for SqlStore<DB> {
                     .why_not(run_id, |status| Error::RunNotStale { run_id: run_id.to_owned(), status })
                     .await?);
             };
-            commit::<DB>(&mut conn).await?;
+            self.commit(&mut conn).await?;
             drop(conn);
             self.pools.committed(());
             self.signal.appended();
@@ -931,7 +956,7 @@ impl<DB: Driver> Store for SqlStore<DB> {
             row.status = ApprovalStatus::Cancelled;
             row.resolved_at = Some(now);
             self.record_decision(&mut conn, &row, SYSTEM_PRINCIPAL, now).await?;
-            commit::<DB>(&mut conn).await?;
+            self.commit(&mut conn).await?;
             drop(conn);
             self.pools.committed(());
             self.waiters.wake(id);

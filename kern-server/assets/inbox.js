@@ -242,12 +242,17 @@
     }
   }
 
-  // A run: its status, live.
+  // A run: its status, live. Not asked while the tab is hidden, and no more once the session
+  // has ended (the answer is 401 then).
   var run = document.querySelector("[data-run-id]");
   if (run && ["paused", "running"].indexOf(run.dataset.status) >= 0) {
-    setInterval(function () {
+    var polling = setInterval(function () {
+      if (document.hidden) return;
       fetch("/runs/" + encodeURIComponent(run.dataset.runId), { credentials: "same-origin" })
-        .then(function (response) { return response.ok ? response.json() : null; })
+        .then(function (response) {
+          if (response.status === 401) clearInterval(polling);
+          return response.ok ? response.json() : null;
+        })
         .then(function (body) {
           if (!submitting && body && String(body.status).toLowerCase() !== run.dataset.status) location.reload();
         })

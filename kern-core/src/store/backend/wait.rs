@@ -25,9 +25,16 @@ use crate::error::{Error, Result};
 /// database may be restarting.
 const RETRY_AFTER_FAILURE: Duration = Duration::from_secs(1);
 
+/// How long a read of the row may take past the wait's deadline: the last read is made at the
+/// deadline.
+const READ_PATIENCE: Duration = Duration::from_secs(10);
+
 /// The failure of a read still unanswered at the wait's deadline.
 fn silent() -> Error {
-    Error::database(std::io::Error::new(std::io::ErrorKind::TimedOut, "the row was not read by the wait's deadline"))
+    Error::database(std::io::Error::new(
+        std::io::ErrorKind::TimedOut,
+        "the row was not read in time for the wait's deadline",
+    ))
 }
 
 /// The tasks waiting on approval rows, by row id: a store wakes them after each write that may
@@ -90,7 +97,8 @@ impl ResolutionWaiters {
     /// connection) is waited out, unless the store has [closed](Self::close): the row is read
     /// again after the poll interval (at most [`RETRY_AFTER_FAILURE`]) or a wake-up, until the
     /// deadline, when the failure is the answer. A wait of an hour does not end because the
-    /// database was away for a minute of it, nor outlasts its deadline on a read that hangs.
+    /// database was away for a minute of it, nor outlasts its deadline by more than
+    /// [`READ_PATIENCE`] on a read that hangs.
     pub async fn wait<F, Fut>(
         &self,
         id: &str,
@@ -112,10 +120,14 @@ impl ResolutionWaiters {
             // are working now will be told of every write after the read.
             let woken = subscription.notify.notified();
             let poll = poll_interval();
-            // A read that hangs (a connection gone silent) ends at the deadline.
+            // After the first (which a wait of no time makes too), a read that hangs (a
+            // connection gone silent) ends at the deadline, given the time a read takes.
             let read = read();
-            let read = match deadline {
-                Some(at) => tokio::time::timeout_at(at, read).await.unwrap_or_else(|_| Err(silent())),
+            let read = match deadline.filter(|_| read_once) {
+                Some(at) => {
+                    let at = at.max(Instant::now() + READ_PATIENCE);
+                    tokio::time::timeout_at(at, read).await.unwrap_or_else(|_| Err(silent()))
+                }
                 None => read.await,
             };
             let row = match read {
@@ -471,6 +483,20 @@ mod tests {
         let read = reads(vec![Some(pending()), None, None, Some(approved.clone())]);
         let poll = || Some(Duration::from_secs(60));
         assert_eq!(waiters.wait("row-1", Duration::from_secs(3600), poll, read).await.unwrap(), approved);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_read_that_hangs_ends_the_wait_after_its_deadline() {
+        let waiters = ResolutionWaiters::new();
+        let mut first = true;
+        let read = move || {
+            let answers = std::mem::replace(&mut first, false);
+            async move {
+                if answers { Ok(Some(pending())) } else { std::future::pending::<Result<Option<Approval>>>().await }
+            }
+        };
+        let err = waiters.wait("row-1", Duration::from_secs(5), || None, read).await.unwrap_err();
+        assert!(matches!(err, Error::Database(_)), "{err:?}");
     }
 
     #[tokio::test(start_paused = true)]
