@@ -181,7 +181,7 @@ mod tests {
     }
 
     #[test]
-    fn a_workers_counters_are_read_at_each_scrape() {
+    fn a_worker_adds_its_counters_to_the_exposition() {
         let worker = Arc::new(WorkerStats::default());
         let text = Metrics::with_worker(worker).render(0);
         assert!(text.contains("kern_worker_runs_total{outcome=\"continued\"} 0\n"));

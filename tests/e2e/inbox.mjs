@@ -188,7 +188,8 @@ try {
   step("edit an argument, see the diff, approve");
   await openRow(page, "raise_card_limit");
   await page.fill("[name='arg.limit_eur']", "2000");
-  await page.locator("#edit-diff", { hasText: "5000" }).waitFor();
+  await page.locator("#edit-diff del", { hasText: "5000" }).waitFor();
+  await page.locator("#edit-diff ins", { hasText: "2000" }).waitFor();
   await Promise.all([page.waitForNavigation(), page.click("#edit-form button[value=approve]")]);
   assert.equal((await page.locator("#status").textContent()).trim(), "approved");
   const diff = page.locator("table.diff");
@@ -246,8 +247,11 @@ try {
   const phone = await browser.newContext({ viewport: { width: 360, height: 760 }, isMobile: true, hasTouch: true });
   const small = await phone.newPage();
   await signIn(small);
-  for (const [name, path] of [["09-phone-inbox", "/"], ["10-phone-detail", `/ui/approvals/${carolId}`]]) {
+  // A pending row's page, whose forms are the widest part of it.
+  const [open] = (await api("GET", "/approvals?status=pending&limit=1")).data;
+  for (const [name, path] of [["09-phone-inbox", "/"], ["10-phone-detail", `/ui/approvals/${open.id}`]]) {
     await small.goto(base + path);
+    if (path !== "/") assert.ok(await small.locator("#reject-form").count(), "the row's forms are on the page");
     const width = await small.evaluate(() => document.documentElement.scrollWidth);
     assert.ok(width <= 360, `${path} is ${width}px wide at 360px`);
     await shoot(small, name, { fullPage: path !== "/" });

@@ -180,11 +180,27 @@ async fn names_do_not_clash_with_the_generated_code() {
     assert_eq!(Shout.call(&ctx, json!({"shout": "hi"})).await, Ok(json!("HI")));
 }
 
+/// Waits for a second call of itself: two calls return only if they run at once.
+#[tool]
+async fn meet() -> String {
+    static MEETING: std::sync::LazyLock<tokio::sync::Barrier> =
+        std::sync::LazyLock::new(|| tokio::sync::Barrier::new(2));
+    MEETING.wait().await;
+    "met".to_owned()
+}
+
 #[tokio::test]
 async fn tools_run_concurrently_behind_trait_objects() {
-    let tools: Vec<std::sync::Arc<dyn Tool>> = vec![std::sync::Arc::new(Add), std::sync::Arc::new(Greet)];
-    let add = tools[0].clone();
-    let handle = tokio::spawn(async move { add.call(&RunContext::default(), json!({"a": 1, "b": 1})).await });
-    assert_eq!(handle.await.expect("task"), Ok(json!(2)));
-    assert_eq!(tools[1].definition().name, "greet");
+    let tools: Vec<std::sync::Arc<dyn Tool>> = vec![std::sync::Arc::new(Meet), std::sync::Arc::new(Meet)];
+    let calls: Vec<_> = tools
+        .iter()
+        .map(|tool| {
+            let tool = tool.clone();
+            tokio::spawn(async move { tool.call(&RunContext::default(), json!({})).await })
+        })
+        .collect();
+    for call in calls {
+        let met = tokio::time::timeout(std::time::Duration::from_secs(30), call).await.expect("the calls ran at once");
+        assert_eq!(met.expect("task"), Ok(json!("met")));
+    }
 }

@@ -358,6 +358,7 @@ pub async fn a_quorum_row_shows_how_far_it_has_come_and_who_voted(store: Arc<dyn
     let page = html(&page);
     assert!(page.contains("1 more needed") && page.contains("id=\"approve-form\""), "carol may still vote");
     assert!(!page.contains("You voted"));
+    assert!(page.contains("Votes so far") && page.contains("<strong>bob</strong>"), "who voted is listed: {page}");
 }
 
 /// The form's text for `text`, every byte but letters and digits escaped.
@@ -374,10 +375,16 @@ pub async fn an_edit_changes_only_what_the_approver_changed(store: Arc<dyn Store
     let (_, _, as_shown) = app.paused("send the memo", "dave").await;
     let (_, _, edited) = app.paused("send the memo", "dave").await;
 
-    // Its arguments run past what the list shows: it is approved from its page only.
+    // Its arguments run past what the list shows: it is approved from its page only, where a
+    // short confirmation is approved from the list too.
+    let (_, _, refund) = app.paused_refund("dave").await;
     let rows = app.send_with(Method::GET, "/ui/rows", None, &cookie, None).await;
-    let listed = html(&rows).split(&format!("data-id=\"{as_shown}\"")).nth(1).expect("the row is listed");
-    assert!(!listed.split("</li>").next().unwrap().contains("row-actions"), "{listed}");
+    let listed = |id: &str| {
+        let li = html(&rows).split(&format!("data-id=\"{id}\"")).nth(1).expect("the row is listed");
+        li.split("</li>").next().unwrap().to_owned()
+    };
+    assert!(listed(&refund).contains("name=\"etag\""), "{}", listed(&refund));
+    assert!(!listed(&as_shown).contains("name=\"etag\""), "{}", listed(&as_shown));
     let page = app.send_with(Method::GET, &format!("/ui/approvals/{as_shown}"), None, &cookie, None).await;
     assert!(html(&page).contains("<textarea id=\"arg.body\""), "a text with line breaks keeps them");
     assert!(html(&page).contains("id=\"edit-form\""), "a confirmation that allows edits offers them");

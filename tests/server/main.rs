@@ -54,7 +54,7 @@ suite! {
     runs::an_audit_call_runs_on_its_callers_answer_and_names_them_on_its_row,
     runs::a_scoped_caller_runs_only_in_their_own_sessions,
     runs::run_routes_refuse_what_they_cannot_run,
-    runs::a_streamed_run_sends_its_events_as_they_happen,
+    runs::a_streamed_run_answers_its_events_in_order_and_numbered,
     runs::a_team_run_continues_over_http_only_once_its_members_row_is_approved,
     runs::a_team_members_run_names_its_team,
     live::an_event_arrives_after_a_resolve_and_resumes_without_loss,

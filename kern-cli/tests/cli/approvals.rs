@@ -140,9 +140,14 @@ async fn rows_are_rejected_and_cancelled_and_filtered() {
 
         // Keyset paging visits every row once, newest first.
         let first = db.kern(&["approvals", "list", "--limit", "2", "--json"]).json();
+        let first_ids: Vec<&str> =
+            first["items"].as_array().unwrap().iter().map(|r| r["id"].as_str().unwrap()).collect();
+        assert_eq!(first_ids, [pending.as_str(), cancelled.as_str()]);
         let cursor = first["next_cursor"].as_str().expect("a full page names the next").to_owned();
         let rest = ids(&["--limit", "2", "--cursor", &cursor]);
         assert_eq!(rest, [rejected.as_str()]);
+        let last = db.kern(&["approvals", "list", "--limit", "2", "--cursor", &cursor, "--json"]).json();
+        assert!(last["next_cursor"].is_null(), "the last page names no next: {last}");
         // Said for people, the next page keeps the filters, its times as the first page took them.
         let text = db.kern(&["approvals", "list", "--limit", "1", "--since", "1h", "--user", "user-2"]).ok().to_owned();
         let hint = text.lines().find_map(|line| line.strip_prefix("more: ")).expect("a full page says how to go on");

@@ -2,11 +2,12 @@
 //! of its own when `KERN_TEST_POSTGRES_URL` is set), and the `kern` binary run against it.
 
 use std::future::Future;
-use std::io::{BufRead, BufReader, Lines};
+use std::io::{BufRead, BufReader, Read as _};
 use std::path::PathBuf;
-use std::process::{Child, ChildStdout, Command, Output, Stdio};
+use std::process::{Child, Command, Output, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::sync::mpsc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use kern::db::{PostgresDb, SqliteDb, Store};
 use serde_json::Value;
@@ -42,10 +43,16 @@ pub fn kern_command() -> Command {
     command
 }
 
+/// How long a running `kern` may take to print its next line or to end: past it, the test fails
+/// rather than hangs (a bound on a wait, not a timing asserted).
+const PATIENCE: Duration = Duration::from_secs(60);
+
 /// `kern` running until interrupted (`watch`, `serve`), its standard output read line by line.
 pub struct Running {
     child: Child,
-    lines: Lines<BufReader<ChildStdout>>,
+    lines: mpsc::Receiver<String>,
+    /// Its standard error, read as it comes (a full pipe would stop it).
+    stderr: std::thread::JoinHandle<String>,
 }
 
 impl Running {
@@ -53,27 +60,56 @@ impl Running {
     pub fn start<S: AsRef<std::ffi::OsStr>>(args: impl IntoIterator<Item = S>) -> Self {
         let mut child =
             kern_command().args(args).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().expect("start kern");
-        let lines = BufReader::new(child.stdout.take().expect("piped")).lines();
-        Running { child, lines }
+        let stdout = BufReader::new(child.stdout.take().expect("piped"));
+        let (sender, lines) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in stdout.lines().map_while(Result::ok) {
+                if sender.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        let mut errors = child.stderr.take().expect("piped");
+        let stderr = std::thread::spawn(move || {
+            let mut text = String::new();
+            let _ = errors.read_to_string(&mut text);
+            text
+        });
+        Running { child, lines, stderr }
     }
 
     /// The next line it prints, as JSON.
     pub fn next_json(&mut self) -> Value {
-        let line = self.lines.next().expect("a line before the end").expect("text");
+        let line = self.lines.recv_timeout(PATIENCE).expect("a line before the end, within the patience");
         serde_json::from_str(&line).unwrap_or_else(|err| panic!("not JSON ({err}): {line}"))
     }
 
     /// Waits for it to end by itself: its exit code and what it wrote to standard error.
-    pub fn wait(self) -> (Option<i32>, String) {
-        let output = self.child.wait_with_output().expect("wait for kern");
-        (output.status.code(), String::from_utf8_lossy(&output.stderr).into_owned())
+    pub fn wait(mut self) -> (Option<i32>, String) {
+        let code = self.exit_code();
+        (code, self.stderr.join().expect("standard error read"))
     }
 
     /// Sends Ctrl-C (SIGINT) and returns the exit code it ends with.
     pub fn interrupt(mut self) -> Option<i32> {
         let sent = Command::new("kill").args(["-INT", &self.child.id().to_string()]).status().expect("run kill");
         assert!(sent.success());
-        self.child.wait().expect("wait for kern").code()
+        self.exit_code()
+    }
+
+    /// Its exit code once it ends, within [`PATIENCE`]; past it, it is killed and the test fails.
+    fn exit_code(&mut self) -> Option<i32> {
+        let deadline = Instant::now() + PATIENCE;
+        loop {
+            if let Some(status) = self.child.try_wait().expect("wait for kern") {
+                return status.code();
+            }
+            if Instant::now() >= deadline {
+                let _ = self.child.kill();
+                panic!("kern did not end within {PATIENCE:?}");
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
     }
 }
 

@@ -14,7 +14,7 @@ async fn migrate_brings_the_database_to_the_current_schema() {
     .await;
 }
 
-/// Tables an older build wrote are upgraded by `migrate` (and `serve`) alone: a command that
+/// Tables an older build wrote are upgraded by `migrate` (or `serve`): a command that
 /// only reads or decides leaves them to the application that owns them, whose older build
 /// would refuse them upgraded.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
