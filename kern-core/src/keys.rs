@@ -21,9 +21,11 @@ text_enum! {
     Scope {
         /// Read approval rows, their votes and trail, and the event stream.
         ApprovalsRead = "approvals:read",
-        /// Resolve and vote on approval rows, and cancel paused runs.
+        /// Decide approval rows under their policies (approve, reject, vote, or cancel one as a
+        /// decision, `POST /approvals/{id}/cancel`), and cancel paused runs.
         ApprovalsWrite = "approvals:write",
-        /// Withdraw pending approval rows.
+        /// Withdraw pending approval rows with the reference's `DELETE /approvals/{id}` (kept for
+        /// its clients: the row is cancelled under its policy, as `approvals:write` may).
         ApprovalsDelete = "approvals:delete",
         /// Start and continue runs, and read them.
         RunsWrite = "runs:write",

@@ -178,7 +178,10 @@ impl FromRequestParts<AppState> for Caller {
                     ));
                 }
                 // A proxy on the same machine reaches this server from loopback, under a loopback
-                // name (nginx's `proxy_pass http://127.0.0.1:…` does), on behalf of anyone.
+                // name (nginx's `proxy_pass http://127.0.0.1:…` does), on behalf of anyone. One
+                // that says so is refused; one that passes requests on without a word cannot be
+                // told from a local client, which is why an open server is never to be put behind
+                // one (and `kern serve` refuses `--open` with `--public-origin`).
                 if let Some(header) = PROXY_HEADERS.iter().find(|header| parts.headers.contains_key(**header)) {
                     return Err(ApiError::forbidden(format!(
                         "this server runs without authentication and takes no request passed on by a proxy \

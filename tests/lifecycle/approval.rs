@@ -413,12 +413,17 @@ async fn concurrent_continues_run_the_tool_exactly_once(backend: Backend) {
     let row = pending_row(&*store, &run.run_id).await;
     store.update_approval(&row.id, resolve(ApprovalStatus::Approved, None)).await.unwrap();
 
+    // All start together, so that their reads of the paused run race their claims.
+    let start = Arc::new(tokio::sync::Barrier::new(16));
     let attempts: Vec<_> = (0..16)
         .map(|_| {
-            let agent = agent.clone();
+            let (agent, start) = (agent.clone(), start.clone());
             let run_id = run.run_id.clone();
             let requirements = run.requirements.clone();
-            tokio::spawn(async move { agent.continue_run(&run_id, requirements).await })
+            tokio::spawn(async move {
+                start.wait().await;
+                agent.continue_run(&run_id, requirements).await
+            })
         })
         .collect();
     let mut completed = 0;

@@ -416,10 +416,15 @@ async fn concurrent_team_continues_run_the_member_tool_exactly_once(backend: Bac
     let row = rows_of_team(&*store).await.pop().unwrap();
     store.update_approval(&row.id, approve()).await.unwrap();
 
+    let start = Arc::new(tokio::sync::Barrier::new(16));
     let attempts: Vec<_> = (0..16)
         .map(|_| {
             let (team, run_id, requirements) = (team.clone(), run.run_id.clone(), run.requirements.clone());
-            tokio::spawn(async move { team.continue_run(&run_id, requirements).await })
+            let start = start.clone();
+            tokio::spawn(async move {
+                start.wait().await;
+                team.continue_run(&run_id, requirements).await
+            })
         })
         .collect();
     let mut completed = 0;

@@ -440,9 +440,9 @@ pub async fn checking_the_trail_waits_for_no_writer(target: SqlTarget) {
         }
         SqlTarget::Postgres { .. } => None,
     };
-    // Within the time a writer waits for the lock (10 s), not after it.
-    let checked = tokio::time::timeout(Duration::from_secs(5), store.verify_trail()).await;
-    let report = checked.expect("the check is not held up by the writer").unwrap();
+    // Checked while the lock is held: a check that waited for the writer would fail, busy,
+    // once the time a writer waits for the lock (10 s) is up.
+    let report = store.verify_trail().await.expect("the check is not held up by the writer");
     assert_eq!((report.approvals, report.events), (1, 1));
     assert!(report.is_intact(), "{report:?}");
     drop(held);
@@ -483,6 +483,7 @@ pub async fn a_decision_that_waited_past_the_expiry_is_refused(target: SqlTarget
     };
     // Asked for before the expiry, it waits past it.
     tokio::time::sleep(Duration::from_millis(1200)).await;
+    assert!(!deciding.is_finished(), "the decision waits on the row's lock");
     drop(held);
     let err = deciding.await.unwrap().unwrap_err();
     assert!(matches!(err, Error::ApprovalConflict { actual: ApprovalStatus::Expired, .. }), "{err:?}");
@@ -527,6 +528,7 @@ pub async fn a_row_decided_while_the_sweep_waits_does_not_cancel_its_run(target:
         tokio::spawn(async move { store.expire_approvals(now() + seconds(60)).await })
     };
     tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(!sweeping.is_finished(), "the sweep waits on the decision under way");
     if let Some(conn) = deciding.downcast_mut::<sqlx::SqliteConnection>() {
         sqlx::query("COMMIT").execute(conn).await.unwrap();
     }

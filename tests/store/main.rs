@@ -164,6 +164,7 @@ suite! {
         trail::the_database_refuses_to_rewrite_the_trail,
         trail::verifying_names_an_edited_row,
         trail::verifying_names_a_deleted_event,
+        trail::verifying_names_an_altered_event,
         trail::verifying_names_a_vote_no_event_records,
         hostile::an_unreadable_row_is_named_and_the_listing_goes_on,
         hostile::an_unreadable_row_holds_up_neither_the_expiry_sweep_nor_the_trail_check,

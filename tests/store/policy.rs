@@ -123,6 +123,8 @@ pub async fn the_runs_user_may_not_decide_where_the_policy_forbids_it(store: Arc
     let requester = Principal::new(forbidding.user_id.clone().unwrap());
     let err = store.decide(&forbidding.id, &requester, Decision::approve()).await.unwrap_err();
     assert!(matches!(err, Error::NotEligible { ref reason, .. } if reason.contains("their own call")), "{err:?}");
+    assert_eq!(stored(&*store, &forbidding.id).await.status, ApprovalStatus::Pending, "a refusal changes nothing");
+    assert!(store.votes(&forbidding.id).await.unwrap().is_empty(), "nor is a vote counted");
     assert_eq!(
         store.decide(&allowing.id, &requester, Decision::approve()).await.unwrap().status,
         ApprovalStatus::Approved
@@ -132,9 +134,14 @@ pub async fn the_runs_user_may_not_decide_where_the_policy_forbids_it(store: Arc
 pub async fn of_64_concurrent_voters_exactly_the_quorum_is_counted(store: Arc<dyn Store>) {
     let row = with_policy(approval("run-1"), ApprovalPolicy::REQUIRED.approvers(["finance"]).quorum(3));
     create(&*store, &row).await;
+    // All start together, so that their reads of the row race their writes.
+    let start = Arc::new(tokio::sync::Barrier::new(64));
     let voters = (0..64).map(|n| {
-        let (store, id) = (store.clone(), row.id.clone());
-        tokio::spawn(async move { store.decide(&id, &finance(&format!("voter-{n}")), Decision::approve()).await })
+        let (store, id, start) = (store.clone(), row.id.clone(), start.clone());
+        tokio::spawn(async move {
+            start.wait().await;
+            store.decide(&id, &finance(&format!("voter-{n}")), Decision::approve()).await
+        })
     });
     let mut outcomes = Vec::new();
     for voter in voters.collect::<Vec<_>>() {

@@ -66,7 +66,8 @@ pub async fn an_execution_is_recorded_on_its_rows_run_and_its_keys_are_checked(s
     assert!(matches!(err, Error::InvalidInput { field: "execution.principal", .. }), "{err:?}");
     store.save_runs(&[], &[], &[elsewhere]).await.unwrap();
     let trail = store.trail(&row.id).await.unwrap();
-    assert_eq!(trail.last().unwrap().kind, EventKind::Executed);
+    let kinds: Vec<EventKind> = trail.iter().map(|event| event.kind).collect();
+    assert_eq!(kinds, [EventKind::Created, EventKind::Approved, EventKind::Executed], "the refused one wrote nothing");
     assert_eq!(trail.last().unwrap().run_id, row.run_id);
     assert!(store.verify_trail().await.unwrap().is_intact());
 }
@@ -202,5 +203,36 @@ pub async fn verifying_names_a_deleted_event(target: SqlTarget) {
     let broken = store.verify_trail().await.unwrap().broken.expect("the deletion is reported");
     assert_eq!(broken.approval_id, row.id);
     assert!(broken.reason.contains("no event of its chain resolved it"), "{}", broken.reason);
+    db.close().await;
+}
+
+/// An event rewritten in place (its principal, or its link to the one before) is named by its
+/// place in its chain: the hashes are what makes the trail tamper-evident.
+pub async fn verifying_names_an_altered_event(target: SqlTarget) {
+    let db = target.open(Options::default()).await.unwrap();
+    let store = db.store();
+    let (renamed, relinked) = (approval("run-1"), approval("run-2"));
+    create_all(&*store, &[renamed.clone(), relinked.clone()]).await;
+    for row in [&renamed, &relinked] {
+        store.update_approval(&row.id, ApprovalUpdate::approve("admin")).await.unwrap();
+    }
+    // Only someone who can drop the database's guard rewrites an event.
+    target.drop_trigger("kern_approvals_events", "kern_approvals_events_no_update").await;
+    let events = "{t:kern_approvals_events}";
+    let rename = format!("UPDATE {events} SET principal = 'mallory' WHERE approval_id = '{}' AND idx = 2", renamed.id);
+    target.raw(&rename).await.unwrap();
+    let broken = store.verify_trail().await.unwrap().broken.expect("the rewritten event is reported");
+    assert_eq!((broken.approval_id.as_str(), broken.index), (renamed.id.as_str(), 2));
+    assert!(broken.reason.contains("does not match its hash"), "{}", broken.reason);
+
+    // Put back, the trail verifies; an event linked elsewhere is named for its link.
+    let restore = format!("UPDATE {events} SET principal = 'admin' WHERE approval_id = '{}' AND idx = 2", renamed.id);
+    target.raw(&restore).await.unwrap();
+    assert!(store.verify_trail().await.unwrap().is_intact());
+    let relink = format!("UPDATE {events} SET prev_hash = hash WHERE approval_id = '{}' AND idx = 2", relinked.id);
+    target.raw(&relink).await.unwrap();
+    let broken = store.verify_trail().await.unwrap().broken.expect("the relinked event is reported");
+    assert_eq!((broken.approval_id.as_str(), broken.index), (relinked.id.as_str(), 2));
+    assert!(broken.reason.contains("prev_hash differs"), "{}", broken.reason);
     db.close().await;
 }
