@@ -1,7 +1,7 @@
 //! The databases themselves: schema creation, re-opening, upgrades, table names, and the
 //! errors of a store that cannot open.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
@@ -20,6 +20,18 @@ pub async fn an_empty_database_gets_the_current_schema(target: SqlTarget) {
     let db = target.open(Options::default()).await.unwrap();
     assert_ne!(target.sqlite_file_exists(), Some(false));
     assert_eq!(db.schema_version().await, SCHEMA_VERSION);
+    // It holds conversations and decisions: its owner's alone, its WAL file too.
+    #[cfg(unix)]
+    if let SqlTarget::Sqlite(path) = &target {
+        use std::os::unix::fs::PermissionsExt;
+        for file in [path.clone(), PathBuf::from(format!("{}-wal", path.display()))] {
+            let mode = std::fs::metadata(&file).unwrap().permissions().mode();
+            assert_eq!(mode & 0o077, 0, "{} is {mode:o}", file.display());
+        }
+        // A "file" that is each connection's own database is refused, not opened half-shared.
+        let err = SqliteDb::builder().db_file(":memory:").build().await.unwrap_err();
+        assert!(err.to_string().contains("not WAL"), "{err}");
+    }
 
     let store = db.store();
     let paused = run("session-1");

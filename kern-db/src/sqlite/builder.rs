@@ -83,7 +83,7 @@ impl Default for SqliteDbBuilder {
 builder!(SqliteDbBuilder);
 
 impl SqliteDbBuilder {
-    /// The database file; created with its directory's permissions if missing, unless the
+    /// The database file; created if missing (readable by its owner alone, on Unix), unless the
     /// builder may not [create tables](Self::create_tables).
     pub fn db_file(mut self, path: impl Into<PathBuf>) -> Self {
         self.target = Some(Target::File(path.into()));

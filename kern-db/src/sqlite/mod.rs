@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use kern_core::{Error, Result};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteConnection};
-use sqlx::{ConnectOptions, Connection, Executor, Sqlite};
+use sqlx::{ConnectOptions, Connection, Sqlite};
 use tokio::time::{Instant, sleep};
 
 use self::builder::Target;
@@ -26,6 +26,9 @@ use crate::layout::{Layout, VERSION_TABLE};
 use crate::schema::{Migrator, Provision, SCHEMA_VERSION};
 use crate::stmt::Stmt;
 use crate::store::SqlStore;
+
+/// The size the WAL file is brought back to once checkpointed: 64 MiB.
+const JOURNAL_SIZE_LIMIT: u64 = 64 * 1024 * 1024;
 
 /// How long a write waits for another process holding the database lock.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
@@ -110,18 +113,40 @@ impl SqliteDbBuilder {
 }
 
 async fn file_pools(path: &Path, synchronous: Synchronous, create: bool) -> Result<Pools<Sqlite>> {
+    if create {
+        create_private(path)?;
+    }
     let options = SqliteConnectOptions::new()
         .filename(path)
         .create_if_missing(create)
         .synchronous(synchronous.into())
         .foreign_keys(true)
-        .busy_timeout(BUSY_TIMEOUT);
+        .busy_timeout(BUSY_TIMEOUT)
+        // A large transaction (a migration's rebuild) leaves the WAL file no larger than this
+        // once checkpointed, rather than at its largest for as long as the file is open.
+        .pragma("journal_size_limit", JOURNAL_SIZE_LIMIT.to_string());
     // Never recycled: a SQLite connection is a handle on a file in this process, which nothing
     // elsewhere keeps a session for.
     let writer = Lanes::new(options.clone(), 1, ACQUIRE_TIMEOUT, None);
     // The writer first: it creates the file and switches it to WAL before readers open it.
     enable_wal(&writer).await?;
     Ok(Pools::new(Lanes::new(options, READ_CONNECTIONS, ACQUIRE_TIMEOUT, None), writer))
+}
+
+/// Creates the file at `path`, empty, readable and writable by its owner alone, unless it
+/// exists: it holds conversations, tool arguments, decisions and key digests, and SQLite gives
+/// its `-wal` and `-shm` files the mode of the database's (it would create it 0644, for every
+/// local user to read).
+fn create_private(path: &Path) -> Result<()> {
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    match options.open(path) {
+        Ok(_) => Ok(()),
+        Err(err) if err.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+        Err(err) => Err(Error::database(err)),
+    }
 }
 
 /// Refuses the file at `path` unless it holds `layout`'s tables, read without writing to it:
@@ -146,12 +171,20 @@ async fn refuse_without_tables(path: &Path, layout: &Layout) -> Result<()> {
 /// Switches the file to WAL (a lasting property of the file). The switch needs an exclusive
 /// lock that SQLite does not wait for, so when several stores open a new file at once all but
 /// one get `SQLITE_BUSY`: retry them until the busy timeout. A file in WAL mode returns at once.
+/// A database that cannot be in WAL (`:memory:` or an empty path, a database of each
+/// connection's own) is refused: its readers would not see what its writer wrote.
 async fn enable_wal(writer: &Lanes<SqliteConnection>) -> Result<()> {
     let deadline = Instant::now() + BUSY_TIMEOUT;
     loop {
         let mut conn = writer.acquire_lane().await?;
-        match conn.execute(sqlx::raw_sql("PRAGMA journal_mode = WAL")).await {
-            Ok(_) => return Ok(()),
+        match sqlx::query_scalar::<_, String>("PRAGMA journal_mode = WAL").fetch_one(&mut *conn).await {
+            Ok(mode) if mode.eq_ignore_ascii_case("wal") => return Ok(()),
+            Ok(mode) => {
+                let reason = format!(
+                    "the database cannot be shared by its connections (journal mode `{mode}`, not WAL): give a file's path, or use `in_memory()`"
+                );
+                return Err(Error::database(std::io::Error::other(reason)));
+            }
             Err(err) if is_busy(&err) && Instant::now() < deadline => sleep(Duration::from_millis(10)).await,
             Err(err) => return Err(Error::database(err)),
         }
