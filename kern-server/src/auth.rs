@@ -9,9 +9,9 @@
 use std::net::SocketAddr;
 
 use axum::extract::{ConnectInfo, FromRequestParts};
-use axum::http::Method;
 use axum::http::header::{AUTHORIZATION, HOST};
 use axum::http::request::Parts;
+use axum::http::{Extensions, HeaderMap, Method};
 use kern_core::approval::{Approval, Principal};
 use kern_core::keys::{ApiKey, Scope, parse_token};
 use kern_core::limits;
@@ -171,31 +171,7 @@ impl FromRequestParts<AppState> for Caller {
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
         match &state.auth {
             Auth::OpenOnLoopback { principal } => {
-                let peer = parts.extensions.get::<ConnectInfo<SocketAddr>>().map(|info| info.0);
-                if !peer.is_some_and(|peer| peer.ip().is_loopback()) {
-                    return Err(ApiError::forbidden(
-                        "this server runs without authentication and answers only loopback clients",
-                    ));
-                }
-                // A proxy on the same machine reaches this server from loopback, under a loopback
-                // name (nginx's `proxy_pass http://127.0.0.1:…` does), on behalf of anyone. One
-                // that says so is refused; one that passes requests on without a word cannot be
-                // told from a local client, which is why an open server is never to be put behind
-                // one (and `kern serve` refuses `--open` with `--public-origin`).
-                if let Some(header) = PROXY_HEADERS.iter().find(|header| parts.headers.contains_key(**header)) {
-                    return Err(ApiError::forbidden(format!(
-                        "this server runs without authentication and takes no request passed on by a proxy \
-                         (it carries `{header}`): give it API keys to serve it through one"
-                    )));
-                }
-                // A page elsewhere whose name was rebound to 127.0.0.1 reaches this server from
-                // the loopback peer of the admin's own browser, under its own name.
-                if !parts.headers.get(HOST).and_then(|host| host.to_str().ok()).is_some_and(is_loopback_host) {
-                    return Err(ApiError::forbidden(
-                        "this server runs without authentication and answers only requests addressed to \
-                         localhost, 127.0.0.1 or [::1]",
-                    ));
-                }
+                check_loopback(&parts.extensions, &parts.headers)?;
                 // A page of any site the admin visits can post to a loopback server from the
                 // admin's own browser, which names that site in `Origin`.
                 if parts.method != Method::GET
@@ -215,6 +191,7 @@ impl FromRequestParts<AppState> for Caller {
             }
             _ if !parts.headers.contains_key(AUTHORIZATION)
                 && (parts.method == Method::GET || parts.method == Method::HEAD)
+                && read_by_pages(parts.uri.path())
                 && let Some(token) = session::cookie_token(&parts.headers, state.secure_cookies) =>
             {
                 Caller::of_session(state, token).await.map(|(caller, _)| caller)
@@ -232,6 +209,45 @@ impl FromRequestParts<AppState> for Caller {
             }
         }
     }
+}
+
+/// Refuses, on a server open on loopback, a request that is not a local client's: one from
+/// another address, one a proxy says it passed on, or one addressed to another name. Asked of
+/// every request (see `server::loopback_only`), the routes that take no credential included,
+/// and again by [`Caller`].
+pub(crate) fn check_loopback(extensions: &Extensions, headers: &HeaderMap) -> ApiResult<()> {
+    let peer = extensions.get::<ConnectInfo<SocketAddr>>().map(|info| info.0);
+    if !peer.is_some_and(|peer| peer.ip().is_loopback()) {
+        return Err(ApiError::forbidden("this server runs without authentication and answers only loopback clients"));
+    }
+    // A proxy on the same machine reaches this server from loopback, under a loopback name
+    // (nginx's `proxy_pass http://127.0.0.1:…` does), on behalf of anyone. One that says so is
+    // refused; one that passes requests on without a word cannot be told from a local client,
+    // which is why an open server is never to be put behind one (and `kern serve` refuses
+    // `--open` with `--public-origin`).
+    if let Some(header) = PROXY_HEADERS.iter().find(|header| headers.contains_key(**header)) {
+        return Err(ApiError::forbidden(format!(
+            "this server runs without authentication and takes no request passed on by a proxy (it carries \
+             `{header}`): give it API keys to serve it through one"
+        )));
+    }
+    // A page elsewhere whose name was rebound to 127.0.0.1 reaches this server from the loopback
+    // peer of the admin's own browser, under its own name.
+    if !headers.get(HOST).and_then(|host| host.to_str().ok()).is_some_and(is_loopback_host) {
+        return Err(ApiError::forbidden(
+            "this server runs without authentication and answers only requests addressed to localhost, \
+             127.0.0.1 or [::1]",
+        ));
+    }
+    Ok(())
+}
+
+/// Whether `path` is one of the API's reads the inbox's pages make with their session: the
+/// event stream and a run's status. Any other route takes a bearer credential, so that a
+/// session (which a page of a sibling site may make the browser send) reads no keys, no whole
+/// trail, nothing the pages do not show.
+fn read_by_pages(path: &str) -> bool {
+    path == "/events" || path.strip_prefix("/runs/").is_some_and(|run| !run.is_empty() && !run.contains('/'))
 }
 
 impl Caller {

@@ -388,6 +388,7 @@ fn router(state: AppState, limits: RequestLimits) -> Router {
             ApiError::new(StatusCode::METHOD_NOT_ALLOWED, detail)
         })
         .layer(middleware::from_fn(move |request, next| time_limit(limits.request_timeout, request, next)))
+        .layer(middleware::from_fn_with_state(state.clone(), loopback_only))
         .layer(middleware::map_response(uncached))
         // Outside the time limit, so that the requests it cuts are counted too.
         .layer(middleware::from_fn_with_state(state.clone(), measure))
@@ -437,6 +438,18 @@ async fn time_limit(limit: Duration, request: Request, next: Next) -> Response {
 async fn uncached(mut response: Response) -> Response {
     response.headers_mut().entry(CACHE_CONTROL).or_insert(HeaderValue::from_static("no-store"));
     response
+}
+
+/// On a server open on loopback, answers no request but a local client's, on every route: those
+/// that take no credential (`/metrics`, the inbox's assets) would otherwise answer a page whose
+/// name was rebound to 127.0.0.1.
+async fn loopback_only(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    if let Auth::OpenOnLoopback { .. } = &state.auth
+        && let Err(refused) = crate::auth::check_loopback(request.extensions(), request.headers())
+    {
+        return refused.into_response();
+    }
+    next.run(request).await
 }
 
 /// Records each request's latency and status under its route.

@@ -143,12 +143,17 @@ pub async fn signing_in_opens_a_session_whose_forms_are_guarded(store: Arc<dyn S
 
 pub async fn a_session_reads_the_api_but_never_writes_it(store: Arc<dyn Store>) {
     let app = App::new(store).await;
-    let (_, _, row) = app.paused_refund("dave").await;
+    let (run, _, row) = app.paused_refund("dave").await;
     let (session, _) = sign_in(&app, &app.admin).await;
     let cookie = [("cookie", session.as_str())];
-    let listed = app.send_with(Method::GET, "/approvals", None, &cookie, None).await;
-    assert_eq!(listed.status, StatusCode::OK);
-    assert_eq!(listed.headers["cache-control"], "no-store", "an answer read with a cookie is kept from caches");
+    let polled = app.send_with(Method::GET, &format!("/runs/{run}"), None, &cookie, None).await;
+    assert_eq!(polled.status, StatusCode::OK);
+    assert_eq!(polled.headers["cache-control"], "no-store", "an answer read with a cookie is kept from caches");
+    // Only what the pages read: no keys, no whole trail, no listing.
+    for unread in ["/keys", "/audit/events", "/audit/verify", "/approvals", "/runs"] {
+        let refused = app.send_with(Method::GET, unread, None, &cookie, None).await;
+        assert_eq!(refused.status, StatusCode::UNAUTHORIZED, "{unread}");
+    }
     let resolve = format!("/approvals/{row}/resolve");
     let written = app.send_with(Method::POST, &resolve, None, &cookie, Some(json!({"status": "approved"}))).await;
     assert_eq!(written.status, StatusCode::UNAUTHORIZED);
@@ -157,7 +162,7 @@ pub async fn a_session_reads_the_api_but_never_writes_it(store: Arc<dyn Store>) 
     // Signing in again from the same browser ends the session it held.
     let again = post_sign_in(&app, &app.admin, &cookie).await;
     assert_eq!(again.status, StatusCode::SEE_OTHER);
-    let held = app.send_with(Method::GET, "/approvals", None, &cookie, None).await;
+    let held = app.send_with(Method::GET, &format!("/runs/{run}"), None, &cookie, None).await;
     assert_eq!(held.status, StatusCode::UNAUTHORIZED, "the session signed in over is over");
 }
 

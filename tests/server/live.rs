@@ -492,6 +492,12 @@ pub async fn operations_routes_answer(store: Arc<dyn Store>) {
     assert_eq!(local.status(), 200);
     let rebound = client.get(format!("{base}/approvals/count")).header("host", "evil.example").send().await.unwrap();
     assert_eq!(rebound.status(), 403);
+    // On every route, those that take no credential included.
+    for open_route in ["/metrics", "/readyz", "/openapi.json"] {
+        assert_eq!(client.get(format!("{base}{open_route}")).send().await.unwrap().status(), 200, "{open_route}");
+        let rebound = client.get(format!("{base}{open_route}")).header("host", "evil.example").send().await.unwrap();
+        assert_eq!(rebound.status(), 403, "{open_route}");
+    }
     // Nor those a proxy on the same machine passes on, from loopback under a loopback name.
     for header in ["forwarded", "x-forwarded-for", "X-Real-IP", "via"] {
         let proxied =

@@ -47,6 +47,9 @@ const WAKE_AT_LEAST_EVERY: Duration = Duration::from_secs(1);
 /// stream within about this long.
 const CREDENTIAL_RECHECK: Duration = Duration::from_secs(1);
 
+/// How long a stream goes on while its caller cannot be checked (the database away).
+const CREDENTIAL_PATIENCE: Duration = Duration::from_secs(60);
+
 /// How long a stream waits after the store failed to answer.
 const RETRY_AFTER_FAILURE: Duration = Duration::from_secs(1);
 
@@ -244,7 +247,9 @@ impl Feed {
     }
 
     /// False once the caller is found signed out, asked at most every
-    /// [`CREDENTIAL_RECHECK`]. A failed check is no answer: the stream goes on, to ask again.
+    /// [`CREDENTIAL_RECHECK`]. A failed check is no answer: the stream goes on, to ask again,
+    /// for [`CREDENTIAL_PATIENCE`] after the last check that answered; past it, the stream ends
+    /// (a client reconnects, and is signed in afresh).
     async fn still_signed_in(&mut self) -> bool {
         if self.checked.elapsed() < CREDENTIAL_RECHECK {
             return true;
@@ -255,9 +260,13 @@ impl Feed {
                 true
             }
             Ok(false) => false,
-            Err(err) => {
+            Err(err) if self.checked.elapsed() < CREDENTIAL_PATIENCE => {
                 tracing::warn!(error = %err.detail, "the event stream could not check its caller");
                 true
+            }
+            Err(err) => {
+                tracing::warn!(error = %err.detail, "the event stream could not check its caller for a minute: ending it");
+                false
             }
         }
     }
