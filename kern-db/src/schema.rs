@@ -179,6 +179,13 @@ impl Migrator {
     /// there are none and `provision` may not create them, or they are older and it may not
     /// upgrade them, refuses, and the transaction's rollback leaves nothing of its setup behind.
     pub(crate) async fn apply<DB: Driver>(&self, pools: &Pools<DB>, target: i64, provision: Provision) -> Result<()> {
+        // Tables already at the version wanted need nothing written: read first, outside any
+        // transaction, so that opening an up-to-date store takes no write lock (a command that
+        // only reads waits behind no writer, and opens a file it may not write).
+        let read = Stmt::new(&self.read_version).bind(self.scope.as_str());
+        if pools.read(read, codec::version).await.is_ok_and(|found| found.first() == Some(&target)) {
+            return Ok(());
+        }
         let mut conn = pools.writer.acquire_live().await?;
         let mut tx = conn.begin_with(DB::BEGIN_WRITE).await.map_err(Error::database)?;
         for sql in &self.setup {
