@@ -131,9 +131,18 @@ pub async fn signing_in_opens_a_session_whose_forms_are_guarded(store: Arc<dyn S
         (row_now.body["status"].as_str(), row_now.body["resolved_by"].as_str()),
         (Some("approved"), Some("root"))
     );
-    let again = app.send_with(Method::POST, &decide, None, &cookie, Some(Value::String(form))).await;
+    let again = app.send_with(Method::POST, &decide, None, &cookie, Some(Value::String(form.clone()))).await;
     assert_eq!(again.status, StatusCode::CONFLICT);
-    assert!(html(&again).contains("already approved by root at"), "{}", html(&again));
+    assert!(html(&again).contains("already approved by you at"), "a second press: {}", html(&again));
+    // Someone else first: named.
+    let (_, _, other) = app.paused_refund("dave").await;
+    let resolve = format!("/approvals/{other}/resolve");
+    let by_bob = app.send(Method::POST, &resolve, Some(&app.bob), Some(json!({"status": "approved"}))).await;
+    assert_eq!(by_bob.status, StatusCode::OK);
+    let late_form = Some(Value::String(form));
+    let late = app.send_with(Method::POST, &format!("/ui/approvals/{other}"), None, &cookie, late_form).await;
+    assert_eq!(late.status, StatusCode::CONFLICT);
+    assert!(html(&late).contains("already approved by bob at"), "{}", html(&late));
 
     let key_id = kern::keys::parse_token(&app.admin).unwrap().0.to_owned();
     store.revoke_api_key(&key_id).await.unwrap();

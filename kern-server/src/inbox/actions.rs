@@ -176,7 +176,7 @@ pub async fn decide(
         Ok(_) if form.get("next") == Some("inbox") => Ok(see_other("/")),
         Ok(decided) => Ok(see_other(&format!("/ui/approvals/{}", decided.row().id))),
         Err(err) if err.status == StatusCode::CONFLICT => {
-            let message = conflict_message(&state, &id, err).await;
+            let message = conflict_message(&state, &id, &viewer.caller.principal.id, err).await;
             refused_decision(&state, &viewer, &id, &form, StatusCode::CONFLICT, message).await
         }
         Err(err) if err.status.is_client_error() => {
@@ -186,11 +186,16 @@ pub async fn decide(
     }
 }
 
-/// What a conflict says: who decided the row first, and when.
-async fn conflict_message(state: &AppState, id: &str, err: ApiError) -> String {
+/// What a conflict says: who decided the row first (the viewer themselves, a press of the
+/// button before this one), and when.
+async fn conflict_message(state: &AppState, id: &str, viewer: &str, err: ApiError) -> String {
     match state.store.get_approval(id).await {
         Ok(Some(row)) if row.status.is_resolved() => {
-            let by = row.resolved_by.as_deref().unwrap_or("someone else");
+            let by = match row.resolved_by.as_deref() {
+                Some(by) if by == viewer => "you",
+                Some(by) => by,
+                None => "someone else",
+            };
             let at = row.resolved_at.map(|at| format!(" at {}", time(at))).unwrap_or_default();
             format!("Nothing was changed: this call was already {} by {by}{at}.", row.status)
         }
