@@ -170,10 +170,11 @@ impl<DB: Driver> SqlStore<DB> {
         }
     }
 
-    /// Commits the transaction on `conn`, announcing it when its answer was lost (see
-    /// [`announce_if_lost`](Self::announce_if_lost)).
-    async fn commit(&self, conn: &mut Lane<DB::Connection>) -> Result<()> {
-        let committed = commit::<DB>(conn).await;
+    /// Commits the transaction on `conn` and gives the connection back, announcing the commit
+    /// once it is back when its answer was lost (see [`announce_if_lost`](Self::announce_if_lost)).
+    async fn commit(&self, mut conn: Lane<DB::Connection>) -> Result<()> {
+        let committed = commit::<DB>(&mut conn).await;
+        drop(conn);
         if let Err(error) = &committed {
             self.announce_if_lost(error).await;
         }
@@ -453,9 +454,8 @@ impl<DB: Driver> SqlStore<DB> {
                 return Err(error);
             }
         };
-        self.commit(&mut conn).await?;
         // Back to the pool before the announcement: a slow one holds no connection.
-        drop(conn);
+        self.commit(conn).await?;
         self.pools.committed(());
         self.waiters.wake_all();
         self.signal.appended();
@@ -542,8 +542,7 @@ impl<DB: Driver> SqlStore<DB> {
             }
         }
         expired += resolved.len() as u64;
-        self.commit(&mut conn).await?;
-        drop(conn);
+        self.commit(conn).await?;
         self.pools.committed(());
         if expired > 0 || withdrew_runs {
             // Every waiter of this handle reads its row again; other handles are told the
@@ -595,6 +594,7 @@ impl<DB: Driver> SqlStore<DB> {
         }
         writes.extend(self.insert_events(&chained));
         let committed = DB::commit_with(&mut conn, writes).await;
+        drop(conn);
         if let Err(error) = &committed {
             self.announce_if_lost(error).await;
         }
@@ -838,8 +838,7 @@ impl<DB: Driver> Store for SqlStore<DB> {
                     .why_not(run_id, |status| Error::RunNotStale { run_id: run_id.to_owned(), status })
                     .await?);
             };
-            self.commit(&mut conn).await?;
-            drop(conn);
+            self.commit(conn).await?;
             self.pools.committed(());
             self.signal.appended();
             self.announce(Resolved::Nothing).await;
@@ -956,8 +955,7 @@ impl<DB: Driver> Store for SqlStore<DB> {
             row.status = ApprovalStatus::Cancelled;
             row.resolved_at = Some(now);
             self.record_decision(&mut conn, &row, SYSTEM_PRINCIPAL, now).await?;
-            self.commit(&mut conn).await?;
-            drop(conn);
+            self.commit(conn).await?;
             self.pools.committed(());
             self.waiters.wake(id);
             self.signal.appended();

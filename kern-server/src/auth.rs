@@ -3,8 +3,8 @@
 //! caller may do (or refuses with 403).
 //!
 //! A request without an `Authorization` header may also be signed in by the inbox's session
-//! cookie, for reading only (GET and HEAD): that is how the inbox's pages read `/events` and
-//! `/runs/{run_id}`. Writes through the API always need a bearer credential.
+//! cookie, for the two reads the inbox's pages make, `GET /events` and `GET /runs/{run_id}`.
+//! Every other route, and every write, needs a bearer credential.
 
 use std::net::SocketAddr;
 

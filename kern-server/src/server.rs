@@ -447,7 +447,11 @@ async fn loopback_only(State(state): State<AppState>, request: Request, next: Ne
     if let Auth::OpenOnLoopback { .. } = &state.auth
         && let Err(refused) = crate::auth::check_loopback(request.extensions(), request.headers())
     {
-        return refused.into_response();
+        return if inbox::is_page(request.uri().path()) {
+            inbox::refusal_page(refused)
+        } else {
+            refused.into_response()
+        };
     }
     next.run(request).await
 }

@@ -492,6 +492,10 @@ pub async fn operations_routes_answer(store: Arc<dyn Store>) {
     assert_eq!(local.status(), 200);
     let rebound = client.get(format!("{base}/approvals/count")).header("host", "evil.example").send().await.unwrap();
     assert_eq!(rebound.status(), 403);
+    // The inbox answers its refusal as a page.
+    let page = client.get(format!("{base}/")).header("host", "evil.example").send().await.unwrap();
+    assert_eq!(page.status(), 403);
+    assert!(page.headers()["content-type"].to_str().unwrap().starts_with("text/html"));
     // On every route, those that take no credential included.
     for open_route in ["/metrics", "/readyz", "/openapi.json"] {
         assert_eq!(client.get(format!("{base}{open_route}")).send().await.unwrap().status(), 200, "{open_route}");

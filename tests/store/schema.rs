@@ -28,9 +28,6 @@ pub async fn an_empty_database_gets_the_current_schema(target: SqlTarget) {
             let mode = std::fs::metadata(&file).unwrap().permissions().mode();
             assert_eq!(mode & 0o077, 0, "{} is {mode:o}", file.display());
         }
-        // A "file" that is each connection's own database is refused, not opened half-shared.
-        let err = SqliteDb::builder().db_file(":memory:").build().await.unwrap_err();
-        assert!(err.to_string().contains("not WAL"), "{err}");
     }
 
     let store = db.store();
@@ -384,4 +381,15 @@ async fn postgres_an_unreachable_server_is_a_clear_error_without_the_password() 
     assert!(err.to_string().starts_with("database error: cannot connect to Postgres"), "{err}");
     assert!(err.to_string().contains("Connection refused"), "{err}");
     assert!(!err.to_string().contains("s3cret"), "{err}");
+}
+
+/// A "file" that would be each connection's own database is refused, and nothing is created
+/// under its name.
+#[tokio::test]
+async fn a_sqlite_path_that_names_no_file_is_refused() {
+    for name in ["", ":memory:", "file::memory:?cache=shared"] {
+        let err = SqliteDb::builder().db_file(name).build().await.unwrap_err();
+        assert!(err.to_string().contains("names no file"), "{name}: {err}");
+        assert!(name.is_empty() || !Path::new(name).exists(), "{name} was created");
+    }
 }

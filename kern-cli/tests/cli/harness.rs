@@ -51,8 +51,8 @@ const PATIENCE: Duration = Duration::from_secs(60);
 pub struct Running {
     child: Child,
     lines: mpsc::Receiver<String>,
-    /// Its standard error, read as it comes (a full pipe would stop it).
-    stderr: std::thread::JoinHandle<String>,
+    /// Its standard error, read as it comes (a full pipe would stop it); taken once it ends.
+    stderr: Option<std::thread::JoinHandle<String>>,
 }
 
 impl Running {
@@ -75,7 +75,7 @@ impl Running {
             let _ = errors.read_to_string(&mut text);
             text
         });
-        Running { child, lines, stderr }
+        Running { child, lines, stderr: Some(stderr) }
     }
 
     /// The next line it prints, as JSON.
@@ -87,7 +87,8 @@ impl Running {
     /// Waits for it to end by itself: its exit code and what it wrote to standard error.
     pub fn wait(mut self) -> (Option<i32>, String) {
         let code = self.exit_code();
-        (code, self.stderr.join().expect("standard error read"))
+        let stderr = self.stderr.take().expect("read once").join().expect("standard error read");
+        (code, stderr)
     }
 
     /// Sends Ctrl-C (SIGINT) and returns the exit code it ends with.
@@ -105,10 +106,20 @@ impl Running {
                 return status.code();
             }
             if Instant::now() >= deadline {
-                let _ = self.child.kill();
                 panic!("kern did not end within {PATIENCE:?}");
             }
             std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+/// A test that fails while `kern` still runs leaves no process behind (holding its port and
+/// database).
+impl Drop for Running {
+    fn drop(&mut self) {
+        if self.child.try_wait().ok().flatten().is_none() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
         }
     }
 }

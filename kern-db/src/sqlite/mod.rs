@@ -84,6 +84,13 @@ impl SqliteDbBuilder {
     pub async fn build(self) -> Result<SqliteDb> {
         let layout = Layout::new(None, &self.tables)?;
         let target = self.target.ok_or(OpenError::MissingTarget("db_file"))?;
+        if let Target::File(path) = &target
+            && !names_a_file(path)
+        {
+            let reason = "it names no file, and each connection would get a database of its own: give a file's \
+                          path, or use `in_memory()`";
+            return Err(OpenError::Sqlite { path: path.clone(), source: reason.into() }.into());
+        }
         let version = self.schema_version.unwrap_or(SCHEMA_VERSION);
         let opened = async {
             let pools = match &target {
@@ -133,6 +140,13 @@ async fn file_pools(path: &Path, synchronous: Synchronous, create: bool) -> Resu
     Ok(Pools::new(Lanes::new(options, READ_CONNECTIONS, ACQUIRE_TIMEOUT, None), writer))
 }
 
+/// Whether SQLite takes `path` for a file's: not empty, `:memory:` or a `file:` URI (sqlx opens
+/// every name as a URI), which would give each connection a database of its own.
+fn names_a_file(path: &Path) -> bool {
+    let name = path.as_os_str().to_string_lossy();
+    !(name.is_empty() || name == ":memory:" || name.starts_with("file:"))
+}
+
 /// Creates the file at `path`, empty, readable and writable by its owner alone, unless it
 /// exists: it holds conversations, tool arguments, decisions and key digests, and SQLite gives
 /// its `-wal` and `-shm` files the mode of the database's (it would create it 0644, for every
@@ -171,8 +185,8 @@ async fn refuse_without_tables(path: &Path, layout: &Layout) -> Result<()> {
 /// Switches the file to WAL (a lasting property of the file). The switch needs an exclusive
 /// lock that SQLite does not wait for, so when several stores open a new file at once all but
 /// one get `SQLITE_BUSY`: retry them until the busy timeout. A file in WAL mode returns at once.
-/// A database that cannot be in WAL (`:memory:` or an empty path, a database of each
-/// connection's own) is refused: its readers would not see what its writer wrote.
+/// A database that cannot be in WAL (one of each connection's own) is refused: its readers
+/// would not see what its writer wrote.
 async fn enable_wal(writer: &Lanes<SqliteConnection>) -> Result<()> {
     let deadline = Instant::now() + BUSY_TIMEOUT;
     loop {
@@ -265,6 +279,7 @@ mod tests {
             assert_eq!(scalar::<String>(&db, "PRAGMA journal_mode").await, "wal");
             assert_eq!(scalar::<i64>(&db, "PRAGMA foreign_keys").await, 1);
             assert_eq!(scalar::<i64>(&db, "PRAGMA synchronous").await, level);
+            assert_eq!(scalar::<i64>(&db, "PRAGMA journal_size_limit").await, 64 << 20);
             db.close().await;
         }
     }

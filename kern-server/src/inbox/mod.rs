@@ -13,9 +13,21 @@ mod viewer;
 mod views;
 
 use axum::Router;
+use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 
+use crate::error::ApiError;
 use crate::state::AppState;
+
+/// Whether `path` is one of the inbox's, whose refusals are pages rather than JSON.
+pub fn is_page(path: &str) -> bool {
+    path == "/" || path.starts_with("/ui/")
+}
+
+/// `err` as the inbox's error page.
+pub fn refusal_page(err: ApiError) -> Response {
+    page::PageError::from(err).into_response()
+}
 
 /// The inbox's routes, beside the API's.
 pub fn routes() -> Router<AppState> {

@@ -120,10 +120,10 @@ impl ResolutionWaiters {
             // are working now will be told of every write after the read.
             let woken = subscription.notify.notified();
             let poll = poll_interval();
-            // After the first (which a wait of no time makes too), a read that hangs (a
-            // connection gone silent) ends at the deadline, given the time a read takes.
+            // A read that hangs (a connection gone silent) ends at the deadline, given the time
+            // a read takes (a wait of no time reads once all the same).
             let read = read();
-            let read = match deadline.filter(|_| read_once) {
+            let read = match deadline {
                 Some(at) => {
                     let at = at.max(Instant::now() + READ_PATIENCE);
                     tokio::time::timeout_at(at, read).await.unwrap_or_else(|_| Err(silent()))
@@ -497,6 +497,21 @@ mod tests {
         };
         let err = waiters.wait("row-1", Duration::from_secs(5), || None, read).await.unwrap_err();
         assert!(matches!(err, Error::Database(_)), "{err:?}");
+        // A first read that hangs ends too.
+        let hangs = || std::future::pending::<Result<Option<Approval>>>();
+        let err = waiters.wait("row-1", Duration::ZERO, || None, hangs).await.unwrap_err();
+        assert!(matches!(err, Error::Database(_)), "{err:?}");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_slow_read_at_the_deadline_is_waited_for() {
+        let waiters = ResolutionWaiters::new();
+        let read = || async {
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            Ok(Some(pending()))
+        };
+        let row = waiters.wait("row-1", Duration::from_secs(5), || None, read).await.unwrap();
+        assert_eq!((row.id.as_str(), row.status), ("row-1", ApprovalStatus::Pending));
     }
 
     #[tokio::test(start_paused = true)]
