@@ -413,16 +413,30 @@ async fn concurrent_continues_run_the_tool_exactly_once(backend: Backend) {
     let row = pending_row(&*store, &run.run_id).await;
     store.update_approval(&row.id, resolve(ApprovalStatus::Approved, None)).await.unwrap();
 
-    // All start together, so that their reads of the paused run race their claims.
+    let completed = continued_at_once(|| {
+        let (agent, run_id, requirements) = (agent.clone(), run.run_id.clone(), run.requirements.clone());
+        async move { agent.continue_run(&run_id, requirements).await }
+    })
+    .await;
+    assert_eq!(completed, 1);
+    assert_eq!(ran(&run.run_id).len(), 1);
+}
+
+/// Starts sixteen continues of one run at once (together past a barrier, so that their reads
+/// of the paused run race their claims) and returns how many completed it; every other must be
+/// refused as no longer paused.
+pub async fn continued_at_once<F, Fut>(continue_run: F) -> usize
+where
+    F: Fn() -> Fut,
+    Fut: std::future::Future<Output = kern::Result<RunOutput>> + Send + 'static,
+{
     let start = Arc::new(tokio::sync::Barrier::new(16));
     let attempts: Vec<_> = (0..16)
         .map(|_| {
-            let (agent, start) = (agent.clone(), start.clone());
-            let run_id = run.run_id.clone();
-            let requirements = run.requirements.clone();
+            let (start, attempt) = (start.clone(), continue_run());
             tokio::spawn(async move {
                 start.wait().await;
-                agent.continue_run(&run_id, requirements).await
+                attempt.await
             })
         })
         .collect();
@@ -437,8 +451,7 @@ async fn concurrent_continues_run_the_tool_exactly_once(backend: Backend) {
             Err(other) => panic!("unexpected error: {other:?}"),
         }
     }
-    assert_eq!(completed, 1);
-    assert_eq!(ran(&run.run_id).len(), 1);
+    completed
 }
 
 async fn audit_rows_carry_the_pause_type_of_their_call(backend: Backend) {

@@ -416,28 +416,11 @@ async fn concurrent_team_continues_run_the_member_tool_exactly_once(backend: Bac
     let row = rows_of_team(&*store).await.pop().unwrap();
     store.update_approval(&row.id, approve()).await.unwrap();
 
-    let start = Arc::new(tokio::sync::Barrier::new(16));
-    let attempts: Vec<_> = (0..16)
-        .map(|_| {
-            let (team, run_id, requirements) = (team.clone(), run.run_id.clone(), run.requirements.clone());
-            let start = start.clone();
-            tokio::spawn(async move {
-                start.wait().await;
-                team.continue_run(&run_id, requirements).await
-            })
-        })
-        .collect();
-    let mut completed = 0;
-    for attempt in attempts {
-        match attempt.await.unwrap() {
-            Ok(output) => {
-                assert_eq!(output.status, RunStatus::Completed);
-                completed += 1;
-            }
-            Err(Error::RunNotPaused { .. }) => {}
-            Err(other) => panic!("unexpected error: {other:?}"),
-        }
-    }
+    let completed = crate::approval::continued_at_once(|| {
+        let (team, run_id, requirements) = (team.clone(), run.run_id.clone(), run.requirements.clone());
+        async move { team.continue_run(&run_id, requirements).await }
+    })
+    .await;
     assert_eq!(completed, 1);
     assert_eq!(ran(&member_run).len(), 1, "the approved member tool ran once");
 }
