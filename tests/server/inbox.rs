@@ -319,9 +319,17 @@ pub async fn approving_from_the_list_returns_to_the_list(store: Arc<dyn Store>) 
     let (_, _, row) = app.paused_refund("dave").await;
     let (session, csrf) = sign_in(&app, &app.admin).await;
     let cookie = [("cookie", session.as_str())];
-    let form = Value::String(format!("action=approve&next=inbox&csrf={csrf}"));
+    // Back to the list as it was filtered; a `next` elsewhere is not followed.
+    let rows = app.send_with(Method::GET, "/ui/rows?tool=refund_order", None, &cookie, None).await;
+    assert!(html(&rows).contains("name=\"next\" value=\"/?tool=refund_order\""), "{}", html(&rows));
+    let (_, _, elsewhere) = app.paused_refund("dave").await;
+    let form = Value::String(format!("action=approve&next=%2F%2Fevil.example&csrf={csrf}"));
+    let approved = app.send_with(Method::POST, &format!("/ui/approvals/{elsewhere}"), None, &cookie, Some(form)).await;
+    assert_eq!(approved.headers["location"].to_str().unwrap(), format!("/ui/approvals/{elsewhere}"));
+    let form = Value::String(format!("action=approve&next=%2F%3Ftool%3Drefund_order&csrf={csrf}"));
     let approved = app.send_with(Method::POST, &format!("/ui/approvals/{row}"), None, &cookie, Some(form)).await;
-    assert_eq!((approved.status, approved.headers["location"].to_str().unwrap()), (StatusCode::SEE_OTHER, "/"));
+    let back = (approved.status, approved.headers["location"].to_str().unwrap());
+    assert_eq!(back, (StatusCode::SEE_OTHER, "/?tool=refund_order"));
     assert_eq!(row_status(&app, &row).await, "approved");
     let rows = app.send_with(Method::GET, "/ui/rows", None, &cookie, None).await;
     assert!(html(&rows).contains("data-total=\"0\"") && html(&rows).contains("Nothing waits for you"));

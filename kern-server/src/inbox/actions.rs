@@ -173,7 +173,7 @@ pub async fn decide(
         }
     };
     match approvals::decide(&state, &viewer.caller.principal, &row, decision).await {
-        Ok(_) if form.get("next") == Some("inbox") => Ok(see_other("/")),
+        Ok(_) if let Some(list) = form.get("next").filter(|next| is_list(next)) => Ok(see_other(list)),
         Ok(decided) => Ok(see_other(&format!("/ui/approvals/{}", decided.row().id))),
         Err(err) if err.status == StatusCode::CONFLICT => {
             let message = conflict_message(&state, &id, &viewer.caller.principal.id, err).await;
@@ -184,6 +184,12 @@ pub async fn decide(
         }
         Err(err) => Err(err.into()),
     }
+}
+
+/// Whether `next` is the inbox's list, with its filters and page (`/` or `/?..`): where a quick
+/// approval returns to. Anything else (another site's `//host`, say) is not followed.
+fn is_list(next: &str) -> bool {
+    next == "/" || next.starts_with("/?")
 }
 
 /// What a conflict says: who decided the row first (the viewer themselves, a press of the

@@ -295,12 +295,10 @@ pub async fn inbox(
 ) -> PageResult {
     let after = state.store.last_event_seq().await?;
     let page = pending(&state, &viewer, &params).await?;
-    let query = params.query();
-    let first = params.cursor.as_ref().map(|_| if query.is_empty() { "/".to_owned() } else { format!("/?{query}") });
-    let query = match &params.cursor {
-        Some(cursor) => page_url("", &query, cursor).trim_start_matches('?').to_owned(),
-        None => query,
-    };
+    let filters = params.query();
+    let first =
+        params.cursor.as_ref().map(|_| if filters.is_empty() { "/".to_owned() } else { format!("/?{filters}") });
+    let query = page_query(&params);
     Ok(render(
         StatusCode::OK,
         &InboxPage {
@@ -321,6 +319,15 @@ pub async fn inbox(
     ))
 }
 
+/// The query string of the page of rows `params` asks for: its filters and its cursor.
+fn page_query(params: &InboxParams) -> String {
+    let filters = params.query();
+    match &params.cursor {
+        Some(cursor) => page_url("", &filters, cursor).trim_start_matches('?').to_owned(),
+        None => filters,
+    }
+}
+
 /// `GET /ui/rows`: the list alone, for the live refresh.
 pub async fn rows(
     State(state): State<AppState>,
@@ -328,7 +335,8 @@ pub async fn rows(
     PageQuery(params): PageQuery<InboxParams>,
 ) -> PageResult {
     let page = pending(&state, &viewer, &params).await?;
-    Ok(render(StatusCode::OK, &RowsFragment { rows: page.rows, total: page.total, csrf: viewer.csrf }))
+    let fragment = RowsFragment { rows: page.rows, total: page.total, csrf: viewer.csrf, query: page_query(&params) };
+    Ok(render(StatusCode::OK, &fragment))
 }
 
 /// `GET /ui/approvals/{id}`.

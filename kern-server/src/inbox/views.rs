@@ -88,6 +88,8 @@ pub struct RowsFragment {
     pub rows: Vec<RowView>,
     pub total: u64,
     pub csrf: String,
+    /// The list's query string, where a quick approval returns to.
+    pub query: String,
 }
 
 /// When a pending row expires: as the pages show times, and in RFC 3339 for the countdown the
