@@ -535,6 +535,13 @@ async fn a_pause_that_cannot_be_stored_fails_the_run() {
     assert!(matches!(err, Error::Database(_)), "{err:?}");
     // The pause was the run's one save: it failed, and nothing ran after it.
     assert_eq!(store.calls(), ["save_runs"]);
+
+    // Stored, the paused run and its pending row are written in that one save, together.
+    let store = Arc::new(crate::backend::ProbeStore::default());
+    let run = agent(store.clone()).run("delete user 42").await.unwrap();
+    let row = run.requirements[0].approval_id.clone().expect("a row");
+    let saved = store.saved();
+    assert_eq!(saved, [crate::backend::SavedBatch { runs: vec![run.run_id.clone()], rows: vec![row] }]);
 }
 
 async fn the_row_follows_the_run_into_error(backend: Backend) {

@@ -154,6 +154,15 @@ pub struct ProbeStore {
     /// Whether the next renewal of a claim fails before it reaches the database.
     fail_renewal: AtomicBool,
     calls: std::sync::Mutex<Vec<&'static str>>,
+    /// What each save was asked to write: its runs' ids and its new rows' ids.
+    saved: std::sync::Mutex<Vec<SavedBatch>>,
+}
+
+/// The ids one `save_runs` call was asked to write, in one transaction.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SavedBatch {
+    pub runs: Vec<String>,
+    pub rows: Vec<String>,
 }
 
 impl Default for ProbeStore {
@@ -178,7 +187,13 @@ impl ProbeStore {
             lose_renewal_answer: AtomicBool::new(false),
             fail_renewal: AtomicBool::new(false),
             calls: std::sync::Mutex::default(),
+            saved: std::sync::Mutex::default(),
         }
+    }
+
+    /// What each save so far was asked to write, oldest first.
+    pub fn saved(&self) -> Vec<SavedBatch> {
+        self.saved.lock().unwrap().clone()
     }
 
     /// Lets the next renewal of a claim commit and lose its answer.
@@ -259,6 +274,10 @@ impl Store for ProbeStore {
         executions: &'a [Execution],
     ) -> BoxFuture<'a, Result<()>> {
         self.log("save_runs");
+        self.saved.lock().unwrap().push(SavedBatch {
+            runs: runs.iter().map(|run| run.run_id.clone()).collect(),
+            rows: new_approvals.iter().map(|row| row.id.clone()).collect(),
+        });
         let number = self.saves.fetch_add(1, Ordering::Relaxed) + 1;
         if self.failing_saves.contains(&number) {
             return outage();

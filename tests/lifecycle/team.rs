@@ -459,3 +459,22 @@ async fn a_worker_continues_a_decided_team_run_by_itself(backend: Backend) {
     let _ = stop.send(());
     working.await.unwrap().unwrap();
 }
+
+/// A team's pause on a member's gated call is one save: the team run, the member run and the
+/// member's pending row, together.
+#[tokio::test]
+async fn a_team_pause_is_one_save_of_both_runs_and_the_row() {
+    let store = Arc::new(crate::backend::ProbeStore::default());
+    let team = team(store.clone());
+    let run = team.run("use the member tool").await.unwrap();
+    assert_eq!(run.status, RunStatus::Paused);
+    let member_run = run.member_runs[0].run_id.clone();
+    let row = run.requirements[0].approval_id.clone().expect("the member's row");
+    let saved = store.saved();
+    assert_eq!(saved.len(), 1, "{saved:?}");
+    let mut runs = saved[0].runs.clone();
+    runs.sort();
+    let mut expected = vec![run.run_id.clone(), member_run];
+    expected.sort();
+    assert_eq!((runs, saved[0].rows.clone()), (expected, vec![row]));
+}
