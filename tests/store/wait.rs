@@ -14,6 +14,7 @@ use chrono::TimeDelta;
 use kern::Error;
 use kern::approval::{Approval, ApprovalStatus, ApprovalUpdate};
 use kern::db::Store;
+use kern::run::RunStatus;
 use serde_json::json;
 use tokio::task::JoinHandle;
 
@@ -96,10 +97,23 @@ pub async fn a_runs_claim_take_over_and_release_wake_the_followers(store: Arc<dy
     let paused = run("session-1");
     store.save_runs(std::slice::from_ref(&paused), &[], &[]).await.unwrap();
     let head = store.last_event_seq().await.unwrap();
-    for change in ["claim", "take-over", "release"] {
+    for (change, after) in
+        [("claim", RunStatus::Running), ("take-over", RunStatus::Running), ("release", RunStatus::Paused)]
+    {
+        // The follower reads the run at each wake-up and ends once it has changed: a wake-up
+        // for another reason (Postgres's listener coming up wakes everyone) is read past.
+        let before = store.load_run(&paused.run_id).await.unwrap().unwrap();
         let follower = {
-            let store = store.clone();
-            tokio::spawn(async move { store.wait_for_events(head, AN_HOUR).await.unwrap() })
+            let (store, id) = (store.clone(), paused.run_id.clone());
+            tokio::spawn(async move {
+                loop {
+                    store.wait_for_events(head, AN_HOUR).await.unwrap();
+                    let now = store.load_run(&id).await.unwrap().unwrap();
+                    if (now.status, now.updated_at) != (before.status, before.updated_at) {
+                        return now.status;
+                    }
+                }
+            })
         };
         let_waiters_wait().await;
         match change {
@@ -107,7 +121,8 @@ pub async fn a_runs_claim_take_over_and_release_wake_the_followers(store: Arc<dy
             "take-over" => drop(store.reclaim_run(&paused.run_id, Duration::ZERO).await.unwrap()),
             _ => drop(store.release_stale_run(&paused.run_id, Duration::ZERO).await.unwrap()),
         }
-        tokio::time::timeout(PATIENCE, follower).await.unwrap_or_else(|_| panic!("woken by the {change}")).unwrap();
+        let seen = tokio::time::timeout(PATIENCE, follower).await.unwrap_or_else(|_| panic!("woken by the {change}"));
+        assert_eq!(seen.unwrap(), after, "{change}");
     }
 }
 
