@@ -1,10 +1,9 @@
 //! The `kern` command: admins and scripts decide approvals, look after runs, API keys and the
 //! audit trail, straight on the database or through a kern server, and serve the HTTP API.
 //!
-//! Parsing ([`cli`]) leads to one command module a resource ([`commands`]), which works on a
-//! [`target::Context`] (a database or a server, the output form, the principal) and answers
-//! through [`output`] in the shapes of [`view`]; every failure carries its exit code
-//! ([`exit`]).
+//! Parsing (`cli`) leads to one command module a resource (`commands`), which works on a
+//! `target::Context` (a database or a server, the output form, the principal) and answers
+//! through `output` in the shapes of `view`; every failure carries its exit code (`exit`).
 
 mod cli;
 mod commands;

@@ -535,8 +535,11 @@ async fn a_pause_that_cannot_be_stored_fails_the_run() {
     assert!(matches!(err, Error::Database(_)), "{err:?}");
     // The pause was the run's one save: it failed, and nothing ran after it.
     assert_eq!(store.calls(), ["save_runs"]);
+}
 
-    // Stored, the paused run and its pending row are written in that one save, together.
+/// A pause is one save: the paused run and its pending row, together.
+#[tokio::test]
+async fn a_pause_is_one_save_of_the_run_and_its_row() {
     let store = Arc::new(crate::backend::ProbeStore::default());
     let run = agent(store.clone()).run("delete user 42").await.unwrap();
     let row = run.requirements[0].approval_id.clone().expect("a row");

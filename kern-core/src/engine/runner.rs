@@ -347,14 +347,14 @@ impl Runner {
             execution.tool_args = args.clone();
             let definition = &entry.definition;
             let unfit = entry.parameters.as_ref().and_then(|parameters| parameters.validate(&args).err());
-            match definition.hitl.pause_type() {
+            match (definition.hitl.pause_type(), unfit) {
                 // A call that cannot run must not cost a person's decision: its arguments go
                 // back to the model now, not after an approval.
-                Some(_) if let Some(reason) = unfit => {
+                (Some(_), Some(reason)) => {
                     record.tools.push(execution);
                     refuse_unrun(record, &call.id, ToolError::InvalidArguments(reason.to_string()));
                 }
-                Some(pause_type) => {
+                (Some(pause_type), None) => {
                     let mut requirement =
                         RunRequirement::new(execution.clone(), pause_type, definition.user_input_schema.clone());
                     requirement.approval_type = definition.approval.as_ref().map(|p| p.approval_type);
@@ -393,7 +393,7 @@ impl Runner {
                         }
                     }
                 }
-                None => {
+                (None, _) => {
                     record.tools.push(execution);
                     let context = self.context(record, &call.id, None);
                     let tool_name = call.name;

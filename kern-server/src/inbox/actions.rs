@@ -173,8 +173,10 @@ pub async fn decide(
         }
     };
     match approvals::decide(&state, &viewer.caller.principal, &row, decision).await {
-        Ok(_) if let Some(list) = form.get("next").filter(|next| is_list(next)) => Ok(see_other(list)),
-        Ok(decided) => Ok(see_other(&format!("/ui/approvals/{}", decided.row().id))),
+        Ok(decided) => match form.get("next").filter(|next| is_list(next)) {
+            Some(list) => Ok(see_other(list)),
+            None => Ok(see_other(&format!("/ui/approvals/{}", decided.row().id))),
+        },
         Err(err) if err.status == StatusCode::CONFLICT => {
             let message = conflict_message(&state, &id, &viewer.caller.principal.id, err).await;
             refused_decision(&state, &viewer, &id, &form, StatusCode::CONFLICT, message).await
@@ -186,10 +188,11 @@ pub async fn decide(
     }
 }
 
-/// Whether `next` is the inbox's list, with its filters and page (`/` or `/?..`): where a quick
-/// approval returns to. Anything else (another site's `//host`, say) is not followed.
+/// Whether `next` is the inbox's list, with its filters and page (`/` or `/?..`, in printable
+/// ASCII as the list writes it): where a quick approval returns to. Anything else (another
+/// site's `//host`, a line break a header cannot carry) is not followed.
 fn is_list(next: &str) -> bool {
-    next == "/" || next.starts_with("/?")
+    (next == "/" || next.starts_with("/?")) && next.bytes().all(|byte| byte.is_ascii_graphic())
 }
 
 /// What a conflict says: who decided the row first (the viewer themselves, a press of the

@@ -74,7 +74,8 @@ pub struct InboxPage {
     pub next: Option<String>,
     /// The URL of the first page, when this is a later one.
     pub first: Option<String>,
-    /// The query string the live refresh asks `/ui/rows` with.
+    /// The query string the live refresh asks `/ui/rows` with, and where a quick approval
+    /// returns to.
     pub query: String,
     /// The trail's last event before the rows were read: the live updates start after it, so
     /// that none made meanwhile is missed.

@@ -95,10 +95,10 @@ impl ResolutionWaiters {
     ///
     /// Once the row has been read, a read that fails with [`Error::Database`] (a restart, a lost
     /// connection) is waited out, unless the store has [closed](Self::close): the row is read
-    /// again after the poll interval (at most [`RETRY_AFTER_FAILURE`]) or a wake-up, until the
+    /// again after the poll interval (at most a second) or a wake-up, until the
     /// deadline, when the failure is the answer. A wait of an hour does not end because the
-    /// database was away for a minute of it, nor outlasts its deadline by more than
-    /// [`READ_PATIENCE`] on a read that hangs.
+    /// database was away for a minute of it, nor outlasts its deadline by more than ten seconds
+    /// on a read that hangs.
     pub async fn wait<F, Fut>(
         &self,
         id: &str,
