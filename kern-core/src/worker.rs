@@ -338,7 +338,7 @@ impl Worker {
     fn take_queued(&self, state: &mut State) {
         while state.tasks.len() < self.settings.concurrency {
             let Some((runner, run_id)) = state.queued.pop_front() else { return };
-            if !state.in_flight.contains(&run_id) {
+            if !state.holds(&run_id) {
                 self.start(state, runner, Job::Continue, &run_id);
             }
         }
@@ -385,7 +385,7 @@ impl Worker {
             };
             for run in &page {
                 if !full(state)
-                    && !state.in_flight.contains(&run.run_id)
+                    && !state.holds(&run.run_id)
                     && let Some(runner) = self.runner_for(run)
                 {
                     self.start(state, runner, Job::Recover, &run.run_id);
@@ -415,7 +415,6 @@ impl Worker {
     }
 
     fn start(&self, state: &mut State, runner: Runner, job: Job, run_id: &str) {
-        state.in_flight.insert(run_id.to_owned());
         self.stats.started();
         let run_id = run_id.to_owned();
         let stale_after = self.settings.stale_after;
@@ -438,7 +437,6 @@ impl Worker {
             Err(error) => error.id(),
         };
         let Some((run_id, job)) = state.jobs.remove(&task) else { return };
-        state.in_flight.remove(&run_id);
         let result = match joined {
             Ok((_, result)) => result,
             Err(error) => {
@@ -509,9 +507,8 @@ impl Worker {
 struct State {
     tasks: JoinSet<Result<RunOutput>>,
     /// The run and job of each task, by its id: a task that ends abnormally tells only its id.
+    /// Its runs are those this worker holds, on which a scan starts no second task.
     jobs: HashMap<task::Id, (String, Job)>,
-    /// The runs this worker's tasks hold, so that a scan does not start a second task on one.
-    in_flight: HashSet<String>,
     /// Runs a scan found decided while a task of this worker still held them (a decision made
     /// as its continue stored the run paused again): a scan is due once that task ends.
     decided_while_held: HashSet<String>,
@@ -542,9 +539,14 @@ struct Retry {
 }
 
 impl State {
+    /// Whether a task of this worker holds run `run_id` (at most its concurrency to look through).
+    fn holds(&self, run_id: &str) -> bool {
+        self.jobs.values().any(|(held, _)| held == run_id)
+    }
+
     /// Whether the worker should start a continue of decided run `run` now.
     fn takes(&mut self, run: &RunRecord) -> bool {
-        if self.in_flight.contains(&run.run_id) {
+        if self.holds(&run.run_id) {
             self.decided_while_held.insert(run.run_id.clone());
             return false;
         }

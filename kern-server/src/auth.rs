@@ -170,8 +170,9 @@ impl FromRequestParts<AppState> for Caller {
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
         match &state.auth {
+            // Only a local client's request gets here: the router refuses the others first
+            // (`check_loopback`, asked of every request).
             Auth::OpenOnLoopback { principal } => {
-                check_loopback(&parts.extensions, &parts.headers)?;
                 // A page of any site the admin visits can post to a loopback server from the
                 // admin's own browser, which names that site in `Origin`.
                 if parts.method != Method::GET
@@ -213,8 +214,7 @@ impl FromRequestParts<AppState> for Caller {
 
 /// Refuses, on a server open on loopback, a request that is not a local client's: one from
 /// another address, one a proxy says it passed on, or one addressed to another name. Asked of
-/// every request (see `server::loopback_only`), the routes that take no credential included,
-/// and again by [`Caller`].
+/// every request (see `server::loopback_only`), the routes that take no credential included.
 pub(crate) fn check_loopback(extensions: &Extensions, headers: &HeaderMap) -> ApiResult<()> {
     let peer = extensions.get::<ConnectInfo<SocketAddr>>().map(|info| info.0);
     if !peer.is_some_and(|peer| peer.ip().is_loopback()) {
