@@ -7,7 +7,9 @@
 //! back, alone and in listings; every run is paused, running or completed, with its rows
 //! following its status; recovery finishes every run left running; and every approved call ran
 //! exactly once, but for a call whose run the kill left running, which its recovery runs once
-//! more under the same idempotency key (the second run `Agent::recover_run` warns of).
+//! more under the same idempotency key (the second run `Agent::recover_run` warns of). The
+//! kills go on past [`KILLS`] until some kill has left a run paused and some a run running, so
+//! that both ways of finishing are exercised on every backend.
 
 use std::collections::BTreeMap;
 use std::hash::{BuildHasher, RandomState};
@@ -28,8 +30,11 @@ use crate::ledger::Ledger;
 const CYCLES: &str = "approve-cycles";
 /// Where the child's tool records its executions.
 const LEDGER_VAR: &str = "KERN_LIFECYCLE_LEDGER";
-/// How many times the child is killed, per backend.
+/// How many times the child is killed, per backend, at least.
 const KILLS: usize = 8;
+/// How many times the child may be killed, per backend, before a kill has left a run to
+/// continue and one to recover.
+const MAX_KILLS: usize = 60;
 /// The longest the child cycles before it is killed, from when it is ready.
 const MAX_DELAY_MS: u64 = 60;
 /// How long a child may take to open the store.
@@ -87,11 +92,18 @@ fn random_delay(max_ms: u64) -> Duration {
 }
 
 /// Runs approve cycles in a child, kills it at a random point, and has the parent check the
-/// store and finish what was left; [`KILLS`] times on one store.
+/// store and finish what was left; [`KILLS`] times on one store, and more until a kill has left
+/// a run to continue and one to recover.
 async fn killed_cycles(backend: Backend) {
     let ledger = Ledger::new();
     let mut finished = BTreeMap::new();
-    for kill in 1..=KILLS {
+    let left = |finished: &BTreeMap<String, Finished>, how| finished.values().any(|seen| *seen == how);
+    for kill in 1.. {
+        let both_left = left(&finished, Finished::Continued) && left(&finished, Finished::Recovered);
+        if kill > KILLS && both_left {
+            break;
+        }
+        assert!(kill <= MAX_KILLS, "{MAX_KILLS} kills never left both a paused and a running run: {finished:?}");
         let mut command = tokio::process::Command::from(child::command("crash::child_entry", CYCLES, &backend));
         command.env(LEDGER_VAR, &ledger.0).stdout(Stdio::piped()).stderr(Stdio::piped()).kill_on_drop(true);
         let mut cycling = command.spawn().expect("spawn the child");
