@@ -141,9 +141,14 @@ impl Approval {
         self.requirements.iter().find(|r| r.tool_execution.tool_call_id == self.tool_call_id)
     }
 
-    /// The admin's note, if the resolution data carries one.
+    /// The admin's note, if the resolution data carries one. The values of an approved
+    /// user-input call given as the data itself carry none: a `note` among them is a value.
     pub fn note(&self) -> Option<&str> {
-        self.resolution_data.as_ref()?.get("note")?.as_str()
+        let data = self.resolution_data.as_ref()?;
+        let values_only = self.pause_type == PauseType::UserInput
+            && self.status == ApprovalStatus::Approved
+            && data.get("values").is_none();
+        if values_only { None } else { data.get("note")?.as_str() }
     }
 
     /// The user-input values the admin supplied: `{"values": {..}}` or the object itself.

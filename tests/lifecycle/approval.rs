@@ -263,10 +263,13 @@ async fn approved_user_input_runs_with_the_admins_values(backend: Backend) {
     assert_eq!(done.status, RunStatus::Completed);
     assert_eq!(ran(&run.run_id)[0].args, json!({"to": "acme", "amount": 250}));
 
-    // Flat values work too.
+    // Flat values work too, and a value named `note` is the call's, not a note of the admin's.
     let run = agent.run("pay acme").await.unwrap();
     let row = pending_row(&*store, &run.run_id).await;
-    store.update_approval(&row.id, resolve(ApprovalStatus::Approved, Some(json!({"amount": 9})))).await.unwrap();
+    let values = json!({"amount": 9, "note": "March"});
+    let approved = store.update_approval(&row.id, resolve(ApprovalStatus::Approved, Some(values))).await.unwrap();
+    assert_eq!(approved.note(), None);
+    assert_eq!(approved.user_input_values().map(|values| values["note"].clone()), Some(json!("March")));
     agent.continue_run(&run.run_id, vec![]).await.unwrap();
     assert_eq!(ran(&run.run_id)[0].args, json!({"to": "acme", "amount": 9}));
 

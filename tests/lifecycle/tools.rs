@@ -45,12 +45,13 @@ pub fn purge_logs(context: &RunContext, days: u32) -> String {
     format!("purged logs older than {days} days")
 }
 
-/// Send a payment; the admin decides the amount.
+/// Send a payment; the admin decides the amount, and may add a note for the payee.
 #[approval]
-#[tool(user_input_fields = ["amount"])]
-pub fn send_payment(context: &RunContext, to: String, amount: u32) -> String {
+#[tool(user_input_fields = ["amount", "note"])]
+pub fn send_payment(context: &RunContext, to: String, amount: u32, note: Option<String>) -> String {
     log("send_payment", context, json!({ "to": to, "amount": amount }));
-    format!("sent {amount} to {to}")
+    let note = note.map(|note| format!(" ({note})")).unwrap_or_default();
+    format!("sent {amount} to {to}{note}")
 }
 
 /// Run a database migration; an operator runs it and reports the result.

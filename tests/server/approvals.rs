@@ -248,6 +248,27 @@ pub async fn resolve_decides_once_as_the_caller(store: Arc<dyn Store>) {
     assert_eq!((verify.status, verify.body["ok"].clone()), (StatusCode::OK, json!(true)));
 }
 
+/// A user-input call's values may stand at the top level of `resolution_data`, as the
+/// reference sends them; one named as a key kern reads (`note`) is still the call's value.
+pub async fn a_user_input_value_named_as_a_key_is_the_calls(store: Arc<dyn Store>) {
+    let app = App::new(store.clone()).await;
+    let (run_id, _, id) = app.paused("credit for acme", "alice").await;
+    let uri = format!("/approvals/{id}/resolve");
+    let twice = json!({"status": "approved", "resolution_data": {"amount": 5, "values": {"amount": 5, "note": "hi"}}});
+    let refused = app.send(Method::POST, &uri, Some(&app.bob), Some(twice)).await;
+    assert_eq!(refused.status, StatusCode::UNPROCESSABLE_ENTITY, "{:?}", refused.body);
+    assert!(refused.detail().contains("give them once"), "{}", refused.detail());
+
+    let flat = json!({"status": "approved", "resolution_data": {"amount": 5, "note": "welcome back"}});
+    let resolved = app.send(Method::POST, &uri, Some(&app.bob), Some(flat)).await;
+    assert_eq!(resolved.status, StatusCode::OK, "{:?}", resolved.body);
+    assert_eq!(resolved.body["resolution_data"], json!({"values": {"amount": 5, "note": "welcome back"}}));
+    let row = store.get_approval(&id).await.unwrap().expect("the row");
+    assert_eq!(row.note(), None, "the admin wrote no note");
+    let done = app.agent.continue_run(&run_id, Vec::new()).await.expect("continue");
+    assert_eq!(done.tools[0].result, Some(json!("5 for acme: welcome back")), "{done:?}");
+}
+
 pub async fn a_policy_decides_through_votes(store: Arc<dyn Store>) {
     let app = App::new(store).await;
     let (_, _, id) = app.paused("wire 500", "dave").await;

@@ -61,11 +61,12 @@ pub fn send_memo(to: String, body: String, amount: f64, priority: Option<Priorit
     format!("sent {amount} to {to}{urgently}: {body}")
 }
 
-/// Grant a customer credit: a person gives the amount, an admin may edit the call.
+/// Grant a customer credit: a person gives the amount and a note for the customer, an admin
+/// may edit the call.
 #[approval(allow_edit)]
-#[tool(user_input_fields = ["amount"])]
-pub fn grant_credit(customer: String, amount: u64) -> String {
-    format!("{amount} for {customer}")
+#[tool(user_input_fields = ["amount", "note"])]
+pub fn grant_credit(customer: String, amount: u64, note: String) -> String {
+    format!("{amount} for {customer}: {note}")
 }
 
 /// Escalate a ticket. Whoever runs the agent confirms it; an audit row records their answer.

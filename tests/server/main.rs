@@ -40,6 +40,7 @@ suite! {
     approvals::bad_parameters_are_refused_with_what_is_wrong,
     approvals::credentials_and_scopes_are_checked,
     approvals::resolve_decides_once_as_the_caller,
+    approvals::a_user_input_value_named_as_a_key_is_the_calls,
     approvals::a_policy_decides_through_votes,
     approvals::cancel_and_delete_withdraw_a_pending_row,
     approvals::if_match_and_idempotency_key_guard_a_resolve,

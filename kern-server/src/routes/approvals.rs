@@ -301,20 +301,38 @@ async fn decide_resolve(
             format!("the row has changed since it was read: its ETag is now {}", etag(&row)),
         ));
     }
-    let decision = resolution_decision(approve, data, row.pause_type)?;
+    let fields: Vec<&str> = input_fields(&row).collect();
+    let decision = resolution_decision(approve, data, row.pause_type, &fields)?;
     decide(state, decider, &row, decision).await
 }
 
-/// The decision a resolve body stands for: the reference's `resolution_data` (a `note`,
-/// user-input `values` or those values at its top level, an external `result`) and kern's
-/// edited `args`. A key it does not take is refused rather than dropped: a misspelt `args`
-/// would approve the call unedited, and a rejection's `reason` would be lost.
-fn resolution_decision(approve: bool, data: Option<Value>, pause: PauseType) -> ApiResult<Decision> {
+/// The decision a resolve body stands for on a row of type `pause` whose call waits for the
+/// values `input_fields`: the reference's `resolution_data` (a `note`, user-input `values` or
+/// those values at its top level, an external `result`) and kern's edited `args`. A key it does
+/// not take is refused rather than dropped: a misspelt `args` would approve the call unedited,
+/// and a rejection's `reason` would be lost. At the top level, a key that names one of the
+/// call's values is that value, even when kern also reads the name (a field called `note` is
+/// not the admin's note).
+fn resolution_decision(
+    approve: bool,
+    data: Option<Value>,
+    pause: PauseType,
+    input_fields: &[&str],
+) -> ApiResult<Decision> {
     let mut data = match data {
         None | Some(Value::Null) => Map::new(),
         Some(Value::Object(data)) => data,
         Some(_) => return Err(ApiError::unprocessable("`resolution_data` must be a JSON object")),
     };
+    let user_input = approve && pause == PauseType::UserInput;
+    let mut flat = Map::new();
+    if user_input {
+        for &field in input_fields {
+            if let Some((name, value)) = data.remove_entry(field) {
+                flat.insert(name, value);
+            }
+        }
+    }
     let note = match data.remove("note") {
         None | Some(Value::Null) => None,
         Some(Value::String(note)) => Some(note),
@@ -327,9 +345,17 @@ fn resolution_decision(approve: bool, data: Option<Value>, pause: PauseType) -> 
     let result = data.remove("result");
     let args = data.remove("args");
     let values = match data.remove("values") {
-        Some(Value::Object(values)) => Some(values),
+        Some(Value::Object(values)) if flat.is_empty() => Some(values),
+        Some(Value::Object(_)) => {
+            return Err(ApiError::unprocessable(
+                "`resolution_data` has the call's values both under `values` and at its top level: give them once",
+            ));
+        }
         Some(_) => return Err(ApiError::unprocessable("`resolution_data.values` must be a JSON object")),
-        None if pause == PauseType::UserInput && !data.is_empty() => Some(std::mem::take(&mut data)),
+        None if user_input && !(flat.is_empty() && data.is_empty()) => {
+            flat.append(&mut data);
+            Some(flat)
+        }
         None => None,
     };
     refuse_unknown(
@@ -337,6 +363,13 @@ fn resolution_decision(approve: bool, data: Option<Value>, pause: PauseType) -> 
         "an approval takes `note`, `values` (or a user-input call's values as they are), `result` and `args`",
     )?;
     Ok(Decision::Approve { note, values, result, args })
+}
+
+/// The names of the values user-input row `row` waits for: its schema's properties.
+fn input_fields(row: &Approval) -> impl Iterator<Item = &str> {
+    let schema = row.requirement().and_then(|requirement| requirement.user_input_schema.as_ref());
+    let properties = schema.and_then(|schema| schema.get("properties")).and_then(Value::as_object);
+    properties.into_iter().flat_map(|properties| properties.keys().map(String::as_str))
 }
 
 /// Refuses the keys of `resolution_data` left once those a decision takes are read, saying
@@ -527,23 +560,29 @@ mod tests {
 
     #[test]
     fn resolution_data_becomes_a_decision() {
-        let input = resolution_decision(true, Some(json!({"reason": "audit", "note": "ok"})), PauseType::UserInput);
+        let input =
+            resolution_decision(true, Some(json!({"reason": "audit", "note": "ok"})), PauseType::UserInput, &[]);
         let Ok(Decision::Approve { note, values, .. }) = input else { panic!("an approval") };
         assert_eq!((note.as_deref(), values), (Some("ok"), json!({"reason": "audit"}).as_object().cloned()));
-        let external = resolution_decision(true, Some(json!({"result": 7})), PauseType::ExternalExecution);
+        let external = resolution_decision(true, Some(json!({"result": 7})), PauseType::ExternalExecution, &[]);
         assert!(matches!(external, Ok(Decision::Approve { result: Some(_), .. })));
         assert!(matches!(
-            resolution_decision(false, None, PauseType::Confirmation),
+            resolution_decision(false, None, PauseType::Confirmation, &[]),
             Ok(Decision::Reject { note: None })
         ));
-        assert!(resolution_decision(true, Some(json!([1])), PauseType::Confirmation).is_err());
+        assert!(resolution_decision(true, Some(json!([1])), PauseType::Confirmation, &[]).is_err());
         // Keys a decision does not take are refused, not dropped.
-        let misspelt = resolution_decision(true, Some(json!({"arg": {"amount": 1}})), PauseType::Confirmation);
+        let misspelt = resolution_decision(true, Some(json!({"arg": {"amount": 1}})), PauseType::Confirmation, &[]);
         let detail = misspelt.unwrap_err().detail;
         assert!(detail.contains("(arg)") && detail.contains("`args`"), "{detail}");
-        let reason = resolution_decision(false, Some(json!({"reason": "fraud"})), PauseType::Confirmation);
+        let reason = resolution_decision(false, Some(json!({"reason": "fraud"})), PauseType::Confirmation, &[]);
         assert!(reason.unwrap_err().detail.contains("only `note`"));
-        let both = resolution_decision(true, Some(json!({"values": {}, "city": "Oslo"})), PauseType::UserInput);
+        let both = resolution_decision(true, Some(json!({"values": {}, "city": "Oslo"})), PauseType::UserInput, &[]);
         assert!(both.unwrap_err().detail.contains("(city)"));
+        // A value the call waits for is that value, whatever its name.
+        let named =
+            resolution_decision(true, Some(json!({"note": "hi", "amount": 5})), PauseType::UserInput, &["note"]);
+        let Ok(Decision::Approve { note, values, .. }) = named else { panic!("an approval") };
+        assert_eq!((note, values), (None, json!({"note": "hi", "amount": 5}).as_object().cloned()));
     }
 }
