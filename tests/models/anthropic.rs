@@ -324,13 +324,17 @@ async fn an_answer_cut_short_is_an_error_not_a_whole_answer() {
     let server = TestServer::start(vec![
         Answer::json(200, message(cut_call, "max_tokens")),
         Answer::json(200, message(json!([]), "refusal")),
+        Answer::json(
+            200,
+            message(json!([{"type": "text", "text": "The weather in"}]), "model_context_window_exceeded"),
+        ),
         Answer::stream(pieces),
     ])
     .await;
     let model = model(&server.url());
     let request = ModelRequest { messages: &[Message::user("Weather in Paris?")], tools: &[] };
 
-    for reason in ["max_tokens", "refusal"] {
+    for reason in ["max_tokens", "refusal", "model_context_window_exceeded"] {
         let err = model.respond(request).await.unwrap_err();
         let (provider, reason) = ("anthropic:claude-test".to_owned(), format!("stop_reason `{reason}`"));
         let usage = Usage { input_tokens: 42, output_tokens: 7 };

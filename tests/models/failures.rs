@@ -192,6 +192,53 @@ async fn a_body_that_is_not_json_is_malformed_and_not_retried() {
 }
 
 #[tokio::test]
+async fn a_408_and_a_409_are_retried() {
+    for provider in PROVIDERS {
+        let answers =
+            vec![Answer::raw(408, "timeout"), Answer::raw(409, "lock"), Answer::json(200, provider.text_answer("ok"))];
+        let server = TestServer::start(answers).await;
+
+        let answer = ask(&*provider.patient_model(&server.url())).await;
+
+        assert_eq!(answer.as_deref(), Ok("ok"), "{provider:?}");
+        assert_eq!(server.requests().len(), 3, "{provider:?}");
+    }
+}
+
+/// A redirect is not followed: it would carry the key (Anthropic's `x-api-key` header, which
+/// reqwest keeps across hosts) to wherever it points.
+#[tokio::test]
+async fn a_redirect_is_not_followed_with_the_key() {
+    for provider in PROVIDERS {
+        let elsewhere = TestServer::start(vec![Answer::json(200, provider.text_answer("stolen"))]).await;
+        let moved = Answer::raw(307, "").header("location", &format!("{}/v1/messages", elsewhere.url()));
+        let server = TestServer::start(vec![moved]).await;
+
+        let err = ask(&*provider.patient_model(&server.url())).await.unwrap_err();
+
+        assert!(matches!(err, ModelError::Status { status: 307, .. }), "{provider:?}: {err:?}");
+        assert!(!err.is_transient(), "{provider:?}");
+        assert_eq!(server.requests().len(), 1, "{provider:?}");
+        assert!(elsewhere.requests().is_empty(), "{provider:?}: the other host heard nothing");
+    }
+}
+
+/// An error quotes the start of what the server sent, not all of it.
+#[tokio::test]
+async fn a_malformed_event_is_quoted_in_part() {
+    for provider in PROVIDERS {
+        let garbage = format!("{{\"x\": \"{}", "y".repeat(1 << 20));
+        let server = TestServer::start(vec![Answer::stream(vec![Piece::text(&format!("data: {garbage}\n\n"))])]).await;
+
+        let (answer, _) = stream_greeting(&*provider.patient_model(&server.url())).await;
+
+        let Err(ModelError::MalformedResponse { reason, .. }) = &answer else { panic!("{provider:?}: {answer:?}") };
+        assert!(reason.contains("{\"x\": \"yyy") && reason.ends_with('…'), "{provider:?}: {}", &reason[..100]);
+        assert!(reason.len() < 1024, "{provider:?}: {} bytes", reason.len());
+    }
+}
+
+#[tokio::test]
 async fn answers_are_read_only_up_to_their_limits() {
     for provider in PROVIDERS {
         let huge = "x".repeat(MAX_ANSWER_BYTES + 1);

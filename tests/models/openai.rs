@@ -340,6 +340,28 @@ async fn an_answer_cut_short_is_an_error_not_a_whole_answer() {
     assert_eq!(server.requests().len(), 3, "none is asked again");
 }
 
+/// A refusal comes with `finish_reason` `stop` and no content: it is no empty answer.
+#[tokio::test]
+async fn a_refusal_is_an_error_not_an_empty_answer() {
+    let refused = json!({"role": "assistant", "content": null, "refusal": "I can't help with that."});
+    let pieces = ending(vec![
+        Piece::text(&sse(&chunk(json!({"role": "assistant", "content": null, "refusal": ""})))),
+        Piece::text(&sse(&chunk(json!({"refusal": "I can't "})))),
+        Piece::text(&sse(&chunk(json!({"refusal": "help with that."})))),
+    ]);
+    let server = TestServer::start(vec![Answer::json(200, completion(refused, "stop")), Answer::stream(pieces)]).await;
+    let model = model(&server.url());
+
+    let err = model.respond(ModelRequest { messages: &[Message::user("Hi")], tools: &[] }).await.unwrap_err();
+    let ModelError::CutShort { reason, usage, .. } = &err else { panic!("{err:?}") };
+    assert_eq!(reason, "refusal: I can't help with that.");
+    assert_eq!(*usage, Usage { input_tokens: 42, output_tokens: 7 }, "what it cost is counted");
+    let (answer, received) = stream_greeting(&model).await;
+    let Err(ModelError::CutShort { reason, .. }) = &answer else { panic!("{answer:?}") };
+    assert_eq!(reason, "refusal: I can't help with that.", "the pieces joined");
+    assert!(received.is_empty(), "a refusal is not shown as the answer's text: {received:?}");
+}
+
 #[tokio::test]
 async fn a_stream_that_ends_before_done_is_an_interruption() {
     let pieces = vec![text_piece("Hello"), Piece::text(&sse(&usage_chunk()))];
@@ -386,6 +408,23 @@ async fn failures_before_the_stream_begins_are_retried() {
     let requests = server.requests();
     assert_eq!(requests.len(), 2);
     assert_eq!(requests[0].body, requests[1].body);
+}
+
+/// The timeout bounds each wait of a stream, not the whole of it: an answer that keeps coming
+/// is read to its end however long it takes.
+#[tokio::test]
+async fn a_stream_longer_than_the_timeout_that_keeps_coming_is_read_whole() {
+    let mut pieces = Vec::new();
+    for _ in 0..8 {
+        pieces.extend([text_piece("la "), Piece::Pause(Duration::from_millis(150))]);
+    }
+    let server = TestServer::start(vec![Answer::stream(ending(pieces))]).await;
+
+    let model = model(&server.url()).retry(RetryPolicy::NONE).timeout(Duration::from_millis(600));
+    let (answer, received) = stream_greeting(&model).await;
+
+    assert_eq!(answer.expect("the whole answer").message.content.as_deref(), Some(&*"la ".repeat(8)));
+    assert_eq!(joined_text(&received), "la ".repeat(8));
 }
 
 #[tokio::test]

@@ -36,6 +36,8 @@ pub enum Piece {
     /// Waits until the test notifies: what follows is written only once the client showed it
     /// read what came before.
     WaitFor(Arc<Notify>),
+    /// Waits this long before what follows: a model that takes its time.
+    Pause(Duration),
 }
 
 impl Piece {
@@ -210,6 +212,7 @@ async fn write_stream(stream: &mut TcpStream, pieces: Vec<Piece>, complete: bool
                 tokio::time::sleep(Duration::from_millis(5)).await;
             }
             Piece::WaitFor(notify) => notify.notified().await,
+            Piece::Pause(pause) => tokio::time::sleep(pause).await,
         }
     }
     if complete {

@@ -11,7 +11,9 @@ use std::ops::ControlFlow;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use super::http::{Endpoint, EnvVars, HttpTransport, Retries, StreamsOverHttp, endpoint_setters, stream_retrying};
+use super::http::{
+    Endpoint, EnvVars, HttpTransport, Retries, StreamsOverHttp, endpoint_setters, quoted, stream_retrying,
+};
 use super::{Delta, Message, Model, ModelError, ModelRequest, ModelResponse, Role, ToolCall, ToolSchema, Usage};
 use crate::BoxFuture;
 
@@ -145,7 +147,7 @@ impl StreamsOverHttp for Anthropic {
             let body = MessagesRequest { stream: true, ..self.body(request) };
             http.post_events(&self.url(), &self.headers(), &body, retries, |event| {
                 let event: StreamEvent = serde_json::from_str(&event.data)
-                    .map_err(|err| http.malformed(format!("{err} in the stream event {}", event.data)))?;
+                    .map_err(|err| http.malformed(format!("{err} in the stream event {}", quoted(&event.data))))?;
                 match event {
                     StreamEvent::MessageStop => return Ok(ControlFlow::Break(())),
                     StreamEvent::Error { error } => {
@@ -166,8 +168,9 @@ impl StreamsOverHttp for Anthropic {
     }
 }
 
-/// The `stop_reason`s of an answer that stopped before its end: the token limit, a refusal.
-const CUT_SHORT: [&str; 2] = ["max_tokens", "refusal"];
+/// The `stop_reason`s of an answer that stopped before its end: the token limit, a refusal,
+/// the model's context window full.
+const CUT_SHORT: [&str; 3] = ["max_tokens", "refusal", "model_context_window_exceeded"];
 
 /// The request body.
 #[derive(Debug, Serialize)]
@@ -515,7 +518,7 @@ impl StreamedAnswer {
                 }
                 StreamedBlock::ToolUse { id, name, json, .. } => match serde_json::from_str(&json) {
                     Ok(input) => Ok(AnswerBlock::ToolUse { id, name, input }),
-                    Err(err) => Err(format!("the input of tool call {id} is no JSON ({err}): {json}")),
+                    Err(err) => Err(format!("the input of tool call {id} is no JSON ({err}): {}", quoted(&json))),
                 },
             })
             .collect::<Result<_, _>>()?;

@@ -97,13 +97,14 @@ pub enum ModelError {
 
 impl ModelError {
     /// True for failures worth retrying: timeouts, connection errors (also in the middle of a
-    /// stream), 429 and 5xx, and errors reported mid-stream whose kind says the same. A 429 that
-    /// says the account's quota is spent (OpenAI's `insufficient_quota`) is not: it lasts until
-    /// someone pays.
+    /// stream), 408, 409 (a lock conflict on the provider's side), 429 and 5xx, as the
+    /// providers' own clients retry them, and errors reported mid-stream whose kind says the
+    /// same. A 429 that says the account's quota is spent (OpenAI's `insufficient_quota`) is
+    /// not: it lasts until someone pays.
     pub fn is_transient(&self) -> bool {
         match self {
             ModelError::Status { status: 429, body, .. } => !body.contains("\"insufficient_quota\""),
-            ModelError::Status { status, .. } => *status >= 500,
+            ModelError::Status { status, .. } => matches!(status, 408 | 409) || *status >= 500,
             ModelError::Timeout { .. } | ModelError::Transport { .. } | ModelError::StreamInterrupted { .. } => true,
             ModelError::StreamError { transient, .. } => *transient,
             ModelError::MalformedResponse { .. }

@@ -31,7 +31,7 @@ pub const MAX_ANSWER_BYTES: usize = 16 * 1024 * 1024;
 /// The most bytes kept of an error status's body: room for the provider's message.
 pub const MAX_ERROR_BODY_BYTES: usize = 8 * 1024;
 
-/// How often and how patiently a provider retries transient failures (429, 5xx, timeouts,
+/// How often and how patiently a provider retries transient failures (408, 409, 429, 5xx, timeouts,
 /// connection errors; see [`ModelError::is_transient`]).
 ///
 /// The default retries twice, after 200ms and 400ms. A `retry-after` header (in seconds or as
@@ -149,7 +149,9 @@ macro_rules! endpoint_setters {
             self
         }
 
-        /// The longest one attempt may take, answer body included.
+        /// The longest one attempt may wait: for a whole answer, body included, or, streamed,
+        /// for the answer's first bytes and then for each further piece of it (a long answer
+        /// that keeps coming is not cut off).
         pub fn timeout(mut self, timeout: ::std::time::Duration) -> Self {
             self.endpoint.http.timeout = timeout;
             self
@@ -203,13 +205,17 @@ impl HttpTransport {
     /// hold a run forever.
     pub(super) const DEFAULT_TIMEOUT: Duration = Duration::from_secs(120);
 
+    /// A transport that follows no redirect: the providers' APIs send none, and a redirect to
+    /// another host would carry the request's key header with it (reqwest strips only
+    /// `Authorization`, not Anthropic's `x-api-key`). A 3xx is answered as the failure it is.
     pub(super) fn new(label: String) -> Self {
-        HttpTransport {
-            label,
-            client: reqwest::Client::new(),
-            timeout: Self::DEFAULT_TIMEOUT,
-            retry: RetryPolicy::default(),
-        }
+        let client = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            // What `reqwest::Client::new` does too: the TLS backend is compiled in, and only a
+            // broken build fails to set it up.
+            .expect("the HTTP client's TLS backend initialises");
+        HttpTransport { label, client, timeout: Self::DEFAULT_TIMEOUT, retry: RetryPolicy::default() }
     }
 
     pub(super) fn label(&self) -> &str {
@@ -240,7 +246,7 @@ impl HttpTransport {
             let body = self.encode(body)?;
             let answer = self
                 .retrying(&mut Retries::default(), || async {
-                    let mut response = self.send(url, headers, body.clone()).await?;
+                    let mut response = self.send(url, headers, body.clone(), Some(self.timeout)).await?;
                     let (answer, whole) = self.read_at_most(&mut response, MAX_ANSWER_BYTES).await?;
                     Ok(whole.then_some(answer))
                 })
@@ -258,7 +264,9 @@ impl HttpTransport {
     /// Failures until the first byte of the answer arrives are retried as in
     /// [`post_json`](Self::post_json), counted in `retries`; none after, as `on_event` has seen
     /// part of the answer. A stream that ends before `on_event` breaks is
-    /// [`ModelError::StreamInterrupted`]. The timeout bounds each attempt, streaming included.
+    /// [`ModelError::StreamInterrupted`]. The timeout bounds the wait for the answer's first
+    /// bytes and then each wait for more: a stream that stalls fails, one that keeps coming may
+    /// take as long as it does (its size is bounded by [`MAX_ANSWER_BYTES`]).
     pub(super) async fn post_events(
         &self,
         url: &str,
@@ -272,10 +280,13 @@ impl HttpTransport {
             let body = self.encode(body)?;
             let (mut response, mut chunk) = self
                 .retrying(retries, || async {
-                    let mut response = self.send(url, headers, body.clone()).await?;
-                    self.expect_events(&mut response).await?;
-                    let first = response.chunk().await.map_err(|err| self.classify(err))?;
-                    Ok((response, first))
+                    let begun = async {
+                        let mut response = self.send(url, headers, body.clone(), None).await?;
+                        self.expect_events(&mut response).await?;
+                        let first = response.chunk().await.map_err(|err| self.classify(err))?;
+                        Ok((response, first))
+                    };
+                    tokio::time::timeout(self.timeout, begun).await.unwrap_or_else(|_| Err(self.timed_out().into()))
                 })
                 .await?;
             let mut decoder = SseDecoder::default();
@@ -290,7 +301,8 @@ impl HttpTransport {
                         return Ok(());
                     }
                 }
-                chunk = response.chunk().await.map_err(|err| self.interrupted(err))?;
+                let next = tokio::time::timeout(self.timeout, response.chunk()).await;
+                chunk = next.map_err(|_| self.timed_out())?.map_err(|err| self.interrupted(err))?;
             }
             if let Some(event) = decoder.finish()
                 && on_event(event)?.is_break()
@@ -352,19 +364,19 @@ impl HttpTransport {
         }
     }
 
-    /// Sends one request: the response when its status is 2xx, its body still unread.
+    /// Sends one request: the response when its status is 2xx, its body still unread. A
+    /// `whole_within` bounds the request and the reading of its body together.
     async fn send(
         &self,
         url: &str,
         headers: &[(&'static str, String)],
         body: Vec<u8>,
+        whole_within: Option<Duration>,
     ) -> Result<reqwest::Response, Failure> {
-        let mut request = self
-            .client
-            .post(url)
-            .timeout(self.timeout)
-            .header(reqwest::header::CONTENT_TYPE, "application/json")
-            .body(body);
+        let mut request = self.client.post(url).header(reqwest::header::CONTENT_TYPE, "application/json").body(body);
+        if let Some(timeout) = whole_within {
+            request = request.timeout(timeout);
+        }
         for (name, value) in headers {
             request = request.header(*name, value);
         }
@@ -402,7 +414,7 @@ impl HttpTransport {
             return Ok(());
         }
         let (body, _) = self.read_at_most(response, MAX_ERROR_BODY_BYTES).await?;
-        let quoted: String = String::from_utf8_lossy(&body).chars().take(QUOTED_CHARS).collect();
+        let quoted = quoted(&String::from_utf8_lossy(&body));
         Err(self.malformed(format!("a streamed request was answered with `{kind}`, not events: {quoted}")).into())
     }
 
@@ -421,8 +433,7 @@ impl HttpTransport {
 
     fn parse<R: DeserializeOwned>(&self, body: &[u8]) -> Result<R, ModelError> {
         serde_json::from_slice(body).map_err(|err| {
-            let quoted: String = String::from_utf8_lossy(body).chars().take(QUOTED_CHARS).collect();
-            self.malformed(format!("{err}; the body starts with: {quoted}"))
+            self.malformed(format!("{err}; the body starts with: {}", quoted(&String::from_utf8_lossy(body))))
         })
     }
 
@@ -434,16 +445,30 @@ impl HttpTransport {
         }
     }
 
+    /// The error of an attempt that waited longer than the timeout.
+    fn timed_out(&self) -> ModelError {
+        ModelError::Timeout { provider: self.label.clone(), timeout: self.timeout }
+    }
+
     /// Sorts a reqwest failure into the error a caller can act on.
     fn classify(&self, err: reqwest::Error) -> ModelError {
         let provider = self.label.clone();
         if err.is_timeout() {
-            ModelError::Timeout { provider, timeout: self.timeout }
+            self.timed_out()
         } else if err.is_builder() {
             ModelError::InvalidConfig { provider, reason: describe(&err) }
         } else {
             ModelError::Transport { provider, reason: describe(&err) }
         }
+    }
+}
+
+/// The start of `text`, what an error quotes of something a server sent: its first
+/// [`QUOTED_CHARS`] characters, then `…` when there is more.
+pub(super) fn quoted(text: &str) -> String {
+    match text.char_indices().nth(QUOTED_CHARS) {
+        Some((end, _)) => format!("{}…", &text[..end]),
+        None => text.to_owned(),
     }
 }
 

@@ -10,7 +10,9 @@ use std::ops::ControlFlow;
 use serde::{Deserialize, Deserializer, Serialize};
 use serde_json::Value;
 
-use super::http::{Endpoint, EnvVars, HttpTransport, Retries, StreamsOverHttp, endpoint_setters, stream_retrying};
+use super::http::{
+    Endpoint, EnvVars, HttpTransport, Retries, StreamsOverHttp, endpoint_setters, quoted, stream_retrying,
+};
 use super::{Delta, Message, Model, ModelError, ModelRequest, ModelResponse, Role, ToolCall, ToolSchema, Usage};
 use crate::BoxFuture;
 
@@ -140,11 +142,7 @@ impl Model for OpenAiCompatible {
         Box::pin(async move {
             let http = &self.endpoint.http;
             let answer: ChatResponse = http.post_json(&self.url(), &self.headers(), &self.body(&request)).await?;
-            let finished = answer.choices.first().and_then(|choice| choice.finish_reason.as_deref());
-            if let Some(reason) = finished.filter(|reason| CUT_SHORT.contains(reason)) {
-                return Err(http.cut_short(format!("finish_reason `{reason}`"), counted(answer.usage)));
-            }
-            answer.into_response().map_err(|reason| http.malformed(reason))
+            answer.into_whole(http)
         })
     }
 
@@ -177,7 +175,7 @@ impl StreamsOverHttp for OpenAiCompatible {
                     return Ok(ControlFlow::Break(()));
                 }
                 let chunk: ChatChunk = serde_json::from_str(&event.data)
-                    .map_err(|err| http.malformed(format!("{err} in the stream chunk {}", event.data)))?;
+                    .map_err(|err| http.malformed(format!("{err} in the stream chunk {}", quoted(&event.data))))?;
                 if let Some(error) = chunk.error {
                     return Err(ModelError::StreamError {
                         provider: http.label().to_owned(),
@@ -189,10 +187,7 @@ impl StreamsOverHttp for OpenAiCompatible {
                 Ok(ControlFlow::Continue(()))
             })
             .await?;
-            if let Some(reason) = answer.finish_reason.as_deref().filter(|reason| CUT_SHORT.contains(reason)) {
-                return Err(http.cut_short(format!("finish_reason `{reason}`"), counted(answer.usage)));
-            }
-            answer.into_response().map_err(|reason| http.malformed(reason))
+            answer.into_chat().map_err(|reason| http.malformed(reason))?.into_whole(http)
         })
     }
 }
@@ -334,6 +329,9 @@ struct AnswerMessage {
     content: Option<String>,
     #[serde(default)]
     tool_calls: Option<Vec<AnswerToolCall>>,
+    /// Why the model declined to answer, in its words (with `finish_reason` `stop`).
+    #[serde(default)]
+    refusal: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -379,6 +377,23 @@ fn counted(usage: Option<ChatUsage>) -> Usage {
 }
 
 impl ChatResponse {
+    /// The answer as kern's response, unless it stopped before its end (its `finish_reason`
+    /// says so, or the model refused) or is malformed.
+    fn into_whole(self, http: &HttpTransport) -> Result<ModelResponse, ModelError> {
+        let choice = self.choices.first();
+        let finished = choice.and_then(|choice| choice.finish_reason.as_deref());
+        let refusal = choice.and_then(|choice| choice.message.refusal.as_deref()).filter(|text| !text.is_empty());
+        let short = match (finished.filter(|reason| CUT_SHORT.contains(reason)), refusal) {
+            (Some(reason), _) => Some(format!("finish_reason `{reason}`")),
+            (None, Some(refusal)) => Some(format!("refusal: {}", quoted(refusal))),
+            (None, None) => None,
+        };
+        match short {
+            Some(reason) => Err(http.cut_short(reason, counted(self.usage))),
+            None => self.into_response().map_err(|reason| http.malformed(reason)),
+        }
+    }
+
     /// The first choice as kern's assistant message. Empty text counts as none, and a call
     /// without an id gets `call_{n}` so its result can still refer to it.
     fn into_response(self) -> Result<ModelResponse, String> {
@@ -443,6 +458,9 @@ struct ChunkDelta {
     reasoning: Option<String>,
     #[serde(default)]
     tool_calls: Option<Vec<ChunkToolCall>>,
+    /// A piece of the model's refusal.
+    #[serde(default)]
+    refusal: Option<String>,
 }
 
 /// A piece of a tool call: the first carries the id and name, the arguments come in fragments.
@@ -481,6 +499,8 @@ struct StreamedAnswer {
     slots: HashMap<usize, usize>,
     usage: Option<ChatUsage>,
     finish_reason: Option<String>,
+    /// The model's refusal, kept from the listener: it is no answer.
+    refusal: String,
 }
 
 #[derive(Debug, Default)]
@@ -511,6 +531,9 @@ impl StreamedAnswer {
         if let Some(text) = delta.content.filter(|text| !text.is_empty()) {
             deltas(Delta::Text(&text));
             self.content.push_str(&text);
+        }
+        if let Some(refusal) = delta.refusal {
+            self.refusal.push_str(&refusal);
         }
         for piece in delta.tool_calls.unwrap_or_default() {
             let id = piece.id.filter(|id| !id.is_empty());
@@ -558,8 +581,8 @@ impl StreamedAnswer {
         &mut self.tool_calls[slot]
     }
 
-    /// The whole answer, as [`ChatResponse::into_response`] reads the same answer unstreamed.
-    fn into_response(self) -> Result<ModelResponse, String> {
+    /// The answer as the same answer unstreamed reads.
+    fn into_chat(self) -> Result<ChatResponse, String> {
         if !self.chosen {
             return Err("the stream carried no choice".to_owned());
         }
@@ -574,9 +597,10 @@ impl StreamedAnswer {
                 },
             })
             .collect();
-        let message = AnswerMessage { content: Some(self.content), tool_calls: Some(tool_calls) };
-        ChatResponse { choices: vec![Choice { message, finish_reason: self.finish_reason }], usage: self.usage }
-            .into_response()
+        let refusal = Some(self.refusal).filter(|text| !text.is_empty());
+        let message = AnswerMessage { content: Some(self.content), tool_calls: Some(tool_calls), refusal };
+        let choices = vec![Choice { message, finish_reason: self.finish_reason }];
+        Ok(ChatResponse { choices, usage: self.usage })
     }
 }
 
@@ -806,7 +830,7 @@ mod tests {
         for chunk in chunks {
             answer.absorb(serde_json::from_value(chunk).unwrap(), &deltas);
         }
-        (answer.into_response(), received.into_inner().unwrap())
+        (answer.into_chat().and_then(ChatResponse::into_response), received.into_inner().unwrap())
     }
 
     #[test]
