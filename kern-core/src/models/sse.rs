@@ -25,14 +25,19 @@ pub(super) struct SseDecoder {
 
 impl SseDecoder {
     /// Takes the next bytes of the stream and returns the events they completed, in order.
+    ///
+    /// Only the new bytes are searched for a line's end: the pending ones hold none, and
+    /// searching them again for every chunk would make a long line cost its length squared.
     pub(super) fn decode(&mut self, bytes: &[u8]) -> Vec<SseEvent> {
+        let mut search_from = self.pending.len();
         self.pending.extend_from_slice(bytes);
         let mut events = Vec::new();
         let mut start = 0;
-        while let Some(end) = self.pending[start..].iter().position(|&b| b == b'\n').map(|at| start + at) {
+        while let Some(end) = self.pending[search_from..].iter().position(|&b| b == b'\n').map(|at| search_from + at) {
             let line = self.pending[start..end].strip_suffix(b"\r").unwrap_or(&self.pending[start..end]);
             let line = String::from_utf8_lossy(line).into_owned();
             start = end + 1;
+            search_from = start;
             if let Some(event) = self.read_line(&line) {
                 events.push(event);
             }
@@ -157,5 +162,14 @@ mod tests {
         let mut decoder = SseDecoder::default();
         let events: Vec<SseEvent> = bytes.iter().flat_map(|byte| decoder.decode(&[*byte])).collect();
         assert_eq!(events, vec![event(Some("a"), "1"), event(None, "2\n3")]);
+    }
+
+    #[test]
+    fn a_long_line_in_many_pieces_decodes_whole() {
+        let data = "x".repeat(1 << 20);
+        let bytes = format!("data: {data}\n\ndata: after\n\n");
+        let mut decoder = SseDecoder::default();
+        let events: Vec<SseEvent> = bytes.as_bytes().chunks(1000).flat_map(|piece| decoder.decode(piece)).collect();
+        assert_eq!(events, vec![event(None, &data), event(None, "after")]);
     }
 }
