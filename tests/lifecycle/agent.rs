@@ -264,6 +264,37 @@ async fn calls_that_need_nobody_run_before_the_pause() {
     assert_eq!(ran(&run.run_id).len(), 1);
 }
 
+/// The model gets its calls' answers in the order it made the calls, though a refused call is
+/// answered at once, one that runs once it has, and one that waits for a person after a pause.
+#[tokio::test]
+async fn the_answers_follow_the_order_of_the_calls() {
+    let db = MemoryDb::new();
+    let calls = [
+        ("restart_service", json!({"name": "web"})),
+        ("add", json!({"a": 2, "b": 3})),
+        ("no_such_tool", json!({})),
+        ("restart_service", json!({"name": "db"})),
+    ];
+    let model = ScriptedModel::new()
+        .when_user_contains("mixed", Reply::calls(calls))
+        .after_tool("restart_service", Reply::text("done"));
+    let agent = Agent::builder().model(model).tool(Add).tool(RestartService).db(db.clone()).build().unwrap();
+    let mut run = agent.run("mixed").await.unwrap();
+    assert_eq!(run.status, RunStatus::Paused);
+    for requirement in &mut run.requirements {
+        requirement.confirm();
+    }
+    let done = agent.continue_run(&run.run_id, run.requirements).await.unwrap();
+    assert_eq!(done.status, RunStatus::Completed);
+
+    let stored = db.load_run(&run.run_id).await.unwrap().unwrap();
+    let turn = stored.messages.iter().position(|m| m.tool_calls.len() == 4).expect("the turn of four calls");
+    let asked: Vec<&str> = stored.messages[turn].tool_calls.iter().map(|call| call.id.as_str()).collect();
+    let answered: Vec<&str> =
+        stored.messages[turn + 1..turn + 5].iter().filter_map(|m| m.tool_call_id.as_deref()).collect();
+    assert_eq!(answered, asked);
+}
+
 #[tokio::test]
 async fn continuing_a_run_that_is_not_paused_names_its_status() {
     let model = ScriptedModel::new().when_user_contains("hi", Reply::text("hello"));

@@ -18,8 +18,8 @@ use super::gate::{self, Decision, Refusal, Verdict};
 use super::hold;
 use super::settings::Checked;
 use super::step::{
-    Identity, RunRequest, Step, Writes, complete, emit_outcome, panic_message, parse_arguments, refuse_unrun,
-    settle_unrun,
+    Identity, RunRequest, Step, Writes, complete, emit_outcome, order_answers, panic_message, parse_arguments,
+    refuse_unrun, settle_unrun,
 };
 use super::toolbox::Toolbox;
 use crate::BoxFuture;
@@ -242,6 +242,7 @@ impl Runner {
             if hold::taken_over() {
                 return Err(taken_over(record));
             }
+            order_answers(&mut record.messages);
             // The conversation is copied only to put the instructions first.
             let with_instructions: Vec<Message>;
             let messages = match self.instructions.as_deref() {

@@ -10,7 +10,7 @@ use crate::approval::{Approval, SourceType};
 use crate::error::{Error, Result};
 use crate::events::{self, RunEvent};
 use crate::limits;
-use crate::models::Message;
+use crate::models::{Message, Role};
 use crate::run::{RunOptions, RunRecord, RunStatus, ToolCallStatus};
 use crate::tools::ToolError;
 use crate::trail::Execution;
@@ -200,6 +200,24 @@ pub(crate) fn complete_as(record: &mut RunRecord, call_id: &str, status: ToolCal
         name.clone_from(&execution.tool_name);
     }
     record.messages.push(Message::tool_result(call_id, name, text));
+}
+
+/// Puts the answers to the model's last turn in the order of its calls. kern answers a call
+/// it refuses at once and one that runs once it has run (after a pause, perhaps), but some
+/// servers (the chat templates of llama.cpp, vLLM and Mistral among them) match results to
+/// calls by position.
+pub(crate) fn order_answers(messages: &mut [Message]) {
+    let Some(turn) = messages.iter().rposition(|message| message.role == Role::Assistant) else { return };
+    let (asked, answers) = messages.split_at_mut(turn + 1);
+    if !answers.iter().all(|message| message.role == Role::Tool) {
+        return;
+    }
+    let calls = &asked[turn].tool_calls;
+    let place = |answer: &Message| {
+        let id = answer.tool_call_id.as_deref();
+        calls.iter().position(|call| Some(call.id.as_str()) == id).unwrap_or(calls.len())
+    };
+    answers.sort_by_key(place);
 }
 
 /// The text a panic was raised with.
