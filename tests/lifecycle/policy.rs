@@ -170,6 +170,8 @@ async fn an_expiry_that_cancels_the_run_cancels_it(backend: Backend) {
     assert!(ran(&run.run_id).is_empty());
     let row = the_row(&*store, &run.run_id).await;
     assert_eq!(row.status, ApprovalStatus::Expired);
+    let told = done.approval().expect("the output names the row that cancelled the run");
+    assert_eq!((told.id.as_str(), told.status), (row.id.as_str(), ApprovalStatus::Expired));
     assert_eq!(store.load_run(&run.run_id).await.unwrap().unwrap().status, RunStatus::Cancelled);
 }
 
@@ -227,6 +229,8 @@ async fn an_expiry_that_cancels_a_team_run_cancels_it_whatever_else_is_pending(b
 
         let done = team.continue_run(&run.run_id, vec![]).await.unwrap();
         assert_eq!(done.status, RunStatus::Cancelled, "{input}");
+        let told = done.approval().map(|row| (row.tool_name.as_str(), row.status));
+        assert_eq!(told, Some(("drop_table", ApprovalStatus::Expired)), "{input}: the row that cancelled the run");
         assert_eq!(store.load_run(&member_run_id).await.unwrap().unwrap().status, RunStatus::Cancelled, "{input}");
         let mut statuses = Vec::new();
         for run_id in [&run.run_id, &member_run_id] {

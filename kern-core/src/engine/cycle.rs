@@ -15,11 +15,11 @@ use std::time::Duration;
 use tracing::Instrument;
 
 use super::delegation::{MemberPlan, Roster, Waiting};
-use super::gate::{Decision, cancels_run};
+use super::gate::{Decision, cancelling_rows, cancels_run};
 use super::hold::Hold;
 use super::runner::Runner;
 use super::step::{Identity, RunRequest, Step, Writes, mark_failed};
-use crate::approval::{ApprovalStatus, Principal};
+use crate::approval::{Approval, ApprovalStatus, Principal};
 use crate::error::{Error, Result};
 use crate::events::{self, RunEvent};
 use crate::models::Usage;
@@ -46,6 +46,12 @@ impl Plan<'_> {
     /// True when a row expired under a policy that cancels the whole run.
     fn cancels_run(&self) -> bool {
         cancels_run(&self.decisions) || self.members.iter().any(MemberPlan::cancels_run)
+    }
+
+    /// The rows whose expiry cancels the whole run, its member runs' included.
+    fn cancelling_rows(&self) -> Vec<Approval> {
+        let members = self.members.iter().flat_map(|member| member.decisions());
+        cancelling_rows(self.decisions.iter().chain(members)).cloned().collect()
     }
 }
 
@@ -127,7 +133,7 @@ impl Cycle {
         }
         let plan = self.plan(&record, answers).await?;
         if plan.cancels_run() {
-            return self.cancel(run_id).await;
+            return self.cancel(run_id, plan.cancelling_rows()).await;
         }
         let claimed = own_calls(self.store().claim_run(run_id).await?);
         continued(&claimed);
@@ -141,7 +147,7 @@ impl Cycle {
                 outcome => {
                     self.release(claimed, &[]).await?;
                     return match outcome {
-                        Ok(_) => self.cancel(run_id).await,
+                        Ok(plan) => self.cancel(run_id, plan.cancelling_rows()).await,
                         Err(error) => Err(error),
                     };
                 }
@@ -174,7 +180,7 @@ impl Cycle {
         let plan = match self.decide(&reclaimed, &[], waiting).await {
             Ok(plan) if plan.cancels_run() => {
                 self.release(reclaimed, &held_members).await?;
-                return self.cancel(run_id).await;
+                return self.cancel(run_id, plan.cancelling_rows()).await;
             }
             Ok(plan) => plan,
             // The dead continue may have run approved tools: given back paused, the run would
@@ -269,10 +275,12 @@ impl Cycle {
         self.persist(step, &finished_members).await
     }
 
-    /// Cancels paused run `run_id` because a row expired under a policy that says so; the
-    /// store cancels the rows it still waits on with it.
-    async fn cancel(&self, run_id: &str) -> Result<RunOutput> {
-        let run = self.store().cancel_run(run_id, &Principal::new(SYSTEM_PRINCIPAL)).await?;
+    /// Cancels paused run `run_id` because its rows `expired` under a policy that says so; the
+    /// store cancels the rows it still waits on with it. The output names the expired rows, as
+    /// it names the rows that decided the calls of a run that goes on.
+    async fn cancel(&self, run_id: &str, expired: Vec<Approval>) -> Result<RunOutput> {
+        let mut run = self.store().cancel_run(run_id, &Principal::new(SYSTEM_PRINCIPAL)).await?;
+        run.approvals.extend(expired);
         Ok(RunOutput::from(run))
     }
 

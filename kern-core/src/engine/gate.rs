@@ -80,6 +80,16 @@ pub(crate) fn cancels_run(decisions: &[Decision]) -> bool {
     decisions.iter().any(|decision| decision.verdict == Verdict::CancelRun)
 }
 
+/// The rows of `decisions` whose expiry cancels the whole run.
+pub(crate) fn cancelling_rows<'d>(
+    decisions: impl IntoIterator<Item = &'d Decision>,
+) -> impl Iterator<Item = &'d Approval> {
+    decisions
+        .into_iter()
+        .filter(|decision| decision.verdict == Verdict::CancelRun)
+        .filter_map(|decision| decision.row.as_ref())
+}
+
 /// The ids of the rows that gate the run's paused calls.
 pub(crate) fn gating_row_ids<'r>(record: &'r RunRecord, tools: &Toolbox) -> Vec<&'r str> {
     record.requirements.iter().filter(|r| is_gated(r, tools)).filter_map(|r| r.approval_id.as_deref()).collect()
