@@ -7,6 +7,7 @@ use kern::Error;
 use kern::prelude::*;
 use kern::run::RunOptions;
 use kern::run::ToolCallStatus;
+use kern::trail::EventKind;
 use serde_json::{Map, Value, json};
 
 use crate::backend::Backend;
@@ -505,7 +506,13 @@ async fn audit_tools_write_a_row_only_when_resolved(backend: Backend) {
         assert_eq!(row.user_id.as_deref(), Some("user-3"));
         assert_eq!(row.resolved_by.as_deref(), Some("lead-7"));
         assert_eq!(row.run_status, RunStatus::Completed);
-        assert_eq!(ran(&run.run_id).len(), 1);
+        let ran = ran(&run.run_id);
+        assert_eq!(ran.len(), 1);
+        // The call runs under its row, as a call an admin approved does: the trail says it ran.
+        assert_eq!(ran[0].context.approval_id.as_deref(), Some(row.id.as_str()), "{tool}");
+        assert_eq!(done.tools[0].approval_id.as_deref(), Some(row.id.as_str()), "{tool}");
+        let kinds: Vec<EventKind> = store.trail(&row.id).await.unwrap().iter().map(|event| event.kind).collect();
+        assert_eq!(kinds, [EventKind::Created, EventKind::Approved, EventKind::Executed], "{tool}");
     }
 
     let mut run = agent.run_with("archive orders", as_user("user-3")).await.unwrap();

@@ -425,16 +425,23 @@ impl Runner {
         let mut waiting = Vec::new();
         let mut ready = Vec::new();
         for mut decision in decisions {
-            writes.approvals.extend(gate::audit_row(&self.identity, record, &decision));
-            // What the call needs of its row, which moves onto the run once it decided the call.
+            let call_id = decision.requirement.tool_call_id().to_owned();
+            // What the call needs of its row, which moves onto the run once it decided the call;
+            // a call its caller confirmed gets its audit row now, and is executed under it.
             let edited = decision.row.as_ref().is_some_and(|row| row.edited_args().is_some());
-            let approval_id = decision.row.as_ref().map(|row| row.id.clone());
+            let audit = gate::audit_row(&self.identity, record, &decision);
+            let approval_id = decision.row.as_ref().or(audit.as_ref()).map(|row| row.id.clone());
+            if let Some(row) = &audit
+                && let Some(execution) = record.tools.iter_mut().find(|e| e.tool_call_id == call_id)
+            {
+                execution.approval_id = Some(row.id.clone());
+            }
+            writes.approvals.extend(audit);
             if decision.verdict != Verdict::Wait
                 && let Some(row) = decision.row.take()
             {
                 record.approvals.push(row);
             }
-            let call_id = decision.requirement.tool_call_id().to_owned();
             match decision.verdict {
                 Verdict::Wait => waiting.push(decision.requirement),
                 Verdict::Refuse(refusal, note) => {
