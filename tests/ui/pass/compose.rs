@@ -30,6 +30,13 @@ pub mod tools {
     #[kern::tools::tool(external_execution = true)]
     #[kern::approval::approval(type = "required", expires_in = "7d")]
     pub fn elsewhere(#[allow(unused_variables)] command: String) {}
+
+    /// Delete a user's data, the old way.
+    #[deprecated(note = "use `delete_user_data`")]
+    #[tool]
+    pub fn erase_user(user_id: String) -> String {
+        user_id
+    }
 }
 
 /// A tool nobody outside sees.
@@ -44,10 +51,12 @@ fn definitions() -> Vec<ToolDefinition> {
         tools::Ask.definition(),
         tools::Elsewhere.definition(),
         PrivateTool.definition(),
+        #[allow(deprecated)]
+        tools::EraseUser.definition(),
     ]
 }
 
 fn main() {
-    assert_eq!(definitions().len(), 4);
+    assert_eq!(definitions().len(), 5);
     assert_eq!(private_tool(), 1);
 }
