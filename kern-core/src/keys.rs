@@ -56,12 +56,19 @@ pub struct ApiKey {
 }
 
 /// A key just issued, with the token that is shown once and never stored.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct IssuedKey {
     /// What the store keeps.
     pub key: ApiKey,
     /// The bearer token: `kern_<id>_<secret>`.
     pub token: String,
+}
+
+/// The token stays out: a debug line that reaches a log must not sign anyone in.
+impl std::fmt::Debug for IssuedKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("IssuedKey").field("key", &self.key).field("token", &"<redacted>").finish()
+    }
 }
 
 impl ApiKey {
@@ -125,6 +132,7 @@ mod tests {
         assert!(!issued.key.accepts("not-the-secret"));
         assert!(!issued.key.secret_hash.contains(secret));
         assert_eq!(issued.key.principal(), Principal::new("alice").with_role("ops"));
+        assert!(!format!("{issued:?}").contains(secret), "debug output shows no secret");
     }
 
     #[test]

@@ -2,7 +2,8 @@
 //! caller in, `sub` naming the principal, `roles` its roles, and `scopes` (a list) or `scope`
 //! (space-separated) what it may do. Expiry and, when the token has one, its start (`nbf`) are
 //! always checked; the audience and issuer when configured, and then a token without them is
-//! refused.
+//! refused. With no audience configured, a token that names one is refused all the same: it
+//! was minted for that audience, not for this server (RFC 7519, 4.1.3).
 
 use std::fmt;
 
@@ -47,7 +48,6 @@ impl Jwt {
 
     fn with(key: DecodingKey, algorithm: Algorithm) -> Self {
         let mut validation = Validation::new(algorithm);
-        validation.validate_aud = false;
         validation.validate_nbf = true;
         Jwt { key, validation }
     }
@@ -57,7 +57,6 @@ impl Jwt {
     #[must_use]
     pub fn audience(mut self, audience: &str) -> Self {
         self.validation.set_audience(&[audience]);
-        self.validation.validate_aud = true;
         self.validation.required_spec_claims.insert("aud".to_owned());
         self
     }

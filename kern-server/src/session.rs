@@ -39,7 +39,7 @@ pub const LIFETIME: Duration = Duration::from_secs(12 * 60 * 60);
 pub const MAX_PER_KEY: usize = 32;
 
 /// A signed-in session.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct Session {
     /// The id of the API key that signed in: checked again on every request, so a revoked
     /// key signs its sessions out.
@@ -47,6 +47,17 @@ pub struct Session {
     /// The token every form of the session carries.
     pub csrf: String,
     expires: Instant,
+}
+
+/// The CSRF token stays out of debug output, which may reach a log.
+impl std::fmt::Debug for Session {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Session")
+            .field("key_id", &self.key_id)
+            .field("csrf", &"<redacted>")
+            .field("expires", &self.expires)
+            .finish()
+    }
 }
 
 /// True when `submitted` is the CSRF token `expected` (compared in constant time).

@@ -98,14 +98,18 @@ pub async fn hs256_tokens_sign_callers_in_and_are_checked(store: Arc<dyn Store>)
 pub async fn rs256_tokens_are_checked_with_the_public_key(store: Arc<dyn Store>) {
     let jwt = Jwt::rs256(RSA_MODULUS, "AQAB").expect("a public key");
     let app = App::with(store, |builder| builder.auth(Auth::jwt(jwt))).await;
-    let signed = jsonwebtoken::encode(
-        &Header::new(Algorithm::RS256),
-        &claims("dave", &["approvals:read"], 600, "any"),
-        &EncodingKey::from_rsa_der(RSA_KEY),
-    )
-    .unwrap();
-    let answer = app.send(Method::GET, "/approvals/count", Some(&signed), None).await;
+    let rs256 = |claims: &Value| {
+        jsonwebtoken::encode(&Header::new(Algorithm::RS256), claims, &EncodingKey::from_rsa_der(RSA_KEY)).unwrap()
+    };
+    let mut for_anyone = claims("dave", &["approvals:read"], 600, "");
+    for_anyone.as_object_mut().unwrap().remove("aud");
+    let answer = app.send(Method::GET, "/approvals/count", Some(&rs256(&for_anyone)), None).await;
     assert_eq!(answer.status, StatusCode::OK, "{:?}", answer.body);
+    // A server with no audience of its own takes no token minted for an audience.
+    let for_billing = claims("dave", &["approvals:read"], 600, "billing");
+    let answer = app.send(Method::GET, "/approvals/count", Some(&rs256(&for_billing)), None).await;
+    assert_eq!(answer.status, StatusCode::UNAUTHORIZED, "{:?}", answer.body);
+    assert!(answer.detail().starts_with("Invalid token audience"), "{}", answer.detail());
     let symmetric = hs256(&claims("dave", &["admin"], 600, "any"), RSA_MODULUS.as_bytes());
     let answer = app.send(Method::GET, "/approvals/count", Some(&symmetric), None).await;
     assert_eq!(answer.status, StatusCode::UNAUTHORIZED, "an HS256 token is not taken where RS256 is expected");

@@ -16,8 +16,20 @@ use super::views::FieldView;
 use crate::extract::{PathParams, check_query, form_fields};
 
 /// The fields of a submitted form, in order.
-#[derive(Debug, Default)]
+#[derive(Default)]
 pub struct FormFields(pub Vec<(String, String)>);
+
+/// The sign-in form's `key` and every form's `csrf` token stay out of debug output, which may
+/// reach a log.
+impl std::fmt::Debug for FormFields {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let shown = self.0.iter().map(|(name, value)| match name.as_str() {
+            "key" | "csrf" => (name.as_str(), "<redacted>"),
+            _ => (name.as_str(), value.as_str()),
+        });
+        f.debug_tuple("FormFields").field(&shown.collect::<Vec<_>>()).finish()
+    }
+}
 
 impl FormFields {
     /// The first value of `name`.

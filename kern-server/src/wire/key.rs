@@ -32,12 +32,19 @@ impl From<&ApiKey> for KeyResponse {
 }
 
 /// A key just issued, with its bearer token: shown this once.
-#[derive(Debug, Serialize, Deserialize, ToSchema)]
+#[derive(Serialize, Deserialize, ToSchema)]
 pub struct IssuedKeyResponse {
     #[serde(flatten)]
     pub key: KeyResponse,
     /// `Authorization: Bearer <token>`.
     pub token: String,
+}
+
+/// The token stays out of debug output, which may reach a log.
+impl std::fmt::Debug for IssuedKeyResponse {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("IssuedKeyResponse").field("key", &self.key).field("token", &"<redacted>").finish()
+    }
 }
 
 /// The body of `POST /keys`. A field it does not know is refused: a misspelt `roles` would
