@@ -16,7 +16,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
-use crate::approval::{Approval, ApprovalStatus, Vote};
+use crate::approval::{Approval, ApprovalStatus, Principal, Vote};
 use crate::text_enum::text_enum;
 use crate::timestamp;
 
@@ -429,8 +429,45 @@ pub fn verify_row(row: &Approval, events: &[TrailEvent], votes: &[Vote]) -> Resu
             Some(event.seq),
             "the row's decision (status, resolver or data) differs from the one this event recorded".into(),
         )),
-        (Some(_), Some(_)) => Ok(()),
+        (Some(event), Some(_)) => match unbacked_approval(row, events) {
+            Some(reason) => Err(broken(event.index, Some(event.seq), reason)),
+            None => Ok(()),
+        },
     }
+}
+
+/// Why approved `row`, whose policy has only votes decide it, is not approved by its chain's
+/// votes: fewer distinct principals than its quorum approved the call as it was approved (as
+/// the model asked, or with the same edit), counting only those the policy lets decide by the
+/// roles they held and whose call it is. `None` when the votes make the quorum, or the row is
+/// no such row.
+fn unbacked_approval(row: &Approval, events: &[TrailEvent]) -> Option<String> {
+    let policy = row.policy.as_ref().filter(|policy| policy.needs_principals())?;
+    if row.status != ApprovalStatus::Approved {
+        return None;
+    }
+    let approved_args = row.resolution_data.as_ref().and_then(|data| data.get("args")).unwrap_or(&Value::Null);
+    let mut approvers: Vec<&str> = events
+        .iter()
+        .filter(|event| event.kind == EventKind::Vote && event.data["vote"] == "approve")
+        .filter(|event| event.data["args"] == *approved_args)
+        .filter(|event| {
+            let roles = serde_json::from_value(event.data["roles"].clone()).unwrap_or_default();
+            let voter = Principal { id: event.principal.clone(), roles };
+            policy.ineligibility(&voter, row.user_id.as_deref()).is_none()
+        })
+        .map(|event| event.principal.as_str())
+        .collect();
+    approvers.sort_unstable();
+    approvers.dedup();
+    let quorum = usize::try_from(policy.quorum).unwrap_or(usize::MAX);
+    (approvers.len() < quorum).then(|| {
+        format!(
+            "the row is approved, but its chain records {} eligible approvals of the call as approved where its policy asks {}",
+            approvers.len(),
+            policy.quorum
+        )
+    })
 }
 
 /// The broken link of events whose row is gone, if there are any: `chains` are the row ids
@@ -626,7 +663,7 @@ mod tests {
     }
 
     use super::*;
-    use crate::approval::{ApprovalType, OnExpire, PauseType, RowPolicy, SourceType};
+    use crate::approval::{ApprovalType, OnExpire, PauseType, RowPolicy, SourceType, VoteKind};
     use crate::run::{RunRequirement, RunStatus, ToolCallStatus, ToolExecution};
 
     /// The canonical text as it was first defined: a copy of the value with its keys sorted,
@@ -780,6 +817,54 @@ mod tests {
             for event in &events {
                 assert_eq!(event.hash, hash_by_copy(event), "{event:?}");
             }
+        }
+    }
+
+    /// An approved row whose policy has votes decide it verifies only when its chain records
+    /// its quorum of eligible approvals of the call as approved.
+    #[test]
+    fn an_approval_short_of_its_quorum_is_named() {
+        let row = Approval { pause_type: PauseType::Confirmation, ..rows().remove(1) };
+        let requester = row.user_id.clone().unwrap();
+        let approved = Approval {
+            status: ApprovalStatus::Approved,
+            resolved_by: Some("bea".into()),
+            resolved_at: Some(row.created_at),
+            ..row.clone()
+        };
+        let vote = |principal: &str, roles: &[&str], args: Option<Value>| Vote {
+            approval_id: row.id.clone(),
+            principal: principal.to_owned(),
+            roles: roles.iter().map(|role| (*role).to_owned()).collect(),
+            kind: VoteKind::Approve,
+            note: None,
+            args,
+            at: row.created_at,
+        };
+        let verify = |votes: &[Vote]| {
+            let mut events = opening_events(&row);
+            let head = events.last().map(|event| (event.index, event.hash.clone())).unwrap();
+            let cast = votes.iter().map(|vote| (EventKind::Vote, vote.principal.clone(), vote_data(vote)));
+            let decided = (EventKind::Approved, "bea".to_owned(), resolution_data(&approved));
+            let chained = append(Some((head.0, &head.1)), &row.id, &row.run_id, row.created_at, cast.chain([decided]));
+            events.extend(chained);
+            verify_row(&approved, &events, votes)
+        };
+        assert_eq!(verify(&[vote("ann", &["finance"], None), vote("bea", &["ops"], None)]), Ok(()));
+        let short = [
+            vec![vote("ann", &["finance"], None)],
+            vec![vote("ann", &["finance"], None), vote("bea", &[], None)],
+            vec![vote("ann", &["finance"], None), vote(&requester, &["ops"], None)],
+            vec![vote("ann", &["finance"], None), vote("bea", &["ops"], Some(json!({"amount": 1})))],
+        ];
+        for votes in short {
+            let broken = verify(&votes).expect_err("one eligible approval of the call is not a quorum of two");
+            assert_eq!(broken.index, u32::try_from(votes.len()).unwrap() + 2, "the approved event is named");
+            assert!(
+                broken.reason.contains("records 1 eligible approvals") && broken.reason.contains("asks 2"),
+                "{}",
+                broken.reason
+            );
         }
     }
 
