@@ -375,7 +375,7 @@ enum Started {
 /// from a run under way.
 async fn answer(state: AppState, target: Target, id: String, started: Started, continued: bool) -> ApiResult<Response> {
     let mut events = match started {
-        Started::Done(output) => return Ok(Json(body(&state, target, &id, &(*output)?).await?).into_response()),
+        Started::Done(output) => return Ok(Json(body(&state, target, &id, &(*output)?).await).into_response()),
         Started::Events(events) => events,
     };
     let first = events.next().await.ok_or_else(ended_without_outcome)?;
@@ -428,10 +428,7 @@ async fn last_frame(state: &AppState, target: Target, id: &str, framer: &mut Fra
     match event {
         RunEvent::RunError { error, .. } => failed(framer, ApiError::from(error)),
         event => match outcome(event) {
-            Some(output) => match body(state, target, id, &output).await {
-                Ok(body) => framer.last(name, &body),
-                Err(api) => failed(framer, api),
-            },
+            Some(output) => framer.last(name, &body(state, target, id, &output).await),
             None => failed(framer, ended_without_outcome()),
         },
     }
@@ -442,11 +439,19 @@ fn ended_without_outcome() -> ApiError {
     ApiError::new(axum::http::StatusCode::INTERNAL_SERVER_ERROR, "Internal server error")
 }
 
-/// The run's output in the reference's shape, counted in the metrics.
-async fn body(state: &AppState, target: Target, id: &str, output: &RunOutput) -> ApiResult<Value> {
+/// The run's output in the reference's shape, counted in the metrics. The stored run adds its
+/// user, input and times; when it cannot be read they are left out, not the outcome: the run
+/// is stored as the output says, and answering an error would have the caller run it again.
+async fn body(state: &AppState, target: Target, id: &str, output: &RunOutput) -> Value {
     state.metrics.run(output.status);
-    let record = state.store.load_run(&output.run_id).await?;
-    Ok(run_output(output, record.as_ref(), runner(state, target, id)))
+    let record = match state.store.load_run(&output.run_id).await {
+        Ok(record) => record,
+        Err(error) => {
+            tracing::warn!(run_id = %output.run_id, %error, "the run's record could not be read for its answer");
+            None
+        }
+    };
+    run_output(output, record.as_ref(), runner(state, target, id))
 }
 
 fn runner<'a>(state: &'a AppState, target: Target, id: &'a str) -> Runner<'a> {
