@@ -43,7 +43,7 @@ pub(crate) const VOTE_COLUMNS: &str = "approval_id, principal, roles, kind, note
 pub(crate) const API_KEY_COLUMNS: &str = "id, principal, roles, scopes, secret_hash, created_at, revoked_at";
 
 /// The columns of the runs table that [`run`] reads.
-pub(crate) const RUN_COLUMNS: &str = "state, status, updated_at";
+pub(crate) const RUN_COLUMNS: &str = "run_id, state, status, updated_at";
 
 /// Binds every field of `approval`, in [`APPROVAL_INSERT_COLUMNS`] order, with `run_status`
 /// for its run's status.
@@ -278,6 +278,23 @@ pub(crate) fn run(row: &dyn Columns) -> Result<RunRecord> {
     run.status = enum_text(row, "status")?;
     run.updated_at = row.time("updated_at")?;
     Ok(run)
+}
+
+/// A run of a listing that workers page through: where it stands in the listing's order, and
+/// the run, or why it cannot be read.
+pub(crate) struct ListedRun {
+    pub(crate) run_id: String,
+    pub(crate) updated_at: DateTime<Utc>,
+    pub(crate) run: std::result::Result<RunRecord, UnreadableRow>,
+}
+
+/// Reads a run selected with [`RUN_COLUMNS`] as [`run`] does, or names it as one that cannot
+/// be read: a listing goes on past it.
+pub(crate) fn listed_run(row: &dyn Columns) -> Result<ListedRun> {
+    let run_id = row.text("run_id")?;
+    let updated_at = row.time("updated_at")?;
+    let run = run(row).map_err(|err| UnreadableRow { id: run_id.clone(), reason: err.to_string() });
+    Ok(ListedRun { run_id, updated_at, run })
 }
 
 /// Reads the `status` column of a run.

@@ -726,6 +726,39 @@ impl<DB: Driver> SqlStore<DB> {
         // only now, and judge it as of now, to say which.
         Err(ResolutionRules::new(id, update, kern_core::now()).refusal(self.get(id).await?.as_ref()))
     }
+
+    /// Up to `limit` readable runs of a listing that workers page through, after `after`:
+    /// `page` selects, with the store's queries, the rows after a cursor (at most so many;
+    /// `None` when none can match), `cursor` names a row's place. A run whose state cannot be read (written by a newer
+    /// build, or altered by hand) is logged and passed over, and the listing goes on past it:
+    /// failing the page would stop every worker's scan at that run for good.
+    async fn readable_runs<C>(
+        &self,
+        mut after: Option<C>,
+        limit: u32,
+        page: impl for<'c> Fn(&'c Queries, Option<&'c C>, u32) -> Option<Stmt<'c>>,
+        cursor: impl Fn(&codec::ListedRun) -> C,
+    ) -> Result<Vec<RunRecord>> {
+        let mut runs = Vec::new();
+        loop {
+            let wanted = limit - u32::try_from(runs.len()).unwrap_or(limit);
+            let Some(stmt) = page(&self.queries, after.as_ref(), wanted) else { return Ok(runs) };
+            let listed = self.pools.read(stmt, codec::listed_run).await?;
+            let ended = listed.len() < wanted as usize;
+            for row in listed {
+                after = Some(cursor(&row));
+                match row.run {
+                    Ok(run) => runs.push(run),
+                    Err(unreadable) => {
+                        tracing::warn!(run_id = %unreadable.id, reason = %unreadable.reason, "a stored run cannot be read: passed over");
+                    }
+                }
+            }
+            if ended || runs.len() >= limit as usize {
+                return Ok(runs);
+            }
+        }
+    }
 }
 
 /// The id of a row read, whether or not the rest of it could be.
@@ -1105,11 +1138,17 @@ impl<DB: Driver> Store for SqlStore<DB> {
 
     fn decided_runs<'a>(&'a self, after: Option<&'a str>, limit: u32) -> BoxFuture<'a, Result<Vec<RunRecord>>> {
         Box::pin(async move {
-            let stmt = Stmt::new(&self.queries.decided_runs)
-                .bind(after.unwrap_or(""))
-                .bind(kern_core::now())
-                .bind(i64::from(limit));
-            self.pools.read(stmt, codec::run).await
+            let now = kern_core::now();
+            self.readable_runs(
+                after.map(str::to_owned),
+                limit,
+                |queries, after, limit| {
+                    let after = after.map_or("", String::as_str);
+                    Some(Stmt::new(&queries.decided_runs).bind(after).bind(now).bind(i64::from(limit)))
+                },
+                |listed| listed.run_id.clone(),
+            )
+            .await
         })
     }
 
@@ -1120,12 +1159,14 @@ impl<DB: Driver> Store for SqlStore<DB> {
         limit: u32,
     ) -> BoxFuture<'a, Result<Vec<RunRecord>>> {
         Box::pin(async move {
-            let stmt = stale_cutoff(kern_core::now(), stale_after)
-                .and_then(|cutoff| self.queries.stale_runs(cutoff, after, limit));
-            match stmt {
-                Some(stmt) => self.pools.read(stmt, codec::run).await,
-                None => Ok(Vec::new()),
-            }
+            let Some(cutoff) = stale_cutoff(kern_core::now(), stale_after) else { return Ok(Vec::new()) };
+            self.readable_runs(
+                after.cloned(),
+                limit,
+                |queries, after, limit| queries.stale_runs(cutoff, after, limit),
+                |listed| PageCursor { at: listed.updated_at, id: listed.run_id.clone() },
+            )
+            .await
         })
     }
 

@@ -377,6 +377,43 @@ pub async fn an_unreadable_row_is_named_and_the_listing_goes_on(target: SqlTarge
     db.close().await;
 }
 
+/// A run whose state this build cannot read (written by a newer one, or altered by hand) is
+/// passed over by the listings workers page through, which go on past it: failing the page
+/// would stop every worker's continues, or recoveries, at that run for good.
+pub async fn an_unreadable_run_holds_up_no_workers_listing(target: SqlTarget) {
+    let db = target.open(Options::default()).await.unwrap();
+    let store = db.store();
+    let decided: Vec<RunRecord> = (0..3).map(|_| run("session-1")).collect();
+    let mut sorted = decided.clone();
+    sorted.sort_by(|a, b| a.run_id.cmp(&b.run_id));
+    let hour_ago = now() - seconds(3600);
+    let stale: Vec<RunRecord> = (0..3)
+        .map(|n| RunRecord { status: RunStatus::Running, updated_at: hour_ago + seconds(n), ..run("session-1") })
+        .collect();
+    for paused in &decided {
+        let row = approval(&paused.run_id);
+        store.save_runs(std::slice::from_ref(paused), std::slice::from_ref(&row), &[]).await.unwrap();
+        store.update_approval(&row.id, ApprovalUpdate::approve("admin")).await.unwrap();
+    }
+    store.save_runs(&stale, &[], &[]).await.unwrap();
+    let runs = target.table("kern_runs");
+    for damaged in [&sorted[0].run_id, &stale[0].run_id] {
+        target.execute_raw(&format!("UPDATE {runs} SET state = '{{\"x\": 1}}' WHERE run_id = '{damaged}'")).await;
+    }
+
+    let listed = store.decided_runs(None, 10).await.unwrap();
+    let ids: Vec<&str> = listed.iter().map(|run| run.run_id.as_str()).collect();
+    assert_eq!(ids, [sorted[1].run_id.as_str(), sorted[2].run_id.as_str()]);
+    let first = store.decided_runs(None, 1).await.unwrap();
+    assert_eq!(first[0].run_id, sorted[1].run_id, "a page of one goes on past the run it cannot read");
+    let stale_after = Duration::from_secs(1800);
+    let listed = store.stale_runs(stale_after, None, 10).await.unwrap();
+    let ids: Vec<&str> = listed.iter().map(|run| run.run_id.as_str()).collect();
+    assert_eq!(ids, [stale[1].run_id.as_str(), stale[2].run_id.as_str()]);
+    assert_eq!(store.stale_runs(stale_after, None, 1).await.unwrap()[0].run_id, stale[1].run_id);
+    db.close().await;
+}
+
 /// The expiry sweep goes on past a row this build cannot read (it stays pending: its policy is
 /// unknown), and the trail check names that row as its broken link rather than failing whole.
 pub async fn an_unreadable_row_holds_up_neither_the_expiry_sweep_nor_the_trail_check(target: SqlTarget) {
