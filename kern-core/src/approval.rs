@@ -109,7 +109,8 @@ pub struct Approval {
     pub requirements: Vec<RunRequirement>,
     /// What the admin supplied: nothing or `{"note": ".."}` to reject any call or approve a
     /// confirmation; `{"values": {..}}` (or the values object itself) to approve user input, and
-    /// `{"result": ..}` an external execution, each with an optional note. Stores refuse other
+    /// `{"result": ..}` an external execution, each with an optional note (in the values object
+    /// itself, a `note` the call waits for is its value: see [`note`](Self::note)). Stores refuse other
     /// data with [`Error::InvalidResolution`](crate::Error::InvalidResolution).
     pub resolution_data: Option<Value>,
     /// Who resolved the row.
@@ -141,14 +142,26 @@ impl Approval {
         self.requirements.iter().find(|r| r.tool_execution.tool_call_id == self.tool_call_id)
     }
 
-    /// The admin's note, if the resolution data carries one. The values of an approved
-    /// user-input call given as the data itself carry none: a `note` among them is a value.
+    /// The admin's note, if the resolution data carries one. In the values of an approved
+    /// user-input call given as the data itself, a `note` is the call's value when the call
+    /// waits for one of that name, not a note.
     pub fn note(&self) -> Option<&str> {
         let data = self.resolution_data.as_ref()?;
-        let values_only = self.pause_type == PauseType::UserInput
+        let flat_values = self.pause_type == PauseType::UserInput
             && self.status == ApprovalStatus::Approved
             && data.get("values").is_none();
-        if values_only { None } else { data.get("note")?.as_str() }
+        if flat_values && self.input_fields().any(|field| field == "note") {
+            return None;
+        }
+        data.get("note")?.as_str()
+    }
+
+    /// The names of the values the row's call waits for: its user-input schema's properties
+    /// (none for other calls).
+    pub fn input_fields(&self) -> impl Iterator<Item = &str> {
+        let schema = self.requirement().and_then(|requirement| requirement.user_input_schema.as_ref());
+        let properties = schema.and_then(|schema| schema.get("properties")).and_then(Value::as_object);
+        properties.into_iter().flat_map(|properties| properties.keys().map(String::as_str))
     }
 
     /// The user-input values the admin supplied: `{"values": {..}}` or the object itself.

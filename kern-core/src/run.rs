@@ -249,7 +249,9 @@ pub struct RunOutput {
     /// each with [`member`](RunRequirement::member) set.
     pub requirements: Vec<RunRequirement>,
     /// The approval rows that decided the run's gated calls, as they stood when they did,
-    /// oldest first.
+    /// oldest first. The output of the continue that cancels a run because a row expired ends
+    /// with that row (a member's, on a team run), which the stored run does not hold: its
+    /// rows read back `expired` from the store.
     pub approvals: Vec<Approval>,
     /// Extra facts: `"error"` holds what stopped a failed run, and `"approval"` the row that
     /// decided its latest gated call (as [`approval`](Self::approval) returns it).
@@ -452,7 +454,8 @@ impl RunRecord {
 impl RunOutput {
     /// The latest approval row that decided one of the run's own gated calls. On a team run, a
     /// member's rows decided its own calls: they are on its output, in
-    /// [`member_runs`](Self::member_runs).
+    /// [`member_runs`](Self::member_runs), but for the row whose expiry cancelled the run,
+    /// which the cancelling continue's output names, whoever's it is.
     pub fn approval(&self) -> Option<&Approval> {
         self.approvals.last()
     }

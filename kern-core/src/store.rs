@@ -192,8 +192,8 @@ pub trait Store: Send + Sync + 'static {
     fn trail<'a>(&'a self, id: &'a str) -> BoxFuture<'a, Result<Vec<TrailEvent>>>;
 
     /// Recomputes every row's chain and compares each row, and the votes stored on it, with its
-    /// events ([`trail::verify_row`](crate::trail::verify_row)); reports the first link that does
-    /// not hold, or an event whose row is gone.
+    /// events, an approval with its quorum of votes ([`trail::verify_row`](crate::trail::verify_row));
+    /// reports the first link that does not hold, or an event whose row is gone.
     fn verify_trail(&self) -> BoxFuture<'_, Result<TrailReport>>;
 
     /// The events of every row's trail stored after event `after` (a [`TrailEvent::seq`]; 0
@@ -220,6 +220,11 @@ pub trait Store: Send + Sync + 'static {
     /// or its member runs' for a team) and none of them is pending (a row past its expiry is
     /// expired, swept or not). What a worker continues. In `run_id` order, after `after`, at most
     /// `limit`; a run may also wait for calls no row decides, which its continue cannot answer.
+    ///
+    /// This listing, [`stale_runs`](Store::stale_runs) and
+    /// [`runs_changed_after`](Store::runs_changed_after) pass over a stored run whose state this
+    /// build cannot read (logged), and go on past it to fill the page: one such run must not stop
+    /// every worker or live stream at it.
     fn decided_runs<'a>(&'a self, after: Option<&'a str>, limit: u32) -> BoxFuture<'a, Result<Vec<RunRecord>>>;
 
     /// Top-level runs left `running` since `stale_after` ago or longer: claims held by a continue

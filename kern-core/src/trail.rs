@@ -334,7 +334,8 @@ impl TrailReport {
 /// Checks one row against its chain and its votes: `events` are all of the row's events, in
 /// chain order, and `votes` all its stored votes. Each vote stored must be one an event records,
 /// and each vote recorded one stored: the votes table takes inserts, and a vote written past
-/// kern would count towards a quorum unrecorded.
+/// kern would count towards a quorum unrecorded. An approved row whose policy has votes decide
+/// it must be approved by its quorum of the eligible votes its chain records.
 pub fn verify_row(row: &Approval, events: &[TrailEvent], votes: &[Vote]) -> Result<(), BrokenLink> {
     let broken =
         |index: u32, seq: Option<i64>, reason: String| BrokenLink { approval_id: row.id.clone(), index, seq, reason };

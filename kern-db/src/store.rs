@@ -70,6 +70,9 @@ pub(crate) struct SqlStore<DB: Driver> {
     /// What tells other handles of the commits made through this one, where the database
     /// carries announcements.
     announcer: Option<Box<dyn Announcer>>,
+    /// The runs a listing passed over because their state cannot be read, each warned of once:
+    /// workers read the listings every few seconds.
+    unreadable_runs: std::sync::Mutex<HashSet<String>>,
     /// How often waiters read when nothing wakes them, in place of the store's own intervals.
     #[cfg(any(test, feature = "test-support"))]
     poll_every: Option<Duration>,
@@ -95,6 +98,7 @@ impl<DB: Driver> SqlStore<DB> {
             signal: Arc::default(),
             feed: None,
             announcer: None,
+            unreadable_runs: std::sync::Mutex::default(),
             #[cfg(any(test, feature = "test-support"))]
             poll_every: None,
         })
@@ -727,11 +731,12 @@ impl<DB: Driver> SqlStore<DB> {
         Err(ResolutionRules::new(id, update, kern_core::now()).refusal(self.get(id).await?.as_ref()))
     }
 
-    /// Up to `limit` readable runs of a listing that workers page through, after `after`:
-    /// `page` selects, with the store's queries, the rows after a cursor (at most so many;
-    /// `None` when none can match), `cursor` names a row's place. A run whose state cannot be read (written by a newer
-    /// build, or altered by hand) is logged and passed over, and the listing goes on past it:
-    /// failing the page would stop every worker's scan at that run for good.
+    /// Up to `limit` readable runs of a listing that workers and live streams page through,
+    /// after `after`: `page` selects, with the store's queries, the rows after a cursor (at most
+    /// so many; `None` when none can match), `cursor` names a row's place. A run whose state
+    /// cannot be read (written by a newer build, or altered by hand) is passed over, warned of
+    /// once, and the listing goes on past it: failing the page would stop every reader at
+    /// that run for good.
     async fn readable_runs<C>(
         &self,
         mut after: Option<C>,
@@ -749,14 +754,23 @@ impl<DB: Driver> SqlStore<DB> {
                 after = Some(cursor(&row));
                 match row.run {
                     Ok(run) => runs.push(run),
-                    Err(unreadable) => {
-                        tracing::warn!(run_id = %unreadable.id, reason = %unreadable.reason, "a stored run cannot be read: passed over");
-                    }
+                    Err(unreadable) => self.pass_over(unreadable),
                 }
             }
             if ended || runs.len() >= limit as usize {
                 return Ok(runs);
             }
+        }
+    }
+
+    /// Says that a listing passed over a run it cannot read: a warning the first time.
+    fn pass_over(&self, unreadable: UnreadableRow) {
+        let first = self.unreadable_runs.lock().map_or(true, |mut warned| warned.insert(unreadable.id.clone()));
+        let (run_id, reason) = (&unreadable.id, &unreadable.reason);
+        if first {
+            tracing::warn!(run_id, reason, "a stored run cannot be read: listings pass over it");
+        } else {
+            tracing::debug!(run_id, reason, "a stored run cannot be read: passed over again");
         }
     }
 }
@@ -1171,7 +1185,15 @@ impl<DB: Driver> Store for SqlStore<DB> {
     }
 
     fn runs_changed_after<'a>(&'a self, after: &'a PageCursor, limit: u32) -> BoxFuture<'a, Result<Vec<RunRecord>>> {
-        Box::pin(async move { self.pools.read(self.queries.runs_changed_after(after, limit), codec::run).await })
+        Box::pin(async move {
+            self.readable_runs(
+                Some(after.clone()),
+                limit,
+                |queries, after, limit| after.map(|after| queries.runs_changed_after(after, limit)),
+                |listed| PageCursor { at: listed.updated_at, id: listed.run_id.clone() },
+            )
+            .await
+        })
     }
 
     fn save_api_key<'a>(&'a self, key: &'a ApiKey) -> BoxFuture<'a, Result<()>> {

@@ -34,13 +34,15 @@ impl fmt::Debug for Jwt {
 pub struct JwtKeyError(String);
 
 impl Jwt {
-    /// Tokens signed with HS256 and `secret`.
+    /// Tokens signed with HS256 and `secret`. Without [`audience`](Self::audience), only
+    /// tokens that name no audience pass.
     pub fn hs256(secret: &[u8]) -> Self {
         Self::with(DecodingKey::from_secret(secret), Algorithm::HS256)
     }
 
     /// Tokens signed with RS256, checked with the RSA public key of modulus `n` and exponent
-    /// `e` (base64url, as a JWK publishes them).
+    /// `e` (base64url, as a JWK publishes them). An identity provider's tokens name their
+    /// audience: set it with [`audience`](Self::audience), or they are refused.
     pub fn rs256(n: &str, e: &str) -> Result<Self, JwtKeyError> {
         let key = DecodingKey::from_rsa_components(n, e).map_err(|err| JwtKeyError(err.to_string()))?;
         Ok(Self::with(key, Algorithm::RS256))

@@ -271,8 +271,9 @@ async fn approved_user_input_runs_with_the_admins_values(backend: Backend) {
     let approved = store.update_approval(&row.id, resolve(ApprovalStatus::Approved, Some(values))).await.unwrap();
     assert_eq!(approved.note(), None);
     assert_eq!(approved.user_input_values().map(|values| values["note"].clone()), Some(json!("March")));
-    agent.continue_run(&run.run_id, vec![]).await.unwrap();
+    let done = agent.continue_run(&run.run_id, vec![]).await.unwrap();
     assert_eq!(ran(&run.run_id)[0].args, json!({"to": "acme", "amount": 9}));
+    assert_eq!(done.tools[0].result, Some(json!("sent 9 to acme (March)")), "the call got its note");
 
     // The row wins: approving without the values is refused, and a caller's value is ignored.
     let mut run = agent.run("pay acme").await.unwrap();
@@ -508,8 +509,9 @@ async fn audit_tools_write_a_row_only_when_resolved(backend: Backend) {
         assert_eq!(row.run_status, RunStatus::Completed);
         let ran = ran(&run.run_id);
         assert_eq!(ran.len(), 1);
-        // The call runs under its row, as a call an admin approved does: the trail says it ran.
-        assert_eq!(ran[0].context.approval_id.as_deref(), Some(row.id.as_str()), "{tool}");
+        // Its row's trail says it ran, as a row an admin approved does. No admin approved it:
+        // its context names no approval, and a confirmation given again would make a new row.
+        assert_eq!(ran[0].context.approval_id, None, "{tool}");
         assert_eq!(done.tools[0].approval_id.as_deref(), Some(row.id.as_str()), "{tool}");
         let kinds: Vec<EventKind> = store.trail(&row.id).await.unwrap().iter().map(|event| event.kind).collect();
         assert_eq!(kinds, [EventKind::Created, EventKind::Approved, EventKind::Executed], "{tool}");

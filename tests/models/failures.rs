@@ -1,10 +1,12 @@
 //! How both providers fail: typed errors, retries of transient failures only, a bounded number
 //! of times. Every test runs against each provider.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use kern::models::{MAX_ANSWER_BYTES, MAX_ERROR_BODY_BYTES, Message, Model, ModelError, ModelRequest, RetryPolicy};
 use serde_json::{Value, json};
+use tokio::sync::Notify;
 
 use crate::server::{Answer, Piece, TestServer, closed_port_url};
 use crate::{FAST_RETRY, anthropic, openai, stream_greeting};
@@ -161,6 +163,23 @@ async fn a_server_that_does_not_answer_is_a_timeout() {
         let err = ask(&*model).await.unwrap_err();
 
         assert_eq!(err, ModelError::Timeout { provider: model.id().into(), timeout }, "{provider:?}");
+    }
+}
+
+/// A stream that never begins, or whose headers come without a body, times out as a whole
+/// answer does.
+#[tokio::test]
+async fn a_stream_that_does_not_begin_is_a_timeout() {
+    for provider in PROVIDERS {
+        let never = Arc::new(Notify::new());
+        let server = TestServer::start(vec![Answer::Hang, Answer::stream(vec![Piece::WaitFor(never)])]).await;
+        let model = provider.model(&server.url(), RetryPolicy::NONE, Duration::from_millis(300));
+
+        for _ in 0..2 {
+            let (answer, received) = stream_greeting(&*model).await;
+            assert!(matches!(answer, Err(ModelError::Timeout { .. })), "{provider:?}: {answer:?}");
+            assert!(received.is_empty(), "{provider:?}");
+        }
     }
 }
 

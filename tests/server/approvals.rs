@@ -254,10 +254,11 @@ pub async fn a_user_input_value_named_as_a_key_is_the_calls(store: Arc<dyn Store
     let app = App::new(store.clone()).await;
     let (run_id, _, id) = app.paused("credit for acme", "alice").await;
     let uri = format!("/approvals/{id}/resolve");
+    // Under `values`, they are only there: a top-level `note` is the admin's, another key refused.
     let twice = json!({"status": "approved", "resolution_data": {"amount": 5, "values": {"amount": 5, "note": "hi"}}});
     let refused = app.send(Method::POST, &uri, Some(&app.bob), Some(twice)).await;
     assert_eq!(refused.status, StatusCode::UNPROCESSABLE_ENTITY, "{:?}", refused.body);
-    assert!(refused.detail().contains("give them once"), "{}", refused.detail());
+    assert!(refused.detail().contains("(amount)"), "{}", refused.detail());
 
     let flat = json!({"status": "approved", "resolution_data": {"amount": 5, "note": "welcome back"}});
     let resolved = app.send(Method::POST, &uri, Some(&app.bob), Some(flat)).await;
@@ -267,6 +268,16 @@ pub async fn a_user_input_value_named_as_a_key_is_the_calls(store: Arc<dyn Store
     assert_eq!(row.note(), None, "the admin wrote no note");
     let done = app.agent.continue_run(&run_id, Vec::new()).await.expect("continue");
     assert_eq!(done.tools[0].result, Some(json!("5 for acme: welcome back")), "{done:?}");
+
+    // Beside values under `values`, a top-level `note` is the admin's.
+    let (_, _, other) = app.paused("credit for acme", "alice").await;
+    let wrapped = json!({"values": {"amount": 7, "note": "hi"}, "note": "checked"});
+    let body = json!({"status": "approved", "resolution_data": wrapped});
+    let resolved = app.send(Method::POST, &format!("/approvals/{other}/resolve"), Some(&app.bob), Some(body)).await;
+    assert_eq!(resolved.status, StatusCode::OK, "{:?}", resolved.body);
+    assert_eq!(resolved.body["resolution_data"], wrapped);
+    let row = store.get_approval(&other).await.unwrap().expect("the row");
+    assert_eq!(row.note(), Some("checked"));
 }
 
 pub async fn a_policy_decides_through_votes(store: Arc<dyn Store>) {

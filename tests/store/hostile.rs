@@ -8,7 +8,8 @@ use std::time::Duration;
 
 use kern::Error;
 use kern::approval::{
-    Approval, ApprovalPolicy, ApprovalQuery, ApprovalStatus, ApprovalUpdate, Decision, OnExpire, PauseType, Principal,
+    Approval, ApprovalPolicy, ApprovalQuery, ApprovalStatus, ApprovalUpdate, Decision, OnExpire, PageCursor, PauseType,
+    Principal,
 };
 use kern::db::{PostgresDb, SCHEMA_VERSION, Store};
 use kern::keys::{ApiKey, Scope};
@@ -378,9 +379,9 @@ pub async fn an_unreadable_row_is_named_and_the_listing_goes_on(target: SqlTarge
 }
 
 /// A run whose state this build cannot read (written by a newer one, or altered by hand) is
-/// passed over by the listings workers page through, which go on past it: failing the page
+/// passed over by the listings workers and live streams page through, which go on past it: failing the page
 /// would stop every worker's continues, or recoveries, at that run for good.
-pub async fn an_unreadable_run_holds_up_no_workers_listing(target: SqlTarget) {
+pub async fn an_unreadable_run_holds_up_no_listing_of_runs(target: SqlTarget) {
     let db = target.open(Options::default()).await.unwrap();
     let store = db.store();
     let decided: Vec<RunRecord> = (0..3).map(|_| run("session-1")).collect();
@@ -411,6 +412,11 @@ pub async fn an_unreadable_run_holds_up_no_workers_listing(target: SqlTarget) {
     let ids: Vec<&str> = listed.iter().map(|run| run.run_id.as_str()).collect();
     assert_eq!(ids, [stale[1].run_id.as_str(), stale[2].run_id.as_str()]);
     assert_eq!(store.stale_runs(stale_after, None, 1).await.unwrap()[0].run_id, stale[1].run_id);
+    // Live streams follow runs' changes past them too.
+    let from_start = PageCursor { at: hour_ago - seconds(1), id: String::new() };
+    let changed = store.runs_changed_after(&from_start, 100).await.unwrap();
+    assert_eq!(changed.len(), 4, "every run but the two that cannot be read");
+    assert!(changed.iter().all(|run| run.run_id != sorted[0].run_id && run.run_id != stale[0].run_id));
     db.close().await;
 }
 

@@ -56,6 +56,11 @@ struct Invocation {
     args: Value,
     /// The model's arguments, when an approver changed them: the model is told.
     edited_from: Option<Value>,
+    /// The row whose trail records the call's outcome: the row that approved it, or the audit
+    /// row of a call its caller confirmed (which is no approval the call's context names: a
+    /// confirmation given again after a crash makes a new audit row, and an idempotency key
+    /// from it would not be the same).
+    recorded_under: Option<String>,
 }
 
 /// The loop of one agent (or team leader) over its model and tools.
@@ -384,9 +389,12 @@ impl Runner {
                             execution.approval_id = Some(row.id.clone());
                             record.tools.push(execution);
                             let context = self.context(record, &call.id, Some(&row.id));
+                            let recorded_under = Some(row.id.clone());
                             writes.approvals.push(row);
                             let (tool, tool_name) = (Arc::clone(&entry.tool), call.name);
-                            ready.push((call.id, Invocation { tool, tool_name, context, args, edited_from: None }));
+                            let invocation =
+                                Invocation { tool, tool_name, context, args, edited_from: None, recorded_under };
+                            ready.push((call.id, invocation));
                         }
                         Err(error) => {
                             record.tools.push(execution);
@@ -399,7 +407,9 @@ impl Runner {
                     let context = self.context(record, &call.id, None);
                     let tool_name = call.name;
                     let tool = Arc::clone(&entry.tool);
-                    ready.push((call.id, Invocation { tool, tool_name, context, args, edited_from: None }));
+                    let invocation =
+                        Invocation { tool, tool_name, context, args, edited_from: None, recorded_under: None };
+                    ready.push((call.id, invocation));
                 }
             }
         }
@@ -427,10 +437,11 @@ impl Runner {
         for mut decision in decisions {
             let call_id = decision.requirement.tool_call_id().to_owned();
             // What the call needs of its row, which moves onto the run once it decided the call;
-            // a call its caller confirmed gets its audit row now, and is executed under it.
+            // a call its caller confirmed gets its audit row now, whose trail records its outcome.
             let edited = decision.row.as_ref().is_some_and(|row| row.edited_args().is_some());
             let audit = gate::audit_row(&self.identity, record, &decision);
-            let approval_id = decision.row.as_ref().or(audit.as_ref()).map(|row| row.id.clone());
+            let approval_id = decision.row.as_ref().map(|row| row.id.clone());
+            let recorded_under = approval_id.clone().or_else(|| audit.as_ref().map(|row| row.id.clone()));
             if let Some(row) = &audit
                 && let Some(execution) = record.tools.iter_mut().find(|e| e.tool_call_id == call_id)
             {
@@ -468,7 +479,8 @@ impl Runner {
                         Some(entry) => {
                             let context = self.context(record, &call_id, approval_id.as_deref());
                             let tool = Arc::clone(&entry.tool);
-                            ready.push((call_id, Invocation { tool, tool_name, context, args, edited_from }));
+                            let invocation = Invocation { tool, tool_name, context, args, edited_from, recorded_under };
+                            ready.push((call_id, invocation));
                         }
                         None => refuse_unrun(record, &call_id, self.unknown_tool(&tool_name)),
                     }
@@ -496,7 +508,7 @@ impl Runner {
                 run_id = %invocation.context.run_id
             );
             let edit = invocation.edited_from.map(|from| (from, invocation.args.clone()));
-            let approval_id = invocation.context.approval_id.clone();
+            let approval_id = invocation.recorded_under;
             // A panicking tool is a failed call, told to the model like any other failure: one
             // that panics as it is called, before its future exists, as one that panics in it.
             let (tool, context, args) = (&invocation.tool, &invocation.context, invocation.args);

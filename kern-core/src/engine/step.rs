@@ -217,7 +217,7 @@ pub(crate) fn order_answers(messages: &mut [Message]) {
         let id = answer.tool_call_id.as_deref();
         calls.iter().position(|call| Some(call.id.as_str()) == id).unwrap_or(calls.len())
     };
-    answers.sort_by_key(place);
+    answers.sort_by_cached_key(place);
 }
 
 /// The text a panic was raised with.

@@ -152,7 +152,7 @@ impl StreamsOverHttp for Anthropic {
                     StreamEvent::MessageStop => return Ok(ControlFlow::Break(())),
                     StreamEvent::Error { error } => {
                         let (message, transient) =
-                            (format!("{}: {}", error.r#type, error.message), error.is_transient());
+                            (quoted(&format!("{}: {}", error.r#type, error.message)), error.is_transient());
                         return Err(ModelError::StreamError { provider: http.label().to_owned(), message, transient });
                     }
                     event => answer.absorb(event, deltas),

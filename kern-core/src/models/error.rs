@@ -67,10 +67,11 @@ pub enum ModelError {
         /// HTTP status before the answer began.
         transient: bool,
     },
-    /// The provider ended its answer before it was complete: at its token limit, or withheld
-    /// by its filters. The part it sent is not taken for a whole answer (a call cut short has
-    /// no whole arguments), and asking the same again ends the same way.
-    #[error("{provider} cut its answer short ({reason}): raise `max_tokens` if it ran out of room")]
+    /// The provider ended its answer before it was complete: at its token limit, with the
+    /// model's context window full, withheld by its filters, or refused by the model. The part
+    /// it sent is not taken for a whole answer (a call cut short has no whole arguments), and
+    /// asking the same again ends the same way.
+    #[error("{provider} cut its answer short ({reason}){}", cut_short_advice(reason))]
     CutShort {
         /// Which provider.
         provider: String,
@@ -93,6 +94,17 @@ pub enum ModelError {
     /// A scripted model had no rule for the conversation.
     #[error("scripted model has no reply for: {0}")]
     NoScriptedReply(String),
+}
+
+/// What the user of an answer cut short for `reason` may do about it.
+fn cut_short_advice(reason: &str) -> &'static str {
+    if reason.contains("`length`") || reason.contains("`max_tokens`") {
+        ": raise `max_tokens`, it ran out of room"
+    } else if reason.contains("context_window") {
+        ": the conversation fills the model's context window"
+    } else {
+        ""
+    }
 }
 
 impl ModelError {

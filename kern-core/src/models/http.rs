@@ -21,8 +21,14 @@ use super::{Delta, ModelError, ModelRequest, ModelResponse, Usage};
 /// `retry-after` says: an agent run should fail visibly rather than hang for minutes.
 const MAX_WAIT: Duration = Duration::from_secs(30);
 
-/// How much of a malformed body a [`ModelError::MalformedResponse`] quotes.
+/// How much an error quotes of what a server sent: a malformed body, an error reported
+/// mid-stream, a refusal.
 const QUOTED_CHARS: usize = 200;
+
+/// The longest a streamed answer may take as a whole, however steadily it keeps coming (each
+/// wait for more is bounded by the transport's timeout): a server that only sends keep-alives
+/// must not hold a run for ever.
+pub const MAX_STREAM_DURATION: Duration = Duration::from_secs(30 * 60);
 
 /// The most bytes read of an answer, whole or streamed: far more than a model writes, so that
 /// a misdirected or hostile server cannot make a run hold gigabytes.
@@ -266,7 +272,7 @@ impl HttpTransport {
     /// part of the answer. A stream that ends before `on_event` breaks is
     /// [`ModelError::StreamInterrupted`]. The timeout bounds the wait for the answer's first
     /// bytes and then each wait for more: a stream that stalls fails, one that keeps coming may
-    /// take as long as it does (its size is bounded by [`MAX_ANSWER_BYTES`]).
+    /// take up to [`MAX_STREAM_DURATION`] (its size is bounded by [`MAX_ANSWER_BYTES`]).
     pub(super) async fn post_events(
         &self,
         url: &str,
@@ -289,6 +295,7 @@ impl HttpTransport {
                     tokio::time::timeout(self.timeout, begun).await.unwrap_or_else(|_| Err(self.timed_out().into()))
                 })
                 .await?;
+            let deadline = tokio::time::Instant::now() + MAX_STREAM_DURATION;
             let mut decoder = SseDecoder::default();
             let mut read = 0;
             while let Some(bytes) = chunk {
@@ -301,8 +308,15 @@ impl HttpTransport {
                         return Ok(());
                     }
                 }
-                let next = tokio::time::timeout(self.timeout, response.chunk()).await;
-                chunk = next.map_err(|_| self.timed_out())?.map_err(|err| self.interrupted(err))?;
+                let wait = self.timeout.min(deadline.saturating_duration_since(tokio::time::Instant::now()));
+                let next = tokio::time::timeout(wait, response.chunk()).await.map_err(|_| {
+                    if wait < self.timeout {
+                        ModelError::Timeout { provider: self.label.clone(), timeout: MAX_STREAM_DURATION }
+                    } else {
+                        self.timed_out()
+                    }
+                })?;
+                chunk = next.map_err(|err| self.interrupted(err))?;
             }
             if let Some(event) = decoder.finish()
                 && on_event(event)?.is_break()

@@ -16,7 +16,7 @@ use crate::BoxFuture;
 
 pub use anthropic::Anthropic;
 pub use error::ModelError;
-pub use http::{MAX_ANSWER_BYTES, MAX_ERROR_BODY_BYTES, RetryPolicy};
+pub use http::{MAX_ANSWER_BYTES, MAX_ERROR_BODY_BYTES, MAX_STREAM_DURATION, RetryPolicy};
 pub use openai::OpenAiCompatible;
 pub use scripted::{Reply, ScriptedModel};
 

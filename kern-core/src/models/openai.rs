@@ -604,13 +604,14 @@ impl StreamedAnswer {
     }
 }
 
-/// An error object's message, with its type when it has one; the whole object otherwise.
+/// An error object's message, with its type when it has one; the whole object otherwise. As
+/// quoted: it is the server's text.
 fn error_message(error: &Value) -> String {
-    match (error["type"].as_str(), error["message"].as_str()) {
+    quoted(&match (error["type"].as_str(), error["message"].as_str()) {
         (Some(kind), Some(message)) => format!("{kind}: {message}"),
         (None, Some(message)) => message.to_owned(),
         _ => error.to_string(),
-    }
+    })
 }
 
 /// Whether an error object says that asking again may succeed: a failure on the server's side,

@@ -301,7 +301,7 @@ async fn decide_resolve(
             format!("the row has changed since it was read: its ETag is now {}", etag(&row)),
         ));
     }
-    let fields: Vec<&str> = input_fields(&row).collect();
+    let fields: Vec<&str> = row.input_fields().collect();
     let decision = resolution_decision(approve, data, row.pause_type, &fields)?;
     decide(state, decider, &row, decision).await
 }
@@ -310,9 +310,9 @@ async fn decide_resolve(
 /// values `input_fields`: the reference's `resolution_data` (a `note`, user-input `values` or
 /// those values at its top level, an external `result`) and kern's edited `args`. A key it does
 /// not take is refused rather than dropped: a misspelt `args` would approve the call unedited,
-/// and a rejection's `reason` would be lost. At the top level, a key that names one of the
-/// call's values is that value, even when kern also reads the name (a field called `note` is
-/// not the admin's note).
+/// and a rejection's `reason` would be lost. Values given at the top level rather than under
+/// `values` (an object) are read first: a key that names one of the call's values is that
+/// value, even when kern also reads the name (a field called `note` is not the admin's note).
 fn resolution_decision(
     approve: bool,
     data: Option<Value>,
@@ -325,8 +325,9 @@ fn resolution_decision(
         Some(_) => return Err(ApiError::unprocessable("`resolution_data` must be a JSON object")),
     };
     let user_input = approve && pause == PauseType::UserInput;
+    let wrapped = matches!(data.get("values"), Some(Value::Object(_)));
     let mut flat = Map::new();
-    if user_input {
+    if user_input && !wrapped {
         for &field in input_fields {
             if let Some((name, value)) = data.remove_entry(field) {
                 flat.insert(name, value);
@@ -345,12 +346,7 @@ fn resolution_decision(
     let result = data.remove("result");
     let args = data.remove("args");
     let values = match data.remove("values") {
-        Some(Value::Object(values)) if flat.is_empty() => Some(values),
-        Some(Value::Object(_)) => {
-            return Err(ApiError::unprocessable(
-                "`resolution_data` has the call's values both under `values` and at its top level: give them once",
-            ));
-        }
+        Some(Value::Object(values)) => Some(values),
         Some(_) => return Err(ApiError::unprocessable("`resolution_data.values` must be a JSON object")),
         None if user_input && !(flat.is_empty() && data.is_empty()) => {
             flat.append(&mut data);
@@ -363,13 +359,6 @@ fn resolution_decision(
         "an approval takes `note`, `values` (or a user-input call's values as they are), `result` and `args`",
     )?;
     Ok(Decision::Approve { note, values, result, args })
-}
-
-/// The names of the values user-input row `row` waits for: its schema's properties.
-fn input_fields(row: &Approval) -> impl Iterator<Item = &str> {
-    let schema = row.requirement().and_then(|requirement| requirement.user_input_schema.as_ref());
-    let properties = schema.and_then(|schema| schema.get("properties")).and_then(Value::as_object);
-    properties.into_iter().flat_map(|properties| properties.keys().map(String::as_str))
 }
 
 /// Refuses the keys of `resolution_data` left once those a decision takes are read, saying
