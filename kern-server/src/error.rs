@@ -1,6 +1,8 @@
 //! What a request that fails answers: an exact status code and `{"detail": "<message>"}`, the
-//! reference's error body. Messages say what went wrong in terms of the request; a database or
-//! internal failure is logged in full and answered without its details.
+//! reference's error body, with the reference's `error_type` when kern's own error is the cause
+//! (a stable name a client branches on where one status code groups several causes). Messages
+//! say what went wrong in terms of the request; a database or internal failure is logged in full
+//! and answered without its details.
 
 use axum::Json;
 use axum::http::StatusCode;
@@ -16,6 +18,8 @@ pub struct ApiError {
     pub status: StatusCode,
     /// What the client reads.
     pub detail: String,
+    /// The name of kern's error that caused it, when one did.
+    pub error_type: Option<&'static str>,
 }
 
 /// The body of every error.
@@ -23,12 +27,16 @@ pub struct ApiError {
 pub struct ErrorBody {
     /// What went wrong.
     pub detail: String,
+    /// Which of kern's errors it is, when one is the cause (`approval_conflict`,
+    /// `run_taken_over`, `not_eligible`...): stable, unlike `detail`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error_type: Option<&'static str>,
 }
 
 impl ApiError {
     /// An error with `status` and `detail`.
     pub fn new(status: StatusCode, detail: impl Into<String>) -> Self {
-        ApiError { status, detail: detail.into() }
+        ApiError { status, detail: detail.into(), error_type: None }
     }
 
     /// 400: the request cannot be carried out as given.
@@ -76,14 +84,15 @@ impl ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        (self.status, Json(ErrorBody { detail: self.detail })).into_response()
+        (self.status, Json(ErrorBody { detail: self.detail, error_type: self.error_type })).into_response()
     }
 }
 
 impl From<Error> for ApiError {
     fn from(err: Error) -> Self {
+        let error_type = Some(error_type(&err));
         let detail = err.to_string();
-        match err {
+        let answer = match err {
             Error::ApprovalNotFound(_) => Self::approval_not_found(),
             Error::RunNotFound(run_id) => Self::run_not_found(&run_id),
             Error::ApprovalConflict { actual, .. } => {
@@ -120,7 +129,39 @@ impl From<Error> for ApiError {
                 tracing::error!(error = %detail, "request failed");
                 Self::new(StatusCode::INTERNAL_SERVER_ERROR, "Internal server error")
             }
-        }
+        };
+        ApiError { error_type, ..answer }
+    }
+}
+
+/// The name of `err` on the wire. Another user's run is `run_not_found`, as its status is 404:
+/// isolation reveals no run.
+fn error_type(err: &Error) -> &'static str {
+    match err {
+        Error::ApprovalNotFound(_) => "approval_not_found",
+        Error::RunNotFound(_) | Error::ForeignRun { .. } => "run_not_found",
+        Error::ApprovalConflict { .. } => "approval_conflict",
+        Error::InvalidTransition { .. } => "invalid_transition",
+        Error::DuplicateVote { .. } => "duplicate_vote",
+        Error::RunNotPaused { .. } => "run_not_paused",
+        Error::RunNotStale { .. } => "run_not_stale",
+        Error::RunTakenOver { .. } => "run_taken_over",
+        Error::MemberRun { .. } => "member_run",
+        Error::DecideAsPrincipal { .. } => "decide_as_principal",
+        Error::NotEligible { .. } => "not_eligible",
+        Error::EditNotAllowed { .. } => "edit_not_allowed",
+        Error::InvalidInput { .. } => "invalid_input",
+        Error::InvalidResolution { .. } => "invalid_resolution",
+        Error::InvalidUserInput { .. } => "invalid_user_input",
+        Error::UnknownRequirement { .. } => "unknown_requirement",
+        Error::DuplicateAnswer { .. } => "duplicate_answer",
+        Error::AuditWithoutResolver { .. } => "audit_without_resolver",
+        Error::ApprovalPending { .. } => "approval_pending",
+        Error::ApprovalMissing { .. } => "approval_missing",
+        Error::ApprovalMismatch { .. } => "approval_mismatch",
+        Error::Model(_) => "model_failed",
+        Error::Database(_) => "database_unavailable",
+        _ => "internal_error",
     }
 }
 
@@ -134,26 +175,43 @@ mod tests {
     use super::*;
 
     #[test]
-    fn store_errors_map_to_exact_status_codes() {
+    fn store_errors_map_to_exact_status_codes_and_types() {
+        let conflict = Error::ApprovalConflict {
+            id: "a".into(),
+            expected: ApprovalStatus::Pending,
+            actual: ApprovalStatus::Approved,
+        };
         let cases = [
-            (Error::ApprovalNotFound("a".into()), StatusCode::NOT_FOUND),
+            (Error::ApprovalNotFound("a".into()), StatusCode::NOT_FOUND, "approval_not_found"),
+            (conflict, StatusCode::CONFLICT, "approval_conflict"),
+            (Error::RunTakenOver { run_id: "r".into() }, StatusCode::CONFLICT, "run_taken_over"),
             (
-                Error::ApprovalConflict {
-                    id: "a".into(),
-                    expected: ApprovalStatus::Pending,
-                    actual: ApprovalStatus::Approved,
-                },
-                StatusCode::CONFLICT,
+                Error::NotEligible { id: "a".into(), principal: "p".into(), reason: "no".into() },
+                StatusCode::FORBIDDEN,
+                "not_eligible",
             ),
-            (Error::NotEligible { id: "a".into(), principal: "p".into(), reason: "no".into() }, StatusCode::FORBIDDEN),
-            (Error::InvalidInput { field: "user_id", reason: "too long".into() }, StatusCode::UNPROCESSABLE_ENTITY),
-            (Error::AuditWithoutResolver { tool_call_id: "c".into() }, StatusCode::UNPROCESSABLE_ENTITY),
-            (Error::database(std::io::Error::other("connection reset")), StatusCode::SERVICE_UNAVAILABLE),
-            (Error::Corrupt("bad json".into()), StatusCode::INTERNAL_SERVER_ERROR),
+            (
+                Error::InvalidInput { field: "user_id", reason: "too long".into() },
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "invalid_input",
+            ),
+            (
+                Error::AuditWithoutResolver { tool_call_id: "c".into() },
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "audit_without_resolver",
+            ),
+            (
+                Error::database(std::io::Error::other("connection reset")),
+                StatusCode::SERVICE_UNAVAILABLE,
+                "database_unavailable",
+            ),
+            (Error::Corrupt("bad json".into()), StatusCode::INTERNAL_SERVER_ERROR, "internal_error"),
         ];
-        for (err, status) in cases {
-            assert_eq!(ApiError::from(err).status, status);
+        for (err, status, error_type) in cases {
+            let answer = ApiError::from(err);
+            assert_eq!((answer.status, answer.error_type), (status, Some(error_type)));
         }
+        assert_eq!(ApiError::unprocessable("`limit` must be a number").error_type, None, "no kern error, no type");
     }
 
     #[test]

@@ -236,6 +236,7 @@ pub async fn resolve_decides_once_as_the_caller(store: Arc<dyn Store>) {
     let again = app.send(Method::POST, &uri, Some(&app.alice), Some(json!({"status": "rejected"}))).await;
     assert_eq!(again.status, StatusCode::CONFLICT);
     assert_eq!(again.detail(), "Approval is already 'approved' and cannot be resolved");
+    assert_eq!(again.body["error_type"], "approval_conflict", "a name a client can branch on");
 
     let delete = app.send(Method::DELETE, &format!("/approvals/{id}"), Some(&app.admin), None).await;
     assert_eq!(delete.status, StatusCode::CONFLICT, "a decided row stays: the trail is append-only");

@@ -423,7 +423,8 @@ async fn last_frame(state: &AppState, target: Target, id: &str, framer: &mut Fra
         _ => "RunCompleted",
     };
     let failed = |framer: &mut Framer, api: ApiError| {
-        framer.error(api.status.canonical_reason().unwrap_or("Error"), &api.detail)
+        let error_type = api.error_type.or(api.status.canonical_reason()).unwrap_or("Error");
+        framer.error(error_type, &api.detail)
     };
     match event {
         RunEvent::RunError { error, .. } => failed(framer, ApiError::from(error)),
