@@ -10,7 +10,7 @@
 //! an old trail does not wait on each of its rollbacks. The worker, the server's event stream
 //! and trail pages, and the command line's `watch` and `export` all read so.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 use chrono::{DateTime, TimeDelta, Utc};
@@ -33,6 +33,10 @@ pub const GAP_RECHECK: Duration = Duration::from_millis(50);
 /// the machines that share a database drift apart.
 pub const SETTLED_AGE: TimeDelta = TimeDelta::seconds(60);
 
+/// How far below the trail's last `seq` a reader that starts from now looks for a `seq` taken
+/// by a transaction that has not committed yet.
+const IN_FLIGHT_WINDOW: u32 = 256;
+
 /// A position in the trail, and the gaps after it this reader waits on.
 #[derive(Debug, Clone)]
 pub struct TrailReader {
@@ -43,12 +47,45 @@ pub struct TrailReader {
     gaps: BTreeMap<i64, (i64, Instant)>,
     /// The events the last read held back, from the first gap that may still fill on.
     held_back: Vec<TrailEvent>,
+    /// Events after the position that had committed before a reader [from now](Self::from_now)
+    /// started: read past, not handed out.
+    before_start: BTreeSet<i64>,
 }
 
 impl TrailReader {
     /// A reader of the events after event `after` (0: from the first).
     pub fn after(after: i64) -> Self {
-        Self { position: after.max(0), gaps: BTreeMap::new(), held_back: Vec::new() }
+        Self { position: after.max(0), gaps: BTreeMap::new(), held_back: Vec::new(), before_start: BTreeSet::new() }
+    }
+
+    /// A reader of the events committed from now on: those after the trail's last event, and
+    /// any below it whose transaction had taken its `seq` and not yet committed (Postgres
+    /// takes a `seq` before it commits), which a reader after the last event would never hand
+    /// out. It starts before the first recent gap below the last event, and reads past the
+    /// events already committed there without handing them out.
+    pub async fn from_now(store: &dyn Store) -> Result<Self> {
+        let last = store.last_event_seq().await?;
+        let start = (last - i64::from(IN_FLIGHT_WINDOW)).max(0);
+        let committed = store.events_after(start, IN_FLIGHT_WINDOW).await?;
+        Ok(Self::starting_now(start, last, &committed, crate::now()))
+    }
+
+    /// The reader [`from_now`](Self::from_now) makes of the events `committed` after `start`
+    /// (up to the last, `last`) at `wall`: a gap is recent when the event after it was written
+    /// less than [`SETTLED_AGE`] ago.
+    fn starting_now(start: i64, last: i64, committed: &[TrailEvent], wall: DateTime<Utc>) -> Self {
+        let committed: Vec<&TrailEvent> = committed.iter().filter(|event| event.seq <= last).collect();
+        let mut previous = start;
+        let mut position = last;
+        for event in &committed {
+            if event.seq != previous + 1 && wall - event.at < SETTLED_AGE {
+                position = previous;
+                break;
+            }
+            previous = event.seq;
+        }
+        let before_start = committed.iter().map(|event| event.seq).filter(|seq| *seq > position).collect();
+        Self { before_start, ..Self::after(position) }
     }
 
     /// The `seq` of the last event read past: where the next read starts.
@@ -104,6 +141,10 @@ impl TrailReader {
         self.position = events.last().map_or(self.position, |event| event.seq);
         let position = self.position;
         self.gaps.retain(|_, &mut (next, _)| next > position);
+        if !self.before_start.is_empty() {
+            events.retain(|event| !self.before_start.contains(&event.seq));
+            self.before_start.retain(|seq| *seq > position);
+        }
         events
     }
 
@@ -203,5 +244,28 @@ mod tests {
         events.extend(written(&[8], wall - SETTLED_AGE + TimeDelta::seconds(1)));
         assert_eq!(seqs(&reader.take(events, t0, wall)), [4, 6], "5 rolled back long ago; 7 may be in flight");
         assert_eq!(seqs(reader.held_back()), [8]);
+    }
+
+    #[test]
+    fn a_reader_from_now_hands_out_what_commits_later_below_the_last_event() {
+        let (_, t0, wall) = setup();
+        // Nothing in flight: it starts after the last event.
+        let reader = TrailReader::starting_now(7, 10, &written(&[8, 9, 10], wall), wall);
+        assert_eq!((reader.position(), reader.before_start.len()), (10, 0));
+        // 9 has its seq and has not committed: it is handed out when it does, 10 and 11 not.
+        let mut reader = TrailReader::starting_now(7, 11, &written(&[8, 10, 11, 12], wall), wall);
+        assert_eq!(reader.position(), 8);
+        assert!(reader.take(written(&[10, 11, 12], wall), t0, wall).is_empty(), "held back until 9 commits");
+        assert_eq!(seqs(&reader.take(written(&[9, 10, 11, 12], wall), t0, wall)), [9, 12]);
+        assert_eq!(reader.position(), 12);
+        // Had 9 never committed, the reader passes it once waited for, handing out nothing old.
+        let mut reader = TrailReader::starting_now(7, 11, &written(&[8, 10, 11], wall), wall);
+        assert!(reader.take(written(&[10, 11], wall), t0, wall).is_empty());
+        assert!(reader.take(written(&[10, 11], wall), t0 + GAP_WAIT, wall).is_empty());
+        assert_eq!((reader.position(), reader.before_start.len()), (11, 0));
+        // A gap before an event written long ago is an old rollback: nothing to wait for.
+        let mut old = written(&[8, 10], wall - SETTLED_AGE);
+        old.extend(written(&[11], wall));
+        assert_eq!(TrailReader::starting_now(7, 11, &old, wall).position(), 11);
     }
 }

@@ -248,14 +248,15 @@ async fn watch(ctx: &Context, args: &WatchArgs) -> Outcome {
         Target::Database(db) => {
             let store = db.store();
             // A gap in the `seq`s that may still fill holds the reader back until it fills or
-            // has been waited for long enough: an event may commit after a later one.
-            let mut trail = TrailReader::after(match args.after {
-                Some(after) => after,
+            // has been waited for long enough: an event may commit after a later one, also one
+            // that had its `seq` before the watch started.
+            let mut trail = match args.after {
+                Some(after) => TrailReader::after(after),
                 None => tokio::select! {
-                    last = store.last_event_seq() => last?,
+                    reader = TrailReader::from_now(store.as_ref()) => reader?,
                     () = interrupt.received() => return Ok(()),
                 },
-            });
+            };
             loop {
                 let events = tokio::select! {
                     events = trail.read(store.as_ref(), BATCH) => events?,

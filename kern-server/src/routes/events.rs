@@ -75,7 +75,8 @@ const RUN_BATCH: u32 = 256;
 #[into_params(parameter_in = Query)]
 pub struct EventParams {
     /// Start after this event (as `Last-Event-ID` does); 0 replays the whole trail. Without
-    /// either, the stream starts with what happens next.
+    /// either, the stream starts with what commits next, an event whose `seq` was taken before
+    /// the stream started included.
     pub after: Option<i64>,
 }
 
@@ -103,13 +104,13 @@ pub async fn events(
                 .ok_or_else(|| ApiError::unprocessable("`Last-Event-ID` must be the id of an event"))
         })
         .transpose()?;
-    let trail = TrailReader::after(match resume.or(params.after) {
+    let trail = match resume.or(params.after) {
         Some(after) if after < 0 => {
             return Err(ApiError::unprocessable("`after` and `Last-Event-ID` must be an event's `seq`: 0 or more"));
         }
-        Some(after) => after,
-        None => state.store.last_event_seq().await?,
-    });
+        Some(after) => TrailReader::after(after),
+        None => TrailReader::from_now(&*state.store).await?,
+    };
     let runs = RunFollower { since: kern_core::now(), read_on: None, last: HashMap::new() };
     let checked = Instant::now();
     // The place the stream starts from, as an id with no event: a client that reconnects with
