@@ -390,7 +390,11 @@ async fn answer(state: AppState, target: Target, id: String, started: Started, c
             loop {
                 let event = match pending.take() {
                     Some(event) => event,
-                    None => events.next().await?,
+                    None => match events.next().await {
+                        Some(event) => event,
+                        // The run's task ended without its outcome: the stream says so and ends.
+                        None => return Some((error_frame(&mut framer, ended_without_outcome()), None)),
+                    },
                 };
                 if let Some(frame) = framer.frame(&event) {
                     return Some((frame, Some((state, events, None, framer))));
@@ -422,17 +426,19 @@ async fn last_frame(state: &AppState, target: Target, id: &str, framer: &mut Fra
         RunEvent::RunCancelled(_) => "RunCancelled",
         _ => "RunCompleted",
     };
-    let failed = |framer: &mut Framer, api: ApiError| {
-        let error_type = api.error_type.or(api.status.canonical_reason()).unwrap_or("Error");
-        framer.error(error_type, &api.detail)
-    };
     match event {
-        RunEvent::RunError { error, .. } => failed(framer, ApiError::from(error)),
+        RunEvent::RunError { error, .. } => error_frame(framer, ApiError::from(error)),
         event => match outcome(event) {
             Some(output) => framer.last(name, &body(state, target, id, &output).await),
-            None => failed(framer, ended_without_outcome()),
+            None => error_frame(framer, ended_without_outcome()),
         },
     }
+}
+
+/// The `RunError` frame of `api`: its message, and kern's name for it (or its status's).
+fn error_frame(framer: &mut Framer, api: ApiError) -> Event {
+    let error_type = api.error_type.or(api.status.canonical_reason()).unwrap_or("Error");
+    framer.error(error_type, &api.detail)
 }
 
 /// A stream that ended before its run's outcome: the run's task died (a runtime shutting down).
