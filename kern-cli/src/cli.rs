@@ -19,11 +19,14 @@ use serde_json::{Map, Value};
 const EXIT_CODES: &str = "\
 Exit codes:
   0  success
-  1  error: the database or server failed, a value was refused, the trail is broken
+  1  error: a value was refused, or a failure that trying again will not mend
   2  usage: bad arguments, a decision without --as, a command the target cannot do
   3  conflict: the row or run is no longer in a state that allows it
   4  not found: no such approval, run or key
-  5  refused: the row's policy does not let the principal decide it, or the key lacks the scope";
+  5  refused: the row's policy does not let the principal decide it, or the key lacks the scope
+  6  unavailable: the database or server cannot be reached or is busy; trying again may succeed
+  7  unauthorized: the server did not accept the API key (none, unknown or revoked)
+  8  trail broken: `audit verify` found a link or a checkpoint that does not hold";
 
 /// Admin tool of kern: decide approvals, look after runs, API keys and the audit trail, serve
 /// the HTTP API.
@@ -52,8 +55,8 @@ pub struct Global {
     /// read it in the process list: prefer KERN_API_KEY or --api-key-file.
     #[arg(long, global = true, env = "KERN_API_KEY", hide_env_values = true, value_name = "KEY")]
     pub api_key: Option<String>,
-    /// A file that holds the API key a server signs in (its first line); it wins over
-    /// --api-key and KERN_API_KEY.
+    /// A file that holds the API key a server signs in (its first line), or `-` for standard
+    /// input (`pass kern | kern --api-key-file - ..`); it wins over --api-key and KERN_API_KEY.
     #[arg(long, global = true, value_name = "PATH")]
     pub api_key_file: Option<std::path::PathBuf>,
     /// Who decides, on a direct database connection (recorded on the trail).

@@ -9,7 +9,7 @@ use kern_core::Error;
 /// The documented exit codes other than success.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Code {
-    /// The database or server failed, a value was refused, the trail is broken.
+    /// A value was refused, or something failed that trying again will not mend.
     Error = 1,
     /// Bad arguments, or a command the chosen target cannot carry out.
     Usage = 2,
@@ -20,6 +20,13 @@ pub enum Code {
     /// The principal may not do it: the row's policy does not let them decide it, or their
     /// API key lacks the scope.
     Refused = 5,
+    /// The database or server cannot be reached, or is unavailable a moment: trying again may
+    /// succeed.
+    Unavailable = 6,
+    /// The server did not accept the API key: none given, unknown or revoked.
+    Unauthorized = 7,
+    /// The audit trail is broken: a link of a chain, or a checkpoint, does not hold.
+    TrailBroken = 8,
 }
 
 impl From<Code> for ExitCode {
@@ -48,7 +55,7 @@ impl Failure {
 
     /// A failure that may pass by itself: see [`may_pass`](Self::may_pass).
     pub fn passing(message: impl Into<String>) -> Self {
-        Failure { may_pass: true, ..Self::error(message) }
+        Failure { may_pass: true, ..Self::new(Code::Unavailable, message) }
     }
 
     /// A write to standard output failed with `err`: see [`output_closed`](Self::output_closed).
@@ -91,6 +98,7 @@ impl From<Error> for Failure {
             | Error::MemberRun { .. }
             | Error::DecideAsPrincipal { .. } => Code::Conflict,
             Error::NotEligible { .. } | Error::EditNotAllowed { .. } => Code::Refused,
+            Error::Database(_) => Code::Unavailable,
             _ => Code::Error,
         };
         Failure::new(code, err.to_string())
@@ -123,7 +131,7 @@ mod tests {
             (Error::RunNotStale { run_id: "r".into(), status: RunStatus::Paused }, Code::Conflict),
             (Error::NotEligible { id: "a".into(), principal: "p".into(), reason: "no".into() }, Code::Refused),
             (Error::InvalidResolution { id: "a".into(), reason: "no".into() }, Code::Error),
-            (Error::database(std::io::Error::other("down")), Code::Error),
+            (Error::database(std::io::Error::other("down")), Code::Unavailable),
         ];
         for (err, code) in cases {
             assert_eq!(Failure::from(err).code, code);

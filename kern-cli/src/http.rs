@@ -187,9 +187,10 @@ fn refusal_of(status: StatusCode, detail: String) -> Failure {
         StatusCode::NOT_FOUND => Failure::not_found(detail),
         StatusCode::CONFLICT | StatusCode::PRECONDITION_FAILED => Failure::new(Code::Conflict, detail),
         StatusCode::FORBIDDEN => Failure::new(Code::Refused, detail),
-        StatusCode::UNAUTHORIZED => {
-            Failure::error(format!("the server did not accept the API key (set --api-key or KERN_API_KEY): {detail}"))
-        }
+        StatusCode::UNAUTHORIZED => Failure::new(
+            Code::Unauthorized,
+            format!("the server did not accept the API key (give it with --api-key-file or KERN_API_KEY): {detail}"),
+        ),
         // kern's own 503: its database is down a moment.
         StatusCode::SERVICE_UNAVAILABLE => Failure::passing(format!("the server is unavailable ({status}): {detail}")),
         _ => Failure::error(format!("the server refused the request ({status}): {detail}")),
@@ -309,9 +310,9 @@ mod tests {
         assert_eq!(code(StatusCode::NOT_FOUND), Code::NotFound);
         assert_eq!(code(StatusCode::CONFLICT), Code::Conflict);
         assert_eq!(code(StatusCode::FORBIDDEN), Code::Refused);
-        assert_eq!(code(StatusCode::UNAUTHORIZED), Code::Error);
+        assert_eq!(code(StatusCode::UNAUTHORIZED), Code::Unauthorized);
         assert_eq!(code(StatusCode::UNPROCESSABLE_ENTITY), Code::Error);
-        assert_eq!(code(StatusCode::SERVICE_UNAVAILABLE), Code::Error);
+        assert_eq!(code(StatusCode::SERVICE_UNAVAILABLE), Code::Unavailable);
     }
 
     #[test]

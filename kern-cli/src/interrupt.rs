@@ -1,23 +1,27 @@
-//! Ctrl-C, for the commands that run until interrupted (`watch`, `serve`): listened for from
-//! the moment the command starts, so that an interrupt is never lost between two awaits and
-//! the command ends cleanly (exit 0) instead of being killed.
+//! Ctrl-C and a process manager's stop, for the commands that run until interrupted (`watch`,
+//! `serve`): listened for from the moment the command starts, so that an interrupt is never
+//! lost between two awaits and the command ends cleanly (exit 0, a server after draining its
+//! requests) instead of being killed.
 
 use crate::exit::Outcome;
 
-/// A listener for Ctrl-C (SIGINT).
+/// A listener for Ctrl-C (SIGINT) and, on Unix, SIGTERM: what systemd, Docker and Kubernetes
+/// send to stop a process before they kill it.
 pub struct Interrupt {
     #[cfg(unix)]
-    signal: tokio::signal::unix::Signal,
+    signals: [tokio::signal::unix::Signal; 2],
 }
 
 impl Interrupt {
-    /// Starts listening; from now on Ctrl-C no longer kills the process.
+    /// Starts listening; from now on neither signal kills the process.
     pub fn listen() -> Outcome<Self> {
         #[cfg(unix)]
         {
-            let signal = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())
-                .map_err(|err| crate::exit::Failure::error(format!("cannot listen for Ctrl-C: {err}")))?;
-            Ok(Interrupt { signal })
+            use tokio::signal::unix::{SignalKind, signal};
+            let listen = |kind: SignalKind| {
+                signal(kind).map_err(|err| crate::exit::Failure::error(format!("cannot listen for signals: {err}")))
+            };
+            Ok(Interrupt { signals: [listen(SignalKind::interrupt())?, listen(SignalKind::terminate())?] })
         }
         #[cfg(not(unix))]
         {
@@ -25,10 +29,16 @@ impl Interrupt {
         }
     }
 
-    /// Waits for Ctrl-C.
+    /// Waits for Ctrl-C or, on Unix, SIGTERM.
     pub async fn received(&mut self) {
         #[cfg(unix)]
-        self.signal.recv().await;
+        {
+            let [interrupt, terminate] = &mut self.signals;
+            tokio::select! {
+                _ = interrupt.recv() => {}
+                _ = terminate.recv() => {}
+            }
+        }
         #[cfg(not(unix))]
         let _ = tokio::signal::ctrl_c().await;
     }

@@ -49,9 +49,10 @@ pub struct Output {
 
 impl Output {
     /// Text or JSON as asked; colour when standard output is a terminal and `NO_COLOR` is not
-    /// set.
+    /// set to a value (set but empty, it asks for nothing, as no-color.org reads it).
     pub fn new(json: bool) -> Self {
-        let colour = !json && std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none();
+        let no_colour = std::env::var_os("NO_COLOR").is_some_and(|value| !value.is_empty());
+        let colour = !json && std::io::stdout().is_terminal() && !no_colour;
         Output { json, colour }
     }
 
@@ -247,22 +248,26 @@ pub fn or_dash(value: Option<&str>) -> String {
 }
 
 /// A progress line on standard error, redrawn in place, shown only when standard error is a
-/// terminal so that logs and pipes stay clean.
+/// terminal so that logs and pipes stay clean. Dropped, it ends its line: a command that fails
+/// or stops midway leaves its message, and the prompt, on lines of their own.
 #[derive(Debug)]
 pub struct Progress {
     shown: bool,
+    /// Whether a line was drawn and not ended yet.
+    drawn: bool,
 }
 
 impl Progress {
     pub fn new() -> Self {
-        Progress { shown: std::io::stderr().is_terminal() }
+        Progress { shown: std::io::stderr().is_terminal(), drawn: false }
     }
 
     /// Shows `done` of about `total`.
-    pub fn update(&self, done: u64, total: u64, what: &str) {
+    pub fn update(&mut self, done: u64, total: u64, what: &str) {
         if !self.shown {
             return;
         }
+        self.drawn = true;
         let percent = (done.min(total) * 100).checked_div(total).unwrap_or(100);
         let filled = (percent / 5) as usize;
         let bar = format!("{}{}", "#".repeat(filled), ".".repeat(20 - filled));
@@ -271,16 +276,37 @@ impl Progress {
     }
 
     /// Ends the line.
-    pub fn finish(&self) {
-        if self.shown {
+    pub fn finish(mut self) {
+        self.end_line();
+    }
+
+    fn end_line(&mut self) {
+        if std::mem::take(&mut self.drawn) {
             let _ = writeln!(std::io::stderr());
         }
+    }
+}
+
+impl Drop for Progress {
+    fn drop(&mut self) {
+        self.end_line();
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_progress_line_drawn_is_ended_once() {
+        let mut progress = Progress { shown: true, drawn: false };
+        progress.end_line();
+        assert!(!progress.drawn, "nothing drawn, nothing to end");
+        progress.update(1, 2, "events read");
+        assert!(progress.drawn, "dropped now, it would end its line");
+        progress.end_line();
+        assert!(!progress.drawn, "and only once");
+    }
 
     #[test]
     fn colour_is_off_when_not_asked_for() {

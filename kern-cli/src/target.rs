@@ -111,13 +111,21 @@ impl Context {
     }
 }
 
-/// The API key: read from the first line of `--api-key-file` when one is given, else as given.
+/// The API key: read from the first line of `--api-key-file` (standard input for `-`) when
+/// one is given, else as given.
 fn api_key(global: &Global) -> Outcome<Option<String>> {
     let Some(path) = &global.api_key_file else { return Ok(global.api_key.clone()) };
-    let text = std::fs::read_to_string(path)
-        .map_err(|err| Failure::usage(format!("cannot read the API key from {}: {err}", path.display())))?;
+    let from_stdin = path.as_os_str() == "-";
+    let source = if from_stdin { "standard input".to_owned() } else { path.display().to_string() };
+    let read = if from_stdin {
+        let mut line = String::new();
+        std::io::stdin().read_line(&mut line).map(|_| line)
+    } else {
+        std::fs::read_to_string(path)
+    };
+    let text = read.map_err(|err| Failure::usage(format!("cannot read the API key from {source}: {err}")))?;
     match text.lines().next().map(str::trim).filter(|key| !key.is_empty()) {
         Some(key) => Ok(Some(key.to_owned())),
-        None => Err(Failure::usage(format!("{} holds no API key", path.display()))),
+        None => Err(Failure::usage(format!("{source} holds no API key"))),
     }
 }

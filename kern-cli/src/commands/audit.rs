@@ -12,7 +12,7 @@ use serde_json::Value;
 use std::io::{BufWriter, Write};
 
 use crate::cli::{AuditCommand, ExportFormat};
-use crate::exit::{Failure, Outcome};
+use crate::exit::{Code, Failure, Outcome};
 use crate::output::{Colour, Progress};
 use crate::target::{Context, Target};
 use crate::view::EventView;
@@ -87,7 +87,7 @@ async fn verify(ctx: &Context, kept: Option<Checkpoint>) -> Outcome {
     // A broken trail is a failure even when whoever read the JSON went away.
     let shown = if ctx.out.json { ctx.out.json_line(&verified) } else { Ok(()) };
     match verified.broken {
-        Some(link) => Err(Failure::error(format!("the trail is broken: {link}"))),
+        Some(link) => Err(Failure::new(Code::TrailBroken, format!("the trail is broken: {link}"))),
         None if ctx.out.json => shown,
         None => ctx.out.line(&format!(
             "{}: {} rows, {} events, every chain holds{}",
@@ -145,7 +145,7 @@ async fn export(ctx: &Context, format: ExportFormat, since: Option<DateTime<Utc>
     if ctx.out.json && format == ExportFormat::Csv {
         return Err(Failure::usage("`--json` exports JSON lines: leave out `--format csv`"));
     }
-    let progress = Progress::new();
+    let mut progress = Progress::new();
     let stdout = std::io::stdout();
     let mut out = BufWriter::new(stdout.lock());
     let written = |result: std::io::Result<()>| result.map_err(|err| Failure::write(&err));

@@ -138,14 +138,14 @@ async fn a_checkpoint_kept_elsewhere_catches_a_row_removed_whole() {
         remove_row(&db, &first).await;
         db.kern(&["audit", "verify"]).ok();
         let broken = db.kern(&["audit", "verify", "--checkpoint", &checkpoint]);
-        assert!(broken.fails(1).contains(&format!("not those checkpoint {checkpoint} was taken over")), "{broken:?}");
+        assert!(broken.fails(8).contains(&format!("not those checkpoint {checkpoint} was taken over")), "{broken:?}");
         let report = db.kern(&["audit", "verify", "--json", "--checkpoint", &checkpoint]);
-        assert_eq!(report.code, 1, "{report:?}");
+        assert_eq!(report.code, 8, "{report:?}");
         db.kern(&["audit", "verify", "--checkpoint", "12:not-a-digest"]).fails(2);
         // A checkpoint past the trail's end names the event it misses.
         let beyond = format!("999{}", &checkpoint[checkpoint.find(':').unwrap()..]);
         let missing = db.kern(&["audit", "verify", "--checkpoint", &beyond]);
-        assert!(missing.fails(1).contains("event 999, checkpoint"), "{missing:?}");
+        assert!(missing.fails(8).contains("event 999, checkpoint"), "{missing:?}");
     })
     .await;
 }
@@ -158,9 +158,9 @@ async fn a_broken_trail_fails_verification_naming_the_first_broken_link() {
         delete_event(&db, &id, 2).await;
 
         let broken = db.kern(&["audit", "verify"]);
-        assert!(broken.fails(1).contains(&id), "{broken:?}");
+        assert!(broken.fails(8).contains(&id), "{broken:?}");
         let report = db.kern(&["audit", "verify", "--json"]);
-        assert_eq!(report.code, 1, "{report:?}");
+        assert_eq!(report.code, 8, "{report:?}");
         let report: serde_json::Value = serde_json::from_str(&report.stdout).unwrap();
         assert_eq!(report["ok"], false);
         let expected = format!("approval {id} event 2: event 2 is missing");

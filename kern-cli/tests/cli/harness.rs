@@ -92,9 +92,18 @@ impl Running {
     }
 
     /// Sends Ctrl-C (SIGINT) and returns the exit code it ends with.
-    pub fn interrupt(mut self) -> Option<i32> {
-        let sent = Command::new("kill").args(["-INT", &self.child.id().to_string()]).status().expect("run kill");
-        assert!(sent.success());
+    pub fn interrupt(self) -> Option<i32> {
+        self.signal("INT")
+    }
+
+    /// Sends a process manager's stop (SIGTERM) and returns the exit code it ends with.
+    pub fn terminate(self) -> Option<i32> {
+        self.signal("TERM")
+    }
+
+    fn signal(mut self, name: &str) -> Option<i32> {
+        let sent = Command::new("kill").args([&format!("-{name}"), &self.child.id().to_string()]).status();
+        assert!(sent.expect("run kill").success());
         self.exit_code()
     }
 

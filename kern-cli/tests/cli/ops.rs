@@ -74,11 +74,14 @@ async fn a_mistyped_schema_or_table_name_is_refused_not_created() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn serve_answers_http_until_interrupted() {
     each_backend(|db| async move {
-        let mut serve = Running::start(
-            db.flags()
-                .into_iter()
-                .chain(["serve", "--bind", "127.0.0.1:0", "--open", "admin", "--json"].map(String::from)),
-        );
+        let serving = || {
+            Running::start(
+                db.flags()
+                    .into_iter()
+                    .chain(["serve", "--bind", "127.0.0.1:0", "--open", "admin", "--json"].map(String::from)),
+            )
+        };
+        let mut serve = serving();
         let started = serve.next_json();
         let url = started["listening"].as_str().unwrap().to_owned();
 
@@ -88,6 +91,10 @@ async fn serve_answers_http_until_interrupted() {
         assert_eq!(listed["meta"]["total_count"], 0);
 
         assert_eq!(serve.interrupt(), Some(0));
+        // A process manager's stop (SIGTERM) ends it as cleanly.
+        let mut serve = serving();
+        serve.next_json();
+        assert_eq!(serve.terminate(), Some(0));
 
         db.kern(&["serve", "--bind", "0.0.0.0:0", "--open", "admin"]).fails(2);
         let refused = db.kern(&["serve", "--bind", "127.0.0.1:0", "--public-origin", "kern.example.com/inbox"]);

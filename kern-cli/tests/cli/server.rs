@@ -1,6 +1,9 @@
 //! `--server`: the same commands through a kern server over the same database, decided as
 //! the API key's principal, its answers mapped to the same exit codes.
 
+use std::io::Write as _;
+use std::process::Stdio;
+
 use chrono::{TimeDelta, Utc};
 use kern::keys::{ApiKey, Scope};
 use kern::prelude::*;
@@ -165,7 +168,7 @@ async fn approvals_are_decided_through_a_server_as_the_keys_principal() {
         assert_eq!(keys.as_array().unwrap().len(), 2, "{keys}");
         let id = issued["id"].as_str().unwrap();
         assert!(through(&url, key, &["keys", "revoke", id, "--json"]).json()["revoked_at"].is_string());
-        through(&url, &dave, &["approvals", "list"]).fails(1);
+        through(&url, &dave, &["approvals", "list"]).fails(7);
         through(&url, key, &["keys", "revoke", "no-such-key"]).fails(4);
 
         // What works on the database itself needs it.
@@ -174,9 +177,20 @@ async fn approvals_are_decided_through_a_server_as_the_keys_principal() {
             assert!(ran.fails(2).contains("--db"), "{args:?}: {ran:?}");
         }
         let stranger = through(&url, "kern_nobody_secret", &["approvals", "list"]);
-        assert!(stranger.fails(1).contains("API key"), "{stranger:?}");
+        assert!(stranger.fails(7).contains("--api-key-file"), "{stranger:?}");
         let nowhere = through("http://127.0.0.1:1", key, &["approvals", "list"]);
-        assert!(nowhere.fails(1).contains("cannot reach"), "{nowhere:?}");
+        assert!(nowhere.fails(6).contains("cannot reach"), "{nowhere:?}");
+        // The key may come on standard input, kept out of the process list and the shell's history.
+        let mut piped = kern_command()
+            .args(["--server", &url, "--api-key-file", "-", "approvals", "list", "--json"])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("run kern");
+        piped.stdin.take().expect("its standard input").write_all(format!("{key}\n").as_bytes()).unwrap();
+        let listed = Ran::from(piped.wait_with_output().expect("wait for kern"));
+        assert_eq!(listed.code, 0, "{listed:?}");
     })
     .await;
 }
@@ -279,7 +293,7 @@ async fn watch_follows_the_servers_event_stream() {
         assert_eq!(watch.next_json()["approval_id"].as_str(), Some(later.as_str()));
         store.revoke_api_key(&admin.key.id).await.unwrap();
         let (code, stderr) = tokio::task::spawn_blocking(move || watch.wait()).await.unwrap();
-        assert_eq!(code, Some(1), "{stderr}");
+        assert_eq!(code, Some(7), "{stderr}");
         assert!(stderr.contains("the event stream broke off") && stderr.contains("API key"), "{stderr}");
     })
     .await;
