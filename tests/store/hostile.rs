@@ -378,6 +378,32 @@ pub async fn an_unreadable_row_is_named_and_the_listing_goes_on(target: SqlTarge
     db.close().await;
 }
 
+/// A time past those kern reads (Postgres takes `-infinity` in any `timestamptz`, SQLite any
+/// number of microseconds) makes its row unreadable, named so by listings and passed over by the sweep: reading it must not panic.
+pub async fn a_time_kern_cannot_read_makes_a_row_unreadable_not_a_panic(target: SqlTarget) {
+    let db = target.open(Options::default()).await.unwrap();
+    let store = db.store();
+    let (endless, plain) = (approval("run-1"), approval("run-1"));
+    create_all(&*store, &[endless.clone(), plain.clone()]).await;
+    target.drop_trigger("kern_approvals", "kern_approvals_fixed_call").await;
+    let approvals = target.table("kern_approvals");
+    // SQLite keeps microseconds, which may be any 64-bit number.
+    let endless_time = match target {
+        SqlTarget::Sqlite(_) => i64::MIN.to_string(),
+        SqlTarget::Postgres { .. } => "'-infinity'".to_owned(),
+    };
+    let endless_update = format!("UPDATE {approvals} SET expires_at = {endless_time} WHERE id = '{}'", endless.id);
+    target.execute_raw(&endless_update).await;
+
+    let page = store.list_approvals(&ApprovalQuery::default()).await.unwrap();
+    assert_eq!((ids(&page.items), page.unreadable.len()), (vec![plain.id.clone()], 1));
+    assert_eq!(page.unreadable[0].id, endless.id);
+    store.expire_approvals(now()).await.expect("the sweep goes on past it");
+    let err = store.get_approval(&endless.id).await.unwrap_err();
+    assert!(matches!(err, Error::Corrupt(_)), "{err:?}");
+    db.close().await;
+}
+
 /// A run whose state this build cannot read (written by a newer one, or altered by hand) is
 /// passed over by the listings workers and live streams page through, which go on past it: failing the page
 /// would stop every worker's continues, or recoveries, at that run for good.

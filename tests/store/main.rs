@@ -168,6 +168,7 @@ suite! {
         trail::verifying_names_a_vote_no_event_records,
         hostile::an_unreadable_row_is_named_and_the_listing_goes_on,
         hostile::an_unreadable_run_holds_up_no_listing_of_runs,
+        hostile::a_time_kern_cannot_read_makes_a_row_unreadable_not_a_panic,
         hostile::an_unreadable_row_holds_up_neither_the_expiry_sweep_nor_the_trail_check,
         hostile::checking_the_trail_waits_for_no_writer,
         hostile::a_decision_that_waited_past_the_expiry_is_refused,

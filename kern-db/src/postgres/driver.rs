@@ -9,10 +9,10 @@ use serde_json::value::RawValue;
 use sqlx::encode::IsNull;
 use sqlx::error::BoxDynError;
 use sqlx::postgres::types::Oid;
-use sqlx::postgres::{PgArgumentBuffer, PgArguments, PgConnection, PgRow, PgTypeInfo};
+use sqlx::postgres::{PgArgumentBuffer, PgArguments, PgConnection, PgRow, PgTypeInfo, PgValueFormat};
 use sqlx::query::Query;
 use sqlx::types::Json;
-use sqlx::{Connection, Decode, Encode, Executor, Postgres, Row, Type};
+use sqlx::{Connection, Decode, Encode, Executor, Postgres, Row, Type, TypeInfo as _, ValueRef as _};
 
 use super::notify;
 use crate::driver::{ConnectionPool, Driver, begin, commit, transaction};
@@ -419,6 +419,9 @@ fn create_schema(schema: &Ident) -> String {
     )
 }
 
+/// Postgres's epoch, 2000-01-01, in microseconds from the Unix epoch.
+const POSTGRES_EPOCH_MICROS: i64 = 946_684_800_000_000;
+
 fn get<'r, T: Decode<'r, Postgres> + Type<Postgres>>(row: &'r PgRow, column: &str) -> Result<T> {
     row.try_get(column).map_err(|e| corrupt(column, e))
 }
@@ -432,8 +435,24 @@ impl Columns for PgRow {
         get(self, column)
     }
 
+    /// Read as the microseconds from 2000 that Postgres sends, and added up checked: sqlx's own
+    /// reading panics on a time chrono cannot hold (`infinity`, a year past 262143), which a
+    /// `timestamptz` column takes from any writer, and a row kern cannot read must be an error.
     fn opt_time(&self, column: &str) -> Result<Option<DateTime<Utc>>> {
-        get(self, column)
+        let value = self.try_get_raw(column).map_err(|e| corrupt(column, e))?;
+        if value.is_null() {
+            return Ok(None);
+        }
+        let kind = value.type_info();
+        if !<DateTime<Utc> as Type<Postgres>>::compatible(&kind) {
+            return Err(corrupt(column, format!("a {} column, not a time", kind.name())));
+        }
+        if let PgValueFormat::Text = value.format() {
+            return get(self, column);
+        }
+        let micros = <i64 as Decode<Postgres>>::decode(value).map_err(|e| corrupt(column, e))?;
+        let at = micros.checked_add(POSTGRES_EPOCH_MICROS).and_then(DateTime::from_timestamp_micros);
+        at.map(Some).ok_or_else(|| corrupt(column, format!("{micros} µs from 2000 is no time kern can read")))
     }
 
     fn opt_json(&self, column: &str) -> Result<Option<Value>> {
