@@ -24,7 +24,7 @@ Exit codes:
   3  conflict: the row or run is no longer in a state that allows it
   4  not found: no such approval, run or key
   5  refused: the row's policy does not let the principal decide it, or the key lacks the scope
-  6  unavailable: the database or server cannot be reached or is busy; trying again may succeed
+  6  unavailable: the server cannot be reached or is unavailable a moment; trying again may succeed
   7  unauthorized: the server did not accept the API key (none, unknown or revoked)
   8  trail broken: `audit verify` found a link or a checkpoint that does not hold";
 

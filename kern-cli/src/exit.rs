@@ -20,8 +20,8 @@ pub enum Code {
     /// The principal may not do it: the row's policy does not let them decide it, or their
     /// API key lacks the scope.
     Refused = 5,
-    /// The database or server cannot be reached, or is unavailable a moment: trying again may
-    /// succeed.
+    /// The server cannot be reached, or is unavailable a moment: trying again may succeed. (A
+    /// database's failures are 1: a refused password and a lost connection read alike.)
     Unavailable = 6,
     /// The server did not accept the API key: none given, unknown or revoked.
     Unauthorized = 7,
@@ -98,7 +98,6 @@ impl From<Error> for Failure {
             | Error::MemberRun { .. }
             | Error::DecideAsPrincipal { .. } => Code::Conflict,
             Error::NotEligible { .. } | Error::EditNotAllowed { .. } => Code::Refused,
-            Error::Database(_) => Code::Unavailable,
             _ => Code::Error,
         };
         Failure::new(code, err.to_string())
@@ -131,7 +130,7 @@ mod tests {
             (Error::RunNotStale { run_id: "r".into(), status: RunStatus::Paused }, Code::Conflict),
             (Error::NotEligible { id: "a".into(), principal: "p".into(), reason: "no".into() }, Code::Refused),
             (Error::InvalidResolution { id: "a".into(), reason: "no".into() }, Code::Error),
-            (Error::database(std::io::Error::other("down")), Code::Unavailable),
+            (Error::database(std::io::Error::other("down")), Code::Error),
         ];
         for (err, code) in cases {
             assert_eq!(Failure::from(err).code, code);

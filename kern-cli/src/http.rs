@@ -1,5 +1,6 @@
 //! The client of a kern server (`--server`): its JSON routes, its `/events` stream, and its
-//! answers mapped to the documented exit codes (409 conflict, 404 not found, 403 refused).
+//! answers mapped to the documented exit codes (409 conflict, 404 not found, 403 refused, 401
+//! unauthorized, an unreachable or unavailable server unavailable).
 
 use std::collections::VecDeque;
 use std::fmt::Write as _;

@@ -249,7 +249,7 @@ pub fn or_dash(value: Option<&str>) -> String {
 
 /// A progress line on standard error, redrawn in place, shown only when standard error is a
 /// terminal so that logs and pipes stay clean. Dropped, it ends its line: a command that fails
-/// or stops midway leaves its message, and the prompt, on lines of their own.
+/// midway, or whose reader went away, leaves its message and the prompt on lines of their own.
 #[derive(Debug)]
 pub struct Progress {
     shown: bool,

@@ -62,7 +62,9 @@ impl TrailReader {
     /// any below it whose transaction had taken its `seq` and not yet committed (Postgres
     /// takes a `seq` before it commits), which a reader after the last event would never hand
     /// out. It starts before the first recent gap below the last event, and reads past the
-    /// events already committed there without handing them out.
+    /// events already committed there without handing them out. Its [`position`](Self::position)
+    /// is then below the last event: a reader started after it (a client resuming from it)
+    /// hands out those events too, which repeats a little rather than loses anything.
     pub async fn from_now(store: &dyn Store) -> Result<Self> {
         let last = store.last_event_seq().await?;
         let start = (last - i64::from(IN_FLIGHT_WINDOW)).max(0);

@@ -57,12 +57,17 @@ impl ApiError {
     /// 404 with the reference's message for an approval row, also answered for another user's
     /// row, so that isolation does not reveal which rows exist.
     pub fn approval_not_found() -> Self {
-        Self::new(StatusCode::NOT_FOUND, "Approval not found")
+        Self::new(StatusCode::NOT_FOUND, "Approval not found").typed("approval_not_found")
     }
 
     /// 404 for a run.
     pub fn run_not_found(run_id: &str) -> Self {
-        Self::new(StatusCode::NOT_FOUND, format!("No runs found for run ID {run_id}"))
+        Self::new(StatusCode::NOT_FOUND, format!("No runs found for run ID {run_id}")).typed("run_not_found")
+    }
+
+    /// This error named as kern's `error_type` names it: see [`error_type`].
+    pub(crate) fn typed(self, error_type: &'static str) -> Self {
+        ApiError { error_type: Some(error_type), ..self }
     }
 
     /// 404 with the reference's message for a session, also answered for another user's

@@ -78,6 +78,7 @@ pub async fn a_missing_row_is_not_found(store: Arc<dyn Store>) {
         let answer = app.send(method.clone(), uri, Some(&app.admin), body).await;
         assert_eq!(answer.status, StatusCode::NOT_FOUND, "{method} {uri}");
         assert_eq!(answer.detail(), "Approval not found", "{method} {uri}");
+        assert_eq!(answer.body["error_type"], "approval_not_found", "{method} {uri}");
     }
 }
 

@@ -388,12 +388,16 @@ pub async fn a_time_kern_cannot_read_makes_a_row_unreadable_not_a_panic(target: 
     target.drop_trigger("kern_approvals", "kern_approvals_fixed_call").await;
     let approvals = target.table("kern_approvals");
     // SQLite keeps microseconds, which may be any 64-bit number.
-    let endless_time = match target {
-        SqlTarget::Sqlite(_) => i64::MIN.to_string(),
-        SqlTarget::Postgres { .. } => "'-infinity'".to_owned(),
+    // Past chrono's range on both sides: the earliest a reader overflows to, the latest it
+    // overflows adding up.
+    let (endless_time, created_time) = match target {
+        SqlTarget::Sqlite(_) => (i64::MIN.to_string(), i64::MAX.to_string()),
+        SqlTarget::Postgres { .. } => ("'-infinity'".to_owned(), "'infinity'".to_owned()),
     };
-    let endless_update = format!("UPDATE {approvals} SET expires_at = {endless_time} WHERE id = '{}'", endless.id);
-    target.execute_raw(&endless_update).await;
+    let set =
+        |column: &str, time: &str| format!("UPDATE {approvals} SET {column} = {time} WHERE id = '{}'", endless.id);
+    target.execute_raw(&set("expires_at", &endless_time)).await;
+    target.execute_raw(&set("created_at", &created_time)).await;
 
     let page = store.list_approvals(&ApprovalQuery::default()).await.unwrap();
     assert_eq!((ids(&page.items), page.unreadable.len()), (vec![plain.id.clone()], 1));

@@ -9,6 +9,7 @@ use axum::response::IntoResponse;
 use chrono::{DateTime, Utc};
 use futures_util::StreamExt as _;
 use kern_core::approval::{Approval, ApprovalQuery, ApprovalStatus, ListOrder, PageCursor, PauseType, Vote, VoteKind};
+use kern_core::follow::TrailReader;
 use kern_core::keys::Scope;
 use kern_core::models::Message;
 use kern_core::run::{RunRecord, RunStatus};
@@ -275,6 +276,13 @@ struct Pending {
     next: Option<String>,
 }
 
+/// Where a page's live updates start (`/events?after=`), read before the page's rows: after
+/// what has committed, and before an event that had its `seq` and commits after the rows were
+/// read, which a start after the last `seq` would never show ([`TrailReader::from_now`]).
+async fn live_from(state: &AppState) -> PageResult<i64> {
+    Ok(TrailReader::from_now(&*state.store).await?.position())
+}
+
 async fn pending(state: &AppState, viewer: &Viewer, params: &InboxParams) -> PageResult<Pending> {
     viewer.caller.require(Scope::ApprovalsRead)?;
     let now = Utc::now();
@@ -293,7 +301,7 @@ pub async fn inbox(
     viewer: Viewer,
     PageQuery(params): PageQuery<InboxParams>,
 ) -> PageResult {
-    let after = state.store.last_event_seq().await?;
+    let after = live_from(&state).await?;
     let page = pending(&state, &viewer, &params).await?;
     let filters = params.query();
     let first =
@@ -379,7 +387,7 @@ async fn read_trail(
 /// The page of row `id`, with what a refused decision said (`error`).
 pub async fn detail_page(state: &AppState, viewer: &Viewer, id: &str, error: Option<String>) -> PageResult<DetailPage> {
     viewer.caller.require(Scope::ApprovalsRead)?;
-    let after = state.store.last_event_seq().await?;
+    let after = live_from(state).await?;
     let row = visible_row(state, &viewer.caller, id).await?;
     let status = row.status_at(Utc::now());
     let pending = status == ApprovalStatus::Pending;

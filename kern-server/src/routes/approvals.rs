@@ -436,7 +436,8 @@ pub async fn delete(
         }
         Err(Error::ApprovalConflict { actual, .. }) => Err(ApiError::conflict(format!(
             "Approval is already '{actual}' and cannot be deleted: its trail is append-only"
-        ))),
+        ))
+        .typed("approval_conflict")),
         Err(err) => Err(err.into()),
     }
 }

@@ -435,15 +435,15 @@ async fn last_frame(state: &AppState, target: Target, id: &str, framer: &mut Fra
     }
 }
 
-/// The `RunError` frame of `api`: its message, and kern's name for it (or its status's).
+/// The `RunError` frame of `api`: its message and kern's name for it. Every error that ends a
+/// stream is kern's own: a run's, or the end of its task.
 fn error_frame(framer: &mut Framer, api: ApiError) -> Event {
-    let error_type = api.error_type.or(api.status.canonical_reason()).unwrap_or("Error");
-    framer.error(error_type, &api.detail)
+    framer.error(api.error_type.unwrap_or("internal_error"), &api.detail)
 }
 
 /// A stream that ended before its run's outcome: the run's task died (a runtime shutting down).
 fn ended_without_outcome() -> ApiError {
-    ApiError::new(axum::http::StatusCode::INTERNAL_SERVER_ERROR, "Internal server error")
+    ApiError::new(axum::http::StatusCode::INTERNAL_SERVER_ERROR, "Internal server error").typed("internal_error")
 }
 
 /// The run's output in the reference's shape, counted in the metrics. The stored run adds its
