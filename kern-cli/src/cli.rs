@@ -48,9 +48,14 @@ pub struct Global {
     /// KERN_DATABASE_URL.
     #[arg(long, global = true, env = "KERN_DATABASE_URL", hide_env_values = true, value_name = "URL")]
     pub db: Option<String>,
-    /// A kern server to work through instead of a database, such as `http://127.0.0.1:7000`.
+    /// A kern server to work through instead of a database, such as `http://127.0.0.1:7000`:
+    /// `https://` unless it is on this machine, as the API key goes with every request.
     #[arg(long, global = true, env = "KERN_SERVER_URL", hide_env_values = true, value_name = "URL")]
     pub server: Option<String>,
+    /// Sends the API key over plain `http://` to a server on another machine: for a network
+    /// where nobody else can listen.
+    #[arg(long, global = true)]
+    pub allow_http: bool,
     /// The API key a server signs in (`kern_...`). Given here, other users of the machine may
     /// read it in the process list: prefer KERN_API_KEY or --api-key-file.
     #[arg(long, global = true, env = "KERN_API_KEY", hide_env_values = true, value_name = "KEY")]

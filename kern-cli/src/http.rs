@@ -33,7 +33,10 @@ pub struct Client {
 }
 
 impl Client {
-    pub fn new(base: &str, api_key: Option<String>) -> Outcome<Self> {
+    /// A client of the server at `base`, signing in with `api_key`. A key is not sent in the
+    /// clear over `http://` to another machine, where anyone on the way could read it, unless
+    /// `allow_http`.
+    pub fn new(base: &str, api_key: Option<String>, allow_http: bool) -> Outcome<Self> {
         let refused = |why: &str, shown: &str| {
             Failure::usage(format!("--server must be an http:// or https:// URL {why}, not `{shown}`"))
         };
@@ -48,6 +51,12 @@ impl Client {
         }
         if !url.username().is_empty() || url.password().is_some() {
             return Err(refused("without a user or password (the key goes in --api-key)", &shown));
+        }
+        if url.scheme() == "http" && api_key.is_some() && !allow_http && !is_this_machine(&url) {
+            return Err(Failure::usage(format!(
+                "--server {shown} would carry the API key unencrypted to another machine: use https://, \
+                 or pass --allow-http where nobody else can listen"
+            )));
         }
         let http = reqwest::Client::builder()
             .connect_timeout(CONNECT_TIMEOUT)
@@ -181,6 +190,13 @@ pub async fn refusal(response: Response) -> Failure {
             "the server answered {status} without kern's error body: is --server the address of a kern server?"
         )),
     }
+}
+
+/// True when `url` names this machine: `localhost` or a loopback address.
+fn is_this_machine(url: &reqwest::Url) -> bool {
+    let Some(host) = url.host_str() else { return false };
+    let address = host.trim_start_matches('[').trim_end_matches(']');
+    host.eq_ignore_ascii_case("localhost") || address.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback())
 }
 
 fn refusal_of(status: StatusCode, detail: String) -> Failure {
@@ -344,10 +360,24 @@ mod tests {
 
     #[test]
     fn a_server_url_is_http() {
-        assert!(Client::new("http://127.0.0.1:7000/", None).is_ok());
-        assert!(Client::new("https://kern.example.com/prefix", None).is_ok());
+        assert!(Client::new("http://127.0.0.1:7000/", None, false).is_ok());
+        assert!(Client::new("https://kern.example.com/prefix", None, false).is_ok());
         for wrong in ["127.0.0.1:7000", "http://", "ftp://kern.example.com", "http://host/?a=b", "http://host/#x"] {
-            assert_eq!(Client::new(wrong, None).unwrap_err().code, Code::Usage, "{wrong}");
+            assert_eq!(Client::new(wrong, None, false).unwrap_err().code, Code::Usage, "{wrong}");
         }
+    }
+
+    #[test]
+    fn a_key_goes_over_plain_http_only_to_this_machine_unless_allowed() {
+        let key = || Some("kern_id_secret".to_owned());
+        for here in ["http://127.0.0.1:7000", "http://localhost:7000", "http://[::1]:7000", "https://kern.example.com"]
+        {
+            assert!(Client::new(here, key(), false).is_ok(), "{here}");
+        }
+        let refused = Client::new("http://kern.example.com:7000", key(), false).unwrap_err();
+        assert_eq!(refused.code, Code::Usage);
+        assert!(refused.message.contains("https://") && refused.message.contains("--allow-http"), "{refused}");
+        assert!(Client::new("http://kern.example.com:7000", key(), true).is_ok(), "allowed");
+        assert!(Client::new("http://kern.example.com:7000", None, false).is_ok(), "no key, nothing to carry");
     }
 }

@@ -55,7 +55,7 @@ impl Context {
                          key's principal",
                     ));
                 }
-                Target::Server(Client::new(url, api_key(global)?)?)
+                Target::Server(Client::new(url, api_key(global)?, global.allow_http)?)
             }
             (None, None) => {
                 return Err(Failure::usage(
