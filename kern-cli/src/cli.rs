@@ -19,7 +19,7 @@ use serde_json::{Map, Value};
 const EXIT_CODES: &str = "\
 Exit codes:
   0  success
-  1  error: a value was refused, or a failure that trying again will not mend
+  1  error: a value was refused, the database failed, or another failure not known to pass
   2  usage: bad arguments, a decision without --as, a command the target cannot do
   3  conflict: the row or run is no longer in a state that allows it
   4  not found: no such approval, run or key

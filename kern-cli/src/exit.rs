@@ -9,7 +9,7 @@ use kern_core::Error;
 /// The documented exit codes other than success.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Code {
-    /// A value was refused, or something failed that trying again will not mend.
+    /// A value was refused, the database failed, or another failure not known to pass.
     Error = 1,
     /// Bad arguments, or a command the chosen target cannot carry out.
     Usage = 2,

@@ -79,8 +79,18 @@ impl Client {
         self.send_unbounded(request.timeout(ANSWER_TIMEOUT)).await
     }
 
+    /// Sends `request`. A connection that failed or timed out may work on another try (exit 6);
+    /// a server whose certificate or TLS was refused, or a request that could not be made, will
+    /// not (exit 1).
     async fn send_unbounded(&self, request: RequestBuilder) -> Outcome<Response> {
-        request.send().await.map_err(|err| Failure::passing(format!("cannot reach the server at {}: {err}", self.base)))
+        request.send().await.map_err(|err| {
+            let message = format!("cannot reach the server at {}: {}", self.base, describe(&err));
+            if (err.is_connect() || err.is_timeout()) && !refused_tls(&err) {
+                Failure::passing(message)
+            } else {
+                Failure::error(message)
+            }
+        })
     }
 
     /// `GET path` with `query`: the JSON of the answer.
@@ -168,7 +178,8 @@ async fn answer(response: Response) -> Outcome<Value> {
 
 /// The failure of a refused request: the server's `detail`, under the exit code of its status.
 /// An answer without kern's error body (a proxy's, or no kern server's) says nothing about the
-/// row or run asked for: it is an error (1), not a not-found or a refusal.
+/// row or run asked for: not a not-found or a refusal, but unavailable (6) when it is a
+/// gateway's while the server restarts, an error (1) otherwise.
 pub async fn refusal(response: Response) -> Failure {
     let status = response.status();
     let detail = response
@@ -190,6 +201,32 @@ pub async fn refusal(response: Response) -> Failure {
             "the server answered {status} without kern's error body: is --server the address of a kern server?"
         )),
     }
+}
+
+/// True when the TLS handshake failed: the server's certificate or protocol was refused, which
+/// trying again will not mend. TLS reports it as invalid data read from the connection.
+fn refused_tls(err: &reqwest::Error) -> bool {
+    let mut source = std::error::Error::source(err);
+    while let Some(cause) = source {
+        if cause.downcast_ref::<std::io::Error>().is_some_and(|io| io.kind() == std::io::ErrorKind::InvalidData) {
+            return true;
+        }
+        source = cause.source();
+    }
+    false
+}
+
+/// The error and its causes on one line: reqwest's own message rarely says more than "error
+/// sending request".
+fn describe(err: &reqwest::Error) -> String {
+    let mut text = err.to_string();
+    let mut source = std::error::Error::source(err);
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
 }
 
 /// True when `url` names this machine: `localhost` or a loopback address.

@@ -149,7 +149,7 @@ impl Approval {
         let data = self.resolution_data.as_ref()?;
         let flat_values = self.pause_type == PauseType::UserInput
             && self.status == ApprovalStatus::Approved
-            && data.get("values").is_none();
+            && data.as_object().is_some_and(values_are_the_data);
         if flat_values && self.input_fields().any(|field| field == "note") {
             return None;
         }
@@ -167,10 +167,7 @@ impl Approval {
     /// The user-input values the admin supplied: `{"values": {..}}` or the object itself.
     pub fn user_input_values(&self) -> Option<&serde_json::Map<String, Value>> {
         let data = self.resolution_data.as_ref()?.as_object()?;
-        match data.get("values") {
-            Some(Value::Object(values)) => Some(values),
-            _ => Some(data),
-        }
+        if values_are_the_data(data) { Some(data) } else { data.get("values").and_then(Value::as_object) }
     }
 
     /// The external-execution result the admin supplied.
@@ -200,6 +197,12 @@ impl Approval {
         self.policy.as_ref().filter(|policy| policy.allow_edit)?;
         self.resolution_data.as_ref()?.get("args")
     }
+}
+
+/// Whether user-input resolution `data` holds the values as itself, not under `values` (an
+/// object).
+fn values_are_the_data(data: &serde_json::Map<String, Value>) -> bool {
+    !matches!(data.get("values"), Some(Value::Object(_)))
 }
 
 /// An admin's resolution of an approval row.

@@ -69,13 +69,13 @@ impl TrailReader {
         let last = store.last_event_seq().await?;
         let start = (last - i64::from(IN_FLIGHT_WINDOW)).max(0);
         let committed = store.events_after(start, IN_FLIGHT_WINDOW).await?;
-        Ok(Self::starting_now(start, last, &committed, crate::now()))
+        Ok(Self::from_committed(start, last, &committed, crate::now()))
     }
 
     /// The reader [`from_now`](Self::from_now) makes of the events `committed` after `start`
     /// (up to the last, `last`) at `wall`: a gap is recent when the event after it was written
     /// less than [`SETTLED_AGE`] ago.
-    fn starting_now(start: i64, last: i64, committed: &[TrailEvent], wall: DateTime<Utc>) -> Self {
+    fn from_committed(start: i64, last: i64, committed: &[TrailEvent], wall: DateTime<Utc>) -> Self {
         let committed: Vec<&TrailEvent> = committed.iter().filter(|event| event.seq <= last).collect();
         let mut previous = start;
         let mut position = last;
@@ -252,22 +252,22 @@ mod tests {
     fn a_reader_from_now_hands_out_what_commits_later_below_the_last_event() {
         let (_, t0, wall) = setup();
         // Nothing in flight: it starts after the last event.
-        let reader = TrailReader::starting_now(7, 10, &written(&[8, 9, 10], wall), wall);
+        let reader = TrailReader::from_committed(7, 10, &written(&[8, 9, 10], wall), wall);
         assert_eq!((reader.position(), reader.before_start.len()), (10, 0));
         // 9 has its seq and has not committed: it is handed out when it does, 10 and 11 not.
-        let mut reader = TrailReader::starting_now(7, 11, &written(&[8, 10, 11, 12], wall), wall);
+        let mut reader = TrailReader::from_committed(7, 11, &written(&[8, 10, 11, 12], wall), wall);
         assert_eq!(reader.position(), 8);
         assert!(reader.take(written(&[10, 11, 12], wall), t0, wall).is_empty(), "held back until 9 commits");
         assert_eq!(seqs(&reader.take(written(&[9, 10, 11, 12], wall), t0, wall)), [9, 12]);
         assert_eq!(reader.position(), 12);
         // Had 9 never committed, the reader passes it once waited for, handing out nothing old.
-        let mut reader = TrailReader::starting_now(7, 11, &written(&[8, 10, 11], wall), wall);
+        let mut reader = TrailReader::from_committed(7, 11, &written(&[8, 10, 11], wall), wall);
         assert!(reader.take(written(&[10, 11], wall), t0, wall).is_empty());
         assert!(reader.take(written(&[10, 11], wall), t0 + GAP_WAIT, wall).is_empty());
         assert_eq!((reader.position(), reader.before_start.len()), (11, 0));
         // A gap before an event written long ago is an old rollback: nothing to wait for.
         let mut old = written(&[8, 10], wall - SETTLED_AGE);
         old.extend(written(&[11], wall));
-        assert_eq!(TrailReader::starting_now(7, 11, &old, wall).position(), 11);
+        assert_eq!(TrailReader::from_committed(7, 11, &old, wall).position(), 11);
     }
 }

@@ -58,7 +58,8 @@ pub struct ToolExecution {
     pub status: ToolCallStatus,
     /// The result or error text that went back to the model.
     pub result: Option<Value>,
-    /// The approval row that gates the call, if any.
+    /// The approval row that gates the call, if any, or the audit row that records it (written
+    /// when the call ran at once by its tool's condition, or when its caller confirmed it).
     pub approval_id: Option<String>,
 }
 

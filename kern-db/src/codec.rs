@@ -42,7 +42,7 @@ pub(crate) const VOTE_COLUMNS: &str = "approval_id, principal, roles, kind, note
 /// The columns of an API key, in the order [`bind_api_key`] binds them.
 pub(crate) const API_KEY_COLUMNS: &str = "id, principal, roles, scopes, secret_hash, created_at, revoked_at";
 
-/// The columns of the runs table that [`run`] reads.
+/// The columns of the runs table that [`run`] reads, and [`listed_run`] with `run_id`.
 pub(crate) const RUN_COLUMNS: &str = "run_id, state, status, updated_at";
 
 /// Binds every field of `approval`, in [`APPROVAL_INSERT_COLUMNS`] order, with `run_status`
@@ -284,15 +284,16 @@ pub(crate) fn run(row: &dyn Columns) -> Result<RunRecord> {
 /// the run, or why it cannot be read.
 pub(crate) struct ListedRun {
     pub(crate) run_id: String,
-    pub(crate) updated_at: DateTime<Utc>,
+    /// Its last write's time, unless that cannot be read either.
+    pub(crate) updated_at: Option<DateTime<Utc>>,
     pub(crate) run: std::result::Result<RunRecord, UnreadableRow>,
 }
 
 /// Reads a run selected with [`RUN_COLUMNS`] as [`run`] does, or names it as one that cannot
-/// be read: a listing goes on past it.
+/// be read (its time included): a listing goes on past it.
 pub(crate) fn listed_run(row: &dyn Columns) -> Result<ListedRun> {
     let run_id = row.text("run_id")?;
-    let updated_at = row.time("updated_at")?;
+    let updated_at = row.time("updated_at").ok();
     let run = run(row).map_err(|err| UnreadableRow { id: run_id.clone(), reason: err.to_string() });
     Ok(ListedRun { run_id, updated_at, run })
 }

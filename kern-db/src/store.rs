@@ -72,7 +72,7 @@ pub(crate) struct SqlStore<DB: Driver> {
     announcer: Option<Box<dyn Announcer>>,
     /// The runs a listing passed over because their state cannot be read, each warned of once:
     /// workers read the listings every few seconds.
-    unreadable_runs: std::sync::Mutex<HashSet<String>>,
+    warned_unreadable_runs: std::sync::Mutex<HashSet<String>>,
     /// How often waiters read when nothing wakes them, in place of the store's own intervals.
     #[cfg(any(test, feature = "test-support"))]
     poll_every: Option<Duration>,
@@ -98,7 +98,7 @@ impl<DB: Driver> SqlStore<DB> {
             signal: Arc::default(),
             feed: None,
             announcer: None,
-            unreadable_runs: std::sync::Mutex::default(),
+            warned_unreadable_runs: std::sync::Mutex::default(),
             #[cfg(any(test, feature = "test-support"))]
             poll_every: None,
         })
@@ -733,16 +733,17 @@ impl<DB: Driver> SqlStore<DB> {
 
     /// Up to `limit` readable runs of a listing that workers and live streams page through,
     /// after `after`: `page` selects, with the store's queries, the rows after a cursor (at most
-    /// so many; `None` when none can match), `cursor` names a row's place. A run whose state
-    /// cannot be read (written by a newer build, or altered by hand) is passed over, warned of
-    /// once, and the listing goes on past it: failing the page would stop every reader at
-    /// that run for good.
+    /// so many; `None` when none can match), `cursor` names a row's place (`None` when it cannot
+    /// be read). A run whose state cannot be read (written by a newer build, or altered by hand)
+    /// is passed over, warned of once, and the listing goes on past it: failing the page would
+    /// stop every reader at that run for good. A listing ordered by a time it cannot read ends
+    /// at that run: there is no place after it to go on from.
     async fn readable_runs<C>(
         &self,
         mut after: Option<C>,
         limit: u32,
         page: impl for<'c> Fn(&'c Queries, Option<&'c C>, u32) -> Option<Stmt<'c>>,
-        cursor: impl Fn(&codec::ListedRun) -> C,
+        cursor: impl Fn(&codec::ListedRun) -> Option<C>,
     ) -> Result<Vec<RunRecord>> {
         let mut runs = Vec::new();
         loop {
@@ -751,10 +752,14 @@ impl<DB: Driver> SqlStore<DB> {
             let listed = self.pools.read(stmt, codec::listed_run).await?;
             let ended = listed.len() < wanted as usize;
             for row in listed {
-                after = Some(cursor(&row));
+                let place = cursor(&row);
                 match row.run {
                     Ok(run) => runs.push(run),
-                    Err(unreadable) => self.pass_over(unreadable),
+                    Err(unreadable) => self.warn_unreadable_run(unreadable),
+                }
+                match place {
+                    Some(place) => after = Some(place),
+                    None => return Ok(runs),
                 }
             }
             if ended || runs.len() >= limit as usize {
@@ -764,8 +769,8 @@ impl<DB: Driver> SqlStore<DB> {
     }
 
     /// Says that a listing passed over a run it cannot read: a warning the first time.
-    fn pass_over(&self, unreadable: UnreadableRow) {
-        let first = self.unreadable_runs.lock().map_or(true, |mut warned| warned.insert(unreadable.id.clone()));
+    fn warn_unreadable_run(&self, unreadable: UnreadableRow) {
+        let first = self.warned_unreadable_runs.lock().map_or(true, |mut warned| warned.insert(unreadable.id.clone()));
         let (run_id, reason) = (&unreadable.id, &unreadable.reason);
         if first {
             tracing::warn!(run_id, reason, "a stored run cannot be read: listings pass over it");
@@ -1160,7 +1165,7 @@ impl<DB: Driver> Store for SqlStore<DB> {
                     let after = after.map_or("", String::as_str);
                     Some(Stmt::new(&queries.decided_runs).bind(after).bind(now).bind(i64::from(limit)))
                 },
-                |listed| listed.run_id.clone(),
+                |listed| Some(listed.run_id.clone()),
             )
             .await
         })
@@ -1178,7 +1183,7 @@ impl<DB: Driver> Store for SqlStore<DB> {
                 after.cloned(),
                 limit,
                 |queries, after, limit| queries.stale_runs(cutoff, after, limit),
-                |listed| PageCursor { at: listed.updated_at, id: listed.run_id.clone() },
+                |listed| listed.updated_at.map(|at| PageCursor { at, id: listed.run_id.clone() }),
             )
             .await
         })
@@ -1190,7 +1195,7 @@ impl<DB: Driver> Store for SqlStore<DB> {
                 Some(after.clone()),
                 limit,
                 |queries, after, limit| after.map(|after| queries.runs_changed_after(after, limit)),
-                |listed| PageCursor { at: listed.updated_at, id: listed.run_id.clone() },
+                |listed| listed.updated_at.map(|at| PageCursor { at, id: listed.run_id.clone() }),
             )
             .await
         })

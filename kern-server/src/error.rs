@@ -73,7 +73,7 @@ impl ApiError {
     /// 404 with the reference's message for a session, also answered for another user's
     /// session under isolation.
     pub fn session_not_found() -> Self {
-        Self::new(StatusCode::NOT_FOUND, "Session not found")
+        Self::new(StatusCode::NOT_FOUND, "Session not found").typed("session_not_found")
     }
 
     /// 409: the resource is not in a state that allows the request.
@@ -164,6 +164,8 @@ fn error_type(err: &Error) -> &'static str {
         Error::ApprovalPending { .. } => "approval_pending",
         Error::ApprovalMissing { .. } => "approval_missing",
         Error::ApprovalMismatch { .. } => "approval_mismatch",
+        Error::RoundLimit { .. } => "round_limit",
+        Error::Aborted(_) => "aborted",
         Error::Model(_) => "model_failed",
         Error::Database(_) => "database_unavailable",
         _ => "internal_error",

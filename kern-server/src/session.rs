@@ -76,7 +76,8 @@ pub struct Sessions {
 /// How many sessions there are, and no token: debug output may reach a log.
 impl std::fmt::Debug for Sessions {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let signed_in = self.table.lock().map_or(0, |table| table.len());
+        // `try_lock`: formatted while its own lock is held, it must not wait for it.
+        let signed_in = self.table.try_lock().ok().map(|table| table.len());
         f.debug_struct("Sessions").field("signed_in", &signed_in).finish_non_exhaustive()
     }
 }

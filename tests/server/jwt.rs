@@ -110,7 +110,10 @@ pub async fn rs256_tokens_are_checked_with_the_public_key(store: Arc<dyn Store>)
     let answer = app.send(Method::GET, "/approvals/count", Some(&rs256(&for_billing)), None).await;
     assert_eq!(answer.status, StatusCode::UNAUTHORIZED, "{:?}", answer.body);
     assert!(answer.detail().starts_with("Invalid token audience"), "{}", answer.detail());
-    let symmetric = hs256(&claims("dave", &["admin"], 600, "any"), RSA_MODULUS.as_bytes());
-    let answer = app.send(Method::GET, "/approvals/count", Some(&symmetric), None).await;
+    let mut symmetric = claims("dave", &["admin"], 600, "");
+    symmetric.as_object_mut().unwrap().remove("aud");
+    let answer =
+        app.send(Method::GET, "/approvals/count", Some(&hs256(&symmetric, RSA_MODULUS.as_bytes())), None).await;
     assert_eq!(answer.status, StatusCode::UNAUTHORIZED, "an HS256 token is not taken where RS256 is expected");
+    assert!(answer.detail().starts_with("Invalid token: "), "refused for its algorithm: {}", answer.detail());
 }

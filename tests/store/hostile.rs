@@ -387,9 +387,7 @@ pub async fn a_time_kern_cannot_read_makes_a_row_unreadable_not_a_panic(target: 
     create_all(&*store, &[endless.clone(), plain.clone()]).await;
     target.drop_trigger("kern_approvals", "kern_approvals_fixed_call").await;
     let approvals = target.table("kern_approvals");
-    // SQLite keeps microseconds, which may be any 64-bit number.
-    // Past chrono's range on both sides: the earliest a reader overflows to, the latest it
-    // overflows adding up.
+    // Past chrono's range at both ends (SQLite keeps any 64-bit count of microseconds).
     let (endless_time, created_time) = match target {
         SqlTarget::Sqlite(_) => (i64::MIN.to_string(), i64::MAX.to_string()),
         SqlTarget::Postgres { .. } => ("'-infinity'".to_owned(), "'infinity'".to_owned()),
@@ -447,6 +445,17 @@ pub async fn an_unreadable_run_holds_up_no_listing_of_runs(target: SqlTarget) {
     let changed = store.runs_changed_after(&from_start, 100).await.unwrap();
     assert_eq!(changed.len(), 4, "every run but the two that cannot be read");
     assert!(changed.iter().all(|run| run.run_id != sorted[0].run_id && run.run_id != stale[0].run_id));
+    // A run whose time cannot be read either: passed over by the listing in id order; one in
+    // the order of that time ends at it, as nothing after it can be placed.
+    let endless = match target {
+        SqlTarget::Sqlite(_) => i64::MAX.to_string(),
+        SqlTarget::Postgres { .. } => "'infinity'".to_owned(),
+    };
+    let timeless = format!("UPDATE {runs} SET updated_at = {endless} WHERE run_id = '{}'", sorted[2].run_id);
+    target.execute_raw(&timeless).await;
+    let listed = store.decided_runs(None, 10).await.unwrap();
+    assert_eq!(listed.iter().map(|run| run.run_id.as_str()).collect::<Vec<_>>(), [sorted[1].run_id.as_str()]);
+    store.runs_changed_after(&from_start, 100).await.expect("the listing ends at the run, without failing");
     db.close().await;
 }
 

@@ -206,7 +206,13 @@ async fn decide(ctx: &Context, command: &str, id: &str, decision: Decision) -> O
 /// The server's answer to `decision`: the row as it then stands.
 async fn decide_over(client: &Client, id: &str, decision: Decision) -> Outcome<Value> {
     let (path, body) = match decision {
-        Decision::Approve { note, values, result, args } => {
+        Decision::Approve { note, mut values, result, args } => {
+            // A user-input call's values given as the data itself are read first, so a note
+            // alone would fill a value the call names `note`: with no values, it goes beside
+            // an empty `values`, and stays the admin's.
+            if note.is_some() && values.is_none() && waits_for_values(client, id).await? {
+                values = Some(Map::new());
+            }
             let data: Map<String, Value> = [
                 ("note", note.map(Value::String)),
                 ("values", values.map(Value::Object)),
@@ -222,6 +228,12 @@ async fn decide_over(client: &Client, id: &str, decision: Decision) -> Outcome<V
         Decision::Cancel { note } => ("cancel", json!({"note": note})),
     };
     client.post(&format!("/approvals/{}/{path}", segment(id)?), &body).await
+}
+
+/// Whether row `id` is a user-input call's, as the server shows it.
+async fn waits_for_values(client: &Client, id: &str) -> Outcome<bool> {
+    let row = client.get(&format!("/approvals/{}", segment(id)?), &[]).await?;
+    Ok(row["pause_type"] == "user_input")
 }
 
 async fn watch(ctx: &Context, args: &WatchArgs) -> Outcome {

@@ -1,5 +1,6 @@
 //! `kern serve`: the HTTP API (and whatever else kern-server serves) over the database, until
-//! interrupted: a first Ctrl-C lets the requests under way be answered, a second stops at once.
+//! interrupted: a first Ctrl-C or SIGTERM lets the requests under way be answered, a second stops
+//! at once.
 
 use std::io::Write as _;
 
@@ -41,7 +42,7 @@ pub async fn run(args: ServeArgs, ctx: &Context) -> Outcome {
     if ctx.out.json {
         ctx.out.json_line(&json!({"listening": url}))?;
     } else {
-        ctx.out.line(&format!("serving {url} (Ctrl-C stops)"))?;
+        ctx.out.line(&format!("serving {url} (Ctrl-C or SIGTERM stops)"))?;
     }
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let serving = server.serve_until(listener, async move {
@@ -54,7 +55,10 @@ pub async fn run(args: ServeArgs, ctx: &Context) -> Outcome {
         () = interrupt.received() => {}
     }
     if !ctx.out.json {
-        let _ = writeln!(std::io::stderr(), "stopping: answering the requests under way (Ctrl-C again stops at once)");
+        let _ = writeln!(
+            std::io::stderr(),
+            "stopping: answering the requests under way (a second Ctrl-C or SIGTERM stops at once)"
+        );
     }
     let _ = stop.send(());
     tokio::select! {

@@ -30,6 +30,13 @@ fn refund(customer: String, amount_eur: u32) -> String {
     format!("refunded {amount_eur} EUR to {customer}")
 }
 
+/// Tag a customer's account; a person may add a note to the tag.
+#[approval]
+#[tool(user_input_fields = ["note"])]
+fn tag_account(customer: String, note: Option<String>) -> String {
+    format!("tagged {customer}: {}", note.unwrap_or_default())
+}
+
 /// Apply a production database migration. An operator runs it by hand.
 #[approval]
 #[tool(external_execution)]
@@ -45,13 +52,14 @@ async fn email_customer(to: String, body: String) -> String {
 }
 
 /// An agent on `store` whose runs pause on `delete_user_data` ("delete ..."), `pay_vendor`
-/// ("pay ..."), `refund` ("refund ..."), `apply_migration` ("migrate ...") and
-/// `email_customer` ("email ...").
+/// ("pay ..."), `refund` ("refund ..."), `tag_account` ("tag ..."), `apply_migration`
+/// ("migrate ...") and `email_customer` ("email ...").
 pub fn agent(store: std::sync::Arc<dyn Store>) -> Agent {
     let model = ScriptedModel::new()
         .when_user_contains("delete", Reply::call("delete_user_data", json!({"user_id": "42"})))
         .when_user_contains("pay", Reply::call("pay_vendor", json!({"vendor": "acme", "amount": 1200})))
         .when_user_contains("refund", Reply::call("refund", json!({"customer": "c-7"})))
+        .when_user_contains("tag", Reply::call("tag_account", json!({"customer": "c-7"})))
         .when_user_contains("migrate", Reply::call("apply_migration", json!({"name": "0042_users"})))
         .when_user_contains("email", Reply::call("email_customer", json!({"to": "c-7", "body": "hi"})));
     Agent::builder()
@@ -60,6 +68,7 @@ pub fn agent(store: std::sync::Arc<dyn Store>) -> Agent {
         .tool(DeleteUserData)
         .tool(PayVendor)
         .tool(Refund)
+        .tool(TagAccount)
         .tool(ApplyMigration)
         .tool(EmailCustomer)
         .db(store)

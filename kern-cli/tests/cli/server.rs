@@ -81,6 +81,13 @@ async fn approvals_are_decided_through_a_server_as_the_keys_principal() {
         assert_eq!((approved["status"].as_str(), approved["resolved_by"].as_str()), (Some("approved"), Some("carol")));
         through(&url, key, &["approvals", "approve", &id]).fails(3);
         through(&url, key, &["approvals", "show", "no-such-row"]).fails(4);
+        // A note alone on a call that waits for a value named `note` stays the admin's.
+        let (tagging, tagged) = seed::pause(&agent, "tag c-7", "user-1").await;
+        through(&url, key, &["approvals", "approve", &tagged, "--note", "checked"]).ok();
+        let row = store.get_approval(&tagged).await.unwrap().unwrap();
+        assert_eq!((row.note(), row.user_input_values().map(|values| values.len())), (Some("checked"), Some(0)));
+        let done = agent.continue_run(&tagging.run_id, Vec::new()).await.unwrap();
+        assert_eq!(done.tools[0].result, Some(serde_json::json!("tagged c-7: ")), "no value named `note` given");
         let refused = through(&url, key, &["approvals", "approve", &paid]);
         assert!(refused.fails(5).contains("finance"), "{refused:?}");
         let rejected = through(&url, key, &["approvals", "cancel", &paid, "--json"]);

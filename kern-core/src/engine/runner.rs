@@ -56,10 +56,11 @@ struct Invocation {
     args: Value,
     /// The model's arguments, when an approver changed them: the model is told.
     edited_from: Option<Value>,
-    /// The row whose trail records the call's outcome: the row that approved it, or the audit
-    /// row of a call its caller confirmed (which is no approval the call's context names: a
-    /// confirmation given again after a crash makes a new audit row, and an idempotency key
-    /// from it would not be the same).
+    /// The row whose trail records the call's outcome: the row that approved it, the audit row
+    /// of a call its condition let run at once (made with the call, in the turn that runs it,
+    /// and named by its context), or the audit row of a call its caller confirmed (which its
+    /// context does not name: a confirmation given again after a crash makes a new audit row,
+    /// and an idempotency key from it would not be the same).
     recorded_under: Option<String>,
 }
 
@@ -508,7 +509,7 @@ impl Runner {
                 run_id = %invocation.context.run_id
             );
             let edit = invocation.edited_from.map(|from| (from, invocation.args.clone()));
-            let approval_id = invocation.recorded_under;
+            let recorded_under = invocation.recorded_under;
             // A panicking tool is a failed call, told to the model like any other failure: one
             // that panics as it is called, before its future exists, as one that panics in it.
             let (tool, context, args) = (&invocation.tool, &invocation.context, invocation.args);
@@ -517,11 +518,11 @@ impl Runner {
                 Err(ToolError::Failed(format!("the tool panicked: {}", panic_message(panic.as_ref()))))
             });
             emit_outcome(&invocation.context.run_id, &call_id, &invocation.tool_name, &result);
-            (call_id, approval_id, edit, result)
+            (call_id, recorded_under, edit, result)
         }))
         .await;
-        for (call_id, approval_id, edit, result) in results {
-            if let Some(approval_id) = approval_id {
+        for (call_id, recorded_under, edit, result) in results {
+            if let Some(approval_id) = recorded_under {
                 let outcome = match &result {
                     Ok(value) => trail::value_digest(value),
                     Err(error) => trail::value_digest(&Value::String(error.to_string())),

@@ -96,14 +96,13 @@ pub enum ModelError {
     NoScriptedReply(String),
 }
 
-/// What the user of an answer cut short for `reason` may do about it.
+/// What the user of an answer cut short for `reason` may do about it. Only the provider's stop
+/// reason is read: the rest of `reason` may be the model's own words (a refusal).
 fn cut_short_advice(reason: &str) -> &'static str {
-    if reason.contains("`length`") || reason.contains("`max_tokens`") {
-        ": raise `max_tokens`, it ran out of room"
-    } else if reason.contains("context_window") {
-        ": the conversation fills the model's context window"
-    } else {
-        ""
+    match reason {
+        "finish_reason `length`" | "stop_reason `max_tokens`" => ": raise `max_tokens`, it ran out of room",
+        "stop_reason `model_context_window_exceeded`" => ": the conversation fills the model's context window",
+        _ => "",
     }
 }
 

@@ -311,7 +311,12 @@ impl HttpTransport {
                 let wait = self.timeout.min(deadline.saturating_duration_since(tokio::time::Instant::now()));
                 let next = tokio::time::timeout(wait, response.chunk()).await.map_err(|_| {
                     if wait < self.timeout {
-                        ModelError::Timeout { provider: self.label.clone(), timeout: MAX_STREAM_DURATION }
+                        ModelError::StreamInterrupted {
+                            provider: self.label.clone(),
+                            reason: format!(
+                                "the answer was still coming after {MAX_STREAM_DURATION:?}, the most one may take"
+                            ),
+                        }
                     } else {
                         self.timed_out()
                     }

@@ -276,9 +276,10 @@ struct Pending {
     next: Option<String>,
 }
 
-/// Where a page's live updates start (`/events?after=`), read before the page's rows: after
-/// what has committed, and before an event that had its `seq` and commits after the rows were
-/// read, which a start after the last `seq` would never show ([`TrailReader::from_now`]).
+/// Where a page's live updates start (`/events?after=`), read before the page's rows: before an
+/// event that had its `seq` and commits after the rows were read, which a start after the last
+/// `seq` would never show ([`TrailReader::from_now`]). A few events the page already shows may
+/// come again, which only refreshes it; none is missed.
 async fn live_from(state: &AppState) -> PageResult<i64> {
     Ok(TrailReader::from_now(&*state.store).await?.position())
 }

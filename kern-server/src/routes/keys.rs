@@ -55,7 +55,10 @@ pub async fn revoke(
     PathParams(id): PathParams<String>,
 ) -> ApiResult<Json<KeyResponse>> {
     caller.require(Scope::Admin)?;
-    let key =
-        state.store.revoke_api_key(&id).await?.ok_or_else(|| ApiError::new(StatusCode::NOT_FOUND, "Key not found"))?;
+    let key = state
+        .store
+        .revoke_api_key(&id)
+        .await?
+        .ok_or_else(|| ApiError::new(StatusCode::NOT_FOUND, "Key not found").typed("key_not_found"))?;
     Ok(Json(KeyResponse::from(&key)))
 }

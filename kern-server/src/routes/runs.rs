@@ -43,8 +43,10 @@ enum Target {
 impl Target {
     fn not_found(self) -> ApiError {
         match self {
-            Target::Agent => ApiError::new(axum::http::StatusCode::NOT_FOUND, "Agent not found"),
-            Target::Team => ApiError::new(axum::http::StatusCode::NOT_FOUND, "Team not found"),
+            Target::Agent => {
+                ApiError::new(axum::http::StatusCode::NOT_FOUND, "Agent not found").typed("agent_not_found")
+            }
+            Target::Team => ApiError::new(axum::http::StatusCode::NOT_FOUND, "Team not found").typed("team_not_found"),
         }
     }
 }
