@@ -258,8 +258,22 @@ impl Worker {
             }
         }
         tracing::info!(in_flight = state.tasks.len(), "kern worker stopping: finishing the runs under way");
-        while let Some(joined) = state.tasks.join_next_with_id().await {
-            self.finished(&mut state, joined);
+        let drained = async {
+            while let Some(joined) = state.tasks.join_next_with_id().await {
+                self.finished(&mut state, joined);
+            }
+        };
+        match self.settings.shutdown_grace {
+            None => drained.await,
+            Some(grace) => {
+                if tokio::time::timeout(grace, drained).await.is_err() {
+                    tracing::warn!(
+                        in_flight = state.tasks.len(),
+                        grace_ms = grace.as_millis() as u64,
+                        "kern worker stopped waiting for the runs under way: left running, to be recovered once stale"
+                    );
+                }
+            }
         }
         Ok(())
     }

@@ -252,7 +252,34 @@ async fn a_stale_run_behind_a_retired_agents_is_recovered(backend: Backend) {
     assert_eq!(left.len(), 300, "the retired agent's runs are left as they were");
 }
 
+/// A worker told how long to wait for the runs under way when it stops waits that long, not for
+/// a tool that takes a minute: the run is left running, to be recovered once stale.
+async fn a_stopping_worker_waits_no_longer_than_its_grace(backend: Backend) {
+    let store = backend.store();
+    let ledger = Ledger::new();
+    let agent = agent(store.clone(), &ledger.0);
+    let paused = agent.run("slow order 5").await.unwrap();
+    let worker = quick_worker(store.clone(), agent).shutdown_grace(Duration::from_millis(200)).build().unwrap();
+    let (stop, stopped) = oneshot::channel::<()>();
+    let running = tokio::spawn(worker.run(async move {
+        let _ = stopped.await;
+    }));
+    store.update_approval(row_of(&paused), ApprovalUpdate::approve("admin-1")).await.unwrap();
+    let started = async {
+        while ledger.executions().is_empty() {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    };
+    tokio::time::timeout(PATIENCE, started).await.expect("the slow tool starts");
+
+    stop.send(()).unwrap();
+    tokio::time::timeout(PATIENCE, running).await.expect("the worker stops").unwrap().unwrap();
+    let left = store.load_run(&paused.run_id).await.unwrap().unwrap();
+    assert_eq!(left.status, RunStatus::Running, "the worker did not wait for the tool's minute");
+}
+
 on_every_backend!(
+    a_stopping_worker_waits_no_longer_than_its_grace,
     a_decided_run_continues_by_itself,
     a_worker_stopped_before_its_first_turn_takes_no_run,
     a_worker_started_after_the_decisions_catches_up,

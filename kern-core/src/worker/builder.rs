@@ -72,6 +72,7 @@ pub(super) struct Settings {
     pub(super) poll_interval: Duration,
     pub(super) upkeep_interval: Duration,
     pub(super) stale_after: Duration,
+    pub(super) shutdown_grace: Option<Duration>,
 }
 
 /// Configures a [`Worker`](super::Worker).
@@ -85,6 +86,7 @@ pub struct WorkerBuilder {
     poll_interval: Option<Duration>,
     upkeep_interval: Option<Duration>,
     stale_after: Option<Duration>,
+    shutdown_grace: Option<Duration>,
 }
 
 impl WorkerBuilder {
@@ -134,6 +136,17 @@ impl WorkerBuilder {
         self
     }
 
+    /// How long a stopping worker waits for the runs it continues to finish (for as long as
+    /// they take by default). Past it, `run` returns: a run still under way goes on while the
+    /// process does, and is otherwise left `running`, for a worker to recover once stale, its
+    /// approved calls perhaps run again with the same idempotency key. Set it below the time a
+    /// process manager gives a stopping process (30 s by Kubernetes' default), so that the
+    /// worker says what it leaves rather than being killed mid-way.
+    pub fn shutdown_grace(mut self, grace: Duration) -> Self {
+        self.shutdown_grace = Some(grace);
+        self
+    }
+
     /// The checked configuration.
     pub(super) fn check(self) -> Result<Checked, WorkerBuildError> {
         let store = self.store.ok_or(WorkerBuildError::NoStore)?;
@@ -160,6 +173,7 @@ impl WorkerBuilder {
                 short if short < MIN_STALE_AFTER => return Err(WorkerBuildError::StaleAfterTooShort),
                 stale_after => stale_after,
             },
+            shutdown_grace: self.shutdown_grace,
         };
         Ok(Checked { store, agents, teams, settings })
     }
