@@ -206,27 +206,20 @@ pub async fn refusal(response: Response) -> Failure {
 /// True when the TLS handshake failed: the server's certificate or protocol was refused, which
 /// trying again will not mend. TLS reports it as invalid data read from the connection.
 fn refused_tls(err: &reqwest::Error) -> bool {
-    let mut source = std::error::Error::source(err);
-    while let Some(cause) = source {
-        if cause.downcast_ref::<std::io::Error>().is_some_and(|io| io.kind() == std::io::ErrorKind::InvalidData) {
-            return true;
-        }
-        source = cause.source();
-    }
-    false
+    causes(err).any(|cause| {
+        cause.downcast_ref::<std::io::Error>().is_some_and(|io| io.kind() == std::io::ErrorKind::InvalidData)
+    })
 }
 
 /// The error and its causes on one line: reqwest's own message rarely says more than "error
 /// sending request".
 fn describe(err: &reqwest::Error) -> String {
-    let mut text = err.to_string();
-    let mut source = std::error::Error::source(err);
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
+    causes(err).fold(err.to_string(), |text, cause| format!("{text}: {cause}"))
+}
+
+/// The causes of `err`, nearest first.
+fn causes(err: &reqwest::Error) -> impl Iterator<Item = &(dyn std::error::Error + 'static)> {
+    std::iter::successors(std::error::Error::source(err), |cause| cause.source())
 }
 
 /// True when `url` names this machine: `localhost` or a loopback address.

@@ -16,7 +16,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
-use crate::approval::{Approval, ApprovalStatus, Principal, Vote};
+use crate::approval::{Approval, ApprovalStatus, Principal, Vote, VoteKind};
 use crate::text_enum::text_enum;
 use crate::timestamp;
 
@@ -430,34 +430,32 @@ pub fn verify_row(row: &Approval, events: &[TrailEvent], votes: &[Vote]) -> Resu
             Some(event.seq),
             "the row's decision (status, resolver or data) differs from the one this event recorded".into(),
         )),
-        (Some(event), Some(_)) => match unbacked_approval(row, events) {
+        (Some(event), Some(_)) => match unbacked_approval(row, votes) {
             Some(reason) => Err(broken(event.index, Some(event.seq), reason)),
             None => Ok(()),
         },
     }
 }
 
-/// Why approved `row`, whose policy has only votes decide it, is not approved by its chain's
-/// votes: fewer distinct principals than its quorum approved the call as it was approved (as
-/// the model asked, or with the same edit), counting only those the policy lets decide by the
-/// roles they held and whose call it is. `None` when the votes make the quorum, or the row is
-/// no such row.
-fn unbacked_approval(row: &Approval, events: &[TrailEvent]) -> Option<String> {
+/// Why approved `row`, whose policy has only votes decide it, is not approved by its `votes`
+/// (which its chain's vote events were just found to record, one for one): fewer distinct
+/// principals than its quorum approved the call as it was approved (as the model asked, or
+/// with the same edit), counting only those the policy lets decide by the roles they held and
+/// whose call it is. `None` when the votes make the quorum, or the row is no such row.
+fn unbacked_approval(row: &Approval, votes: &[Vote]) -> Option<String> {
     let policy = row.policy.as_ref().filter(|policy| policy.needs_principals())?;
     if row.status != ApprovalStatus::Approved {
         return None;
     }
-    let approved_args = row.resolution_data.as_ref().and_then(|data| data.get("args")).unwrap_or(&Value::Null);
-    let mut approvers: Vec<&str> = events
+    let approved_args = row.resolution_data.as_ref().and_then(|data| data.get("args"));
+    let mut approvers: Vec<&str> = votes
         .iter()
-        .filter(|event| event.kind == EventKind::Vote && event.data["vote"] == "approve")
-        .filter(|event| event.data["args"] == *approved_args)
-        .filter(|event| {
-            let roles = serde_json::from_value(event.data["roles"].clone()).unwrap_or_default();
-            let voter = Principal { id: event.principal.clone(), roles };
+        .filter(|vote| vote.kind == VoteKind::Approve && vote.args.as_ref() == approved_args)
+        .filter(|vote| {
+            let voter = Principal { id: vote.principal.clone(), roles: vote.roles.clone() };
             policy.ineligibility(&voter, row.user_id.as_deref()).is_none()
         })
-        .map(|event| event.principal.as_str())
+        .map(|vote| vote.principal.as_str())
         .collect();
     approvers.sort_unstable();
     approvers.dedup();

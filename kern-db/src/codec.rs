@@ -1,7 +1,7 @@
 //! Rows to kern's types and back. Enums are stored as their text, structured fields as JSON.
 
 use chrono::{DateTime, Utc};
-use kern_core::approval::{Approval, UnreadableRow, Vote};
+use kern_core::approval::{Approval, PageCursor, UnreadableRow, Vote};
 use kern_core::keys::ApiKey;
 use kern_core::run::{RunRecord, RunStatus};
 use kern_core::trail::TrailEvent;
@@ -287,6 +287,13 @@ pub(crate) struct ListedRun {
     /// Its last write's time, unless that cannot be read either.
     pub(crate) updated_at: Option<DateTime<Utc>>,
     pub(crate) run: std::result::Result<RunRecord, UnreadableRow>,
+}
+
+impl ListedRun {
+    /// Its place in a listing ordered by last write, then id; `None` when its time cannot be read.
+    pub(crate) fn time_cursor(&self) -> Option<PageCursor> {
+        self.updated_at.map(|at| PageCursor { at, id: self.run_id.clone() })
+    }
 }
 
 /// Reads a run selected with [`RUN_COLUMNS`] as [`run`] does, or names it as one that cannot

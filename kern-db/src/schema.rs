@@ -183,7 +183,7 @@ impl Migrator {
         // transaction, so that opening an up-to-date store takes no write lock (a command that
         // only reads waits behind no writer, and opens a file it may not write).
         let read = Stmt::new(&self.read_version).bind(self.scope.as_str());
-        if pools.read(read, codec::version).await.is_ok_and(|found| found.first() == Some(&target)) {
+        if pools.read(read.clone(), codec::version).await.is_ok_and(|found| found.first() == Some(&target)) {
             return Ok(());
         }
         let mut conn = pools.writer.acquire_live().await?;
@@ -191,7 +191,6 @@ impl Migrator {
         for sql in &self.setup {
             DB::execute_unprepared(&mut tx, sql).await?;
         }
-        let read = Stmt::new(&self.read_version).bind(self.scope.as_str());
         let current = DB::fetch(&mut tx, &read, codec::version).await?.pop().unwrap_or(0);
         if current == 0 && !provision.create {
             return Err(self.no_tables());

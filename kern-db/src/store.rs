@@ -27,7 +27,7 @@ use kern_core::{BoxFuture, Error, Result};
 use serde_json::Value;
 
 use crate::codec;
-use crate::driver::{ConnectionPool, Driver, Pools, begin, begin_snapshot, commit, roll_back};
+use crate::driver::{ConnectionPool, Driver, Pools, begin, begin_snapshot, roll_back};
 use crate::lanes::Lane;
 use crate::layout::Layout;
 use crate::queries::{Filter, Queries};
@@ -174,10 +174,11 @@ impl<DB: Driver> SqlStore<DB> {
         }
     }
 
-    /// Commits the transaction on `conn` and gives the connection back, announcing the commit
-    /// once it is back when its answer was lost (see [`announce_if_lost`](Self::announce_if_lost)).
-    async fn commit(&self, mut conn: Lane<DB::Connection>) -> Result<()> {
-        let committed = commit::<DB>(&mut conn).await;
+    /// Runs `writes` and commits the transaction on `conn`, then gives the connection back,
+    /// announcing the commit once it is back when its answer was lost (see
+    /// [`announce_if_lost`](Self::announce_if_lost)).
+    async fn commit(&self, mut conn: Lane<DB::Connection>, writes: Vec<Stmt<'_>>) -> Result<()> {
+        let committed = DB::commit_with(&mut conn, writes).await;
         drop(conn);
         if let Err(error) = &committed {
             self.announce_if_lost(error).await;
@@ -459,7 +460,7 @@ impl<DB: Driver> SqlStore<DB> {
             }
         };
         // Back to the pool before the announcement: a slow one holds no connection.
-        self.commit(conn).await?;
+        self.commit(conn, Vec::new()).await?;
         self.pools.committed(());
         self.waiters.wake_all();
         self.signal.appended();
@@ -546,7 +547,7 @@ impl<DB: Driver> SqlStore<DB> {
             }
         }
         expired += resolved.len() as u64;
-        self.commit(conn).await?;
+        self.commit(conn, Vec::new()).await?;
         self.pools.committed(());
         if expired > 0 || withdrew_runs {
             // Every waiter of this handle reads its row again; other handles are told the
@@ -597,12 +598,7 @@ impl<DB: Driver> SqlStore<DB> {
             writes.push(Stmt::new(&self.queries.touch_row).bind(id).bind(effect.row.updated_at));
         }
         writes.extend(self.insert_events(&chained));
-        let committed = DB::commit_with(&mut conn, writes).await;
-        drop(conn);
-        if let Err(error) = &committed {
-            self.announce_if_lost(error).await;
-        }
-        committed?;
+        self.commit(conn, writes).await?;
         self.pools.committed(());
         Ok(effect.row)
     }
@@ -890,7 +886,7 @@ impl<DB: Driver> Store for SqlStore<DB> {
                     .why_not(run_id, |status| Error::RunNotStale { run_id: run_id.to_owned(), status })
                     .await?);
             };
-            self.commit(conn).await?;
+            self.commit(conn, Vec::new()).await?;
             self.pools.committed(());
             self.signal.appended();
             self.announce(Resolved::Nothing).await;
@@ -1007,7 +1003,7 @@ impl<DB: Driver> Store for SqlStore<DB> {
             row.status = ApprovalStatus::Cancelled;
             row.resolved_at = Some(now);
             self.record_decision(&mut conn, &row, SYSTEM_PRINCIPAL, now).await?;
-            self.commit(conn).await?;
+            self.commit(conn, Vec::new()).await?;
             self.pools.committed(());
             self.waiters.wake(id);
             self.signal.appended();
@@ -1183,7 +1179,7 @@ impl<DB: Driver> Store for SqlStore<DB> {
                 after.cloned(),
                 limit,
                 |queries, after, limit| queries.stale_runs(cutoff, after, limit),
-                |listed| listed.updated_at.map(|at| PageCursor { at, id: listed.run_id.clone() }),
+                codec::ListedRun::time_cursor,
             )
             .await
         })
@@ -1195,7 +1191,7 @@ impl<DB: Driver> Store for SqlStore<DB> {
                 Some(after.clone()),
                 limit,
                 |queries, after, limit| after.map(|after| queries.runs_changed_after(after, limit)),
-                |listed| listed.updated_at.map(|at| PageCursor { at, id: listed.run_id.clone() }),
+                codec::ListedRun::time_cursor,
             )
             .await
         })

@@ -65,6 +65,11 @@ impl ApiError {
         Self::new(StatusCode::NOT_FOUND, format!("No runs found for run ID {run_id}")).typed("run_not_found")
     }
 
+    /// The body this error is answered with.
+    pub(crate) fn body(&self) -> ErrorBody {
+        ErrorBody { detail: self.detail.clone(), error_type: self.error_type }
+    }
+
     /// This error named as kern's `error_type` names it: see [`error_type`].
     pub(crate) fn typed(self, error_type: &'static str) -> Self {
         ApiError { error_type: Some(error_type), ..self }
@@ -89,7 +94,7 @@ impl ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        (self.status, Json(ErrorBody { detail: self.detail, error_type: self.error_type })).into_response()
+        (self.status, Json(self.body())).into_response()
     }
 }
 

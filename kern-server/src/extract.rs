@@ -88,8 +88,12 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for JsonBody<T> {
 
 /// Whether a body sent with `headers` is read as JSON: it says it is, or says no type.
 fn reads_as_json(headers: &HeaderMap) -> bool {
-    let untyped = headers.get(header::CONTENT_TYPE).is_none_or(|value| value.as_bytes().trim_ascii().is_empty());
-    untyped || is_json(headers)
+    names_no_type(headers) || is_json(headers)
+}
+
+/// Whether `headers` give a body no type: no `Content-Type`, or an empty one.
+pub(crate) fn names_no_type(headers: &HeaderMap) -> bool {
+    headers.get(header::CONTENT_TYPE).is_none_or(|value| value.as_bytes().trim_ascii().is_empty())
 }
 
 /// Whether `headers` name a JSON body: `application/json`, or a type ending `+json`.

@@ -77,7 +77,7 @@ pub(crate) struct Decision {
 
 /// True when one of `decisions` is a row's expiry under a policy that cancels the whole run.
 pub(crate) fn cancels_run(decisions: &[Decision]) -> bool {
-    decisions.iter().any(|decision| decision.verdict == Verdict::CancelRun)
+    cancelling_rows(decisions).next().is_some()
 }
 
 /// The rows of `decisions` whose expiry cancels the whole run.

@@ -254,10 +254,7 @@ pub async fn resolve(
     // Answers that a retry could change (an unavailable database) are not kept.
     let answer = match &outcome {
         Ok(decided) => Some((decided.status, decided.body()?, Some(etag(&decided.row)))),
-        Err(err) if !err.status.is_server_error() => {
-            let body = ErrorBody { detail: err.detail.clone(), error_type: err.error_type };
-            Some((err.status, json!(body), None))
-        }
+        Err(err) if !err.status.is_server_error() => Some((err.status, json!(err.body()), None)),
         Err(_) => None,
     }
     .map(|(status, body, etag)| Reply { request, status, body, etag });

@@ -9,7 +9,7 @@ use axum::http::{HeaderValue, StatusCode};
 use serde_json::{Map, Value};
 
 use crate::error::ApiError;
-use crate::extract::{form_fields, is_content_type, multipart, read_body};
+use crate::extract::{form_fields, is_content_type, multipart, names_no_type, read_body};
 
 /// The reference's fields of a run's start that kern has no meaning for.
 const UNSUPPORTED_ON_START: [&str; 12] = [
@@ -37,7 +37,7 @@ impl<S: Send + Sync> FromRequest<S> for RunFields {
     type Rejection = ApiError;
 
     async fn from_request(mut request: Request, state: &S) -> Result<Self, Self::Rejection> {
-        if request.headers().get(CONTENT_TYPE).is_none_or(HeaderValue::is_empty) {
+        if names_no_type(request.headers()) {
             // A body sent without a type is read as the reference's form, which axum reads only
             // when it is named.
             let form = HeaderValue::from_static("application/x-www-form-urlencoded");
